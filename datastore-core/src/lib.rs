@@ -1,0 +1,33 @@
+//! Runtime of the `datastore` ORM. Depend on the `datastore` crate, which re-exports this one
+//! together with the derive macros; its documentation is the place to start.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod migrate;
+mod model;
+pub mod relations;
+mod repo;
+pub mod schema;
+mod store;
+mod types;
+
+pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
+pub use migrate::Schema;
+pub use model::{Model, Persist, Predicate};
+pub use repo::Repo;
+pub use store::{PooledConn, Store, StoreBuilder, Synchronous};
+pub use types::{sql_types, DbEnum, FieldType, Id, Json, Timestamp};
+
+/// Re-exported so that applications use the same Diesel as the store.
+pub use diesel;
+/// Re-exported so that applications use the same migrations runner as the store.
+pub use diesel_migrations;
+
+/// What generated code refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use diesel;
+    pub use diesel_migrations;
+    pub use std::borrow::Cow;
+}

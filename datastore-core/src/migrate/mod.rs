@@ -1,0 +1,185 @@
+//! Migrations generated from the models.
+//!
+//! A [`Schema`] is the set of models an application stores. [`Migrations`] is a folder of
+//! ordinary Diesel migrations (`<version>_<name>/up.sql` and `down.sql`, the layout the diesel
+//! CLI runs too) plus `schema.json`, the schema those migrations produce. Comparing the models
+//! with that snapshot gives the exact change to write as the next migration
+//! ([`Migrations::generate`]), or the drift a test reports ([`Migrations::check`]).
+
+mod diff;
+mod schema;
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use diff::Change;
+pub use schema::Schema;
+
+use crate::schema::ddl::Dialect;
+use crate::{Error, Result};
+
+const SNAPSHOT: &str = "schema.json";
+
+/// A folder of generated migrations for one SQL dialect, such as `migrations/sqlite`.
+///
+/// ```no_run
+/// use datastore::prelude::*;
+/// use datastore::migrate::Migrations;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let schema = Schema::new().model::<Note>();
+/// let migrations = Migrations::new("migrations/sqlite", Dialect::Sqlite);
+/// if let Some(dir) = migrations.generate(&schema, "add_notes")? {
+///     println!("wrote {}", dir.display());
+/// }
+/// migrations.check(&schema)?; // now in sync
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Migrations {
+    dir: PathBuf,
+    dialect: Dialect,
+}
+
+/// A migration to be written: the changes, and their SQL both ways.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migration {
+    /// What changes, in the order applied.
+    pub changes: Vec<Change>,
+    /// `up.sql`.
+    pub up: String,
+    /// `down.sql`.
+    pub down: String,
+    /// Whether it must run outside a transaction (it rebuilds a table, which needs foreign-key
+    /// enforcement off; it then manages its own transaction).
+    pub outside_transaction: bool,
+}
+
+/// The difference between the models and their migrations: the migration that is missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drift {
+    /// The folder whose migrations are behind.
+    pub dir: PathBuf,
+    /// The migration that would bring them up to date.
+    pub missing: Migration,
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the models and the migrations in {} differ:", self.dir.display())?;
+        for change in &self.missing.changes {
+            writeln!(f, "  {change}")?;
+        }
+        writeln!(f, "the missing migration's up.sql would be:")?;
+        for line in self.missing.up.lines() {
+            writeln!(f, "  | {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Drift {}
+
+impl Migrations {
+    /// The migrations in `dir`, rendered for `dialect`.
+    pub fn new(dir: impl Into<PathBuf>, dialect: Dialect) -> Self {
+        Self { dir: dir.into(), dialect }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The schema the existing migrations produce (empty when there are none).
+    pub fn snapshot(&self) -> Result<Schema> {
+        let path = self.dir.join(SNAPSHOT);
+        match fs::read_to_string(&path) {
+            Ok(json) => serde_json::from_str(&json).map_err(|e| {
+                Error::Migration(format!("{}: not a schema snapshot: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Schema::new()),
+            Err(source) => Err(Error::Io { path: path.display().to_string(), source }),
+        }
+    }
+
+    /// The migration that would bring the folder up to date with `schema`, if one is needed.
+    pub fn plan(&self, schema: &Schema) -> Result<Option<Migration>> {
+        schema.validate()?;
+        let changes = diff::diff(&self.snapshot()?, schema);
+        Ok((!changes.is_empty()).then(|| diff::render(&changes, self.dialect)))
+    }
+
+    /// Fails with the [`Drift`] when the models changed and no migration was generated for it.
+    pub fn check(&self, schema: &Schema) -> Result<(), Drift> {
+        match self.plan(schema) {
+            Ok(None) => Ok(()),
+            Ok(Some(missing)) => Err(Drift { dir: self.dir.clone(), missing }),
+            Err(e) => Err(Drift {
+                dir: self.dir.clone(),
+                missing: Migration {
+                    changes: Vec::new(),
+                    up: format!("-- cannot plan: {e}"),
+                    down: String::new(),
+                    outside_transaction: false,
+                },
+            }),
+        }
+    }
+
+    /// Writes the migration that brings the folder up to date with `schema`, as
+    /// `<version>_<name>/`, and updates the snapshot. Writes nothing and returns `None` when
+    /// nothing changed.
+    pub fn generate(&self, schema: &Schema, name: &str) -> Result<Option<PathBuf>> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::Migration(format!(
+                "migration name {name:?} must be non-empty ASCII letters, digits and underscores"
+            )));
+        }
+        let Some(migration) = self.plan(schema)? else { return Ok(None) };
+        let dir = self.next_dir(name)?;
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let write = |file: &str, text: &str| {
+            let path = dir.join(file);
+            fs::write(&path, text).map_err(io(&path))
+        };
+        write("up.sql", &migration.up)?;
+        write("down.sql", &migration.down)?;
+        if migration.outside_transaction {
+            write("metadata.toml", "run_in_transaction = false\n")?;
+        }
+        let snapshot = serde_json::to_string_pretty(schema).expect("a schema always serializes");
+        let path = self.dir.join(SNAPSHOT);
+        fs::write(&path, snapshot + "\n").map_err(io(&path))?;
+        Ok(Some(dir))
+    }
+
+    /// `<version>_<name>`, with the version in the diesel CLI's form, later than every
+    /// existing one.
+    fn next_dir(&self, name: &str) -> Result<PathBuf> {
+        let mut latest = String::new();
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if let Some(version) = file.split('_').next() {
+                    latest = latest.max(version.to_owned());
+                }
+            }
+        }
+        // Versions compare as text; a later second is always found within a few steps of
+        // the latest existing one, since both have the same fixed-width form.
+        let mut now = chrono::Utc::now();
+        if let Ok(latest) = chrono::NaiveDateTime::parse_from_str(&latest, "%Y-%m-%d-%H%M%S") {
+            now = now.max(latest.and_utc() + chrono::Duration::seconds(1));
+        }
+        Ok(self.dir.join(format!("{}_{name}", now.format("%Y-%m-%d-%H%M%S"))))
+    }
+}

@@ -1,0 +1,131 @@
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{RunQueryDsl, SqliteConnection};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Model;
+use crate::schema::ddl::{self, Dialect};
+use crate::schema::Table;
+use crate::{Error, Result};
+
+/// The set of models an application stores: what its migrations are generated from.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// let schema = Schema::new().model::<Note>();
+/// assert_eq!(schema.tables()[0].name, "notes");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Schema {
+    tables: Vec<Table>,
+}
+
+impl Schema {
+    /// An empty schema.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a model's table (once; adding it again changes nothing).
+    pub fn model<M: Model>(self, ) -> Self {
+        self.table(M::TABLE)
+    }
+
+    /// Adds a table description.
+    pub fn table(mut self, table: Table) -> Self {
+        if !self.tables.iter().any(|t| t.name == table.name) {
+            self.tables.push(table);
+        }
+        self
+    }
+
+    /// The tables, each after the tables it references.
+    pub fn tables(&self) -> Vec<&Table> {
+        let mut ordered: Vec<&Table> = Vec::with_capacity(self.tables.len());
+        let mut pending: Vec<&Table> = self.tables.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|t| {
+                let ready = t.foreign_keys.iter().all(|fk| {
+                    fk.references == t.name || ordered.iter().any(|o| o.name == fk.references)
+                        || !self.tables.iter().any(|x| x.name == fk.references)
+                });
+                if ready {
+                    ordered.push(t);
+                }
+                !ready
+            });
+            if pending.len() == before {
+                // A cycle of foreign keys: SQLite accepts forward references, keep the order.
+                ordered.append(&mut pending);
+            }
+        }
+        ordered
+    }
+
+    /// The table with this name.
+    pub fn get(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Checks that every foreign key references a table of the schema.
+    pub fn validate(&self) -> Result<()> {
+        for table in &self.tables {
+            for fk in table.foreign_keys.iter() {
+                if self.get(&fk.references).is_none() {
+                    return Err(Error::Migration(format!(
+                        "{}.{} references table {}, which is not in the schema: add its model",
+                        table.name, fk.column, fk.references
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The DDL creating every table and index, in dependency order.
+    pub fn create_sql(&self, dialect: Dialect) -> String {
+        let mut sql = String::new();
+        for table in self.tables() {
+            sql.push_str(&ddl::create_table(table, dialect));
+            sql.push('\n');
+            for index in table.all_indexes() {
+                sql.push_str(&ddl::create_index(&table.name, &index, dialect));
+                sql.push('\n');
+            }
+        }
+        sql
+    }
+
+    /// Creates the tables (and their indexes) that do not exist yet, in one transaction.
+    /// For tests and prototypes; applications run migrations.
+    pub fn create_all(&self, conn: &mut SqliteConnection) -> Result<()> {
+        self.validate()?;
+        diesel::Connection::transaction(conn, |conn| {
+            for table in self.tables() {
+                let exists: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+                    "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
+                ).bind::<Text, _>(table.name.as_ref()).sql(")"))
+                .get_result(conn)?;
+                if exists == 0 {
+                    let mut sql = ddl::create_table(table, Dialect::Sqlite);
+                    for index in table.all_indexes() {
+                        sql.push('\n');
+                        sql.push_str(&ddl::create_index(&table.name, &index, Dialect::Sqlite));
+                    }
+                    conn.batch_execute(&sql)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}

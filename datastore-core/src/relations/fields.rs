@@ -1,0 +1,111 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! relation_field {
+    ($(#[$doc:meta])* $name:ident, $loaded:ty) => {
+        $(#[$doc])*
+        ///
+        /// A row read from the database has its relations not loaded; loading fills them.
+        /// Not loaded is never the same as empty: [`get`](Self::get) tells them apart, and
+        /// serde writes `null` for not loaded.
+        #[derive(Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name<T>(Option<$loaded>);
+
+        impl<T> $name<T> {
+            /// The relation, not loaded.
+            pub const fn not_loaded() -> Self {
+                Self(None)
+            }
+
+            /// The relation, loaded with these rows.
+            pub const fn loaded(value: $loaded) -> Self {
+                Self(Some(value))
+            }
+
+            /// Whether the relation was loaded.
+            pub const fn is_loaded(&self) -> bool {
+                self.0.is_some()
+            }
+
+            /// The loaded value, or `None` if the relation was not loaded.
+            pub fn into_loaded(self) -> Option<$loaded> {
+                self.0
+            }
+        }
+
+        impl<T> Default for $name<T> {
+            fn default() -> Self {
+                Self::not_loaded()
+            }
+        }
+
+        impl<T: fmt::Debug> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match &self.0 {
+                    Some(value) => value.fmt(f),
+                    None => f.write_str("<not loaded>"),
+                }
+            }
+        }
+    };
+}
+
+relation_field!(
+    /// The children of a `#[has_many(T)]` field.
+    ///
+    /// ```
+    /// use datastore::relations::HasMany;
+    ///
+    /// let comments: HasMany<String> = HasMany::default();
+    /// assert_eq!(comments.get(), None);
+    /// assert_eq!(HasMany::loaded(vec!["hi".to_string()]).get().unwrap().len(), 1);
+    /// ```
+    HasMany, Vec<T>
+);
+relation_field!(
+    /// The rows linked through the join model of a `#[many_to_many(T, through = J)]` field.
+    ///
+    /// ```
+    /// use datastore::relations::ManyToMany;
+    ///
+    /// let editors: ManyToMany<String> = ManyToMany::loaded(vec![]);
+    /// assert_eq!(editors.get(), Some(&[][..])); // loaded, and empty
+    /// ```
+    ManyToMany, Vec<T>
+);
+relation_field!(
+    /// The child of a `#[has_one(T)]` field: loaded as `Some(child)` or `None` when there is
+    /// no child.
+    ///
+    /// ```
+    /// use datastore::relations::HasOne;
+    ///
+    /// let profile: HasOne<String> = HasOne::loaded(None);
+    /// assert_eq!(profile.get(), Some(None)); // loaded: there is no profile
+    /// ```
+    HasOne, Option<T>
+);
+
+impl<T> HasMany<T> {
+    /// The children, or `None` if the relation was not loaded.
+    pub fn get(&self) -> Option<&[T]> {
+        self.0.as_deref()
+    }
+}
+
+impl<T> ManyToMany<T> {
+    /// The linked rows, or `None` if the relation was not loaded.
+    pub fn get(&self) -> Option<&[T]> {
+        self.0.as_deref()
+    }
+}
+
+impl<T> HasOne<T> {
+    /// `Some(child)` (which is `None` when there is no child), or `None` if the relation was
+    /// not loaded.
+    pub fn get(&self) -> Option<Option<&T>> {
+        self.0.as_ref().map(Option::as_ref)
+    }
+}

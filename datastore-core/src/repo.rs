@@ -1,0 +1,101 @@
+//! Typed model methods on a plain Diesel connection.
+
+use diesel::connection::Connection;
+use diesel::expression::BoxableExpression;
+use diesel::sql_types::Bool;
+
+use crate::model::Persist;
+use crate::{Error, Id, Result};
+
+/// The typed methods of every model, on a Diesel connection.
+///
+/// Implemented for every connection, so code that already uses Diesel can read and write
+/// models on its own connections, inside its own transactions. [`Store`](crate::Store) offers
+/// the same methods on its pool.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::diesel::{Connection, SqliteConnection};
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+/// Schema::new().model::<Note>().create_all(&mut conn)?;
+///
+/// let note = conn.save(Note { text: "hello".into(), ..Note::default() })?;
+/// assert_eq!(conn.find::<Note>(&note.id)?, Some(note.clone()));
+/// assert_eq!(conn.count::<Note>()?, 1);
+/// conn.delete(&note)?;
+/// assert_eq!(conn.count::<Note>()?, 0);
+/// # Ok(())
+/// # }
+/// ```
+pub trait Repo: Connection + Sized {
+    /// Inserts the row, or updates the row with the same primary key, and returns it as stored
+    /// (with `created_at`/`updated_at` maintained). Saving a row that did not change writes
+    /// nothing.
+    fn save<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
+        model.save(self)
+    }
+
+    /// The row with this primary key, if there is one.
+    fn find<M: Persist<Self>>(&mut self, id: &Id) -> Result<Option<M>> {
+        M::find(self, id)
+    }
+
+    /// The row with this primary key, or [`Error::NotFound`].
+    fn get<M: Persist<Self>>(&mut self, id: &Id) -> Result<M> {
+        M::find(self, id)?.ok_or_else(|| Error::not_found(&M::TABLE.name, id))
+    }
+
+    /// Every row of the model's table, in primary-key order.
+    fn all<M: Persist<Self>>(&mut self) -> Result<Vec<M>> {
+        M::load(self, M::query())
+    }
+
+    /// The rows of a query refined from the model's boxed query.
+    ///
+    /// `conn.query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::rating.desc()))`
+    fn query<M: Persist<Self>>(&mut self, build: impl FnOnce(M::Query) -> M::Query) -> Result<Vec<M>> {
+        M::load(self, build(M::query()))
+    }
+
+    /// The number of rows of the model's table.
+    fn count<M: Persist<Self>>(&mut self) -> Result<i64> {
+        M::count(self)
+    }
+
+    /// Deletes this row (and, through `ON DELETE CASCADE`, its children), or fails with
+    /// [`Error::NotFound`] if it is not stored.
+    fn delete<M: Persist<Self>>(&mut self, model: &M) -> Result<()> {
+        self.delete_by_id::<M>(model.id())
+    }
+
+    /// Deletes the row with this primary key, or fails with [`Error::NotFound`].
+    fn delete_by_id<M: Persist<Self>>(&mut self, id: &Id) -> Result<()> {
+        if M::delete_by_id(self, id)? {
+            Ok(())
+        } else {
+            Err(Error::not_found(&M::TABLE.name, id))
+        }
+    }
+
+    /// Deletes the rows matching a predicate on the model's table; returns how many.
+    ///
+    /// `conn.delete_where::<Post>(posts::rating.lt(3))`
+    fn delete_where<M: Persist<Self>>(
+        &mut self,
+        predicate: impl BoxableExpression<M::Table, Self::Backend, SqlType = Bool> + 'static,
+    ) -> Result<usize> {
+        M::delete_where(self, Box::new(predicate))
+    }
+}
+
+impl Repo for diesel::SqliteConnection {}
+

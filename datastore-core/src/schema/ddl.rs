@@ -1,0 +1,234 @@
+//! Rendering DDL from the schema description.
+//!
+//! Every identifier is quoted and every literal escaped, so a table named `order` or a column
+//! named `group` is as safe as any other.
+
+use super::{Column, ColumnType, Index, OnDelete, Table};
+
+/// The SQL dialect DDL is rendered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// SQLite 3.37 or later (tables are `STRICT`).
+    Sqlite,
+}
+
+impl Dialect {
+    /// The folder name of this dialect's migrations under `migrations/`.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+        }
+    }
+
+    /// The declared SQL type of a column.
+    pub fn column_type(self, ty: &ColumnType) -> &'static str {
+        match (self, ty) {
+            (Self::Sqlite, ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt) => {
+                "INTEGER"
+            }
+            (Self::Sqlite, ColumnType::Bool) => "INTEGER",
+            (Self::Sqlite, ColumnType::Float | ColumnType::Double) => "REAL",
+            (Self::Sqlite, ColumnType::Blob) => "BLOB",
+            (
+                Self::Sqlite,
+                ColumnType::Text
+                | ColumnType::Uuid
+                | ColumnType::Timestamp
+                | ColumnType::Json
+                | ColumnType::Enum(_),
+            ) => "TEXT",
+        }
+    }
+
+    /// A value every row can take when a `NOT NULL` column is added to a table that has rows.
+    fn filler(self, column: &Column) -> String {
+        match &column.ty {
+            ColumnType::Text => "''".into(),
+            ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt | ColumnType::Bool => {
+                "0".into()
+            }
+            ColumnType::Float | ColumnType::Double => "0.0".into(),
+            ColumnType::Blob => "X''".into(),
+            ColumnType::Uuid => "'00000000-0000-0000-0000-000000000000'".into(),
+            ColumnType::Timestamp => "'1970-01-01T00:00:00.000000Z'".into(),
+            ColumnType::Json => "'null'".into(),
+            ColumnType::Enum(variants) => {
+                quote_literal(variants.first().map(|v| v.as_ref()).unwrap_or(""))
+            }
+        }
+    }
+}
+
+/// Quotes an identifier: `order` becomes `"order"`, and `a"b` becomes `"a""b"`.
+///
+/// ```
+/// use datastore::schema::ddl::quote_ident;
+/// assert_eq!(quote_ident("group"), r#""group""#);
+/// assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+/// ```
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal: `it's` becomes `'it''s'`.
+///
+/// ```
+/// use datastore::schema::ddl::quote_literal;
+/// assert_eq!(quote_literal("it's"), "'it''s'");
+/// ```
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The definition of one column inside `CREATE TABLE` or `ADD COLUMN`.
+pub fn column_definition(table: &Table, column: &Column, dialect: Dialect) -> String {
+    let mut def = format!("{} {}", quote_ident(&column.name), dialect.column_type(&column.ty));
+    if column.name == table.primary_key {
+        def.push_str(" PRIMARY KEY");
+    }
+    if !column.nullable {
+        def.push_str(" NOT NULL");
+    }
+    if column.unique && column.name != table.primary_key {
+        def.push_str(" UNIQUE");
+    }
+    if let Some(check) = column.check() {
+        def.push_str(&format!(" CHECK ({check})"));
+    }
+    if let Some(fk) = table.foreign_key(&column.name) {
+        def.push_str(&format!(
+            " REFERENCES {} ({}) ON DELETE {}",
+            quote_ident(&fk.references),
+            quote_ident(&fk.referenced_column),
+            on_delete_sql(fk.on_delete)
+        ));
+    }
+    def
+}
+
+fn on_delete_sql(action: OnDelete) -> &'static str {
+    match action {
+        OnDelete::Cascade => "CASCADE",
+        OnDelete::Restrict => "RESTRICT",
+        OnDelete::SetNull => "SET NULL",
+    }
+}
+
+/// `CREATE TABLE` for a table, under the given name (the table's own, or a temporary one
+/// while a table is rebuilt).
+pub fn create_table_as(table: &Table, name: &str, dialect: Dialect) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("    {}", column_definition(table, c, dialect)))
+        .collect();
+    let strict = match dialect {
+        Dialect::Sqlite => " STRICT",
+    };
+    format!("CREATE TABLE {} (\n{}\n){strict};", quote_ident(name), columns.join(",\n"))
+}
+
+/// `CREATE TABLE` for a table.
+///
+/// ```
+/// use datastore::schema::ddl::{create_table, Dialect};
+/// use datastore::schema::{Column, ColumnType, Table};
+/// use std::borrow::Cow;
+///
+/// let table = Table {
+///     name: "notes".into(),
+///     primary_key: "id".into(),
+///     columns: vec![
+///         Column::new("id", ColumnType::Uuid, false),
+///         Column::new("text", ColumnType::Text, true),
+///     ].into(),
+///     foreign_keys: Cow::Borrowed(&[]),
+///     indexes: Cow::Borrowed(&[]),
+/// };
+/// assert_eq!(
+///     create_table(&table, Dialect::Sqlite),
+///     "CREATE TABLE \"notes\" (\n    \"id\" TEXT PRIMARY KEY NOT NULL,\n    \"text\" TEXT\n) STRICT;"
+/// );
+/// ```
+pub fn create_table(table: &Table, dialect: Dialect) -> String {
+    create_table_as(table, &table.name, dialect)
+}
+
+/// `CREATE INDEX` for one index of a table.
+pub fn create_index(table: &str, index: &Index, _dialect: Dialect) -> String {
+    let columns: Vec<String> = index.columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "CREATE {}INDEX {} ON {} ({});",
+        if index.unique { "UNIQUE " } else { "" },
+        quote_ident(&index.name),
+        quote_ident(table),
+        columns.join(", ")
+    )
+}
+
+/// `DROP INDEX`.
+pub fn drop_index(index: &Index, _dialect: Dialect) -> String {
+    format!("DROP INDEX {};", quote_ident(&index.name))
+}
+
+/// `DROP TABLE`.
+pub fn drop_table(table: &str, _dialect: Dialect) -> String {
+    format!("DROP TABLE {};", quote_ident(table))
+}
+
+/// `ALTER TABLE .. ADD COLUMN`. A `NOT NULL` column gets a default that existing rows take
+/// (the zero value of its type), since SQLite cannot add it otherwise.
+pub fn add_column(table: &Table, column: &Column, dialect: Dialect) -> String {
+    let mut def = column_definition(table, column, dialect);
+    if !column.nullable {
+        def.push_str(&format!(" DEFAULT {}", dialect.filler(column)));
+    }
+    format!("ALTER TABLE {} ADD COLUMN {def};", quote_ident(&table.name))
+}
+
+/// `ALTER TABLE .. DROP COLUMN`.
+pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
+    format!("ALTER TABLE {} DROP COLUMN {};", quote_ident(table), quote_ident(column))
+}
+
+/// The statements that replace a table by a new definition of it, keeping the rows: create
+/// the new table beside the old one, copy the columns both have, drop the old one, rename,
+/// and recreate the indexes. SQLite cannot alter a column's type or constraints in place.
+///
+/// The caller must run them with foreign-key enforcement off (outside any transaction), or
+/// dropping the old table would cascade to the rows that reference it.
+pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
+    let temp = format!("__datastore_new_{}", new.name);
+    let kept: Vec<String> = new
+        .columns
+        .iter()
+        .filter(|c| old.column(&c.name).is_some())
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    let added_not_null: Vec<&Column> = new
+        .columns
+        .iter()
+        .filter(|c| old.column(&c.name).is_none() && !c.nullable)
+        .collect();
+    let mut insert_columns = kept.clone();
+    let mut select_columns = kept;
+    for column in added_not_null {
+        insert_columns.push(quote_ident(&column.name));
+        select_columns.push(dialect.filler(column));
+    }
+    let mut statements = vec![
+        create_table_as(new, &temp, dialect),
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {};",
+            quote_ident(&temp),
+            insert_columns.join(", "),
+            select_columns.join(", "),
+            quote_ident(&old.name)
+        ),
+        drop_table(&old.name, dialect),
+        format!("ALTER TABLE {} RENAME TO {};", quote_ident(&temp), quote_ident(&new.name)),
+    ];
+    statements.extend(new.all_indexes().iter().map(|i| create_index(&new.name, i, dialect)));
+    statements
+}

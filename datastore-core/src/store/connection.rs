@@ -1,0 +1,51 @@
+//! What every connection the store opens is set up with.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::CustomizeConnection;
+use diesel::SqliteConnection;
+
+/// How SQLite syncs writes to disk in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is durable, even across power loss (SQLite's default).
+    #[default]
+    Full,
+    /// Commits survive a crash of the process; the last ones may be lost on power loss.
+    /// Faster; never corrupts the database.
+    Normal,
+}
+
+/// The per-connection settings: applied to every connection the store opens, pooled or not.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionSetup {
+    pub busy_timeout: Duration,
+    pub wal: bool,
+    pub synchronous: Synchronous,
+}
+
+impl ConnectionSetup {
+    /// Foreign keys are off in SQLite unless every connection turns them on; without them no
+    /// `ON DELETE CASCADE` happens at all.
+    pub fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        let mut sql = format!(
+            "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;\n",
+            self.busy_timeout.as_millis()
+        );
+        if self.wal {
+            sql.push_str("PRAGMA journal_mode = WAL;\n");
+            sql.push_str(match self.synchronous {
+                Synchronous::Full => "PRAGMA synchronous = FULL;\n",
+                Synchronous::Normal => "PRAGMA synchronous = NORMAL;\n",
+            });
+        }
+        conn.batch_execute(&sql)
+    }
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        self.apply(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+}

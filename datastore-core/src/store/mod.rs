@@ -1,0 +1,278 @@
+//! The store: a pool of configured connections, migrations run on open, and the typed model
+//! methods on top.
+
+mod connection;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use diesel::connection::Connection;
+use diesel::expression::BoxableExpression;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::sql_types::Bool;
+use diesel::sqlite::Sqlite;
+use diesel::SqliteConnection;
+use diesel::migration::MigrationSource;
+use diesel_migrations::MigrationHarness;
+
+pub use connection::Synchronous;
+use connection::ConnectionSetup;
+
+use crate::model::Persist;
+use crate::repo::Repo;
+use crate::{Error, Id, Result};
+
+/// A connection taken from the store's pool; it derefs to a Diesel [`SqliteConnection`].
+pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+/// A data store over one database: a pool of connections, each set up with foreign keys on,
+/// a busy timeout and (for files) WAL, with the application's migrations run when it opens.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
+/// assert_eq!(store.get::<Note>(&note.id)?.text, "hi");
+/// # Ok(())
+/// # }
+/// ```
+pub struct Store {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    url: String,
+    /// An in-memory database lives as long as one connection to it: this one.
+    _keepalive: Option<Mutex<SqliteConnection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).field("pool", &self.pool.state()).finish()
+    }
+}
+
+/// Options for opening a [`Store`]; from [`Store::builder`].
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct StoreBuilder {
+    url: String,
+    migrations: Option<Box<dyn MigrationSource<Sqlite> + Send>>,
+    schema: Option<crate::Schema>,
+    pool_size: u32,
+    setup: ConnectionSetup,
+    connection_timeout: Duration,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and runs the pending migrations.
+    ///
+    /// `url` is a file path, `sqlite:` followed by a path, a SQLite `file:` URI, or
+    /// `":memory:"` for a private in-memory database shared by the store's connections.
+    /// `migrations` is usually `datastore::embed_migrations!()`.
+    pub fn open(
+        url: impl Into<String>,
+        migrations: impl MigrationSource<Sqlite> + Send + 'static,
+    ) -> Result<Self> {
+        Self::builder(url).migrations(migrations).open()
+    }
+
+    /// A builder to set the pool size, the busy timeout and how the schema is set up.
+    pub fn builder(url: impl Into<String>) -> StoreBuilder {
+        StoreBuilder {
+            url: url.into(),
+            migrations: None,
+            schema: None,
+            pool_size: 8,
+            setup: ConnectionSetup {
+                busy_timeout: Duration::from_secs(5),
+                wal: true,
+                synchronous: Synchronous::Full,
+            },
+            connection_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A connection from the pool, for Diesel's own DSL and for [`Repo`]'s methods.
+    pub fn conn(&self) -> Result<PooledConn> {
+        self.pool.get().map_err(|e| Error::Connection { url: self.url.clone(), message: e.to_string() })
+    }
+
+    /// The database this store was opened on.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` in one transaction (`BEGIN IMMEDIATE`, so it never fails half-way for want of
+    /// the write lock): it commits when `f` returns `Ok`, and when `f` fails nothing it wrote
+    /// remains. Inside, `tx.transaction(..)` nests as a savepoint.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let failed: datastore::Result<()> = store.transaction(|tx| {
+    ///     tx.save(Note { text: "kept?".into(), ..Note::default() })?;
+    ///     tx.get::<Note>(&Id::new())?; // fails: no such note
+    ///     Ok(())
+    /// });
+    /// assert!(failed.is_err());
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn transaction<T>(&self, f: impl FnOnce(&mut SqliteConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(f)
+    }
+
+    /// See [`Repo::save`].
+    pub fn save<M: Persist<SqliteConnection>>(&self, model: M) -> Result<M> {
+        (*self.conn()?).save(model)
+    }
+
+    /// See [`Repo::find`].
+    pub fn find<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<Option<M>> {
+        (*self.conn()?).find(id)
+    }
+
+    /// See [`Repo::get`].
+    pub fn get<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<M> {
+        (*self.conn()?).get(id)
+    }
+
+    /// See [`Repo::all`].
+    pub fn all<M: Persist<SqliteConnection>>(&self) -> Result<Vec<M>> {
+        (*self.conn()?).all()
+    }
+
+    /// See [`Repo::query`].
+    pub fn query<M: Persist<SqliteConnection>>(
+        &self,
+        build: impl FnOnce(M::Query) -> M::Query,
+    ) -> Result<Vec<M>> {
+        (*self.conn()?).query(build)
+    }
+
+    /// See [`Repo::count`].
+    pub fn count<M: Persist<SqliteConnection>>(&self) -> Result<i64> {
+        (*self.conn()?).count::<M>()
+    }
+
+    /// See [`Repo::delete`].
+    pub fn delete<M: Persist<SqliteConnection>>(&self, model: &M) -> Result<()> {
+        (*self.conn()?).delete(model)
+    }
+
+    /// See [`Repo::delete_by_id`].
+    pub fn delete_by_id<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<()> {
+        (*self.conn()?).delete_by_id::<M>(id)
+    }
+
+    /// See [`Repo::delete_where`].
+    pub fn delete_where<M: Persist<SqliteConnection>>(
+        &self,
+        predicate: impl BoxableExpression<M::Table, Sqlite, SqlType = Bool> + 'static,
+    ) -> Result<usize> {
+        (*self.conn()?).delete_where::<M>(predicate)
+    }
+}
+
+impl StoreBuilder {
+    /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
+    pub fn migrations(mut self, migrations: impl MigrationSource<Sqlite> + Send + 'static) -> Self {
+        self.migrations = Some(Box::new(migrations));
+        self
+    }
+
+    /// Creates the tables of this schema directly, without migrations, if they do not exist.
+    /// Meant for tests and prototypes; applications ship migrations.
+    pub fn schema(mut self, schema: crate::Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// The most connections the pool holds (default 8).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a statement waits for a lock held by another connection before failing with
+    /// [`Error::Busy`] (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.setup.busy_timeout = timeout;
+        self
+    }
+
+    /// How long taking a connection from the pool may wait (default 30 s).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// The durability of commits in WAL mode (default [`Synchronous::Full`]).
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.setup.synchronous = synchronous;
+        self
+    }
+
+    /// Opens the store: sets up the pool and runs the migrations.
+    pub fn open(mut self) -> Result<Store> {
+        let (database, in_memory) = database_url(&self.url);
+        self.setup.wal = !in_memory;
+        let connect_error = |message: String| Error::Connection { url: self.url.clone(), message };
+
+        // The first connection sets the database up (and, for memory, keeps it alive).
+        let mut first = SqliteConnection::establish(&database).map_err(|e| connect_error(e.to_string()))?;
+        self.setup.apply(&mut first)?;
+        if let Some(migrations) = self.migrations.take() {
+            first
+                .run_pending_migrations(Boxed(migrations))
+                .map_err(|e| Error::Migration(e.to_string()))?;
+        }
+        if let Some(schema) = &self.schema {
+            schema.create_all(&mut first)?;
+        }
+
+        let pool = Pool::builder()
+            .max_size(self.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(self.connection_timeout)
+            .connection_customizer(Box::new(self.setup.clone()))
+            .build_unchecked(ConnectionManager::new(database));
+        Ok(Store {
+            pool,
+            url: self.url,
+            _keepalive: in_memory.then(|| Mutex::new(first)),
+        })
+    }
+}
+
+/// The URL Diesel opens, and whether it is a memory database. `:memory:` becomes a named
+/// in-memory database (SQLite's `memdb` VFS) so that every pooled connection sees the same
+/// data, with real locking between them.
+fn database_url(url: &str) -> (String, bool) {
+    let url = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    if url == ":memory:" {
+        (format!("file:/datastore-{}?vfs=memdb", uuid::Uuid::new_v4().simple()), true)
+    } else {
+        (url.to_owned(), url.contains("vfs=memdb") || url.contains("mode=memory"))
+    }
+}
+
+/// A boxed migration source, so that the builder need not be generic.
+struct Boxed(Box<dyn MigrationSource<Sqlite> + Send>);
+
+impl MigrationSource<Sqlite> for Boxed {
+    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<Sqlite>>>> {
+        self.0.migrations()
+    }
+}

@@ -1,0 +1,92 @@
+use std::ops::{Deref, DerefMut};
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sqlite::{Sqlite, SqliteValue};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::sql_types;
+use super::FieldType;
+use crate::schema::ColumnType;
+
+/// A field stored as one JSON document: any serde type, kept whole in a single column.
+///
+/// Use `serde_json::Value` for schemaless data and `Json<T>` for a typed document.
+///
+/// ```
+/// use datastore::Json;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// struct Seo { keywords: Vec<String> }
+///
+/// let seo = Json(Seo { keywords: vec!["rust".into()] });
+/// assert_eq!(seo.keywords[0], "rust"); // derefs to the inner value
+/// ```
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
+#[serde(transparent)]
+#[diesel(sql_type = sql_types::JsonDoc)]
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    /// The document.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> Deref for Json<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for Json<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + std::fmt::Debug> FieldType for Json<T> {
+    type SqlType = sql_types::JsonDoc;
+    const COLUMN: ColumnType = ColumnType::Json;
+    crate::__field_type_by_ref!();
+}
+
+/// A `serde_json::Value` field is bound and read through [`Json`], since Diesel's traits
+/// cannot be implemented for the foreign type itself.
+impl FieldType for serde_json::Value {
+    type SqlType = sql_types::JsonDoc;
+    const COLUMN: ColumnType = ColumnType::Json;
+    type Bind<'a> = Json<&'a serde_json::Value>;
+    type Read = Json<serde_json::Value>;
+
+    fn bind(&self) -> Self::Bind<'_> {
+        Json(self)
+    }
+
+    fn read(value: Self::Read) -> Self {
+        value.0
+    }
+}
+
+impl<T: Serialize + std::fmt::Debug> ToSql<sql_types::JsonDoc, Sqlite> for Json<T> {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(serde_json::to_string(&self.0)?);
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl<T: DeserializeOwned> FromSql<sql_types::JsonDoc, Sqlite> for Json<T> {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        Ok(Self(serde_json::from_str(value.read_text())?))
+    }
+}
+
+

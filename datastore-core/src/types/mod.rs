@@ -1,0 +1,132 @@
+//! The Rust types a model field can have, and how each maps to a column.
+//!
+//! [`FieldType`] connects a field's Rust type to its Diesel SQL type and to the column it is
+//! stored in. It is implemented for the standard scalar types, for [`Id`], [`Timestamp`],
+//! [`Json`] and [`serde_json::Value`], for `Option<T>` of any of them, and by
+//! `#[derive(DbEnum)]` for fieldless enums.
+
+mod db_enum;
+mod id;
+mod json;
+pub mod sql_types;
+mod timestamp;
+
+pub use db_enum::DbEnum;
+pub use id::Id;
+pub use json::Json;
+pub use timestamp::Timestamp;
+
+use crate::schema::ColumnType;
+
+/// A Rust type that can be stored in one column of a model's table.
+///
+/// `#[derive(Model)]` requires it of every field that is not a relation. Implement it for a
+/// type of your own only together with Diesel's `ToSql`/`FromSql` for [`FieldType::SqlType`];
+/// for enums, derive `DbEnum` instead.
+///
+/// ```
+/// use datastore::{schema::ColumnType, FieldType};
+///
+/// assert_eq!(<String as FieldType>::COLUMN, ColumnType::Text);
+/// assert!(!<String as FieldType>::NULLABLE);
+/// assert!(<Option<i64> as FieldType>::NULLABLE);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a model column",
+    label = "unsupported field type",
+    note = "supported field types: String, bool, i16, i32, i64, f32, f64, Vec<u8>, Id, Timestamp, \
+            serde_json::Value, Json<T>, enums deriving `DbEnum`, and Option<T> of any of them",
+    note = "a relation field needs its attribute: `#[has_many(T)]`, `#[has_one(T)]` or \
+            `#[many_to_many(T, through = J)]`"
+)]
+pub trait FieldType: Sized {
+    /// The Diesel SQL type of the column.
+    type SqlType: diesel::sql_types::SqlType + diesel::sql_types::SingleValue;
+    /// The column type used to render DDL.
+    const COLUMN: ColumnType;
+    /// Whether the column accepts `NULL` (only `Option<T>` does).
+    const NULLABLE: bool = false;
+
+    /// What a borrowed value is bound as (`&'a Self` for all but foreign types).
+    type Bind<'a>: diesel::expression::AsExpression<Self::SqlType>
+    where
+        Self: 'a;
+    /// What a column is read as before it becomes `Self` (`Self` for all but foreign types).
+    type Read;
+
+    /// The value to bind for `self`.
+    fn bind(&self) -> Self::Bind<'_>;
+    /// The field's value from what was read.
+    fn read(value: Self::Read) -> Self;
+}
+
+macro_rules! field_types {
+    ($($rust:ty => $sql:ident, $column:ident;)*) => {$(
+        impl FieldType for $rust {
+            type SqlType = diesel::sql_types::$sql;
+            const COLUMN: ColumnType = ColumnType::$column;
+            type Bind<'a> = &'a Self where Self: 'a;
+            type Read = Self;
+            fn bind(&self) -> &Self {
+                self
+            }
+            fn read(value: Self) -> Self {
+                value
+            }
+        }
+    )*};
+}
+
+/// `FieldType` for a type of this crate (or a derived one) that is its own bind and read form.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __field_type_by_ref {
+    () => {
+        type Bind<'a>
+            = &'a Self
+        where
+            Self: 'a;
+        type Read = Self;
+        fn bind(&self) -> &Self {
+            self
+        }
+        fn read(value: Self) -> Self {
+            value
+        }
+    };
+}
+
+field_types! {
+    String => Text, Text;
+    bool => Bool, Bool;
+    i16 => SmallInt, SmallInt;
+    i32 => Integer, Integer;
+    i64 => BigInt, BigInt;
+    f32 => Float, Float;
+    f64 => Double, Double;
+    Vec<u8> => Binary, Blob;
+}
+
+impl<T> FieldType for Option<T>
+where
+    T: FieldType,
+    T::SqlType: diesel::sql_types::SqlType<IsNull = diesel::sql_types::is_nullable::NotNull>,
+    for<'a> Option<T::Bind<'a>>: diesel::expression::AsExpression<diesel::sql_types::Nullable<T::SqlType>>,
+{
+    type SqlType = diesel::sql_types::Nullable<T::SqlType>;
+    const COLUMN: ColumnType = T::COLUMN;
+    const NULLABLE: bool = true;
+    type Bind<'a>
+        = Option<T::Bind<'a>>
+    where
+        T: 'a;
+    type Read = Option<T::Read>;
+
+    fn bind(&self) -> Self::Bind<'_> {
+        self.as_ref().map(T::bind)
+    }
+
+    fn read(value: Self::Read) -> Self {
+        value.map(T::read)
+    }
+}

@@ -1,0 +1,101 @@
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sqlite::{Sqlite, SqliteValue};
+use serde::{Deserialize, Serialize};
+
+use super::sql_types;
+use super::FieldType;
+use crate::schema::ColumnType;
+
+/// A point in time, in UTC, with microsecond precision.
+///
+/// Fields named `created_at` and `updated_at` of this type are maintained by the store: the
+/// first is set when a row is inserted, the second whenever it is written. Precision is
+/// microseconds on every backend, so a value read back equals the value written.
+///
+/// ```
+/// use datastore::Timestamp;
+///
+/// let t: Timestamp = "2026-11-25T11:47:27.123456Z".parse().unwrap();
+/// assert_eq!(t.to_string(), "2026-11-25T11:47:27.123456Z");
+/// assert!(Timestamp::now() > t);
+/// ```
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
+#[serde(transparent)]
+#[diesel(sql_type = sql_types::TimestampUtc)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    /// The current time, truncated to microseconds.
+    pub fn now() -> Self {
+        Self(Utc::now().trunc_subsecs(6))
+    }
+
+    /// The time as a `chrono` value.
+    pub const fn as_datetime(&self) -> &DateTime<Utc> {
+        &self.0
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(t: DateTime<Utc>) -> Self {
+        Self(t.trunc_subsecs(6))
+    }
+}
+
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(t: Timestamp) -> Self {
+        t.0
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = chrono::ParseError;
+
+    /// Parses RFC 3339, and SQLite's own `YYYY-MM-DD HH:MM:SS[.fff]` (taken as UTC).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Ok(Self::from(t.with_timezone(&Utc))),
+            Err(e) => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|t| Self::from(t.and_utc()))
+                .map_err(|_| e),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
+    }
+}
+
+impl FieldType for Timestamp {
+    type SqlType = sql_types::TimestampUtc;
+    const COLUMN: ColumnType = ColumnType::Timestamp;
+    crate::__field_type_by_ref!();
+}
+
+impl ToSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.to_string());
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl FromSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        Ok(value.read_text().parse()?)
+    }
+}

@@ -1,0 +1,107 @@
+//! `#[derive(DbEnum)]`: the enum as text, in and out of the database.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::parse::DbEnum;
+
+pub fn db_enum(input: &DbEnum) -> TokenStream {
+    let ident = input.ident;
+    let idents: Vec<_> = input.variants.iter().map(|(v, _)| *v).collect();
+    let names: Vec<_> = input.variants.iter().map(|(_, n)| n.as_str()).collect();
+    let unknown = format!("{{:?}} is not a {ident}: expected one of {}", names.join(", "));
+    quote! {
+        #[allow(non_local_definitions, clippy::all)]
+        const _: () = {
+            use ::datastore::__private::diesel;
+            use diesel::internal::derives::as_expression::Bound;
+            use diesel::sql_types::{Nullable, Text};
+
+            impl ::datastore::DbEnum for #ident {
+                const VARIANTS: &'static [&'static str] = &[#(#names),*];
+
+                fn as_str(&self) -> &'static str {
+                    match self {
+                        #(Self::#idents => #names,)*
+                    }
+                }
+
+                fn from_name(name: &str) -> ::core::option::Option<Self> {
+                    match name {
+                        #(#names => ::core::option::Option::Some(Self::#idents),)*
+                        _ => ::core::option::Option::None,
+                    }
+                }
+            }
+
+            impl ::datastore::FieldType for #ident {
+                type SqlType = Text;
+                const COLUMN: ::datastore::schema::ColumnType = ::datastore::schema::ColumnType::Enum(
+                    ::datastore::__private::Cow::Borrowed(&[#(::datastore::__private::Cow::Borrowed(#names)),*]),
+                );
+                ::datastore::__field_type_by_ref!();
+            }
+
+            impl diesel::expression::AsExpression<Text> for #ident {
+                type Expression = Bound<Text, Self>;
+                fn as_expression(self) -> Self::Expression {
+                    Bound::new(self)
+                }
+            }
+
+            impl<'a> diesel::expression::AsExpression<Text> for &'a #ident {
+                type Expression = Bound<Text, Self>;
+                fn as_expression(self) -> Self::Expression {
+                    Bound::new(self)
+                }
+            }
+
+            impl diesel::expression::AsExpression<Nullable<Text>> for #ident {
+                type Expression = Bound<Nullable<Text>, Self>;
+                fn as_expression(self) -> Self::Expression {
+                    Bound::new(self)
+                }
+            }
+
+            impl<'a> diesel::expression::AsExpression<Nullable<Text>> for &'a #ident {
+                type Expression = Bound<Nullable<Text>, Self>;
+                fn as_expression(self) -> Self::Expression {
+                    Bound::new(self)
+                }
+            }
+
+            impl<__DB> diesel::serialize::ToSql<Text, __DB> for #ident
+            where
+                __DB: diesel::backend::Backend,
+                str: diesel::serialize::ToSql<Text, __DB>,
+            {
+                fn to_sql<'b>(&'b self, out: &mut diesel::serialize::Output<'b, '_, __DB>) -> diesel::serialize::Result {
+                    <str as diesel::serialize::ToSql<Text, __DB>>::to_sql(::datastore::DbEnum::as_str(self), out)
+                }
+            }
+
+            impl<__DB> diesel::deserialize::FromSql<Text, __DB> for #ident
+            where
+                __DB: diesel::backend::Backend,
+                ::std::string::String: diesel::deserialize::FromSql<Text, __DB>,
+            {
+                fn from_sql(value: <__DB as diesel::backend::Backend>::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+                    let name = <::std::string::String as diesel::deserialize::FromSql<Text, __DB>>::from_sql(value)?;
+                    <Self as ::datastore::DbEnum>::from_name(&name)
+                        .ok_or_else(|| ::std::format!(#unknown, name).into())
+                }
+            }
+
+            impl<__DB> diesel::deserialize::Queryable<Text, __DB> for #ident
+            where
+                __DB: diesel::backend::Backend,
+                Self: diesel::deserialize::FromSql<Text, __DB>,
+            {
+                type Row = Self;
+                fn build(row: Self) -> diesel::deserialize::Result<Self> {
+                    ::core::result::Result::Ok(row)
+                }
+            }
+        };
+    }
+}

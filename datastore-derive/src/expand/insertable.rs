@@ -1,0 +1,59 @@
+//! Diesel's `Insertable` and `AsChangeset` for `&Model`: every column, relations aside.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::parse::Model;
+
+pub fn insertable(model: &Model) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let assignment_types = |fields: &[&crate::parse::Field]| -> Vec<TokenStream> {
+        fields
+            .iter()
+            .map(|f| {
+                let (column, ty) = (f.ident, f.ty);
+                quote!(diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
+            })
+            .collect()
+    };
+    let assignments = |fields: &[&crate::parse::Field]| -> Vec<TokenStream> {
+        fields
+            .iter()
+            .map(|f| {
+                let column = f.ident;
+                quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::FieldType::bind(&self.#column)))
+            })
+            .collect()
+    };
+
+    let all: Vec<_> = model.columns().map(|(f, _)| f).collect();
+    let (all_types, all_values) = (assignment_types(&all), assignments(&all));
+    let insertable = quote! {
+        impl<'a> diesel::Insertable<#table::table> for &'a #ident {
+            type Values = <(#(#all_types,)*) as diesel::Insertable<#table::table>>::Values;
+
+            fn values(self) -> Self::Values {
+                diesel::Insertable::values((#(#all_values,)*))
+            }
+        }
+    };
+
+    let rest: Vec<_> = model.columns().filter(|(_, c)| !c.primary_key).map(|(f, _)| f).collect();
+    if rest.is_empty() {
+        return insertable;
+    }
+    let (rest_types, rest_values) = (assignment_types(&rest), assignments(&rest));
+    quote! {
+        #insertable
+
+        impl<'a> diesel::AsChangeset for &'a #ident {
+            type Target = #table::table;
+            type Changeset = <(#(#rest_types,)*) as diesel::AsChangeset>::Changeset;
+
+            fn as_changeset(self) -> Self::Changeset {
+                diesel::AsChangeset::as_changeset((#(#rest_values,)*))
+            }
+        }
+    }
+}

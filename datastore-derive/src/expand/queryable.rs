@@ -1,0 +1,56 @@
+//! Diesel's `Queryable` and `Selectable`: a row becomes the struct, relations not loaded.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::parse::{FieldKind, Model};
+
+pub fn queryable(model: &Model) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
+    let st: Vec<_> = (0..columns.len()).map(|i| format_ident!("__ST{i}")).collect();
+    let read_types: Vec<_> = columns
+        .iter()
+        .map(|f| {
+            let ty = f.ty;
+            quote!(<#ty as ::datastore::FieldType>::Read)
+        })
+        .collect();
+    let column_idents: Vec<_> = columns.iter().map(|f| f.ident).collect();
+
+    let mut index = 0usize;
+    let inits = model.fields.iter().map(|field| {
+        let name = field.ident;
+        match &field.kind {
+            FieldKind::Column(_) => {
+                let i = syn::Index::from(index);
+                index += 1;
+                quote!(#name: ::datastore::FieldType::read(row.#i))
+            }
+            FieldKind::Relation(_) => quote!(#name: ::core::default::Default::default()),
+        }
+    });
+
+    quote! {
+        impl<__DB, #(#st),*> diesel::deserialize::Queryable<(#(#st,)*), __DB> for #ident
+        where
+            __DB: diesel::backend::Backend,
+            (#(#read_types,)*): diesel::deserialize::FromStaticSqlRow<(#(#st,)*), __DB>,
+        {
+            type Row = (#(#read_types,)*);
+
+            fn build(row: Self::Row) -> diesel::deserialize::Result<Self> {
+                ::core::result::Result::Ok(Self { #(#inits),* })
+            }
+        }
+
+        impl<__DB: diesel::backend::Backend> diesel::Selectable<__DB> for #ident {
+            type SelectExpression = (#(#table::#column_idents,)*);
+
+            fn construct_selection() -> Self::SelectExpression {
+                (#(#table::#column_idents,)*)
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `#[derive(DbEnum)]` input: a fieldless enum and the names its variants are stored as.
+
+use proc_macro2::TokenStream;
+use syn::{Data, DeriveInput, Fields, Ident, LitStr};
+
+use super::attr::Slot;
+use crate::ctxt::Ctxt;
+
+pub struct DbEnum<'a> {
+    pub ident: &'a Ident,
+    /// Each variant with its stored name.
+    pub variants: Vec<(&'a Ident, String)>,
+}
+
+impl<'a> DbEnum<'a> {
+    pub fn from_ast(input: &'a DeriveInput) -> Result<Self, TokenStream> {
+        let cx = Ctxt::new();
+        let mut variants = Vec::new();
+        match &input.data {
+            Data::Enum(data) if !data.variants.is_empty() => {
+                for variant in &data.variants {
+                    if !matches!(variant.fields, Fields::Unit) {
+                        cx.error_spanned_by(&variant.fields, "a `DbEnum` variant carries no data: it is stored as its name");
+                    }
+                    let mut rename: Slot<LitStr> = Slot::new("rename");
+                    for attr in variant.attrs.iter().filter(|a| a.path().is_ident("db_enum")) {
+                        let result = attr.parse_nested_meta(|meta| {
+                            if meta.path.is_ident("rename") {
+                                rename.set(&cx, meta.path.get_ident().unwrap().span(), meta.value()?.parse()?);
+                                Ok(())
+                            } else {
+                                Err(meta.error("unknown db_enum attribute: expected `#[db_enum(rename = \"name\")]`"))
+                            }
+                        });
+                        if let Err(e) = result {
+                            cx.push(e);
+                        }
+                    }
+                    let name = rename.get().map_or_else(|| variant.ident.to_string(), |l| l.value());
+                    if variants.iter().any(|(_, n)| *n == name) {
+                        cx.error_spanned_by(&variant.ident, format!("two variants are stored as {name:?}"));
+                    }
+                    variants.push((&variant.ident, name));
+                }
+            }
+            _ => cx.error_spanned_by(
+                &input.ident,
+                "`#[derive(DbEnum)]` needs an enum of unit variants: `enum Status { Active, Inactive }`",
+            ),
+        }
+        if !input.generics.params.is_empty() {
+            cx.error_spanned_by(&input.generics, "a `DbEnum` cannot be generic");
+        }
+        cx.check()?;
+        Ok(Self { ident: &input.ident, variants })
+    }
+}

@@ -1,0 +1,8 @@
+//! The typed model of the input: what the user declared, checked as it is read.
+
+mod attr;
+mod db_enum;
+mod model;
+
+pub use db_enum::DbEnum;
+pub use model::{option_of, Field, FieldKind, Model, RelationKind, TimestampRole};

@@ -1,0 +1,397 @@
+//! `#[derive(Model)]` input: the struct, its table, its columns and its relation fields.
+
+use proc_macro2::TokenStream;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
+
+use super::attr::{attr_name, expr_ident, expr_path, RelationArgs, Slot};
+use crate::ctxt::Ctxt;
+
+pub struct Model<'a> {
+    pub ident: &'a Ident,
+    /// The table's name, which is also the name of the generated `table!` module.
+    pub table: Ident,
+    pub fields: Vec<Field<'a>>,
+}
+
+pub struct Field<'a> {
+    pub ident: &'a Ident,
+    pub ty: &'a Type,
+    pub kind: FieldKind,
+}
+
+pub enum FieldKind {
+    Column(Column),
+    Relation(Relation),
+}
+
+#[derive(Default)]
+pub struct Column {
+    pub primary_key: bool,
+    pub unique: bool,
+    pub index: bool,
+    /// The parent model of a `#[belongs_to(Parent)]` foreign key.
+    pub belongs_to: Option<syn::Path>,
+    pub timestamp: Option<TimestampRole>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TimestampRole {
+    Created,
+    Updated,
+}
+
+pub struct Relation {
+    pub kind: RelationKind,
+    pub target: syn::Path,
+    pub through: Option<syn::Path>,
+    pub foreign_key: Option<Ident>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    HasOne,
+    HasMany,
+    ManyToMany,
+}
+
+impl RelationKind {
+    pub fn attr(self) -> &'static str {
+        match self {
+            Self::HasOne => "has_one",
+            Self::HasMany => "has_many",
+            Self::ManyToMany => "many_to_many",
+        }
+    }
+
+    /// The wrapper type the field must have.
+    pub fn wrapper(self) -> &'static str {
+        match self {
+            Self::HasOne => "HasOne",
+            Self::HasMany => "HasMany",
+            Self::ManyToMany => "ManyToMany",
+        }
+    }
+}
+
+impl<'a> Model<'a> {
+    pub fn from_ast(input: &'a DeriveInput) -> Result<Self, TokenStream> {
+        let cx = Ctxt::new();
+        let table = parse_table_name(&cx, input);
+        if !input.generics.params.is_empty() {
+            cx.error_spanned_by(&input.generics, "a model cannot be generic: remove the type parameters");
+        }
+        let named = match &input.data {
+            Data::Struct(s) => match &s.fields {
+                Fields::Named(named) => Some(named),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(named) = named else {
+            cx.error_spanned_by(
+                &input.ident,
+                "`#[derive(Model)]` needs a struct with named fields: `struct Post { #[primary_key] id: Id, .. }`",
+            );
+            cx.check()?;
+            unreachable!()
+        };
+        let fields: Vec<Field> = named.named.iter().filter_map(|f| Field::from_ast(&cx, f)).collect();
+
+        let keys: Vec<&Field> = fields.iter().filter(|f| f.column().is_some_and(|c| c.primary_key)).collect();
+        match keys.as_slice() {
+            [] => cx.error_spanned_by(
+                &input.ident,
+                format!(
+                    "model `{}` has no primary key: mark its key field `#[primary_key] pub id: Id`",
+                    input.ident
+                ),
+            ),
+            [key] => {
+                if !is_named(key.ty, "Id") {
+                    cx.error_spanned_by(key.ty, "the primary key must be of type `Id`: `#[primary_key] pub id: Id`");
+                }
+            }
+            [_, extra @ ..] => {
+                for field in extra {
+                    cx.error_spanned_by(
+                        field.ident,
+                        "two primary keys: only one field can be `#[primary_key]` (composite keys are not supported)",
+                    );
+                }
+            }
+        }
+        cx.check()?;
+        Ok(Self { ident: &input.ident, table, fields })
+    }
+
+    pub fn primary_key(&self) -> &Field<'a> {
+        self.fields.iter().find(|f| f.column().is_some_and(|c| c.primary_key)).expect("checked in from_ast")
+    }
+
+    pub fn columns(&self) -> impl Iterator<Item = (&Field<'a>, &Column)> {
+        self.fields.iter().filter_map(|f| f.column().map(|c| (f, c)))
+    }
+
+    pub fn relations(&self) -> impl Iterator<Item = (&Field<'a>, &Relation)> {
+        self.fields.iter().filter_map(|f| match &f.kind {
+            FieldKind::Relation(r) => Some((f, r)),
+            FieldKind::Column(_) => None,
+        })
+    }
+
+    pub fn timestamp(&self, role: TimestampRole) -> Option<&Field<'a>> {
+        self.columns().find(|(_, c)| c.timestamp == Some(role)).map(|(f, _)| f)
+    }
+}
+
+impl<'a> Field<'a> {
+    fn from_ast(cx: &Ctxt, field: &'a syn::Field) -> Option<Self> {
+        let ident = field.ident.as_ref()?;
+        let mut primary_key = Slot::new("primary_key");
+        let mut unique = Slot::new("unique");
+        let mut index = Slot::new("index");
+        let mut belongs_to = Slot::new("belongs_to");
+        let mut relation: Slot<Relation> = Slot::new("relation");
+
+        for attr in &field.attrs {
+            let Some(name) = attr_name(attr) else { continue };
+            let span = attr.span();
+            match name.as_str() {
+                "primary_key" | "unique" | "index" => {
+                    if let Err(e) = attr.meta.require_path_only() {
+                        cx.push(syn::Error::new(e.span(), format!("`#[{name}]` takes no arguments")));
+                    }
+                    let slot = match name.as_str() {
+                        "primary_key" => &mut primary_key,
+                        "unique" => &mut unique,
+                        _ => &mut index,
+                    };
+                    slot.set(cx, span, ());
+                }
+                "belongs_to" => match attr.parse_args::<RelationArgs>() {
+                    Ok(args) => {
+                        for option in &args.options {
+                            cx.error_spanned_by(
+                                &option.key,
+                                format!("unknown belongs_to option `{}`: expected `#[belongs_to(Parent)]`", option.key),
+                            );
+                        }
+                        belongs_to.set(cx, span, args.target);
+                    }
+                    Err(e) => cx.push(syn::Error::new(
+                        e.span(),
+                        format!("{e}: expected `#[belongs_to(Parent)]`"),
+                    )),
+                },
+                "has_one" | "has_many" | "many_to_many" => {
+                    let kind = match name.as_str() {
+                        "has_one" => RelationKind::HasOne,
+                        "has_many" => RelationKind::HasMany,
+                        _ => RelationKind::ManyToMany,
+                    };
+                    if let Some(r) = parse_relation(cx, attr, kind) {
+                        if relation.is_set() {
+                            cx.push(syn::Error::new(span, "a field holds one relation: remove one of its relation attributes"));
+                        } else {
+                            relation.set(cx, span, r);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        if let Some(span) = relation.span() {
+            for (slot_span, name) in [
+                (primary_key.span(), "primary_key"),
+                (unique.span(), "unique"),
+                (index.span(), "index"),
+                (belongs_to.span(), "belongs_to"),
+            ] {
+                if let Some(s) = slot_span {
+                    cx.push(syn::Error::new(s, format!("`#[{name}]` is for columns; this field is a relation")));
+                }
+            }
+            let _ = span;
+            let relation = relation.get().expect("span implies value");
+            return Some(Self { ident, ty: &field.ty, kind: FieldKind::Relation(relation) });
+        }
+
+        let timestamp = match ident.to_string().as_str() {
+            "created_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Created),
+            "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
+            _ => None,
+        };
+        if belongs_to.is_set() && !(is_named(&field.ty, "Id") || option_of(&field.ty).is_some_and(|t| is_named(t, "Id"))) {
+            cx.error_spanned_by(&field.ty, "a `#[belongs_to(Parent)]` field holds the parent's key: its type must be `Id` or `Option<Id>`");
+        }
+        Some(Self {
+            ident,
+            ty: &field.ty,
+            kind: FieldKind::Column(Column {
+                primary_key: primary_key.is_set(),
+                unique: unique.is_set(),
+                index: index.is_set(),
+                belongs_to: belongs_to.get(),
+                timestamp,
+            }),
+        })
+    }
+
+    pub fn column(&self) -> Option<&Column> {
+        match &self.kind {
+            FieldKind::Column(c) => Some(c),
+            FieldKind::Relation(_) => None,
+        }
+    }
+
+    /// The column's name in the database (the field's name, without `r#`).
+    pub fn column_name(&self) -> String {
+        self.ident.to_string().trim_start_matches("r#").to_owned()
+    }
+}
+
+fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Option<Relation> {
+    let form = match kind {
+        RelationKind::HasOne => "`#[has_one(Child)]` or `#[has_one(Child, foreign_key = field)]`",
+        RelationKind::HasMany => "`#[has_many(Child)]` or `#[has_many(Child, foreign_key = field)]`",
+        RelationKind::ManyToMany => "`#[many_to_many(Other, through = JoinModel)]`",
+    };
+    let args = match attr.parse_args::<RelationArgs>() {
+        Ok(args) => args,
+        Err(e) => {
+            cx.push(syn::Error::new(e.span(), format!("{e}: expected {form}")));
+            return None;
+        }
+    };
+    let mut through = Slot::new("through");
+    let mut foreign_key = Slot::new("foreign_key");
+    for option in &args.options {
+        match (kind, option.key.to_string().as_str()) {
+            (RelationKind::ManyToMany, "through") => match expr_path(&option.value) {
+                Some(p) => through.set(cx, option.key.span(), p),
+                None => cx.error_spanned_by(&option.value, format!("expected a model type: {form}")),
+            },
+            (RelationKind::HasOne | RelationKind::HasMany, "foreign_key") => match expr_ident(&option.value) {
+                Some(i) => foreign_key.set(cx, option.key.span(), i),
+                None => cx.error_spanned_by(&option.value, format!("expected a field name: {form}")),
+            },
+            (_, other) => cx.error_spanned_by(&option.key, format!("unknown {} option `{other}`: expected {form}", kind.attr())),
+        }
+    }
+    if kind == RelationKind::ManyToMany && !through.is_set() {
+        cx.error_spanned_by(attr, format!("a many-to-many relation needs its join model: {form}"));
+    }
+    Some(Relation { kind, target: args.target, through: through.get(), foreign_key: foreign_key.get() })
+}
+
+/// `#[model(table = "...")]`, or the struct's name in snake case, pluralized.
+fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
+    let mut table: Slot<LitStr> = Slot::new("table");
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("model")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("table") {
+                let lit: LitStr = meta.value()?.parse()?;
+                table.set(cx, meta.path.span(), lit);
+                Ok(())
+            } else {
+                let name = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+                Err(meta.error(format!("unknown model attribute `{name}`: expected `#[model(table = \"name\")]`")))
+            }
+        });
+        if let Err(e) = result {
+            cx.push(e);
+        }
+    }
+    match table.get() {
+        Some(lit) => {
+            let name = lit.value();
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && syn::parse_str::<Ident>(&name).is_ok();
+            if !valid {
+                cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "bad table name {name:?}: a table name is a snake_case identifier that is not a Rust keyword, \
+                         like `#[model(table = \"blog_posts\")]`"
+                    ),
+                );
+                return Ident::new("invalid_table", lit.span());
+            }
+            Ident::new(&name, lit.span())
+        }
+        None => Ident::new(&plural(&snake_case(&input.ident.to_string())), input.ident.span()),
+    }
+}
+
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// English plural of a snake_case name: `post` → `posts`, `category` → `categories`,
+/// `address` → `addresses`.
+fn plural(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix('y') {
+        if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) {
+            return format!("{stem}ies");
+        }
+    }
+    if name.ends_with(['s', 'x', 'z']) || name.ends_with("ch") || name.ends_with("sh") {
+        return format!("{name}es");
+    }
+    format!("{name}s")
+}
+
+/// Whether the type's path ends in `name` (`Id`, `datastore::Id`).
+pub fn is_named(ty: &Type, name: &str) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name && s.arguments.is_none()))
+}
+
+/// `T` of `Option<T>`.
+pub fn option_of(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match args.args.first()? {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_snake_case_plurals() {
+        for (model, table) in [
+            ("Post", "posts"),
+            ("PostEditor", "post_editors"),
+            ("Category", "categories"),
+            ("Day", "days"),
+            ("Address", "addresses"),
+            ("Box", "boxes"),
+            ("Order", "orders"),
+        ] {
+            assert_eq!(plural(&snake_case(model)), table);
+        }
+    }
+}

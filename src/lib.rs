@@ -1,0 +1,74 @@
+//! # datastore
+//!
+//! Annotated Rust structs become a typed, relational data store over SQL databases, on top of
+//! [Diesel](diesel).
+//!
+//! ```
+//! use datastore::prelude::*;
+//!
+//! #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+//! pub enum PostStatus {
+//!     #[default]
+//!     Active,
+//!     Inactive,
+//! }
+//!
+//! #[derive(Model, Debug, Clone, PartialEq, Default)]
+//! pub struct Post {
+//!     #[primary_key]
+//!     pub id: Id,
+//!     pub title: String,
+//!     pub rating: i32,
+//!     pub status: PostStatus,
+//!     pub body: Option<String>,
+//!     pub created_at: Timestamp,
+//!     pub updated_at: Timestamp,
+//! }
+//!
+//! # fn main() -> datastore::Result<()> {
+//! let store = Store::builder(":memory:").schema(Schema::new().model::<Post>()).open()?;
+//! let post = store.save(Post { title: "My Post".into(), rating: 10, ..Post::default() })?;
+//! assert_eq!(store.find::<Post>(&post.id)?, Some(post.clone()));
+//!
+//! // Plain Diesel DSL on the generated table.
+//! let top: Vec<Post> = Post::query()
+//!     .filter(posts::rating.gt(4))
+//!     .order(posts::rating.desc())
+//!     .limit(10)
+//!     .load(&mut store.conn()?)?;
+//! assert_eq!(top, vec![post.clone()]);
+//!
+//! store.delete(&post)?;
+//! assert_eq!(store.count::<Post>()?, 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Applications ship migrations generated from their models (see [`migrate`]) and open the
+//! store with them: `Store::open("blog.db", datastore::embed_migrations!("migrations/sqlite"))`.
+//!
+//! Generated code uses Diesel's `table!`, which needs `diesel` among the application's own
+//! dependencies (the same 2.3 release as this crate's).
+
+pub use datastore_core::*;
+pub use datastore_derive::{DbEnum, Model};
+
+/// Embeds a folder of Diesel migrations into the binary, for [`Store::open`].
+///
+/// The path is relative to the crate's `Cargo.toml`: `embed_migrations!("migrations/sqlite")`.
+#[macro_export]
+macro_rules! embed_migrations {
+    ($path:literal) => {{
+        use $crate::__private::diesel_migrations;
+        const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!($path);
+        MIGRATIONS
+    }};
+}
+
+/// Everything a model file needs: the derives, the field types, the store, and Diesel's DSL.
+pub mod prelude {
+    pub use crate::relations::{HasMany, HasOne, ManyToMany};
+    pub use crate::schema::ddl::Dialect;
+    pub use crate::{DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
+    pub use crate::diesel::prelude::*;
+}
