@@ -60,15 +60,16 @@ pub use datastore_derive::{DbEnum, Model};
 macro_rules! embed_migrations {
     ($path:literal) => {{
         use $crate::__private::diesel_migrations;
-        const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!($path);
+        const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+            diesel_migrations::embed_migrations!($path);
         MIGRATIONS
     }};
 }
 
 /// Everything a model file needs: the derives, the field types, the store, and Diesel's DSL.
 pub mod prelude {
+    pub use crate::diesel::prelude::*;
     pub use crate::relations::{HasMany, HasOne, ManyToMany};
     pub use crate::schema::ddl::Dialect;
     pub use crate::{DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
-    pub use crate::diesel::prelude::*;
 }

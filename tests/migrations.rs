@@ -7,20 +7,22 @@ mod models;
 
 use std::path::Path;
 
+use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use datastore::migrate::{Change, Migrations};
 use datastore::prelude::*;
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::SqliteConnection;
-use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
 
 /// `migrations/sqlite` of this repository is generated from the blog's models. When this
 /// fails, generate the missing migration:
 /// `DATASTORE_GENERATE=<name> cargo test --test migrations`.
 #[test]
 fn repository_migrations_match_the_models() {
-    let migrations =
-        Migrations::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"), Dialect::Sqlite);
+    let migrations = Migrations::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+        Dialect::Sqlite,
+    );
     let schema = models::schema();
     if let Ok(name) = std::env::var("DATASTORE_GENERATE") {
         if let Some(dir) = migrations.generate(&schema, &name).unwrap() {
@@ -87,12 +89,16 @@ fn migration_dirs(dir: &Path) -> Vec<String> {
 }
 
 fn columns(conn: &mut SqliteConnection, table: &str) -> Vec<String> {
-    diesel::select(diesel::dsl::sql::<Text>("(SELECT group_concat(name, ',') FROM pragma_table_info(").bind::<Text, _>(table).sql("))"))
-        .get_result::<String>(conn)
-        .unwrap()
-        .split(',')
-        .map(str::to_owned)
-        .collect()
+    diesel::select(
+        diesel::dsl::sql::<Text>("(SELECT group_concat(name, ',') FROM pragma_table_info(")
+            .bind::<Text, _>(table)
+            .sql("))"),
+    )
+    .get_result::<String>(conn)
+    .unwrap()
+    .split(',')
+    .map(str::to_owned)
+    .collect()
 }
 
 #[test]
@@ -100,11 +106,17 @@ fn generating_when_nothing_changed_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
     let schema = Schema::new().model::<NoteV1>();
-    assert!(migrations.generate(&schema, "create_notes").unwrap().is_some());
+    assert!(migrations
+        .generate(&schema, "create_notes")
+        .unwrap()
+        .is_some());
     let snapshot = std::fs::read_to_string(tmp.path().join("schema.json")).unwrap();
     assert_eq!(migrations.generate(&schema, "again").unwrap(), None);
     assert_eq!(migration_dirs(tmp.path()).len(), 1);
-    assert_eq!(std::fs::read_to_string(tmp.path().join("schema.json")).unwrap(), snapshot);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("schema.json")).unwrap(),
+        snapshot
+    );
     assert!(migrations.check(&schema).is_ok());
 }
 
@@ -112,12 +124,19 @@ fn generating_when_nothing_changed_writes_nothing() {
 fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     let tmp = tempfile::tempdir().unwrap();
     let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
-    let mut conn = SqliteConnection::establish(&tmp.path().join("db.sqlite").display().to_string()).unwrap();
+    let mut conn =
+        SqliteConnection::establish(&tmp.path().join("db.sqlite").display().to_string()).unwrap();
     conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
 
-    migrations.generate(&Schema::new().model::<NoteV1>(), "create_notes").unwrap();
+    migrations
+        .generate(&Schema::new().model::<NoteV1>(), "create_notes")
+        .unwrap();
     run_all(tmp.path(), &mut conn);
-    conn.save(NoteV1 { text: "kept".into(), ..NoteV1::default() }).unwrap();
+    conn.save(NoteV1 {
+        text: "kept".into(),
+        ..NoteV1::default()
+    })
+    .unwrap();
 
     // A new model: one new table, nothing else.
     let v1_and_tag = Schema::new().model::<NoteV1>().model::<Tag>();
@@ -131,11 +150,18 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     let described: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
     assert_eq!(
         described,
-        ["- column notes.obsolete", "+ column notes.pinned (Bool)", "+ index idx_notes_pinned on notes"]
+        [
+            "- column notes.obsolete",
+            "+ column notes.pinned (Bool)",
+            "+ index idx_notes_pinned on notes"
+        ]
     );
     let drift = migrations.check(&v2_and_tag).unwrap_err().to_string();
     assert!(drift.contains("- column notes.obsolete"), "{drift}");
-    assert!(drift.contains(r#"ALTER TABLE "notes" ADD COLUMN "pinned" INTEGER NOT NULL DEFAULT 0;"#), "{drift}");
+    assert!(
+        drift.contains(r#"ALTER TABLE "notes" ADD COLUMN "pinned" INTEGER NOT NULL DEFAULT 0;"#),
+        "{drift}"
+    );
     migrations.generate(&v2_and_tag, "pin_notes").unwrap();
 
     run_all(tmp.path(), &mut conn);
@@ -147,7 +173,8 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     assert!(migrations.check(&v2_and_tag).is_ok());
 
     // Every down.sql undoes its up.sql.
-    conn.revert_all_migrations(FileBasedMigrations::from_path(tmp.path()).unwrap()).unwrap();
+    conn.revert_all_migrations(FileBasedMigrations::from_path(tmp.path()).unwrap())
+        .unwrap();
     let tables: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
         "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('notes', 'tags'))",
     ))

@@ -163,7 +163,9 @@ impl ConstraintViolation {
     /// `UNIQUE constraint failed: posts.title` or `CHECK constraint failed: <expr>`.
     fn from_message(kind: ConstraintKind, message: &str) -> Self {
         let (table, column) = match message.split_once("constraint failed: ") {
-            Some((_, names)) if matches!(kind, ConstraintKind::Unique | ConstraintKind::NotNull) => {
+            Some((_, names))
+                if matches!(kind, ConstraintKind::Unique | ConstraintKind::NotNull) =>
+            {
                 // Several columns are listed comma-separated; keep the first table and all columns.
                 let mut table = None;
                 let mut columns = Vec::new();
@@ -177,7 +179,12 @@ impl ConstraintViolation {
             }
             _ => (None, None),
         };
-        Self { kind, table, column, message: message.to_owned() }
+        Self {
+            kind,
+            table,
+            column,
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -196,7 +203,10 @@ impl Error {
     }
 
     pub(crate) fn not_found(table: &str, key: impl fmt::Display) -> Self {
-        Self::NotFound { table: table.to_owned(), key: key.to_string() }
+        Self::NotFound {
+            table: table.to_owned(),
+            key: key.to_string(),
+        }
     }
 }
 
@@ -228,12 +238,14 @@ impl From<DieselError> for Error {
                 }
                 Self::Database(DieselError::DatabaseError(kind, info))
             }
-            DieselError::DeserializationError(e) => {
-                Self::Conversion { column: "?".into(), message: e.to_string() }
-            }
-            DieselError::SerializationError(e) => {
-                Self::Conversion { column: "?".into(), message: e.to_string() }
-            }
+            DieselError::DeserializationError(e) => Self::Conversion {
+                column: "?".into(),
+                message: e.to_string(),
+            },
+            DieselError::SerializationError(e) => Self::Conversion {
+                column: "?".into(),
+                message: e.to_string(),
+            },
             other => Self::Database(other),
         }
     }
@@ -249,7 +261,10 @@ fn is_busy_message(message: &str) -> bool {
 
 impl From<r2d2::Error> for Error {
     fn from(err: r2d2::Error) -> Self {
-        Self::Connection { url: String::new(), message: err.to_string() }
+        Self::Connection {
+            url: String::new(),
+            message: err.to_string(),
+        }
     }
 }
 

@@ -48,9 +48,8 @@ pub trait Model: Sized + Send + 'static {
 }
 
 /// A boxed `WHERE` predicate over a model's table, as [`Persist::delete_where`] takes it.
-pub type Predicate<M, C> = Box<
-    dyn BoxableExpression<<M as Model>::Table, <C as Connection>::Backend, SqlType = Bool>,
->;
+pub type Predicate<M, C> =
+    Box<dyn BoxableExpression<<M as Model>::Table, <C as Connection>::Backend, SqlType = Bool>>;
 
 /// A model's typed data access on one backend's connection `C`.
 ///

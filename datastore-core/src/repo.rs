@@ -62,7 +62,10 @@ pub trait Repo: Connection + Sized {
     /// The rows of a query refined from the model's boxed query.
     ///
     /// `conn.query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::rating.desc()))`
-    fn query<M: Persist<Self>>(&mut self, build: impl FnOnce(M::Query) -> M::Query) -> Result<Vec<M>> {
+    fn query<M: Persist<Self>>(
+        &mut self,
+        build: impl FnOnce(M::Query) -> M::Query,
+    ) -> Result<Vec<M>> {
         M::load(self, build(M::query()))
     }
 
@@ -98,4 +101,3 @@ pub trait Repo: Connection + Sized {
 }
 
 impl Repo for diesel::SqliteConnection {}
-

@@ -14,7 +14,9 @@ pub struct Ctxt {
 
 impl Ctxt {
     pub fn new() -> Self {
-        Self { errors: RefCell::new(Some(Vec::new())) }
+        Self {
+            errors: RefCell::new(Some(Vec::new())),
+        }
     }
 
     /// Records an error at the span of `tokens`.
@@ -23,14 +25,20 @@ impl Ctxt {
     }
 
     pub fn push(&self, error: syn::Error) {
-        self.errors.borrow_mut().as_mut().expect("Ctxt used after check").push(error);
+        self.errors
+            .borrow_mut()
+            .as_mut()
+            .expect("Ctxt used after check")
+            .push(error);
     }
 
     /// Consumes the context: the combined errors, if there were any.
     pub fn check(self) -> Result<(), TokenStream> {
         let errors = self.errors.borrow_mut().take().expect("Ctxt checked twice");
         let mut iter = errors.into_iter();
-        let Some(mut first) = iter.next() else { return Ok(()) };
+        let Some(mut first) = iter.next() else {
+            return Ok(());
+        };
         for e in iter {
             first.combine(e);
         }

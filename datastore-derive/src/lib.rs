@@ -1,8 +1,8 @@
 //! Derive macros of the `datastore` ORM: `#[derive(Model)]` and `#[derive(DbEnum)]`.
 //!
-//! Each derive works in three layers: [`parse`] builds a typed model of the struct and its
-//! attributes, checking as it goes and collecting every error with its span ([`ctxt`]);
-//! [`expand`] then generates one block of code per concern from that model.
+//! Each derive works in three layers: `parse` builds a typed model of the struct and its
+//! attributes, checking as it goes and collecting every error with its span (`ctxt`);
+//! `expand` then generates one block of code per concern from that model.
 //!
 //! Use them through the `datastore` crate, whose documentation describes the attributes.
 
@@ -16,7 +16,16 @@ use syn::{parse_macro_input, DeriveInput};
 /// Makes a struct a model stored in a table. See the `datastore` crate.
 #[proc_macro_derive(
     Model,
-    attributes(model, primary_key, unique, index, has_one, has_many, belongs_to, many_to_many)
+    attributes(
+        model,
+        primary_key,
+        unique,
+        index,
+        has_one,
+        has_many,
+        belongs_to,
+        many_to_many
+    )
 )]
 pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

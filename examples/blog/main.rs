@@ -13,7 +13,10 @@ fn main() -> datastore::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = Store::open(path.display().to_string(), datastore::embed_migrations!("migrations/sqlite"))?;
+    let store = Store::open(
+        path.display().to_string(),
+        datastore::embed_migrations!("migrations/sqlite"),
+    )?;
     println!("opened {} (migrations run)", path.display());
 
     let post = store.save(Post {
@@ -22,7 +25,11 @@ fn main() -> datastore::Result<()> {
         status: PostStatus::Active,
         ..Post::default()
     })?;
-    store.save(Post { title: "Another post".into(), rating: 3, ..Post::default() })?;
+    store.save(Post {
+        title: "Another post".into(),
+        rating: 3,
+        ..Post::default()
+    })?;
     println!("saved {}", serde_json::to_string_pretty(&post).unwrap());
 
     let again: Option<Post> = store.find::<Post>(&post.id)?;
@@ -33,7 +40,10 @@ fn main() -> datastore::Result<()> {
         .order(posts::rating.desc())
         .limit(10)
         .load(&mut store.conn()?)?;
-    println!("posts rated above 4: {:?}", top.iter().map(|p| &p.title).collect::<Vec<_>>());
+    println!(
+        "posts rated above 4: {:?}",
+        top.iter().map(|p| &p.title).collect::<Vec<_>>()
+    );
 
     store.delete(&post)?;
     println!("deleted; {} post(s) left", store.count::<Post>()?);

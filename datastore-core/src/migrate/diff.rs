@@ -57,9 +57,15 @@ impl fmt::Display for Change {
             Self::CreateTable(t) => write!(f, "+ table {}", t.name),
             Self::DropTable(t) => write!(f, "- table {}", t.name),
             Self::AddColumn { table, column } => {
-                write!(f, "+ column {}.{} ({:?})", table.name, column.name, column.ty)
+                write!(
+                    f,
+                    "+ column {}.{} ({:?})",
+                    table.name, column.name, column.ty
+                )
             }
-            Self::DropColumn { table, column } => write!(f, "- column {}.{}", table.name, column.name),
+            Self::DropColumn { table, column } => {
+                write!(f, "- column {}.{}", table.name, column.name)
+            }
             Self::CreateIndex { table, index } => write!(f, "+ index {} on {table}", index.name),
             Self::DropIndex { table, index } => write!(f, "- index {} on {table}", index.name),
             Self::RebuildTable { old, new } => {
@@ -67,7 +73,11 @@ impl fmt::Display for Change {
                 for column in new.columns.iter() {
                     match old.column(&column.name) {
                         None => write!(f, " +{}", column.name)?,
-                        Some(was) if was != column || old.foreign_key(&column.name) != new.foreign_key(&column.name) => {
+                        Some(was)
+                            if was != column
+                                || old.foreign_key(&column.name)
+                                    != new.foreign_key(&column.name) =>
+                        {
                             write!(f, " ~{}", column.name)?
                         }
                         Some(_) => {}
@@ -112,23 +122,38 @@ fn diff_table(old: &Table, new: &Table) -> Vec<Change> {
             new.column(&c.name).is_none() && (c.unique || old.foreign_key(&c.name).is_some())
         });
     if needs_rebuild {
-        return vec![Change::RebuildTable { old: old.clone(), new: new.clone() }];
+        return vec![Change::RebuildTable {
+            old: old.clone(),
+            new: new.clone(),
+        }];
     }
 
     let mut changes = Vec::new();
     let (old_indexes, new_indexes) = (old.all_indexes(), new.all_indexes());
     // Indexes go before their columns do.
     for index in old_indexes.iter().filter(|i| !new_indexes.contains(i)) {
-        changes.push(Change::DropIndex { table: old.name.to_string(), index: index.clone() });
+        changes.push(Change::DropIndex {
+            table: old.name.to_string(),
+            index: index.clone(),
+        });
     }
     for column in old.columns.iter().filter(|c| new.column(&c.name).is_none()) {
-        changes.push(Change::DropColumn { table: old.clone(), column: column.clone() });
+        changes.push(Change::DropColumn {
+            table: old.clone(),
+            column: column.clone(),
+        });
     }
     for column in new.columns.iter().filter(|c| old.column(&c.name).is_none()) {
-        changes.push(Change::AddColumn { table: new.clone(), column: column.clone() });
+        changes.push(Change::AddColumn {
+            table: new.clone(),
+            column: column.clone(),
+        });
     }
     for index in new_indexes.iter().filter(|i| !old_indexes.contains(i)) {
-        changes.push(Change::CreateIndex { table: new.name.to_string(), index: index.clone() });
+        changes.push(Change::CreateIndex {
+            table: new.name.to_string(),
+            index: index.clone(),
+        });
     }
     changes
 }
@@ -137,7 +162,12 @@ fn diff_table(old: &Table, new: &Table) -> Vec<Change> {
 fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
     let create = |table: &Table| {
         let mut sql = vec![ddl::create_table(table, dialect)];
-        sql.extend(table.all_indexes().iter().map(|i| ddl::create_index(&table.name, i, dialect)));
+        sql.extend(
+            table
+                .all_indexes()
+                .iter()
+                .map(|i| ddl::create_index(&table.name, i, dialect)),
+        );
         sql
     };
     match change {
@@ -151,15 +181,18 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
             vec![ddl::drop_column(&table.name, &column.name, dialect)],
             vec![ddl::add_column(table, column, dialect)],
         ),
-        Change::CreateIndex { table, index } => {
-            (vec![ddl::create_index(table, index, dialect)], vec![ddl::drop_index(index, dialect)])
-        }
-        Change::DropIndex { table, index } => {
-            (vec![ddl::drop_index(index, dialect)], vec![ddl::create_index(table, index, dialect)])
-        }
-        Change::RebuildTable { old, new } => {
-            (ddl::rebuild_table(old, new, dialect), ddl::rebuild_table(new, old, dialect))
-        }
+        Change::CreateIndex { table, index } => (
+            vec![ddl::create_index(table, index, dialect)],
+            vec![ddl::drop_index(index, dialect)],
+        ),
+        Change::DropIndex { table, index } => (
+            vec![ddl::drop_index(index, dialect)],
+            vec![ddl::create_index(table, index, dialect)],
+        ),
+        Change::RebuildTable { old, new } => (
+            ddl::rebuild_table(old, new, dialect),
+            ddl::rebuild_table(new, old, dialect),
+        ),
     }
 }
 
@@ -174,7 +207,9 @@ pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
         up.extend(u);
         down.splice(0..0, d);
     }
-    let outside_transaction = changes.iter().any(|c| matches!(c, Change::RebuildTable { .. }));
+    let outside_transaction = changes
+        .iter()
+        .any(|c| matches!(c, Change::RebuildTable { .. }));
     let wrap = |statements: Vec<String>| {
         let body = statements.join("\n");
         if outside_transaction {
@@ -192,5 +227,10 @@ pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
             format!("{body}\n")
         }
     };
-    Migration { changes: changes.to_vec(), up: wrap(up), down: wrap(down), outside_transaction }
+    Migration {
+        changes: changes.to_vec(),
+        up: wrap(up),
+        down: wrap(down),
+        outside_transaction,
+    }
 }

@@ -70,7 +70,11 @@ pub struct Drift {
 
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the models and the migrations in {} differ:", self.dir.display())?;
+        writeln!(
+            f,
+            "the models and the migrations in {} differ:",
+            self.dir.display()
+        )?;
         for change in &self.missing.changes {
             writeln!(f, "  {change}")?;
         }
@@ -87,7 +91,10 @@ impl std::error::Error for Drift {}
 impl Migrations {
     /// The migrations in `dir`, rendered for `dialect`.
     pub fn new(dir: impl Into<PathBuf>, dialect: Dialect) -> Self {
-        Self { dir: dir.into(), dialect }
+        Self {
+            dir: dir.into(),
+            dialect,
+        }
     }
 
     /// The folder.
@@ -103,7 +110,10 @@ impl Migrations {
                 Error::Migration(format!("{}: not a schema snapshot: {e}", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Schema::new()),
-            Err(source) => Err(Error::Io { path: path.display().to_string(), source }),
+            Err(source) => Err(Error::Io {
+                path: path.display().to_string(),
+                source,
+            }),
         }
     }
 
@@ -118,7 +128,10 @@ impl Migrations {
     pub fn check(&self, schema: &Schema) -> Result<(), Drift> {
         match self.plan(schema) {
             Ok(None) => Ok(()),
-            Ok(Some(missing)) => Err(Drift { dir: self.dir.clone(), missing }),
+            Ok(Some(missing)) => Err(Drift {
+                dir: self.dir.clone(),
+                missing,
+            }),
             Err(e) => Err(Drift {
                 dir: self.dir.clone(),
                 missing: Migration {
@@ -140,7 +153,9 @@ impl Migrations {
                 "migration name {name:?} must be non-empty ASCII letters, digits and underscores"
             )));
         }
-        let Some(migration) = self.plan(schema)? else { return Ok(None) };
+        let Some(migration) = self.plan(schema)? else {
+            return Ok(None);
+        };
         let dir = self.next_dir(name)?;
         let io = |path: &Path| {
             let path = path.display().to_string();
@@ -180,6 +195,14 @@ impl Migrations {
         if let Ok(latest) = chrono::NaiveDateTime::parse_from_str(&latest, "%Y-%m-%d-%H%M%S") {
             now = now.max(latest.and_utc() + chrono::Duration::seconds(1));
         }
-        Ok(self.dir.join(format!("{}_{name}", now.format("%Y-%m-%d-%H%M%S"))))
+        Ok(self
+            .dir
+            .join(format!("{}_{name}", now.format("%Y-%m-%d-%H%M%S"))))
+    }
+}
+
+impl From<Drift> for Error {
+    fn from(drift: Drift) -> Self {
+        Error::Migration(drift.to_string())
     }
 }

@@ -36,7 +36,7 @@ impl Schema {
     }
 
     /// Adds a model's table (once; adding it again changes nothing).
-    pub fn model<M: Model>(self, ) -> Self {
+    pub fn model<M: Model>(self) -> Self {
         self.table(M::TABLE)
     }
 
@@ -56,7 +56,8 @@ impl Schema {
             let before = pending.len();
             pending.retain(|t| {
                 let ready = t.foreign_keys.iter().all(|fk| {
-                    fk.references == t.name || ordered.iter().any(|o| o.name == fk.references)
+                    fk.references == t.name
+                        || ordered.iter().any(|o| o.name == fk.references)
                         || !self.tables.iter().any(|x| x.name == fk.references)
                 });
                 if ready {
@@ -112,9 +113,13 @@ impl Schema {
         self.validate()?;
         diesel::Connection::transaction(conn, |conn| {
             for table in self.tables() {
-                let exists: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
-                    "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
-                ).bind::<Text, _>(table.name.as_ref()).sql(")"))
+                let exists: i64 = diesel::select(
+                    diesel::dsl::sql::<BigInt>(
+                        "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
+                    )
+                    .bind::<Text, _>(table.name.as_ref())
+                    .sql(")"),
+                )
                 .get_result(conn)?;
                 if exists == 0 {
                     let mut sql = ddl::create_table(table, Dialect::Sqlite);

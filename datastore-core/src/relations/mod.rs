@@ -28,6 +28,8 @@ pub struct Relation {
     pub target: &'static str,
     /// The join model of a many-to-many relation.
     pub through: Option<&'static str>,
+    /// The child's foreign-key field, when the parent names it (`foreign_key = author_id`).
+    pub foreign_key: Option<&'static str>,
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {

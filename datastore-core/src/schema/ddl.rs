@@ -83,7 +83,11 @@ pub fn quote_literal(value: &str) -> String {
 
 /// The definition of one column inside `CREATE TABLE` or `ADD COLUMN`.
 pub fn column_definition(table: &Table, column: &Column, dialect: Dialect) -> String {
-    let mut def = format!("{} {}", quote_ident(&column.name), dialect.column_type(&column.ty));
+    let mut def = format!(
+        "{} {}",
+        quote_ident(&column.name),
+        dialect.column_type(&column.ty)
+    );
     if column.name == table.primary_key {
         def.push_str(" PRIMARY KEY");
     }
@@ -126,7 +130,11 @@ pub fn create_table_as(table: &Table, name: &str, dialect: Dialect) -> String {
     let strict = match dialect {
         Dialect::Sqlite => " STRICT",
     };
-    format!("CREATE TABLE {} (\n{}\n){strict};", quote_ident(name), columns.join(",\n"))
+    format!(
+        "CREATE TABLE {} (\n{}\n){strict};",
+        quote_ident(name),
+        columns.join(",\n")
+    )
 }
 
 /// `CREATE TABLE` for a table.
@@ -189,7 +197,11 @@ pub fn add_column(table: &Table, column: &Column, dialect: Dialect) -> String {
 
 /// `ALTER TABLE .. DROP COLUMN`.
 pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
-    format!("ALTER TABLE {} DROP COLUMN {};", quote_ident(table), quote_ident(column))
+    format!(
+        "ALTER TABLE {} DROP COLUMN {};",
+        quote_ident(table),
+        quote_ident(column)
+    )
 }
 
 /// The statements that replace a table by a new definition of it, keeping the rows: create
@@ -227,8 +239,16 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             quote_ident(&old.name)
         ),
         drop_table(&old.name, dialect),
-        format!("ALTER TABLE {} RENAME TO {};", quote_ident(&temp), quote_ident(&new.name)),
+        format!(
+            "ALTER TABLE {} RENAME TO {};",
+            quote_ident(&temp),
+            quote_ident(&new.name)
+        ),
     ];
-    statements.extend(new.all_indexes().iter().map(|i| create_index(&new.name, i, dialect)));
+    statements.extend(
+        new.all_indexes()
+            .iter()
+            .map(|i| create_index(&new.name, i, dialect)),
+    );
     statements
 }

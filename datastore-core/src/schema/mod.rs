@@ -68,7 +68,9 @@ impl Table {
         let mut indexes = self.indexes.to_vec();
         for fk in self.foreign_keys.iter() {
             let unique = self.column(&fk.column).is_some_and(|c| c.unique);
-            let covered = indexes.iter().any(|i| i.columns.first() == Some(&fk.column));
+            let covered = indexes
+                .iter()
+                .any(|i| i.columns.first() == Some(&fk.column));
             if !unique && !covered {
                 indexes.push(Index {
                     name: format!("idx_{}_{}", self.name, fk.column).into(),
@@ -100,7 +102,12 @@ pub struct Column {
 impl Column {
     /// A column that is not unique.
     pub const fn new(name: &'static str, ty: ColumnType, nullable: bool) -> Self {
-        Self { name: Cow::Borrowed(name), ty, nullable, unique: false }
+        Self {
+            name: Cow::Borrowed(name),
+            ty,
+            nullable,
+            unique: false,
+        }
     }
 
     /// The same column with a `UNIQUE` constraint.
@@ -114,7 +121,11 @@ impl Column {
         match &self.ty {
             ColumnType::Enum(variants) => {
                 let list: Vec<String> = variants.iter().map(|v| ddl::quote_literal(v)).collect();
-                Some(format!("{} IN ({})", ddl::quote_ident(&self.name), list.join(", ")))
+                Some(format!(
+                    "{} IN ({})",
+                    ddl::quote_ident(&self.name),
+                    list.join(", ")
+                ))
             }
             _ => None,
         }

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use diesel::connection::Connection;
 use diesel::expression::BoxableExpression;
+use diesel::migration::MigrationSource;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::sql_types::Bool;
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
-use diesel::migration::MigrationSource;
 use diesel_migrations::MigrationHarness;
 
-pub use connection::Synchronous;
 use connection::ConnectionSetup;
+pub use connection::Synchronous;
 
 use crate::model::Persist;
 use crate::repo::Repo;
@@ -54,7 +54,10 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("url", &self.url).field("pool", &self.pool.state()).finish()
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .field("pool", &self.pool.state())
+            .finish()
     }
 }
 
@@ -100,7 +103,10 @@ impl Store {
 
     /// A connection from the pool, for Diesel's own DSL and for [`Repo`]'s methods.
     pub fn conn(&self) -> Result<PooledConn> {
-        self.pool.get().map_err(|e| Error::Connection { url: self.url.clone(), message: e.to_string() })
+        self.pool.get().map_err(|e| Error::Connection {
+            url: self.url.clone(),
+            message: e.to_string(),
+        })
     }
 
     /// The database this store was opened on.
@@ -228,10 +234,14 @@ impl StoreBuilder {
     pub fn open(mut self) -> Result<Store> {
         let (database, in_memory) = database_url(&self.url);
         self.setup.wal = !in_memory;
-        let connect_error = |message: String| Error::Connection { url: self.url.clone(), message };
+        let connect_error = |message: String| Error::Connection {
+            url: self.url.clone(),
+            message,
+        };
 
         // The first connection sets the database up (and, for memory, keeps it alive).
-        let mut first = SqliteConnection::establish(&database).map_err(|e| connect_error(e.to_string()))?;
+        let mut first =
+            SqliteConnection::establish(&database).map_err(|e| connect_error(e.to_string()))?;
         self.setup.apply(&mut first)?;
         if let Some(migrations) = self.migrations.take() {
             first
@@ -260,11 +270,23 @@ impl StoreBuilder {
 /// in-memory database (SQLite's `memdb` VFS) so that every pooled connection sees the same
 /// data, with real locking between them.
 fn database_url(url: &str) -> (String, bool) {
-    let url = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let url = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     if url == ":memory:" {
-        (format!("file:/datastore-{}?vfs=memdb", uuid::Uuid::new_v4().simple()), true)
+        (
+            format!(
+                "file:/datastore-{}?vfs=memdb",
+                uuid::Uuid::new_v4().simple()
+            ),
+            true,
+        )
     } else {
-        (url.to_owned(), url.contains("vfs=memdb") || url.contains("mode=memory"))
+        (
+            url.to_owned(),
+            url.contains("vfs=memdb") || url.contains("mode=memory"),
+        )
     }
 }
 
@@ -272,7 +294,9 @@ fn database_url(url: &str) -> (String, bool) {
 struct Boxed(Box<dyn MigrationSource<Sqlite> + Send>);
 
 impl MigrationSource<Sqlite> for Boxed {
-    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<Sqlite>>>> {
+    fn migrations(
+        &self,
+    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<Sqlite>>>> {
         self.0.migrations()
     }
 }

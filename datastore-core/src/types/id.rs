@@ -25,7 +25,17 @@ use crate::schema::ColumnType;
 /// assert_ne!(Id::new(), Id::new());
 /// ```
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
 )]
 #[serde(transparent)]
 #[diesel(sql_type = sql_types::Uuid)]

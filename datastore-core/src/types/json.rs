@@ -26,7 +26,19 @@ use crate::schema::ColumnType;
 /// assert_eq!(seo.keywords[0], "rust"); // derefs to the inner value
 /// ```
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, AsExpression, FromSqlRow,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
 )]
 #[serde(transparent)]
 #[diesel(sql_type = sql_types::JsonDoc)]
@@ -88,5 +100,3 @@ impl<T: DeserializeOwned> FromSql<sql_types::JsonDoc, Sqlite> for Json<T> {
         Ok(Self(serde_json::from_str(value.read_text())?))
     }
 }
-
-

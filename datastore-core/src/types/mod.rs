@@ -111,7 +111,8 @@ impl<T> FieldType for Option<T>
 where
     T: FieldType,
     T::SqlType: diesel::sql_types::SqlType<IsNull = diesel::sql_types::is_nullable::NotNull>,
-    for<'a> Option<T::Bind<'a>>: diesel::expression::AsExpression<diesel::sql_types::Nullable<T::SqlType>>,
+    for<'a> Option<T::Bind<'a>>:
+        diesel::expression::AsExpression<diesel::sql_types::Nullable<T::SqlType>>,
 {
     type SqlType = diesel::sql_types::Nullable<T::SqlType>;
     const COLUMN: ColumnType = T::COLUMN;

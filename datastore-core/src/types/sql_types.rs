@@ -3,8 +3,8 @@
 //! Each is a Diesel SQL type with the storage of every backend declared on it, so one
 //! `table!` definition serves SQLite and PostgreSQL alike.
 
-use diesel::sql_types::SqlType;
 use diesel::query_builder::QueryId;
+use diesel::sql_types::SqlType;
 
 /// A UUID: `TEXT` (hyphenated, lowercase) on SQLite.
 #[derive(Debug, Clone, Copy, Default, QueryId, SqlType)]

@@ -25,7 +25,18 @@ use crate::schema::ColumnType;
 /// assert!(Timestamp::now() > t);
 /// ```
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, AsExpression, FromSqlRow,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
 )]
 #[serde(transparent)]
 #[diesel(sql_type = sql_types::TimestampUtc)]

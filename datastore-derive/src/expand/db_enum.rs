@@ -9,7 +9,10 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
     let ident = input.ident;
     let idents: Vec<_> = input.variants.iter().map(|(v, _)| *v).collect();
     let names: Vec<_> = input.variants.iter().map(|(_, n)| n.as_str()).collect();
-    let unknown = format!("{{:?}} is not a {ident}: expected one of {}", names.join(", "));
+    let unknown = format!(
+        "{{:?}} is not a {ident}: expected one of {}",
+        names.join(", ")
+    );
     quote! {
         #[allow(non_local_definitions, clippy::all)]
         const _: () = {

@@ -1,7 +1,8 @@
 //! Diesel's `Insertable` and `AsChangeset` for `&Model`: every column, relations aside.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::parse::Model;
 
@@ -13,7 +14,7 @@ pub fn insertable(model: &Model) -> TokenStream {
             .iter()
             .map(|f| {
                 let (column, ty) = (f.ident, f.ty);
-                quote!(diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
+                quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
             })
             .collect()
     };
@@ -39,7 +40,11 @@ pub fn insertable(model: &Model) -> TokenStream {
         }
     };
 
-    let rest: Vec<_> = model.columns().filter(|(_, c)| !c.primary_key).map(|(f, _)| f).collect();
+    let rest: Vec<_> = model
+        .columns()
+        .filter(|(_, c)| !c.primary_key)
+        .map(|(f, _)| f)
+        .collect();
     if rest.is_empty() {
         return insertable;
     }

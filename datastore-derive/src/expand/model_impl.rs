@@ -77,12 +77,20 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
+        let foreign_key = match &relation.foreign_key {
+            Some(fk) => {
+                let fk = fk.to_string();
+                quote!(::core::option::Option::Some(#fk))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             ::datastore::relations::Relation {
                 field: #field_name,
                 kind: ::datastore::relations::RelationKind::#kind,
                 target: #target,
                 through: #through,
+                foreign_key: #foreign_key,
             }
         }
     });
@@ -110,5 +118,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
 }
 
 fn last_segment(path: &syn::Path) -> String {
-    path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
+    path.segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
 }

@@ -19,17 +19,28 @@ fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> Toke
     // Timestamps: both set on insert; on conflict, created_at keeps its stored value.
     let created = model.timestamp(TimestampRole::Created).map(|f| f.ident);
     let updated = model.timestamp(TimestampRole::Updated).map(|f| f.ident);
-    let stamp = created.iter().chain(updated.iter()).map(|f| quote!(self.#f = now;));
-    let now = (created.is_some() || updated.is_some()).then(|| quote!(let now = ::datastore::Timestamp::now();));
+    let stamp = created
+        .iter()
+        .chain(updated.iter())
+        .map(|f| quote!(self.#f = now;));
+    let now = (created.is_some() || updated.is_some())
+        .then(|| quote!(let now = ::datastore::Timestamp::now();));
 
-    let non_key: Vec<_> = model.columns().filter(|(_, c)| !c.primary_key).map(|(f, _)| f.ident).collect();
+    let non_key: Vec<_> = model
+        .columns()
+        .filter(|(_, c)| !c.primary_key)
+        .map(|(f, _)| f.ident)
+        .collect();
     let updates: Vec<_> = non_key
         .iter()
         .filter(|f| Some(**f) != created)
         .map(|f| quote!(diesel::ExpressionMethods::eq(#table::#f, diesel::upsert::excluded(#table::#f))))
         .collect();
     // A row whose data did not change is not written again (nor its updated_at bumped).
-    let data: Vec<_> = non_key.iter().filter(|f| Some(**f) != created && Some(**f) != updated).collect();
+    let data: Vec<_> = non_key
+        .iter()
+        .filter(|f| Some(**f) != created && Some(**f) != updated)
+        .collect();
     let changed = data.iter().map(|f| {
         quote!(diesel::expression_methods::SqliteExpressionMethods::is_not(#table::#f, diesel::upsert::excluded(#table::#f)))
     });

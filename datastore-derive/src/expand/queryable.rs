@@ -1,7 +1,8 @@
 //! Diesel's `Queryable` and `Selectable`: a row becomes the struct, relations not loaded.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::parse::{FieldKind, Model};
 
@@ -9,12 +10,14 @@ pub fn queryable(model: &Model) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
     let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
-    let st: Vec<_> = (0..columns.len()).map(|i| format_ident!("__ST{i}")).collect();
+    let st: Vec<_> = (0..columns.len())
+        .map(|i| format_ident!("__ST{i}"))
+        .collect();
     let read_types: Vec<_> = columns
         .iter()
         .map(|f| {
             let ty = f.ty;
-            quote!(<#ty as ::datastore::FieldType>::Read)
+            quote_spanned!(ty.span()=> <#ty as ::datastore::FieldType>::Read)
         })
         .collect();
     let column_idents: Vec<_> = columns.iter().map(|f| f.ident).collect();

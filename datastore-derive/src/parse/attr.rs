@@ -21,7 +21,10 @@ impl<T> Slot<T> {
     /// Sets the value; a second time is an error at the second occurrence.
     pub fn set(&mut self, cx: &Ctxt, span: Span, value: T) {
         if self.value.is_some() {
-            cx.push(syn::Error::new(span, format!("duplicate attribute `{}`: give it once", self.name)));
+            cx.push(syn::Error::new(
+                span,
+                format!("duplicate attribute `{}`: give it once", self.name),
+            ));
         } else {
             self.value = Some((value, span));
         }
@@ -50,7 +53,10 @@ impl Parse for KeyValue {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let key = input.parse()?;
         input.parse::<Token![=]>()?;
-        Ok(Self { key, value: input.parse()? })
+        Ok(Self {
+            key,
+            value: input.parse()?,
+        })
     }
 }
 
@@ -65,7 +71,9 @@ impl Parse for RelationArgs {
         let target = input.parse()?;
         let mut options = Vec::new();
         if input.parse::<Option<Token![,]>>()?.is_some() {
-            options = Punctuated::<KeyValue, Token![,]>::parse_terminated(input)?.into_iter().collect();
+            options = Punctuated::<KeyValue, Token![,]>::parse_terminated(input)?
+                .into_iter()
+                .collect();
         }
         Ok(Self { target, options })
     }
@@ -75,7 +83,10 @@ impl Parse for RelationArgs {
 pub fn expr_ident(expr: &syn::Expr) -> Option<Ident> {
     match expr {
         syn::Expr::Path(p) => p.path.get_ident().cloned(),
-        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => s.parse().ok(),
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => s.parse().ok(),
         _ => None,
     }
 }

@@ -52,6 +52,9 @@ impl<'a> DbEnum<'a> {
             cx.error_spanned_by(&input.generics, "a `DbEnum` cannot be generic");
         }
         cx.check()?;
-        Ok(Self { ident: &input.ident, variants })
+        Ok(Self {
+            ident: &input.ident,
+            variants,
+        })
     }
 }

@@ -79,7 +79,10 @@ impl<'a> Model<'a> {
         let cx = Ctxt::new();
         let table = parse_table_name(&cx, input);
         if !input.generics.params.is_empty() {
-            cx.error_spanned_by(&input.generics, "a model cannot be generic: remove the type parameters");
+            cx.error_spanned_by(
+                &input.generics,
+                "a model cannot be generic: remove the type parameters",
+            );
         }
         let named = match &input.data {
             Data::Struct(s) => match &s.fields {
@@ -96,9 +99,16 @@ impl<'a> Model<'a> {
             cx.check()?;
             unreachable!()
         };
-        let fields: Vec<Field> = named.named.iter().filter_map(|f| Field::from_ast(&cx, f)).collect();
+        let fields: Vec<Field> = named
+            .named
+            .iter()
+            .filter_map(|f| Field::from_ast(&cx, f))
+            .collect();
 
-        let keys: Vec<&Field> = fields.iter().filter(|f| f.column().is_some_and(|c| c.primary_key)).collect();
+        let keys: Vec<&Field> = fields
+            .iter()
+            .filter(|f| f.column().is_some_and(|c| c.primary_key))
+            .collect();
         match keys.as_slice() {
             [] => cx.error_spanned_by(
                 &input.ident,
@@ -109,7 +119,10 @@ impl<'a> Model<'a> {
             ),
             [key] => {
                 if !is_named(key.ty, "Id") {
-                    cx.error_spanned_by(key.ty, "the primary key must be of type `Id`: `#[primary_key] pub id: Id`");
+                    cx.error_spanned_by(
+                        key.ty,
+                        "the primary key must be of type `Id`: `#[primary_key] pub id: Id`",
+                    );
                 }
             }
             [_, extra @ ..] => {
@@ -122,15 +135,24 @@ impl<'a> Model<'a> {
             }
         }
         cx.check()?;
-        Ok(Self { ident: &input.ident, table, fields })
+        Ok(Self {
+            ident: &input.ident,
+            table,
+            fields,
+        })
     }
 
     pub fn primary_key(&self) -> &Field<'a> {
-        self.fields.iter().find(|f| f.column().is_some_and(|c| c.primary_key)).expect("checked in from_ast")
+        self.fields
+            .iter()
+            .find(|f| f.column().is_some_and(|c| c.primary_key))
+            .expect("checked in from_ast")
     }
 
     pub fn columns(&self) -> impl Iterator<Item = (&Field<'a>, &Column)> {
-        self.fields.iter().filter_map(|f| f.column().map(|c| (f, c)))
+        self.fields
+            .iter()
+            .filter_map(|f| f.column().map(|c| (f, c)))
     }
 
     pub fn relations(&self) -> impl Iterator<Item = (&Field<'a>, &Relation)> {
@@ -141,7 +163,9 @@ impl<'a> Model<'a> {
     }
 
     pub fn timestamp(&self, role: TimestampRole) -> Option<&Field<'a>> {
-        self.columns().find(|(_, c)| c.timestamp == Some(role)).map(|(f, _)| f)
+        self.columns()
+            .find(|(_, c)| c.timestamp == Some(role))
+            .map(|(f, _)| f)
     }
 }
 
@@ -155,12 +179,17 @@ impl<'a> Field<'a> {
         let mut relation: Slot<Relation> = Slot::new("relation");
 
         for attr in &field.attrs {
-            let Some(name) = attr_name(attr) else { continue };
+            let Some(name) = attr_name(attr) else {
+                continue;
+            };
             let span = attr.span();
             match name.as_str() {
                 "primary_key" | "unique" | "index" => {
                     if let Err(e) = attr.meta.require_path_only() {
-                        cx.push(syn::Error::new(e.span(), format!("`#[{name}]` takes no arguments")));
+                        cx.push(syn::Error::new(
+                            e.span(),
+                            format!("`#[{name}]` takes no arguments"),
+                        ));
                     }
                     let slot = match name.as_str() {
                         "primary_key" => &mut primary_key,
@@ -192,7 +221,10 @@ impl<'a> Field<'a> {
                     };
                     if let Some(r) = parse_relation(cx, attr, kind) {
                         if relation.is_set() {
-                            cx.push(syn::Error::new(span, "a field holds one relation: remove one of its relation attributes"));
+                            cx.push(syn::Error::new(
+                                span,
+                                "a field holds one relation: remove one of its relation attributes",
+                            ));
                         } else {
                             relation.set(cx, span, r);
                         }
@@ -210,12 +242,19 @@ impl<'a> Field<'a> {
                 (belongs_to.span(), "belongs_to"),
             ] {
                 if let Some(s) = slot_span {
-                    cx.push(syn::Error::new(s, format!("`#[{name}]` is for columns; this field is a relation")));
+                    cx.push(syn::Error::new(
+                        s,
+                        format!("`#[{name}]` is for columns; this field is a relation"),
+                    ));
                 }
             }
             let _ = span;
             let relation = relation.get().expect("span implies value");
-            return Some(Self { ident, ty: &field.ty, kind: FieldKind::Relation(relation) });
+            return Some(Self {
+                ident,
+                ty: &field.ty,
+                kind: FieldKind::Relation(relation),
+            });
         }
 
         let timestamp = match ident.to_string().as_str() {
@@ -223,7 +262,10 @@ impl<'a> Field<'a> {
             "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
             _ => None,
         };
-        if belongs_to.is_set() && !(is_named(&field.ty, "Id") || option_of(&field.ty).is_some_and(|t| is_named(t, "Id"))) {
+        if belongs_to.is_set()
+            && !(is_named(&field.ty, "Id")
+                || option_of(&field.ty).is_some_and(|t| is_named(t, "Id")))
+        {
             cx.error_spanned_by(&field.ty, "a `#[belongs_to(Parent)]` field holds the parent's key: its type must be `Id` or `Option<Id>`");
         }
         Some(Self {
@@ -255,7 +297,9 @@ impl<'a> Field<'a> {
 fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Option<Relation> {
     let form = match kind {
         RelationKind::HasOne => "`#[has_one(Child)]` or `#[has_one(Child, foreign_key = field)]`",
-        RelationKind::HasMany => "`#[has_many(Child)]` or `#[has_many(Child, foreign_key = field)]`",
+        RelationKind::HasMany => {
+            "`#[has_many(Child)]` or `#[has_many(Child, foreign_key = field)]`"
+        }
         RelationKind::ManyToMany => "`#[many_to_many(Other, through = JoinModel)]`",
     };
     let args = match attr.parse_args::<RelationArgs>() {
@@ -271,19 +315,36 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
         match (kind, option.key.to_string().as_str()) {
             (RelationKind::ManyToMany, "through") => match expr_path(&option.value) {
                 Some(p) => through.set(cx, option.key.span(), p),
-                None => cx.error_spanned_by(&option.value, format!("expected a model type: {form}")),
+                None => {
+                    cx.error_spanned_by(&option.value, format!("expected a model type: {form}"))
+                }
             },
-            (RelationKind::HasOne | RelationKind::HasMany, "foreign_key") => match expr_ident(&option.value) {
-                Some(i) => foreign_key.set(cx, option.key.span(), i),
-                None => cx.error_spanned_by(&option.value, format!("expected a field name: {form}")),
-            },
-            (_, other) => cx.error_spanned_by(&option.key, format!("unknown {} option `{other}`: expected {form}", kind.attr())),
+            (RelationKind::HasOne | RelationKind::HasMany, "foreign_key") => {
+                match expr_ident(&option.value) {
+                    Some(i) => foreign_key.set(cx, option.key.span(), i),
+                    None => {
+                        cx.error_spanned_by(&option.value, format!("expected a field name: {form}"))
+                    }
+                }
+            }
+            (_, other) => cx.error_spanned_by(
+                &option.key,
+                format!("unknown {} option `{other}`: expected {form}", kind.attr()),
+            ),
         }
     }
     if kind == RelationKind::ManyToMany && !through.is_set() {
-        cx.error_spanned_by(attr, format!("a many-to-many relation needs its join model: {form}"));
+        cx.error_spanned_by(
+            attr,
+            format!("a many-to-many relation needs its join model: {form}"),
+        );
     }
-    Some(Relation { kind, target: args.target, through: through.get(), foreign_key: foreign_key.get() })
+    Some(Relation {
+        kind,
+        target: args.target,
+        through: through.get(),
+        foreign_key: foreign_key.get(),
+    })
 }
 
 /// `#[model(table = "...")]`, or the struct's name in snake case, pluralized.
@@ -296,8 +357,14 @@ fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
                 table.set(cx, meta.path.span(), lit);
                 Ok(())
             } else {
-                let name = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
-                Err(meta.error(format!("unknown model attribute `{name}`: expected `#[model(table = \"name\")]`")))
+                let name = meta
+                    .path
+                    .get_ident()
+                    .map(Ident::to_string)
+                    .unwrap_or_default();
+                Err(meta.error(format!(
+                    "unknown model attribute `{name}`: expected `#[model(table = \"name\")]`"
+                )))
             }
         });
         if let Err(e) = result {
@@ -307,8 +374,13 @@ fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
     match table.get() {
         Some(lit) => {
             let name = lit.value();
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && syn::parse_str::<Ident>(&name).is_ok();
             if !valid {
                 cx.error_spanned_by(
@@ -322,7 +394,10 @@ fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
             }
             Ident::new(&name, lit.span())
         }
-        None => Ident::new(&plural(&snake_case(&input.ident.to_string())), input.ident.span()),
+        None => Ident::new(
+            &plural(&snake_case(&input.ident.to_string())),
+            input.ident.span(),
+        ),
     }
 }
 
@@ -368,10 +443,12 @@ pub fn option_of(ty: &Type) -> Option<&Type> {
         return None;
     }
     match &last.arguments {
-        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match args.args.first()? {
-            syn::GenericArgument::Type(t) => Some(t),
-            _ => None,
-        },
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
+            match args.args.first()? {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
