@@ -133,7 +133,10 @@ fn delete_where_removes_only_matching_rows() {
     for rating in 1..=6 {
         store.save(post("p", rating)).unwrap();
     }
-    assert_eq!(store.delete_where::<Post>(posts::rating.le(4)).unwrap(), 4);
+    assert_eq!(
+        store.delete_where::<Post, _>(posts::rating.le(4)).unwrap(),
+        4
+    );
     let left: Vec<i32> = store
         .all::<Post>()
         .unwrap()
@@ -297,4 +300,34 @@ fn a_file_store_keeps_its_rows_across_reopening() {
     )
     .unwrap();
     assert_eq!(reopened.get::<Post>(&saved.id).unwrap(), saved);
+}
+
+#[test]
+fn delete_where_takes_a_nullable_condition_with_null_as_false() {
+    let store = memory_store();
+    store
+        .save(Post {
+            body: Some("spam spam".into()),
+            ..post("a", 1)
+        })
+        .unwrap();
+    store
+        .save(Post {
+            body: None,
+            ..post("b", 1)
+        })
+        .unwrap();
+    store
+        .save(Post {
+            body: Some("fine".into()),
+            ..post("c", 1)
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .delete_where::<Post, _>(posts::body.like("%spam%"))
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.count::<Post>().unwrap(), 2);
 }

@@ -220,6 +220,10 @@ impl From<DieselError> for Error {
                     DatabaseErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
                     DatabaseErrorKind::CheckViolation => Some(ConstraintKind::Check),
                     DatabaseErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
+                    // SQLite reports an `ON DELETE RESTRICT` violation with a generic code.
+                    _ if message.starts_with("FOREIGN KEY constraint failed") => {
+                        Some(ConstraintKind::ForeignKey)
+                    }
                     _ => None,
                 };
                 if let Some(kind) = constraint {

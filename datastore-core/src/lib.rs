@@ -14,7 +14,7 @@ mod types;
 
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use migrate::Schema;
-pub use model::{Model, Persist, Predicate};
+pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Persist, Predicate};
 pub use repo::Repo;
 pub use store::{PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{sql_types, DbEnum, FieldType, Id, Json, Timestamp};

@@ -29,6 +29,11 @@ use crate::{Id, Result};
 /// let note = Note::default();
 /// assert_eq!(note.id(), &note.id);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "not a model",
+    note = "a relation's target and join model are structs with `#[derive(Model)]`"
+)]
 pub trait Model: Sized + Send + 'static {
     /// The Diesel table type (`posts::table`).
     type Table: diesel::Table + Default + Copy;
@@ -51,6 +56,42 @@ pub trait Model: Sized + Send + 'static {
 pub type Predicate<M, C> =
     Box<dyn BoxableExpression<<M as Model>::Table, <C as Connection>::Backend, SqlType = Bool>>;
 
+/// A `WHERE` condition, `Bool` or nullable (`content.like(..)` on a nullable column): in a
+/// `WHERE` clause `NULL` is false, so both filter alike. The marker `M` tells the two apart.
+pub trait IntoPredicate<T, DB: diesel::backend::Backend, M> {
+    /// The condition, boxed.
+    fn into_predicate(self) -> Box<dyn BoxableExpression<T, DB, SqlType = Bool>>;
+}
+
+/// [`IntoPredicate`]'s marker for a `Bool` condition.
+#[derive(Debug)]
+pub enum NotNullCondition {}
+
+/// [`IntoPredicate`]'s marker for a `Nullable<Bool>` condition.
+#[derive(Debug)]
+pub enum NullableCondition {}
+
+impl<E, T, DB> IntoPredicate<T, DB, NotNullCondition> for E
+where
+    DB: diesel::backend::Backend,
+    E: BoxableExpression<T, DB, SqlType = Bool> + 'static,
+{
+    fn into_predicate(self) -> Box<dyn BoxableExpression<T, DB, SqlType = Bool>> {
+        Box::new(self)
+    }
+}
+
+impl<E, T, DB> IntoPredicate<T, DB, NullableCondition> for E
+where
+    DB: diesel::backend::Backend,
+    E: BoxableExpression<T, DB, SqlType = diesel::sql_types::Nullable<Bool>> + 'static,
+    diesel::dsl::AssumeNotNull<E>: BoxableExpression<T, DB, SqlType = Bool> + 'static,
+{
+    fn into_predicate(self) -> Box<dyn BoxableExpression<T, DB, SqlType = Bool>> {
+        Box::new(diesel::NullableExpressionMethods::assume_not_null(self))
+    }
+}
+
 /// A model's typed data access on one backend's connection `C`.
 ///
 /// Implemented by `#[derive(Model)]`. Call it through [`Repo`](crate::Repo) on a connection,
@@ -65,17 +106,34 @@ pub trait Persist<C: Connection>: Model {
     /// Runs a query built from [`Persist::query`].
     fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>>;
 
+    /// The rows matching a predicate, in key order.
+    fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>>;
+
+    /// The boxed subquery selecting the keys of the rows matching a predicate
+    /// (`SELECT id FROM posts WHERE ..`), to filter other tables by this one in SQL.
+    type Ids;
+
+    /// See [`Persist::Ids`].
+    fn ids_where(predicate: Predicate<Self, C>) -> Self::Ids;
+
     /// Inserts the row, or updates the row with the same primary key, and returns it as stored.
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// The row with this primary key.
     fn find(conn: &mut C, id: &Id) -> Result<Option<Self>>;
 
+    /// The rows with these keys, in key order: one statement per
+    /// [`CHUNK`](crate::relations::CHUNK) keys.
+    fn find_many(conn: &mut C, ids: &[Id]) -> Result<Vec<Self>>;
+
     /// The number of rows.
     fn count(conn: &mut C) -> Result<i64>;
 
     /// Deletes the row with this primary key; returns whether there was one.
     fn delete_by_id(conn: &mut C, id: &Id) -> Result<bool>;
+
+    /// The number of rows matching the predicate.
+    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<i64>;
 
     /// Deletes the rows matching the predicate; returns how many.
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;

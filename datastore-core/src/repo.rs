@@ -1,10 +1,8 @@
 //! Typed model methods on a plain Diesel connection.
 
 use diesel::connection::Connection;
-use diesel::expression::BoxableExpression;
-use diesel::sql_types::Bool;
 
-use crate::model::Persist;
+use crate::model::{IntoPredicate, Persist};
 use crate::{Error, Id, Result};
 
 /// The typed methods of every model, on a Diesel connection.
@@ -91,12 +89,13 @@ pub trait Repo: Connection + Sized {
 
     /// Deletes the rows matching a predicate on the model's table; returns how many.
     ///
-    /// `conn.delete_where::<Post>(posts::rating.lt(3))`
-    fn delete_where<M: Persist<Self>>(
+    /// `conn.delete_where::<Post, _>(posts::rating.lt(3))`: the condition may be
+    /// nullable (`posts::body.like("%x%")`), where `NULL` counts as false.
+    fn delete_where<M: Persist<Self>, C>(
         &mut self,
-        predicate: impl BoxableExpression<M::Table, Self::Backend, SqlType = Bool> + 'static,
+        predicate: impl IntoPredicate<M::Table, Self::Backend, C>,
     ) -> Result<usize> {
-        M::delete_where(self, Box::new(predicate))
+        M::delete_where(self, predicate.into_predicate())
     }
 }
 

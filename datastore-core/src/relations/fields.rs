@@ -33,6 +33,12 @@ macro_rules! relation_field {
             pub fn into_loaded(self) -> Option<$loaded> {
                 self.0
             }
+
+            /// The loaded value, mutably (to load a nested relation into it), or `None` if the
+            /// relation was not loaded.
+            pub fn get_mut(&mut self) -> Option<&mut $loaded> {
+                self.0.as_mut()
+            }
         }
 
         impl<T> Default for $name<T> {

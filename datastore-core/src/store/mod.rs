@@ -7,10 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use diesel::connection::Connection;
-use diesel::expression::BoxableExpression;
 use diesel::migration::MigrationSource;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::sql_types::Bool;
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 use diesel_migrations::MigrationHarness;
@@ -18,7 +16,7 @@ use diesel_migrations::MigrationHarness;
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
 
-use crate::model::Persist;
+use crate::model::{IntoPredicate, Persist};
 use crate::repo::Repo;
 use crate::{Error, Id, Result};
 
@@ -183,11 +181,11 @@ impl Store {
     }
 
     /// See [`Repo::delete_where`].
-    pub fn delete_where<M: Persist<SqliteConnection>>(
+    pub fn delete_where<M: Persist<SqliteConnection>, C>(
         &self,
-        predicate: impl BoxableExpression<M::Table, Sqlite, SqlType = Bool> + 'static,
+        predicate: impl IntoPredicate<M::Table, Sqlite, C>,
     ) -> Result<usize> {
-        (*self.conn()?).delete_where::<M>(predicate)
+        (*self.conn()?).delete_where::<M, C>(predicate)
     }
 }
 

@@ -6,6 +6,7 @@ mod insertable;
 mod model_impl;
 mod persist;
 mod queryable;
+mod relations;
 mod table;
 
 use proc_macro2::TokenStream;
@@ -23,7 +24,13 @@ pub fn model(model: &parse::Model) -> TokenStream {
     let model_impl = model_impl::model_impl(model);
     let queryable = queryable::queryable(model);
     let insertable = insertable::insertable(model);
-    let persist = persist::persist(model);
+    let sqlite = relations::Backend {
+        conn: quote!(diesel::sqlite::SqliteConnection),
+        backend: quote!(diesel::sqlite::Sqlite),
+    };
+    let persist = persist::persist(model, &sqlite);
+    let child_side = relations::child_side(model, &sqlite);
+    let parent_side = relations::parent_side(model, &sqlite);
     quote! {
         #table
         #[allow(non_local_definitions, clippy::all)]
@@ -34,6 +41,8 @@ pub fn model(model: &parse::Model) -> TokenStream {
             #queryable
             #insertable
             #persist
+            #child_side
+            #parent_side
         };
     }
 }

@@ -3,15 +3,11 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::parse::{Model, TimestampRole};
+use super::relations::{fk_key, Backend};
+use crate::parse::{Model, RelationKind, TimestampRole};
 
-pub fn persist(model: &Model) -> TokenStream {
-    let sqlite = quote!(diesel::sqlite::SqliteConnection);
-    let backend = quote!(diesel::sqlite::Sqlite);
-    persist_for(model, &sqlite, &backend)
-}
-
-fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStream {
+pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
+    let Backend { conn, backend } = backend;
     let ident = model.ident;
     let table = &model.table;
     let key = model.primary_key().ident;
@@ -41,11 +37,10 @@ fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> Toke
         .iter()
         .filter(|f| Some(**f) != created && Some(**f) != updated)
         .collect();
-    let changed = data.iter().map(|f| {
-        quote!(diesel::expression_methods::SqliteExpressionMethods::is_not(#table::#f, diesel::upsert::excluded(#table::#f)))
-    });
-    let changed = changed.reduce(|a, b| quote!(diesel::BoolExpressionMethods::or(#a, #b)));
-
+    let changed = data
+        .iter()
+        .map(|f| quote!(diesel::expression_methods::SqliteExpressionMethods::is_not(#table::#f, diesel::upsert::excluded(#table::#f))))
+        .reduce(|a, b| quote!(diesel::BoolExpressionMethods::or(#a, #b)));
     let upsert = match changed {
         Some(changed) => quote! {
             diesel::query_dsl::methods::FilterDsl::filter(
@@ -62,9 +57,46 @@ fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> Toke
         },
     };
 
+    // A foreign key that points nowhere: name the column and the missing parent.
+    let missing_parents = model.columns().filter_map(|(field, column)| {
+        let parent = column.belongs_to.as_ref()?;
+        let f = field.ident;
+        let name = field.column_name();
+        Some(quote! {
+            if <#parent as ::datastore::Persist<#conn>>::find(conn, &self.#f)?.is_none() {
+                violation.table = ::core::option::Option::Some(<Self as ::datastore::Model>::TABLE_NAME.into());
+                violation.column = ::core::option::Option::Some(#name.into());
+                violation.message = ::std::format!(
+                    "{}.{} references {} '{}', which does not exist",
+                    <Self as ::datastore::Model>::TABLE_NAME, #name,
+                    <#parent as ::datastore::Model>::TABLE_NAME, self.#f,
+                );
+                return ::core::result::Result::Err(::datastore::Error::Constraint(violation));
+            }
+        })
+    });
+
+    // A delete that join rows still reference: name the join table and count the links.
+    let restricting_links = model.relations().filter(|(_, r)| r.kind == RelationKind::ManyToMany).map(|(_, r)| {
+        let through = r.through.as_ref().expect("checked when parsed");
+        let fk = fk_key(through, &syn::parse_quote!(#ident), None);
+        quote! {
+            let count = ::datastore::relations::load::count_links::<Self, #through, { #fk }, #conn>(conn, id)?;
+            if count > 0 {
+                return ::core::result::Result::Err(::datastore::Error::DeleteRestricted {
+                    table: <Self as ::datastore::Model>::TABLE_NAME.into(),
+                    key: ::std::string::ToString::to_string(id),
+                    join_table: <#through as ::datastore::Model>::TABLE_NAME.into(),
+                    count,
+                });
+            }
+        }
+    });
+
     quote! {
         impl ::datastore::Persist<#conn> for #ident {
             type Query = #table::BoxedQuery<'static, #backend>;
+            type Ids = #table::BoxedQuery<'static, #backend, ::datastore::sql_types::Uuid>;
 
             fn query() -> Self::Query {
                 diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(
@@ -77,18 +109,42 @@ fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> Toke
                 ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
             }
 
+            fn load_where(
+                conn: &mut #conn,
+                predicate: ::datastore::Predicate<Self, #conn>,
+            ) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                let query = diesel::QueryDsl::filter(<Self as ::datastore::Persist<#conn>>::query(), predicate);
+                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
+            }
+
+            fn ids_where(predicate: ::datastore::Predicate<Self, #conn>) -> Self::Ids {
+                diesel::QueryDsl::into_boxed(diesel::QueryDsl::filter(
+                    diesel::QueryDsl::select(#table::table, #table::#key),
+                    predicate,
+                ))
+            }
+
             fn save(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
                 #now
                 #(#stamp)*
-                let stored: ::core::option::Option<Self> =
-                    diesel::OptionalExtension::optional(diesel::RunQueryDsl::get_result(#upsert, conn))?;
+                let result = diesel::OptionalExtension::optional(diesel::RunQueryDsl::get_result(#upsert, conn));
+                let stored: ::core::option::Option<Self> = match result.map_err(::datastore::Error::from) {
+                    ::core::result::Result::Ok(stored) => stored,
+                    ::core::result::Result::Err(::datastore::Error::Constraint(mut violation))
+                        if violation.kind == ::datastore::ConstraintKind::ForeignKey =>
+                    {
+                        #(#missing_parents)*
+                        return ::core::result::Result::Err(::datastore::Error::Constraint(violation));
+                    }
+                    ::core::result::Result::Err(e) => return ::core::result::Result::Err(e),
+                };
                 match stored {
                     ::core::option::Option::Some(row) => ::core::result::Result::Ok(row),
                     // Unchanged: nothing was written; the stored row is the answer.
                     ::core::option::Option::None => {
                         <Self as ::datastore::Persist<#conn>>::find(conn, &self.#key)?.ok_or_else(|| {
                             ::datastore::Error::NotFound {
-                                table: ::std::string::ToString::to_string(<Self as ::datastore::Model>::TABLE_NAME),
+                                table: <Self as ::datastore::Model>::TABLE_NAME.into(),
                                 key: ::std::string::ToString::to_string(&self.#key),
                             }
                         })
@@ -101,14 +157,43 @@ fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> Toke
                 ::core::result::Result::Ok(diesel::OptionalExtension::optional(diesel::RunQueryDsl::first(query, conn))?)
             }
 
+            fn find_many(conn: &mut #conn, ids: &[::datastore::Id]) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                let mut rows = ::std::vec::Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(::datastore::relations::CHUNK) {
+                    let query = diesel::QueryDsl::filter(
+                        <Self as ::datastore::Persist<#conn>>::query(),
+                        diesel::ExpressionMethods::eq_any(#table::#key, chunk),
+                    );
+                    rows.extend(diesel::RunQueryDsl::load::<Self>(query, conn)?);
+                }
+                ::core::result::Result::Ok(rows)
+            }
+
             fn count(conn: &mut #conn) -> ::datastore::Result<i64> {
                 let query = diesel::QueryDsl::count(#table::table);
                 ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
             }
 
+            fn count_where(
+                conn: &mut #conn,
+                predicate: ::datastore::Predicate<Self, #conn>,
+            ) -> ::datastore::Result<i64> {
+                let query = diesel::QueryDsl::count(diesel::QueryDsl::filter(#table::table, predicate));
+                ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
+            }
+
             fn delete_by_id(conn: &mut #conn, id: &::datastore::Id) -> ::datastore::Result<bool> {
                 let target = diesel::QueryDsl::find(#table::table, id);
-                ::core::result::Result::Ok(diesel::RunQueryDsl::execute(diesel::delete(target), conn)? > 0)
+                match diesel::RunQueryDsl::execute(diesel::delete(target), conn).map_err(::datastore::Error::from) {
+                    ::core::result::Result::Ok(deleted) => ::core::result::Result::Ok(deleted > 0),
+                    ::core::result::Result::Err(::datastore::Error::Constraint(violation))
+                        if violation.kind == ::datastore::ConstraintKind::ForeignKey =>
+                    {
+                        #(#restricting_links)*
+                        ::core::result::Result::Err(::datastore::Error::Constraint(violation))
+                    }
+                    ::core::result::Result::Err(e) => ::core::result::Result::Err(e),
+                }
             }
 
             fn delete_where(
@@ -117,14 +202,6 @@ fn persist_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> Toke
             ) -> ::datastore::Result<usize> {
                 let target = diesel::QueryDsl::filter(#table::table, predicate);
                 ::core::result::Result::Ok(diesel::RunQueryDsl::execute(diesel::delete(target), conn)?)
-            }
-        }
-
-        impl #ident {
-            /// The model's Diesel table, to query with Diesel's DSL:
-            /// `Model::query().filter(..).load(&mut conn)`.
-            pub fn query() -> #table::table {
-                #table::table
             }
         }
     }

@@ -257,6 +257,16 @@ impl<'a> Field<'a> {
             });
         }
 
+        if let Some(reason) = unsupported_type(&field.ty) {
+            cx.error_spanned_by(
+                &field.ty,
+                format!(
+                    "unsupported field type: {reason}; a column holds String, bool, i16, i32, i64, f32, f64, \
+                     Vec<u8>, Id, Timestamp, serde_json::Value, Json<T>, a `DbEnum`, or Option<T> of these \
+                     (store a collection as `Json<T>`)"
+                ),
+            );
+        }
         let timestamp = match ident.to_string().as_str() {
             "created_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Created),
             "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
@@ -428,6 +438,49 @@ fn plural(name: &str) -> String {
         return format!("{name}es");
     }
     format!("{name}s")
+}
+
+/// Why a type can never be a column, when that is clear from its form alone. Other types are
+/// checked by the compiler against `FieldType`.
+fn unsupported_type(ty: &Type) -> Option<String> {
+    let shown = quote::quote!(#ty).to_string().replace(' ', "");
+    match ty {
+        Type::Reference(_) => Some(format!("`{shown}` is a reference; a model owns its data")),
+        Type::Tuple(_) | Type::Array(_) | Type::Slice(_) => {
+            Some(format!("`{shown}` spans several values"))
+        }
+        Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            let name = last.ident.to_string();
+            let collections = [
+                "HashMap",
+                "HashSet",
+                "BTreeMap",
+                "BTreeSet",
+                "VecDeque",
+                "LinkedList",
+                "BinaryHeap",
+            ];
+            if collections.contains(&name.as_str()) {
+                return Some(format!("`{shown}` is a collection"));
+            }
+            if name == "Vec" && !shown.ends_with("Vec<u8>") {
+                return Some(format!(
+                    "`{shown}` is a collection (only `Vec<u8>` is stored, as bytes)"
+                ));
+            }
+            if ["Box", "Rc", "Arc", "Cell", "RefCell"].contains(&name.as_str()) {
+                return Some(format!(
+                    "`{shown}` is a pointer or cell; store the value itself"
+                ));
+            }
+            if name == "Option" {
+                return option_of(ty).and_then(unsupported_type);
+            }
+            None
+        }
+        _ => Some(format!("`{shown}` is not a plain type")),
+    }
 }
 
 /// Whether the type's path ends in `name` (`Id`, `datastore::Id`).

@@ -1,0 +1,249 @@
+//! Loading relations: lazily for one row, or eagerly for many rows at once with one statement
+//! per relation level (per [`CHUNK`] parents), whatever the number of parents.
+//!
+//! The derive generates a typed method per relation field (`post.comments(conn)`,
+//! `Post::load_comments(conn, &mut posts)`) that calls these.
+
+use std::collections::{HashMap, HashSet};
+
+use diesel::connection::Connection;
+
+use super::{ForeignKey, HasMany, HasOne, ManyToMany, CHUNK};
+use crate::model::{Model, Persist};
+use crate::{Error, Id, Result};
+
+/// The children of one parent, in key order.
+pub fn children<P, Ch, const FK: u64, C>(conn: &mut C, parent: &Id) -> Result<Vec<Ch>>
+where
+    P: Model,
+    Ch: ForeignKey<P, FK, C>,
+    C: Connection,
+{
+    Ch::load_where(conn, Ch::parent_is(*parent))
+}
+
+/// The children of many parents, grouped by parent key: one statement per [`CHUNK`] parents.
+pub fn children_by_parent<P, Ch, const FK: u64, C>(
+    conn: &mut C,
+    parents: &[Id],
+) -> Result<HashMap<Id, Vec<Ch>>>
+where
+    P: Model,
+    Ch: ForeignKey<P, FK, C>,
+    C: Connection,
+{
+    let mut groups: HashMap<Id, Vec<Ch>> = HashMap::with_capacity(parents.len());
+    for chunk in distinct(parents).chunks(CHUNK) {
+        for child in Ch::load_where(conn, Ch::parent_in(chunk))? {
+            if let Some(parent) = child.parent_id() {
+                groups.entry(parent).or_default().push(child);
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// The parent a child's foreign key points at; [`Error::NotFound`] if it points nowhere.
+pub fn parent<P, Ch, const FK: u64, C>(conn: &mut C, child: &Ch) -> Result<Option<P>>
+where
+    P: Persist<C>,
+    Ch: ForeignKey<P, FK, C>,
+    C: Connection,
+{
+    match child.parent_id() {
+        None => Ok(None),
+        Some(id) => P::find(conn, &id)?
+            .map(Some)
+            .ok_or_else(|| Error::not_found(P::TABLE_NAME, id)),
+    }
+}
+
+/// Fills a `has_many` field of every parent. Parents without children get an empty, loaded
+/// list.
+pub fn eager_has_many<'p, P, Ch, const FK: u64, C>(
+    conn: &mut C,
+    parents: impl IntoIterator<Item = &'p mut P>,
+    field: fn(&mut P) -> &mut HasMany<Ch>,
+) -> Result<()>
+where
+    P: Model,
+    Ch: ForeignKey<P, FK, C> + Clone,
+    C: Connection,
+{
+    let parents: Vec<&mut P> = parents.into_iter().collect();
+    let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
+    let mut groups = children_by_parent::<P, Ch, FK, C>(conn, &ids)?;
+    let shared = has_duplicates(&ids);
+    for parent in parents {
+        let children = take(&mut groups, parent.id(), shared);
+        *field(parent) = HasMany::loaded(children);
+    }
+    Ok(())
+}
+
+/// Fills a `has_one` field of every parent (`None` where there is no child).
+pub fn eager_has_one<'p, P, Ch, const FK: u64, C>(
+    conn: &mut C,
+    parents: impl IntoIterator<Item = &'p mut P>,
+    field: fn(&mut P) -> &mut HasOne<Ch>,
+) -> Result<()>
+where
+    P: Model,
+    Ch: ForeignKey<P, FK, C> + Clone,
+    C: Connection,
+{
+    let parents: Vec<&mut P> = parents.into_iter().collect();
+    let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
+    let mut groups = children_by_parent::<P, Ch, FK, C>(conn, &ids)?;
+    let shared = has_duplicates(&ids);
+    for parent in parents {
+        let child = take(&mut groups, parent.id(), shared).into_iter().next();
+        *field(parent) = HasOne::loaded(child);
+    }
+    Ok(())
+}
+
+/// The rows linked to one row through a join model, in the join rows' key (link) order.
+pub fn linked<P, J, T, const FK_P: u64, const FK_T: u64, C>(
+    conn: &mut C,
+    parent: &Id,
+) -> Result<Vec<T>>
+where
+    P: Model,
+    T: Persist<C> + Clone,
+    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    C: Connection,
+{
+    let mut by_parent =
+        linked_by_parent::<P, J, T, FK_P, FK_T, C>(conn, std::slice::from_ref(parent))?;
+    Ok(by_parent.remove(parent).unwrap_or_default())
+}
+
+/// The rows linked to many rows through a join model: two statements (join rows, then the
+/// linked rows) per [`CHUNK`] keys.
+pub fn linked_by_parent<P, J, T, const FK_P: u64, const FK_T: u64, C>(
+    conn: &mut C,
+    parents: &[Id],
+) -> Result<HashMap<Id, Vec<T>>>
+where
+    P: Model,
+    T: Persist<C> + Clone,
+    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    C: Connection,
+{
+    let links = children_by_parent::<P, J, FK_P, C>(conn, parents)?;
+    let target_ids: Vec<Id> = links
+        .values()
+        .flatten()
+        .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_id)
+        .collect();
+    let targets: HashMap<Id, T> = T::find_many(conn, &target_ids)?
+        .into_iter()
+        .map(|t| (*t.id(), t))
+        .collect();
+    Ok(links
+        .into_iter()
+        .map(|(parent, links)| {
+            let linked = links
+                .iter()
+                .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_id)
+                .filter_map(|id| targets.get(&id).cloned())
+                .collect();
+            (parent, linked)
+        })
+        .collect())
+}
+
+/// Fills a `many_to_many` field of every parent.
+pub fn eager_many_to_many<'p, P, J, T, const FK_P: u64, const FK_T: u64, C>(
+    conn: &mut C,
+    parents: impl IntoIterator<Item = &'p mut P>,
+    field: fn(&mut P) -> &mut ManyToMany<T>,
+) -> Result<()>
+where
+    P: Model,
+    T: Persist<C> + Clone,
+    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    C: Connection,
+{
+    let parents: Vec<&mut P> = parents.into_iter().collect();
+    let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
+    let mut groups = linked_by_parent::<P, J, T, FK_P, FK_T, C>(conn, &ids)?;
+    let shared = has_duplicates(&ids);
+    for parent in parents {
+        let linked = take(&mut groups, parent.id(), shared);
+        *field(parent) = ManyToMany::loaded(linked);
+    }
+    Ok(())
+}
+
+/// Links two rows: saves a new join row pointing at both.
+pub fn link<P, J, T, const FK_P: u64, const FK_T: u64, C>(
+    conn: &mut C,
+    parent: &Id,
+    target: &Id,
+) -> Result<J>
+where
+    P: Model,
+    T: Model,
+    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C> + Default,
+    C: Connection,
+{
+    let mut join = J::default();
+    <J as super::BelongsTo<P, FK_P>>::set_parent_id(&mut join, *parent);
+    <J as super::BelongsTo<T, FK_T>>::set_parent_id(&mut join, *target);
+    join.save(conn)
+}
+
+/// Unlinks two rows: deletes the join rows pointing at both; returns how many.
+pub fn unlink<P, J, T, const FK_P: u64, const FK_T: u64, C>(
+    conn: &mut C,
+    parent: &Id,
+    target: &Id,
+) -> Result<usize>
+where
+    P: Model,
+    T: Model,
+    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    C: Connection,
+    diesel::dsl::And<crate::Predicate<J, C>, crate::Predicate<J, C>>:
+        diesel::expression::BoxableExpression<
+                J::Table,
+                C::Backend,
+                SqlType = diesel::sql_types::Bool,
+            > + 'static,
+{
+    use diesel::BoolExpressionMethods;
+    let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
+    let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
+    J::delete_where(conn, Box::new(to_parent.and(to_target)))
+}
+
+/// How many join rows of `J` link to the parent (for the error of a refused delete).
+pub fn count_links<P, J, const FK: u64, C>(conn: &mut C, parent: &Id) -> Result<i64>
+where
+    P: Model,
+    J: ForeignKey<P, FK, C>,
+    C: Connection,
+{
+    J::count_where(conn, J::parent_is(*parent))
+}
+
+fn distinct(ids: &[Id]) -> Vec<Id> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
+fn has_duplicates(ids: &[Id]) -> bool {
+    let mut seen = HashSet::with_capacity(ids.len());
+    !ids.iter().all(|id| seen.insert(*id))
+}
+
+/// A parent's group: moved out, unless the same parent appears twice in the list.
+fn take<T: Clone>(groups: &mut HashMap<Id, Vec<T>>, id: &Id, shared: bool) -> Vec<T> {
+    if shared {
+        groups.get(id).cloned().unwrap_or_default()
+    } else {
+        groups.remove(id).unwrap_or_default()
+    }
+}
