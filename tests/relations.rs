@@ -538,3 +538,64 @@ fn a_post_still_linked_to_editors_cannot_be_deleted_until_unlinked() {
     );
     assert_eq!(conn.count::<User>().unwrap(), 2, "the editors remain");
 }
+
+#[test]
+fn a_post_with_its_comments_and_editors_is_saved_as_one_graph() {
+    let store = memory_store();
+    let nadia = store.save(user("Nadia")).unwrap();
+    let mut draft = post("graph", 3);
+    draft.comments = HasMany::loaded(vec![
+        Comment {
+            content: Some("one".into()),
+            ..Comment::default()
+        },
+        Comment {
+            content: Some("two".into()),
+            ..Comment::default()
+        },
+    ]);
+    draft.editors = ManyToMany::loaded(vec![nadia.clone(), user("Omar")]);
+    let saved = store.save_graph(draft).unwrap();
+
+    let comments = saved.comments.get().unwrap();
+    assert!(comments.iter().all(|c| c.post_id == saved.id));
+    let mut conn = store.conn().unwrap();
+    assert_eq!(saved.comments(&mut conn).unwrap(), comments);
+    let editors: Vec<String> = saved
+        .editors(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(editors, ["Nadia", "Omar"]);
+
+    // Saving the same graph again links nothing twice.
+    store.save_graph(saved.clone()).unwrap();
+    assert_eq!(store.count::<PostEditor>().unwrap(), 2);
+    assert_eq!(store.count::<Comment>().unwrap(), 2);
+}
+
+#[test]
+fn a_graph_that_fails_anywhere_leaves_nothing_written() {
+    let store = memory_store();
+    store.save(user("taken")).unwrap();
+    let mut draft = post("doomed graph", 3);
+    draft.comments = HasMany::loaded(vec![Comment {
+        content: Some("lost".into()),
+        ..Comment::default()
+    }]);
+    draft.editors = ManyToMany::loaded(vec![user("taken")]); // a second "taken": unique violation
+    let err = store.save_graph(draft).unwrap_err();
+    assert_eq!(
+        err.constraint().map(|c| c.kind),
+        Some(ConstraintKind::Unique)
+    );
+    assert_eq!(
+        (
+            store.count::<Post>().unwrap(),
+            store.count::<Comment>().unwrap()
+        ),
+        (0, 0)
+    );
+    assert_eq!(store.count::<PostEditor>().unwrap(), 0);
+}

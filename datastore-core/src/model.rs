@@ -119,6 +119,11 @@ pub trait Persist<C: Connection>: Model {
     /// Inserts the row, or updates the row with the same primary key, and returns it as stored.
     fn save(self, conn: &mut C) -> Result<Self>;
 
+    /// Saves the row and, in the same transaction, every loaded relation under it: children
+    /// (pointed at it, recursively) and many-to-many rows (saved, and linked if they were not).
+    /// Relations not loaded are left alone. An error anywhere leaves nothing written.
+    fn save_graph(self, conn: &mut C) -> Result<Self>;
+
     /// The row with this primary key.
     fn find(conn: &mut C, id: &Id) -> Result<Option<Self>>;
 

@@ -42,6 +42,11 @@ pub trait Repo: Connection + Sized {
         model.save(self)
     }
 
+    /// Saves the row with its loaded relations, in one transaction; see [`Persist::save_graph`].
+    fn save_graph<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
+        model.save_graph(self)
+    }
+
     /// The row with this primary key, if there is one.
     fn find<M: Persist<Self>>(&mut self, id: &Id) -> Result<Option<M>> {
         M::find(self, id)

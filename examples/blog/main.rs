@@ -6,7 +6,7 @@
 mod models;
 
 use datastore::prelude::*;
-use models::{posts, Post, PostStatus};
+use models::{comments, posts, Comment, Post, PostEditor, PostStatus, User};
 
 fn main() -> datastore::Result<()> {
     let path = std::env::temp_dir().join("datastore-blog.db");
@@ -17,35 +17,140 @@ fn main() -> datastore::Result<()> {
         path.display().to_string(),
         datastore::embed_migrations!("migrations/sqlite"),
     )?;
-    println!("opened {} (migrations run)", path.display());
+    println!("opened {} and ran its migrations\n", path.display());
+    let mut conn = store.conn()?;
 
+    section("Saving relations");
     let post = store.save(Post {
-        title: "My Post".into(),
+        title: "My Post with comments".into(),
         rating: 10,
         status: PostStatus::Active,
         ..Post::default()
     })?;
-    store.save(Post {
-        title: "Another post".into(),
-        rating: 3,
+    let comment = store.save(
+        Comment {
+            content: Some("Loving Amplify DataStore!".into()),
+            ..Comment::default()
+        }
+        .with_post(&post),
+    )?;
+    println!("saved {}", json(&post));
+    println!("saved {}", json(&comment));
+
+    section("Saving many-to-many relations");
+    let first = store.save(Post {
+        title: "My first post".into(),
         ..Post::default()
     })?;
-    println!("saved {}", serde_json::to_string_pretty(&post).unwrap());
+    let nadia = store.save(User {
+        username: "Nadia".into(),
+        ..User::default()
+    })?;
+    let link = store.save(PostEditor {
+        post_id: first.id,
+        editor_id: nadia.id,
+        ..PostEditor::default()
+    })?;
+    println!("Nadia edits \"{}\" (join row {})", first.title, link.id);
+    first.link_editors(
+        &mut conn,
+        &store.save(User {
+            username: "Omar".into(),
+            ..User::default()
+        })?,
+    )?;
+    let editors: Vec<String> = first
+        .editors(&mut conn)?
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    println!("editors of \"{}\": {editors:?}", first.title);
 
-    let again: Option<Post> = store.find::<Post>(&post.id)?;
-    println!("found again: {:?}", again.map(|p| p.title));
-
+    section("Querying relations");
+    store.save(
+        Comment {
+            content: Some("Second!".into()),
+            ..Comment::default()
+        }
+        .with_post(&post),
+    )?;
+    let by_post: Vec<Comment> =
+        store.query::<Comment>(|q| q.filter(comments::post_id.eq(post.id)))?;
+    println!(
+        "comments whose post is {} (a SQL filter): {}",
+        post.id,
+        contents(&by_post)
+    );
+    println!(
+        "lazily, post.comments(): {}",
+        contents(&post.comments(&mut conn)?)
+    );
+    // Eagerly: one query for the posts, one for all their comments, two for all their editors.
+    let mut all_posts: Vec<Post> = store.all()?;
+    Post::load_comments(&mut conn, &mut all_posts)?;
+    Post::load_editors(&mut conn, &mut all_posts)?;
+    for p in &all_posts {
+        let editors: Vec<&str> = p
+            .editors
+            .get()
+            .unwrap_or_default()
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect();
+        println!(
+            "eagerly, \"{}\": comments {}, editors {editors:?}",
+            p.title,
+            contents(p.comments.get().unwrap_or_default())
+        );
+    }
     let top: Vec<Post> = Post::query()
         .filter(posts::rating.gt(4))
         .order(posts::rating.desc())
-        .limit(10)
-        .load(&mut store.conn()?)?;
+        .load(&mut conn)?;
     println!(
         "posts rated above 4: {:?}",
         top.iter().map(|p| &p.title).collect::<Vec<_>>()
     );
 
+    section("Deleting relations");
     store.delete(&post)?;
-    println!("deleted; {} post(s) left", store.count::<Post>()?);
+    println!(
+        "deleted \"{}\"; its comments went with it (ON DELETE CASCADE): {} comment(s) left",
+        post.title,
+        store.count::<Comment>()?
+    );
+    match store.delete(&first) {
+        Err(e) => println!(
+            "deleting \"{}\" while editors link to it fails:\n  {e}",
+            first.title
+        ),
+        Ok(()) => unreachable!("join rows restrict the delete"),
+    }
+    for editor in first.editors(&mut conn)? {
+        first.unlink_editors(&mut conn, &editor)?;
+    }
+    store.delete(&first)?;
+    let users: Vec<String> = store
+        .all::<User>()?
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    println!("after unlinking, the delete succeeds; the users remain: {users:?}");
     Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("models serialize")
+}
+
+fn contents(comments: &[Comment]) -> String {
+    let texts: Vec<&str> = comments
+        .iter()
+        .filter_map(|c| c.content.as_deref())
+        .collect();
+    format!("{texts:?}")
 }

@@ -219,6 +219,33 @@ where
     J::delete_where(conn, Box::new(to_parent.and(to_target)))
 }
 
+/// Links two rows unless a join row already links them.
+pub fn link_once<P, J, T, const FK_P: u64, const FK_T: u64, C>(
+    conn: &mut C,
+    parent: &Id,
+    target: &Id,
+) -> Result<()>
+where
+    P: Model,
+    T: Model,
+    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C> + Default,
+    C: Connection,
+    diesel::dsl::And<crate::Predicate<J, C>, crate::Predicate<J, C>>:
+        diesel::expression::BoxableExpression<
+                J::Table,
+                C::Backend,
+                SqlType = diesel::sql_types::Bool,
+            > + 'static,
+{
+    use diesel::BoolExpressionMethods;
+    let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
+    let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
+    if J::count_where(conn, Box::new(to_parent.and(to_target)))? == 0 {
+        link::<P, J, T, FK_P, FK_T, C>(conn, parent, target)?;
+    }
+    Ok(())
+}
+
 /// How many join rows of `J` link to the parent (for the error of a refused delete).
 pub fn count_links<P, J, const FK: u64, C>(conn: &mut C, parent: &Id) -> Result<i64>
 where

@@ -142,6 +142,11 @@ impl Store {
         (*self.conn()?).save(model)
     }
 
+    /// See [`Repo::save_graph`].
+    pub fn save_graph<M: Persist<SqliteConnection>>(&self, model: M) -> Result<M> {
+        (*self.conn()?).save_graph(model)
+    }
+
     /// See [`Repo::find`].
     pub fn find<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<Option<M>> {
         (*self.conn()?).find(id)

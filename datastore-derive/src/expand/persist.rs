@@ -6,6 +6,78 @@ use quote::quote;
 use super::relations::{fk_key, Backend};
 use crate::parse::{Model, RelationKind, TimestampRole};
 
+/// `save_graph`: the row, then each loaded relation under it, in one transaction.
+fn save_graph(model: &Model, conn: &TokenStream) -> TokenStream {
+    let ident = model.ident;
+    let this: syn::Path = syn::parse_quote!(#ident);
+    let key = model.primary_key().ident;
+    let mut takes = Vec::new();
+    let mut stores = Vec::new();
+    for (field, relation) in model.relations() {
+        let f = field.ident;
+        let target = &relation.target;
+        takes.push(quote!(let #f = ::core::mem::take(&mut self.#f).into_loaded();));
+        match relation.kind {
+            RelationKind::HasMany | RelationKind::HasOne => {
+                let fk = fk_key(target, &this, relation.foreign_key.as_ref());
+                let wrap = if relation.kind == RelationKind::HasMany {
+                    quote!(::datastore::relations::HasMany::loaded(stored))
+                } else {
+                    quote!(::datastore::relations::HasOne::loaded(
+                        stored.into_iter().next()
+                    ))
+                };
+                stores.push(quote! {
+                    if let ::core::option::Option::Some(children) = #f {
+                        let mut stored = ::std::vec::Vec::new();
+                        for mut child in ::core::iter::IntoIterator::into_iter(children) {
+                            <#target as ::datastore::relations::BelongsTo<Self, { #fk }>>::set_parent_id(&mut child, saved.#key);
+                            stored.push(<#target as ::datastore::Persist<#conn>>::save_graph(child, conn)?);
+                        }
+                        saved.#f = #wrap;
+                    }
+                });
+            }
+            RelationKind::ManyToMany => {
+                let through = relation.through.as_ref().expect("checked when parsed");
+                let fk_this = fk_key(through, &this, None);
+                let fk_target = fk_key(through, target, None);
+                stores.push(quote! {
+                    if let ::core::option::Option::Some(others) = #f {
+                        let mut stored = ::std::vec::Vec::new();
+                        for other in others {
+                            let other = <#target as ::datastore::Persist<#conn>>::save_graph(other, conn)?;
+                            ::datastore::relations::load::link_once::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(
+                                conn, &saved.#key, ::datastore::Model::id(&other),
+                            )?;
+                            stored.push(other);
+                        }
+                        saved.#f = ::datastore::relations::ManyToMany::loaded(stored);
+                    }
+                });
+            }
+        }
+    }
+    if takes.is_empty() {
+        return quote! {
+            fn save_graph(self, conn: &mut #conn) -> ::datastore::Result<Self> {
+                <Self as ::datastore::Persist<#conn>>::save(self, conn)
+            }
+        };
+    }
+    quote! {
+        fn save_graph(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
+            diesel::Connection::transaction(conn, |conn| {
+                #(#takes)*
+                #[allow(unused_mut)]
+                let mut saved = <Self as ::datastore::Persist<#conn>>::save(self, conn)?;
+                #(#stores)*
+                ::core::result::Result::Ok(saved)
+            })
+        }
+    }
+}
+
 pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
     let Backend { conn, backend } = backend;
     let ident = model.ident;
@@ -93,8 +165,12 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
         }
     });
 
+    let graph = save_graph(model, conn);
+
     quote! {
         impl ::datastore::Persist<#conn> for #ident {
+            #graph
+
             type Query = #table::BoxedQuery<'static, #backend>;
             type Ids = #table::BoxedQuery<'static, #backend, ::datastore::sql_types::Uuid>;
 
