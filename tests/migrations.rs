@@ -182,3 +182,123 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     .unwrap();
     assert_eq!(tables, 0);
 }
+
+mod before_rebuild {
+    use datastore::prelude::*;
+
+    #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Shelf {
+        #[default]
+        Fiction,
+        Poetry,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(table = "shelves")]
+    pub struct Bookcase {
+        #[primary_key]
+        pub id: Id,
+        pub shelf: Shelf,
+        #[has_many(Volume)]
+        pub volumes: HasMany<Volume>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(table = "volumes")]
+    pub struct Volume {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Bookcase)]
+        pub bookcase_id: Id,
+    }
+}
+
+mod after_rebuild {
+    use datastore::prelude::*;
+
+    #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Shelf {
+        #[default]
+        Fiction,
+        Poetry,
+        Essays,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(table = "shelves")]
+    pub struct Bookcase {
+        #[primary_key]
+        pub id: Id,
+        pub shelf: Shelf,
+        #[has_many(Volume)]
+        pub volumes: HasMany<Volume>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(table = "volumes")]
+    pub struct Volume {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Bookcase)]
+        pub bookcase_id: Id,
+    }
+}
+
+/// A new enum variant changes a CHECK, which SQLite cannot alter: the table is rebuilt, with
+/// its rows, and without cascading to the rows that reference it.
+#[test]
+fn a_change_sqlite_cannot_make_in_place_rebuilds_the_table_keeping_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
+    let db = tmp.path().join("db.sqlite").display().to_string();
+    let old = Schema::new()
+        .model::<before_rebuild::Bookcase>()
+        .model::<before_rebuild::Volume>();
+    migrations.generate(&old, "create").unwrap();
+    let store = Store::open(&db, FileBasedMigrations::from_path(tmp.path()).unwrap()).unwrap();
+    let case = store.save(before_rebuild::Bookcase::default()).unwrap();
+    store
+        .save(before_rebuild::Volume {
+            bookcase_id: case.id,
+            ..Default::default()
+        })
+        .unwrap();
+    drop(store);
+
+    let new = Schema::new()
+        .model::<after_rebuild::Bookcase>()
+        .model::<after_rebuild::Volume>();
+    let plan = migrations.plan(&new).unwrap().unwrap();
+    assert!(
+        matches!(plan.changes.as_slice(), [Change::RebuildTable { new, .. }] if new.name == "shelves")
+    );
+    assert!(plan.outside_transaction);
+    migrations.generate(&new, "add_essays").unwrap();
+
+    let store = Store::open(&db, FileBasedMigrations::from_path(tmp.path()).unwrap()).unwrap();
+    let cases: Vec<after_rebuild::Bookcase> = store.all().unwrap();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(
+        store.count::<after_rebuild::Volume>().unwrap(),
+        1,
+        "the rebuild cascaded nothing"
+    );
+    let essays = after_rebuild::Bookcase {
+        shelf: after_rebuild::Shelf::Essays,
+        ..Default::default()
+    };
+    store.save(essays).unwrap();
+    let mut conn = store.conn().unwrap();
+    let fk_on: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT foreign_keys FROM pragma_foreign_keys)",
+    ))
+    .get_result(&mut *conn)
+    .unwrap();
+    assert_eq!(fk_on, 1);
+    conn.delete(&cases[0]).unwrap();
+    assert_eq!(
+        conn.count::<after_rebuild::Volume>().unwrap(),
+        0,
+        "the rebuilt table still cascades"
+    );
+}
