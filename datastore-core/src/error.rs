@@ -92,6 +92,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The build lacks a capability the call needs; the message says how to turn it on.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
     /// Reading or writing files (migrations) failed.
     #[error("{path}: {source}")]
     Io {

@@ -6,6 +6,7 @@
 mod error;
 pub mod migrate;
 mod model;
+pub mod observe;
 pub mod relations;
 mod repo;
 pub mod schema;

@@ -50,6 +50,9 @@ pub trait Model: Sized + Send + 'static {
 
     /// The primary key.
     fn id(&self) -> &Id;
+
+    /// The row from values SQLite reported to a hook, in the order of `TABLE.columns`.
+    fn from_raw_row(values: Vec<crate::observe::RawValue>) -> std::result::Result<Self, String>;
 }
 
 /// A boxed `WHERE` predicate over a model's table, as [`Persist::delete_where`] takes it.

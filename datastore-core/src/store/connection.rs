@@ -1,10 +1,15 @@
 //! What every connection the store opens is set up with.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::CustomizeConnection;
 use diesel::SqliteConnection;
+
+use crate::observe::connection::ConnObserver;
+use crate::observe::ffi;
+use crate::observe::hub::Hub;
 
 /// How SQLite syncs writes to disk in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,17 +23,36 @@ pub enum Synchronous {
 }
 
 /// The per-connection settings: applied to every connection the store opens, pooled or not.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ConnectionSetup {
     pub busy_timeout: Duration,
     pub wal: bool,
     pub synchronous: Synchronous,
+    /// Where the connection's committed changes go (observe).
+    pub hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for ConnectionSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSetup")
+            .field("busy_timeout", &self.busy_timeout)
+            .field("wal", &self.wal)
+            .field("synchronous", &self.synchronous)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionSetup {
     /// Foreign keys are off in SQLite unless every connection turns them on; without them no
     /// `ON DELETE CASCADE` happens at all.
     pub fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        // Right after the connection opened on this thread: its handle is the one just seen.
+        if let Some(handle) = ffi::take_opened() {
+            ffi::install(
+                handle,
+                Arc::new(ConnObserver::new(self.hub.clone(), self.wal)),
+            );
+        }
         let mut sql = format!(
             "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;\n",
             self.busy_timeout.as_millis()

@@ -3,7 +3,7 @@
 
 mod connection;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::Connection;
@@ -16,7 +16,9 @@ use diesel_migrations::MigrationHarness;
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
 
-use crate::model::{IntoPredicate, Persist};
+use crate::model::{IntoPredicate, Model, Persist};
+use crate::observe::hub::Hub;
+use crate::observe::{self, Decoder, Subscription};
 use crate::repo::Repo;
 use crate::{Error, Id, Result};
 
@@ -46,6 +48,8 @@ pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
 pub struct Store {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     url: String,
+    hub: Arc<Hub>,
+    observe_buffer: usize,
     /// An in-memory database lives as long as one connection to it: this one.
     _keepalive: Option<Mutex<SqliteConnection>>,
 }
@@ -68,6 +72,7 @@ pub struct StoreBuilder {
     pool_size: u32,
     setup: ConnectionSetup,
     connection_timeout: Duration,
+    observe_buffer: usize,
 }
 
 impl Store {
@@ -94,8 +99,10 @@ impl Store {
                 busy_timeout: Duration::from_secs(5),
                 wal: true,
                 synchronous: Synchronous::Full,
+                hub: Arc::default(),
             },
             connection_timeout: Duration::from_secs(30),
+            observe_buffer: 4096,
         }
     }
 
@@ -194,6 +201,85 @@ impl Store {
     }
 }
 
+/// Observe: committed changes as typed streams (see [`observe`](crate::observe)).
+impl Store {
+    /// Every committed change of `M`'s rows.
+    pub fn observe<M: Model>(&self) -> Result<Subscription<M>> {
+        self.subscribe(None)
+    }
+
+    /// The committed changes of `M`'s rows that match `filter` (before or after the change),
+    /// as in `store.observe_where(move |c: &Comment| c.post_id == post_id)`.
+    pub fn observe_where<M: Model>(
+        &self,
+        filter: impl Fn(&M) -> bool + Send + Sync + 'static,
+    ) -> Result<Subscription<M>> {
+        self.subscribe(Some(Box::new(filter)))
+    }
+
+    /// Every committed change of every table, as raw rows.
+    pub fn observe_all(&self) -> Result<observe::AllSubscription> {
+        unsupported_without_preupdate()?;
+        Ok(observe::AllSubscription::new(
+            self.hub.subscribe(None, self.observe_buffer),
+        ))
+    }
+
+    /// How many subscriptions are live (each dropped one unsubscribes).
+    pub fn subscriptions(&self) -> usize {
+        self.hub.subscriptions()
+    }
+
+    /// The committed changes of one row.
+    pub fn observe_id<M: Model>(&self, id: &Id) -> Result<Subscription<M>> {
+        let id = *id;
+        self.observe_where(move |row: &M| *row.id() == id)
+    }
+
+    fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
+        unsupported_without_preupdate()?;
+        let table = M::TABLE_NAME;
+        let table_columns = self.table_columns(table)?;
+        let model_table = M::TABLE;
+        let model_columns: Vec<&str> = model_table
+            .columns
+            .iter()
+            .map(|c| c.name.as_ref())
+            .collect();
+        let decoder =
+            Decoder::new(table, &model_columns, &table_columns).map_err(Error::Migration)?;
+        let queue = self.hub.subscribe(Some(table), self.observe_buffer);
+        Ok(Subscription::new(queue, decoder, filter))
+    }
+
+    /// The table's columns, in the order SQLite reports a row's values.
+    fn table_columns(&self, table: &str) -> Result<Vec<String>> {
+        use diesel::RunQueryDsl;
+
+        #[derive(diesel::QueryableByName)]
+        struct ColumnName {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        let rows: Vec<ColumnName> =
+            diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+                .bind::<diesel::sql_types::Text, _>(table)
+                .load(&mut *self.conn()?)?;
+        Ok(rows.into_iter().map(|r| r.name).collect())
+    }
+}
+
+fn unsupported_without_preupdate() -> Result<()> {
+    if observe::AVAILABLE {
+        return Ok(());
+    }
+    Err(Error::Unsupported(
+        "observe needs SQLite's pre-update hook: build with the environment variable \
+         LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_PREUPDATE_HOOK (for example in .cargo/config.toml [env])"
+            .into(),
+    ))
+}
+
 impl StoreBuilder {
     /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
     pub fn migrations(mut self, migrations: impl MigrationSource<Sqlite> + Send + 'static) -> Self {
@@ -227,6 +313,12 @@ impl StoreBuilder {
         self
     }
 
+    /// How many changes a subscriber's buffer holds before it misses some (default 4096).
+    pub fn observe_buffer(mut self, changes: usize) -> Self {
+        self.observe_buffer = changes.max(1);
+        self
+    }
+
     /// The durability of commits in WAL mode (default [`Synchronous::Full`]).
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.setup.synchronous = synchronous;
@@ -242,6 +334,8 @@ impl StoreBuilder {
             message,
         };
 
+        // Before any connection opens, so that observe sees every connection's handle.
+        observe::ffi::register();
         // The first connection sets the database up (and, for memory, keeps it alive).
         let mut first =
             SqliteConnection::establish(&database).map_err(|e| connect_error(e.to_string()))?;
@@ -264,6 +358,8 @@ impl StoreBuilder {
         Ok(Store {
             pool,
             url: self.url,
+            hub: self.setup.hub,
+            observe_buffer: self.observe_buffer,
             _keepalive: in_memory.then(|| Mutex::new(first)),
         })
     }

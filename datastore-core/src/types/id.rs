@@ -95,7 +95,7 @@ impl fmt::Debug for Id {
 impl FieldType for Id {
     type SqlType = sql_types::Uuid;
     const COLUMN: ColumnType = ColumnType::Uuid;
-    crate::__field_type_by_ref!();
+    crate::__field_type_by_ref!(|text| text.parse().map_err(|e: uuid::Error| e.to_string()));
 }
 
 impl ToSql<sql_types::Uuid, Sqlite> for Id {

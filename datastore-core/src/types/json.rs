@@ -68,7 +68,9 @@ impl<T> DerefMut for Json<T> {
 impl<T: Serialize + DeserializeOwned + std::fmt::Debug> FieldType for Json<T> {
     type SqlType = sql_types::JsonDoc;
     const COLUMN: ColumnType = ColumnType::Json;
-    crate::__field_type_by_ref!();
+    crate::__field_type_by_ref!(|text| serde_json::from_str(&text)
+        .map(Json)
+        .map_err(|e| e.to_string()));
 }
 
 /// A `serde_json::Value` field is bound and read through [`Json`], since Diesel's traits
@@ -85,6 +87,18 @@ impl FieldType for serde_json::Value {
 
     fn read(value: Self::Read) -> Self {
         value.0
+    }
+
+    fn from_raw(value: crate::observe::RawValue) -> Result<Self, String> {
+        match value {
+            crate::observe::RawValue::Text(text) => {
+                serde_json::from_str(&text).map_err(|e| e.to_string())
+            }
+            other => Err(format!(
+                "unexpected {} value for a JSON field",
+                other.kind()
+            )),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub use id::Id;
 pub use json::Json;
 pub use timestamp::Timestamp;
 
+use crate::observe::RawValue;
 use crate::schema::ColumnType;
 
 /// A Rust type that can be stored in one column of a model's table.
@@ -58,10 +59,21 @@ pub trait FieldType: Sized {
     fn bind(&self) -> Self::Bind<'_>;
     /// The field's value from what was read.
     fn read(value: Self::Read) -> Self;
+    /// The field's value from a value SQLite reported to a hook (observe).
+    fn from_raw(value: RawValue) -> Result<Self, String>;
+}
+
+/// The error of [`FieldType::from_raw`] for a value of the wrong storage class.
+pub(crate) fn unexpected<T>(value: &RawValue) -> Result<T, String> {
+    Err(format!(
+        "unexpected {} value for a {} field",
+        value.kind(),
+        std::any::type_name::<T>()
+    ))
 }
 
 macro_rules! field_types {
-    ($($rust:ty => $sql:ident, $column:ident;)*) => {$(
+    ($($rust:ty => $sql:ident, $column:ident, |$v:ident| $from_raw:expr;)*) => {$(
         impl FieldType for $rust {
             type SqlType = diesel::sql_types::$sql;
             const COLUMN: ColumnType = ColumnType::$column;
@@ -73,14 +85,31 @@ macro_rules! field_types {
             fn read(value: Self) -> Self {
                 value
             }
+            fn from_raw($v: RawValue) -> Result<Self, String> {
+                $from_raw
+            }
         }
     )*};
 }
 
-/// `FieldType` for a type of this crate (or a derived one) that is its own bind and read form.
+/// `FieldType` for a type of this crate (or a derived one) that is its own bind and read form,
+/// read from text by `FromStr`-like parsing in `$parse`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __field_type_by_ref {
+    (|$text:ident| $parse:expr) => {
+        $crate::__field_type_by_ref!();
+        fn from_raw(
+            value: $crate::observe::RawValue,
+        ) -> ::core::result::Result<Self, ::std::string::String> {
+            match value {
+                $crate::observe::RawValue::Text($text) => $parse,
+                other => {
+                    ::core::result::Result::Err(::std::format!("unexpected {} value", other.kind()))
+                }
+            }
+        }
+    };
     () => {
         type Bind<'a>
             = &'a Self
@@ -97,14 +126,28 @@ macro_rules! __field_type_by_ref {
 }
 
 field_types! {
-    String => Text, Text;
-    bool => Bool, Bool;
-    i16 => SmallInt, SmallInt;
-    i32 => Integer, Integer;
-    i64 => BigInt, BigInt;
-    f32 => Float, Float;
-    f64 => Double, Double;
-    Vec<u8> => Binary, Blob;
+    String => Text, Text, |v| match v { RawValue::Text(s) => Ok(s), other => unexpected(&other) };
+    bool => Bool, Bool, |v| match v { RawValue::Integer(i) => Ok(i != 0), other => unexpected(&other) };
+    i16 => SmallInt, SmallInt, |v| match v {
+        RawValue::Integer(i) => i16::try_from(i).map_err(|e| e.to_string()),
+        other => unexpected(&other),
+    };
+    i32 => Integer, Integer, |v| match v {
+        RawValue::Integer(i) => i32::try_from(i).map_err(|e| e.to_string()),
+        other => unexpected(&other),
+    };
+    i64 => BigInt, BigInt, |v| match v { RawValue::Integer(i) => Ok(i), other => unexpected(&other) };
+    f32 => Float, Float, |v| match v {
+        RawValue::Real(f) => Ok(f as f32),
+        RawValue::Integer(i) => Ok(i as f32),
+        other => unexpected(&other),
+    };
+    f64 => Double, Double, |v| match v {
+        RawValue::Real(f) => Ok(f),
+        RawValue::Integer(i) => Ok(i as f64),
+        other => unexpected(&other),
+    };
+    Vec<u8> => Binary, Blob, |v| match v { RawValue::Blob(b) => Ok(b), other => unexpected(&other) };
 }
 
 impl<T> FieldType for Option<T>
@@ -129,5 +172,12 @@ where
 
     fn read(value: Self::Read) -> Self {
         value.map(T::read)
+    }
+
+    fn from_raw(value: RawValue) -> Result<Self, String> {
+        match value {
+            RawValue::Null => Ok(None),
+            value => T::from_raw(value).map(Some),
+        }
     }
 }

@@ -95,7 +95,7 @@ impl fmt::Debug for Timestamp {
 impl FieldType for Timestamp {
     type SqlType = sql_types::TimestampUtc;
     const COLUMN: ColumnType = ColumnType::Timestamp;
-    crate::__field_type_by_ref!();
+    crate::__field_type_by_ref!(|text| text.parse().map_err(|e: chrono::ParseError| e.to_string()));
 }
 
 impl ToSql<sql_types::TimestampUtc, Sqlite> for Timestamp {

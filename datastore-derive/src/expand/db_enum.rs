@@ -42,7 +42,9 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                 const COLUMN: ::datastore::schema::ColumnType = ::datastore::schema::ColumnType::Enum(
                     ::datastore::__private::Cow::Borrowed(&[#(::datastore::__private::Cow::Borrowed(#names)),*]),
                 );
-                ::datastore::__field_type_by_ref!();
+                ::datastore::__field_type_by_ref!(|name| {
+                    <Self as ::datastore::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!(#unknown, name))
+                });
             }
 
             impl diesel::expression::AsExpression<Text> for #ident {

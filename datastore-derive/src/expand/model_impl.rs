@@ -95,6 +95,24 @@ pub fn model_impl(model: &Model) -> TokenStream {
         }
     });
 
+    let raw_columns = model.columns().map(|(field, _)| {
+        let (f, ty) = (field.ident, field.ty);
+        let name = field.column_name();
+        quote! {
+            let #f = <#ty as ::datastore::FieldType>::from_raw(
+                values.next().unwrap_or(::datastore::observe::RawValue::Null),
+            )
+            .map_err(|e| ::std::format!("{}.{}: {}", #table_name, #name, e))?;
+        }
+    });
+    let raw_fields = model.fields.iter().map(|field| {
+        let f = field.ident;
+        match field.kind {
+            crate::parse::FieldKind::Column(_) => quote!(#f),
+            crate::parse::FieldKind::Relation(_) => quote!(#f: ::core::default::Default::default()),
+        }
+    });
+
     quote! {
         impl ::datastore::Model for #ident {
             type Table = #table::table;
@@ -112,6 +130,14 @@ pub fn model_impl(model: &Model) -> TokenStream {
 
             fn id(&self) -> &::datastore::Id {
                 &self.#key_ident
+            }
+
+            fn from_raw_row(
+                values: ::std::vec::Vec<::datastore::observe::RawValue>,
+            ) -> ::core::result::Result<Self, ::std::string::String> {
+                let mut values = values.into_iter();
+                #(#raw_columns)*
+                ::core::result::Result::Ok(Self { #(#raw_fields),* })
             }
         }
     }

@@ -1,0 +1,286 @@
+//! One connection's view of its changes: buffered per statement and per transaction, cut back
+//! by savepoint rollbacks and failed statements, and handed to the hub once committed.
+//!
+//! SQLite's hooks alone over-report: a `ROLLBACK TO SAVEPOINT` is invisible to them, and the
+//! rows of a statement that fails half-way were reported before they were undone. So:
+//! - a statement's changes are kept only if it completed, which its change counter tells: it
+//!   advances when a statement succeeds, never when one is undone. This is checked when the
+//!   next statement starts (the counter is final by then) or when the statement commits;
+//! - savepoints are followed from the statements themselves (`SAVEPOINT`, `RELEASE`,
+//!   `ROLLBACK TO`), whoever runs them;
+//! - a commit takes a sequence number inside the commit hook (SQLite commits one at a time, so
+//!   numbers follow commit order). In WAL mode the changes are published from the WAL hook,
+//!   which runs once the commit is durable; a commit that fails after its hook rolls back
+//!   (the rollback hook runs) and publishes nothing. Where SQLite runs no WAL hook (a memory
+//!   database; a commit inside `sqlite3_reset`, when an autocommit `RETURNING` statement was
+//!   not read to its end) the changes are published at the commit hook.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::hub::Hub;
+use super::{Op, RawChange, RawValue};
+
+pub(crate) struct ConnObserver {
+    hub: Arc<Hub>,
+    /// Whether commits are confirmed by the WAL hook.
+    wal: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The handle of the running statement.
+    running: Option<usize>,
+    /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`,
+    /// where SQLite runs no WAL hook (an autocommit `RETURNING` statement read only in part).
+    resetting: bool,
+    /// Changes of the running statement, not yet known to stick.
+    statement: Vec<RawChange>,
+    /// The total change counter when the running statement started.
+    started_at: i64,
+    /// Changes of completed statements of the open transaction.
+    transaction: Vec<RawChange>,
+    /// Open savepoints, with how many changes the transaction had when each was taken.
+    savepoints: Vec<(String, usize)>,
+    /// Committed changes awaiting the WAL hook.
+    committed: Option<(u64, Vec<RawChange>)>,
+}
+
+impl ConnObserver {
+    pub fn new(hub: Arc<Hub>, wal: bool) -> Self {
+        Self {
+            hub,
+            wal,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A hook never panics while holding the lock; recover the data if one did.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn wants(&self, table: &str) -> bool {
+        self.hub.wants(table)
+    }
+
+    pub fn changed(
+        &self,
+        table: &str,
+        old: Option<Vec<RawValue>>,
+        new: Option<Vec<RawValue>>,
+        depth: i32,
+    ) {
+        let op = match (&old, &new) {
+            (None, Some(_)) => Op::Insert,
+            (Some(_), None) => Op::Delete,
+            (Some(old), Some(new)) if old == new => return, // an update that changed nothing
+            _ => Op::Update,
+        };
+        self.state().statement.push(RawChange {
+            table: table.into(),
+            op,
+            old,
+            new,
+            depth,
+        });
+    }
+
+    /// A statement starts running. SQLite also reports the start of each trigger or foreign-key
+    /// action subprogram of a running statement, under the same statement handle: those are
+    /// part of the running statement.
+    pub fn statement_started(&self, statement: usize, sql: &str, total_changes: i64) {
+        let mut state = self.state();
+        if state.running == Some(statement) || sql.trim_start().starts_with("--") {
+            return;
+        }
+        state.running = Some(statement);
+        state.resetting = false;
+        // A commit that no rollback followed has succeeded.
+        let committed = state.committed.take();
+        let sql = sql.trim_start();
+        // The previous statement is over: its counter tells whether it stuck.
+        let previous = std::mem::take(&mut state.statement);
+        if total_changes > state.started_at && !previous.is_empty() {
+            state.transaction.extend(in_delivery_order(previous));
+        }
+        state.started_at = total_changes;
+        match SavepointCommand::parse(sql) {
+            Some(SavepointCommand::Savepoint(name)) => {
+                let mark = state.transaction.len();
+                state.savepoints.push((name, mark));
+            }
+            Some(SavepointCommand::Release(name)) => {
+                if let Some(i) = state.savepoints.iter().rposition(|(n, _)| *n == name) {
+                    state.savepoints.truncate(i);
+                }
+            }
+            Some(SavepointCommand::RollbackTo(name)) => {
+                if let Some(i) = state.savepoints.iter().rposition(|(n, _)| *n == name) {
+                    let mark = state.savepoints[i].1;
+                    state.transaction.truncate(mark);
+                    state.savepoints.truncate(i + 1);
+                }
+            }
+            None => {}
+        }
+        drop(state);
+        if let Some((seq, changes)) = committed {
+            self.hub.publish(seq, changes);
+        }
+    }
+
+    /// A statement was reset or finalized: a later start under its handle is a new run.
+    pub fn statement_ended(&self, statement: usize) {
+        let mut state = self.state();
+        if state.running == Some(statement) {
+            state.running = None;
+            state.resetting = true;
+        }
+    }
+
+    pub fn committed(&self) {
+        let mut state = self.state();
+        // The committing statement succeeded: an autocommit statement commits only then.
+        let statement = std::mem::take(&mut state.statement);
+        let mut changes = std::mem::take(&mut state.transaction);
+        changes.extend(in_delivery_order(statement));
+        state.savepoints.clear();
+        if changes.is_empty() {
+            return;
+        }
+        let earlier = state.committed.take();
+        let seq = self.hub.next_seq();
+        let now = if self.wal && !state.resetting {
+            state.committed = Some((seq, changes));
+            None
+        } else {
+            Some(changes)
+        };
+        drop(state);
+        if let Some((earlier_seq, earlier)) = earlier {
+            self.hub.publish(earlier_seq, earlier);
+        }
+        if let Some(changes) = now {
+            self.hub.publish(seq, changes);
+        }
+    }
+
+    /// The commit is in the WAL: durable, and the write lock released.
+    pub fn wal_committed(&self) {
+        let committed = self.state().committed.take();
+        if let Some((seq, changes)) = committed {
+            self.hub.publish(seq, changes);
+        }
+    }
+
+    pub fn rolled_back(&self) {
+        let mut state = self.state();
+        state.statement.clear();
+        state.transaction.clear();
+        state.savepoints.clear();
+        if let Some((seq, _)) = state.committed.take() {
+            drop(state);
+            self.hub.void(seq); // the commit failed after its hook
+        }
+    }
+}
+
+impl Drop for ConnObserver {
+    fn drop(&mut self) {
+        // Never left waiting, which would hold back every later commit's delivery. No rollback
+        // followed the commit: it succeeded.
+        let committed = self.state().committed.take();
+        if let Some((seq, changes)) = committed {
+            self.hub.publish(seq, changes);
+        }
+    }
+}
+
+/// A cascade reports the parent before its children; deliver the deepest rows first, so that
+/// children come before their parent.
+fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
+    if changes.iter().any(|c| c.depth > 0) {
+        changes.sort_by_key(|c| std::cmp::Reverse(c.depth));
+    }
+    changes
+}
+
+#[derive(Debug, PartialEq)]
+enum SavepointCommand {
+    Savepoint(String),
+    Release(String),
+    RollbackTo(String),
+}
+
+impl SavepointCommand {
+    /// `SAVEPOINT a`, `RELEASE [SAVEPOINT] a`, `ROLLBACK [TRANSACTION] TO [SAVEPOINT] a`.
+    fn parse(sql: &str) -> Option<Self> {
+        let words: Vec<&str> = sql
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let upper = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase());
+        let name = |i: usize| words.get(i).map(|w| unquote(w));
+        match upper(0)?.as_str() {
+            "SAVEPOINT" => name(1).map(Self::Savepoint),
+            "RELEASE" => {
+                let i = if upper(1).as_deref() == Some("SAVEPOINT") {
+                    2
+                } else {
+                    1
+                };
+                name(i).map(Self::Release)
+            }
+            "ROLLBACK" => {
+                let mut i = 1;
+                if upper(i).as_deref() == Some("TRANSACTION") {
+                    i += 1;
+                }
+                if upper(i).as_deref() != Some("TO") {
+                    return None;
+                }
+                i += 1;
+                if upper(i).as_deref() == Some("SAVEPOINT") {
+                    i += 1;
+                }
+                name(i).map(Self::RollbackTo)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Savepoint names compare case-insensitively and may be quoted.
+fn unquote(word: &str) -> String {
+    word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == '[' || c == ']')
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SavepointCommand::{self, *};
+
+    #[test]
+    fn savepoint_statements_are_recognized_in_every_form() {
+        let parse = SavepointCommand::parse;
+        assert_eq!(
+            parse("SAVEPOINT diesel_savepoint_1"),
+            Some(Savepoint("diesel_savepoint_1".into()))
+        );
+        assert_eq!(parse("release savepoint \"A\";"), Some(Release("a".into())));
+        assert_eq!(parse("RELEASE a"), Some(Release("a".into())));
+        assert_eq!(
+            parse("ROLLBACK TO SAVEPOINT a"),
+            Some(RollbackTo("a".into()))
+        );
+        assert_eq!(
+            parse("rollback transaction to a"),
+            Some(RollbackTo("a".into()))
+        );
+        assert_eq!(parse("ROLLBACK"), None);
+        assert_eq!(parse("INSERT INTO savepoint VALUES (1)"), None);
+    }
+}

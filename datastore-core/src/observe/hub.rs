@@ -1,0 +1,219 @@
+//! The store's hub: committed changes from every connection, put in commit order and fanned
+//! out to the subscribers' bounded queues. Writers never wait for a subscriber.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use super::RawChange;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    /// Subscribers observing every table.
+    all_tables: AtomicUsize,
+    /// Subscribers per observed table.
+    tables: RwLock<HashMap<String, usize>>,
+    subscribers: Mutex<Vec<Weak<Queue>>>,
+    next_seq: AtomicU64,
+    order: Mutex<Reorder>,
+}
+
+#[derive(Default)]
+struct Reorder {
+    /// The next sequence number to deliver.
+    next: u64,
+    /// Commits that arrived before an earlier one: `None` for a commit that failed.
+    waiting: BTreeMap<u64, Option<Vec<RawChange>>>,
+}
+
+impl Hub {
+    /// Whether changes to `table` are worth capturing (someone observes it).
+    pub fn wants(&self, table: &str) -> bool {
+        if self.all_tables.load(Ordering::Relaxed) > 0 {
+            return !table.starts_with("sqlite_") && !table.starts_with("__diesel");
+        }
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        !tables.is_empty() && tables.contains_key(table)
+    }
+
+    /// A sequence number for a commit, taken inside the commit (SQLite commits one at a time).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Delivers a commit's changes once every earlier commit was delivered.
+    pub fn publish(&self, seq: u64, changes: Vec<RawChange>) {
+        self.settle(seq, Some(changes));
+    }
+
+    /// Skips a sequence number whose commit failed.
+    pub fn void(&self, seq: u64) {
+        self.settle(seq, None);
+    }
+
+    fn settle(&self, seq: u64, changes: Option<Vec<RawChange>>) {
+        let mut order = lock(&self.order);
+        order.waiting.insert(seq, changes);
+        loop {
+            let next = order.next;
+            let Some(ready) = order.waiting.remove(&next) else {
+                break;
+            };
+            order.next += 1;
+            if let Some(changes) = ready {
+                self.fan_out(changes);
+            }
+        }
+    }
+
+    fn fan_out(&self, changes: Vec<RawChange>) {
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.retain(|s| s.strong_count() > 0);
+        let queues: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
+        drop(subscribers);
+        for change in changes {
+            let change = Arc::new(change);
+            for queue in &queues {
+                if queue.table.as_deref().is_none_or(|t| *t == *change.table) {
+                    queue.push(change.clone());
+                }
+            }
+        }
+    }
+
+    /// How many subscriptions are live.
+    pub fn subscriptions(&self) -> usize {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        self.all_tables.load(Ordering::SeqCst) + tables.values().sum::<usize>()
+    }
+
+    /// A new subscriber's queue: every table's changes, or one table's.
+    pub fn subscribe(self: &Arc<Self>, table: Option<&str>, capacity: usize) -> Arc<Queue> {
+        let queue = Arc::new(Queue {
+            hub: Arc::downgrade(self),
+            table: table.map(str::to_owned),
+            capacity: capacity.max(1),
+            inner: Mutex::new(QueueInner::default()),
+            ready: Condvar::new(),
+        });
+        match table {
+            Some(t) => {
+                *self
+                    .tables
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(t.to_owned())
+                    .or_default() += 1
+            }
+            None => {
+                self.all_tables.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        lock(&self.subscribers).push(Arc::downgrade(&queue));
+        queue
+    }
+
+    fn unsubscribe(&self, table: Option<&str>) {
+        match table {
+            Some(t) => {
+                let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(count) = tables.get_mut(t) {
+                    *count -= 1;
+                    if *count == 0 {
+                        tables.remove(t);
+                    }
+                }
+            }
+            None => {
+                self.all_tables.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// One subscriber's bounded queue.
+pub(crate) struct Queue {
+    hub: Weak<Hub>,
+    table: Option<String>,
+    capacity: usize,
+    inner: Mutex<QueueInner>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    changes: VecDeque<Arc<RawChange>>,
+    /// Changes dropped because the queue was full: `(queued before the gap, how many)`.
+    gap: Option<(usize, u64)>,
+}
+
+/// What a queue yields.
+pub(crate) enum Item {
+    Change(Arc<RawChange>),
+    Missed(u64),
+}
+
+impl Queue {
+    fn push(&self, change: Arc<RawChange>) {
+        let mut inner = lock(&self.inner);
+        if inner.changes.len() >= self.capacity {
+            let queued = inner.changes.len();
+            match &mut inner.gap {
+                Some((_, missed)) => *missed += 1,
+                None => inner.gap = Some((queued, 1)),
+            }
+        } else {
+            inner.changes.push_back(change);
+        }
+        drop(inner);
+        self.ready.notify_one();
+    }
+
+    fn pop(inner: &mut QueueInner) -> Option<Item> {
+        if let Some((0, missed)) = inner.gap {
+            inner.gap = None;
+            return Some(Item::Missed(missed));
+        }
+        let change = inner.changes.pop_front()?;
+        if let Some((before, _)) = &mut inner.gap {
+            *before -= 1;
+        }
+        Some(Item::Change(change))
+    }
+
+    /// The next item, waiting at most `timeout` (forever when `None`).
+    pub fn next(&self, timeout: Option<Duration>) -> Option<Item> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut inner = lock(&self.inner);
+        loop {
+            if let Some(item) = Self::pop(&mut inner) {
+                return Some(item);
+            }
+            inner = match deadline {
+                None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    self.ready
+                        .wait_timeout(inner, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.unsubscribe(self.table.as_deref());
+        }
+    }
+}

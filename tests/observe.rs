@@ -1,0 +1,373 @@
+//! Observe: committed changes as typed streams, on a real SQLite database.
+
+mod common;
+
+use std::time::Duration;
+
+use common::models::{Comment, Post, User};
+use common::{file_store, memory_store};
+use datastore::diesel::connection::SimpleConnection;
+use datastore::observe::{Change, Observed, Op, Subscription};
+use datastore::prelude::*;
+use datastore::{Error, Model};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(100);
+
+fn post(title: &str) -> Post {
+    Post {
+        title: title.into(),
+        rating: 1,
+        ..Post::default()
+    }
+}
+
+fn comment(post: &Post, text: &str) -> Comment {
+    Comment {
+        content: Some(text.into()),
+        ..Comment::default()
+    }
+    .with_post(post)
+}
+
+/// The next change, failing the test if none comes.
+fn next<M: Model + std::fmt::Debug>(sub: &Subscription<M>) -> Change<M> {
+    match sub.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => change,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+/// Asserts that nothing (more) is delivered.
+fn assert_quiet<M: Model + std::fmt::Debug>(sub: &Subscription<M>) {
+    if let Some(extra) = sub.recv_timeout(QUIET) {
+        panic!("expected nothing, got {extra:?}");
+    }
+}
+
+#[test]
+fn inserts_updates_and_deletes_arrive_with_the_whole_row() {
+    let store = memory_store();
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("hello")).unwrap();
+    assert_eq!(
+        next(&posts),
+        Change {
+            model: "Post",
+            op: Op::Insert,
+            element: saved.clone()
+        }
+    );
+
+    let mut edited = saved.clone();
+    edited.title = "edited".into();
+    let edited = store.save(edited).unwrap();
+    assert_eq!(
+        next(&posts),
+        Change {
+            model: "Post",
+            op: Op::Update,
+            element: edited.clone()
+        }
+    );
+
+    store.delete(&edited).unwrap();
+    assert_eq!(
+        next(&posts),
+        Change {
+            model: "Post",
+            op: Op::Delete,
+            element: edited
+        }
+    );
+    assert_quiet(&posts);
+}
+
+#[test]
+fn an_update_that_changes_nothing_delivers_nothing() {
+    let store = memory_store();
+    let saved = store.save(post("same")).unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    store.save(saved.clone()).unwrap();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("UPDATE posts SET title = title")
+        .unwrap();
+    assert_quiet(&posts);
+}
+
+#[test]
+fn a_rolled_back_transaction_delivers_nothing() {
+    let store = memory_store();
+    let posts = store.observe::<Post>().unwrap();
+    let result: datastore::Result<()> = store.transaction(|tx| {
+        tx.save(post("doomed"))?;
+        Err(Error::NotFound {
+            table: "x".into(),
+            key: "y".into(),
+        })
+    });
+    assert!(result.is_err());
+    assert_quiet(&posts);
+}
+
+#[test]
+fn a_savepoint_rolled_back_inside_a_committed_transaction_delivers_only_the_rest() {
+    let store = memory_store();
+    let posts = store.observe::<Post>().unwrap();
+    let kept = store
+        .transaction(|tx| {
+            let kept = tx.save(post("kept"))?;
+            let _ = diesel::Connection::transaction::<(), Error, _>(tx, |tx| {
+                tx.save(post("rolled back"))?;
+                Err(Error::NotFound {
+                    table: "x".into(),
+                    key: "y".into(),
+                })
+            });
+            Ok(kept)
+        })
+        .unwrap();
+    assert_eq!(next(&posts).element, kept);
+    assert_quiet(&posts);
+}
+
+#[test]
+fn a_statement_that_fails_half_way_delivers_nothing_of_its_undone_rows() {
+    let store = memory_store();
+    let users = store.observe::<User>().unwrap();
+    store
+        .transaction(|tx| {
+            tx.save(User { username: "taken".into(), ..User::default() })?;
+            // Row 1 is inserted, row 2 breaks the unique constraint: the statement is undone.
+            let failed = tx.batch_execute(
+                "INSERT INTO users (id, username) VALUES ('00000000-0000-0000-0000-000000000001', 'fresh'), \
+                 ('00000000-0000-0000-0000-000000000002', 'taken')",
+            );
+            assert!(failed.is_err());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(next(&users).element.username, "taken");
+    assert_quiet(&users);
+}
+
+#[test]
+fn a_cascade_delivers_each_child_before_the_parent() {
+    let store = memory_store();
+    let parent = store.save(post("parent")).unwrap();
+    let a = store.save(comment(&parent, "a")).unwrap();
+    let b = store.save(comment(&parent, "b")).unwrap();
+    let all = store.observe::<Comment>().unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let everything = store.observe_all().unwrap();
+    store.delete(&parent).unwrap();
+
+    let mut deleted = vec![next(&all), next(&all)];
+    deleted.sort_by_key(|c| c.element.content.clone());
+    assert_eq!(
+        deleted,
+        [
+            Change {
+                model: "Comment",
+                op: Op::Delete,
+                element: a
+            },
+            Change {
+                model: "Comment",
+                op: Op::Delete,
+                element: b
+            }
+        ]
+    );
+    assert_eq!(
+        next(&posts),
+        Change {
+            model: "Post",
+            op: Op::Delete,
+            element: parent
+        }
+    );
+    let tables: Vec<String> = (0..3)
+        .map(|_| match everything.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => change.table,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        ["comments", "comments", "posts"],
+        "children before the parent"
+    );
+}
+
+#[test]
+fn a_delete_without_where_is_reported_row_by_row() {
+    let store = memory_store();
+    for title in ["a", "b", "c"] {
+        store.save(post(title)).unwrap();
+    }
+    let posts = store.observe::<Post>().unwrap();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("DELETE FROM posts")
+        .unwrap();
+    let mut titles: Vec<String> = (0..3)
+        .map(|_| {
+            let change = next(&posts);
+            assert_eq!(change.op, Op::Delete);
+            change.element.title
+        })
+        .collect();
+    titles.sort();
+    assert_eq!(titles, ["a", "b", "c"]);
+    assert_quiet(&posts);
+}
+
+#[test]
+fn the_seed_scenario_observes_comments_of_one_post() {
+    let store = memory_store();
+    let post_123 = store.save(post("123")).unwrap();
+    let other = store.save(post("other")).unwrap();
+    let id = post_123.id;
+    let of_123 = store
+        .observe_where(move |c: &Comment| c.post_id == id)
+        .unwrap();
+    store.save(comment(&post_123, "for 123")).unwrap();
+    store.save(comment(&other, "elsewhere")).unwrap();
+    store.save(comment(&post_123, "for 123 again")).unwrap();
+    assert_eq!(next(&of_123).element.content.as_deref(), Some("for 123"));
+    assert_eq!(
+        next(&of_123).element.content.as_deref(),
+        Some("for 123 again")
+    );
+    assert_quiet(&of_123);
+
+    let one = store.observe_id::<Post>(&other.id).unwrap();
+    store
+        .save(Post {
+            rating: 5,
+            ..post_123.clone()
+        })
+        .unwrap();
+    store
+        .save(Post {
+            rating: 7,
+            ..other.clone()
+        })
+        .unwrap();
+    assert_eq!(next(&one).element.rating, 7);
+    assert_quiet(&one);
+}
+
+#[test]
+fn dropping_a_subscription_unsubscribes() {
+    let store = memory_store();
+    let a = store.observe::<Post>().unwrap();
+    let b = store.observe_all().unwrap();
+    assert_eq!(store.subscriptions(), 2);
+    drop(a);
+    drop(b);
+    assert_eq!(store.subscriptions(), 0);
+    store.save(post("unobserved")).unwrap();
+    let late = store.observe::<Post>().unwrap();
+    assert_quiet(&late);
+}
+
+#[test]
+fn a_slow_subscriber_never_blocks_writers_and_is_told_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("slow.db").display().to_string())
+        .migrations(datastore::embed_migrations!("migrations/sqlite"))
+        .observe_buffer(10)
+        .open()
+        .unwrap();
+    let slow = store.observe::<Post>().unwrap();
+    store
+        .transaction(|tx| {
+            for i in 0..25 {
+                tx.save(post(&i.to_string()))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut missed = 0;
+    while let Some(observed) = slow.recv_timeout(QUIET) {
+        match observed {
+            Observed::Change(change) => seen.push(change.element.title),
+            Observed::Missed(n) => missed += n,
+        }
+    }
+    assert_eq!(
+        seen,
+        (0..10).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "the buffered ones, in order"
+    );
+    assert_eq!(missed, 15);
+    store.save(post("after")).unwrap();
+    assert_eq!(next(&slow).element.title, "after", "delivery resumes");
+}
+
+#[test]
+fn every_pooled_writer_is_observed_once_per_committed_change_in_commit_order() {
+    let (_dir, store) = file_store();
+    let store = std::sync::Arc::new(store);
+    let all = store.observe::<Post>().unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut committed = Vec::new();
+                for i in 0..50 {
+                    let title = format!("w{w}-{i}");
+                    let result = store.transaction(|tx| {
+                        let saved = tx.save(post(&title))?;
+                        let saved = tx.save(Post { rating: 2, ..saved })?;
+                        if i % 5 == 0 {
+                            return Err(Error::NotFound {
+                                table: "rollback".into(),
+                                key: title.clone(),
+                            });
+                        }
+                        Ok(saved)
+                    });
+                    if let Ok(saved) = result {
+                        committed.push(saved);
+                    }
+                }
+                committed
+            })
+        })
+        .collect();
+    let committed: Vec<Post> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert_eq!(committed.len(), 4 * 40);
+
+    let mut per_row: std::collections::HashMap<Id, Vec<(Op, i32)>> =
+        std::collections::HashMap::new();
+    for _ in 0..committed.len() * 2 {
+        let change = next(&all);
+        per_row
+            .entry(change.element.id)
+            .or_default()
+            .push((change.op, change.element.rating));
+    }
+    assert_quiet(&all);
+    assert_eq!(
+        per_row.len(),
+        committed.len(),
+        "no rolled-back row, none missing"
+    );
+    for post in &committed {
+        assert_eq!(
+            per_row[&post.id],
+            [(Op::Insert, 1), (Op::Update, 2)],
+            "per-row order as committed"
+        );
+    }
+}
