@@ -371,3 +371,48 @@ fn every_pooled_writer_is_observed_once_per_committed_change_in_commit_order() {
         );
     }
 }
+
+#[test]
+fn observe_query_yields_the_result_then_each_result_a_commit_alters() {
+    use common::models::posts;
+    let store = memory_store();
+    let first = store
+        .save(Post {
+            rating: 9,
+            ..post("top")
+        })
+        .unwrap();
+    let mut top = store
+        .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::title.asc()))
+        .unwrap();
+    let titles = |rows: Vec<Post>| rows.into_iter().map(|p| p.title).collect::<Vec<_>>();
+    assert_eq!(titles(top.recv_timeout(WAIT).unwrap().unwrap()), ["top"]);
+
+    store
+        .save(Post {
+            rating: 1,
+            ..post("low")
+        })
+        .unwrap(); // does not match: no new result
+    assert!(top.recv_timeout(QUIET).is_none());
+
+    let second = store
+        .save(Post {
+            rating: 7,
+            ..post("also top")
+        })
+        .unwrap();
+    assert_eq!(
+        titles(top.recv_timeout(WAIT).unwrap().unwrap()),
+        ["also top", "top"]
+    );
+
+    store.save(Post { rating: 2, ..first }).unwrap(); // stops matching
+    assert_eq!(
+        titles(top.recv_timeout(WAIT).unwrap().unwrap()),
+        ["also top"]
+    );
+
+    store.delete(&second).unwrap();
+    assert!(top.recv_timeout(WAIT).unwrap().unwrap().is_empty());
+}

@@ -5,6 +5,7 @@
 
 mod models;
 
+use datastore::observe::Observed;
 use datastore::prelude::*;
 use models::{comments, posts, Comment, Post, PostEditor, PostStatus, User};
 
@@ -111,6 +112,42 @@ fn main() -> datastore::Result<()> {
         "posts rated above 4: {:?}",
         top.iter().map(|p| &p.title).collect::<Vec<_>>()
     );
+
+    section("Observing relations");
+    let post_123 = store.save(Post {
+        title: "123".into(),
+        ..Post::default()
+    })?;
+    let elsewhere = store.save(Post {
+        title: "another post".into(),
+        ..Post::default()
+    })?;
+    let id_123 = post_123.id;
+    let comments_of_123 = store.observe_where(move |c: &Comment| c.post_id == id_123)?;
+    for (post, text) in [
+        (&post_123, "first on 123"),
+        (&elsewhere, "not on 123"),
+        (&post_123, "second on 123"),
+    ] {
+        store.save(
+            Comment {
+                content: Some(text.into()),
+                ..Comment::default()
+            }
+            .with_post(post),
+        )?;
+    }
+    store.delete(&post_123)?; // cascades to its comments
+    while let Some(Observed::Change(msg)) =
+        comments_of_123.recv_timeout(std::time::Duration::from_millis(200))
+    {
+        println!(
+            "{} {:?} {:?}",
+            msg.model,
+            msg.op,
+            msg.element.content.as_deref().unwrap_or_default()
+        );
+    }
 
     section("Deleting relations");
     store.delete(&post)?;

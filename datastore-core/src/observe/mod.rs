@@ -40,6 +40,9 @@
 pub(crate) mod connection;
 pub(crate) mod ffi;
 pub(crate) mod hub;
+mod query;
+
+pub use query::QuerySubscription;
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -25,7 +25,7 @@ use crate::{Error, Id, Result};
 /// A connection taken from the store's pool; it derefs to a Diesel [`SqliteConnection`].
 pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
 
-/// A data store over one database: a pool of connections, each set up with foreign keys on,
+/// A data store over one database (cheap to clone: clones share the pool): a pool of connections, each set up with foreign keys on,
 /// a busy timeout and (for files) WAL, with the application's migrations run when it opens.
 ///
 /// ```
@@ -45,13 +45,14 @@ pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     url: String,
     hub: Arc<Hub>,
     observe_buffer: usize,
     /// An in-memory database lives as long as one connection to it: this one.
-    _keepalive: Option<Mutex<SqliteConnection>>,
+    _keepalive: Option<Arc<Mutex<SqliteConnection>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,6 +218,24 @@ impl Store {
         self.subscribe(Some(Box::new(filter)))
     }
 
+    /// A query's result now, then again after every committed change that alters it:
+    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`.
+    pub fn observe_query<M>(
+        &self,
+        build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
+    ) -> Result<observe::QuerySubscription<M>>
+    where
+        M: Persist<SqliteConnection> + PartialEq + Clone,
+    {
+        unsupported_without_preupdate()?;
+        let queue = self.hub.subscribe(Some(M::TABLE_NAME), self.observe_buffer);
+        Ok(observe::QuerySubscription::new(
+            self.clone(),
+            queue,
+            Box::new(build),
+        ))
+    }
+
     /// Every committed change of every table, as raw rows.
     pub fn observe_all(&self) -> Result<observe::AllSubscription> {
         unsupported_without_preupdate()?;
@@ -360,7 +379,7 @@ impl StoreBuilder {
             url: self.url,
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
-            _keepalive: in_memory.then(|| Mutex::new(first)),
+            _keepalive: in_memory.then(|| Arc::new(Mutex::new(first))),
         })
     }
 }
