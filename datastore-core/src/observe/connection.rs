@@ -218,6 +218,10 @@ enum SavepointCommand {
 impl SavepointCommand {
     /// `SAVEPOINT a`, `RELEASE [SAVEPOINT] a`, `ROLLBACK [TRANSACTION] TO [SAVEPOINT] a`.
     fn parse(sql: &str) -> Option<Self> {
+        // Most statements are none of these: decide from the first letter, without allocating.
+        if !matches!(sql.as_bytes().first(), Some(b'S' | b's' | b'R' | b'r')) {
+            return None;
+        }
         let words: Vec<&str> = sql
             .split(|c: char| c.is_whitespace() || c == ';')
             .filter(|w| !w.is_empty())

@@ -148,10 +148,19 @@ unsafe extern "C" fn on_trace(
             let observer = observer(ctx);
             if event == sqlite::SQLITE_TRACE_STMT {
                 let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
-                let sql = CStr::from_ptr(detail as *const c_char)
-                    .to_str()
-                    .unwrap_or("");
-                observer.statement_started(stmt as usize, sql, sqlite::sqlite3_total_changes64(db));
+                // Only a statement's first words matter (savepoint commands): validating the
+                // whole text of every statement would cost more than the rest of the hook.
+                let sql = CStr::from_ptr(detail as *const c_char).to_bytes();
+                let head = &sql[..sql.len().min(128)];
+                let head = match std::str::from_utf8(head) {
+                    Ok(head) => head,
+                    Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+                };
+                observer.statement_started(
+                    stmt as usize,
+                    head,
+                    sqlite::sqlite3_total_changes64(db),
+                );
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 observer.statement_ended(stmt as usize);
             }

@@ -20,6 +20,8 @@ pub(crate) struct Hub {
     all_tables: AtomicUsize,
     /// Subscribers per observed table.
     tables: RwLock<HashMap<String, usize>>,
+    /// How many subscribers observe one table (the sum of `tables`), read without a lock.
+    observed_tables: AtomicUsize,
     subscribers: Mutex<Vec<Weak<Queue>>>,
     next_seq: AtomicU64,
     order: Mutex<Reorder>,
@@ -36,6 +38,11 @@ struct Reorder {
 impl Hub {
     /// Whether changes to `table` are worth capturing (someone observes it).
     pub fn wants(&self, table: &str) -> bool {
+        if self.observed_tables.load(Ordering::Relaxed) == 0
+            && self.all_tables.load(Ordering::Relaxed) == 0
+        {
+            return false; // the common case, without a lock
+        }
         if self.all_tables.load(Ordering::Relaxed) > 0 {
             return !table.starts_with("sqlite_") && !table.starts_with("__diesel");
         }
@@ -73,18 +80,20 @@ impl Hub {
         }
     }
 
+    /// Hands a commit's changes to every interested queue: one lock and one wake-up per queue
+    /// and commit, however many rows the commit changed.
     fn fan_out(&self, changes: Vec<RawChange>) {
         let mut subscribers = lock(&self.subscribers);
         subscribers.retain(|s| s.strong_count() > 0);
         let queues: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
         drop(subscribers);
-        for change in changes {
-            let change = Arc::new(change);
-            for queue in &queues {
-                if queue.table.as_deref().is_none_or(|t| *t == *change.table) {
-                    queue.push(change.clone());
-                }
-            }
+        let changes: Vec<Arc<RawChange>> = changes.into_iter().map(Arc::new).collect();
+        for queue in &queues {
+            queue.push_all(
+                changes
+                    .iter()
+                    .filter(|c| queue.table.as_deref().is_none_or(|t| *t == *c.table)),
+            );
         }
     }
 
@@ -105,12 +114,9 @@ impl Hub {
         });
         match table {
             Some(t) => {
-                *self
-                    .tables
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(t.to_owned())
-                    .or_default() += 1
+                let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+                *tables.entry(t.to_owned()).or_default() += 1;
+                self.observed_tables.fetch_add(1, Ordering::SeqCst);
             }
             None => {
                 self.all_tables.fetch_add(1, Ordering::SeqCst);
@@ -126,6 +132,7 @@ impl Hub {
                 let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
                 if let Some(count) = tables.get_mut(t) {
                     *count -= 1;
+                    self.observed_tables.fetch_sub(1, Ordering::SeqCst);
                     if *count == 0 {
                         tables.remove(t);
                     }
@@ -161,19 +168,25 @@ pub(crate) enum Item {
 }
 
 impl Queue {
-    fn push(&self, change: Arc<RawChange>) {
+    fn push_all<'a>(&self, changes: impl Iterator<Item = &'a Arc<RawChange>>) {
         let mut inner = lock(&self.inner);
-        if inner.changes.len() >= self.capacity {
-            let queued = inner.changes.len();
-            match &mut inner.gap {
-                Some((_, missed)) => *missed += 1,
-                None => inner.gap = Some((queued, 1)),
+        let mut pushed = false;
+        for change in changes {
+            pushed = true;
+            if inner.changes.len() >= self.capacity {
+                let queued = inner.changes.len();
+                match &mut inner.gap {
+                    Some((_, missed)) => *missed += 1,
+                    None => inner.gap = Some((queued, 1)),
+                }
+            } else {
+                inner.changes.push_back(change.clone());
             }
-        } else {
-            inner.changes.push_back(change);
         }
         drop(inner);
-        self.ready.notify_one();
+        if pushed {
+            self.ready.notify_one();
+        }
     }
 
     fn pop(inner: &mut QueueInner) -> Option<Item> {

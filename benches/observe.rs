@@ -1,0 +1,165 @@
+//! What observe costs: bulk inserts in one transaction with 0, 1 and 10 subscribers, beside
+//! the same inserts on a plain Diesel connection without any hook; and the latency from a
+//! commit to its delivery.
+//!
+//! `cargo bench --bench observe`
+
+#[path = "../examples/blog/models.rs"]
+#[allow(dead_code)]
+mod models;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::{Connection, SqliteConnection};
+use datastore::diesel_migrations::MigrationHarness;
+use datastore::observe::Observed;
+use datastore::prelude::*;
+use models::{posts, Post};
+
+const ROWS: usize = 1_000;
+
+fn rows() -> Vec<Post> {
+    (0..ROWS)
+        .map(|i| Post {
+            title: format!("post {i}"),
+            rating: i as i32,
+            ..Post::default()
+        })
+        .collect()
+}
+
+fn open_store(dir: &tempfile::TempDir) -> Store {
+    let path = dir.path().join("bench.db").display().to_string();
+    Store::builder(path)
+        .migrations(datastore::embed_migrations!("migrations/sqlite"))
+        .synchronous(datastore::Synchronous::Normal)
+        .observe_buffer(1 << 20)
+        .open()
+        .unwrap()
+}
+
+/// Subscribers that drain their streams on their own threads until dropped.
+struct Draining {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Draining {
+    fn start(store: &Store, count: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|_| {
+                let subscription = store.observe::<Post>().unwrap();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = subscription.recv_timeout(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            thread.join().unwrap();
+        }
+    }
+}
+
+fn insert_all(conn: &mut SqliteConnection, rows: Vec<Post>) {
+    conn.transaction(|conn| {
+        for row in &rows {
+            diesel::insert_into(posts::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        diesel::QueryResult::Ok(())
+    })
+    .unwrap();
+}
+
+fn bulk_insert(c: &mut Criterion) {
+    let mut group = c.benchmark_group("observe/bulk insert 1000 rows in one transaction");
+    group
+        .throughput(Throughput::Elements(ROWS as u64))
+        .sample_size(20);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain =
+        SqliteConnection::establish(&dir.path().join("plain.db").display().to_string()).unwrap();
+    plain
+        .batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+        )
+        .unwrap();
+    plain
+        .run_pending_migrations(datastore::embed_migrations!("migrations/sqlite"))
+        .unwrap();
+    group.bench_function("plain diesel, no hooks", |b| {
+        b.iter_batched(
+            rows,
+            |rows| insert_all(&mut plain, rows),
+            BatchSize::LargeInput,
+        )
+    });
+
+    for subscribers in [0, 1, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let _draining = Draining::start(&store, subscribers);
+        let mut conn = store.conn().unwrap();
+        group.bench_function(format!("store, {subscribers} subscribers"), |b| {
+            b.iter_batched(
+                rows,
+                |rows| insert_all(&mut conn, rows),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Commit-to-delivery latency of single-row commits, one subscriber: p50 and p99.
+fn latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let subscription = store.observe::<Post>().unwrap();
+    let mut samples = Vec::with_capacity(2_000);
+    for i in 0..2_000 {
+        let start = Instant::now();
+        store
+            .save(Post {
+                title: format!("latency {i}"),
+                ..Post::default()
+            })
+            .unwrap();
+        match subscription.recv_timeout(Duration::from_secs(5)) {
+            Some(Observed::Change(_)) => samples.push(start.elapsed()),
+            other => panic!("no delivery: {other:?}"),
+        }
+    }
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "observe/latency from save (commit) to delivery, 2000 single-row commits: p50 {:?}, p99 {:?}",
+        at(0.50),
+        at(0.99)
+    );
+}
+
+criterion_group!(benches, bulk_insert);
+
+fn main() {
+    benches();
+    latency();
+    Criterion::default().configure_from_args().final_summary();
+}
