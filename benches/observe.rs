@@ -112,6 +112,24 @@ fn bulk_insert(c: &mut Criterion) {
         )
     });
 
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let idle = store.observe::<Post>().unwrap();
+        let mut conn = store.conn().unwrap();
+        // The same, with the subscriber read on the writer's thread: capture and decoding alone,
+        // without a second thread competing for the machine.
+        group.bench_function("store, 1 subscriber read in turn", |b| {
+            b.iter_batched(
+                rows,
+                |rows| {
+                    insert_all(&mut conn, rows);
+                    while idle.try_recv().is_some() {}
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
     for subscribers in [0, 1, 10] {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(&dir);
