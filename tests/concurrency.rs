@@ -63,8 +63,17 @@ fn eight_writers_through_four_connections_lose_nothing_and_observe_everything() 
                         0 => {
                             let (post, comment) = retry_busy(&mut tally, || {
                                 store.transaction(|tx| {
-                                    let post = tx.save(Post { title: format!("{t}-{i}"), ..Post::default() })?;
-                                    let comment = tx.save(Comment { content: Some(format!("{t}-{i}")), ..Comment::default() }.with_post(&post))?;
+                                    let post = tx.save(Post {
+                                        title: format!("{t}-{i}"),
+                                        ..Post::default()
+                                    })?;
+                                    let comment = tx.save(
+                                        Comment {
+                                            content: Some(format!("{t}-{i}")),
+                                            ..Comment::default()
+                                        }
+                                        .with_post(&post),
+                                    )?;
                                     Ok((post, comment))
                                 })
                             });
@@ -84,8 +93,14 @@ fn eight_writers_through_four_connections_lose_nothing_and_observe_everything() 
                         // A transaction that rolls back: nothing of it counts.
                         2 => {
                             let result: datastore::Result<()> = store.transaction(|tx| {
-                                tx.save(Post { title: "rolled back".into(), ..Post::default() })?;
-                                Err(Error::NotFound { table: "none".into(), key: "none".into() })
+                                tx.save(Post {
+                                    title: "rolled back".into(),
+                                    ..Post::default()
+                                })?;
+                                Err(Error::NotFound {
+                                    table: "none".into(),
+                                    key: "none".into(),
+                                })
                             });
                             match result {
                                 Err(Error::NotFound { .. }) => {}
@@ -107,15 +122,29 @@ fn eight_writers_through_four_connections_lose_nothing_and_observe_everything() 
             })
         })
         .collect();
-    let tallies: Vec<Tally> = writers.into_iter().map(|w| w.join().expect("no writer panicked")).collect();
+    let tallies: Vec<Tally> = writers
+        .into_iter()
+        .map(|w| w.join().expect("no writer panicked"))
+        .collect();
 
     let expected_posts: usize = tallies.iter().map(|t| t.posts.len()).sum();
     let expected_comments: usize = tallies.iter().map(|t| t.comments_kept).sum();
-    assert_eq!(store.count::<Post>().unwrap() as usize, expected_posts, "no write lost");
-    assert_eq!(store.count::<Comment>().unwrap() as usize, expected_comments);
+    assert_eq!(
+        store.count::<Post>().unwrap() as usize,
+        expected_posts,
+        "no write lost"
+    );
+    assert_eq!(
+        store.count::<Comment>().unwrap() as usize,
+        expected_comments
+    );
     for tally in &tallies {
         for id in &tally.posts {
-            assert_eq!(store.get::<Post>(id).unwrap().rating, 1, "each post updated once");
+            assert_eq!(
+                store.get::<Post>(id).unwrap().rating,
+                1,
+                "each post updated once"
+            );
         }
     }
 
@@ -130,9 +159,18 @@ fn eight_writers_through_four_connections_lose_nothing_and_observe_everything() 
     let updates: usize = tallies.iter().map(|t| t.updates).sum();
     let deletes: usize = tallies.iter().map(|t| t.deletes).sum();
     let count = |table, op| seen.get(&(table, op)).copied().unwrap_or(0);
-    assert_eq!(count("posts", Op::Insert) + count("comments", Op::Insert), inserts);
+    assert_eq!(
+        count("posts", Op::Insert) + count("comments", Op::Insert),
+        inserts
+    );
     assert_eq!(count("posts", Op::Update), updates);
     assert_eq!(count("comments", Op::Delete), deletes);
-    assert_eq!(count("posts", Op::Delete) + count("comments", Op::Update), 0);
-    eprintln!("busy refusals retried: {}", tallies.iter().map(|t| t.busy).sum::<usize>());
+    assert_eq!(
+        count("posts", Op::Delete) + count("comments", Op::Update),
+        0
+    );
+    eprintln!(
+        "busy refusals retried: {}",
+        tallies.iter().map(|t| t.busy).sum::<usize>()
+    );
 }

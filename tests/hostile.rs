@@ -26,26 +26,54 @@ pub struct Where {
 }
 
 fn store() -> Store {
-    Store::builder(":memory:").schema(Schema::new().model::<Order>().model::<Where>()).open().unwrap()
+    Store::builder(":memory:")
+        .schema(Schema::new().model::<Order>().model::<Where>())
+        .open()
+        .unwrap()
 }
 
 #[test]
 fn keyword_tables_and_columns_work_everywhere() {
     let store = store();
     let mut conn = store.conn().unwrap();
-    let order = conn.save(Order { group: "g".into(), select: Some("s".into()), from: 3, ..Order::default() }).unwrap();
-    conn.save(Where { values: vec![1, 2], ..Where::default() }.with_order(&order)).unwrap();
-    let found: Vec<Order> = conn.query::<Order>(|q| q.filter(orders::group.eq("g")).order(orders::from.desc())).unwrap();
+    let order = conn
+        .save(Order {
+            group: "g".into(),
+            select: Some("s".into()),
+            from: 3,
+            ..Order::default()
+        })
+        .unwrap();
+    conn.save(
+        Where {
+            values: vec![1, 2],
+            ..Where::default()
+        }
+        .with_order(&order),
+    )
+    .unwrap();
+    let found: Vec<Order> = conn
+        .query::<Order>(|q| q.filter(orders::group.eq("g")).order(orders::from.desc()))
+        .unwrap();
     assert_eq!(found, vec![order.clone()]);
     let mut orders = found;
     Order::load_wheres(&mut conn, &mut orders).unwrap();
     assert_eq!(orders[0].wheres.get().unwrap()[0].values, [1, 2]);
-    let having: Vec<Order> = conn.query::<Order>(|q| q.filter(Order::having_wheres(wheres::values.eq(vec![1u8, 2])))).unwrap();
+    let having: Vec<Order> = conn
+        .query::<Order>(|q| q.filter(Order::having_wheres(wheres::values.eq(vec![1u8, 2]))))
+        .unwrap();
     assert_eq!(having.len(), 1);
     conn.delete(&order).unwrap();
-    assert_eq!(conn.count::<Where>().unwrap(), 0, "the keyword-named child cascaded");
+    assert_eq!(
+        conn.count::<Where>().unwrap(),
+        0,
+        "the keyword-named child cascaded"
+    );
 
-    let ddl = Schema::new().model::<Order>().model::<Where>().create_sql(Dialect::Sqlite);
+    let ddl = Schema::new()
+        .model::<Order>()
+        .model::<Where>()
+        .create_sql(Dialect::Sqlite);
     assert!(ddl.contains(r#""group" TEXT NOT NULL"#), "{ddl}");
     assert!(ddl.contains(r#"CREATE TABLE "wheres""#), "{ddl}");
 }
@@ -53,7 +81,9 @@ fn keyword_tables_and_columns_work_everywhere() {
 #[test]
 fn hostile_and_huge_values_round_trip() {
     let store = store();
-    let every_plane: String = (0..=16u32).filter_map(|plane| char::from_u32(plane * 0x10000 + 0x41)).collect();
+    let every_plane: String = (0..=16u32)
+        .filter_map(|plane| char::from_u32(plane * 0x10000 + 0x41))
+        .collect();
     let megabyte = "x'\"; --".repeat((1 << 20) / 7 + 1);
     let blob: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
     for text in [
@@ -64,15 +94,31 @@ fn hostile_and_huge_values_round_trip() {
         every_plane.clone(),
         megabyte.clone(),
     ] {
-        let saved = store.save(Order { group: text.clone(), select: Some(text.clone()), ..Order::default() }).unwrap();
+        let saved = store
+            .save(Order {
+                group: text.clone(),
+                select: Some(text.clone()),
+                ..Order::default()
+            })
+            .unwrap();
         let read = store.get::<Order>(&saved.id).unwrap();
         assert_eq!(read.group, text);
         assert_eq!(read.select.as_deref(), Some(text.as_str()));
-        let matching = store.query::<Order>(|q| q.filter(orders::group.eq(text.clone()))).unwrap();
+        let matching = store
+            .query::<Order>(|q| q.filter(orders::group.eq(text.clone())))
+            .unwrap();
         assert_eq!(matching.len(), 1);
     }
     let order = store.save(Order::default()).unwrap();
-    let big = store.save(Where { values: blob.clone(), ..Where::default() }.with_order(&order)).unwrap();
+    let big = store
+        .save(
+            Where {
+                values: blob.clone(),
+                ..Where::default()
+            }
+            .with_order(&order),
+        )
+        .unwrap();
     assert_eq!(store.get::<Where>(&big.id).unwrap().values, blob);
     assert_eq!(every_plane.chars().count(), 17);
     assert!(megabyte.len() >= 1 << 20);
