@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::hub::Hub;
-use super::{Op, RawChange, RawValue};
+use super::{Op, RawChange, RawRow};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,
@@ -29,6 +29,8 @@ pub(crate) struct ConnObserver {
 
 #[derive(Default)]
 struct State {
+    /// The names of the tables this connection changed.
+    tables: Vec<Arc<str>>,
     /// The handle of the running statement.
     running: Option<usize>,
     /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`,
@@ -66,21 +68,25 @@ impl ConnObserver {
         self.hub.wants(table)
     }
 
-    pub fn changed(
-        &self,
-        table: &str,
-        old: Option<Vec<RawValue>>,
-        new: Option<Vec<RawValue>>,
-        depth: i32,
-    ) {
+    pub fn changed(&self, table: &str, old: Option<RawRow>, new: Option<RawRow>, depth: i32) {
         let op = match (&old, &new) {
             (None, Some(_)) => Op::Insert,
             (Some(_), None) => Op::Delete,
             (Some(old), Some(new)) if old == new => return, // an update that changed nothing
             _ => Op::Update,
         };
-        self.state().statement.push(RawChange {
-            table: table.into(),
+        let mut state = self.state();
+        // One shared name per table, not one allocation per row.
+        let table = match state.tables.iter().find(|t| ***t == *table) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = table.into();
+                state.tables.push(name.clone());
+                name
+            }
+        };
+        state.statement.push(RawChange {
+            table,
             op,
             old,
             new,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Once};
 use libsqlite3_sys as sqlite;
 
 use super::connection::ConnObserver;
-use super::RawValue;
+use super::RawRow;
 
 thread_local! {
     /// The handle of the last connection opened on this thread.
@@ -224,16 +224,16 @@ unsafe extern "C" fn on_preupdate(
                 c_int,
                 *mut *mut sqlite::sqlite3_value,
             ) -> c_int| {
-                (0..count)
-                    .map(|i| {
-                        let mut value = ptr::null_mut();
-                        if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
-                            raw_value(value)
-                        } else {
-                            RawValue::Null
-                        }
-                    })
-                    .collect::<Vec<_>>()
+                let mut row = RawRow::with_columns(count.max(0) as usize);
+                for i in 0..count {
+                    let mut value = ptr::null_mut();
+                    if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
+                        push_value(&mut row, value);
+                    } else {
+                        row.push_null();
+                    }
+                }
+                row
             };
             let old = (op != sqlite::SQLITE_INSERT).then(|| read(sqlite::sqlite3_preupdate_old));
             let new = (op != sqlite::SQLITE_DELETE).then(|| read(sqlite::sqlite3_preupdate_new));
@@ -243,39 +243,37 @@ unsafe extern "C" fn on_preupdate(
     });
 }
 
-/// Copies a value SQLite owns into Rust.
+/// Copies a value SQLite owns into the row.
 ///
 /// # Safety
 /// `value` is a valid `sqlite3_value` for the duration of the call.
 #[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
-unsafe fn raw_value(value: *mut sqlite::sqlite3_value) -> RawValue {
+unsafe fn push_value(row: &mut RawRow, value: *mut sqlite::sqlite3_value) {
     // SAFETY: guaranteed by the caller; text and blob pointers are valid for the byte lengths
     // SQLite reports, until the value changes, and are copied at once.
     unsafe {
         match sqlite::sqlite3_value_type(value) {
-            sqlite::SQLITE_INTEGER => RawValue::Integer(sqlite::sqlite3_value_int64(value)),
-            sqlite::SQLITE_FLOAT => RawValue::Real(sqlite::sqlite3_value_double(value)),
+            sqlite::SQLITE_INTEGER => row.push_integer(sqlite::sqlite3_value_int64(value)),
+            sqlite::SQLITE_FLOAT => row.push_real(sqlite::sqlite3_value_double(value)),
             sqlite::SQLITE_TEXT => {
                 let text = sqlite::sqlite3_value_text(value);
                 let len = sqlite::sqlite3_value_bytes(value) as usize;
-                let bytes = if text.is_null() {
-                    &[][..]
+                row.push_text(if text.is_null() {
+                    &[]
                 } else {
                     std::slice::from_raw_parts(text, len)
-                };
-                RawValue::Text(String::from_utf8_lossy(bytes).into_owned())
+                });
             }
             sqlite::SQLITE_BLOB => {
                 let blob = sqlite::sqlite3_value_blob(value) as *const u8;
                 let len = sqlite::sqlite3_value_bytes(value) as usize;
-                let bytes = if blob.is_null() {
-                    &[][..]
+                row.push_blob(if blob.is_null() {
+                    &[]
                 } else {
                     std::slice::from_raw_parts(blob, len)
-                };
-                RawValue::Blob(bytes.to_vec())
+                });
             }
-            _ => RawValue::Null,
+            _ => row.push_null(),
         }
     }
 }

@@ -96,24 +96,101 @@ impl RawValue {
     }
 }
 
-/// A committed change of a row, as captured: values in the table's column order.
+/// A committed change of a row, as captured.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RawChange {
-    pub table: Box<str>,
+    pub table: Arc<str>,
     pub op: Op,
-    pub old: Option<Vec<RawValue>>,
-    pub new: Option<Vec<RawValue>>,
+    pub old: Option<RawRow>,
+    pub new: Option<RawRow>,
     /// 0 for the statement's own rows, 1 and more for rows changed by a cascade.
     pub depth: i32,
 }
 
 impl RawChange {
     /// The row as it is after the change (before it, for a delete).
-    fn row(&self) -> &[RawValue] {
+    fn row(&self) -> &RawRow {
         self.new
-            .as_deref()
-            .or(self.old.as_deref())
-            .unwrap_or_default()
+            .as_ref()
+            .or(self.old.as_ref())
+            .expect("a change has a row")
+    }
+}
+
+/// A row as the writer captures it, in the table's column order: the values' bytes in one
+/// buffer, so that capturing a row costs two allocations whatever its width. Values become
+/// [`RawValue`]s on the subscriber's side.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct RawRow {
+    bytes: Vec<u8>,
+    cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text { start: usize, len: usize },
+    Blob { start: usize, len: usize },
+}
+
+impl RawRow {
+    pub(crate) fn with_columns(columns: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(columns * 24),
+            cells: Vec::with_capacity(columns),
+        }
+    }
+
+    pub(crate) fn push_null(&mut self) {
+        self.cells.push(Cell::Null);
+    }
+
+    pub(crate) fn push_integer(&mut self, value: i64) {
+        self.cells.push(Cell::Integer(value));
+    }
+
+    pub(crate) fn push_real(&mut self, value: f64) {
+        self.cells.push(Cell::Real(value));
+    }
+
+    pub(crate) fn push_text(&mut self, utf8: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(utf8);
+        self.cells.push(Cell::Text {
+            start,
+            len: utf8.len(),
+        });
+    }
+
+    pub(crate) fn push_blob(&mut self, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.cells.push(Cell::Blob {
+            start,
+            len: bytes.len(),
+        });
+    }
+
+    /// The value of column `i` (`Null` past the end).
+    pub(crate) fn value(&self, i: usize) -> RawValue {
+        match self.cells.get(i) {
+            None | Some(Cell::Null) => RawValue::Null,
+            Some(Cell::Integer(v)) => RawValue::Integer(*v),
+            Some(Cell::Real(v)) => RawValue::Real(*v),
+            Some(Cell::Text { start, len }) => RawValue::Text(
+                String::from_utf8_lossy(&self.bytes[*start..start + len]).into_owned(),
+            ),
+            Some(Cell::Blob { start, len }) => {
+                RawValue::Blob(self.bytes[*start..start + len].to_vec())
+            }
+        }
+    }
+
+    /// Every value, in column order.
+    pub(crate) fn values(&self) -> Vec<RawValue> {
+        (0..self.cells.len()).map(|i| self.value(i)).collect()
     }
 }
 
@@ -184,7 +261,7 @@ impl AllSubscription {
             hub::Item::Change(change) => Observed::Change(RowChange {
                 table: change.table.to_string(),
                 op: change.op,
-                values: change.row().to_vec(),
+                values: change.row().values(),
             }),
         }
     }
@@ -248,13 +325,8 @@ impl Decoder {
         })
     }
 
-    fn decode<M: Model>(&self, row: &[RawValue]) -> Result<M, String> {
-        let values = self
-            .positions
-            .iter()
-            .map(|&i| row.get(i).cloned().unwrap_or(RawValue::Null))
-            .collect();
-        M::from_raw_row(values)
+    fn decode<M: Model>(&self, row: &RawRow) -> Result<M, String> {
+        M::from_raw_row(self.positions.iter().map(|&i| row.value(i)).collect())
     }
 }
 
@@ -314,7 +386,7 @@ impl<M: Model> Subscription<M> {
             let before_matches = change.op == Op::Update
                 && change
                     .old
-                    .as_deref()
+                    .as_ref()
                     .and_then(|old| self.decoder.decode::<M>(old).ok())
                     .is_some_and(|old| filter(&old));
             if !filter(&element) && !before_matches {
