@@ -64,6 +64,11 @@ impl ConnObserver {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether anyone observes the store at all.
+    pub fn active(&self) -> bool {
+        self.hub.active()
+    }
+
     pub fn wants(&self, table: &str) -> bool {
         self.hub.wants(table)
     }

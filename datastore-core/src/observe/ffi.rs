@@ -146,12 +146,19 @@ unsafe extern "C" fn on_trace(
         // text, NUL-terminated; `stmt` is the running statement, whose connection is ours.
         unsafe {
             let observer = observer(ctx);
+            if !observer.active() {
+                return; // nobody observes: statements need no bookkeeping
+            }
             if event == sqlite::SQLITE_TRACE_STMT {
                 let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
-                // Only a statement's first words matter (savepoint commands): validating the
+                // Only a statement's first words matter (savepoint commands): reading the
                 // whole text of every statement would cost more than the rest of the hook.
-                let sql = CStr::from_ptr(detail as *const c_char).to_bytes();
-                let head = &sql[..sql.len().min(128)];
+                let sql = detail as *const u8;
+                let mut len = 0;
+                while len < 64 && *sql.add(len) != 0 {
+                    len += 1;
+                }
+                let head = std::slice::from_raw_parts(sql, len);
                 let head = match std::str::from_utf8(head) {
                     Ok(head) => head,
                     Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),

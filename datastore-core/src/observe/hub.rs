@@ -37,10 +37,14 @@ struct Reorder {
 
 impl Hub {
     /// Whether changes to `table` are worth capturing (someone observes it).
+    /// Whether anyone subscribes (read without a lock).
+    pub fn active(&self) -> bool {
+        self.observed_tables.load(Ordering::Relaxed) > 0
+            || self.all_tables.load(Ordering::Relaxed) > 0
+    }
+
     pub fn wants(&self, table: &str) -> bool {
-        if self.observed_tables.load(Ordering::Relaxed) == 0
-            && self.all_tables.load(Ordering::Relaxed) == 0
-        {
+        if !self.active() {
             return false; // the common case, without a lock
         }
         if self.all_tables.load(Ordering::Relaxed) > 0 {

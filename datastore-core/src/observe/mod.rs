@@ -34,6 +34,10 @@
 //! reach every subscriber, in commit order. A subscriber's buffer is bounded: a slow one
 //! never blocks writers, and is told how many changes it missed.
 //!
+//! A subscription sees the transactions that commit after it was made; of one already in
+//! progress when it was made, it may see only the rows written after that moment (nothing is
+//! captured while nobody observes, which keeps an unobserved store as fast as plain Diesel).
+//!
 //! Built on SQLite's pre-update hook, which needs SQLite compiled with
 //! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]).
 
