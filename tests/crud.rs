@@ -3,17 +3,9 @@
 mod common;
 
 use common::models::{posts, Post, PostStatus, Profile, Settings, User};
-use common::{file_store, memory_store};
+use common::{file_store, memory_store, post};
 use datastore::prelude::*;
 use datastore::Error;
-
-fn post(title: &str, rating: i32) -> Post {
-    Post {
-        title: title.into(),
-        rating,
-        ..Post::default()
-    }
-}
 
 #[test]
 fn save_inserts_a_new_row_and_returns_it_as_stored() {

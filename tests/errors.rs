@@ -5,18 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::models::{Comment, Post, User};
-use common::{file_store, memory_store};
+use common::{file_store, memory_store, user};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::sql_types::{BigInt, Text};
 use datastore::prelude::*;
 use datastore::{ConstraintKind, Error};
-
-fn user(name: &str) -> User {
-    User {
-        username: name.into(),
-        ..User::default()
-    }
-}
 
 #[test]
 fn a_duplicate_unique_value_names_table_and_column() {

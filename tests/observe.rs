@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::models::{Comment, Post, User};
-use common::{file_store, memory_store};
+use common::{comment, file_store, memory_store};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::observe::{Change, Observed, Op, Subscription};
 use datastore::prelude::*;
@@ -15,19 +15,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(100);
 
 fn post(title: &str) -> Post {
-    Post {
-        title: title.into(),
-        rating: 1,
-        ..Post::default()
-    }
-}
-
-fn comment(post: &Post, text: &str) -> Comment {
-    Comment {
-        content: Some(text.into()),
-        ..Comment::default()
-    }
-    .with_post(post)
+    common::post(title, 1)
 }
 
 /// The next change, failing the test if none comes.

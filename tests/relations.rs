@@ -6,36 +6,13 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::memory_store;
 use common::models::{comments, posts, Comment, Post, PostEditor, Profile, User};
+use common::{comment, memory_store, post, user};
 use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
 use datastore::diesel::sql_types::{BigInt, Text};
 use datastore::diesel::SqliteConnection;
 use datastore::prelude::*;
 use datastore::{ConstraintKind, Error, PooledConn};
-
-fn post(title: &str, rating: i32) -> Post {
-    Post {
-        title: title.into(),
-        rating,
-        ..Post::default()
-    }
-}
-
-fn comment(post: &Post, text: &str) -> Comment {
-    Comment {
-        content: Some(text.into()),
-        ..Comment::default()
-    }
-    .with_post(post)
-}
-
-fn user(name: &str) -> User {
-    User {
-        username: name.into(),
-        ..User::default()
-    }
-}
 
 #[derive(QueryableByName, Debug, PartialEq)]
 struct ForeignKeyRow {

@@ -6,6 +6,7 @@
 pub mod models;
 
 use datastore::Store;
+use models::{Comment, Post, User};
 
 /// A store on a fresh in-memory database, migrated like the blog's.
 pub fn memory_store() -> Store {
@@ -26,4 +27,30 @@ pub fn file_store() -> (tempfile::TempDir, Store) {
     )
     .expect("open store");
     (dir, store)
+}
+
+/// A post to save.
+pub fn post(title: &str, rating: i32) -> Post {
+    Post {
+        title: title.into(),
+        rating,
+        ..Post::default()
+    }
+}
+
+/// A comment to save for a post.
+pub fn comment(post: &Post, text: &str) -> Comment {
+    Comment {
+        content: Some(text.into()),
+        ..Comment::default()
+    }
+    .with_post(post)
+}
+
+/// A user to save.
+pub fn user(name: &str) -> User {
+    User {
+        username: name.into(),
+        ..User::default()
+    }
 }

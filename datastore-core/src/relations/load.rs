@@ -70,15 +70,11 @@ where
     Ch: ForeignKey<P, FK, C> + Clone,
     C: Connection,
 {
-    let parents: Vec<&mut P> = parents.into_iter().collect();
-    let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
-    let mut groups = children_by_parent::<P, Ch, FK, C>(conn, &ids)?;
-    let shared = has_duplicates(&ids);
-    for parent in parents {
-        let children = take(&mut groups, parent.id(), shared);
-        *field(parent) = HasMany::loaded(children);
-    }
-    Ok(())
+    fill(
+        parents,
+        |ids| children_by_parent::<P, Ch, FK, C>(conn, ids),
+        |parent, children| *field(parent) = HasMany::loaded(children),
+    )
 }
 
 /// Fills a `has_one` field of every parent (`None` where there is no child).
@@ -92,15 +88,11 @@ where
     Ch: ForeignKey<P, FK, C> + Clone,
     C: Connection,
 {
-    let parents: Vec<&mut P> = parents.into_iter().collect();
-    let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
-    let mut groups = children_by_parent::<P, Ch, FK, C>(conn, &ids)?;
-    let shared = has_duplicates(&ids);
-    for parent in parents {
-        let child = take(&mut groups, parent.id(), shared).into_iter().next();
-        *field(parent) = HasOne::loaded(child);
-    }
-    Ok(())
+    fill(
+        parents,
+        |ids| children_by_parent::<P, Ch, FK, C>(conn, ids),
+        |parent, children| *field(parent) = HasOne::loaded(children.into_iter().next()),
+    )
 }
 
 /// The rows linked to one row through a join model, in the join rows' key (link) order.
@@ -166,13 +158,27 @@ where
     J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
     C: Connection,
 {
+    fill(
+        parents,
+        |ids| linked_by_parent::<P, J, T, FK_P, FK_T, C>(conn, ids),
+        |parent, linked| *field(parent) = ManyToMany::loaded(linked),
+    )
+}
+
+/// Loads the related rows of every parent at once and hands each parent its group (a parent
+/// listed twice gets a copy).
+fn fill<'p, P: Model + 'p, T: Clone>(
+    parents: impl IntoIterator<Item = &'p mut P>,
+    load: impl FnOnce(&[Id]) -> Result<HashMap<Id, Vec<T>>>,
+    mut assign: impl FnMut(&mut P, Vec<T>),
+) -> Result<()> {
     let parents: Vec<&mut P> = parents.into_iter().collect();
     let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
-    let mut groups = linked_by_parent::<P, J, T, FK_P, FK_T, C>(conn, &ids)?;
+    let mut groups = load(&ids)?;
     let shared = has_duplicates(&ids);
     for parent in parents {
-        let linked = take(&mut groups, parent.id(), shared);
-        *field(parent) = ManyToMany::loaded(linked);
+        let group = take(&mut groups, parent.id(), shared);
+        assign(parent, group);
     }
     Ok(())
 }
