@@ -169,6 +169,13 @@ fn trivial_query(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        // datastore's typed rows on a connection without the store's hooks: separates the
+        // cost of decoding typed values from the cost of the hooks.
+        group.bench_with_input(
+            BenchmarkId::new("datastore rows, no hooks", n),
+            &n,
+            |bench, _| bench.iter(|| Post::query().load::<Post>(&mut b.diesel).unwrap()),
+        );
         group.bench_with_input(BenchmarkId::new("rusqlite", n), &n, |bench, _| {
             bench.iter(|| {
                 let mut stmt = b.rusqlite.prepare_cached(SELECT_POSTS).unwrap();
