@@ -141,6 +141,29 @@ impl fmt::Display for ConstraintKind {
 /// `table` and `column` are filled where the database names them (SQLite names them for
 /// unique and not-null violations) or where the store knows them (a `belongs_to` whose parent
 /// does not exist).
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::ConstraintKind;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Account {
+///     #[primary_key]
+///     pub id: Id,
+///     #[unique]
+///     pub email: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Account>()).open()?;
+/// store.save(Account { email: "a@example.com".into(), ..Account::default() })?;
+/// let err = store.save(Account { email: "a@example.com".into(), ..Account::default() }).unwrap_err();
+/// let violation = err.constraint().unwrap();
+/// assert_eq!(violation.kind, ConstraintKind::Unique);
+/// assert_eq!(violation.column.as_deref(), Some("email"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} constraint violated{}: {message}", self.location())]
 pub struct ConstraintViolation {

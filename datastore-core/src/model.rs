@@ -99,6 +99,27 @@ where
 ///
 /// Implemented by `#[derive(Model)]`. Call it through [`Repo`](crate::Repo) on a connection,
 /// or through a [`Store`](crate::Store); both translate errors into [`Error`](crate::Error).
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::diesel::SqliteConnection;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+/// Schema::new().model::<Note>().create_all(&mut conn)?;
+/// let note = Note { text: "direct".into(), ..Note::default() }.save(&mut conn)?;
+/// assert_eq!(<Note as Persist<SqliteConnection>>::count(&mut conn)?, 1);
+/// assert!(Note::find(&mut conn, &note.id)?.is_some());
+/// # Ok(())
+/// # }
+/// ```
 pub trait Persist<C: Connection>: Model {
     /// The model's query, boxed so that it can be refined in a closure (`posts::BoxedQuery`).
     type Query;

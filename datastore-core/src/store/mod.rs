@@ -65,6 +65,22 @@ impl std::fmt::Debug for Store {
 }
 
 /// Options for opening a [`Store`]; from [`Store::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use datastore::{Store, Synchronous};
+///
+/// # fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::builder(dir.path().join("app.db").display().to_string())
+///     .pool_size(4)
+///     .busy_timeout(Duration::from_secs(2))
+///     .synchronous(Synchronous::Normal)
+///     .open()?;
+/// assert!(store.url().ends_with("app.db"));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a builder does nothing until `open` is called"]
 pub struct StoreBuilder {
     url: String,
