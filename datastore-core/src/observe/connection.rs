@@ -15,20 +15,41 @@
 //!   database; a commit inside `sqlite3_reset`, when an autocommit `RETURNING` statement was
 //!   not read to its end) the changes are published at the commit hook.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::cell::{RefCell, RefMut};
+use std::sync::Arc;
 
 use super::hub::Hub;
-use super::{Op, RawChange, RawRow};
+use std::ffi::CStr;
+
+use super::{Batch, Mark, Op, RawChange, Rows};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,
     /// Whether commits are confirmed by the WAL hook.
     wal: bool,
-    state: Mutex<State>,
+    /// Only the hooks of the one connection touch it, never two at a time: a `RefCell`.
+    state: RefCell<State>,
+}
+
+/// Which row of a change a hook reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The row before the change.
+    Old,
+    /// The row after the change.
+    New,
 }
 
 #[derive(Default)]
 struct State {
+    /// The values of the open transaction's captured rows.
+    rows: Rows,
+    /// Where the running statement's rows start.
+    statement_rows: Mark,
+    /// Tables seen, by the address of SQLite's name for them: whether anyone observes them, and
+    /// their shared name. Valid while the hub's subscriptions are those of `seen_generation`.
+    seen: Vec<(usize, Option<Arc<str>>)>,
+    seen_generation: u64,
     /// The names of the tables this connection changed.
     tables: Vec<Arc<str>>,
     /// The handle of the running statement.
@@ -45,7 +66,7 @@ struct State {
     /// Open savepoints, with how many changes the transaction had when each was taken.
     savepoints: Vec<(String, usize)>,
     /// Committed changes awaiting the WAL hook.
-    committed: Option<(u64, Vec<RawChange>)>,
+    committed: Option<(u64, Batch)>,
 }
 
 impl ConnObserver {
@@ -53,15 +74,12 @@ impl ConnObserver {
         Self {
             hub,
             wal,
-            state: Mutex::new(State::default()),
+            state: RefCell::new(State::default()),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A hook never panics while holding the lock; recover the data if one did.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn state(&self) -> RefMut<'_, State> {
+        self.state.borrow_mut()
     }
 
     /// Whether anyone observes the store at all.
@@ -69,29 +87,39 @@ impl ConnObserver {
         self.hub.active()
     }
 
-    pub fn wants(&self, table: &str) -> bool {
-        self.hub.wants(table)
-    }
-
-    pub fn changed(&self, table: &str, old: Option<RawRow>, new: Option<RawRow>, depth: i32) {
+    /// A row changes: `read` copies its old and new values (as the operation has them).
+    pub fn changed(
+        &self,
+        table: &CStr,
+        depth: i32,
+        (has_old, has_new): (bool, bool),
+        mut read: impl FnMut(&mut Rows, Side),
+    ) {
+        let mut state = self.state();
+        let Some(name) = state.observed(table, &self.hub) else {
+            return;
+        };
+        let mark = state.rows.mark();
+        let old = has_old.then(|| {
+            read(&mut state.rows, Side::Old);
+            state.rows.since(mark)
+        });
+        let after_old = state.rows.mark();
+        let new = has_new.then(|| {
+            read(&mut state.rows, Side::New);
+            state.rows.since(after_old)
+        });
         let op = match (&old, &new) {
             (None, Some(_)) => Op::Insert,
             (Some(_), None) => Op::Delete,
-            (Some(old), Some(new)) if old == new => return, // an update that changed nothing
+            (Some(old), Some(new)) if state.rows.same(old, new) => {
+                state.rows.truncate(mark); // an update that changed nothing
+                return;
+            }
             _ => Op::Update,
         };
-        let mut state = self.state();
-        // One shared name per table, not one allocation per row.
-        let table = match state.tables.iter().find(|t| ***t == *table) {
-            Some(name) => name.clone(),
-            None => {
-                let name: Arc<str> = table.into();
-                state.tables.push(name.clone());
-                name
-            }
-        };
         state.statement.push(RawChange {
-            table,
+            table: name,
             op,
             old,
             new,
@@ -114,10 +142,14 @@ impl ConnObserver {
         let sql = sql.trim_start();
         // The previous statement is over: its counter tells whether it stuck.
         let previous = std::mem::take(&mut state.statement);
-        if total_changes > state.started_at && !previous.is_empty() {
+        if total_changes > state.started_at {
             state.transaction.extend(in_delivery_order(previous));
+        } else {
+            let mark = state.statement_rows;
+            state.rows.truncate(mark);
         }
         state.started_at = total_changes;
+        state.statement_rows = state.rows.mark();
         match SavepointCommand::parse(sql) {
             Some(SavepointCommand::Savepoint(name)) => {
                 let mark = state.transaction.len();
@@ -159,9 +191,12 @@ impl ConnObserver {
         let mut changes = std::mem::take(&mut state.transaction);
         changes.extend(in_delivery_order(statement));
         state.savepoints.clear();
+        let rows = std::mem::take(&mut state.rows);
+        state.statement_rows = Mark::default();
         if changes.is_empty() {
             return;
         }
+        let changes = Batch { rows, changes };
         let earlier = state.committed.take();
         let seq = self.hub.next_seq();
         let now = if self.wal && !state.resetting {
@@ -191,6 +226,8 @@ impl ConnObserver {
         let mut state = self.state();
         state.statement.clear();
         state.transaction.clear();
+        state.rows = Rows::default();
+        state.statement_rows = Mark::default();
         state.savepoints.clear();
         if let Some((seq, _)) = state.committed.take() {
             drop(state);
@@ -207,6 +244,34 @@ impl Drop for ConnObserver {
         if let Some((seq, changes)) = committed {
             self.hub.publish(seq, changes);
         }
+    }
+}
+
+impl State {
+    /// The shared name of a table if anyone observes it (asked of the hub once per table and
+    /// change of subscriptions).
+    fn observed(&mut self, table: &CStr, hub: &Hub) -> Option<Arc<str>> {
+        let generation = hub.generation();
+        if generation != self.seen_generation {
+            self.seen.clear();
+            self.seen_generation = generation;
+        }
+        let key = table.as_ptr() as usize;
+        if let Some((_, name)) = self.seen.iter().find(|(k, _)| *k == key) {
+            return name.clone();
+        }
+        let name = table.to_str().ok().filter(|t| hub.wants(t)).map(|t| {
+            match self.tables.iter().find(|known| ***known == *t) {
+                Some(known) => known.clone(),
+                None => {
+                    let name: Arc<str> = t.into();
+                    self.tables.push(name.clone());
+                    name
+                }
+            }
+        });
+        self.seen.push((key, name.clone()));
+        name
     }
 }
 

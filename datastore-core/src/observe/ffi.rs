@@ -5,12 +5,13 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::{Arc, Once};
+use std::sync::Once;
 
 use libsqlite3_sys as sqlite;
 
 use super::connection::ConnObserver;
-use super::RawRow;
+use super::connection::Side;
+use super::Rows;
 
 thread_local! {
     /// The handle of the last connection opened on this thread.
@@ -53,9 +54,9 @@ pub(crate) fn take_opened() -> Option<Handle> {
 pub(crate) const PREUPDATE_HOOK: bool = cfg!(datastore_preupdate_hook);
 
 /// Installs the hooks that feed `observer`, which lives until the connection closes.
-pub(crate) fn install(handle: Handle, observer: Arc<ConnObserver>) {
+pub(crate) fn install(handle: Handle, observer: Box<ConnObserver>) {
     let db = handle.0;
-    let ctx = Arc::into_raw(observer) as *mut c_void;
+    let ctx = Box::into_raw(observer) as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
     // stays valid until SQLite calls `release` when the connection closes, after which no hook
     // runs. The callbacks match the signatures SQLite expects.
@@ -120,8 +121,8 @@ unsafe extern "C" fn noop(
 }
 
 unsafe extern "C" fn release(ctx: *mut c_void) {
-    // SAFETY: `ctx` came from `Arc::into_raw` in `install`; SQLite calls this exactly once.
-    guarded(|| drop(unsafe { Arc::from_raw(ctx as *const ConnObserver) }));
+    // SAFETY: `ctx` came from `Box::into_raw` in `install`; SQLite calls this exactly once.
+    guarded(|| drop(unsafe { Box::from_raw(ctx as *mut ConnObserver) }));
 }
 
 unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
@@ -219,33 +220,24 @@ unsafe extern "C" fn on_preupdate(
         // preupdate accessors are valid for the duration of this callback.
         unsafe {
             let observer = observer(ctx);
-            let Ok(table) = CStr::from_ptr(table).to_str() else {
-                return;
-            };
-            if !observer.wants(table) {
-                return;
-            }
+            let table = CStr::from_ptr(table);
             let count = sqlite::sqlite3_preupdate_count(db);
-            let read = |accessor: unsafe extern "C" fn(
-                *mut sqlite::sqlite3,
-                c_int,
-                *mut *mut sqlite::sqlite3_value,
-            ) -> c_int| {
-                let mut row = RawRow::with_columns(count.max(0) as usize);
+            let depth = sqlite::sqlite3_preupdate_depth(db);
+            let sides = (op != sqlite::SQLITE_INSERT, op != sqlite::SQLITE_DELETE);
+            observer.changed(table, depth, sides, |rows, side| {
+                let accessor = match side {
+                    Side::Old => sqlite::sqlite3_preupdate_old,
+                    Side::New => sqlite::sqlite3_preupdate_new,
+                };
                 for i in 0..count {
                     let mut value = ptr::null_mut();
                     if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
-                        push_value(&mut row, value);
+                        push_value(rows, value);
                     } else {
-                        row.push_null();
+                        rows.push_null();
                     }
                 }
-                row
-            };
-            let old = (op != sqlite::SQLITE_INSERT).then(|| read(sqlite::sqlite3_preupdate_old));
-            let new = (op != sqlite::SQLITE_DELETE).then(|| read(sqlite::sqlite3_preupdate_new));
-            let depth = sqlite::sqlite3_preupdate_depth(db);
-            observer.changed(table, old, new, depth);
+            });
         }
     });
 }
@@ -255,7 +247,7 @@ unsafe extern "C" fn on_preupdate(
 /// # Safety
 /// `value` is a valid `sqlite3_value` for the duration of the call.
 #[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
-unsafe fn push_value(row: &mut RawRow, value: *mut sqlite::sqlite3_value) {
+unsafe fn push_value(row: &mut Rows, value: *mut sqlite::sqlite3_value) {
     // SAFETY: guaranteed by the caller; text and blob pointers are valid for the byte lengths
     // SQLite reports, until the value changes, and are copied at once.
     unsafe {

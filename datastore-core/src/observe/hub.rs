@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::RawChange;
+use super::Batch;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -22,6 +22,8 @@ pub(crate) struct Hub {
     tables: RwLock<HashMap<String, usize>>,
     /// How many subscribers observe one table (the sum of `tables`), read without a lock.
     observed_tables: AtomicUsize,
+    /// Bumped whenever a subscription starts or ends.
+    generation: AtomicU64,
     subscribers: Mutex<Vec<Weak<Queue>>>,
     next_seq: AtomicU64,
     order: Mutex<Reorder>,
@@ -32,11 +34,16 @@ struct Reorder {
     /// The next sequence number to deliver.
     next: u64,
     /// Commits that arrived before an earlier one: `None` for a commit that failed.
-    waiting: BTreeMap<u64, Option<Vec<RawChange>>>,
+    waiting: BTreeMap<u64, Option<Arc<Batch>>>,
 }
 
 impl Hub {
     /// Whether changes to `table` are worth capturing (someone observes it).
+    /// Changes whenever a subscription starts or ends, so that connections can cache `wants`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Whether anyone subscribes (read without a lock).
     pub fn active(&self) -> bool {
         self.observed_tables.load(Ordering::Relaxed) > 0
@@ -60,8 +67,8 @@ impl Hub {
     }
 
     /// Delivers a commit's changes once every earlier commit was delivered.
-    pub fn publish(&self, seq: u64, changes: Vec<RawChange>) {
-        self.settle(seq, Some(changes));
+    pub fn publish(&self, seq: u64, changes: Batch) {
+        self.settle(seq, Some(Arc::new(changes)));
     }
 
     /// Skips a sequence number whose commit failed.
@@ -69,7 +76,7 @@ impl Hub {
         self.settle(seq, None);
     }
 
-    fn settle(&self, seq: u64, changes: Option<Vec<RawChange>>) {
+    fn settle(&self, seq: u64, changes: Option<Arc<Batch>>) {
         let mut order = lock(&self.order);
         order.waiting.insert(seq, changes);
         loop {
@@ -86,18 +93,19 @@ impl Hub {
 
     /// Hands a commit's changes to every interested queue: one lock and one wake-up per queue
     /// and commit, however many rows the commit changed.
-    fn fan_out(&self, changes: Vec<RawChange>) {
+    fn fan_out(&self, batch: Arc<Batch>) {
         let mut subscribers = lock(&self.subscribers);
         subscribers.retain(|s| s.strong_count() > 0);
         let queues: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
         drop(subscribers);
-        let changes: Vec<Arc<RawChange>> = changes.into_iter().map(Arc::new).collect();
         for queue in &queues {
-            queue.push_all(
-                changes
-                    .iter()
-                    .filter(|c| queue.table.as_deref().is_none_or(|t| *t == *c.table)),
-            );
+            let wanted = batch
+                .changes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| queue.table.as_deref().is_none_or(|t| *t == *c.table))
+                .map(|(i, _)| i);
+            queue.push_all(&batch, wanted);
         }
     }
 
@@ -127,10 +135,12 @@ impl Hub {
             }
         }
         lock(&self.subscribers).push(Arc::downgrade(&queue));
+        self.generation.fetch_add(1, Ordering::SeqCst);
         queue
     }
 
     fn unsubscribe(&self, table: Option<&str>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         match table {
             Some(t) => {
                 let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
@@ -160,19 +170,20 @@ pub(crate) struct Queue {
 
 #[derive(Default)]
 struct QueueInner {
-    changes: VecDeque<Arc<RawChange>>,
+    changes: VecDeque<(Arc<Batch>, usize)>,
     /// Changes dropped because the queue was full: `(queued before the gap, how many)`.
     gap: Option<(usize, u64)>,
 }
 
 /// What a queue yields.
 pub(crate) enum Item {
-    Change(Arc<RawChange>),
+    /// The change at this index of the batch.
+    Change(Arc<Batch>, usize),
     Missed(u64),
 }
 
 impl Queue {
-    fn push_all<'a>(&self, changes: impl Iterator<Item = &'a Arc<RawChange>>) {
+    fn push_all(&self, batch: &Arc<Batch>, changes: impl Iterator<Item = usize>) {
         let mut inner = lock(&self.inner);
         let mut pushed = false;
         for change in changes {
@@ -184,7 +195,7 @@ impl Queue {
                     None => inner.gap = Some((queued, 1)),
                 }
             } else {
-                inner.changes.push_back(change.clone());
+                inner.changes.push_back((batch.clone(), change));
             }
         }
         drop(inner);
@@ -198,11 +209,11 @@ impl Queue {
             inner.gap = None;
             return Some(Item::Missed(missed));
         }
-        let change = inner.changes.pop_front()?;
+        let (batch, index) = inner.changes.pop_front()?;
         if let Some((before, _)) = &mut inner.gap {
             *before -= 1;
         }
-        Some(Item::Change(change))
+        Some(Item::Change(batch, index))
     }
 
     /// The next item, waiting at most `timeout` (forever when `None`).

@@ -50,6 +50,7 @@ pub use query::QuerySubscription;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,32 +101,52 @@ impl RawValue {
     }
 }
 
-/// A committed change of a row, as captured.
+/// A change of a row, as captured: its rows are ranges of its [`Batch`]'s [`Rows`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RawChange {
     pub table: Arc<str>,
     pub op: Op,
-    pub old: Option<RawRow>,
-    pub new: Option<RawRow>,
+    pub old: Option<Range<usize>>,
+    pub new: Option<Range<usize>>,
     /// 0 for the statement's own rows, 1 and more for rows changed by a cascade.
     pub depth: i32,
 }
 
-impl RawChange {
-    /// The row as it is after the change (before it, for a delete).
-    fn row(&self) -> &RawRow {
-        self.new
-            .as_ref()
-            .or(self.old.as_ref())
-            .expect("a change has a row")
+/// One commit's changes and the rows they point into: handed to subscribers whole, so that a
+/// commit costs one allocation for the hub however many rows it changed.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub rows: Rows,
+    pub changes: Vec<RawChange>,
+}
+
+impl Batch {
+    /// The row of a change as it is after the change (before it, for a delete).
+    fn row(&self, change: &RawChange) -> RowRef<'_> {
+        let cells = change
+            .new
+            .clone()
+            .or_else(|| change.old.clone())
+            .unwrap_or_default();
+        RowRef {
+            rows: &self.rows,
+            cells,
+        }
+    }
+
+    fn old_row(&self, change: &RawChange) -> Option<RowRef<'_>> {
+        change.old.clone().map(|cells| RowRef {
+            rows: &self.rows,
+            cells,
+        })
     }
 }
 
-/// A row as the writer captures it, in the table's column order: the values' bytes in one
-/// buffer, so that capturing a row costs two allocations whatever its width. Values become
-/// [`RawValue`]s on the subscriber's side.
+/// The values of many rows, as a connection captures them during a transaction: their bytes
+/// in one buffer and their cells in another, so that capturing a row allocates nothing.
+/// Values become [`RawValue`]s on the subscriber's side.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct RawRow {
+pub(crate) struct Rows {
     bytes: Vec<u8>,
     cells: Vec<Cell>,
 }
@@ -139,12 +160,30 @@ enum Cell {
     Blob { start: usize, len: usize },
 }
 
-impl RawRow {
-    pub(crate) fn with_columns(columns: usize) -> Self {
-        Self {
-            bytes: Vec::with_capacity(columns * 24),
-            cells: Vec::with_capacity(columns),
+/// A position in [`Rows`], to go back to.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mark {
+    bytes: usize,
+    cells: usize,
+}
+
+impl Rows {
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            bytes: self.bytes.len(),
+            cells: self.cells.len(),
         }
+    }
+
+    /// Forgets everything captured since `mark`.
+    pub(crate) fn truncate(&mut self, mark: Mark) {
+        self.bytes.truncate(mark.bytes);
+        self.cells.truncate(mark.cells);
+    }
+
+    /// The cells captured since `mark`.
+    pub(crate) fn since(&self, mark: Mark) -> Range<usize> {
+        mark.cells..self.cells.len()
     }
 
     pub(crate) fn push_null(&mut self) {
@@ -177,24 +216,60 @@ impl RawRow {
         });
     }
 
+    /// Whether two captured rows hold the same values.
+    pub(crate) fn same(&self, a: &Range<usize>, b: &Range<usize>) -> bool {
+        a.len() == b.len()
+            && a.clone()
+                .zip(b.clone())
+                .all(|(x, y)| self.bytes_of(x) == self.bytes_of(y))
+    }
+
+    /// A cell's value as comparable bytes (its kind, then its content).
+    fn bytes_of(&self, cell: usize) -> (u8, &[u8], u64) {
+        match self.cells[cell] {
+            Cell::Null => (0, &[], 0),
+            Cell::Integer(v) => (1, &[], v as u64),
+            Cell::Real(v) => (2, &[], v.to_bits()),
+            Cell::Text { start, len } => (3, &self.bytes[start..start + len], 0),
+            Cell::Blob { start, len } => (4, &self.bytes[start..start + len], 0),
+        }
+    }
+
+    fn value(&self, cell: usize) -> RawValue {
+        match self.cells[cell] {
+            Cell::Null => RawValue::Null,
+            Cell::Integer(v) => RawValue::Integer(v),
+            Cell::Real(v) => RawValue::Real(v),
+            Cell::Text { start, len } => RawValue::Text(
+                String::from_utf8_lossy(&self.bytes[start..start + len]).into_owned(),
+            ),
+            Cell::Blob { start, len } => RawValue::Blob(self.bytes[start..start + len].to_vec()),
+        }
+    }
+}
+
+/// One captured row.
+pub(crate) struct RowRef<'a> {
+    rows: &'a Rows,
+    cells: Range<usize>,
+}
+
+impl RowRef<'_> {
     /// The value of column `i` (`Null` past the end).
     pub(crate) fn value(&self, i: usize) -> RawValue {
-        match self.cells.get(i) {
-            None | Some(Cell::Null) => RawValue::Null,
-            Some(Cell::Integer(v)) => RawValue::Integer(*v),
-            Some(Cell::Real(v)) => RawValue::Real(*v),
-            Some(Cell::Text { start, len }) => RawValue::Text(
-                String::from_utf8_lossy(&self.bytes[*start..start + len]).into_owned(),
-            ),
-            Some(Cell::Blob { start, len }) => {
-                RawValue::Blob(self.bytes[*start..start + len].to_vec())
-            }
+        if i < self.cells.len() {
+            self.rows.value(self.cells.start + i)
+        } else {
+            RawValue::Null
         }
     }
 
     /// Every value, in column order.
     pub(crate) fn values(&self) -> Vec<RawValue> {
-        (0..self.cells.len()).map(|i| self.value(i)).collect()
+        self.cells
+            .clone()
+            .map(|cell| self.rows.value(cell))
+            .collect()
     }
 }
 
@@ -262,11 +337,14 @@ impl AllSubscription {
     fn accept(item: hub::Item) -> Observed<RowChange> {
         match item {
             hub::Item::Missed(count) => Observed::Missed(count),
-            hub::Item::Change(change) => Observed::Change(RowChange {
-                table: change.table.to_string(),
-                op: change.op,
-                values: change.row().values(),
-            }),
+            hub::Item::Change(batch, i) => {
+                let change = &batch.changes[i];
+                Observed::Change(RowChange {
+                    table: change.table.to_string(),
+                    op: change.op,
+                    values: batch.row(change).values(),
+                })
+            }
         }
     }
 }
@@ -329,7 +407,7 @@ impl Decoder {
         })
     }
 
-    fn decode<M: Model>(&self, row: &RawRow) -> Result<M, String> {
+    fn decode<M: Model>(&self, row: &RowRef<'_>) -> Result<M, String> {
         M::from_raw_row(self.positions.iter().map(|&i| row.value(i)).collect())
     }
 }
@@ -382,16 +460,17 @@ impl<M: Model> Subscription<M> {
     fn accept(&self, item: hub::Item) -> Option<Observed<Change<M>>> {
         let change = match item {
             hub::Item::Missed(count) => return Some(Observed::Missed(count)),
-            hub::Item::Change(change) => change,
+            hub::Item::Change(batch, i) => (batch, i),
         };
+        let (batch, i) = change;
+        let change = &batch.changes[i];
         // A row that no longer decodes (the schema changed under the store) is skipped.
-        let element: M = self.decoder.decode(change.row()).ok()?;
+        let element: M = self.decoder.decode(&batch.row(change)).ok()?;
         if let Some(filter) = &self.filter {
             let before_matches = change.op == Op::Update
-                && change
-                    .old
-                    .as_ref()
-                    .and_then(|old| self.decoder.decode::<M>(old).ok())
+                && batch
+                    .old_row(change)
+                    .and_then(|old| self.decoder.decode::<M>(&old).ok())
                     .is_some_and(|old| filter(&old));
             if !filter(&element) && !before_matches {
                 return None;

@@ -61,7 +61,7 @@ impl<M: Persist<SqliteConnection> + PartialEq + Clone> QuerySubscription<M> {
             let left = deadline.checked_duration_since(Instant::now())?;
             self.queue.next(Some(left))?;
             // Everything already committed is in this one new result.
-            while let Some(Item::Change(_) | Item::Missed(_)) =
+            while let Some(Item::Change(..) | Item::Missed(_)) =
                 self.queue.next(Some(Duration::ZERO))
             {}
             let rows = match self.run() {

@@ -50,7 +50,7 @@ impl ConnectionSetup {
         if let Some(handle) = ffi::take_opened() {
             ffi::install(
                 handle,
-                Arc::new(ConnObserver::new(self.hub.clone(), self.wal)),
+                Box::new(ConnObserver::new(self.hub.clone(), self.wal)),
             );
         }
         let mut sql = format!(
