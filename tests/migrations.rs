@@ -14,14 +14,22 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::SqliteConnection;
 
-/// `migrations/sqlite` of this repository is generated from the blog's models. When this
-/// fails, generate the missing migration:
+/// `migrations/sqlite` and `migrations/postgres` of this repository are generated from the
+/// blog's models. When this fails, generate the missing migrations:
 /// `DATASTORE_GENERATE=<name> cargo test --test migrations`.
 #[test]
 fn repository_migrations_match_the_models() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+        check_repository_migrations(dialect);
+    }
+}
+
+fn check_repository_migrations(dialect: Dialect) {
     let migrations = Migrations::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
-        Dialect::Sqlite,
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dialect.dir_name()),
+        dialect,
     );
     let schema = models::schema();
     if let Ok(name) = std::env::var("DATASTORE_GENERATE") {

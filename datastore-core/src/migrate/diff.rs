@@ -69,7 +69,7 @@ impl fmt::Display for Change {
             Self::CreateIndex { table, index } => write!(f, "+ index {} on {table}", index.name),
             Self::DropIndex { table, index } => write!(f, "- index {} on {table}", index.name),
             Self::RebuildTable { old, new } => {
-                write!(f, "~ table {} rebuilt:", new.name)?;
+                write!(f, "~ table {}:", new.name)?;
                 for column in new.columns.iter() {
                     match old.column(&column.name) {
                         None => write!(f, " +{}", column.name)?,
@@ -93,7 +93,7 @@ impl fmt::Display for Change {
 }
 
 /// The changes that turn `old` into `new`.
-pub(super) fn diff(old: &Schema, new: &Schema) -> Vec<Change> {
+pub(super) fn diff(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> {
     let mut changes = Vec::new();
     // Drop children before parents.
     for table in old.tables().into_iter().rev() {
@@ -104,14 +104,21 @@ pub(super) fn diff(old: &Schema, new: &Schema) -> Vec<Change> {
     for table in new.tables() {
         match old.get(&table.name) {
             None => changes.push(Change::CreateTable(table.clone())),
-            Some(before) if before != table => changes.extend(diff_table(before, table)),
+            Some(before) if before != table => changes.extend(diff_table(before, table, dialect)),
             Some(_) => {}
         }
     }
     changes
 }
 
-fn diff_table(old: &Table, new: &Table) -> Vec<Change> {
+fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
+    if !dialect.rebuilds_tables() {
+        // Everything is altered in place: one change for the whole table.
+        return vec![Change::RebuildTable {
+            old: old.clone(),
+            new: new.clone(),
+        }];
+    }
     let needs_rebuild = old.primary_key != new.primary_key
         || new.columns.iter().any(|c| match old.column(&c.name) {
             Some(was) => was != c || old.foreign_key(&c.name) != new.foreign_key(&c.name),
@@ -189,6 +196,10 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
             vec![ddl::drop_index(index, dialect)],
             vec![ddl::create_index(table, index, dialect)],
         ),
+        Change::RebuildTable { old, new } if !dialect.rebuilds_tables() => (
+            ddl::alter_table(old, new, dialect),
+            ddl::alter_table(new, old, dialect),
+        ),
         Change::RebuildTable { old, new } => (
             ddl::rebuild_table(old, new, dialect),
             ddl::rebuild_table(new, old, dialect),
@@ -207,9 +218,10 @@ pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
         up.extend(u);
         down.splice(0..0, d);
     }
-    let outside_transaction = changes
-        .iter()
-        .any(|c| matches!(c, Change::RebuildTable { .. }));
+    let outside_transaction = dialect.rebuilds_tables()
+        && changes
+            .iter()
+            .any(|c| matches!(c, Change::RebuildTable { .. }));
     let wrap = |statements: Vec<String>| {
         let body = statements.join("\n");
         if outside_transaction {

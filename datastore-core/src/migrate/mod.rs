@@ -120,7 +120,7 @@ impl Migrations {
     /// The migration that would bring the folder up to date with `schema`, if one is needed.
     pub fn plan(&self, schema: &Schema) -> Result<Option<Migration>> {
         schema.validate()?;
-        let changes = diff::diff(&self.snapshot()?, schema);
+        let changes = diff::diff(&self.snapshot()?, schema, self.dialect);
         Ok((!changes.is_empty()).then(|| diff::render(&changes, self.dialect)))
     }
 

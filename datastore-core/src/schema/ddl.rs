@@ -11,6 +11,8 @@ use super::{Column, ColumnType, Index, OnDelete, Table};
 pub enum Dialect {
     /// SQLite 3.37 or later (tables are `STRICT`).
     Sqlite,
+    /// PostgreSQL, with its native types (`uuid`, `timestamptz`, `jsonb`, `boolean`).
+    Postgres,
 }
 
 impl Dialect {
@@ -18,6 +20,7 @@ impl Dialect {
     pub fn dir_name(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
         }
     }
 
@@ -38,11 +41,34 @@ impl Dialect {
                 | ColumnType::Json
                 | ColumnType::Enum(_),
             ) => "TEXT",
+            (Self::Postgres, ColumnType::Text | ColumnType::Enum(_)) => "TEXT",
+            (Self::Postgres, ColumnType::SmallInt) => "SMALLINT",
+            (Self::Postgres, ColumnType::Integer) => "INTEGER",
+            (Self::Postgres, ColumnType::BigInt) => "BIGINT",
+            (Self::Postgres, ColumnType::Float) => "REAL",
+            (Self::Postgres, ColumnType::Double) => "DOUBLE PRECISION",
+            (Self::Postgres, ColumnType::Bool) => "BOOLEAN",
+            (Self::Postgres, ColumnType::Blob) => "BYTEA",
+            (Self::Postgres, ColumnType::Uuid) => "UUID",
+            (Self::Postgres, ColumnType::Timestamp) => "TIMESTAMPTZ",
+            (Self::Postgres, ColumnType::Json) => "JSONB",
         }
+    }
+
+    /// Whether a table change the dialect cannot make with `ALTER TABLE` is made by rebuilding
+    /// the table (SQLite); PostgreSQL alters columns and constraints in place.
+    pub fn rebuilds_tables(self) -> bool {
+        matches!(self, Self::Sqlite)
     }
 
     /// A value every row can take when a `NOT NULL` column is added to a table that has rows.
     fn filler(self, column: &Column) -> String {
+        match (&column.ty, self) {
+            (ColumnType::Bool, Self::Postgres) => return "FALSE".into(),
+            (ColumnType::Blob, Self::Postgres) => return "''::bytea".into(),
+            (ColumnType::Json, Self::Postgres) => return "'null'::jsonb".into(),
+            _ => {}
+        }
         match &column.ty {
             ColumnType::Text => "''".into(),
             ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt | ColumnType::Bool => {
@@ -129,6 +155,7 @@ pub fn create_table_as(table: &Table, name: &str, dialect: Dialect) -> String {
         .collect();
     let strict = match dialect {
         Dialect::Sqlite => " STRICT",
+        Dialect::Postgres => "",
     };
     format!(
         "CREATE TABLE {} (\n{}\n){strict};",
@@ -250,5 +277,93 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             .iter()
             .map(|i| create_index(&new.name, i, dialect)),
     );
+    statements
+}
+
+/// The `ALTER TABLE` statements that change a table's columns in place (PostgreSQL): type,
+/// nullability, uniqueness, check and foreign key of each column both definitions have, and the
+/// columns one of them lacks. Constraints carry PostgreSQL's default names
+/// (`<table>_<column>_key`, `_check`, `_fkey`), which the `CREATE TABLE` above also gets.
+pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
+    let table = quote_ident(&new.name);
+    let constraint =
+        |column: &str, suffix: &str| quote_ident(&format!("{}_{column}_{suffix}", new.name));
+    let mut statements = Vec::new();
+    for index in old
+        .all_indexes()
+        .iter()
+        .filter(|i| !new.all_indexes().contains(i))
+    {
+        statements.push(drop_index(index, dialect));
+    }
+    for column in old.columns.iter().filter(|c| new.column(&c.name).is_none()) {
+        statements.push(drop_column(&old.name, &column.name, dialect));
+    }
+    for column in new.columns.iter() {
+        let Some(was) = old.column(&column.name) else {
+            statements.push(add_column(new, column, dialect));
+            continue;
+        };
+        let name = quote_ident(&column.name);
+        let (fk_was, fk_now) = (old.foreign_key(&column.name), new.foreign_key(&column.name));
+        if fk_was.is_some() && fk_was != fk_now {
+            statements.push(format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {};",
+                constraint(&column.name, "fkey")
+            ));
+        }
+        if was.check().is_some() && was.check() != column.check() {
+            statements.push(format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {};",
+                constraint(&column.name, "check")
+            ));
+        }
+        if was.unique && !column.unique {
+            statements.push(format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {};",
+                constraint(&column.name, "key")
+            ));
+        }
+        if dialect.column_type(&was.ty) != dialect.column_type(&column.ty) {
+            let ty = dialect.column_type(&column.ty);
+            statements.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {ty} USING {name}::{ty};"
+            ));
+        }
+        if was.nullable != column.nullable {
+            let change = if column.nullable { "DROP" } else { "SET" };
+            statements.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {name} {change} NOT NULL;"
+            ));
+        }
+        if column.unique && !was.unique {
+            statements.push(format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE ({name});",
+                constraint(&column.name, "key")
+            ));
+        }
+        if let Some(check) = column.check().filter(|c| was.check().as_ref() != Some(c)) {
+            statements.push(format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({check});",
+                constraint(&column.name, "check")
+            ));
+        }
+        if let Some(fk) = fk_now.filter(|fk| fk_was != Some(*fk)) {
+            statements.push(format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({name}) REFERENCES {} ({}) ON DELETE {};",
+                constraint(&column.name, "fkey"),
+                quote_ident(&fk.references),
+                quote_ident(&fk.referenced_column),
+                on_delete_sql(fk.on_delete)
+            ));
+        }
+    }
+    for index in new
+        .all_indexes()
+        .iter()
+        .filter(|i| !old.all_indexes().contains(i))
+    {
+        statements.push(create_index(&new.name, index, dialect));
+    }
     statements
 }

@@ -1,0 +1,114 @@
+//! The PostgreSQL migrations, generated from the same models, give the same referential rules
+//! on a real server. Runs when `DATASTORE_POSTGRES_URL` is set (`.ci/run` sets it); each run
+//! works in a schema of its own and drops it afterwards.
+
+use std::path::Path;
+
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::sql_types::Text;
+use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
+
+/// A schema of the test's own, dropped when the test ends (passing or not).
+struct Isolated {
+    conn: PgConnection,
+    schema: String,
+}
+
+impl Isolated {
+    fn new(url: &str) -> Self {
+        let mut conn = PgConnection::establish(url).unwrap_or_else(|e| {
+            panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
+        });
+        let schema = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
+        conn.batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+        ))
+        .unwrap();
+        Self { conn, schema }
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let _ = self
+            .conn
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+    }
+}
+
+#[derive(QueryableByName, Debug)]
+struct Rule {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    delete_rule: String,
+}
+
+#[test]
+fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
+    let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
+        eprintln!("PostgreSQL suite not run: set DATASTORE_POSTGRES_URL, e.g. postgres://root@127.0.0.1:5432/test");
+        return;
+    };
+    let mut db = Isolated::new(&url);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    db.conn
+        .run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
+        .unwrap();
+
+    let rules: Vec<Rule> = datastore::diesel::sql_query(
+        "SELECT k.table_name::text AS table_name, k.column_name::text AS column_name, r.delete_rule::text AS delete_rule \
+         FROM information_schema.referential_constraints r \
+         JOIN information_schema.key_column_usage k \
+           ON k.constraint_name = r.constraint_name AND k.constraint_schema = r.constraint_schema \
+         WHERE r.constraint_schema = current_schema() ORDER BY 1, 2",
+    )
+    .load(&mut db.conn)
+    .unwrap();
+    let rules: Vec<(&str, &str, &str)> = rules
+        .iter()
+        .map(|r| {
+            (
+                r.table_name.as_str(),
+                r.column_name.as_str(),
+                r.delete_rule.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("comments", "post_id", "CASCADE"),
+            ("post_editors", "editor_id", "RESTRICT"),
+            ("post_editors", "post_id", "RESTRICT"),
+            ("profiles", "user_id", "CASCADE"),
+        ]
+    );
+
+    // The rules hold: a cascade, and a refused delete that changes nothing.
+    db.conn
+        .batch_execute(
+            "INSERT INTO posts VALUES ('00000000-0000-0000-0000-000000000001', 't', 1, 'Active', NULL, now(), now());
+             INSERT INTO comments VALUES ('00000000-0000-0000-0000-000000000002', 'c', '00000000-0000-0000-0000-000000000001', now());
+             INSERT INTO users VALUES ('00000000-0000-0000-0000-000000000003', 'nadia');
+             INSERT INTO post_editors VALUES ('00000000-0000-0000-0000-000000000004', '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000003');",
+        )
+        .unwrap();
+    let refused = db.conn.batch_execute("DELETE FROM posts");
+    assert!(refused.is_err(), "a linked post cannot be deleted");
+    db.conn
+        .batch_execute("DELETE FROM post_editors; DELETE FROM posts")
+        .unwrap();
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let left: Count = datastore::diesel::sql_query("SELECT count(*) AS n FROM comments")
+        .get_result(&mut db.conn)
+        .unwrap();
+    assert_eq!(left.n, 0, "the comments cascaded");
+}
