@@ -112,3 +112,45 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
         .unwrap();
     assert_eq!(left.n, 0, "the comments cascaded");
 }
+
+/// The column types whose storage differs between backends travel to PostgreSQL in its binary
+/// forms (`uuid`, `timestamptz`, `jsonb`) and come back equal; the server reads them as the
+/// same values.
+#[test]
+fn ids_timestamps_and_json_round_trip_through_postgres() {
+    use datastore::diesel::dsl::sql;
+    use datastore::diesel::sql_types::Text as SqlText;
+    use datastore::diesel::IntoSql;
+    use datastore::sql_types::{JsonDoc, TimestampUtc, Uuid};
+    use datastore::{Id, Json, Timestamp};
+
+    let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
+        eprintln!("PostgreSQL suite not run: set DATASTORE_POSTGRES_URL");
+        return;
+    };
+    let mut db = Isolated::new(&url);
+    let id = Id::new();
+    let at: Timestamp = "2026-11-25T11:47:27.123456Z".parse().unwrap();
+    let doc = Json(serde_json::json!({ "quote": "it's", "emoji": "🦀", "n": [1, 2.5] }));
+    let back: (Id, Timestamp, Json<serde_json::Value>) = datastore::diesel::select((
+        id.into_sql::<Uuid>(),
+        at.into_sql::<TimestampUtc>(),
+        doc.clone().into_sql::<JsonDoc>(),
+    ))
+    .get_result(&mut db.conn)
+    .unwrap();
+    assert_eq!(back, (id, at, doc));
+
+    let as_text: (String, String) = datastore::diesel::select((
+        sql::<SqlText>("").bind::<Uuid, _>(id).sql("::text"),
+        sql::<SqlText>("to_char(")
+            .bind::<TimestampUtc, _>(at)
+            .sql(" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
+    ))
+    .get_result(&mut db.conn)
+    .unwrap();
+    assert_eq!(
+        as_text,
+        (id.to_string(), "2026-11-25T11:47:27.123456".to_owned())
+    );
+}

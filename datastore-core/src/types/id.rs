@@ -110,3 +110,16 @@ impl FromSql<sql_types::Uuid, Sqlite> for Id {
         Ok(value.read_text().parse()?)
     }
 }
+
+impl ToSql<sql_types::Uuid, diesel::pg::Pg> for Id {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::pg::Pg>) -> serialize::Result {
+        std::io::Write::write_all(out, self.0.as_bytes())?;
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl FromSql<sql_types::Uuid, diesel::pg::Pg> for Id {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> deserialize::Result<Self> {
+        Ok(Self(uuid::Uuid::from_slice(value.as_bytes())?))
+    }
+}

@@ -114,3 +114,21 @@ impl<T: DeserializeOwned> FromSql<sql_types::JsonDoc, Sqlite> for Json<T> {
         Ok(Self(serde_json::from_str(value.read_text())?))
     }
 }
+
+/// `jsonb`'s binary form: a version byte (1), then the JSON text.
+impl<T: Serialize + std::fmt::Debug> ToSql<sql_types::JsonDoc, diesel::pg::Pg> for Json<T> {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::pg::Pg>) -> serialize::Result {
+        std::io::Write::write_all(out, &[1])?;
+        serde_json::to_writer(out, &self.0)?;
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl<T: DeserializeOwned> FromSql<sql_types::JsonDoc, diesel::pg::Pg> for Json<T> {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> deserialize::Result<Self> {
+        match value.as_bytes() {
+            [1, json @ ..] => Ok(Self(serde_json::from_slice(json)?)),
+            _ => Err("unsupported jsonb version".into()),
+        }
+    }
+}

@@ -110,3 +110,29 @@ impl FromSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
         Ok(value.read_text().parse()?)
     }
 }
+
+/// PostgreSQL counts `timestamptz` in microseconds from 2000-01-01 00:00:00 UTC.
+fn pg_epoch() -> DateTime<Utc> {
+    DateTime::from_timestamp(946_684_800, 0).expect("a valid instant")
+}
+
+impl ToSql<sql_types::TimestampUtc, diesel::pg::Pg> for Timestamp {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::pg::Pg>) -> serialize::Result {
+        let micros = (self.0 - pg_epoch())
+            .num_microseconds()
+            .ok_or("timestamp out of PostgreSQL's range")?;
+        std::io::Write::write_all(out, &micros.to_be_bytes())?;
+        Ok(serialize::IsNull::No)
+    }
+}
+
+impl FromSql<sql_types::TimestampUtc, diesel::pg::Pg> for Timestamp {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> deserialize::Result<Self> {
+        let bytes: [u8; 8] = value
+            .as_bytes()
+            .try_into()
+            .map_err(|_| "a timestamptz is 8 bytes")?;
+        let micros = i64::from_be_bytes(bytes);
+        Ok(Self(pg_epoch() + chrono::Duration::microseconds(micros)))
+    }
+}
