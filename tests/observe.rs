@@ -404,3 +404,41 @@ fn observe_query_yields_the_result_then_each_result_a_commit_alters() {
     store.delete(&second).unwrap();
     assert!(top.recv_timeout(WAIT).unwrap().unwrap().is_empty());
 }
+
+#[test]
+fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it() {
+    let store = memory_store();
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute("BEGIN; SAVEPOINT before_anyone_listened")
+        .unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    conn.save(post("rolled back")).unwrap();
+    conn.batch_execute("ROLLBACK TO before_anyone_listened")
+        .unwrap();
+    let kept = conn.save(post("kept")).unwrap();
+    conn.batch_execute("COMMIT").unwrap();
+    assert_eq!(next(&posts).element, kept);
+    assert_quiet(&posts);
+}
+
+#[test]
+fn try_recv_returns_what_is_already_queued() {
+    let store = memory_store();
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("queued")).unwrap();
+    match posts.try_recv() {
+        Some(Observed::Change(change)) => assert_eq!(change.element, saved),
+        other => panic!("expected the queued change, got {other:?}"),
+    }
+    assert!(posts.try_recv().is_none());
+}
+
+#[test]
+fn a_store_that_saw_a_commit_is_readable_by_the_time_the_change_arrives() {
+    let (_dir, store) = file_store();
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("visible")).unwrap();
+    let change = next(&posts);
+    // Delivered only after the commit: another connection of the pool reads it.
+    assert_eq!(store.get::<Post>(&change.element.id).unwrap(), saved);
+}

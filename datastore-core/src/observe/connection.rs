@@ -7,26 +7,23 @@
 //!   advances when a statement succeeds, never when one is undone. This is checked when the
 //!   next statement starts (the counter is final by then) or when the statement commits;
 //! - savepoints are followed from the statements themselves (`SAVEPOINT`, `RELEASE`,
-//!   `ROLLBACK TO`), whoever runs them;
+//!   `ROLLBACK TO`), whoever runs them, observed or not;
 //! - a commit takes a sequence number inside the commit hook (SQLite commits one at a time, so
-//!   numbers follow commit order). In WAL mode the changes are published from the WAL hook,
-//!   which runs once the commit is durable; a commit that fails after its hook rolls back
-//!   (the rollback hook runs) and publishes nothing. Where SQLite runs no WAL hook (a memory
-//!   database; a commit inside `sqlite3_reset`, when an autocommit `RETURNING` statement was
-//!   not read to its end) the changes are published at the commit hook.
+//!   numbers follow commit order), and is published when the committing statement has finished
+//!   in `sqlite3_step` (its profile event), after the commit: other connections see the data
+//!   by then, and a commit that failed has rolled back (the rollback hook voids it) instead.
+//!   A commit made while a statement is reset before its end (an autocommit `RETURNING`
+//!   statement read only in part) has no later event: it is published at the commit hook.
 
 use std::cell::{RefCell, RefMut};
+use std::ffi::CStr;
 use std::sync::Arc;
 
 use super::hub::Hub;
-use std::ffi::CStr;
-
 use super::{Batch, Mark, Op, RawChange, Rows};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,
-    /// Whether commits are confirmed by the WAL hook.
-    wal: bool,
     /// Only the hooks of the one connection touch it, never two at a time: a `RefCell`.
     state: RefCell<State>,
 }
@@ -46,16 +43,13 @@ struct State {
     rows: Rows,
     /// Where the running statement's rows start.
     statement_rows: Mark,
-    /// Tables seen, by the address of SQLite's name for them: whether anyone observes them, and
-    /// their shared name. Valid while the hub's subscriptions are those of `seen_generation`.
-    seen: Vec<(usize, Option<Arc<str>>)>,
+    /// Tables seen, by name: whether anyone observes them, and their shared name. Valid while
+    /// the hub's subscriptions are those of `seen_generation`.
+    seen: Vec<(Arc<str>, bool)>,
     seen_generation: u64,
-    /// The names of the tables this connection changed.
-    tables: Vec<Arc<str>>,
     /// The handle of the running statement.
     running: Option<usize>,
-    /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`,
-    /// where SQLite runs no WAL hook (an autocommit `RETURNING` statement read only in part).
+    /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`.
     resetting: bool,
     /// Changes of the running statement, not yet known to stick.
     statement: Vec<RawChange>,
@@ -63,28 +57,22 @@ struct State {
     started_at: i64,
     /// Changes of completed statements of the open transaction.
     transaction: Vec<RawChange>,
-    /// Open savepoints, with how many changes the transaction had when each was taken.
-    savepoints: Vec<(String, usize)>,
-    /// Committed changes awaiting the WAL hook.
+    /// Open savepoints, with where the transaction's changes and rows stood when each was taken.
+    savepoints: Vec<(String, usize, Mark)>,
+    /// A commit awaiting the end of its statement.
     committed: Option<(u64, Batch)>,
 }
 
 impl ConnObserver {
-    pub fn new(hub: Arc<Hub>, wal: bool) -> Self {
+    pub fn new(hub: Arc<Hub>) -> Self {
         Self {
             hub,
-            wal,
             state: RefCell::new(State::default()),
         }
     }
 
     fn state(&self) -> RefMut<'_, State> {
         self.state.borrow_mut()
-    }
-
-    /// Whether anyone observes the store at all.
-    pub fn active(&self) -> bool {
-        self.hub.active()
     }
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
@@ -129,17 +117,17 @@ impl ConnObserver {
 
     /// A statement starts running. SQLite also reports the start of each trigger or foreign-key
     /// action subprogram of a running statement, under the same statement handle: those are
-    /// part of the running statement.
+    /// part of the running statement. `sql` is the statement's text when it may be a savepoint
+    /// command, and empty otherwise.
     pub fn statement_started(&self, statement: usize, sql: &str, total_changes: i64) {
         let mut state = self.state();
-        if state.running == Some(statement) || sql.trim_start().starts_with("--") {
+        if state.running == Some(statement) {
             return;
         }
         state.running = Some(statement);
         state.resetting = false;
         // A commit that no rollback followed has succeeded.
         let committed = state.committed.take();
-        let sql = sql.trim_start();
         // The previous statement is over: its counter tells whether it stuck.
         let previous = std::mem::take(&mut state.statement);
         if total_changes > state.started_at {
@@ -150,20 +138,22 @@ impl ConnObserver {
         }
         state.started_at = total_changes;
         state.statement_rows = state.rows.mark();
-        match SavepointCommand::parse(sql) {
+        match SavepointCommand::parse(sql.trim_start()) {
             Some(SavepointCommand::Savepoint(name)) => {
-                let mark = state.transaction.len();
-                state.savepoints.push((name, mark));
+                let (changes, rows) = (state.transaction.len(), state.rows.mark());
+                state.savepoints.push((name, changes, rows));
             }
             Some(SavepointCommand::Release(name)) => {
-                if let Some(i) = state.savepoints.iter().rposition(|(n, _)| *n == name) {
+                if let Some(i) = state.savepoints.iter().rposition(|(n, ..)| *n == name) {
                     state.savepoints.truncate(i);
                 }
             }
             Some(SavepointCommand::RollbackTo(name)) => {
-                if let Some(i) = state.savepoints.iter().rposition(|(n, _)| *n == name) {
-                    let mark = state.savepoints[i].1;
-                    state.transaction.truncate(mark);
+                if let Some(i) = state.savepoints.iter().rposition(|(n, ..)| *n == name) {
+                    let (_, changes, rows) = state.savepoints[i];
+                    state.transaction.truncate(changes);
+                    state.rows.truncate(rows);
+                    state.statement_rows = rows;
                     state.savepoints.truncate(i + 1);
                 }
             }
@@ -175,12 +165,22 @@ impl ConnObserver {
         }
     }
 
-    /// A statement was reset or finalized: a later start under its handle is a new run.
-    pub fn statement_ended(&self, statement: usize) {
+    /// A statement finished in `sqlite3_step` (after its commit, if it committed), or is being
+    /// reset or finalized before it finished.
+    pub fn statement_ended(&self, statement: usize, autocommit: bool) {
         let mut state = self.state();
         if state.running == Some(statement) {
             state.running = None;
             state.resetting = true;
+        }
+        let committed = if autocommit {
+            state.committed.take()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some((seq, changes)) = committed {
+            self.hub.publish(seq, changes);
         }
     }
 
@@ -193,32 +193,22 @@ impl ConnObserver {
         state.savepoints.clear();
         let rows = std::mem::take(&mut state.rows);
         state.statement_rows = Mark::default();
-        if changes.is_empty() {
-            return;
-        }
-        let changes = Batch { rows, changes };
         let earlier = state.committed.take();
-        let seq = self.hub.next_seq();
-        let now = if self.wal && !state.resetting {
-            state.committed = Some((seq, changes));
+        let now = if changes.is_empty() {
             None
         } else {
-            Some(changes)
+            let batch = Batch { rows, changes };
+            let seq = self.hub.next_seq();
+            if state.resetting {
+                Some((seq, batch)) // no later event will come
+            } else {
+                state.committed = Some((seq, batch));
+                None
+            }
         };
         drop(state);
-        if let Some((earlier_seq, earlier)) = earlier {
-            self.hub.publish(earlier_seq, earlier);
-        }
-        if let Some(changes) = now {
-            self.hub.publish(seq, changes);
-        }
-    }
-
-    /// The commit is in the WAL: durable, and the write lock released.
-    pub fn wal_committed(&self) {
-        let committed = self.state().committed.take();
-        if let Some((seq, changes)) = committed {
-            self.hub.publish(seq, changes);
+        for (seq, batch) in earlier.into_iter().chain(now) {
+            self.hub.publish(seq, batch);
         }
     }
 
@@ -229,8 +219,9 @@ impl ConnObserver {
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
-        if let Some((seq, _)) = state.committed.take() {
-            drop(state);
+        let committed = state.committed.take();
+        drop(state);
+        if let Some((seq, _)) = committed {
             self.hub.void(seq); // the commit failed after its hook
         }
     }
@@ -253,33 +244,26 @@ impl State {
     fn observed(&mut self, table: &CStr, hub: &Hub) -> Option<Arc<str>> {
         let generation = hub.generation();
         if generation != self.seen_generation {
-            self.seen.clear();
+            self.seen.retain(|_| false);
             self.seen_generation = generation;
         }
-        let key = table.as_ptr() as usize;
-        if let Some((_, name)) = self.seen.iter().find(|(k, _)| *k == key) {
-            return name.clone();
+        let name = table.to_str().ok()?;
+        if let Some((known, wanted)) = self.seen.iter().find(|(known, _)| **known == *name) {
+            return wanted.then(|| known.clone());
         }
-        let name = table.to_str().ok().filter(|t| hub.wants(t)).map(|t| {
-            match self.tables.iter().find(|known| ***known == *t) {
-                Some(known) => known.clone(),
-                None => {
-                    let name: Arc<str> = t.into();
-                    self.tables.push(name.clone());
-                    name
-                }
-            }
-        });
-        self.seen.push((key, name.clone()));
-        name
+        let wanted = hub.wants(name);
+        let known: Arc<str> = name.into();
+        self.seen.push((known.clone(), wanted));
+        wanted.then_some(known)
     }
 }
 
-/// A cascade reports the parent before its children; deliver the deepest rows first, so that
-/// children come before their parent.
+/// A cascade reports the parent before its children: deliver the rows a cascade deleted first,
+/// deepest first, so that children come before their parent. Everything else keeps its order
+/// (a row a trigger inserted still follows the row that fired it).
 fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
-    if changes.iter().any(|c| c.depth > 0) {
-        changes.sort_by_key(|c| std::cmp::Reverse(c.depth));
+    if changes.iter().any(|c| c.depth > 0 && c.op == Op::Delete) {
+        changes.sort_by_key(|c| if c.op == Op::Delete { -c.depth } else { 0 });
     }
     changes
 }

@@ -53,29 +53,29 @@ pub(crate) fn take_opened() -> Option<Handle> {
 /// Whether SQLite was compiled with the pre-update hook.
 pub(crate) const PREUPDATE_HOOK: bool = cfg!(datastore_preupdate_hook);
 
+/// What the hooks' context pointer points at: the observer, and the connection it observes.
+struct Installed {
+    db: *mut sqlite::sqlite3,
+    observer: ConnObserver,
+}
+
+/// The key of the observer in the connection's client data (which SQL cannot reach or
+/// replace, unlike a function or a module).
+const CLIENT_DATA: &CStr = c"datastore::observe";
+
 /// Installs the hooks that feed `observer`, which lives until the connection closes.
-pub(crate) fn install(handle: Handle, observer: Box<ConnObserver>) {
+pub(crate) fn install(handle: Handle, observer: ConnObserver) {
     let db = handle.0;
-    let ctx = Box::into_raw(observer) as *mut c_void;
+    let ctx = Box::into_raw(Box::new(Installed { db, observer })) as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
-    // stays valid until SQLite calls `release` when the connection closes, after which no hook
-    // runs. The callbacks match the signatures SQLite expects.
+    // stays valid until SQLite calls `release` as the connection closes; `release` removes
+    // every hook before it frees `ctx`, so no hook can run after. The callbacks match the
+    // signatures SQLite expects.
     unsafe {
-        let name = c"__datastore_observer";
-        let rc = sqlite::sqlite3_create_function_v2(
-            db,
-            name.as_ptr(),
-            0,
-            sqlite::SQLITE_UTF8,
-            ctx,
-            Some(noop),
-            None,
-            None,
-            Some(release),
-        );
-        if rc != sqlite::SQLITE_OK {
-            // SQLite already called `release` on failure; nothing is installed.
-            return;
+        if sqlite::sqlite3_set_clientdata(db, CLIENT_DATA.as_ptr(), ctx, Some(release))
+            != sqlite::SQLITE_OK
+        {
+            return; // out of memory: SQLite already called `release`; nothing is installed
         }
         sqlite::sqlite3_commit_hook(db, Some(on_commit), ctx);
         sqlite::sqlite3_rollback_hook(db, Some(on_rollback), ctx);
@@ -85,7 +85,6 @@ pub(crate) fn install(handle: Handle, observer: Box<ConnObserver>) {
             Some(on_trace),
             ctx,
         );
-        sqlite::sqlite3_wal_hook(db, Some(on_wal_commit), ctx);
         install_preupdate(db, ctx);
     }
 }
@@ -101,6 +100,17 @@ unsafe fn install_preupdate(db: *mut sqlite::sqlite3, ctx: *mut c_void) {
 #[cfg(not(datastore_preupdate_hook))]
 unsafe fn install_preupdate(_db: *mut sqlite::sqlite3, _ctx: *mut c_void) {}
 
+#[cfg(datastore_preupdate_hook)]
+unsafe fn uninstall_preupdate(db: *mut sqlite::sqlite3) {
+    // SAFETY: as in `release`.
+    unsafe {
+        sqlite::sqlite3_preupdate_hook(db, None, ptr::null_mut());
+    }
+}
+
+#[cfg(not(datastore_preupdate_hook))]
+unsafe fn uninstall_preupdate(_db: *mut sqlite::sqlite3) {}
+
 /// Runs a hook body; a panic must not unwind into SQLite (it would abort the process).
 fn guarded(body: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(body));
@@ -110,19 +120,23 @@ fn guarded(body: impl FnOnce()) {
 /// `ctx` is the pointer `install` passed to SQLite, valid until `release`.
 unsafe fn observer<'a>(ctx: *mut c_void) -> &'a ConnObserver {
     // SAFETY: guaranteed by the caller.
-    unsafe { &*(ctx as *const ConnObserver) }
+    unsafe { &(*(ctx as *const Installed)).observer }
 }
 
-unsafe extern "C" fn noop(
-    _ctx: *mut sqlite::sqlite3_context,
-    _argc: c_int,
-    _argv: *mut *mut sqlite::sqlite3_value,
-) {
-}
-
+/// SQLite frees a connection's client data early in `sqlite3_close`, before it rolls back an
+/// open transaction (which runs the rollback hook): the hooks go first, then the observer.
 unsafe extern "C" fn release(ctx: *mut c_void) {
-    // SAFETY: `ctx` came from `Box::into_raw` in `install`; SQLite calls this exactly once.
-    guarded(|| drop(unsafe { Box::from_raw(ctx as *mut ConnObserver) }));
+    // SAFETY: `ctx` came from `Box::into_raw` in `install`, and SQLite calls this exactly once,
+    // on the thread closing the connection, which still holds a valid `db`.
+    unsafe {
+        let installed = Box::from_raw(ctx as *mut Installed);
+        let db = installed.db;
+        sqlite::sqlite3_commit_hook(db, None, ptr::null_mut());
+        sqlite::sqlite3_rollback_hook(db, None, ptr::null_mut());
+        sqlite::sqlite3_trace_v2(db, 0, None, ptr::null_mut());
+        uninstall_preupdate(db);
+        guarded(move || drop(installed));
+    }
 }
 
 unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
@@ -147,62 +161,31 @@ unsafe extern "C" fn on_trace(
         // text, NUL-terminated; `stmt` is the running statement, whose connection is ours.
         unsafe {
             let observer = observer(ctx);
-            if !observer.active() {
-                return; // nobody observes: statements need no bookkeeping
-            }
+            let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
             if event == sqlite::SQLITE_TRACE_STMT {
-                let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
-                // Only a statement's first words matter (savepoint commands): reading the
-                // whole text of every statement would cost more than the rest of the hook.
-                let sql = detail as *const u8;
-                let mut len = 0;
-                while len < 64 && *sql.add(len) != 0 {
-                    len += 1;
+                let sql = detail as *const c_char;
+                // Only savepoint commands are read: reading the text of every statement would
+                // cost more than the rest of the hook.
+                let mut first = sql as *const u8;
+                while (*first).is_ascii_whitespace() {
+                    first = first.add(1);
                 }
-                let head = std::slice::from_raw_parts(sql, len);
-                let head = match std::str::from_utf8(head) {
-                    Ok(head) => head,
-                    Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+                let text = if matches!(*first, b'S' | b's' | b'R' | b'r') {
+                    CStr::from_ptr(sql).to_str().unwrap_or_default()
+                } else {
+                    ""
                 };
                 observer.statement_started(
                     stmt as usize,
-                    head,
+                    text,
                     sqlite::sqlite3_total_changes64(db),
                 );
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
-                observer.statement_ended(stmt as usize);
+                observer.statement_ended(stmt as usize, sqlite::sqlite3_get_autocommit(db) != 0);
             }
         }
     });
     0
-}
-
-/// Frames in the WAL past which a commit checkpoints, as SQLite's own WAL hook does (which
-/// this one replaces).
-const AUTO_CHECKPOINT_FRAMES: c_int = 1000;
-
-unsafe extern "C" fn on_wal_commit(
-    ctx: *mut c_void,
-    db: *mut sqlite::sqlite3,
-    database: *const c_char,
-    frames: c_int,
-) -> c_int {
-    // SAFETY: as in `on_commit`.
-    guarded(|| unsafe { observer(ctx) }.wal_committed());
-    if frames >= AUTO_CHECKPOINT_FRAMES {
-        // SAFETY: SQLite allows a WAL hook to checkpoint (its default hook does just that);
-        // `database` is the name SQLite passed in.
-        unsafe {
-            sqlite::sqlite3_wal_checkpoint_v2(
-                db,
-                database,
-                sqlite::SQLITE_CHECKPOINT_PASSIVE,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            );
-        }
-    }
-    sqlite::SQLITE_OK
 }
 
 #[cfg(datastore_preupdate_hook)]

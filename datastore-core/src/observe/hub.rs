@@ -227,7 +227,9 @@ impl Queue {
             inner = match deadline {
                 None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                    let left = deadline
+                        .checked_duration_since(Instant::now())
+                        .filter(|d| !d.is_zero())?;
                     self.ready
                         .wait_timeout(inner, left)
                         .unwrap_or_else(|p| p.into_inner())

@@ -435,7 +435,8 @@ impl<M: Model> Subscription<M> {
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<Change<M>>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            // Read what is queued first: a zero timeout still returns it.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.queue.next(Some(left)) {
                 None => return None,
                 Some(item) => {

@@ -239,24 +239,25 @@ pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
 /// dropping the old table would cascade to the rows that reference it.
 pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     let temp = format!("__datastore_new_{}", new.name);
-    let kept: Vec<String> = new
-        .columns
-        .iter()
-        .filter(|c| old.column(&c.name).is_some())
-        .map(|c| quote_ident(&c.name))
-        .collect();
-    let added_not_null: Vec<&Column> = new
-        .columns
-        .iter()
-        .filter(|c| old.column(&c.name).is_none() && !c.nullable)
-        .collect();
-    let mut insert_columns = kept.clone();
-    let mut select_columns = kept;
-    for column in added_not_null {
-        insert_columns.push(quote_ident(&column.name));
-        select_columns.push(dialect.filler(column));
+    let mut insert_columns = Vec::new();
+    let mut select_columns = Vec::new();
+    for column in new.columns.iter() {
+        let name = quote_ident(&column.name);
+        let value = match old.column(&column.name) {
+            // A column that becomes NOT NULL: its NULLs take the type's zero value.
+            Some(was) if was.nullable && !column.nullable => {
+                format!("COALESCE({name}, {})", dialect.filler(column))
+            }
+            Some(_) => name.clone(),
+            None if !column.nullable => dialect.filler(column),
+            None => continue,
+        };
+        insert_columns.push(name);
+        select_columns.push(value);
     }
     let mut statements = vec![
+        // Left by an earlier run that crashed before its version was recorded.
+        format!("DROP TABLE IF EXISTS {};", quote_ident(&temp)),
         create_table_as(new, &temp, dialect),
         format!(
             "INSERT INTO {} ({}) SELECT {} FROM {};",

@@ -48,10 +48,7 @@ impl ConnectionSetup {
     pub fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         // Right after the connection opened on this thread: its handle is the one just seen.
         if let Some(handle) = ffi::take_opened() {
-            ffi::install(
-                handle,
-                Box::new(ConnObserver::new(self.hub.clone(), self.wal)),
-            );
+            ffi::install(handle, ConnObserver::new(self.hub.clone()));
         }
         let mut sql = format!(
             "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;\n",

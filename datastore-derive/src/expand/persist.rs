@@ -285,7 +285,10 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
             fn save(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
                 #now
                 #(#stamp)*
-                let result = diesel::OptionalExtension::optional(diesel::RunQueryDsl::get_result(#upsert, conn));
+                // Read to the end (`load`, not `get_result`), so that an autocommit save commits
+                // inside `sqlite3_step` and observers hear of it once it is visible.
+                let result = diesel::RunQueryDsl::load::<Self>(#upsert, conn)
+                    .map(|rows| ::core::iter::IntoIterator::into_iter(rows).next());
                 let stored: ::core::option::Option<Self> = match result.map_err(::datastore::Error::from) {
                     ::core::result::Result::Ok(stored) => stored,
                     ::core::result::Result::Err(::datastore::Error::Constraint(mut violation))
