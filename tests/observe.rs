@@ -287,6 +287,7 @@ fn a_slow_subscriber_never_blocks_writers_and_is_told_what_it_missed() {
         match observed {
             Observed::Change(change) => seen.push(change.element.title),
             Observed::Missed(n) => missed += n,
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(
@@ -441,4 +442,38 @@ fn a_store_that_saw_a_commit_is_readable_by_the_time_the_change_arrives() {
     let change = next(&posts);
     // Delivered only after the commit: another connection of the pool reads it.
     assert_eq!(store.get::<Post>(&change.element.id).unwrap(), saved);
+}
+
+#[test]
+fn a_row_the_model_cannot_read_is_reported_not_skipped() {
+    let store = memory_store();
+    let posts = store.observe::<Post>().unwrap();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO posts (id, title, rating, status, created_at, updated_at) \
+             VALUES ('not-a-uuid', 't', 1, 'Active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+        )
+        .unwrap();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::Undecodable { table, reason }) => {
+            assert_eq!(table, "posts");
+            assert!(reason.contains("posts.id"), "{reason}");
+        }
+        other => panic!("expected Undecodable, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_subscription_ends_when_its_store_is_gone() {
+    let store = memory_store();
+    let mut posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("last")).unwrap();
+    drop(store);
+    assert!(matches!(posts.next(), Some(Observed::Change(c)) if c.element == saved));
+    assert!(
+        posts.next().is_none(),
+        "the stream ends instead of blocking forever"
+    );
 }

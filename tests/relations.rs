@@ -576,3 +576,15 @@ fn a_graph_that_fails_anywhere_leaves_nothing_written() {
     );
     assert_eq!(store.count::<PostEditor>().unwrap(), 0);
 }
+
+#[test]
+fn linking_twice_keeps_one_link() {
+    let store = memory_store();
+    let mut conn = store.conn().unwrap();
+    let post = conn.save(post("once", 1)).unwrap();
+    let nadia = conn.save(user("Nadia")).unwrap();
+    let first = post.link_editors(&mut conn, &nadia).unwrap();
+    let again = post.link_editors(&mut conn, &nadia).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(post.editors(&mut conn).unwrap(), vec![nadia]);
+}

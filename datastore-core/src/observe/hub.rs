@@ -170,6 +170,8 @@ pub(crate) struct Queue {
 
 #[derive(Default)]
 struct QueueInner {
+    /// The hub is gone: nothing more will come.
+    closed: bool,
     changes: VecDeque<(Arc<Batch>, usize)>,
     /// Changes dropped because the queue was full: `(queued before the gap, how many)`.
     gap: Option<(usize, u64)>,
@@ -200,7 +202,7 @@ impl Queue {
         }
         drop(inner);
         if pushed {
-            self.ready.notify_one();
+            self.ready.notify_all();
         }
     }
 
@@ -224,6 +226,9 @@ impl Queue {
             if let Some(item) = Self::pop(&mut inner) {
                 return Some(item);
             }
+            if inner.closed {
+                return None;
+            }
             inner = match deadline {
                 None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
@@ -236,6 +241,17 @@ impl Queue {
                         .0
                 }
             };
+        }
+    }
+}
+
+impl Drop for Hub {
+    /// The store and all its connections are gone: wake every subscriber, for good.
+    fn drop(&mut self) {
+        let subscribers = std::mem::take(&mut *lock(&self.subscribers));
+        for queue in subscribers.iter().filter_map(Weak::upgrade) {
+            lock(&queue.inner).closed = true;
+            queue.ready.notify_all();
         }
     }
 }

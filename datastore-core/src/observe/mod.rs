@@ -286,11 +286,20 @@ pub struct Change<M> {
 
 /// What a subscription yields: a [`Change`] (or [`RowChange`] when observing every table).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Observed<T> {
     /// A committed change.
     Change(T),
     /// The subscriber's buffer was full: this many changes were dropped here.
     Missed(u64),
+    /// A committed change whose row does not decode as the model (the table holds a value the
+    /// model cannot represent, or its schema changed under the store): reported, never skipped.
+    Undecodable {
+        /// The table of the row.
+        table: String,
+        /// Why it does not decode.
+        reason: String,
+    },
 }
 
 /// One committed change of any table's row, from [`Store::observe_all`](crate::Store::observe_all).
@@ -325,13 +334,10 @@ impl AllSubscription {
         self.queue.next(Some(timeout)).map(Self::accept)
     }
 
-    /// The next change, waiting for it.
-    pub fn recv(&self) -> Observed<RowChange> {
-        loop {
-            if let Some(item) = self.queue.next(None) {
-                return Self::accept(item);
-            }
-        }
+    /// The next change, waiting for it; `None` once the store and all its connections are
+    /// gone.
+    pub fn recv(&self) -> Option<Observed<RowChange>> {
+        self.queue.next(None).map(Self::accept)
     }
 
     fn accept(item: hub::Item) -> Observed<RowChange> {
@@ -352,9 +358,9 @@ impl AllSubscription {
 impl Iterator for AllSubscription {
     type Item = Observed<RowChange>;
 
-    /// Blocks until the next change; never ends.
+    /// Blocks until the next change; ends once the store is gone.
     fn next(&mut self) -> Option<Observed<RowChange>> {
-        Some(self.recv())
+        self.recv()
     }
 }
 
@@ -422,11 +428,13 @@ impl<M: Model> Subscription<M> {
         }
     }
 
-    /// The next change, waiting for it.
-    pub fn recv(&self) -> Observed<Change<M>> {
+    /// The next change, waiting for it; `None` once the store and all its connections are
+    /// gone.
+    pub fn recv(&self) -> Option<Observed<Change<M>>> {
         loop {
-            if let Some(observed) = self.next(None) {
-                return observed;
+            let item = self.queue.next(None)?;
+            if let Some(observed) = self.accept(item) {
+                return Some(observed);
             }
         }
     }
@@ -453,10 +461,6 @@ impl<M: Model> Subscription<M> {
         self.recv_timeout(Duration::ZERO)
     }
 
-    fn next(&self, timeout: Option<Duration>) -> Option<Observed<Change<M>>> {
-        self.queue.next(timeout).and_then(|item| self.accept(item))
-    }
-
     /// Decodes a change and applies the filter (to the row before or after the change).
     fn accept(&self, item: hub::Item) -> Option<Observed<Change<M>>> {
         let change = match item {
@@ -465,8 +469,15 @@ impl<M: Model> Subscription<M> {
         };
         let (batch, i) = change;
         let change = &batch.changes[i];
-        // A row that no longer decodes (the schema changed under the store) is skipped.
-        let element: M = self.decoder.decode(&batch.row(change)).ok()?;
+        let element: M = match self.decoder.decode(&batch.row(change)) {
+            Ok(element) => element,
+            Err(reason) => {
+                return Some(Observed::Undecodable {
+                    table: change.table.to_string(),
+                    reason,
+                })
+            }
+        };
         if let Some(filter) = &self.filter {
             let before_matches = change.op == Op::Update
                 && batch
@@ -488,8 +499,8 @@ impl<M: Model> Subscription<M> {
 impl<M: Model> Iterator for Subscription<M> {
     type Item = Observed<Change<M>>;
 
-    /// Blocks until the next change; never ends.
+    /// Blocks until the next change; ends once the store is gone.
     fn next(&mut self) -> Option<Observed<Change<M>>> {
-        Some(self.recv())
+        self.recv()
     }
 }

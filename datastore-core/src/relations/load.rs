@@ -183,7 +183,8 @@ fn fill<'p, P: Model + 'p, T: Clone>(
     Ok(())
 }
 
-/// Links two rows: saves a new join row pointing at both.
+/// Links two rows: the join row linking them, saved if there was none (linking twice keeps
+/// one link).
 pub fn link<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
     parent: &Id,
@@ -194,7 +195,22 @@ where
     T: Model,
     J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C> + Default,
     C: Connection,
+    diesel::dsl::And<crate::Predicate<J, C>, crate::Predicate<J, C>>:
+        diesel::expression::BoxableExpression<
+                J::Table,
+                C::Backend,
+                SqlType = diesel::sql_types::Bool,
+            > + 'static,
 {
+    use diesel::BoolExpressionMethods;
+    let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
+    let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
+    if let Some(existing) = J::load_where(conn, Box::new(to_parent.and(to_target)))?
+        .into_iter()
+        .next()
+    {
+        return Ok(existing);
+    }
     let mut join = J::default();
     <J as super::BelongsTo<P, FK_P>>::set_parent_id(&mut join, *parent);
     <J as super::BelongsTo<T, FK_T>>::set_parent_id(&mut join, *target);
@@ -223,33 +239,6 @@ where
     let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
     let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
     J::delete_where(conn, Box::new(to_parent.and(to_target)))
-}
-
-/// Links two rows unless a join row already links them.
-pub fn link_once<P, J, T, const FK_P: u64, const FK_T: u64, C>(
-    conn: &mut C,
-    parent: &Id,
-    target: &Id,
-) -> Result<()>
-where
-    P: Model,
-    T: Model,
-    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C> + Default,
-    C: Connection,
-    diesel::dsl::And<crate::Predicate<J, C>, crate::Predicate<J, C>>:
-        diesel::expression::BoxableExpression<
-                J::Table,
-                C::Backend,
-                SqlType = diesel::sql_types::Bool,
-            > + 'static,
-{
-    use diesel::BoolExpressionMethods;
-    let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
-    let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
-    if J::count_where(conn, Box::new(to_parent.and(to_target)))? == 0 {
-        link::<P, J, T, FK_P, FK_T, C>(conn, parent, target)?;
-    }
-    Ok(())
 }
 
 /// How many join rows of `J` link to the parent (for the error of a refused delete).

@@ -159,7 +159,7 @@ fn save_graph(model: &Model, conn: &TokenStream) -> TokenStream {
                         let mut stored = ::std::vec::Vec::new();
                         for other in others {
                             let other = <#target as ::datastore::Persist<#conn>>::save_graph(other, conn)?;
-                            ::datastore::relations::load::link_once::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(
+                            ::datastore::relations::load::link::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(
                                 conn, &saved.#key, ::datastore::Model::id(&other),
                             )?;
                             stored.push(other);

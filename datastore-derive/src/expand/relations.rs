@@ -257,7 +257,9 @@ pub fn parent_side(model: &Model, backend: &Backend) -> TokenStream {
                 out.extend(assert_unambiguous(through, target, field, relation.kind));
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
-                let link_doc = format!("Links this row and `other` in `{name}`: saves a join row.");
+                let link_doc = format!(
+                    "Links this row and `other` in `{name}`: the join row, saved unless one already links them."
+                );
                 let unlink_doc = format!(
                     "Unlinks this row and `other` in `{name}`: deletes their join rows; returns how many."
                 );
