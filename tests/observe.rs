@@ -477,3 +477,39 @@ fn a_subscription_ends_when_its_store_is_gone() {
         "the stream ends instead of blocking forever"
     );
 }
+
+#[test]
+fn each_overflow_is_reported_where_it_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("gaps.db").display().to_string())
+        .migrations(datastore::embed_migrations!("migrations/sqlite"))
+        .observe_buffer(2)
+        .open()
+        .unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let save_many = |from: usize, to: usize| {
+        store
+            .transaction(|tx| {
+                for i in from..to {
+                    tx.save(post(&i.to_string()))?;
+                }
+                Ok(())
+            })
+            .unwrap()
+    };
+    save_many(0, 5); // 0 and 1 queued, 3 missed
+    let mut seen = Vec::new();
+    let mut take = |n: usize| {
+        for _ in 0..n {
+            match posts.recv_timeout(WAIT) {
+                Some(Observed::Change(c)) => seen.push(c.element.title),
+                Some(Observed::Missed(n)) => seen.push(format!("missed {n}")),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    take(1); // "0": one place free
+    save_many(5, 8); // 5 queued, 2 missed
+    take(4);
+    assert_eq!(seen, ["0", "1", "missed 3", "5", "missed 2"]);
+}

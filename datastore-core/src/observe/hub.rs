@@ -172,9 +172,17 @@ pub(crate) struct Queue {
 struct QueueInner {
     /// The hub is gone: nothing more will come.
     closed: bool,
-    changes: VecDeque<(Arc<Batch>, usize)>,
-    /// Changes dropped because the queue was full: `(queued before the gap, how many)`.
-    gap: Option<(usize, u64)>,
+    /// Changes, and gaps where changes were dropped, in the order they happened.
+    entries: VecDeque<Entry>,
+    /// How many of `entries` are changes (what the capacity bounds).
+    changes: usize,
+}
+
+enum Entry {
+    /// The change at this index of the batch.
+    Change(Arc<Batch>, usize),
+    /// This many changes were dropped here, the queue being full.
+    Gap(u64),
 }
 
 /// What a queue yields.
@@ -190,14 +198,16 @@ impl Queue {
         let mut pushed = false;
         for change in changes {
             pushed = true;
-            if inner.changes.len() >= self.capacity {
-                let queued = inner.changes.len();
-                match &mut inner.gap {
-                    Some((_, missed)) => *missed += 1,
-                    None => inner.gap = Some((queued, 1)),
+            if inner.changes >= self.capacity {
+                match inner.entries.back_mut() {
+                    Some(Entry::Gap(missed)) => *missed += 1,
+                    _ => inner.entries.push_back(Entry::Gap(1)),
                 }
             } else {
-                inner.changes.push_back((batch.clone(), change));
+                inner
+                    .entries
+                    .push_back(Entry::Change(batch.clone(), change));
+                inner.changes += 1;
             }
         }
         drop(inner);
@@ -207,15 +217,13 @@ impl Queue {
     }
 
     fn pop(inner: &mut QueueInner) -> Option<Item> {
-        if let Some((0, missed)) = inner.gap {
-            inner.gap = None;
-            return Some(Item::Missed(missed));
+        match inner.entries.pop_front()? {
+            Entry::Gap(missed) => Some(Item::Missed(missed)),
+            Entry::Change(batch, index) => {
+                inner.changes -= 1;
+                Some(Item::Change(batch, index))
+            }
         }
-        let (batch, index) = inner.changes.pop_front()?;
-        if let Some((before, _)) = &mut inner.gap {
-            *before -= 1;
-        }
-        Some(Item::Change(batch, index))
     }
 
     /// The next item, waiting at most `timeout` (forever when `None`).
