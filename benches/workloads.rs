@@ -77,18 +77,32 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let url = format!("file:/bench-{}?vfs=memdb", Id::new());
-        let store = Store::open(&url, datastore::embed_migrations!("migrations/sqlite")).unwrap();
+        Self::at(format!("file:/bench-{}?vfs=memdb", Id::new()))
+    }
+
+    /// The same, on a WAL file (synchronous = NORMAL for all three), kept in `dir`.
+    fn file(dir: &tempfile::TempDir) -> Self {
+        Self::at(dir.path().join("bench.db").display().to_string())
+    }
+
+    fn at(url: String) -> Self {
+        let store = Store::builder(&url)
+            .migrations(datastore::embed_migrations!("migrations/sqlite"))
+            .synchronous(datastore::Synchronous::Normal)
+            .open()
+            .unwrap();
         let ours = store.conn().unwrap();
         let seeder = store.conn().unwrap();
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI;
         let rusqlite = rusqlite::Connection::open_with_flags(&url, flags).unwrap();
-        rusqlite.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        rusqlite
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")
+            .unwrap();
         let mut diesel = SqliteConnection::establish(&url).unwrap();
         diesel::connection::SimpleConnection::batch_execute(
             &mut diesel,
-            "PRAGMA foreign_keys = ON",
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL",
         )
         .unwrap();
         Self {
@@ -434,6 +448,93 @@ fn cascade_delete(c: &mut Criterion) {
     }
 }
 
+/// The storage variants of the workloads that touch the disk: a WAL file.
+fn wal_file(c: &mut Criterion) {
+    let mut group = c.benchmark_group("WAL file: find by id among 10000 rows");
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Bench::file(&dir);
+    let id = b.seed(10_000, 0)[5_000].id;
+    let key = id.to_string();
+    group.bench_function("datastore", |bench| {
+        bench.iter(|| b.ours.find::<Post>(&id).unwrap())
+    });
+    group.bench_function("diesel", |bench| {
+        bench.iter(|| {
+            hand::posts::table
+                .find(&key)
+                .first::<hand::Post>(&mut b.diesel)
+                .optional()
+                .unwrap()
+        })
+    });
+    group.bench_function("rusqlite", |bench| {
+        bench.iter(|| {
+            let mut stmt = b
+                .rusqlite
+                .prepare_cached(&format!("{SELECT_POSTS} WHERE id = ?1"))
+                .unwrap();
+            stmt.query_row([&key], rusqlite_post).unwrap()
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("WAL file: insert 10000 rows in one transaction");
+    group.sample_size(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Bench::file(&dir);
+    group.bench_function("datastore", |bench| {
+        bench.iter_batched(
+            || (0..10_000).map(post).collect::<Vec<_>>(),
+            |rows| {
+                b.ours
+                    .transaction(|tx| {
+                        for row in rows {
+                            tx.save(row)?;
+                        }
+                        Ok::<_, datastore::Error>(())
+                    })
+                    .unwrap()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("diesel", |bench| {
+        bench.iter_batched(
+            || (0..10_000).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
+            |rows| {
+                b.diesel
+                    .transaction(|tx| {
+                        for chunk in rows.chunks(1_000) {
+                            diesel::insert_into(hand::posts::table)
+                                .values(chunk)
+                                .execute(tx)?;
+                        }
+                        diesel::QueryResult::Ok(())
+                    })
+                    .unwrap()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("rusqlite", |bench| {
+        bench.iter_batched(
+            || (0..10_000).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
+            |rows| {
+                let tx = b.rusqlite.unchecked_transaction().unwrap();
+                for p in &rows {
+                    let mut stmt = tx
+                        .prepare_cached("INSERT INTO posts (id, title, rating, status, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                        .unwrap();
+                    stmt.execute(rusqlite::params![p.id, p.title, p.rating, p.status, p.body, p.created_at, p.updated_at]).unwrap();
+                }
+                tx.commit().unwrap();
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -444,6 +545,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = trivial_query, medium_complex_query, insert, find_by_id, eager_loading, many_to_many, cascade_delete
+    targets = trivial_query, medium_complex_query, insert, find_by_id, eager_loading, many_to_many, cascade_delete, wal_file
 }
 criterion_main!(benches);
