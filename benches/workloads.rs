@@ -248,52 +248,46 @@ fn medium_complex_query(c: &mut Criterion) {
 fn insert(c: &mut Criterion) {
     let mut group = c.benchmark_group("insert rows");
     for n in [1, 10, 25, 50, 100] {
-        let mut b = Bench::new();
-        group.bench_with_input(BenchmarkId::new("datastore", n), &n, |bench, &n| {
-            bench.iter_batched(
-                || (0..n).map(post).collect::<Vec<_>>(),
-                |rows| {
-                    b.ours
-                        .transaction(|tx| {
-                            for row in rows {
-                                tx.save(row)?;
-                            }
-                            Ok::<_, datastore::Error>(())
-                        })
-                        .unwrap()
-                },
-                BatchSize::SmallInput,
-            )
-        });
-        group.bench_with_input(BenchmarkId::new("diesel", n), &n, |bench, &n| {
-            bench.iter_batched(
-                || (0..n).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
-                |rows| {
-                    diesel::insert_into(hand::posts::table)
-                        .values(&rows)
-                        .execute(&mut b.diesel)
-                        .unwrap()
-                },
-                BatchSize::SmallInput,
-            )
-        });
-        group.bench_with_input(BenchmarkId::new("rusqlite", n), &n, |bench, &n| {
-            bench.iter_batched(
-                || (0..n).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
-                |rows| {
-                    let tx = b.rusqlite.unchecked_transaction().unwrap();
-                    for p in &rows {
-                        let mut stmt = tx
-                            .prepare_cached("INSERT INTO posts (id, title, rating, status, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                            .unwrap();
-                        stmt.execute(rusqlite::params![p.id, p.title, p.rating, p.status, p.body, p.created_at, p.updated_at]).unwrap();
-                    }
-                    tx.commit().unwrap();
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        insert_rows(&mut group, n, &mut Bench::new(), BatchSize::SmallInput);
     }
+}
+
+/// `n` rows inserted in one transaction, three ways.
+fn insert_rows(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: usize,
+    b: &mut Bench,
+    size: BatchSize,
+) {
+    group.bench_with_input(BenchmarkId::new("datastore", n), &n, |bench, &n| {
+        bench.iter_batched(
+            || (0..n).map(post).collect(),
+            |rows| save_all(&mut b.ours, rows),
+            size,
+        )
+    });
+    group.bench_with_input(BenchmarkId::new("diesel", n), &n, |bench, &n| {
+        bench.iter_batched(
+            || (0..n).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
+            |rows| {
+                b.diesel
+                    .transaction(|tx| {
+                        diesel::insert_into(hand::posts::table)
+                            .values(&rows)
+                            .execute(tx)
+                    })
+                    .unwrap()
+            },
+            size,
+        )
+    });
+    group.bench_with_input(BenchmarkId::new("rusqlite", n), &n, |bench, &n| {
+        bench.iter_batched(
+            || (0..n).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
+            |rows| rusqlite_insert_all(&b.rusqlite, &rows),
+            size,
+        )
+    });
 }
 
 fn hand_post(p: &Post) -> hand::Post {
@@ -310,8 +304,11 @@ fn hand_post(p: &Post) -> hand::Post {
 }
 
 fn find_by_id(c: &mut Criterion) {
-    let mut group = c.benchmark_group("find by id among 10000 rows");
-    let mut b = Bench::new();
+    find_by_id_in(c, "find by id among 10000 rows", Bench::new());
+}
+
+fn find_by_id_in(c: &mut Criterion, name: &str, mut b: Bench) {
+    let mut group = c.benchmark_group(name);
     let posts = b.seed(10_000, 0);
     let id = posts[5_000].id;
     let key = id.to_string();
@@ -336,6 +333,43 @@ fn find_by_id(c: &mut Criterion) {
             stmt.query_row([&key], rusqlite_post).unwrap()
         })
     });
+}
+
+/// Saves the rows in one transaction, as an application would.
+fn save_all(conn: &mut SqliteConnection, rows: Vec<Post>) {
+    conn.transaction(|tx| {
+        for row in rows {
+            tx.save(row)?;
+        }
+        Ok::<_, datastore::Error>(())
+    })
+    .unwrap()
+}
+
+/// Inserts the rows in one transaction with a cached prepared statement.
+fn rusqlite_insert_all(conn: &rusqlite::Connection, rows: &[hand::Post]) {
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO posts (id, title, rating, status, body, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .unwrap();
+        for p in rows {
+            stmt.execute(rusqlite::params![
+                p.id,
+                p.title,
+                p.rating,
+                p.status,
+                p.body,
+                p.created_at,
+                p.updated_at
+            ])
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
 }
 
 fn eager_loading(c: &mut Criterion) {
@@ -450,88 +484,22 @@ fn cascade_delete(c: &mut Criterion) {
 
 /// The storage variants of the workloads that touch the disk: a WAL file.
 fn wal_file(c: &mut Criterion) {
-    let mut group = c.benchmark_group("WAL file: find by id among 10000 rows");
     let dir = tempfile::tempdir().unwrap();
-    let mut b = Bench::file(&dir);
-    let id = b.seed(10_000, 0)[5_000].id;
-    let key = id.to_string();
-    group.bench_function("datastore", |bench| {
-        bench.iter(|| b.ours.find::<Post>(&id).unwrap())
-    });
-    group.bench_function("diesel", |bench| {
-        bench.iter(|| {
-            hand::posts::table
-                .find(&key)
-                .first::<hand::Post>(&mut b.diesel)
-                .optional()
-                .unwrap()
-        })
-    });
-    group.bench_function("rusqlite", |bench| {
-        bench.iter(|| {
-            let mut stmt = b
-                .rusqlite
-                .prepare_cached(&format!("{SELECT_POSTS} WHERE id = ?1"))
-                .unwrap();
-            stmt.query_row([&key], rusqlite_post).unwrap()
-        })
-    });
-    group.finish();
+    find_by_id_in(
+        c,
+        "WAL file: find by id among 10000 rows",
+        Bench::file(&dir),
+    );
 
-    let mut group = c.benchmark_group("WAL file: insert 10000 rows in one transaction");
+    let mut group = c.benchmark_group("WAL file: insert rows in one transaction");
     group.sample_size(10);
     let dir = tempfile::tempdir().unwrap();
-    let mut b = Bench::file(&dir);
-    group.bench_function("datastore", |bench| {
-        bench.iter_batched(
-            || (0..10_000).map(post).collect::<Vec<_>>(),
-            |rows| {
-                b.ours
-                    .transaction(|tx| {
-                        for row in rows {
-                            tx.save(row)?;
-                        }
-                        Ok::<_, datastore::Error>(())
-                    })
-                    .unwrap()
-            },
-            BatchSize::LargeInput,
-        )
-    });
-    group.bench_function("diesel", |bench| {
-        bench.iter_batched(
-            || (0..10_000).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
-            |rows| {
-                b.diesel
-                    .transaction(|tx| {
-                        for chunk in rows.chunks(1_000) {
-                            diesel::insert_into(hand::posts::table)
-                                .values(chunk)
-                                .execute(tx)?;
-                        }
-                        diesel::QueryResult::Ok(())
-                    })
-                    .unwrap()
-            },
-            BatchSize::LargeInput,
-        )
-    });
-    group.bench_function("rusqlite", |bench| {
-        bench.iter_batched(
-            || (0..10_000).map(|i| hand_post(&post(i))).collect::<Vec<_>>(),
-            |rows| {
-                let tx = b.rusqlite.unchecked_transaction().unwrap();
-                for p in &rows {
-                    let mut stmt = tx
-                        .prepare_cached("INSERT INTO posts (id, title, rating, status, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                        .unwrap();
-                    stmt.execute(rusqlite::params![p.id, p.title, p.rating, p.status, p.body, p.created_at, p.updated_at]).unwrap();
-                }
-                tx.commit().unwrap();
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    insert_rows(
+        &mut group,
+        10_000,
+        &mut Bench::file(&dir),
+        BatchSize::LargeInput,
+    );
     group.finish();
 }
 
