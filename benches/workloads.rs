@@ -68,7 +68,7 @@ mod hand {
 
 /// One in-memory database, opened three ways.
 struct Bench {
-    _store: Store,
+    store: Store,
     ours: datastore::PooledConn,
     seeder: datastore::PooledConn,
     diesel: SqliteConnection,
@@ -106,7 +106,7 @@ impl Bench {
         )
         .unwrap();
         Self {
-            _store: store,
+            store,
             ours,
             seeder,
             diesel,
@@ -314,6 +314,10 @@ fn find_by_id_in(c: &mut Criterion, name: &str, mut b: Bench) {
     let key = id.to_string();
     group.bench_function("datastore", |bench| {
         bench.iter(|| b.ours.find::<Post>(&id).unwrap())
+    });
+    // The same through the store, which takes a connection from its pool for each call.
+    group.bench_function("datastore, through the Store", |bench| {
+        bench.iter(|| b.store.find::<Post>(&id).unwrap())
     });
     group.bench_function("diesel", |bench| {
         bench.iter(|| {

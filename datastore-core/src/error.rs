@@ -83,14 +83,9 @@ pub enum Error {
         message: String,
     },
 
-    /// A value could not be converted to or from its column.
-    #[error("cannot convert a value of column {column}: {message}")]
-    Conversion {
-        /// `table.column` where known.
-        column: String,
-        /// What went wrong.
-        message: String,
-    },
+    /// A value could not be converted to or from its column (Diesel does not say which).
+    #[error("cannot convert a stored value: {0}")]
+    Conversion(String),
 
     /// The build lacks a capability the call needs; the message says how to turn it on.
     #[error("unsupported: {0}")]
@@ -269,14 +264,9 @@ impl From<DieselError> for Error {
                 }
                 Self::Database(DieselError::DatabaseError(kind, info))
             }
-            DieselError::DeserializationError(e) => Self::Conversion {
-                column: "?".into(),
-                message: e.to_string(),
-            },
-            DieselError::SerializationError(e) => Self::Conversion {
-                column: "?".into(),
-                message: e.to_string(),
-            },
+            DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
+                Self::Conversion(e.to_string())
+            }
             other => Self::Database(other),
         }
     }

@@ -124,23 +124,21 @@ impl Migrations {
         Ok((!changes.is_empty()).then(|| diff::render(&changes, self.dialect)))
     }
 
-    /// Fails with the [`Drift`] when the models changed and no migration was generated for it.
-    pub fn check(&self, schema: &Schema) -> Result<(), Drift> {
-        match self.plan(schema) {
-            Ok(None) => Ok(()),
-            Ok(Some(missing)) => Err(Drift {
-                dir: self.dir.clone(),
-                missing,
-            }),
-            Err(e) => Err(Drift {
-                dir: self.dir.clone(),
-                missing: Migration {
-                    changes: Vec::new(),
-                    up: format!("-- cannot plan: {e}"),
-                    down: String::new(),
-                    outside_transaction: false,
-                },
-            }),
+    /// The [`Drift`] between the models and the migrations, if they differ.
+    pub fn drift(&self, schema: &Schema) -> Result<Option<Drift>> {
+        Ok(self.plan(schema)?.map(|missing| Drift {
+            dir: self.dir.clone(),
+            missing,
+        }))
+    }
+
+    /// Fails when the models changed and no migration was generated for it: with
+    /// [`Error::Migration`] spelling out the missing migration (or the error that kept it from
+    /// being planned).
+    pub fn check(&self, schema: &Schema) -> Result<()> {
+        match self.drift(schema)? {
+            Some(drift) => Err(drift.into()),
+            None => Ok(()),
         }
     }
 

@@ -15,6 +15,25 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The dialect of a Diesel backend.
+///
+/// ```
+/// use datastore::schema::ddl::{Dialect, HasDialect};
+/// assert_eq!(<datastore::diesel::sqlite::Sqlite as HasDialect>::DIALECT, Dialect::Sqlite);
+/// ```
+pub trait HasDialect {
+    /// The dialect its SQL is written in.
+    const DIALECT: Dialect;
+}
+
+impl HasDialect for diesel::sqlite::Sqlite {
+    const DIALECT: Dialect = Dialect::Sqlite;
+}
+
+impl HasDialect for diesel::pg::Pg {
+    const DIALECT: Dialect = Dialect::Postgres;
+}
+
 impl Dialect {
     /// The folder name of this dialect's migrations under `migrations/`.
     pub fn dir_name(self) -> &'static str {
@@ -367,4 +386,74 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         statements.push(create_index(&new.name, index, dialect));
     }
     statements
+}
+
+/// The statement `save` runs, in pieces around its bind parameters: piece `i` precedes the
+/// value of column `i` (in column order), and the last piece ends the statement.
+///
+/// It inserts the row, or on a key conflict updates every column but the key and `created_at`,
+/// and only when a value other than the timestamps differs, so that saving an unchanged row
+/// writes nothing; it returns the row as stored.
+///
+/// ```
+/// use datastore::schema::ddl::{upsert, Dialect};
+/// use datastore::schema::{Column, ColumnType, Table};
+/// use std::borrow::Cow;
+///
+/// let table = Table {
+///     name: "notes".into(),
+///     primary_key: "id".into(),
+///     columns: vec![Column::new("id", ColumnType::Uuid, false), Column::new("text", ColumnType::Text, false)].into(),
+///     foreign_keys: Cow::Borrowed(&[]),
+///     indexes: Cow::Borrowed(&[]),
+/// };
+/// assert_eq!(
+///     upsert(&table, None, None, Dialect::Sqlite).concat(),
+///     r#"INSERT INTO "notes" ("id", "text") VALUES (, ) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
+/// );
+/// ```
+pub fn upsert(
+    table: &Table,
+    created_at: Option<&str>,
+    updated_at: Option<&str>,
+    dialect: Dialect,
+) -> Vec<String> {
+    let name = quote_ident(&table.name);
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let list = columns.join(", ");
+    let mut pieces: Vec<String> = (0..columns.len()).map(|_| ", ".to_owned()).collect();
+    if let Some(first) = pieces.first_mut() {
+        *first = format!("INSERT INTO {name} ({list}) VALUES (");
+    }
+    let is_key = |c: &Column| c.name == table.primary_key;
+    let set: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !is_key(c) && Some(c.name.as_ref()) != created_at)
+        .map(|c| format!("{0} = excluded.{0}", quote_ident(&c.name)))
+        .collect();
+    let differs = match dialect {
+        Dialect::Sqlite => "IS NOT",
+        Dialect::Postgres => "IS DISTINCT FROM",
+    };
+    let changed: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !is_key(c) && ![created_at, updated_at].contains(&Some(c.name.as_ref())))
+        .map(|c| format!("{name}.{0} {differs} excluded.{0}", quote_ident(&c.name)))
+        .collect();
+    let action = if changed.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!(
+            "DO UPDATE SET {} WHERE {}",
+            set.join(", "),
+            changed.join(" OR ")
+        )
+    };
+    pieces.push(format!(
+        ") ON CONFLICT ({}) {action} RETURNING {list}",
+        quote_ident(&table.primary_key)
+    ));
+    pieces
 }

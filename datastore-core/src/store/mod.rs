@@ -387,6 +387,9 @@ impl StoreBuilder {
         let pool = Pool::builder()
             .max_size(self.pool_size)
             .min_idle(Some(0))
+            // A SQLite connection is a handle on a file: it does not go stale the way a socket
+            // does, so no `SELECT 1` is run each time one is taken from the pool.
+            .test_on_check_out(false)
             .connection_timeout(self.connection_timeout)
             .connection_customizer(Box::new(self.setup.clone()))
             .build_unchecked(ConnectionManager::new(database));

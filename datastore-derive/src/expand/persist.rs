@@ -13,59 +13,15 @@ use crate::parse::{Model, RelationKind, TimestampRole};
 fn upsert(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
-    let quote_ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let table_sql = quote_ident(&table.to_string());
     let columns: Vec<_> = model.columns().collect();
-    let names: Vec<String> = columns
-        .iter()
-        .map(|(f, _)| quote_ident(&f.column_name()))
-        .collect();
-    let key = quote_ident(&model.primary_key().column_name());
-    let created = model
-        .timestamp(TimestampRole::Created)
-        .map(|f| f.column_name());
-    let updated = model
-        .timestamp(TimestampRole::Updated)
-        .map(|f| f.column_name());
-
-    let mut sql = format!("INSERT INTO {table_sql} ({}) VALUES (", names.join(", "));
-    let mut pieces = Vec::new();
-    for (i, _) in columns.iter().enumerate() {
-        pieces.push(std::mem::take(&mut sql));
-        if i + 1 < columns.len() {
-            sql.push_str(", ");
-        }
-    }
-    let data: Vec<String> = columns
-        .iter()
-        .filter(|(f, c)| {
-            !c.primary_key && Some(f.column_name()) != created && Some(f.column_name()) != updated
-        })
-        .map(|(f, _)| quote_ident(&f.column_name()))
-        .collect();
-    let set: Vec<String> = columns
-        .iter()
-        .filter(|(f, c)| !c.primary_key && Some(f.column_name()) != created)
-        .map(|(f, _)| {
-            let c = quote_ident(&f.column_name());
-            format!("{c} = excluded.{c}")
-        })
-        .collect();
-    sql.push_str(&format!(") ON CONFLICT ({key}) "));
-    if data.is_empty() {
-        sql.push_str("DO NOTHING");
-    } else {
-        let changed: Vec<String> = data
-            .iter()
-            .map(|c| format!("{table_sql}.{c} IS NOT excluded.{c}"))
-            .collect();
-        sql.push_str(&format!(
-            "DO UPDATE SET {} WHERE {}",
-            set.join(", "),
-            changed.join(" OR ")
-        ));
-    }
-    sql.push_str(&format!(" RETURNING {}", names.join(", ")));
+    let timestamp = |role| match model.timestamp(role).map(|f| f.column_name()) {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (created, updated) = (
+        timestamp(TimestampRole::Created),
+        timestamp(TimestampRole::Updated),
+    );
 
     let bind_types = columns.iter().map(|(f, _)| {
         let ty = f.ty;
@@ -76,14 +32,14 @@ fn upsert(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStre
         quote!(::datastore::FieldType::bind(&row.#f))
     });
     let walk = columns.iter().enumerate().map(|(i, (f, _))| {
-        let piece = &pieces[i];
         let column = f.ident;
         let index = syn::Index::from(i);
         quote! {
-            out.push_sql(#piece);
+            out.push_sql(&sql[#i]);
             out.push_bind_param::<<#table::#column as diesel::Expression>::SqlType, _>(&self.0.#index)?;
         }
     });
+    let last = columns.len();
     quote! {
         /// The prepared `save` statement of one row.
         struct __Upsert<'a>((#(#bind_types,)*));
@@ -104,8 +60,18 @@ fn upsert(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStre
 
         impl diesel::query_builder::QueryFragment<#backend> for __Upsert<'_> {
             fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, #backend>) -> diesel::QueryResult<()> {
+                // Rendered once, from the table's description, like the rest of its DDL.
+                static SQL: ::std::sync::OnceLock<::std::vec::Vec<::std::string::String>> = ::std::sync::OnceLock::new();
+                let sql = SQL.get_or_init(|| {
+                    ::datastore::schema::ddl::upsert(
+                        &<#ident as ::datastore::Model>::TABLE,
+                        #created,
+                        #updated,
+                        <#backend as ::datastore::schema::ddl::HasDialect>::DIALECT,
+                    )
+                });
                 #(#walk)*
-                out.push_sql(#sql);
+                out.push_sql(&sql[#last]);
                 ::core::result::Result::Ok(())
             }
         }
