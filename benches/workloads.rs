@@ -87,7 +87,7 @@ impl Bench {
 
     fn at(url: String) -> Self {
         let store = Store::builder(&url)
-            .migrations(datastore::embed_migrations!("migrations/sqlite"))
+            .migrations(datastore::embed_migrations!())
             .synchronous(datastore::Synchronous::Normal)
             .open()
             .unwrap();
@@ -121,7 +121,7 @@ impl Bench {
 }
 
 /// `n` posts, each with `m` comments.
-fn seed(conn: &mut SqliteConnection, n: usize, m: usize) -> Vec<Post> {
+fn seed(conn: &mut datastore::AnyConnection, n: usize, m: usize) -> Vec<Post> {
     {
         conn.transaction(|conn| {
             let mut posts = Vec::with_capacity(n);
@@ -340,7 +340,7 @@ fn find_by_id_in(c: &mut Criterion, name: &str, mut b: Bench) {
 }
 
 /// Saves the rows in one transaction, as an application would.
-fn save_all(conn: &mut SqliteConnection, rows: Vec<Post>) {
+fn save_all(conn: &mut datastore::AnyConnection, rows: Vec<Post>) {
     conn.transaction(|tx| {
         for row in rows {
             tx.save(row)?;

@@ -45,7 +45,7 @@
 //! ```
 //!
 //! Applications ship migrations generated from their models (see [`migrate`]) and open the
-//! store with them: `Store::open("blog.db", datastore::embed_migrations!("migrations/sqlite"))`.
+//! store with them: `Store::open("blog.db", datastore::embed_migrations!())`.
 //!
 //! Generated code uses Diesel's `table!`, which needs `diesel` among the application's own
 //! dependencies (the same 2.3 release as this crate's).
@@ -53,16 +53,28 @@
 pub use datastore_core::*;
 pub use datastore_derive::{DbEnum, Model};
 
-/// Embeds a folder of Diesel migrations into the binary, for [`Store::open`].
+/// Embeds the application's migrations into the binary, one folder per backend, as a
+/// [`BackendMigrations`](migrate::BackendMigrations) for [`Store::open`].
 ///
-/// The path is relative to the crate's `Cargo.toml`: `embed_migrations!("migrations/sqlite")`.
+/// Paths are relative to the crate's `Cargo.toml`. Without arguments it embeds
+/// `migrations/sqlite` and `migrations/postgres`; name the backends to embed others or only one:
+/// `embed_migrations!(sqlite = "migrations/sqlite")`.
 #[macro_export]
 macro_rules! embed_migrations {
-    ($path:literal) => {{
+    () => {
+        $crate::embed_migrations!(sqlite = "migrations/sqlite", postgres = "migrations/postgres")
+    };
+    ($($backend:ident = $path:literal),+ $(,)?) => {{
         use $crate::__private::diesel_migrations;
-        const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-            diesel_migrations::embed_migrations!($path);
-        MIGRATIONS
+        let set = $crate::migrate::BackendMigrations::new();
+        $(
+            let set = set.$backend({
+                const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+                    diesel_migrations::embed_migrations!($path);
+                MIGRATIONS
+            });
+        )+
+        set
     }};
 }
 

@@ -40,7 +40,7 @@ fn eight_writers_through_four_connections_lose_nothing_and_observe_everything() 
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
         Store::builder(dir.path().join("busy.db").display().to_string())
-            .migrations(datastore::embed_migrations!("migrations/sqlite"))
+            .migrations(datastore::embed_migrations!())
             .pool_size(4)
             .synchronous(Synchronous::Normal)
             .busy_timeout(Duration::from_secs(10))

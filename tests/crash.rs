@@ -19,7 +19,7 @@ const COMMENTS_PER_POST: usize = 3;
 const KILLS: u64 = 30;
 
 fn open(path: &str) -> Store {
-    Store::open(path, datastore::embed_migrations!("migrations/sqlite")).unwrap()
+    Store::open(path, datastore::embed_migrations!()).unwrap()
 }
 
 /// The child: writes a post with its comments per transaction, forever, reporting each commit

@@ -266,11 +266,12 @@ fn a_nested_transaction_rolls_back_alone() {
 #[test]
 fn the_typed_methods_work_on_a_plain_diesel_connection() {
     use datastore::diesel::{Connection, SqliteConnection};
-    use datastore::diesel_migrations::MigrationHarness;
+    use datastore::diesel_migrations::{self, MigrationHarness};
 
+    const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("migrations/sqlite");
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
-    conn.run_pending_migrations(datastore::embed_migrations!("migrations/sqlite"))
-        .unwrap();
+    conn.run_pending_migrations(MIGRATIONS).unwrap();
     let saved = conn.save(post("plain", 4)).unwrap();
     assert_eq!(conn.find::<Post>(&saved.id).unwrap(), Some(saved.clone()));
     assert_eq!(conn.all::<Post>().unwrap().len(), 1);
@@ -286,11 +287,7 @@ fn a_file_store_keeps_its_rows_across_reopening() {
     let saved = store.save(post("durable", 7)).unwrap();
     drop(store);
     let path = dir.path().join("blog.db");
-    let reopened = Store::open(
-        path.display().to_string(),
-        datastore::embed_migrations!("migrations/sqlite"),
-    )
-    .unwrap();
+    let reopened = Store::open(path.display().to_string(), datastore::embed_migrations!()).unwrap();
     assert_eq!(reopened.get::<Post>(&saved.id).unwrap(), saved);
 }
 

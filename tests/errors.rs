@@ -119,7 +119,11 @@ fn a_failing_migration_is_a_migration_error_and_leaves_the_database_as_it_was() 
 
     let db = dir.path().join("m.db").display().to_string();
     let source = datastore::diesel_migrations::FileBasedMigrations::from_path(&migrations).unwrap();
-    let err = Store::open(&db, source).unwrap_err();
+    let err = Store::open(
+        &db,
+        datastore::migrate::BackendMigrations::new().sqlite(source),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Migration(_)), "{err:?}");
     assert!(err.to_string().contains("syntax error"), "{err}");
 

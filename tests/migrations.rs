@@ -8,7 +8,7 @@ mod models;
 use std::path::Path;
 
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
-use datastore::migrate::{Change, Migrations};
+use datastore::migrate::{BackendMigrations, Change, Migrations};
 use datastore::prelude::*;
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
@@ -263,7 +263,11 @@ fn a_change_sqlite_cannot_make_in_place_rebuilds_the_table_keeping_every_row() {
         .model::<before_rebuild::Bookcase>()
         .model::<before_rebuild::Volume>();
     migrations.generate(&old, "create").unwrap();
-    let store = Store::open(&db, FileBasedMigrations::from_path(tmp.path()).unwrap()).unwrap();
+    let store = Store::open(
+        &db,
+        BackendMigrations::new().sqlite(FileBasedMigrations::from_path(tmp.path()).unwrap()),
+    )
+    .unwrap();
     let case = store.save(before_rebuild::Bookcase::default()).unwrap();
     store
         .save(before_rebuild::Volume {
@@ -283,7 +287,11 @@ fn a_change_sqlite_cannot_make_in_place_rebuilds_the_table_keeping_every_row() {
     assert!(plan.outside_transaction);
     migrations.generate(&new, "add_essays").unwrap();
 
-    let store = Store::open(&db, FileBasedMigrations::from_path(tmp.path()).unwrap()).unwrap();
+    let store = Store::open(
+        &db,
+        BackendMigrations::new().sqlite(FileBasedMigrations::from_path(tmp.path()).unwrap()),
+    )
+    .unwrap();
     let cases: Vec<after_rebuild::Bookcase> = store.all().unwrap();
     assert_eq!(cases.len(), 1);
     assert_eq!(

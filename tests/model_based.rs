@@ -68,7 +68,7 @@ fn pick<T: Copy>(items: impl IntoIterator<Item = T>, i: usize) -> Option<T> {
 
 /// Applies one step to the database and to the reference alike.
 fn apply(
-    conn: &mut datastore::diesel::SqliteConnection,
+    conn: &mut datastore::AnyConnection,
     model: &mut Reference,
     step: &Step,
 ) -> datastore::Result<()> {
@@ -205,7 +205,7 @@ fn apply(
 }
 
 /// The database's data, in the reference's form.
-fn stored(conn: &mut datastore::diesel::SqliteConnection) -> Reference {
+fn stored(conn: &mut datastore::AnyConnection) -> Reference {
     Reference {
         posts: conn
             .all::<Post>()

@@ -268,7 +268,7 @@ fn dropping_a_subscription_unsubscribes() {
 fn a_slow_subscriber_never_blocks_writers_and_is_told_what_it_missed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::builder(dir.path().join("slow.db").display().to_string())
-        .migrations(datastore::embed_migrations!("migrations/sqlite"))
+        .migrations(datastore::embed_migrations!())
         .observe_buffer(10)
         .open()
         .unwrap();
@@ -482,7 +482,7 @@ fn a_subscription_ends_when_its_store_is_gone() {
 fn each_overflow_is_reported_where_it_happened() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::builder(dir.path().join("gaps.db").display().to_string())
-        .migrations(datastore::embed_migrations!("migrations/sqlite"))
+        .migrations(datastore::embed_migrations!())
         .observe_buffer(2)
         .open()
         .unwrap();

@@ -10,8 +10,8 @@ use common::models::{comments, posts, Comment, Post, PostEditor, Profile, User};
 use common::{comment, memory_store, post, user};
 use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
 use datastore::diesel::sql_types::{BigInt, Text};
-use datastore::diesel::SqliteConnection;
 use datastore::prelude::*;
+use datastore::AnyConnection;
 use datastore::{ConstraintKind, Error, PooledConn};
 
 #[derive(QueryableByName, Debug, PartialEq)]
@@ -24,7 +24,7 @@ struct ForeignKeyRow {
     on_delete: String,
 }
 
-fn foreign_keys(conn: &mut SqliteConnection, table: &str) -> Vec<(String, String, String)> {
+fn foreign_keys(conn: &mut AnyConnection, table: &str) -> Vec<(String, String, String)> {
     diesel::sql_query(
         r#"SELECT "table", "from", on_delete FROM pragma_foreign_key_list(?) ORDER BY "from""#,
     )
@@ -45,7 +45,7 @@ struct IndexRow {
 }
 
 /// Whether a column is indexed, and whether uniquely.
-fn indexed(conn: &mut SqliteConnection, table: &str, column: &str) -> (bool, bool) {
+fn indexed(conn: &mut AnyConnection, table: &str, column: &str) -> (bool, bool) {
     let row: IndexRow = diesel::sql_query(
         r#"SELECT count(*) AS indexes, coalesce(sum(l."unique"), 0) AS unique_indexes
            FROM pragma_index_list(?1) AS l, pragma_index_info(l.name) AS i WHERE i.name = ?2"#,
@@ -223,7 +223,7 @@ fn count_statements(conn: &mut PooledConn) -> Arc<AtomicUsize> {
 }
 
 /// Saves `n` posts, each with two comments and one editor (every third user edits).
-fn blog_with(conn: &mut SqliteConnection, n: usize) -> Vec<Post> {
+fn blog_with(conn: &mut AnyConnection, n: usize) -> Vec<Post> {
     let editors: Vec<User> = (0..3)
         .map(|i| conn.save(user(&format!("editor{i}"))).unwrap())
         .collect();

@@ -66,7 +66,17 @@ pub enum Error {
     /// The database stayed locked by another connection for longer than the busy timeout.
     #[error("database is busy: {message}; another connection held the lock past the busy timeout, retry later")]
     Busy {
-        /// SQLite's own message (`database is locked`, `database table is locked`).
+        /// The database's own message (SQLite's `database is locked`, PostgreSQL's
+        /// `canceling statement due to lock timeout`).
+        message: String,
+    },
+
+    /// The transaction lost a conflict with a concurrent one and was rolled back whole:
+    /// PostgreSQL's serialization failure (SQLSTATE 40001) or deadlock (40P01). Nothing it
+    /// wrote remains; running the whole transaction again is safe and usually succeeds.
+    #[error("transaction conflict: {message}; it was rolled back, run it again")]
+    Conflict {
+        /// The server's message.
         message: String,
     },
 
@@ -224,6 +234,12 @@ impl Error {
         matches!(self, Self::Busy { .. })
     }
 
+    /// Whether running the same work again may succeed: [`Error::Busy`] and
+    /// [`Error::Conflict`], after which nothing of the failed attempt remains.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Busy { .. } | Self::Conflict { .. })
+    }
+
     pub(crate) fn not_found(table: &str, key: impl fmt::Display) -> Self {
         Self::NotFound {
             table: table.to_owned(),
@@ -262,6 +278,11 @@ impl From<DieselError> for Error {
                 if is_busy_message(&message) {
                     return Self::Busy { message };
                 }
+                if matches!(kind, DatabaseErrorKind::SerializationFailure)
+                    || is_conflict_message(&message)
+                {
+                    return Self::Conflict { message };
+                }
                 Self::Database(DieselError::DatabaseError(kind, info))
             }
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
@@ -272,12 +293,19 @@ impl From<DieselError> for Error {
     }
 }
 
-/// SQLite reports `SQLITE_BUSY` and `SQLITE_LOCKED` only through their messages in Diesel 2.3.
+/// SQLite reports `SQLITE_BUSY` and `SQLITE_LOCKED` only through their messages in Diesel 2.3,
+/// and PostgreSQL's `lock_not_available` (55P03, from `lock_timeout`) has no kind of its own.
 fn is_busy_message(message: &str) -> bool {
     message.starts_with("database is locked")
         || message.starts_with("database table is locked")
         || message.starts_with("database schema is locked")
         || message.starts_with("database is busy")
+        || message.starts_with("canceling statement due to lock timeout")
+}
+
+/// PostgreSQL's deadlock (40P01) has no kind of its own in Diesel 2.3 either.
+fn is_conflict_message(message: &str) -> bool {
+    message.starts_with("deadlock detected")
 }
 
 impl From<r2d2::Error> for Error {

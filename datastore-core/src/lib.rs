@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 mod error;
 pub mod migrate;
 mod model;
@@ -13,11 +14,12 @@ pub mod schema;
 mod store;
 mod types;
 
+pub use backend::{AnyBackend, AnyConnection};
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use migrate::Schema;
 pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Persist, Predicate};
 pub use repo::Repo;
-pub use store::{PooledConn, Store, StoreBuilder, Synchronous};
+pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{sql_types, DbEnum, FieldType, Id, Json, Timestamp};
 
 /// Re-exported so that applications use the same Diesel as the store.

@@ -133,13 +133,6 @@ pub trait Persist<C: Connection>: Model {
     /// The rows matching a predicate, in key order.
     fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>>;
 
-    /// The boxed subquery selecting the keys of the rows matching a predicate
-    /// (`SELECT id FROM posts WHERE ..`), to filter other tables by this one in SQL.
-    type Ids;
-
-    /// See [`Persist::Ids`].
-    fn ids_where(predicate: Predicate<Self, C>) -> Self::Ids;
-
     /// Inserts the row, or updates the row with the same primary key, and returns it as stored.
     fn save(self, conn: &mut C) -> Result<Self>;
 
@@ -166,4 +159,64 @@ pub trait Persist<C: Connection>: Model {
 
     /// Deletes the rows matching the predicate; returns how many.
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
+}
+
+/// A connection taken from a [`Store`](crate::Store)'s pool is a connection in its own right
+/// (Diesel implements `Connection` for it): every model's methods work on it directly, as they
+/// do on the [`AnyConnection`](crate::AnyConnection) inside.
+impl<M: Persist<crate::AnyConnection>> Persist<crate::PooledConn> for M {
+    type Query = <M as Persist<crate::AnyConnection>>::Query;
+
+    fn query() -> Self::Query {
+        <M as Persist<crate::AnyConnection>>::query()
+    }
+
+    fn load(conn: &mut crate::PooledConn, query: Self::Query) -> Result<Vec<Self>> {
+        <M as Persist<crate::AnyConnection>>::load(conn, query)
+    }
+
+    fn load_where(
+        conn: &mut crate::PooledConn,
+        predicate: Predicate<Self, crate::PooledConn>,
+    ) -> Result<Vec<Self>> {
+        <M as Persist<crate::AnyConnection>>::load_where(conn, predicate)
+    }
+
+    fn save(self, conn: &mut crate::PooledConn) -> Result<Self> {
+        <M as Persist<crate::AnyConnection>>::save(self, conn)
+    }
+
+    fn save_graph(self, conn: &mut crate::PooledConn) -> Result<Self> {
+        <M as Persist<crate::AnyConnection>>::save_graph(self, conn)
+    }
+
+    fn find(conn: &mut crate::PooledConn, id: &Id) -> Result<Option<Self>> {
+        <M as Persist<crate::AnyConnection>>::find(conn, id)
+    }
+
+    fn find_many(conn: &mut crate::PooledConn, ids: &[Id]) -> Result<Vec<Self>> {
+        <M as Persist<crate::AnyConnection>>::find_many(conn, ids)
+    }
+
+    fn count(conn: &mut crate::PooledConn) -> Result<i64> {
+        <M as Persist<crate::AnyConnection>>::count(conn)
+    }
+
+    fn delete_by_id(conn: &mut crate::PooledConn, id: &Id) -> Result<bool> {
+        <M as Persist<crate::AnyConnection>>::delete_by_id(conn, id)
+    }
+
+    fn count_where(
+        conn: &mut crate::PooledConn,
+        predicate: Predicate<Self, crate::PooledConn>,
+    ) -> Result<i64> {
+        <M as Persist<crate::AnyConnection>>::count_where(conn, predicate)
+    }
+
+    fn delete_where(
+        conn: &mut crate::PooledConn,
+        predicate: Predicate<Self, crate::PooledConn>,
+    ) -> Result<usize> {
+        <M as Persist<crate::AnyConnection>>::delete_where(conn, predicate)
+    }
 }

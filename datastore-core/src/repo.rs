@@ -7,7 +7,8 @@ use crate::{Error, Id, Result};
 
 /// The typed methods of every model, on a Diesel connection.
 ///
-/// Implemented for every connection, so code that already uses Diesel can read and write
+/// Implemented for `SqliteConnection`, `PgConnection` and [`AnyConnection`](crate::AnyConnection)
+/// (another connection type gets it with an empty `impl Repo for MyConnection {}`), so code that already uses Diesel can read and write
 /// models on its own connections, inside its own transactions. [`Store`](crate::Store) offers
 /// the same methods on its pool.
 ///
@@ -104,4 +105,8 @@ pub trait Repo: Connection + Sized {
     }
 }
 
+// Not a blanket impl: Diesel implements `Connection` for r2d2's pooled connections too, and
+// methods must reach the connection inside (`store.conn()?.save(..)`) through `Deref`.
 impl Repo for diesel::SqliteConnection {}
+impl Repo for diesel::PgConnection {}
+impl Repo for crate::AnyConnection {}

@@ -14,10 +14,7 @@ fn main() -> datastore::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = Store::open(
-        path.display().to_string(),
-        datastore::embed_migrations!("migrations/sqlite"),
-    )?;
+    let store = Store::open(path.display().to_string(), datastore::embed_migrations!())?;
     println!("opened {} and ran its migrations\n", path.display());
     let mut conn = store.conn()?;
 

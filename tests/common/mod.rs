@@ -10,22 +10,15 @@ use models::{Comment, Post, User};
 
 /// A store on a fresh in-memory database, migrated like the blog's.
 pub fn memory_store() -> Store {
-    Store::open(
-        ":memory:",
-        datastore::embed_migrations!("migrations/sqlite"),
-    )
-    .expect("open store")
+    Store::open(":memory:", datastore::embed_migrations!()).expect("open store")
 }
 
 /// A store on a fresh database file (WAL), migrated like the blog's; the directory keeps it.
 pub fn file_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("blog.db");
-    let store = Store::open(
-        path.display().to_string(),
-        datastore::embed_migrations!("migrations/sqlite"),
-    )
-    .expect("open store");
+    let store = Store::open(path.display().to_string(), datastore::embed_migrations!())
+        .expect("open store");
     (dir, store)
 }
 

@@ -7,6 +7,7 @@
 //! ([`Migrations::generate`]), or the drift a test reports ([`Migrations::check`]).
 
 mod diff;
+mod embedded;
 mod schema;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use diff::Change;
+pub use embedded::BackendMigrations;
 pub use schema::Schema;
 
 use crate::schema::ddl::Dialect;

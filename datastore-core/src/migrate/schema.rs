@@ -1,10 +1,8 @@
-use diesel::connection::SimpleConnection;
-use diesel::sql_types::{BigInt, Text};
-use diesel::{RunQueryDsl, SqliteConnection};
+use diesel::connection::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
-use crate::schema::ddl::{self, Dialect};
+use crate::schema::ddl::{self, Dialect, HasDialect};
 use crate::schema::Table;
 use crate::{Error, Result};
 
@@ -107,30 +105,22 @@ impl Schema {
         sql
     }
 
-    /// Creates the tables (and their indexes) that do not exist yet, in one transaction.
-    /// For tests and prototypes; applications run migrations.
-    pub fn create_all(&self, conn: &mut SqliteConnection) -> Result<()> {
+    /// Creates the tables (and their indexes) that do not exist yet, in one transaction, on a
+    /// connection of either backend. For tests and prototypes; applications run migrations.
+    pub fn create_all<C: Connection + HasDialect>(&self, conn: &mut C) -> Result<()> {
         self.validate()?;
-        diesel::Connection::transaction(conn, |conn| {
-            for table in self.tables() {
-                let exists: i64 = diesel::select(
-                    diesel::dsl::sql::<BigInt>(
-                        "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ",
-                    )
-                    .bind::<Text, _>(table.name.as_ref())
-                    .sql(")"),
-                )
-                .get_result(conn)?;
-                if exists == 0 {
-                    let mut sql = ddl::create_table(table, Dialect::Sqlite);
-                    for index in table.all_indexes() {
-                        sql.push('\n');
-                        sql.push_str(&ddl::create_index(&table.name, &index, Dialect::Sqlite));
-                    }
-                    conn.batch_execute(&sql)?;
-                }
+        let dialect = conn.dialect();
+        let mut sql = String::new();
+        for table in self.tables() {
+            sql.push_str(&ddl::if_not_exists(&ddl::create_table(table, dialect)));
+            sql.push('\n');
+            for index in table.all_indexes() {
+                let index = ddl::create_index(&table.name, &index, dialect);
+                sql.push_str(&ddl::if_not_exists(&index));
+                sql.push('\n');
             }
-            Ok(())
-        })
+        }
+        conn.transaction(|conn| conn.batch_execute(&sql))?;
+        Ok(())
     }
 }

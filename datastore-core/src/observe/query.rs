@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::SqliteConnection;
+use crate::AnyConnection;
 
 use super::hub::{self, Item};
 use crate::model::Persist;
@@ -13,7 +13,7 @@ use crate::Result;
 use crate::Store;
 
 type Build<M> = Box<
-    dyn Fn(<M as Persist<SqliteConnection>>::Query) -> <M as Persist<SqliteConnection>>::Query
+    dyn Fn(<M as Persist<AnyConnection>>::Query) -> <M as Persist<AnyConnection>>::Query
         + Send
         + Sync,
 >;
@@ -21,14 +21,14 @@ type Build<M> = Box<
 /// The live result of a query: the rows now, then the rows again after every committed change
 /// to the model's table that alters them (rows that start or stop matching, or change).
 /// Iterate it (blocking), or poll it with [`recv_timeout`](Self::recv_timeout).
-pub struct QuerySubscription<M: Persist<SqliteConnection>> {
+pub struct QuerySubscription<M: Persist<AnyConnection>> {
     store: Store,
     queue: Arc<hub::Queue>,
     build: Build<M>,
     last: Option<Vec<M>>,
 }
 
-impl<M: Persist<SqliteConnection>> fmt::Debug for QuerySubscription<M> {
+impl<M: Persist<AnyConnection>> fmt::Debug for QuerySubscription<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QuerySubscription")
             .field("model", &M::NAME)
@@ -36,7 +36,7 @@ impl<M: Persist<SqliteConnection>> fmt::Debug for QuerySubscription<M> {
     }
 }
 
-impl<M: Persist<SqliteConnection> + PartialEq + Clone> QuerySubscription<M> {
+impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     pub(crate) fn new(store: Store, queue: Arc<hub::Queue>, build: Build<M>) -> Self {
         Self {
             store,
@@ -91,7 +91,7 @@ impl<M: Persist<SqliteConnection> + PartialEq + Clone> QuerySubscription<M> {
     }
 }
 
-impl<M: Persist<SqliteConnection> + PartialEq + Clone> Iterator for QuerySubscription<M> {
+impl<M: Persist<AnyConnection> + PartialEq + Clone> Iterator for QuerySubscription<M> {
     type Item = Result<Vec<M>>;
 
     /// Blocks until the next different result; never ends.

@@ -195,20 +195,12 @@ where
     T: Model,
     J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C> + Default,
     C: Connection,
-    diesel::dsl::And<crate::Predicate<J, C>, crate::Predicate<J, C>>:
-        diesel::expression::BoxableExpression<
-                J::Table,
-                C::Backend,
-                SqlType = diesel::sql_types::Bool,
-            > + 'static,
 {
-    use diesel::BoolExpressionMethods;
-    let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
-    let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
-    if let Some(existing) = J::load_where(conn, Box::new(to_parent.and(to_target)))?
-        .into_iter()
-        .next()
-    {
+    let both = <J as ForeignKey<P, FK_P, C>>::parent_is_and(
+        *parent,
+        <J as ForeignKey<T, FK_T, C>>::parent_is(*target),
+    );
+    if let Some(existing) = J::load_where(conn, both)?.into_iter().next() {
         return Ok(existing);
     }
     let mut join = J::default();
@@ -228,17 +220,12 @@ where
     T: Model,
     J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
     C: Connection,
-    diesel::dsl::And<crate::Predicate<J, C>, crate::Predicate<J, C>>:
-        diesel::expression::BoxableExpression<
-                J::Table,
-                C::Backend,
-                SqlType = diesel::sql_types::Bool,
-            > + 'static,
 {
-    use diesel::BoolExpressionMethods;
-    let to_parent = <J as ForeignKey<P, FK_P, C>>::parent_is(*parent);
-    let to_target = <J as ForeignKey<T, FK_T, C>>::parent_is(*target);
-    J::delete_where(conn, Box::new(to_parent.and(to_target)))
+    let both = <J as ForeignKey<P, FK_P, C>>::parent_is_and(
+        *parent,
+        <J as ForeignKey<T, FK_T, C>>::parent_is(*target),
+    );
+    J::delete_where(conn, both)
 }
 
 /// How many join rows of `J` link to the parent (for the error of a refused delete).

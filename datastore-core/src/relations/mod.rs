@@ -13,10 +13,14 @@
 
 mod fields;
 pub mod load;
+mod subquery;
 
 pub use fields::{HasMany, HasOne, ManyToMany};
+pub use subquery::InSubquery;
 
 use diesel::connection::Connection;
+use diesel::dsl::{Filter, Select};
+use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
 
 use crate::model::{Model, Persist, Predicate};
 use crate::schema::OnDelete;
@@ -78,7 +82,10 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
     /// The foreign-key field's (and column's) name.
     const FIELD: &'static str;
 
-    /// The parent's key (`None` for a nullable foreign key that is not set).
+    /// The foreign-key column (`comments::post_id`).
+    type Column: diesel::Column<Table = Self::Table> + Default;
+
+    /// The parent's key.
     fn parent_id(&self) -> Option<Id>;
 
     /// Points the foreign key at a parent.
@@ -104,23 +111,119 @@ pub trait ForeignKeysTo<P: Model>: Model {
 pub trait ForeignKey<P: Model, const FK: u64, C: Connection>:
     BelongsTo<P, FK> + Persist<C>
 {
-    /// The boxed subquery selecting the foreign key of the rows matching a predicate
-    /// (`SELECT post_id FROM comments WHERE ..`).
-    type ParentIds;
-
     /// `fk = id`.
     fn parent_is(id: Id) -> Predicate<Self, C>;
 
+    /// `fk = id AND other`.
+    fn parent_is_and(id: Id, other: Predicate<Self, C>) -> Predicate<Self, C>;
+
     /// `fk IN (ids)`; at most [`CHUNK`] keys.
     fn parent_in(ids: &[Id]) -> Predicate<Self, C>;
+}
 
-    /// `fk IN (SELECT id FROM parents WHERE predicate)`.
-    fn parent_where(predicate: Predicate<P, C>) -> Predicate<Self, C>
-    where
-        P: Persist<C>;
+/// The primary-key column of a model's table.
+pub type PrimaryKeyOf<M> = <<M as Model>::Table as diesel::Table>::PrimaryKey;
 
-    /// See [`ForeignKey::ParentIds`].
-    fn parent_ids_where(predicate: Predicate<Self, C>) -> Self::ParentIds;
+/// `SELECT id FROM table WHERE predicate`: the keys of the rows matching a condition, as a
+/// subquery. Implemented for every model and every condition on its table.
+pub trait SelectKeys<Pred>: Model {
+    /// The subquery.
+    type Query;
+
+    /// The subquery of the keys of the rows matching `predicate`.
+    fn keys_where(predicate: Pred) -> Self::Query;
+}
+
+impl<M, Pred> SelectKeys<Pred> for M
+where
+    M: Model,
+    M::Table: SelectDsl<PrimaryKeyOf<M>>,
+    Select<M::Table, PrimaryKeyOf<M>>: FilterDsl<Pred>,
+{
+    type Query = Filter<Select<M::Table, PrimaryKeyOf<M>>, Pred>;
+
+    fn keys_where(predicate: Pred) -> Self::Query {
+        let table = M::Table::default();
+        table
+            .select(diesel::Table::primary_key(&table))
+            .filter(predicate)
+    }
+}
+
+/// `SELECT fk FROM children WHERE predicate`: the parents' keys of the children matching a
+/// condition, as a subquery. Implemented for every `belongs_to` and every condition on the
+/// child's table.
+pub trait SelectForeignKeys<P: Model, const FK: u64, Pred>: BelongsTo<P, FK> {
+    /// The subquery.
+    type Query;
+
+    /// The subquery of the foreign keys of the rows matching `predicate`.
+    fn foreign_keys_where(predicate: Pred) -> Self::Query;
+}
+
+impl<Ch, P, const FK: u64, Pred> SelectForeignKeys<P, FK, Pred> for Ch
+where
+    P: Model,
+    Ch: BelongsTo<P, FK>,
+    Ch::Table: SelectDsl<Ch::Column>,
+    Select<Ch::Table, Ch::Column>: FilterDsl<Pred>,
+{
+    type Query = Filter<Select<Ch::Table, Ch::Column>, Pred>;
+
+    fn foreign_keys_where(predicate: Pred) -> Self::Query {
+        Ch::Table::default()
+            .select(Ch::Column::default())
+            .filter(predicate)
+    }
+}
+
+/// `parents.id IN (SELECT fk FROM children WHERE predicate)`: see [`having`].
+pub type Having<P, Ch, const FK: u64, Pred> =
+    InSubquery<PrimaryKeyOf<P>, <Ch as SelectForeignKeys<P, FK, Pred>>::Query>;
+
+/// `children.fk IN (SELECT id FROM parents WHERE predicate)`: see [`parent_where`].
+pub type ParentWhere<Ch, P, const FK: u64, Pred> =
+    InSubquery<<Ch as BelongsTo<P, FK>>::Column, <P as SelectKeys<Pred>>::Query>;
+
+/// `rows.id IN (SELECT fk_row FROM joins WHERE fk_other IN (SELECT id FROM others WHERE
+/// predicate))`: see [`linked_where`].
+pub type LinkedWhere<P, J, T, const FK_P: u64, const FK_T: u64, Pred> =
+    Having<P, J, FK_P, ParentWhere<J, T, FK_T, Pred>>;
+
+/// The parents that have a child matching `predicate` (a condition on the child's table):
+/// what `Post::having_comments(..)` returns.
+pub fn having<P, Ch, const FK: u64, Pred>(predicate: Pred) -> Having<P, Ch, FK, Pred>
+where
+    P: Model,
+    Ch: SelectForeignKeys<P, FK, Pred>,
+{
+    InSubquery::new(
+        diesel::Table::primary_key(&P::Table::default()),
+        Ch::foreign_keys_where(predicate),
+    )
+}
+
+/// The children whose parent matches `predicate` (a condition on the parent's table): what
+/// `Comment::where_post(..)` returns.
+pub fn parent_where<Ch, P, const FK: u64, Pred>(predicate: Pred) -> ParentWhere<Ch, P, FK, Pred>
+where
+    P: SelectKeys<Pred>,
+    Ch: BelongsTo<P, FK>,
+{
+    InSubquery::new(Ch::Column::default(), P::keys_where(predicate))
+}
+
+/// The rows linked through `J` to a row of `T` matching `predicate`: what
+/// `Post::having_editors(..)` returns.
+pub fn linked_where<P, J, T, const FK_P: u64, const FK_T: u64, Pred>(
+    predicate: Pred,
+) -> LinkedWhere<P, J, T, FK_P, FK_T, Pred>
+where
+    P: Model,
+    T: SelectKeys<Pred>,
+    J: BelongsTo<T, FK_T> + SelectForeignKeys<P, FK_P, ParentWhere<J, T, FK_T, Pred>>,
+{
+    having::<P, J, FK_P, _>(parent_where::<J, T, FK_T, Pred>(predicate))
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {
@@ -176,5 +279,28 @@ pub const fn is_has_one(parent_relations: &[Relation], child: &str) -> bool {
 pub const fn assert_unambiguous(count: usize, message: &'static str) {
     if count > 1 {
         panic!("{}", message);
+    }
+}
+
+/// The foreign keys on a pooled connection are those of the [`AnyConnection`](crate::AnyConnection)
+/// inside (see the matching `Persist` impl).
+impl<P, Ch, const FK: u64> ForeignKey<P, FK, crate::PooledConn> for Ch
+where
+    P: Model,
+    Ch: ForeignKey<P, FK, crate::AnyConnection>,
+{
+    fn parent_is(id: Id) -> Predicate<Self, crate::PooledConn> {
+        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_is(id)
+    }
+
+    fn parent_is_and(
+        id: Id,
+        other: Predicate<Self, crate::PooledConn>,
+    ) -> Predicate<Self, crate::PooledConn> {
+        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_is_and(id, other)
+    }
+
+    fn parent_in(ids: &[Id]) -> Predicate<Self, crate::PooledConn> {
+        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_in(ids)
     }
 }

@@ -15,23 +15,59 @@ pub enum Dialect {
     Postgres,
 }
 
-/// The dialect of a Diesel backend.
+/// The SQL dialect of a Diesel backend or connection: fixed for SQLite's and PostgreSQL's own,
+/// known at run time for [`AnyBackend`](crate::AnyBackend) and
+/// [`AnyConnection`](crate::AnyConnection).
 ///
 /// ```
 /// use datastore::schema::ddl::{Dialect, HasDialect};
-/// assert_eq!(<datastore::diesel::sqlite::Sqlite as HasDialect>::DIALECT, Dialect::Sqlite);
+/// assert_eq!(datastore::diesel::sqlite::Sqlite.dialect(), Dialect::Sqlite);
 /// ```
 pub trait HasDialect {
     /// The dialect its SQL is written in.
-    const DIALECT: Dialect;
+    fn dialect(&self) -> Dialect;
 }
 
 impl HasDialect for diesel::sqlite::Sqlite {
-    const DIALECT: Dialect = Dialect::Sqlite;
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
 }
 
 impl HasDialect for diesel::pg::Pg {
-    const DIALECT: Dialect = Dialect::Postgres;
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
+
+impl HasDialect for diesel::SqliteConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+}
+
+impl HasDialect for diesel::PgConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
+
+impl HasDialect for crate::AnyConnection {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+impl HasDialect for crate::AnyBackend {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
 }
 
 impl Dialect {
@@ -207,6 +243,23 @@ pub fn create_table_as(table: &Table, name: &str, dialect: Dialect) -> String {
 /// ```
 pub fn create_table(table: &Table, dialect: Dialect) -> String {
     create_table_as(table, &table.name, dialect)
+}
+
+/// The same DDL, made a no-op for what exists already: `CREATE TABLE IF NOT EXISTS`,
+/// `CREATE INDEX IF NOT EXISTS` (both dialects have them).
+///
+/// ```
+/// use datastore::schema::ddl::if_not_exists;
+/// assert_eq!(if_not_exists("CREATE TABLE \"a\" (\n);"), "CREATE TABLE IF NOT EXISTS \"a\" (\n);");
+/// assert_eq!(if_not_exists("CREATE UNIQUE INDEX \"i\" ON \"a\" (\"x\");"), "CREATE UNIQUE INDEX IF NOT EXISTS \"i\" ON \"a\" (\"x\");");
+/// ```
+pub fn if_not_exists(create: &str) -> String {
+    for prefix in ["CREATE TABLE ", "CREATE UNIQUE INDEX ", "CREATE INDEX "] {
+        if let Some(rest) = create.strip_prefix(prefix) {
+            return format!("{prefix}IF NOT EXISTS {rest}");
+        }
+    }
+    create.to_owned()
 }
 
 /// `CREATE INDEX` for one index of a table.
@@ -456,4 +509,48 @@ pub fn upsert(
         quote_ident(&table.primary_key)
     ));
     pieces
+}
+
+/// A model's [`upsert`] statement, rendered once per dialect the first time it is needed
+/// (the derive keeps one in a `static` per model).
+///
+/// ```
+/// use datastore::schema::ddl::{Dialect, UpsertSql};
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+///
+/// static SQL: UpsertSql = UpsertSql::new();
+/// let pieces = SQL.get(&Note::TABLE, None, None, Dialect::Postgres);
+/// assert!(pieces.concat().contains("IS DISTINCT FROM"));
+/// ```
+#[derive(Debug, Default)]
+pub struct UpsertSql {
+    sqlite: std::sync::OnceLock<Vec<String>>,
+    postgres: std::sync::OnceLock<Vec<String>>,
+}
+
+impl UpsertSql {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        Self {
+            sqlite: std::sync::OnceLock::new(),
+            postgres: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The statement's pieces in `dialect`, rendered on first use.
+    pub fn get(
+        &self,
+        table: &Table,
+        created_at: Option<&str>,
+        updated_at: Option<&str>,
+        dialect: Dialect,
+    ) -> &[String] {
+        let cell = match dialect {
+            Dialect::Sqlite => &self.sqlite,
+            Dialect::Postgres => &self.postgres,
+        };
+        cell.get_or_init(|| upsert(table, created_at, updated_at, dialect))
+    }
 }

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::CustomizeConnection;
-use diesel::SqliteConnection;
+use diesel::{PgConnection, SqliteConnection};
 
 use crate::observe::connection::ConnObserver;
 use crate::observe::ffi;
 use crate::observe::hub::Hub;
+use crate::AnyConnection;
 
 /// How SQLite syncs writes to disk in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,8 +66,28 @@ impl ConnectionSetup {
     }
 }
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionSetup {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        self.apply(conn).map_err(diesel::r2d2::Error::QueryError)
+impl ConnectionSetup {
+    /// PostgreSQL: waiting for a row lock is bounded like SQLite's busy wait, and a statement
+    /// still waiting past it fails with [`Error::Busy`](crate::Error::Busy).
+    pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        conn.batch_execute(&format!(
+            "SET lock_timeout = {}",
+            self.busy_timeout.as_millis()
+        ))
+    }
+
+    /// The setup of a connection of either backend.
+    pub fn apply_any(&self, conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+        match conn {
+            AnyConnection::Sqlite(conn) => self.apply(conn),
+            AnyConnection::Postgres(conn) => self.apply_postgres(conn),
+        }
+    }
+}
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        self.apply_any(conn)
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }

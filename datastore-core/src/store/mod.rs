@@ -2,31 +2,37 @@
 //! methods on top.
 
 mod connection;
+mod manager;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::connection::Connection;
-use diesel::migration::MigrationSource;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::sqlite::Sqlite;
-use diesel::SqliteConnection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::r2d2::{Pool, PooledConnection};
+use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::MigrationHarness;
 
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
+pub use manager::BackendManager;
 
+use crate::migrate::BackendMigrations;
 use crate::model::{IntoPredicate, Model, Persist};
 use crate::observe::hub::Hub;
 use crate::observe::{self, Decoder, Subscription};
 use crate::repo::Repo;
-use crate::{Error, Id, Result};
+use crate::schema::ddl::Dialect;
+use crate::{AnyBackend, AnyConnection, Error, Id, Result};
 
-/// A connection taken from the store's pool; it derefs to a Diesel [`SqliteConnection`].
-pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+/// A connection taken from the store's pool; it derefs to an [`AnyConnection`].
+pub type PooledConn = PooledConnection<BackendManager>;
 
-/// A data store over one database (cheap to clone: clones share the pool): a pool of connections, each set up with foreign keys on,
-/// a busy timeout and (for files) WAL, with the application's migrations run when it opens.
+/// A data store over one database, SQLite or PostgreSQL, chosen by its URL: a pool of
+/// connections, with the application's migrations run when it opens. Cheap to clone: clones
+/// share the pool.
+///
+/// SQLite connections are set up with foreign keys on, a busy timeout and (for files) WAL;
+/// PostgreSQL connections with a lock timeout of the same length.
 ///
 /// ```
 /// use datastore::prelude::*;
@@ -47,8 +53,9 @@ pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
 /// ```
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
+    pool: Pool<BackendManager>,
     url: String,
+    dialect: Dialect,
     hub: Arc<Hub>,
     observe_buffer: usize,
     /// An in-memory database lives as long as one connection to it: this one.
@@ -59,6 +66,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("url", &self.url)
+            .field("dialect", &self.dialect)
             .field("pool", &self.pool.state())
             .finish()
     }
@@ -84,7 +92,7 @@ impl std::fmt::Debug for Store {
 #[must_use = "a builder does nothing until `open` is called"]
 pub struct StoreBuilder {
     url: String,
-    migrations: Option<Box<dyn MigrationSource<Sqlite> + Send>>,
+    migrations: Option<BackendMigrations>,
     schema: Option<crate::Schema>,
     pool_size: u32,
     setup: ConnectionSetup,
@@ -93,15 +101,13 @@ pub struct StoreBuilder {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and runs the pending migrations.
+    /// Opens the database at `url` and runs the pending migrations of its backend.
     ///
-    /// `url` is a file path, `sqlite:` followed by a path, a SQLite `file:` URI, or
-    /// `":memory:"` for a private in-memory database shared by the store's connections.
+    /// `url` is a `postgres://` (or `postgresql://`) URL for PostgreSQL. Anything else is
+    /// SQLite: a file path (created if needed), `sqlite:` followed by a path, a SQLite `file:`
+    /// URI, or `":memory:"` for a private in-memory database shared by the store's connections.
     /// `migrations` is usually `datastore::embed_migrations!()`.
-    pub fn open(
-        url: impl Into<String>,
-        migrations: impl MigrationSource<Sqlite> + Send + 'static,
-    ) -> Result<Self> {
+    pub fn open(url: impl Into<String>, migrations: BackendMigrations) -> Result<Self> {
         Self::builder(url).migrations(migrations).open()
     }
 
@@ -124,6 +130,8 @@ impl Store {
     }
 
     /// A connection from the pool, for Diesel's own DSL and for [`Repo`]'s methods.
+    /// A connection taken from the pool is not tested first: one found broken when used is
+    /// dropped from the pool.
     pub fn conn(&self) -> Result<PooledConn> {
         self.pool.get().map_err(|e| Error::Connection {
             url: self.url.clone(),
@@ -136,9 +144,17 @@ impl Store {
         &self.url
     }
 
-    /// Runs `f` in one transaction (`BEGIN IMMEDIATE`, so it never fails half-way for want of
-    /// the write lock): it commits when `f` returns `Ok`, and when `f` fails nothing it wrote
-    /// remains. Inside, `tx.transaction(..)` nests as a savepoint.
+    /// The SQL dialect of the store's database.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Runs `f` in one transaction: it commits when `f` returns `Ok`, and when `f` fails
+    /// nothing it wrote remains. Inside, `tx.transaction(..)` nests as a savepoint.
+    ///
+    /// On SQLite it begins with `BEGIN IMMEDIATE`, so it never fails half-way for want of the
+    /// write lock. On PostgreSQL it runs at `READ COMMITTED`; a deadlock with a concurrent
+    /// transaction fails it whole with [`Error::Conflict`], and it may then be run again.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -156,38 +172,55 @@ impl Store {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn transaction<T>(&self, f: impl FnOnce(&mut SqliteConnection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        conn.immediate_transaction(f)
+    pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut pooled = self.conn()?;
+        let conn: &mut AnyConnection = &mut pooled;
+        match conn {
+            AnyConnection::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            }
+            AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        }
+        // As Diesel's own `Connection::transaction`, from here on.
+        match f(conn) {
+            Ok(value) => {
+                AnyConnection::commit_transaction(conn)?;
+                Ok(value)
+            }
+            Err(error) => match AnyConnection::rollback_transaction(conn) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+                Err(rollback) => Err(rollback.into()),
+            },
+        }
     }
 
     /// See [`Repo::save`].
-    pub fn save<M: Persist<SqliteConnection>>(&self, model: M) -> Result<M> {
+    pub fn save<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         (*self.conn()?).save(model)
     }
 
     /// See [`Repo::save_graph`].
-    pub fn save_graph<M: Persist<SqliteConnection>>(&self, model: M) -> Result<M> {
+    pub fn save_graph<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         (*self.conn()?).save_graph(model)
     }
 
     /// See [`Repo::find`].
-    pub fn find<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<Option<M>> {
+    pub fn find<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<Option<M>> {
         (*self.conn()?).find(id)
     }
 
     /// See [`Repo::get`].
-    pub fn get<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<M> {
+    pub fn get<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<M> {
         (*self.conn()?).get(id)
     }
 
     /// See [`Repo::all`].
-    pub fn all<M: Persist<SqliteConnection>>(&self) -> Result<Vec<M>> {
+    pub fn all<M: Persist<AnyConnection>>(&self) -> Result<Vec<M>> {
         (*self.conn()?).all()
     }
 
     /// See [`Repo::query`].
-    pub fn query<M: Persist<SqliteConnection>>(
+    pub fn query<M: Persist<AnyConnection>>(
         &self,
         build: impl FnOnce(M::Query) -> M::Query,
     ) -> Result<Vec<M>> {
@@ -195,24 +228,24 @@ impl Store {
     }
 
     /// See [`Repo::count`].
-    pub fn count<M: Persist<SqliteConnection>>(&self) -> Result<i64> {
+    pub fn count<M: Persist<AnyConnection>>(&self) -> Result<i64> {
         (*self.conn()?).count::<M>()
     }
 
     /// See [`Repo::delete`].
-    pub fn delete<M: Persist<SqliteConnection>>(&self, model: &M) -> Result<()> {
+    pub fn delete<M: Persist<AnyConnection>>(&self, model: &M) -> Result<()> {
         (*self.conn()?).delete(model)
     }
 
     /// See [`Repo::delete_by_id`].
-    pub fn delete_by_id<M: Persist<SqliteConnection>>(&self, id: &Id) -> Result<()> {
+    pub fn delete_by_id<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<()> {
         (*self.conn()?).delete_by_id::<M>(id)
     }
 
     /// See [`Repo::delete_where`].
-    pub fn delete_where<M: Persist<SqliteConnection>, C>(
+    pub fn delete_where<M: Persist<AnyConnection>, C>(
         &self,
-        predicate: impl IntoPredicate<M::Table, Sqlite, C>,
+        predicate: impl IntoPredicate<M::Table, AnyBackend, C>,
     ) -> Result<usize> {
         (*self.conn()?).delete_where::<M, C>(predicate)
     }
@@ -241,7 +274,7 @@ impl Store {
         build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
     ) -> Result<observe::QuerySubscription<M>>
     where
-        M: Persist<SqliteConnection> + PartialEq + Clone,
+        M: Persist<AnyConnection> + PartialEq + Clone,
     {
         unsupported_without_preupdate()?;
         let queue = self.hub.subscribe(Some(M::TABLE_NAME), self.observe_buffer);
@@ -317,8 +350,8 @@ fn unsupported_without_preupdate() -> Result<()> {
 
 impl StoreBuilder {
     /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
-    pub fn migrations(mut self, migrations: impl MigrationSource<Sqlite> + Send + 'static) -> Self {
-        self.migrations = Some(Box::new(migrations));
+    pub fn migrations(mut self, migrations: BackendMigrations) -> Self {
+        self.migrations = Some(migrations);
         self
     }
 
@@ -360,59 +393,110 @@ impl StoreBuilder {
         self
     }
 
-    /// Opens the store: sets up the pool and runs the migrations.
+    /// Opens the store: runs the migrations and sets up the pool.
     pub fn open(mut self) -> Result<Store> {
-        let (database, in_memory) = database_url(&self.url);
+        let (dialect, database, in_memory) = database_url(&self.url);
         self.setup.wal = !in_memory;
-        let connect_error = |message: String| Error::Connection {
+        let manager = BackendManager {
+            url: database,
+            dialect,
+        };
+        let connect_error = |e: diesel::ConnectionError| Error::Connection {
             url: self.url.clone(),
-            message,
+            message: e.to_string(),
         };
 
-        // Before any connection opens, so that observe sees every connection's handle.
+        // Before any connection opens, so that observe sees every SQLite connection's handle.
         observe::ffi::register();
         // The first connection sets the database up (and, for memory, keeps it alive).
-        let mut first =
-            SqliteConnection::establish(&database).map_err(|e| connect_error(e.to_string()))?;
-        self.setup.apply(&mut first)?;
-        if let Some(migrations) = self.migrations.take() {
-            first
-                .run_pending_migrations(Boxed(migrations))
-                .map_err(|e| Error::Migration(e.to_string()))?;
+        let mut first = manager.establish().map_err(connect_error)?;
+        self.setup.apply_any(&mut first)?;
+        if let Some(migrations) = &self.migrations {
+            run_migrations(&mut first, migrations)?;
         }
         if let Some(schema) = &self.schema {
             schema.create_all(&mut first)?;
         }
+        let keepalive = match first {
+            AnyConnection::Sqlite(first) if in_memory => Some(Arc::new(Mutex::new(first))),
+            _ => None,
+        };
 
         let pool = Pool::builder()
             .max_size(self.pool_size)
             .min_idle(Some(0))
-            // A SQLite connection is a handle on a file: it does not go stale the way a socket
-            // does, so no `SELECT 1` is run each time one is taken from the pool.
+            // No `SELECT 1` each time a connection is taken: a SQLite connection is a handle
+            // on a file, and a PostgreSQL connection found broken in use is dropped
+            // (`has_broken`) instead of being handed out again.
             .test_on_check_out(false)
             .connection_timeout(self.connection_timeout)
             .connection_customizer(Box::new(self.setup.clone()))
-            .build_unchecked(ConnectionManager::new(database));
+            .build_unchecked(manager);
         Ok(Store {
             pool,
             url: self.url,
+            dialect,
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
-            _keepalive: in_memory.then(|| Arc::new(Mutex::new(first))),
+            _keepalive: keepalive,
         })
     }
 }
 
-/// The URL Diesel opens, and whether it is a memory database. `:memory:` becomes a named
-/// in-memory database (SQLite's `memdb` VFS) so that every pooled connection sees the same
-/// data, with real locking between them.
-fn database_url(url: &str) -> (String, bool) {
+/// Runs the pending migrations of the connection's backend.
+fn run_migrations(conn: &mut AnyConnection, migrations: &BackendMigrations) -> Result<()> {
+    let missing = |backend: &str| {
+        Error::Migration(format!(
+            "the store's database is {backend}, and the migrations given have none for it \
+             (embed `migrations/{}`)",
+            backend.to_lowercase()
+        ))
+    };
+    let result = match conn {
+        AnyConnection::Sqlite(conn) => {
+            let source = migrations.for_sqlite().ok_or_else(|| missing("SQLite"))?;
+            conn.run_pending_migrations(source).map(drop)
+        }
+        AnyConnection::Postgres(conn) => {
+            let source = migrations
+                .for_postgres()
+                .ok_or_else(|| missing("PostgreSQL"))?;
+            with_migration_lock(conn, |conn| conn.run_pending_migrations(source).map(drop))?
+        }
+    };
+    result.map_err(|e| Error::Migration(e.to_string()))
+}
+
+/// Runs `f` holding a session-level advisory lock, so that several processes opening the same
+/// PostgreSQL database at once run its migrations one after the other (each waits, then finds
+/// them applied).
+fn with_migration_lock<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> T,
+) -> Result<T> {
+    use diesel::connection::SimpleConnection;
+    // An arbitrary key of this crate's own: "datastore" in ASCII, truncated to 63 bits.
+    const KEY: &str = "0x6461746173746f72";
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({KEY})"))?;
+    let result = f(conn);
+    conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
+    Ok(result)
+}
+
+/// The backend a URL names, the URL its driver opens, and whether it is a memory database.
+/// `:memory:` becomes a named in-memory database (SQLite's `memdb` VFS) so that every pooled
+/// connection sees the same data, with real locking between them.
+fn database_url(url: &str) -> (Dialect, String, bool) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return (Dialect::Postgres, url.to_owned(), false);
+    }
     let url = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     if url == ":memory:" {
         (
+            Dialect::Sqlite,
             format!(
                 "file:/datastore-{}?vfs=memdb",
                 uuid::Uuid::new_v4().simple()
@@ -421,19 +505,9 @@ fn database_url(url: &str) -> (String, bool) {
         )
     } else {
         (
+            Dialect::Sqlite,
             url.to_owned(),
             url.contains("vfs=memdb") || url.contains("mode=memory"),
         )
-    }
-}
-
-/// A boxed migration source, so that the builder need not be generic.
-struct Boxed(Box<dyn MigrationSource<Sqlite> + Send>);
-
-impl MigrationSource<Sqlite> for Boxed {
-    fn migrations(
-        &self,
-    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<Sqlite>>>> {
-        self.0.migrations()
     }
 }

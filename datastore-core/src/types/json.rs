@@ -42,6 +42,8 @@ use crate::schema::ColumnType;
 )]
 #[serde(transparent)]
 #[diesel(sql_type = sql_types::JsonDoc)]
+#[derive(ref_cast::RefCast)]
+#[repr(transparent)]
 pub struct Json<T>(pub T);
 
 impl<T> Json<T> {
@@ -74,15 +76,16 @@ impl<T: Serialize + DeserializeOwned + std::fmt::Debug> FieldType for Json<T> {
 }
 
 /// A `serde_json::Value` field is bound and read through [`Json`], since Diesel's traits
-/// cannot be implemented for the foreign type itself.
+/// cannot be implemented for the foreign type itself (bound as a `&Json<Value>` cast from the
+/// field, without a copy).
 impl FieldType for serde_json::Value {
     type SqlType = sql_types::JsonDoc;
     const COLUMN: ColumnType = ColumnType::Json;
-    type Bind<'a> = Json<&'a serde_json::Value>;
+    type Bind<'a> = &'a Json<serde_json::Value>;
     type Read = Json<serde_json::Value>;
 
     fn bind(&self) -> Self::Bind<'_> {
-        Json(self)
+        ref_cast::RefCast::ref_cast(self)
     }
 
     fn read(value: Self::Read) -> Self {

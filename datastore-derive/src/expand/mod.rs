@@ -24,13 +24,25 @@ pub fn model(model: &parse::Model) -> TokenStream {
     let model_impl = model_impl::model_impl(model);
     let queryable = queryable::queryable(model);
     let insertable = insertable::insertable(model);
-    let sqlite = relations::Backend {
-        conn: quote!(diesel::sqlite::SqliteConnection),
-        backend: quote!(diesel::sqlite::Sqlite),
-    };
-    let persist = persist::persist(model, &sqlite);
-    let child_side = relations::child_side(model, &sqlite);
-    let parent_side = relations::parent_side(model, &sqlite);
+    let upsert = persist::upsert(model);
+    let backends = [
+        relations::Backend {
+            conn: quote!(diesel::sqlite::SqliteConnection),
+            backend: quote!(diesel::sqlite::Sqlite),
+        },
+        relations::Backend {
+            conn: quote!(diesel::pg::PgConnection),
+            backend: quote!(diesel::pg::Pg),
+        },
+        relations::Backend {
+            conn: quote!(::datastore::AnyConnection),
+            backend: quote!(::datastore::AnyBackend),
+        },
+    ];
+    let persist = backends.iter().map(|b| persist::persist(model, b));
+    let child_side = relations::child_side(model);
+    let foreign_keys = backends.iter().map(|b| relations::foreign_keys(model, b));
+    let parent_side = relations::parent_side(model);
     quote! {
         #table
         #[allow(non_local_definitions, clippy::all)]
@@ -40,8 +52,10 @@ pub fn model(model: &parse::Model) -> TokenStream {
             #model_impl
             #queryable
             #insertable
-            #persist
+            #upsert
+            #(#persist)*
             #child_side
+            #(#foreign_keys)*
             #parent_side
         };
     }

@@ -140,6 +140,14 @@ pub fn model_impl(model: &Model) -> TokenStream {
                 ::core::result::Result::Ok(Self { #(#raw_fields),* })
             }
         }
+
+        impl #ident {
+            /// Every row, in key order, as a Diesel query to refine (`filter`, `order`,
+            /// `limit`, ..) and run on any connection.
+            pub fn query() -> diesel::dsl::Order<#table::table, diesel::dsl::Asc<#table::#key_ident>> {
+                diesel::QueryDsl::order(#table::table, diesel::ExpressionMethods::asc(#table::#key_ident))
+            }
+        }
     }
 }
 

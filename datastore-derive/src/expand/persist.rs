@@ -9,20 +9,12 @@ use crate::parse::{Model, RelationKind, TimestampRole};
 /// The statement `save` runs: an upsert that writes a row only if its data changed, and returns
 /// the row as stored. Written out rather than built with Diesel's DSL, because Diesel never
 /// caches the prepared statement of an `ON CONFLICT` query: this one is prepared once per
-/// connection, which makes `save` several times faster.
-fn upsert(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStream {
+/// connection, which makes `save` several times faster. Generated once per model; see
+/// [`upsert_for`] for each backend's half.
+pub fn upsert(model: &Model) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
     let columns: Vec<_> = model.columns().collect();
-    let timestamp = |role| match model.timestamp(role).map(|f| f.column_name()) {
-        Some(name) => quote!(::core::option::Option::Some(#name)),
-        None => quote!(::core::option::Option::None),
-    };
-    let (created, updated) = (
-        timestamp(TimestampRole::Created),
-        timestamp(TimestampRole::Updated),
-    );
-
     let bind_types = columns.iter().map(|(f, _)| {
         let ty = f.ty;
         quote!(<#ty as ::datastore::FieldType>::Bind<'a>)
@@ -31,21 +23,15 @@ fn upsert(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStre
         let f = f.ident;
         quote!(::datastore::FieldType::bind(&row.#f))
     });
-    let walk = columns.iter().enumerate().map(|(i, (f, _))| {
-        let column = f.ident;
-        let index = syn::Index::from(i);
-        quote! {
-            out.push_sql(&sql[#i]);
-            out.push_bind_param::<<#table::#column as diesel::Expression>::SqlType, _>(&self.0.#index)?;
-        }
-    });
-    let last = columns.len();
     quote! {
         /// The prepared `save` statement of one row.
         struct __Upsert<'a>((#(#bind_types,)*));
 
         /// The statement's identity for Diesel's statement cache.
         struct __UpsertId;
+
+        /// Its SQL, rendered from the table's description like the rest of its DDL.
+        static __UPSERT_SQL: ::datastore::schema::ddl::UpsertSql = ::datastore::schema::ddl::UpsertSql::new();
 
         impl<'a> __Upsert<'a> {
             fn new(row: &'a #ident) -> Self {
@@ -58,26 +44,43 @@ fn upsert(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStre
             const HAS_STATIC_QUERY_ID: bool = true;
         }
 
+        impl diesel::query_builder::Query for __Upsert<'_> {
+            type SqlType = #table::SqlType;
+        }
+    }
+}
+
+/// The upsert on one backend: its SQL walk, and running it on the backend's connection.
+fn upsert_for(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let columns: Vec<_> = model.columns().collect();
+    let timestamp = |role| match model.timestamp(role).map(|f| f.column_name()) {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (created, updated) = (
+        timestamp(TimestampRole::Created),
+        timestamp(TimestampRole::Updated),
+    );
+    let walk = columns.iter().enumerate().map(|(i, (f, _))| {
+        let column = f.ident;
+        let index = syn::Index::from(i);
+        quote! {
+            out.push_sql(&sql[#i]);
+            out.push_bind_param::<<#table::#column as diesel::Expression>::SqlType, _>(&self.0.#index)?;
+        }
+    });
+    let last = columns.len();
+    quote! {
         impl diesel::query_builder::QueryFragment<#backend> for __Upsert<'_> {
             fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, #backend>) -> diesel::QueryResult<()> {
-                // Rendered once, from the table's description, like the rest of its DDL.
-                static SQL: ::std::sync::OnceLock<::std::vec::Vec<::std::string::String>> = ::std::sync::OnceLock::new();
-                let sql = SQL.get_or_init(|| {
-                    ::datastore::schema::ddl::upsert(
-                        &<#ident as ::datastore::Model>::TABLE,
-                        #created,
-                        #updated,
-                        <#backend as ::datastore::schema::ddl::HasDialect>::DIALECT,
-                    )
-                });
+                let dialect = ::datastore::schema::ddl::HasDialect::dialect(out.backend());
+                let sql = __UPSERT_SQL.get(&<#ident as ::datastore::Model>::TABLE, #created, #updated, dialect);
                 #(#walk)*
                 out.push_sql(&sql[#last]);
                 ::core::result::Result::Ok(())
             }
-        }
-
-        impl diesel::query_builder::Query for __Upsert<'_> {
-            type SqlType = #table::SqlType;
         }
 
         impl diesel::RunQueryDsl<#conn> for __Upsert<'_> {}
@@ -172,7 +175,7 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
     let now = (created.is_some() || updated.is_some())
         .then(|| quote!(let now = ::datastore::Timestamp::now();));
 
-    let upsert_statement = upsert(model, conn, backend);
+    let upsert_statement = upsert_for(model, conn, backend);
     let upsert = quote!(__Upsert::new(&self));
 
     // A foreign key that points nowhere: name the column and the missing parent.
@@ -220,7 +223,6 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
             #graph
 
             type Query = #table::BoxedQuery<'static, #backend>;
-            type Ids = #table::BoxedQuery<'static, #backend, ::datastore::sql_types::Uuid>;
 
             fn query() -> Self::Query {
                 diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(
@@ -239,13 +241,6 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
             ) -> ::datastore::Result<::std::vec::Vec<Self>> {
                 let query = diesel::QueryDsl::filter(<Self as ::datastore::Persist<#conn>>::query(), predicate);
                 ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
-            }
-
-            fn ids_where(predicate: ::datastore::Predicate<Self, #conn>) -> Self::Ids {
-                diesel::QueryDsl::into_boxed(diesel::QueryDsl::filter(
-                    diesel::QueryDsl::select(#table::table, #table::#key),
-                    predicate,
-                ))
             }
 
             fn save(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {

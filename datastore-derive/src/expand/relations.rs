@@ -59,10 +59,9 @@ fn last(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The child's side: `BelongsTo`, `ForeignKeysTo` and `ForeignKey` for each `belongs_to`,
+/// The child's side, once per model: `BelongsTo` and `ForeignKeysTo` for each `belongs_to`,
 /// and the typed `post()`, `with_post()` and `where_post()` of a field `post_id`.
-pub fn child_side(model: &Model, backend: &Backend) -> TokenStream {
-    let Backend { conn, backend } = backend;
+pub fn child_side(model: &Model) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
     let mut out = TokenStream::new();
@@ -93,12 +92,14 @@ pub fn child_side(model: &Model, backend: &Backend) -> TokenStream {
         );
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
         let where_doc = format!(
-            "A predicate on this model's table: the rows whose `{}` matches `predicate`, as a SQL subquery.",
+            "A condition on this model's table: the rows whose `{}` matches `predicate` (a condition \
+             on its table), as a SQL subquery. Works on every backend.",
             last(parent)
         );
         out.extend(quote! {
             impl ::datastore::relations::BelongsTo<#parent, #fk> for #ident {
                 const FIELD: &'static str = #field_name;
+                type Column = #table::#f;
 
                 fn parent_id(&self) -> ::core::option::Option<::datastore::Id> {
                     ::core::option::Option::Some(self.#f)
@@ -109,36 +110,14 @@ pub fn child_side(model: &Model, backend: &Backend) -> TokenStream {
                 }
             }
 
-            impl ::datastore::relations::ForeignKey<#parent, #fk, #conn> for #ident {
-                type ParentIds = #table::BoxedQuery<'static, #backend, ::datastore::sql_types::Uuid>;
-
-                fn parent_is(id: ::datastore::Id) -> ::datastore::Predicate<Self, #conn> {
-                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq(#table::#f, id))
-                }
-
-                fn parent_in(ids: &[::datastore::Id]) -> ::datastore::Predicate<Self, #conn> {
-                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#f, ids.to_vec()))
-                }
-
-                fn parent_where(predicate: ::datastore::Predicate<#parent, #conn>) -> ::datastore::Predicate<Self, #conn> {
-                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(
-                        #table::#f,
-                        <#parent as ::datastore::Persist<#conn>>::ids_where(predicate),
-                    ))
-                }
-
-                fn parent_ids_where(predicate: ::datastore::Predicate<Self, #conn>) -> Self::ParentIds {
-                    diesel::QueryDsl::into_boxed(diesel::QueryDsl::filter(
-                        diesel::QueryDsl::select(#table::table, #table::#f),
-                        predicate,
-                    ))
-                }
-            }
-
             impl #ident {
                 #[doc = #getter_doc]
-                pub fn #getter(&self, conn: &mut #conn) -> ::datastore::Result<#parent> {
-                    <#parent as ::datastore::Persist<#conn>>::find(conn, &self.#f)?.ok_or_else(|| {
+                pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::Result<#parent>
+                where
+                    __C: diesel::Connection,
+                    #parent: ::datastore::Persist<__C>,
+                {
+                    <#parent as ::datastore::Persist<__C>>::find(conn, &self.#f)?.ok_or_else(|| {
                         ::datastore::Error::NotFound {
                             table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
                             key: ::std::string::ToString::to_string(&self.#f),
@@ -153,12 +132,11 @@ pub fn child_side(model: &Model, backend: &Backend) -> TokenStream {
                 }
 
                 #[doc = #where_doc]
-                pub fn #where_<__M>(
-                    predicate: impl ::datastore::IntoPredicate<<#parent as ::datastore::Model>::Table, #backend, __M>,
-                ) -> ::datastore::Predicate<Self, #conn> {
-                    <Self as ::datastore::relations::ForeignKey<#parent, #fk, #conn>>::parent_where(
-                        predicate.into_predicate(),
-                    )
+                pub fn #where_<__P>(predicate: __P) -> ::datastore::relations::ParentWhere<Self, #parent, #fk, __P>
+                where
+                    #parent: ::datastore::relations::SelectKeys<__P>,
+                {
+                    ::datastore::relations::parent_where::<Self, #parent, #fk, __P>(predicate)
                 }
             }
         });
@@ -176,14 +154,46 @@ pub fn child_side(model: &Model, backend: &Backend) -> TokenStream {
     out
 }
 
-/// The parent's side: for each relation field, the lazy loader (`post.comments(conn)`), the
-/// eager loader (`Post::load_comments(conn, &mut posts)`), the SQL filter
-/// (`Post::having_comments(predicate)`), and for many-to-many `link_*`/`unlink_*`.
-pub fn parent_side(model: &Model, backend: &Backend) -> TokenStream {
-    let Backend { conn, backend } = backend;
+/// The child's foreign keys as SQL on one backend: `ForeignKey` for each `belongs_to`.
+pub fn foreign_keys(model: &Model, backend: &Backend) -> TokenStream {
+    let Backend { conn, .. } = backend;
+    let ident = model.ident;
+    let table = &model.table;
+    let impls = model.columns().filter_map(|(field, column)| {
+        let parent = column.belongs_to.as_ref()?;
+        let f = field.ident;
+        let field_name = field.column_name();
+        Some(quote! {
+            impl ::datastore::relations::ForeignKey<#parent, { ::datastore::relations::fk_key(#field_name) }, #conn> for #ident {
+                fn parent_is(id: ::datastore::Id) -> ::datastore::Predicate<Self, #conn> {
+                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq(#table::#f, id))
+                }
+
+                fn parent_is_and(
+                    id: ::datastore::Id,
+                    other: ::datastore::Predicate<Self, #conn>,
+                ) -> ::datastore::Predicate<Self, #conn> {
+                    ::std::boxed::Box::new(diesel::BoolExpressionMethods::and(
+                        diesel::ExpressionMethods::eq(#table::#f, id),
+                        other,
+                    ))
+                }
+
+                fn parent_in(ids: &[::datastore::Id]) -> ::datastore::Predicate<Self, #conn> {
+                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#f, ids.to_vec()))
+                }
+            }
+        })
+    });
+    quote!(#(#impls)*)
+}
+
+/// The parent's side, generic over the connection: for each relation field, the lazy loader
+/// (`post.comments(conn)`), the eager loader (`Post::load_comments(conn, &mut posts)`), the SQL
+/// filter (`Post::having_comments(predicate)`), and for many-to-many `link_*`/`unlink_*`.
+pub fn parent_side(model: &Model) -> TokenStream {
     let ident = model.ident;
     let this: Path = syn::parse_quote!(#ident);
-    let table = &model.table;
     let key = model.primary_key().ident;
     let mut out = TokenStream::new();
     for (field, relation) in model.relations() {
@@ -197,7 +207,8 @@ pub fn parent_side(model: &Model, backend: &Backend) -> TokenStream {
         );
         let lazy_doc = format!("The `{name}` of this row (loaded now, not cached in the field).");
         let having_doc = format!(
-            "A predicate on this model's table: the rows with `{name}` matching `predicate`, as a SQL subquery."
+            "A condition on this model's table: the rows with `{name}` matching `predicate` (a \
+             condition on their table), as a SQL subquery. Works on every backend."
         );
         match relation.kind {
             RelationKind::HasMany | RelationKind::HasOne => {
@@ -205,46 +216,53 @@ pub fn parent_side(model: &Model, backend: &Backend) -> TokenStream {
                 if relation.foreign_key.is_none() {
                     out.extend(assert_unambiguous(target, &this, field, relation.kind));
                 }
+                let args = quote!(Self, #target, { #fk }, __C);
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
                     (
                         quote!(::std::vec::Vec<#target>),
-                        quote!(::datastore::relations::load::children::<Self, #target, { #fk }, #conn>(conn, &self.#key)),
-                        quote!(::datastore::relations::load::eager_has_many::<Self, #target, { #fk }, #conn>),
+                        quote!(::datastore::relations::load::children::<#args>(conn, &self.#key)),
+                        quote!(::datastore::relations::load::eager_has_many::<#args>),
                     )
                 } else {
                     (
                         quote!(::core::option::Option<#target>),
                         quote!(::core::result::Result::Ok(
-                            ::datastore::relations::load::children::<Self, #target, { #fk }, #conn>(conn, &self.#key)?
+                            ::datastore::relations::load::children::<#args>(conn, &self.#key)?
                                 .into_iter()
                                 .next()
                         )),
-                        quote!(::datastore::relations::load::eager_has_one::<Self, #target, { #fk }, #conn>),
+                        quote!(::datastore::relations::load::eager_has_one::<#args>),
                     )
                 };
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
-                        pub fn #f(&self, conn: &mut #conn) -> ::datastore::Result<#lazy_type> {
+                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::Result<#lazy_type>
+                        where
+                            __C: diesel::Connection,
+                            #target: ::datastore::relations::ForeignKey<Self, { #fk }, __C>,
+                        {
                             #lazy_body
                         }
 
                         #[doc = #load_doc]
-                        pub fn #load<'a>(
-                            conn: &mut #conn,
+                        pub fn #load<'a, __C>(
+                            conn: &mut __C,
                             rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                        ) -> ::datastore::Result<()> {
+                        ) -> ::datastore::Result<()>
+                        where
+                            __C: diesel::Connection,
+                            #target: ::datastore::relations::ForeignKey<Self, { #fk }, __C>,
+                        {
                             #eager(conn, rows, |row| &mut row.#f)
                         }
 
                         #[doc = #having_doc]
-                        pub fn #having<__M>(
-                            predicate: impl ::datastore::IntoPredicate<<#target as ::datastore::Model>::Table, #backend, __M>,
-                        ) -> ::datastore::Predicate<Self, #conn> {
-                            let parents = <#target as ::datastore::relations::ForeignKey<Self, { #fk }, #conn>>::parent_ids_where(
-                                predicate.into_predicate(),
-                            );
-                            ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#key, parents))
+                        pub fn #having<__P>(predicate: __P) -> ::datastore::relations::Having<Self, #target, { #fk }, __P>
+                        where
+                            #target: ::datastore::relations::SelectForeignKeys<Self, { #fk }, __P>,
+                        {
+                            ::datastore::relations::having::<Self, #target, { #fk }, __P>(predicate)
                         }
                     }
                 });
@@ -263,41 +281,61 @@ pub fn parent_side(model: &Model, backend: &Backend) -> TokenStream {
                 let unlink_doc = format!(
                     "Unlinks this row and `other` in `{name}`: deletes their join rows; returns how many."
                 );
-                let args = quote!(Self, #through, #target, { #fk_this }, { #fk_target }, #conn);
+                let args = quote!(Self, #through, #target, { #fk_this }, { #fk_target }, __C);
+                let bounds = quote! {
+                    __C: diesel::Connection,
+                    #target: ::datastore::Persist<__C> + ::core::clone::Clone,
+                    #through: ::datastore::relations::ForeignKey<Self, { #fk_this }, __C>
+                        + ::datastore::relations::ForeignKey<#target, { #fk_target }, __C>,
+                };
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
-                        pub fn #f(&self, conn: &mut #conn) -> ::datastore::Result<::std::vec::Vec<#target>> {
+                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::Result<::std::vec::Vec<#target>>
+                        where
+                            #bounds
+                        {
                             ::datastore::relations::load::linked::<#args>(conn, &self.#key)
                         }
 
                         #[doc = #load_doc]
-                        pub fn #load<'a>(
-                            conn: &mut #conn,
+                        pub fn #load<'a, __C>(
+                            conn: &mut __C,
                             rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                        ) -> ::datastore::Result<()> {
+                        ) -> ::datastore::Result<()>
+                        where
+                            #bounds
+                        {
                             ::datastore::relations::load::eager_many_to_many::<#args>(conn, rows, |row| &mut row.#f)
                         }
 
                         #[doc = #link_doc]
-                        pub fn #link(&self, conn: &mut #conn, other: &#target) -> ::datastore::Result<#through> {
+                        pub fn #link<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::Result<#through>
+                        where
+                            #bounds
+                        {
                             ::datastore::relations::load::link::<#args>(conn, &self.#key, ::datastore::Model::id(other))
                         }
 
                         #[doc = #unlink_doc]
-                        pub fn #unlink(&self, conn: &mut #conn, other: &#target) -> ::datastore::Result<usize> {
+                        pub fn #unlink<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::Result<usize>
+                        where
+                            #bounds
+                        {
                             ::datastore::relations::load::unlink::<#args>(conn, &self.#key, ::datastore::Model::id(other))
                         }
 
                         #[doc = #having_doc]
-                        pub fn #having<__M>(
-                            predicate: impl ::datastore::IntoPredicate<<#target as ::datastore::Model>::Table, #backend, __M>,
-                        ) -> ::datastore::Predicate<Self, #conn> {
-                            let links = <#through as ::datastore::relations::ForeignKey<#target, { #fk_target }, #conn>>::parent_where(
-                                predicate.into_predicate(),
-                            );
-                            let parents = <#through as ::datastore::relations::ForeignKey<Self, { #fk_this }, #conn>>::parent_ids_where(links);
-                            ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#key, parents))
+                        pub fn #having<__P>(predicate: __P) -> ::datastore::relations::LinkedWhere<Self, #through, #target, { #fk_this }, { #fk_target }, __P>
+                        where
+                            #target: ::datastore::relations::SelectKeys<__P>,
+                            #through: ::datastore::relations::SelectForeignKeys<
+                                Self,
+                                { #fk_this },
+                                ::datastore::relations::ParentWhere<#through, #target, { #fk_target }, __P>,
+                            >,
+                        {
+                            ::datastore::relations::linked_where::<Self, #through, #target, { #fk_this }, { #fk_target }, __P>(predicate)
                         }
                     }
                 });

@@ -272,11 +272,12 @@ impl<'a> Field<'a> {
             "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
             _ => None,
         };
-        if belongs_to.is_set()
-            && !(is_named(&field.ty, "Id")
-                || option_of(&field.ty).is_some_and(|t| is_named(t, "Id")))
-        {
-            cx.error_spanned_by(&field.ty, "a `#[belongs_to(Parent)]` field holds the parent's key: its type must be `Id` or `Option<Id>`");
+        if belongs_to.is_set() && !is_named(&field.ty, "Id") {
+            cx.error_spanned_by(
+                &field.ty,
+                "a `#[belongs_to(Parent)]` field holds the parent's key: its type must be `Id` \
+                 (a child belongs to exactly one parent)",
+            );
         }
         Some(Self {
             ident,

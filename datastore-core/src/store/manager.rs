@@ -1,0 +1,44 @@
+//! The pool's connection manager: opens the backend the store's URL names, and nothing else.
+
+use diesel::connection::Connection;
+use diesel::r2d2::{Error, R2D2Connection};
+use diesel::{PgConnection, SqliteConnection};
+
+use crate::schema::ddl::Dialect;
+use crate::AnyConnection;
+
+/// The r2d2 connection manager of a [`Store`](crate::Store)'s pool: it opens connections to
+/// one database, of the backend its URL names. Unlike `AnyConnection::establish`, which tries
+/// each backend in turn, it never falls back to SQLite for a PostgreSQL URL (which would
+/// create a file named after the URL).
+#[derive(Debug)]
+pub struct BackendManager {
+    pub(crate) url: String,
+    pub(crate) dialect: Dialect,
+}
+
+impl BackendManager {
+    pub(crate) fn establish(&self) -> diesel::ConnectionResult<AnyConnection> {
+        match self.dialect {
+            Dialect::Sqlite => SqliteConnection::establish(&self.url).map(AnyConnection::Sqlite),
+            Dialect::Postgres => PgConnection::establish(&self.url).map(AnyConnection::Postgres),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for BackendManager {
+    type Connection = AnyConnection;
+    type Error = Error;
+
+    fn connect(&self) -> Result<AnyConnection, Error> {
+        self.establish().map_err(Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Error> {
+        conn.ping().map_err(Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
