@@ -3,264 +3,264 @@
 mod common;
 
 use common::models::{posts, Post, PostStatus, Profile, Settings, User};
-use common::{file_store, memory_store, post};
+use common::{file_store, post};
 use datastore::prelude::*;
 use datastore::Error;
 
-#[test]
-fn save_inserts_a_new_row_and_returns_it_as_stored() {
-    let store = memory_store();
-    let before = Timestamp::now();
-    let saved = store.save(post("My Post", 10)).unwrap();
-    assert_eq!(saved.title, "My Post");
-    assert!(saved.created_at >= before, "created_at is filled on insert");
-    assert_eq!(saved.created_at, saved.updated_at);
-    assert_eq!(store.find::<Post>(&saved.id).unwrap(), Some(saved));
+per_backend! {
+    fn save_inserts_a_new_row_and_returns_it_as_stored(store) {
+        let before = Timestamp::now();
+        let saved = store.save(post("My Post", 10)).unwrap();
+        assert_eq!(saved.title, "My Post");
+        assert!(saved.created_at >= before, "created_at is filled on insert");
+        assert_eq!(saved.created_at, saved.updated_at);
+        assert_eq!(store.find::<Post>(&saved.id).unwrap(), Some(saved));
+    }
 }
 
-#[test]
-fn save_updates_the_row_with_the_same_key_keeping_created_at() {
-    let store = memory_store();
-    let first = store.save(post("Draft", 1)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2));
-    let mut edited = first.clone();
-    edited.title = "Final".into();
-    edited.status = PostStatus::Inactive;
-    edited.created_at = Timestamp::now(); // ignored: created_at is kept on update
-    let updated = store.save(edited).unwrap();
-    assert_eq!(updated.id, first.id);
-    assert_eq!(updated.title, "Final");
-    assert_eq!(updated.status, PostStatus::Inactive);
-    assert_eq!(updated.created_at, first.created_at);
-    assert!(
-        updated.updated_at > first.updated_at,
-        "updated_at is refreshed"
-    );
-    assert_eq!(store.count::<Post>().unwrap(), 1);
+per_backend! {
+    fn save_updates_the_row_with_the_same_key_keeping_created_at(store) {
+        let first = store.save(post("Draft", 1)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut edited = first.clone();
+        edited.title = "Final".into();
+        edited.status = PostStatus::Inactive;
+        edited.created_at = Timestamp::now(); // ignored: created_at is kept on update
+        let updated = store.save(edited).unwrap();
+        assert_eq!(updated.id, first.id);
+        assert_eq!(updated.title, "Final");
+        assert_eq!(updated.status, PostStatus::Inactive);
+        assert_eq!(updated.created_at, first.created_at);
+        assert!(
+            updated.updated_at > first.updated_at,
+            "updated_at is refreshed"
+        );
+        assert_eq!(store.count::<Post>().unwrap(), 1);
+    }
 }
 
-#[test]
-fn saving_an_unchanged_row_writes_nothing() {
-    let store = memory_store();
-    let first = store.save(post("Same", 3)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2));
-    let again = store.save(first.clone()).unwrap();
-    assert_eq!(again, first, "not rewritten, updated_at untouched");
+per_backend! {
+    fn saving_an_unchanged_row_writes_nothing(store) {
+        let first = store.save(post("Same", 3)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let again = store.save(first.clone()).unwrap();
+        assert_eq!(again, first, "not rewritten, updated_at untouched");
+    }
 }
 
-#[test]
-fn find_and_get_report_missing_rows() {
-    let store = memory_store();
-    let missing = Id::new();
-    assert_eq!(store.find::<Post>(&missing).unwrap(), None);
-    match store.get::<Post>(&missing) {
-        Err(Error::NotFound { table, key }) => {
-            assert_eq!(table, "posts");
-            assert_eq!(key, missing.to_string());
+per_backend! {
+    fn find_and_get_report_missing_rows(store) {
+        let missing = Id::new();
+        assert_eq!(store.find::<Post>(&missing).unwrap(), None);
+        match store.get::<Post>(&missing) {
+            Err(Error::NotFound { table, key }) => {
+                assert_eq!(table, "posts");
+                assert_eq!(key, missing.to_string());
+            }
+            other => panic!("expected NotFound, got {other:?}"),
         }
-        other => panic!("expected NotFound, got {other:?}"),
     }
 }
 
-#[test]
-fn all_returns_every_row_in_key_order() {
-    let store = memory_store();
-    let a = store.save(post("a", 1)).unwrap();
-    let b = store.save(post("b", 2)).unwrap();
-    let c = store.save(post("c", 3)).unwrap();
-    let all: Vec<Post> = store.all().unwrap();
-    assert_eq!(
-        all,
-        vec![a, b, c],
-        "ids are time-ordered, so key order is creation order"
-    );
-}
-
-#[test]
-fn query_filters_orders_and_limits_in_sql() {
-    let store = memory_store();
-    for (title, rating) in [("low", 1), ("mid", 5), ("high", 9), ("top", 10)] {
-        store.save(post(title, rating)).unwrap();
+per_backend! {
+    fn all_returns_every_row_in_key_order(store) {
+        let a = store.save(post("a", 1)).unwrap();
+        let b = store.save(post("b", 2)).unwrap();
+        let c = store.save(post("c", 3)).unwrap();
+        let all: Vec<Post> = store.all().unwrap();
+        assert_eq!(
+            all,
+            vec![a, b, c],
+            "ids are time-ordered, so key order is creation order"
+        );
     }
-    let top: Vec<Post> = Post::query()
-        .filter(posts::rating.gt(4))
-        .order(posts::rating.desc())
-        .limit(2)
-        .load(&mut store.conn().unwrap())
-        .unwrap();
-    assert_eq!(
-        top.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
-        ["top", "high"]
-    );
-
-    let boxed = store
-        .query::<Post>(|q| {
-            q.filter(posts::rating.between(2, 9))
-                .order(posts::title.asc())
-        })
-        .unwrap();
-    assert_eq!(
-        boxed.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
-        ["high", "mid"]
-    );
 }
 
-#[test]
-fn delete_by_instance_and_by_id() {
-    let store = memory_store();
-    let a = store.save(post("a", 1)).unwrap();
-    let b = store.save(post("b", 2)).unwrap();
-    store.delete(&a).unwrap();
-    store.delete_by_id::<Post>(&b.id).unwrap();
-    assert_eq!(store.count::<Post>().unwrap(), 0);
-    assert!(
-        matches!(store.delete(&a), Err(Error::NotFound { .. })),
-        "deleting twice is an error"
-    );
-}
+per_backend! {
+    fn query_filters_orders_and_limits_in_sql(store) {
+        for (title, rating) in [("low", 1), ("mid", 5), ("high", 9), ("top", 10)] {
+            store.save(post(title, rating)).unwrap();
+        }
+        let top: Vec<Post> = Post::query()
+            .filter(posts::rating.gt(4))
+            .order(posts::rating.desc())
+            .limit(2)
+            .load(&mut store.conn().unwrap())
+            .unwrap();
+        assert_eq!(
+            top.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
+            ["top", "high"]
+        );
 
-#[test]
-fn delete_where_removes_only_matching_rows() {
-    let store = memory_store();
-    for rating in 1..=6 {
-        store.save(post("p", rating)).unwrap();
+        let boxed = store
+            .query::<Post>(|q| {
+                q.filter(posts::rating.between(2, 9))
+                    .order(posts::title.asc())
+            })
+            .unwrap();
+        assert_eq!(
+            boxed.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
+            ["high", "mid"]
+        );
     }
-    assert_eq!(
-        store.delete_where::<Post, _>(posts::rating.le(4)).unwrap(),
-        4
-    );
-    let left: Vec<i32> = store
-        .all::<Post>()
-        .unwrap()
-        .iter()
-        .map(|p| p.rating)
-        .collect();
-    assert_eq!(left, [5, 6]);
 }
 
-#[test]
-fn every_field_type_round_trips() {
-    let store = memory_store();
-    let user = store
-        .save(User {
-            username: "nadia".into(),
-            ..User::default()
-        })
-        .unwrap();
-    let profile = Profile {
-        user_id: user.id,
-        bio: Some("writes about Rust".into()),
-        avatar: Some(vec![0, 1, 2, 254, 255]),
-        settings: Json(Settings {
-            theme: "dark".into(),
-            notifications: true,
-        }),
-        extra: serde_json::json!({ "links": ["a", "b"], "n": 1.5, "nested": { "ok": null } }),
-        verified: true,
-        karma: i64::MAX,
-        score: -1.25e300,
-        level: i16::MIN,
-        ratio: 0.5,
-        ..Profile::default()
-    };
-    let saved = store.save(profile.clone()).unwrap();
-    assert_eq!(saved, profile);
-    assert_eq!(store.get::<Profile>(&profile.id).unwrap(), profile);
+per_backend! {
+    fn delete_by_instance_and_by_id(store) {
+        let a = store.save(post("a", 1)).unwrap();
+        let b = store.save(post("b", 2)).unwrap();
+        store.delete(&a).unwrap();
+        store.delete_by_id::<Post>(&b.id).unwrap();
+        assert_eq!(store.count::<Post>().unwrap(), 0);
+        assert!(
+            matches!(store.delete(&a), Err(Error::NotFound { .. })),
+            "deleting twice is an error"
+        );
+    }
+}
 
-    let empty = Profile {
-        id: Id::new(),
-        user_id: store
+per_backend! {
+    fn delete_where_removes_only_matching_rows(store) {
+        for rating in 1..=6 {
+            store.save(post("p", rating)).unwrap();
+        }
+        assert_eq!(
+            store.delete_where::<Post, _>(posts::rating.le(4)).unwrap(),
+            4
+        );
+        let left: Vec<i32> = store
+            .all::<Post>()
+            .unwrap()
+            .iter()
+            .map(|p| p.rating)
+            .collect();
+        assert_eq!(left, [5, 6]);
+    }
+}
+
+per_backend! {
+    fn every_field_type_round_trips(store) {
+        let user = store
             .save(User {
-                username: "x".into(),
+                username: "nadia".into(),
                 ..User::default()
             })
-            .unwrap()
-            .id,
-        ..Profile::default()
-    };
-    assert_eq!(
-        store.save(empty.clone()).unwrap(),
-        empty,
-        "None, empty and zero values too"
-    );
-}
-
-#[test]
-fn hostile_strings_round_trip_verbatim() {
-    let store = memory_store();
-    for text in [
-        "it's \"quoted\"",
-        "'; DROP TABLE posts; --",
-        "/* comment */ OR 1=1",
-        "ünïcödé — 日本語 — עברית",
-        "emoji 🦀🔥👩‍👩‍👧",
-        "\u{10FFFF}\u{1F600}\t\r\n",
-        "",
-    ] {
-        let saved = store.save(post(text, 1)).unwrap();
-        assert_eq!(store.get::<Post>(&saved.id).unwrap().title, text);
-        let found: Vec<Post> = store
-            .query::<Post>(|q| q.filter(posts::title.eq(text)))
             .unwrap();
-        assert_eq!(found.len(), 1, "{text:?} matches itself exactly");
-    }
-    assert_eq!(
-        store.count::<Post>().unwrap(),
-        7,
-        "the posts table survived"
-    );
-}
+        let profile = Profile {
+            user_id: user.id,
+            bio: Some("writes about Rust".into()),
+            avatar: Some(vec![0, 1, 2, 254, 255]),
+            settings: Json(Settings {
+                theme: "dark".into(),
+                notifications: true,
+            }),
+            extra: serde_json::json!({ "links": ["a", "b"], "n": 1.5, "nested": { "ok": null } }),
+            verified: true,
+            karma: i64::MAX,
+            score: -1.25e300,
+            level: i16::MIN,
+            ratio: 0.5,
+            ..Profile::default()
+        };
+        let saved = store.save(profile.clone()).unwrap();
+        assert_eq!(saved, profile);
+        assert_eq!(store.get::<Profile>(&profile.id).unwrap(), profile);
 
-#[test]
-fn a_failed_transaction_leaves_nothing_written() {
-    let store = memory_store();
-    let result: datastore::Result<()> = store.transaction(|tx| {
-        tx.save(post("one", 1))?;
-        tx.save(post("two", 2))?;
-        tx.get::<Post>(&Id::new())?; // fails
-        Ok(())
-    });
-    assert!(matches!(result, Err(Error::NotFound { .. })));
-    assert_eq!(store.count::<Post>().unwrap(), 0);
-
-    let saved = store
-        .transaction(|tx| {
-            let user = tx.save(User {
-                username: "ann".into(),
-                ..User::default()
-            })?;
-            tx.save(post("three", 3))?;
-            Ok(user)
-        })
-        .unwrap();
-    assert_eq!(store.count::<Post>().unwrap(), 1);
-    assert_eq!(store.get::<User>(&saved.id).unwrap().username, "ann");
-}
-
-#[test]
-fn a_nested_transaction_rolls_back_alone() {
-    let store = memory_store();
-    store
-        .transaction(|tx| {
-            tx.save(post("outer", 1))?;
-            let inner: datastore::Result<()> = diesel::Connection::transaction(tx, |tx| {
-                tx.save(post("inner", 2))?;
-                Err(Error::NotFound {
-                    table: "x".into(),
-                    key: "y".into(),
+        let empty = Profile {
+            id: Id::new(),
+            user_id: store
+                .save(User {
+                    username: "x".into(),
+                    ..User::default()
                 })
-            });
-            assert!(inner.is_err());
+                .unwrap()
+                .id,
+            ..Profile::default()
+        };
+        assert_eq!(
+            store.save(empty.clone()).unwrap(),
+            empty,
+            "None, empty and zero values too"
+        );
+    }
+}
+
+per_backend! {
+    fn hostile_strings_round_trip_verbatim(store) {
+        for text in [
+            "it's \"quoted\"",
+            "'; DROP TABLE posts; --",
+            "/* comment */ OR 1=1",
+            "ünïcödé — 日本語 — עברית",
+            "emoji 🦀🔥👩‍👩‍👧",
+            "\u{10FFFF}\u{1F600}\t\r\n",
+            "",
+        ] {
+            let saved = store.save(post(text, 1)).unwrap();
+            assert_eq!(store.get::<Post>(&saved.id).unwrap().title, text);
+            let found: Vec<Post> = store
+                .query::<Post>(|q| q.filter(posts::title.eq(text)))
+                .unwrap();
+            assert_eq!(found.len(), 1, "{text:?} matches itself exactly");
+        }
+        assert_eq!(
+            store.count::<Post>().unwrap(),
+            7,
+            "the posts table survived"
+        );
+    }
+}
+
+per_backend! {
+    fn a_failed_transaction_leaves_nothing_written(store) {
+        let result: datastore::Result<()> = store.transaction(|tx| {
+            tx.save(post("one", 1))?;
+            tx.save(post("two", 2))?;
+            tx.get::<Post>(&Id::new())?; // fails
             Ok(())
-        })
-        .unwrap();
-    let titles: Vec<String> = store
-        .all::<Post>()
-        .unwrap()
-        .into_iter()
-        .map(|p| p.title)
-        .collect();
-    assert_eq!(titles, ["outer"]);
+        });
+        assert!(matches!(result, Err(Error::NotFound { .. })));
+        assert_eq!(store.count::<Post>().unwrap(), 0);
+
+        let saved = store
+            .transaction(|tx| {
+                let user = tx.save(User {
+                    username: "ann".into(),
+                    ..User::default()
+                })?;
+                tx.save(post("three", 3))?;
+                Ok(user)
+            })
+            .unwrap();
+        assert_eq!(store.count::<Post>().unwrap(), 1);
+        assert_eq!(store.get::<User>(&saved.id).unwrap().username, "ann");
+    }
+}
+
+per_backend! {
+    fn a_nested_transaction_rolls_back_alone(store) {
+        store
+            .transaction(|tx| {
+                tx.save(post("outer", 1))?;
+                let inner: datastore::Result<()> = diesel::Connection::transaction(tx, |tx| {
+                    tx.save(post("inner", 2))?;
+                    Err(Error::NotFound {
+                        table: "x".into(),
+                        key: "y".into(),
+                    })
+                });
+                assert!(inner.is_err());
+                Ok(())
+            })
+            .unwrap();
+        let titles: Vec<String> = store
+            .all::<Post>()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.title)
+            .collect();
+        assert_eq!(titles, ["outer"]);
+    }
 }
 
 #[test]
@@ -291,32 +291,32 @@ fn a_file_store_keeps_its_rows_across_reopening() {
     assert_eq!(reopened.get::<Post>(&saved.id).unwrap(), saved);
 }
 
-#[test]
-fn delete_where_takes_a_nullable_condition_with_null_as_false() {
-    let store = memory_store();
-    store
-        .save(Post {
-            body: Some("spam spam".into()),
-            ..post("a", 1)
-        })
-        .unwrap();
-    store
-        .save(Post {
-            body: None,
-            ..post("b", 1)
-        })
-        .unwrap();
-    store
-        .save(Post {
-            body: Some("fine".into()),
-            ..post("c", 1)
-        })
-        .unwrap();
-    assert_eq!(
+per_backend! {
+    fn delete_where_takes_a_nullable_condition_with_null_as_false(store) {
         store
-            .delete_where::<Post, _>(posts::body.like("%spam%"))
-            .unwrap(),
-        1
-    );
-    assert_eq!(store.count::<Post>().unwrap(), 2);
+            .save(Post {
+                body: Some("spam spam".into()),
+                ..post("a", 1)
+            })
+            .unwrap();
+        store
+            .save(Post {
+                body: None,
+                ..post("b", 1)
+            })
+            .unwrap();
+        store
+            .save(Post {
+                body: Some("fine".into()),
+                ..post("c", 1)
+            })
+            .unwrap();
+        assert_eq!(
+            store
+                .delete_where::<Post, _>(posts::body.like("%spam%"))
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.count::<Post>().unwrap(), 2);
+    }
 }

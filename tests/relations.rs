@@ -90,122 +90,122 @@ fn the_migrations_give_cascading_children_and_restricting_join_rows() {
     );
 }
 
-#[test]
-fn a_child_is_saved_for_its_parent_and_reads_it_back() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let post = conn.save(post("My Post with comments", 10)).unwrap();
-    let saved = conn
-        .save(comment(&post, "Loving Amplify DataStore!"))
-        .unwrap();
-    assert_eq!(saved.post_id, post.id);
-    assert_eq!(saved.post(&mut conn).unwrap(), post);
-    let by_id = conn
-        .save(Comment {
+per_backend! {
+    fn a_child_is_saved_for_its_parent_and_reads_it_back(store) {
+        let mut conn = store.conn().unwrap();
+        let post = conn.save(post("My Post with comments", 10)).unwrap();
+        let saved = conn
+            .save(comment(&post, "Loving Amplify DataStore!"))
+            .unwrap();
+        assert_eq!(saved.post_id, post.id);
+        assert_eq!(saved.post(&mut conn).unwrap(), post);
+        let by_id = conn
+            .save(Comment {
+                post_id: post.id,
+                ..Comment::default()
+            })
+            .unwrap();
+        assert_eq!(post.comments(&mut conn).unwrap(), vec![saved, by_id]);
+    }
+}
+
+per_backend! {
+    fn a_child_of_a_missing_parent_is_refused_naming_the_column(store) {
+        let ghost = post("never saved", 1);
+        let err = store.save(comment(&ghost, "orphan")).unwrap_err();
+        let violation = err.constraint().expect("a constraint violation");
+        assert_eq!(violation.kind, ConstraintKind::ForeignKey);
+        assert_eq!(
+            (violation.table.as_deref(), violation.column.as_deref()),
+            (Some("comments"), Some("post_id"))
+        );
+        assert!(violation.message.contains("which does not exist"), "{err}");
+        assert_eq!(store.count::<Comment>().unwrap(), 0);
+    }
+}
+
+per_backend! {
+    fn linking_and_unlinking_through_the_join_model(store) {
+        let mut conn = store.conn().unwrap();
+        let post = conn.save(post("My first post", 1)).unwrap();
+        let nadia = conn.save(user("Nadia")).unwrap();
+        let omar = conn.save(user("Omar")).unwrap();
+
+        let link = post.link_editors(&mut conn, &nadia).unwrap();
+        assert_eq!((link.post_id, link.editor_id), (post.id, nadia.id));
+        // Saving the join model directly is the same thing.
+        conn.save(PostEditor {
             post_id: post.id,
-            ..Comment::default()
+            editor_id: omar.id,
+            ..PostEditor::default()
         })
         .unwrap();
-    assert_eq!(post.comments(&mut conn).unwrap(), vec![saved, by_id]);
+
+        assert_eq!(
+            post.editors(&mut conn).unwrap(),
+            vec![nadia.clone(), omar.clone()]
+        );
+        assert_eq!(nadia.posts(&mut conn).unwrap(), vec![post.clone()]);
+
+        assert_eq!(post.unlink_editors(&mut conn, &nadia).unwrap(), 1);
+        assert_eq!(post.editors(&mut conn).unwrap(), vec![omar]);
+        assert_eq!(nadia.posts(&mut conn).unwrap(), vec![]);
+        assert_eq!(
+            conn.count::<User>().unwrap(),
+            2,
+            "unlinking never deletes the linked rows"
+        );
+    }
 }
 
-#[test]
-fn a_child_of_a_missing_parent_is_refused_naming_the_column() {
-    let store = memory_store();
-    let ghost = post("never saved", 1);
-    let err = store.save(comment(&ghost, "orphan")).unwrap_err();
-    let violation = err.constraint().expect("a constraint violation");
-    assert_eq!(violation.kind, ConstraintKind::ForeignKey);
-    assert_eq!(
-        (violation.table.as_deref(), violation.column.as_deref()),
-        (Some("comments"), Some("post_id"))
-    );
-    assert!(violation.message.contains("which does not exist"), "{err}");
-    assert_eq!(store.count::<Comment>().unwrap(), 0);
-}
+per_backend! {
+    fn has_one_is_loaded_as_some_or_none(store) {
+        let mut conn = store.conn().unwrap();
+        let with = conn.save(user("with")).unwrap();
+        let without = conn.save(user("without")).unwrap();
+        let profile = conn
+            .save(Profile {
+                user_id: with.id,
+                bio: Some("hi".into()),
+                ..Profile::default()
+            })
+            .unwrap();
+        assert_eq!(with.profile(&mut conn).unwrap(), Some(profile.clone()));
+        assert_eq!(without.profile(&mut conn).unwrap(), None);
 
-#[test]
-fn linking_and_unlinking_through_the_join_model() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let post = conn.save(post("My first post", 1)).unwrap();
-    let nadia = conn.save(user("Nadia")).unwrap();
-    let omar = conn.save(user("Omar")).unwrap();
+        let mut users = vec![with, without];
+        User::load_profile(&mut conn, &mut users).unwrap();
+        assert_eq!(users[0].profile.get(), Some(Some(&profile)));
+        assert_eq!(
+            users[1].profile.get(),
+            Some(None),
+            "loaded, and there is none"
+        );
 
-    let link = post.link_editors(&mut conn, &nadia).unwrap();
-    assert_eq!((link.post_id, link.editor_id), (post.id, nadia.id));
-    // Saving the join model directly is the same thing.
-    conn.save(PostEditor {
-        post_id: post.id,
-        editor_id: omar.id,
-        ..PostEditor::default()
-    })
-    .unwrap();
-
-    assert_eq!(
-        post.editors(&mut conn).unwrap(),
-        vec![nadia.clone(), omar.clone()]
-    );
-    assert_eq!(nadia.posts(&mut conn).unwrap(), vec![post.clone()]);
-
-    assert_eq!(post.unlink_editors(&mut conn, &nadia).unwrap(), 1);
-    assert_eq!(post.editors(&mut conn).unwrap(), vec![omar]);
-    assert_eq!(nadia.posts(&mut conn).unwrap(), vec![]);
-    assert_eq!(
-        conn.count::<User>().unwrap(),
-        2,
-        "unlinking never deletes the linked rows"
-    );
-}
-
-#[test]
-fn has_one_is_loaded_as_some_or_none() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let with = conn.save(user("with")).unwrap();
-    let without = conn.save(user("without")).unwrap();
-    let profile = conn
-        .save(Profile {
-            user_id: with.id,
-            bio: Some("hi".into()),
+        let second = Profile {
+            user_id: users[0].id,
             ..Profile::default()
-        })
-        .unwrap();
-    assert_eq!(with.profile(&mut conn).unwrap(), Some(profile.clone()));
-    assert_eq!(without.profile(&mut conn).unwrap(), None);
-
-    let mut users = vec![with, without];
-    User::load_profile(&mut conn, &mut users).unwrap();
-    assert_eq!(users[0].profile.get(), Some(Some(&profile)));
-    assert_eq!(
-        users[1].profile.get(),
-        Some(None),
-        "loaded, and there is none"
-    );
-
-    let second = Profile {
-        user_id: users[0].id,
-        ..Profile::default()
-    };
-    let err = conn.save(second).unwrap_err();
-    assert_eq!(
-        err.constraint().map(|c| c.kind),
-        Some(ConstraintKind::Unique),
-        "one profile per user"
-    );
+        };
+        let err = conn.save(second).unwrap_err();
+        assert_eq!(
+            err.constraint().map(|c| c.kind),
+            Some(ConstraintKind::Unique),
+            "one profile per user"
+        );
+    }
 }
 
-#[test]
-fn a_relation_not_loaded_is_never_an_empty_list() {
-    let store = memory_store();
-    let post = store.save(post("p", 1)).unwrap();
-    let read = store.get::<Post>(&post.id).unwrap();
-    assert_eq!(read.comments.get(), None);
-    assert!(!read.editors.is_loaded());
+per_backend! {
+    fn a_relation_not_loaded_is_never_an_empty_list(store) {
+        let post = store.save(post("p", 1)).unwrap();
+        let read = store.get::<Post>(&post.id).unwrap();
+        assert_eq!(read.comments.get(), None);
+        assert!(!read.editors.is_loaded());
 
-    let mut posts = vec![read];
-    Post::load_comments(&mut store.conn().unwrap(), &mut posts).unwrap();
-    assert_eq!(posts[0].comments.get(), Some(&[][..]), "loaded and empty");
+        let mut posts = vec![read];
+        Post::load_comments(&mut store.conn().unwrap(), &mut posts).unwrap();
+        assert_eq!(posts[0].comments.get(), Some(&[][..]), "loaded and empty");
+    }
 }
 
 /// Counts the statements Diesel runs on a connection (its instrumentation hooks).
@@ -275,126 +275,126 @@ fn eager_loading_costs_the_same_statements_for_1_10_and_1000_parents() {
     assert_eq!(counts, [4, 4, 4]);
 }
 
-#[test]
-fn nested_eager_loading_is_one_statement_set_per_level() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    blog_with(&mut conn, 30);
-    let statements = count_statements(&mut conn);
-    let mut users: Vec<User> = conn.all().unwrap();
-    User::load_posts(&mut conn, &mut users).unwrap();
-    Post::load_comments(
-        &mut conn,
-        users
-            .iter_mut()
-            .flat_map(|u| u.posts.get_mut().unwrap().iter_mut()),
-    )
-    .unwrap();
-    assert_eq!(
-        statements.load(Ordering::SeqCst),
-        1 + 2 + 1,
-        "users; join rows and posts; comments"
-    );
-    let total_posts: usize = users.iter().map(|u| u.posts.get().unwrap().len()).sum();
-    assert_eq!(total_posts, 30);
-    let total_comments: usize = users
-        .iter()
-        .flat_map(|u| u.posts.get().unwrap())
-        .map(|p| p.comments.get().expect("nested level loaded").len())
-        .sum();
-    assert_eq!(total_comments, 24 * 2);
-}
-
-#[test]
-fn eager_loading_chunks_parents_under_the_bind_limit() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let parent = conn.save(post("the only one with comments", 1)).unwrap();
-    conn.save(comment(&parent, "c")).unwrap();
-    // More parents than one IN list holds; most are not stored, which is fine for a lookup.
-    let mut posts: Vec<Post> = (0..datastore::relations::CHUNK + 5)
-        .map(|i| post(&i.to_string(), 0))
-        .collect();
-    posts.push(parent);
-    let statements = count_statements(&mut conn);
-    Post::load_comments(&mut conn, &mut posts).unwrap();
-    assert_eq!(statements.load(Ordering::SeqCst), 2, "two chunks");
-    assert_eq!(posts.last().unwrap().comments.get().unwrap().len(), 1);
-    assert!(posts[0].comments.get().unwrap().is_empty());
-}
-
-#[test]
-fn filters_by_related_fields_run_in_sql() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let rusty = conn.save(post("rusty", 2)).unwrap();
-    let popular = conn.save(post("popular", 9)).unwrap();
-    conn.save(comment(&rusty, "I love Rust")).unwrap();
-    conn.save(comment(&popular, "nice")).unwrap();
-    let nadia = conn.save(user("Nadia")).unwrap();
-    let omar = conn.save(user("Omar")).unwrap();
-    rusty.link_editors(&mut conn, &nadia).unwrap();
-    popular.link_editors(&mut conn, &omar).unwrap();
-
-    let statements = count_statements(&mut conn);
-    let with_word: Vec<Post> = conn
-        .query::<Post>(|q| q.filter(Post::having_comments(comments::content.like("%Rust%"))))
+per_backend! {
+    fn nested_eager_loading_is_one_statement_set_per_level(store) {
+        let mut conn = store.conn().unwrap();
+        blog_with(&mut conn, 30);
+        let statements = count_statements(&mut conn);
+        let mut users: Vec<User> = conn.all().unwrap();
+        User::load_posts(&mut conn, &mut users).unwrap();
+        Post::load_comments(
+            &mut conn,
+            users
+                .iter_mut()
+                .flat_map(|u| u.posts.get_mut().unwrap().iter_mut()),
+        )
         .unwrap();
-    assert_eq!(with_word, vec![rusty.clone()]);
-
-    let on_rated: Vec<Comment> = conn
-        .query::<Comment>(|q| q.filter(Comment::where_post(posts::rating.gt(4))))
-        .unwrap();
-    assert_eq!(
-        on_rated
+        assert_eq!(
+            statements.load(Ordering::SeqCst),
+            1 + 2 + 1,
+            "users; join rows and posts; comments"
+        );
+        let total_posts: usize = users.iter().map(|u| u.posts.get().unwrap().len()).sum();
+        assert_eq!(total_posts, 30);
+        let total_comments: usize = users
             .iter()
-            .map(|c| c.content.as_deref())
-            .collect::<Vec<_>>(),
-        [Some("nice")]
-    );
-
-    let editors_of_rusty: Vec<User> = conn
-        .query::<User>(|q| q.filter(User::having_posts(posts::id.eq(rusty.id))))
-        .unwrap();
-    assert_eq!(editors_of_rusty, vec![nadia]);
-    assert_eq!(
-        statements.load(Ordering::SeqCst),
-        3,
-        "one statement per filter: no loading into memory"
-    );
+            .flat_map(|u| u.posts.get().unwrap())
+            .map(|p| p.comments.get().expect("nested level loaded").len())
+            .sum();
+        assert_eq!(total_comments, 24 * 2);
+    }
 }
 
-#[test]
-fn deleting_a_parent_deletes_its_children_but_never_the_parent_of_a_child() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let doomed = conn.save(post("doomed", 1)).unwrap();
-    let kept = conn.save(post("kept", 1)).unwrap();
-    conn.save(comment(&doomed, "a")).unwrap();
-    conn.save(comment(&doomed, "b")).unwrap();
-    let survivor = conn.save(comment(&kept, "c")).unwrap();
+per_backend! {
+    fn eager_loading_chunks_parents_under_the_bind_limit(store) {
+        let mut conn = store.conn().unwrap();
+        let parent = conn.save(post("the only one with comments", 1)).unwrap();
+        conn.save(comment(&parent, "c")).unwrap();
+        // More parents than one IN list holds; most are not stored, which is fine for a lookup.
+        let mut posts: Vec<Post> = (0..datastore::relations::CHUNK + 5)
+            .map(|i| post(&i.to_string(), 0))
+            .collect();
+        posts.push(parent);
+        let statements = count_statements(&mut conn);
+        Post::load_comments(&mut conn, &mut posts).unwrap();
+        assert_eq!(statements.load(Ordering::SeqCst), 2, "two chunks");
+        assert_eq!(posts.last().unwrap().comments.get().unwrap().len(), 1);
+        assert!(posts[0].comments.get().unwrap().is_empty());
+    }
+}
 
-    conn.delete(&survivor).unwrap();
-    assert!(
-        conn.find::<Post>(&kept.id).unwrap().is_some(),
-        "deleting a comment keeps its post"
-    );
+per_backend! {
+    fn filters_by_related_fields_run_in_sql(store) {
+        let mut conn = store.conn().unwrap();
+        let rusty = conn.save(post("rusty", 2)).unwrap();
+        let popular = conn.save(post("popular", 9)).unwrap();
+        conn.save(comment(&rusty, "I love Rust")).unwrap();
+        conn.save(comment(&popular, "nice")).unwrap();
+        let nadia = conn.save(user("Nadia")).unwrap();
+        let omar = conn.save(user("Omar")).unwrap();
+        rusty.link_editors(&mut conn, &nadia).unwrap();
+        popular.link_editors(&mut conn, &omar).unwrap();
 
-    conn.delete(&doomed).unwrap();
-    assert_eq!(conn.count::<Comment>().unwrap(), 0, "the database cascaded");
+        let statements = count_statements(&mut conn);
+        let with_word: Vec<Post> = conn
+            .query::<Post>(|q| q.filter(Post::having_comments(comments::content.like("%Rust%"))))
+            .unwrap();
+        assert_eq!(with_word, vec![rusty.clone()]);
 
-    let user = conn.save(user("u")).unwrap();
-    conn.save(Profile {
-        user_id: user.id,
-        ..Profile::default()
-    })
-    .unwrap();
-    conn.delete(&user).unwrap();
-    assert_eq!(
-        conn.count::<Profile>().unwrap(),
-        0,
-        "has_one children cascade too"
-    );
+        let on_rated: Vec<Comment> = conn
+            .query::<Comment>(|q| q.filter(Comment::where_post(posts::rating.gt(4))))
+            .unwrap();
+        assert_eq!(
+            on_rated
+                .iter()
+                .map(|c| c.content.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("nice")]
+        );
+
+        let editors_of_rusty: Vec<User> = conn
+            .query::<User>(|q| q.filter(User::having_posts(posts::id.eq(rusty.id))))
+            .unwrap();
+        assert_eq!(editors_of_rusty, vec![nadia]);
+        assert_eq!(
+            statements.load(Ordering::SeqCst),
+            3,
+            "one statement per filter: no loading into memory"
+        );
+    }
+}
+
+per_backend! {
+    fn deleting_a_parent_deletes_its_children_but_never_the_parent_of_a_child(store) {
+        let mut conn = store.conn().unwrap();
+        let doomed = conn.save(post("doomed", 1)).unwrap();
+        let kept = conn.save(post("kept", 1)).unwrap();
+        conn.save(comment(&doomed, "a")).unwrap();
+        conn.save(comment(&doomed, "b")).unwrap();
+        let survivor = conn.save(comment(&kept, "c")).unwrap();
+
+        conn.delete(&survivor).unwrap();
+        assert!(
+            conn.find::<Post>(&kept.id).unwrap().is_some(),
+            "deleting a comment keeps its post"
+        );
+
+        conn.delete(&doomed).unwrap();
+        assert_eq!(conn.count::<Comment>().unwrap(), 0, "the database cascaded");
+
+        let user = conn.save(user("u")).unwrap();
+        conn.save(Profile {
+            user_id: user.id,
+            ..Profile::default()
+        })
+        .unwrap();
+        conn.delete(&user).unwrap();
+        assert_eq!(
+            conn.count::<Profile>().unwrap(),
+            0,
+            "has_one children cascade too"
+        );
+    }
 }
 
 mod three_levels {
@@ -466,125 +466,125 @@ fn a_cascade_reaches_grandchildren() {
         .all(|c| c.book(&mut conn).unwrap().author_id == other.id));
 }
 
-#[test]
-fn a_post_still_linked_to_editors_cannot_be_deleted_until_unlinked() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let post = conn.save(post("linked", 5)).unwrap();
-    conn.save(comment(&post, "stays")).unwrap();
-    let nadia = conn.save(user("Nadia")).unwrap();
-    let omar = conn.save(user("Omar")).unwrap();
-    post.link_editors(&mut conn, &nadia).unwrap();
-    post.link_editors(&mut conn, &omar).unwrap();
+per_backend! {
+    fn a_post_still_linked_to_editors_cannot_be_deleted_until_unlinked(store) {
+        let mut conn = store.conn().unwrap();
+        let post = conn.save(post("linked", 5)).unwrap();
+        conn.save(comment(&post, "stays")).unwrap();
+        let nadia = conn.save(user("Nadia")).unwrap();
+        let omar = conn.save(user("Omar")).unwrap();
+        post.link_editors(&mut conn, &nadia).unwrap();
+        post.link_editors(&mut conn, &omar).unwrap();
 
-    let err = conn.delete(&post).unwrap_err();
-    match &err {
-        Error::DeleteRestricted {
-            table,
-            join_table,
-            count,
-            ..
-        } => {
-            assert_eq!(
-                (table.as_str(), join_table.as_str(), *count),
-                ("posts", "post_editors", 2)
-            );
+        let err = conn.delete(&post).unwrap_err();
+        match &err {
+            Error::DeleteRestricted {
+                table,
+                join_table,
+                count,
+                ..
+            } => {
+                assert_eq!(
+                    (table.as_str(), join_table.as_str(), *count),
+                    ("posts", "post_editors", 2)
+                );
+            }
+            other => panic!("expected DeleteRestricted, got {other:?}"),
         }
-        other => panic!("expected DeleteRestricted, got {other:?}"),
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot delete posts '{}': 2 rows in post_editors still link to it; unlink them first",
+                post.id
+            )
+        );
+        assert!(conn.find::<Post>(&post.id).unwrap().is_some());
+        assert_eq!(conn.count::<Comment>().unwrap(), 1);
+        assert_eq!(conn.count::<PostEditor>().unwrap(), 2);
+
+        post.unlink_editors(&mut conn, &nadia).unwrap();
+        post.unlink_editors(&mut conn, &omar).unwrap();
+        conn.delete(&post).unwrap();
+        assert_eq!(
+            (
+                conn.count::<Post>().unwrap(),
+                conn.count::<Comment>().unwrap()
+            ),
+            (0, 0)
+        );
+        assert_eq!(conn.count::<User>().unwrap(), 2, "the editors remain");
     }
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "cannot delete posts '{}': 2 rows in post_editors still link to it; unlink them first",
-            post.id
-        )
-    );
-    assert!(conn.find::<Post>(&post.id).unwrap().is_some());
-    assert_eq!(conn.count::<Comment>().unwrap(), 1);
-    assert_eq!(conn.count::<PostEditor>().unwrap(), 2);
-
-    post.unlink_editors(&mut conn, &nadia).unwrap();
-    post.unlink_editors(&mut conn, &omar).unwrap();
-    conn.delete(&post).unwrap();
-    assert_eq!(
-        (
-            conn.count::<Post>().unwrap(),
-            conn.count::<Comment>().unwrap()
-        ),
-        (0, 0)
-    );
-    assert_eq!(conn.count::<User>().unwrap(), 2, "the editors remain");
 }
 
-#[test]
-fn a_post_with_its_comments_and_editors_is_saved_as_one_graph() {
-    let store = memory_store();
-    let nadia = store.save(user("Nadia")).unwrap();
-    let mut draft = post("graph", 3);
-    draft.comments = HasMany::loaded(vec![
-        Comment {
-            content: Some("one".into()),
+per_backend! {
+    fn a_post_with_its_comments_and_editors_is_saved_as_one_graph(store) {
+        let nadia = store.save(user("Nadia")).unwrap();
+        let mut draft = post("graph", 3);
+        draft.comments = HasMany::loaded(vec![
+            Comment {
+                content: Some("one".into()),
+                ..Comment::default()
+            },
+            Comment {
+                content: Some("two".into()),
+                ..Comment::default()
+            },
+        ]);
+        draft.editors = ManyToMany::loaded(vec![nadia.clone(), user("Omar")]);
+        let saved = store.save_graph(draft).unwrap();
+
+        let comments = saved.comments.get().unwrap();
+        assert!(comments.iter().all(|c| c.post_id == saved.id));
+        let mut conn = store.conn().unwrap();
+        assert_eq!(saved.comments(&mut conn).unwrap(), comments);
+        let editors: Vec<String> = saved
+            .editors(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(editors, ["Nadia", "Omar"]);
+
+        // Saving the same graph again links nothing twice.
+        store.save_graph(saved.clone()).unwrap();
+        assert_eq!(store.count::<PostEditor>().unwrap(), 2);
+        assert_eq!(store.count::<Comment>().unwrap(), 2);
+    }
+}
+
+per_backend! {
+    fn a_graph_that_fails_anywhere_leaves_nothing_written(store) {
+        store.save(user("taken")).unwrap();
+        let mut draft = post("doomed graph", 3);
+        draft.comments = HasMany::loaded(vec![Comment {
+            content: Some("lost".into()),
             ..Comment::default()
-        },
-        Comment {
-            content: Some("two".into()),
-            ..Comment::default()
-        },
-    ]);
-    draft.editors = ManyToMany::loaded(vec![nadia.clone(), user("Omar")]);
-    let saved = store.save_graph(draft).unwrap();
-
-    let comments = saved.comments.get().unwrap();
-    assert!(comments.iter().all(|c| c.post_id == saved.id));
-    let mut conn = store.conn().unwrap();
-    assert_eq!(saved.comments(&mut conn).unwrap(), comments);
-    let editors: Vec<String> = saved
-        .editors(&mut conn)
-        .unwrap()
-        .into_iter()
-        .map(|u| u.username)
-        .collect();
-    assert_eq!(editors, ["Nadia", "Omar"]);
-
-    // Saving the same graph again links nothing twice.
-    store.save_graph(saved.clone()).unwrap();
-    assert_eq!(store.count::<PostEditor>().unwrap(), 2);
-    assert_eq!(store.count::<Comment>().unwrap(), 2);
+        }]);
+        draft.editors = ManyToMany::loaded(vec![user("taken")]); // a second "taken": unique violation
+        let err = store.save_graph(draft).unwrap_err();
+        assert_eq!(
+            err.constraint().map(|c| c.kind),
+            Some(ConstraintKind::Unique)
+        );
+        assert_eq!(
+            (
+                store.count::<Post>().unwrap(),
+                store.count::<Comment>().unwrap()
+            ),
+            (0, 0)
+        );
+        assert_eq!(store.count::<PostEditor>().unwrap(), 0);
+    }
 }
 
-#[test]
-fn a_graph_that_fails_anywhere_leaves_nothing_written() {
-    let store = memory_store();
-    store.save(user("taken")).unwrap();
-    let mut draft = post("doomed graph", 3);
-    draft.comments = HasMany::loaded(vec![Comment {
-        content: Some("lost".into()),
-        ..Comment::default()
-    }]);
-    draft.editors = ManyToMany::loaded(vec![user("taken")]); // a second "taken": unique violation
-    let err = store.save_graph(draft).unwrap_err();
-    assert_eq!(
-        err.constraint().map(|c| c.kind),
-        Some(ConstraintKind::Unique)
-    );
-    assert_eq!(
-        (
-            store.count::<Post>().unwrap(),
-            store.count::<Comment>().unwrap()
-        ),
-        (0, 0)
-    );
-    assert_eq!(store.count::<PostEditor>().unwrap(), 0);
-}
-
-#[test]
-fn linking_twice_keeps_one_link() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    let post = conn.save(post("once", 1)).unwrap();
-    let nadia = conn.save(user("Nadia")).unwrap();
-    let first = post.link_editors(&mut conn, &nadia).unwrap();
-    let again = post.link_editors(&mut conn, &nadia).unwrap();
-    assert_eq!(first, again);
-    assert_eq!(post.editors(&mut conn).unwrap(), vec![nadia]);
+per_backend! {
+    fn linking_twice_keeps_one_link(store) {
+        let mut conn = store.conn().unwrap();
+        let post = conn.save(post("once", 1)).unwrap();
+        let nadia = conn.save(user("Nadia")).unwrap();
+        let first = post.link_editors(&mut conn, &nadia).unwrap();
+        let again = post.link_editors(&mut conn, &nadia).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(post.editors(&mut conn).unwrap(), vec![nadia]);
+    }
 }

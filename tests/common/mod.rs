@@ -5,8 +5,94 @@
 #[path = "../../examples/blog/models.rs"]
 pub mod models;
 
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::{Connection, PgConnection};
 use datastore::Store;
 use models::{Comment, Post, User};
+
+/// The PostgreSQL server to test against, if one is configured (`.ci/run` always configures
+/// one; `tests/postgres_notice.rs` says in the test output when none is).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("DATASTORE_POSTGRES_URL").ok()
+}
+
+/// A store for one test: SQLite in memory, or a schema of its own on the PostgreSQL server,
+/// dropped when the test ends (passing or not), so that tests run in parallel and twice in a
+/// row.
+pub struct TestDb {
+    pub store: Store,
+    schema: Option<(PgConnection, String)>,
+}
+
+impl TestDb {
+    /// A fresh in-memory SQLite database, migrated like the blog's.
+    pub fn sqlite() -> Self {
+        Self {
+            store: memory_store(),
+            schema: None,
+        }
+    }
+
+    /// A fresh schema on the configured PostgreSQL server, migrated like the blog's; `None`
+    /// when no server is configured. A configured server that cannot be reached fails the
+    /// test: it is not skipped.
+    pub fn postgres() -> Option<Self> {
+        let url = postgres_url()?;
+        let mut admin = PgConnection::establish(&url).unwrap_or_else(|e| {
+            panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
+        });
+        let schema = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create the test's schema");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let store_url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        let store = Store::open(store_url, datastore::embed_migrations!()).expect("open store");
+        Some(Self {
+            store,
+            schema: Some((admin, schema)),
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, schema)) = &mut self.schema {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+        }
+    }
+}
+
+/// One test body, run on each backend: `per_backend!(fn name(store) { .. })` makes the tests
+/// `name::sqlite` and `name::postgres`, each with its own fresh store.
+#[macro_export]
+macro_rules! per_backend {
+    ($(#[$attr:meta])* fn $name:ident($store:ident) $body:block) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let db = $crate::common::TestDb::sqlite();
+                #[allow(unused_variables)]
+                let $store = db.store.clone();
+                $body
+            }
+
+            #[test]
+            fn postgres() {
+                let Some(db) = $crate::common::TestDb::postgres() else {
+                    return;
+                };
+                #[allow(unused_variables)]
+                let $store = db.store.clone();
+                $body
+            }
+        }
+    };
+}
 
 /// A store on a fresh in-memory database, migrated like the blog's.
 pub fn memory_store() -> Store {

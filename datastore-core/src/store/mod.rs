@@ -475,8 +475,8 @@ fn with_migration_lock<T>(
     f: impl FnOnce(&mut PgConnection) -> T,
 ) -> Result<T> {
     use diesel::connection::SimpleConnection;
-    // An arbitrary key of this crate's own: "datastore" in ASCII, truncated to 63 bits.
-    const KEY: &str = "0x6461746173746f72";
+    // A key of this crate's own: the bytes of "datastor" read as a big-endian integer.
+    const KEY: i64 = i64::from_be_bytes(*b"datastor");
     conn.batch_execute(&format!("SELECT pg_advisory_lock({KEY})"))?;
     let result = f(conn);
     conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
