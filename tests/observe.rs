@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::models::{Comment, Post, User};
-use common::{comment, file_store, memory_store};
+use common::{comment, file_store};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::observe::{Change, Observed, Op, Subscription};
 use datastore::prelude::*;
@@ -33,235 +33,235 @@ fn assert_quiet<M: Model + std::fmt::Debug>(sub: &Subscription<M>) {
     }
 }
 
-#[test]
-fn inserts_updates_and_deletes_arrive_with_the_whole_row() {
-    let store = memory_store();
-    let posts = store.observe::<Post>().unwrap();
-    let saved = store.save(post("hello")).unwrap();
-    assert_eq!(
-        next(&posts),
-        Change {
-            model: "Post",
-            op: Op::Insert,
-            element: saved.clone()
-        }
-    );
-
-    let mut edited = saved.clone();
-    edited.title = "edited".into();
-    let edited = store.save(edited).unwrap();
-    assert_eq!(
-        next(&posts),
-        Change {
-            model: "Post",
-            op: Op::Update,
-            element: edited.clone()
-        }
-    );
-
-    store.delete(&edited).unwrap();
-    assert_eq!(
-        next(&posts),
-        Change {
-            model: "Post",
-            op: Op::Delete,
-            element: edited
-        }
-    );
-    assert_quiet(&posts);
-}
-
-#[test]
-fn an_update_that_changes_nothing_delivers_nothing() {
-    let store = memory_store();
-    let saved = store.save(post("same")).unwrap();
-    let posts = store.observe::<Post>().unwrap();
-    store.save(saved.clone()).unwrap();
-    store
-        .conn()
-        .unwrap()
-        .batch_execute("UPDATE posts SET title = title")
-        .unwrap();
-    assert_quiet(&posts);
-}
-
-#[test]
-fn a_rolled_back_transaction_delivers_nothing() {
-    let store = memory_store();
-    let posts = store.observe::<Post>().unwrap();
-    let result: datastore::Result<()> = store.transaction(|tx| {
-        tx.save(post("doomed"))?;
-        Err(Error::NotFound {
-            table: "x".into(),
-            key: "y".into(),
-        })
-    });
-    assert!(result.is_err());
-    assert_quiet(&posts);
-}
-
-#[test]
-fn a_savepoint_rolled_back_inside_a_committed_transaction_delivers_only_the_rest() {
-    let store = memory_store();
-    let posts = store.observe::<Post>().unwrap();
-    let kept = store
-        .transaction(|tx| {
-            let kept = tx.save(post("kept"))?;
-            let _ = diesel::Connection::transaction::<(), Error, _>(tx, |tx| {
-                tx.save(post("rolled back"))?;
-                Err(Error::NotFound {
-                    table: "x".into(),
-                    key: "y".into(),
-                })
-            });
-            Ok(kept)
-        })
-        .unwrap();
-    assert_eq!(next(&posts).element, kept);
-    assert_quiet(&posts);
-}
-
-#[test]
-fn a_statement_that_fails_half_way_delivers_nothing_of_its_undone_rows() {
-    let store = memory_store();
-    let users = store.observe::<User>().unwrap();
-    store
-        .transaction(|tx| {
-            tx.save(User { username: "taken".into(), ..User::default() })?;
-            // Row 1 is inserted, row 2 breaks the unique constraint: the statement is undone.
-            let failed = tx.batch_execute(
-                "INSERT INTO users (id, username) VALUES ('00000000-0000-0000-0000-000000000001', 'fresh'), \
-                 ('00000000-0000-0000-0000-000000000002', 'taken')",
-            );
-            assert!(failed.is_err());
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(next(&users).element.username, "taken");
-    assert_quiet(&users);
-}
-
-#[test]
-fn a_cascade_delivers_each_child_before_the_parent() {
-    let store = memory_store();
-    let parent = store.save(post("parent")).unwrap();
-    let a = store.save(comment(&parent, "a")).unwrap();
-    let b = store.save(comment(&parent, "b")).unwrap();
-    let all = store.observe::<Comment>().unwrap();
-    let posts = store.observe::<Post>().unwrap();
-    let everything = store.observe_all().unwrap();
-    store.delete(&parent).unwrap();
-
-    let mut deleted = vec![next(&all), next(&all)];
-    deleted.sort_by_key(|c| c.element.content.clone());
-    assert_eq!(
-        deleted,
-        [
+per_backend! {
+    fn inserts_updates_and_deletes_arrive_with_the_whole_row(store) {
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("hello")).unwrap();
+        assert_eq!(
+            next(&posts),
             Change {
-                model: "Comment",
-                op: Op::Delete,
-                element: a
-            },
-            Change {
-                model: "Comment",
-                op: Op::Delete,
-                element: b
+                model: "Post",
+                op: Op::Insert,
+                element: saved.clone()
             }
-        ]
-    );
-    assert_eq!(
-        next(&posts),
-        Change {
-            model: "Post",
-            op: Op::Delete,
-            element: parent
-        }
-    );
-    let tables: Vec<String> = (0..3)
-        .map(|_| match everything.recv_timeout(WAIT) {
-            Some(Observed::Change(change)) => change.table,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(
-        tables,
-        ["comments", "comments", "posts"],
-        "children before the parent"
-    );
-}
+        );
 
-#[test]
-fn a_delete_without_where_is_reported_row_by_row() {
-    let store = memory_store();
-    for title in ["a", "b", "c"] {
-        store.save(post(title)).unwrap();
+        let mut edited = saved.clone();
+        edited.title = "edited".into();
+        let edited = store.save(edited).unwrap();
+        assert_eq!(
+            next(&posts),
+            Change {
+                model: "Post",
+                op: Op::Update,
+                element: edited.clone()
+            }
+        );
+
+        store.delete(&edited).unwrap();
+        assert_eq!(
+            next(&posts),
+            Change {
+                model: "Post",
+                op: Op::Delete,
+                element: edited
+            }
+        );
+        assert_quiet(&posts);
     }
-    let posts = store.observe::<Post>().unwrap();
-    store
-        .conn()
-        .unwrap()
-        .batch_execute("DELETE FROM posts")
-        .unwrap();
-    let mut titles: Vec<String> = (0..3)
-        .map(|_| {
-            let change = next(&posts);
-            assert_eq!(change.op, Op::Delete);
-            change.element.title
-        })
-        .collect();
-    titles.sort();
-    assert_eq!(titles, ["a", "b", "c"]);
-    assert_quiet(&posts);
 }
 
-#[test]
-fn the_seed_scenario_observes_comments_of_one_post() {
-    let store = memory_store();
-    let post_123 = store.save(post("123")).unwrap();
-    let other = store.save(post("other")).unwrap();
-    let id = post_123.id;
-    let of_123 = store
-        .observe_where(move |c: &Comment| c.post_id == id)
-        .unwrap();
-    store.save(comment(&post_123, "for 123")).unwrap();
-    store.save(comment(&other, "elsewhere")).unwrap();
-    store.save(comment(&post_123, "for 123 again")).unwrap();
-    assert_eq!(next(&of_123).element.content.as_deref(), Some("for 123"));
-    assert_eq!(
-        next(&of_123).element.content.as_deref(),
-        Some("for 123 again")
-    );
-    assert_quiet(&of_123);
-
-    let one = store.observe_id::<Post>(&other.id).unwrap();
-    store
-        .save(Post {
-            rating: 5,
-            ..post_123.clone()
-        })
-        .unwrap();
-    store
-        .save(Post {
-            rating: 7,
-            ..other.clone()
-        })
-        .unwrap();
-    assert_eq!(next(&one).element.rating, 7);
-    assert_quiet(&one);
+per_backend! {
+    sqlite_only fn an_update_that_changes_nothing_delivers_nothing(store) {
+        let saved = store.save(post("same")).unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        store.save(saved.clone()).unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("UPDATE posts SET title = title")
+            .unwrap();
+        assert_quiet(&posts);
+    }
 }
 
-#[test]
-fn dropping_a_subscription_unsubscribes() {
-    let store = memory_store();
-    let a = store.observe::<Post>().unwrap();
-    let b = store.observe_all().unwrap();
-    assert_eq!(store.subscriptions(), 2);
-    drop(a);
-    drop(b);
-    assert_eq!(store.subscriptions(), 0);
-    store.save(post("unobserved")).unwrap();
-    let late = store.observe::<Post>().unwrap();
-    assert_quiet(&late);
+per_backend! {
+    fn a_rolled_back_transaction_delivers_nothing(store) {
+        let posts = store.observe::<Post>().unwrap();
+        let result: datastore::Result<()> = store.transaction(|tx| {
+            tx.save(post("doomed"))?;
+            Err(Error::NotFound {
+                table: "x".into(),
+                key: "y".into(),
+            })
+        });
+        assert!(result.is_err());
+        assert_quiet(&posts);
+    }
+}
+
+per_backend! {
+    fn a_savepoint_rolled_back_inside_a_committed_transaction_delivers_only_the_rest(store) {
+        let posts = store.observe::<Post>().unwrap();
+        let kept = store
+            .transaction(|tx| {
+                let kept = tx.save(post("kept"))?;
+                let _ = diesel::Connection::transaction::<(), Error, _>(tx, |tx| {
+                    tx.save(post("rolled back"))?;
+                    Err(Error::NotFound {
+                        table: "x".into(),
+                        key: "y".into(),
+                    })
+                });
+                Ok(kept)
+            })
+            .unwrap();
+        assert_eq!(next(&posts).element, kept);
+        assert_quiet(&posts);
+    }
+}
+
+per_backend! {
+    sqlite_only fn a_statement_that_fails_half_way_delivers_nothing_of_its_undone_rows(store) {
+        let users = store.observe::<User>().unwrap();
+        store
+            .transaction(|tx| {
+                tx.save(User { username: "taken".into(), ..User::default() })?;
+                // Row 1 is inserted, row 2 breaks the unique constraint: the statement is undone.
+                let failed = tx.batch_execute(
+                    "INSERT INTO users (id, username) VALUES ('00000000-0000-0000-0000-000000000001', 'fresh'), \
+                     ('00000000-0000-0000-0000-000000000002', 'taken')",
+                );
+                assert!(failed.is_err());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(next(&users).element.username, "taken");
+        assert_quiet(&users);
+    }
+}
+
+per_backend! {
+    sqlite_only fn a_cascade_delivers_each_child_before_the_parent(store) {
+        let parent = store.save(post("parent")).unwrap();
+        let a = store.save(comment(&parent, "a")).unwrap();
+        let b = store.save(comment(&parent, "b")).unwrap();
+        let all = store.observe::<Comment>().unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        let everything = store.observe_all().unwrap();
+        store.delete(&parent).unwrap();
+
+        let mut deleted = vec![next(&all), next(&all)];
+        deleted.sort_by_key(|c| c.element.content.clone());
+        assert_eq!(
+            deleted,
+            [
+                Change {
+                    model: "Comment",
+                    op: Op::Delete,
+                    element: a
+                },
+                Change {
+                    model: "Comment",
+                    op: Op::Delete,
+                    element: b
+                }
+            ]
+        );
+        assert_eq!(
+            next(&posts),
+            Change {
+                model: "Post",
+                op: Op::Delete,
+                element: parent
+            }
+        );
+        let tables: Vec<String> = (0..3)
+            .map(|_| match everything.recv_timeout(WAIT) {
+                Some(Observed::Change(change)) => change.table,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            tables,
+            ["comments", "comments", "posts"],
+            "children before the parent"
+        );
+    }
+}
+
+per_backend! {
+    fn a_delete_without_where_is_reported_row_by_row(store) {
+        for title in ["a", "b", "c"] {
+            store.save(post(title)).unwrap();
+        }
+        let posts = store.observe::<Post>().unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("DELETE FROM posts")
+            .unwrap();
+        let mut titles: Vec<String> = (0..3)
+            .map(|_| {
+                let change = next(&posts);
+                assert_eq!(change.op, Op::Delete);
+                change.element.title
+            })
+            .collect();
+        titles.sort();
+        assert_eq!(titles, ["a", "b", "c"]);
+        assert_quiet(&posts);
+    }
+}
+
+per_backend! {
+    fn the_seed_scenario_observes_comments_of_one_post(store) {
+        let post_123 = store.save(post("123")).unwrap();
+        let other = store.save(post("other")).unwrap();
+        let id = post_123.id;
+        let of_123 = store
+            .observe_where(move |c: &Comment| c.post_id == id)
+            .unwrap();
+        store.save(comment(&post_123, "for 123")).unwrap();
+        store.save(comment(&other, "elsewhere")).unwrap();
+        store.save(comment(&post_123, "for 123 again")).unwrap();
+        assert_eq!(next(&of_123).element.content.as_deref(), Some("for 123"));
+        assert_eq!(
+            next(&of_123).element.content.as_deref(),
+            Some("for 123 again")
+        );
+        assert_quiet(&of_123);
+
+        let one = store.observe_id::<Post>(&other.id).unwrap();
+        store
+            .save(Post {
+                rating: 5,
+                ..post_123.clone()
+            })
+            .unwrap();
+        store
+            .save(Post {
+                rating: 7,
+                ..other.clone()
+            })
+            .unwrap();
+        assert_eq!(next(&one).element.rating, 7);
+        assert_quiet(&one);
+    }
+}
+
+per_backend! {
+    sqlite_only fn dropping_a_subscription_unsubscribes(store) {
+        let a = store.observe::<Post>().unwrap();
+        let b = store.observe_all().unwrap();
+        assert_eq!(store.subscriptions(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(store.subscriptions(), 0);
+        store.save(post("unobserved")).unwrap();
+        let late = store.observe::<Post>().unwrap();
+        assert_quiet(&late);
+    }
 }
 
 #[test]
@@ -303,6 +303,19 @@ fn a_slow_subscriber_never_blocks_writers_and_is_told_what_it_missed() {
 #[test]
 fn every_pooled_writer_is_observed_once_per_committed_change_in_commit_order() {
     let (_dir, store) = file_store();
+    pooled_writers_are_observed(store);
+}
+
+#[test]
+fn every_pooled_writer_is_observed_once_per_committed_change_in_commit_order_on_postgres() {
+    if let Some(db) = common::TestDb::postgres() {
+        let _schema = db.schema;
+        pooled_writers_are_observed(db.store);
+    }
+}
+
+/// 4 writers x 50 transactions through the pool (1 in 5 rolled back), one subscriber.
+fn pooled_writers_are_observed(store: Store) {
     let store = std::sync::Arc::new(store);
     let all = store.observe::<Post>().unwrap();
     let writers: Vec<_> = (0..4)
@@ -361,77 +374,77 @@ fn every_pooled_writer_is_observed_once_per_committed_change_in_commit_order() {
     }
 }
 
-#[test]
-fn observe_query_yields_the_result_then_each_result_a_commit_alters() {
-    use common::models::posts;
-    let store = memory_store();
-    let first = store
-        .save(Post {
-            rating: 9,
-            ..post("top")
-        })
-        .unwrap();
-    let mut top = store
-        .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::title.asc()))
-        .unwrap();
-    let titles = |rows: Vec<Post>| rows.into_iter().map(|p| p.title).collect::<Vec<_>>();
-    assert_eq!(titles(top.recv_timeout(WAIT).unwrap().unwrap()), ["top"]);
+per_backend! {
+    fn observe_query_yields_the_result_then_each_result_a_commit_alters(store) {
+        use common::models::posts;
+        let first = store
+            .save(Post {
+                rating: 9,
+                ..post("top")
+            })
+            .unwrap();
+        let mut top = store
+            .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::title.asc()))
+            .unwrap();
+        let titles = |rows: Vec<Post>| rows.into_iter().map(|p| p.title).collect::<Vec<_>>();
+        assert_eq!(titles(top.recv_timeout(WAIT).unwrap().unwrap()), ["top"]);
 
-    store
-        .save(Post {
-            rating: 1,
-            ..post("low")
-        })
-        .unwrap(); // does not match: no new result
-    assert!(top.recv_timeout(QUIET).is_none());
+        store
+            .save(Post {
+                rating: 1,
+                ..post("low")
+            })
+            .unwrap(); // does not match: no new result
+        assert!(top.recv_timeout(QUIET).is_none());
 
-    let second = store
-        .save(Post {
-            rating: 7,
-            ..post("also top")
-        })
-        .unwrap();
-    assert_eq!(
-        titles(top.recv_timeout(WAIT).unwrap().unwrap()),
-        ["also top", "top"]
-    );
+        let second = store
+            .save(Post {
+                rating: 7,
+                ..post("also top")
+            })
+            .unwrap();
+        assert_eq!(
+            titles(top.recv_timeout(WAIT).unwrap().unwrap()),
+            ["also top", "top"]
+        );
 
-    store.save(Post { rating: 2, ..first }).unwrap(); // stops matching
-    assert_eq!(
-        titles(top.recv_timeout(WAIT).unwrap().unwrap()),
-        ["also top"]
-    );
+        store.save(Post { rating: 2, ..first }).unwrap(); // stops matching
+        assert_eq!(
+            titles(top.recv_timeout(WAIT).unwrap().unwrap()),
+            ["also top"]
+        );
 
-    store.delete(&second).unwrap();
-    assert!(top.recv_timeout(WAIT).unwrap().unwrap().is_empty());
-}
-
-#[test]
-fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it() {
-    let store = memory_store();
-    let mut conn = store.conn().unwrap();
-    conn.batch_execute("BEGIN; SAVEPOINT before_anyone_listened")
-        .unwrap();
-    let posts = store.observe::<Post>().unwrap();
-    conn.save(post("rolled back")).unwrap();
-    conn.batch_execute("ROLLBACK TO before_anyone_listened")
-        .unwrap();
-    let kept = conn.save(post("kept")).unwrap();
-    conn.batch_execute("COMMIT").unwrap();
-    assert_eq!(next(&posts).element, kept);
-    assert_quiet(&posts);
-}
-
-#[test]
-fn try_recv_returns_what_is_already_queued() {
-    let store = memory_store();
-    let posts = store.observe::<Post>().unwrap();
-    let saved = store.save(post("queued")).unwrap();
-    match posts.try_recv() {
-        Some(Observed::Change(change)) => assert_eq!(change.element, saved),
-        other => panic!("expected the queued change, got {other:?}"),
+        store.delete(&second).unwrap();
+        assert!(top.recv_timeout(WAIT).unwrap().unwrap().is_empty());
     }
-    assert!(posts.try_recv().is_none());
+}
+
+per_backend! {
+    fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it(store) {
+        let mut conn = store.conn().unwrap();
+        conn.batch_execute("BEGIN; SAVEPOINT before_anyone_listened")
+            .unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        conn.save(post("rolled back")).unwrap();
+        conn.batch_execute("ROLLBACK TO before_anyone_listened")
+            .unwrap();
+        let kept = conn.save(post("kept")).unwrap();
+        conn.batch_execute("COMMIT").unwrap();
+        assert_eq!(next(&posts).element, kept);
+        assert_quiet(&posts);
+    }
+}
+
+per_backend! {
+    sqlite_only fn try_recv_returns_what_is_already_queued(store) {
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("queued")).unwrap();
+        match posts.try_recv() {
+            Some(Observed::Change(change)) => assert_eq!(change.element, saved),
+            other => panic!("expected the queued change, got {other:?}"),
+        }
+        assert!(posts.try_recv().is_none());
+    }
 }
 
 #[test]
@@ -444,38 +457,38 @@ fn a_store_that_saw_a_commit_is_readable_by_the_time_the_change_arrives() {
     assert_eq!(store.get::<Post>(&change.element.id).unwrap(), saved);
 }
 
-#[test]
-fn a_row_the_model_cannot_read_is_reported_not_skipped() {
-    let store = memory_store();
-    let posts = store.observe::<Post>().unwrap();
-    store
-        .conn()
-        .unwrap()
-        .batch_execute(
-            "INSERT INTO posts (id, title, rating, status, created_at, updated_at) \
-             VALUES ('not-a-uuid', 't', 1, 'Active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
-        )
-        .unwrap();
-    match posts.recv_timeout(WAIT) {
-        Some(Observed::Undecodable { table, reason }) => {
-            assert_eq!(table, "posts");
-            assert!(reason.contains("posts.id"), "{reason}");
+per_backend! {
+    sqlite_only fn a_row_the_model_cannot_read_is_reported_not_skipped(store) {
+        let posts = store.observe::<Post>().unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(
+                "INSERT INTO posts (id, title, rating, status, created_at, updated_at) \
+                 VALUES ('not-a-uuid', 't', 1, 'Active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+            )
+            .unwrap();
+        match posts.recv_timeout(WAIT) {
+            Some(Observed::Undecodable { table, reason }) => {
+                assert_eq!(table, "posts");
+                assert!(reason.contains("posts.id"), "{reason}");
+            }
+            other => panic!("expected Undecodable, got {other:?}"),
         }
-        other => panic!("expected Undecodable, got {other:?}"),
     }
 }
 
-#[test]
-fn a_subscription_ends_when_its_store_is_gone() {
-    let store = memory_store();
-    let mut posts = store.observe::<Post>().unwrap();
-    let saved = store.save(post("last")).unwrap();
-    drop(store);
-    assert!(matches!(posts.next(), Some(Observed::Change(c)) if c.element == saved));
-    assert!(
-        posts.next().is_none(),
-        "the stream ends instead of blocking forever"
-    );
+per_backend! {
+    sqlite_only fn a_subscription_ends_when_its_store_is_gone(store) {
+        let mut posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("last")).unwrap();
+        drop(store);
+        assert!(matches!(posts.next(), Some(Observed::Change(c)) if c.element == saved));
+        assert!(
+            posts.next().is_none(),
+            "the stream ends instead of blocking forever"
+        );
+    }
 }
 
 #[test]

@@ -21,7 +21,8 @@ pub fn postgres_url() -> Option<String> {
 /// row.
 pub struct TestDb {
     pub store: Store,
-    schema: Option<(PgConnection, String)>,
+    /// Keep it until the store is dropped: the schema goes with it.
+    pub schema: Option<PgSchema>,
 }
 
 impl TestDb {
@@ -37,29 +38,50 @@ impl TestDb {
     /// when no server is configured. A configured server that cannot be reached fails the
     /// test: it is not skipped.
     pub fn postgres() -> Option<Self> {
-        let url = postgres_url()?;
-        let mut admin = PgConnection::establish(&url).unwrap_or_else(|e| {
-            panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
-        });
-        let schema = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .expect("create the test's schema");
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let store_url = format!("{url}{separator}options=-csearch_path%3D{schema}");
-        let store = Store::open(store_url, datastore::embed_migrations!()).expect("open store");
+        let schema = PgSchema::new(&postgres_url()?);
+        let store = Store::open(schema.url(), datastore::embed_migrations!()).expect("open store");
         Some(Self {
             store,
-            schema: Some((admin, schema)),
+            schema: Some(schema),
         })
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, schema)) = &mut self.schema {
-            let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+/// A schema of a test's own on the PostgreSQL server, dropped with it.
+pub struct PgSchema {
+    admin: PgConnection,
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    pub fn new(url: &str) -> Self {
+        let mut admin = PgConnection::establish(url).unwrap_or_else(|e| {
+            panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
+        });
+        let name = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .expect("create the test's schema");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        Self {
+            admin,
+            url: format!("{url}{separator}options=-csearch_path%3D{name}"),
+            name,
         }
+    }
+
+    /// The server's URL, with the schema as the connections' search path.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
     }
 }
 
@@ -67,6 +89,21 @@ impl Drop for TestDb {
 /// `name::sqlite` and `name::postgres`, each with its own fresh store.
 #[macro_export]
 macro_rules! per_backend {
+    // Not yet run on PostgreSQL: see the note on issue #5 for why.
+    (sqlite_only fn $name:ident($store:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let db = $crate::common::TestDb::sqlite();
+                #[allow(unused_variables)]
+                let $store = db.store;
+                $body
+            }
+        }
+    };
     ($(#[$attr:meta])* fn $name:ident($store:ident) $body:block) => {
         $(#[$attr])*
         mod $name {
@@ -77,7 +114,7 @@ macro_rules! per_backend {
             fn sqlite() {
                 let db = $crate::common::TestDb::sqlite();
                 #[allow(unused_variables)]
-                let $store = db.store.clone();
+                let $store = db.store;
                 $body
             }
 
@@ -86,8 +123,10 @@ macro_rules! per_backend {
                 let Some(db) = $crate::common::TestDb::postgres() else {
                     return;
                 };
+                // Declared first, dropped last: the schema outlives the store.
+                let _schema = db.schema;
                 #[allow(unused_variables)]
-                let $store = db.store.clone();
+                let $store = db.store;
                 $body
             }
         }

@@ -261,7 +261,7 @@ impl State {
 /// A cascade reports the parent before its children: deliver the rows a cascade deleted first,
 /// deepest first, so that children come before their parent. Everything else keeps its order
 /// (a row a trigger inserted still follows the row that fired it).
-fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
+pub(crate) fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
     if changes.iter().any(|c| c.depth > 0 && c.op == Op::Delete) {
         changes.sort_by_key(|c| if c.op == Op::Delete { -c.depth } else { 0 });
     }

@@ -44,6 +44,7 @@
 pub(crate) mod connection;
 pub(crate) mod ffi;
 pub(crate) mod hub;
+pub mod postgres;
 mod query;
 
 pub use query::QuerySubscription;

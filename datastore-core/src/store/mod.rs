@@ -19,6 +19,7 @@ pub use manager::BackendManager;
 use crate::migrate::BackendMigrations;
 use crate::model::{IntoPredicate, Model, Persist};
 use crate::observe::hub::Hub;
+use crate::observe::postgres::{self as pg_observe, PgObserve};
 use crate::observe::{self, Decoder, Subscription};
 use crate::repo::Repo;
 use crate::schema::ddl::Dialect;
@@ -58,6 +59,8 @@ pub struct Store {
     dialect: Dialect,
     hub: Arc<Hub>,
     observe_buffer: usize,
+    /// PostgreSQL: the triggers installed and the listener.
+    pg_observe: Arc<PgObserve>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keepalive: Option<Arc<Mutex<SqliteConnection>>>,
 }
@@ -276,7 +279,7 @@ impl Store {
     where
         M: Persist<AnyConnection> + PartialEq + Clone,
     {
-        unsupported_without_preupdate()?;
+        self.prepare_observe(&[M::TABLE_NAME.to_owned()])?;
         let queue = self.hub.subscribe(Some(M::TABLE_NAME), self.observe_buffer);
         Ok(observe::QuerySubscription::new(
             self.clone(),
@@ -287,7 +290,17 @@ impl Store {
 
     /// Every committed change of every table, as raw rows.
     pub fn observe_all(&self) -> Result<observe::AllSubscription> {
-        unsupported_without_preupdate()?;
+        if self.dialect == Dialect::Postgres {
+            let tables = match &mut *self.conn()? {
+                AnyConnection::Postgres(conn) => {
+                    let schema = pg_observe::current_schema(conn)?;
+                    pg_observe::observable_tables(conn, &schema)?
+                }
+                AnyConnection::Sqlite(_) => Vec::new(),
+            };
+            self.prepare_observe(&tables)?;
+        }
+        self.prepare_observe(&[])?;
         Ok(observe::AllSubscription::new(
             self.hub.subscribe(None, self.observe_buffer),
         ))
@@ -304,9 +317,23 @@ impl Store {
         self.observe_where(move |row: &M| *row.id() == id)
     }
 
+    /// Makes sure changes of `tables` are captured: on SQLite, the build must have the
+    /// pre-update hook; on PostgreSQL, the tables get their trigger and the store its listener.
+    fn prepare_observe(&self, tables: &[String]) -> Result<()> {
+        match &mut *self.conn()? {
+            AnyConnection::Sqlite(_) => unsupported_without_preupdate(),
+            AnyConnection::Postgres(conn) => {
+                if !tables.is_empty() {
+                    self.pg_observe.ensure(conn, &self.url, &self.hub, tables)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
-        unsupported_without_preupdate()?;
         let table = M::TABLE_NAME;
+        self.prepare_observe(&[table.to_owned()])?;
         let table_columns = self.table_columns(table)?;
         let model_table = M::TABLE;
         let model_columns: Vec<&str> = model_table
@@ -320,9 +347,19 @@ impl Store {
         Ok(Subscription::new(queue, decoder, filter))
     }
 
-    /// The table's columns, in the order SQLite reports a row's values.
+    /// The table's columns, in the order changes report a row's values.
     fn table_columns(&self, table: &str) -> Result<Vec<String>> {
         use diesel::RunQueryDsl;
+
+        let mut conn = self.conn()?;
+        let conn = match &mut *conn {
+            AnyConnection::Sqlite(conn) => conn,
+            AnyConnection::Postgres(conn) => {
+                let schema = pg_observe::current_schema(conn)?;
+                let columns = pg_observe::table_columns(conn, &schema, table)?;
+                return Ok(columns.into_iter().map(|(name, _)| name).collect());
+            }
+        };
 
         #[derive(diesel::QueryableByName)]
         struct ColumnName {
@@ -332,7 +369,7 @@ impl Store {
         let rows: Vec<ColumnName> =
             diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
                 .bind::<diesel::sql_types::Text, _>(table)
-                .load(&mut *self.conn()?)?;
+                .load(conn)?;
         Ok(rows.into_iter().map(|r| r.name).collect())
     }
 }
@@ -438,6 +475,7 @@ impl StoreBuilder {
             dialect,
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
+            pg_observe: Arc::default(),
             _keepalive: keepalive,
         })
     }
