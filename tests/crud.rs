@@ -4,6 +4,7 @@ mod common;
 
 use common::models::{posts, Post, PostStatus, Profile, Settings, User};
 use common::{file_store, post};
+use datastore::diesel::connection::SimpleConnection;
 use datastore::prelude::*;
 use datastore::Error;
 
@@ -318,5 +319,29 @@ per_backend! {
             1
         );
         assert_eq!(store.count::<Post>().unwrap(), 2);
+    }
+}
+
+per_backend! {
+    fn a_transaction_whose_statement_failed_never_reports_a_commit_it_did_not_make(store) {
+        let result = store.transaction(|tx| {
+            tx.save(post("before the failure", 1))?;
+            let failed = tx.batch_execute("INSERT INTO no_such_table VALUES (1)");
+            assert!(failed.is_err());
+            Ok(())
+        });
+        let kept = store.count::<Post>().unwrap();
+        match store.dialect() {
+            // SQLite undoes the failed statement alone; the rest commits.
+            Dialect::Sqlite => {
+                result.unwrap();
+                assert_eq!(kept, 1);
+            }
+            // PostgreSQL aborts the whole transaction: it must say so.
+            _ => {
+                assert!(result.is_err(), "a rolled-back transaction reported as committed");
+                assert_eq!(kept, 0);
+            }
+        }
     }
 }

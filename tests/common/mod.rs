@@ -89,7 +89,7 @@ impl Drop for PgSchema {
 /// `name::sqlite` and `name::postgres`, each with its own fresh store.
 #[macro_export]
 macro_rules! per_backend {
-    // Not yet run on PostgreSQL: see the note on issue #5 for why.
+    // A case that holds on SQLite only; the test says why.
     (sqlite_only fn $name:ident($store:ident) $body:block) => {
         mod $name {
             #[allow(unused_imports)]

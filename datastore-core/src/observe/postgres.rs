@@ -12,7 +12,8 @@
 //! of the models, so migrations do not carry them).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,13 +22,16 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use serde_json::Value;
 
-use super::hub::Hub;
+use super::hub::{Hub, Queue};
 use super::{Batch, Op, RawChange};
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
 /// How long the payload of a large change is kept for listeners to read.
 pub const PAYLOAD_RETENTION: Duration = Duration::from_secs(600);
+
+/// How long a new subscription waits for the listener to reach its start.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the listener looks for notifications while none arrive.
 const POLL: Duration = Duration::from_millis(2);
@@ -55,6 +59,10 @@ DECLARE
     payload TEXT;
     stored BIGINT;
 BEGIN
+    -- An update that changes nothing is no change.
+    IF TG_OP = 'UPDATE' AND to_jsonb(OLD) = to_jsonb(NEW) THEN
+        RETURN NULL;
+    END IF;
     -- Each change carries a number of its own: PostgreSQL drops a notification identical to
     -- one already sent in the same transaction.
     payload := json_build_object(
@@ -74,6 +82,9 @@ BEGIN
         payload := json_build_object('stored', stored)::text;
     END IF;
     PERFORM pg_notify({channel}, payload);
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD; -- a BEFORE trigger: let the delete happen
+    END IF;
     RETURN NULL;
 END
 $datastore$;
@@ -81,14 +92,19 @@ $datastore$;
     )
 }
 
-/// The trigger that reports `table`'s changes.
+/// The triggers that report `table`'s changes.
+///
+/// Deletes are reported by a `BEFORE` trigger, where `pg_trigger_depth()` tells a cascade's
+/// rows (deleted from inside the foreign key's own trigger) from the statement's; in `AFTER`
+/// triggers both report depth 1. Its name sorts after the usual ones, because `BEFORE`
+/// triggers run in name order and one that cancels a delete stops those after it.
 fn trigger_sql(schema: &str, table: &str) -> String {
+    let (schema, table) = (quote_ident(schema), quote_ident(table));
     format!(
-        "CREATE OR REPLACE TRIGGER datastore_observe AFTER INSERT OR UPDATE OR DELETE ON {}.{} \
-         FOR EACH ROW EXECUTE FUNCTION {}.datastore_notify();",
-        quote_ident(schema),
-        quote_ident(table),
-        quote_ident(schema),
+        "CREATE OR REPLACE TRIGGER datastore_observe AFTER INSERT OR UPDATE ON {schema}.{table} \
+         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify();\n\
+         CREATE OR REPLACE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON {schema}.{table} \
+         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify();"
     )
 }
 
@@ -163,33 +179,96 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// A store's observe machinery on PostgreSQL: which tables have their trigger, and the
+/// A store's observe machinery on PostgreSQL: which tables have their triggers, and the
 /// listener thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PgObserve {
     state: Mutex<State>,
+    /// Subscriptions waiting for the listener to reach their start.
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+    /// Tells this store's start markers from other stores' on the same channel.
+    token: String,
+    markers: AtomicU64,
+}
+
+impl Default for PgObserve {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            waiting: Arc::default(),
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            markers: AtomicU64::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// The schema of the observed tables, once known.
     schema: Option<String>,
-    /// Tables whose trigger this store created or found.
+    /// Tables whose triggers this store created or found.
     triggered: HashSet<String>,
     listening: bool,
 }
 
+/// A subscription to open when the listener reaches its marker.
+#[derive(Debug)]
+struct Waiting {
+    marker: String,
+    table: Option<String>,
+    capacity: usize,
+    reply: mpsc::SyncSender<Arc<Queue>>,
+}
+
 impl PgObserve {
-    /// Makes sure `tables` report their changes and that the listener runs. `conn` is a
-    /// connection of the store; `url` is what the listener connects to.
-    pub fn ensure(
-        &self,
+    /// A subscriber's queue for `table` (every table for `None`), starting exactly after the
+    /// commits that preceded this call: the changes of `tables` are reported from now on, and
+    /// the queue is opened by the listener when it reaches a marker this call sends, so that
+    /// it receives every later commit and no earlier one.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        conn: &mut PgConnection,
+        url: &str,
+        hub: &Arc<Hub>,
+        tables: &[String],
+        table: Option<&str>,
+        capacity: usize,
+    ) -> Result<Arc<Queue>> {
+        let schema = self.ensure(conn, url, hub, tables)?;
+        let marker = format!(
+            "{}-{}",
+            self.token,
+            self.markers.fetch_add(1, Ordering::Relaxed)
+        );
+        let (reply, answer) = mpsc::sync_channel(1);
+        lock(&self.waiting).push(Waiting {
+            marker: marker.clone(),
+            table: table.map(str::to_owned),
+            capacity,
+            reply,
+        });
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(channel(&schema))
+            .bind::<Text, _>(serde_json::json!({ "marker": marker }).to_string())
+            .execute(conn)?;
+        answer.recv_timeout(MARKER_TIMEOUT).map_err(|_| {
+            lock(&self.waiting).retain(|w| w.marker != marker);
+            Error::Connection {
+                url: url.to_owned(),
+                message: "the observe listener did not answer; its connection may be lost".into(),
+            }
+        })
+    }
+
+    /// Makes sure `tables` report their changes and that the listener runs.
+    fn ensure(
+        self: &Arc<Self>,
         conn: &mut PgConnection,
         url: &str,
         hub: &Arc<Hub>,
         tables: &[String],
     ) -> Result<String> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         let schema = match &state.schema {
             Some(schema) => schema.clone(),
             None => current_schema(conn)?,
@@ -215,7 +294,13 @@ impl PgObserve {
             state.triggered.extend(missing.into_iter().cloned());
         }
         if !state.listening {
-            Listener::start(url, &schema, Arc::downgrade(hub))?;
+            Listener::start(
+                url,
+                &schema,
+                hub.clone(),
+                Arc::downgrade(self),
+                self.waiting.clone(),
+            )?;
             state.listening = true;
         }
         state.schema = Some(schema.clone());
@@ -223,19 +308,33 @@ impl PgObserve {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The listener: one connection that LISTENs on the schema's channel, and a thread that
 /// publishes what arrives until the store is gone.
 struct Listener {
     conn: PgConnection,
     schema: String,
-    hub: Weak<Hub>,
+    /// Held until the listener ends, so that subscriptions end after the last change.
+    hub: Arc<Hub>,
+    /// Gone when the store is.
+    store: Weak<PgObserve>,
+    waiting: Arc<Mutex<Vec<Waiting>>>,
     /// Column types per table, for turning JSON values back into stored values.
     columns: HashMap<String, Vec<String>>,
     last_cleanup: Instant,
 }
 
 impl Listener {
-    fn start(url: &str, schema: &str, hub: Weak<Hub>) -> Result<()> {
+    fn start(
+        url: &str,
+        schema: &str,
+        hub: Arc<Hub>,
+        store: Weak<PgObserve>,
+        waiting: Arc<Mutex<Vec<Waiting>>>,
+    ) -> Result<()> {
         let mut conn = PgConnection::establish(url).map_err(|e| Error::Connection {
             url: url.to_owned(),
             message: e.to_string(),
@@ -245,6 +344,8 @@ impl Listener {
             conn,
             schema: schema.to_owned(),
             hub,
+            store,
+            waiting,
             columns: HashMap::new(),
             last_cleanup: Instant::now(),
         };
@@ -256,71 +357,86 @@ impl Listener {
     }
 
     fn run(&mut self) {
-        let mut pending: Vec<Value> = Vec::new();
         loop {
-            let Some(hub) = self.hub.upgrade() else {
-                return; // the store is gone
-            };
-            let mut received = false;
-            loop {
-                let next = self.conn.notifications_iter().next();
-                match next {
-                    Some(Ok(notification)) => {
-                        received = true;
-                        match serde_json::from_str::<Value>(&notification.payload) {
-                            Ok(change) => pending.push(change),
-                            Err(_) => continue, // not ours
-                        }
-                    }
-                    Some(Err(_)) => {
-                        // The connection broke: nothing more will arrive. Subscribers learn
-                        // of it as their stream ending when the store drops.
-                        return;
-                    }
-                    None => break,
+            if self.store.strong_count() == 0 {
+                // The store is gone. A round trip makes the server send what was committed
+                // before; deliver it, then end every subscription (by dropping the hub).
+                if self.conn.batch_execute("SELECT 1").is_ok() {
+                    let _ = self.receive();
                 }
+                return;
             }
-            if !pending.is_empty() {
-                self.publish(&hub, std::mem::take(&mut pending));
+            match self.receive() {
+                Ok(true) => {}
+                Ok(false) => thread::sleep(POLL),
+                // The connection broke: nothing more will arrive. Subscriptions end when the
+                // store does.
+                Err(_) => return,
             }
-            drop(hub);
             if self.last_cleanup.elapsed() > PAYLOAD_RETENTION / 4 {
                 self.cleanup();
-            }
-            if !received {
-                thread::sleep(POLL);
             }
         }
     }
 
-    /// Publishes the changes received, one batch per transaction, in the order they came.
-    fn publish(&mut self, hub: &Hub, changes: Vec<Value>) {
+    /// Publishes the notifications that arrived; whether there were any.
+    fn receive(&mut self) -> diesel::QueryResult<bool> {
+        let mut received = Vec::new();
+        while let Some(notification) = self.conn.notifications_iter().next() {
+            if let Ok(value) = serde_json::from_str::<Value>(&notification?.payload) {
+                received.push(value);
+            }
+        }
+        let any = !received.is_empty();
+        self.publish(received);
+        Ok(any)
+    }
+
+    /// Publishes the changes received, one batch per transaction, in the order they came, and
+    /// opens the subscriptions whose marker came.
+    fn publish(&mut self, notifications: Vec<Value>) {
         let mut batch = Batch::default();
         let mut xid: Option<i64> = None;
-        for change in changes {
-            let change = match change.get("stored").and_then(Value::as_i64) {
+        for notification in notifications {
+            if let Some(marker) = notification.get("marker").and_then(Value::as_str) {
+                self.send(std::mem::take(&mut batch));
+                self.open(marker);
+                continue;
+            }
+            let change = match notification.get("stored").and_then(Value::as_i64) {
                 Some(key) => match self.stored(key) {
                     Some(change) => change,
                     None => continue,
                 },
-                None => change,
+                None => notification,
             };
             let this_xid = change.get("xid").and_then(Value::as_i64);
-            if xid.is_some() && this_xid != xid && !batch.changes.is_empty() {
-                self.send(hub, std::mem::take(&mut batch));
+            if this_xid != xid {
+                self.send(std::mem::take(&mut batch));
             }
             xid = this_xid;
             self.capture(&mut batch, &change);
         }
-        if !batch.changes.is_empty() {
-            self.send(hub, batch);
-        }
+        self.send(batch);
     }
 
-    fn send(&self, hub: &Hub, mut batch: Batch) {
+    fn send(&self, mut batch: Batch) {
+        if batch.changes.is_empty() {
+            return;
+        }
         batch.changes = super::connection::in_delivery_order(std::mem::take(&mut batch.changes));
-        let seq = hub.next_seq();
-        hub.publish(seq, batch);
+        let seq = self.hub.next_seq();
+        self.hub.publish(seq, batch);
+    }
+
+    /// Opens the subscription waiting for `marker`, if it is this store's.
+    fn open(&self, marker: &str) {
+        let mut waiting = lock(&self.waiting);
+        if let Some(i) = waiting.iter().position(|w| w.marker == marker) {
+            let w = waiting.swap_remove(i);
+            let queue = self.hub.subscribe(w.table.as_deref(), w.capacity);
+            let _ = w.reply.send(queue);
+        }
     }
 
     /// A change too large for a notification, from the payload table.

@@ -7,7 +7,7 @@ mod manager;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{Pool, PooledConnection};
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::MigrationHarness;
@@ -187,7 +187,7 @@ impl Store {
         // As Diesel's own `Connection::transaction`, from here on.
         match f(conn) {
             Ok(value) => {
-                AnyConnection::commit_transaction(conn)?;
+                commit(conn)?;
                 Ok(value)
             }
             Err(error) => match AnyConnection::rollback_transaction(conn) {
@@ -279,8 +279,7 @@ impl Store {
     where
         M: Persist<AnyConnection> + PartialEq + Clone,
     {
-        self.prepare_observe(&[M::TABLE_NAME.to_owned()])?;
-        let queue = self.hub.subscribe(Some(M::TABLE_NAME), self.observe_buffer);
+        let queue = self.queue(Some(M::TABLE_NAME))?;
         Ok(observe::QuerySubscription::new(
             self.clone(),
             queue,
@@ -290,20 +289,7 @@ impl Store {
 
     /// Every committed change of every table, as raw rows.
     pub fn observe_all(&self) -> Result<observe::AllSubscription> {
-        if self.dialect == Dialect::Postgres {
-            let tables = match &mut *self.conn()? {
-                AnyConnection::Postgres(conn) => {
-                    let schema = pg_observe::current_schema(conn)?;
-                    pg_observe::observable_tables(conn, &schema)?
-                }
-                AnyConnection::Sqlite(_) => Vec::new(),
-            };
-            self.prepare_observe(&tables)?;
-        }
-        self.prepare_observe(&[])?;
-        Ok(observe::AllSubscription::new(
-            self.hub.subscribe(None, self.observe_buffer),
-        ))
+        Ok(observe::AllSubscription::new(self.queue(None)?))
     }
 
     /// How many subscriptions are live (each dropped one unsubscribes).
@@ -317,23 +303,37 @@ impl Store {
         self.observe_where(move |row: &M| *row.id() == id)
     }
 
-    /// Makes sure changes of `tables` are captured: on SQLite, the build must have the
-    /// pre-update hook; on PostgreSQL, the tables get their trigger and the store its listener.
-    fn prepare_observe(&self, tables: &[String]) -> Result<()> {
+    /// A subscriber's queue for `table` (every table for `None`), receiving every change
+    /// committed from now on. On SQLite the build must have the pre-update hook; on
+    /// PostgreSQL the tables get their triggers and the store its listener.
+    fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
         match &mut *self.conn()? {
-            AnyConnection::Sqlite(_) => unsupported_without_preupdate(),
+            AnyConnection::Sqlite(_) => {
+                unsupported_without_preupdate()?;
+                Ok(self.hub.subscribe(table, self.observe_buffer))
+            }
             AnyConnection::Postgres(conn) => {
-                if !tables.is_empty() {
-                    self.pg_observe.ensure(conn, &self.url, &self.hub, tables)?;
-                }
-                Ok(())
+                let tables = match table {
+                    Some(table) => vec![table.to_owned()],
+                    None => {
+                        let schema = pg_observe::current_schema(conn)?;
+                        pg_observe::observable_tables(conn, &schema)?
+                    }
+                };
+                self.pg_observe.subscribe(
+                    conn,
+                    &self.url,
+                    &self.hub,
+                    &tables,
+                    table,
+                    self.observe_buffer,
+                )
             }
         }
     }
 
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
         let table = M::TABLE_NAME;
-        self.prepare_observe(&[table.to_owned()])?;
         let table_columns = self.table_columns(table)?;
         let model_table = M::TABLE;
         let model_columns: Vec<&str> = model_table
@@ -343,7 +343,7 @@ impl Store {
             .collect();
         let decoder =
             Decoder::new(table, &model_columns, &table_columns).map_err(Error::Migration)?;
-        let queue = self.hub.subscribe(Some(table), self.observe_buffer);
+        let queue = self.queue(Some(table))?;
         Ok(Subscription::new(queue, decoder, filter))
     }
 
@@ -478,6 +478,32 @@ impl StoreBuilder {
             pg_observe: Arc::default(),
             _keepalive: keepalive,
         })
+    }
+}
+
+/// Commits the transaction `Store::transaction` began.
+///
+/// On PostgreSQL a statement that failed aborts the whole transaction, and `COMMIT` then ends it
+/// with a rollback, reported as success. If `f` went on after such a failure and returned
+/// `Ok`, that would be a lost write reported as committed. So the commit is sent as
+/// `SELECT 1; COMMIT`, in one round trip: in an aborted transaction the `SELECT` fails, the
+/// server skips the rest, and the transaction is rolled back and reported as failed.
+fn commit(conn: &mut AnyConnection) -> Result<()> {
+    match conn {
+        AnyConnection::Sqlite(_) => Ok(AnyConnection::commit_transaction(conn)?),
+        AnyConnection::Postgres(pg) => match pg.batch_execute("SELECT 1; COMMIT") {
+            // Diesel's transaction manager reads the transaction's end from libpq.
+            Ok(()) => Ok(()),
+            Err(error) => {
+                if AnyConnection::transaction_manager_status_mut(conn)
+                    .transaction_depth()
+                    .is_ok_and(|depth| depth.is_some())
+                {
+                    AnyConnection::rollback_transaction(conn)?;
+                }
+                Err(error.into())
+            }
+        },
     }
 }
 
