@@ -2,6 +2,8 @@
 //! Unicode plane, and identifiers that are SQL keywords all round-trip; nothing is ever
 //! concatenated into SQL unquoted.
 
+mod common;
+
 use datastore::prelude::*;
 
 /// A model named like a keyword, with fields named like keywords.
@@ -25,16 +27,26 @@ pub struct Where {
     pub values: Vec<u8>,
 }
 
-fn store() -> Store {
-    Store::builder(":memory:")
-        .schema(Schema::new().model::<Order>().model::<Where>())
-        .open()
-        .unwrap()
+fn schema() -> Schema {
+    Schema::new().model::<Order>().model::<Where>()
+}
+
+/// Runs `test` on SQLite in memory, and on the PostgreSQL server when one is configured (in a
+/// schema of its own).
+fn on_each_backend(test: impl Fn(Store)) {
+    test(Store::builder(":memory:").schema(schema()).open().unwrap());
+    if let Some(url) = common::postgres_url() {
+        let pg = common::PgSchema::new(&url);
+        test(Store::builder(pg.url()).schema(schema()).open().unwrap());
+    }
 }
 
 #[test]
 fn keyword_tables_and_columns_work_everywhere() {
-    let store = store();
+    on_each_backend(keywords);
+}
+
+fn keywords(store: Store) {
     let mut conn = store.conn().unwrap();
     let order = conn
         .save(Order {
@@ -70,17 +82,17 @@ fn keyword_tables_and_columns_work_everywhere() {
         "the keyword-named child cascaded"
     );
 
-    let ddl = Schema::new()
-        .model::<Order>()
-        .model::<Where>()
-        .create_sql(Dialect::Sqlite);
+    let ddl = schema().create_sql(store.dialect());
     assert!(ddl.contains(r#""group" TEXT NOT NULL"#), "{ddl}");
     assert!(ddl.contains(r#"CREATE TABLE "wheres""#), "{ddl}");
 }
 
 #[test]
 fn hostile_and_huge_values_round_trip() {
-    let store = store();
+    on_each_backend(hostile_values);
+}
+
+fn hostile_values(store: Store) {
     let every_plane: String = (0..=16u32)
         .filter_map(|plane| char::from_u32(plane * 0x10000 + 0x41))
         .collect();

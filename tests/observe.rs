@@ -555,3 +555,23 @@ fn each_overflow_is_reported_where_it_happened() {
     take(4);
     assert_eq!(seen, ["0", "1", "missed 3", "5", "missed 2"]);
 }
+
+per_backend! {
+    fn a_row_larger_than_a_notification_arrives_whole(store) {
+        let posts = store.observe::<Post>().unwrap();
+        // PostgreSQL refuses notification payloads of 8000 bytes and more.
+        let body = "é'\"; ".repeat(100_000);
+        let saved = store
+            .save(Post {
+                body: Some(body.clone()),
+                ..post("large")
+            })
+            .unwrap();
+        let small = store.save(post("small")).unwrap();
+        let change = next(&posts);
+        assert_eq!(change.element, saved);
+        assert_eq!(change.element.body.as_deref(), Some(body.as_str()));
+        assert_eq!(next(&posts).element, small, "in commit order");
+        assert_quiet(&posts);
+    }
+}

@@ -33,4 +33,27 @@ pub mod __private {
     pub use diesel;
     pub use diesel_migrations;
     pub use std::borrow::Cow;
+
+    use diesel::connection::{Connection, TransactionManager};
+
+    use crate::schema::ddl::{Dialect, HasDialect};
+
+    /// Runs one statement so that its failure leaves an enclosing transaction usable, as
+    /// SQLite does by itself: on PostgreSQL, inside a transaction, in a savepoint.
+    pub fn statement_scope<C, T>(
+        conn: &mut C,
+        statement: impl FnOnce(&mut C) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T>
+    where
+        C: Connection + HasDialect,
+    {
+        let in_transaction = C::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()
+            .is_ok_and(|depth| depth.is_some());
+        if in_transaction && conn.dialect() == Dialect::Postgres {
+            conn.transaction(statement)
+        } else {
+            statement(conn)
+        }
+    }
 }

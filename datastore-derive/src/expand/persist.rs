@@ -184,7 +184,9 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
         let f = field.ident;
         let name = field.column_name();
         Some(quote! {
-            if <#parent as ::datastore::Persist<#conn>>::find(conn, &self.#f)?.is_none() {
+            // On PostgreSQL the failure aborted an enclosing transaction, and this lookup fails
+            // too: the server's own message, which names the constraint, then stands.
+            if let ::core::result::Result::Ok(::core::option::Option::None) = <#parent as ::datastore::Persist<#conn>>::find(conn, &self.#f) {
                 violation.table = ::core::option::Option::Some(<Self as ::datastore::Model>::TABLE_NAME.into());
                 violation.column = ::core::option::Option::Some(#name.into());
                 violation.message = ::std::format!(
@@ -215,6 +217,17 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
     });
 
     let graph = save_graph(model, conn);
+
+    // A delete that join rows may refuse runs so that its failure leaves an enclosing
+    // transaction usable (a savepoint on PostgreSQL), to count the links for the error.
+    let delete_statement = if model
+        .relations()
+        .any(|(_, r)| r.kind == RelationKind::ManyToMany)
+    {
+        quote!(let deleted = ::datastore::__private::statement_scope(conn, delete);)
+    } else {
+        quote!(let deleted = delete(conn);)
+    };
 
     quote! {
         #upsert_statement
@@ -306,7 +319,9 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
 
             fn delete_by_id(conn: &mut #conn, id: &::datastore::Id) -> ::datastore::Result<bool> {
                 let target = diesel::QueryDsl::find(#table::table, id);
-                match diesel::RunQueryDsl::execute(diesel::delete(target), conn).map_err(::datastore::Error::from) {
+                let delete = |conn: &mut #conn| diesel::RunQueryDsl::execute(diesel::delete(target), conn);
+                #delete_statement
+                match deleted.map_err(::datastore::Error::from) {
                     ::core::result::Result::Ok(deleted) => ::core::result::Result::Ok(deleted > 0),
                     ::core::result::Result::Err(::datastore::Error::Constraint(violation))
                         if violation.kind == ::datastore::ConstraintKind::ForeignKey =>
