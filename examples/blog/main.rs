@@ -1,7 +1,9 @@
 //! The blog: the seed document's walk through saving, querying and deleting related models,
-//! on an embedded SQLite file.
+//! on an embedded SQLite file, or on a PostgreSQL server given its URL.
 //!
-//! Run it with `cargo run --example blog`.
+//! Run it with `cargo run --example blog`, or
+//! `cargo run --example blog -- postgres://root@127.0.0.1:5432/test` (it works in a schema
+//! `datastore_blog` of its own, created afresh).
 
 mod models;
 
@@ -10,12 +12,13 @@ use datastore::prelude::*;
 use models::{comments, posts, Comment, Post, PostEditor, PostStatus, User};
 
 fn main() -> datastore::Result<()> {
-    let path = std::env::temp_dir().join("datastore-blog.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    let store = Store::open(path.display().to_string(), datastore::embed_migrations!())?;
-    println!("opened {} and ran its migrations\n", path.display());
+    let url = match std::env::args().nth(1) {
+        Some(server) => fresh_postgres_schema(&server)?,
+        None => fresh_sqlite_file(),
+    };
+    // The backend follows from the URL; everything below is the same on both.
+    let store = Store::open(&url, datastore::embed_migrations!())?;
+    println!("opened {url} and ran its migrations\n");
     let mut conn = store.conn()?;
 
     section("Saving relations");
@@ -188,4 +191,32 @@ fn contents(comments: &[Comment]) -> String {
         .filter_map(|c| c.content.as_deref())
         .collect();
     format!("{texts:?}")
+}
+
+/// A new SQLite file in the temporary directory.
+fn fresh_sqlite_file() -> String {
+    let path = std::env::temp_dir().join("datastore-blog.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path.display().to_string()
+}
+
+/// A new schema `datastore_blog` on the server, and the URL that makes it the connections'
+/// search path.
+fn fresh_postgres_schema(server: &str) -> datastore::Result<String> {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::PgConnection;
+
+    let mut admin = PgConnection::establish(server).map_err(|e| datastore::Error::Connection {
+        url: server.to_owned(),
+        message: e.to_string(),
+    })?;
+    admin.batch_execute(
+        "DROP SCHEMA IF EXISTS datastore_blog CASCADE; CREATE SCHEMA datastore_blog",
+    )?;
+    let separator = if server.contains('?') { '&' } else { '?' };
+    Ok(format!(
+        "{server}{separator}options=-csearch_path%3Ddatastore_blog"
+    ))
 }
