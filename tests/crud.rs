@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::models::{posts, Post, PostStatus, Profile, Settings, User};
+use common::models::{posts, Comment, Post, PostStatus, Profile, Settings, User};
 use common::{file_store, post};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::prelude::*;
@@ -343,5 +343,43 @@ per_backend! {
                 assert_eq!(kept, 0);
             }
         }
+    }
+}
+
+/// Code generic over the backend: any connection the models persist on, here the concrete
+/// `SqliteConnection` and `PgConnection` themselves.
+fn save_and_list<C>(conn: &mut C) -> datastore::Result<Vec<String>>
+where
+    C: Repo,
+    Post: Persist<C>,
+    Comment: datastore::relations::ForeignKey<Post, { datastore::relations::fk_key("post_id") }, C>,
+{
+    let post = conn.save(post("generic", 3))?;
+    conn.save(common::comment(&post, "on any backend"))?;
+    let comments = post.comments(conn)?;
+    assert_eq!(comments.len(), 1);
+    Ok(conn.all::<Post>()?.into_iter().map(|p| p.title).collect())
+}
+
+#[test]
+fn code_generic_over_the_backend_runs_on_each_concrete_connection() {
+    use datastore::diesel::{Connection, PgConnection, SqliteConnection};
+    use datastore::diesel_migrations::{self, MigrationHarness};
+
+    const SQLITE: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("migrations/sqlite");
+    const POSTGRES: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("migrations/postgres");
+
+    let mut sqlite = SqliteConnection::establish(":memory:").unwrap();
+    sqlite.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+    sqlite.run_pending_migrations(SQLITE).unwrap();
+    assert_eq!(save_and_list(&mut sqlite).unwrap(), ["generic"]);
+
+    if let Some(url) = common::postgres_url() {
+        let schema = common::PgSchema::new(&url);
+        let mut pg = PgConnection::establish(schema.url()).unwrap();
+        pg.run_pending_migrations(POSTGRES).unwrap();
+        assert_eq!(save_and_list(&mut pg).unwrap(), ["generic"]);
     }
 }
