@@ -575,3 +575,55 @@ per_backend! {
         assert_quiet(&posts);
     }
 }
+
+/// The listener's connection can be lost (a server restart, an administrator): the next
+/// subscription starts a new listener, and changes flow again.
+#[test]
+fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let first = store.observe::<Post>().unwrap();
+    store.save(post("before")).unwrap();
+    assert_eq!(next(&first).element.title, "before");
+
+    let terminated: Vec<bool> = {
+        #[derive(diesel::QueryableByName)]
+        struct Terminated {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            done: bool,
+        }
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
+             WHERE application_name = 'datastore listener ' || md5(current_schema())",
+        )
+        .load::<Terminated>(&mut *store.conn().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|t| t.done)
+        .collect()
+    };
+    assert_eq!(terminated, [true], "this store's listener, and only it");
+
+    // The listener notices within a poll; a new subscription starts a new one.
+    let deadline = std::time::Instant::now() + WAIT;
+    let second = loop {
+        std::thread::sleep(Duration::from_millis(20));
+        // Until the old listener noticed, a subscription is refused, typed.
+        let sub = match store.observe::<Post>() {
+            Ok(sub) => sub,
+            Err(Error::Connection { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        };
+        store.save(post("after")).unwrap();
+        if let Some(Observed::Change(change)) = sub.recv_timeout(Duration::from_millis(500)) {
+            assert_eq!(change.element.title, "after");
+            break sub;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new listener");
+    };
+    store.save(post("later")).unwrap();
+    assert_eq!(next(&second).element.title, "later");
+}

@@ -44,7 +44,7 @@
 pub(crate) mod connection;
 pub(crate) mod ffi;
 pub(crate) mod hub;
-pub mod postgres;
+pub(crate) mod postgres;
 mod query;
 
 pub use query::QuerySubscription;

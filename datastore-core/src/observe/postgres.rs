@@ -5,14 +5,14 @@
 //! A change whose notification would exceed PostgreSQL's payload limit (8000 bytes) is stored
 //! in `datastore_change_payloads` by the trigger, in the same transaction, and the notification
 //! carries its key; the listener reads it from there. Stored payloads are removed after
-//! [`PAYLOAD_RETENTION`], so that every store listening on the database has read them.
+//! ten minutes (`PAYLOAD_RETENTION`), so that every store listening on the database has read them.
 //!
 //! The trigger function, the payload table and the triggers live in the schema of the observed
 //! tables; they are created when a table is first observed (they are infrastructure, not part
 //! of the models, so migrations do not carry them).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,11 +24,11 @@ use serde_json::Value;
 
 use super::hub::{Hub, Queue};
 use super::{Batch, Op, RawChange};
-use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::schema::ddl::quote_ident;
 use crate::{Error, Result};
 
 /// How long the payload of a large change is kept for listeners to read.
-pub const PAYLOAD_RETENTION: Duration = Duration::from_secs(600);
+const PAYLOAD_RETENTION: Duration = Duration::from_secs(600);
 
 /// How long a new subscription waits for the listener to reach its start.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,21 +40,24 @@ const POLL: Duration = Duration::from_millis(2);
 /// and more).
 const INLINE_LIMIT: usize = 7999;
 
-/// The objects observe needs in `schema`: the payload table and the trigger function.
+/// The objects observe needs in `schema`: the payload table, the numbering sequence and the
+/// trigger function.
+///
+/// The function's body names no schema: it finds its objects through `TG_TABLE_SCHEMA`, quoted
+/// by `format('%I')`. It runs as its owner (`SECURITY DEFINER`, with a fixed search path), so
+/// that roles writing observed tables need no rights on the sequence or the payload table.
 fn setup_sql(schema: &str) -> String {
-    let schema_ident = quote_ident(schema);
-    let channel = quote_literal(&channel(schema));
-    let sequence = quote_literal(&format!("{schema_ident}.datastore_change_seq"));
+    let schema = quote_ident(schema);
     format!(
         r#"
-CREATE TABLE IF NOT EXISTS {schema_ident}.datastore_change_payloads (
+CREATE TABLE IF NOT EXISTS {schema}.datastore_change_payloads (
     id BIGSERIAL PRIMARY KEY,
     payload TEXT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
-CREATE SEQUENCE IF NOT EXISTS {schema_ident}.datastore_change_seq;
-CREATE OR REPLACE FUNCTION {schema_ident}.datastore_notify() RETURNS trigger
-LANGUAGE plpgsql AS $datastore$
+CREATE SEQUENCE IF NOT EXISTS {schema}.datastore_change_seq;
+CREATE OR REPLACE FUNCTION {schema}.datastore_notify() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $datastore$
 DECLARE
     payload TEXT;
     stored BIGINT;
@@ -66,22 +69,27 @@ BEGIN
     -- Each change carries a number of its own: PostgreSQL drops a notification identical to
     -- one already sent in the same transaction.
     payload := json_build_object(
-        'seq', nextval({sequence}),
+        'seq', nextval(format('%I.datastore_change_seq', TG_TABLE_SCHEMA)),
         'xid', txid_current(),
+        'schema', TG_TABLE_SCHEMA,
         'table', TG_TABLE_NAME,
         'op', TG_OP,
         'depth', pg_trigger_depth() - 1,
         'old', CASE WHEN TG_OP <> 'INSERT' THEN
-            (SELECT json_agg(c.value) FROM json_each(row_to_json(OLD)) c) END,
+            (SELECT json_agg(c.value ORDER BY c.n)
+             FROM json_each(row_to_json(OLD)) WITH ORDINALITY AS c(key, value, n)) END,
         'new', CASE WHEN TG_OP <> 'DELETE' THEN
-            (SELECT json_agg(c.value) FROM json_each(row_to_json(NEW)) c) END
+            (SELECT json_agg(c.value ORDER BY c.n)
+             FROM json_each(row_to_json(NEW)) WITH ORDINALITY AS c(key, value, n)) END
     )::text;
     IF octet_length(payload) > {INLINE_LIMIT} THEN
-        INSERT INTO {schema_ident}.datastore_change_payloads (payload) VALUES (payload)
-            RETURNING id INTO stored;
+        EXECUTE format(
+            'INSERT INTO %I.datastore_change_payloads (payload) VALUES ($1) RETURNING id',
+            TG_TABLE_SCHEMA
+        ) INTO stored USING payload;
         payload := json_build_object('stored', stored)::text;
     END IF;
-    PERFORM pg_notify({channel}, payload);
+    PERFORM pg_notify('datastore:' || md5(TG_TABLE_SCHEMA), payload);
     IF TG_OP = 'DELETE' THEN
         RETURN OLD; -- a BEFORE trigger: let the delete happen
     END IF;
@@ -108,13 +116,16 @@ fn trigger_sql(schema: &str, table: &str) -> String {
     )
 }
 
-/// The notification channel of a schema's changes (at most 63 bytes, PostgreSQL's limit).
-fn channel(schema: &str) -> String {
-    let mut channel = format!("datastore:{schema}");
-    while channel.len() > 63 {
-        channel.pop();
-    }
-    channel
+/// The notification channel of a schema's changes: `datastore:` and the md5 of its name (the
+/// trigger computes the same), short enough for PostgreSQL's 63-byte limit whatever the name.
+fn channel(conn: &mut PgConnection, schema: &str) -> Result<String> {
+    let rows: Vec<Name> = diesel::sql_query("SELECT 'datastore:' || md5($1) AS name")
+        .bind::<Text, _>(schema)
+        .load(conn)?;
+    rows.into_iter()
+        .next()
+        .map(|r| r.name)
+        .ok_or_else(|| Error::Unsupported("md5() returned nothing".into()))
 }
 
 #[derive(QueryableByName)]
@@ -204,11 +215,13 @@ impl Default for PgObserve {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The schema of the observed tables, once known.
-    schema: Option<String>,
+    /// The schema of the observed tables and its channel, once known.
+    schema: Option<(String, String)>,
     /// Tables whose triggers this store created or found.
     triggered: HashSet<String>,
-    listening: bool,
+    /// Whether the listener runs: it clears this when it ends, and the next subscription
+    /// starts a new one.
+    listening: Option<Arc<AtomicBool>>,
 }
 
 /// A subscription to open when the listener reaches its marker.
@@ -234,7 +247,7 @@ impl PgObserve {
         table: Option<&str>,
         capacity: usize,
     ) -> Result<Arc<Queue>> {
-        let schema = self.ensure(conn, url, hub, tables)?;
+        let (channel, alive) = self.ensure(conn, url, hub, tables)?;
         let marker = format!(
             "{}-{}",
             self.token,
@@ -247,31 +260,52 @@ impl PgObserve {
             capacity,
             reply,
         });
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(channel(&schema))
+        let forget = || lock(&self.waiting).retain(|w| w.marker != marker);
+        let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(&channel)
             .bind::<Text, _>(serde_json::json!({ "marker": marker }).to_string())
-            .execute(conn)?;
-        answer.recv_timeout(MARKER_TIMEOUT).map_err(|_| {
-            lock(&self.waiting).retain(|w| w.marker != marker);
-            Error::Connection {
-                url: url.to_owned(),
-                message: "the observe listener did not answer; its connection may be lost".into(),
+            .execute(conn);
+        if let Err(e) = sent {
+            forget();
+            return Err(e.into());
+        }
+        // Waits for the listener, unless it ends meanwhile (its connection lost).
+        let deadline = Instant::now() + MARKER_TIMEOUT;
+        loop {
+            match answer.recv_timeout(POLL * 50) {
+                Ok(queue) => return Ok(queue),
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
+                Err(_) => {
+                    forget();
+                    return Err(Error::Connection {
+                        url: url.to_owned(),
+                        message: "the observe listener's connection was lost; subscribe again \
+                                  to start a new one"
+                            .into(),
+                    });
+                }
             }
-        })
+        }
     }
 
-    /// Makes sure `tables` report their changes and that the listener runs.
+    /// Makes sure `tables` report their changes and that the listener runs; the channel, and
+    /// the listener's liveness.
     fn ensure(
         self: &Arc<Self>,
         conn: &mut PgConnection,
         url: &str,
         hub: &Arc<Hub>,
         tables: &[String],
-    ) -> Result<String> {
+    ) -> Result<(String, Arc<AtomicBool>)> {
         let mut state = lock(&self.state);
-        let schema = match &state.schema {
-            Some(schema) => schema.clone(),
-            None => current_schema(conn)?,
+        let (schema, channel) = match &state.schema {
+            Some(known) => known.clone(),
+            None => {
+                let schema = current_schema(conn)?;
+                let channel = channel(conn, &schema)?;
+                (schema, channel)
+            }
         };
         let missing: Vec<&String> = tables
             .iter()
@@ -293,18 +327,25 @@ impl PgObserve {
             })?;
             state.triggered.extend(missing.into_iter().cloned());
         }
-        if !state.listening {
-            Listener::start(
-                url,
-                &schema,
-                hub.clone(),
-                Arc::downgrade(self),
-                self.waiting.clone(),
-            )?;
-            state.listening = true;
-        }
-        state.schema = Some(schema.clone());
-        Ok(schema)
+        let alive = match &state.listening {
+            Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
+            _ => {
+                let alive = Arc::new(AtomicBool::new(true));
+                Listener::start(
+                    url,
+                    &schema,
+                    &channel,
+                    hub.clone(),
+                    Arc::downgrade(self),
+                    self.waiting.clone(),
+                    alive.clone(),
+                )?;
+                state.listening = Some(alive.clone());
+                alive
+            }
+        };
+        state.schema = Some((schema, channel.clone()));
+        Ok((channel, alive))
     }
 }
 
@@ -322,30 +363,55 @@ struct Listener {
     /// Gone when the store is.
     store: Weak<PgObserve>,
     waiting: Arc<Mutex<Vec<Waiting>>>,
+    /// Cleared when the listener ends, however it ends.
+    alive: Arc<AtomicBool>,
+    /// The transaction being received: its changes, and its id.
+    batch: Batch,
+    xid: Option<i64>,
     /// Column types per table, for turning JSON values back into stored values.
     columns: HashMap<String, Vec<String>>,
     last_cleanup: Instant,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Listener {
     fn start(
         url: &str,
         schema: &str,
+        channel: &str,
         hub: Arc<Hub>,
         store: Weak<PgObserve>,
         waiting: Arc<Mutex<Vec<Waiting>>>,
+        alive: Arc<AtomicBool>,
     ) -> Result<()> {
         let mut conn = PgConnection::establish(url).map_err(|e| Error::Connection {
             url: url.to_owned(),
             message: e.to_string(),
         })?;
-        conn.batch_execute(&format!("LISTEN {}", quote_ident(&channel(schema))))?;
+        // Named after its channel, so that it can be told apart in `pg_stat_activity`.
+        let name = format!(
+            "datastore listener {}",
+            channel.trim_start_matches("datastore:")
+        );
+        conn.batch_execute(&format!(
+            "SET application_name = {}; LISTEN {}",
+            crate::schema::ddl::quote_literal(&name),
+            quote_ident(channel)
+        ))?;
         let mut listener = Listener {
             conn,
             schema: schema.to_owned(),
             hub,
             store,
             waiting,
+            alive,
+            batch: Batch::default(),
+            xid: None,
             columns: HashMap::new(),
             last_cleanup: Instant::now(),
         };
@@ -356,21 +422,27 @@ impl Listener {
         Ok(())
     }
 
+    /// Until the store is gone or the connection breaks. When the store is gone, what was
+    /// committed before is still delivered; then the hub drops, ending every subscription.
     fn run(&mut self) {
         loop {
-            if self.store.strong_count() == 0 {
-                // The store is gone. A round trip makes the server send what was committed
-                // before; deliver it, then end every subscription (by dropping the hub).
-                if self.conn.batch_execute("SELECT 1").is_ok() {
-                    let _ = self.receive();
-                }
-                return;
-            }
+            let stopping = self.store.strong_count() == 0;
             match self.receive() {
-                Ok(true) => {}
-                Ok(false) => thread::sleep(POLL),
-                // The connection broke: nothing more will arrive. Subscriptions end when the
-                // store does.
+                Ok(received) if received || stopping => {
+                    // A transaction's notifications may span several reads. The server sends
+                    // all it has queued for this session before answering a query, so after
+                    // a round trip every transaction received is whole.
+                    if self.conn.batch_execute("SELECT 1").is_err() || self.receive().is_err() {
+                        return;
+                    }
+                    let batch = std::mem::take(&mut self.batch);
+                    self.send(batch);
+                    if stopping {
+                        return;
+                    }
+                }
+                Ok(_) => thread::sleep(POLL),
+                // The connection broke. The next subscription starts a new listener.
                 Err(_) => return,
             }
             if self.last_cleanup.elapsed() > PAYLOAD_RETENTION / 4 {
@@ -379,27 +451,22 @@ impl Listener {
         }
     }
 
-    /// Publishes the notifications that arrived; whether there were any.
+    /// Takes in the notifications that arrived: changes join the transaction being received
+    /// (the previous one is published when another begins), markers open their subscription.
+    /// Whether there were any.
     fn receive(&mut self) -> diesel::QueryResult<bool> {
-        let mut received = Vec::new();
-        while let Some(notification) = self.conn.notifications_iter().next() {
-            if let Ok(value) = serde_json::from_str::<Value>(&notification?.payload) {
-                received.push(value);
-            }
-        }
-        let any = !received.is_empty();
-        self.publish(received);
-        Ok(any)
-    }
-
-    /// Publishes the changes received, one batch per transaction, in the order they came, and
-    /// opens the subscriptions whose marker came.
-    fn publish(&mut self, notifications: Vec<Value>) {
-        let mut batch = Batch::default();
-        let mut xid: Option<i64> = None;
-        for notification in notifications {
+        let mut any = false;
+        loop {
+            let Some(notification) = self.conn.notifications_iter().next() else {
+                break;
+            };
+            any = true;
+            let Ok(notification) = serde_json::from_str::<Value>(&notification?.payload) else {
+                continue;
+            };
             if let Some(marker) = notification.get("marker").and_then(Value::as_str) {
-                self.send(std::mem::take(&mut batch));
+                let batch = std::mem::take(&mut self.batch);
+                self.send(batch);
                 self.open(marker);
                 continue;
             }
@@ -410,14 +477,17 @@ impl Listener {
                 },
                 None => notification,
             };
-            let this_xid = change.get("xid").and_then(Value::as_i64);
-            if this_xid != xid {
-                self.send(std::mem::take(&mut batch));
+            let xid = change.get("xid").and_then(Value::as_i64);
+            if xid != self.xid {
+                let batch = std::mem::take(&mut self.batch);
+                self.send(batch);
+                self.xid = xid;
             }
-            xid = this_xid;
+            let mut batch = std::mem::take(&mut self.batch);
             self.capture(&mut batch, &change);
+            self.batch = batch;
         }
-        self.send(batch);
+        Ok(any)
     }
 
     fn send(&self, mut batch: Batch) {
@@ -474,12 +544,14 @@ impl Listener {
             _ => return,
         };
         if !self.columns.contains_key(table) {
-            let types = table_columns(&mut self.conn, &self.schema, table)
-                .map(|columns| columns.into_iter().map(|(_, ty)| ty).collect())
-                .unwrap_or_default();
-            self.columns.insert(table.to_owned(), types);
+            // Not cached when the lookup fails: the next change tries again.
+            if let Ok(columns) = table_columns(&mut self.conn, &self.schema, table) {
+                let types = columns.into_iter().map(|(_, ty)| ty).collect();
+                self.columns.insert(table.to_owned(), types);
+            }
         }
-        let types = &self.columns[table];
+        let no_types = Vec::new();
+        let types = self.columns.get(table).unwrap_or(&no_types);
         let mut row = |side: &str| -> Option<std::ops::Range<usize>> {
             let values = change.get(side)?.as_array()?;
             let mark = batch.rows.mark();
@@ -525,15 +597,16 @@ fn push_value(rows: &mut super::Rows, ty: Option<&str>, value: &Value) {
     }
 }
 
-/// `bytea`'s hex form, `\x0aff..`.
+/// `bytea`'s hex form, `\x0aff..`; `None` for anything else.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    let digits = text.strip_prefix("\\x")?;
+    let digits = text.strip_prefix("\\x")?.as_bytes();
     if digits.len() % 2 != 0 {
         return None;
     }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
+    let nibble = |d: u8| (d as char).to_digit(16).map(|n| n as u8);
+    digits
+        .chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
         .collect()
 }
 
@@ -546,5 +619,6 @@ mod tests {
         assert_eq!(decode_hex("\\x00ff10"), Some(vec![0, 255, 16]));
         assert_eq!(decode_hex("\\x0"), None);
         assert_eq!(decode_hex("00"), None);
+        assert_eq!(decode_hex("\\xaé"), None, "not hex, and no panic");
     }
 }

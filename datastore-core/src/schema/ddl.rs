@@ -524,6 +524,7 @@ pub fn upsert(
 /// let pieces = SQL.get(&Note::TABLE, None, None, Dialect::Postgres);
 /// assert!(pieces.concat().contains("IS DISTINCT FROM"));
 /// ```
+#[doc(hidden)] // For generated code.
 #[derive(Debug, Default)]
 pub struct UpsertSql {
     sqlite: std::sync::OnceLock<Vec<String>>,

@@ -307,11 +307,13 @@ impl Store {
     /// committed from now on. On SQLite the build must have the pre-update hook; on
     /// PostgreSQL the tables get their triggers and the store its listener.
     fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
+        if self.dialect == Dialect::Sqlite {
+            // No connection taken: subscribing inside a transaction must not wait for one.
+            unsupported_without_preupdate()?;
+            return Ok(self.hub.subscribe(table, self.observe_buffer));
+        }
         match &mut *self.conn()? {
-            AnyConnection::Sqlite(_) => {
-                unsupported_without_preupdate()?;
-                Ok(self.hub.subscribe(table, self.observe_buffer))
-            }
+            AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
             AnyConnection::Postgres(conn) => {
                 let tables = match table {
                     Some(table) => vec![table.to_owned()],
@@ -486,8 +488,9 @@ impl StoreBuilder {
 /// On PostgreSQL a statement that failed aborts the whole transaction, and `COMMIT` then ends it
 /// with a rollback, reported as success. If `f` went on after such a failure and returned
 /// `Ok`, that would be a lost write reported as committed. So the commit is sent as
-/// `SELECT 1; COMMIT`, in one round trip: in an aborted transaction the `SELECT` fails, the
-/// server skips the rest, and the transaction is rolled back and reported as failed.
+/// `SELECT 1; COMMIT`, in one round trip: in an aborted transaction the `SELECT` fails and the
+/// server skips the `COMMIT`; the transaction, still open, is then rolled back here and
+/// reported as failed.
 fn commit(conn: &mut AnyConnection) -> Result<()> {
     match conn {
         AnyConnection::Sqlite(_) => Ok(AnyConnection::commit_transaction(conn)?),
@@ -541,7 +544,10 @@ fn with_migration_lock<T>(
     use diesel::connection::SimpleConnection;
     // A key of this crate's own: the bytes of "datastor" read as a big-endian integer.
     const KEY: i64 = i64::from_be_bytes(*b"datastor");
-    conn.batch_execute(&format!("SELECT pg_advisory_lock({KEY})"))?;
+    // Waiting for another process's migrations is not a busy database: no lock timeout.
+    conn.batch_execute(&format!(
+        "SET lock_timeout = 0; SELECT pg_advisory_lock({KEY})"
+    ))?;
     let result = f(conn);
     conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
     Ok(result)
