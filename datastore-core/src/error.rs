@@ -71,10 +71,11 @@ pub enum Error {
         message: String,
     },
 
-    /// The transaction lost a conflict with a concurrent one and was rolled back whole:
-    /// PostgreSQL's serialization failure (SQLSTATE 40001) or deadlock (40P01). Nothing it
-    /// wrote remains; running the whole transaction again is safe and usually succeeds.
-    #[error("transaction conflict: {message}; it was rolled back, run it again")]
+    /// The transaction lost a conflict with a concurrent one: PostgreSQL's serialization
+    /// failure (SQLSTATE 40001) or deadlock (40P01). Nothing it wrote will remain:
+    /// `Store::transaction` has rolled it back (in a transaction of your own, roll back); running
+    /// the whole transaction again is safe and usually succeeds.
+    #[error("transaction conflict: {message}; roll back and run the transaction again")]
     Conflict {
         /// The server's message.
         message: String,

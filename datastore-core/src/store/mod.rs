@@ -156,8 +156,11 @@ impl Store {
     /// nothing it wrote remains. Inside, `tx.transaction(..)` nests as a savepoint.
     ///
     /// On SQLite it begins with `BEGIN IMMEDIATE`, so it never fails half-way for want of the
-    /// write lock. On PostgreSQL it runs at `READ COMMITTED`; a deadlock with a concurrent
-    /// transaction fails it whole with [`Error::Conflict`], and it may then be run again.
+    /// write lock. On PostgreSQL it runs at the server's default isolation level (`f` may
+    /// begin with `SET TRANSACTION ISOLATION LEVEL ..`); a deadlock or a serialization failure
+    /// fails it whole with [`Error::Conflict`], and it may then be run again. A statement that
+    /// failed inside `f` aborts a PostgreSQL transaction: if `f` still returns `Ok`, the
+    /// transaction is rolled back and this returns the server's error, never `Ok`.
     ///
     /// ```
     /// # use datastore::prelude::*;
