@@ -130,6 +130,11 @@ pub trait Persist<C: Connection>: Model {
     /// Runs a query built from [`Persist::query`].
     fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>>;
 
+    /// Every row, in key order.
+    fn all(conn: &mut C) -> Result<Vec<Self>> {
+        Self::load(conn, Self::query())
+    }
+
     /// The rows matching a predicate, in key order.
     fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>>;
 
@@ -173,6 +178,10 @@ impl<M: Persist<crate::AnyConnection>> Persist<crate::PooledConn> for M {
 
     fn load(conn: &mut crate::PooledConn, query: Self::Query) -> Result<Vec<Self>> {
         <M as Persist<crate::AnyConnection>>::load(conn, query)
+    }
+
+    fn all(conn: &mut crate::PooledConn) -> Result<Vec<Self>> {
+        <M as Persist<crate::AnyConnection>>::all(conn)
     }
 
     fn load_where(

@@ -60,7 +60,7 @@ pub trait Repo: Connection + Sized {
 
     /// Every row of the model's table, in primary-key order.
     fn all<M: Persist<Self>>(&mut self) -> Result<Vec<M>> {
-        M::load(self, M::query())
+        M::all(self)
     }
 
     /// The rows of a query refined from the model's boxed query.

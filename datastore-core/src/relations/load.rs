@@ -19,7 +19,7 @@ where
     Ch: ForeignKey<P, FK, C>,
     C: Connection,
 {
-    Ch::load_where(conn, Ch::parent_is(*parent))
+    Ch::children_of_one(conn, *parent)
 }
 
 /// The children of many parents, grouped by parent key: one statement per [`CHUNK`] parents.
@@ -34,7 +34,7 @@ where
 {
     let mut groups: HashMap<Id, Vec<Ch>> = HashMap::with_capacity(parents.len());
     for chunk in distinct(parents).chunks(CHUNK) {
-        for child in Ch::load_where(conn, Ch::parent_in(chunk))? {
+        for child in Ch::children_of(conn, chunk)? {
             if let Some(parent) = child.parent_id() {
                 groups.entry(parent).or_default().push(child);
             }
@@ -235,7 +235,7 @@ where
     J: ForeignKey<P, FK, C>,
     C: Connection,
 {
-    J::count_where(conn, J::parent_is(*parent))
+    J::count_children(conn, *parent)
 }
 
 fn distinct(ids: &[Id]) -> Vec<Id> {

@@ -119,6 +119,21 @@ pub trait ForeignKey<P: Model, const FK: u64, C: Connection>:
 
     /// `fk IN (ids)`; at most [`CHUNK`] keys.
     fn parent_in(ids: &[Id]) -> Predicate<Self, C>;
+
+    /// The children of one parent, in key order.
+    fn children_of_one(conn: &mut C, parent: Id) -> crate::Result<Vec<Self>> {
+        Self::load_where(conn, Self::parent_is(parent))
+    }
+
+    /// The children of these parents (at most [`CHUNK`]), in key order.
+    fn children_of(conn: &mut C, parents: &[Id]) -> crate::Result<Vec<Self>> {
+        Self::load_where(conn, Self::parent_in(parents))
+    }
+
+    /// How many children the parent has.
+    fn count_children(conn: &mut C, parent: Id) -> crate::Result<i64> {
+        Self::count_where(conn, Self::parent_is(parent))
+    }
 }
 
 /// The primary-key column of a model's table.
@@ -302,5 +317,17 @@ where
 
     fn parent_in(ids: &[Id]) -> Predicate<Self, crate::PooledConn> {
         <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_in(ids)
+    }
+
+    fn children_of_one(conn: &mut crate::PooledConn, parent: Id) -> crate::Result<Vec<Self>> {
+        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::children_of_one(conn, parent)
+    }
+
+    fn children_of(conn: &mut crate::PooledConn, parents: &[Id]) -> crate::Result<Vec<Self>> {
+        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::children_of(conn, parents)
+    }
+
+    fn count_children(conn: &mut crate::PooledConn, parent: Id) -> crate::Result<i64> {
+        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::count_children(conn, parent)
     }
 }

@@ -34,14 +34,17 @@ pub fn model(model: &parse::Model) -> TokenStream {
             conn: quote!(diesel::pg::PgConnection),
             backend: quote!(diesel::pg::Pg),
         },
-        relations::Backend {
-            conn: quote!(::datastore::AnyConnection),
-            backend: quote!(::datastore::AnyBackend),
-        },
     ];
-    let persist = backends.iter().map(|b| persist::persist(model, b));
+    // The multi-backend connection runs what it can on the backend's own connection inside.
+    let persist = backends
+        .iter()
+        .map(|b| persist::persist(model, b))
+        .chain([persist::persist_any(model)]);
     let child_side = relations::child_side(model);
-    let foreign_keys = backends.iter().map(|b| relations::foreign_keys(model, b));
+    let foreign_keys = backends
+        .iter()
+        .map(|b| relations::foreign_keys(model, b))
+        .chain([relations::foreign_keys_any(model)]);
     let parent_side = relations::parent_side(model);
     quote! {
         #table

@@ -343,3 +343,97 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
         }
     }
 }
+
+/// `impl Persist<AnyConnection>`: queries built by the caller run on the multi-backend
+/// connection; every operation the model knows in full runs on the backend's own connection
+/// inside, where its statements are prepared and decoded without run-time dispatch per value.
+pub fn persist_any(model: &Model) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let key = model.primary_key().ident;
+    let any = quote!(::datastore::AnyConnection);
+    let backend = quote!(::datastore::AnyBackend);
+    let dispatch = |call: TokenStream| {
+        quote! {
+            match conn {
+                ::datastore::AnyConnection::Sqlite(conn) => <Self as ::datastore::Persist<diesel::sqlite::SqliteConnection>>::#call,
+                ::datastore::AnyConnection::Postgres(conn) => <Self as ::datastore::Persist<diesel::pg::PgConnection>>::#call,
+            }
+        }
+    };
+    let all = dispatch(quote!(all(conn)));
+    let save = dispatch(quote!(save(self, conn)));
+    let save_graph = dispatch(quote!(save_graph(self, conn)));
+    let find = dispatch(quote!(find(conn, id)));
+    let find_many = dispatch(quote!(find_many(conn, ids)));
+    let count = dispatch(quote!(count(conn)));
+    let delete_by_id = dispatch(quote!(delete_by_id(conn, id)));
+    quote! {
+        impl ::datastore::Persist<#any> for #ident {
+            type Query = #table::BoxedQuery<'static, #backend>;
+
+            fn query() -> Self::Query {
+                diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(
+                    #table::table,
+                    diesel::ExpressionMethods::asc(#table::#key),
+                ))
+            }
+
+            fn load(conn: &mut #any, query: Self::Query) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
+            }
+
+            fn load_where(
+                conn: &mut #any,
+                predicate: ::datastore::Predicate<Self, #any>,
+            ) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                let query = diesel::QueryDsl::filter(<Self as ::datastore::Persist<#any>>::query(), predicate);
+                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
+            }
+
+            fn count_where(
+                conn: &mut #any,
+                predicate: ::datastore::Predicate<Self, #any>,
+            ) -> ::datastore::Result<i64> {
+                let query = diesel::QueryDsl::count(diesel::QueryDsl::filter(#table::table, predicate));
+                ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
+            }
+
+            fn delete_where(
+                conn: &mut #any,
+                predicate: ::datastore::Predicate<Self, #any>,
+            ) -> ::datastore::Result<usize> {
+                let target = diesel::QueryDsl::filter(#table::table, predicate);
+                ::core::result::Result::Ok(diesel::RunQueryDsl::execute(diesel::delete(target), conn)?)
+            }
+
+            fn all(conn: &mut #any) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                #all
+            }
+
+            fn save(self, conn: &mut #any) -> ::datastore::Result<Self> {
+                #save
+            }
+
+            fn save_graph(self, conn: &mut #any) -> ::datastore::Result<Self> {
+                #save_graph
+            }
+
+            fn find(conn: &mut #any, id: &::datastore::Id) -> ::datastore::Result<::core::option::Option<Self>> {
+                #find
+            }
+
+            fn find_many(conn: &mut #any, ids: &[::datastore::Id]) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                #find_many
+            }
+
+            fn count(conn: &mut #any) -> ::datastore::Result<i64> {
+                #count
+            }
+
+            fn delete_by_id(conn: &mut #any, id: &::datastore::Id) -> ::datastore::Result<bool> {
+                #delete_by_id
+            }
+        }
+    }
+}

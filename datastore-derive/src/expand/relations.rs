@@ -161,26 +161,83 @@ pub fn foreign_keys(model: &Model, backend: &Backend) -> TokenStream {
     let table = &model.table;
     let impls = model.columns().filter_map(|(field, column)| {
         let parent = column.belongs_to.as_ref()?;
-        let f = field.ident;
         let field_name = field.column_name();
+        let predicates = predicates(table, field.ident, conn);
         Some(quote! {
             impl ::datastore::relations::ForeignKey<#parent, { ::datastore::relations::fk_key(#field_name) }, #conn> for #ident {
-                fn parent_is(id: ::datastore::Id) -> ::datastore::Predicate<Self, #conn> {
-                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq(#table::#f, id))
+                #predicates
+            }
+        })
+    });
+    quote!(#(#impls)*)
+}
+
+/// `ForeignKey`'s predicates on the foreign-key column `f`, for one connection type.
+fn predicates(table: &Ident, f: &Ident, conn: &TokenStream) -> TokenStream {
+    quote! {
+        fn parent_is(id: ::datastore::Id) -> ::datastore::Predicate<Self, #conn> {
+            ::std::boxed::Box::new(diesel::ExpressionMethods::eq(#table::#f, id))
+        }
+
+        fn parent_is_and(
+            id: ::datastore::Id,
+            other: ::datastore::Predicate<Self, #conn>,
+        ) -> ::datastore::Predicate<Self, #conn> {
+            ::std::boxed::Box::new(diesel::BoolExpressionMethods::and(
+                diesel::ExpressionMethods::eq(#table::#f, id),
+                other,
+            ))
+        }
+
+        fn parent_in(ids: &[::datastore::Id]) -> ::datastore::Predicate<Self, #conn> {
+            ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#f, ids.to_vec()))
+        }
+    }
+}
+
+/// The child's foreign keys on the multi-backend connection: predicates for it, and the
+/// relation loads run on the backend's own connection inside.
+pub fn foreign_keys_any(model: &Model) -> TokenStream {
+    let any = Backend {
+        conn: quote!(::datastore::AnyConnection),
+        backend: quote!(::datastore::AnyBackend),
+    };
+    let ident = model.ident;
+    let table = &model.table;
+    let impls = model.columns().filter_map(|(field, column)| {
+        let parent = column.belongs_to.as_ref()?;
+        let f = field.ident;
+        let fk = {
+            let name = field.column_name();
+            quote!({ ::datastore::relations::fk_key(#name) })
+        };
+        let dispatch = |call: TokenStream| {
+            quote! {
+                match conn {
+                    ::datastore::AnyConnection::Sqlite(conn) => <Self as ::datastore::relations::ForeignKey<#parent, #fk, diesel::sqlite::SqliteConnection>>::#call,
+                    ::datastore::AnyConnection::Postgres(conn) => <Self as ::datastore::relations::ForeignKey<#parent, #fk, diesel::pg::PgConnection>>::#call,
+                }
+            }
+        };
+        let one = dispatch(quote!(children_of_one(conn, parent)));
+        let many = dispatch(quote!(children_of(conn, parents)));
+        let count = dispatch(quote!(count_children(conn, parent)));
+        let conn = &any.conn;
+        let predicates = predicates(table, f, conn);
+        Some(quote! {
+            impl ::datastore::relations::ForeignKey<#parent, #fk, #conn> for #ident {
+                #predicates
+
+                fn children_of_one(conn: &mut #conn, parent: ::datastore::Id) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                    #one
                 }
 
-                fn parent_is_and(
-                    id: ::datastore::Id,
-                    other: ::datastore::Predicate<Self, #conn>,
-                ) -> ::datastore::Predicate<Self, #conn> {
-                    ::std::boxed::Box::new(diesel::BoolExpressionMethods::and(
-                        diesel::ExpressionMethods::eq(#table::#f, id),
-                        other,
-                    ))
+                fn children_of(conn: &mut #conn, parents: &[::datastore::Id]) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                    #many
                 }
 
-                fn parent_in(ids: &[::datastore::Id]) -> ::datastore::Predicate<Self, #conn> {
-                    ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#f, ids.to_vec()))
+                fn count_children(conn: &mut #conn, parent: ::datastore::Id) -> ::datastore::Result<i64> {
+                    #count
                 }
             }
         })
