@@ -99,10 +99,12 @@ fn a_lock_held_past_the_busy_timeout_is_a_busy_error() {
     );
 }
 
-#[test]
-fn a_failing_migration_is_a_migration_error_and_leaves_the_database_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let migrations = dir.path().join("migrations");
+/// Two migrations: a good one (table `a`), then one that fails half-way (creates `b`, then a
+/// malformed statement).
+fn good_then_bad_migration(
+    dir: &std::path::Path,
+) -> datastore::diesel_migrations::FileBasedMigrations {
+    let migrations = dir.join("migrations");
     let good = migrations.join("2026-01-01-000000_good");
     let bad = migrations.join("2026-01-02-000000_bad");
     std::fs::create_dir_all(&good).unwrap();
@@ -116,9 +118,14 @@ fn a_failing_migration_is_a_migration_error_and_leaves_the_database_as_it_was() 
     )
     .unwrap();
     std::fs::write(bad.join("down.sql"), "DROP TABLE c; DROP TABLE b;").unwrap();
+    datastore::diesel_migrations::FileBasedMigrations::from_path(&migrations).unwrap()
+}
 
+#[test]
+fn a_failing_migration_is_a_migration_error_and_leaves_the_database_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = good_then_bad_migration(dir.path());
     let db = dir.path().join("m.db").display().to_string();
-    let source = datastore::diesel_migrations::FileBasedMigrations::from_path(&migrations).unwrap();
     let err = Store::open(
         &db,
         datastore::migrate::BackendMigrations::new().sqlite(source),
@@ -131,6 +138,35 @@ fn a_failing_migration_is_a_migration_error_and_leaves_the_database_as_it_was() 
     let tables: String = diesel::select(diesel::dsl::sql::<Text>(
         "(SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'table' \
          AND name IN ('a', 'b', 'c') ORDER BY name))",
+    ))
+    .get_result(&mut store.conn().unwrap())
+    .unwrap();
+    assert_eq!(
+        tables, "a",
+        "the good migration stays; nothing of the bad one does"
+    );
+}
+
+#[test]
+fn a_failing_migration_on_postgres_leaves_the_database_as_it_was() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let source = good_then_bad_migration(dir.path());
+    let err = Store::open(
+        schema.url(),
+        datastore::migrate::BackendMigrations::new().postgres(source),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Migration(_)), "{err:?}");
+    assert!(err.to_string().contains("syntax error"), "{err}");
+
+    let store = Store::builder(schema.url()).open().unwrap();
+    let tables: String = diesel::select(diesel::dsl::sql::<Text>(
+        "(SELECT string_agg(table_name::text, ',' ORDER BY table_name) FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name IN ('a', 'b', 'c'))",
     ))
     .get_result(&mut store.conn().unwrap())
     .unwrap();
