@@ -494,7 +494,7 @@ impl Listener {
         if batch.changes.is_empty() {
             return;
         }
-        batch.changes = super::connection::in_delivery_order(std::mem::take(&mut batch.changes));
+        batch.changes = cascades_first(std::mem::take(&mut batch.changes));
         let seq = self.hub.next_seq();
         self.hub.publish(seq, batch);
     }
@@ -572,6 +572,38 @@ impl Listener {
     }
 }
 
+/// Puts the rows a cascade deleted before the rows whose delete caused it, as on SQLite.
+///
+/// A transaction's notifications carry no statement boundaries, but a delete statement's own
+/// rows (depth 0) come first and the rows its foreign keys cascade to (depth 1 and more) follow
+/// them, before anything else happens. So a run of deletes whose depth rises from 0 is one
+/// statement's, and is reordered deepest first; a depth-0 delete after a deeper one, or any
+/// other change, begins the next run.
+fn cascades_first(changes: Vec<RawChange>) -> Vec<RawChange> {
+    let mut ordered = Vec::with_capacity(changes.len());
+    let mut run: Vec<RawChange> = Vec::new();
+    let flush = |run: &mut Vec<RawChange>, ordered: &mut Vec<RawChange>| {
+        run.sort_by_key(|c| -c.depth); // stable: each depth keeps its order
+        ordered.append(run);
+    };
+    for change in changes {
+        let continues = change.op == Op::Delete
+            && run
+                .last()
+                .is_some_and(|last: &RawChange| change.depth > 0 || last.depth == 0);
+        if !continues {
+            flush(&mut run, &mut ordered);
+        }
+        if change.op == Op::Delete {
+            run.push(change);
+        } else {
+            ordered.push(change);
+        }
+    }
+    flush(&mut run, &mut ordered);
+    ordered
+}
+
 /// One column's value from its JSON form (`row_to_json`), as SQLite would have stored it:
 /// what `FieldType::from_raw` reads.
 fn push_value(rows: &mut super::Rows, ty: Option<&str>, value: &Value) {
@@ -613,6 +645,60 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(op: Op, depth: i32, table: &str) -> RawChange {
+        RawChange {
+            table: table.into(),
+            op,
+            old: None,
+            new: None,
+            depth,
+        }
+    }
+
+    #[test]
+    fn cascaded_deletes_move_before_their_statement_and_no_further() {
+        let order = |changes: Vec<RawChange>| -> Vec<String> {
+            cascades_first(changes)
+                .into_iter()
+                .map(|c| format!("{:?} {}", c.op, c.table))
+                .collect()
+        };
+        // Insert a comment, then delete its post: the cascade must not jump the insert.
+        assert_eq!(
+            order(vec![
+                change(Op::Insert, 0, "post"),
+                change(Op::Insert, 0, "comment"),
+                change(Op::Delete, 0, "post"),
+                change(Op::Delete, 1, "comment"),
+            ]),
+            [
+                "Insert post",
+                "Insert comment",
+                "Delete comment",
+                "Delete post"
+            ]
+        );
+        // Two delete statements in a row, each with its cascade.
+        assert_eq!(
+            order(vec![
+                change(Op::Delete, 0, "post1"),
+                change(Op::Delete, 1, "comment1"),
+                change(Op::Delete, 0, "post2"),
+                change(Op::Delete, 0, "post3"),
+                change(Op::Delete, 1, "comment2"),
+                change(Op::Delete, 2, "reply"),
+            ]),
+            [
+                "Delete comment1",
+                "Delete post1",
+                "Delete reply",
+                "Delete comment2",
+                "Delete post2",
+                "Delete post3"
+            ]
+        );
+    }
 
     #[test]
     fn bytea_hex_decodes() {
