@@ -514,6 +514,211 @@ fn wal_file(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same tables on PostgreSQL, as a Diesel user writes them by hand (with datastore's key
+/// and timestamp types, which map to `uuid` and `timestamptz`).
+mod hand_pg {
+    use datastore::diesel::prelude::*;
+    use datastore::{Id, Timestamp};
+
+    diesel::table! {
+        use datastore::diesel::sql_types::*;
+        use datastore::sql_types::{TimestampUtc, Uuid};
+
+        posts (id) {
+            id -> Uuid,
+            title -> Text,
+            rating -> Integer,
+            status -> Text,
+            body -> Nullable<Text>,
+            created_at -> TimestampUtc,
+            updated_at -> TimestampUtc,
+        }
+    }
+
+    diesel::table! {
+        use datastore::diesel::sql_types::*;
+        use datastore::sql_types::{TimestampUtc, Uuid};
+
+        comments (id) {
+            id -> Uuid,
+            content -> Nullable<Text>,
+            post_id -> Uuid,
+            created_at -> TimestampUtc,
+        }
+    }
+
+    #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+    #[diesel(table_name = posts)]
+    pub struct Post {
+        pub id: Id,
+        pub title: String,
+        pub rating: i32,
+        pub status: String,
+        pub body: Option<String>,
+        pub created_at: Timestamp,
+        pub updated_at: Timestamp,
+    }
+
+    #[derive(Queryable, Selectable, Debug, Clone)]
+    #[diesel(table_name = comments)]
+    #[allow(dead_code)] // loaded whole, as an application would; the benchmark reads only the key
+    pub struct Comment {
+        pub id: Id,
+        pub content: Option<String>,
+        pub post_id: Id,
+        pub created_at: Timestamp,
+    }
+}
+
+/// The relation workloads on the PostgreSQL server named by `DATASTORE_POSTGRES_URL` (skipped
+/// without it), in a schema of their own, dropped afterwards: datastore through its store, and
+/// hand-written Diesel on a `PgConnection`.
+fn postgres(c: &mut Criterion) {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::PgConnection;
+
+    let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
+        eprintln!("PostgreSQL workloads not run: DATASTORE_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("datastore_bench_{}", Id::new().to_string().replace('-', ""));
+    let mut admin = PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+    let store = Store::open(&schema_url, datastore::embed_migrations!()).unwrap();
+    let mut ours = store.conn().unwrap();
+    let mut seeder = store.conn().unwrap();
+    let mut diesel = PgConnection::establish(&schema_url).unwrap();
+
+    let posts = seed(&mut seeder, 10_000, 0);
+    let id = posts[5_000].id;
+    let mut group = c.benchmark_group("PostgreSQL: find by id among 10000 rows");
+    group.bench_function("datastore", |bench| {
+        bench.iter(|| ours.find::<Post>(&id).unwrap())
+    });
+    group.bench_function("diesel", |bench| {
+        bench.iter(|| {
+            hand_pg::posts::table
+                .find(id)
+                .first::<hand_pg::Post>(&mut diesel)
+                .optional()
+                .unwrap()
+        })
+    });
+    group.finish();
+    ours.batch_execute("DELETE FROM posts").unwrap();
+
+    let mut group = c.benchmark_group("PostgreSQL: eager loading posts with comments");
+    seed(&mut seeder, 100, 10);
+    group.bench_function(BenchmarkId::new("datastore", "100x10"), |bench| {
+        bench.iter(|| {
+            let mut posts: Vec<Post> = ours.all().unwrap();
+            Post::load_comments(&mut ours, &mut posts).unwrap();
+            posts
+        })
+    });
+    group.bench_function(BenchmarkId::new("diesel", "100x10"), |bench| {
+        bench.iter(|| {
+            use hand_pg::{comments, posts};
+            let posts = posts::table
+                .order(posts::id)
+                .load::<hand_pg::Post>(&mut diesel)
+                .unwrap();
+            let ids: Vec<Id> = posts.iter().map(|p| p.id).collect();
+            let children = comments::table
+                .filter(comments::post_id.eq_any(ids))
+                .order(comments::id)
+                .load::<hand_pg::Comment>(&mut diesel)
+                .unwrap();
+            let mut grouped: std::collections::HashMap<Id, Vec<hand_pg::Comment>> =
+                Default::default();
+            for child in children {
+                grouped.entry(child.post_id).or_default().push(child);
+            }
+            posts
+                .into_iter()
+                .map(|p| {
+                    let c = grouped.remove(&p.id).unwrap_or_default();
+                    (p, c)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("PostgreSQL: cascade delete of a post with K comments");
+    group.bench_function(BenchmarkId::new("datastore", 100), |bench| {
+        bench.iter_batched(
+            || seed(&mut seeder, 1, 100).remove(0),
+            |post| ours.delete(&post).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function(BenchmarkId::new("diesel", 100), |bench| {
+        bench.iter_batched(
+            || seed(&mut seeder, 1, 100).remove(0).id,
+            |id| {
+                diesel::delete(hand_pg::posts::table.find(id))
+                    .execute(&mut diesel)
+                    .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("PostgreSQL: insert rows");
+    group.bench_function(BenchmarkId::new("datastore", 10), |bench| {
+        bench.iter_batched(
+            || (0..10).map(post).collect::<Vec<_>>(),
+            |rows| save_all(&mut ours, rows),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function(BenchmarkId::new("diesel", 10), |bench| {
+        bench.iter_batched(
+            || {
+                (0..10)
+                    .map(|i| {
+                        let now = Timestamp::now();
+                        hand_pg::Post {
+                            id: Id::new(),
+                            title: format!("post {i}"),
+                            rating: i % 10,
+                            status: "Active".into(),
+                            body: Some("body".into()),
+                            created_at: now,
+                            updated_at: now,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |rows| {
+                diesel
+                    .transaction(|conn| {
+                        for row in &rows {
+                            diesel::insert_into(hand_pg::posts::table)
+                                .values(row)
+                                .execute(conn)?;
+                        }
+                        diesel::QueryResult::Ok(())
+                    })
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    drop((ours, seeder, store));
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -524,6 +729,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = trivial_query, medium_complex_query, insert, find_by_id, eager_loading, many_to_many, cascade_delete, wal_file
+    targets = trivial_query, medium_complex_query, insert, find_by_id, eager_loading, many_to_many, cascade_delete, wal_file, postgres
 }
 criterion_main!(benches);
