@@ -612,6 +612,7 @@ fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
     let second = loop {
         std::thread::sleep(Duration::from_millis(20));
         // Until the old listener noticed, a subscription is refused, typed.
+        assert!(std::time::Instant::now() < deadline, "no new listener");
         let sub = match store.observe::<Post>() {
             Ok(sub) => sub,
             Err(Error::Connection { .. }) => continue,
@@ -626,4 +627,9 @@ fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
     };
     store.save(post("later")).unwrap();
     assert_eq!(next(&second).element.title, "later");
+    // The lost listener's subscription ended instead of skipping what it could not see.
+    assert!(
+        first.recv_timeout(QUIET).is_none(),
+        "the first subscription ended"
+    );
 }

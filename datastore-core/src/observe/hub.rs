@@ -253,14 +253,22 @@ impl Queue {
     }
 }
 
-impl Drop for Hub {
-    /// The store and all its connections are gone: wake every subscriber, for good.
-    fn drop(&mut self) {
+impl Hub {
+    /// Ends every current subscription, its source of changes being gone: each yields what it
+    /// holds, then ends. Later subscriptions are not affected.
+    pub fn close_all(&self) {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
         for queue in subscribers.iter().filter_map(Weak::upgrade) {
             lock(&queue.inner).closed = true;
             queue.ready.notify_all();
         }
+    }
+}
+
+impl Drop for Hub {
+    /// The store and all its connections are gone: wake every subscriber, for good.
+    fn drop(&mut self) {
+        self.close_all();
     }
 }
 

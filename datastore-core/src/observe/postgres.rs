@@ -75,6 +75,9 @@ BEGIN
         'table', TG_TABLE_NAME,
         'op', TG_OP,
         'depth', pg_trigger_depth() - 1,
+        -- Tells statements apart: the same for a statement's rows and for the rows its
+        -- foreign keys and triggers change.
+        'statement', statement_timestamp(),
         'old', CASE WHEN TG_OP <> 'INSERT' THEN
             (SELECT json_agg(c.value ORDER BY c.n)
              FROM json_each(row_to_json(OLD)) WITH ORDINALITY AS c(key, value, n)) END,
@@ -358,6 +361,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Listener {
     conn: PgConnection,
     schema: String,
+    channel: String,
     /// Held until the listener ends, so that subscriptions end after the last change.
     hub: Arc<Hub>,
     /// Gone when the store is.
@@ -368,6 +372,15 @@ struct Listener {
     /// The transaction being received: its changes, and its id.
     batch: Batch,
     xid: Option<i64>,
+    /// The statement being received (its start time), and its changes, put in delivery order
+    /// once it is over.
+    statement: Option<String>,
+    statement_changes: Vec<RawChange>,
+    /// A fence this listener sent itself and has not received yet; how many it sent; what
+    /// tells its fences from other listeners' on the same channel.
+    fence_pending: bool,
+    fences: u64,
+    token: u64,
     /// Column types per table, for turning JSON values back into stored values.
     columns: HashMap<String, Vec<String>>,
     last_cleanup: Instant,
@@ -376,6 +389,11 @@ struct Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::SeqCst);
+        if self.store.strong_count() > 0 {
+            // The connection was lost while the store lives: what was committed meanwhile
+            // will never be known, so the subscriptions end rather than skip it silently.
+            self.hub.close_all();
+        }
     }
 }
 
@@ -406,12 +424,18 @@ impl Listener {
         let mut listener = Listener {
             conn,
             schema: schema.to_owned(),
+            channel: channel.to_owned(),
             hub,
             store,
             waiting,
             alive,
             batch: Batch::default(),
             xid: None,
+            statement: None,
+            statement_changes: Vec::new(),
+            fence_pending: false,
+            fences: 0,
+            token: uuid::Uuid::new_v4().as_u64_pair().0,
             columns: HashMap::new(),
             last_cleanup: Instant::now(),
         };
@@ -424,26 +448,35 @@ impl Listener {
 
     /// Until the store is gone or the connection breaks. When the store is gone, what was
     /// committed before is still delivered; then the hub drops, ending every subscription.
+    ///
+    /// A transaction is published once it is known whole. Its notifications are contiguous,
+    /// but may arrive over several reads; so after notifications arrive, the listener sends
+    /// itself a fence (a `NOTIFY` of its own), and publishes what preceded it when it comes
+    /// back: everything committed before the fence was, by then, received whole.
     fn run(&mut self) {
+        // The fence sent once the store was gone.
+        let mut last_fence = None;
         loop {
             let stopping = self.store.strong_count() == 0;
-            match self.receive() {
-                Ok(received) if received || stopping => {
-                    // A transaction's notifications may span several reads. The server sends
-                    // all it has queued for this session before answering a query, so after
-                    // a round trip every transaction received is whole.
-                    if self.conn.batch_execute("SELECT 1").is_err() || self.receive().is_err() {
-                        return;
-                    }
-                    let batch = std::mem::take(&mut self.batch);
-                    self.send(batch);
-                    if stopping {
-                        return;
-                    }
+            let received = match self.receive() {
+                Ok(received) => received,
+                Err(_) => return, // the connection broke
+            };
+            if let Some(last) = last_fence {
+                if self.fences == last && !self.fence_pending {
+                    return; // it came back: everything committed before the end is out
                 }
-                Ok(_) => thread::sleep(POLL),
-                // The connection broke. The next subscription starts a new listener.
-                Err(_) => return,
+            } else if stopping {
+                if self.fence().is_err() {
+                    return;
+                }
+                last_fence = Some(self.fences);
+            }
+            if received && !self.fence_pending && self.fence().is_err() {
+                return;
+            }
+            if !received {
+                thread::sleep(POLL);
             }
             if self.last_cleanup.elapsed() > PAYLOAD_RETENTION / 4 {
                 self.cleanup();
@@ -451,23 +484,43 @@ impl Listener {
         }
     }
 
+    fn fence(&mut self) -> diesel::QueryResult<()> {
+        self.fences += 1;
+        self.fence_pending = true;
+        let fence = serde_json::json!({ "fence": self.fences, "listener": self.token });
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(&self.channel)
+            .bind::<Text, _>(fence.to_string())
+            .execute(&mut self.conn)
+            .map(drop)
+    }
+
     /// Takes in the notifications that arrived: changes join the transaction being received
-    /// (the previous one is published when another begins), markers open their subscription.
-    /// Whether there were any.
+    /// (the previous one is published when another begins), markers open their subscription,
+    /// this listener's fence publishes what preceded it. Whether anything but fences came.
     fn receive(&mut self) -> diesel::QueryResult<bool> {
         let mut any = false;
         loop {
             let Some(notification) = self.conn.notifications_iter().next() else {
                 break;
             };
-            any = true;
             let Ok(notification) = serde_json::from_str::<Value>(&notification?.payload) else {
                 continue;
             };
+            // Fences do not count: one coming back must not call for another.
+            any |= notification.get("fence").is_none();
             if let Some(marker) = notification.get("marker").and_then(Value::as_str) {
-                let batch = std::mem::take(&mut self.batch);
-                self.send(batch);
+                self.publish();
                 self.open(marker);
+                continue;
+            }
+            if notification.get("fence").is_some() {
+                let ours = notification.get("listener").and_then(Value::as_u64) == Some(self.token)
+                    && notification.get("fence").and_then(Value::as_u64) == Some(self.fences);
+                if ours {
+                    self.publish();
+                    self.fence_pending = false;
+                }
                 continue;
             }
             let change = match notification.get("stored").and_then(Value::as_i64) {
@@ -479,22 +532,47 @@ impl Listener {
             };
             let xid = change.get("xid").and_then(Value::as_i64);
             if xid != self.xid {
-                let batch = std::mem::take(&mut self.batch);
-                self.send(batch);
+                self.publish();
                 self.xid = xid;
             }
+            let statement = change
+                .get("statement")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if statement != self.statement {
+                self.end_statement();
+                self.statement = statement;
+            }
             let mut batch = std::mem::take(&mut self.batch);
-            self.capture(&mut batch, &change);
+            if let Some(captured) = self.capture(&mut batch, &change) {
+                self.statement_changes.push(captured);
+            }
             self.batch = batch;
         }
         Ok(any)
     }
 
-    fn send(&self, mut batch: Batch) {
+    /// The statement is over: its changes join the transaction's, in delivery order (a
+    /// cascade's rows before the rows whose delete caused it, as on SQLite).
+    fn end_statement(&mut self) {
+        let changes = std::mem::take(&mut self.statement_changes);
+        self.batch
+            .changes
+            .extend(super::connection::in_delivery_order(changes));
+    }
+
+    /// Publishes the transaction received so far.
+    fn publish(&mut self) {
+        self.end_statement();
+        self.statement = None;
+        let batch = std::mem::take(&mut self.batch);
+        self.send(batch);
+    }
+
+    fn send(&self, batch: Batch) {
         if batch.changes.is_empty() {
             return;
         }
-        batch.changes = cascades_first(std::mem::take(&mut batch.changes));
         let seq = self.hub.next_seq();
         self.hub.publish(seq, batch);
     }
@@ -530,18 +608,19 @@ impl Listener {
         ));
     }
 
-    fn capture(&mut self, batch: &mut Batch, change: &Value) {
+    /// A change's rows, into the batch's; the change, for its statement's list.
+    fn capture(&mut self, batch: &mut Batch, change: &Value) -> Option<RawChange> {
         let (Some(table), Some(op)) = (
             change.get("table").and_then(Value::as_str),
             change.get("op").and_then(Value::as_str),
         ) else {
-            return;
+            return None;
         };
         let op = match op {
             "INSERT" => Op::Insert,
             "UPDATE" => Op::Update,
             "DELETE" => Op::Delete,
-            _ => return,
+            _ => return None,
         };
         if !self.columns.contains_key(table) {
             // Not cached when the lookup fails: the next change tries again.
@@ -562,46 +641,14 @@ impl Listener {
         };
         let old = row("old");
         let new = row("new");
-        batch.changes.push(RawChange {
+        Some(RawChange {
             table: table.into(),
             op,
             old,
             new,
             depth: change.get("depth").and_then(Value::as_i64).unwrap_or(0) as i32,
-        });
+        })
     }
-}
-
-/// Puts the rows a cascade deleted before the rows whose delete caused it, as on SQLite.
-///
-/// A transaction's notifications carry no statement boundaries, but a delete statement's own
-/// rows (depth 0) come first and the rows its foreign keys cascade to (depth 1 and more) follow
-/// them, before anything else happens. So a run of deletes whose depth rises from 0 is one
-/// statement's, and is reordered deepest first; a depth-0 delete after a deeper one, or any
-/// other change, begins the next run.
-fn cascades_first(changes: Vec<RawChange>) -> Vec<RawChange> {
-    let mut ordered = Vec::with_capacity(changes.len());
-    let mut run: Vec<RawChange> = Vec::new();
-    let flush = |run: &mut Vec<RawChange>, ordered: &mut Vec<RawChange>| {
-        run.sort_by_key(|c| -c.depth); // stable: each depth keeps its order
-        ordered.append(run);
-    };
-    for change in changes {
-        let continues = change.op == Op::Delete
-            && run
-                .last()
-                .is_some_and(|last: &RawChange| change.depth > 0 || last.depth == 0);
-        if !continues {
-            flush(&mut run, &mut ordered);
-        }
-        if change.op == Op::Delete {
-            run.push(change);
-        } else {
-            ordered.push(change);
-        }
-    }
-    flush(&mut run, &mut ordered);
-    ordered
 }
 
 /// One column's value from its JSON form (`row_to_json`), as SQLite would have stored it:
@@ -645,60 +692,6 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn change(op: Op, depth: i32, table: &str) -> RawChange {
-        RawChange {
-            table: table.into(),
-            op,
-            old: None,
-            new: None,
-            depth,
-        }
-    }
-
-    #[test]
-    fn cascaded_deletes_move_before_their_statement_and_no_further() {
-        let order = |changes: Vec<RawChange>| -> Vec<String> {
-            cascades_first(changes)
-                .into_iter()
-                .map(|c| format!("{:?} {}", c.op, c.table))
-                .collect()
-        };
-        // Insert a comment, then delete its post: the cascade must not jump the insert.
-        assert_eq!(
-            order(vec![
-                change(Op::Insert, 0, "post"),
-                change(Op::Insert, 0, "comment"),
-                change(Op::Delete, 0, "post"),
-                change(Op::Delete, 1, "comment"),
-            ]),
-            [
-                "Insert post",
-                "Insert comment",
-                "Delete comment",
-                "Delete post"
-            ]
-        );
-        // Two delete statements in a row, each with its cascade.
-        assert_eq!(
-            order(vec![
-                change(Op::Delete, 0, "post1"),
-                change(Op::Delete, 1, "comment1"),
-                change(Op::Delete, 0, "post2"),
-                change(Op::Delete, 0, "post3"),
-                change(Op::Delete, 1, "comment2"),
-                change(Op::Delete, 2, "reply"),
-            ]),
-            [
-                "Delete comment1",
-                "Delete post1",
-                "Delete reply",
-                "Delete comment2",
-                "Delete post2",
-                "Delete post3"
-            ]
-        );
-    }
 
     #[test]
     fn bytea_hex_decodes() {

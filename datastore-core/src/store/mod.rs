@@ -454,7 +454,7 @@ impl StoreBuilder {
         let mut first = manager.establish().map_err(connect_error)?;
         self.setup.apply_any(&mut first)?;
         if let Some(migrations) = &self.migrations {
-            run_migrations(&mut first, migrations)?;
+            run_migrations(&mut first, migrations, self.setup.busy_timeout)?;
         }
         if let Some(schema) = &self.schema {
             schema.create_all(&mut first)?;
@@ -514,7 +514,11 @@ fn commit(conn: &mut AnyConnection) -> Result<()> {
 }
 
 /// Runs the pending migrations of the connection's backend.
-fn run_migrations(conn: &mut AnyConnection, migrations: &BackendMigrations) -> Result<()> {
+fn run_migrations(
+    conn: &mut AnyConnection,
+    migrations: &BackendMigrations,
+    busy_timeout: Duration,
+) -> Result<()> {
     let missing = |backend: &str| {
         Error::Migration(format!(
             "the store's database is {backend}, and the migrations given have none for it \
@@ -531,7 +535,9 @@ fn run_migrations(conn: &mut AnyConnection, migrations: &BackendMigrations) -> R
             let source = migrations
                 .for_postgres()
                 .ok_or_else(|| missing("PostgreSQL"))?;
-            with_migration_lock(conn, |conn| conn.run_pending_migrations(source).map(drop))?
+            with_migration_lock(conn, busy_timeout, |conn| {
+                conn.run_pending_migrations(source).map(drop)
+            })?
         }
     };
     result.map_err(|e| Error::Migration(e.to_string()))
@@ -542,14 +548,17 @@ fn run_migrations(conn: &mut AnyConnection, migrations: &BackendMigrations) -> R
 /// them applied).
 fn with_migration_lock<T>(
     conn: &mut PgConnection,
+    busy_timeout: Duration,
     f: impl FnOnce(&mut PgConnection) -> T,
 ) -> Result<T> {
     use diesel::connection::SimpleConnection;
     // A key of this crate's own: the bytes of "datastor" read as a big-endian integer.
     const KEY: i64 = i64::from_be_bytes(*b"datastor");
-    // Waiting for another process's migrations is not a busy database: no lock timeout.
+    // Waiting for another process's migrations is not a busy database: no lock timeout while
+    // waiting for the lock, the usual one while migrating.
     conn.batch_execute(&format!(
-        "SET lock_timeout = 0; SELECT pg_advisory_lock({KEY})"
+        "SET lock_timeout = 0; SELECT pg_advisory_lock({KEY}); SET lock_timeout = {}",
+        busy_timeout.as_millis()
     ))?;
     let result = f(conn);
     conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
