@@ -409,24 +409,30 @@ fn eager_loading(c: &mut Criterion) {
                     .order(comments::id)
                     .load::<hand::Comment>(&mut b.diesel)
                     .unwrap();
-                let mut grouped: std::collections::HashMap<String, Vec<hand::Comment>> =
-                    Default::default();
-                for child in children {
-                    grouped
-                        .entry(child.post_id.clone())
-                        .or_default()
-                        .push(child);
-                }
-                posts
-                    .into_iter()
-                    .map(|p| {
-                        let c = grouped.remove(&p.id).unwrap_or_default();
-                        (p, c)
-                    })
-                    .collect::<Vec<_>>()
+                with_children(posts, children, |p| p.id.clone(), |c| c.post_id.clone())
             })
         });
     }
+}
+
+/// What a hand-written eager load does after its two queries: each parent with its children.
+fn with_children<P, C, K: std::hash::Hash + Eq>(
+    parents: Vec<P>,
+    children: Vec<C>,
+    parent_key: impl Fn(&P) -> K,
+    child_key: impl Fn(&C) -> K,
+) -> Vec<(P, Vec<C>)> {
+    let mut grouped: std::collections::HashMap<K, Vec<C>> = Default::default();
+    for child in children {
+        grouped.entry(child_key(&child)).or_default().push(child);
+    }
+    parents
+        .into_iter()
+        .map(|p| {
+            let c = grouped.remove(&parent_key(&p)).unwrap_or_default();
+            (p, c)
+        })
+        .collect()
 }
 
 fn many_to_many(c: &mut Criterion) {
@@ -633,18 +639,7 @@ fn postgres(c: &mut Criterion) {
                 .order(comments::id)
                 .load::<hand_pg::Comment>(&mut diesel)
                 .unwrap();
-            let mut grouped: std::collections::HashMap<Id, Vec<hand_pg::Comment>> =
-                Default::default();
-            for child in children {
-                grouped.entry(child.post_id).or_default().push(child);
-            }
-            posts
-                .into_iter()
-                .map(|p| {
-                    let c = grouped.remove(&p.id).unwrap_or_default();
-                    (p, c)
-                })
-                .collect::<Vec<_>>()
+            with_children(posts, children, |p| p.id, |c| c.post_id)
         })
     });
     group.finish();

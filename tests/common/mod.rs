@@ -91,33 +91,10 @@ impl Drop for PgSchema {
 macro_rules! per_backend {
     // A case that holds on SQLite only; the test says why.
     (sqlite_only fn $name:ident($store:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                let db = $crate::common::TestDb::sqlite();
-                #[allow(unused_variables)]
-                let $store = db.store;
-                $body
-            }
-        }
+        $crate::per_backend!(@sqlite $name, $store, $body);
     };
-    ($(#[$attr:meta])* fn $name:ident($store:ident) $body:block) => {
-        $(#[$attr])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                let db = $crate::common::TestDb::sqlite();
-                #[allow(unused_variables)]
-                let $store = db.store;
-                $body
-            }
-
+    (fn $name:ident($store:ident) $body:block) => {
+        $crate::per_backend!(@sqlite $name, $store, $body,
             #[test]
             fn postgres() {
                 let Some(db) = $crate::common::TestDb::postgres() else {
@@ -129,6 +106,23 @@ macro_rules! per_backend {
                 let $store = db.store;
                 $body
             }
+        );
+    };
+    // The module of one case: its SQLite test, and any other backend's.
+    (@sqlite $name:ident, $store:ident, $body:block $(, $other:item)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let db = $crate::common::TestDb::sqlite();
+                #[allow(unused_variables)]
+                let $store = db.store;
+                $body
+            }
+
+            $($other)?
         }
     };
 }

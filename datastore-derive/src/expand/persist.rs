@@ -217,6 +217,7 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
     });
 
     let graph = save_graph(model, conn);
+    let queries = queries(model, conn, backend);
 
     // A delete that join rows may refuse runs so that its failure leaves an enclosing
     // transaction usable (a savepoint on PostgreSQL), to count the links for the error.
@@ -235,26 +236,7 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
         impl ::datastore::Persist<#conn> for #ident {
             #graph
 
-            type Query = #table::BoxedQuery<'static, #backend>;
-
-            fn query() -> Self::Query {
-                diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(
-                    #table::table,
-                    diesel::ExpressionMethods::asc(#table::#key),
-                ))
-            }
-
-            fn load(conn: &mut #conn, query: Self::Query) -> ::datastore::Result<::std::vec::Vec<Self>> {
-                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
-            }
-
-            fn load_where(
-                conn: &mut #conn,
-                predicate: ::datastore::Predicate<Self, #conn>,
-            ) -> ::datastore::Result<::std::vec::Vec<Self>> {
-                let query = diesel::QueryDsl::filter(<Self as ::datastore::Persist<#conn>>::query(), predicate);
-                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
-            }
+            #queries
 
             fn save(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
                 #now
@@ -309,13 +291,6 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
                 ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
             }
 
-            fn count_where(
-                conn: &mut #conn,
-                predicate: ::datastore::Predicate<Self, #conn>,
-            ) -> ::datastore::Result<i64> {
-                let query = diesel::QueryDsl::count(diesel::QueryDsl::filter(#table::table, predicate));
-                ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
-            }
 
             fn delete_by_id(conn: &mut #conn, id: &::datastore::Id) -> ::datastore::Result<bool> {
                 let target = diesel::QueryDsl::find(#table::table, id);
@@ -333,13 +308,6 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
                 }
             }
 
-            fn delete_where(
-                conn: &mut #conn,
-                predicate: ::datastore::Predicate<Self, #conn>,
-            ) -> ::datastore::Result<usize> {
-                let target = diesel::QueryDsl::filter(#table::table, predicate);
-                ::core::result::Result::Ok(diesel::RunQueryDsl::execute(diesel::delete(target), conn)?)
-            }
         }
     }
 }
@@ -349,8 +317,6 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
 /// inside, where its statements are prepared and decoded without run-time dispatch per value.
 pub fn persist_any(model: &Model) -> TokenStream {
     let ident = model.ident;
-    let table = &model.table;
-    let key = model.primary_key().ident;
     let any = quote!(::datastore::AnyConnection);
     let backend = quote!(::datastore::AnyBackend);
     let dispatch = |call: TokenStream| {
@@ -368,44 +334,10 @@ pub fn persist_any(model: &Model) -> TokenStream {
     let find_many = dispatch(quote!(find_many(conn, ids)));
     let count = dispatch(quote!(count(conn)));
     let delete_by_id = dispatch(quote!(delete_by_id(conn, id)));
+    let queries = queries(model, &any, &backend);
     quote! {
         impl ::datastore::Persist<#any> for #ident {
-            type Query = #table::BoxedQuery<'static, #backend>;
-
-            fn query() -> Self::Query {
-                diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(
-                    #table::table,
-                    diesel::ExpressionMethods::asc(#table::#key),
-                ))
-            }
-
-            fn load(conn: &mut #any, query: Self::Query) -> ::datastore::Result<::std::vec::Vec<Self>> {
-                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
-            }
-
-            fn load_where(
-                conn: &mut #any,
-                predicate: ::datastore::Predicate<Self, #any>,
-            ) -> ::datastore::Result<::std::vec::Vec<Self>> {
-                let query = diesel::QueryDsl::filter(<Self as ::datastore::Persist<#any>>::query(), predicate);
-                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
-            }
-
-            fn count_where(
-                conn: &mut #any,
-                predicate: ::datastore::Predicate<Self, #any>,
-            ) -> ::datastore::Result<i64> {
-                let query = diesel::QueryDsl::count(diesel::QueryDsl::filter(#table::table, predicate));
-                ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
-            }
-
-            fn delete_where(
-                conn: &mut #any,
-                predicate: ::datastore::Predicate<Self, #any>,
-            ) -> ::datastore::Result<usize> {
-                let target = diesel::QueryDsl::filter(#table::table, predicate);
-                ::core::result::Result::Ok(diesel::RunQueryDsl::execute(diesel::delete(target), conn)?)
-            }
+            #queries
 
             fn all(conn: &mut #any) -> ::datastore::Result<::std::vec::Vec<Self>> {
                 #all
@@ -434,6 +366,51 @@ pub fn persist_any(model: &Model) -> TokenStream {
             fn delete_by_id(conn: &mut #any, id: &::datastore::Id) -> ::datastore::Result<bool> {
                 #delete_by_id
             }
+        }
+    }
+}
+
+/// The `Persist` methods that run a query built from a predicate or by the caller: the same
+/// on every connection type, the multi-backend one included.
+fn queries(model: &Model, conn: &TokenStream, backend: &TokenStream) -> TokenStream {
+    let table = &model.table;
+    let key = model.primary_key().ident;
+    quote! {
+        type Query = #table::BoxedQuery<'static, #backend>;
+
+        fn query() -> Self::Query {
+            diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(
+                #table::table,
+                diesel::ExpressionMethods::asc(#table::#key),
+            ))
+        }
+
+        fn load(conn: &mut #conn, query: Self::Query) -> ::datastore::Result<::std::vec::Vec<Self>> {
+            ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
+        }
+
+        fn load_where(
+            conn: &mut #conn,
+            predicate: ::datastore::Predicate<Self, #conn>,
+        ) -> ::datastore::Result<::std::vec::Vec<Self>> {
+            let query = diesel::QueryDsl::filter(<Self as ::datastore::Persist<#conn>>::query(), predicate);
+            ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
+        }
+
+        fn count_where(
+            conn: &mut #conn,
+            predicate: ::datastore::Predicate<Self, #conn>,
+        ) -> ::datastore::Result<i64> {
+            let query = diesel::QueryDsl::count(diesel::QueryDsl::filter(#table::table, predicate));
+            ::core::result::Result::Ok(diesel::RunQueryDsl::get_result(query, conn)?)
+        }
+
+        fn delete_where(
+            conn: &mut #conn,
+            predicate: ::datastore::Predicate<Self, #conn>,
+        ) -> ::datastore::Result<usize> {
+            let target = diesel::QueryDsl::filter(#table::table, predicate);
+            ::core::result::Result::Ok(diesel::RunQueryDsl::execute(diesel::delete(target), conn)?)
         }
     }
 }
