@@ -2,7 +2,7 @@
 //! the same inserts on a plain Diesel connection without any hook; and the latency from a
 //! commit to its delivery.
 //!
-//! `cargo bench --bench observe`
+//! `cargo bench -p datastore-benches --bench observe`
 
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
@@ -20,7 +20,8 @@ use datastore::observe::Observed;
 use datastore::prelude::*;
 use models::{posts, Post};
 
-const ROWS: usize = 1_000;
+/// The workload: 10,000 writes.
+const ROWS: usize = 10_000;
 
 fn rows() -> Vec<Post> {
     (0..ROWS)
@@ -35,7 +36,10 @@ fn rows() -> Vec<Post> {
 fn open_store(dir: &tempfile::TempDir) -> Store {
     let path = dir.path().join("bench.db").display().to_string();
     Store::builder(path)
-        .migrations(datastore::embed_migrations!())
+        .migrations(datastore::embed_migrations!(
+            sqlite = "../migrations/sqlite",
+            postgres = "../migrations/postgres"
+        ))
         .synchronous(datastore::Synchronous::Normal)
         .observe_buffer(1 << 20)
         .open()
@@ -76,7 +80,7 @@ impl Drop for Draining {
 }
 
 const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/sqlite");
+    diesel_migrations::embed_migrations!("../migrations/sqlite");
 
 /// The SQLite connection inside a store's: hooks are what is measured here, not dispatch.
 fn sqlite(conn: &mut datastore::AnyConnection) -> &mut SqliteConnection {
@@ -99,7 +103,7 @@ fn insert_all(conn: &mut SqliteConnection, rows: Vec<Post>) {
 }
 
 fn bulk_insert(c: &mut Criterion) {
-    let mut group = c.benchmark_group("observe/bulk insert 1000 rows in one transaction");
+    let mut group = c.benchmark_group("observe/bulk insert 10000 rows in one transaction");
     group
         .throughput(Throughput::Elements(ROWS as u64))
         .sample_size(20);

@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Turns criterion's output (target/criterion) into BENCHMARKS.md's table and chart.
 
-Usage: cargo bench --bench workloads && python3 benches/report.py
-Writes benches/results.md (the table: medians, and ratios of datastore to hand-written Diesel
-and to rusqlite) and benches/ratios.svg (the ratios to Diesel as a bar chart). Standard library
-only, so it runs anywhere Python 3 does.
+Usage: cargo bench -p datastore-benches && python3 benches/report.py
+Writes benches/results.md (the table: medians, and ratios of datastore to hand-written Diesel,
+to rusqlite and to SeaORM) and benches/ratios.svg (the ratios to Diesel and to SeaORM as a
+bar chart). Standard library only, so it runs anywhere Python 3 does.
 """
 import json
+import math
 import os
 import sys
 from collections import defaultdict
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CRITERION = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "criterion")
-PEERS = ["datastore", "diesel", "rusqlite"]
+PEERS = ["datastore", "diesel", "rusqlite", "seaorm"]
+DIESEL, SEAORM = "#d84", "#37a"
 
 
 def load():
@@ -48,21 +50,26 @@ def sort_key(item):
         return (group, 0.0, parameter)
 
 
+def ratio(medians, peer):
+    ours = medians.get("datastore")
+    return ours / medians[peer] if ours and peer in medians else None
+
+
 def main():
     results = load()
     if not results:
-        sys.exit(f"no criterion results under {CRITERION}: run `cargo bench --bench workloads` first")
-    rows = ["| workload | rows | datastore | hand-written Diesel | rusqlite | datastore / Diesel | datastore / rusqlite |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+        sys.exit(f"no criterion results under {CRITERION}: run `cargo bench -p datastore-benches` first")
+    rows = ["| workload | rows | datastore | hand-written Diesel | rusqlite | SeaORM "
+            "| datastore / Diesel | datastore / rusqlite | datastore / SeaORM |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     bars = []
     for (group, parameter), medians in sorted(results.items(), key=sort_key):
-        ours = medians.get("datastore")
         cells = [human(medians[p]) if p in medians else "–" for p in PEERS]
-        ratio_diesel = f"{ours / medians['diesel']:.2f}x" if ours and "diesel" in medians else "–"
-        ratio_rusqlite = f"{ours / medians['rusqlite']:.2f}x" if ours and "rusqlite" in medians else "–"
-        rows.append(f"| {group} | {parameter} | {' | '.join(cells)} | {ratio_diesel} | {ratio_rusqlite} |")
-        if ours and "diesel" in medians:
-            bars.append((f"{group} {parameter}".strip(), ours / medians["diesel"]))
+        ratios = [ratio(medians, p) for p in PEERS[1:]]
+        cells += [f"{r:.2f}x" if r else "–" for r in ratios]
+        rows.append(f"| {group} | {parameter} | {' | '.join(cells)} |")
+        if ratios[0] or ratios[2]:
+            bars.append((f"{group} {parameter}".strip(), ratios[0], ratios[2]))
     with open(os.path.join(ROOT, "benches", "results.md"), "w") as f:
         f.write("\n".join(rows) + "\n")
     write_chart(bars, os.path.join(ROOT, "benches", "ratios.svg"))
@@ -70,21 +77,33 @@ def main():
 
 
 def write_chart(bars, path):
-    """Horizontal bars of datastore's time over hand-written Diesel's; the line marks 1.0."""
-    height, label_width, chart_width = 18, 430, 360
-    top = 40
-    scale = chart_width / max([2.0] + [r for _, r in bars])
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + chart_width + 80}" '
-           f'height="{top + height * len(bars) + 20}" font-family="sans-serif" font-size="12">',
-           f'<text x="10" y="20" font-size="14">datastore time / hand-written Diesel time (lower is better)</text>']
-    for i, (label, ratio) in enumerate(bars):
+    """Per workload, datastore's time over hand-written Diesel's and over SeaORM's, on a log
+    scale; the dashed line marks 1.0 (as fast), left of it datastore is faster."""
+    height, label_width, chart_width = 26, 560, 420
+    top, low, high = 56, 0.02, 4.0
+    span = math.log(high / low)
+
+    def x_of(r):
+        return label_width + chart_width * math.log(min(max(r, low), high) / low) / span
+
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + chart_width + 70}" '
+           f'height="{top + height * len(bars) + 30}" font-family="sans-serif" font-size="11">',
+           '<text x="10" y="18" font-size="14">datastore time / peer time, log scale (left of 1.0: datastore is faster)</text>',
+           f'<rect x="10" y="28" width="10" height="10" fill="{DIESEL}"/><text x="24" y="37">/ hand-written Diesel</text>',
+           f'<rect x="170" y="28" width="10" height="10" fill="{SEAORM}"/><text x="184" y="37">/ SeaORM</text>']
+    for tick in (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
+        x = x_of(tick)
+        stroke = 'stroke="#333" stroke-dasharray="4 3"' if tick == 1.0 else 'stroke="#ccc"'
+        svg.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{top + height * len(bars)}" {stroke}/>')
+        svg.append(f'<text x="{x:.1f}" y="{top + height * len(bars) + 14}" text-anchor="middle">{tick:g}x</text>')
+    for i, (label, to_diesel, to_seaorm) in enumerate(bars):
         y = top + i * height
-        color = "#3a7" if ratio <= 1.05 else "#d84"
-        svg.append(f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end">{escape(label)}</text>')
-        svg.append(f'<rect x="{label_width}" y="{y + 3}" width="{ratio * scale:.1f}" height="{height - 6}" fill="{color}"/>')
-        svg.append(f'<text x="{label_width + ratio * scale + 4:.1f}" y="{y + 13}">{ratio:.2f}x</text>')
-    x = label_width + scale
-    svg.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{top + height * len(bars)}" stroke="#333" stroke-dasharray="4 3"/>')
+        svg.append(f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
+        for offset, r, color in ((2, to_diesel, DIESEL), (13, to_seaorm, SEAORM)):
+            if r:
+                w = x_of(r) - label_width
+                svg.append(f'<rect x="{label_width}" y="{y + offset}" width="{w:.1f}" height="10" fill="{color}"/>')
+                svg.append(f'<text x="{label_width + w + 3:.1f}" y="{y + offset + 9}" font-size="9">{r:.2f}x</text>')
     svg.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(svg) + "\n")

@@ -1,0 +1,258 @@
+//! rusqlite with cached prepared statements: the floor, what SQLite itself costs through a
+//! thin safe binding. Rows are read into the same plain structs as hand-written Diesel's.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use rusqlite::{params, Connection, OpenFlags, Row};
+
+use crate::db::Db;
+use crate::hand_diesel::sqlite::{forum, Comment, Post, User};
+use crate::{Key, Peer};
+
+pub struct Rusqlite {
+    conn: Connection,
+    staged: Vec<Post>,
+}
+
+impl Rusqlite {
+    pub fn open(db: &Db) -> Self {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&db.url, flags).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")
+            .unwrap();
+        Self {
+            conn,
+            staged: Vec::new(),
+        }
+    }
+
+    /// Every row of a cached statement, read by `read`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Vec<T> {
+        let mut stmt = self.conn.prepare_cached(sql).unwrap();
+        stmt.query_map(params, read)
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+}
+
+const POSTS: &str = "SELECT id, title, rating, status, body, created_at, updated_at FROM posts";
+
+fn post(row: &Row<'_>) -> rusqlite::Result<Post> {
+    Ok(Post {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        rating: row.get(2)?,
+        status: row.get(3)?,
+        body: row.get(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
+    })
+}
+
+fn comment(row: &Row<'_>) -> rusqlite::Result<Comment> {
+    Ok(Comment {
+        id: row.get(0)?,
+        content: row.get(1)?,
+        post_id: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
+/// `?1, ?2, .. ?n`: a statement for `n` keys, cached like any other.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a hand-written eager load does after its queries: each parent with its children
+/// (the way Diesel's `grouped_by` does it).
+fn with_children<P, C, K: Hash + Eq>(
+    parents: Vec<P>,
+    children: Vec<C>,
+    parent_key: impl Fn(&P) -> &K,
+    child_key: impl Fn(&C) -> &K,
+) -> Vec<(P, Vec<C>)> {
+    let mut grouped: Vec<Vec<C>> = parents.iter().map(|_| Vec::new()).collect();
+    {
+        let index: HashMap<&K, usize> = parents
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (parent_key(p), i))
+            .collect();
+        for child in children {
+            if let Some(&i) = index.get(child_key(&child)) {
+                grouped[i].push(child);
+            }
+        }
+    }
+    parents.into_iter().zip(grouped).collect()
+}
+
+impl Peer for Rusqlite {
+    fn posts(&mut self) -> usize {
+        self.rows(&format!("{POSTS} ORDER BY id"), [], post).len()
+    }
+
+    fn posts_commented(&mut self, pattern: &str) -> usize {
+        let sql = format!(
+            "{POSTS} WHERE id IN (SELECT post_id FROM comments WHERE content LIKE ?1) ORDER BY id"
+        );
+        self.rows(&sql, [pattern], post).len()
+    }
+
+    fn find_post(&mut self, key: &Key) -> usize {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{POSTS} WHERE id = ?1"))
+            .unwrap();
+        stmt.query_row([&key.text], post).map(|_| 1).unwrap()
+    }
+
+    fn stage_posts(&mut self, posts: &[crate::models::Post]) {
+        self.staged = posts
+            .iter()
+            .map(|p| {
+                let now = datastore::Timestamp::now().to_string();
+                Post {
+                    id: datastore::Id::new().to_string(),
+                    title: p.title.clone(),
+                    rating: p.rating,
+                    status: "Active".into(),
+                    body: p.body.clone(),
+                    created_at: now.clone(),
+                    updated_at: now,
+                }
+            })
+            .collect();
+    }
+
+    fn insert_staged(&mut self) -> usize {
+        let tx = self.conn.unchecked_transaction().unwrap();
+        let mut inserted = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO posts (id, title, rating, status, body, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .unwrap();
+            for p in self.staged.drain(..) {
+                inserted += stmt
+                    .execute(params![
+                        p.id,
+                        p.title,
+                        p.rating,
+                        p.status,
+                        p.body,
+                        p.created_at,
+                        p.updated_at
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        inserted
+    }
+
+    fn posts_with_comments(&mut self) -> usize {
+        let posts = self.rows(&format!("{POSTS} ORDER BY id"), [], post);
+        let sql = format!(
+            "SELECT id, content, post_id, created_at FROM comments WHERE post_id IN ({}) ORDER BY id",
+            placeholders(posts.len())
+        );
+        let ids = rusqlite::params_from_iter(posts.iter().map(|p| &p.id));
+        let comments = self.rows(&sql, ids, comment);
+        let loaded = with_children(posts, comments, |p| &p.id, |c| &c.post_id);
+        loaded.iter().map(|(_, c)| c.len()).sum()
+    }
+
+    fn posts_with_editors(&mut self) -> usize {
+        let posts = self.rows(&format!("{POSTS} ORDER BY id"), [], post);
+        let sql = format!(
+            "SELECT post_editors.post_id, users.id, users.username FROM post_editors \
+             INNER JOIN users ON users.id = post_editors.editor_id \
+             WHERE post_editors.post_id IN ({}) ORDER BY post_editors.id",
+            placeholders(posts.len())
+        );
+        let ids = rusqlite::params_from_iter(posts.iter().map(|p| &p.id));
+        let editors = self.rows(&sql, ids, |row| {
+            let post_id: String = row.get(0)?;
+            let user = User {
+                id: row.get(1)?,
+                username: row.get(2)?,
+            };
+            Ok((post_id, user))
+        });
+        let loaded = with_children(posts, editors, |p| &p.id, |(post_id, _)| post_id);
+        loaded.iter().map(|(_, u)| u.len()).sum()
+    }
+
+    fn users_posts_comments(&mut self) -> usize {
+        let users = self.rows(
+            "SELECT id, name, hair_color FROM users ORDER BY id",
+            [],
+            |row| {
+                Ok(forum::User {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    hair_color: row.get(2)?,
+                })
+            },
+        );
+        let sql = format!(
+            "SELECT id, user_id, title, body FROM posts WHERE user_id IN ({}) ORDER BY id",
+            placeholders(users.len())
+        );
+        let posts = self.rows(
+            &sql,
+            rusqlite::params_from_iter(users.iter().map(|u| &u.id)),
+            |row| {
+                Ok(forum::Post {
+                    id: row.get(0)?,
+                    user_id: row.get(1)?,
+                    title: row.get(2)?,
+                    body: row.get(3)?,
+                })
+            },
+        );
+        let sql = format!(
+            "SELECT id, post_id, text FROM comments WHERE post_id IN ({}) ORDER BY id",
+            placeholders(posts.len())
+        );
+        let comments = self.rows(
+            &sql,
+            rusqlite::params_from_iter(posts.iter().map(|p| &p.id)),
+            |row| {
+                Ok(forum::Comment {
+                    id: row.get(0)?,
+                    post_id: row.get(1)?,
+                    text: row.get(2)?,
+                })
+            },
+        );
+        let posts = with_children(posts, comments, |p| &p.id, |c| &c.post_id);
+        let loaded = with_children(users, posts, |u| &u.id, |(p, _)| &p.user_id);
+        loaded
+            .iter()
+            .flat_map(|(_, posts)| posts)
+            .map(|(_, comments)| comments.len())
+            .sum()
+    }
+
+    fn delete_post(&mut self, key: &Key) {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM posts WHERE id = ?1")
+            .unwrap();
+        stmt.execute([&key.text]).unwrap();
+    }
+}

@@ -1,0 +1,388 @@
+//! The same work done four ways, on the same database, in one run: through datastore, by hand
+//! with Diesel (datastore's overhead), with rusqlite's cached prepared statements (the floor),
+//! and with SeaORM (the ORM users would pick instead). Workloads mirror Diesel's own benchmark
+//! suite (diesel_bench) where they exist.
+//!
+//! Every workload runs on an in-memory SQLite database and on a WAL file, and the relation
+//! workloads also on the PostgreSQL server named by `DATASTORE_POSTGRES_URL`, when it is set.
+//!
+//! `cargo bench -p datastore-benches --bench workloads`; `python3 benches/report.py` turns
+//! criterion's output into BENCHMARKS.md's table and chart.
+
+#[path = "../../examples/blog/models.rs"]
+#[allow(dead_code)]
+mod models;
+
+mod db;
+mod forum;
+mod hand_diesel;
+mod hand_rusqlite;
+mod ours;
+mod seaorm;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
+use datastore::prelude::*;
+
+use db::{Backend, Db};
+use models::Post;
+
+/// A row's key, in the forms the peers bind it: datastore's `Id`, and its text as stored in
+/// SQLite.
+pub struct Key {
+    pub id: Id,
+    pub text: String,
+}
+
+impl From<Id> for Key {
+    fn from(id: Id) -> Self {
+        Self {
+            id,
+            text: id.to_string(),
+        }
+    }
+}
+
+/// One implementation of every workload, connected to one database. Each method returns how
+/// many rows it loaded, so that the harness can check, before timing, that every peer does the
+/// same work.
+pub trait Peer {
+    /// All posts, in key order.
+    fn posts(&mut self) -> usize;
+    /// The posts with a comment whose content matches the `LIKE` pattern (diesel_bench's
+    /// medium-complex query: a join, here through a subquery).
+    fn posts_commented(&mut self, pattern: &str) -> usize;
+    /// One post by its key.
+    fn find_post(&mut self, key: &Key) -> usize;
+    /// Turns the posts into the rows this peer inserts, as its users would hold them (outside
+    /// the timing).
+    fn stage_posts(&mut self, posts: &[Post]);
+    /// Inserts the staged rows in one transaction.
+    fn insert_staged(&mut self) -> usize;
+    /// Every post with its comments; returns the comments.
+    fn posts_with_comments(&mut self) -> usize;
+    /// Every post with its editors (many-to-many, through `post_editors`); returns the links.
+    fn posts_with_editors(&mut self) -> usize;
+    /// diesel_bench's association load: every user with their posts, each with its comments
+    /// (the forum database); returns the comments.
+    fn users_posts_comments(&mut self) -> usize;
+    /// Deletes one post; the database deletes its comments (`ON DELETE CASCADE`).
+    fn delete_post(&mut self, key: &Key);
+}
+
+/// The peers on one database, datastore first: its results are what the others must match.
+fn peers(db: &Db) -> Vec<(&'static str, Box<dyn Peer>)> {
+    let mut peers: Vec<(&'static str, Box<dyn Peer>)> = vec![
+        ("datastore", Box::new(ours::Datastore::open(db))),
+        ("diesel", hand_diesel::open(db)),
+    ];
+    if db.backend == Backend::Sqlite {
+        peers.push(("rusqlite", Box::new(hand_rusqlite::Rusqlite::open(db))));
+    }
+    peers.push(("seaorm", seaorm::open(db)));
+    peers
+}
+
+/// Times `work` on every peer, after checking that each returns what datastore returns.
+fn each_peer(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    parameter: &str,
+    peers: &mut [(&'static str, Box<dyn Peer>)],
+    mut work: impl FnMut(&mut dyn Peer) -> usize,
+) {
+    let expected = work(&mut *peers[0].1);
+    for (name, peer) in peers.iter_mut() {
+        assert_eq!(work(&mut **peer), expected, "{name} did different work");
+        group.bench_function(BenchmarkId::new(*name, parameter), |b| {
+            b.iter(|| black_box(work(&mut **peer)))
+        });
+    }
+}
+
+/// Times `work` on every peer, each iteration on what an untimed `setup` prepared.
+fn each_peer_with_setup<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    parameter: &str,
+    peers: &mut [(&'static str, Box<dyn Peer>)],
+    mut setup: impl FnMut(&mut dyn Peer) -> T,
+    mut work: impl FnMut(&mut dyn Peer, T),
+) {
+    for (name, peer) in peers.iter_mut() {
+        group.bench_function(BenchmarkId::new(*name, parameter), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let input = setup(&mut **peer);
+                    let start = Instant::now();
+                    work(&mut **peer, input);
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+}
+
+/// A kind of SQLite storage that every SQLite workload runs on.
+struct Storage {
+    /// What the workload's name starts with in the report.
+    prefix: &'static str,
+    blog: fn() -> Db,
+    forum: fn() -> Db,
+}
+
+const STORAGES: [Storage; 2] = [
+    Storage {
+        prefix: "",
+        blog: Db::memory,
+        forum: Db::forum_memory,
+    },
+    Storage {
+        prefix: "WAL file: ",
+        blog: Db::wal_file,
+        forum: Db::forum_wal_file,
+    },
+];
+
+fn trivial_query(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let mut group = c.benchmark_group(format!("{prefix}trivial query"));
+        for n in [1, 10, 100, 1_000, 10_000] {
+            let db = open();
+            db.seed(n, 0);
+            let parameter = n.to_string();
+            each_peer(&mut group, &parameter, &mut peers(&db), |p| p.posts());
+            ours::diagnostics::trivial_query(&mut group, &db, &parameter);
+        }
+    }
+}
+
+fn medium_complex_query(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let mut group = c.benchmark_group(format!(
+            "{prefix}medium complex query (posts with a comment mentioning a word)"
+        ));
+        for n in [10, 100, 1_000] {
+            let db = open();
+            db.seed(n, 2);
+            each_peer(&mut group, &n.to_string(), &mut peers(&db), |p| {
+                p.posts_commented("%1%")
+            });
+        }
+    }
+}
+
+fn find_by_id(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let db = open();
+        find_by_id_on(c, prefix, &db);
+        ours::diagnostics::find_through_store(c, prefix, &db);
+    }
+}
+
+fn find_by_id_on(c: &mut Criterion, prefix: &str, db: &Db) {
+    let mut group = c.benchmark_group(format!("{prefix}find by id among 10000 rows"));
+    let posts = db.seed(10_000, 0);
+    let key = Key::from(posts[5_000].id);
+    each_peer(&mut group, "", &mut peers(db), |p| p.find_post(&key));
+}
+
+fn insert(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let mut group = c.benchmark_group(format!("{prefix}insert rows"));
+        let db = open();
+        for n in [1, 10, 25, 50, 100] {
+            insert_on(&mut group, &db, n);
+        }
+        group.finish();
+        let mut group = c.benchmark_group(format!("{prefix}insert rows in one transaction"));
+        group.sample_size(10);
+        insert_on(&mut group, &db, 10_000);
+    }
+}
+
+fn insert_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
+    let rows: Vec<Post> = (0..n).map(db::post).collect();
+    each_peer_with_setup(
+        group,
+        &n.to_string(),
+        &mut peers(db),
+        |p| p.stage_posts(&rows),
+        |p, ()| assert_eq!(p.insert_staged(), n),
+    );
+}
+
+fn eager_loading(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let mut group = c.benchmark_group(format!("{prefix}eager loading posts with comments"));
+        for (n, m) in [
+            (10, 1),
+            (10, 10),
+            (10, 100),
+            (100, 1),
+            (100, 10),
+            (100, 100),
+        ] {
+            eager_loading_on(&mut group, &open(), n, m);
+        }
+        for (n, m) in [(1_000, 1), (1_000, 10), (1_000, 100)] {
+            group.sample_size(10);
+            eager_loading_on(&mut group, &open(), n, m);
+        }
+    }
+}
+
+fn eager_loading_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize, m: usize) {
+    db.seed(n, m);
+    each_peer(group, &format!("{n}x{m}"), &mut peers(db), |p| {
+        p.posts_with_comments()
+    });
+}
+
+fn many_to_many(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let db = open();
+        many_to_many_on(c, prefix, &db);
+    }
+}
+
+fn many_to_many_on(c: &mut Criterion, prefix: &str, db: &Db) {
+    let mut group = c.benchmark_group(format!(
+        "{prefix}many-to-many load (100 posts x 10 of 50 users)"
+    ));
+    db.seed_editors(100, 50, 10);
+    each_peer(&mut group, "", &mut peers(db), |p| p.posts_with_editors());
+}
+
+fn associations(c: &mut Criterion) {
+    for Storage { prefix, forum, .. } in STORAGES {
+        let db = forum();
+        associations_on(c, prefix, &db);
+    }
+}
+
+/// diesel_bench's `loading_associations_sequential`, at the size it runs on SQLite.
+fn associations_on(c: &mut Criterion, prefix: &str, db: &Db) {
+    let mut group = c.benchmark_group(format!(
+        "{prefix}loading associations (users -> posts -> comments)"
+    ));
+    db.seed_forum(9, 10, 10);
+    each_peer(&mut group, "9/90/900", &mut peers(db), |p| {
+        p.users_posts_comments()
+    });
+}
+
+fn cascade_delete(c: &mut Criterion) {
+    for Storage {
+        prefix, blog: open, ..
+    } in STORAGES
+    {
+        let mut group =
+            c.benchmark_group(format!("{prefix}cascade delete of a post with K comments"));
+        let db = open();
+        for k in [0, 10, 100, 1_000] {
+            cascade_delete_on(&mut group, &db, k);
+        }
+    }
+}
+
+fn cascade_delete_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, k: usize) {
+    each_peer_with_setup(
+        group,
+        &k.to_string(),
+        &mut peers(db),
+        |_| Key::from(db.seed(1, k)[0].id),
+        |p, key| p.delete_post(&key),
+    );
+    assert_eq!(db.count_posts(), 0, "every post seeded was deleted");
+}
+
+/// The workloads on the PostgreSQL server named by `DATASTORE_POSTGRES_URL` (skipped without
+/// it), in a schema of their own that is dropped afterwards.
+fn postgres(c: &mut Criterion) {
+    let Some(url) = db::postgres_url() else {
+        eprintln!("PostgreSQL workloads not run: DATASTORE_POSTGRES_URL is not set");
+        return;
+    };
+    let prefix = "PostgreSQL: ";
+    {
+        let db = Db::postgres(&url);
+        find_by_id_on(c, prefix, &db);
+    }
+    {
+        let db = Db::postgres(&url);
+        let mut group = c.benchmark_group(format!("{prefix}eager loading posts with comments"));
+        eager_loading_on(&mut group, &db, 100, 10);
+    }
+    {
+        let db = Db::postgres(&url);
+        let mut group =
+            c.benchmark_group(format!("{prefix}cascade delete of a post with K comments"));
+        cascade_delete_on(&mut group, &db, 100);
+    }
+    {
+        let db = Db::postgres(&url);
+        let mut group = c.benchmark_group(format!("{prefix}insert rows"));
+        insert_on(&mut group, &db, 10);
+    }
+    {
+        let db = Db::postgres(&url);
+        let mut group = c.benchmark_group(format!("{prefix}trivial query"));
+        db.seed(100, 0);
+        each_peer(&mut group, "100", &mut peers(&db), |p| p.posts());
+    }
+    {
+        let db = Db::postgres(&url);
+        let mut group = c.benchmark_group(format!(
+            "{prefix}medium complex query (posts with a comment mentioning a word)"
+        ));
+        db.seed(100, 2);
+        each_peer(&mut group, "100", &mut peers(&db), |p| {
+            p.posts_commented("%1%")
+        });
+    }
+    {
+        let db = Db::postgres(&url);
+        many_to_many_on(c, prefix, &db);
+    }
+    {
+        let db = Db::postgres_forum(&url);
+        associations_on(c, prefix, &db);
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = trivial_query, medium_complex_query, insert, find_by_id, eager_loading,
+        many_to_many, associations, cascade_delete, postgres
+}
+criterion_main!(benches);

@@ -1,0 +1,136 @@
+//! datastore: the generated repository methods on a connection held from the store's pool, as
+//! an application that holds one for a unit of work runs them.
+
+use datastore::prelude::*;
+use datastore::PooledConn;
+
+use crate::db::Db;
+use crate::models::{Comment, Post};
+use crate::{forum, Key, Peer};
+
+pub struct Datastore {
+    conn: PooledConn,
+    staged: Vec<Post>,
+}
+
+impl Datastore {
+    pub fn open(db: &Db) -> Self {
+        Self {
+            conn: db.store.conn().unwrap(),
+            staged: Vec::new(),
+        }
+    }
+}
+
+fn comments(posts: &[Post]) -> usize {
+    posts
+        .iter()
+        .map(|p| p.comments.get().map_or(0, <[Comment]>::len))
+        .sum()
+}
+
+impl Peer for Datastore {
+    fn posts(&mut self) -> usize {
+        self.conn.all::<Post>().unwrap().len()
+    }
+
+    fn posts_commented(&mut self, pattern: &str) -> usize {
+        use crate::models::comments::content;
+        let pattern = pattern.to_owned();
+        self.conn
+            .query::<Post>(move |q| q.filter(Post::having_comments(content.like(pattern))))
+            .unwrap()
+            .len()
+    }
+
+    fn find_post(&mut self, key: &Key) -> usize {
+        self.conn.find::<Post>(&key.id).unwrap().into_iter().count()
+    }
+
+    fn stage_posts(&mut self, posts: &[Post]) {
+        self.staged = posts.to_vec();
+    }
+
+    fn insert_staged(&mut self) -> usize {
+        let rows = std::mem::take(&mut self.staged);
+        self.conn
+            .transaction(|tx| {
+                rows.into_iter()
+                    .map(|row| tx.save(row))
+                    .collect::<datastore::Result<Vec<_>>>()
+            })
+            .unwrap()
+            .len()
+    }
+
+    fn posts_with_comments(&mut self) -> usize {
+        let mut posts: Vec<Post> = self.conn.all().unwrap();
+        Post::load_comments(&mut self.conn, &mut posts).unwrap();
+        comments(&posts)
+    }
+
+    fn posts_with_editors(&mut self) -> usize {
+        let mut posts: Vec<Post> = self.conn.all().unwrap();
+        Post::load_editors(&mut self.conn, &mut posts).unwrap();
+        posts
+            .iter()
+            .map(|p| p.editors.get().map_or(0, <[_]>::len))
+            .sum()
+    }
+
+    fn users_posts_comments(&mut self) -> usize {
+        let mut users: Vec<forum::User> = self.conn.all().unwrap();
+        forum::User::load_posts(&mut self.conn, &mut users).unwrap();
+        let posts = users
+            .iter_mut()
+            .flat_map(|u| u.posts.get_mut().into_iter().flatten());
+        forum::Post::load_comments(&mut self.conn, posts).unwrap();
+        users
+            .iter()
+            .flat_map(|u| u.posts.get().unwrap_or_default())
+            .map(|p| p.comments.get().map_or(0, <[_]>::len))
+            .sum()
+    }
+
+    fn delete_post(&mut self, key: &Key) {
+        self.conn.delete_by_id::<Post>(&key.id).unwrap();
+    }
+}
+
+/// Variants that tell where datastore's time goes; not peers, so not in the ratios.
+pub mod diagnostics {
+    use criterion::measurement::WallTime;
+    use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+    use datastore::diesel::{Connection, SqliteConnection};
+    use datastore::prelude::*;
+
+    use crate::db::Db;
+    use crate::models::Post;
+    use crate::Key;
+
+    pub fn trivial_query(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, parameter: &str) {
+        let mut conn = db.store.conn().unwrap();
+        // Diesel's DSL on the store's connection, which dispatches each value at run time
+        // between SQLite and PostgreSQL (Diesel's `MultiConnection`).
+        group.bench_function(
+            BenchmarkId::new("datastore, Diesel DSL on AnyConnection", parameter),
+            |b| b.iter(|| Post::query().load::<Post>(&mut *conn).unwrap()),
+        );
+        // datastore's typed rows on a connection without the store's hooks: separates the
+        // cost of decoding typed values from the cost of the hooks.
+        let mut plain = SqliteConnection::establish(&db.url).unwrap();
+        group.bench_function(
+            BenchmarkId::new("datastore rows, no hooks", parameter),
+            |b| b.iter(|| Post::query().load::<Post>(&mut plain).unwrap()),
+        );
+    }
+
+    /// A find through the store, which takes a connection from its pool for each call.
+    pub fn find_through_store(c: &mut Criterion, prefix: &str, db: &Db) {
+        let mut group = c.benchmark_group(format!("{prefix}find by id among 10000 rows"));
+        let key = Key::from(db.store.all::<Post>().unwrap()[5_000].id);
+        group.bench_function("datastore, through the Store", |b| {
+            b.iter(|| db.store.find::<Post>(&key.id).unwrap())
+        });
+    }
+}
