@@ -6,7 +6,7 @@ use common::models::{posts, Comment, Post, PostStatus, Profile, Settings, User};
 use common::{file_store, post};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::prelude::*;
-use datastore::Error;
+use datastore::{ConstraintKind, Error};
 
 per_backend! {
     fn save_inserts_a_new_row_and_returns_it_as_stored(store) {
@@ -46,6 +46,57 @@ per_backend! {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let again = store.save(first.clone()).unwrap();
         assert_eq!(again, first, "not rewritten, updated_at untouched");
+    }
+}
+
+per_backend! {
+    fn insert_all_inserts_every_row_with_its_timestamps(store) {
+        let before = Timestamp::now();
+        let rows: Vec<Post> = (0..3).map(|i| post(&format!("bulk {i}"), i)).collect();
+        let inserted = store.insert_all(rows.clone()).unwrap();
+        assert_eq!(inserted.len(), 3);
+        for (row, given) in inserted.iter().zip(&rows) {
+            assert_eq!((row.id, &row.title), (given.id, &given.title));
+            assert!(row.created_at >= before, "created_at is set");
+            assert_eq!(row.created_at, row.updated_at);
+        }
+        assert_eq!(store.all::<Post>().unwrap(), inserted, "returned as stored");
+        assert_eq!(store.insert_all(Vec::<Post>::new()).unwrap(), vec![]);
+    }
+}
+
+per_backend! {
+    fn insert_all_over_several_statements_writes_all_rows_or_none(store) {
+        // Posts bind 7 values each: 5,000 of them take two statements.
+        let rows: Vec<Post> = (0..5_000).map(|i| post(&format!("bulk {i}"), i)).collect();
+        let mut clashing = rows.clone();
+        clashing.push(rows[0].clone());
+        match store.insert_all(clashing) {
+            Err(Error::Constraint(violation)) => assert_eq!(violation.kind, ConstraintKind::Unique),
+            other => panic!("expected a unique violation, got {other:?}"),
+        }
+        assert_eq!(store.count::<Post>().unwrap(), 0, "the first statement was undone");
+
+        store.insert_all(rows).unwrap();
+        assert_eq!(store.count::<Post>().unwrap(), 5_000);
+    }
+}
+
+per_backend! {
+    fn insert_all_refuses_a_foreign_key_that_points_nowhere(store) {
+        let post = store.save(post("parent", 1)).unwrap();
+        let orphan = Comment {
+            post_id: Id::new(),
+            ..Comment::default()
+        };
+        let rows = vec![Comment::default().with_post(&post), orphan];
+        match store.insert_all(rows) {
+            Err(Error::Constraint(violation)) => {
+                assert_eq!(violation.kind, ConstraintKind::ForeignKey)
+            }
+            other => panic!("expected a foreign-key violation, got {other:?}"),
+        }
+        assert_eq!(store.count::<Comment>().unwrap(), 0, "one statement: nothing written");
     }
 }
 

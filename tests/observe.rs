@@ -34,6 +34,20 @@ fn assert_quiet<M: Model + std::fmt::Debug>(sub: &Subscription<M>) {
 }
 
 per_backend! {
+    fn a_bulk_insert_arrives_row_by_row(store) {
+        let posts = store.observe::<Post>().unwrap();
+        let inserted = store
+            .insert_all((0..3).map(|i| post(&format!("bulk {i}"))).collect())
+            .unwrap();
+        for row in inserted {
+            let change = next(&posts);
+            assert_eq!((change.op, change.element), (Op::Insert, row));
+        }
+        assert_quiet(&posts);
+    }
+}
+
+per_backend! {
     fn inserts_updates_and_deletes_arrive_with_the_whole_row(store) {
         let posts = store.observe::<Post>().unwrap();
         let saved = store.save(post("hello")).unwrap();

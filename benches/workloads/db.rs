@@ -179,6 +179,16 @@ impl Db {
             .unwrap()
     }
 
+    /// Deletes every post (and so every comment), so that repeated inserts find the same
+    /// table each time and never fill an in-memory database.
+    pub fn clear_posts(&self) {
+        self.store
+            .conn()
+            .unwrap()
+            .batch_execute("DELETE FROM posts")
+            .unwrap();
+    }
+
     pub fn count_posts(&self) -> i64 {
         self.store.count::<Post>().unwrap()
     }

@@ -216,15 +216,20 @@ fn insert(c: &mut Criterion) {
     }
 }
 
+/// `n` rows inserted in one transaction, into an empty table each time.
 fn insert_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
     let rows: Vec<Post> = (0..n).map(db::post).collect();
     each_peer_with_setup(
         group,
         &n.to_string(),
         &mut peers(db),
-        |p| p.stage_posts(&rows),
+        |p| {
+            db.clear_posts();
+            p.stage_posts(&rows)
+        },
         |p, ()| assert_eq!(p.insert_staged(), n),
     );
+    ours::diagnostics::insert_saving_each(group, db, n);
 }
 
 fn eager_loading(c: &mut Criterion) {

@@ -54,11 +54,7 @@ impl Peer for Datastore {
     fn insert_staged(&mut self) -> usize {
         let rows = std::mem::take(&mut self.staged);
         self.conn
-            .transaction(|tx| {
-                rows.into_iter()
-                    .map(|row| tx.save(row))
-                    .collect::<datastore::Result<Vec<_>>>()
-            })
+            .transaction(|tx| tx.insert_all(rows))
             .unwrap()
             .len()
     }
@@ -123,6 +119,31 @@ pub mod diagnostics {
             BenchmarkId::new("datastore rows, no hooks", parameter),
             |b| b.iter(|| Post::query().load::<Post>(&mut plain).unwrap()),
         );
+    }
+
+    /// The rows saved one by one (`save`, an upsert that returns each row as stored), in one
+    /// transaction, where the workload uses the bulk `insert_all`.
+    pub fn insert_saving_each(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
+        let mut conn = db.store.conn().unwrap();
+        let rows: Vec<Post> = (0..n).map(crate::db::post).collect();
+        group.bench_function(BenchmarkId::new("datastore, save per row", n), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iterations {
+                    db.clear_posts();
+                    let rows = rows.clone();
+                    let start = std::time::Instant::now();
+                    conn.transaction(|tx| {
+                        rows.into_iter()
+                            .map(|row| tx.save(row))
+                            .collect::<datastore::Result<Vec<_>>>()
+                    })
+                    .unwrap();
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
     }
 
     /// A find through the store, which takes a connection from its pool for each call.

@@ -17,7 +17,9 @@ mod types;
 pub use backend::{AnyBackend, AnyConnection};
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use migrate::Schema;
-pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Persist, Predicate};
+pub use model::{
+    IntoPredicate, Model, NotNullCondition, NullableCondition, Persist, Predicate, MAX_BIND_PARAMS,
+};
 pub use repo::Repo;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{sql_types, DbEnum, FieldType, Id, Json, Timestamp};

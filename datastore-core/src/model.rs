@@ -95,6 +95,10 @@ where
     }
 }
 
+/// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows
+/// 65,535). [`Persist::insert_all`] splits its rows into statements that stay under it.
+pub const MAX_BIND_PARAMS: usize = 32_766;
+
 /// A model's typed data access on one backend's connection `C`.
 ///
 /// Implemented by `#[derive(Model)]`. Call it through [`Repo`](crate::Repo) on a connection,
@@ -140,6 +144,14 @@ pub trait Persist<C: Connection>: Model {
 
     /// Inserts the row, or updates the row with the same primary key, and returns it as stored.
     fn save(self, conn: &mut C) -> Result<Self>;
+
+    /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
+    /// stored. Meant for bulk loads: one multi-row `INSERT` per [`MAX_BIND_PARAMS`] bound
+    /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
+    /// returns it. A row whose key exists fails the whole call, as does any other violated
+    /// constraint; rows spanning several statements are inserted in one transaction, so an
+    /// error leaves none of them written.
+    fn insert_all(rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>>;
 
     /// Saves the row and, in the same transaction, every loaded relation under it: children
     /// (pointed at it, recursively) and many-to-many rows (saved, and linked if they were not).
@@ -193,6 +205,10 @@ impl<M: Persist<crate::AnyConnection>> Persist<crate::PooledConn> for M {
 
     fn save(self, conn: &mut crate::PooledConn) -> Result<Self> {
         <M as Persist<crate::AnyConnection>>::save(self, conn)
+    }
+
+    fn insert_all(rows: Vec<Self>, conn: &mut crate::PooledConn) -> Result<Vec<Self>> {
+        <M as Persist<crate::AnyConnection>>::insert_all(rows, conn)
     }
 
     fn save_graph(self, conn: &mut crate::PooledConn) -> Result<Self> {

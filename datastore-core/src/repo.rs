@@ -43,6 +43,27 @@ pub trait Repo: Connection + Sized {
         model.save(self)
     }
 
+    /// Inserts new rows in as few statements as the backend allows, without reading them
+    /// back, and returns them with their timestamps set; see [`Persist::insert_all`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// let notes = (0..1000).map(|i| Note { text: format!("note {i}"), ..Note::default() });
+    /// let inserted = conn.insert_all(notes.collect())?;
+    /// assert_eq!(conn.count::<Note>()?, 1000);
+    /// assert_eq!(conn.find::<Note>(&inserted[999].id)?, Some(inserted[999].clone()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn insert_all<M: Persist<Self>>(&mut self, rows: Vec<M>) -> Result<Vec<M>> {
+        M::insert_all(rows, self)
+    }
+
     /// Saves the row with its loaded relations, in one transaction; see [`Persist::save_graph`].
     fn save_graph<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
         model.save_graph(self)

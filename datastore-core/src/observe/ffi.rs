@@ -164,13 +164,9 @@ unsafe extern "C" fn on_trace(
             let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
             if event == sqlite::SQLITE_TRACE_STMT {
                 let sql = detail as *const c_char;
-                // Only savepoint commands are read: reading the text of every statement would
-                // cost more than the rest of the hook.
-                let mut first = sql as *const u8;
-                while (*first).is_ascii_whitespace() {
-                    first = first.add(1);
-                }
-                let text = if matches!(*first, b'S' | b's' | b'R' | b'r') {
+                // Only savepoint commands are read whole: reading the text of every statement
+                // would cost more than the rest of the hook.
+                let text = if is_savepoint_command(sql as *const u8) {
                     CStr::from_ptr(sql).to_str().unwrap_or_default()
                 } else {
                     ""
@@ -186,6 +182,33 @@ unsafe extern "C" fn on_trace(
         }
     });
     0
+}
+
+/// Whether the statement's first word is `SAVEPOINT`, `RELEASE` or `ROLLBACK` (in any case),
+/// read from at most the first few bytes of its text.
+///
+/// # Safety
+/// `sql` points to a NUL-terminated string.
+unsafe fn is_savepoint_command(sql: *const u8) -> bool {
+    const LONGEST: usize = "SAVEPOINT".len();
+    let mut word = [0u8; LONGEST];
+    let mut len = 0;
+    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not a letter.
+    unsafe {
+        let mut p = sql;
+        while (*p).is_ascii_whitespace() {
+            p = p.add(1);
+        }
+        while (*p).is_ascii_alphabetic() {
+            if len == LONGEST {
+                return false;
+            }
+            word[len] = (*p).to_ascii_uppercase();
+            len += 1;
+            p = p.add(1);
+        }
+    }
+    matches!(&word[..len], b"SAVEPOINT" | b"RELEASE" | b"ROLLBACK")
 }
 
 #[cfg(datastore_preupdate_hook)]
@@ -256,6 +279,40 @@ unsafe fn push_value(row: &mut Rows, value: *mut sqlite::sqlite3_value) {
                 });
             }
             _ => row.push_null(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_savepoint_command;
+    use std::ffi::CStr;
+
+    fn first_word_is_savepoint_command(sql: &CStr) -> bool {
+        // SAFETY: a `CStr` is NUL-terminated.
+        unsafe { is_savepoint_command(sql.as_ptr() as *const u8) }
+    }
+
+    #[test]
+    fn only_savepoint_commands_are_read_whole() {
+        for sql in [
+            c"SAVEPOINT diesel_savepoint_1",
+            c"  release savepoint a",
+            c"RollBack TO b",
+            c"ROLLBACK",
+        ] {
+            assert!(first_word_is_savepoint_command(sql), "{sql:?}");
+        }
+        for sql in [
+            c"SELECT * FROM posts",
+            c"",
+            c"   ",
+            c"SAVEPOINTS",
+            c"SAVE POINT a",
+            c"REPLACE INTO t VALUES (1)",
+            c"ROLL",
+        ] {
+            assert!(!first_word_is_savepoint_command(sql), "{sql:?}");
         }
     }
 }

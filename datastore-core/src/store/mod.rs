@@ -205,6 +205,11 @@ impl Store {
         (*self.conn()?).save(model)
     }
 
+    /// See [`Repo::insert_all`].
+    pub fn insert_all<M: Persist<AnyConnection>>(&self, rows: Vec<M>) -> Result<Vec<M>> {
+        (*self.conn()?).insert_all(rows)
+    }
+
     /// See [`Repo::save_graph`].
     pub fn save_graph<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         (*self.conn()?).save_graph(model)

@@ -175,6 +175,22 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
     let now = (created.is_some() || updated.is_some())
         .then(|| quote!(let now = ::datastore::Timestamp::now();));
 
+    let stamped: Vec<_> = created.iter().chain(updated.iter()).collect();
+    let stamp_rows = (!stamped.is_empty()).then(|| {
+        quote! {
+            let mut rows = rows;
+            let now = ::datastore::Timestamp::now();
+            for row in &mut rows {
+                #(row.#stamped = now;)*
+            }
+        }
+    });
+    let column_count = model.columns().count();
+    let assignments = model.columns().map(|(f, _)| {
+        let column = f.ident;
+        quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::FieldType::bind(&row.#column)))
+    });
+
     let upsert_statement = upsert_for(model, conn, backend);
     let upsert = quote!(__Upsert::new(&self));
 
@@ -238,6 +254,13 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
 
             #queries
 
+            fn all(conn: &mut #conn) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                // The unboxed query, not `query()`: its SQL is built and prepared once per
+                // connection, where a boxed query's is built again on every call.
+                let query = diesel::QueryDsl::order(#table::table, diesel::ExpressionMethods::asc(#table::#key));
+                ::core::result::Result::Ok(diesel::RunQueryDsl::load(query, conn)?)
+            }
+
             fn save(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
                 #now
                 #(#stamp)*
@@ -267,6 +290,24 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
                         })
                     }
                 }
+            }
+
+            fn insert_all(rows: ::std::vec::Vec<Self>, conn: &mut #conn) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                const ROWS_PER_STATEMENT: usize = ::datastore::MAX_BIND_PARAMS / #column_count;
+                #stamp_rows
+                let insert = |conn: &mut #conn| -> ::datastore::Result<()> {
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        let values: ::std::vec::Vec<_> = chunk.iter().map(|row| (#(#assignments,)*)).collect();
+                        diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)?;
+                    }
+                    ::core::result::Result::Ok(())
+                };
+                if rows.len() > ROWS_PER_STATEMENT {
+                    diesel::Connection::transaction(conn, insert)?;
+                } else {
+                    insert(conn)?;
+                }
+                ::core::result::Result::Ok(rows)
             }
 
             fn find(conn: &mut #conn, id: &::datastore::Id) -> ::datastore::Result<::core::option::Option<Self>> {
@@ -329,6 +370,7 @@ pub fn persist_any(model: &Model) -> TokenStream {
     };
     let all = dispatch(quote!(all(conn)));
     let save = dispatch(quote!(save(self, conn)));
+    let insert_all = dispatch(quote!(insert_all(rows, conn)));
     let save_graph = dispatch(quote!(save_graph(self, conn)));
     let find = dispatch(quote!(find(conn, id)));
     let find_many = dispatch(quote!(find_many(conn, ids)));
@@ -345,6 +387,10 @@ pub fn persist_any(model: &Model) -> TokenStream {
 
             fn save(self, conn: &mut #any) -> ::datastore::Result<Self> {
                 #save
+            }
+
+            fn insert_all(rows: ::std::vec::Vec<Self>, conn: &mut #any) -> ::datastore::Result<::std::vec::Vec<Self>> {
+                #insert_all
             }
 
             fn save_graph(self, conn: &mut #any) -> ::datastore::Result<Self> {
