@@ -62,6 +62,8 @@ per_backend! {
         }
         assert_eq!(store.all::<Post>().unwrap(), inserted, "returned as stored");
         assert_eq!(store.insert_all(Vec::<Post>::new()).unwrap(), vec![]);
+        let one = store.insert_all(vec![post("single", 9)]).unwrap().remove(0);
+        assert_eq!(store.find::<Post>(&one.id).unwrap(), Some(one));
     }
 }
 

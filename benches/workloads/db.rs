@@ -100,6 +100,19 @@ impl Db {
         }
     }
 
+    /// Lets the database settle after seeding, before anything is timed: on PostgreSQL,
+    /// `VACUUM ANALYZE`, so that no autovacuum runs during a measurement and the planner
+    /// knows the tables' sizes.
+    pub fn settle(&self) {
+        if self.backend == Backend::Postgres {
+            self.store
+                .conn()
+                .unwrap()
+                .batch_execute("VACUUM ANALYZE")
+                .unwrap();
+        }
+    }
+
     /// `n` new posts, each with `m` comments.
     pub fn seed(&self, n: usize, m: usize) -> Vec<Post> {
         self.store

@@ -124,11 +124,14 @@ where
     C: Connection,
 {
     let links = children_by_parent::<P, J, FK_P, C>(conn, parents)?;
-    let target_ids: Vec<Id> = links
+    // Each linked row once, however many parents link to it.
+    let mut target_ids: Vec<Id> = links
         .values()
         .flatten()
         .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_id)
         .collect();
+    target_ids.sort_unstable();
+    target_ids.dedup();
     let targets: HashMap<Id, T> = T::find_many(conn, &target_ids)?
         .into_iter()
         .map(|t| (*t.id(), t))

@@ -296,6 +296,11 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
                 const ROWS_PER_STATEMENT: usize = ::datastore::MAX_BIND_PARAMS / #column_count;
                 #stamp_rows
                 let insert = |conn: &mut #conn| -> ::datastore::Result<()> {
+                    if let [row] = rows.as_slice() {
+                        // One row: a statement of fixed shape, which Diesel prepares only once.
+                        diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(row), conn)?;
+                        return ::core::result::Result::Ok(());
+                    }
                     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                         let values: ::std::vec::Vec<_> = chunk.iter().map(|row| (#(#assignments,)*)).collect();
                         diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)?;
