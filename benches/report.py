@@ -43,11 +43,17 @@ def human(ns):
 
 
 def sort_key(item):
+    """In memory first, then the WAL file, PostgreSQL and observe; by workload, then size."""
     (group, parameter), _ = item
+    storage = next(i for i, prefix in enumerate(("WAL file: ", "PostgreSQL: ", "observe", ""))
+                   if group.startswith(prefix))
+    storage = (storage + 1) % 4
     try:
-        return (group, float(parameter.split("x")[0]), parameter)
+        size = float(parameter.split("x")[0].split("/")[0])
     except ValueError:
-        return (group, 0.0, parameter)
+        size = 0.0
+    workload = group.split(": ", 1)[-1]
+    return (storage, workload, size, parameter)
 
 
 def ratio(medians, peer):
