@@ -20,7 +20,7 @@ use datastore::observe::Observed;
 use datastore::prelude::*;
 use models::{posts, Post};
 
-/// The workload: 10,000 writes.
+/// Writes per transaction.
 const ROWS: usize = 10_000;
 
 fn rows() -> Vec<Post> {
@@ -148,7 +148,8 @@ fn bulk_insert(c: &mut Criterion) {
         let store = open_store(&dir);
         let _draining = Draining::start(&store, subscribers);
         let mut conn = store.conn().unwrap();
-        group.bench_function(format!("store, {subscribers} subscribers"), |b| {
+        let plural = if subscribers == 1 { "" } else { "s" };
+        group.bench_function(format!("store, {subscribers} subscriber{plural}"), |b| {
             b.iter_batched(
                 rows,
                 |rows| insert_all(sqlite(&mut conn), rows),

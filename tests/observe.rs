@@ -48,6 +48,19 @@ per_backend! {
 }
 
 per_backend! {
+    fn a_bulk_insert_that_fails_in_its_second_statement_delivers_nothing(store) {
+        let posts = store.observe::<Post>().unwrap();
+        // 5,000 posts take two statements; the last one repeats the first's key.
+        let mut rows: Vec<Post> = (0..5_000).map(|i| post(&format!("bulk {i}"))).collect();
+        rows.push(rows[0].clone());
+        assert!(store.insert_all(rows).is_err());
+        assert_quiet(&posts);
+        let saved = store.save(post("after")).unwrap();
+        assert_eq!(next(&posts).element, saved, "the stream goes on");
+    }
+}
+
+per_backend! {
     fn inserts_updates_and_deletes_arrive_with_the_whole_row(store) {
         let posts = store.observe::<Post>().unwrap();
         let saved = store.save(post("hello")).unwrap();

@@ -42,7 +42,20 @@ impl Rusqlite {
     }
 }
 
-const POSTS: &str = "SELECT id, title, rating, status, body, created_at, updated_at FROM posts";
+/// The statements' SQL, written out once as a user of prepared statements would.
+macro_rules! select_posts {
+    ($($rest:literal)?) => {
+        concat!(
+            "SELECT id, title, rating, status, body, created_at, updated_at FROM posts"
+            $(, " ", $rest)?
+        )
+    };
+}
+
+const POSTS: &str = select_posts!("ORDER BY id");
+const POSTS_COMMENTED: &str =
+    select_posts!("WHERE id IN (SELECT post_id FROM comments WHERE content LIKE ?1) ORDER BY id");
+const POST_BY_ID: &str = select_posts!("WHERE id = ?1");
 
 fn post(row: &Row<'_>) -> rusqlite::Result<Post> {
     Ok(Post {
@@ -99,21 +112,15 @@ fn with_children<P, C, K: Hash + Eq>(
 
 impl Peer for Rusqlite {
     fn posts(&mut self) -> usize {
-        self.rows(&format!("{POSTS} ORDER BY id"), [], post).len()
+        self.rows(POSTS, [], post).len()
     }
 
     fn posts_commented(&mut self, pattern: &str) -> usize {
-        let sql = format!(
-            "{POSTS} WHERE id IN (SELECT post_id FROM comments WHERE content LIKE ?1) ORDER BY id"
-        );
-        self.rows(&sql, [pattern], post).len()
+        self.rows(POSTS_COMMENTED, [pattern], post).len()
     }
 
     fn find_post(&mut self, key: &Key) -> usize {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{POSTS} WHERE id = ?1"))
-            .unwrap();
+        let mut stmt = self.conn.prepare_cached(POST_BY_ID).unwrap();
         stmt.query_row([&key.text], post).map(|_| 1).unwrap()
     }
 
@@ -164,7 +171,7 @@ impl Peer for Rusqlite {
     }
 
     fn posts_with_comments(&mut self) -> usize {
-        let posts = self.rows(&format!("{POSTS} ORDER BY id"), [], post);
+        let posts = self.rows(POSTS, [], post);
         let sql = format!(
             "SELECT id, content, post_id, created_at FROM comments WHERE post_id IN ({}) ORDER BY id",
             placeholders(posts.len())
@@ -176,7 +183,7 @@ impl Peer for Rusqlite {
     }
 
     fn posts_with_editors(&mut self) -> usize {
-        let posts = self.rows(&format!("{POSTS} ORDER BY id"), [], post);
+        let posts = self.rows(POSTS, [], post);
         let sql = format!(
             "SELECT post_editors.post_id, users.id, users.username FROM post_editors \
              INNER JOIN users ON users.id = post_editors.editor_id \

@@ -46,9 +46,9 @@ impl From<Id> for Key {
     }
 }
 
-/// One implementation of every workload, connected to one database. Each method returns how
+/// One implementation of every workload, connected to one database. Each query returns how
 /// many rows it loaded, so that the harness can check, before timing, that every peer does the
-/// same work.
+/// same work; inserts are checked to insert every row, and deletes to leave no post behind.
 pub trait Peer {
     /// All posts, in key order.
     fn posts(&mut self) -> usize;

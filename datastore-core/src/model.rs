@@ -146,11 +146,12 @@ pub trait Persist<C: Connection>: Model {
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
-    /// stored. Meant for bulk loads: one multi-row `INSERT` per [`MAX_BIND_PARAMS`] bound
+    /// written. Meant for bulk loads: one multi-row `INSERT` per [`MAX_BIND_PARAMS`] bound
     /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
     /// returns it. A row whose key exists fails the whole call, as does any other violated
     /// constraint; rows spanning several statements are inserted in one transaction, so an
-    /// error leaves none of them written.
+    /// error leaves none of them written. Unlike `save`'s, a foreign-key error does not name
+    /// the row whose parent is missing.
     fn insert_all(rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>>;
 
     /// Saves the row and, in the same transaction, every loaded relation under it: children

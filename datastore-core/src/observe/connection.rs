@@ -278,7 +278,7 @@ enum SavepointCommand {
 impl SavepointCommand {
     /// `SAVEPOINT a`, `RELEASE [SAVEPOINT] a`, `ROLLBACK [TRANSACTION] TO [SAVEPOINT] a`.
     fn parse(sql: &str) -> Option<Self> {
-        // Most statements are none of these (the hook passes them as empty text).
+        // Most statements are none of these: decide from the first letter, without allocating.
         if !matches!(sql.as_bytes().first(), Some(b'S' | b's' | b'R' | b'r')) {
             return None;
         }

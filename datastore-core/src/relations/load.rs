@@ -124,14 +124,13 @@ where
     C: Connection,
 {
     let links = children_by_parent::<P, J, FK_P, C>(conn, parents)?;
-    // Each linked row once, however many parents link to it.
-    let mut target_ids: Vec<Id> = links
+    let linked_ids: Vec<Id> = links
         .values()
         .flatten()
         .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_id)
         .collect();
-    target_ids.sort_unstable();
-    target_ids.dedup();
+    // Each linked row once, however many parents link to it.
+    let target_ids = distinct(&linked_ids);
     let targets: HashMap<Id, T> = T::find_many(conn, &target_ids)?
         .into_iter()
         .map(|t| (*t.id(), t))

@@ -18,18 +18,12 @@ pub fn insertable(model: &Model) -> TokenStream {
             })
             .collect()
     };
-    let assignments = |fields: &[&crate::parse::Field]| -> Vec<TokenStream> {
-        fields
-            .iter()
-            .map(|f| {
-                let column = f.ident;
-                quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::FieldType::bind(&self.#column)))
-            })
-            .collect()
-    };
 
     let all: Vec<_> = model.columns().map(|(f, _)| f).collect();
-    let (all_types, all_values) = (assignment_types(&all), assignments(&all));
+    let (all_types, all_values) = (
+        assignment_types(&all),
+        assignments(table, &all, &quote!(self)),
+    );
     let insertable = quote! {
         impl<'a> diesel::Insertable<#table::table> for &'a #ident {
             type Values = <(#(#all_types,)*) as diesel::Insertable<#table::table>>::Values;
@@ -48,7 +42,10 @@ pub fn insertable(model: &Model) -> TokenStream {
     if rest.is_empty() {
         return insertable;
     }
-    let (rest_types, rest_values) = (assignment_types(&rest), assignments(&rest));
+    let (rest_types, rest_values) = (
+        assignment_types(&rest),
+        assignments(table, &rest, &quote!(self)),
+    );
     quote! {
         #insertable
 
@@ -61,4 +58,19 @@ pub fn insertable(model: &Model) -> TokenStream {
             }
         }
     }
+}
+
+/// `column.eq(bind(&row.field))` for each field: one row's values, as Diesel inserts them.
+pub fn assignments(
+    table: &syn::Ident,
+    fields: &[&crate::parse::Field],
+    row: &TokenStream,
+) -> Vec<TokenStream> {
+    fields
+        .iter()
+        .map(|f| {
+            let column = f.ident;
+            quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::FieldType::bind(&#row.#column)))
+        })
+        .collect()
 }

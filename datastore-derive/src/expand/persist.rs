@@ -186,10 +186,8 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
         }
     });
     let column_count = model.columns().count();
-    let assignments = model.columns().map(|(f, _)| {
-        let column = f.ident;
-        quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::FieldType::bind(&row.#column)))
-    });
+    let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
+    let assignments = super::insertable::assignments(table, &columns, &quote!(row));
 
     let upsert_statement = upsert_for(model, conn, backend);
     let upsert = quote!(__Upsert::new(&self));
@@ -295,22 +293,21 @@ pub fn persist(model: &Model, backend: &Backend) -> TokenStream {
             fn insert_all(rows: ::std::vec::Vec<Self>, conn: &mut #conn) -> ::datastore::Result<::std::vec::Vec<Self>> {
                 const ROWS_PER_STATEMENT: usize = ::datastore::MAX_BIND_PARAMS / #column_count;
                 #stamp_rows
-                let insert = |conn: &mut #conn| -> ::datastore::Result<()> {
-                    if let [row] = rows.as_slice() {
-                        // One row: a statement of fixed shape, which Diesel prepares only once.
-                        diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(row), conn)?;
-                        return ::core::result::Result::Ok(());
-                    }
+                let insert_chunks = |conn: &mut #conn| -> ::datastore::Result<()> {
                     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                         let values: ::std::vec::Vec<_> = chunk.iter().map(|row| (#(#assignments,)*)).collect();
                         diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)?;
                     }
                     ::core::result::Result::Ok(())
                 };
-                if rows.len() > ROWS_PER_STATEMENT {
-                    diesel::Connection::transaction(conn, insert)?;
-                } else {
-                    insert(conn)?;
+                match rows.as_slice() {
+                    [] => {}
+                    // A statement of fixed shape, which Diesel prepares only once.
+                    [row] => {
+                        diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(row), conn)?;
+                    }
+                    rows if rows.len() <= ROWS_PER_STATEMENT => insert_chunks(conn)?,
+                    _ => diesel::Connection::transaction(conn, insert_chunks)?,
                 }
                 ::core::result::Result::Ok(rows)
             }
