@@ -214,17 +214,36 @@ macro_rules! hand_written {
                 ($key_of)(key)
             }
 
-            fn now() -> $time {
-                ($now)()
+            impl Post {
+                /// A new row with `post`'s data, as a Diesel user builds one: a new key, and
+                /// the time now.
+                pub fn new_from(post: &crate::models::Post) -> Self {
+                    let now: $time = ($now)();
+                    Self {
+                        id: key(&Key::from(datastore::Id::new())),
+                        title: post.title.clone(),
+                        rating: post.rating,
+                        status: "Active".into(),
+                        body: post.body.clone(),
+                        created_at: now.clone(),
+                        updated_at: now,
+                    }
+                }
             }
 
-            impl Peer for Diesel {
-                fn posts(&mut self) -> usize {
+            impl Diesel {
+                /// Every post, in key order.
+                fn all_posts(&mut self) -> Vec<Post> {
                     posts::table
                         .order(posts::id)
                         .load::<Post>(&mut self.conn)
                         .unwrap()
-                        .len()
+                }
+            }
+
+            impl Peer for Diesel {
+                fn posts(&mut self) -> usize {
+                    self.all_posts().len()
                 }
 
                 fn posts_commented(&mut self, pattern: &str) -> usize {
@@ -250,21 +269,7 @@ macro_rules! hand_written {
                 }
 
                 fn stage_posts(&mut self, rows: &[crate::models::Post]) {
-                    self.staged = rows
-                        .iter()
-                        .map(|p| {
-                            let now = now();
-                            Post {
-                                id: key(&Key::from(datastore::Id::new())),
-                                title: p.title.clone(),
-                                rating: p.rating,
-                                status: "Active".into(),
-                                body: p.body.clone(),
-                                created_at: now.clone(),
-                                updated_at: now,
-                            }
-                        })
-                        .collect();
+                    self.staged = rows.iter().map(Post::new_from).collect();
                 }
 
                 fn insert_staged(&mut self) -> usize {
@@ -281,24 +286,18 @@ macro_rules! hand_written {
                 }
 
                 fn posts_with_comments(&mut self) -> usize {
-                    let posts = posts::table
-                        .order(posts::id)
-                        .load::<Post>(&mut self.conn)
-                        .unwrap();
+                    let posts = self.all_posts();
                     let comments = Comment::belonging_to(&posts)
                         .order(comments::id)
                         .load::<Comment>(&mut self.conn)
                         .unwrap()
                         .grouped_by(&posts);
                     let loaded: Vec<(Post, Vec<Comment>)> = posts.into_iter().zip(comments).collect();
-                    loaded.iter().map(|(_, c)| c.len()).sum()
+                    crate::children(&loaded)
                 }
 
                 fn posts_with_editors(&mut self) -> usize {
-                    let posts = posts::table
-                        .order(posts::id)
-                        .load::<Post>(&mut self.conn)
-                        .unwrap();
+                    let posts = self.all_posts();
                     let editors = PostEditor::belonging_to(&posts)
                         .inner_join(users::table)
                         .order(post_editors::id)
@@ -311,7 +310,7 @@ macro_rules! hand_written {
                         .zip(posts)
                         .map(|(links, post)| (post, links.into_iter().map(|(_, u)| u).collect()))
                         .collect();
-                    loaded.iter().map(|(_, u)| u.len()).sum()
+                    crate::children(&loaded)
                 }
 
                 fn users_posts_comments(&mut self) -> usize {
@@ -332,11 +331,7 @@ macro_rules! hand_written {
                     let posts_and_comments = posts.into_iter().zip(comments).grouped_by(&users);
                     let loaded: Vec<(User, Vec<(Post, Vec<Comment>)>)> =
                         users.into_iter().zip(posts_and_comments).collect();
-                    loaded
-                        .iter()
-                        .flat_map(|(_, posts)| posts)
-                        .map(|(_, comments)| comments.len())
-                        .sum()
+                    crate::grandchildren(&loaded)
                 }
 
                 fn delete_post(&mut self, k: &Key) {

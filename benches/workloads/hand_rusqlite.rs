@@ -27,6 +27,24 @@ impl Rusqlite {
         }
     }
 
+    /// The rows of `select` whose `column` is one of `keys`, by `order`: one statement,
+    /// cached per number of keys.
+    fn rows_in<'k, T>(
+        &self,
+        select: &str,
+        column: &str,
+        keys: impl ExactSizeIterator<Item = &'k String>,
+        order: &str,
+        read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Vec<T> {
+        let placeholders = (1..=keys.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("{select} WHERE {column} IN ({placeholders}) ORDER BY {order}");
+        self.rows(&sql, rusqlite::params_from_iter(keys), read)
+    }
+
     /// Every row of a cached statement, read by `read`.
     fn rows<T>(
         &self,
@@ -78,14 +96,6 @@ fn comment(row: &Row<'_>) -> rusqlite::Result<Comment> {
     })
 }
 
-/// `?1, ?2, .. ?n`: a statement for `n` keys, cached like any other.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What a hand-written eager load does after its queries: each parent with its children
 /// (the way Diesel's `grouped_by` does it).
 fn with_children<P, C, K: Hash + Eq>(
@@ -125,21 +135,7 @@ impl Peer for Rusqlite {
     }
 
     fn stage_posts(&mut self, posts: &[crate::models::Post]) {
-        self.staged = posts
-            .iter()
-            .map(|p| {
-                let now = datastore::Timestamp::now().to_string();
-                Post {
-                    id: datastore::Id::new().to_string(),
-                    title: p.title.clone(),
-                    rating: p.rating,
-                    status: "Active".into(),
-                    body: p.body.clone(),
-                    created_at: now.clone(),
-                    updated_at: now,
-                }
-            })
-            .collect();
+        self.staged = posts.iter().map(Post::new_from).collect();
     }
 
     fn insert_staged(&mut self) -> usize {
@@ -172,35 +168,36 @@ impl Peer for Rusqlite {
 
     fn posts_with_comments(&mut self) -> usize {
         let posts = self.rows(POSTS, [], post);
-        let sql = format!(
-            "SELECT id, content, post_id, created_at FROM comments WHERE post_id IN ({}) ORDER BY id",
-            placeholders(posts.len())
+        let comments = self.rows_in(
+            "SELECT id, content, post_id, created_at FROM comments",
+            "post_id",
+            posts.iter().map(|p| &p.id),
+            "id",
+            comment,
         );
-        let ids = rusqlite::params_from_iter(posts.iter().map(|p| &p.id));
-        let comments = self.rows(&sql, ids, comment);
         let loaded = with_children(posts, comments, |p| &p.id, |c| &c.post_id);
-        loaded.iter().map(|(_, c)| c.len()).sum()
+        crate::children(&loaded)
     }
 
     fn posts_with_editors(&mut self) -> usize {
         let posts = self.rows(POSTS, [], post);
-        let sql = format!(
+        let editors = self.rows_in(
             "SELECT post_editors.post_id, users.id, users.username FROM post_editors \
-             INNER JOIN users ON users.id = post_editors.editor_id \
-             WHERE post_editors.post_id IN ({}) ORDER BY post_editors.id",
-            placeholders(posts.len())
+             INNER JOIN users ON users.id = post_editors.editor_id",
+            "post_editors.post_id",
+            posts.iter().map(|p| &p.id),
+            "post_editors.id",
+            |row| {
+                let post_id: String = row.get(0)?;
+                let user = User {
+                    id: row.get(1)?,
+                    username: row.get(2)?,
+                };
+                Ok((post_id, user))
+            },
         );
-        let ids = rusqlite::params_from_iter(posts.iter().map(|p| &p.id));
-        let editors = self.rows(&sql, ids, |row| {
-            let post_id: String = row.get(0)?;
-            let user = User {
-                id: row.get(1)?,
-                username: row.get(2)?,
-            };
-            Ok((post_id, user))
-        });
         let loaded = with_children(posts, editors, |p| &p.id, |(post_id, _)| post_id);
-        loaded.iter().map(|(_, u)| u.len()).sum()
+        crate::children(&loaded)
     }
 
     fn users_posts_comments(&mut self) -> usize {
@@ -215,13 +212,11 @@ impl Peer for Rusqlite {
                 })
             },
         );
-        let sql = format!(
-            "SELECT id, user_id, title, body FROM posts WHERE user_id IN ({}) ORDER BY id",
-            placeholders(users.len())
-        );
-        let posts = self.rows(
-            &sql,
-            rusqlite::params_from_iter(users.iter().map(|u| &u.id)),
+        let posts = self.rows_in(
+            "SELECT id, user_id, title, body FROM posts",
+            "user_id",
+            users.iter().map(|u| &u.id),
+            "id",
             |row| {
                 Ok(forum::Post {
                     id: row.get(0)?,
@@ -231,13 +226,11 @@ impl Peer for Rusqlite {
                 })
             },
         );
-        let sql = format!(
-            "SELECT id, post_id, text FROM comments WHERE post_id IN ({}) ORDER BY id",
-            placeholders(posts.len())
-        );
-        let comments = self.rows(
-            &sql,
-            rusqlite::params_from_iter(posts.iter().map(|p| &p.id)),
+        let comments = self.rows_in(
+            "SELECT id, post_id, text FROM comments",
+            "post_id",
+            posts.iter().map(|p| &p.id),
+            "id",
             |row| {
                 Ok(forum::Comment {
                     id: row.get(0)?,
@@ -248,11 +241,7 @@ impl Peer for Rusqlite {
         );
         let posts = with_children(posts, comments, |p| &p.id, |c| &c.post_id);
         let loaded = with_children(users, posts, |u| &u.id, |(p, _)| &p.user_id);
-        loaded
-            .iter()
-            .flat_map(|(_, posts)| posts)
-            .map(|(_, comments)| comments.len())
-            .sum()
+        crate::grandchildren(&loaded)
     }
 
     fn delete_post(&mut self, key: &Key) {

@@ -73,6 +73,22 @@ pub trait Peer {
     fn delete_post(&mut self, key: &Key);
 }
 
+/// Parents, each with its children: what a relation load builds.
+pub type Loaded<P, C> = Vec<(P, Vec<C>)>;
+
+/// How many children a loaded list holds: what the relation loads return.
+pub fn children<P, C>(loaded: &[(P, Vec<C>)]) -> usize {
+    loaded.iter().map(|(_, children)| children.len()).sum()
+}
+
+/// How many grandchildren a loaded `(parent, [(child, grandchildren)])` list holds.
+pub fn grandchildren<P, C, G>(loaded: &[(P, Loaded<C, G>)]) -> usize {
+    loaded
+        .iter()
+        .map(|(_, children)| self::children(children))
+        .sum()
+}
+
 /// The peers on one database, once it is seeded; datastore first: its results are what the
 /// others must match.
 fn peers(db: &Db) -> Vec<(&'static str, Box<dyn Peer>)> {
@@ -149,70 +165,77 @@ const STORAGES: [Storage; 2] = [
     },
 ];
 
+// The workloads' names in the report; a storage's prefix comes first.
+const TRIVIAL: &str = "trivial query";
+const MEDIUM: &str = "medium complex query (posts with a comment mentioning a word)";
+const FIND: &str = "find by id among 10000 rows";
+const INSERT: &str = "insert rows";
+const INSERT_MANY: &str = "insert rows in one transaction";
+const EAGER: &str = "eager loading posts with comments";
+const MANY_TO_MANY: &str = "many-to-many load (100 posts x 10 of 50 users)";
+const ASSOCIATIONS: &str = "loading associations (users -> posts -> comments)";
+const CASCADE: &str = "cascade delete of a post with K comments";
+
+fn group<'c>(c: &'c mut Criterion, prefix: &str, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    c.benchmark_group(format!("{prefix}{name}"))
+}
+
 fn trivial_query(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let mut group = c.benchmark_group(format!("{prefix}trivial query"));
+    for Storage { prefix, blog, .. } in STORAGES {
+        let mut group = group(c, prefix, TRIVIAL);
         for n in [1, 10, 100, 1_000, 10_000] {
-            let db = open();
-            db.seed(n, 0);
-            let parameter = n.to_string();
-            each_peer(&mut group, &parameter, &mut peers(&db), |p| p.posts());
-            ours::diagnostics::trivial_query(&mut group, &db, &parameter);
+            let db = blog();
+            trivial_query_on(&mut group, &db, n);
+            ours::diagnostics::trivial_query(&mut group, &db, &n.to_string());
         }
     }
+}
+
+fn trivial_query_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
+    db.seed(n, 0);
+    each_peer(group, &n.to_string(), &mut peers(db), |p| p.posts());
 }
 
 fn medium_complex_query(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let mut group = c.benchmark_group(format!(
-            "{prefix}medium complex query (posts with a comment mentioning a word)"
-        ));
+    for Storage { prefix, blog, .. } in STORAGES {
+        let mut group = group(c, prefix, MEDIUM);
         for n in [10, 100, 1_000] {
-            let db = open();
-            db.seed(n, 2);
-            each_peer(&mut group, &n.to_string(), &mut peers(&db), |p| {
-                p.posts_commented("%1%")
-            });
+            medium_complex_query_on(&mut group, &blog(), n);
         }
     }
 }
 
+fn medium_complex_query_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
+    db.seed(n, 2);
+    each_peer(group, &n.to_string(), &mut peers(db), |p| {
+        p.posts_commented("%1%")
+    });
+}
+
 fn find_by_id(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let db = open();
-        find_by_id_on(c, prefix, &db);
-        ours::diagnostics::find_through_store(c, prefix, &db);
+    for Storage { prefix, blog, .. } in STORAGES {
+        let db = blog();
+        let mut group = group(c, prefix, FIND);
+        find_by_id_on(&mut group, &db);
+        ours::diagnostics::find_through_store(&mut group, &db);
     }
 }
 
-fn find_by_id_on(c: &mut Criterion, prefix: &str, db: &Db) {
-    let mut group = c.benchmark_group(format!("{prefix}find by id among 10000 rows"));
+fn find_by_id_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db) {
     let posts = db.seed(10_000, 0);
     let key = Key::from(posts[5_000].id);
-    each_peer(&mut group, "", &mut peers(db), |p| p.find_post(&key));
+    each_peer(group, "", &mut peers(db), |p| p.find_post(&key));
 }
 
 fn insert(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let mut group = c.benchmark_group(format!("{prefix}insert rows"));
-        let db = open();
+    for Storage { prefix, blog, .. } in STORAGES {
+        let db = blog();
+        let mut group = group(c, prefix, INSERT);
         for n in [1, 10, 25, 50, 100] {
             insert_on(&mut group, &db, n);
         }
         group.finish();
-        let mut group = c.benchmark_group(format!("{prefix}insert rows in one transaction"));
+        let mut group = self::group(c, prefix, INSERT_MANY);
         group.sample_size(10);
         insert_on(&mut group, &db, 10_000);
     }
@@ -235,24 +258,15 @@ fn insert_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
 }
 
 fn eager_loading(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let mut group = c.benchmark_group(format!("{prefix}eager loading posts with comments"));
-        for (n, m) in [
-            (10, 1),
-            (10, 10),
-            (10, 100),
-            (100, 1),
-            (100, 10),
-            (100, 100),
-        ] {
-            eager_loading_on(&mut group, &open(), n, m);
-        }
-        for (n, m) in [(1_000, 1), (1_000, 10), (1_000, 100)] {
-            group.sample_size(10);
-            eager_loading_on(&mut group, &open(), n, m);
+    for Storage { prefix, blog, .. } in STORAGES {
+        let mut group = group(c, prefix, EAGER);
+        for n in [10, 100, 1_000] {
+            if n == 1_000 {
+                group.sample_size(10);
+            }
+            for m in [1, 10, 100] {
+                eager_loading_on(&mut group, &blog(), n, m);
+            }
         }
     }
 }
@@ -265,49 +279,34 @@ fn eager_loading_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize,
 }
 
 fn many_to_many(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let db = open();
-        many_to_many_on(c, prefix, &db);
+    for Storage { prefix, blog, .. } in STORAGES {
+        many_to_many_on(&mut group(c, prefix, MANY_TO_MANY), &blog());
     }
 }
 
-fn many_to_many_on(c: &mut Criterion, prefix: &str, db: &Db) {
-    let mut group = c.benchmark_group(format!(
-        "{prefix}many-to-many load (100 posts x 10 of 50 users)"
-    ));
+fn many_to_many_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db) {
     db.seed_editors(100, 50, 10);
-    each_peer(&mut group, "", &mut peers(db), |p| p.posts_with_editors());
+    each_peer(group, "", &mut peers(db), |p| p.posts_with_editors());
 }
 
 fn associations(c: &mut Criterion) {
     for Storage { prefix, forum, .. } in STORAGES {
-        let db = forum();
-        associations_on(c, prefix, &db);
+        associations_on(&mut group(c, prefix, ASSOCIATIONS), &forum());
     }
 }
 
 /// diesel_bench's `loading_associations_sequential`, at the size it runs on SQLite.
-fn associations_on(c: &mut Criterion, prefix: &str, db: &Db) {
-    let mut group = c.benchmark_group(format!(
-        "{prefix}loading associations (users -> posts -> comments)"
-    ));
+fn associations_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db) {
     db.seed_forum(9, 10, 10);
-    each_peer(&mut group, "9/90/900", &mut peers(db), |p| {
+    each_peer(group, "9/90/900", &mut peers(db), |p| {
         p.users_posts_comments()
     });
 }
 
 fn cascade_delete(c: &mut Criterion) {
-    for Storage {
-        prefix, blog: open, ..
-    } in STORAGES
-    {
-        let mut group =
-            c.benchmark_group(format!("{prefix}cascade delete of a post with K comments"));
-        let db = open();
+    for Storage { prefix, blog, .. } in STORAGES {
+        let mut group = group(c, prefix, CASCADE);
+        let db = blog();
         for k in [0, 10, 100, 1_000] {
             cascade_delete_on(&mut group, &db, k);
         }
@@ -325,58 +324,26 @@ fn cascade_delete_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, k: usize
     assert_eq!(db.count_posts(), 0, "every post seeded was deleted");
 }
 
-/// The workloads on the PostgreSQL server named by `DATASTORE_POSTGRES_URL` (skipped without
-/// it), in a schema of their own that is dropped afterwards.
+/// The workloads at one size each on the PostgreSQL server named by `DATASTORE_POSTGRES_URL`
+/// (skipped without it), each in a schema of its own that is dropped afterwards.
 fn postgres(c: &mut Criterion) {
     let Some(url) = db::postgres_url() else {
         eprintln!("PostgreSQL workloads not run: DATASTORE_POSTGRES_URL is not set");
         return;
     };
     let prefix = "PostgreSQL: ";
-    {
-        let db = Db::postgres(&url);
-        find_by_id_on(c, prefix, &db);
-    }
-    {
-        let db = Db::postgres(&url);
-        let mut group = c.benchmark_group(format!("{prefix}eager loading posts with comments"));
-        eager_loading_on(&mut group, &db, 100, 10);
-    }
-    {
-        let db = Db::postgres(&url);
-        let mut group =
-            c.benchmark_group(format!("{prefix}cascade delete of a post with K comments"));
-        cascade_delete_on(&mut group, &db, 100);
-    }
-    {
-        let db = Db::postgres(&url);
-        let mut group = c.benchmark_group(format!("{prefix}insert rows"));
-        insert_on(&mut group, &db, 10);
-    }
-    {
-        let db = Db::postgres(&url);
-        let mut group = c.benchmark_group(format!("{prefix}trivial query"));
-        db.seed(100, 0);
-        each_peer(&mut group, "100", &mut peers(&db), |p| p.posts());
-    }
-    {
-        let db = Db::postgres(&url);
-        let mut group = c.benchmark_group(format!(
-            "{prefix}medium complex query (posts with a comment mentioning a word)"
-        ));
-        db.seed(100, 2);
-        each_peer(&mut group, "100", &mut peers(&db), |p| {
-            p.posts_commented("%1%")
-        });
-    }
-    {
-        let db = Db::postgres(&url);
-        many_to_many_on(c, prefix, &db);
-    }
-    {
-        let db = Db::postgres_forum(&url);
-        associations_on(c, prefix, &db);
-    }
+    let blog = || Db::postgres(&url);
+    find_by_id_on(&mut group(c, prefix, FIND), &blog());
+    eager_loading_on(&mut group(c, prefix, EAGER), &blog(), 100, 10);
+    cascade_delete_on(&mut group(c, prefix, CASCADE), &blog(), 100);
+    insert_on(&mut group(c, prefix, INSERT), &blog(), 10);
+    trivial_query_on(&mut group(c, prefix, TRIVIAL), &blog(), 100);
+    medium_complex_query_on(&mut group(c, prefix, MEDIUM), &blog(), 100);
+    many_to_many_on(&mut group(c, prefix, MANY_TO_MANY), &blog());
+    associations_on(
+        &mut group(c, prefix, ASSOCIATIONS),
+        &Db::postgres_forum(&url),
+    );
 }
 
 fn config() -> Criterion {

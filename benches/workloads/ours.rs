@@ -96,7 +96,7 @@ impl Peer for Datastore {
 /// Variants that tell where datastore's time goes; not peers, so not in the ratios.
 pub mod diagnostics {
     use criterion::measurement::WallTime;
-    use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+    use criterion::{BenchmarkGroup, BenchmarkId};
     use datastore::diesel::{Connection, SqliteConnection};
     use datastore::prelude::*;
 
@@ -147,8 +147,7 @@ pub mod diagnostics {
     }
 
     /// A find through the store, which takes a connection from its pool for each call.
-    pub fn find_through_store(c: &mut Criterion, prefix: &str, db: &Db) {
-        let mut group = c.benchmark_group(format!("{prefix}find by id among 10000 rows"));
+    pub fn find_through_store(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db) {
         let key = Key::from(db.store.all::<Post>().unwrap()[5_000].id);
         group.bench_function("datastore, through the Store", |b| {
             b.iter(|| db.store.find::<Post>(&key.id).unwrap())

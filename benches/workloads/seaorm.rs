@@ -309,6 +309,14 @@ macro_rules! sea_orm_peer {
                 }
             }
 
+            impl SeaOrm {
+                /// Every post, in key order.
+                async fn all_posts(&self) -> Vec<post::Model> {
+                    let query = post::Entity::find().order_by_asc(post::Column::Id);
+                    query.all(&self.db).await.unwrap()
+                }
+            }
+
             fn key(key: &Key) -> $key {
                 ($key_of)(key)
             }
@@ -319,8 +327,7 @@ macro_rules! sea_orm_peer {
 
             impl Peer for SeaOrm {
                 fn posts(&mut self) -> usize {
-                    let query = post::Entity::find().order_by_asc(post::Column::Id);
-                    self.runtime.block_on(query.all(&self.db)).unwrap().len()
+                    self.runtime.block_on(self.all_posts()).len()
                 }
 
                 fn posts_commented(&mut self, pattern: &str) -> usize {
@@ -382,11 +389,7 @@ macro_rules! sea_orm_peer {
 
                 fn posts_with_comments(&mut self) -> usize {
                     self.runtime.block_on(async {
-                        let posts = post::Entity::find()
-                            .order_by_asc(post::Column::Id)
-                            .all(&self.db)
-                            .await
-                            .unwrap();
+                        let posts = self.all_posts().await;
                         let comments = posts
                             .load_many(
                                 comment::Entity::find().order_by_asc(comment::Column::Id),
@@ -396,24 +399,20 @@ macro_rules! sea_orm_peer {
                             .unwrap();
                         let loaded: Vec<(post::Model, Vec<comment::Model>)> =
                             posts.into_iter().zip(comments).collect();
-                        loaded.iter().map(|(_, c)| c.len()).sum()
+                        crate::children(&loaded)
                     })
                 }
 
                 fn posts_with_editors(&mut self) -> usize {
                     self.runtime.block_on(async {
-                        let posts = post::Entity::find()
-                            .order_by_asc(post::Column::Id)
-                            .all(&self.db)
-                            .await
-                            .unwrap();
+                        let posts = self.all_posts().await;
                         let editors = posts
                             .load_many_to_many(user::Entity, post_editor::Entity, &self.db)
                             .await
                             .unwrap();
                         let loaded: Vec<(post::Model, Vec<user::Model>)> =
                             posts.into_iter().zip(editors).collect();
-                        loaded.iter().map(|(_, u)| u.len()).sum()
+                        crate::children(&loaded)
                     })
                 }
 
@@ -449,11 +448,7 @@ macro_rules! sea_orm_peer {
                                 .zip(per_user)
                                 .map(|(user, n)| (user, posts.by_ref().take(n).collect()))
                                 .collect();
-                        loaded
-                            .iter()
-                            .flat_map(|(_, posts)| posts)
-                            .map(|(_, comments)| comments.len())
-                            .sum()
+                        crate::grandchildren(&loaded)
                     })
                 }
 

@@ -1,0 +1,89 @@
+//! One operation repeated, for `valgrind --tool=callgrind`, whose instruction counts do not
+//! depend on the machine's noise the way times do. BENCHMARKS.md's instruction counts come
+//! from it:
+//!
+//! ```text
+//! cargo build --profile bench -p datastore-benches --example profile
+//! valgrind --tool=callgrind target/release/examples/profile store 20000
+//! valgrind --tool=callgrind target/release/examples/profile plain 20000
+//! ```
+//!
+//! Modes, each on an in-memory database holding one post:
+//! - `store N`: `all::<Post>()` N times on a connection from the store (its hooks installed);
+//! - `plain N`: the same typed rows N times on a plain `SqliteConnection`;
+//! - `insert N`: `insert_all` of 10,000 posts N times, in the caller's transaction and then
+//!   in its own, printing the mean time of each (the posts are deleted after each run).
+//!
+//! Subtract a run with N = 0 to leave out the set-up.
+
+#[path = "../examples/blog/models.rs"]
+#[allow(dead_code)]
+mod models;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::{Connection, SqliteConnection};
+use datastore::prelude::*;
+use models::Post;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
+        eprintln!("usage: profile store|plain|insert N");
+        std::process::exit(2);
+    };
+    let url = format!("file:/profile-{}?vfs=memdb", Id::new());
+    let store = Store::builder(&url)
+        .migrations(datastore::embed_migrations!(
+            sqlite = "../migrations/sqlite",
+            postgres = "../migrations/postgres"
+        ))
+        .open()
+        .unwrap();
+    let mut conn = store.conn().unwrap();
+    conn.save(Post::default()).unwrap();
+    match mode.as_str() {
+        "store" => {
+            for _ in 0..n {
+                black_box(conn.all::<Post>().unwrap());
+            }
+        }
+        "plain" => {
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            for _ in 0..n {
+                black_box(Post::query().load::<Post>(&mut plain).unwrap());
+            }
+        }
+        "insert" => {
+            for in_transaction in [true, false] {
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    let rows: Vec<Post> = (0..10_000).map(|_| Post::default()).collect();
+                    let start = Instant::now();
+                    if in_transaction {
+                        conn.transaction(|tx| tx.insert_all(rows)).unwrap();
+                    } else {
+                        conn.insert_all(rows).unwrap();
+                    }
+                    total += start.elapsed();
+                    conn.batch_execute("DELETE FROM posts").unwrap();
+                }
+                let within = if in_transaction {
+                    "in the caller's transaction"
+                } else {
+                    "alone"
+                };
+                println!(
+                    "insert_all of 10,000 posts, {within}: {:?}",
+                    total / n.max(1)
+                );
+            }
+        }
+        _ => {
+            eprintln!("unknown mode {mode}: store, plain or insert");
+            std::process::exit(2);
+        }
+    }
+}
