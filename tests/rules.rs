@@ -1,0 +1,272 @@
+//! The relation rules, pinned: what the models' declarations make of the schema (the DDL, which
+//! foreign keys are unique, what each delete does) and the error of every delete that links
+//! refuse, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::models::{posts, schema, Post, PostEditor};
+use common::{comment, post, user, PgSchema};
+use datastore::prelude::*;
+use datastore::schema::OnDelete;
+use datastore::{ConstraintKind, Error};
+
+/// The blog's DDL as the rules render it, exactly.
+#[test]
+fn the_blogs_ddl_is_pinned_on_both_dialects() {
+    assert_eq!(
+        schema().create_sql(Dialect::Sqlite),
+        include_str!("rules/blog.sqlite.sql")
+    );
+    assert_eq!(
+        schema().create_sql(Dialect::Postgres),
+        include_str!("rules/blog.postgres.sql")
+    );
+}
+
+/// `(column, referenced table, on delete)` of every foreign key of a table, and its unique
+/// columns.
+fn rules_of(table: &str) -> (Vec<(String, String, OnDelete)>, Vec<String>) {
+    let schema = schema();
+    let table = schema
+        .tables()
+        .into_iter()
+        .find(|t| t.name == table)
+        .unwrap();
+    let foreign_keys = table
+        .foreign_keys
+        .iter()
+        .map(|fk| {
+            (
+                fk.column.to_string(),
+                fk.references.to_string(),
+                fk.on_delete,
+            )
+        })
+        .collect();
+    let unique = table
+        .columns
+        .iter()
+        .filter(|c| c.unique)
+        .map(|c| c.name.to_string())
+        .collect();
+    (foreign_keys, unique)
+}
+
+#[test]
+fn children_cascade_join_rows_restrict_and_a_has_one_child_is_unique() {
+    let own = |s: &str| s.to_owned();
+    assert_eq!(
+        rules_of("comments"),
+        (
+            vec![(own("post_id"), own("posts"), OnDelete::Cascade)],
+            vec![]
+        )
+    );
+    assert_eq!(
+        rules_of("profiles"),
+        (
+            vec![(own("user_id"), own("users"), OnDelete::Cascade)],
+            vec![own("user_id")]
+        )
+    );
+    assert_eq!(
+        rules_of("post_editors"),
+        (
+            vec![
+                (own("post_id"), own("posts"), OnDelete::Restrict),
+                (own("editor_id"), own("users"), OnDelete::Restrict)
+            ],
+            vec![]
+        )
+    );
+    assert_eq!(rules_of("users"), (vec![], vec![own("username")]));
+    assert_eq!(rules_of("posts"), (vec![], vec![]));
+}
+
+/// A post that two editors link to, with a comment.
+fn linked_post(conn: &mut datastore::PooledConn) -> Post {
+    let post = conn.save(post("linked", 5)).unwrap();
+    conn.save(comment(&post, "stays")).unwrap();
+    for name in ["Nadia", "Omar"] {
+        let editor = conn.save(user(name)).unwrap();
+        post.link_editors(conn, &editor).unwrap();
+    }
+    post
+}
+
+/// The error of a delete of the post that its editors refuse.
+fn assert_refused_by_editors(err: &Error, post: &Post) {
+    match err {
+        Error::DeleteRestricted {
+            table,
+            key,
+            join_table,
+            count,
+        } => assert_eq!(
+            (table.as_str(), key.as_str(), join_table.as_str(), *count),
+            ("posts", post.id.to_string().as_str(), "post_editors", 2),
+            "{err}"
+        ),
+        other => panic!("expected DeleteRestricted, got {other:?}"),
+    }
+}
+
+/// Nothing of a refused delete happened.
+fn assert_untouched(conn: &mut datastore::PooledConn, post: &Post) {
+    assert!(conn.find::<Post>(&post.id).unwrap().is_some());
+    assert_eq!(post.comments(conn).unwrap().len(), 1);
+    assert_eq!(conn.count::<PostEditor>().unwrap(), 2);
+}
+
+per_backend! {
+    fn a_delete_by_key_that_links_refuse_names_the_join_table(store) {
+        let mut conn = store.conn().unwrap();
+        let post = linked_post(&mut conn);
+        assert_refused_by_editors(&conn.delete(&post).unwrap_err(), &post);
+        assert_refused_by_editors(&conn.delete_by_id::<Post>(&post.id).unwrap_err(), &post);
+        assert_untouched(&mut conn, &post);
+        drop(conn);
+
+        let err = store
+            .transaction(|tx| tx.delete_by_id::<Post>(&post.id))
+            .unwrap_err();
+        assert_refused_by_editors(&err, &post);
+        assert_untouched(&mut store.conn().unwrap(), &post);
+    }
+}
+
+per_backend! {
+    fn a_delete_where_that_links_refuse_is_a_bare_foreign_key_violation(store) {
+        let mut conn = store.conn().unwrap();
+        let post = linked_post(&mut conn);
+        let err = conn
+            .delete_where::<Post, _>(posts::title.eq("linked"))
+            .unwrap_err();
+        assert_eq!(
+            err.constraint().map(|c| c.kind),
+            Some(ConstraintKind::ForeignKey),
+            "{err:?}"
+        );
+        assert_untouched(&mut conn, &post);
+    }
+}
+
+/// A cascade that reaches a join table further down: a project's tasks cascade, and the tags
+/// linked to a task refuse.
+mod projects {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Project {
+        #[primary_key]
+        pub id: Id,
+        pub name: String,
+        #[has_many(Task)]
+        pub tasks: HasMany<Task>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Task {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Project)]
+        pub project_id: Id,
+        #[many_to_many(Tag, through = TaskTag)]
+        pub tags: ManyToMany<Tag>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Tag {
+        #[primary_key]
+        pub id: Id,
+        pub label: String,
+        #[many_to_many(Task, through = TaskTag)]
+        pub tasks: ManyToMany<Task>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct TaskTag {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Task)]
+        pub task_id: Id,
+        #[belongs_to(Tag)]
+        pub tag_id: Id,
+    }
+
+    pub fn schema() -> Schema {
+        Schema::new()
+            .model::<Project>()
+            .model::<Task>()
+            .model::<Tag>()
+            .model::<TaskTag>()
+    }
+}
+
+/// A project with two tasks, one of them tagged twice; and the store.
+fn tagged_project(store: &Store) -> projects::Project {
+    use projects::{Project, Tag, Task};
+    let mut conn = store.conn().unwrap();
+    let project = conn
+        .save(Project {
+            name: "launch".into(),
+            ..Project::default()
+        })
+        .unwrap();
+    let tagged = conn.save(Task::default().with_project(&project)).unwrap();
+    conn.save(Task::default().with_project(&project)).unwrap();
+    for label in ["urgent", "later"] {
+        let tag = conn
+            .save(Tag {
+                label: label.into(),
+                ..Tag::default()
+            })
+            .unwrap();
+        tagged.link_tags(&mut conn, &tag).unwrap();
+    }
+    project
+}
+
+fn a_cascade_into_links_is_refused_whole(store: Store) {
+    use projects::{Project, Tag, Task, TaskTag};
+    let project = tagged_project(&store);
+    let err = store.delete(&project).unwrap_err();
+    assert_eq!(
+        err.constraint().map(|c| c.kind),
+        Some(ConstraintKind::ForeignKey),
+        "{err:?}"
+    );
+    let mut conn = store.conn().unwrap();
+    assert_eq!(
+        (
+            conn.count::<Project>().unwrap(),
+            conn.count::<Task>().unwrap(),
+            conn.count::<TaskTag>().unwrap(),
+            conn.count::<Tag>().unwrap()
+        ),
+        (1, 2, 2, 2),
+        "nothing of the refused delete happened"
+    );
+}
+
+#[test]
+fn a_cascade_into_links_is_refused_whole_sqlite() {
+    let store = Store::builder(":memory:")
+        .schema(projects::schema())
+        .open()
+        .unwrap();
+    a_cascade_into_links_is_refused_whole(store);
+}
+
+#[test]
+fn a_cascade_into_links_is_refused_whole_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .schema(projects::schema())
+        .open()
+        .unwrap();
+    a_cascade_into_links_is_refused_whole(store);
+}
