@@ -12,7 +12,11 @@
 //! - `store N`: `all::<Post>()` N times on a connection from the store (its hooks installed);
 //! - `plain N`: the same typed rows N times on a plain `SqliteConnection`;
 //! - `insert N`: `insert_all` of 10,000 posts N times, in the caller's transaction and then
-//!   in its own, printing the mean time of each (the posts are deleted after each run).
+//!   in its own, printing the mean time of each (the posts are deleted after each run);
+//! - `find N`: `find::<Post>` of the stored post by its key, N times;
+//! - `insert1 N`: `insert_all` of one new post in a transaction, N times (the insert workload
+//!   at one row);
+//! - `save N`: `save` of one new post, N times.
 //!
 //! Subtract a run with N = 0 to leave out the set-up.
 
@@ -31,7 +35,7 @@ use models::Post;
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: profile store|plain|insert N");
+        eprintln!("usage: profile store|plain|insert|find|insert1|save N");
         std::process::exit(2);
     };
     let url = format!("file:/profile-{}?vfs=memdb", Id::new());
@@ -43,8 +47,24 @@ fn main() {
         .open()
         .unwrap();
     let mut conn = store.conn().unwrap();
-    conn.save(Post::default()).unwrap();
+    let stored = conn.save(Post::default()).unwrap();
     match mode.as_str() {
+        "find" => {
+            for _ in 0..n {
+                black_box(conn.find::<Post>(&stored.id).unwrap());
+            }
+        }
+        "insert1" => {
+            for _ in 0..n {
+                let rows = vec![Post::default()];
+                black_box(conn.transaction(|tx| tx.insert_all(rows)).unwrap());
+            }
+        }
+        "save" => {
+            for _ in 0..n {
+                black_box(conn.save(Post::default()).unwrap());
+            }
+        }
         "store" => {
             for _ in 0..n {
                 black_box(conn.all::<Post>().unwrap());
@@ -82,7 +102,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("unknown mode {mode}: store, plain or insert");
+            eprintln!("unknown mode {mode}: store, plain, insert, find, insert1 or save");
             std::process::exit(2);
         }
     }

@@ -405,7 +405,7 @@ fn save_and_list<C>(conn: &mut C) -> datastore::Result<Vec<String>>
 where
     C: Repo,
     Post: Persist<C>,
-    Comment: datastore::relations::ForeignKey<Post, { datastore::relations::fk_key("post_id") }, C>,
+    Comment: datastore::relations::ChildOf<Post, { datastore::relations::fk_key("post_id") }, C>,
 {
     let post = conn.save(post("generic", 3))?;
     conn.save(common::comment(&post, "on any backend"))?;

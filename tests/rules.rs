@@ -8,7 +8,7 @@ use common::models::{posts, schema, Post, PostEditor};
 use common::{comment, post, user, PgSchema};
 use datastore::prelude::*;
 use datastore::schema::OnDelete;
-use datastore::{ConstraintKind, Error};
+use datastore::Error;
 
 /// The blog's DDL as the rules render it, exactly.
 #[test]
@@ -136,18 +136,24 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_delete_where_that_links_refuse_is_a_bare_foreign_key_violation(store) {
+    fn a_delete_where_that_links_refuse_names_the_first_refused_row(store) {
         let mut conn = store.conn().unwrap();
         let post = linked_post(&mut conn);
+        // A post without links sorts before or after it: either way, the refused one is named.
+        conn.save(common::post("free", 1)).unwrap();
         let err = conn
-            .delete_where::<Post, _>(posts::title.eq("linked"))
+            .delete_where::<Post, _>(posts::rating.gt(0))
             .unwrap_err();
-        assert_eq!(
-            err.constraint().map(|c| c.kind),
-            Some(ConstraintKind::ForeignKey),
-            "{err:?}"
-        );
+        assert_refused_by_editors(&err, &post);
         assert_untouched(&mut conn, &post);
+        assert_eq!(conn.count::<Post>().unwrap(), 2, "the free post was not deleted either");
+        drop(conn);
+
+        let err = store
+            .transaction(|tx| tx.delete_where::<Post, _>(posts::title.eq("linked")))
+            .unwrap_err();
+        assert_refused_by_editors(&err, &post);
+        assert_untouched(&mut store.conn().unwrap(), &post);
     }
 }
 
@@ -228,14 +234,27 @@ fn tagged_project(store: &Store) -> projects::Project {
 }
 
 fn a_cascade_into_links_is_refused_whole(store: Store) {
-    use projects::{Project, Tag, Task, TaskTag};
+    use projects::{projects as table, Project, Tag, Task, TaskTag};
     let project = tagged_project(&store);
-    let err = store.delete(&project).unwrap_err();
-    assert_eq!(
-        err.constraint().map(|c| c.kind),
-        Some(ConstraintKind::ForeignKey),
-        "{err:?}"
+    let refused_by_tags = |err: Error| match err {
+        Error::DeleteRestricted {
+            table,
+            key,
+            join_table,
+            count,
+        } => assert_eq!(
+            (table.as_str(), key, join_table.as_str(), count),
+            ("projects", project.id.to_string(), "task_tags", 2)
+        ),
+        other => panic!("expected DeleteRestricted, got {other:?}"),
+    };
+    refused_by_tags(store.delete(&project).unwrap_err());
+    refused_by_tags(
+        store
+            .delete_where::<Project, _>(table::name.eq("launch"))
+            .unwrap_err(),
     );
+    refused_by_tags(store.transaction(|tx| tx.delete(&project)).unwrap_err());
     let mut conn = store.conn().unwrap();
     assert_eq!(
         (
@@ -269,4 +288,213 @@ fn a_cascade_into_links_is_refused_whole_postgres() {
         .open()
         .unwrap();
     a_cascade_into_links_is_refused_whole(store);
+}
+
+/// Models told apart by type, not by name: two `Link`s and two `Cover`s in different modules.
+mod library {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Doc {
+        #[primary_key]
+        pub id: Id,
+        #[many_to_many(Tag, through = one::Link)]
+        pub tags: ManyToMany<Tag>,
+        #[has_one(one::Cover)]
+        pub cover: HasOne<one::Cover>,
+    }
+
+    /// Declares no relation back to `Doc`.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Tag {
+        #[primary_key]
+        pub id: Id,
+    }
+
+    pub mod one {
+        use datastore::prelude::*;
+
+        /// The join model of docs and tags.
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Link {
+            #[primary_key]
+            pub id: Id,
+            #[belongs_to(super::Doc)]
+            pub doc_id: Id,
+            #[belongs_to(super::Tag)]
+            pub tag_id: Id,
+        }
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Cover {
+            #[primary_key]
+            pub id: Id,
+            #[belongs_to(super::Doc)]
+            pub doc_id: Id,
+        }
+    }
+
+    pub mod two {
+        use datastore::prelude::*;
+
+        /// A plain child of a doc, with a join model's name.
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        #[model(table = "doc_links")]
+        pub struct Link {
+            #[primary_key]
+            pub id: Id,
+            #[belongs_to(super::Doc)]
+            pub doc_id: Id,
+        }
+
+        /// A child of a doc that no `has_one` answers, with a `has_one` child's name.
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        #[model(table = "spare_covers")]
+        pub struct Cover {
+            #[primary_key]
+            pub id: Id,
+            #[belongs_to(super::Doc)]
+            pub doc_id: Id,
+        }
+    }
+}
+
+#[test]
+fn models_with_the_same_name_in_two_modules_do_not_collide() {
+    use library::{one, two, Doc, Tag};
+    let fk = |table: &datastore::schema::Table, column: &str| {
+        let fk = table.foreign_key(column).unwrap();
+        (fk.references.to_string(), fk.on_delete)
+    };
+    let unique =
+        |table: &datastore::schema::Table, column: &str| table.column(column).unwrap().unique;
+    let own = |s: &str| s.to_owned();
+
+    assert_eq!(
+        fk(one::Link::table(), "doc_id"),
+        (own("docs"), OnDelete::Restrict)
+    );
+    assert_eq!(
+        fk(one::Link::table(), "tag_id"),
+        (own("tags"), OnDelete::Restrict),
+        "a join model's keys restrict, whichever side declares the relation"
+    );
+    assert_eq!(
+        fk(two::Link::table(), "doc_id"),
+        (own("docs"), OnDelete::Cascade)
+    );
+    assert!(unique(one::Cover::table(), "doc_id"));
+    assert!(!unique(two::Cover::table(), "doc_id"));
+
+    // In the database: deleting a doc takes its plain children and its spare covers, and is
+    // refused by its links only.
+    let schema = Schema::new()
+        .model::<Doc>()
+        .model::<Tag>()
+        .model::<one::Link>()
+        .model::<one::Cover>()
+        .model::<two::Link>()
+        .model::<two::Cover>();
+    let store = Store::builder(":memory:").schema(schema).open().unwrap();
+    let doc = store.save(Doc::default()).unwrap();
+    store
+        .save(two::Link {
+            doc_id: doc.id,
+            ..Default::default()
+        })
+        .unwrap();
+    store
+        .save(two::Cover {
+            doc_id: doc.id,
+            ..Default::default()
+        })
+        .unwrap();
+    store
+        .save(two::Cover {
+            doc_id: doc.id,
+            ..Default::default()
+        })
+        .unwrap();
+    let tag = store.save(Tag::default()).unwrap();
+    doc.link_tags(&mut store.conn().unwrap(), &tag).unwrap();
+    match store.delete(&doc).unwrap_err() {
+        Error::DeleteRestricted { join_table, .. } => assert_eq!(join_table, "links"),
+        other => panic!("expected DeleteRestricted, got {other:?}"),
+    }
+    doc.unlink_tags(&mut store.conn().unwrap(), &tag).unwrap();
+    store.delete(&doc).unwrap();
+    assert_eq!(
+        (
+            store.count::<two::Link>().unwrap(),
+            store.count::<two::Cover>().unwrap()
+        ),
+        (0, 0)
+    );
+}
+
+mod passports {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Citizen {
+        #[primary_key]
+        pub id: Id,
+        #[has_one(Passport, foreign_key = holder_id)]
+        pub passport: HasOne<Passport>,
+        #[has_many(Passport, foreign_key = issuer_id)]
+        pub issued: HasMany<Passport>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Passport {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Citizen)]
+        pub holder_id: Id,
+        #[belongs_to(Citizen)]
+        pub issuer_id: Id,
+    }
+}
+
+#[test]
+fn a_has_one_naming_its_foreign_key_makes_exactly_that_column_unique() {
+    use passports::{Citizen, Passport};
+    let table = Passport::table();
+    assert!(table.column("holder_id").unwrap().unique);
+    assert!(!table.column("issuer_id").unwrap().unique);
+
+    let store = Store::builder(":memory:")
+        .schema(Schema::new().model::<Citizen>().model::<Passport>())
+        .open()
+        .unwrap();
+    let officer = store.save(Citizen::default()).unwrap();
+    for _ in 0..2 {
+        let holder = store.save(Citizen::default()).unwrap();
+        store
+            .save(Passport {
+                holder_id: holder.id,
+                issuer_id: officer.id,
+                ..Passport::default()
+            })
+            .unwrap();
+    }
+    let err = store
+        .save(Passport {
+            holder_id: officer.id,
+            issuer_id: officer.id,
+            ..Passport::default()
+        })
+        .and_then(|_| {
+            store.save(Passport {
+                holder_id: officer.id,
+                issuer_id: officer.id,
+                ..Passport::default()
+            })
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.constraint().map(|c| c.column.as_deref()),
+        Some(Some("holder_id")),
+        "a second passport for one holder: {err}"
+    );
 }

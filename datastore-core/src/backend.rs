@@ -69,6 +69,12 @@ macro_rules! any_backend_type {
     )*};
 }
 
+use diesel::connection::Connection;
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::RunQueryDsl;
+
+use crate::schema::ddl::{quote_ident, HasDialect};
+use crate::schema::{ForeignKey, OnDelete};
 use crate::types::sql_types::{JsonDoc, TimestampUtc, Uuid};
 use crate::{Id, Json, Timestamp};
 
@@ -77,4 +83,241 @@ any_backend_type! {
     [] TimestampUtc => Timestamp;
     [T] JsonDoc => Json<T>
     where [T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static];
+}
+
+/// A backend's own Diesel connection: `SqliteConnection` or `PgConnection`. Every model
+/// [`Persist`](crate::Persist)s on each (and on [`AnyConnection`], which dispatches to the one it
+/// holds). What differs between the backends beyond SQL types is here: how a statement that
+/// may be refused runs inside a transaction, and how the catalog is read to explain a refusal.
+///
+/// Sealed: implemented for the two backends' connections only.
+///
+/// ```
+/// use datastore::NativeConnection;
+/// use datastore::diesel::{Connection, SqliteConnection};
+///
+/// fn takes_native<C: NativeConnection>(_: &mut C) {}
+/// takes_native(&mut SqliteConnection::establish(":memory:").unwrap());
+/// ```
+pub trait NativeConnection:
+    Connection + diesel::connection::LoadConnection + HasDialect + Send + 'static + sealed::Sealed
+{
+    /// Runs `statement` so that its failure leaves an enclosing transaction usable, as SQLite
+    /// does by itself: on PostgreSQL, inside a transaction, in a savepoint.
+    #[doc(hidden)]
+    fn scoped<T>(
+        &mut self,
+        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T>;
+
+    /// Every foreign key of the tables in the connection's schema, as the catalog has them:
+    /// `(table, foreign key)`.
+    #[doc(hidden)]
+    fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>>;
+
+    /// Whether `table` has a row whose `column` is `key`.
+    #[doc(hidden)]
+    fn row_exists(&mut self, table: &str, column: &str, key: Id) -> diesel::QueryResult<bool>;
+
+    /// Runs a query reading `(root, links)` rows, whose only parameters are `roots`, bound in
+    /// order.
+    #[doc(hidden)]
+    fn count_by_root(&mut self, sql: &str, roots: &[Id]) -> diesel::QueryResult<Vec<(Id, i64)>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for diesel::SqliteConnection {}
+    impl Sealed for diesel::PgConnection {}
+}
+
+#[derive(diesel::QueryableByName)]
+struct CatalogForeignKey {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    references: String,
+    #[diesel(sql_type = Text)]
+    referenced_column: String,
+    /// SQLite's `CASCADE`, `RESTRICT`, `NO ACTION`, `SET NULL`, `SET DEFAULT`; PostgreSQL's
+    /// `c`, `r`, `a`, `n`, `d`.
+    #[diesel(sql_type = Text)]
+    action: String,
+}
+
+impl CatalogForeignKey {
+    /// `NO ACTION` refuses a delete as `RESTRICT` does (at the end of the statement);
+    /// `SET DEFAULT` leaves the rows, as `SET NULL` does.
+    fn into_pair(self) -> (String, ForeignKey) {
+        let on_delete = match self.action.as_str() {
+            "CASCADE" | "c" => OnDelete::Cascade,
+            "SET NULL" | "n" | "SET DEFAULT" | "d" => OnDelete::SetNull,
+            _ => OnDelete::Restrict,
+        };
+        (
+            self.table_name,
+            ForeignKey {
+                column: self.column_name.into(),
+                references: self.references.into(),
+                referenced_column: self.referenced_column.into(),
+                on_delete,
+            },
+        )
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct RootCount {
+    #[diesel(sql_type = Uuid)]
+    root: Id,
+    #[diesel(sql_type = BigInt)]
+    links: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Found {
+    #[diesel(sql_type = Bool)]
+    found: bool,
+}
+
+/// `SELECT EXISTS (..)` of a row by one column, with `placeholder` for its value.
+fn exists_sql(table: &str, column: &str, placeholder: &str) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = {placeholder}) AS found",
+        quote_ident(table),
+        quote_ident(column)
+    )
+}
+
+/// Runs [`exists_sql`] for `key`.
+fn row_exists<C, DB>(conn: &mut C, sql: &str, key: Id) -> diesel::QueryResult<bool>
+where
+    C: Connection<Backend = DB> + diesel::connection::LoadConnection,
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Uuid> + 'static,
+    Id: diesel::serialize::ToSql<Uuid, DB>,
+    Found: diesel::QueryableByName<DB>,
+    for<'q> diesel::query_builder::BoxedSqlQuery<'q, DB, diesel::query_builder::SqlQuery>:
+        diesel::query_dsl::LoadQuery<'q, C, Found>,
+{
+    let query = diesel::sql_query(sql)
+        .into_boxed::<DB>()
+        .bind::<Uuid, _>(key);
+    Ok(query.get_result::<Found>(conn)?.found)
+}
+
+/// Runs a `(root, links)` query with `roots` bound in order.
+fn count_by_root<C, DB>(
+    conn: &mut C,
+    sql: &str,
+    roots: &[Id],
+) -> diesel::QueryResult<Vec<(Id, i64)>>
+where
+    C: Connection<Backend = DB> + diesel::connection::LoadConnection,
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Uuid> + 'static,
+    Id: diesel::serialize::ToSql<Uuid, DB>,
+    RootCount: diesel::QueryableByName<DB>,
+    for<'q> diesel::query_builder::BoxedSqlQuery<'q, DB, diesel::query_builder::SqlQuery>:
+        diesel::query_dsl::LoadQuery<'q, C, RootCount>,
+{
+    let mut query = diesel::sql_query(sql).into_boxed::<DB>();
+    for root in roots {
+        query = query.bind::<Uuid, _>(*root);
+    }
+    let rows: Vec<RootCount> = query.load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.root, r.links)).collect())
+}
+
+impl NativeConnection for diesel::SqliteConnection {
+    fn scoped<T>(
+        &mut self,
+        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T> {
+        // SQLite undoes a failed statement and leaves its transaction usable.
+        statement(self)
+    }
+
+    fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>> {
+        let rows: Vec<CatalogForeignKey> = diesel::sql_query(
+            r#"SELECT m.name AS table_name, f."from" AS column_name, f."table" AS "references",
+                      coalesce(f."to", (SELECT p.name FROM pragma_table_info(f."table") AS p
+                                        WHERE p.pk = 1)) AS referenced_column,
+                      f.on_delete AS action
+               FROM sqlite_schema AS m, pragma_foreign_key_list(m.name) AS f
+               WHERE m.type = 'table' ORDER BY m.name, f.id"#,
+        )
+        .load(self)?;
+        Ok(rows.into_iter().map(CatalogForeignKey::into_pair).collect())
+    }
+
+    fn row_exists(&mut self, table: &str, column: &str, key: Id) -> diesel::QueryResult<bool> {
+        row_exists(self, &exists_sql(table, column, "?"), key)
+    }
+
+    fn count_by_root(&mut self, sql: &str, roots: &[Id]) -> diesel::QueryResult<Vec<(Id, i64)>> {
+        count_by_root(self, sql, roots)
+    }
+}
+
+impl NativeConnection for diesel::PgConnection {
+    fn scoped<T>(
+        &mut self,
+        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T> {
+        use diesel::connection::TransactionManager;
+        let in_transaction =
+            <Self as Connection>::TransactionManager::transaction_manager_status_mut(self)
+                .transaction_depth()
+                .is_ok_and(|depth| depth.is_some());
+        if in_transaction {
+            self.transaction(statement)
+        } else {
+            statement(self)
+        }
+    }
+
+    fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>> {
+        let rows: Vec<CatalogForeignKey> = diesel::sql_query(
+            "SELECT child.relname::text AS table_name, fk.attname::text AS column_name, \
+                    parent.relname::text AS \"references\", pk.attname::text AS referenced_column, \
+                    c.confdeltype::text AS action \
+             FROM pg_constraint AS c \
+             JOIN pg_class AS child ON child.oid = c.conrelid \
+             JOIN pg_class AS parent ON parent.oid = c.confrelid \
+             JOIN pg_attribute AS fk ON fk.attrelid = c.conrelid AND fk.attnum = c.conkey[1] \
+             JOIN pg_attribute AS pk ON pk.attrelid = c.confrelid AND pk.attnum = c.confkey[1] \
+             WHERE c.contype = 'f' AND child.relnamespace = current_schema()::regnamespace \
+             ORDER BY child.relname, c.conname",
+        )
+        .load(self)?;
+        Ok(rows.into_iter().map(CatalogForeignKey::into_pair).collect())
+    }
+
+    fn row_exists(&mut self, table: &str, column: &str, key: Id) -> diesel::QueryResult<bool> {
+        row_exists(self, &exists_sql(table, column, "$1"), key)
+    }
+
+    fn count_by_root(&mut self, sql: &str, roots: &[Id]) -> diesel::QueryResult<Vec<(Id, i64)>> {
+        count_by_root(self, sql, roots)
+    }
+}
+
+impl AnyConnection {
+    /// [`NativeConnection::scoped`] on the connection inside.
+    pub(crate) fn scoped<T>(
+        &mut self,
+        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T> {
+        use diesel::connection::TransactionManager;
+        let in_transaction = matches!(self, Self::Postgres(_))
+            && <Self as Connection>::TransactionManager::transaction_manager_status_mut(self)
+                .transaction_depth()
+                .is_ok_and(|depth| depth.is_some());
+        if in_transaction {
+            self.transaction(statement)
+        } else {
+            statement(self)
+        }
+    }
 }

@@ -8,18 +8,18 @@ mod error;
 pub mod migrate;
 mod model;
 pub mod observe;
+mod persist;
 pub mod relations;
 mod repo;
 pub mod schema;
 mod store;
 mod types;
 
-pub use backend::{AnyBackend, AnyConnection};
+pub use backend::{AnyBackend, AnyConnection, NativeConnection};
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use migrate::Schema;
-pub use model::{
-    IntoPredicate, Model, NotNullCondition, NullableCondition, Persist, Predicate, MAX_BIND_PARAMS,
-};
+pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Predicate};
+pub use persist::{Persist, MAX_BIND_PARAMS};
 pub use repo::Repo;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{sql_types, DbEnum, FieldType, Id, Json, Timestamp};
@@ -31,31 +31,5 @@ pub use diesel_migrations;
 
 /// What generated code refers to. Not public API.
 #[doc(hidden)]
-pub mod __private {
-    pub use diesel;
-    pub use diesel_migrations;
-    pub use std::borrow::Cow;
-
-    use diesel::connection::{Connection, TransactionManager};
-
-    use crate::schema::ddl::{Dialect, HasDialect};
-
-    /// Runs one statement so that its failure leaves an enclosing transaction usable, as
-    /// SQLite does by itself: on PostgreSQL, inside a transaction, in a savepoint.
-    pub fn statement_scope<C, T>(
-        conn: &mut C,
-        statement: impl FnOnce(&mut C) -> diesel::QueryResult<T>,
-    ) -> diesel::QueryResult<T>
-    where
-        C: Connection + HasDialect,
-    {
-        let in_transaction = C::TransactionManager::transaction_manager_status_mut(conn)
-            .transaction_depth()
-            .is_ok_and(|depth| depth.is_some());
-        if in_transaction && conn.dialect() == Dialect::Postgres {
-            conn.transaction(statement)
-        } else {
-            statement(conn)
-        }
-    }
-}
+#[path = "codegen.rs"]
+pub mod __private;

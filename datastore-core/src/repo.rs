@@ -2,7 +2,8 @@
 
 use diesel::connection::Connection;
 
-use crate::model::{IntoPredicate, Persist};
+use crate::model::IntoPredicate;
+use crate::persist::Persist;
 use crate::{Error, Id, Result};
 
 /// The typed methods of every model, on a Diesel connection.
@@ -76,7 +77,7 @@ pub trait Repo: Connection + Sized {
 
     /// The row with this primary key, or [`Error::NotFound`].
     fn get<M: Persist<Self>>(&mut self, id: &Id) -> Result<M> {
-        M::find(self, id)?.ok_or_else(|| Error::not_found(&M::TABLE.name, id))
+        M::find(self, id)?.ok_or_else(|| Error::not_found(M::TABLE_NAME, id))
     }
 
     /// Every row of the model's table, in primary-key order.
@@ -110,7 +111,7 @@ pub trait Repo: Connection + Sized {
         if M::delete_by_id(self, id)? {
             Ok(())
         } else {
-            Err(Error::not_found(&M::TABLE.name, id))
+            Err(Error::not_found(M::TABLE_NAME, id))
         }
     }
 

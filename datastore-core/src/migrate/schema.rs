@@ -35,7 +35,7 @@ impl Schema {
 
     /// Adds a model's table (once; adding it again changes nothing).
     pub fn model<M: Model>(self) -> Self {
-        self.table(M::TABLE)
+        self.table(M::table().clone())
     }
 
     /// Adds a table description.

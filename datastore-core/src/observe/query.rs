@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::AnyConnection;
 
 use super::hub::{self, Item};
-use crate::model::Persist;
+use crate::persist::Persist;
 use crate::Result;
 use crate::Store;
 

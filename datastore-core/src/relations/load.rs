@@ -8,15 +8,16 @@ use std::collections::{HashMap, HashSet};
 
 use diesel::connection::Connection;
 
-use super::{ForeignKey, HasMany, HasOne, ManyToMany, CHUNK};
-use crate::model::{Model, Persist};
+use super::{ChildOf, HasMany, HasOne, ManyToMany, CHUNK};
+use crate::model::Model;
+use crate::persist::Persist;
 use crate::{Error, Id, Result};
 
 /// The children of one parent, in key order.
 pub fn children<P, Ch, const FK: u64, C>(conn: &mut C, parent: &Id) -> Result<Vec<Ch>>
 where
     P: Model,
-    Ch: ForeignKey<P, FK, C>,
+    Ch: ChildOf<P, FK, C>,
     C: Connection,
 {
     Ch::children_of_one(conn, *parent)
@@ -29,7 +30,7 @@ pub fn children_by_parent<P, Ch, const FK: u64, C>(
 ) -> Result<HashMap<Id, Vec<Ch>>>
 where
     P: Model,
-    Ch: ForeignKey<P, FK, C>,
+    Ch: ChildOf<P, FK, C>,
     C: Connection,
 {
     let mut groups: HashMap<Id, Vec<Ch>> = HashMap::with_capacity(parents.len());
@@ -47,7 +48,7 @@ where
 pub fn parent<P, Ch, const FK: u64, C>(conn: &mut C, child: &Ch) -> Result<Option<P>>
 where
     P: Persist<C>,
-    Ch: ForeignKey<P, FK, C>,
+    Ch: ChildOf<P, FK, C>,
     C: Connection,
 {
     match child.parent_id() {
@@ -67,7 +68,7 @@ pub fn eager_has_many<'p, P, Ch, const FK: u64, C>(
 ) -> Result<()>
 where
     P: Model,
-    Ch: ForeignKey<P, FK, C> + Clone,
+    Ch: ChildOf<P, FK, C> + Clone,
     C: Connection,
 {
     fill(
@@ -85,7 +86,7 @@ pub fn eager_has_one<'p, P, Ch, const FK: u64, C>(
 ) -> Result<()>
 where
     P: Model,
-    Ch: ForeignKey<P, FK, C> + Clone,
+    Ch: ChildOf<P, FK, C> + Clone,
     C: Connection,
 {
     fill(
@@ -103,7 +104,7 @@ pub fn linked<P, J, T, const FK_P: u64, const FK_T: u64, C>(
 where
     P: Model,
     T: Persist<C> + Clone,
-    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C>,
     C: Connection,
 {
     let mut by_parent =
@@ -120,7 +121,7 @@ pub fn linked_by_parent<P, J, T, const FK_P: u64, const FK_T: u64, C>(
 where
     P: Model,
     T: Persist<C> + Clone,
-    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C>,
     C: Connection,
 {
     let links = children_by_parent::<P, J, FK_P, C>(conn, parents)?;
@@ -157,7 +158,7 @@ pub fn eager_many_to_many<'p, P, J, T, const FK_P: u64, const FK_T: u64, C>(
 where
     P: Model,
     T: Persist<C> + Clone,
-    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C>,
     C: Connection,
 {
     fill(
@@ -195,12 +196,12 @@ pub fn link<P, J, T, const FK_P: u64, const FK_T: u64, C>(
 where
     P: Model,
     T: Model,
-    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C> + Default,
+    J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C> + Default,
     C: Connection,
 {
-    let both = <J as ForeignKey<P, FK_P, C>>::parent_is_and(
+    let both = <J as ChildOf<P, FK_P, C>>::parent_is_and(
         *parent,
-        <J as ForeignKey<T, FK_T, C>>::parent_is(*target),
+        <J as ChildOf<T, FK_T, C>>::parent_is(*target),
     );
     if let Some(existing) = J::load_where(conn, both)?.into_iter().next() {
         return Ok(existing);
@@ -220,24 +221,14 @@ pub fn unlink<P, J, T, const FK_P: u64, const FK_T: u64, C>(
 where
     P: Model,
     T: Model,
-    J: ForeignKey<P, FK_P, C> + ForeignKey<T, FK_T, C>,
+    J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C>,
     C: Connection,
 {
-    let both = <J as ForeignKey<P, FK_P, C>>::parent_is_and(
+    let both = <J as ChildOf<P, FK_P, C>>::parent_is_and(
         *parent,
-        <J as ForeignKey<T, FK_T, C>>::parent_is(*target),
+        <J as ChildOf<T, FK_T, C>>::parent_is(*target),
     );
     J::delete_where(conn, both)
-}
-
-/// How many join rows of `J` link to the parent (for the error of a refused delete).
-pub fn count_links<P, J, const FK: u64, C>(conn: &mut C, parent: &Id) -> Result<i64>
-where
-    P: Model,
-    J: ForeignKey<P, FK, C>,
-    C: Connection,
-{
-    J::count_children(conn, *parent)
 }
 
 fn distinct(ids: &[Id]) -> Vec<Id> {

@@ -2,60 +2,44 @@
 //! they are loaded.
 //!
 //! A child declares `#[belongs_to(Parent)]` on its foreign-key field; its derive implements
-//! [`BelongsTo`] and [`ForeignKey`] for it. A parent declares `#[has_many(Child)]`,
-//! `#[has_one(Child)]` or `#[many_to_many(Other, through = Join)]`; its derive generates the
-//! lazy and eager loaders, `link`/`unlink`, and the SQL filters by related fields, all on top
-//! of the functions of [`load`].
+//! [`BelongsTo`] for it, and every model then has [`ChildOf`] (the foreign key as SQL) on every
+//! connection. A parent declares `#[has_many(Child)]`, `#[has_one(Child)]` or
+//! `#[many_to_many(Other, through = Join)]`; its derive generates the lazy and eager loaders,
+//! `link`/`unlink`, and the SQL filters by related fields, all on top of the functions of
+//! [`load`].
 //!
-//! What a delete does is decided in the schema: a child of `has_many`/`has_one` is
-//! `ON DELETE CASCADE`, a join row of `many_to_many` is `ON DELETE RESTRICT`
-//! ([`on_delete_for`]).
+//! What the declarations mean for the database (which foreign key is unique, what a delete
+//! does) is decided in one place, [`rules`]; a delete that links refuse is explained by
+//! `restrict`.
 
 mod fields;
+pub mod graph;
 pub mod load;
+pub(crate) mod restrict;
+pub mod rules;
 mod subquery;
 
 pub use fields::{HasMany, HasOne, ManyToMany};
 pub use subquery::InSubquery;
 
+pub use crate::schema::{Relation, RelationKind};
+
 use diesel::connection::Connection;
 use diesel::dsl::{Filter, Select};
+use diesel::expression::BoxableExpression;
 use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
+use diesel::sql_types::Bool;
+use diesel::{BoolExpressionMethods, ExpressionMethods};
 
-use crate::model::{Model, Persist, Predicate};
-use crate::schema::OnDelete;
-use crate::Id;
+use crate::model::{Model, Predicate};
+use crate::persist::Persist;
+use crate::types::sql_types::Uuid;
+use crate::{AnyBackend, AnyConnection, Id, NativeConnection, PooledConn};
 
 /// How many keys one `IN (..)` list holds: below SQLite's limit of 32766 bound parameters and
 /// PostgreSQL's of 65535, and large enough that a relation level of up to this many parents
 /// costs one statement.
 pub const CHUNK: usize = 10_000;
-
-/// The kind of a relation field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RelationKind {
-    /// `#[has_one(T)]`: one child row whose unique foreign key references this row.
-    HasOne,
-    /// `#[has_many(T)]`: child rows whose foreign key references this row.
-    HasMany,
-    /// `#[many_to_many(T, through = J)]`: rows of `T` linked through rows of the join model `J`.
-    ManyToMany,
-}
-
-/// A relation field as declared on a model (its entry in [`Model::RELATIONS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Relation {
-    /// The field's name.
-    pub field: &'static str,
-    /// The kind of relation.
-    pub kind: RelationKind,
-    /// The related model's name.
-    pub target: &'static str,
-    /// The join model of a many-to-many relation.
-    pub through: Option<&'static str>,
-    /// The child's foreign-key field, when the parent names it (`foreign_key = author_id`).
-    pub foreign_key: Option<&'static str>,
-}
 
 /// The key of one `belongs_to` field among a child's foreign keys: a hash of the field's name,
 /// so that a child may belong to the same parent through two fields (`author_id`, `editor_id`).
@@ -83,7 +67,12 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
     const FIELD: &'static str;
 
     /// The foreign-key column (`comments::post_id`).
-    type Column: diesel::Column<Table = Self::Table> + Default;
+    type Column: diesel::Column<Table = Self::Table>
+        + diesel::Expression<SqlType = Uuid>
+        + Default
+        + Copy
+        + Send
+        + 'static;
 
     /// The parent's key.
     fn parent_id(&self) -> Option<Id>;
@@ -106,11 +95,9 @@ pub trait ForeignKeysTo<P: Model>: Model {
     const FIRST: u64;
 }
 
-/// A `belongs_to` foreign key as SQL, on one backend's connection. Implemented by the child's
-/// derive.
-pub trait ForeignKey<P: Model, const FK: u64, C: Connection>:
-    BelongsTo<P, FK> + Persist<C>
-{
+/// A `belongs_to` foreign key as SQL on connection `C`: the conditions on it, and the loads of
+/// a parent's children. Every `belongs_to` has it on every connection.
+pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Persist<C> {
     /// `fk = id`.
     fn parent_is(id: Id) -> Predicate<Self, C>;
 
@@ -133,6 +120,116 @@ pub trait ForeignKey<P: Model, const FK: u64, C: Connection>:
     /// How many children the parent has.
     fn count_children(conn: &mut C, parent: Id) -> crate::Result<i64> {
         Self::count_where(conn, Self::parent_is(parent))
+    }
+}
+
+/// The conditions on a foreign-key column, boxed for backend `DB`: what [`ChildOf`]'s are
+/// built from. Implemented for every `belongs_to` on every backend.
+#[doc(hidden)]
+pub trait Conditions<P: Model, const FK: u64, DB>: BelongsTo<P, FK> {
+    /// `fk = id`.
+    fn is(id: Id) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
+    /// `fk = id AND other`.
+    fn is_and(
+        id: Id,
+        other: Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>,
+    ) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
+    /// `fk IN (ids)`.
+    fn within(ids: &[Id]) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
+}
+
+impl<P, Ch, const FK: u64, DB> Conditions<P, FK, DB> for Ch
+where
+    P: Model,
+    Ch: BelongsTo<P, FK>,
+    DB: diesel::backend::Backend + 'static,
+    diesel::dsl::Eq<Ch::Column, Id>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
+    diesel::dsl::EqAny<Ch::Column, Vec<Id>>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
+    diesel::dsl::And<
+        diesel::dsl::Eq<Ch::Column, Id>,
+        Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
+    >: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
+{
+    fn is(id: Id) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
+        Box::new(Ch::Column::default().eq(id))
+    }
+
+    fn is_and(
+        id: Id,
+        other: Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
+    ) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
+        Box::new(Ch::Column::default().eq(id).and(other))
+    }
+
+    fn within(ids: &[Id]) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
+        Box::new(Ch::Column::default().eq_any(ids.to_vec()))
+    }
+}
+
+/// On a backend's own connection: the conditions, and the loads through them.
+impl<P, Ch, const FK: u64, C> ChildOf<P, FK, C> for Ch
+where
+    P: Model,
+    C: NativeConnection,
+    Ch: BelongsTo<P, FK> + Persist<C> + Conditions<P, FK, C::Backend>,
+{
+    fn parent_is(id: Id) -> Predicate<Self, C> {
+        Ch::is(id)
+    }
+
+    fn parent_is_and(id: Id, other: Predicate<Self, C>) -> Predicate<Self, C> {
+        Ch::is_and(id, other)
+    }
+
+    fn parent_in(ids: &[Id]) -> Predicate<Self, C> {
+        Ch::within(ids)
+    }
+}
+
+/// On the multi-backend connection: conditions for it, and the loads run on the backend's own
+/// connection inside.
+impl<P, Ch, const FK: u64> ChildOf<P, FK, AnyConnection> for Ch
+where
+    P: Model,
+    Ch: ChildOf<P, FK, diesel::SqliteConnection>
+        + ChildOf<P, FK, diesel::PgConnection>
+        + Persist<AnyConnection>
+        + Conditions<P, FK, AnyBackend>,
+{
+    fn parent_is(id: Id) -> Predicate<Self, AnyConnection> {
+        Ch::is(id)
+    }
+
+    fn parent_is_and(
+        id: Id,
+        other: Predicate<Self, AnyConnection>,
+    ) -> Predicate<Self, AnyConnection> {
+        Ch::is_and(id, other)
+    }
+
+    fn parent_in(ids: &[Id]) -> Predicate<Self, AnyConnection> {
+        Ch::within(ids)
+    }
+
+    fn children_of_one(conn: &mut AnyConnection, parent: Id) -> crate::Result<Vec<Self>> {
+        match conn {
+            AnyConnection::Sqlite(c) => <Ch as ChildOf<P, FK, _>>::children_of_one(c, parent),
+            AnyConnection::Postgres(c) => <Ch as ChildOf<P, FK, _>>::children_of_one(c, parent),
+        }
+    }
+
+    fn children_of(conn: &mut AnyConnection, parents: &[Id]) -> crate::Result<Vec<Self>> {
+        match conn {
+            AnyConnection::Sqlite(c) => <Ch as ChildOf<P, FK, _>>::children_of(c, parents),
+            AnyConnection::Postgres(c) => <Ch as ChildOf<P, FK, _>>::children_of(c, parents),
+        }
+    }
+
+    fn count_children(conn: &mut AnyConnection, parent: Id) -> crate::Result<i64> {
+        match conn {
+            AnyConnection::Sqlite(c) => <Ch as ChildOf<P, FK, _>>::count_children(c, parent),
+            AnyConnection::Postgres(c) => <Ch as ChildOf<P, FK, _>>::count_children(c, parent),
+        }
     }
 }
 
@@ -241,93 +338,34 @@ where
     having::<P, J, FK_P, _>(parent_where::<J, T, FK_T, Pred>(predicate))
 }
 
-const fn str_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-/// What deleting a parent does to a child that `belongs_to` it, decided by how the parent
-/// declares the relation: the link rows of a many-to-many (`through`) restrict the delete;
-/// everything else (has_many, has_one, or no inverse at all) cascades.
-///
-/// Evaluated at compile time by the derive, over the parent's relations.
-pub const fn on_delete_for(parent_relations: &[Relation], child: &str) -> OnDelete {
-    let mut i = 0;
-    while i < parent_relations.len() {
-        if let Some(through) = parent_relations[i].through {
-            if str_eq(through, child) {
-                return OnDelete::Restrict;
-            }
-        }
-        i += 1;
-    }
-    OnDelete::Cascade
-}
-
-/// Whether the parent declares `has_one` of the child, which makes the child's foreign key
-/// unique. Evaluated at compile time by the derive.
-pub const fn is_has_one(parent_relations: &[Relation], child: &str) -> bool {
-    let mut i = 0;
-    while i < parent_relations.len() {
-        let r = &parent_relations[i];
-        if matches!(r.kind, RelationKind::HasOne) && str_eq(r.target, child) {
-            return true;
-        }
-        i += 1;
-    }
-    false
-}
-
-/// Fails compilation, with a message naming the fields, when a relation's child has several
-/// `belongs_to` fields to the parent and the relation does not say which one it uses.
-/// Called by the derive in a constant.
-pub const fn assert_unambiguous(count: usize, message: &'static str) {
-    if count > 1 {
-        panic!("{}", message);
-    }
-}
-
-/// The foreign keys on a pooled connection are those of the [`AnyConnection`](crate::AnyConnection)
-/// inside (see the matching `Persist` impl).
-impl<P, Ch, const FK: u64> ForeignKey<P, FK, crate::PooledConn> for Ch
+/// The foreign keys on a pooled connection are those of the [`AnyConnection`] inside (see
+/// the matching `Persist` impl).
+impl<P, Ch, const FK: u64> ChildOf<P, FK, PooledConn> for Ch
 where
     P: Model,
-    Ch: ForeignKey<P, FK, crate::AnyConnection>,
+    Ch: ChildOf<P, FK, AnyConnection>,
 {
-    fn parent_is(id: Id) -> Predicate<Self, crate::PooledConn> {
-        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_is(id)
+    fn parent_is(id: Id) -> Predicate<Self, PooledConn> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::parent_is(id)
     }
 
-    fn parent_is_and(
-        id: Id,
-        other: Predicate<Self, crate::PooledConn>,
-    ) -> Predicate<Self, crate::PooledConn> {
-        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_is_and(id, other)
+    fn parent_is_and(id: Id, other: Predicate<Self, PooledConn>) -> Predicate<Self, PooledConn> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::parent_is_and(id, other)
     }
 
-    fn parent_in(ids: &[Id]) -> Predicate<Self, crate::PooledConn> {
-        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::parent_in(ids)
+    fn parent_in(ids: &[Id]) -> Predicate<Self, PooledConn> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::parent_in(ids)
     }
 
-    fn children_of_one(conn: &mut crate::PooledConn, parent: Id) -> crate::Result<Vec<Self>> {
-        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::children_of_one(conn, parent)
+    fn children_of_one(conn: &mut PooledConn, parent: Id) -> crate::Result<Vec<Self>> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::children_of_one(conn, parent)
     }
 
-    fn children_of(conn: &mut crate::PooledConn, parents: &[Id]) -> crate::Result<Vec<Self>> {
-        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::children_of(conn, parents)
+    fn children_of(conn: &mut PooledConn, parents: &[Id]) -> crate::Result<Vec<Self>> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::children_of(conn, parents)
     }
 
-    fn count_children(conn: &mut crate::PooledConn, parent: Id) -> crate::Result<i64> {
-        <Ch as ForeignKey<P, FK, crate::AnyConnection>>::count_children(conn, parent)
+    fn count_children(conn: &mut PooledConn, parent: Id) -> crate::Result<i64> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::count_children(conn, parent)
     }
 }

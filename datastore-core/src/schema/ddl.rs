@@ -3,7 +3,7 @@
 //! Every identifier is quoted and every literal escaped, so a table named `order` or a column
 //! named `group` is as safe as any other.
 
-use super::{Column, ColumnType, Index, OnDelete, Table};
+use super::{Column, ColumnType, Index, OnDelete, Table, Timestamps};
 
 /// The SQL dialect DDL is rendered for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -441,8 +441,8 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     statements
 }
 
-/// The statement `save` runs, in pieces around its bind parameters: piece `i` precedes the
-/// value of column `i` (in column order), and the last piece ends the statement.
+/// The statement `save` runs, in two pieces around its values clause (`("id", "text") VALUES
+/// (..)`, which Diesel renders from the row): `INSERT INTO "table" ` and what follows.
 ///
 /// It inserts the row, or on a key conflict updates every column but the key and `created_at`,
 /// and only when a value other than the timestamps differs, so that saving an unchanged row
@@ -450,7 +450,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
 ///
 /// ```
 /// use datastore::schema::ddl::{upsert, Dialect};
-/// use datastore::schema::{Column, ColumnType, Table};
+/// use datastore::schema::{Column, ColumnType, Table, Timestamps};
 /// use std::borrow::Cow;
 ///
 /// let table = Table {
@@ -461,23 +461,18 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
 ///     indexes: Cow::Borrowed(&[]),
 /// };
 /// assert_eq!(
-///     upsert(&table, None, None, Dialect::Sqlite).concat(),
-///     r#"INSERT INTO "notes" ("id", "text") VALUES (, ) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
+///     upsert(&table, Timestamps::default(), Dialect::Sqlite).join(r#"("id", "text") VALUES (?, ?)"#),
+///     r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
 /// );
 /// ```
-pub fn upsert(
-    table: &Table,
-    created_at: Option<&str>,
-    updated_at: Option<&str>,
-    dialect: Dialect,
-) -> Vec<String> {
+pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [String; 2] {
+    let Timestamps {
+        created_at,
+        updated_at,
+    } = timestamps;
     let name = quote_ident(&table.name);
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let list = columns.join(", ");
-    let mut pieces: Vec<String> = (0..columns.len()).map(|_| ", ".to_owned()).collect();
-    if let Some(first) = pieces.first_mut() {
-        *first = format!("INSERT INTO {name} ({list}) VALUES (");
-    }
     let is_key = |c: &Column| c.name == table.primary_key;
     let set: Vec<String> = table
         .columns
@@ -504,54 +499,11 @@ pub fn upsert(
             changed.join(" OR ")
         )
     };
-    pieces.push(format!(
-        ") ON CONFLICT ({}) {action} RETURNING {list}",
-        quote_ident(&table.primary_key)
-    ));
-    pieces
-}
-
-/// A model's [`upsert`] statement, rendered once per dialect the first time it is needed
-/// (the derive keeps one in a `static` per model).
-///
-/// ```
-/// use datastore::schema::ddl::{Dialect, UpsertSql};
-/// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
-///
-/// static SQL: UpsertSql = UpsertSql::new();
-/// let pieces = SQL.get(&Note::TABLE, None, None, Dialect::Postgres);
-/// assert!(pieces.concat().contains("IS DISTINCT FROM"));
-/// ```
-#[doc(hidden)] // For generated code.
-#[derive(Debug, Default)]
-pub struct UpsertSql {
-    sqlite: std::sync::OnceLock<Vec<String>>,
-    postgres: std::sync::OnceLock<Vec<String>>,
-}
-
-impl UpsertSql {
-    /// An empty cache.
-    pub const fn new() -> Self {
-        Self {
-            sqlite: std::sync::OnceLock::new(),
-            postgres: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The statement's pieces in `dialect`, rendered on first use.
-    pub fn get(
-        &self,
-        table: &Table,
-        created_at: Option<&str>,
-        updated_at: Option<&str>,
-        dialect: Dialect,
-    ) -> &[String] {
-        let cell = match dialect {
-            Dialect::Sqlite => &self.sqlite,
-            Dialect::Postgres => &self.postgres,
-        };
-        cell.get_or_init(|| upsert(table, created_at, updated_at, dialect))
-    }
+    [
+        format!("INSERT INTO {name} "),
+        format!(
+            " ON CONFLICT ({}) {action} RETURNING {list}",
+            quote_ident(&table.primary_key)
+        ),
+    ]
 }

@@ -17,10 +17,11 @@ pub use connection::Synchronous;
 pub use manager::BackendManager;
 
 use crate::migrate::BackendMigrations;
-use crate::model::{IntoPredicate, Model, Persist};
+use crate::model::{IntoPredicate, Model};
 use crate::observe::hub::Hub;
 use crate::observe::postgres::{self as pg_observe, PgObserve};
 use crate::observe::{self, Decoder, Subscription};
+use crate::persist::Persist;
 use crate::repo::Repo;
 use crate::schema::ddl::Dialect;
 use crate::{AnyBackend, AnyConnection, Error, Id, Result};
@@ -345,7 +346,7 @@ impl Store {
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
         let table = M::TABLE_NAME;
         let table_columns = self.table_columns(table)?;
-        let model_table = M::TABLE;
+        let model_table = M::table();
         let model_columns: Vec<&str> = model_table
             .columns
             .iter()

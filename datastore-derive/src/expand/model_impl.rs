@@ -1,10 +1,11 @@
-//! `impl Model`: the table's description as a constant, and the declared relations.
+//! `impl Model`: the model's declaration as a `static` (columns, keys, `belongs_to` fields and
+//! relations, related models referred to by type), and the access to its fields.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::parse::{Model, RelationKind};
+use crate::parse::{Model, RelationKind, TimestampRole};
 
 pub fn model_impl(model: &Model) -> TokenStream {
     let ident = model.ident;
@@ -14,19 +15,11 @@ pub fn model_impl(model: &Model) -> TokenStream {
     let key = model.primary_key();
     let key_ident = key.ident;
     let key_name = key.column_name();
-    let model_name = &name;
 
     let columns = model.columns().map(|(field, column)| {
         let ty = field.ty;
         let column_name = field.column_name();
         let unique = column.unique;
-        // A has_one child's foreign key is unique: one child per parent.
-        let unique = match &column.belongs_to {
-            Some(parent) => quote! {
-                #unique || ::datastore::relations::is_has_one(<#parent as ::datastore::Model>::RELATIONS, #name)
-            },
-            None => quote! { #unique },
-        };
         quote_spanned! {ty.span()=>
             ::datastore::schema::Column {
                 name: ::datastore::__private::Cow::Borrowed(#column_name),
@@ -37,17 +30,22 @@ pub fn model_impl(model: &Model) -> TokenStream {
         }
     });
 
-    let foreign_keys = model.columns().filter_map(|(field, column)| {
-        let parent = column.belongs_to.as_ref()?;
+    let belongs_to: Vec<_> = model
+        .columns()
+        .filter_map(|(field, column)| Some((field, column.belongs_to.as_ref()?)))
+        .collect();
+    let belongs_to_decls = belongs_to.iter().map(|(field, parent)| {
         let column_name = field.column_name();
-        Some(quote_spanned! {parent.span()=>
-            ::datastore::schema::ForeignKey {
-                column: ::datastore::__private::Cow::Borrowed(#column_name),
-                references: ::datastore::__private::Cow::Borrowed(<#parent as ::datastore::Model>::TABLE_NAME),
-                referenced_column: ::datastore::__private::Cow::Borrowed(<#parent as ::datastore::Model>::PRIMARY_KEY),
-                on_delete: ::datastore::relations::on_delete_for(<#parent as ::datastore::Model>::RELATIONS, #model_name),
+        quote_spanned! {parent.span()=>
+            ::datastore::schema::BelongsTo {
+                column: #column_name,
+                parent: ::datastore::schema::ModelRef::of::<#parent>(),
             }
-        })
+        }
+    });
+    let parent_keys = belongs_to.iter().enumerate().map(|(i, (field, _))| {
+        let f = field.ident;
+        quote!(#i => ::core::option::Option::Some(self.#f),)
     });
 
     let indexes = model.columns().filter(|(_, c)| c.index).map(|(field, _)| {
@@ -69,11 +67,10 @@ pub fn model_impl(model: &Model) -> TokenStream {
             RelationKind::HasMany => quote!(HasMany),
             RelationKind::ManyToMany => quote!(ManyToMany),
         };
-        let target = last_segment(&relation.target);
+        let target = &relation.target;
         let through = match &relation.through {
             Some(t) => {
-                let t = last_segment(t);
-                quote!(::core::option::Option::Some(#t))
+                quote!(::core::option::Option::Some(::datastore::schema::ModelRef::of::<#t>()))
             }
             None => quote!(::core::option::Option::None),
         };
@@ -85,15 +82,31 @@ pub fn model_impl(model: &Model) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         quote! {
-            ::datastore::relations::Relation {
+            ::datastore::schema::Relation {
                 field: #field_name,
-                kind: ::datastore::relations::RelationKind::#kind,
-                target: #target,
+                kind: ::datastore::schema::RelationKind::#kind,
+                target: ::datastore::schema::ModelRef::of::<#target>(),
                 through: #through,
                 foreign_key: #foreign_key,
             }
         }
     });
+
+    let timestamp = |role| match model.timestamp(role).map(|f| f.column_name()) {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (created_at, updated_at) = (
+        timestamp(TimestampRole::Created),
+        timestamp(TimestampRole::Updated),
+    );
+    let stamped = [TimestampRole::Created, TimestampRole::Updated]
+        .into_iter()
+        .filter_map(|role| model.timestamp(role))
+        .map(|f| {
+            let f = f.ident;
+            quote!(self.#f = now;)
+        });
 
     let raw_columns = model.columns().map(|(field, _)| {
         let (f, ty) = (field.ident, field.ty);
@@ -114,22 +127,46 @@ pub fn model_impl(model: &Model) -> TokenStream {
     });
 
     quote! {
+        static __COLUMNS: &[::datastore::schema::Column] = &[#(#columns),*];
+        static __INDEXES: &[::datastore::schema::Index] = &[#(#indexes),*];
+        static __BELONGS_TO: &[::datastore::schema::BelongsTo] = &[#(#belongs_to_decls),*];
+        static __RELATIONS: &[::datastore::schema::Relation] = &[#(#relations),*];
+        static __DECLARATION: ::datastore::schema::ModelDeclaration = ::datastore::schema::ModelDeclaration::new(
+            ::datastore::schema::ModelRef::of::<#ident>(),
+            #name,
+            #table_name,
+            #key_name,
+            __COLUMNS,
+            __INDEXES,
+            ::datastore::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
+            __BELONGS_TO,
+            __RELATIONS,
+        );
+
         impl ::datastore::Model for #ident {
             type Table = #table::table;
             const NAME: &'static str = #name;
             const TABLE_NAME: &'static str = #table_name;
             const PRIMARY_KEY: &'static str = #key_name;
-            const TABLE: ::datastore::schema::Table = ::datastore::schema::Table {
-                name: ::datastore::__private::Cow::Borrowed(#table_name),
-                primary_key: ::datastore::__private::Cow::Borrowed(#key_name),
-                columns: ::datastore::__private::Cow::Borrowed(&[#(#columns),*]),
-                foreign_keys: ::datastore::__private::Cow::Borrowed(&[#(#foreign_keys),*]),
-                indexes: ::datastore::__private::Cow::Borrowed(&[#(#indexes),*]),
-            };
-            const RELATIONS: &'static [::datastore::relations::Relation] = &[#(#relations),*];
+
+            fn declaration() -> &'static ::datastore::schema::ModelDeclaration {
+                &__DECLARATION
+            }
 
             fn id(&self) -> &::datastore::Id {
                 &self.#key_ident
+            }
+
+            fn parent_key(&self, i: usize) -> ::core::option::Option<::datastore::Id> {
+                match i {
+                    #(#parent_keys)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            #[allow(unused_variables)]
+            fn touch(&mut self, now: ::datastore::Timestamp) {
+                #(#stamped)*
             }
 
             fn from_raw_row(
@@ -149,11 +186,4 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
         }
     }
-}
-
-fn last_segment(path: &syn::Path) -> String {
-    path.segments
-        .last()
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default()
 }

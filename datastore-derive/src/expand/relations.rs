@@ -8,14 +8,6 @@ use syn::{Ident, Path};
 
 use crate::parse::{Field, Model, RelationKind};
 
-/// One backend the code is generated for.
-pub struct Backend {
-    /// The connection type.
-    pub conn: TokenStream,
-    /// The Diesel backend type.
-    pub backend: TokenStream,
-}
-
 /// The [`fk_key`](datastore::relations::fk_key) of the child's foreign key to the parent: the
 /// one named, or the child's only one.
 pub fn fk_key(child: &Path, parent: &Path, named: Option<&Ident>) -> TokenStream {
@@ -45,7 +37,7 @@ fn assert_unambiguous(
         kind.attr(),
     );
     quote_spanned! {child.span()=>
-        const _: () = ::datastore::relations::assert_unambiguous(
+        const _: () = ::datastore::__private::assert_unambiguous(
             <#child as ::datastore::relations::ForeignKeysTo<#parent>>::COUNT,
             #message,
         );
@@ -154,97 +146,6 @@ pub fn child_side(model: &Model) -> TokenStream {
     out
 }
 
-/// The child's foreign keys as SQL on one backend: `ForeignKey` for each `belongs_to`.
-pub fn foreign_keys(model: &Model, backend: &Backend) -> TokenStream {
-    let Backend { conn, .. } = backend;
-    let ident = model.ident;
-    let table = &model.table;
-    let impls = model.columns().filter_map(|(field, column)| {
-        let parent = column.belongs_to.as_ref()?;
-        let field_name = field.column_name();
-        let predicates = predicates(table, field.ident, conn);
-        Some(quote! {
-            impl ::datastore::relations::ForeignKey<#parent, { ::datastore::relations::fk_key(#field_name) }, #conn> for #ident {
-                #predicates
-            }
-        })
-    });
-    quote!(#(#impls)*)
-}
-
-/// `ForeignKey`'s predicates on the foreign-key column `f`, for one connection type.
-fn predicates(table: &Ident, f: &Ident, conn: &TokenStream) -> TokenStream {
-    quote! {
-        fn parent_is(id: ::datastore::Id) -> ::datastore::Predicate<Self, #conn> {
-            ::std::boxed::Box::new(diesel::ExpressionMethods::eq(#table::#f, id))
-        }
-
-        fn parent_is_and(
-            id: ::datastore::Id,
-            other: ::datastore::Predicate<Self, #conn>,
-        ) -> ::datastore::Predicate<Self, #conn> {
-            ::std::boxed::Box::new(diesel::BoolExpressionMethods::and(
-                diesel::ExpressionMethods::eq(#table::#f, id),
-                other,
-            ))
-        }
-
-        fn parent_in(ids: &[::datastore::Id]) -> ::datastore::Predicate<Self, #conn> {
-            ::std::boxed::Box::new(diesel::ExpressionMethods::eq_any(#table::#f, ids.to_vec()))
-        }
-    }
-}
-
-/// The child's foreign keys on the multi-backend connection: predicates for it, and the
-/// relation loads run on the backend's own connection inside.
-pub fn foreign_keys_any(model: &Model) -> TokenStream {
-    let any = Backend {
-        conn: quote!(::datastore::AnyConnection),
-        backend: quote!(::datastore::AnyBackend),
-    };
-    let ident = model.ident;
-    let table = &model.table;
-    let impls = model.columns().filter_map(|(field, column)| {
-        let parent = column.belongs_to.as_ref()?;
-        let f = field.ident;
-        let fk = {
-            let name = field.column_name();
-            quote!({ ::datastore::relations::fk_key(#name) })
-        };
-        let dispatch = |call: TokenStream| {
-            quote! {
-                match conn {
-                    ::datastore::AnyConnection::Sqlite(conn) => <Self as ::datastore::relations::ForeignKey<#parent, #fk, diesel::sqlite::SqliteConnection>>::#call,
-                    ::datastore::AnyConnection::Postgres(conn) => <Self as ::datastore::relations::ForeignKey<#parent, #fk, diesel::pg::PgConnection>>::#call,
-                }
-            }
-        };
-        let one = dispatch(quote!(children_of_one(conn, parent)));
-        let many = dispatch(quote!(children_of(conn, parents)));
-        let count = dispatch(quote!(count_children(conn, parent)));
-        let conn = &any.conn;
-        let predicates = predicates(table, f, conn);
-        Some(quote! {
-            impl ::datastore::relations::ForeignKey<#parent, #fk, #conn> for #ident {
-                #predicates
-
-                fn children_of_one(conn: &mut #conn, parent: ::datastore::Id) -> ::datastore::Result<::std::vec::Vec<Self>> {
-                    #one
-                }
-
-                fn children_of(conn: &mut #conn, parents: &[::datastore::Id]) -> ::datastore::Result<::std::vec::Vec<Self>> {
-                    #many
-                }
-
-                fn count_children(conn: &mut #conn, parent: ::datastore::Id) -> ::datastore::Result<i64> {
-                    #count
-                }
-            }
-        })
-    });
-    quote!(#(#impls)*)
-}
-
 /// The parent's side, generic over the connection: for each relation field, the lazy loader
 /// (`post.comments(conn)`), the eager loader (`Post::load_comments(conn, &mut posts)`), the SQL
 /// filter (`Post::having_comments(predicate)`), and for many-to-many `link_*`/`unlink_*`.
@@ -297,7 +198,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::Result<#lazy_type>
                         where
                             __C: diesel::Connection,
-                            #target: ::datastore::relations::ForeignKey<Self, { #fk }, __C>,
+                            #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
                         {
                             #lazy_body
                         }
@@ -309,7 +210,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         ) -> ::datastore::Result<()>
                         where
                             __C: diesel::Connection,
-                            #target: ::datastore::relations::ForeignKey<Self, { #fk }, __C>,
+                            #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
                         {
                             #eager(conn, rows, |row| &mut row.#f)
                         }
@@ -342,8 +243,8 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 let bounds = quote! {
                     __C: diesel::Connection,
                     #target: ::datastore::Persist<__C> + ::core::clone::Clone,
-                    #through: ::datastore::relations::ForeignKey<Self, { #fk_this }, __C>
-                        + ::datastore::relations::ForeignKey<#target, { #fk_target }, __C>,
+                    #through: ::datastore::relations::ChildOf<Self, { #fk_this }, __C>
+                        + ::datastore::relations::ChildOf<#target, { #fk_target }, __C>,
                 };
                 out.extend(quote! {
                     impl #ident {

@@ -1,0 +1,139 @@
+//! What generated code goes through: the glue `#[derive(Model)]` implements for each model
+//! (its typed statements, and `save_graph`'s walk over its relation fields) and the few items
+//! its expansion names. Everything a model *does* is generic code elsewhere
+//! ([`Persist`](crate::Persist), [`relations`](crate::relations)); this module is where
+//! that code meets the types only the derive knows. Not public API.
+
+pub use diesel;
+pub use diesel_migrations;
+pub use std::borrow::Cow;
+
+use std::marker::PhantomData;
+
+use diesel::backend::Backend;
+use diesel::connection::Connection;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::{QueryResult, RunQueryDsl};
+
+use crate::model::{Model, Predicate};
+use crate::schema::ddl::HasDialect;
+use crate::{Id, Result};
+
+/// A model's fixed statements on a backend's own connection, each one typed Diesel statement
+/// (prepared once per connection where Diesel caches it). The derive implements it once, for
+/// every connection that can run them; what `save`, `insert_all`, `delete`.. do around them is
+/// [`Persist`](crate::Persist)'s generic code.
+pub trait Statements<C: Connection>: Model {
+    /// Every row, in key order.
+    fn all(conn: &mut C) -> QueryResult<Vec<Self>>;
+    /// The row with this key.
+    fn find(conn: &mut C, id: Id) -> QueryResult<Option<Self>>;
+    /// The rows with these keys (one `IN` list), in key order.
+    fn find_in(conn: &mut C, ids: &[Id]) -> QueryResult<Vec<Self>>;
+    /// How many rows there are.
+    fn count(conn: &mut C) -> QueryResult<i64>;
+    /// Deletes the row with this key.
+    fn delete_key(conn: &mut C, id: Id) -> QueryResult<usize>;
+}
+
+/// A model's statements that bind rows borrowed for `'a`: [`Statements`]' writes. The lifetime
+/// is the trait's, so that the derive's bounds name the statements' types with it (Rust does
+/// not normalize them under a `for<'a>` binder); [`Persist`](crate::Persist) asks for them
+/// `for<'a>`.
+pub trait Writes<'a, C: Connection>: Model {
+    /// `save`'s statement ([`Upsert`]): the row as stored, or `None` when nothing changed.
+    fn upsert(&'a self, conn: &mut C) -> QueryResult<Option<Self>>;
+    /// Inserts one row, with a statement of fixed shape (prepared once).
+    fn insert_one(&'a self, conn: &mut C) -> QueryResult<usize>;
+    /// Inserts rows with one multi-row `INSERT`.
+    fn insert_many(rows: &'a [Self], conn: &mut C) -> QueryResult<usize>;
+}
+
+/// A model's queries built from a condition or by the caller, on any connection (the
+/// multi-backend one included). Implemented by the derive once, for every connection.
+pub trait Queries<C: Connection>: Model {
+    /// The model's boxed query (`posts::BoxedQuery`).
+    type Query;
+    /// Every row, in key order, as a query to refine.
+    fn query() -> Self::Query;
+    /// Runs a query built from [`Queries::query`].
+    fn load(conn: &mut C, query: Self::Query) -> QueryResult<Vec<Self>>;
+    /// The rows matching a condition, in key order.
+    fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> QueryResult<Vec<Self>>;
+    /// How many rows match a condition.
+    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> QueryResult<i64>;
+    /// Deletes the rows matching a condition.
+    fn delete_where(conn: &mut C, predicate: &Predicate<Self, C>) -> QueryResult<usize>;
+    /// The keys of the rows matching a condition, in key order.
+    fn keys_where(conn: &mut C, predicate: &Predicate<Self, C>) -> QueryResult<Vec<Id>>;
+}
+
+/// `save_graph` on a backend's own connection: the row, then each loaded relation field, with
+/// [`relations::graph`](crate::relations::graph)'s functions, in one transaction.
+///
+/// The derive implements it for each backend's connection rather than for every connection
+/// at once: related models name each other (a post its editors, a user its posts), and the
+/// bounds of one generic impl per model would form cycles the trait solver cannot prove.
+pub trait SaveGraph<C: Connection>: Model {
+    /// See [`Persist::save_graph`](crate::Persist::save_graph).
+    fn save_graph(self, conn: &mut C) -> Result<Self>;
+}
+
+/// The statement `save` runs: `INSERT INTO "table" (..) VALUES (..) ON CONFLICT ..`, around the
+/// row's values clause as Diesel renders it for `M`'s `Insertable` (see
+/// [`ddl::upsert`](crate::schema::ddl::upsert)). Its SQL is fixed per model and dialect, so
+/// Diesel prepares it once per connection (Diesel never caches its own `ON CONFLICT` queries).
+#[derive(Debug)]
+pub struct Upsert<M, V> {
+    values: V,
+    model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model, V> Upsert<M, V> {
+    /// The statement saving the row with these values.
+    pub fn new(values: V) -> Self {
+        Self {
+            values,
+            model: PhantomData,
+        }
+    }
+}
+
+/// The statement's identity in Diesel's statement cache: one per model.
+#[derive(Debug)]
+pub struct UpsertId<M>(PhantomData<fn() -> M>);
+
+impl<M: Model, V> QueryId for Upsert<M, V> {
+    type QueryId = UpsertId<M>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<M: Model, V> Query for Upsert<M, V> {
+    type SqlType = <M::Table as diesel::query_builder::AsQuery>::SqlType;
+}
+
+impl<M, V, DB> QueryFragment<DB> for Upsert<M, V>
+where
+    M: Model,
+    V: QueryFragment<DB>,
+    DB: Backend + HasDialect,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let sql = M::declaration().upsert(out.backend().dialect());
+        out.push_sql(&sql.insert_into);
+        self.values.walk_ast(out.reborrow())?;
+        out.push_sql(&sql.on_conflict);
+        Ok(())
+    }
+}
+
+impl<M, V, C: Connection> RunQueryDsl<C> for Upsert<M, V> {}
+
+/// Fails compilation, with a message naming the fields, when a relation's child has several
+/// `belongs_to` fields to the parent and the relation does not say which one it uses.
+/// Called by the derive in a constant.
+pub const fn assert_unambiguous(count: usize, message: &'static str) {
+    if count > 1 {
+        panic!("{}", message);
+    }
+}

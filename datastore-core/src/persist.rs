@@ -1,0 +1,415 @@
+//! A model's reads and writes on a connection ([`Persist`]), written once for every model:
+//! timestamps, the upsert and what an unchanged row returns, bulk inserts in statements under
+//! the bind limit, and errors that say which parent is missing or which links refuse a
+//! delete. Each model contributes only its typed statements ([`Statements`], [`Queries`],
+//! [`SaveGraph`]), which the derive writes.
+
+use diesel::connection::Connection;
+
+use crate::__private::{Queries, SaveGraph, Statements, Writes};
+use crate::error::{ConstraintKind, ConstraintViolation};
+use crate::model::{Model, Predicate};
+use crate::relations::restrict;
+use crate::{AnyConnection, Error, Id, NativeConnection, PooledConn, Result, Timestamp};
+
+/// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows
+/// 65,535). [`Persist::insert_all`] splits its rows into statements that stay under it.
+pub const MAX_BIND_PARAMS: usize = 32_766;
+
+/// A model's typed data access on one connection `C`.
+///
+/// Every model has it on `SqliteConnection`, `PgConnection`, [`AnyConnection`] and the
+/// store's pooled connections. Call it through [`Repo`](crate::Repo) on a connection, or
+/// through a [`Store`](crate::Store); both translate errors into [`Error`].
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::diesel::SqliteConnection;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+/// Schema::new().model::<Note>().create_all(&mut conn)?;
+/// let note = Note { text: "direct".into(), ..Note::default() }.save(&mut conn)?;
+/// assert_eq!(<Note as Persist<SqliteConnection>>::count(&mut conn)?, 1);
+/// assert!(Note::find(&mut conn, &note.id)?.is_some());
+/// # Ok(())
+/// # }
+/// ```
+pub trait Persist<C: Connection>: Model {
+    /// The model's query, boxed so that it can be refined in a closure (`posts::BoxedQuery`).
+    type Query;
+
+    /// The query selecting every row, ready to be filtered and ordered.
+    fn query() -> Self::Query;
+
+    /// Runs a query built from [`Persist::query`].
+    fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>>;
+
+    /// Every row, in key order.
+    fn all(conn: &mut C) -> Result<Vec<Self>>;
+
+    /// The rows matching a predicate, in key order.
+    fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>>;
+
+    /// Inserts the row, or updates the row with the same primary key, and returns it as stored.
+    /// A foreign key that points nowhere fails with a [`ConstraintViolation`] naming the column
+    /// and the missing parent.
+    fn save(self, conn: &mut C) -> Result<Self>;
+
+    /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
+    /// written. Meant for bulk loads: one multi-row `INSERT` per [`MAX_BIND_PARAMS`] bound
+    /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
+    /// returns it. A row whose key exists fails the whole call, as does any other violated
+    /// constraint; rows spanning several statements are inserted in one transaction, so an
+    /// error leaves none of them written. Unlike `save`'s, a foreign-key error does not name
+    /// the row whose parent is missing.
+    fn insert_all(rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>>;
+
+    /// Saves the row and, in the same transaction, every loaded relation under it: children
+    /// (pointed at it, recursively) and many-to-many rows (saved, and linked if they were not).
+    /// Relations not loaded are left alone. An error anywhere leaves nothing written.
+    fn save_graph(self, conn: &mut C) -> Result<Self>;
+
+    /// The row with this primary key.
+    fn find(conn: &mut C, id: &Id) -> Result<Option<Self>>;
+
+    /// The rows with these keys, in key order: one statement per
+    /// [`CHUNK`](crate::relations::CHUNK) keys.
+    fn find_many(conn: &mut C, ids: &[Id]) -> Result<Vec<Self>>;
+
+    /// The number of rows.
+    fn count(conn: &mut C) -> Result<i64>;
+
+    /// Deletes the row with this primary key (and, through `ON DELETE CASCADE`, its children);
+    /// returns whether there was one. A delete that links refuse, here or further down the
+    /// cascade, fails with [`Error::DeleteRestricted`] and deletes nothing.
+    fn delete_by_id(conn: &mut C, id: &Id) -> Result<bool>;
+
+    /// The number of rows matching the predicate.
+    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<i64>;
+
+    /// Deletes the rows matching the predicate; returns how many. Refused as
+    /// [`delete_by_id`](Persist::delete_by_id) is, naming the first refused row.
+    fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
+}
+
+/// On a backend's own connection: the model's statements, with the behaviour every model
+/// shares around them.
+impl<M, C> Persist<C> for M
+where
+    C: NativeConnection,
+    M: Statements<C> + Queries<C> + SaveGraph<C> + for<'a> Writes<'a, C>,
+{
+    type Query = <M as Queries<C>>::Query;
+
+    fn query() -> Self::Query {
+        <M as Queries<C>>::query()
+    }
+
+    fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>> {
+        Ok(<M as Queries<C>>::load(conn, query)?)
+    }
+
+    fn all(conn: &mut C) -> Result<Vec<Self>> {
+        Ok(<M as Statements<C>>::all(conn)?)
+    }
+
+    fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>> {
+        Ok(<M as Queries<C>>::load_where(conn, predicate)?)
+    }
+
+    fn save(mut self, conn: &mut C) -> Result<Self> {
+        stamp(std::slice::from_mut(&mut self));
+        match self.upsert(conn).map_err(Error::from) {
+            Ok(Some(stored)) => Ok(stored),
+            // Unchanged: nothing was written; the stored row is the answer.
+            Ok(None) => <M as Statements<C>>::find(conn, *self.id())?
+                .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.id())),
+            Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::ForeignKey => {
+                Err(Error::Constraint(missing_parent(conn, &self, violation)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn insert_all(mut rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>> {
+        stamp(&mut rows);
+        let per_statement = MAX_BIND_PARAMS / M::declaration().columns().len().max(1);
+        let insert_chunks = |conn: &mut C| -> Result<()> {
+            for chunk in rows.chunks(per_statement) {
+                M::insert_many(chunk, conn)?;
+            }
+            Ok(())
+        };
+        match rows.as_slice() {
+            [] => {}
+            [row] => {
+                row.insert_one(conn)?;
+            }
+            rows if rows.len() <= per_statement => insert_chunks(conn)?,
+            _ => conn.transaction(insert_chunks)?,
+        }
+        Ok(rows)
+    }
+
+    fn save_graph(self, conn: &mut C) -> Result<Self> {
+        <M as SaveGraph<C>>::save_graph(self, conn)
+    }
+
+    fn find(conn: &mut C, id: &Id) -> Result<Option<Self>> {
+        Ok(<M as Statements<C>>::find(conn, *id)?)
+    }
+
+    fn find_many(conn: &mut C, ids: &[Id]) -> Result<Vec<Self>> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::relations::CHUNK) {
+            rows.extend(M::find_in(conn, chunk)?);
+        }
+        Ok(rows)
+    }
+
+    fn count(conn: &mut C) -> Result<i64> {
+        Ok(<M as Statements<C>>::count(conn)?)
+    }
+
+    fn delete_by_id(conn: &mut C, id: &Id) -> Result<bool> {
+        match conn.scoped(|conn| M::delete_key(conn, *id)) {
+            Ok(deleted) => Ok(deleted > 0),
+            Err(e) => Err(restrict::explain(
+                conn,
+                M::declaration(),
+                e.into(),
+                vec![*id],
+            )),
+        }
+    }
+
+    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<i64> {
+        Ok(<M as Queries<C>>::count_where(conn, predicate)?)
+    }
+
+    fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize> {
+        let error: Error =
+            match conn.scoped(|conn| <M as Queries<C>>::delete_where(conn, &predicate)) {
+                Ok(deleted) => return Ok(deleted),
+                Err(e) => e.into(),
+            };
+        if !restrict::refused(&error) {
+            return Err(error);
+        }
+        match M::keys_where(conn, &predicate) {
+            Ok(roots) => Err(restrict::explain(conn, M::declaration(), error, roots)),
+            Err(_) => Err(error),
+        }
+    }
+}
+
+/// Sets the rows' timestamps to now (read once, and only for a model that has them).
+fn stamp<M: Model>(rows: &mut [M]) {
+    if M::declaration().timestamps().any() {
+        let now = Timestamp::now();
+        for row in rows {
+            row.touch(now);
+        }
+    }
+}
+
+/// A foreign-key violation of `save`, naming the column whose parent does not exist. On
+/// PostgreSQL the failure aborted an enclosing transaction and the lookup fails too: the
+/// server's own message, which names the constraint, then stands.
+fn missing_parent<M: Model, C: NativeConnection>(
+    conn: &mut C,
+    row: &M,
+    mut violation: ConstraintViolation,
+) -> ConstraintViolation {
+    for (i, belongs_to) in M::declaration().belongs_to().iter().enumerate() {
+        let Some(key) = row.parent_key(i) else {
+            continue;
+        };
+        let parent = belongs_to.parent.declaration();
+        if let Ok(false) = conn.row_exists(parent.table_name(), parent.primary_key(), key) {
+            violation.table = Some(M::TABLE_NAME.into());
+            violation.column = Some(belongs_to.column.into());
+            violation.message = format!(
+                "{}.{} references {} '{key}', which does not exist",
+                M::TABLE_NAME,
+                belongs_to.column,
+                parent.table_name(),
+            );
+            break;
+        }
+    }
+    violation
+}
+
+/// Runs `body` on the backend's own connection inside an [`AnyConnection`].
+macro_rules! dispatch {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            AnyConnection::Sqlite($c) => $body,
+            AnyConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// On the multi-backend connection: what the model knows in full runs on the backend's own
+/// connection inside, where its statements are prepared and decoded without run-time dispatch
+/// per value; queries built by the caller run on the multi-backend connection.
+impl<M> Persist<AnyConnection> for M
+where
+    M: Queries<AnyConnection> + Persist<diesel::SqliteConnection> + Persist<diesel::PgConnection>,
+{
+    type Query = <M as Queries<AnyConnection>>::Query;
+
+    fn query() -> Self::Query {
+        <M as Queries<AnyConnection>>::query()
+    }
+
+    fn load(conn: &mut AnyConnection, query: Self::Query) -> Result<Vec<Self>> {
+        Ok(<M as Queries<AnyConnection>>::load(conn, query)?)
+    }
+
+    fn all(conn: &mut AnyConnection) -> Result<Vec<Self>> {
+        dispatch!(conn, |c| <M as Persist<_>>::all(c))
+    }
+
+    fn load_where(
+        conn: &mut AnyConnection,
+        predicate: Predicate<Self, AnyConnection>,
+    ) -> Result<Vec<Self>> {
+        Ok(<M as Queries<AnyConnection>>::load_where(conn, predicate)?)
+    }
+
+    fn save(self, conn: &mut AnyConnection) -> Result<Self> {
+        dispatch!(conn, |c| <M as Persist<_>>::save(self, c))
+    }
+
+    fn insert_all(rows: Vec<Self>, conn: &mut AnyConnection) -> Result<Vec<Self>> {
+        dispatch!(conn, |c| <M as Persist<_>>::insert_all(rows, c))
+    }
+
+    fn save_graph(self, conn: &mut AnyConnection) -> Result<Self> {
+        dispatch!(conn, |c| <M as Persist<_>>::save_graph(self, c))
+    }
+
+    fn find(conn: &mut AnyConnection, id: &Id) -> Result<Option<Self>> {
+        dispatch!(conn, |c| <M as Persist<_>>::find(c, id))
+    }
+
+    fn find_many(conn: &mut AnyConnection, ids: &[Id]) -> Result<Vec<Self>> {
+        dispatch!(conn, |c| <M as Persist<_>>::find_many(c, ids))
+    }
+
+    fn count(conn: &mut AnyConnection) -> Result<i64> {
+        dispatch!(conn, |c| <M as Persist<_>>::count(c))
+    }
+
+    fn delete_by_id(conn: &mut AnyConnection, id: &Id) -> Result<bool> {
+        dispatch!(conn, |c| <M as Persist<_>>::delete_by_id(c, id))
+    }
+
+    fn count_where(
+        conn: &mut AnyConnection,
+        predicate: Predicate<Self, AnyConnection>,
+    ) -> Result<i64> {
+        Ok(<M as Queries<AnyConnection>>::count_where(conn, predicate)?)
+    }
+
+    fn delete_where(
+        conn: &mut AnyConnection,
+        predicate: Predicate<Self, AnyConnection>,
+    ) -> Result<usize> {
+        let error: Error = match conn
+            .scoped(|conn| <M as Queries<AnyConnection>>::delete_where(conn, &predicate))
+        {
+            Ok(deleted) => return Ok(deleted),
+            Err(e) => e.into(),
+        };
+        if !restrict::refused(&error) {
+            return Err(error);
+        }
+        // The rows to explain are found with the caller's condition, on this connection; the
+        // rest of the explanation runs on the backend's own.
+        let Ok(roots) = M::keys_where(conn, &predicate) else {
+            return Err(error);
+        };
+        Err(dispatch!(conn, |c| restrict::explain(
+            c,
+            M::declaration(),
+            error,
+            roots
+        )))
+    }
+}
+
+/// A connection taken from a [`Store`](crate::Store)'s pool is a connection in its own right
+/// (Diesel implements `Connection` for it): every model's methods work on it directly, as they
+/// do on the [`AnyConnection`] inside.
+impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
+    type Query = <M as Persist<AnyConnection>>::Query;
+
+    fn query() -> Self::Query {
+        <M as Persist<AnyConnection>>::query()
+    }
+
+    fn load(conn: &mut PooledConn, query: Self::Query) -> Result<Vec<Self>> {
+        <M as Persist<AnyConnection>>::load(conn, query)
+    }
+
+    fn all(conn: &mut PooledConn) -> Result<Vec<Self>> {
+        <M as Persist<AnyConnection>>::all(conn)
+    }
+
+    fn load_where(
+        conn: &mut PooledConn,
+        predicate: Predicate<Self, PooledConn>,
+    ) -> Result<Vec<Self>> {
+        <M as Persist<AnyConnection>>::load_where(conn, predicate)
+    }
+
+    fn save(self, conn: &mut PooledConn) -> Result<Self> {
+        <M as Persist<AnyConnection>>::save(self, conn)
+    }
+
+    fn insert_all(rows: Vec<Self>, conn: &mut PooledConn) -> Result<Vec<Self>> {
+        <M as Persist<AnyConnection>>::insert_all(rows, conn)
+    }
+
+    fn save_graph(self, conn: &mut PooledConn) -> Result<Self> {
+        <M as Persist<AnyConnection>>::save_graph(self, conn)
+    }
+
+    fn find(conn: &mut PooledConn, id: &Id) -> Result<Option<Self>> {
+        <M as Persist<AnyConnection>>::find(conn, id)
+    }
+
+    fn find_many(conn: &mut PooledConn, ids: &[Id]) -> Result<Vec<Self>> {
+        <M as Persist<AnyConnection>>::find_many(conn, ids)
+    }
+
+    fn count(conn: &mut PooledConn) -> Result<i64> {
+        <M as Persist<AnyConnection>>::count(conn)
+    }
+
+    fn delete_by_id(conn: &mut PooledConn, id: &Id) -> Result<bool> {
+        <M as Persist<AnyConnection>>::delete_by_id(conn, id)
+    }
+
+    fn count_where(conn: &mut PooledConn, predicate: Predicate<Self, PooledConn>) -> Result<i64> {
+        <M as Persist<AnyConnection>>::count_where(conn, predicate)
+    }
+
+    fn delete_where(
+        conn: &mut PooledConn,
+        predicate: Predicate<Self, PooledConn>,
+    ) -> Result<usize> {
+        <M as Persist<AnyConnection>>::delete_where(conn, predicate)
+    }
+}

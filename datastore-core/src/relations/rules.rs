@@ -1,0 +1,159 @@
+//! The relation rules: what follows from the models' declarations for the database.
+//!
+//! One place decides, from [`ModelDeclaration`]s alone, with related models told apart by their
+//! type ([`ModelRef`]), never by their name:
+//!
+//! - **which `belongs_to` answers which relation**: the foreign key a `has_many`/`has_one`
+//!   names with `foreign_key = ..`, or else the child's only `belongs_to` to the parent (a
+//!   child with several and no name is a compile error); for a `many_to_many`, the join
+//!   model's `belongs_to` to each side ([`answering`]);
+//! - **which foreign key is unique**: the one answering a `has_one` (one child per parent),
+//!   besides the columns declared `#[unique]`;
+//! - **what a delete does** ([`on_delete`]): the foreign keys of a join model, the ones a
+//!   `many_to_many` uses, are `ON DELETE RESTRICT` (join rows are never deleted implicitly:
+//!   unlinking is explicit); every other foreign key, a `has_many` or `has_one` child's or one
+//!   no relation answers, is `ON DELETE CASCADE`.
+//!
+//! A foreign key's rules depend only on the declarations of the child and of the models it
+//! belongs to (a `many_to_many` through a join model is declared by one of the join model's
+//! parents), so they are resolved once per model, when its table is first needed
+//! ([`Model::table`](crate::Model::table)), and every schema holding the model agrees on them.
+//!
+//! ```
+//! use datastore::prelude::*;
+//! use datastore::schema::OnDelete;
+//!
+//! #[derive(Model, Debug, Clone, Default)]
+//! pub struct User {
+//!     #[primary_key]
+//!     pub id: Id,
+//!     #[has_one(Passport, foreign_key = holder_id)]
+//!     pub passport: HasOne<Passport>,
+//! }
+//!
+//! #[derive(Model, Debug, Clone, Default)]
+//! pub struct Passport {
+//!     #[primary_key]
+//!     pub id: Id,
+//!     #[belongs_to(User)]
+//!     pub holder_id: Id,
+//!     #[belongs_to(User)]
+//!     pub issuer_id: Id,
+//! }
+//!
+//! let table = Passport::table();
+//! assert!(table.column("holder_id").unwrap().unique, "one passport per holder");
+//! assert!(!table.column("issuer_id").unwrap().unique);
+//! assert_eq!(table.foreign_key("issuer_id").unwrap().on_delete, OnDelete::Cascade);
+//! ```
+
+use std::borrow::Cow;
+
+use crate::schema::{
+    BelongsTo, ForeignKey, ModelDeclaration, ModelRef, OnDelete, Relation, RelationKind, Table,
+};
+
+/// The table a model's declaration resolves to: its columns (a foreign key answering a
+/// `has_one` made unique), a foreign key per `belongs_to` with what a delete does, and its
+/// indexes.
+pub(crate) fn resolve(child: &'static ModelDeclaration) -> Table {
+    let this = child.model();
+    let columns = child
+        .columns()
+        .iter()
+        .map(|column| {
+            let mut column = column.clone();
+            column.unique |= child
+                .belongs_to()
+                .iter()
+                .any(|fk| fk.column == column.name && answers_has_one(this, fk));
+            column
+        })
+        .collect::<Vec<_>>();
+    let foreign_keys = child
+        .belongs_to()
+        .iter()
+        .map(|fk| {
+            let parent = fk.parent.declaration();
+            ForeignKey {
+                column: Cow::Borrowed(fk.column),
+                references: Cow::Borrowed(parent.table_name()),
+                referenced_column: Cow::Borrowed(parent.primary_key()),
+                on_delete: on_delete(this, fk),
+            }
+        })
+        .collect::<Vec<_>>();
+    Table {
+        name: Cow::Borrowed(child.table_name()),
+        primary_key: Cow::Borrowed(child.primary_key()),
+        columns: columns.into(),
+        foreign_keys: foreign_keys.into(),
+        indexes: Cow::Borrowed(child.indexes()),
+    }
+}
+
+/// The child's `belongs_to` that answers `relation` of `parent`: for a `has_many`/`has_one`
+/// of `child`, the foreign key it names or the child's only one to the parent; for a
+/// `many_to_many` through `child`, the join model's foreign key to `parent`, or to the other
+/// side when `to_target`. `None` when the relation is not about `child`, or is ambiguous (which
+/// the derive refuses at compile time).
+pub fn answering(
+    child: ModelRef,
+    parent: ModelRef,
+    relation: &Relation,
+    to_target: bool,
+) -> Option<&'static BelongsTo> {
+    let declared = child.declaration().belongs_to();
+    let only_one_to = |model: ModelRef| {
+        let mut matching = declared.iter().filter(|fk| fk.parent == model);
+        match (matching.next(), matching.next()) {
+            (Some(fk), None) => Some(fk),
+            _ => None,
+        }
+    };
+    match relation.kind {
+        RelationKind::HasMany | RelationKind::HasOne => {
+            if relation.target != child || to_target {
+                return None;
+            }
+            match relation.foreign_key {
+                Some(column) => declared
+                    .iter()
+                    .find(|fk| fk.column == column && fk.parent == parent),
+                None => only_one_to(parent),
+            }
+        }
+        RelationKind::ManyToMany => {
+            if relation.through != Some(child) {
+                return None;
+            }
+            only_one_to(if to_target { relation.target } else { parent })
+        }
+    }
+}
+
+/// Whether `fk` of `child` answers a `has_one` its parent declares.
+fn answers_has_one(child: ModelRef, fk: &BelongsTo) -> bool {
+    fk.parent
+        .declaration()
+        .relations()
+        .iter()
+        .filter(|r| r.kind == RelationKind::HasOne)
+        .any(|r| answering(child, fk.parent, r, false).is_some_and(|a| a == fk))
+}
+
+/// What deleting the parent does to the rows `fk` of `child` points from: a join model's
+/// foreign keys, those a `many_to_many` of either parent uses, restrict; everything else
+/// cascades.
+pub fn on_delete(child: ModelRef, fk: &BelongsTo) -> OnDelete {
+    let parents = child.declaration().belongs_to().iter().map(|b| b.parent);
+    for parent in parents {
+        for relation in parent.declaration().relations() {
+            let uses = |to_target| answering(child, parent, relation, to_target) == Some(fk);
+            if relation.kind == RelationKind::ManyToMany && (uses(false) || uses(true)) {
+                return OnDelete::Restrict;
+            }
+        }
+    }
+    OnDelete::Cascade
+}

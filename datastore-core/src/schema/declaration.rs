@@ -1,0 +1,294 @@
+//! What a model declares, as data: its columns, its `belongs_to` foreign keys and its relation
+//! fields, each related model referred to by its type.
+//!
+//! `#[derive(Model)]` writes one [`ModelDeclaration`] per model, in a `static`. It holds no
+//! rule: which foreign key is unique and what a delete does follow from the declarations of the
+//! models a foreign key joins, and are resolved once, by
+//! [`relations::rules`](crate::relations::rules), into the model's [`Table`].
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::OnceLock;
+
+use super::ddl::{self, Dialect};
+use super::{Column, Index, Table};
+use crate::model::Model;
+
+/// A model, referred to by its type: what a declaration names a related model with. Two
+/// references are equal when they name the same Rust type, whatever the model is called.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::schema::ModelRef;
+///
+/// mod a {
+///     use datastore::prelude::*;
+///     #[derive(Model, Debug, Clone, Default)]
+///     pub struct Note { #[primary_key] pub id: Id }
+/// }
+/// mod b {
+///     use datastore::prelude::*;
+///     #[derive(Model, Debug, Clone, Default)]
+///     #[model(table = "other_notes")]
+///     pub struct Note { #[primary_key] pub id: Id }
+/// }
+///
+/// assert_eq!(ModelRef::of::<a::Note>(), ModelRef::of::<a::Note>());
+/// assert_ne!(ModelRef::of::<a::Note>(), ModelRef::of::<b::Note>());
+/// assert_eq!(ModelRef::of::<b::Note>().declaration().table_name(), "other_notes");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ModelRef {
+    type_id: fn() -> TypeId,
+    declaration: fn() -> &'static ModelDeclaration,
+}
+
+impl ModelRef {
+    /// The reference to `M`.
+    pub const fn of<M: Model>() -> Self {
+        Self {
+            type_id: TypeId::of::<M>,
+            declaration: M::declaration,
+        }
+    }
+
+    /// The model's declaration.
+    pub fn declaration(self) -> &'static ModelDeclaration {
+        (self.declaration)()
+    }
+
+    /// Whether this is a reference to `M`.
+    pub fn is<M: Model>(self) -> bool {
+        (self.type_id)() == TypeId::of::<M>()
+    }
+}
+
+impl PartialEq for ModelRef {
+    fn eq(&self, other: &Self) -> bool {
+        (self.type_id)() == (other.type_id)()
+    }
+}
+
+impl Eq for ModelRef {}
+
+impl fmt::Debug for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.declaration().name())
+    }
+}
+
+/// The kind of a relation field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelationKind {
+    /// `#[has_one(T)]`: one child row whose foreign key references this row.
+    HasOne,
+    /// `#[has_many(T)]`: child rows whose foreign key references this row.
+    HasMany,
+    /// `#[many_to_many(T, through = J)]`: rows of `T` linked through rows of the join model `J`.
+    ManyToMany,
+}
+
+/// A `#[belongs_to(Parent)]` field: a foreign-key column to the parent's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BelongsTo {
+    /// The foreign-key column (the field's name).
+    pub column: &'static str,
+    /// The parent model.
+    pub parent: ModelRef,
+}
+
+/// A relation field: `#[has_many(T)]`, `#[has_one(T)]` or `#[many_to_many(T, through = J)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relation {
+    /// The field's name.
+    pub field: &'static str,
+    /// The kind of relation.
+    pub kind: RelationKind,
+    /// The related model: the child of a `has_many`/`has_one`, the other side of a
+    /// `many_to_many`.
+    pub target: ModelRef,
+    /// The join model of a `many_to_many`.
+    pub through: Option<ModelRef>,
+    /// The child's foreign-key column, when the relation names it (`foreign_key = author_id`).
+    pub foreign_key: Option<&'static str>,
+}
+
+/// Everything a model declares, as `#[derive(Model)]` writes it. Obtained from
+/// [`Model::declaration`]; the table it resolves to is [`Model::table`].
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::schema::{ModelRef, RelationKind};
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Post {
+///     #[primary_key]
+///     pub id: Id,
+///     #[has_many(Comment)]
+///     pub comments: HasMany<Comment>,
+/// }
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Comment {
+///     #[primary_key]
+///     pub id: Id,
+///     #[belongs_to(Post)]
+///     pub post_id: Id,
+/// }
+///
+/// let post = Post::declaration();
+/// assert_eq!(post.relations()[0].kind, RelationKind::HasMany);
+/// assert!(post.relations()[0].target.is::<Comment>());
+/// assert_eq!(Comment::declaration().belongs_to()[0].parent, ModelRef::of::<Post>());
+/// ```
+pub struct ModelDeclaration {
+    model: ModelRef,
+    name: &'static str,
+    table_name: &'static str,
+    primary_key: &'static str,
+    columns: &'static [Column],
+    indexes: &'static [Index],
+    timestamps: Timestamps,
+    belongs_to: &'static [BelongsTo],
+    relations: &'static [Relation],
+    /// Resolved on first use.
+    table: OnceLock<Table>,
+    upsert: [OnceLock<Upsert>; 2],
+}
+
+/// The columns a model keeps its timestamps in: set when a row is inserted (`created_at`) and
+/// whenever it changes (`updated_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timestamps {
+    /// The `created_at` column.
+    pub created_at: Option<&'static str>,
+    /// The `updated_at` column.
+    pub updated_at: Option<&'static str>,
+}
+
+impl Timestamps {
+    /// Whether the model has either.
+    pub const fn any(self) -> bool {
+        self.created_at.is_some() || self.updated_at.is_some()
+    }
+}
+
+/// `save`'s statement around its values clause: [`ddl::upsert`].
+pub(crate) struct Upsert {
+    pub insert_into: String,
+    pub on_conflict: String,
+}
+
+impl ModelDeclaration {
+    /// A declaration, as the derive writes it (in a `static`).
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub const fn new(
+        model: ModelRef,
+        name: &'static str,
+        table_name: &'static str,
+        primary_key: &'static str,
+        columns: &'static [Column],
+        indexes: &'static [Index],
+        timestamps: Timestamps,
+        belongs_to: &'static [BelongsTo],
+        relations: &'static [Relation],
+    ) -> Self {
+        Self {
+            model,
+            name,
+            table_name,
+            primary_key,
+            columns,
+            indexes,
+            timestamps,
+            belongs_to,
+            relations,
+            table: OnceLock::new(),
+            upsert: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The model declared.
+    pub fn model(&self) -> ModelRef {
+        self.model
+    }
+
+    /// The struct's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &'static str {
+        self.table_name
+    }
+
+    /// The primary-key column.
+    pub fn primary_key(&self) -> &'static str {
+        self.primary_key
+    }
+
+    /// The columns, in declaration order, each unique only if declared `#[unique]`.
+    pub fn columns(&self) -> &'static [Column] {
+        self.columns
+    }
+
+    /// The indexes declared with `#[index]`.
+    pub fn indexes(&self) -> &'static [Index] {
+        self.indexes
+    }
+
+    /// The timestamp columns.
+    pub fn timestamps(&self) -> Timestamps {
+        self.timestamps
+    }
+
+    /// The `belongs_to` fields, in declaration order.
+    pub fn belongs_to(&self) -> &'static [BelongsTo] {
+        self.belongs_to
+    }
+
+    /// The relation fields, in declaration order.
+    pub fn relations(&self) -> &'static [Relation] {
+        self.relations
+    }
+
+    /// The table this declaration resolves to, with the rules that follow from it and from
+    /// the related models' declarations: see [`relations::rules`](crate::relations::rules).
+    /// Resolved on first use.
+    pub fn table(&'static self) -> &'static Table {
+        self.table
+            .get_or_init(|| crate::relations::rules::resolve(self))
+    }
+
+    /// `save`'s statement in `dialect`, rendered on first use.
+    pub(crate) fn upsert(&'static self, dialect: Dialect) -> &'static Upsert {
+        let cell = match dialect {
+            Dialect::Sqlite => &self.upsert[0],
+            Dialect::Postgres => &self.upsert[1],
+        };
+        cell.get_or_init(|| {
+            let [insert_into, on_conflict] = ddl::upsert(self.table(), self.timestamps, dialect);
+            Upsert {
+                insert_into,
+                on_conflict,
+            }
+        })
+    }
+}
+
+impl fmt::Debug for ModelDeclaration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelDeclaration")
+            .field("name", &self.name)
+            .field("table_name", &self.table_name)
+            .field("primary_key", &self.primary_key)
+            .field("columns", &self.columns)
+            .field("indexes", &self.indexes)
+            .field("timestamps", &self.timestamps)
+            .field("belongs_to", &self.belongs_to)
+            .field("relations", &self.relations)
+            .finish()
+    }
+}

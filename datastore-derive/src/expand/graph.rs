@@ -1,0 +1,79 @@
+//! `save_graph`: the row, then each loaded relation field through the runtime's
+//! `relations::graph`, in one transaction. Written for each backend's own connection (see
+//! `SaveGraph` in the runtime for why not once for every connection).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::relations::fk_key;
+use crate::parse::{Model, RelationKind};
+
+pub fn save_graph(model: &Model) -> TokenStream {
+    let connections = [
+        quote!(diesel::sqlite::SqliteConnection),
+        quote!(diesel::pg::PgConnection),
+    ];
+    let impls = connections.iter().map(|conn| save_graph_on(model, conn));
+    quote!(#(#impls)*)
+}
+
+fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
+    let ident = model.ident;
+    let this: syn::Path = syn::parse_quote!(#ident);
+    let key = model.primary_key().ident;
+    let mut takes = Vec::new();
+    let mut stores = Vec::new();
+    for (field, relation) in model.relations() {
+        let f = field.ident;
+        let target = &relation.target;
+        takes.push(quote!(let #f = ::core::mem::take(&mut self.#f).into_loaded();));
+        let store = match relation.kind {
+            RelationKind::HasMany | RelationKind::HasOne => {
+                let fk = fk_key(target, &this, relation.foreign_key.as_ref());
+                let children = quote! {
+                    ::datastore::relations::graph::save_children::<Self, #target, { #fk }, #conn>(conn, saved.#key, rows)?
+                };
+                if relation.kind == RelationKind::HasMany {
+                    quote!(::datastore::relations::HasMany::loaded(#children))
+                } else {
+                    quote!(::datastore::relations::HasOne::loaded(::core::iter::IntoIterator::into_iter(#children).next()))
+                }
+            }
+            RelationKind::ManyToMany => {
+                let through = relation.through.as_ref().expect("checked when parsed");
+                let fk_this = fk_key(through, &this, None);
+                let fk_target = fk_key(through, target, None);
+                quote! {
+                    ::datastore::relations::ManyToMany::loaded(
+                        ::datastore::relations::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, saved.#key, rows)?
+                    )
+                }
+            }
+        };
+        stores.push(quote! {
+            if let ::core::option::Option::Some(rows) = #f {
+                saved.#f = #store;
+            }
+        });
+    }
+    let body = if takes.is_empty() {
+        quote!(<Self as ::datastore::Persist<#conn>>::save(self, conn))
+    } else {
+        quote! {
+            #(#takes)*
+            diesel::Connection::transaction(conn, |conn| {
+                let mut saved = <Self as ::datastore::Persist<#conn>>::save(self, conn)?;
+                #(#stores)*
+                ::core::result::Result::Ok(saved)
+            })
+        }
+    };
+    quote! {
+        impl ::datastore::__private::SaveGraph<#conn> for #ident {
+            #[allow(unused_mut)]
+            fn save_graph(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
+                #body
+            }
+        }
+    }
+}
