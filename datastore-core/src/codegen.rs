@@ -80,9 +80,10 @@ pub trait SaveGraph<C: Connection>: Model {
 }
 
 /// The statement `save` runs: `INSERT INTO "table" (..) VALUES (..) ON CONFLICT ..`, around the
-/// row's values clause as Diesel renders it for `M`'s `Insertable` (see
+/// row's bound values `V`, which the derive walks one by one, separated by commas (see
 /// [`ddl::upsert`](crate::schema::ddl::upsert)). Its SQL is fixed per model and dialect, so
-/// Diesel prepares it once per connection (Diesel never caches its own `ON CONFLICT` queries).
+/// Diesel prepares it once per connection (Diesel never caches its own `ON CONFLICT` queries),
+/// and binding a row costs one pass over its values.
 #[derive(Debug)]
 pub struct Upsert<M, V> {
     values: V,

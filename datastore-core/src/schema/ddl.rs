@@ -441,8 +441,8 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     statements
 }
 
-/// The statement `save` runs, in two pieces around its values clause (`("id", "text") VALUES
-/// (..)`, which Diesel renders from the row): `INSERT INTO "table" ` and what follows.
+/// The statement `save` runs, in two pieces around its bound values (which are separated by
+/// commas): `INSERT INTO "table" (..) VALUES (` and what follows.
 ///
 /// It inserts the row, or on a key conflict updates every column but the key and `created_at`,
 /// and only when a value other than the timestamps differs, so that saving an unchanged row
@@ -461,7 +461,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
 ///     indexes: Cow::Borrowed(&[]),
 /// };
 /// assert_eq!(
-///     upsert(&table, Timestamps::default(), Dialect::Sqlite).join(r#"("id", "text") VALUES (?, ?)"#),
+///     upsert(&table, Timestamps::default(), Dialect::Sqlite).join("?, ?"),
 ///     r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
 /// );
 /// ```
@@ -500,9 +500,9 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
         )
     };
     [
-        format!("INSERT INTO {name} "),
+        format!("INSERT INTO {name} ({list}) VALUES ("),
         format!(
-            " ON CONFLICT ({}) {action} RETURNING {list}",
+            ") ON CONFLICT ({}) {action} RETURNING {list}",
             quote_ident(&table.primary_key)
         ),
     ]

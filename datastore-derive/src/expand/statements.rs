@@ -31,6 +31,32 @@ pub fn statements(model: &Model) -> TokenStream {
         >
     };
     let insertable = quote!(<&'a #ident as diesel::Insertable<#table::table>>::Values);
+    let bind_types: Vec<_> = columns
+        .iter()
+        .map(|f| {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> <#ty as ::datastore::FieldType>::Bind<'a>)
+        })
+        .collect();
+    let sql_types: Vec<_> = columns
+        .iter()
+        .map(|f| {
+            let column = f.ident;
+            quote!(<#table::#column as diesel::Expression>::SqlType)
+        })
+        .collect();
+    let binds = columns.iter().map(|f| {
+        let f = f.ident;
+        quote!(::datastore::FieldType::bind(&row.#f))
+    });
+    let walk_binds = sql_types.iter().enumerate().map(|(i, sql_type)| {
+        let index = syn::Index::from(i);
+        let comma = (i > 0).then(|| quote!(out.push_sql(", ");));
+        quote! {
+            #comma
+            out.push_bind_param::<#sql_type, _>(&self.0.#index)?;
+        }
+    });
     let predicate = quote!(::datastore::Predicate<Self, __C>);
     let boxed = quote!(#table::BoxedQuery<'static, __C::Backend>);
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
@@ -38,6 +64,26 @@ pub fn statements(model: &Model) -> TokenStream {
     quote! {
         /// One row's values, as `insert_many` binds them.
         type __Assignments<'a> = (#(#assignment_types,)*);
+
+        /// One row's values, as `save` binds them (`Upsert` writes the SQL around them).
+        struct __Binds<'a>((#(#bind_types,)*));
+
+        impl<'a> __Binds<'a> {
+            fn new(row: &'a #ident) -> Self {
+                Self((#(#binds,)*))
+            }
+        }
+
+        impl<'a, __DB> diesel::query_builder::QueryFragment<__DB> for __Binds<'a>
+        where
+            __DB: diesel::backend::Backend #(+ diesel::sql_types::HasSqlType<#sql_types>)*,
+            #(#bind_types: diesel::serialize::ToSql<#sql_types, __DB>,)*
+        {
+            fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, __DB>) -> diesel::QueryResult<()> {
+                #(#walk_binds)*
+                ::core::result::Result::Ok(())
+            }
+        }
 
         impl<__C> ::datastore::__private::Statements<__C> for #ident
         where
@@ -81,7 +127,7 @@ pub fn statements(model: &Model) -> TokenStream {
         impl<'a, __C> ::datastore::__private::Writes<'a, __C> for #ident
         where
             __C: diesel::connection::LoadConnection,
-            ::datastore::__private::Upsert<Self, #insertable>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+            ::datastore::__private::Upsert<Self, __Binds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
             diesel::query_builder::InsertStatement<#table::table, #insertable>: diesel::query_dsl::methods::ExecuteDsl<__C>,
             diesel::query_builder::InsertStatement<
                 #table::table,
@@ -91,7 +137,7 @@ pub fn statements(model: &Model) -> TokenStream {
             fn upsert(&'a self, conn: &mut __C) -> diesel::QueryResult<::core::option::Option<Self>> {
                 // Read to the end (`load`, not `get_result`), so that an autocommit save commits
                 // inside `sqlite3_step` and observers hear of it once it is visible.
-                let statement = ::datastore::__private::Upsert::<Self, _>::new(diesel::Insertable::values(self));
+                let statement = ::datastore::__private::Upsert::<Self, _>::new(__Binds::new(self));
                 diesel::RunQueryDsl::load(statement, conn).map(|rows: ::std::vec::Vec<Self>| ::core::iter::IntoIterator::into_iter(rows).next())
             }
 
