@@ -85,6 +85,16 @@ any_backend_type! {
     where [T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static];
 }
 
+/// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows
+/// 65,535). [`Persist::insert_all`](crate::Persist::insert_all) splits its rows into
+/// statements that stay under it.
+pub const MAX_BIND_PARAMS: usize = 32_766;
+
+/// How many keys one `IN (..)` list holds: below SQLite's limit of 32766 bound parameters and
+/// PostgreSQL's of 65535, and large enough that a relation level of up to this many parents
+/// costs one statement.
+pub const CHUNK: usize = 10_000;
+
 /// A backend's own Diesel connection: `SqliteConnection` or `PgConnection`. Every model
 /// [`Persist`](crate::Persist)s on each (and on [`AnyConnection`], which dispatches to the one it
 /// holds). What differs between the backends beyond SQL types is here: how a statement that

@@ -15,11 +15,11 @@ pub mod schema;
 mod store;
 mod types;
 
-pub use backend::{AnyBackend, AnyConnection, NativeConnection};
+pub use backend::{AnyBackend, AnyConnection, NativeConnection, MAX_BIND_PARAMS};
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use migrate::Schema;
 pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Predicate};
-pub use persist::{Persist, MAX_BIND_PARAMS};
+pub use persist::Persist;
 pub use repo::Repo;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{sql_types, DbEnum, FieldType, Id, Json, Timestamp};

@@ -7,14 +7,11 @@
 use diesel::connection::Connection;
 
 use crate::__private::{Queries, SaveGraph, Statements, Writes};
+use crate::backend::{CHUNK, MAX_BIND_PARAMS};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
 use crate::relations::restrict;
 use crate::{AnyConnection, Error, Id, NativeConnection, PooledConn, Result, Timestamp};
-
-/// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows
-/// 65,535). [`Persist::insert_all`] splits its rows into statements that stay under it.
-pub const MAX_BIND_PARAMS: usize = 32_766;
 
 /// A model's typed data access on one connection `C`.
 ///
@@ -169,7 +166,7 @@ where
 
     fn find_many(conn: &mut C, ids: &[Id]) -> Result<Vec<Self>> {
         let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(crate::relations::CHUNK) {
+        for chunk in ids.chunks(CHUNK) {
             rows.extend(M::find_in(conn, chunk)?);
         }
         Ok(rows)

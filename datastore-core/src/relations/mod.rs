@@ -9,19 +9,19 @@
 //! [`load`].
 //!
 //! What the declarations mean for the database (which foreign key is unique, what a delete
-//! does) is decided in one place, [`rules`]; a delete that links refuse is explained by
-//! `restrict`.
+//! does) is decided in one place, [`schema::rules`](crate::schema::rules); a delete that links
+//! refuse is explained by `restrict`.
 
 mod fields;
 pub mod graph;
 pub mod load;
 pub(crate) mod restrict;
-pub mod rules;
 mod subquery;
 
 pub use fields::{HasMany, HasOne, ManyToMany};
 pub use subquery::InSubquery;
 
+pub use crate::backend::CHUNK;
 pub use crate::schema::{Relation, RelationKind};
 
 use diesel::connection::Connection;
@@ -35,11 +35,6 @@ use crate::model::{Model, Predicate};
 use crate::persist::Persist;
 use crate::types::sql_types::Uuid;
 use crate::{AnyBackend, AnyConnection, Id, NativeConnection, PooledConn};
-
-/// How many keys one `IN (..)` list holds: below SQLite's limit of 32766 bound parameters and
-/// PostgreSQL's of 65535, and large enough that a relation level of up to this many parents
-/// costs one statement.
-pub const CHUNK: usize = 10_000;
 
 /// The key of one `belongs_to` field among a child's foreign keys: a hash of the field's name,
 /// so that a child may belong to the same parent through two fields (`author_id`, `editor_id`).

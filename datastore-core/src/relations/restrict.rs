@@ -59,7 +59,7 @@ fn first_refused<C: NativeConnection>(
     let paths = refusing_paths(&foreign_keys, deleted.table_name(), deleted.primary_key());
     let dialect = conn.dialect();
     // Few enough binds per statement for every backend.
-    for chunk in roots.chunks(super::CHUNK) {
+    for chunk in roots.chunks(crate::backend::CHUNK) {
         // Per root: the first refusing join table found (paths are in a fixed order) and its
         // links.
         let mut found: BTreeMap<Id, (String, i64)> = BTreeMap::new();

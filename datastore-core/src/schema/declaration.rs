@@ -3,8 +3,8 @@
 //!
 //! `#[derive(Model)]` writes one [`ModelDeclaration`] per model, in a `static`. It holds no
 //! rule: which foreign key is unique and what a delete does follow from the declarations of the
-//! models a foreign key joins, and are resolved once, by
-//! [`relations::rules`](crate::relations::rules), into the model's [`Table`].
+//! models a foreign key joins, and are resolved once, by [`rules`](super::rules), into the
+//! model's [`Table`].
 
 use std::any::TypeId;
 use std::fmt;
@@ -255,11 +255,10 @@ impl ModelDeclaration {
     }
 
     /// The table this declaration resolves to, with the rules that follow from it and from
-    /// the related models' declarations: see [`relations::rules`](crate::relations::rules).
+    /// the related models' declarations: see [`rules`](super::rules).
     /// Resolved on first use.
     pub fn table(&'static self) -> &'static Table {
-        self.table
-            .get_or_init(|| crate::relations::rules::resolve(self))
+        self.table.get_or_init(|| super::rules::resolve(self))
     }
 
     /// `save`'s statement in `dialect`, rendered on first use.

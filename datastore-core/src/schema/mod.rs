@@ -1,12 +1,13 @@
 //! The schema as data: every model describes its table, and DDL is rendered from that.
 //!
 //! `#[derive(Model)]` writes what each model declares ([`ModelDeclaration`]); the relation
-//! rules resolve it into the model's [`Table`] ([`Model::table`](crate::Model::table)). The
+//! [`rules`] resolve it into the model's [`Table`] ([`Model::table`](crate::Model::table)). The
 //! same description renders the `CREATE TABLE` statements of migrations ([`ddl`]), and is what
 //! the migration generator compares with the state the existing migrations produce.
 
 pub mod ddl;
 mod declaration;
+pub mod rules;
 
 pub use declaration::{BelongsTo, ModelDeclaration, ModelRef, Relation, RelationKind, Timestamps};
 

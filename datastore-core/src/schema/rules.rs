@@ -49,7 +49,7 @@
 
 use std::borrow::Cow;
 
-use crate::schema::{
+use super::{
     BelongsTo, ForeignKey, ModelDeclaration, ModelRef, OnDelete, Relation, RelationKind, Table,
 };
 
