@@ -16,7 +16,11 @@
 //! - `find N`: `find::<Post>` of the stored post by its key, N times;
 //! - `insert1 N`: `insert_all` of one new post in a transaction, N times (the insert workload
 //!   at one row);
-//! - `save N`: `save` of one new post, N times.
+//! - `save N`: `save` of one new post, N times;
+//! - `delete-in-transaction N`: on PostgreSQL (`DATASTORE_POSTGRES_URL`, in a schema of its own),
+//!   inside one transaction, N posts deleted with `delete_by_id` (in a savepoint, so that a
+//!   refusal leaves the transaction usable) and N with a plain Diesel `DELETE`, printing the
+//!   mean time of each.
 //!
 //! Subtract a run with N = 0 to leave out the set-up.
 
@@ -35,9 +39,12 @@ use models::Post;
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: profile store|plain|insert|find|insert1|save N");
+        eprintln!("usage: profile store|plain|insert|find|insert1|save|delete-in-transaction N");
         std::process::exit(2);
     };
+    if mode == "delete-in-transaction" {
+        return delete_in_transaction(n);
+    }
     let url = format!("file:/profile-{}?vfs=memdb", Id::new());
     let store = Store::builder(&url)
         .migrations(datastore::embed_migrations!(
@@ -106,4 +113,52 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// `delete_by_id` inside a PostgreSQL transaction, beside a plain Diesel `DELETE`.
+fn delete_in_transaction(n: u32) {
+    use datastore::diesel::PgConnection;
+    use models::posts;
+
+    let url = std::env::var("DATASTORE_POSTGRES_URL").expect("DATASTORE_POSTGRES_URL");
+    let schema = format!("profile_{}", Id::new().to_string().replace('-', ""));
+    let mut admin = PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = Store::builder(format!("{url}{separator}options=-csearch_path%3D{schema}"))
+        .migrations(datastore::embed_migrations!(
+            sqlite = "../migrations/sqlite",
+            postgres = "../migrations/postgres"
+        ))
+        .open()
+        .unwrap();
+    let (store_delete, plain_delete) = store
+        .transaction(|tx| {
+            let posts: Vec<Post> = (0..2 * n).map(|_| Post::default()).collect();
+            let posts = tx.insert_all(posts)?;
+            let (by_store, plain) = posts.split_at(n as usize);
+            let start = Instant::now();
+            for post in by_store {
+                tx.delete_by_id::<Post>(&post.id)?;
+            }
+            let store_delete = start.elapsed();
+            let start = Instant::now();
+            for post in plain {
+                diesel::delete(posts::table.find(post.id)).execute(tx)?;
+            }
+            Ok((store_delete, start.elapsed()))
+        })
+        .unwrap();
+    drop(store);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+    let per = |d: Duration| d / n.max(1);
+    println!(
+        "delete inside a PostgreSQL transaction: delete_by_id {:?}, plain Diesel DELETE {:?}",
+        per(store_delete),
+        per(plain_delete)
+    );
 }

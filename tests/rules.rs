@@ -8,7 +8,7 @@ use common::models::{posts, schema, Post, PostEditor};
 use common::{comment, post, user, PgSchema};
 use datastore::prelude::*;
 use datastore::schema::OnDelete;
-use datastore::Error;
+use datastore::{Error, Repo};
 
 /// The blog's DDL as the rules render it, exactly.
 #[test]
@@ -101,10 +101,23 @@ fn assert_refused_by_editors(err: &Error, post: &Post) {
             table,
             key,
             join_table,
+            via,
             count,
         } => assert_eq!(
-            (table.as_str(), key.as_str(), join_table.as_str(), *count),
-            ("posts", post.id.to_string().as_str(), "post_editors", 2),
+            (
+                table.as_str(),
+                key.as_str(),
+                join_table.as_str(),
+                via,
+                *count
+            ),
+            (
+                "posts",
+                post.id.to_string().as_str(),
+                "post_editors",
+                &None,
+                2
+            ),
             "{err}"
         ),
         other => panic!("expected DeleteRestricted, got {other:?}"),
@@ -154,6 +167,86 @@ per_backend! {
             .unwrap_err();
         assert_refused_by_editors(&err, &post);
         assert_untouched(&mut store.conn().unwrap(), &post);
+    }
+}
+
+per_backend! {
+    fn a_delete_where_refused_for_several_rows_names_the_first_in_key_order(store) {
+        let mut conn = store.conn().unwrap();
+        let first = conn.save(post("first", 1)).unwrap();
+        let second = linked_post(&mut conn);
+        let editor = conn.save(user("Ada")).unwrap();
+        first.link_editors(&mut conn, &editor).unwrap();
+        assert!(first.id < second.id);
+        match conn.delete_where::<Post, _>(posts::rating.gt(0)).unwrap_err() {
+            Error::DeleteRestricted { key, count, .. } => {
+                assert_eq!((key, count), (first.id.to_string(), 1))
+            }
+            other => panic!("expected DeleteRestricted, got {other:?}"),
+        }
+    }
+}
+
+per_backend! {
+    fn a_transaction_goes_on_after_a_refused_delete(store) {
+        let post = linked_post(&mut store.conn().unwrap());
+        let after = store
+            .transaction(|tx| {
+                let refused = tx.delete(&post).unwrap_err();
+                assert!(matches!(refused, Error::DeleteRestricted { .. }), "{refused}");
+                let refused = tx.delete_where::<Post, _>(posts::id.eq(post.id)).unwrap_err();
+                assert!(matches!(refused, Error::DeleteRestricted { .. }), "{refused}");
+                tx.save(common::post("after", 1))
+            })
+            .unwrap();
+        assert!(store.find::<Post>(&after.id).unwrap().is_some());
+        assert_untouched(&mut store.conn().unwrap(), &post);
+    }
+}
+
+/// A delete refused on a backend's own connection, outside any store.
+macro_rules! refused_on {
+    ($conn:expr) => {{
+        let conn = $conn;
+        let post = conn.save(common::post("plain", 1)).unwrap();
+        let editor = conn.save(user("Ada")).unwrap();
+        post.link_editors(conn, &editor).unwrap();
+        for err in [
+            conn.delete(&post).unwrap_err(),
+            conn.delete_where::<Post, _>(posts::title.eq("plain"))
+                .unwrap_err(),
+        ] {
+            match err {
+                Error::DeleteRestricted {
+                    join_table, count, ..
+                } => assert_eq!((join_table.as_str(), count), ("post_editors", 1)),
+                other => panic!("expected DeleteRestricted, got {other:?}"),
+            }
+        }
+    }};
+}
+
+#[test]
+fn a_delete_refused_on_a_backends_own_connection_names_the_join_table() {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::{Connection, PgConnection, SqliteConnection};
+    use datastore::diesel_migrations::{self, MigrationHarness};
+
+    const SQLITE: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("migrations/sqlite");
+    const POSTGRES: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("migrations/postgres");
+
+    let mut sqlite = SqliteConnection::establish(":memory:").unwrap();
+    sqlite.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+    sqlite.run_pending_migrations(SQLITE).unwrap();
+    refused_on!(&mut sqlite);
+
+    if let Some(url) = common::postgres_url() {
+        let schema = PgSchema::new(&url);
+        let mut pg = PgConnection::establish(schema.url()).unwrap();
+        pg.run_pending_migrations(POSTGRES).unwrap();
+        refused_on!(&mut pg);
     }
 }
 
@@ -241,10 +334,23 @@ fn a_cascade_into_links_is_refused_whole(store: Store) {
             table,
             key,
             join_table,
+            via,
             count,
         } => assert_eq!(
-            (table.as_str(), key, join_table.as_str(), count),
-            ("projects", project.id.to_string(), "task_tags", 2)
+            (
+                table.as_str(),
+                key,
+                join_table.as_str(),
+                via.as_deref(),
+                count
+            ),
+            (
+                "projects",
+                project.id.to_string(),
+                "task_tags",
+                Some("tasks"),
+                2
+            )
         ),
         other => panic!("expected DeleteRestricted, got {other:?}"),
     };
@@ -497,4 +603,205 @@ fn a_has_one_naming_its_foreign_key_makes_exactly_that_column_unique() {
         Some(Some("holder_id")),
         "a second passport for one holder: {err}"
     );
+}
+
+/// A tree of nodes whose children cascade with their parent, each node tagged through a join
+/// model.
+mod nodes {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Node {
+        #[primary_key]
+        pub id: Id,
+        /// A root is its own parent.
+        #[belongs_to(Node)]
+        pub parent_id: Id,
+        #[many_to_many(Label, through = NodeLabel)]
+        pub labels: ManyToMany<Label>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Label {
+        #[primary_key]
+        pub id: Id,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct NodeLabel {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Node)]
+        pub node_id: Id,
+        #[belongs_to(Label)]
+        pub label_id: Id,
+    }
+
+    pub fn schema() -> Schema {
+        Schema::new()
+            .model::<Node>()
+            .model::<Label>()
+            .model::<NodeLabel>()
+    }
+}
+
+/// The root of a three-level chain whose last node is labelled.
+fn labelled_chain(store: &Store) -> nodes::Node {
+    use nodes::{Label, Node};
+    let id = Id::new();
+    let root = store
+        .save(Node {
+            id,
+            parent_id: id,
+            ..Node::default()
+        })
+        .unwrap();
+    let middle = store
+        .save(Node {
+            parent_id: root.id,
+            ..Node::default()
+        })
+        .unwrap();
+    let leaf = store
+        .save(Node {
+            parent_id: middle.id,
+            ..Node::default()
+        })
+        .unwrap();
+    let label = store.save(Label::default()).unwrap();
+    leaf.link_labels(&mut store.conn().unwrap(), &label)
+        .unwrap();
+    root
+}
+
+fn a_cascade_through_a_self_reference_is_followed(store: Store) {
+    let root = labelled_chain(&store);
+    match store.delete(&root).unwrap_err() {
+        Error::DeleteRestricted {
+            table,
+            key,
+            join_table,
+            via,
+            count,
+        } => assert_eq!(
+            (
+                table.as_str(),
+                key,
+                join_table.as_str(),
+                via.as_deref(),
+                count
+            ),
+            (
+                "nodes",
+                root.id.to_string(),
+                "node_labels",
+                Some("nodes"),
+                1
+            )
+        ),
+        other => panic!("expected DeleteRestricted, got {other:?}"),
+    }
+    assert_eq!(store.count::<nodes::Node>().unwrap(), 3);
+}
+
+#[test]
+fn a_cascade_through_a_self_reference_is_followed_sqlite() {
+    let store = Store::builder(":memory:")
+        .schema(nodes::schema())
+        .open()
+        .unwrap();
+    a_cascade_through_a_self_reference_is_followed(store);
+}
+
+#[test]
+fn a_cascade_through_a_self_reference_is_followed_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .schema(nodes::schema())
+        .open()
+        .unwrap();
+    a_cascade_through_a_self_reference_is_followed(store);
+}
+
+/// Schemas of a test's own, named as given (quoted), dropped with it.
+struct NamedSchemas {
+    admin: datastore::diesel::PgConnection,
+    names: Vec<String>,
+}
+
+impl NamedSchemas {
+    fn new(url: &str, names: &[&str]) -> Self {
+        use datastore::diesel::connection::SimpleConnection;
+        use datastore::diesel::Connection;
+        let mut admin = datastore::diesel::PgConnection::establish(url).unwrap();
+        let suffix = Id::new().to_string().replace('-', "");
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| format!("{n}_{}", &suffix[..12]))
+            .collect();
+        for name in &names {
+            admin
+                .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
+                .unwrap();
+        }
+        Self { admin, names }
+    }
+
+    /// `url` with these schemas, quoted, as the search path (in this order).
+    fn url(&self, url: &str, schemas: &[usize]) -> String {
+        let path: Vec<String> = schemas
+            .iter()
+            .map(|&i| format!("%22{}%22", self.names[i]))
+            .collect();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}options=-csearch_path%3D{}", path.join(","))
+    }
+}
+
+impl Drop for NamedSchemas {
+    fn drop(&mut self) {
+        use datastore::diesel::connection::SimpleConnection;
+        for name in &self.names {
+            let _ = self
+                .admin
+                .batch_execute(&format!("DROP SCHEMA \"{name}\" CASCADE"));
+        }
+    }
+}
+
+/// On PostgreSQL the refusal is explained from the tables the search path reaches: a schema
+/// named in mixed case, and tables in the second schema of the path. The transaction goes on.
+#[test]
+fn a_refusal_is_explained_in_any_schema_of_the_search_path_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schemas = NamedSchemas::new(&url, &["MixedCase", "first", "second"]);
+    for path in [vec![0], vec![1, 2]] {
+        // The tables go to the last schema of the path; the store then sees the whole path.
+        let tables = schemas.url(&url, &path[path.len() - 1..]);
+        Store::builder(&tables)
+            .schema(projects::schema())
+            .open()
+            .unwrap();
+        let store = Store::builder(schemas.url(&url, &path)).open().unwrap();
+        let project = tagged_project(&store);
+        store
+            .transaction(|tx| {
+                match tx.delete(&project).unwrap_err() {
+                    Error::DeleteRestricted { join_table, .. } => {
+                        assert_eq!(join_table, "task_tags")
+                    }
+                    other => panic!("expected DeleteRestricted in {path:?}, got {other:?}"),
+                }
+                tx.save(projects::Tag {
+                    label: "after".into(),
+                    ..Default::default()
+                })
+            })
+            .unwrap();
+    }
 }

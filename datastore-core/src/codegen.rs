@@ -23,6 +23,11 @@ use crate::{Id, Result};
 /// (prepared once per connection where Diesel caches it). The derive implements it once, for
 /// every connection that can run them; what `save`, `insert_all`, `delete`.. do around them is
 /// [`Persist`](crate::Persist)'s generic code.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "not a model",
+    note = "a relation's target and join model are structs with `#[derive(Model)]`"
+)]
 pub trait Statements<C: Connection>: Model {
     /// Every row, in key order.
     fn all(conn: &mut C) -> QueryResult<Vec<Self>>;
@@ -40,6 +45,11 @@ pub trait Statements<C: Connection>: Model {
 /// is the trait's, so that the derive's bounds name the statements' types with it (Rust does
 /// not normalize them under a `for<'a>` binder); [`Persist`](crate::Persist) asks for them
 /// `for<'a>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "not a model",
+    note = "a relation's target and join model are structs with `#[derive(Model)]`"
+)]
 pub trait Writes<'a, C: Connection>: Model {
     /// `save`'s statement ([`Upsert`]): the row as stored, or `None` when nothing changed.
     fn upsert(&'a self, conn: &mut C) -> QueryResult<Option<Self>>;
@@ -51,6 +61,11 @@ pub trait Writes<'a, C: Connection>: Model {
 
 /// A model's queries built from a condition or by the caller, on any connection (the
 /// multi-backend one included). Implemented by the derive once, for every connection.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "not a model",
+    note = "a relation's target and join model are structs with `#[derive(Model)]`"
+)]
 pub trait Queries<C: Connection>: Model {
     /// The model's boxed query (`posts::BoxedQuery`).
     type Query;
@@ -74,6 +89,11 @@ pub trait Queries<C: Connection>: Model {
 /// The derive implements it for each backend's connection rather than for every connection
 /// at once: related models name each other (a post its editors, a user its posts), and the
 /// bounds of one generic impl per model would form cycles the trait solver cannot prove.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "not a model",
+    note = "a relation's target and join model are structs with `#[derive(Model)]`"
+)]
 pub trait SaveGraph<C: Connection>: Model {
     /// See [`Persist::save_graph`](crate::Persist::save_graph).
     fn save_graph(self, conn: &mut C) -> Result<Self>;

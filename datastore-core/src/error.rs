@@ -42,24 +42,35 @@ pub enum Error {
     #[error(transparent)]
     Constraint(#[from] ConstraintViolation),
 
-    /// A delete was refused because rows of a many-to-many join table still link to the row.
+    /// A delete was refused because rows of a many-to-many join table still link to the row,
+    /// or to rows its delete would cascade to. Nothing was deleted.
     ///
     /// Join rows are never deleted implicitly: unlink them first.
     #[error(
-        "cannot delete {table} '{key}': {count} row{plural} in {join_table} still link{verb} to it; \
+        "cannot delete {table} '{key}': {count} row{plural} in {join_table} still link{verb} to {what}; \
          unlink {them} first",
         plural = if *count == 1 { "" } else { "s" },
         verb = if *count == 1 { "s" } else { "" },
-        them = if *count == 1 { "it" } else { "them" }
+        them = if *count == 1 { "it" } else { "them" },
+        what = match via {
+            None => "it".to_owned(),
+            Some(via) => format!("the {via} its delete would remove"),
+        }
     )]
     DeleteRestricted {
         /// The table of the row that was to be deleted.
         table: String,
-        /// The primary key of that row.
+        /// The primary key of that row (for a delete of several rows, the first refused one in
+        /// key order).
         key: String,
-        /// The join table whose rows still reference it.
+        /// The table whose rows refuse the delete: a join table (or any table whose foreign key
+        /// restricts deletes).
         join_table: String,
-        /// How many join rows reference it.
+        /// The table the refusing rows reference, when the delete would have reached it through
+        /// `ON DELETE CASCADE` (a project's tasks, whose tags refuse); `None` when they
+        /// reference the row itself.
+        via: Option<String>,
+        /// How many rows of `join_table` refuse.
         count: i64,
     },
 
@@ -342,11 +353,24 @@ mod tests {
             table: "posts".into(),
             key: "abc".into(),
             join_table: "post_editors".into(),
+            via: None,
             count: 2,
         };
         assert_eq!(
             err.to_string(),
             "cannot delete posts 'abc': 2 rows in post_editors still link to it; unlink them first"
+        );
+        let err = Error::DeleteRestricted {
+            table: "projects".into(),
+            key: "p".into(),
+            join_table: "task_tags".into(),
+            via: Some("tasks".into()),
+            count: 1,
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot delete projects 'p': 1 row in task_tags still links to the tasks its delete \
+             would remove; unlink it first"
         );
     }
 }

@@ -57,9 +57,11 @@ pub trait Model: Sized + Send + 'static {
     fn id(&self) -> &Id;
 
     /// The key the `i`-th `belongs_to` field (in declaration order) points at.
+    #[doc(hidden)]
     fn parent_key(&self, i: usize) -> Option<Id>;
 
     /// Sets the timestamps (`created_at`, `updated_at`) a row is written with.
+    #[doc(hidden)]
     fn touch(&mut self, now: Timestamp);
 
     /// The row from values SQLite reported to a hook, in the order of `table().columns`.

@@ -7,7 +7,7 @@
 use diesel::connection::Connection;
 
 use crate::__private::{Queries, SaveGraph, Statements, Writes};
-use crate::backend::{CHUNK, MAX_BIND_PARAMS};
+use crate::backend::{dispatch, CHUNK, MAX_BIND_PARAMS};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
 use crate::relations::restrict;
@@ -99,6 +99,7 @@ pub trait Persist<C: Connection>: Model {
 
 /// On a backend's own connection: the model's statements, with the behaviour every model
 /// shares around them.
+#[diagnostic::do_not_recommend]
 impl<M, C> Persist<C> for M
 where
     C: NativeConnection,
@@ -193,18 +194,33 @@ where
     }
 
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize> {
-        let error: Error =
-            match conn.scoped(|conn| <M as Queries<C>>::delete_where(conn, &predicate)) {
-                Ok(deleted) => return Ok(deleted),
-                Err(e) => e.into(),
-            };
-        if !restrict::refused(&error) {
-            return Err(error);
+        match conn.scoped(|conn| <M as Queries<C>>::delete_where(conn, &predicate)) {
+            Ok(deleted) => Ok(deleted),
+            Err(e) => Err(refused_where(
+                conn,
+                e.into(),
+                |conn| conn.scoped(|conn| M::keys_where(conn, &predicate)),
+                |conn, error, roots| restrict::explain(conn, M::declaration(), error, roots),
+            )),
         }
-        match M::keys_where(conn, &predicate) {
-            Ok(roots) => Err(restrict::explain(conn, M::declaration(), error, roots)),
-            Err(_) => Err(error),
-        }
+    }
+}
+
+/// The error of a `delete_where` that failed with `error`: if links refused it, explained by
+/// `explain` with the keys of the rows it was to delete (read by `keys`); otherwise, or if the
+/// keys cannot be read, `error` itself.
+fn refused_where<C>(
+    conn: &mut C,
+    error: Error,
+    keys: impl FnOnce(&mut C) -> diesel::QueryResult<Vec<Id>>,
+    explain: impl FnOnce(&mut C, Error, Vec<Id>) -> Error,
+) -> Error {
+    if !restrict::refused(&error) {
+        return error;
+    }
+    match keys(conn) {
+        Ok(roots) => explain(conn, error, roots),
+        Err(_) => error,
     }
 }
 
@@ -246,19 +262,10 @@ fn missing_parent<M: Model, C: NativeConnection>(
     violation
 }
 
-/// Runs `body` on the backend's own connection inside an [`AnyConnection`].
-macro_rules! dispatch {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            AnyConnection::Sqlite($c) => $body,
-            AnyConnection::Postgres($c) => $body,
-        }
-    };
-}
-
 /// On the multi-backend connection: what the model knows in full runs on the backend's own
 /// connection inside, where its statements are prepared and decoded without run-time dispatch
 /// per value; queries built by the caller run on the multi-backend connection.
+#[diagnostic::do_not_recommend]
 impl<M> Persist<AnyConnection> for M
 where
     M: Queries<AnyConnection> + Persist<diesel::SqliteConnection> + Persist<diesel::PgConnection>,
@@ -323,32 +330,31 @@ where
         conn: &mut AnyConnection,
         predicate: Predicate<Self, AnyConnection>,
     ) -> Result<usize> {
-        let error: Error = match conn
-            .scoped(|conn| <M as Queries<AnyConnection>>::delete_where(conn, &predicate))
-        {
-            Ok(deleted) => return Ok(deleted),
-            Err(e) => e.into(),
-        };
-        if !restrict::refused(&error) {
-            return Err(error);
+        match conn.scoped(|conn| <M as Queries<AnyConnection>>::delete_where(conn, &predicate)) {
+            Ok(deleted) => Ok(deleted),
+            // The refused rows are found with the caller's condition, on this connection; the
+            // rest of the explanation runs on the backend's own.
+            Err(e) => Err(refused_where(
+                conn,
+                e.into(),
+                |conn| conn.scoped(|conn| M::keys_where(conn, &predicate)),
+                |conn, error, roots| {
+                    dispatch!(conn, |c| restrict::explain(
+                        c,
+                        M::declaration(),
+                        error,
+                        roots
+                    ))
+                },
+            )),
         }
-        // The rows to explain are found with the caller's condition, on this connection; the
-        // rest of the explanation runs on the backend's own.
-        let Ok(roots) = M::keys_where(conn, &predicate) else {
-            return Err(error);
-        };
-        Err(dispatch!(conn, |c| restrict::explain(
-            c,
-            M::declaration(),
-            error,
-            roots
-        )))
     }
 }
 
 /// A connection taken from a [`Store`](crate::Store)'s pool is a connection in its own right
 /// (Diesel implements `Connection` for it): every model's methods work on it directly, as they
 /// do on the [`AnyConnection`] inside.
+#[diagnostic::do_not_recommend]
 impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
     type Query = <M as Persist<AnyConnection>>::Query;
 

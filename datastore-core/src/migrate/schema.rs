@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
 use crate::schema::ddl::{self, Dialect, HasDialect};
-use crate::schema::Table;
+use crate::schema::{ModelRef, Table};
 use crate::{Error, Result};
 
 /// The set of models an application stores: what its migrations are generated from.
@@ -21,10 +21,24 @@ use crate::{Error, Result};
 /// let schema = Schema::new().model::<Note>();
 /// assert_eq!(schema.tables()[0].name, "notes");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Schema {
     tables: Vec<Table>,
+    /// The model each table of a model came from, to tell two models that claim one table
+    /// apart from the same model added twice.
+    #[serde(skip)]
+    models: Vec<(String, ModelRef)>,
+    /// Tables two different models claim: reported by [`Schema::validate`].
+    #[serde(skip)]
+    conflicts: Vec<String>,
+}
+
+/// Schemas are equal when their tables are.
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.tables == other.tables
+    }
 }
 
 impl Schema {
@@ -33,9 +47,29 @@ impl Schema {
         Self::default()
     }
 
-    /// Adds a model's table (once; adding it again changes nothing).
-    pub fn model<M: Model>(self) -> Self {
-        self.table(M::table().clone())
+    /// Adds a model's table (once; adding it again changes nothing). Two different models
+    /// whose tables have the same name make the schema invalid ([`Schema::validate`]).
+    pub fn model<M: Model>(mut self) -> Self {
+        let model = ModelRef::of::<M>();
+        let table = M::table();
+        match self.models.iter().find(|(name, _)| *name == table.name) {
+            Some((_, known)) if *known == model => {}
+            Some((_, other)) => {
+                let conflict = format!(
+                    "{} and {} are both stored in table {}: give one of them \
+                     `#[model(table = \"..\")]`",
+                    other.type_name(),
+                    model.type_name(),
+                    table.name
+                );
+                self.conflicts.push(conflict);
+            }
+            None => {
+                self.models.push((table.name.to_string(), model));
+                self = self.table(table.clone());
+            }
+        }
+        self
     }
 
     /// Adds a table description.
@@ -76,8 +110,12 @@ impl Schema {
         self.tables.iter().find(|t| t.name == name)
     }
 
-    /// Checks that every foreign key references a table of the schema.
+    /// Checks that no two models claim one table and that every foreign key references a
+    /// table of the schema.
     pub fn validate(&self) -> Result<()> {
+        if let Some(conflict) = self.conflicts.first() {
+            return Err(Error::Migration(conflict.clone()));
+        }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {
                 if self.get(&fk.references).is_none() {

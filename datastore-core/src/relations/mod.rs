@@ -31,6 +31,7 @@ use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
 use diesel::sql_types::Bool;
 use diesel::{BoolExpressionMethods, ExpressionMethods};
 
+use crate::backend::dispatch;
 use crate::model::{Model, Predicate};
 use crate::persist::Persist;
 use crate::types::sql_types::Uuid;
@@ -110,11 +111,6 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
     /// The children of these parents (at most [`CHUNK`]), in key order.
     fn children_of(conn: &mut C, parents: &[Id]) -> crate::Result<Vec<Self>> {
         Self::load_where(conn, Self::parent_in(parents))
-    }
-
-    /// How many children the parent has.
-    fn count_children(conn: &mut C, parent: Id) -> crate::Result<i64> {
-        Self::count_where(conn, Self::parent_is(parent))
     }
 }
 
@@ -207,24 +203,13 @@ where
     }
 
     fn children_of_one(conn: &mut AnyConnection, parent: Id) -> crate::Result<Vec<Self>> {
-        match conn {
-            AnyConnection::Sqlite(c) => <Ch as ChildOf<P, FK, _>>::children_of_one(c, parent),
-            AnyConnection::Postgres(c) => <Ch as ChildOf<P, FK, _>>::children_of_one(c, parent),
-        }
+        dispatch!(conn, |c| <Ch as ChildOf<P, FK, _>>::children_of_one(
+            c, parent
+        ))
     }
 
     fn children_of(conn: &mut AnyConnection, parents: &[Id]) -> crate::Result<Vec<Self>> {
-        match conn {
-            AnyConnection::Sqlite(c) => <Ch as ChildOf<P, FK, _>>::children_of(c, parents),
-            AnyConnection::Postgres(c) => <Ch as ChildOf<P, FK, _>>::children_of(c, parents),
-        }
-    }
-
-    fn count_children(conn: &mut AnyConnection, parent: Id) -> crate::Result<i64> {
-        match conn {
-            AnyConnection::Sqlite(c) => <Ch as ChildOf<P, FK, _>>::count_children(c, parent),
-            AnyConnection::Postgres(c) => <Ch as ChildOf<P, FK, _>>::count_children(c, parent),
-        }
+        dispatch!(conn, |c| <Ch as ChildOf<P, FK, _>>::children_of(c, parents))
     }
 }
 
@@ -358,9 +343,5 @@ where
 
     fn children_of(conn: &mut PooledConn, parents: &[Id]) -> crate::Result<Vec<Self>> {
         <Ch as ChildOf<P, FK, AnyConnection>>::children_of(conn, parents)
-    }
-
-    fn count_children(conn: &mut PooledConn, parent: Id) -> crate::Result<i64> {
-        <Ch as ChildOf<P, FK, AnyConnection>>::count_children(conn, parent)
     }
 }

@@ -14,8 +14,11 @@ use crate::schema::ddl::{quote_ident, Dialect};
 use crate::schema::{ForeignKey, ModelDeclaration, OnDelete};
 use crate::{Error, Id, NativeConnection};
 
-/// How many tables deep a cascade is followed.
+/// How many tables deep a cascade is followed (a table may come back, as a self-referencing
+/// one does, level after level), and how many paths down to a refusing foreign key are
+/// counted at most. A refusal further down is reported as the database's own error.
 const MAX_DEPTH: usize = 16;
+const MAX_PATHS: usize = 64;
 
 /// Whether `error` is a write refused by a foreign key.
 pub(crate) fn refused(error: &Error) -> bool {
@@ -23,10 +26,13 @@ pub(crate) fn refused(error: &Error) -> bool {
 }
 
 /// The error of a delete of `roots` (keys of `deleted`'s table) that failed with `error`:
-/// [`Error::DeleteRestricted`] naming the first refused row (in key order), the join table
-/// that refuses it and how many of its rows link to it; `error` itself when it is not a
-/// foreign key's refusal or the links cannot be found (the catalog unreadable, or the links
-/// gone meanwhile).
+/// [`Error::DeleteRestricted`] naming the first refused row (in key order), the table whose
+/// rows refuse it and how many of them link to it or to the rows its delete would cascade to;
+/// `error` itself when it is not a foreign key's refusal or the links cannot be found (the
+/// catalog unreadable, or the links gone meanwhile).
+///
+/// The catalog is read in a statement scope of its own, so that a failure here never aborts
+/// an enclosing PostgreSQL transaction.
 pub(crate) fn explain<C: NativeConnection>(
     conn: &mut C,
     deleted: &ModelDeclaration,
@@ -38,43 +44,54 @@ pub(crate) fn explain<C: NativeConnection>(
     }
     roots.sort_unstable();
     roots.dedup();
-    match first_refused(conn, deleted, &roots) {
-        Ok(Some((key, join_table, count))) => Error::DeleteRestricted {
+    match conn.scoped(|conn| first_refused(conn, deleted, &roots)) {
+        Ok(Some(refusal)) => Error::DeleteRestricted {
             table: deleted.table_name().to_owned(),
-            key: key.to_string(),
-            join_table,
-            count,
+            key: refusal.key.to_string(),
+            join_table: refusal.join_table,
+            via: refusal.via,
+            count: refusal.links,
         },
         Ok(None) | Err(_) => error,
     }
 }
 
-/// The first root with links, the join table and how many of its rows link to it.
+/// The first refused root, and what refuses it.
+struct Refusal {
+    key: Id,
+    join_table: String,
+    via: Option<String>,
+    links: i64,
+}
+
+/// The first root with links, the table whose rows link, and how many.
 fn first_refused<C: NativeConnection>(
     conn: &mut C,
     deleted: &ModelDeclaration,
     roots: &[Id],
-) -> diesel::QueryResult<Option<(Id, String, i64)>> {
+) -> diesel::QueryResult<Option<Refusal>> {
     let foreign_keys = conn.catalog_foreign_keys()?;
     let paths = refusing_paths(&foreign_keys, deleted.table_name(), deleted.primary_key());
     let dialect = conn.dialect();
     // Few enough binds per statement for every backend.
     for chunk in roots.chunks(crate::backend::CHUNK) {
-        // Per root: the first refusing join table found (paths are in a fixed order) and its
-        // links.
-        let mut found: BTreeMap<Id, (String, i64)> = BTreeMap::new();
+        // Per root, the first refusal found (paths go from the shortest).
+        let mut found: BTreeMap<Id, Refusal> = BTreeMap::new();
         for path in &paths {
             let sql = path.count_sql(chunk.len(), dialect);
             for (root, links) in conn.count_by_root(&sql, chunk)? {
                 if links > 0 {
-                    found
-                        .entry(root)
-                        .or_insert_with(|| (path.join_table().to_owned(), links));
+                    found.entry(root).or_insert_with(|| Refusal {
+                        key: root,
+                        join_table: path.refusing_table().to_owned(),
+                        via: path.via().map(str::to_owned),
+                        links,
+                    });
                 }
             }
         }
-        if let Some((root, (join_table, links))) = found.into_iter().next() {
-            return Ok(Some((root, join_table, links)));
+        if let Some((_, refusal)) = found.into_iter().next() {
+            return Ok(Some(refusal));
         }
     }
     Ok(None)
@@ -82,17 +99,25 @@ fn first_refused<C: NativeConnection>(
 
 /// A chain of foreign keys from the deleted table down to one that refuses: each step's table
 /// references the one before it, every step but the last cascades.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Path<'a> {
     steps: Vec<(&'a str, &'a ForeignKey)>,
 }
 
 impl Path<'_> {
-    fn join_table(&self) -> &str {
+    /// The table whose rows refuse.
+    fn refusing_table(&self) -> &str {
         self.steps
             .last()
             .map(|(table, _)| *table)
             .unwrap_or_default()
+    }
+
+    /// The table whose rows the refusing ones reference, when it is not the deleted table
+    /// itself: the rows the delete would cascade to.
+    fn via(&self) -> Option<&str> {
+        let n = self.steps.len();
+        (n > 1).then(|| self.steps[n - 2].0)
     }
 
     /// `SELECT root, COUNT(*)` of the refusing table's rows, joined up the path to the
@@ -128,42 +153,42 @@ impl Path<'_> {
     }
 }
 
-/// Every path from `table` (its rows found by `key`) to a foreign key that refuses a delete,
-/// following the cascades, in a fixed order.
+/// The paths from `table` (its rows found by `key`) to a foreign key that refuses a delete,
+/// following the cascades, shortest first; at most [`MAX_PATHS`], none deeper than
+/// [`MAX_DEPTH`].
 fn refusing_paths<'a>(
     foreign_keys: &'a [(String, ForeignKey)],
     table: &str,
     key: &str,
 ) -> Vec<Path<'a>> {
     let mut paths = Vec::new();
-    let mut walk = vec![Path { steps: Vec::new() }];
-    while let Some(path) = walk.pop() {
-        let (parent, parent_key) = match path.steps.last() {
-            None => (table, key),
-            Some((child, _)) => (*child, ""),
-        };
-        if path.steps.len() == MAX_DEPTH {
-            continue;
-        }
-        for (child, fk) in foreign_keys {
-            let references_parent = fk.references == parent
-                && (parent_key.is_empty() || fk.referenced_column == parent_key);
-            let on_the_path = child == table || path.steps.iter().any(|(t, _)| *t == child);
-            if !references_parent {
-                continue;
-            }
-            let mut steps = path.steps.clone();
-            steps.push((child.as_str(), fk));
-            match fk.on_delete {
-                OnDelete::Restrict => paths.push(Path { steps }),
-                // A table already on the path cascades into itself: its rows are counted
-                // where the path first reached it.
-                OnDelete::Cascade if !on_the_path => walk.push(Path { steps }),
-                OnDelete::Cascade | OnDelete::SetNull => {}
+    // Breadth first: each level's paths are one step longer than the last's.
+    let mut level = vec![Path { steps: Vec::new() }];
+    while !level.is_empty() && paths.len() < MAX_PATHS {
+        let mut next = Vec::new();
+        for path in &level {
+            let (parent, parent_key) = match path.steps.last() {
+                None => (table, Some(key)),
+                Some((child, _)) => (*child, None),
+            };
+            for (child, fk) in foreign_keys {
+                if fk.references != parent
+                    || parent_key.is_some_and(|key| fk.referenced_column != key)
+                {
+                    continue;
+                }
+                let mut steps = path.steps.clone();
+                steps.push((child.as_str(), fk));
+                match fk.on_delete {
+                    OnDelete::Restrict => paths.push(Path { steps }),
+                    OnDelete::Cascade if steps.len() < MAX_DEPTH => next.push(Path { steps }),
+                    OnDelete::Cascade | OnDelete::SetNull => {}
+                }
             }
         }
+        level = next;
     }
-    paths.sort_by_key(|path| path.steps.len());
+    paths.truncate(MAX_PATHS);
     paths
 }
 
@@ -202,12 +227,32 @@ mod tests {
         ];
         let paths = refusing_paths(&keys, "projects", "id");
         assert_eq!(paths.len(), 1);
-        assert_eq!(paths[0].join_table(), "task_tags");
+        assert_eq!(paths[0].refusing_table(), "task_tags");
+        assert_eq!(paths[0].via(), Some("tasks"));
         assert_eq!(
             paths[0].count_sql(2, Dialect::Postgres),
             r#"SELECT t0."project_id" AS root, COUNT(*) AS links FROM "task_tags" AS t1 JOIN "tasks" AS t0 ON t1."task_id" = t0."id" WHERE t0."project_id" IN ($1, $2) GROUP BY t0."project_id""#
         );
-        assert!(refusing_paths(&keys, "tags", "id")[0].steps.len() == 1);
+        assert_eq!(refusing_paths(&keys, "tags", "id")[0].via(), None);
         assert!(refusing_paths(&keys, "notes", "id").is_empty());
+    }
+
+    #[test]
+    fn a_self_referencing_cascade_is_followed_level_by_level() {
+        let keys = vec![
+            (
+                "nodes".to_owned(),
+                fk("parent_id", "nodes", OnDelete::Cascade),
+            ),
+            (
+                "labels".to_owned(),
+                fk("node_id", "nodes", OnDelete::Restrict),
+            ),
+        ];
+        let paths = refusing_paths(&keys, "nodes", "id");
+        assert_eq!(paths.len(), MAX_DEPTH);
+        assert_eq!(paths[0].steps.len(), 1);
+        assert_eq!(paths[2].via(), Some("nodes"));
+        assert_eq!(paths[MAX_DEPTH - 1].steps.len(), MAX_DEPTH);
     }
 }

@@ -40,6 +40,7 @@ use crate::model::Model;
 #[derive(Clone, Copy)]
 pub struct ModelRef {
     type_id: fn() -> TypeId,
+    type_name: fn() -> &'static str,
     declaration: fn() -> &'static ModelDeclaration,
 }
 
@@ -48,8 +49,15 @@ impl ModelRef {
     pub const fn of<M: Model>() -> Self {
         Self {
             type_id: TypeId::of::<M>,
+            type_name: std::any::type_name::<M>,
             declaration: M::declaration,
         }
+    }
+
+    /// The model's Rust type, with its path (for messages that must tell same-named models
+    /// apart).
+    pub fn type_name(self) -> &'static str {
+        (self.type_name)()
     }
 
     /// The model's declaration.

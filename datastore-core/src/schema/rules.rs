@@ -16,7 +16,7 @@
 //!
 //! A foreign key's rules depend only on the declarations of the child and of the models it
 //! belongs to (a `many_to_many` through a join model is declared by one of the join model's
-//! parents), so they are resolved once per model, when its table is first needed
+//! parents), so they are resolved once per model and process, when its table is first needed
 //! ([`Model::table`](crate::Model::table)), and every schema holding the model agrees on them.
 //!
 //! ```
