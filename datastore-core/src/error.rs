@@ -86,9 +86,11 @@ pub enum Error {
     Migration(String),
 
     /// A connection could not be opened or taken from the pool.
+    ///
+    /// Neither field shows a password: the URL's is replaced by `***`.
     #[error("cannot connect to {url}: {message}")]
     Connection {
-        /// The database the store was opened on.
+        /// The database the store was opened on, with any password replaced by `***`.
         url: String,
         /// What went wrong.
         message: String,
@@ -239,6 +241,15 @@ impl Error {
     /// [`Error::Conflict`], after which nothing of the failed attempt remains.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Busy { .. } | Self::Conflict { .. })
+    }
+
+    /// [`Error::Connection`] for the database at `url`, showing neither its password nor a
+    /// message that repeats it.
+    pub(crate) fn connection(url: &str, message: impl fmt::Display) -> Self {
+        Self::Connection {
+            url: crate::store::url::redact(url),
+            message: crate::store::url::redact_message(url, &message.to_string()),
+        }
     }
 
     pub(crate) fn not_found(table: &str, key: impl fmt::Display) -> Self {

@@ -11,10 +11,18 @@ use crate::AnyConnection;
 /// one database, of the backend its URL names. Unlike `AnyConnection::establish`, which tries
 /// each backend in turn, it never falls back to SQLite for a PostgreSQL URL (which would
 /// create a file named after the URL).
-#[derive(Debug)]
 pub struct BackendManager {
     pub(crate) url: String,
     pub(crate) dialect: Dialect,
+}
+
+impl std::fmt::Debug for BackendManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendManager")
+            .field("url", &super::url::redact(&self.url))
+            .field("dialect", &self.dialect)
+            .finish()
+    }
 }
 
 impl BackendManager {

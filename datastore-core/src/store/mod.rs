@@ -3,6 +3,7 @@
 
 mod connection;
 mod manager;
+pub(crate) mod url;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,7 +56,10 @@ pub type PooledConn = PooledConnection<BackendManager>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<BackendManager>,
+    /// The URL as given, password included: never shown (see `shown_url`).
     url: String,
+    /// The URL as shown, without its password.
+    shown_url: String,
     dialect: Dialect,
     hub: Arc<Hub>,
     observe_buffer: usize,
@@ -68,7 +72,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("url", &self.url)
+            .field("url", &self.url())
             .field("dialect", &self.dialect)
             .field("pool", &self.pool.state())
             .finish()
@@ -136,15 +140,14 @@ impl Store {
     /// A connection taken from the pool is not tested first: one found broken when used is
     /// dropped from the pool.
     pub fn conn(&self) -> Result<PooledConn> {
-        self.pool.get().map_err(|e| Error::Connection {
-            url: self.url.clone(),
-            message: e.to_string(),
-        })
+        self.pool.get().map_err(|e| Error::connection(&self.url, e))
     }
 
-    /// The database this store was opened on.
+    /// The database this store was opened on, as it may be shown: with any password replaced
+    /// by `***` (`postgres://app:***@db/blog`).
+    #[allow(clippy::misnamed_getters)] // the field `url` holds the password: never returned
     pub fn url(&self) -> &str {
-        &self.url
+        &self.shown_url
     }
 
     /// The SQL dialect of the store's database.
@@ -395,6 +398,19 @@ fn unsupported_without_preupdate() -> Result<()> {
     ))
 }
 
+impl std::fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("url", &url::redact(&self.url))
+            .field("migrations", &self.migrations)
+            .field("pool_size", &self.pool_size)
+            .field("setup", &self.setup)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("observe_buffer", &self.observe_buffer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StoreBuilder {
     /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
     pub fn migrations(mut self, migrations: BackendMigrations) -> Self {
@@ -448,10 +464,7 @@ impl StoreBuilder {
             url: database,
             dialect,
         };
-        let connect_error = |e: diesel::ConnectionError| Error::Connection {
-            url: self.url.clone(),
-            message: e.to_string(),
-        };
+        let connect_error = |e: diesel::ConnectionError| Error::connection(&self.url, e);
 
         // Before any connection opens, so that observe sees every SQLite connection's handle.
         observe::ffi::register();
@@ -481,6 +494,7 @@ impl StoreBuilder {
             .build_unchecked(manager);
         Ok(Store {
             pool,
+            shown_url: url::redact(&self.url),
             url: self.url,
             dialect,
             hub: self.setup.hub,
