@@ -100,6 +100,33 @@ pub enum Error {
     #[error("cannot convert a stored value: {0}")]
     Conversion(String),
 
+    /// A NaN ("not a number") in an `f32` or `f64` field, which SQLite cannot store: it would
+    /// keep `NULL` instead (and refuse it in a non-null column). Nothing was written.
+    /// PostgreSQL stores NaN as given.
+    #[error(
+        "SQLite cannot store NaN in a floating-point column (it would store NULL); nothing was \
+         written: store a number, or None in an Option field"
+    )]
+    NanUnsupported,
+
+    /// A stored value does not fit the field it is read into: an integer wider than an `i16`
+    /// or `i32` field, a double beyond `f32`'s range, or text in a number column, written by
+    /// another program or an older schema. It is refused rather than truncated; nothing is
+    /// read.
+    #[error(
+        "the stored value {value}{} does not fit a field of type {field_type}; nothing was read: \
+         widen the field or correct the row",
+        column.as_ref().map(|c| format!(" of column {c}")).unwrap_or_default()
+    )]
+    OutOfRange {
+        /// The stored value, as text.
+        value: String,
+        /// The Rust type of the field.
+        field_type: &'static str,
+        /// The column, when Diesel names it (it does for queries built with `query`).
+        column: Option<String>,
+    },
+
     /// The build lacks a capability the call needs; the message says how to turn it on.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -298,11 +325,48 @@ impl From<DieselError> for Error {
                 Self::Database(DieselError::DatabaseError(kind, info))
             }
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
-                Self::Conversion(e.to_string())
+                refused_value(&*e).unwrap_or_else(|| Self::Conversion(e.to_string()))
             }
             other => Self::Database(other),
         }
     }
+}
+
+/// A value refused by a field type's `ToSql` or `FromSql`, carried through Diesel's error to
+/// become its typed [`Error`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error("NaN cannot be stored on SQLite")]
+    NanUnsupported,
+    #[error("{value} does not fit {field_type}")]
+    OutOfRange {
+        value: String,
+        field_type: &'static str,
+    },
+}
+
+/// The typed error of a value a field type refused, found in Diesel's error (which wraps it
+/// with the column's name when it knows it).
+fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut column = None;
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(field) = error.downcast_ref::<diesel::result::DeserializeFieldError>() {
+            column.clone_from(&field.field_name);
+        }
+        match error.downcast_ref::<ValueError>() {
+            Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),
+            Some(ValueError::OutOfRange { value, field_type }) => {
+                return Some(Error::OutOfRange {
+                    value: value.clone(),
+                    field_type,
+                    column,
+                })
+            }
+            None => current = error.source(),
+        }
+    }
+    None
 }
 
 /// SQLite reports `SQLITE_BUSY` and `SQLITE_LOCKED` only through their messages in Diesel 2.3,
