@@ -5,7 +5,8 @@ mod common;
 
 use datastore::diesel::connection::SimpleConnection;
 use datastore::prelude::*;
-use datastore::Error;
+use datastore::{Error, MAX_JSON_DEPTH};
+use serde::{Deserialize, Serialize};
 
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Reading {
@@ -19,8 +20,24 @@ pub struct Reading {
     pub flag: bool,
 }
 
+/// A document of both JSON kinds: schemaless, and typed.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Document {
+    #[primary_key]
+    pub id: Id,
+    pub body: serde_json::Value,
+    pub outline: Json<Outline>,
+}
+
+/// A typed document whose nesting has no bound of its own: each level is an object holding an
+/// array (two levels of JSON).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outline {
+    pub sections: Vec<Outline>,
+}
+
 fn schema() -> Schema {
-    Schema::new().model::<Reading>()
+    Schema::new().model::<Reading>().model::<Document>()
 }
 
 /// One test body, run on SQLite in memory and on the PostgreSQL server (in a schema of its
@@ -173,5 +190,94 @@ per_backend!(
             (stored.count, stored.level, stored.narrow, stored.flag),
             (i32::MIN, i16::MAX, 0.5, true)
         );
+    }
+);
+
+/// A JSON value nesting `depth` arrays around a number, built without recursion (`json!`
+/// would copy the inner value each time, recursively).
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(serde_json::json!(1), |inner, _| {
+        serde_json::Value::Array(vec![inner])
+    })
+}
+
+/// An outline nesting `depth` levels of JSON (`depth` even): the innermost,
+/// `{"sections":[]}`, is 2 levels, and each around it 2 more.
+fn nested_outline(depth: usize) -> Outline {
+    (1..depth / 2).fold(Outline::default(), |inner, _| Outline {
+        sections: vec![inner],
+    })
+}
+
+per_backend!(
+    fn json_nested_to_the_limit_is_saved_and_read_back(store) {
+        let saved = store
+            .save(Document {
+                body: nested(MAX_JSON_DEPTH),
+                outline: Json(nested_outline(MAX_JSON_DEPTH)),
+                ..Document::default()
+            })
+            .unwrap();
+        let inserted = store
+            .insert_all(vec![Document {
+                body: nested(MAX_JSON_DEPTH),
+                ..Document::default()
+            }])
+            .unwrap();
+        assert_eq!(store.find::<Document>(&saved.id).unwrap(), Some(saved.clone()));
+        assert_eq!(store.all::<Document>().unwrap(), vec![saved, inserted[0].clone()]);
+    }
+);
+
+per_backend!(
+    fn json_nested_past_the_limit_is_refused_and_nothing_is_written(store) {
+        let too_deep = [
+            Document {
+                body: nested(MAX_JSON_DEPTH + 1),
+                ..Document::default()
+            },
+            Document {
+                outline: Json(nested_outline(MAX_JSON_DEPTH + 2)),
+                ..Document::default()
+            },
+        ];
+        for document in too_deep {
+            let err = store.save(document.clone()).unwrap_err();
+            assert!(
+                matches!(err, Error::JsonTooDeep { limit: MAX_JSON_DEPTH }),
+                "{err:?}"
+            );
+            let err = store.insert_all(vec![document]).unwrap_err();
+            assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+        }
+        assert_eq!(store.count::<Document>().unwrap(), 0);
+        assert_eq!(store.all::<Document>().unwrap(), vec![]);
+    }
+);
+
+per_backend!(
+    fn json_nested_ten_thousand_levels_is_refused_without_overflowing_the_stack(store) {
+        // A thread with the default 2 MiB stack of test threads.
+        let on_small_stack = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let document = Document {
+                    body: nested(10_000),
+                    outline: Json(nested_outline(10_000)),
+                    ..Document::default()
+                };
+                let err = store.save(document).unwrap_err();
+                assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+                let err = store
+                    .insert_all(vec![Document {
+                        outline: Json(nested_outline(10_000)),
+                        ..Document::default()
+                    }])
+                    .unwrap_err();
+                assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+                assert_eq!(store.count::<Document>().unwrap(), 0);
+            })
+            .unwrap();
+        on_small_stack.join().expect("no stack overflow, no panic");
     }
 );

@@ -109,6 +109,18 @@ pub enum Error {
     )]
     NanUnsupported,
 
+    /// A JSON value (a `serde_json::Value` or `Json<T>` field) nests arrays and objects more
+    /// than [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) levels deep, deeper than every backend
+    /// reads back. Nothing was written.
+    #[error(
+        "a JSON value is nested more than {limit} levels of arrays and objects deep \
+         (MAX_JSON_DEPTH); nothing was written: store it less deeply nested"
+    )]
+    JsonTooDeep {
+        /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
+        limit: usize,
+    },
+
     /// A stored value does not fit the field it is read into: an integer wider than an `i16`
     /// or `i32` field, a double beyond `f32`'s range, or text in a number column, written by
     /// another program or an older schema. It is refused rather than truncated; nothing is
@@ -338,6 +350,8 @@ impl From<DieselError> for Error {
 pub(crate) enum ValueError {
     #[error("NaN cannot be stored on SQLite")]
     NanUnsupported,
+    #[error("a JSON value is nested too deeply")]
+    JsonTooDeep,
     #[error("{value} does not fit {field_type}")]
     OutOfRange {
         value: String,
@@ -356,6 +370,11 @@ fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
         }
         match error.downcast_ref::<ValueError>() {
             Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),
+            Some(ValueError::JsonTooDeep) => {
+                return Some(Error::JsonTooDeep {
+                    limit: crate::MAX_JSON_DEPTH,
+                })
+            }
             Some(ValueError::OutOfRange { value, field_type }) => {
                 return Some(Error::OutOfRange {
                     value: value.clone(),

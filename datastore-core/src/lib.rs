@@ -22,7 +22,7 @@ pub use model::{
 };
 pub use repo::Repo;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
-pub use types::{sql_types, Checked, DbEnum, FieldType, Id, Json, Timestamp};
+pub use types::{sql_types, Checked, DbEnum, FieldType, Id, Json, Timestamp, MAX_JSON_DEPTH};
 
 /// Re-exported so that applications use the same Diesel as the store.
 pub use diesel;

@@ -15,7 +15,7 @@ mod timestamp;
 pub use checked::Checked;
 pub use db_enum::DbEnum;
 pub use id::Id;
-pub use json::Json;
+pub use json::{Json, MAX_JSON_DEPTH};
 pub use timestamp::Timestamp;
 
 use crate::observe::RawValue;
