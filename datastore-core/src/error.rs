@@ -81,6 +81,32 @@ pub enum Error {
         message: String,
     },
 
+    /// A write through the store inside a `store.transaction` closure on the same thread: it
+    /// would run on another connection, outside the transaction (and on SQLite wait for the
+    /// transaction's own write lock). Nothing was written; write through the closure's
+    /// connection instead.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// store.transaction(|tx| {
+    ///     let outside = store.save(Note::default()); // through the store: refused
+    ///     assert!(matches!(outside, Err(datastore::Error::WriteOutsideTransaction)));
+    ///     tx.save(Note::default()) // through the transaction's connection
+    /// })?;
+    /// assert_eq!(store.count::<Note>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[error(
+        "a write through the store inside its transaction would run on another connection, \
+         outside the transaction; nothing was written: write through the closure's connection"
+    )]
+    WriteOutsideTransaction,
+
     /// Running or generating migrations failed; the failing migration left nothing behind.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -329,6 +355,10 @@ impl From<DieselError> for Error {
                 if is_busy_message(&message) {
                     return Self::Busy { message };
                 }
+                if is_read_only_refusal(kind, &message) && crate::store::transaction::any_open() {
+                    // A connection the store lent inside its transaction.
+                    return Self::WriteOutsideTransaction;
+                }
                 if matches!(kind, DatabaseErrorKind::SerializationFailure)
                     || is_conflict_message(&message)
                 {
@@ -396,6 +426,13 @@ fn is_busy_message(message: &str) -> bool {
         || message.starts_with("database schema is locked")
         || message.starts_with("database is busy")
         || message.starts_with("canceling statement due to lock timeout")
+}
+
+/// A write refused by a read-only connection: SQLite's `query_only`, PostgreSQL's read-only
+/// transaction (25006).
+fn is_read_only_refusal(kind: DatabaseErrorKind, message: &str) -> bool {
+    matches!(kind, DatabaseErrorKind::ReadOnlyTransaction)
+        || message.starts_with("attempt to write a readonly database")
 }
 
 /// PostgreSQL's deadlock (40P01) has no kind of its own in Diesel 2.3 either.

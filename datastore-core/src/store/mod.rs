@@ -3,6 +3,7 @@
 
 mod connection;
 mod manager;
+pub(crate) mod transaction;
 pub(crate) mod url;
 
 use std::sync::{Arc, Mutex};
@@ -139,8 +140,35 @@ impl Store {
     /// A connection from the pool, for Diesel's own DSL and for [`Repo`]'s methods.
     /// A connection taken from the pool is not tested first: one found broken when used is
     /// dropped from the pool.
+    ///
+    /// Inside a [`transaction`](Store::transaction) of this store on the same thread, the
+    /// connection is read-only: a write through it would not be part of the transaction, and
+    /// fails at once with [`Error::WriteOutsideTransaction`].
     pub fn conn(&self) -> Result<PooledConn> {
-        self.pool.get().map_err(|e| Error::connection(&self.url, e))
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| Error::connection(&self.url, e))?;
+        if transaction::is_open(self.id()) {
+            transaction::lend_read_only(&mut conn)?;
+        } else {
+            transaction::restore(&mut conn)?;
+        }
+        Ok(conn)
+    }
+
+    /// The identity of the store, shared by its clones.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.hub) as usize
+    }
+
+    /// Fails when this thread is inside a transaction of this store: a write through the store
+    /// would not be part of it.
+    fn refuse_write_in_transaction(&self) -> Result<()> {
+        if transaction::is_open(self.id()) {
+            return Err(Error::WriteOutsideTransaction);
+        }
+        Ok(())
     }
 
     /// The database this store was opened on, as it may be shown: with any password replaced
@@ -165,6 +193,12 @@ impl Store {
     /// failed inside `f` aborts a PostgreSQL transaction: if `f` still returns `Ok`, the
     /// transaction is rolled back and this returns the server's error, never `Ok`.
     ///
+    /// Inside `f`, write through its connection: a write through the store (`store.save(..)`,
+    /// `store.transaction(..)`, or a connection from `store.conn()`) would run on another
+    /// connection, outside the transaction, and fails at once with
+    /// [`Error::WriteOutsideTransaction`]. Reads through the store keep working; they see what
+    /// other transactions committed, not what `f` wrote.
+    ///
     /// ```
     /// # use datastore::prelude::*;
     /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -182,7 +216,9 @@ impl Store {
     /// # }
     /// ```
     pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        self.refuse_write_in_transaction()?;
         let mut pooled = self.conn()?;
+        let _open = transaction::Open::new(self.id());
         let conn: &mut AnyConnection = &mut pooled;
         match conn {
             AnyConnection::Sqlite(c) => {
@@ -205,16 +241,19 @@ impl Store {
 
     /// See [`Repo::save`].
     pub fn save<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).save(model)
     }
 
     /// See [`Repo::insert_all`].
     pub fn insert_all<M: Persist<AnyConnection>>(&self, rows: Vec<M>) -> Result<Vec<M>> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).insert_all(rows)
     }
 
     /// See [`Repo::save_graph`].
     pub fn save_graph<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).save_graph(model)
     }
 
@@ -248,11 +287,13 @@ impl Store {
 
     /// See [`Repo::delete`].
     pub fn delete<M: Persist<AnyConnection>>(&self, model: &M) -> Result<()> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).delete(model)
     }
 
     /// See [`Repo::delete_by_id`].
     pub fn delete_by_id<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<()> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).delete_by_id::<M>(id)
     }
 
@@ -261,6 +302,7 @@ impl Store {
         &self,
         predicate: impl IntoPredicate<M::Table, AnyBackend, C>,
     ) -> Result<usize> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).delete_where::<M, C>(predicate)
     }
 }
