@@ -50,6 +50,87 @@ pub(crate) fn take_opened() -> Option<Handle> {
     (!db.is_null()).then_some(Handle(db))
 }
 
+/// The handle of the connection just opened on this thread, left in place for [`take_opened`]
+/// (the store's first connection, which runs migrations under [`SkipTransactionControl`]).
+pub(crate) fn peek_opened() -> Option<Handle> {
+    let db = OPENED.with(|opened| opened.get());
+    (!db.is_null()).then_some(Handle(db))
+}
+
+/// While it lives, SQLite makes `BEGIN`, `COMMIT`, `ROLLBACK` and `PRAGMA foreign_keys` no-ops
+/// on the connection (an authorizer answers `SQLITE_IGNORE` when they are prepared): a migration
+/// written to manage its own transaction then runs inside the one the store holds as its
+/// migration lock. Savepoints are left alone.
+pub(crate) struct SkipTransactionControl<'c> {
+    db: *mut sqlite::sqlite3,
+    conn: &'c mut diesel::SqliteConnection,
+}
+
+impl<'c> SkipTransactionControl<'c> {
+    /// `handle` is `conn`'s, taken with [`peek_opened`] right after `conn` was opened.
+    pub(crate) fn new(handle: &Handle, conn: &'c mut diesel::SqliteConnection) -> Self {
+        // SAFETY: `handle` is the open connection `conn`, which this guard borrows, so it stays
+        // open until the authorizer is removed in `drop`. `skip_transaction_control` has the
+        // signature SQLite expects and uses no user data.
+        unsafe {
+            sqlite::sqlite3_set_authorizer(
+                handle.0,
+                Some(skip_transaction_control),
+                ptr::null_mut(),
+            );
+        }
+        Self { db: handle.0, conn }
+    }
+}
+
+impl std::ops::Deref for SkipTransactionControl<'_> {
+    type Target = diesel::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for SkipTransactionControl<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn
+    }
+}
+
+impl Drop for SkipTransactionControl<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`: the connection is still open, borrowed by this guard.
+        unsafe {
+            sqlite::sqlite3_set_authorizer(self.db, None, ptr::null_mut());
+        }
+    }
+}
+
+/// The authorizer of [`SkipTransactionControl`]: SQLite calls it while preparing a statement,
+/// once per action, with the action's arguments (for a pragma, its name).
+unsafe extern "C" fn skip_transaction_control(
+    _ctx: *mut c_void,
+    action: c_int,
+    argument: *const c_char,
+    _value: *const c_char,
+    _database: *const c_char,
+    _trigger: *const c_char,
+) -> c_int {
+    let skipped = match action {
+        sqlite::SQLITE_TRANSACTION => true,
+        // SAFETY: for SQLITE_PRAGMA the first argument is the pragma's NUL-terminated name.
+        sqlite::SQLITE_PRAGMA if !argument.is_null() => unsafe { CStr::from_ptr(argument) }
+            .to_bytes()
+            .eq_ignore_ascii_case(b"foreign_keys"),
+        _ => false,
+    };
+    if skipped {
+        sqlite::SQLITE_IGNORE
+    } else {
+        sqlite::SQLITE_OK
+    }
+}
+
 /// Whether SQLite was compiled with the pre-update hook.
 pub(crate) const PREUPDATE_HOOK: bool = cfg!(datastore_preupdate_hook);
 

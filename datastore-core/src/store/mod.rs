@@ -3,6 +3,7 @@
 
 mod connection;
 mod manager;
+mod migrations;
 pub(crate) mod transaction;
 pub(crate) mod url;
 
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{Pool, PooledConnection};
-use diesel::{PgConnection, SqliteConnection};
-use diesel_migrations::MigrationHarness;
+use diesel::SqliteConnection;
 
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
@@ -512,9 +512,10 @@ impl StoreBuilder {
         observe::ffi::register();
         // The first connection sets the database up (and, for memory, keeps it alive).
         let mut first = manager.establish().map_err(connect_error)?;
+        let handle = observe::ffi::peek_opened();
         self.setup.apply_any(&mut first)?;
         if let Some(migrations) = &self.migrations {
-            run_migrations(&mut first, migrations, self.setup.busy_timeout)?;
+            migrations::run(&mut first, handle, migrations, self.setup.busy_timeout)?;
         }
         if let Some(schema) = &self.schema {
             schema.create_all(&mut first)?;
@@ -572,58 +573,6 @@ fn commit(conn: &mut AnyConnection) -> Result<()> {
             }
         },
     }
-}
-
-/// Runs the pending migrations of the connection's backend.
-fn run_migrations(
-    conn: &mut AnyConnection,
-    migrations: &BackendMigrations,
-    busy_timeout: Duration,
-) -> Result<()> {
-    let missing = |backend: &str| {
-        Error::Migration(format!(
-            "the store's database is {backend}, and the migrations given have none for it \
-             (embed `migrations/{}`)",
-            backend.to_lowercase()
-        ))
-    };
-    let result = match conn {
-        AnyConnection::Sqlite(conn) => {
-            let source = migrations.for_sqlite().ok_or_else(|| missing("SQLite"))?;
-            conn.run_pending_migrations(source).map(drop)
-        }
-        AnyConnection::Postgres(conn) => {
-            let source = migrations
-                .for_postgres()
-                .ok_or_else(|| missing("PostgreSQL"))?;
-            with_migration_lock(conn, busy_timeout, |conn| {
-                conn.run_pending_migrations(source).map(drop)
-            })?
-        }
-    };
-    result.map_err(|e| Error::Migration(e.to_string()))
-}
-
-/// Runs `f` holding a session-level advisory lock, so that several processes opening the same
-/// PostgreSQL database at once run its migrations one after the other (each waits, then finds
-/// them applied).
-fn with_migration_lock<T>(
-    conn: &mut PgConnection,
-    busy_timeout: Duration,
-    f: impl FnOnce(&mut PgConnection) -> T,
-) -> Result<T> {
-    use diesel::connection::SimpleConnection;
-    // A key of this crate's own: the bytes of "datastor" read as a big-endian integer.
-    const KEY: i64 = i64::from_be_bytes(*b"datastor");
-    // Waiting for another process's migrations is not a busy database: no lock timeout while
-    // waiting for the lock, the usual one while migrating.
-    conn.batch_execute(&format!(
-        "SET lock_timeout = 0; SELECT pg_advisory_lock({KEY}); SET lock_timeout = {}",
-        busy_timeout.as_millis()
-    ))?;
-    let result = f(conn);
-    conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
-    Ok(result)
 }
 
 /// The backend a URL names, the URL its driver opens, and whether it is a memory database.
