@@ -107,6 +107,40 @@ pub enum Error {
     )]
     WriteOutsideTransaction,
 
+    /// The database is full: SQLite's file reached its size limit (`PRAGMA max_page_count`) or
+    /// its disk is full, or PostgreSQL's disk is (SQLSTATE 53100). The statement wrote nothing.
+    /// Inside a transaction, SQLite may have rolled the whole transaction back: then every later
+    /// statement in it fails with [`Error::TransactionAborted`], and `Store::transaction`
+    /// returns this error.
+    #[error(
+        "the database or its disk is full ({message}); nothing was written: free space or raise \
+         the size limit, then run the write again"
+    )]
+    StorageFull {
+        /// The database's message.
+        message: String,
+    },
+
+    /// The transaction is over: the database rolled it back because a statement in it failed,
+    /// and nothing it wrote remains. SQLite does so by itself on some errors (a full database
+    /// or disk, an I/O error, out of memory), PostgreSQL after any failed statement (SQLSTATE
+    /// 25P02). Every later statement in the transaction fails with this error until it is
+    /// rolled back; `Store::transaction` does that and returns the cause, even when the
+    /// closure went on after the error and returned `Ok`.
+    #[error(
+        "the transaction was rolled back by the database{}, so nothing it wrote remains and \
+         this statement was refused: end the transaction and run it again",
+        cause.as_ref().map(|c| format!(" after this error: {c}")).unwrap_or_else(|| " after a \
+         statement in it failed".into())
+    )]
+    TransactionAborted {
+        /// The error of the statement that made the database roll the transaction back, when
+        /// it is known (on SQLite, once that error was converted to this type; on PostgreSQL,
+        /// not).
+        #[source]
+        cause: Option<Box<Error>>,
+    },
+
     /// Running or generating migrations failed; the failing migration left nothing behind.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -317,6 +351,16 @@ impl Error {
         }
     }
 
+    /// Why a transaction was lost, from the message of the error that lost it: the typed
+    /// error of that message ([`Error::StorageFull`] for a full database), or
+    /// [`Error::TransactionAborted`] when it is not known.
+    pub(crate) fn transaction_lost(cause: Option<crate::store::lost::Cause>) -> Self {
+        match cause {
+            Some(cause) => database_error(cause.kind, Box::new(cause)),
+            None => Self::TransactionAborted { cause: None },
+        }
+    }
+
     pub(crate) fn not_found(table: &str, key: impl fmt::Display) -> Self {
         Self::NotFound {
             table: table.to_owned(),
@@ -329,42 +373,15 @@ impl From<DieselError> for Error {
     fn from(err: DieselError) -> Self {
         match err {
             DieselError::DatabaseError(kind, info) => {
-                let message = info.message().to_owned();
-                let constraint = match kind {
-                    DatabaseErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
-                    DatabaseErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
-                    DatabaseErrorKind::CheckViolation => Some(ConstraintKind::Check),
-                    DatabaseErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
-                    // SQLite reports an `ON DELETE RESTRICT` violation with a generic code.
-                    _ if message.starts_with("FOREIGN KEY constraint failed") => {
-                        Some(ConstraintKind::ForeignKey)
-                    }
-                    _ => None,
-                };
-                if let Some(kind) = constraint {
-                    let mut violation = ConstraintViolation::from_message(kind, &message);
-                    // Servers that report the names structurally (PostgreSQL) fill them here.
-                    if violation.table.is_none() {
-                        violation.table = info.table_name().map(str::to_owned);
-                    }
-                    if violation.column.is_none() {
-                        violation.column = info.column_name().map(str::to_owned);
-                    }
-                    return Self::Constraint(violation);
+                if let Some(lost) = crate::store::lost::refused_or_cause(kind, info.as_ref()) {
+                    // A statement after SQLite rolled its transaction back by itself.
+                    return Self::TransactionAborted {
+                        cause: lost
+                            .cause()
+                            .map(|cause| Box::new(Self::transaction_lost(Some(cause)))),
+                    };
                 }
-                if is_busy_message(&message) {
-                    return Self::Busy { message };
-                }
-                if is_read_only_refusal(kind, &message) && crate::store::transaction::any_open() {
-                    // A connection the store lent inside its transaction.
-                    return Self::WriteOutsideTransaction;
-                }
-                if matches!(kind, DatabaseErrorKind::SerializationFailure)
-                    || is_conflict_message(&message)
-                {
-                    return Self::Conflict { message };
-                }
-                Self::Database(DieselError::DatabaseError(kind, info))
+                database_error(kind, info)
             }
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
                 refused_value(&*e).unwrap_or_else(|| Self::Conversion(e.to_string()))
@@ -372,6 +389,60 @@ impl From<DieselError> for Error {
             other => Self::Database(other),
         }
     }
+}
+
+/// The typed error of an error the database reported.
+fn database_error(
+    kind: DatabaseErrorKind,
+    info: Box<dyn diesel::result::DatabaseErrorInformation + Send + Sync>,
+) -> Error {
+    let message = info.message().to_owned();
+    let constraint = match kind {
+        DatabaseErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
+        DatabaseErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
+        DatabaseErrorKind::CheckViolation => Some(ConstraintKind::Check),
+        DatabaseErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
+        // SQLite reports an `ON DELETE RESTRICT` violation with a generic code.
+        _ if message.starts_with("FOREIGN KEY constraint failed") => {
+            Some(ConstraintKind::ForeignKey)
+        }
+        _ => None,
+    };
+    if let Some(kind) = constraint {
+        let mut violation = ConstraintViolation::from_message(kind, &message);
+        // Servers that report the names structurally (PostgreSQL) fill them here.
+        if violation.table.is_none() {
+            violation.table = info.table_name().map(str::to_owned);
+        }
+        if violation.column.is_none() {
+            violation.column = info.column_name().map(str::to_owned);
+        }
+        return Error::Constraint(violation);
+    }
+    if is_busy_message(&message) {
+        return Error::Busy { message };
+    }
+    if is_read_only_refusal(kind, &message) && crate::store::transaction::any_open() {
+        // A connection the store lent inside its transaction.
+        return Error::WriteOutsideTransaction;
+    }
+    if matches!(kind, DatabaseErrorKind::SerializationFailure) || is_conflict_message(&message) {
+        return Error::Conflict { message };
+    }
+    if is_full_message(&message) {
+        return Error::StorageFull { message };
+    }
+    if message.starts_with("current transaction is aborted") {
+        // PostgreSQL's 25P02: a statement failed earlier in the transaction.
+        return Error::TransactionAborted { cause: None };
+    }
+    Error::Database(DieselError::DatabaseError(kind, info))
+}
+
+/// SQLite's `SQLITE_FULL` (the file reached `max_page_count`, or the disk is full), and
+/// PostgreSQL's disk full (53100), whose message ends with the system's.
+fn is_full_message(message: &str) -> bool {
+    message.starts_with("database or disk is full") || message.contains("No space left on device")
 }
 
 /// A value refused by a field type's `ToSql` or `FromSql`, carried through Diesel's error to
@@ -465,6 +536,27 @@ mod tests {
             v.to_string(),
             "unique constraint violated on users.username: UNIQUE constraint failed: users.username"
         );
+    }
+
+    /// SQLite's full database is provoked for real in `tests/transactions.rs`; PostgreSQL's
+    /// full disk (53100) cannot be in a test, so its message, as the server words it, is
+    /// checked here.
+    #[test]
+    fn a_full_database_or_disk_is_storage_full_on_both_backends() {
+        for message in [
+            "database or disk is full",
+            "could not extend file \"base/16384/16385\": No space left on device",
+            "could not write to file \"pg_wal/xlogtemp.123\": No space left on device",
+        ] {
+            let err = Error::from(DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            ));
+            assert!(
+                matches!(err, Error::StorageFull { .. }),
+                "{message}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -88,7 +88,11 @@ impl ConnectionSetup {
 impl ConnectionSetup {
     /// PostgreSQL: waiting for a row lock is bounded like SQLite's busy wait, and a statement
     /// still waiting past it fails with [`Error::Busy`](crate::Error::Busy).
+    ///
+    /// Its instrumentation keeps the error that aborts a transaction, which `Store::transaction`
+    /// reports.
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        diesel::Connection::set_instrumentation(conn, super::lost::FirstFailure::new());
         conn.batch_execute(&format!(
             "SET lock_timeout = {}",
             self.busy_timeout.as_millis()

@@ -2,6 +2,7 @@
 //! methods on top.
 
 mod connection;
+pub(crate) mod lost;
 mod manager;
 mod migrations;
 pub(crate) mod transaction;
@@ -226,14 +227,21 @@ impl Store {
             }
             AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
         }
+        let losses = lost::generation();
+        let result = f(conn);
+        if let Some(lost) = lost::lost_since(losses, self.id()) {
+            return Err(end_lost_transaction(conn, &lost));
+        }
         // As Diesel's own `Connection::transaction`, from here on.
-        match f(conn) {
-            Ok(value) => {
-                commit(conn)?;
-                Ok(value)
-            }
+        match result {
+            Ok(value) => match commit(conn) {
+                Ok(()) => Ok(value),
+                Err(error) => Err(aborted_by(conn, error)),
+            },
             Err(error) => match AnyConnection::rollback_transaction(conn) {
-                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => {
+                    Err(aborted_by(conn, error))
+                }
                 Err(rollback) => Err(rollback.into()),
             },
         }
@@ -545,6 +553,34 @@ impl StoreBuilder {
             pg_observe: Arc::default(),
             _keepalive: keepalive,
         })
+    }
+}
+
+/// Ends a transaction SQLite rolled back by itself, and returns why it did. `ROLLBACK` lets the
+/// connection run statements again (it fails, SQLite being back in autocommit already), and
+/// Diesel's record of the transaction is reset to match, so that the connection goes back to
+/// the pool as good as new.
+fn end_lost_transaction(conn: &mut AnyConnection, lost: &lost::Lost) -> Error {
+    if let AnyConnection::Sqlite(c) = conn {
+        let _ = c.batch_execute("ROLLBACK");
+    }
+    *AnyConnection::transaction_manager_status_mut(conn) =
+        diesel::connection::TransactionManagerStatus::default();
+    Error::transaction_lost(lost.cause())
+}
+
+/// The error to report for a transaction that ended with `error`: on PostgreSQL, when `error` is
+/// the server refusing statements in an aborted transaction, the error of the statement that
+/// aborted it.
+fn aborted_by(conn: &mut AnyConnection, error: Error) -> Error {
+    match (conn, &error) {
+        (AnyConnection::Postgres(conn), Error::TransactionAborted { cause: None }) => {
+            match lost::FirstFailure::take(conn) {
+                Some(cause) => Error::transaction_lost(Some(cause)),
+                None => error,
+            }
+        }
+        _ => error,
     }
 }
 
