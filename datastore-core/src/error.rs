@@ -128,10 +128,9 @@ pub enum Error {
     /// rolled back; `Store::transaction` does that and returns the cause, even when the
     /// closure went on after the error and returned `Ok`.
     #[error(
-        "the transaction was rolled back by the database{}, so nothing it wrote remains and \
-         this statement was refused: end the transaction and run it again",
-        cause.as_ref().map(|c| format!(" after this error: {c}")).unwrap_or_else(|| " after a \
-         statement in it failed".into())
+        "the transaction was rolled back by the database, so nothing it wrote remains and this \
+         statement was refused: end the transaction and run it again{}",
+        cause.as_ref().map(|c| format!(" (it was rolled back after: {c})")).unwrap_or_default()
     )]
     TransactionAborted {
         /// The error of the statement that made the database roll the transaction back, when

@@ -297,10 +297,13 @@ fn lose_transaction(installed: &Installed, ctx: *mut c_void) {
     }
 }
 
+/// SQLite also calls it while preparing a statement, before the statement is known: a
+/// statement is refused once it runs (its start sets the observer's running statement), so
+/// that a `ROLLBACK` can be prepared, start, and end the lost transaction.
 unsafe extern "C" fn on_progress(ctx: *mut c_void) -> c_int {
     // SAFETY: as in `on_commit`: the handler is removed before `ctx` is freed.
     let installed = unsafe { installed(ctx) };
-    if installed.watch.is_lost() {
+    if installed.watch.is_lost() && installed.observer.running_statement().is_some() {
         guarded(|| installed.watch.refuse());
         1 // interrupts the statement
     } else {
@@ -330,7 +333,9 @@ unsafe extern "C" fn on_trace(
                     ""
                 };
                 let installed = installed(ctx);
-                if !text.is_empty() && installed.watch.is_lost() && lost::is_rollback(text) {
+                if installed.watch.is_lost()
+                    && lost::ends_lost_transaction(CStr::from_ptr(sql).to_str().unwrap_or_default())
+                {
                     // The owner ends the lost transaction: statements run again.
                     installed.watch.recover();
                     sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());

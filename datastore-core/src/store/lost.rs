@@ -18,6 +18,7 @@
 //! `Store::transaction` to report.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
@@ -82,6 +83,16 @@ impl Lost {
     }
 }
 
+/// How many connections of the process have a lost transaction nobody ended yet. While any
+/// has, a SQLite connection going back to a store's pool gets a `ROLLBACK`, which ends it if it
+/// is one of them (see `BackendManager::has_broken`).
+static UNENDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a connection of the process has a lost transaction nobody ended yet.
+pub(crate) fn any_unended() -> bool {
+    UNENDED.load(Ordering::Relaxed) > 0
+}
+
 thread_local! {
     /// How many transactions were lost on this thread, and the last of them.
     static LAST: RefCell<(u64, Option<Arc<Lost>>)> = const { RefCell::new((0, None)) };
@@ -130,6 +141,7 @@ impl Watch {
         AWAITING_CAUSE.with(|awaiting| *awaiting.borrow_mut() = Some(lost.clone()));
         *self.lost.borrow_mut() = Some(lost);
         self.is_lost.set(true);
+        UNENDED.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A statement is refused: its error will say the transaction was lost.
@@ -139,11 +151,21 @@ impl Watch {
         }
     }
 
-    /// A `ROLLBACK` starts: the transaction is over for its owner too.
+    /// A statement that ends the lost transaction starts: it is over for its owner too.
     pub fn recover(&self) {
-        self.lost.borrow_mut().take();
+        if self.lost.borrow_mut().take().is_some() {
+            UNENDED.fetch_sub(1, Ordering::Relaxed);
+        }
         self.is_lost.set(false);
-        AWAITING_CAUSE.with(|awaiting| awaiting.borrow_mut().take());
+        // `try_with`: a connection may close while its thread ends.
+        let _ = AWAITING_CAUSE.try_with(|awaiting| awaiting.borrow_mut().take());
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The connection closes: its lost transaction, if any, ends with it.
+        self.recover();
     }
 }
 
@@ -241,6 +263,18 @@ impl Instrumentation for FirstFailure {
     }
 }
 
+/// Whether a statement starting on a connection whose transaction was lost shows that its owner
+/// knows the transaction is over: `ROLLBACK` ends it (Diesel's, or `Store::transaction`'s), and
+/// `BEGIN` starts another (Diesel forgets a transaction by itself when a statement fails and
+/// SQLite is back in autocommit).
+pub(crate) fn ends_lost_transaction(sql: &str) -> bool {
+    is_rollback(sql)
+        || sql
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .find(|w| !w.is_empty())
+            .is_some_and(|w| w.eq_ignore_ascii_case("BEGIN"))
+}
+
 /// Whether `sql` is `ROLLBACK` (or `ROLLBACK TRANSACTION`), which ends a transaction, rather than
 /// `ROLLBACK TO` a savepoint.
 pub(crate) fn is_rollback(sql: &str) -> bool {
@@ -263,6 +297,27 @@ pub(crate) fn is_rollback(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_rollback;
+
+    #[test]
+    fn a_rollback_or_a_new_transaction_ends_a_lost_one() {
+        use super::ends_lost_transaction;
+        for sql in [
+            "ROLLBACK",
+            "BEGIN",
+            "begin immediate",
+            " BEGIN DEFERRED TRANSACTION",
+        ] {
+            assert!(ends_lost_transaction(sql), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO a",
+            "SAVEPOINT a",
+            "COMMIT",
+            "INSERT INTO begin VALUES (1)",
+        ] {
+            assert!(!ends_lost_transaction(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn only_a_rollback_of_the_transaction_is_one() {

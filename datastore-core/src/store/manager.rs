@@ -47,6 +47,18 @@ impl r2d2::ManageConnection for BackendManager {
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+        if std::thread::panicking() || conn.is_broken() {
+            return true;
+        }
+        if let AnyConnection::Sqlite(conn) = conn {
+            if super::lost::any_unended() {
+                // It may be a connection whose transaction SQLite rolled back by itself, and
+                // whose owner (Diesel, after a failed statement) forgot the transaction without
+                // a `ROLLBACK`: this one ends it. Elsewhere it fails (no transaction is open)
+                // and does nothing.
+                let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+            }
+        }
+        false
     }
 }
