@@ -134,11 +134,12 @@ impl Watch {
             store: self.store,
             cause: Mutex::new(None),
         });
-        LAST.with(|last| {
+        // Hooks never panic: `try_with`, in case the thread is ending.
+        let _ = LAST.try_with(|last| {
             let mut last = last.borrow_mut();
             *last = (last.0 + 1, Some(lost.clone()));
         });
-        AWAITING_CAUSE.with(|awaiting| *awaiting.borrow_mut() = Some(lost.clone()));
+        let _ = AWAITING_CAUSE.try_with(|awaiting| *awaiting.borrow_mut() = Some(lost.clone()));
         *self.lost.borrow_mut() = Some(lost);
         self.is_lost.set(true);
         UNENDED.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +148,7 @@ impl Watch {
     /// A statement is refused: its error will say the transaction was lost.
     pub fn refuse(&self) {
         if let Some(lost) = &*self.lost.borrow() {
-            REFUSED.with(|refused| *refused.borrow_mut() = Some(lost.clone()));
+            let _ = REFUSED.try_with(|refused| *refused.borrow_mut() = Some(lost.clone()));
         }
     }
 
