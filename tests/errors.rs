@@ -229,3 +229,57 @@ fn a_memory_store_shares_one_database_across_its_pool() {
         "each memory store is its own database"
     );
 }
+
+/// Whether `text` shows the password of the URLs below.
+fn shows_password(text: &str) -> bool {
+    text.contains("secret")
+}
+
+#[test]
+fn a_connection_error_never_shows_the_password() {
+    // Nothing listens on port 1: the connection is refused.
+    for url in [
+        "postgres://user:secret@127.0.0.1:1/db",
+        "postgresql://user:secret@127.0.0.1:1/db?sslmode=disable",
+        "postgres://user@127.0.0.1:1/db?password=secret",
+    ] {
+        let builder = Store::builder(url);
+        assert!(!shows_password(&format!("{builder:?}")), "{builder:?}");
+        let err = builder.open().unwrap_err();
+        assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+        assert!(!shows_password(&err.to_string()), "{err}");
+        assert!(!shows_password(&format!("{err:?}")), "{err:?}");
+        let Error::Connection { url: shown, .. } = &err else {
+            unreachable!()
+        };
+        assert!(
+            shown.contains("127.0.0.1:1"),
+            "the URL is still shown: {shown}"
+        );
+    }
+}
+
+#[test]
+fn a_store_on_a_server_never_shows_the_password() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    // A password parameter the server does not need (trust authentication) is still one to
+    // keep out of messages.
+    let url = format!("{}&password=secret", schema.url());
+    let store = Store::builder(&url)
+        .pool_size(1)
+        .connection_timeout(Duration::from_millis(100))
+        .open()
+        .unwrap();
+    assert!(!shows_password(&format!("{store:?}")), "{store:?}");
+    assert!(!shows_password(store.url()), "{}", store.url());
+    let _held = store.conn().unwrap();
+    let Err(err) = store.conn() else {
+        panic!("the pool's only connection is taken")
+    };
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+    assert!(!shows_password(&err.to_string()), "{err}");
+    assert!(!shows_password(&format!("{err:?}")), "{err:?}");
+}

@@ -92,14 +92,75 @@ pub enum Error {
         message: String,
     },
 
+    /// A write through the store inside a `store.transaction` closure on the same thread: it
+    /// would run on another connection, outside the transaction (and on SQLite wait for the
+    /// transaction's own write lock). Nothing was written; write through the closure's
+    /// connection instead.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// store.transaction(|tx| {
+    ///     let outside = store.save(Note::default()); // through the store: refused
+    ///     assert!(matches!(outside, Err(datastore::Error::WriteOutsideTransaction)));
+    ///     tx.save(Note::default()) // through the transaction's connection
+    /// })?;
+    /// assert_eq!(store.count::<Note>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[error(
+        "a write through the store inside its transaction would run on another connection, \
+         outside the transaction; nothing was written: write through the closure's connection"
+    )]
+    WriteOutsideTransaction,
+
+    /// The database is full: SQLite's file reached its size limit (`PRAGMA max_page_count`) or
+    /// its disk is full, or PostgreSQL's disk is (SQLSTATE 53100). The statement wrote nothing.
+    /// Inside a transaction, SQLite may have rolled the whole transaction back: then every later
+    /// statement in it fails with [`Error::TransactionAborted`], and `Store::transaction`
+    /// returns this error.
+    #[error(
+        "the database or its disk is full ({message}); nothing was written: free space or raise \
+         the size limit, then run the write again"
+    )]
+    StorageFull {
+        /// The database's message.
+        message: String,
+    },
+
+    /// The transaction is over: the database rolled it back because a statement in it failed,
+    /// and nothing it wrote remains. SQLite does so by itself on some errors (a full database
+    /// or disk, an I/O error, out of memory), PostgreSQL after any failed statement (SQLSTATE
+    /// 25P02). Every later statement in the transaction fails with this error until it is
+    /// rolled back; `Store::transaction` does that and returns the cause, even when the
+    /// closure went on after the error and returned `Ok`.
+    #[error(
+        "the transaction was rolled back by the database, so nothing it wrote remains and this \
+         statement was refused: end the transaction and run it again{}",
+        cause.as_ref().map(|c| format!(" (it was rolled back after: {c})")).unwrap_or_default()
+    )]
+    TransactionAborted {
+        /// The error of the statement that made the database roll the transaction back, when
+        /// it is known (on SQLite, once that error was converted to this type; on PostgreSQL,
+        /// not).
+        #[source]
+        cause: Option<Box<Error>>,
+    },
+
     /// Running or generating migrations failed; the failing migration left nothing behind.
     #[error("migration failed: {0}")]
     Migration(String),
 
     /// A connection could not be opened or taken from the pool.
+    ///
+    /// Neither field shows a password: the URL's is replaced by `***`.
     #[error("cannot connect to {url}: {message}")]
     Connection {
-        /// The database the store was opened on.
+        /// The database the store was opened on, with any password replaced by `***`.
         url: String,
         /// What went wrong.
         message: String,
@@ -108,6 +169,45 @@ pub enum Error {
     /// A value could not be converted to or from its column (Diesel does not say which).
     #[error("cannot convert a stored value: {0}")]
     Conversion(String),
+
+    /// A NaN ("not a number") in an `f32` or `f64` field, which SQLite cannot store: it would
+    /// keep `NULL` instead (and refuse it in a non-null column). Nothing was written.
+    /// PostgreSQL stores NaN as given.
+    #[error(
+        "SQLite cannot store NaN in a floating-point column (it would store NULL); nothing was \
+         written: store a number, or None in an Option field"
+    )]
+    NanUnsupported,
+
+    /// A JSON value (a `serde_json::Value` or `Json<T>` field) nests arrays and objects more
+    /// than [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) levels deep, deeper than every backend
+    /// reads back. Nothing was written.
+    #[error(
+        "a JSON value is nested more than {limit} levels of arrays and objects deep \
+         (MAX_JSON_DEPTH); nothing was written: store it less deeply nested"
+    )]
+    JsonTooDeep {
+        /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
+        limit: usize,
+    },
+
+    /// A stored value does not fit the field it is read into: an integer wider than an `i16`
+    /// or `i32` field, a double beyond `f32`'s range, or text in a number column, written by
+    /// another program or an older schema. It is refused rather than truncated; nothing is
+    /// read.
+    #[error(
+        "the stored value {value}{} does not fit a field of type {field_type}; nothing was read: \
+         widen the field or correct the row",
+        column.as_ref().map(|c| format!(" of column {c}")).unwrap_or_default()
+    )]
+    OutOfRange {
+        /// The stored value, as text.
+        value: String,
+        /// The Rust type of the field.
+        field_type: &'static str,
+        /// The column, when Diesel names it (it does for queries built with `query`).
+        column: Option<String>,
+    },
 
     /// The build lacks a capability the call needs; the message says how to turn it on.
     #[error("unsupported: {0}")]
@@ -252,6 +352,25 @@ impl Error {
         matches!(self, Self::Busy { .. } | Self::Conflict { .. })
     }
 
+    /// [`Error::Connection`] for the database at `url`, showing neither its password nor a
+    /// message that repeats it.
+    pub(crate) fn connection(url: &str, message: impl fmt::Display) -> Self {
+        Self::Connection {
+            url: crate::store::url::redact(url),
+            message: crate::store::url::redact_message(url, &message.to_string()),
+        }
+    }
+
+    /// Why a transaction was lost, from the message of the error that lost it: the typed
+    /// error of that message ([`Error::StorageFull`] for a full database), or
+    /// [`Error::TransactionAborted`] when it is not known.
+    pub(crate) fn transaction_lost(cause: Option<crate::store::lost::Cause>) -> Self {
+        match cause {
+            Some(cause) => database_error(cause.kind, Box::new(cause)),
+            None => Self::TransactionAborted { cause: None },
+        }
+    }
+
     pub(crate) fn not_found(table: &str, key: impl fmt::Display) -> Self {
         Self::NotFound {
             table: table.to_owned(),
@@ -264,45 +383,120 @@ impl From<DieselError> for Error {
     fn from(err: DieselError) -> Self {
         match err {
             DieselError::DatabaseError(kind, info) => {
-                let message = info.message().to_owned();
-                let constraint = match kind {
-                    DatabaseErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
-                    DatabaseErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
-                    DatabaseErrorKind::CheckViolation => Some(ConstraintKind::Check),
-                    DatabaseErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
-                    // SQLite reports an `ON DELETE RESTRICT` violation with a generic code.
-                    _ if message.starts_with("FOREIGN KEY constraint failed") => {
-                        Some(ConstraintKind::ForeignKey)
-                    }
-                    _ => None,
-                };
-                if let Some(kind) = constraint {
-                    let mut violation = ConstraintViolation::from_message(kind, &message);
-                    // Servers that report the names structurally (PostgreSQL) fill them here.
-                    if violation.table.is_none() {
-                        violation.table = info.table_name().map(str::to_owned);
-                    }
-                    if violation.column.is_none() {
-                        violation.column = info.column_name().map(str::to_owned);
-                    }
-                    return Self::Constraint(violation);
+                if let Some(lost) = crate::store::lost::refused_or_cause(kind, info.as_ref()) {
+                    // A statement after SQLite rolled its transaction back by itself.
+                    return Self::TransactionAborted {
+                        cause: lost
+                            .cause()
+                            .map(|cause| Box::new(Self::transaction_lost(Some(cause)))),
+                    };
                 }
-                if is_busy_message(&message) {
-                    return Self::Busy { message };
-                }
-                if matches!(kind, DatabaseErrorKind::SerializationFailure)
-                    || is_conflict_message(&message)
-                {
-                    return Self::Conflict { message };
-                }
-                Self::Database(DieselError::DatabaseError(kind, info))
+                database_error(kind, info)
             }
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
-                Self::Conversion(e.to_string())
+                refused_value(&*e).unwrap_or_else(|| Self::Conversion(e.to_string()))
             }
             other => Self::Database(other),
         }
     }
+}
+
+/// The typed error of an error the database reported.
+fn database_error(
+    kind: DatabaseErrorKind,
+    info: Box<dyn diesel::result::DatabaseErrorInformation + Send + Sync>,
+) -> Error {
+    let message = info.message().to_owned();
+    let constraint = match kind {
+        DatabaseErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
+        DatabaseErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),
+        DatabaseErrorKind::CheckViolation => Some(ConstraintKind::Check),
+        DatabaseErrorKind::NotNullViolation => Some(ConstraintKind::NotNull),
+        // SQLite reports an `ON DELETE RESTRICT` violation with a generic code.
+        _ if message.starts_with("FOREIGN KEY constraint failed") => {
+            Some(ConstraintKind::ForeignKey)
+        }
+        _ => None,
+    };
+    if let Some(kind) = constraint {
+        let mut violation = ConstraintViolation::from_message(kind, &message);
+        // Servers that report the names structurally (PostgreSQL) fill them here.
+        if violation.table.is_none() {
+            violation.table = info.table_name().map(str::to_owned);
+        }
+        if violation.column.is_none() {
+            violation.column = info.column_name().map(str::to_owned);
+        }
+        return Error::Constraint(violation);
+    }
+    if is_busy_message(&message) {
+        return Error::Busy { message };
+    }
+    if is_read_only_refusal(kind, &message) && crate::store::transaction::any_open() {
+        // A connection the store lent inside its transaction.
+        return Error::WriteOutsideTransaction;
+    }
+    if matches!(kind, DatabaseErrorKind::SerializationFailure) || is_conflict_message(&message) {
+        return Error::Conflict { message };
+    }
+    if is_full_message(&message) {
+        return Error::StorageFull { message };
+    }
+    if message.starts_with("current transaction is aborted") {
+        // PostgreSQL's 25P02: a statement failed earlier in the transaction.
+        return Error::TransactionAborted { cause: None };
+    }
+    Error::Database(DieselError::DatabaseError(kind, info))
+}
+
+/// SQLite's `SQLITE_FULL` (the file reached `max_page_count`, or the disk is full), and
+/// PostgreSQL's disk full (53100), whose message ends with the system's.
+fn is_full_message(message: &str) -> bool {
+    message.starts_with("database or disk is full") || message.contains("No space left on device")
+}
+
+/// A value refused by a field type's `ToSql` or `FromSql`, carried through Diesel's error to
+/// become its typed [`Error`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error("NaN cannot be stored on SQLite")]
+    NanUnsupported,
+    #[error("a JSON value is nested too deeply")]
+    JsonTooDeep,
+    #[error("{value} does not fit {field_type}")]
+    OutOfRange {
+        value: String,
+        field_type: &'static str,
+    },
+}
+
+/// The typed error of a value a field type refused, found in Diesel's error (which wraps it
+/// with the column's name when it knows it).
+fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut column = None;
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(field) = error.downcast_ref::<diesel::result::DeserializeFieldError>() {
+            column.clone_from(&field.field_name);
+        }
+        match error.downcast_ref::<ValueError>() {
+            Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),
+            Some(ValueError::JsonTooDeep) => {
+                return Some(Error::JsonTooDeep {
+                    limit: crate::MAX_JSON_DEPTH,
+                })
+            }
+            Some(ValueError::OutOfRange { value, field_type }) => {
+                return Some(Error::OutOfRange {
+                    value: value.clone(),
+                    field_type,
+                    column,
+                })
+            }
+            None => current = error.source(),
+        }
+    }
+    None
 }
 
 /// SQLite reports `SQLITE_BUSY` and `SQLITE_LOCKED` only through their messages in Diesel 2.3,
@@ -313,6 +507,13 @@ fn is_busy_message(message: &str) -> bool {
         || message.starts_with("database schema is locked")
         || message.starts_with("database is busy")
         || message.starts_with("canceling statement due to lock timeout")
+}
+
+/// A write refused by a read-only connection: SQLite's `query_only`, PostgreSQL's read-only
+/// transaction (25006).
+fn is_read_only_refusal(kind: DatabaseErrorKind, message: &str) -> bool {
+    matches!(kind, DatabaseErrorKind::ReadOnlyTransaction)
+        || message.starts_with("attempt to write a readonly database")
 }
 
 /// PostgreSQL's deadlock (40P01) has no kind of its own in Diesel 2.3 either.
@@ -345,6 +546,27 @@ mod tests {
             v.to_string(),
             "unique constraint violated on users.username: UNIQUE constraint failed: users.username"
         );
+    }
+
+    /// SQLite's full database is provoked for real in `tests/transactions.rs`; PostgreSQL's
+    /// full disk (53100) cannot be in a test, so its message, as the server words it, is
+    /// checked here.
+    #[test]
+    fn a_full_database_or_disk_is_storage_full_on_both_backends() {
+        for message in [
+            "database or disk is full",
+            "could not extend file \"base/16384/16385\": No space left on device",
+            "could not write to file \"pg_wal/xlogtemp.123\": No space left on device",
+        ] {
+            let err = Error::from(DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            ));
+            assert!(
+                matches!(err, Error::StorageFull { .. }),
+                "{message}: {err:?}"
+            );
+        }
     }
 
     #[test]

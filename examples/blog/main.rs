@@ -208,8 +208,9 @@ fn fresh_postgres_schema(server: &str) -> datastore::Result<String> {
     use datastore::diesel::connection::SimpleConnection;
     use datastore::diesel::PgConnection;
 
+    // Not the URL itself, which may hold a password.
     let mut admin = PgConnection::establish(server).map_err(|e| datastore::Error::Connection {
-        url: server.to_owned(),
+        url: "the PostgreSQL server given".into(),
         message: e.to_string(),
     })?;
     admin.batch_execute(

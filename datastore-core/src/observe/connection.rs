@@ -75,6 +75,16 @@ impl ConnObserver {
         self.state.borrow_mut()
     }
 
+    /// The store whose connection this is (see `Store::id`).
+    pub fn store_id(&self) -> usize {
+        Arc::as_ptr(&self.hub) as usize
+    }
+
+    /// The handle of the statement running on the connection, if one is.
+    pub fn running_statement(&self) -> Option<usize> {
+        self.state.try_borrow().ok()?.running
+    }
+
     /// A row changes: `read` copies its old and new values (as the operation has them).
     pub fn changed(
         &self,

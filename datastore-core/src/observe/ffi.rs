@@ -12,6 +12,7 @@ use libsqlite3_sys as sqlite;
 use super::connection::ConnObserver;
 use super::connection::Side;
 use super::Rows;
+use crate::store::lost::{self, Watch};
 
 thread_local! {
     /// The handle of the last connection opened on this thread.
@@ -50,13 +51,96 @@ pub(crate) fn take_opened() -> Option<Handle> {
     (!db.is_null()).then_some(Handle(db))
 }
 
+/// The handle of the connection just opened on this thread, left in place for [`take_opened`]
+/// (the store's first connection, which runs migrations under [`SkipTransactionControl`]).
+pub(crate) fn peek_opened() -> Option<Handle> {
+    let db = OPENED.with(|opened| opened.get());
+    (!db.is_null()).then_some(Handle(db))
+}
+
+/// While it lives, SQLite makes `BEGIN`, `COMMIT`, `ROLLBACK` and `PRAGMA foreign_keys` no-ops
+/// on the connection (an authorizer answers `SQLITE_IGNORE` when they are prepared): a migration
+/// written to manage its own transaction then runs inside the one the store holds as its
+/// migration lock. Savepoints are left alone.
+pub(crate) struct SkipTransactionControl<'c> {
+    db: *mut sqlite::sqlite3,
+    conn: &'c mut diesel::SqliteConnection,
+}
+
+impl<'c> SkipTransactionControl<'c> {
+    /// `handle` is `conn`'s, taken with [`peek_opened`] right after `conn` was opened.
+    pub(crate) fn new(handle: &Handle, conn: &'c mut diesel::SqliteConnection) -> Self {
+        // SAFETY: `handle` is the open connection `conn`, which this guard borrows, so it stays
+        // open until the authorizer is removed in `drop`. `skip_transaction_control` has the
+        // signature SQLite expects and uses no user data.
+        unsafe {
+            sqlite::sqlite3_set_authorizer(
+                handle.0,
+                Some(skip_transaction_control),
+                ptr::null_mut(),
+            );
+        }
+        Self { db: handle.0, conn }
+    }
+}
+
+impl std::ops::Deref for SkipTransactionControl<'_> {
+    type Target = diesel::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for SkipTransactionControl<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn
+    }
+}
+
+impl Drop for SkipTransactionControl<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`: the connection is still open, borrowed by this guard.
+        unsafe {
+            sqlite::sqlite3_set_authorizer(self.db, None, ptr::null_mut());
+        }
+    }
+}
+
+/// The authorizer of [`SkipTransactionControl`]: SQLite calls it while preparing a statement,
+/// once per action, with the action's arguments (for a pragma, its name).
+unsafe extern "C" fn skip_transaction_control(
+    _ctx: *mut c_void,
+    action: c_int,
+    argument: *const c_char,
+    _value: *const c_char,
+    _database: *const c_char,
+    _trigger: *const c_char,
+) -> c_int {
+    let skipped = match action {
+        sqlite::SQLITE_TRANSACTION => true,
+        // SAFETY: for SQLITE_PRAGMA the first argument is the pragma's NUL-terminated name.
+        sqlite::SQLITE_PRAGMA if !argument.is_null() => unsafe { CStr::from_ptr(argument) }
+            .to_bytes()
+            .eq_ignore_ascii_case(b"foreign_keys"),
+        _ => false,
+    };
+    if skipped {
+        sqlite::SQLITE_IGNORE
+    } else {
+        sqlite::SQLITE_OK
+    }
+}
+
 /// Whether SQLite was compiled with the pre-update hook.
 pub(crate) const PREUPDATE_HOOK: bool = cfg!(datastore_preupdate_hook);
 
-/// What the hooks' context pointer points at: the observer, and the connection it observes.
+/// What the hooks' context pointer points at: the observer, the connection it observes, and
+/// whether that connection's transaction was lost.
 struct Installed {
     db: *mut sqlite::sqlite3,
     observer: ConnObserver,
+    watch: Watch,
 }
 
 /// The key of the observer in the connection's client data (which SQL cannot reach or
@@ -66,7 +150,12 @@ const CLIENT_DATA: &CStr = c"datastore::observe";
 /// Installs the hooks that feed `observer`, which lives until the connection closes.
 pub(crate) fn install(handle: Handle, observer: ConnObserver) {
     let db = handle.0;
-    let ctx = Box::into_raw(Box::new(Installed { db, observer })) as *mut c_void;
+    let watch = Watch::new(observer.store_id());
+    let ctx = Box::into_raw(Box::new(Installed {
+        db,
+        observer,
+        watch,
+    })) as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
     // stays valid until SQLite calls `release` as the connection closes; `release` removes
     // every hook before it frees `ctx`, so no hook can run after. The callbacks match the
@@ -123,6 +212,13 @@ unsafe fn observer<'a>(ctx: *mut c_void) -> &'a ConnObserver {
     unsafe { &(*(ctx as *const Installed)).observer }
 }
 
+/// # Safety
+/// As for [`observer`].
+unsafe fn installed<'a>(ctx: *mut c_void) -> &'a Installed {
+    // SAFETY: guaranteed by the caller.
+    unsafe { &*(ctx as *const Installed) }
+}
+
 /// SQLite frees a connection's client data early in `sqlite3_close`, before it rolls back an
 /// open transaction (which runs the rollback hook): the hooks go first, then the observer.
 unsafe extern "C" fn release(ctx: *mut c_void) {
@@ -134,6 +230,7 @@ unsafe extern "C" fn release(ctx: *mut c_void) {
         sqlite::sqlite3_commit_hook(db, None, ptr::null_mut());
         sqlite::sqlite3_rollback_hook(db, None, ptr::null_mut());
         sqlite::sqlite3_trace_v2(db, 0, None, ptr::null_mut());
+        sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());
         uninstall_preupdate(db);
         guarded(move || drop(installed));
     }
@@ -141,13 +238,77 @@ unsafe extern "C" fn release(ctx: *mut c_void) {
 
 unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
     // SAFETY: hooks run only while the connection (and so `ctx`) is alive.
-    guarded(|| unsafe { observer(ctx) }.committed());
+    let installed = unsafe { installed(ctx) };
+    if installed.watch.is_lost() {
+        // A write in autocommit after the transaction was lost: turned into a rollback.
+        guarded(|| installed.watch.refuse());
+        return 1;
+    }
+    guarded(|| installed.observer.committed());
     0
 }
 
 unsafe extern "C" fn on_rollback(ctx: *mut c_void) {
-    // SAFETY: as in `on_commit`.
-    guarded(|| unsafe { observer(ctx) }.rolled_back());
+    guarded(|| {
+        // SAFETY: as in `on_commit`.
+        let installed = unsafe { installed(ctx) };
+        // SAFETY: as in `on_commit`; `db` is the connection rolling back.
+        if unsafe { rolled_back_by_itself(installed) } {
+            lose_transaction(installed, ctx);
+        }
+        installed.observer.rolled_back();
+    });
+}
+
+/// Whether SQLite is rolling back an explicit transaction by itself, after an error in a
+/// statement: the connection is still inside the transaction (SQLite leaves autocommit mode
+/// only after the rollback) and the running statement is not a `ROLLBACK` (which also rolls
+/// back before it leaves). A failed `COMMIT` has left the transaction when it rolls back.
+///
+/// # Safety
+/// Called from the rollback hook of `installed.db`.
+unsafe fn rolled_back_by_itself(installed: &Installed) -> bool {
+    // SAFETY: `db` is the open connection whose hook runs; the running statement is alive
+    // while it runs, and its SQL text is NUL-terminated (or NULL).
+    unsafe {
+        if sqlite::sqlite3_get_autocommit(installed.db) != 0 {
+            return false;
+        }
+        let Some(statement) = installed.observer.running_statement() else {
+            return false;
+        };
+        let sql = sqlite::sqlite3_sql(statement as *mut sqlite::sqlite3_stmt);
+        if sql.is_null() {
+            return false;
+        }
+        !lost::is_rollback(CStr::from_ptr(sql).to_str().unwrap_or_default())
+    }
+}
+
+/// The connection's transaction is lost: every statement but `ROLLBACK` is refused until a
+/// `ROLLBACK` starts, by a progress handler called at every step of the virtual machine
+/// (installed only while the transaction is lost).
+fn lose_transaction(installed: &Installed, ctx: *mut c_void) {
+    installed.watch.lose();
+    // SAFETY: `db` is open (its hook runs); `ctx` stays valid until `release`, which removes the
+    // handler; `on_progress` has the signature SQLite expects.
+    unsafe {
+        sqlite::sqlite3_progress_handler(installed.db, 1, Some(on_progress), ctx);
+    }
+}
+
+/// SQLite also calls it while preparing a statement, before the statement is known: a
+/// statement is refused once it runs (its start sets the observer's running statement), so
+/// that a `ROLLBACK` can be prepared, start, and end the lost transaction.
+unsafe extern "C" fn on_progress(ctx: *mut c_void) -> c_int {
+    // SAFETY: as in `on_commit`: the handler is removed before `ctx` is freed.
+    let installed = unsafe { installed(ctx) };
+    if installed.watch.is_lost() && installed.observer.running_statement().is_some() {
+        guarded(|| installed.watch.refuse());
+        1 // interrupts the statement
+    } else {
+        0
+    }
 }
 
 unsafe extern "C" fn on_trace(
@@ -171,6 +332,14 @@ unsafe extern "C" fn on_trace(
                 } else {
                     ""
                 };
+                let installed = installed(ctx);
+                if installed.watch.is_lost()
+                    && lost::ends_lost_transaction(CStr::from_ptr(sql).to_str().unwrap_or_default())
+                {
+                    // The owner ends the lost transaction: statements run again.
+                    installed.watch.recover();
+                    sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());
+                }
                 observer.statement_started(
                     stmt as usize,
                     text,

@@ -281,12 +281,11 @@ impl PgObserve {
                     if alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
                 Err(_) => {
                     forget();
-                    return Err(Error::Connection {
-                        url: url.to_owned(),
-                        message: "the observe listener's connection was lost; subscribe again \
-                                  to start a new one"
-                            .into(),
-                    });
+                    return Err(Error::connection(
+                        url,
+                        "the observe listener's connection was lost; subscribe again to start \
+                         a new one",
+                    ));
                 }
             }
         }
@@ -407,10 +406,7 @@ impl Listener {
         waiting: Arc<Mutex<Vec<Waiting>>>,
         alive: Arc<AtomicBool>,
     ) -> Result<()> {
-        let mut conn = PgConnection::establish(url).map_err(|e| Error::Connection {
-            url: url.to_owned(),
-            message: e.to_string(),
-        })?;
+        let mut conn = PgConnection::establish(url).map_err(|e| Error::connection(url, e))?;
         // Named after its channel, so that it can be told apart in `pg_stat_activity`.
         let name = format!(
             "datastore listener {}",

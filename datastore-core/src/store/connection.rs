@@ -51,25 +51,48 @@ impl ConnectionSetup {
         if let Some(handle) = ffi::take_opened() {
             ffi::install(handle, ConnObserver::new(self.hub.clone()));
         }
-        let mut sql = format!(
-            "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;\n",
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;",
             self.busy_timeout.as_millis()
-        );
+        ))?;
         if self.wal {
-            sql.push_str("PRAGMA journal_mode = WAL;\n");
-            sql.push_str(match self.synchronous {
-                Synchronous::Full => "PRAGMA synchronous = FULL;\n",
-                Synchronous::Normal => "PRAGMA synchronous = NORMAL;\n",
-            });
+            self.enter_wal(conn)?;
+            conn.batch_execute(match self.synchronous {
+                Synchronous::Full => "PRAGMA synchronous = FULL",
+                Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+            })?;
         }
-        conn.batch_execute(&sql)
+        Ok(())
+    }
+
+    /// Switches the database to WAL. On a new file opened by several processes at once, all
+    /// but one find it locked while another switches it, at once and not through the busy
+    /// timeout (SQLite does not wait where waiting could deadlock); they try again, within the
+    /// busy timeout, and find it in WAL already.
+    fn enter_wal(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        let deadline = std::time::Instant::now() + self.busy_timeout;
+        loop {
+            match conn.batch_execute("PRAGMA journal_mode = WAL") {
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if info.message().starts_with("database is locked")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                result => return result,
+            }
+        }
     }
 }
 
 impl ConnectionSetup {
     /// PostgreSQL: waiting for a row lock is bounded like SQLite's busy wait, and a statement
     /// still waiting past it fails with [`Error::Busy`](crate::Error::Busy).
+    ///
+    /// Its instrumentation keeps the error that aborts a transaction, which `Store::transaction`
+    /// reports.
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        diesel::Connection::set_instrumentation(conn, super::lost::FirstFailure::new());
         conn.batch_execute(&format!(
             "SET lock_timeout = {}",
             self.busy_timeout.as_millis()

@@ -11,10 +11,18 @@ use crate::AnyConnection;
 /// one database, of the backend its URL names. Unlike `AnyConnection::establish`, which tries
 /// each backend in turn, it never falls back to SQLite for a PostgreSQL URL (which would
 /// create a file named after the URL).
-#[derive(Debug)]
 pub struct BackendManager {
     pub(crate) url: String,
     pub(crate) dialect: Dialect,
+}
+
+impl std::fmt::Debug for BackendManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendManager")
+            .field("url", &super::url::redact(&self.url))
+            .field("dialect", &self.dialect)
+            .finish()
+    }
 }
 
 impl BackendManager {
@@ -39,6 +47,18 @@ impl r2d2::ManageConnection for BackendManager {
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+        if std::thread::panicking() || conn.is_broken() {
+            return true;
+        }
+        if let AnyConnection::Sqlite(conn) = conn {
+            if super::lost::any_unended() {
+                // It may be a connection whose transaction SQLite rolled back by itself, and
+                // whose owner (Diesel, after a failed statement) forgot the transaction without
+                // a `ROLLBACK`: this one ends it. Elsewhere it fails (no transaction is open)
+                // and does nothing.
+                let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+            }
+        }
+        false
     }
 }

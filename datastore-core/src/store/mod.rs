@@ -2,15 +2,18 @@
 //! methods on top.
 
 mod connection;
+pub(crate) mod lost;
 mod manager;
+mod migrations;
+pub(crate) mod transaction;
+pub(crate) mod url;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{Pool, PooledConnection};
-use diesel::{PgConnection, SqliteConnection};
-use diesel_migrations::MigrationHarness;
+use diesel::SqliteConnection;
 
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
@@ -56,7 +59,10 @@ pub type PooledConn = PooledConnection<BackendManager>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<BackendManager>,
+    /// The URL as given, password included: never shown (see `shown_url`).
     url: String,
+    /// The URL as shown, without its password.
+    shown_url: String,
     dialect: Dialect,
     hub: Arc<Hub>,
     observe_buffer: usize,
@@ -69,7 +75,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("url", &self.url)
+            .field("url", &self.url())
             .field("dialect", &self.dialect)
             .field("pool", &self.pool.state())
             .finish()
@@ -136,16 +142,42 @@ impl Store {
     /// A connection from the pool, for Diesel's own DSL and for [`Repo`]'s methods.
     /// A connection taken from the pool is not tested first: one found broken when used is
     /// dropped from the pool.
+    ///
+    /// Inside a [`transaction`](Store::transaction) of this store on the same thread, the
+    /// connection is read-only: a write through it would not be part of the transaction, and
+    /// fails at once with [`Error::WriteOutsideTransaction`].
     pub fn conn(&self) -> Result<PooledConn> {
-        self.pool.get().map_err(|e| Error::Connection {
-            url: self.url.clone(),
-            message: e.to_string(),
-        })
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| Error::connection(&self.url, e))?;
+        if transaction::is_open(self.id()) {
+            transaction::lend_read_only(&mut conn)?;
+        } else {
+            transaction::restore(&mut conn)?;
+        }
+        Ok(conn)
     }
 
-    /// The database this store was opened on.
+    /// The identity of the store, shared by its clones.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.hub) as usize
+    }
+
+    /// Fails when this thread is inside a transaction of this store: a write through the store
+    /// would not be part of it.
+    fn refuse_write_in_transaction(&self) -> Result<()> {
+        if transaction::is_open(self.id()) {
+            return Err(Error::WriteOutsideTransaction);
+        }
+        Ok(())
+    }
+
+    /// The database this store was opened on, as it may be shown: with any password replaced
+    /// by `***` (`postgres://app:***@db/blog`).
+    #[allow(clippy::misnamed_getters)] // the field `url` holds the password: never returned
     pub fn url(&self) -> &str {
-        &self.url
+        &self.shown_url
     }
 
     /// The SQL dialect of the store's database.
@@ -162,6 +194,12 @@ impl Store {
     /// fails it whole with [`Error::Conflict`], and it may then be run again. A statement that
     /// failed inside `f` aborts a PostgreSQL transaction: if `f` still returns `Ok`, the
     /// transaction is rolled back and this returns the server's error, never `Ok`.
+    ///
+    /// Inside `f`, write through its connection: a write through the store (`store.save(..)`,
+    /// `store.transaction(..)`, or a connection from `store.conn()`) would run on another
+    /// connection, outside the transaction, and fails at once with
+    /// [`Error::WriteOutsideTransaction`]. Reads through the store keep working; they see what
+    /// other transactions committed, not what `f` wrote.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -180,7 +218,9 @@ impl Store {
     /// # }
     /// ```
     pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        self.refuse_write_in_transaction()?;
         let mut pooled = self.conn()?;
+        let _open = transaction::Open::new(self.id());
         let conn: &mut AnyConnection = &mut pooled;
         match conn {
             AnyConnection::Sqlite(c) => {
@@ -188,14 +228,21 @@ impl Store {
             }
             AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
         }
+        let losses = lost::generation();
+        let result = f(conn);
+        if let Some(lost) = lost::lost_since(losses, self.id()) {
+            return Err(end_lost_transaction(conn, &lost));
+        }
         // As Diesel's own `Connection::transaction`, from here on.
-        match f(conn) {
-            Ok(value) => {
-                commit(conn)?;
-                Ok(value)
-            }
+        match result {
+            Ok(value) => match commit(conn) {
+                Ok(()) => Ok(value),
+                Err(error) => Err(aborted_by(conn, error)),
+            },
             Err(error) => match AnyConnection::rollback_transaction(conn) {
-                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => {
+                    Err(aborted_by(conn, error))
+                }
                 Err(rollback) => Err(rollback.into()),
             },
         }
@@ -203,16 +250,19 @@ impl Store {
 
     /// See [`Repo::save`].
     pub fn save<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).save(model)
     }
 
     /// See [`Repo::insert_all`].
     pub fn insert_all<M: Persist<AnyConnection>>(&self, rows: Vec<M>) -> Result<Vec<M>> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).insert_all(rows)
     }
 
     /// See [`Repo::save_graph`].
     pub fn save_graph<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).save_graph(model)
     }
 
@@ -246,11 +296,13 @@ impl Store {
 
     /// See [`Repo::delete`].
     pub fn delete<M: Persist<AnyConnection>>(&self, model: &M) -> Result<()> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).delete(model)
     }
 
     /// See [`Repo::delete_by_id`].
     pub fn delete_by_id<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<()> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).delete_by_id::<M>(id)
     }
 
@@ -259,6 +311,7 @@ impl Store {
         &self,
         predicate: impl IntoPredicate<M::Table, AnyBackend, C>,
     ) -> Result<usize> {
+        self.refuse_write_in_transaction()?;
         (*self.conn()?).delete_where::<M, C>(predicate)
     }
 }
@@ -396,6 +449,19 @@ fn unsupported_without_preupdate() -> Result<()> {
     ))
 }
 
+impl std::fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("url", &url::redact(&self.url))
+            .field("migrations", &self.migrations)
+            .field("pool_size", &self.pool_size)
+            .field("setup", &self.setup)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("observe_buffer", &self.observe_buffer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StoreBuilder {
     /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
     pub fn migrations(mut self, migrations: BackendMigrations) -> Self {
@@ -449,18 +515,16 @@ impl StoreBuilder {
             url: database,
             dialect,
         };
-        let connect_error = |e: diesel::ConnectionError| Error::Connection {
-            url: self.url.clone(),
-            message: e.to_string(),
-        };
+        let connect_error = |e: diesel::ConnectionError| Error::connection(&self.url, e);
 
         // Before any connection opens, so that observe sees every SQLite connection's handle.
         observe::ffi::register();
         // The first connection sets the database up (and, for memory, keeps it alive).
         let mut first = manager.establish().map_err(connect_error)?;
+        let handle = observe::ffi::peek_opened();
         self.setup.apply_any(&mut first)?;
         if let Some(migrations) = &self.migrations {
-            run_migrations(&mut first, migrations, self.setup.busy_timeout)?;
+            migrations::run(&mut first, handle, migrations, self.setup.busy_timeout)?;
         }
         if let Some(schema) = &self.schema {
             schema.create_all(&mut first)?;
@@ -482,6 +546,7 @@ impl StoreBuilder {
             .build_unchecked(manager);
         Ok(Store {
             pool,
+            shown_url: url::redact(&self.url),
             url: self.url,
             dialect,
             hub: self.setup.hub,
@@ -489,6 +554,34 @@ impl StoreBuilder {
             pg_observe: Arc::default(),
             _keepalive: keepalive,
         })
+    }
+}
+
+/// Ends a transaction SQLite rolled back by itself, and returns why it did. `ROLLBACK` lets the
+/// connection run statements again (it fails, SQLite being back in autocommit already), and
+/// Diesel's record of the transaction is reset to match, so that the connection goes back to
+/// the pool as good as new.
+fn end_lost_transaction(conn: &mut AnyConnection, lost: &lost::Lost) -> Error {
+    if let AnyConnection::Sqlite(c) = conn {
+        let _ = c.batch_execute("ROLLBACK");
+    }
+    *AnyConnection::transaction_manager_status_mut(conn) =
+        diesel::connection::TransactionManagerStatus::default();
+    Error::transaction_lost(lost.cause())
+}
+
+/// The error to report for a transaction that ended with `error`: on PostgreSQL, when `error` is
+/// the server refusing statements in an aborted transaction, the error of the statement that
+/// aborted it.
+fn aborted_by(conn: &mut AnyConnection, error: Error) -> Error {
+    match (conn, &error) {
+        (AnyConnection::Postgres(conn), Error::TransactionAborted { cause: None }) => {
+            match lost::FirstFailure::take(conn) {
+                Some(cause) => Error::transaction_lost(Some(cause)),
+                None => error,
+            }
+        }
+        _ => error,
     }
 }
 
@@ -517,58 +610,6 @@ fn commit(conn: &mut AnyConnection) -> Result<()> {
             }
         },
     }
-}
-
-/// Runs the pending migrations of the connection's backend.
-fn run_migrations(
-    conn: &mut AnyConnection,
-    migrations: &BackendMigrations,
-    busy_timeout: Duration,
-) -> Result<()> {
-    let missing = |backend: &str| {
-        Error::Migration(format!(
-            "the store's database is {backend}, and the migrations given have none for it \
-             (embed `migrations/{}`)",
-            backend.to_lowercase()
-        ))
-    };
-    let result = match conn {
-        AnyConnection::Sqlite(conn) => {
-            let source = migrations.for_sqlite().ok_or_else(|| missing("SQLite"))?;
-            conn.run_pending_migrations(source).map(drop)
-        }
-        AnyConnection::Postgres(conn) => {
-            let source = migrations
-                .for_postgres()
-                .ok_or_else(|| missing("PostgreSQL"))?;
-            with_migration_lock(conn, busy_timeout, |conn| {
-                conn.run_pending_migrations(source).map(drop)
-            })?
-        }
-    };
-    result.map_err(|e| Error::Migration(e.to_string()))
-}
-
-/// Runs `f` holding a session-level advisory lock, so that several processes opening the same
-/// PostgreSQL database at once run its migrations one after the other (each waits, then finds
-/// them applied).
-fn with_migration_lock<T>(
-    conn: &mut PgConnection,
-    busy_timeout: Duration,
-    f: impl FnOnce(&mut PgConnection) -> T,
-) -> Result<T> {
-    use diesel::connection::SimpleConnection;
-    // A key of this crate's own: the bytes of "datastor" read as a big-endian integer.
-    const KEY: i64 = i64::from_be_bytes(*b"datastor");
-    // Waiting for another process's migrations is not a busy database: no lock timeout while
-    // waiting for the lock, the usual one while migrating.
-    conn.batch_execute(&format!(
-        "SET lock_timeout = 0; SELECT pg_advisory_lock({KEY}); SET lock_timeout = {}",
-        busy_timeout.as_millis()
-    ))?;
-    let result = f(conn);
-    conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
-    Ok(result)
 }
 
 /// The backend a URL names, the URL its driver opens, and whether it is a memory database.

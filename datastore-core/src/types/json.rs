@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sql_types;
 use super::FieldType;
+use crate::error::ValueError;
 use crate::schema::ColumnType;
 
 /// A field stored as one JSON document: any serde type, kept whole in a single column.
@@ -105,9 +106,106 @@ impl FieldType for serde_json::Value {
     }
 }
 
+/// How deeply arrays and objects may nest in a JSON field (`[[1]]` is nested 2 levels deep).
+///
+/// Saving a deeper value fails with [`Error::JsonTooDeep`](crate::Error::JsonTooDeep) before
+/// anything is written, on every backend: what is stored, `find`, `all` and observe read back
+/// (serde_json reads up to 128 levels, and deeper values could not be read; PostgreSQL's
+/// change feed delivers up to this depth). Serializing stops at the first level too deep, so a
+/// value nested any deeper cannot overflow the stack either.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::{Error, MAX_JSON_DEPTH};
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Doc {
+///     #[primary_key]
+///     pub id: Id,
+///     pub body: serde_json::Value,
+/// }
+///
+/// fn nested(depth: usize) -> serde_json::Value {
+///     (0..depth).fold(serde_json::json!(1), |inner, _| serde_json::Value::Array(vec![inner]))
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Doc>()).open()?;
+/// let kept = store.save(Doc { body: nested(MAX_JSON_DEPTH), ..Doc::default() })?;
+/// assert_eq!(store.get::<Doc>(&kept.id)?, kept);
+/// let refused = store.save(Doc { body: nested(MAX_JSON_DEPTH + 1), ..Doc::default() });
+/// assert!(matches!(refused, Err(Error::JsonTooDeep { limit: MAX_JSON_DEPTH })));
+/// assert_eq!(store.count::<Doc>()?, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Writes `value` as compact JSON, as `serde_json::to_writer` does, but fails with
+/// [`ValueError::JsonTooDeep`] rather than nest arrays and objects beyond [`MAX_JSON_DEPTH`].
+fn write_json<W: std::io::Write, T: Serialize + ?Sized>(
+    writer: W,
+    value: &T,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut serializer = serde_json::Serializer::with_formatter(writer, DepthLimited(0));
+    value.serialize(&mut serializer).map_err(|e| {
+        let e = std::io::Error::from(e);
+        if e.get_ref().is_some_and(|e| e.is::<TooDeep>()) {
+            Box::new(ValueError::JsonTooDeep) as Box<_>
+        } else {
+            Box::new(e) as Box<_>
+        }
+    })
+}
+
+/// serde_json's compact formatter, counting how deeply arrays and objects nest. Refusing to
+/// open one level too many stops serialization there: a value's `Serialize` recurses once per
+/// level, so this also bounds the stack it uses.
+struct DepthLimited(usize);
+
+/// The error [`DepthLimited`] stops serialization with.
+#[derive(Debug, thiserror::Error)]
+#[error("a JSON value nested more than {MAX_JSON_DEPTH} levels deep")]
+struct TooDeep;
+
+impl DepthLimited {
+    fn enter(&mut self) -> std::io::Result<()> {
+        if self.0 == MAX_JSON_DEPTH {
+            return Err(std::io::Error::other(TooDeep));
+        }
+        self.0 += 1;
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for DepthLimited {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.enter()?;
+        writer.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0 -= 1;
+        writer.write_all(b"]")
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.enter()?;
+        writer.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0 -= 1;
+        writer.write_all(b"}")
+    }
+}
+
 impl<T: Serialize + std::fmt::Debug> ToSql<sql_types::JsonDoc, Sqlite> for Json<T> {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(serde_json::to_string(&self.0)?);
+        let mut text = Vec::with_capacity(128);
+        write_json(&mut text, &self.0)?;
+        // serde_json writes UTF-8 only.
+        out.set_value(String::from_utf8(text)?);
         Ok(serialize::IsNull::No)
     }
 }
@@ -122,7 +220,7 @@ impl<T: DeserializeOwned> FromSql<sql_types::JsonDoc, Sqlite> for Json<T> {
 impl<T: Serialize + std::fmt::Debug> ToSql<sql_types::JsonDoc, diesel::pg::Pg> for Json<T> {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::pg::Pg>) -> serialize::Result {
         std::io::Write::write_all(out, &[1])?;
-        serde_json::to_writer(out, &self.0)?;
+        write_json(out, &self.0)?;
         Ok(serialize::IsNull::No)
     }
 }

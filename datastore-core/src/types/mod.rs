@@ -5,15 +5,17 @@
 //! [`Json`] and [`serde_json::Value`], for `Option<T>` of any of them, and by
 //! `#[derive(DbEnum)]` for fieldless enums.
 
+mod checked;
 mod db_enum;
 mod id;
 mod json;
 pub mod sql_types;
 mod timestamp;
 
+pub use checked::Checked;
 pub use db_enum::DbEnum;
 pub use id::Id;
-pub use json::Json;
+pub use json::{Json, MAX_JSON_DEPTH};
 pub use timestamp::Timestamp;
 
 use crate::observe::RawValue;
@@ -73,23 +75,44 @@ pub(crate) fn unexpected<T>(value: &RawValue) -> Result<T, String> {
 }
 
 macro_rules! field_types {
-    ($($rust:ty => $sql:ident, $column:ident, |$v:ident| $from_raw:expr;)*) => {$(
+    ($($rust:ty => $sql:ident, $column:ident, bind $bind:ident, read $read:ident, |$v:ident| $from_raw:expr;)*) => {$(
         impl FieldType for $rust {
             type SqlType = diesel::sql_types::$sql;
             const COLUMN: ColumnType = ColumnType::$column;
-            type Bind<'a> = &'a Self where Self: 'a;
-            type Read = Self;
-            fn bind(&self) -> &Self {
-                self
-            }
-            fn read(value: Self) -> Self {
-                value
-            }
+            field_types!(@bind $bind);
+            field_types!(@read $read);
             fn from_raw($v: RawValue) -> Result<Self, String> {
                 $from_raw
             }
         }
     )*};
+    // Bound as it is.
+    (@bind as_is) => {
+        type Bind<'a> = &'a Self where Self: 'a;
+        fn bind(&self) -> &Self {
+            self
+        }
+    };
+    // Bound through `Checked`, which refuses what the backend cannot store (NaN on SQLite).
+    (@bind checked) => {
+        type Bind<'a> = Checked<Self> where Self: 'a;
+        fn bind(&self) -> Checked<Self> {
+            Checked(*self)
+        }
+    };
+    (@read as_is) => {
+        type Read = Self;
+        fn read(value: Self) -> Self {
+            value
+        }
+    };
+    // Read through `Checked`, which refuses a stored value that does not fit the field.
+    (@read checked) => {
+        type Read = Checked<Self>;
+        fn read(value: Checked<Self>) -> Self {
+            value.0
+        }
+    };
 }
 
 /// `FieldType` for a type of this crate (or a derived one) that is its own bind and read form,
@@ -126,28 +149,46 @@ macro_rules! __field_type_by_ref {
 }
 
 field_types! {
-    String => Text, Text, |v| match v { RawValue::Text(s) => Ok(s), other => unexpected(&other) };
-    bool => Bool, Bool, |v| match v { RawValue::Integer(i) => Ok(i != 0), other => unexpected(&other) };
-    i16 => SmallInt, SmallInt, |v| match v {
+    String => Text, Text, bind as_is, read as_is,
+        |v| match v { RawValue::Text(s) => Ok(s), other => unexpected(&other) };
+    bool => Bool, Bool, bind as_is, read checked, |v| match v {
+        RawValue::Integer(0) => Ok(false),
+        RawValue::Integer(1) => Ok(true),
+        RawValue::Integer(i) => Err(format!("{i} is out of range for a bool field")),
+        other => unexpected(&other),
+    };
+    i16 => SmallInt, SmallInt, bind as_is, read checked, |v| match v {
         RawValue::Integer(i) => i16::try_from(i).map_err(|e| e.to_string()),
         other => unexpected(&other),
     };
-    i32 => Integer, Integer, |v| match v {
+    i32 => Integer, Integer, bind as_is, read checked, |v| match v {
         RawValue::Integer(i) => i32::try_from(i).map_err(|e| e.to_string()),
         other => unexpected(&other),
     };
-    i64 => BigInt, BigInt, |v| match v { RawValue::Integer(i) => Ok(i), other => unexpected(&other) };
-    f32 => Float, Float, |v| match v {
-        RawValue::Real(f) => Ok(f as f32),
+    i64 => BigInt, BigInt, bind as_is, read checked,
+        |v| match v { RawValue::Integer(i) => Ok(i), other => unexpected(&other) };
+    f32 => Float, Float, bind checked, read checked, |v| match v {
+        RawValue::Real(f) => f32_in_range(f),
         RawValue::Integer(i) => Ok(i as f32),
         other => unexpected(&other),
     };
-    f64 => Double, Double, |v| match v {
+    f64 => Double, Double, bind checked, read checked, |v| match v {
         RawValue::Real(f) => Ok(f),
         RawValue::Integer(i) => Ok(i as f64),
         other => unexpected(&other),
     };
-    Vec<u8> => Binary, Blob, |v| match v { RawValue::Blob(b) => Ok(b), other => unexpected(&other) };
+    Vec<u8> => Binary, Blob, bind as_is, read as_is,
+        |v| match v { RawValue::Blob(b) => Ok(b), other => unexpected(&other) };
+}
+
+/// A double as an `f32`, refused when it is beyond `f32`'s range (as reads refuse it).
+fn f32_in_range(value: f64) -> Result<f32, String> {
+    let narrowed = value as f32;
+    if narrowed.is_infinite() && value.is_finite() {
+        Err(format!("{value} is out of range for a f32 field"))
+    } else {
+        Ok(narrowed)
+    }
 }
 
 impl<T> FieldType for Option<T>

@@ -1,0 +1,343 @@
+//! Transactions SQLite rolled back by itself.
+//!
+//! On some errors (a full database or disk, an I/O error, out of memory) SQLite undoes the whole
+//! transaction and goes back to autocommit: the statements after it would each commit on their
+//! own. A connection's hooks (`observe/ffi.rs`) notice the rollback and mark its transaction
+//! *lost*; from then on every statement on it but `ROLLBACK` is refused, until that `ROLLBACK`
+//! ends the transaction for its owner too.
+//!
+//! The hooks cannot tell why (SQLite sets the error after they ran), and Diesel gives no way from
+//! a connection to its hooks: both ends meet on the thread running the statement. The first
+//! database error converted on that thread after the loss is its cause; the error of a refused
+//! statement says the transaction was lost, and why; and `Store::transaction` learns of a loss
+//! of one of its store's connections on its thread.
+//!
+//! PostgreSQL refuses every statement after a failed one itself (SQLSTATE 25P02), until the
+//! transaction ends. What it does not keep is why: [`FirstFailure`], the instrumentation of the
+//! store's PostgreSQL connections, keeps the error that aborted the transaction, for
+//! `Store::transaction` to report.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind};
+
+/// The database error that ended a transaction, kept to be reported again.
+#[derive(Debug, Clone)]
+pub(crate) struct Cause {
+    pub kind: DatabaseErrorKind,
+    message: String,
+    table: Option<String>,
+    column: Option<String>,
+}
+
+impl Cause {
+    pub fn new(kind: DatabaseErrorKind, info: &dyn DatabaseErrorInformation) -> Self {
+        Self {
+            kind,
+            message: info.message().to_owned(),
+            table: info.table_name().map(str::to_owned),
+            column: info.column_name().map(str::to_owned),
+        }
+    }
+}
+
+impl DatabaseErrorInformation for Cause {
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn details(&self) -> Option<&str> {
+        None
+    }
+    fn hint(&self) -> Option<&str> {
+        None
+    }
+    fn table_name(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+    fn column_name(&self) -> Option<&str> {
+        self.column.as_deref()
+    }
+    fn constraint_name(&self) -> Option<&str> {
+        None
+    }
+    fn statement_position(&self) -> Option<i32> {
+        None
+    }
+}
+
+/// One lost transaction: the store whose connection lost it, and why.
+#[derive(Debug)]
+pub(crate) struct Lost {
+    store: usize,
+    /// The error that made SQLite roll back, once converted.
+    cause: Mutex<Option<Cause>>,
+}
+
+impl Lost {
+    /// The error the transaction was lost to, if it is known.
+    pub fn cause(&self) -> Option<Cause> {
+        self.cause.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// How many connections of the process have a lost transaction nobody ended yet. While any
+/// has, a SQLite connection going back to a store's pool gets a `ROLLBACK`, which ends it if it
+/// is one of them (see `BackendManager::has_broken`).
+static UNENDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a connection of the process has a lost transaction nobody ended yet.
+pub(crate) fn any_unended() -> bool {
+    UNENDED.load(Ordering::Relaxed) > 0
+}
+
+thread_local! {
+    /// How many transactions were lost on this thread, and the last of them.
+    static LAST: RefCell<(u64, Option<Arc<Lost>>)> = const { RefCell::new((0, None)) };
+    /// A lost transaction whose cause is the next database error converted on this thread.
+    static AWAITING_CAUSE: RefCell<Option<Arc<Lost>>> = const { RefCell::new(None) };
+    /// A lost transaction whose connection just refused a statement.
+    static REFUSED: RefCell<Option<Arc<Lost>>> = const { RefCell::new(None) };
+}
+
+/// A connection's view of its transaction: lost or not. Only its hooks touch it.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    store: usize,
+    lost: RefCell<Option<Arc<Lost>>>,
+    /// `lost.is_some()`, read on every commit without borrowing.
+    is_lost: Cell<bool>,
+}
+
+impl Watch {
+    /// The watch of a connection of the store `store` (see `Store::id`).
+    pub fn new(store: usize) -> Self {
+        Self {
+            store,
+            lost: RefCell::new(None),
+            is_lost: Cell::new(false),
+        }
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.is_lost.get()
+    }
+
+    /// SQLite rolled the transaction back by itself, during a statement that is not `ROLLBACK`.
+    pub fn lose(&self) {
+        if self.is_lost() {
+            return;
+        }
+        let lost = Arc::new(Lost {
+            store: self.store,
+            cause: Mutex::new(None),
+        });
+        // Hooks never panic: `try_with`, in case the thread is ending.
+        let _ = LAST.try_with(|last| {
+            let mut last = last.borrow_mut();
+            *last = (last.0 + 1, Some(lost.clone()));
+        });
+        let _ = AWAITING_CAUSE.try_with(|awaiting| *awaiting.borrow_mut() = Some(lost.clone()));
+        *self.lost.borrow_mut() = Some(lost);
+        self.is_lost.set(true);
+        UNENDED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A statement is refused: its error will say the transaction was lost.
+    pub fn refuse(&self) {
+        if let Some(lost) = &*self.lost.borrow() {
+            let _ = REFUSED.try_with(|refused| *refused.borrow_mut() = Some(lost.clone()));
+        }
+    }
+
+    /// A statement that ends the lost transaction starts: it is over for its owner too.
+    pub fn recover(&self) {
+        if self.lost.borrow_mut().take().is_some() {
+            UNENDED.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.is_lost.set(false);
+        // `try_with`: a connection may close while its thread ends.
+        let _ = AWAITING_CAUSE.try_with(|awaiting| awaiting.borrow_mut().take());
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The connection closes: its lost transaction, if any, ends with it.
+        self.recover();
+    }
+}
+
+/// How many transactions were lost on this thread so far.
+pub(crate) fn generation() -> u64 {
+    LAST.with(|last| last.borrow().0)
+}
+
+/// The transaction a connection of `store` lost on this thread after `generation`, if any.
+pub(crate) fn lost_since(generation: u64, store: usize) -> Option<Arc<Lost>> {
+    LAST.with(|last| match &*last.borrow() {
+        (now, Some(lost)) if *now > generation && lost.store == store => Some(lost.clone()),
+        _ => None,
+    })
+}
+
+/// A database error is being converted on this thread: if a statement was refused because its
+/// transaction was lost, that transaction; otherwise the error is the cause of a loss that
+/// awaits one.
+pub(crate) fn refused_or_cause(
+    kind: DatabaseErrorKind,
+    info: &dyn DatabaseErrorInformation,
+) -> Option<Arc<Lost>> {
+    // A refused statement fails as interrupted (the progress handler) or as a commit the commit
+    // hook turned into a rollback.
+    let message = info.message();
+    if message == "interrupted" || message.starts_with("constraint failed") {
+        if let Some(lost) = REFUSED.with(|refused| refused.borrow_mut().take()) {
+            return Some(lost);
+        }
+    }
+    if let Some(lost) = AWAITING_CAUSE.with(|awaiting| awaiting.borrow_mut().take()) {
+        if let Ok(mut cause) = lost.cause.lock() {
+            cause.get_or_insert_with(|| Cause::new(kind, info));
+        }
+    }
+    None
+}
+
+/// The instrumentation of the store's PostgreSQL connections: it keeps the error of the first
+/// statement that failed in the connection's transaction, which aborted it, unless a rollback
+/// to a savepoint made the transaction usable again. Every event also reaches the
+/// application's default instrumentation, if it set one.
+pub(crate) struct FirstFailure {
+    failure: Option<Cause>,
+    /// A rollback to a savepoint is running.
+    rolling_back_to_savepoint: bool,
+    default: Option<Box<dyn Instrumentation>>,
+}
+
+impl FirstFailure {
+    pub fn new() -> Self {
+        Self {
+            failure: None,
+            rolling_back_to_savepoint: false,
+            default: diesel::connection::get_default_instrumentation(),
+        }
+    }
+
+    /// The error that aborted the connection's transaction, if a statement failed in it.
+    pub fn take(conn: &mut diesel::PgConnection) -> Option<Cause> {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .and_then(|recorder| recorder.failure.take())
+    }
+}
+
+impl Instrumentation for FirstFailure {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match &event {
+            InstrumentationEvent::BeginTransaction { depth, .. } if depth.get() == 1 => {
+                self.failure = None;
+            }
+            InstrumentationEvent::RollbackTransaction { depth, .. } => {
+                self.rolling_back_to_savepoint = depth.get() > 1;
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                match error {
+                    Some(diesel::result::Error::DatabaseError(kind, info))
+                        if self.failure.is_none() =>
+                    {
+                        self.failure = Some(Cause::new(*kind, info.as_ref()));
+                    }
+                    None if self.rolling_back_to_savepoint => self.failure = None,
+                    _ => {}
+                }
+                self.rolling_back_to_savepoint = false;
+            }
+            _ => {}
+        }
+        if let Some(default) = &mut self.default {
+            default.on_connection_event(event);
+        }
+    }
+}
+
+/// Whether a statement starting on a connection whose transaction was lost shows that its owner
+/// knows the transaction is over: `ROLLBACK` ends it (Diesel's, or `Store::transaction`'s), and
+/// `BEGIN` starts another (Diesel forgets a transaction by itself when a statement fails and
+/// SQLite is back in autocommit).
+pub(crate) fn ends_lost_transaction(sql: &str) -> bool {
+    is_rollback(sql)
+        || sql
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .find(|w| !w.is_empty())
+            .is_some_and(|w| w.eq_ignore_ascii_case("BEGIN"))
+}
+
+/// Whether `sql` is `ROLLBACK` (or `ROLLBACK TRANSACTION`), which ends a transaction, rather than
+/// `ROLLBACK TO` a savepoint.
+pub(crate) fn is_rollback(sql: &str) -> bool {
+    let mut words = sql
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("ROLLBACK"))
+    {
+        return false;
+    }
+    match words.next() {
+        None => true,
+        Some(w) if w.eq_ignore_ascii_case("TRANSACTION") => words.next().is_none(),
+        Some(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rollback;
+
+    #[test]
+    fn a_rollback_or_a_new_transaction_ends_a_lost_one() {
+        use super::ends_lost_transaction;
+        for sql in [
+            "ROLLBACK",
+            "BEGIN",
+            "begin immediate",
+            " BEGIN DEFERRED TRANSACTION",
+        ] {
+            assert!(ends_lost_transaction(sql), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO a",
+            "SAVEPOINT a",
+            "COMMIT",
+            "INSERT INTO begin VALUES (1)",
+        ] {
+            assert!(!ends_lost_transaction(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_a_rollback_of_the_transaction_is_one() {
+        for sql in [
+            "ROLLBACK",
+            "rollback;",
+            "  Rollback Transaction ",
+            "ROLLBACK TRANSACTION;",
+        ] {
+            assert!(is_rollback(sql), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO SAVEPOINT a",
+            "ROLLBACK TRANSACTION TO a",
+            "RELEASE a",
+            "SELECT 1",
+            "",
+        ] {
+            assert!(!is_rollback(sql), "{sql}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Running the pending migrations when a store opens, one process at a time: any number of
+//! processes may open the same new or outdated database at once, and each migration runs
+//! exactly once.
+//!
+//! On PostgreSQL they run under an advisory lock. On SQLite the lock is the database's write
+//! lock: the pending migrations are read and run inside one `BEGIN IMMEDIATE` transaction, so
+//! another process waits, then finds them applied.
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::migration::Migration;
+use diesel::sqlite::Sqlite;
+use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
+use diesel_migrations::MigrationHarness;
+
+use crate::migrate::BackendMigrations;
+use crate::observe::ffi::{Handle, SkipTransactionControl};
+use crate::{AnyConnection, Error, Result};
+
+/// The longest busy timeout SQLite takes (about 24 days): waiting for another process's
+/// migrations is not a busy database, so the wait lasts as long as they do.
+const WAIT_FOR_MIGRATIONS: &str = "PRAGMA busy_timeout = 2147483647";
+
+/// Runs the pending migrations of the connection's backend. `handle` is the SQLite connection's
+/// (see [`ffi::peek_opened`](crate::observe::ffi::peek_opened)).
+pub(super) fn run(
+    conn: &mut AnyConnection,
+    handle: Option<Handle>,
+    migrations: &BackendMigrations,
+    busy_timeout: Duration,
+) -> Result<()> {
+    let missing = |backend: &str| {
+        Error::Migration(format!(
+            "the store's database is {backend}, and the migrations given have none for it \
+             (embed `migrations/{}`)",
+            backend.to_lowercase()
+        ))
+    };
+    match conn {
+        AnyConnection::Sqlite(conn) => {
+            if !migrations.has_sqlite() {
+                return Err(missing("SQLite"));
+            }
+            conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
+            let result = run_sqlite(conn, handle.as_ref(), migrations);
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}",
+                busy_timeout.as_millis()
+            ))?;
+            result
+        }
+        AnyConnection::Postgres(conn) => {
+            let source = migrations
+                .for_postgres()
+                .ok_or_else(|| missing("PostgreSQL"))?;
+            with_migration_lock(conn, busy_timeout, |conn| {
+                conn.run_pending_migrations(source).map(drop)
+            })?
+            .map_err(migration_error)
+        }
+    }
+}
+
+fn migration_error(e: impl std::fmt::Display) -> Error {
+    Error::Migration(e.to_string())
+}
+
+/// The pending SQLite migrations, read inside the lock's transaction.
+fn pending(
+    conn: &mut SqliteConnection,
+    migrations: &BackendMigrations,
+) -> Result<Vec<Box<dyn Migration<Sqlite>>>> {
+    let source = migrations.for_sqlite().expect("checked by `run`");
+    conn.pending_migrations(source).map_err(migration_error)
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction: committed when `f` asks for it (which keeps the
+/// migrations that ran before a failing one, as separate transactions would), rolled back
+/// otherwise.
+fn locked<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> (bool, Result<T>),
+) -> Result<T> {
+    AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")?;
+    let (commit, result) = f(conn);
+    if commit {
+        AnsiTransactionManager::commit_transaction(conn)?;
+    } else {
+        AnsiTransactionManager::rollback_transaction(conn)?;
+    }
+    result
+}
+
+/// Runs the pending SQLite migrations in order, each stretch of them holding the write lock.
+///
+/// A stretch of migrations that run in a transaction runs in one, each in a savepoint. A
+/// migration marked `run_in_transaction = false` (a generated table rebuild, which needs
+/// foreign keys off, which SQLite allows only outside a transaction) runs in a transaction of
+/// its own with foreign keys off, begun by the store; its own `BEGIN`, `COMMIT` and
+/// `PRAGMA foreign_keys` are skipped, and the foreign keys are checked before it commits. The
+/// pending migrations are read again each time the lock is taken: another process may have run
+/// some meanwhile.
+fn run_sqlite(
+    conn: &mut SqliteConnection,
+    handle: Option<&Handle>,
+    migrations: &BackendMigrations,
+) -> Result<()> {
+    loop {
+        let next_outside = locked(conn, |conn| {
+            let pending = match pending(conn, migrations) {
+                Ok(pending) => pending,
+                Err(e) => return (false, Err(e)),
+            };
+            for migration in &pending {
+                if !migration.metadata().run_in_transaction() {
+                    return (true, Ok(true));
+                }
+                if let Err(e) = conn.run_migration(&**migration) {
+                    return (true, Err(migration_error(e)));
+                }
+            }
+            (true, Ok(false))
+        })?;
+        if !next_outside {
+            return Ok(());
+        }
+        conn.batch_execute("PRAGMA foreign_keys = OFF")?;
+        let result = locked(conn, |conn| {
+            let pending = match pending(conn, migrations) {
+                Ok(pending) => pending,
+                Err(e) => return (false, Err(e)),
+            };
+            match pending.first() {
+                Some(migration) if !migration.metadata().run_in_transaction() => {
+                    let result = run_with_foreign_keys_off(conn, handle, &**migration);
+                    (result.is_ok(), result)
+                }
+                // Run by another process meanwhile.
+                _ => (true, Ok(())),
+            }
+        });
+        conn.batch_execute("PRAGMA foreign_keys = ON")?;
+        result?;
+    }
+}
+
+/// Runs a migration written to run outside a transaction inside the one the store holds, then
+/// checks the foreign keys it may have broken.
+fn run_with_foreign_keys_off(
+    conn: &mut SqliteConnection,
+    handle: Option<&Handle>,
+    migration: &dyn Migration<Sqlite>,
+) -> Result<()> {
+    let handle = handle.ok_or_else(|| {
+        Error::Migration(format!(
+            "{}: a migration that runs outside a transaction needs the connection's handle",
+            migration.name()
+        ))
+    })?;
+    SkipTransactionControl::new(handle, conn)
+        .run_migration(migration)
+        .map_err(migration_error)?;
+
+    #[derive(diesel::QueryableByName)]
+    struct Violations {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let violations: Violations =
+        diesel::sql_query("SELECT count(*) AS count FROM pragma_foreign_key_check")
+            .get_result(conn)?;
+    if violations.count > 0 {
+        return Err(Error::Migration(format!(
+            "{} leaves {} rows whose foreign key points nowhere; nothing of it was kept",
+            migration.name(),
+            violations.count
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `f` holding a session-level advisory lock, so that several processes opening the same
+/// PostgreSQL database at once run its migrations one after the other (each waits, then finds
+/// them applied).
+fn with_migration_lock<T>(
+    conn: &mut PgConnection,
+    busy_timeout: Duration,
+    f: impl FnOnce(&mut PgConnection) -> T,
+) -> Result<T> {
+    // A key of this crate's own: the bytes of "datastor" read as a big-endian integer.
+    const KEY: i64 = i64::from_be_bytes(*b"datastor");
+    // Waiting for another process's migrations is not a busy database: no lock timeout while
+    // waiting for the lock, the usual one while migrating.
+    conn.batch_execute(&format!(
+        "SET lock_timeout = 0; SELECT pg_advisory_lock({KEY}); SET lock_timeout = {}",
+        busy_timeout.as_millis()
+    ))?;
+    let result = f(conn);
+    conn.batch_execute(&format!("SELECT pg_advisory_unlock({KEY})"))?;
+    Ok(result)
+}

@@ -1,0 +1,253 @@
+//! `store.transaction`: what happens inside one when it is misused, and when the database
+//! gives it up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::models::{posts, Post};
+use common::{post, user};
+use datastore::diesel::connection::SimpleConnection;
+use datastore::prelude::*;
+use datastore::Error;
+
+/// On SQLite a file (WAL), where readers never wait for a writer. (On an in-memory database the
+/// connections share one lock: a read through the store waits for the transaction too.)
+mod a_write_through_the_store_inside_its_transaction_fails_at_once {
+    use super::*;
+
+    #[test]
+    fn sqlite() {
+        let (_dir, store) = common::file_store();
+        fails_at_once(&store);
+    }
+
+    #[test]
+    fn postgres() {
+        let Some(db) = common::TestDb::postgres() else {
+            return;
+        };
+        let _schema = db.schema;
+        fails_at_once(&db.store);
+    }
+}
+
+fn fails_at_once(store: &Store) {
+    let kept = store.save(post("kept", 1)).unwrap();
+    let editor = store.save(user("editor")).unwrap();
+    let started = Instant::now();
+    store
+        .transaction(|tx| {
+            tx.save(post("inside", 2))?;
+            let outside = [
+                store.save(post("outside", 3)).map(drop),
+                store.insert_all(vec![post("outside", 3)]).map(drop),
+                store.save_graph(post("outside", 3)).map(drop),
+                store.delete(&kept),
+                store.delete_by_id::<Post>(&kept.id),
+                store.delete_where::<Post, _>(posts::rating.eq(1)).map(drop),
+                kept.link_editors(&mut store.conn()?, &editor).map(drop),
+                store.transaction(|_| Ok(())),
+            ];
+            for (i, result) in outside.into_iter().enumerate() {
+                let err = result.expect_err("a write outside the transaction");
+                assert!(
+                    matches!(err, Error::WriteOutsideTransaction),
+                    "{i}: {err:?}"
+                );
+                assert!(err.to_string().contains("closure's connection"), "{err}");
+            }
+            // Reads through the store work, on other connections: committed data only.
+            assert_eq!(store.count::<Post>()?, 1);
+            assert_eq!(store.find::<Post>(&kept.id)?, Some(kept.clone()));
+            assert_eq!(kept.editors(&mut store.conn()?)?, vec![]);
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "at once, not after the busy timeout: {:?}",
+        started.elapsed()
+    );
+    let titles: Vec<String> = store
+        .all::<Post>()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.title)
+        .collect();
+    assert_eq!(titles, ["kept", "inside"], "only the transaction's write");
+    assert_eq!(kept.editors(&mut store.conn().unwrap()).unwrap(), vec![]);
+
+    // Afterwards the same connections write again.
+    let mut conns: Vec<_> = (0..3).map(|_| store.conn().unwrap()).collect();
+    for conn in &mut conns {
+        conn.save(post("after", 4)).unwrap();
+    }
+    drop(conns);
+    kept.link_editors(&mut store.conn().unwrap(), &editor)
+        .unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 5);
+}
+
+/// A store on a new SQLite file with a pool of one connection, so that a size limit set on it
+/// (`PRAGMA max_page_count`, a setting of the connection) holds for every call.
+fn file_store_of_one_connection() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("full.db").display().to_string())
+        .migrations(datastore::embed_migrations!())
+        .pool_size(1)
+        .open()
+        .unwrap();
+    (dir, store)
+}
+
+/// Caps the file at the pages it holds now: the next write that needs another page fails with
+/// "database or disk is full".
+fn cap(conn: &mut datastore::AnyConnection) {
+    conn.batch_execute("PRAGMA max_page_count = 1").unwrap();
+}
+
+fn uncap(store: &Store) {
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("PRAGMA max_page_count = 1073741823")
+        .unwrap();
+}
+
+/// More than the capped file can take: a row larger than a page. (A statement of several rows
+/// that fails for want of space is rolled back alone, from its statement journal; a statement
+/// without one takes the whole transaction with it.)
+fn too_large_to_fit() -> Vec<Post> {
+    vec![post(&"x".repeat(5000), 0)]
+}
+
+fn is_lost_to_a_full_database(err: &Error) -> bool {
+    matches!(err, Error::TransactionAborted { cause: Some(cause) } if matches!(**cause, Error::StorageFull { .. }))
+}
+
+/// What the closure does once its transaction is lost.
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    /// Swallows the errors and returns `Ok`.
+    CarriesOn,
+    /// Returns the error of the statement that failed.
+    ReturnsIt,
+    /// Returns an error of its own.
+    FailsOtherwise,
+}
+
+#[test]
+fn a_transaction_sqlite_rolled_back_by_itself_stays_over_and_reports_why() {
+    for then in [Then::CarriesOn, Then::ReturnsIt, Then::FailsOtherwise] {
+        let (_dir, store) = file_store_of_one_connection();
+        let changes = store.observe_all().unwrap();
+        let result: datastore::Result<()> = store.transaction(|tx| {
+            tx.save(post("before the fault", 1))?;
+            cap(tx);
+            let full = tx.insert_all(too_large_to_fit()).unwrap_err();
+            assert!(
+                matches!(full, Error::StorageFull { .. }),
+                "{then:?}: {full:?}"
+            );
+            // Every later statement fails, saying why: writes, reads, savepoints.
+            let after = [
+                tx.save(post("after the fault", 2)).map(drop),
+                tx.count::<Post>().map(drop),
+                tx.transaction(|tx| tx.save(post("in a savepoint", 3)).map(drop)),
+            ];
+            for (i, result) in after.into_iter().enumerate() {
+                let Err(err) = result else {
+                    panic!("{then:?} {i}: the transaction is over")
+                };
+                assert!(is_lost_to_a_full_database(&err), "{then:?} {i}: {err:?}");
+                assert!(err.to_string().contains("rolled back"), "{err}");
+            }
+            match then {
+                Then::CarriesOn => Ok(()),
+                Then::ReturnsIt => Err(full),
+                Then::FailsOtherwise => Err(Error::NotFound {
+                    table: "posts".into(),
+                    key: "x".into(),
+                }),
+            }
+        });
+        assert!(
+            matches!(result, Err(Error::StorageFull { .. })),
+            "{then:?}: the caller gets the cause: {result:?}"
+        );
+        uncap(&store);
+        assert_eq!(
+            store.count::<Post>().unwrap(),
+            0,
+            "{then:?}: nothing written"
+        );
+        assert!(
+            changes.recv_timeout(Duration::from_millis(20)).is_none(),
+            "{then:?}: nothing observed"
+        );
+        // The connection (the pool's only one) went back as good as new.
+        store.transaction(|tx| tx.save(post("later", 4))).unwrap();
+        assert_eq!(store.count::<Post>().unwrap(), 1);
+        assert!(changes.recv_timeout(Duration::from_secs(1)).is_some());
+    }
+}
+
+/// PostgreSQL aborts a transaction at its first failed statement and refuses every later one;
+/// `store.transaction` reports that first error, whatever the closure did with it.
+#[test]
+fn a_transaction_postgres_aborted_stays_over_and_reports_why() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    for then in [Then::CarriesOn, Then::ReturnsIt, Then::FailsOtherwise] {
+        let result: datastore::Result<()> = store.transaction(|tx| {
+            tx.save(post("before the fault", 1))?;
+            let orphan = tx
+                .save(common::comment(&post("never saved", 0), "lost"))
+                .unwrap_err();
+            assert!(orphan.constraint().is_some(), "{orphan:?}");
+            let after = [
+                tx.save(post("after the fault", 2)).map(drop),
+                tx.count::<Post>().map(drop),
+            ];
+            for (i, result) in after.into_iter().enumerate() {
+                let Err(err) = result else {
+                    panic!("{then:?} {i}: the transaction is over")
+                };
+                assert!(
+                    matches!(err, Error::TransactionAborted { .. }),
+                    "{then:?} {i}: {err:?}"
+                );
+                assert!(err.to_string().contains("rolled back"), "{err}");
+            }
+            match then {
+                Then::CarriesOn => Ok(()),
+                Then::ReturnsIt => Err(orphan),
+                Then::FailsOtherwise => tx.count::<Post>().map(drop),
+            }
+        });
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.constraint().map(|c| c.kind),
+            Some(datastore::ConstraintKind::ForeignKey),
+            "{then:?}: the caller gets the cause: {err:?}"
+        );
+        assert_eq!(
+            store.count::<Post>().unwrap(),
+            0,
+            "{then:?}: nothing written"
+        );
+    }
+    // A failure undone by a savepoint leaves the transaction usable: it commits.
+    store
+        .transaction(|tx| {
+            let refused = tx.transaction(|tx| tx.save(common::comment(&post("x", 0), "lost")));
+            assert!(refused.unwrap_err().constraint().is_some());
+            tx.save(post("kept", 3))
+        })
+        .unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 1);
+}

@@ -1,0 +1,283 @@
+//! Values are stored as given or refused with a typed error, and read back as stored or refused:
+//! never changed without a word (a NaN turned into NULL, a wide integer truncated).
+
+mod common;
+
+use datastore::diesel::connection::SimpleConnection;
+use datastore::prelude::*;
+use datastore::{Error, MAX_JSON_DEPTH};
+use serde::{Deserialize, Serialize};
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Reading {
+    #[primary_key]
+    pub id: Id,
+    pub exact: f64,
+    pub maybe: Option<f64>,
+    pub narrow: f32,
+    pub count: i32,
+    pub level: i16,
+    pub flag: bool,
+}
+
+/// A document of both JSON kinds: schemaless, and typed.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Document {
+    #[primary_key]
+    pub id: Id,
+    pub body: serde_json::Value,
+    pub outline: Json<Outline>,
+}
+
+/// A typed document whose nesting has no bound of its own: each level is an object holding an
+/// array (two levels of JSON).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outline {
+    pub sections: Vec<Outline>,
+}
+
+fn schema() -> Schema {
+    Schema::new().model::<Reading>().model::<Document>()
+}
+
+/// One test body, run on SQLite in memory and on the PostgreSQL server (in a schema of its
+/// own), each with the `readings` table.
+macro_rules! per_backend {
+    (fn $name:ident($store:ident) $body:block) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let $store = Store::builder(":memory:").schema(schema()).open().unwrap();
+                $body
+            }
+
+            #[test]
+            fn postgres() {
+                let Some(url) = common::postgres_url() else {
+                    return;
+                };
+                // Declared first, dropped last: the schema outlives the store.
+                let pg = common::PgSchema::new(&url);
+                let $store = Store::builder(pg.url()).schema(schema()).open().unwrap();
+                $body
+            }
+        }
+    };
+}
+
+/// Readings holding a NaN in each floating-point field.
+fn with_nan() -> Vec<Reading> {
+    vec![
+        Reading {
+            maybe: Some(f64::NAN),
+            ..Reading::default()
+        },
+        Reading {
+            exact: f64::NAN,
+            ..Reading::default()
+        },
+        Reading {
+            narrow: f32::NAN,
+            ..Reading::default()
+        },
+    ]
+}
+
+fn is_nan_as_saved(saved: &Reading, stored: &Reading) -> bool {
+    let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+    same(saved.exact, stored.exact)
+        && match (saved.maybe, stored.maybe) {
+            (Some(a), Some(b)) => same(a, b),
+            (a, b) => a == b,
+        }
+        && same(saved.narrow as f64, stored.narrow as f64)
+}
+
+per_backend!(
+    fn a_nan_is_stored_as_given_or_refused_with_a_typed_error(store) {
+        for reading in with_nan() {
+            if store.dialect() == Dialect::Sqlite {
+                let err = store.save(reading.clone()).unwrap_err();
+                assert!(matches!(err, Error::NanUnsupported), "{err:?}");
+                assert!(err.to_string().contains("NaN"), "{err}");
+                let err = store.insert_all(vec![reading]).unwrap_err();
+                assert!(matches!(err, Error::NanUnsupported), "{err:?}");
+                assert_eq!(store.count::<Reading>().unwrap(), 0, "nothing was written");
+            } else {
+                let saved = store.save(reading.clone()).unwrap();
+                let stored: Reading = store.get(&saved.id).unwrap();
+                assert!(is_nan_as_saved(&reading, &stored), "{stored:?}");
+            }
+        }
+    }
+);
+
+per_backend!(
+    fn infinities_and_extremes_round_trip(store) {
+        let reading = store
+            .save(Reading {
+                exact: f64::NEG_INFINITY,
+                maybe: Some(f64::MAX),
+                narrow: f32::INFINITY,
+                count: i32::MIN,
+                level: i16::MAX,
+                flag: true,
+                ..Reading::default()
+            })
+            .unwrap();
+        assert_eq!(store.get::<Reading>(&reading.id).unwrap(), reading);
+    }
+);
+
+/// Makes the columns able to hold wider values, as another program (or an older schema) might:
+/// SQLite columns hold any integer or double already.
+fn widen(store: &Store) {
+    if store.dialect() == Dialect::Postgres {
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(
+                "ALTER TABLE readings ALTER COLUMN count TYPE bigint, \
+                 ALTER COLUMN level TYPE bigint, ALTER COLUMN narrow TYPE double precision, \
+                 ALTER COLUMN flag TYPE bigint USING flag::int",
+            )
+            .unwrap();
+    }
+}
+
+per_backend!(
+    fn a_stored_value_wider_than_its_field_is_refused_not_truncated(store) {
+        let reading = store.save(Reading::default()).unwrap();
+        widen(&store);
+        let set = |assignment: &str| {
+            store
+                .conn()
+                .unwrap()
+                .batch_execute(&format!("UPDATE readings SET {assignment}"))
+                .unwrap();
+        };
+        for (assignment, value, field_type) in [
+            ("count = 4294967297", "4294967297", "i32"),
+            ("level = 70000", "70000", "i16"),
+            ("narrow = 1e300", "1e300", "f32"),
+            ("flag = 4294967296", "4294967296", "bool"),
+        ] {
+            set(assignment);
+            let refused = |err: &Error| match err {
+                Error::OutOfRange {
+                    value: shown,
+                    field_type: shown_type,
+                    ..
+                } => shown == value && *shown_type == field_type,
+                _ => false,
+            };
+            let err = store.find::<Reading>(&reading.id).unwrap_err();
+            assert!(refused(&err), "{assignment}: {err:?}");
+            let err = store.all::<Reading>().unwrap_err();
+            assert!(refused(&err), "{assignment}: {err:?}");
+            let err = store
+                .query::<Reading>(|q| q.filter(readings::id.eq(reading.id)))
+                .unwrap_err();
+            assert!(refused(&err), "{assignment}: {err:?}");
+            set("count = 0, level = 0, narrow = 0, flag = 0");
+        }
+        // A value that fits reads as stored, whatever the column's width.
+        set("count = -2147483648, level = 32767, narrow = 0.5, flag = 1");
+        let stored: Reading = store.get(&reading.id).unwrap();
+        assert_eq!(
+            (stored.count, stored.level, stored.narrow, stored.flag),
+            (i32::MIN, i16::MAX, 0.5, true)
+        );
+    }
+);
+
+/// A JSON value nesting `depth` arrays around a number, built without recursion (`json!`
+/// would copy the inner value each time, recursively).
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(serde_json::json!(1), |inner, _| {
+        serde_json::Value::Array(vec![inner])
+    })
+}
+
+/// An outline nesting `depth` levels of JSON (`depth` even): the innermost,
+/// `{"sections":[]}`, is 2 levels, and each around it 2 more.
+fn nested_outline(depth: usize) -> Outline {
+    (1..depth / 2).fold(Outline::default(), |inner, _| Outline {
+        sections: vec![inner],
+    })
+}
+
+per_backend!(
+    fn json_nested_to_the_limit_is_saved_and_read_back(store) {
+        let saved = store
+            .save(Document {
+                body: nested(MAX_JSON_DEPTH),
+                outline: Json(nested_outline(MAX_JSON_DEPTH)),
+                ..Document::default()
+            })
+            .unwrap();
+        let inserted = store
+            .insert_all(vec![Document {
+                body: nested(MAX_JSON_DEPTH),
+                ..Document::default()
+            }])
+            .unwrap();
+        assert_eq!(store.find::<Document>(&saved.id).unwrap(), Some(saved.clone()));
+        assert_eq!(store.all::<Document>().unwrap(), vec![saved, inserted[0].clone()]);
+    }
+);
+
+per_backend!(
+    fn json_nested_past_the_limit_is_refused_and_nothing_is_written(store) {
+        let too_deep = [
+            Document {
+                body: nested(MAX_JSON_DEPTH + 1),
+                ..Document::default()
+            },
+            Document {
+                outline: Json(nested_outline(MAX_JSON_DEPTH + 2)),
+                ..Document::default()
+            },
+        ];
+        for document in too_deep {
+            let err = store.save(document.clone()).unwrap_err();
+            assert!(
+                matches!(err, Error::JsonTooDeep { limit: MAX_JSON_DEPTH }),
+                "{err:?}"
+            );
+            let err = store.insert_all(vec![document]).unwrap_err();
+            assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+        }
+        assert_eq!(store.count::<Document>().unwrap(), 0);
+        assert_eq!(store.all::<Document>().unwrap(), vec![]);
+    }
+);
+
+per_backend!(
+    fn json_nested_ten_thousand_levels_is_refused_without_overflowing_the_stack(store) {
+        // A thread with the default 2 MiB stack of test threads.
+        let on_small_stack = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let document = Document {
+                    body: nested(10_000),
+                    outline: Json(nested_outline(10_000)),
+                    ..Document::default()
+                };
+                let err = store.save(document).unwrap_err();
+                assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+                let err = store
+                    .insert_all(vec![Document {
+                        outline: Json(nested_outline(10_000)),
+                        ..Document::default()
+                    }])
+                    .unwrap_err();
+                assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+                assert_eq!(store.count::<Document>().unwrap(), 0);
+            })
+            .unwrap();
+        on_small_stack.join().expect("no stack overflow, no panic");
+    }
+);
