@@ -73,10 +73,10 @@ use diesel::connection::Connection;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel::RunQueryDsl;
 
-use crate::schema::ddl::{quote_ident, HasDialect};
+use crate::schema::ddl::{quote_ident, quote_literal, HasDialect};
 use crate::schema::{ForeignKey, OnDelete};
 use crate::types::sql_types::{JsonDoc, TimestampUtc, Uuid};
-use crate::{Id, Json, Timestamp};
+use crate::{Id, Json, KeyValue, Timestamp};
 
 any_backend_type! {
     [] Uuid => Id;
@@ -146,12 +146,32 @@ pub trait NativeConnection:
 
     /// Whether `table` has a row whose `column` is `key`.
     #[doc(hidden)]
-    fn row_exists(&mut self, table: &str, column: &str, key: Id) -> diesel::QueryResult<bool>;
+    fn row_exists(
+        &mut self,
+        table: &str,
+        column: &str,
+        key: &dyn KeyValue,
+    ) -> diesel::QueryResult<bool>;
 
     /// Runs a query reading `(root, links)` rows, whose only parameters are `roots`, bound in
-    /// order.
+    /// order; `root` is a root's position in `roots`.
     #[doc(hidden)]
-    fn count_by_root(&mut self, sql: &str, roots: &[Id]) -> diesel::QueryResult<Vec<(Id, i64)>>;
+    fn count_by_root(
+        &mut self,
+        sql: &str,
+        roots: &[&dyn KeyValue],
+    ) -> diesel::QueryResult<Vec<(i64, i64)>>;
+
+    /// After rows were inserted with keys of their own into a table whose database assigns
+    /// keys, makes sure later rows get keys past `largest` (PostgreSQL's sequence is moved;
+    /// SQLite assigns one past the largest rowid by itself).
+    #[doc(hidden)]
+    fn keys_assigned_past(
+        &mut self,
+        table: &str,
+        column: &str,
+        largest: &dyn KeyValue,
+    ) -> diesel::QueryResult<()>;
 }
 
 mod sealed {
@@ -192,6 +212,7 @@ impl CatalogForeignKey {
                 references: self.references.into(),
                 referenced_column: self.referenced_column.into(),
                 on_delete,
+                on_update_cascade: false,
             },
         )
     }
@@ -199,8 +220,8 @@ impl CatalogForeignKey {
 
 #[derive(diesel::QueryableByName)]
 struct RootCount {
-    #[diesel(sql_type = Uuid)]
-    root: Id,
+    #[diesel(sql_type = BigInt)]
+    root: i64,
     #[diesel(sql_type = BigInt)]
     links: i64,
 }
@@ -218,44 +239,6 @@ fn exists_sql(table: &str, column: &str, placeholder: &str) -> String {
         quote_ident(table),
         quote_ident(column)
     )
-}
-
-/// Runs [`exists_sql`] for `key`.
-fn row_exists<C, DB>(conn: &mut C, sql: &str, key: Id) -> diesel::QueryResult<bool>
-where
-    C: Connection<Backend = DB> + diesel::connection::LoadConnection,
-    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Uuid> + 'static,
-    Id: diesel::serialize::ToSql<Uuid, DB>,
-    Found: diesel::QueryableByName<DB>,
-    for<'q> diesel::query_builder::BoxedSqlQuery<'q, DB, diesel::query_builder::SqlQuery>:
-        diesel::query_dsl::LoadQuery<'q, C, Found>,
-{
-    let query = diesel::sql_query(sql)
-        .into_boxed::<DB>()
-        .bind::<Uuid, _>(key);
-    Ok(query.get_result::<Found>(conn)?.found)
-}
-
-/// Runs a `(root, links)` query with `roots` bound in order.
-fn count_by_root<C, DB>(
-    conn: &mut C,
-    sql: &str,
-    roots: &[Id],
-) -> diesel::QueryResult<Vec<(Id, i64)>>
-where
-    C: Connection<Backend = DB> + diesel::connection::LoadConnection,
-    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Uuid> + 'static,
-    Id: diesel::serialize::ToSql<Uuid, DB>,
-    RootCount: diesel::QueryableByName<DB>,
-    for<'q> diesel::query_builder::BoxedSqlQuery<'q, DB, diesel::query_builder::SqlQuery>:
-        diesel::query_dsl::LoadQuery<'q, C, RootCount>,
-{
-    let mut query = diesel::sql_query(sql).into_boxed::<DB>();
-    for root in roots {
-        query = query.bind::<Uuid, _>(*root);
-    }
-    let rows: Vec<RootCount> = query.load(conn)?;
-    Ok(rows.into_iter().map(|r| (r.root, r.links)).collect())
 }
 
 impl NativeConnection for diesel::SqliteConnection {
@@ -285,12 +268,36 @@ impl NativeConnection for diesel::SqliteConnection {
         Ok(rows.into_iter().map(CatalogForeignKey::into_pair).collect())
     }
 
-    fn row_exists(&mut self, table: &str, column: &str, key: Id) -> diesel::QueryResult<bool> {
-        row_exists(self, &exists_sql(table, column, "?"), key)
+    fn row_exists(
+        &mut self,
+        table: &str,
+        column: &str,
+        key: &dyn KeyValue,
+    ) -> diesel::QueryResult<bool> {
+        let query = diesel::sql_query(exists_sql(table, column, "?")).into_boxed();
+        Ok(key.bind_sqlite(query).get_result::<Found>(self)?.found)
     }
 
-    fn count_by_root(&mut self, sql: &str, roots: &[Id]) -> diesel::QueryResult<Vec<(Id, i64)>> {
-        count_by_root(self, sql, roots)
+    fn count_by_root(
+        &mut self,
+        sql: &str,
+        roots: &[&dyn KeyValue],
+    ) -> diesel::QueryResult<Vec<(i64, i64)>> {
+        let mut query = diesel::sql_query(sql).into_boxed();
+        for root in roots {
+            query = root.bind_sqlite(query);
+        }
+        let rows: Vec<RootCount> = query.load(self)?;
+        Ok(rows.into_iter().map(|r| (r.root, r.links)).collect())
+    }
+
+    fn keys_assigned_past(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: &dyn KeyValue,
+    ) -> diesel::QueryResult<()> {
+        Ok(())
     }
 }
 
@@ -329,12 +336,48 @@ impl NativeConnection for diesel::PgConnection {
         Ok(rows.into_iter().map(CatalogForeignKey::into_pair).collect())
     }
 
-    fn row_exists(&mut self, table: &str, column: &str, key: Id) -> diesel::QueryResult<bool> {
-        row_exists(self, &exists_sql(table, column, "$1"), key)
+    fn row_exists(
+        &mut self,
+        table: &str,
+        column: &str,
+        key: &dyn KeyValue,
+    ) -> diesel::QueryResult<bool> {
+        let query = diesel::sql_query(exists_sql(table, column, "$1")).into_boxed();
+        Ok(key.bind_pg(query).get_result::<Found>(self)?.found)
     }
 
-    fn count_by_root(&mut self, sql: &str, roots: &[Id]) -> diesel::QueryResult<Vec<(Id, i64)>> {
-        count_by_root(self, sql, roots)
+    fn count_by_root(
+        &mut self,
+        sql: &str,
+        roots: &[&dyn KeyValue],
+    ) -> diesel::QueryResult<Vec<(i64, i64)>> {
+        let mut query = diesel::sql_query(sql).into_boxed();
+        for root in roots {
+            query = root.bind_pg(query);
+        }
+        let rows: Vec<RootCount> = query.load(self)?;
+        Ok(rows.into_iter().map(|r| (r.root, r.links)).collect())
+    }
+
+    fn keys_assigned_past(
+        &mut self,
+        table: &str,
+        column: &str,
+        largest: &dyn KeyValue,
+    ) -> diesel::QueryResult<()> {
+        let sequence = format!(
+            "pg_get_serial_sequence({}, {})",
+            quote_literal(&quote_ident(table)),
+            quote_literal(column)
+        );
+        let sql = format!(
+            "SELECT setval({sequence}::regclass, given.key) FROM (SELECT $1 AS key) AS given \
+             WHERE given.key > coalesce(pg_sequence_last_value({sequence}::regclass), 0)"
+        );
+        largest
+            .bind_pg(diesel::sql_query(sql).into_boxed())
+            .execute(self)
+            .map(drop)
     }
 }
 

@@ -8,6 +8,8 @@ pub use diesel;
 pub use diesel_migrations;
 pub use std::borrow::Cow;
 
+pub use crate::types::{PgQuery, SqliteQuery};
+
 use std::marker::PhantomData;
 
 use diesel::backend::Backend;
@@ -16,8 +18,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
 use crate::model::{Model, Predicate};
-use crate::schema::ddl::HasDialect;
-use crate::{Id, Result};
+use crate::schema::ddl::{Dialect, HasDialect};
+use crate::schema::Statement;
+use crate::Result;
 
 /// A model's fixed statements on a backend's own connection, each one typed Diesel statement
 /// (prepared once per connection where Diesel caches it). The derive implements it once, for
@@ -32,13 +35,13 @@ pub trait Statements<C: Connection>: Model {
     /// Every row, in key order.
     fn all(conn: &mut C) -> QueryResult<Vec<Self>>;
     /// The row with this key.
-    fn find(conn: &mut C, id: Id) -> QueryResult<Option<Self>>;
-    /// The rows with these keys (one `IN` list), in key order.
-    fn find_in(conn: &mut C, ids: &[Id]) -> QueryResult<Vec<Self>>;
+    fn find(conn: &mut C, key: &Self::Key) -> QueryResult<Option<Self>>;
+    /// The rows with these keys, in key order (one `IN` list for a one-column key).
+    fn find_in(conn: &mut C, keys: &[Self::Key]) -> QueryResult<Vec<Self>>;
     /// How many rows there are.
     fn count(conn: &mut C) -> QueryResult<i64>;
     /// Deletes the row with this key.
-    fn delete_key(conn: &mut C, id: Id) -> QueryResult<usize>;
+    fn delete_key(conn: &mut C, key: &Self::Key) -> QueryResult<usize>;
 }
 
 /// A model's statements that bind rows borrowed for `'a`: [`Statements`]' writes. The lifetime
@@ -57,6 +60,11 @@ pub trait Writes<'a, C: Connection>: Model {
     fn insert_one(&'a self, conn: &mut C) -> QueryResult<usize>;
     /// Inserts rows with one multi-row `INSERT`.
     fn insert_many(rows: &'a [Self], conn: &mut C) -> QueryResult<usize>;
+    /// Inserts a row whose key the database assigns ([`Unkeyed`]), and returns it with its key.
+    fn insert_unkeyed(&'a self, conn: &mut C) -> QueryResult<Self>;
+    /// Inserts rows whose keys the database assigns with one multi-row `INSERT`, and returns
+    /// the keys it assigned (in no particular order).
+    fn insert_many_unkeyed(rows: &'a [Self], conn: &mut C) -> QueryResult<Vec<Self::Key>>;
 }
 
 /// A model's queries built from a condition or by the caller, on any connection (the
@@ -80,7 +88,7 @@ pub trait Queries<C: Connection>: Model {
     /// Deletes the rows matching a condition.
     fn delete_where(conn: &mut C, predicate: &Predicate<Self, C>) -> QueryResult<usize>;
     /// The keys of the rows matching a condition, in key order.
-    fn keys_where(conn: &mut C, predicate: &Predicate<Self, C>) -> QueryResult<Vec<Id>>;
+    fn keys_where(conn: &mut C, predicate: &Predicate<Self, C>) -> QueryResult<Vec<Self::Key>>;
 }
 
 /// `save_graph` on a backend's own connection: the row, then each loaded relation field, with
@@ -104,14 +112,22 @@ pub trait SaveGraph<C: Connection>: Model {
 /// [`ddl::upsert`](crate::schema::ddl::upsert)). Its SQL is fixed per model and dialect, so
 /// Diesel prepares it once per connection (Diesel never caches its own `ON CONFLICT` queries),
 /// and binding a row costs one pass over its values.
+pub type Upsert<M, V> = RowStatement<M, V, UpsertSql>;
+
+/// The statement inserting a row whose key the database assigns: its values but the key
+/// (`V`), returning the row with its key (see
+/// [`ddl::insert_unkeyed`](crate::schema::ddl::insert_unkeyed)).
+pub type Unkeyed<M, V> = RowStatement<M, V, UnkeyedSql>;
+
+/// A statement of fixed SQL around one row's bound values, returning the row.
 #[derive(Debug)]
-pub struct Upsert<M, V> {
+pub struct RowStatement<M, V, S> {
     values: V,
-    model: PhantomData<fn() -> M>,
+    model: PhantomData<fn() -> (M, S)>,
 }
 
-impl<M: Model, V> Upsert<M, V> {
-    /// The statement saving the row with these values.
+impl<M: Model, V, S> RowStatement<M, V, S> {
+    /// The statement with these values.
     pub fn new(values: V) -> Self {
         Self {
             values,
@@ -120,35 +136,79 @@ impl<M: Model, V> Upsert<M, V> {
     }
 }
 
-/// The statement's identity in Diesel's statement cache: one per model.
-#[derive(Debug)]
-pub struct UpsertId<M>(PhantomData<fn() -> M>);
+/// Which statement a [`RowStatement`] is: the SQL around its values.
+pub trait RowSql: 'static {
+    /// The SQL before and after the values of `M`'s row in `dialect`.
+    #[doc(hidden)]
+    fn sql<M: Model>(dialect: Dialect) -> &'static Statement;
+}
 
-impl<M: Model, V> QueryId for Upsert<M, V> {
-    type QueryId = UpsertId<M>;
+/// [`Upsert`]'s SQL.
+#[derive(Debug)]
+pub enum UpsertSql {}
+
+impl RowSql for UpsertSql {
+    fn sql<M: Model>(dialect: Dialect) -> &'static Statement {
+        M::declaration().upsert(dialect)
+    }
+}
+
+/// [`Unkeyed`]'s SQL.
+#[derive(Debug)]
+pub enum UnkeyedSql {}
+
+impl RowSql for UnkeyedSql {
+    fn sql<M: Model>(_: Dialect) -> &'static Statement {
+        M::declaration().insert_unkeyed()
+    }
+}
+
+impl<M: Model, V, S: RowSql> QueryId for RowStatement<M, V, S> {
+    /// One per model and statement: its SQL is fixed, so Diesel prepares it once.
+    type QueryId = (M, S);
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<M: Model, V> Query for Upsert<M, V> {
+impl<M: Model, V, S> Query for RowStatement<M, V, S> {
     type SqlType = <M::Table as diesel::query_builder::AsQuery>::SqlType;
 }
 
-impl<M, V, DB> QueryFragment<DB> for Upsert<M, V>
+impl<M, V, S, DB> QueryFragment<DB> for RowStatement<M, V, S>
 where
     M: Model,
     V: QueryFragment<DB>,
+    S: RowSql,
     DB: Backend + HasDialect,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let sql = M::declaration().upsert(out.backend().dialect());
-        out.push_sql(&sql.insert_into);
+        let sql = S::sql::<M>(out.backend().dialect());
+        out.push_sql(&sql.before);
         self.values.walk_ast(out.reborrow())?;
-        out.push_sql(&sql.on_conflict);
+        out.push_sql(&sql.after);
         Ok(())
     }
 }
 
-impl<M, V, C: Connection> RunQueryDsl<C> for Upsert<M, V> {}
+impl<M, V, S, C: Connection> RunQueryDsl<C> for RowStatement<M, V, S> {}
+
+/// The error of a statement a model does not have (the insert of a row without a key, on a
+/// model whose keys the database does not assign): never run, as the runtime asks the model
+/// first.
+pub fn no_such_statement<T>() -> QueryResult<T> {
+    Err(diesel::result::Error::QueryBuilderError(
+        "the database assigns no keys to this model".into(),
+    ))
+}
+
+/// A key a `belongs_to` can point at: one column's. The derive asks it of each parent's key.
+#[diagnostic::on_unimplemented(
+    message = "a `belongs_to` cannot point at a model keyed by `{Self}`",
+    label = "the parent's key has several columns",
+    note = "a foreign key is one column: a model with a composite key cannot be a parent"
+)]
+pub trait ReferencedKey {}
+
+impl<K: crate::KeyColumn> ReferencedKey for K {}
 
 /// Fails compilation, with a message naming the fields, when a relation's child has several
 /// `belongs_to` fields to the parent and the relation does not say which one it uses.

@@ -22,7 +22,10 @@ pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Predi
 pub use persist::Persist;
 pub use repo::Repo;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
-pub use types::{sql_types, Checked, DbEnum, FieldType, Id, Json, Timestamp, MAX_JSON_DEPTH};
+pub use types::{
+    sql_types, Checked, DbEnum, FieldType, Id, Json, Key, KeyColumn, KeyValue, Timestamp,
+    MAX_JSON_DEPTH,
+};
 
 /// Re-exported so that applications use the same Diesel as the store.
 pub use diesel;

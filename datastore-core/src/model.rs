@@ -6,7 +6,8 @@ use diesel::expression::BoxableExpression;
 use diesel::sql_types::Bool;
 
 use crate::schema::{ModelDeclaration, Table};
-use crate::{Id, Timestamp};
+use crate::types::{Key, KeyValue};
+use crate::Timestamp;
 
 /// A struct stored as the rows of one table.
 ///
@@ -27,7 +28,7 @@ use crate::{Id, Timestamp};
 /// assert_eq!(Note::table().name, "notes");
 /// assert_eq!(Note::NAME, "Note");
 /// let note = Note::default();
-/// assert_eq!(note.id(), &note.id);
+/// assert_eq!(note.key(), note.id);
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a model",
@@ -41,8 +42,9 @@ pub trait Model: Sized + Send + 'static {
     const NAME: &'static str;
     /// The table's name (also `table().name`, usable where a `&'static str` is needed).
     const TABLE_NAME: &'static str;
-    /// The primary-key column's name.
-    const PRIMARY_KEY: &'static str;
+    /// The primary key's type: one column's ([`Id`](crate::Id), `i64`, `String`, ..), or a
+    /// tuple of them for a composite key.
+    type Key: Key;
 
     /// What the model declares: its columns, keys and relations, as data.
     fn declaration() -> &'static ModelDeclaration;
@@ -53,12 +55,21 @@ pub trait Model: Sized + Send + 'static {
         Self::declaration().table()
     }
 
-    /// The primary key.
-    fn id(&self) -> &Id;
+    /// The row's primary key (for a key the database assigns, `0` until the row is saved).
+    fn key(&self) -> Self::Key;
+
+    /// Whether the row's key is one the database has yet to assign (an integer key of `0`, on
+    /// a model whose database assigns its keys).
+    #[doc(hidden)]
+    fn has_unassigned_key(&self) -> bool;
+
+    /// Gives the row the key the database assigned it.
+    #[doc(hidden)]
+    fn assign_key(&mut self, key: Self::Key);
 
     /// The key the `i`-th `belongs_to` field (in declaration order) points at.
     #[doc(hidden)]
-    fn parent_key(&self, i: usize) -> Option<Id>;
+    fn foreign_key(&self, i: usize) -> Option<&dyn KeyValue>;
 
     /// Sets the timestamps (`created_at`, `updated_at`) a row is written with.
     #[doc(hidden)]

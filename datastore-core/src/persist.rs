@@ -11,7 +11,8 @@ use crate::backend::{dispatch, CHUNK, MAX_BIND_PARAMS};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
 use crate::relations::restrict;
-use crate::{AnyConnection, Error, Id, NativeConnection, PooledConn, Result, Timestamp};
+use crate::schema::KeyKind;
+use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
 
 /// A model's typed data access on one connection `C`.
 ///
@@ -75,11 +76,11 @@ pub trait Persist<C: Connection>: Model {
     fn save_graph(self, conn: &mut C) -> Result<Self>;
 
     /// The row with this primary key.
-    fn find(conn: &mut C, id: &Id) -> Result<Option<Self>>;
+    fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>>;
 
     /// The rows with these keys, in key order: one statement per
     /// [`CHUNK`](crate::relations::CHUNK) keys.
-    fn find_many(conn: &mut C, ids: &[Id]) -> Result<Vec<Self>>;
+    fn find_many(conn: &mut C, keys: &[Self::Key]) -> Result<Vec<Self>>;
 
     /// The number of rows.
     fn count(conn: &mut C) -> Result<i64>;
@@ -87,7 +88,7 @@ pub trait Persist<C: Connection>: Model {
     /// Deletes the row with this primary key (and, through `ON DELETE CASCADE`, its children);
     /// returns whether there was one. A delete that links refuse, here or further down the
     /// cascade, fails with [`Error::DeleteRestricted`] and deletes nothing.
-    fn delete_by_id(conn: &mut C, id: &Id) -> Result<bool>;
+    fn delete_by_id(conn: &mut C, key: &Self::Key) -> Result<bool>;
 
     /// The number of rows matching the predicate.
     fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<i64>;
@@ -125,11 +126,18 @@ where
 
     fn save(mut self, conn: &mut C) -> Result<Self> {
         stamp(std::slice::from_mut(&mut self));
-        match self.upsert(conn).map_err(Error::from) {
+        // A new row whose key the database assigns is inserted without one; any other row is
+        // inserted or updated by its key.
+        let saved = if self.has_unassigned_key() {
+            self.insert_unkeyed(conn).map(Some)
+        } else {
+            self.upsert(conn)
+        };
+        match saved.map_err(Error::from) {
             Ok(Some(stored)) => Ok(stored),
             // Unchanged: nothing was written; the stored row is the answer.
-            Ok(None) => <M as Statements<C>>::find(conn, *self.id())?
-                .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.id())),
+            Ok(None) => <M as Statements<C>>::find(conn, &self.key())?
+                .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.key().describe())),
             Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::ForeignKey => {
                 Err(Error::Constraint(missing_parent(conn, &self, violation)))
             }
@@ -139,35 +147,49 @@ where
 
     fn insert_all(mut rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>> {
         stamp(&mut rows);
-        let per_statement = MAX_BIND_PARAMS / M::declaration().columns().len().max(1);
-        let insert_chunks = |conn: &mut C| -> Result<()> {
-            for chunk in rows.chunks(per_statement) {
-                M::insert_many(chunk, conn)?;
+        if !rows.iter().any(M::has_unassigned_key) {
+            let statements = keyed_statements::<M>(rows.len());
+            if statements > 1 {
+                conn.transaction(|conn| insert_keyed(&rows, conn))?;
+            } else {
+                insert_keyed(&rows, conn)?;
             }
-            Ok(())
-        };
-        match rows.as_slice() {
-            [] => {}
-            [row] => {
-                row.insert_one(conn)?;
-            }
-            rows if rows.len() <= per_statement => insert_chunks(conn)?,
-            _ => conn.transaction(insert_chunks)?,
+            return Ok(rows);
         }
-        Ok(rows)
+        // Rows waiting for the keys the database assigns: the others go first, then these,
+        // whose keys come back.
+        let waiting: Vec<bool> = rows.iter().map(M::has_unassigned_key).collect();
+        let (unkeyed, keyed): (Vec<Self>, Vec<Self>) =
+            rows.into_iter().partition(M::has_unassigned_key);
+        let statements =
+            keyed_statements::<M>(keyed.len()) + unkeyed_statements::<M>(unkeyed.len());
+        let insert = |conn: &mut C| -> Result<Vec<Self>> {
+            insert_keyed(&keyed, conn)?;
+            insert_unkeyed(unkeyed, conn)
+        };
+        let unkeyed = if statements > 1 {
+            conn.transaction(insert)?
+        } else {
+            insert(conn)?
+        };
+        let (mut unkeyed, mut keyed) = (unkeyed.into_iter(), keyed.into_iter());
+        Ok(waiting
+            .into_iter()
+            .filter_map(|waited| if waited { unkeyed.next() } else { keyed.next() })
+            .collect())
     }
 
     fn save_graph(self, conn: &mut C) -> Result<Self> {
         <M as SaveGraph<C>>::save_graph(self, conn)
     }
 
-    fn find(conn: &mut C, id: &Id) -> Result<Option<Self>> {
-        Ok(<M as Statements<C>>::find(conn, *id)?)
+    fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>> {
+        Ok(<M as Statements<C>>::find(conn, key)?)
     }
 
-    fn find_many(conn: &mut C, ids: &[Id]) -> Result<Vec<Self>> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
+    fn find_many(conn: &mut C, keys: &[Self::Key]) -> Result<Vec<Self>> {
+        let mut rows = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK) {
             rows.extend(M::find_in(conn, chunk)?);
         }
         Ok(rows)
@@ -177,14 +199,14 @@ where
         Ok(<M as Statements<C>>::count(conn)?)
     }
 
-    fn delete_by_id(conn: &mut C, id: &Id) -> Result<bool> {
-        match conn.scoped(|conn| M::delete_key(conn, *id)) {
+    fn delete_by_id(conn: &mut C, key: &Self::Key) -> Result<bool> {
+        match conn.scoped(|conn| M::delete_key(conn, key)) {
             Ok(deleted) => Ok(deleted > 0),
             Err(e) => Err(restrict::explain(
                 conn,
                 M::declaration(),
                 e.into(),
-                vec![*id],
+                vec![key.clone()],
             )),
         }
     }
@@ -209,11 +231,11 @@ where
 /// The error of a `delete_where` that failed with `error`: if links refused it, explained by
 /// `explain` with the keys of the rows it was to delete (read by `keys`); otherwise, or if the
 /// keys cannot be read, `error` itself.
-fn refused_where<C>(
+fn refused_where<C, K>(
     conn: &mut C,
     error: Error,
-    keys: impl FnOnce(&mut C) -> diesel::QueryResult<Vec<Id>>,
-    explain: impl FnOnce(&mut C, Error, Vec<Id>) -> Error,
+    keys: impl FnOnce(&mut C) -> diesel::QueryResult<Vec<K>>,
+    explain: impl FnOnce(&mut C, Error, Vec<K>) -> Error,
 ) -> Error {
     if !restrict::refused(&error) {
         return error;
@@ -222,6 +244,71 @@ fn refused_where<C>(
         Ok(roots) => explain(conn, error, roots),
         Err(_) => error,
     }
+}
+
+/// How many statements [`insert_keyed`] takes for `rows` rows.
+fn keyed_statements<M: Model>(rows: usize) -> usize {
+    rows.div_ceil(rows_per_statement(M::declaration().columns().len()))
+}
+
+/// How many statements [`insert_unkeyed`] takes for `rows` rows.
+fn unkeyed_statements<M: Model>(rows: usize) -> usize {
+    rows.div_ceil(rows_per_statement(
+        M::declaration().columns().len() - 1,
+    ))
+}
+
+/// How many rows of `columns` bound values one statement holds.
+fn rows_per_statement(columns: usize) -> usize {
+    MAX_BIND_PARAMS / columns.max(1)
+}
+
+/// Inserts rows that have their keys: one row with a statement of fixed shape (prepared
+/// once), more in multi-row statements under the bind limit. On PostgreSQL, keys given to a
+/// model whose database assigns keys move its sequence past them.
+fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
+where
+    C: NativeConnection,
+    M: for<'a> Writes<'a, C>,
+{
+    match rows {
+        [] => return Ok(()),
+        [row] => {
+            row.insert_one(conn)?;
+        }
+        rows => {
+            for chunk in rows.chunks(rows_per_statement(M::declaration().columns().len())) {
+                M::insert_many(chunk, conn)?;
+            }
+        }
+    }
+    if M::declaration().key_kind() == KeyKind::Assigned {
+        if let Some(largest) = rows.iter().map(M::key).max() {
+            let table = M::table();
+            conn.keys_assigned_past(&table.name, &table.primary_key[0], &largest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts rows whose keys the database assigns, and returns them with their keys. A
+/// statement's keys are assigned in the order of its rows, each larger than the last (one
+/// past the largest rowid on SQLite, the sequence's next on PostgreSQL): sorted, they are the
+/// rows' in order, whatever order `RETURNING` gives them in.
+fn insert_unkeyed<M, C>(mut rows: Vec<M>, conn: &mut C) -> Result<Vec<M>>
+where
+    C: NativeConnection,
+    M: for<'a> Writes<'a, C>,
+{
+    let per_statement = rows_per_statement(M::declaration().columns().len() - 1);
+    for chunk in rows.chunks_mut(per_statement) {
+        let mut keys = M::insert_many_unkeyed(chunk, conn)?;
+        keys.sort_unstable();
+        for (row, key) in chunk.iter_mut().zip(keys) {
+            row.assign_key(key);
+        }
+    }
+    Ok(rows)
 }
 
 /// Sets the rows' timestamps to now (read once, and only for a model that has them).
@@ -243,18 +330,19 @@ fn missing_parent<M: Model, C: NativeConnection>(
     mut violation: ConstraintViolation,
 ) -> ConstraintViolation {
     for (i, belongs_to) in M::declaration().belongs_to().iter().enumerate() {
-        let Some(key) = row.parent_key(i) else {
+        let Some(key) = row.foreign_key(i) else {
             continue;
         };
         let parent = belongs_to.parent.declaration();
-        if let Ok(false) = conn.row_exists(parent.table_name(), parent.primary_key(), key) {
+        if let Ok(false) = conn.row_exists(parent.table_name(), parent.primary_key()[0], key) {
             violation.table = Some(M::TABLE_NAME.into());
             violation.column = Some(belongs_to.column.into());
             violation.message = format!(
-                "{}.{} references {} '{key}', which does not exist",
+                "{}.{} references {} '{}', which does not exist",
                 M::TABLE_NAME,
                 belongs_to.column,
                 parent.table_name(),
+                key.describe(),
             );
             break;
         }
@@ -303,20 +391,20 @@ where
         dispatch!(conn, |c| <M as Persist<_>>::save_graph(self, c))
     }
 
-    fn find(conn: &mut AnyConnection, id: &Id) -> Result<Option<Self>> {
-        dispatch!(conn, |c| <M as Persist<_>>::find(c, id))
+    fn find(conn: &mut AnyConnection, key: &Self::Key) -> Result<Option<Self>> {
+        dispatch!(conn, |c| <M as Persist<_>>::find(c, key))
     }
 
-    fn find_many(conn: &mut AnyConnection, ids: &[Id]) -> Result<Vec<Self>> {
-        dispatch!(conn, |c| <M as Persist<_>>::find_many(c, ids))
+    fn find_many(conn: &mut AnyConnection, keys: &[Self::Key]) -> Result<Vec<Self>> {
+        dispatch!(conn, |c| <M as Persist<_>>::find_many(c, keys))
     }
 
     fn count(conn: &mut AnyConnection) -> Result<i64> {
         dispatch!(conn, |c| <M as Persist<_>>::count(c))
     }
 
-    fn delete_by_id(conn: &mut AnyConnection, id: &Id) -> Result<bool> {
-        dispatch!(conn, |c| <M as Persist<_>>::delete_by_id(c, id))
+    fn delete_by_id(conn: &mut AnyConnection, key: &Self::Key) -> Result<bool> {
+        dispatch!(conn, |c| <M as Persist<_>>::delete_by_id(c, key))
     }
 
     fn count_where(
@@ -389,20 +477,20 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
         <M as Persist<AnyConnection>>::save_graph(self, conn)
     }
 
-    fn find(conn: &mut PooledConn, id: &Id) -> Result<Option<Self>> {
-        <M as Persist<AnyConnection>>::find(conn, id)
+    fn find(conn: &mut PooledConn, key: &Self::Key) -> Result<Option<Self>> {
+        <M as Persist<AnyConnection>>::find(conn, key)
     }
 
-    fn find_many(conn: &mut PooledConn, ids: &[Id]) -> Result<Vec<Self>> {
-        <M as Persist<AnyConnection>>::find_many(conn, ids)
+    fn find_many(conn: &mut PooledConn, keys: &[Self::Key]) -> Result<Vec<Self>> {
+        <M as Persist<AnyConnection>>::find_many(conn, keys)
     }
 
     fn count(conn: &mut PooledConn) -> Result<i64> {
         <M as Persist<AnyConnection>>::count(conn)
     }
 
-    fn delete_by_id(conn: &mut PooledConn, id: &Id) -> Result<bool> {
-        <M as Persist<AnyConnection>>::delete_by_id(conn, id)
+    fn delete_by_id(conn: &mut PooledConn, key: &Self::Key) -> Result<bool> {
+        <M as Persist<AnyConnection>>::delete_by_id(conn, key)
     }
 
     fn count_where(conn: &mut PooledConn, predicate: Predicate<Self, PooledConn>) -> Result<i64> {

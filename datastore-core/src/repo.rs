@@ -4,7 +4,7 @@ use diesel::connection::Connection;
 
 use crate::model::IntoPredicate;
 use crate::persist::Persist;
-use crate::{Error, Id, Result};
+use crate::{Error, KeyValue, Result};
 
 /// The typed methods of every model, on a Diesel connection.
 ///
@@ -71,13 +71,13 @@ pub trait Repo: Connection + Sized {
     }
 
     /// The row with this primary key, if there is one.
-    fn find<M: Persist<Self>>(&mut self, id: &Id) -> Result<Option<M>> {
-        M::find(self, id)
+    fn find<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<Option<M>> {
+        M::find(self, key)
     }
 
     /// The row with this primary key, or [`Error::NotFound`].
-    fn get<M: Persist<Self>>(&mut self, id: &Id) -> Result<M> {
-        M::find(self, id)?.ok_or_else(|| Error::not_found(M::TABLE_NAME, id))
+    fn get<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<M> {
+        M::find(self, key)?.ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))
     }
 
     /// Every row of the model's table, in primary-key order.
@@ -103,15 +103,15 @@ pub trait Repo: Connection + Sized {
     /// Deletes this row (and, through `ON DELETE CASCADE`, its children), or fails with
     /// [`Error::NotFound`] if it is not stored.
     fn delete<M: Persist<Self>>(&mut self, model: &M) -> Result<()> {
-        self.delete_by_id::<M>(model.id())
+        self.delete_by_id::<M>(&model.key())
     }
 
     /// Deletes the row with this primary key, or fails with [`Error::NotFound`].
-    fn delete_by_id<M: Persist<Self>>(&mut self, id: &Id) -> Result<()> {
-        if M::delete_by_id(self, id)? {
+    fn delete_by_id<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<()> {
+        if M::delete_by_id(self, key)? {
             Ok(())
         } else {
-            Err(Error::not_found(M::TABLE_NAME, id))
+            Err(Error::not_found(M::TABLE_NAME, key.describe()))
         }
     }
 

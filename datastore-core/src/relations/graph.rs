@@ -7,13 +7,13 @@ use super::load::link;
 use super::{BelongsTo, ChildOf};
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::{Id, Result};
+use crate::Result;
 
 /// Saves a parent's loaded children (a `has_many`'s list, a `has_one`'s option), each pointed at the parent and saved with its own graph;
 /// returns them as stored.
 pub fn save_children<P, Ch, const FK: u64, C>(
     conn: &mut C,
-    parent: Id,
+    parent: P::Key,
     children: impl IntoIterator<Item = Ch>,
 ) -> Result<Vec<Ch>>
 where
@@ -24,7 +24,7 @@ where
     children
         .into_iter()
         .map(|mut child| {
-            child.set_parent_id(parent);
+            child.set_parent_key(parent.clone());
             child.save_graph(conn)
         })
         .collect()
@@ -34,7 +34,7 @@ where
 /// the parent unless a link exists; returns them as stored.
 pub fn save_linked<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
-    parent: Id,
+    parent: P::Key,
     others: Vec<T>,
 ) -> Result<Vec<T>>
 where
@@ -47,7 +47,7 @@ where
         .into_iter()
         .map(|other| {
             let other = other.save_graph(conn)?;
-            link::<P, J, T, FK_P, FK_T, C>(conn, &parent, other.id())?;
+            link::<P, J, T, FK_P, FK_T, C>(conn, &parent, &other.key())?;
             Ok(other)
         })
         .collect()

@@ -11,32 +11,32 @@ use diesel::connection::Connection;
 use super::{ChildOf, HasMany, HasOne, ManyToMany, CHUNK};
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::{Error, Id, Result};
+use crate::{Error, Key, KeyValue, Result};
 
 /// The children of one parent, in key order.
-pub fn children<P, Ch, const FK: u64, C>(conn: &mut C, parent: &Id) -> Result<Vec<Ch>>
+pub fn children<P, Ch, const FK: u64, C>(conn: &mut C, parent: &P::Key) -> Result<Vec<Ch>>
 where
     P: Model,
     Ch: ChildOf<P, FK, C>,
     C: Connection,
 {
-    Ch::children_of_one(conn, *parent)
+    Ch::children_of_one(conn, parent.clone())
 }
 
 /// The children of many parents, grouped by parent key: one statement per [`CHUNK`] parents.
 pub fn children_by_parent<P, Ch, const FK: u64, C>(
     conn: &mut C,
-    parents: &[Id],
-) -> Result<HashMap<Id, Vec<Ch>>>
+    parents: &[P::Key],
+) -> Result<HashMap<P::Key, Vec<Ch>>>
 where
     P: Model,
     Ch: ChildOf<P, FK, C>,
     C: Connection,
 {
-    let mut groups: HashMap<Id, Vec<Ch>> = HashMap::with_capacity(parents.len());
+    let mut groups: HashMap<P::Key, Vec<Ch>> = HashMap::with_capacity(parents.len());
     for chunk in distinct(parents).chunks(CHUNK) {
         for child in Ch::children_of(conn, chunk)? {
-            if let Some(parent) = child.parent_id() {
+            if let Some(parent) = child.parent_key() {
                 groups.entry(parent).or_default().push(child);
             }
         }
@@ -51,11 +51,11 @@ where
     Ch: ChildOf<P, FK, C>,
     C: Connection,
 {
-    match child.parent_id() {
+    match child.parent_key() {
         None => Ok(None),
-        Some(id) => P::find(conn, &id)?
+        Some(key) => P::find(conn, &key)?
             .map(Some)
-            .ok_or_else(|| Error::not_found(P::TABLE_NAME, id)),
+            .ok_or_else(|| Error::not_found(P::TABLE_NAME, key.describe())),
     }
 }
 
@@ -99,7 +99,7 @@ where
 /// The rows linked to one row through a join model, in the join rows' key (link) order.
 pub fn linked<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
-    parent: &Id,
+    parent: &P::Key,
 ) -> Result<Vec<T>>
 where
     P: Model,
@@ -116,8 +116,8 @@ where
 /// linked rows) per [`CHUNK`] keys.
 pub fn linked_by_parent<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
-    parents: &[Id],
-) -> Result<HashMap<Id, Vec<T>>>
+    parents: &[P::Key],
+) -> Result<HashMap<P::Key, Vec<T>>>
 where
     P: Model,
     T: Persist<C> + Clone,
@@ -125,24 +125,24 @@ where
     C: Connection,
 {
     let links = children_by_parent::<P, J, FK_P, C>(conn, parents)?;
-    let linked_ids: Vec<Id> = links
+    let linked_keys: Vec<T::Key> = links
         .values()
         .flatten()
-        .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_id)
+        .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_key)
         .collect();
     // Each linked row once, however many parents link to it.
-    let target_ids = distinct(&linked_ids);
-    let targets: HashMap<Id, T> = T::find_many(conn, &target_ids)?
+    let target_keys = distinct(&linked_keys);
+    let targets: HashMap<T::Key, T> = T::find_many(conn, &target_keys)?
         .into_iter()
-        .map(|t| (*t.id(), t))
+        .map(|t| (t.key(), t))
         .collect();
     Ok(links
         .into_iter()
         .map(|(parent, links)| {
             let linked = links
                 .iter()
-                .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_id)
-                .filter_map(|id| targets.get(&id).cloned())
+                .filter_map(<J as super::BelongsTo<T, FK_T>>::parent_key)
+                .filter_map(|key| targets.get(&key).cloned())
                 .collect();
             (parent, linked)
         })
@@ -172,15 +172,15 @@ where
 /// listed twice gets a copy).
 fn fill<'p, P: Model + 'p, T: Clone>(
     parents: impl IntoIterator<Item = &'p mut P>,
-    load: impl FnOnce(&[Id]) -> Result<HashMap<Id, Vec<T>>>,
+    load: impl FnOnce(&[P::Key]) -> Result<HashMap<P::Key, Vec<T>>>,
     mut assign: impl FnMut(&mut P, Vec<T>),
 ) -> Result<()> {
     let parents: Vec<&mut P> = parents.into_iter().collect();
-    let ids: Vec<Id> = parents.iter().map(|p| *p.id()).collect();
-    let mut groups = load(&ids)?;
-    let shared = has_duplicates(&ids);
-    for parent in parents {
-        let group = take(&mut groups, parent.id(), shared);
+    let keys: Vec<P::Key> = parents.iter().map(|p| p.key()).collect();
+    let mut groups = load(&keys)?;
+    let shared = has_duplicates(&keys);
+    for (parent, key) in parents.into_iter().zip(&keys) {
+        let group = take(&mut groups, key, shared);
         assign(parent, group);
     }
     Ok(())
@@ -190,8 +190,8 @@ fn fill<'p, P: Model + 'p, T: Clone>(
 /// one link).
 pub fn link<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
-    parent: &Id,
-    target: &Id,
+    parent: &P::Key,
+    target: &T::Key,
 ) -> Result<J>
 where
     P: Model,
@@ -200,23 +200,23 @@ where
     C: Connection,
 {
     let both = <J as ChildOf<P, FK_P, C>>::parent_is_and(
-        *parent,
-        <J as ChildOf<T, FK_T, C>>::parent_is(*target),
+        parent.clone(),
+        <J as ChildOf<T, FK_T, C>>::parent_is(target.clone()),
     );
     if let Some(existing) = J::load_where(conn, both)?.into_iter().next() {
         return Ok(existing);
     }
     let mut join = J::default();
-    <J as super::BelongsTo<P, FK_P>>::set_parent_id(&mut join, *parent);
-    <J as super::BelongsTo<T, FK_T>>::set_parent_id(&mut join, *target);
+    <J as super::BelongsTo<P, FK_P>>::set_parent_key(&mut join, parent.clone());
+    <J as super::BelongsTo<T, FK_T>>::set_parent_key(&mut join, target.clone());
     join.save(conn)
 }
 
 /// Unlinks two rows: deletes the join rows pointing at both; returns how many.
 pub fn unlink<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
-    parent: &Id,
-    target: &Id,
+    parent: &P::Key,
+    target: &T::Key,
 ) -> Result<usize>
 where
     P: Model,
@@ -225,27 +225,30 @@ where
     C: Connection,
 {
     let both = <J as ChildOf<P, FK_P, C>>::parent_is_and(
-        *parent,
-        <J as ChildOf<T, FK_T, C>>::parent_is(*target),
+        parent.clone(),
+        <J as ChildOf<T, FK_T, C>>::parent_is(target.clone()),
     );
     J::delete_where(conn, both)
 }
 
-fn distinct(ids: &[Id]) -> Vec<Id> {
-    let mut seen = HashSet::with_capacity(ids.len());
-    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+fn distinct<K: Key>(keys: &[K]) -> Vec<K> {
+    let mut seen = HashSet::with_capacity(keys.len());
+    keys.iter()
+        .filter(|key| seen.insert(*key))
+        .cloned()
+        .collect()
 }
 
-fn has_duplicates(ids: &[Id]) -> bool {
-    let mut seen = HashSet::with_capacity(ids.len());
-    !ids.iter().all(|id| seen.insert(*id))
+fn has_duplicates<K: Key>(keys: &[K]) -> bool {
+    let mut seen = HashSet::with_capacity(keys.len());
+    !keys.iter().all(|key| seen.insert(key))
 }
 
 /// A parent's group: moved out, unless the same parent appears twice in the list.
-fn take<T: Clone>(groups: &mut HashMap<Id, Vec<T>>, id: &Id, shared: bool) -> Vec<T> {
+fn take<K: Key, T: Clone>(groups: &mut HashMap<K, Vec<T>>, key: &K, shared: bool) -> Vec<T> {
     if shared {
-        groups.get(id).cloned().unwrap_or_default()
+        groups.get(key).cloned().unwrap_or_default()
     } else {
-        groups.remove(id).unwrap_or_default()
+        groups.remove(key).unwrap_or_default()
     }
 }

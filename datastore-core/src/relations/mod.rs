@@ -34,8 +34,9 @@ use diesel::{BoolExpressionMethods, ExpressionMethods};
 use crate::backend::dispatch;
 use crate::model::{Model, Predicate};
 use crate::persist::Persist;
-use crate::types::sql_types::Uuid;
-use crate::{AnyBackend, AnyConnection, Id, NativeConnection, PooledConn};
+use crate::{AnyBackend, AnyConnection, NativeConnection, PooledConn};
+use diesel::expression::AsExpression;
+use diesel::helper_types::SqlTypeOf;
 
 /// The key of one `belongs_to` field among a child's foreign keys: a hash of the field's name,
 /// so that a child may belong to the same parent through two fields (`author_id`, `editor_id`).
@@ -62,19 +63,14 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
     /// The foreign-key field's (and column's) name.
     const FIELD: &'static str;
 
-    /// The foreign-key column (`comments::post_id`).
-    type Column: diesel::Column<Table = Self::Table>
-        + diesel::Expression<SqlType = Uuid>
-        + Default
-        + Copy
-        + Send
-        + 'static;
+    /// The foreign-key column (`comments::post_id`), of the parent's key's type.
+    type Column: diesel::Column<Table = Self::Table> + Default + Copy + Send + 'static;
 
     /// The parent's key.
-    fn parent_id(&self) -> Option<Id>;
+    fn parent_key(&self) -> Option<P::Key>;
 
     /// Points the foreign key at a parent.
-    fn set_parent_id(&mut self, parent: Id);
+    fn set_parent_key(&mut self, parent: P::Key);
 }
 
 /// The `belongs_to` fields a child has to one parent. Implemented by the child's derive for
@@ -82,7 +78,7 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no `#[belongs_to({P})]` field, which this relation needs",
     label = "`{Self}` does not belong to `{P}`",
-    note = "add the foreign key to `{Self}`: `#[belongs_to({P})] pub <name>_id: Id`"
+    note = "add the foreign key to `{Self}`: `#[belongs_to({P})] pub <name>_id: <its key type>`"
 )]
 pub trait ForeignKeysTo<P: Model>: Model {
     /// How many `#[belongs_to(P)]` fields the child has.
@@ -94,22 +90,22 @@ pub trait ForeignKeysTo<P: Model>: Model {
 /// A `belongs_to` foreign key as SQL on connection `C`: the conditions on it, and the loads of
 /// a parent's children. Every `belongs_to` has it on every connection.
 pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Persist<C> {
-    /// `fk = id`.
-    fn parent_is(id: Id) -> Predicate<Self, C>;
+    /// `fk = key`.
+    fn parent_is(key: P::Key) -> Predicate<Self, C>;
 
-    /// `fk = id AND other`.
-    fn parent_is_and(id: Id, other: Predicate<Self, C>) -> Predicate<Self, C>;
+    /// `fk = key AND other`.
+    fn parent_is_and(key: P::Key, other: Predicate<Self, C>) -> Predicate<Self, C>;
 
-    /// `fk IN (ids)`; at most [`CHUNK`] keys.
-    fn parent_in(ids: &[Id]) -> Predicate<Self, C>;
+    /// `fk IN (keys)`; at most [`CHUNK`] keys.
+    fn parent_in(keys: &[P::Key]) -> Predicate<Self, C>;
 
     /// The children of one parent, in key order.
-    fn children_of_one(conn: &mut C, parent: Id) -> crate::Result<Vec<Self>> {
+    fn children_of_one(conn: &mut C, parent: P::Key) -> crate::Result<Vec<Self>> {
         Self::load_where(conn, Self::parent_is(parent))
     }
 
     /// The children of these parents (at most [`CHUNK`]), in key order.
-    fn children_of(conn: &mut C, parents: &[Id]) -> crate::Result<Vec<Self>> {
+    fn children_of(conn: &mut C, parents: &[P::Key]) -> crate::Result<Vec<Self>> {
         Self::load_where(conn, Self::parent_in(parents))
     }
 }
@@ -118,15 +114,15 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
 /// built from. Implemented for every `belongs_to` on every backend.
 #[doc(hidden)]
 pub trait Conditions<P: Model, const FK: u64, DB>: BelongsTo<P, FK> {
-    /// `fk = id`.
-    fn is(id: Id) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
-    /// `fk = id AND other`.
+    /// `fk = key`.
+    fn is(key: P::Key) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
+    /// `fk = key AND other`.
     fn is_and(
-        id: Id,
+        key: P::Key,
         other: Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>,
     ) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
-    /// `fk IN (ids)`.
-    fn within(ids: &[Id]) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
+    /// `fk IN (keys)`.
+    fn within(keys: &[P::Key]) -> Box<dyn BoxableExpression<Self::Table, DB, SqlType = Bool>>;
 }
 
 impl<P, Ch, const FK: u64, DB> Conditions<P, FK, DB> for Ch
@@ -134,26 +130,28 @@ where
     P: Model,
     Ch: BelongsTo<P, FK>,
     DB: diesel::backend::Backend + 'static,
-    diesel::dsl::Eq<Ch::Column, Id>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
-    diesel::dsl::EqAny<Ch::Column, Vec<Id>>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
+    SqlTypeOf<Ch::Column>: diesel::sql_types::SqlType + diesel::sql_types::SingleValue,
+    P::Key: AsExpression<SqlTypeOf<Ch::Column>>,
+    diesel::dsl::Eq<Ch::Column, P::Key>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
+    diesel::dsl::EqAny<Ch::Column, Vec<P::Key>>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
     diesel::dsl::And<
-        diesel::dsl::Eq<Ch::Column, Id>,
+        diesel::dsl::Eq<Ch::Column, P::Key>,
         Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
     >: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
 {
-    fn is(id: Id) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
-        Box::new(Ch::Column::default().eq(id))
+    fn is(key: P::Key) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
+        Box::new(Ch::Column::default().eq(key))
     }
 
     fn is_and(
-        id: Id,
+        key: P::Key,
         other: Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
     ) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
-        Box::new(Ch::Column::default().eq(id).and(other))
+        Box::new(Ch::Column::default().eq(key).and(other))
     }
 
-    fn within(ids: &[Id]) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
-        Box::new(Ch::Column::default().eq_any(ids.to_vec()))
+    fn within(keys: &[P::Key]) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
+        Box::new(Ch::Column::default().eq_any(keys.to_vec()))
     }
 }
 
@@ -164,16 +162,16 @@ where
     C: NativeConnection,
     Ch: BelongsTo<P, FK> + Persist<C> + Conditions<P, FK, C::Backend>,
 {
-    fn parent_is(id: Id) -> Predicate<Self, C> {
-        Ch::is(id)
+    fn parent_is(key: P::Key) -> Predicate<Self, C> {
+        Ch::is(key)
     }
 
-    fn parent_is_and(id: Id, other: Predicate<Self, C>) -> Predicate<Self, C> {
-        Ch::is_and(id, other)
+    fn parent_is_and(key: P::Key, other: Predicate<Self, C>) -> Predicate<Self, C> {
+        Ch::is_and(key, other)
     }
 
-    fn parent_in(ids: &[Id]) -> Predicate<Self, C> {
-        Ch::within(ids)
+    fn parent_in(keys: &[P::Key]) -> Predicate<Self, C> {
+        Ch::within(keys)
     }
 }
 
@@ -187,28 +185,28 @@ where
         + Persist<AnyConnection>
         + Conditions<P, FK, AnyBackend>,
 {
-    fn parent_is(id: Id) -> Predicate<Self, AnyConnection> {
-        Ch::is(id)
+    fn parent_is(key: P::Key) -> Predicate<Self, AnyConnection> {
+        Ch::is(key)
     }
 
     fn parent_is_and(
-        id: Id,
+        key: P::Key,
         other: Predicate<Self, AnyConnection>,
     ) -> Predicate<Self, AnyConnection> {
-        Ch::is_and(id, other)
+        Ch::is_and(key, other)
     }
 
-    fn parent_in(ids: &[Id]) -> Predicate<Self, AnyConnection> {
-        Ch::within(ids)
+    fn parent_in(keys: &[P::Key]) -> Predicate<Self, AnyConnection> {
+        Ch::within(keys)
     }
 
-    fn children_of_one(conn: &mut AnyConnection, parent: Id) -> crate::Result<Vec<Self>> {
+    fn children_of_one(conn: &mut AnyConnection, parent: P::Key) -> crate::Result<Vec<Self>> {
         dispatch!(conn, |c| <Ch as ChildOf<P, FK, _>>::children_of_one(
             c, parent
         ))
     }
 
-    fn children_of(conn: &mut AnyConnection, parents: &[Id]) -> crate::Result<Vec<Self>> {
+    fn children_of(conn: &mut AnyConnection, parents: &[P::Key]) -> crate::Result<Vec<Self>> {
         dispatch!(conn, |c| <Ch as ChildOf<P, FK, _>>::children_of(c, parents))
     }
 }
@@ -325,23 +323,26 @@ where
     P: Model,
     Ch: ChildOf<P, FK, AnyConnection>,
 {
-    fn parent_is(id: Id) -> Predicate<Self, PooledConn> {
-        <Ch as ChildOf<P, FK, AnyConnection>>::parent_is(id)
+    fn parent_is(key: P::Key) -> Predicate<Self, PooledConn> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::parent_is(key)
     }
 
-    fn parent_is_and(id: Id, other: Predicate<Self, PooledConn>) -> Predicate<Self, PooledConn> {
-        <Ch as ChildOf<P, FK, AnyConnection>>::parent_is_and(id, other)
+    fn parent_is_and(
+        key: P::Key,
+        other: Predicate<Self, PooledConn>,
+    ) -> Predicate<Self, PooledConn> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::parent_is_and(key, other)
     }
 
-    fn parent_in(ids: &[Id]) -> Predicate<Self, PooledConn> {
-        <Ch as ChildOf<P, FK, AnyConnection>>::parent_in(ids)
+    fn parent_in(keys: &[P::Key]) -> Predicate<Self, PooledConn> {
+        <Ch as ChildOf<P, FK, AnyConnection>>::parent_in(keys)
     }
 
-    fn children_of_one(conn: &mut PooledConn, parent: Id) -> crate::Result<Vec<Self>> {
+    fn children_of_one(conn: &mut PooledConn, parent: P::Key) -> crate::Result<Vec<Self>> {
         <Ch as ChildOf<P, FK, AnyConnection>>::children_of_one(conn, parent)
     }
 
-    fn children_of(conn: &mut PooledConn, parents: &[Id]) -> crate::Result<Vec<Self>> {
+    fn children_of(conn: &mut PooledConn, parents: &[P::Key]) -> crate::Result<Vec<Self>> {
         <Ch as ChildOf<P, FK, AnyConnection>>::children_of(conn, parents)
     }
 }

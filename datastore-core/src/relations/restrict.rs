@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::error::ConstraintKind;
 use crate::schema::ddl::{quote_ident, Dialect};
 use crate::schema::{ForeignKey, ModelDeclaration, OnDelete};
-use crate::{Error, Id, NativeConnection};
+use crate::{Error, Key, KeyValue, NativeConnection};
 
 /// How many tables deep a cascade is followed (a table may come back, as a self-referencing
 /// one does, level after level), and how many paths down to a refusing foreign key are
@@ -33,13 +33,14 @@ pub(crate) fn refused(error: &Error) -> bool {
 ///
 /// The catalog is read in a statement scope of its own, so that a failure here never aborts
 /// an enclosing PostgreSQL transaction.
-pub(crate) fn explain<C: NativeConnection>(
+pub(crate) fn explain<C: NativeConnection, K: Key>(
     conn: &mut C,
     deleted: &ModelDeclaration,
     error: Error,
-    mut roots: Vec<Id>,
+    mut roots: Vec<K>,
 ) -> Error {
-    if !refused(&error) {
+    // Rows keyed by several columns: no single-column foreign key references them.
+    if !refused(&error) || deleted.primary_key().len() != 1 {
         return error;
     }
     roots.sort_unstable();
@@ -47,7 +48,7 @@ pub(crate) fn explain<C: NativeConnection>(
     match conn.scoped(|conn| first_refused(conn, deleted, &roots)) {
         Ok(Some(refusal)) => Error::DeleteRestricted {
             table: deleted.table_name().to_owned(),
-            key: refusal.key.to_string(),
+            key: refusal.key,
             join_table: refusal.join_table,
             via: refusal.via,
             count: refusal.links,
@@ -58,31 +59,40 @@ pub(crate) fn explain<C: NativeConnection>(
 
 /// The first refused root, and what refuses it.
 struct Refusal {
-    key: Id,
+    key: String,
     join_table: String,
     via: Option<String>,
     links: i64,
 }
 
 /// The first root with links, the table whose rows link, and how many.
-fn first_refused<C: NativeConnection>(
+fn first_refused<C: NativeConnection, K: Key>(
     conn: &mut C,
     deleted: &ModelDeclaration,
-    roots: &[Id],
+    roots: &[K],
 ) -> diesel::QueryResult<Option<Refusal>> {
     let foreign_keys = conn.catalog_foreign_keys()?;
-    let paths = refusing_paths(&foreign_keys, deleted.table_name(), deleted.primary_key());
+    let paths = refusing_paths(
+        &foreign_keys,
+        deleted.table_name(),
+        deleted.primary_key()[0],
+    );
     let dialect = conn.dialect();
     // Few enough binds per statement for every backend.
     for chunk in roots.chunks(crate::backend::CHUNK) {
-        // Per root, the first refusal found (paths go from the shortest).
-        let mut found: BTreeMap<Id, Refusal> = BTreeMap::new();
+        let bound: Vec<&dyn KeyValue> = chunk.iter().map(|root| root as &dyn KeyValue).collect();
+        // Per root (by its position, in key order), the first refusal found (paths go from
+        // the shortest).
+        let mut found: BTreeMap<i64, Refusal> = BTreeMap::new();
         for path in &paths {
             let sql = path.count_sql(chunk.len(), dialect);
-            for (root, links) in conn.count_by_root(&sql, chunk)? {
+            for (root, links) in conn.count_by_root(&sql, &bound)? {
+                let Some(key) = usize::try_from(root).ok().and_then(|i| chunk.get(i)) else {
+                    continue;
+                };
                 if links > 0 {
                     found.entry(root).or_insert_with(|| Refusal {
-                        key: root,
+                        key: key.describe(),
                         join_table: path.refusing_table().to_owned(),
                         via: path.via().map(str::to_owned),
                         links,
@@ -121,7 +131,8 @@ impl Path<'_> {
     }
 
     /// `SELECT root, COUNT(*)` of the refusing table's rows, joined up the path to the
-    /// deleted table's keys, which are the statement's `roots` parameters.
+    /// deleted table's keys, which are the statement's `roots` parameters; `root` is a key's
+    /// position among them.
     fn count_sql(&self, roots: usize, dialect: Dialect) -> String {
         let alias = |i: usize| format!("t{i}");
         let last = self.steps.len() - 1;
@@ -139,16 +150,18 @@ impl Path<'_> {
                 quote_ident(&below.referenced_column),
             ));
         }
-        let root = format!("{}.{}", alias(0), quote_ident(&self.steps[0].1.column));
-        let placeholders: Vec<String> = (1..=roots)
+        let fk = format!("{}.{}", alias(0), quote_ident(&self.steps[0].1.column));
+        let roots: Vec<String> = (0..roots)
             .map(|i| match dialect {
-                Dialect::Sqlite => "?".to_owned(),
-                Dialect::Postgres => format!("${i}"),
+                Dialect::Sqlite => format!("(?, {i})"),
+                Dialect::Postgres => format!("(${}, {i})", i + 1),
             })
             .collect();
         format!(
-            "SELECT {root} AS root, COUNT(*) AS links FROM {from} WHERE {root} IN ({}) GROUP BY {root}",
-            placeholders.join(", ")
+            "WITH roots (key, position) AS (VALUES {}) \
+             SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links \
+             FROM {from} JOIN roots ON {fk} = roots.key GROUP BY roots.position",
+            roots.join(", ")
         )
     }
 }
@@ -202,6 +215,7 @@ mod tests {
             references: references.to_owned().into(),
             referenced_column: "id".into(),
             on_delete,
+            on_update_cascade: false,
         }
     }
 
@@ -231,7 +245,7 @@ mod tests {
         assert_eq!(paths[0].via(), Some("tasks"));
         assert_eq!(
             paths[0].count_sql(2, Dialect::Postgres),
-            r#"SELECT t0."project_id" AS root, COUNT(*) AS links FROM "task_tags" AS t1 JOIN "tasks" AS t0 ON t1."task_id" = t0."id" WHERE t0."project_id" IN ($1, $2) GROUP BY t0."project_id""#
+            r#"WITH roots (key, position) AS (VALUES ($1, 0), ($2, 1)) SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links FROM "task_tags" AS t1 JOIN "tasks" AS t0 ON t1."task_id" = t0."id" JOIN roots ON t0."project_id" = roots.key GROUP BY roots.position"#
         );
         assert_eq!(refusing_paths(&keys, "tags", "id")[0].via(), None);
         assert!(refusing_paths(&keys, "notes", "id").is_empty());

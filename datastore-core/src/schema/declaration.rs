@@ -153,7 +153,8 @@ pub struct ModelDeclaration {
     model: ModelRef,
     name: &'static str,
     table_name: &'static str,
-    primary_key: &'static str,
+    primary_key: &'static [&'static str],
+    key_kind: KeyKind,
     columns: &'static [Column],
     indexes: &'static [Index],
     timestamps: Timestamps,
@@ -161,7 +162,22 @@ pub struct ModelDeclaration {
     relations: &'static [Relation],
     /// Resolved on first use.
     table: OnceLock<Table>,
-    upsert: [OnceLock<Upsert>; 2],
+    upsert: [OnceLock<Statement>; 2],
+    insert_unkeyed: OnceLock<Statement>,
+}
+
+/// Where a model's keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// An [`Id`](crate::Id): a UUID the application makes (`Id::new()`, or `Default`).
+    Uuid,
+    /// An integer the database assigns when a row is first saved (`#[primary_key]` on an
+    /// `i32`/`i64`): SQLite's rowid, PostgreSQL's identity column.
+    Assigned,
+    /// A value the application gives and may change (`String`, a natural integer with
+    /// `#[primary_key(natural)]`, a composite key): foreign keys to it follow its changes
+    /// (`ON UPDATE CASCADE`).
+    Natural,
 }
 
 /// The columns a model keeps its timestamps in: set when a row is inserted (`created_at`) and
@@ -181,10 +197,18 @@ impl Timestamps {
     }
 }
 
-/// `save`'s statement around its values clause: [`ddl::upsert`].
-pub(crate) struct Upsert {
-    pub insert_into: String,
-    pub on_conflict: String,
+/// A statement of fixed SQL around a row's bound values: the SQL before them and after them.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Statement {
+    pub(crate) before: String,
+    pub(crate) after: String,
+}
+
+impl From<[String; 2]> for Statement {
+    fn from([before, after]: [String; 2]) -> Self {
+        Self { before, after }
+    }
 }
 
 impl ModelDeclaration {
@@ -195,7 +219,8 @@ impl ModelDeclaration {
         model: ModelRef,
         name: &'static str,
         table_name: &'static str,
-        primary_key: &'static str,
+        primary_key: &'static [&'static str],
+        key_kind: KeyKind,
         columns: &'static [Column],
         indexes: &'static [Index],
         timestamps: Timestamps,
@@ -207,6 +232,7 @@ impl ModelDeclaration {
             name,
             table_name,
             primary_key,
+            key_kind,
             columns,
             indexes,
             timestamps,
@@ -214,6 +240,7 @@ impl ModelDeclaration {
             relations,
             table: OnceLock::new(),
             upsert: [OnceLock::new(), OnceLock::new()],
+            insert_unkeyed: OnceLock::new(),
         }
     }
 
@@ -232,9 +259,14 @@ impl ModelDeclaration {
         self.table_name
     }
 
-    /// The primary-key column.
-    pub fn primary_key(&self) -> &'static str {
+    /// The primary key's columns (several for a composite key).
+    pub fn primary_key(&self) -> &'static [&'static str] {
         self.primary_key
+    }
+
+    /// Where the model's keys come from.
+    pub fn key_kind(&self) -> KeyKind {
+        self.key_kind
     }
 
     /// The columns, in declaration order, each unique only if declared `#[unique]`.
@@ -269,19 +301,20 @@ impl ModelDeclaration {
         self.table.get_or_init(|| super::rules::resolve(self))
     }
 
-    /// `save`'s statement in `dialect`, rendered on first use.
-    pub(crate) fn upsert(&'static self, dialect: Dialect) -> &'static Upsert {
+    /// `save`'s statement in `dialect` ([`ddl::upsert`]), rendered on first use.
+    pub(crate) fn upsert(&'static self, dialect: Dialect) -> &'static Statement {
         let cell = match dialect {
             Dialect::Sqlite => &self.upsert[0],
             Dialect::Postgres => &self.upsert[1],
         };
-        cell.get_or_init(|| {
-            let [insert_into, on_conflict] = ddl::upsert(self.table(), self.timestamps, dialect);
-            Upsert {
-                insert_into,
-                on_conflict,
-            }
-        })
+        cell.get_or_init(|| ddl::upsert(self.table(), self.timestamps, dialect).into())
+    }
+
+    /// The statement inserting a row whose key the database assigns
+    /// ([`ddl::insert_unkeyed`]), rendered on first use.
+    pub(crate) fn insert_unkeyed(&'static self) -> &'static Statement {
+        self.insert_unkeyed
+            .get_or_init(|| ddl::insert_unkeyed(self.table()).into())
     }
 }
 
@@ -291,6 +324,7 @@ impl fmt::Debug for ModelDeclaration {
             .field("name", &self.name)
             .field("table_name", &self.table_name)
             .field("primary_key", &self.primary_key)
+            .field("key_kind", &self.key_kind)
             .field("columns", &self.columns)
             .field("indexes", &self.indexes)
             .field("timestamps", &self.timestamps)

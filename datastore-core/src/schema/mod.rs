@@ -9,7 +9,9 @@ pub mod ddl;
 mod declaration;
 pub mod rules;
 
-pub use declaration::{BelongsTo, ModelDeclaration, ModelRef, Relation, RelationKind, Timestamps};
+pub use declaration::{
+    BelongsTo, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Statement, Timestamps,
+};
 
 use std::borrow::Cow;
 
@@ -28,7 +30,7 @@ pub type List<T> = Cow<'static, [T]>;
 ///
 /// const NOTES: Table = Table {
 ///     name: Cow::Borrowed("notes"),
-///     primary_key: Cow::Borrowed("id"),
+///     primary_key: Cow::Borrowed(&[Cow::Borrowed("id")]),
 ///     columns: Cow::Borrowed(&[
 ///         Column::new("id", ColumnType::Uuid, false),
 ///         Column::new("text", ColumnType::Text, true),
@@ -42,8 +44,9 @@ pub type List<T> = Cow<'static, [T]>;
 pub struct Table {
     /// The table's name in the database.
     pub name: Name,
-    /// The primary-key column.
-    pub primary_key: Name,
+    /// The primary key's columns: one, or several for a composite key.
+    #[serde(with = "key_columns")]
+    pub primary_key: List<Name>,
     /// The columns, in declaration order.
     pub columns: List<Column>,
     /// Foreign keys, one per `belongs_to` field.
@@ -55,6 +58,11 @@ pub struct Table {
 }
 
 impl Table {
+    /// Whether `column` is part of the primary key.
+    pub fn is_key(&self, column: &str) -> bool {
+        self.primary_key.iter().any(|k| k == column)
+    }
+
     /// The column with this name.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
@@ -101,6 +109,10 @@ pub struct Column {
     /// Whether its values are unique across the table.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unique: bool,
+    /// Whether the database assigns its values (an integer key: SQLite's rowid, PostgreSQL's
+    /// identity column).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
 }
 
 impl Column {
@@ -111,6 +123,7 @@ impl Column {
             ty,
             nullable,
             unique: false,
+            generated: false,
         }
     }
 
@@ -190,6 +203,42 @@ pub struct ForeignKey {
     pub referenced_column: Name,
     /// What a delete of the referenced row does.
     pub on_delete: OnDelete,
+    /// Whether a change of the referenced key is carried to this column (`ON UPDATE
+    /// CASCADE`): for references to natural keys, which may change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_update_cascade: bool,
+}
+
+/// A primary key's columns in a snapshot: one column's name, or a list for a composite key.
+mod key_columns {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{List, Name};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(Name),
+        Many(Vec<Name>),
+    }
+
+    pub fn serialize<S: Serializer>(
+        columns: &List<Name>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match &**columns {
+            [one] => Form::One(one.clone()),
+            many => Form::Many(many.to_vec()),
+        }
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<List<Name>, D::Error> {
+        Ok(match Form::deserialize(deserializer)? {
+            Form::One(one) => vec![one].into(),
+            Form::Many(many) => many.into(),
+        })
+    }
 }
 
 /// A secondary index.

@@ -12,7 +12,10 @@
 //! - **what a delete does** ([`on_delete`]): the foreign keys of a join model, the ones a
 //!   `many_to_many` uses, are `ON DELETE RESTRICT` (join rows are never deleted implicitly:
 //!   unlinking is explicit); every other foreign key, a `has_many` or `has_one` child's or one
-//!   no relation answers, is `ON DELETE CASCADE`.
+//!   no relation answers, is `ON DELETE CASCADE`;
+//! - **what a change of a key does**: a foreign key to a natural key ([`KeyKind::Natural`],
+//!   which the application may change) is `ON UPDATE CASCADE`; `Id`s and keys the database
+//!   assigns never change.
 //!
 //! A foreign key's rules depend only on the declarations of the child and of the models it
 //! belongs to (a `many_to_many` through a join model is declared by one of the join model's
@@ -50,7 +53,8 @@
 use std::borrow::Cow;
 
 use super::{
-    BelongsTo, ForeignKey, ModelDeclaration, ModelRef, OnDelete, Relation, RelationKind, Table,
+    BelongsTo, ForeignKey, KeyKind, ModelDeclaration, ModelRef, OnDelete, Relation, RelationKind,
+    Table,
 };
 
 /// The table a model's declaration resolves to: its columns (a foreign key answering a
@@ -78,14 +82,21 @@ pub(crate) fn resolve(child: &'static ModelDeclaration) -> Table {
             ForeignKey {
                 column: Cow::Borrowed(fk.column),
                 references: Cow::Borrowed(parent.table_name()),
-                referenced_column: Cow::Borrowed(parent.primary_key()),
+                // A parent is keyed by one column: the derive refuses a `belongs_to` to a model
+                // with a composite key.
+                referenced_column: Cow::Borrowed(parent.primary_key()[0]),
                 on_delete: on_delete(this, fk),
+                on_update_cascade: parent.key_kind() == KeyKind::Natural,
             }
         })
         .collect::<Vec<_>>();
     Table {
         name: Cow::Borrowed(child.table_name()),
-        primary_key: Cow::Borrowed(child.primary_key()),
+        primary_key: child
+            .primary_key()
+            .iter()
+            .map(|c| Cow::Borrowed(*c))
+            .collect(),
         columns: columns.into(),
         foreign_keys: foreign_keys.into(),
         indexes: Cow::Borrowed(child.indexes()),

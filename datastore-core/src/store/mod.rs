@@ -27,7 +27,7 @@ use crate::observe::{self, Decoder, Subscription};
 use crate::persist::Persist;
 use crate::repo::Repo;
 use crate::schema::ddl::Dialect;
-use crate::{AnyBackend, AnyConnection, Error, Id, Result};
+use crate::{AnyBackend, AnyConnection, Error, Result};
 
 /// A connection taken from the store's pool; it derefs to an [`AnyConnection`].
 pub type PooledConn = PooledConnection<BackendManager>;
@@ -267,13 +267,13 @@ impl Store {
     }
 
     /// See [`Repo::find`].
-    pub fn find<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<Option<M>> {
-        (*self.conn()?).find(id)
+    pub fn find<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<Option<M>> {
+        (*self.conn()?).find(key)
     }
 
     /// See [`Repo::get`].
-    pub fn get<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<M> {
-        (*self.conn()?).get(id)
+    pub fn get<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<M> {
+        (*self.conn()?).get(key)
     }
 
     /// See [`Repo::all`].
@@ -301,9 +301,9 @@ impl Store {
     }
 
     /// See [`Repo::delete_by_id`].
-    pub fn delete_by_id<M: Persist<AnyConnection>>(&self, id: &Id) -> Result<()> {
+    pub fn delete_by_id<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<()> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).delete_by_id::<M>(id)
+        (*self.conn()?).delete_by_id::<M>(key)
     }
 
     /// See [`Repo::delete_where`].
@@ -360,9 +360,9 @@ impl Store {
     }
 
     /// The committed changes of one row.
-    pub fn observe_id<M: Model>(&self, id: &Id) -> Result<Subscription<M>> {
-        let id = *id;
-        self.observe_where(move |row: &M| *row.id() == id)
+    pub fn observe_id<M: Model>(&self, key: &M::Key) -> Result<Subscription<M>> {
+        let key = key.clone();
+        self.observe_where(move |row: &M| row.key() == key)
     }
 
     /// A subscriber's queue for `table` (every table for `None`), receiving every change

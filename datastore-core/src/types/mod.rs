@@ -9,6 +9,7 @@ mod checked;
 mod db_enum;
 mod id;
 mod json;
+pub(crate) mod key;
 pub mod sql_types;
 mod timestamp;
 
@@ -16,6 +17,9 @@ pub use checked::Checked;
 pub use db_enum::DbEnum;
 pub use id::Id;
 pub use json::{Json, MAX_JSON_DEPTH};
+pub use key::{Key, KeyColumn, KeyValue};
+#[doc(hidden)]
+pub use key::{PgQuery, SqliteQuery};
 pub use timestamp::Timestamp;
 
 use crate::observe::RawValue;

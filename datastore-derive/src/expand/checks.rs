@@ -7,7 +7,18 @@ use syn::spanned::Spanned;
 use crate::parse::{FieldKind, Model};
 
 pub fn checks(model: &Model) -> TokenStream {
-    model
+    // A key's fields have types a key column can have.
+    let keys = model.key_fields().into_iter().map(|field| {
+        let ty = field.ty;
+        quote_spanned! {ty.span()=>
+            const _: fn() = || {
+                fn key_column<K: ::datastore::KeyColumn>() {}
+                key_column::<#ty>();
+            };
+        }
+    });
+    let keys: TokenStream = keys.collect();
+    let fields: TokenStream = model
         .fields
         .iter()
         .map(|field| {
@@ -43,5 +54,6 @@ pub fn checks(model: &Model) -> TokenStream {
                 }
             }
         })
-        .collect()
+        .collect();
+    quote::quote!(#keys #fields)
 }

@@ -20,7 +20,6 @@ pub fn save_graph(model: &Model) -> TokenStream {
 fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
     let ident = model.ident;
     let this: syn::Path = syn::parse_quote!(#ident);
-    let key = model.primary_key().ident;
     let mut takes = Vec::new();
     let mut stores = Vec::new();
     for (field, relation) in model.relations() {
@@ -31,7 +30,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = fk_key(target, &this, relation.foreign_key.as_ref());
                 let children = quote! {
-                    ::datastore::relations::graph::save_children::<Self, #target, { #fk }, #conn>(conn, saved.#key, rows)?
+                    ::datastore::relations::graph::save_children::<Self, #target, { #fk }, #conn>(conn, ::datastore::Model::key(&saved), rows)?
                 };
                 if relation.kind == RelationKind::HasMany {
                     quote!(::datastore::relations::HasMany::loaded(#children))
@@ -45,7 +44,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
                 let fk_target = fk_key(through, target, None);
                 quote! {
                     ::datastore::relations::ManyToMany::loaded(
-                        ::datastore::relations::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, saved.#key, rows)?
+                        ::datastore::relations::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, ::datastore::Model::key(&saved), rows)?
                     )
                 }
             }

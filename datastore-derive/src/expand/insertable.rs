@@ -36,7 +36,7 @@ pub fn insertable(model: &Model) -> TokenStream {
 
     let rest: Vec<_> = model
         .columns()
-        .filter(|(_, c)| !c.primary_key)
+        .filter(|(f, _)| !model.is_key(f))
         .map(|(f, _)| f)
         .collect();
     if rest.is_empty() {

@@ -4,6 +4,7 @@ mod checks;
 mod db_enum;
 mod graph;
 mod insertable;
+mod key;
 mod model_impl;
 mod queryable;
 mod relations;

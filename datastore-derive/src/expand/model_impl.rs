@@ -5,27 +5,46 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::parse::{Model, RelationKind, TimestampRole};
+use crate::parse::{KeyKind, Model, RelationKind, TimestampRole};
 
 pub fn model_impl(model: &Model) -> TokenStream {
     let ident = model.ident;
     let name = ident.to_string();
     let table = &model.table;
     let table_name = table.to_string();
-    let key = model.primary_key();
-    let key_ident = key.ident;
-    let key_name = key.column_name();
+    let key_fields = model.key_fields();
+    let key_names: Vec<String> = key_fields.iter().map(|f| f.column_name()).collect();
+    let key_type = super::key::key_type(model);
+    let key_value = super::key::key_value(model, &quote!(self));
+    let (key_order, key_order_type) = super::key::key_order(model);
+    let key_kind = match model.key.kind {
+        KeyKind::Uuid => quote!(Uuid),
+        KeyKind::Assigned => quote!(Assigned),
+        KeyKind::Natural => quote!(Natural),
+    };
+    // The key the database assigns: its field.
+    let assigned = (model.key.kind == KeyKind::Assigned).then(|| key_fields[0].ident);
+    let has_unassigned_key = match assigned {
+        Some(f) => quote!(::datastore::KeyColumn::is_unassigned(&self.#f)),
+        None => quote!(false),
+    };
+    let assign_key = match assigned {
+        Some(f) => quote!(self.#f = key;),
+        None => quote!(let _ = key;),
+    };
 
     let columns = model.columns().map(|(field, column)| {
         let ty = field.ty;
         let column_name = field.column_name();
         let unique = column.unique;
+        let generated = assigned == Some(field.ident);
         quote_spanned! {ty.span()=>
             ::datastore::schema::Column {
                 name: ::datastore::__private::Cow::Borrowed(#column_name),
                 ty: <#ty as ::datastore::FieldType>::COLUMN,
                 nullable: <#ty as ::datastore::FieldType>::NULLABLE,
                 unique: #unique,
+                generated: #generated,
             }
         }
     });
@@ -43,9 +62,9 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
         }
     });
-    let parent_keys = belongs_to.iter().enumerate().map(|(i, (field, _))| {
+    let foreign_keys = belongs_to.iter().enumerate().map(|(i, (field, _))| {
         let f = field.ident;
-        quote!(#i => ::core::option::Option::Some(self.#f),)
+        quote!(#i => ::core::option::Option::Some(&self.#f as &dyn ::datastore::KeyValue),)
     });
 
     let indexes = model.columns().filter(|(_, c)| c.index).map(|(field, _)| {
@@ -135,7 +154,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
             ::datastore::schema::ModelRef::of::<#ident>(),
             #name,
             #table_name,
-            #key_name,
+            &[#(#key_names),*],
+            ::datastore::schema::KeyKind::#key_kind,
             __COLUMNS,
             __INDEXES,
             ::datastore::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
@@ -147,19 +167,27 @@ pub fn model_impl(model: &Model) -> TokenStream {
             type Table = #table::table;
             const NAME: &'static str = #name;
             const TABLE_NAME: &'static str = #table_name;
-            const PRIMARY_KEY: &'static str = #key_name;
+            type Key = #key_type;
 
             fn declaration() -> &'static ::datastore::schema::ModelDeclaration {
                 &__DECLARATION
             }
 
-            fn id(&self) -> &::datastore::Id {
-                &self.#key_ident
+            fn key(&self) -> Self::Key {
+                #key_value
             }
 
-            fn parent_key(&self, i: usize) -> ::core::option::Option<::datastore::Id> {
+            fn has_unassigned_key(&self) -> bool {
+                #has_unassigned_key
+            }
+
+            fn assign_key(&mut self, key: Self::Key) {
+                #assign_key
+            }
+
+            fn foreign_key(&self, i: usize) -> ::core::option::Option<&dyn ::datastore::KeyValue> {
                 match i {
-                    #(#parent_keys)*
+                    #(#foreign_keys)*
                     _ => ::core::option::Option::None,
                 }
             }
@@ -181,8 +209,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
         impl #ident {
             /// Every row, in key order, as a Diesel query to refine (`filter`, `order`,
             /// `limit`, ..) and run on any connection.
-            pub fn query() -> diesel::dsl::Order<#table::table, diesel::dsl::Asc<#table::#key_ident>> {
-                diesel::QueryDsl::order(#table::table, diesel::ExpressionMethods::asc(#table::#key_ident))
+            pub fn query() -> diesel::dsl::Order<#table::table, #key_order_type> {
+                diesel::QueryDsl::order(#table::table, #key_order)
             }
         }
     }

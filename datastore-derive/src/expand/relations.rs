@@ -88,16 +88,27 @@ pub fn child_side(model: &Model) -> TokenStream {
              on its table), as a SQL subquery. Works on every backend.",
             last(parent)
         );
+        let ty = field.ty;
+        // The field holds the parent's key: a model keyed by one column, of the field's type.
+        let same_type = quote_spanned! {ty.span()=>
+            const _: fn() = || {
+                fn referenced<K: ::datastore::__private::ReferencedKey>() {}
+                referenced::<<#parent as ::datastore::Model>::Key>();
+                let _: fn(#ty) -> <#parent as ::datastore::Model>::Key = |key| key;
+            };
+        };
         out.extend(quote! {
+            #same_type
+
             impl ::datastore::relations::BelongsTo<#parent, #fk> for #ident {
                 const FIELD: &'static str = #field_name;
                 type Column = #table::#f;
 
-                fn parent_id(&self) -> ::core::option::Option<::datastore::Id> {
-                    ::core::option::Option::Some(self.#f)
+                fn parent_key(&self) -> ::core::option::Option<<#parent as ::datastore::Model>::Key> {
+                    ::core::option::Option::Some(::core::clone::Clone::clone(&self.#f))
                 }
 
-                fn set_parent_id(&mut self, parent: ::datastore::Id) {
+                fn set_parent_key(&mut self, parent: <#parent as ::datastore::Model>::Key) {
                     self.#f = parent;
                 }
             }
@@ -112,14 +123,14 @@ pub fn child_side(model: &Model) -> TokenStream {
                     <#parent as ::datastore::Persist<__C>>::find(conn, &self.#f)?.ok_or_else(|| {
                         ::datastore::Error::NotFound {
                             table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
-                            key: ::std::string::ToString::to_string(&self.#f),
+                            key: ::datastore::KeyValue::describe(&self.#f),
                         }
                     })
                 }
 
                 #[doc = #with_doc]
                 pub fn #with(mut self, parent: &#parent) -> Self {
-                    self.#f = *::datastore::Model::id(parent);
+                    self.#f = ::datastore::Model::key(parent);
                     self
                 }
 
@@ -152,7 +163,6 @@ pub fn child_side(model: &Model) -> TokenStream {
 pub fn parent_side(model: &Model) -> TokenStream {
     let ident = model.ident;
     let this: Path = syn::parse_quote!(#ident);
-    let key = model.primary_key().ident;
     let mut out = TokenStream::new();
     for (field, relation) in model.relations() {
         let f = field.ident;
@@ -178,14 +188,14 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
                     (
                         quote!(::std::vec::Vec<#target>),
-                        quote!(::datastore::relations::load::children::<#args>(conn, &self.#key)),
+                        quote!(::datastore::relations::load::children::<#args>(conn, &::datastore::Model::key(self))),
                         quote!(::datastore::relations::load::eager_has_many::<#args>),
                     )
                 } else {
                     (
                         quote!(::core::option::Option<#target>),
                         quote!(::core::result::Result::Ok(
-                            ::datastore::relations::load::children::<#args>(conn, &self.#key)?
+                            ::datastore::relations::load::children::<#args>(conn, &::datastore::Model::key(self))?
                                 .into_iter()
                                 .next()
                         )),
@@ -253,7 +263,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::linked::<#args>(conn, &self.#key)
+                            ::datastore::relations::load::linked::<#args>(conn, &::datastore::Model::key(self))
                         }
 
                         #[doc = #load_doc]
@@ -272,7 +282,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::link::<#args>(conn, &self.#key, ::datastore::Model::id(other))
+                            ::datastore::relations::load::link::<#args>(conn, &::datastore::Model::key(self), &::datastore::Model::key(other))
                         }
 
                         #[doc = #unlink_doc]
@@ -280,7 +290,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::unlink::<#args>(conn, &self.#key, ::datastore::Model::id(other))
+                            ::datastore::relations::load::unlink::<#args>(conn, &::datastore::Model::key(self), &::datastore::Model::key(other))
                         }
 
                         #[doc = #having_doc]

@@ -1,36 +1,21 @@
 //! The model's typed statements: `Statements` (its fixed statements, on a backend's own
-//! connection) and `Queries` (built from a condition or by the caller, on any connection). One
-//! impl each, for every connection whose backend can run them: the bounds name the statement
-//! types, and the bodies are one Diesel statement each. What a model does around them lives in
-//! the runtime (`Persist`).
+//! connection), `Writes` (those that bind borrowed rows) and `Queries` (built from a condition
+//! or by the caller, on any connection). One impl each, for every connection whose backend can
+//! run them: the bounds name the statement types, and the bodies are one Diesel statement each.
+//! What a model does around them lives in the runtime (`Persist`).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::parse::Model;
+use super::key::{key_columns, key_filter, key_order, key_type};
+use crate::parse::{Field, KeyKind, Model};
 
-pub fn statements(model: &Model) -> TokenStream {
+/// The bound values of a row's `columns`, walked one by one with commas between them: a struct
+/// `name` holding them, and its `QueryFragment` on every backend.
+fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
-    let key = model.primary_key().ident;
-    let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
-    let assignment_types = columns.iter().map(|f| {
-        let (column, ty) = (f.ident, f.ty);
-        quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
-    });
-    let assignments = super::insertable::assignments(table, &columns, &quote!(row));
-
-    let ordered = quote!(diesel::dsl::Order<#table::table, diesel::dsl::Asc<#table::#key>>);
-    let by_key =
-        quote!(diesel::dsl::Filter<#table::table, diesel::dsl::Eq<#table::#key, ::datastore::Id>>);
-    let by_keys = quote! {
-        diesel::dsl::Order<
-            diesel::dsl::Filter<#table::table, diesel::dsl::EqAny<#table::#key, ::std::vec::Vec<::datastore::Id>>>,
-            diesel::dsl::Asc<#table::#key>,
-        >
-    };
-    let insertable = quote!(<&'a #ident as diesel::Insertable<#table::table>>::Values);
     let bind_types: Vec<_> = columns
         .iter()
         .map(|f| {
@@ -45,11 +30,11 @@ pub fn statements(model: &Model) -> TokenStream {
             quote!(<#table::#column as diesel::Expression>::SqlType)
         })
         .collect();
-    let binds = columns.iter().map(|f| {
+    let values = columns.iter().map(|f| {
         let f = f.ident;
         quote!(::datastore::FieldType::bind(&row.#f))
     });
-    let walk_binds = sql_types.iter().enumerate().map(|(i, sql_type)| {
+    let walk = sql_types.iter().enumerate().map(|(i, sql_type)| {
         let index = syn::Index::from(i);
         let comma = (i > 0).then(|| quote!(out.push_sql(", ");));
         quote! {
@@ -57,69 +42,182 @@ pub fn statements(model: &Model) -> TokenStream {
             out.push_bind_param::<#sql_type, _>(&self.0.#index)?;
         }
     });
+    quote! {
+        struct #name<'a>((#(#bind_types,)*));
+
+        impl<'a> #name<'a> {
+            fn new(row: &'a #ident) -> Self {
+                Self((#(#values,)*))
+            }
+        }
+
+        impl<'a, __DB> diesel::query_builder::QueryFragment<__DB> for #name<'a>
+        where
+            __DB: diesel::backend::Backend #(+ diesel::sql_types::HasSqlType<#sql_types>)*,
+            #(#bind_types: diesel::serialize::ToSql<#sql_types, __DB>,)*
+        {
+            fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, __DB>) -> diesel::QueryResult<()> {
+                #(#walk)*
+                ::core::result::Result::Ok(())
+            }
+        }
+    }
+}
+
+/// One row's values of `columns` as Diesel inserts them: the type of their tuple of assignments.
+fn assignments_type(model: &Model, columns: &[&Field]) -> TokenStream {
+    let table = &model.table;
+    let types = columns.iter().map(|f| {
+        let (column, ty) = (f.ident, f.ty);
+        quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
+    });
+    quote!((#(#types,)*))
+}
+
+pub fn statements(model: &Model) -> TokenStream {
+    let ident = model.ident;
+    let table = &model.table;
+    let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
+    let key_type = key_type(model);
+    let key_columns = key_columns(model);
+    // A column's name is its type too (`posts::id`).
+    let key_columns_type = key_columns.clone();
+    let (order, order_type) = key_order(model);
+    let (by_key_filter, by_key_type) = key_filter(model, &quote!(key));
+    let composite = model.key.fields.len() > 1;
+
+    let all_binds = binds(model, &syn::parse_quote!(__Binds), &columns);
+    let all_assignments = assignments_type(model, &columns);
+    let assignments = super::insertable::assignments(table, &columns, &quote!(row));
+
+    let ordered = quote!(diesel::dsl::Order<#table::table, #order_type>);
+    let by_key = quote!(diesel::dsl::Filter<#table::table, #by_key_type>);
+
+    // Rows by keys: one `IN` list for a one-column key, a lookup per key for a composite one
+    // (Diesel has no row-value `IN`).
+    let (find_in, by_keys_bound) = if composite {
+        (
+            quote! {
+                let mut rows = ::std::vec::Vec::with_capacity(keys.len());
+                for key in keys {
+                    rows.extend(<Self as ::datastore::__private::Statements<__C>>::find(conn, key)?);
+                }
+                ::core::result::Result::Ok(rows)
+            },
+            quote!(),
+        )
+    } else {
+        let key = key_columns.clone();
+        let by_keys = quote! {
+            diesel::dsl::Order<
+                diesel::dsl::Filter<#table::table, diesel::dsl::EqAny<#key, ::std::vec::Vec<#key_type>>>,
+                #order_type,
+            >
+        };
+        (
+            quote! {
+                let query = diesel::QueryDsl::order(
+                    diesel::QueryDsl::filter(#table::table, diesel::ExpressionMethods::eq_any(#key, keys.to_vec())),
+                    #order,
+                );
+                diesel::RunQueryDsl::load(query, conn)
+            },
+            quote!(#by_keys: diesel::query_dsl::LoadQuery<'static, __C, Self>,),
+        )
+    };
+
+    // Rows whose key the database assigns: inserted without it, which comes back.
+    let (unkeyed, unkeyed_bounds, insert_unkeyed, insert_many_unkeyed) = match model.key.kind {
+        KeyKind::Assigned => {
+            let key_field = model.key_fields()[0];
+            let rest: Vec<&Field> = columns
+                .iter()
+                .copied()
+                .filter(|f| f.ident != key_field.ident)
+                .collect();
+            let new_binds = binds(model, &syn::parse_quote!(__NewBinds), &rest);
+            let new_assignments = assignments_type(model, &rest);
+            let new_values = super::insertable::assignments(table, &rest, &quote!(row));
+            let key = key_field.ident;
+            (
+                quote! {
+                    #new_binds
+
+                    /// One row's values but its key, as `insert_many_unkeyed` binds them.
+                    type __NewAssignments<'a> = #new_assignments;
+                },
+                quote! {
+                    ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+                    diesel::dsl::Returning<
+                        diesel::dsl::Values<diesel::dsl::insert_into<#table::table>, ::std::vec::Vec<__NewAssignments<'a>>>,
+                        #table::#key,
+                    >: diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
+                },
+                quote! {
+                    let statement = ::datastore::__private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
+                    diesel::RunQueryDsl::get_result(statement, conn)
+                },
+                quote! {
+                    let values: ::std::vec::Vec<__NewAssignments<'a>> = rows.iter().map(|row| (#(#new_values,)*)).collect();
+                    let statement = diesel::insert_into(#table::table).values(values).returning(#table::#key);
+                    diesel::RunQueryDsl::load(statement, conn)
+                },
+            )
+        }
+        KeyKind::Uuid | KeyKind::Natural => (
+            quote!(),
+            quote!(),
+            quote!(::datastore::__private::no_such_statement()),
+            quote!(::datastore::__private::no_such_statement()),
+        ),
+    };
+
     let predicate = quote!(::datastore::Predicate<Self, __C>);
     let boxed = quote!(#table::BoxedQuery<'static, __C::Backend>);
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
 
     quote! {
         /// One row's values, as `insert_many` binds them.
-        type __Assignments<'a> = (#(#assignment_types,)*);
+        type __Assignments<'a> = #all_assignments;
 
         /// One row's values, as `save` binds them (`Upsert` writes the SQL around them).
-        struct __Binds<'a>((#(#bind_types,)*));
+        #all_binds
 
-        impl<'a> __Binds<'a> {
-            fn new(row: &'a #ident) -> Self {
-                Self((#(#binds,)*))
-            }
-        }
-
-        impl<'a, __DB> diesel::query_builder::QueryFragment<__DB> for __Binds<'a>
-        where
-            __DB: diesel::backend::Backend #(+ diesel::sql_types::HasSqlType<#sql_types>)*,
-            #(#bind_types: diesel::serialize::ToSql<#sql_types, __DB>,)*
-        {
-            fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, __DB>) -> diesel::QueryResult<()> {
-                #(#walk_binds)*
-                ::core::result::Result::Ok(())
-            }
-        }
+        #unkeyed
 
         impl<__C> ::datastore::__private::Statements<__C> for #ident
         where
             __C: diesel::connection::LoadConnection,
             #ordered: diesel::query_dsl::LoadQuery<'static, __C, Self>,
             #by_key: diesel::query_dsl::LoadQuery<'static, __C, Self>,
-            #by_keys: diesel::query_dsl::LoadQuery<'static, __C, Self>,
+            #by_keys_bound
             diesel::dsl::Select<#table::table, diesel::dsl::CountStar>: diesel::query_dsl::LoadQuery<'static, __C, i64>,
             diesel::dsl::delete<#by_key>: diesel::query_dsl::methods::ExecuteDsl<__C>,
         {
             fn all(conn: &mut __C) -> diesel::QueryResult<::std::vec::Vec<Self>> {
                 // The unboxed query: its SQL is built and prepared once per connection, where a
                 // boxed query's is built again on every call.
-                diesel::RunQueryDsl::load(diesel::QueryDsl::order(#table::table, diesel::ExpressionMethods::asc(#table::#key)), conn)
+                diesel::RunQueryDsl::load(diesel::QueryDsl::order(#table::table, #order), conn)
             }
 
-            fn find(conn: &mut __C, id: ::datastore::Id) -> diesel::QueryResult<::core::option::Option<Self>> {
+            fn find(conn: &mut __C, key: &#key_type) -> diesel::QueryResult<::core::option::Option<Self>> {
                 // A key matches one row at most: no `LIMIT`, which SQLite would bind anew on every call.
-                let query = diesel::QueryDsl::filter(#table::table, diesel::ExpressionMethods::eq(#table::#key, id));
+                let key = ::core::clone::Clone::clone(key);
+                let query = diesel::QueryDsl::filter(#table::table, #by_key_filter);
                 diesel::RunQueryDsl::load(query, conn).map(|rows: ::std::vec::Vec<Self>| ::core::iter::IntoIterator::into_iter(rows).next())
             }
 
-            fn find_in(conn: &mut __C, ids: &[::datastore::Id]) -> diesel::QueryResult<::std::vec::Vec<Self>> {
-                let query = diesel::QueryDsl::order(
-                    diesel::QueryDsl::filter(#table::table, diesel::ExpressionMethods::eq_any(#table::#key, ids.to_vec())),
-                    diesel::ExpressionMethods::asc(#table::#key),
-                );
-                diesel::RunQueryDsl::load(query, conn)
+            fn find_in(conn: &mut __C, keys: &[#key_type]) -> diesel::QueryResult<::std::vec::Vec<Self>> {
+                #find_in
             }
 
             fn count(conn: &mut __C) -> diesel::QueryResult<i64> {
                 diesel::RunQueryDsl::get_result(diesel::QueryDsl::count(#table::table), conn)
             }
 
-            fn delete_key(conn: &mut __C, id: ::datastore::Id) -> diesel::QueryResult<usize> {
-                let target = diesel::QueryDsl::filter(#table::table, diesel::ExpressionMethods::eq(#table::#key, id));
+            fn delete_key(conn: &mut __C, key: &#key_type) -> diesel::QueryResult<usize> {
+                let key = ::core::clone::Clone::clone(key);
+                let target = diesel::QueryDsl::filter(#table::table, #by_key_filter);
                 diesel::RunQueryDsl::execute(diesel::delete(target), conn)
             }
         }
@@ -128,11 +226,13 @@ pub fn statements(model: &Model) -> TokenStream {
         where
             __C: diesel::connection::LoadConnection,
             ::datastore::__private::Upsert<Self, __Binds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
-            diesel::query_builder::InsertStatement<#table::table, #insertable>: diesel::query_dsl::methods::ExecuteDsl<__C>,
+            diesel::query_builder::InsertStatement<#table::table, <&'a #ident as diesel::Insertable<#table::table>>::Values>:
+                diesel::query_dsl::methods::ExecuteDsl<__C>,
             diesel::query_builder::InsertStatement<
                 #table::table,
                 <::std::vec::Vec<__Assignments<'a>> as diesel::Insertable<#table::table>>::Values,
             >: diesel::query_dsl::methods::ExecuteDsl<__C>,
+            #unkeyed_bounds
         {
             fn upsert(&'a self, conn: &mut __C) -> diesel::QueryResult<::core::option::Option<Self>> {
                 // Read to the end (`load`, not `get_result`), so that an autocommit save commits
@@ -150,6 +250,13 @@ pub fn statements(model: &Model) -> TokenStream {
                 diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)
             }
 
+            fn insert_unkeyed(&'a self, conn: &mut __C) -> diesel::QueryResult<Self> {
+                #insert_unkeyed
+            }
+
+            fn insert_many_unkeyed(rows: &'a [Self], conn: &mut __C) -> diesel::QueryResult<::std::vec::Vec<#key_type>> {
+                #insert_many_unkeyed
+            }
         }
 
         impl<__C> ::datastore::__private::Queries<__C> for #ident
@@ -162,13 +269,13 @@ pub fn statements(model: &Model) -> TokenStream {
             diesel::dsl::Select<diesel::dsl::Filter<#table::table, #predicate>, diesel::dsl::CountStar>:
                 diesel::query_dsl::LoadQuery<'static, __C, i64>,
             for<'p> diesel::dsl::delete<#filtered>: diesel::query_dsl::methods::ExecuteDsl<__C>,
-            for<'p> diesel::dsl::Order<diesel::dsl::Select<#filtered, #table::#key>, diesel::dsl::Asc<#table::#key>>:
-                diesel::query_dsl::LoadQuery<'p, __C, ::datastore::Id>,
+            for<'p> diesel::dsl::Order<diesel::dsl::Select<#filtered, #key_columns_type>, #order_type>:
+                diesel::query_dsl::LoadQuery<'p, __C, #key_type>,
         {
             type Query = #boxed;
 
             fn query() -> Self::Query {
-                diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(#table::table, diesel::ExpressionMethods::asc(#table::#key)))
+                diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(#table::table, #order))
             }
 
             fn load(conn: &mut __C, query: Self::Query) -> diesel::QueryResult<::std::vec::Vec<Self>> {
@@ -188,10 +295,10 @@ pub fn statements(model: &Model) -> TokenStream {
                 diesel::RunQueryDsl::execute(diesel::delete(diesel::QueryDsl::filter(#table::table, predicate)), conn)
             }
 
-            fn keys_where(conn: &mut __C, predicate: &#predicate) -> diesel::QueryResult<::std::vec::Vec<::datastore::Id>> {
+            fn keys_where(conn: &mut __C, predicate: &#predicate) -> diesel::QueryResult<::std::vec::Vec<#key_type>> {
                 let query = diesel::QueryDsl::order(
-                    diesel::QueryDsl::select(diesel::QueryDsl::filter(#table::table, predicate), #table::#key),
-                    diesel::ExpressionMethods::asc(#table::#key),
+                    diesel::QueryDsl::select(diesel::QueryDsl::filter(#table::table, predicate), #key_columns),
+                    #order,
                 );
                 diesel::RunQueryDsl::load(query, conn)
             }

@@ -1,6 +1,6 @@
 //! `#[derive(Model)]` input: the struct, its table, its columns and its relation fields.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
 
@@ -12,6 +12,26 @@ pub struct Model<'a> {
     /// The table's name, which is also the name of the generated `table!` module.
     pub table: Ident,
     pub fields: Vec<Field<'a>>,
+    /// The primary key: one field, or several (a composite key), in key order.
+    pub key: Key,
+}
+
+/// A model's primary key.
+pub struct Key {
+    /// The key's fields, as indices into `Model::fields`, in key order.
+    pub fields: Vec<usize>,
+    pub kind: KeyKind,
+}
+
+/// Where a model's keys come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// An `Id`, made by the application.
+    Uuid,
+    /// An integer the database assigns.
+    Assigned,
+    /// A value the application gives (a composite key, `String`, a natural integer).
+    Natural,
 }
 
 pub struct Field<'a> {
@@ -27,12 +47,21 @@ pub enum FieldKind {
 
 #[derive(Default)]
 pub struct Column {
-    pub primary_key: bool,
+    /// `#[primary_key]`, and whether it said `natural` (`#[primary_key(natural)]`).
+    pub primary_key: Option<PrimaryKey>,
     pub unique: bool,
     pub index: bool,
     /// The parent model of a `#[belongs_to(Parent)]` foreign key.
     pub belongs_to: Option<syn::Path>,
     pub timestamp: Option<TimestampRole>,
+}
+
+/// `#[primary_key]` on a field.
+#[derive(Clone, Copy)]
+pub struct PrimaryKey {
+    /// `#[primary_key(natural)]`: an integer the application gives, not the database.
+    pub natural: bool,
+    pub span: proc_macro2::Span,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,7 +106,7 @@ impl RelationKind {
 impl<'a> Model<'a> {
     pub fn from_ast(input: &'a DeriveInput) -> Result<Self, TokenStream> {
         let cx = Ctxt::new();
-        let table = parse_table_name(&cx, input);
+        let (table, composite) = parse_model_attributes(&cx, input);
         if !input.generics.params.is_empty() {
             cx.error_spanned_by(
                 &input.generics,
@@ -105,48 +134,24 @@ impl<'a> Model<'a> {
             .filter_map(|f| Field::from_ast(&cx, f))
             .collect();
 
-        let keys: Vec<&Field> = fields
-            .iter()
-            .filter(|f| f.column().is_some_and(|c| c.primary_key))
-            .collect();
-        match keys.as_slice() {
-            [] => cx.error_spanned_by(
-                &input.ident,
-                format!(
-                    "model `{}` has no primary key: mark its key field `#[primary_key] pub id: Id`",
-                    input.ident
-                ),
-            ),
-            [key] => {
-                if !is_named(key.ty, "Id") {
-                    cx.error_spanned_by(
-                        key.ty,
-                        "the primary key must be of type `Id`: `#[primary_key] pub id: Id`",
-                    );
-                }
-            }
-            [_, extra @ ..] => {
-                for field in extra {
-                    cx.error_spanned_by(
-                        field.ident,
-                        "two primary keys: only one field can be `#[primary_key]` (composite keys are not supported)",
-                    );
-                }
-            }
-        }
+        let key = resolve_key(&cx, input, &fields, composite);
         cx.check()?;
         Ok(Self {
             ident: &input.ident,
             table,
             fields,
+            key: key.expect("an error was reported otherwise"),
         })
     }
 
-    pub fn primary_key(&self) -> &Field<'a> {
-        self.fields
-            .iter()
-            .find(|f| f.column().is_some_and(|c| c.primary_key))
-            .expect("checked in from_ast")
+    /// The key's fields, in key order.
+    pub fn key_fields(&self) -> Vec<&Field<'a>> {
+        self.key.fields.iter().map(|&i| &self.fields[i]).collect()
+    }
+
+    /// Whether a field is part of the primary key.
+    pub fn is_key(&self, field: &Field) -> bool {
+        self.key_fields().iter().any(|k| k.ident == field.ident)
     }
 
     pub fn columns(&self) -> impl Iterator<Item = (&Field<'a>, &Column)> {
@@ -172,7 +177,7 @@ impl<'a> Model<'a> {
 impl<'a> Field<'a> {
     fn from_ast(cx: &Ctxt, field: &'a syn::Field) -> Option<Self> {
         let ident = field.ident.as_ref()?;
-        let mut primary_key = Slot::new("primary_key");
+        let mut primary_key: Slot<PrimaryKey> = Slot::new("primary_key");
         let mut unique = Slot::new("unique");
         let mut index = Slot::new("index");
         let mut belongs_to = Slot::new("belongs_to");
@@ -184,7 +189,24 @@ impl<'a> Field<'a> {
             };
             let span = attr.span();
             match name.as_str() {
-                "primary_key" | "unique" | "index" => {
+                "primary_key" => {
+                    let natural = match &attr.meta {
+                        syn::Meta::Path(_) => false,
+                        _ => match attr.parse_args::<Ident>() {
+                            Ok(arg) if arg == "natural" => true,
+                            _ => {
+                                cx.error_spanned_by(
+                                    attr,
+                                    "expected `#[primary_key]`, or `#[primary_key(natural)]` for an \
+                                     integer key the application gives rather than the database",
+                                );
+                                false
+                            }
+                        },
+                    };
+                    primary_key.set(cx, span, PrimaryKey { natural, span });
+                }
+                "unique" | "index" => {
                     if let Err(e) = attr.meta.require_path_only() {
                         cx.push(syn::Error::new(
                             e.span(),
@@ -192,7 +214,6 @@ impl<'a> Field<'a> {
                         ));
                     }
                     let slot = match name.as_str() {
-                        "primary_key" => &mut primary_key,
                         "unique" => &mut unique,
                         _ => &mut index,
                     };
@@ -272,18 +293,18 @@ impl<'a> Field<'a> {
             "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
             _ => None,
         };
-        if belongs_to.is_set() && !is_named(&field.ty, "Id") {
+        if belongs_to.is_set() && option_of(&field.ty).is_some() {
             cx.error_spanned_by(
                 &field.ty,
-                "a `#[belongs_to(Parent)]` field holds the parent's key: its type must be `Id` \
-                 (a child belongs to exactly one parent)",
+                "a `#[belongs_to(Parent)]` field holds the parent's key, not an `Option`: its type \
+                 is the parent's key type (a child belongs to exactly one parent)",
             );
         }
         Some(Self {
             ident,
             ty: &field.ty,
             kind: FieldKind::Column(Column {
-                primary_key: primary_key.is_set(),
+                primary_key: primary_key.get(),
                 unique: unique.is_set(),
                 index: index.is_set(),
                 belongs_to: belongs_to.get(),
@@ -358,14 +379,29 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
     })
 }
 
-/// `#[model(table = "...")]`, or the struct's name in snake case, pluralized.
-fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
+/// `#[model(table = "...", primary_key(a, b))]`: the table's name (or the struct's name in snake
+/// case, pluralized), and the fields of a composite key.
+fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> (Ident, Option<(Vec<Ident>, Span)>) {
     let mut table: Slot<LitStr> = Slot::new("table");
+    let mut composite: Slot<Vec<Ident>> = Slot::new("primary_key");
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("model")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
                 let lit: LitStr = meta.value()?.parse()?;
                 table.set(cx, meta.path.span(), lit);
+                Ok(())
+            } else if meta.path.is_ident("primary_key") {
+                let mut fields = Vec::new();
+                meta.parse_nested_meta(|field| match field.path.get_ident() {
+                    Some(ident) => {
+                        fields.push(ident.clone());
+                        Ok(())
+                    }
+                    None => {
+                        Err(field.error("expected a field name: `#[model(primary_key(a, b))]`"))
+                    }
+                })?;
+                composite.set(cx, meta.path.span(), fields);
                 Ok(())
             } else {
                 let name = meta
@@ -374,7 +410,8 @@ fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
                     .map(Ident::to_string)
                     .unwrap_or_default();
                 Err(meta.error(format!(
-                    "unknown model attribute `{name}`: expected `#[model(table = \"name\")]`"
+                    "unknown model attribute `{name}`: expected `#[model(table = \"name\")]` or \
+                     `#[model(primary_key(a, b))]`"
                 )))
             }
         });
@@ -382,6 +419,13 @@ fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
             cx.push(e);
         }
     }
+    let span = composite.span();
+    let composite = composite.get().zip(span);
+    (table_name(cx, input, table), composite)
+}
+
+/// The table's name: the one given, checked, or the struct's name in snake case, pluralized.
+fn table_name(cx: &Ctxt, input: &DeriveInput, table: Slot<LitStr>) -> Ident {
     match table.get() {
         Some(lit) => {
             let name = lit.value();
@@ -409,6 +453,107 @@ fn parse_table_name(cx: &Ctxt, input: &DeriveInput) -> Ident {
             &plural(&snake_case(&input.ident.to_string())),
             input.ident.span(),
         ),
+    }
+}
+
+/// The model's key, from its `#[primary_key]` field or its composite `#[model(primary_key(..))]`;
+/// `None` after reporting what is wrong.
+fn resolve_key(
+    cx: &Ctxt,
+    input: &DeriveInput,
+    fields: &[Field],
+    composite: Option<(Vec<Ident>, Span)>,
+) -> Option<Key> {
+    let marked: Vec<(usize, PrimaryKey)> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f.column()?.primary_key?)))
+        .collect();
+    if let Some((names, span)) = composite {
+        for (_, key) in &marked {
+            cx.push(syn::Error::new(
+                key.span,
+                "the key is declared on the struct (`#[model(primary_key(..))]`): remove \
+                 `#[primary_key]` from the field",
+            ));
+        }
+        if names.len() < 2 {
+            cx.push(syn::Error::new(
+                span,
+                "a composite key has two or more fields: for one, mark the field `#[primary_key]`",
+            ));
+            return None;
+        }
+        let mut indices = Vec::new();
+        for name in &names {
+            match fields.iter().position(|f| f.ident == name) {
+                Some(i) if fields[i].column().is_some() => {
+                    if indices.contains(&i) {
+                        cx.error_spanned_by(name, format!("`{name}` is in the key twice"));
+                    }
+                    indices.push(i);
+                }
+                Some(_) => cx.error_spanned_by(
+                    name,
+                    format!("`{name}` is a relation field: a key is made of columns"),
+                ),
+                None => cx.error_spanned_by(
+                    name,
+                    format!(
+                        "`{}` has no field `{name}` to be part of its key",
+                        input.ident
+                    ),
+                ),
+            }
+        }
+        return Some(Key {
+            fields: indices,
+            kind: KeyKind::Natural,
+        });
+    }
+    match marked.as_slice() {
+        [] => {
+            cx.error_spanned_by(
+                &input.ident,
+                format!(
+                    "model `{}` has no primary key: mark its key field `#[primary_key] pub id: Id`, \
+                     or declare a composite key `#[model(primary_key(a, b))]`",
+                    input.ident
+                ),
+            );
+            None
+        }
+        [(i, key)] => {
+            let ty = fields[*i].ty;
+            let integer = is_named(ty, "i32") || is_named(ty, "i64");
+            if key.natural && !integer {
+                cx.push(syn::Error::new(
+                    key.span,
+                    "`natural` is for an integer key the application gives: other keys always are",
+                ));
+            }
+            let kind = if is_named(ty, "Id") {
+                KeyKind::Uuid
+            } else if integer && !key.natural {
+                KeyKind::Assigned
+            } else {
+                KeyKind::Natural
+            };
+            Some(Key {
+                fields: vec![*i],
+                kind,
+            })
+        }
+        [_, extra @ ..] => {
+            for (i, _) in extra {
+                cx.error_spanned_by(
+                    fields[*i].ident,
+                    "two primary keys: only one field can be `#[primary_key]`; for a composite \
+                     key, name its fields on the struct: `#[model(primary_key(a, b))]`",
+                );
+            }
+            None
+        }
     }
 }
 
