@@ -91,6 +91,7 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
             ("post_editors", "editor_id", "RESTRICT"),
             ("post_editors", "post_id", "RESTRICT"),
             ("profiles", "user_id", "CASCADE"),
+            ("reactions", "post_id", "CASCADE"),
         ]
     );
 

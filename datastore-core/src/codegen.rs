@@ -210,6 +210,17 @@ pub trait ReferencedKey {}
 
 impl<K: crate::KeyColumn> ReferencedKey for K {}
 
+/// A `belongs_to` field's type, which must be its parent's key type `K`. The derive asks it of
+/// each `belongs_to` field.
+#[diagnostic::on_unimplemented(
+    message = "a `belongs_to` field holds its parent's key: `{K}`, not `{Self}`",
+    label = "not the parent's key type",
+    note = "give the field the type of the parent's `#[primary_key]` field"
+)]
+pub trait KeyOfParent<K> {}
+
+impl<K> KeyOfParent<K> for K {}
+
 /// Fails compilation, with a message naming the fields, when a relation's child has several
 /// `belongs_to` fields to the parent and the relation does not say which one it uses.
 /// Called by the derive in a constant.

@@ -253,9 +253,7 @@ fn keyed_statements<M: Model>(rows: usize) -> usize {
 
 /// How many statements [`insert_unkeyed`] takes for `rows` rows.
 fn unkeyed_statements<M: Model>(rows: usize) -> usize {
-    rows.div_ceil(rows_per_statement(
-        M::declaration().columns().len() - 1,
-    ))
+    rows.div_ceil(rows_per_statement(M::declaration().columns().len() - 1))
 }
 
 /// How many rows of `columns` bound values one statement holds.

@@ -9,7 +9,7 @@ mod models;
 
 use datastore::observe::Observed;
 use datastore::prelude::*;
-use models::{comments, posts, Comment, Post, PostEditor, PostStatus, User};
+use models::{comments, posts, Comment, Post, PostEditor, PostStatus, Reaction, User};
 
 fn main() -> datastore::Result<()> {
     let url = match std::env::args().nth(1) {
@@ -37,6 +37,18 @@ fn main() -> datastore::Result<()> {
     )?;
     println!("saved {}", json(&post));
     println!("saved {}", json(&comment));
+    let reaction = store.save(
+        Reaction {
+            emoji: "👍".into(),
+            ..Reaction::default()
+        }
+        .with_post(&post),
+    )?;
+    println!(
+        "saved {} (its key {} assigned by the database)",
+        json(&reaction),
+        reaction.id
+    );
 
     section("Saving many-to-many relations");
     let first = store.save(Post {

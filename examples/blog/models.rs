@@ -27,6 +27,18 @@ pub struct Post {
     pub comments: HasMany<Comment>,
     #[many_to_many(User, through = PostEditor)]
     pub editors: ManyToMany<User>,
+    #[has_many(Reaction)]
+    pub reactions: HasMany<Reaction>,
+}
+
+/// A reader's reaction to a post, keyed by an integer the database assigns.
+#[derive(Model, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Reaction {
+    #[primary_key]
+    pub id: i64,
+    #[belongs_to(Post)]
+    pub post_id: Id,
+    pub emoji: String,
 }
 
 #[derive(Model, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -95,4 +107,5 @@ pub fn schema() -> Schema {
         .model::<User>()
         .model::<PostEditor>()
         .model::<Profile>()
+        .model::<Reaction>()
 }

@@ -94,7 +94,8 @@ pub fn child_side(model: &Model) -> TokenStream {
             const _: fn() = || {
                 fn referenced<K: ::datastore::__private::ReferencedKey>() {}
                 referenced::<<#parent as ::datastore::Model>::Key>();
-                let _: fn(#ty) -> <#parent as ::datastore::Model>::Key = |key| key;
+                fn key_of_parent<T: ::datastore::__private::KeyOfParent<K>, K>() {}
+                key_of_parent::<#ty, <#parent as ::datastore::Model>::Key>();
             };
         };
         out.extend(quote! {

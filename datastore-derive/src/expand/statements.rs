@@ -43,11 +43,12 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
         }
     });
     quote! {
-        struct #name<'a>((#(#bind_types,)*));
+        struct #name<'a>((#(#bind_types,)*), ::core::marker::PhantomData<&'a #ident>);
 
         impl<'a> #name<'a> {
             fn new(row: &'a #ident) -> Self {
-                Self((#(#values,)*))
+                let _ = row;
+                Self((#(#values,)*), ::core::marker::PhantomData)
             }
         }
 
@@ -139,30 +140,47 @@ pub fn statements(model: &Model) -> TokenStream {
             let new_assignments = assignments_type(model, &rest);
             let new_values = super::insertable::assignments(table, &rest, &quote!(row));
             let key = key_field.ident;
-            (
-                quote! {
-                    #new_binds
+            let insert_unkeyed = quote! {
+                let statement = ::datastore::__private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
+                diesel::RunQueryDsl::get_result(statement, conn)
+            };
+            if rest.is_empty() {
+                // Nothing but the key: one `DEFAULT VALUES` insert per row.
+                (
+                    new_binds,
+                    quote! {
+                        ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+                    },
+                    insert_unkeyed,
+                    quote! {
+                        rows.iter()
+                            .map(|row| ::datastore::__private::Writes::insert_unkeyed(row, conn).map(|row| row.#key))
+                            .collect()
+                    },
+                )
+            } else {
+                (
+                    quote! {
+                        #new_binds
 
-                    /// One row's values but its key, as `insert_many_unkeyed` binds them.
-                    type __NewAssignments<'a> = #new_assignments;
-                },
-                quote! {
-                    ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
-                    diesel::dsl::Returning<
-                        diesel::dsl::Values<diesel::dsl::insert_into<#table::table>, ::std::vec::Vec<__NewAssignments<'a>>>,
-                        #table::#key,
-                    >: diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
-                },
-                quote! {
-                    let statement = ::datastore::__private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
-                    diesel::RunQueryDsl::get_result(statement, conn)
-                },
-                quote! {
-                    let values: ::std::vec::Vec<__NewAssignments<'a>> = rows.iter().map(|row| (#(#new_values,)*)).collect();
-                    let statement = diesel::insert_into(#table::table).values(values).returning(#table::#key);
-                    diesel::RunQueryDsl::load(statement, conn)
-                },
-            )
+                        /// One row's values but its key, as `insert_many_unkeyed` binds them.
+                        type __NewAssignments<'a> = #new_assignments;
+                    },
+                    quote! {
+                        ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+                        diesel::dsl::Returning<
+                            diesel::dsl::Values<diesel::dsl::insert_into<#table::table>, ::std::vec::Vec<__NewAssignments<'a>>>,
+                            #table::#key,
+                        >: diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
+                    },
+                    insert_unkeyed,
+                    quote! {
+                        let values: ::std::vec::Vec<__NewAssignments<'a>> = rows.iter().map(|row| (#(#new_values,)*)).collect();
+                        let statement = diesel::insert_into(#table::table).values(values).returning(#table::#key);
+                        diesel::RunQueryDsl::load(statement, conn)
+                    },
+                )
+            }
         }
         KeyKind::Uuid | KeyKind::Natural => (
             quote!(),
