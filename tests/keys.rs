@@ -471,3 +471,49 @@ fn keys_describe_themselves_for_messages() {
     assert_eq!(42i64.describe(), "42");
     assert_eq!((7i64, "A".to_owned()).describe(), "(7, A)");
 }
+
+mod plans {
+    use datastore::prelude::*;
+
+    #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+    pub enum Tier {
+        #[default]
+        Free,
+        Pro,
+    }
+
+    /// Keyed by an enum's variant.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Plan {
+        #[primary_key]
+        pub tier: Tier,
+        pub price: i32,
+    }
+}
+
+#[test]
+fn an_enum_variant_can_be_a_key() {
+    use plans::{Plan, Tier};
+    let store = Store::builder(":memory:")
+        .schema(Schema::new().model::<Plan>())
+        .open()
+        .unwrap();
+    store
+        .save(Plan {
+            tier: Tier::Pro,
+            price: 10,
+        })
+        .unwrap();
+    store
+        .save(Plan {
+            tier: Tier::Pro,
+            price: 12,
+        })
+        .unwrap();
+    assert_eq!(store.count::<Plan>().unwrap(), 1);
+    assert_eq!(store.get::<Plan>(&Tier::Pro).unwrap().price, 12);
+    assert!(matches!(
+        store.get::<Plan>(&Tier::Free),
+        Err(Error::NotFound { key, .. }) if key == "Free"
+    ));
+}

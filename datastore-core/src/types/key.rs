@@ -9,7 +9,7 @@ use std::hash::Hash;
 
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 
-use super::{sql_types, FieldType, Id, Timestamp};
+use super::{sql_types, DbEnum, FieldType, Id, Timestamp};
 
 /// A raw query on SQLite, with bound values borrowed for `'a`.
 #[doc(hidden)]
@@ -147,3 +147,22 @@ composite_keys! {
     (A 0, B 1, C 2)
     (A 0, B 1, C 2, D 3)
 }
+
+/// An enum deriving `DbEnum` keys by its variant's name, if it can be ordered and hashed.
+impl<T: DbEnum + Send + Sync> KeyValue for T {
+    fn describe(&self) -> String {
+        self.as_str().to_owned()
+    }
+
+    fn bind_sqlite<'a>(&'a self, query: SqliteQuery<'a>) -> SqliteQuery<'a> {
+        query.bind::<diesel::sql_types::Text, _>(self.as_str())
+    }
+
+    fn bind_pg<'a>(&'a self, query: PgQuery<'a>) -> PgQuery<'a> {
+        query.bind::<diesel::sql_types::Text, _>(self.as_str())
+    }
+}
+
+impl<T> Key for T where T: DbEnum + Clone + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static {}
+
+impl<T> KeyColumn for T where T: DbEnum + Key + FieldType {}
