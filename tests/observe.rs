@@ -603,6 +603,36 @@ per_backend! {
     }
 }
 
+/// Terminates the store's PostgreSQL listener, as a server restart or an administrator would;
+/// how many listeners were terminated.
+fn terminate_listener(store: &Store) -> usize {
+    #[derive(diesel::QueryableByName)]
+    struct Terminated {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        done: bool,
+    }
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
+         WHERE application_name = 'datastore listener ' || md5(current_schema())",
+    )
+    .load::<Terminated>(&mut *store.conn().unwrap())
+    .unwrap()
+    .into_iter()
+    .filter(|t| t.done)
+    .count()
+}
+
+/// Runs `f` on a thread of its own and fails the test if it has not returned within `limit`
+/// (a call that blocks or spins forever would otherwise hang the test run).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not return within {limit:?}"))
+}
+
 /// The listener's connection can be lost (a server restart, an administrator): the next
 /// subscription starts a new listener, and changes flow again.
 #[test]
@@ -616,23 +646,11 @@ fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
     store.save(post("before")).unwrap();
     assert_eq!(next(&first).element.title, "before");
 
-    let terminated: Vec<bool> = {
-        #[derive(diesel::QueryableByName)]
-        struct Terminated {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            done: bool,
-        }
-        diesel::sql_query(
-            "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
-             WHERE application_name = 'datastore listener ' || md5(current_schema())",
-        )
-        .load::<Terminated>(&mut *store.conn().unwrap())
-        .unwrap()
-        .into_iter()
-        .map(|t| t.done)
-        .collect()
-    };
-    assert_eq!(terminated, [true], "this store's listener, and only it");
+    assert_eq!(
+        terminate_listener(&store),
+        1,
+        "this store's listener, and only it"
+    );
 
     // The listener notices within a poll; a new subscription starts a new one.
     let deadline = std::time::Instant::now() + WAIT;
@@ -654,9 +672,86 @@ fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
     };
     store.save(post("later")).unwrap();
     assert_eq!(next(&second).element.title, "later");
-    // The lost listener's subscription ended instead of skipping what it could not see.
+    // The lost listener's subscription ended, saying so, instead of skipping what it could
+    // not see.
+    assert!(matches!(
+        first.recv_timeout(WAIT),
+        Some(Observed::FeedLost { .. })
+    ));
+    assert!(first.recv_timeout(QUIET).is_none(), "then it ended");
+}
+
+/// A lost listener ends a subscription promptly, with a last item that tells it from the end
+/// of a store (which ends it with nothing).
+#[test]
+fn on_postgres_a_subscription_whose_listener_is_lost_ends_with_feed_lost() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let mut posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("before")).unwrap();
+    assert_eq!(next(&posts).element, saved);
+    assert_eq!(terminate_listener(&store), 1);
+    let (end, after) = within(WAIT, move || (posts.next(), posts.next()));
+    match end {
+        Some(Observed::FeedLost { reason }) => assert!(!reason.is_empty()),
+        other => panic!("expected FeedLost, got {other:?}"),
+    }
+    assert!(after.is_none(), "the stream ends after saying it was lost");
+}
+
+#[test]
+fn on_postgres_an_all_tables_subscription_whose_listener_is_lost_ends_with_feed_lost() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let mut everything = store.observe_all().unwrap();
+    store.save(post("before")).unwrap();
+    assert!(matches!(
+        everything.recv_timeout(WAIT),
+        Some(Observed::Change(_))
+    ));
+    assert_eq!(terminate_listener(&store), 1);
+    let (end, after) = within(WAIT, move || (everything.next(), everything.next()));
     assert!(
-        first.recv_timeout(QUIET).is_none(),
-        "the first subscription ended"
+        matches!(end, Some(Observed::FeedLost { .. })),
+        "expected FeedLost, got {end:?}"
     );
+    assert!(after.is_none(), "the stream ends after saying it was lost");
+}
+
+#[test]
+fn on_postgres_a_live_query_whose_listener_is_lost_fails_with_feed_lost_at_once() {
+    use common::models::posts;
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let mut top = store
+        .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))
+        .unwrap();
+    assert!(top.recv().unwrap().is_empty(), "the first result");
+    assert_eq!(terminate_listener(&store), 1);
+    let started = std::time::Instant::now();
+    let (polled, blocking, ended) = within(WAIT, move || {
+        let polled = top.recv_timeout(Duration::from_secs(60));
+        let blocking = top.recv();
+        let ended = top.next();
+        (polled, blocking, top.next().is_none() && ended.is_some())
+    });
+    assert!(
+        matches!(polled, Some(Err(Error::FeedLost { .. }))),
+        "{polled:?}"
+    );
+    assert!(
+        matches!(blocking, Err(Error::FeedLost { .. })),
+        "{blocking:?}"
+    );
+    assert!(ended, "the iterator yields the error once, then ends");
+    assert!(started.elapsed() < WAIT, "promptly");
 }

@@ -170,8 +170,8 @@ pub(crate) struct Queue {
 
 #[derive(Default)]
 struct QueueInner {
-    /// The hub is gone: nothing more will come.
-    closed: bool,
+    /// Why nothing more will come, once that is so.
+    end: Option<End>,
     /// Changes, and gaps where changes were dropped, in the order they happened.
     entries: VecDeque<Entry>,
     /// How many of `entries` are changes (what the capacity bounds).
@@ -185,11 +185,23 @@ enum Entry {
     Gap(u64),
 }
 
+/// Why a queue receives nothing more.
+enum End {
+    /// The hub is gone (the store and all its connections): everything committed was
+    /// delivered.
+    Closed,
+    /// The source of changes was lost (PostgreSQL's listener): what was committed since may
+    /// never arrive. Told to the subscriber once, after what the queue holds.
+    Lost(Arc<str>),
+}
+
 /// What a queue yields.
 pub(crate) enum Item {
     /// The change at this index of the batch.
     Change(Arc<Batch>, usize),
     Missed(u64),
+    /// The source of changes was lost; nothing follows.
+    Lost(Arc<str>),
 }
 
 impl Queue {
@@ -217,16 +229,34 @@ impl Queue {
     }
 
     fn pop(inner: &mut QueueInner) -> Option<Item> {
-        match inner.entries.pop_front()? {
-            Entry::Gap(missed) => Some(Item::Missed(missed)),
-            Entry::Change(batch, index) => {
+        match inner.entries.pop_front() {
+            Some(Entry::Gap(missed)) => Some(Item::Missed(missed)),
+            Some(Entry::Change(batch, index)) => {
                 inner.changes -= 1;
                 Some(Item::Change(batch, index))
             }
+            // Told once; the queue is simply ended afterwards.
+            None => match inner.end.take() {
+                Some(End::Lost(reason)) => {
+                    inner.end = Some(End::Closed);
+                    Some(Item::Lost(reason))
+                }
+                end => {
+                    inner.end = end;
+                    None
+                }
+            },
         }
     }
 
-    /// The next item, waiting at most `timeout` (forever when `None`).
+    /// Whether nothing more will come (what the queue held was taken, the loss told).
+    pub fn ended(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.entries.is_empty() && matches!(inner.end, Some(End::Closed))
+    }
+
+    /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
+    /// is up or the queue has ended (see [`ended`](Self::ended)).
     pub fn next(&self, timeout: Option<Duration>) -> Option<Item> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);
@@ -234,7 +264,7 @@ impl Queue {
             if let Some(item) = Self::pop(&mut inner) {
                 return Some(item);
             }
-            if inner.closed {
+            if inner.end.is_some() {
                 return None;
             }
             inner = match deadline {
@@ -254,12 +284,17 @@ impl Queue {
 }
 
 impl Hub {
-    /// Ends every current subscription, its source of changes being gone: each yields what it
-    /// holds, then ends. Later subscriptions are not affected.
-    pub fn close_all(&self) {
+    /// Ends every current subscription, its source of changes being lost (`reason`): each
+    /// yields what it holds, then [`Item::Lost`], then ends. Later subscriptions are not
+    /// affected.
+    pub fn lose_all(&self, reason: &str) {
+        self.end_all(|| End::Lost(reason.into()));
+    }
+
+    fn end_all(&self, end: impl Fn() -> End) {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
         for queue in subscribers.iter().filter_map(Weak::upgrade) {
-            lock(&queue.inner).closed = true;
+            lock(&queue.inner).end.get_or_insert_with(&end);
             queue.ready.notify_all();
         }
     }
@@ -268,7 +303,7 @@ impl Hub {
 impl Drop for Hub {
     /// The store and all its connections are gone: wake every subscriber, for good.
     fn drop(&mut self) {
-        self.close_all();
+        self.end_all(|| End::Closed);
     }
 }
 

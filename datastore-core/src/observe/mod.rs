@@ -286,6 +286,39 @@ pub struct Change<M> {
 }
 
 /// What a subscription yields: a [`Change`] (or [`RowChange`] when observing every table).
+///
+/// A subscription ends (`None`) when its store is gone, after everything committed was
+/// delivered; [`FeedLost`](Observed::FeedLost), its last item, tells an end where changes may
+/// have been missed.
+///
+/// ```
+/// use std::time::Duration;
+/// use datastore::observe::Observed;
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let notes = store.observe::<Note>()?;
+/// store.save(Note { text: "hello".into(), ..Note::default() })?;
+/// while let Some(observed) = notes.recv_timeout(Duration::from_millis(100)) {
+///     match observed {
+///         Observed::Change(change) => println!("{:?} {:?}", change.op, change.element),
+///         Observed::Missed(n) => println!("fell behind: {n} changes dropped here"),
+///         Observed::Undecodable { table, reason } => println!("a row of {table}: {reason}"),
+///         Observed::FeedLost { reason } => println!("read again and subscribe again: {reason}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Observed<T> {
@@ -299,6 +332,15 @@ pub enum Observed<T> {
         /// The table of the row.
         table: String,
         /// Why it does not decode.
+        reason: String,
+    },
+    /// The feed of changes was lost: on PostgreSQL, the store's listener lost its connection
+    /// (a server restart, an administrator ending it). Changes committed since may never be
+    /// delivered, so this is the last item: the subscription ends after it. Read the data
+    /// again and subscribe again (a new subscription starts a new listener). A subscription
+    /// whose store is gone ends without it, with nothing missed.
+    FeedLost {
+        /// What happened to the feed.
         reason: String,
     },
 }
@@ -330,13 +372,14 @@ impl AllSubscription {
         Self { queue }
     }
 
-    /// The next change, waiting at most `timeout`; `None` if none came.
+    /// The next change, waiting at most `timeout`; `None` if none came, or once the
+    /// subscription has ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<RowChange>> {
         self.queue.next(Some(timeout)).map(Self::accept)
     }
 
     /// The next change, waiting for it; `None` once the store and all its connections are
-    /// gone.
+    /// gone, or after [`Observed::FeedLost`].
     pub fn recv(&self) -> Option<Observed<RowChange>> {
         self.queue.next(None).map(Self::accept)
     }
@@ -344,6 +387,9 @@ impl AllSubscription {
     fn accept(item: hub::Item) -> Observed<RowChange> {
         match item {
             hub::Item::Missed(count) => Observed::Missed(count),
+            hub::Item::Lost(reason) => Observed::FeedLost {
+                reason: reason.to_string(),
+            },
             hub::Item::Change(batch, i) => {
                 let change = &batch.changes[i];
                 Observed::Change(RowChange {
@@ -359,7 +405,8 @@ impl AllSubscription {
 impl Iterator for AllSubscription {
     type Item = Observed<RowChange>;
 
-    /// Blocks until the next change; ends once the store is gone.
+    /// Blocks until the next change; ends once the store is gone, or after
+    /// [`Observed::FeedLost`].
     fn next(&mut self) -> Option<Observed<RowChange>> {
         self.recv()
     }
@@ -430,7 +477,7 @@ impl<M: Model> Subscription<M> {
     }
 
     /// The next change, waiting for it; `None` once the store and all its connections are
-    /// gone.
+    /// gone, or after [`Observed::FeedLost`].
     pub fn recv(&self) -> Option<Observed<Change<M>>> {
         loop {
             let item = self.queue.next(None)?;
@@ -440,7 +487,8 @@ impl<M: Model> Subscription<M> {
         }
     }
 
-    /// The next change, waiting at most `timeout`; `None` if none came.
+    /// The next change, waiting at most `timeout`; `None` if none came, or once the
+    /// subscription has ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<Change<M>>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -466,6 +514,11 @@ impl<M: Model> Subscription<M> {
     fn accept(&self, item: hub::Item) -> Option<Observed<Change<M>>> {
         let change = match item {
             hub::Item::Missed(count) => return Some(Observed::Missed(count)),
+            hub::Item::Lost(reason) => {
+                return Some(Observed::FeedLost {
+                    reason: reason.to_string(),
+                })
+            }
             hub::Item::Change(batch, i) => (batch, i),
         };
         let (batch, i) = change;
@@ -500,7 +553,8 @@ impl<M: Model> Subscription<M> {
 impl<M: Model> Iterator for Subscription<M> {
     type Item = Observed<Change<M>>;
 
-    /// Blocks until the next change; ends once the store is gone.
+    /// Blocks until the next change; ends once the store is gone, or after
+    /// [`Observed::FeedLost`].
     fn next(&mut self) -> Option<Observed<Change<M>>> {
         self.recv()
     }

@@ -384,6 +384,8 @@ struct Listener {
     /// Column types per table, for turning JSON values back into stored values.
     columns: HashMap<String, Vec<String>>,
     last_cleanup: Instant,
+    /// Why the listener ended, when it ended on an error.
+    lost: Option<String>,
 }
 
 impl Drop for Listener {
@@ -391,8 +393,12 @@ impl Drop for Listener {
         self.alive.store(false, Ordering::SeqCst);
         if self.store.strong_count() > 0 {
             // The connection was lost while the store lives: what was committed meanwhile
-            // will never be known, so the subscriptions end rather than skip it silently.
-            self.hub.close_all();
+            // will never be known, so the subscriptions end, saying so, rather than skip it.
+            let reason = self
+                .lost
+                .take()
+                .unwrap_or_else(|| "the observe listener stopped".into());
+            self.hub.lose_all(&reason);
         }
     }
 }
@@ -438,6 +444,7 @@ impl Listener {
             token: uuid::Uuid::new_v4().as_u64_pair().0,
             columns: HashMap::new(),
             last_cleanup: Instant::now(),
+            lost: None,
         };
         thread::Builder::new()
             .name("datastore-pg-listener".into())
@@ -454,26 +461,27 @@ impl Listener {
     /// itself a fence (a `NOTIFY` of its own), and publishes what preceded it when it comes
     /// back: everything committed before the fence was, by then, received whole.
     fn run(&mut self) {
+        if let Err(e) = self.listen() {
+            self.lost = Some(format!("the observe listener's connection failed: {e}"));
+        }
+    }
+
+    fn listen(&mut self) -> diesel::QueryResult<()> {
         // The fence sent once the store was gone.
         let mut last_fence = None;
         loop {
             let stopping = self.store.strong_count() == 0;
-            let received = match self.receive() {
-                Ok(received) => received,
-                Err(_) => return, // the connection broke
-            };
+            let received = self.receive()?;
             if let Some(last) = last_fence {
                 if self.fences == last && !self.fence_pending {
-                    return; // it came back: everything committed before the end is out
+                    return Ok(()); // it came back: everything committed before the end is out
                 }
             } else if stopping {
-                if self.fence().is_err() {
-                    return;
-                }
+                self.fence()?;
                 last_fence = Some(self.fences);
             }
-            if received && !self.fence_pending && self.fence().is_err() {
-                return;
+            if received && !self.fence_pending {
+                self.fence()?;
             }
             if !received {
                 thread::sleep(POLL);
