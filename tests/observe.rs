@@ -755,3 +755,64 @@ fn on_postgres_a_live_query_whose_listener_is_lost_fails_with_feed_lost_at_once(
     assert!(ended, "the iterator yields the error once, then ends");
     assert!(started.elapsed() < WAIT, "promptly");
 }
+
+/// A store whose pool holds one connection, and whose callers give up waiting for it quickly.
+fn pool_of_one(url: &str) -> Store {
+    Store::builder(url)
+        .migrations(datastore::embed_migrations!())
+        .pool_size(1)
+        .connection_timeout(Duration::from_millis(300))
+        .open()
+        .unwrap()
+}
+
+/// Inside `store.transaction` the pool's one connection is taken: every way to subscribe,
+/// and a live query's first result, must do without it.
+fn subscribing_needs_no_pooled_connection(store: Store) {
+    use common::models::posts;
+    let existing = store.save(post("existing")).unwrap();
+    let (posts, one, rated, everything, mut query) = store
+        .transaction(|tx| {
+            let posts = store.observe::<Post>()?;
+            let one = store.observe_id::<Post>(&existing.id)?;
+            let rated = store.observe_where(|p: &Post| p.rating > 0)?;
+            let everything = store.observe_all()?;
+            let mut query = store.observe_query::<Post>(|q| q.order(posts::title.asc()))?;
+            let first: Vec<String> = query.recv()?.into_iter().map(|p| p.title).collect();
+            assert_eq!(first, ["existing"], "the committed rows");
+            tx.save(post("inside"))?;
+            Ok((posts, one, rated, everything, query))
+        })
+        .unwrap();
+    assert_eq!(next(&posts).element.title, "inside");
+    assert_eq!(next(&rated).element.title, "inside");
+    assert_quiet(&one);
+    assert!(matches!(
+        everything.recv_timeout(WAIT),
+        Some(Observed::Change(change)) if change.table == "posts"
+    ));
+    let after: Vec<String> = query
+        .recv_timeout(WAIT)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.title)
+        .collect();
+    assert_eq!(after, ["existing", "inside"]);
+}
+
+#[test]
+fn subscribing_inside_a_transaction_with_a_pool_of_one_never_waits_for_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("one.db").display().to_string());
+    subscribing_needs_no_pooled_connection(store);
+}
+
+#[test]
+fn subscribing_inside_a_transaction_with_a_pool_of_one_never_waits_for_the_pool_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    subscribing_needs_no_pooled_connection(pool_of_one(schema.url()));
+}

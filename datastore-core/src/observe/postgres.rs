@@ -240,7 +240,8 @@ impl PgObserve {
     /// A subscriber's queue for `table` (every table for `None`), starting exactly after the
     /// commits that preceded this call: the changes of `tables` are reported from now on, and
     /// the queue is opened by the listener when it reaches a marker this call sends, so that
-    /// it receives every later commit and no earlier one.
+    /// it receives every later commit and no earlier one. Wait for it with
+    /// [`Pending::wait`], without holding `conn`.
     pub fn subscribe(
         self: &Arc<Self>,
         conn: &mut PgConnection,
@@ -249,7 +250,7 @@ impl PgObserve {
         tables: &[String],
         table: Option<&str>,
         capacity: usize,
-    ) -> Result<Arc<Queue>> {
+    ) -> Result<Pending> {
         let (channel, alive) = self.ensure(conn, url, hub, tables)?;
         let marker = format!(
             "{}-{}",
@@ -263,33 +264,17 @@ impl PgObserve {
             capacity,
             reply,
         });
-        let forget = || lock(&self.waiting).retain(|w| w.marker != marker);
-        let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
+        let pending = Pending {
+            waiting: self.waiting.clone(),
+            marker,
+            answer,
+            alive,
+        };
+        diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(&channel)
-            .bind::<Text, _>(serde_json::json!({ "marker": marker }).to_string())
-            .execute(conn);
-        if let Err(e) = sent {
-            forget();
-            return Err(e.into());
-        }
-        // Waits for the listener, unless it ends meanwhile (its connection lost).
-        let deadline = Instant::now() + MARKER_TIMEOUT;
-        loop {
-            match answer.recv_timeout(POLL * 50) {
-                Ok(queue) => return Ok(queue),
-                Err(mpsc::RecvTimeoutError::Timeout)
-                    if alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
-                Err(_) => {
-                    forget();
-                    return Err(Error::Connection {
-                        url: url.to_owned(),
-                        message: "the observe listener's connection was lost; subscribe again \
-                                  to start a new one"
-                            .into(),
-                    });
-                }
-            }
-        }
+            .bind::<Text, _>(serde_json::json!({ "marker": pending.marker }).to_string())
+            .execute(conn)?;
+        Ok(pending)
     }
 
     /// Makes sure `tables` report their changes and that the listener runs; the channel, and
@@ -349,6 +334,44 @@ impl PgObserve {
         };
         state.schema = Some((schema, channel.clone()));
         Ok((channel, alive))
+    }
+}
+
+/// A subscription whose marker was sent: the listener opens its queue when it reaches it.
+/// Dropped unanswered, it is forgotten.
+pub(crate) struct Pending {
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+    marker: String,
+    answer: mpsc::Receiver<Arc<Queue>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Pending {
+    /// The queue, once the listener reached the marker; an error if the listener ends (its
+    /// connection lost) or does not reach it in time.
+    pub fn wait(self, url: &str) -> Result<Arc<Queue>> {
+        let deadline = Instant::now() + MARKER_TIMEOUT;
+        loop {
+            match self.answer.recv_timeout(POLL * 50) {
+                Ok(queue) => return Ok(queue),
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if self.alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
+                Err(_) => {
+                    return Err(Error::Connection {
+                        url: url.to_owned(),
+                        message: "the observe listener's connection was lost; subscribe again \
+                                  to start a new one"
+                            .into(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock(&self.waiting).retain(|w| w.marker != self.marker);
     }
 }
 

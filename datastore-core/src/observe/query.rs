@@ -9,6 +9,7 @@ use crate::AnyConnection;
 
 use super::hub::{self, Item};
 use crate::model::Persist;
+use crate::repo::Repo;
 use crate::Store;
 use crate::{Error, Result};
 
@@ -83,8 +84,11 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
         }
     }
 
+    /// The query's rows as committed, on observe's own connection: never waiting for a
+    /// pooled connection (the caller's transaction may hold the pool's only one).
     fn run(&self) -> Result<Vec<M>> {
-        self.store.query::<M>(|q| (self.build)(q))
+        self.store
+            .with_observe_conn(|conn| conn.query::<M>(|q| (self.build)(q)))
     }
 
     /// The first result at once; then the next different result, waiting at most `timeout`

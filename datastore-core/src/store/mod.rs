@@ -3,6 +3,7 @@
 
 mod connection;
 mod manager;
+mod observe_conn;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use diesel_migrations::MigrationHarness;
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
 pub use manager::BackendManager;
+pub(crate) use observe_conn::ObserveConn;
 
 use crate::migrate::BackendMigrations;
 use crate::model::{IntoPredicate, Model, Persist};
@@ -61,6 +63,8 @@ pub struct Store {
     observe_buffer: usize,
     /// PostgreSQL: the triggers installed and the listener.
     pg_observe: Arc<PgObserve>,
+    /// Observe's own connection, outside the pool.
+    observe_conn: Arc<ObserveConn>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keepalive: Option<Arc<Mutex<SqliteConnection>>>,
 }
@@ -279,7 +283,9 @@ impl Store {
     }
 
     /// A query's result now, then again after every committed change that alters it:
-    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`.
+    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. The results are read
+    /// on observe's own connection, outside the pool: they are committed data, and reading
+    /// them never waits for a pooled connection.
     pub fn observe_query<M>(
         &self,
         build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
@@ -320,7 +326,8 @@ impl Store {
             unsupported_without_preupdate()?;
             return Ok(self.hub.subscribe(table, self.observe_buffer));
         }
-        match &mut *self.conn()? {
+        // Observe's own connection: the caller's transaction may hold the pool's.
+        let pending = self.observe_conn.with(|conn| match conn {
             AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
             AnyConnection::Postgres(conn) => {
                 let tables = match table {
@@ -339,7 +346,18 @@ impl Store {
                     self.observe_buffer,
                 )
             }
-        }
+        })?;
+        // Not holding the connection while the listener reaches the marker.
+        pending.wait(&self.url)
+    }
+
+    /// Runs `f` on observe's own connection (outside the pool, never in a caller's
+    /// transaction).
+    pub(crate) fn with_observe_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.observe_conn.with(f)
     }
 
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
@@ -359,29 +377,33 @@ impl Store {
 
     /// The table's columns, in the order changes report a row's values.
     fn table_columns(&self, table: &str) -> Result<Vec<String>> {
-        use diesel::RunQueryDsl;
-
-        let mut conn = self.conn()?;
-        let conn = match &mut *conn {
-            AnyConnection::Sqlite(conn) => conn,
-            AnyConnection::Postgres(conn) => {
-                let schema = pg_observe::current_schema(conn)?;
-                let columns = pg_observe::table_columns(conn, &schema, table)?;
-                return Ok(columns.into_iter().map(|(name, _)| name).collect());
-            }
-        };
-
-        #[derive(diesel::QueryableByName)]
-        struct ColumnName {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            name: String,
-        }
-        let rows: Vec<ColumnName> =
-            diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-                .bind::<diesel::sql_types::Text, _>(table)
-                .load(conn)?;
-        Ok(rows.into_iter().map(|r| r.name).collect())
+        self.observe_conn.with(|conn| table_columns(conn, table))
     }
+}
+
+/// A table's columns, in the order changes report a row's values.
+fn table_columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<String>> {
+    use diesel::RunQueryDsl;
+
+    let conn = match conn {
+        AnyConnection::Sqlite(conn) => conn,
+        AnyConnection::Postgres(conn) => {
+            let schema = pg_observe::current_schema(conn)?;
+            let columns = pg_observe::table_columns(conn, &schema, table)?;
+            return Ok(columns.into_iter().map(|(name, _)| name).collect());
+        }
+    };
+
+    #[derive(diesel::QueryableByName)]
+    struct ColumnName {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let rows: Vec<ColumnName> =
+        diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+            .bind::<diesel::sql_types::Text, _>(table)
+            .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
 fn unsupported_without_preupdate() -> Result<()> {
@@ -445,9 +467,17 @@ impl StoreBuilder {
         let (dialect, database, in_memory) = database_url(&self.url);
         self.setup.wal = !in_memory;
         let manager = BackendManager {
-            url: database,
+            url: database.clone(),
             dialect,
         };
+        let observe_conn = ObserveConn::new(
+            BackendManager {
+                url: database,
+                dialect,
+            },
+            self.setup.clone(),
+            self.url.clone(),
+        );
         let connect_error = |e: diesel::ConnectionError| Error::Connection {
             url: self.url.clone(),
             message: e.to_string(),
@@ -486,6 +516,7 @@ impl StoreBuilder {
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
             pg_observe: Arc::default(),
+            observe_conn: Arc::new(observe_conn),
             _keepalive: keepalive,
         })
     }
