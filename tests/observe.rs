@@ -816,3 +816,119 @@ fn subscribing_inside_a_transaction_with_a_pool_of_one_never_waits_for_the_pool_
     let schema = common::PgSchema::new(&url);
     subscribing_needs_no_pooled_connection(pool_of_one(schema.url()));
 }
+
+/// A model with JSON both ways: a non-null document and a nullable one.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Doc {
+    #[primary_key]
+    pub id: Id,
+    pub value: serde_json::Value,
+    pub maybe: Option<serde_json::Value>,
+}
+
+/// A JSON value nested `depth` levels deep (arrays and objects in turn).
+fn nested(depth: usize) -> serde_json::Value {
+    (1..depth).fold(serde_json::json!([1]), |inner, level| {
+        if level % 2 == 0 {
+            serde_json::json!([inner])
+        } else {
+            serde_json::json!({ "k": inner })
+        }
+    })
+}
+
+/// What `save` accepts (nesting up to 100 levels), JSON's null in a non-null column, and
+/// `Some(null)` against `None` in a nullable one, arrive as committed.
+fn json_values_arrive_as_committed(store: Store) {
+    use serde_json::{json, Value};
+    let docs = store.observe::<Doc>().unwrap();
+    let rows = [
+        (Value::Null, None),
+        (json!({ "a": null }), Some(Value::Null)),
+        (json!("null"), Some(json!(null))),
+        (nested(100), Some(nested(100))),
+        (json!([1.5, "x", true]), Some(json!({}))),
+    ];
+    for (value, maybe) in rows {
+        let saved = store
+            .save(Doc {
+                value,
+                maybe,
+                ..Doc::default()
+            })
+            .unwrap();
+        match docs.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => assert_eq!(change.element, saved),
+            other => panic!("expected {saved:?}, got {other:?}"),
+        }
+    }
+    assert_quiet(&docs);
+}
+
+#[test]
+fn json_values_arrive_as_committed_on_sqlite() {
+    let store = Store::builder(":memory:")
+        .schema(Schema::new().model::<Doc>())
+        .open()
+        .unwrap();
+    json_values_arrive_as_committed(store);
+}
+
+#[test]
+fn json_values_arrive_as_committed_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .schema(Schema::new().model::<Doc>())
+        .open()
+        .unwrap();
+    json_values_arrive_as_committed(store);
+}
+
+per_backend! {
+    fn a_default_profile_with_a_json_null_arrives_as_committed(store) {
+        use common::models::Profile;
+        let user = store.save(common::user("json")).unwrap();
+        let profiles = store.observe::<Profile>().unwrap();
+        let saved = store
+            .save(Profile { user_id: user.id, ..Profile::default() })
+            .unwrap();
+        assert_eq!(next(&profiles).element, saved);
+    }
+}
+
+/// A change whose stored payload cannot be read is reported, never dropped.
+#[test]
+fn on_postgres_a_change_whose_payload_does_not_parse_is_reported() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let posts = store.observe::<Post>().unwrap();
+    // Every payload stored from now on is garbage (as a broken or hostile extension of the
+    // database could make it).
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.payload := 'not a change'; RETURN NEW; END $$;
+             CREATE TRIGGER mangle BEFORE INSERT ON datastore_change_payloads
+             FOR EACH ROW EXECUTE FUNCTION mangle();",
+        )
+        .unwrap();
+    // Large enough for today's trigger to store it too.
+    store
+        .save(Post {
+            body: Some("x".repeat(10_000)),
+            ..post("mangled")
+        })
+        .unwrap();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::Undecodable { table, .. }) => assert_eq!(table, "posts"),
+        other => panic!("expected Undecodable, got {other:?}"),
+    }
+}

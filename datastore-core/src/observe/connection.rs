@@ -20,7 +20,7 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use super::hub::Hub;
-use super::{Batch, Mark, Op, RawChange, Rows};
+use super::{Batch, Mark, Op, RawChange, Rows, Shape};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,
@@ -112,6 +112,7 @@ impl ConnObserver {
             old,
             new,
             depth,
+            shape: Shape::Epoch(0),
         });
     }
 

@@ -111,6 +111,28 @@ pub(crate) struct RawChange {
     pub new: Option<Range<usize>>,
     /// 0 for the statement's own rows, 1 and more for rows changed by a cascade.
     pub depth: i32,
+    /// Which of the table's columns the rows' values are.
+    pub shape: Shape,
+}
+
+/// How a captured row's values line up with its table's columns, which another connection
+/// may change while the store observes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Shape {
+    /// SQLite: by position, in the table's columns as of the store's schema epoch when the
+    /// row was captured.
+    Epoch(u64),
+    /// PostgreSQL: the table's columns when the trigger ran.
+    Columns(Arc<Columns>),
+    /// The change was committed but cannot be read, for this reason.
+    Broken(Arc<str>),
+}
+
+/// A table's columns at one moment: their names, and (on PostgreSQL) their types' OIDs.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Columns {
+    pub names: Vec<Arc<str>>,
+    pub types: Vec<u32>,
 }
 
 /// One commit's changes and the rows they point into: handed to subscribers whole, so that a
@@ -392,6 +414,12 @@ impl AllSubscription {
             },
             hub::Item::Change(batch, i) => {
                 let change = &batch.changes[i];
+                if let Shape::Broken(reason) = &change.shape {
+                    return Observed::Undecodable {
+                        table: change.table.to_string(),
+                        reason: reason.to_string(),
+                    };
+                }
                 Observed::Change(RowChange {
                     table: change.table.to_string(),
                     op: change.op,
@@ -432,14 +460,21 @@ impl<M> fmt::Debug for Subscription<M> {
     }
 }
 
-/// Maps a table's column order to the model's.
+/// Maps a table's columns to the model's.
 #[doc(hidden)]
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decoder {
     table: String,
-    /// For each model column, its position in the table.
+    model_columns: Vec<String>,
+    /// For each model column, its position in the table's columns as read when subscribing
+    /// (SQLite's rows come by position).
     positions: Vec<usize>,
+    /// PostgreSQL's rows name their columns: the positions in the last list seen.
+    named: std::sync::Mutex<Option<(Arc<Columns>, Positions)>>,
 }
+
+/// Where the model's columns are among a table's, or why they are not there.
+type Positions = Result<Arc<[usize]>, String>;
 
 impl Decoder {
     pub(crate) fn new(
@@ -447,23 +482,59 @@ impl Decoder {
         model_columns: &[&str],
         table_columns: &[String],
     ) -> Result<Self, String> {
-        let positions = model_columns
-            .iter()
-            .map(|name| {
-                table_columns.iter().position(|c| c == name).ok_or_else(|| {
-                    format!("table {table} has no column {name}: run the migrations")
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let positions = positions(table, model_columns, table_columns)?;
         Ok(Self {
             table: table.to_owned(),
+            model_columns: model_columns.iter().map(|c| (*c).to_owned()).collect(),
             positions,
+            named: std::sync::Mutex::default(),
         })
     }
 
-    fn decode<M: Model>(&self, row: &RowRef<'_>) -> Result<M, String> {
-        M::from_raw_row(self.positions.iter().map(|&i| row.value(i)).collect())
+    /// The positions of the model's columns among the columns a change's rows were captured
+    /// in.
+    fn positions_in(&self, shape: &Shape) -> Positions {
+        match shape {
+            Shape::Broken(reason) => Err(reason.to_string()),
+            Shape::Epoch(_) => Ok(self.positions.clone().into()),
+            Shape::Columns(columns) => {
+                let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+                match &*named {
+                    Some((known, positions)) if Arc::ptr_eq(known, columns) => positions.clone(),
+                    _ => {
+                        let names: Vec<&str> = columns.names.iter().map(|n| &**n).collect();
+                        let model: Vec<&str> =
+                            self.model_columns.iter().map(String::as_str).collect();
+                        let found = positions(&self.table, &model, &names).map(Arc::from);
+                        *named = Some((columns.clone(), found.clone()));
+                        found
+                    }
+                }
+            }
+        }
     }
+
+    fn decode<M: Model>(&self, shape: &Shape, row: &RowRef<'_>) -> Result<M, String> {
+        let positions = self.positions_in(shape)?;
+        M::from_raw_row(positions.iter().map(|&i| row.value(i)).collect())
+    }
+}
+
+/// For each of the model's columns, its position among the table's.
+fn positions(
+    table: &str,
+    model_columns: &[&str],
+    table_columns: &[impl AsRef<str>],
+) -> Result<Vec<usize>, String> {
+    model_columns
+        .iter()
+        .map(|name| {
+            table_columns
+                .iter()
+                .position(|c| c.as_ref() == *name)
+                .ok_or_else(|| format!("table {table} has no column {name}: run the migrations"))
+        })
+        .collect()
 }
 
 impl<M: Model> Subscription<M> {
@@ -523,7 +594,7 @@ impl<M: Model> Subscription<M> {
         };
         let (batch, i) = change;
         let change = &batch.changes[i];
-        let element: M = match self.decoder.decode(&batch.row(change)) {
+        let element: M = match self.decoder.decode(&change.shape, &batch.row(change)) {
             Ok(element) => element,
             Err(reason) => {
                 return Some(Observed::Undecodable {
@@ -536,7 +607,7 @@ impl<M: Model> Subscription<M> {
             let before_matches = change.op == Op::Update
                 && batch
                     .old_row(change)
-                    .and_then(|old| self.decoder.decode::<M>(&old).ok())
+                    .and_then(|old| self.decoder.decode::<M>(&change.shape, &old).ok())
                     .is_some_and(|old| filter(&old));
             if !filter(&element) && !before_matches {
                 return None;
