@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use datastore::diesel::connection::SimpleConnection;
-use datastore::diesel::{Connection, PgConnection};
+use datastore::diesel::{Connection, PgConnection, SqliteConnection};
 use datastore::observe::{Observed, Subscription};
 use datastore::prelude::*;
 
@@ -97,5 +97,18 @@ fn a_schema_change_while_observing_never_delivers_shifted_rows_on_postgres() {
         )
         .unwrap();
     let store = Store::builder(schema.url()).open().unwrap();
+    schema_changes_never_shift_rows(&store, |sql| other.batch_execute(sql).unwrap());
+}
+#[test]
+fn a_schema_change_while_observing_never_delivers_shifted_rows_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db").display().to_string();
+    let mut other = SqliteConnection::establish(&path).unwrap();
+    other
+        .batch_execute(
+            "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, x TEXT, y TEXT, a TEXT NOT NULL, b TEXT)",
+        )
+        .unwrap();
+    let store = Store::builder(&path).open().unwrap();
     schema_changes_never_shift_rows(&store, |sql| other.batch_execute(sql).unwrap());
 }

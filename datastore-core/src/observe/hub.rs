@@ -27,6 +27,12 @@ pub(crate) struct Hub {
     subscribers: Mutex<Vec<Weak<Queue>>>,
     next_seq: AtomicU64,
     order: Mutex<Reorder>,
+    /// SQLite: bumped whenever a connection of the store may read some table's columns
+    /// otherwise than before (see `ConnObserver`'s schema watch). Rows carry the epoch they
+    /// were captured in.
+    schema_epoch: AtomicU64,
+    /// The schema cookie (`PRAGMA schema_version`) that recent epochs are known to have.
+    epoch_cookies: Mutex<VecDeque<(u64, i64)>>,
 }
 
 #[derive(Default)]
@@ -59,6 +65,46 @@ impl Hub {
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         !tables.is_empty() && tables.contains_key(table)
+    }
+
+    /// The current schema epoch.
+    pub fn schema_epoch(&self) -> u64 {
+        self.schema_epoch.load(Ordering::SeqCst)
+    }
+
+    /// A connection may now read some table's columns otherwise than before: a new epoch.
+    pub fn schema_changed(&self) {
+        self.schema_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A new connection loaded the schema whose cookie is `cookie`: the epoch goes on if it
+    /// is the current epoch's, else a new one begins (whose cookie is not known yet).
+    pub fn schema_loaded(&self, cookie: i64) {
+        let cookies = lock(&self.epoch_cookies);
+        let epoch = self.schema_epoch();
+        if !cookies.contains(&(epoch, cookie)) {
+            self.schema_changed();
+        }
+    }
+
+    /// Every row captured in `epoch` is in the columns of the schema whose cookie is
+    /// `cookie` (a catalog read while that epoch lasted tells so).
+    pub fn learn_cookie(&self, epoch: u64, cookie: i64) {
+        let mut cookies = lock(&self.epoch_cookies);
+        if !cookies.iter().any(|&(e, _)| e == epoch) {
+            if cookies.len() == 64 {
+                cookies.pop_front();
+            }
+            cookies.push_back((epoch, cookie));
+        }
+    }
+
+    /// The schema cookie of `epoch`, if known.
+    pub fn cookie_of(&self, epoch: u64) -> Option<i64> {
+        lock(&self.epoch_cookies)
+            .iter()
+            .find(|&&(e, _)| e == epoch)
+            .map(|&(_, cookie)| cookie)
     }
 
     /// A sequence number for a commit, taken inside the commit (SQLite commits one at a time).

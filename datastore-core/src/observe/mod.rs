@@ -41,6 +41,7 @@
 //! Built on SQLite's pre-update hook, which needs SQLite compiled with
 //! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]).
 
+pub(crate) mod catalog;
 pub(crate) mod connection;
 pub(crate) mod ffi;
 pub(crate) mod hub;
@@ -52,7 +53,7 @@ pub use query::QuerySubscription;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::Model;
@@ -122,6 +123,9 @@ pub(crate) enum Shape {
     /// SQLite: by position, in the table's columns as of the store's schema epoch when the
     /// row was captured.
     Epoch(u64),
+    /// SQLite: by position, captured in a transaction that changes the schema itself, before
+    /// it settled: in columns no one else can read.
+    Unsettled,
     /// PostgreSQL: the table's columns when the trigger ran.
     Columns(Arc<Columns>),
     /// The change was committed but cannot be read, for this reason.
@@ -285,6 +289,11 @@ impl RowRef<'_> {
         } else {
             RawValue::Null
         }
+    }
+
+    /// How many values the row has.
+    pub(crate) fn len(&self) -> usize {
+        self.cells.len()
     }
 
     /// Every value, in column order.
@@ -460,81 +469,180 @@ impl<M> fmt::Debug for Subscription<M> {
     }
 }
 
-/// Maps a table's columns to the model's.
+/// Maps a table's columns to the model's, as they were when each row was captured.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Decoder {
     table: String,
     model_columns: Vec<String>,
-    /// For each model column, its position in the table's columns as read when subscribing
-    /// (SQLite's rows come by position).
-    positions: Vec<usize>,
-    /// PostgreSQL's rows name their columns: the positions in the last list seen.
-    named: std::sync::Mutex<Option<(Arc<Columns>, Positions)>>,
+    /// SQLite: where to read the table's columns again when rows arrive from a schema epoch
+    /// not read yet, and the placements read (the latest last).
+    catalog: Option<catalog::Catalog>,
+    epochs: Mutex<Vec<EpochPlacement>>,
+    /// PostgreSQL's rows name their columns: the placement in the last list seen.
+    named: Mutex<Option<(Arc<Columns>, Placed)>>,
 }
 
-/// Where the model's columns are among a table's, or why they are not there.
-type Positions = Result<Arc<[usize]>, String>;
+/// Where the model's columns are among a table's, and how many columns the table has.
+#[derive(Debug)]
+struct Placement {
+    positions: Vec<usize>,
+    columns: usize,
+}
+
+/// A placement, or why the model's columns cannot be placed.
+type Placed = Result<Arc<Placement>, String>;
+
+#[derive(Debug)]
+struct EpochPlacement {
+    epoch: u64,
+    cookie: i64,
+    placed: Placed,
+}
+
+/// How many placements of earlier epochs a SQLite decoder keeps.
+const EPOCHS_KEPT: usize = 8;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Decoder {
-    pub(crate) fn new(
+    /// SQLite: rows come by position; `layout` is the table's columns as of its epoch.
+    pub(crate) fn for_sqlite(
+        table: &str,
+        model_columns: &[&str],
+        catalog: catalog::Catalog,
+        layout: catalog::Layout,
+    ) -> Result<Self, String> {
+        let decoder = Self::new(table, model_columns, Some(catalog));
+        let placed = Ok(Arc::new(decoder.place(&layout.columns)?));
+        lock(&decoder.epochs).push(EpochPlacement {
+            epoch: layout.epoch,
+            cookie: layout.cookie,
+            placed,
+        });
+        Ok(decoder)
+    }
+
+    /// PostgreSQL: rows name their columns; `table_columns` are the table's now, which must
+    /// hold the model's.
+    pub(crate) fn for_postgres(
         table: &str,
         model_columns: &[&str],
         table_columns: &[String],
     ) -> Result<Self, String> {
-        let positions = positions(table, model_columns, table_columns)?;
-        Ok(Self {
+        let decoder = Self::new(table, model_columns, None);
+        decoder.place(table_columns)?;
+        Ok(decoder)
+    }
+
+    fn new(table: &str, model_columns: &[&str], catalog: Option<catalog::Catalog>) -> Self {
+        Self {
             table: table.to_owned(),
             model_columns: model_columns.iter().map(|c| (*c).to_owned()).collect(),
+            catalog,
+            epochs: Mutex::default(),
+            named: Mutex::default(),
+        }
+    }
+
+    /// For each of the model's columns, its position among `columns`.
+    fn place(&self, columns: &[impl AsRef<str>]) -> Result<Placement, String> {
+        let positions = self
+            .model_columns
+            .iter()
+            .map(|name| {
+                columns
+                    .iter()
+                    .position(|c| c.as_ref() == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "table {} has no column {name}: run the migrations",
+                            self.table
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Placement {
             positions,
-            named: std::sync::Mutex::default(),
+            columns: columns.len(),
         })
     }
 
-    /// The positions of the model's columns among the columns a change's rows were captured
-    /// in.
-    fn positions_in(&self, shape: &Shape) -> Positions {
+    /// Where the model's columns are among those a change's rows were captured in.
+    fn placement(&self, shape: &Shape) -> Placed {
         match shape {
             Shape::Broken(reason) => Err(reason.to_string()),
-            Shape::Epoch(_) => Ok(self.positions.clone().into()),
+            Shape::Unsettled => Err(format!(
+                "captured in a transaction that changed the schema, whose columns of {} are \
+                 not known: read the row again",
+                self.table
+            )),
+            Shape::Epoch(epoch) => self.at_epoch(*epoch),
             Shape::Columns(columns) => {
-                let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+                let mut named = lock(&self.named);
                 match &*named {
-                    Some((known, positions)) if Arc::ptr_eq(known, columns) => positions.clone(),
+                    Some((known, placed)) if Arc::ptr_eq(known, columns) => placed.clone(),
                     _ => {
-                        let names: Vec<&str> = columns.names.iter().map(|n| &**n).collect();
-                        let model: Vec<&str> =
-                            self.model_columns.iter().map(String::as_str).collect();
-                        let found = positions(&self.table, &model, &names).map(Arc::from);
-                        *named = Some((columns.clone(), found.clone()));
-                        found
+                        let placed = self.place(&columns.names).map(Arc::new);
+                        *named = Some((columns.clone(), placed.clone()));
+                        placed
                     }
                 }
             }
         }
     }
 
-    fn decode<M: Model>(&self, shape: &Shape, row: &RowRef<'_>) -> Result<M, String> {
-        let positions = self.positions_in(shape)?;
-        M::from_raw_row(positions.iter().map(|&i| row.value(i)).collect())
+    /// The placement for rows of a schema epoch: known, or known for its schema cookie, or
+    /// read now if no epoch began since it. Anything else is in doubt.
+    fn at_epoch(&self, epoch: u64) -> Placed {
+        let Some(catalog) = &self.catalog else {
+            return Err("no catalog to read the columns from".into());
+        };
+        let mut known = lock(&self.epochs);
+        if let Some(found) = known.iter().find(|k| k.epoch == epoch) {
+            return found.placed.clone();
+        }
+        let cookie = catalog.cookie_of(epoch);
+        if let Some(found) = cookie.and_then(|c| known.iter().find(|k| k.cookie == c)) {
+            return found.placed.clone();
+        }
+        let layout = catalog
+            .resolve(&self.table)
+            .map_err(|e| format!("cannot read the columns of {}: {e}", self.table))?;
+        let placed = self.place(&layout.columns).map(Arc::new);
+        let fits = layout.epoch == epoch || catalog.cookie_of(epoch) == Some(layout.cookie);
+        if known.len() == EPOCHS_KEPT {
+            known.remove(0);
+        }
+        known.push(EpochPlacement {
+            epoch: layout.epoch,
+            cookie: layout.cookie,
+            placed: placed.clone(),
+        });
+        if fits {
+            placed
+        } else {
+            Err(format!(
+                "the columns of {} changed while this change was on its way: read the row again",
+                self.table
+            ))
+        }
     }
-}
 
-/// For each of the model's columns, its position among the table's.
-fn positions(
-    table: &str,
-    model_columns: &[&str],
-    table_columns: &[impl AsRef<str>],
-) -> Result<Vec<usize>, String> {
-    model_columns
-        .iter()
-        .map(|name| {
-            table_columns
-                .iter()
-                .position(|c| c.as_ref() == *name)
-                .ok_or_else(|| format!("table {table} has no column {name}: run the migrations"))
-        })
-        .collect()
+    fn decode<M: Model>(&self, shape: &Shape, row: &RowRef<'_>) -> Result<M, String> {
+        let placement = self.placement(shape)?;
+        if row.len() != placement.columns {
+            return Err(format!(
+                "the row has {} values where {} had {} columns: its columns changed",
+                row.len(),
+                self.table,
+                placement.columns
+            ));
+        }
+        M::from_raw_row(placement.positions.iter().map(|&i| row.value(i)).collect())
+    }
 }
 
 impl<M: Model> Subscription<M> {

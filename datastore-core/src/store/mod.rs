@@ -362,48 +362,42 @@ impl Store {
 
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
         let table = M::TABLE_NAME;
-        let table_columns = self.table_columns(table)?;
         let model_table = M::TABLE;
         let model_columns: Vec<&str> = model_table
             .columns
             .iter()
             .map(|c| c.name.as_ref())
             .collect();
-        let decoder =
-            Decoder::new(table, &model_columns, &table_columns).map_err(Error::Migration)?;
+        let decoder = match self.dialect {
+            Dialect::Sqlite => {
+                unsupported_without_preupdate()?;
+                let catalog = observe::catalog::Catalog::new(&self.hub, &self.observe_conn);
+                let layout = catalog.resolve(table)?;
+                Decoder::for_sqlite(table, &model_columns, catalog, layout)
+            }
+            Dialect::Postgres => {
+                let table_columns = self.observe_conn.with(|conn| table_columns(conn, table))?;
+                Decoder::for_postgres(table, &model_columns, &table_columns)
+            }
+        }
+        .map_err(Error::Migration)?;
         let queue = self.queue(Some(table))?;
         Ok(Subscription::new(queue, decoder, filter))
     }
-
-    /// The table's columns, in the order changes report a row's values.
-    fn table_columns(&self, table: &str) -> Result<Vec<String>> {
-        self.observe_conn.with(|conn| table_columns(conn, table))
-    }
 }
 
-/// A table's columns, in the order changes report a row's values.
+/// PostgreSQL: a table's columns, in order.
 fn table_columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<String>> {
-    use diesel::RunQueryDsl;
-
-    let conn = match conn {
-        AnyConnection::Sqlite(conn) => conn,
+    match conn {
+        AnyConnection::Sqlite(_) => Err(Error::Unsupported(
+            "SQLite's columns are read by observe's catalog".into(),
+        )),
         AnyConnection::Postgres(conn) => {
             let schema = pg_observe::current_schema(conn)?;
             let columns = pg_observe::table_columns(conn, &schema, table)?;
-            return Ok(columns.into_iter().map(|(name, _)| name).collect());
+            Ok(columns.into_iter().map(|(name, _)| name).collect())
         }
-    };
-
-    #[derive(diesel::QueryableByName)]
-    struct ColumnName {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
     }
-    let rows: Vec<ColumnName> =
-        diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-            .bind::<diesel::sql_types::Text, _>(table)
-            .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
 fn unsupported_without_preupdate() -> Result<()> {
