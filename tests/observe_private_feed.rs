@@ -129,6 +129,15 @@ fn on_postgres_a_role_that_can_only_connect_learns_nothing_and_forges_nothing() 
             .is_err(),
         "the change table is its owner's"
     );
+    let may_run: Vec<Name> = diesel::sql_query(format!(
+        "SELECT has_function_privilege('{schema_name}.datastore_notify()', 'EXECUTE')::text AS name"
+    ))
+    .load(&mut spy_conn)
+    .unwrap();
+    assert_eq!(
+        may_run[0].name, "false",
+        "the trigger function is its owner's"
+    );
 
     // Writes whose every value and key is distinctive.
     let secret = uuid::Uuid::new_v4().simple().to_string();

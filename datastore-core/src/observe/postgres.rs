@@ -446,6 +446,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Removes from the change table `changes` the changes of the transactions that `horizon`
+/// saw ended, and rows an earlier version stored `RETENTION` ago or earlier; how many.
+fn remove_changes(
+    conn: &mut PgConnection,
+    changes: &str,
+    horizon: &Snapshot,
+) -> diesel::QueryResult<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM {changes} WHERE xid < $1 OR (xid < $2 AND xid <> ALL($3)) \
+         OR (xid IS NULL AND created_at < now() - interval '{} seconds')",
+        RETENTION.as_secs()
+    ))
+    .bind::<BigInt, _>(horizon.xmin)
+    .bind::<BigInt, _>(horizon.xmax)
+    .bind::<Array<BigInt>, _>(&horizon.running)
+    .execute(conn)
+}
+
 /// A change as the change table holds it.
 #[derive(QueryableByName)]
 struct Stored {
@@ -789,17 +807,7 @@ impl Listener {
         let Some(horizon) = horizon else {
             return Ok(());
         };
-        diesel::sql_query(format!(
-            "DELETE FROM {} WHERE xid < $1 OR (xid < $2 AND xid <> ALL($3)) \
-             OR (xid IS NULL AND created_at < now() - interval '{} seconds')",
-            self.changes,
-            RETENTION.as_secs()
-        ))
-        .bind::<BigInt, _>(horizon.xmin)
-        .bind::<BigInt, _>(horizon.xmax)
-        .bind::<Array<BigInt>, _>(&horizon.running)
-        .execute(&mut self.conn)
-        .map(drop)
+        remove_changes(&mut self.conn, &self.changes, &horizon).map(drop)
     }
 
     /// A change taken: it joins its transaction, and its statement.
@@ -919,5 +927,45 @@ impl Listener {
         let queue = self.hub.subscribe(w.table.as_deref(), w.capacity);
         let _ = w.reply.send(queue);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the server `DATASTORE_POSTGRES_URL` names, if any, in a schema of the test's own.
+    #[test]
+    fn cleanup_removes_the_changes_of_ended_transactions_only() {
+        let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
+            return;
+        };
+        let mut conn = PgConnection::establish(&url).unwrap();
+        let schema = format!("datastore_cleanup_{}", uuid::Uuid::new_v4().simple());
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}; {}", setup_sql(&schema)))
+            .unwrap();
+        let changes = changes_table(&schema);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.batch_execute(&format!(
+                "INSERT INTO {changes} (payload, token, xid, table_name) VALUES \
+                 ('a', gen_random_uuid(), 5, 't'), ('b', gen_random_uuid(), 12, 't'), \
+                 ('c', gen_random_uuid(), 15, 't'), ('d', gen_random_uuid(), 25, 't'); \
+                 INSERT INTO {changes} (payload, created_at) VALUES \
+                 ('old', now() - interval '1 hour'), ('recent', now())"
+            ))
+            .unwrap();
+            // 5 and 15 had ended, 12 was running, 25 had not begun.
+            let horizon = Snapshot::parse("10:20:12").unwrap();
+            assert_eq!(remove_changes(&mut conn, &changes, &horizon).unwrap(), 3);
+            let left: Vec<Name> = diesel::sql_query(format!(
+                "SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"
+            ))
+            .load(&mut conn)
+            .unwrap();
+            assert_eq!(left[0].name, "b,d,recent");
+        }));
+        conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        result.unwrap();
     }
 }
