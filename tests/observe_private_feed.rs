@@ -222,3 +222,68 @@ fn on_postgres_a_role_that_can_only_connect_learns_nothing_and_forges_nothing() 
     assert_quiet(&posts);
     drop(spy_conn);
 }
+
+/// Forged fences sent as fast as a role can send them do not hold back, reorder or drop a
+/// change.
+#[test]
+fn on_postgres_a_flood_of_forged_fences_holds_nothing_back() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let schema_name: String = diesel::sql_query("SELECT current_schema()::text AS name")
+        .load::<Name>(&mut *store.conn().unwrap())
+        .unwrap()
+        .remove(0)
+        .name;
+    let spy = Spy::new(&url, &schema_name);
+    let mut spy_conn = spy.connect();
+    let channel = format!("datastore:{}", md5_hex(&schema_name));
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flood = {
+        let flooding = flooding.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let forged = diesel::sql_query("SELECT pg_notify($1, $2)")
+                    .bind::<diesel::sql_types::Text, _>(&channel)
+                    .bind::<diesel::sql_types::Text, _>(format!(
+                        "f:{}",
+                        uuid::Uuid::new_v4().simple()
+                    ))
+                    .execute(&mut spy_conn);
+                if forged.is_err() {
+                    break; // the test ended, and its role with it
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    for i in 0..20 {
+        let saved = store
+            .save(Post {
+                title: format!("during the flood {i}"),
+                ..Post::default()
+            })
+            .unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "change {i}");
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(flood.join().unwrap() > 0);
+    assert_quiet(&posts);
+}
+
+/// The channel's name, as the store computes it (`datastore:` and the md5 of the schema).
+fn md5_hex(text: &str) -> String {
+    let url = common::postgres_url().unwrap();
+    let mut conn = PgConnection::establish(&url).unwrap();
+    diesel::sql_query("SELECT md5($1) AS name")
+        .bind::<diesel::sql_types::Text, _>(text)
+        .load::<Name>(&mut conn)
+        .unwrap()
+        .remove(0)
+        .name
+}

@@ -728,14 +728,19 @@ impl Listener {
         let mut any = false;
         for (note, pid) in notes {
             match note {
+                // Anyone can send a marker or a fence: only the ones this store is waiting
+                // for do anything.
                 Note::Marker(nonce) => {
-                    self.publish();
-                    any |= self.open(&nonce);
+                    if let Some(waiting) = self.waiting_for(&nonce) {
+                        self.publish();
+                        self.open(waiting);
+                        any = true;
+                    }
                 }
                 Note::Fence(nonce) => {
                     let ours = pid == self.pid
                         && self.fence.as_ref().is_some_and(|(sent, _)| *sent == nonce);
-                    if let (true, Some((_, snapshot))) = (ours, self.fence.take()) {
+                    if let Some((_, snapshot)) = self.fence.take_if(|_| ours) {
                         self.publish();
                         self.advance(snapshot);
                     }
@@ -917,16 +922,19 @@ impl Listener {
         self.hub.publish(seq, batch);
     }
 
-    /// Opens the subscription waiting for the marker `nonce`, if it is this store's.
-    fn open(&self, nonce: &str) -> bool {
+    /// The subscription waiting for the marker `nonce`, if it is this store's.
+    fn waiting_for(&self, nonce: &str) -> Option<Waiting> {
         let mut waiting = lock(&self.waiting);
-        let Some(i) = waiting.iter().position(|w| w.marker == nonce) else {
-            return false;
-        };
-        let w = waiting.swap_remove(i);
-        let queue = self.hub.subscribe(w.table.as_deref(), w.capacity);
-        let _ = w.reply.send(queue);
-        true
+        let i = waiting.iter().position(|w| w.marker == nonce)?;
+        Some(waiting.swap_remove(i))
+    }
+
+    /// Opens a subscription whose marker arrived: it receives what commits from now on.
+    fn open(&self, waiting: Waiting) {
+        let queue = self
+            .hub
+            .subscribe(waiting.table.as_deref(), waiting.capacity);
+        let _ = waiting.reply.send(queue);
     }
 }
 
