@@ -287,3 +287,59 @@ fn md5_hex(text: &str) -> String {
         .remove(0)
         .name
 }
+
+/// A store observing as a role that may write the tables but not read the change table (made
+/// by the role that observed first) fails to subscribe, at once, rather than lose its feed.
+#[test]
+fn on_postgres_observing_without_rights_on_the_change_table_fails_at_once() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let owner = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let _posts = owner.observe::<Post>().unwrap();
+    let schema_name: String = diesel::sql_query("SELECT current_schema()::text AS name")
+        .load::<Name>(&mut *owner.conn().unwrap())
+        .unwrap()
+        .remove(0)
+        .name;
+    let writer = Spy::new(&url, &schema_name);
+    let mut admin = PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {schema_name}.posts, \
+             {schema_name}.__diesel_schema_migrations TO {}",
+            writer.name
+        ))
+        .unwrap();
+    let separator = if writer.url.contains('?') { '&' } else { '?' };
+    let as_writer = Store::builder(format!(
+        "{}{separator}options=-csearch_path%3D{schema_name}",
+        writer.url
+    ))
+    .open()
+    .unwrap();
+    as_writer.save(Post::default()).unwrap();
+    let grant = |admin: &mut PgConnection, right: &str| {
+        admin
+            .batch_execute(&format!(
+                "GRANT {right} ON {schema_name}.datastore_change_payloads TO {}",
+                writer.name
+            ))
+            .unwrap()
+    };
+    for right in ["SELECT", "DELETE"] {
+        match as_writer.observe::<Post>() {
+            Err(e) => assert!(e.to_string().contains("permission denied"), "{e}"),
+            Ok(_) => panic!("subscribed without {right} on the change table"),
+        }
+        grant(&mut admin, right);
+    }
+    let posts = as_writer.observe::<Post>().unwrap();
+    let saved = as_writer.save(Post::default()).unwrap();
+    assert_eq!(
+        next(&posts),
+        (Op::Insert, saved),
+        "with both rights granted"
+    );
+}

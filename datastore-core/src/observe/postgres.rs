@@ -576,8 +576,11 @@ impl Listener {
             channel.trim_start_matches("datastore:")
         );
         let changes = changes_table(schema);
+        // It reads and removes stored changes: refused rights fail the subscription now, not
+        // the feed later.
         conn.batch_execute(&format!(
-            "SET application_name = {}; LISTEN {}; SELECT 1 FROM {changes} LIMIT 0",
+            "SET application_name = {}; LISTEN {}; \
+             SELECT 1 FROM {changes} LIMIT 0; DELETE FROM {changes} WHERE false",
             quote_literal(&name),
             quote_ident(channel)
         ))?;
