@@ -1,6 +1,6 @@
 //! A soak run: mixed writes, deletes and subscribers for minutes, on each backend, reporting
-//! memory (RSS) over time and the changes delivered against those committed. Not part of the
-//! usual run:
+//! memory (RSS) over time and the changes delivered against those committed. The data stays
+//! bounded (at most `LIVE_POSTS` posts), so memory should too. Not part of the usual run:
 //!
 //! ```sh
 //! DATASTORE_SOAK_SECS=300 DATASTORE_POSTGRES_URL=postgres://root@127.0.0.1:5432/test \
@@ -89,14 +89,26 @@ impl Received {
     }
 }
 
+/// How many posts the run keeps at most: beyond, every transaction deletes one, so that
+/// neither the database nor the run's own bookkeeping grows without bound.
+const LIVE_POSTS: usize = 1000;
+
 /// One writer's transactions until `until`: a post saved, updated and given two comments;
-/// every third transaction also deletes an earlier post (its comments by cascade); every
-/// fifth is rolled back.
+/// every third transaction (every one, past `LIVE_POSTS`) also deletes an earlier post, its
+/// comments by cascade; every fifth is rolled back.
 fn write(store: &Store, until: Instant, done: &Mutex<Vec<Id>>, committed: &Committed) {
     let mut i = 0u64;
     while Instant::now() < until {
         i += 1;
-        let victim = (i % 3 == 0).then(|| done.lock().unwrap().pop()).flatten();
+        let victim = {
+            let mut done = done.lock().unwrap();
+            if i % 3 == 0 || done.len() > LIVE_POSTS {
+                // The oldest, so that the posts deleted are spread over the run.
+                (!done.is_empty()).then(|| done.swap_remove(0))
+            } else {
+                None
+            }
+        };
         let result = store.transaction(|tx| {
             let saved = tx.save(post(&format!("soak {i}"), 1))?;
             let saved = tx.save(Post {

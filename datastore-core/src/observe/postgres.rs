@@ -15,8 +15,9 @@
 //! A change's row is stored flat: its values as PostgreSQL's composite-value text (SQL NULL
 //! and JSON's `null` stay apart, and a JSON value adds no nesting to the envelope), with the
 //! table's column names and types as they were when the trigger ran, so a change of the
-//! table's columns never shifts a row. Stored changes are removed once every transaction a
-//! listener saw end had ended ten minutes (`RETENTION`) before: every listener has read them.
+//! table's columns never shifts a row. A recorded change is removed once a listener's snapshot
+//! taken ten minutes (`RETENTION`) earlier saw its transaction ended: every listener has read
+//! it by then, unless it was held up longer (`STALL_LIMIT`), and then it ends its feed.
 //!
 //! The trigger function, the change table and the triggers live in the schema of the observed
 //! tables; they are created when a table is first observed (they are infrastructure, not part
