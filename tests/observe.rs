@@ -603,6 +603,36 @@ per_backend! {
     }
 }
 
+/// Terminates the store's PostgreSQL listener, as a server restart or an administrator would;
+/// how many listeners were terminated.
+fn terminate_listener(store: &Store) -> usize {
+    #[derive(diesel::QueryableByName)]
+    struct Terminated {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        done: bool,
+    }
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
+         WHERE application_name = 'datastore listener ' || md5(current_schema())",
+    )
+    .load::<Terminated>(&mut *store.conn().unwrap())
+    .unwrap()
+    .into_iter()
+    .filter(|t| t.done)
+    .count()
+}
+
+/// Runs `f` on a thread of its own and fails the test if it has not returned within `limit`
+/// (a call that blocks or spins forever would otherwise hang the test run).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not return within {limit:?}"))
+}
+
 /// The listener's connection can be lost (a server restart, an administrator): the next
 /// subscription starts a new listener, and changes flow again.
 #[test]
@@ -616,23 +646,11 @@ fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
     store.save(post("before")).unwrap();
     assert_eq!(next(&first).element.title, "before");
 
-    let terminated: Vec<bool> = {
-        #[derive(diesel::QueryableByName)]
-        struct Terminated {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            done: bool,
-        }
-        diesel::sql_query(
-            "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
-             WHERE application_name = 'datastore listener ' || md5(current_schema())",
-        )
-        .load::<Terminated>(&mut *store.conn().unwrap())
-        .unwrap()
-        .into_iter()
-        .map(|t| t.done)
-        .collect()
-    };
-    assert_eq!(terminated, [true], "this store's listener, and only it");
+    assert_eq!(
+        terminate_listener(&store),
+        1,
+        "this store's listener, and only it"
+    );
 
     // The listener notices within a poll; a new subscription starts a new one.
     let deadline = std::time::Instant::now() + WAIT;
@@ -654,9 +672,263 @@ fn on_postgres_a_lost_listener_is_replaced_by_the_next_subscription() {
     };
     store.save(post("later")).unwrap();
     assert_eq!(next(&second).element.title, "later");
-    // The lost listener's subscription ended instead of skipping what it could not see.
+    // The lost listener's subscription ended, saying so, instead of skipping what it could
+    // not see.
+    assert!(matches!(
+        first.recv_timeout(WAIT),
+        Some(Observed::FeedLost { .. })
+    ));
+    assert!(first.recv_timeout(QUIET).is_none(), "then it ended");
+}
+
+/// A lost listener ends a subscription promptly, with a last item that tells it from the end
+/// of a store (which ends it with nothing).
+#[test]
+fn on_postgres_a_subscription_whose_listener_is_lost_ends_with_feed_lost() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let mut posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("before")).unwrap();
+    assert_eq!(next(&posts).element, saved);
+    assert_eq!(terminate_listener(&store), 1);
+    let (end, after) = within(WAIT, move || (posts.next(), posts.next()));
+    match end {
+        Some(Observed::FeedLost { reason }) => assert!(!reason.is_empty()),
+        other => panic!("expected FeedLost, got {other:?}"),
+    }
+    assert!(after.is_none(), "the stream ends after saying it was lost");
+}
+
+#[test]
+fn on_postgres_an_all_tables_subscription_whose_listener_is_lost_ends_with_feed_lost() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let mut everything = store.observe_all().unwrap();
+    store.save(post("before")).unwrap();
+    assert!(matches!(
+        everything.recv_timeout(WAIT),
+        Some(Observed::Change(_))
+    ));
+    assert_eq!(terminate_listener(&store), 1);
+    let (end, after) = within(WAIT, move || (everything.next(), everything.next()));
     assert!(
-        first.recv_timeout(QUIET).is_none(),
-        "the first subscription ended"
+        matches!(end, Some(Observed::FeedLost { .. })),
+        "expected FeedLost, got {end:?}"
     );
+    assert!(after.is_none(), "the stream ends after saying it was lost");
+}
+
+#[test]
+fn on_postgres_a_live_query_whose_listener_is_lost_fails_with_feed_lost_at_once() {
+    use common::models::posts;
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let mut top = store
+        .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))
+        .unwrap();
+    assert!(top.recv().unwrap().is_empty(), "the first result");
+    assert_eq!(terminate_listener(&store), 1);
+    let started = std::time::Instant::now();
+    let (polled, blocking, ended) = within(WAIT, move || {
+        let polled = top.recv_timeout(Duration::from_secs(60));
+        let blocking = top.recv();
+        let ended = top.next();
+        (polled, blocking, top.next().is_none() && ended.is_some())
+    });
+    assert!(
+        matches!(polled, Some(Err(Error::FeedLost { .. }))),
+        "{polled:?}"
+    );
+    assert!(
+        matches!(blocking, Err(Error::FeedLost { .. })),
+        "{blocking:?}"
+    );
+    assert!(ended, "the iterator yields the error once, then ends");
+    assert!(started.elapsed() < WAIT, "promptly");
+}
+
+/// A store whose pool holds one connection, and whose callers give up waiting for it quickly.
+fn pool_of_one(url: &str) -> Store {
+    Store::builder(url)
+        .migrations(datastore::embed_migrations!())
+        .pool_size(1)
+        .connection_timeout(Duration::from_millis(300))
+        .open()
+        .unwrap()
+}
+
+/// Inside `store.transaction` the pool's one connection is taken: every way to subscribe,
+/// and a live query's first result, must do without it.
+fn subscribing_needs_no_pooled_connection(store: Store) {
+    use common::models::posts;
+    let existing = store.save(post("existing")).unwrap();
+    let (posts, one, rated, everything, mut query) = store
+        .transaction(|tx| {
+            let posts = store.observe::<Post>()?;
+            let one = store.observe_id::<Post>(&existing.id)?;
+            let rated = store.observe_where(|p: &Post| p.rating > 0)?;
+            let everything = store.observe_all()?;
+            let mut query = store.observe_query::<Post>(|q| q.order(posts::title.asc()))?;
+            let first: Vec<String> = query.recv()?.into_iter().map(|p| p.title).collect();
+            assert_eq!(first, ["existing"], "the committed rows");
+            tx.save(post("inside"))?;
+            Ok((posts, one, rated, everything, query))
+        })
+        .unwrap();
+    assert_eq!(next(&posts).element.title, "inside");
+    assert_eq!(next(&rated).element.title, "inside");
+    assert_quiet(&one);
+    assert!(matches!(
+        everything.recv_timeout(WAIT),
+        Some(Observed::Change(change)) if change.table == "posts"
+    ));
+    let after: Vec<String> = query
+        .recv_timeout(WAIT)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.title)
+        .collect();
+    assert_eq!(after, ["existing", "inside"]);
+}
+
+#[test]
+fn subscribing_inside_a_transaction_with_a_pool_of_one_never_waits_for_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("one.db").display().to_string());
+    subscribing_needs_no_pooled_connection(store);
+}
+
+#[test]
+fn subscribing_inside_a_transaction_with_a_pool_of_one_never_waits_for_the_pool_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    subscribing_needs_no_pooled_connection(pool_of_one(schema.url()));
+}
+
+/// A model with JSON both ways: a non-null document and a nullable one.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Doc {
+    #[primary_key]
+    pub id: Id,
+    pub value: serde_json::Value,
+    pub maybe: Option<serde_json::Value>,
+}
+
+/// A JSON value nested `depth` levels deep (arrays and objects in turn).
+fn nested(depth: usize) -> serde_json::Value {
+    (1..depth).fold(serde_json::json!([1]), |inner, level| {
+        if level % 2 == 0 {
+            serde_json::json!([inner])
+        } else {
+            serde_json::json!({ "k": inner })
+        }
+    })
+}
+
+/// What `save` accepts (nesting up to 100 levels), JSON's null in a non-null column, and
+/// `Some(null)` against `None` in a nullable one, arrive as committed.
+fn json_values_arrive_as_committed(store: Store) {
+    use serde_json::{json, Value};
+    let docs = store.observe::<Doc>().unwrap();
+    let rows = [
+        (Value::Null, None),
+        (json!({ "a": null }), Some(Value::Null)),
+        (json!("null"), Some(json!(null))),
+        (nested(100), Some(nested(100))),
+        (json!([1.5, "x", true]), Some(json!({}))),
+    ];
+    for (value, maybe) in rows {
+        let saved = store
+            .save(Doc {
+                value,
+                maybe,
+                ..Doc::default()
+            })
+            .unwrap();
+        match docs.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => assert_eq!(change.element, saved),
+            other => panic!("expected {saved:?}, got {other:?}"),
+        }
+    }
+    assert_quiet(&docs);
+}
+
+#[test]
+fn json_values_arrive_as_committed_on_sqlite() {
+    let store = Store::builder(":memory:")
+        .schema(Schema::new().model::<Doc>())
+        .open()
+        .unwrap();
+    json_values_arrive_as_committed(store);
+}
+
+#[test]
+fn json_values_arrive_as_committed_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .schema(Schema::new().model::<Doc>())
+        .open()
+        .unwrap();
+    json_values_arrive_as_committed(store);
+}
+
+per_backend! {
+    fn a_default_profile_with_a_json_null_arrives_as_committed(store) {
+        use common::models::Profile;
+        let user = store.save(common::user("json")).unwrap();
+        let profiles = store.observe::<Profile>().unwrap();
+        let saved = store
+            .save(Profile { user_id: user.id, ..Profile::default() })
+            .unwrap();
+        assert_eq!(next(&profiles).element, saved);
+    }
+}
+
+/// A change whose stored payload cannot be read is reported, never dropped.
+#[test]
+fn on_postgres_a_change_whose_payload_does_not_parse_is_reported() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let posts = store.observe::<Post>().unwrap();
+    // Every payload stored from now on is garbage (as a broken or hostile extension of the
+    // database could make it).
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.payload := 'not a change'; RETURN NEW; END $$;
+             CREATE TRIGGER mangle BEFORE INSERT ON datastore_change_payloads
+             FOR EACH ROW EXECUTE FUNCTION mangle();",
+        )
+        .unwrap();
+    // Large enough for today's trigger to store it too.
+    store
+        .save(Post {
+            body: Some("x".repeat(10_000)),
+            ..post("mangled")
+        })
+        .unwrap();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::Undecodable { table, .. }) => assert_eq!(table, "posts"),
+        other => panic!("expected Undecodable, got {other:?}"),
+    }
 }

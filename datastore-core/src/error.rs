@@ -166,6 +166,19 @@ pub enum Error {
         message: String,
     },
 
+    /// A live query's feed of changes was lost: on PostgreSQL, the store's listener lost its
+    /// connection (a server restart, an administrator ending it). Changes committed since may
+    /// have been missed, and the subscription delivers nothing more: read the data again and
+    /// subscribe again (a new subscription starts a new listener).
+    #[error(
+        "the change feed was lost ({reason}); changes committed since may have been missed: \
+         read the data again and subscribe again"
+    )]
+    FeedLost {
+        /// What happened to the feed.
+        reason: String,
+    },
+
     /// A value could not be converted to or from its column (Diesel does not say which).
     #[error("cannot convert a stored value: {0}")]
     Conversion(String),

@@ -20,7 +20,7 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use super::hub::Hub;
-use super::{Batch, Mark, Op, RawChange, Rows};
+use super::{Batch, Mark, Op, RawChange, Rows, Shape};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,
@@ -61,6 +61,11 @@ struct State {
     savepoints: Vec<(String, usize, Mark)>,
     /// A commit awaiting the end of its statement.
     committed: Option<(u64, Batch)>,
+    /// A statement of the open transaction (or the running one) changes the schema: the
+    /// columns of rows captured until it settles are not known.
+    schema_changing: bool,
+    /// The running statement's re-preparation was already counted as a schema change.
+    reload_counted: bool,
 }
 
 impl ConnObserver {
@@ -97,6 +102,7 @@ impl ConnObserver {
         let Some(name) = state.observed(table, &self.hub) else {
             return;
         };
+        let shape = state.shape(&self.hub);
         let mark = state.rows.mark();
         let old = has_old.then(|| {
             read(&mut state.rows, Side::Old);
@@ -122,6 +128,7 @@ impl ConnObserver {
             old,
             new,
             depth,
+            shape,
         });
     }
 
@@ -234,6 +241,50 @@ impl ConnObserver {
         if let Some((seq, _)) = committed {
             self.hub.void(seq); // the commit failed after its hook
         }
+    }
+}
+
+/// Schema changes: the rows a connection captures are in the table's columns as the connection
+/// knows them, which change when it runs `CREATE`, `ALTER` or `DROP` itself, or when SQLite
+/// finds the schema changed by another connection and re-prepares a statement. Each such
+/// change opens a new schema epoch of the hub, and rows are stamped with the epoch they were
+/// captured in, so that a subscriber reads them by the columns of that epoch or not at all.
+impl ConnObserver {
+    /// A statement starts; `schema_command` if it changes the schema.
+    pub fn schema_watch_started(&self, schema_command: bool) {
+        let mut state = self.state();
+        state.reload_counted = false;
+        state.schema_changing |= schema_command;
+    }
+
+    /// A statement ended; `reprepared` if SQLite prepared it again while it ran, the schema
+    /// having changed; `autocommit` if no transaction is open after it.
+    pub fn schema_watch_ended(&self, reprepared: bool, autocommit: bool) {
+        let mut state = self.state();
+        let counted = std::mem::take(&mut state.reload_counted);
+        // A schema change of this connection's own counts once it committed or rolled back.
+        let settled = autocommit && std::mem::take(&mut state.schema_changing);
+        drop(state);
+        if (reprepared && !counted) || settled {
+            self.hub.schema_changed();
+        }
+    }
+}
+
+impl State {
+    /// The columns a row captured now is in.
+    fn shape(&mut self, hub: &Hub) -> Shape {
+        if self.schema_changing {
+            return Shape::Unsettled;
+        }
+        // A row captured with no statement started: the running statement found the schema
+        // changed by another connection, was prepared again, and runs again (SQLite reports
+        // no new start). This connection reads the new columns from now on.
+        if self.running.is_none() && !self.reload_counted {
+            self.reload_counted = true;
+            hub.schema_changed();
+        }
+        Shape::Epoch(hub.schema_epoch())
     }
 }
 

@@ -345,12 +345,87 @@ unsafe extern "C" fn on_trace(
                     text,
                     sqlite::sqlite3_total_changes64(db),
                 );
+                watch_schema_at_start(observer, stmt as *mut sqlite::sqlite3_stmt, sql);
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
-                observer.statement_ended(stmt as usize, sqlite::sqlite3_get_autocommit(db) != 0);
+                let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
+                observer.statement_ended(stmt as usize, autocommit);
+                watch_schema_at_end(observer, stmt as *mut sqlite::sqlite3_stmt, autocommit);
             }
         }
     });
     0
+}
+
+/// A statement starts: whether it changes the schema (its first word), and a fresh count of
+/// its re-preparations. A statement SQLite re-prepares before it starts was expired by a
+/// schema change this connection already knows of: not a new one.
+///
+/// # Safety
+/// `stmt` is the running statement; `sql` its NUL-terminated text.
+unsafe fn watch_schema_at_start(
+    observer: &ConnObserver,
+    stmt: *mut sqlite::sqlite3_stmt,
+    sql: *const c_char,
+) {
+    // SAFETY: guaranteed by the caller; resetting a statement's counter touches nothing else.
+    let schema_command = unsafe {
+        sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 1);
+        is_schema_command(sql as *const u8)
+    };
+    observer.schema_watch_started(schema_command);
+}
+
+/// A statement ended (or failed, or is reset): whether SQLite re-prepared it while it ran,
+/// having found the schema changed by another connection (the connection then knows the new
+/// columns; the statement is run again without a new start).
+///
+/// # Safety
+/// `stmt` is the statement that ended.
+unsafe fn watch_schema_at_end(
+    observer: &ConnObserver,
+    stmt: *mut sqlite::sqlite3_stmt,
+    autocommit: bool,
+) {
+    // SAFETY: guaranteed by the caller.
+    let reprepared =
+        unsafe { sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 1) } > 0;
+    observer.schema_watch_ended(reprepared, autocommit);
+}
+
+/// Whether the statement's first word is `CREATE`, `ALTER` or `DROP` (in any case).
+///
+/// # Safety
+/// `sql` points to a NUL-terminated string.
+unsafe fn is_schema_command(sql: *const u8) -> bool {
+    // SAFETY: guaranteed by the caller.
+    let (word, len) = unsafe { first_word(sql) };
+    matches!(&word[..len], b"CREATE" | b"ALTER" | b"DROP")
+}
+
+/// The first word of a statement, upper-cased, if it is at most nine letters long (longer
+/// words are no command this module looks for); read from at most its first few bytes.
+///
+/// # Safety
+/// `sql` points to a NUL-terminated string.
+unsafe fn first_word(sql: *const u8) -> ([u8; 9], usize) {
+    let mut word = [0u8; 9];
+    let mut len = 0;
+    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not a letter.
+    unsafe {
+        let mut p = sql;
+        while (*p).is_ascii_whitespace() {
+            p = p.add(1);
+        }
+        while (*p).is_ascii_alphabetic() {
+            if len == word.len() {
+                return (word, 0);
+            }
+            word[len] = (*p).to_ascii_uppercase();
+            len += 1;
+            p = p.add(1);
+        }
+    }
+    (word, len)
 }
 
 /// Whether the statement's first word is `SAVEPOINT`, `RELEASE` or `ROLLBACK` (in any case),
@@ -460,6 +535,30 @@ mod tests {
     fn first_word_is_savepoint_command(sql: &CStr) -> bool {
         // SAFETY: a `CStr` is NUL-terminated.
         unsafe { is_savepoint_command(sql.as_ptr() as *const u8) }
+    }
+
+    #[test]
+    fn schema_commands_are_told_by_their_first_word() {
+        let is = |sql: &CStr| {
+            // SAFETY: a `CStr` is NUL-terminated.
+            unsafe { super::is_schema_command(sql.as_ptr() as *const u8) }
+        };
+        for sql in [
+            c"ALTER TABLE t DROP COLUMN x",
+            c"  create index i on t(a)",
+            c"Drop TABLE t",
+        ] {
+            assert!(is(sql), "{sql:?}");
+        }
+        for sql in [
+            c"INSERT INTO alter_log VALUES (1)",
+            c"",
+            c"CREATED",
+            c"ALTERATION",
+            c"SELECT 1",
+        ] {
+            assert!(!is(sql), "{sql:?}");
+        }
     }
 
     #[test]

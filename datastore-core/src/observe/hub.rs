@@ -27,6 +27,12 @@ pub(crate) struct Hub {
     subscribers: Mutex<Vec<Weak<Queue>>>,
     next_seq: AtomicU64,
     order: Mutex<Reorder>,
+    /// SQLite: bumped whenever a connection of the store may read some table's columns
+    /// otherwise than before (see `ConnObserver`'s schema watch). Rows carry the epoch they
+    /// were captured in.
+    schema_epoch: AtomicU64,
+    /// The schema cookie (`PRAGMA schema_version`) that recent epochs are known to have.
+    epoch_cookies: Mutex<VecDeque<(u64, i64)>>,
 }
 
 #[derive(Default)]
@@ -59,6 +65,46 @@ impl Hub {
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         !tables.is_empty() && tables.contains_key(table)
+    }
+
+    /// The current schema epoch.
+    pub fn schema_epoch(&self) -> u64 {
+        self.schema_epoch.load(Ordering::SeqCst)
+    }
+
+    /// A connection may now read some table's columns otherwise than before: a new epoch.
+    pub fn schema_changed(&self) {
+        self.schema_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A new connection loaded the schema whose cookie is `cookie`: the epoch goes on if it
+    /// is the current epoch's, else a new one begins (whose cookie is not known yet).
+    pub fn schema_loaded(&self, cookie: i64) {
+        let cookies = lock(&self.epoch_cookies);
+        let epoch = self.schema_epoch();
+        if !cookies.contains(&(epoch, cookie)) {
+            self.schema_changed();
+        }
+    }
+
+    /// Every row captured in `epoch` is in the columns of the schema whose cookie is
+    /// `cookie` (a catalog read while that epoch lasted tells so).
+    pub fn learn_cookie(&self, epoch: u64, cookie: i64) {
+        let mut cookies = lock(&self.epoch_cookies);
+        if !cookies.iter().any(|&(e, _)| e == epoch) {
+            if cookies.len() == 64 {
+                cookies.pop_front();
+            }
+            cookies.push_back((epoch, cookie));
+        }
+    }
+
+    /// The schema cookie of `epoch`, if known.
+    pub fn cookie_of(&self, epoch: u64) -> Option<i64> {
+        lock(&self.epoch_cookies)
+            .iter()
+            .find(|&&(e, _)| e == epoch)
+            .map(|&(_, cookie)| cookie)
     }
 
     /// A sequence number for a commit, taken inside the commit (SQLite commits one at a time).
@@ -170,8 +216,8 @@ pub(crate) struct Queue {
 
 #[derive(Default)]
 struct QueueInner {
-    /// The hub is gone: nothing more will come.
-    closed: bool,
+    /// Why nothing more will come, once that is so.
+    end: Option<End>,
     /// Changes, and gaps where changes were dropped, in the order they happened.
     entries: VecDeque<Entry>,
     /// How many of `entries` are changes (what the capacity bounds).
@@ -185,11 +231,23 @@ enum Entry {
     Gap(u64),
 }
 
+/// Why a queue receives nothing more.
+enum End {
+    /// The hub is gone (the store and all its connections): everything committed was
+    /// delivered.
+    Closed,
+    /// The source of changes was lost (PostgreSQL's listener): what was committed since may
+    /// never arrive. Told to the subscriber once, after what the queue holds.
+    Lost(Arc<str>),
+}
+
 /// What a queue yields.
 pub(crate) enum Item {
     /// The change at this index of the batch.
     Change(Arc<Batch>, usize),
     Missed(u64),
+    /// The source of changes was lost; nothing follows.
+    Lost(Arc<str>),
 }
 
 impl Queue {
@@ -217,16 +275,34 @@ impl Queue {
     }
 
     fn pop(inner: &mut QueueInner) -> Option<Item> {
-        match inner.entries.pop_front()? {
-            Entry::Gap(missed) => Some(Item::Missed(missed)),
-            Entry::Change(batch, index) => {
+        match inner.entries.pop_front() {
+            Some(Entry::Gap(missed)) => Some(Item::Missed(missed)),
+            Some(Entry::Change(batch, index)) => {
                 inner.changes -= 1;
                 Some(Item::Change(batch, index))
             }
+            // Told once; the queue is simply ended afterwards.
+            None => match inner.end.take() {
+                Some(End::Lost(reason)) => {
+                    inner.end = Some(End::Closed);
+                    Some(Item::Lost(reason))
+                }
+                end => {
+                    inner.end = end;
+                    None
+                }
+            },
         }
     }
 
-    /// The next item, waiting at most `timeout` (forever when `None`).
+    /// Whether nothing more will come (what the queue held was taken, the loss told).
+    pub fn ended(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.entries.is_empty() && matches!(inner.end, Some(End::Closed))
+    }
+
+    /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
+    /// is up or the queue has ended (see [`ended`](Self::ended)).
     pub fn next(&self, timeout: Option<Duration>) -> Option<Item> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);
@@ -234,7 +310,7 @@ impl Queue {
             if let Some(item) = Self::pop(&mut inner) {
                 return Some(item);
             }
-            if inner.closed {
+            if inner.end.is_some() {
                 return None;
             }
             inner = match deadline {
@@ -254,12 +330,17 @@ impl Queue {
 }
 
 impl Hub {
-    /// Ends every current subscription, its source of changes being gone: each yields what it
-    /// holds, then ends. Later subscriptions are not affected.
-    pub fn close_all(&self) {
+    /// Ends every current subscription, its source of changes being lost (`reason`): each
+    /// yields what it holds, then [`Item::Lost`], then ends. Later subscriptions are not
+    /// affected.
+    pub fn lose_all(&self, reason: &str) {
+        self.end_all(|| End::Lost(reason.into()));
+    }
+
+    fn end_all(&self, end: impl Fn() -> End) {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
         for queue in subscribers.iter().filter_map(Weak::upgrade) {
-            lock(&queue.inner).closed = true;
+            lock(&queue.inner).end.get_or_insert_with(&end);
             queue.ready.notify_all();
         }
     }
@@ -268,7 +349,7 @@ impl Hub {
 impl Drop for Hub {
     /// The store and all its connections are gone: wake every subscriber, for good.
     fn drop(&mut self) {
-        self.close_all();
+        self.end_all(|| End::Closed);
     }
 }
 

@@ -41,6 +41,7 @@
 //! Built on SQLite's pre-update hook, which needs SQLite compiled with
 //! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]).
 
+pub(crate) mod catalog;
 pub(crate) mod connection;
 pub(crate) mod ffi;
 pub(crate) mod hub;
@@ -52,7 +53,7 @@ pub use query::QuerySubscription;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::Model;
@@ -111,6 +112,31 @@ pub(crate) struct RawChange {
     pub new: Option<Range<usize>>,
     /// 0 for the statement's own rows, 1 and more for rows changed by a cascade.
     pub depth: i32,
+    /// Which of the table's columns the rows' values are.
+    pub shape: Shape,
+}
+
+/// How a captured row's values line up with its table's columns, which another connection
+/// may change while the store observes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Shape {
+    /// SQLite: by position, in the table's columns as of the store's schema epoch when the
+    /// row was captured.
+    Epoch(u64),
+    /// SQLite: by position, captured in a transaction that changes the schema itself, before
+    /// it settled: in columns no one else can read.
+    Unsettled,
+    /// PostgreSQL: the table's columns when the trigger ran.
+    Columns(Arc<Columns>),
+    /// The change was committed but cannot be read, for this reason.
+    Broken(Arc<str>),
+}
+
+/// A table's columns at one moment: their names, and (on PostgreSQL) their types' OIDs.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Columns {
+    pub names: Vec<Arc<str>>,
+    pub types: Vec<u32>,
 }
 
 /// One commit's changes and the rows they point into: handed to subscribers whole, so that a
@@ -265,6 +291,11 @@ impl RowRef<'_> {
         }
     }
 
+    /// How many values the row has.
+    pub(crate) fn len(&self) -> usize {
+        self.cells.len()
+    }
+
     /// Every value, in column order.
     pub(crate) fn values(&self) -> Vec<RawValue> {
         self.cells
@@ -286,6 +317,39 @@ pub struct Change<M> {
 }
 
 /// What a subscription yields: a [`Change`] (or [`RowChange`] when observing every table).
+///
+/// A subscription ends (`None`) when its store is gone, after everything committed was
+/// delivered; [`FeedLost`](Observed::FeedLost), its last item, tells an end where changes may
+/// have been missed.
+///
+/// ```
+/// use std::time::Duration;
+/// use datastore::observe::Observed;
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let notes = store.observe::<Note>()?;
+/// store.save(Note { text: "hello".into(), ..Note::default() })?;
+/// while let Some(observed) = notes.recv_timeout(Duration::from_millis(100)) {
+///     match observed {
+///         Observed::Change(change) => println!("{:?} {:?}", change.op, change.element),
+///         Observed::Missed(n) => println!("fell behind: {n} changes dropped here"),
+///         Observed::Undecodable { table, reason } => println!("a row of {table}: {reason}"),
+///         Observed::FeedLost { reason } => println!("read again and subscribe again: {reason}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Observed<T> {
@@ -299,6 +363,15 @@ pub enum Observed<T> {
         /// The table of the row.
         table: String,
         /// Why it does not decode.
+        reason: String,
+    },
+    /// The feed of changes was lost: on PostgreSQL, the store's listener lost its connection
+    /// (a server restart, an administrator ending it). Changes committed since may never be
+    /// delivered, so this is the last item: the subscription ends after it. Read the data
+    /// again and subscribe again (a new subscription starts a new listener). A subscription
+    /// whose store is gone ends without it, with nothing missed.
+    FeedLost {
+        /// What happened to the feed.
         reason: String,
     },
 }
@@ -330,13 +403,14 @@ impl AllSubscription {
         Self { queue }
     }
 
-    /// The next change, waiting at most `timeout`; `None` if none came.
+    /// The next change, waiting at most `timeout`; `None` if none came, or once the
+    /// subscription has ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<RowChange>> {
         self.queue.next(Some(timeout)).map(Self::accept)
     }
 
     /// The next change, waiting for it; `None` once the store and all its connections are
-    /// gone.
+    /// gone, or after [`Observed::FeedLost`].
     pub fn recv(&self) -> Option<Observed<RowChange>> {
         self.queue.next(None).map(Self::accept)
     }
@@ -344,8 +418,17 @@ impl AllSubscription {
     fn accept(item: hub::Item) -> Observed<RowChange> {
         match item {
             hub::Item::Missed(count) => Observed::Missed(count),
+            hub::Item::Lost(reason) => Observed::FeedLost {
+                reason: reason.to_string(),
+            },
             hub::Item::Change(batch, i) => {
                 let change = &batch.changes[i];
+                if let Shape::Broken(reason) = &change.shape {
+                    return Observed::Undecodable {
+                        table: change.table.to_string(),
+                        reason: reason.to_string(),
+                    };
+                }
                 Observed::Change(RowChange {
                     table: change.table.to_string(),
                     op: change.op,
@@ -359,7 +442,8 @@ impl AllSubscription {
 impl Iterator for AllSubscription {
     type Item = Observed<RowChange>;
 
-    /// Blocks until the next change; ends once the store is gone.
+    /// Blocks until the next change; ends once the store is gone, or after
+    /// [`Observed::FeedLost`].
     fn next(&mut self) -> Option<Observed<RowChange>> {
         self.recv()
     }
@@ -385,37 +469,179 @@ impl<M> fmt::Debug for Subscription<M> {
     }
 }
 
-/// Maps a table's column order to the model's.
+/// Maps a table's columns to the model's, as they were when each row was captured.
 #[doc(hidden)]
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decoder {
     table: String,
-    /// For each model column, its position in the table.
+    model_columns: Vec<String>,
+    /// SQLite: where to read the table's columns again when rows arrive from a schema epoch
+    /// not read yet, and the placements read (the latest last).
+    catalog: Option<catalog::Catalog>,
+    epochs: Mutex<Vec<EpochPlacement>>,
+    /// PostgreSQL's rows name their columns: the placement in the last list seen.
+    named: Mutex<Option<(Arc<Columns>, Placed)>>,
+}
+
+/// Where the model's columns are among a table's, and how many columns the table has.
+#[derive(Debug)]
+struct Placement {
     positions: Vec<usize>,
+    columns: usize,
+}
+
+/// A placement, or why the model's columns cannot be placed.
+type Placed = Result<Arc<Placement>, String>;
+
+#[derive(Debug)]
+struct EpochPlacement {
+    epoch: u64,
+    cookie: i64,
+    placed: Placed,
+}
+
+/// How many placements of earlier epochs a SQLite decoder keeps.
+const EPOCHS_KEPT: usize = 8;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Decoder {
-    pub(crate) fn new(
+    /// SQLite: rows come by position; `layout` is the table's columns as of its epoch.
+    pub(crate) fn for_sqlite(
+        table: &str,
+        model_columns: &[&str],
+        catalog: catalog::Catalog,
+        layout: catalog::Layout,
+    ) -> Result<Self, String> {
+        let decoder = Self::new(table, model_columns, Some(catalog));
+        let placed = Ok(Arc::new(decoder.place(&layout.columns)?));
+        lock(&decoder.epochs).push(EpochPlacement {
+            epoch: layout.epoch,
+            cookie: layout.cookie,
+            placed,
+        });
+        Ok(decoder)
+    }
+
+    /// PostgreSQL: rows name their columns; `table_columns` are the table's now, which must
+    /// hold the model's.
+    pub(crate) fn for_postgres(
         table: &str,
         model_columns: &[&str],
         table_columns: &[String],
     ) -> Result<Self, String> {
-        let positions = model_columns
+        let decoder = Self::new(table, model_columns, None);
+        decoder.place(table_columns)?;
+        Ok(decoder)
+    }
+
+    fn new(table: &str, model_columns: &[&str], catalog: Option<catalog::Catalog>) -> Self {
+        Self {
+            table: table.to_owned(),
+            model_columns: model_columns.iter().map(|c| (*c).to_owned()).collect(),
+            catalog,
+            epochs: Mutex::default(),
+            named: Mutex::default(),
+        }
+    }
+
+    /// For each of the model's columns, its position among `columns`.
+    fn place(&self, columns: &[impl AsRef<str>]) -> Result<Placement, String> {
+        let positions = self
+            .model_columns
             .iter()
             .map(|name| {
-                table_columns.iter().position(|c| c == name).ok_or_else(|| {
-                    format!("table {table} has no column {name}: run the migrations")
-                })
+                columns
+                    .iter()
+                    .position(|c| c.as_ref() == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "table {} has no column {name}: run the migrations",
+                            self.table
+                        )
+                    })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self {
-            table: table.to_owned(),
+        Ok(Placement {
             positions,
+            columns: columns.len(),
         })
     }
 
-    fn decode<M: Model>(&self, row: &RowRef<'_>) -> Result<M, String> {
-        M::from_raw_row(self.positions.iter().map(|&i| row.value(i)).collect())
+    /// Where the model's columns are among those a change's rows were captured in.
+    fn placement(&self, shape: &Shape) -> Placed {
+        match shape {
+            Shape::Broken(reason) => Err(reason.to_string()),
+            Shape::Unsettled => Err(format!(
+                "captured in a transaction that changed the schema, whose columns of {} are \
+                 not known: read the row again",
+                self.table
+            )),
+            Shape::Epoch(epoch) => self.at_epoch(*epoch),
+            Shape::Columns(columns) => {
+                let mut named = lock(&self.named);
+                match &*named {
+                    Some((known, placed)) if Arc::ptr_eq(known, columns) => placed.clone(),
+                    _ => {
+                        let placed = self.place(&columns.names).map(Arc::new);
+                        *named = Some((columns.clone(), placed.clone()));
+                        placed
+                    }
+                }
+            }
+        }
+    }
+
+    /// The placement for rows of a schema epoch: known, or known for its schema cookie, or
+    /// read now if no epoch began since it. Anything else is in doubt.
+    fn at_epoch(&self, epoch: u64) -> Placed {
+        let Some(catalog) = &self.catalog else {
+            return Err("no catalog to read the columns from".into());
+        };
+        let mut known = lock(&self.epochs);
+        if let Some(found) = known.iter().find(|k| k.epoch == epoch) {
+            return found.placed.clone();
+        }
+        let cookie = catalog.cookie_of(epoch);
+        if let Some(found) = cookie.and_then(|c| known.iter().find(|k| k.cookie == c)) {
+            return found.placed.clone();
+        }
+        let layout = catalog
+            .resolve(&self.table)
+            .map_err(|e| format!("cannot read the columns of {}: {e}", self.table))?;
+        let placed = self.place(&layout.columns).map(Arc::new);
+        let fits = layout.epoch == epoch || catalog.cookie_of(epoch) == Some(layout.cookie);
+        if known.len() == EPOCHS_KEPT {
+            known.remove(0);
+        }
+        known.push(EpochPlacement {
+            epoch: layout.epoch,
+            cookie: layout.cookie,
+            placed: placed.clone(),
+        });
+        if fits {
+            placed
+        } else {
+            Err(format!(
+                "the columns of {} changed while this change was on its way: read the row again",
+                self.table
+            ))
+        }
+    }
+
+    fn decode<M: Model>(&self, shape: &Shape, row: &RowRef<'_>) -> Result<M, String> {
+        let placement = self.placement(shape)?;
+        if row.len() != placement.columns {
+            return Err(format!(
+                "the row has {} values where {} had {} columns: its columns changed",
+                row.len(),
+                self.table,
+                placement.columns
+            ));
+        }
+        M::from_raw_row(placement.positions.iter().map(|&i| row.value(i)).collect())
     }
 }
 
@@ -430,7 +656,7 @@ impl<M: Model> Subscription<M> {
     }
 
     /// The next change, waiting for it; `None` once the store and all its connections are
-    /// gone.
+    /// gone, or after [`Observed::FeedLost`].
     pub fn recv(&self) -> Option<Observed<Change<M>>> {
         loop {
             let item = self.queue.next(None)?;
@@ -440,7 +666,8 @@ impl<M: Model> Subscription<M> {
         }
     }
 
-    /// The next change, waiting at most `timeout`; `None` if none came.
+    /// The next change, waiting at most `timeout`; `None` if none came, or once the
+    /// subscription has ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<Change<M>>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -466,11 +693,16 @@ impl<M: Model> Subscription<M> {
     fn accept(&self, item: hub::Item) -> Option<Observed<Change<M>>> {
         let change = match item {
             hub::Item::Missed(count) => return Some(Observed::Missed(count)),
+            hub::Item::Lost(reason) => {
+                return Some(Observed::FeedLost {
+                    reason: reason.to_string(),
+                })
+            }
             hub::Item::Change(batch, i) => (batch, i),
         };
         let (batch, i) = change;
         let change = &batch.changes[i];
-        let element: M = match self.decoder.decode(&batch.row(change)) {
+        let element: M = match self.decoder.decode(&change.shape, &batch.row(change)) {
             Ok(element) => element,
             Err(reason) => {
                 return Some(Observed::Undecodable {
@@ -483,7 +715,7 @@ impl<M: Model> Subscription<M> {
             let before_matches = change.op == Op::Update
                 && batch
                     .old_row(change)
-                    .and_then(|old| self.decoder.decode::<M>(&old).ok())
+                    .and_then(|old| self.decoder.decode::<M>(&change.shape, &old).ok())
                     .is_some_and(|old| filter(&old));
             if !filter(&element) && !before_matches {
                 return None;
@@ -500,7 +732,8 @@ impl<M: Model> Subscription<M> {
 impl<M: Model> Iterator for Subscription<M> {
     type Item = Observed<Change<M>>;
 
-    /// Blocks until the next change; ends once the store is gone.
+    /// Blocks until the next change; ends once the store is gone, or after
+    /// [`Observed::FeedLost`].
     fn next(&mut self) -> Option<Observed<Change<M>>> {
         self.recv()
     }

@@ -1,34 +1,52 @@
-//! Observe on PostgreSQL: row triggers send each change with `NOTIFY` (delivered by the server
-//! only when the transaction commits, in commit order), and one listener connection per store
-//! turns them into the same committed batches the SQLite hooks produce.
+//! Observe on PostgreSQL: row triggers record each change in an owner-only table and
+//! `NOTIFY` only its key and a random token (delivered by the server only when the
+//! transaction commits, in commit order); one listener connection per store reads the changes
+//! those notifications name and turns them into the same committed batches the SQLite hooks
+//! produce.
 //!
-//! A change whose notification would exceed PostgreSQL's payload limit (8000 bytes) is stored
-//! in `datastore_change_payloads` by the trigger, in the same transaction, and the notification
-//! carries its key; the listener reads it from there. Stored payloads are removed after
-//! ten minutes (`PAYLOAD_RETENTION`), so that every store listening on the database has read them.
+//! The channel is not private: any role that can connect may `LISTEN` and `NOTIFY` on it. So
+//! a notification carries no value or key of a row (`<id>:<token>`), and the listener accepts
+//! one only if the change table holds a row with that id and token (a role without rights on
+//! the table can neither read nor guess one), whose transaction it has not seen end yet, and
+//! which it has not taken already: a copy of a notification, a guessed id or a made-up change
+//! is ignored. The listener's own fences and the subscriptions' markers carry fresh random
+//! nonces, and a fence counts only from the listener's own backend.
 //!
-//! The trigger function, the payload table and the triggers live in the schema of the observed
+//! A change's row is stored flat: its values as PostgreSQL's composite-value text (SQL NULL
+//! and JSON's `null` stay apart, and a JSON value adds no nesting to the envelope), with the
+//! table's column names and types as they were when the trigger ran, so a change of the
+//! table's columns never shifts a row. A recorded change is removed once a listener's snapshot
+//! taken ten minutes (`RETENTION`) earlier saw its transaction ended: every listener has read
+//! it by then, unless it was held up longer (`STALL_LIMIT`), and then it ends its feed.
+//!
+//! The trigger function, the change table and the triggers live in the schema of the observed
 //! tables; they are created when a table is first observed (they are infrastructure, not part
 //! of the models, so migrations do not carry them).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod decode;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use serde_json::Value;
 
+use self::decode::{Note, Payload, Snapshot};
 use super::hub::{Hub, Queue};
-use super::{Batch, Op, RawChange};
-use crate::schema::ddl::quote_ident;
+use super::{Batch, Columns, Op, RawChange, Shape};
+use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
-/// How long the payload of a large change is kept for listeners to read.
-const PAYLOAD_RETENTION: Duration = Duration::from_secs(600);
+/// How long a stored change is kept after its transaction ended, for every listener to read.
+const RETENTION: Duration = Duration::from_secs(600);
+
+/// A listener held up this long may have missed changes whose rows were removed meanwhile:
+/// it ends, and its subscriptions are told the feed was lost.
+const STALL_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long a new subscription waits for the listener to reach its start.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,70 +54,98 @@ const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the listener looks for notifications while none arrive.
 const POLL: Duration = Duration::from_millis(2);
 
-/// The most bytes a notification carries inline (PostgreSQL refuses payloads of 8000 bytes
-/// and more).
-const INLINE_LIMIT: usize = 7999;
+/// The most notifications the listener takes in one round, and the most changes it reads in
+/// one query.
+const ROUND: usize = 1000;
 
-/// The objects observe needs in `schema`: the payload table, the numbering sequence and the
-/// trigger function.
+/// The version of the trigger function, in its comment: a store finding another (or one
+/// made for another schema name) replaces it.
+const VERSION: &str = "datastore observe 2";
+
+/// The change table, qualified.
+fn changes_table(schema: &str) -> String {
+    format!("{}.datastore_change_payloads", quote_ident(schema))
+}
+
+/// The objects observe needs in `schema`: the change table and the trigger function, both
+/// its owner's alone.
 ///
-/// The function's body names no schema: it finds its objects through `TG_TABLE_SCHEMA`, quoted
-/// by `format('%I')`. It runs as its owner (`SECURITY DEFINER`, with a fixed search path), so
-/// that roles writing observed tables need no rights on the sequence or the payload table.
+/// The function runs as its owner (`SECURITY DEFINER`, with a fixed search path), so that
+/// roles writing observed tables need no rights on the change table. It names its schema
+/// (a planned statement, where looking the table up by `TG_TABLE_SCHEMA` would cost a
+/// dynamic one per row); a store finding the function made for another name replaces it.
+/// It renders rows with fixed output settings, so that their text reads back the same
+/// whatever the writer's session set.
 fn setup_sql(schema: &str) -> String {
-    let schema = quote_ident(schema);
+    let table = changes_table(schema);
+    let sequence = format!("{}.datastore_change_payloads_id_seq", quote_ident(schema));
+    let function = format!("{}.datastore_notify()", quote_ident(schema));
+    let version = quote_literal(&format!("{VERSION} in {schema}"));
     format!(
         r#"
-CREATE TABLE IF NOT EXISTS {schema}.datastore_change_payloads (
+CREATE TABLE IF NOT EXISTS {table} (
     id BIGSERIAL PRIMARY KEY,
     payload TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
-CREATE SEQUENCE IF NOT EXISTS {schema}.datastore_change_seq;
-CREATE OR REPLACE FUNCTION {schema}.datastore_notify() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $datastore$
+-- A table made by an earlier version gains what this one stores.
+ALTER TABLE {table}
+    ADD COLUMN IF NOT EXISTS token UUID,
+    ADD COLUMN IF NOT EXISTS xid BIGINT,
+    ADD COLUMN IF NOT EXISTS table_name TEXT;
+REVOKE ALL ON TABLE {table} FROM PUBLIC;
+REVOKE ALL ON SEQUENCE {sequence} FROM PUBLIC;
+CREATE OR REPLACE FUNCTION {function} RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET "DateStyle" = 'ISO, YMD' SET "TimeZone" = 'UTC' SET bytea_output = 'hex'
+SET extra_float_digits = 1
+AS $datastore$
 DECLARE
-    payload TEXT;
+    xid BIGINT;
+    token UUID;
     stored BIGINT;
+    columns TEXT;
 BEGIN
     -- An update that changes nothing is no change.
-    IF TG_OP = 'UPDATE' AND to_jsonb(OLD) = to_jsonb(NEW) THEN
+    IF TG_OP = 'UPDATE' AND OLD::text = NEW::text THEN
         RETURN NULL;
     END IF;
-    -- Each change carries a number of its own: PostgreSQL drops a notification identical to
-    -- one already sent in the same transaction.
-    payload := json_build_object(
-        'seq', nextval(format('%I.datastore_change_seq', TG_TABLE_SCHEMA)),
-        'xid', txid_current(),
-        'schema', TG_TABLE_SCHEMA,
-        'table', TG_TABLE_NAME,
-        'op', TG_OP,
-        'depth', pg_trigger_depth() - 1,
-        -- Tells statements apart: the same for a statement's rows and for the rows its
-        -- foreign keys and triggers change.
-        'statement', statement_timestamp(),
-        'old', CASE WHEN TG_OP <> 'INSERT' THEN
-            (SELECT json_agg(c.value ORDER BY c.n)
-             FROM json_each(row_to_json(OLD)) WITH ORDINALITY AS c(key, value, n)) END,
-        'new', CASE WHEN TG_OP <> 'DELETE' THEN
-            (SELECT json_agg(c.value ORDER BY c.n)
-             FROM json_each(row_to_json(NEW)) WITH ORDINALITY AS c(key, value, n)) END
-    )::text;
-    IF octet_length(payload) > {INLINE_LIMIT} THEN
-        EXECUTE format(
-            'INSERT INTO %I.datastore_change_payloads (payload) VALUES ($1) RETURNING id',
-            TG_TABLE_SCHEMA
-        ) INTO stored USING payload;
-        payload := json_build_object('stored', stored)::text;
-    END IF;
-    PERFORM pg_notify('datastore:' || md5(TG_TABLE_SCHEMA), payload);
+    xid := pg_current_xact_id()::text::bigint;
+    token := gen_random_uuid();
+    columns := (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
+                FROM pg_attribute a
+                WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)::text;
+    INSERT INTO {table} (payload, token, xid, table_name)
+    VALUES (
+        json_build_object(
+            'op', TG_OP,
+            'depth', pg_trigger_depth() - 1,
+            -- Tells statements apart: the same for a statement's rows and for the rows its
+            -- foreign keys and triggers change.
+            'statement', statement_timestamp(),
+            'columns', columns,
+            'old', CASE WHEN TG_OP <> 'INSERT' THEN OLD::text END,
+            'new', CASE WHEN TG_OP <> 'DELETE' THEN NEW::text END
+        )::text,
+        token, xid, TG_TABLE_NAME
+    )
+    RETURNING id INTO stored;
+    -- The key of the change and its token: nothing of the row. Unique, so that PostgreSQL
+    -- never folds two into one.
+    PERFORM pg_notify('datastore:' || md5(TG_TABLE_SCHEMA), stored || ':' || token);
     IF TG_OP = 'DELETE' THEN
         RETURN OLD; -- a BEFORE trigger: let the delete happen
     END IF;
     RETURN NULL;
 END
 $datastore$;
+REVOKE ALL ON FUNCTION {function} FROM PUBLIC;
+COMMENT ON FUNCTION {function} IS {version};
+-- What an earlier version numbered its notifications with.
+DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 "#,
+        schema_ident = quote_ident(schema),
     )
 }
 
@@ -145,12 +191,6 @@ struct ColumnInfo {
     data_type: String,
 }
 
-#[derive(QueryableByName)]
-struct StoredPayload {
-    #[diesel(sql_type = Text)]
-    payload: String,
-}
-
 /// The schema new tables go to on this connection (the first of its search path).
 pub(crate) fn current_schema(conn: &mut PgConnection) -> Result<String> {
     let rows: Vec<Name> = diesel::sql_query("SELECT current_schema()::text AS name").load(conn)?;
@@ -193,33 +233,54 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
+/// Whether `schema` has this version's trigger function.
+fn function_is_current(conn: &mut PgConnection, schema: &str) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Comment {
+        #[diesel(sql_type = Nullable<Text>)]
+        comment: Option<String>,
+    }
+    let rows: Vec<Comment> = diesel::sql_query(
+        "SELECT obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p \
+         JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = $1 AND p.proname = 'datastore_notify'",
+    )
+    .bind::<Text, _>(schema)
+    .load(conn)?;
+    let current = format!("{VERSION} in {schema}");
+    Ok(rows
+        .iter()
+        .any(|r| r.comment.as_deref() == Some(current.as_str())))
+}
+
+/// The tables of `schema` that have both triggers.
+fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
+    let rows: Vec<Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_trigger t \
+         JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete') \
+         GROUP BY c.relname HAVING count(*) = 2",
+    )
+    .bind::<Text, _>(schema)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
 /// A store's observe machinery on PostgreSQL: which tables have their triggers, and the
 /// listener thread.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct PgObserve {
     state: Mutex<State>,
     /// Subscriptions waiting for the listener to reach their start.
     waiting: Arc<Mutex<Vec<Waiting>>>,
-    /// Tells this store's start markers from other stores' on the same channel.
-    token: String,
-    markers: AtomicU64,
-}
-
-impl Default for PgObserve {
-    fn default() -> Self {
-        Self {
-            state: Mutex::default(),
-            waiting: Arc::default(),
-            token: uuid::Uuid::new_v4().simple().to_string(),
-            markers: AtomicU64::new(0),
-        }
-    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// The schema of the observed tables and its channel, once known.
     schema: Option<(String, String)>,
+    /// Whether the schema's trigger function is this version's.
+    function_current: bool,
     /// Tables whose triggers this store created or found.
     triggered: HashSet<String>,
     /// Whether the listener runs: it clears this when it ends, and the next subscription
@@ -230,6 +291,7 @@ struct State {
 /// A subscription to open when the listener reaches its marker.
 #[derive(Debug)]
 struct Waiting {
+    /// The marker's nonce: fresh and random, so that no one can send it before this store.
     marker: String,
     table: Option<String>,
     capacity: usize,
@@ -240,7 +302,8 @@ impl PgObserve {
     /// A subscriber's queue for `table` (every table for `None`), starting exactly after the
     /// commits that preceded this call: the changes of `tables` are reported from now on, and
     /// the queue is opened by the listener when it reaches a marker this call sends, so that
-    /// it receives every later commit and no earlier one.
+    /// it receives every later commit and no earlier one. Wait for it with
+    /// [`Pending::wait`], without holding `conn`.
     pub fn subscribe(
         self: &Arc<Self>,
         conn: &mut PgConnection,
@@ -249,13 +312,9 @@ impl PgObserve {
         tables: &[String],
         table: Option<&str>,
         capacity: usize,
-    ) -> Result<Arc<Queue>> {
+    ) -> Result<Pending> {
         let (channel, alive) = self.ensure(conn, url, hub, tables)?;
-        let marker = format!(
-            "{}-{}",
-            self.token,
-            self.markers.fetch_add(1, Ordering::Relaxed)
-        );
+        let marker = uuid::Uuid::new_v4().simple().to_string();
         let (reply, answer) = mpsc::sync_channel(1);
         lock(&self.waiting).push(Waiting {
             marker: marker.clone(),
@@ -263,36 +322,22 @@ impl PgObserve {
             capacity,
             reply,
         });
-        let forget = || lock(&self.waiting).retain(|w| w.marker != marker);
-        let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
+        let pending = Pending {
+            waiting: self.waiting.clone(),
+            marker,
+            answer,
+            alive,
+        };
+        diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(&channel)
-            .bind::<Text, _>(serde_json::json!({ "marker": marker }).to_string())
-            .execute(conn);
-        if let Err(e) = sent {
-            forget();
-            return Err(e.into());
-        }
-        // Waits for the listener, unless it ends meanwhile (its connection lost).
-        let deadline = Instant::now() + MARKER_TIMEOUT;
-        loop {
-            match answer.recv_timeout(POLL * 50) {
-                Ok(queue) => return Ok(queue),
-                Err(mpsc::RecvTimeoutError::Timeout)
-                    if alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
-                Err(_) => {
-                    forget();
-                    return Err(Error::connection(
-                        url,
-                        "the observe listener's connection was lost; subscribe again to start \
-                         a new one",
-                    ));
-                }
-            }
-        }
+            .bind::<Text, _>(format!("m:{}", pending.marker))
+            .execute(conn)?;
+        Ok(pending)
     }
 
     /// Makes sure `tables` report their changes and that the listener runs; the channel, and
-    /// the listener's liveness.
+    /// the listener's liveness. What exists already is left alone: creating a trigger waits
+    /// for the transactions that wrote the table, which may be the caller's own.
     fn ensure(
         self: &Arc<Self>,
         conn: &mut PgConnection,
@@ -309,12 +354,21 @@ impl PgObserve {
                 (schema, channel)
             }
         };
-        let missing: Vec<&String> = tables
+        let mut missing: Vec<&String> = tables
             .iter()
             .filter(|t| !state.triggered.contains(*t))
             .collect();
-        if !missing.is_empty() {
+        if !missing.is_empty() || !state.function_current {
+            state.function_current = function_is_current(conn, &schema)?;
+            let found = triggered_tables(conn, &schema)?;
+            missing.retain(|t| !found.contains(*t));
+            state.triggered.extend(found);
+        }
+        if !missing.is_empty() || !state.function_current {
             let mut sql = String::new();
+            if !state.function_current {
+                sql.push_str(&setup_sql(&schema));
+            }
             for table in &missing {
                 sql.push_str(&trigger_sql(&schema, table));
                 sql.push('\n');
@@ -322,11 +376,11 @@ impl PgObserve {
             // One at a time across processes: concurrent CREATE OR REPLACE FUNCTION fails.
             conn.transaction(|conn| {
                 conn.batch_execute(&format!(
-                    "SELECT pg_advisory_xact_lock({});\n{}\n{sql}",
+                    "SELECT pg_advisory_xact_lock({});\n{sql}",
                     i64::from_be_bytes(*b"dsobserv"),
-                    setup_sql(&schema)
                 ))
             })?;
+            state.function_current = true;
             state.triggered.extend(missing.into_iter().cloned());
         }
         let alive = match &state.listening {
@@ -351,16 +405,103 @@ impl PgObserve {
     }
 }
 
+/// A subscription whose marker was sent: the listener opens its queue when it reaches it.
+/// Dropped unanswered, it is forgotten.
+pub(crate) struct Pending {
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+    marker: String,
+    answer: mpsc::Receiver<Arc<Queue>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Pending {
+    /// The queue, once the listener reached the marker; an error if the listener ends (its
+    /// connection lost) or does not reach it in time.
+    pub fn wait(self, url: &str) -> Result<Arc<Queue>> {
+        let deadline = Instant::now() + MARKER_TIMEOUT;
+        loop {
+            match self.answer.recv_timeout(POLL * 50) {
+                Ok(queue) => return Ok(queue),
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if self.alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
+                Err(_) => {
+                    return Err(Error::connection(
+                        url,
+                        "the observe listener's connection was lost; subscribe again to start \
+                         a new one",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock(&self.waiting).retain(|w| w.marker != self.marker);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes from the change table `changes` the changes of the transactions that `horizon`
+/// saw ended, and rows an earlier version stored `RETENTION` ago or earlier; how many.
+fn remove_changes(
+    conn: &mut PgConnection,
+    changes: &str,
+    horizon: &Snapshot,
+) -> diesel::QueryResult<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM {changes} WHERE xid < $1 OR (xid < $2 AND xid <> ALL($3)) \
+         OR (xid IS NULL AND created_at < now() - interval '{} seconds')",
+        RETENTION.as_secs()
+    ))
+    .bind::<BigInt, _>(horizon.xmin)
+    .bind::<BigInt, _>(horizon.xmax)
+    .bind::<Array<BigInt>, _>(&horizon.running)
+    .execute(conn)
+}
+
+/// A change as the change table holds it.
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    token: String,
+    #[diesel(sql_type = BigInt)]
+    xid: i64,
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    payload: String,
+}
+
+#[derive(QueryableByName)]
+struct SnapshotText {
+    #[diesel(sql_type = Text)]
+    snapshot: String,
+}
+
+#[derive(QueryableByName)]
+struct Start {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+    #[diesel(sql_type = Text)]
+    snapshot: String,
 }
 
 /// The listener: one connection that LISTENs on the schema's channel, and a thread that
 /// publishes what arrives until the store is gone.
 struct Listener {
     conn: PgConnection,
-    schema: String,
+    /// The change table, qualified.
+    changes: String,
     channel: String,
+    /// This listener's backend: its fences come from it.
+    pid: i32,
     /// Held until the listener ends, so that subscriptions end after the last change.
     hub: Arc<Hub>,
     /// Gone when the store is.
@@ -375,14 +516,24 @@ struct Listener {
     /// once it is over.
     statement: Option<String>,
     statement_changes: Vec<RawChange>,
-    /// A fence this listener sent itself and has not received yet; how many it sent; what
-    /// tells its fences from other listeners' on the same channel.
-    fence_pending: bool,
+    /// The fence this listener sent itself and has not received yet: its nonce, and which
+    /// transactions had ended when it was sent. How many fences it sent.
+    fence: Option<(String, Snapshot)>,
     fences: u64,
-    token: u64,
-    /// Column types per table, for turning JSON values back into stored values.
-    columns: HashMap<String, Vec<String>>,
+    /// Transactions whose every notification this listener has received: a notification of
+    /// one of them now is a copy.
+    ended: Snapshot,
+    /// Changes taken whose transaction `ended` does not cover yet, with their transaction:
+    /// a second notification of one of them is a copy.
+    taken: HashMap<i64, i64>,
+    /// Column lists seen, by their text, so that the rows of one table share one.
+    columns: HashMap<String, Arc<Columns>>,
+    /// Snapshots of ended transactions to remove stored changes by, once they are old
+    /// enough, with when they were taken.
+    horizons: VecDeque<(Instant, Snapshot)>,
     last_cleanup: Instant,
+    /// Why the listener ended, when it ended on an error.
+    lost: Option<String>,
 }
 
 impl Drop for Listener {
@@ -390,10 +541,19 @@ impl Drop for Listener {
         self.alive.store(false, Ordering::SeqCst);
         if self.store.strong_count() > 0 {
             // The connection was lost while the store lives: what was committed meanwhile
-            // will never be known, so the subscriptions end rather than skip it silently.
-            self.hub.close_all();
+            // will never be known, so the subscriptions end, saying so, rather than skip it.
+            let reason = self
+                .lost
+                .take()
+                .unwrap_or_else(|| "the observe listener stopped".into());
+            self.hub.lose_all(&reason);
         }
     }
+}
+
+/// Why the listener cannot go on.
+fn connection_failed(e: diesel::result::Error) -> String {
+    format!("the observe listener's connection failed: {e}")
 }
 
 impl Listener {
@@ -412,15 +572,35 @@ impl Listener {
             "datastore listener {}",
             channel.trim_start_matches("datastore:")
         );
+        let changes = changes_table(schema);
+        // It reads and removes stored changes: refused rights fail the subscription now, not
+        // the feed later.
         conn.batch_execute(&format!(
-            "SET application_name = {}; LISTEN {}",
-            crate::schema::ddl::quote_literal(&name),
+            "SET application_name = {}; LISTEN {}; \
+             SELECT 1 FROM {changes} LIMIT 0; DELETE FROM {changes} WHERE false",
+            quote_literal(&name),
             quote_ident(channel)
         ))?;
+        // The transactions that had ended once it listened: a notification of theirs reaching
+        // it precedes every subscription it serves.
+        let start: Vec<Start> = diesel::sql_query(
+            "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot",
+        )
+        .load(&mut conn)?;
+        let start = start.into_iter().next();
+        let (Some(pid), Some(ended)) = (
+            start.as_ref().map(|s| s.pid),
+            start.and_then(|s| Snapshot::parse(&s.snapshot)),
+        ) else {
+            return Err(Error::Unsupported(
+                "pg_current_snapshot() returned no snapshot".into(),
+            ));
+        };
         let mut listener = Listener {
             conn,
-            schema: schema.to_owned(),
+            changes,
             channel: channel.to_owned(),
+            pid,
             hub,
             store,
             waiting,
@@ -429,11 +609,14 @@ impl Listener {
             xid: None,
             statement: None,
             statement_changes: Vec::new(),
-            fence_pending: false,
+            fence: None,
             fences: 0,
-            token: uuid::Uuid::new_v4().as_u64_pair().0,
+            ended,
+            taken: HashMap::new(),
             columns: HashMap::new(),
+            horizons: VecDeque::new(),
             last_cleanup: Instant::now(),
+            lost: None,
         };
         thread::Builder::new()
             .name("datastore-pg-listener".into())
@@ -446,106 +629,276 @@ impl Listener {
     /// committed before is still delivered; then the hub drops, ending every subscription.
     ///
     /// A transaction is published once it is known whole. Its notifications are contiguous,
-    /// but may arrive over several reads; so after notifications arrive, the listener sends
-    /// itself a fence (a `NOTIFY` of its own), and publishes what preceded it when it comes
-    /// back: everything committed before the fence was, by then, received whole.
+    /// but may arrive over several reads; so after changes arrive, the listener sends itself
+    /// a fence (a `NOTIFY` of its own), and publishes what preceded it when it comes back:
+    /// everything committed before the fence was, by then, received whole.
     fn run(&mut self) {
+        if let Err(reason) = self.listen() {
+            self.lost = Some(reason);
+        }
+    }
+
+    fn listen(&mut self) -> std::result::Result<(), String> {
         // The fence sent once the store was gone.
         let mut last_fence = None;
+        let mut round = (Instant::now(), SystemTime::now());
         loop {
+            // Held up long enough for stored changes to be removed before it read them
+            // (the process was suspended, say): it cannot know what it missed.
+            let held_up = round.0.elapsed().max(round.1.elapsed().unwrap_or_default());
+            if held_up > STALL_LIMIT {
+                return Err(format!(
+                    "the observe listener was held up for {} s, and may have missed changes",
+                    held_up.as_secs()
+                ));
+            }
+            round = (Instant::now(), SystemTime::now());
             let stopping = self.store.strong_count() == 0;
-            let received = match self.receive() {
-                Ok(received) => received,
-                Err(_) => return, // the connection broke
-            };
+            let received = self.receive()?;
             if let Some(last) = last_fence {
-                if self.fences == last && !self.fence_pending {
-                    return; // it came back: everything committed before the end is out
+                if self.fences == last && self.fence.is_none() {
+                    return Ok(()); // it came back: everything committed before the end is out
                 }
             } else if stopping {
-                if self.fence().is_err() {
-                    return;
-                }
+                self.send_fence().map_err(connection_failed)?;
                 last_fence = Some(self.fences);
             }
-            if received && !self.fence_pending && self.fence().is_err() {
-                return;
+            if received && self.fence.is_none() {
+                self.send_fence().map_err(connection_failed)?;
             }
             if !received {
                 thread::sleep(POLL);
             }
-            if self.last_cleanup.elapsed() > PAYLOAD_RETENTION / 4 {
-                self.cleanup();
+            if self.last_cleanup.elapsed() > RETENTION / 4 {
+                self.cleanup().map_err(connection_failed)?;
             }
         }
     }
 
-    fn fence(&mut self) -> diesel::QueryResult<()> {
+    /// Sends a fence: a fresh nonce, with a snapshot taken before the fence is queued, so
+    /// that every transaction the snapshot saw ended has its notifications ahead of it.
+    fn send_fence(&mut self) -> diesel::QueryResult<()> {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let sent: Vec<SnapshotText> = diesel::sql_query(
+            "SELECT pg_current_snapshot()::text AS snapshot FROM (SELECT pg_notify($1, $2)) AS sent",
+        )
+        .bind::<Text, _>(&self.channel)
+        .bind::<Text, _>(format!("f:{nonce}"))
+        .load(&mut self.conn)?;
+        let snapshot = sent
+            .into_iter()
+            .next()
+            .and_then(|s| Snapshot::parse(&s.snapshot))
+            .ok_or_else(|| {
+                diesel::result::Error::DeserializationError("no snapshot with the fence".into())
+            })?;
         self.fences += 1;
-        self.fence_pending = true;
-        let fence = serde_json::json!({ "fence": self.fences, "listener": self.token });
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(&self.channel)
-            .bind::<Text, _>(fence.to_string())
-            .execute(&mut self.conn)
-            .map(drop)
+        self.fence = Some((nonce, snapshot));
+        Ok(())
     }
 
     /// Takes in the notifications that arrived: changes join the transaction being received
     /// (the previous one is published when another begins), markers open their subscription,
-    /// this listener's fence publishes what preceded it. Whether anything but fences came.
-    fn receive(&mut self) -> diesel::QueryResult<bool> {
-        let mut any = false;
-        loop {
-            let Some(notification) = self.conn.notifications_iter().next() else {
-                break;
-            };
-            let Ok(notification) = serde_json::from_str::<Value>(&notification?.payload) else {
-                continue;
-            };
-            // Fences do not count: one coming back must not call for another.
-            any |= notification.get("fence").is_none();
-            if let Some(marker) = notification.get("marker").and_then(Value::as_str) {
-                self.publish();
-                self.open(marker);
-                continue;
-            }
-            if notification.get("fence").is_some() {
-                let ours = notification.get("listener").and_then(Value::as_u64) == Some(self.token)
-                    && notification.get("fence").and_then(Value::as_u64) == Some(self.fences);
-                if ours {
-                    self.publish();
-                    self.fence_pending = false;
+    /// this listener's fence publishes what preceded it. Anything else is ignored. Whether a
+    /// change or a marker came.
+    fn receive(&mut self) -> std::result::Result<bool, String> {
+        let mut notes = Vec::new();
+        while notes.len() < ROUND {
+            match self.conn.notifications_iter().next() {
+                None => break,
+                Some(Err(e)) => return Err(connection_failed(e)),
+                Some(Ok(n)) => {
+                    if let Some(note) = Note::parse(&n.payload) {
+                        notes.push((note, n.process_id));
+                    }
                 }
-                continue;
             }
-            let change = match notification.get("stored").and_then(Value::as_i64) {
-                Some(key) => match self.stored(key) {
-                    Some(change) => change,
-                    None => continue,
-                },
-                None => notification,
-            };
-            let xid = change.get("xid").and_then(Value::as_i64);
-            if xid != self.xid {
-                self.publish();
-                self.xid = xid;
+        }
+        if notes.is_empty() {
+            return Ok(false);
+        }
+        let ids: Vec<i64> = notes
+            .iter()
+            .filter_map(|(note, _)| match note {
+                Note::Change { id, .. } if !self.taken.contains_key(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut stored = self.read(&ids).map_err(connection_failed)?;
+        let mut any = false;
+        for (note, pid) in notes {
+            match note {
+                // Anyone can send a marker or a fence: only the ones this store is waiting
+                // for do anything.
+                Note::Marker(nonce) => {
+                    if let Some(waiting) = self.waiting_for(&nonce) {
+                        self.publish();
+                        self.open(waiting);
+                        any = true;
+                    }
+                }
+                Note::Fence(nonce) => {
+                    let ours = pid == self.pid
+                        && self.fence.as_ref().is_some_and(|(sent, _)| *sent == nonce);
+                    if let Some((_, snapshot)) = self.fence.take_if(|_| ours) {
+                        self.publish();
+                        self.advance(snapshot);
+                    }
+                }
+                Note::Change { id, token } => {
+                    // Stored, with this token, of a transaction not seen ending, not taken:
+                    // anything else is a copy or made up.
+                    let genuine = stored.get(&id).is_some_and(|row| {
+                        row.token == token
+                            && !self.ended.ended(row.xid)
+                            && !self.taken.contains_key(&id)
+                    });
+                    if let (true, Some(row)) = (genuine, stored.remove(&id)) {
+                        self.taken.insert(id, row.xid);
+                        self.take(row);
+                        any = true;
+                    }
+                }
             }
-            let statement = change
-                .get("statement")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if statement != self.statement {
-                self.end_statement();
-                self.statement = statement;
-            }
-            let mut batch = std::mem::take(&mut self.batch);
-            if let Some(captured) = self.capture(&mut batch, &change) {
-                self.statement_changes.push(captured);
-            }
-            self.batch = batch;
         }
         Ok(any)
+    }
+
+    /// The stored changes of these ids, in chunks.
+    fn read(&mut self, ids: &[i64]) -> diesel::QueryResult<HashMap<i64, Stored>> {
+        let mut stored = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROUND) {
+            let rows: Vec<Stored> = diesel::sql_query(format!(
+                "SELECT id, token::text AS token, xid, table_name, payload FROM {} \
+                 WHERE id = ANY($1) AND token IS NOT NULL AND xid IS NOT NULL \
+                 AND table_name IS NOT NULL",
+                self.changes
+            ))
+            .bind::<Array<BigInt>, _>(chunk)
+            .load(&mut self.conn)?;
+            stored.extend(rows.into_iter().map(|row| (row.id, row)));
+        }
+        Ok(stored)
+    }
+
+    /// Every transaction `snapshot` saw ended is received whole: copies of its changes are
+    /// known as such by their transaction from now on, and its stored changes can be removed
+    /// once old enough.
+    fn advance(&mut self, snapshot: Snapshot) {
+        self.taken.retain(|_, xid| !snapshot.ended(*xid));
+        // One snapshot every few seconds is enough to remove stored changes by.
+        if self
+            .horizons
+            .back()
+            .is_none_or(|(taken, _)| taken.elapsed() > RETENTION / 100)
+        {
+            self.horizons.push_back((Instant::now(), snapshot.clone()));
+        }
+        self.ended = snapshot;
+    }
+
+    /// Removes the stored changes of the transactions that had ended by a snapshot taken
+    /// `RETENTION` ago or earlier (and rows an earlier version stored that long ago).
+    fn cleanup(&mut self) -> diesel::QueryResult<()> {
+        self.last_cleanup = Instant::now();
+        let mut horizon = None;
+        while self
+            .horizons
+            .front()
+            .is_some_and(|(taken, _)| taken.elapsed() >= RETENTION)
+        {
+            horizon = self.horizons.pop_front().map(|(_, snapshot)| snapshot);
+        }
+        let Some(horizon) = horizon else {
+            return Ok(());
+        };
+        remove_changes(&mut self.conn, &self.changes, &horizon).map(drop)
+    }
+
+    /// A change taken: it joins its transaction, and its statement.
+    fn take(&mut self, row: Stored) {
+        if self.xid != Some(row.xid) {
+            self.publish();
+            self.xid = Some(row.xid);
+        }
+        let table: Arc<str> = row.table_name.into();
+        let change = match serde_json::from_str::<Payload>(&row.payload) {
+            Ok(payload) => {
+                if self.statement.as_ref() != Some(&payload.statement) {
+                    self.end_statement();
+                    self.statement = Some(payload.statement.clone());
+                }
+                self.capture(table, &payload)
+            }
+            // Committed, but unreadable: reported, never dropped.
+            Err(e) => RawChange {
+                table,
+                op: Op::Update,
+                old: None,
+                new: None,
+                depth: 0,
+                shape: Shape::Broken(format!("its stored change does not parse: {e}").into()),
+            },
+        };
+        self.statement_changes.push(change);
+    }
+
+    /// A change's rows, into the batch's.
+    fn capture(&mut self, table: Arc<str>, payload: &Payload) -> RawChange {
+        let broken = |reason: String| RawChange {
+            table: table.clone(),
+            op: payload.op().unwrap_or(Op::Update),
+            old: None,
+            new: None,
+            depth: payload.depth,
+            shape: Shape::Broken(reason.into()),
+        };
+        let Some(op) = payload.op() else {
+            return broken(format!(
+                "its stored change has no operation {:?}",
+                payload.op
+            ));
+        };
+        let columns = match self.columns.get(&payload.columns) {
+            Some(columns) => columns.clone(),
+            None => match decode::parse_columns(&payload.columns) {
+                Some(columns) => {
+                    // Bounded: column lists change only with the tables.
+                    if self.columns.len() > 1000 {
+                        self.columns.clear();
+                    }
+                    let columns = Arc::new(columns);
+                    self.columns
+                        .insert(payload.columns.clone(), columns.clone());
+                    columns
+                }
+                None => return broken("its stored change lists no columns".into()),
+            },
+        };
+        let rows = &mut self.batch.rows;
+        let start = rows.mark();
+        let mut row = |text: &Option<String>| -> std::result::Result<_, String> {
+            let Some(text) = text else {
+                return Ok(None);
+            };
+            let mark = rows.mark();
+            decode::push_row(rows, &columns, text)?;
+            Ok(Some(rows.since(mark)))
+        };
+        match (row(&payload.old), row(&payload.new)) {
+            (Ok(old), Ok(new)) => RawChange {
+                table,
+                op,
+                old,
+                new,
+                depth: payload.depth,
+                shape: Shape::Columns(columns),
+            },
+            (Err(reason), _) | (_, Err(reason)) => {
+                self.batch.rows.truncate(start);
+                broken(reason)
+            }
+        }
     }
 
     /// The statement is over: its changes join the transaction's, in delivery order (a
@@ -562,10 +915,6 @@ impl Listener {
         self.end_statement();
         self.statement = None;
         let batch = std::mem::take(&mut self.batch);
-        self.send(batch);
-    }
-
-    fn send(&self, batch: Batch) {
         if batch.changes.is_empty() {
             return;
         }
@@ -573,127 +922,58 @@ impl Listener {
         self.hub.publish(seq, batch);
     }
 
-    /// Opens the subscription waiting for `marker`, if it is this store's.
-    fn open(&self, marker: &str) {
+    /// The subscription waiting for the marker `nonce`, if it is this store's.
+    fn waiting_for(&self, nonce: &str) -> Option<Waiting> {
         let mut waiting = lock(&self.waiting);
-        if let Some(i) = waiting.iter().position(|w| w.marker == marker) {
-            let w = waiting.swap_remove(i);
-            let queue = self.hub.subscribe(w.table.as_deref(), w.capacity);
-            let _ = w.reply.send(queue);
-        }
+        let i = waiting.iter().position(|w| w.marker == nonce)?;
+        Some(waiting.swap_remove(i))
     }
 
-    /// A change too large for a notification, from the payload table.
-    fn stored(&mut self, key: i64) -> Option<Value> {
-        let rows: Vec<StoredPayload> = diesel::sql_query(format!(
-            "SELECT payload FROM {}.datastore_change_payloads WHERE id = $1",
-            quote_ident(&self.schema)
-        ))
-        .bind::<BigInt, _>(key)
-        .load(&mut self.conn)
-        .ok()?;
-        serde_json::from_str(&rows.into_iter().next()?.payload).ok()
+    /// Opens a subscription whose marker arrived: it receives what commits from now on.
+    fn open(&self, waiting: Waiting) {
+        let queue = self
+            .hub
+            .subscribe(waiting.table.as_deref(), waiting.capacity);
+        let _ = waiting.reply.send(queue);
     }
-
-    fn cleanup(&mut self) {
-        self.last_cleanup = Instant::now();
-        let _ = self.conn.batch_execute(&format!(
-            "DELETE FROM {}.datastore_change_payloads WHERE created_at < now() - interval '{} seconds'",
-            quote_ident(&self.schema),
-            PAYLOAD_RETENTION.as_secs()
-        ));
-    }
-
-    /// A change's rows, into the batch's; the change, for its statement's list.
-    fn capture(&mut self, batch: &mut Batch, change: &Value) -> Option<RawChange> {
-        let (Some(table), Some(op)) = (
-            change.get("table").and_then(Value::as_str),
-            change.get("op").and_then(Value::as_str),
-        ) else {
-            return None;
-        };
-        let op = match op {
-            "INSERT" => Op::Insert,
-            "UPDATE" => Op::Update,
-            "DELETE" => Op::Delete,
-            _ => return None,
-        };
-        if !self.columns.contains_key(table) {
-            // Not cached when the lookup fails: the next change tries again.
-            if let Ok(columns) = table_columns(&mut self.conn, &self.schema, table) {
-                let types = columns.into_iter().map(|(_, ty)| ty).collect();
-                self.columns.insert(table.to_owned(), types);
-            }
-        }
-        let no_types = Vec::new();
-        let types = self.columns.get(table).unwrap_or(&no_types);
-        let mut row = |side: &str| -> Option<std::ops::Range<usize>> {
-            let values = change.get(side)?.as_array()?;
-            let mark = batch.rows.mark();
-            for (i, value) in values.iter().enumerate() {
-                push_value(&mut batch.rows, types.get(i).map(String::as_str), value);
-            }
-            Some(batch.rows.since(mark))
-        };
-        let old = row("old");
-        let new = row("new");
-        Some(RawChange {
-            table: table.into(),
-            op,
-            old,
-            new,
-            depth: change.get("depth").and_then(Value::as_i64).unwrap_or(0) as i32,
-        })
-    }
-}
-
-/// One column's value from its JSON form (`row_to_json`), as SQLite would have stored it:
-/// what `FieldType::from_raw` reads.
-fn push_value(rows: &mut super::Rows, ty: Option<&str>, value: &Value) {
-    match (ty, value) {
-        (_, Value::Null) => rows.push_null(),
-        (Some("json" | "jsonb"), value) => rows.push_text(value.to_string().as_bytes()),
-        (Some("bytea"), Value::String(hex)) => match decode_hex(hex) {
-            Some(bytes) => rows.push_blob(&bytes),
-            None => rows.push_text(hex.as_bytes()),
-        },
-        (_, Value::Bool(b)) => rows.push_integer(i64::from(*b)),
-        (_, Value::Number(n)) => match n.as_i64() {
-            Some(i) => rows.push_integer(i),
-            None => rows.push_real(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        // `NaN` and the infinities are strings in JSON.
-        (Some("double precision" | "real"), Value::String(s)) => match s.parse::<f64>() {
-            Ok(f) => rows.push_real(f),
-            Err(_) => rows.push_text(s.as_bytes()),
-        },
-        (_, Value::String(s)) => rows.push_text(s.as_bytes()),
-        (_, other) => rows.push_text(other.to_string().as_bytes()),
-    }
-}
-
-/// `bytea`'s hex form, `\x0aff..`; `None` for anything else.
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    let digits = text.strip_prefix("\\x")?.as_bytes();
-    if digits.len() % 2 != 0 {
-        return None;
-    }
-    let nibble = |d: u8| (d as char).to_digit(16).map(|n| n as u8);
-    digits
-        .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// On the server `DATASTORE_POSTGRES_URL` names, if any, in a schema of the test's own.
     #[test]
-    fn bytea_hex_decodes() {
-        assert_eq!(decode_hex("\\x00ff10"), Some(vec![0, 255, 16]));
-        assert_eq!(decode_hex("\\x0"), None);
-        assert_eq!(decode_hex("00"), None);
-        assert_eq!(decode_hex("\\xaé"), None, "not hex, and no panic");
+    fn cleanup_removes_the_changes_of_ended_transactions_only() {
+        let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
+            return;
+        };
+        let mut conn = PgConnection::establish(&url).unwrap();
+        let schema = format!("datastore_cleanup_{}", uuid::Uuid::new_v4().simple());
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}; {}", setup_sql(&schema)))
+            .unwrap();
+        let changes = changes_table(&schema);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.batch_execute(&format!(
+                "INSERT INTO {changes} (payload, token, xid, table_name) VALUES \
+                 ('a', gen_random_uuid(), 5, 't'), ('b', gen_random_uuid(), 12, 't'), \
+                 ('c', gen_random_uuid(), 15, 't'), ('d', gen_random_uuid(), 25, 't'); \
+                 INSERT INTO {changes} (payload, created_at) VALUES \
+                 ('old', now() - interval '1 hour'), ('recent', now())"
+            ))
+            .unwrap();
+            // 5 and 15 had ended, 12 was running, 25 had not begun.
+            let horizon = Snapshot::parse("10:20:12").unwrap();
+            assert_eq!(remove_changes(&mut conn, &changes, &horizon).unwrap(), 3);
+            let left: Vec<Name> = diesel::sql_query(format!(
+                "SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"
+            ))
+            .load(&mut conn)
+            .unwrap();
+            assert_eq!(left[0].name, "b,d,recent");
+        }));
+        conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        result.unwrap();
     }
 }

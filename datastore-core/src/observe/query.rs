@@ -9,8 +9,9 @@ use crate::AnyConnection;
 
 use super::hub::{self, Item};
 use crate::persist::Persist;
-use crate::Result;
+use crate::repo::Repo;
 use crate::Store;
+use crate::{Error, Result};
 
 type Build<M> = Box<
     dyn Fn(<M as Persist<AnyConnection>>::Query) -> <M as Persist<AnyConnection>>::Query
@@ -21,11 +22,46 @@ type Build<M> = Box<
 /// The live result of a query: the rows now, then the rows again after every committed change
 /// to the model's table that alters them (rows that start or stop matching, or change).
 /// Iterate it (blocking), or poll it with [`recv_timeout`](Self::recv_timeout).
+///
+/// If its feed of changes is lost (on PostgreSQL, the store's listener lost its connection),
+/// every call returns [`Error::FeedLost`] at once from then on, and the iterator yields it
+/// once and ends: changes committed since may have been missed, so subscribe again.
+///
+/// ```
+/// use std::time::Duration;
+/// use datastore::prelude::*;
+/// use datastore::Error;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Task {
+///     #[primary_key]
+///     pub id: Id,
+///     pub done: bool,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+/// let mut open = store.observe_query::<Task>(|q| q.filter(tasks::done.eq(false)))?;
+/// assert!(open.recv()?.is_empty()); // the result now
+/// store.save(Task::default())?;
+/// match open.recv_timeout(Duration::from_secs(5)) {
+///     Some(Ok(tasks)) => assert_eq!(tasks.len(), 1), // the result after the commit
+///     Some(Err(Error::FeedLost { .. })) => { /* read again, subscribe again */ }
+///     Some(Err(e)) => return Err(e),
+///     None => panic!("no new result in time"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct QuerySubscription<M: Persist<AnyConnection>> {
     store: Store,
     queue: Arc<hub::Queue>,
     build: Build<M>,
     last: Option<Vec<M>>,
+    /// Why the feed was lost, once it was: every later call reports it.
+    lost: Option<Arc<str>>,
+    /// The iterator has yielded the loss.
+    ended: bool,
 }
 
 impl<M: Persist<AnyConnection>> fmt::Debug for QuerySubscription<M> {
@@ -43,27 +79,54 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
             queue,
             build,
             last: None,
+            lost: None,
+            ended: false,
         }
     }
 
+    /// The query's rows as committed, on observe's own connection: never waiting for a
+    /// pooled connection (the caller's transaction may hold the pool's only one).
     fn run(&self) -> Result<Vec<M>> {
-        self.store.query::<M>(|q| (self.build)(q))
+        self.store
+            .with_observe_conn(|conn| conn.query::<M>(|q| (self.build)(q)))
     }
 
     /// The first result at once; then the next different result, waiting at most `timeout`
-    /// (`None` if the result did not change in that time).
+    /// (`None` if the result did not change in that time). [`Error::FeedLost`] at once, and
+    /// on every later call, once the feed of changes is lost.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
+        if let Some(reason) = &self.lost {
+            return Some(Err(feed_lost(reason)));
+        }
         if self.last.is_none() {
             return Some(self.refresh());
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.queue.next(Some(left))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let first = self.queue.next(Some(left));
+            if first.is_none() && !self.queue.ended() {
+                return None; // the time is up
+            }
             // Everything already committed is in this one new result.
-            while let Some(Item::Change(..) | Item::Missed(_)) =
-                self.queue.next(Some(Duration::ZERO))
-            {}
+            let mut items = first
+                .into_iter()
+                .chain(std::iter::from_fn(|| self.queue.next(Some(Duration::ZERO))));
+            let lost = items.find_map(|item| match item {
+                Item::Lost(reason) => Some(reason),
+                Item::Change(..) | Item::Missed(_) => None,
+            });
+            drop(items);
+            if let Some(reason) = lost.or_else(|| {
+                // Ended without a word: the store's machinery is gone.
+                self.queue
+                    .ended()
+                    .then(|| Arc::from("the store's feed of changes ended"))
+            }) {
+                let error = feed_lost(&reason);
+                self.lost = Some(reason);
+                return Some(Err(error));
+            }
             let rows = match self.run() {
                 Ok(rows) => rows,
                 Err(e) => return Some(Err(e)),
@@ -76,6 +139,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     }
 
     /// The first result at once; then the next different result, waiting for it.
+    /// [`Error::FeedLost`] at once, and on every later call, once the feed of changes is lost.
     pub fn recv(&mut self) -> Result<Vec<M>> {
         loop {
             if let Some(result) = self.recv_timeout(Duration::from_secs(3600)) {
@@ -91,11 +155,23 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     }
 }
 
+fn feed_lost(reason: &str) -> Error {
+    Error::FeedLost {
+        reason: reason.to_owned(),
+    }
+}
+
 impl<M: Persist<AnyConnection> + PartialEq + Clone> Iterator for QuerySubscription<M> {
     type Item = Result<Vec<M>>;
 
-    /// Blocks until the next different result; never ends.
+    /// Blocks until the next different result; yields [`Error::FeedLost`] once if the feed of
+    /// changes is lost, and ends after it.
     fn next(&mut self) -> Option<Result<Vec<M>>> {
-        Some(self.recv())
+        if self.ended {
+            return None;
+        }
+        let result = self.recv();
+        self.ended = matches!(result, Err(Error::FeedLost { .. }));
+        Some(result)
     }
 }

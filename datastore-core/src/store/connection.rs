@@ -62,6 +62,11 @@ impl ConnectionSetup {
                 Synchronous::Normal => "PRAGMA synchronous = NORMAL",
             })?;
         }
+        // Observe stamps the rows a connection captures with the schema it reads them in.
+        match crate::observe::catalog::schema_cookie(conn) {
+            Ok(cookie) => self.hub.schema_loaded(cookie),
+            Err(_) => self.hub.schema_changed(),
+        }
         Ok(())
     }
 

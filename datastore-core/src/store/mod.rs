@@ -5,6 +5,7 @@ mod connection;
 pub(crate) mod lost;
 mod manager;
 mod migrations;
+mod observe_conn;
 pub(crate) mod transaction;
 pub(crate) mod url;
 
@@ -18,6 +19,7 @@ use diesel::SqliteConnection;
 use connection::ConnectionSetup;
 pub use connection::Synchronous;
 pub use manager::BackendManager;
+pub(crate) use observe_conn::ObserveConn;
 
 use crate::migrate::BackendMigrations;
 use crate::model::{IntoPredicate, Model};
@@ -68,6 +70,8 @@ pub struct Store {
     observe_buffer: usize,
     /// PostgreSQL: the triggers installed and the listener.
     pg_observe: Arc<PgObserve>,
+    /// Observe's own connection, outside the pool.
+    observe_conn: Arc<ObserveConn>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keepalive: Option<Arc<Mutex<SqliteConnection>>>,
 }
@@ -333,7 +337,9 @@ impl Store {
     }
 
     /// A query's result now, then again after every committed change that alters it:
-    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`.
+    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. The results are read
+    /// on observe's own connection, outside the pool: they are committed data, and reading
+    /// them never waits for a pooled connection.
     pub fn observe_query<M>(
         &self,
         build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
@@ -374,7 +380,8 @@ impl Store {
             unsupported_without_preupdate()?;
             return Ok(self.hub.subscribe(table, self.observe_buffer));
         }
-        match &mut *self.conn()? {
+        // Observe's own connection: the caller's transaction may hold the pool's.
+        let pending = self.observe_conn.with(|conn| match conn {
             AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
             AnyConnection::Postgres(conn) => {
                 let tables = match table {
@@ -393,48 +400,57 @@ impl Store {
                     self.observe_buffer,
                 )
             }
-        }
+        })?;
+        // Not holding the connection while the listener reaches the marker.
+        pending.wait(&self.url)
+    }
+
+    /// Runs `f` on observe's own connection (outside the pool, never in a caller's
+    /// transaction).
+    pub(crate) fn with_observe_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.observe_conn.with(f)
     }
 
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
         let table = M::TABLE_NAME;
-        let table_columns = self.table_columns(table)?;
         let model_table = M::table();
         let model_columns: Vec<&str> = model_table
             .columns
             .iter()
             .map(|c| c.name.as_ref())
             .collect();
-        let decoder =
-            Decoder::new(table, &model_columns, &table_columns).map_err(Error::Migration)?;
+        let decoder = match self.dialect {
+            Dialect::Sqlite => {
+                unsupported_without_preupdate()?;
+                let catalog = observe::catalog::Catalog::new(&self.hub, &self.observe_conn);
+                let layout = catalog.resolve(table)?;
+                Decoder::for_sqlite(table, &model_columns, catalog, layout)
+            }
+            Dialect::Postgres => {
+                let table_columns = self.observe_conn.with(|conn| table_columns(conn, table))?;
+                Decoder::for_postgres(table, &model_columns, &table_columns)
+            }
+        }
+        .map_err(Error::Migration)?;
         let queue = self.queue(Some(table))?;
         Ok(Subscription::new(queue, decoder, filter))
     }
+}
 
-    /// The table's columns, in the order changes report a row's values.
-    fn table_columns(&self, table: &str) -> Result<Vec<String>> {
-        use diesel::RunQueryDsl;
-
-        let mut conn = self.conn()?;
-        let conn = match &mut *conn {
-            AnyConnection::Sqlite(conn) => conn,
-            AnyConnection::Postgres(conn) => {
-                let schema = pg_observe::current_schema(conn)?;
-                let columns = pg_observe::table_columns(conn, &schema, table)?;
-                return Ok(columns.into_iter().map(|(name, _)| name).collect());
-            }
-        };
-
-        #[derive(diesel::QueryableByName)]
-        struct ColumnName {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            name: String,
+/// PostgreSQL: a table's columns, in order.
+fn table_columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<String>> {
+    match conn {
+        AnyConnection::Sqlite(_) => Err(Error::Unsupported(
+            "SQLite's columns are read by observe's catalog".into(),
+        )),
+        AnyConnection::Postgres(conn) => {
+            let schema = pg_observe::current_schema(conn)?;
+            let columns = pg_observe::table_columns(conn, &schema, table)?;
+            Ok(columns.into_iter().map(|(name, _)| name).collect())
         }
-        let rows: Vec<ColumnName> =
-            diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-                .bind::<diesel::sql_types::Text, _>(table)
-                .load(conn)?;
-        Ok(rows.into_iter().map(|r| r.name).collect())
     }
 }
 
@@ -512,9 +528,17 @@ impl StoreBuilder {
         let (dialect, database, in_memory) = database_url(&self.url);
         self.setup.wal = !in_memory;
         let manager = BackendManager {
-            url: database,
+            url: database.clone(),
             dialect,
         };
+        let observe_conn = ObserveConn::new(
+            BackendManager {
+                url: database,
+                dialect,
+            },
+            self.setup.clone(),
+            self.url.clone(),
+        );
         let connect_error = |e: diesel::ConnectionError| Error::connection(&self.url, e);
 
         // Before any connection opens, so that observe sees every SQLite connection's handle.
@@ -552,6 +576,7 @@ impl StoreBuilder {
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
             pg_observe: Arc::default(),
+            observe_conn: Arc::new(observe_conn),
             _keepalive: keepalive,
         })
     }

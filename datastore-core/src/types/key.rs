@@ -1,15 +1,15 @@
 //! Primary keys: the types a model can be keyed by.
 //!
 //! A model's key ([`Model::Key`](crate::Model::Key)) is one column ([`KeyColumn`]: [`Id`],
-//! `String`, `i16`, `i32`, `i64`, [`Timestamp`], `Vec<u8>`, or a `DbEnum`) or, for a
-//! composite key, a tuple of two to four of them.
+//! `String`, `i16`, `i32`, `i64`, [`Timestamp`] or `Vec<u8>`) or, for a composite key, a tuple
+//! of two to four of them.
 
 use std::fmt;
 use std::hash::Hash;
 
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 
-use super::{sql_types, DbEnum, FieldType, Id, Timestamp};
+use super::{sql_types, FieldType, Id, Timestamp};
 
 /// A raw query on SQLite, with bound values borrowed for `'a`.
 #[doc(hidden)]
@@ -59,8 +59,8 @@ pub trait KeyValue: Send + Sync {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a primary key",
     label = "not a key type",
-    note = "a key is Id, String, i16, i32, i64, Timestamp, Vec<u8> or a `DbEnum`, or a tuple of \
-            them for a composite key: not a float, JSON or an Option"
+    note = "a key is Id, String, i16, i32, i64, Timestamp or Vec<u8>, or a tuple of them for a \
+            composite key: not a float, JSON, an enum or an Option"
 )]
 pub trait Key: KeyValue + Clone + Eq + Ord + Hash + fmt::Debug + 'static {}
 
@@ -69,8 +69,8 @@ pub trait Key: KeyValue + Clone + Eq + Ord + Hash + fmt::Debug + 'static {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a key column",
     label = "not a key type",
-    note = "a key column is Id, String, i16, i32, i64, Timestamp, Vec<u8> or a `DbEnum`: not a \
-            float, JSON or an Option"
+    note = "a key column is Id, String, i16, i32, i64, Timestamp or Vec<u8>: not a float, JSON, \
+            an enum or an Option"
 )]
 pub trait KeyColumn: Key + FieldType {
     /// Whether a value of this type marks a row whose key the database has not assigned yet
@@ -147,22 +147,3 @@ composite_keys! {
     (A 0, B 1, C 2)
     (A 0, B 1, C 2, D 3)
 }
-
-/// An enum deriving `DbEnum` keys by its variant's name, if it can be ordered and hashed.
-impl<T: DbEnum + Send + Sync> KeyValue for T {
-    fn describe(&self) -> String {
-        self.as_str().to_owned()
-    }
-
-    fn bind_sqlite<'a>(&'a self, query: SqliteQuery<'a>) -> SqliteQuery<'a> {
-        query.bind::<diesel::sql_types::Text, _>(self.as_str())
-    }
-
-    fn bind_pg<'a>(&'a self, query: PgQuery<'a>) -> PgQuery<'a> {
-        query.bind::<diesel::sql_types::Text, _>(self.as_str())
-    }
-}
-
-impl<T> Key for T where T: DbEnum + Clone + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static {}
-
-impl<T> KeyColumn for T where T: DbEnum + Key + FieldType {}

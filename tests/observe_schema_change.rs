@@ -1,0 +1,114 @@
+//! Another connection changes an observed table's columns while a subscription is live: every
+//! row delivered afterwards is the row as saved, or is reported `Undecodable`; never a row
+//! decoded by the old positions of its columns.
+
+mod common;
+
+use std::time::Duration;
+
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::{Connection, PgConnection, SqliteConnection};
+use datastore::observe::{Observed, Subscription};
+use datastore::prelude::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The model reads `a` and `b`; the table has other columns around them.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Note {
+    #[primary_key]
+    pub id: Id,
+    pub a: String,
+    pub b: Option<String>,
+}
+
+fn note(n: usize) -> Note {
+    Note {
+        a: format!("A{n}"),
+        b: Some(format!("B{n}")),
+        ..Note::default()
+    }
+}
+
+/// The row saved, or `Undecodable`; `true` if it was the row.
+fn delivered_right_or_reported(notes: &Subscription<Note>, saved: &Note, step: &str) -> bool {
+    match notes.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => {
+            assert_eq!(&change.element, saved, "{step}: a wrong row was delivered");
+            true
+        }
+        Some(Observed::Undecodable { table, .. }) => {
+            assert_eq!(table, "notes");
+            false
+        }
+        other => panic!("{step}: expected the row or Undecodable, got {other:?}"),
+    }
+}
+
+/// Saves after each change of the table by `other`, checking every delivered row; after each
+/// change, a row saved once the previous one arrived is delivered right again.
+fn schema_changes_never_shift_rows(store: &Store, mut alter: impl FnMut(&str)) {
+    let notes = store.observe::<Note>().unwrap();
+    let mut n = 0;
+    let save = |n: &mut usize| {
+        *n += 1;
+        store.save(note(*n)).unwrap()
+    };
+    let saved = save(&mut n);
+    assert!(delivered_right_or_reported(
+        &notes,
+        &saved,
+        "before any change"
+    ));
+    let steps = [
+        // A column the model does not use, before the model's.
+        "ALTER TABLE notes DROP COLUMN x",
+        // One dropped and one of the same type added: as many columns as before, the
+        // model's at other positions.
+        "ALTER TABLE notes DROP COLUMN y; ALTER TABLE notes ADD COLUMN w TEXT",
+        // The model's two columns swap names.
+        "ALTER TABLE notes RENAME COLUMN a TO t; ALTER TABLE notes RENAME COLUMN b TO a; \
+         ALTER TABLE notes RENAME COLUMN t TO b",
+    ];
+    for step in steps {
+        alter(step);
+        for _ in 0..3 {
+            let saved = save(&mut n);
+            delivered_right_or_reported(&notes, &saved, step);
+        }
+        let saved = save(&mut n);
+        assert!(
+            delivered_right_or_reported(&notes, &saved, step),
+            "{step}: delivery recovers after the change"
+        );
+    }
+}
+
+#[test]
+fn a_schema_change_while_observing_never_delivers_shifted_rows_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let mut other = PgConnection::establish(schema.url()).unwrap();
+    other
+        .batch_execute(
+            "CREATE TABLE notes (id uuid PRIMARY KEY, x TEXT, y TEXT, a TEXT NOT NULL, b TEXT)",
+        )
+        .unwrap();
+    let store = Store::builder(schema.url()).open().unwrap();
+    schema_changes_never_shift_rows(&store, |sql| other.batch_execute(sql).unwrap());
+}
+#[test]
+fn a_schema_change_while_observing_never_delivers_shifted_rows_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db").display().to_string();
+    let mut other = SqliteConnection::establish(&path).unwrap();
+    other
+        .batch_execute(
+            "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, x TEXT, y TEXT, a TEXT NOT NULL, b TEXT)",
+        )
+        .unwrap();
+    let store = Store::builder(&path).open().unwrap();
+    schema_changes_never_shift_rows(&store, |sql| other.batch_execute(sql).unwrap());
+}
