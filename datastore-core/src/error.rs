@@ -74,6 +74,21 @@ pub enum Error {
         count: i64,
     },
 
+    /// A delete was refused because its cascade goes deeper than the database follows: SQLite
+    /// runs each level of `ON DELETE CASCADE` as a nested trigger, at most
+    /// [`SQLITE_CASCADE_LIMIT`](crate::Error::SQLITE_CASCADE_LIMIT) deep. Nothing was deleted:
+    /// delete the rows from the bottom up, a level at a time.
+    #[error(
+        "the delete cascades deeper than the {limit} levels the database follows; nothing was \
+         deleted: delete the deepest rows first ({message})"
+    )]
+    CascadeTooDeep {
+        /// How many levels the database follows.
+        limit: u32,
+        /// The database's own message.
+        message: String,
+    },
+
     /// The database stayed locked by another connection for longer than the busy timeout.
     #[error("database is busy: {message}; another connection held the lock past the busy timeout, retry later")]
     Busy {
@@ -346,6 +361,10 @@ impl ConstraintViolation {
 }
 
 impl Error {
+    /// How many levels of `ON DELETE CASCADE` SQLite follows (its trigger depth limit,
+    /// `SQLITE_MAX_TRIGGER_DEPTH`): see [`Error::CascadeTooDeep`].
+    pub const SQLITE_CASCADE_LIMIT: u32 = 1000;
+
     /// The constraint violation behind this error, if it is one.
     pub fn constraint(&self) -> Option<&ConstraintViolation> {
         match self {
@@ -444,6 +463,12 @@ fn database_error(
     }
     if is_busy_message(&message) {
         return Error::Busy { message };
+    }
+    if message.starts_with("too many levels of trigger recursion") {
+        return Error::CascadeTooDeep {
+            limit: Error::SQLITE_CASCADE_LIMIT,
+            message,
+        };
     }
     if is_read_only_refusal(kind, &message) && crate::store::transaction::any_open() {
         // A connection the store lent inside its transaction.

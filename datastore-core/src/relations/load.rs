@@ -78,6 +78,30 @@ where
     )
 }
 
+/// Fills a self-referencing `has_many` field (a reply's replies) of every row given, then of
+/// their children, level after level, until a level has none: one statement per level (per
+/// [`CHUNK`] rows), so a tree of depth `d` takes `d + 1`.
+pub fn eager_has_many_tree<'p, P, const FK: u64, C>(
+    conn: &mut C,
+    roots: impl IntoIterator<Item = &'p mut P>,
+    field: fn(&mut P) -> &mut HasMany<P>,
+) -> Result<()>
+where
+    P: ChildOf<P, FK, C> + Clone,
+    C: Connection,
+{
+    let mut level: Vec<&'p mut P> = roots.into_iter().collect();
+    while !level.is_empty() {
+        eager_has_many::<P, P, FK, C>(conn, level.iter_mut().map(|row| &mut **row), field)?;
+        level = level
+            .into_iter()
+            .flat_map(|row| field(row).get_mut().map(|children| children.iter_mut()))
+            .flatten()
+            .collect();
+    }
+    Ok(())
+}
+
 /// Fills a `has_one` field of every parent (`None` where there is no child).
 pub fn eager_has_one<'p, P, Ch, const FK: u64, C>(
     conn: &mut C,

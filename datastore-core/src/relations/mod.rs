@@ -32,7 +32,7 @@ use diesel::sql_types::Bool;
 use diesel::{BoolExpressionMethods, ExpressionMethods};
 
 use crate::backend::dispatch;
-use crate::model::{Model, Predicate};
+use crate::model::{IntoPredicate, Model, Predicate};
 use crate::persist::Persist;
 use crate::{AnyBackend, AnyConnection, NativeConnection, PooledConn};
 use diesel::expression::AsExpression;
@@ -65,6 +65,13 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
 
     /// The foreign-key column (`comments::post_id`), of the parent's key's type.
     type Column: diesel::Column<Table = Self::Table> + Default + Copy + Send + 'static;
+
+    /// Whether a condition on the column may be `NULL`: [`NotNullCondition`] for a required
+    /// parent, [`NullableCondition`] for an optional one (its column is nullable).
+    ///
+    /// [`NotNullCondition`]: crate::NotNullCondition
+    /// [`NullableCondition`]: crate::NullableCondition
+    type Nullability;
 
     /// The parent's key.
     fn parent_key(&self) -> Option<P::Key>;
@@ -132,26 +139,26 @@ where
     DB: diesel::backend::Backend + 'static,
     SqlTypeOf<Ch::Column>: diesel::sql_types::SqlType + diesel::sql_types::SingleValue,
     P::Key: AsExpression<SqlTypeOf<Ch::Column>>,
-    diesel::dsl::Eq<Ch::Column, P::Key>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
-    diesel::dsl::EqAny<Ch::Column, Vec<P::Key>>: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
+    diesel::dsl::Eq<Ch::Column, P::Key>: IntoPredicate<Ch::Table, DB, Ch::Nullability>,
+    diesel::dsl::EqAny<Ch::Column, Vec<P::Key>>: IntoPredicate<Ch::Table, DB, Ch::Nullability>,
     diesel::dsl::And<
-        diesel::dsl::Eq<Ch::Column, P::Key>,
+        Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
         Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
     >: BoxableExpression<Ch::Table, DB, SqlType = Bool>,
 {
     fn is(key: P::Key) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
-        Box::new(Ch::Column::default().eq(key))
+        Ch::Column::default().eq(key).into_predicate()
     }
 
     fn is_and(
         key: P::Key,
         other: Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>>,
     ) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
-        Box::new(Ch::Column::default().eq(key).and(other))
+        Box::new(Self::is(key).and(other))
     }
 
     fn within(keys: &[P::Key]) -> Box<dyn BoxableExpression<Ch::Table, DB, SqlType = Bool>> {
-        Box::new(Ch::Column::default().eq_any(keys.to_vec()))
+        Ch::Column::default().eq_any(keys.to_vec()).into_predicate()
     }
 }
 

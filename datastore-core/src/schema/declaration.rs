@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use super::ddl::{self, Dialect};
-use super::{Column, Index, Table};
+use super::{Column, Index, OnDelete, Table};
 use crate::model::Model;
 
 /// A model, referred to by its type: what a declaration names a related model with. Two
@@ -103,6 +103,11 @@ pub struct BelongsTo {
     pub column: &'static str,
     /// The parent model.
     pub parent: ModelRef,
+    /// What deleting the parent does, when the field says (`on_delete = ..`); otherwise the
+    /// rules decide ([`rules::on_delete`](super::rules::on_delete)).
+    pub on_delete: Option<OnDelete>,
+    /// Whether the parent is optional (the field is an `Option`, the column nullable).
+    pub optional: bool,
 }
 
 /// A relation field: `#[has_many(T)]`, `#[has_one(T)]` or `#[many_to_many(T, through = J)]`.

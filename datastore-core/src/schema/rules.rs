@@ -9,10 +9,11 @@
 //!   model's `belongs_to` to each side ([`answering`]);
 //! - **which foreign key is unique**: the one answering a `has_one` (one child per parent),
 //!   besides the columns declared `#[unique]`;
-//! - **what a delete does** ([`on_delete`]): the foreign keys of a join model, the ones a
+//! - **what a delete does** ([`on_delete`]): what a `belongs_to` states (`on_delete = cascade`,
+//!   `restrict` or `set_null`); by default the foreign keys of a join model, the ones a
 //!   `many_to_many` uses, are `ON DELETE RESTRICT` (join rows are never deleted implicitly:
-//!   unlinking is explicit); every other foreign key, a `has_many` or `has_one` child's or one
-//!   no relation answers, is `ON DELETE CASCADE`;
+//!   unlinking is explicit), and every other foreign key, a `has_many` or `has_one` child's
+//!   (optional or not) or one no relation answers, is `ON DELETE CASCADE`;
 //! - **what a change of a key does**: a foreign key to a natural key ([`KeyKind::Natural`],
 //!   which the application may change) is `ON UPDATE CASCADE`; `Id`s and keys the database
 //!   assigns never change.
@@ -153,10 +154,13 @@ fn answers_has_one(child: ModelRef, fk: &BelongsTo) -> bool {
         .any(|r| answering(child, fk.parent, r, false).is_some_and(|a| a == fk))
 }
 
-/// What deleting the parent does to the rows `fk` of `child` points from: a join model's
-/// foreign keys, those a `many_to_many` of either parent uses, restrict; everything else
-/// cascades.
+/// What deleting the parent does to the rows `fk` of `child` points from: what the field
+/// states (`on_delete = ..`); otherwise a join model's foreign keys, those a `many_to_many` of
+/// either parent uses, restrict, and everything else (optional or not) cascades.
 pub fn on_delete(child: ModelRef, fk: &BelongsTo) -> OnDelete {
+    if let Some(stated) = fk.on_delete {
+        return stated;
+    }
     let parents = child.declaration().belongs_to().iter().map(|b| b.parent);
     for parent in parents {
         for relation in parent.declaration().relations() {

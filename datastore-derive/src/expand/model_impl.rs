@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::parse::{KeyKind, Model, RelationKind, TimestampRole};
+use crate::parse::{KeyKind, Model, OnDelete, RelationKind, TimestampRole};
 
 pub fn model_impl(model: &Model) -> TokenStream {
     let ident = model.ident;
@@ -53,19 +53,41 @@ pub fn model_impl(model: &Model) -> TokenStream {
         .columns()
         .filter_map(|(field, column)| Some((field, column.belongs_to.as_ref()?)))
         .collect();
-    let belongs_to_decls = belongs_to.iter().map(|(field, parent)| {
+    let belongs_to_decls = belongs_to.iter().map(|(field, belongs_to)| {
         let column_name = field.column_name();
+        let parent = &belongs_to.parent;
+        let optional = belongs_to.optional;
+        let on_delete = match belongs_to.on_delete {
+            None => quote!(::core::option::Option::None),
+            Some(action) => {
+                let action = match action {
+                    OnDelete::Cascade => quote!(Cascade),
+                    OnDelete::Restrict => quote!(Restrict),
+                    OnDelete::SetNull => quote!(SetNull),
+                };
+                quote!(::core::option::Option::Some(::datastore::schema::OnDelete::#action))
+            }
+        };
         quote_spanned! {parent.span()=>
             ::datastore::schema::BelongsTo {
                 column: #column_name,
                 parent: ::datastore::schema::ModelRef::of::<#parent>(),
+                on_delete: #on_delete,
+                optional: #optional,
             }
         }
     });
-    let foreign_keys = belongs_to.iter().enumerate().map(|(i, (field, _))| {
-        let f = field.ident;
-        quote!(#i => ::core::option::Option::Some(&self.#f as &dyn ::datastore::KeyValue),)
-    });
+    let foreign_keys = belongs_to
+        .iter()
+        .enumerate()
+        .map(|(i, (field, belongs_to))| {
+            let f = field.ident;
+            if belongs_to.optional {
+                quote!(#i => self.#f.as_ref().map(|key| key as &dyn ::datastore::KeyValue),)
+            } else {
+                quote!(#i => ::core::option::Option::Some(&self.#f as &dyn ::datastore::KeyValue),)
+            }
+        });
 
     let indexes = model.columns().filter(|(_, c)| c.index).map(|(field, _)| {
         let column = field.column_name();

@@ -44,6 +44,11 @@ fn assert_unambiguous(
     }
 }
 
+/// Whether a relation's target is the model itself (`Self`, or its own name).
+fn is_self(target: &Path, ident: &Ident) -> bool {
+    target.is_ident("Self") || target.is_ident(ident)
+}
+
 fn last(path: &Path) -> String {
     path.segments
         .last()
@@ -59,9 +64,11 @@ pub fn child_side(model: &Model) -> TokenStream {
     let mut out = TokenStream::new();
     let mut parents: Vec<(String, &Path, Vec<&Field>)> = Vec::new();
     for (field, column) in model.columns() {
-        let Some(parent) = &column.belongs_to else {
+        let Some(belongs_to) = &column.belongs_to else {
             continue;
         };
+        let parent = &belongs_to.parent;
+        let optional = belongs_to.optional;
         let name = quote!(#parent).to_string();
         match parents.iter_mut().find(|(n, _, _)| *n == name) {
             Some((_, _, fields)) => fields.push(field),
@@ -78,18 +85,68 @@ pub fn child_side(model: &Model) -> TokenStream {
         let getter = format_ident!("{}", stem);
         let with = format_ident!("with_{}", stem);
         let where_ = format_ident!("where_{}", stem);
-        let getter_doc = format!(
-            "The `{}` this row's `{field_name}` points at (one query).",
-            last(parent)
-        );
+        let getter_doc = if optional {
+            format!(
+                "The `{}` this row's `{field_name}` points at (one query), or `None` when it is `NULL`.",
+                last(parent)
+            )
+        } else {
+            format!(
+                "The `{}` this row's `{field_name}` points at (one query).",
+                last(parent)
+            )
+        };
+        let find_parent = |key: TokenStream| {
+            quote! {
+                <#parent as ::datastore::Persist<__C>>::find(conn, #key)?.ok_or_else(|| {
+                    ::datastore::Error::NotFound {
+                        table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
+                        key: ::datastore::KeyValue::describe(#key),
+                    }
+                })
+            }
+        };
+        let (nullability, parent_key, set_parent, set_parent_from_row, getter_type, getter_body) =
+            if optional {
+                let found = find_parent(quote!(key));
+                (
+                    quote!(::datastore::NullableCondition),
+                    quote!(::core::clone::Clone::clone(&self.#f)),
+                    quote!(::core::option::Option::Some(parent)),
+                    quote!(::core::option::Option::Some(::datastore::Model::key(
+                        parent
+                    ))),
+                    quote!(::core::option::Option<#parent>),
+                    quote! {
+                        match &self.#f {
+                            ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
+                            ::core::option::Option::Some(key) => #found.map(::core::option::Option::Some),
+                        }
+                    },
+                )
+            } else {
+                (
+                    quote!(::datastore::NotNullCondition),
+                    quote!(::core::option::Option::Some(::core::clone::Clone::clone(&self.#f))),
+                    quote!(parent),
+                    quote!(::datastore::Model::key(parent)),
+                    quote!(#parent),
+                    find_parent(quote!(&self.#f)),
+                )
+            };
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
         let where_doc = format!(
             "A condition on this model's table: the rows whose `{}` matches `predicate` (a condition \
              on its table), as a SQL subquery. Works on every backend.",
             last(parent)
         );
-        let ty = field.ty;
-        // The field holds the parent's key: a model keyed by one column, of the field's type.
+        // The field holds the parent's key (in an `Option` for an optional parent): a model
+        // keyed by one column, of the field's type.
+        let ty = if optional {
+            crate::parse::option_of(field.ty).expect("checked when parsed")
+        } else {
+            field.ty
+        };
         let same_type = quote_spanned! {ty.span()=>
             const _: fn() = || {
                 fn referenced<K: ::datastore::__private::ReferencedKey>() {}
@@ -104,34 +161,30 @@ pub fn child_side(model: &Model) -> TokenStream {
             impl ::datastore::relations::BelongsTo<#parent, #fk> for #ident {
                 const FIELD: &'static str = #field_name;
                 type Column = #table::#f;
+                type Nullability = #nullability;
 
                 fn parent_key(&self) -> ::core::option::Option<<#parent as ::datastore::Model>::Key> {
-                    ::core::option::Option::Some(::core::clone::Clone::clone(&self.#f))
+                    #parent_key
                 }
 
                 fn set_parent_key(&mut self, parent: <#parent as ::datastore::Model>::Key) {
-                    self.#f = parent;
+                    self.#f = #set_parent;
                 }
             }
 
             impl #ident {
                 #[doc = #getter_doc]
-                pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::Result<#parent>
+                pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::Result<#getter_type>
                 where
                     __C: diesel::Connection,
                     #parent: ::datastore::Persist<__C>,
                 {
-                    <#parent as ::datastore::Persist<__C>>::find(conn, &self.#f)?.ok_or_else(|| {
-                        ::datastore::Error::NotFound {
-                            table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
-                            key: ::datastore::KeyValue::describe(&self.#f),
-                        }
-                    })
+                    #getter_body
                 }
 
                 #[doc = #with_doc]
                 pub fn #with(mut self, parent: &#parent) -> Self {
-                    self.#f = ::datastore::Model::key(parent);
+                    self.#f = #set_parent_from_row;
                     self
                 }
 
@@ -235,6 +288,29 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         }
                     }
                 });
+                // A model's children of its own kind (a reply's replies): the whole tree too.
+                if relation.kind == RelationKind::HasMany && is_self(target, ident) {
+                    let load_tree = format_ident!("load_{}_tree", name);
+                    let tree_doc = format!(
+                        "Loads `{name}` of every row given, and theirs, down the whole tree: one query \
+                         per level (a tree of depth `d` takes `d + 1`)."
+                    );
+                    out.extend(quote! {
+                        impl #ident {
+                            #[doc = #tree_doc]
+                            pub fn #load_tree<'a, __C>(
+                                conn: &mut __C,
+                                rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
+                            ) -> ::datastore::Result<()>
+                            where
+                                __C: diesel::Connection,
+                                Self: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
+                            {
+                                ::datastore::relations::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
+                            }
+                        }
+                    });
+                }
             }
             RelationKind::ManyToMany => {
                 let through = relation.through.as_ref().expect("checked when parsed");

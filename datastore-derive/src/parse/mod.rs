@@ -5,4 +5,6 @@ mod db_enum;
 mod model;
 
 pub use db_enum::DbEnum;
-pub use model::{option_of, Field, FieldKind, KeyKind, Model, RelationKind, TimestampRole};
+pub use model::{
+    option_of, Field, FieldKind, KeyKind, Model, OnDelete, RelationKind, TimestampRole,
+};

@@ -51,9 +51,27 @@ pub struct Column {
     pub primary_key: Option<PrimaryKey>,
     pub unique: bool,
     pub index: bool,
-    /// The parent model of a `#[belongs_to(Parent)]` foreign key.
-    pub belongs_to: Option<syn::Path>,
+    /// A `#[belongs_to(Parent)]` foreign key.
+    pub belongs_to: Option<BelongsTo>,
     pub timestamp: Option<TimestampRole>,
+}
+
+/// `#[belongs_to(Parent, on_delete = ..)]` on a field.
+pub struct BelongsTo {
+    /// The parent model.
+    pub parent: syn::Path,
+    /// What deleting the parent does, when the attribute says.
+    pub on_delete: Option<OnDelete>,
+    /// Whether the field is an `Option`: the parent is optional.
+    pub optional: bool,
+}
+
+/// A foreign key's `ON DELETE`, as a `belongs_to` states it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnDelete {
+    Cascade,
+    Restrict,
+    SetNull,
 }
 
 /// `#[primary_key]` on a field.
@@ -221,13 +239,35 @@ impl<'a> Field<'a> {
                 }
                 "belongs_to" => match attr.parse_args::<RelationArgs>() {
                     Ok(args) => {
+                        let mut on_delete = Slot::new("on_delete");
                         for option in &args.options {
-                            cx.error_spanned_by(
-                                &option.key,
-                                format!("unknown belongs_to option `{}`: expected `#[belongs_to(Parent)]`", option.key),
-                            );
+                            if option.key != "on_delete" {
+                                cx.error_spanned_by(
+                                    &option.key,
+                                    format!(
+                                        "unknown belongs_to option `{}`: expected `#[belongs_to(Parent)]` \
+                                         or `#[belongs_to(Parent, on_delete = cascade | restrict | set_null)]`",
+                                        option.key
+                                    ),
+                                );
+                                continue;
+                            }
+                            let action =
+                                match expr_ident(&option.value).map(|i| i.to_string()).as_deref() {
+                                    Some("cascade") => OnDelete::Cascade,
+                                    Some("restrict") => OnDelete::Restrict,
+                                    Some("set_null") => OnDelete::SetNull,
+                                    _ => {
+                                        cx.error_spanned_by(
+                                        &option.value,
+                                        "expected `on_delete = cascade`, `restrict` or `set_null`",
+                                    );
+                                        continue;
+                                    }
+                                };
+                            on_delete.set(cx, option.key.span(), (action, option.value.span()));
                         }
-                        belongs_to.set(cx, span, args.target);
+                        belongs_to.set(cx, span, (args.target, on_delete.get()));
                     }
                     Err(e) => cx.push(syn::Error::new(
                         e.span(),
@@ -293,13 +333,23 @@ impl<'a> Field<'a> {
             "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
             _ => None,
         };
-        if belongs_to.is_set() && option_of(&field.ty).is_some() {
-            cx.error_spanned_by(
-                &field.ty,
-                "a `#[belongs_to(Parent)]` field holds the parent's key, not an `Option`: its type \
-                 is the parent's key type (a child belongs to exactly one parent)",
-            );
-        }
+        let optional = option_of(&field.ty).is_some();
+        let belongs_to = belongs_to.get().map(|(parent, on_delete)| {
+            if let Some((OnDelete::SetNull, span)) = on_delete {
+                if !optional {
+                    cx.push(syn::Error::new(
+                        span,
+                        "`on_delete = set_null` needs a field that can be NULL: make it \
+                         `Option<..>` (an optional parent), or choose `cascade` or `restrict`",
+                    ));
+                }
+            }
+            BelongsTo {
+                parent,
+                on_delete: on_delete.map(|(action, _)| action),
+                optional,
+            }
+        });
         Some(Self {
             ident,
             ty: &field.ty,
@@ -307,7 +357,7 @@ impl<'a> Field<'a> {
                 primary_key: primary_key.get(),
                 unique: unique.is_set(),
                 index: index.is_set(),
-                belongs_to: belongs_to.get(),
+                belongs_to,
                 timestamp,
             }),
         })

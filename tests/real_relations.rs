@@ -1,0 +1,333 @@
+//! The relations real schemas need: optional parents, a model related to itself, two relations
+//! between one pair of models, and what each delete does stated per relation; on SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::PgSchema;
+use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
+use datastore::observe::{Observed, Op};
+use datastore::prelude::*;
+use datastore::schema::OnDelete;
+use datastore::{Error, PooledConn};
+
+/// A forum: members write topics and review them; replies answer topics or other replies.
+mod forum {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Member {
+        #[primary_key]
+        pub id: Id,
+        pub name: String,
+        #[has_many(Topic, foreign_key = author_id)]
+        pub authored: HasMany<Topic>,
+        #[has_many(Topic, foreign_key = reviewer_id)]
+        pub reviewed: HasMany<Topic>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Topic {
+        #[primary_key]
+        pub id: Id,
+        pub title: String,
+        /// Deleting the author deletes the topic.
+        #[belongs_to(Member)]
+        pub author_id: Id,
+        /// Deleting the reviewer leaves the topic, unreviewed.
+        #[belongs_to(Member, on_delete = set_null)]
+        pub reviewer_id: Option<Id>,
+        #[has_many(Reply)]
+        pub replies: HasMany<Reply>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Reply {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Topic)]
+        pub topic_id: Id,
+        /// The reply this one answers; `None` for an answer to the topic itself.
+        #[belongs_to(Reply)]
+        pub parent_id: Option<Id>,
+        #[has_many(Reply, foreign_key = parent_id)]
+        pub answers: HasMany<Reply>,
+        pub text: String,
+    }
+
+    pub fn schema() -> Schema {
+        Schema::new()
+            .model::<Member>()
+            .model::<Topic>()
+            .model::<Reply>()
+    }
+}
+
+use forum::{members, replies, topics, Member, Reply, Topic};
+
+/// The forum's tables: in memory, and in a schema of its own on the server when one is set.
+fn stores() -> Vec<(Store, Option<PgSchema>)> {
+    let sqlite = Store::builder(":memory:")
+        .schema(forum::schema())
+        .open()
+        .unwrap();
+    let mut stores = vec![(sqlite, None)];
+    if let Some(url) = common::postgres_url() {
+        let schema = PgSchema::new(&url);
+        let store = Store::builder(schema.url())
+            .schema(forum::schema())
+            .open()
+            .unwrap();
+        stores.push((store, Some(schema)));
+    }
+    stores
+}
+
+fn member(store: &Store, name: &str) -> Member {
+    store
+        .save(Member {
+            name: name.into(),
+            ..Member::default()
+        })
+        .unwrap()
+}
+
+fn topic(store: &Store, title: &str, author: &Member, reviewer: Option<&Member>) -> Topic {
+    store
+        .save(Topic {
+            title: title.into(),
+            author_id: author.id,
+            reviewer_id: reviewer.map(|r| r.id),
+            ..Topic::default()
+        })
+        .unwrap()
+}
+
+/// A chain of `depth` replies on a topic, each answering the one before; its first reply.
+fn chain(store: &Store, topic: &Topic, depth: usize) -> Reply {
+    let mut conn = store.conn().unwrap();
+    let replies: Vec<Reply> = {
+        let mut parent = None;
+        (0..depth)
+            .map(|i| {
+                let reply = Reply {
+                    topic_id: topic.id,
+                    parent_id: parent,
+                    text: format!("reply {i}"),
+                    ..Reply::default()
+                };
+                parent = Some(reply.id);
+                reply
+            })
+            .collect()
+    };
+    conn.insert_all(replies).unwrap().remove(0)
+}
+
+#[test]
+fn the_rules_follow_each_relations_declaration() {
+    let table = Topic::table();
+    let fk = |column: &str| table.foreign_key(column).unwrap().on_delete;
+    assert_eq!(fk("author_id"), OnDelete::Cascade);
+    assert_eq!(fk("reviewer_id"), OnDelete::SetNull);
+    assert!(table.column("reviewer_id").unwrap().nullable);
+    let replies = Reply::table();
+    assert_eq!(
+        replies.foreign_key("parent_id").unwrap().references,
+        "replies"
+    );
+    assert_eq!(
+        replies.foreign_key("parent_id").unwrap().on_delete,
+        OnDelete::Cascade,
+        "an optional child of a has_many cascades too"
+    );
+}
+
+#[test]
+fn an_optional_parent_may_be_absent_and_is_loaded_when_present() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        let unreviewed = topic(&store, "draft", &ada, None);
+        let reviewed = topic(&store, "final", &ada, Some(&bob));
+        let mut conn = store.conn().unwrap();
+        assert_eq!(unreviewed.reviewer(&mut conn).unwrap(), None);
+        assert_eq!(reviewed.reviewer(&mut conn).unwrap(), Some(bob.clone()));
+        assert_eq!(reviewed.author(&mut conn).unwrap(), ada);
+
+        let with = Topic::default().with_reviewer(&bob);
+        assert_eq!(with.reviewer_id, Some(bob.id));
+
+        // Filters through the optional key.
+        let by_bob: Vec<Topic> = conn
+            .query::<Topic>(|q| q.filter(Topic::where_reviewer(members::name.eq("Bob"))))
+            .unwrap();
+        assert_eq!(by_bob, vec![reviewed.clone()]);
+        let reviewers: Vec<Member> = conn
+            .query::<Member>(|q| q.filter(Member::having_reviewed(topics::title.eq("final"))))
+            .unwrap();
+        assert_eq!(reviewers, vec![bob.clone()]);
+    }
+}
+
+#[test]
+fn two_relations_between_one_pair_of_models_load_and_filter_each_their_own() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        topic(&store, "one", &ada, Some(&bob));
+        topic(&store, "two", &ada, None);
+        topic(&store, "three", &bob, Some(&ada));
+        let mut conn = store.conn().unwrap();
+        assert_eq!(ada.authored(&mut conn).unwrap().len(), 2);
+        assert_eq!(ada.reviewed(&mut conn).unwrap().len(), 1);
+        assert_eq!(bob.reviewed(&mut conn).unwrap()[0].title, "one");
+
+        let mut members: Vec<Member> = conn.all().unwrap();
+        Member::load_authored(&mut conn, &mut members).unwrap();
+        Member::load_reviewed(&mut conn, &mut members).unwrap();
+        let counts: Vec<(usize, usize)> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.authored.get().unwrap().len(),
+                    m.reviewed.get().unwrap().len(),
+                )
+            })
+            .collect();
+        assert_eq!(counts, [(2, 1), (1, 1)]);
+
+        let authors_of_three: Vec<Member> = conn
+            .query::<Member>(|q| q.filter(Member::having_authored(topics::title.eq("three"))))
+            .unwrap();
+        assert_eq!(authors_of_three, vec![bob.clone()]);
+    }
+}
+
+#[test]
+fn each_foreign_key_does_what_its_relation_states_when_its_parent_is_deleted() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        let kept = topic(&store, "kept", &ada, Some(&bob));
+        let gone = topic(&store, "gone", &bob, None);
+        chain(&store, &gone, 3);
+        let changes = store.observe::<Topic>().unwrap();
+
+        store.delete(&bob).unwrap();
+        let mut conn = store.conn().unwrap();
+        let kept_now = conn.get::<Topic>(&kept.id).unwrap();
+        assert_eq!(kept_now.reviewer_id, None, "set null");
+        assert!(conn.find::<Topic>(&gone.id).unwrap().is_none(), "cascade");
+        assert_eq!(
+            conn.count::<Reply>().unwrap(),
+            0,
+            "and its replies, down the chain"
+        );
+
+        // The SET NULL is observed as the update it is; the cascade as a delete.
+        let mut seen = Vec::new();
+        while let Some(Observed::Change(change)) = changes.recv_timeout(Duration::from_secs(5)) {
+            seen.push((
+                change.op,
+                change.element.title.clone(),
+                change.element.reviewer_id,
+            ));
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        seen.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            seen,
+            [
+                (Op::Delete, "gone".to_owned(), None),
+                (Op::Update, "kept".to_owned(), None)
+            ]
+        );
+    }
+}
+
+/// Counts the statements Diesel runs on a connection.
+fn count_statements(conn: &mut PooledConn) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let instrumentation = move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
+    diesel::Connection::set_instrumentation(&mut **conn, boxed);
+    count
+}
+
+#[test]
+fn a_thread_of_depth_d_loads_with_d_plus_one_statements() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let topic = topic(&store, "thread", &ada, None);
+        for depth in [1, 5, 20] {
+            let first = chain(&store, &topic, depth);
+            let mut conn = store.conn().unwrap();
+            let count = count_statements(&mut conn);
+            let mut roots = vec![first.clone()];
+            Reply::load_answers_tree(&mut conn, &mut roots).unwrap();
+            // One statement per level, the last finding no answers: `d` (at most `d + 1`).
+            assert_eq!(count.load(Ordering::SeqCst), depth, "depth {depth}");
+            let mut levels = 0;
+            let mut at = &roots[0];
+            while let Some([next]) = at.answers.get() {
+                levels += 1;
+                at = next;
+            }
+            assert_eq!(levels, depth - 1, "every level loaded");
+            assert_eq!(
+                at.answers.get(),
+                Some(&[][..]),
+                "the last, loaded and empty"
+            );
+        }
+
+        // Filters on the self-relation run in SQL.
+        let mut conn = store.conn().unwrap();
+        let answered: Vec<Reply> = conn
+            .query::<Reply>(|q| q.filter(Reply::having_answers(replies::text.eq("reply 1"))))
+            .unwrap();
+        assert!(answered.iter().all(|r| r.text == "reply 0"), "{answered:?}");
+        assert_eq!(answered.len(), 2, "the chains of depth 5 and 20");
+        let answering_first: Vec<Reply> = conn
+            .query::<Reply>(|q| q.filter(Reply::where_parent(replies::text.eq("reply 0"))))
+            .unwrap();
+        assert_eq!(answering_first.len(), 2);
+    }
+}
+
+#[test]
+fn deleting_the_root_of_a_chain_deeper_than_sqlites_cascade_limit() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let topic = topic(&store, "long", &ada, None);
+        let first = chain(&store, &topic, 2000);
+        match (store.dialect(), store.delete(&first)) {
+            // PostgreSQL follows the whole cascade.
+            (Dialect::Postgres, Ok(())) => assert_eq!(store.count::<Reply>().unwrap(), 0),
+            // SQLite stops at its trigger depth: a typed error, and nothing deleted.
+            (Dialect::Sqlite, Err(Error::CascadeTooDeep { limit, .. })) => {
+                assert_eq!(limit, Error::SQLITE_CASCADE_LIMIT);
+                assert_eq!(store.count::<Reply>().unwrap(), 2000, "nothing deleted");
+                // Up to the limit, it works.
+                let second = store
+                    .query::<Reply>(|q| q.filter(replies::text.eq("reply 1001")))
+                    .unwrap();
+                store.delete(&second[0]).unwrap();
+                assert_eq!(store.count::<Reply>().unwrap(), 1001);
+            }
+            (dialect, outcome) => panic!("{dialect:?}: {outcome:?}"),
+        }
+    }
+}
