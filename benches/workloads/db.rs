@@ -1,13 +1,14 @@
 //! The databases the workloads run on, created and seeded through datastore: the blog's
-//! schema (its migrations) or diesel_bench's forum (users, posts, comments), on an in-memory
-//! SQLite database, a WAL file, or a schema of its own on the PostgreSQL server.
+//! schema (its migrations), diesel_bench's forum (users, posts, comments) or the blog's posts
+//! and comments keyed by integers, on an in-memory SQLite database, a WAL file, or a schema of
+//! its own on the PostgreSQL server.
 
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection};
 use datastore::prelude::*;
 
-use crate::forum;
 use crate::models::{Comment, Post, PostEditor, User};
+use crate::{forum, int_keyed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -20,6 +21,7 @@ pub enum Backend {
 pub enum Tables {
     Blog,
     Forum,
+    IntKeyed,
 }
 
 pub struct Db {
@@ -58,6 +60,14 @@ impl Db {
         Self::sqlite(Tables::Forum, Some(tempfile::tempdir().unwrap()))
     }
 
+    pub fn int_keyed_memory() -> Self {
+        Self::sqlite(Tables::IntKeyed, None)
+    }
+
+    pub fn int_keyed_wal_file() -> Self {
+        Self::sqlite(Tables::IntKeyed, Some(tempfile::tempdir().unwrap()))
+    }
+
     /// The blog's tables in a new schema on the server at `url`.
     pub fn postgres(url: &str) -> Self {
         Self::server(url, Tables::Blog)
@@ -65,6 +75,10 @@ impl Db {
 
     pub fn postgres_forum(url: &str) -> Self {
         Self::server(url, Tables::Forum)
+    }
+
+    pub fn postgres_int_keyed(url: &str) -> Self {
+        Self::server(url, Tables::IntKeyed)
     }
 
     fn sqlite(tables: Tables, dir: Option<tempfile::TempDir>) -> Self {
@@ -134,6 +148,27 @@ impl Db {
             .unwrap()
     }
 
+    /// `n` new integer-keyed posts, each with `m` comments; returned with their keys.
+    pub fn seed_int_keyed(&self, n: usize, m: usize) -> Vec<int_keyed::Post> {
+        self.store
+            .transaction(|tx| {
+                let mut posts = Vec::with_capacity(n);
+                for i in 0..n {
+                    let post = tx.save(int_keyed::post(i))?;
+                    for j in 0..m {
+                        tx.save(int_keyed::Comment {
+                            content: Some(format!("comment {j}")),
+                            post_id: post.id,
+                            ..int_keyed::Comment::default()
+                        })?;
+                    }
+                    posts.push(post);
+                }
+                Ok(posts)
+            })
+            .unwrap()
+    }
+
     /// `posts` new posts and `users` new users, each post edited by `per_post` of them.
     pub fn seed_editors(&self, posts: usize, users: usize, per_post: usize) {
         let posts = self.seed(posts, 0);
@@ -193,7 +228,8 @@ impl Db {
     }
 
     /// Deletes every post (and so every comment), so that repeated inserts find the same
-    /// table each time and never fill an in-memory database.
+    /// table each time and never fill an in-memory database. The blog's and the integer-keyed
+    /// posts alike (both tables are `posts`).
     pub fn clear_posts(&self) {
         self.store
             .conn()
@@ -226,6 +262,7 @@ fn open(url: &str, tables: Tables) -> Store {
             postgres = "../migrations/postgres"
         )),
         Tables::Forum => builder.schema(forum::schema()),
+        Tables::IntKeyed => builder.schema(int_keyed::schema()),
     };
     builder.open().unwrap()
 }

@@ -10,20 +10,31 @@ use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection, SqliteConnection};
 
 use crate::db::{Backend, Db};
-use crate::Peer;
+use crate::{IntKeyedPeer, Peer};
 
 pub fn open(db: &Db) -> Box<dyn Peer> {
     match db.backend {
-        Backend::Sqlite => {
-            let mut conn = SqliteConnection::establish(&db.url).unwrap();
-            conn.batch_execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")
-                .unwrap();
-            Box::new(sqlite::Diesel::new(conn))
-        }
+        Backend::Sqlite => Box::new(sqlite::Diesel::new(sqlite_connection(db))),
         Backend::Postgres => Box::new(postgres::Diesel::new(
             PgConnection::establish(&db.url).unwrap(),
         )),
     }
+}
+
+pub fn open_int_keyed(db: &Db) -> Box<dyn IntKeyedPeer> {
+    match db.backend {
+        Backend::Sqlite => Box::new(sqlite::Diesel::new(sqlite_connection(db))),
+        Backend::Postgres => Box::new(postgres::Diesel::new(
+            PgConnection::establish(&db.url).unwrap(),
+        )),
+    }
+}
+
+fn sqlite_connection(db: &Db) -> SqliteConnection {
+    let mut conn = SqliteConnection::establish(&db.url).unwrap();
+    conn.batch_execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")
+        .unwrap();
+    conn
 }
 
 macro_rules! hand_written {
@@ -196,9 +207,156 @@ macro_rules! hand_written {
                 }
             }
 
+            /// The blog's posts and comments keyed by integers the database assigns.
+            pub mod int_keyed {
+                use datastore::diesel::prelude::*;
+
+                use super::Diesel;
+                use crate::IntKeyedPeer;
+
+                diesel::table! {
+                    use datastore::diesel::sql_types::*;
+                    use datastore::sql_types::TimestampUtc;
+
+                    posts (id) {
+                        id -> BigInt,
+                        title -> Text,
+                        rating -> Integer,
+                        status -> Text,
+                        body -> Nullable<Text>,
+                        created_at -> $time_sql,
+                        updated_at -> $time_sql,
+                    }
+                }
+
+                diesel::table! {
+                    use datastore::diesel::sql_types::*;
+                    use datastore::sql_types::TimestampUtc;
+
+                    comments (id) {
+                        id -> BigInt,
+                        content -> Nullable<Text>,
+                        post_id -> BigInt,
+                        created_at -> $time_sql,
+                    }
+                }
+
+                diesel::joinable!(comments -> posts (post_id));
+                diesel::allow_tables_to_appear_in_same_query!(posts, comments);
+
+                /// A post is inserted without its key (`skip_insertion`), which the database
+                /// assigns and `RETURNING` reads back.
+                #[derive(Queryable, Selectable, Identifiable, Insertable, Debug, Clone)]
+                #[diesel(table_name = posts, treat_none_as_default_value = false)]
+                pub struct Post {
+                    #[diesel(skip_insertion)]
+                    pub id: i64,
+                    pub title: String,
+                    pub rating: i32,
+                    pub status: String,
+                    pub body: Option<String>,
+                    pub created_at: $time,
+                    pub updated_at: $time,
+                }
+
+                #[derive(Queryable, Selectable, Identifiable, Associations, Debug, Clone)]
+                #[diesel(table_name = comments, belongs_to(Post))]
+                pub struct Comment {
+                    pub id: i64,
+                    pub content: Option<String>,
+                    pub post_id: i64,
+                    pub created_at: $time,
+                }
+
+                impl Post {
+                    /// A new row with `post`'s data, as a Diesel user builds one: no key yet,
+                    /// and the time now.
+                    pub fn new_from(post: &crate::int_keyed::Post) -> Self {
+                        let now: $time = ($now)();
+                        Self {
+                            id: 0,
+                            title: post.title.clone(),
+                            rating: post.rating,
+                            status: "Active".into(),
+                            body: post.body.clone(),
+                            created_at: now.clone(),
+                            updated_at: now,
+                        }
+                    }
+                }
+
+                impl Diesel {
+                    /// Every post, in key order.
+                    fn all_int_keyed_posts(&mut self) -> Vec<Post> {
+                        posts::table
+                            .order(posts::id)
+                            .load::<Post>(&mut self.conn)
+                            .unwrap()
+                    }
+                }
+
+                impl IntKeyedPeer for Diesel {
+                    fn find_post(&mut self, id: i64) -> usize {
+                        posts::table
+                            .find(id)
+                            .first::<Post>(&mut self.conn)
+                            .optional()
+                            .unwrap()
+                            .into_iter()
+                            .count()
+                    }
+
+                    fn stage_posts(&mut self, rows: &[crate::int_keyed::Post]) {
+                        self.int_keyed = rows.iter().map(Post::new_from).collect();
+                    }
+
+                    fn insert_staged(&mut self) -> usize {
+                        // Under SQLite's limit of 32,766 bound values: 6 per post.
+                        const ROWS_PER_STATEMENT: usize = 32_766 / 6;
+                        let rows = &mut self.int_keyed;
+                        self.conn
+                            .transaction(|tx| {
+                                for chunk in rows.chunks_mut(ROWS_PER_STATEMENT) {
+                                    let mut ids: Vec<i64> = diesel::insert_into(posts::table)
+                                        .values(&*chunk)
+                                        .returning(posts::id)
+                                        .get_results(tx)?;
+                                    // `RETURNING` promises no order, but the keys are assigned
+                                    // in the rows' order, each larger than the last (as
+                                    // datastore's `insert_all` reads them).
+                                    ids.sort_unstable();
+                                    for (row, id) in chunk.iter_mut().zip(ids) {
+                                        row.id = id;
+                                    }
+                                }
+                                QueryResult::Ok(())
+                            })
+                            .unwrap();
+                        rows.len()
+                    }
+
+                    fn inserted_keys(&self) -> Vec<i64> {
+                        self.int_keyed.iter().map(|p| p.id).collect()
+                    }
+
+                    fn posts_with_comments(&mut self) -> usize {
+                        let posts = self.all_int_keyed_posts();
+                        let comments = Comment::belonging_to(&posts)
+                            .order(comments::id)
+                            .load::<Comment>(&mut self.conn)
+                            .unwrap()
+                            .grouped_by(&posts);
+                        let loaded: Vec<(Post, Vec<Comment>)> = posts.into_iter().zip(comments).collect();
+                        crate::children(&loaded)
+                    }
+                }
+            }
+
             pub struct Diesel {
                 conn: $conn,
                 staged: Vec<Post>,
+                /// The integer-keyed rows to insert, then as inserted (with their keys).
+                int_keyed: Vec<int_keyed::Post>,
             }
 
             impl Diesel {
@@ -206,6 +364,7 @@ macro_rules! hand_written {
                     Self {
                         conn,
                         staged: Vec::new(),
+                        int_keyed: Vec::new(),
                     }
                 }
             }

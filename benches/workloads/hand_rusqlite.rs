@@ -4,15 +4,17 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use rusqlite::{params, Connection, OpenFlags, Row};
+use rusqlite::{params, Connection, OpenFlags, Row, ToSql};
 
 use crate::db::Db;
-use crate::hand_diesel::sqlite::{forum, Comment, Post, User};
-use crate::{Key, Peer};
+use crate::hand_diesel::sqlite::{forum, int_keyed, Comment, Post, User};
+use crate::{IntKeyedPeer, Key, Peer};
 
 pub struct Rusqlite {
     conn: Connection,
     staged: Vec<Post>,
+    /// The integer-keyed rows to insert, then as inserted (with their keys).
+    int_keyed: Vec<int_keyed::Post>,
 }
 
 impl Rusqlite {
@@ -24,16 +26,17 @@ impl Rusqlite {
         Self {
             conn,
             staged: Vec::new(),
+            int_keyed: Vec::new(),
         }
     }
 
     /// The rows of `select` whose `column` is one of `keys`, by `order`: one statement,
     /// cached per number of keys.
-    fn rows_in<'k, T>(
+    fn rows_in<'k, K: ToSql + 'k, T>(
         &self,
         select: &str,
         column: &str,
-        keys: impl ExactSizeIterator<Item = &'k String>,
+        keys: impl ExactSizeIterator<Item = &'k K>,
         order: &str,
         read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Vec<T> {
@@ -87,6 +90,18 @@ fn post(row: &Row<'_>) -> rusqlite::Result<Post> {
     })
 }
 
+fn int_keyed_post(row: &Row<'_>) -> rusqlite::Result<int_keyed::Post> {
+    Ok(int_keyed::Post {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        rating: row.get(2)?,
+        status: row.get(3)?,
+        body: row.get(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
+    })
+}
+
 fn comment(row: &Row<'_>) -> rusqlite::Result<Comment> {
     Ok(Comment {
         id: row.get(0)?,
@@ -95,6 +110,17 @@ fn comment(row: &Row<'_>) -> rusqlite::Result<Comment> {
         created_at: row.get(3)?,
     })
 }
+
+fn int_keyed_comment(row: &Row<'_>) -> rusqlite::Result<int_keyed::Comment> {
+    Ok(int_keyed::Comment {
+        id: row.get(0)?,
+        content: row.get(1)?,
+        post_id: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
+const SELECT_COMMENTS: &str = "SELECT id, content, post_id, created_at FROM comments";
 
 /// What a hand-written eager load does after its queries: each parent with its children
 /// (the way Diesel's `grouped_by` does it).
@@ -169,7 +195,7 @@ impl Peer for Rusqlite {
     fn posts_with_comments(&mut self) -> usize {
         let posts = self.rows(POSTS, [], post);
         let comments = self.rows_in(
-            "SELECT id, content, post_id, created_at FROM comments",
+            SELECT_COMMENTS,
             "post_id",
             posts.iter().map(|p| &p.id),
             "id",
@@ -250,5 +276,61 @@ impl Peer for Rusqlite {
             .prepare_cached("DELETE FROM posts WHERE id = ?1")
             .unwrap();
         stmt.execute([&key.text]).unwrap();
+    }
+}
+
+/// The same tables keyed by integers the database assigns: the statements are the blog's.
+impl IntKeyedPeer for Rusqlite {
+    fn find_post(&mut self, id: i64) -> usize {
+        let mut stmt = self.conn.prepare_cached(POST_BY_ID).unwrap();
+        stmt.query_row([id], int_keyed_post).map(|_| 1).unwrap()
+    }
+
+    fn stage_posts(&mut self, posts: &[crate::int_keyed::Post]) {
+        self.int_keyed = posts.iter().map(int_keyed::Post::new_from).collect();
+    }
+
+    fn insert_staged(&mut self) -> usize {
+        let tx = self.conn.unchecked_transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO posts (title, rating, status, body, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .unwrap();
+            // `insert` returns the key SQLite assigned (`sqlite3_last_insert_rowid`).
+            for p in &mut self.int_keyed {
+                p.id = stmt
+                    .insert(params![
+                        p.title,
+                        p.rating,
+                        p.status,
+                        p.body,
+                        p.created_at,
+                        p.updated_at
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        self.int_keyed.len()
+    }
+
+    fn inserted_keys(&self) -> Vec<i64> {
+        self.int_keyed.iter().map(|p| p.id).collect()
+    }
+
+    fn posts_with_comments(&mut self) -> usize {
+        let posts = self.rows(POSTS, [], int_keyed_post);
+        let comments = self.rows_in(
+            SELECT_COMMENTS,
+            "post_id",
+            posts.iter().map(|p| &p.id),
+            "id",
+            int_keyed_comment,
+        );
+        let loaded = with_children(posts, comments, |p| &p.id, |c| &c.post_id);
+        crate::children(&loaded)
     }
 }

@@ -6,6 +6,10 @@
 //! Every workload runs on an in-memory SQLite database and on a WAL file, and the relation
 //! workloads also on the PostgreSQL server named by `DATASTORE_POSTGRES_URL`, when it is set.
 //!
+//! Most run on the blog, whose rows are keyed by UUIDs (`Id`); find by id, insert and eager
+//! loading also run on the same posts and comments keyed by integers the database assigns
+//! (`int_keyed`), without SeaORM.
+//!
 //! `cargo bench -p datastore-benches --bench workloads`; `python3 benches/report.py` turns
 //! criterion's output into BENCHMARKS.md's table and chart.
 
@@ -17,6 +21,7 @@ mod db;
 mod forum;
 mod hand_diesel;
 mod hand_rusqlite;
+mod int_keyed;
 mod ours;
 mod seaorm;
 
@@ -73,6 +78,26 @@ pub trait Peer {
     fn delete_post(&mut self, key: &Key);
 }
 
+/// The workloads on the posts and comments keyed by integers the database assigns
+/// (`int_keyed`), in a database of their own: the same work as [`Peer`]'s of the same names.
+pub trait IntKeyedPeer {
+    /// One post by its key.
+    fn find_post(&mut self, id: i64) -> usize;
+    /// Turns the posts, which have no keys yet, into the rows this peer inserts, as its users
+    /// would hold them (outside the timing).
+    fn stage_posts(&mut self, posts: &[int_keyed::Post]);
+    /// Inserts the staged rows in one transaction, reading back the keys the database assigned
+    /// them into the rows, which the peer then holds.
+    fn insert_staged(&mut self) -> usize;
+    /// The keys of the rows the last insert holds, in the order they were staged.
+    fn inserted_keys(&self) -> Vec<i64>;
+    /// Every post with its comments; returns the comments.
+    fn posts_with_comments(&mut self) -> usize;
+}
+
+/// Peers of one kind, each with its name in the report.
+type Peers<P> = Vec<(&'static str, Box<P>)>;
+
 /// Parents, each with its children: what a relation load builds.
 pub type Loaded<P, C> = Vec<(P, Vec<C>)>;
 
@@ -91,9 +116,9 @@ pub fn grandchildren<P, C, G>(loaded: &[(P, Loaded<C, G>)]) -> usize {
 
 /// The peers on one database, once it is seeded; datastore first: its results are what the
 /// others must match.
-fn peers(db: &Db) -> Vec<(&'static str, Box<dyn Peer>)> {
+fn peers(db: &Db) -> Peers<dyn Peer> {
     db.settle();
-    let mut peers: Vec<(&'static str, Box<dyn Peer>)> = vec![
+    let mut peers: Peers<dyn Peer> = vec![
         ("datastore", Box::new(ours::Datastore::open(db))),
         ("diesel", hand_diesel::open(db)),
     ];
@@ -104,12 +129,25 @@ fn peers(db: &Db) -> Vec<(&'static str, Box<dyn Peer>)> {
     peers
 }
 
+/// The peers on an integer-keyed database, once it is seeded; datastore first.
+fn int_keyed_peers(db: &Db) -> Peers<dyn IntKeyedPeer> {
+    db.settle();
+    let mut peers: Peers<dyn IntKeyedPeer> = vec![
+        ("datastore", Box::new(ours::Datastore::open(db))),
+        ("diesel", hand_diesel::open_int_keyed(db)),
+    ];
+    if db.backend == Backend::Sqlite {
+        peers.push(("rusqlite", Box::new(hand_rusqlite::Rusqlite::open(db))));
+    }
+    peers
+}
+
 /// Times `work` on every peer, after checking that each returns what datastore returns.
-fn each_peer(
+fn each_peer<P: ?Sized>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     parameter: &str,
-    peers: &mut [(&'static str, Box<dyn Peer>)],
-    mut work: impl FnMut(&mut dyn Peer) -> usize,
+    peers: &mut [(&'static str, Box<P>)],
+    mut work: impl FnMut(&mut P) -> usize,
 ) {
     let expected = work(&mut *peers[0].1);
     for (name, peer) in peers.iter_mut() {
@@ -121,12 +159,12 @@ fn each_peer(
 }
 
 /// Times `work` on every peer, each iteration on what an untimed `setup` prepared.
-fn each_peer_with_setup<T>(
+fn each_peer_with_setup<P: ?Sized, T>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     parameter: &str,
-    peers: &mut [(&'static str, Box<dyn Peer>)],
-    mut setup: impl FnMut(&mut dyn Peer) -> T,
-    mut work: impl FnMut(&mut dyn Peer, T),
+    peers: &mut [(&'static str, Box<P>)],
+    mut setup: impl FnMut(&mut P) -> T,
+    mut work: impl FnMut(&mut P, T),
 ) {
     for (name, peer) in peers.iter_mut() {
         group.bench_function(BenchmarkId::new(*name, parameter), |b| {
@@ -150,6 +188,7 @@ struct Storage {
     prefix: &'static str,
     blog: fn() -> Db,
     forum: fn() -> Db,
+    int_keyed: fn() -> Db,
 }
 
 const STORAGES: [Storage; 2] = [
@@ -157,11 +196,13 @@ const STORAGES: [Storage; 2] = [
         prefix: "",
         blog: Db::memory,
         forum: Db::forum_memory,
+        int_keyed: Db::int_keyed_memory,
     },
     Storage {
         prefix: "WAL file: ",
         blog: Db::wal_file,
         forum: Db::forum_wal_file,
+        int_keyed: Db::int_keyed_wal_file,
     },
 ];
 
@@ -175,6 +216,11 @@ const EAGER: &str = "eager loading posts with comments";
 const MANY_TO_MANY: &str = "many-to-many load (100 posts x 10 of 50 users)";
 const ASSOCIATIONS: &str = "loading associations (users -> posts -> comments)";
 const CASCADE: &str = "cascade delete of a post with K comments";
+// The same workloads on integer keys the database assigns.
+const FIND_INT: &str = "find by id among 10000 rows, integer keys";
+const INSERT_INT: &str = "insert rows, integer keys read back";
+const INSERT_MANY_INT: &str = "insert rows in one transaction, integer keys read back";
+const EAGER_INT: &str = "eager loading posts with comments, integer keys";
 
 fn group<'c>(c: &'c mut Criterion, prefix: &str, name: &str) -> BenchmarkGroup<'c, WallTime> {
     c.benchmark_group(format!("{prefix}{name}"))
@@ -303,6 +349,94 @@ fn associations_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db) {
     });
 }
 
+fn find_by_int_key(c: &mut Criterion) {
+    for Storage {
+        prefix, int_keyed, ..
+    } in STORAGES
+    {
+        find_by_int_key_on(&mut group(c, prefix, FIND_INT), &int_keyed());
+    }
+}
+
+fn find_by_int_key_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db) {
+    let id = db.seed_int_keyed(10_000, 0)[5_000].id;
+    each_peer(group, "", &mut int_keyed_peers(db), |p| p.find_post(id));
+}
+
+fn insert_int_keyed(c: &mut Criterion) {
+    for Storage {
+        prefix, int_keyed, ..
+    } in STORAGES
+    {
+        let db = int_keyed();
+        let mut group = group(c, prefix, INSERT_INT);
+        for n in [1, 10, 100] {
+            insert_int_keyed_on(&mut group, &db, n);
+        }
+        group.finish();
+        let mut group = self::group(c, prefix, INSERT_MANY_INT);
+        group.sample_size(10);
+        insert_int_keyed_on(&mut group, &db, 10_000);
+    }
+}
+
+/// `n` rows inserted in one transaction, into an empty table each time, each peer reading back
+/// the keys the database assigned. Before the timing, each peer is checked to hold every row
+/// with the key it has in the database.
+fn insert_int_keyed_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n: usize) {
+    let rows: Vec<int_keyed::Post> = (0..n).map(int_keyed::post).collect();
+    let mut peers = int_keyed_peers(db);
+    for (name, peer) in peers.iter_mut() {
+        db.clear_posts();
+        peer.stage_posts(&rows);
+        assert_eq!(peer.insert_staged(), n, "{name} inserted every row");
+        let stored: Vec<int_keyed::Post> = db.store.all().unwrap();
+        let titles = |posts: &[int_keyed::Post]| -> Vec<String> {
+            posts.iter().map(|p| p.title.clone()).collect()
+        };
+        assert_eq!(titles(&stored), titles(&rows), "{name} inserted in order");
+        let keys: Vec<i64> = stored.iter().map(|p| p.id).collect();
+        assert_eq!(peer.inserted_keys(), keys, "{name} holds the keys assigned");
+    }
+    each_peer_with_setup(
+        group,
+        &n.to_string(),
+        &mut peers,
+        |p| {
+            db.clear_posts();
+            p.stage_posts(&rows)
+        },
+        |p, ()| assert_eq!(p.insert_staged(), n),
+    );
+}
+
+fn eager_loading_int_keyed(c: &mut Criterion) {
+    for Storage {
+        prefix, int_keyed, ..
+    } in STORAGES
+    {
+        let mut group = group(c, prefix, EAGER_INT);
+        for n in [10, 100, 1_000] {
+            if n == 1_000 {
+                group.sample_size(10);
+            }
+            eager_loading_int_keyed_on(&mut group, &int_keyed(), n, 10);
+        }
+    }
+}
+
+fn eager_loading_int_keyed_on(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    db: &Db,
+    n: usize,
+    m: usize,
+) {
+    db.seed_int_keyed(n, m);
+    each_peer(group, &format!("{n}x{m}"), &mut int_keyed_peers(db), |p| {
+        p.posts_with_comments()
+    });
+}
+
 fn cascade_delete(c: &mut Criterion) {
     for Storage { prefix, blog, .. } in STORAGES {
         let mut group = group(c, prefix, CASCADE);
@@ -333,10 +467,14 @@ fn postgres(c: &mut Criterion) {
     };
     let prefix = "PostgreSQL: ";
     let blog = || Db::postgres(&url);
+    let int_keyed = || Db::postgres_int_keyed(&url);
     find_by_id_on(&mut group(c, prefix, FIND), &blog());
+    find_by_int_key_on(&mut group(c, prefix, FIND_INT), &int_keyed());
     eager_loading_on(&mut group(c, prefix, EAGER), &blog(), 100, 10);
+    eager_loading_int_keyed_on(&mut group(c, prefix, EAGER_INT), &int_keyed(), 100, 10);
     cascade_delete_on(&mut group(c, prefix, CASCADE), &blog(), 100);
     insert_on(&mut group(c, prefix, INSERT), &blog(), 10);
+    insert_int_keyed_on(&mut group(c, prefix, INSERT_INT), &int_keyed(), 10);
     trivial_query_on(&mut group(c, prefix, TRIVIAL), &blog(), 100);
     medium_complex_query_on(&mut group(c, prefix, MEDIUM), &blog(), 100);
     many_to_many_on(&mut group(c, prefix, MANY_TO_MANY), &blog());
@@ -357,7 +495,8 @@ criterion_group! {
     name = benches;
     config = config();
     targets = trivial_query, medium_complex_query, insert, find_by_id, eager_loading,
-        many_to_many, associations, cascade_delete
+        many_to_many, associations, cascade_delete, find_by_int_key, insert_int_keyed,
+        eager_loading_int_keyed
 }
 
 // Round trips to a server on the same two cores vary more than work in process: sampled

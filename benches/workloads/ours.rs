@@ -5,12 +5,14 @@ use datastore::prelude::*;
 use datastore::PooledConn;
 
 use crate::db::Db;
-use crate::models::{Comment, Post};
-use crate::{forum, Key, Peer};
+use crate::models::Post;
+use crate::{forum, int_keyed, IntKeyedPeer, Key, Peer};
 
 pub struct Datastore {
     conn: PooledConn,
     staged: Vec<Post>,
+    /// The integer-keyed rows to insert, then as inserted (with their keys).
+    int_keyed: Vec<int_keyed::Post>,
 }
 
 impl Datastore {
@@ -18,15 +20,14 @@ impl Datastore {
         Self {
             conn: db.store.conn().unwrap(),
             staged: Vec::new(),
+            int_keyed: Vec::new(),
         }
     }
 }
 
-fn comments(posts: &[Post]) -> usize {
-    posts
-        .iter()
-        .map(|p| p.comments.get().map_or(0, <[Comment]>::len))
-        .sum()
+/// How many children the loaded `has_many` lists hold.
+fn loaded<'a, T: 'a>(lists: impl Iterator<Item = &'a HasMany<T>>) -> usize {
+    lists.map(|list| list.get().map_or(0, <[T]>::len)).sum()
 }
 
 impl Peer for Datastore {
@@ -62,7 +63,7 @@ impl Peer for Datastore {
     fn posts_with_comments(&mut self) -> usize {
         let mut posts: Vec<Post> = self.conn.all().unwrap();
         Post::load_comments(&mut self.conn, &mut posts).unwrap();
-        comments(&posts)
+        loaded(posts.iter().map(|p| &p.comments))
     }
 
     fn posts_with_editors(&mut self) -> usize {
@@ -90,6 +91,36 @@ impl Peer for Datastore {
 
     fn delete_post(&mut self, key: &Key) {
         self.conn.delete_by_id::<Post>(&key.id).unwrap();
+    }
+}
+
+impl IntKeyedPeer for Datastore {
+    fn find_post(&mut self, id: i64) -> usize {
+        self.conn
+            .find::<int_keyed::Post>(&id)
+            .unwrap()
+            .into_iter()
+            .count()
+    }
+
+    fn stage_posts(&mut self, posts: &[int_keyed::Post]) {
+        self.int_keyed = posts.to_vec();
+    }
+
+    fn insert_staged(&mut self) -> usize {
+        let rows = std::mem::take(&mut self.int_keyed);
+        self.int_keyed = self.conn.transaction(|tx| tx.insert_all(rows)).unwrap();
+        self.int_keyed.len()
+    }
+
+    fn inserted_keys(&self) -> Vec<i64> {
+        self.int_keyed.iter().map(|p| p.id).collect()
+    }
+
+    fn posts_with_comments(&mut self) -> usize {
+        let mut posts: Vec<int_keyed::Post> = self.conn.all().unwrap();
+        int_keyed::Post::load_comments(&mut self.conn, &mut posts).unwrap();
+        loaded(posts.iter().map(|p| &p.comments))
     }
 }
 
