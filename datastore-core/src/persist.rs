@@ -298,6 +298,10 @@ where
     C: NativeConnection,
     M: for<'a> Writes<'a, C>,
 {
+    // One row: a statement of fixed shape, which Diesel prepares only once.
+    if let [row] = rows.as_slice() {
+        return Ok(vec![row.insert_unkeyed(conn)?]);
+    }
     let per_statement = rows_per_statement(M::declaration().columns().len() - 1);
     for chunk in rows.chunks_mut(per_statement) {
         let mut keys = M::insert_many_unkeyed(chunk, conn)?;
