@@ -282,3 +282,110 @@ fn a_serialization_failure_on_postgres_is_a_typed_conflict() {
         "one update, not both: {rating}"
     );
 }
+
+#[test]
+fn eight_threads_linking_one_pair_at_once_leave_one_link_and_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("links.db").display().to_string());
+    linking_one_pair_at_once_keeps_one_link(store);
+}
+
+#[test]
+fn eight_threads_linking_one_pair_at_once_leave_one_link_and_no_error_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    linking_one_pair_at_once_keeps_one_link(Store::builder(schema.url()));
+}
+
+/// Rounds of 8 threads linking one post to one editor at the same instant: each round leaves
+/// one join row, and every thread is handed that row.
+fn linking_one_pair_at_once_keeps_one_link(builder: datastore::StoreBuilder) {
+    use common::models::{post_editors, PostEditor};
+    const ROUNDS: usize = 20;
+    let store = builder
+        .migrations(datastore::embed_migrations!())
+        .pool_size(THREADS as u32)
+        .open()
+        .unwrap();
+    for round in 0..ROUNDS {
+        let post = store
+            .save(common::post(&format!("round {round}"), 0))
+            .unwrap();
+        let editor = store
+            .save(common::user(&format!("editor {round}")))
+            .unwrap();
+        let start = Arc::new(std::sync::Barrier::new(THREADS));
+        let links: Vec<PostEditor> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (store, start, post, editor) = (&store, start.clone(), &post, &editor);
+                    scope.spawn(move || {
+                        let mut conn = store.conn().unwrap();
+                        start.wait();
+                        post.link_editors(&mut conn, editor)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap()
+                        .expect("linking an already linked pair is no error")
+                })
+                .collect()
+        });
+        let stored: Vec<PostEditor> = store
+            .query::<PostEditor>(|q| q.filter(post_editors::post_id.eq(post.id)))
+            .unwrap();
+        assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
+        assert!(
+            links.iter().all(|link| link == &stored[0]),
+            "round {round}: every thread is handed the one link: {links:?}"
+        );
+    }
+}
+
+/// On PostgreSQL a link whose insert waits for another transaction's link of the same pair,
+/// then loses to it, is handed that link, and leaves its own transaction usable.
+#[test]
+fn a_link_that_loses_the_race_inside_a_transaction_leaves_it_usable_on_postgres() {
+    use common::models::PostEditor;
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let post = store.save(common::post("raced", 0)).unwrap();
+    let editor = store.save(common::user("ed")).unwrap();
+    let (linked, first_linked) = std::sync::mpsc::channel();
+    let (store, post, editor) = (&store, &post, &editor);
+    std::thread::scope(|scope| {
+        let first = scope.spawn(move || {
+            store.transaction(|conn| {
+                let link = post.link_editors(conn, editor)?;
+                linked.send(()).unwrap();
+                // The other transaction's insert now waits for this one to end.
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(link)
+            })
+        });
+        first_linked.recv().unwrap();
+        let (second_link, comment) = store
+            .transaction(|conn| {
+                let link = post.link_editors(conn, editor)?;
+                let comment = conn.save(common::comment(post, "after the race"))?;
+                Ok((link, comment))
+            })
+            .expect("the losing link is no error, and its transaction goes on");
+        let first_link = first.join().unwrap().unwrap();
+        assert_eq!(second_link, first_link);
+        assert_eq!(store.count::<PostEditor>().unwrap(), 1);
+        assert!(store
+            .find::<common::models::Comment>(&comment.id)
+            .unwrap()
+            .is_some());
+    });
+}

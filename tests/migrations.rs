@@ -1,15 +1,16 @@
 //! Migrations are generated from the models, and a model that no longer matches them fails
 //! here with the missing migration spelled out.
 
-#[path = "../examples/blog/models.rs"]
-#[allow(dead_code)]
-mod models;
+mod common;
+
+use common::models;
 
 use std::path::Path;
 
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use datastore::migrate::{BackendMigrations, Change, Migrations};
 use datastore::prelude::*;
+use datastore::{AnyConnection, ConstraintKind, ConstraintViolation, Error};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::SqliteConnection;
@@ -317,4 +318,190 @@ fn a_change_sqlite_cannot_make_in_place_rebuilds_the_table_keeping_every_row() {
         0,
         "the rebuilt table still cascades"
     );
+}
+
+/// The blog's migrations of `backend` up to, not including, the one that makes each post and
+/// editor linked at most once, copied to `to`; returns that migration's directory.
+fn migrations_before_unique_links(backend: &str, to: &Path) -> std::path::PathBuf {
+    const UNIQUE_LINKS: &str = "threads_authors_and_unique_links";
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let mut unique_links = None;
+    for name in migration_dirs(&from) {
+        if name.ends_with(UNIQUE_LINKS) {
+            unique_links = Some(from.join(&name));
+            continue;
+        }
+        copy_dir(&from.join(&name), &to.join(&name));
+    }
+    unique_links.expect("the blog has the migration making links unique")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A database linking one post to one editor twice, then given the migration that makes a
+/// link unique: opening the store stops, lists the pair, and changes nothing; once the
+/// duplicate is gone, the migration runs.
+fn duplicate_links_stop_the_migration(backend: &str, url: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    let unique_links = migrations_before_unique_links(backend, &dir);
+    let open = || {
+        let source = FileBasedMigrations::from_path(&dir).unwrap();
+        let migrations = match backend {
+            "sqlite" => BackendMigrations::new().sqlite(source),
+            _ => BackendMigrations::new().postgres(source),
+        };
+        Store::open(url, migrations)
+    };
+
+    let store = open().unwrap();
+    let post = store
+        .save(models::Post {
+            title: "Twice".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let editor = store
+        .save(models::User {
+            username: "ed".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let link = || models::PostEditor {
+        id: Id::new(),
+        post_id: post.id,
+        editor_id: editor.id,
+    };
+    let first = store.save(link()).unwrap();
+    store.save(link()).unwrap();
+    store.save(link()).unwrap();
+    drop(store);
+
+    let name = unique_links.file_name().unwrap().to_owned();
+    copy_dir(&unique_links, &dir.join(&name));
+    let err = match open() {
+        Ok(_) => panic!("the migration ran over duplicate links"),
+        Err(err) => err,
+    };
+    match &err {
+        Error::Duplicates {
+            migration,
+            table,
+            columns,
+            duplicates,
+            total,
+        } => {
+            assert!(
+                migration.ends_with("threads_authors_and_unique_links"),
+                "{migration}"
+            );
+            assert_eq!(table, "post_editors");
+            assert_eq!(columns, &["post_id", "editor_id"]);
+            assert_eq!(*total, 1);
+            assert_eq!(duplicates.len(), 1);
+            assert_eq!(
+                duplicates[0].values,
+                [post.id.to_string(), editor.id.to_string()]
+            );
+            assert_eq!(duplicates[0].rows, 3);
+        }
+        other => panic!("expected Error::Duplicates, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&post.id.to_string()) && message.contains("3 rows"),
+        "{message}"
+    );
+
+    // Nothing changed: the rows are all there, the migration is not recorded, and the tables
+    // are as they were.
+    let mut conn = AnyConnection::establish(url).unwrap();
+    let count = |conn: &mut AnyConnection, sql: &str| -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(sql).get_result::<N>(conn).unwrap().n
+    };
+    assert_eq!(
+        count(&mut conn, "SELECT COUNT(*) AS n FROM post_editors"),
+        3
+    );
+    let version = name
+        .to_str()
+        .unwrap()
+        .split('_')
+        .next()
+        .unwrap()
+        .replace('-', "");
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) AS n FROM __diesel_schema_migrations WHERE version = '{version}'"
+            )
+        ),
+        0
+    );
+    let parent_columns = match backend {
+        "sqlite" => {
+            "SELECT COUNT(*) AS n FROM pragma_table_info('comments') WHERE name = 'parent_id'"
+        }
+        _ => {
+            "SELECT COUNT(*) AS n FROM information_schema.columns \
+              WHERE table_schema = current_schema() AND table_name = 'comments' \
+              AND column_name = 'parent_id'"
+        }
+    };
+    assert_eq!(
+        count(&mut conn, parent_columns),
+        0,
+        "the migration left a column"
+    );
+
+    // The user decides which rows go; then the migration runs.
+    diesel::sql_query(format!(
+        "DELETE FROM post_editors WHERE id <> '{}'",
+        first.id
+    ))
+    .execute(&mut conn)
+    .unwrap();
+    drop(conn);
+    let store = open().unwrap();
+    assert_eq!(store.count::<models::PostEditor>().unwrap(), 1);
+    assert!(
+        matches!(
+            store.save(link()),
+            Err(Error::Constraint(ConstraintViolation {
+                kind: ConstraintKind::Unique,
+                ..
+            }))
+        ),
+        "the pair is unique now"
+    );
+}
+
+#[test]
+fn adding_link_uniqueness_over_duplicate_links_stops_and_lists_them_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = tmp.path().join("blog.db").display().to_string();
+    duplicate_links_stop_the_migration("sqlite", &url);
+}
+
+#[test]
+fn adding_link_uniqueness_over_duplicate_links_stops_and_lists_them_postgres() {
+    let Some(url) = std::env::var("DATASTORE_POSTGRES_URL").ok() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    duplicate_links_stop_the_migration("postgres", schema.url());
 }

@@ -108,7 +108,7 @@ fn processes_opening_one_new_file_at_once_all_open_it() {
                 &store,
                 "SELECT version AS value FROM __diesel_schema_migrations"
             ),
-            ["20261125121626", "20261201164536"],
+            ["20261125121626", "20261201164536", "20261201171055"],
             "round {round}: the migration was recorded once"
         );
         store.save(common::post("after", 1)).unwrap();

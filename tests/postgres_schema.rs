@@ -87,6 +87,8 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
     assert_eq!(
         rules,
         [
+            ("comments", "author_id", "SET NULL"),
+            ("comments", "parent_id", "CASCADE"),
             ("comments", "post_id", "CASCADE"),
             ("post_editors", "editor_id", "RESTRICT"),
             ("post_editors", "post_id", "RESTRICT"),

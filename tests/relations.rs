@@ -64,7 +64,11 @@ fn the_migrations_give_cascading_children_and_restricting_join_rows() {
     let own = |s: &str| s.to_owned();
     assert_eq!(
         foreign_keys(&mut conn, "comments"),
-        [(own("post_id"), own("posts"), own("CASCADE"))]
+        [
+            (own("author_id"), own("users"), own("SET NULL")),
+            (own("parent_id"), own("comments"), own("CASCADE")),
+            (own("post_id"), own("posts"), own("CASCADE"))
+        ]
     );
     assert_eq!(
         foreign_keys(&mut conn, "profiles"),
@@ -83,10 +87,11 @@ fn the_migrations_give_cascading_children_and_restricting_join_rows() {
         (true, true),
         "a has_one child's key is unique"
     );
-    assert_eq!(indexed(&mut conn, "post_editors", "post_id"), (true, false));
+    // Both are in the pair's unique index, which links a post and an editor at most once.
+    assert_eq!(indexed(&mut conn, "post_editors", "post_id"), (true, true));
     assert_eq!(
         indexed(&mut conn, "post_editors", "editor_id"),
-        (true, false)
+        (true, true)
     );
 }
 

@@ -58,7 +58,13 @@ fn children_cascade_join_rows_restrict_and_a_has_one_child_is_unique() {
     assert_eq!(
         rules_of("comments"),
         (
-            vec![(own("post_id"), own("posts"), OnDelete::Cascade)],
+            vec![
+                (own("post_id"), own("posts"), OnDelete::Cascade),
+                // A reply goes with the comment it answers.
+                (own("parent_id"), own("comments"), OnDelete::Cascade),
+                // A comment outlives its author's account.
+                (own("author_id"), own("users"), OnDelete::SetNull),
+            ],
             vec![]
         )
     );
@@ -804,4 +810,65 @@ fn a_refusal_is_explained_in_any_schema_of_the_search_path_postgres() {
             })
             .unwrap();
     }
+}
+
+/// A pair of rows is linked at most once: a join model's pair of foreign keys is unique, by a
+/// unique index, or by the key when the pair is the key (then no index is added).
+#[test]
+fn a_join_models_pair_of_foreign_keys_is_unique() {
+    mod keyed_by_pair {
+        use datastore::prelude::*;
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Reader {
+            #[primary_key]
+            pub id: Id,
+            #[many_to_many(Book, through = Loan)]
+            pub books: ManyToMany<Book>,
+        }
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Book {
+            #[primary_key]
+            pub id: Id,
+        }
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        #[model(primary_key(reader_id, book_id))]
+        pub struct Loan {
+            #[belongs_to(Reader)]
+            pub reader_id: Id,
+            #[belongs_to(Book)]
+            pub book_id: Id,
+        }
+    }
+
+    let unique_indexes = |schema: Schema, table: &str| -> Vec<Vec<String>> {
+        let table = schema
+            .tables()
+            .into_iter()
+            .find(|t| t.name == table)
+            .unwrap();
+        table
+            .indexes
+            .iter()
+            .filter(|i| i.unique)
+            .map(|i| i.columns.iter().map(|c| c.to_string()).collect())
+            .collect()
+    };
+    // Declared from both sides, indexed once.
+    assert_eq!(
+        unique_indexes(projects::schema(), "task_tags"),
+        [["task_id", "tag_id"]]
+    );
+    // Declared from one side only.
+    assert_eq!(
+        unique_indexes(schema(), "post_editors"),
+        [["post_id", "editor_id"]]
+    );
+    let keyed = Schema::new()
+        .model::<keyed_by_pair::Reader>()
+        .model::<keyed_by_pair::Book>()
+        .model::<keyed_by_pair::Loan>();
+    assert_eq!(unique_indexes(keyed, "loans"), Vec::<Vec<String>>::new());
 }

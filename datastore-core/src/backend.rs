@@ -97,7 +97,7 @@ macro_rules! dispatch {
 pub(crate) use dispatch;
 
 /// Whether `conn` is inside a transaction it began.
-fn in_transaction<C: Connection>(conn: &mut C) -> bool {
+pub(crate) fn in_transaction<C: Connection>(conn: &mut C) -> bool {
     use diesel::connection::TransactionManager;
     C::TransactionManager::transaction_manager_status_mut(conn)
         .transaction_depth()

@@ -170,6 +170,31 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migration(String),
 
+    /// A migration that makes columns unique (a join table's pair of foreign keys, a field
+    /// declared `#[unique]`) met rows that share values in them. It stopped and changed
+    /// nothing; the store removes no rows by itself. Decide which rows go, delete them, and
+    /// open the store again.
+    #[error(
+        "migration {migration} cannot make ({columns}) of {table} unique, rows share values \
+         there: {listing}; nothing was changed: delete the rows that should go, then open the \
+         store again",
+        columns = columns.join(", "),
+        listing = Duplicate::listing(duplicates, *total),
+    )]
+    Duplicates {
+        /// The migration that stopped.
+        migration: String,
+        /// The table holding the duplicates.
+        table: String,
+        /// The columns the migration makes unique together.
+        columns: Vec<String>,
+        /// The sets of rows sharing values, the most numerous first, at most
+        /// [`Duplicate::LISTED`] of them.
+        duplicates: Vec<Duplicate>,
+        /// How many sets of rows share values, listed or not.
+        total: u64,
+    },
+
     /// A connection could not be opened or taken from the pool.
     ///
     /// Neither field shows a password: the URL's is replaced by `***`.
@@ -254,6 +279,48 @@ pub enum Error {
     /// Any other error reported by the database or by Diesel.
     #[error(transparent)]
     Database(DieselError),
+}
+
+/// Rows sharing values in columns a migration makes unique: see [`Error::Duplicates`].
+///
+/// ```
+/// use datastore::{Duplicate, Error};
+///
+/// fn report(err: &Error) {
+///     if let Error::Duplicates { table, columns, duplicates, .. } = err {
+///         for Duplicate { values, rows, .. } in duplicates {
+///             eprintln!("{rows} rows of {table} hold ({}) = ({})", columns.join(", "), values.join(", "));
+///         }
+///     }
+/// }
+/// # let _ = report;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Duplicate {
+    /// The values the rows share, one per column, as the database renders them in JSON
+    /// (text unquoted).
+    pub values: Vec<String>,
+    /// How many rows share them.
+    pub rows: u64,
+}
+
+impl Duplicate {
+    /// How many sets of duplicates [`Error::Duplicates`] lists at most.
+    pub const LISTED: usize = 100;
+
+    fn listing(duplicates: &[Duplicate], total: u64) -> String {
+        let mut listing = duplicates
+            .iter()
+            .take(10)
+            .map(|d| format!("({}) in {} rows", d.values.join(", "), d.rows))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if total > 10 {
+            listing.push_str(&format!("; and {} more sets of rows", total - 10));
+        }
+        listing
+    }
 }
 
 /// Which kind of constraint a write violated.

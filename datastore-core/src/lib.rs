@@ -16,7 +16,7 @@ mod store;
 mod types;
 
 pub use backend::{AnyBackend, AnyConnection, NativeConnection, MAX_BIND_PARAMS};
-pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
+pub use error::{ConstraintKind, ConstraintViolation, Duplicate, Error, Result};
 pub use migrate::Schema;
 pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Predicate};
 pub use persist::Persist;

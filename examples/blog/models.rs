@@ -49,6 +49,14 @@ pub struct Comment {
     #[belongs_to(Post)]
     pub post_id: Id,
     pub created_at: Timestamp,
+    /// The comment this one replies to: a thread of comments.
+    #[belongs_to(Comment)]
+    pub parent_id: Option<Id>,
+    #[has_many(Comment, foreign_key = parent_id)]
+    pub replies: HasMany<Comment>,
+    /// Who wrote it: a comment outlives its author's account.
+    #[belongs_to(User, on_delete = set_null)]
+    pub author_id: Option<Id>,
 }
 
 /// The join model of posts and their editors.
@@ -70,6 +78,8 @@ pub struct User {
     pub username: String,
     #[has_one(Profile)]
     pub profile: HasOne<Profile>,
+    #[has_many(Comment, foreign_key = author_id)]
+    pub comments: HasMany<Comment>,
     #[many_to_many(Post, through = PostEditor)]
     pub posts: ManyToMany<Post>,
 }

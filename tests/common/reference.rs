@@ -163,12 +163,20 @@ pub fn apply(
                 pick(model.posts.keys().copied(), *p),
                 pick(model.users.iter().copied(), *u),
             ) {
-                let link = conn.save(PostEditor {
-                    post_id: post,
-                    editor_id: user,
-                    ..PostEditor::default()
-                })?;
-                model.links.insert(link.id, (post, user));
+                // A pair is linked at most once: linking it again is handed the link.
+                let post: Post = conn.get(&post)?;
+                let user: User = conn.get(&user)?;
+                let link = post.link_editors(conn, &user)?;
+                let known = model
+                    .links
+                    .iter()
+                    .find(|(_, pair)| **pair == (post.id, user.id));
+                match known {
+                    Some((id, _)) => assert_eq!(*id, link.id, "linked again: the same link"),
+                    None => {
+                        model.links.insert(link.id, (post.id, user.id));
+                    }
+                }
             }
         }
         Step::Unlink(p, u) => {

@@ -7,13 +7,6 @@ CREATE TABLE "posts" (
     "created_at" TIMESTAMPTZ NOT NULL,
     "updated_at" TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE "comments" (
-    "id" UUID PRIMARY KEY NOT NULL,
-    "content" TEXT,
-    "post_id" UUID NOT NULL REFERENCES "posts" ("id") ON DELETE CASCADE,
-    "created_at" TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX "idx_comments_post_id" ON "comments" ("post_id");
 CREATE TABLE "users" (
     "id" UUID PRIMARY KEY NOT NULL,
     "username" TEXT NOT NULL UNIQUE
@@ -23,7 +16,7 @@ CREATE TABLE "post_editors" (
     "post_id" UUID NOT NULL REFERENCES "posts" ("id") ON DELETE RESTRICT,
     "editor_id" UUID NOT NULL REFERENCES "users" ("id") ON DELETE RESTRICT
 );
-CREATE INDEX "idx_post_editors_post_id" ON "post_editors" ("post_id");
+CREATE UNIQUE INDEX "uq_post_editors_post_id_editor_id" ON "post_editors" ("post_id", "editor_id");
 CREATE INDEX "idx_post_editors_editor_id" ON "post_editors" ("editor_id");
 CREATE TABLE "profiles" (
     "id" UUID PRIMARY KEY NOT NULL,
@@ -44,3 +37,14 @@ CREATE TABLE "reactions" (
     "emoji" TEXT NOT NULL
 );
 CREATE INDEX "idx_reactions_post_id" ON "reactions" ("post_id");
+CREATE TABLE "comments" (
+    "id" UUID PRIMARY KEY NOT NULL,
+    "content" TEXT,
+    "post_id" UUID NOT NULL REFERENCES "posts" ("id") ON DELETE CASCADE,
+    "created_at" TIMESTAMPTZ NOT NULL,
+    "parent_id" UUID REFERENCES "comments" ("id") ON DELETE CASCADE,
+    "author_id" UUID REFERENCES "users" ("id") ON DELETE SET NULL
+);
+CREATE INDEX "idx_comments_post_id" ON "comments" ("post_id");
+CREATE INDEX "idx_comments_parent_id" ON "comments" ("parent_id");
+CREATE INDEX "idx_comments_author_id" ON "comments" ("author_id");

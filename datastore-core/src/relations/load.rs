@@ -9,9 +9,10 @@ use std::collections::{HashMap, HashSet};
 use diesel::connection::Connection;
 
 use super::{ChildOf, HasMany, HasOne, ManyToMany, CHUNK};
+use crate::backend::in_transaction;
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::{Error, Key, KeyValue, Result};
+use crate::{ConstraintKind, Error, Key, KeyValue, Result};
 
 /// The children of one parent, in key order.
 pub fn children<P, Ch, const FK: u64, C>(conn: &mut C, parent: &P::Key) -> Result<Vec<Ch>>
@@ -211,7 +212,8 @@ fn fill<'p, P: Model + 'p, T: Clone>(
 }
 
 /// Links two rows: the join row linking them, saved if there was none (linking twice keeps
-/// one link).
+/// one link, and so do two connections linking the same pair at once: the pair is unique in
+/// the database, and the one whose insert loses to the other's returns that row).
 pub fn link<P, J, T, const FK_P: u64, const FK_T: u64, C>(
     conn: &mut C,
     parent: &P::Key,
@@ -223,17 +225,31 @@ where
     J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C> + Default,
     C: Connection,
 {
-    let both = <J as ChildOf<P, FK_P, C>>::parent_is_and(
-        parent.clone(),
-        <J as ChildOf<T, FK_T, C>>::parent_is(target.clone()),
-    );
-    if let Some(existing) = J::load_where(conn, both)?.into_iter().next() {
+    let existing = |conn: &mut C| -> Result<Option<J>> {
+        let both = <J as ChildOf<P, FK_P, C>>::parent_is_and(
+            parent.clone(),
+            <J as ChildOf<T, FK_T, C>>::parent_is(target.clone()),
+        );
+        Ok(J::load_where(conn, both)?.into_iter().next())
+    };
+    if let Some(existing) = existing(conn)? {
         return Ok(existing);
     }
     let mut join = J::default();
     <J as super::BelongsTo<P, FK_P>>::set_parent_key(&mut join, parent.clone());
     <J as super::BelongsTo<T, FK_T>>::set_parent_key(&mut join, target.clone());
-    join.save(conn)
+    // Inside a transaction, in a savepoint: losing the race must leave it usable.
+    let saved = if in_transaction(conn) {
+        conn.transaction(|conn| join.save(conn))
+    } else {
+        join.save(conn)
+    };
+    match saved {
+        Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::Unique => {
+            existing(conn)?.ok_or(Error::Constraint(violation))
+        }
+        saved => saved,
+    }
 }
 
 /// Unlinks two rows: deletes the join rows pointing at both; returns how many.

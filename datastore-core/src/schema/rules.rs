@@ -8,7 +8,8 @@
 //!   child with several and no name is a compile error); for a `many_to_many`, the join
 //!   model's `belongs_to` to each side ([`answering`]);
 //! - **which foreign key is unique**: the one answering a `has_one` (one child per parent),
-//!   besides the columns declared `#[unique]`;
+//!   besides the columns declared `#[unique]`; and a join model's pair of foreign keys, which
+//!   links two rows at most once (a unique index, unless the pair is the join model's key);
 //! - **what a delete does** ([`on_delete`]): what a `belongs_to` states (`on_delete = cascade`,
 //!   `restrict` or `set_null`); by default the foreign keys of a join model, the ones a
 //!   `many_to_many` uses, are `ON DELETE RESTRICT` (join rows are never deleted implicitly:
@@ -54,8 +55,8 @@
 use std::borrow::Cow;
 
 use super::{
-    BelongsTo, ForeignKey, KeyKind, ModelDeclaration, ModelRef, OnDelete, Relation, RelationKind,
-    Table,
+    BelongsTo, ForeignKey, Index, KeyKind, ModelDeclaration, ModelRef, OnDelete, Relation,
+    RelationKind, Table,
 };
 
 /// The table a model's declaration resolves to: its columns (a foreign key answering a
@@ -91,6 +92,19 @@ pub(crate) fn resolve(child: &'static ModelDeclaration) -> Table {
             }
         })
         .collect::<Vec<_>>();
+    let mut indexes = child.indexes().to_vec();
+    for (a, b) in linked_pairs(this) {
+        // A join model keyed by its pair is unique by its key already.
+        let key = child.primary_key();
+        if key.len() == 2 && key.contains(&a) && key.contains(&b) {
+            continue;
+        }
+        indexes.push(Index {
+            name: format!("uq_{}_{a}_{b}", child.table_name()).into(),
+            columns: vec![Cow::Borrowed(a), Cow::Borrowed(b)].into(),
+            unique: true,
+        });
+    }
     Table {
         name: Cow::Borrowed(child.table_name()),
         primary_key: child
@@ -100,8 +114,30 @@ pub(crate) fn resolve(child: &'static ModelDeclaration) -> Table {
             .collect(),
         columns: columns.into(),
         foreign_keys: foreign_keys.into(),
-        indexes: Cow::Borrowed(child.indexes()),
+        indexes: indexes.into(),
     }
+}
+
+/// The pairs of foreign-key columns a join model links rows by, one per `many_to_many` going
+/// through it (each once, whichever side declares it): a pair links two rows at most once.
+fn linked_pairs(join: ModelRef) -> Vec<(&'static str, &'static str)> {
+    let mut pairs: Vec<(&'static str, &'static str)> = Vec::new();
+    for parent in join.declaration().belongs_to().iter().map(|b| b.parent) {
+        for relation in parent.declaration().relations() {
+            let (Some(this), Some(other)) = (
+                answering(join, parent, relation, false),
+                answering(join, parent, relation, true),
+            ) else {
+                continue;
+            };
+            let pair = (this.column, other.column);
+            let known = pairs.iter().any(|&(a, b)| (a, b) == pair || (b, a) == pair);
+            if !known && pair.0 != pair.1 {
+                pairs.push(pair);
+            }
+        }
+    }
+    pairs
 }
 
 /// The child's `belongs_to` that answers `relation` of `parent`: for a `has_many`/`has_one`

@@ -29,6 +29,7 @@ use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind};
 pub(crate) struct Cause {
     pub kind: DatabaseErrorKind,
     message: String,
+    details: Option<String>,
     table: Option<String>,
     column: Option<String>,
 }
@@ -38,6 +39,7 @@ impl Cause {
         Self {
             kind,
             message: info.message().to_owned(),
+            details: info.details().map(str::to_owned),
             table: info.table_name().map(str::to_owned),
             column: info.column_name().map(str::to_owned),
         }
@@ -49,7 +51,7 @@ impl DatabaseErrorInformation for Cause {
         &self.message
     }
     fn details(&self) -> Option<&str> {
-        None
+        self.details.as_deref()
     }
     fn hint(&self) -> Option<&str> {
         None

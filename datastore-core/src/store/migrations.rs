@@ -10,13 +10,19 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::migration::Migration;
+use diesel::query_builder::SqlQuery;
+use diesel::query_dsl::LoadQuery;
+use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind};
+use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
-use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
+use diesel::{PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::MigrationHarness;
 
+use super::lost::FirstFailure;
 use crate::migrate::BackendMigrations;
 use crate::observe::ffi::{Handle, SkipTransactionControl};
-use crate::{AnyConnection, Error, Result};
+use crate::schema::ddl::quote_ident;
+use crate::{AnyConnection, Duplicate, Error, Result};
 
 /// The longest busy timeout SQLite takes (about 24 days): waiting for another process's
 /// migrations is not a busy database, so the wait lasts as long as they do.
@@ -55,15 +61,176 @@ pub(super) fn run(
                 .for_postgres()
                 .ok_or_else(|| missing("PostgreSQL"))?;
             with_migration_lock(conn, busy_timeout, |conn| {
-                conn.run_pending_migrations(source).map(drop)
+                let pending = conn.pending_migrations(source).map_err(migration_error)?;
+                for migration in pending {
+                    if let Err(e) = conn.run_migration(&*migration) {
+                        return Err(failure(conn, &migration.name(), e));
+                    }
+                }
+                Ok(())
             })?
-            .map_err(migration_error)
         }
     }
 }
 
 fn migration_error(e: impl std::fmt::Display) -> Error {
     Error::Migration(e.to_string())
+}
+
+/// The error of a migration that failed, once it was rolled back: [`Error::Duplicates`] listing
+/// the rows that share values in columns it makes unique, when that is why it failed;
+/// [`Error::Migration`] with its message otherwise.
+fn failure<C>(
+    conn: &mut C,
+    migration: &dyn std::fmt::Display,
+    e: Box<dyn std::error::Error + Send + Sync>,
+) -> Error
+where
+    C: Explain,
+    for<'a> SqlQuery: LoadQuery<'a, C, DuplicateRow> + LoadQuery<'a, C, Count>,
+{
+    let Some((table, columns)) = conn.unique_columns(&*e) else {
+        return migration_error(e);
+    };
+    match duplicates(conn, &table, &columns) {
+        Ok((duplicates, total)) if total > 0 => Error::Duplicates {
+            migration: migration.to_string(),
+            table,
+            columns,
+            duplicates,
+            total,
+        },
+        _ => migration_error(e),
+    }
+}
+
+/// One set of rows sharing values, as [`duplicates`] reads it.
+#[derive(QueryableByName)]
+struct DuplicateRow {
+    /// The shared values, a JSON array.
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A backend's ways to explain a migration that failed.
+trait Explain {
+    /// The SQL function building a JSON array.
+    const JSON_ARRAY: &'static str;
+
+    /// The table and columns a unique index could not be built on, when that is why the
+    /// migration failed with `e`.
+    fn unique_columns(
+        &mut self,
+        e: &(dyn std::error::Error + 'static),
+    ) -> Option<(String, Vec<String>)>;
+}
+
+impl Explain for SqliteConnection {
+    const JSON_ARRAY: &'static str = "json_array";
+
+    /// Diesel's migration errors keep the database's message: SQLite's names the table and
+    /// columns, `UNIQUE constraint failed: t.a, t.b`.
+    fn unique_columns(
+        &mut self,
+        e: &(dyn std::error::Error + 'static),
+    ) -> Option<(String, Vec<String>)> {
+        let message = e.to_string();
+        let (_, list) = message.split_once("UNIQUE constraint failed: ")?;
+        let mut table = None;
+        let mut columns = Vec::new();
+        for qualified in list.trim_end().split(", ") {
+            let (t, column) = qualified.split_once('.')?;
+            if *table.get_or_insert(t) != t {
+                return None;
+            }
+            columns.push(column.to_owned());
+        }
+        Some((table?.to_owned(), columns))
+    }
+}
+
+impl Explain for PgConnection {
+    const JSON_ARRAY: &'static str = "json_build_array";
+
+    /// The connection's instrumentation kept the error that aborted the migration's
+    /// transaction: PostgreSQL names the table, and details `Key (a, b)=(..) is duplicated.`
+    fn unique_columns(
+        &mut self,
+        _: &(dyn std::error::Error + 'static),
+    ) -> Option<(String, Vec<String>)> {
+        let cause = FirstFailure::take(self)?;
+        if cause.kind != DatabaseErrorKind::UniqueViolation {
+            return None;
+        }
+        let table = cause.table_name()?.to_owned();
+        let list = cause.details()?.strip_prefix("Key (")?.split_once(")=")?.0;
+        let columns = list
+            .split(", ")
+            .map(|c| c.trim_matches('"').replace("\"\"", "\""))
+            .collect();
+        Some((table, columns))
+    }
+}
+
+/// The sets of rows of `table` sharing values in `columns` (rows with a NULL among them are
+/// distinct), the most numerous first, at most [`Duplicate::LISTED`]; and how many there are.
+fn duplicates<C>(
+    conn: &mut C,
+    table: &str,
+    columns: &[String],
+) -> diesel::QueryResult<(Vec<Duplicate>, u64)>
+where
+    C: Explain,
+    for<'a> SqlQuery: LoadQuery<'a, C, DuplicateRow> + LoadQuery<'a, C, Count>,
+{
+    let quoted = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
+    let list = quoted.join(", ");
+    let not_null = quoted
+        .iter()
+        .map(|c| format!("{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let groups = format!(
+        "FROM {} WHERE {not_null} GROUP BY {list} HAVING COUNT(*) > 1",
+        quote_ident(table)
+    );
+    let total = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 AS one {groups}) AS d"
+    ))
+    .get_result::<Count>(conn)?
+    .n;
+    let rows: Vec<DuplicateRow> = diesel::sql_query(format!(
+        "SELECT CAST({}({list}) AS TEXT) AS key, COUNT(*) AS n {groups} \
+         ORDER BY COUNT(*) DESC, 1 LIMIT {}",
+        C::JSON_ARRAY,
+        Duplicate::LISTED
+    ))
+    .load(conn)?;
+    let duplicates = rows
+        .into_iter()
+        .map(|row| Duplicate {
+            values: match serde_json::from_str::<Vec<serde_json::Value>>(&row.key) {
+                Ok(values) => values
+                    .into_iter()
+                    .map(|value| match value {
+                        serde_json::Value::String(text) => text,
+                        other => other.to_string(),
+                    })
+                    .collect(),
+                Err(_) => vec![row.key],
+            },
+            rows: u64::try_from(row.n).unwrap_or_default(),
+        })
+        .collect();
+    Ok((duplicates, u64::try_from(total).unwrap_or_default()))
 }
 
 /// The pending SQLite migrations, read inside the lock's transaction.
@@ -117,7 +284,7 @@ fn run_sqlite(
                     return (true, Ok(true));
                 }
                 if let Err(e) = conn.run_migration(&**migration) {
-                    return (true, Err(migration_error(e)));
+                    return (true, Err(failure(conn, &migration.name(), e)));
                 }
             }
             (true, Ok(false))
@@ -158,9 +325,10 @@ fn run_with_foreign_keys_off(
             migration.name()
         ))
     })?;
-    SkipTransactionControl::new(handle, conn)
-        .run_migration(migration)
-        .map_err(migration_error)?;
+    let ran = SkipTransactionControl::new(handle, conn).run_migration(migration);
+    if let Err(e) = ran {
+        return Err(failure(conn, &migration.name(), e));
+    }
 
     #[derive(diesel::QueryableByName)]
     struct Violations {

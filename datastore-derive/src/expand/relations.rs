@@ -235,8 +235,16 @@ pub fn parent_side(model: &Model) -> TokenStream {
         match relation.kind {
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = fk_key(target, &this, relation.foreign_key.as_ref());
-                if relation.foreign_key.is_none() {
-                    out.extend(assert_unambiguous(target, &this, field, relation.kind));
+                match &relation.foreign_key {
+                    None => out.extend(assert_unambiguous(target, &this, field, relation.kind)),
+                    // The field named is the child's `belongs_to` to this model: checked first,
+                    // at the name.
+                    Some(named) => out.extend(quote_spanned! {named.span()=>
+                        const _: fn() = || {
+                            fn named_foreign_key<T: ::datastore::relations::BelongsTo<#this, { #fk }>>() {}
+                            named_foreign_key::<#target>();
+                        };
+                    }),
                 }
                 let args = quote!(Self, #target, { #fk }, __C);
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
