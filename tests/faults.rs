@@ -126,7 +126,10 @@ fn explained(step: &Step, err: &Error) -> bool {
         Error::TransactionAborted { cause: Some(cause) } => {
             matches!(**cause, Error::StorageFull { .. })
         }
-        _ => matches!(step, Step::RolledBackSavepoint(_) | Step::SaveComment(_)),
+        _ => matches!(
+            step,
+            Step::RolledBackSavepoint(_) | Step::SaveComment { .. }
+        ),
     }
 }
 
@@ -191,7 +194,11 @@ fn the_cap_makes_writes_fail() {
         let steps = vec![
             Step::SaveUser,
             Step::SavePost(i),
-            Step::SaveComment(i as usize),
+            Step::SaveComment {
+                post: i as usize,
+                parent: None,
+                author: None,
+            },
         ];
         actions.push(Action::Do(Step::Transaction(steps, true), i % 2 == 0));
     }

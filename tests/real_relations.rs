@@ -331,3 +331,99 @@ fn deleting_the_root_of_a_chain_deeper_than_sqlites_cascade_limit() {
         }
     }
 }
+
+/// `(table, rows)` of every table of the forum.
+fn counts(store: &Store) -> [(&'static str, i64); 3] {
+    [
+        ("members", store.count::<Member>().unwrap()),
+        ("topics", store.count::<Topic>().unwrap()),
+        ("replies", store.count::<Reply>().unwrap()),
+    ]
+}
+
+#[test]
+fn a_delete_preview_follows_the_whole_cascade_and_agrees_with_the_delete() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        // Ada's own topics go with her, with every reply down their threads; the topic she
+        // reviews for Bob stays, unreviewed.
+        let first = topic(&store, "first", &ada, Some(&bob));
+        let second = topic(&store, "second", &ada, Some(&ada));
+        let bobs = topic(&store, "bob's", &bob, Some(&ada));
+        let deep = chain(&store, &first, 40);
+        chain(&store, &second, 3);
+        chain(&store, &bobs, 5);
+        // A reply on Bob's topic answering one of Ada's: it goes, through its parent.
+        store
+            .save(Reply {
+                topic_id: bobs.id,
+                parent_id: Some(deep.id),
+                text: "across".into(),
+                ..Reply::default()
+            })
+            .unwrap();
+
+        let effects = store.preview_delete::<Member>(&ada.id).unwrap();
+        assert_eq!(effects.removed_from("members"), 1);
+        assert_eq!(effects.removed_from("topics"), 2);
+        assert_eq!(effects.removed_from("replies"), 40 + 3 + 1);
+        assert_eq!(
+            effects.removed[0].table, "members",
+            "the deleted table first"
+        );
+        let set_null: Vec<_> = effects
+            .set_null
+            .iter()
+            .map(|r| (r.table.as_str(), r.column.as_deref(), r.rows))
+            .collect();
+        assert_eq!(set_null, [("topics", Some("reviewer_id"), 1)]);
+        assert_eq!(effects.set_null_in("topics"), 1);
+        assert!(!effects.is_refused());
+        assert!(
+            effects
+                .to_string()
+                .starts_with("removes members: 1, topics: 2, replies: 44"),
+            "{effects}"
+        );
+
+        let before = counts(&store);
+        store.delete(&ada).unwrap();
+        let after = counts(&store);
+        for ((table, before), (_, after)) in before.into_iter().zip(after) {
+            assert_eq!(
+                (before - after) as u64,
+                effects.removed_from(table),
+                "{table}: the delete removed what the preview said"
+            );
+        }
+        assert_eq!(store.get::<Topic>(&bobs.id).unwrap().reviewer_id, None);
+
+        assert!(matches!(
+            store.preview_delete::<Member>(&ada.id),
+            Err(Error::NotFound { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_preview_inside_a_transaction_sees_its_writes_and_writes_nothing() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let effects = store
+            .transaction(|tx| {
+                tx.save(Topic {
+                    title: "uncommitted".into(),
+                    author_id: ada.id,
+                    ..Topic::default()
+                })?;
+                tx.preview_delete::<Member>(&ada.id)
+            })
+            .unwrap();
+        assert_eq!(effects.removed_from("topics"), 1);
+        assert_eq!(
+            counts(&store),
+            [("members", 1), ("topics", 1), ("replies", 0)]
+        );
+    }
+}

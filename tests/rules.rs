@@ -378,6 +378,42 @@ fn a_cascade_into_links_is_refused_whole(store: Store) {
         (1, 2, 2, 2),
         "nothing of the refused delete happened"
     );
+
+    // The preview finds the same, reading only.
+    let effects = conn.preview_delete::<Project>(&project.id).unwrap();
+    assert_eq!(
+        (
+            effects.removed_from("projects"),
+            effects.removed_from("tasks")
+        ),
+        (1, 2)
+    );
+    let refused: Vec<_> = effects
+        .refused_by
+        .iter()
+        .map(|r| (r.table.as_str(), r.column.as_deref(), r.rows))
+        .collect();
+    assert_eq!(refused, [("task_tags", Some("task_id"), 2)]);
+    drop(conn);
+
+    // Unlinking is explicit, and one transaction with the delete: undone with it.
+    let undone = store.transaction(|tx| {
+        tx.unlink_and_delete::<Project>(&project.id)?;
+        Err::<(), _>(Error::Unsupported("changed my mind".into()))
+    });
+    assert!(undone.is_err());
+    let counts = || {
+        (
+            store.count::<Project>().unwrap(),
+            store.count::<Task>().unwrap(),
+            store.count::<TaskTag>().unwrap(),
+            store.count::<Tag>().unwrap(),
+        )
+    };
+    assert_eq!(counts(), (1, 2, 2, 2));
+    let done = store.unlink_and_delete::<Project>(&project.id).unwrap();
+    assert_eq!(done, effects, "it did what the preview said");
+    assert_eq!(counts(), (0, 0, 0, 2), "the tags stay");
 }
 
 #[test]
@@ -871,4 +907,58 @@ fn a_join_models_pair_of_foreign_keys_is_unique() {
         .model::<keyed_by_pair::Book>()
         .model::<keyed_by_pair::Loan>();
     assert_eq!(unique_indexes(keyed, "loans"), Vec::<Vec<String>>::new());
+}
+
+/// A join model's foreign key may state that deleting its side removes the links: the stated
+/// rule wins over the join default, the other side keeps restricting.
+#[test]
+fn a_join_models_key_may_state_cascade() {
+    mod stated {
+        use datastore::prelude::*;
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Playlist {
+            #[primary_key]
+            pub id: Id,
+            #[many_to_many(Song, through = Entry)]
+            pub songs: ManyToMany<Song>,
+        }
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Song {
+            #[primary_key]
+            pub id: Id,
+        }
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct Entry {
+            #[primary_key]
+            pub id: Id,
+            #[belongs_to(Playlist, on_delete = cascade)]
+            pub playlist_id: Id,
+            #[belongs_to(Song)]
+            pub song_id: Id,
+        }
+    }
+    let schema = Schema::new()
+        .model::<stated::Playlist>()
+        .model::<stated::Song>()
+        .model::<stated::Entry>();
+    let entries = schema
+        .tables()
+        .into_iter()
+        .find(|t| t.name == "entries")
+        .unwrap();
+    let rules: Vec<(String, OnDelete)> = entries
+        .foreign_keys
+        .iter()
+        .map(|fk| (fk.column.to_string(), fk.on_delete))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("playlist_id".to_owned(), OnDelete::Cascade),
+            ("song_id".to_owned(), OnDelete::Restrict)
+        ]
+    );
 }

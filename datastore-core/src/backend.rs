@@ -172,6 +172,46 @@ pub trait NativeConnection:
         column: &str,
         largest: &dyn KeyValue,
     ) -> diesel::QueryResult<()>;
+
+    /// Runs a query reading `(id, literals)` text rows, whose only parameters, if any, are
+    /// `key`'s columns, bound in order.
+    #[doc(hidden)]
+    fn reached_rows(
+        &mut self,
+        sql: &str,
+        key: Option<&dyn KeyValue>,
+    ) -> diesel::QueryResult<Vec<(String, String)>>;
+
+    /// Runs `f` so that every statement in it reads one snapshot of the database and none
+    /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL), or inside the
+    /// transaction already open, in a savepoint.
+    #[doc(hidden)]
+    fn read_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E>;
+
+    /// Runs `f` in a transaction that holds the right to write from its start (`BEGIN
+    /// IMMEDIATE` on SQLite), or inside the transaction already open, in a savepoint.
+    #[doc(hidden)]
+    fn write_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E>;
+}
+
+#[derive(diesel::QueryableByName)]
+struct ReachedRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    literals: String,
+}
+
+impl ReachedRow {
+    fn into_pair(self) -> (String, String) {
+        (self.id, self.literals)
+    }
 }
 
 mod sealed {
@@ -299,6 +339,40 @@ impl NativeConnection for diesel::SqliteConnection {
     ) -> diesel::QueryResult<()> {
         Ok(())
     }
+
+    fn reached_rows(
+        &mut self,
+        sql: &str,
+        key: Option<&dyn KeyValue>,
+    ) -> diesel::QueryResult<Vec<(String, String)>> {
+        let mut query = diesel::sql_query(sql).into_boxed();
+        if let Some(key) = key {
+            query = key.bind_sqlite(query);
+        }
+        let rows: Vec<ReachedRow> = query.load(self)?;
+        Ok(rows.into_iter().map(ReachedRow::into_pair).collect())
+    }
+
+    fn read_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // A deferred transaction that only reads holds one snapshot (in WAL mode) or the
+        // shared lock (otherwise) to its end.
+        self.transaction(f)
+    }
+
+    fn write_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if in_transaction(self) {
+            self.transaction(f)
+        } else {
+            // Reads first, then writes: a deferred transaction could not always upgrade.
+            self.immediate_transaction(f)
+        }
+    }
 }
 
 impl NativeConnection for diesel::PgConnection {
@@ -378,6 +452,40 @@ impl NativeConnection for diesel::PgConnection {
             .bind_pg(diesel::sql_query(sql).into_boxed())
             .execute(self)
             .map(drop)
+    }
+
+    fn reached_rows(
+        &mut self,
+        sql: &str,
+        key: Option<&dyn KeyValue>,
+    ) -> diesel::QueryResult<Vec<(String, String)>> {
+        let mut query = diesel::sql_query(sql).into_boxed();
+        if let Some(key) = key {
+            query = key.bind_pg(query);
+        }
+        let rows: Vec<ReachedRow> = query.load(self)?;
+        Ok(rows.into_iter().map(ReachedRow::into_pair).collect())
+    }
+
+    fn read_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if in_transaction(self) {
+            self.transaction(f)
+        } else {
+            self.build_transaction()
+                .repeatable_read()
+                .read_only()
+                .run(f)
+        }
+    }
+
+    fn write_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction(f)
     }
 }
 

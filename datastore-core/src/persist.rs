@@ -10,7 +10,7 @@ use crate::__private::{Queries, SaveGraph, Statements, Writes};
 use crate::backend::{dispatch, CHUNK, MAX_BIND_PARAMS};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
-use crate::relations::restrict;
+use crate::relations::{plan_delete, restrict, DeleteEffects};
 use crate::schema::KeyKind;
 use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
 
@@ -96,6 +96,15 @@ pub trait Persist<C: Connection>: Model {
     /// Deletes the rows matching the predicate; returns how many. Refused as
     /// [`delete_by_id`](Persist::delete_by_id) is, naming the first refused row.
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
+
+    /// What deleting the row with this key would do, read in one read transaction (or in the
+    /// transaction open on `conn`); [`Error::NotFound`] if there is no such row.
+    fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects>;
+
+    /// In one transaction, deletes the rows that refuse the delete of the row with this key
+    /// (the join rows linking it, or the rows its cascade removes), then the row; returns
+    /// what that did. [`Error::NotFound`] if there is no such row.
+    fn unlink_and_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects>;
 }
 
 /// On a backend's own connection: the model's statements, with the behaviour every model
@@ -225,6 +234,25 @@ where
                 |conn, error, roots| restrict::explain(conn, M::declaration(), error, roots),
             )),
         }
+    }
+
+    fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
+        conn.read_transaction(|conn| match plan_delete(conn, M::declaration(), key)? {
+            Some(plan) => Ok(plan.effects),
+            None => Err(Error::not_found(M::TABLE_NAME, key.describe())),
+        })
+    }
+
+    fn unlink_and_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
+        conn.write_transaction(|conn| {
+            let plan = plan_delete(conn, M::declaration(), key)?
+                .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))?;
+            plan.unlink(conn)?;
+            if !<M as Persist<C>>::delete_by_id(conn, key)? {
+                return Err(Error::not_found(M::TABLE_NAME, key.describe()));
+            }
+            Ok(plan.effects)
+        })
     }
 }
 
@@ -409,6 +437,14 @@ where
         dispatch!(conn, |c| <M as Persist<_>>::delete_by_id(c, key))
     }
 
+    fn preview_delete(conn: &mut AnyConnection, key: &Self::Key) -> Result<DeleteEffects> {
+        dispatch!(conn, |c| <M as Persist<_>>::preview_delete(c, key))
+    }
+
+    fn unlink_and_delete(conn: &mut AnyConnection, key: &Self::Key) -> Result<DeleteEffects> {
+        dispatch!(conn, |c| <M as Persist<_>>::unlink_and_delete(c, key))
+    }
+
     fn count_where(
         conn: &mut AnyConnection,
         predicate: Predicate<Self, AnyConnection>,
@@ -493,6 +529,14 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
 
     fn delete_by_id(conn: &mut PooledConn, key: &Self::Key) -> Result<bool> {
         <M as Persist<AnyConnection>>::delete_by_id(conn, key)
+    }
+
+    fn preview_delete(conn: &mut PooledConn, key: &Self::Key) -> Result<DeleteEffects> {
+        <M as Persist<AnyConnection>>::preview_delete(conn, key)
+    }
+
+    fn unlink_and_delete(conn: &mut PooledConn, key: &Self::Key) -> Result<DeleteEffects> {
+        <M as Persist<AnyConnection>>::unlink_and_delete(conn, key)
     }
 
     fn count_where(conn: &mut PooledConn, predicate: Predicate<Self, PooledConn>) -> Result<i64> {

@@ -4,6 +4,7 @@ use diesel::connection::Connection;
 
 use crate::model::IntoPredicate;
 use crate::persist::Persist;
+use crate::relations::DeleteEffects;
 use crate::{Error, KeyValue, Result};
 
 /// The typed methods of every model, on a Diesel connection.
@@ -113,6 +114,75 @@ pub trait Repo: Connection + Sized {
         } else {
             Err(Error::not_found(M::TABLE_NAME, key.describe()))
         }
+    }
+
+    /// What deleting the row with this key would do, down the whole cascade: the rows it
+    /// would remove (per table), the rows whose foreign key it would set to `NULL`, and the
+    /// rows that refuse it (a many-to-many's join rows). Read in one read transaction (or in
+    /// the transaction open on this connection); a delete run right after on the same data
+    /// does exactly that. [`Error::NotFound`] if there is no such row.
+    ///
+    /// ```
+    /// use datastore::prelude::*;
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Course {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[many_to_many(Student, through = Enrolment)]
+    ///     pub students: ManyToMany<Student>,
+    /// }
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Student {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    /// }
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Enrolment {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[belongs_to(Course)]
+    ///     pub course_id: Id,
+    ///     #[belongs_to(Student)]
+    ///     pub student_id: Id,
+    /// }
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    ///     .open()?;
+    /// let mut conn = store.conn()?;
+    /// let course = conn.save(Course::default())?;
+    /// let student = conn.save(Student::default())?;
+    /// course.link_students(&mut conn, &student)?;
+    ///
+    /// let effects = conn.preview_delete::<Course>(&course.id)?;
+    /// assert_eq!(effects.refused_by_rows_of("enrolments"), 1);
+    /// assert!(matches!(
+    ///     conn.delete(&course),
+    ///     Err(datastore::Error::DeleteRestricted { .. })
+    /// ));
+    ///
+    /// // Unlinking is explicit: this removes the enrolment, then the course.
+    /// conn.unlink_and_delete::<Course>(&course.id)?;
+    /// assert_eq!(conn.count::<Enrolment>()?, 0);
+    /// assert_eq!(conn.count::<Student>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn preview_delete<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<DeleteEffects> {
+        M::preview_delete(self, key)
+    }
+
+    /// Deletes the rows that refuse the delete of the row with this key (the join rows
+    /// linking it or the rows its cascade removes: what
+    /// [`preview_delete`](Repo::preview_delete) lists as `refused_by`), then the row, in one
+    /// transaction; returns what that removed. A plain [`delete`](Repo::delete) never
+    /// unlinks. [`Error::NotFound`] if there is no such row.
+    fn unlink_and_delete<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<DeleteEffects> {
+        M::unlink_and_delete(self, key)
     }
 
     /// Deletes the rows matching a predicate on the model's table; returns how many.

@@ -125,6 +125,45 @@ fn main() -> datastore::Result<()> {
         top.iter().map(|p| &p.title).collect::<Vec<_>>()
     );
 
+    section("Threads, and comments that outlive their authors");
+    let omar = store
+        .query::<User>(|q| q.filter(models::users::username.eq("Omar")))?
+        .remove(0);
+    let opening = store.save(Comment {
+        content: Some("Which database do you use?".into()),
+        post_id: first.id,
+        author_id: Some(omar.id),
+        ..Comment::default()
+    })?;
+    let answer = store.save(Comment {
+        content: Some("SQLite, embedded".into()),
+        post_id: first.id,
+        parent_id: Some(opening.id),
+        author_id: Some(nadia.id),
+        ..Comment::default()
+    })?;
+    store.save(Comment {
+        content: Some("And PostgreSQL on the server".into()),
+        post_id: first.id,
+        parent_id: Some(answer.id),
+        ..Comment::default()
+    })?;
+    // The whole thread, one statement per level.
+    let mut thread = vec![opening.clone()];
+    Comment::load_replies_tree(&mut conn, &mut thread)?;
+    print_thread(&thread, 0);
+    let effects = store.preview_delete::<User>(&omar.id)?;
+    println!("deleting Omar's account {effects}");
+    // Omar still edits "My first post": his link refuses the delete until it is unlinked.
+    first.unlink_editors(&mut conn, &omar)?;
+    store.delete(&omar)?;
+    let kept = store.get::<Comment>(&opening.id)?;
+    println!(
+        "his comment stays, by no one: {:?} (author {:?})",
+        kept.content.as_deref().unwrap_or_default(),
+        kept.author_id
+    );
+
     section("Observing relations");
     let post_123 = store.save(Post {
         title: "123".into(),
@@ -169,6 +208,11 @@ fn main() -> datastore::Result<()> {
         post.title,
         left.len()
     );
+    println!(
+        "deleting \"{}\" {}",
+        first.title,
+        store.preview_delete::<Post>(&first.id)?
+    );
     match store.delete(&first) {
         Err(e) => println!(
             "deleting \"{}\" while editors link to it fails:\n  {e}",
@@ -187,6 +231,19 @@ fn main() -> datastore::Result<()> {
         .collect();
     println!("after unlinking, the delete succeeds; the users remain: {users:?}");
     Ok(())
+}
+
+/// Prints comments and, indented, the replies loaded under them.
+fn print_thread(comments: &[Comment], depth: usize) {
+    for comment in comments {
+        println!(
+            "{:indent$}- {}",
+            "",
+            comment.content.as_deref().unwrap_or_default(),
+            indent = depth * 2
+        );
+        print_thread(comment.replies.get().unwrap_or_default(), depth + 1);
+    }
 }
 
 fn section(title: &str) {

@@ -21,9 +21,16 @@ pub enum Step {
     InsertPosts(Vec<i32>),
     UpdatePost(usize, i32),
     DeletePost(usize),
-    SaveComment(usize),
+    /// A comment on a post; a reply to a comment (on any post) when `parent` picks one; by a
+    /// user when `author` picks one.
+    SaveComment {
+        post: usize,
+        parent: Option<usize>,
+        author: Option<usize>,
+    },
     DeleteComment(usize),
     SaveUser,
+    DeleteUser(usize),
     Link(usize, usize),
     Unlink(usize, usize),
     /// Steps in one transaction, committed or rolled back.
@@ -38,9 +45,19 @@ pub fn simple_step() -> impl Strategy<Value = Step> {
         prop::collection::vec(0..10i32, 1..4).prop_map(Step::InsertPosts),
         (any::<usize>(), 0..10i32).prop_map(|(i, r)| Step::UpdatePost(i, r)),
         any::<usize>().prop_map(Step::DeletePost),
-        any::<usize>().prop_map(Step::SaveComment),
+        (
+            any::<usize>(),
+            proptest::option::of(any::<usize>()),
+            proptest::option::of(any::<usize>())
+        )
+            .prop_map(|(post, parent, author)| Step::SaveComment {
+                post,
+                parent,
+                author
+            }),
         any::<usize>().prop_map(Step::DeleteComment),
         Just(Step::SaveUser),
+        any::<usize>().prop_map(Step::DeleteUser),
         (any::<usize>(), any::<usize>()).prop_map(|(p, u)| Step::Link(p, u)),
         (any::<usize>(), any::<usize>()).prop_map(|(p, u)| Step::Unlink(p, u)),
     ]
@@ -58,9 +75,84 @@ pub fn step() -> impl Strategy<Value = Step> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reference {
     pub posts: BTreeMap<Id, i32>,
-    pub comments: BTreeMap<Id, Id>,
+    pub comments: BTreeMap<Id, CommentRow>,
     pub users: BTreeSet<Id>,
     pub links: BTreeMap<Id, (Id, Id)>,
+}
+
+/// A comment's relations: its post, the comment it answers, its author.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommentRow {
+    pub post: Id,
+    pub parent: Option<Id>,
+    pub author: Option<Id>,
+}
+
+impl Reference {
+    /// The comments a delete of `roots` removes: they, and every reply under them.
+    fn thread(&self, roots: impl IntoIterator<Item = Id>) -> BTreeSet<Id> {
+        let mut thread: BTreeSet<Id> = roots.into_iter().collect();
+        loop {
+            let replies: Vec<Id> = self
+                .comments
+                .iter()
+                .filter(|(id, c)| {
+                    !thread.contains(id) && c.parent.is_some_and(|p| thread.contains(&p))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if replies.is_empty() {
+                return thread;
+            }
+            thread.extend(replies);
+        }
+    }
+
+    fn links_of(&self, matches: impl Fn(&(Id, Id)) -> bool) -> u64 {
+        self.links.values().filter(|link| matches(link)).count() as u64
+    }
+}
+
+/// `(table, column, rows)` of a delete's effects, as the reference predicts them or the
+/// store previews them: removed rows, rows set to NULL, refusing rows.
+type Effects = [Vec<(String, Option<String>, u64)>; 3];
+
+fn effects(effects: &datastore::relations::DeleteEffects) -> Effects {
+    let list = |rows: &[datastore::relations::AffectedRows]| {
+        rows.iter()
+            .map(|r| (r.table.clone(), r.column.clone(), r.rows))
+            .collect()
+    };
+    [
+        list(&effects.removed),
+        list(&effects.set_null),
+        list(&effects.refused_by),
+    ]
+}
+
+/// The reference's effects: `(table, column, rows)` lists, empty counts left out.
+fn predicted(
+    removed: &[(&str, u64)],
+    set_null: &[(&str, &str, u64)],
+    refused: &[(&str, &str, u64)],
+) -> Effects {
+    [
+        removed
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| (t.to_string(), None, *n))
+            .collect(),
+        set_null
+            .iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(t, c, n)| (t.to_string(), Some(c.to_string()), *n))
+            .collect(),
+        refused
+            .iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(t, c, n)| (t.to_string(), Some(c.to_string()), *n))
+            .collect(),
+    ]
 }
 
 pub fn pick<T: Copy>(items: impl IntoIterator<Item = T>, i: usize) -> Option<T> {
@@ -108,27 +200,54 @@ pub fn apply(
         }
         Step::DeletePost(i) => {
             if let Some(id) = pick(model.posts.keys().copied(), *i) {
-                let linked = model.links.values().filter(|(p, _)| *p == id).count();
+                let linked = model.links_of(|(p, _)| *p == id);
+                let thread = model.thread(
+                    model
+                        .comments
+                        .iter()
+                        .filter(|(_, c)| c.post == id)
+                        .map(|(id, _)| *id),
+                );
+                assert_eq!(
+                    effects(&conn.preview_delete::<Post>(&id)?),
+                    predicted(
+                        &[("posts", 1), ("comments", thread.len() as u64)],
+                        &[],
+                        &[("post_editors", "post_id", linked)]
+                    ),
+                    "the preview of deleting post {id}"
+                );
                 match conn.delete_by_id::<Post>(&id) {
                     Err(Error::DeleteRestricted { count, .. }) => {
-                        assert_eq!(count as usize, linked)
+                        assert_eq!(count as u64, linked)
                     }
                     Ok(()) => {
                         assert_eq!(linked, 0, "a linked post was deleted");
                         model.posts.remove(&id);
-                        model.comments.retain(|_, post| *post != id);
+                        model.comments.retain(|id, _| !thread.contains(id));
                     }
                     Err(e) => return Err(e),
                 }
             }
         }
-        Step::SaveComment(i) => {
-            if let Some(post) = pick(model.posts.keys().copied(), *i) {
+        Step::SaveComment {
+            post,
+            parent,
+            author,
+        } => {
+            if let Some(post) = pick(model.posts.keys().copied(), *post) {
+                let row = CommentRow {
+                    post,
+                    parent: parent.and_then(|i| pick(model.comments.keys().copied(), i)),
+                    author: author.and_then(|i| pick(model.users.iter().copied(), i)),
+                };
                 let comment = conn.save(Comment {
-                    post_id: post,
+                    post_id: row.post,
+                    parent_id: row.parent,
+                    author_id: row.author,
                     ..Comment::default()
                 })?;
-                model.comments.insert(comment.id, post);
+                model.comments.insert(comment.id, row);
             } else {
                 // In a savepoint: on PostgreSQL a failed statement aborts the transaction around
                 // it, and the steps after it are expected to go on.
@@ -147,8 +266,14 @@ pub fn apply(
         }
         Step::DeleteComment(i) => {
             if let Some(id) = pick(model.comments.keys().copied(), *i) {
+                let thread = model.thread([id]);
+                assert_eq!(
+                    effects(&conn.preview_delete::<Comment>(&id)?),
+                    predicted(&[("comments", thread.len() as u64)], &[], &[]),
+                    "the preview of deleting comment {id}"
+                );
                 conn.delete_by_id::<Comment>(&id)?;
-                model.comments.remove(&id);
+                model.comments.retain(|id, _| !thread.contains(id));
             }
         }
         Step::SaveUser => {
@@ -157,6 +282,41 @@ pub fn apply(
                 ..User::default()
             })?;
             model.users.insert(user.id);
+        }
+        Step::DeleteUser(i) => {
+            if let Some(id) = pick(model.users.iter().copied(), *i) {
+                let linked = model.links_of(|(_, u)| *u == id);
+                let authored = model
+                    .comments
+                    .values()
+                    .filter(|c| c.author == Some(id))
+                    .count() as u64;
+                assert_eq!(
+                    effects(&conn.preview_delete::<User>(&id)?),
+                    predicted(
+                        &[("users", 1)],
+                        &[("comments", "author_id", authored)],
+                        &[("post_editors", "editor_id", linked)]
+                    ),
+                    "the preview of deleting user {id}"
+                );
+                match conn.delete_by_id::<User>(&id) {
+                    Err(Error::DeleteRestricted { count, .. }) => {
+                        assert_eq!(count as u64, linked)
+                    }
+                    Ok(()) => {
+                        assert_eq!(linked, 0, "a linked user was deleted");
+                        model.users.remove(&id);
+                        // A comment outlives its author.
+                        for comment in model.comments.values_mut() {
+                            if comment.author == Some(id) {
+                                comment.author = None;
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Step::Link(p, u) => {
             if let (Some(post), Some(user)) = (
@@ -245,7 +405,16 @@ pub fn stored(conn: &mut datastore::AnyConnection) -> Reference {
             .all::<Comment>()
             .unwrap()
             .into_iter()
-            .map(|c| (c.id, c.post_id))
+            .map(|c| {
+                (
+                    c.id,
+                    CommentRow {
+                        post: c.post_id,
+                        parent: c.parent_id,
+                        author: c.author_id,
+                    },
+                )
+            })
             .collect(),
         users: conn
             .all::<User>()

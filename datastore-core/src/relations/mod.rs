@@ -12,12 +12,15 @@
 //! does) is decided in one place, [`schema::rules`](crate::schema::rules); a delete that links
 //! refuse is explained by `restrict`.
 
+mod effects;
 mod fields;
 pub mod graph;
 pub mod load;
 pub(crate) mod restrict;
 mod subquery;
 
+pub(crate) use effects::plan as plan_delete;
+pub use effects::{AffectedRows, DeleteEffects};
 pub use fields::{HasMany, HasOne, ManyToMany};
 pub use subquery::InSubquery;
 

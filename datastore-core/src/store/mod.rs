@@ -27,6 +27,7 @@ use crate::observe::hub::Hub;
 use crate::observe::postgres::{self as pg_observe, PgObserve};
 use crate::observe::{self, Decoder, Subscription};
 use crate::persist::Persist;
+use crate::relations::DeleteEffects;
 use crate::repo::Repo;
 use crate::schema::ddl::Dialect;
 use crate::{AnyBackend, AnyConnection, Error, Result};
@@ -308,6 +309,20 @@ impl Store {
     pub fn delete_by_id<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<()> {
         self.refuse_write_in_transaction()?;
         (*self.conn()?).delete_by_id::<M>(key)
+    }
+
+    /// See [`Repo::preview_delete`].
+    pub fn preview_delete<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<DeleteEffects> {
+        (*self.conn()?).preview_delete::<M>(key)
+    }
+
+    /// See [`Repo::unlink_and_delete`].
+    pub fn unlink_and_delete<M: Persist<AnyConnection>>(
+        &self,
+        key: &M::Key,
+    ) -> Result<DeleteEffects> {
+        self.refuse_write_in_transaction()?;
+        (*self.conn()?).unlink_and_delete::<M>(key)
     }
 
     /// See [`Repo::delete_where`].

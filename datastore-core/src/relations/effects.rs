@@ -1,0 +1,376 @@
+//! What deleting a row does, found before it is done: the rows it removes down the whole
+//! cascade, the rows whose foreign key it sets to `NULL`, and the rows that refuse it.
+//!
+//! The foreign keys are read from the catalog, as the database applies them, and the rows are
+//! followed from the deleted one level by level: each level's rows are read by the foreign
+//! key that reaches them, with the values they reference written into the statement as
+//! literals the database rendered itself (SQLite's `quote`, PostgreSQL's `format('%L')` with
+//! the column's type), so that every key type round-trips exactly and the foreign key's index
+//! is used. A row is known by its physical identity (SQLite's `rowid`, PostgreSQL's `ctid`),
+//! which holds within the one transaction the reading runs in: a row reached twice (two
+//! paths, a self-reference) counts once, and a cycle ends.
+//!
+//! [`plan`] runs inside a transaction its caller opened: a read transaction for
+//! [`Persist::preview_delete`](crate::Persist::preview_delete), the delete's own for
+//! [`Persist::unlink_and_delete`](crate::Persist::unlink_and_delete).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use crate::backend::CHUNK;
+use crate::schema::ddl::{quote_ident, Dialect};
+use crate::schema::{ForeignKey, ModelDeclaration, OnDelete};
+use crate::{KeyValue, NativeConnection};
+
+/// What deleting a row does, down the whole cascade: what
+/// [`Repo::preview_delete`](crate::Repo::preview_delete) finds before a delete, and what
+/// [`Repo::unlink_and_delete`](crate::Repo::unlink_and_delete) did.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Author {
+///     #[primary_key]
+///     pub id: Id,
+///     #[has_many(Book)]
+///     pub books: HasMany<Book>,
+/// }
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Book {
+///     #[primary_key]
+///     pub id: Id,
+///     #[belongs_to(Author)]
+///     pub author_id: Id,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:")
+///     .schema(Schema::new().model::<Author>().model::<Book>())
+///     .open()?;
+/// let author = store.save(Author::default())?;
+/// store.save(Book { author_id: author.id, ..Book::default() })?;
+/// store.save(Book { author_id: author.id, ..Book::default() })?;
+///
+/// let effects = store.preview_delete::<Author>(&author.id)?;
+/// assert_eq!(effects.removed_from("authors"), 1);
+/// assert_eq!(effects.removed_from("books"), 2);
+/// assert!(!effects.is_refused());
+/// assert_eq!(store.count::<Book>()?, 2, "a preview deletes nothing");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeleteEffects {
+    /// The rows the delete removes, per table: the deleted row's table first, then the tables
+    /// `ON DELETE CASCADE` reaches, in the order it reaches them.
+    pub removed: Vec<AffectedRows>,
+    /// The rows that stay, with the named foreign key set to `NULL` (`on_delete = set_null`).
+    pub set_null: Vec<AffectedRows>,
+    /// The rows that refuse the delete, per table and foreign key: join rows of a
+    /// many-to-many, or any row whose foreign key restricts deletes. While there is one, a
+    /// delete fails with [`Error::DeleteRestricted`](crate::Error::DeleteRestricted) and
+    /// changes nothing; [`Repo::unlink_and_delete`](crate::Repo::unlink_and_delete) deletes
+    /// them first.
+    pub refused_by: Vec<AffectedRows>,
+}
+
+/// Rows of one table a delete reaches: see [`DeleteEffects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AffectedRows {
+    /// The table.
+    pub table: String,
+    /// The foreign key by which the delete reaches them; `None` for removed rows.
+    pub column: Option<String>,
+    /// How many rows.
+    pub rows: u64,
+}
+
+impl DeleteEffects {
+    /// How many rows of `table` the delete removes.
+    pub fn removed_from(&self, table: &str) -> u64 {
+        count_in(&self.removed, table)
+    }
+
+    /// How many rows of `table` the delete leaves with a foreign key set to `NULL`.
+    pub fn set_null_in(&self, table: &str) -> u64 {
+        count_in(&self.set_null, table)
+    }
+
+    /// How many rows of `table` refuse the delete.
+    pub fn refused_by_rows_of(&self, table: &str) -> u64 {
+        count_in(&self.refused_by, table)
+    }
+
+    /// Whether rows refuse the delete: a plain delete would fail and change nothing.
+    pub fn is_refused(&self) -> bool {
+        !self.refused_by.is_empty()
+    }
+}
+
+fn count_in(rows: &[AffectedRows], table: &str) -> u64 {
+    rows.iter()
+        .filter(|r| r.table == table)
+        .map(|r| r.rows)
+        .sum()
+}
+
+impl fmt::Display for DeleteEffects {
+    /// `removes posts: 1, comments: 3; sets NULL in comments.author_id: 2; refused by
+    /// post_editors.post_id: 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |rows: &[AffectedRows]| {
+            rows.iter()
+                .map(|r| match &r.column {
+                    Some(column) => format!("{}.{column}: {}", r.table, r.rows),
+                    None => format!("{}: {}", r.table, r.rows),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.removed.is_empty() {
+            f.write_str("removes nothing")?;
+        } else {
+            write!(f, "removes {}", list(&self.removed))?;
+        }
+        if !self.set_null.is_empty() {
+            write!(f, "; sets NULL in {}", list(&self.set_null))?;
+        }
+        if !self.refused_by.is_empty() {
+            write!(f, "; refused by {}", list(&self.refused_by))?;
+        }
+        Ok(())
+    }
+}
+
+/// A delete's effects, and what [`Plan::unlink`] needs to remove the rows that refuse it.
+pub(crate) struct Plan {
+    pub effects: DeleteEffects,
+    /// Per refusing foreign key, its table and column and the literals of the values it
+    /// references among the rows the delete removes.
+    refusing: Vec<(String, String, Vec<String>)>,
+}
+
+impl Plan {
+    /// Deletes the rows that refuse the delete.
+    pub fn unlink<C: NativeConnection>(&self, conn: &mut C) -> diesel::QueryResult<()> {
+        for (table, column, literals) in &self.refusing {
+            for chunk in literals.chunks(CHUNK) {
+                conn.batch_execute(&format!(
+                    "DELETE FROM {} WHERE {} IN ({})",
+                    quote_ident(table),
+                    quote_ident(column),
+                    chunk.join(", ")
+                ))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rows reached so far of one table, or by one foreign key, by their identities.
+type Reached = HashSet<String>;
+
+/// What deleting the row of `deleted`'s table keyed `key` does; `None` when there is no such
+/// row.
+pub(crate) fn plan<C: NativeConnection>(
+    conn: &mut C,
+    deleted: &ModelDeclaration,
+    key: &dyn KeyValue,
+) -> diesel::QueryResult<Option<Plan>> {
+    let foreign_keys = conn.catalog_foreign_keys()?;
+    let reading = Reading {
+        dialect: conn.dialect(),
+        foreign_keys: &foreign_keys,
+    };
+    let root = deleted.table_name();
+    let matches_key = deleted
+        .primary_key()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let placeholder = match reading.dialect {
+                Dialect::Sqlite => "?".to_owned(),
+                Dialect::Postgres => format!("${}", i + 1),
+            };
+            format!("{} = {placeholder}", quote_ident(column))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let rows = conn.reached_rows(&reading.select(root, &matches_key), Some(key))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+
+    // Tables in the order the cascade reaches them, with their rows.
+    let mut removed: Vec<(&str, Reached)> = vec![(root, Reached::default())];
+    let mut set_null: Vec<((&str, &str), Reached)> = Vec::new();
+    let mut refused: Vec<((&str, &str), Reached)> = Vec::new();
+    let mut refusing = Vec::new();
+    // Rows reached whose children are yet to be read: their table, a referenced column, and
+    // its values as literals.
+    let mut pending: VecDeque<(&str, &str, Vec<String>)> = VecDeque::new();
+    reading.reach(root, rows, &mut removed[0].1, &mut pending)?;
+
+    while let Some((parent, column, literals)) = pending.pop_front() {
+        for (child, fk) in reading.referencing(parent, column) {
+            for chunk in literals.chunks(CHUNK) {
+                let condition = format!("{} IN ({})", quote_ident(&fk.column), chunk.join(", "));
+                let rows = conn.reached_rows(&reading.select(child, &condition), None)?;
+                if rows.is_empty() {
+                    continue;
+                }
+                match fk.on_delete {
+                    OnDelete::Cascade => {
+                        let reached = entry(&mut removed, child);
+                        reading.reach(child, rows, reached, &mut pending)?;
+                    }
+                    OnDelete::SetNull => {
+                        let reached = entry(&mut set_null, (child, &fk.column));
+                        reached.extend(rows.into_iter().map(|(id, _)| id));
+                    }
+                    OnDelete::Restrict => {
+                        let reached = entry(&mut refused, (child, &fk.column));
+                        reached.extend(rows.into_iter().map(|(id, _)| id));
+                        refusing.push((child.to_owned(), fk.column.to_string(), chunk.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+
+    let removed_rows: HashMap<&str, &HashSet<String>> =
+        removed.iter().map(|(t, r)| (*t, r)).collect();
+    let affected = |(table, column): (&str, &str), rows: u64| AffectedRows {
+        table: table.to_owned(),
+        column: Some(column.to_owned()),
+        rows,
+    };
+    let effects = DeleteEffects {
+        set_null: set_null
+            .iter()
+            .map(|(at, reached)| {
+                // A row the delete removes is not set to NULL.
+                let kept = match removed_rows.get(at.0) {
+                    Some(removed) => reached.difference(removed).count(),
+                    None => reached.len(),
+                };
+                affected(*at, kept as u64)
+            })
+            .filter(|rows| rows.rows > 0)
+            .collect(),
+        refused_by: refused
+            .iter()
+            .map(|(at, reached)| affected(*at, reached.len() as u64))
+            .collect(),
+        removed: removed
+            .into_iter()
+            .map(|(table, reached)| AffectedRows {
+                table: table.to_owned(),
+                column: None,
+                rows: reached.len() as u64,
+            })
+            .collect(),
+    };
+    Ok(Some(Plan { effects, refusing }))
+}
+
+/// The entry of `at` in a list kept in the order entries were first made.
+fn entry<K: PartialEq + Copy>(list: &mut Vec<(K, Reached)>, at: K) -> &mut Reached {
+    let i = match list.iter().position(|(k, _)| *k == at) {
+        Some(i) => i,
+        None => {
+            list.push((at, Reached::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
+}
+
+/// How rows are read along the catalog's foreign keys.
+struct Reading<'a> {
+    dialect: Dialect,
+    foreign_keys: &'a [(String, ForeignKey)],
+}
+
+impl<'a> Reading<'a> {
+    /// The foreign keys referencing `table`'s `column`, with their tables.
+    fn referencing(
+        &self,
+        table: &'a str,
+        column: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ForeignKey)> + 'a {
+        self.foreign_keys
+            .iter()
+            .filter(move |(_, fk)| fk.references == table && fk.referenced_column == column)
+            .map(|(child, fk)| (child.as_str(), fk))
+    }
+
+    /// `table`'s columns other tables' foreign keys reference.
+    fn referenced_columns(&self, table: &str) -> Vec<&'a str> {
+        let mut columns: Vec<&str> = Vec::new();
+        for (_, fk) in self.foreign_keys {
+            if fk.references == table && !columns.contains(&&*fk.referenced_column) {
+                columns.push(&fk.referenced_column);
+            }
+        }
+        columns
+    }
+
+    /// Reads `table`'s rows matching `condition`: each row's identity, and the values of its
+    /// referenced columns as literals, in a JSON array.
+    fn select(&self, table: &str, condition: &str) -> String {
+        let literals = self
+            .referenced_columns(table)
+            .into_iter()
+            .map(|column| {
+                let column = quote_ident(column);
+                match self.dialect {
+                    Dialect::Sqlite => format!("quote({column})"),
+                    Dialect::Postgres => format!("format('%L::%s', {column}, pg_typeof({column}))"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (id, array) = match self.dialect {
+            Dialect::Sqlite => ("CAST(rowid AS TEXT)", format!("json_array({literals})")),
+            Dialect::Postgres => ("ctid::text", format!("json_build_array({literals})::text")),
+        };
+        format!(
+            "SELECT {id} AS id, {array} AS literals FROM {} WHERE {condition}",
+            quote_ident(table)
+        )
+    }
+
+    /// Records `rows` of `table` as reached; those not reached before have their children
+    /// read next.
+    fn reach(
+        &self,
+        table: &'a str,
+        rows: Vec<(String, String)>,
+        reached: &mut Reached,
+        pending: &mut VecDeque<(&'a str, &'a str, Vec<String>)>,
+    ) -> diesel::QueryResult<()> {
+        let columns = self.referenced_columns(table);
+        let mut literals: Vec<Vec<String>> = vec![Vec::new(); columns.len()];
+        for (id, row_literals) in rows {
+            if !reached.insert(id) {
+                continue;
+            }
+            let row_literals: Vec<String> = serde_json::from_str(&row_literals)
+                .map_err(|e| diesel::result::Error::DeserializationError(e.into()))?;
+            for (column, literal) in literals.iter_mut().zip(row_literals) {
+                column.push(literal);
+            }
+        }
+        for (column, literals) in columns.into_iter().zip(literals) {
+            if !literals.is_empty() {
+                pending.push_back((table, column, literals));
+            }
+        }
+        Ok(())
+    }
+}
