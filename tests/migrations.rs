@@ -67,6 +67,7 @@ mod v2 {
         pub id: Id,
         pub text: String,
         #[index]
+        #[column(default = false)]
         pub pinned: bool,
     }
 }
@@ -171,7 +172,29 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
         drift.contains(r#"ALTER TABLE "notes" ADD COLUMN "pinned" INTEGER NOT NULL DEFAULT 0;"#),
         "{drift}"
     );
-    migrations.generate(&v2_and_tag, "pin_notes").unwrap();
+    // Dropping a column loses its values: generation stops, listing it, and writes nothing
+    // until told to.
+    match migrations.generate(&v2_and_tag, "pin_notes") {
+        Err(Error::LossyMigration { changes }) => {
+            assert_eq!(changes, ["drops column notes.obsolete and its values"])
+        }
+        other => panic!("expected LossyMigration, got {other:?}"),
+    }
+    assert_eq!(migration_dirs(tmp.path()).len(), 2);
+    let dir = migrations
+        .clone()
+        .allow_lossy(true)
+        .generate(&v2_and_tag, "pin_notes")
+        .unwrap()
+        .unwrap();
+    let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+    assert!(
+        up.starts_with(
+            "-- LOSSY: drops column notes.obsolete and its values\n\
+             ALTER TABLE \"notes\" DROP COLUMN \"obsolete\";"
+        ),
+        "{up}"
+    );
 
     run_all(tmp.path(), &mut conn);
     assert_eq!(migration_dirs(tmp.path()).len(), 3);

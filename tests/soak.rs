@@ -102,7 +102,7 @@ fn write(store: &Store, until: Instant, done: &Mutex<Vec<Id>>, committed: &Commi
         i += 1;
         let victim = {
             let mut done = done.lock().unwrap();
-            if i % 3 == 0 || done.len() > LIVE_POSTS {
+            if i.is_multiple_of(3) || done.len() > LIVE_POSTS {
                 // The oldest, so that the posts deleted are spread over the run.
                 (!done.is_empty()).then(|| done.swap_remove(0))
             } else {
@@ -120,7 +120,7 @@ fn write(store: &Store, until: Instant, done: &Mutex<Vec<Id>>, committed: &Commi
             if let Some(victim) = victim {
                 tx.delete_by_id::<Post>(&victim)?;
             }
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 return Err(Error::NotFound {
                     table: "rolled back".into(),
                     key: i.to_string(),

@@ -170,6 +170,34 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migration(String),
 
+    /// Generating a migration stopped: it may lose data, each change listed (see
+    /// [`Change::losses`](crate::migrate::Change::losses)), and losing it was not allowed
+    /// ([`Migrations::allow_lossy`](crate::migrate::Migrations::allow_lossy), or the command
+    /// line's `--allow-lossy`). Nothing was written.
+    #[error(
+        "the migration may lose data, so it was not written:\n  - {}\nwrite it anyway with \
+         Migrations::allow_lossy(true) (`migrate generate --allow-lossy`), or declare renames \
+         with #[model(renamed_from = \"..\")] / #[column(renamed_from = \"..\")]",
+        changes.join("\n  - ")
+    )]
+    LossyMigration {
+        /// What each lossy change may lose.
+        changes: Vec<String>,
+    },
+
+    /// Generating a migration stopped: it adds a `NOT NULL` column, or makes one `NOT NULL`,
+    /// in a table that may hold rows, and the model declares no value for them. Nothing was
+    /// written; the store never invents values.
+    #[error(
+        "the migration would invent values, so it was not written:\n  - {}\ndeclare what the \
+         rows take with #[column(default = ..)], or make the field an Option",
+        columns.join("\n  - ")
+    )]
+    MissingDefault {
+        /// Each column without a default.
+        columns: Vec<String>,
+    },
+
     /// A migration that makes columns unique (a join table's pair of foreign keys, a field
     /// declared `#[unique]`) met rows that share values in them. It stopped and changed
     /// nothing; the store removes no rows by itself. Decide which rows go, delete them, and

@@ -18,6 +18,7 @@ use syn::{parse_macro_input, DeriveInput};
     Model,
     attributes(
         model,
+        column,
         primary_key,
         unique,
         index,

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use super::{Migration, Schema};
+use super::{Migration, Rename, Schema};
 use crate::schema::ddl::{self, Dialect};
-use crate::schema::{Column, Index, Table};
+use crate::schema::{Column, ColumnType, Index, Name, Table};
 
 /// One change between the schema the migrations produce and the models.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +13,23 @@ pub enum Change {
     CreateTable(Table),
     /// A table whose model is gone.
     DropTable(Table),
+    /// A table renamed (`#[model(renamed_from = "..")]`), with its rows, indexes and foreign
+    /// keys; on PostgreSQL its constraints named after it are renamed too.
+    RenameTable {
+        /// The table as the migrations left it, under its previous name.
+        table: Table,
+        /// Its name now.
+        to: String,
+    },
+    /// A column renamed (`#[column(renamed_from = "..")]`), with its values.
+    RenameColumn {
+        /// The table as the migrations left it (under its name now).
+        table: Table,
+        /// The column's previous name.
+        from: String,
+        /// Its name now.
+        to: String,
+    },
     /// A new column of an existing table (`table` is the new definition).
     AddColumn {
         /// The table, as the models describe it.
@@ -41,6 +58,15 @@ pub enum Change {
         /// The index.
         index: Index,
     },
+    /// An index that is the same but for its name (its table or column was renamed).
+    RenameIndex {
+        /// The table's name.
+        table: String,
+        /// The index under its previous name.
+        from: Index,
+        /// The index under its name now.
+        to: Index,
+    },
     /// A change SQLite cannot make in place (a column's type, nullability, uniqueness, check
     /// or foreign key; the primary key): the table is rebuilt, keeping its rows.
     RebuildTable {
@@ -56,6 +82,13 @@ impl fmt::Display for Change {
         match self {
             Self::CreateTable(t) => write!(f, "+ table {}", t.name),
             Self::DropTable(t) => write!(f, "- table {}", t.name),
+            Self::RenameTable { table, to } => write!(f, "~ table {} -> {to}", table.name),
+            Self::RenameColumn { table, from, to } => {
+                write!(f, "~ column {}.{from} -> {to}", table.name)
+            }
+            Self::RenameIndex { table, from, to } => {
+                write!(f, "~ index {} -> {} on {table}", from.name, to.name)
+            }
             Self::AddColumn { table, column } => {
                 write!(
                     f,
@@ -92,8 +125,286 @@ impl fmt::Display for Change {
     }
 }
 
-/// The changes that turn `old` into `new`.
+impl Change {
+    /// What the change may lose or refuse, one sentence each; empty for a lossless change
+    /// (a new table, column or plain index, a rename, a widened type, a column becoming
+    /// nullable, a new enum variant, a dropped index, a new default).
+    ///
+    /// ```
+    /// use datastore::migrate::Change;
+    /// use datastore::schema::{Column, ColumnType, Table};
+    /// use std::borrow::Cow;
+    ///
+    /// let table = |ty| Table {
+    ///     name: "scores".into(),
+    ///     primary_key: vec!["id".into()].into(),
+    ///     columns: vec![Column::new("id", ColumnType::Uuid, false), Column::new("points", ty, false)].into(),
+    ///     foreign_keys: Cow::Borrowed(&[]),
+    ///     indexes: Cow::Borrowed(&[]),
+    /// };
+    /// let widen = Change::RebuildTable { old: table(ColumnType::Integer), new: table(ColumnType::BigInt) };
+    /// assert!(widen.losses().is_empty());
+    /// let narrow = Change::RebuildTable { old: table(ColumnType::BigInt), new: table(ColumnType::Integer) };
+    /// assert_eq!(narrow.losses().len(), 1);
+    /// ```
+    pub fn losses(&self) -> Vec<String> {
+        match self {
+            Self::DropTable(table) => {
+                vec![format!("drops table {} and every row in it", table.name)]
+            }
+            Self::DropColumn { table, column } => vec![format!(
+                "drops column {}.{} and its values",
+                table.name, column.name
+            )],
+            Self::CreateIndex { table, index } if index.unique => {
+                vec![unique_loss(table, &index.columns)]
+            }
+            Self::RebuildTable { old, new } => table_losses(old, new),
+            Self::CreateTable(_)
+            | Self::RenameTable { .. }
+            | Self::RenameColumn { .. }
+            | Self::AddColumn { .. }
+            | Self::CreateIndex { .. }
+            | Self::DropIndex { .. }
+            | Self::RenameIndex { .. } => Vec::new(),
+        }
+    }
+
+    /// The columns the change would fill with invented values: added `NOT NULL`, or made
+    /// `NOT NULL`, to a table that may hold rows, with no default declared to give them.
+    pub fn missing_defaults(&self) -> Vec<String> {
+        let needs = |table: &Table, column: &Column, what: &str| {
+            format!(
+                "{}.{} is {what} NOT NULL and has no default for the rows the table holds",
+                table.name, column.name
+            )
+        };
+        match self {
+            Self::AddColumn { table, column } if !column.nullable && column.default.is_none() => {
+                vec![needs(table, column, "added")]
+            }
+            Self::RebuildTable { old, new } => new
+                .columns
+                .iter()
+                .filter(|c| !c.nullable && c.default.is_none() && !c.generated)
+                .filter_map(|c| match old.column(&c.name) {
+                    None => Some(needs(new, c, "added")),
+                    Some(was) if was.nullable => Some(needs(new, c, "made")),
+                    Some(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A unique index or constraint added over rows that may share values.
+fn unique_loss(table: &str, columns: &[Name]) -> String {
+    format!(
+        "makes ({}) of {table} unique: stops, changing nothing, while rows share values there",
+        columns.join(", ")
+    )
+}
+
+/// Whether every value of type `from` is a value of type `to`.
+fn widens(from: &ColumnType, to: &ColumnType) -> bool {
+    use ColumnType::*;
+    match (from, to) {
+        (SmallInt, Integer | BigInt | Double) | (Integer, BigInt | Double) | (Float, Double) => {
+            true
+        }
+        (Enum(_), Text) => true,
+        (Enum(was), Enum(now)) => was.iter().all(|v| now.contains(v)),
+        _ => from == to,
+    }
+}
+
+/// What changing a table from `old` to `new` in place (a rebuild, or PostgreSQL's `ALTER`s)
+/// may lose or refuse.
+fn table_losses(old: &Table, new: &Table) -> Vec<String> {
+    let t = &new.name;
+    let mut losses = Vec::new();
+    if old.primary_key != new.primary_key {
+        losses.push(format!(
+            "changes the primary key of {t} from ({}) to ({}): stops while rows share the new key",
+            old.primary_key.join(", "),
+            new.primary_key.join(", ")
+        ));
+    }
+    for was in old.columns.iter() {
+        let Some(now) = new.column(&was.name) else {
+            losses.push(format!("drops column {t}.{} and its values", was.name));
+            continue;
+        };
+        let c = &now.name;
+        if !widens(&was.ty, &now.ty) {
+            losses.push(match (&was.ty, &now.ty) {
+                (ColumnType::Enum(was), ColumnType::Enum(now)) => format!(
+                    "removes {} from the values of {t}.{c}: stops while rows hold them",
+                    was.iter()
+                        .filter(|v| !now.contains(v))
+                        .map(|v| format!("{v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (from, to) => format!(
+                    "changes the type of {t}.{c} from {from:?} to {to:?}: a value the new type \
+                     cannot hold stops the migration or changes"
+                ),
+            });
+        }
+        if was.nullable && !now.nullable {
+            let fill = now
+                .default
+                .as_ref()
+                .map_or("no default".to_owned(), ToString::to_string);
+            losses.push(format!("makes {t}.{c} NOT NULL: its NULLs become {fill}"));
+        }
+        if now.unique && !was.unique && !new.is_key(c) {
+            losses.push(unique_loss(t, std::slice::from_ref(c)));
+        }
+        match (old.foreign_key(c), new.foreign_key(c)) {
+            (None, Some(fk)) => losses.push(format!(
+                "adds a foreign key {t}.{c} -> {}: stops while values point nowhere",
+                fk.references
+            )),
+            (Some(before), Some(after)) if before.references != after.references => {
+                losses.push(format!(
+                    "points {t}.{c} at {} instead of {}: stops while values point nowhere",
+                    after.references, before.references
+                ))
+            }
+            (Some(before), Some(after)) if before.on_delete != after.on_delete => {
+                losses.push(format!(
+                    "changes what deleting a row of {} does to {t}: ON DELETE {:?} becomes {:?}",
+                    after.references, before.on_delete, after.on_delete
+                ))
+            }
+            _ => {}
+        }
+    }
+    let old_indexes = old.all_indexes();
+    for index in new.all_indexes().iter().filter(|i| i.unique) {
+        let known = old_indexes
+            .iter()
+            .any(|i| i.unique && i.columns == index.columns);
+        if !known {
+            losses.push(unique_loss(t, &index.columns));
+        }
+    }
+    losses
+}
+
+/// The changes that turn `old` into `new`: first the renames `new` declares (those whose
+/// previous name `old` still has), then the rest, against `old` so renamed.
 pub(super) fn diff(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> {
+    let mut tables: Vec<Table> = old.tables().into_iter().cloned().collect();
+    let mut changes = renames(&mut tables, new);
+    let renamed = tables.into_iter().fold(Schema::new(), Schema::table);
+    changes.extend(diff_renamed(&renamed, new, dialect));
+    changes
+}
+
+/// The renames `new` declares that apply to `tables` (the old schema's), applied to them.
+fn renames(tables: &mut [Table], new: &Schema) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let position = |tables: &[Table], name: &str| tables.iter().position(|t| t.name == name);
+    let table_renames = new.renames().iter().filter_map(|r| match r {
+        Rename::Table { from, to } => Some((from, to)),
+        Rename::Column { .. } => None,
+    });
+    for (from, to) in table_renames {
+        let applies = new.get(to).is_some() && new.get(from).is_none();
+        let (Some(i), None, true) = (position(tables, from), position(tables, to), applies) else {
+            continue;
+        };
+        changes.push(Change::RenameTable {
+            table: tables[i].clone(),
+            to: to.clone(),
+        });
+        keep_index_names(&mut tables[i]);
+        tables[i].name = to.clone().into();
+        for table in tables.iter_mut() {
+            let mut fks = table.foreign_keys.to_vec();
+            for fk in fks.iter_mut().filter(|fk| fk.references == **from) {
+                fk.references = to.clone().into();
+            }
+            table.foreign_keys = fks.into();
+        }
+    }
+    let column_renames = new.renames().iter().filter_map(|r| match r {
+        Rename::Column { table, from, to } => Some((table, from, to)),
+        Rename::Table { .. } => None,
+    });
+    for (table_name, from, to) in column_renames {
+        let Some(i) = position(tables, table_name) else {
+            continue;
+        };
+        let now = new.get(table_name);
+        let applies = tables[i].column(from).is_some()
+            && tables[i].column(to).is_none()
+            && now.is_some_and(|t| t.column(to).is_some() && t.column(from).is_none());
+        if !applies {
+            continue;
+        }
+        changes.push(Change::RenameColumn {
+            table: tables[i].clone(),
+            from: from.clone(),
+            to: to.clone(),
+        });
+        keep_index_names(&mut tables[i]);
+        rename_column_in(tables, table_name, from, to);
+    }
+    changes
+}
+
+/// Renames column `from` of table `table_name` to `to` among `tables`: in that table's
+/// columns, key, indexes and foreign keys, and in the foreign keys that reference it.
+fn rename_column_in(tables: &mut [Table], table_name: &str, from: &str, to: &str) {
+    let rename = |name: &mut Name| {
+        if *name == *from {
+            *name = to.to_owned().into();
+        }
+    };
+    for table in tables.iter_mut() {
+        if table.name == *table_name {
+            let mut columns = table.columns.to_vec();
+            columns.iter_mut().for_each(|c| rename(&mut c.name));
+            table.columns = columns.into();
+            let mut key = table.primary_key.to_vec();
+            key.iter_mut().for_each(rename);
+            table.primary_key = key.into();
+            let mut indexes = table.indexes.to_vec();
+            for index in indexes.iter_mut() {
+                let mut columns = index.columns.to_vec();
+                columns.iter_mut().for_each(rename);
+                index.columns = columns.into();
+            }
+            table.indexes = indexes.into();
+        }
+        let own = table.name == *table_name;
+        let mut fks = table.foreign_keys.to_vec();
+        for fk in fks.iter_mut() {
+            if own {
+                rename(&mut fk.column);
+            }
+            if fk.references == *table_name {
+                rename(&mut fk.referenced_column);
+            }
+        }
+        table.foreign_keys = fks.into();
+    }
+}
+
+/// Makes the indexes a table's foreign keys imply (`idx_<table>_<column>`) explicit, under
+/// the names they have in the database, before the table or a column is renamed: the diff
+/// then finds them renamed, rather than under the name the new one implies.
+fn keep_index_names(table: &mut Table) {
+    table.indexes = table.all_indexes().into();
+}
+
+/// The changes that turn `old` into `new`, by the tables' and columns' names.
+fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> {
     let mut changes = Vec::new();
     // Drop children before parents.
     for table in old.tables().into_iter().rev() {
@@ -137,6 +448,22 @@ fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
 
     let mut changes = Vec::new();
     let (old_indexes, new_indexes) = (old.all_indexes(), new.all_indexes());
+    let renamed = ddl::renamed_indexes(&old_indexes, &new_indexes);
+    for (from, to) in &renamed {
+        changes.push(Change::RenameIndex {
+            table: new.name.to_string(),
+            from: from.clone(),
+            to: to.clone(),
+        });
+    }
+    let old_indexes: Vec<Index> = old_indexes
+        .into_iter()
+        .filter(|i| !renamed.iter().any(|(from, _)| from == i))
+        .collect();
+    let new_indexes: Vec<Index> = new_indexes
+        .into_iter()
+        .filter(|i| !renamed.iter().any(|(_, to)| to == i))
+        .collect();
     // Indexes go before their columns do.
     for index in old_indexes.iter().filter(|i| !new_indexes.contains(i)) {
         changes.push(Change::DropIndex {
@@ -179,6 +506,27 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
     };
     match change {
         Change::CreateTable(t) => (create(t), vec![ddl::drop_table(&t.name, dialect)]),
+        Change::RenameTable { table, to } => {
+            let mut renamed = table.clone();
+            renamed.name = to.clone().into();
+            (
+                ddl::rename_table(table, to, dialect),
+                ddl::rename_table(&renamed, &table.name, dialect),
+            )
+        }
+        Change::RenameColumn { table, from, to } => {
+            let mut renamed = [table.clone()];
+            rename_column_in(&mut renamed, &table.name, from, to);
+            let [renamed] = renamed;
+            (
+                ddl::rename_column(table, from, to, dialect),
+                ddl::rename_column(&renamed, to, from, dialect),
+            )
+        }
+        Change::RenameIndex { table, from, to } => (
+            ddl::rename_index(table, from, to, dialect),
+            ddl::rename_index(table, to, from, dialect),
+        ),
         Change::DropTable(t) => (vec![ddl::drop_table(&t.name, dialect)], create(t)),
         Change::AddColumn { table, column } => (
             vec![ddl::add_column(table, column, dialect)],
@@ -213,11 +561,16 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
 pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
     let mut up = Vec::new();
     let mut down = Vec::new();
+    let mut lossy = Vec::new();
     for change in changes {
         let (u, d) = statements(change, dialect);
+        let losses = change.losses();
+        up.extend(losses.iter().map(|loss| format!("-- LOSSY: {loss}")));
         up.extend(u);
         down.splice(0..0, d);
+        lossy.extend(losses);
     }
+    let missing_defaults = changes.iter().flat_map(Change::missing_defaults).collect();
     let outside_transaction = dialect.rebuilds_tables()
         && changes
             .iter()
@@ -244,5 +597,7 @@ pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
         up: wrap(up),
         down: wrap(down),
         outside_transaction,
+        lossy,
+        missing_defaults,
     }
 }

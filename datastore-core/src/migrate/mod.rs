@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use diff::Change;
 pub use embedded::BackendMigrations;
-pub use schema::Schema;
+pub use schema::{Rename, Schema};
 
 use crate::schema::ddl::Dialect;
 use crate::{Error, Result};
@@ -45,6 +45,7 @@ const SNAPSHOT: &str = "schema.json";
 pub struct Migrations {
     dir: PathBuf,
     dialect: Dialect,
+    allow_lossy: bool,
 }
 
 /// A migration to be written: the changes, and their SQL both ways.
@@ -59,6 +60,13 @@ pub struct Migration {
     /// Whether it must run outside a transaction (it rebuilds a table, which needs foreign-key
     /// enforcement off; it then manages its own transaction).
     pub outside_transaction: bool,
+    /// What it may lose or refuse ([`Change::losses`]), each marked `-- LOSSY:` in `up`:
+    /// [`Migrations::generate`] writes it only when told to
+    /// ([`Migrations::allow_lossy`]).
+    pub lossy: Vec<String>,
+    /// The columns it would fill with invented values ([`Change::missing_defaults`]):
+    /// [`Migrations::generate`] never writes it; declare a default.
+    pub missing_defaults: Vec<String>,
 }
 
 /// The difference between the models and their migrations: the migration that is missing.
@@ -96,7 +104,17 @@ impl Migrations {
         Self {
             dir: dir.into(),
             dialect,
+            allow_lossy: false,
         }
+    }
+
+    /// Whether [`generate`](Self::generate) writes a migration that may lose data (drops a
+    /// table or a column, narrows a type, makes a column `NOT NULL` or unique, changes a key
+    /// or a foreign key: see [`Change::losses`]). Off by default: such a migration stops
+    /// generation with [`Error::LossyMigration`] listing each change.
+    pub fn allow_lossy(mut self, allow: bool) -> Self {
+        self.allow_lossy = allow;
+        self
     }
 
     /// The folder.
@@ -156,6 +174,16 @@ impl Migrations {
         let Some(migration) = self.plan(schema)? else {
             return Ok(None);
         };
+        if !migration.missing_defaults.is_empty() {
+            return Err(Error::MissingDefault {
+                columns: migration.missing_defaults,
+            });
+        }
+        if !migration.lossy.is_empty() && !self.allow_lossy {
+            return Err(Error::LossyMigration {
+                changes: migration.lossy,
+            });
+        }
         let dir = self.next_dir(name)?;
         let io = |path: &Path| {
             let path = path.display().to_string();

@@ -32,6 +32,33 @@ pub struct Schema {
     /// Tables two different models claim: reported by [`Schema::validate`].
     #[serde(skip)]
     conflicts: Vec<String>,
+    /// The tables and columns that had other names: not part of the schema (a snapshot
+    /// does not keep them), only a guide for the next migration.
+    #[serde(skip)]
+    renames: Vec<Rename>,
+}
+
+/// A table or a column that had another name (`#[model(renamed_from = "..")]`,
+/// `#[column(renamed_from = "..")]`): the migration generator renames it, keeping its data,
+/// rather than dropping it and creating another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rename {
+    /// A table, renamed `from` → `to`.
+    Table {
+        /// The previous name.
+        from: String,
+        /// The name now.
+        to: String,
+    },
+    /// A column of `table` (its name now), renamed `from` → `to`.
+    Column {
+        /// The table, by its name now.
+        table: String,
+        /// The previous name.
+        from: String,
+        /// The name now.
+        to: String,
+    },
 }
 
 /// Schemas are equal when their tables are.
@@ -67,9 +94,41 @@ impl Schema {
             None => {
                 self.models.push((table.name.to_string(), model));
                 self = self.table(table.clone());
+                let renames = M::declaration().renames();
+                if let Some(from) = renames.table {
+                    self = self.renamed_table(from, &table.name);
+                }
+                for (column, from) in renames.columns {
+                    self = self.renamed_column(&table.name, from, column);
+                }
             }
         }
         self
+    }
+
+    /// Records that table `to` was called `from` (what `#[model(renamed_from = "..")]` says).
+    pub fn renamed_table(mut self, from: &str, to: &str) -> Self {
+        self.renames.push(Rename::Table {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        });
+        self
+    }
+
+    /// Records that column `to` of `table` was called `from` (what
+    /// `#[column(renamed_from = "..")]` says).
+    pub fn renamed_column(mut self, table: &str, from: &str, to: &str) -> Self {
+        self.renames.push(Rename::Column {
+            table: table.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+        });
+        self
+    }
+
+    /// The tables and columns that had other names.
+    pub fn renames(&self) -> &[Rename] {
+        &self.renames
     }
 
     /// Adds a table description.
@@ -110,11 +169,21 @@ impl Schema {
         self.tables.iter().find(|t| t.name == name)
     }
 
-    /// Checks that no two models claim one table and that every foreign key references a
-    /// table of the schema.
+    /// Checks that no two models claim one table, that every foreign key references a table
+    /// of the schema, and that every default fits its column.
     pub fn validate(&self) -> Result<()> {
         if let Some(conflict) = self.conflicts.first() {
             return Err(Error::Migration(conflict.clone()));
+        }
+        for table in &self.tables {
+            for column in table.columns.iter() {
+                if let Some(default) = column.default.as_ref().filter(|d| !d.fits(&column.ty)) {
+                    return Err(Error::Migration(format!(
+                        "{}.{}: the default {default} does not fit a column of type {:?}",
+                        table.name, column.name, column.ty
+                    )));
+                }
+            }
         }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {

@@ -165,10 +165,23 @@ pub struct ModelDeclaration {
     timestamps: Timestamps,
     belongs_to: &'static [BelongsTo],
     relations: &'static [Relation],
+    renames: Renames,
     /// Resolved on first use.
     table: OnceLock<Table>,
     upsert: [OnceLock<Statement>; 2],
     insert_unkeyed: OnceLock<Statement>,
+}
+
+/// The names a model's table and columns had before: `#[model(renamed_from = "todos")]` on
+/// the struct, `#[column(renamed_from = "owner")]` on a field. The migration generator renames
+/// what it finds under an old name, keeping the data; once that migration is written, the
+/// attributes change nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Renames {
+    /// The table's previous name.
+    pub table: Option<&'static str>,
+    /// `(column, previous name)` of each renamed column.
+    pub columns: &'static [(&'static str, &'static str)],
 }
 
 /// Where a model's keys come from.
@@ -231,6 +244,7 @@ impl ModelDeclaration {
         timestamps: Timestamps,
         belongs_to: &'static [BelongsTo],
         relations: &'static [Relation],
+        renames: Renames,
     ) -> Self {
         Self {
             model,
@@ -243,6 +257,7 @@ impl ModelDeclaration {
             timestamps,
             belongs_to,
             relations,
+            renames,
             table: OnceLock::new(),
             upsert: [OnceLock::new(), OnceLock::new()],
             insert_unkeyed: OnceLock::new(),
@@ -299,6 +314,11 @@ impl ModelDeclaration {
         self.relations
     }
 
+    /// The names the table and its columns had before.
+    pub fn renames(&self) -> Renames {
+        self.renames
+    }
+
     /// The table this declaration resolves to, with the rules that follow from it and from
     /// the related models' declarations: see [`rules`](super::rules).
     /// Resolved on first use.
@@ -335,6 +355,7 @@ impl fmt::Debug for ModelDeclaration {
             .field("timestamps", &self.timestamps)
             .field("belongs_to", &self.belongs_to)
             .field("relations", &self.relations)
+            .field("renames", &self.renames)
             .finish()
     }
 }

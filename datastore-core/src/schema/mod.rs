@@ -10,7 +10,8 @@ mod declaration;
 pub mod rules;
 
 pub use declaration::{
-    BelongsTo, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Statement, Timestamps,
+    BelongsTo, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Renames, Statement,
+    Timestamps,
 };
 
 use std::borrow::Cow;
@@ -113,6 +114,11 @@ pub struct Column {
     /// identity column).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub generated: bool,
+    /// The value the column takes when a row gives none (`#[column(default = ..)]`): its
+    /// `DEFAULT`, and what the rows a table already holds take when a migration adds the
+    /// column `NOT NULL` or makes it `NOT NULL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<ColumnDefault>,
 }
 
 impl Column {
@@ -124,6 +130,7 @@ impl Column {
             nullable,
             unique: false,
             generated: false,
+            default: None,
         }
     }
 
@@ -147,6 +154,112 @@ impl Column {
             _ => None,
         }
     }
+}
+
+/// A column's declared default, a literal (`#[column(default = 0)]`, `= "draft"`, `= false`,
+/// `= 0.5`).
+///
+/// ```
+/// use datastore::schema::{ColumnDefault, ColumnType};
+/// use datastore::schema::ddl::Dialect;
+///
+/// let draft = ColumnDefault::Text("draft".into());
+/// assert!(draft.fits(&ColumnType::Text));
+/// assert!(!draft.fits(&ColumnType::Integer));
+/// assert_eq!(ColumnDefault::Bool(true).sql(Dialect::Postgres), "TRUE");
+/// assert_eq!(ColumnDefault::Bool(true).sql(Dialect::Sqlite), "1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnDefault {
+    /// An integer, for an integer column (or a float one).
+    Integer(i64),
+    /// A float, as written (kept as text, so that schemas compare exactly).
+    Real(Name),
+    /// A boolean.
+    Bool(bool),
+    /// Text, for a text column, or a variant's name for an enum column.
+    Text(Name),
+}
+
+impl ColumnDefault {
+    /// Whether a column of type `ty` can hold the default (an enum column: one of its
+    /// variants). A `const fn`, so that `#[derive(Model)]` checks it at compile time.
+    pub const fn fits(&self, ty: &ColumnType) -> bool {
+        match (self, ty) {
+            (Self::Integer(n), ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt) => {
+                match ty {
+                    ColumnType::SmallInt => *n >= i16::MIN as i64 && *n <= i16::MAX as i64,
+                    ColumnType::Integer => *n >= i32::MIN as i64 && *n <= i32::MAX as i64,
+                    _ => true,
+                }
+            }
+            (Self::Integer(_) | Self::Real(_), ColumnType::Float | ColumnType::Double) => true,
+            (Self::Bool(_), ColumnType::Bool) => true,
+            (Self::Text(_), ColumnType::Text) => true,
+            (Self::Text(text), ColumnType::Enum(variants)) => {
+                let variants: &[Name] = match variants {
+                    Cow::Borrowed(variants) => variants,
+                    Cow::Owned(variants) => variants.as_slice(),
+                };
+                let mut i = 0;
+                while i < variants.len() {
+                    if const_str_eq(const_str(&variants[i]), const_str(text)) {
+                        return true;
+                    }
+                    i += 1;
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The default as an SQL literal of `dialect`.
+    pub fn sql(&self, dialect: ddl::Dialect) -> String {
+        match (self, dialect) {
+            (Self::Integer(n), _) => n.to_string(),
+            (Self::Real(text), _) => text.to_string(),
+            (Self::Bool(b), ddl::Dialect::Postgres) => (if *b { "TRUE" } else { "FALSE" }).into(),
+            (Self::Bool(b), ddl::Dialect::Sqlite) => (if *b { "1" } else { "0" }).into(),
+            (Self::Text(text), _) => ddl::quote_literal(text),
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnDefault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Integer(n) => write!(f, "{n}"),
+            Self::Real(text) => f.write_str(text),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Text(text) => write!(f, "{text:?}"),
+        }
+    }
+}
+
+/// A name's text, in a `const fn`.
+const fn const_str(name: &Name) -> &str {
+    match name {
+        Cow::Borrowed(text) => text,
+        Cow::Owned(text) => text.as_str(),
+    }
+}
+
+/// `a == b` for a `const fn`.
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// What a column stores, independent of the backend.

@@ -2,6 +2,7 @@
 
 mod checks;
 mod db_enum;
+mod defaults;
 mod graph;
 mod insertable;
 mod key;

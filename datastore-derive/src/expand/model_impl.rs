@@ -38,6 +38,13 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let column_name = field.column_name();
         let unique = column.unique;
         let generated = assigned == Some(field.ident);
+        let default = match &column.default {
+            Some(default) => {
+                let value = super::defaults::value(default);
+                quote!(::core::option::Option::Some(#value))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote_spanned! {ty.span()=>
             ::datastore::schema::Column {
                 name: ::datastore::__private::Cow::Borrowed(#column_name),
@@ -45,6 +52,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
                 nullable: <#ty as ::datastore::FieldType>::NULLABLE,
                 unique: #unique,
                 generated: #generated,
+                default: #default,
             }
         }
     });
@@ -167,7 +175,25 @@ pub fn model_impl(model: &Model) -> TokenStream {
         }
     });
 
+    let defaults_fit = super::defaults::checks(model);
+    let renamed_table = match &model.renamed_from {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let renamed_columns = model.columns().filter_map(|(field, column)| {
+        let name = field.column_name();
+        let previous = column.renamed_from.as_ref()?.value();
+        Some(quote!((#name, #previous)))
+    });
+    let renames = quote! {
+        ::datastore::schema::Renames {
+            table: #renamed_table,
+            columns: &[#(#renamed_columns),*],
+        }
+    };
+
     quote! {
+        #defaults_fit
         static __COLUMNS: &[::datastore::schema::Column] = &[#(#columns),*];
         static __INDEXES: &[::datastore::schema::Index] = &[#(#indexes),*];
         static __BELONGS_TO: &[::datastore::schema::BelongsTo] = &[#(#belongs_to_decls),*];
@@ -183,6 +209,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
             ::datastore::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
             __BELONGS_TO,
             __RELATIONS,
+            #renames,
         );
 
         impl ::datastore::Model for #ident {

@@ -14,6 +14,8 @@ pub struct Model<'a> {
     pub fields: Vec<Field<'a>>,
     /// The primary key: one field, or several (a composite key), in key order.
     pub key: Key,
+    /// `#[model(renamed_from = "..")]`: the table's previous name.
+    pub renamed_from: Option<LitStr>,
 }
 
 /// A model's primary key.
@@ -54,6 +56,23 @@ pub struct Column {
     /// A `#[belongs_to(Parent)]` foreign key.
     pub belongs_to: Option<BelongsTo>,
     pub timestamp: Option<TimestampRole>,
+    /// `#[column(default = ..)]`.
+    pub default: Option<Default>,
+    /// `#[column(renamed_from = "..")]`: the column's previous name.
+    pub renamed_from: Option<LitStr>,
+}
+
+/// A column's declared default: a literal, and the attribute that declared it.
+pub struct Default {
+    pub value: DefaultValue,
+    pub span: Span,
+}
+
+pub enum DefaultValue {
+    Integer(i64),
+    Real(String),
+    Bool(bool),
+    Text(String),
 }
 
 /// `#[belongs_to(Parent, on_delete = ..)]` on a field.
@@ -124,7 +143,11 @@ impl RelationKind {
 impl<'a> Model<'a> {
     pub fn from_ast(input: &'a DeriveInput) -> Result<Self, TokenStream> {
         let cx = Ctxt::new();
-        let (table, composite) = parse_model_attributes(&cx, input);
+        let ModelAttributes {
+            table,
+            composite,
+            renamed_from,
+        } = parse_model_attributes(&cx, input);
         if !input.generics.params.is_empty() {
             cx.error_spanned_by(
                 &input.generics,
@@ -159,6 +182,7 @@ impl<'a> Model<'a> {
             table,
             fields,
             key: key.expect("an error was reported otherwise"),
+            renamed_from,
         })
     }
 
@@ -200,6 +224,8 @@ impl<'a> Field<'a> {
         let mut index = Slot::new("index");
         let mut belongs_to = Slot::new("belongs_to");
         let mut relation: Slot<Relation> = Slot::new("relation");
+        let mut default: Slot<Default> = Slot::new("default");
+        let mut renamed_from: Slot<LitStr> = Slot::new("renamed_from");
 
         for attr in &field.attrs {
             let Some(name) = attr_name(attr) else {
@@ -274,6 +300,7 @@ impl<'a> Field<'a> {
                         format!("{e}: expected `#[belongs_to(Parent)]`"),
                     )),
                 },
+                "column" => parse_column_options(cx, attr, &mut default, &mut renamed_from),
                 "has_one" | "has_many" | "many_to_many" => {
                     let kind = match name.as_str() {
                         "has_one" => RelationKind::HasOne,
@@ -301,6 +328,8 @@ impl<'a> Field<'a> {
                 (unique.span(), "unique"),
                 (index.span(), "index"),
                 (belongs_to.span(), "belongs_to"),
+                (default.span(), "column"),
+                (renamed_from.span(), "column"),
             ] {
                 if let Some(s) = slot_span {
                     cx.push(syn::Error::new(
@@ -359,6 +388,8 @@ impl<'a> Field<'a> {
                 index: index.is_set(),
                 belongs_to,
                 timestamp,
+                default: default.get(),
+                renamed_from: renamed_from.get(),
             }),
         })
     }
@@ -429,11 +460,88 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
     })
 }
 
-/// `#[model(table = "...", primary_key(a, b))]`: the table's name (or the struct's name in snake
-/// case, pluralized), and the fields of a composite key.
-fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> (Ident, Option<(Vec<Ident>, Span)>) {
+/// `#[column(default = .., renamed_from = "..")]` on a field.
+fn parse_column_options(
+    cx: &Ctxt,
+    attr: &syn::Attribute,
+    default: &mut Slot<Default>,
+    renamed_from: &mut Slot<LitStr>,
+) {
+    const FORM: &str = "expected `#[column(default = <literal>)]` or \
+                        `#[column(renamed_from = \"previous_name\")]`";
+    let result = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("default") {
+            let expr: syn::Expr = meta.value()?.parse()?;
+            match default_value(&expr) {
+                Some(value) => default.set(
+                    cx,
+                    attr.span(),
+                    Default {
+                        value,
+                        span: expr.span(),
+                    },
+                ),
+                None => cx.error_spanned_by(
+                    &expr,
+                    "a default is a literal: an integer, a float, `true`/`false`, or a string \
+                     (an enum's variant by its stored name, `\"Active\"`)",
+                ),
+            }
+            Ok(())
+        } else if meta.path.is_ident("renamed_from") {
+            let lit: LitStr = meta.value()?.parse()?;
+            renamed_from.set(cx, meta.path.span(), lit);
+            Ok(())
+        } else {
+            Err(meta.error(format!("unknown column option: {FORM}")))
+        }
+    });
+    if let Err(e) = result {
+        cx.push(e);
+    }
+}
+
+/// The literal of `#[column(default = ..)]` (a negative number is a unary minus on one).
+fn default_value(expr: &syn::Expr) -> Option<DefaultValue> {
+    let (negative, lit) = match expr {
+        syn::Expr::Lit(lit) => (false, &lit.lit),
+        syn::Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr,
+            ..
+        }) => match &**expr {
+            syn::Expr::Lit(lit) => (true, &lit.lit),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let sign = if negative { "-" } else { "" };
+    Some(match lit {
+        syn::Lit::Int(int) => {
+            DefaultValue::Integer(format!("{sign}{}", int.base10_digits()).parse().ok()?)
+        }
+        syn::Lit::Float(float) => DefaultValue::Real(format!("{sign}{}", float.base10_digits())),
+        syn::Lit::Bool(b) if !negative => DefaultValue::Bool(b.value),
+        syn::Lit::Str(text) if !negative => DefaultValue::Text(text.value()),
+        _ => return None,
+    })
+}
+
+/// What `#[model(..)]` says.
+struct ModelAttributes {
+    /// The table's name: given, or the struct's name in snake case, pluralized.
+    table: Ident,
+    /// The fields of a composite key.
+    composite: Option<(Vec<Ident>, Span)>,
+    /// The table's previous name.
+    renamed_from: Option<LitStr>,
+}
+
+/// `#[model(table = "...", primary_key(a, b), renamed_from = "...")]`.
+fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
     let mut table: Slot<LitStr> = Slot::new("table");
     let mut composite: Slot<Vec<Ident>> = Slot::new("primary_key");
+    let mut renamed_from: Slot<LitStr> = Slot::new("renamed_from");
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("model")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
@@ -453,6 +561,10 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> (Ident, Option<(Vec
                 })?;
                 composite.set(cx, meta.path.span(), fields);
                 Ok(())
+            } else if meta.path.is_ident("renamed_from") {
+                let lit: LitStr = meta.value()?.parse()?;
+                renamed_from.set(cx, meta.path.span(), lit);
+                Ok(())
             } else {
                 let name = meta
                     .path
@@ -460,8 +572,8 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> (Ident, Option<(Vec
                     .map(Ident::to_string)
                     .unwrap_or_default();
                 Err(meta.error(format!(
-                    "unknown model attribute `{name}`: expected `#[model(table = \"name\")]` or \
-                     `#[model(primary_key(a, b))]`"
+                    "unknown model attribute `{name}`: expected `#[model(table = \"name\")]`, \
+                     `#[model(primary_key(a, b))]` or `#[model(renamed_from = \"previous_name\")]`"
                 )))
             }
         });
@@ -470,8 +582,11 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> (Ident, Option<(Vec
         }
     }
     let span = composite.span();
-    let composite = composite.get().zip(span);
-    (table_name(cx, input, table), composite)
+    ModelAttributes {
+        composite: composite.get().zip(span),
+        table: table_name(cx, input, table),
+        renamed_from: renamed_from.get(),
+    }
 }
 
 /// The table's name: the one given, checked, or the struct's name in snake case, pluralized.

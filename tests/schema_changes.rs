@@ -1,0 +1,740 @@
+//! Each kind of schema change, generated from the models and applied to a database holding
+//! rows, on SQLite and PostgreSQL: what it keeps (values, foreign keys, indexes), whether it is
+//! classified lossy, and that `up`, `down`, `up` again ends where the first `up` did.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::PgSchema;
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::sql_types::Text;
+use datastore::diesel::{Connection, QueryableByName, RunQueryDsl};
+use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
+use datastore::migrate::{BackendMigrations, Migrations};
+use datastore::prelude::*;
+use datastore::schema::{Column, ColumnDefault, ColumnType, ForeignKey, OnDelete, Table};
+use datastore::{AnyConnection, Error};
+
+/// A folder of migrations and the database they are applied to.
+struct Lab {
+    dir: tempfile::TempDir,
+    dialect: Dialect,
+    url: String,
+    _schema: Option<PgSchema>,
+}
+
+impl Lab {
+    /// A lab per backend: SQLite on a file, and PostgreSQL when a server is configured.
+    fn all() -> Vec<Lab> {
+        let sqlite = {
+            let dir = tempfile::tempdir().unwrap();
+            let url = dir.path().join("db.sqlite").display().to_string();
+            Lab {
+                dir,
+                dialect: Dialect::Sqlite,
+                url,
+                _schema: None,
+            }
+        };
+        let mut labs = vec![sqlite];
+        if let Some(server) = common::postgres_url() {
+            let schema = PgSchema::new(&server);
+            labs.push(Lab {
+                dir: tempfile::tempdir().unwrap(),
+                dialect: Dialect::Postgres,
+                url: schema.url().to_owned(),
+                _schema: Some(schema),
+            });
+        }
+        labs
+    }
+
+    fn migrations(&self) -> Migrations {
+        Migrations::new(self.dir.path().join("migrations"), self.dialect)
+    }
+
+    /// Generates the migration to `schema`, lossy or not.
+    fn generate(
+        &self,
+        schema: &Schema,
+        name: &str,
+        allow_lossy: bool,
+    ) -> datastore::Result<PathBuf> {
+        Ok(self
+            .migrations()
+            .allow_lossy(allow_lossy)
+            .generate(schema, name)?
+            .expect("a change"))
+    }
+
+    /// Opens a store, which runs the pending migrations.
+    fn up(&self) -> datastore::Result<Store> {
+        let source = FileBasedMigrations::from_path(self.migrations().dir()).unwrap();
+        let migrations = match self.dialect {
+            Dialect::Sqlite => BackendMigrations::new().sqlite(source),
+            _ => BackendMigrations::new().postgres(source),
+        };
+        Store::open(&self.url, migrations)
+    }
+
+    /// Reverts the last migration, as the diesel CLI does.
+    fn down(&self) {
+        let source = FileBasedMigrations::from_path(self.migrations().dir()).unwrap();
+        let mut conn = self.conn();
+        match &mut conn {
+            AnyConnection::Sqlite(c) => c.revert_last_migration(source).map(drop),
+            AnyConnection::Postgres(c) => c.revert_last_migration(source).map(drop),
+        }
+        .unwrap();
+    }
+
+    fn conn(&self) -> AnyConnection {
+        let mut conn = AnyConnection::establish(&self.url).unwrap();
+        if self.dialect == Dialect::Sqlite {
+            conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        }
+        conn
+    }
+
+    fn execute(&self, sql: &str) -> datastore::Result<()> {
+        self.conn().batch_execute(sql)?;
+        Ok(())
+    }
+
+    /// The text of one value per row: `sql` selects a single text column `v`.
+    fn rows(&self, sql: &str) -> Vec<String> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = datastore::diesel::sql_types::Nullable<Text>)]
+            v: Option<String>,
+        }
+        diesel::sql_query(sql)
+            .load::<Row>(&mut self.conn())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.v.unwrap_or_else(|| "NULL".into()))
+            .collect()
+    }
+
+    /// Everything about the tables that a migration can change (columns and their types,
+    /// defaults, constraints, indexes), as text to compare.
+    fn fingerprint(&self) -> Vec<String> {
+        let sql = match self.dialect {
+            // `ALTER TABLE` edits the statement SQLite keeps: compared without whitespace.
+            Dialect::Sqlite => {
+                "SELECT replace(replace(replace(sql, ' ', ''), char(10), ''), char(9), '') AS v \
+                 FROM sqlite_master \
+                 WHERE sql IS NOT NULL AND name NOT LIKE '__diesel%' ORDER BY name"
+            }
+            _ => {
+                "SELECT v FROM ( \
+                   SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || \
+                          is_nullable || ' ' || coalesce(column_default, '') AS v \
+                   FROM information_schema.columns WHERE table_schema = current_schema() \
+                   UNION ALL \
+                   SELECT conrelid::regclass::text || ' ' || conname || ' ' || \
+                          pg_get_constraintdef(oid) \
+                   FROM pg_constraint WHERE connamespace = current_schema()::regnamespace \
+                   UNION ALL \
+                   SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+                 ) AS f WHERE v NOT LIKE '%__diesel%' ORDER BY v"
+            }
+        };
+        self.rows(sql)
+    }
+
+    /// `up`, `down` and `up` again of the last migration: the schema after the `down` is the
+    /// one before, and after the second `up` the one after the first.
+    fn round_trip(&self, before: &[String]) {
+        let after = self.fingerprint();
+        self.down();
+        assert_eq!(self.fingerprint(), before, "down restores the schema");
+        self.up().unwrap();
+        assert_eq!(self.fingerprint(), after, "up again gives the same schema");
+    }
+}
+
+/// A table `items` keyed by an integer `id`, with these columns.
+fn items(columns: Vec<Column>) -> Table {
+    let mut all = vec![Column::new("id", ColumnType::BigInt, false)];
+    all.extend(columns);
+    Table {
+        name: "items".into(),
+        primary_key: vec!["id".into()].into(),
+        columns: all.into(),
+        foreign_keys: vec![].into(),
+        indexes: vec![].into(),
+    }
+}
+
+fn column(name: &'static str, ty: ColumnType) -> Column {
+    Column::new(name, ty, false)
+}
+
+fn nullable(name: &'static str, ty: ColumnType) -> Column {
+    Column::new(name, ty, true)
+}
+
+fn defaulting(mut column: Column, default: ColumnDefault) -> Column {
+    column.default = Some(default);
+    column
+}
+
+fn schema(table: Table) -> Schema {
+    Schema::new().table(table)
+}
+
+/// Applies `before` to a fresh database, seeds it, generates the change to `after` (which must
+/// be lossy or not as `lossy` says: a lossy one is refused until allowed), applies it, and
+/// round-trips it; returns the lab for checks.
+fn change(lab: &Lab, before: Schema, seed: &str, after: &Schema, lossy: bool) -> Vec<String> {
+    lab.generate(&before, "before", false).unwrap();
+    drop(lab.up().unwrap());
+    lab.execute(seed).unwrap();
+    let fingerprint = lab.fingerprint();
+    match lab.generate(after, "after", false) {
+        Ok(_) => assert!(!lossy, "a lossy change was written unasked"),
+        Err(Error::LossyMigration { changes }) => {
+            assert!(lossy, "a lossless change was refused: {changes:?}");
+            lab.generate(after, "after", true).unwrap();
+        }
+        Err(e) => panic!("{e}"),
+    }
+    drop(lab.up().unwrap());
+    fingerprint
+}
+
+#[test]
+fn lossless_changes_keep_every_row() {
+    let integer = |ty| items(vec![column("n", ty)]);
+    let cases: Vec<(&str, Table, Table, &str, Vec<&str>)> = vec![
+        (
+            "a nullable column added",
+            items(vec![column("name", ColumnType::Text)]),
+            items(vec![
+                column("name", ColumnType::Text),
+                nullable("note", ColumnType::Text),
+            ]),
+            "SELECT name || '/' || coalesce(note, 'NULL') AS v FROM items ORDER BY id",
+            vec!["a/NULL", "b/NULL"],
+        ),
+        (
+            "a NOT NULL column added with its default",
+            items(vec![column("name", ColumnType::Text)]),
+            items(vec![
+                column("name", ColumnType::Text),
+                defaulting(
+                    column("stars", ColumnType::Integer),
+                    ColumnDefault::Integer(3),
+                ),
+            ]),
+            "SELECT name || '/' || CAST(stars AS TEXT) AS v FROM items ORDER BY id",
+            vec!["a/3", "b/3"],
+        ),
+        (
+            "an i32 widened to an i64",
+            integer(ColumnType::Integer),
+            integer(ColumnType::BigInt),
+            "SELECT CAST(n AS TEXT) AS v FROM items ORDER BY id",
+            vec!["-2147483648", "2147483647"],
+        ),
+        (
+            "an f32 widened to an f64",
+            items(vec![column("x", ColumnType::Float)]),
+            items(vec![column("x", ColumnType::Double)]),
+            "SELECT CAST(x AS TEXT) AS v FROM items ORDER BY id",
+            vec!["0.5", "-1.25"],
+        ),
+        (
+            "a column made nullable",
+            items(vec![column("name", ColumnType::Text)]),
+            items(vec![nullable("name", ColumnType::Text)]),
+            "SELECT name AS v FROM items ORDER BY id",
+            vec!["a", "b"],
+        ),
+        (
+            "an enum variant added",
+            items(vec![column(
+                "stage",
+                ColumnType::Enum(vec!["Draft".into(), "Done".into()].into()),
+            )]),
+            items(vec![column(
+                "stage",
+                ColumnType::Enum(vec!["Draft".into(), "Done".into(), "Archived".into()].into()),
+            )]),
+            "SELECT stage AS v FROM items ORDER BY id",
+            vec!["Draft", "Done"],
+        ),
+        (
+            "an index added",
+            items(vec![column("name", ColumnType::Text)]),
+            {
+                let mut table = items(vec![column("name", ColumnType::Text)]);
+                table.indexes = vec![datastore::schema::Index {
+                    name: "idx_items_name".into(),
+                    columns: vec!["name".into()].into(),
+                    unique: false,
+                }]
+                .into();
+                table
+            },
+            "SELECT name AS v FROM items ORDER BY id",
+            vec!["a", "b"],
+        ),
+    ];
+    for lab in Lab::all() {
+        for (what, before, after, read, expected) in &cases {
+            let lab = fresh(&lab);
+            let seed = match (&before.columns[1].name[..], &before.columns[1].ty) {
+                ("name", _) => "INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b');",
+                ("n", _) => "INSERT INTO items (id, n) VALUES (1, -2147483648), (2, 2147483647);",
+                ("x", _) => "INSERT INTO items (id, x) VALUES (1, 0.5), (2, -1.25);",
+                _ => "INSERT INTO items (id, stage) VALUES (1, 'Draft'), (2, 'Done');",
+            };
+            let before_fingerprint = change(
+                &lab,
+                schema(before.clone()),
+                seed,
+                &schema(after.clone()),
+                false,
+            );
+            assert_eq!(lab.rows(read), *expected, "{what} ({:?})", lab.dialect);
+            lab.round_trip(&before_fingerprint);
+            assert_eq!(
+                lab.rows(read),
+                *expected,
+                "{what}, after down and up ({:?})",
+                lab.dialect
+            );
+        }
+    }
+}
+
+/// A lab like `lab` (same backend), on a database and folder of its own.
+fn fresh(lab: &Lab) -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    match lab.dialect {
+        Dialect::Sqlite => {
+            let url = dir.path().join("db.sqlite").display().to_string();
+            Lab {
+                dir,
+                dialect: Dialect::Sqlite,
+                url,
+                _schema: None,
+            }
+        }
+        _ => {
+            let schema = PgSchema::new(&common::postgres_url().unwrap());
+            Lab {
+                dir,
+                dialect: Dialect::Postgres,
+                url: schema.url().to_owned(),
+                _schema: Some(schema),
+            }
+        }
+    }
+}
+
+#[test]
+fn lossy_changes_are_written_only_when_allowed_and_keep_what_they_can() {
+    let stage = |variants: &[&'static str]| {
+        ColumnType::Enum(
+            variants
+                .iter()
+                .map(|v| (*v).into())
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
+    for lab in Lab::all() {
+        // A dropped column: the others keep their values; down brings it back, empty.
+        let l = fresh(&lab);
+        let before = items(vec![
+            column("name", ColumnType::Text),
+            nullable("note", ColumnType::Text),
+        ]);
+        let fp = change(
+            &l,
+            schema(before),
+            "INSERT INTO items (id, name, note) VALUES (1, 'a', 'x');",
+            &schema(items(vec![column("name", ColumnType::Text)])),
+            true,
+        );
+        assert_eq!(l.rows("SELECT name AS v FROM items"), ["a"]);
+        l.round_trip(&fp);
+
+        // An i64 narrowed to an i32: values that fit are kept.
+        let l = fresh(&lab);
+        change(
+            &l,
+            schema(items(vec![column("n", ColumnType::BigInt)])),
+            "INSERT INTO items (id, n) VALUES (1, 7), (2, -7);",
+            &schema(items(vec![column("n", ColumnType::Integer)])),
+            true,
+        );
+        assert_eq!(
+            l.rows("SELECT CAST(n AS TEXT) AS v FROM items ORDER BY id"),
+            ["7", "-7"]
+        );
+
+        // A column made NOT NULL: its NULLs take the declared default.
+        let l = fresh(&lab);
+        let fp = change(
+            &l,
+            schema(items(vec![nullable("name", ColumnType::Text)])),
+            "INSERT INTO items (id, name) VALUES (1, 'a'), (2, NULL);",
+            &schema(items(vec![defaulting(
+                column("name", ColumnType::Text),
+                ColumnDefault::Text("anonymous".into()),
+            )])),
+            true,
+        );
+        assert_eq!(
+            l.rows("SELECT name AS v FROM items ORDER BY id"),
+            ["a", "anonymous"]
+        );
+        l.round_trip(&fp);
+
+        // An enum variant removed while no row holds it: rows kept.
+        let l = fresh(&lab);
+        change(
+            &l,
+            schema(items(vec![column(
+                "stage",
+                stage(&["Draft", "Done", "Gone"]),
+            )])),
+            "INSERT INTO items (id, stage) VALUES (1, 'Draft'), (2, 'Done');",
+            &schema(items(vec![column("stage", stage(&["Draft", "Done"]))])),
+            true,
+        );
+        assert_eq!(
+            l.rows("SELECT stage AS v FROM items ORDER BY id"),
+            ["Draft", "Done"]
+        );
+        assert!(
+            l.execute("INSERT INTO items (id, stage) VALUES (3, 'Gone');")
+                .is_err(),
+            "the variant is gone"
+        );
+
+        // An enum variant removed while a row holds it: the migration stops, changing nothing.
+        let l = fresh(&lab);
+        l.generate(
+            &schema(items(vec![column("stage", stage(&["Draft", "Gone"]))])),
+            "before",
+            false,
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO items (id, stage) VALUES (1, 'Gone');")
+            .unwrap();
+        let fp = l.fingerprint();
+        l.generate(
+            &schema(items(vec![column("stage", stage(&["Draft"]))])),
+            "after",
+            true,
+        )
+        .unwrap();
+        assert!(l.up().is_err(), "a row holds the removed variant");
+        assert_eq!(l.fingerprint(), fp, "nothing changed");
+        assert_eq!(l.rows("SELECT stage AS v FROM items"), ["Gone"]);
+
+        // A unique index over rows sharing values: Error::Duplicates, nothing changed.
+        let l = fresh(&lab);
+        let mut unique = items(vec![column("name", ColumnType::Text)]);
+        unique.indexes = vec![datastore::schema::Index {
+            name: "uq_items_name".into(),
+            columns: vec!["name".into()].into(),
+            unique: true,
+        }]
+        .into();
+        l.generate(
+            &schema(items(vec![column("name", ColumnType::Text)])),
+            "before",
+            false,
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO items (id, name) VALUES (1, 'twin'), (2, 'twin');")
+            .unwrap();
+        assert!(matches!(
+            l.generate(&schema(unique.clone()), "after", false),
+            Err(Error::LossyMigration { .. })
+        ));
+        l.generate(&schema(unique), "after", true).unwrap();
+        assert!(matches!(l.up(), Err(Error::Duplicates { total: 1, .. })));
+        assert_eq!(l.rows("SELECT name AS v FROM items"), ["twin", "twin"]);
+    }
+}
+
+#[test]
+fn a_value_is_never_invented() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(
+            &schema(items(vec![nullable("name", ColumnType::Text)])),
+            "before",
+            false,
+        )
+        .unwrap();
+        for after in [
+            // A NOT NULL column added without a default.
+            items(vec![
+                nullable("name", ColumnType::Text),
+                column("stars", ColumnType::Integer),
+            ]),
+            // A column made NOT NULL without one.
+            items(vec![column("name", ColumnType::Text)]),
+        ] {
+            match l
+                .migrations()
+                .allow_lossy(true)
+                .generate(&schema(after), "after")
+            {
+                Err(Error::MissingDefault { columns }) => assert_eq!(columns.len(), 1),
+                other => panic!("expected MissingDefault, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            std::fs::read_dir(l.migrations().dir())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().is_dir())
+                .count(),
+            1,
+            "nothing was written"
+        );
+    }
+}
+
+/// A project board, before and after its table and columns were renamed, then after its
+/// foreign key changed.
+mod v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Project {
+        #[primary_key]
+        pub id: Id,
+        #[unique]
+        pub name: String,
+        #[has_many(Task)]
+        pub tasks: HasMany<Task>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Task {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Project)]
+        pub project_id: Id,
+        #[index]
+        pub owner: String,
+    }
+}
+
+mod v2 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(renamed_from = "projects")]
+    pub struct Board {
+        #[primary_key]
+        pub id: Id,
+        #[unique]
+        pub name: String,
+        #[has_many(Task)]
+        pub tasks: HasMany<Task>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Task {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Board)]
+        #[column(renamed_from = "project_id")]
+        pub board_id: Id,
+        #[index]
+        #[column(renamed_from = "owner")]
+        pub assignee: String,
+    }
+}
+
+mod v3 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(renamed_from = "projects")]
+    pub struct Board {
+        #[primary_key]
+        pub id: Id,
+        #[unique]
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Task {
+        #[primary_key]
+        pub id: Id,
+        /// A board's tasks no longer go with it: it cannot be deleted while it has some.
+        #[belongs_to(Board, on_delete = restrict)]
+        #[column(renamed_from = "project_id")]
+        pub board_id: Id,
+        #[index]
+        #[column(renamed_from = "owner")]
+        pub assignee: String,
+    }
+}
+
+#[test]
+fn renames_keep_the_data_indexes_and_foreign_keys_and_a_later_change_finds_them() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(
+            &Schema::new().model::<v1::Project>().model::<v1::Task>(),
+            "projects",
+            false,
+        )
+        .unwrap();
+        let store = l.up().unwrap();
+        let project = store
+            .save(v1::Project {
+                name: "launch".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let task = store
+            .save(v1::Task {
+                project_id: project.id,
+                owner: "ada".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        drop(store);
+        let before = l.fingerprint();
+
+        // Renames are lossless: written without being allowed to lose anything.
+        let v2 = Schema::new().model::<v2::Board>().model::<v2::Task>();
+        let dir = l.generate(&v2, "boards", false).unwrap();
+        let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+        assert!(
+            !up.contains("DROP TABLE") && !up.contains("DROP COLUMN"),
+            "{up}"
+        );
+        assert!(up.contains("RENAME"), "{up}");
+        let store = l.up().unwrap();
+        let board: v2::Board = store.get(&project.id).unwrap();
+        assert_eq!(board.name, "launch");
+        let moved: v2::Task = store.get(&task.id).unwrap();
+        assert_eq!(
+            (moved.board_id, moved.assignee.as_str()),
+            (project.id, "ada")
+        );
+        // The unique constraint and the foreign key came along, under their new names.
+        assert!(store
+            .save(v2::Board {
+                name: "launch".into(),
+                ..Default::default()
+            })
+            .is_err());
+        assert!(store
+            .save(v2::Task {
+                board_id: Id::new(),
+                ..Default::default()
+            })
+            .is_err());
+        let indexes = match l.dialect {
+            Dialect::Sqlite => "SELECT name AS v FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name",
+            _ => "SELECT indexname::text AS v FROM pg_indexes WHERE schemaname = current_schema() AND indexname LIKE 'idx_%' ORDER BY 1",
+        };
+        assert_eq!(
+            l.rows(indexes),
+            ["idx_tasks_assignee", "idx_tasks_board_id"]
+        );
+        if l.dialect == Dialect::Postgres {
+            let constraints = l.rows(
+                "SELECT conname::text AS v FROM pg_constraint \
+                 WHERE connamespace = current_schema()::regnamespace \
+                   AND conname NOT LIKE '__diesel%' ORDER BY 1",
+            );
+            assert_eq!(
+                constraints,
+                [
+                    "boards_name_key",
+                    "boards_pkey",
+                    "tasks_board_id_fkey",
+                    "tasks_pkey"
+                ]
+            );
+        }
+        drop(store);
+        // The attributes may stay: nothing more to generate.
+        assert!(l.migrations().plan(&v2).unwrap().is_none());
+        l.round_trip(&before);
+
+        // A later change of the renamed foreign key finds it by its new name.
+        let v3 = Schema::new().model::<v3::Board>().model::<v3::Task>();
+        l.generate(&v3, "restrict_tasks", true).unwrap();
+        let store = l.up().unwrap();
+        assert!(
+            store.delete_by_id::<v3::Board>(&project.id).is_err(),
+            "its task now restricts the delete"
+        );
+        assert_eq!(store.count::<v3::Task>().unwrap(), 1);
+    }
+}
+
+/// The kinds of change not covered above: each one's classification.
+#[test]
+fn every_change_is_classified() {
+    let fk = |on_delete| ForeignKey {
+        column: "owner_id".into(),
+        references: "owners".into(),
+        referenced_column: "id".into(),
+        on_delete,
+        on_update_cascade: false,
+    };
+    let owned = |on_delete| {
+        let mut table = items(vec![column("owner_id", ColumnType::BigInt)]);
+        table.foreign_keys = vec![fk(on_delete)].into();
+        table
+    };
+    let owners = items(vec![]);
+    let owners = Table {
+        name: "owners".into(),
+        ..owners
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
+    migrations
+        .generate(
+            &Schema::new()
+                .table(owners.clone())
+                .table(owned(OnDelete::Cascade)),
+            "before",
+        )
+        .unwrap();
+    let plan = |table: Table| {
+        migrations
+            .plan(&Schema::new().table(owners.clone()).table(table))
+            .unwrap()
+            .unwrap()
+            .lossy
+    };
+    assert_eq!(
+        plan(owned(OnDelete::Restrict)),
+        ["changes what deleting a row of owners does to items: ON DELETE Cascade becomes Restrict"]
+    );
+    let mut rekeyed = owned(OnDelete::Cascade);
+    rekeyed.columns = vec![
+        Column::new("id", ColumnType::Text, false),
+        column("owner_id", ColumnType::BigInt),
+    ]
+    .into();
+    assert_eq!(plan(rekeyed).len(), 1, "a key type change is lossy");
+    let dropped = migrations
+        .plan(&Schema::new().table(owners))
+        .unwrap()
+        .unwrap();
+    assert_eq!(dropped.lossy, ["drops table items and every row in it"]);
+}
