@@ -16,30 +16,23 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::SqliteConnection;
 
 /// `migrations/sqlite` and `migrations/postgres` of this repository are generated from the
-/// blog's models. When this fails, generate the missing migrations:
-/// `DATASTORE_GENERATE=<name> cargo test --test migrations`.
+/// blog's models. When this fails, generate the missing migrations with the command line
+/// applications get: `cargo run --example migrate --features cli -- generate <name>`.
 #[test]
 fn repository_migrations_match_the_models() {
     for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-        check_repository_migrations(dialect);
-    }
-}
-
-fn check_repository_migrations(dialect: Dialect) {
-    let migrations = Migrations::new(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(dialect.dir_name()),
-        dialect,
-    );
-    let schema = models::schema();
-    if let Ok(name) = std::env::var("DATASTORE_GENERATE") {
-        if let Some(dir) = migrations.generate(&schema, &name).unwrap() {
-            eprintln!("wrote {}", dir.display());
+        let migrations = Migrations::new(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dialect.dir_name()),
+            dialect,
+        );
+        if let Some(drift) = migrations.drift(&models::schema()).unwrap() {
+            panic!(
+                "{drift}\ngenerate it with: cargo run --example migrate --features cli -- \
+                 generate <name>"
+            );
         }
-    }
-    if let Some(drift) = migrations.drift(&schema).unwrap() {
-        panic!("{drift}\ngenerate it with: DATASTORE_GENERATE=<name> cargo test --test migrations");
     }
 }
 

@@ -6,6 +6,8 @@
 //! with that snapshot gives the exact change to write as the next migration
 //! ([`Migrations::generate`]), or the drift a test reports ([`Migrations::check`]).
 
+#[cfg(feature = "cli")]
+mod cli;
 mod diff;
 mod embedded;
 mod schema;
@@ -14,6 +16,8 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "cli")]
+pub use cli::Cli;
 pub use diff::Change;
 pub use embedded::BackendMigrations;
 pub use schema::{Rename, Schema};

@@ -231,3 +231,112 @@ impl Schema {
         Ok(())
     }
 }
+
+impl Schema {
+    /// The schema as a [Mermaid](https://mermaid.js.org) ER diagram: each table with its
+    /// columns (`PK`, `FK`, `UK`), and each foreign key as a relationship labelled with its
+    /// column and its `ON DELETE` rule; a unique foreign key (a `has_one`) is one-to-one, a
+    /// nullable one an optional parent.
+    ///
+    /// ```
+    /// use datastore::prelude::*;
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Post {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[has_many(Comment)]
+    ///     pub comments: HasMany<Comment>,
+    /// }
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Comment {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[belongs_to(Post)]
+    ///     pub post_id: Id,
+    /// }
+    ///
+    /// let diagram = Schema::new().model::<Post>().model::<Comment>().mermaid();
+    /// assert!(diagram.starts_with("erDiagram\n"));
+    /// assert!(diagram.contains(r#"posts ||--o{ comments : "post_id, on delete cascade""#));
+    /// ```
+    pub fn mermaid(&self) -> String {
+        use std::fmt::Write;
+
+        use crate::schema::{ColumnType, OnDelete};
+
+        let mut out = String::from("erDiagram\n");
+        for table in self.tables() {
+            let _ = writeln!(out, "    {} {{", table.name);
+            for column in table.columns.iter() {
+                let ty = match &column.ty {
+                    ColumnType::Text => "text",
+                    ColumnType::SmallInt => "smallint",
+                    ColumnType::Integer => "integer",
+                    ColumnType::BigInt => "bigint",
+                    ColumnType::Float => "real",
+                    ColumnType::Double => "double",
+                    ColumnType::Bool => "bool",
+                    ColumnType::Blob => "bytes",
+                    ColumnType::Uuid => "uuid",
+                    ColumnType::Timestamp => "timestamp",
+                    ColumnType::Json => "json",
+                    ColumnType::Enum(_) => "enum",
+                };
+                let mut keys = Vec::new();
+                if table.is_key(&column.name) {
+                    keys.push("PK");
+                }
+                if table.foreign_key(&column.name).is_some() {
+                    keys.push("FK");
+                }
+                if column.unique && !table.is_key(&column.name) {
+                    keys.push("UK");
+                }
+                let mut notes = Vec::new();
+                if column.nullable {
+                    notes.push("nullable".to_owned());
+                }
+                if let ColumnType::Enum(variants) = &column.ty {
+                    notes.push(variants.join(" | "));
+                }
+                let _ = write!(out, "        {ty} {}", column.name);
+                if !keys.is_empty() {
+                    let _ = write!(out, " {}", keys.join(", "));
+                }
+                if !notes.is_empty() {
+                    let _ = write!(out, " \"{}\"", notes.join("; "));
+                }
+                out.push('\n');
+            }
+            out.push_str("    }\n");
+        }
+        for table in self.tables() {
+            for fk in table.foreign_keys.iter() {
+                let column = table.column(&fk.column);
+                let parent = if column.is_some_and(|c| c.nullable) {
+                    "|o"
+                } else {
+                    "||"
+                };
+                let child = if column.is_some_and(|c| c.unique) {
+                    "o|"
+                } else {
+                    "o{"
+                };
+                let rule = match fk.on_delete {
+                    OnDelete::Cascade => "cascade",
+                    OnDelete::Restrict => "restrict",
+                    OnDelete::SetNull => "set null",
+                };
+                let _ = writeln!(
+                    out,
+                    "    {} {parent}--{child} {} : \"{}, on delete {rule}\"",
+                    fk.references, table.name, fk.column
+                );
+            }
+        }
+        out
+    }
+}

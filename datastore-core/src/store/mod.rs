@@ -652,6 +652,11 @@ fn commit(conn: &mut AnyConnection) -> Result<()> {
     }
 }
 
+/// The backend a URL names.
+pub(crate) fn dialect_of(url: &str) -> Dialect {
+    database_url(url).0
+}
+
 /// The backend a URL names, the URL its driver opens, and whether it is a memory database.
 /// `:memory:` becomes a named in-memory database (SQLite's `memdb` VFS) so that every pooled
 /// connection sees the same data, with real locking between them.

@@ -1,0 +1,196 @@
+//! The `migrate` command line an application gets (`datastore::migrate::Cli`, cargo feature
+//! `cli`), run as its binary would be, on SQLite files and on the PostgreSQL server.
+
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use datastore::migrate::Cli;
+use datastore::prelude::*;
+
+mod v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Note {
+        #[primary_key]
+        pub id: Id,
+        pub text: String,
+        pub draft: Option<String>,
+    }
+}
+
+mod v2 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Note {
+        #[primary_key]
+        pub id: Id,
+        #[column(renamed_from = "text")]
+        pub body: String,
+        #[column(default = 0)]
+        pub stars: i32,
+    }
+}
+
+/// Runs `migrate <args>` for `schema` with its migrations in `dir`: its exit code and output.
+fn migrate(schema: Schema, dir: &Path, args: &[&str]) -> (ExitCode, String) {
+    let mut out = Vec::new();
+    let args = ["migrate", "--dir", dir.to_str().unwrap()]
+        .into_iter()
+        .chain(args.iter().copied());
+    let code = Cli::new(schema).run_from(args, &mut out);
+    (code, String::from_utf8(out).unwrap())
+}
+
+fn dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn generate_and_check_write_and_verify_both_backends_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = || Schema::new().model::<v1::Note>();
+    let v2 = || Schema::new().model::<v2::Note>();
+
+    let (code, out) = migrate(v1(), tmp.path(), &["check"]);
+    assert_eq!(code, ExitCode::FAILURE, "nothing generated yet: {out}");
+    assert!(out.contains("+ table notes"), "{out}");
+
+    let (code, out) = migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.matches("wrote").count(), 2, "{out}");
+    assert_eq!(
+        (
+            dirs(&tmp.path().join("sqlite")),
+            dirs(&tmp.path().join("postgres"))
+        ),
+        (1, 1)
+    );
+    assert_eq!(migrate(v1(), tmp.path(), &["check"]).0, ExitCode::SUCCESS);
+
+    // v2 renames a column (lossless), adds one with a default, and drops `draft` (lossy):
+    // refused without --allow-lossy, on both backends alike, and nothing is written.
+    let (code, _) = migrate(v2(), tmp.path(), &["generate", "notes_v2"]);
+    assert_eq!(code, ExitCode::FAILURE);
+    assert_eq!(
+        (
+            dirs(&tmp.path().join("sqlite")),
+            dirs(&tmp.path().join("postgres"))
+        ),
+        (1, 1)
+    );
+    let (code, out) = migrate(v2(), tmp.path(), &["generate", "notes_v2", "--allow-lossy"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(migrate(v2(), tmp.path(), &["check"]).0, ExitCode::SUCCESS);
+    let (code, out) = migrate(v2(), tmp.path(), &["generate", "again"]);
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(out.matches("up to date").count(), 2, "{out}");
+}
+
+/// `status`, `up`, `down` and `redo` on a database, for the folder of its backend.
+fn apply_and_revert(url: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = || Schema::new().model::<v1::Note>();
+    let v2 = || Schema::new().model::<v2::Note>();
+    let db = ["--database-url", url];
+    migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    migrate(v2(), tmp.path(), &["generate", "notes_v2", "--allow-lossy"]);
+
+    let (code, out) = migrate(v2(), tmp.path(), &[&["status"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("pending")).count(),
+        2,
+        "{out}"
+    );
+
+    let (code, out) = migrate(v2(), tmp.path(), &[&["up"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(
+        out.contains("create_notes") && out.contains("notes_v2"),
+        "{out}"
+    );
+    let store = Store::builder(url).open().unwrap();
+    store
+        .save(v2::Note {
+            body: "kept".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    drop(store);
+
+    // Down to v1 and back: the rename is reversible and keeps the text.
+    let (code, out) = migrate(v2(), tmp.path(), &[&["down"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(
+        out.starts_with("reverted") && out.contains("notes_v2"),
+        "{out}"
+    );
+    let store = Store::builder(url).open().unwrap();
+    let notes: Vec<v1::Note> = store.all().unwrap();
+    assert_eq!(notes[0].text, "kept");
+    drop(store);
+    let (_, out) = migrate(v2(), tmp.path(), &[&["status"][..], &db].concat());
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("pending") && l.ends_with("notes_v2")),
+        "{out}"
+    );
+    let (code, _) = migrate(v2(), tmp.path(), &[&["up"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS);
+    // Redo runs the last applied migration again, and only it.
+    let (code, out) = migrate(v2(), tmp.path(), &[&["redo"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().all(|l| l.ends_with("notes_v2")), "{out}");
+    let store = Store::builder(url).open().unwrap();
+    let notes: Vec<v2::Note> = store.all().unwrap();
+    assert_eq!((notes[0].body.as_str(), notes[0].stars), ("kept", 0));
+
+    let (_, out) = migrate(v2(), tmp.path(), &[&["status"][..], &db].concat());
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("applied")).count(),
+        2,
+        "{out}"
+    );
+}
+
+#[test]
+fn status_up_down_and_redo_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    apply_and_revert(&tmp.path().join("notes.db").display().to_string());
+}
+
+#[test]
+fn status_up_down_and_redo_on_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&server);
+    apply_and_revert(schema.url());
+}
+
+#[test]
+fn the_diagram_shows_tables_keys_and_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out) = migrate(common::models::schema(), tmp.path(), &["diagram"]);
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert!(out.starts_with("erDiagram\n"), "{out}");
+    for line in [
+        "        uuid user_id FK, UK",
+        r#"    posts ||--o{ comments : "post_id, on delete cascade""#,
+        r#"    comments |o--o{ comments : "parent_id, on delete cascade""#,
+        r#"    users |o--o{ comments : "author_id, on delete set null""#,
+        r#"    posts ||--o{ post_editors : "post_id, on delete restrict""#,
+        r#"    users ||--o| profiles : "user_id, on delete cascade""#,
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line}\nnot in\n{out}");
+    }
+}
