@@ -428,6 +428,15 @@ impl From<DieselError> for Error {
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
                 refused_value(&*e).unwrap_or_else(|| Self::Conversion(e.to_string()))
             }
+            DieselError::NotInTransaction => match crate::store::lost::unended_here() {
+                // Diesel forgot a transaction SQLite had rolled back by itself.
+                Some(lost) => Self::TransactionAborted {
+                    cause: lost
+                        .cause()
+                        .map(|cause| Box::new(Self::transaction_lost(Some(cause)))),
+                },
+                None => Self::Database(DieselError::NotInTransaction),
+            },
             other => Self::Database(other),
         }
     }

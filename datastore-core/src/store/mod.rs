@@ -233,8 +233,11 @@ impl Store {
             AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
         }
         let losses = lost::generation();
+        lost::forget_pending();
         let result = f(conn);
-        if let Some(lost) = lost::lost_since(losses, self.id()) {
+        let lost = lost::lost_since(losses, self.id());
+        lost::forget_pending();
+        if let Some(lost) = lost {
             return Err(end_lost_transaction(conn, &lost));
         }
         // As Diesel's own `Connection::transaction`, from here on.

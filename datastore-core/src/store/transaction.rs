@@ -47,6 +47,13 @@ pub(crate) fn is_open(store: usize) -> bool {
     OPEN.with(|open| open.borrow().contains(&store))
 }
 
+/// Whether this thread is inside a transaction of `store`, as a hook may ask: never panics
+/// (`false` while the thread ends).
+pub(crate) fn is_open_in_hook(store: usize) -> bool {
+    OPEN.try_with(|open| open.try_borrow().is_ok_and(|open| open.contains(&store)))
+        .unwrap_or(false)
+}
+
 /// Whether this thread is inside a transaction of any store.
 pub(crate) fn any_open() -> bool {
     OPEN.with(|open| !open.borrow().is_empty())
