@@ -219,6 +219,15 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A `Json<T>` field holds a NaN or an infinite number, which JSON cannot represent
+    /// (serde_json would write `null`, which then reads back as something else or not at all).
+    /// Nothing was written. (A `serde_json::Value` cannot hold one.)
+    #[error(
+        "a JSON value holds a NaN or an infinite number, which JSON cannot represent (it would \
+         be written as null); nothing was written: store a finite number, or None"
+    )]
+    JsonNonFinite,
+
     /// A stored value does not fit the field it is read into: an integer wider than an `i16`
     /// or `i32` field, a double beyond `f32`'s range, or text in a number column, written by
     /// another program or an older schema. It is refused rather than truncated; nothing is
@@ -510,6 +519,8 @@ pub(crate) enum ValueError {
     NanUnsupported,
     #[error("a JSON value is nested too deeply")]
     JsonTooDeep,
+    #[error("a JSON value holds a non-finite number")]
+    JsonNonFinite,
     #[error("{value} does not fit {field_type}")]
     OutOfRange {
         value: String,
@@ -528,6 +539,7 @@ fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
         }
         match error.downcast_ref::<ValueError>() {
             Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),
+            Some(ValueError::JsonNonFinite) => return Some(Error::JsonNonFinite),
             Some(ValueError::JsonTooDeep) => {
                 return Some(Error::JsonTooDeep {
                     limit: crate::MAX_JSON_DEPTH,
