@@ -3,8 +3,9 @@
 //! exactly once.
 //!
 //! On PostgreSQL they run under an advisory lock. On SQLite the lock is the database's write
-//! lock: the pending migrations are read and run inside one `BEGIN IMMEDIATE` transaction, so
-//! another process waits, then finds them applied.
+//! lock: when migrations are pending, they are read again and run inside one `BEGIN IMMEDIATE`
+//! transaction, so another process waits, then finds them applied. With nothing pending no lock
+//! is taken, so a long writer in another process never holds up an open.
 
 use std::time::Duration;
 
@@ -42,6 +43,11 @@ pub(super) fn run(
             if !migrations.has_sqlite() {
                 return Err(missing("SQLite"));
             }
+            // Nothing pending (the usual open): no lock taken, no one waited for. Another
+            // process may run some meanwhile: they are read again under the lock.
+            if pending(conn, migrations)?.is_empty() {
+                return Ok(());
+            }
             conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
             let result = run_sqlite(conn, handle.as_ref(), migrations);
             conn.batch_execute(&format!(
@@ -66,7 +72,7 @@ fn migration_error(e: impl std::fmt::Display) -> Error {
     Error::Migration(e.to_string())
 }
 
-/// The pending SQLite migrations, read inside the lock's transaction.
+/// The pending SQLite migrations (Diesel creates its table of applied migrations if needed).
 fn pending(
     conn: &mut SqliteConnection,
     migrations: &BackendMigrations,
