@@ -43,9 +43,10 @@ pub(super) fn run(
             if !migrations.has_sqlite() {
                 return Err(missing("SQLite"));
             }
-            // Nothing pending (the usual open): no lock taken, no one waited for. Another
-            // process may run some meanwhile: they are read again under the lock.
-            if pending(conn, migrations)?.is_empty() {
+            // Nothing pending (the usual open): no lock taken, no one waited for. Otherwise (or
+            // if reading failed, another process creating Diesel's table at the same moment)
+            // they are read again under the lock.
+            if pending(conn, migrations).is_ok_and(|pending| pending.is_empty()) {
                 return Ok(());
             }
             conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
