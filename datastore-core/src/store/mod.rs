@@ -163,6 +163,11 @@ impl Store {
         Ok(conn)
     }
 
+    /// Whether this thread is inside a [`transaction`](Store::transaction) of this store.
+    pub(crate) fn in_transaction_here(&self) -> bool {
+        transaction::is_open(self.id())
+    }
+
     /// The identity of the store, shared by its clones.
     fn id(&self) -> usize {
         Arc::as_ptr(&self.hub) as usize
@@ -341,8 +346,9 @@ impl Store {
 
     /// A query's result now, then again after every committed change that alters it:
     /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. The results are read
-    /// on observe's own connection, outside the pool: they are committed data, and reading
-    /// them never waits for a pooled connection.
+    /// on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
+    /// the same thread, on observe's own connection, outside the pool: they are committed data
+    /// either way, and reading them there never waits for a pooled connection.
     pub fn observe_query<M>(
         &self,
         build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
