@@ -194,6 +194,39 @@ pub enum Error {
         reason: String,
     },
 
+    /// On PostgreSQL, a table was observed for the first time inside a `store.transaction`
+    /// (on the same thread) that had already written it: observing installs the table's
+    /// triggers, which waits for every transaction that wrote the table, the caller's own
+    /// included, so it could only fail after the lock timeout. Nothing was installed; the
+    /// transaction goes on. Observe the table before the transaction writes it (or outside
+    /// the transaction).
+    #[error(
+        "cannot start observing {table} inside a transaction that has already written it: \
+         installing its triggers would wait for that very transaction; observe the table before \
+         the transaction writes it, or outside the transaction"
+    )]
+    ObserveAfterWrite {
+        /// The table the transaction wrote.
+        table: String,
+    },
+
+    /// On PostgreSQL, observe's change table or a trigger function belongs to a role that
+    /// neither is the store's nor owns the observed tables (a role with `CREATE` on the schema
+    /// can make them first), or they do not all belong to one role. Such a role could read
+    /// every recorded change, so observe refuses to use them; nothing was installed. Drop the
+    /// object; a store of a role that owns the observed tables then creates it again.
+    #[error(
+        "observe refuses {object}: it belongs to role {owner}, which is not the store's role and \
+         does not own the observed tables (or not all of observe's objects are that role's), so \
+         it could read every recorded change; drop it and subscribe again"
+    )]
+    ChangeFeedOwner {
+        /// What was refused (`table schema.datastore_change_payloads`, ..).
+        object: String,
+        /// The role that owns it.
+        owner: String,
+    },
+
     /// A value could not be converted to or from its column (Diesel does not say which).
     #[error("cannot convert a stored value: {0}")]
     Conversion(String),

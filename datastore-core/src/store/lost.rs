@@ -245,6 +245,10 @@ pub(crate) struct FirstFailure {
     /// A rollback to a savepoint is running.
     rolling_back_to_savepoint: bool,
     default: Option<Box<dyn Instrumentation>>,
+    /// The connection's backend process (`pg_backend_pid()`), read once when it was set up:
+    /// observe tells by it whether installing a trigger would wait for this connection's
+    /// transaction.
+    backend_pid: Option<i32>,
 }
 
 impl FirstFailure {
@@ -253,7 +257,24 @@ impl FirstFailure {
             failure: None,
             rolling_back_to_savepoint: false,
             default: diesel::connection::get_default_instrumentation(),
+            backend_pid: None,
         }
+    }
+
+    /// Records the connection's backend process.
+    pub fn set_backend_pid(conn: &mut diesel::PgConnection, pid: i32) {
+        use diesel::Connection;
+        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
+            recorder.backend_pid = Some(pid);
+        }
+    }
+
+    /// The connection's backend process, if it was recorded.
+    pub fn backend_pid(conn: &mut diesel::PgConnection) -> Option<i32> {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .and_then(|recorder| recorder.backend_pid)
     }
 
     /// The error that aborted the connection's transaction, if a statement failed in it.

@@ -229,7 +229,11 @@ impl Store {
     pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
         self.refuse_write_in_transaction()?;
         let mut pooled = self.conn()?;
-        let _open = transaction::Open::new(self.id());
+        let backend = match &mut *pooled {
+            AnyConnection::Postgres(c) => lost::FirstFailure::backend_pid(c),
+            AnyConnection::Sqlite(_) => None,
+        };
+        let _open = transaction::Open::new(self.id(), backend);
         let conn: &mut AnyConnection = &mut pooled;
         match conn {
             AnyConnection::Sqlite(c) => {
@@ -407,6 +411,7 @@ impl Store {
                     &tables,
                     table,
                     self.observe_buffer,
+                    transaction::open_backend(self.id()),
                 )
             }
         })?;
