@@ -280,8 +280,11 @@ pub(super) fn check_owners(conn: &mut PgConnection, schema: &str, tables: &[Stri
              AND p.proname IN ('datastore_notify', 'datastore_notify_statement')) \
          SELECT kind, name, pg_get_userbyid(owner)::text AS owner, \
              (owner = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
-              OR owner = ALL (SELECT c.relowner FROM pg_class c, s \
-                              WHERE c.relnamespace = s.oid AND c.relname = ANY($2))) AS trusted \
+              OR (EXISTS (SELECT FROM pg_class c, s \
+                          WHERE c.relnamespace = s.oid AND c.relname = ANY($2)) \
+                  AND owner = ALL (SELECT c.relowner FROM pg_class c, s \
+                                   WHERE c.relnamespace = s.oid AND c.relname = ANY($2)))) \
+             AS trusted \
          FROM infra ORDER BY kind DESC, name",
     )
     .bind::<Text, _>(schema)
