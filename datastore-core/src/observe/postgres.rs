@@ -696,7 +696,9 @@ impl Listener {
                             && !self.ended.ended(row.xid)
                             && !self.taken.contains_key(&id)
                     });
-                    if let (true, Some(row)) = (genuine, stored.remove(&id)) {
+                    // Only a genuine note takes its row: a forgery naming the same id ahead of
+                    // it in the same round must leave the row for it.
+                    if let Some(row) = genuine.then(|| stored.remove(&id)).flatten() {
                         self.taken.insert(id, row.xid);
                         self.take(row);
                         any = true;
