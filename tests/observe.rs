@@ -932,3 +932,31 @@ fn on_postgres_a_change_whose_payload_does_not_parse_is_reported() {
         other => panic!("expected Undecodable, got {other:?}"),
     }
 }
+
+per_backend! {
+    fn live_queries_read_their_results_side_by_side(store) {
+        // A live query whose result takes long to read (its query is slow to build).
+        let slow = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut slow = store
+                    .observe_query::<Post>(|q| {
+                        std::thread::sleep(Duration::from_millis(1500));
+                        q
+                    })
+                    .unwrap();
+                slow.recv().unwrap()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let mut quick = store.observe_query::<Post>(|q| q).unwrap();
+        assert_eq!(quick.recv().unwrap(), vec![]);
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "the quick live query waited for the slow one: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(slow.join().unwrap(), vec![]);
+    }
+}

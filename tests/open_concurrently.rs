@@ -201,3 +201,34 @@ fn processes_opening_one_outdated_file_at_once_run_each_migration_once() {
         }
     }
 }
+
+/// A database with nothing pending opens while another connection (another process, as far as
+/// SQLite can tell) holds a long write transaction: opening takes no lock then, and waits for
+/// nobody.
+#[test]
+fn a_store_opens_with_nothing_pending_while_another_connection_writes() {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::{Connection, SqliteConnection};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("blog.db").display().to_string();
+    drop(Store::open(&db, datastore::embed_migrations!()).unwrap());
+    let mut writer = SqliteConnection::establish(&db).unwrap();
+    writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let (opened, wait) = std::sync::mpsc::channel();
+    let opening = std::thread::spawn(move || {
+        let store = Store::builder(&db)
+            .migrations(datastore::embed_migrations!())
+            .busy_timeout(Duration::from_millis(200))
+            .open();
+        let _ = opened.send(store.map(drop).map_err(|e| e.to_string()));
+    });
+    let result = wait.recv_timeout(Duration::from_secs(5));
+    // Lets a hanging open finish, so that the test ends either way.
+    writer.batch_execute("ROLLBACK").unwrap();
+    opening.join().unwrap();
+    match result {
+        Ok(opened) => opened.unwrap(),
+        Err(_) => panic!("the open waited for the other connection's write transaction"),
+    }
+}

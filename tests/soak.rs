@@ -263,11 +263,15 @@ fn soak(name: &str, store: Store) {
         .collect();
 
     let mut samples = Vec::new();
+    let mut recorded = Vec::new();
     let every = (run / 10).max(Duration::from_secs(1));
     while Instant::now() < until {
         thread::sleep(every.min(until.saturating_duration_since(Instant::now())));
         let (now, _) = rss();
         samples.push((started.elapsed().as_secs(), now / 1024));
+        if let Some(table) = change_table(&store) {
+            recorded.push((started.elapsed().as_secs(), table));
+        }
     }
     for writer in writers {
         writer.join().unwrap();
@@ -306,6 +310,32 @@ fn soak(name: &str, store: Store) {
         peak / 1024
     );
 
+    if !recorded.is_empty() {
+        println!(
+            "  PostgreSQL's change table (rows, kB) by second: {}",
+            recorded
+                .iter()
+                .map(|(s, (rows, kb))| format!("{s}:({rows}, {kb})"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        // Changes are kept ten minutes after their transaction ended: past that, the table
+        // stops growing (it holds about the last ten minutes' changes).
+        if run > Duration::from_secs(15 * 60) {
+            let rows_at = |secs: u64| {
+                recorded
+                    .iter()
+                    .find(|(s, _)| *s >= secs)
+                    .map_or(0, |(_, (rows, _))| *rows)
+            };
+            let (at_12_min, last) = (rows_at(12 * 60), recorded.last().unwrap().1 .0);
+            assert!(
+                last < at_12_min + at_12_min / 4,
+                "the change table kept growing: {at_12_min} rows at 12 min, {last} at the end"
+            );
+        }
+    }
+
     let counts: HashMap<&str, (u64, &Received)> = HashMap::from([
         ("posts", (post_changes, &*posts_seen)),
         ("comments", (comment_changes, &*comments_seen)),
@@ -322,6 +352,32 @@ fn soak(name: &str, store: Store) {
         assert_eq!(seen.lost.load(Ordering::Relaxed), 0, "{what}");
     }
     assert_eq!(store.subscriptions(), 0, "every subscription was dropped");
+}
+
+/// On PostgreSQL, how many rows the change table holds, and its size in kB (its indexes
+/// included).
+fn change_table(store: &Store) -> Option<(i64, i64)> {
+    use datastore::diesel::sql_types::BigInt;
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Size {
+        #[diesel(sql_type = BigInt)]
+        rows: i64,
+        #[diesel(sql_type = BigInt)]
+        kb: i64,
+    }
+    if store.dialect() != Dialect::Postgres {
+        return None;
+    }
+    let size: Vec<Size> = datastore::diesel::RunQueryDsl::load(
+        datastore::diesel::sql_query(
+            "SELECT count(*) AS rows, \
+             pg_total_relation_size('datastore_change_payloads') / 1024 AS kb \
+             FROM datastore_change_payloads",
+        ),
+        &mut *store.conn().unwrap(),
+    )
+    .unwrap();
+    size.first().map(|s| (s.rows, s.kb))
 }
 
 fn builder(url: &str) -> datastore::StoreBuilder {

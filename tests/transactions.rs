@@ -251,3 +251,39 @@ fn a_transaction_postgres_aborted_stays_over_and_reports_why() {
         .unwrap();
     assert_eq!(store.count::<Post>().unwrap(), 1);
 }
+
+/// After SQLite rolled a transaction back by itself, a nested transaction is refused; so is the
+/// next one, however many follow, even once the database has room again: none of them may
+/// start a transaction of its own and commit what the lost one's closure goes on to write.
+#[test]
+fn a_nested_transaction_after_a_lost_one_never_commits_on_its_own() {
+    let (_dir, store) = file_store_of_one_connection();
+    let changes = store.observe_all().unwrap();
+    let result: datastore::Result<()> = store.transaction(|tx| {
+        tx.save(post("before the fault", 1))?;
+        cap(tx);
+        let full = tx.insert_all(too_large_to_fit()).unwrap_err();
+        assert!(matches!(full, Error::StorageFull { .. }), "{full:?}");
+        for i in 0..3 {
+            let nested = tx.transaction(|tx| {
+                tx.batch_execute("PRAGMA max_page_count = 1073741823")?;
+                tx.save(post("in a nested transaction", i)).map(drop)
+            });
+            let err = nested.expect_err("the transaction is over");
+            assert!(is_lost_to_a_full_database(&err), "{i}: {err:?}");
+        }
+        tx.save(post("after the nested ones", 9)).map(drop)
+    });
+    assert!(
+        matches!(result, Err(Error::StorageFull { .. })),
+        "the caller gets the cause: {result:?}"
+    );
+    uncap(&store);
+    assert_eq!(store.count::<Post>().unwrap(), 0, "nothing written");
+    assert!(
+        changes.recv_timeout(Duration::from_millis(20)).is_none(),
+        "nothing observed"
+    );
+    store.transaction(|tx| tx.save(post("later", 4))).unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 1);
+}

@@ -27,6 +27,15 @@ pub struct Document {
     pub id: Id,
     pub body: serde_json::Value,
     pub outline: Json<Outline>,
+    pub measure: Json<Measure>,
+}
+
+/// A typed document holding numbers: JSON has no NaN or infinity.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Measure {
+    pub value: f64,
+    pub maybe: Option<f64>,
+    pub samples: Vec<f32>,
 }
 
 /// A typed document whose nesting has no bound of its own: each level is an object holding an
@@ -279,5 +288,62 @@ per_backend!(
             })
             .unwrap();
         on_small_stack.join().expect("no stack overflow, no panic");
+    }
+);
+
+per_backend!(
+    fn a_json_value_holding_a_nan_or_an_infinity_is_refused_and_nothing_is_written(store) {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            // serde_json would write each as null: the first would not read back, the second
+            // would read back as None, the third as nothing at all.
+            for measure in [
+                Measure { value: bad, ..Measure::default() },
+                Measure { maybe: Some(bad), ..Measure::default() },
+                Measure { samples: vec![1.0, bad as f32], ..Measure::default() },
+            ] {
+                let document = Document { measure: Json(measure), ..Document::default() };
+                let err = store.save(document.clone()).unwrap_err();
+                assert!(matches!(err, Error::JsonNonFinite), "{err:?}");
+                assert!(err.to_string().contains("nothing was written"), "{err}");
+                let err = store.insert_all(vec![document]).unwrap_err();
+                assert!(matches!(err, Error::JsonNonFinite), "{err:?}");
+            }
+        }
+        assert_eq!(store.count::<Document>().unwrap(), 0, "nothing was written");
+        assert_eq!(store.all::<Document>().unwrap(), vec![]);
+        // Finite numbers, however large or small, are stored and read back as given.
+        let finite = Measure { value: f64::MAX, maybe: Some(-f64::MIN_POSITIVE), samples: vec![f32::MIN] };
+        let saved = store
+            .save(Document { measure: Json(finite), ..Document::default() })
+            .unwrap();
+        assert_eq!(store.get::<Document>(&saved.id).unwrap(), saved);
+    }
+);
+
+per_backend!(
+    fn an_integer_column_of_another_width_reads_when_the_value_fits(store) {
+        let reading = store.save(Reading { level: -7, count: 9, ..Reading::default() }).unwrap();
+        if store.dialect() == Dialect::Postgres {
+            // As another program (or an older schema) may have declared them.
+            store
+                .conn()
+                .unwrap()
+                .batch_execute(
+                    "ALTER TABLE readings ALTER COLUMN level TYPE integer, \
+                     ALTER COLUMN count TYPE smallint",
+                )
+                .unwrap();
+        }
+        assert_eq!(store.get::<Reading>(&reading.id).unwrap(), reading);
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("UPDATE readings SET level = 70000")
+            .unwrap();
+        let err = store.get::<Reading>(&reading.id).unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange { value, field_type: "i16", .. } if value == "70000"),
+            "{err:?}"
+        );
     }
 );

@@ -247,6 +247,39 @@ pub enum Error {
         reason: String,
     },
 
+    /// On PostgreSQL, a table was observed for the first time inside a `store.transaction`
+    /// (on the same thread) that had already written it: observing installs the table's
+    /// triggers, which waits for every transaction that wrote the table, the caller's own
+    /// included, so it could only fail after the lock timeout. Nothing was installed; the
+    /// transaction goes on. Observe the table before the transaction writes it (or outside
+    /// the transaction).
+    #[error(
+        "cannot start observing {table} inside a transaction that has already written it: \
+         installing its triggers would wait for that very transaction; observe the table before \
+         the transaction writes it, or outside the transaction"
+    )]
+    ObserveAfterWrite {
+        /// The table the transaction wrote.
+        table: String,
+    },
+
+    /// On PostgreSQL, observe's change table or a trigger function belongs to a role that
+    /// neither is the store's nor owns the observed tables (a role with `CREATE` on the schema
+    /// can make them first), or they do not all belong to one role. Such a role could read
+    /// every recorded change, so observe refuses to use them; nothing was installed. Drop the
+    /// object; a store of a role that owns the observed tables then creates it again.
+    #[error(
+        "observe refuses {object}: it belongs to role {owner}, which is not the store's role and \
+         does not own the observed tables (or not all of observe's objects are that role's), so \
+         it could read every recorded change; drop it and subscribe again"
+    )]
+    ChangeFeedOwner {
+        /// What was refused (`table schema.datastore_change_payloads`, ..).
+        object: String,
+        /// The role that owns it.
+        owner: String,
+    },
+
     /// A value could not be converted to or from its column (Diesel does not say which).
     #[error("cannot convert a stored value: {0}")]
     Conversion(String),
@@ -271,6 +304,15 @@ pub enum Error {
         /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
         limit: usize,
     },
+
+    /// A `Json<T>` field holds a NaN or an infinite number, which JSON cannot represent
+    /// (serde_json would write `null`, which then reads back as something else or not at all).
+    /// Nothing was written. (A `serde_json::Value` cannot hold one.)
+    #[error(
+        "a JSON value holds a NaN or an infinite number, which JSON cannot represent (it would \
+         be written as null); nothing was written: store a finite number, or None"
+    )]
+    JsonNonFinite,
 
     /// A stored value does not fit the field it is read into: an integer wider than an `i16`
     /// or `i32` field, a double beyond `f32`'s range, or text in a number column, written by
@@ -523,6 +565,15 @@ impl From<DieselError> for Error {
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
                 refused_value(&*e).unwrap_or_else(|| Self::Conversion(e.to_string()))
             }
+            DieselError::NotInTransaction => match crate::store::lost::unended_here() {
+                // Diesel forgot a transaction SQLite had rolled back by itself.
+                Some(lost) => Self::TransactionAborted {
+                    cause: lost
+                        .cause()
+                        .map(|cause| Box::new(Self::transaction_lost(Some(cause)))),
+                },
+                None => Self::Database(DieselError::NotInTransaction),
+            },
             other => Self::Database(other),
         }
     }
@@ -596,6 +647,8 @@ pub(crate) enum ValueError {
     NanUnsupported,
     #[error("a JSON value is nested too deeply")]
     JsonTooDeep,
+    #[error("a JSON value holds a non-finite number")]
+    JsonNonFinite,
     #[error("{value} does not fit {field_type}")]
     OutOfRange {
         value: String,
@@ -614,6 +667,7 @@ fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
         }
         match error.downcast_ref::<ValueError>() {
             Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),
+            Some(ValueError::JsonNonFinite) => return Some(Error::JsonNonFinite),
             Some(ValueError::JsonTooDeep) => {
                 return Some(Error::JsonTooDeep {
                     limit: crate::MAX_JSON_DEPTH,

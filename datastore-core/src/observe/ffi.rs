@@ -334,7 +334,9 @@ unsafe extern "C" fn on_trace(
                 };
                 let installed = installed(ctx);
                 if installed.watch.is_lost()
-                    && lost::ends_lost_transaction(CStr::from_ptr(sql).to_str().unwrap_or_default())
+                    && installed
+                        .watch
+                        .ended_by(CStr::from_ptr(sql).to_str().unwrap_or_default())
                 {
                     // The owner ends the lost transaction: statements run again.
                     installed.watch.recover();

@@ -295,14 +295,8 @@ impl Queue {
         }
     }
 
-    /// Whether nothing more will come (what the queue held was taken, the loss told).
-    pub fn ended(&self) -> bool {
-        let inner = lock(&self.inner);
-        inner.entries.is_empty() && matches!(inner.end, Some(End::Closed))
-    }
-
     /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
-    /// is up or the queue has ended (see [`ended`](Self::ended)).
+    /// is up or the queue has ended (what it held was taken, a loss told).
     pub fn next(&self, timeout: Option<Duration>) -> Option<Item> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);

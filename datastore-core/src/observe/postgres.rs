@@ -2,7 +2,7 @@
 //! `NOTIFY` only its key and a random token (delivered by the server only when the
 //! transaction commits, in commit order); one listener connection per store reads the changes
 //! those notifications name and turns them into the same committed batches the SQLite hooks
-//! produce.
+//! produce. What is installed, and the checks around it, are in `triggers.rs`.
 //!
 //! The channel is not private: any role that can connect may `LISTEN` and `NOTIFY` on it. So
 //! a notification carries no value or key of a row (`<id>:<token>`), and the listener accepts
@@ -15,38 +15,53 @@
 //! A change's row is stored flat: its values as PostgreSQL's composite-value text (SQL NULL
 //! and JSON's `null` stay apart, and a JSON value adds no nesting to the envelope), with the
 //! table's column names and types as they were when the trigger ran, so a change of the
-//! table's columns never shifts a row. A recorded change is removed once a listener's snapshot
-//! taken ten minutes (`RETENTION`) earlier saw its transaction ended: every listener has read
-//! it by then, unless it was held up longer (`STALL_LIMIT`), and then it ends its feed.
+//! table's columns never shifts a row. Every listener removes recorded changes older than ten
+//! minutes (`RETENTION`) whose transactions had ended ten minutes ago, when it starts and every
+//! half minute: every listener has read them by then, unless it was held up for five minutes
+//! (`STALL_LIMIT`), and then it ends its feed.
 //!
-//! The trigger function, the change table and the triggers live in the schema of the observed
-//! tables; they are created when a table is first observed (they are infrastructure, not part
-//! of the models, so migrations do not carry them).
+//! The trigger functions, the change table and the triggers live in the schema of the
+//! observed tables; they are created when a table is first observed (they are
+//! infrastructure, not part of the models, so migrations do not carry them).
 
 mod decode;
+mod triggers;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Double, Integer, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use self::decode::{Note, Payload, Snapshot};
+use self::triggers::changes_table;
 use super::hub::{Hub, Queue};
 use super::{Batch, Columns, Op, RawChange, Shape};
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
-/// How long a stored change is kept after its transaction ended, for every listener to read.
-const RETENTION: Duration = Duration::from_secs(600);
-
 /// A listener held up this long may have missed changes whose rows were removed meanwhile:
-/// it ends, and its subscriptions are told the feed was lost.
+/// it ends, and its subscriptions are told the feed was lost. (Half of `RETENTION`: the other
+/// half is the margin.)
 const STALL_LIMIT: Duration = Duration::from_secs(300);
+
+/// How often a listener asks the server's time, to tell whether it was held up (by the
+/// server's clock, which the retention of recorded changes goes by); sooner when this
+/// machine's clock says so much time went by.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How often a listener removes recorded changes old enough (in batches of `CLEANUP_BATCH`,
+/// one per round, until none is left), starting when it starts.
+const CLEANUP_EVERY: Duration = Duration::from_secs(30);
+const CLEANUP_BATCH: i64 = 5000;
+
+/// How often, at most, a listener checks the trigger function's body when notifications of an
+/// earlier version's format arrive (anyone can send such text, so it is only a hint).
+const BODY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a new subscription waits for the listener to reach its start.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,113 +72,6 @@ const POLL: Duration = Duration::from_millis(2);
 /// The most notifications the listener takes in one round, and the most changes it reads in
 /// one query.
 const ROUND: usize = 1000;
-
-/// The version of the trigger function, in its comment: a store finding another (or one
-/// made for another schema name) replaces it.
-const VERSION: &str = "datastore observe 2";
-
-/// The change table, qualified.
-fn changes_table(schema: &str) -> String {
-    format!("{}.datastore_change_payloads", quote_ident(schema))
-}
-
-/// The objects observe needs in `schema`: the change table and the trigger function, both
-/// its owner's alone.
-///
-/// The function runs as its owner (`SECURITY DEFINER`, with a fixed search path), so that
-/// roles writing observed tables need no rights on the change table. It names its schema
-/// (a planned statement, where looking the table up by `TG_TABLE_SCHEMA` would cost a
-/// dynamic one per row); a store finding the function made for another name replaces it.
-/// It renders rows with fixed output settings, so that their text reads back the same
-/// whatever the writer's session set.
-fn setup_sql(schema: &str) -> String {
-    let table = changes_table(schema);
-    let sequence = format!("{}.datastore_change_payloads_id_seq", quote_ident(schema));
-    let function = format!("{}.datastore_notify()", quote_ident(schema));
-    let version = quote_literal(&format!("{VERSION} in {schema}"));
-    format!(
-        r#"
-CREATE TABLE IF NOT EXISTS {table} (
-    id BIGSERIAL PRIMARY KEY,
-    payload TEXT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
-);
--- A table made by an earlier version gains what this one stores.
-ALTER TABLE {table}
-    ADD COLUMN IF NOT EXISTS token UUID,
-    ADD COLUMN IF NOT EXISTS xid BIGINT,
-    ADD COLUMN IF NOT EXISTS table_name TEXT;
-REVOKE ALL ON TABLE {table} FROM PUBLIC;
-REVOKE ALL ON SEQUENCE {sequence} FROM PUBLIC;
-CREATE OR REPLACE FUNCTION {function} RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET "DateStyle" = 'ISO, YMD' SET "TimeZone" = 'UTC' SET bytea_output = 'hex'
-SET extra_float_digits = 1
-AS $datastore$
-DECLARE
-    xid BIGINT;
-    token UUID;
-    stored BIGINT;
-    columns TEXT;
-BEGIN
-    -- An update that changes nothing is no change.
-    IF TG_OP = 'UPDATE' AND OLD::text = NEW::text THEN
-        RETURN NULL;
-    END IF;
-    xid := pg_current_xact_id()::text::bigint;
-    token := gen_random_uuid();
-    columns := (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
-                FROM pg_attribute a
-                WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)::text;
-    INSERT INTO {table} (payload, token, xid, table_name)
-    VALUES (
-        json_build_object(
-            'op', TG_OP,
-            'depth', pg_trigger_depth() - 1,
-            -- Tells statements apart: the same for a statement's rows and for the rows its
-            -- foreign keys and triggers change.
-            'statement', statement_timestamp(),
-            'columns', columns,
-            'old', CASE WHEN TG_OP <> 'INSERT' THEN OLD::text END,
-            'new', CASE WHEN TG_OP <> 'DELETE' THEN NEW::text END
-        )::text,
-        token, xid, TG_TABLE_NAME
-    )
-    RETURNING id INTO stored;
-    -- The key of the change and its token: nothing of the row. Unique, so that PostgreSQL
-    -- never folds two into one.
-    PERFORM pg_notify('datastore:' || md5(TG_TABLE_SCHEMA), stored || ':' || token);
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD; -- a BEFORE trigger: let the delete happen
-    END IF;
-    RETURN NULL;
-END
-$datastore$;
-REVOKE ALL ON FUNCTION {function} FROM PUBLIC;
-COMMENT ON FUNCTION {function} IS {version};
--- What an earlier version numbered its notifications with.
-DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
-"#,
-        schema_ident = quote_ident(schema),
-    )
-}
-
-/// The triggers that report `table`'s changes.
-///
-/// Deletes are reported by a `BEFORE` trigger, where `pg_trigger_depth()` tells a cascade's
-/// rows (deleted from inside the foreign key's own trigger) from the statement's; in `AFTER`
-/// triggers both report depth 1. Its name sorts after the usual ones, because `BEFORE`
-/// triggers run in name order and one that cancels a delete stops those after it.
-fn trigger_sql(schema: &str, table: &str) -> String {
-    let (schema, table) = (quote_ident(schema), quote_ident(table));
-    format!(
-        "CREATE OR REPLACE TRIGGER datastore_observe AFTER INSERT OR UPDATE ON {schema}.{table} \
-         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify();\n\
-         CREATE OR REPLACE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON {schema}.{table} \
-         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify();"
-    )
-}
 
 /// The notification channel of a schema's changes: `datastore:` and the md5 of its name (the
 /// trigger computes the same), short enough for PostgreSQL's 63-byte limit whatever the name.
@@ -233,39 +141,6 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// Whether `schema` has this version's trigger function.
-fn function_is_current(conn: &mut PgConnection, schema: &str) -> Result<bool> {
-    #[derive(QueryableByName)]
-    struct Comment {
-        #[diesel(sql_type = Nullable<Text>)]
-        comment: Option<String>,
-    }
-    let rows: Vec<Comment> = diesel::sql_query(
-        "SELECT obj_description(p.oid, 'pg_proc') AS comment FROM pg_proc p \
-         JOIN pg_namespace n ON n.oid = p.pronamespace \
-         WHERE n.nspname = $1 AND p.proname = 'datastore_notify'",
-    )
-    .bind::<Text, _>(schema)
-    .load(conn)?;
-    let current = format!("{VERSION} in {schema}");
-    Ok(rows
-        .iter()
-        .any(|r| r.comment.as_deref() == Some(current.as_str())))
-}
-
-/// The tables of `schema` that have both triggers.
-fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
-    let rows: Vec<Name> = diesel::sql_query(
-        "SELECT c.relname::text AS name FROM pg_trigger t \
-         JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete') \
-         GROUP BY c.relname HAVING count(*) = 2",
-    )
-    .bind::<Text, _>(schema)
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.name).collect())
-}
-
 /// A store's observe machinery on PostgreSQL: which tables have their triggers, and the
 /// listener thread.
 #[derive(Debug, Default)]
@@ -304,6 +179,7 @@ impl PgObserve {
     /// the queue is opened by the listener when it reaches a marker this call sends, so that
     /// it receives every later commit and no earlier one. Wait for it with
     /// [`Pending::wait`], without holding `conn`.
+    #[allow(clippy::too_many_arguments)]
     pub fn subscribe(
         self: &Arc<Self>,
         conn: &mut PgConnection,
@@ -312,8 +188,9 @@ impl PgObserve {
         tables: &[String],
         table: Option<&str>,
         capacity: usize,
+        writer: Option<i32>,
     ) -> Result<Pending> {
-        let (channel, alive) = self.ensure(conn, url, hub, tables)?;
+        let (channel, alive) = self.ensure(conn, url, hub, tables, writer)?;
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let (reply, answer) = mpsc::sync_channel(1);
         lock(&self.waiting).push(Waiting {
@@ -336,14 +213,20 @@ impl PgObserve {
     }
 
     /// Makes sure `tables` report their changes and that the listener runs; the channel, and
-    /// the listener's liveness. What exists already is left alone: creating a trigger waits
-    /// for the transactions that wrote the table, which may be the caller's own.
+    /// the listener's liveness. What exists already and is this version's is left alone:
+    /// creating a trigger waits for the transactions that wrote the table, which may be the
+    /// caller's own (`writer`, the backend of the caller's `store.transaction` on this thread):
+    /// then it fails at once instead.
+    ///
+    /// A new listener checks everything again: an earlier version of the store, running
+    /// meanwhile, may have replaced a function or a trigger.
     fn ensure(
         self: &Arc<Self>,
         conn: &mut PgConnection,
         url: &str,
         hub: &Arc<Hub>,
         tables: &[String],
+        writer: Option<i32>,
     ) -> Result<(String, Arc<AtomicBool>)> {
         let mut state = lock(&self.state);
         let (schema, channel) = match &state.schema {
@@ -354,34 +237,52 @@ impl PgObserve {
                 (schema, channel)
             }
         };
+        let listening = state
+            .listening
+            .as_ref()
+            .is_some_and(|alive| alive.load(Ordering::SeqCst));
+        if !listening {
+            state.function_current = false;
+            state.triggered.clear();
+        }
         let mut missing: Vec<&String> = tables
             .iter()
             .filter(|t| !state.triggered.contains(*t))
             .collect();
         if !missing.is_empty() || !state.function_current {
-            state.function_current = function_is_current(conn, &schema)?;
-            let found = triggered_tables(conn, &schema)?;
+            state.function_current = triggers::functions_are_current(conn, &schema)?;
+            let found = triggers::triggered_tables(conn, &schema)?;
             missing.retain(|t| !found.contains(*t));
             state.triggered.extend(found);
-        }
-        if !missing.is_empty() || !state.function_current {
-            let mut sql = String::new();
-            if !state.function_current {
-                sql.push_str(&setup_sql(&schema));
+            if !missing.is_empty() || !state.function_current {
+                if let Some(writer) = writer {
+                    let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
+                    if !state.function_current {
+                        relations.push(triggers::CHANGE_TABLE.to_owned());
+                    }
+                    triggers::refuse_own_locks(conn, writer, &schema, &relations)?;
+                }
+                let mut sql = String::new();
+                if !state.function_current {
+                    sql.push_str(&triggers::setup_sql(&schema));
+                }
+                for table in &missing {
+                    sql.push_str(&triggers::trigger_sql(&schema, table));
+                }
+                // One at a time across processes: concurrent CREATE OR REPLACE FUNCTION fails.
+                // What is refused afterwards is rolled back.
+                conn.transaction::<_, Error, _>(|conn| {
+                    conn.batch_execute(&format!(
+                        "SELECT pg_advisory_xact_lock({});\n{sql}",
+                        i64::from_be_bytes(*b"dsobserv"),
+                    ))?;
+                    triggers::check_owners(conn, &schema, tables)
+                })?;
+                state.function_current = true;
+                state.triggered.extend(missing.into_iter().cloned());
+            } else {
+                triggers::check_owners(conn, &schema, tables)?;
             }
-            for table in &missing {
-                sql.push_str(&trigger_sql(&schema, table));
-                sql.push('\n');
-            }
-            // One at a time across processes: concurrent CREATE OR REPLACE FUNCTION fails.
-            conn.transaction(|conn| {
-                conn.batch_execute(&format!(
-                    "SELECT pg_advisory_xact_lock({});\n{sql}",
-                    i64::from_be_bytes(*b"dsobserv"),
-                ))
-            })?;
-            state.function_current = true;
-            state.triggered.extend(missing.into_iter().cloned());
         }
         let alive = match &state.listening {
             Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
@@ -446,24 +347,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Removes from the change table `changes` the changes of the transactions that `horizon`
-/// saw ended, and rows an earlier version stored `RETENTION` ago or earlier; how many.
-fn remove_changes(
-    conn: &mut PgConnection,
-    changes: &str,
-    horizon: &Snapshot,
-) -> diesel::QueryResult<usize> {
-    diesel::sql_query(format!(
-        "DELETE FROM {changes} WHERE xid < $1 OR (xid < $2 AND xid <> ALL($3)) \
-         OR (xid IS NULL AND created_at < now() - interval '{} seconds')",
-        RETENTION.as_secs()
-    ))
-    .bind::<BigInt, _>(horizon.xmin)
-    .bind::<BigInt, _>(horizon.xmax)
-    .bind::<Array<BigInt>, _>(&horizon.running)
-    .execute(conn)
-}
-
 /// A change as the change table holds it.
 #[derive(QueryableByName)]
 struct Stored {
@@ -491,6 +374,14 @@ struct Start {
     pid: i32,
     #[diesel(sql_type = Text)]
     snapshot: String,
+    #[diesel(sql_type = Double)]
+    now: f64,
+}
+
+#[derive(QueryableByName)]
+struct ServerTime {
+    #[diesel(sql_type = Double)]
+    now: f64,
 }
 
 /// The listener: one connection that LISTENs on the schema's channel, and a thread that
@@ -516,6 +407,9 @@ struct Listener {
     /// once it is over.
     statement: Option<String>,
     statement_changes: Vec<RawChange>,
+    /// The rows the statement's inserts and updates left (by a hash of their table and
+    /// text): a cascade's delete of one of them belongs to a later statement.
+    statement_rows: HashSet<u64>,
     /// The fence this listener sent itself and has not received yet: its nonce, and which
     /// transactions had ended when it was sent. How many fences it sent.
     fence: Option<(String, Snapshot)>,
@@ -528,27 +422,45 @@ struct Listener {
     taken: HashMap<i64, i64>,
     /// Column lists seen, by their text, so that the rows of one table share one.
     columns: HashMap<String, Arc<Columns>>,
-    /// Snapshots of ended transactions to remove stored changes by, once they are old
-    /// enough, with when they were taken.
-    horizons: VecDeque<(Instant, Snapshot)>,
-    last_cleanup: Instant,
+    /// The schema: its trigger function's body is checked when notifications of an earlier
+    /// version's format arrive, at most every `BODY_CHECK_EVERY` (when it was last).
+    schema: String,
+    body_checked: Option<Instant>,
+    /// When recorded changes were last removed (`None`: due now), and whether a full batch
+    /// left more to remove.
+    last_cleanup: Option<Instant>,
+    more_to_remove: bool,
+    /// When the listener last asked the server's time, by this machine's two clocks, and the
+    /// server's time then (seconds since the epoch).
+    heartbeat: (Instant, SystemTime, f64),
     /// Why the listener ended, when it ended on an error.
     lost: Option<String>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.alive.store(false, Ordering::SeqCst);
         if self.store.strong_count() > 0 {
             // The connection was lost while the store lives: what was committed meanwhile
             // will never be known, so the subscriptions end, saying so, rather than skip it.
+            // Before `alive` is cleared: a new listener, started once it is, opens
+            // subscriptions this must not end.
             let reason = self
                 .lost
                 .take()
                 .unwrap_or_else(|| "the observe listener stopped".into());
             self.hub.lose_all(&reason);
         }
+        self.alive.store(false, Ordering::SeqCst);
     }
+}
+
+/// A row as a change recorded it (its table and its text), for telling whether two changes
+/// are of one row as it stood.
+fn row_identity(table: &str, text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (table, text).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Why the listener cannot go on.
@@ -584,12 +496,14 @@ impl Listener {
         // The transactions that had ended once it listened: a notification of theirs reaching
         // it precedes every subscription it serves.
         let start: Vec<Start> = diesel::sql_query(
-            "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot",
+            "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot, \
+             extract(epoch FROM clock_timestamp())::float8 AS now",
         )
         .load(&mut conn)?;
         let start = start.into_iter().next();
-        let (Some(pid), Some(ended)) = (
+        let (Some(pid), Some(server_now), Some(ended)) = (
             start.as_ref().map(|s| s.pid),
+            start.as_ref().map(|s| s.now),
             start.and_then(|s| Snapshot::parse(&s.snapshot)),
         ) else {
             return Err(Error::Unsupported(
@@ -609,13 +523,17 @@ impl Listener {
             xid: None,
             statement: None,
             statement_changes: Vec::new(),
+            statement_rows: HashSet::new(),
             fence: None,
             fences: 0,
             ended,
             taken: HashMap::new(),
             columns: HashMap::new(),
-            horizons: VecDeque::new(),
-            last_cleanup: Instant::now(),
+            schema: schema.to_owned(),
+            body_checked: None,
+            last_cleanup: None,
+            more_to_remove: false,
+            heartbeat: (Instant::now(), SystemTime::now(), server_now),
             lost: None,
         };
         thread::Builder::new()
@@ -641,20 +559,12 @@ impl Listener {
     fn listen(&mut self) -> std::result::Result<(), String> {
         // The fence sent once the store was gone.
         let mut last_fence = None;
-        let mut round = (Instant::now(), SystemTime::now());
         loop {
-            // Held up long enough for stored changes to be removed before it read them
-            // (the process was suspended, say): it cannot know what it missed.
-            let held_up = round.0.elapsed().max(round.1.elapsed().unwrap_or_default());
-            if held_up > STALL_LIMIT {
-                return Err(format!(
-                    "the observe listener was held up for {} s, and may have missed changes",
-                    held_up.as_secs()
-                ));
-            }
-            round = (Instant::now(), SystemTime::now());
+            self.check_held_up()?;
             let stopping = self.store.strong_count() == 0;
             let received = self.receive()?;
+            // Held up while it received (before it read the changes named)?
+            self.check_held_up()?;
             if let Some(last) = last_fence {
                 if self.fences == last && self.fence.is_none() {
                     return Ok(()); // it came back: everything committed before the end is out
@@ -669,10 +579,40 @@ impl Listener {
             if !received {
                 thread::sleep(POLL);
             }
-            if self.last_cleanup.elapsed() > RETENTION / 4 {
+            if self.more_to_remove
+                || self
+                    .last_cleanup
+                    .is_none_or(|last| last.elapsed() > CLEANUP_EVERY)
+            {
                 self.cleanup().map_err(connection_failed)?;
             }
         }
+    }
+
+    /// Fails when the listener was held up for longer than `STALL_LIMIT` (the process was
+    /// suspended, say): changes it had not read may have been removed meanwhile, and it cannot
+    /// know which. Judged by the server's clock, which the removal goes by, asked every
+    /// `HEARTBEAT` (or sooner, when either of this machine's clocks says that much went by:
+    /// the monotonic one stops while the machine sleeps, the wall clock may be set).
+    fn check_held_up(&mut self) -> std::result::Result<(), String> {
+        let (instant, system, server_then) = self.heartbeat;
+        let elapsed = instant.elapsed().max(system.elapsed().unwrap_or_default());
+        if elapsed < HEARTBEAT {
+            return Ok(());
+        }
+        let now: Vec<ServerTime> =
+            diesel::sql_query("SELECT extract(epoch FROM clock_timestamp())::float8 AS now")
+                .load(&mut self.conn)
+                .map_err(connection_failed)?;
+        let server_now = now.first().map_or(server_then, |t| t.now);
+        let held_up = server_now - server_then;
+        if held_up > STALL_LIMIT.as_secs_f64() {
+            return Err(format!(
+                "the observe listener was held up for {held_up:.0} s, and may have missed changes"
+            ));
+        }
+        self.heartbeat = (Instant::now(), SystemTime::now(), server_now);
+        Ok(())
     }
 
     /// Sends a fence: a fresh nonce, with a snapshot taken before the fence is queued, so
@@ -703,16 +643,19 @@ impl Listener {
     /// change or a marker came.
     fn receive(&mut self) -> std::result::Result<bool, String> {
         let mut notes = Vec::new();
+        let mut earlier_format = false;
         while notes.len() < ROUND {
             match self.conn.notifications_iter().next() {
                 None => break,
                 Some(Err(e)) => return Err(connection_failed(e)),
-                Some(Ok(n)) => {
-                    if let Some(note) = Note::parse(&n.payload) {
-                        notes.push((note, n.process_id));
-                    }
-                }
+                Some(Ok(n)) => match Note::parse(&n.payload) {
+                    Some(note) => notes.push((note, n.process_id)),
+                    None => earlier_format |= n.payload.starts_with('{'),
+                },
             }
+        }
+        if earlier_format {
+            self.check_body()?;
         }
         if notes.is_empty() {
             return Ok(false);
@@ -753,7 +696,9 @@ impl Listener {
                             && !self.ended.ended(row.xid)
                             && !self.taken.contains_key(&id)
                     });
-                    if let (true, Some(row)) = (genuine, stored.remove(&id)) {
+                    // Only a genuine note takes its row: a forgery naming the same id ahead of
+                    // it in the same round must leave the row for it.
+                    if let Some(row) = genuine.then(|| stored.remove(&id)).flatten() {
                         self.taken.insert(id, row.xid);
                         self.take(row);
                         any = true;
@@ -782,37 +727,44 @@ impl Listener {
     }
 
     /// Every transaction `snapshot` saw ended is received whole: copies of its changes are
-    /// known as such by their transaction from now on, and its stored changes can be removed
-    /// once old enough.
+    /// known as such by their transaction from now on.
     fn advance(&mut self, snapshot: Snapshot) {
         self.taken.retain(|_, xid| !snapshot.ended(*xid));
-        // One snapshot every few seconds is enough to remove stored changes by.
-        if self
-            .horizons
-            .back()
-            .is_none_or(|(taken, _)| taken.elapsed() > RETENTION / 100)
-        {
-            self.horizons.push_back((Instant::now(), snapshot.clone()));
-        }
         self.ended = snapshot;
     }
 
-    /// Removes the stored changes of the transactions that had ended by a snapshot taken
-    /// `RETENTION` ago or earlier (and rows an earlier version stored that long ago).
+    /// Removes a batch of recorded changes old enough (see `triggers::remove_changes`).
     fn cleanup(&mut self) -> diesel::QueryResult<()> {
-        self.last_cleanup = Instant::now();
-        let mut horizon = None;
-        while self
-            .horizons
-            .front()
-            .is_some_and(|(taken, _)| taken.elapsed() >= RETENTION)
+        self.last_cleanup = Some(Instant::now());
+        let removed = triggers::remove_changes(&mut self.conn, &self.changes, CLEANUP_BATCH)?;
+        self.more_to_remove = removed as i64 == CLEANUP_BATCH;
+        Ok(())
+    }
+
+    /// A notification of an earlier version's format (a JSON object: the whole row) came:
+    /// if the trigger function is no longer this version's (an earlier version's store
+    /// replaced it), changes are being recorded in a form this listener cannot read, and
+    /// may be missed: the feed is lost, and the next subscription puts the function back.
+    /// Anyone may send such text, so it is only a hint, checked at most every
+    /// `BODY_CHECK_EVERY`.
+    fn check_body(&mut self) -> std::result::Result<(), String> {
+        if self
+            .body_checked
+            .is_some_and(|checked| checked.elapsed() < BODY_CHECK_EVERY)
         {
-            horizon = self.horizons.pop_front().map(|(_, snapshot)| snapshot);
-        }
-        let Some(horizon) = horizon else {
             return Ok(());
-        };
-        remove_changes(&mut self.conn, &self.changes, &horizon).map(drop)
+        }
+        self.body_checked = Some(Instant::now());
+        match triggers::functions_are_current(&mut self.conn, &self.schema) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(
+                "the trigger function was replaced by an earlier version of datastore, whose \
+                 changes this version cannot read, so changes may have been missed; stop the \
+                 earlier version's processes and subscribe again (which restores the function)"
+                    .into(),
+            ),
+            Err(e) => Err(format!("the observe listener's connection failed: {e}")),
+        }
     }
 
     /// A change taken: it joins its transaction, and its statement.
@@ -827,6 +779,23 @@ impl Listener {
                 if self.statement.as_ref() != Some(&payload.statement) {
                     self.end_statement();
                     self.statement = Some(payload.statement.clone());
+                } else if payload.op() == Some(Op::Delete)
+                    && payload.depth > 0
+                    && payload
+                        .old
+                        .as_ref()
+                        .is_some_and(|old| self.statement_rows.contains(&row_identity(&table, old)))
+                {
+                    // A cascade deleting a row that this statement (as far as the stamps can
+                    // tell) inserted or updated: it is a later statement's, whose own rows
+                    // were not recorded (a table no one observes). It must not move before
+                    // that change of its row.
+                    self.end_statement();
+                }
+                if payload.op() != Some(Op::Delete) {
+                    if let Some(new) = &payload.new {
+                        self.statement_rows.insert(row_identity(&table, new));
+                    }
                 }
                 self.capture(table, &payload)
             }
@@ -904,6 +873,7 @@ impl Listener {
     /// The statement is over: its changes join the transaction's, in delivery order (a
     /// cascade's rows before the rows whose delete caused it, as on SQLite).
     fn end_statement(&mut self) {
+        self.statement_rows.clear();
         let changes = std::mem::take(&mut self.statement_changes);
         self.batch
             .changes
@@ -940,11 +910,12 @@ impl Listener {
 
 #[cfg(test)]
 mod tests {
+    use super::triggers::{changes_table, remove_changes, setup_sql};
     use super::*;
 
     /// On the server `DATASTORE_POSTGRES_URL` names, if any, in a schema of the test's own.
     #[test]
-    fn cleanup_removes_the_changes_of_ended_transactions_only() {
+    fn cleanup_removes_old_changes_of_transactions_that_had_ended_only() {
         let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
             return;
         };
@@ -955,22 +926,30 @@ mod tests {
         let changes = changes_table(&schema);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             conn.batch_execute(&format!(
-                "INSERT INTO {changes} (payload, token, xid, table_name) VALUES \
-                 ('a', gen_random_uuid(), 5, 't'), ('b', gen_random_uuid(), 12, 't'), \
-                 ('c', gen_random_uuid(), 15, 't'), ('d', gen_random_uuid(), 25, 't'); \
+                "INSERT INTO {changes} (payload, token, xid, table_name, horizon, created_at) VALUES \
+                 ('a', gen_random_uuid(), 5, 't', NULL, now() - interval '1 hour'), \
+                 ('b', gen_random_uuid(), 12, 't', NULL, now() - interval '1 hour'), \
+                 ('c', gen_random_uuid(), 3, 't', NULL, now()), \
+                 ('h', gen_random_uuid(), 11, 't', 10, now() - interval '20 minutes'), \
+                 ('n', gen_random_uuid(), 13, 't', 12, now()); \
                  INSERT INTO {changes} (payload, created_at) VALUES \
                  ('old', now() - interval '1 hour'), ('recent', now())"
             ))
             .unwrap();
-            // 5 and 15 had ended, 12 was running, 25 had not begun.
-            let horizon = Snapshot::parse("10:20:12").unwrap();
-            assert_eq!(remove_changes(&mut conn, &changes, &horizon).unwrap(), 3);
+            // By the horizon recorded 20 minutes ago (not the one recorded now), 5 had ended,
+            // 12 and 11 had not; c is too recent; a row without a transaction goes by age.
+            assert_eq!(
+                remove_changes(&mut conn, &changes, 1).unwrap(),
+                1,
+                "a batch"
+            );
+            assert_eq!(remove_changes(&mut conn, &changes, 100).unwrap(), 1);
             let left: Vec<Name> = diesel::sql_query(format!(
                 "SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"
             ))
             .load(&mut conn)
             .unwrap();
-            assert_eq!(left[0].name, "b,d,recent");
+            assert_eq!(left[0].name, "b,c,h,n,recent");
         }));
         conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .unwrap();

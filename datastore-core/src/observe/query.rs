@@ -84,11 +84,17 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
         }
     }
 
-    /// The query's rows as committed, on observe's own connection: never waiting for a
-    /// pooled connection (the caller's transaction may hold the pool's only one).
+    /// The query's rows as committed: on a pooled connection, so that live queries read side
+    /// by side; inside a `store.transaction` of the same store on this thread, on observe's own
+    /// connection instead, never waiting for a pooled one (the transaction may hold the pool's
+    /// only one) and never reading the transaction's uncommitted rows.
     fn run(&self) -> Result<Vec<M>> {
-        self.store
-            .with_observe_conn(|conn| conn.query::<M>(|q| (self.build)(q)))
+        if self.store.in_transaction_here() {
+            return self
+                .store
+                .with_observe_conn(|conn| conn.query::<M>(|q| (self.build)(q)));
+        }
+        (*self.store.conn()?).query::<M>(|q| (self.build)(q))
     }
 
     /// The first result at once; then the next different result, waiting at most `timeout`
@@ -104,25 +110,18 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let first = self.queue.next(Some(left));
-            if first.is_none() && !self.queue.ended() {
-                return None; // the time is up
-            }
+            // `None` only when the time is up: the queue ends otherwise only once its loss was
+            // told (an item), since this subscription holds the store, and so its hub.
+            let first = self.queue.next(Some(left))?;
             // Everything already committed is in this one new result.
-            let mut items = first
-                .into_iter()
+            let mut items = std::iter::once(first)
                 .chain(std::iter::from_fn(|| self.queue.next(Some(Duration::ZERO))));
             let lost = items.find_map(|item| match item {
                 Item::Lost(reason) => Some(reason),
                 Item::Change(..) | Item::Missed(_) => None,
             });
             drop(items);
-            if let Some(reason) = lost.or_else(|| {
-                // Ended without a word: the store's machinery is gone.
-                self.queue
-                    .ended()
-                    .then(|| Arc::from("the store's feed of changes ended"))
-            }) {
+            if let Some(reason) = lost {
                 let error = feed_lost(&reason);
                 self.lost = Some(reason);
                 return Some(Err(error));

@@ -95,13 +95,26 @@ impl ConnectionSetup {
     /// still waiting past it fails with [`Error::Busy`](crate::Error::Busy).
     ///
     /// Its instrumentation keeps the error that aborts a transaction, which `Store::transaction`
-    /// reports.
+    /// reports, and the connection's backend process (read in the same round trip).
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
+        #[derive(diesel::QueryableByName)]
+        struct Backend {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            pid: i32,
+        }
         diesel::Connection::set_instrumentation(conn, super::lost::FirstFailure::new());
-        conn.batch_execute(&format!(
-            "SET lock_timeout = {}",
-            self.busy_timeout.as_millis()
-        ))
+        let backend: Vec<Backend> = diesel::RunQueryDsl::load(
+            diesel::sql_query(format!(
+                "SELECT pg_backend_pid() AS pid \
+                 FROM (SELECT set_config('lock_timeout', '{}', false)) AS setup",
+                self.busy_timeout.as_millis()
+            )),
+            conn,
+        )?;
+        if let Some(backend) = backend.first() {
+            super::lost::FirstFailure::set_backend_pid(conn, backend.pid);
+        }
+        Ok(())
     }
 
     /// The setup of a connection of either backend.

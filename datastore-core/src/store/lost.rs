@@ -18,7 +18,7 @@
 //! `Store::transaction` to report.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
@@ -76,6 +76,8 @@ pub(crate) struct Lost {
     store: usize,
     /// The error that made SQLite roll back, once converted.
     cause: Mutex<Option<Cause>>,
+    /// Its owner ended it (`ROLLBACK`, or the connection closed).
+    ended: AtomicBool,
 }
 
 impl Lost {
@@ -127,6 +129,12 @@ impl Watch {
         self.is_lost.get()
     }
 
+    /// Whether `sql`, starting while the transaction is lost, ends the loss (see
+    /// [`ends_lost_transaction`]).
+    pub fn ended_by(&self, sql: &str) -> bool {
+        ends_lost_transaction(sql, super::transaction::is_open_in_hook(self.store))
+    }
+
     /// SQLite rolled the transaction back by itself, during a statement that is not `ROLLBACK`.
     pub fn lose(&self) {
         if self.is_lost() {
@@ -135,6 +143,7 @@ impl Watch {
         let lost = Arc::new(Lost {
             store: self.store,
             cause: Mutex::new(None),
+            ended: AtomicBool::new(false),
         });
         // Hooks never panic: `try_with`, in case the thread is ending.
         let _ = LAST.try_with(|last| {
@@ -156,12 +165,12 @@ impl Watch {
 
     /// A statement that ends the lost transaction starts: it is over for its owner too.
     pub fn recover(&self) {
-        if self.lost.borrow_mut().take().is_some() {
+        if let Some(lost) = self.lost.borrow_mut().take() {
+            lost.ended.store(true, Ordering::Relaxed);
             UNENDED.fetch_sub(1, Ordering::Relaxed);
         }
         self.is_lost.set(false);
-        // `try_with`: a connection may close while its thread ends.
-        let _ = AWAITING_CAUSE.try_with(|awaiting| awaiting.borrow_mut().take());
+        forget_pending();
     }
 }
 
@@ -170,6 +179,27 @@ impl Drop for Watch {
         // The connection closes: its lost transaction, if any, ends with it.
         self.recover();
     }
+}
+
+/// Forgets the loss this thread's next database error would be told of (its cause, or a
+/// statement refused because of it): that loss is over, or the error never came (the
+/// application kept Diesel's error, or Diesel replaced it by another). Never panics: a hook may
+/// call it while its thread ends.
+pub(crate) fn forget_pending() {
+    let _ = AWAITING_CAUSE.try_with(|awaiting| awaiting.try_borrow_mut().map(|mut a| a.take()));
+    let _ = REFUSED.try_with(|refused| refused.try_borrow_mut().map(|mut r| r.take()));
+}
+
+/// The transaction a connection lost on this thread most recently, if nobody ended it yet:
+/// Diesel, having forgotten it (a statement failed in what SQLite made autocommit), answers
+/// its owner's `COMMIT` with `NotInTransaction`, which is this loss.
+pub(crate) fn unended_here() -> Option<Arc<Lost>> {
+    LAST.with(|last| {
+        last.borrow()
+            .1
+            .clone()
+            .filter(|lost| !lost.ended.load(Ordering::Relaxed))
+    })
 }
 
 /// How many transactions were lost on this thread so far.
@@ -217,6 +247,10 @@ pub(crate) struct FirstFailure {
     /// A rollback to a savepoint is running.
     rolling_back_to_savepoint: bool,
     default: Option<Box<dyn Instrumentation>>,
+    /// The connection's backend process (`pg_backend_pid()`), read once when it was set up:
+    /// observe tells by it whether installing a trigger would wait for this connection's
+    /// transaction.
+    backend_pid: Option<i32>,
 }
 
 impl FirstFailure {
@@ -225,7 +259,24 @@ impl FirstFailure {
             failure: None,
             rolling_back_to_savepoint: false,
             default: diesel::connection::get_default_instrumentation(),
+            backend_pid: None,
         }
+    }
+
+    /// Records the connection's backend process.
+    pub fn set_backend_pid(conn: &mut diesel::PgConnection, pid: i32) {
+        use diesel::Connection;
+        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
+            recorder.backend_pid = Some(pid);
+        }
+    }
+
+    /// The connection's backend process, if it was recorded.
+    pub fn backend_pid(conn: &mut diesel::PgConnection) -> Option<i32> {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .and_then(|recorder| recorder.backend_pid)
     }
 
     /// The error that aborted the connection's transaction, if a statement failed in it.
@@ -269,13 +320,17 @@ impl Instrumentation for FirstFailure {
 /// Whether a statement starting on a connection whose transaction was lost shows that its owner
 /// knows the transaction is over: `ROLLBACK` ends it (Diesel's, or `Store::transaction`'s), and
 /// `BEGIN` starts another (Diesel forgets a transaction by itself when a statement fails and
-/// SQLite is back in autocommit).
-pub(crate) fn ends_lost_transaction(sql: &str) -> bool {
+/// SQLite is back in autocommit), unless `in_store_transaction`: then the `BEGIN` is Diesel's
+/// nested transaction inside the lost one (its `SAVEPOINT` was refused, and Diesel forgot the
+/// transaction), whose writes would commit on their own, and only the `ROLLBACK` that
+/// `Store::transaction` sends ends the loss.
+pub(crate) fn ends_lost_transaction(sql: &str, in_store_transaction: bool) -> bool {
     is_rollback(sql)
-        || sql
-            .split(|c: char| c.is_whitespace() || c == ';')
-            .find(|w| !w.is_empty())
-            .is_some_and(|w| w.eq_ignore_ascii_case("BEGIN"))
+        || (!in_store_transaction
+            && sql
+                .split(|c: char| c.is_whitespace() || c == ';')
+                .find(|w| !w.is_empty())
+                .is_some_and(|w| w.eq_ignore_ascii_case("BEGIN")))
 }
 
 /// Whether `sql` is `ROLLBACK` (or `ROLLBACK TRANSACTION`), which ends a transaction, rather than
@@ -301,6 +356,20 @@ pub(crate) fn is_rollback(sql: &str) -> bool {
 mod tests {
     use super::is_rollback;
 
+    /// A statement refused after a loss whose error the application never converted (it kept
+    /// Diesel's) must not make a later, unrelated error on the thread that loss's.
+    #[test]
+    fn a_loss_ended_is_no_later_errors_cause() {
+        use super::{refused_or_cause, Watch};
+        use diesel::result::DatabaseErrorKind;
+        let watch = Watch::new(1);
+        watch.lose();
+        watch.refuse();
+        watch.recover();
+        let later = "interrupted".to_owned();
+        assert!(refused_or_cause(DatabaseErrorKind::Unknown, &later).is_none());
+    }
+
     #[test]
     fn a_rollback_or_a_new_transaction_ends_a_lost_one() {
         use super::ends_lost_transaction;
@@ -310,15 +379,18 @@ mod tests {
             "begin immediate",
             " BEGIN DEFERRED TRANSACTION",
         ] {
-            assert!(ends_lost_transaction(sql), "{sql}");
+            assert!(ends_lost_transaction(sql, false), "{sql}");
         }
+        // Inside `store.transaction`, only a rollback ends it.
+        assert!(ends_lost_transaction("ROLLBACK", true));
+        assert!(!ends_lost_transaction("BEGIN", true));
         for sql in [
             "ROLLBACK TO a",
             "SAVEPOINT a",
             "COMMIT",
             "INSERT INTO begin VALUES (1)",
         ] {
-            assert!(!ends_lost_transaction(sql), "{sql}");
+            assert!(!ends_lost_transaction(sql, false), "{sql}");
         }
     }
 

@@ -3,8 +3,9 @@
 //! exactly once.
 //!
 //! On PostgreSQL they run under an advisory lock. On SQLite the lock is the database's write
-//! lock: the pending migrations are read and run inside one `BEGIN IMMEDIATE` transaction, so
-//! another process waits, then finds them applied.
+//! lock: when migrations are pending, they are read again and run inside one `BEGIN IMMEDIATE`
+//! transaction, so another process waits, then finds them applied. With nothing pending no lock
+//! is taken, so a long writer in another process never holds up an open.
 
 use std::time::Duration;
 
@@ -47,6 +48,12 @@ pub(super) fn run(
         AnyConnection::Sqlite(conn) => {
             if !migrations.has_sqlite() {
                 return Err(missing("SQLite"));
+            }
+            // Nothing pending (the usual open): no lock taken, no one waited for. Otherwise (or
+            // if reading failed, another process creating Diesel's table at the same moment)
+            // they are read again under the lock.
+            if pending(conn, migrations).is_ok_and(|pending| pending.is_empty()) {
+                return Ok(());
             }
             conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
             let result = run_sqlite(conn, handle.as_ref(), migrations);
@@ -233,7 +240,7 @@ where
     Ok((duplicates, u64::try_from(total).unwrap_or_default()))
 }
 
-/// The pending SQLite migrations, read inside the lock's transaction.
+/// The pending SQLite migrations (Diesel creates its table of applied migrations if needed).
 fn pending(
     conn: &mut SqliteConnection,
     migrations: &BackendMigrations,

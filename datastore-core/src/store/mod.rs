@@ -164,6 +164,11 @@ impl Store {
         Ok(conn)
     }
 
+    /// Whether this thread is inside a [`transaction`](Store::transaction) of this store.
+    pub(crate) fn in_transaction_here(&self) -> bool {
+        transaction::is_open(self.id())
+    }
+
     /// The identity of the store, shared by its clones.
     fn id(&self) -> usize {
         Arc::as_ptr(&self.hub) as usize
@@ -225,7 +230,11 @@ impl Store {
     pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
         self.refuse_write_in_transaction()?;
         let mut pooled = self.conn()?;
-        let _open = transaction::Open::new(self.id());
+        let backend = match &mut *pooled {
+            AnyConnection::Postgres(c) => lost::FirstFailure::backend_pid(c),
+            AnyConnection::Sqlite(_) => None,
+        };
+        let _open = transaction::Open::new(self.id(), backend);
         let conn: &mut AnyConnection = &mut pooled;
         match conn {
             AnyConnection::Sqlite(c) => {
@@ -234,8 +243,11 @@ impl Store {
             AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
         }
         let losses = lost::generation();
+        lost::forget_pending();
         let result = f(conn);
-        if let Some(lost) = lost::lost_since(losses, self.id()) {
+        let lost = lost::lost_since(losses, self.id());
+        lost::forget_pending();
+        if let Some(lost) = lost {
             return Err(end_lost_transaction(conn, &lost));
         }
         // As Diesel's own `Connection::transaction`, from here on.
@@ -353,8 +365,9 @@ impl Store {
 
     /// A query's result now, then again after every committed change that alters it:
     /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. The results are read
-    /// on observe's own connection, outside the pool: they are committed data, and reading
-    /// them never waits for a pooled connection.
+    /// on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
+    /// the same thread, on observe's own connection, outside the pool: they are committed data
+    /// either way, and reading them there never waits for a pooled connection.
     pub fn observe_query<M>(
         &self,
         build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
@@ -413,6 +426,7 @@ impl Store {
                     &tables,
                     table,
                     self.observe_buffer,
+                    transaction::open_backend(self.id()),
                 )
             }
         })?;

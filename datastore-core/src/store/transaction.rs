@@ -17,16 +17,17 @@ use crate::AnyConnection;
 
 thread_local! {
     /// The stores (by [`Store::id`](super::Store)) with a transaction open on this thread,
-    /// innermost last.
-    static OPEN: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// innermost last, with the PostgreSQL backend process of the transaction's connection.
+    static OPEN: RefCell<Vec<(usize, Option<i32>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A transaction of a store open on this thread, until dropped (also when its closure panics).
 pub(crate) struct Open(usize);
 
 impl Open {
-    pub fn new(store: usize) -> Self {
-        OPEN.with(|open| open.borrow_mut().push(store));
+    /// `backend` is the PostgreSQL backend process of the transaction's connection.
+    pub fn new(store: usize, backend: Option<i32>) -> Self {
+        OPEN.with(|open| open.borrow_mut().push((store, backend)));
         Self(store)
     }
 }
@@ -35,7 +36,7 @@ impl Drop for Open {
     fn drop(&mut self) {
         OPEN.with(|open| {
             let mut open = open.borrow_mut();
-            if let Some(i) = open.iter().rposition(|store| *store == self.0) {
+            if let Some(i) = open.iter().rposition(|(store, _)| *store == self.0) {
                 open.remove(i);
             }
         });
@@ -44,7 +45,29 @@ impl Drop for Open {
 
 /// Whether this thread is inside a transaction of `store`.
 pub(crate) fn is_open(store: usize) -> bool {
-    OPEN.with(|open| open.borrow().contains(&store))
+    OPEN.with(|open| open.borrow().iter().any(|(open, _)| *open == store))
+}
+
+/// The PostgreSQL backend process of the innermost transaction of `store` open on this
+/// thread, if any.
+pub(crate) fn open_backend(store: usize) -> Option<i32> {
+    OPEN.with(|open| {
+        open.borrow()
+            .iter()
+            .rev()
+            .find(|(open, _)| *open == store)
+            .and_then(|(_, backend)| *backend)
+    })
+}
+
+/// Whether this thread is inside a transaction of `store`, as a hook may ask: never panics
+/// (`false` while the thread ends).
+pub(crate) fn is_open_in_hook(store: usize) -> bool {
+    OPEN.try_with(|open| {
+        open.try_borrow()
+            .is_ok_and(|open| open.iter().any(|(open, _)| *open == store))
+    })
+    .unwrap_or(false)
 }
 
 /// Whether this thread is inside a transaction of any store.

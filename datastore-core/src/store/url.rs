@@ -1,88 +1,158 @@
 //! Database URLs as they may be shown: in errors, `Debug` output and logs, never with a password.
+//!
+//! A URL is read the way libpq reads it, which is what connects: the user information is what
+//! precedes the first `@` met before any `/` (a password may hold `?`, `#` or `:`), and a
+//! parameter's name may be percent-encoded (`pass%77ord` is `password`).
+
+use std::borrow::Cow;
 
 /// What a password is shown as.
 const HIDDEN: &str = "***";
 
-/// `url` with its password replaced by `***`: the password of the user information
+/// Where the passwords of a PostgreSQL URL are, as byte ranges of the URL.
+struct Parsed<'u> {
+    url: &'u str,
+    /// The password of the user information.
+    user_password: Option<(usize, usize)>,
+    /// The values of the query's password parameters.
+    parameter_passwords: Vec<(usize, usize)>,
+}
+
+/// The passwords of `url`, if it is a PostgreSQL URL.
+fn parse(url: &str) -> Option<Parsed<'_>> {
+    let scheme = ["postgres://", "postgresql://"]
+        .into_iter()
+        .find(|scheme| url.starts_with(scheme))?;
+    let start = scheme.len();
+    let rest = &url[start..];
+    // libpq: the user information ends at the first '@' met before any '/'.
+    let libpq_at = rest
+        .find(['@', '/'])
+        .filter(|&i| rest.as_bytes()[i] == b'@');
+    let (user_password, host_start) = match libpq_at {
+        Some(at) => {
+            // A password meant to hold '@' (unencoded) makes libpq read a host of its tail:
+            // everything up to the last '@' before the query is hidden too.
+            let query = rest[at..].find('?').map_or(rest.len(), |q| at + q);
+            let end = rest[..query].rfind('@').unwrap_or(at);
+            let password = rest[..at].find(':').map(|colon| (colon + 1, end));
+            (password, end + 1)
+        }
+        None => {
+            // No user information for libpq; a password meant to hold '/' (unencoded) would
+            // show whole, so the '@' before the first '?' counts as its end too.
+            let query = rest.find('?').unwrap_or(rest.len());
+            match rest[..query].rfind('@') {
+                Some(end) => (rest[..end].find(':').map(|colon| (colon + 1, end)), end + 1),
+                None => (None, 0),
+            }
+        }
+    };
+    let mut parameter_passwords = Vec::new();
+    if let Some(q) = rest[host_start..].find('?') {
+        let mut offset = host_start + q + 1;
+        for parameter in rest[offset..].split('&') {
+            if let Some((key, value)) = parameter.split_once('=') {
+                if is_password_key(&percent_decode(key)) {
+                    let value_start = offset + key.len() + 1;
+                    parameter_passwords
+                        .push((start + value_start, start + value_start + value.len()));
+                }
+            }
+            offset += parameter.len() + 1;
+        }
+    }
+    Some(Parsed {
+        url,
+        user_password: user_password.map(|(a, b)| (start + a, start + b)),
+        parameter_passwords,
+    })
+}
+
+/// `url` with its passwords replaced by `***`: the password of the user information
 /// (`postgres://user:password@host`) and the `password` and `sslpassword` query parameters.
 /// Anything that is not a PostgreSQL URL (a SQLite path) is shown as given.
 pub(crate) fn redact(url: &str) -> String {
-    let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    else {
+    let Some(parsed) = parse(url) else {
         return url.to_owned();
     };
-    let scheme = &url[..url.len() - rest.len()];
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let mut shown = String::from(scheme);
-    // The user information ends at the last '@': a password may hold any other character.
-    match before_query.rsplit_once('@') {
-        Some((user_info, host_and_path)) => {
-            match user_info.split_once(':') {
-                Some((user, _password)) => {
-                    shown.push_str(user);
-                    shown.push(':');
-                    shown.push_str(HIDDEN);
-                }
-                None => shown.push_str(user_info),
-            }
-            shown.push('@');
-            shown.push_str(host_and_path);
-        }
-        None => shown.push_str(before_query),
+    let mut ranges: Vec<(usize, usize)> = parsed
+        .user_password
+        .into_iter()
+        .chain(parsed.parameter_passwords)
+        .collect();
+    ranges.sort_unstable();
+    let mut shown = String::with_capacity(url.len());
+    let mut at = 0;
+    for (start, end) in ranges {
+        shown.push_str(&parsed.url[at..start]);
+        shown.push_str(HIDDEN);
+        at = end;
     }
-    if let Some(query) = query {
-        shown.push('?');
-        let parameters: Vec<String> = query
-            .split('&')
-            .map(|parameter| match parameter.split_once('=') {
-                Some((key, _)) if is_password_key(key) => format!("{key}={HIDDEN}"),
-                _ => parameter.to_owned(),
-            })
-            .collect();
-        shown.push_str(&parameters.join("&"));
-    }
+    shown.push_str(&parsed.url[at..]);
     shown
 }
 
-/// `message` without the passwords of `url`, which a driver's message may repeat.
+/// `message` without the passwords of `url`, which a driver's message may repeat (as written
+/// in the URL, or decoded).
 pub(crate) fn redact_message(url: &str, message: &str) -> String {
     let mut shown = message.to_owned();
     for password in passwords(url) {
         if !password.is_empty() {
-            shown = shown.replace(password, HIDDEN);
+            shown = shown.replace(&*password, HIDDEN);
         }
     }
     shown
 }
 
-/// The passwords `url` carries, as written in it.
-fn passwords(url: &str) -> Vec<&str> {
-    let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    else {
+/// The passwords `url` carries, as written in it and percent-decoded, longest first (so that
+/// one that contains another is hidden whole).
+fn passwords(url: &str) -> Vec<Cow<'_, str>> {
+    let Some(parsed) = parse(url) else {
         return Vec::new();
     };
-    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let from_user_info = before_query
-        .rsplit_once('@')
-        .and_then(|(user_info, _)| user_info.split_once(':'))
-        .map(|(_, password)| password);
-    let from_query = query.split('&').filter_map(|parameter| {
-        let (key, value) = parameter.split_once('=')?;
-        is_password_key(key).then_some(value)
-    });
-    from_user_info.into_iter().chain(from_query).collect()
+    let mut passwords: Vec<Cow<'_, str>> = Vec::new();
+    for (start, end) in parsed
+        .user_password
+        .into_iter()
+        .chain(parsed.parameter_passwords)
+    {
+        let written = &url[start..end];
+        passwords.push(Cow::Owned(percent_decode(written).into_owned()));
+        passwords.push(Cow::Borrowed(written));
+    }
+    passwords.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    passwords
 }
 
 /// libpq's connection parameters that hold a password.
 fn is_password_key(key: &str) -> bool {
-    matches!(key, "password" | "sslpassword")
+    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+}
+
+/// `text` with its `%XX` escapes decoded (as libpq decodes a URL's parts); an escape that is
+/// not one is kept as written.
+fn percent_decode(text: &str) -> Cow<'_, str> {
+    if !text.contains('%') {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
 }
 
 #[cfg(test)]
@@ -104,7 +174,32 @@ mod tests {
                 "postgres://app@db/blog?password=x&sslpassword=y&options=-c",
                 "postgres://app@db/blog?password=***&sslpassword=***&options=-c",
             ),
+            // libpq reads the user information up to the first '@' or '/': a '?' before the
+            // '@' is the password's.
+            (
+                "postgres://app:pa?ss@127.0.0.1:1/blog",
+                "postgres://app:***@127.0.0.1:1/blog",
+            ),
+            (
+                "postgres://app:pa?ss@127.0.0.1:1/blog?password=x",
+                "postgres://app:***@127.0.0.1:1/blog?password=***",
+            ),
+            // libpq decodes percent-escapes in parameter names.
+            (
+                "postgres://app@127.0.0.1:1/blog?pass%77ord=hunter2",
+                "postgres://app@127.0.0.1:1/blog?pass%77ord=***",
+            ),
+            (
+                "postgres://app@db/blog?sslmode=disable&%50ASSWORD=x",
+                "postgres://app@db/blog?sslmode=disable&%50ASSWORD=***",
+            ),
+            // Not user information for libpq, but a password with a '/' all the same.
+            ("postgres://app:pa/ss@db/blog", "postgres://app:***@db/blog"),
             ("postgres://db/blog", "postgres://db/blog"),
+            (
+                "postgres://db:5432/blog?user=a@b",
+                "postgres://db:5432/blog?user=a@b",
+            ),
             ("postgres://app@db/blog", "postgres://app@db/blog"),
             ("/var/lib/app:x@y.db", "/var/lib/app:x@y.db"),
             (":memory:", ":memory:"),
@@ -122,6 +217,14 @@ mod tests {
                 "password authentication failed (hunter2)"
             ),
             "password authentication failed (***)"
+        );
+        // As written in the URL, or decoded.
+        assert_eq!(
+            redact_message(
+                "postgres://app:s3cr%40t@db/blog?pass%77ord=hun%74er2",
+                "s3cr%40t, s3cr@t, hun%74er2, hunter2"
+            ),
+            "***, ***, ***, ***"
         );
         assert_eq!(
             redact_message("blog.db", "unable to open"),

@@ -88,16 +88,17 @@ macro_rules! integers {
             }
         }
 
-        /// A column another program widened (to `bigint`) reads as long as the value fits.
+        /// A column another program declared wider or narrower (`smallint`, `integer`,
+        /// `bigint`) reads as long as the value fits.
         impl FromSql<$sql, Pg> for Checked<$rust> {
             fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-                match *value.as_bytes() {
-                    [a, b, c, d, e, f, g, h] => {
-                        let stored = i64::from_be_bytes([a, b, c, d, e, f, g, h]);
-                        <$rust>::try_from(stored).map(Checked).map_err(|_| out_of_range::<$rust>(stored))
-                    }
-                    _ => <$rust as FromSql<$sql, Pg>>::from_sql(value).map(Checked),
-                }
+                let stored = match *value.as_bytes() {
+                    [a, b] => i64::from(i16::from_be_bytes([a, b])),
+                    [a, b, c, d] => i64::from(i32::from_be_bytes([a, b, c, d])),
+                    [a, b, c, d, e, f, g, h] => i64::from_be_bytes([a, b, c, d, e, f, g, h]),
+                    _ => return <$rust as FromSql<$sql, Pg>>::from_sql(value).map(Checked),
+                };
+                <$rust>::try_from(stored).map(Checked).map_err(|_| out_of_range::<$rust>(stored))
             }
         }
 

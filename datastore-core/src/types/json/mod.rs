@@ -1,3 +1,5 @@
+mod finite;
+
 use std::ops::{Deref, DerefMut};
 
 use diesel::deserialize::{self, FromSql, FromSqlRow};
@@ -142,20 +144,26 @@ impl FieldType for serde_json::Value {
 pub const MAX_JSON_DEPTH: usize = 100;
 
 /// Writes `value` as compact JSON, as `serde_json::to_writer` does, but fails with
-/// [`ValueError::JsonTooDeep`] rather than nest arrays and objects beyond [`MAX_JSON_DEPTH`].
+/// [`ValueError::JsonTooDeep`] rather than nest arrays and objects beyond [`MAX_JSON_DEPTH`],
+/// and with [`ValueError::JsonNonFinite`] rather than write a NaN or an infinity as `null`.
 fn write_json<W: std::io::Write, T: Serialize + ?Sized>(
     writer: W,
     value: &T,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut serializer = serde_json::Serializer::with_formatter(writer, DepthLimited(0));
-    value.serialize(&mut serializer).map_err(|e| {
-        let e = std::io::Error::from(e);
-        if e.get_ref().is_some_and(|e| e.is::<TooDeep>()) {
-            Box::new(ValueError::JsonTooDeep) as Box<_>
-        } else {
-            Box::new(e) as Box<_>
-        }
-    })
+    value
+        .serialize(finite::Finite(&mut serializer))
+        .map_err(|e| {
+            if !e.is_io() && e.to_string().starts_with(finite::NON_FINITE) {
+                return Box::new(ValueError::JsonNonFinite) as Box<_>;
+            }
+            let e = std::io::Error::from(e);
+            if e.get_ref().is_some_and(|e| e.is::<TooDeep>()) {
+                Box::new(ValueError::JsonTooDeep) as Box<_>
+            } else {
+                Box::new(e) as Box<_>
+            }
+        })
 }
 
 /// serde_json's compact formatter, counting how deeply arrays and objects nest. Refusing to

@@ -1,0 +1,377 @@
+//! What observe installs in a PostgreSQL schema, and the checks around it: the change table,
+//! the trigger functions and each observed table's triggers; whether what is there is this
+//! version's and trustworthy; whether installing would wait for the caller's own transaction;
+//! and removing recorded changes once every listener has read them.
+//!
+//! Each observed table has three triggers. A statement trigger runs once per statement, before
+//! its rows: it reads the table's columns (a catalog query, too costly per row), a horizon
+//! (every transaction below it had ended), and numbers the transaction's top-level
+//! statements, into transaction-local settings. The row triggers (`AFTER INSERT OR UPDATE`,
+//! and `BEFORE DELETE`, where `pg_trigger_depth()` tells a cascade's rows from the
+//! statement's) record each change in the change table with those, and `NOTIFY` its id and a
+//! random token.
+//!
+//! The names (table, functions, triggers, channel) are those of the earlier versions, and
+//! the records and notifications have their format, so that stores of the previous version
+//! keep reading them during a rolling upgrade. What is current is decided by the functions'
+//! bodies, not by a name or a comment an earlier version may leave in place.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use diesel::sql_types::{Array, BigInt, Integer, Text};
+use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+
+use super::Name;
+use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::{Error, Result};
+
+/// How long a recorded change is kept after its transaction ended, for every listener to read
+/// (a listener held up for longer than half of it ends its feed).
+pub(super) const RETENTION: Duration = Duration::from_secs(600);
+
+/// The change table's name.
+pub(super) const CHANGE_TABLE: &str = "datastore_change_payloads";
+
+/// The comment the previous version checks its function by: kept, so that its stores leave
+/// this body in place (it writes what they read).
+fn legacy_comment(schema: &str) -> String {
+    format!("datastore observe 2 in {schema}")
+}
+
+/// The change table, qualified.
+pub(super) fn changes_table(schema: &str) -> String {
+    format!("{}.{}", quote_ident(schema), CHANGE_TABLE)
+}
+
+/// The body of the row trigger function. It names its schema (a planned statement, where
+/// looking the table up by `TG_TABLE_SCHEMA` would cost a dynamic one per row).
+///
+/// A trigger created with an argument (this version's) takes the columns, the horizon and the
+/// statement's number from its statement trigger; one created without (by an earlier
+/// version, which knows no statement trigger) reads the columns itself and records no
+/// horizon.
+fn notify_body(schema: &str) -> String {
+    let table = changes_table(schema);
+    format!(
+        r#"
+DECLARE
+    token UUID;
+    stored BIGINT;
+    columns TEXT;
+    horizon BIGINT;
+BEGIN
+    -- An update that changes nothing is no change.
+    IF TG_OP = 'UPDATE' AND OLD::text = NEW::text THEN
+        RETURN NULL;
+    END IF;
+    IF TG_NARGS > 0 THEN
+        columns := current_setting('datastore.columns_' || TG_RELID, true);
+        horizon := nullif(current_setting('datastore.horizon', true), '')::bigint;
+    END IF;
+    IF columns IS NULL OR columns = '' THEN
+        columns := (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
+                    FROM pg_attribute a
+                    WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)::text;
+    END IF;
+    token := gen_random_uuid();
+    INSERT INTO {table} (payload, token, xid, table_name, horizon)
+    VALUES (
+        json_build_object(
+            'op', TG_OP,
+            'depth', pg_trigger_depth() - 1,
+            -- Tells top-level statements apart: the same for a statement's rows and for the
+            -- rows its foreign keys and triggers change.
+            'statement', statement_timestamp()::text || ' '
+                || coalesce(current_setting('datastore.statement', true), ''),
+            'columns', columns,
+            'old', CASE WHEN TG_OP <> 'INSERT' THEN OLD::text END,
+            'new', CASE WHEN TG_OP <> 'DELETE' THEN NEW::text END
+        )::text,
+        token, pg_current_xact_id()::text::bigint, TG_TABLE_NAME, horizon
+    )
+    RETURNING id INTO stored;
+    -- The key of the change and its token: nothing of the row. Unique, so that PostgreSQL
+    -- never folds two into one.
+    PERFORM pg_notify('datastore:' || md5(TG_TABLE_SCHEMA), stored || ':' || token);
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD; -- a BEFORE trigger: let the delete happen
+    END IF;
+    RETURN NULL;
+END
+"#
+    )
+}
+
+/// The body of the statement trigger function.
+const STATEMENT_BODY: &str = r#"
+DECLARE
+    statement TEXT;
+BEGIN
+    PERFORM set_config('datastore.columns_' || TG_RELID,
+        (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
+         FROM pg_attribute a
+         WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)::text,
+        true);
+    -- Every transaction below this one had ended before the statement's rows were recorded.
+    PERFORM set_config('datastore.horizon',
+        pg_snapshot_xmin(pg_current_snapshot())::text, true);
+    -- A top-level statement (not a foreign key's cascade, nor another trigger's) is a new one.
+    IF pg_trigger_depth() = 1 THEN
+        statement := current_setting('datastore.statement', true);
+        PERFORM set_config('datastore.statement',
+            (CASE WHEN statement ~ '^[0-9]{1,18}$' THEN statement::bigint ELSE 0 END + 1)::text,
+            true);
+    END IF;
+    RETURN NULL;
+END
+"#;
+
+/// `body` between dollar quotes that it does not contain.
+fn dollar_quoted(body: &str) -> String {
+    let mut tag = String::from("datastore");
+    while body.contains(&format!("${tag}$")) {
+        tag.push('_');
+    }
+    format!("${tag}${body}${tag}$")
+}
+
+/// Creates or brings up to date the change table and the trigger functions of `schema`, all
+/// their owner's alone.
+///
+/// The row function runs as its owner (`SECURITY DEFINER`, with a fixed search path), so that
+/// roles writing observed tables need no rights on the change table; it renders rows with
+/// fixed output settings, so that their text reads back the same whatever the writer's
+/// session set. What exists is altered only where it lacks something, so that a transaction
+/// writing the change table (through an observed table) does not hold this up.
+pub(super) fn setup_sql(schema: &str) -> String {
+    let table = changes_table(schema);
+    let schema_ident = quote_ident(schema);
+    let sequence = format!("{schema_ident}.datastore_change_payloads_id_seq");
+    let index = format!("{schema_ident}.datastore_change_payloads_created_at");
+    let notify = format!("{schema_ident}.datastore_notify()");
+    let statement = format!("{schema_ident}.datastore_notify_statement()");
+    format!(
+        r#"
+CREATE TABLE IF NOT EXISTS {table} (
+    id BIGSERIAL PRIMARY KEY,
+    payload TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+DO $setup$ BEGIN
+    -- A table made by an earlier version gains what this one stores, and its index.
+    IF (SELECT count(*) FROM pg_attribute WHERE attrelid = {table_literal}::regclass
+        AND attname IN ('token', 'xid', 'table_name', 'horizon') AND NOT attisdropped) < 4 THEN
+        ALTER TABLE {table}
+            ADD COLUMN IF NOT EXISTS token UUID,
+            ADD COLUMN IF NOT EXISTS xid BIGINT,
+            ADD COLUMN IF NOT EXISTS table_name TEXT,
+            ADD COLUMN IF NOT EXISTS horizon BIGINT;
+    END IF;
+    IF to_regclass({index_literal}) IS NULL THEN
+        CREATE INDEX datastore_change_payloads_created_at ON {table} (created_at);
+    END IF;
+END $setup$;
+REVOKE ALL ON TABLE {table} FROM PUBLIC;
+REVOKE ALL ON SEQUENCE {sequence} FROM PUBLIC;
+CREATE OR REPLACE FUNCTION {statement} RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS {statement_body};
+REVOKE ALL ON FUNCTION {statement} FROM PUBLIC;
+CREATE OR REPLACE FUNCTION {notify} RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET "DateStyle" = 'ISO, YMD' SET "TimeZone" = 'UTC' SET bytea_output = 'hex'
+SET extra_float_digits = 1
+AS {notify_body};
+REVOKE ALL ON FUNCTION {notify} FROM PUBLIC;
+COMMENT ON FUNCTION {notify} IS {comment};
+-- What an earlier version numbered its notifications with.
+DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
+"#,
+        table_literal = quote_literal(&table),
+        index_literal = quote_literal(&index),
+        statement_body = dollar_quoted(STATEMENT_BODY),
+        notify_body = dollar_quoted(&notify_body(schema)),
+        comment = quote_literal(&legacy_comment(schema)),
+    )
+}
+
+/// The triggers that report `table`'s changes.
+///
+/// Deletes are reported by a `BEFORE` trigger, where `pg_trigger_depth()` tells a cascade's
+/// rows (deleted from inside the foreign key's own trigger) from the statement's; in `AFTER`
+/// triggers both report depth 1. Its name sorts after the usual ones, because `BEFORE`
+/// triggers run in name order and one that cancels a delete stops those after it. The row
+/// triggers' argument says that the statement trigger is there.
+pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
+    let (schema, table) = (quote_ident(schema), quote_ident(table));
+    format!(
+        "CREATE OR REPLACE TRIGGER datastore_observe_statement \
+         BEFORE INSERT OR UPDATE OR DELETE ON {schema}.{table} \
+         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify_statement();\n\
+         CREATE OR REPLACE TRIGGER datastore_observe AFTER INSERT OR UPDATE ON {schema}.{table} \
+         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
+         CREATE OR REPLACE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON {schema}.{table} \
+         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n"
+    )
+}
+
+/// Whether `schema`'s trigger functions are this version's: their bodies, whatever their
+/// comment says (an earlier version may have replaced a body and left the comment).
+pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Current {
+        #[diesel(sql_type = Integer)]
+        n: i32,
+    }
+    let rows: Vec<Current> = diesel::sql_query(
+        "SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace \
+         WHERE s.nspname = $1 AND p.pronargs = 0 AND ( \
+             (p.proname = 'datastore_notify' AND p.prosrc = $2) \
+             OR (p.proname = 'datastore_notify_statement' AND p.prosrc = $3))",
+    )
+    .bind::<Text, _>(schema)
+    .bind::<Text, _>(notify_body(schema))
+    .bind::<Text, _>(STATEMENT_BODY)
+    .load(conn)?;
+    Ok(rows.first().is_some_and(|r| r.n == 2))
+}
+
+/// The tables of `schema` that have this version's three triggers.
+pub(super) fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
+    let rows: Vec<Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_trigger t \
+         JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND ( \
+             (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete') AND t.tgnargs = 1) \
+             OR t.tgname = 'datastore_observe_statement') \
+         GROUP BY c.relname HAVING count(*) = 3",
+    )
+    .bind::<Text, _>(schema)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Refuses the change table and the trigger functions unless one role owns them all, and that
+/// role is this connection's or owns the observed `tables`: a role that owned the change table
+/// (one with `CREATE` on the schema could have made it first) could read every recorded
+/// change, and one that owned a function the triggers run could do anything as its writers.
+pub(super) fn check_owners(conn: &mut PgConnection, schema: &str, tables: &[String]) -> Result<()> {
+    #[derive(QueryableByName)]
+    struct Owner {
+        #[diesel(sql_type = Text)]
+        kind: String,
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Text)]
+        owner: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        trusted: bool,
+    }
+    let owners: Vec<Owner> = diesel::sql_query(
+        "WITH s AS (SELECT oid FROM pg_namespace WHERE nspname = $1), \
+         infra(kind, name, owner) AS ( \
+             SELECT 'table', c.relname::text, c.relowner FROM pg_class c, s \
+             WHERE c.relnamespace = s.oid AND c.relname = 'datastore_change_payloads' \
+             UNION ALL \
+             SELECT 'function', p.proname || '()', p.proowner FROM pg_proc p, s \
+             WHERE p.pronamespace = s.oid AND p.pronargs = 0 \
+             AND p.proname IN ('datastore_notify', 'datastore_notify_statement')) \
+         SELECT kind, name, pg_get_userbyid(owner)::text AS owner, \
+             (owner = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+              OR (EXISTS (SELECT FROM pg_class c, s \
+                          WHERE c.relnamespace = s.oid AND c.relname = ANY($2)) \
+                  AND owner = ALL (SELECT c.relowner FROM pg_class c, s \
+                                   WHERE c.relnamespace = s.oid AND c.relname = ANY($2)))) \
+             AS trusted \
+         FROM infra ORDER BY kind DESC, name",
+    )
+    .bind::<Text, _>(schema)
+    .bind::<Array<Text>, _>(tables)
+    .load(conn)?;
+    // The row function's owner is the role its writes run as: everything must be its.
+    let expected = owners
+        .iter()
+        .find(|o| o.name == "datastore_notify()")
+        .map(|o| o.owner.clone());
+    match owners
+        .into_iter()
+        .find(|o| !o.trusted || Some(&o.owner) != expected.as_ref())
+    {
+        Some(foreign) => Err(Error::ChangeFeedOwner {
+            object: format!("{} {}.{}", foreign.kind, schema, foreign.name),
+            owner: foreign.owner,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Fails with [`Error::ObserveAfterWrite`] when the transaction of the backend `writer` (the
+/// caller's, on this thread) holds a lock on one of `relations` that installing the triggers
+/// would wait for: it would wait for the caller itself, until the lock timeout.
+pub(super) fn refuse_own_locks(
+    conn: &mut PgConnection,
+    writer: i32,
+    schema: &str,
+    relations: &[String],
+) -> Result<()> {
+    if relations.is_empty() {
+        return Ok(());
+    }
+    let held: Vec<Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_locks l \
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE l.pid = $1 AND l.granted AND l.mode NOT IN ('AccessShareLock', 'RowShareLock') \
+         AND n.nspname = $2 AND c.relname = ANY($3) ORDER BY c.relname",
+    )
+    .bind::<Integer, _>(writer)
+    .bind::<Text, _>(schema)
+    .bind::<Array<Text>, _>(relations)
+    .load(conn)?;
+    match held.into_iter().next() {
+        Some(table) => Err(Error::ObserveAfterWrite { table: table.name }),
+        None => Ok(()),
+    }
+}
+
+/// Removes from the change table `changes` at most `limit` changes older than [`RETENTION`]
+/// whose transactions had ended `RETENTION` ago: by then every listener has read them, or has
+/// ended its feed for being held up. That they had ended is known from the horizon a change
+/// recorded that long ago carries (capped by the transactions running now); rows an earlier
+/// version stored without a transaction go by age alone. How many were removed.
+pub(super) fn remove_changes(
+    conn: &mut PgConnection,
+    changes: &str,
+    limit: i64,
+) -> diesel::QueryResult<usize> {
+    let retention = RETENTION.as_secs();
+    diesel::sql_query(format!(
+        "DELETE FROM {changes} WHERE id IN ( \
+             SELECT c.id FROM {changes} c \
+             WHERE c.created_at < now() - interval '{retention} seconds' \
+             AND (c.xid IS NULL OR c.xid < ( \
+                 SELECT least(h.horizon, pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
+                 FROM {changes} h \
+                 WHERE h.horizon IS NOT NULL \
+                 AND h.created_at < now() - interval '{retention} seconds' \
+                 ORDER BY h.created_at DESC LIMIT 1)) \
+             LIMIT $1)"
+    ))
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dollar_quoted;
+
+    #[test]
+    fn a_body_is_quoted_with_a_tag_it_does_not_hold() {
+        assert_eq!(dollar_quoted("x"), "$datastore$x$datastore$");
+        assert_eq!(
+            dollar_quoted("a $datastore$ b"),
+            "$datastore_$a $datastore$ b$datastore_$"
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! Observe on PostgreSQL, where its machinery lives in the database: what it installs is this
+//! version's and its owner's, installing it never waits for the caller's own transaction,
+//! recorded changes do not pile up, an earlier version of the store running beside this one
+//! never makes it drop changes without a word, and the order of a transaction's statements
+//! holds.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::models::{Comment, Post};
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use datastore::observe::{Observed, Op, Subscription};
+use datastore::prelude::*;
+use datastore::Error;
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(300);
+
+fn post(title: &str) -> Post {
+    common::post(title, 1)
+}
+
+fn next<M: Model + std::fmt::Debug>(sub: &Subscription<M>) -> (Op, M) {
+    match sub.recv_timeout(WAIT) {
+        Some(Observed::Change(c)) => (c.op, c.element),
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    datastore::diesel::sql_query(sql)
+        .load::<Count>(conn)
+        .unwrap()
+        .remove(0)
+        .n
+}
+
+/// What an earlier version of the store installed as `datastore_notify()`: a body that sends
+/// each change whole, as a JSON notification. Replacing the function keeps its comment.
+const EARLIER_BODY: &str = "CREATE OR REPLACE FUNCTION datastore_notify() RETURNS trigger
+     LANGUAGE plpgsql AS $$ BEGIN
+         PERFORM pg_notify('datastore:' || md5(TG_TABLE_SCHEMA),
+             json_build_object('table', TG_TABLE_NAME, 'op', TG_OP, 'new', row_to_json(NEW))::text);
+         RETURN NULL;
+     END $$";
+
+/// Recorded changes older than the retention (ten minutes) are removed when a listener
+/// starts, however briefly earlier listeners ran: once every listener has read them, they are
+/// only weight on every later write.
+#[test]
+fn on_postgres_old_recorded_changes_are_removed_when_a_listener_starts() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    {
+        // A short-lived process: it observes, writes and goes.
+        let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        for i in 0..20 {
+            store.save(post(&format!("post {i}"))).unwrap();
+        }
+        // Once no transaction older than these is running (other tests' may be), the next
+        // change records a horizon that says they all ended.
+        while count(
+            &mut admin,
+            "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             - (SELECT max(xid) FROM datastore_change_payloads)) AS n",
+        ) <= 0
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        store.save(post("post 20")).unwrap();
+        for _ in 0..21 {
+            next(&posts);
+        }
+    }
+    let recorded = "SELECT count(*) AS n FROM datastore_change_payloads";
+    assert_eq!(count(&mut admin, recorded), 21);
+    // An hour later, as far as the recorded changes can tell; and a row an earlier version
+    // stored then, without a transaction.
+    admin
+        .batch_execute(
+            "UPDATE datastore_change_payloads SET created_at = created_at - interval '1 hour';
+             INSERT INTO datastore_change_payloads (payload, created_at)
+             VALUES ('earlier', now() - interval '1 hour')",
+        )
+        .unwrap();
+    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let _posts = store.observe::<Post>().unwrap();
+    let deadline = Instant::now() + WAIT;
+    // All but the last transaction's change: no change recorded after it ended says when it
+    // did (the next one will).
+    while count(&mut admin, recorded) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} recorded changes left",
+            count(&mut admin, recorded)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Recent ones stay, for every listener to read.
+    store.save(post("recent")).unwrap();
+    std::thread::sleep(QUIET);
+    assert_eq!(count(&mut admin, recorded), 2);
+}
+
+/// An earlier version of the store replaced the trigger function (as it did on its first
+/// subscription), leaving this version's comment on it: a store of this version finds the body
+/// is not its own, puts it back, and receives every change.
+#[test]
+fn on_postgres_an_earlier_versions_function_body_is_replaced_by_the_next_store() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    drop(
+        Store::open(schema.url(), datastore::embed_migrations!())
+            .unwrap()
+            .observe::<Post>()
+            .unwrap(),
+    );
+    let mut earlier = PgConnection::establish(schema.url()).unwrap();
+    earlier.batch_execute(EARLIER_BODY).unwrap();
+    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("after the earlier version")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+}
+
+/// An earlier version replaces the function while a store of this version observes: the
+/// changes recorded meanwhile cannot be read, so the subscription ends with `FeedLost`
+/// instead of missing them without a word; the next subscription puts the function back.
+#[test]
+fn on_postgres_an_earlier_versions_function_put_back_while_observing_ends_the_feed() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let posts = store.observe::<Post>().unwrap();
+    store.conn().unwrap().batch_execute(EARLIER_BODY).unwrap();
+    store.save(post("recorded by the earlier version")).unwrap();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::FeedLost { reason }) => {
+            assert!(reason.contains("earlier version"), "{reason}")
+        }
+        other => panic!("expected FeedLost, got {other:?}"),
+    }
+    let deadline = Instant::now() + WAIT;
+    let again = loop {
+        match store.observe::<Post>() {
+            Ok(sub) => break sub,
+            // The lost listener is still winding down.
+            Err(Error::Connection { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let saved = store.save(post("after")).unwrap();
+    assert_eq!(next(&again), (Op::Insert, saved));
+}
+
+/// Observing a table for the first time installs its triggers, which waits for every
+/// transaction that wrote it: inside a transaction that wrote it, that is the caller's own,
+/// and it fails at once, typed, rather than after the lock timeout as a busy database.
+#[test]
+fn on_postgres_observing_a_table_the_transaction_wrote_fails_at_once() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    store
+        .transaction(|tx| {
+            tx.save(post("written first"))?;
+            let started = Instant::now();
+            let err = store.observe::<Post>().unwrap_err();
+            assert!(
+                matches!(&err, Error::ObserveAfterWrite { table } if table == "posts"),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string().contains("before the transaction writes it"),
+                "{err}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "at once, not after the lock timeout: {:?}",
+                started.elapsed()
+            );
+            // A table the transaction only read can be observed; the transaction goes on.
+            tx.count::<Comment>()?;
+            let comments = store.observe::<Comment>()?;
+            tx.save(post("written after"))?;
+            Ok(comments)
+        })
+        .unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 2);
+    // Outside the transaction, observing the table works.
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("observed")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+}
+
+/// A role with `CREATE` on the schema (and nothing on the observed tables), dropped when the
+/// test ends.
+struct Squatter {
+    admin: PgConnection,
+    name: String,
+    url: String,
+}
+
+impl Squatter {
+    fn new(admin_url: &str, schema: &str) -> Self {
+        let mut admin = PgConnection::establish(admin_url).unwrap();
+        let name = format!("datastore_squatter_{}", uuid::Uuid::new_v4().simple());
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        admin
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+            .unwrap();
+        // Grants on the database race with other tests' ("tuple concurrently updated").
+        let grant = format!(
+            "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {name}', current_database()); END $$;
+             GRANT USAGE, CREATE ON SCHEMA {schema} TO {name};"
+        );
+        let mut tries = 0;
+        while let Err(e) = admin.batch_execute(&grant) {
+            tries += 1;
+            assert!(tries < 20, "{e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (scheme, rest) = admin_url.split_once("://").unwrap();
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        let host = host.split_once('?').map_or(host, |(host, _)| host);
+        let url = format!("{scheme}://{name}:{password}@{host}");
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let name = &self.name;
+        let _ = self.admin.batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}';
+             DROP OWNED BY {name}; DROP ROLE {name};"
+        ));
+    }
+}
+
+/// A role that may create tables in the schema makes the change table before the store ever
+/// observed: observe refuses it (its owner could read every recorded change) and installs
+/// nothing.
+#[test]
+fn on_postgres_a_change_table_another_role_made_is_refused() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        name: String,
+    }
+    let schema_name = datastore::diesel::sql_query("SELECT current_schema()::text AS name")
+        .load::<Name>(&mut admin)
+        .unwrap()
+        .remove(0)
+        .name;
+    let squatter = Squatter::new(&url, &schema_name);
+    PgConnection::establish(&squatter.url)
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE TABLE {schema_name}.datastore_change_payloads (
+                 id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL,
+                 created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())"
+        ))
+        .unwrap();
+    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let err = store.observe::<Post>().unwrap_err();
+    match &err {
+        Error::ChangeFeedOwner { object, owner } => {
+            assert!(object.contains("datastore_change_payloads"), "{err}");
+            assert_eq!(owner, &squatter.name);
+        }
+        other => panic!("expected ChangeFeedOwner, got {other:?}"),
+    }
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) AS n FROM pg_trigger \
+             WHERE tgrelid = 'posts'::regclass AND NOT tgisinternal"
+        ),
+        0,
+        "nothing installed"
+    );
+    assert!(store.save(post("still writable")).is_ok());
+    drop(store);
+    drop(squatter);
+}
+
+/// Copies of every notification, forged fences and made-up changes, sent while transactions
+/// commit (so that they arrive between a transaction's changes and the listener's fence), and
+/// made-up changes naming the very ids a transaction's rows get, arriving just ahead of them,
+/// change nothing: every committed change arrives once, in order, and nothing else.
+#[test]
+fn on_postgres_forgeries_interleaved_with_a_transactions_changes_are_ignored() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let posts = store.observe::<Post>().unwrap();
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        name: String,
+    }
+    let mut forger_conn = PgConnection::establish(&common::postgres_url().unwrap()).unwrap();
+    let channel = datastore::diesel::sql_query("SELECT 'datastore:' || md5($1) AS name")
+        .bind::<datastore::diesel::sql_types::Text, _>(
+            datastore::diesel::sql_query("SELECT current_schema()::text AS name")
+                .load::<Name>(&mut *store.conn().unwrap())
+                .unwrap()
+                .remove(0)
+                .name,
+        )
+        .load::<Name>(&mut forger_conn)
+        .unwrap()
+        .remove(0)
+        .name;
+    forger_conn
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forger = {
+        let stop = stop.clone();
+        let channel = channel.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let heard: Vec<String> = forger_conn
+                    .notifications_iter()
+                    .map(|n| n.unwrap().payload)
+                    .collect();
+                for payload in heard {
+                    let id: i64 = payload
+                        .split_once(':')
+                        .and_then(|(id, _)| id.parse().ok())
+                        .unwrap_or(1);
+                    let random = uuid::Uuid::new_v4().simple();
+                    for forged in [
+                        payload.clone(),
+                        format!("f:{random}"),
+                        format!("m:{random}"),
+                        format!("{}:{random}", id + 1),
+                        format!("{id}:{random}"),
+                    ] {
+                        datastore::diesel::sql_query("SELECT pg_notify($1, $2)")
+                            .bind::<datastore::diesel::sql_types::Text, _>(&channel)
+                            .bind::<datastore::diesel::sql_types::Text, _>(forged)
+                            .execute(&mut forger_conn)
+                            .unwrap();
+                        sent += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            sent
+        })
+    };
+    let mut committed = Vec::new();
+    for i in 0..30 {
+        let saved = store
+            .transaction(|tx| {
+                if i % 2 == 1 {
+                    // Made-up changes naming the ids this transaction's rows are about to get,
+                    // delivered just ahead of them (a transaction's notifications arrive
+                    // together, in order).
+                    let next = datastore::diesel::sql_query(
+                        "SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END AS n \
+                         FROM datastore_change_payloads_id_seq",
+                    )
+                    .load::<Count>(tx)?
+                    .remove(0)
+                    .n;
+                    for id in next..next + 3 {
+                        datastore::diesel::sql_query("SELECT pg_notify($1, $2)")
+                            .bind::<datastore::diesel::sql_types::Text, _>(&channel)
+                            .bind::<datastore::diesel::sql_types::Text, _>(format!(
+                                "{id}:{}",
+                                uuid::Uuid::new_v4().simple()
+                            ))
+                            .execute(tx)?;
+                    }
+                }
+                (0..3)
+                    .map(|j| tx.save(post(&format!("{i}.{j}"))))
+                    .collect::<datastore::Result<Vec<_>>>()
+            })
+            .unwrap();
+        committed.extend(saved);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    for saved in &committed {
+        assert_eq!(next(&posts), (Op::Insert, saved.clone()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = forger.join().unwrap();
+    assert!(
+        sent >= 90 * 5,
+        "the forger heard and answered every change ({sent})"
+    );
+    if let Some(extra) = posts.recv_timeout(QUIET) {
+        panic!("expected nothing more, got {extra:?}");
+    }
+}
+
+/// Several statements sent as one string run with one statement timestamp: a comment
+/// inserted by the first and deleted by the second's cascade still arrive in that order (the
+/// cascade's delete is moved before its own statement's rows only).
+#[test]
+fn on_postgres_statements_sent_together_keep_their_order() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    let comments = store.observe::<Comment>().unwrap();
+    let parent = store.save(post("parent")).unwrap();
+    let id = Id::new();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(&format!(
+            "INSERT INTO comments (id, content, post_id, created_at) \
+             VALUES ('{id}', 'short-lived', '{}', now()); \
+             DELETE FROM posts WHERE id = '{}'",
+            parent.id, parent.id
+        ))
+        .unwrap();
+    let (first, inserted) = next(&comments);
+    let (second, deleted) = next(&comments);
+    assert_eq!(
+        (first, second),
+        (Op::Insert, Op::Delete),
+        "in the order they happened"
+    );
+    assert_eq!((inserted.id, deleted.id), (id, id));
+}
