@@ -17,6 +17,11 @@
 //! - `insert1 N`: `insert_all` of one new post in a transaction, N times (the insert workload
 //!   at one row);
 //! - `save N`: `save` of one new post, N times;
+//! - `insert100 N`: `insert_all` of 100 new posts in a transaction, N times;
+//! - `rusqlite-find N`, `diesel-find N`, `rusqlite-insert100 N`: the peers' forms of `find`
+//!   and `insert100` on the same database, as `benches/workloads` writes them (rusqlite's
+//!   cached statements reading and binding text; Diesel's `find(..).get_result` and a
+//!   multi-row `insert_into`), so that instruction counts compare side by side;
 //! - `delete-in-transaction N`: on PostgreSQL (`DATASTORE_POSTGRES_URL`, in a schema of its own),
 //!   inside one transaction, N posts deleted with `delete_by_id` (in a savepoint, so that a
 //!   refusal leaves the transaction usable) and N with a plain Diesel `DELETE`, printing the
@@ -72,6 +77,97 @@ fn main() {
                 black_box(conn.save(Post::default()).unwrap());
             }
         }
+        "insert100" => {
+            for _ in 0..n {
+                let rows: Vec<Post> = (0..100).map(|_| Post::default()).collect();
+                black_box(conn.transaction(|tx| tx.insert_all(rows)).unwrap());
+            }
+        }
+        "rusqlite-find" => {
+            let peer = rusqlite::Connection::open_with_flags(
+                &url,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+            .unwrap();
+            let key = stored.id.to_string();
+            for _ in 0..n {
+                let mut stmt = peer
+                    .prepare_cached(
+                        "SELECT id, title, rating, status, body, created_at, updated_at \
+                         FROM posts WHERE id = ?1",
+                    )
+                    .unwrap();
+                black_box(
+                    stmt.query_row([&key], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i32>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, Option<String>>(4)?,
+                            row.get::<_, String>(5)?,
+                            row.get::<_, String>(6)?,
+                        ))
+                    })
+                    .unwrap(),
+                );
+            }
+        }
+        "diesel-find" => {
+            use models::posts;
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            for _ in 0..n {
+                black_box(
+                    posts::table
+                        .find(stored.id)
+                        .get_result::<Post>(&mut plain)
+                        .unwrap(),
+                );
+            }
+        }
+        "rusqlite-insert100" => {
+            let peer = rusqlite::Connection::open_with_flags(
+                &url,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+            .unwrap();
+            for _ in 0..n {
+                let rows: Vec<[String; 5]> = (0..100)
+                    .map(|_| {
+                        let now = Timestamp::now().to_string();
+                        [
+                            Id::new().to_string(),
+                            String::new(),
+                            "Active".into(),
+                            now.clone(),
+                            now,
+                        ]
+                    })
+                    .collect();
+                let tx = peer.unchecked_transaction().unwrap();
+                {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "INSERT INTO posts (id, title, rating, status, body, created_at, \
+                             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        )
+                        .unwrap();
+                    for [id, title, status, created, updated] in &rows {
+                        stmt.execute(rusqlite::params![
+                            id,
+                            title,
+                            0,
+                            status,
+                            Option::<String>::None,
+                            created,
+                            updated
+                        ])
+                        .unwrap();
+                    }
+                }
+                tx.commit().unwrap();
+            }
+        }
         "store" => {
             for _ in 0..n {
                 black_box(conn.all::<Post>().unwrap());
@@ -109,7 +205,10 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("unknown mode {mode}: store, plain, insert, find, insert1 or save");
+            eprintln!(
+                "unknown mode {mode}: store, plain, insert, find, insert1, insert100, save, \
+                 rusqlite-find, diesel-find or rusqlite-insert100"
+            );
             std::process::exit(2);
         }
     }

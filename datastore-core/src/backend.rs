@@ -96,6 +96,41 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// Runs `f` in a transaction (a savepoint inside one), as Diesel's `Connection::transaction`
+/// does, but for one case: when SQLite ended the transaction by itself (a full database or
+/// disk, an I/O error), the `ROLLBACK` that follows finds none and fails, and Diesel would
+/// return that failure; here `f`'s error, the one that says why, is returned, and Diesel's
+/// record of the transaction is reset to match (the lost transaction's hooks already let the
+/// connection run statements again).
+pub(crate) fn transaction<C, T, E>(
+    conn: &mut C,
+    f: impl FnOnce(&mut C) -> Result<T, E>,
+) -> Result<T, E>
+where
+    C: Connection,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::TransactionManager;
+    C::TransactionManager::begin_transaction(conn)?;
+    match f(conn) {
+        Ok(value) => {
+            C::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => match C::TransactionManager::rollback_transaction(conn) {
+            Ok(()) => Err(error),
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message() == "cannot rollback - no transaction is active" =>
+            {
+                *C::TransactionManager::transaction_manager_status_mut(conn) =
+                    diesel::connection::TransactionManagerStatus::default();
+                Err(error)
+            }
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
+}
+
 /// Whether `conn` is inside a transaction it began.
 pub(crate) fn in_transaction<C: Connection>(conn: &mut C) -> bool {
     use diesel::connection::TransactionManager;

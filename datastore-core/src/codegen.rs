@@ -191,6 +191,63 @@ where
 
 impl<M, V, S, C: Connection> RunQueryDsl<C> for RowStatement<M, V, S> {}
 
+/// An `INSERT` of `N` rows of `M` (their values `V`, each walked as [`Upsert`] walks one):
+/// `INSERT INTO "table" (..) VALUES (..), (..)`. Its SQL is fixed per model and `N`, so Diesel
+/// prepares it once per connection, where a multi-row insert of any other number of rows is
+/// parsed and planned again on every call (on SQLite, most of an insert's cost per row).
+/// `insert_all` splits its rows into statements of the sizes in [`INSERT_ROWS`].
+#[derive(Debug)]
+pub struct InsertRows<M, V, const N: usize> {
+    rows: Vec<V>,
+    model: PhantomData<fn() -> M>,
+}
+
+/// The numbers of rows an [`InsertRows`] statement holds, largest first: any number of rows
+/// goes in a few of them, each prepared once.
+pub const INSERT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+
+impl<M: Model, V, const N: usize> InsertRows<M, V, N> {
+    /// The statement inserting these rows' values, `N` of them.
+    pub fn new(rows: Vec<V>) -> Self {
+        debug_assert_eq!(rows.len(), N);
+        Self {
+            rows,
+            model: PhantomData,
+        }
+    }
+}
+
+/// [`InsertRows`]'s query id: the model's, and the number of rows.
+#[derive(Debug)]
+pub struct Rows<const N: usize>;
+
+impl<M: Model, V, const N: usize> QueryId for InsertRows<M, V, N> {
+    type QueryId = (M, Rows<N>);
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<M, V, DB, const N: usize> QueryFragment<DB> for InsertRows<M, V, N>
+where
+    M: Model,
+    V: QueryFragment<DB>,
+    DB: Backend,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let [before, between, after] = M::declaration().insert_rows();
+        out.push_sql(before);
+        for (i, row) in self.rows.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(between);
+            }
+            row.walk_ast(out.reborrow())?;
+        }
+        out.push_sql(after);
+        Ok(())
+    }
+}
+
+impl<M, V, C: Connection, const N: usize> RunQueryDsl<C> for InsertRows<M, V, N> {}
+
 /// The error of a statement a model does not have (the insert of a row without a key, on a
 /// model whose keys the database does not assign): never run, as the runtime asks the model
 /// first.

@@ -6,8 +6,8 @@
 
 use diesel::connection::Connection;
 
-use crate::__private::{Queries, SaveGraph, Statements, Writes};
-use crate::backend::{dispatch, CHUNK, MAX_BIND_PARAMS};
+use crate::__private::{Queries, SaveGraph, Statements, Writes, INSERT_ROWS};
+use crate::backend::{dispatch, transaction, CHUNK, MAX_BIND_PARAMS};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
 use crate::relations::{plan_delete, restrict, DeleteEffects};
@@ -62,9 +62,9 @@ pub trait Persist<C: Connection>: Model {
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
-    /// written. Meant for bulk loads: one multi-row `INSERT` per [`MAX_BIND_PARAMS`] bound
-    /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
-    /// returns it. A row whose key exists fails the whole call, as does any other violated
+    /// written. Meant for bulk loads: multi-row `INSERT`s of 256, 64, 16, 4 or 1 rows, each
+    /// prepared once per connection and under [`MAX_BIND_PARAMS`] bound values, nothing read
+    /// back, where [`save`](Persist::save) runs an upsert per row and returns it. A row whose key exists fails the whole call, as does any other violated
     /// constraint; rows spanning several statements are inserted in one transaction, so an
     /// error leaves none of them written. Unlike `save`'s, a foreign-key error does not name
     /// the row whose parent is missing.
@@ -159,7 +159,7 @@ where
         if !rows.iter().any(M::has_unassigned_key) {
             let statements = keyed_statements::<M>(rows.len());
             if statements > 1 {
-                conn.transaction(|conn| insert_keyed(&rows, conn))?;
+                transaction(conn, |conn| insert_keyed(&rows, conn))?;
             } else {
                 insert_keyed(&rows, conn)?;
             }
@@ -177,7 +177,7 @@ where
             insert_unkeyed(unkeyed, conn)
         };
         let unkeyed = if statements > 1 {
-            conn.transaction(insert)?
+            transaction(conn, insert)?
         } else {
             insert(conn)?
         };
@@ -276,7 +276,21 @@ fn refused_where<C, K>(
 
 /// How many statements [`insert_keyed`] takes for `rows` rows.
 fn keyed_statements<M: Model>(rows: usize) -> usize {
-    rows.div_ceil(rows_per_statement(M::declaration().columns().len()))
+    statement_sizes::<M>(rows).count()
+}
+
+/// The numbers of rows of the statements inserting `rows` rows that have their keys: the sizes
+/// prepared once per connection ([`INSERT_ROWS`]), largest first, each under the bind limit.
+fn statement_sizes<M: Model>(rows: usize) -> impl Iterator<Item = usize> {
+    let limit = rows_per_statement(M::declaration().columns().len());
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let size = INSERT_ROWS
+            .into_iter()
+            .find(|&size| size <= rest && size <= limit)?;
+        rest -= size;
+        Some(size)
+    })
 }
 
 /// How many statements [`insert_unkeyed`] takes for `rows` rows.
@@ -289,9 +303,10 @@ fn rows_per_statement(columns: usize) -> usize {
     MAX_BIND_PARAMS / columns.max(1)
 }
 
-/// Inserts rows that have their keys: one row with a statement of fixed shape (prepared
-/// once), more in multi-row statements under the bind limit. On PostgreSQL, keys given to a
-/// model whose database assigns keys move its sequence past them.
+/// Inserts rows that have their keys: one row with a statement of fixed shape, more in
+/// multi-row statements of the sizes [`statement_sizes`] gives, each prepared once per
+/// connection. On PostgreSQL, keys given to a model whose database assigns keys move its
+/// sequence past them.
 fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
 where
     C: NativeConnection,
@@ -303,8 +318,11 @@ where
             row.insert_one(conn)?;
         }
         rows => {
-            for chunk in rows.chunks(rows_per_statement(M::declaration().columns().len())) {
+            let mut rest = rows;
+            for size in statement_sizes::<M>(rows.len()) {
+                let (chunk, more) = rest.split_at(size);
                 M::insert_many(chunk, conn)?;
+                rest = more;
             }
         }
     }

@@ -746,6 +746,40 @@ pub fn insert_unkeyed(table: &Table) -> [String; 2] {
     ]
 }
 
+/// A multi-row `INSERT` of every column, in three pieces around its rows' bound values: what
+/// comes before the first row's, between two rows', and after the last's.
+///
+/// ```
+/// use datastore::schema::ddl::insert_rows;
+/// use datastore::schema::{Column, ColumnType, Table};
+/// use std::borrow::Cow;
+///
+/// let table = Table {
+///     name: "notes".into(),
+///     primary_key: vec!["id".into()].into(),
+///     columns: vec![Column::new("id", ColumnType::Uuid, false), Column::new("text", ColumnType::Text, false)].into(),
+///     foreign_keys: Cow::Borrowed(&[]),
+///     indexes: Cow::Borrowed(&[]),
+/// };
+/// let [before, between, after] = insert_rows(&table);
+/// assert_eq!(
+///     format!("{before}?, ?{between}?, ?{after}"),
+///     r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?), (?, ?)"#
+/// );
+/// ```
+pub fn insert_rows(table: &Table) -> [String; 3] {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    [
+        format!(
+            "INSERT INTO {} ({}) VALUES (",
+            quote_ident(&table.name),
+            columns.join(", ")
+        ),
+        "), (".to_owned(),
+        ")".to_owned(),
+    ]
+}
+
 /// The primary key's columns, quoted, separated by commas.
 fn key_list(table: &Table) -> String {
     let key: Vec<String> = table.primary_key.iter().map(|c| quote_ident(c)).collect();

@@ -170,6 +170,7 @@ pub struct ModelDeclaration {
     table: OnceLock<Table>,
     upsert: [OnceLock<Statement>; 2],
     insert_unkeyed: OnceLock<Statement>,
+    insert_rows: OnceLock<[String; 3]>,
 }
 
 /// The names a model's table and columns had before: `#[model(renamed_from = "todos")]` on
@@ -261,6 +262,7 @@ impl ModelDeclaration {
             table: OnceLock::new(),
             upsert: [OnceLock::new(), OnceLock::new()],
             insert_unkeyed: OnceLock::new(),
+            insert_rows: OnceLock::new(),
         }
     }
 
@@ -337,6 +339,12 @@ impl ModelDeclaration {
 
     /// The statement inserting a row whose key the database assigns
     /// ([`ddl::insert_unkeyed`]), rendered on first use.
+    /// The multi-row `INSERT` of every column ([`ddl::insert_rows`]), rendered on first use.
+    pub(crate) fn insert_rows(&'static self) -> &'static [String; 3] {
+        self.insert_rows
+            .get_or_init(|| ddl::insert_rows(self.table()))
+    }
+
     pub(crate) fn insert_unkeyed(&'static self) -> &'static Statement {
         self.insert_unkeyed
             .get_or_init(|| ddl::insert_unkeyed(self.table()).into())

@@ -667,6 +667,7 @@ fn commit(conn: &mut AnyConnection) -> Result<()> {
 }
 
 /// The backend a URL names.
+#[cfg(feature = "cli")]
 pub(crate) fn dialect_of(url: &str) -> Dialect {
     database_url(url).0
 }

@@ -190,6 +190,8 @@ pub fn statements(model: &Model) -> TokenStream {
         ),
     };
 
+    // The numbers of rows `InsertRows` statements hold (`datastore::__private::INSERT_ROWS`).
+    let insert_sizes: Vec<usize> = vec![256, 64, 16, 4, 1];
     let predicate = quote!(::datastore::Predicate<Self, __C>);
     let boxed = quote!(#table::BoxedQuery<'static, __C::Backend>);
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
@@ -222,7 +224,9 @@ pub fn statements(model: &Model) -> TokenStream {
                 // A key matches one row at most: no `LIMIT`, which SQLite would bind anew on every call.
                 let key = ::core::clone::Clone::clone(key);
                 let query = diesel::QueryDsl::filter(#table::table, #by_key_filter);
-                diesel::RunQueryDsl::load(query, conn).map(|rows: ::std::vec::Vec<Self>| ::core::iter::IntoIterator::into_iter(rows).next())
+                // The first row, read as the statement steps: no vector to collect it in.
+                let mut rows = diesel::RunQueryDsl::load_iter::<Self, diesel::connection::DefaultLoadingMode>(query, conn)?;
+                ::core::iter::Iterator::next(&mut rows).transpose()
             }
 
             fn find_in(conn: &mut __C, keys: &[#key_type]) -> diesel::QueryResult<::std::vec::Vec<Self>> {
@@ -250,6 +254,7 @@ pub fn statements(model: &Model) -> TokenStream {
                 #table::table,
                 <::std::vec::Vec<__Assignments<'a>> as diesel::Insertable<#table::table>>::Values,
             >: diesel::query_dsl::methods::ExecuteDsl<__C>,
+            #(::datastore::__private::InsertRows<Self, __Binds<'a>, #insert_sizes>: diesel::query_dsl::methods::ExecuteDsl<__C>,)*
             #unkeyed_bounds
         {
             fn upsert(&'a self, conn: &mut __C) -> diesel::QueryResult<::core::option::Option<Self>> {
@@ -264,8 +269,17 @@ pub fn statements(model: &Model) -> TokenStream {
             }
 
             fn insert_many(rows: &'a [Self], conn: &mut __C) -> diesel::QueryResult<usize> {
-                let values: ::std::vec::Vec<__Assignments<'a>> = rows.iter().map(|row| (#(#assignments,)*)).collect();
-                diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)
+                // A number of rows a statement is prepared for (see `InsertRows`), or any other.
+                match rows.len() {
+                    #(#insert_sizes => diesel::RunQueryDsl::execute(
+                        ::datastore::__private::InsertRows::<Self, _, #insert_sizes>::new(rows.iter().map(__Binds::new).collect()),
+                        conn,
+                    ),)*
+                    _ => {
+                        let values: ::std::vec::Vec<__Assignments<'a>> = rows.iter().map(|row| (#(#assignments,)*)).collect();
+                        diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)
+                    }
+                }
             }
 
             fn insert_unkeyed(&'a self, conn: &mut __C) -> diesel::QueryResult<Self> {
