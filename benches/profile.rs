@@ -22,6 +22,11 @@
 //!   and `insert100` on the same database, as `benches/workloads` writes them (rusqlite's
 //!   cached statements reading and binding text; Diesel's `find(..).get_result` and a
 //!   multi-row `insert_into`), so that instruction counts compare side by side;
+//! - `observe0 N`, `observe1 N`, `observe1-read N`, `observe10-read N`, `plain-insert N`: N
+//!   transactions of 1,000 single-row Diesel inserts (the observe benchmark's writes) on a
+//!   connection of the store with no subscriber, with one that is not read, with one and with
+//!   ten read in turn on the writer's thread after each commit; and on a plain connection
+//!   without hooks;
 //! - `delete-in-transaction N`: on PostgreSQL (`DATASTORE_POSTGRES_URL`, in a schema of its own),
 //!   inside one transaction, N posts deleted with `delete_by_id` (in a savepoint, so that a
 //!   refusal leaves the transaction usable) and N with a plain Diesel `DELETE`, printing the
@@ -56,6 +61,7 @@ fn main() {
             sqlite = "../migrations/sqlite",
             postgres = "../migrations/postgres"
         ))
+        .observe_buffer(1 << 22)
         .open()
         .unwrap();
     let mut conn = store.conn().unwrap();
@@ -168,6 +174,47 @@ fn main() {
                 tx.commit().unwrap();
             }
         }
+        "observe0" | "observe1" | "observe1-read" | "observe10-read" | "plain-insert" => {
+            let subscribers = match mode.as_str() {
+                "observe1" | "observe1-read" => 1,
+                "observe10-read" => 10,
+                _ => 0,
+            };
+            let subscriptions: Vec<_> = (0..subscribers)
+                .map(|_| store.observe::<Post>().unwrap())
+                .collect();
+            let read = mode.ends_with("-read");
+            let mut plain = (mode == "plain-insert").then(|| {
+                let mut plain = SqliteConnection::establish(&url).unwrap();
+                plain.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+                plain
+            });
+            let sqlite = match &mut *conn {
+                datastore::AnyConnection::Sqlite(conn) => conn,
+                _ => unreachable!("the profile's store is SQLite"),
+            };
+            let target = plain.as_mut().unwrap_or(sqlite);
+            for _ in 0..n {
+                let rows: Vec<Post> = (0..1_000).map(|_| Post::default()).collect();
+                target
+                    .transaction(|conn| {
+                        for row in &rows {
+                            datastore::diesel::insert_into(models::posts::table)
+                                .values(row)
+                                .execute(conn)?;
+                        }
+                        datastore::diesel::QueryResult::Ok(())
+                    })
+                    .unwrap();
+                if read {
+                    for subscription in &subscriptions {
+                        while let Some(change) = subscription.try_recv() {
+                            black_box(change);
+                        }
+                    }
+                }
+            }
+        }
         "store" => {
             for _ in 0..n {
                 black_box(conn.all::<Post>().unwrap());
@@ -207,7 +254,8 @@ fn main() {
         _ => {
             eprintln!(
                 "unknown mode {mode}: store, plain, insert, find, insert1, insert100, save, \
-                 rusqlite-find, diesel-find or rusqlite-insert100"
+                 rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
+                 observe1-read, observe10-read or plain-insert"
             );
             std::process::exit(2);
         }

@@ -960,3 +960,39 @@ per_backend! {
         assert_eq!(slow.join().unwrap(), vec![]);
     }
 }
+
+/// Text is captured as UTF-8 bytes read straight from SQLite's values when the database is
+/// UTF-8, and converted when it is not: a database created in UTF-16 delivers the same rows.
+#[test]
+fn text_in_a_utf16_database_arrives_as_it_was_saved() {
+    use datastore::diesel::{Connection, RunQueryDsl, SqliteConnection};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("utf16.db").display().to_string();
+    // The encoding is fixed when the database's first table is created.
+    SqliteConnection::establish(&path)
+        .unwrap()
+        .batch_execute("PRAGMA encoding = 'UTF-16le'; CREATE TABLE made_utf16 (x)")
+        .unwrap();
+    let store = Store::open(path.clone(), datastore::embed_migrations!()).unwrap();
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Encoding {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        encoding: String,
+    }
+    let encoding: Vec<Encoding> = datastore::diesel::sql_query("PRAGMA encoding")
+        .load(&mut SqliteConnection::establish(&path).unwrap())
+        .unwrap();
+    assert_eq!(encoding[0].encoding, "UTF-16le");
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("héllo, wörld ✓ 日本")).unwrap();
+    assert_eq!(next(&posts).element, saved);
+    let edited = store
+        .save(Post {
+            body: Some("ünïcode body 🦀".into()),
+            ..saved
+        })
+        .unwrap();
+    let change = next(&posts);
+    assert_eq!((change.op, change.element), (Op::Update, edited));
+}

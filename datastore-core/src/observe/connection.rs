@@ -145,11 +145,19 @@ impl ConnObserver {
         state.resetting = false;
         // A commit that no rollback followed has succeeded.
         let committed = state.committed.take();
-        // The previous statement is over: its counter tells whether it stuck.
-        let previous = std::mem::take(&mut state.statement);
+        // The previous statement is over: its counter tells whether it stuck. Its buffer is
+        // kept for the next statement (a statement a row, as bulk inserts run, would otherwise
+        // allocate one for each row).
         if total_changes > state.started_at {
-            state.transaction.extend(in_delivery_order(previous));
+            let State {
+                statement,
+                transaction,
+                ..
+            } = &mut *state;
+            put_in_delivery_order(statement);
+            transaction.append(statement);
         } else {
+            state.statement.clear();
             let mark = state.statement_rows;
             state.rows.truncate(mark);
         }
@@ -208,12 +216,14 @@ impl ConnObserver {
         let mut changes = std::mem::take(&mut state.transaction);
         changes.extend(in_delivery_order(statement));
         state.savepoints.clear();
-        let rows = std::mem::take(&mut state.rows);
+        let next = Rows::sized_like(&state.rows);
+        let mut rows = std::mem::replace(&mut state.rows, next);
         state.statement_rows = Mark::default();
         let earlier = state.committed.take();
         let now = if changes.is_empty() {
             None
         } else {
+            rows.shrink();
             let batch = Batch { rows, changes };
             let seq = self.hub.next_seq();
             if state.resetting {
@@ -308,10 +318,15 @@ impl State {
             self.seen.retain(|_| false);
             self.seen_generation = generation;
         }
-        let name = table.to_str().ok()?;
-        if let Some((known, wanted)) = self.seen.iter().find(|(known, _)| **known == *name) {
+        let bytes = table.to_bytes();
+        if let Some((known, wanted)) = self
+            .seen
+            .iter()
+            .find(|(known, _)| known.as_bytes() == bytes)
+        {
             return wanted.then(|| known.clone());
         }
+        let name = table.to_str().ok()?;
         let wanted = hub.wants(name);
         let known: Arc<str> = name.into();
         self.seen.push((known.clone(), wanted));
@@ -323,10 +338,15 @@ impl State {
 /// deepest first, so that children come before their parent. Everything else keeps its order
 /// (a row a trigger inserted still follows the row that fired it).
 pub(crate) fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
+    put_in_delivery_order(&mut changes);
+    changes
+}
+
+/// [`in_delivery_order`], in place.
+fn put_in_delivery_order(changes: &mut [RawChange]) {
     if changes.iter().any(|c| c.depth > 0 && c.op == Op::Delete) {
         changes.sort_by_key(|c| if c.op == Op::Delete { -c.depth } else { 0 });
     }
-    changes
 }
 
 #[derive(Debug, PartialEq)]

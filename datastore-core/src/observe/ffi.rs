@@ -506,6 +506,19 @@ unsafe fn push_value(row: &mut Rows, value: *mut sqlite::sqlite3_value) {
         match sqlite::sqlite3_value_type(value) {
             sqlite::SQLITE_INTEGER => row.push_integer(sqlite::sqlite3_value_int64(value)),
             sqlite::SQLITE_FLOAT => row.push_real(sqlite::sqlite3_value_double(value)),
+            // A UTF-8 text's bytes are read as a blob's: `sqlite3_value_text` would first copy
+            // a text SQLite holds without its terminating NUL (as a record's are) to add one.
+            // The values a pre-update hook reads are the caller's to convert (SQLite hands out
+            // copies), and text to blob converts nothing but the value's type flags.
+            sqlite::SQLITE_TEXT if sqlite::sqlite3_value_encoding(value) == sqlite::SQLITE_UTF8 => {
+                let bytes = sqlite::sqlite3_value_blob(value) as *const u8;
+                let len = sqlite::sqlite3_value_bytes(value) as usize;
+                row.push_text(if bytes.is_null() {
+                    &[]
+                } else {
+                    std::slice::from_raw_parts(bytes, len)
+                });
+            }
             sqlite::SQLITE_TEXT => {
                 let text = sqlite::sqlite3_value_text(value);
                 let len = sqlite::sqlite3_value_bytes(value) as usize;

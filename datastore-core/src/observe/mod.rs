@@ -213,6 +213,29 @@ impl Rows {
         mark.cells..self.cells.len()
     }
 
+    /// Empty, with room for a transaction like the one `previous` captured (up to a bound):
+    /// a run of like transactions then does not grow its buffers again and again.
+    pub(crate) fn sized_like(previous: &Rows) -> Rows {
+        /// About 1.5 MiB of cells and 1 MiB of text reserved at most.
+        const MOST_CELLS: usize = 1 << 16;
+        const MOST_BYTES: usize = 1 << 20;
+        Rows {
+            bytes: Vec::with_capacity(previous.bytes.len().min(MOST_BYTES)),
+            cells: Vec::with_capacity(previous.cells.len().min(MOST_CELLS)),
+        }
+    }
+
+    /// Gives back the room reserved by [`Rows::sized_like`] that a smaller transaction left
+    /// unused, before its rows wait in subscribers' queues.
+    pub(crate) fn shrink(&mut self) {
+        if self.bytes.capacity() > 2 * self.bytes.len() {
+            self.bytes.shrink_to_fit();
+        }
+        if self.cells.capacity() > 2 * self.cells.len() {
+            self.cells.shrink_to_fit();
+        }
+    }
+
     pub(crate) fn push_null(&mut self) {
         self.cells.push(Cell::Null);
     }

@@ -1,0 +1,304 @@
+//! What observe costs on PostgreSQL, where it is row triggers recording each change and a
+//! `NOTIFY` per transaction, read by one listener connection per store:
+//!
+//! - **per written row**: 1,000 single-row inserts in one transaction into a table nobody
+//!   observes (no trigger) and into one with observe's triggers and a draining subscriber;
+//! - **commit to delivery**: single-row saves, each timed until its change arrives (p50, p99);
+//! - **8 concurrent writers**: eight threads saving single rows in their own transactions,
+//!   through one store with a pool of 8, without triggers and with a subscriber: the
+//!   throughput of each and the p99 of a save. PostgreSQL queues notifications under one
+//!   server-wide lock held until after the commit, so this is where observe could cap the
+//!   write throughput of a server.
+//!
+//! Each configuration has a schema of its own on the server, so that the unobserved tables
+//! never had a trigger. The rows alternate between the two configurations, run after run.
+//!
+//! ```sh
+//! DATASTORE_POSTGRES_URL=postgres://root@127.0.0.1:5432/test \
+//!     cargo bench -p datastore-benches --bench observe_postgres
+//! ```
+//!
+//! Without `DATASTORE_POSTGRES_URL` it says so and measures nothing.
+
+#[path = "../examples/blog/models.rs"]
+#[allow(dead_code)]
+mod models;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::{Connection, PgConnection};
+use datastore::observe::Observed;
+use datastore::prelude::*;
+use models::{posts, Post};
+
+/// Rows per transaction in the per-row workload.
+const ROWS: usize = 1_000;
+/// Writer threads, and the pool they share.
+const WRITERS: usize = 8;
+/// Saves each writer makes in one throughput run.
+const SAVES_PER_WRITER: usize = 250;
+/// Throughput runs per configuration (interleaved).
+const RUNS: usize = 3;
+
+/// A store on a schema of its own, dropped afterwards.
+struct Schema {
+    server: String,
+    name: String,
+    store: Store,
+}
+
+impl Schema {
+    fn new(server: &str) -> Self {
+        let name = format!("observe_bench_{}", Id::new().to_string().replace('-', ""));
+        PgConnection::establish(server)
+            .unwrap()
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{separator}options=-csearch_path%3D{name}");
+        let store = Store::builder(url)
+            .migrations(datastore::embed_migrations!(
+                sqlite = "../migrations/sqlite",
+                postgres = "../migrations/postgres"
+            ))
+            .pool_size(WRITERS as u32)
+            .observe_buffer(1 << 20)
+            .open()
+            .unwrap();
+        Self {
+            server: server.to_owned(),
+            name,
+            store,
+        }
+    }
+
+    fn clear(&self) {
+        let mut conn = self.store.conn().unwrap();
+        conn.batch_execute("DELETE FROM posts").unwrap();
+        conn.batch_execute("VACUUM ANALYZE posts").unwrap();
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.server) {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+        }
+    }
+}
+
+/// A subscriber draining its stream on its own thread until dropped.
+struct Draining {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Draining {
+    fn start(store: &Store) -> Self {
+        let subscription = store.observe::<Post>().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = subscription.recv_timeout(Duration::from_millis(5));
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+fn rows(n: usize) -> Vec<Post> {
+    (0..n)
+        .map(|i| Post {
+            title: format!("post {i}"),
+            rating: i as i32,
+            ..Post::default()
+        })
+        .collect()
+}
+
+/// The single-row inserts of one transaction, on the store's PostgreSQL connection.
+fn insert_all(store: &Store, rows: Vec<Post>) {
+    let mut conn = store.conn().unwrap();
+    let datastore::AnyConnection::Postgres(conn) = &mut *conn else {
+        unreachable!("the benchmark store is PostgreSQL")
+    };
+    conn.transaction(|conn| {
+        for row in &rows {
+            diesel::insert_into(posts::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        diesel::QueryResult::Ok(())
+    })
+    .unwrap();
+}
+
+fn per_row(c: &mut Criterion, plain: &Schema, observed: &Schema) {
+    let mut group = c.benchmark_group("PostgreSQL observe/1000 inserts in one transaction");
+    group
+        .throughput(Throughput::Elements(ROWS as u64))
+        .sample_size(20);
+    group.bench_function("no trigger", |b| {
+        b.iter_batched(
+            || rows(ROWS),
+            |rows| insert_all(&plain.store, rows),
+            BatchSize::LargeInput,
+        )
+    });
+    let _draining = Draining::start(&observed.store);
+    group.bench_function("observe's triggers, 1 subscriber", |b| {
+        b.iter_batched(
+            || rows(ROWS),
+            |rows| insert_all(&observed.store, rows),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+    plain.clear();
+    observed.clear();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Commit-to-delivery latency of single-row saves, one subscriber.
+fn latency(observed: &Schema) {
+    let subscription = observed.store.observe::<Post>().unwrap();
+    let mut samples = Vec::with_capacity(2_000);
+    for i in 0..2_000 {
+        let start = Instant::now();
+        observed
+            .store
+            .save(Post {
+                title: format!("latency {i}"),
+                ..Post::default()
+            })
+            .unwrap();
+        match subscription.recv_timeout(Duration::from_secs(5)) {
+            Some(Observed::Change(_)) => samples.push(start.elapsed()),
+            other => panic!("no delivery: {other:?}"),
+        }
+    }
+    samples.sort();
+    println!(
+        "PostgreSQL observe/latency from save (commit) to delivery, 2000 single-row commits: \
+         p50 {:?}, p99 {:?}",
+        percentile(&samples, 0.50),
+        percentile(&samples, 0.99)
+    );
+    observed.clear();
+}
+
+/// One throughput run: `WRITERS` threads each saving `SAVES_PER_WRITER` rows, one transaction
+/// each. Returns saves per second and every save's duration.
+fn writers(store: &Store) -> (f64, Vec<Duration>) {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut took = Vec::with_capacity(SAVES_PER_WRITER);
+                for i in 0..SAVES_PER_WRITER {
+                    let post = Post {
+                        title: format!("writer {w} post {i}"),
+                        ..Post::default()
+                    };
+                    let started = Instant::now();
+                    store.save(post).unwrap();
+                    took.push(started.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    let took: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let elapsed = start.elapsed();
+    (took.len() as f64 / elapsed.as_secs_f64(), took)
+}
+
+fn concurrent_writers(plain: &Schema, observed: &Schema) {
+    let _draining = Draining::start(&observed.store);
+    let mut results: [(Vec<f64>, Vec<Duration>); 2] = Default::default();
+    // One warm-up run each, then interleaved runs.
+    writers(&plain.store);
+    writers(&observed.store);
+    for _ in 0..RUNS {
+        for (i, schema) in [plain, observed].into_iter().enumerate() {
+            let (rate, took) = writers(&schema.store);
+            results[i].0.push(rate);
+            results[i].1.extend(took);
+            schema.clear();
+        }
+    }
+    let mut medians = [0.0; 2];
+    for (i, label) in ["no trigger", "observe's triggers, 1 subscriber"]
+        .into_iter()
+        .enumerate()
+    {
+        let (rates, took) = &mut results[i];
+        rates.sort_by(f64::total_cmp);
+        took.sort();
+        medians[i] = rates[rates.len() / 2];
+        println!(
+            "PostgreSQL observe/{WRITERS} concurrent writers, single-row saves, {label}: \
+             {:.0} saves/s (median of {RUNS} runs: {}), p50 {:?}, p99 {:?}",
+            medians[i],
+            rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            percentile(took, 0.50),
+            percentile(took, 0.99)
+        );
+    }
+    println!(
+        "PostgreSQL observe/{WRITERS} concurrent writers: observed throughput is {:.2}x slower",
+        medians[0] / medians[1]
+    );
+}
+
+fn benches(c: &mut Criterion) {
+    let Ok(server) = std::env::var("DATASTORE_POSTGRES_URL") else {
+        println!(
+            "PostgreSQL observe benchmarks not run: DATASTORE_POSTGRES_URL is not set \
+             (e.g. postgres://root@127.0.0.1:5432/test)"
+        );
+        return;
+    };
+    let plain = Schema::new(&server);
+    let observed = Schema::new(&server);
+    per_row(c, &plain, &observed);
+    latency(&observed);
+    concurrent_writers(&plain, &observed);
+}
+
+criterion_group!(group, benches);
+
+fn main() {
+    group();
+    Criterion::default().configure_from_args().final_summary();
+}
