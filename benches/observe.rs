@@ -7,16 +7,12 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod observing;
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, SqliteConnection};
 use datastore::diesel_migrations::{self, MigrationHarness};
-use datastore::observe::Observed;
 use datastore::prelude::*;
 use models::{posts, Post};
 
@@ -44,39 +40,6 @@ fn open_store(dir: &tempfile::TempDir) -> Store {
         .observe_buffer(1 << 20)
         .open()
         .unwrap()
-}
-
-/// Subscribers that drain their streams on their own threads until dropped.
-struct Draining {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Draining {
-    fn start(store: &Store, count: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..count)
-            .map(|_| {
-                let subscription = store.observe::<Post>().unwrap();
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let _ = subscription.recv_timeout(Duration::from_millis(5));
-                    }
-                })
-            })
-            .collect();
-        Self { stop, threads }
-    }
-}
-
-impl Drop for Draining {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            thread.join().unwrap();
-        }
-    }
 }
 
 const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
@@ -146,7 +109,7 @@ fn bulk_insert(c: &mut Criterion) {
     for subscribers in [0, 1, 10] {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(&dir);
-        let _draining = Draining::start(&store, subscribers);
+        let _draining = observing::Draining::start(&store, subscribers);
         let mut conn = store.conn().unwrap();
         let plural = if subscribers == 1 { "" } else { "s" };
         group.bench_function(format!("store, {subscribers} subscriber{plural}"), |b| {
@@ -160,38 +123,11 @@ fn bulk_insert(c: &mut Criterion) {
     group.finish();
 }
 
-/// Commit-to-delivery latency of single-row commits, one subscriber: p50 and p99.
-fn latency() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
-    let subscription = store.observe::<Post>().unwrap();
-    let mut samples = Vec::with_capacity(2_000);
-    for i in 0..2_000 {
-        let start = Instant::now();
-        store
-            .save(Post {
-                title: format!("latency {i}"),
-                ..Post::default()
-            })
-            .unwrap();
-        match subscription.recv_timeout(Duration::from_secs(5)) {
-            Some(Observed::Change(_)) => samples.push(start.elapsed()),
-            other => panic!("no delivery: {other:?}"),
-        }
-    }
-    samples.sort();
-    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "observe/latency from save (commit) to delivery, 2000 single-row commits: p50 {:?}, p99 {:?}",
-        at(0.50),
-        at(0.99)
-    );
-}
-
 criterion_group!(benches, bulk_insert);
 
 fn main() {
     benches();
-    latency();
+    let dir = tempfile::tempdir().unwrap();
+    observing::latency(&open_store(&dir), "observe");
     Criterion::default().configure_from_args().final_summary();
 }

@@ -23,17 +23,16 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
+mod observing;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection};
-use datastore::observe::Observed;
 use datastore::prelude::*;
 use models::{posts, Post};
+use observing::Draining;
 
 /// Rows per transaction in the per-row workload.
 const ROWS: usize = 1_000;
@@ -91,40 +90,6 @@ impl Drop for Schema {
     }
 }
 
-/// A subscriber draining its stream on its own thread until dropped.
-struct Draining {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Draining {
-    fn start(store: &Store) -> Self {
-        let subscription = store.observe::<Post>().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = subscription.recv_timeout(Duration::from_millis(5));
-                }
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Draining {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
 fn rows(n: usize) -> Vec<Post> {
     (0..n)
         .map(|i| Post {
@@ -164,7 +129,7 @@ fn per_row(c: &mut Criterion, plain: &Schema, observed: &Schema) {
             BatchSize::LargeInput,
         )
     });
-    let _draining = Draining::start(&observed.store);
+    let _draining = Draining::start(&observed.store, 1);
     group.bench_function("observe's triggers, 1 subscriber", |b| {
         b.iter_batched(
             || rows(ROWS),
@@ -174,38 +139,6 @@ fn per_row(c: &mut Criterion, plain: &Schema, observed: &Schema) {
     });
     group.finish();
     plain.clear();
-    observed.clear();
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-/// Commit-to-delivery latency of single-row saves, one subscriber.
-fn latency(observed: &Schema) {
-    let subscription = observed.store.observe::<Post>().unwrap();
-    let mut samples = Vec::with_capacity(2_000);
-    for i in 0..2_000 {
-        let start = Instant::now();
-        observed
-            .store
-            .save(Post {
-                title: format!("latency {i}"),
-                ..Post::default()
-            })
-            .unwrap();
-        match subscription.recv_timeout(Duration::from_secs(5)) {
-            Some(Observed::Change(_)) => samples.push(start.elapsed()),
-            other => panic!("no delivery: {other:?}"),
-        }
-    }
-    samples.sort();
-    println!(
-        "PostgreSQL observe/latency from save (commit) to delivery, 2000 single-row commits: \
-         p50 {:?}, p99 {:?}",
-        percentile(&samples, 0.50),
-        percentile(&samples, 0.99)
-    );
     observed.clear();
 }
 
@@ -240,7 +173,7 @@ fn writers(store: &Store) -> (f64, Vec<Duration>) {
 }
 
 fn concurrent_writers(plain: &Schema, observed: &Schema) {
-    let _draining = Draining::start(&observed.store);
+    let _draining = Draining::start(&observed.store, 1);
     let mut results: [(Vec<f64>, Vec<Duration>); 2] = Default::default();
     // One warm-up run each, then interleaved runs.
     writers(&plain.store);
@@ -271,8 +204,8 @@ fn concurrent_writers(plain: &Schema, observed: &Schema) {
                 .map(|r| format!("{r:.0}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            percentile(took, 0.50),
-            percentile(took, 0.99)
+            observing::percentile(took, 0.50),
+            observing::percentile(took, 0.99)
         );
     }
     println!(
@@ -292,7 +225,8 @@ fn benches(c: &mut Criterion) {
     let plain = Schema::new(&server);
     let observed = Schema::new(&server);
     per_row(c, &plain, &observed);
-    latency(&observed);
+    observing::latency(&observed.store, "PostgreSQL observe");
+    observed.clear();
     concurrent_writers(&plain, &observed);
 }
 
