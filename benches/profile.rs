@@ -27,6 +27,9 @@
 //!   connection of the store with no subscriber, with one that is not read, with one and with
 //!   ten read in turn on the writer's thread after each commit; and on a plain connection
 //!   without hooks;
+//! - `all1000 N`, `query1000 N`, `plain1000 N`: the 1,000 posts of the table read N times with
+//!   `all`, with `query` (the caller's query, on the store's `AnyConnection`) and on a plain
+//!   `SqliteConnection`;
 //! - `delete-in-transaction N`: on PostgreSQL (`DATASTORE_POSTGRES_URL`, in a schema of its own),
 //!   inside one transaction, N posts deleted with `delete_by_id` (in a savepoint, so that a
 //!   refusal leaves the transaction usable) and N with a plain Diesel `DELETE`, printing the
@@ -215,6 +218,19 @@ fn main() {
                 }
             }
         }
+        "all1000" | "query1000" | "plain1000" => {
+            conn.insert_all((0..999).map(|_| Post::default()).collect())
+                .unwrap();
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            for _ in 0..n {
+                let rows = match mode.as_str() {
+                    "all1000" => conn.all::<Post>().unwrap(),
+                    "query1000" => conn.query::<Post>(|q| q).unwrap(),
+                    _ => Post::query().load::<Post>(&mut plain).unwrap(),
+                };
+                assert_eq!(black_box(rows).len(), 1000);
+            }
+        }
         "store" => {
             for _ in 0..n {
                 black_box(conn.all::<Post>().unwrap());
@@ -255,7 +271,7 @@ fn main() {
             eprintln!(
                 "unknown mode {mode}: store, plain, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
-                 observe1-read, observe10-read or plain-insert"
+                 observe1-read, observe10-read, plain-insert, all1000, query1000 or plain1000"
             );
             std::process::exit(2);
         }

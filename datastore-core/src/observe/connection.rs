@@ -136,8 +136,16 @@ impl ConnObserver {
     /// action subprogram of a running statement, under the same statement handle: those are
     /// part of the running statement. `sql` is the statement's text when it may be a savepoint
     /// command, and empty otherwise.
-    pub fn statement_started(&self, statement: usize, sql: &str, total_changes: i64) {
+    /// `schema_command` if the statement changes the schema (see the schema watch below).
+    pub fn statement_started(
+        &self,
+        statement: usize,
+        sql: &str,
+        total_changes: i64,
+        schema_command: bool,
+    ) {
         let mut state = self.state();
+        state.schema_watch_started(schema_command);
         if state.running == Some(statement) {
             return;
         }
@@ -191,8 +199,9 @@ impl ConnObserver {
     }
 
     /// A statement finished in `sqlite3_step` (after its commit, if it committed), or is being
-    /// reset or finalized before it finished.
-    pub fn statement_ended(&self, statement: usize, autocommit: bool) {
+    /// reset or finalized before it finished; `autocommit` if no transaction is open after it,
+    /// `reprepared` if SQLite prepared it again while it ran (see the schema watch below).
+    pub fn statement_ended(&self, statement: usize, autocommit: bool, reprepared: bool) {
         let mut state = self.state();
         if state.running == Some(statement) {
             state.running = None;
@@ -203,9 +212,13 @@ impl ConnObserver {
         } else {
             None
         };
+        let schema_changed = state.schema_watch_ended(reprepared, autocommit);
         drop(state);
         if let Some((seq, changes)) = committed {
             self.hub.publish(seq, changes);
+        }
+        if schema_changed {
+            self.hub.schema_changed();
         }
     }
 
@@ -259,25 +272,21 @@ impl ConnObserver {
 /// finds the schema changed by another connection and re-prepares a statement. Each such
 /// change opens a new schema epoch of the hub, and rows are stamped with the epoch they were
 /// captured in, so that a subscriber reads them by the columns of that epoch or not at all.
-impl ConnObserver {
+impl State {
     /// A statement starts; `schema_command` if it changes the schema.
-    pub fn schema_watch_started(&self, schema_command: bool) {
-        let mut state = self.state();
-        state.reload_counted = false;
-        state.schema_changing |= schema_command;
+    fn schema_watch_started(&mut self, schema_command: bool) {
+        self.reload_counted = false;
+        self.schema_changing |= schema_command;
     }
 
     /// A statement ended; `reprepared` if SQLite prepared it again while it ran, the schema
-    /// having changed; `autocommit` if no transaction is open after it.
-    pub fn schema_watch_ended(&self, reprepared: bool, autocommit: bool) {
-        let mut state = self.state();
-        let counted = std::mem::take(&mut state.reload_counted);
+    /// having changed; `autocommit` if no transaction is open after it. Whether a new schema
+    /// epoch begins.
+    fn schema_watch_ended(&mut self, reprepared: bool, autocommit: bool) -> bool {
+        let counted = std::mem::take(&mut self.reload_counted);
         // A schema change of this connection's own counts once it committed or rolled back.
-        let settled = autocommit && std::mem::take(&mut state.schema_changing);
-        drop(state);
-        if (reprepared && !counted) || settled {
-            self.hub.schema_changed();
-        }
+        let settled = autocommit && std::mem::take(&mut self.schema_changing);
+        (reprepared && !counted) || settled
     }
 }
 

@@ -325,9 +325,10 @@ unsafe extern "C" fn on_trace(
             let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
             if event == sqlite::SQLITE_TRACE_STMT {
                 let sql = detail as *const c_char;
+                let command = command(sql as *const u8);
                 // Only savepoint commands are read whole: reading the text of every statement
                 // would cost more than the rest of the hook.
-                let text = if is_savepoint_command(sql as *const u8) {
+                let text = if command == Command::Savepoint {
                     CStr::from_ptr(sql).to_str().unwrap_or_default()
                 } else {
                     ""
@@ -342,66 +343,56 @@ unsafe extern "C" fn on_trace(
                     installed.watch.recover();
                     sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());
                 }
+                // A fresh count of the statement's re-preparations (see `statement_ended`).
+                sqlite::sqlite3_stmt_status(
+                    stmt as *mut sqlite::sqlite3_stmt,
+                    sqlite::SQLITE_STMTSTATUS_REPREPARE,
+                    1,
+                );
                 observer.statement_started(
                     stmt as usize,
                     text,
                     sqlite::sqlite3_total_changes64(db),
+                    command == Command::Schema,
                 );
-                watch_schema_at_start(observer, stmt as *mut sqlite::sqlite3_stmt, sql);
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
-                observer.statement_ended(stmt as usize, autocommit);
-                watch_schema_at_end(observer, stmt as *mut sqlite::sqlite3_stmt, autocommit);
+                // Whether SQLite prepared the statement again while it ran, having found the
+                // schema changed by another connection.
+                let reprepared = sqlite::sqlite3_stmt_status(
+                    stmt as *mut sqlite::sqlite3_stmt,
+                    sqlite::SQLITE_STMTSTATUS_REPREPARE,
+                    1,
+                ) > 0;
+                observer.statement_ended(stmt as usize, autocommit, reprepared);
             }
         }
     });
     0
 }
 
-/// A statement starts: whether it changes the schema (its first word), and a fresh count of
-/// its re-preparations. A statement SQLite re-prepares before it starts was expired by a
-/// schema change this connection already knows of: not a new one.
-///
-/// # Safety
-/// `stmt` is the running statement; `sql` its NUL-terminated text.
-unsafe fn watch_schema_at_start(
-    observer: &ConnObserver,
-    stmt: *mut sqlite::sqlite3_stmt,
-    sql: *const c_char,
-) {
-    // SAFETY: guaranteed by the caller; resetting a statement's counter touches nothing else.
-    let schema_command = unsafe {
-        sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 1);
-        is_schema_command(sql as *const u8)
-    };
-    observer.schema_watch_started(schema_command);
+/// What a statement is, as far as the hooks care: told by its first word, in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// `SAVEPOINT`, `RELEASE` or `ROLLBACK`: read whole by the savepoint bookkeeping.
+    Savepoint,
+    /// `CREATE`, `ALTER` or `DROP`: changes the schema.
+    Schema,
+    Other,
 }
 
-/// A statement ended (or failed, or is reset): whether SQLite re-prepared it while it ran,
-/// having found the schema changed by another connection (the connection then knows the new
-/// columns; the statement is run again without a new start).
-///
-/// # Safety
-/// `stmt` is the statement that ended.
-unsafe fn watch_schema_at_end(
-    observer: &ConnObserver,
-    stmt: *mut sqlite::sqlite3_stmt,
-    autocommit: bool,
-) {
-    // SAFETY: guaranteed by the caller.
-    let reprepared =
-        unsafe { sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 1) } > 0;
-    observer.schema_watch_ended(reprepared, autocommit);
-}
-
-/// Whether the statement's first word is `CREATE`, `ALTER` or `DROP` (in any case).
+/// What the statement `sql` is, read from at most its first few bytes.
 ///
 /// # Safety
 /// `sql` points to a NUL-terminated string.
-unsafe fn is_schema_command(sql: *const u8) -> bool {
+unsafe fn command(sql: *const u8) -> Command {
     // SAFETY: guaranteed by the caller.
     let (word, len) = unsafe { first_word(sql) };
-    matches!(&word[..len], b"CREATE" | b"ALTER" | b"DROP")
+    match &word[..len] {
+        b"SAVEPOINT" | b"RELEASE" | b"ROLLBACK" => Command::Savepoint,
+        b"CREATE" | b"ALTER" | b"DROP" => Command::Schema,
+        _ => Command::Other,
+    }
 }
 
 /// The first word of a statement, upper-cased, if it is at most nine letters long (longer
@@ -428,33 +419,6 @@ unsafe fn first_word(sql: *const u8) -> ([u8; 9], usize) {
         }
     }
     (word, len)
-}
-
-/// Whether the statement's first word is `SAVEPOINT`, `RELEASE` or `ROLLBACK` (in any case),
-/// read from at most the first few bytes of its text.
-///
-/// # Safety
-/// `sql` points to a NUL-terminated string.
-unsafe fn is_savepoint_command(sql: *const u8) -> bool {
-    const LONGEST: usize = "SAVEPOINT".len();
-    let mut word = [0u8; LONGEST];
-    let mut len = 0;
-    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not a letter.
-    unsafe {
-        let mut p = sql;
-        while (*p).is_ascii_whitespace() {
-            p = p.add(1);
-        }
-        while (*p).is_ascii_alphabetic() {
-            if len == LONGEST {
-                return false;
-            }
-            word[len] = (*p).to_ascii_uppercase();
-            len += 1;
-            p = p.add(1);
-        }
-    }
-    matches!(&word[..len], b"SAVEPOINT" | b"RELEASE" | b"ROLLBACK")
 }
 
 #[cfg(datastore_preupdate_hook)]
@@ -544,20 +508,21 @@ unsafe fn push_value(row: &mut Rows, value: *mut sqlite::sqlite3_value) {
 
 #[cfg(test)]
 mod tests {
-    use super::is_savepoint_command;
+    use super::Command;
     use std::ffi::CStr;
 
-    fn first_word_is_savepoint_command(sql: &CStr) -> bool {
+    fn command(sql: &CStr) -> Command {
         // SAFETY: a `CStr` is NUL-terminated.
-        unsafe { is_savepoint_command(sql.as_ptr() as *const u8) }
+        unsafe { super::command(sql.as_ptr() as *const u8) }
+    }
+
+    fn first_word_is_savepoint_command(sql: &CStr) -> bool {
+        command(sql) == Command::Savepoint
     }
 
     #[test]
     fn schema_commands_are_told_by_their_first_word() {
-        let is = |sql: &CStr| {
-            // SAFETY: a `CStr` is NUL-terminated.
-            unsafe { super::is_schema_command(sql.as_ptr() as *const u8) }
-        };
+        let is = |sql: &CStr| command(sql) == Command::Schema;
         for sql in [
             c"ALTER TABLE t DROP COLUMN x",
             c"  create index i on t(a)",
