@@ -69,6 +69,10 @@ const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the listener looks for notifications while none arrive.
 const POLL: Duration = Duration::from_millis(2);
 
+/// How often it looks while its own fence is on its way: the changes received before the
+/// fence are published when it comes back, a round trip to the server later.
+const FENCE_POLL: Duration = Duration::from_micros(100);
+
 /// The most notifications the listener takes in one round, and the most changes it reads in
 /// one query.
 const ROUND: usize = 1000;
@@ -577,7 +581,7 @@ impl Listener {
                 self.send_fence().map_err(connection_failed)?;
             }
             if !received {
-                thread::sleep(POLL);
+                thread::sleep(if self.fence.is_some() { FENCE_POLL } else { POLL });
             }
             if self.more_to_remove
                 || self
