@@ -196,17 +196,21 @@ impl<M, V, S, C: Connection> RunQueryDsl<C> for RowStatement<M, V, S> {}
 /// prepares it once per connection, where a multi-row insert of any other number of rows is
 /// parsed and planned again on every call (on SQLite, most of an insert's cost per row).
 /// `insert_all` splits its rows into statements of the sizes in [`INSERT_ROWS`].
+///
+/// `S` is [`WithKeys`] for rows that have their keys, or [`ReturningKeys<K>`] for rows whose
+/// keys the database assigns (their values but the key, `RETURNING` the keys, of SQL type
+/// `K`).
 #[derive(Debug)]
-pub struct InsertRows<M, V, const N: usize> {
+pub struct InsertRows<M, V, const N: usize, S = WithKeys> {
     rows: Vec<V>,
-    model: PhantomData<fn() -> M>,
+    model: PhantomData<fn() -> (M, S)>,
 }
 
 /// The numbers of rows an [`InsertRows`] statement holds, largest first: any number of rows
 /// goes in a few of them, each prepared once.
 pub const INSERT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 
-impl<M: Model, V, const N: usize> InsertRows<M, V, N> {
+impl<M: Model, V, const N: usize, S> InsertRows<M, V, N, S> {
     /// The statement inserting these rows' values, `N` of them.
     pub fn new(rows: Vec<V>) -> Self {
         debug_assert_eq!(rows.len(), N);
@@ -217,23 +221,58 @@ impl<M: Model, V, const N: usize> InsertRows<M, V, N> {
     }
 }
 
-/// [`InsertRows`]'s query id: the model's, and the number of rows.
+/// Which multi-row `INSERT` an [`InsertRows`] is: the SQL around its rows.
+pub trait RowsSql: 'static {
+    /// The SQL before, between and after the rows of `M`.
+    #[doc(hidden)]
+    fn sql<M: Model>() -> &'static [String; 3];
+}
+
+/// [`InsertRows`] of rows that have their keys: every column.
+#[derive(Debug)]
+pub enum WithKeys {}
+
+impl RowsSql for WithKeys {
+    fn sql<M: Model>() -> &'static [String; 3] {
+        M::declaration().insert_rows()
+    }
+}
+
+/// [`InsertRows`] of rows whose keys the database assigns, returning the keys (of SQL type
+/// `K`).
+#[derive(Debug)]
+pub struct ReturningKeys<K>(PhantomData<fn() -> K>);
+
+impl<K: 'static> RowsSql for ReturningKeys<K> {
+    fn sql<M: Model>() -> &'static [String; 3] {
+        M::declaration().insert_rows_unkeyed()
+    }
+}
+
+/// [`InsertRows`]'s query id: the model's, the number of rows, and the statement.
 #[derive(Debug)]
 pub struct Rows<const N: usize>;
 
-impl<M: Model, V, const N: usize> QueryId for InsertRows<M, V, N> {
-    type QueryId = (M, Rows<N>);
+impl<M: Model, V, const N: usize, S: RowsSql> QueryId for InsertRows<M, V, N, S> {
+    type QueryId = (M, Rows<N>, S);
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<M, V, DB, const N: usize> QueryFragment<DB> for InsertRows<M, V, N>
+impl<M: Model, V, const N: usize, K: diesel::sql_types::SqlType + 'static> Query
+    for InsertRows<M, V, N, ReturningKeys<K>>
+{
+    type SqlType = K;
+}
+
+impl<M, V, DB, const N: usize, S> QueryFragment<DB> for InsertRows<M, V, N, S>
 where
     M: Model,
     V: QueryFragment<DB>,
     DB: Backend,
+    S: RowsSql,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let [before, between, after] = M::declaration().insert_rows();
+        let [before, between, after] = S::sql::<M>();
         out.push_sql(before);
         for (i, row) in self.rows.iter().enumerate() {
             if i > 0 {
@@ -246,7 +285,7 @@ where
     }
 }
 
-impl<M, V, C: Connection, const N: usize> RunQueryDsl<C> for InsertRows<M, V, N> {}
+impl<M, V, C: Connection, const N: usize, S> RunQueryDsl<C> for InsertRows<M, V, N, S> {}
 
 /// The error of a statement a model does not have (the insert of a row without a key, on a
 /// model whose keys the database does not assign): never run, as the runtime asks the model

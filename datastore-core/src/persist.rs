@@ -295,7 +295,7 @@ fn statement_sizes<M: Model>(rows: usize) -> impl Iterator<Item = usize> {
 
 /// How many statements [`insert_unkeyed`] takes for `rows` rows.
 fn unkeyed_statements<M: Model>(rows: usize) -> usize {
-    rows.div_ceil(rows_per_statement(M::declaration().columns().len() - 1))
+    statement_sizes::<M>(rows).count()
 }
 
 /// How many rows of `columns` bound values one statement holds.
@@ -348,13 +348,17 @@ where
     if let [row] = rows.as_slice() {
         return Ok(vec![row.insert_unkeyed(conn)?]);
     }
-    let per_statement = rows_per_statement(M::declaration().columns().len() - 1);
-    for chunk in rows.chunks_mut(per_statement) {
+    // Statements of the sizes prepared once per connection, as for rows that have their keys
+    // (each binds one value fewer a row).
+    let mut rest = rows.as_mut_slice();
+    for size in statement_sizes::<M>(rest.len()) {
+        let (chunk, more) = rest.split_at_mut(size);
         let mut keys = M::insert_many_unkeyed(chunk, conn)?;
         keys.sort_unstable();
         for (row, key) in chunk.iter_mut().zip(keys) {
             row.assign_key(key);
         }
+        rest = more;
     }
     Ok(rows)
 }

@@ -581,7 +581,11 @@ impl Listener {
                 self.send_fence().map_err(connection_failed)?;
             }
             if !received {
-                thread::sleep(if self.fence.is_some() { FENCE_POLL } else { POLL });
+                thread::sleep(if self.fence.is_some() {
+                    FENCE_POLL
+                } else {
+                    POLL
+                });
             }
             if self.more_to_remove
                 || self

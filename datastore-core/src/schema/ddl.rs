@@ -728,12 +728,7 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
 pub fn insert_unkeyed(table: &Table) -> [String; 2] {
     let name = quote_ident(&table.name);
     let all: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let given: Vec<String> = table
-        .columns
-        .iter()
-        .filter(|c| !c.generated)
-        .map(|c| quote_ident(&c.name))
-        .collect();
+    let given = given_columns(table);
     if given.is_empty() {
         return [
             format!("INSERT INTO {name} DEFAULT VALUES"),
@@ -778,6 +773,52 @@ pub fn insert_rows(table: &Table) -> [String; 3] {
         "), (".to_owned(),
         ")".to_owned(),
     ]
+}
+
+/// A multi-row `INSERT` of rows whose key the database assigns, in [`insert_rows`]' three
+/// pieces: every column but the generated key, returning the keys assigned.
+///
+/// ```
+/// use datastore::schema::ddl::insert_rows_unkeyed;
+/// use datastore::schema::{Column, ColumnType, Table};
+/// use std::borrow::Cow;
+///
+/// let mut id = Column::new("id", ColumnType::BigInt, false);
+/// id.generated = true;
+/// let table = Table {
+///     name: "notes".into(),
+///     primary_key: vec!["id".into()].into(),
+///     columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
+///     foreign_keys: Cow::Borrowed(&[]),
+///     indexes: Cow::Borrowed(&[]),
+/// };
+/// let [before, between, after] = insert_rows_unkeyed(&table);
+/// assert_eq!(
+///     format!("{before}?{between}?{after}"),
+///     r#"INSERT INTO "notes" ("text") VALUES (?), (?) RETURNING "id""#
+/// );
+/// ```
+pub fn insert_rows_unkeyed(table: &Table) -> [String; 3] {
+    let given = given_columns(table);
+    [
+        format!(
+            "INSERT INTO {} ({}) VALUES (",
+            quote_ident(&table.name),
+            given.join(", ")
+        ),
+        "), (".to_owned(),
+        format!(") RETURNING {}", key_list(table)),
+    ]
+}
+
+/// The columns a new row is given (all but the key the database assigns), quoted.
+fn given_columns(table: &Table) -> Vec<String> {
+    table
+        .columns
+        .iter()
+        .filter(|c| !c.generated)
+        .map(|c| quote_ident(&c.name))
+        .collect()
 }
 
 /// The primary key's columns, quoted, separated by commas.

@@ -171,6 +171,7 @@ pub struct ModelDeclaration {
     upsert: [OnceLock<Statement>; 2],
     insert_unkeyed: OnceLock<Statement>,
     insert_rows: OnceLock<[String; 3]>,
+    insert_rows_unkeyed: OnceLock<[String; 3]>,
 }
 
 /// The names a model's table and columns had before: `#[model(renamed_from = "todos")]` on
@@ -263,6 +264,7 @@ impl ModelDeclaration {
             upsert: [OnceLock::new(), OnceLock::new()],
             insert_unkeyed: OnceLock::new(),
             insert_rows: OnceLock::new(),
+            insert_rows_unkeyed: OnceLock::new(),
         }
     }
 
@@ -337,14 +339,21 @@ impl ModelDeclaration {
         cell.get_or_init(|| ddl::upsert(self.table(), self.timestamps, dialect).into())
     }
 
-    /// The statement inserting a row whose key the database assigns
-    /// ([`ddl::insert_unkeyed`]), rendered on first use.
     /// The multi-row `INSERT` of every column ([`ddl::insert_rows`]), rendered on first use.
     pub(crate) fn insert_rows(&'static self) -> &'static [String; 3] {
         self.insert_rows
             .get_or_init(|| ddl::insert_rows(self.table()))
     }
 
+    /// The multi-row `INSERT` of rows whose key the database assigns, returning their keys
+    /// ([`ddl::insert_rows_unkeyed`]), rendered on first use.
+    pub(crate) fn insert_rows_unkeyed(&'static self) -> &'static [String; 3] {
+        self.insert_rows_unkeyed
+            .get_or_init(|| ddl::insert_rows_unkeyed(self.table()))
+    }
+
+    /// The statement inserting a row whose key the database assigns
+    /// ([`ddl::insert_unkeyed`]), rendered on first use.
     pub(crate) fn insert_unkeyed(&'static self) -> &'static Statement {
         self.insert_unkeyed
             .get_or_init(|| ddl::insert_unkeyed(self.table()).into())

@@ -127,6 +127,9 @@ pub fn statements(model: &Model) -> TokenStream {
         )
     };
 
+    // The numbers of rows `InsertRows` statements hold (`datastore::__private::INSERT_ROWS`).
+    let insert_sizes: Vec<usize> = vec![256, 64, 16, 4, 1];
+
     // Rows whose key the database assigns: inserted without it, which comes back.
     let (unkeyed, unkeyed_bounds, insert_unkeyed, insert_many_unkeyed) = match model.key.kind {
         KeyKind::Assigned => {
@@ -140,6 +143,10 @@ pub fn statements(model: &Model) -> TokenStream {
             let new_assignments = assignments_type(model, &rest);
             let new_values = super::insertable::assignments(table, &rest, &quote!(row));
             let key = key_field.ident;
+            let key_field_type = key_field.ty;
+            let returning_keys = quote! {
+                ::datastore::__private::ReturningKeys<<#key_field_type as ::datastore::FieldType>::SqlType>
+            };
             let insert_unkeyed = quote! {
                 let statement = ::datastore::__private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
                 diesel::RunQueryDsl::get_result(statement, conn)
@@ -172,12 +179,25 @@ pub fn statements(model: &Model) -> TokenStream {
                             diesel::dsl::Values<diesel::dsl::insert_into<#table::table>, ::std::vec::Vec<__NewAssignments<'a>>>,
                             #table::#key,
                         >: diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
+                        #(::datastore::__private::InsertRows<Self, __NewBinds<'a>, #insert_sizes, #returning_keys>:
+                            diesel::query_dsl::LoadQuery<'a, __C, #key_type>,)*
                     },
                     insert_unkeyed,
                     quote! {
-                        let values: ::std::vec::Vec<__NewAssignments<'a>> = rows.iter().map(|row| (#(#new_values,)*)).collect();
-                        let statement = diesel::insert_into(#table::table).values(values).returning(#table::#key);
-                        diesel::RunQueryDsl::load(statement, conn)
+                        // A number of rows a statement is prepared for (see `InsertRows`), or any other.
+                        match rows.len() {
+                            #(#insert_sizes => diesel::RunQueryDsl::load(
+                                ::datastore::__private::InsertRows::<Self, _, #insert_sizes, #returning_keys>::new(
+                                    rows.iter().map(__NewBinds::new).collect(),
+                                ),
+                                conn,
+                            ),)*
+                            _ => {
+                                let values: ::std::vec::Vec<__NewAssignments<'a>> = rows.iter().map(|row| (#(#new_values,)*)).collect();
+                                let statement = diesel::insert_into(#table::table).values(values).returning(#table::#key);
+                                diesel::RunQueryDsl::load(statement, conn)
+                            }
+                        }
                     },
                 )
             }
@@ -190,8 +210,6 @@ pub fn statements(model: &Model) -> TokenStream {
         ),
     };
 
-    // The numbers of rows `InsertRows` statements hold (`datastore::__private::INSERT_ROWS`).
-    let insert_sizes: Vec<usize> = vec![256, 64, 16, 4, 1];
     let predicate = quote!(::datastore::Predicate<Self, __C>);
     let boxed = quote!(#table::BoxedQuery<'static, __C::Backend>);
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
