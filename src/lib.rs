@@ -83,5 +83,7 @@ pub mod prelude {
     pub use crate::diesel::prelude::*;
     pub use crate::relations::{HasMany, HasOne, ManyToMany};
     pub use crate::schema::ddl::Dialect;
-    pub use crate::{DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
+    pub use crate::{AsyncRepo, DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
+    #[cfg(feature = "async")]
+    pub use crate::{AsyncStore, AsyncTransaction};
 }

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod async_store;
 mod backend;
 mod error;
 pub mod migrate;
@@ -15,6 +16,9 @@ pub mod schema;
 mod store;
 mod types;
 
+pub use async_store::AsyncRepo;
+#[cfg(feature = "async")]
+pub use async_store::{AsyncStore, AsyncTransaction};
 pub use backend::{AnyBackend, AnyConnection, NativeConnection, MAX_BIND_PARAMS};
 pub use error::{ConstraintKind, ConstraintViolation, Duplicate, Error, Result};
 pub use migrate::Schema;

@@ -402,7 +402,7 @@ impl Store {
     /// A subscriber's queue for `table` (every table for `None`), receiving every change
     /// committed from now on. On SQLite the build must have the pre-update hook; on
     /// PostgreSQL the tables get their triggers and the store its listener.
-    fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
+    pub(crate) fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
         if self.dialect == Dialect::Sqlite {
             // No connection taken: subscribing inside a transaction must not wait for one.
             unsupported_without_preupdate()?;
