@@ -1,0 +1,624 @@
+//! The async store (feature `async`): its typed methods, transactions, cancellation and
+//! streams, on a SQLite file and on PostgreSQL.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::models::{Comment, Post};
+use common::{comment, post, user};
+use datastore::diesel::connection::SimpleConnection;
+use datastore::observe::{Observed, Op};
+use datastore::prelude::*;
+use datastore::{AnyConnection, AsyncStore, Error};
+use futures_util::StreamExt;
+
+use common::models::{comments, posts};
+
+/// A fresh store for one test, and what keeps its database alive.
+struct TestStore {
+    store: AsyncStore,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+fn sqlite_file() -> TestStore {
+    let (dir, store) = common::file_store();
+    TestStore {
+        store: AsyncStore::from(store),
+        _keep: Box::new(dir),
+    }
+}
+
+fn postgres() -> Option<TestStore> {
+    let db = common::TestDb::postgres()?;
+    Some(TestStore {
+        store: AsyncStore::from(db.store),
+        _keep: Box::new(db.schema),
+    })
+}
+
+/// `async_per_backend!(fn name(store) { .. })`: the async tests `name::sqlite` (a database file)
+/// and `name::postgres` (skipped when no server is configured, as every PostgreSQL test).
+macro_rules! async_per_backend {
+    ($(fn $name:ident($store:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($store: AsyncStore) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = sqlite_file();
+                run(db.store.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = super::postgres() else { return };
+                run(db.store.clone()).await;
+            }
+        }
+    )*};
+}
+
+fn assert_send_sync_static<T: Clone + Send + Sync + 'static>() {}
+
+#[test]
+fn the_async_store_fits_an_axum_state() {
+    assert_send_sync_static::<AsyncStore>();
+}
+
+/// Every connection of the pool at once: each works, and none is inside a transaction.
+fn assert_pool_clean(store: &AsyncStore) {
+    let blocking = store.blocking();
+    let mut conns: Vec<_> = (0..8)
+        .map(|_| blocking.conn().expect("a connection"))
+        .collect();
+    for conn in &mut conns {
+        let conn: &mut AnyConnection = conn;
+        match conn {
+            // Fails inside a transaction ("cannot start a transaction within a transaction").
+            AnyConnection::Sqlite(c) => c
+                .batch_execute("BEGIN IMMEDIATE; ROLLBACK")
+                .expect("a connection left inside a transaction"),
+            // Refused outside a transaction block, and only there.
+            AnyConnection::Postgres(c) => {
+                let error = c
+                    .batch_execute("SAVEPOINT pool_check")
+                    .expect_err("a connection left inside a transaction");
+                assert!(error.to_string().contains("transaction block"), "{error}");
+                c.batch_execute("SELECT 1").expect("a working connection");
+            }
+        }
+    }
+}
+
+async_per_backend! {
+    fn the_typed_methods_work_as_async_fns(store) {
+        let saved = store.save(post("async", 5)).await.unwrap();
+        assert_eq!(store.find::<Post>(&saved.id).await.unwrap(), Some(saved.clone()));
+        assert_eq!(store.get::<Post>(&saved.id).await.unwrap(), saved);
+        let more = store
+            .insert_all((0..10).map(|i| post(&format!("p{i}"), i)).collect())
+            .await
+            .unwrap();
+        assert_eq!(more.len(), 10);
+        assert_eq!(store.count::<Post>().await.unwrap(), 11);
+        assert_eq!(store.all::<Post>().await.unwrap().len(), 11);
+        let high = store
+            .query::<Post>(|q| q.filter(posts::rating.ge(5)).order(posts::rating.asc()))
+            .await
+            .unwrap();
+        assert_eq!(high.iter().map(|p| p.rating).collect::<Vec<_>>(), vec![5, 5, 6, 7, 8, 9]);
+        assert_eq!(store.delete_where::<Post, _>(posts::rating.lt(3)).await.unwrap(), 3);
+        store.delete(&saved).await.unwrap();
+        store.delete_by_id::<Post>(&more[9].id).await.unwrap();
+        assert!(matches!(
+            store.delete_by_id::<Post>(&more[9].id).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(store.count::<Post>().await.unwrap(), 6);
+
+        let mut graph = post("graph", 1);
+        graph.comments = HasMany::loaded(vec![comment(&graph, "a"), comment(&graph, "b")]);
+        let graph = store.save_graph(graph).await.unwrap();
+        let comments = store
+            .query::<Comment>(move |q| q.filter(comments::post_id.eq(graph.id)))
+            .await
+            .unwrap();
+        assert_eq!(comments.len(), 2);
+    }
+
+    fn relations_load_link_and_unlink_in_async_form(store) {
+        let first = store.save(post("first", 1)).await.unwrap();
+        let second = store.save(post("second", 2)).await.unwrap();
+        store.save(comment(&first, "one")).await.unwrap();
+        store.save(comment(&first, "two")).await.unwrap();
+        let ann = store.save(user("ann")).await.unwrap();
+
+        let link = first.link_editors_async(&store, &ann).await.unwrap();
+        assert_eq!(link.post_id, first.id);
+        assert_eq!(first.editors_async(&store).await.unwrap(), vec![ann.clone()]);
+        assert_eq!(first.comments_async(&store).await.unwrap().len(), 2);
+
+        let posts = Post::load_comments_async(&store, vec![first.clone(), second.clone()])
+            .await
+            .unwrap();
+        assert_eq!(posts[0].comments.get().unwrap().len(), 2);
+        assert_eq!(posts[1].comments.get().unwrap().len(), 0);
+        let posts = Post::load_editors_async(&store, posts).await.unwrap();
+        assert_eq!(posts[0].editors.get().unwrap(), &[ann.clone()][..]);
+
+        let one = store
+            .query::<Comment>(|q| q.filter(comments::content.eq("one")))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(one.post_async(&store).await.unwrap().id, first.id);
+
+        // In a transaction too.
+        store
+            .transaction(|tx| async move {
+                assert_eq!(first.unlink_editors_async(&tx, &ann).await?, 1);
+                assert_eq!(first.editors_async(&tx).await?, vec![]);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    fn a_transaction_awaits_between_statements_and_commits(store) {
+        let (sender, receiver) = tokio::sync::oneshot::channel::<String>();
+        let writer = store.clone();
+        let committed = tokio::spawn(async move {
+            writer
+                .transaction(|tx| async move {
+                    let first = tx.save(post("before", 1)).await?;
+                    let title = receiver.await.unwrap(); // other work, the transaction open
+                    let second = tx.save(post(&title, 2)).await?;
+                    assert_eq!(tx.count::<Post>().await?, 2);
+                    Ok((first, second))
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Not committed yet: others do not see it (SQLite's WAL and PostgreSQL alike).
+        assert_eq!(store.count::<Post>().await.unwrap(), 0);
+        sender.send("after".into()).unwrap();
+        let (first, second) = committed.await.unwrap().unwrap();
+        assert_eq!(store.get::<Post>(&first.id).await.unwrap().title, "before");
+        assert_eq!(store.get::<Post>(&second.id).await.unwrap().title, "after");
+        assert_pool_clean(&store);
+    }
+
+    fn an_error_in_the_body_rolls_the_transaction_back(store) {
+        let result: datastore::Result<()> = store
+            .transaction(|tx| async move {
+                tx.save(post("gone", 1)).await?;
+                tx.get::<Post>(&Id::new()).await?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+        assert_eq!(store.count::<Post>().await.unwrap(), 0);
+        assert_pool_clean(&store);
+    }
+
+    fn a_panic_in_the_body_rolls_the_transaction_back(store) {
+        let inner = store.clone();
+        let panicked = tokio::spawn(async move {
+            inner
+                .transaction(|tx| async move {
+                    tx.save(post("gone", 1)).await?;
+                    if tx.count::<Post>().await? == 1 {
+                        panic!("the body panics");
+                    }
+                    Ok(())
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        // A panic inside a statement's closure too.
+        let inner = store.clone();
+        let panicked = tokio::spawn(async move {
+            inner
+                .transaction(|tx| async move {
+                    tx.save(post("gone", 1)).await?;
+                    tx.run(|_conn| -> datastore::Result<()> { panic!("the closure panics") })
+                        .await
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        assert_eq!(store.count::<Post>().await.unwrap(), 0);
+        assert_pool_clean(&store);
+    }
+
+    fn nested_transactions_are_savepoints(store) {
+        store
+            .transaction(|tx| async move {
+                tx.save(post("outer", 1)).await?;
+                let failed: datastore::Result<()> = tx
+                    .transaction(|tx| async move {
+                        tx.save(post("inner, undone", 2)).await?;
+                        Err(Error::NotFound { table: "posts".into(), key: "x".into() })
+                    })
+                    .await;
+                assert!(failed.is_err());
+                tx.transaction(|tx| async move {
+                    tx.save(post("inner, kept", 3)).await?;
+                    tx.transaction(|tx| async move { tx.save(post("innermost", 4)).await })
+                        .await
+                })
+                .await?;
+                // A savepoint whose future is dropped half-way is rolled back; the
+                // transaction goes on.
+                let dropped = tokio::time::timeout(
+                    Duration::from_millis(30),
+                    tx.transaction(|tx| async move {
+                        tx.save(post("dropped", 5)).await?;
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        Ok(())
+                    }),
+                )
+                .await;
+                assert!(dropped.is_err());
+                tx.save(post("after the drop", 6)).await?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let mut titles: Vec<String> =
+            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
+        titles.sort();
+        assert_eq!(titles, ["after the drop", "inner, kept", "innermost", "outer"]);
+        assert_pool_clean(&store);
+    }
+
+    fn a_dropped_transaction_rolls_back_and_its_handle_ends(store) {
+        let (leak, leaked) = tokio::sync::oneshot::channel();
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(50),
+            store.transaction(|tx| async move {
+                tx.save(post("never", 1)).await?;
+                let _ = leak.send(tx.clone());
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(())
+            }),
+        )
+        .await;
+        assert!(dropped.is_err());
+        let tx = leaked.await.unwrap();
+        // The rollback is under way or done: the handle no longer runs anything.
+        assert!(matches!(tx.count::<Post>().await, Err(Error::TransactionEnded)));
+        assert_eq!(store.count::<Post>().await.unwrap(), 0);
+        assert_pool_clean(&store);
+    }
+
+    fn streams_deliver_committed_changes_in_commit_order(store) {
+        let mut all_posts = store.observe::<Post>().await.unwrap();
+        let first = store.save(post("first", 1)).await.unwrap();
+        let mut of_first = store.observe_id::<Post>(&first.id).await.unwrap();
+        let mut rated = store.observe_where(|p: &Post| p.rating > 5).await.unwrap();
+        let mut everything = store.observe_all().await.unwrap();
+        assert_eq!(store.subscriptions(), 4);
+
+        // Rolled back: never delivered.
+        let _ = store
+            .transaction(|tx| async move {
+                tx.save(post("rolled back", 9)).await?;
+                Err::<(), _>(Error::TransactionEnded)
+            })
+            .await;
+        let second = store.save(post("second", 7)).await.unwrap();
+        let mut changed = first.clone();
+        changed.rating = 2;
+        store.save(changed).await.unwrap();
+        store.delete(&second).await.unwrap();
+
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            match next_within(&mut all_posts).await {
+                Observed::Change(c) => seen.push((c.op, c.element.title, c.element.rating)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (Op::Insert, "first".to_owned(), 1),
+                (Op::Insert, "second".to_owned(), 7),
+                (Op::Update, "first".to_owned(), 2),
+                (Op::Delete, "second".to_owned(), 7),
+            ]
+        );
+        match next_within(&mut of_first).await {
+            Observed::Change(c) => assert_eq!((c.op, c.element.rating), (Op::Update, 2)),
+            other => panic!("{other:?}"),
+        }
+        let ops: Vec<Op> = [next_within(&mut rated).await, next_within(&mut rated).await]
+            .into_iter()
+            .map(|o| match o {
+                Observed::Change(c) => c.op,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ops, [Op::Insert, Op::Delete]);
+        let mut tables = BTreeSet::new();
+        for _ in 0..3 {
+            match next_within(&mut everything).await {
+                Observed::Change(c) => {
+                    tables.insert(c.table);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(tables, BTreeSet::from(["posts".to_owned()]));
+        assert!(all_posts.try_next().is_none());
+
+        drop((all_posts, of_first, rated, everything));
+        assert_eq!(store.subscriptions(), 0);
+    }
+
+    fn a_lagging_stream_is_told_what_it_missed(store) {
+        let mut stream = store.observe::<Post>().await.unwrap();
+        let rows: Vec<Post> = (0..5000).map(|i| post(&format!("p{i}"), i)).collect();
+        // One commit of 5,000 changes, past the buffer of 4,096.
+        store.insert_all(rows).await.unwrap();
+        let mut changes = 0u64;
+        let mut missed = 0u64;
+        while changes + missed < 5000 {
+            match next_within(&mut stream).await {
+                Observed::Change(_) => changes += 1,
+                Observed::Missed(n) => missed += n,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Caught up: the next change arrives.
+        store.save(post("last", -1)).await.unwrap();
+        match next_within(&mut stream).await {
+            Observed::Change(c) => assert_eq!(c.element.title, "last"),
+            other => panic!("{other:?}"),
+        }
+        assert!(missed > 0, "the 4096-change buffer overflowed");
+        assert_eq!(changes + missed, 5000);
+    }
+
+    fn a_live_query_is_a_stream_of_snapshots(store) {
+        let mut top = store
+            .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::title.asc()))
+            .await
+            .unwrap();
+        assert_eq!(next_within(&mut top).await.unwrap(), vec![]);
+        store.save(post("low", 1)).await.unwrap(); // leaves the result as it was
+        let high = store.save(post("high", 9)).await.unwrap();
+        assert_eq!(next_within(&mut top).await.unwrap(), vec![high.clone()]);
+        store.delete(&high).await.unwrap();
+        assert_eq!(next_within(&mut top).await.unwrap(), vec![]);
+        drop(top);
+        assert_eq!(store.subscriptions(), 0);
+    }
+
+    fn dropped_futures_leave_the_pool_clean_and_every_committed_write_observed(store) {
+        cancellation_under_load(store).await;
+    }
+}
+
+/// The next item of a stream, failing the test after 10 s.
+async fn next_within<S: futures_util::Stream + Unpin>(stream: &mut S) -> S::Item {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an item within 10 s")
+        .expect("the stream goes on")
+}
+
+/// A small deterministic generator (xorshift), seeded per run and printed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// 32 tasks, each 25 times: a write (a save, an `insert_all` of three rows, or a transaction
+/// of three saves that awaits between them) under a timeout of 0 to 8 ms, so that futures are
+/// dropped at every await point. Then: the pool is clean, every write reported committed is
+/// there, every write is there whole or not at all, and the stream observed exactly the rows
+/// that are there.
+async fn cancellation_under_load(store: AsyncStore) {
+    let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    println!("seed {seed}");
+    let mut stream = store.observe::<Post>().await.unwrap();
+    let next_group = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..32u64 {
+        let store = store.clone();
+        let next_group = next_group.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(seed ^ (task + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            // Each write's group (its rows' rating), how many rows, whether reported committed.
+            let mut writes: Vec<(i32, usize, bool)> = Vec::new();
+            for _ in 0..25 {
+                let group = next_group.fetch_add(1, Ordering::SeqCst) as i32;
+                let limit = Duration::from_micros(rng.below(8000));
+                let kind = rng.below(3);
+                let rows = if kind == 0 { 1 } else { 3 };
+                let store = store.clone();
+                let write = async move {
+                    match kind {
+                        0 => store.save(post("save", group)).await.map(drop),
+                        1 => store
+                            .insert_all((0..3).map(|_| post("insert_all", group)).collect())
+                            .await
+                            .map(drop),
+                        _ => {
+                            store
+                                .transaction(|tx| async move {
+                                    for _ in 0..3 {
+                                        tx.save(post("transaction", group)).await?;
+                                        tokio::task::yield_now().await;
+                                    }
+                                    Ok(())
+                                })
+                                .await
+                        }
+                    }
+                };
+                let reported = match tokio::time::timeout(limit, write).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(Error::Busy { .. })) | Err(_) => false,
+                    Ok(Err(e)) => panic!("unexpected error: {e}"),
+                };
+                writes.push((group, rows, reported));
+            }
+            writes
+        }));
+    }
+    let mut writes = Vec::new();
+    for task in tasks {
+        writes.extend(task.await.unwrap());
+    }
+    // Calls whose futures were dropped may still be running on the blocking pool: wait until
+    // the store is quiet (the count stays the same for half a second).
+    let mut last = -1;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let count = store.count::<Post>().await.unwrap();
+        if count == last {
+            break;
+        }
+        last = count;
+    }
+    assert_pool_clean(&store);
+
+    let mut stored: BTreeMap<i32, usize> = BTreeMap::new();
+    for p in store.all::<Post>().await.unwrap() {
+        *stored.entry(p.rating).or_default() += 1;
+    }
+    let (mut committed, mut dropped_but_committed, mut not_committed) = (0, 0, 0);
+    for &(group, rows, reported) in &writes {
+        let there = stored.get(&group).copied().unwrap_or(0);
+        assert!(
+            there == 0 || there == rows,
+            "write {group} half there: {there} of {rows}"
+        );
+        if reported {
+            assert_eq!(there, rows, "write {group} reported committed, not there");
+            committed += 1;
+        } else if there == rows {
+            dropped_but_committed += 1;
+        } else {
+            not_committed += 1;
+        }
+    }
+    println!(
+        "{} writes: {committed} reported committed, {dropped_but_committed} dropped and \
+         committed, {not_committed} dropped and not committed",
+        writes.len()
+    );
+    assert!(
+        not_committed + dropped_but_committed > 0,
+        "no future was dropped"
+    );
+
+    // Observed: exactly the rows stored, each once.
+    let total: usize = stored.values().sum();
+    let mut observed: BTreeMap<i32, usize> = BTreeMap::new();
+    for _ in 0..total {
+        match next_within(&mut stream).await {
+            Observed::Change(c) => {
+                assert_eq!(c.op, Op::Insert);
+                *observed.entry(c.element.rating).or_default() += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(observed, stored);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        stream.try_next().is_none(),
+        "observed more than was committed"
+    );
+}
+
+/// The 1,000 calls of the ticker test: reads and writes, a transaction every tenth.
+async fn thousand_calls(store: &AsyncStore) {
+    let saved = store.save(post("ticker", 1)).await.unwrap();
+    for i in 0..1000 {
+        match i % 10 {
+            0 => {
+                store
+                    .transaction(|tx| async move { tx.save(post("tx", 2)).await.map(drop) })
+                    .await
+                    .unwrap();
+            }
+            1..=3 => {
+                store.save(post("call", 3)).await.unwrap();
+            }
+            4 => {
+                store.count::<Post>().await.unwrap();
+            }
+            _ => {
+                store.find::<Post>(&saved.id).await.unwrap();
+            }
+        }
+    }
+}
+
+/// On a `current_thread` runtime, while 1,000 store calls run, a task ticking every 1 ms is
+/// never late by 5 ms or more: no call blocks the runtime's one thread.
+fn a_ticker_keeps_time_while_the_store_works(store: impl FnOnce() -> Option<TestStore>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let Some(db) = store() else { return };
+        let store = db.store.clone();
+        let ticking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let still = ticking.clone();
+        let ticker = tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut ticks = 0u32;
+            while still.load(Ordering::SeqCst) {
+                let asked = Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                // A sleep of 1 ms ends at the timer's next millisecond: up to 2 ms is on time.
+                let late = asked.elapsed().saturating_sub(Duration::from_millis(1));
+                worst = worst.max(late);
+                ticks += 1;
+            }
+            (worst, ticks)
+        });
+        let started = Instant::now();
+        thousand_calls(&store).await;
+        let took = started.elapsed();
+        ticking.store(false, Ordering::SeqCst);
+        let (worst, ticks) = ticker.await.unwrap();
+        println!("1,000 calls in {took:?}; {ticks} ticks, the latest {worst:?} late");
+        assert!(
+            worst < Duration::from_millis(5),
+            "a tick was {worst:?} late"
+        );
+    });
+}
+
+#[test]
+fn a_ticker_keeps_time_while_the_store_works_on_sqlite() {
+    a_ticker_keeps_time_while_the_store_works(|| Some(sqlite_file()));
+}
+
+#[test]
+fn a_ticker_keeps_time_while_the_store_works_on_postgres() {
+    a_ticker_keeps_time_while_the_store_works(postgres);
+}
