@@ -59,21 +59,30 @@ macro_rules! async_per_backend {
 
             async fn run($store: AsyncStore) $body
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
+            #[test]
+            fn sqlite() {
                 let _quiet = side_by_side();
                 let db = sqlite_file();
-                run(db.store.clone()).await;
+                runtime().block_on(run(db.store.clone()));
             }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
+            #[test]
+            fn postgres() {
                 let _quiet = side_by_side();
                 let Some(db) = super::postgres() else { return };
-                run(db.store.clone()).await;
+                runtime().block_on(run(db.store.clone()));
             }
         }
     )*};
+}
+
+/// A runtime as `#[tokio::main]` makes, on two threads.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn assert_send_sync_static<T: Clone + Send + Sync + 'static>() {}

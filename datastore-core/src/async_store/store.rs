@@ -77,7 +77,8 @@ impl AsyncStore {
     /// ```no_run
     /// # #[tokio::main]
     /// # async fn main() -> datastore::Result<()> {
-    /// let store = datastore::AsyncStore::open("blog.db", datastore::embed_migrations!()).await?;
+    /// let migrations = datastore::migrate::BackendMigrations::new(); // datastore::embed_migrations!()
+    /// let store = datastore::AsyncStore::open("blog.db", migrations).await?;
     /// # Ok(())
     /// # }
     /// ```

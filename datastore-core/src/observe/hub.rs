@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
+#[cfg(feature = "async")]
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::Batch;
@@ -306,6 +308,7 @@ impl Queue {
     /// The next item if there is one, without waiting: `Ready(None)` once the queue has ended;
     /// `Pending` otherwise, `cx`'s task to be woken when an item arrives or the queue ends.
     /// What an async subscriber reads with: no thread waits.
+    #[cfg(feature = "async")]
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         let mut inner = lock(&self.inner);
         if let Some(item) = Self::pop(&mut inner) {
@@ -322,6 +325,7 @@ impl Queue {
     }
 
     /// The next item if one is queued now (or the loss, once told), without waiting.
+    #[cfg(feature = "async")]
     pub fn try_next(&self) -> Option<Item> {
         Self::pop(&mut lock(&self.inner))
     }
