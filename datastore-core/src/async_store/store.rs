@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use super::stream::{AllChangeStream, ChangeStream, QueryStream};
 use super::transaction::{self, AsyncTransaction};
 use super::{unblock, AsyncRepo};
@@ -51,12 +53,18 @@ use crate::{AnyConnection, Result, Store};
 #[derive(Clone, Debug)]
 pub struct AsyncStore {
     store: Arc<Store>,
+    /// As many permits as the pool has connections: calls beyond them wait here, as tasks,
+    /// rather than as blocking threads queued on the pool (64 tasks on a pool of 8 would
+    /// otherwise take 64 threads, 56 of them waiting). Transactions take none: each holds a
+    /// connection, and a body may call the store while holding it.
+    calls: Arc<Semaphore>,
 }
 
 impl From<Store> for AsyncStore {
     /// The async face of a store already open: both share the pool and the change feed.
     fn from(store: Store) -> Self {
         Self {
+            calls: Arc::new(Semaphore::new(store.pool_size() as usize)),
             store: Arc::new(store),
         }
     }
@@ -264,6 +272,9 @@ impl AsyncRepo for AsyncStore {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
+        // Never closed. Dropping this future while the call runs releases the permit early:
+        // the permits bound the threads waiting for connections, not the connections.
+        let _permit = self.calls.acquire().await;
         let store = self.store.clone();
         unblock(move || {
             let mut conn = store.conn()?;

@@ -164,6 +164,12 @@ impl Store {
         Ok(conn)
     }
 
+    /// The most connections the pool holds.
+    #[cfg(feature = "async")]
+    pub(crate) fn pool_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     /// Whether this thread is inside a [`transaction`](Store::transaction) of this store.
     pub(crate) fn in_transaction_here(&self) -> bool {
         transaction::is_open(self.id())
