@@ -238,9 +238,12 @@ fn comments(posts: &[Post]) -> usize {
         .sum()
 }
 
-/// The databases: a WAL file, and PostgreSQL when configured; each seeded for `work`.
-fn databases() -> Vec<(&'static str, fn() -> Db)> {
-    let mut dbs: Vec<(&'static str, fn() -> Db)> = vec![("WAL file: ", Db::wal_file)];
+/// A database to run on: the prefix of its rows' names, and how to make it.
+type Storage = (&'static str, fn() -> Db);
+
+/// The databases: a WAL file, and PostgreSQL when configured.
+fn databases() -> Vec<Storage> {
+    let mut dbs: Vec<Storage> = vec![("WAL file: ", Db::wal_file)];
     if db::postgres_url().is_some() {
         dbs.push(("PostgreSQL: ", || {
             Db::postgres(&db::postgres_url().unwrap())
