@@ -302,6 +302,40 @@ fn one_task(c: &mut Criterion) {
     }
 }
 
+/// What the async store adds to a call, alone: the hop to a blocking thread and back
+/// (`spawn_blocking` of nothing, awaited through `block_on`), and `run` with no statement
+/// (the hop, the permit and a pooled connection taken and given back).
+fn hop(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = Db::wal_file();
+    let store = AsyncStore::from(db.store.clone());
+    let mut group = c.benchmark_group("async: the hop alone");
+    group.bench_function(BenchmarkId::new("spawn_blocking", "nothing"), |b| {
+        b.iter(|| {
+            runtime
+                .block_on(async { tokio::task::spawn_blocking(|| black_box(1)).await })
+                .unwrap()
+        })
+    });
+    group.bench_function(
+        BenchmarkId::new("datastore-async", "run, no statement"),
+        |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(store.run(|_conn| Ok(black_box(1))))
+                    .unwrap()
+            })
+        },
+    );
+    group.bench_function(BenchmarkId::new("datastore", "conn, no statement"), |b| {
+        b.iter(|| black_box(db.store.conn().unwrap()))
+    });
+    group.finish();
+}
+
 /// What a concurrent row measured.
 struct Measured {
     calls: usize,
@@ -427,6 +461,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = one_task, concurrent
+    targets = hop, one_task, concurrent
 }
 criterion_main!(benches);
