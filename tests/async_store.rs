@@ -648,3 +648,72 @@ fn a_ticker_keeps_time_while_the_store_works_on_sqlite() {
 fn a_ticker_keeps_time_while_the_store_works_on_postgres() {
     a_ticker_keeps_time_while_the_store_works(postgres);
 }
+
+/// On PostgreSQL, a lost listener (a server restart, an administrator) ends every stream it
+/// served, saying so, and wakes the tasks reading them: a change stream yields
+/// `Observed::FeedLost` as its last item, a live query `Error::FeedLost` once, then both end.
+#[test]
+fn on_postgres_a_lost_listener_ends_the_streams_saying_so() {
+    let _quiet = side_by_side();
+    let Some(db) = postgres() else { return };
+    let store = db.store.clone();
+    runtime().block_on(async move {
+        let mut changes = store.observe::<Post>().await.unwrap();
+        let mut live = store
+            .observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))
+            .await
+            .unwrap();
+        assert_eq!(next_within(&mut live).await.unwrap(), vec![]);
+        // Both readers wait, as tasks, when the listener goes.
+        let reading_changes = tokio::spawn(async move {
+            let mut items = Vec::new();
+            while let Some(item) = changes.next().await {
+                items.push(item);
+            }
+            items
+        });
+        let reading_live = tokio::spawn(async move {
+            let mut items = Vec::new();
+            while let Some(item) = live.next().await {
+                items.push(item);
+            }
+            items
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let terminated = store
+            .run(|conn| {
+                #[derive(QueryableByName)]
+                struct Terminated {
+                    #[diesel(sql_type = datastore::diesel::sql_types::Bool)]
+                    done: bool,
+                }
+                Ok(datastore::diesel::sql_query(
+                    "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity \
+                     WHERE application_name = 'datastore listener ' || md5(current_schema())",
+                )
+                .load::<Terminated>(conn)?
+                .into_iter()
+                .filter(|t| t.done)
+                .count())
+            })
+            .await
+            .unwrap();
+        assert_eq!(terminated, 1);
+        let changes = tokio::time::timeout(Duration::from_secs(10), reading_changes)
+            .await
+            .expect("the change stream ended")
+            .unwrap();
+        assert!(
+            matches!(changes.last(), Some(Observed::FeedLost { .. })),
+            "{changes:?}"
+        );
+        let live = tokio::time::timeout(Duration::from_secs(10), reading_live)
+            .await
+            .expect("the live query ended")
+            .unwrap();
+        assert!(
+            matches!(live.as_slice(), [Err(Error::FeedLost { .. })]),
+            "{live:?}"
+        );
+    });
+}
