@@ -180,6 +180,20 @@ async_per_backend! {
             .remove(0);
         assert_eq!(one.post_async(&store).await.unwrap().id, first.id);
 
+        // A thread of replies, loaded whole.
+        let root = store.save(comment(&second, "root")).await.unwrap();
+        let mut reply = comment(&second, "reply");
+        reply.parent_id = Some(root.id);
+        let reply = store.save(reply).await.unwrap();
+        let mut deeper = comment(&second, "deeper");
+        deeper.parent_id = Some(reply.id);
+        store.save(deeper).await.unwrap();
+        let roots = Comment::load_replies_tree_async(&store, vec![root]).await.unwrap();
+        let replies = roots[0].replies.get().unwrap();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].replies.get().unwrap().len(), 1);
+        assert_eq!(reply.parent_async(&store).await.unwrap().map(|c| c.id), Some(roots[0].id));
+
         // In a transaction too.
         store
             .transaction(|tx| async move {

@@ -363,6 +363,12 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 // A model's children of its own kind (a reply's replies): the whole tree too.
                 if relation.kind == RelationKind::HasMany && is_self(target, ident) {
                     let load_tree = format_ident!("load_{}_tree", name);
+                    let load_tree_async = format_ident!("load_{}_tree_async", name);
+                    let tree_async_doc = format!(
+                        "[`load_{name}_tree`](Self::load_{name}_tree) in async form, on an `AsyncStore` \
+                         or in an `AsyncTransaction` (feature `async`): returns the rows given, their \
+                         trees loaded."
+                    );
                     let tree_doc = format!(
                         "Loads `{name}` of every row given, and theirs, down the whole tree: one query \
                          per level (a tree of depth `d` takes `d + 1`)."
@@ -379,6 +385,18 @@ pub fn parent_side(model: &Model) -> TokenStream {
                                 Self: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
                             {
                                 ::datastore::relations::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
+                            }
+
+                            #[doc = #tree_async_doc]
+                            pub fn #load_tree_async<'__s, __R: ::datastore::AsyncRepo>(
+                                store: &'__s __R,
+                                rows: ::std::vec::Vec<Self>,
+                            ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R> {
+                                ::datastore::AsyncRepo::run(store, move |conn: &mut ::datastore::AnyConnection| {
+                                    let mut rows = rows;
+                                    Self::#load_tree(conn, rows.iter_mut())?;
+                                    ::core::result::Result::Ok(rows)
+                                })
                             }
                         }
                     });
