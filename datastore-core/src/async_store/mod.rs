@@ -21,7 +21,10 @@ use crate::model::IntoPredicate;
 use crate::persist::Persist;
 use crate::relations::DeleteEffects;
 use crate::repo::Repo;
-use crate::{AnyBackend, AnyConnection, Result};
+#[cfg(doc)]
+use crate::AnyConnection;
+use crate::Result;
+use diesel::Connection;
 
 #[cfg(feature = "async")]
 mod store;
@@ -71,6 +74,10 @@ pub use transaction::AsyncTransaction;
 /// # }
 /// ```
 pub trait AsyncRepo: Send + Sync {
+    /// The connection [`run`](AsyncRepo::run) lends: [`AnyConnection`] for the store and its
+    /// transactions.
+    type Conn: Repo + 'static;
+
     /// Runs `f` on a connection (the transaction's, on a transaction) on a blocking thread,
     /// and returns what it returns: Diesel's DSL, [`Repo`] and the generated relation methods
     /// all work inside. If `f` panics, the panic resumes in the caller.
@@ -92,12 +99,12 @@ pub trait AsyncRepo: Send + Sync {
     fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static;
+        F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static;
 
     /// See [`Repo::save`].
     fn save<M>(&self, model: M) -> impl Future<Output = Result<M>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.run(move |conn| conn.save(model))
     }
@@ -105,7 +112,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::insert_all`].
     fn insert_all<M>(&self, rows: Vec<M>) -> impl Future<Output = Result<Vec<M>>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.run(move |conn| conn.insert_all(rows))
     }
@@ -113,7 +120,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::save_graph`].
     fn save_graph<M>(&self, model: M) -> impl Future<Output = Result<M>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.run(move |conn| conn.save_graph(model))
     }
@@ -121,7 +128,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::find`].
     fn find<M>(&self, key: &M::Key) -> impl Future<Output = Result<Option<M>>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.run(move |conn| conn.find::<M>(&key))
@@ -130,7 +137,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::get`].
     fn get<M>(&self, key: &M::Key) -> impl Future<Output = Result<M>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.run(move |conn| conn.get::<M>(&key))
@@ -139,7 +146,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::all`].
     fn all<M>(&self) -> impl Future<Output = Result<Vec<M>>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.run(|conn| conn.all::<M>())
     }
@@ -150,7 +157,7 @@ pub trait AsyncRepo: Send + Sync {
         build: impl FnOnce(M::Query) -> M::Query + Send + 'static,
     ) -> impl Future<Output = Result<Vec<M>>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.run(move |conn| conn.query::<M>(build))
     }
@@ -158,7 +165,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::count`].
     fn count<M>(&self) -> impl Future<Output = Result<i64>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.run(|conn| conn.count::<M>())
     }
@@ -166,7 +173,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::delete`].
     fn delete<M>(&self, model: &M) -> impl Future<Output = Result<()>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = model.key();
         self.run(move |conn| conn.delete_by_id::<M>(&key))
@@ -175,7 +182,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::delete_by_id`].
     fn delete_by_id<M>(&self, key: &M::Key) -> impl Future<Output = Result<()>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.run(move |conn| conn.delete_by_id::<M>(&key))
@@ -184,10 +191,10 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::delete_where`].
     fn delete_where<M, C>(
         &self,
-        predicate: impl IntoPredicate<M::Table, AnyBackend, C> + Send + 'static,
+        predicate: impl IntoPredicate<M::Table, <Self::Conn as Connection>::Backend, C> + Send + 'static,
     ) -> impl Future<Output = Result<usize>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
         C: 'static,
     {
         self.run(move |conn| conn.delete_where::<M, C>(predicate))
@@ -196,7 +203,7 @@ pub trait AsyncRepo: Send + Sync {
     /// See [`Repo::preview_delete`].
     fn preview_delete<M>(&self, key: &M::Key) -> impl Future<Output = Result<DeleteEffects>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.run(move |conn| conn.preview_delete::<M>(&key))
@@ -208,7 +215,7 @@ pub trait AsyncRepo: Send + Sync {
         key: &M::Key,
     ) -> impl Future<Output = Result<DeleteEffects>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.run(move |conn| conn.unlink_and_delete::<M>(&key))

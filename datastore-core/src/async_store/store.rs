@@ -266,6 +266,8 @@ impl AsyncStore {
 }
 
 impl AsyncRepo for AsyncStore {
+    type Conn = AnyConnection;
+
     /// Runs `f` on a connection of the pool, on tokio's blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where

@@ -252,6 +252,8 @@ impl AsyncTransaction {
 }
 
 impl AsyncRepo for AsyncTransaction {
+    type Conn = AnyConnection;
+
     /// Runs `f` on the transaction's connection, after every statement sent before it.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where

@@ -139,9 +139,14 @@ pub fn child_side(model: &Model) -> TokenStream {
             "[`{stem}`](Self::{stem}) in async form, on an `AsyncStore` or in an `AsyncTransaction` \
              (feature `async`)."
         );
+        // The key through `BelongsTo::parent_key`, whose impl already checks the field's type
+        // (a mismatch is reported there once, not again here).
+        let parent_key_of_self = quote! {
+            <Self as ::datastore::relations::BelongsTo<#parent, #fk>>::parent_key(self)
+        };
         let getter_async_body = if optional {
             quote! {
-                let key = ::core::clone::Clone::clone(&self.#f);
+                let key = #parent_key_of_self;
                 async move {
                     match key {
                         ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
@@ -153,8 +158,17 @@ pub fn child_side(model: &Model) -> TokenStream {
             }
         } else {
             quote! {
-                let key = ::core::clone::Clone::clone(&self.#f);
-                async move { ::datastore::AsyncRepo::get::<#parent>(store, &key).await }
+                let key = #parent_key_of_self;
+                async move {
+                    match key {
+                        ::core::option::Option::Some(key) => ::datastore::AsyncRepo::get::<#parent>(store, &key).await,
+                        // A required parent's key is always there.
+                        ::core::option::Option::None => ::core::result::Result::Err(::datastore::Error::NotFound {
+                            table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
+                            key: "NULL".into(),
+                        }),
+                    }
+                }
             }
         };
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
@@ -206,10 +220,14 @@ pub fn child_side(model: &Model) -> TokenStream {
                 }
 
                 #[doc = #getter_async_doc]
-                pub fn #getter_async<'__s, __R: ::datastore::AsyncRepo>(
+                pub fn #getter_async<'__s, __R, __C>(
                     &self,
                     store: &'__s __R,
-                ) -> impl ::core::future::Future<Output = ::datastore::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R> {
+                ) -> impl ::core::future::Future<Output = ::datastore::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    #parent: ::datastore::Persist<__C>, {
                     #getter_async_body
                 }
 
@@ -318,21 +336,28 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         }
 
                         #[doc = #lazy_async_doc]
-                        pub fn #f_async<'__s, __R: ::datastore::AsyncRepo>(
+                        pub fn #f_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R> {
-                            type __C = ::datastore::AnyConnection;
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
                             let __key = ::datastore::Model::key(self);
                             ::datastore::AsyncRepo::run(store, move |conn: &mut __C| #lazy_body)
                         }
 
                         #[doc = #load_async_doc]
-                        pub fn #load_async<'__s, __R: ::datastore::AsyncRepo>(
+                        pub fn #load_async<'__s, __R, __C>(
                             store: &'__s __R,
                             rows: ::std::vec::Vec<Self>,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R> {
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut ::datastore::AnyConnection| {
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
                                 let mut rows = rows;
                                 Self::#load(conn, rows.iter_mut())?;
                                 ::core::result::Result::Ok(rows)
@@ -388,11 +413,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             }
 
                             #[doc = #tree_async_doc]
-                            pub fn #load_tree_async<'__s, __R: ::datastore::AsyncRepo>(
+                            pub fn #load_tree_async<'__s, __R, __C>(
                                 store: &'__s __R,
                                 rows: ::std::vec::Vec<Self>,
-                            ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R> {
-                                ::datastore::AsyncRepo::run(store, move |conn: &mut ::datastore::AnyConnection| {
+                            ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    Self: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
+                                ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
                                     let mut rows = rows;
                                     Self::#load_tree(conn, rows.iter_mut())?;
                                     ::core::result::Result::Ok(rows)
@@ -444,11 +473,14 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         }
 
                         #[doc = #lazy_async_doc]
-                        pub fn #f_async<'__s, __R: ::datastore::AsyncRepo>(
+                        pub fn #f_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R> {
-                            type __C = ::datastore::AnyConnection;
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
                             let __key = ::datastore::Model::key(self);
                             ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
                                 ::datastore::relations::load::linked::<#args>(conn, &__key)
@@ -456,11 +488,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         }
 
                         #[doc = #load_async_doc]
-                        pub fn #load_async<'__s, __R: ::datastore::AsyncRepo>(
+                        pub fn #load_async<'__s, __R, __C>(
                             store: &'__s __R,
                             rows: ::std::vec::Vec<Self>,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R> {
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut ::datastore::AnyConnection| {
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
                                 let mut rows = rows;
                                 Self::#load(conn, rows.iter_mut())?;
                                 ::core::result::Result::Ok(rows)
@@ -468,12 +504,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         }
 
                         #[doc = #link_async_doc]
-                        pub fn #link_async<'__s, __R: ::datastore::AsyncRepo>(
+                        pub fn #link_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
                             other: &#target,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#through>> + ::core::marker::Send + use<'__s, __R> {
-                            type __C = ::datastore::AnyConnection;
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#through>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
                             let __this = ::datastore::Model::key(self);
                             let __other = ::datastore::Model::key(other);
                             ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
@@ -482,12 +521,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         }
 
                         #[doc = #unlink_async_doc]
-                        pub fn #unlink_async<'__s, __R: ::datastore::AsyncRepo>(
+                        pub fn #unlink_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
                             other: &#target,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<usize>> + ::core::marker::Send + use<'__s, __R> {
-                            type __C = ::datastore::AnyConnection;
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<usize>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
                             let __this = ::datastore::Model::key(self);
                             let __other = ::datastore::Model::key(other);
                             ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
