@@ -590,11 +590,48 @@ async fn cancellation_under_load(store: AsyncStore) {
     );
 }
 
-/// The 1,000 calls of the ticker test: reads and writes, a transaction every tenth.
+/// A call that waits at least 10 ms for the database without using the CPU: on the runtime's
+/// thread, it alone would make a tick 10 ms late. On PostgreSQL `pg_sleep`; on SQLite a save
+/// that waits for the write lock another connection holds for 10 ms (SQLite's busy handler
+/// sleeps meanwhile).
+async fn slow_call(store: &AsyncStore) {
+    let started = Instant::now();
+    match store.dialect() {
+        Dialect::Postgres => store
+            .run(|conn| match conn {
+                AnyConnection::Postgres(c) => Ok(c.batch_execute("SELECT pg_sleep(0.01)")?),
+                AnyConnection::Sqlite(_) => unreachable!(),
+            })
+            .await
+            .unwrap(),
+        _ => {
+            let blocking = store.blocking().clone();
+            let (locked, is_locked) = tokio::sync::oneshot::channel();
+            let (done, is_done) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let held = blocking.transaction(|tx| {
+                    tx.save(post("holds the lock", 4))?;
+                    let _ = locked.send(());
+                    std::thread::sleep(Duration::from_millis(10));
+                    Ok(())
+                });
+                let _ = done.send(held);
+            });
+            is_locked.await.unwrap();
+            store.save(post("waits for the lock", 5)).await.unwrap();
+            is_done.await.unwrap().unwrap();
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(10));
+}
+
+/// The 1,000 calls of the ticker test: reads and writes, a transaction every tenth, a slow
+/// call (waiting 10 ms or more for the database) every hundredth.
 async fn thousand_calls(store: &AsyncStore) {
     let saved = store.save(post("ticker", 1)).await.unwrap();
     for i in 0..1000 {
         match i % 10 {
+            0 if i % 100 == 0 => slow_call(store).await,
             0 => {
                 store
                     .transaction(|tx| async move { tx.save(post("tx", 2)).await.map(drop) })
@@ -614,17 +651,14 @@ async fn thousand_calls(store: &AsyncStore) {
     }
 }
 
-/// On a `current_thread` runtime, while 1,000 store calls run, a task ticking every 1 ms is
-/// never late by 5 ms or more: no call blocks the runtime's one thread.
-fn a_ticker_keeps_time_while_the_store_works(store: impl FnOnce() -> Option<TestStore>) {
-    let _alone = QUIET.write().unwrap_or_else(|p| p.into_inner());
+/// How late a task ticking every 1 ms on a `current_thread` runtime is at worst while the
+/// 1,000 calls run on that runtime.
+fn worst_tick_lag(store: &AsyncStore) -> Duration {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let Some(db) = store() else { return };
-        let store = db.store.clone();
         let ticking = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let still = ticking.clone();
         let ticker = tokio::spawn(async move {
@@ -641,16 +675,35 @@ fn a_ticker_keeps_time_while_the_store_works(store: impl FnOnce() -> Option<Test
             (worst, ticks)
         });
         let started = Instant::now();
-        thousand_calls(&store).await;
+        thousand_calls(store).await;
         let took = started.elapsed();
         ticking.store(false, Ordering::SeqCst);
         let (worst, ticks) = ticker.await.unwrap();
         println!("1,000 calls in {took:?}; {ticks} ticks, the latest {worst:?} late");
-        assert!(
-            worst < Duration::from_millis(5),
-            "a tick was {worst:?} late"
-        );
-    });
+        worst
+    })
+}
+
+/// On a `current_thread` runtime, while 1,000 store calls run (ten of them waiting 10 ms or
+/// more for the database), a task ticking every 1 ms is never late by 5 ms or more: no call blocks the
+/// runtime's one thread.
+///
+/// This machine is shared (two cores, other builds, the PostgreSQL server): the scheduler
+/// alone can hold any thread up for a few milliseconds. So the run is made up to three times,
+/// and one run within 5 ms passes. A store that ran a call on the runtime's thread fails every
+/// run: each slow call alone makes a tick 10 ms late.
+fn a_ticker_keeps_time_while_the_store_works(store: impl FnOnce() -> Option<TestStore>) {
+    let _alone = QUIET.write().unwrap_or_else(|p| p.into_inner());
+    let Some(db) = store() else { return };
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let worst = worst_tick_lag(&db.store);
+        runs.push(worst);
+        if worst < Duration::from_millis(5) {
+            return;
+        }
+    }
+    panic!("a tick was late by 5 ms or more in every run: {runs:?}");
 }
 
 #[test]
