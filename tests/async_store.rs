@@ -784,3 +784,29 @@ fn on_postgres_a_lost_listener_ends_the_streams_saying_so() {
         );
     });
 }
+
+/// On PostgreSQL, a table's first subscription inside an async transaction that already wrote
+/// it waits for that transaction's lock: it fails after the lock timeout (the blocking store,
+/// which knows its transaction by its thread, refuses it at once), and the transaction goes on.
+#[test]
+fn on_postgres_a_first_subscription_after_an_async_transaction_wrote_the_table_fails() {
+    let _quiet = side_by_side();
+    let Some(db) = postgres() else { return };
+    let store = db.store.clone();
+    runtime().block_on(async move {
+        let observer = store.clone();
+        let saved = store
+            .transaction(|tx| async move {
+                tx.save(post("written first", 1)).await?;
+                let subscribed = observer.observe::<Post>().await;
+                assert!(
+                    matches!(subscribed, Err(Error::Busy { .. })),
+                    "{subscribed:?}"
+                );
+                tx.save(post("after", 2)).await
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.get::<Post>(&saved.id).await.unwrap().title, "after");
+    });
+}
