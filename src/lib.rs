@@ -80,8 +80,10 @@ macro_rules! embed_migrations {
 
 /// Everything a model file needs: the derives, the field types, the store, and Diesel's DSL.
 pub mod prelude {
+    #[allow(unused_imports)] // empty without the feature `async`
+    pub use crate::__async_prelude::*;
     pub use crate::diesel::prelude::*;
     pub use crate::relations::{HasMany, HasOne, ManyToMany};
     pub use crate::schema::ddl::Dialect;
-    pub use crate::{DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
+    pub use crate::{AsyncRepo, DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
 }

@@ -332,6 +332,20 @@ pub enum Error {
         column: Option<String>,
     },
 
+    /// An [`AsyncTransaction`](crate::async_store::AsyncTransaction) handle was used after its
+    /// transaction ended (committed, rolled back, or its future dropped): nothing was run.
+    /// Use the handle only inside the transaction's body.
+    #[error(
+        "the async transaction has already ended (committed, rolled back or dropped); \
+         run statements through its handle only inside its body"
+    )]
+    TransactionEnded,
+
+    /// The tokio runtime shut down before an async store call could run on its blocking
+    /// pool: nothing was run.
+    #[error("the tokio runtime is shutting down: the store call was not run")]
+    RuntimeShutdown,
+
     /// The build lacks a capability the call needs; the message says how to turn it on.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod async_store;
 mod backend;
 mod error;
 pub mod migrate;
@@ -15,6 +16,9 @@ pub mod schema;
 mod store;
 mod types;
 
+pub use async_store::AsyncRepo;
+#[cfg(feature = "async")]
+pub use async_store::{AsyncStore, AsyncTransaction};
 pub use backend::{AnyBackend, AnyConnection, NativeConnection, MAX_BIND_PARAMS};
 pub use error::{ConstraintKind, ConstraintViolation, Duplicate, Error, Result};
 pub use migrate::Schema;
@@ -31,6 +35,13 @@ pub use types::{
 pub use diesel;
 /// Re-exported so that applications use the same migrations runner as the store.
 pub use diesel_migrations;
+
+/// What `datastore::prelude` gains with the feature `async`. Not public API.
+#[doc(hidden)]
+pub mod __async_prelude {
+    #[cfg(feature = "async")]
+    pub use crate::async_store::{AsyncStore, AsyncTransaction};
+}
 
 /// What generated code refers to. Not public API.
 #[doc(hidden)]

@@ -4,6 +4,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::task::Waker;
+#[cfg(feature = "async")]
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::Batch;
@@ -222,6 +225,9 @@ struct QueueInner {
     entries: VecDeque<Entry>,
     /// How many of `entries` are changes (what the capacity bounds).
     changes: usize,
+    /// The task of an async subscriber waiting for the next item (`poll_next`), woken by
+    /// whatever ends its wait, as a blocked thread is by the condition variable.
+    waker: Option<Waker>,
 }
 
 enum Entry {
@@ -268,9 +274,13 @@ impl Queue {
                 inner.changes += 1;
             }
         }
+        let waker = if pushed { inner.waker.take() } else { None };
         drop(inner);
         if pushed {
             self.ready.notify_all();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -293,6 +303,31 @@ impl Queue {
                 }
             },
         }
+    }
+
+    /// The next item if there is one, without waiting: `Ready(None)` once the queue has ended;
+    /// `Pending` otherwise, `cx`'s task to be woken when an item arrives or the queue ends.
+    /// What an async subscriber reads with: no thread waits.
+    #[cfg(feature = "async")]
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let mut inner = lock(&self.inner);
+        if let Some(item) = Self::pop(&mut inner) {
+            return Poll::Ready(Some(item));
+        }
+        if inner.end.is_some() {
+            return Poll::Ready(None);
+        }
+        match &mut inner.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next item if one is queued now (or the loss, once told), without waiting.
+    #[cfg(feature = "async")]
+    pub fn try_next(&self) -> Option<Item> {
+        Self::pop(&mut lock(&self.inner))
     }
 
     /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
@@ -334,8 +369,14 @@ impl Hub {
     fn end_all(&self, end: impl Fn() -> End) {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
         for queue in subscribers.iter().filter_map(Weak::upgrade) {
-            lock(&queue.inner).end.get_or_insert_with(&end);
+            let mut inner = lock(&queue.inner);
+            inner.end.get_or_insert_with(&end);
+            let waker = inner.waker.take();
+            drop(inner);
             queue.ready.notify_all();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 }

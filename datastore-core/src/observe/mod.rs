@@ -462,6 +462,18 @@ impl AllSubscription {
     }
 }
 
+#[cfg(feature = "async")]
+impl AllSubscription {
+    /// The next change without waiting: `Pending` (the task woken when one comes), or
+    /// `Ready(None)` once the subscription has ended.
+    pub(crate) fn poll_recv(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Observed<RowChange>>> {
+        self.queue.poll_next(cx).map(|item| item.map(Self::accept))
+    }
+}
+
 impl Iterator for AllSubscription {
     type Item = Observed<RowChange>;
 
@@ -749,6 +761,29 @@ impl<M: Model> Subscription<M> {
             op: change.op,
             element,
         }))
+    }
+}
+
+#[cfg(feature = "async")]
+impl<M: Model> Subscription<M> {
+    /// The next change without waiting: `Pending` (the task woken when one comes), or
+    /// `Ready(None)` once the subscription has ended.
+    pub(crate) fn poll_recv(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Observed<Change<M>>>> {
+        use std::task::Poll;
+        loop {
+            match self.queue.poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    if let Some(observed) = self.accept(item) {
+                        return Poll::Ready(Some(observed));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

@@ -164,6 +164,12 @@ impl Store {
         Ok(conn)
     }
 
+    /// The most connections the pool holds.
+    #[cfg(feature = "async")]
+    pub(crate) fn pool_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     /// Whether this thread is inside a [`transaction`](Store::transaction) of this store.
     pub(crate) fn in_transaction_here(&self) -> bool {
         transaction::is_open(self.id())
@@ -402,7 +408,7 @@ impl Store {
     /// A subscriber's queue for `table` (every table for `None`), receiving every change
     /// committed from now on. On SQLite the build must have the pre-update hook; on
     /// PostgreSQL the tables get their triggers and the store its listener.
-    fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
+    pub(crate) fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
         if self.dialect == Dialect::Sqlite {
             // No connection taken: subscribing inside a transaction must not wait for one.
             unsupported_without_preupdate()?;

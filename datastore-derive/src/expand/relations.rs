@@ -134,6 +134,43 @@ pub fn child_side(model: &Model) -> TokenStream {
                     find_parent(quote!(&self.#f)),
                 )
             };
+        let getter_async = format_ident!("{}_async", stem);
+        let getter_async_doc = format!(
+            "[`{stem}`](Self::{stem}) in async form, on an `AsyncStore` or in an `AsyncTransaction` \
+             (feature `async`)."
+        );
+        // The key through `BelongsTo::parent_key`, whose impl already checks the field's type
+        // (a mismatch is reported there once, not again here).
+        let parent_key_of_self = quote! {
+            <Self as ::datastore::relations::BelongsTo<#parent, #fk>>::parent_key(self)
+        };
+        let getter_async_body = if optional {
+            quote! {
+                let key = #parent_key_of_self;
+                async move {
+                    match key {
+                        ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
+                        ::core::option::Option::Some(key) => {
+                            ::datastore::AsyncRepo::get::<#parent>(store, &key).await.map(::core::option::Option::Some)
+                        }
+                    }
+                }
+            }
+        } else {
+            quote! {
+                let key = #parent_key_of_self;
+                async move {
+                    match key {
+                        ::core::option::Option::Some(key) => ::datastore::AsyncRepo::get::<#parent>(store, &key).await,
+                        // A required parent's key is always there.
+                        ::core::option::Option::None => ::core::result::Result::Err(::datastore::Error::NotFound {
+                            table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
+                            key: "NULL".into(),
+                        }),
+                    }
+                }
+            }
+        };
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
         let where_doc = format!(
             "A condition on this model's table: the rows whose `{}` matches `predicate` (a condition \
@@ -182,6 +219,18 @@ pub fn child_side(model: &Model) -> TokenStream {
                     #getter_body
                 }
 
+                #[doc = #getter_async_doc]
+                pub fn #getter_async<'__s, __R, __C>(
+                    &self,
+                    store: &'__s __R,
+                ) -> impl ::core::future::Future<Output = ::datastore::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    #parent: ::datastore::Persist<__C>, {
+                    #getter_async_body
+                }
+
                 #[doc = #with_doc]
                 pub fn #with(mut self, parent: &#parent) -> Self {
                     self.#f = #set_parent_from_row;
@@ -228,6 +277,16 @@ pub fn parent_side(model: &Model) -> TokenStream {
             "Loads `{name}` of every row given, with one query per relation level whatever their number."
         );
         let lazy_doc = format!("The `{name}` of this row (loaded now, not cached in the field).");
+        let f_async = format_ident!("{}_async", name);
+        let load_async = format_ident!("load_{}_async", name);
+        let lazy_async_doc = format!(
+            "[`{name}`](Self::{name}) in async form, on an `AsyncStore` or in an `AsyncTransaction` \
+             (feature `async`)."
+        );
+        let load_async_doc = format!(
+            "[`load_{name}`](Self::load_{name}) in async form, on an `AsyncStore` or in an \
+             `AsyncTransaction` (feature `async`): returns the rows given, `{name}` loaded."
+        );
         let having_doc = format!(
             "A condition on this model's table: the rows with `{name}` matching `predicate` (a \
              condition on their table), as a SQL subquery. Works on every backend."
@@ -250,14 +309,14 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
                     (
                         quote!(::std::vec::Vec<#target>),
-                        quote!(::datastore::relations::load::children::<#args>(conn, &::datastore::Model::key(self))),
+                        quote!(::datastore::relations::load::children::<#args>(conn, &__key)),
                         quote!(::datastore::relations::load::eager_has_many::<#args>),
                     )
                 } else {
                     (
                         quote!(::core::option::Option<#target>),
                         quote!(::core::result::Result::Ok(
-                            ::datastore::relations::load::children::<#args>(conn, &::datastore::Model::key(self))?
+                            ::datastore::relations::load::children::<#args>(conn, &__key)?
                                 .into_iter()
                                 .next()
                         )),
@@ -272,7 +331,37 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             __C: diesel::Connection,
                             #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
                         {
+                            let __key = ::datastore::Model::key(self);
                             #lazy_body
+                        }
+
+                        #[doc = #lazy_async_doc]
+                        pub fn #f_async<'__s, __R, __C>(
+                            &self,
+                            store: &'__s __R,
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
+                            let __key = ::datastore::Model::key(self);
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| #lazy_body)
+                        }
+
+                        #[doc = #load_async_doc]
+                        pub fn #load_async<'__s, __R, __C>(
+                            store: &'__s __R,
+                            rows: ::std::vec::Vec<Self>,
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                                let mut rows = rows;
+                                Self::#load(conn, rows.iter_mut())?;
+                                ::core::result::Result::Ok(rows)
+                            })
                         }
 
                         #[doc = #load_doc]
@@ -299,6 +388,12 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 // A model's children of its own kind (a reply's replies): the whole tree too.
                 if relation.kind == RelationKind::HasMany && is_self(target, ident) {
                     let load_tree = format_ident!("load_{}_tree", name);
+                    let load_tree_async = format_ident!("load_{}_tree_async", name);
+                    let tree_async_doc = format!(
+                        "[`load_{name}_tree`](Self::load_{name}_tree) in async form, on an `AsyncStore` \
+                         or in an `AsyncTransaction` (feature `async`): returns the rows given, their \
+                         trees loaded."
+                    );
                     let tree_doc = format!(
                         "Loads `{name}` of every row given, and theirs, down the whole tree: one query \
                          per level (a tree of depth `d` takes `d + 1`)."
@@ -316,6 +411,22 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             {
                                 ::datastore::relations::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
                             }
+
+                            #[doc = #tree_async_doc]
+                            pub fn #load_tree_async<'__s, __R, __C>(
+                                store: &'__s __R,
+                                rows: ::std::vec::Vec<Self>,
+                            ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: diesel::Connection + 'static,
+    Self: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
+                                ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                                    let mut rows = rows;
+                                    Self::#load_tree(conn, rows.iter_mut())?;
+                                    ::core::result::Result::Ok(rows)
+                                })
+                            }
                         }
                     });
                 }
@@ -328,6 +439,16 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 out.extend(assert_unambiguous(through, target, field, relation.kind));
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
+                let link_async = format_ident!("link_{}_async", name);
+                let unlink_async = format_ident!("unlink_{}_async", name);
+                let link_async_doc = format!(
+                    "[`link_{name}`](Self::link_{name}) in async form, on an `AsyncStore` or in an \
+                     `AsyncTransaction` (feature `async`)."
+                );
+                let unlink_async_doc = format!(
+                    "[`unlink_{name}`](Self::unlink_{name}) in async form, on an `AsyncStore` or in \
+                     an `AsyncTransaction` (feature `async`)."
+                );
                 let link_doc = format!(
                     "Links this row and `other` in `{name}`: the join row, saved unless one already links them."
                 );
@@ -349,6 +470,71 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             #bounds
                         {
                             ::datastore::relations::load::linked::<#args>(conn, &::datastore::Model::key(self))
+                        }
+
+                        #[doc = #lazy_async_doc]
+                        pub fn #f_async<'__s, __R, __C>(
+                            &self,
+                            store: &'__s __R,
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
+                            let __key = ::datastore::Model::key(self);
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                                ::datastore::relations::load::linked::<#args>(conn, &__key)
+                            })
+                        }
+
+                        #[doc = #load_async_doc]
+                        pub fn #load_async<'__s, __R, __C>(
+                            store: &'__s __R,
+                            rows: ::std::vec::Vec<Self>,
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                                let mut rows = rows;
+                                Self::#load(conn, rows.iter_mut())?;
+                                ::core::result::Result::Ok(rows)
+                            })
+                        }
+
+                        #[doc = #link_async_doc]
+                        pub fn #link_async<'__s, __R, __C>(
+                            &self,
+                            store: &'__s __R,
+                            other: &#target,
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#through>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
+                            let __this = ::datastore::Model::key(self);
+                            let __other = ::datastore::Model::key(other);
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                                ::datastore::relations::load::link::<#args>(conn, &__this, &__other)
+                            })
+                        }
+
+                        #[doc = #unlink_async_doc]
+                        pub fn #unlink_async<'__s, __R, __C>(
+                            &self,
+                            store: &'__s __R,
+                            other: &#target,
+                        ) -> impl ::core::future::Future<Output = ::datastore::Result<usize>> + ::core::marker::Send + use<'__s, __R, __C>
+ where
+    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __C: 'static,
+    #bounds {
+                            let __this = ::datastore::Model::key(self);
+                            let __other = ::datastore::Model::key(other);
+                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                                ::datastore::relations::load::unlink::<#args>(conn, &__this, &__other)
+                            })
                         }
 
                         #[doc = #load_doc]

@@ -1,0 +1,241 @@
+//! The store in async applications (feature `async`): [`AsyncStore`], its transactions
+//! ([`AsyncTransaction`]) and its subscriptions as streams.
+//!
+//! Each call runs the blocking store's own code on tokio's blocking pool
+//! (`spawn_blocking`), over the same r2d2 pool: a runtime worker thread never waits for
+//! SQLite or PostgreSQL, and the async store behaves exactly as [`Store`](crate::Store) does
+//! (the same SQL, errors and observe events). A call whose future is dropped still runs to its
+//! end on the blocking pool, so a write is committed entirely or not at all, and is observed if
+//! committed. An async transaction is one pooled connection held by one blocking thread for the
+//! transaction's life, running the statements its handle sends, in order, so that the body can
+//! `.await` anything between them.
+//!
+//! [`AsyncRepo`], the typed methods as `async fn`s over one `run`, is always compiled: the
+//! relation methods `#[derive(Model)]` writes in async form (`post.comments_async(&store)`,
+//! `Post::load_comments_async(&store, posts)`, `post.link_editors_async(&store, &user)`) call
+//! it, whatever the features.
+
+use std::future::Future;
+
+use crate::model::IntoPredicate;
+use crate::persist::Persist;
+use crate::relations::DeleteEffects;
+use crate::repo::Repo;
+#[cfg(doc)]
+use crate::AnyConnection;
+use crate::Result;
+use diesel::Connection;
+
+#[cfg(feature = "async")]
+mod store;
+#[cfg(feature = "async")]
+mod stream;
+#[cfg(feature = "async")]
+mod transaction;
+
+#[cfg(feature = "async")]
+pub use store::AsyncStore;
+#[cfg(feature = "async")]
+pub use stream::{AllChangeStream, ChangeStream, QueryStream};
+#[cfg(feature = "async")]
+pub use transaction::AsyncTransaction;
+
+/// The typed model methods as `async fn`s, on whatever runs a blocking closure on a connection
+/// without blocking the caller: an [`AsyncStore`] (a pooled connection, on tokio's blocking
+/// pool) or an [`AsyncTransaction`] (the transaction's connection). Each method is
+/// [`Repo`]'s, run through [`run`](AsyncRepo::run); see there for what each does.
+///
+/// In `datastore::prelude`. The arguments move into the call (`'static`), since it runs on
+/// another thread.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// let store = AsyncStore::builder(":memory:")
+///     .schema(Schema::new().model::<Note>())
+///     .open_async()
+///     .await?;
+/// let note = store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+/// assert_eq!(store.get::<Note>(&note.id).await?.text, "hi");
+/// let long = store.query::<Note>(|q| q.filter(notes::text.like("h%"))).await?;
+/// assert_eq!(long, vec![note.clone()]);
+/// assert_eq!(store.count::<Note>().await?, 1);
+/// store.delete_by_id::<Note>(&note.id).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait AsyncRepo: Send + Sync {
+    /// The connection [`run`](AsyncRepo::run) lends: [`AnyConnection`] for the store and its
+    /// transactions.
+    type Conn: Repo + 'static;
+
+    /// Runs `f` on a connection (the transaction's, on a transaction) on a blocking thread,
+    /// and returns what it returns: Diesel's DSL, [`Repo`] and the generated relation methods
+    /// all work inside. If `f` panics, the panic resumes in the caller.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let texts: Vec<String> = store
+    ///     .run(|conn| Ok(notes::table.select(notes::text).load(conn)?))
+    ///     .await?;
+    /// assert!(texts.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static;
+
+    /// See [`Repo::save`].
+    fn save<M>(&self, model: M) -> impl Future<Output = Result<M>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        self.run(move |conn| conn.save(model))
+    }
+
+    /// See [`Repo::insert_all`].
+    fn insert_all<M>(&self, rows: Vec<M>) -> impl Future<Output = Result<Vec<M>>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        self.run(move |conn| conn.insert_all(rows))
+    }
+
+    /// See [`Repo::save_graph`].
+    fn save_graph<M>(&self, model: M) -> impl Future<Output = Result<M>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        self.run(move |conn| conn.save_graph(model))
+    }
+
+    /// See [`Repo::find`].
+    fn find<M>(&self, key: &M::Key) -> impl Future<Output = Result<Option<M>>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        let key = key.clone();
+        self.run(move |conn| conn.find::<M>(&key))
+    }
+
+    /// See [`Repo::get`].
+    fn get<M>(&self, key: &M::Key) -> impl Future<Output = Result<M>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        let key = key.clone();
+        self.run(move |conn| conn.get::<M>(&key))
+    }
+
+    /// See [`Repo::all`].
+    fn all<M>(&self) -> impl Future<Output = Result<Vec<M>>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        self.run(|conn| conn.all::<M>())
+    }
+
+    /// See [`Repo::query`].
+    fn query<M>(
+        &self,
+        build: impl FnOnce(M::Query) -> M::Query + Send + 'static,
+    ) -> impl Future<Output = Result<Vec<M>>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        self.run(move |conn| conn.query::<M>(build))
+    }
+
+    /// See [`Repo::count`].
+    fn count<M>(&self) -> impl Future<Output = Result<i64>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        self.run(|conn| conn.count::<M>())
+    }
+
+    /// See [`Repo::delete`].
+    fn delete<M>(&self, model: &M) -> impl Future<Output = Result<()>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        let key = model.key();
+        self.run(move |conn| conn.delete_by_id::<M>(&key))
+    }
+
+    /// See [`Repo::delete_by_id`].
+    fn delete_by_id<M>(&self, key: &M::Key) -> impl Future<Output = Result<()>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        let key = key.clone();
+        self.run(move |conn| conn.delete_by_id::<M>(&key))
+    }
+
+    /// See [`Repo::delete_where`].
+    fn delete_where<M, C>(
+        &self,
+        predicate: impl IntoPredicate<M::Table, <Self::Conn as Connection>::Backend, C> + Send + 'static,
+    ) -> impl Future<Output = Result<usize>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+        C: 'static,
+    {
+        self.run(move |conn| conn.delete_where::<M, C>(predicate))
+    }
+
+    /// See [`Repo::preview_delete`].
+    fn preview_delete<M>(&self, key: &M::Key) -> impl Future<Output = Result<DeleteEffects>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        let key = key.clone();
+        self.run(move |conn| conn.preview_delete::<M>(&key))
+    }
+
+    /// See [`Repo::unlink_and_delete`].
+    fn unlink_and_delete<M>(
+        &self,
+        key: &M::Key,
+    ) -> impl Future<Output = Result<DeleteEffects>> + Send
+    where
+        M: Persist<Self::Conn> + Send + 'static,
+    {
+        let key = key.clone();
+        self.run(move |conn| conn.unlink_and_delete::<M>(&key))
+    }
+}
+
+/// Runs `f` on tokio's blocking pool; a panic in `f` resumes in the caller.
+#[cfg(feature = "async")]
+async fn unblock<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    joined(tokio::task::spawn_blocking(f).await)
+}
+
+/// The result of a blocking task: its own, its panic resumed, or the runtime's shutdown.
+#[cfg(feature = "async")]
+fn joined<T>(result: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    match result {
+        Ok(result) => result,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(crate::Error::RuntimeShutdown),
+        },
+    }
+}

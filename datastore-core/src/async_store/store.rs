@@ -1,0 +1,287 @@
+//! [`AsyncStore`]: the blocking [`Store`] behind `async fn`s.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::stream::{AllChangeStream, ChangeStream, QueryStream};
+use super::transaction::{self, AsyncTransaction};
+use super::{unblock, AsyncRepo};
+use crate::migrate::BackendMigrations;
+use crate::model::Model;
+use crate::persist::Persist;
+use crate::schema::ddl::Dialect;
+use crate::store::StoreBuilder;
+use crate::{AnyConnection, Result, Store};
+
+/// A data store for async applications (feature `async`, on tokio): the same store as
+/// [`Store`] (opened the same way, the same pool, migrations, SQL, errors and change feed),
+/// whose calls never block the task's thread. `Clone + Send + Sync + 'static` and cheap to
+/// clone (clones share the pool), so it fits an axum `State` as it is.
+///
+/// The typed methods are [`AsyncRepo`]'s (in the prelude): `save`, `insert_all`,
+/// `save_graph`, `find`, `get`, `all`, `query`, `count`, `delete`, `delete_by_id`,
+/// `delete_where`, `preview_delete`, `unlink_and_delete`, and `run` for anything else on a
+/// connection. Each runs on tokio's blocking pool; dropping its future does not stop it, so a
+/// write is committed whole or not at all, and observed if committed.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let url = dir.path().join("notes.db").display().to_string();
+/// let store = AsyncStore::builder(url)
+///     .schema(Schema::new().model::<Note>())
+///     .pool_size(4)
+///     .open_async()
+///     .await?;
+/// let note = store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+/// assert_eq!(store.find::<Note>(&note.id).await?, Some(note));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AsyncStore {
+    store: Arc<Store>,
+    /// As many permits as the pool has connections: calls beyond them wait here, as tasks,
+    /// rather than as blocking threads queued on the pool (64 tasks on a pool of 8 would
+    /// otherwise take 64 threads, 56 of them waiting). Transactions take none: each holds a
+    /// connection, and a body may call the store while holding it.
+    calls: Arc<Semaphore>,
+}
+
+impl From<Store> for AsyncStore {
+    /// The async face of a store already open: both share the pool and the change feed.
+    fn from(store: Store) -> Self {
+        Self {
+            calls: Arc::new(Semaphore::new(store.pool_size() as usize)),
+            store: Arc::new(store),
+        }
+    }
+}
+
+impl StoreBuilder {
+    /// Opens the store, as [`open`](StoreBuilder::open) does, on tokio's blocking pool, and
+    /// returns it as an [`AsyncStore`] (feature `async`).
+    pub async fn open_async(self) -> Result<AsyncStore> {
+        unblock(move || self.open()).await.map(AsyncStore::from)
+    }
+}
+
+impl AsyncStore {
+    /// Opens the database at `url` and runs the pending migrations of its backend, as
+    /// [`Store::open`] does, without blocking the task's thread.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> datastore::Result<()> {
+    /// let migrations = datastore::migrate::BackendMigrations::new(); // datastore::embed_migrations!()
+    /// let store = datastore::AsyncStore::open("blog.db", migrations).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open(url: impl Into<String>, migrations: BackendMigrations) -> Result<Self> {
+        Store::builder(url)
+            .migrations(migrations)
+            .open_async()
+            .await
+    }
+
+    /// A builder, as [`Store::builder`]; open it with
+    /// [`open_async`](StoreBuilder::open_async).
+    pub fn builder(url: impl Into<String>) -> StoreBuilder {
+        Store::builder(url)
+    }
+
+    /// The blocking store beneath, sharing the pool: for code that runs on a thread of its own
+    /// (never call it from a task: it blocks).
+    pub fn blocking(&self) -> &Store {
+        &self.store
+    }
+
+    /// The database's URL, with any password replaced by `***`.
+    pub fn url(&self) -> &str {
+        self.store.url()
+    }
+
+    /// The SQL dialect of the store's database.
+    pub fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    /// Runs `body` in one transaction, which commits when `body` returns `Ok`; when `body`
+    /// returns an error or panics, or when this future is dropped before the end (a timeout,
+    /// a `select!`, a client gone), nothing it wrote remains. Inside, write through the handle
+    /// `body` is given (it has [`AsyncRepo`]'s methods); `tx.transaction(..)` nests as a
+    /// savepoint. `body` may `.await` anything between statements: the transaction's
+    /// connection is held by a blocking thread of its own meanwhile.
+    ///
+    /// As [`Store::transaction`]: `BEGIN IMMEDIATE` on SQLite, the server's default isolation
+    /// level on PostgreSQL, and a transaction the database ended by itself is reported, never
+    /// committed. A write through the store (not the handle) inside `body` runs on another
+    /// connection, outside the transaction (on SQLite it waits for the transaction's lock).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let (sender, mut receiver) = tokio::sync::oneshot::channel();
+    /// sender.send("from elsewhere").unwrap();
+    /// let note = store
+    ///     .transaction(|tx| async move {
+    ///         let text = receiver.await.unwrap(); // awaits while the transaction is open
+    ///         tx.save(Note { text: text.into(), ..Note::default() }).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.get::<Note>(&note.id).await?.text, "from elsewhere");
+    ///
+    /// let failed: datastore::Result<()> = store
+    ///     .transaction(|tx| async move {
+    ///         tx.save(Note::default()).await?;
+    ///         tx.get::<Note>(&Id::new()).await?; // not found: all of it is rolled back
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(failed.is_err());
+    /// assert_eq!(store.count::<Note>().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn transaction<T, F, Fut>(&self, body: F) -> Result<T>
+    where
+        F: FnOnce(AsyncTransaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        transaction::run(self.store.clone(), body).await
+    }
+
+    /// Every committed change of `M`'s rows, as a stream; see [`Store::observe`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let mut notes = store.observe::<Note>().await?;
+    /// store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+    /// match notes.next().await {
+    ///     Some(Observed::Change(change)) => assert_eq!(change.element.text, "hi"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn observe<M: Model>(&self) -> Result<ChangeStream<M>> {
+        let store = self.store.clone();
+        unblock(move || store.observe::<M>())
+            .await
+            .map(ChangeStream::new)
+    }
+
+    /// The committed changes of `M`'s rows that match `filter` (before or after the change),
+    /// as a stream; see [`Store::observe_where`].
+    pub async fn observe_where<M: Model>(
+        &self,
+        filter: impl Fn(&M) -> bool + Send + Sync + 'static,
+    ) -> Result<ChangeStream<M>> {
+        let store = self.store.clone();
+        unblock(move || store.observe_where::<M>(filter))
+            .await
+            .map(ChangeStream::new)
+    }
+
+    /// The committed changes of one row, as a stream; see [`Store::observe_id`].
+    pub async fn observe_id<M: Model>(&self, key: &M::Key) -> Result<ChangeStream<M>> {
+        let key = key.clone();
+        let store = self.store.clone();
+        unblock(move || store.observe_id::<M>(&key))
+            .await
+            .map(ChangeStream::new)
+    }
+
+    /// Every committed change of every table, as raw rows, as a stream; see
+    /// [`Store::observe_all`].
+    pub async fn observe_all(&self) -> Result<AllChangeStream> {
+        let store = self.store.clone();
+        unblock(move || store.observe_all())
+            .await
+            .map(AllChangeStream::new)
+    }
+
+    /// A query's result now, then again after every committed change that alters it, as a
+    /// stream of snapshots; see [`Store::observe_query`]. Each result is read on the blocking
+    /// pool; the stream yields [`Error::FeedLost`](crate::Error::FeedLost) once if the feed is
+    /// lost, and ends after it.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let mut his = store.observe_query::<Note>(|q| q.filter(notes::text.eq("hi"))).await?;
+    /// assert_eq!(his.next().await.unwrap()?, vec![]); // the result now
+    /// let note = store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+    /// assert_eq!(his.next().await.unwrap()?, vec![note]); // the result after the change
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn observe_query<M>(
+        &self,
+        build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
+    ) -> Result<QueryStream<M>>
+    where
+        M: Persist<AnyConnection> + PartialEq + Clone,
+    {
+        let store = self.store.clone();
+        let queue = unblock(move || store.queue(Some(M::TABLE_NAME))).await?;
+        Ok(QueryStream::new(self.store.clone(), queue, Arc::new(build)))
+    }
+
+    /// How many subscriptions are live (each dropped stream unsubscribes).
+    pub fn subscriptions(&self) -> usize {
+        self.store.subscriptions()
+    }
+}
+
+impl AsyncRepo for AsyncStore {
+    type Conn = AnyConnection;
+
+    /// Runs `f` on a connection of the pool, on tokio's blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        // Never closed. Dropping this future while the call runs releases the permit early:
+        // the permits bound the threads waiting for connections, not the connections.
+        let _permit = self.calls.acquire().await;
+        let store = self.store.clone();
+        unblock(move || {
+            let mut conn = store.conn()?;
+            f(&mut conn)
+        })
+        .await
+    }
+}

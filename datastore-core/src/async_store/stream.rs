@@ -1,0 +1,189 @@
+//! Subscriptions as `futures::Stream`s. Reading one never blocks: the subscriber's queue in
+//! the hub wakes the reading task when a commit reaches it (or the subscription ends), as it
+//! wakes a blocked thread. Dropping a stream unsubscribes.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::task::JoinHandle;
+
+use super::joined;
+use crate::model::Model;
+use crate::observe::hub::{Item, Queue};
+use crate::observe::{AllSubscription, Change, Observed, RowChange, Subscription};
+use crate::persist::Persist;
+use crate::repo::Repo;
+use crate::{AnyConnection, Error, Result, Store};
+
+/// Every committed change of a model (or those a filter keeps), as a stream: what
+/// [`AsyncStore::observe`](super::AsyncStore::observe), `observe_where` and `observe_id`
+/// return. The same items, in the same order, as the blocking [`Subscription`]: changes in
+/// commit order, [`Observed::Missed`] where the buffer overflowed, [`Observed::FeedLost`] as
+/// the last item if the feed is lost. It ends once the store is gone. Dropping it
+/// unsubscribes.
+pub struct ChangeStream<M> {
+    subscription: Subscription<M>,
+}
+
+impl<M> fmt::Debug for ChangeStream<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeStream").finish_non_exhaustive()
+    }
+}
+
+// Nothing in it is pinned.
+impl<M> Unpin for ChangeStream<M> {}
+
+impl<M: Model> ChangeStream<M> {
+    pub(super) fn new(subscription: Subscription<M>) -> Self {
+        Self { subscription }
+    }
+
+    /// The next change if one is waiting now, without waiting.
+    pub fn try_next(&self) -> Option<Observed<Change<M>>> {
+        self.subscription.try_recv()
+    }
+}
+
+impl<M: Model> Stream for ChangeStream<M> {
+    type Item = Observed<Change<M>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.subscription.poll_recv(cx)
+    }
+}
+
+/// Every committed change of every table, as raw rows, as a stream: what
+/// [`AsyncStore::observe_all`](super::AsyncStore::observe_all) returns. Dropping it
+/// unsubscribes.
+pub struct AllChangeStream {
+    subscription: AllSubscription,
+}
+
+impl fmt::Debug for AllChangeStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllChangeStream").finish_non_exhaustive()
+    }
+}
+
+impl AllChangeStream {
+    pub(super) fn new(subscription: AllSubscription) -> Self {
+        Self { subscription }
+    }
+}
+
+impl Stream for AllChangeStream {
+    type Item = Observed<RowChange>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.subscription.poll_recv(cx)
+    }
+}
+
+/// How a live query refines its model's query.
+type Build<M> = Arc<
+    dyn Fn(<M as Persist<AnyConnection>>::Query) -> <M as Persist<AnyConnection>>::Query
+        + Send
+        + Sync,
+>;
+
+/// A live query as a stream of snapshots: what
+/// [`AsyncStore::observe_query`](super::AsyncStore::observe_query) returns. The result now,
+/// then the new result after each committed change that alters it (changes committed while a
+/// result is read come in the next one). [`Error::FeedLost`] once if the feed is lost, then
+/// the end. Each result is read on a pooled connection, on tokio's blocking pool. Dropping it
+/// unsubscribes.
+pub struct QueryStream<M: Persist<AnyConnection>> {
+    store: Arc<Store>,
+    queue: Arc<Queue>,
+    build: Build<M>,
+    last: Option<Vec<M>>,
+    reading: Option<JoinHandle<Result<Vec<M>>>>,
+    ended: bool,
+}
+
+impl<M: Persist<AnyConnection>> fmt::Debug for QueryStream<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("model", &M::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+// Nothing in it is pinned: the rows are plain values, the read a `JoinHandle` (itself `Unpin`).
+impl<M: Persist<AnyConnection>> Unpin for QueryStream<M> {}
+
+impl<M: Persist<AnyConnection> + PartialEq + Clone> QueryStream<M> {
+    pub(super) fn new(store: Arc<Store>, queue: Arc<Queue>, build: Build<M>) -> Self {
+        Self {
+            store,
+            queue,
+            build,
+            last: None,
+            reading: None,
+            ended: false,
+        }
+    }
+
+    fn read(&self) -> JoinHandle<Result<Vec<M>>> {
+        let store = self.store.clone();
+        let build = self.build.clone();
+        tokio::task::spawn_blocking(move || (*store.conn()?).query::<M>(|q| build(q)))
+    }
+}
+
+impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
+    type Item = Result<Vec<M>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(reading) = &mut this.reading {
+                let rows = match Pin::new(reading).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => joined(result),
+                };
+                this.reading = None;
+                match rows {
+                    Err(error) => return Poll::Ready(Some(Err(error))),
+                    Ok(rows) if this.last.as_ref() != Some(&rows) => {
+                        this.last = Some(rows.clone());
+                        return Poll::Ready(Some(Ok(rows)));
+                    }
+                    Ok(_) => continue, // the change left the result as it was
+                }
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if this.last.is_some() {
+                let first = match this.queue.poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => {
+                        this.ended = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Some(item)) => item,
+                };
+                // Everything already committed is in the one new result.
+                let lost = std::iter::once(first)
+                    .chain(std::iter::from_fn(|| this.queue.try_next()))
+                    .find_map(|item| match item {
+                        Item::Lost(reason) => Some(reason),
+                        Item::Change(..) | Item::Missed(_) => None,
+                    });
+                if let Some(reason) = lost {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(Error::FeedLost {
+                        reason: reason.to_string(),
+                    })));
+                }
+            }
+            this.reading = Some(this.read());
+        }
+    }
+}

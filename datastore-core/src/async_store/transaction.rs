@@ -1,0 +1,279 @@
+//! Async transactions: one pooled connection, held by one blocking thread inside
+//! [`Store::transaction`] for the transaction's life, running the closures its handle sends,
+//! in the order sent. The body awaits whatever it likes in between; the transaction ends
+//! when the body does (commit on `Ok`, rollback on an error or a panic), or when its future
+//! is dropped (rollback): a guard in the future tells the thread so, whatever handles remain.
+
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use diesel::connection::TransactionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use super::AsyncRepo;
+use crate::{AnyConnection, Error, Result, Store};
+
+/// What the transaction's thread is asked to do.
+enum Command {
+    /// Run this on the transaction's connection.
+    Run(Box<dyn FnOnce(&mut AnyConnection) + Send>),
+    /// End the transaction: commit it, or roll it back.
+    End { commit: bool },
+}
+
+/// The handle of an async transaction, given to the body of
+/// [`AsyncStore::transaction`](super::AsyncStore::transaction): [`AsyncRepo`]'s typed methods
+/// (and `run`) on the transaction's connection, and [`transaction`](Self::transaction) for a
+/// savepoint. Cheap to clone; statements sent through clones run one at a time, in the order
+/// sent. Once the transaction has ended, its calls fail with [`Error::TransactionEnded`].
+#[derive(Clone, Debug)]
+pub struct AsyncTransaction {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Diesel's transaction depth inside this level: 1 for the transaction, 2 for a savepoint
+    /// in it, and so on.
+    level: u32,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Run(_) => f.write_str("Run"),
+            Command::End { commit } => f.debug_struct("End").field("commit", commit).finish(),
+        }
+    }
+}
+
+/// Rolls the transaction back when the future running it is dropped before its end.
+struct EndGuard {
+    commands: Option<mpsc::UnboundedSender<Command>>,
+}
+
+impl EndGuard {
+    fn end(&mut self, commit: bool) {
+        if let Some(commands) = self.commands.take() {
+            // The thread is gone only if it failed to begin, which was reported already.
+            let _ = commands.send(Command::End { commit });
+        }
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+/// `AsyncStore::transaction`.
+pub(super) async fn run<T, F, Fut>(store: Arc<Store>, body: F) -> Result<T>
+where
+    F: FnOnce(AsyncTransaction) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let (commands, received) = mpsc::unbounded_channel();
+    let (began, has_begun) = oneshot::channel();
+    let (ended, has_ended) = oneshot::channel();
+    // Armed before the thread starts: from here on, dropping this future rolls back.
+    let mut guard = EndGuard {
+        commands: Some(commands.clone()),
+    };
+    tokio::task::spawn_blocking(move || drive(&store, received, began, ended));
+    match has_begun.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(error),
+        // The runtime dropped the task before it ran.
+        Err(_) => return Err(Error::RuntimeShutdown),
+    }
+    // A panic here unwinds through the guard: rolled back.
+    let outcome = body(AsyncTransaction { commands, level: 1 }).await;
+    guard.end(outcome.is_ok());
+    let ended = has_ended.await.unwrap_or(Err(Error::RuntimeShutdown));
+    match (outcome, ended) {
+        (Ok(value), Ok(())) => Ok(value),
+        // The commit failed, or the database had ended the transaction by itself.
+        (Ok(_), Err(error)) => Err(error),
+        // Rolled back as the body's error asked.
+        (Err(error), Ok(()) | Err(Error::TransactionEnded)) => Err(error),
+        // The rollback failed, or the database had ended the transaction (its cause).
+        (Err(_), Err(error)) => Err(error),
+    }
+}
+
+/// The transaction's thread: begins it (telling `began`), runs what it is sent until it is
+/// told to end (or every sender is gone), and tells `ended` how the transaction ended.
+/// [`Store::transaction`] does the work, so that both stores' transactions are the same.
+fn drive(
+    store: &Store,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    began: oneshot::Sender<Result<()>>,
+    ended: oneshot::Sender<Result<()>>,
+) {
+    let mut began = Some(began);
+    let result = store.transaction(|conn| {
+        if let Some(began) = began.take() {
+            let _ = began.send(Ok(()));
+        }
+        loop {
+            match commands.blocking_recv() {
+                Some(Command::Run(job)) => job(conn),
+                Some(Command::End { commit: true }) => return Ok(()),
+                // `TransactionEnded` here only asks `Store::transaction` to roll back.
+                Some(Command::End { commit: false }) | None => return Err(Error::TransactionEnded),
+            }
+        }
+    });
+    match began {
+        Some(began) => {
+            let _ = began.send(result);
+        }
+        None => {
+            let _ = ended.send(result);
+        }
+    }
+}
+
+/// The depth of the connection's transactions (0 outside one).
+fn depth(conn: &mut AnyConnection) -> u32 {
+    AnyConnection::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .ok()
+        .flatten()
+        .map_or(0, |depth| depth.get())
+}
+
+/// Rolls the savepoint of `level` back if it is still the innermost one open.
+struct SavepointGuard {
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    level: u32,
+}
+
+impl Drop for SavepointGuard {
+    fn drop(&mut self) {
+        if let Some(commands) = self.commands.take() {
+            let level = self.level;
+            let _ = commands.send(Command::Run(Box::new(move |conn| {
+                let _ = end_savepoint(conn, level, false);
+            })));
+        }
+    }
+}
+
+/// Releases (`commit`) or rolls back the savepoint of `level`, if it is the innermost one.
+fn end_savepoint(conn: &mut AnyConnection, level: u32, commit: bool) -> Result<()> {
+    if depth(conn) != level {
+        return Err(Error::TransactionEnded);
+    }
+    if commit {
+        return Ok(AnyConnection::commit_transaction(conn)?);
+    }
+    match AnyConnection::rollback_transaction(conn) {
+        Ok(()) => Ok(()),
+        // SQLite ended the whole transaction by itself: the transaction's end reports why.
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message() == "cannot rollback - no transaction is active" =>
+        {
+            *AnyConnection::transaction_manager_status_mut(conn) =
+                diesel::connection::TransactionManagerStatus::default();
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+impl AsyncTransaction {
+    /// Runs `body` in a savepoint of this transaction: released when `body` returns `Ok`,
+    /// rolled back (and the transaction goes on) when it returns an error, panics, or this
+    /// future is dropped before the end.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// store
+    ///     .transaction(|tx| async move {
+    ///         tx.save(Note { text: "kept".into(), ..Note::default() }).await?;
+    ///         let inner: datastore::Result<()> = tx
+    ///             .transaction(|tx| async move {
+    ///                 tx.save(Note { text: "undone".into(), ..Note::default() }).await?;
+    ///                 Err(datastore::Error::TransactionEnded) // any error: rolled back
+    ///             })
+    ///             .await;
+    ///         assert!(inner.is_err());
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.count::<Note>().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn transaction<T, F, Fut>(&self, body: F) -> Result<T>
+    where
+        F: FnOnce(AsyncTransaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let level = self.level + 1;
+        // Armed before the savepoint is asked for: the rollback it sends follows the begin,
+        // and does nothing unless the savepoint is the innermost level then.
+        let mut guard = SavepointGuard {
+            commands: Some(self.commands.clone()),
+            level,
+        };
+        let begin = self
+            .run(move |conn| {
+                if depth(conn) != level - 1 {
+                    return Err(Error::TransactionEnded);
+                }
+                Ok(AnyConnection::begin_transaction(conn)?)
+            })
+            .await;
+        if let Err(error) = begin {
+            guard.commands = None;
+            return Err(error);
+        }
+        let outcome = body(AsyncTransaction {
+            commands: self.commands.clone(),
+            level,
+        })
+        .await;
+        guard.commands = None;
+        let commit = outcome.is_ok();
+        let ended = self
+            .run(move |conn| end_savepoint(conn, level, commit))
+            .await;
+        match (outcome, ended) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(error)) => Err(error),
+            (Err(error), _) => Err(error),
+        }
+    }
+}
+
+impl AsyncRepo for AsyncTransaction {
+    type Conn = AnyConnection;
+
+    /// Runs `f` on the transaction's connection, after every statement sent before it.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = move |conn: &mut AnyConnection| {
+            // Caught here, resumed in the body: the transaction's thread goes on to roll back.
+            let result = catch_unwind(AssertUnwindSafe(|| f(conn)));
+            let _ = reply.send(result);
+        };
+        self.commands
+            .send(Command::Run(Box::new(job)))
+            .map_err(|_| Error::TransactionEnded)?;
+        match answer.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => resume_unwind(panic),
+            // The transaction ended before running it.
+            Err(_) => Err(Error::TransactionEnded),
+        }
+    }
+}
