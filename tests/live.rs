@@ -481,13 +481,15 @@ fn follows_every_commit(store: &Store, ops: &[Op]) -> Result<(), TestCaseError> 
         let (stop, stopped) = std::sync::mpsc::channel::<Vec<Post>>();
         let reader = scope.spawn(move || {
             let mut seen = vec![next(&mut view)];
-            let mut last_wanted: Option<Vec<Post>> = None;
+            let mut last_wanted: Option<(Vec<Post>, std::time::Instant)> = None;
             loop {
                 if let Ok(wanted) = stopped.try_recv() {
-                    last_wanted = Some(wanted);
+                    last_wanted = Some((wanted, std::time::Instant::now()));
                 }
-                if let Some(wanted) = &last_wanted {
-                    if seen.last() == Some(wanted) {
+                if let Some((wanted, since)) = &last_wanted {
+                    // Once writes stop, the last snapshot must come to equal a fresh query
+                    // (a minute is plenty; the comparison below says what it is otherwise).
+                    if seen.last() == Some(wanted) || since.elapsed() > Duration::from_secs(60) {
                         return (seen, view);
                     }
                 }
