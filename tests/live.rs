@@ -125,9 +125,13 @@ fn a_live_view_follows_comments_links_related_rows_cascades_and_the_window() {
         until(&mut view, &fresh(store));
 
         // Links added and removed, and a linked row's field changed.
-        first.link_editors(&mut store.conn().unwrap(), &ann).unwrap();
+        first
+            .link_editors(&mut store.conn().unwrap(), &ann)
+            .unwrap();
         until(&mut view, &fresh(store));
-        second.link_editors(&mut store.conn().unwrap(), &bob).unwrap();
+        second
+            .link_editors(&mut store.conn().unwrap(), &bob)
+            .unwrap();
         until(&mut view, &fresh(store));
         store
             .save(User {
@@ -137,12 +141,17 @@ fn a_live_view_follows_comments_links_related_rows_cascades_and_the_window() {
             .unwrap();
         until(&mut view, &fresh(store));
         assert!(view.recv_timeout(Duration::ZERO).is_none(), "nothing more");
-        first.unlink_editors(&mut store.conn().unwrap(), &ann).unwrap();
+        first
+            .unlink_editors(&mut store.conn().unwrap(), &ann)
+            .unwrap();
         until(&mut view, &fresh(store));
 
         // A change that touches nothing loaded yields nothing.
         let outside = store.save(post("hidden", -1)).unwrap();
-        assert!(view.recv_timeout(Duration::from_millis(300)).is_none(), "outside the window");
+        assert!(
+            view.recv_timeout(Duration::from_millis(300)).is_none(),
+            "outside the window"
+        );
         let untouched = view.stats().untouched;
         store.save(comment(&outside, "unseen")).unwrap();
         assert!(view.recv_timeout(Duration::from_millis(300)).is_none());
@@ -196,7 +205,12 @@ fn count_reads(conn: &mut PooledConn) -> Arc<AtomicUsize> {
     let counter = count.clone();
     let instrumentation = move |event: InstrumentationEvent<'_>| {
         if let InstrumentationEvent::StartQuery { query, .. } = event {
-            if query.to_string().trim_start().to_uppercase().starts_with("SELECT") {
+            if query
+                .to_string()
+                .trim_start()
+                .to_uppercase()
+                .starts_with("SELECT")
+            {
                 counter.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -239,7 +253,12 @@ fn blog(store: &Store, posts: usize) -> (Vec<Post>, Vec<Comment>, User) {
 
 /// What one committed change costs the live query: the statements it ran that read rows,
 /// and how many roots it read again.
-fn cost(store: &Store, view: &mut LiveSubscription<Post>, reads: &AtomicUsize, change: impl FnOnce()) -> (usize, u64) {
+fn cost(
+    store: &Store,
+    view: &mut LiveSubscription<Post>,
+    reads: &AtomicUsize,
+    change: impl FnOnce(),
+) -> (usize, u64) {
     change();
     let roots = view.stats().roots_read;
     reads.store(0, Ordering::SeqCst);
@@ -269,7 +288,10 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         let (spent, roots) = cost(&store, &mut view, &reads, || {
             store.save(c.clone()).unwrap();
         });
-        assert!(spent <= 3, "an edited comment cost {spent} statements ({size} posts)");
+        assert!(
+            spent <= 3,
+            "an edited comment cost {spent} statements ({size} posts)"
+        );
         assert_eq!(roots, 1, "one post read again");
         let (spent, roots) = cost(&store, &mut view, &reads, || {
             store
@@ -279,18 +301,29 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
                 })
                 .unwrap();
         });
-        assert!(spent <= 3, "a new reply cost {spent} statements ({size} posts)");
+        assert!(
+            spent <= 3,
+            "a new reply cost {spent} statements ({size} posts)"
+        );
         assert_eq!(roots, 1);
         let (spent, roots) = cost(&store, &mut view, &reads, || {
             store.delete(&comments[25]).unwrap();
         });
-        assert!(spent <= 3, "a deleted comment cost {spent} statements ({size} posts)");
+        assert!(
+            spent <= 3,
+            "a deleted comment cost {spent} statements ({size} posts)"
+        );
         assert_eq!(roots, 1);
         // A link: the join rows and the linked rows of that post.
         let (spent, roots) = cost(&store, &mut view, &reads, || {
-            posts[0].unlink_editors(&mut store.conn().unwrap(), &editor).unwrap();
+            posts[0]
+                .unlink_editors(&mut store.conn().unwrap(), &editor)
+                .unwrap();
         });
-        assert!(spent <= 2, "an unlink cost {spent} statements ({size} posts)");
+        assert!(
+            spent <= 2,
+            "an unlink cost {spent} statements ({size} posts)"
+        );
         assert_eq!(roots, 1);
         // A post's own field: the window, read again in one statement.
         let mut p = posts[2].clone();
@@ -307,7 +340,10 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
 fn a_change_to_one_comment_costs_at_most_depth_plus_one_statements_whatever_the_result_size() {
     statement_counts(|| {
         let dir = tempfile::tempdir().unwrap();
-        (dir.path().join("blog.db").display().to_string(), Box::new(dir))
+        (
+            dir.path().join("blog.db").display().to_string(),
+            Box::new(dir),
+        )
     });
 }
 
