@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::models::{posts, Comment, Post, User};
+use common::models::{comments, posts, Comment, Post, User};
 use common::{comment, post, user};
 use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
 use datastore::observe::LiveSubscription;
@@ -177,6 +177,55 @@ fn a_live_view_follows_comments_links_related_rows_cascades_and_the_window() {
         store.unlink_and_delete::<Post>(&second.id).unwrap();
         until(&mut view, &fresh(store));
         assert!(fresh(store).iter().all(|p| p.id != second.id));
+    });
+}
+
+#[test]
+fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
+    stores(|store| {
+        let first = store.save(post("first", 5)).unwrap();
+        let second = store.save(post("second", 3)).unwrap();
+        let about_rust = |q: <Post as Persist<AnyConnection>>::Query| {
+            q.filter(Post::having_comments(comments::content.like("%rust%")))
+                .order(posts::title.asc())
+        };
+        let fresh_rust = || {
+            let mut conn = store.conn().unwrap();
+            let conn: &mut AnyConnection = &mut conn;
+            let mut rows: Vec<Post> = conn.query::<Post>(about_rust).unwrap();
+            Post::load_comments(conn, &mut rows).unwrap();
+            rows
+        };
+        let mut view = store
+            .live::<Post>()
+            .query(about_rust)
+            .watch::<Comment>()
+            .load(Post::COMMENTS)
+            .subscribe()
+            .unwrap();
+        assert!(next(&mut view).is_empty());
+        let c = store.save(comment(&second, "I like rust")).unwrap();
+        let got = next(&mut view);
+        assert_eq!(got, fresh_rust());
+        assert_eq!(got.len(), 1, "the post enters");
+        store.save(comment(&first, "no match")).unwrap();
+        store.save(comment(&first, "rust again")).unwrap();
+        let mut got = next(&mut view);
+        while got != fresh_rust() {
+            got = next(&mut view);
+        }
+        assert_eq!(got.len(), 2);
+        store
+            .save(Comment {
+                content: Some("I like go".into()),
+                ..c
+            })
+            .unwrap();
+        let mut got = next(&mut view);
+        while got != fresh_rust() {
+            got = next(&mut view);
+        }
+        assert_eq!(got.len(), 1, "the post leaves");
     });
 }
 
