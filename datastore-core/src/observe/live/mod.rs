@@ -195,9 +195,9 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
         let mut decoders = HashMap::new();
         for table in &tables {
             let name = table.name.to_string();
-            if !decoders.contains_key(&name) {
-                let decoder = self.store.decoder_of(&name, table)?;
-                decoders.insert(name, decoder);
+            if let std::collections::hash_map::Entry::Vacant(slot) = decoders.entry(name) {
+                let decoder = self.store.decoder_of(slot.key(), table)?;
+                slot.insert(decoder);
             }
         }
         let names: Vec<String> = decoders.keys().cloned().collect();

@@ -344,9 +344,7 @@ impl<M: Model, P: Model, T: Model, J: 'static> RelStep<M, P, T, J> {
                 absorb_children(&mut self.next, other.next);
                 None
             }
-            Err(other) => {
-                unreachable!("one field name, one relation: {:?}", other.type_id())
-            }
+            Err(_) => unreachable!("one field name, one relation"),
         }
     }
 
