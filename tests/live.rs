@@ -230,6 +230,67 @@ fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
 }
 
 #[test]
+fn users_with_their_profile_and_their_posts_comments_follow_has_one_and_nested_paths() {
+    stores(|store| {
+        let ann = store.save(user("ann")).unwrap();
+        let bob = store.save(user("bob")).unwrap();
+        let p = store.save(post("p", 1)).unwrap();
+        p.link_editors(&mut store.conn().unwrap(), &ann).unwrap();
+        let fresh_users = || {
+            let mut conn = store.conn().unwrap();
+            let conn: &mut AnyConnection = &mut conn;
+            let mut rows: Vec<User> = conn.all().unwrap();
+            User::load_profile(conn, &mut rows).unwrap();
+            User::load_posts(conn, &mut rows).unwrap();
+            Post::load_comments(
+                conn,
+                rows.iter_mut()
+                    .flat_map(|u| u.posts.get_mut().unwrap().iter_mut()),
+            )
+            .unwrap();
+            rows
+        };
+        let mut view = store
+            .live::<User>()
+            .load(User::PROFILE)
+            .load(User::POSTS.then(Post::COMMENTS))
+            .subscribe()
+            .unwrap();
+        let mut until_fresh = |view: &mut LiveSubscription<User>| loop {
+            let got = view
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a new snapshot")
+                .unwrap();
+            if got == fresh_users() {
+                return;
+            }
+        };
+        assert_eq!(view.recv().unwrap(), fresh_users());
+        let profile = store
+            .save(common::models::Profile {
+                user_id: bob.id,
+                bio: Some("hi".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        until_fresh(&mut view);
+        store
+            .save(common::models::Profile {
+                bio: Some("edited".into()),
+                ..profile.clone()
+            })
+            .unwrap();
+        until_fresh(&mut view);
+        store.save(comment(&p, "under a post ann edits")).unwrap();
+        until_fresh(&mut view);
+        store.delete(&profile).unwrap();
+        until_fresh(&mut view);
+        store.unlink_and_delete::<User>(&ann.id).unwrap();
+        until_fresh(&mut view);
+    });
+}
+
+#[test]
 fn a_subscriber_that_fell_behind_gets_a_full_refresh_never_a_wrong_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::builder(dir.path().join("blog.db").display().to_string())
