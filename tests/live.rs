@@ -17,8 +17,11 @@ use datastore::prelude::*;
 use datastore::{AnyConnection, Error, PooledConn};
 use proptest::prelude::*;
 
+/// The boxed query of posts.
+type PostQuery = <Post as Persist<AnyConnection>>::Query;
+
 /// The window every test watches: posts rated 0 or more, best first, at most five.
-fn window(q: <Post as Persist<AnyConnection>>::Query) -> <Post as Persist<AnyConnection>>::Query {
+fn window(q: PostQuery) -> PostQuery {
     q.filter(posts::rating.ge(0))
         .order((posts::rating.desc(), posts::id.asc()))
         .limit(5)
@@ -37,21 +40,21 @@ fn live(store: &Store) -> LiveSubscription<Post> {
 
 /// The same query and loads, by hand: what a screen would run after every change.
 fn fresh(store: &Store) -> Vec<Post> {
-    fresh_of(store, window)
+    fresh_of(store, Some(window))
 }
 
-/// Every post with its loads, by hand.
+/// Every post (in key order, as a live query without a query) with its loads, by hand.
 fn fresh_all(store: &Store) -> Vec<Post> {
-    fresh_of(store, |q| q)
+    fresh_of(store, None)
 }
 
-fn fresh_of(
-    store: &Store,
-    query: fn(<Post as Persist<AnyConnection>>::Query) -> <Post as Persist<AnyConnection>>::Query,
-) -> Vec<Post> {
+fn fresh_of(store: &Store, query: Option<fn(PostQuery) -> PostQuery>) -> Vec<Post> {
     let mut conn = store.conn().unwrap();
     let conn: &mut AnyConnection = &mut conn;
-    let mut rows: Vec<Post> = conn.query::<Post>(query).unwrap();
+    let mut rows: Vec<Post> = match query {
+        Some(query) => conn.query::<Post>(query).unwrap(),
+        None => conn.all().unwrap(),
+    };
     Post::load_comments(conn, &mut rows).unwrap();
     Comment::load_replies(
         conn,
@@ -185,7 +188,7 @@ fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
     stores(|store| {
         let first = store.save(post("first", 5)).unwrap();
         let second = store.save(post("second", 3)).unwrap();
-        let about_rust = |q: <Post as Persist<AnyConnection>>::Query| {
+        let about_rust = |q: PostQuery| {
             q.filter(Post::having_comments(comments::content.like("%rust%")))
                 .order(posts::title.asc())
         };
@@ -256,7 +259,7 @@ fn users_with_their_profile_and_their_posts_comments_follow_has_one_and_nested_p
             .load(User::POSTS.then(Post::COMMENTS))
             .subscribe()
             .unwrap();
-        let mut until_fresh = |view: &mut LiveSubscription<User>| loop {
+        let until_fresh = |view: &mut LiveSubscription<User>| loop {
             let got = view
                 .recv_timeout(Duration::from_secs(60))
                 .expect("a new snapshot")

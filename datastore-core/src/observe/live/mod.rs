@@ -123,7 +123,8 @@ const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 #[must_use = "a live query does nothing until `subscribe` is called"]
 pub struct LiveQuery<M: Persist<AnyConnection>> {
     store: Store,
-    build: Build<M>,
+    /// The query; every row in key order without one.
+    build: Option<Build<M>>,
     steps: Vec<Box<dyn Step<M, M>>>,
     watched: Vec<&'static crate::schema::Table>,
 }
@@ -144,7 +145,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     pub(crate) fn new(store: Store) -> Self {
         Self {
             store,
-            build: Box::new(|q| q),
+            build: None,
             steps: Vec::new(),
             watched: Vec::new(),
         }
@@ -153,7 +154,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     /// The query: a filter, an order and a limit on the model's boxed query, as in
     /// [`Repo::query`](crate::Repo::query). Without it, every row in key order.
     pub fn query(mut self, build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static) -> Self {
-        self.build = Box::new(build);
+        self.build = Some(Box::new(build));
         self
     }
 
@@ -221,6 +222,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
 /// What a live subscription did so far: how its snapshots were made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Refreshes that read the whole result.
     pub full: u64,
@@ -248,7 +250,7 @@ pub struct Stats {
 pub struct LiveSubscription<M: Persist<AnyConnection>> {
     store: Store,
     queue: Arc<hub::Queue>,
-    build: Build<M>,
+    build: Option<Build<M>>,
     steps: Vec<Box<dyn Step<M, M>>>,
     decoders: HashMap<String, Decoder>,
     tables: Vec<String>,
@@ -424,7 +426,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         let steps = &mut self.steps;
         steps.iter_mut().for_each(|s| s.clear());
         let rows = read(&self.store, |conn| {
-            let mut rows = M::load(conn, build(M::query()))?;
+            let mut rows = window(conn, build)?;
             load_all(steps, conn, rows.iter_mut().collect())?;
             Ok(rows)
         });
@@ -451,7 +453,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         let this_read = |conn: &mut AnyConnection| -> Result<(Vec<M>, u64, Vec<M::Key>)> {
             let known: HashSet<M::Key> = old.iter().map(Model::key).collect();
             let mut fresh: Vec<M> = if work.window {
-                let mut fresh = M::load(conn, build(M::query()))?;
+                let mut fresh: Vec<M> = window(conn, build)?;
                 // Rows kept keep their relations, moved over from the last result.
                 let mut by_key: HashMap<M::Key, M> =
                     old.into_iter().map(|r| (r.key(), r)).collect();
@@ -532,6 +534,17 @@ fn read<T>(store: &Store, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Re
     }
     let mut conn = store.conn()?;
     (*conn).read_transaction(f)
+}
+
+/// The query's rows (every row in key order without a query).
+fn window<M: Persist<AnyConnection>>(
+    conn: &mut AnyConnection,
+    build: &Option<Build<M>>,
+) -> Result<Vec<M>> {
+    match build {
+        Some(build) => M::load(conn, build(M::query())),
+        None => M::all(conn),
+    }
 }
 
 /// Loads every step over `rows` (each its own root).
