@@ -673,7 +673,7 @@ fn follows_every_commit(store: &Store, ops: &[Op]) -> Result<(), TestCaseError> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn on_a_sqlite_file_every_snapshot_is_a_commits_result_in_order_and_the_last_is_fresh(ops in prop::collection::vec(op(), 1..30)) {
