@@ -102,6 +102,11 @@ fn a_live_view_follows_comments_links_related_rows_cascades_and_the_window() {
         let first = store.save(post("first", 5)).unwrap();
         let second = store.save(post("second", 3)).unwrap();
         let mut view = live(store);
+        assert_eq!(
+            store.subscriptions(),
+            1,
+            "one subscription, however many tables"
+        );
         assert_eq!(next(&mut view), fresh(store), "the first snapshot");
 
         // A comment added, edited, replied to, moved, deleted (its replies with it).
@@ -180,6 +185,8 @@ fn a_live_view_follows_comments_links_related_rows_cascades_and_the_window() {
         store.unlink_and_delete::<Post>(&second.id).unwrap();
         until(&mut view, &fresh(store));
         assert!(fresh(store).iter().all(|p| p.id != second.id));
+        drop(view);
+        assert_eq!(store.subscriptions(), 0, "dropping it unsubscribes");
     });
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct Hub {
     tables: RwLock<HashMap<String, usize>>,
     /// How many subscribers observe one table (the sum of `tables`), read without a lock.
     observed_tables: AtomicUsize,
+    /// How many queues are open (a queue of several tables counts once).
+    queues: AtomicUsize,
     /// Bumped whenever a subscription starts or ends.
     generation: AtomicU64,
     subscribers: Mutex<Vec<Weak<Queue>>>,
@@ -186,8 +188,7 @@ impl Hub {
 
     /// How many subscriptions are live.
     pub fn subscriptions(&self) -> usize {
-        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        self.all_tables.load(Ordering::SeqCst) + tables.values().sum::<usize>()
+        self.queues.load(Ordering::SeqCst)
     }
 
     /// A new subscriber's queue: every table's changes (`None`), or those of some tables.
@@ -212,11 +213,13 @@ impl Hub {
             }
         }
         lock(&self.subscribers).push(Arc::downgrade(&queue));
+        self.queues.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         queue
     }
 
     fn unsubscribe(&self, tables: Option<&[String]>) {
+        self.queues.fetch_sub(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         match tables {
             Some(wanted) => {
