@@ -240,6 +240,67 @@ fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
 }
 
 #[test]
+fn comments_filtered_by_their_posts_field_enter_and_leave_as_the_watched_posts_change() {
+    stores(|store| {
+        let good = store.save(post("good", 5)).unwrap();
+        let poor = store.save(post("poor", 1)).unwrap();
+        let on_good = store.save(comment(&good, "on good")).unwrap();
+        store.save(comment(&poor, "on poor")).unwrap();
+        let well_rated = |q: <Comment as Persist<AnyConnection>>::Query| {
+            q.filter(Comment::where_post(posts::rating.gt(4)))
+                .order(comments::content.asc())
+        };
+        let fresh_comments = || {
+            let mut conn = store.conn().unwrap();
+            let conn: &mut AnyConnection = &mut conn;
+            let mut rows: Vec<Comment> = conn.query::<Comment>(well_rated).unwrap();
+            Comment::load_replies(conn, &mut rows).unwrap();
+            rows
+        };
+        let mut view = store
+            .live::<Comment>()
+            .query(well_rated)
+            .watch::<Post>()
+            .load(Comment::REPLIES)
+            .subscribe()
+            .unwrap();
+        let until_fresh = |view: &mut LiveSubscription<Comment>| loop {
+            let got = view
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a new snapshot")
+                .unwrap();
+            if got == fresh_comments() {
+                return got;
+            }
+        };
+        assert_eq!(view.recv().unwrap(), fresh_comments());
+        let mut up = poor.clone();
+        up.rating = 9;
+        store.save(up).unwrap();
+        assert_eq!(
+            until_fresh(&mut view).len(),
+            2,
+            "the poor post's comment enters"
+        );
+        store
+            .save(Comment {
+                parent_id: Some(on_good.id),
+                ..comment(&good, "a reply")
+            })
+            .unwrap();
+        assert_eq!(until_fresh(&mut view).len(), 3);
+        let mut down = store.get::<Post>(&good.id).unwrap();
+        down.rating = 0;
+        store.save(down).unwrap();
+        assert_eq!(
+            until_fresh(&mut view).len(),
+            1,
+            "the good post's comments leave"
+        );
+    });
+}
+
+#[test]
 fn users_with_their_profile_and_their_posts_comments_follow_has_one_and_nested_paths() {
     stores(|store| {
         let ann = store.save(user("ann")).unwrap();
