@@ -536,4 +536,23 @@ impl AnyConnection {
             statement(self)
         }
     }
+
+    /// [`NativeConnection::read_transaction`] on the multi-backend connection: one snapshot
+    /// for every statement in `f` (`REPEATABLE READ, READ ONLY` on PostgreSQL; a deferred
+    /// transaction on SQLite, one snapshot in WAL mode), or a savepoint inside a transaction.
+    pub(crate) fn read_transaction<T, E: From<diesel::result::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if matches!(self, Self::Sqlite(_)) || in_transaction(self) {
+            return self.transaction(f);
+        }
+        self.transaction(|conn| {
+            diesel::RunQueryDsl::execute(
+                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+                conn,
+            )?;
+            f(conn)
+        })
+    }
 }

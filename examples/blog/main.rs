@@ -200,8 +200,32 @@ fn main() -> datastore::Result<()> {
         );
     }
 
+    section("A live view of posts, with their comments, replies and editors");
+    // One subscription: it watches posts, comments and post_editors/users, and after each
+    // commit reads again only the posts the commit touched (see BENCHMARKS.md for costs).
+    let mut view = store
+        .live::<Post>()
+        .query(|q| q.order(posts::title.asc()))
+        .load(Post::COMMENTS.then(Comment::REPLIES))
+        .load(Post::EDITORS)
+        .subscribe()?;
+    show("now", view.recv()?);
+    store.save(
+        Comment {
+            content: Some("Live!".into()),
+            ..Comment::default()
+        }
+        .with_post(&post),
+    )?;
+    show("a comment saved", next(&mut view)?);
+    post.link_editors(&mut conn, &nadia)?;
+    show("Nadia linked as an editor", next(&mut view)?);
+    post.unlink_editors(&mut conn, &nadia)?;
+    show("Nadia unlinked", next(&mut view)?);
+
     section("Deleting relations");
     store.delete(&post)?;
+    show("after the delete", next(&mut view)?);
     let left = store.query::<Comment>(|q| q.filter(comments::post_id.eq(post.id)))?;
     println!(
         "deleted \"{}\"; its comments went with it (ON DELETE CASCADE): {} of them left",
@@ -224,6 +248,7 @@ fn main() -> datastore::Result<()> {
         first.unlink_editors(&mut conn, &editor)?;
     }
     store.delete(&first)?;
+    show("after the unlinks and the delete", next(&mut view)?);
     let users: Vec<String> = store
         .all::<User>()?
         .into_iter()
@@ -231,6 +256,45 @@ fn main() -> datastore::Result<()> {
         .collect();
     println!("after unlinking, the delete succeeds; the users remain: {users:?}");
     Ok(())
+}
+
+/// The live view's next snapshot (it comes once the commit before it is read).
+fn next(view: &mut datastore::observe::LiveSubscription<Post>) -> datastore::Result<Vec<Post>> {
+    view.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a snapshot after a commit that changed the view")
+}
+
+/// Prints a snapshot of the live view: each post, its comments (replies indented), its editors.
+fn show(after: &str, posts: Vec<Post>) {
+    println!("live view, {after}:");
+    for post in &posts {
+        let editors: Vec<&str> = post
+            .editors
+            .get()
+            .unwrap_or_default()
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect();
+        println!("  \"{}\" (editors {editors:?})", post.title);
+        for comment in post.comments.get().unwrap_or_default() {
+            let replies: Vec<&str> = comment
+                .replies
+                .get()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.content.as_deref())
+                .collect();
+            let replies = if replies.is_empty() {
+                String::new()
+            } else {
+                format!(" <- replies {replies:?}")
+            };
+            println!(
+                "    - {}{replies}",
+                comment.content.as_deref().unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// Prints comments and, indented, the replies loaded under them.

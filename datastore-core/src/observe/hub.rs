@@ -25,11 +25,15 @@ pub(crate) struct Hub {
     tables: RwLock<HashMap<String, usize>>,
     /// How many subscribers observe one table (the sum of `tables`), read without a lock.
     observed_tables: AtomicUsize,
+    /// How many queues are open (a queue of several tables counts once).
+    queues: AtomicUsize,
     /// Bumped whenever a subscription starts or ends.
     generation: AtomicU64,
     subscribers: Mutex<Vec<Weak<Queue>>>,
     next_seq: AtomicU64,
     order: Mutex<Reorder>,
+    /// Signalled whenever commits were delivered (see [`Hub::wait_delivered`]).
+    delivered: Condvar,
     /// SQLite: bumped whenever a connection of the store may read some table's columns
     /// otherwise than before (see `ConnObserver`'s schema watch). Rows carry the epoch they
     /// were captured in.
@@ -138,6 +142,33 @@ impl Hub {
                 self.fan_out(changes);
             }
         }
+        drop(order);
+        self.delivered.notify_all();
+    }
+
+    /// A fence: every commit that took its sequence number before this call (SQLite takes it
+    /// in the commit hook, before the commit is visible to any reader) is numbered below the
+    /// value returned.
+    pub fn fence(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every commit numbered below `fence` was handed to the queues (or voided);
+    /// false if that took longer than `timeout`.
+    pub fn wait_delivered(&self, fence: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut order = lock(&self.order);
+        while order.next < fence {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            order = self
+                .delivered
+                .wait_timeout(order, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
     }
 
     /// Hands a commit's changes to every interested queue: one lock and one wake-up per queue
@@ -152,7 +183,7 @@ impl Hub {
                 .changes
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| queue.table.as_deref().is_none_or(|t| *t == *c.table))
+                .filter(|(_, c)| queue.wants(&c.table))
                 .map(|(i, _)| i);
             queue.push_all(&batch, wanted);
         }
@@ -160,44 +191,49 @@ impl Hub {
 
     /// How many subscriptions are live.
     pub fn subscriptions(&self) -> usize {
-        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        self.all_tables.load(Ordering::SeqCst) + tables.values().sum::<usize>()
+        self.queues.load(Ordering::SeqCst)
     }
 
-    /// A new subscriber's queue: every table's changes, or one table's.
-    pub fn subscribe(self: &Arc<Self>, table: Option<&str>, capacity: usize) -> Arc<Queue> {
+    /// A new subscriber's queue: every table's changes (`None`), or those of some tables.
+    pub fn subscribe(self: &Arc<Self>, tables: Option<&[String]>, capacity: usize) -> Arc<Queue> {
         let queue = Arc::new(Queue {
             hub: Arc::downgrade(self),
-            table: table.map(str::to_owned),
+            tables: tables.map(<[String]>::to_vec),
             capacity: capacity.max(1),
             inner: Mutex::new(QueueInner::default()),
             ready: Condvar::new(),
         });
-        match table {
-            Some(t) => {
+        match tables {
+            Some(wanted) => {
                 let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-                *tables.entry(t.to_owned()).or_default() += 1;
-                self.observed_tables.fetch_add(1, Ordering::SeqCst);
+                for t in wanted {
+                    *tables.entry(t.clone()).or_default() += 1;
+                    self.observed_tables.fetch_add(1, Ordering::SeqCst);
+                }
             }
             None => {
                 self.all_tables.fetch_add(1, Ordering::SeqCst);
             }
         }
         lock(&self.subscribers).push(Arc::downgrade(&queue));
+        self.queues.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         queue
     }
 
-    fn unsubscribe(&self, table: Option<&str>) {
+    fn unsubscribe(&self, tables: Option<&[String]>) {
+        self.queues.fetch_sub(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
-        match table {
-            Some(t) => {
+        match tables {
+            Some(wanted) => {
                 let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-                if let Some(count) = tables.get_mut(t) {
-                    *count -= 1;
-                    self.observed_tables.fetch_sub(1, Ordering::SeqCst);
-                    if *count == 0 {
-                        tables.remove(t);
+                for t in wanted {
+                    if let Some(count) = tables.get_mut(t) {
+                        *count -= 1;
+                        self.observed_tables.fetch_sub(1, Ordering::SeqCst);
+                        if *count == 0 {
+                            tables.remove(t);
+                        }
                     }
                 }
             }
@@ -211,7 +247,8 @@ impl Hub {
 /// One subscriber's bounded queue.
 pub(crate) struct Queue {
     hub: Weak<Hub>,
-    table: Option<String>,
+    /// The tables whose changes it receives (every table's for `None`).
+    tables: Option<Vec<String>>,
     capacity: usize,
     inner: Mutex<QueueInner>,
     ready: Condvar,
@@ -257,6 +294,12 @@ pub(crate) enum Item {
 }
 
 impl Queue {
+    fn wants(&self, table: &str) -> bool {
+        self.tables
+            .as_ref()
+            .is_none_or(|tables| tables.iter().any(|t| t == table))
+    }
+
     fn push_all(&self, batch: &Arc<Batch>, changes: impl Iterator<Item = usize>) {
         let mut inner = lock(&self.inner);
         let mut pushed = false;
@@ -391,7 +434,7 @@ impl Drop for Hub {
 impl Drop for Queue {
     fn drop(&mut self) {
         if let Some(hub) = self.hub.upgrade() {
-            hub.unsubscribe(self.table.as_deref());
+            hub.unsubscribe(self.tables.as_deref());
         }
     }
 }

@@ -45,9 +45,11 @@ pub(crate) mod catalog;
 pub(crate) mod connection;
 pub(crate) mod ffi;
 pub(crate) mod hub;
+pub mod live;
 pub(crate) mod postgres;
 mod query;
 
+pub use live::{LiveQuery, LiveSubscription};
 pub use query::QuerySubscription;
 
 use std::fmt;

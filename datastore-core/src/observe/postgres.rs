@@ -172,13 +172,14 @@ struct State {
 struct Waiting {
     /// The marker's nonce: fresh and random, so that no one can send it before this store.
     marker: String,
-    table: Option<String>,
+    /// The tables the queue receives (every table's for `None`).
+    tables: Option<Vec<String>>,
     capacity: usize,
     reply: mpsc::SyncSender<Arc<Queue>>,
 }
 
 impl PgObserve {
-    /// A subscriber's queue for `table` (every table for `None`), starting exactly after the
+    /// A subscriber's queue for the tables `queued` (every table for `None`), starting exactly after the
     /// commits that preceded this call: the changes of `tables` are reported from now on, and
     /// the queue is opened by the listener when it reaches a marker this call sends, so that
     /// it receives every later commit and no earlier one. Wait for it with
@@ -190,7 +191,7 @@ impl PgObserve {
         url: &str,
         hub: &Arc<Hub>,
         tables: &[String],
-        table: Option<&str>,
+        queued: Option<&[String]>,
         capacity: usize,
         writer: Option<i32>,
     ) -> Result<Pending> {
@@ -199,7 +200,7 @@ impl PgObserve {
         let (reply, answer) = mpsc::sync_channel(1);
         lock(&self.waiting).push(Waiting {
             marker: marker.clone(),
-            table: table.map(str::to_owned),
+            tables: queued.map(<[String]>::to_vec),
             capacity,
             reply,
         });
@@ -911,7 +912,7 @@ impl Listener {
     fn open(&self, waiting: Waiting) {
         let queue = self
             .hub
-            .subscribe(waiting.table.as_deref(), waiting.capacity);
+            .subscribe(waiting.tables.as_deref(), waiting.capacity);
         let _ = waiting.reply.send(queue);
     }
 }

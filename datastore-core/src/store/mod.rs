@@ -389,6 +389,45 @@ impl Store {
         ))
     }
 
+    /// A live query over relations: the rows of `M` a query selects, each with the relations
+    /// asked for, now and again after every committed transaction that changes them. See
+    /// [`observe::live`].
+    ///
+    /// ```
+    /// use datastore::prelude::*;
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Post {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[has_many(Comment)]
+    ///     pub comments: HasMany<Comment>,
+    /// }
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Comment {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[belongs_to(Post)]
+    ///     pub post_id: Id,
+    /// }
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .schema(Schema::new().model::<Post>().model::<Comment>())
+    ///     .open()?;
+    /// let mut posts = store.live::<Post>().load(Post::COMMENTS).subscribe()?;
+    /// assert!(posts.recv()?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn live<M>(&self) -> observe::LiveQuery<M>
+    where
+        M: Persist<AnyConnection> + PartialEq + Clone,
+    {
+        observe::LiveQuery::new(self.clone())
+    }
+
     /// Every committed change of every table, as raw rows.
     pub fn observe_all(&self) -> Result<observe::AllSubscription> {
         Ok(observe::AllSubscription::new(self.queue(None)?))
@@ -409,17 +448,26 @@ impl Store {
     /// committed from now on. On SQLite the build must have the pre-update hook; on
     /// PostgreSQL the tables get their triggers and the store its listener.
     pub(crate) fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
+        match table {
+            Some(table) => self.queue_of(Some(&[table.to_owned()])),
+            None => self.queue_of(None),
+        }
+    }
+
+    /// A subscriber's queue for the changes of `tables` (every table for `None`), committed
+    /// from now on: [`queue`](Self::queue) for several tables at once, in one commit order.
+    pub(crate) fn queue_of(&self, tables: Option<&[String]>) -> Result<Arc<observe::hub::Queue>> {
         if self.dialect == Dialect::Sqlite {
             // No connection taken: subscribing inside a transaction must not wait for one.
             unsupported_without_preupdate()?;
-            return Ok(self.hub.subscribe(table, self.observe_buffer));
+            return Ok(self.hub.subscribe(tables, self.observe_buffer));
         }
         // Observe's own connection: the caller's transaction may hold the pool's.
         let pending = self.observe_conn.with(|conn| match conn {
             AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
             AnyConnection::Postgres(conn) => {
-                let tables = match table {
-                    Some(table) => vec![table.to_owned()],
+                let triggered = match tables {
+                    Some(tables) => tables.to_vec(),
                     None => {
                         let schema = pg_observe::current_schema(conn)?;
                         pg_observe::observable_tables(conn, &schema)?
@@ -429,8 +477,8 @@ impl Store {
                     conn,
                     &self.url,
                     &self.hub,
-                    &tables,
-                    table,
+                    &triggered,
+                    tables,
                     self.observe_buffer,
                     transaction::open_backend(self.id()),
                 )
@@ -438,6 +486,45 @@ impl Store {
         })?;
         // Not holding the connection while the listener reaches the marker.
         pending.wait(&self.url)
+    }
+
+    /// Waits until every commit visible to a read that began before this call was handed
+    /// to the store's subscribers' queues (false if it took longer than `timeout`). On
+    /// SQLite by the commits' sequence numbers; on PostgreSQL by a marker sent now, which the
+    /// listener reaches once it has read every notification committed before it.
+    pub(crate) fn fence(&self, tables: &[String], timeout: Duration) -> Result<bool> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(self.hub.wait_delivered(self.hub.fence(), timeout));
+        }
+        // A queue opens when the listener reaches its marker, after every earlier commit.
+        drop(self.queue_of(Some(tables))?);
+        Ok(true)
+    }
+
+    /// The queues' decoder of a model's rows, as [`observe`](Self::observe) makes it.
+    pub(crate) fn decoder_of(
+        &self,
+        table: &str,
+        model_table: &crate::schema::Table,
+    ) -> Result<Decoder> {
+        let model_columns: Vec<&str> = model_table
+            .columns
+            .iter()
+            .map(|c| c.name.as_ref())
+            .collect();
+        match self.dialect {
+            Dialect::Sqlite => {
+                unsupported_without_preupdate()?;
+                let catalog = observe::catalog::Catalog::new(&self.hub, &self.observe_conn);
+                let layout = catalog.resolve(table)?;
+                Decoder::for_sqlite(table, &model_columns, catalog, layout)
+            }
+            Dialect::Postgres => {
+                let table_columns = self.observe_conn.with(|conn| table_columns(conn, table))?;
+                Decoder::for_postgres(table, &model_columns, &table_columns)
+            }
+        }
+        .map_err(Error::Migration)
     }
 
     /// Runs `f` on observe's own connection (outside the pool, never in a caller's
@@ -450,27 +537,8 @@ impl Store {
     }
 
     fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
-        let table = M::TABLE_NAME;
-        let model_table = M::table();
-        let model_columns: Vec<&str> = model_table
-            .columns
-            .iter()
-            .map(|c| c.name.as_ref())
-            .collect();
-        let decoder = match self.dialect {
-            Dialect::Sqlite => {
-                unsupported_without_preupdate()?;
-                let catalog = observe::catalog::Catalog::new(&self.hub, &self.observe_conn);
-                let layout = catalog.resolve(table)?;
-                Decoder::for_sqlite(table, &model_columns, catalog, layout)
-            }
-            Dialect::Postgres => {
-                let table_columns = self.observe_conn.with(|conn| table_columns(conn, table))?;
-                Decoder::for_postgres(table, &model_columns, &table_columns)
-            }
-        }
-        .map_err(Error::Migration)?;
-        let queue = self.queue(Some(table))?;
+        let decoder = self.decoder_of(M::TABLE_NAME, M::table())?;
+        let queue = self.queue(Some(M::TABLE_NAME))?;
         Ok(Subscription::new(queue, decoder, filter))
     }
 }

@@ -260,6 +260,30 @@ pub fn child_side(model: &Model) -> TokenStream {
     out
 }
 
+/// The relation field as a value for live queries: `Post::COMMENTS` for a field `comments`
+/// (`ty` names the model `Self`; a nested function cannot, so it names `model`).
+fn live_const(model: &Ident, field: &Field, ty: TokenStream, field_ty: TokenStream) -> TokenStream {
+    let f = field.ident;
+    let name = f.to_string();
+    let constant = format_ident!("{}", name.to_uppercase());
+    let doc = format!(
+        "The relation `{name}` as a value, to load with a live query \
+         ([`LiveQuery::load`](::datastore::observe::LiveQuery::load)), alone or followed by \
+         its target's relations with `then`."
+    );
+    quote! {
+        impl #model {
+            #[doc = #doc]
+            pub const #constant: #ty = {
+                fn field(row: &mut #model) -> &mut #field_ty {
+                    &mut row.#f
+                }
+                <#ty>::new(#name, field)
+            };
+        }
+    }
+}
+
 /// The parent's side, generic over the connection: for each relation field, the lazy loader
 /// (`post.comments(conn)`), the eager loader (`Post::load_comments(conn, &mut posts)`), the SQL
 /// filter (`Post::having_comments(predicate)`), and for many-to-many `link_*`/`unlink_*`.
@@ -271,6 +295,12 @@ pub fn parent_side(model: &Model) -> TokenStream {
         let f = field.ident;
         let name = f.to_string();
         let target = &relation.target;
+        // What a nested function calls the target (it cannot say `Self`).
+        let named_target = if target.is_ident("Self") {
+            quote!(#ident)
+        } else {
+            quote!(#target)
+        };
         let load = format_ident!("load_{}", name);
         let having = format_ident!("having_{}", name);
         let load_doc = format!(
@@ -323,6 +353,20 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         quote!(::datastore::relations::load::eager_has_one::<#args>),
                     )
                 };
+                out.extend(live_const(
+                    ident,
+                    field,
+                    if relation.kind == RelationKind::HasMany {
+                        quote!(::datastore::observe::live::HasManyRel<Self, #target, { #fk }>)
+                    } else {
+                        quote!(::datastore::observe::live::HasOneRel<Self, #target, { #fk }>)
+                    },
+                    if relation.kind == RelationKind::HasMany {
+                        quote!(::datastore::relations::HasMany<#named_target>)
+                    } else {
+                        quote!(::datastore::relations::HasOne<#named_target>)
+                    },
+                ));
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
@@ -455,6 +499,12 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 let unlink_doc = format!(
                     "Unlinks this row and `other` in `{name}`: deletes their join rows; returns how many."
                 );
+                out.extend(live_const(
+                    ident,
+                    field,
+                    quote!(::datastore::observe::live::ManyToManyRel<Self, #through, #target, { #fk_this }, { #fk_target }>),
+                    quote!(::datastore::relations::ManyToMany<#named_target>),
+                ));
                 let args = quote!(Self, #through, #target, { #fk_this }, { #fk_target }, __C);
                 let bounds = quote! {
                     __C: diesel::Connection,

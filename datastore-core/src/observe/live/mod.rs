@@ -1,0 +1,588 @@
+//! Live queries over relations: the rows of a model matching a query, each with the
+//! relations asked for, kept true as transactions commit.
+//!
+//! ```
+//! use std::time::Duration;
+//! use datastore::prelude::*;
+//!
+//! #[derive(Model, Debug, Clone, PartialEq, Default)]
+//! pub struct Post {
+//!     #[primary_key]
+//!     pub id: Id,
+//!     pub rating: i32,
+//!     #[has_many(Comment)]
+//!     pub comments: HasMany<Comment>,
+//! }
+//!
+//! #[derive(Model, Debug, Clone, PartialEq, Default)]
+//! pub struct Comment {
+//!     #[primary_key]
+//!     pub id: Id,
+//!     #[belongs_to(Post)]
+//!     pub post_id: Id,
+//!     pub text: String,
+//! }
+//!
+//! # fn main() -> datastore::Result<()> {
+//! let schema = Schema::new().model::<Post>().model::<Comment>();
+//! let store = Store::builder(":memory:").schema(schema).open()?;
+//! let post = store.save(Post { rating: 5, ..Post::default() })?;
+//! let mut top = store
+//!     .live::<Post>()
+//!     .query(|q| q.filter(posts::rating.gt(4)).order(posts::rating.desc()).limit(10))
+//!     .load(Post::COMMENTS)
+//!     .subscribe()?;
+//! assert_eq!(top.recv()?[0].comments.get(), Some(&[][..])); // the first snapshot
+//! store.save(Comment { post_id: post.id, text: "hi".into(), ..Comment::default() })?;
+//! let posts = top.recv_timeout(Duration::from_secs(5)).expect("a new snapshot")?;
+//! assert_eq!(posts[0].comments.get().unwrap()[0].text, "hi");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it stays true, doing the least work
+//!
+//! The subscription watches the tables of the model and of every relation it loads (and the
+//! tables named with [`LiveQuery::watch`], which its query's filter reads), through one queue
+//! of the store's change feed, which delivers each committed transaction's changes whole, in
+//! commit order. It keeps an index of which root rows (rows of the query's model) reach which
+//! loaded row, join row and parent. For the changes committed since its last snapshot it
+//! finds the roots they touch (a comment edited, moved or deleted touches the roots that
+//! loaded it; a comment inserted or moved touches the roots that loaded its new parent; a
+//! link, the roots of its parent), and reads again only those roots' relations, one
+//! statement per relation level (two for a many-to-many) however many rows the result holds;
+//! the query itself (its window: filter, order, limit) is read again, one statement, only
+//! when the model's table or a watched table changed. A change that touches no loaded row
+//! and no watched table costs no statement and yields no snapshot. A subscriber whose queue
+//! overflowed ([`Missed`](crate::observe::Observed::Missed)), or a change that cannot be
+//! decoded, gets a full refresh.
+//!
+//! # Why every snapshot is a committed state
+//!
+//! Each refresh reads in one read transaction (a snapshot: `REPEATABLE READ` on PostgreSQL,
+//! a deferred transaction in WAL mode on SQLite), so what it reads is the database as of
+//! some commit `c`, at or after every commit it was told of. The parts of the result it does
+//! not read again were read earlier, and are still true at `c` unless a commit up to `c`
+//! touched them. After the read it waits for a fence (on SQLite, the commits numbered before
+//! the read ended, since SQLite numbers a commit in its commit hook, before any reader can
+//! see it; on PostgreSQL, a marker sent after the read, which the listener meets only after
+//! every notification committed before it), so that every commit up to `c` is in its queue.
+//! If one of those touches a root it did not read again, or would move the window it did not
+//! read again, the snapshot is not used: a full refresh, in one read transaction, replaces
+//! it. Otherwise it is the result at `c`. Reads happen one after another, each seeing at
+//! least what the previous one saw, so snapshots never go back; the commits that arrived
+//! after a refresh's fence are handled by the next refresh, so once writes stop, the last
+//! snapshot is the result of a fresh query.
+
+mod path;
+
+pub use path::{HasManyRel, HasOneRel, LoadPath, ManyToManyRel, Step, Then};
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::hub::{self, Item};
+use super::{Batch, Decoder, RawChange, Shape};
+use crate::model::Model;
+use crate::persist::Persist;
+use crate::{AnyConnection, Error, Result, Store};
+
+type Build<M> = Box<
+    dyn Fn(<M as Persist<AnyConnection>>::Query) -> <M as Persist<AnyConnection>>::Query
+        + Send
+        + Sync,
+>;
+
+/// How long a refresh waits for the feed to catch up with what it read before it gives up
+/// on reading only part of the result (and reads the whole result instead).
+const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A live query being built: [`Store::live`], then [`query`](Self::query),
+/// [`load`](Self::load) and [`watch`](Self::watch), then [`subscribe`](Self::subscribe).
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Task {
+///     #[primary_key]
+///     pub id: Id,
+///     pub done: bool,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+/// store.save(Task::default())?;
+/// let mut open = store.live::<Task>().query(|q| q.filter(tasks::done.eq(false))).subscribe()?;
+/// assert_eq!(open.recv()?.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a live query does nothing until `subscribe` is called"]
+pub struct LiveQuery<M: Persist<AnyConnection>> {
+    store: Store,
+    /// The query; every row in key order without one.
+    build: Option<Build<M>>,
+    steps: Vec<Box<dyn Step<M, M>>>,
+    watched: Vec<&'static crate::schema::Table>,
+}
+
+impl<M: Persist<AnyConnection>> fmt::Debug for LiveQuery<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveQuery")
+            .field("model", &M::NAME)
+            .field(
+                "loads",
+                &self.steps.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
+    pub(crate) fn new(store: Store) -> Self {
+        Self {
+            store,
+            build: None,
+            steps: Vec::new(),
+            watched: Vec::new(),
+        }
+    }
+
+    /// The query: a filter, an order and a limit on the model's boxed query, as in
+    /// [`Repo::query`](crate::Repo::query). Without it, every row in key order.
+    pub fn query(mut self, build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static) -> Self {
+        self.build = Some(Box::new(build));
+        self
+    }
+
+    /// Loads a relation path with every row: `Post::COMMENTS`, or
+    /// `Post::COMMENTS.then(Comment::REPLIES)` for each comment's replies too. Paths that
+    /// share a start are loaded once.
+    pub fn load<R: LoadPath<M>>(mut self, path: R) -> Self {
+        let step = path.into_step::<M>(Vec::new());
+        let mut step = Some(step);
+        for existing in &mut self.steps {
+            step = existing.absorb(step.take().expect("kept until absorbed"));
+            if step.is_none() {
+                break;
+            }
+        }
+        if let Some(step) = step {
+            self.steps.push(step);
+        }
+        self
+    }
+
+    /// Watches the table of `T`, which the query's filter reads (`Post::having_comments(..)`,
+    /// `Comment::where_post(..)`): a committed change to it reads the query's rows again.
+    pub fn watch<T: Model>(mut self) -> Self {
+        self.watched.push(T::table());
+        self
+    }
+
+    /// Subscribes: the first [`recv`](LiveSubscription::recv) returns the result now, each
+    /// later one the result after the commits that changed it.
+    pub fn subscribe(self) -> Result<LiveSubscription<M>> {
+        let mut tables: Vec<&'static crate::schema::Table> = vec![M::table()];
+        self.steps.iter().for_each(|s| s.tables(&mut tables));
+        let window: HashSet<String> = std::iter::once(M::table())
+            .chain(self.watched.iter().copied())
+            .map(|t| t.name.to_string())
+            .collect();
+        tables.extend(self.watched.iter().copied());
+        let mut decoders = HashMap::new();
+        for table in &tables {
+            let name = table.name.to_string();
+            if let std::collections::hash_map::Entry::Vacant(slot) = decoders.entry(name) {
+                let decoder = self.store.decoder_of(slot.key(), table)?;
+                slot.insert(decoder);
+            }
+        }
+        let names: Vec<String> = decoders.keys().cloned().collect();
+        let queue = self.store.queue_of(Some(&names))?;
+        Ok(LiveSubscription {
+            store: self.store,
+            queue,
+            build: self.build,
+            steps: self.steps,
+            decoders,
+            tables: names,
+            window,
+            rows: None,
+            held: Vec::new(),
+            lost: None,
+            ended: false,
+            stats: Stats::default(),
+        })
+    }
+}
+
+/// What a live subscription did so far: how its snapshots were made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Refreshes that read the whole result.
+    pub full: u64,
+    /// Refreshes that read only the touched roots' relations (and the window, if needed).
+    pub partial: u64,
+    /// Partial refreshes given up for a full one, because a commit they could not see
+    /// touched a part they did not read.
+    pub conflicts: u64,
+    /// Batches of commits that touched nothing loaded (no statement run).
+    pub untouched: u64,
+    /// Roots whose relations partial refreshes read again (each relation path counted
+    /// once per root).
+    pub roots_read: u64,
+}
+
+/// The live result of a query with its relations: the first [`recv`](Self::recv) gives the
+/// rows now, each later one the rows after the committed transactions that changed them
+/// (nothing for a transaction that did not). A slow reader gets the latest result, never a
+/// queue of old ones. See the [module](self) for what it reads and why each result is a
+/// committed state.
+///
+/// If its feed of changes is lost (on PostgreSQL, the store's listener lost its connection),
+/// every call returns [`Error::FeedLost`] from then on and the iterator yields it once and
+/// ends.
+pub struct LiveSubscription<M: Persist<AnyConnection>> {
+    store: Store,
+    queue: Arc<hub::Queue>,
+    build: Option<Build<M>>,
+    steps: Vec<Box<dyn Step<M, M>>>,
+    decoders: HashMap<String, Decoder>,
+    tables: Vec<String>,
+    /// Tables whose changes may move rows in or out of the query's result.
+    window: HashSet<String>,
+    /// The last result, once read.
+    rows: Option<Vec<M>>,
+    /// Items taken from the queue and not handled yet.
+    held: Vec<Item>,
+    lost: Option<Arc<str>>,
+    ended: bool,
+    stats: Stats,
+}
+
+impl<M: Persist<AnyConnection>> fmt::Debug for LiveSubscription<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveSubscription")
+            .field("model", &M::NAME)
+            .field("tables", &self.tables)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A committed change as a step reads it: its table, and its rows decoded as a model.
+#[doc(hidden)]
+pub struct ChangeRef<'a> {
+    batch: &'a Batch,
+    change: &'a RawChange,
+    decoder: Option<&'a Decoder>,
+}
+
+impl ChangeRef<'_> {
+    /// The changed row's table.
+    pub(crate) fn table(&self) -> &str {
+        &self.change.table
+    }
+
+    /// The row after the change (before it, for a delete), and before it for an update
+    /// whose old row the feed carries.
+    pub(crate) fn versions<T: Model>(&self) -> std::result::Result<Vec<T>, String> {
+        let decoder = self
+            .decoder
+            .ok_or_else(|| format!("no decoder for {}", self.change.table))?;
+        let mut rows = vec![decoder.decode::<T>(&self.change.shape, &self.batch.row(self.change))?];
+        if let Some(old) = self.batch.old_row(self.change) {
+            if self.change.new.is_some() {
+                rows.push(decoder.decode::<T>(&self.change.shape, &old)?);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// What a batch of commits asks of a refresh.
+struct Work<K> {
+    /// For each loaded relation path, the roots whose rows of it must be read again.
+    touched: Vec<HashSet<K>>,
+    /// The window (the query's rows) must be read again.
+    window: bool,
+    /// Only a full refresh will do (missed or undecodable changes).
+    full: bool,
+}
+
+impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
+    /// How its snapshots were made so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The first result at once; then the next different result, waiting at most `timeout`
+    /// (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
+    /// call, once the feed of changes is lost.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
+        if let Some(reason) = &self.lost {
+            return Some(Err(feed_lost(reason)));
+        }
+        if self.rows.is_none() {
+            return Some(self.full_refresh().map(|rows| rows.to_vec()));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.held.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.held.push(self.queue.next(Some(left))?);
+            }
+            self.drain();
+            let items = std::mem::take(&mut self.held);
+            if let Some(reason) = items.iter().find_map(|i| match i {
+                Item::Lost(reason) => Some(reason.clone()),
+                _ => None,
+            }) {
+                let error = feed_lost(&reason);
+                self.lost = Some(reason);
+                return Some(Err(error));
+            }
+            let before = self.rows.clone();
+            let work = self.work(&items);
+            let refreshed = if work.full {
+                self.full_refresh().map(|_| ())
+            } else if work.touched.iter().all(HashSet::is_empty) && !work.window {
+                self.stats.untouched += 1;
+                Ok(())
+            } else {
+                self.partial_refresh(work)
+            };
+            if let Err(e) = refreshed {
+                return Some(Err(e));
+            }
+            if self.rows != before {
+                return self.rows.clone().map(Ok);
+            }
+        }
+    }
+
+    /// The first result at once; then the next different result, waiting for it.
+    pub fn recv(&mut self) -> Result<Vec<M>> {
+        loop {
+            if let Some(result) = self.recv_timeout(Duration::from_secs(3600)) {
+                return result;
+            }
+        }
+    }
+
+    /// Takes everything queued now.
+    fn drain(&mut self) {
+        while let Some(item) = self.queue.next(Some(Duration::ZERO)) {
+            self.held.push(item);
+        }
+    }
+
+    /// The roots the items touch, and whether they move the window.
+    fn work(&self, items: &[Item]) -> Work<M::Key> {
+        let mut work = Work {
+            touched: vec![HashSet::new(); self.steps.len()],
+            window: false,
+            full: false,
+        };
+        for item in items {
+            let (batch, i) = match item {
+                Item::Change(batch, i) => (batch, *i),
+                Item::Missed(_) | Item::Lost(_) => {
+                    work.full = true;
+                    continue;
+                }
+            };
+            let change = &batch.changes[i];
+            if matches!(change.shape, Shape::Broken(_)) {
+                work.full = true;
+                continue;
+            }
+            if self.window.contains(&*change.table) {
+                work.window = true;
+            }
+            let change = ChangeRef {
+                batch,
+                change,
+                decoder: self.decoders.get(&*change.table),
+            };
+            for (step, touched) in self.steps.iter().zip(&mut work.touched) {
+                if step.touched(&change, touched).is_err() {
+                    work.full = true;
+                }
+            }
+        }
+        work
+    }
+
+    /// Reads the whole result again, in one read transaction.
+    fn full_refresh(&mut self) -> Result<&[M]> {
+        self.stats.full += 1;
+        let build = &self.build;
+        let steps = &mut self.steps;
+        steps.iter_mut().for_each(|s| s.clear());
+        let rows = read(&self.store, |conn| {
+            let mut rows = window(conn, build)?;
+            load_all(steps, conn, rows.iter_mut().collect())?;
+            Ok(rows)
+        });
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // What the steps knew is gone: the next call starts over.
+                self.rows = None;
+                return Err(e);
+            }
+        };
+        Ok(self.rows.insert(rows))
+    }
+
+    /// Reads again the window (if `work.window`) and the touched roots' relations, then checks
+    /// that no commit up to the state read touched anything else; a full refresh otherwise.
+    fn partial_refresh(&mut self, work: Work<M::Key>) -> Result<()> {
+        let Some(old) = self.rows.take() else {
+            return self.full_refresh().map(|_| ());
+        };
+        let build = &self.build;
+        let steps = &mut self.steps;
+        let store = self.store.clone();
+        let this_read = |conn: &mut AnyConnection| -> Result<(Vec<M>, u64, Vec<M::Key>)> {
+            let known: HashSet<M::Key> = old.iter().map(Model::key).collect();
+            let mut fresh: Vec<M> = if work.window {
+                let mut fresh: Vec<M> = window(conn, build)?;
+                // Rows kept keep their relations, moved over from the last result.
+                let mut by_key: HashMap<M::Key, M> =
+                    old.into_iter().map(|r| (r.key(), r)).collect();
+                for row in &mut fresh {
+                    if let Some(mut kept) = by_key.remove(&row.key()) {
+                        steps.iter().for_each(|s| s.transfer(&mut kept, row));
+                    }
+                }
+                let gone: Vec<M::Key> = by_key.into_keys().collect();
+                steps.iter_mut().for_each(|s| s.forget(&gone));
+                fresh
+            } else {
+                old
+            };
+            // Each path's touched rows read again, and every path of the rows new here.
+            let mut roots_read = 0;
+            for (step, touched) in steps.iter_mut().zip(&work.touched) {
+                let again: Vec<M::Key> = touched
+                    .iter()
+                    .filter(|k| known.contains(*k))
+                    .cloned()
+                    .collect();
+                step.forget(&again);
+                let rows: Vec<(&mut M, M::Key)> = fresh
+                    .iter_mut()
+                    .filter_map(|row| {
+                        let key = row.key();
+                        (touched.contains(&key) || !known.contains(&key)).then_some((row, key))
+                    })
+                    .collect();
+                roots_read += rows.len() as u64;
+                step.load(conn, rows)?;
+            }
+            let new: Vec<M::Key> = fresh
+                .iter()
+                .map(Model::key)
+                .filter(|k| !known.contains(k))
+                .collect();
+            Ok((fresh, roots_read, new))
+        };
+        let (fresh, roots_read, new) = match read(&store, this_read) {
+            Ok(done) => done,
+            Err(e) => {
+                self.rows = None;
+                return Err(e);
+            }
+        };
+        self.stats.partial += 1;
+        self.stats.roots_read += roots_read;
+        self.rows = Some(fresh);
+        // Every commit the read may have seen is now in the queue (unless the fence timed
+        // out): none may touch what was not read again.
+        let caught_up = self.store.fence(&self.tables, FENCE_TIMEOUT)?;
+        self.drain();
+        let later = self.work(&self.held);
+        let consistent = caught_up
+            && !later.full
+            && (work.window || !later.window)
+            && later
+                .touched
+                .iter()
+                .zip(&work.touched)
+                .all(|(later, read)| later.iter().all(|k| read.contains(k) || new.contains(k)));
+        if !consistent {
+            self.stats.conflicts += 1;
+            self.full_refresh()?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads in one read transaction on a pooled connection; inside a `store.transaction` of the
+/// same store on this thread, on observe's own connection (committed data, never waiting for
+/// the pool, which the transaction may hold).
+fn read<T>(store: &Store, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+    if store.in_transaction_here() {
+        return store.with_observe_conn(|conn| conn.read_transaction(f));
+    }
+    let mut conn = store.conn()?;
+    (*conn).read_transaction(f)
+}
+
+/// The query's rows (every row in key order without a query).
+fn window<M: Persist<AnyConnection>>(
+    conn: &mut AnyConnection,
+    build: &Option<Build<M>>,
+) -> Result<Vec<M>> {
+    match build {
+        Some(build) => M::load(conn, build(M::query())),
+        None => M::all(conn),
+    }
+}
+
+/// Loads every step over `rows` (each its own root).
+fn load_all<M: Model>(
+    steps: &mut [Box<dyn Step<M, M>>],
+    conn: &mut AnyConnection,
+    mut rows: Vec<&mut M>,
+) -> Result<()> {
+    for step in steps.iter_mut() {
+        let lent: Vec<(&mut M, M::Key)> = rows
+            .iter_mut()
+            .map(|r| {
+                let key = r.key();
+                (&mut **r, key)
+            })
+            .collect();
+        step.load(conn, lent)?;
+    }
+    Ok(())
+}
+
+fn feed_lost(reason: &str) -> Error {
+    Error::FeedLost {
+        reason: reason.to_owned(),
+    }
+}
+
+impl<M: Persist<AnyConnection> + Clone + PartialEq> Iterator for LiveSubscription<M> {
+    type Item = Result<Vec<M>>;
+
+    /// Blocks until the next different result; yields [`Error::FeedLost`] once if the feed of
+    /// changes is lost, and ends after it.
+    fn next(&mut self) -> Option<Result<Vec<M>>> {
+        if self.ended {
+            return None;
+        }
+        let result = self.recv();
+        self.ended = matches!(result, Err(Error::FeedLost { .. }));
+        Some(result)
+    }
+}

@@ -1,0 +1,759 @@
+//! Live queries over relations (`store.live::<Post>()`): posts in a filtered, ordered, limited
+//! window, each with its comments, their replies and its editors, kept equal to a fresh query
+//! as transactions commit, on a SQLite file and on PostgreSQL. Every snapshot is compared with
+//! the result of the same query and loads, hand-written with the eager loaders, at a commit.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::models::{comments, posts, Comment, Post, User};
+use common::{comment, post, user};
+use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
+use datastore::observe::LiveSubscription;
+use datastore::prelude::*;
+use datastore::{AnyConnection, Error, PooledConn};
+use proptest::prelude::*;
+
+/// The boxed query of posts.
+type PostQuery = <Post as Persist<AnyConnection>>::Query;
+
+/// The window every test watches: posts rated 0 or more, best first, at most five.
+fn window(q: PostQuery) -> PostQuery {
+    q.filter(posts::rating.ge(0))
+        .order((posts::rating.desc(), posts::id.asc()))
+        .limit(5)
+}
+
+/// The live query: the window, each post's comments with their replies, and its editors.
+fn live(store: &Store) -> LiveSubscription<Post> {
+    store
+        .live::<Post>()
+        .query(window)
+        .load(Post::COMMENTS.then(Comment::REPLIES))
+        .load(Post::EDITORS)
+        .subscribe()
+        .unwrap()
+}
+
+/// The same query and loads, by hand: what a screen would run after every change.
+fn fresh(store: &Store) -> Vec<Post> {
+    fresh_of(store, Some(window))
+}
+
+/// Every post (in key order, as a live query without a query) with its loads, by hand.
+fn fresh_all(store: &Store) -> Vec<Post> {
+    fresh_of(store, None)
+}
+
+fn fresh_of(store: &Store, query: Option<fn(PostQuery) -> PostQuery>) -> Vec<Post> {
+    let mut conn = store.conn().unwrap();
+    let conn: &mut AnyConnection = &mut conn;
+    let mut rows: Vec<Post> = match query {
+        Some(query) => conn.query::<Post>(query).unwrap(),
+        None => conn.all().unwrap(),
+    };
+    Post::load_comments(conn, &mut rows).unwrap();
+    Comment::load_replies(
+        conn,
+        rows.iter_mut()
+            .flat_map(|p| p.comments.get_mut().unwrap().iter_mut()),
+    )
+    .unwrap();
+    Post::load_editors(conn, &mut rows).unwrap();
+    rows
+}
+
+/// The next snapshot; fails the test if none comes within a minute.
+fn next(live: &mut LiveSubscription<Post>) -> Vec<Post> {
+    live.recv_timeout(Duration::from_secs(60))
+        .expect("a new snapshot")
+        .unwrap()
+}
+
+/// Snapshots until one equals `expected` (the commits of a step may arrive in two batches).
+fn until(live: &mut LiveSubscription<Post>, expected: &[Post]) {
+    loop {
+        let got = next(live);
+        if got == expected {
+            return;
+        }
+    }
+}
+
+/// The stores to run on: a SQLite file, and PostgreSQL when configured.
+fn stores(run: impl Fn(&Store)) {
+    let (_dir, store) = common::file_store();
+    run(&store);
+    drop(store);
+    if let Some(db) = common::TestDb::postgres() {
+        let _schema = db.schema;
+        run(&db.store);
+    }
+}
+
+#[test]
+fn a_live_view_follows_comments_links_related_rows_cascades_and_the_window() {
+    stores(|store| {
+        let ann = store.save(user("ann")).unwrap();
+        let bob = store.save(user("bob")).unwrap();
+        let first = store.save(post("first", 5)).unwrap();
+        let second = store.save(post("second", 3)).unwrap();
+        let mut view = live(store);
+        assert_eq!(
+            store.subscriptions(),
+            1,
+            "one subscription, however many tables"
+        );
+        assert_eq!(next(&mut view), fresh(store), "the first snapshot");
+
+        // A comment added, edited, replied to, moved, deleted (its replies with it).
+        let c = store.save(comment(&first, "hello")).unwrap();
+        until(&mut view, &fresh(store));
+        let mut edited = c.clone();
+        edited.content = Some("hello, edited".into());
+        let c = store.save(edited).unwrap();
+        until(&mut view, &fresh(store));
+        let reply = Comment {
+            parent_id: Some(c.id),
+            ..comment(&first, "a reply")
+        };
+        store.save(reply).unwrap();
+        until(&mut view, &fresh(store));
+        let moved = Comment {
+            post_id: second.id,
+            ..c.clone()
+        };
+        store.save(moved).unwrap();
+        until(&mut view, &fresh(store));
+        assert!(view.stats().partial > 0, "{:?}", view.stats());
+        store.delete(&c).unwrap();
+        until(&mut view, &fresh(store));
+
+        // Links added and removed, and a linked row's field changed.
+        first
+            .link_editors(&mut store.conn().unwrap(), &ann)
+            .unwrap();
+        until(&mut view, &fresh(store));
+        second
+            .link_editors(&mut store.conn().unwrap(), &bob)
+            .unwrap();
+        until(&mut view, &fresh(store));
+        store
+            .save(User {
+                username: "ann2".into(),
+                ..ann.clone()
+            })
+            .unwrap();
+        until(&mut view, &fresh(store));
+        assert!(view.recv_timeout(Duration::ZERO).is_none(), "nothing more");
+        first
+            .unlink_editors(&mut store.conn().unwrap(), &ann)
+            .unwrap();
+        until(&mut view, &fresh(store));
+
+        // A change that touches nothing loaded yields nothing.
+        let outside = store.save(post("hidden", -1)).unwrap();
+        assert!(
+            view.recv_timeout(Duration::from_millis(300)).is_none(),
+            "outside the window"
+        );
+        let untouched = view.stats().untouched;
+        store.save(comment(&outside, "unseen")).unwrap();
+        assert!(view.recv_timeout(Duration::from_millis(300)).is_none());
+        assert!(view.stats().untouched > untouched, "{:?}", view.stats());
+
+        // Rows entering and leaving the ordered, limited window.
+        for i in 0..6 {
+            store.save(post(&format!("more {i}"), 10 + i)).unwrap();
+            until(&mut view, &fresh(store));
+        }
+        let mut low = store.get::<Post>(&first.id).unwrap();
+        low.rating = 100;
+        store.save(low).unwrap();
+        until(&mut view, &fresh(store));
+        assert!(view.recv_timeout(Duration::ZERO).is_none());
+
+        // A parent deleted with its cascade (its links removed first, in one transaction).
+        store.save(comment(&second, "doomed")).unwrap();
+        let mut up = store.get::<Post>(&second.id).unwrap();
+        up.rating = 200;
+        store.save(up).unwrap();
+        until(&mut view, &fresh(store));
+        store.unlink_and_delete::<Post>(&second.id).unwrap();
+        until(&mut view, &fresh(store));
+        assert!(fresh(store).iter().all(|p| p.id != second.id));
+        drop(view);
+        assert_eq!(store.subscriptions(), 0, "dropping it unsubscribes");
+    });
+}
+
+#[test]
+fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
+    stores(|store| {
+        let first = store.save(post("first", 5)).unwrap();
+        let second = store.save(post("second", 3)).unwrap();
+        let about_rust = |q: PostQuery| {
+            q.filter(Post::having_comments(comments::content.like("%rust%")))
+                .order(posts::title.asc())
+        };
+        let fresh_rust = || {
+            let mut conn = store.conn().unwrap();
+            let conn: &mut AnyConnection = &mut conn;
+            let mut rows: Vec<Post> = conn.query::<Post>(about_rust).unwrap();
+            Post::load_comments(conn, &mut rows).unwrap();
+            rows
+        };
+        let mut view = store
+            .live::<Post>()
+            .query(about_rust)
+            .watch::<Comment>()
+            .load(Post::COMMENTS)
+            .subscribe()
+            .unwrap();
+        assert!(next(&mut view).is_empty());
+        let c = store.save(comment(&second, "I like rust")).unwrap();
+        let got = next(&mut view);
+        assert_eq!(got, fresh_rust());
+        assert_eq!(got.len(), 1, "the post enters");
+        store.save(comment(&first, "no match")).unwrap();
+        store.save(comment(&first, "rust again")).unwrap();
+        let mut got = next(&mut view);
+        while got != fresh_rust() {
+            got = next(&mut view);
+        }
+        assert_eq!(got.len(), 2);
+        store
+            .save(Comment {
+                content: Some("I like go".into()),
+                ..c
+            })
+            .unwrap();
+        let mut got = next(&mut view);
+        while got != fresh_rust() {
+            got = next(&mut view);
+        }
+        assert_eq!(got.len(), 1, "the post leaves");
+    });
+}
+
+#[test]
+fn comments_filtered_by_their_posts_field_enter_and_leave_as_the_watched_posts_change() {
+    stores(|store| {
+        let good = store.save(post("good", 5)).unwrap();
+        let poor = store.save(post("poor", 1)).unwrap();
+        let on_good = store.save(comment(&good, "on good")).unwrap();
+        store.save(comment(&poor, "on poor")).unwrap();
+        let well_rated = |q: <Comment as Persist<AnyConnection>>::Query| {
+            q.filter(Comment::where_post(posts::rating.gt(4)))
+                .order(comments::content.asc())
+        };
+        let fresh_comments = || {
+            let mut conn = store.conn().unwrap();
+            let conn: &mut AnyConnection = &mut conn;
+            let mut rows: Vec<Comment> = conn.query::<Comment>(well_rated).unwrap();
+            Comment::load_replies(conn, &mut rows).unwrap();
+            rows
+        };
+        let mut view = store
+            .live::<Comment>()
+            .query(well_rated)
+            .watch::<Post>()
+            .load(Comment::REPLIES)
+            .subscribe()
+            .unwrap();
+        let until_fresh = |view: &mut LiveSubscription<Comment>| loop {
+            let got = view
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a new snapshot")
+                .unwrap();
+            if got == fresh_comments() {
+                return got;
+            }
+        };
+        assert_eq!(view.recv().unwrap(), fresh_comments());
+        let mut up = poor.clone();
+        up.rating = 9;
+        store.save(up).unwrap();
+        assert_eq!(
+            until_fresh(&mut view).len(),
+            2,
+            "the poor post's comment enters"
+        );
+        store
+            .save(Comment {
+                parent_id: Some(on_good.id),
+                ..comment(&good, "a reply")
+            })
+            .unwrap();
+        assert_eq!(until_fresh(&mut view).len(), 3);
+        let mut down = store.get::<Post>(&good.id).unwrap();
+        down.rating = 0;
+        store.save(down).unwrap();
+        assert_eq!(
+            until_fresh(&mut view).len(),
+            1,
+            "the good post's comments leave"
+        );
+    });
+}
+
+#[test]
+fn users_with_their_profile_and_their_posts_comments_follow_has_one_and_nested_paths() {
+    stores(|store| {
+        let ann = store.save(user("ann")).unwrap();
+        let bob = store.save(user("bob")).unwrap();
+        let p = store.save(post("p", 1)).unwrap();
+        p.link_editors(&mut store.conn().unwrap(), &ann).unwrap();
+        let fresh_users = || {
+            let mut conn = store.conn().unwrap();
+            let conn: &mut AnyConnection = &mut conn;
+            let mut rows: Vec<User> = conn.all().unwrap();
+            User::load_profile(conn, &mut rows).unwrap();
+            User::load_posts(conn, &mut rows).unwrap();
+            Post::load_comments(
+                conn,
+                rows.iter_mut()
+                    .flat_map(|u| u.posts.get_mut().unwrap().iter_mut()),
+            )
+            .unwrap();
+            rows
+        };
+        let mut view = store
+            .live::<User>()
+            .load(User::PROFILE)
+            .load(User::POSTS.then(Post::COMMENTS))
+            .subscribe()
+            .unwrap();
+        let until_fresh = |view: &mut LiveSubscription<User>| loop {
+            let got = view
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a new snapshot")
+                .unwrap();
+            if got == fresh_users() {
+                return;
+            }
+        };
+        assert_eq!(view.recv().unwrap(), fresh_users());
+        let profile = store
+            .save(common::models::Profile {
+                user_id: bob.id,
+                bio: Some("hi".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        until_fresh(&mut view);
+        store
+            .save(common::models::Profile {
+                bio: Some("edited".into()),
+                ..profile.clone()
+            })
+            .unwrap();
+        until_fresh(&mut view);
+        store.save(comment(&p, "under a post ann edits")).unwrap();
+        until_fresh(&mut view);
+        store.delete(&profile).unwrap();
+        until_fresh(&mut view);
+        store.unlink_and_delete::<User>(&ann.id).unwrap();
+        until_fresh(&mut view);
+    });
+}
+
+#[test]
+fn a_subscriber_that_fell_behind_gets_a_full_refresh_never_a_wrong_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("blog.db").display().to_string())
+        .migrations(datastore::embed_migrations!())
+        .observe_buffer(2)
+        .open()
+        .unwrap();
+    let first = store.save(post("first", 5)).unwrap();
+    let mut view = live(&store);
+    next(&mut view);
+    let full = view.stats().full;
+    for i in 0..20 {
+        store.save(comment(&first, &format!("c{i}"))).unwrap();
+    }
+    until(&mut view, &fresh(&store));
+    assert!(view.stats().full > full, "{:?}", view.stats());
+}
+
+/// Counts the statements that read rows (`SELECT`s) on a pooled connection.
+fn count_reads(conn: &mut PooledConn) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let instrumentation = move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            if query
+                .to_string()
+                .trim_start()
+                .to_uppercase()
+                .starts_with("SELECT")
+            {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    };
+    let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
+    diesel::Connection::set_instrumentation(&mut **conn, boxed);
+    count
+}
+
+/// A store whose pool has one connection, so that the live query reads on the one counted.
+fn one_connection(url: &str) -> Store {
+    Store::builder(url)
+        .migrations(datastore::embed_migrations!())
+        .pool_size(1)
+        .open()
+        .unwrap()
+}
+
+/// Posts with ten comments each, one reply on each first comment, and an editor each.
+fn blog(store: &Store, posts: usize) -> (Vec<Post>, Vec<Comment>, User) {
+    let editor = store.save(user("editor")).unwrap();
+    let mut saved = Vec::new();
+    let mut comments = Vec::new();
+    for i in 0..posts {
+        let p = store.save(post(&format!("post {i}"), i as i32)).unwrap();
+        let mut rows: Vec<Comment> = (0..10).map(|j| comment(&p, &format!("c{j}"))).collect();
+        rows = store.insert_all(rows).unwrap();
+        store
+            .save(Comment {
+                parent_id: Some(rows[0].id),
+                ..comment(&p, "reply")
+            })
+            .unwrap();
+        p.link_editors(&mut store.conn().unwrap(), &editor).unwrap();
+        comments.extend(rows);
+        saved.push(p);
+    }
+    (saved, comments, editor)
+}
+
+/// What one committed change costs the live query: the statements it ran that read rows,
+/// and how many roots it read again.
+fn cost(
+    store: &Store,
+    view: &mut LiveSubscription<Post>,
+    reads: &AtomicUsize,
+    change: impl FnOnce(),
+) -> (usize, u64) {
+    change();
+    let roots = view.stats().roots_read;
+    reads.store(0, Ordering::SeqCst);
+    let got = next(view);
+    let spent = reads.swap(0, Ordering::SeqCst);
+    assert_eq!(got, fresh_all(store));
+    reads.store(0, Ordering::SeqCst);
+    (spent, view.stats().roots_read - roots)
+}
+
+fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
+    for size in [5, 40] {
+        let (url, _keep) = url();
+        let store = one_connection(&url);
+        let (posts, comments, editor) = blog(&store, size);
+        let mut view = store
+            .live::<Post>()
+            .load(Post::COMMENTS.then(Comment::REPLIES))
+            .load(Post::EDITORS)
+            .subscribe()
+            .unwrap();
+        next(&mut view);
+        let reads = count_reads(&mut store.conn().unwrap());
+        // Depth 2 (comments, then their replies): at most 3 statements, one post read again.
+        let mut c = comments[3].clone();
+        c.content = Some("edited".into());
+        let (spent, roots) = cost(&store, &mut view, &reads, || {
+            store.save(c.clone()).unwrap();
+        });
+        assert!(
+            spent <= 3,
+            "an edited comment cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 1, "one post read again");
+        let (spent, roots) = cost(&store, &mut view, &reads, || {
+            store
+                .save(Comment {
+                    parent_id: Some(comments[13].id),
+                    ..comment(&posts[1], "new reply")
+                })
+                .unwrap();
+        });
+        assert!(
+            spent <= 3,
+            "a new reply cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 1);
+        let (spent, roots) = cost(&store, &mut view, &reads, || {
+            store.delete(&comments[25]).unwrap();
+        });
+        assert!(
+            spent <= 3,
+            "a deleted comment cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 1);
+        // A link: the join rows and the linked rows of that post.
+        let (spent, roots) = cost(&store, &mut view, &reads, || {
+            posts[0]
+                .unlink_editors(&mut store.conn().unwrap(), &editor)
+                .unwrap();
+        });
+        assert!(
+            spent <= 2,
+            "an unlink cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 1);
+        // A post's own field: the window, read again in one statement.
+        let mut p = posts[2].clone();
+        p.title = "renamed".into();
+        let (spent, roots) = cost(&store, &mut view, &reads, || {
+            store.save(p.clone()).unwrap();
+        });
+        assert_eq!(spent, 1, "a post renamed ({size} posts)");
+        assert_eq!(roots, 0);
+    }
+}
+
+#[test]
+fn a_change_to_one_comment_costs_at_most_depth_plus_one_statements_whatever_the_result_size() {
+    statement_counts(|| {
+        let dir = tempfile::tempdir().unwrap();
+        (
+            dir.path().join("blog.db").display().to_string(),
+            Box::new(dir),
+        )
+    });
+}
+
+#[test]
+fn on_postgres_a_change_to_one_comment_costs_at_most_depth_plus_one_statements() {
+    if let Some(url) = common::postgres_url() {
+        statement_counts(|| {
+            let schema = common::PgSchema::new(&url);
+            (schema.url().to_owned(), Box::new(schema))
+        });
+    }
+}
+
+#[test]
+fn a_live_query_inside_a_transaction_reads_committed_data() {
+    let (_dir, store) = common::file_store();
+    let first = store.save(post("first", 5)).unwrap();
+    let mut view = live(&store);
+    next(&mut view);
+    store
+        .transaction(|tx| {
+            tx.save(comment(&first, "inside"))?;
+            // The view reads committed rows, on observe's own connection: nothing new yet.
+            assert!(view.recv_timeout(Duration::from_millis(100)).is_none());
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    until(&mut view, &fresh(&store));
+}
+
+/// One step of a random history.
+#[derive(Debug, Clone)]
+enum Op {
+    AddPost(i32),
+    Rate(usize, i32),
+    DeletePost(usize),
+    AddComment(usize),
+    Reply(usize),
+    Edit(usize),
+    Move(usize, usize),
+    DeleteComment(usize),
+    Link(usize, usize),
+    Unlink(usize, usize),
+    Rename(usize),
+    /// Two changes in one transaction: a comment moved and another edited.
+    MoveAndEdit(usize, usize, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let i = 0..64usize;
+    prop_oneof![
+        (-2..20i32).prop_map(Op::AddPost),
+        (i.clone(), -2..20i32).prop_map(|(p, r)| Op::Rate(p, r)),
+        i.clone().prop_map(Op::DeletePost),
+        i.clone().prop_map(Op::AddComment),
+        i.clone().prop_map(Op::Reply),
+        i.clone().prop_map(Op::Edit),
+        (i.clone(), i.clone()).prop_map(|(c, p)| Op::Move(c, p)),
+        i.clone().prop_map(Op::DeleteComment),
+        (i.clone(), i.clone()).prop_map(|(p, u)| Op::Link(p, u)),
+        (i.clone(), i.clone()).prop_map(|(p, u)| Op::Unlink(p, u)),
+        i.clone().prop_map(Op::Rename),
+        (i.clone(), i.clone(), i).prop_map(|(a, p, b)| Op::MoveAndEdit(a, p, b)),
+    ]
+}
+
+fn pick<T: Clone>(rows: &[T], i: usize) -> Option<T> {
+    (!rows.is_empty()).then(|| rows[i % rows.len()].clone())
+}
+
+/// Applies one step (nothing when it names rows that do not exist).
+fn apply(store: &Store, op: &Op, n: usize) {
+    let posts: Vec<Post> = store.all().unwrap();
+    let comments: Vec<Comment> = store.all().unwrap();
+    let users: Vec<User> = store.all().unwrap();
+    let conn = &mut store.conn().unwrap();
+    match op {
+        Op::AddPost(rating) => {
+            store.save(post(&format!("p{n}"), *rating)).unwrap();
+        }
+        Op::Rate(p, rating) => {
+            if let Some(mut p) = pick(&posts, *p) {
+                p.rating = *rating;
+                store.save(p).unwrap();
+            }
+        }
+        Op::DeletePost(p) => {
+            if let Some(p) = pick(&posts, *p) {
+                store.unlink_and_delete::<Post>(&p.id).unwrap();
+            }
+        }
+        Op::AddComment(p) => {
+            if let Some(p) = pick(&posts, *p) {
+                store.save(comment(&p, &format!("c{n}"))).unwrap();
+            }
+        }
+        Op::Reply(c) => {
+            if let Some(c) = pick(&comments, *c) {
+                store
+                    .save(Comment {
+                        content: Some(format!("r{n}")),
+                        post_id: c.post_id,
+                        parent_id: Some(c.id),
+                        ..Comment::default()
+                    })
+                    .unwrap();
+            }
+        }
+        Op::Edit(c) => {
+            if let Some(mut c) = pick(&comments, *c) {
+                c.content = Some(format!("e{n}"));
+                store.save(c).unwrap();
+            }
+        }
+        Op::Move(c, p) => {
+            if let (Some(mut c), Some(p)) = (pick(&comments, *c), pick(&posts, *p)) {
+                c.post_id = p.id;
+                store.save(c).unwrap();
+            }
+        }
+        Op::DeleteComment(c) => {
+            if let Some(c) = pick(&comments, *c) {
+                store.delete(&c).unwrap();
+            }
+        }
+        Op::Link(p, u) => {
+            if let (Some(p), Some(u)) = (pick(&posts, *p), pick(&users, *u)) {
+                p.link_editors(conn, &u).unwrap();
+            }
+        }
+        Op::Unlink(p, u) => {
+            if let (Some(p), Some(u)) = (pick(&posts, *p), pick(&users, *u)) {
+                p.unlink_editors(conn, &u).unwrap();
+            }
+        }
+        Op::Rename(u) => {
+            if let Some(mut u) = pick(&users, *u) {
+                u.username = format!("u{n}");
+                store.save(u).unwrap();
+            }
+        }
+        Op::MoveAndEdit(a, p, b) => {
+            if let (Some(mut a), Some(p), Some(b)) =
+                (pick(&comments, *a), pick(&posts, *p), pick(&comments, *b))
+            {
+                store
+                    .transaction(|tx| {
+                        a.post_id = p.id;
+                        tx.save(a)?;
+                        let mut b = tx.get::<Comment>(&b.id)?;
+                        b.content = Some(format!("m{n}"));
+                        tx.save(b)
+                    })
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// Runs the steps while another thread reads the live view; checks that every snapshot is
+/// the result at a commit, that they follow commit order, and that the last is the final
+/// result.
+fn follows_every_commit(store: &Store, ops: &[Op]) -> Result<(), TestCaseError> {
+    for (i, name) in ["ann", "bob", "cat"].iter().enumerate() {
+        store.save(user(name)).unwrap();
+        store.save(post(&format!("seed {i}"), i as i32)).unwrap();
+    }
+    let mut view = live(store);
+    let mut states = vec![fresh(store)];
+    let (snapshots, _view) = std::thread::scope(|scope| {
+        let (stop, stopped) = std::sync::mpsc::channel::<Vec<Post>>();
+        let reader = scope.spawn(move || {
+            let mut seen = vec![next(&mut view)];
+            let mut last_wanted: Option<(Vec<Post>, std::time::Instant)> = None;
+            loop {
+                if let Ok(wanted) = stopped.try_recv() {
+                    last_wanted = Some((wanted, std::time::Instant::now()));
+                }
+                if let Some((wanted, since)) = &last_wanted {
+                    // Once writes stop, the last snapshot must come to equal a fresh query
+                    // (a minute is plenty; the comparison below says what it is otherwise).
+                    if seen.last() == Some(wanted) || since.elapsed() > Duration::from_secs(60) {
+                        return (seen, view);
+                    }
+                }
+                if let Some(got) = view.recv_timeout(Duration::from_millis(50)) {
+                    seen.push(got.unwrap());
+                }
+            }
+        });
+        for (n, op) in ops.iter().enumerate() {
+            apply(store, op, n);
+            // The only writer: what it reads now is the state after this commit.
+            let state = fresh(store);
+            if states.last() != Some(&state) {
+                states.push(state);
+            }
+        }
+        stop.send(states.last().unwrap().clone()).unwrap();
+        reader.join().unwrap()
+    });
+    let mut at = 0;
+    for snapshot in &snapshots {
+        let found = states[at..].iter().position(|s| s == snapshot);
+        prop_assert!(
+            found.is_some(),
+            "a snapshot that is no commit's result (or goes back), after state {at} of {}: {snapshot:#?}",
+            states.len()
+        );
+        at += found.unwrap();
+    }
+    prop_assert_eq!(snapshots.last(), states.last());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn on_a_sqlite_file_every_snapshot_is_a_commits_result_in_order_and_the_last_is_fresh(ops in prop::collection::vec(op(), 1..30)) {
+        let (_dir, store) = common::file_store();
+        follows_every_commit(&store, &ops)?;
+    }
+
+    #[test]
+    fn on_postgres_every_snapshot_is_a_commits_result_in_order_and_the_last_is_fresh(ops in prop::collection::vec(op(), 1..30)) {
+        if let Some(db) = common::TestDb::postgres() {
+            let _schema = db.schema;
+            follows_every_commit(&db.store, &ops)?;
+        }
+    }
+}
