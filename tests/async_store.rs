@@ -439,6 +439,36 @@ async_per_backend! {
         assert_eq!(store.subscriptions(), 0);
     }
 
+    fn a_live_query_over_relations_is_a_stream_of_snapshots(store) {
+        let mut top = store
+            .live::<Post>()
+            .query(|q| q.filter(posts::rating.gt(4)))
+            .load(Post::COMMENTS.then(Comment::REPLIES))
+            .subscribe_async()
+            .await
+            .unwrap();
+        assert_eq!(next_within(&mut top).await.unwrap(), vec![]);
+        let high = store.save(post("high", 9)).await.unwrap();
+        let first = next_within(&mut top).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].comments.get().map(<[Comment]>::len), Some(0));
+        // A comment on a post of the result: the post's comments are read again.
+        let said = store.save(comment(&high, "first!")).await.unwrap();
+        let with_comment = next_within(&mut top).await.unwrap();
+        let comments = with_comment[0].comments.get().unwrap();
+        assert_eq!(comments.len(), 1);
+        assert_eq!(comments[0].id, said.id);
+        // A post outside the filter changes nothing; the post's delete (with its comments, by
+        // the cascade) empties the result.
+        store.save(post("low", 1)).await.unwrap();
+        store.delete(&high).await.unwrap();
+        assert_eq!(next_within(&mut top).await.unwrap(), vec![]);
+        let stats = top.stats().expect("no read in flight between items");
+        assert!(stats.partial > 0, "a comment re-read its post only: {stats:?}");
+        drop(top);
+        assert_eq!(store.subscriptions(), 0);
+    }
+
     fn dropped_futures_leave_the_pool_clean_and_every_committed_write_observed(store) {
         cancellation_under_load(store).await;
     }

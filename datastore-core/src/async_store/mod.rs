@@ -36,7 +36,7 @@ mod transaction;
 #[cfg(feature = "async")]
 pub use store::AsyncStore;
 #[cfg(feature = "async")]
-pub use stream::{AllChangeStream, ChangeStream, QueryStream};
+pub use stream::{AllChangeStream, ChangeStream, LiveStream, QueryStream};
 #[cfg(feature = "async")]
 pub use transaction::AsyncTransaction;
 
@@ -224,7 +224,9 @@ pub trait AsyncRepo: Send + Sync {
 
 /// Runs `f` on tokio's blocking pool; a panic in `f` resumes in the caller.
 #[cfg(feature = "async")]
-async fn unblock<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn unblock<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     joined(tokio::task::spawn_blocking(f).await)
 }
 

@@ -259,6 +259,15 @@ impl AsyncStore {
         Ok(QueryStream::new(self.store.clone(), queue, Arc::new(build)))
     }
 
+    /// A live query over relations, to subscribe to with
+    /// [`subscribe_async`](crate::observe::LiveQuery::subscribe_async); see [`Store::live`].
+    pub fn live<M>(&self) -> crate::observe::LiveQuery<M>
+    where
+        M: Persist<AnyConnection> + PartialEq + Clone,
+    {
+        self.store.live::<M>()
+    }
+
     /// How many subscriptions are live (each dropped stream unsubscribes).
     pub fn subscriptions(&self) -> usize {
         self.store.subscriptions()

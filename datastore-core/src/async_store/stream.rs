@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 use super::joined;
 use crate::model::Model;
 use crate::observe::hub::{Item, Queue};
-use crate::observe::{AllSubscription, Change, Observed, RowChange, Subscription};
+use crate::observe::{
+    AllSubscription, Change, LiveSubscription, Observed, RowChange, Subscription,
+};
 use crate::persist::Persist;
 use crate::repo::Repo;
 use crate::{AnyConnection, Error, Result, Store};
@@ -184,6 +186,117 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
                 }
             }
             this.reading = Some(this.read());
+        }
+    }
+}
+
+/// A live query over relations as a stream: what
+/// [`LiveQuery::subscribe_async`](crate::observe::LiveQuery::subscribe_async) returns. The
+/// result now, then the next different result after the committed transactions that changed
+/// it, with the same guarantees as the blocking
+/// [`LiveSubscription`](crate::observe::LiveSubscription) (each result is a committed state,
+/// in commit order; a slow reader gets the latest result, not a queue of old ones).
+/// [`Error::FeedLost`] once if the feed of changes is lost, then the end. Waiting for a change
+/// never blocks: the hub wakes the task; each read runs on tokio's blocking pool. Dropping it
+/// unsubscribes (once a read in flight has ended).
+pub struct LiveStream<M: Persist<AnyConnection>> {
+    queue: Arc<Queue>,
+    /// The subscription, while no read holds it.
+    subscription: Option<LiveSubscription<M>>,
+    /// The read in flight, which gives the subscription back with its result (`None`: the
+    /// changes it handled left the result as it was).
+    reading: Option<JoinHandle<Reading<M>>>,
+    /// The first result has been asked for.
+    started: bool,
+    ended: bool,
+}
+
+type Reading<M> = (LiveSubscription<M>, Option<Result<Vec<M>>>);
+
+impl<M: Persist<AnyConnection>> fmt::Debug for LiveStream<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveStream")
+            .field("model", &M::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+// Nothing in it is pinned: the subscription is a plain value, the read a `JoinHandle`.
+impl<M: Persist<AnyConnection>> Unpin for LiveStream<M> {}
+
+impl<M: Persist<AnyConnection> + PartialEq + Clone> LiveStream<M> {
+    pub(crate) fn new(subscription: LiveSubscription<M>) -> Self {
+        Self {
+            queue: subscription.queue().clone(),
+            subscription: Some(subscription),
+            reading: None,
+            started: false,
+            ended: false,
+        }
+    }
+
+    /// How its results were made so far ([`LiveSubscription::stats`]); `None` while a read
+    /// is in flight.
+    pub fn stats(&self) -> Option<crate::observe::live::Stats> {
+        self.subscription.as_ref().map(LiveSubscription::stats)
+    }
+}
+
+impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for LiveStream<M> {
+    type Item = Result<Vec<M>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(reading) = &mut this.reading {
+                let (subscription, result) = match Pin::new(reading).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(read)) => read,
+                    Poll::Ready(Err(error)) => {
+                        this.reading = None;
+                        this.ended = true;
+                        return match error.try_into_panic() {
+                            Ok(panic) => std::panic::resume_unwind(panic),
+                            Err(_) => Poll::Ready(Some(Err(Error::RuntimeShutdown))),
+                        };
+                    }
+                };
+                this.reading = None;
+                this.subscription = Some(subscription);
+                match result {
+                    Some(Err(error)) => {
+                        this.ended |= matches!(error, Error::FeedLost { .. });
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                    Some(Ok(rows)) => return Poll::Ready(Some(Ok(rows))),
+                    None => {} // the result is as it was: wait for the next change
+                }
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            let Some(mut subscription) = this.subscription.take() else {
+                return Poll::Ready(None);
+            };
+            if this.started {
+                match this.queue.poll_next(cx) {
+                    Poll::Pending => {
+                        this.subscription = Some(subscription);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(None) => {
+                        this.ended = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Some(item)) => subscription.hold(item),
+                }
+            }
+            this.started = true;
+            // Handles what it holds and whatever else is queued by then, without waiting.
+            this.reading = Some(tokio::task::spawn_blocking(move || {
+                let result = subscription.recv_timeout(std::time::Duration::ZERO);
+                (subscription, result)
+            }));
         }
     }
 }

@@ -220,6 +220,44 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     }
 }
 
+#[cfg(feature = "async")]
+impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
+    /// Subscribes, for an async task: the results as a stream (see
+    /// [`LiveStream`](crate::async_store::LiveStream)). Subscribing (on PostgreSQL, the
+    /// listener reaching its start) and every read run on tokio's blocking pool.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub done: bool }
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// let store = AsyncStore::from(
+    ///     Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?,
+    /// );
+    /// let mut open_tasks = store
+    ///     .live::<Task>()
+    ///     .query(|q| q.filter(tasks::done.eq(false)))
+    ///     .subscribe_async()
+    ///     .await?;
+    /// assert!(open_tasks.next().await.unwrap()?.is_empty());
+    /// let task = store.save(Task::default()).await?;
+    /// assert_eq!(open_tasks.next().await.unwrap()?, vec![task]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn subscribe_async(self) -> Result<crate::async_store::LiveStream<M>>
+    where
+        M: Send + 'static,
+    {
+        crate::async_store::unblock(move || self.subscribe())
+            .await
+            .map(crate::async_store::LiveStream::new)
+    }
+}
+
 /// What a live subscription did so far: how its snapshots were made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -373,6 +411,18 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 return result;
             }
         }
+    }
+
+    /// The queue of its changes (an async reader waits on it before it reads).
+    #[cfg(feature = "async")]
+    pub(crate) fn queue(&self) -> &Arc<hub::Queue> {
+        &self.queue
+    }
+
+    /// Hands it an item an async reader took from its queue, to handle at the next read.
+    #[cfg(feature = "async")]
+    pub(crate) fn hold(&mut self, item: Item) {
+        self.held.push(item);
     }
 
     /// Takes everything queued now.
