@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use datastore::observe::LiveSubscription;
 use datastore::prelude::*;
-use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use tokio::sync::watch;
 
