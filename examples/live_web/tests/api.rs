@@ -240,3 +240,42 @@ fn another_store_writing_the_same_sqlite_file_shows_on_the_stream() {
     other.delete(&post).unwrap();
     assert_eq!(events.next().data, json!([]));
 }
+
+/// Another process: a second server (this package's binary) on the same file, written
+/// through its API; the first server's stream shows the write.
+#[test]
+fn another_process_writing_the_same_sqlite_file_shows_on_the_stream() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let served = serve();
+    let base = served.running.url();
+    let events = Events::open(&base);
+    assert_eq!(events.next().data, json!([]));
+
+    let mut other = Command::new(env!("CARGO_BIN_EXE_datastore-live-web"))
+        .arg(&served.file)
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("a second server process");
+    let mut line = String::new();
+    BufReader::new(other.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the second server's address");
+    let other_base = line
+        .split_whitespace()
+        .last()
+        .expect("an address")
+        .to_owned();
+    let saved = call(
+        &other_base,
+        "POST",
+        "/api/posts",
+        Some(json!({ "title": "From another process" })),
+    );
+    other.kill().expect("the second server stops");
+    other.wait().unwrap();
+    assert_eq!(saved.status, 201, "{:?}", saved.body);
+    assert_eq!(events.next_posts()[0]["title"], "From another process");
+}

@@ -21,6 +21,29 @@ pub struct Served {
     _dir: tempfile::TempDir,
 }
 
+/// A server on a fresh schema of the PostgreSQL database at `DATASTORE_POSTGRES_URL`, or
+/// `None` (said on stderr) when it is unset.
+pub fn serve_postgres(schema: &str) -> Option<(Running, String)> {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::{Connection, PgConnection};
+
+    let Ok(server) = std::env::var("DATASTORE_POSTGRES_URL") else {
+        eprintln!("NOTE: the PostgreSQL test was NOT run: DATASTORE_POSTGRES_URL is unset");
+        return None;
+    };
+    let mut admin = PgConnection::establish(&server).expect("the PostgreSQL server");
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .expect("a fresh schema");
+    let separator = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+    let running = Running::start(&url, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .expect("the server starts");
+    Some((running, url))
+}
+
 /// Starts the server on a fresh SQLite file, on any free port.
 pub fn serve() -> Served {
     let dir = tempfile::tempdir().expect("a temporary directory");
