@@ -29,7 +29,6 @@ mod feed;
 use std::net::SocketAddr;
 
 use datastore::prelude::*;
-use tokio::sync::watch;
 
 pub use api::router;
 pub use feed::{Feed, View};
@@ -140,6 +139,3 @@ pub fn sqlite_file(store: &AsyncStore) -> Option<String> {
         && !url.contains("mode=memory"))
     .then(|| url.to_owned())
 }
-
-/// A receiver of the latest view, for code that wants it without HTTP.
-pub type ViewReceiver = watch::Receiver<View>;
