@@ -77,6 +77,7 @@ fn run(store: &Store, sqlite_file: Option<String>, tx: &watch::Sender<View>) {
             Ok(view) => view,
             Err(e) => {
                 fail(tx, &e);
+                published = "".into(); // the next view replaces the failure
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -101,6 +102,7 @@ fn run(store: &Store, sqlite_file: Option<String>, tx: &watch::Sender<View>) {
                 }
                 Some(Err(e)) => {
                     fail(tx, &e);
+                    published = "".into();
                     std::thread::sleep(POLL);
                     continue 'subscribe;
                 }
