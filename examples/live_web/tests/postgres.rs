@@ -7,11 +7,13 @@ mod support;
 use datastore::prelude::*;
 use datastore_live_web::models::Post;
 use serde_json::json;
-use support::{call, comment_texts, serve_postgres, Events};
+use support::{call, comment_texts, drop_schema, serve_postgres, Events};
 
 #[test]
 fn the_page_follows_a_postgresql_database() {
-    let Some((running, url)) = serve_postgres("datastore_live_web") else {
+    // A schema of this process's own: other test runs may share the database.
+    let schema = format!("datastore_live_web_{}", std::process::id());
+    let Some((running, url)) = serve_postgres(&schema) else {
         return;
     };
     let base = running.url();
@@ -93,4 +95,7 @@ fn the_page_follows_a_postgresql_database() {
         "the post went, its comment with it: {view:?}"
     );
     assert_eq!(view[0]["title"], "From elsewhere");
+
+    drop((events, other, running));
+    drop_schema(&schema);
 }

@@ -44,6 +44,18 @@ pub fn serve_postgres(schema: &str) -> Option<(Running, String)> {
     Some((running, url))
 }
 
+/// Drops a schema [`serve_postgres`] made.
+pub fn drop_schema(schema: &str) {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::{Connection, PgConnection};
+
+    let server = std::env::var("DATASTORE_POSTGRES_URL").expect("DATASTORE_POSTGRES_URL");
+    let mut admin = PgConnection::establish(&server).expect("the PostgreSQL server");
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .expect("the schema dropped");
+}
+
 /// Starts the server on a fresh SQLite file, on any free port.
 pub fn serve() -> Served {
     let dir = tempfile::tempdir().expect("a temporary directory");
