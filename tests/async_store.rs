@@ -719,14 +719,15 @@ fn worst_tick_lag(store: &AsyncStore) -> Duration {
 /// runtime's one thread.
 ///
 /// This machine is shared (two cores, other builds, the PostgreSQL server): the scheduler
-/// alone can hold any thread up for a few milliseconds. So the run is made up to three times,
-/// and one run within 5 ms passes. A store that ran a call on the runtime's thread fails every
+/// alone can hold any thread up for a few milliseconds (6-7 ms in every one of three runs
+/// once, while another build ran). So the run is made up to five times, and one run within
+/// 5 ms passes. A store that ran a call on the runtime's thread fails every
 /// run: each slow call alone makes a tick 10 ms late.
 fn a_ticker_keeps_time_while_the_store_works(store: impl FnOnce() -> Option<TestStore>) {
     let _alone = QUIET.write().unwrap_or_else(|p| p.into_inner());
     let Some(db) = store() else { return };
     let mut runs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let worst = worst_tick_lag(&db.store);
         runs.push(worst);
         if worst < Duration::from_millis(5) {

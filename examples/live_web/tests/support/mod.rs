@@ -177,6 +177,23 @@ impl Events {
             .expect("an event on the stream")
     }
 
+    /// The posts of the first `posts` event for which `done` holds, skipping earlier ones:
+    /// a stream opened after writes may first send the view as the live query last read it,
+    /// before those writes reached it.
+    pub fn posts_when(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let posts = self.next_posts();
+            if done(&posts) {
+                return posts;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no view as expected came; the last: {posts:?}"
+            );
+        }
+    }
+
     /// The next `posts` event's posts.
     pub fn next_posts(&self) -> Vec<Value> {
         let event = self.next();
