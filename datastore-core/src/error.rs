@@ -512,6 +512,13 @@ impl ConstraintViolation {
 }
 
 impl Error {
+    /// [`Error::FeedLost`] for the feed's reason (a live result's, once its feed is lost).
+    pub(crate) fn feed_lost(reason: &str) -> Self {
+        Error::FeedLost {
+            reason: reason.to_owned(),
+        }
+    }
+
     /// How many levels of `ON DELETE CASCADE` SQLite follows (its trigger depth limit,
     /// `SQLITE_MAX_TRIGGER_DEPTH`): see [`Error::CascadeTooDeep`].
     pub const SQLITE_CASCADE_LIMIT: u32 = 1000;

@@ -180,9 +180,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
                     });
                 if let Some(reason) = lost {
                     this.ended = true;
-                    return Poll::Ready(Some(Err(Error::FeedLost {
-                        reason: reason.to_string(),
-                    })));
+                    return Poll::Ready(Some(Err(Error::feed_lost(&reason))));
                 }
             }
             this.reading = Some(this.read());

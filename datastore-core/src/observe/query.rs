@@ -102,7 +102,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     /// on every later call, once the feed of changes is lost.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
         if let Some(reason) = &self.lost {
-            return Some(Err(feed_lost(reason)));
+            return Some(Err(Error::feed_lost(reason)));
         }
         if self.last.is_none() {
             return Some(self.refresh());
@@ -122,7 +122,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
             });
             drop(items);
             if let Some(reason) = lost {
-                let error = feed_lost(&reason);
+                let error = Error::feed_lost(&reason);
                 self.lost = Some(reason);
                 return Some(Err(error));
             }
@@ -151,12 +151,6 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
         let rows = self.run()?;
         self.last = Some(rows.clone());
         Ok(rows)
-    }
-}
-
-fn feed_lost(reason: &str) -> Error {
-    Error::FeedLost {
-        reason: reason.to_owned(),
     }
 }
 

@@ -364,7 +364,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     /// call, once the feed of changes is lost.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
         if let Some(reason) = &self.lost {
-            return Some(Err(feed_lost(reason)));
+            return Some(Err(Error::feed_lost(reason)));
         }
         if self.rows.is_none() {
             return Some(self.full_refresh().map(|rows| rows.to_vec()));
@@ -381,7 +381,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 Item::Lost(reason) => Some(reason.clone()),
                 _ => None,
             }) {
-                let error = feed_lost(&reason);
+                let error = Error::feed_lost(&reason);
                 self.lost = Some(reason);
                 return Some(Err(error));
             }
@@ -614,12 +614,6 @@ fn load_all<M: Model>(
         step.load(conn, lent)?;
     }
     Ok(())
-}
-
-fn feed_lost(reason: &str) -> Error {
-    Error::FeedLost {
-        reason: reason.to_owned(),
-    }
 }
 
 impl<M: Persist<AnyConnection> + Clone + PartialEq> Iterator for LiveSubscription<M> {
