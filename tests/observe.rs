@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::models::{Comment, Post, User};
 use common::{comment, file_store};
 use datastore::diesel::connection::SimpleConnection;
-use datastore::observe::{Change, Observed, Op, Subscription};
+use datastore::observe::{Change, ChangeFeed, Observed, Op, Subscription};
 use datastore::prelude::*;
 use datastore::{Error, Model};
 
@@ -34,7 +34,7 @@ fn assert_quiet<M: Model + std::fmt::Debug>(sub: &Subscription<M>) {
 }
 
 per_backend! {
-    fn a_bulk_insert_arrives_row_by_row(store) {
+    each_feed fn a_bulk_insert_arrives_row_by_row(store) {
         let posts = store.observe::<Post>().unwrap();
         let inserted = store
             .insert_all((0..3).map(|i| post(&format!("bulk {i}"))).collect())
@@ -48,7 +48,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_bulk_insert_that_fails_in_its_second_statement_delivers_nothing(store) {
+    each_feed fn a_bulk_insert_that_fails_in_its_second_statement_delivers_nothing(store) {
         let posts = store.observe::<Post>().unwrap();
         // 5,000 posts take two statements; the last one repeats the first's key.
         let mut rows: Vec<Post> = (0..5_000).map(|i| post(&format!("bulk {i}"))).collect();
@@ -61,7 +61,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn inserts_updates_and_deletes_arrive_with_the_whole_row(store) {
+    each_feed fn inserts_updates_and_deletes_arrive_with_the_whole_row(store) {
         let posts = store.observe::<Post>().unwrap();
         let saved = store.save(post("hello")).unwrap();
         assert_eq!(
@@ -99,7 +99,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn an_update_that_changes_nothing_delivers_nothing(store) {
+    each_feed fn an_update_that_changes_nothing_delivers_nothing(store) {
         let saved = store.save(post("same")).unwrap();
         let posts = store.observe::<Post>().unwrap();
         store.save(saved.clone()).unwrap();
@@ -113,7 +113,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_rolled_back_transaction_delivers_nothing(store) {
+    each_feed fn a_rolled_back_transaction_delivers_nothing(store) {
         let posts = store.observe::<Post>().unwrap();
         let result: datastore::Result<()> = store.transaction(|tx| {
             tx.save(post("doomed"))?;
@@ -128,7 +128,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_savepoint_rolled_back_inside_a_committed_transaction_delivers_only_the_rest(store) {
+    each_feed fn a_savepoint_rolled_back_inside_a_committed_transaction_delivers_only_the_rest(store) {
         let posts = store.observe::<Post>().unwrap();
         let kept = store
             .transaction(|tx| {
@@ -171,7 +171,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_statement_failing_half_way_in_a_savepoint_delivers_nothing_of_its_rows(store) {
+    each_feed fn a_statement_failing_half_way_in_a_savepoint_delivers_nothing_of_its_rows(store) {
         let users = store.observe::<User>().unwrap();
         store
             .transaction(|tx| {
@@ -195,7 +195,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_cascade_delivers_each_child_before_the_parent(store) {
+    each_feed fn a_cascade_delivers_each_child_before_the_parent(store) {
         let parent = store.save(post("parent")).unwrap();
         let a = store.save(comment(&parent, "a")).unwrap();
         let b = store.save(comment(&parent, "b")).unwrap();
@@ -244,7 +244,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_delete_without_where_is_reported_row_by_row(store) {
+    each_feed fn a_delete_without_where_is_reported_row_by_row(store) {
         for title in ["a", "b", "c"] {
             store.save(post(title)).unwrap();
         }
@@ -268,7 +268,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn the_seed_scenario_observes_comments_of_one_post(store) {
+    each_feed fn the_seed_scenario_observes_comments_of_one_post(store) {
         let post_123 = store.save(post("123")).unwrap();
         let other = store.save(post("other")).unwrap();
         let id = post_123.id;
@@ -304,7 +304,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn dropping_a_subscription_unsubscribes(store) {
+    each_feed fn dropping_a_subscription_unsubscribes(store) {
         let a = store.observe::<Post>().unwrap();
         let b = store.observe_all().unwrap();
         assert_eq!(store.subscriptions(), 2);
@@ -428,7 +428,7 @@ fn pooled_writers_are_observed(store: Store) {
 }
 
 per_backend! {
-    fn observe_query_yields_the_result_then_each_result_a_commit_alters(store) {
+    each_feed fn observe_query_yields_the_result_then_each_result_a_commit_alters(store) {
         use common::models::posts;
         let first = store
             .save(Post {
@@ -473,7 +473,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it(store) {
+    each_feed fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it(store) {
         let mut conn = store.conn().unwrap();
         conn.batch_execute("BEGIN; SAVEPOINT before_anyone_listened")
             .unwrap();
@@ -535,7 +535,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn a_subscription_ends_when_its_store_is_gone(store) {
+    each_feed fn a_subscription_ends_when_its_store_is_gone(store) {
         let mut posts = store.observe::<Post>().unwrap();
         let saved = store.save(post("last")).unwrap();
         drop(store);
@@ -584,7 +584,7 @@ fn each_overflow_is_reported_where_it_happened() {
 }
 
 per_backend! {
-    fn a_row_larger_than_a_notification_arrives_whole(store) {
+    each_feed fn a_row_larger_than_a_notification_arrives_whole(store) {
         let posts = store.observe::<Post>().unwrap();
         // PostgreSQL refuses notification payloads of 8000 bytes and more.
         let body = "é'\"; ".repeat(100_000);
@@ -888,7 +888,7 @@ fn json_values_arrive_as_committed_on_postgres() {
 }
 
 per_backend! {
-    fn a_default_profile_with_a_json_null_arrives_as_committed(store) {
+    each_feed fn a_default_profile_with_a_json_null_arrives_as_committed(store) {
         use common::models::Profile;
         let user = store.save(common::user("json")).unwrap();
         let profiles = store.observe::<Profile>().unwrap();
@@ -902,7 +902,7 @@ per_backend! {
 /// A change whose stored payload cannot be read is reported, never dropped.
 #[test]
 fn on_postgres_a_change_whose_payload_does_not_parse_is_reported() {
-    let Some(db) = common::TestDb::postgres() else {
+    let Some(db) = common::TestDb::postgres_with(ChangeFeed::Triggers) else {
         return;
     };
     let _schema = db.schema;
@@ -934,7 +934,7 @@ fn on_postgres_a_change_whose_payload_does_not_parse_is_reported() {
 }
 
 per_backend! {
-    fn live_queries_read_their_results_side_by_side(store) {
+    each_feed fn live_queries_read_their_results_side_by_side(store) {
         // A live query whose result takes long to read (its query is slow to build).
         let slow = {
             let store = store.clone();

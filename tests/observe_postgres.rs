@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::models::{Comment, Post};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use datastore::observe::{Observed, Op, Subscription};
+use datastore::observe::{ChangeFeed, Observed, Op, Subscription};
 use datastore::prelude::*;
 use datastore::Error;
 
@@ -64,7 +64,7 @@ fn on_postgres_old_recorded_changes_are_removed_when_a_listener_starts() {
     let mut admin = PgConnection::establish(schema.url()).unwrap();
     {
         // A short-lived process: it observes, writes and goes.
-        let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+        let store = common::trigger_feed_store(schema.url());
         let posts = store.observe::<Post>().unwrap();
         for i in 0..20 {
             store.save(post(&format!("post {i}"))).unwrap();
@@ -95,7 +95,7 @@ fn on_postgres_old_recorded_changes_are_removed_when_a_listener_starts() {
              VALUES ('earlier', now() - interval '1 hour')",
         )
         .unwrap();
-    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let store = common::trigger_feed_store(schema.url());
     let _posts = store.observe::<Post>().unwrap();
     let deadline = Instant::now() + WAIT;
     // All but the last transaction's change: no change recorded after it ended says when it
@@ -124,14 +124,13 @@ fn on_postgres_an_earlier_versions_function_body_is_replaced_by_the_next_store()
     };
     let schema = common::PgSchema::new(&url);
     drop(
-        Store::open(schema.url(), datastore::embed_migrations!())
-            .unwrap()
+        common::trigger_feed_store(schema.url())
             .observe::<Post>()
             .unwrap(),
     );
     let mut earlier = PgConnection::establish(schema.url()).unwrap();
     earlier.batch_execute(EARLIER_BODY).unwrap();
-    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
     let saved = store.save(post("after the earlier version")).unwrap();
     assert_eq!(next(&posts), (Op::Insert, saved));
@@ -142,7 +141,7 @@ fn on_postgres_an_earlier_versions_function_body_is_replaced_by_the_next_store()
 /// instead of missing them without a word; the next subscription puts the function back.
 #[test]
 fn on_postgres_an_earlier_versions_function_put_back_while_observing_ends_the_feed() {
-    let Some(db) = common::TestDb::postgres() else {
+    let Some(db) = common::TestDb::postgres_with(ChangeFeed::Triggers) else {
         return;
     };
     let _schema = db.schema;
@@ -176,41 +175,55 @@ fn on_postgres_an_earlier_versions_function_put_back_while_observing_ends_the_fe
 /// and it fails at once, typed, rather than after the lock timeout as a busy database.
 #[test]
 fn on_postgres_observing_a_table_the_transaction_wrote_fails_at_once() {
-    let Some(db) = common::TestDb::postgres() else {
-        return;
-    };
-    let _schema = db.schema;
-    let store = db.store;
-    store
-        .transaction(|tx| {
-            tx.save(post("written first"))?;
-            let started = Instant::now();
-            let err = store.observe::<Post>().unwrap_err();
-            assert!(
-                matches!(&err, Error::ObserveAfterWrite { table } if table == "posts"),
-                "{err:?}"
-            );
-            assert!(
-                err.to_string().contains("before the transaction writes it"),
-                "{err}"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "at once, not after the lock timeout: {:?}",
-                started.elapsed()
-            );
-            // A table the transaction only read can be observed; the transaction goes on.
-            tx.count::<Comment>()?;
-            let comments = store.observe::<Comment>()?;
-            tx.save(post("written after"))?;
-            Ok(comments)
-        })
-        .unwrap();
-    assert_eq!(store.count::<Post>().unwrap(), 2);
-    // Outside the transaction, observing the table works.
-    let posts = store.observe::<Post>().unwrap();
-    let saved = store.save(post("observed")).unwrap();
-    assert_eq!(next(&posts), (Op::Insert, saved));
+    for feed in [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers] {
+        if feed == ChangeFeed::LogicalDecoding && !common::logical_decoding() {
+            continue;
+        }
+        let Some(db) = common::TestDb::postgres_with(feed) else {
+            return;
+        };
+        let _schema = db.schema;
+        let store = db.store;
+        store
+            .transaction(|tx| {
+                tx.save(post("written first"))?;
+                let started = Instant::now();
+                let err = store.observe::<Post>().unwrap_err();
+                assert!(
+                    matches!(&err, Error::ObserveAfterWrite { table } if table == "posts"),
+                    "{feed:?}: {err:?}"
+                );
+                assert!(
+                    err.to_string().contains("before the transaction writes it"),
+                    "{err}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "{feed:?}: at once, not after the lock timeout: {:?}",
+                    started.elapsed()
+                );
+                tx.count::<Comment>()?;
+                let comments = store.observe::<Comment>();
+                if feed == ChangeFeed::Triggers {
+                    // A table the transaction only read can be observed; it goes on.
+                    comments?;
+                } else {
+                    // Setting a table up for logical decoding locks it against reads too.
+                    assert!(
+                        matches!(&comments, Err(Error::ObserveAfterWrite { table }) if table == "comments"),
+                        "{comments:?}"
+                    );
+                }
+                tx.save(post("written after"))?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.count::<Post>().unwrap(), 2);
+        // Outside the transaction, observing the table works.
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("observed")).unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+    }
 }
 
 /// A role with `CREATE` on the schema (and nothing on the observed tables), dropped when the
@@ -287,7 +300,7 @@ fn on_postgres_a_change_table_another_role_made_is_refused() {
                  created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())"
         ))
         .unwrap();
-    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let store = common::trigger_feed_store(schema.url());
     let err = store.observe::<Post>().unwrap_err();
     match &err {
         Error::ChangeFeedOwner { object, owner } => {
@@ -316,7 +329,7 @@ fn on_postgres_a_change_table_another_role_made_is_refused() {
 /// change nothing: every committed change arrives once, in order, and nothing else.
 #[test]
 fn on_postgres_forgeries_interleaved_with_a_transactions_changes_are_ignored() {
-    let Some(db) = common::TestDb::postgres() else {
+    let Some(db) = common::TestDb::postgres_with(ChangeFeed::Triggers) else {
         return;
     };
     let _schema = db.schema;
@@ -432,30 +445,113 @@ fn on_postgres_forgeries_interleaved_with_a_transactions_changes_are_ignored() {
 /// cascade's delete is moved before its own statement's rows only).
 #[test]
 fn on_postgres_statements_sent_together_keep_their_order() {
-    let Some(db) = common::TestDb::postgres() else {
+    for feed in [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers] {
+        if feed == ChangeFeed::LogicalDecoding && !common::logical_decoding() {
+            continue;
+        }
+        let Some(db) = common::TestDb::postgres_with(feed) else {
+            return;
+        };
+        let _schema = db.schema;
+        let store = db.store;
+        let comments = store.observe::<Comment>().unwrap();
+        let parent = store.save(post("parent")).unwrap();
+        let id = Id::new();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(&format!(
+                "INSERT INTO comments (id, content, post_id, created_at) \
+                 VALUES ('{id}', 'short-lived', '{}', now()); \
+                 DELETE FROM posts WHERE id = '{}'",
+                parent.id, parent.id
+            ))
+            .unwrap();
+        let (first, inserted) = next(&comments);
+        let (second, deleted) = next(&comments);
+        assert_eq!(
+            (first, second),
+            (Op::Insert, Op::Delete),
+            "in the order they happened"
+        );
+        assert_eq!((inserted.id, deleted.id), (id, id));
+    }
+}
+
+/// With logical decoding, observe installs no trigger feed (no change table, no row
+/// triggers): the server streams the log to a temporary slot, which goes away with the store,
+/// so a store that is gone never leaves a slot holding back the server's log.
+#[test]
+fn on_postgres_logical_decoding_streams_to_a_temporary_slot_that_ends_with_the_store() {
+    if !common::logical_decoding() {
+        return;
+    }
+    let Some(db) = common::TestDb::postgres_with(ChangeFeed::LogicalDecoding) else {
         return;
     };
-    let _schema = db.schema;
+    let schema = db.schema.expect("a schema");
     let store = db.store;
-    let comments = store.observe::<Comment>().unwrap();
-    let parent = store.save(post("parent")).unwrap();
-    let id = Id::new();
-    store
-        .conn()
-        .unwrap()
-        .batch_execute(&format!(
-            "INSERT INTO comments (id, content, post_id, created_at) \
-             VALUES ('{id}', 'short-lived', '{}', now()); \
-             DELETE FROM posts WHERE id = '{}'",
-            parent.id, parent.id
-        ))
-        .unwrap();
-    let (first, inserted) = next(&comments);
-    let (second, deleted) = next(&comments);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    let slots = |admin: &mut PgConnection| {
+        count(
+            admin,
+            "SELECT count(*) AS n FROM pg_replication_slots s JOIN pg_stat_activity a \
+             ON a.pid = s.active_pid WHERE s.temporary AND s.plugin = 'pgoutput' \
+             AND a.application_name = 'datastore listener ' || md5(current_schema())",
+        )
+    };
     assert_eq!(
-        (first, second),
-        (Op::Insert, Op::Delete),
-        "in the order they happened"
+        slots(&mut admin),
+        0,
+        "nothing before the first subscription"
     );
-    assert_eq!((inserted.id, deleted.id), (id, id));
+
+    let comments = store.observe::<Comment>().unwrap();
+    assert_eq!(
+        slots(&mut admin),
+        1,
+        "one temporary slot, held by the listener"
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) AS n FROM pg_class WHERE relname = 'comments' \
+             AND relnamespace = current_schema()::regnamespace AND relreplident = 'f'"
+        ),
+        1,
+        "deletes and updates carry the whole old row"
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE c.relnamespace = current_schema()::regnamespace \
+             AND (t.tgname LIKE 'datastore_observe%' OR t.tgname = 'zz_datastore_observe_delete') \
+             OR to_regclass('datastore_change_payloads') IS NOT NULL"
+        ),
+        0,
+        "no trigger feed"
+    );
+    // A cascade: the reply before the comment whose delete removed it.
+    let parent = store.save(post("parent")).unwrap();
+    let top = store.save(common::comment(&parent, "top")).unwrap();
+    let reply = store
+        .save(Comment {
+            parent_id: Some(top.id),
+            ..common::comment(&parent, "reply")
+        })
+        .unwrap();
+    assert_eq!(next(&comments), (Op::Insert, top.clone()));
+    assert_eq!(next(&comments), (Op::Insert, reply.clone()));
+    store.delete(&top).unwrap();
+    assert_eq!(next(&comments), (Op::Delete, reply), "the child first");
+    assert_eq!(next(&comments), (Op::Delete, top));
+
+    drop(comments);
+    drop(store);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slots(&mut admin) > 0 {
+        assert!(Instant::now() < deadline, "the slot outlived the store");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -101,7 +101,7 @@ fn on_postgres_a_role_that_can_only_connect_learns_nothing_and_forges_nothing() 
         return;
     };
     let schema = common::PgSchema::new(&url);
-    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
     let schema_name: String = diesel::sql_query("SELECT current_schema()::text AS name")
         .load::<Name>(&mut *store.conn().unwrap())
@@ -231,7 +231,7 @@ fn on_postgres_a_flood_of_forged_fences_holds_nothing_back() {
         return;
     };
     let schema = common::PgSchema::new(&url);
-    let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
     let schema_name: String = diesel::sql_query("SELECT current_schema()::text AS name")
         .load::<Name>(&mut *store.conn().unwrap())
@@ -296,7 +296,7 @@ fn on_postgres_observing_without_rights_on_the_change_table_fails_at_once() {
         return;
     };
     let schema = common::PgSchema::new(&url);
-    let owner = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+    let owner = common::trigger_feed_store(schema.url());
     let _posts = owner.observe::<Post>().unwrap();
     let schema_name: String = diesel::sql_query("SELECT current_schema()::text AS name")
         .load::<Name>(&mut *owner.conn().unwrap())

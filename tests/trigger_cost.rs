@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use common::models::Post;
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection};
-use datastore::Store;
 
 const ROWS: usize = 10_000;
 
@@ -58,7 +57,7 @@ fn what_the_triggers_cost_a_statement_of_10000_rows() {
     let schema = common::PgSchema::new(&url);
     let mut conn = PgConnection::establish(schema.url()).unwrap();
     {
-        let store = Store::open(schema.url(), datastore::embed_migrations!()).unwrap();
+        let store = common::trigger_feed_store(schema.url());
         // A first run before any trigger exists.
         report("no trigger", &[timed(&mut conn), timed(&mut conn)]);
         drop(store.observe::<Post>().unwrap());

@@ -250,13 +250,16 @@ pub enum Error {
     /// On PostgreSQL, a table was observed for the first time inside a `store.transaction`
     /// (on the same thread) that had already written it: observing installs the table's
     /// triggers, which waits for every transaction that wrote the table, the caller's own
-    /// included, so it could only fail after the lock timeout. Nothing was installed; the
-    /// transaction goes on. Observe the table before the transaction writes it (or outside
-    /// the transaction).
+    /// included, so it could only fail after the lock timeout. With the logical decoding
+    /// feed, setting a table up (`REPLICA IDENTITY FULL`) waits for every transaction that
+    /// so much as read it. Nothing was installed; the transaction goes on. Observe the table
+    /// before the transaction writes it, or reads it with the logical decoding feed (or
+    /// outside the transaction).
     #[error(
-        "cannot start observing {table} inside a transaction that has already written it: \
-         installing its triggers would wait for that very transaction; observe the table before \
-         the transaction writes it, or outside the transaction"
+        "cannot start observing {table} inside a transaction that has already used it: \
+         setting it up for observe would wait for that very transaction; observe the table \
+         before the transaction writes it (with the logical decoding feed, before it reads it), \
+         or outside the transaction"
     )]
     ObserveAfterWrite {
         /// The table the transaction wrote.

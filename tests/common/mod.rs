@@ -6,7 +6,8 @@
 pub mod models;
 
 use datastore::diesel::connection::SimpleConnection;
-use datastore::diesel::{Connection, PgConnection};
+use datastore::diesel::{Connection, PgConnection, RunQueryDsl};
+use datastore::observe::ChangeFeed;
 use datastore::Store;
 use models::{Comment, Post, User};
 
@@ -14,6 +15,44 @@ use models::{Comment, Post, User};
 /// one; `tests/postgres_notice.rs` says in the test output when none is).
 pub fn postgres_url() -> Option<String> {
     std::env::var("DATASTORE_POSTGRES_URL").ok()
+}
+
+/// A store observing through the trigger feed (for the tests of what it installs), migrated
+/// like the blog's.
+pub fn trigger_feed_store(url: &str) -> Store {
+    Store::builder(url)
+        .migrations(datastore::embed_migrations!())
+        .change_feed(ChangeFeed::Triggers)
+        .open()
+        .expect("open store")
+}
+
+/// Whether the configured PostgreSQL server can feed observe by logical decoding
+/// (`wal_level = logical`). `.ci/run` configures it and sets `DATASTORE_EXPECT_LOGICAL=1`,
+/// which makes a server without it fail the test instead of skipping that feed; without it,
+/// the test output says the logical decoding cases were not run.
+pub fn logical_decoding() -> bool {
+    let Some(url) = postgres_url() else {
+        return false;
+    };
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Level {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        wal_level: String,
+    }
+    let mut conn = PgConnection::establish(&url).expect("connect");
+    let level: Vec<Level> = datastore::diesel::sql_query("SHOW wal_level")
+        .load(&mut conn)
+        .expect("SHOW wal_level");
+    let logical = level.first().is_some_and(|l| l.wal_level == "logical");
+    if !logical {
+        assert!(
+            std::env::var("DATASTORE_EXPECT_LOGICAL").as_deref() != Ok("1"),
+            "DATASTORE_EXPECT_LOGICAL=1, but the server's wal_level is not logical"
+        );
+        println!("NOTE: the server's wal_level is not logical: the logical decoding feed's cases were NOT run");
+    }
+    logical
 }
 
 /// A store for one test: SQLite in memory, or a schema of its own on the PostgreSQL server,
@@ -38,8 +77,17 @@ impl TestDb {
     /// when no server is configured. A configured server that cannot be reached fails the
     /// test: it is not skipped.
     pub fn postgres() -> Option<Self> {
+        Self::postgres_with(ChangeFeed::Auto)
+    }
+
+    /// [`postgres`](Self::postgres), observing through this change feed.
+    pub fn postgres_with(feed: ChangeFeed) -> Option<Self> {
         let schema = PgSchema::new(&postgres_url()?);
-        let store = Store::open(schema.url(), datastore::embed_migrations!()).expect("open store");
+        let store = Store::builder(schema.url())
+            .migrations(datastore::embed_migrations!())
+            .change_feed(feed)
+            .open()
+            .expect("open store");
         Some(Self {
             store,
             schema: Some(schema),
@@ -93,6 +141,34 @@ macro_rules! per_backend {
     (sqlite_only fn $name:ident($store:ident) $body:block) => {
         $crate::per_backend!(@sqlite $name, $store, $body);
     };
+    // An observe case: on PostgreSQL, once with each change feed (`postgres` with the
+    // default, logical decoding where the server allows it; `postgres_triggers`).
+    (each_feed fn $name:ident($store:ident) $body:block) => {
+        $crate::per_backend!(@sqlite $name, $store, $body,
+            #[test]
+            fn postgres() {
+                let Some(db) = $crate::common::TestDb::postgres() else {
+                    return;
+                };
+                let _schema = db.schema;
+                #[allow(unused_variables)]
+                let $store = db.store;
+                $body
+            },
+            #[test]
+            fn postgres_triggers() {
+                let Some(db) = $crate::common::TestDb::postgres_with(
+                    datastore::observe::ChangeFeed::Triggers,
+                ) else {
+                    return;
+                };
+                let _schema = db.schema;
+                #[allow(unused_variables)]
+                let $store = db.store;
+                $body
+            }
+        );
+    };
     (fn $name:ident($store:ident) $body:block) => {
         $crate::per_backend!(@sqlite $name, $store, $body,
             #[test]
@@ -109,7 +185,7 @@ macro_rules! per_backend {
         );
     };
     // The module of one case: its SQLite test, and any other backend's.
-    (@sqlite $name:ident, $store:ident, $body:block $(, $other:item)?) => {
+    (@sqlite $name:ident, $store:ident, $body:block $(, $other:item)*) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -122,7 +198,7 @@ macro_rules! per_backend {
                 $body
             }
 
-            $($other)?
+            $($other)*
         }
     };
 }

@@ -141,6 +141,40 @@ pub(crate) struct Columns {
     pub types: Vec<u32>,
 }
 
+/// Where a store's observe learns of committed changes on PostgreSQL (SQLite has one feed:
+/// its hooks). Chosen with [`StoreBuilder::change_feed`](crate::StoreBuilder::change_feed);
+/// the guarantees are the same whichever it is.
+///
+/// ```no_run
+/// use datastore::observe::ChangeFeed;
+/// use datastore::Store;
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder("postgres://app@db.internal/app")
+///     .change_feed(ChangeFeed::LogicalDecoding)
+///     .open()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeFeed {
+    /// Logical decoding where the server and role allow it, the triggers otherwise.
+    #[default]
+    Auto,
+    /// The server streams each committed transaction from its write-ahead log to a temporary
+    /// replication slot the store holds: writers pay nothing beyond the log they write, and
+    /// many writers commit as fast as without observe. Needs `wal_level = logical` and a role
+    /// with `REPLICATION` (or a superuser); observing a table sets its `REPLICA IDENTITY FULL`
+    /// and adds it to the schema's publication. Subscribing fails with
+    /// [`Error::Unsupported`](crate::Error::Unsupported) where it is not available.
+    LogicalDecoding,
+    /// Row triggers record each change in a table of their own and `NOTIFY` the store's
+    /// listener: works on any server, but every write pays for the record, and the
+    /// server serialises `NOTIFY`ing commits database-wide.
+    Triggers,
+}
+
 /// One commit's changes and the rows they point into: handed to subscribers whole, so that a
 /// commit costs one allocation for the hub however many rows it changed.
 #[derive(Debug, Default)]

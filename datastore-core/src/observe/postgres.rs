@@ -25,6 +25,9 @@
 //! infrastructure, not part of the models, so migrations do not carry them).
 
 mod decode;
+mod libpq;
+mod logical;
+mod pgoutput;
 mod triggers;
 
 use std::collections::{HashMap, HashSet};
@@ -38,9 +41,10 @@ use diesel::sql_types::{Array, BigInt, Double, Integer, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use self::decode::{Note, Payload, Snapshot};
+use self::logical::LogicalListener;
 use self::triggers::changes_table;
 use super::hub::{Hub, Queue};
-use super::{Batch, Columns, Op, RawChange, Shape};
+use super::{Batch, ChangeFeed, Columns, Op, RawChange, Shape};
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
@@ -76,6 +80,9 @@ const FENCE_POLL: Duration = Duration::from_micros(100);
 /// The most notifications the listener takes in one round, and the most changes it reads in
 /// one query.
 const ROUND: usize = 1000;
+
+/// What a channel's name starts with.
+const CHANNEL_PREFIX: &str = "datastore:";
 
 /// The notification channel of a schema's changes: `datastore:` and the md5 of its name (the
 /// trigger computes the same), short enough for PostgreSQL's 63-byte limit whatever the name.
@@ -145,10 +152,12 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// A store's observe machinery on PostgreSQL: which tables have their triggers, and the
-/// listener thread.
+/// A store's observe machinery on PostgreSQL: which feed it uses, which tables are set up for
+/// it, and the listener thread.
 #[derive(Debug, Default)]
 pub(crate) struct PgObserve {
+    /// The feed the store was opened with.
+    feed: ChangeFeed,
     state: Mutex<State>,
     /// Subscriptions waiting for the listener to reach their start.
     waiting: Arc<Mutex<Vec<Waiting>>>,
@@ -158,6 +167,10 @@ pub(crate) struct PgObserve {
 struct State {
     /// The schema of the observed tables and its channel, once known.
     schema: Option<(String, String)>,
+    /// Whether the feed is logical decoding, once decided (at the first subscription).
+    logical: Option<bool>,
+    /// Tables set up for logical decoding by this store or found so.
+    published: HashSet<String>,
     /// Whether the schema's trigger function is this version's.
     function_current: bool,
     /// Tables whose triggers this store created or found.
@@ -179,6 +192,13 @@ struct Waiting {
 }
 
 impl PgObserve {
+    pub fn new(feed: ChangeFeed) -> Self {
+        Self {
+            feed,
+            ..Self::default()
+        }
+    }
+
     /// A subscriber's queue for the tables `queued` (every table for `None`), starting exactly after the
     /// commits that preceded this call: the changes of `tables` are reported from now on, and
     /// the queue is opened by the listener when it reaches a marker this call sends, so that
@@ -195,7 +215,7 @@ impl PgObserve {
         capacity: usize,
         writer: Option<i32>,
     ) -> Result<Pending> {
-        let (channel, alive) = self.ensure(conn, url, hub, tables, writer)?;
+        let (channel, alive, logical) = self.ensure(conn, url, hub, tables, writer)?;
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let (reply, answer) = mpsc::sync_channel(1);
         lock(&self.waiting).push(Waiting {
@@ -210,10 +230,14 @@ impl PgObserve {
             answer,
             alive,
         };
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(&channel)
-            .bind::<Text, _>(format!("m:{}", pending.marker))
-            .execute(conn)?;
+        if logical {
+            logical::send_marker(conn, &pending.marker)?;
+        } else {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(&channel)
+                .bind::<Text, _>(format!("m:{}", pending.marker))
+                .execute(conn)?;
+        }
         Ok(pending)
     }
 
@@ -232,7 +256,7 @@ impl PgObserve {
         hub: &Arc<Hub>,
         tables: &[String],
         writer: Option<i32>,
-    ) -> Result<(String, Arc<AtomicBool>)> {
+    ) -> Result<(String, Arc<AtomicBool>, bool)> {
         let mut state = lock(&self.state);
         let (schema, channel) = match &state.schema {
             Some(known) => known.clone(),
@@ -242,6 +266,21 @@ impl PgObserve {
                 (schema, channel)
             }
         };
+        let logical = match state.logical {
+            Some(known) => known,
+            None => match self.feed {
+                ChangeFeed::Triggers => false,
+                ChangeFeed::Auto => logical::available(conn)?,
+                ChangeFeed::LogicalDecoding if logical::available(conn)? => true,
+                ChangeFeed::LogicalDecoding => return Err(logical::unavailable()),
+            },
+        };
+        state.logical = Some(logical);
+        state.schema = Some((schema.clone(), channel.clone()));
+        if logical {
+            let alive = self.ensure_logical(&mut state, conn, url, hub, tables, writer)?;
+            return Ok((channel, alive, true));
+        }
         let listening = state
             .listening
             .as_ref()
@@ -265,7 +304,7 @@ impl PgObserve {
                     if !state.function_current {
                         relations.push(triggers::CHANGE_TABLE.to_owned());
                     }
-                    triggers::refuse_own_locks(conn, writer, &schema, &relations)?;
+                    triggers::refuse_own_locks(conn, writer, &schema, &relations, false)?;
                 }
                 let mut sql = String::new();
                 if !state.function_current {
@@ -306,8 +345,69 @@ impl PgObserve {
                 alive
             }
         };
-        state.schema = Some((schema, channel.clone()));
-        Ok((channel, alive))
+        Ok((channel, alive, false))
+    }
+
+    /// [`ensure`](Self::ensure) for the logical decoding feed: `tables` set up for it, and
+    /// its listener running.
+    fn ensure_logical(
+        self: &Arc<Self>,
+        state: &mut State,
+        conn: &mut PgConnection,
+        url: &str,
+        hub: &Arc<Hub>,
+        tables: &[String],
+        writer: Option<i32>,
+    ) -> Result<Arc<AtomicBool>> {
+        let Some((schema, channel)) = state.schema.clone() else {
+            unreachable!("the schema is known before the feed is set up")
+        };
+        let listening = state
+            .listening
+            .as_ref()
+            .is_some_and(|alive| alive.load(Ordering::SeqCst));
+        if !listening {
+            state.published.clear();
+        }
+        let publication = logical::publication(&channel);
+        let mut missing: Vec<&String> = tables
+            .iter()
+            .filter(|t| !state.published.contains(*t))
+            .collect();
+        if !missing.is_empty() {
+            let found = logical::published_tables(conn, &schema, &publication, tables)?;
+            missing.retain(|t| !found.contains(*t));
+            state.published.extend(found);
+        }
+        if !missing.is_empty() {
+            // Setting a table up locks it against every other use: refused at once if the
+            // caller's own transaction used it, rather than after the lock timeout.
+            if let Some(writer) = writer {
+                let relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
+                triggers::refuse_own_locks(conn, writer, &schema, &relations, true)?;
+            }
+            logical::publish_tables(conn, &schema, &publication, &missing)?;
+            state.published.extend(missing.into_iter().cloned());
+        }
+        match &state.listening {
+            Some(alive) if alive.load(Ordering::SeqCst) => Ok(alive.clone()),
+            _ => {
+                if let Some(writer) = writer {
+                    logical::refuse_open_write(conn, writer)?;
+                }
+                let alive = Arc::new(AtomicBool::new(true));
+                LogicalListener::start(
+                    url,
+                    &channel,
+                    hub.clone(),
+                    Arc::downgrade(self),
+                    self.waiting.clone(),
+                    alive.clone(),
+                )?;
+                state.listening = Some(alive.clone());
+                Ok(alive)
+            }
+        }
     }
 }
 
@@ -398,13 +498,7 @@ struct Listener {
     channel: String,
     /// This listener's backend: its fences come from it.
     pid: i32,
-    /// Held until the listener ends, so that subscriptions end after the last change.
-    hub: Arc<Hub>,
-    /// Gone when the store is.
-    store: Weak<PgObserve>,
-    waiting: Arc<Mutex<Vec<Waiting>>>,
-    /// Cleared when the listener ends, however it ends.
-    alive: Arc<AtomicBool>,
+    outlet: Outlet,
     /// The transaction being received: its changes, and its id.
     batch: Batch,
     xid: Option<i64>,
@@ -438,13 +532,62 @@ struct Listener {
     /// When the listener last asked the server's time, by this machine's two clocks, and the
     /// server's time then (seconds since the epoch).
     heartbeat: (Instant, SystemTime, f64),
+}
+
+/// Where a listener delivers, whichever feed it reads: the hub, the subscriptions waiting for
+/// their marker, and what ends with it.
+struct Outlet {
+    /// Held until the listener ends, so that subscriptions end after the last change.
+    hub: Arc<Hub>,
+    /// Gone when the store is.
+    store: Weak<PgObserve>,
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+    /// Cleared when the listener ends, however it ends.
+    alive: Arc<AtomicBool>,
     /// Why the listener ended, when it ended on an error.
     lost: Option<String>,
 }
 
-impl Drop for Listener {
+impl Outlet {
+    fn store_is_gone(&self) -> bool {
+        self.store.strong_count() == 0
+    }
+
+    /// Publishes a committed transaction's changes (nothing, for none).
+    fn publish(&self, batch: Batch) {
+        if batch.changes.is_empty() {
+            return;
+        }
+        let seq = self.hub.next_seq();
+        self.hub.publish(seq, batch);
+    }
+
+    /// Opens the subscription waiting for the marker `nonce`, if it is this store's: it
+    /// receives what commits from now on. Whether there was one.
+    fn open(&self, nonce: &str) -> bool {
+        let waiting = {
+            let mut waiting = lock(&self.waiting);
+            let Some(i) = waiting.iter().position(|w| w.marker == nonce) else {
+                return false;
+            };
+            waiting.swap_remove(i)
+        };
+        let queue = self
+            .hub
+            .subscribe(waiting.tables.as_deref(), waiting.capacity);
+        let _ = waiting.reply.send(queue);
+        true
+    }
+
+    /// Whether a marker `nonce` is awaited.
+    fn awaits(&self, nonce: &str) -> bool {
+        lock(&self.waiting).iter().any(|w| w.marker == nonce)
+    }
+}
+
+impl Drop for Outlet {
     fn drop(&mut self) {
-        if self.store.strong_count() > 0 {
+        if !self.store_is_gone() {
             // The connection was lost while the store lives: what was committed meanwhile
             // will never be known, so the subscriptions end, saying so, rather than skip it.
             // Before `alive` is cleared: a new listener, started once it is, opens
@@ -520,10 +663,13 @@ impl Listener {
             changes,
             channel: channel.to_owned(),
             pid,
-            hub,
-            store,
-            waiting,
-            alive,
+            outlet: Outlet {
+                hub,
+                store,
+                waiting,
+                alive,
+                lost: None,
+            },
             batch: Batch::default(),
             xid: None,
             statement: None,
@@ -539,7 +685,6 @@ impl Listener {
             last_cleanup: None,
             more_to_remove: false,
             heartbeat: (Instant::now(), SystemTime::now(), server_now),
-            lost: None,
         };
         thread::Builder::new()
             .name("datastore-pg-listener".into())
@@ -557,7 +702,7 @@ impl Listener {
     /// everything committed before the fence was, by then, received whole.
     fn run(&mut self) {
         if let Err(reason) = self.listen() {
-            self.lost = Some(reason);
+            self.outlet.lost = Some(reason);
         }
     }
 
@@ -566,7 +711,7 @@ impl Listener {
         let mut last_fence = None;
         loop {
             self.check_held_up()?;
-            let stopping = self.store.strong_count() == 0;
+            let stopping = self.outlet.store_is_gone();
             let received = self.receive()?;
             // Held up while it received (before it read the changes named)?
             self.check_held_up()?;
@@ -683,9 +828,9 @@ impl Listener {
                 // Anyone can send a marker or a fence: only the ones this store is waiting
                 // for do anything.
                 Note::Marker(nonce) => {
-                    if let Some(waiting) = self.waiting_for(&nonce) {
+                    if self.outlet.awaits(&nonce) {
                         self.publish();
-                        self.open(waiting);
+                        self.outlet.open(&nonce);
                         any = true;
                     }
                 }
@@ -893,27 +1038,7 @@ impl Listener {
     fn publish(&mut self) {
         self.end_statement();
         self.statement = None;
-        let batch = std::mem::take(&mut self.batch);
-        if batch.changes.is_empty() {
-            return;
-        }
-        let seq = self.hub.next_seq();
-        self.hub.publish(seq, batch);
-    }
-
-    /// The subscription waiting for the marker `nonce`, if it is this store's.
-    fn waiting_for(&self, nonce: &str) -> Option<Waiting> {
-        let mut waiting = lock(&self.waiting);
-        let i = waiting.iter().position(|w| w.marker == nonce)?;
-        Some(waiting.swap_remove(i))
-    }
-
-    /// Opens a subscription whose marker arrived: it receives what commits from now on.
-    fn open(&self, waiting: Waiting) {
-        let queue = self
-            .hub
-            .subscribe(waiting.tables.as_deref(), waiting.capacity);
-        let _ = waiting.reply.send(queue);
+        self.outlet.publish(std::mem::take(&mut self.batch));
     }
 }
 

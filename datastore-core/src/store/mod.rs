@@ -113,6 +113,7 @@ pub struct StoreBuilder {
     setup: ConnectionSetup,
     connection_timeout: Duration,
     observe_buffer: usize,
+    change_feed: crate::observe::ChangeFeed,
 }
 
 impl Store {
@@ -141,6 +142,7 @@ impl Store {
             },
             connection_timeout: Duration::from_secs(30),
             observe_buffer: 4096,
+            change_feed: crate::observe::ChangeFeed::default(),
         }
     }
 
@@ -577,6 +579,7 @@ impl std::fmt::Debug for StoreBuilder {
             .field("setup", &self.setup)
             .field("connection_timeout", &self.connection_timeout)
             .field("observe_buffer", &self.observe_buffer)
+            .field("change_feed", &self.change_feed)
             .finish_non_exhaustive()
     }
 }
@@ -617,6 +620,14 @@ impl StoreBuilder {
     /// How many changes a subscriber's buffer holds before it misses some (default 4096).
     pub fn observe_buffer(mut self, changes: usize) -> Self {
         self.observe_buffer = changes.max(1);
+        self
+    }
+
+    /// Where observe learns of committed changes on PostgreSQL (default
+    /// [`ChangeFeed::Auto`](crate::observe::ChangeFeed::Auto): logical decoding where the server
+    /// allows it, the trigger feed otherwise). Ignored on SQLite.
+    pub fn change_feed(mut self, feed: crate::observe::ChangeFeed) -> Self {
+        self.change_feed = feed;
         self
     }
 
@@ -678,7 +689,7 @@ impl StoreBuilder {
             dialect,
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
-            pg_observe: Arc::default(),
+            pg_observe: Arc::new(PgObserve::new(self.change_feed)),
             observe_conn: Arc::new(observe_conn),
             _keepalive: keepalive,
         })

@@ -242,7 +242,7 @@ pub(super) fn push_row(rows: &mut Rows, columns: &Columns, text: &str) -> Result
 /// One column's value from its text form (written with `DateStyle` ISO, `TimeZone` UTC,
 /// `bytea_output` hex), as SQLite would have stored it: what `FieldType::from_raw` reads.
 /// JSON stays its text, so SQL NULL (`None`) and JSON's `null` stay apart.
-fn push_value(rows: &mut Rows, ty: u32, text: Option<&str>) {
+pub(super) fn push_value(rows: &mut Rows, ty: u32, text: Option<&str>) {
     let Some(text) = text else {
         return rows.push_null();
     };

@@ -315,6 +315,7 @@ pub(super) fn refuse_own_locks(
     writer: i32,
     schema: &str,
     relations: &[String],
+    any_lock: bool,
 ) -> Result<()> {
     if relations.is_empty() {
         return Ok(());
@@ -322,12 +323,14 @@ pub(super) fn refuse_own_locks(
     let held: Vec<Name> = diesel::sql_query(
         "SELECT c.relname::text AS name FROM pg_locks l \
          JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE l.pid = $1 AND l.granted AND l.mode NOT IN ('AccessShareLock', 'RowShareLock') \
+         WHERE l.pid = $1 AND l.granted \
+         AND ($4 OR l.mode NOT IN ('AccessShareLock', 'RowShareLock')) \
          AND n.nspname = $2 AND c.relname = ANY($3) ORDER BY c.relname",
     )
     .bind::<Integer, _>(writer)
     .bind::<Text, _>(schema)
     .bind::<Array<Text>, _>(relations)
+    .bind::<diesel::sql_types::Bool, _>(any_lock)
     .load(conn)?;
     match held.into_iter().next() {
         Some(table) => Err(Error::ObserveAfterWrite { table: table.name }),

@@ -1,0 +1,584 @@
+//! Observe on PostgreSQL through logical decoding: the server decodes its write-ahead log and
+//! streams each committed transaction, whole and in commit order, to a temporary replication
+//! slot the listener holds. Writers pay nothing beyond the log they write anyway (no trigger,
+//! no change table, no `NOTIFY` and its database-wide commit lock), so observing does not cap
+//! how fast many writers commit.
+//!
+//! What it needs: `wal_level = logical` and a role allowed to replicate (`REPLICATION` or
+//! superuser), as change-data-capture systems do. The slot is temporary: the server drops it
+//! when the listener's connection ends, however the store ends, so a dead store never leaves
+//! a slot holding back the server's log. Where either is missing, the store uses the trigger
+//! feed (`ChangeFeed::Auto`).
+//!
+//! What it installs, once per observed table: `REPLICA IDENTITY FULL` (so that updates and
+//! deletes carry the whole old row, as the trigger feed records it), membership in the
+//! schema's publication `datastore_<md5 of the schema>` (which limits what the server decodes
+//! for this feed to the observed tables), and a `BEFORE DELETE` trigger that fires only for
+//! a cascade's rows (`WHEN (pg_trigger_depth() > 0)`): it writes the cascade's depth into the
+//! log (`pg_logical_emit_message`) just before the row's delete, so that a cascade's rows are
+//! delivered before their parent, as on SQLite.
+//!
+//! A subscription starts at a marker: a non-transactional message with a fresh random nonce,
+//! which the server streams at its place in the log, after every transaction committed before
+//! it and before every one committed after. Anyone may write such messages; only nonces this
+//! store is waiting for do anything, and no message can add, change or remove a row's change:
+//! those come from the log itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{Bool, Text};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+
+use super::super::hub::Hub;
+use super::super::{Batch, Columns, Op, RawChange, Shape};
+use super::libpq::ReplicationConn;
+use super::pgoutput::{self, Frame, Message, Tuple, Value};
+use super::{decode, Outlet, PgObserve, Waiting};
+use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::{Error, Result};
+
+/// The prefix of the messages this feed writes into the log.
+const PREFIX: &str = "datastore";
+
+/// How long the listener waits for data before it checks whether the store is still there.
+const WAKE: Duration = Duration::from_millis(100);
+
+/// How often the listener tells the server how far it has read, at least (the server ends a
+/// replication connection silent for `wal_sender_timeout`, 60 s by default).
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether this server and role can feed observe by logical decoding.
+pub(super) fn available(conn: &mut PgConnection) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Available {
+        #[diesel(sql_type = Bool)]
+        yes: bool,
+    }
+    let rows: Vec<Available> = diesel::sql_query(
+        "SELECT current_setting('wal_level') = 'logical' AND coalesce(( \
+             SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user \
+         ), false) AS yes",
+    )
+    .load(conn)?;
+    Ok(rows.first().is_some_and(|r| r.yes))
+}
+
+/// Why logical decoding is not available here, for [`ChangeFeed::LogicalDecoding`] asked
+/// explicitly.
+///
+/// [`ChangeFeed::LogicalDecoding`]: crate::observe::ChangeFeed::LogicalDecoding
+pub(super) fn unavailable() -> Error {
+    Error::Unsupported(
+        "observe by logical decoding needs the server's wal_level = logical (ALTER SYSTEM SET \
+         wal_level = logical, then a restart) and a role with REPLICATION; or choose \
+         ChangeFeed::Triggers"
+            .into(),
+    )
+}
+
+/// The schema's publication: `datastore_` and the md5 of its name (the `channel`'s hash).
+pub(super) fn publication(channel: &str) -> String {
+    format!(
+        "datastore_{}",
+        channel.trim_start_matches(super::CHANNEL_PREFIX)
+    )
+}
+
+/// Which of `tables` are already set up for the feed: in the publication, with a full replica
+/// identity and the cascade trigger.
+pub(super) fn published_tables(
+    conn: &mut PgConnection,
+    schema: &str,
+    publication: &str,
+    tables: &[String],
+) -> Result<Vec<String>> {
+    let rows: Vec<super::Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = ANY($3) AND c.relreplident = 'f' \
+         AND EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
+                     WHERE p.pubname = $2 AND r.prrelid = c.oid) \
+         AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid \
+                     AND t.tgname = 'zz_datastore_observe_cascade')",
+    )
+    .bind::<Text, _>(schema)
+    .bind::<Text, _>(publication)
+    .bind::<diesel::sql_types::Array<Text>, _>(tables)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Sets `tables` up for the feed (see the module's documentation), in one transaction,
+/// one process at a time.
+pub(super) fn publish_tables(
+    conn: &mut PgConnection,
+    schema: &str,
+    publication: &str,
+    tables: &[&String],
+) -> Result<()> {
+    let s = quote_ident(schema);
+    let publication = quote_ident(publication);
+    let function = format!("{s}.datastore_mark_cascade()");
+    let mut sql = format!(
+        "SELECT pg_advisory_xact_lock({lock});\n\
+         CREATE OR REPLACE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql \
+         SET search_path = pg_catalog, pg_temp AS $body$ BEGIN \
+         PERFORM pg_logical_emit_message(true, {prefix}, 'd:' || (pg_trigger_depth() - 1)); \
+         RETURN OLD; END $body$;\n\
+         DO $setup$ BEGIN \
+         IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {publication_literal}) THEN \
+         CREATE PUBLICATION {publication}; END IF; END $setup$;\n",
+        lock = i64::from_be_bytes(*b"dsobserv"),
+        prefix = quote_literal(PREFIX),
+        publication_literal = quote_literal(publication.trim_matches('"')),
+    );
+    for table in tables {
+        let qualified = format!("{s}.{}", quote_ident(table));
+        sql.push_str(&format!(
+            "ALTER TABLE {qualified} REPLICA IDENTITY FULL;\n\
+             DO $add$ BEGIN \
+             IF NOT EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p \
+                 ON p.oid = r.prpubid WHERE p.pubname = {publication_literal} \
+                 AND r.prrelid = {table_literal}::regclass) THEN \
+             ALTER PUBLICATION {publication} ADD TABLE {qualified}; END IF; END $add$;\n\
+             CREATE OR REPLACE TRIGGER zz_datastore_observe_cascade BEFORE DELETE ON {qualified} \
+             FOR EACH ROW WHEN (pg_trigger_depth() > 0) EXECUTE FUNCTION {function};\n",
+            publication_literal = quote_literal(publication.trim_matches('"')),
+            table_literal = quote_literal(&qualified),
+        ));
+    }
+    conn.transaction::<_, Error, _>(|conn| Ok(conn.batch_execute(&sql)?))
+}
+
+/// Refuses to start a feed from inside a transaction that has written: creating the slot
+/// waits for every transaction writing at that moment to end, the caller's own included.
+pub(super) fn refuse_open_write(conn: &mut PgConnection, writer: i32) -> Result<()> {
+    #[derive(QueryableByName)]
+    struct Writing {
+        #[diesel(sql_type = Bool)]
+        yes: bool,
+    }
+    let rows: Vec<Writing> = diesel::sql_query(
+        "SELECT backend_xid IS NOT NULL AS yes FROM pg_stat_activity WHERE pid = $1",
+    )
+    .bind::<diesel::sql_types::Integer, _>(writer)
+    .load(conn)?;
+    if rows.first().is_some_and(|r| r.yes) {
+        return Err(Error::Unsupported(
+            "the first subscription of a store on PostgreSQL starts the change feed, which \
+             waits for every transaction that has written to end, this one included: subscribe \
+             before the transaction's first write (or outside it)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends a marker: the listener meets it after every transaction committed before.
+pub(super) fn send_marker(conn: &mut PgConnection, nonce: &str) -> Result<()> {
+    diesel::sql_query("SELECT pg_logical_emit_message(false, $1, $2)::text")
+        .bind::<Text, _>(PREFIX)
+        .bind::<Text, _>(format!("m:{nonce}"))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The listener: a replication connection streaming the slot, and a connection of its own
+/// to send its last marker on when the store is gone.
+pub(super) struct LogicalListener {
+    stream: ReplicationConn,
+    control: PgConnection,
+    outlet: Outlet,
+    /// The tables the stream described, by their relation id.
+    relations: HashMap<u32, (Arc<str>, Arc<Columns>)>,
+    /// The transaction being received, and its last statement's changes (see `take`).
+    batch: Batch,
+    segment: Vec<RawChange>,
+    /// The depth the last cascade message gave the next delete.
+    cascade_depth: Option<i32>,
+    /// How far the stream was read, and when the server was last told.
+    received: u64,
+    last_status: Instant,
+    /// The nonce of the last marker, sent once the store was gone.
+    last_marker: Option<String>,
+}
+
+/// The store's URL (or connection string), asking for a logical replication connection
+/// named `name`.
+fn replication_conninfo(url: &str, name: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let name: String = name
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("{url}{separator}replication=database&application_name={name}")
+    } else {
+        format!(
+            "{url} replication=database application_name='{}'",
+            name.replace('\\', "\\\\").replace('\'', "\\'")
+        )
+    }
+}
+
+impl LogicalListener {
+    /// Connects, creates the temporary slot and starts streaming it, then runs on a thread
+    /// of its own until the store is gone or the connection breaks.
+    pub fn start(
+        url: &str,
+        channel: &str,
+        hub: Arc<Hub>,
+        store: Weak<PgObserve>,
+        waiting: Arc<Mutex<Vec<Waiting>>>,
+        alive: Arc<AtomicBool>,
+    ) -> Result<()> {
+        let control = PgConnection::establish(url).map_err(|e| Error::connection(url, e))?;
+        let hash = channel.trim_start_matches(super::CHANNEL_PREFIX);
+        // Named as the trigger feed's listener, so that it can be told apart in
+        // `pg_stat_activity` (and ended) the same way.
+        let name = format!("datastore listener {hash}");
+        let failed = |e: String| Error::connection(url, e);
+        let mut stream =
+            ReplicationConn::connect(&replication_conninfo(url, &name)).map_err(failed)?;
+        // Values are rendered in the walsender with these settings, as the trigger feed
+        // renders them.
+        stream
+            .execute(
+                "SET \"DateStyle\" = 'ISO, YMD'; SET \"TimeZone\" = 'UTC'; \
+                 SET bytea_output = 'hex'; SET extra_float_digits = 1",
+            )
+            .map_err(failed)?;
+        let slot = format!("datastore_{}", uuid::Uuid::new_v4().simple());
+        stream
+            .query(&format!(
+                "CREATE_REPLICATION_SLOT {slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT"
+            ))
+            .map_err(failed)?;
+        stream
+            .start_replication(&format!(
+                "START_REPLICATION SLOT {slot} LOGICAL 0/0 (proto_version '1', \
+                 publication_names {}, messages 'true')",
+                quote_literal(&quote_ident(&publication(channel)))
+            ))
+            .map_err(failed)?;
+        let mut listener = LogicalListener {
+            stream,
+            control,
+            outlet: Outlet {
+                hub,
+                store,
+                waiting,
+                alive,
+                lost: None,
+            },
+            relations: HashMap::new(),
+            batch: Batch::default(),
+            segment: Vec::new(),
+            cascade_depth: None,
+            received: 0,
+            last_status: Instant::now(),
+            last_marker: None,
+        };
+        thread::Builder::new()
+            .name("datastore-pg-logical".into())
+            .spawn(move || listener.run())
+            .map_err(|e| Error::Unsupported(format!("cannot start the listener thread: {e}")))?;
+        Ok(())
+    }
+
+    fn run(&mut self) {
+        if let Err(reason) = self.listen() {
+            self.outlet.lost = Some(reason);
+        }
+    }
+
+    /// Until the store is gone (and everything committed before is delivered: its last
+    /// marker came back) or the connection breaks.
+    fn listen(&mut self) -> std::result::Result<(), String> {
+        loop {
+            if self.last_marker.is_none() && self.outlet.store_is_gone() {
+                let nonce = uuid::Uuid::new_v4().simple().to_string();
+                send_marker(&mut self.control, &nonce)
+                    .map_err(|e| format!("the observe listener's connection failed: {e}"))?;
+                self.last_marker = Some(nonce);
+            }
+            match self.stream.receive(WAKE)? {
+                Some(data) => {
+                    if self.handle(&data)? {
+                        return Ok(());
+                    }
+                }
+                None => self.report_status(false)?,
+            }
+            if self.last_status.elapsed() >= STATUS_EVERY {
+                self.report_status(false)?;
+            }
+        }
+    }
+
+    /// Tells the server how far the stream was read.
+    fn report_status(&mut self, force: bool) -> std::result::Result<(), String> {
+        if !force && self.last_status.elapsed() < STATUS_EVERY {
+            return Ok(());
+        }
+        // Microseconds since 2000-01-01, PostgreSQL's epoch.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64 - 946_684_800_000_000);
+        self.stream
+            .send(&pgoutput::status_update(self.received, now))?;
+        self.last_status = Instant::now();
+        Ok(())
+    }
+
+    /// One frame from the server; whether the listener's last marker came back.
+    fn handle(&mut self, data: &[u8]) -> std::result::Result<bool, String> {
+        match Frame::parse(data)? {
+            Frame::Keepalive { wal_end, reply } => {
+                if self.batch.changes.is_empty() && self.segment.is_empty() {
+                    self.received = self.received.max(wal_end);
+                }
+                if reply {
+                    self.report_status(true)?;
+                }
+                Ok(false)
+            }
+            Frame::Data { wal_end, message } => {
+                let done = self.take(Message::parse(message)?);
+                self.received = self.received.max(wal_end);
+                Ok(done)
+            }
+        }
+    }
+
+    /// A decoded message: a transaction's changes join its batch, published at its commit;
+    /// markers open their subscription. Whether it was the listener's last marker.
+    fn take(&mut self, message: Message<'_>) -> bool {
+        match message {
+            Message::Begin { .. } | Message::Other => {}
+            Message::Commit => self.publish(),
+            Message::Relation { id, table, columns } => {
+                let columns = Columns {
+                    names: columns.iter().map(|(name, _)| Arc::from(*name)).collect(),
+                    types: columns.iter().map(|(_, ty)| *ty).collect(),
+                };
+                self.relations
+                    .insert(id, (Arc::from(table), Arc::new(columns)));
+            }
+            Message::Insert { relation, new } => {
+                self.change(relation, Op::Insert, None, Some(&new));
+            }
+            Message::Update { relation, old, new } => {
+                // An update that changes nothing is reported as nothing, as on SQLite.
+                let same = old.as_ref().is_some_and(|old| {
+                    old.len() == new.len()
+                        && old
+                            .iter()
+                            .zip(&new)
+                            .all(|(o, n)| *n == Value::Unchanged || o == n)
+                });
+                if !same {
+                    self.change(relation, Op::Update, old.as_ref(), Some(&new));
+                }
+            }
+            Message::Delete {
+                relation,
+                old,
+                key_only: false,
+            } => self.change(relation, Op::Delete, Some(&old), None),
+            Message::Delete { relation, .. } => {
+                // Reported, never a row made up of its key and NULLs.
+                self.broken(
+                    relation,
+                    Op::Delete,
+                    "the table's REPLICA IDENTITY is no longer FULL, so its deletes carry the \
+                     key only; observe it again to restore it",
+                );
+            }
+            Message::Logical {
+                transactional,
+                prefix,
+                content,
+            } if prefix == PREFIX => {
+                let content = std::str::from_utf8(content).unwrap_or_default();
+                if transactional {
+                    self.cascade_depth = content
+                        .strip_prefix("d:")
+                        .and_then(|d| d.parse().ok())
+                        .filter(|d| *d > 0);
+                } else if let Some(nonce) = content.strip_prefix("m:") {
+                    if self.last_marker.as_deref() == Some(nonce) {
+                        return true;
+                    }
+                    self.outlet.open(nonce);
+                }
+            }
+            Message::Logical { .. } => {}
+        }
+        false
+    }
+
+    /// A row change: its values into the batch's rows, the change into the statement
+    /// being received.
+    ///
+    /// A cascade's rows follow the statement rows that caused them in the log; they are
+    /// delivered before them, deepest first, as on SQLite. The log does not mark where a
+    /// statement starts, so the rows they move ahead of are the deletes just before them
+    /// (a delete statement's own rows, and any deletes right before it in the transaction):
+    /// an insert or an update is never passed.
+    fn change(&mut self, relation: u32, op: Op, old: Option<&Tuple<'_>>, new: Option<&Tuple<'_>>) {
+        let Some((table, columns)) = self.relations.get(&relation).cloned() else {
+            return self.broken(
+                relation,
+                op,
+                "the stream sent a change of a table it did not describe",
+            );
+        };
+        let rows = &mut self.batch.rows;
+        let start = rows.mark();
+        let pushed = push_tuple(rows, &columns, old, None)
+            .and_then(|old_cells| Ok((old_cells, push_tuple(rows, &columns, new, old)?)));
+        match pushed {
+            Ok((old, new)) => self.push(RawChange {
+                table,
+                op,
+                old,
+                new,
+                depth: 0,
+                shape: Shape::Columns(columns),
+            }),
+            Err(reason) => {
+                self.batch.rows.truncate(start);
+                self.push(RawChange {
+                    table,
+                    op,
+                    old: None,
+                    new: None,
+                    depth: 0,
+                    shape: Shape::Broken(reason.into()),
+                });
+            }
+        }
+    }
+
+    /// A committed change that cannot be read: reported, never dropped.
+    fn broken(&mut self, relation: u32, op: Op, reason: &str) {
+        let table = self
+            .relations
+            .get(&relation)
+            .map_or_else(|| Arc::from("?"), |(table, _)| table.clone());
+        self.push(RawChange {
+            table,
+            op,
+            old: None,
+            new: None,
+            depth: 0,
+            shape: Shape::Broken(reason.into()),
+        });
+    }
+
+    /// A change into the statement being received, with the depth the log gave it.
+    fn push(&mut self, mut change: RawChange) {
+        change.depth = match change.op {
+            Op::Delete => self.cascade_depth.take().unwrap_or(0),
+            _ => {
+                self.cascade_depth = None;
+                0
+            }
+        };
+        // A cascade's delete passes only the deletes right before it; anything else starts
+        // a statement of its own.
+        let starts_statement = self.segment.last().is_some_and(|last| {
+            last.op != Op::Delete
+                || (change.depth == 0 && (last.depth > 0 || change.op != Op::Delete))
+        });
+        if starts_statement {
+            self.end_segment();
+        }
+        self.segment.push(change);
+    }
+
+    fn end_segment(&mut self) {
+        let segment = std::mem::take(&mut self.segment);
+        self.batch
+            .changes
+            .extend(super::super::connection::in_delivery_order(segment));
+    }
+
+    /// Publishes the transaction received.
+    fn publish(&mut self) {
+        self.end_segment();
+        self.cascade_depth = None;
+        self.outlet.publish(std::mem::take(&mut self.batch));
+    }
+}
+
+/// Pushes a row's values (`None`: no row); a value the update left unchanged is taken from
+/// `old`. The range of the row's cells.
+fn push_tuple(
+    rows: &mut super::super::Rows,
+    columns: &Columns,
+    tuple: Option<&Tuple<'_>>,
+    old: Option<&Tuple<'_>>,
+) -> std::result::Result<Option<std::ops::Range<usize>>, String> {
+    let Some(tuple) = tuple else {
+        return Ok(None);
+    };
+    if tuple.len() != columns.types.len() {
+        return Err(format!(
+            "the stream sent a row of {} values for a table of {} columns",
+            tuple.len(),
+            columns.types.len()
+        ));
+    }
+    let mark = rows.mark();
+    for (i, (value, &ty)) in tuple.iter().zip(&columns.types).enumerate() {
+        let value = match value {
+            Value::Unchanged => old.and_then(|old| old.get(i)).copied().ok_or_else(|| {
+                "the stream left a large value out of an update whose old row it did not send \
+                 (is the table's REPLICA IDENTITY still FULL?)"
+                    .to_owned()
+            })?,
+            other => *other,
+        };
+        match value {
+            Value::Text(text) => decode::push_value(rows, ty, Some(text)),
+            Value::Null => decode::push_value(rows, ty, None),
+            Value::Unchanged => {
+                return Err("the stream left a large value out of both rows of an update".into())
+            }
+        }
+    }
+    Ok(Some(rows.since(mark)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_conninfo_keeps_the_urls_options() {
+        assert_eq!(
+            replication_conninfo("postgres://u@h/db?options=-csearch_path%3Dx", "a b"),
+            "postgres://u@h/db?options=-csearch_path%3Dx&replication=database&application_name=a%20b"
+        );
+        assert_eq!(
+            replication_conninfo("postgresql://h/db", "n"),
+            "postgresql://h/db?replication=database&application_name=n"
+        );
+        assert_eq!(
+            replication_conninfo("host=h dbname=db", "it's"),
+            "host=h dbname=db replication=database application_name='it\\'s'"
+        );
+    }
+}
