@@ -1,17 +1,18 @@
-//! What observe costs on PostgreSQL, where it is row triggers recording each change and a
-//! `NOTIFY` per transaction, read by one listener connection per store:
+//! What observe costs on PostgreSQL, on each of its change feeds: row triggers recording each
+//! change and a `NOTIFY` per transaction, and logical decoding of the server's WAL streamed
+//! to a temporary slot (which needs `wal_level = logical`: `.ci/run` sets it):
 //!
 //! - **per written row**: 1,000 single-row inserts in one transaction into a table nobody
-//!   observes (no trigger) and into one with observe's triggers and a draining subscriber;
+//!   observes and into one observed by each feed, with a draining subscriber;
 //! - **commit to delivery**: single-row saves, each timed until its change arrives (p50, p99);
 //! - **8 concurrent writers**: eight threads saving single rows in their own transactions,
-//!   through one store with a pool of 8, without triggers and with a subscriber: the
+//!   through one store with a pool of 8, unobserved and with a subscriber on each feed: the
 //!   throughput of each and the p99 of a save. PostgreSQL queues notifications under one
-//!   server-wide lock held until after the commit, so this is where observe could cap the
-//!   write throughput of a server.
+//!   server-wide lock held until after the commit, so this is where the trigger feed caps
+//!   the write throughput of a server, and the logical decoding feed must not.
 //!
 //! Each configuration has a schema of its own on the server, so that the unobserved tables
-//! never had a trigger. The rows alternate between the two configurations, run after run.
+//! never had a trigger. The throughput runs alternate between the configurations.
 //!
 //! ```sh
 //! DATASTORE_POSTGRES_URL=postgres://root@127.0.0.1:5432/test \
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection};
+use datastore::observe::ChangeFeed;
 use datastore::prelude::*;
 use models::{posts, Post};
 use observing::Draining;
@@ -51,7 +53,7 @@ struct Schema {
 }
 
 impl Schema {
-    fn new(server: &str) -> Self {
+    fn new(server: &str, feed: ChangeFeed) -> Self {
         let name = format!("observe_bench_{}", Id::new().to_string().replace('-', ""));
         PgConnection::establish(server)
             .unwrap()
@@ -66,6 +68,7 @@ impl Schema {
             ))
             .pool_size(WRITERS as u32)
             .observe_buffer(1 << 20)
+            .change_feed(feed)
             .open()
             .unwrap();
         Self {
@@ -117,29 +120,30 @@ fn insert_all(store: &Store, rows: Vec<Post>) {
     .unwrap();
 }
 
-fn per_row(c: &mut Criterion, plain: &Schema, observed: &Schema) {
+/// The configurations compared: no observe, and each feed with one subscriber.
+const LABELS: [&str; 3] = [
+    "no observe",
+    "trigger feed, 1 subscriber",
+    "logical decoding feed, 1 subscriber",
+];
+
+fn per_row(c: &mut Criterion, schemas: &[Schema; 3]) {
     let mut group = c.benchmark_group("PostgreSQL observe/1000 inserts in one transaction");
     group
         .throughput(Throughput::Elements(ROWS as u64))
         .sample_size(20);
-    group.bench_function("no trigger", |b| {
-        b.iter_batched(
-            || rows(ROWS),
-            |rows| insert_all(&plain.store, rows),
-            BatchSize::LargeInput,
-        )
-    });
-    let _draining = Draining::start(&observed.store, 1);
-    group.bench_function("observe's triggers, 1 subscriber", |b| {
-        b.iter_batched(
-            || rows(ROWS),
-            |rows| insert_all(&observed.store, rows),
-            BatchSize::LargeInput,
-        )
-    });
+    for (schema, label) in schemas.iter().zip(LABELS) {
+        let _draining = (label != LABELS[0]).then(|| Draining::start(&schema.store, 1));
+        group.bench_function(label, |b| {
+            b.iter_batched(
+                || rows(ROWS),
+                |rows| insert_all(&schema.store, rows),
+                BatchSize::LargeInput,
+            )
+        });
+        schema.clear();
+    }
     group.finish();
-    plain.clear();
-    observed.clear();
 }
 
 /// One throughput run: `WRITERS` threads each saving `SAVES_PER_WRITER` rows, one transaction
@@ -172,25 +176,27 @@ fn writers(store: &Store) -> (f64, Vec<Duration>) {
     (took.len() as f64 / elapsed.as_secs_f64(), took)
 }
 
-fn concurrent_writers(plain: &Schema, observed: &Schema) {
-    let _draining = Draining::start(&observed.store, 1);
-    let mut results: [(Vec<f64>, Vec<Duration>); 2] = Default::default();
+fn concurrent_writers(schemas: &[Schema; 3]) {
+    let _draining: Vec<Draining> = schemas[1..]
+        .iter()
+        .map(|schema| Draining::start(&schema.store, 1))
+        .collect();
+    let mut results: [(Vec<f64>, Vec<Duration>); 3] = Default::default();
     // One warm-up run each, then interleaved runs.
-    writers(&plain.store);
-    writers(&observed.store);
+    for schema in schemas {
+        writers(&schema.store);
+        schema.clear();
+    }
     for _ in 0..RUNS {
-        for (i, schema) in [plain, observed].into_iter().enumerate() {
+        for (i, schema) in schemas.iter().enumerate() {
             let (rate, took) = writers(&schema.store);
             results[i].0.push(rate);
             results[i].1.extend(took);
             schema.clear();
         }
     }
-    let mut medians = [0.0; 2];
-    for (i, label) in ["no trigger", "observe's triggers, 1 subscriber"]
-        .into_iter()
-        .enumerate()
-    {
+    let mut medians = [0.0; 3];
+    for (i, label) in LABELS.into_iter().enumerate() {
         let (rates, took) = &mut results[i];
         rates.sort_by(f64::total_cmp);
         took.sort();
@@ -208,10 +214,14 @@ fn concurrent_writers(plain: &Schema, observed: &Schema) {
             observing::percentile(took, 0.99)
         );
     }
-    println!(
-        "PostgreSQL observe/{WRITERS} concurrent writers: observed throughput is {:.2}x slower",
-        medians[0] / medians[1]
-    );
+    for i in 1..3 {
+        println!(
+            "PostgreSQL observe/{WRITERS} concurrent writers, {}: throughput {:.2}x slower than \
+             no observe",
+            LABELS[i],
+            medians[0] / medians[i]
+        );
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -222,12 +232,17 @@ fn benches(c: &mut Criterion) {
         );
         return;
     };
-    let plain = Schema::new(&server);
-    let observed = Schema::new(&server);
-    per_row(c, &plain, &observed);
-    observing::latency(&observed.store, "PostgreSQL observe");
-    observed.clear();
-    concurrent_writers(&plain, &observed);
+    let schemas = [
+        Schema::new(&server, ChangeFeed::Triggers),
+        Schema::new(&server, ChangeFeed::Triggers),
+        Schema::new(&server, ChangeFeed::LogicalDecoding),
+    ];
+    per_row(c, &schemas);
+    for (schema, label) in schemas[1..].iter().zip(&LABELS[1..]) {
+        observing::latency(&schema.store, &format!("PostgreSQL observe, {label}"));
+        schema.clear();
+    }
+    concurrent_writers(&schemas);
 }
 
 criterion_group!(group, benches);
