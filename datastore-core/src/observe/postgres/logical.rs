@@ -24,7 +24,7 @@
 //! store is waiting for do anything, and no message can add, change or remove a row's change:
 //! those come from the log itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -47,6 +47,12 @@ const PREFIX: &str = "datastore";
 
 /// How long the listener waits for data before it checks whether the store is still there.
 const WAKE: Duration = Duration::from_millis(100);
+
+/// How long the listener waits for more data while it holds transactions not yet visible.
+const VISIBLE_POLL: Duration = Duration::from_micros(200);
+
+/// How often, at most, it checks what became visible while data keeps arriving.
+const RELEASE_EVERY: Duration = Duration::from_millis(1);
 
 /// How often the listener tells the server how far it has read, at least (the server ends a
 /// replication connection silent for `wal_sender_timeout`, 60 s by default).
@@ -206,6 +212,18 @@ pub(super) struct LogicalListener {
     last_status: Instant,
     /// The nonce of the last marker, sent once the store was gone.
     last_marker: Option<String>,
+    /// The transaction being received (its id, as the stream gives it: 32 bits).
+    xid: u32,
+    /// What was received and waits to be released, in log order (see `release`).
+    held: VecDeque<Held>,
+    /// When `release` last ran.
+    last_release: Instant,
+}
+
+/// A committed transaction or a marker, held until every transaction before it is visible.
+enum Held {
+    Commit(u32, Batch),
+    Marker(String),
 }
 
 /// The store's URL (or connection string), asking for a logical replication connection
@@ -288,6 +306,9 @@ impl LogicalListener {
             received: 0,
             last_status: Instant::now(),
             last_marker: None,
+            xid: 0,
+            held: VecDeque::new(),
+            last_release: Instant::now(),
         };
         thread::Builder::new()
             .name("datastore-pg-logical".into())
@@ -312,18 +333,64 @@ impl LogicalListener {
                     .map_err(|e| format!("the observe listener's connection failed: {e}"))?;
                 self.last_marker = Some(nonce);
             }
-            match self.stream.receive(WAKE)? {
-                Some(data) => {
-                    if self.handle(&data)? {
-                        return Ok(());
-                    }
-                }
-                None => self.report_status(false)?,
+            let wait = if self.held.is_empty() {
+                WAKE
+            } else {
+                VISIBLE_POLL
+            };
+            let received = self.stream.receive(wait)?;
+            if let Some(data) = &received {
+                self.handle(data)?;
             }
-            if self.last_status.elapsed() >= STATUS_EVERY {
-                self.report_status(false)?;
+            // Once nothing more is waiting to be read (or every millisecond under a steady
+            // stream), what became visible is released.
+            if !self.held.is_empty()
+                && (received.is_none() || self.last_release.elapsed() >= RELEASE_EVERY)
+                && self.release()?
+            {
+                return Ok(());
+            }
+            self.report_status(false)?;
+        }
+    }
+
+    /// Releases, in log order, the held transactions that new snapshots see (publishes
+    /// them) and the markers after them (opens their subscriptions). Whether the listener's
+    /// last marker was reached.
+    ///
+    /// A transaction's commit is in the log, and streamed, a moment before other sessions
+    /// see it: a subscriber told of it at once, reading the database, could read the state
+    /// before it (a live query would keep that state as the one after it). So each is held
+    /// until a snapshot taken now has it ended, as the trigger feed's notifications are.
+    fn release(&mut self) -> std::result::Result<bool, String> {
+        self.last_release = Instant::now();
+        let snapshot: Vec<super::SnapshotText> =
+            diesel::sql_query("SELECT pg_current_snapshot()::text AS snapshot")
+                .load(&mut self.control)
+                .map_err(|e| format!("the observe listener's connection failed: {e}"))?;
+        let Some(snapshot) = snapshot
+            .first()
+            .and_then(|s| decode::Snapshot::parse(&s.snapshot))
+        else {
+            return Err("pg_current_snapshot() returned no snapshot".into());
+        };
+        while let Some(front) = self.held.front() {
+            match front {
+                Held::Commit(xid, _) if !snapshot.ended(full_xid(*xid, snapshot.xmax)) => break,
+                _ => {}
+            }
+            match self.held.pop_front() {
+                Some(Held::Commit(_, batch)) => self.outlet.publish(batch),
+                Some(Held::Marker(nonce)) => {
+                    if self.last_marker.as_deref() == Some(nonce.as_str()) {
+                        return Ok(true);
+                    }
+                    self.outlet.open(&nonce);
+                }
+                None => {}
             }
         }
+        Ok(false)
     }
 
     /// Tells the server how far the stream was read.
@@ -341,8 +408,8 @@ impl LogicalListener {
         Ok(())
     }
 
-    /// One frame from the server; whether the listener's last marker came back.
-    fn handle(&mut self, data: &[u8]) -> std::result::Result<bool, String> {
+    /// One frame from the server.
+    fn handle(&mut self, data: &[u8]) -> std::result::Result<(), String> {
         match Frame::parse(data)? {
             Frame::Keepalive { wal_end, reply } => {
                 if self.batch.changes.is_empty() && self.segment.is_empty() {
@@ -351,22 +418,23 @@ impl LogicalListener {
                 if reply {
                     self.report_status(true)?;
                 }
-                Ok(false)
+                Ok(())
             }
             Frame::Data { wal_end, message } => {
-                let done = self.take(Message::parse(message)?);
+                self.take(Message::parse(message)?);
                 self.received = self.received.max(wal_end);
-                Ok(done)
+                Ok(())
             }
         }
     }
 
-    /// A decoded message: a transaction's changes join its batch, published at its commit;
-    /// markers open their subscription. Whether it was the listener's last marker.
-    fn take(&mut self, message: Message<'_>) -> bool {
+    /// A decoded message: a transaction's changes join its batch, held from its commit on
+    /// (see `release`), as markers are.
+    fn take(&mut self, message: Message<'_>) {
         match message {
-            Message::Begin { .. } | Message::Other => {}
-            Message::Commit => self.publish(),
+            Message::Begin { xid } => self.xid = xid,
+            Message::Other => {}
+            Message::Commit => self.commit(),
             Message::Relation { id, table, columns } => {
                 let columns = Columns {
                     names: columns.iter().map(|(name, _)| Arc::from(*name)).collect(),
@@ -417,15 +485,11 @@ impl LogicalListener {
                         .and_then(|d| d.parse().ok())
                         .filter(|d| *d > 0);
                 } else if let Some(nonce) = content.strip_prefix("m:") {
-                    if self.last_marker.as_deref() == Some(nonce) {
-                        return true;
-                    }
-                    self.outlet.open(nonce);
+                    self.held.push_back(Held::Marker(nonce.to_owned()));
                 }
             }
             Message::Logical { .. } => {}
         }
-        false
     }
 
     /// A row change: its values into the batch's rows, the change into the statement
@@ -515,11 +579,25 @@ impl LogicalListener {
             .extend(super::super::connection::in_delivery_order(segment));
     }
 
-    /// Publishes the transaction received.
-    fn publish(&mut self) {
+    /// The transaction received is committed: held until it is visible.
+    fn commit(&mut self) {
         self.end_segment();
         self.cascade_depth = None;
-        self.outlet.publish(std::mem::take(&mut self.batch));
+        let batch = std::mem::take(&mut self.batch);
+        if !batch.changes.is_empty() {
+            self.held.push_back(Held::Commit(self.xid, batch));
+        }
+    }
+}
+
+/// A 32-bit transaction id as the 64-bit one of its epoch, given a snapshot's `xmax` (a
+/// committed transaction is below it, within 2^31).
+fn full_xid(xid: u32, xmax: i64) -> i64 {
+    let full = (xmax & !0xFFFF_FFFF) | i64::from(xid);
+    if full > xmax {
+        full - (1 << 32)
+    } else {
+        full
     }
 }
 
@@ -565,6 +643,17 @@ fn push_tuple(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_ids_gain_their_epoch() {
+        assert_eq!(full_xid(5, 10), 5);
+        assert_eq!(full_xid(5, (3 << 32) + 10), (3 << 32) + 5);
+        // Just before the wrap: the previous epoch.
+        assert_eq!(
+            full_xid(u32::MAX, (3 << 32) + 10),
+            (2 << 32) + i64::from(u32::MAX)
+        );
+    }
 
     #[test]
     fn replication_conninfo_keeps_the_urls_options() {
