@@ -75,8 +75,12 @@
 //! snapshot is the result of a fresh query.
 
 mod path;
+mod snapshot;
 
-pub use path::{HasManyRel, HasOneRel, LoadPath, ManyToManyRel, Step, Then};
+pub use path::{BelongsToRel, HasManyRel, HasOneRel, LoadPath, ManyToManyRel, Step, Then};
+pub use snapshot::Snapshot;
+
+use snapshot::Parents;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -212,6 +216,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
             tables: names,
             window,
             rows: None,
+            parents: Parents::default(),
             held: Vec::new(),
             lost: None,
             ended: false,
@@ -296,6 +301,8 @@ pub struct LiveSubscription<M: Persist<AnyConnection>> {
     window: HashSet<String>,
     /// The last result, once read.
     rows: Option<Vec<M>>,
+    /// The `belongs_to` parents of the last result.
+    parents: Parents,
     /// Items taken from the queue and not handled yet.
     held: Vec<Item>,
     lost: Option<Arc<str>>,
@@ -362,12 +369,12 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     /// The first result at once; then the next different result, waiting at most `timeout`
     /// (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
     /// call, once the feed of changes is lost.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Snapshot<M>>> {
         if let Some(reason) = &self.lost {
             return Some(Err(Error::feed_lost(reason)));
         }
         if self.rows.is_none() {
-            return Some(self.full_refresh().map(|rows| rows.to_vec()));
+            return Some(self.full_refresh().map(|()| self.snapshot()));
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -388,7 +395,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             let before = self.rows.clone();
             let work = self.work(&items);
             let refreshed = if work.full {
-                self.full_refresh().map(|_| ())
+                self.full_refresh()
             } else if work.touched.iter().all(HashSet::is_empty) && !work.window {
                 self.stats.untouched += 1;
                 Ok(())
@@ -398,14 +405,31 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             if let Err(e) = refreshed {
                 return Some(Err(e));
             }
-            if self.rows != before {
-                return self.rows.clone().map(Ok);
+            let parents = self.collect_parents();
+            if self.rows != before || parents != self.parents {
+                self.parents = parents;
+                return Some(Ok(self.snapshot()));
             }
         }
     }
 
+    /// The last result, with its parents.
+    fn snapshot(&self) -> Snapshot<M> {
+        Snapshot::new(
+            self.rows.clone().unwrap_or_default(),
+            self.parents.clone(),
+        )
+    }
+
+    /// The `belongs_to` parents the steps hold now.
+    fn collect_parents(&self) -> Parents {
+        let mut parents = Parents::default();
+        self.steps.iter().for_each(|s| s.parents(&mut parents));
+        parents
+    }
+
     /// The first result at once; then the next different result, waiting for it.
-    pub fn recv(&mut self) -> Result<Vec<M>> {
+    pub fn recv(&mut self) -> Result<Snapshot<M>> {
         loop {
             if let Some(result) = self.recv_timeout(Duration::from_secs(3600)) {
                 return result;
@@ -470,7 +494,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     }
 
     /// Reads the whole result again, in one read transaction.
-    fn full_refresh(&mut self) -> Result<&[M]> {
+    fn full_refresh(&mut self) -> Result<()> {
         self.stats.full += 1;
         let build = &self.build;
         let steps = &mut self.steps;
@@ -488,14 +512,16 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 return Err(e);
             }
         };
-        Ok(self.rows.insert(rows))
+        self.rows = Some(rows);
+        self.parents = self.collect_parents();
+        Ok(())
     }
 
     /// Reads again the window (if `work.window`) and the touched roots' relations, then checks
     /// that no commit up to the state read touched anything else; a full refresh otherwise.
     fn partial_refresh(&mut self, work: Work<M::Key>) -> Result<()> {
         let Some(old) = self.rows.take() else {
-            return self.full_refresh().map(|_| ());
+            return self.full_refresh();
         };
         let build = &self.build;
         let steps = &mut self.steps;
@@ -617,11 +643,11 @@ fn load_all<M: Model>(
 }
 
 impl<M: Persist<AnyConnection> + Clone + PartialEq> Iterator for LiveSubscription<M> {
-    type Item = Result<Vec<M>>;
+    type Item = Result<Snapshot<M>>;
 
     /// Blocks until the next different result; yields [`Error::FeedLost`] once if the feed of
     /// changes is lost, and ends after it.
-    fn next(&mut self) -> Option<Result<Vec<M>>> {
+    fn next(&mut self) -> Option<Result<Snapshot<M>>> {
         if self.ended {
             return None;
         }
