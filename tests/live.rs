@@ -597,7 +597,11 @@ fn comments_with_their_post_follow_post_edits_moves_and_cascades() {
             }
         };
         let got = next(&mut view);
-        assert_eq!(with_posts(&got), fresh_with_posts(store), "the first snapshot");
+        assert_eq!(
+            with_posts(&got),
+            fresh_with_posts(store),
+            "the first snapshot"
+        );
         assert_eq!(
             got.parent(&got[0], Comment::POST).map(|p| &p.title),
             Some(&"first".to_string())
@@ -608,8 +612,14 @@ fn comments_with_their_post_follow_post_edits_moves_and_cascades() {
         edited.title = "first, edited".into();
         store.save(edited).unwrap();
         let got = until_fresh(&mut view);
-        assert_eq!(got.parent(&got[0], Comment::POST).unwrap().title, "first, edited");
-        assert_eq!(got.parent(&got[1], Comment::POST).unwrap().title, "first, edited");
+        assert_eq!(
+            got.parent(&got[0], Comment::POST).unwrap().title,
+            "first, edited"
+        );
+        assert_eq!(
+            got.parent(&got[1], Comment::POST).unwrap().title,
+            "first, edited"
+        );
 
         // A post no comment points at changes: nothing read, no snapshot.
         let untouched = view.stats().untouched;
@@ -638,7 +648,13 @@ fn comments_with_their_post_follow_post_edits_moves_and_cascades() {
         // Exactly the parents a fresh live query holds (the deleted one is not kept).
         assert_eq!(
             got,
-            next(&mut store.live::<Comment>().load(Comment::POST).subscribe().unwrap())
+            next(
+                &mut store
+                    .live::<Comment>()
+                    .load(Comment::POST)
+                    .subscribe()
+                    .unwrap()
+            )
         );
         assert!(view.stats().partial > 0, "{:?}", view.stats());
     });
@@ -1017,7 +1033,9 @@ fn fresh_resolved(store: &Store) -> Resolved {
         .map(|c| {
             let mut post: Vec<Post> = conn.find::<Post>(&c.post_id).unwrap().into_iter().collect();
             Post::load_editors(conn, &mut post).unwrap();
-            let parent = c.parent_id.and_then(|id| conn.find::<Comment>(&id).unwrap());
+            let parent = c
+                .parent_id
+                .and_then(|id| conn.find::<Comment>(&id).unwrap());
             (c, post.pop(), parent)
         })
         .collect()

@@ -415,10 +415,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
 
     /// The last result, with its parents.
     fn snapshot(&self) -> Snapshot<M> {
-        Snapshot::new(
-            self.rows.clone().unwrap_or_default(),
-            self.parents.clone(),
-        )
+        Snapshot::new(self.rows.clone().unwrap_or_default(), self.parents.clone())
     }
 
     /// The `belongs_to` parents the steps hold now.

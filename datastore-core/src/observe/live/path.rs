@@ -763,7 +763,10 @@ where
         load_below(
             &mut self.next,
             conn,
-            copies.iter_mut().map(|(p, root)| (p, root.clone())).collect(),
+            copies
+                .iter_mut()
+                .map(|(p, root)| (p, root.clone()))
+                .collect(),
         )?;
         self.loaded
             .extend(copies.into_iter().map(|(p, _)| (p.key(), p)));
