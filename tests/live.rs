@@ -769,8 +769,8 @@ fn parent_statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
             store.save(p.clone()).unwrap();
         });
-        assert!(
-            spent <= 2,
+        assert_eq!(
+            spent, 1,
             "a parent edit cost {spent} statements ({size} posts)"
         );
         assert_eq!(roots, 11, "the post's comments read again, no other");

@@ -46,13 +46,15 @@
 //! tables named with [`LiveQuery::watch`], which its query's filter reads), through one queue
 //! of the store's change feed, which delivers each committed transaction's changes whole, in
 //! commit order. It keeps an index of which root rows (rows of the query's model) reach which
-//! loaded row, join row and parent. For the changes committed since its last snapshot it
+//! loaded row, join row and parent, and for a `belongs_to`, which key each row pointed at and
+//! which roots reach each parent. For the changes committed since its last snapshot it
 //! finds the roots they touch (a comment edited, moved or deleted touches the roots that
 //! loaded it; a comment inserted or moved touches the roots that loaded its new parent; a
-//! link, the roots of its parent), and reads again only those roots' relations, one
-//! statement per relation level (two for a many-to-many) however many rows the result holds;
-//! the query itself (its window: filter, order, limit) is read again, one statement, only
-//! when the model's table or a watched table changed. A change that touches no loaded row
+//! link, the roots of its parent; a `belongs_to` parent edited or deleted, the roots whose
+//! rows point at it; a row pointed at another parent, its roots), and reads again only those
+//! roots' relations, one statement per relation level (two for a many-to-many) however many
+//! rows the result holds; the query itself (its window: filter, order, limit) is read again,
+//! one statement, only when the model's table or a watched table changed. A change that touches no loaded row
 //! and no watched table costs no statement and yields no snapshot. A subscriber whose queue
 //! overflowed ([`Missed`](crate::observe::Observed::Missed)), or a change that cannot be
 //! decoded, gets a full refresh.
@@ -164,7 +166,10 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
     /// Loads a relation path with every row: `Post::COMMENTS`, or
     /// `Post::COMMENTS.then(Comment::REPLIES)` for each comment's replies too. Paths that
-    /// share a start are loaded once.
+    /// share a start are loaded once. A `belongs_to` (`Comment::POST`, at the start or after
+    /// `then`) loads each row's parent into the [`Snapshot`], which holds it once
+    /// ([`Snapshot::parent`]); a relation loaded on two paths is held once, with what the
+    /// first path loads below it.
     pub fn load<R: LoadPath<M>>(mut self, path: R) -> Self {
         let step = path.into_step::<M>(Vec::new());
         let mut step = Some(step);
@@ -366,8 +371,8 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         self.stats
     }
 
-    /// The first result at once; then the next different result, waiting at most `timeout`
-    /// (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
+    /// The first result at once; then the next different result (its rows, or the parents it
+    /// holds), waiting at most `timeout` (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
     /// call, once the feed of changes is lost.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Snapshot<M>>> {
         if let Some(reason) = &self.lost {
