@@ -79,7 +79,9 @@
 mod path;
 mod snapshot;
 
-pub use path::{BelongsToRel, HasManyRel, HasOneRel, LoadPath, ManyToManyRel, Step, Then};
+pub use path::{
+    BelongsToRel, HasManyRel, HasOneRel, LoadPath, ManyToManyRel, ParentOf, Step, Then,
+};
 pub use snapshot::Snapshot;
 
 use snapshot::Parents;

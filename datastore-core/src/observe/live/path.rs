@@ -46,6 +46,31 @@ pub struct BelongsToRel<C, P, const FK: u64> {
     _models: PhantomData<fn() -> (C, P)>,
 }
 
+/// A `belongs_to` of rows of `C`, whose parent a [`Snapshot`](super::Snapshot) holds:
+/// the derive's `belongs_to` constants (`Comment::POST` for comments).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `belongs_to` of `{C}`",
+    label = "a relation of another model's rows",
+    note = "ask for a row's parent with a `belongs_to` of its model: \
+            `snapshot.parent(&comment, Comment::POST)`"
+)]
+pub trait ParentOf<C>: 'static {
+    /// The parent's model.
+    type Parent: Model;
+
+    /// The parent's key in `row`.
+    #[doc(hidden)]
+    fn parent_key(row: &C) -> Option<<Self::Parent as Model>::Key>;
+}
+
+impl<C: BelongsTo<P, FK>, P: Model, const FK: u64> ParentOf<C> for BelongsToRel<C, P, FK> {
+    type Parent = P;
+
+    fn parent_key(row: &C) -> Option<P::Key> {
+        row.parent_key()
+    }
+}
+
 /// A relation followed by relations of its target: `Post::COMMENTS.then(Comment::REPLIES)`
 /// loads each post's comments and each of those comments' replies.
 pub struct Then<A, B> {

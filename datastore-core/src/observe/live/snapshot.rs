@@ -7,9 +7,8 @@ use std::fmt;
 use std::ops::Deref;
 
 use crate::model::Model;
-use crate::relations::BelongsTo;
 
-use super::path::BelongsToRel;
+use super::path::ParentOf;
 
 /// One result of a live query: its rows (a `Snapshot` derefs to `[M]`: index it, iterate it,
 /// or take the rows with [`into_vec`](Self::into_vec)), with the relations loaded in them,
@@ -70,19 +69,9 @@ impl<M> Snapshot<M> {
     /// The parent `row` points at through `relation` (`Comment::POST`), as loaded with this
     /// snapshot: `None` if the live query does not load that relation, if the row's foreign
     /// key is `NULL`, or if the row was not one it loaded the relation for.
-    pub fn parent<C, P, const FK: u64>(
-        &self,
-        row: &C,
-        relation: BelongsToRel<C, P, FK>,
-    ) -> Option<&P>
-    where
-        C: BelongsTo<P, FK>,
-        P: Model,
-    {
+    pub fn parent<C, R: ParentOf<C>>(&self, row: &C, relation: R) -> Option<&R::Parent> {
         let _ = relation;
-        self.parents
-            .of::<BelongsToRel<C, P, FK>, P>()?
-            .get(&row.parent_key()?)
+        self.parents.of::<R, R::Parent>()?.get(&R::parent_key(row)?)
     }
 }
 
