@@ -382,6 +382,38 @@ fn a_subscriber_that_fell_behind_gets_a_full_refresh_never_a_wrong_snapshot() {
     assert!(view.stats().full > full, "{:?}", view.stats());
 }
 
+#[test]
+fn a_subscriber_that_fell_behind_on_its_parents_gets_them_in_a_full_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("blog.db").display().to_string())
+        .migrations(datastore::embed_migrations!())
+        .observe_buffer(2)
+        .open()
+        .unwrap();
+    let first = store.save(post("first", 5)).unwrap();
+    store.save(comment(&first, "hello")).unwrap();
+    let mut view = store
+        .live::<Comment>()
+        .load(Comment::POST)
+        .subscribe()
+        .unwrap();
+    next(&mut view);
+    let full = view.stats().full;
+    // Only the parent changes (the rows stay as they were), more often than the queue holds.
+    for i in 0..20 {
+        let mut p = store.get::<Post>(&first.id).unwrap();
+        p.title = format!("title {i}");
+        store.save(p).unwrap();
+    }
+    loop {
+        let got = next(&mut view);
+        if got.parent(&got[0], Comment::POST).unwrap().title == "title 19" {
+            break;
+        }
+    }
+    assert!(view.stats().full > full, "{:?}", view.stats());
+}
+
 /// Counts the statements that read rows (`SELECT`s) on a pooled connection.
 fn count_reads(conn: &mut PooledConn) -> Arc<AtomicUsize> {
     let count = Arc::new(AtomicUsize::new(0));

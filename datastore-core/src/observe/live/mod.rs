@@ -308,7 +308,8 @@ pub struct LiveSubscription<M: Persist<AnyConnection>> {
     window: HashSet<String>,
     /// The last result, once read.
     rows: Option<Vec<M>>,
-    /// The `belongs_to` parents of the last result.
+    /// The `belongs_to` parents of the last result handed out (the steps hold those of the
+    /// last read).
     parents: Parents,
     /// Items taken from the queue and not handled yet.
     held: Vec<Item>,
@@ -381,7 +382,10 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             return Some(Err(Error::feed_lost(reason)));
         }
         if self.rows.is_none() {
-            return Some(self.full_refresh().map(|()| self.snapshot()));
+            return Some(self.full_refresh().map(|()| {
+                self.parents = self.collect_parents();
+                self.snapshot()
+            }));
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -399,19 +403,21 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 self.lost = Some(reason);
                 return Some(Err(error));
             }
-            let before = self.rows.clone();
             let work = self.work(&items);
+            if !work.full && work.touched.iter().all(HashSet::is_empty) && !work.window {
+                self.stats.untouched += 1;
+                continue;
+            }
+            let before = self.rows.clone();
             let refreshed = if work.full {
                 self.full_refresh()
-            } else if work.touched.iter().all(HashSet::is_empty) && !work.window {
-                self.stats.untouched += 1;
-                Ok(())
             } else {
                 self.partial_refresh(work)
             };
             if let Err(e) = refreshed {
                 return Some(Err(e));
             }
+            // The parents of the result read, against those of the last one handed out.
             let parents = self.collect_parents();
             if self.rows != before || parents != self.parents {
                 self.parents = parents;
@@ -517,7 +523,6 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             }
         };
         self.rows = Some(rows);
-        self.parents = self.collect_parents();
         Ok(())
     }
 
