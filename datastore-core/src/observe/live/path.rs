@@ -1,6 +1,7 @@
 //! Relation paths: what a live query loads with its rows, built from the constants the derive
-//! generates per relation field (`Post::COMMENTS`, `Comment::REPLIES`, `Post::EDITORS`), and
-//! the steps that load them and tell which rows a committed change touches.
+//! generates per relation field (`Post::COMMENTS`, `Comment::REPLIES`, `Post::EDITORS`) and per
+//! `belongs_to` field (`Comment::POST`), and the steps that load them and tell which rows a
+//! committed change touches.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
