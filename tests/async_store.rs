@@ -444,6 +444,7 @@ async_per_backend! {
             .live::<Post>()
             .query(|q| q.filter(posts::rating.gt(4)))
             .load(Post::COMMENTS.then(Comment::REPLIES))
+            .load(Post::COMMENTS.then(Comment::POST))
             .subscribe_async()
             .await
             .unwrap();
@@ -458,6 +459,11 @@ async_per_backend! {
         let comments = with_comment[0].comments.get().unwrap();
         assert_eq!(comments.len(), 1);
         assert_eq!(comments[0].id, said.id);
+        // Its post, a `belongs_to` parent, held by the snapshot.
+        assert_eq!(
+            with_comment.parent(&comments[0], Comment::POST).map(|p| p.id),
+            Some(high.id)
+        );
         // A post outside the filter changes nothing; the post's delete (with its comments, by
         // the cascade) empties the result.
         store.save(post("low", 1)).await.unwrap();

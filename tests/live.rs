@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::models::{comments, posts, Comment, Post, User};
 use common::{comment, post, user};
 use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
-use datastore::observe::LiveSubscription;
+use datastore::observe::{LiveSubscription, Snapshot};
 use datastore::prelude::*;
 use datastore::{AnyConnection, Error, PooledConn};
 use proptest::prelude::*;
@@ -67,7 +67,9 @@ fn fresh_of(store: &Store, query: Option<fn(PostQuery) -> PostQuery>) -> Vec<Pos
 }
 
 /// The next snapshot; fails the test if none comes within a minute.
-fn next(live: &mut LiveSubscription<Post>) -> Vec<Post> {
+fn next<M: Persist<AnyConnection> + Clone + PartialEq>(
+    live: &mut LiveSubscription<M>,
+) -> Snapshot<M> {
     live.recv_timeout(Duration::from_secs(60))
         .expect("a new snapshot")
         .unwrap()
@@ -77,7 +79,7 @@ fn next(live: &mut LiveSubscription<Post>) -> Vec<Post> {
 fn until(live: &mut LiveSubscription<Post>, expected: &[Post]) {
     loop {
         let got = next(live);
-        if got == expected {
+        if got[..] == *expected {
             return;
         }
     }
@@ -380,6 +382,38 @@ fn a_subscriber_that_fell_behind_gets_a_full_refresh_never_a_wrong_snapshot() {
     assert!(view.stats().full > full, "{:?}", view.stats());
 }
 
+#[test]
+fn a_subscriber_that_fell_behind_on_its_parents_gets_them_in_a_full_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("blog.db").display().to_string())
+        .migrations(datastore::embed_migrations!())
+        .observe_buffer(2)
+        .open()
+        .unwrap();
+    let first = store.save(post("first", 5)).unwrap();
+    store.save(comment(&first, "hello")).unwrap();
+    let mut view = store
+        .live::<Comment>()
+        .load(Comment::POST)
+        .subscribe()
+        .unwrap();
+    next(&mut view);
+    let full = view.stats().full;
+    // Only the parent changes (the rows stay as they were), more often than the queue holds.
+    for i in 0..20 {
+        let mut p = store.get::<Post>(&first.id).unwrap();
+        p.title = format!("title {i}");
+        store.save(p).unwrap();
+    }
+    loop {
+        let got = next(&mut view);
+        if got.parent(&got[0], Comment::POST).unwrap().title == "title 19" {
+            break;
+        }
+    }
+    assert!(view.stats().full > full, "{:?}", view.stats());
+}
+
 /// Counts the statements that read rows (`SELECT`s) on a pooled connection.
 fn count_reads(conn: &mut PooledConn) -> Arc<AtomicUsize> {
     let count = Arc::new(AtomicUsize::new(0));
@@ -555,6 +589,272 @@ fn a_live_query_inside_a_transaction_reads_committed_data() {
     until(&mut view, &fresh(&store));
 }
 
+/// Each comment with the post it points at, as a live view shows it.
+fn with_posts(snapshot: &Snapshot<Comment>) -> Vec<(Comment, Option<Post>)> {
+    snapshot
+        .iter()
+        .map(|c| (c.clone(), snapshot.parent(c, Comment::POST).cloned()))
+        .collect()
+}
+
+/// Each comment with the post it points at, by hand.
+fn fresh_with_posts(store: &Store) -> Vec<(Comment, Option<Post>)> {
+    let mut conn = store.conn().unwrap();
+    let comments: Vec<Comment> = conn.all().unwrap();
+    comments
+        .into_iter()
+        .map(|c| {
+            let post = conn.find::<Post>(&c.post_id).unwrap();
+            (c, post)
+        })
+        .collect()
+}
+
+#[test]
+fn comments_with_their_post_follow_post_edits_moves_and_cascades() {
+    stores(|store| {
+        let first = store.save(post("first", 5)).unwrap();
+        let second = store.save(post("second", 3)).unwrap();
+        let c = store.save(comment(&first, "hello")).unwrap();
+        store.save(comment(&first, "again")).unwrap();
+        let mut view = store
+            .live::<Comment>()
+            .load(Comment::POST)
+            .subscribe()
+            .unwrap();
+        let until_fresh = |view: &mut LiveSubscription<Comment>| loop {
+            let got = next(view);
+            if with_posts(&got) == fresh_with_posts(store) {
+                return got;
+            }
+        };
+        let got = next(&mut view);
+        assert_eq!(
+            with_posts(&got),
+            fresh_with_posts(store),
+            "the first snapshot"
+        );
+        assert_eq!(
+            got.parent(&got[0], Comment::POST).map(|p| &p.title),
+            Some(&"first".to_string())
+        );
+
+        // The post edited: the same rows, a new snapshot with the new parent.
+        let mut edited = store.get::<Post>(&first.id).unwrap();
+        edited.title = "first, edited".into();
+        store.save(edited).unwrap();
+        let got = until_fresh(&mut view);
+        assert_eq!(
+            got.parent(&got[0], Comment::POST).unwrap().title,
+            "first, edited"
+        );
+        assert_eq!(
+            got.parent(&got[1], Comment::POST).unwrap().title,
+            "first, edited"
+        );
+
+        // A post no comment points at changes: nothing read, no snapshot.
+        let untouched = view.stats().untouched;
+        let mut other = store.get::<Post>(&second.id).unwrap();
+        other.rating = 4;
+        store.save(other).unwrap();
+        assert!(view.recv_timeout(Duration::from_millis(300)).is_none());
+        assert!(view.stats().untouched > untouched, "{:?}", view.stats());
+
+        // The comment moved to the other post: its new parent.
+        store
+            .save(Comment {
+                post_id: second.id,
+                ..c.clone()
+            })
+            .unwrap();
+        let got = until_fresh(&mut view);
+        let moved = got.iter().find(|r| r.id == c.id).unwrap();
+        assert_eq!(got.parent(moved, Comment::POST).unwrap().title, "second");
+
+        // The parent deleted with its cascade: the comment is gone.
+        store.unlink_and_delete::<Post>(&second.id).unwrap();
+        let got = until_fresh(&mut view);
+        assert!(got.iter().all(|r| r.id != c.id));
+        assert_eq!(got.len(), 1);
+        // Exactly the parents a fresh live query holds (the deleted one is not kept).
+        assert_eq!(
+            got,
+            next(
+                &mut store
+                    .live::<Comment>()
+                    .load(Comment::POST)
+                    .subscribe()
+                    .unwrap()
+            )
+        );
+        assert!(view.stats().partial > 0, "{:?}", view.stats());
+    });
+}
+
+#[test]
+fn comments_authors_follow_renames_author_changes_and_deletes_nested_after_has_many() {
+    stores(|store| {
+        let ann = store.save(user("ann")).unwrap();
+        let bob = store.save(user("bob")).unwrap();
+        let p = store.save(post("p", 1)).unwrap();
+        let c = store
+            .save(Comment {
+                author_id: Some(ann.id),
+                ..comment(&p, "by ann")
+            })
+            .unwrap();
+        let mut view = store
+            .live::<Post>()
+            .load(Post::COMMENTS.then(Comment::AUTHOR))
+            .subscribe()
+            .unwrap();
+        let author = |got: &Snapshot<Post>| {
+            let comments = got[0].comments.get().unwrap();
+            got.parent(&comments[0], Comment::AUTHOR)
+                .map(|u| u.username.clone())
+        };
+        assert_eq!(author(&next(&mut view)).as_deref(), Some("ann"));
+        store
+            .save(User {
+                username: "ann2".into(),
+                ..store.get::<User>(&ann.id).unwrap()
+            })
+            .unwrap();
+        assert_eq!(author(&next(&mut view)).as_deref(), Some("ann2"));
+        store
+            .save(Comment {
+                author_id: Some(bob.id),
+                ..c.clone()
+            })
+            .unwrap();
+        assert_eq!(author(&next(&mut view)).as_deref(), Some("bob"));
+        // Ann is no one's author any more: her rename touches nothing loaded.
+        store
+            .save(User {
+                username: "ann3".into(),
+                ..store.get::<User>(&ann.id).unwrap()
+            })
+            .unwrap();
+        assert!(view.recv_timeout(Duration::from_millis(300)).is_none());
+        // The author deleted: the comment outlives them, without an author.
+        store.unlink_and_delete::<User>(&bob.id).unwrap();
+        let got = loop {
+            let got = next(&mut view);
+            if got[0].comments.get().unwrap()[0].author_id.is_none() {
+                break got;
+            }
+        };
+        assert_eq!(author(&got), None);
+        assert_eq!(
+            got,
+            next(
+                &mut store
+                    .live::<Post>()
+                    .load(Post::COMMENTS.then(Comment::AUTHOR))
+                    .subscribe()
+                    .unwrap()
+            )
+        );
+    });
+}
+
+/// What one committed change costs a live view of comments with their post and parent: the
+/// statements it ran that read rows, and how many roots it read again.
+fn parent_cost(
+    store: &Store,
+    view: &mut LiveSubscription<Comment>,
+    reads: &AtomicUsize,
+    change: impl FnOnce(),
+) -> (usize, u64) {
+    change();
+    let roots = view.stats().roots_read;
+    reads.store(0, Ordering::SeqCst);
+    let got = next(view);
+    let spent = reads.swap(0, Ordering::SeqCst);
+    assert_eq!(got, next(&mut parents_view(store)));
+    reads.store(0, Ordering::SeqCst);
+    (spent, view.stats().roots_read - roots)
+}
+
+fn parents_view(store: &Store) -> LiveSubscription<Comment> {
+    store
+        .live::<Comment>()
+        .load(Comment::POST)
+        .load(Comment::PARENT)
+        .subscribe()
+        .unwrap()
+}
+
+fn parent_statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
+    for size in [5, 40] {
+        let (url, _keep) = url();
+        let store = one_connection(&url);
+        let (posts, comments, _) = blog(&store, size);
+        let mut view = parents_view(&store);
+        next(&mut view);
+        let reads = count_reads(&mut store.conn().unwrap());
+        // Depth 1: at most 2 statements. A post edited: its 11 comments' post read again (one
+        // statement; the comments themselves are not).
+        let mut p = posts[2].clone();
+        p.title = "renamed".into();
+        let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
+            store.save(p.clone()).unwrap();
+        });
+        assert_eq!(
+            spent, 1,
+            "a parent edit cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 11, "the post's comments read again, no other");
+        // A comment moved: the comments (one statement) and its new post.
+        let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
+            store
+                .save(Comment {
+                    post_id: posts[3].id,
+                    ..comments[4].clone()
+                })
+                .unwrap();
+        });
+        assert!(
+            spent <= 2,
+            "a moved comment cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 1);
+        // A comment with a reply edited: the comments, and the reply's parent.
+        let mut c = comments[10].clone();
+        c.content = Some("edited".into());
+        let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
+            store.save(c.clone()).unwrap();
+        });
+        assert!(
+            spent <= 2,
+            "an edited parent comment cost {spent} statements ({size} posts)"
+        );
+        assert_eq!(roots, 1, "its reply");
+    }
+}
+
+#[test]
+fn a_parent_edit_costs_at_most_depth_plus_one_statements_and_reads_only_its_rows() {
+    parent_statement_counts(|| {
+        let dir = tempfile::tempdir().unwrap();
+        (
+            dir.path().join("blog.db").display().to_string(),
+            Box::new(dir),
+        )
+    });
+}
+
+#[test]
+fn on_postgres_a_parent_edit_costs_at_most_depth_plus_one_statements() {
+    if let Some(url) = common::postgres_url() {
+        parent_statement_counts(|| {
+            let schema = common::PgSchema::new(&url);
+            (schema.url().to_owned(), Box::new(schema))
+        });
+    }
+}
+
 /// One step of a random history.
 #[derive(Debug, Clone)]
 enum Op {
@@ -684,50 +984,102 @@ fn apply(store: &Store, op: &Op, n: usize) {
     }
 }
 
-/// Runs the steps while another thread reads the live view; checks that every snapshot is
-/// the result at a commit, that they follow commit order, and that the last is the final
-/// result.
-fn follows_every_commit(store: &Store, ops: &[Op]) -> Result<(), TestCaseError> {
-    for (i, name) in ["ann", "bob", "cat"].iter().enumerate() {
-        store.save(user(name)).unwrap();
-        store.save(post(&format!("seed {i}"), i as i32)).unwrap();
-    }
-    let mut view = live(store);
-    let mut states = vec![fresh(store)];
-    let (snapshots, _view) = std::thread::scope(|scope| {
-        let (stop, stopped) = std::sync::mpsc::channel::<Vec<Post>>();
-        let reader = scope.spawn(move || {
-            let mut seen = vec![next(&mut view)];
-            let mut last_wanted: Option<(Vec<Post>, std::time::Instant)> = None;
-            loop {
-                if let Ok(wanted) = stopped.try_recv() {
-                    last_wanted = Some((wanted, std::time::Instant::now()));
-                }
-                if let Some((wanted, since)) = &last_wanted {
-                    // Once writes stop, the last snapshot must come to equal a fresh query
-                    // (a minute is plenty; the comparison below says what it is otherwise).
-                    if seen.last() == Some(wanted) || since.elapsed() > Duration::from_secs(60) {
-                        return (seen, view);
-                    }
-                }
-                if let Some(got) = view.recv_timeout(Duration::from_millis(50)) {
-                    seen.push(got.unwrap());
-                }
-            }
-        });
-        for (n, op) in ops.iter().enumerate() {
-            apply(store, op, n);
-            // The only writer: what it reads now is the state after this commit.
-            let state = fresh(store);
-            if states.last() != Some(&state) {
-                states.push(state);
-            }
-        }
-        stop.send(states.last().unwrap().clone()).unwrap();
-        reader.join().unwrap()
-    });
+/// The posts view of the random histories: `live`'s, and each comment's parent comment (a
+/// reply's: `belongs_to` after a `has_many`; it may be under another post after a move).
+fn threads_view(store: &Store) -> LiveSubscription<Post> {
+    store
+        .live::<Post>()
+        .query(window)
+        .load(Post::COMMENTS.then(Comment::REPLIES))
+        .load(Post::COMMENTS.then(Comment::PARENT))
+        .load(Post::EDITORS)
+        .subscribe()
+        .unwrap()
+}
+
+/// The comments view of the random histories: every comment with its post (and the post's
+/// editors: relations after a `belongs_to`) and its parent comment.
+fn comments_view(store: &Store) -> LiveSubscription<Comment> {
+    store
+        .live::<Comment>()
+        .load(Comment::POST.then(Post::EDITORS))
+        .load(Comment::PARENT)
+        .subscribe()
+        .unwrap()
+}
+
+/// The posts view's result with each comment's parent resolved.
+type Threads = Vec<(Post, Vec<Option<Comment>>)>;
+
+/// The comments view's result with each comment's post and parent resolved.
+type Resolved = Vec<(Comment, Option<Post>, Option<Comment>)>;
+
+fn threads_of(snapshot: &Snapshot<Post>) -> Threads {
+    snapshot
+        .iter()
+        .map(|p| {
+            let parents = p.comments.get().unwrap().iter();
+            let parents = parents.map(|c| snapshot.parent(c, Comment::PARENT).cloned());
+            (p.clone(), parents.collect())
+        })
+        .collect()
+}
+
+fn resolved_of(snapshot: &Snapshot<Comment>) -> Resolved {
+    snapshot
+        .iter()
+        .map(|c| {
+            (
+                c.clone(),
+                snapshot.parent(c, Comment::POST).cloned(),
+                snapshot.parent(c, Comment::PARENT).cloned(),
+            )
+        })
+        .collect()
+}
+
+/// The posts view's result, by hand.
+fn fresh_threads(store: &Store) -> Threads {
+    let mut conn = store.conn().unwrap();
+    fresh(store)
+        .into_iter()
+        .map(|p| {
+            let parents = p.comments.get().unwrap().iter();
+            let parents = parents.map(|c| {
+                c.parent_id
+                    .and_then(|id| conn.find::<Comment>(&id).unwrap())
+            });
+            let parents = parents.collect();
+            (p, parents)
+        })
+        .collect()
+}
+
+/// The comments view's result, by hand.
+fn fresh_resolved(store: &Store) -> Resolved {
+    let mut conn = store.conn().unwrap();
+    let conn: &mut AnyConnection = &mut conn;
+    let comments: Vec<Comment> = conn.all().unwrap();
+    comments
+        .into_iter()
+        .map(|c| {
+            let mut post: Vec<Post> = conn.find::<Post>(&c.post_id).unwrap().into_iter().collect();
+            Post::load_editors(conn, &mut post).unwrap();
+            let parent = c
+                .parent_id
+                .and_then(|id| conn.find::<Comment>(&id).unwrap());
+            (c, post.pop(), parent)
+        })
+        .collect()
+}
+
+/// Checks that every snapshot is a state, in the states' order, and the last is the last.
+fn in_order<T: PartialEq + std::fmt::Debug>(
+    snapshots: &[T],
+    states: &[T],
+) -> Result<(), TestCaseError> {
     let mut at = 0;
-    for snapshot in &snapshots {
+    for snapshot in snapshots {
         let found = states[at..].iter().position(|s| s == snapshot);
         prop_assert!(
             found.is_some(),
@@ -737,6 +1089,82 @@ fn follows_every_commit(store: &Store, ops: &[Op]) -> Result<(), TestCaseError> 
         at += found.unwrap();
     }
     prop_assert_eq!(snapshots.last(), states.last());
+    Ok(())
+}
+
+/// Runs the steps while another thread reads two live views (posts with their relations and
+/// their comments' parents; comments with their post and parent); checks that every snapshot
+/// is the result at a commit, parents resolved, that they follow commit order, and that the
+/// last is the final result, parents and all.
+fn follows_every_commit(store: &Store, ops: &[Op]) -> Result<(), TestCaseError> {
+    for (i, name) in ["ann", "bob", "cat"].iter().enumerate() {
+        store.save(user(name)).unwrap();
+        store.save(post(&format!("seed {i}"), i as i32)).unwrap();
+    }
+    let mut posts = threads_view(store);
+    let mut comments = comments_view(store);
+    let mut threads = vec![fresh_threads(store)];
+    let mut resolved = vec![fresh_resolved(store)];
+    let (seen_posts, seen_comments) = std::thread::scope(|scope| {
+        let (stop, stopped) = std::sync::mpsc::channel::<(Threads, Resolved)>();
+        let reader = scope.spawn(move || {
+            let mut seen_posts = vec![next(&mut posts)];
+            let mut seen_comments = vec![next(&mut comments)];
+            let mut last_wanted: Option<((Threads, Resolved), std::time::Instant)> = None;
+            loop {
+                if let Ok(wanted) = stopped.try_recv() {
+                    last_wanted = Some((wanted, std::time::Instant::now()));
+                }
+                if let Some(((threads, resolved), since)) = &last_wanted {
+                    // Once writes stop, the last snapshots must come to equal a fresh query
+                    // (a minute is plenty; the comparison below says what they are otherwise).
+                    let caught_up = threads_of(seen_posts.last().unwrap()) == *threads
+                        && resolved_of(seen_comments.last().unwrap()) == *resolved;
+                    if caught_up || since.elapsed() > Duration::from_secs(60) {
+                        return (seen_posts, seen_comments);
+                    }
+                }
+                if let Some(got) = posts.recv_timeout(Duration::from_millis(25)) {
+                    seen_posts.push(got.unwrap());
+                }
+                if let Some(got) = comments.recv_timeout(Duration::from_millis(25)) {
+                    seen_comments.push(got.unwrap());
+                }
+            }
+        });
+        for (n, op) in ops.iter().enumerate() {
+            apply(store, op, n);
+            // The only writer: what it reads now is the state after this commit.
+            let state = fresh_threads(store);
+            if threads.last() != Some(&state) {
+                threads.push(state);
+            }
+            let state = fresh_resolved(store);
+            if resolved.last() != Some(&state) {
+                resolved.push(state);
+            }
+        }
+        stop.send((
+            threads.last().unwrap().clone(),
+            resolved.last().unwrap().clone(),
+        ))
+        .unwrap();
+        reader.join().unwrap()
+    });
+    in_order(
+        &seen_posts.iter().map(threads_of).collect::<Vec<_>>(),
+        &threads,
+    )?;
+    in_order(
+        &seen_comments.iter().map(resolved_of).collect::<Vec<_>>(),
+        &resolved,
+    )?;
+    // The last snapshots hold exactly the parents a fresh live query loads (none left over).
+    prop_assert_eq!(seen_posts.last().unwrap(), &next(&mut threads_view(store)));
+    prop_assert_eq!(
+        seen_comments.last().unwrap(),
+        &next(&mut comments_view(store))
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 
 mod models;
 
-use datastore::observe::Observed;
+use datastore::observe::{Observed, Snapshot};
 use datastore::prelude::*;
 use models::{comments, posts, Comment, Post, PostEditor, PostStatus, Reaction, User};
 
@@ -200,13 +200,15 @@ fn main() -> datastore::Result<()> {
         );
     }
 
-    section("A live view of posts, with their comments, replies and editors");
-    // One subscription: it watches posts, comments and post_editors/users, and after each
-    // commit reads again only the posts the commit touched (see BENCHMARKS.md for costs).
+    section("A live view of posts, with their comments, replies, authors and editors");
+    // One subscription: it watches posts, comments, users and post_editors, and after each
+    // commit reads again only the posts the commit touched (see BENCHMARKS.md for costs). A
+    // comment's author (a `belongs_to`) is held by the snapshot, once per user.
     let mut view = store
         .live::<Post>()
         .query(|q| q.order(posts::title.asc()))
         .load(Post::COMMENTS.then(Comment::REPLIES))
+        .load(Post::COMMENTS.then(Comment::AUTHOR))
         .load(Post::EDITORS)
         .subscribe()?;
     show("now", view.recv()?);
@@ -215,9 +217,10 @@ fn main() -> datastore::Result<()> {
             content: Some("Live!".into()),
             ..Comment::default()
         }
-        .with_post(&post),
+        .with_post(&post)
+        .with_author(&nadia),
     )?;
-    show("a comment saved", next(&mut view)?);
+    show("a comment by Nadia saved", next(&mut view)?);
     post.link_editors(&mut conn, &nadia)?;
     show("Nadia linked as an editor", next(&mut view)?);
     post.unlink_editors(&mut conn, &nadia)?;
@@ -259,13 +262,16 @@ fn main() -> datastore::Result<()> {
 }
 
 /// The live view's next snapshot (it comes once the commit before it is read).
-fn next(view: &mut datastore::observe::LiveSubscription<Post>) -> datastore::Result<Vec<Post>> {
+fn next(
+    view: &mut datastore::observe::LiveSubscription<Post>,
+) -> datastore::Result<Snapshot<Post>> {
     view.recv_timeout(std::time::Duration::from_secs(30))
         .expect("a snapshot after a commit that changed the view")
 }
 
-/// Prints a snapshot of the live view: each post, its comments (replies indented), its editors.
-fn show(after: &str, posts: Vec<Post>) {
+/// Prints a snapshot of the live view: each post, its comments (with their author and
+/// replies), its editors.
+fn show(after: &str, posts: Snapshot<Post>) {
     println!("live view, {after}:");
     for post in &posts {
         let editors: Vec<&str> = post
@@ -289,8 +295,12 @@ fn show(after: &str, posts: Vec<Post>) {
             } else {
                 format!(" <- replies {replies:?}")
             };
+            let author = match posts.parent(comment, Comment::AUTHOR) {
+                Some(user) => format!(" (by {})", user.username),
+                None => String::new(),
+            };
             println!(
-                "    - {}{replies}",
+                "    - {}{author}{replies}",
                 comment.content.as_deref().unwrap_or_default()
             );
         }

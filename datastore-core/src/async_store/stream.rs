@@ -15,7 +15,7 @@ use super::joined;
 use crate::model::Model;
 use crate::observe::hub::{Item, Queue};
 use crate::observe::{
-    AllSubscription, Change, LiveSubscription, Observed, RowChange, Subscription,
+    AllSubscription, Change, LiveSubscription, Observed, RowChange, Snapshot, Subscription,
 };
 use crate::persist::Persist;
 use crate::repo::Repo;
@@ -209,7 +209,7 @@ pub struct LiveStream<M: Persist<AnyConnection>> {
     ended: bool,
 }
 
-type Reading<M> = (LiveSubscription<M>, Option<Result<Vec<M>>>);
+type Reading<M> = (LiveSubscription<M>, Option<Result<Snapshot<M>>>);
 
 impl<M: Persist<AnyConnection>> fmt::Debug for LiveStream<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -241,7 +241,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> LiveStream<M> {
 }
 
 impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for LiveStream<M> {
-    type Item = Result<Vec<M>>;
+    type Item = Result<Snapshot<M>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();

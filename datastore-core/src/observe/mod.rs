@@ -49,7 +49,7 @@ pub mod live;
 pub(crate) mod postgres;
 mod query;
 
-pub use live::{LiveQuery, LiveSubscription};
+pub use live::{LiveQuery, LiveSubscription, Snapshot};
 pub use query::QuerySubscription;
 
 use std::fmt;

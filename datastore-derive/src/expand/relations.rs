@@ -171,6 +171,14 @@ pub fn child_side(model: &Model) -> TokenStream {
                 }
             }
         };
+        let constant = format_ident!("{}", stem.to_uppercase());
+        let const_doc = format!(
+            "The `belongs_to` field `{field_name}` as a value, to load the `{}` it points at with \
+             a live query ([`LiveQuery::load`](::datastore::observe::LiveQuery::load)), alone or \
+             followed by the parent's relations with `then`; a snapshot holds the parents \
+             ([`Snapshot::parent`](::datastore::observe::Snapshot::parent)).",
+            last(parent)
+        );
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
         let where_doc = format!(
             "A condition on this model's table: the rows whose `{}` matches `predicate` (a condition \
@@ -210,6 +218,10 @@ pub fn child_side(model: &Model) -> TokenStream {
             }
 
             impl #ident {
+                #[doc = #const_doc]
+                pub const #constant: ::datastore::observe::live::BelongsToRel<Self, #parent, #fk> =
+                    ::datastore::observe::live::BelongsToRel::new(#stem);
+
                 #[doc = #getter_doc]
                 pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::Result<#getter_type>
                 where

@@ -86,7 +86,7 @@ fn run(store: &Store, sqlite_file: Option<String>, tx: &watch::Sender<View>) {
         while !tx.is_closed() {
             match view.recv_timeout(POLL) {
                 Some(Ok(posts)) => {
-                    let json: Arc<str> = serde_json::to_string(&posts)
+                    let json: Arc<str> = serde_json::to_string(&posts[..])
                         .expect("posts serialize")
                         .into();
                     // A view read again whole after another process's write may be the

@@ -46,13 +46,15 @@
 //! tables named with [`LiveQuery::watch`], which its query's filter reads), through one queue
 //! of the store's change feed, which delivers each committed transaction's changes whole, in
 //! commit order. It keeps an index of which root rows (rows of the query's model) reach which
-//! loaded row, join row and parent. For the changes committed since its last snapshot it
+//! loaded row, join row and parent, and for a `belongs_to`, which key each row pointed at and
+//! which roots reach each parent. For the changes committed since its last snapshot it
 //! finds the roots they touch (a comment edited, moved or deleted touches the roots that
 //! loaded it; a comment inserted or moved touches the roots that loaded its new parent; a
-//! link, the roots of its parent), and reads again only those roots' relations, one
-//! statement per relation level (two for a many-to-many) however many rows the result holds;
-//! the query itself (its window: filter, order, limit) is read again, one statement, only
-//! when the model's table or a watched table changed. A change that touches no loaded row
+//! link, the roots of its parent; a `belongs_to` parent edited or deleted, the roots whose
+//! rows point at it; a row pointed at another parent, its roots), and reads again only those
+//! roots' relations, one statement per relation level (two for a many-to-many) however many
+//! rows the result holds; the query itself (its window: filter, order, limit) is read again,
+//! one statement, only when the model's table or a watched table changed. A change that touches no loaded row
 //! and no watched table costs no statement and yields no snapshot. A subscriber whose queue
 //! overflowed ([`Missed`](crate::observe::Observed::Missed)), or a change that cannot be
 //! decoded, gets a full refresh.
@@ -75,8 +77,14 @@
 //! snapshot is the result of a fresh query.
 
 mod path;
+mod snapshot;
 
-pub use path::{HasManyRel, HasOneRel, LoadPath, ManyToManyRel, Step, Then};
+pub use path::{
+    BelongsToRel, HasManyRel, HasOneRel, LoadPath, ManyToManyRel, ParentOf, Step, Then,
+};
+pub use snapshot::Snapshot;
+
+use snapshot::Parents;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -160,7 +168,10 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
     /// Loads a relation path with every row: `Post::COMMENTS`, or
     /// `Post::COMMENTS.then(Comment::REPLIES)` for each comment's replies too. Paths that
-    /// share a start are loaded once.
+    /// share a start are loaded once. A `belongs_to` (`Comment::POST`, at the start or after
+    /// `then`) loads each row's parent into the [`Snapshot`], which holds it once
+    /// ([`Snapshot::parent`]); a relation loaded on two paths is held once, with what the
+    /// first path loads below it.
     pub fn load<R: LoadPath<M>>(mut self, path: R) -> Self {
         let step = path.into_step::<M>(Vec::new());
         let mut step = Some(step);
@@ -212,6 +223,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
             tables: names,
             window,
             rows: None,
+            parents: Parents::default(),
             held: Vec::new(),
             lost: None,
             ended: false,
@@ -296,6 +308,9 @@ pub struct LiveSubscription<M: Persist<AnyConnection>> {
     window: HashSet<String>,
     /// The last result, once read.
     rows: Option<Vec<M>>,
+    /// The `belongs_to` parents of the last result handed out (the steps hold those of the
+    /// last read).
+    parents: Parents,
     /// Items taken from the queue and not handled yet.
     held: Vec<Item>,
     lost: Option<Arc<str>>,
@@ -359,15 +374,18 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         self.stats
     }
 
-    /// The first result at once; then the next different result, waiting at most `timeout`
-    /// (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
+    /// The first result at once; then the next different result (its rows, or the parents it
+    /// holds), waiting at most `timeout` (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
     /// call, once the feed of changes is lost.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Snapshot<M>>> {
         if let Some(reason) = &self.lost {
             return Some(Err(Error::feed_lost(reason)));
         }
         if self.rows.is_none() {
-            return Some(self.full_refresh().map(|rows| rows.to_vec()));
+            return Some(self.full_refresh().map(|()| {
+                self.parents = self.collect_parents();
+                self.snapshot()
+            }));
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -385,27 +403,43 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 self.lost = Some(reason);
                 return Some(Err(error));
             }
-            let before = self.rows.clone();
             let work = self.work(&items);
-            let refreshed = if work.full {
-                self.full_refresh().map(|_| ())
-            } else if work.touched.iter().all(HashSet::is_empty) && !work.window {
+            if !work.full && work.touched.iter().all(HashSet::is_empty) && !work.window {
                 self.stats.untouched += 1;
-                Ok(())
+                continue;
+            }
+            let before = self.rows.clone();
+            let refreshed = if work.full {
+                self.full_refresh()
             } else {
                 self.partial_refresh(work)
             };
             if let Err(e) = refreshed {
                 return Some(Err(e));
             }
-            if self.rows != before {
-                return self.rows.clone().map(Ok);
+            // The parents of the result read, against those of the last one handed out.
+            let parents = self.collect_parents();
+            if self.rows != before || parents != self.parents {
+                self.parents = parents;
+                return Some(Ok(self.snapshot()));
             }
         }
     }
 
+    /// The last result, with its parents.
+    fn snapshot(&self) -> Snapshot<M> {
+        Snapshot::new(self.rows.clone().unwrap_or_default(), self.parents.clone())
+    }
+
+    /// The `belongs_to` parents the steps hold now.
+    fn collect_parents(&self) -> Parents {
+        let mut parents = Parents::default();
+        self.steps.iter().for_each(|s| s.parents(&mut parents));
+        parents
+    }
+
     /// The first result at once; then the next different result, waiting for it.
-    pub fn recv(&mut self) -> Result<Vec<M>> {
+    pub fn recv(&mut self) -> Result<Snapshot<M>> {
         loop {
             if let Some(result) = self.recv_timeout(Duration::from_secs(3600)) {
                 return result;
@@ -470,7 +504,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     }
 
     /// Reads the whole result again, in one read transaction.
-    fn full_refresh(&mut self) -> Result<&[M]> {
+    fn full_refresh(&mut self) -> Result<()> {
         self.stats.full += 1;
         let build = &self.build;
         let steps = &mut self.steps;
@@ -488,14 +522,15 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 return Err(e);
             }
         };
-        Ok(self.rows.insert(rows))
+        self.rows = Some(rows);
+        Ok(())
     }
 
     /// Reads again the window (if `work.window`) and the touched roots' relations, then checks
     /// that no commit up to the state read touched anything else; a full refresh otherwise.
     fn partial_refresh(&mut self, work: Work<M::Key>) -> Result<()> {
         let Some(old) = self.rows.take() else {
-            return self.full_refresh().map(|_| ());
+            return self.full_refresh();
         };
         let build = &self.build;
         let steps = &mut self.steps;
@@ -617,11 +652,11 @@ fn load_all<M: Model>(
 }
 
 impl<M: Persist<AnyConnection> + Clone + PartialEq> Iterator for LiveSubscription<M> {
-    type Item = Result<Vec<M>>;
+    type Item = Result<Snapshot<M>>;
 
     /// Blocks until the next different result; yields [`Error::FeedLost`] once if the feed of
     /// changes is lost, and ends after it.
-    fn next(&mut self) -> Option<Result<Vec<M>>> {
+    fn next(&mut self) -> Option<Result<Snapshot<M>>> {
         if self.ended {
             return None;
         }
