@@ -18,11 +18,13 @@
 //! log (`pg_logical_emit_message`) just before the row's delete, so that a cascade's rows are
 //! delivered before their parent, as on SQLite.
 //!
-//! A subscription starts at a marker: a non-transactional message with a fresh random nonce,
-//! which the server streams at its place in the log, after every transaction committed before
+//! A subscription starts at a marker: a message with a fresh random nonce, in a transaction of
+//! its own, which the server streams at its commit, after every transaction committed before
 //! it and before every one committed after. Anyone may write such messages; only nonces this
 //! store is waiting for do anything, and no message can add, change or remove a row's change:
-//! those come from the log itself.
+//! those come from the log itself. The listener hands a transaction out only once new
+//! snapshots see it ended (the log streams a commit a moment before they do), so a subscriber
+//! that reads the database when told of a change reads the state after it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
@@ -186,11 +188,22 @@ pub(super) fn refuse_open_write(conn: &mut PgConnection, writer: i32) -> Result<
 }
 
 /// Sends a marker: the listener meets it after every transaction committed before.
+///
+/// It is a transactional message, in a transaction of its own that commits at once and
+/// waits for its log to be flushed: the server streams only flushed log, and PostgreSQL 15
+/// writes a non-transactional message without flushing it (it would wait for the WAL
+/// writer, up to `wal_writer_delay`).
 pub(super) fn send_marker(conn: &mut PgConnection, nonce: &str) -> Result<()> {
-    diesel::sql_query("SELECT pg_logical_emit_message(false, $1, $2)::text")
-        .bind::<Text, _>(PREFIX)
-        .bind::<Text, _>(format!("m:{nonce}"))
-        .execute(conn)?;
+    debug_assert!(
+        nonce.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a nonce is hex"
+    );
+    conn.batch_execute(&format!(
+        "BEGIN; SET LOCAL synchronous_commit = on; \
+         SELECT pg_logical_emit_message(true, {}, {}); COMMIT",
+        quote_literal(PREFIX),
+        quote_literal(&format!("m:{nonce}")),
+    ))?;
     Ok(())
 }
 
@@ -212,8 +225,10 @@ pub(super) struct LogicalListener {
     last_status: Instant,
     /// The nonce of the last marker, sent once the store was gone.
     last_marker: Option<String>,
-    /// The transaction being received (its id, as the stream gives it: 32 bits).
+    /// The transaction being received (its id, as the stream gives it: 32 bits), and the
+    /// markers in it.
     xid: u32,
+    markers: Vec<String>,
     /// What was received and waits to be released, in log order (see `release`).
     held: VecDeque<Held>,
     /// When `release` last ran.
@@ -307,6 +322,7 @@ impl LogicalListener {
             last_status: Instant::now(),
             last_marker: None,
             xid: 0,
+            markers: Vec::new(),
             held: VecDeque::new(),
             last_release: Instant::now(),
         };
@@ -479,13 +495,17 @@ impl LogicalListener {
                 content,
             } if prefix == PREFIX => {
                 let content = std::str::from_utf8(content).unwrap_or_default();
-                if transactional {
+                if let Some(nonce) = content.strip_prefix("m:") {
+                    // In its own transaction: met at its commit, after every commit before.
+                    self.markers.push(nonce.to_owned());
+                    if !transactional {
+                        self.commit();
+                    }
+                } else if transactional {
                     self.cascade_depth = content
                         .strip_prefix("d:")
                         .and_then(|d| d.parse().ok())
                         .filter(|d| *d > 0);
-                } else if let Some(nonce) = content.strip_prefix("m:") {
-                    self.held.push_back(Held::Marker(nonce.to_owned()));
                 }
             }
             Message::Logical { .. } => {}
@@ -587,6 +607,7 @@ impl LogicalListener {
         if !batch.changes.is_empty() {
             self.held.push_back(Held::Commit(self.xid, batch));
         }
+        self.held.extend(self.markers.drain(..).map(Held::Marker));
     }
 }
 
