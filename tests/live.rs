@@ -211,7 +211,6 @@ fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
         let mut view = store
             .live::<Post>()
             .query(about_rust)
-            .watch::<Comment>()
             .load(Post::COMMENTS)
             .subscribe()
             .unwrap();
@@ -262,7 +261,6 @@ fn comments_filtered_by_their_posts_field_enter_and_leave_as_the_watched_posts_c
         let mut view = store
             .live::<Comment>()
             .query(well_rated)
-            .watch::<Post>()
             .load(Comment::REPLIES)
             .subscribe()
             .unwrap();

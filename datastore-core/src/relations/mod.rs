@@ -295,8 +295,9 @@ pub type LinkedWhere<P, J, T, const FK_P: u64, const FK_T: u64, Pred> =
 pub fn having<P, Ch, const FK: u64, Pred>(predicate: Pred) -> Having<P, Ch, FK, Pred>
 where
     P: Model,
-    Ch: SelectForeignKeys<P, FK, Pred>,
+    Ch: Model + SelectForeignKeys<P, FK, Pred>,
 {
+    crate::observe::live::filter_reads(Ch::table());
     InSubquery::new(
         diesel::Table::primary_key(&P::Table::default()),
         Ch::foreign_keys_where(predicate),
@@ -307,9 +308,10 @@ where
 /// `Comment::where_post(..)` returns.
 pub fn parent_where<Ch, P, const FK: u64, Pred>(predicate: Pred) -> ParentWhere<Ch, P, FK, Pred>
 where
-    P: SelectKeys<Pred>,
+    P: Model + SelectKeys<Pred>,
     Ch: BelongsTo<P, FK>,
 {
+    crate::observe::live::filter_reads(P::table());
     InSubquery::new(Ch::Column::default(), P::keys_where(predicate))
 }
 
@@ -320,8 +322,8 @@ pub fn linked_where<P, J, T, const FK_P: u64, const FK_T: u64, Pred>(
 ) -> LinkedWhere<P, J, T, FK_P, FK_T, Pred>
 where
     P: Model,
-    T: SelectKeys<Pred>,
-    J: BelongsTo<T, FK_T> + SelectForeignKeys<P, FK_P, ParentWhere<J, T, FK_T, Pred>>,
+    T: Model + SelectKeys<Pred>,
+    J: Model + BelongsTo<T, FK_T> + SelectForeignKeys<P, FK_P, ParentWhere<J, T, FK_T, Pred>>,
 {
     having::<P, J, FK_P, _>(parent_where::<J, T, FK_T, Pred>(predicate))
 }

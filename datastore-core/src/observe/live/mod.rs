@@ -187,8 +187,10 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
         self
     }
 
-    /// Watches the table of `T`, which the query's filter reads (`Post::having_comments(..)`,
-    /// `Comment::where_post(..)`): a committed change to it reads the query's rows again.
+    /// Watches the table of `T`: a committed change to it reads the query's rows again. The
+    /// tables the generated filters on related rows read (`Post::having_comments(..)`,
+    /// `Comment::where_post(..)`, `Post::having_editors(..)`) are watched without it; this is
+    /// for a filter written by hand that reads another table (a raw SQL subquery).
     pub fn watch<T: Model>(mut self) -> Self {
         self.watched.push(T::table());
         self
@@ -196,7 +198,16 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
     /// Subscribes: the first [`recv`](LiveSubscription::recv) returns the result now, each
     /// later one the result after the commits that changed it.
-    pub fn subscribe(self) -> Result<LiveSubscription<M>> {
+    pub fn subscribe(mut self) -> Result<LiveSubscription<M>> {
+        if let Some(build) = &self.build {
+            // The query built once, to learn which tables its filters on related rows read.
+            let ((), read) = tables_read_by(|| drop(build(M::query())));
+            for table in read {
+                if !self.watched.iter().any(|t| t.name == table.name) {
+                    self.watched.push(table);
+                }
+            }
+        }
         let mut tables: Vec<&'static crate::schema::Table> = vec![M::table()];
         self.steps.iter().for_each(|s| s.tables(&mut tables));
         let window: HashSet<String> = std::iter::once(M::table())
@@ -619,6 +630,38 @@ fn read<T>(store: &Store, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Re
     }
     let mut conn = store.conn()?;
     (*conn).read_transaction(f)
+}
+
+thread_local! {
+    /// The tables the filters built on this thread read, while a live query learns them.
+    static FILTER_READS: std::cell::RefCell<Option<Vec<&'static crate::schema::Table>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Called by the filters on related rows as they are built: they read `table`.
+pub(crate) fn filter_reads(table: &'static crate::schema::Table) {
+    FILTER_READS.with(|reads| {
+        if let Some(reads) = reads.borrow_mut().as_mut() {
+            reads.push(table);
+        }
+    });
+}
+
+/// Runs `f`, and the tables the filters it built read.
+fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate::schema::Table>) {
+    /// Puts back what was recorded before, however `f` ends (a panic included).
+    struct Restore(Option<Vec<&'static crate::schema::Table>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            FILTER_READS.with(|reads| *reads.borrow_mut() = outer);
+        }
+    }
+    let restore = Restore(FILTER_READS.with(|reads| reads.borrow_mut().replace(Vec::new())));
+    let value = f();
+    let read = FILTER_READS.with(|reads| reads.borrow_mut().take());
+    drop(restore);
+    (value, read.unwrap_or_default())
 }
 
 /// The query's rows (every row in key order without a query).
