@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Turns criterion's output (target/criterion) into BENCHMARKS.md's table and chart.
 
-Usage: cargo bench -p datastore-benches && python3 benches/report.py
+Usage: cargo bench -p datastore-benches && python3 benches/report.py [CRITERION_DIR ...]
+With several criterion output directories (copies of target/criterion, one per full run), each
+figure is the median of the runs' medians, and each ratio the median of the runs' ratios (so a
+run whose server was slow throughout does not skew a ratio). Without, target/criterion.
 Writes benches/results.md (the table: medians, and ratios of datastore to hand-written Diesel,
 to rusqlite and to SeaORM) and benches/ratios.svg (the ratios to Diesel and to SeaORM as a
 bar chart). Standard library only, so it runs anywhere Python 3 does.
@@ -18,10 +21,10 @@ PEERS = ["datastore", "diesel", "rusqlite", "seaorm"]
 DIESEL, SEAORM = "#d84", "#37a"
 
 
-def load():
+def load(criterion=CRITERION):
     """{(group, parameter): {implementation: median_ns}}"""
     results = defaultdict(dict)
-    for directory, _, files in os.walk(CRITERION):
+    for directory, _, files in os.walk(criterion):
         if not directory.endswith(os.sep + "new") or "benchmark.json" not in files:
             continue
         with open(os.path.join(directory, "benchmark.json")) as f:
@@ -61,17 +64,39 @@ def ratio(medians, peer):
     return ours / medians[peer] if ours and peer in medians else None
 
 
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def load_runs(directories):
+    """The runs' medians combined: {(group, parameter): ({peer: median_ns}, [ratio per peer])}."""
+    runs = [load(d) for d in directories]
+    keys = set().union(*runs)
+    combined = {}
+    for key in keys:
+        present = [run[key] for run in runs if key in run]
+        medians = {p: median(m.get(p) for m in present) for p in PEERS}
+        medians = {p: v for p, v in medians.items() if v is not None}
+        ratios = [median(ratio(m, p) for m in present) for p in PEERS[1:]]
+        combined[key] = (medians, ratios)
+    return combined
+
+
 def main():
-    results = load()
+    directories = sys.argv[1:] or [CRITERION]
+    results = load_runs(directories)
     if not results:
-        sys.exit(f"no criterion results under {CRITERION}: run `cargo bench -p datastore-benches` first")
+        sys.exit(f"no criterion results under {directories}: run `cargo bench -p datastore-benches` first")
     rows = ["| workload | rows | datastore | hand-written Diesel | rusqlite | SeaORM "
             "| datastore / Diesel | datastore / rusqlite | datastore / SeaORM |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     bars = []
-    for (group, parameter), medians in sorted(results.items(), key=sort_key):
+    for (group, parameter), (medians, ratios) in sorted(results.items(), key=sort_key):
         cells = [human(medians[p]) if p in medians else "–" for p in PEERS]
-        ratios = [ratio(medians, p) for p in PEERS[1:]]
         cells += [f"{r:.2f}x" if r else "–" for r in ratios]
         rows.append(f"| {group} | {parameter} | {' | '.join(cells)} |")
         if ratios[0] or ratios[2]:

@@ -114,6 +114,11 @@ impl Db {
         }
     }
 
+    /// Whether this is the PostgreSQL server.
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// Lets the database settle after seeding, before anything is timed: on PostgreSQL,
     /// `VACUUM ANALYZE`, so that no autovacuum runs during a measurement and the planner
     /// knows the tables' sizes.

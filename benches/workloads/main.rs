@@ -448,6 +448,15 @@ fn cascade_delete(c: &mut Criterion) {
 }
 
 fn cascade_delete_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, k: usize) {
+    // PostgreSQL plans a foreign key's cascade once per connection, at its first use, and
+    // keeps the plan: made on a table of a few rows, it scans the table, and stays a scan as
+    // the measurement fills it. Rows that stay, and statistics, before any peer deletes,
+    // so that every peer's plan is made on a table of a realistic size.
+    let background = db.is_postgres().then(|| {
+        let rows = db.seed(100, k);
+        db.settle();
+        rows
+    });
     each_peer_with_setup(
         group,
         &k.to_string(),
@@ -455,7 +464,8 @@ fn cascade_delete_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, k: usize
         |_| Key::from(db.seed(1, k)[0].id),
         |p, key| p.delete_post(&key),
     );
-    assert_eq!(db.count_posts(), 0, "every post seeded was deleted");
+    let left = background.map_or(0, |rows| rows.len() as i64);
+    assert_eq!(db.count_posts(), left, "every post seeded was deleted");
 }
 
 /// The workloads at one size each on the PostgreSQL server named by `DATASTORE_POSTGRES_URL`

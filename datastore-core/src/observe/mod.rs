@@ -38,8 +38,10 @@
 //! progress when it was made, it may see only the rows written after that moment (nothing is
 //! captured while nobody observes, which keeps an unobserved store as fast as plain Diesel).
 //!
-//! Built on SQLite's pre-update hook, which needs SQLite compiled with
-//! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]).
+//! On SQLite, built on SQLite's pre-update hook, which needs SQLite compiled with
+//! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]). On PostgreSQL, on the server's logical
+//! decoding of its write-ahead log, or on row triggers where that is not available (see
+//! [`ChangeFeed`]).
 
 pub(crate) mod catalog;
 pub(crate) mod connection;
