@@ -996,30 +996,3 @@ fn text_in_a_utf16_database_arrives_as_it_was_saved() {
     let change = next(&posts);
     assert_eq!((change.op, change.element), (Op::Update, edited));
 }
-
-per_backend! {
-    // A subscriber that reads the database when told of a change reads the state after it
-    // (on PostgreSQL the log streams a commit a moment before other sessions see it: the
-    // logical decoding feed holds it until they do).
-    each_feed fn a_change_delivered_is_visible_to_the_subscribers_reads(store) {
-        let posts = store.observe::<Post>().unwrap();
-        let writer = {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                for i in 0..200 {
-                    store.save(post(&format!("post {i}"))).unwrap();
-                }
-            })
-        };
-        for _ in 0..200 {
-            let Change { op, element, .. } = next(&posts);
-            assert_eq!(op, Op::Insert);
-            assert_eq!(
-                store.find::<Post>(&element.id).unwrap().as_ref(),
-                Some(&element),
-                "delivered before it was visible"
-            );
-        }
-        writer.join().unwrap();
-    }
-}

@@ -145,44 +145,30 @@ macro_rules! per_backend {
     // default, logical decoding where the server allows it; `postgres_triggers`).
     (each_feed fn $name:ident($store:ident) $body:block) => {
         $crate::per_backend!(@sqlite $name, $store, $body,
-            #[test]
-            fn postgres() {
-                let Some(db) = $crate::common::TestDb::postgres() else {
-                    return;
-                };
-                let _schema = db.schema;
-                #[allow(unused_variables)]
-                let $store = db.store;
-                $body
-            },
-            #[test]
-            fn postgres_triggers() {
-                let Some(db) = $crate::common::TestDb::postgres_with(
-                    datastore::observe::ChangeFeed::Triggers,
-                ) else {
-                    return;
-                };
-                let _schema = db.schema;
-                #[allow(unused_variables)]
-                let $store = db.store;
-                $body
-            }
+            $crate::per_backend!(@postgres postgres, Auto, $store, $body);,
+            $crate::per_backend!(@postgres postgres_triggers, Triggers, $store, $body);
         );
     };
     (fn $name:ident($store:ident) $body:block) => {
         $crate::per_backend!(@sqlite $name, $store, $body,
-            #[test]
-            fn postgres() {
-                let Some(db) = $crate::common::TestDb::postgres() else {
-                    return;
-                };
-                // Declared first, dropped last: the schema outlives the store.
-                let _schema = db.schema;
-                #[allow(unused_variables)]
-                let $store = db.store;
-                $body
-            }
+            $crate::per_backend!(@postgres postgres, Auto, $store, $body);
         );
+    };
+    // A case's test on PostgreSQL, observing through the change feed `$feed`.
+    (@postgres $test:ident, $feed:ident, $store:ident, $body:block) => {
+        #[test]
+        fn $test() {
+            let Some(db) = $crate::common::TestDb::postgres_with(
+                datastore::observe::ChangeFeed::$feed,
+            ) else {
+                return;
+            };
+            // Declared first, dropped last: the schema outlives the store.
+            let _schema = db.schema;
+            #[allow(unused_variables)]
+            let $store = db.store;
+            $body
+        }
     };
     // The module of one case: its SQLite test, and any other backend's.
     (@sqlite $name:ident, $store:ident, $body:block $(, $other:item)*) => {

@@ -120,6 +120,20 @@ pub(crate) struct RawChange {
     pub shape: Shape,
 }
 
+impl RawChange {
+    /// A committed change whose rows cannot be read, and why: reported, never dropped.
+    pub(crate) fn broken(table: Arc<str>, op: Op, depth: i32, reason: impl Into<Arc<str>>) -> Self {
+        Self {
+            table,
+            op,
+            old: None,
+            new: None,
+            depth,
+            shape: Shape::Broken(reason.into()),
+        }
+    }
+}
+
 /// How a captured row's values line up with its table's columns, which another connection
 /// may change while the store observes.
 #[derive(Debug, Clone, PartialEq)]

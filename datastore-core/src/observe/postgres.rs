@@ -331,21 +331,26 @@ impl PgObserve {
         let alive = match &state.listening {
             Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
             _ => {
-                let alive = Arc::new(AtomicBool::new(true));
-                Listener::start(
-                    url,
-                    &schema,
-                    &channel,
-                    hub.clone(),
-                    Arc::downgrade(self),
-                    self.waiting.clone(),
-                    alive.clone(),
-                )?;
+                let (outlet, alive) = self.outlet(hub);
+                Listener::start(url, &schema, &channel, outlet)?;
                 state.listening = Some(alive.clone());
                 alive
             }
         };
         Ok((channel, alive, false))
+    }
+
+    /// Where a new listener delivers, and its liveness (cleared when it ends).
+    fn outlet(self: &Arc<Self>, hub: &Arc<Hub>) -> (Outlet, Arc<AtomicBool>) {
+        let alive = Arc::new(AtomicBool::new(true));
+        let outlet = Outlet {
+            hub: hub.clone(),
+            store: Arc::downgrade(self),
+            waiting: self.waiting.clone(),
+            alive: alive.clone(),
+            lost: None,
+        };
+        (outlet, alive)
     }
 
     /// [`ensure`](Self::ensure) for the logical decoding feed: `tables` set up for it, and
@@ -395,15 +400,8 @@ impl PgObserve {
                 if let Some(writer) = writer {
                     logical::refuse_open_write(conn, writer)?;
                 }
-                let alive = Arc::new(AtomicBool::new(true));
-                LogicalListener::start(
-                    url,
-                    &channel,
-                    hub.clone(),
-                    Arc::downgrade(self),
-                    self.waiting.clone(),
-                    alive.clone(),
-                )?;
+                let (outlet, alive) = self.outlet(hub);
+                LogicalListener::start(url, &channel, outlet)?;
                 state.listening = Some(alive.clone());
                 Ok(alive)
             }
@@ -612,20 +610,12 @@ fn row_identity(table: &str, text: &str) -> u64 {
 }
 
 /// Why the listener cannot go on.
-fn connection_failed(e: diesel::result::Error) -> String {
+fn connection_failed(e: impl std::fmt::Display) -> String {
     format!("the observe listener's connection failed: {e}")
 }
 
 impl Listener {
-    fn start(
-        url: &str,
-        schema: &str,
-        channel: &str,
-        hub: Arc<Hub>,
-        store: Weak<PgObserve>,
-        waiting: Arc<Mutex<Vec<Waiting>>>,
-        alive: Arc<AtomicBool>,
-    ) -> Result<()> {
+    fn start(url: &str, schema: &str, channel: &str, outlet: Outlet) -> Result<()> {
         let mut conn = PgConnection::establish(url).map_err(|e| Error::connection(url, e))?;
         // Named after its channel, so that it can be told apart in `pg_stat_activity`.
         let name = format!(
@@ -663,13 +653,7 @@ impl Listener {
             changes,
             channel: channel.to_owned(),
             pid,
-            outlet: Outlet {
-                hub,
-                store,
-                waiting,
-                alive,
-                lost: None,
-            },
+            outlet,
             batch: Batch::default(),
             xid: None,
             statement: None,
@@ -917,7 +901,7 @@ impl Listener {
                  earlier version's processes and subscribe again (which restores the function)"
                     .into(),
             ),
-            Err(e) => Err(format!("the observe listener's connection failed: {e}")),
+            Err(e) => Err(connection_failed(e)),
         }
     }
 
@@ -954,27 +938,25 @@ impl Listener {
                 self.capture(table, &payload)
             }
             // Committed, but unreadable: reported, never dropped.
-            Err(e) => RawChange {
+            Err(e) => RawChange::broken(
                 table,
-                op: Op::Update,
-                old: None,
-                new: None,
-                depth: 0,
-                shape: Shape::Broken(format!("its stored change does not parse: {e}").into()),
-            },
+                Op::Update,
+                0,
+                format!("its stored change does not parse: {e}"),
+            ),
         };
         self.statement_changes.push(change);
     }
 
     /// A change's rows, into the batch's.
     fn capture(&mut self, table: Arc<str>, payload: &Payload) -> RawChange {
-        let broken = |reason: String| RawChange {
-            table: table.clone(),
-            op: payload.op().unwrap_or(Op::Update),
-            old: None,
-            new: None,
-            depth: payload.depth,
-            shape: Shape::Broken(reason.into()),
+        let broken = |reason: String| {
+            RawChange::broken(
+                table.clone(),
+                payload.op().unwrap_or(Op::Update),
+                payload.depth,
+                reason,
+            )
         };
         let Some(op) = payload.op() else {
             return broken(format!(

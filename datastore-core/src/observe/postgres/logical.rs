@@ -27,8 +27,7 @@
 //! that reads the database when told of a change reads the state after it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,11 +35,10 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Bool, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
-use super::super::hub::Hub;
 use super::super::{Batch, Columns, Op, RawChange, Shape};
 use super::libpq::ReplicationConn;
 use super::pgoutput::{self, Frame, Message, Tuple, Value};
-use super::{decode, Outlet, PgObserve, Waiting};
+use super::{decode, Outlet};
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
@@ -267,14 +265,7 @@ fn replication_conninfo(url: &str, name: &str) -> String {
 impl LogicalListener {
     /// Connects, creates the temporary slot and starts streaming it, then runs on a thread
     /// of its own until the store is gone or the connection breaks.
-    pub fn start(
-        url: &str,
-        channel: &str,
-        hub: Arc<Hub>,
-        store: Weak<PgObserve>,
-        waiting: Arc<Mutex<Vec<Waiting>>>,
-        alive: Arc<AtomicBool>,
-    ) -> Result<()> {
+    pub fn start(url: &str, channel: &str, outlet: Outlet) -> Result<()> {
         let control = PgConnection::establish(url).map_err(|e| Error::connection(url, e))?;
         let hash = channel.trim_start_matches(super::CHANNEL_PREFIX);
         // Named as the trigger feed's listener, so that it can be told apart in
@@ -307,13 +298,7 @@ impl LogicalListener {
         let mut listener = LogicalListener {
             stream,
             control,
-            outlet: Outlet {
-                hub,
-                store,
-                waiting,
-                alive,
-                lost: None,
-            },
+            outlet,
             relations: HashMap::new(),
             batch: Batch::default(),
             segment: Vec::new(),
@@ -345,8 +330,7 @@ impl LogicalListener {
         loop {
             if self.last_marker.is_none() && self.outlet.store_is_gone() {
                 let nonce = uuid::Uuid::new_v4().simple().to_string();
-                send_marker(&mut self.control, &nonce)
-                    .map_err(|e| format!("the observe listener's connection failed: {e}"))?;
+                send_marker(&mut self.control, &nonce).map_err(super::connection_failed)?;
                 self.last_marker = Some(nonce);
             }
             let wait = if self.held.is_empty() {
@@ -383,7 +367,7 @@ impl LogicalListener {
         let snapshot: Vec<super::SnapshotText> =
             diesel::sql_query("SELECT pg_current_snapshot()::text AS snapshot")
                 .load(&mut self.control)
-                .map_err(|e| format!("the observe listener's connection failed: {e}"))?;
+                .map_err(super::connection_failed)?;
         let Some(snapshot) = snapshot
             .first()
             .and_then(|s| decode::Snapshot::parse(&s.snapshot))
@@ -543,14 +527,7 @@ impl LogicalListener {
             }),
             Err(reason) => {
                 self.batch.rows.truncate(start);
-                self.push(RawChange {
-                    table,
-                    op,
-                    old: None,
-                    new: None,
-                    depth: 0,
-                    shape: Shape::Broken(reason.into()),
-                });
+                self.push(RawChange::broken(table, op, 0, reason));
             }
         }
     }
@@ -561,14 +538,7 @@ impl LogicalListener {
             .relations
             .get(&relation)
             .map_or_else(|| Arc::from("?"), |(table, _)| table.clone());
-        self.push(RawChange {
-            table,
-            op,
-            old: None,
-            new: None,
-            depth: 0,
-            shape: Shape::Broken(reason.into()),
-        });
+        self.push(RawChange::broken(table, op, 0, reason));
     }
 
     /// A change into the statement being received, with the depth the log gave it.
