@@ -76,7 +76,9 @@ pub trait Model: Sized + Send + 'static {
     fn touch(&mut self, now: Timestamp);
 
     /// The row from values SQLite reported to a hook, in the order of `table().columns`.
-    fn from_raw_row(values: Vec<crate::observe::RawValue>) -> std::result::Result<Self, String>;
+    fn from_raw_row<'a>(
+        values: impl Iterator<Item = crate::observe::RawValueRef<'a>>,
+    ) -> std::result::Result<Self, String>;
 }
 
 /// A boxed `WHERE` predicate over a model's table, as [`Persist::delete_where`](crate::Persist::delete_where) takes it.

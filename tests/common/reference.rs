@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use datastore::observe::{Observed, Op, RawValue};
+use datastore::observe::{Observed, Op, RawValue, RawValueRef};
 use datastore::prelude::*;
 use datastore::{Error, Model};
 use proptest::prelude::*;
@@ -464,6 +464,6 @@ pub fn replay(
 pub fn replayed<M: Model>(copy: &BTreeMap<(String, String), Vec<RawValue>>) -> Vec<M> {
     copy.iter()
         .filter(|((table, _), _)| table == M::TABLE_NAME)
-        .map(|(_, values)| M::from_raw_row(values.clone()).unwrap())
+        .map(|(_, values)| M::from_raw_row(values.iter().map(RawValueRef::from)).unwrap())
         .collect()
 }

@@ -176,7 +176,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
                     .chain(std::iter::from_fn(|| this.queue.try_next()))
                     .find_map(|item| match item {
                         Item::Lost(reason) => Some(reason),
-                        Item::Change(..) | Item::Missed(_) => None,
+                        Item::Changes(..) | Item::Missed(_) => None,
                     });
                 if let Some(reason) = lost {
                     this.ended = true;

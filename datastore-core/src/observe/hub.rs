@@ -2,6 +2,7 @@
 //! out to the subscribers' bounded queues. Writers never wait for a subscriber.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::task::Waker;
@@ -171,21 +172,17 @@ impl Hub {
         true
     }
 
-    /// Hands a commit's changes to every interested queue: one lock and one wake-up per queue
-    /// and commit, however many rows the commit changed.
+    /// Hands a commit's changes to every interested queue: one lock, one entry and one
+    /// wake-up per queue and commit, however many rows the commit changed.
     fn fan_out(&self, batch: Arc<Batch>) {
         let mut subscribers = lock(&self.subscribers);
         subscribers.retain(|s| s.strong_count() > 0);
         let queues: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
         drop(subscribers);
         for queue in &queues {
-            let wanted = batch
-                .changes
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| queue.wants(&c.table))
-                .map(|(i, _)| i);
-            queue.push_all(&batch, wanted);
+            if let Some(indices) = queue.wanted(&batch) {
+                queue.push(&batch, indices);
+            }
         }
     }
 
@@ -200,6 +197,7 @@ impl Hub {
             hub: Arc::downgrade(self),
             tables: tables.map(<[String]>::to_vec),
             capacity: capacity.max(1),
+            unread: Arc::default(),
             inner: Mutex::new(QueueInner::default()),
             ready: Condvar::new(),
         });
@@ -250,6 +248,9 @@ pub(crate) struct Queue {
     /// The tables whose changes it receives (every table's for `None`).
     tables: Option<Vec<String>>,
     capacity: usize,
+    /// Changes taken from the queue and not read yet (a [`Run`] being read): they count
+    /// against the capacity, as queued changes do.
+    unread: Arc<AtomicUsize>,
     inner: Mutex<QueueInner>,
     ready: Condvar,
 }
@@ -260,7 +261,7 @@ struct QueueInner {
     end: Option<End>,
     /// Changes, and gaps where changes were dropped, in the order they happened.
     entries: VecDeque<Entry>,
-    /// How many of `entries` are changes (what the capacity bounds).
+    /// How many of `entries` are changes (what the capacity bounds, with `Queue::unread`).
     changes: usize,
     /// The task of an async subscriber waiting for the next item (`poll_next`), woken by
     /// whatever ends its wait, as a blocked thread is by the condition variable.
@@ -268,10 +269,84 @@ struct QueueInner {
 }
 
 enum Entry {
-    /// The change at this index of the batch.
-    Change(Arc<Batch>, usize),
+    /// These changes of a commit.
+    Changes(Arc<Batch>, Indices),
     /// This many changes were dropped here, the queue being full.
     Gap(u64),
+}
+
+/// Which changes of a commit's batch a queue holds, in commit order: all of a run of them (the
+/// common case: a subscriber of every table, or a commit that changed only tables it
+/// observes), or some picked out.
+#[derive(Debug, Clone)]
+pub(crate) enum Indices {
+    Run(Range<usize>),
+    Picked(std::vec::IntoIter<usize>),
+}
+
+impl Iterator for Indices {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Indices::Run(run) => run.next(),
+            Indices::Picked(picked) => picked.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Indices::Run(run) => run.size_hint(),
+            Indices::Picked(picked) => picked.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Indices {}
+
+impl Indices {
+    /// Keeps the first `n`.
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Indices::Run(run) => run.end = run.end.min(run.start + n),
+            Indices::Picked(picked) => {
+                let kept: Vec<usize> = picked.by_ref().take(n).collect();
+                *picked = kept.into_iter();
+            }
+        }
+    }
+}
+
+/// Changes of one commit taken from a queue: read one by one as an iterator of their indices
+/// in the batch. Until read (or dropped), they count against the queue's capacity, so that a
+/// subscriber holds at most that many changes, taken or queued.
+pub(crate) struct Run {
+    pub batch: Arc<Batch>,
+    indices: Indices,
+    unread: Arc<AtomicUsize>,
+}
+
+impl Run {
+    /// The indices of the changes not read yet, without reading them.
+    pub fn indices(&self) -> Indices {
+        self.indices.clone()
+    }
+}
+
+impl Iterator for Run {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let i = self.indices.next()?;
+        self.unread.fetch_sub(1, Ordering::AcqRel);
+        Some(i)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.unread.fetch_sub(self.indices.len(), Ordering::AcqRel);
+    }
 }
 
 /// Why a queue receives nothing more.
@@ -286,8 +361,8 @@ enum End {
 
 /// What a queue yields.
 pub(crate) enum Item {
-    /// The change at this index of the batch.
-    Change(Arc<Batch>, usize),
+    /// Changes of a commit, in order.
+    Changes(Run),
     Missed(u64),
     /// The source of changes was lost; nothing follows.
     Lost(Arc<str>),
@@ -300,39 +375,57 @@ impl Queue {
             .is_none_or(|tables| tables.iter().any(|t| t == table))
     }
 
-    fn push_all(&self, batch: &Arc<Batch>, changes: impl Iterator<Item = usize>) {
+    /// The changes of `batch` the queue receives, if any.
+    fn wanted(&self, batch: &Batch) -> Option<Indices> {
+        let changes = &batch.changes;
+        let all = 0..changes.len();
+        if self.tables.is_none() || changes.iter().all(|c| self.wants(&c.table)) {
+            return (!all.is_empty()).then_some(Indices::Run(all));
+        }
+        let picked: Vec<usize> = all.filter(|&i| self.wants(&changes[i].table)).collect();
+        (!picked.is_empty()).then(|| Indices::Picked(picked.into_iter()))
+    }
+
+    /// Queues changes of a commit: as many as the capacity leaves room for, then a gap
+    /// counting the others.
+    fn push(&self, batch: &Arc<Batch>, mut indices: Indices) {
         let mut inner = lock(&self.inner);
-        let mut pushed = false;
-        for change in changes {
-            pushed = true;
-            if inner.changes >= self.capacity {
-                match inner.entries.back_mut() {
-                    Some(Entry::Gap(missed)) => *missed += 1,
-                    _ => inner.entries.push_back(Entry::Gap(1)),
-                }
-            } else {
-                inner
-                    .entries
-                    .push_back(Entry::Change(batch.clone(), change));
-                inner.changes += 1;
+        let count = indices.len();
+        let held = inner.changes + self.unread.load(Ordering::Acquire);
+        let room = self.capacity.saturating_sub(held).min(count);
+        if room > 0 {
+            indices.truncate(room);
+            inner
+                .entries
+                .push_back(Entry::Changes(batch.clone(), indices));
+            inner.changes += room;
+        }
+        let dropped = (count - room) as u64;
+        if dropped > 0 {
+            match inner.entries.back_mut() {
+                Some(Entry::Gap(missed)) => *missed += dropped,
+                _ => inner.entries.push_back(Entry::Gap(dropped)),
             }
         }
-        let waker = if pushed { inner.waker.take() } else { None };
+        let waker = inner.waker.take();
         drop(inner);
-        if pushed {
-            self.ready.notify_all();
-        }
+        self.ready.notify_all();
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 
-    fn pop(inner: &mut QueueInner) -> Option<Item> {
+    fn pop(&self, inner: &mut QueueInner) -> Option<Item> {
         match inner.entries.pop_front() {
             Some(Entry::Gap(missed)) => Some(Item::Missed(missed)),
-            Some(Entry::Change(batch, index)) => {
-                inner.changes -= 1;
-                Some(Item::Change(batch, index))
+            Some(Entry::Changes(batch, indices)) => {
+                inner.changes -= indices.len();
+                self.unread.fetch_add(indices.len(), Ordering::AcqRel);
+                Some(Item::Changes(Run {
+                    batch,
+                    indices,
+                    unread: self.unread.clone(),
+                }))
             }
             // Told once; the queue is simply ended afterwards.
             None => match inner.end.take() {
@@ -354,7 +447,7 @@ impl Queue {
     #[cfg(feature = "async")]
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         let mut inner = lock(&self.inner);
-        if let Some(item) = Self::pop(&mut inner) {
+        if let Some(item) = self.pop(&mut inner) {
             return Poll::Ready(Some(item));
         }
         if inner.end.is_some() {
@@ -370,7 +463,7 @@ impl Queue {
     /// The next item if one is queued now (or the loss, once told), without waiting.
     #[cfg(feature = "async")]
     pub fn try_next(&self) -> Option<Item> {
-        Self::pop(&mut lock(&self.inner))
+        self.pop(&mut lock(&self.inner))
     }
 
     /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
@@ -379,7 +472,7 @@ impl Queue {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);
         loop {
-            if let Some(item) = Self::pop(&mut inner) {
+            if let Some(item) = self.pop(&mut inner) {
                 return Some(item);
             }
             if inner.end.is_some() {
@@ -398,6 +491,101 @@ impl Queue {
                 }
             };
         }
+    }
+}
+
+/// A queue read one change at a time, as subscriptions hand changes out: the commits taken
+/// from the queue and not yet read through are kept here, so that the queue's lock (which the
+/// writer publishing a commit takes too) is taken once per commit, not once per change.
+pub(crate) struct Reader {
+    queue: Arc<Queue>,
+    taken: Mutex<VecDeque<Run>>,
+}
+
+/// What a [`Reader`] reads.
+pub(crate) enum Next<'a> {
+    /// The change at this index of the batch.
+    Change(&'a Batch, usize),
+    Missed(u64),
+    /// The source of changes was lost; nothing follows.
+    Lost(Arc<str>),
+}
+
+impl Reader {
+    pub fn new(queue: Arc<Queue>) -> Self {
+        Self {
+            queue,
+            taken: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Reads on, waiting at most `timeout` (forever when `None`), until `accept` makes
+    /// something of what it read; `None` when the time is up or the queue has ended.
+    pub fn next<R>(
+        &self,
+        timeout: Option<Duration>,
+        mut accept: impl FnMut(Next<'_>) -> Option<R>,
+    ) -> Option<R> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(accepted) = self.read_taken(&mut accept) {
+                return Some(accepted);
+            }
+            // Read what is queued first: a zero timeout still takes it.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let item = self.queue.next(left)?;
+            if let Some(accepted) = self.take(item, &mut accept) {
+                return Some(accepted);
+            }
+        }
+    }
+
+    /// Reads on without waiting until `accept` makes something of what it read: `Pending`
+    /// (the task woken when more comes) once the queue is empty, `Ready(None)` once it ended.
+    #[cfg(feature = "async")]
+    pub fn poll_next<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut accept: impl FnMut(Next<'_>) -> Option<R>,
+    ) -> Poll<Option<R>> {
+        loop {
+            if let Some(accepted) = self.read_taken(&mut accept) {
+                return Poll::Ready(Some(accepted));
+            }
+            match self.queue.poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    if let Some(accepted) = self.take(item, &mut accept) {
+                        return Poll::Ready(Some(accepted));
+                    }
+                }
+                other => return other.map(|_| None),
+            }
+        }
+    }
+
+    /// Keeps the changes of an item to read them in turn; hands a gap or a loss to `accept`.
+    fn take<R>(&self, item: Item, accept: &mut impl FnMut(Next<'_>) -> Option<R>) -> Option<R> {
+        match item {
+            Item::Changes(run) => {
+                lock(&self.taken).push_back(run);
+                None
+            }
+            Item::Missed(count) => accept(Next::Missed(count)),
+            Item::Lost(reason) => accept(Next::Lost(reason)),
+        }
+    }
+
+    fn read_taken<R>(&self, accept: &mut impl FnMut(Next<'_>) -> Option<R>) -> Option<R> {
+        let mut taken = lock(&self.taken);
+        while let Some(run) = taken.front_mut() {
+            while let Some(i) = run.next() {
+                if let Some(accepted) = accept(Next::Change(&run.batch, i)) {
+                    return Some(accepted);
+                }
+            }
+            taken.pop_front();
+        }
+        None
     }
 }
 

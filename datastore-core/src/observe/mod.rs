@@ -54,6 +54,7 @@ mod query;
 pub use live::{LiveQuery, LiveSubscription, Snapshot};
 pub use query::QuerySubscription;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -97,12 +98,68 @@ pub enum RawValue {
 impl RawValue {
     /// A short name of the value's storage class, for error messages.
     pub fn kind(&self) -> &'static str {
+        RawValueRef::from(self).kind()
+    }
+}
+
+/// A column's value as SQLite stores it, borrowed from the captured change: what
+/// [`FieldType::from_raw`](crate::FieldType::from_raw) reads a field from.
+///
+/// ```
+/// use datastore::observe::{RawValue, RawValueRef};
+///
+/// let value = RawValueRef::Text("hello".into());
+/// assert_eq!(value.kind(), "text");
+/// assert_eq!(RawValue::from(value), RawValue::Text("hello".to_owned()));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValueRef<'a> {
+    /// `NULL`.
+    Null,
+    /// An integer (also booleans).
+    Integer(i64),
+    /// A float.
+    Real(f64),
+    /// Text (also ids, timestamps, JSON and enums): borrowed, unless SQLite held bytes that are
+    /// not UTF-8, which are then replaced (U+FFFD) in a copy.
+    Text(Cow<'a, str>),
+    /// Bytes.
+    Blob(&'a [u8]),
+}
+
+impl RawValueRef<'_> {
+    /// A short name of the value's storage class, for error messages.
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::Null => "NULL",
             Self::Integer(_) => "integer",
             Self::Real(_) => "real",
             Self::Text(_) => "text",
             Self::Blob(_) => "blob",
+        }
+    }
+}
+
+impl<'a> From<&'a RawValue> for RawValueRef<'a> {
+    fn from(value: &'a RawValue) -> Self {
+        match value {
+            RawValue::Null => Self::Null,
+            RawValue::Integer(v) => Self::Integer(*v),
+            RawValue::Real(v) => Self::Real(*v),
+            RawValue::Text(text) => Self::Text(Cow::Borrowed(text)),
+            RawValue::Blob(bytes) => Self::Blob(bytes),
+        }
+    }
+}
+
+impl From<RawValueRef<'_>> for RawValue {
+    fn from(value: RawValueRef<'_>) -> Self {
+        match value {
+            RawValueRef::Null => Self::Null,
+            RawValueRef::Integer(v) => Self::Integer(v),
+            RawValueRef::Real(v) => Self::Real(v),
+            RawValueRef::Text(text) => Self::Text(text.into_owned()),
+            RawValueRef::Blob(bytes) => Self::Blob(bytes.to_vec()),
         }
     }
 }
@@ -223,7 +280,7 @@ impl Batch {
 
 /// The values of many rows, as a connection captures them during a transaction: their bytes
 /// in one buffer and their cells in another, so that capturing a row allocates nothing.
-/// Values become [`RawValue`]s on the subscriber's side.
+/// Values become [`RawValueRef`]s on the subscriber's side.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Rows {
     bytes: Vec<u8>,
@@ -337,15 +394,20 @@ impl Rows {
         }
     }
 
-    fn value(&self, cell: usize) -> RawValue {
+    fn value(&self, cell: usize) -> RawValueRef<'_> {
         match self.cells[cell] {
-            Cell::Null => RawValue::Null,
-            Cell::Integer(v) => RawValue::Integer(v),
-            Cell::Real(v) => RawValue::Real(v),
-            Cell::Text { start, len } => RawValue::Text(
-                String::from_utf8_lossy(&self.bytes[start..start + len]).into_owned(),
-            ),
-            Cell::Blob { start, len } => RawValue::Blob(self.bytes[start..start + len].to_vec()),
+            Cell::Null => RawValueRef::Null,
+            Cell::Integer(v) => RawValueRef::Integer(v),
+            Cell::Real(v) => RawValueRef::Real(v),
+            Cell::Text { start, len } => {
+                let bytes = &self.bytes[start..start + len];
+                // `from_utf8` checks much faster than `from_utf8_lossy` reads valid text.
+                RawValueRef::Text(match std::str::from_utf8(bytes) {
+                    Ok(text) => Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(bytes),
+                })
+            }
+            Cell::Blob { start, len } => RawValueRef::Blob(&self.bytes[start..start + len]),
         }
     }
 }
@@ -356,13 +418,13 @@ pub(crate) struct RowRef<'a> {
     cells: Range<usize>,
 }
 
-impl RowRef<'_> {
+impl<'a> RowRef<'a> {
     /// The value of column `i` (`Null` past the end).
-    pub(crate) fn value(&self, i: usize) -> RawValue {
+    pub(crate) fn value(&self, i: usize) -> RawValueRef<'a> {
         if i < self.cells.len() {
             self.rows.value(self.cells.start + i)
         } else {
-            RawValue::Null
+            RawValueRef::Null
         }
     }
 
@@ -375,7 +437,7 @@ impl RowRef<'_> {
     pub(crate) fn values(&self) -> Vec<RawValue> {
         self.cells
             .clone()
-            .map(|cell| self.rows.value(cell))
+            .map(|cell| self.rows.value(cell).into())
             .collect()
     }
 }
@@ -464,7 +526,7 @@ pub struct RowChange {
 
 /// A stream of every table's committed changes; dropping it unsubscribes.
 pub struct AllSubscription {
-    queue: Arc<hub::Queue>,
+    reader: hub::Reader,
 }
 
 impl fmt::Debug for AllSubscription {
@@ -475,28 +537,31 @@ impl fmt::Debug for AllSubscription {
 
 impl AllSubscription {
     pub(crate) fn new(queue: Arc<hub::Queue>) -> Self {
-        Self { queue }
+        Self {
+            reader: hub::Reader::new(queue),
+        }
     }
 
     /// The next change, waiting at most `timeout`; `None` if none came, or once the
     /// subscription has ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<RowChange>> {
-        self.queue.next(Some(timeout)).map(Self::accept)
+        self.reader
+            .next(Some(timeout), |next| Some(Self::accept(next)))
     }
 
     /// The next change, waiting for it; `None` once the store and all its connections are
     /// gone, or after [`Observed::FeedLost`].
     pub fn recv(&self) -> Option<Observed<RowChange>> {
-        self.queue.next(None).map(Self::accept)
+        self.reader.next(None, |next| Some(Self::accept(next)))
     }
 
-    fn accept(item: hub::Item) -> Observed<RowChange> {
-        match item {
-            hub::Item::Missed(count) => Observed::Missed(count),
-            hub::Item::Lost(reason) => Observed::FeedLost {
+    fn accept(next: hub::Next<'_>) -> Observed<RowChange> {
+        match next {
+            hub::Next::Missed(count) => Observed::Missed(count),
+            hub::Next::Lost(reason) => Observed::FeedLost {
                 reason: reason.to_string(),
             },
-            hub::Item::Change(batch, i) => {
+            hub::Next::Change(batch, i) => {
                 let change = &batch.changes[i];
                 if let Shape::Broken(reason) = &change.shape {
                     return Observed::Undecodable {
@@ -522,7 +587,7 @@ impl AllSubscription {
         &self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Observed<RowChange>>> {
-        self.queue.poll_next(cx).map(|item| item.map(Self::accept))
+        self.reader.poll_next(cx, |next| Some(Self::accept(next)))
     }
 }
 
@@ -542,7 +607,7 @@ pub(crate) type Filter<M> = Box<dyn Fn(&M) -> bool + Send + Sync>;
 /// A stream of committed changes. Iterate it (blocking), or poll it with
 /// [`recv_timeout`](Self::recv_timeout); dropping it unsubscribes.
 pub struct Subscription<M> {
-    queue: Arc<hub::Queue>,
+    reader: hub::Reader,
     decoder: Decoder,
     filter: Option<Filter<M>>,
     _model: PhantomData<fn() -> M>,
@@ -728,14 +793,14 @@ impl Decoder {
                 placement.columns
             ));
         }
-        M::from_raw_row(placement.positions.iter().map(|&i| row.value(i)).collect())
+        M::from_raw_row(placement.positions.iter().map(|&i| row.value(i)))
     }
 }
 
 impl<M: Model> Subscription<M> {
     pub(crate) fn new(queue: Arc<hub::Queue>, decoder: Decoder, filter: Option<Filter<M>>) -> Self {
         Self {
-            queue,
+            reader: hub::Reader::new(queue),
             decoder,
             filter,
             _model: PhantomData,
@@ -745,30 +810,13 @@ impl<M: Model> Subscription<M> {
     /// The next change, waiting for it; `None` once the store and all its connections are
     /// gone, or after [`Observed::FeedLost`].
     pub fn recv(&self) -> Option<Observed<Change<M>>> {
-        loop {
-            let item = self.queue.next(None)?;
-            if let Some(observed) = self.accept(item) {
-                return Some(observed);
-            }
-        }
+        self.reader.next(None, |next| self.accept(next))
     }
 
     /// The next change, waiting at most `timeout`; `None` if none came, or once the
     /// subscription has ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<Change<M>>> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            // Read what is queued first: a zero timeout still returns it.
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.queue.next(Some(left)) {
-                None => return None,
-                Some(item) => {
-                    if let Some(observed) = self.accept(item) {
-                        return Some(observed);
-                    }
-                }
-            }
-        }
+        self.reader.next(Some(timeout), |next| self.accept(next))
     }
 
     /// The next change if one is waiting now.
@@ -777,17 +825,16 @@ impl<M: Model> Subscription<M> {
     }
 
     /// Decodes a change and applies the filter (to the row before or after the change).
-    fn accept(&self, item: hub::Item) -> Option<Observed<Change<M>>> {
-        let change = match item {
-            hub::Item::Missed(count) => return Some(Observed::Missed(count)),
-            hub::Item::Lost(reason) => {
+    fn accept(&self, next: hub::Next<'_>) -> Option<Observed<Change<M>>> {
+        let (batch, i) = match next {
+            hub::Next::Missed(count) => return Some(Observed::Missed(count)),
+            hub::Next::Lost(reason) => {
                 return Some(Observed::FeedLost {
                     reason: reason.to_string(),
                 })
             }
-            hub::Item::Change(batch, i) => (batch, i),
+            hub::Next::Change(batch, i) => (batch, i),
         };
-        let (batch, i) = change;
         let change = &batch.changes[i];
         let element: M = match self.decoder.decode(&change.shape, &batch.row(change)) {
             Ok(element) => element,
@@ -824,18 +871,7 @@ impl<M: Model> Subscription<M> {
         &self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Observed<Change<M>>>> {
-        use std::task::Poll;
-        loop {
-            match self.queue.poll_next(cx) {
-                Poll::Ready(Some(item)) => {
-                    if let Some(observed) = self.accept(item) {
-                        return Poll::Ready(Some(observed));
-                    }
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.reader.poll_next(cx, |next| self.accept(next))
     }
 }
 

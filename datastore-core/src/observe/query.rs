@@ -118,7 +118,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
                 .chain(std::iter::from_fn(|| self.queue.next(Some(Duration::ZERO))));
             let lost = items.find_map(|item| match item {
                 Item::Lost(reason) => Some(reason),
-                Item::Change(..) | Item::Missed(_) => None,
+                Item::Changes(..) | Item::Missed(_) => None,
             });
             drop(items);
             if let Some(reason) = lost {

@@ -22,7 +22,7 @@ pub use key::{Key, KeyColumn, KeyValue};
 pub use key::{PgQuery, SqliteQuery};
 pub use timestamp::Timestamp;
 
-use crate::observe::RawValue;
+use crate::observe::RawValueRef;
 use crate::schema::ColumnType;
 
 /// A Rust type that can be stored in one column of a model's table.
@@ -65,12 +65,13 @@ pub trait FieldType: Sized {
     fn bind(&self) -> Self::Bind<'_>;
     /// The field's value from what was read.
     fn read(value: Self::Read) -> Self;
-    /// The field's value from a value SQLite reported to a hook (observe).
-    fn from_raw(value: RawValue) -> Result<Self, String>;
+    /// The field's value from a value of a committed change (observe), as SQLite stores it
+    /// (PostgreSQL's values are brought to the same form).
+    fn from_raw(value: RawValueRef<'_>) -> Result<Self, String>;
 }
 
 /// The error of [`FieldType::from_raw`] for a value of the wrong storage class.
-pub(crate) fn unexpected<T>(value: &RawValue) -> Result<T, String> {
+pub(crate) fn unexpected<T>(value: &RawValueRef<'_>) -> Result<T, String> {
     Err(format!(
         "unexpected {} value for a {} field",
         value.kind(),
@@ -85,7 +86,7 @@ macro_rules! field_types {
             const COLUMN: ColumnType = ColumnType::$column;
             field_types!(@bind $bind);
             field_types!(@read $read);
-            fn from_raw($v: RawValue) -> Result<Self, String> {
+            fn from_raw($v: RawValueRef<'_>) -> Result<Self, String> {
                 $from_raw
             }
         }
@@ -127,10 +128,10 @@ macro_rules! __field_type_by_ref {
     (|$text:ident| $parse:expr) => {
         $crate::__field_type_by_ref!();
         fn from_raw(
-            value: $crate::observe::RawValue,
+            value: $crate::observe::RawValueRef<'_>,
         ) -> ::core::result::Result<Self, ::std::string::String> {
             match value {
-                $crate::observe::RawValue::Text($text) => $parse,
+                $crate::observe::RawValueRef::Text($text) => $parse,
                 other => {
                     ::core::result::Result::Err(::std::format!("unexpected {} value", other.kind()))
                 }
@@ -154,35 +155,35 @@ macro_rules! __field_type_by_ref {
 
 field_types! {
     String => Text, Text, bind as_is, read as_is,
-        |v| match v { RawValue::Text(s) => Ok(s), other => unexpected(&other) };
+        |v| match v { RawValueRef::Text(s) => Ok(s.into_owned()), other => unexpected(&other) };
     bool => Bool, Bool, bind as_is, read checked, |v| match v {
-        RawValue::Integer(0) => Ok(false),
-        RawValue::Integer(1) => Ok(true),
-        RawValue::Integer(i) => Err(format!("{i} is out of range for a bool field")),
+        RawValueRef::Integer(0) => Ok(false),
+        RawValueRef::Integer(1) => Ok(true),
+        RawValueRef::Integer(i) => Err(format!("{i} is out of range for a bool field")),
         other => unexpected(&other),
     };
     i16 => SmallInt, SmallInt, bind as_is, read checked, |v| match v {
-        RawValue::Integer(i) => i16::try_from(i).map_err(|e| e.to_string()),
+        RawValueRef::Integer(i) => i16::try_from(i).map_err(|e| e.to_string()),
         other => unexpected(&other),
     };
     i32 => Integer, Integer, bind as_is, read checked, |v| match v {
-        RawValue::Integer(i) => i32::try_from(i).map_err(|e| e.to_string()),
+        RawValueRef::Integer(i) => i32::try_from(i).map_err(|e| e.to_string()),
         other => unexpected(&other),
     };
     i64 => BigInt, BigInt, bind as_is, read checked,
-        |v| match v { RawValue::Integer(i) => Ok(i), other => unexpected(&other) };
+        |v| match v { RawValueRef::Integer(i) => Ok(i), other => unexpected(&other) };
     f32 => Float, Float, bind checked, read checked, |v| match v {
-        RawValue::Real(f) => f32_in_range(f),
-        RawValue::Integer(i) => Ok(i as f32),
+        RawValueRef::Real(f) => f32_in_range(f),
+        RawValueRef::Integer(i) => Ok(i as f32),
         other => unexpected(&other),
     };
     f64 => Double, Double, bind checked, read checked, |v| match v {
-        RawValue::Real(f) => Ok(f),
-        RawValue::Integer(i) => Ok(i as f64),
+        RawValueRef::Real(f) => Ok(f),
+        RawValueRef::Integer(i) => Ok(i as f64),
         other => unexpected(&other),
     };
     Vec<u8> => Binary, Blob, bind as_is, read as_is,
-        |v| match v { RawValue::Blob(b) => Ok(b), other => unexpected(&other) };
+        |v| match v { RawValueRef::Blob(b) => Ok(b.to_vec()), other => unexpected(&other) };
 }
 
 /// A double as an `f32`, refused when it is beyond `f32`'s range (as reads refuse it).
@@ -219,9 +220,9 @@ where
         value.map(T::read)
     }
 
-    fn from_raw(value: RawValue) -> Result<Self, String> {
+    fn from_raw(value: RawValueRef<'_>) -> Result<Self, String> {
         match value {
-            RawValue::Null => Ok(None),
+            RawValueRef::Null => Ok(None),
             value => T::from_raw(value).map(Some),
         }
     }

@@ -162,7 +162,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let name = field.column_name();
         quote! {
             let #f = <#ty as ::datastore::FieldType>::from_raw(
-                values.next().unwrap_or(::datastore::observe::RawValue::Null),
+                values.next().unwrap_or(::datastore::observe::RawValueRef::Null),
             )
             .map_err(|e| ::std::format!("{}.{}: {}", #table_name, #name, e))?;
         }
@@ -246,10 +246,9 @@ pub fn model_impl(model: &Model) -> TokenStream {
                 #(#stamped)*
             }
 
-            fn from_raw_row(
-                values: ::std::vec::Vec<::datastore::observe::RawValue>,
+            fn from_raw_row<'a>(
+                mut values: impl ::core::iter::Iterator<Item = ::datastore::observe::RawValueRef<'a>>,
             ) -> ::core::result::Result<Self, ::std::string::String> {
-                let mut values = values.into_iter();
                 #(#raw_columns)*
                 ::core::result::Result::Ok(Self { #(#raw_fields),* })
             }

@@ -484,14 +484,16 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             window: false,
             full: false,
         };
-        for item in items {
-            let (batch, i) = match item {
-                Item::Change(batch, i) => (batch, *i),
-                Item::Missed(_) | Item::Lost(_) => {
-                    work.full = true;
-                    continue;
-                }
-            };
+        // A gap (or a loss): what changed is not known.
+        work.full = items.iter().any(|i| !matches!(i, Item::Changes(..)));
+        let changes = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Changes(run) => Some(run),
+                Item::Missed(_) | Item::Lost(_) => None,
+            })
+            .flat_map(|run| run.indices().map(move |i| (&run.batch, i)));
+        for (batch, i) in changes {
             let change = &batch.changes[i];
             if matches!(change.shape, Shape::Broken(_)) {
                 work.full = true;

@@ -95,9 +95,9 @@ impl FieldType for serde_json::Value {
         value.0
     }
 
-    fn from_raw(value: crate::observe::RawValue) -> Result<Self, String> {
+    fn from_raw(value: crate::observe::RawValueRef<'_>) -> Result<Self, String> {
         match value {
-            crate::observe::RawValue::Text(text) => {
+            crate::observe::RawValueRef::Text(text) => {
                 serde_json::from_str(&text).map_err(|e| e.to_string())
             }
             other => Err(format!(
