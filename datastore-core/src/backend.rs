@@ -166,6 +166,13 @@ pub const CHUNK: usize = 10_000;
 pub trait NativeConnection:
     Connection + diesel::connection::LoadConnection + HasDialect + Send + 'static + sealed::Sealed
 {
+    /// Whether a statement costs a round trip to a server, so that fewer statements beat
+    /// statements prepared once: PostgreSQL inserts many rows in one statement of their exact
+    /// number; SQLite, in process, in a few statements of the sizes prepared once per
+    /// connection (preparing is what costs it).
+    #[doc(hidden)]
+    const ROUND_TRIPS: bool;
+
     /// Runs `statement` so that its failure leaves an enclosing transaction usable, as SQLite
     /// does by itself: on PostgreSQL, inside a transaction, in a savepoint.
     #[doc(hidden)]
@@ -317,6 +324,8 @@ fn exists_sql(table: &str, column: &str, placeholder: &str) -> String {
 }
 
 impl NativeConnection for diesel::SqliteConnection {
+    const ROUND_TRIPS: bool = false;
+
     fn scoped<T>(
         &mut self,
         statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
@@ -411,6 +420,8 @@ impl NativeConnection for diesel::SqliteConnection {
 }
 
 impl NativeConnection for diesel::PgConnection {
+    const ROUND_TRIPS: bool = true;
+
     fn scoped<T>(
         &mut self,
         statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,

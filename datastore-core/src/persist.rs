@@ -157,7 +157,7 @@ where
     fn insert_all(mut rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>> {
         stamp(&mut rows);
         if !rows.iter().any(M::has_unassigned_key) {
-            let statements = keyed_statements::<M>(rows.len());
+            let statements = insert_statements::<M, C>(rows.len());
             if statements > 1 {
                 transaction(conn, |conn| insert_keyed(&rows, conn))?;
             } else {
@@ -171,7 +171,7 @@ where
         let (unkeyed, keyed): (Vec<Self>, Vec<Self>) =
             rows.into_iter().partition(M::has_unassigned_key);
         let statements =
-            keyed_statements::<M>(keyed.len()) + unkeyed_statements::<M>(unkeyed.len());
+            insert_statements::<M, C>(keyed.len()) + insert_statements::<M, C>(unkeyed.len());
         let insert = |conn: &mut C| -> Result<Vec<Self>> {
             insert_keyed(&keyed, conn)?;
             insert_unkeyed(unkeyed, conn)
@@ -274,28 +274,29 @@ fn refused_where<C, K>(
     }
 }
 
-/// How many statements [`insert_keyed`] takes for `rows` rows.
-fn keyed_statements<M: Model>(rows: usize) -> usize {
-    statement_sizes::<M>(rows).count()
+/// How many statements [`insert_keyed`] (and [`insert_unkeyed`]) take for `rows` rows.
+fn insert_statements<M: Model, C: NativeConnection>(rows: usize) -> usize {
+    statement_sizes::<M, C>(rows).count()
 }
 
-/// The numbers of rows of the statements inserting `rows` rows that have their keys: the sizes
-/// prepared once per connection ([`INSERT_ROWS`]), largest first, each under the bind limit.
-fn statement_sizes<M: Model>(rows: usize) -> impl Iterator<Item = usize> {
+/// The numbers of rows of the statements inserting `rows` rows, each under the bind limit. On
+/// SQLite, the sizes prepared once per connection ([`INSERT_ROWS`]), largest first; where a
+/// statement costs a round trip ([`NativeConnection::ROUND_TRIPS`]), as few statements as the
+/// bind limit allows (ten rows: one statement, not four of 4, 4, 1 and 1 rows).
+fn statement_sizes<M: Model, C: NativeConnection>(rows: usize) -> impl Iterator<Item = usize> {
     let limit = rows_per_statement(M::declaration().columns().len());
     let mut rest = rows;
     std::iter::from_fn(move || {
-        let size = INSERT_ROWS
-            .into_iter()
-            .find(|&size| size <= rest && size <= limit)?;
+        let size = if C::ROUND_TRIPS {
+            rest.min(limit)
+        } else {
+            INSERT_ROWS
+                .into_iter()
+                .find(|&size| size <= rest && size <= limit)?
+        };
         rest -= size;
-        Some(size)
+        (size > 0).then_some(size)
     })
-}
-
-/// How many statements [`insert_unkeyed`] takes for `rows` rows.
-fn unkeyed_statements<M: Model>(rows: usize) -> usize {
-    statement_sizes::<M>(rows).count()
 }
 
 /// How many rows of `columns` bound values one statement holds.
@@ -304,8 +305,7 @@ fn rows_per_statement(columns: usize) -> usize {
 }
 
 /// Inserts rows that have their keys: one row with a statement of fixed shape, more in
-/// multi-row statements of the sizes [`statement_sizes`] gives, each prepared once per
-/// connection. On PostgreSQL, keys given to a model whose database assigns keys move its
+/// the multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose database assigns keys move its
 /// sequence past them.
 fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
 where
@@ -319,7 +319,7 @@ where
         }
         rows => {
             let mut rest = rows;
-            for size in statement_sizes::<M>(rows.len()) {
+            for size in statement_sizes::<M, C>(rows.len()) {
                 let (chunk, more) = rest.split_at(size);
                 M::insert_many(chunk, conn)?;
                 rest = more;
@@ -348,10 +348,10 @@ where
     if let [row] = rows.as_slice() {
         return Ok(vec![row.insert_unkeyed(conn)?]);
     }
-    // Statements of the sizes prepared once per connection, as for rows that have their keys
-    // (each binds one value fewer a row).
+    // The statements `statement_sizes` gives, as for rows that have their keys (each binds
+    // one value fewer a row).
     let mut rest = rows.as_mut_slice();
-    for size in statement_sizes::<M>(rest.len()) {
+    for size in statement_sizes::<M, C>(rest.len()) {
         let (chunk, more) = rest.split_at_mut(size);
         let mut keys = M::insert_many_unkeyed(chunk, conn)?;
         keys.sort_unstable();
