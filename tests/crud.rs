@@ -85,7 +85,7 @@ per_backend! {
 }
 
 per_backend! {
-    fn insert_all_takes_the_statements_each_backend_runs_fastest(store) {
+    fn insert_all_sends_one_statement_on_postgres_and_prepared_sizes_on_sqlite(store) {
         use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
         use datastore::diesel::Connection;
         use std::sync::{Arc, Mutex};

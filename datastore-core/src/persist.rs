@@ -62,12 +62,14 @@ pub trait Persist<C: Connection>: Model {
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
-    /// written. Meant for bulk loads: multi-row `INSERT`s of 256, 64, 16, 4 or 1 rows, each
-    /// prepared once per connection and under [`MAX_BIND_PARAMS`] bound values, nothing read
-    /// back, where [`save`](Persist::save) runs an upsert per row and returns it. A row whose key exists fails the whole call, as does any other violated
-    /// constraint; rows spanning several statements are inserted in one transaction, so an
-    /// error leaves none of them written. Unlike `save`'s, a foreign-key error does not name
-    /// the row whose parent is missing.
+    /// written. Meant for bulk loads: multi-row `INSERT`s under [`MAX_BIND_PARAMS`] bound
+    /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
+    /// returns it. On SQLite the statements hold 256, 64, 16, 4 or 1 rows, each prepared once
+    /// per connection; on PostgreSQL, where each statement is a round trip, as many rows as
+    /// the bind limit allows. A row whose key exists fails the whole call, as does any other
+    /// violated constraint; rows spanning several statements are inserted in one transaction,
+    /// so an error leaves none of them written. Unlike `save`'s, a foreign-key error does not
+    /// name the row whose parent is missing.
     fn insert_all(rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>>;
 
     /// Saves the row and, in the same transaction, every loaded relation under it: children
@@ -304,9 +306,9 @@ fn rows_per_statement(columns: usize) -> usize {
     MAX_BIND_PARAMS / columns.max(1)
 }
 
-/// Inserts rows that have their keys: one row with a statement of fixed shape, more in
-/// the multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose database assigns keys move its
-/// sequence past them.
+/// Inserts rows that have their keys: one row with a statement of fixed shape, more in the
+/// multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose
+/// database assigns keys move its sequence past them.
 fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
 where
     C: NativeConnection,

@@ -626,3 +626,77 @@ impl Drop for Queue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{Op, RawChange};
+
+    /// A commit changing one row of each of these tables, in order.
+    fn commit(hub: &Hub, tables: &[&str]) {
+        let changes = tables
+            .iter()
+            .map(|&t| RawChange::broken(t.into(), Op::Insert, 0, "no row"))
+            .collect();
+        hub.publish(
+            hub.next_seq(),
+            Batch {
+                changes,
+                ..Batch::default()
+            },
+        );
+    }
+
+    /// What a reader reads now: each change as its table and index, each gap as "missed n".
+    fn read_all(reader: &Reader) -> Vec<String> {
+        std::iter::from_fn(|| {
+            reader.next(Some(Duration::ZERO), |next| {
+                Some(match next {
+                    Next::Change(batch, i) => format!("{}{i}", batch.changes[i].table),
+                    Next::Missed(n) => format!("missed {n}"),
+                    Next::Lost(reason) => format!("lost {reason}"),
+                })
+            })
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_queue_holds_the_changes_of_its_tables_up_to_its_capacity() {
+        let hub = Arc::new(Hub::default());
+        let reader = Reader::new(hub.subscribe(Some(&["a".to_owned()]), 2));
+        // Picked out of a commit of two tables, the third `a` beyond the capacity.
+        commit(&hub, &["a", "b", "a", "a"]);
+        commit(&hub, &["b"]);
+        assert_eq!(read_all(&reader), ["a0", "a2", "missed 1"]);
+        // Read: room again, for a whole run this time.
+        commit(&hub, &["a", "a"]);
+        assert_eq!(read_all(&reader), ["a0", "a1"]);
+    }
+
+    #[test]
+    fn changes_taken_and_not_yet_read_count_against_the_capacity() {
+        let hub = Arc::new(Hub::default());
+        let reader = Reader::new(hub.subscribe(None, 3));
+        commit(&hub, &["a", "b"]);
+        // Takes the commit whole, reads one change: one still held.
+        let first = reader.next(None, |next| match next {
+            Next::Change(batch, i) => Some(format!("{}{i}", batch.changes[i].table)),
+            _ => None,
+        });
+        assert_eq!(first.as_deref(), Some("a0"));
+        commit(&hub, &["c", "d", "e"]);
+        assert_eq!(read_all(&reader), ["b1", "c0", "d1", "missed 1"]);
+        // A commit taken and dropped unread gives its room back.
+        let queue = hub.subscribe(None, 3);
+        commit(&hub, &["i"]);
+        match queue.next(Some(Duration::ZERO)) {
+            Some(Item::Changes(run)) => drop(run),
+            _ => panic!("a commit"),
+        }
+        assert_eq!(queue.unread.load(Ordering::SeqCst), 0);
+        commit(&hub, &["j", "k", "l"]);
+        let reader = Reader::new(queue);
+        assert_eq!(read_all(&reader), ["j0", "k1", "l2"]);
+    }
+}
