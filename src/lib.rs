@@ -49,6 +49,22 @@
 //!
 //! Generated code uses Diesel's `table!`, which needs `diesel` among the application's own
 //! dependencies (the same 2.3 release as this crate's).
+//!
+//! # Tracing
+//!
+//! The store reports what it does through [`tracing`](https://docs.rs/tracing): install any
+//! subscriber (`tracing-subscriber`'s `fmt`, an OpenTelemetry layer..) to see it.
+//!
+//! | target | level | what |
+//! |---|---|---|
+//! | `datastore` | `DEBUG` | a span per operation of [`Repo`] and [`Store`] (`save`, `find`, `query`, `delete`..): `model` (its table), `operation`, `rows` read or written, `duration_us` |
+//! | `datastore::sql` | `DEBUG` | an event per statement as it starts: `sql`, without its values; on PostgreSQL with `TRACE` enabled, `binds` too |
+//! | `datastore::slow` | `WARN` | a statement that ran longer than [`StoreBuilder::slow_statement_threshold`] (default one second): `sql`, `elapsed_ms`, `threshold_ms` |
+//!
+//! With no subscriber listening, this costs a check of `tracing`'s level per operation and per
+//! statement. Operations are timed only when their span is enabled; SQLite times statements
+//! itself, and on PostgreSQL a statement is timed (two clock reads beside a round trip) only
+//! while a slow-statement threshold is set.
 
 pub use datastore_core::*;
 pub use datastore_derive::{DbEnum, Model};
@@ -84,6 +100,6 @@ pub mod prelude {
     pub use crate::__async_prelude::*;
     pub use crate::diesel::prelude::*;
     pub use crate::relations::{HasMany, HasOne, ManyToMany};
-    pub use crate::schema::ddl::Dialect;
+    pub use crate::schema::Dialect;
     pub use crate::{AsyncRepo, DbEnum, Id, Json, Model, Persist, Repo, Schema, Store, Timestamp};
 }

@@ -554,14 +554,14 @@ async fn cancellation_under_load(store: AsyncStore) {
     }
     // Calls whose futures were dropped may still be running on the blocking pool: wait until
     // the store is quiet (the count stays the same for half a second).
-    let mut last = -1;
+    let mut last = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let count = store.count::<Post>().await.unwrap();
-        if count == last {
+        if last == Some(count) {
             break;
         }
-        last = count;
+        last = Some(count);
     }
     assert_pool_clean(&store);
 

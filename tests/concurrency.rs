@@ -39,8 +39,7 @@ fn retry_busy<T>(tally: &mut Tally, mut op: impl FnMut() -> datastore::Result<T>
 #[test]
 fn eight_writers_through_four_connections_lose_nothing_and_observe_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("busy.db").display().to_string())
-        .synchronous(Synchronous::Normal);
+    let store = Store::builder(dir.path().join("busy.db")).synchronous(Synchronous::Normal);
     writers_lose_nothing(store);
 }
 
@@ -146,14 +145,11 @@ fn writers_lose_nothing(builder: datastore::StoreBuilder) {
     let expected_posts: usize = tallies.iter().map(|t| t.posts.len()).sum();
     let expected_comments: usize = tallies.iter().map(|t| t.comments_kept).sum();
     assert_eq!(
-        store.count::<Post>().unwrap() as usize,
+        store.count::<Post>().unwrap(),
         expected_posts,
         "no write lost"
     );
-    assert_eq!(
-        store.count::<Comment>().unwrap() as usize,
-        expected_comments
-    );
+    assert_eq!(store.count::<Comment>().unwrap(), expected_comments);
     for tally in &tallies {
         for id in &tally.posts {
             assert_eq!(
@@ -286,7 +282,7 @@ fn a_serialization_failure_on_postgres_is_a_typed_conflict() {
 #[test]
 fn eight_threads_linking_one_pair_at_once_leave_one_link_and_no_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("links.db").display().to_string());
+    let store = Store::builder(dir.path().join("links.db"));
     linking_one_pair_at_once_keeps_one_link(store);
 }
 

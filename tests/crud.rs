@@ -86,25 +86,13 @@ per_backend! {
 
 per_backend! {
     fn insert_all_sends_one_statement_on_postgres_and_prepared_sizes_on_sqlite(store) {
-        use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
         use datastore::diesel::Connection;
-        use std::sync::{Arc, Mutex};
 
-        let statements = Arc::new(Mutex::new(Vec::new()));
-        let seen = statements.clone();
-        let instrumentation = move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::StartQuery { query, .. } = event {
-                let sql = query.to_string();
-                seen.lock().unwrap().push(sql.split_whitespace().next().unwrap().to_owned());
-            }
-        };
         let mut conn = store.conn().unwrap();
-        let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
-        conn.set_instrumentation(boxed);
         let rows: Vec<Post> = (0..10).map(|i| post(&format!("row {i}"), i)).collect();
-        let inserted = conn.transaction(|tx| tx.insert_all(rows)).unwrap();
+        let (inserted, statements) =
+            common::trace::commands(|| conn.transaction(|tx| tx.insert_all(rows)).unwrap());
         drop(conn);
-        let statements = statements.lock().unwrap().join(" ");
         assert_eq!(inserted.len(), 10);
         assert_eq!(store.count::<Post>().unwrap(), 10);
         match store.dialect() {
@@ -377,7 +365,7 @@ fn a_file_store_keeps_its_rows_across_reopening() {
     let saved = store.save(post("durable", 7)).unwrap();
     drop(store);
     let path = dir.path().join("blog.db");
-    let reopened = Store::open(path.display().to_string(), datastore::embed_migrations!()).unwrap();
+    let reopened = Store::open(path, datastore::embed_migrations!()).unwrap();
     assert_eq!(reopened.get::<Post>(&saved.id).unwrap(), saved);
 }
 

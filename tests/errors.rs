@@ -8,8 +8,9 @@ use common::models::{Comment, Post, User};
 use common::{file_store, memory_store, user};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::sql_types::{BigInt, Text};
+use datastore::migrate::MigrationFailure;
 use datastore::prelude::*;
-use datastore::{ConstraintKind, Error};
+use datastore::{ConnectionFailure, ConstraintKind, Error};
 
 #[test]
 fn a_duplicate_unique_value_names_table_and_column() {
@@ -131,8 +132,16 @@ fn a_failing_migration_is_a_migration_error_and_leaves_the_database_as_it_was() 
         datastore::migrate::BackendMigrations::new().sqlite(source),
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Migration(_)), "{err:?}");
-    assert!(err.to_string().contains("syntax error"), "{err}");
+    match &err {
+        Error::Migration {
+            migration: Some(name),
+            failure: MigrationFailure::Run(cause),
+        } => {
+            assert!(name.contains("bad"), "the failing migration named: {name}");
+            assert!(cause.to_string().contains("syntax error"), "{cause}");
+        }
+        other => panic!("expected the bad migration's run error, got {other:?}"),
+    }
 
     let store = Store::builder(&db).open().unwrap();
     let tables: String = diesel::select(diesel::dsl::sql::<Text>(
@@ -160,7 +169,10 @@ fn a_failing_migration_on_postgres_leaves_the_database_as_it_was() {
         datastore::migrate::BackendMigrations::new().postgres(source),
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Migration(_)), "{err:?}");
+    assert!(
+        matches!(&err, Error::Migration { migration: Some(name), failure: MigrationFailure::Run(_) } if name.contains("bad")),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("syntax error"), "{err}");
 
     let store = Store::builder(schema.url()).open().unwrap();
@@ -182,7 +194,10 @@ fn an_unopenable_database_is_a_connection_error() {
         .open()
         .unwrap_err();
     match err {
-        Error::Connection { url, message } => {
+        Error::Connection {
+            url,
+            source: ConnectionFailure::Driver(message),
+        } => {
             assert_eq!(url, "/nonexistent-dir/sub/blog.db");
             assert!(message.contains("unable to open"), "{message}");
         }
@@ -287,4 +302,188 @@ fn a_store_on_a_server_never_shows_the_password() {
     assert!(matches!(err, Error::Connection { .. }), "{err:?}");
     assert!(!shows_password(&err.to_string()), "{err}");
     assert!(!shows_password(&format!("{err:?}")), "{err:?}");
+}
+
+#[test]
+fn an_exhausted_pool_is_a_pool_connection_error() {
+    let store = Store::builder(":memory:")
+        .pool_size(1)
+        .connection_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let _held = store.conn().unwrap();
+    match store.conn() {
+        Err(Error::Connection {
+            url,
+            source: ConnectionFailure::Pool(_),
+        }) => assert_eq!(url, ":memory:"),
+        Err(other) => panic!("expected a pool timeout, got {other:?}"),
+        Ok(_) => panic!("the pool's only connection is taken"),
+    }
+}
+
+#[test]
+fn a_location_that_cannot_be_opened_as_given_is_refused_before_connecting() {
+    // A PostgreSQL schema means nothing to SQLite.
+    match Store::builder(":memory:").postgres_schema("tenant").open() {
+        Err(Error::Connection {
+            source: ConnectionFailure::Location(message),
+            ..
+        }) => assert!(message.contains("postgres_schema"), "{message}"),
+        other => panic!("expected a location error, got {other:?}"),
+    }
+    // The drivers take text: a path that is not UTF-8 is refused, not mangled.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"blog-\xff.db"));
+        match Store::open(&path, datastore::embed_migrations!()) {
+            Err(Error::Connection {
+                source: ConnectionFailure::Location(_),
+                ..
+            }) => {}
+            other => panic!("expected a location error, got {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no file made"
+        );
+    }
+}
+
+#[test]
+fn a_path_and_a_postgres_schema_open_as_their_urls_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blog.db");
+    let store = Store::open(&path, datastore::embed_migrations!()).unwrap();
+    store.save(user("on a path")).unwrap();
+    assert!(path.exists());
+    assert_eq!(store.url(), path.to_str().unwrap());
+
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    // The server's URL as given, the schema by name: tables go there and nowhere else.
+    let store = Store::builder(&url)
+        .postgres_schema(schema.name())
+        .migrations(datastore::embed_migrations!())
+        .open()
+        .unwrap();
+    store.save(user("in a schema")).unwrap();
+    let in_schema = Store::builder(schema.url()).open().unwrap();
+    assert_eq!(in_schema.count::<User>().unwrap(), 1);
+}
+
+#[test]
+fn migration_failures_say_what_failed_as_data() {
+    use datastore::migrate::{BackendMigrations, Migrations};
+    use datastore::schema::Dialect;
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    let blog = Schema::new()
+        .model::<Post>()
+        .model::<Comment>()
+        .model::<User>();
+
+    // A name that is not one.
+    match folder.generate(&blog, "add comments!") {
+        Err(Error::Migration {
+            failure: MigrationFailure::Name(name),
+            ..
+        }) => assert_eq!(name, "add comments!"),
+        other => panic!("expected a name error, got {other:?}"),
+    }
+    // Models and migrations differ: the missing migration, as data.
+    match folder.check(&blog) {
+        Err(Error::Migration {
+            migration: None,
+            failure: MigrationFailure::Drift(drift),
+        }) => {
+            assert_eq!(drift.dir, dir.path());
+            assert!(
+                drift.missing.up.contains("CREATE TABLE"),
+                "{}",
+                drift.missing.up
+            );
+        }
+        other => panic!("expected a drift, got {other:?}"),
+    }
+    // A schema whose foreign key points at a model it lacks.
+    match Schema::new().model::<Comment>().validate() {
+        Err(Error::Migration {
+            failure: MigrationFailure::Schema(message),
+            ..
+        }) => assert!(message.contains("posts"), "{message}"),
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+    // A snapshot that is not one.
+    std::fs::write(dir.path().join("schema.json"), "{ not json").unwrap();
+    match folder.snapshot() {
+        Err(Error::Migration {
+            failure: MigrationFailure::Snapshot { path, .. },
+            ..
+        }) => assert_eq!(path, dir.path().join("schema.json")),
+        other => panic!("expected a snapshot error, got {other:?}"),
+    }
+    // Migrations for another backend only.
+    match Store::open(":memory:", BackendMigrations::new()) {
+        Err(Error::Migration {
+            failure: MigrationFailure::NoneForBackend { backend },
+            ..
+        }) => assert_eq!(backend, "SQLite"),
+        other => panic!("expected no migrations for SQLite, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_migration_run_with_foreign_keys_off_that_breaks_them_is_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    let tables = migrations.join("2026-01-01-000000_tables");
+    let orphan = migrations.join("2026-01-02-000000_orphan");
+    for (folder, up) in [
+        (
+            &tables,
+            "CREATE TABLE parents (id INTEGER PRIMARY KEY); \
+             CREATE TABLE children (id INTEGER PRIMARY KEY, \
+             parent_id INTEGER NOT NULL REFERENCES parents (id));",
+        ),
+        (
+            &orphan,
+            "INSERT INTO children (id, parent_id) VALUES (1, 42);",
+        ),
+    ] {
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::write(folder.join("up.sql"), up).unwrap();
+        std::fs::write(folder.join("down.sql"), "").unwrap();
+    }
+    std::fs::write(orphan.join("metadata.toml"), "run_in_transaction = false\n").unwrap();
+    let source = datastore::diesel_migrations::FileBasedMigrations::from_path(&migrations).unwrap();
+    let db = dir.path().join("fk.db");
+    match Store::open(
+        &db,
+        datastore::migrate::BackendMigrations::new().sqlite(source),
+    ) {
+        Err(Error::Migration {
+            migration: Some(name),
+            failure: MigrationFailure::BrokenForeignKeys { rows },
+        }) => {
+            assert!(name.contains("orphan"), "{name}");
+            assert_eq!(rows, 1);
+        }
+        other => panic!("expected broken foreign keys, got {other:?}"),
+    }
+    let store = Store::builder(&db).open().unwrap();
+    let children: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT count(*) FROM children)",
+    ))
+    .get_result(&mut store.conn().unwrap())
+    .unwrap();
+    assert_eq!(children, 0, "nothing of the migration was kept");
 }

@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::models::{comments, posts, Comment, Post, User};
 use common::{comment, post, user};
-use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
 use datastore::observe::{LiveSubscription, Snapshot};
 use datastore::prelude::*;
-use datastore::{AnyConnection, Error, PooledConn};
+use datastore::{AnyConnection, Error};
 use proptest::prelude::*;
 
 /// The boxed query of posts.
@@ -364,7 +361,7 @@ fn users_with_their_profile_and_their_posts_comments_follow_has_one_and_nested_p
 #[test]
 fn a_subscriber_that_fell_behind_gets_a_full_refresh_never_a_wrong_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("blog.db").display().to_string())
+    let store = Store::builder(dir.path().join("blog.db"))
         .migrations(datastore::embed_migrations!())
         .observe_buffer(2)
         .open()
@@ -383,7 +380,7 @@ fn a_subscriber_that_fell_behind_gets_a_full_refresh_never_a_wrong_snapshot() {
 #[test]
 fn a_subscriber_that_fell_behind_on_its_parents_gets_them_in_a_full_refresh() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("blog.db").display().to_string())
+    let store = Store::builder(dir.path().join("blog.db"))
         .migrations(datastore::embed_migrations!())
         .observe_buffer(2)
         .open()
@@ -412,28 +409,18 @@ fn a_subscriber_that_fell_behind_on_its_parents_gets_them_in_a_full_refresh() {
     assert!(view.stats().full > full, "{:?}", view.stats());
 }
 
-/// Counts the statements that read rows (`SELECT`s) on a pooled connection.
-fn count_reads(conn: &mut PooledConn) -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let instrumentation = move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::StartQuery { query, .. } = event {
-            if query
-                .to_string()
-                .trim_start()
-                .to_uppercase()
-                .starts_with("SELECT")
-            {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    };
-    let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
-    diesel::Connection::set_instrumentation(&mut **conn, boxed);
-    count
+/// How many of the statements `f` ran on this thread read rows (`SELECT`s), with what it
+/// returned.
+fn reads<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let (value, statements) = common::trace::statements(f);
+    let reads = statements
+        .iter()
+        .filter(|sql| sql.trim_start().to_uppercase().starts_with("SELECT"))
+        .count();
+    (value, reads)
 }
 
-/// A store whose pool has one connection, so that the live query reads on the one counted.
+/// A store whose pool has one connection, so that the live query reads on it.
 fn one_connection(url: &str) -> Store {
     Store::builder(url)
         .migrations(datastore::embed_migrations!())
@@ -466,19 +453,11 @@ fn blog(store: &Store, posts: usize) -> (Vec<Post>, Vec<Comment>, User) {
 
 /// What one committed change costs the live query: the statements it ran that read rows,
 /// and how many roots it read again.
-fn cost(
-    store: &Store,
-    view: &mut LiveSubscription<Post>,
-    reads: &AtomicUsize,
-    change: impl FnOnce(),
-) -> (usize, u64) {
+fn cost(store: &Store, view: &mut LiveSubscription<Post>, change: impl FnOnce()) -> (usize, u64) {
     change();
     let roots = view.stats().roots_read;
-    reads.store(0, Ordering::SeqCst);
-    let got = next(view);
-    let spent = reads.swap(0, Ordering::SeqCst);
+    let (got, spent) = reads(|| next(view));
     assert_eq!(got, fresh_all(store));
-    reads.store(0, Ordering::SeqCst);
     (spent, view.stats().roots_read - roots)
 }
 
@@ -494,11 +473,10 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
             .subscribe()
             .unwrap();
         next(&mut view);
-        let reads = count_reads(&mut store.conn().unwrap());
         // Depth 2 (comments, then their replies): at most 3 statements, one post read again.
         let mut c = comments[3].clone();
         c.content = Some("edited".into());
-        let (spent, roots) = cost(&store, &mut view, &reads, || {
+        let (spent, roots) = cost(&store, &mut view, || {
             store.save(c.clone()).unwrap();
         });
         assert!(
@@ -506,7 +484,7 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
             "an edited comment cost {spent} statements ({size} posts)"
         );
         assert_eq!(roots, 1, "one post read again");
-        let (spent, roots) = cost(&store, &mut view, &reads, || {
+        let (spent, roots) = cost(&store, &mut view, || {
             store
                 .save(Comment {
                     parent_id: Some(comments[13].id),
@@ -519,7 +497,7 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
             "a new reply cost {spent} statements ({size} posts)"
         );
         assert_eq!(roots, 1);
-        let (spent, roots) = cost(&store, &mut view, &reads, || {
+        let (spent, roots) = cost(&store, &mut view, || {
             store.delete(&comments[25]).unwrap();
         });
         assert!(
@@ -528,7 +506,7 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         );
         assert_eq!(roots, 1);
         // A link: the join rows and the linked rows of that post.
-        let (spent, roots) = cost(&store, &mut view, &reads, || {
+        let (spent, roots) = cost(&store, &mut view, || {
             posts[0]
                 .unlink_editors(&mut store.conn().unwrap(), &editor)
                 .unwrap();
@@ -541,7 +519,7 @@ fn statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         // A post's own field: the window, read again in one statement.
         let mut p = posts[2].clone();
         p.title = "renamed".into();
-        let (spent, roots) = cost(&store, &mut view, &reads, || {
+        let (spent, roots) = cost(&store, &mut view, || {
             store.save(p.clone()).unwrap();
         });
         assert_eq!(spent, 1, "a post renamed ({size} posts)");
@@ -762,16 +740,12 @@ fn comments_authors_follow_renames_author_changes_and_deletes_nested_after_has_m
 fn parent_cost(
     store: &Store,
     view: &mut LiveSubscription<Comment>,
-    reads: &AtomicUsize,
     change: impl FnOnce(),
 ) -> (usize, u64) {
     change();
     let roots = view.stats().roots_read;
-    reads.store(0, Ordering::SeqCst);
-    let got = next(view);
-    let spent = reads.swap(0, Ordering::SeqCst);
+    let (got, spent) = reads(|| next(view));
     assert_eq!(got, next(&mut parents_view(store)));
-    reads.store(0, Ordering::SeqCst);
     (spent, view.stats().roots_read - roots)
 }
 
@@ -791,12 +765,11 @@ fn parent_statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         let (posts, comments, _) = blog(&store, size);
         let mut view = parents_view(&store);
         next(&mut view);
-        let reads = count_reads(&mut store.conn().unwrap());
         // Depth 1: at most 2 statements. A post edited: its 11 comments' post read again (one
         // statement; the comments themselves are not).
         let mut p = posts[2].clone();
         p.title = "renamed".into();
-        let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
+        let (spent, roots) = parent_cost(&store, &mut view, || {
             store.save(p.clone()).unwrap();
         });
         assert_eq!(
@@ -805,7 +778,7 @@ fn parent_statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         );
         assert_eq!(roots, 11, "the post's comments read again, no other");
         // A comment moved: the comments (one statement) and its new post.
-        let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
+        let (spent, roots) = parent_cost(&store, &mut view, || {
             store
                 .save(Comment {
                     post_id: posts[3].id,
@@ -821,7 +794,7 @@ fn parent_statement_counts(url: impl Fn() -> (String, Box<dyn std::any::Any>)) {
         // A comment with a reply edited: the comments, and the reply's parent.
         let mut c = comments[10].clone();
         c.content = Some("edited".into());
-        let (spent, roots) = parent_cost(&store, &mut view, &reads, || {
+        let (spent, roots) = parent_cost(&store, &mut view, || {
             store.save(c.clone()).unwrap();
         });
         assert!(

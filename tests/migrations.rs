@@ -8,7 +8,7 @@ use common::models;
 use std::path::Path;
 
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
-use datastore::migrate::{BackendMigrations, Change, Migrations};
+use datastore::migrate::{BackendMigrations, Migrations, SchemaChange};
 use datastore::prelude::*;
 use datastore::{AnyConnection, ConstraintKind, ConstraintViolation, Error};
 use diesel::connection::SimpleConnection;
@@ -144,7 +144,7 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     // A new model: one new table, nothing else.
     let v1_and_tag = Schema::new().model::<NoteV1>().model::<Tag>();
     let plan = migrations.plan(&v1_and_tag).unwrap().unwrap();
-    assert!(matches!(plan.changes.as_slice(), [Change::CreateTable(t)] if t.name == "tags"));
+    assert!(matches!(plan.changes.as_slice(), [SchemaChange::CreateTable(t)] if t.name == "tags"));
     migrations.generate(&v1_and_tag, "create_tags").unwrap();
 
     // A new column, a dropped column, a new index.
@@ -299,7 +299,7 @@ fn a_change_sqlite_cannot_make_in_place_rebuilds_the_table_keeping_every_row() {
         .model::<after_rebuild::Volume>();
     let plan = migrations.plan(&new).unwrap().unwrap();
     assert!(
-        matches!(plan.changes.as_slice(), [Change::RebuildTable { new, .. }] if new.name == "shelves")
+        matches!(plan.changes.as_slice(), [SchemaChange::RebuildTable { new, .. }] if new.name == "shelves")
     );
     assert!(plan.outside_transaction);
     migrations.generate(&new, "add_essays").unwrap();

@@ -320,7 +320,7 @@ per_backend! {
 #[test]
 fn a_slow_subscriber_never_blocks_writers_and_is_told_what_it_missed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("slow.db").display().to_string())
+    let store = Store::builder(dir.path().join("slow.db"))
         .migrations(datastore::embed_migrations!())
         .observe_buffer(10)
         .open()
@@ -550,7 +550,7 @@ per_backend! {
 #[test]
 fn each_overflow_is_reported_where_it_happened() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("gaps.db").display().to_string())
+    let store = Store::builder(dir.path().join("gaps.db"))
         .migrations(datastore::embed_migrations!())
         .observe_buffer(2)
         .open()

@@ -102,7 +102,7 @@ fn processes_opening_one_new_file_at_once_all_open_it() {
         let db = dir.path().join("blog.db");
         let failed = open_at_once(&db, None);
         assert!(failed.is_empty(), "round {round}: {failed:#?}");
-        let store = Store::open(db.display().to_string(), datastore::embed_migrations!()).unwrap();
+        let store = Store::open(db, datastore::embed_migrations!()).unwrap();
         assert_eq!(
             rows(
                 &store,

@@ -4,16 +4,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::PgSchema;
-use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
 use datastore::observe::{Observed, Op};
 use datastore::prelude::*;
 use datastore::schema::OnDelete;
-use datastore::{Error, PooledConn};
+use datastore::Error;
 
 /// A forum: members write topics and review them; replies answer topics or other replies.
 mod forum {
@@ -252,20 +249,6 @@ fn each_foreign_key_does_what_its_relation_states_when_its_parent_is_deleted() {
     }
 }
 
-/// Counts the statements Diesel runs on a connection.
-fn count_statements(conn: &mut PooledConn) -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let instrumentation = move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    };
-    let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
-    diesel::Connection::set_instrumentation(&mut **conn, boxed);
-    count
-}
-
 #[test]
 fn a_thread_of_depth_d_loads_with_d_plus_one_statements() {
     for (store, _schema) in stores() {
@@ -274,11 +257,12 @@ fn a_thread_of_depth_d_loads_with_d_plus_one_statements() {
         for depth in [1, 5, 20] {
             let first = chain(&store, &topic, depth);
             let mut conn = store.conn().unwrap();
-            let count = count_statements(&mut conn);
             let mut roots = vec![first.clone()];
-            Reply::load_answers_tree(&mut conn, &mut roots).unwrap();
+            let ((), statements) = common::trace::statements(|| {
+                Reply::load_answers_tree(&mut conn, &mut roots).unwrap()
+            });
             // One statement per level, the last finding no answers: `d` (at most `d + 1`).
-            assert_eq!(count.load(Ordering::SeqCst), depth, "depth {depth}");
+            assert_eq!(statements.len(), depth, "depth {depth}: {statements:?}");
             let mut levels = 0;
             let mut at = &roots[0];
             while let Some([next]) = at.answers.get() {
@@ -333,7 +317,7 @@ fn deleting_the_root_of_a_chain_deeper_than_sqlites_cascade_limit() {
 }
 
 /// `(table, rows)` of every table of the forum.
-fn counts(store: &Store) -> [(&'static str, i64); 3] {
+fn counts(store: &Store) -> [(&'static str, usize); 3] {
     [
         ("members", store.count::<Member>().unwrap()),
         ("topics", store.count::<Topic>().unwrap()),

@@ -3,16 +3,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use common::models::{comments, posts, Comment, Post, PostEditor, Profile, User};
 use common::{comment, memory_store, post, user};
-use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
 use datastore::diesel::sql_types::{BigInt, Text};
 use datastore::prelude::*;
 use datastore::AnyConnection;
-use datastore::{ConstraintKind, Error, PooledConn};
+use datastore::{ConstraintKind, Error};
 
 #[derive(QueryableByName, Debug, PartialEq)]
 struct ForeignKeyRow {
@@ -213,20 +209,6 @@ per_backend! {
     }
 }
 
-/// Counts the statements Diesel runs on a connection (its instrumentation hooks).
-fn count_statements(conn: &mut PooledConn) -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let instrumentation = move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    };
-    let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
-    diesel::Connection::set_instrumentation(&mut **conn, boxed);
-    count
-}
-
 /// Saves `n` posts, each with two comments and one editor (every third user edits).
 fn blog_with(conn: &mut AnyConnection, n: usize) -> Vec<Post> {
     let editors: Vec<User> = (0..3)
@@ -255,11 +237,13 @@ fn eager_loading_costs_the_same_statements_for_1_10_and_1000_parents() {
         let store = memory_store();
         let mut conn = store.conn().unwrap();
         blog_with(&mut conn, n);
-        let statements = count_statements(&mut conn);
-        let mut posts: Vec<Post> = conn.all().unwrap();
-        Post::load_comments(&mut conn, &mut posts).unwrap();
-        Post::load_editors(&mut conn, &mut posts).unwrap();
-        counts.push(statements.load(Ordering::SeqCst));
+        let (posts, statements) = common::trace::statements(|| {
+            let mut posts: Vec<Post> = conn.all().unwrap();
+            Post::load_comments(&mut conn, &mut posts).unwrap();
+            Post::load_editors(&mut conn, &mut posts).unwrap();
+            posts
+        });
+        counts.push(statements.len());
 
         assert_eq!(posts.len(), n);
         for (i, post) in posts.iter().enumerate() {
@@ -284,18 +268,20 @@ per_backend! {
     fn nested_eager_loading_is_one_statement_set_per_level(store) {
         let mut conn = store.conn().unwrap();
         blog_with(&mut conn, 30);
-        let statements = count_statements(&mut conn);
-        let mut users: Vec<User> = conn.all().unwrap();
-        User::load_posts(&mut conn, &mut users).unwrap();
-        Post::load_comments(
-            &mut conn,
+        let (users, statements) = common::trace::statements(|| {
+            let mut users: Vec<User> = conn.all().unwrap();
+            User::load_posts(&mut conn, &mut users).unwrap();
+            Post::load_comments(
+                &mut conn,
+                users
+                    .iter_mut()
+                    .flat_map(|u| u.posts.get_mut().unwrap().iter_mut()),
+            )
+            .unwrap();
             users
-                .iter_mut()
-                .flat_map(|u| u.posts.get_mut().unwrap().iter_mut()),
-        )
-        .unwrap();
+        });
         assert_eq!(
-            statements.load(Ordering::SeqCst),
+            statements.len(),
             1 + 2 + 1,
             "users; join rows and posts; comments"
         );
@@ -320,9 +306,9 @@ per_backend! {
             .map(|i| post(&i.to_string(), 0))
             .collect();
         posts.push(parent);
-        let statements = count_statements(&mut conn);
-        Post::load_comments(&mut conn, &mut posts).unwrap();
-        assert_eq!(statements.load(Ordering::SeqCst), 2, "two chunks");
+        let ((), statements) =
+            common::trace::statements(|| Post::load_comments(&mut conn, &mut posts).unwrap());
+        assert_eq!(statements.len(), 2, "two chunks");
         assert_eq!(posts.last().unwrap().comments.get().unwrap().len(), 1);
         assert!(posts[0].comments.get().unwrap().is_empty());
     }
@@ -340,7 +326,7 @@ per_backend! {
         rusty.link_editors(&mut conn, &nadia).unwrap();
         popular.link_editors(&mut conn, &omar).unwrap();
 
-        let statements = count_statements(&mut conn);
+        let ((), statements) = common::trace::statements(|| {
         let with_word: Vec<Post> = conn
             .query::<Post>(|q| q.filter(Post::having_comments(comments::content.like("%Rust%"))))
             .unwrap();
@@ -361,8 +347,9 @@ per_backend! {
             .query::<User>(|q| q.filter(User::having_posts(posts::id.eq(rusty.id))))
             .unwrap();
         assert_eq!(editors_of_rusty, vec![nadia]);
+        });
         assert_eq!(
-            statements.load(Ordering::SeqCst),
+            statements.len(),
             3,
             "one statement per filter: no loading into memory"
         );

@@ -93,7 +93,7 @@ fn fails_at_once(store: &Store) {
 /// (`PRAGMA max_page_count`, a setting of the connection) holds for every call.
 fn file_store_of_one_connection() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path().join("full.db").display().to_string())
+    let store = Store::builder(dir.path().join("full.db"))
         .migrations(datastore::embed_migrations!())
         .pool_size(1)
         .open()

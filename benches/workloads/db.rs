@@ -243,7 +243,7 @@ impl Db {
             .unwrap();
     }
 
-    pub fn count_posts(&self) -> i64 {
+    pub fn count_posts(&self) -> usize {
         self.store.count::<Post>().unwrap()
     }
 }

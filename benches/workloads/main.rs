@@ -464,7 +464,7 @@ fn cascade_delete_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, k: usize
         |_| Key::from(db.seed(1, k)[0].id),
         |p, key| p.delete_post(&key),
     );
-    let left = background.map_or(0, |rows| rows.len() as i64);
+    let left = background.map_or(0, |rows| rows.len());
     assert_eq!(db.count_posts(), left, "every post seeded was deleted");
 }
 

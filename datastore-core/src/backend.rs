@@ -142,7 +142,7 @@ pub(crate) fn in_transaction<C: Connection>(conn: &mut C) -> bool {
 /// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows
 /// 65,535). [`Persist::insert_all`](crate::Persist::insert_all) splits its rows into
 /// statements that stay under it.
-pub const MAX_BIND_PARAMS: usize = 32_766;
+pub(crate) const MAX_BIND_PARAMS: usize = 32_766;
 
 /// How many keys one `IN (..)` list holds: below SQLite's limit of 32766 bound parameters and
 /// PostgreSQL's of 65535, and large enough that a relation level of up to this many parents
@@ -151,10 +151,11 @@ pub const CHUNK: usize = 10_000;
 
 /// A backend's own Diesel connection: `SqliteConnection` or `PgConnection`. Every model
 /// [`Persist`](crate::Persist)s on each (and on [`AnyConnection`], which dispatches to the one it
-/// holds). What differs between the backends beyond SQL types is here: how a statement that
-/// may be refused runs inside a transaction, and how the catalog is read to explain a refusal.
+/// holds). Code generic over the backend names it in its bounds.
 ///
-/// Sealed: implemented for the two backends' connections only.
+/// Sealed: implemented for the two backends' connections only. What differs between them
+/// beyond SQL types (how a statement that may be refused runs inside a transaction, how the
+/// catalog is read to explain a refusal) is in a supertrait private to the crate.
 ///
 /// ```
 /// use datastore::NativeConnection;
@@ -164,83 +165,12 @@ pub const CHUNK: usize = 10_000;
 /// takes_native(&mut SqliteConnection::establish(":memory:").unwrap());
 /// ```
 pub trait NativeConnection:
-    Connection + diesel::connection::LoadConnection + HasDialect + Send + 'static + sealed::Sealed
+    Connection + diesel::connection::LoadConnection + HasDialect + Send + 'static + sealed::Native
 {
-    /// Whether a statement costs a round trip to a server, so that fewer statements beat
-    /// statements prepared once: PostgreSQL inserts many rows in one statement of their exact
-    /// number; SQLite, in process, in a few statements of the sizes prepared once per
-    /// connection (preparing is what costs it).
-    #[doc(hidden)]
-    const ROUND_TRIPS: bool;
-
-    /// Runs `statement` so that its failure leaves an enclosing transaction usable, as SQLite
-    /// does by itself: on PostgreSQL, inside a transaction, in a savepoint.
-    #[doc(hidden)]
-    fn scoped<T>(
-        &mut self,
-        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
-    ) -> diesel::QueryResult<T>;
-
-    /// Every foreign key of the tables in the connection's schema, as the catalog has them:
-    /// `(table, foreign key)`.
-    #[doc(hidden)]
-    fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>>;
-
-    /// Whether `table` has a row whose `column` is `key`.
-    #[doc(hidden)]
-    fn row_exists(
-        &mut self,
-        table: &str,
-        column: &str,
-        key: &dyn KeyValue,
-    ) -> diesel::QueryResult<bool>;
-
-    /// Runs a query reading `(root, links)` rows, whose only parameters are `roots`, bound in
-    /// order; `root` is a root's position in `roots`.
-    #[doc(hidden)]
-    fn count_by_root(
-        &mut self,
-        sql: &str,
-        roots: &[&dyn KeyValue],
-    ) -> diesel::QueryResult<Vec<(i64, i64)>>;
-
-    /// After rows were inserted with keys of their own into a table whose database assigns
-    /// keys, makes sure later rows get keys past `largest` (PostgreSQL's sequence is moved;
-    /// SQLite assigns one past the largest rowid by itself).
-    #[doc(hidden)]
-    fn keys_assigned_past(
-        &mut self,
-        table: &str,
-        column: &str,
-        largest: &dyn KeyValue,
-    ) -> diesel::QueryResult<()>;
-
-    /// Runs a query reading `(id, literals)` text rows, whose only parameters, if any, are
-    /// `key`'s columns, bound in order.
-    #[doc(hidden)]
-    fn reached_rows(
-        &mut self,
-        sql: &str,
-        key: Option<&dyn KeyValue>,
-    ) -> diesel::QueryResult<Vec<(String, String)>>;
-
-    /// Runs `f` so that every statement in it reads one snapshot of the database and none
-    /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL), or inside the
-    /// transaction already open, in a savepoint.
-    #[doc(hidden)]
-    fn read_transaction<T, E: From<diesel::result::Error>>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, E>,
-    ) -> Result<T, E>;
-
-    /// Runs `f` in a transaction that holds the right to write from its start (`BEGIN
-    /// IMMEDIATE` on SQLite), or inside the transaction already open, in a savepoint.
-    #[doc(hidden)]
-    fn write_transaction<T, E: From<diesel::result::Error>>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, E>,
-    ) -> Result<T, E>;
 }
+
+impl NativeConnection for diesel::SqliteConnection {}
+impl NativeConnection for diesel::PgConnection {}
 
 #[derive(diesel::QueryableByName)]
 struct ReachedRow {
@@ -256,10 +186,79 @@ impl ReachedRow {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for diesel::SqliteConnection {}
-    impl Sealed for diesel::PgConnection {}
+/// What the two backends do differently, beyond SQL types, for the runtime's generic code;
+/// a supertrait of [`NativeConnection`] that nothing outside the crate can name or implement.
+pub(crate) mod sealed {
+    use super::{ForeignKey, KeyValue};
+    use diesel::connection::Connection;
+
+    pub trait Native: Connection {
+        /// Whether a statement costs a round trip to a server, so that fewer statements beat
+        /// statements prepared once: PostgreSQL inserts many rows in one statement of their exact
+        /// number; SQLite, in process, in a few statements of the sizes prepared once per
+        /// connection (preparing is what costs it).
+        const ROUND_TRIPS: bool;
+
+        /// Runs `statement` so that its failure leaves an enclosing transaction usable, as SQLite
+        /// does by itself: on PostgreSQL, inside a transaction, in a savepoint.
+        fn scoped<T>(
+            &mut self,
+            statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+        ) -> diesel::QueryResult<T>;
+
+        /// Every foreign key of the tables in the connection's schema, as the catalog has them:
+        /// `(table, foreign key)`.
+        fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>>;
+
+        /// Whether `table` has a row whose `column` is `key`.
+        fn row_exists(
+            &mut self,
+            table: &str,
+            column: &str,
+            key: &dyn KeyValue,
+        ) -> diesel::QueryResult<bool>;
+
+        /// Runs a query reading `(root, links)` rows, whose only parameters are `roots`, bound in
+        /// order; `root` is a root's position in `roots`.
+        fn count_by_root(
+            &mut self,
+            sql: &str,
+            roots: &[&dyn KeyValue],
+        ) -> diesel::QueryResult<Vec<(i64, i64)>>;
+
+        /// After rows were inserted with keys of their own into a table whose database assigns
+        /// keys, makes sure later rows get keys past `largest` (PostgreSQL's sequence is moved;
+        /// SQLite assigns one past the largest rowid by itself).
+        fn keys_assigned_past(
+            &mut self,
+            table: &str,
+            column: &str,
+            largest: &dyn KeyValue,
+        ) -> diesel::QueryResult<()>;
+
+        /// Runs a query reading `(id, literals)` text rows, whose only parameters, if any, are
+        /// `key`'s columns, bound in order.
+        fn reached_rows(
+            &mut self,
+            sql: &str,
+            key: Option<&dyn KeyValue>,
+        ) -> diesel::QueryResult<Vec<(String, String)>>;
+
+        /// Runs `f` so that every statement in it reads one snapshot of the database and none
+        /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL), or inside the
+        /// transaction already open, in a savepoint.
+        fn read_transaction<T, E: From<diesel::result::Error>>(
+            &mut self,
+            f: impl FnOnce(&mut Self) -> Result<T, E>,
+        ) -> Result<T, E>;
+
+        /// Runs `f` in a transaction that holds the right to write from its start (`BEGIN
+        /// IMMEDIATE` on SQLite), or inside the transaction already open, in a savepoint.
+        fn write_transaction<T, E: From<diesel::result::Error>>(
+            &mut self,
+            f: impl FnOnce(&mut Self) -> Result<T, E>,
+        ) -> Result<T, E>;
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -323,7 +322,7 @@ fn exists_sql(table: &str, column: &str, placeholder: &str) -> String {
     )
 }
 
-impl NativeConnection for diesel::SqliteConnection {
+impl sealed::Native for diesel::SqliteConnection {
     const ROUND_TRIPS: bool = false;
 
     fn scoped<T>(
@@ -419,7 +418,7 @@ impl NativeConnection for diesel::SqliteConnection {
     }
 }
 
-impl NativeConnection for diesel::PgConnection {
+impl sealed::Native for diesel::PgConnection {
     const ROUND_TRIPS: bool = true;
 
     fn scoped<T>(

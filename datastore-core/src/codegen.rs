@@ -8,7 +8,49 @@ pub use diesel;
 pub use diesel_migrations;
 pub use std::borrow::Cow;
 
+// The public items generated code names, each under one name here, so that the derive's
+// expansion reaches the crate through this module alone.
+pub use crate::__field_type_by_ref as field_type_by_ref;
+pub use crate::observe::live::{BelongsToRel, HasManyRel, HasOneRel, ManyToManyRel};
+pub use crate::observe::RawValueRef;
+pub use crate::relations::{fk_key, BelongsTo, ChildOf, HasMany, HasOne, ManyToMany};
+pub use crate::types::sql_types;
+pub use crate::{
+    AsyncRepo, DbEnum, Error, FieldType, KeyColumn, KeyValue, Model, NotNullCondition,
+    NullableCondition, Persist, Predicate, Result, Timestamp,
+};
+
+// What only generated code uses.
+pub use crate::relations::foreign_key::ForeignKeysTo;
+pub use crate::relations::subquery::{
+    having, linked_where, parent_where, Having, LinkedWhere, ParentWhere, SelectForeignKeys,
+    SelectKeys,
+};
+pub use crate::schema::ddl::HasDialect;
+pub use crate::schema::declaration::Statement;
 pub use crate::types::{PgQuery, SqliteQuery};
+
+/// The relation loaders the generated methods call (`post.comments(conn)` is
+/// [`load::children`]), written once for every relation.
+pub mod load {
+    pub use crate::relations::load::{
+        children, eager_has_many, eager_has_many_tree, eager_has_one, eager_many_to_many, link,
+        linked, unlink,
+    };
+}
+
+/// `save_graph`'s steps for each loaded relation field.
+pub mod graph {
+    pub use crate::relations::graph::{save_children, save_linked};
+}
+
+/// The schema's declarations the derive writes for each model ([`Model::declaration`]).
+pub mod schema {
+    pub use crate::schema::{
+        BelongsTo, Column, ColumnDefault, ColumnType, Index, KeyKind, ModelDeclaration, ModelRef,
+        OnDelete, Relation, RelationKind, Renames, Timestamps,
+    };
+}
 
 use std::marker::PhantomData;
 
@@ -17,10 +59,7 @@ use diesel::connection::Connection;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
-use crate::model::{Model, Predicate};
-use crate::schema::ddl::{Dialect, HasDialect};
-use crate::schema::Statement;
-use crate::Result;
+use crate::schema::ddl::Dialect;
 
 /// A model's fixed statements on a backend's own connection, each one typed Diesel statement
 /// (prepared once per connection where Diesel caches it). The derive implements it once, for
@@ -92,7 +131,7 @@ pub trait Queries<C: Connection>: Model {
 }
 
 /// `save_graph` on a backend's own connection: the row, then each loaded relation field, with
-/// [`relations::graph`](crate::relations::graph)'s functions, in one transaction.
+/// [`graph`]'s functions, in one transaction.
 ///
 /// The derive implements it for each backend's connection rather than for every connection
 /// at once: related models name each other (a post its editors, a user its posts), and the
@@ -109,14 +148,14 @@ pub trait SaveGraph<C: Connection>: Model {
 
 /// The statement `save` runs: `INSERT INTO "table" (..) VALUES (..) ON CONFLICT ..`, around the
 /// row's bound values `V`, which the derive walks one by one, separated by commas (see
-/// [`ddl::upsert`](crate::schema::ddl::upsert)). Its SQL is fixed per model and dialect, so
+/// `schema/ddl.rs`'s `upsert`). Its SQL is fixed per model and dialect, so
 /// Diesel prepares it once per connection (Diesel never caches its own `ON CONFLICT` queries),
 /// and binding a row costs one pass over its values.
 pub type Upsert<M, V> = RowStatement<M, V, UpsertSql>;
 
 /// The statement inserting a row whose key the database assigns: its values but the key
 /// (`V`), returning the row with its key (see
-/// [`ddl::insert_unkeyed`](crate::schema::ddl::insert_unkeyed)).
+/// `schema/ddl.rs`'s `insert_unkeyed`).
 pub type Unkeyed<M, V> = RowStatement<M, V, UnkeyedSql>;
 
 /// A statement of fixed SQL around one row's bound values, returning the row.

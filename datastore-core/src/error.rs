@@ -167,11 +167,35 @@ pub enum Error {
     },
 
     /// Running or generating migrations failed; the failing migration left nothing behind.
-    #[error("migration failed: {0}")]
-    Migration(String),
+    ///
+    /// ```
+    /// use datastore::migrate::MigrationFailure;
+    /// use datastore::Error;
+    ///
+    /// fn explain(err: &Error) -> String {
+    ///     match err {
+    ///         Error::Migration { failure: MigrationFailure::Drift(drift), .. } => {
+    ///             format!("generate the missing migration:\n{drift}")
+    ///         }
+    ///         Error::Migration { migration: Some(name), failure } => format!("{name}: {failure}"),
+    ///         other => other.to_string(),
+    ///     }
+    /// }
+    /// # let _ = explain;
+    /// ```
+    #[error(
+        "migration{} failed: {failure}",
+        migration.as_ref().map(|m| format!(" {m}")).unwrap_or_default()
+    )]
+    Migration {
+        /// The migration concerned (`2026-01-01-000000_init`), when one is.
+        migration: Option<String>,
+        /// What failed.
+        failure: crate::migrate::MigrationFailure,
+    },
 
     /// Generating a migration stopped: it may lose data, each change listed (see
-    /// [`Change::losses`](crate::migrate::Change::losses)), and losing it was not allowed
+    /// [`SchemaChange::losses`](crate::migrate::SchemaChange::losses)), and losing it was not allowed
     /// ([`Migrations::allow_lossy`](crate::migrate::Migrations::allow_lossy), or the command
     /// line's `--allow-lossy`). Nothing was written.
     #[error(
@@ -225,13 +249,25 @@ pub enum Error {
 
     /// A connection could not be opened or taken from the pool.
     ///
-    /// Neither field shows a password: the URL's is replaced by `***`.
-    #[error("cannot connect to {url}: {message}")]
+    /// Neither field shows a password: the URL's is replaced by `***`, and so is any copy of
+    /// it in the driver's message.
+    ///
+    /// ```
+    /// use datastore::{ConnectionFailure, Error, Store};
+    ///
+    /// let err = Store::builder("postgres://app:secret@127.0.0.1:1/blog").open().unwrap_err();
+    /// let Error::Connection { url, source } = &err else { panic!("{err}") };
+    /// assert_eq!(url, "postgres://app:***@127.0.0.1:1/blog");
+    /// assert!(matches!(source, ConnectionFailure::Driver(_)));
+    /// assert!(std::error::Error::source(&err).is_some());
+    /// ```
+    #[error("cannot connect to {url}: {source}")]
     Connection {
         /// The database the store was opened on, with any password replaced by `***`.
         url: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: ConnectionFailure,
     },
 
     /// A live query's feed of changes was lost: on PostgreSQL, the store's listener lost its
@@ -366,6 +402,30 @@ pub enum Error {
     /// Any other error reported by the database or by Diesel.
     #[error(transparent)]
     Database(DieselError),
+}
+
+/// Why a connection could not be made or taken: the cause of [`Error::Connection`]. Its
+/// messages never show a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionFailure {
+    /// The driver could not open the connection: the server refused it or cannot be reached,
+    /// the file cannot be opened, the URL is malformed. The driver's message.
+    #[error("{0}")]
+    Driver(String),
+    /// No connection of the pool came free within its connection timeout
+    /// ([`StoreBuilder::connection_timeout`](crate::StoreBuilder::connection_timeout)), and
+    /// none could be opened. The pool's message.
+    #[error("{0}")]
+    Pool(String),
+    /// What the store was asked to open cannot be opened as given: a path that is not UTF-8,
+    /// a PostgreSQL schema for a SQLite database.
+    #[error("{0}")]
+    Location(String),
+    /// A connection of observe's feed ended before the subscription could start (the server
+    /// restarted, an administrator ended it). Subscribing again starts a new one.
+    #[error("{0}")]
+    Lost(String),
 }
 
 /// Rows sharing values in columns a migration makes unique: see [`Error::Duplicates`].
@@ -546,11 +606,27 @@ impl Error {
     }
 
     /// [`Error::Connection`] for the database at `url`, showing neither its password nor a
-    /// message that repeats it.
-    pub(crate) fn connection(url: &str, message: impl fmt::Display) -> Self {
+    /// message that repeats it: `failure` is the kind of failure (`ConnectionFailure::Driver`..),
+    /// given the message.
+    pub(crate) fn connection(
+        url: &str,
+        failure: fn(String) -> ConnectionFailure,
+        message: impl fmt::Display,
+    ) -> Self {
         Self::Connection {
             url: crate::store::url::redact(url),
-            message: crate::store::url::redact_message(url, &message.to_string()),
+            source: failure(crate::store::url::redact_message(url, &message.to_string())),
+        }
+    }
+
+    /// [`Error::Migration`] of `migration` (if one is concerned) for `failure`.
+    pub(crate) fn migration(
+        migration: Option<&dyn fmt::Display>,
+        failure: crate::migrate::MigrationFailure,
+    ) -> Self {
+        Self::Migration {
+            migration: migration.map(ToString::to_string),
+            failure,
         }
     }
 
@@ -736,7 +812,7 @@ impl From<r2d2::Error> for Error {
     fn from(err: r2d2::Error) -> Self {
         Self::Connection {
             url: String::new(),
-            message: err.to_string(),
+            source: ConnectionFailure::Pool(err.to_string()),
         }
     }
 }

@@ -2,10 +2,12 @@
 //! together with the derive macros; its documentation is the place to start.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod async_store;
 mod backend;
 mod error;
+mod ffi;
 pub mod migrate;
 mod model;
 pub mod observe;
@@ -14,17 +16,18 @@ pub mod relations;
 mod repo;
 pub mod schema;
 mod store;
+mod trace;
 mod types;
 
 pub use async_store::AsyncRepo;
 #[cfg(feature = "async")]
 pub use async_store::{AsyncStore, AsyncTransaction};
-pub use backend::{AnyBackend, AnyConnection, NativeConnection, MAX_BIND_PARAMS};
-pub use error::{ConstraintKind, ConstraintViolation, Duplicate, Error, Result};
-pub use migrate::Schema;
+pub use backend::{AnyBackend, AnyConnection, NativeConnection};
+pub use error::{ConnectionFailure, ConstraintKind, ConstraintViolation, Duplicate, Error, Result};
 pub use model::{IntoPredicate, Model, NotNullCondition, NullableCondition, Predicate};
 pub use persist::Persist;
 pub use repo::Repo;
+pub use schema::Schema;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{
     sql_types, Checked, DbEnum, FieldType, Id, Json, Key, KeyColumn, KeyValue, Timestamp,

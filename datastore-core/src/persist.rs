@@ -62,7 +62,7 @@ pub trait Persist<C: Connection>: Model {
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
-    /// written. Meant for bulk loads: multi-row `INSERT`s under [`MAX_BIND_PARAMS`] bound
+    /// written. Meant for bulk loads: multi-row `INSERT`s under 32,766 bound
     /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
     /// returns it. On SQLite the statements hold 256, 64, 16, 4 or 1 rows, each prepared once
     /// per connection; on PostgreSQL, where each statement is a round trip, as many rows as
@@ -85,7 +85,7 @@ pub trait Persist<C: Connection>: Model {
     fn find_many(conn: &mut C, keys: &[Self::Key]) -> Result<Vec<Self>>;
 
     /// The number of rows.
-    fn count(conn: &mut C) -> Result<i64>;
+    fn count(conn: &mut C) -> Result<usize>;
 
     /// Deletes the row with this primary key (and, through `ON DELETE CASCADE`, its children);
     /// returns whether there was one. A delete that links refuse, here or further down the
@@ -93,7 +93,7 @@ pub trait Persist<C: Connection>: Model {
     fn delete_by_id(conn: &mut C, key: &Self::Key) -> Result<bool>;
 
     /// The number of rows matching the predicate.
-    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<i64>;
+    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
 
     /// Deletes the rows matching the predicate; returns how many. Refused as
     /// [`delete_by_id`](Persist::delete_by_id) is, naming the first refused row.
@@ -206,8 +206,8 @@ where
         Ok(rows)
     }
 
-    fn count(conn: &mut C) -> Result<i64> {
-        Ok(<M as Statements<C>>::count(conn)?)
+    fn count(conn: &mut C) -> Result<usize> {
+        row_count(<M as Statements<C>>::count(conn)?)
     }
 
     fn delete_by_id(conn: &mut C, key: &Self::Key) -> Result<bool> {
@@ -222,8 +222,8 @@ where
         }
     }
 
-    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<i64> {
-        Ok(<M as Queries<C>>::count_where(conn, predicate)?)
+    fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize> {
+        row_count(<M as Queries<C>>::count_where(conn, predicate)?)
     }
 
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize> {
@@ -283,7 +283,7 @@ fn insert_statements<M: Model, C: NativeConnection>(rows: usize) -> usize {
 
 /// The numbers of rows of the statements inserting `rows` rows, each under the bind limit. On
 /// SQLite, the sizes prepared once per connection ([`INSERT_ROWS`]), largest first; where a
-/// statement costs a round trip ([`NativeConnection::ROUND_TRIPS`]), as few statements as the
+/// statement costs a round trip (`Native::ROUND_TRIPS`), as few statements as the
 /// bind limit allows (ten rows: one statement, not four of 4, 4, 1 and 1 rows).
 fn statement_sizes<M: Model, C: NativeConnection>(rows: usize) -> impl Iterator<Item = usize> {
     let limit = rows_per_statement(M::declaration().columns().len());
@@ -453,7 +453,7 @@ where
         dispatch!(conn, |c| <M as Persist<_>>::find_many(c, keys))
     }
 
-    fn count(conn: &mut AnyConnection) -> Result<i64> {
+    fn count(conn: &mut AnyConnection) -> Result<usize> {
         dispatch!(conn, |c| <M as Persist<_>>::count(c))
     }
 
@@ -472,8 +472,8 @@ where
     fn count_where(
         conn: &mut AnyConnection,
         predicate: Predicate<Self, AnyConnection>,
-    ) -> Result<i64> {
-        Ok(<M as Queries<AnyConnection>>::count_where(conn, predicate)?)
+    ) -> Result<usize> {
+        row_count(<M as Queries<AnyConnection>>::count_where(conn, predicate)?)
     }
 
     fn delete_where(
@@ -547,7 +547,7 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
         <M as Persist<AnyConnection>>::find_many(conn, keys)
     }
 
-    fn count(conn: &mut PooledConn) -> Result<i64> {
+    fn count(conn: &mut PooledConn) -> Result<usize> {
         <M as Persist<AnyConnection>>::count(conn)
     }
 
@@ -563,7 +563,7 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
         <M as Persist<AnyConnection>>::unlink_and_delete(conn, key)
     }
 
-    fn count_where(conn: &mut PooledConn, predicate: Predicate<Self, PooledConn>) -> Result<i64> {
+    fn count_where(conn: &mut PooledConn, predicate: Predicate<Self, PooledConn>) -> Result<usize> {
         <M as Persist<AnyConnection>>::count_where(conn, predicate)
     }
 
@@ -573,4 +573,10 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
     ) -> Result<usize> {
         <M as Persist<AnyConnection>>::delete_where(conn, predicate)
     }
+}
+
+/// A `COUNT(*)` as a collection's length: SQL counts are `BIGINT`, never negative, and no
+/// table a `usize` cannot count fits in memory or on disk of a machine with that `usize`.
+fn row_count(count: i64) -> Result<usize> {
+    usize::try_from(count).map_err(|_| Error::Conversion(format!("row count {count} out of range")))
 }

@@ -5,6 +5,7 @@ use diesel::connection::Connection;
 use crate::model::IntoPredicate;
 use crate::persist::Persist;
 use crate::relations::DeleteEffects;
+use crate::trace::Operation;
 use crate::{Error, KeyValue, Result};
 
 /// The typed methods of every model, on a Diesel connection.
@@ -13,6 +14,9 @@ use crate::{Error, KeyValue, Result};
 /// (another connection type gets it with an empty `impl Repo for MyConnection {}`), so code that already uses Diesel can read and write
 /// models on its own connections, inside its own transactions. [`Store`](crate::Store) offers
 /// the same methods on its pool.
+///
+/// Each method runs in a `tracing` span of target `datastore` (its model, the operation, the
+/// rows it read or wrote, how long it took): see the crate's documentation on tracing.
 ///
 /// ```
 /// use datastore::prelude::*;
@@ -42,7 +46,7 @@ pub trait Repo: Connection + Sized {
     /// (with `created_at`/`updated_at` maintained). Saving a row that did not change writes
     /// nothing.
     fn save<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
-        model.save(self)
+        Operation::new(M::TABLE_NAME, "save").run(|| model.save(self), |_| 1)
     }
 
     /// Inserts new rows in as few statements as the backend allows, without reading them
@@ -63,27 +67,30 @@ pub trait Repo: Connection + Sized {
     /// # }
     /// ```
     fn insert_all<M: Persist<Self>>(&mut self, rows: Vec<M>) -> Result<Vec<M>> {
-        M::insert_all(rows, self)
+        Operation::new(M::TABLE_NAME, "insert_all").run(|| M::insert_all(rows, self), Vec::len)
     }
 
     /// Saves the row with its loaded relations, in one transaction; see [`Persist::save_graph`].
     fn save_graph<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
-        model.save_graph(self)
+        Operation::new(M::TABLE_NAME, "save_graph").run(|| model.save_graph(self), |_| 1)
     }
 
     /// The row with this primary key, if there is one.
     fn find<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<Option<M>> {
-        M::find(self, key)
+        Operation::new(M::TABLE_NAME, "find").run(|| M::find(self, key), |row| row.iter().len())
     }
 
     /// The row with this primary key, or [`Error::NotFound`].
     fn get<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<M> {
-        M::find(self, key)?.ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))
+        Operation::new(M::TABLE_NAME, "get").run(
+            || M::find(self, key)?.ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe())),
+            |_| 1,
+        )
     }
 
     /// Every row of the model's table, in primary-key order.
     fn all<M: Persist<Self>>(&mut self) -> Result<Vec<M>> {
-        M::all(self)
+        Operation::new(M::TABLE_NAME, "all").run(|| M::all(self), Vec::len)
     }
 
     /// The rows of a query refined from the model's boxed query.
@@ -93,12 +100,12 @@ pub trait Repo: Connection + Sized {
         &mut self,
         build: impl FnOnce(M::Query) -> M::Query,
     ) -> Result<Vec<M>> {
-        M::load(self, build(M::query()))
+        Operation::new(M::TABLE_NAME, "query").run(|| M::load(self, build(M::query())), Vec::len)
     }
 
     /// The number of rows of the model's table.
-    fn count<M: Persist<Self>>(&mut self) -> Result<i64> {
-        M::count(self)
+    fn count<M: Persist<Self>>(&mut self) -> Result<usize> {
+        Operation::new(M::TABLE_NAME, "count").run(|| M::count(self), |_| 0)
     }
 
     /// Deletes this row (and, through `ON DELETE CASCADE`, its children), or fails with
@@ -109,11 +116,16 @@ pub trait Repo: Connection + Sized {
 
     /// Deletes the row with this primary key, or fails with [`Error::NotFound`].
     fn delete_by_id<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<()> {
-        if M::delete_by_id(self, key)? {
-            Ok(())
-        } else {
-            Err(Error::not_found(M::TABLE_NAME, key.describe()))
-        }
+        Operation::new(M::TABLE_NAME, "delete").run(
+            || {
+                if M::delete_by_id(self, key)? {
+                    Ok(())
+                } else {
+                    Err(Error::not_found(M::TABLE_NAME, key.describe()))
+                }
+            },
+            |_| 1,
+        )
     }
 
     /// What deleting the row with this key would do, down the whole cascade: the rows it
@@ -173,7 +185,7 @@ pub trait Repo: Connection + Sized {
     /// # }
     /// ```
     fn preview_delete<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<DeleteEffects> {
-        M::preview_delete(self, key)
+        Operation::new(M::TABLE_NAME, "preview_delete").run(|| M::preview_delete(self, key), |_| 0)
     }
 
     /// Deletes the rows that refuse the delete of the row with this key (the join rows
@@ -182,7 +194,10 @@ pub trait Repo: Connection + Sized {
     /// transaction; returns what that removed. A plain [`delete`](Repo::delete) never
     /// unlinks. [`Error::NotFound`] if there is no such row.
     fn unlink_and_delete<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<DeleteEffects> {
-        M::unlink_and_delete(self, key)
+        Operation::new(M::TABLE_NAME, "unlink_and_delete").run(
+            || M::unlink_and_delete(self, key),
+            |effects| effects.removed.iter().map(|r| r.rows as usize).sum(),
+        )
     }
 
     /// Deletes the rows matching a predicate on the model's table; returns how many.
@@ -193,7 +208,9 @@ pub trait Repo: Connection + Sized {
         &mut self,
         predicate: impl IntoPredicate<M::Table, Self::Backend, C>,
     ) -> Result<usize> {
-        M::delete_where(self, predicate.into_predicate())
+        let predicate = predicate.into_predicate();
+        Operation::new(M::TABLE_NAME, "delete_where")
+            .run(|| M::delete_where(self, predicate), |n| *n)
     }
 }
 

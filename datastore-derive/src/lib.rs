@@ -9,6 +9,8 @@
 mod ctxt;
 mod expand;
 mod parse;
+#[cfg(test)]
+mod snapshots;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};

@@ -12,13 +12,18 @@ use datastore::prelude::*;
 use models::{comments, posts, Comment, Post, PostEditor, PostStatus, Reaction, User};
 
 fn main() -> datastore::Result<()> {
-    let url = match std::env::args().nth(1) {
-        Some(server) => fresh_postgres_schema(&server)?,
-        None => fresh_sqlite_file(),
-    };
     // The backend follows from the URL; everything below is the same on both.
-    let store = Store::open(&url, datastore::embed_migrations!())?;
-    println!("opened {url} and ran its migrations\n");
+    let store = match std::env::args().nth(1) {
+        Some(server) => {
+            fresh_postgres_schema(&server)?;
+            Store::builder(&server)
+                .postgres_schema("datastore_blog")
+                .migrations(datastore::embed_migrations!())
+                .open()?
+        }
+        None => Store::open(fresh_sqlite_file(), datastore::embed_migrations!())?,
+    };
+    println!("opened {} and ran its migrations\n", store.url());
     let mut conn = store.conn()?;
 
     section("Saving relations");
@@ -337,30 +342,23 @@ fn contents(comments: &[Comment]) -> String {
 }
 
 /// A new SQLite file in the temporary directory.
-fn fresh_sqlite_file() -> String {
+fn fresh_sqlite_file() -> std::path::PathBuf {
     let path = std::env::temp_dir().join("datastore-blog.db");
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
     }
-    path.display().to_string()
+    path
 }
 
-/// A new schema `datastore_blog` on the server, and the URL that makes it the connections'
-/// search path.
-fn fresh_postgres_schema(server: &str) -> datastore::Result<String> {
+/// A new schema `datastore_blog` on the server.
+fn fresh_postgres_schema(server: &str) -> datastore::Result<()> {
     use datastore::diesel::connection::SimpleConnection;
-    use datastore::diesel::PgConnection;
 
-    // Not the URL itself, which may hold a password.
-    let mut admin = PgConnection::establish(server).map_err(|e| datastore::Error::Connection {
-        url: "the PostgreSQL server given".into(),
-        message: e.to_string(),
-    })?;
-    admin.batch_execute(
+    let admin = Store::builder(server).pool_size(1).open()?;
+    admin.conn()?.batch_execute(
         "DROP SCHEMA IF EXISTS datastore_blog CASCADE; CREATE SCHEMA datastore_blog",
     )?;
-    let separator = if server.contains('?') { '&' } else { '?' };
-    Ok(format!(
-        "{server}{separator}options=-csearch_path%3Ddatastore_blog"
-    ))
+    Ok(())
 }

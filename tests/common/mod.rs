@@ -4,6 +4,7 @@
 
 #[path = "../../examples/blog/models.rs"]
 pub mod models;
+pub mod trace;
 
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection, RunQueryDsl};
@@ -123,6 +124,11 @@ impl PgSchema {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Drop for PgSchema {
@@ -198,8 +204,7 @@ pub fn memory_store() -> Store {
 pub fn file_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("blog.db");
-    let store = Store::open(path.display().to_string(), datastore::embed_migrations!())
-        .expect("open store");
+    let store = Store::open(path, datastore::embed_migrations!()).expect("open store");
     (dir, store)
 }
 

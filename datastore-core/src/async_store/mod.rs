@@ -163,7 +163,7 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::count`].
-    fn count<M>(&self) -> impl Future<Output = Result<i64>> + Send
+    fn count<M>(&self) -> impl Future<Output = Result<usize>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
     {

@@ -90,8 +90,11 @@ impl AsyncStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn open(url: impl Into<String>, migrations: BackendMigrations) -> Result<Self> {
-        Store::builder(url)
+    pub async fn open(
+        location: impl AsRef<std::ffi::OsStr>,
+        migrations: BackendMigrations,
+    ) -> Result<Self> {
+        Store::builder(location)
             .migrations(migrations)
             .open_async()
             .await
@@ -99,8 +102,8 @@ impl AsyncStore {
 
     /// A builder, as [`Store::builder`]; open it with
     /// [`open_async`](StoreBuilder::open_async).
-    pub fn builder(url: impl Into<String>) -> StoreBuilder {
-        Store::builder(url)
+    pub fn builder(location: impl AsRef<std::ffi::OsStr>) -> StoreBuilder {
+        Store::builder(location)
     }
 
     /// The blocking store beneath, sharing the pool: for code that runs on a thread of its own

@@ -12,8 +12,10 @@ use diesel::pg::Pg;
 use diesel::sqlite::Sqlite;
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 
-use super::{BackendMigrations, Migrations, Schema};
+use super::{BackendMigrations, Migrations};
+use crate::migrate::MigrationFailure;
 use crate::schema::ddl::Dialect;
+use crate::schema::Schema;
 use crate::{AnyConnection, Error, Result, Store};
 
 /// The command line of an application's migrations: `generate NAME`, `check`, `status`, `up`,
@@ -273,8 +275,12 @@ impl Cli {
         let dialect = crate::store::dialect_of(&db.database_url);
         let dir = self.folder(dialect).dir().to_owned();
         let files = || {
-            FileBasedMigrations::from_path(&dir)
-                .map_err(|e| Error::Migration(format!("{}: {e}", dir.display())))
+            FileBasedMigrations::from_path(&dir).map_err(|e| {
+                Error::migration(
+                    None,
+                    MigrationFailure::Run(format!("{}: {e}", dir.display()).into()),
+                )
+            })
         };
         let mut builder = Store::builder(&db.database_url).pool_size(1);
         if migrate {
@@ -308,7 +314,7 @@ where
 }
 
 fn harness_error(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
-    Error::Migration(e.to_string())
+    Error::migration(None, MigrationFailure::Run(e))
 }
 
 /// `(version, name)` of each migration.

@@ -2,13 +2,14 @@
 
 use std::fmt;
 
-use super::{Migration, Rename, Schema};
+use super::Migration;
 use crate::schema::ddl::{self, Dialect};
 use crate::schema::{Column, ColumnType, Index, Name, Table};
+use crate::schema::{Rename, Schema};
 
 /// One change between the schema the migrations produce and the models.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub enum SchemaChange {
     /// A new table, with its indexes.
     CreateTable(Table),
     /// A table whose model is gone.
@@ -77,7 +78,7 @@ pub enum Change {
     },
 }
 
-impl fmt::Display for Change {
+impl fmt::Display for SchemaChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::CreateTable(t) => write!(f, "+ table {}", t.name),
@@ -125,13 +126,13 @@ impl fmt::Display for Change {
     }
 }
 
-impl Change {
+impl SchemaChange {
     /// What the change may lose or refuse, one sentence each; empty for a lossless change
     /// (a new table, column or plain index, a rename, a widened type, a column becoming
     /// nullable, a new enum variant, a dropped index, a new default).
     ///
     /// ```
-    /// use datastore::migrate::Change;
+    /// use datastore::migrate::SchemaChange;
     /// use datastore::schema::{Column, ColumnType, Table};
     /// use std::borrow::Cow;
     ///
@@ -142,9 +143,9 @@ impl Change {
     ///     foreign_keys: Cow::Borrowed(&[]),
     ///     indexes: Cow::Borrowed(&[]),
     /// };
-    /// let widen = Change::RebuildTable { old: table(ColumnType::Integer), new: table(ColumnType::BigInt) };
+    /// let widen = SchemaChange::RebuildTable { old: table(ColumnType::Integer), new: table(ColumnType::BigInt) };
     /// assert!(widen.losses().is_empty());
-    /// let narrow = Change::RebuildTable { old: table(ColumnType::BigInt), new: table(ColumnType::Integer) };
+    /// let narrow = SchemaChange::RebuildTable { old: table(ColumnType::BigInt), new: table(ColumnType::Integer) };
     /// assert_eq!(narrow.losses().len(), 1);
     /// ```
     pub fn losses(&self) -> Vec<String> {
@@ -297,7 +298,7 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
 
 /// The changes that turn `old` into `new`: first the renames `new` declares (those whose
 /// previous name `old` still has), then the rest, against `old` so renamed.
-pub(super) fn diff(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> {
+pub(super) fn diff(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChange> {
     let mut tables: Vec<Table> = old.tables().into_iter().cloned().collect();
     let mut changes = renames(&mut tables, new);
     let renamed = tables.into_iter().fold(Schema::new(), Schema::table);
@@ -306,7 +307,7 @@ pub(super) fn diff(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> 
 }
 
 /// The renames `new` declares that apply to `tables` (the old schema's), applied to them.
-fn renames(tables: &mut [Table], new: &Schema) -> Vec<Change> {
+fn renames(tables: &mut [Table], new: &Schema) -> Vec<SchemaChange> {
     let mut changes = Vec::new();
     let position = |tables: &[Table], name: &str| tables.iter().position(|t| t.name == name);
     let table_renames = new.renames().iter().filter_map(|r| match r {
@@ -318,7 +319,7 @@ fn renames(tables: &mut [Table], new: &Schema) -> Vec<Change> {
         let (Some(i), None, true) = (position(tables, from), position(tables, to), applies) else {
             continue;
         };
-        changes.push(Change::RenameTable {
+        changes.push(SchemaChange::RenameTable {
             table: tables[i].clone(),
             to: to.clone(),
         });
@@ -347,7 +348,7 @@ fn renames(tables: &mut [Table], new: &Schema) -> Vec<Change> {
         if !applies {
             continue;
         }
-        changes.push(Change::RenameColumn {
+        changes.push(SchemaChange::RenameColumn {
             table: tables[i].clone(),
             from: from.clone(),
             to: to.clone(),
@@ -404,17 +405,17 @@ fn keep_index_names(table: &mut Table) {
 }
 
 /// The changes that turn `old` into `new`, by the tables' and columns' names.
-fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> {
+fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChange> {
     let mut changes = Vec::new();
     // Drop children before parents.
     for table in old.tables().into_iter().rev() {
         if new.get(&table.name).is_none() {
-            changes.push(Change::DropTable(table.clone()));
+            changes.push(SchemaChange::DropTable(table.clone()));
         }
     }
     for table in new.tables() {
         match old.get(&table.name) {
-            None => changes.push(Change::CreateTable(table.clone())),
+            None => changes.push(SchemaChange::CreateTable(table.clone())),
             Some(before) if before != table => changes.extend(diff_table(before, table, dialect)),
             Some(_) => {}
         }
@@ -422,10 +423,10 @@ fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<Change> {
     changes
 }
 
-fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
+fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<SchemaChange> {
     if !dialect.rebuilds_tables() {
         // Everything is altered in place: one change for the whole table.
-        return vec![Change::RebuildTable {
+        return vec![SchemaChange::RebuildTable {
             old: old.clone(),
             new: new.clone(),
         }];
@@ -440,7 +441,7 @@ fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
             new.column(&c.name).is_none() && (c.unique || old.foreign_key(&c.name).is_some())
         });
     if needs_rebuild {
-        return vec![Change::RebuildTable {
+        return vec![SchemaChange::RebuildTable {
             old: old.clone(),
             new: new.clone(),
         }];
@@ -450,7 +451,7 @@ fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
     let (old_indexes, new_indexes) = (old.all_indexes(), new.all_indexes());
     let renamed = ddl::renamed_indexes(&old_indexes, &new_indexes);
     for (from, to) in &renamed {
-        changes.push(Change::RenameIndex {
+        changes.push(SchemaChange::RenameIndex {
             table: new.name.to_string(),
             from: from.clone(),
             to: to.clone(),
@@ -466,25 +467,25 @@ fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
         .collect();
     // Indexes go before their columns do.
     for index in old_indexes.iter().filter(|i| !new_indexes.contains(i)) {
-        changes.push(Change::DropIndex {
+        changes.push(SchemaChange::DropIndex {
             table: old.name.to_string(),
             index: index.clone(),
         });
     }
     for column in old.columns.iter().filter(|c| new.column(&c.name).is_none()) {
-        changes.push(Change::DropColumn {
+        changes.push(SchemaChange::DropColumn {
             table: old.clone(),
             column: column.clone(),
         });
     }
     for column in new.columns.iter().filter(|c| old.column(&c.name).is_none()) {
-        changes.push(Change::AddColumn {
+        changes.push(SchemaChange::AddColumn {
             table: new.clone(),
             column: column.clone(),
         });
     }
     for index in new_indexes.iter().filter(|i| !old_indexes.contains(i)) {
-        changes.push(Change::CreateIndex {
+        changes.push(SchemaChange::CreateIndex {
             table: new.name.to_string(),
             index: index.clone(),
         });
@@ -493,7 +494,7 @@ fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<Change> {
 }
 
 /// The SQL of each change, and of its undoing.
-fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
+fn statements(change: &SchemaChange, dialect: Dialect) -> (Vec<String>, Vec<String>) {
     let create = |table: &Table| {
         let mut sql = vec![ddl::create_table(table, dialect)];
         sql.extend(
@@ -505,8 +506,8 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
         sql
     };
     match change {
-        Change::CreateTable(t) => (create(t), vec![ddl::drop_table(&t.name, dialect)]),
-        Change::RenameTable { table, to } => {
+        SchemaChange::CreateTable(t) => (create(t), vec![ddl::drop_table(&t.name, dialect)]),
+        SchemaChange::RenameTable { table, to } => {
             let mut renamed = table.clone();
             renamed.name = to.clone().into();
             (
@@ -514,7 +515,7 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
                 ddl::rename_table(&renamed, &table.name, dialect),
             )
         }
-        Change::RenameColumn { table, from, to } => {
+        SchemaChange::RenameColumn { table, from, to } => {
             let mut renamed = [table.clone()];
             rename_column_in(&mut renamed, &table.name, from, to);
             let [renamed] = renamed;
@@ -523,32 +524,32 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
                 ddl::rename_column(&renamed, to, from, dialect),
             )
         }
-        Change::RenameIndex { table, from, to } => (
+        SchemaChange::RenameIndex { table, from, to } => (
             ddl::rename_index(table, from, to, dialect),
             ddl::rename_index(table, to, from, dialect),
         ),
-        Change::DropTable(t) => (vec![ddl::drop_table(&t.name, dialect)], create(t)),
-        Change::AddColumn { table, column } => (
+        SchemaChange::DropTable(t) => (vec![ddl::drop_table(&t.name, dialect)], create(t)),
+        SchemaChange::AddColumn { table, column } => (
             vec![ddl::add_column(table, column, dialect)],
             vec![ddl::drop_column(&table.name, &column.name, dialect)],
         ),
-        Change::DropColumn { table, column } => (
+        SchemaChange::DropColumn { table, column } => (
             vec![ddl::drop_column(&table.name, &column.name, dialect)],
             vec![ddl::add_column(table, column, dialect)],
         ),
-        Change::CreateIndex { table, index } => (
+        SchemaChange::CreateIndex { table, index } => (
             vec![ddl::create_index(table, index, dialect)],
             vec![ddl::drop_index(index, dialect)],
         ),
-        Change::DropIndex { table, index } => (
+        SchemaChange::DropIndex { table, index } => (
             vec![ddl::drop_index(index, dialect)],
             vec![ddl::create_index(table, index, dialect)],
         ),
-        Change::RebuildTable { old, new } if !dialect.rebuilds_tables() => (
+        SchemaChange::RebuildTable { old, new } if !dialect.rebuilds_tables() => (
             ddl::alter_table(old, new, dialect),
             ddl::alter_table(new, old, dialect),
         ),
-        Change::RebuildTable { old, new } => (
+        SchemaChange::RebuildTable { old, new } => (
             ddl::rebuild_table(old, new, dialect),
             ddl::rebuild_table(new, old, dialect),
         ),
@@ -558,7 +559,7 @@ fn statements(change: &Change, dialect: Dialect) -> (Vec<String>, Vec<String>) {
 /// Renders the changes as a migration. A rebuild runs with foreign-key enforcement off, which
 /// SQLite only allows outside a transaction, so such a migration opens its own and checks the
 /// foreign keys before it commits.
-pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
+pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
     let mut up = Vec::new();
     let mut down = Vec::new();
     let mut lossy = Vec::new();
@@ -570,11 +571,14 @@ pub(super) fn render(changes: &[Change], dialect: Dialect) -> Migration {
         down.splice(0..0, d);
         lossy.extend(losses);
     }
-    let missing_defaults = changes.iter().flat_map(Change::missing_defaults).collect();
+    let missing_defaults = changes
+        .iter()
+        .flat_map(SchemaChange::missing_defaults)
+        .collect();
     let outside_transaction = dialect.rebuilds_tables()
         && changes
             .iter()
-            .any(|c| matches!(c, Change::RebuildTable { .. }));
+            .any(|c| matches!(c, SchemaChange::RebuildTable { .. }));
     let wrap = |statements: Vec<String>| {
         let body = statements.join("\n");
         if outside_transaction {

@@ -10,7 +10,6 @@
 mod cli;
 mod diff;
 mod embedded;
-mod schema;
 
 use std::fmt;
 use std::fs;
@@ -18,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "cli")]
 pub use cli::Cli;
-pub use diff::Change;
+pub use diff::SchemaChange;
 pub use embedded::BackendMigrations;
-pub use schema::{Rename, Schema};
 
 use crate::schema::ddl::Dialect;
+use crate::schema::Schema;
 use crate::{Error, Result};
 
 const SNAPSHOT: &str = "schema.json";
@@ -56,7 +55,7 @@ pub struct Migrations {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Migration {
     /// What changes, in the order applied.
-    pub changes: Vec<Change>,
+    pub changes: Vec<SchemaChange>,
     /// `up.sql`.
     pub up: String,
     /// `down.sql`.
@@ -64,11 +63,11 @@ pub struct Migration {
     /// Whether it must run outside a transaction (it rebuilds a table, which needs foreign-key
     /// enforcement off; it then manages its own transaction).
     pub outside_transaction: bool,
-    /// What it may lose or refuse ([`Change::losses`]), each marked `-- LOSSY:` in `up`:
+    /// What it may lose or refuse ([`SchemaChange::losses`]), each marked `-- LOSSY:` in `up`:
     /// [`Migrations::generate`] writes it only when told to
     /// ([`Migrations::allow_lossy`]).
     pub lossy: Vec<String>,
-    /// The columns it would fill with invented values ([`Change::missing_defaults`]):
+    /// The columns it would fill with invented values ([`SchemaChange::missing_defaults`]):
     /// [`Migrations::generate`] never writes it; declare a default.
     pub missing_defaults: Vec<String>,
 }
@@ -102,6 +101,53 @@ impl fmt::Display for Drift {
 
 impl std::error::Error for Drift {}
 
+/// What failed in a migration: the data of [`Error::Migration`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrationFailure {
+    /// The models changed and no migration was generated for it ([`Migrations::check`]).
+    #[error("{0}")]
+    Drift(Box<Drift>),
+    /// The folder's schema snapshot (`schema.json`) cannot be read as one.
+    #[error("{path}: not a schema snapshot: {message}")]
+    Snapshot {
+        /// The snapshot's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A migration's name is not one: it must be non-empty ASCII letters, digits and
+    /// underscores.
+    #[error("migration name {0:?} must be non-empty ASCII letters, digits and underscores")]
+    Name(String),
+    /// The models do not make a schema: two of them claim one table, a default does not fit
+    /// its column, a foreign key references a table no model of the schema has
+    /// ([`Schema::validate`]); or a table in the database lacks a model's columns (found when
+    /// observe decodes its changes).
+    #[error("{0}")]
+    Schema(String),
+    /// The migrations given to the store have none for its backend.
+    #[error(
+        "the store's database is {backend}, and the migrations given have none for it (embed \
+         `migrations/{}`)",
+        backend.to_lowercase()
+    )]
+    NoneForBackend {
+        /// The store's backend (`SQLite`, `PostgreSQL`).
+        backend: &'static str,
+    },
+    /// A migration that runs with foreign keys off left rows whose foreign key points nowhere;
+    /// nothing of it was kept.
+    #[error("it leaves {rows} rows whose foreign key points nowhere; nothing of it was kept")]
+    BrokenForeignKeys {
+        /// How many rows.
+        rows: u64,
+    },
+    /// Reading the migrations, or running one, failed: Diesel's or the database's error.
+    #[error("{0}")]
+    Run(Box<dyn std::error::Error + Send + Sync>),
+}
+
 impl Migrations {
     /// The migrations in `dir`, rendered for `dialect`.
     pub fn new(dir: impl Into<PathBuf>, dialect: Dialect) -> Self {
@@ -114,7 +160,7 @@ impl Migrations {
 
     /// Whether [`generate`](Self::generate) writes a migration that may lose data (drops a
     /// table or a column, narrows a type, makes a column `NOT NULL` or unique, changes a key
-    /// or a foreign key: see [`Change::losses`]). Off by default: such a migration stops
+    /// or a foreign key: see [`SchemaChange::losses`]). Off by default: such a migration stops
     /// generation with [`Error::LossyMigration`] listing each change.
     pub fn allow_lossy(mut self, allow: bool) -> Self {
         self.allow_lossy = allow;
@@ -131,7 +177,13 @@ impl Migrations {
         let path = self.dir.join(SNAPSHOT);
         match fs::read_to_string(&path) {
             Ok(json) => serde_json::from_str(&json).map_err(|e| {
-                Error::Migration(format!("{}: not a schema snapshot: {e}", path.display()))
+                Error::migration(
+                    None,
+                    MigrationFailure::Snapshot {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    },
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Schema::new()),
             Err(source) => Err(Error::Io {
@@ -157,8 +209,8 @@ impl Migrations {
     }
 
     /// Fails when the models changed and no migration was generated for it: with
-    /// [`Error::Migration`] spelling out the missing migration (or the error that kept it from
-    /// being planned).
+    /// [`Error::Migration`] holding the [`Drift`] ([`MigrationFailure::Drift`]; or the error
+    /// that kept the migration from being planned).
     pub fn check(&self, schema: &Schema) -> Result<()> {
         match self.drift(schema)? {
             Some(drift) => Err(drift.into()),
@@ -171,9 +223,10 @@ impl Migrations {
     /// nothing changed.
     pub fn generate(&self, schema: &Schema, name: &str) -> Result<Option<PathBuf>> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::Migration(format!(
-                "migration name {name:?} must be non-empty ASCII letters, digits and underscores"
-            )));
+            return Err(Error::migration(
+                None,
+                MigrationFailure::Name(name.to_owned()),
+            ));
         }
         let Some(migration) = self.plan(schema)? else {
             return Ok(None);
@@ -235,6 +288,6 @@ impl Migrations {
 
 impl From<Drift> for Error {
     fn from(drift: Drift) -> Self {
-        Error::Migration(drift.to_string())
+        Error::migration(None, MigrationFailure::Drift(Box::new(drift)))
     }
 }

@@ -44,12 +44,11 @@
 //! [`ChangeFeed`]).
 
 pub(crate) mod catalog;
-pub(crate) mod connection;
-pub(crate) mod ffi;
 pub(crate) mod hub;
 pub mod live;
 pub(crate) mod postgres;
 mod query;
+pub(crate) mod sqlite;
 
 pub use live::{LiveQuery, LiveSubscription, Snapshot};
 pub use query::QuerySubscription;
@@ -67,7 +66,7 @@ use crate::model::Model;
 /// the final build set `LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_PREUPDATE_HOOK` (as this repository's
 /// `.cargo/config.toml` does). Without it, [`Store::observe`](crate::Store::observe) returns
 /// [`Error::Unsupported`](crate::Error::Unsupported) and everything else works as before.
-pub const AVAILABLE: bool = ffi::PREUPDATE_HOOK;
+pub const AVAILABLE: bool = crate::ffi::sqlite::PREUPDATE_HOOK;
 
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@ use super::{ChildOf, HasMany, HasOne, ManyToMany, CHUNK};
 use crate::backend::in_transaction;
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::{ConstraintKind, Error, Key, KeyValue, Result};
+use crate::{ConstraintKind, Error, Key, Result};
 
 /// The children of one parent, in key order.
 pub fn children<P, Ch, const FK: u64, C>(conn: &mut C, parent: &P::Key) -> Result<Vec<Ch>>
@@ -43,21 +43,6 @@ where
         }
     }
     Ok(groups)
-}
-
-/// The parent a child's foreign key points at; [`Error::NotFound`] if it points nowhere.
-pub fn parent<P, Ch, const FK: u64, C>(conn: &mut C, child: &Ch) -> Result<Option<P>>
-where
-    P: Persist<C>,
-    Ch: ChildOf<P, FK, C>,
-    C: Connection,
-{
-    match child.parent_key() {
-        None => Ok(None),
-        Some(key) => P::find(conn, &key)?
-            .map(Some)
-            .ok_or_else(|| Error::not_found(P::TABLE_NAME, key.describe())),
-    }
 }
 
 /// Fills a `has_many` field of every parent. Parents without children get an empty, loaded

@@ -1,10 +1,16 @@
-//! `column IN (SELECT ..)`: the SQL node of the filters by related rows.
+//! The filters by related rows (`Post::having_comments(..)`, `Comment::where_post(..)`):
+//! `column IN (SELECT ..)`, and the subqueries they are built from.
 
 use diesel::backend::Backend;
+use diesel::dsl::{Filter, Select};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
 use diesel::sql_types::Bool;
 use diesel::QueryResult;
+
+use super::BelongsTo;
+use crate::model::Model;
 
 /// `column IN (subquery)`, a condition on the column's table; built by the generated
 /// `having_*` and `where_*` filters (`Post::having_comments(..)`), on every backend.
@@ -68,4 +74,111 @@ where
     C: ValidGrouping<GB>,
 {
     type IsAggregate = C::IsAggregate;
+}
+
+/// The primary-key column of a model's table.
+pub type PrimaryKeyOf<M> = <<M as Model>::Table as diesel::Table>::PrimaryKey;
+
+/// `SELECT id FROM table WHERE predicate`: the keys of the rows matching a condition, as a
+/// subquery. Implemented for every model and every condition on its table.
+pub trait SelectKeys<Pred>: Model {
+    /// The subquery.
+    type Query;
+
+    /// The subquery of the keys of the rows matching `predicate`.
+    fn keys_where(predicate: Pred) -> Self::Query;
+}
+
+impl<M, Pred> SelectKeys<Pred> for M
+where
+    M: Model,
+    M::Table: SelectDsl<PrimaryKeyOf<M>>,
+    Select<M::Table, PrimaryKeyOf<M>>: FilterDsl<Pred>,
+{
+    type Query = Filter<Select<M::Table, PrimaryKeyOf<M>>, Pred>;
+
+    fn keys_where(predicate: Pred) -> Self::Query {
+        let table = M::Table::default();
+        table
+            .select(diesel::Table::primary_key(&table))
+            .filter(predicate)
+    }
+}
+
+/// `SELECT fk FROM children WHERE predicate`: the parents' keys of the children matching a
+/// condition, as a subquery. Implemented for every `belongs_to` and every condition on the
+/// child's table.
+pub trait SelectForeignKeys<P: Model, const FK: u64, Pred>: BelongsTo<P, FK> {
+    /// The subquery.
+    type Query;
+
+    /// The subquery of the foreign keys of the rows matching `predicate`.
+    fn foreign_keys_where(predicate: Pred) -> Self::Query;
+}
+
+impl<Ch, P, const FK: u64, Pred> SelectForeignKeys<P, FK, Pred> for Ch
+where
+    P: Model,
+    Ch: BelongsTo<P, FK>,
+    Ch::Table: SelectDsl<Ch::Column>,
+    Select<Ch::Table, Ch::Column>: FilterDsl<Pred>,
+{
+    type Query = Filter<Select<Ch::Table, Ch::Column>, Pred>;
+
+    fn foreign_keys_where(predicate: Pred) -> Self::Query {
+        Ch::Table::default()
+            .select(Ch::Column::default())
+            .filter(predicate)
+    }
+}
+
+/// `parents.id IN (SELECT fk FROM children WHERE predicate)`: see [`having`].
+pub type Having<P, Ch, const FK: u64, Pred> =
+    InSubquery<PrimaryKeyOf<P>, <Ch as SelectForeignKeys<P, FK, Pred>>::Query>;
+
+/// `children.fk IN (SELECT id FROM parents WHERE predicate)`: see [`parent_where`].
+pub type ParentWhere<Ch, P, const FK: u64, Pred> =
+    InSubquery<<Ch as BelongsTo<P, FK>>::Column, <P as SelectKeys<Pred>>::Query>;
+
+/// `rows.id IN (SELECT fk_row FROM joins WHERE fk_other IN (SELECT id FROM others WHERE
+/// predicate))`: see [`linked_where`].
+pub type LinkedWhere<P, J, T, const FK_P: u64, const FK_T: u64, Pred> =
+    Having<P, J, FK_P, ParentWhere<J, T, FK_T, Pred>>;
+
+/// The parents that have a child matching `predicate` (a condition on the child's table):
+/// what `Post::having_comments(..)` returns.
+pub fn having<P, Ch, const FK: u64, Pred>(predicate: Pred) -> Having<P, Ch, FK, Pred>
+where
+    P: Model,
+    Ch: Model + SelectForeignKeys<P, FK, Pred>,
+{
+    crate::observe::live::filter_reads(Ch::table());
+    InSubquery::new(
+        diesel::Table::primary_key(&P::Table::default()),
+        Ch::foreign_keys_where(predicate),
+    )
+}
+
+/// The children whose parent matches `predicate` (a condition on the parent's table): what
+/// `Comment::where_post(..)` returns.
+pub fn parent_where<Ch, P, const FK: u64, Pred>(predicate: Pred) -> ParentWhere<Ch, P, FK, Pred>
+where
+    P: Model + SelectKeys<Pred>,
+    Ch: BelongsTo<P, FK>,
+{
+    crate::observe::live::filter_reads(P::table());
+    InSubquery::new(Ch::Column::default(), P::keys_where(predicate))
+}
+
+/// The rows linked through `J` to a row of `T` matching `predicate`: what
+/// `Post::having_editors(..)` returns.
+pub fn linked_where<P, J, T, const FK_P: u64, const FK_T: u64, Pred>(
+    predicate: Pred,
+) -> LinkedWhere<P, J, T, FK_P, FK_T, Pred>
+where
+    P: Model,
+    T: Model + SelectKeys<Pred>,
+    J: Model + BelongsTo<T, FK_T> + SelectForeignKeys<P, FK_P, ParentWhere<J, T, FK_T, Pred>>,
+{
+    having::<P, J, FK_P, _>(parent_where::<J, T, FK_T, Pred>(predicate))
 }

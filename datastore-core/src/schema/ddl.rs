@@ -18,11 +18,6 @@ pub enum Dialect {
 /// The SQL dialect of a Diesel backend or connection: fixed for SQLite's and PostgreSQL's own,
 /// known at run time for [`AnyBackend`](crate::AnyBackend) and
 /// [`AnyConnection`](crate::AnyConnection).
-///
-/// ```
-/// use datastore::schema::ddl::{Dialect, HasDialect};
-/// assert_eq!(datastore::diesel::sqlite::Sqlite.dialect(), Dialect::Sqlite);
-/// ```
 pub trait HasDialect {
     /// The dialect its SQL is written in.
     fn dialect(&self) -> Dialect;
@@ -142,22 +137,11 @@ impl Dialect {
 }
 
 /// Quotes an identifier: `order` becomes `"order"`, and `a"b` becomes `"a""b"`.
-///
-/// ```
-/// use datastore::schema::ddl::quote_ident;
-/// assert_eq!(quote_ident("group"), r#""group""#);
-/// assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
-/// ```
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Quotes a string literal: `it's` becomes `'it''s'`.
-///
-/// ```
-/// use datastore::schema::ddl::quote_literal;
-/// assert_eq!(quote_literal("it's"), "'it''s'");
-/// ```
 pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
@@ -235,39 +219,12 @@ pub fn create_table_as(table: &Table, name: &str, dialect: Dialect) -> String {
 }
 
 /// `CREATE TABLE` for a table.
-///
-/// ```
-/// use datastore::schema::ddl::{create_table, Dialect};
-/// use datastore::schema::{Column, ColumnType, Table};
-/// use std::borrow::Cow;
-///
-/// let table = Table {
-///     name: "notes".into(),
-///     primary_key: vec!["id".into()].into(),
-///     columns: vec![
-///         Column::new("id", ColumnType::Uuid, false),
-///         Column::new("text", ColumnType::Text, true),
-///     ].into(),
-///     foreign_keys: Cow::Borrowed(&[]),
-///     indexes: Cow::Borrowed(&[]),
-/// };
-/// assert_eq!(
-///     create_table(&table, Dialect::Sqlite),
-///     "CREATE TABLE \"notes\" (\n    \"id\" TEXT PRIMARY KEY NOT NULL,\n    \"text\" TEXT\n) STRICT;"
-/// );
-/// ```
 pub fn create_table(table: &Table, dialect: Dialect) -> String {
     create_table_as(table, &table.name, dialect)
 }
 
 /// The same DDL, made a no-op for what exists already: `CREATE TABLE IF NOT EXISTS`,
 /// `CREATE INDEX IF NOT EXISTS` (both dialects have them).
-///
-/// ```
-/// use datastore::schema::ddl::if_not_exists;
-/// assert_eq!(if_not_exists("CREATE TABLE \"a\" (\n);"), "CREATE TABLE IF NOT EXISTS \"a\" (\n);");
-/// assert_eq!(if_not_exists("CREATE UNIQUE INDEX \"i\" ON \"a\" (\"x\");"), "CREATE UNIQUE INDEX IF NOT EXISTS \"i\" ON \"a\" (\"x\");");
-/// ```
 pub fn if_not_exists(create: &str) -> String {
     for prefix in ["CREATE TABLE ", "CREATE UNIQUE INDEX ", "CREATE INDEX "] {
         if let Some(rest) = create.strip_prefix(prefix) {
@@ -619,24 +576,6 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
 /// It inserts the row, or on a key conflict updates every column but the key and `created_at`,
 /// and only when a value other than the timestamps differs, so that saving an unchanged row
 /// writes nothing; it returns the row as stored.
-///
-/// ```
-/// use datastore::schema::ddl::{upsert, Dialect};
-/// use datastore::schema::{Column, ColumnType, Table, Timestamps};
-/// use std::borrow::Cow;
-///
-/// let table = Table {
-///     name: "notes".into(),
-///     primary_key: vec!["id".into()].into(),
-///     columns: vec![Column::new("id", ColumnType::Uuid, false), Column::new("text", ColumnType::Text, false)].into(),
-///     foreign_keys: Cow::Borrowed(&[]),
-///     indexes: Cow::Borrowed(&[]),
-/// };
-/// assert_eq!(
-///     upsert(&table, Timestamps::default(), Dialect::Sqlite).join("?, ?"),
-///     r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
-/// );
-/// ```
 pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [String; 2] {
     let Timestamps {
         created_at,
@@ -705,26 +644,6 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
 /// The statement inserting a row whose key the database assigns, in two pieces around its
 /// bound values (every column but the key, separated by commas); it returns the row with its
 /// key.
-///
-/// ```
-/// use datastore::schema::ddl::{insert_unkeyed, Dialect};
-/// use datastore::schema::{Column, ColumnType, Table};
-/// use std::borrow::Cow;
-///
-/// let mut id = Column::new("id", ColumnType::BigInt, false);
-/// id.generated = true;
-/// let table = Table {
-///     name: "notes".into(),
-///     primary_key: vec!["id".into()].into(),
-///     columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
-///     foreign_keys: Cow::Borrowed(&[]),
-///     indexes: Cow::Borrowed(&[]),
-/// };
-/// assert_eq!(
-///     insert_unkeyed(&table).join("?"),
-///     r#"INSERT INTO "notes" ("text") VALUES (?) RETURNING "id", "text""#
-/// );
-/// ```
 pub fn insert_unkeyed(table: &Table) -> [String; 2] {
     let name = quote_ident(&table.name);
     let all: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
@@ -743,25 +662,6 @@ pub fn insert_unkeyed(table: &Table) -> [String; 2] {
 
 /// A multi-row `INSERT` of every column, in three pieces around its rows' bound values: what
 /// comes before the first row's, between two rows', and after the last's.
-///
-/// ```
-/// use datastore::schema::ddl::insert_rows;
-/// use datastore::schema::{Column, ColumnType, Table};
-/// use std::borrow::Cow;
-///
-/// let table = Table {
-///     name: "notes".into(),
-///     primary_key: vec!["id".into()].into(),
-///     columns: vec![Column::new("id", ColumnType::Uuid, false), Column::new("text", ColumnType::Text, false)].into(),
-///     foreign_keys: Cow::Borrowed(&[]),
-///     indexes: Cow::Borrowed(&[]),
-/// };
-/// let [before, between, after] = insert_rows(&table);
-/// assert_eq!(
-///     format!("{before}?, ?{between}?, ?{after}"),
-///     r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?), (?, ?)"#
-/// );
-/// ```
 pub fn insert_rows(table: &Table) -> [String; 3] {
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
     [
@@ -777,27 +677,6 @@ pub fn insert_rows(table: &Table) -> [String; 3] {
 
 /// A multi-row `INSERT` of rows whose key the database assigns, in [`insert_rows`]' three
 /// pieces: every column but the generated key, returning the keys assigned.
-///
-/// ```
-/// use datastore::schema::ddl::insert_rows_unkeyed;
-/// use datastore::schema::{Column, ColumnType, Table};
-/// use std::borrow::Cow;
-///
-/// let mut id = Column::new("id", ColumnType::BigInt, false);
-/// id.generated = true;
-/// let table = Table {
-///     name: "notes".into(),
-///     primary_key: vec!["id".into()].into(),
-///     columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
-///     foreign_keys: Cow::Borrowed(&[]),
-///     indexes: Cow::Borrowed(&[]),
-/// };
-/// let [before, between, after] = insert_rows_unkeyed(&table);
-/// assert_eq!(
-///     format!("{before}?{between}?{after}"),
-///     r#"INSERT INTO "notes" ("text") VALUES (?), (?) RETURNING "id""#
-/// );
-/// ```
 pub fn insert_rows_unkeyed(table: &Table) -> [String; 3] {
     let given = given_columns(table);
     [
@@ -834,4 +713,152 @@ fn generated_key(table: &Table) -> Option<&str> {
         .iter()
         .find(|c| c.generated)
         .map(|c| c.name.as_ref())
+}
+
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn has_dialect_example() {
+        use crate::schema::ddl::{Dialect, HasDialect};
+        assert_eq!(crate::diesel::sqlite::Sqlite.dialect(), Dialect::Sqlite);
+    }
+
+    #[test]
+    fn quote_ident_example() {
+        use crate::schema::ddl::quote_ident;
+        assert_eq!(quote_ident("group"), r#""group""#);
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+    }
+
+    #[test]
+    fn quote_literal_example() {
+        use crate::schema::ddl::quote_literal;
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn create_table_example() {
+        use crate::schema::ddl::{create_table, Dialect};
+        use crate::schema::{Column, ColumnType, Table};
+        use std::borrow::Cow;
+
+        let table = Table {
+            name: "notes".into(),
+            primary_key: vec!["id".into()].into(),
+            columns: vec![
+                Column::new("id", ColumnType::Uuid, false),
+                Column::new("text", ColumnType::Text, true),
+            ]
+            .into(),
+            foreign_keys: Cow::Borrowed(&[]),
+            indexes: Cow::Borrowed(&[]),
+        };
+        assert_eq!(
+            create_table(&table, Dialect::Sqlite),
+            "CREATE TABLE \"notes\" (\n    \"id\" TEXT PRIMARY KEY NOT NULL,\n    \"text\" TEXT\n) STRICT;"
+        );
+    }
+
+    #[test]
+    fn if_not_exists_example() {
+        use crate::schema::ddl::if_not_exists;
+        assert_eq!(
+            if_not_exists("CREATE TABLE \"a\" (\n);"),
+            "CREATE TABLE IF NOT EXISTS \"a\" (\n);"
+        );
+        assert_eq!(
+            if_not_exists("CREATE UNIQUE INDEX \"i\" ON \"a\" (\"x\");"),
+            "CREATE UNIQUE INDEX IF NOT EXISTS \"i\" ON \"a\" (\"x\");"
+        );
+    }
+
+    #[test]
+    fn upsert_example() {
+        use crate::schema::ddl::{upsert, Dialect};
+        use crate::schema::{Column, ColumnType, Table, Timestamps};
+        use std::borrow::Cow;
+
+        let table = Table {
+            name: "notes".into(),
+            primary_key: vec!["id".into()].into(),
+            columns: vec![
+                Column::new("id", ColumnType::Uuid, false),
+                Column::new("text", ColumnType::Text, false),
+            ]
+            .into(),
+            foreign_keys: Cow::Borrowed(&[]),
+            indexes: Cow::Borrowed(&[]),
+        };
+        assert_eq!(
+            upsert(&table, Timestamps::default(), Dialect::Sqlite).join("?, ?"),
+            r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
+        );
+    }
+
+    #[test]
+    fn insert_unkeyed_example() {
+        use crate::schema::ddl::insert_unkeyed;
+        use crate::schema::{Column, ColumnType, Table};
+        use std::borrow::Cow;
+
+        let mut id = Column::new("id", ColumnType::BigInt, false);
+        id.generated = true;
+        let table = Table {
+            name: "notes".into(),
+            primary_key: vec!["id".into()].into(),
+            columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
+            foreign_keys: Cow::Borrowed(&[]),
+            indexes: Cow::Borrowed(&[]),
+        };
+        assert_eq!(
+            insert_unkeyed(&table).join("?"),
+            r#"INSERT INTO "notes" ("text") VALUES (?) RETURNING "id", "text""#
+        );
+    }
+
+    #[test]
+    fn insert_rows_example() {
+        use crate::schema::ddl::insert_rows;
+        use crate::schema::{Column, ColumnType, Table};
+        use std::borrow::Cow;
+
+        let table = Table {
+            name: "notes".into(),
+            primary_key: vec!["id".into()].into(),
+            columns: vec![
+                Column::new("id", ColumnType::Uuid, false),
+                Column::new("text", ColumnType::Text, false),
+            ]
+            .into(),
+            foreign_keys: Cow::Borrowed(&[]),
+            indexes: Cow::Borrowed(&[]),
+        };
+        let [before, between, after] = insert_rows(&table);
+        assert_eq!(
+            format!("{before}?, ?{between}?, ?{after}"),
+            r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?), (?, ?)"#
+        );
+    }
+
+    #[test]
+    fn insert_rows_unkeyed_example() {
+        use crate::schema::ddl::insert_rows_unkeyed;
+        use crate::schema::{Column, ColumnType, Table};
+        use std::borrow::Cow;
+
+        let mut id = Column::new("id", ColumnType::BigInt, false);
+        id.generated = true;
+        let table = Table {
+            name: "notes".into(),
+            primary_key: vec!["id".into()].into(),
+            columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
+            foreign_keys: Cow::Borrowed(&[]),
+            indexes: Cow::Borrowed(&[]),
+        };
+        let [before, between, after] = insert_rows_unkeyed(&table);
+        assert_eq!(
+            format!("{before}?{between}?{after}"),
+            r#"INSERT INTO "notes" ("text") VALUES (?), (?) RETURNING "id""#
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! `#[derive(Model)]` writes one [`ModelDeclaration`] per model, in a `static`. It holds no
 //! rule: which foreign key is unique and what a delete does follow from the declarations of the
-//! models a foreign key joins, and are resolved once, by [`rules`](super::rules), into the
+//! models a foreign key joins, and are resolved once, by the relation rules (`schema/rules.rs`), into the
 //! model's [`Table`].
 
 use std::any::TypeId;
@@ -104,7 +104,7 @@ pub struct BelongsTo {
     /// The parent model.
     pub parent: ModelRef,
     /// What deleting the parent does, when the field says (`on_delete = ..`); otherwise the
-    /// rules decide ([`rules::on_delete`](super::rules::on_delete)).
+    /// rules decide (`schema/rules.rs`'s `on_delete`).
     pub on_delete: Option<OnDelete>,
     /// Whether the parent is optional (the field is an `Option`, the column nullable).
     pub optional: bool,
@@ -324,7 +324,7 @@ impl ModelDeclaration {
     }
 
     /// The table this declaration resolves to, with the rules that follow from it and from
-    /// the related models' declarations: see [`rules`](super::rules).
+    /// the related models' declarations: see the relation rules (`schema/rules.rs`).
     /// Resolved on first use.
     pub fn table(&'static self) -> &'static Table {
         self.table.get_or_init(|| super::rules::resolve(self))

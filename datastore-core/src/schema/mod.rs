@@ -1,17 +1,22 @@
 //! The schema as data: every model describes its table, and DDL is rendered from that.
 //!
 //! `#[derive(Model)]` writes what each model declares ([`ModelDeclaration`]); the relation
-//! [`rules`] resolve it into the model's [`Table`] ([`Model::table`](crate::Model::table)). The
-//! same description renders the `CREATE TABLE` statements of migrations ([`ddl`]), and is what
-//! the migration generator compares with the state the existing migrations produce.
+//! rules (`schema/rules.rs`, the one place that decides what a relation means in the
+//! database) resolve it into the model's [`Table`] ([`Model::table`](crate::Model::table)).
+//! The same description renders the `CREATE TABLE` statements of migrations (in each
+//! [`Dialect`]), and is what the migration generator compares with the state the existing
+//! migrations produce.
 
-pub mod ddl;
-mod declaration;
-pub mod rules;
+pub(crate) mod ddl;
+pub(crate) mod declaration;
+pub(crate) mod rules;
+mod set;
+
+pub use ddl::Dialect;
+pub use set::{Rename, Schema};
 
 pub use declaration::{
-    BelongsTo, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Renames, Statement,
-    Timestamps,
+    BelongsTo, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Renames, Timestamps,
 };
 
 use std::borrow::Cow;
@@ -161,7 +166,7 @@ impl Column {
 ///
 /// ```
 /// use datastore::schema::{ColumnDefault, ColumnType};
-/// use datastore::schema::ddl::Dialect;
+/// use datastore::schema::Dialect;
 ///
 /// let draft = ColumnDefault::Text("draft".into());
 /// assert!(draft.fits(&ColumnType::Text));

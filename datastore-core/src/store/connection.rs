@@ -7,9 +7,9 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::CustomizeConnection;
 use diesel::{PgConnection, SqliteConnection};
 
-use crate::observe::connection::ConnObserver;
-use crate::observe::ffi;
+use crate::ffi::sqlite as ffi;
 use crate::observe::hub::Hub;
+use crate::observe::sqlite::ConnObserver;
 use crate::AnyConnection;
 
 /// How SQLite syncs writes to disk in WAL mode.
@@ -31,6 +31,8 @@ pub(crate) struct ConnectionSetup {
     pub synchronous: Synchronous,
     /// Where the connection's committed changes go (observe).
     pub hub: Arc<Hub>,
+    /// Statements running longer are reported (`datastore::slow`).
+    pub slow_statements: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConnectionSetup {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for ConnectionSetup {
             .field("busy_timeout", &self.busy_timeout)
             .field("wal", &self.wal)
             .field("synchronous", &self.synchronous)
+            .field("slow_statements", &self.slow_statements)
             .finish_non_exhaustive()
     }
 }
@@ -49,7 +52,11 @@ impl ConnectionSetup {
     pub fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         // Right after the connection opened on this thread: its handle is the one just seen.
         if let Some(handle) = ffi::take_opened() {
-            ffi::install(handle, ConnObserver::new(self.hub.clone()));
+            ffi::install(
+                handle,
+                ConnObserver::new(self.hub.clone()),
+                self.slow_statements,
+            );
         }
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;",
@@ -95,14 +102,18 @@ impl ConnectionSetup {
     /// still waiting past it fails with [`Error::Busy`](crate::Error::Busy).
     ///
     /// Its instrumentation keeps the error that aborts a transaction, which `Store::transaction`
-    /// reports, and the connection's backend process (read in the same round trip).
+    /// reports, and the connection's backend process (read in the same round trip), and
+    /// reports its statements (see `trace.rs`).
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
         #[derive(diesel::QueryableByName)]
         struct Backend {
             #[diesel(sql_type = diesel::sql_types::Integer)]
             pid: i32,
         }
-        diesel::Connection::set_instrumentation(conn, super::lost::FirstFailure::new());
+        diesel::Connection::set_instrumentation(
+            conn,
+            super::lost::FirstFailure::new(self.slow_statements),
+        );
         let backend: Vec<Backend> = diesel::RunQueryDsl::load(
             diesel::sql_query(format!(
                 "SELECT pg_backend_pid() AS pid \

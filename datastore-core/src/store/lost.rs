@@ -2,7 +2,7 @@
 //!
 //! On some errors (a full database or disk, an I/O error, out of memory) SQLite undoes the whole
 //! transaction and goes back to autocommit: the statements after it would each commit on their
-//! own. A connection's hooks (`observe/ffi.rs`) notice the rollback and mark its transaction
+//! own. A connection's hooks (`ffi/sqlite.rs`) notice the rollback and mark its transaction
 //! *lost*; from then on every statement on it but `ROLLBACK` is refused, until that `ROLLBACK`
 //! ends the transaction for its owner too.
 //!
@@ -240,13 +240,16 @@ pub(crate) fn refused_or_cause(
 
 /// The instrumentation of the store's PostgreSQL connections: it keeps the error of the first
 /// statement that failed in the connection's transaction, which aborted it, unless a rollback
-/// to a savepoint made the transaction usable again. Every event also reaches the
-/// application's default instrumentation, if it set one.
+/// to a savepoint made the transaction usable again. It also reports the statements through
+/// `tracing`, and every event reaches the application's default instrumentation, if it set
+/// one.
 pub(crate) struct FirstFailure {
     failure: Option<Cause>,
     /// A rollback to a savepoint is running.
     rolling_back_to_savepoint: bool,
     default: Option<Box<dyn Instrumentation>>,
+    /// Reports the connection's statements through `tracing`.
+    log: crate::trace::StatementLog,
     /// The connection's backend process (`pg_backend_pid()`), read once when it was set up:
     /// observe tells by it whether installing a trigger would wait for this connection's
     /// transaction.
@@ -254,11 +257,13 @@ pub(crate) struct FirstFailure {
 }
 
 impl FirstFailure {
-    pub fn new() -> Self {
+    /// Statements slower than `slow_statements` are reported.
+    pub fn new(slow_statements: Option<std::time::Duration>) -> Self {
         Self {
             failure: None,
             rolling_back_to_savepoint: false,
             default: diesel::connection::get_default_instrumentation(),
+            log: crate::trace::StatementLog::new(slow_statements),
             backend_pid: None,
         }
     }
@@ -290,6 +295,7 @@ impl FirstFailure {
 
 impl Instrumentation for FirstFailure {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        self.log.on_event(&event);
         match &event {
             InstrumentationEvent::BeginTransaction { depth, .. } if depth.get() == 1 => {
                 self.failure = None;

@@ -20,8 +20,8 @@ use diesel::{PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::MigrationHarness;
 
 use super::lost::FirstFailure;
-use crate::migrate::BackendMigrations;
-use crate::observe::ffi::{Handle, SkipTransactionControl};
+use crate::ffi::sqlite::{Handle, SkipTransactionControl};
+use crate::migrate::{BackendMigrations, MigrationFailure};
 use crate::schema::ddl::quote_ident;
 use crate::{AnyConnection, Duplicate, Error, Result};
 
@@ -30,20 +30,14 @@ use crate::{AnyConnection, Duplicate, Error, Result};
 const WAIT_FOR_MIGRATIONS: &str = "PRAGMA busy_timeout = 2147483647";
 
 /// Runs the pending migrations of the connection's backend. `handle` is the SQLite connection's
-/// (see [`ffi::peek_opened`](crate::observe::ffi::peek_opened)).
+/// (see [`ffi::peek_opened`](crate::ffi::sqlite::peek_opened)).
 pub(super) fn run(
     conn: &mut AnyConnection,
     handle: Option<Handle>,
     migrations: &BackendMigrations,
     busy_timeout: Duration,
 ) -> Result<()> {
-    let missing = |backend: &str| {
-        Error::Migration(format!(
-            "the store's database is {backend}, and the migrations given have none for it \
-             (embed `migrations/{}`)",
-            backend.to_lowercase()
-        ))
-    };
+    let missing = |backend| Error::migration(None, MigrationFailure::NoneForBackend { backend });
     match conn {
         AnyConnection::Sqlite(conn) => {
             if !migrations.has_sqlite() {
@@ -68,7 +62,9 @@ pub(super) fn run(
                 .for_postgres()
                 .ok_or_else(|| missing("PostgreSQL"))?;
             with_migration_lock(conn, busy_timeout, |conn| {
-                let pending = conn.pending_migrations(source).map_err(migration_error)?;
+                let pending = conn
+                    .pending_migrations(source)
+                    .map_err(|e| migration_error(None, e))?;
                 for migration in pending {
                     if let Err(e) = conn.run_migration(&*migration) {
                         return Err(failure(conn, &migration.name(), e));
@@ -80,8 +76,12 @@ pub(super) fn run(
     }
 }
 
-fn migration_error(e: impl std::fmt::Display) -> Error {
-    Error::Migration(e.to_string())
+/// [`Error::Migration`] for Diesel's error running migrations (of `migration`, if known).
+fn migration_error(
+    migration: Option<&dyn std::fmt::Display>,
+    e: Box<dyn std::error::Error + Send + Sync>,
+) -> Error {
+    Error::migration(migration, MigrationFailure::Run(e))
 }
 
 /// The error of a migration that failed, once it was rolled back: [`Error::Duplicates`] listing
@@ -97,7 +97,7 @@ where
     for<'a> SqlQuery: LoadQuery<'a, C, DuplicateRow> + LoadQuery<'a, C, Count>,
 {
     let Some((table, columns)) = conn.unique_columns(&*e) else {
-        return migration_error(e);
+        return migration_error(Some(migration), e);
     };
     match duplicates(conn, &table, &columns) {
         Ok((duplicates, total)) if total > 0 => Error::Duplicates {
@@ -107,7 +107,7 @@ where
             duplicates,
             total,
         },
-        _ => migration_error(e),
+        _ => migration_error(Some(migration), e),
     }
 }
 
@@ -246,7 +246,8 @@ fn pending(
     migrations: &BackendMigrations,
 ) -> Result<Vec<Box<dyn Migration<Sqlite>>>> {
     let source = migrations.for_sqlite().expect("checked by `run`");
-    conn.pending_migrations(source).map_err(migration_error)
+    conn.pending_migrations(source)
+        .map_err(|e| migration_error(None, e))
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction: committed when `f` asks for it (which keeps the
@@ -327,10 +328,12 @@ fn run_with_foreign_keys_off(
     migration: &dyn Migration<Sqlite>,
 ) -> Result<()> {
     let handle = handle.ok_or_else(|| {
-        Error::Migration(format!(
-            "{}: a migration that runs outside a transaction needs the connection's handle",
-            migration.name()
-        ))
+        Error::migration(
+            Some(&migration.name()),
+            MigrationFailure::Run(
+                "a migration that runs outside a transaction needs the connection's handle".into(),
+            ),
+        )
     })?;
     let ran = SkipTransactionControl::new(handle, conn).run_migration(migration);
     if let Err(e) = ran {
@@ -346,11 +349,12 @@ fn run_with_foreign_keys_off(
         diesel::sql_query("SELECT count(*) AS count FROM pragma_foreign_key_check")
             .get_result(conn)?;
     if violations.count > 0 {
-        return Err(Error::Migration(format!(
-            "{} leaves {} rows whose foreign key points nowhere; nothing of it was kept",
-            migration.name(),
-            violations.count
-        )));
+        return Err(Error::migration(
+            Some(&migration.name()),
+            MigrationFailure::BrokenForeignKeys {
+                rows: violations.count.unsigned_abs(),
+            },
+        ));
     }
     Ok(())
 }

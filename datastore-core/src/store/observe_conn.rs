@@ -39,7 +39,7 @@ impl ObserveConn {
             let mut conn = self
                 .manager
                 .establish()
-                .map_err(|e| Error::connection(&self.url, e))?;
+                .map_err(|e| Error::connection(&self.url, crate::ConnectionFailure::Driver, e))?;
             self.setup.apply_any(&mut conn)?;
             *slot = Some(conn);
         }

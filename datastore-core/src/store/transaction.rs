@@ -1,8 +1,8 @@
-//! Which stores have a `store.transaction` open on this thread, and what that forbids: a write
-//! through the store (rather than through the closure's connection) would run on another
-//! connection, outside the transaction, and on SQLite wait for the transaction's own write lock
-//! until the busy timeout. It fails at once instead, with
-//! [`Error::WriteOutsideTransaction`](crate::Error::WriteOutsideTransaction).
+//! [`Store::transaction`]: how it begins and commits, how a transaction the database ended is
+//! reported, and which stores have one open on this thread. A write through the store (rather
+//! than through the closure's connection) would run on another connection, outside the
+//! transaction, and on SQLite wait for the transaction's own write lock until the busy timeout.
+//! It fails at once instead, with [`Error::WriteOutsideTransaction`].
 //!
 //! The store's own writes check before they take a connection. A connection `store.conn()` hands
 //! out inside the transaction is made read-only (reads keep working), and made writable again the
@@ -10,10 +10,10 @@
 
 use std::cell::RefCell;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 
-use super::PooledConn;
-use crate::AnyConnection;
+use super::{lost, PooledConn, Store};
+use crate::{AnyConnection, Error, Result};
 
 thread_local! {
     /// The stores (by [`Store::id`](super::Store)) with a transaction open on this thread,
@@ -102,4 +102,131 @@ pub(crate) fn restore(conn: &mut PooledConn) -> diesel::QueryResult<()> {
     }
     PooledConn::extensions_mut(conn).remove::<ReadOnly>();
     Ok(())
+}
+
+impl Store {
+    /// Runs `f` in one transaction: it commits when `f` returns `Ok`, and when `f` fails
+    /// nothing it wrote remains. Inside, `tx.transaction(..)` nests as a savepoint.
+    ///
+    /// On SQLite it begins with `BEGIN IMMEDIATE`, so it never fails half-way for want of the
+    /// write lock. On PostgreSQL it runs at the server's default isolation level (`f` may
+    /// begin with `SET TRANSACTION ISOLATION LEVEL ..`); a deadlock or a serialization failure
+    /// fails it whole with [`Error::Conflict`], and it may then be run again. A statement that
+    /// failed inside `f` aborts a PostgreSQL transaction: if `f` still returns `Ok`, the
+    /// transaction is rolled back and this returns the server's error, never `Ok`.
+    ///
+    /// Inside `f`, write through its connection: a write through the store (`store.save(..)`,
+    /// `store.transaction(..)`, or a connection from `store.conn()`) would run on another
+    /// connection, outside the transaction, and fails at once with
+    /// [`Error::WriteOutsideTransaction`]. Reads through the store keep working; they see what
+    /// other transactions committed, not what `f` wrote.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let failed: datastore::Result<()> = store.transaction(|tx| {
+    ///     tx.save(Note { text: "kept?".into(), ..Note::default() })?;
+    ///     tx.get::<Note>(&Id::new())?; // fails: no such note
+    ///     Ok(())
+    /// });
+    /// assert!(failed.is_err());
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        self.refuse_write_in_transaction()?;
+        let mut pooled = self.conn()?;
+        let backend = match &mut *pooled {
+            AnyConnection::Postgres(c) => lost::FirstFailure::backend_pid(c),
+            AnyConnection::Sqlite(_) => None,
+        };
+        let _open = Open::new(self.id(), backend);
+        let conn: &mut AnyConnection = &mut pooled;
+        match conn {
+            AnyConnection::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            }
+            AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        }
+        let losses = lost::generation();
+        lost::forget_pending();
+        let result = f(conn);
+        let lost = lost::lost_since(losses, self.id());
+        lost::forget_pending();
+        if let Some(lost) = lost {
+            return Err(end_lost_transaction(conn, &lost));
+        }
+        // As Diesel's own `Connection::transaction`, from here on.
+        match result {
+            Ok(value) => match commit(conn) {
+                Ok(()) => Ok(value),
+                Err(error) => Err(aborted_by(conn, error)),
+            },
+            Err(error) => match AnyConnection::rollback_transaction(conn) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => {
+                    Err(aborted_by(conn, error))
+                }
+                Err(rollback) => Err(rollback.into()),
+            },
+        }
+    }
+}
+
+/// Ends a transaction SQLite rolled back by itself, and returns why it did. `ROLLBACK` lets the
+/// connection run statements again (it fails, SQLite being back in autocommit already), and
+/// Diesel's record of the transaction is reset to match, so that the connection goes back to
+/// the pool as good as new.
+fn end_lost_transaction(conn: &mut AnyConnection, lost: &lost::Lost) -> Error {
+    if let AnyConnection::Sqlite(c) = conn {
+        let _ = c.batch_execute("ROLLBACK");
+    }
+    *AnyConnection::transaction_manager_status_mut(conn) =
+        diesel::connection::TransactionManagerStatus::default();
+    Error::transaction_lost(lost.cause())
+}
+
+/// The error to report for a transaction that ended with `error`: on PostgreSQL, when `error` is
+/// the server refusing statements in an aborted transaction, the error of the statement that
+/// aborted it.
+fn aborted_by(conn: &mut AnyConnection, error: Error) -> Error {
+    match (conn, &error) {
+        (AnyConnection::Postgres(conn), Error::TransactionAborted { cause: None }) => {
+            match lost::FirstFailure::take(conn) {
+                Some(cause) => Error::transaction_lost(Some(cause)),
+                None => error,
+            }
+        }
+        _ => error,
+    }
+}
+
+/// Commits the transaction `Store::transaction` began.
+///
+/// On PostgreSQL a statement that failed aborts the whole transaction, and `COMMIT` then ends it
+/// with a rollback, reported as success. If `f` went on after such a failure and returned
+/// `Ok`, that would be a lost write reported as committed. So the commit is sent as
+/// `SELECT 1; COMMIT`, in one round trip: in an aborted transaction the `SELECT` fails and the
+/// server skips the `COMMIT`; the transaction, still open, is then rolled back here and
+/// reported as failed.
+fn commit(conn: &mut AnyConnection) -> Result<()> {
+    match conn {
+        AnyConnection::Sqlite(_) => Ok(AnyConnection::commit_transaction(conn)?),
+        AnyConnection::Postgres(pg) => match pg.batch_execute("SELECT 1; COMMIT") {
+            // Diesel's transaction manager reads the transaction's end from libpq.
+            Ok(()) => Ok(()),
+            Err(error) => {
+                if AnyConnection::transaction_manager_status_mut(conn)
+                    .transaction_depth()
+                    .is_ok_and(|depth| depth.is_some())
+                {
+                    AnyConnection::rollback_transaction(conn)?;
+                }
+                Err(error.into())
+            }
+        },
+    }
 }

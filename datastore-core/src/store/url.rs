@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
 /// What a password is shown as.
 const HIDDEN: &str = "***";
 
@@ -133,31 +135,69 @@ fn is_password_key(key: &str) -> bool {
 /// `text` with its `%XX` escapes decoded (as libpq decodes a URL's parts); an escape that is
 /// not one is kept as written.
 fn percent_decode(text: &str) -> Cow<'_, str> {
-    if !text.contains('%') {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                decoded.push(b);
-                i += 1;
-            }
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy()
+}
+
+/// `url` (a PostgreSQL URL) with `search_path` set to `schema` for every connection: libpq's
+/// `options` parameter gains `-c search_path=<schema>`, added to the URL or to the `options`
+/// it has. The schema name is quoted as an identifier, so that any name (mixed case, spaces)
+/// means that schema and nothing else.
+pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
+    // An identifier in double quotes, then escaped for libpq's options (a backslash before
+    // each space or backslash), then percent-encoded as a URL's query value.
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    let mut escaped = String::with_capacity(quoted.len());
+    for c in quoted.chars() {
+        if c == ' ' || c == '\\' {
+            escaped.push('\\');
         }
+        escaped.push(c);
     }
-    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
+    let option = format!("-csearch_path={escaped}");
+    let option = utf8_percent_encode(&option, NON_ALPHANUMERIC).to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, query),
+        None => (url, ""),
+    };
+    let mut found = false;
+    let mut parameters: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, value)) if !found && percent_decode(key) == "options" => {
+                found = true;
+                format!("{key}={value}%20{option}")
+            }
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    if !found {
+        parameters.push(format!("options={option}"));
+    }
+    format!("{base}?{}", parameters.join("&"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{redact, redact_message};
+    use super::{redact, redact_message, with_search_path};
+
+    #[test]
+    fn a_schema_is_set_through_libpqs_options_parameter() {
+        assert_eq!(
+            with_search_path("postgres://app@db/blog", "tenant_1"),
+            "postgres://app@db/blog?options=%2Dcsearch%5Fpath%3D%22tenant%5F1%22"
+        );
+        // Added to the parameters there are, and to an `options` the URL already has.
+        assert_eq!(
+            with_search_path("postgres://db/blog?sslmode=disable&options=-cwork_mem%3D64MB", "a"),
+            "postgres://db/blog?sslmode=disable&options=-cwork_mem%3D64MB%20%2Dcsearch%5Fpath%3D%22a%22"
+        );
+        // Quoted as an identifier and escaped for libpq: any name means that schema.
+        assert_eq!(
+            with_search_path("postgres://db/blog", "My \"Schema\""),
+            "postgres://db/blog?options=%2Dcsearch%5Fpath%3D%22My%5C%20%22%22Schema%22%22%22"
+        );
+    }
 
     #[test]
     fn passwords_are_hidden_wherever_a_url_holds_them() {

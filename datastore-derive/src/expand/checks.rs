@@ -12,7 +12,7 @@ pub fn checks(model: &Model) -> TokenStream {
         let ty = field.ty;
         quote_spanned! {ty.span()=>
             const _: fn() = || {
-                fn key_column<K: ::datastore::KeyColumn>() {}
+                fn key_column<K: ::datastore::__private::KeyColumn>() {}
                 key_column::<#ty>();
             };
         }
@@ -30,7 +30,7 @@ pub fn checks(model: &Model) -> TokenStream {
                     let sql_type = super::table::sql_type(ty);
                     quote_spanned! {ty.span()=>
                         const _: fn() = || {
-                            fn column_type<T: ::datastore::FieldType<SqlType = S>, S>() {}
+                            fn column_type<T: ::datastore::__private::FieldType<SqlType = S>, S>() {}
                             column_type::<#ty, #sql_type>();
                         };
                     }
@@ -39,11 +39,11 @@ pub fn checks(model: &Model) -> TokenStream {
                     let target = &relation.target;
                     let wrapper = format_ident!("{}", relation.kind.wrapper());
                     let is_model = quote_spanned! {target.span()=>
-                        fn model<T: ::datastore::Model>() {}
+                        fn model<T: ::datastore::__private::Model>() {}
                         model::<#target>();
                     };
                     let field_type = quote_spanned! {ty.span()=>
-                        let _: #ty = ::datastore::relations::#wrapper::<#target>::default();
+                        let _: #ty = ::datastore::__private::#wrapper::<#target>::default();
                     };
                     quote_spanned! {ty.span()=>
                         const _: fn() = || {

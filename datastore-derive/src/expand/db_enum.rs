@@ -17,10 +17,11 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
         #[allow(non_local_definitions, clippy::all)]
         const _: () = {
             use ::datastore::__private::diesel;
-            use diesel::internal::derives::as_expression::Bound;
+            use diesel::dsl::AsExprOf;
+            use diesel::expression::AsExpression;
             use diesel::sql_types::{Nullable, Text};
 
-            impl ::datastore::DbEnum for #ident {
+            impl ::datastore::__private::DbEnum for #ident {
                 const VARIANTS: &'static [&'static str] = &[#(#names),*];
 
                 fn as_str(&self) -> &'static str {
@@ -37,41 +38,42 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                 }
             }
 
-            impl ::datastore::FieldType for #ident {
+            impl ::datastore::__private::FieldType for #ident {
                 type SqlType = Text;
-                const COLUMN: ::datastore::schema::ColumnType = ::datastore::schema::ColumnType::Enum(
+                const COLUMN: ::datastore::__private::schema::ColumnType = ::datastore::__private::schema::ColumnType::Enum(
                     ::datastore::__private::Cow::Borrowed(&[#(::datastore::__private::Cow::Borrowed(#names)),*]),
                 );
-                ::datastore::__field_type_by_ref!(|name| {
-                    <Self as ::datastore::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!(#unknown, name))
+                ::datastore::__private::field_type_by_ref!(|name| {
+                    <Self as ::datastore::__private::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!(#unknown, name))
                 });
             }
 
-            impl diesel::expression::AsExpression<Text> for #ident {
-                type Expression = Bound<Text, Self>;
+            // Bound as its stored name, a `&'static str`, through Diesel's public API.
+            impl AsExpression<Text> for #ident {
+                type Expression = AsExprOf<&'static str, Text>;
                 fn as_expression(self) -> Self::Expression {
-                    Bound::new(self)
+                    <&'static str as AsExpression<Text>>::as_expression(::datastore::__private::DbEnum::as_str(&self))
                 }
             }
 
-            impl<'a> diesel::expression::AsExpression<Text> for &'a #ident {
-                type Expression = Bound<Text, Self>;
+            impl<'a> AsExpression<Text> for &'a #ident {
+                type Expression = AsExprOf<&'static str, Text>;
                 fn as_expression(self) -> Self::Expression {
-                    Bound::new(self)
+                    <&'static str as AsExpression<Text>>::as_expression(::datastore::__private::DbEnum::as_str(self))
                 }
             }
 
-            impl diesel::expression::AsExpression<Nullable<Text>> for #ident {
-                type Expression = Bound<Nullable<Text>, Self>;
+            impl AsExpression<Nullable<Text>> for #ident {
+                type Expression = AsExprOf<&'static str, Nullable<Text>>;
                 fn as_expression(self) -> Self::Expression {
-                    Bound::new(self)
+                    <&'static str as AsExpression<Nullable<Text>>>::as_expression(::datastore::__private::DbEnum::as_str(&self))
                 }
             }
 
-            impl<'a> diesel::expression::AsExpression<Nullable<Text>> for &'a #ident {
-                type Expression = Bound<Nullable<Text>, Self>;
+            impl<'a> AsExpression<Nullable<Text>> for &'a #ident {
+                type Expression = AsExprOf<&'static str, Nullable<Text>>;
                 fn as_expression(self) -> Self::Expression {
-                    Bound::new(self)
+                    <&'static str as AsExpression<Nullable<Text>>>::as_expression(::datastore::__private::DbEnum::as_str(self))
                 }
             }
 
@@ -81,7 +83,7 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                 str: diesel::serialize::ToSql<Text, __DB>,
             {
                 fn to_sql<'b>(&'b self, out: &mut diesel::serialize::Output<'b, '_, __DB>) -> diesel::serialize::Result {
-                    <str as diesel::serialize::ToSql<Text, __DB>>::to_sql(::datastore::DbEnum::as_str(self), out)
+                    <str as diesel::serialize::ToSql<Text, __DB>>::to_sql(::datastore::__private::DbEnum::as_str(self), out)
                 }
             }
 
@@ -92,7 +94,7 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
             {
                 fn from_sql(value: <__DB as diesel::backend::Backend>::RawValue<'_>) -> diesel::deserialize::Result<Self> {
                     let name = <::std::string::String as diesel::deserialize::FromSql<Text, __DB>>::from_sql(value)?;
-                    <Self as ::datastore::DbEnum>::from_name(&name)
+                    <Self as ::datastore::__private::DbEnum>::from_name(&name)
                         .ok_or_else(|| ::std::format!(#unknown, name).into())
                 }
             }

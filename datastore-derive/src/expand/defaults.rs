@@ -10,13 +10,15 @@ use crate::parse::{Default, DefaultValue, Model};
 pub fn value(default: &Default) -> TokenStream {
     let cow = quote!(::datastore::__private::Cow::Borrowed);
     match &default.value {
-        DefaultValue::Integer(n) => quote!(::datastore::schema::ColumnDefault::Integer(#n)),
-        DefaultValue::Real(text) => {
-            quote!(::datastore::schema::ColumnDefault::Real(#cow(#text)))
+        DefaultValue::Integer(n) => {
+            quote!(::datastore::__private::schema::ColumnDefault::Integer(#n))
         }
-        DefaultValue::Bool(b) => quote!(::datastore::schema::ColumnDefault::Bool(#b)),
+        DefaultValue::Real(text) => {
+            quote!(::datastore::__private::schema::ColumnDefault::Real(#cow(#text)))
+        }
+        DefaultValue::Bool(b) => quote!(::datastore::__private::schema::ColumnDefault::Bool(#b)),
         DefaultValue::Text(text) => {
-            quote!(::datastore::schema::ColumnDefault::Text(#cow(#text)))
+            quote!(::datastore::__private::schema::ColumnDefault::Text(#cow(#text)))
         }
     }
 }
@@ -37,7 +39,7 @@ pub fn checks(model: &Model) -> TokenStream {
         );
         Some(quote_spanned! {default.span=>
             const _: () = {
-                let column = <#ty as ::datastore::FieldType>::COLUMN;
+                let column = <#ty as ::datastore::__private::FieldType>::COLUMN;
                 let fits = #value.fits(&column);
                 // A column type may own its enum's names: not dropped at compile time.
                 ::core::mem::forget(column);

@@ -30,12 +30,12 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = fk_key(target, &this, relation.foreign_key.as_ref());
                 let children = quote! {
-                    ::datastore::relations::graph::save_children::<Self, #target, { #fk }, #conn>(conn, ::datastore::Model::key(&saved), rows)?
+                    ::datastore::__private::graph::save_children::<Self, #target, { #fk }, #conn>(conn, ::datastore::__private::Model::key(&saved), rows)?
                 };
                 if relation.kind == RelationKind::HasMany {
-                    quote!(::datastore::relations::HasMany::loaded(#children))
+                    quote!(::datastore::__private::HasMany::loaded(#children))
                 } else {
-                    quote!(::datastore::relations::HasOne::loaded(::core::iter::IntoIterator::into_iter(#children).next()))
+                    quote!(::datastore::__private::HasOne::loaded(::core::iter::IntoIterator::into_iter(#children).next()))
                 }
             }
             RelationKind::ManyToMany => {
@@ -43,8 +43,8 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
                 let fk_this = fk_key(through, &this, None);
                 let fk_target = fk_key(through, target, None);
                 quote! {
-                    ::datastore::relations::ManyToMany::loaded(
-                        ::datastore::relations::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, ::datastore::Model::key(&saved), rows)?
+                    ::datastore::__private::ManyToMany::loaded(
+                        ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, ::datastore::__private::Model::key(&saved), rows)?
                     )
                 }
             }
@@ -56,12 +56,12 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
         });
     }
     let body = if takes.is_empty() {
-        quote!(<Self as ::datastore::Persist<#conn>>::save(self, conn))
+        quote!(<Self as ::datastore::__private::Persist<#conn>>::save(self, conn))
     } else {
         quote! {
             #(#takes)*
             diesel::Connection::transaction(conn, |conn| {
-                let mut saved = <Self as ::datastore::Persist<#conn>>::save(self, conn)?;
+                let mut saved = <Self as ::datastore::__private::Persist<#conn>>::save(self, conn)?;
                 #(#stores)*
                 ::core::result::Result::Ok(saved)
             })
@@ -70,7 +70,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
     quote! {
         impl ::datastore::__private::SaveGraph<#conn> for #ident {
             #[allow(unused_mut)]
-            fn save_graph(mut self, conn: &mut #conn) -> ::datastore::Result<Self> {
+            fn save_graph(mut self, conn: &mut #conn) -> ::datastore::__private::Result<Self> {
                 #body
             }
         }

@@ -14,7 +14,7 @@ pub fn insertable(model: &Model) -> TokenStream {
             .iter()
             .map(|f| {
                 let (column, ty) = (f.ident, f.ty);
-                quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
+                quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::__private::FieldType>::Bind<'a>>)
             })
             .collect()
     };
@@ -70,7 +70,7 @@ pub fn assignments(
         .iter()
         .map(|f| {
             let column = f.ident;
-            quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::FieldType::bind(&#row.#column)))
+            quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::__private::FieldType::bind(&#row.#column)))
         })
         .collect()
 }

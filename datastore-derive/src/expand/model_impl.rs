@@ -25,7 +25,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
     // The key the database assigns: its field.
     let assigned = (model.key.kind == KeyKind::Assigned).then(|| key_fields[0].ident);
     let has_unassigned_key = match assigned {
-        Some(f) => quote!(::datastore::KeyColumn::is_unassigned(&self.#f)),
+        Some(f) => quote!(::datastore::__private::KeyColumn::is_unassigned(&self.#f)),
         None => quote!(false),
     };
     let assign_key = match assigned {
@@ -46,10 +46,10 @@ pub fn model_impl(model: &Model) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         quote_spanned! {ty.span()=>
-            ::datastore::schema::Column {
+            ::datastore::__private::schema::Column {
                 name: ::datastore::__private::Cow::Borrowed(#column_name),
-                ty: <#ty as ::datastore::FieldType>::COLUMN,
-                nullable: <#ty as ::datastore::FieldType>::NULLABLE,
+                ty: <#ty as ::datastore::__private::FieldType>::COLUMN,
+                nullable: <#ty as ::datastore::__private::FieldType>::NULLABLE,
                 unique: #unique,
                 generated: #generated,
                 default: #default,
@@ -73,13 +73,13 @@ pub fn model_impl(model: &Model) -> TokenStream {
                     OnDelete::Restrict => quote!(Restrict),
                     OnDelete::SetNull => quote!(SetNull),
                 };
-                quote!(::core::option::Option::Some(::datastore::schema::OnDelete::#action))
+                quote!(::core::option::Option::Some(::datastore::__private::schema::OnDelete::#action))
             }
         };
         quote_spanned! {parent.span()=>
-            ::datastore::schema::BelongsTo {
+            ::datastore::__private::schema::BelongsTo {
                 column: #column_name,
-                parent: ::datastore::schema::ModelRef::of::<#parent>(),
+                parent: ::datastore::__private::schema::ModelRef::of::<#parent>(),
                 on_delete: #on_delete,
                 optional: #optional,
             }
@@ -91,9 +91,9 @@ pub fn model_impl(model: &Model) -> TokenStream {
         .map(|(i, (field, belongs_to))| {
             let f = field.ident;
             if belongs_to.optional {
-                quote!(#i => self.#f.as_ref().map(|key| key as &dyn ::datastore::KeyValue),)
+                quote!(#i => self.#f.as_ref().map(|key| key as &dyn ::datastore::__private::KeyValue),)
             } else {
-                quote!(#i => ::core::option::Option::Some(&self.#f as &dyn ::datastore::KeyValue),)
+                quote!(#i => ::core::option::Option::Some(&self.#f as &dyn ::datastore::__private::KeyValue),)
             }
         });
 
@@ -101,7 +101,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let column = field.column_name();
         let index = format!("idx_{table_name}_{column}");
         quote! {
-            ::datastore::schema::Index {
+            ::datastore::__private::schema::Index {
                 name: ::datastore::__private::Cow::Borrowed(#index),
                 columns: ::datastore::__private::Cow::Borrowed(&[::datastore::__private::Cow::Borrowed(#column)]),
                 unique: false,
@@ -119,7 +119,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let target = &relation.target;
         let through = match &relation.through {
             Some(t) => {
-                quote!(::core::option::Option::Some(::datastore::schema::ModelRef::of::<#t>()))
+                quote!(::core::option::Option::Some(::datastore::__private::schema::ModelRef::of::<#t>()))
             }
             None => quote!(::core::option::Option::None),
         };
@@ -131,10 +131,10 @@ pub fn model_impl(model: &Model) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         quote! {
-            ::datastore::schema::Relation {
+            ::datastore::__private::schema::Relation {
                 field: #field_name,
-                kind: ::datastore::schema::RelationKind::#kind,
-                target: ::datastore::schema::ModelRef::of::<#target>(),
+                kind: ::datastore::__private::schema::RelationKind::#kind,
+                target: ::datastore::__private::schema::ModelRef::of::<#target>(),
                 through: #through,
                 foreign_key: #foreign_key,
             }
@@ -161,8 +161,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let (f, ty) = (field.ident, field.ty);
         let name = field.column_name();
         quote! {
-            let #f = <#ty as ::datastore::FieldType>::from_raw(
-                values.next().unwrap_or(::datastore::observe::RawValueRef::Null),
+            let #f = <#ty as ::datastore::__private::FieldType>::from_raw(
+                values.next().unwrap_or(::datastore::__private::RawValueRef::Null),
             )
             .map_err(|e| ::std::format!("{}.{}: {}", #table_name, #name, e))?;
         }
@@ -186,7 +186,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         Some(quote!((#name, #previous)))
     });
     let renames = quote! {
-        ::datastore::schema::Renames {
+        ::datastore::__private::schema::Renames {
             table: #renamed_table,
             columns: &[#(#renamed_columns),*],
         }
@@ -194,31 +194,31 @@ pub fn model_impl(model: &Model) -> TokenStream {
 
     quote! {
         #defaults_fit
-        static __COLUMNS: &[::datastore::schema::Column] = &[#(#columns),*];
-        static __INDEXES: &[::datastore::schema::Index] = &[#(#indexes),*];
-        static __BELONGS_TO: &[::datastore::schema::BelongsTo] = &[#(#belongs_to_decls),*];
-        static __RELATIONS: &[::datastore::schema::Relation] = &[#(#relations),*];
-        static __DECLARATION: ::datastore::schema::ModelDeclaration = ::datastore::schema::ModelDeclaration::new(
-            ::datastore::schema::ModelRef::of::<#ident>(),
+        static __COLUMNS: &[::datastore::__private::schema::Column] = &[#(#columns),*];
+        static __INDEXES: &[::datastore::__private::schema::Index] = &[#(#indexes),*];
+        static __BELONGS_TO: &[::datastore::__private::schema::BelongsTo] = &[#(#belongs_to_decls),*];
+        static __RELATIONS: &[::datastore::__private::schema::Relation] = &[#(#relations),*];
+        static __DECLARATION: ::datastore::__private::schema::ModelDeclaration = ::datastore::__private::schema::ModelDeclaration::new(
+            ::datastore::__private::schema::ModelRef::of::<#ident>(),
             #name,
             #table_name,
             &[#(#key_names),*],
-            ::datastore::schema::KeyKind::#key_kind,
+            ::datastore::__private::schema::KeyKind::#key_kind,
             __COLUMNS,
             __INDEXES,
-            ::datastore::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
+            ::datastore::__private::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
             __BELONGS_TO,
             __RELATIONS,
             #renames,
         );
 
-        impl ::datastore::Model for #ident {
+        impl ::datastore::__private::Model for #ident {
             type Table = #table::table;
             const NAME: &'static str = #name;
             const TABLE_NAME: &'static str = #table_name;
             type Key = #key_type;
 
-            fn declaration() -> &'static ::datastore::schema::ModelDeclaration {
+            fn declaration() -> &'static ::datastore::__private::schema::ModelDeclaration {
                 &__DECLARATION
             }
 
@@ -234,7 +234,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
                 #assign_key
             }
 
-            fn foreign_key(&self, i: usize) -> ::core::option::Option<&dyn ::datastore::KeyValue> {
+            fn foreign_key(&self, i: usize) -> ::core::option::Option<&dyn ::datastore::__private::KeyValue> {
                 match i {
                     #(#foreign_keys)*
                     _ => ::core::option::Option::None,
@@ -242,12 +242,12 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
 
             #[allow(unused_variables)]
-            fn touch(&mut self, now: ::datastore::Timestamp) {
+            fn touch(&mut self, now: ::datastore::__private::Timestamp) {
                 #(#stamped)*
             }
 
             fn from_raw_row<'a>(
-                mut values: impl ::core::iter::Iterator<Item = ::datastore::observe::RawValueRef<'a>>,
+                mut values: impl ::core::iter::Iterator<Item = ::datastore::__private::RawValueRef<'a>>,
             ) -> ::core::result::Result<Self, ::std::string::String> {
                 #(#raw_columns)*
                 ::core::result::Result::Ok(Self { #(#raw_fields),* })

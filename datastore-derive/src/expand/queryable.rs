@@ -17,7 +17,7 @@ pub fn queryable(model: &Model) -> TokenStream {
         .iter()
         .map(|f| {
             let ty = f.ty;
-            quote_spanned!(ty.span()=> <#ty as ::datastore::FieldType>::Read)
+            quote_spanned!(ty.span()=> <#ty as ::datastore::__private::FieldType>::Read)
         })
         .collect();
     let column_idents: Vec<_> = columns.iter().map(|f| f.ident).collect();
@@ -29,7 +29,7 @@ pub fn queryable(model: &Model) -> TokenStream {
             FieldKind::Column(_) => {
                 let i = syn::Index::from(index);
                 index += 1;
-                quote!(#name: ::datastore::FieldType::read(row.#i))
+                quote!(#name: ::datastore::__private::FieldType::read(row.#i))
             }
             FieldKind::Relation(_) => quote!(#name: ::core::default::Default::default()),
         }

@@ -14,9 +14,9 @@ pub fn fk_key(child: &Path, parent: &Path, named: Option<&Ident>) -> TokenStream
     match named {
         Some(field) => {
             let field = field.to_string();
-            quote!(::datastore::relations::fk_key(#field))
+            quote!(::datastore::__private::fk_key(#field))
         }
-        None => quote!(<#child as ::datastore::relations::ForeignKeysTo<#parent>>::FIRST),
+        None => quote!(<#child as ::datastore::__private::ForeignKeysTo<#parent>>::FIRST),
     }
 }
 
@@ -38,7 +38,7 @@ fn assert_unambiguous(
     );
     quote_spanned! {child.span()=>
         const _: () = ::datastore::__private::assert_unambiguous(
-            <#child as ::datastore::relations::ForeignKeysTo<#parent>>::COUNT,
+            <#child as ::datastore::__private::ForeignKeysTo<#parent>>::COUNT,
             #message,
         );
     }
@@ -77,7 +77,7 @@ pub fn child_side(model: &Model) -> TokenStream {
 
         let f = field.ident;
         let field_name = field.column_name();
-        let fk = quote!({ ::datastore::relations::fk_key(#field_name) });
+        let fk = quote!({ ::datastore::__private::fk_key(#field_name) });
         let stem = field_name
             .strip_suffix("_id")
             .unwrap_or(&field_name)
@@ -98,10 +98,10 @@ pub fn child_side(model: &Model) -> TokenStream {
         };
         let find_parent = |key: TokenStream| {
             quote! {
-                <#parent as ::datastore::Persist<__C>>::find(conn, #key)?.ok_or_else(|| {
-                    ::datastore::Error::NotFound {
-                        table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
-                        key: ::datastore::KeyValue::describe(#key),
+                <#parent as ::datastore::__private::Persist<__C>>::find(conn, #key)?.ok_or_else(|| {
+                    ::datastore::__private::Error::NotFound {
+                        table: <#parent as ::datastore::__private::Model>::TABLE_NAME.into(),
+                        key: ::datastore::__private::KeyValue::describe(#key),
                     }
                 })
             }
@@ -110,12 +110,12 @@ pub fn child_side(model: &Model) -> TokenStream {
             if optional {
                 let found = find_parent(quote!(key));
                 (
-                    quote!(::datastore::NullableCondition),
+                    quote!(::datastore::__private::NullableCondition),
                     quote!(::core::clone::Clone::clone(&self.#f)),
                     quote!(::core::option::Option::Some(parent)),
-                    quote!(::core::option::Option::Some(::datastore::Model::key(
-                        parent
-                    ))),
+                    quote!(::core::option::Option::Some(
+                        ::datastore::__private::Model::key(parent)
+                    )),
                     quote!(::core::option::Option<#parent>),
                     quote! {
                         match &self.#f {
@@ -126,10 +126,10 @@ pub fn child_side(model: &Model) -> TokenStream {
                 )
             } else {
                 (
-                    quote!(::datastore::NotNullCondition),
+                    quote!(::datastore::__private::NotNullCondition),
                     quote!(::core::option::Option::Some(::core::clone::Clone::clone(&self.#f))),
                     quote!(parent),
-                    quote!(::datastore::Model::key(parent)),
+                    quote!(::datastore::__private::Model::key(parent)),
                     quote!(#parent),
                     find_parent(quote!(&self.#f)),
                 )
@@ -142,7 +142,7 @@ pub fn child_side(model: &Model) -> TokenStream {
         // The key through `BelongsTo::parent_key`, whose impl already checks the field's type
         // (a mismatch is reported there once, not again here).
         let parent_key_of_self = quote! {
-            <Self as ::datastore::relations::BelongsTo<#parent, #fk>>::parent_key(self)
+            <Self as ::datastore::__private::BelongsTo<#parent, #fk>>::parent_key(self)
         };
         let getter_async_body = if optional {
             quote! {
@@ -151,7 +151,7 @@ pub fn child_side(model: &Model) -> TokenStream {
                     match key {
                         ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
                         ::core::option::Option::Some(key) => {
-                            ::datastore::AsyncRepo::get::<#parent>(store, &key).await.map(::core::option::Option::Some)
+                            ::datastore::__private::AsyncRepo::get::<#parent>(store, &key).await.map(::core::option::Option::Some)
                         }
                     }
                 }
@@ -161,10 +161,10 @@ pub fn child_side(model: &Model) -> TokenStream {
                 let key = #parent_key_of_self;
                 async move {
                     match key {
-                        ::core::option::Option::Some(key) => ::datastore::AsyncRepo::get::<#parent>(store, &key).await,
+                        ::core::option::Option::Some(key) => ::datastore::__private::AsyncRepo::get::<#parent>(store, &key).await,
                         // A required parent's key is always there.
-                        ::core::option::Option::None => ::core::result::Result::Err(::datastore::Error::NotFound {
-                            table: <#parent as ::datastore::Model>::TABLE_NAME.into(),
+                        ::core::option::Option::None => ::core::result::Result::Err(::datastore::__private::Error::NotFound {
+                            table: <#parent as ::datastore::__private::Model>::TABLE_NAME.into(),
                             key: "NULL".into(),
                         }),
                     }
@@ -195,38 +195,38 @@ pub fn child_side(model: &Model) -> TokenStream {
         let same_type = quote_spanned! {ty.span()=>
             const _: fn() = || {
                 fn referenced<K: ::datastore::__private::ReferencedKey>() {}
-                referenced::<<#parent as ::datastore::Model>::Key>();
+                referenced::<<#parent as ::datastore::__private::Model>::Key>();
                 fn key_of_parent<T: ::datastore::__private::KeyOfParent<K>, K>() {}
-                key_of_parent::<#ty, <#parent as ::datastore::Model>::Key>();
+                key_of_parent::<#ty, <#parent as ::datastore::__private::Model>::Key>();
             };
         };
         out.extend(quote! {
             #same_type
 
-            impl ::datastore::relations::BelongsTo<#parent, #fk> for #ident {
+            impl ::datastore::__private::BelongsTo<#parent, #fk> for #ident {
                 const FIELD: &'static str = #field_name;
                 type Column = #table::#f;
                 type Nullability = #nullability;
 
-                fn parent_key(&self) -> ::core::option::Option<<#parent as ::datastore::Model>::Key> {
+                fn parent_key(&self) -> ::core::option::Option<<#parent as ::datastore::__private::Model>::Key> {
                     #parent_key
                 }
 
-                fn set_parent_key(&mut self, parent: <#parent as ::datastore::Model>::Key) {
+                fn set_parent_key(&mut self, parent: <#parent as ::datastore::__private::Model>::Key) {
                     self.#f = #set_parent;
                 }
             }
 
             impl #ident {
                 #[doc = #const_doc]
-                pub const #constant: ::datastore::observe::live::BelongsToRel<Self, #parent, #fk> =
-                    ::datastore::observe::live::BelongsToRel::new(#stem);
+                pub const #constant: ::datastore::__private::BelongsToRel<Self, #parent, #fk> =
+                    ::datastore::__private::BelongsToRel::new(#stem);
 
                 #[doc = #getter_doc]
-                pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::Result<#getter_type>
+                pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::__private::Result<#getter_type>
                 where
                     __C: diesel::Connection,
-                    #parent: ::datastore::Persist<__C>,
+                    #parent: ::datastore::__private::Persist<__C>,
                 {
                     #getter_body
                 }
@@ -235,11 +235,11 @@ pub fn child_side(model: &Model) -> TokenStream {
                 pub fn #getter_async<'__s, __R, __C>(
                     &self,
                     store: &'__s __R,
-                ) -> impl ::core::future::Future<Output = ::datastore::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R, __C>
+                ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    #parent: ::datastore::Persist<__C>, {
+    #parent: ::datastore::__private::Persist<__C>, {
                     #getter_async_body
                 }
 
@@ -250,11 +250,11 @@ pub fn child_side(model: &Model) -> TokenStream {
                 }
 
                 #[doc = #where_doc]
-                pub fn #where_<__P>(predicate: __P) -> ::datastore::relations::ParentWhere<Self, #parent, #fk, __P>
+                pub fn #where_<__P>(predicate: __P) -> ::datastore::__private::ParentWhere<Self, #parent, #fk, __P>
                 where
-                    #parent: ::datastore::relations::SelectKeys<__P>,
+                    #parent: ::datastore::__private::SelectKeys<__P>,
                 {
-                    ::datastore::relations::parent_where::<Self, #parent, #fk, __P>(predicate)
+                    ::datastore::__private::parent_where::<Self, #parent, #fk, __P>(predicate)
                 }
             }
         });
@@ -263,9 +263,9 @@ pub fn child_side(model: &Model) -> TokenStream {
         let count = fields.len();
         let first = fields[0].column_name();
         out.extend(quote! {
-            impl ::datastore::relations::ForeignKeysTo<#parent> for #ident {
+            impl ::datastore::__private::ForeignKeysTo<#parent> for #ident {
                 const COUNT: usize = #count;
-                const FIRST: u64 = ::datastore::relations::fk_key(#first);
+                const FIRST: u64 = ::datastore::__private::fk_key(#first);
             }
         });
     }
@@ -342,7 +342,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
                     // at the name.
                     Some(named) => out.extend(quote_spanned! {named.span()=>
                         const _: fn() = || {
-                            fn named_foreign_key<T: ::datastore::relations::BelongsTo<#this, { #fk }>>() {}
+                            fn named_foreign_key<T: ::datastore::__private::BelongsTo<#this, { #fk }>>() {}
                             named_foreign_key::<#target>();
                         };
                     }),
@@ -351,43 +351,43 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
                     (
                         quote!(::std::vec::Vec<#target>),
-                        quote!(::datastore::relations::load::children::<#args>(conn, &__key)),
-                        quote!(::datastore::relations::load::eager_has_many::<#args>),
+                        quote!(::datastore::__private::load::children::<#args>(conn, &__key)),
+                        quote!(::datastore::__private::load::eager_has_many::<#args>),
                     )
                 } else {
                     (
                         quote!(::core::option::Option<#target>),
                         quote!(::core::result::Result::Ok(
-                            ::datastore::relations::load::children::<#args>(conn, &__key)?
+                            ::datastore::__private::load::children::<#args>(conn, &__key)?
                                 .into_iter()
                                 .next()
                         )),
-                        quote!(::datastore::relations::load::eager_has_one::<#args>),
+                        quote!(::datastore::__private::load::eager_has_one::<#args>),
                     )
                 };
                 out.extend(live_const(
                     ident,
                     field,
                     if relation.kind == RelationKind::HasMany {
-                        quote!(::datastore::observe::live::HasManyRel<Self, #target, { #fk }>)
+                        quote!(::datastore::__private::HasManyRel<Self, #target, { #fk }>)
                     } else {
-                        quote!(::datastore::observe::live::HasOneRel<Self, #target, { #fk }>)
+                        quote!(::datastore::__private::HasOneRel<Self, #target, { #fk }>)
                     },
                     if relation.kind == RelationKind::HasMany {
-                        quote!(::datastore::relations::HasMany<#named_target>)
+                        quote!(::datastore::__private::HasMany<#named_target>)
                     } else {
-                        quote!(::datastore::relations::HasOne<#named_target>)
+                        quote!(::datastore::__private::HasOne<#named_target>)
                     },
                 ));
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
-                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::Result<#lazy_type>
+                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::__private::Result<#lazy_type>
                         where
                             __C: diesel::Connection,
-                            #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
+                            #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>,
                         {
-                            let __key = ::datastore::Model::key(self);
+                            let __key = ::datastore::__private::Model::key(self);
                             #lazy_body
                         }
 
@@ -395,25 +395,25 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #f_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
-                            let __key = ::datastore::Model::key(self);
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| #lazy_body)
+    #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>, {
+                            let __key = ::datastore::__private::Model::key(self);
+                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| #lazy_body)
                         }
 
                         #[doc = #load_async_doc]
                         pub fn #load_async<'__s, __R, __C>(
                             store: &'__s __R,
                             rows: ::std::vec::Vec<Self>,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+    #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>, {
+                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
                                 let mut rows = rows;
                                 Self::#load(conn, rows.iter_mut())?;
                                 ::core::result::Result::Ok(rows)
@@ -424,20 +424,20 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #load<'a, __C>(
                             conn: &mut __C,
                             rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                        ) -> ::datastore::Result<()>
+                        ) -> ::datastore::__private::Result<()>
                         where
                             __C: diesel::Connection,
-                            #target: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
+                            #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>,
                         {
                             #eager(conn, rows, |row| &mut row.#f)
                         }
 
                         #[doc = #having_doc]
-                        pub fn #having<__P>(predicate: __P) -> ::datastore::relations::Having<Self, #target, { #fk }, __P>
+                        pub fn #having<__P>(predicate: __P) -> ::datastore::__private::Having<Self, #target, { #fk }, __P>
                         where
-                            #target: ::datastore::relations::SelectForeignKeys<Self, { #fk }, __P>,
+                            #target: ::datastore::__private::SelectForeignKeys<Self, { #fk }, __P>,
                         {
-                            ::datastore::relations::having::<Self, #target, { #fk }, __P>(predicate)
+                            ::datastore::__private::having::<Self, #target, { #fk }, __P>(predicate)
                         }
                     }
                 });
@@ -460,24 +460,24 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             pub fn #load_tree<'a, __C>(
                                 conn: &mut __C,
                                 rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                            ) -> ::datastore::Result<()>
+                            ) -> ::datastore::__private::Result<()>
                             where
                                 __C: diesel::Connection,
-                                Self: ::datastore::relations::ChildOf<Self, { #fk }, __C>,
+                                Self: ::datastore::__private::ChildOf<Self, { #fk }, __C>,
                             {
-                                ::datastore::relations::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
+                                ::datastore::__private::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
                             }
 
                             #[doc = #tree_async_doc]
                             pub fn #load_tree_async<'__s, __R, __C>(
                                 store: &'__s __R,
                                 rows: ::std::vec::Vec<Self>,
-                            ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+                            ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    Self: ::datastore::relations::ChildOf<Self, { #fk }, __C>, {
-                                ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+    Self: ::datastore::__private::ChildOf<Self, { #fk }, __C>, {
+                                ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
                                     let mut rows = rows;
                                     Self::#load_tree(conn, rows.iter_mut())?;
                                     ::core::result::Result::Ok(rows)
@@ -514,38 +514,38 @@ pub fn parent_side(model: &Model) -> TokenStream {
                 out.extend(live_const(
                     ident,
                     field,
-                    quote!(::datastore::observe::live::ManyToManyRel<Self, #through, #target, { #fk_this }, { #fk_target }>),
-                    quote!(::datastore::relations::ManyToMany<#named_target>),
+                    quote!(::datastore::__private::ManyToManyRel<Self, #through, #target, { #fk_this }, { #fk_target }>),
+                    quote!(::datastore::__private::ManyToMany<#named_target>),
                 ));
                 let args = quote!(Self, #through, #target, { #fk_this }, { #fk_target }, __C);
                 let bounds = quote! {
                     __C: diesel::Connection,
-                    #target: ::datastore::Persist<__C> + ::core::clone::Clone,
-                    #through: ::datastore::relations::ChildOf<Self, { #fk_this }, __C>
-                        + ::datastore::relations::ChildOf<#target, { #fk_target }, __C>,
+                    #target: ::datastore::__private::Persist<__C> + ::core::clone::Clone,
+                    #through: ::datastore::__private::ChildOf<Self, { #fk_this }, __C>
+                        + ::datastore::__private::ChildOf<#target, { #fk_target }, __C>,
                 };
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
-                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::Result<::std::vec::Vec<#target>>
+                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::__private::Result<::std::vec::Vec<#target>>
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::linked::<#args>(conn, &::datastore::Model::key(self))
+                            ::datastore::__private::load::linked::<#args>(conn, &::datastore::__private::Model::key(self))
                         }
 
                         #[doc = #lazy_async_doc]
                         pub fn #f_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            let __key = ::datastore::Model::key(self);
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
-                                ::datastore::relations::load::linked::<#args>(conn, &__key)
+                            let __key = ::datastore::__private::Model::key(self);
+                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
+                                ::datastore::__private::load::linked::<#args>(conn, &__key)
                             })
                         }
 
@@ -553,12 +553,12 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #load_async<'__s, __R, __C>(
                             store: &'__s __R,
                             rows: ::std::vec::Vec<Self>,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
+                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
                                 let mut rows = rows;
                                 Self::#load(conn, rows.iter_mut())?;
                                 ::core::result::Result::Ok(rows)
@@ -570,15 +570,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             &self,
                             store: &'__s __R,
                             other: &#target,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<#through>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<#through>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            let __this = ::datastore::Model::key(self);
-                            let __other = ::datastore::Model::key(other);
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
-                                ::datastore::relations::load::link::<#args>(conn, &__this, &__other)
+                            let __this = ::datastore::__private::Model::key(self);
+                            let __other = ::datastore::__private::Model::key(other);
+                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
+                                ::datastore::__private::load::link::<#args>(conn, &__this, &__other)
                             })
                         }
 
@@ -587,15 +587,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             &self,
                             store: &'__s __R,
                             other: &#target,
-                        ) -> impl ::core::future::Future<Output = ::datastore::Result<usize>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<usize>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::AsyncRepo<Conn = __C>,
+    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            let __this = ::datastore::Model::key(self);
-                            let __other = ::datastore::Model::key(other);
-                            ::datastore::AsyncRepo::run(store, move |conn: &mut __C| {
-                                ::datastore::relations::load::unlink::<#args>(conn, &__this, &__other)
+                            let __this = ::datastore::__private::Model::key(self);
+                            let __other = ::datastore::__private::Model::key(other);
+                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
+                                ::datastore::__private::load::unlink::<#args>(conn, &__this, &__other)
                             })
                         }
 
@@ -603,40 +603,40 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #load<'a, __C>(
                             conn: &mut __C,
                             rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                        ) -> ::datastore::Result<()>
+                        ) -> ::datastore::__private::Result<()>
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::eager_many_to_many::<#args>(conn, rows, |row| &mut row.#f)
+                            ::datastore::__private::load::eager_many_to_many::<#args>(conn, rows, |row| &mut row.#f)
                         }
 
                         #[doc = #link_doc]
-                        pub fn #link<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::Result<#through>
+                        pub fn #link<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::__private::Result<#through>
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::link::<#args>(conn, &::datastore::Model::key(self), &::datastore::Model::key(other))
+                            ::datastore::__private::load::link::<#args>(conn, &::datastore::__private::Model::key(self), &::datastore::__private::Model::key(other))
                         }
 
                         #[doc = #unlink_doc]
-                        pub fn #unlink<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::Result<usize>
+                        pub fn #unlink<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::__private::Result<usize>
                         where
                             #bounds
                         {
-                            ::datastore::relations::load::unlink::<#args>(conn, &::datastore::Model::key(self), &::datastore::Model::key(other))
+                            ::datastore::__private::load::unlink::<#args>(conn, &::datastore::__private::Model::key(self), &::datastore::__private::Model::key(other))
                         }
 
                         #[doc = #having_doc]
-                        pub fn #having<__P>(predicate: __P) -> ::datastore::relations::LinkedWhere<Self, #through, #target, { #fk_this }, { #fk_target }, __P>
+                        pub fn #having<__P>(predicate: __P) -> ::datastore::__private::LinkedWhere<Self, #through, #target, { #fk_this }, { #fk_target }, __P>
                         where
-                            #target: ::datastore::relations::SelectKeys<__P>,
-                            #through: ::datastore::relations::SelectForeignKeys<
+                            #target: ::datastore::__private::SelectKeys<__P>,
+                            #through: ::datastore::__private::SelectForeignKeys<
                                 Self,
                                 { #fk_this },
-                                ::datastore::relations::ParentWhere<#through, #target, { #fk_target }, __P>,
+                                ::datastore::__private::ParentWhere<#through, #target, { #fk_target }, __P>,
                             >,
                         {
-                            ::datastore::relations::linked_where::<Self, #through, #target, { #fk_this }, { #fk_target }, __P>(predicate)
+                            ::datastore::__private::linked_where::<Self, #through, #target, { #fk_this }, { #fk_target }, __P>(predicate)
                         }
                     }
                 });

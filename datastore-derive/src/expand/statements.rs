@@ -20,7 +20,7 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
         .iter()
         .map(|f| {
             let ty = f.ty;
-            quote_spanned!(ty.span()=> <#ty as ::datastore::FieldType>::Bind<'a>)
+            quote_spanned!(ty.span()=> <#ty as ::datastore::__private::FieldType>::Bind<'a>)
         })
         .collect();
     let sql_types: Vec<_> = columns
@@ -32,7 +32,7 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
         .collect();
     let values = columns.iter().map(|f| {
         let f = f.ident;
-        quote!(::datastore::FieldType::bind(&row.#f))
+        quote!(::datastore::__private::FieldType::bind(&row.#f))
     });
     let walk = sql_types.iter().enumerate().map(|(i, sql_type)| {
         let index = syn::Index::from(i);
@@ -70,7 +70,7 @@ fn assignments_type(model: &Model, columns: &[&Field]) -> TokenStream {
     let table = &model.table;
     let types = columns.iter().map(|f| {
         let (column, ty) = (f.ident, f.ty);
-        quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::FieldType>::Bind<'a>>)
+        quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::__private::FieldType>::Bind<'a>>)
     });
     quote!((#(#types,)*))
 }
@@ -145,7 +145,7 @@ pub fn statements(model: &Model) -> TokenStream {
             let key = key_field.ident;
             let key_field_type = key_field.ty;
             let returning_keys = quote! {
-                ::datastore::__private::ReturningKeys<<#key_field_type as ::datastore::FieldType>::SqlType>
+                ::datastore::__private::ReturningKeys<<#key_field_type as ::datastore::__private::FieldType>::SqlType>
             };
             let insert_unkeyed = quote! {
                 let statement = ::datastore::__private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
@@ -210,7 +210,7 @@ pub fn statements(model: &Model) -> TokenStream {
         ),
     };
 
-    let predicate = quote!(::datastore::Predicate<Self, __C>);
+    let predicate = quote!(::datastore::__private::Predicate<Self, __C>);
     let boxed = quote!(#table::BoxedQuery<'static, __C::Backend>);
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
 

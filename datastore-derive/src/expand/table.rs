@@ -58,7 +58,7 @@ fn non_null_sql_type(ty: &Type) -> TokenStream {
         }
         Some(Known::Datastore(name)) => {
             let name = syn::Ident::new(name, ty.span());
-            quote! { ::datastore::sql_types::#name }
+            quote! { ::datastore::__private::sql_types::#name }
         }
         None => quote! { diesel::sql_types::Text },
     }

@@ -36,9 +36,9 @@ use diesel::sql_types::{Bool, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::super::{Batch, Columns, Op, RawChange, Shape};
-use super::libpq::ReplicationConn;
 use super::pgoutput::{self, Frame, Message, Tuple, Value};
 use super::{decode, Outlet};
+use crate::ffi::libpq::ReplicationConn;
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
@@ -266,12 +266,13 @@ impl LogicalListener {
     /// Connects, creates the temporary slot and starts streaming it, then runs on a thread
     /// of its own until the store is gone or the connection breaks.
     pub fn start(url: &str, channel: &str, outlet: Outlet) -> Result<()> {
-        let control = PgConnection::establish(url).map_err(|e| Error::connection(url, e))?;
+        let control = PgConnection::establish(url)
+            .map_err(|e| Error::connection(url, crate::ConnectionFailure::Driver, e))?;
         let hash = channel.trim_start_matches(super::CHANNEL_PREFIX);
         // Named as the trigger feed's listener, so that it can be told apart in
         // `pg_stat_activity` (and ended) the same way.
         let name = format!("datastore listener {hash}");
-        let failed = |e: String| Error::connection(url, e);
+        let failed = |e: String| Error::connection(url, crate::ConnectionFailure::Driver, e);
         let mut stream =
             ReplicationConn::connect(&replication_conninfo(url, &name)).map_err(failed)?;
         // Values are rendered in the walsender with these settings, as the trigger feed
@@ -566,7 +567,7 @@ impl LogicalListener {
         let segment = std::mem::take(&mut self.segment);
         self.batch
             .changes
-            .extend(super::super::connection::in_delivery_order(segment));
+            .extend(super::super::sqlite::in_delivery_order(segment));
     }
 
     /// The transaction received is committed: held until it is visible.

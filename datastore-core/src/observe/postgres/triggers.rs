@@ -369,6 +369,12 @@ pub(super) fn remove_changes(
 mod tests {
     use super::dollar_quoted;
 
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+
+    use super::super::catalog::Name;
+    use super::{changes_table, remove_changes, setup_sql};
+
     #[test]
     fn a_body_is_quoted_with_a_tag_it_does_not_hold() {
         assert_eq!(dollar_quoted("x"), "$datastore$x$datastore$");
@@ -376,5 +382,48 @@ mod tests {
             dollar_quoted("a $datastore$ b"),
             "$datastore_$a $datastore$ b$datastore_$"
         );
+    }
+
+    /// On the server `DATASTORE_POSTGRES_URL` names, if any, in a schema of the test's own.
+    #[test]
+    fn cleanup_removes_old_changes_of_transactions_that_had_ended_only() {
+        let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
+            return;
+        };
+        let mut conn = PgConnection::establish(&url).unwrap();
+        let schema = format!("datastore_cleanup_{}", uuid::Uuid::new_v4().simple());
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}; {}", setup_sql(&schema)))
+            .unwrap();
+        let changes = changes_table(&schema);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.batch_execute(&format!(
+                "INSERT INTO {changes} (payload, token, xid, table_name, horizon, created_at) VALUES \
+                 ('a', gen_random_uuid(), 5, 't', NULL, now() - interval '1 hour'), \
+                 ('b', gen_random_uuid(), 12, 't', NULL, now() - interval '1 hour'), \
+                 ('c', gen_random_uuid(), 3, 't', NULL, now()), \
+                 ('h', gen_random_uuid(), 11, 't', 10, now() - interval '20 minutes'), \
+                 ('n', gen_random_uuid(), 13, 't', 12, now()); \
+                 INSERT INTO {changes} (payload, created_at) VALUES \
+                 ('old', now() - interval '1 hour'), ('recent', now())"
+            ))
+            .unwrap();
+            // By the horizon recorded 20 minutes ago (not the one recorded now), 5 had ended,
+            // 12 and 11 had not; c is too recent; a row without a transaction goes by age.
+            assert_eq!(
+                remove_changes(&mut conn, &changes, 1).unwrap(),
+                1,
+                "a batch"
+            );
+            assert_eq!(remove_changes(&mut conn, &changes, 100).unwrap(), 1);
+            let left: Vec<Name> = diesel::sql_query(format!(
+                "SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"
+            ))
+            .load(&mut conn)
+            .unwrap();
+            assert_eq!(left[0].name, "b,c,h,n,recent");
+        }));
+        conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        result.unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! A logical replication connection, through libpq (the library Diesel's PostgreSQL backend is
 //! built on, bundled): Diesel does not speak the replication protocol, so the change feed
-//! reaches libpq's C API here, and only here. Everything outside this file is safe code.
+//! reaches libpq's C API here, and only here.
 //!
 //! The connection runs a few commands (`SET`, `CREATE_REPLICATION_SLOT`), then
 //! `START_REPLICATION`, after which it exchanges `CopyData` messages both ways: the server's
@@ -19,10 +19,10 @@ use pq_sys::{
 };
 
 /// Why the connection cannot go on: libpq's message.
-pub(super) type Failure = String;
+pub(crate) type Failure = String;
 
 /// A connection opened with `replication=database`.
-pub(super) struct ReplicationConn {
+pub(crate) struct ReplicationConn {
     conn: NonNull<PGconn>,
 }
 
@@ -196,7 +196,7 @@ impl Drop for OwnedResult {
 }
 
 /// One copy-data message from the server, in libpq's buffer (freed when dropped).
-pub(super) struct CopyData {
+pub(crate) struct CopyData {
     ptr: NonNull<u8>,
     len: usize,
 }

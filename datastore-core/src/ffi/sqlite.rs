@@ -1,18 +1,19 @@
-//! The one place that calls SQLite's C API: finding a new connection's handle, and installing
-//! the hooks observe is built on. Every `unsafe` block of the crate is here.
+//! SQLite's C API: finding a new connection's handle, and installing the hooks observe is
+//! built on (what they capture is recorded by `observe/sqlite.rs`).
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Once;
+use std::time::Duration;
 
 use libsqlite3_sys as sqlite;
 
-use super::connection::ConnObserver;
-use super::connection::Side;
-use super::Rows;
+use crate::observe::sqlite::{ConnObserver, Side};
+use crate::observe::Rows;
 use crate::store::lost::{self, Watch};
+use crate::trace;
 
 thread_local! {
     /// The handle of the last connection opened on this thread.
@@ -141,20 +142,25 @@ struct Installed {
     db: *mut sqlite::sqlite3,
     observer: ConnObserver,
     watch: Watch,
+    /// Statements running longer are reported (`trace::slow`).
+    slow_statements: Option<Duration>,
 }
 
 /// The key of the observer in the connection's client data (which SQL cannot reach or
 /// replace, unlike a function or a module).
 const CLIENT_DATA: &CStr = c"datastore::observe";
 
-/// Installs the hooks that feed `observer`, which lives until the connection closes.
-pub(crate) fn install(handle: Handle, observer: ConnObserver) {
+/// Installs the hooks that feed `observer`, which lives until the connection closes, and
+/// report the connection's statements through `tracing` (those slower than `slow_statements`
+/// as such).
+pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: Option<Duration>) {
     let db = handle.0;
     let watch = Watch::new(observer.store_id());
     let ctx = Box::into_raw(Box::new(Installed {
         db,
         observer,
         watch,
+        slow_statements,
     })) as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
     // stays valid until SQLite calls `release` as the connection closes; `release` removes
@@ -325,6 +331,9 @@ unsafe extern "C" fn on_trace(
             let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
             if event == sqlite::SQLITE_TRACE_STMT {
                 let sql = detail as *const c_char;
+                if trace::statements_enabled() {
+                    trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
+                }
                 let command = command(sql as *const u8);
                 // Only savepoint commands are read whole: reading the text of every statement
                 // would cost more than the rest of the hook.
@@ -365,6 +374,21 @@ unsafe extern "C" fn on_trace(
                     1,
                 ) > 0;
                 observer.statement_ended(stmt as usize, autocommit, reprepared);
+                // For SQLITE_TRACE_PROFILE `detail` points to the statement's running time in
+                // nanoseconds.
+                let elapsed = Duration::from_nanos(*(detail as *const u64));
+                if let Some(threshold) = installed(ctx).slow_statements {
+                    if elapsed > threshold {
+                        let sql = sqlite::sqlite3_sql(stmt as *mut sqlite::sqlite3_stmt);
+                        if !sql.is_null() {
+                            trace::slow(
+                                CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"),
+                                elapsed,
+                                threshold,
+                            );
+                        }
+                    }
+                }
             }
         }
     });

@@ -1,5 +1,6 @@
-//! One connection's view of its changes: buffered per statement and per transaction, cut back
-//! by savepoint rollbacks and failed statements, and handed to the hub once committed.
+//! Where SQLite's changes are captured: one connection's view of its changes, reported by the
+//! hooks `ffi/sqlite.rs` installs, buffered per statement and per transaction, cut back by
+//! savepoint rollbacks and failed statements, and handed to the hub once committed.
 //!
 //! SQLite's hooks alone over-report: a `ROLLBACK TO SAVEPOINT` is invisible to them, and the
 //! rows of a statement that fails half-way were reported before they were undone. So:

@@ -1,6 +1,7 @@
 use diesel::connection::Connection;
 use serde::{Deserialize, Serialize};
 
+use crate::migrate::MigrationFailure;
 use crate::model::Model;
 use crate::schema::ddl::{self, Dialect, HasDialect};
 use crate::schema::{ModelRef, Table};
@@ -173,25 +174,35 @@ impl Schema {
     /// of the schema, and that every default fits its column.
     pub fn validate(&self) -> Result<()> {
         if let Some(conflict) = self.conflicts.first() {
-            return Err(Error::Migration(conflict.clone()));
+            return Err(Error::migration(
+                None,
+                MigrationFailure::Schema(conflict.clone()),
+            ));
         }
         for table in &self.tables {
             for column in table.columns.iter() {
                 if let Some(default) = column.default.as_ref().filter(|d| !d.fits(&column.ty)) {
-                    return Err(Error::Migration(format!(
-                        "{}.{}: the default {default} does not fit a column of type {:?}",
-                        table.name, column.name, column.ty
-                    )));
+                    return Err(Error::migration(
+                        None,
+                        MigrationFailure::Schema(format!(
+                            "{}.{}: the default {default} does not fit a column of type {:?}",
+                            table.name, column.name, column.ty
+                        )),
+                    ));
                 }
             }
         }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {
                 if self.get(&fk.references).is_none() {
-                    return Err(Error::Migration(format!(
-                        "{}.{} references table {}, which is not in the schema: add its model",
-                        table.name, fk.column, fk.references
-                    )));
+                    return Err(Error::migration(
+                        None,
+                        MigrationFailure::Schema(format!(
+                            "{}.{} references table {}, which is not in the schema: add its \
+                             model",
+                            table.name, fk.column, fk.references
+                        )),
+                    ));
                 }
             }
         }

@@ -1,0 +1,78 @@
+//! What observe reads of PostgreSQL's catalog: the schema new tables go to, a table's
+//! columns, the tables it reports on, and the notification channel of a schema.
+
+use diesel::sql_types::Text;
+use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+
+use crate::{Error, Result};
+
+/// What a channel's name starts with.
+pub(super) const CHANNEL_PREFIX: &str = "datastore:";
+
+/// The notification channel of a schema's changes: `datastore:` and the md5 of its name (the
+/// trigger computes the same), short enough for PostgreSQL's 63-byte limit whatever the name.
+pub(super) fn channel(conn: &mut PgConnection, schema: &str) -> Result<String> {
+    let rows: Vec<Name> = diesel::sql_query("SELECT 'datastore:' || md5($1) AS name")
+        .bind::<Text, _>(schema)
+        .load(conn)?;
+    rows.into_iter()
+        .next()
+        .map(|r| r.name)
+        .ok_or_else(|| Error::Unsupported("md5() returned nothing".into()))
+}
+
+#[derive(QueryableByName)]
+pub(super) struct Name {
+    #[diesel(sql_type = Text)]
+    pub(super) name: String,
+}
+
+#[derive(QueryableByName)]
+struct ColumnInfo {
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+}
+
+/// The schema new tables go to on this connection (the first of its search path).
+pub(crate) fn current_schema(conn: &mut PgConnection) -> Result<String> {
+    let rows: Vec<Name> = diesel::sql_query("SELECT current_schema()::text AS name").load(conn)?;
+    rows.into_iter()
+        .next()
+        .map(|r| r.name)
+        .ok_or_else(|| Error::Unsupported("the connection has no current schema".into()))
+}
+
+/// A table's columns, in order, with their types.
+pub(crate) fn table_columns(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    let rows: Vec<ColumnInfo> = diesel::sql_query(
+        "SELECT column_name::text AS column_name, data_type::text AS data_type \
+         FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 \
+         ORDER BY ordinal_position",
+    )
+    .bind::<Text, _>(schema)
+    .bind::<Text, _>(table)
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|c| (c.column_name, c.data_type))
+        .collect())
+}
+
+/// The tables of a schema that observe reports on (all but its own and Diesel's).
+pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>> {
+    let rows: Vec<Name> = diesel::sql_query(
+        "SELECT table_name::text AS name FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_type = 'BASE TABLE' \
+         AND table_name NOT LIKE '\\_\\_diesel%' AND table_name <> 'datastore_change_payloads' \
+         ORDER BY table_name",
+    )
+    .bind::<Text, _>(schema)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}

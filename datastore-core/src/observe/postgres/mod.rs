@@ -1,0 +1,388 @@
+//! Observe on PostgreSQL: row triggers record each change in an owner-only table and
+//! `NOTIFY` only its key and a random token (delivered by the server only when the
+//! transaction commits, in commit order); one listener connection per store reads the changes
+//! those notifications name and turns them into the same committed batches the SQLite hooks
+//! produce. What is installed, and the checks around it, are in `triggers.rs`.
+//!
+//! The channel is not private: any role that can connect may `LISTEN` and `NOTIFY` on it. So
+//! a notification carries no value or key of a row (`<id>:<token>`), and the listener accepts
+//! one only if the change table holds a row with that id and token (a role without rights on
+//! the table can neither read nor guess one), whose transaction it has not seen end yet, and
+//! which it has not taken already: a copy of a notification, a guessed id or a made-up change
+//! is ignored. The listener's own fences and the subscriptions' markers carry fresh random
+//! nonces, and a fence counts only from the listener's own backend.
+//!
+//! A change's row is stored flat: its values as PostgreSQL's composite-value text (SQL NULL
+//! and JSON's `null` stay apart, and a JSON value adds no nesting to the envelope), with the
+//! table's column names and types as they were when the trigger ran, so a change of the
+//! table's columns never shifts a row. Every listener removes recorded changes older than ten
+//! minutes (`RETENTION`) whose transactions had ended ten minutes ago, when it starts and every
+//! half minute: every listener has read them by then, unless it was held up for five minutes
+//! (`STALL_LIMIT`), and then it ends its feed.
+//!
+//! The trigger functions, the change table and the triggers live in the schema of the
+//! observed tables; they are created when a table is first observed (they are
+//! infrastructure, not part of the models, so migrations do not carry them).
+
+mod catalog;
+mod decode;
+mod listener;
+mod logical;
+mod outlet;
+mod pgoutput;
+mod triggers;
+
+pub(crate) use catalog::{current_schema, observable_tables, table_columns};
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{Array, BigInt, Double, Integer, Text};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+
+use self::catalog::{channel, Name, CHANNEL_PREFIX};
+use self::decode::{Note, Payload, Snapshot};
+use self::listener::Listener;
+use self::logical::LogicalListener;
+use self::outlet::{connection_failed, Outlet, SnapshotText};
+use self::triggers::changes_table;
+use super::hub::{Hub, Queue};
+use super::{Batch, ChangeFeed, Columns, Op, RawChange, Shape};
+use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::{Error, Result};
+
+/// A listener held up this long may have missed changes whose rows were removed meanwhile:
+/// it ends, and its subscriptions are told the feed was lost. (Half of `RETENTION`: the other
+/// half is the margin.)
+const STALL_LIMIT: Duration = Duration::from_secs(300);
+
+/// How often a listener asks the server's time, to tell whether it was held up (by the
+/// server's clock, which the retention of recorded changes goes by); sooner when this
+/// machine's clock says so much time went by.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How often a listener removes recorded changes old enough (in batches of `CLEANUP_BATCH`,
+/// one per round, until none is left), starting when it starts.
+const CLEANUP_EVERY: Duration = Duration::from_secs(30);
+const CLEANUP_BATCH: i64 = 5000;
+
+/// How often, at most, a listener checks the trigger function's body when notifications of an
+/// earlier version's format arrive (anyone can send such text, so it is only a hint).
+const BODY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a new subscription waits for the listener to reach its start.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the listener looks for notifications while none arrive.
+const POLL: Duration = Duration::from_millis(2);
+
+/// How often it looks while its own fence is on its way: the changes received before the
+/// fence are published when it comes back, a round trip to the server later.
+const FENCE_POLL: Duration = Duration::from_micros(100);
+
+/// The most notifications the listener takes in one round, and the most changes it reads in
+/// one query.
+const ROUND: usize = 1000;
+
+/// A store's observe machinery on PostgreSQL: which feed it uses, which tables are set up for
+/// it, and the listener thread.
+#[derive(Debug, Default)]
+pub(crate) struct PgObserve {
+    /// The feed the store was opened with.
+    feed: ChangeFeed,
+    state: Mutex<State>,
+    /// Subscriptions waiting for the listener to reach their start.
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The schema of the observed tables and its channel, once known.
+    schema: Option<(String, String)>,
+    /// Whether the feed is logical decoding, once decided (at the first subscription).
+    logical: Option<bool>,
+    /// Tables set up for logical decoding by this store or found so.
+    published: HashSet<String>,
+    /// Whether the schema's trigger function is this version's.
+    function_current: bool,
+    /// Tables whose triggers this store created or found.
+    triggered: HashSet<String>,
+    /// Whether the listener runs: it clears this when it ends, and the next subscription
+    /// starts a new one.
+    listening: Option<Arc<AtomicBool>>,
+}
+
+/// A subscription to open when the listener reaches its marker.
+#[derive(Debug)]
+struct Waiting {
+    /// The marker's nonce: fresh and random, so that no one can send it before this store.
+    marker: String,
+    /// The tables the queue receives (every table's for `None`).
+    tables: Option<Vec<String>>,
+    capacity: usize,
+    reply: mpsc::SyncSender<Arc<Queue>>,
+}
+
+impl PgObserve {
+    pub fn new(feed: ChangeFeed) -> Self {
+        Self {
+            feed,
+            ..Self::default()
+        }
+    }
+
+    /// A subscriber's queue for the tables `queued` (every table for `None`), starting exactly after the
+    /// commits that preceded this call: the changes of `tables` are reported from now on, and
+    /// the queue is opened by the listener when it reaches a marker this call sends, so that
+    /// it receives every later commit and no earlier one. Wait for it with
+    /// [`Pending::wait`], without holding `conn`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe(
+        self: &Arc<Self>,
+        conn: &mut PgConnection,
+        url: &str,
+        hub: &Arc<Hub>,
+        tables: &[String],
+        queued: Option<&[String]>,
+        capacity: usize,
+        writer: Option<i32>,
+    ) -> Result<Pending> {
+        let (channel, alive, logical) = self.ensure(conn, url, hub, tables, writer)?;
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let (reply, answer) = mpsc::sync_channel(1);
+        lock(&self.waiting).push(Waiting {
+            marker: marker.clone(),
+            tables: queued.map(<[String]>::to_vec),
+            capacity,
+            reply,
+        });
+        let pending = Pending {
+            waiting: self.waiting.clone(),
+            marker,
+            answer,
+            alive,
+        };
+        if logical {
+            logical::send_marker(conn, &pending.marker)?;
+        } else {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(&channel)
+                .bind::<Text, _>(format!("m:{}", pending.marker))
+                .execute(conn)?;
+        }
+        Ok(pending)
+    }
+
+    /// Makes sure `tables` report their changes and that the listener runs; the channel, and
+    /// the listener's liveness. What exists already and is this version's is left alone:
+    /// creating a trigger waits for the transactions that wrote the table, which may be the
+    /// caller's own (`writer`, the backend of the caller's `store.transaction` on this thread):
+    /// then it fails at once instead.
+    ///
+    /// A new listener checks everything again: an earlier version of the store, running
+    /// meanwhile, may have replaced a function or a trigger.
+    fn ensure(
+        self: &Arc<Self>,
+        conn: &mut PgConnection,
+        url: &str,
+        hub: &Arc<Hub>,
+        tables: &[String],
+        writer: Option<i32>,
+    ) -> Result<(String, Arc<AtomicBool>, bool)> {
+        let mut state = lock(&self.state);
+        let (schema, channel) = match &state.schema {
+            Some(known) => known.clone(),
+            None => {
+                let schema = current_schema(conn)?;
+                let channel = channel(conn, &schema)?;
+                (schema, channel)
+            }
+        };
+        let logical = match state.logical {
+            Some(known) => known,
+            None => match self.feed {
+                ChangeFeed::Triggers => false,
+                ChangeFeed::Auto => logical::available(conn)?,
+                ChangeFeed::LogicalDecoding if logical::available(conn)? => true,
+                ChangeFeed::LogicalDecoding => return Err(logical::unavailable()),
+            },
+        };
+        state.logical = Some(logical);
+        state.schema = Some((schema.clone(), channel.clone()));
+        if logical {
+            let alive = self.ensure_logical(&mut state, conn, url, hub, tables, writer)?;
+            return Ok((channel, alive, true));
+        }
+        let listening = state
+            .listening
+            .as_ref()
+            .is_some_and(|alive| alive.load(Ordering::SeqCst));
+        if !listening {
+            state.function_current = false;
+            state.triggered.clear();
+        }
+        let mut missing: Vec<&String> = tables
+            .iter()
+            .filter(|t| !state.triggered.contains(*t))
+            .collect();
+        if !missing.is_empty() || !state.function_current {
+            state.function_current = triggers::functions_are_current(conn, &schema)?;
+            let found = triggers::triggered_tables(conn, &schema)?;
+            missing.retain(|t| !found.contains(*t));
+            state.triggered.extend(found);
+            if !missing.is_empty() || !state.function_current {
+                if let Some(writer) = writer {
+                    let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
+                    if !state.function_current {
+                        relations.push(triggers::CHANGE_TABLE.to_owned());
+                    }
+                    triggers::refuse_own_locks(conn, writer, &schema, &relations, false)?;
+                }
+                let mut sql = String::new();
+                if !state.function_current {
+                    sql.push_str(&triggers::setup_sql(&schema));
+                }
+                for table in &missing {
+                    sql.push_str(&triggers::trigger_sql(&schema, table));
+                }
+                // One at a time across processes: concurrent CREATE OR REPLACE FUNCTION fails.
+                // What is refused afterwards is rolled back.
+                conn.transaction::<_, Error, _>(|conn| {
+                    conn.batch_execute(&format!(
+                        "SELECT pg_advisory_xact_lock({});\n{sql}",
+                        i64::from_be_bytes(*b"dsobserv"),
+                    ))?;
+                    triggers::check_owners(conn, &schema, tables)
+                })?;
+                state.function_current = true;
+                state.triggered.extend(missing.into_iter().cloned());
+            } else {
+                triggers::check_owners(conn, &schema, tables)?;
+            }
+        }
+        let alive = match &state.listening {
+            Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
+            _ => {
+                let (outlet, alive) = self.outlet(hub);
+                Listener::start(url, &schema, &channel, outlet)?;
+                state.listening = Some(alive.clone());
+                alive
+            }
+        };
+        Ok((channel, alive, false))
+    }
+
+    /// Where a new listener delivers, and its liveness (cleared when it ends).
+    fn outlet(self: &Arc<Self>, hub: &Arc<Hub>) -> (Outlet, Arc<AtomicBool>) {
+        let alive = Arc::new(AtomicBool::new(true));
+        let outlet = Outlet {
+            hub: hub.clone(),
+            store: Arc::downgrade(self),
+            waiting: self.waiting.clone(),
+            alive: alive.clone(),
+            lost: None,
+        };
+        (outlet, alive)
+    }
+
+    /// [`ensure`](Self::ensure) for the logical decoding feed: `tables` set up for it, and
+    /// its listener running.
+    fn ensure_logical(
+        self: &Arc<Self>,
+        state: &mut State,
+        conn: &mut PgConnection,
+        url: &str,
+        hub: &Arc<Hub>,
+        tables: &[String],
+        writer: Option<i32>,
+    ) -> Result<Arc<AtomicBool>> {
+        let Some((schema, channel)) = state.schema.clone() else {
+            unreachable!("the schema is known before the feed is set up")
+        };
+        let listening = state
+            .listening
+            .as_ref()
+            .is_some_and(|alive| alive.load(Ordering::SeqCst));
+        if !listening {
+            state.published.clear();
+        }
+        let publication = logical::publication(&channel);
+        let mut missing: Vec<&String> = tables
+            .iter()
+            .filter(|t| !state.published.contains(*t))
+            .collect();
+        if !missing.is_empty() {
+            let found = logical::published_tables(conn, &schema, &publication, tables)?;
+            missing.retain(|t| !found.contains(*t));
+            state.published.extend(found);
+        }
+        if !missing.is_empty() {
+            // Setting a table up locks it against every other use: refused at once if the
+            // caller's own transaction used it, rather than after the lock timeout.
+            if let Some(writer) = writer {
+                let relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
+                triggers::refuse_own_locks(conn, writer, &schema, &relations, true)?;
+            }
+            logical::publish_tables(conn, &schema, &publication, &missing)?;
+            state.published.extend(missing.into_iter().cloned());
+        }
+        match &state.listening {
+            Some(alive) if alive.load(Ordering::SeqCst) => Ok(alive.clone()),
+            _ => {
+                if let Some(writer) = writer {
+                    logical::refuse_open_write(conn, writer)?;
+                }
+                let (outlet, alive) = self.outlet(hub);
+                LogicalListener::start(url, &channel, outlet)?;
+                state.listening = Some(alive.clone());
+                Ok(alive)
+            }
+        }
+    }
+}
+
+/// A subscription whose marker was sent: the listener opens its queue when it reaches it.
+/// Dropped unanswered, it is forgotten.
+pub(crate) struct Pending {
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+    marker: String,
+    answer: mpsc::Receiver<Arc<Queue>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Pending {
+    /// The queue, once the listener reached the marker; an error if the listener ends (its
+    /// connection lost) or does not reach it in time.
+    pub fn wait(self, url: &str) -> Result<Arc<Queue>> {
+        let deadline = Instant::now() + MARKER_TIMEOUT;
+        loop {
+            match self.answer.recv_timeout(POLL * 50) {
+                Ok(queue) => return Ok(queue),
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if self.alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
+                Err(_) => {
+                    return Err(Error::connection(
+                        url,
+                        crate::ConnectionFailure::Lost,
+                        "the observe listener's connection was lost; subscribe again to start \
+                         a new one",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock(&self.waiting).retain(|w| w.marker != self.marker);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

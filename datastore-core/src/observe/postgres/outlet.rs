@@ -1,0 +1,91 @@
+//! What both PostgreSQL listeners (the trigger feed's and the logical decoding feed's) deliver
+//! through: the hub, the subscriptions waiting for their marker, and what ends with them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use diesel::sql_types::Text;
+use diesel::QueryableByName;
+
+use super::{lock, PgObserve, Waiting};
+use crate::observe::hub::Hub;
+use crate::observe::Batch;
+
+/// Where a listener delivers, whichever feed it reads: the hub, the subscriptions waiting for
+/// their marker, and what ends with it.
+pub(super) struct Outlet {
+    /// Held until the listener ends, so that subscriptions end after the last change.
+    pub(super) hub: Arc<Hub>,
+    /// Gone when the store is.
+    pub(super) store: Weak<PgObserve>,
+    pub(super) waiting: Arc<Mutex<Vec<Waiting>>>,
+    /// Cleared when the listener ends, however it ends.
+    pub(super) alive: Arc<AtomicBool>,
+    /// Why the listener ended, when it ended on an error.
+    pub(super) lost: Option<String>,
+}
+
+impl Outlet {
+    pub(super) fn store_is_gone(&self) -> bool {
+        self.store.strong_count() == 0
+    }
+
+    /// Publishes a committed transaction's changes (nothing, for none).
+    pub(super) fn publish(&self, batch: Batch) {
+        if batch.changes.is_empty() {
+            return;
+        }
+        let seq = self.hub.next_seq();
+        self.hub.publish(seq, batch);
+    }
+
+    /// Opens the subscription waiting for the marker `nonce`, if it is this store's: it
+    /// receives what commits from now on. Whether there was one.
+    pub(super) fn open(&self, nonce: &str) -> bool {
+        let waiting = {
+            let mut waiting = lock(&self.waiting);
+            let Some(i) = waiting.iter().position(|w| w.marker == nonce) else {
+                return false;
+            };
+            waiting.swap_remove(i)
+        };
+        let queue = self
+            .hub
+            .subscribe(waiting.tables.as_deref(), waiting.capacity);
+        let _ = waiting.reply.send(queue);
+        true
+    }
+
+    /// Whether a marker `nonce` is awaited.
+    pub(super) fn awaits(&self, nonce: &str) -> bool {
+        lock(&self.waiting).iter().any(|w| w.marker == nonce)
+    }
+}
+
+impl Drop for Outlet {
+    fn drop(&mut self) {
+        if !self.store_is_gone() {
+            // The connection was lost while the store lives: what was committed meanwhile
+            // will never be known, so the subscriptions end, saying so, rather than skip it.
+            // Before `alive` is cleared: a new listener, started once it is, opens
+            // subscriptions this must not end.
+            let reason = self
+                .lost
+                .take()
+                .unwrap_or_else(|| "the observe listener stopped".into());
+            self.hub.lose_all(&reason);
+        }
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+#[derive(QueryableByName)]
+pub(super) struct SnapshotText {
+    #[diesel(sql_type = Text)]
+    pub(super) snapshot: String,
+}
+
+/// Why the listener cannot go on.
+pub(super) fn connection_failed(e: impl std::fmt::Display) -> String {
+    format!("the observe listener's connection failed: {e}")
+}

@@ -1,0 +1,307 @@
+//! Opening a store: [`StoreBuilder`]'s options, the URL or path it opens, and what happens
+//! when it opens (the first connection, migrations, the pool).
+
+use std::ffi::OsStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::r2d2::Pool;
+
+use super::connection::{ConnectionSetup, Synchronous};
+use super::{migrations, url, BackendManager, ObserveConn, Store};
+use crate::migrate::BackendMigrations;
+use crate::observe::postgres::PgObserve;
+use crate::schema::Dialect;
+use crate::{AnyConnection, ConnectionFailure, Error, Result};
+
+/// Options for opening a [`Store`]; from [`Store::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use datastore::{Store, Synchronous};
+///
+/// # fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::builder(dir.path().join("app.db"))
+///     .pool_size(4)
+///     .busy_timeout(Duration::from_secs(2))
+///     .synchronous(Synchronous::Normal)
+///     .open()?;
+/// assert!(store.url().ends_with("app.db"));
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct StoreBuilder {
+    url: String,
+    /// Whether `url` is the location as given (a path need not be UTF-8; the drivers take
+    /// text).
+    url_is_utf8: bool,
+    postgres_schema: Option<String>,
+    migrations: Option<BackendMigrations>,
+    schema: Option<crate::Schema>,
+    pool_size: u32,
+    setup: ConnectionSetup,
+    connection_timeout: Duration,
+    observe_buffer: usize,
+    change_feed: crate::observe::ChangeFeed,
+}
+
+impl Store {
+    /// Opens the database at `location` and runs the pending migrations of its backend.
+    ///
+    /// `location` is a `postgres://` (or `postgresql://`) URL for PostgreSQL. Anything else is
+    /// SQLite: a file path (a `&str`, `String`, `&Path` or `PathBuf`; the file is created if
+    /// needed), `sqlite:` followed by a path, a SQLite `file:` URI, or `":memory:"` for a private
+    /// in-memory database shared by the store's connections. `migrations` is usually
+    /// `datastore::embed_migrations!()`.
+    pub fn open(location: impl AsRef<OsStr>, migrations: BackendMigrations) -> Result<Self> {
+        Self::builder(location).migrations(migrations).open()
+    }
+
+    /// A builder to set the pool size, the busy timeout and how the schema is set up; see
+    /// [`Store::open`] for what `location` may be.
+    pub fn builder(location: impl AsRef<OsStr>) -> StoreBuilder {
+        let location = location.as_ref();
+        StoreBuilder {
+            url: location.to_string_lossy().into_owned(),
+            url_is_utf8: location.to_str().is_some(),
+            postgres_schema: None,
+            migrations: None,
+            schema: None,
+            pool_size: 8,
+            setup: ConnectionSetup {
+                busy_timeout: Duration::from_secs(5),
+                wal: true,
+                synchronous: Synchronous::Full,
+                hub: Arc::default(),
+                slow_statements: Some(Duration::from_secs(1)),
+            },
+            connection_timeout: Duration::from_secs(30),
+            observe_buffer: 4096,
+            change_feed: crate::observe::ChangeFeed::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("url", &url::redact(&self.url))
+            .field("postgres_schema", &self.postgres_schema)
+            .field("migrations", &self.migrations)
+            .field("pool_size", &self.pool_size)
+            .field("setup", &self.setup)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("observe_buffer", &self.observe_buffer)
+            .field("change_feed", &self.change_feed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreBuilder {
+    /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
+    pub fn migrations(mut self, migrations: BackendMigrations) -> Self {
+        self.migrations = Some(migrations);
+        self
+    }
+
+    /// Creates the tables of this schema directly, without migrations, if they do not exist.
+    /// Meant for tests and prototypes; applications ship migrations.
+    pub fn schema(mut self, schema: crate::Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// The most connections the pool holds (default 8).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a statement waits for a lock held by another connection before failing with
+    /// [`Error::Busy`] (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.setup.busy_timeout = timeout;
+        self
+    }
+
+    /// How long taking a connection from the pool may wait (default 30 s).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How many changes a subscriber's buffer holds before it misses some (default 4096).
+    pub fn observe_buffer(mut self, changes: usize) -> Self {
+        self.observe_buffer = changes.max(1);
+        self
+    }
+
+    /// Where observe learns of committed changes on PostgreSQL (default
+    /// [`ChangeFeed::Auto`](crate::observe::ChangeFeed::Auto): logical decoding where the server
+    /// allows it, the trigger feed otherwise). Ignored on SQLite.
+    pub fn change_feed(mut self, feed: crate::observe::ChangeFeed) -> Self {
+        self.change_feed = feed;
+        self
+    }
+
+    /// The durability of commits in WAL mode (default [`Synchronous::Full`]).
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.setup.synchronous = synchronous;
+        self
+    }
+
+    /// Statements that run longer than `threshold` are reported through `tracing`, at `WARN`
+    /// with target `datastore::slow` (their SQL and how long they took); `None` reports none.
+    /// Default: one second.
+    ///
+    /// On SQLite this costs nothing more: SQLite times every statement for the store anyway.
+    /// On PostgreSQL each statement reads the clock twice, next to a round trip to the server.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use datastore::Store;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .slow_statement_threshold(Some(Duration::from_millis(100)))
+    ///     .open()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn slow_statement_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.setup.slow_statements = threshold;
+        self
+    }
+
+    /// On PostgreSQL, the schema the store's tables live in: every connection's `search_path`
+    /// (set through libpq's `options` parameter, as if the URL said
+    /// `?options=-csearch_path%3D..`). The schema must exist. SQLite has no such schemas:
+    /// opening a SQLite store with one set fails.
+    ///
+    /// ```no_run
+    /// # use datastore::Store;
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder("postgres://app@db.internal/blog")
+    ///     .postgres_schema("tenant_42")
+    ///     .open()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn postgres_schema(mut self, schema: impl Into<String>) -> Self {
+        self.postgres_schema = Some(schema.into());
+        self
+    }
+
+    /// Opens the store: runs the migrations and sets up the pool.
+    pub fn open(mut self) -> Result<Store> {
+        if !self.url_is_utf8 {
+            return Err(Error::connection(
+                &self.url,
+                ConnectionFailure::Location,
+                "the path is not UTF-8, which the SQLite driver needs",
+            ));
+        }
+        if let Some(schema) = &self.postgres_schema {
+            if database_url(&self.url).0 != Dialect::Postgres {
+                return Err(Error::connection(
+                    &self.url,
+                    ConnectionFailure::Location,
+                    "a PostgreSQL schema was set (postgres_schema) for a SQLite database",
+                ));
+            }
+            self.url = url::with_search_path(&self.url, schema);
+        }
+        let (dialect, database, in_memory) = database_url(&self.url);
+        self.setup.wal = !in_memory;
+        let manager = BackendManager {
+            url: database.clone(),
+            dialect,
+        };
+        let observe_conn = ObserveConn::new(
+            BackendManager {
+                url: database,
+                dialect,
+            },
+            self.setup.clone(),
+            self.url.clone(),
+        );
+        let connect_error =
+            |e: diesel::ConnectionError| Error::connection(&self.url, ConnectionFailure::Driver, e);
+
+        // Before any connection opens, so that observe sees every SQLite connection's handle.
+        crate::ffi::sqlite::register();
+        // The first connection sets the database up (and, for memory, keeps it alive).
+        let mut first = manager.establish().map_err(connect_error)?;
+        let handle = crate::ffi::sqlite::peek_opened();
+        self.setup.apply_any(&mut first)?;
+        if let Some(migrations) = &self.migrations {
+            migrations::run(&mut first, handle, migrations, self.setup.busy_timeout)?;
+        }
+        if let Some(schema) = &self.schema {
+            schema.create_all(&mut first)?;
+        }
+        let keepalive = match first {
+            AnyConnection::Sqlite(first) if in_memory => Some(Arc::new(Mutex::new(first))),
+            _ => None,
+        };
+
+        let pool = Pool::builder()
+            .max_size(self.pool_size)
+            .min_idle(Some(0))
+            // No `SELECT 1` each time a connection is taken: a SQLite connection is a handle
+            // on a file, and a PostgreSQL connection found broken in use is dropped
+            // (`has_broken`) instead of being handed out again.
+            .test_on_check_out(false)
+            .connection_timeout(self.connection_timeout)
+            .connection_customizer(Box::new(self.setup.clone()))
+            .build_unchecked(manager);
+        Ok(Store {
+            pool,
+            shown_url: url::redact(&self.url),
+            url: self.url,
+            dialect,
+            hub: self.setup.hub,
+            observe_buffer: self.observe_buffer,
+            pg_observe: Arc::new(PgObserve::new(self.change_feed)),
+            observe_conn: Arc::new(observe_conn),
+            _keepalive: keepalive,
+        })
+    }
+}
+
+/// The backend a URL names.
+#[cfg(feature = "cli")]
+pub(crate) fn dialect_of(url: &str) -> Dialect {
+    database_url(url).0
+}
+
+/// The backend a URL names, the URL its driver opens, and whether it is a memory database.
+/// `:memory:` becomes a named in-memory database (SQLite's `memdb` VFS) so that every pooled
+/// connection sees the same data, with real locking between them.
+fn database_url(url: &str) -> (Dialect, String, bool) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return (Dialect::Postgres, url.to_owned(), false);
+    }
+    let url = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if url == ":memory:" {
+        (
+            Dialect::Sqlite,
+            format!(
+                "file:/datastore-{}?vfs=memdb",
+                uuid::Uuid::new_v4().simple()
+            ),
+            true,
+        )
+    } else {
+        (
+            Dialect::Sqlite,
+            url.to_owned(),
+            url.contains("vfs=memdb") || url.contains("mode=memory"),
+        )
+    }
+}

@@ -1,0 +1,228 @@
+//! The store's side of observe: subscriptions on its hub, and on PostgreSQL the feed that
+//! fills it (see [`observe`](crate::observe) for what a subscriber is promised).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{transaction, Store};
+use crate::migrate::MigrationFailure;
+use crate::model::Model;
+use crate::observe::postgres as pg_observe;
+use crate::observe::{self, Decoder, Subscription};
+use crate::persist::Persist;
+use crate::schema::Dialect;
+use crate::{AnyConnection, Error, Result};
+
+impl Store {
+    /// Every committed change of `M`'s rows.
+    pub fn observe<M: Model>(&self) -> Result<Subscription<M>> {
+        self.subscribe(None)
+    }
+
+    /// The committed changes of `M`'s rows that match `filter` (before or after the change),
+    /// as in `store.observe_where(move |c: &Comment| c.post_id == post_id)`.
+    pub fn observe_where<M: Model>(
+        &self,
+        filter: impl Fn(&M) -> bool + Send + Sync + 'static,
+    ) -> Result<Subscription<M>> {
+        self.subscribe(Some(Box::new(filter)))
+    }
+
+    /// A query's result now, then again after every committed change that alters it:
+    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. The results are read
+    /// on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
+    /// the same thread, on observe's own connection, outside the pool: they are committed data
+    /// either way, and reading them there never waits for a pooled connection.
+    pub fn observe_query<M>(
+        &self,
+        build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
+    ) -> Result<observe::QuerySubscription<M>>
+    where
+        M: Persist<AnyConnection> + PartialEq + Clone,
+    {
+        let queue = self.queue(Some(M::TABLE_NAME))?;
+        Ok(observe::QuerySubscription::new(
+            self.clone(),
+            queue,
+            Box::new(build),
+        ))
+    }
+
+    /// A live query over relations: the rows of `M` a query selects, each with the relations
+    /// asked for, now and again after every committed transaction that changes them. See
+    /// [`observe::live`].
+    ///
+    /// ```
+    /// use datastore::prelude::*;
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Post {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[has_many(Comment)]
+    ///     pub comments: HasMany<Comment>,
+    /// }
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Comment {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[belongs_to(Post)]
+    ///     pub post_id: Id,
+    /// }
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .schema(Schema::new().model::<Post>().model::<Comment>())
+    ///     .open()?;
+    /// let mut posts = store.live::<Post>().load(Post::COMMENTS).subscribe()?;
+    /// assert!(posts.recv()?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn live<M>(&self) -> observe::LiveQuery<M>
+    where
+        M: Persist<AnyConnection> + PartialEq + Clone,
+    {
+        observe::LiveQuery::new(self.clone())
+    }
+
+    /// Every committed change of every table, as raw rows.
+    pub fn observe_all(&self) -> Result<observe::AllSubscription> {
+        Ok(observe::AllSubscription::new(self.queue(None)?))
+    }
+
+    /// How many subscriptions are live (each dropped one unsubscribes).
+    pub fn subscriptions(&self) -> usize {
+        self.hub.subscriptions()
+    }
+
+    /// The committed changes of one row.
+    pub fn observe_id<M: Model>(&self, key: &M::Key) -> Result<Subscription<M>> {
+        let key = key.clone();
+        self.observe_where(move |row: &M| row.key() == key)
+    }
+
+    /// A subscriber's queue for `table` (every table for `None`), receiving every change
+    /// committed from now on. On SQLite the build must have the pre-update hook; on
+    /// PostgreSQL the tables get their triggers and the store its listener.
+    pub(crate) fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
+        match table {
+            Some(table) => self.queue_of(Some(&[table.to_owned()])),
+            None => self.queue_of(None),
+        }
+    }
+
+    /// A subscriber's queue for the changes of `tables` (every table for `None`), committed
+    /// from now on: [`queue`](Self::queue) for several tables at once, in one commit order.
+    pub(crate) fn queue_of(&self, tables: Option<&[String]>) -> Result<Arc<observe::hub::Queue>> {
+        if self.dialect == Dialect::Sqlite {
+            // No connection taken: subscribing inside a transaction must not wait for one.
+            unsupported_without_preupdate()?;
+            return Ok(self.hub.subscribe(tables, self.observe_buffer));
+        }
+        // Observe's own connection: the caller's transaction may hold the pool's.
+        let pending = self.observe_conn.with(|conn| match conn {
+            AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
+            AnyConnection::Postgres(conn) => {
+                let triggered = match tables {
+                    Some(tables) => tables.to_vec(),
+                    None => {
+                        let schema = pg_observe::current_schema(conn)?;
+                        pg_observe::observable_tables(conn, &schema)?
+                    }
+                };
+                self.pg_observe.subscribe(
+                    conn,
+                    &self.url,
+                    &self.hub,
+                    &triggered,
+                    tables,
+                    self.observe_buffer,
+                    transaction::open_backend(self.id()),
+                )
+            }
+        })?;
+        // Not holding the connection while the listener reaches the marker.
+        pending.wait(&self.url)
+    }
+
+    /// Waits until every commit visible to a read that began before this call was handed
+    /// to the store's subscribers' queues (false if it took longer than `timeout`). On
+    /// SQLite by the commits' sequence numbers; on PostgreSQL by a marker sent now, which the
+    /// listener reaches once it has read every notification committed before it.
+    pub(crate) fn fence(&self, tables: &[String], timeout: Duration) -> Result<bool> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(self.hub.wait_delivered(self.hub.fence(), timeout));
+        }
+        // A queue opens when the listener reaches its marker, after every earlier commit.
+        drop(self.queue_of(Some(tables))?);
+        Ok(true)
+    }
+
+    /// The queues' decoder of a model's rows, as [`observe`](Self::observe) makes it.
+    pub(crate) fn decoder_of(
+        &self,
+        table: &str,
+        model_table: &crate::schema::Table,
+    ) -> Result<Decoder> {
+        let model_columns: Vec<&str> = model_table
+            .columns
+            .iter()
+            .map(|c| c.name.as_ref())
+            .collect();
+        match self.dialect {
+            Dialect::Sqlite => {
+                unsupported_without_preupdate()?;
+                let catalog = observe::catalog::Catalog::new(&self.hub, &self.observe_conn);
+                let layout = catalog.resolve(table)?;
+                Decoder::for_sqlite(table, &model_columns, catalog, layout)
+            }
+            Dialect::Postgres => {
+                let table_columns = self.observe_conn.with(|conn| table_columns(conn, table))?;
+                Decoder::for_postgres(table, &model_columns, &table_columns)
+            }
+        }
+        .map_err(|mismatch| Error::migration(None, MigrationFailure::Schema(mismatch)))
+    }
+
+    /// Runs `f` on observe's own connection (outside the pool, never in a caller's
+    /// transaction).
+    pub(crate) fn with_observe_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.observe_conn.with(f)
+    }
+
+    fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
+        let decoder = self.decoder_of(M::TABLE_NAME, M::table())?;
+        let queue = self.queue(Some(M::TABLE_NAME))?;
+        Ok(Subscription::new(queue, decoder, filter))
+    }
+}
+
+/// PostgreSQL: a table's columns, in order.
+fn table_columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<String>> {
+    match conn {
+        AnyConnection::Sqlite(_) => Err(Error::Unsupported(
+            "SQLite's columns are read by observe's catalog".into(),
+        )),
+        AnyConnection::Postgres(conn) => {
+            let schema = pg_observe::current_schema(conn)?;
+            let columns = pg_observe::table_columns(conn, &schema, table)?;
+            Ok(columns.into_iter().map(|(name, _)| name).collect())
+        }
+    }
+}
+
+fn unsupported_without_preupdate() -> Result<()> {
+    if observe::AVAILABLE {
+        return Ok(());
+    }
+    Err(Error::Unsupported(
+        "observe needs SQLite's pre-update hook: build with the environment variable \
+         LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_PREUPDATE_HOOK (for example in .cargo/config.toml [env])"
+            .into(),
+    ))
+}
