@@ -18,22 +18,25 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::InstrumentationEvent;
 use tracing::field::Empty;
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::{Level, Span};
 
 /// The target of the statement events.
 pub(crate) const SQL: &str = "datastore::sql";
 
-/// One operation of the store, as a span of target `datastore`.
-pub(crate) struct Operation {
-    span: Span,
-    /// When it started, if its span is enabled.
-    started: Option<Instant>,
-}
+/// One operation of the store, as a span of target `datastore`: nothing at all unless a
+/// subscriber wants `DEBUG` spans.
+pub(crate) struct Operation(Option<(Span, Instant)>);
 
 impl Operation {
     /// The span of `operation` (`"save"`, `"find"`..) on `model`'s table.
     #[inline]
     pub(crate) fn new(model: &'static str, operation: &'static str) -> Self {
+        // The global level first: with no subscriber (or none at `DEBUG`), not even a disabled
+        // span is made (which costs more, with `tracing`'s `log` feature on).
+        if Level::DEBUG > STATIC_MAX_LEVEL || Level::DEBUG > LevelFilter::current() {
+            return Self(None);
+        }
         let span = tracing::debug_span!(
             target: "datastore",
             "datastore",
@@ -42,8 +45,10 @@ impl Operation {
             rows = Empty,
             duration_us = Empty
         );
-        let started = (!span.is_disabled()).then(Instant::now);
-        Self { span, started }
+        if span.is_disabled() {
+            return Self(None);
+        }
+        Self(Some((span, Instant::now())))
     }
 
     /// Runs `f` in the span, and records how many rows `rows` says it read or wrote, and how
@@ -54,15 +59,15 @@ impl Operation {
         f: impl FnOnce() -> crate::Result<T>,
         rows: impl FnOnce(&T) -> usize,
     ) -> crate::Result<T> {
-        let Some(started) = self.started else {
+        let Some((span, started)) = self.0 else {
             return f();
         };
-        let result = self.span.in_scope(f);
+        let result = span.in_scope(f);
         if let Ok(value) = &result {
-            self.span.record("rows", rows(value));
+            span.record("rows", rows(value));
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.span.record("duration_us", micros);
+        span.record("duration_us", micros);
         result
     }
 }
