@@ -179,7 +179,7 @@ fn main() -> datastore::Result<()> {
         ..Post::default()
     })?;
     let id_123 = post_123.id;
-    let comments_of_123 = store.observe_where(move |c: &Comment| c.post_id == id_123)?;
+    let comments_of_123 = store.observe_where::<Comment>(move |c| c.post_id == id_123)?;
     for (post, text) in [
         (&post_123, "first on 123"),
         (&elsewhere, "not on 123"),

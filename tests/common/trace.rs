@@ -28,6 +28,93 @@ pub fn commands<T>(f: impl FnOnce() -> T) -> (T, String) {
     (value, words.join(" "))
 }
 
+/// What the store reported while `f` ran on this thread: the spans it opened and the events
+/// it sent, each with its target and fields (values as their `Debug` text, strings bare).
+pub fn recorded<T>(f: impl FnOnce() -> T) -> (T, Recorded) {
+    second_dispatch();
+    let seen = Arc::new(Mutex::new(Recorded::default()));
+    let subscriber = tracing_subscriber::registry().with(Recorder(seen.clone()));
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let recorded = std::mem::take(&mut *seen.lock().unwrap());
+    (value, recorded)
+}
+
+/// Spans and events, as [`recorded`] collects them.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Each span's target and fields, including those recorded after it opened.
+    pub spans: Vec<(String, Fields)>,
+    /// Each event's target, level and fields.
+    pub events: Vec<(String, tracing::Level, Fields)>,
+}
+
+/// A span's or event's fields, by name.
+pub type Fields = std::collections::BTreeMap<String, String>;
+
+struct Recorder(Arc<Mutex<Recorded>>);
+
+impl<S> Layer<S> for Recorder
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut fields = AllFields::default();
+        attrs.record(&mut fields);
+        let mut recorded = self.0.lock().unwrap();
+        recorded
+            .spans
+            .push((attrs.metadata().target().to_owned(), fields.0));
+        // Where later values of this span go: its index.
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(recorded.spans.len() - 1);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        let mut fields = AllFields::default();
+        values.record(&mut fields);
+        let Some(span) = ctx.span(id) else { return };
+        let Some(&index) = span.extensions().get::<usize>() else {
+            return;
+        };
+        self.0.lock().unwrap().spans[index].1.extend(fields.0);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut fields = AllFields::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        self.0.lock().unwrap().events.push((
+            metadata.target().to_owned(),
+            *metadata.level(),
+            fields.0,
+        ));
+    }
+}
+
+#[derive(Default)]
+struct AllFields(Fields);
+
+impl Visit for AllFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
 struct Statements(Arc<Mutex<Vec<String>>>);
 
 impl<S: tracing::Subscriber> Layer<S> for Statements {

@@ -19,8 +19,24 @@ impl Store {
         self.subscribe(None)
     }
 
-    /// The committed changes of `M`'s rows that match `filter` (before or after the change),
-    /// as in `store.observe_where(move |c: &Comment| c.post_id == post_id)`.
+    /// The committed changes of `M`'s rows that match `filter` (before or after the change).
+    /// Name the model and the closure's parameter type is inferred:
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::observe::Observed;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub pinned: bool }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let pinned = store.observe_where::<Note>(|note| note.pinned)?;
+    /// store.save(Note { text: "not this one".into(), ..Note::default() })?;
+    /// let kept = store.save(Note { text: "this one".into(), pinned: true, ..Note::default() })?;
+    /// let Some(Observed::Change(change)) = pinned.recv() else { panic!("a change") };
+    /// assert_eq!(change.element, kept);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn observe_where<M: Model>(
         &self,
         filter: impl Fn(&M) -> bool + Send + Sync + 'static,

@@ -1,0 +1,99 @@
+//! What the store reports through `tracing`: a span per operation, each statement's SQL, and
+//! slow statements, on both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::models::Post;
+use common::post;
+use common::trace::recorded;
+use datastore::prelude::*;
+
+per_backend! {
+    fn each_operation_is_a_span_with_its_model_rows_and_duration(store) {
+        let saved = store.save(post("traced", 3)).unwrap();
+        let (found, traced) = recorded(|| store.find::<Post>(&saved.id).unwrap());
+        assert_eq!(found.as_ref(), Some(&saved));
+        let operations: Vec<_> = traced
+            .spans
+            .iter()
+            .filter(|(target, _)| target == "datastore")
+            .map(|(_, fields)| fields)
+            .collect();
+        assert_eq!(operations.len(), 1, "{:?}", traced.spans);
+        let find = operations[0];
+        assert_eq!(find["model"], "posts");
+        assert_eq!(find["operation"], "find");
+        assert_eq!(find["rows"], "1");
+        assert!(find["duration_us"].parse::<u64>().is_ok(), "{find:?}");
+
+        // The statement it ran, inside it, without its values.
+        let statements: Vec<_> = traced
+            .events
+            .iter()
+            .filter(|(target, level, _)| target == "datastore::sql" && *level == tracing::Level::DEBUG)
+            .map(|(_, _, fields)| fields["sql"].clone())
+            .collect();
+        assert_eq!(statements.len(), 1, "{statements:?}");
+        assert!(statements[0].starts_with("SELECT"), "{statements:?}");
+        assert!(!statements[0].contains(&saved.id.to_string()), "values stay out: {statements:?}");
+
+        let (count, traced) = recorded(|| store.insert_all(vec![post("a", 1), post("b", 2)]).unwrap().len());
+        assert_eq!(count, 2);
+        let insert = traced.spans.iter().find(|(t, _)| t == "datastore").unwrap();
+        assert_eq!((insert.1["operation"].as_str(), insert.1["rows"].as_str()), ("insert_all", "2"));
+    }
+}
+
+#[test]
+fn statements_slower_than_the_threshold_are_warned_about() {
+    let stores = std::iter::once(
+        Store::builder(":memory:")
+            .migrations(datastore::embed_migrations!())
+            .slow_statement_threshold(Some(Duration::ZERO))
+            .open()
+            .unwrap(),
+    );
+    let schema = common::postgres_url().map(|url| common::PgSchema::new(&url));
+    let pg = schema.as_ref().map(|schema| {
+        Store::builder(schema.url())
+            .migrations(datastore::embed_migrations!())
+            .slow_statement_threshold(Some(Duration::ZERO))
+            .open()
+            .unwrap()
+    });
+    for store in stores.chain(pg) {
+        let ((), traced) = recorded(|| {
+            store.save(post("slow", 1)).unwrap();
+        });
+        let slow: Vec<_> = traced
+            .events
+            .iter()
+            .filter(|(target, level, _)| {
+                target == "datastore::slow" && *level == tracing::Level::WARN
+            })
+            .collect();
+        assert!(
+            slow.iter()
+                .any(|(_, _, fields)| fields["sql"].starts_with("INSERT")),
+            "{:?}: {slow:?}",
+            store.dialect()
+        );
+        assert!(slow.iter().all(|(_, _, f)| f.contains_key("elapsed_ms")));
+    }
+
+    // Without a threshold, none.
+    let quiet = Store::builder(":memory:")
+        .migrations(datastore::embed_migrations!())
+        .slow_statement_threshold(None)
+        .open()
+        .unwrap();
+    let ((), traced) = recorded(|| {
+        quiet.save(post("quiet", 1)).unwrap();
+    });
+    assert!(!traced
+        .events
+        .iter()
+        .any(|(t, _, _)| t == "datastore::slow"));
+}
