@@ -59,7 +59,7 @@
 //! |---|---|---|
 //! | `datastore` | `DEBUG` | a span per operation of [`Repo`] and [`Store`] (`save`, `find`, `query`, `delete`..): `model` (its table), `operation`, `rows` read or written, `duration_us` |
 //! | `datastore::sql` | `DEBUG` | an event per statement as it starts: `sql`, without its values; on PostgreSQL with `TRACE` enabled, `binds` too |
-//! | `datastore::slow` | `WARN` | a statement that ran longer than [`StoreBuilder::slow_statement_threshold`] (default one second): `sql`, `elapsed_ms`, `threshold_ms` |
+//! | `datastore::slow` | `WARN` | a statement that ran as long as [`StoreBuilder::slow_statement_threshold`] or longer (default one second): `sql`, `elapsed_ms`, `threshold_ms` |
 //!
 //! With no subscriber listening, this costs a check of `tracing`'s level per operation and per
 //! statement. Operations are timed only when their span is enabled; SQLite times statements

@@ -92,8 +92,5 @@ fn statements_slower_than_the_threshold_are_warned_about() {
     let ((), traced) = recorded(|| {
         quiet.save(post("quiet", 1)).unwrap();
     });
-    assert!(!traced
-        .events
-        .iter()
-        .any(|(t, _, _)| t == "datastore::slow"));
+    assert!(!traced.events.iter().any(|(t, _, _)| t == "datastore::slow"));
 }

@@ -129,7 +129,7 @@ impl StatementLog {
             InstrumentationEvent::FinishQuery { query, .. } => {
                 if let (Some(threshold), Some(started)) = (self.threshold, self.started.take()) {
                     let elapsed = started.elapsed();
-                    if elapsed > threshold {
+                    if elapsed >= threshold {
                         let text = query.to_string();
                         slow(split_binds(&text).0, elapsed, threshold);
                     }

@@ -378,7 +378,7 @@ unsafe extern "C" fn on_trace(
                 // nanoseconds.
                 let elapsed = Duration::from_nanos(*(detail as *const u64));
                 if let Some(threshold) = installed(ctx).slow_statements {
-                    if elapsed > threshold {
+                    if elapsed >= threshold {
                         let sql = sqlite::sqlite3_sql(stmt as *mut sqlite::sqlite3_stmt);
                         if !sql.is_null() {
                             trace::slow(

@@ -27,4 +27,3 @@ pub use foreign_key::{fk_key, BelongsTo, ChildOf};
 pub use subquery::InSubquery;
 
 pub use crate::backend::CHUNK;
-pub use crate::schema::{Relation, RelationKind};

@@ -152,12 +152,13 @@ impl StoreBuilder {
         self
     }
 
-    /// Statements that run longer than `threshold` are reported through `tracing`, at `WARN`
-    /// with target `datastore::slow` (their SQL and how long they took); `None` reports none.
-    /// Default: one second.
+    /// Statements that run `threshold` or longer are reported through `tracing`, at `WARN`
+    /// with target `datastore::slow` (their SQL and how long they took); `None` reports none,
+    /// `Some(Duration::ZERO)` every statement. Default: one second.
     ///
-    /// On SQLite this costs nothing more: SQLite times every statement for the store anyway.
-    /// On PostgreSQL each statement reads the clock twice, next to a round trip to the server.
+    /// On SQLite this costs nothing more: SQLite times every statement for the store anyway
+    /// (to the millisecond). On PostgreSQL each statement reads the clock twice, next to a
+    /// round trip to the server.
     ///
     /// ```
     /// use std::time::Duration;
