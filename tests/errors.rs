@@ -12,16 +12,16 @@ use datastore::migrate::MigrationFailure;
 use datastore::prelude::*;
 use datastore::{ConnectionFailure, ConstraintKind, Error};
 
-#[test]
-fn a_duplicate_unique_value_names_table_and_column() {
-    let store = memory_store();
-    store.save(user("nadia")).unwrap();
-    let err = store.save(user("nadia")).unwrap_err();
-    let violation = err.constraint().expect("a constraint violation");
-    assert_eq!(violation.kind, ConstraintKind::Unique);
-    assert_eq!(violation.table.as_deref(), Some("users"));
-    assert_eq!(violation.column.as_deref(), Some("username"));
-    assert_eq!(store.count::<User>().unwrap(), 1);
+per_backend! {
+    fn a_duplicate_unique_value_names_table_and_column(store) {
+        store.save(user("nadia")).unwrap();
+        let err = store.save(user("nadia")).unwrap_err();
+        let violation = err.constraint().expect("a constraint violation");
+        assert_eq!(violation.kind, ConstraintKind::Unique);
+        assert_eq!(violation.table.as_deref(), Some("users"));
+        assert_eq!(violation.column.as_deref(), Some("username"));
+        assert_eq!(store.count::<User>().unwrap(), 1);
+    }
 }
 
 #[test]
@@ -64,19 +64,21 @@ fn a_value_outside_an_enum_breaks_its_check() {
     assert_eq!(store.get::<Post>(&post.id).unwrap().status, post.status);
 }
 
-#[test]
-fn a_missing_required_value_names_the_column() {
-    let store = memory_store();
-    let err: Error = diesel::sql_query("INSERT INTO users (id) VALUES ('x')")
+per_backend! {
+    fn a_missing_required_value_names_the_column(store) {
+        let err: Error = diesel::sql_query(
+            "INSERT INTO users (id) VALUES ('00000000-0000-7000-8000-000000000001')",
+        )
         .execute(&mut store.conn().unwrap())
         .unwrap_err()
         .into();
-    let violation = err.constraint().expect("a constraint violation");
-    assert_eq!(violation.kind, ConstraintKind::NotNull);
-    assert_eq!(
-        (violation.table.as_deref(), violation.column.as_deref()),
-        (Some("users"), Some("username"))
-    );
+        let violation = err.constraint().expect("a constraint violation");
+        assert_eq!(violation.kind, ConstraintKind::NotNull);
+        assert_eq!(
+            (violation.table.as_deref(), violation.column.as_deref()),
+            (Some("users"), Some("username"))
+        );
+    }
 }
 
 #[test]

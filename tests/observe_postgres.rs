@@ -226,6 +226,36 @@ fn on_postgres_observing_a_table_the_transaction_wrote_fails_at_once() {
     }
 }
 
+/// The store's first subscription starts the logical decoding feed, which waits for every
+/// transaction writing at that moment: inside one that has written, it fails at once, typed,
+/// and the transaction goes on.
+#[test]
+fn on_postgres_starting_the_feed_inside_a_transaction_that_wrote_fails_at_once() {
+    if !common::logical_decoding() {
+        return;
+    }
+    let Some(db) = common::TestDb::postgres_with(ChangeFeed::LogicalDecoding) else {
+        return;
+    };
+    let _schema = db.schema;
+    let store = db.store;
+    store
+        .transaction(|tx| {
+            tx.save(post("written first"))?;
+            // Comments: a table the transaction has not used, so only the feed's start waits.
+            let started = Instant::now();
+            let err = store.observe::<Comment>().unwrap_err();
+            assert!(matches!(err, Error::FeedStartAfterWrite), "{err:?}");
+            assert!(started.elapsed() < Duration::from_secs(2), "at once");
+            tx.save(post("written after"))?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 2);
+    let comments = store.observe::<Comment>().unwrap();
+    drop(comments);
+}
+
 /// A role with `CREATE` on the schema (and nothing on the observed tables), dropped when the
 /// test ends.
 struct Squatter {

@@ -385,7 +385,40 @@ pub enum Error {
     #[error("the tokio runtime is shutting down: the store call was not run")]
     RuntimeShutdown,
 
-    /// The build lacks a capability the call needs; the message says how to turn it on.
+    /// On PostgreSQL with the logical decoding feed, the store's first subscription was made
+    /// inside a `store.transaction` (on the same thread) that had already written: starting
+    /// the feed waits for every transaction writing at that moment, the caller's own included,
+    /// so it could only fail after the lock timeout. Nothing was started; the transaction goes
+    /// on. Subscribe before the transaction's first write, or outside it.
+    #[error(
+        "the first subscription of a store on PostgreSQL starts its change feed, which waits for \
+         every transaction that has written to end, this one included: subscribe before the \
+         transaction's first write, or outside it"
+    )]
+    FeedStartAfterWrite,
+
+    /// A query the store runs on its own behalf (reading the catalog) returned no row where
+    /// the database always returns one: a server that does not behave as PostgreSQL or SQLite
+    /// does. Nothing was changed.
+    #[error("the database returned nothing for {query}, which always returns a row")]
+    UnexpectedAnswer {
+        /// The query (`current_schema()`, `pg_current_snapshot()`..).
+        query: &'static str,
+    },
+
+    /// The store could not start a thread it needs (observe's PostgreSQL listener): the
+    /// system refused one. Nothing was started.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread's purpose.
+        name: &'static str,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The build, or the server, lacks a capability the call needs; the message says how to
+    /// turn it on (SQLite's pre-update hook, PostgreSQL's `wal_level = logical`).
     #[error("unsupported: {0}")]
     Unsupported(String),
 
@@ -703,7 +736,10 @@ fn database_error(
             violation.table = info.table_name().map(str::to_owned);
         }
         if violation.column.is_none() {
-            violation.column = info.column_name().map(str::to_owned);
+            violation.column = info
+                .column_name()
+                .or_else(|| info.details().and_then(key_columns))
+                .map(str::to_owned);
         }
         return Error::Constraint(violation);
     }
@@ -731,6 +767,14 @@ fn database_error(
         return Error::TransactionAborted { cause: None };
     }
     Error::Database(DieselError::DatabaseError(kind, info))
+}
+
+/// The columns of a unique or foreign key, which PostgreSQL names only in its detail
+/// (`Key (email)=(a@example.com) already exists.`, `Key (post_id)=(..) is not present in table
+/// "posts".`): `email`, or `a, b` for several, as SQLite's messages give them.
+fn key_columns(details: &str) -> Option<&str> {
+    let rest = details.strip_prefix("Key (")?;
+    Some(&rest[..rest.find(")=(")?])
 }
 
 /// SQLite's `SQLITE_FULL` (the file reached `max_page_count`, or the disk is full), and
@@ -820,6 +864,19 @@ impl From<r2d2::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_names_a_keys_columns_in_its_detail() {
+        assert_eq!(
+            key_columns("Key (username)=(nadia) already exists."),
+            Some("username")
+        );
+        assert_eq!(
+            key_columns("Key (post_id, user_id)=(1, 2) already exists."),
+            Some("post_id, user_id")
+        );
+        assert_eq!(key_columns("Failing row contains (x)."), None);
+    }
 
     #[test]
     fn unique_message_names_table_and_column() {

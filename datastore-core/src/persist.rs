@@ -62,8 +62,8 @@ pub trait Persist<C: Connection>: Model {
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
-    /// written. Meant for bulk loads: multi-row `INSERT`s under 32,766 bound
-    /// values, nothing read back, where [`save`](Persist::save) runs an upsert per row and
+    /// written. Meant for bulk loads: multi-row `INSERT`s under 32,766 bound values, nothing
+    /// read back, where [`save`](Persist::save) runs an upsert per row and
     /// returns it. On SQLite the statements hold 256, 64, 16, 4 or 1 rows, each prepared once
     /// per connection; on PostgreSQL, where each statement is a round trip, as many rows as
     /// the bind limit allows. A row whose key exists fails the whole call, as does any other

@@ -47,7 +47,7 @@ impl Catalog {
 
     /// `table`'s columns, read while no epoch began.
     pub fn resolve(&self, table: &str) -> Result<Layout> {
-        let gone = || Error::Unsupported("the store is gone".into());
+        let gone = || Error::feed_lost("the store is gone");
         let hub = self.hub.upgrade().ok_or_else(gone)?;
         let conn = self.conn.upgrade().ok_or_else(gone)?;
         // Each retry follows a schema change: a few suffice unless the schema keeps changing.
@@ -55,9 +55,9 @@ impl Catalog {
             let epoch = hub.schema_epoch();
             let (cookie, columns) = conn.with(|conn| match conn {
                 AnyConnection::Sqlite(conn) => Ok(table_columns(conn, table)?),
-                AnyConnection::Postgres(_) => Err(Error::Unsupported(
-                    "schema epochs are SQLite's; PostgreSQL's rows name their columns".into(),
-                )),
+                AnyConnection::Postgres(_) => {
+                    unreachable!("schema epochs are SQLite's; PostgreSQL's rows name their columns")
+                }
             })?;
             if hub.schema_epoch() == epoch {
                 hub.learn_cookie(epoch, cookie);
@@ -90,10 +90,9 @@ fn table_columns(conn: &mut SqliteConnection, table: &str) -> Result<(i64, Vec<S
     )
     .bind::<Text, _>(table)
     .load(conn)?;
-    let read = read
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Unsupported("SQLite read no schema".into()))?;
+    let read = read.into_iter().next().ok_or(Error::UnexpectedAnswer {
+        query: "pragma_schema_version",
+    })?;
     let names = serde_json::from_str(&read.names)
         .map_err(|e| Error::Conversion(format!("the columns of {table}: {e}")))?;
     Ok((read.cookie, names))

@@ -9,8 +9,8 @@
 //! written once for every relation (in `relations/load.rs` and `relations/graph.rs`).
 //!
 //! What the declarations mean for the database (which foreign key is unique, what a delete
-//! does) is decided in one place, `schema/rules.rs`; a delete that links
-//! refuse is explained by `restrict`.
+//! does) is decided in one place, `schema/rules.rs`; what a delete does at run time, and why
+//! links refuse one, is worked out in `relations/effects.rs` and `relations/restrict.rs`.
 
 mod effects;
 mod fields;

@@ -18,7 +18,7 @@ pub(super) fn channel(conn: &mut PgConnection, schema: &str) -> Result<String> {
     rows.into_iter()
         .next()
         .map(|r| r.name)
-        .ok_or_else(|| Error::Unsupported("md5() returned nothing".into()))
+        .ok_or(Error::UnexpectedAnswer { query: "md5()" })
 }
 
 #[derive(QueryableByName)]
@@ -41,7 +41,9 @@ pub(crate) fn current_schema(conn: &mut PgConnection) -> Result<String> {
     rows.into_iter()
         .next()
         .map(|r| r.name)
-        .ok_or_else(|| Error::Unsupported("the connection has no current schema".into()))
+        .ok_or(Error::UnexpectedAnswer {
+            query: "current_schema()",
+        })
 }
 
 /// A table's columns, in order, with their types.

@@ -121,9 +121,9 @@ impl Listener {
             start.as_ref().map(|s| s.now),
             start.and_then(|s| Snapshot::parse(&s.snapshot)),
         ) else {
-            return Err(Error::Unsupported(
-                "pg_current_snapshot() returned no snapshot".into(),
-            ));
+            return Err(Error::UnexpectedAnswer {
+                query: "pg_current_snapshot()",
+            });
         };
         let mut listener = Listener {
             conn,
@@ -150,7 +150,10 @@ impl Listener {
         thread::Builder::new()
             .name("datastore-pg-listener".into())
             .spawn(move || listener.run())
-            .map_err(|e| Error::Unsupported(format!("cannot start the listener thread: {e}")))?;
+            .map_err(|source| Error::Thread {
+                name: "observe listener",
+                source,
+            })?;
         Ok(())
     }
 

@@ -175,12 +175,7 @@ pub(super) fn refuse_open_write(conn: &mut PgConnection, writer: i32) -> Result<
     .bind::<diesel::sql_types::Integer, _>(writer)
     .load(conn)?;
     if rows.first().is_some_and(|r| r.yes) {
-        return Err(Error::Unsupported(
-            "the first subscription of a store on PostgreSQL starts the change feed, which \
-             waits for every transaction that has written to end, this one included: subscribe \
-             before the transaction's first write (or outside it)"
-                .into(),
-        ));
+        return Err(Error::FeedStartAfterWrite);
     }
     Ok(())
 }
@@ -315,7 +310,10 @@ impl LogicalListener {
         thread::Builder::new()
             .name("datastore-pg-logical".into())
             .spawn(move || listener.run())
-            .map_err(|e| Error::Unsupported(format!("cannot start the listener thread: {e}")))?;
+            .map_err(|source| Error::Thread {
+                name: "observe listener",
+                source,
+            })?;
         Ok(())
     }
 
