@@ -439,6 +439,17 @@ pub enum Error {
 
 /// Why a connection could not be made or taken: the cause of [`Error::Connection`]. Its
 /// messages never show a password.
+///
+/// ```
+/// use datastore::{ConnectionFailure, Error, Store};
+///
+/// // A PostgreSQL schema means nothing to SQLite: refused before anything is opened.
+/// let err = Store::builder(":memory:").postgres_schema("tenant").open().unwrap_err();
+/// assert!(matches!(
+///     err,
+///     Error::Connection { source: ConnectionFailure::Location(_), .. }
+/// ));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectionFailure {
@@ -503,7 +514,14 @@ impl Duplicate {
     }
 }
 
-/// Which kind of constraint a write violated.
+/// Which kind of constraint a write violated: see [`ConstraintViolation`].
+///
+/// ```
+/// use datastore::ConstraintKind;
+///
+/// assert_eq!(ConstraintKind::ForeignKey.to_string(), "foreign key");
+/// assert_ne!(ConstraintKind::Unique, ConstraintKind::NotNull);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConstraintKind {

@@ -102,6 +102,21 @@ impl fmt::Display for Drift {
 impl std::error::Error for Drift {}
 
 /// What failed in a migration: the data of [`Error::Migration`].
+///
+/// ```
+/// use datastore::migrate::{MigrationFailure, Migrations};
+/// use datastore::schema::Dialect;
+/// use datastore::{Error, Schema};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+/// match folder.generate(&Schema::new(), "not a name!") {
+///     Err(Error::Migration { failure: MigrationFailure::Name(name), .. }) => {
+///         assert_eq!(name, "not a name!")
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MigrationFailure {

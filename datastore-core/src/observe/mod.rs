@@ -68,7 +68,29 @@ use crate::model::Model;
 /// [`Error::Unsupported`](crate::Error::Unsupported) and everything else works as before.
 pub const AVAILABLE: bool = crate::ffi::sqlite::PREUPDATE_HOOK;
 
-/// What happened to a row.
+/// What happened to a row: the [`Change`]'s `op`.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::observe::{Observed, Op};
+///
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let notes = store.observe::<Note>()?;
+/// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
+/// store.delete(&note)?;
+/// let ops: Vec<Op> = std::iter::from_fn(|| match notes.recv() {
+///     Some(Observed::Change(change)) => Some(change.op),
+///     _ => None,
+/// })
+/// .take(2)
+/// .collect();
+/// assert_eq!(ops, [Op::Insert, Op::Delete]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// The row was inserted.

@@ -5,7 +5,18 @@
 
 use super::{Column, ColumnType, Index, OnDelete, Table, Timestamps};
 
-/// The SQL dialect DDL is rendered for.
+/// The SQL dialect DDL is rendered for, and the backend a store runs on.
+///
+/// ```
+/// use datastore::schema::Dialect;
+/// use datastore::Store;
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").open()?;
+/// assert_eq!(store.dialect(), Dialect::Sqlite);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Dialect {

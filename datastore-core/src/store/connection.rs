@@ -12,7 +12,19 @@ use crate::observe::hub::Hub;
 use crate::observe::sqlite::ConnObserver;
 use crate::AnyConnection;
 
-/// How SQLite syncs writes to disk in WAL mode.
+/// How SQLite syncs writes to disk in WAL mode: [`StoreBuilder::synchronous`](crate::StoreBuilder::synchronous).
+///
+/// ```
+/// use datastore::{Store, Synchronous};
+///
+/// # fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::builder(dir.path().join("fast.db"))
+///     .synchronous(Synchronous::Normal) // survives a crash of the process, not of the power
+///     .open()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
     /// Every commit is durable, even across power loss (SQLite's default).

@@ -32,7 +32,21 @@ use crate::repo::Repo;
 use crate::schema::ddl::Dialect;
 use crate::{AnyBackend, AnyConnection, Error, Result};
 
-/// A connection taken from the store's pool; it derefs to an [`AnyConnection`].
+/// A connection taken from the store's pool; it derefs to an [`AnyConnection`], on which
+/// Diesel's DSL and [`Repo`]'s methods run. It goes back to the pool when dropped.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let mut conn: datastore::PooledConn = store.conn()?;
+/// conn.save(Note { text: "through the connection".into(), ..Note::default() })?;
+/// assert_eq!(conn.count::<Note>()?, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub type PooledConn = PooledConnection<BackendManager>;
 
 /// A data store over one database, SQLite or PostgreSQL, chosen by its URL: a pool of
