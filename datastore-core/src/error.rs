@@ -9,6 +9,18 @@ use std::fmt;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// The result type of every fallible operation in this crate.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// fn rename(store: &Store, id: &Id, text: &str) -> datastore::Result<Note> {
+///     let mut note = store.get::<Note>(id)?;
+///     note.text = text.into();
+///     store.save(note)
+/// }
+/// # let _ = rename;
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong when talking to the store.

@@ -7,7 +7,24 @@ use crate::schema::ddl::{self, Dialect};
 use crate::schema::{Column, ColumnType, Index, Name, Table};
 use crate::schema::{Rename, Schema};
 
-/// One change between the schema the migrations produce and the models.
+/// One change between the schema the migrations produce and the models: what a planned
+/// [`Migration`] consists of.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::migrate::{Migrations, SchemaChange};
+///
+/// # fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let plan = Migrations::new(dir.path(), Dialect::Sqlite)
+///     .plan(&Schema::new().model::<Note>())?
+///     .expect("a migration is needed");
+/// assert!(matches!(&plan.changes[..], [SchemaChange::CreateTable(t)] if t.name == "notes"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchemaChange {
     /// A new table, with its indexes.

@@ -73,6 +73,21 @@ pub struct Migration {
 }
 
 /// The difference between the models and their migrations: the migration that is missing.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::migrate::Migrations;
+///
+/// # fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+/// let drift = folder.drift(&Schema::new().model::<Note>())?.expect("no migration yet");
+/// assert!(drift.missing.up.contains("CREATE TABLE \"notes\""));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drift {
     /// The folder whose migrations are behind.

@@ -66,6 +66,12 @@ use crate::model::Model;
 /// the final build set `LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_PREUPDATE_HOOK` (as this repository's
 /// `.cargo/config.toml` does). Without it, [`Store::observe`](crate::Store::observe) returns
 /// [`Error::Unsupported`](crate::Error::Unsupported) and everything else works as before.
+///
+/// ```
+/// if !datastore::observe::AVAILABLE {
+///     eprintln!("observe is off: build with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_PREUPDATE_HOOK");
+/// }
+/// ```
 pub const AVAILABLE: bool = crate::ffi::sqlite::PREUPDATE_HOOK;
 
 /// What happened to a row: the [`Change`]'s `op`.
