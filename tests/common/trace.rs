@@ -10,11 +10,13 @@ use tracing_subscriber::Layer;
 /// Runs `f`, and returns what it returned with the SQL of every statement the store ran on
 /// this thread meanwhile (the events of target `datastore::sql`), in order.
 pub fn statements<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    second_dispatch();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let subscriber = tracing_subscriber::registry().with(Statements(seen.clone()));
-    let value = tracing::subscriber::with_default(subscriber, f);
-    let statements = std::mem::take(&mut *seen.lock().unwrap());
+    let (value, recorded) = recorded(f);
+    let statements = recorded
+        .events
+        .into_iter()
+        .filter(|(target, _, _)| target == "datastore::sql")
+        .filter_map(|(_, _, mut fields)| fields.remove("sql"))
+        .collect();
     (value, statements)
 }
 
@@ -112,38 +114,6 @@ impl Visit for AllFields {
 
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
         self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-struct Statements(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> Layer<S> for Statements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != "datastore::sql" {
-            return;
-        }
-        let mut sql = Sql(None);
-        event.record(&mut sql);
-        if let Some(sql) = sql.0 {
-            self.0.lock().unwrap().push(sql);
-        }
-    }
-}
-
-/// An event's `sql` field.
-struct Sql(Option<String>);
-
-impl Visit for Sql {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "sql" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        if field.name() == "sql" && self.0.is_none() {
-            self.0 = Some(format!("{value:?}"));
-        }
     }
 }
 

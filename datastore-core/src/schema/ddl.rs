@@ -728,6 +728,20 @@ fn generated_key(table: &Table) -> Option<&str> {
 
 #[cfg(test)]
 mod examples {
+    use crate::schema::{Column, Table};
+    use std::borrow::Cow;
+
+    /// A table `notes` keyed by `id`, of these columns.
+    fn notes(columns: Vec<Column>) -> Table {
+        Table {
+            name: "notes".into(),
+            primary_key: vec!["id".into()].into(),
+            columns: columns.into(),
+            foreign_keys: Cow::Borrowed(&[]),
+            indexes: Cow::Borrowed(&[]),
+        }
+    }
+
     #[test]
     fn has_dialect_example() {
         use crate::schema::ddl::{Dialect, HasDialect};
@@ -750,20 +764,12 @@ mod examples {
     #[test]
     fn create_table_example() {
         use crate::schema::ddl::{create_table, Dialect};
-        use crate::schema::{Column, ColumnType, Table};
-        use std::borrow::Cow;
+        use crate::schema::ColumnType;
 
-        let table = Table {
-            name: "notes".into(),
-            primary_key: vec!["id".into()].into(),
-            columns: vec![
-                Column::new("id", ColumnType::Uuid, false),
-                Column::new("text", ColumnType::Text, true),
-            ]
-            .into(),
-            foreign_keys: Cow::Borrowed(&[]),
-            indexes: Cow::Borrowed(&[]),
-        };
+        let table = notes(vec![
+            Column::new("id", ColumnType::Uuid, false),
+            Column::new("text", ColumnType::Text, true),
+        ]);
         assert_eq!(
             create_table(&table, Dialect::Sqlite),
             "CREATE TABLE \"notes\" (\n    \"id\" TEXT PRIMARY KEY NOT NULL,\n    \"text\" TEXT\n) STRICT;"
@@ -786,20 +792,12 @@ mod examples {
     #[test]
     fn upsert_example() {
         use crate::schema::ddl::{upsert, Dialect};
-        use crate::schema::{Column, ColumnType, Table, Timestamps};
-        use std::borrow::Cow;
+        use crate::schema::{ColumnType, Timestamps};
 
-        let table = Table {
-            name: "notes".into(),
-            primary_key: vec!["id".into()].into(),
-            columns: vec![
-                Column::new("id", ColumnType::Uuid, false),
-                Column::new("text", ColumnType::Text, false),
-            ]
-            .into(),
-            foreign_keys: Cow::Borrowed(&[]),
-            indexes: Cow::Borrowed(&[]),
-        };
+        let table = notes(vec![
+            Column::new("id", ColumnType::Uuid, false),
+            Column::new("text", ColumnType::Text, false),
+        ]);
         assert_eq!(
             upsert(&table, Timestamps::default(), Dialect::Sqlite).join("?, ?"),
             r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
@@ -809,18 +807,11 @@ mod examples {
     #[test]
     fn insert_unkeyed_example() {
         use crate::schema::ddl::insert_unkeyed;
-        use crate::schema::{Column, ColumnType, Table};
-        use std::borrow::Cow;
+        use crate::schema::ColumnType;
 
         let mut id = Column::new("id", ColumnType::BigInt, false);
         id.generated = true;
-        let table = Table {
-            name: "notes".into(),
-            primary_key: vec!["id".into()].into(),
-            columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
-            foreign_keys: Cow::Borrowed(&[]),
-            indexes: Cow::Borrowed(&[]),
-        };
+        let table = notes(vec![id, Column::new("text", ColumnType::Text, false)]);
         assert_eq!(
             insert_unkeyed(&table).join("?"),
             r#"INSERT INTO "notes" ("text") VALUES (?) RETURNING "id", "text""#
@@ -830,20 +821,12 @@ mod examples {
     #[test]
     fn insert_rows_example() {
         use crate::schema::ddl::insert_rows;
-        use crate::schema::{Column, ColumnType, Table};
-        use std::borrow::Cow;
+        use crate::schema::ColumnType;
 
-        let table = Table {
-            name: "notes".into(),
-            primary_key: vec!["id".into()].into(),
-            columns: vec![
-                Column::new("id", ColumnType::Uuid, false),
-                Column::new("text", ColumnType::Text, false),
-            ]
-            .into(),
-            foreign_keys: Cow::Borrowed(&[]),
-            indexes: Cow::Borrowed(&[]),
-        };
+        let table = notes(vec![
+            Column::new("id", ColumnType::Uuid, false),
+            Column::new("text", ColumnType::Text, false),
+        ]);
         let [before, between, after] = insert_rows(&table);
         assert_eq!(
             format!("{before}?, ?{between}?, ?{after}"),
@@ -854,18 +837,11 @@ mod examples {
     #[test]
     fn insert_rows_unkeyed_example() {
         use crate::schema::ddl::insert_rows_unkeyed;
-        use crate::schema::{Column, ColumnType, Table};
-        use std::borrow::Cow;
+        use crate::schema::ColumnType;
 
         let mut id = Column::new("id", ColumnType::BigInt, false);
         id.generated = true;
-        let table = Table {
-            name: "notes".into(),
-            primary_key: vec!["id".into()].into(),
-            columns: vec![id, Column::new("text", ColumnType::Text, false)].into(),
-            foreign_keys: Cow::Borrowed(&[]),
-            indexes: Cow::Borrowed(&[]),
-        };
+        let table = notes(vec![id, Column::new("text", ColumnType::Text, false)]);
         let [before, between, after] = insert_rows_unkeyed(&table);
         assert_eq!(
             format!("{before}?{between}?{after}"),
