@@ -27,6 +27,10 @@
 //!   connection of the store with no subscriber, with one that is not read, with one and with
 //!   ten read in turn on the writer's thread after each commit; and on a plain connection
 //!   without hooks;
+//! - `eager N`, `diesel-eager N`: 100 posts with 10 comments each loaded N times, with
+//!   `all` and `load_comments`, and as hand-written Diesel loads them (text columns,
+//!   `belonging_to` and `grouped_by`) on a plain `SqliteConnection`; `diesel-all N`: the
+//!   one-row trivial query as hand-written Diesel runs it (compare with `store`);
 //! - `all1000 N`, `query1000 N`, `plain1000 N`: the 1,000 posts of the table read N times with
 //!   `all`, with `query` (the caller's query, on the store's `AnyConnection`) and on a plain
 //!   `SqliteConnection`;
@@ -47,7 +51,76 @@ use std::time::{Duration, Instant};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, SqliteConnection};
 use datastore::prelude::*;
-use models::Post;
+use models::{Comment, Post};
+
+/// Hand-written Diesel as `benches/workloads/hand_diesel.rs` writes it on SQLite: keys and
+/// instants read as the text they are stored as, relations loaded with Diesel's associations.
+mod hand_written {
+    use datastore::diesel::prelude::*;
+    use datastore::diesel::SqliteConnection;
+
+    diesel::table! {
+        posts (id) {
+            id -> Text,
+            title -> Text,
+            rating -> Integer,
+            status -> Text,
+            body -> Nullable<Text>,
+            created_at -> Text,
+            updated_at -> Text,
+        }
+    }
+
+    diesel::table! {
+        comments (id) {
+            id -> Text,
+            content -> Nullable<Text>,
+            post_id -> Text,
+            created_at -> Text,
+            parent_id -> Nullable<Text>,
+            author_id -> Nullable<Text>,
+        }
+    }
+
+    #[derive(Queryable, Selectable, Identifiable, Debug)]
+    #[diesel(table_name = posts)]
+    pub struct Post {
+        pub id: String,
+        pub title: String,
+        pub rating: i32,
+        pub status: String,
+        pub body: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    #[derive(Queryable, Selectable, Identifiable, Associations, Debug)]
+    #[diesel(table_name = comments, belongs_to(Post))]
+    pub struct Comment {
+        pub id: String,
+        pub content: Option<String>,
+        pub post_id: String,
+        pub created_at: String,
+        pub parent_id: Option<String>,
+        pub author_id: Option<String>,
+    }
+
+    /// Every post, in key order.
+    pub fn all_posts(conn: &mut SqliteConnection) -> Vec<Post> {
+        posts::table.order(posts::id).load(conn).unwrap()
+    }
+
+    /// Every post with its comments, in key order.
+    pub fn posts_with_comments(conn: &mut SqliteConnection) -> Vec<(Post, Vec<Comment>)> {
+        let posts = all_posts(conn);
+        let comments = Comment::belonging_to(&posts)
+            .order(comments::id)
+            .load::<Comment>(conn)
+            .unwrap()
+            .grouped_by(&posts);
+        posts.into_iter().zip(comments).collect()
+    }
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -231,6 +304,44 @@ fn main() {
                 assert_eq!(black_box(rows).len(), 1000);
             }
         }
+        "eager" | "diesel-eager" => {
+            // 100 posts with 10 comments each: the eager-loading workload at 100x10.
+            conn.transaction(|tx| {
+                let posts = tx.insert_all((0..99).map(|_| Post::default()).collect())?;
+                let comments = posts
+                    .iter()
+                    .chain([&stored])
+                    .flat_map(|post| {
+                        (0..10).map(|c| Comment {
+                            post_id: post.id,
+                            content: Some(format!("comment {c}")),
+                            ..Comment::default()
+                        })
+                    })
+                    .collect();
+                tx.insert_all(comments)
+            })
+            .unwrap();
+            if mode == "eager" {
+                for _ in 0..n {
+                    let mut posts: Vec<Post> = conn.all().unwrap();
+                    Post::load_comments(&mut conn, &mut posts).unwrap();
+                    assert_eq!(black_box(posts).len(), 100);
+                }
+            } else {
+                let mut plain = SqliteConnection::establish(&url).unwrap();
+                for _ in 0..n {
+                    let loaded = hand_written::posts_with_comments(&mut plain);
+                    assert_eq!(black_box(loaded).len(), 100);
+                }
+            }
+        }
+        "diesel-all" => {
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            for _ in 0..n {
+                black_box(hand_written::all_posts(&mut plain));
+            }
+        }
         "store" => {
             for _ in 0..n {
                 black_box(conn.all::<Post>().unwrap());
@@ -271,7 +382,8 @@ fn main() {
             eprintln!(
                 "unknown mode {mode}: store, plain, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
-                 observe1-read, observe10-read, plain-insert, all1000, query1000 or plain1000"
+                 observe1-read, observe10-read, plain-insert, eager, diesel-eager, diesel-all, \
+                 all1000, query1000 or plain1000"
             );
             std::process::exit(2);
         }

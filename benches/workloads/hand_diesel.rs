@@ -72,6 +72,8 @@ macro_rules! hand_written {
                     content -> Nullable<Text>,
                     post_id -> $key_sql,
                     created_at -> $time_sql,
+                    parent_id -> Nullable<$key_sql>,
+                    author_id -> Nullable<$key_sql>,
                 }
             }
 
@@ -122,6 +124,8 @@ macro_rules! hand_written {
                 pub content: Option<String>,
                 pub post_id: $key,
                 pub created_at: $time,
+                pub parent_id: Option<$key>,
+                pub author_id: Option<$key>,
             }
 
             #[derive(Queryable, Selectable, Identifiable, Debug, Clone)]

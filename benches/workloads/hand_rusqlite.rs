@@ -108,6 +108,8 @@ fn comment(row: &Row<'_>) -> rusqlite::Result<Comment> {
         content: row.get(1)?,
         post_id: row.get(2)?,
         created_at: row.get(3)?,
+        parent_id: row.get(4)?,
+        author_id: row.get(5)?,
     })
 }
 
@@ -120,7 +122,10 @@ fn int_keyed_comment(row: &Row<'_>) -> rusqlite::Result<int_keyed::Comment> {
     })
 }
 
-const SELECT_COMMENTS: &str = "SELECT id, content, post_id, created_at FROM comments";
+const SELECT_COMMENTS: &str =
+    "SELECT id, content, post_id, created_at, parent_id, author_id FROM comments";
+/// The integer-keyed comments' columns (they have no thread and no author).
+const SELECT_INT_KEYED_COMMENTS: &str = "SELECT id, content, post_id, created_at FROM comments";
 
 /// What a hand-written eager load does after its queries: each parent with its children
 /// (the way Diesel's `grouped_by` does it).
@@ -324,7 +329,7 @@ impl IntKeyedPeer for Rusqlite {
     fn posts_with_comments(&mut self) -> usize {
         let posts = self.rows(POSTS, [], int_keyed_post);
         let comments = self.rows_in(
-            SELECT_COMMENTS,
+            SELECT_INT_KEYED_COMMENTS,
             "post_id",
             posts.iter().map(|p| &p.id),
             "id",

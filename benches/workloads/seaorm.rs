@@ -108,6 +108,8 @@ macro_rules! sea_orm_peer {
                     pub content: Option<String>,
                     pub post_id: $key,
                     pub created_at: $time,
+                    pub parent_id: Option<$key>,
+                    pub author_id: Option<$key>,
                 }
 
                 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
