@@ -849,3 +849,45 @@ async fn all_unsubscribed(store: &AsyncStore) {
     }
     assert_eq!(store.subscriptions(), 0, "every subscription was dropped");
 }
+
+/// A call made on a runtime that has shut down cannot run: it fails with
+/// `Error::RuntimeShutdown` instead of hanging or panicking.
+#[test]
+fn a_call_on_a_runtime_that_shut_down_is_a_runtime_shutdown_error() {
+    use std::task::{Context, Poll, Wake, Waker};
+
+    /// Polls `future` on this thread, outside any runtime (as a foreign executor does).
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut future = std::pin::pin!(future);
+        loop {
+            match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+                Poll::Ready(output) => return output,
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
+
+    let db = sqlite_file();
+    let first = runtime();
+    let handle = first.handle().clone();
+    assert_eq!(first.block_on(db.store.count::<Post>()).unwrap(), 0);
+    drop(first);
+
+    let after_shutdown = {
+        let _entered = handle.enter();
+        block_on(db.store.count::<Post>())
+    };
+    match after_shutdown {
+        Err(Error::RuntimeShutdown) => {}
+        other => panic!("expected Error::RuntimeShutdown, got {other:?}"),
+    }
+    // The store itself is intact: a live runtime runs the same call.
+    assert_eq!(runtime().block_on(db.store.count::<Post>()).unwrap(), 0);
+}

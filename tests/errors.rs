@@ -489,3 +489,80 @@ fn a_migration_run_with_foreign_keys_off_that_breaks_them_is_undone() {
     .unwrap();
     assert_eq!(children, 0, "nothing of the migration was kept");
 }
+
+/// A stored value the model cannot read (a key that is not a UUID, written behind the store's
+/// back) fails the read with `Error::Conversion`, saying what was wrong; the other rows stay
+/// readable.
+#[test]
+fn a_stored_value_the_model_cannot_read_is_a_conversion_error() {
+    let (_dir, store) = file_store();
+    let kept = store.save(Post::default()).unwrap();
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(
+        "INSERT INTO posts (id, title, rating, status, created_at, updated_at) VALUES \
+         ('not-a-uuid', 'by hand', 0, 'Active', '2026-12-02T10:00:00.000000Z', \
+          '2026-12-02T10:00:00.000000Z')",
+    )
+    .unwrap();
+    drop(conn);
+    match store.all::<Post>() {
+        Err(Error::Conversion { column, message }) => {
+            assert_eq!(column.as_deref(), Some("id"));
+            assert!(message.contains("invalid character"), "{message}");
+        }
+        other => panic!("expected a conversion error, got {other:?}"),
+    }
+    assert_eq!(store.find::<Post>(&kept.id).unwrap(), Some(kept));
+}
+
+// A statement the database rejects for a reason of its own (here, its syntax) is
+// `Error::Database` with the database's error, and the transaction it ran in changed nothing.
+per_backend! {
+    fn a_statement_the_database_rejects_is_a_database_error(store) {
+        let rejected = store.transaction(|tx| {
+            tx.save(user("nadia"))?;
+            diesel::sql_query("SELEC 1").execute(tx)?;
+            Ok(())
+        });
+        match rejected {
+            Err(Error::Database(diesel::result::Error::DatabaseError(_, info))) => {
+                assert!(info.message().contains("syntax error"), "{}", info.message())
+            }
+            other => panic!("expected a database error, got {other:?}"),
+        }
+        assert_eq!(store.count::<User>().unwrap(), 0);
+    }
+}
+
+/// Migration files that cannot be read or written are `Error::Io`, naming the path.
+#[test]
+fn migration_files_that_cannot_be_written_are_an_io_error_naming_the_path() {
+    use datastore::migrate::Migrations;
+    use datastore::schema::Dialect;
+
+    let dir = tempfile::tempdir().unwrap();
+    let blog = Schema::new()
+        .model::<Post>()
+        .model::<Comment>()
+        .model::<User>();
+    // The migrations' folder is a file.
+    let file = dir.path().join("migrations");
+    std::fs::write(&file, "not a folder").unwrap();
+    match Migrations::new(&file, Dialect::Sqlite).generate(&blog, "init") {
+        Err(Error::Io { path, source }) => {
+            assert!(path.starts_with(&file.display().to_string()), "{path}");
+            assert!(source.raw_os_error().is_some(), "{source:?}");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
+    // Its snapshot is a folder.
+    let folder = dir.path().join("sqlite");
+    std::fs::create_dir_all(folder.join("schema.json")).unwrap();
+    match Migrations::new(&folder, Dialect::Sqlite).snapshot() {
+        Err(Error::Io { path, .. }) => {
+            assert_eq!(path, folder.join("schema.json").display().to_string())
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}

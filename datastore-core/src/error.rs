@@ -331,9 +331,16 @@ pub enum Error {
         owner: String,
     },
 
-    /// A value could not be converted to or from its column (Diesel does not say which).
-    #[error("cannot convert a stored value: {0}")]
-    Conversion(String),
+    /// A value could not be converted to or from its column: a stored value its field's type
+    /// cannot read (a key that is not a UUID, text in an integer column), written behind the
+    /// store's back. Nothing was written.
+    #[error("cannot convert {}: {message}", column.as_deref().map_or_else(|| "a value".to_owned(), |c| format!("column {c}")))]
+    Conversion {
+        /// The column, where the value was read from one.
+        column: Option<String>,
+        /// What was wrong with the value.
+        message: String,
+    },
 
     /// A NaN ("not a number") in an `f32` or `f64` field, which SQLite cannot store: it would
     /// keep `NULL` instead (and refuse it in a non-null column). Nothing was written.
@@ -409,10 +416,10 @@ pub enum Error {
     )]
     FeedStartAfterWrite,
 
-    /// A query the store runs on its own behalf (reading the catalog) returned no row where
-    /// the database always returns one: a server that does not behave as PostgreSQL or SQLite
-    /// does. Nothing was changed.
-    #[error("the database returned nothing for {query}, which always returns a row")]
+    /// A query the store runs on its own behalf (reading the catalog) was answered with no row
+    /// where the database always returns one, or with a value of a form it never returns: a
+    /// server that does not behave as PostgreSQL or SQLite does. Nothing was changed.
+    #[error("the database answered {query} with no row or a malformed value, unlike PostgreSQL and SQLite")]
     UnexpectedAnswer {
         /// The query (`current_schema()`, `pg_current_snapshot()`..).
         query: &'static str,
@@ -703,6 +710,15 @@ impl Error {
         }
     }
 
+    /// The row of a query the database always answers with one (a `SELECT` of expressions,
+    /// without `FROM`): a server that answers with none gets [`Error::UnexpectedAnswer`],
+    /// not a panic.
+    pub(crate) fn one_row<T>(rows: Vec<T>, query: &'static str) -> Result<T> {
+        rows.into_iter()
+            .next()
+            .ok_or(Error::UnexpectedAnswer { query })
+    }
+
     pub(crate) fn not_found(table: &str, key: impl fmt::Display) -> Self {
         Self::NotFound {
             table: table.to_owned(),
@@ -726,7 +742,7 @@ impl From<DieselError> for Error {
                 database_error(kind, info)
             }
             DieselError::DeserializationError(e) | DieselError::SerializationError(e) => {
-                refused_value(&*e).unwrap_or_else(|| Self::Conversion(e.to_string()))
+                refused_value(&*e).unwrap_or_else(|| conversion(&*e))
             }
             DieselError::NotInTransaction => match crate::store::lost::unended_here() {
                 // Diesel forgot a transaction SQLite had rolled back by itself.
@@ -832,6 +848,26 @@ pub(crate) enum ValueError {
 
 /// The typed error of a value a field type refused, found in Diesel's error (which wraps it
 /// with the column's name when it knows it).
+/// [`Error::Conversion`] for a value Diesel could not convert: the column Diesel names, and the
+/// innermost cause, which says what was wrong (Diesel's own message names only the field).
+fn conversion(error: &(dyn std::error::Error + 'static)) -> Error {
+    let mut column = None;
+    let mut innermost = error;
+    loop {
+        if let Some(field) = innermost.downcast_ref::<diesel::result::DeserializeFieldError>() {
+            column.clone_from(&field.field_name);
+        }
+        match innermost.source() {
+            Some(source) => innermost = source,
+            None => break,
+        }
+    }
+    Error::Conversion {
+        column,
+        message: innermost.to_string(),
+    }
+}
+
 fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
     let mut column = None;
     let mut current = Some(error);
@@ -894,6 +930,32 @@ impl From<r2d2::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_that_answers_no_row_is_an_unexpected_answer() {
+        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+
+        #[derive(QueryableByName, Debug)]
+        struct One {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            one: i32,
+        }
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        let mut answer = |sql: &str| diesel::sql_query(sql).load::<One>(&mut conn).unwrap();
+
+        let one = Error::one_row(answer("SELECT 1 AS one"), "one").unwrap();
+        assert_eq!(one.one, 1);
+        let none = Error::one_row(answer("SELECT 1 AS one WHERE 0"), "one()");
+        assert!(
+            matches!(none, Err(Error::UnexpectedAnswer { query: "one()" })),
+            "{none:?}"
+        );
+        assert_eq!(
+            none.unwrap_err().to_string(),
+            "the database answered one() with no row or a malformed value, unlike PostgreSQL \
+             and SQLite"
+        );
+    }
 
     #[test]
     fn postgres_names_a_keys_columns_in_its_detail() {

@@ -578,5 +578,8 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
 /// A `COUNT(*)` as a collection's length: SQL counts are `BIGINT`, never negative, and no
 /// table a `usize` cannot count fits in memory or on disk of a machine with that `usize`.
 fn row_count(count: i64) -> Result<usize> {
-    usize::try_from(count).map_err(|_| Error::Conversion(format!("row count {count} out of range")))
+    usize::try_from(count).map_err(|_| Error::Conversion {
+        column: None,
+        message: format!("row count {count} out of range"),
+    })
 }

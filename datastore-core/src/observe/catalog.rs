@@ -90,11 +90,11 @@ fn table_columns(conn: &mut SqliteConnection, table: &str) -> Result<(i64, Vec<S
     )
     .bind::<Text, _>(table)
     .load(conn)?;
-    let read = read.into_iter().next().ok_or(Error::UnexpectedAnswer {
-        query: "pragma_schema_version",
+    let read = Error::one_row(read, "pragma_schema_version")?;
+    let names = serde_json::from_str(&read.names).map_err(|e| Error::Conversion {
+        column: None,
+        message: format!("the columns of {table}: {e}"),
     })?;
-    let names = serde_json::from_str(&read.names)
-        .map_err(|e| Error::Conversion(format!("the columns of {table}: {e}")))?;
     Ok((read.cookie, names))
 }
 

@@ -15,10 +15,7 @@ pub(super) fn channel(conn: &mut PgConnection, schema: &str) -> Result<String> {
     let rows: Vec<Name> = diesel::sql_query("SELECT 'datastore:' || md5($1) AS name")
         .bind::<Text, _>(schema)
         .load(conn)?;
-    rows.into_iter()
-        .next()
-        .map(|r| r.name)
-        .ok_or(Error::UnexpectedAnswer { query: "md5()" })
+    Error::one_row(rows, "md5()").map(|r| r.name)
 }
 
 #[derive(QueryableByName)]
@@ -38,12 +35,7 @@ struct ColumnInfo {
 /// The schema new tables go to on this connection (the first of its search path).
 pub(crate) fn current_schema(conn: &mut PgConnection) -> Result<String> {
     let rows: Vec<Name> = diesel::sql_query("SELECT current_schema()::text AS name").load(conn)?;
-    rows.into_iter()
-        .next()
-        .map(|r| r.name)
-        .ok_or(Error::UnexpectedAnswer {
-            query: "current_schema()",
-        })
+    Error::one_row(rows, "current_schema()").map(|r| r.name)
 }
 
 /// A table's columns, in order, with their types.

@@ -115,16 +115,14 @@ impl Listener {
              extract(epoch FROM clock_timestamp())::float8 AS now",
         )
         .load(&mut conn)?;
-        let start = start.into_iter().next();
-        let (Some(pid), Some(server_now), Some(ended)) = (
-            start.as_ref().map(|s| s.pid),
-            start.as_ref().map(|s| s.now),
-            start.and_then(|s| Snapshot::parse(&s.snapshot)),
-        ) else {
-            return Err(Error::UnexpectedAnswer {
-                query: "pg_current_snapshot()",
-            });
-        };
+        let Start {
+            pid,
+            snapshot,
+            now: server_now,
+        } = Error::one_row(start, "pg_current_snapshot()")?;
+        let ended = Snapshot::parse(&snapshot).ok_or(Error::UnexpectedAnswer {
+            query: "pg_current_snapshot()",
+        })?;
         let mut listener = Listener {
             conn,
             changes,
@@ -147,14 +145,7 @@ impl Listener {
             more_to_remove: false,
             heartbeat: (Instant::now(), SystemTime::now(), server_now),
         };
-        thread::Builder::new()
-            .name("datastore-pg-listener".into())
-            .spawn(move || listener.run())
-            .map_err(|source| Error::Thread {
-                name: "observe listener",
-                source,
-            })?;
-        Ok(())
+        outlet::start("datastore-pg-listener", move || listener.run())
     }
 
     /// Until the store is gone or the connection breaks. When the store is gone, what was

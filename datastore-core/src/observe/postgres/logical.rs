@@ -28,7 +28,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -37,7 +36,7 @@ use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::super::{Batch, Columns, Op, RawChange, Shape};
 use super::pgoutput::{self, Frame, Message, Tuple, Value};
-use super::{decode, Outlet};
+use super::{decode, outlet, Outlet};
 use crate::ffi::libpq::ReplicationConn;
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
@@ -307,14 +306,7 @@ impl LogicalListener {
             held: VecDeque::new(),
             last_release: Instant::now(),
         };
-        thread::Builder::new()
-            .name("datastore-pg-logical".into())
-            .spawn(move || listener.run())
-            .map_err(|source| Error::Thread {
-                name: "observe listener",
-                source,
-            })?;
-        Ok(())
+        outlet::start("datastore-pg-logical", move || listener.run())
     }
 
     fn run(&mut self) {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::thread;
 
 use diesel::sql_types::Text;
 use diesel::QueryableByName;
@@ -10,6 +11,7 @@ use diesel::QueryableByName;
 use super::{lock, PgObserve, Waiting};
 use crate::observe::hub::Hub;
 use crate::observe::Batch;
+use crate::{Error, Result};
 
 /// Where a listener delivers, whichever feed it reads: the hub, the subscriptions waiting for
 /// their marker, and what ends with it.
@@ -85,7 +87,59 @@ pub(super) struct SnapshotText {
     pub(super) snapshot: String,
 }
 
+/// Starts a listener on a thread of its own, named `thread_name` (as `ps` and debuggers show
+/// it).
+pub(super) fn start(thread_name: &str, listen: impl FnOnce() + Send + 'static) -> Result<()> {
+    start_on(thread::Builder::new(), thread_name, listen)
+}
+
+fn start_on(
+    builder: thread::Builder,
+    thread_name: &str,
+    listen: impl FnOnce() + Send + 'static,
+) -> Result<()> {
+    builder
+        .name(thread_name.to_owned())
+        .spawn(listen)
+        .map(drop)
+        .map_err(|source| Error::Thread {
+            name: "observe listener",
+            source,
+        })
+}
+
 /// Why the listener cannot go on.
 pub(super) fn connection_failed(e: impl std::fmt::Display) -> String {
     format!("the observe listener's connection failed: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_the_system_gives_no_thread_is_a_thread_error() {
+        // A stack no system can map: the spawn itself fails.
+        let refused = start_on(
+            thread::Builder::new().stack_size(1 << 60),
+            "datastore-test",
+            || {},
+        );
+        match refused {
+            Err(Error::Thread { name, source }) => {
+                assert_eq!(name, "observe listener");
+                assert!(source.raw_os_error().is_some(), "{source:?}");
+            }
+            other => panic!("expected Error::Thread, got {other:?}"),
+        }
+
+        let (started, ran) = std::sync::mpsc::channel();
+        start("datastore-test", move || {
+            started
+                .send(thread::current().name().map(str::to_owned))
+                .unwrap()
+        })
+        .unwrap();
+        assert_eq!(ran.recv().unwrap().as_deref(), Some("datastore-test"));
+    }
 }
