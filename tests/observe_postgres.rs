@@ -585,3 +585,49 @@ fn on_postgres_logical_decoding_streams_to_a_temporary_slot_that_ends_with_the_s
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Logical decoding asked explicitly by a role that may not replicate is `Error::Unsupported`,
+/// saying what it needs and naming the trigger feed; the default feed falls back to triggers
+/// for the same role, and observes.
+#[test]
+fn on_postgres_logical_decoding_asked_by_a_role_that_may_not_replicate_is_unsupported() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        name: String,
+    }
+    let schema_name = datastore::diesel::sql_query("SELECT current_schema()::text AS name")
+        .load::<Name>(&mut admin)
+        .unwrap()
+        .remove(0)
+        .name;
+    let role = Squatter::new(&url, &schema_name);
+    let open = |feed: ChangeFeed| {
+        Store::builder(&role.url)
+            .postgres_schema(&schema_name)
+            .migrations(datastore::embed_migrations!())
+            .change_feed(feed)
+            .open()
+            .unwrap()
+    };
+
+    let logical = open(ChangeFeed::LogicalDecoding);
+    match logical.observe::<Post>() {
+        Err(Error::Unsupported(message)) => {
+            assert!(message.contains("REPLICATION"), "{message}");
+            assert!(message.contains("ChangeFeed::Triggers"), "{message}");
+        }
+        other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+    }
+    drop(logical);
+
+    let default = open(ChangeFeed::default());
+    let posts = default.observe::<Post>().unwrap();
+    let saved = default.save(post("observed by triggers")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+}
