@@ -29,6 +29,15 @@ fn next<M: Model + std::fmt::Debug>(sub: &Subscription<M>) -> (Op, M) {
     }
 }
 
+/// A fresh database for each change feed the server offers (logical decoding only where it
+/// is available), in turn; none without a server.
+fn each_feed() -> impl Iterator<Item = (ChangeFeed, common::TestDb)> {
+    [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers]
+        .into_iter()
+        .filter(|&feed| feed != ChangeFeed::LogicalDecoding || common::logical_decoding())
+        .map_while(|feed| Some((feed, common::TestDb::postgres_with(feed)?)))
+}
+
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
@@ -175,13 +184,7 @@ fn on_postgres_an_earlier_versions_function_put_back_while_observing_ends_the_fe
 /// and it fails at once, typed, rather than after the lock timeout as a busy database.
 #[test]
 fn on_postgres_observing_a_table_the_transaction_wrote_fails_at_once() {
-    for feed in [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers] {
-        if feed == ChangeFeed::LogicalDecoding && !common::logical_decoding() {
-            continue;
-        }
-        let Some(db) = common::TestDb::postgres_with(feed) else {
-            return;
-        };
+    for (feed, db) in each_feed() {
         let _schema = db.schema;
         let store = db.store;
         store
@@ -256,6 +259,20 @@ fn on_postgres_starting_the_feed_inside_a_transaction_that_wrote_fails_at_once()
     drop(comments);
 }
 
+/// The schema `conn` creates tables in.
+fn current_schema(conn: &mut PgConnection) -> String {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        name: String,
+    }
+    datastore::diesel::sql_query("SELECT current_schema()::text AS name")
+        .load::<Name>(conn)
+        .unwrap()
+        .remove(0)
+        .name
+}
+
 /// A role with `CREATE` on the schema (and nothing on the observed tables), dropped when the
 /// test ends.
 struct Squatter {
@@ -311,16 +328,7 @@ fn on_postgres_a_change_table_another_role_made_is_refused() {
     };
     let schema = common::PgSchema::new(&url);
     let mut admin = PgConnection::establish(schema.url()).unwrap();
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        name: String,
-    }
-    let schema_name = datastore::diesel::sql_query("SELECT current_schema()::text AS name")
-        .load::<Name>(&mut admin)
-        .unwrap()
-        .remove(0)
-        .name;
+    let schema_name = current_schema(&mut admin);
     let squatter = Squatter::new(&url, &schema_name);
     PgConnection::establish(&squatter.url)
         .unwrap()
@@ -475,13 +483,7 @@ fn on_postgres_forgeries_interleaved_with_a_transactions_changes_are_ignored() {
 /// cascade's delete is moved before its own statement's rows only).
 #[test]
 fn on_postgres_statements_sent_together_keep_their_order() {
-    for feed in [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers] {
-        if feed == ChangeFeed::LogicalDecoding && !common::logical_decoding() {
-            continue;
-        }
-        let Some(db) = common::TestDb::postgres_with(feed) else {
-            return;
-        };
+    for (feed, db) in each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let comments = store.observe::<Comment>().unwrap();
@@ -502,9 +504,9 @@ fn on_postgres_statements_sent_together_keep_their_order() {
         assert_eq!(
             (first, second),
             (Op::Insert, Op::Delete),
-            "in the order they happened"
+            "{feed:?}: in the order they happened"
         );
-        assert_eq!((inserted.id, deleted.id), (id, id));
+        assert_eq!((inserted.id, deleted.id), (id, id), "{feed:?}");
     }
 }
 
@@ -596,16 +598,7 @@ fn on_postgres_logical_decoding_asked_by_a_role_that_may_not_replicate_is_unsupp
     };
     let schema = common::PgSchema::new(&url);
     let mut admin = PgConnection::establish(schema.url()).unwrap();
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        name: String,
-    }
-    let schema_name = datastore::diesel::sql_query("SELECT current_schema()::text AS name")
-        .load::<Name>(&mut admin)
-        .unwrap()
-        .remove(0)
-        .name;
+    let schema_name = current_schema(&mut admin);
     let role = Squatter::new(&url, &schema_name);
     let open = |feed: ChangeFeed| {
         Store::builder(&role.url)
