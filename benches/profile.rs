@@ -31,6 +31,10 @@
 //!   `all` and `load_comments`, and as hand-written Diesel loads them (text columns,
 //!   `belonging_to` and `grouped_by`) on a plain `SqliteConnection`; `diesel-all N`: the
 //!   one-row trivial query as hand-written Diesel runs it (compare with `store`);
+//! - `delete N [K]`, `diesel-delete N [K]`, `delete-setup N [K]`: N posts with K comments each
+//!   (none without K) inserted, then deleted one by one
+//!   with `delete_by_id` and as hand-written Diesel deletes them (by text key, on a plain
+//!   connection with foreign keys on); `delete-setup` only inserts, to subtract;
 //! - `all1000 N`, `query1000 N`, `plain1000 N`: the 1,000 posts of the table read N times with
 //!   `all`, with `query` (the caller's query, on the store's `AnyConnection`) and on a plain
 //!   `SqliteConnection`;
@@ -108,6 +112,13 @@ mod hand_written {
     /// Every post, in key order.
     pub fn all_posts(conn: &mut SqliteConnection) -> Vec<Post> {
         posts::table.order(posts::id).load(conn).unwrap()
+    }
+
+    /// Deletes a post by its key.
+    pub fn delete_post(conn: &mut SqliteConnection, key: &str) -> usize {
+        diesel::delete(posts::table.find(key))
+            .execute(conn)
+            .unwrap()
     }
 
     /// Every post with its comments, in key order.
@@ -336,6 +347,40 @@ fn main() {
                 }
             }
         }
+        "delete" | "diesel-delete" | "delete-setup" => {
+            // N posts with K comments each (K from the third argument, 0 without), then
+            // deleted one by one (the cascade workload); `delete-setup` only inserts them, to
+            // subtract.
+            let k: usize = args.next().and_then(|k| k.parse().ok()).unwrap_or(0);
+            let posts = conn
+                .transaction(|tx| {
+                    let posts = tx.insert_all((0..n).map(|_| Post::default()).collect())?;
+                    let comments = posts
+                        .iter()
+                        .flat_map(|post| {
+                            (0..k).map(|_| Comment {
+                                post_id: post.id,
+                                ..Comment::default()
+                            })
+                        })
+                        .collect();
+                    tx.insert_all::<Comment>(comments)?;
+                    Ok::<_, datastore::Error>(posts)
+                })
+                .unwrap();
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            plain.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+            for post in &posts {
+                match mode.as_str() {
+                    "delete" => conn.delete_by_id::<Post>(&post.id).unwrap(),
+                    "diesel-delete" => assert_eq!(
+                        hand_written::delete_post(&mut plain, &post.id.to_string()),
+                        1
+                    ),
+                    _ => {}
+                }
+            }
+        }
         "diesel-all" => {
             let mut plain = SqliteConnection::establish(&url).unwrap();
             for _ in 0..n {
@@ -383,6 +428,7 @@ fn main() {
                 "unknown mode {mode}: store, plain, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
                  observe1-read, observe10-read, plain-insert, eager, diesel-eager, diesel-all, \
+                 delete, diesel-delete, delete-setup, \
                  all1000, query1000 or plain1000"
             );
             std::process::exit(2);
