@@ -43,6 +43,10 @@
 //!   refusal leaves the transaction usable) and N with a plain Diesel `DELETE`, printing the
 //!   mean time of each.
 //!
+//! - `pg-insert10 N`, `pg-insert10-diesel N`: on PostgreSQL, 10 posts inserted N times with
+//!   `insert_all`, and with Diesel's multi-row insert in a transaction, on the store's
+//!   connection (the client's instructions; the server's are not counted).
+//!
 //! Subtract a run with N = 0 to leave out the set-up.
 
 #[path = "../examples/blog/models.rs"]
@@ -114,6 +118,53 @@ mod hand_written {
         posts::table.order(posts::id).load(conn).unwrap()
     }
 
+    /// On PostgreSQL, with datastore's key and time types, as `benches/workloads` writes it.
+    pub mod pg {
+        use datastore::diesel::prelude::*;
+        use datastore::{Id, Timestamp};
+
+        diesel::table! {
+            use datastore::diesel::sql_types::*;
+            use datastore::sql_types::{TimestampUtc, Uuid};
+
+            posts (id) {
+                id -> Uuid,
+                title -> Text,
+                rating -> Integer,
+                status -> Text,
+                body -> Nullable<Text>,
+                created_at -> TimestampUtc,
+                updated_at -> TimestampUtc,
+            }
+        }
+
+        #[derive(Insertable)]
+        #[diesel(table_name = posts)]
+        pub struct NewPost {
+            pub id: Id,
+            pub title: String,
+            pub rating: i32,
+            pub status: String,
+            pub body: Option<String>,
+            pub created_at: Timestamp,
+            pub updated_at: Timestamp,
+        }
+
+        impl From<&crate::Post> for NewPost {
+            fn from(post: &crate::Post) -> Self {
+                Self {
+                    id: post.id,
+                    title: post.title.clone(),
+                    rating: post.rating,
+                    status: "Active".into(),
+                    body: post.body.clone(),
+                    created_at: post.created_at,
+                    updated_at: post.updated_at,
+                }
+            }
+        }
+    }
+
     /// Deletes a post by its key.
     pub fn delete_post(conn: &mut SqliteConnection, key: &str) -> usize {
         diesel::delete(posts::table.find(key))
@@ -141,6 +192,9 @@ fn main() {
     };
     if mode == "delete-in-transaction" {
         return delete_in_transaction(n);
+    }
+    if let Some(peer) = mode.strip_prefix("pg-insert10") {
+        return postgres_insert10(peer, n);
     }
     let url = format!("file:/profile-{}?vfs=memdb", Id::new());
     let store = Store::builder(&url)
@@ -434,6 +488,61 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// A schema of its own on the PostgreSQL server named by `DATASTORE_POSTGRES_URL`, with the
+/// blog's tables: its store, and an admin connection to drop it with.
+fn postgres_store() -> (Store, datastore::diesel::PgConnection, String) {
+    use datastore::diesel::PgConnection;
+
+    let url = std::env::var("DATASTORE_POSTGRES_URL").expect("DATASTORE_POSTGRES_URL");
+    let schema = format!("profile_{}", Id::new().to_string().replace('-', ""));
+    let mut admin = PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let store = Store::builder(&url)
+        .postgres_schema(&schema)
+        .migrations(datastore::embed_migrations!(
+            sqlite = "../migrations/sqlite",
+            postgres = "../migrations/postgres"
+        ))
+        .open()
+        .unwrap();
+    (store, admin, schema)
+}
+
+/// `pg-insert10 N` (`insert_all`) and `pg-insert10-diesel N` (Diesel's multi-row insert in a
+/// transaction, as `benches/workloads` writes it): 10 new posts inserted N times on
+/// PostgreSQL, for the client's instructions side by side (the server's are not counted).
+fn postgres_insert10(peer: &str, n: u32) {
+    let (store, mut admin, schema) = postgres_store();
+    {
+        let mut conn = store.conn().unwrap();
+        let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
+            unreachable!("a PostgreSQL store")
+        };
+        for _ in 0..n {
+            let rows: Vec<Post> = (0..10).map(|_| Post::default()).collect();
+            if peer == "-diesel" {
+                let rows: Vec<_> = rows.iter().map(hand_written::pg::NewPost::from).collect();
+                let inserted = pg
+                    .transaction(|tx| {
+                        diesel::insert_into(hand_written::pg::posts::table)
+                            .values(&rows)
+                            .execute(tx)
+                    })
+                    .unwrap();
+                assert_eq!(inserted, 10);
+            } else {
+                assert_eq!(pg.insert_all(rows).unwrap().len(), 10);
+            }
+        }
+    }
+    drop(store);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
 }
 
 /// `delete_by_id` inside a PostgreSQL transaction, beside a plain Diesel `DELETE`.
