@@ -566,3 +566,31 @@ fn migration_files_that_cannot_be_written_are_an_io_error_naming_the_path() {
         other => panic!("expected an I/O error, got {other:?}"),
     }
 }
+
+/// The server ending the connection of a transaction (an administrator, a restart) is
+/// `Error::Connection` with `ConnectionFailure::Lost`, naming the store's URL: nothing was
+/// committed, and the pool replaces the connection, so the store goes on.
+#[test]
+fn on_postgres_a_connection_lost_in_a_transaction_is_a_connection_error() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let store = db.store;
+    let lost = store.transaction(|tx| {
+        tx.save(user("nadia"))?;
+        diesel::sql_query("SELECT pg_terminate_backend(pg_backend_pid())").execute(tx)?;
+        Ok(())
+    });
+    match lost {
+        Err(Error::Connection {
+            url,
+            source: ConnectionFailure::Lost(message),
+        }) => {
+            assert_eq!(url, store.url());
+            assert!(message.contains("terminating connection"), "{message}");
+        }
+        other => panic!("expected a lost connection, got {other:?}"),
+    }
+    assert_eq!(store.count::<User>().unwrap(), 0);
+    store.save(user("nadia")).unwrap();
+}

@@ -485,8 +485,15 @@ pub enum ConnectionFailure {
     /// a PostgreSQL schema for a SQLite database.
     #[error("{0}")]
     Location(String),
-    /// A connection of observe's feed ended before the subscription could start (the server
-    /// restarted, an administrator ended it). Subscribing again starts a new one.
+    /// The server ended a connection in use: in a [`Store::transaction`], which wrote nothing
+    /// (the server rolled it back), or observe's feed before the subscription could start.
+    /// The server restarted, an administrator ended the session, the network failed. The pool
+    /// replaces the connection: the next call, or subscribing again, opens a new one. (A
+    /// statement run on a connection taken with [`Store::conn`] reports the driver's error,
+    /// [`Error::Database`], as it does every other.)
+    ///
+    /// [`Store::transaction`]: crate::Store::transaction
+    /// [`Store::conn`]: crate::Store::conn
     #[error("{0}")]
     Lost(String),
 }
@@ -517,6 +524,20 @@ pub struct Duplicate {
 
 impl Duplicate {
     /// How many sets of duplicates [`Error::Duplicates`] lists at most.
+    ///
+    /// ```
+    /// use datastore::{Duplicate, Error};
+    ///
+    /// /// Whether the error lists every set of duplicates, or only the first ones.
+    /// fn lists_all(err: &Error) -> bool {
+    ///     match err {
+    ///         Error::Duplicates { duplicates, .. } => duplicates.len() < Duplicate::LISTED,
+    ///         _ => true,
+    ///     }
+    /// }
+    /// assert_eq!(Duplicate::LISTED, 100);
+    /// # let _ = lists_all;
+    /// ```
     pub const LISTED: usize = 100;
 
     fn listing(duplicates: &[Duplicate], total: u64) -> String {
@@ -654,9 +675,38 @@ impl Error {
 
     /// How many levels of `ON DELETE CASCADE` SQLite follows (its trigger depth limit,
     /// `SQLITE_MAX_TRIGGER_DEPTH`): see [`Error::CascadeTooDeep`].
+    ///
+    /// ```
+    /// use datastore::Error;
+    ///
+    /// /// Whether a chain of replies this long can still be deleted with its root on SQLite.
+    /// fn deletable_on_sqlite(depth: u32) -> bool {
+    ///     depth <= Error::SQLITE_CASCADE_LIMIT
+    /// }
+    /// assert!(deletable_on_sqlite(10));
+    /// assert!(!deletable_on_sqlite(5000));
+    /// ```
     pub const SQLITE_CASCADE_LIMIT: u32 = 1000;
 
     /// The constraint violation behind this error, if it is one.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct User { #[primary_key] pub id: Id, #[unique] pub name: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<User>()).open()?;
+    /// use datastore::ConstraintKind;
+    ///
+    /// store.save(User { name: "ada".into(), ..User::default() })?;
+    /// let err = store.save(User { name: "ada".into(), ..User::default() }).unwrap_err();
+    /// let violation = err.constraint().expect("a constraint violation");
+    /// assert_eq!(violation.kind, ConstraintKind::Unique);
+    /// assert_eq!(violation.column.as_deref(), Some("name"));
+    /// assert!(datastore::Error::WriteOutsideTransaction.constraint().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn constraint(&self) -> Option<&ConstraintViolation> {
         match self {
             Self::Constraint(c) => Some(c),
@@ -665,12 +715,42 @@ impl Error {
     }
 
     /// Whether this error reports a busy or locked database (worth retrying later).
+    ///
+    /// ```
+    /// use datastore::Error;
+    ///
+    /// let locked = Error::Busy { message: "database is locked".into() };
+    /// assert!(locked.is_busy());
+    /// assert!(!Error::WriteOutsideTransaction.is_busy());
+    /// ```
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::Busy { .. })
     }
 
     /// Whether running the same work again may succeed: [`Error::Busy`] and
     /// [`Error::Conflict`], after which nothing of the failed attempt remains.
+    ///
+    /// ```
+    /// use datastore::Error;
+    ///
+    /// /// Runs `work`, again while it fails with an error worth retrying (at most 3 times).
+    /// fn with_retries<T>(mut work: impl FnMut() -> datastore::Result<T>) -> datastore::Result<T> {
+    ///     let mut attempts = 0;
+    ///     loop {
+    ///         match work() {
+    ///             Err(e) if e.is_retryable() && attempts < 2 => attempts += 1,
+    ///             result => return result,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut calls = 0;
+    /// let result = with_retries(|| {
+    ///     calls += 1;
+    ///     if calls == 1 { Err(Error::Busy { message: "database is locked".into() }) } else { Ok(calls) }
+    /// });
+    /// assert_eq!(result.unwrap(), 2);
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Busy { .. } | Self::Conflict { .. })
     }
@@ -686,6 +766,18 @@ impl Error {
         Self::Connection {
             url: crate::store::url::redact(url),
             source: failure(crate::store::url::redact_message(url, &message.to_string())),
+        }
+    }
+
+    /// This error, or [`Error::Connection`] naming `url` where it says the server ended the
+    /// connection.
+    pub(crate) fn or_connection_lost(self, url: &str) -> Self {
+        match self {
+            Self::Database(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            )) => Self::connection(url, ConnectionFailure::Lost, info.message().trim_end()),
+            other => other,
         }
     }
 

@@ -113,7 +113,9 @@ impl Store {
     /// begin with `SET TRANSACTION ISOLATION LEVEL ..`); a deadlock or a serialization failure
     /// fails it whole with [`Error::Conflict`], and it may then be run again. A statement that
     /// failed inside `f` aborts a PostgreSQL transaction: if `f` still returns `Ok`, the
-    /// transaction is rolled back and this returns the server's error, never `Ok`.
+    /// transaction is rolled back and this returns the server's error, never `Ok`. If the
+    /// server ends the connection meanwhile, this is [`Error::Connection`] with
+    /// [`ConnectionFailure::Lost`](crate::ConnectionFailure::Lost): nothing was committed.
     ///
     /// Inside `f`, write through its connection: a write through the store (`store.save(..)`,
     /// `store.transaction(..)`, or a connection from `store.conn()`) would run on another
@@ -138,6 +140,14 @@ impl Store {
     /// # }
     /// ```
     pub fn transaction<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        self.transaction_on_a_connection(f)
+            .map_err(|error| error.or_connection_lost(&self.url))
+    }
+
+    fn transaction_on_a_connection<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
         self.refuse_write_in_transaction()?;
         let mut pooled = self.conn()?;
         let backend = match &mut *pooled {
