@@ -75,6 +75,21 @@ pub use datastore_derive::{DbEnum, Model};
 /// Paths are relative to the crate's `Cargo.toml`. Without arguments it embeds
 /// `migrations/sqlite` and `migrations/postgres`; name the backends to embed others or only one:
 /// `embed_migrations!(sqlite = "migrations/sqlite")`.
+///
+/// ```
+/// use datastore::Store;
+///
+/// # fn main() -> datastore::Result<()> {
+/// let migrations = datastore::embed_migrations!(); // migrations/sqlite and migrations/postgres
+/// assert!(migrations.has_sqlite() && migrations.has_postgres());
+/// let store = Store::open(":memory:", migrations)?; // runs the SQLite ones
+/// assert_eq!(store.dialect(), datastore::schema::Dialect::Sqlite);
+///
+/// let only_sqlite = datastore::embed_migrations!(sqlite = "migrations/sqlite");
+/// assert!(!only_sqlite.has_postgres());
+/// # Ok(())
+/// # }
+/// ```
 #[macro_export]
 macro_rules! embed_migrations {
     () => {

@@ -33,6 +33,28 @@ mod any {
 
 pub use any::AnyConnection;
 /// The Diesel backend of [`AnyConnection`]: SQLite or PostgreSQL, known at run time.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// use datastore::diesel::dsl::count_star;
+/// use datastore::AnyBackend;
+///
+/// /// A query built once, run on whichever backend the store opened.
+/// fn long_notes() -> notes::BoxedQuery<'static, AnyBackend> {
+///     notes::table.filter(notes::text.like("%long%")).into_boxed()
+/// }
+///
+/// # let mut conn = store.conn()?;
+/// conn.save(Note { text: "a long note".into(), ..Note::default() })?;
+/// let n: i64 = long_notes().select(count_star()).get_result(&mut conn)?;
+/// assert_eq!(n, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub use any::MultiBackend as AnyBackend;
 
 /// Implements a custom SQL type for [`AnyBackend`]: the metadata, and the value's `ToSql` and

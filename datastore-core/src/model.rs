@@ -47,15 +47,40 @@ pub trait Model: Sized + Send + 'static {
     type Key: Key;
 
     /// What the model declares: its columns, keys and relations, as data.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// assert_eq!(Note::declaration().name(), "Note");
+    /// assert_eq!(Note::declaration().table_name(), "notes");
+    /// ```
     fn declaration() -> &'static ModelDeclaration;
 
     /// The model's table: its columns, key, foreign keys (with what a delete does) and
     /// indexes, as the relation rules resolve them from the declarations.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// let table = Note::table();
+    /// assert_eq!(table.name, "notes");
+    /// assert_eq!(table.primary_key.as_ref(), ["id"]);
+    /// ```
     fn table() -> &'static Table {
         Self::declaration().table()
     }
 
     /// The row's primary key (for a key the database assigns, `0` until the row is saved).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// let note = Note::default();
+    /// assert_eq!(note.key(), note.id);
+    /// ```
     fn key(&self) -> Self::Key;
 
     /// Whether the row's key is one the database has yet to assign (an integer key of `0`, on
@@ -76,27 +101,133 @@ pub trait Model: Sized + Send + 'static {
     fn touch(&mut self, now: Timestamp);
 
     /// The row from values SQLite reported to a hook, in the order of `table().columns`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::RawValueRef;
+    ///
+    /// let id = Id::new();
+    /// let values = [RawValueRef::Text(id.to_string().into()), RawValueRef::Text("hi".into())];
+    /// let note = Note::from_raw_row(values.into_iter()).unwrap();
+    /// assert_eq!(note, Note { id, text: "hi".into() });
+    /// assert!(Note::from_raw_row([RawValueRef::Integer(1)].into_iter()).is_err());
+    /// ```
     fn from_raw_row<'a>(
         values: impl Iterator<Item = crate::observe::RawValueRef<'a>>,
     ) -> std::result::Result<Self, String>;
 }
 
 /// A boxed `WHERE` predicate over a model's table, as [`Persist::delete_where`](crate::Persist::delete_where) takes it.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// use datastore::{AnyConnection, Persist, Predicate};
+///
+/// fn with_text(text: &str) -> Predicate<Note, AnyConnection> {
+///     Box::new(notes::text.eq(text.to_owned()))
+/// }
+///
+/// store.save(Note { text: "hi".into(), ..Note::default() })?;
+/// store.save(Note::default())?;
+/// let mut conn = store.conn()?;
+/// assert_eq!(Note::load_where(&mut *conn, with_text("hi"))?.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 pub type Predicate<M, C> =
     Box<dyn BoxableExpression<<M as Model>::Table, <C as Connection>::Backend, SqlType = Bool>>;
 
 /// A `WHERE` condition, `Bool` or nullable (`content.like(..)` on a nullable column): in a
 /// `WHERE` clause `NULL` is false, so both filter alike. The marker `M` tells the two apart.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// use datastore::{AnyBackend, IntoPredicate};
+///
+/// /// Deletes the notes matching a condition, `Bool` or nullable alike.
+/// fn purge<C>(store: &Store, condition: impl IntoPredicate<notes::table, AnyBackend, C>) -> usize {
+///     store.delete_where::<Note, C>(condition).unwrap()
+/// }
+///
+/// store.save(Note { text: "a".into(), tag: Some("old".into()), ..Note::default() })?;
+/// store.save(Note { text: "b".into(), ..Note::default() })?;
+/// assert_eq!(purge(&store, notes::tag.eq("old")), 1); // nullable: `NULL` is false
+/// assert_eq!(purge(&store, notes::text.eq("b")), 1); // `Bool`
+/// assert_eq!(store.count::<Note>()?, 0);
+/// # Ok(())
+/// # }
+/// ```
 pub trait IntoPredicate<T, DB: diesel::backend::Backend, M> {
     /// The condition, boxed.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// use datastore::{AnyBackend, IntoPredicate, NullableCondition};
+    ///
+    /// let condition = IntoPredicate::<notes::table, AnyBackend, NullableCondition>::into_predicate(
+    ///     notes::tag.like("r%"),
+    /// );
+    /// store.save(Note { tag: Some("rust".into()), ..Note::default() })?;
+    /// let found = store.query::<Note>(|q| q.filter(condition))?;
+    /// assert_eq!(found.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn into_predicate(self) -> Box<dyn BoxableExpression<T, DB, SqlType = Bool>>;
 }
 
 /// [`IntoPredicate`]'s marker for a `Bool` condition.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// use datastore::diesel::dsl::Eq;
+/// use datastore::{AnyBackend, IntoPredicate, NotNullCondition};
+///
+/// fn is_bool_condition<E: IntoPredicate<notes::table, AnyBackend, NotNullCondition>>(_: &E) {}
+/// let condition: Eq<notes::text, &str> = notes::text.eq("hi"); // `text` is `NOT NULL`
+/// is_bool_condition(&condition);
+/// assert_eq!(store.delete_where::<Note, NotNullCondition>(condition)?, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum NotNullCondition {}
 
 /// [`IntoPredicate`]'s marker for a `Nullable<Bool>` condition.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// use datastore::{AnyBackend, IntoPredicate, NullableCondition};
+///
+/// fn is_nullable_condition<E: IntoPredicate<notes::table, AnyBackend, NullableCondition>>(_: &E) {}
+/// let condition = notes::tag.eq("rust"); // `tag` is nullable: so is the condition
+/// is_nullable_condition(&condition);
+/// assert_eq!(store.delete_where::<Note, NullableCondition>(condition)?, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum NullableCondition {}
 

@@ -45,20 +45,98 @@ pub trait Persist<C: Connection>: Model {
     type Query;
 
     /// The query selecting every row, ready to be filtered and ordered.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// // Boxed for the connection's backend: refined in closures, as `Repo::query` does.
+    /// let boxed = <Note as Persist<SqliteConnection>>::query();
+    /// let query = boxed.filter(notes::text.eq("hi")).order(notes::id.asc());
+    /// assert!(Note::load(&mut conn, query)?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn query() -> Self::Query;
 
     /// Runs a query built from [`Persist::query`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// Note { text: "b".into(), ..Note::default() }.save(&mut conn)?;
+    /// Note { text: "a".into(), ..Note::default() }.save(&mut conn)?;
+    /// let query = <Note as Persist<SqliteConnection>>::query().order(notes::text.asc());
+    /// let texts: Vec<String> = Note::load(&mut conn, query)?.into_iter().map(|n| n.text).collect();
+    /// assert_eq!(texts, ["a", "b"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>>;
 
     /// Every row, in key order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// let note = Note::default().save(&mut conn)?;
+    /// assert_eq!(Note::all(&mut conn)?, vec![note]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn all(conn: &mut C) -> Result<Vec<Self>>;
 
     /// The rows matching a predicate, in key order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// Note { text: "hi".into(), ..Note::default() }.save(&mut conn)?;
+    /// let his = Note::load_where(&mut conn, Box::new(notes::text.eq("hi")))?;
+    /// assert_eq!(his.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>>;
 
     /// Inserts the row, or updates the row with the same primary key, and returns it as stored.
     /// A foreign key that points nowhere fails with a [`ConstraintViolation`] naming the column
     /// and the missing parent.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// let mut note = Note { text: "draft".into(), ..Note::default() }.save(&mut conn)?;
+    /// note.text = "final".into();
+    /// let note = note.save(&mut conn)?;
+    /// assert_eq!(Note::all(&mut conn)?, vec![note]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn save(self, conn: &mut C) -> Result<Self>;
 
     /// Inserts new rows, with `created_at`/`updated_at` set to now, and returns them as
@@ -70,42 +148,211 @@ pub trait Persist<C: Connection>: Model {
     /// violated constraint; rows spanning several statements are inserted in one transaction,
     /// so an error leaves none of them written. Unlike `save`'s, a foreign-key error does not
     /// name the row whose parent is missing.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// let rows = (0..300).map(|i| Note { text: i.to_string(), ..Note::default() }).collect();
+    /// let inserted = Note::insert_all(rows, &mut conn)?;
+    /// assert_eq!(<Note as Persist<SqliteConnection>>::count(&mut conn)?, 300);
+    /// assert_eq!(Note::find(&mut conn, &inserted[7].id)?.unwrap().text, "7");
+    /// # Ok(())
+    /// # }
+    /// ```
     fn insert_all(rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>>;
 
     /// Saves the row and, in the same transaction, every loaded relation under it: children
     /// (pointed at it, recursively) and many-to-many rows (saved, and linked if they were not).
     /// Relations not loaded are left alone. An error anywhere leaves nothing written.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Post>().model::<Comment>().create_all(&mut conn)?;
+    /// let post = Post { comments: HasMany::loaded(vec![Comment::default()]), ..Post::default() };
+    /// let post = post.save_graph(&mut conn)?;
+    /// assert_eq!(Comment::all(&mut conn)?[0].post_id, post.id);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn save_graph(self, conn: &mut C) -> Result<Self>;
 
     /// The row with this primary key.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// let note = Note::default().save(&mut conn)?;
+    /// assert_eq!(Note::find(&mut conn, &note.id)?, Some(note));
+    /// assert_eq!(Note::find(&mut conn, &Id::new())?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>>;
 
     /// The rows with these keys, in key order: one statement per
     /// [`CHUNK`](crate::relations::CHUNK) keys.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// let a = Note::default().save(&mut conn)?;
+    /// let b = Note::default().save(&mut conn)?;
+    /// let found = Note::find_many(&mut conn, &[a.id, b.id, Id::new()])?;
+    /// assert_eq!(found.len(), 2); // the missing key finds nothing
+    /// # Ok(())
+    /// # }
+    /// ```
     fn find_many(conn: &mut C, keys: &[Self::Key]) -> Result<Vec<Self>>;
 
     /// The number of rows.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// Note::default().save(&mut conn)?;
+    /// assert_eq!(<Note as Persist<SqliteConnection>>::count(&mut conn)?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn count(conn: &mut C) -> Result<usize>;
 
     /// Deletes the row with this primary key (and, through `ON DELETE CASCADE`, its children);
     /// returns whether there was one. A delete that links refuse, here or further down the
     /// cascade, fails with [`Error::DeleteRestricted`] and deletes nothing.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// let note = Note::default().save(&mut conn)?;
+    /// assert!(Note::delete_by_id(&mut conn, &note.id)?);
+    /// assert!(!Note::delete_by_id(&mut conn, &note.id)?); // gone already
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_by_id(conn: &mut C, key: &Self::Key) -> Result<bool>;
 
     /// The number of rows matching the predicate.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// Note { text: "hi".into(), ..Note::default() }.save(&mut conn)?;
+    /// Note::default().save(&mut conn)?;
+    /// assert_eq!(Note::count_where(&mut conn, Box::new(notes::text.eq("hi")))?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
 
     /// Deletes the rows matching the predicate; returns how many. Refused as
     /// [`delete_by_id`](Persist::delete_by_id) is, naming the first refused row.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Note>().create_all(&mut conn)?;
+    /// Note { text: "tmp".into(), ..Note::default() }.save(&mut conn)?;
+    /// Note::default().save(&mut conn)?;
+    /// assert_eq!(Note::delete_where(&mut conn, Box::new(notes::text.eq("tmp")))?, 1);
+    /// assert_eq!(<Note as Persist<SqliteConnection>>::count(&mut conn)?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
 
     /// What deleting the row with this key would do, read in one read transaction (or in the
     /// transaction open on `conn`); [`Error::NotFound`] if there is no such row.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Course>().model::<Student>().model::<Enrolment>().create_all(&mut conn)?;
+    /// let course = Course::default().save(&mut conn)?;
+    /// let student = Student::default().save(&mut conn)?;
+    /// course.link_students(&mut conn, &student)?;
+    ///
+    /// let effects = Course::preview_delete(&mut conn, &course.id)?;
+    /// assert_eq!(effects.refused_by_rows_of("enrolments"), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects>;
 
     /// In one transaction, deletes the rows that refuse the delete of the row with this key
     /// (the join rows linking it, or the rows its cascade removes), then the row; returns
     /// what that did. [`Error::NotFound`] if there is no such row.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore::diesel::{Connection, SqliteConnection};
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// # Schema::new().model::<Course>().model::<Student>().model::<Enrolment>().create_all(&mut conn)?;
+    /// let course = Course::default().save(&mut conn)?;
+    /// let student = Student::default().save(&mut conn)?;
+    /// course.link_students(&mut conn, &student)?;
+    ///
+    /// Course::unlink_and_delete(&mut conn, &course.id)?;
+    /// assert!(Enrolment::all(&mut conn)?.is_empty());
+    /// assert_eq!(Student::all(&mut conn)?.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn unlink_and_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects>;
 }
 

@@ -45,6 +45,21 @@ pub trait Repo: Connection + Sized {
     /// Inserts the row, or updates the row with the same primary key, and returns it as stored
     /// (with `created_at`/`updated_at` maintained). Saving a row that did not change writes
     /// nothing.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// let mut note = conn.save(Note { text: "draft".into(), ..Note::default() })?;
+    /// note.text = "final".into();
+    /// let note = conn.save(note)?; // the same key: an update
+    /// assert_eq!(conn.all::<Note>()?, vec![note]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn save<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
         Operation::new(M::TABLE_NAME, "save").run(|| model.save(self), |_| 1)
     }
@@ -71,16 +86,63 @@ pub trait Repo: Connection + Sized {
     }
 
     /// Saves the row with its loaded relations, in one transaction; see [`Persist::save_graph`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// let mut conn = store.conn()?;
+    /// let post = Post { comments: HasMany::loaded(vec![Comment::default()]), ..Post::default() };
+    /// let post = conn.save_graph(post)?;
+    /// assert_eq!(post.comments.get().unwrap()[0].post_id, post.id);
+    /// assert_eq!(conn.count::<Comment>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn save_graph<M: Persist<Self>>(&mut self, model: M) -> Result<M> {
         Operation::new(M::TABLE_NAME, "save_graph").run(|| model.save_graph(self), |_| 1)
     }
 
     /// The row with this primary key, if there is one.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// let note = conn.save(Note::default())?;
+    /// assert_eq!(conn.find::<Note>(&note.id)?, Some(note));
+    /// assert_eq!(conn.find::<Note>(&Id::new())?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn find<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<Option<M>> {
         Operation::new(M::TABLE_NAME, "find").run(|| M::find(self, key), |row| row.iter().len())
     }
 
     /// The row with this primary key, or [`Error::NotFound`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// let note = conn.save(Note { text: "hi".into(), ..Note::default() })?;
+    /// assert_eq!(conn.get::<Note>(&note.id)?.text, "hi");
+    /// assert!(matches!(conn.get::<Note>(&Id::new()), Err(datastore::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn get<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<M> {
         Operation::new(M::TABLE_NAME, "get").run(
             || M::find(self, key)?.ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe())),
@@ -89,6 +151,22 @@ pub trait Repo: Connection + Sized {
     }
 
     /// Every row of the model's table, in primary-key order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// let a = conn.save(Note { text: "a".into(), ..Note::default() })?;
+    /// let b = conn.save(Note { text: "b".into(), ..Note::default() })?;
+    /// let mut expected = vec![a, b];
+    /// expected.sort_by_key(|n| n.id); // in primary-key order
+    /// assert_eq!(conn.all::<Note>()?, expected);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn all<M: Persist<Self>>(&mut self) -> Result<Vec<M>> {
         Operation::new(M::TABLE_NAME, "all").run(|| M::all(self), Vec::len)
     }
@@ -96,6 +174,23 @@ pub trait Repo: Connection + Sized {
     /// The rows of a query refined from the model's boxed query.
     ///
     /// `conn.query::<Post>(|q| q.filter(posts::rating.gt(4)).order(posts::rating.desc()))`
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// for text in ["cherry", "apple", "banana"] {
+    ///     conn.save(Note { text: text.into(), ..Note::default() })?;
+    /// }
+    /// let found = conn.query::<Note>(|q| q.filter(notes::text.ne("apple")).order(notes::text.desc()))?;
+    /// let texts: Vec<&str> = found.iter().map(|n| n.text.as_str()).collect();
+    /// assert_eq!(texts, ["cherry", "banana"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn query<M: Persist<Self>>(
         &mut self,
         build: impl FnOnce(M::Query) -> M::Query,
@@ -104,17 +199,64 @@ pub trait Repo: Connection + Sized {
     }
 
     /// The number of rows of the model's table.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// conn.insert_all(vec![Note::default(), Note::default()])?;
+    /// assert_eq!(conn.count::<Note>()?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn count<M: Persist<Self>>(&mut self) -> Result<usize> {
         Operation::new(M::TABLE_NAME, "count").run(|| M::count(self), |_| 0)
     }
 
     /// Deletes this row (and, through `ON DELETE CASCADE`, its children), or fails with
     /// [`Error::NotFound`] if it is not stored.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// let mut conn = store.conn()?;
+    /// let post = conn.save(Post::default())?;
+    /// conn.save(Comment { post_id: post.id, ..Comment::default() })?;
+    /// conn.delete(&post)?;
+    /// assert_eq!(conn.count::<Comment>()?, 0); // the cascade removed its comment
+    /// assert!(matches!(conn.delete(&post), Err(datastore::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete<M: Persist<Self>>(&mut self, model: &M) -> Result<()> {
         self.delete_by_id::<M>(&model.key())
     }
 
     /// Deletes the row with this primary key, or fails with [`Error::NotFound`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// let note = conn.save(Note::default())?;
+    /// conn.delete_by_id::<Note>(&note.id)?;
+    /// assert_eq!(conn.find::<Note>(&note.id)?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_by_id<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<()> {
         Operation::new(M::TABLE_NAME, "delete").run(
             || {
@@ -193,6 +335,30 @@ pub trait Repo: Connection + Sized {
     /// [`preview_delete`](Repo::preview_delete) lists as `refused_by`), then the row, in one
     /// transaction; returns what that removed. A plain [`delete`](Repo::delete) never
     /// unlinks. [`Error::NotFound`] if there is no such row.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open()?;
+    /// let mut conn = store.conn()?;
+    /// let course = conn.save(Course::default())?;
+    /// let student = conn.save(Student::default())?;
+    /// course.link_students(&mut conn, &student)?;
+    /// assert!(conn.delete(&course).is_err()); // refused: the enrolment links it
+    /// let effects = conn.unlink_and_delete::<Course>(&course.id)?;
+    /// assert_eq!(effects.removed_from("courses"), 1);
+    /// assert_eq!((conn.count::<Enrolment>()?, conn.count::<Student>()?), (0, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn unlink_and_delete<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<DeleteEffects> {
         Operation::new(M::TABLE_NAME, "unlink_and_delete").run(
             || M::unlink_and_delete(self, key),
@@ -204,6 +370,24 @@ pub trait Repo: Connection + Sized {
     ///
     /// `conn.delete_where::<Post, _>(posts::rating.lt(3))`: the condition may be
     /// nullable (`posts::body.like("%x%")`), where `NULL` counts as false.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub done: bool, pub note: Option<String> }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// conn.save(Task { done: true, ..Task::default() })?;
+    /// conn.save(Task { note: Some("tmp".into()), ..Task::default() })?;
+    /// conn.save(Task::default())?;
+    /// assert_eq!(conn.delete_where::<Task, _>(tasks::done.eq(true))?, 1);
+    /// // A nullable condition: rows whose `note` is `NULL` do not match.
+    /// assert_eq!(conn.delete_where::<Task, _>(tasks::note.eq("tmp"))?, 1);
+    /// assert_eq!(conn.count::<Task>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_where<M: Persist<Self>, C>(
         &mut self,
         predicate: impl IntoPredicate<M::Table, Self::Backend, C>,

@@ -102,6 +102,21 @@ pub trait AsyncRepo: Send + Sync {
         F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static;
 
     /// See [`Repo::save`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let mut note = store.save(Note { text: "draft".into(), ..Note::default() }).await?;
+    /// note.text = "final".into();
+    /// store.save(note.clone()).await?; // the same key: an update
+    /// assert_eq!(store.all::<Note>().await?, vec![note]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn save<M>(&self, model: M) -> impl Future<Output = Result<M>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -110,6 +125,21 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::insert_all`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let notes = (0..100).map(|i| Note { text: format!("note {i}"), ..Note::default() });
+    /// let inserted = store.insert_all(notes.collect()).await?;
+    /// assert_eq!(inserted.len(), 100);
+    /// assert_eq!(store.count::<Note>().await?, 100);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn insert_all<M>(&self, rows: Vec<M>) -> impl Future<Output = Result<Vec<M>>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -118,6 +148,29 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::save_graph`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open_async()
+    /// #     .await?;
+    /// let post = Post {
+    ///     comments: HasMany::loaded(vec![Comment::default(), Comment::default()]),
+    ///     ..Post::default()
+    /// };
+    /// let post = store.save_graph(post).await?;
+    /// assert_eq!(post.comments.get().unwrap()[0].post_id, post.id);
+    /// assert_eq!(store.count::<Comment>().await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn save_graph<M>(&self, model: M) -> impl Future<Output = Result<M>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -126,6 +179,20 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::find`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let note = store.save(Note::default()).await?;
+    /// assert_eq!(store.find::<Note>(&note.id).await?, Some(note));
+    /// assert_eq!(store.find::<Note>(&Id::new()).await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn find<M>(&self, key: &M::Key) -> impl Future<Output = Result<Option<M>>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -135,6 +202,21 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::get`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let note = store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+    /// assert_eq!(store.get::<Note>(&note.id).await?.text, "hi");
+    /// let missing = store.get::<Note>(&Id::new()).await;
+    /// assert!(matches!(missing, Err(datastore::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn get<M>(&self, key: &M::Key) -> impl Future<Output = Result<M>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -144,6 +226,20 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::all`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// store.save(Note { text: "a".into(), ..Note::default() }).await?;
+    /// store.save(Note { text: "b".into(), ..Note::default() }).await?;
+    /// assert_eq!(store.all::<Note>().await?.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn all<M>(&self) -> impl Future<Output = Result<Vec<M>>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -152,6 +248,22 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::query`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// store.save(Note { text: "hello".into(), ..Note::default() }).await?;
+    /// store.save(Note { text: "bye".into(), ..Note::default() }).await?;
+    /// let found = store.query::<Note>(|q| q.filter(notes::text.like("he%"))).await?;
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].text, "hello");
+    /// # Ok(())
+    /// # }
+    /// ```
     fn query<M>(
         &self,
         build: impl FnOnce(M::Query) -> M::Query + Send + 'static,
@@ -163,6 +275,20 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::count`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// assert_eq!(store.count::<Note>().await?, 0);
+    /// store.save(Note::default()).await?;
+    /// assert_eq!(store.count::<Note>().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn count<M>(&self) -> impl Future<Output = Result<usize>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -171,6 +297,21 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::delete`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let note = store.save(Note::default()).await?;
+    /// store.delete(&note).await?;
+    /// assert_eq!(store.count::<Note>().await?, 0);
+    /// assert!(store.delete(&note).await.is_err()); // no longer stored: `NotFound`
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete<M>(&self, model: &M) -> impl Future<Output = Result<()>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -180,6 +321,20 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::delete_by_id`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let note = store.save(Note::default()).await?;
+    /// store.delete_by_id::<Note>(&note.id).await?;
+    /// assert_eq!(store.find::<Note>(&note.id).await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_by_id<M>(&self, key: &M::Key) -> impl Future<Output = Result<()>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -189,6 +344,22 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::delete_where`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// store.save(Note { text: "keep".into(), ..Note::default() }).await?;
+    /// store.save(Note { text: "drop".into(), ..Note::default() }).await?;
+    /// let deleted = store.delete_where::<Note, _>(notes::text.eq("drop")).await?;
+    /// assert_eq!(deleted, 1);
+    /// assert_eq!(store.count::<Note>().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_where<M, C>(
         &self,
         predicate: impl IntoPredicate<M::Table, <Self::Conn as Connection>::Backend, C> + Send + 'static,
@@ -201,6 +372,30 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::preview_delete`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open_async()
+    /// #     .await?;
+    /// let course = store.save(Course::default()).await?;
+    /// let student = store.save(Student::default()).await?;
+    /// course.link_students_async(&store, &student).await?;
+    /// let effects = store.preview_delete::<Course>(&course.id).await?;
+    /// assert!(effects.is_refused()); // the enrolment refuses it
+    /// assert_eq!(effects.refused_by_rows_of("enrolments"), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn preview_delete<M>(&self, key: &M::Key) -> impl Future<Output = Result<DeleteEffects>> + Send
     where
         M: Persist<Self::Conn> + Send + 'static,
@@ -210,6 +405,32 @@ pub trait AsyncRepo: Send + Sync {
     }
 
     /// See [`Repo::unlink_and_delete`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open_async()
+    /// #     .await?;
+    /// let course = store.save(Course::default()).await?;
+    /// let student = store.save(Student::default()).await?;
+    /// course.link_students_async(&store, &student).await?;
+    /// let effects = store.unlink_and_delete::<Course>(&course.id).await?;
+    /// assert_eq!(effects.removed_from("courses"), 1);
+    /// assert_eq!(store.count::<Enrolment>().await?, 0); // unlinked first
+    /// assert_eq!(store.count::<Course>().await?, 0);
+    /// assert_eq!(store.count::<Student>().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn unlink_and_delete<M>(
         &self,
         key: &M::Key,

@@ -73,6 +73,21 @@ impl From<Store> for AsyncStore {
 impl StoreBuilder {
     /// Opens the store, as [`open`](StoreBuilder::open) does, on tokio's blocking pool, and
     /// returns it as an [`AsyncStore`] (feature `async`).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// let store: AsyncStore = Store::builder(":memory:")
+    ///     .schema(Schema::new().model::<Note>())
+    ///     .open_async()
+    ///     .await?;
+    /// assert_eq!(store.count::<Note>().await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open_async(self) -> Result<AsyncStore> {
         unblock(move || self.open()).await.map(AsyncStore::from)
     }
@@ -102,22 +117,80 @@ impl AsyncStore {
 
     /// A builder, as [`Store::builder`]; open it with
     /// [`open_async`](StoreBuilder::open_async).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// let store = AsyncStore::builder(":memory:")
+    ///     .schema(Schema::new().model::<Note>())
+    ///     .pool_size(2)
+    ///     .open_async()
+    ///     .await?;
+    /// assert_eq!(store.url(), ":memory:");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(location: impl AsRef<std::ffi::OsStr>) -> StoreBuilder {
         Store::builder(location)
     }
 
     /// The blocking store beneath, sharing the pool: for code that runs on a thread of its own
     /// (never call it from a task: it blocks).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let store2 = store.clone();
+    /// let saved = tokio::task::spawn_blocking(move || {
+    ///     store2.blocking().save(Note { text: "from a thread".into(), ..Note::default() })
+    /// })
+    /// .await
+    /// .unwrap()?;
+    /// assert_eq!(store.get::<Note>(&saved.id).await?.text, "from a thread");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn blocking(&self) -> &Store {
         &self.store
     }
 
     /// The database's URL, with any password replaced by `***`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// assert_eq!(store.url(), ":memory:");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn url(&self) -> &str {
         self.store.url()
     }
 
     /// The SQL dialect of the store's database.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// assert_eq!(store.dialect(), Dialect::Sqlite);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dialect(&self) -> Dialect {
         self.store.dialect()
     }
@@ -201,6 +274,25 @@ impl AsyncStore {
 
     /// The committed changes of `M`'s rows that match `filter` (before or after the change),
     /// as a stream; see [`Store::observe_where`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let his = store.observe_where::<Note>(|note| note.text == "hi").await?;
+    /// store.save(Note { text: "not this one".into(), ..Note::default() }).await?;
+    /// let kept = store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+    /// let Some(Observed::Change(change)) = his.take(1).next().await else { panic!("a change") };
+    /// assert_eq!(change.element, kept);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn observe_where<M: Model>(
         &self,
         filter: impl Fn(&M) -> bool + Send + Sync + 'static,
@@ -212,6 +304,27 @@ impl AsyncStore {
     }
 
     /// The committed changes of one row, as a stream; see [`Store::observe_id`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::{Observed, Op};
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let mut note = store.save(Note { text: "draft".into(), ..Note::default() }).await?;
+    /// let mut this_one = store.observe_id::<Note>(&note.id).await?;
+    /// store.save(Note { text: "another".into(), ..Note::default() }).await?;
+    /// note.text = "final".into();
+    /// store.save(note).await?;
+    /// let Some(Observed::Change(change)) = this_one.next().await else { panic!("a change") };
+    /// assert_eq!((change.op, change.element.text.as_str()), (Op::Update, "final"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn observe_id<M: Model>(&self, key: &M::Key) -> Result<ChangeStream<M>> {
         let key = key.clone();
         let store = self.store.clone();
@@ -222,6 +335,24 @@ impl AsyncStore {
 
     /// Every committed change of every table, as raw rows, as a stream; see
     /// [`Store::observe_all`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let mut everything = store.observe_all().await?;
+    /// store.save(Note::default()).await?;
+    /// let Some(Observed::Change(row)) = everything.next().await else { panic!("a change") };
+    /// assert_eq!(row.table, "notes");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn observe_all(&self) -> Result<AllChangeStream> {
         let store = self.store.clone();
         unblock(move || store.observe_all())
@@ -264,6 +395,26 @@ impl AsyncStore {
 
     /// A live query over relations, to subscribe to with
     /// [`subscribe_async`](crate::observe::LiveQuery::subscribe_async); see [`Store::live`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open_async()
+    /// #     .await?;
+    /// let mut posts = store.live::<Post>().load(Post::COMMENTS).subscribe_async().await?;
+    /// assert!(posts.next().await.unwrap()?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn live<M>(&self) -> crate::observe::LiveQuery<M>
     where
         M: Persist<AnyConnection> + PartialEq + Clone,
@@ -272,6 +423,21 @@ impl AsyncStore {
     }
 
     /// How many subscriptions are live (each dropped stream unsubscribes).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let notes = store.observe::<Note>().await?;
+    /// assert_eq!(store.subscriptions(), 1);
+    /// drop(notes);
+    /// assert_eq!(store.subscriptions(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscriptions(&self) -> usize {
         self.store.subscriptions()
     }

@@ -27,6 +27,31 @@ use crate::{AnyConnection, Error, Result, Store};
 /// commit order, [`Observed::Missed`] where the buffer overflowed, [`Observed::FeedLost`] as
 /// the last item if the feed is lost. It ends once the store is gone. Dropping it
 /// unsubscribes.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::observe::{Observed, Op};
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+/// let mut notes = store.observe::<Note>().await?;
+/// let note = store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+/// store.delete(&note).await?;
+/// let mut ops = Vec::new();
+/// while let Some(Observed::Change(change)) = notes.next().await {
+///     ops.push(change.op);
+///     if ops.len() == 2 {
+///         break;
+///     }
+/// }
+/// assert_eq!(ops, [Op::Insert, Op::Delete]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct ChangeStream<M> {
     subscription: Subscription<M>,
 }
@@ -46,6 +71,23 @@ impl<M: Model> ChangeStream<M> {
     }
 
     /// The next change if one is waiting now, without waiting.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let notes = store.observe::<Note>().await?;
+    /// assert!(notes.try_next().is_none()); // nothing committed since it subscribed
+    /// store.save(Note::default()).await?;
+    /// assert!(matches!(notes.try_next(), Some(Observed::Change(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn try_next(&self) -> Option<Observed<Change<M>>> {
         self.subscription.try_recv()
     }
@@ -62,6 +104,25 @@ impl<M: Model> Stream for ChangeStream<M> {
 /// Every committed change of every table, as raw rows, as a stream: what
 /// [`AsyncStore::observe_all`](super::AsyncStore::observe_all) returns. Dropping it
 /// unsubscribes.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::observe::{Observed, RawValue};
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+/// let mut everything = store.observe_all().await?;
+/// store.save(Note { text: "hi".into(), ..Note::default() }).await?;
+/// let Some(Observed::Change(row)) = everything.next().await else { panic!("a change") };
+/// assert_eq!(row.table, "notes");
+/// assert_eq!(row.values[1], RawValue::Text("hi".into()));
+/// # Ok(())
+/// # }
+/// ```
 pub struct AllChangeStream {
     subscription: AllSubscription,
 }
@@ -99,6 +160,26 @@ type Build<M> = Arc<
 /// result is read come in the next one). [`Error::FeedLost`] once if the feed is lost, then
 /// the end. Each result is read on a pooled connection, on tokio's blocking pool. Dropping it
 /// unsubscribes.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+/// let mut all = store.observe_query::<Note>(|q| q.order(notes::text.asc())).await?;
+/// assert!(all.next().await.unwrap()?.is_empty());
+/// store.save(Note { text: "b".into(), ..Note::default() }).await?;
+/// assert_eq!(all.next().await.unwrap()?.len(), 1);
+/// store.save(Note { text: "a".into(), ..Note::default() }).await?;
+/// let texts: Vec<String> = all.next().await.unwrap()?.into_iter().map(|n| n.text).collect();
+/// assert_eq!(texts, ["a", "b"]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct QueryStream<M: Persist<AnyConnection>> {
     store: Arc<Store>,
     queue: Arc<Queue>,
@@ -197,6 +278,30 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
 /// [`Error::FeedLost`] once if the feed of changes is lost, then the end. Waiting for a change
 /// never blocks: the hub wakes the task; each read runs on tokio's blocking pool. Dropping it
 /// unsubscribes (once a read in flight has ended).
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// # let store = AsyncStore::builder(":memory:")
+/// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+/// #     .open_async()
+/// #     .await?;
+/// let mut posts = store.live::<Post>().load(Post::COMMENTS).subscribe_async().await?;
+/// assert!(posts.next().await.unwrap()?.is_empty());
+/// let post = store.save(Post::default()).await?;
+/// assert_eq!(posts.next().await.unwrap()?[0].comments.get().map(<[_]>::len), Some(0));
+/// store.save(Comment { post_id: post.id, ..Comment::default() }).await?;
+/// assert_eq!(posts.next().await.unwrap()?[0].comments.get().map(<[_]>::len), Some(1));
+/// # Ok(())
+/// # }
+/// ```
 pub struct LiveStream<M: Persist<AnyConnection>> {
     queue: Arc<Queue>,
     /// The subscription, while no read holds it.
@@ -235,6 +340,22 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> LiveStream<M> {
 
     /// How its results were made so far ([`LiveSubscription::stats`]); `None` while a read
     /// is in flight.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let mut notes = store.live::<Note>().subscribe_async().await?;
+    /// notes.next().await.unwrap()?;
+    /// assert_eq!(notes.stats().map(|s| s.full), Some(1)); // the first result, read whole
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> Option<crate::observe::live::Stats> {
         self.subscription.as_ref().map(LiveSubscription::stats)
     }

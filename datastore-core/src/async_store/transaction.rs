@@ -27,6 +27,26 @@ enum Command {
 /// (and `run`) on the transaction's connection, and [`transaction`](Self::transaction) for a
 /// savepoint. Cheap to clone; statements sent through clones run one at a time, in the order
 /// sent. Once the transaction has ended, its calls fail with [`Error::TransactionEnded`].
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datastore::Result<()> {
+/// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+/// let tx_count = store
+///     .transaction(|tx: AsyncTransaction| async move {
+///         tx.save(Note { text: "one".into(), ..Note::default() }).await?;
+///         tx.save(Note { text: "two".into(), ..Note::default() }).await?;
+///         tx.count::<Note>().await // sees its own writes
+///     })
+///     .await?;
+/// assert_eq!(tx_count, 2);
+/// assert_eq!(store.count::<Note>().await?, 2); // committed
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AsyncTransaction {
     commands: mpsc::UnboundedSender<Command>,

@@ -95,6 +95,22 @@ struct Database {
 impl Cli {
     /// The command line for `schema`, with its migrations in `migrations/` for SQLite and
     /// PostgreSQL.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// use datastore::migrate::Cli;
+    /// use std::process::ExitCode;
+    ///
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cli = Cli::new(Schema::new().model::<Note>()).dir(dir.path());
+    /// let code = cli.run_from(["migrate", "generate", "create_notes"], &mut Vec::new());
+    /// assert_eq!(code, ExitCode::SUCCESS);
+    /// assert!(dir.path().join("sqlite/schema.json").exists());
+    /// assert!(dir.path().join("postgres/schema.json").exists());
+    /// ```
     pub fn new(schema: Schema) -> Self {
         Self {
             schema,
@@ -105,12 +121,41 @@ impl Cli {
 
     /// The folder holding one folder of migrations per backend (`migrations` by default;
     /// `--dir` overrides it).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// use datastore::migrate::Cli;
+    /// use std::process::ExitCode;
+    ///
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cli = Cli::new(Schema::new().model::<Note>()).dir(dir.path().join("db/migrations"));
+    /// cli.run_from(["migrate", "generate", "create_notes"], &mut Vec::new());
+    /// assert!(dir.path().join("db/migrations/sqlite").is_dir());
+    /// ```
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = dir.into();
         self
     }
 
     /// The backends to generate migrations for (both by default).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// use datastore::migrate::Cli;
+    /// use std::process::ExitCode;
+    ///
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cli = Cli::new(Schema::new().model::<Note>()).dir(dir.path()).dialects(&[Dialect::Sqlite]);
+    /// cli.run_from(["migrate", "generate", "create_notes"], &mut Vec::new());
+    /// assert!(dir.path().join("sqlite").is_dir());
+    /// assert!(!dir.path().join("postgres").exists());
+    /// ```
     pub fn dialects(mut self, dialects: &[Dialect]) -> Self {
         self.dialects = dialects.to_vec();
         self
@@ -118,12 +163,39 @@ impl Cli {
 
     /// Runs the command the process's arguments name; what it prints goes to standard
     /// output, errors to standard error.
+    ///
+    /// ```no_run
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// fn main() -> std::process::ExitCode {
+    ///     // `cargo run --bin migrate -- check`
+    ///     datastore::migrate::Cli::new(Schema::new().model::<Note>()).run()
+    /// }
+    /// ```
     pub fn run(self) -> ExitCode {
         self.run_from(std::env::args_os(), &mut std::io::stdout())
     }
 
     /// Runs the command `args` names (the first is the program's name), printing to `out`;
     /// errors, and `--help`, are printed to standard error and standard output as clap does.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// use datastore::migrate::Cli;
+    /// use std::process::ExitCode;
+    ///
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cli = || Cli::new(Schema::new().model::<Note>()).dir(dir.path());
+    /// let mut out = Vec::new();
+    /// assert_ne!(cli().run_from(["migrate", "check"], &mut out), ExitCode::SUCCESS); // no migration yet
+    /// cli().run_from(["migrate", "generate", "create_notes"], &mut out);
+    /// assert_eq!(cli().run_from(["migrate", "check"], &mut out), ExitCode::SUCCESS);
+    /// assert!(!out.is_empty()); // what each command printed
+    /// ```
     pub fn run_from<I, T>(mut self, args: I, out: &mut dyn Write) -> ExitCode
     where
         I: IntoIterator<Item = T>,

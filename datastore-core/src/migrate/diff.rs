@@ -190,6 +190,21 @@ impl SchemaChange {
 
     /// The columns the change would fill with invented values: added `NOT NULL`, or made
     /// `NOT NULL`, to a table that may hold rows, with no default declared to give them.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::SchemaChange;
+    /// use datastore::schema::{Column, ColumnDefault, ColumnType};
+    ///
+    /// # let table = Note::table().clone();
+    /// let add = |column| SchemaChange::AddColumn { table: table.clone(), column };
+    /// let rank = Column::new("rank", ColumnType::Integer, false);
+    /// assert_eq!(add(rank.clone()).missing_defaults().len(), 1); // what would the rows hold?
+    /// let ranked = Column { default: Some(ColumnDefault::Integer(0)), ..rank };
+    /// assert!(add(ranked).missing_defaults().is_empty());
+    /// ```
     pub fn missing_defaults(&self) -> Vec<String> {
         let needs = |table: &Table, column: &Column, what: &str| {
             format!(

@@ -29,28 +29,62 @@ pub struct BackendMigrations {
 
 impl BackendMigrations {
     /// An empty set.
+    ///
+    /// ```
+    /// use datastore::migrate::BackendMigrations;
+    ///
+    /// let none = BackendMigrations::new();
+    /// assert!(!none.has_sqlite() && !none.has_postgres());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The migrations to run on SQLite.
+    ///
+    /// ```
+    /// use datastore::migrate::BackendMigrations;
+    /// use datastore::diesel_migrations::{embed_migrations, EmbeddedMigrations};
+    ///
+    /// const SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+    /// assert!(BackendMigrations::new().sqlite(SQLITE).has_sqlite());
+    /// ```
     pub fn sqlite(mut self, source: impl MigrationSource<Sqlite> + Send + Sync + 'static) -> Self {
         self.sqlite = Some(Box::new(source));
         self
     }
 
     /// The migrations to run on PostgreSQL.
+    ///
+    /// ```
+    /// use datastore::migrate::BackendMigrations;
+    /// use datastore::diesel_migrations::{embed_migrations, EmbeddedMigrations};
+    ///
+    /// const POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+    /// let set = BackendMigrations::new().postgres(POSTGRES);
+    /// assert!(set.has_postgres() && !set.has_sqlite());
+    /// ```
     pub fn postgres(mut self, source: impl MigrationSource<Pg> + Send + Sync + 'static) -> Self {
         self.postgres = Some(Box::new(source));
         self
     }
 
     /// Whether the set has SQLite migrations.
+    ///
+    /// ```
+    /// let set = datastore::embed_migrations!(sqlite = "../migrations/sqlite");
+    /// assert!(set.has_sqlite());
+    /// ```
     pub fn has_sqlite(&self) -> bool {
         self.sqlite.is_some()
     }
 
     /// Whether the set has PostgreSQL migrations.
+    ///
+    /// ```
+    /// let set = datastore::embed_migrations!(sqlite = "../migrations/sqlite");
+    /// assert!(!set.has_postgres()); // a store on PostgreSQL would fail to open
+    /// ```
     pub fn has_postgres(&self) -> bool {
         self.postgres.is_some()
     }

@@ -52,6 +52,24 @@ pub struct Migrations {
 }
 
 /// A migration to be written: the changes, and their SQL both ways.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::migrate::Migrations;
+///
+/// # fn main() -> datastore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let plan = Migrations::new(dir.path(), Dialect::Sqlite)
+///     .plan(&Schema::new().model::<Note>())?
+///     .expect("a migration is needed");
+/// assert!(plan.up.starts_with(r#"CREATE TABLE "notes""#));
+/// assert_eq!(plan.down.trim(), r#"DROP TABLE "notes";"#);
+/// assert!(!plan.outside_transaction && plan.lossy.is_empty() && plan.missing_defaults.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Migration {
     /// What changes, in the order applied.
@@ -180,6 +198,16 @@ pub enum MigrationFailure {
 
 impl Migrations {
     /// The migrations in `dir`, rendered for `dialect`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// let folder = Migrations::new("migrations/postgres", Dialect::Postgres);
+    /// assert!(folder.dir().ends_with("postgres"));
+    /// ```
     pub fn new(dir: impl Into<PathBuf>, dialect: Dialect) -> Self {
         Self {
             dir: dir.into(),
@@ -192,17 +220,65 @@ impl Migrations {
     /// table or a column, narrows a type, makes a column `NOT NULL` or unique, changes a key
     /// or a foreign key: see [`SchemaChange::losses`]). Off by default: such a migration stops
     /// generation with [`Error::LossyMigration`] listing each change.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # #[model(table = "notes")]
+    /// # pub struct Shorter { #[primary_key] pub id: Id }
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    /// folder.generate(&Schema::new().model::<Note>(), "create_notes")?;
+    /// // The model lost its `text` column: dropping it loses data.
+    /// let refused = folder.generate(&Schema::new().model::<Shorter>(), "drop_text");
+    /// assert!(matches!(refused, Err(datastore::Error::LossyMigration { .. })));
+    /// let written = folder.allow_lossy(true).generate(&Schema::new().model::<Shorter>(), "drop_text")?;
+    /// assert!(written.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn allow_lossy(mut self, allow: bool) -> Self {
         self.allow_lossy = allow;
         self
     }
 
     /// The folder.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// let folder = Migrations::new("migrations/sqlite", Dialect::Sqlite);
+    /// assert_eq!(folder.dir(), std::path::Path::new("migrations/sqlite"));
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The schema the existing migrations produce (empty when there are none).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    /// assert!(folder.snapshot()?.tables().is_empty()); // no migrations yet
+    /// folder.generate(&Schema::new().model::<Note>(), "create_notes")?;
+    /// assert_eq!(folder.snapshot()?, Schema::new().model::<Note>());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn snapshot(&self) -> Result<Schema> {
         let path = self.dir.join(SNAPSHOT);
         match fs::read_to_string(&path) {
@@ -224,6 +300,23 @@ impl Migrations {
     }
 
     /// The migration that would bring the folder up to date with `schema`, if one is needed.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    /// let schema = Schema::new().model::<Note>();
+    /// assert!(folder.plan(&schema)?.is_some()); // nothing written yet: nothing is written now either
+    /// folder.generate(&schema, "create_notes")?;
+    /// assert!(folder.plan(&schema)?.is_none()); // up to date
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn plan(&self, schema: &Schema) -> Result<Option<Migration>> {
         schema.validate()?;
         let changes = diff::diff(&self.snapshot()?, schema, self.dialect);
@@ -231,6 +324,24 @@ impl Migrations {
     }
 
     /// The [`Drift`] between the models and the migrations, if they differ.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    /// let schema = Schema::new().model::<Note>();
+    /// let drift = folder.drift(&schema)?.expect("behind");
+    /// assert!(drift.to_string().contains(r#"CREATE TABLE "notes""#));
+    /// folder.generate(&schema, "create_notes")?;
+    /// assert!(folder.drift(&schema)?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn drift(&self, schema: &Schema) -> Result<Option<Drift>> {
         Ok(self.plan(schema)?.map(|missing| Drift {
             dir: self.dir.clone(),
@@ -241,6 +352,24 @@ impl Migrations {
     /// Fails when the models changed and no migration was generated for it: with
     /// [`Error::Migration`] holding the [`Drift`] ([`MigrationFailure::Drift`]; or the error
     /// that kept the migration from being planned).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// // In a test of the application: fails when a model changed without a migration.
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    /// let schema = Schema::new().model::<Note>();
+    /// assert!(folder.check(&schema).is_err());
+    /// folder.generate(&schema, "create_notes")?;
+    /// folder.check(&schema)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn check(&self, schema: &Schema) -> Result<()> {
         match self.drift(schema)? {
             Some(drift) => Err(drift.into()),
@@ -251,6 +380,24 @@ impl Migrations {
     /// Writes the migration that brings the folder up to date with `schema`, as
     /// `<version>_<name>/`, and updates the snapshot. Writes nothing and returns `None` when
     /// nothing changed.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::migrate::Migrations;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+    /// let schema = Schema::new().model::<Note>();
+    /// let written = folder.generate(&schema, "create_notes")?.expect("a new migration");
+    /// assert!(written.file_name().unwrap().to_str().unwrap().ends_with("_create_notes"));
+    /// assert!(written.join("up.sql").exists() && written.join("down.sql").exists());
+    /// assert_eq!(folder.generate(&schema, "again")?, None); // nothing changed
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn generate(&self, schema: &Schema, name: &str) -> Result<Option<PathBuf>> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Error::migration(

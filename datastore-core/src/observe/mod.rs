@@ -107,7 +107,15 @@ pub enum Op {
     Delete,
 }
 
-/// A column's value as SQLite stores it.
+/// A column's value as SQLite stores it: the values of a [`RowChange`].
+///
+/// ```
+/// use datastore::observe::RawValue;
+///
+/// let values = [RawValue::Integer(1), RawValue::Text("hi".into()), RawValue::Null];
+/// let kinds: Vec<&str> = values.iter().map(RawValue::kind).collect();
+/// assert_eq!(kinds, ["integer", "text", "NULL"]);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawValue {
     /// `NULL`.
@@ -124,6 +132,13 @@ pub enum RawValue {
 
 impl RawValue {
     /// A short name of the value's storage class, for error messages.
+    ///
+    /// ```
+    /// use datastore::observe::RawValue;
+    ///
+    /// assert_eq!(RawValue::Real(0.5).kind(), "real");
+    /// assert_eq!(RawValue::Blob(vec![1, 2]).kind(), "blob");
+    /// ```
     pub fn kind(&self) -> &'static str {
         RawValueRef::from(self).kind()
     }
@@ -156,6 +171,13 @@ pub enum RawValueRef<'a> {
 
 impl RawValueRef<'_> {
     /// A short name of the value's storage class, for error messages.
+    ///
+    /// ```
+    /// use datastore::observe::RawValueRef;
+    ///
+    /// assert_eq!(RawValueRef::Null.kind(), "NULL");
+    /// assert_eq!(RawValueRef::Integer(1).kind(), "integer");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Null => "NULL",
@@ -469,7 +491,24 @@ impl<'a> RowRef<'a> {
     }
 }
 
-/// One committed change of a model's row.
+/// One committed change of a model's row: what a [`Subscription`] yields, inside
+/// [`Observed::Change`].
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::observe::{Change, Observed, Op};
+///
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let notes = store.observe::<Note>()?;
+/// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
+/// let Some(Observed::Change(change)) = notes.recv() else { panic!("a change") };
+/// assert_eq!(change, Change { model: "Note", op: Op::Insert, element: note });
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change<M> {
     /// The model's name.
@@ -541,6 +580,23 @@ pub enum Observed<T> {
 }
 
 /// One committed change of any table's row, from [`Store::observe_all`](crate::Store::observe_all).
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::observe::{Observed, Op, RawValue};
+///
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let everything = store.observe_all()?;
+/// store.save(Note { text: "hi".into(), ..Note::default() })?;
+/// let Some(Observed::Change(row)) = everything.recv() else { panic!("a change") };
+/// assert_eq!((row.table.as_str(), row.op), ("notes", Op::Insert));
+/// assert_eq!(row.values[1], RawValue::Text("hi".into())); // columns `id`, `text`
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     /// The table.
@@ -551,7 +607,34 @@ pub struct RowChange {
     pub values: Vec<RawValue>,
 }
 
-/// A stream of every table's committed changes; dropping it unsubscribes.
+/// A stream of every table's committed changes, as raw rows: what
+/// [`Store::observe_all`](crate::Store::observe_all) returns. Poll it with
+/// [`recv_timeout`](Self::recv_timeout) or iterate it (blocking); dropping it unsubscribes.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Tag { #[primary_key] pub id: Id, pub name: String }
+/// use datastore::observe::Observed;
+///
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:")
+/// #     .schema(Schema::new().model::<Note>().model::<Tag>())
+/// #     .open()?;
+/// let everything = store.observe_all()?;
+/// store.save(Note::default())?;
+/// store.save(Tag::default())?;
+/// let mut tables = Vec::new();
+/// while let Some(Observed::Change(row)) = everything.recv_timeout(Duration::from_millis(100)) {
+///     tables.push(row.table);
+/// }
+/// assert_eq!(tables, ["notes", "tags"]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct AllSubscription {
     reader: hub::Reader,
 }
@@ -571,6 +654,22 @@ impl AllSubscription {
 
     /// The next change, waiting at most `timeout`; `None` if none came, or once the
     /// subscription has ended.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let everything = store.observe_all()?;
+    /// assert!(everything.recv_timeout(Duration::from_millis(10)).is_none()); // nothing came
+    /// store.save(Note::default())?;
+    /// assert!(everything.recv_timeout(Duration::from_secs(5)).is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<RowChange>> {
         self.reader
             .next(Some(timeout), |next| Some(Self::accept(next)))
@@ -578,6 +677,23 @@ impl AllSubscription {
 
     /// The next change, waiting for it; `None` once the store and all its connections are
     /// gone, or after [`Observed::FeedLost`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let everything = store.observe_all()?;
+    /// let writer = store.clone();
+    /// std::thread::spawn(move || writer.save(Note::default()));
+    /// let Some(Observed::Change(row)) = everything.recv() else { panic!("a change") };
+    /// assert_eq!(row.table, "notes");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv(&self) -> Option<Observed<RowChange>> {
         self.reader.next(None, |next| Some(Self::accept(next)))
     }
@@ -631,8 +747,36 @@ impl Iterator for AllSubscription {
 /// A subscriber's condition on the rows it receives.
 pub(crate) type Filter<M> = Box<dyn Fn(&M) -> bool + Send + Sync>;
 
-/// A stream of committed changes. Iterate it (blocking), or poll it with
-/// [`recv_timeout`](Self::recv_timeout); dropping it unsubscribes.
+/// A stream of committed changes of a model's rows: what
+/// [`Store::observe`](crate::Store::observe), `observe_where` and `observe_id` return.
+/// Iterate it (blocking), or poll it with [`recv_timeout`](Self::recv_timeout) or
+/// [`try_recv`](Self::try_recv); dropping it unsubscribes.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::observe::Observed;
+///
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let notes = store.observe::<Note>()?;
+/// assert_eq!(store.subscriptions(), 1);
+/// assert!(notes.try_recv().is_none()); // nothing committed yet
+/// store.save(Note { text: "hi".into(), ..Note::default() })?;
+/// let texts: Vec<String> = notes
+///     .take(1)
+///     .filter_map(|observed| match observed {
+///         Observed::Change(change) => Some(change.element.text),
+///         _ => None,
+///     })
+///     .collect();
+/// assert_eq!(texts, ["hi"]);
+/// assert_eq!(store.subscriptions(), 0); // dropped: unsubscribed
+/// # Ok(())
+/// # }
+/// ```
 pub struct Subscription<M> {
     reader: hub::Reader,
     decoder: Decoder,
@@ -836,17 +980,65 @@ impl<M: Model> Subscription<M> {
 
     /// The next change, waiting for it; `None` once the store and all its connections are
     /// gone, or after [`Observed::FeedLost`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::{Observed, Op};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let notes = store.observe::<Note>()?;
+    /// let writer = store.clone();
+    /// std::thread::spawn(move || writer.save(Note::default()));
+    /// let Some(Observed::Change(change)) = notes.recv() else { panic!("a change") };
+    /// assert_eq!(change.op, Op::Insert);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv(&self) -> Option<Observed<Change<M>>> {
         self.reader.next(None, |next| self.accept(next))
     }
 
     /// The next change, waiting at most `timeout`; `None` if none came, or once the
     /// subscription has ended.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let notes = store.observe::<Note>()?;
+    /// assert!(notes.recv_timeout(Duration::from_millis(10)).is_none()); // nothing came
+    /// store.save(Note::default())?;
+    /// assert!(notes.recv_timeout(Duration::from_secs(5)).is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Observed<Change<M>>> {
         self.reader.next(Some(timeout), |next| self.accept(next))
     }
 
     /// The next change if one is waiting now.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let notes = store.observe::<Note>()?;
+    /// assert!(notes.try_recv().is_none());
+    /// store.save(Note::default())?; // on SQLite, handed over as it commits
+    /// assert!(matches!(notes.try_recv(), Some(Observed::Change(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn try_recv(&self) -> Option<Observed<Change<M>>> {
         self.recv_timeout(Duration::ZERO)
     }

@@ -100,6 +100,24 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     /// The first result at once; then the next different result, waiting at most `timeout`
     /// (`None` if the result did not change in that time). [`Error::FeedLost`] at once, and
     /// on every later call, once the feed of changes is lost.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut all = store.observe_query::<Note>(|q| q.order(notes::text.asc()))?;
+    /// assert_eq!(all.recv_timeout(Duration::ZERO).expect("the first result at once")?, vec![]);
+    /// assert!(all.recv_timeout(Duration::from_millis(10)).is_none()); // nothing changed
+    /// store.save(Note::default())?;
+    /// let rows = all.recv_timeout(Duration::from_secs(5)).expect("a new result")?;
+    /// assert_eq!(rows.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Vec<M>>> {
         if let Some(reason) = &self.lost {
             return Some(Err(Error::feed_lost(reason)));
@@ -139,6 +157,21 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
 
     /// The first result at once; then the next different result, waiting for it.
     /// [`Error::FeedLost`] at once, and on every later call, once the feed of changes is lost.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut all = store.observe_query::<Note>(|q| q)?;
+    /// assert!(all.recv()?.is_empty());
+    /// let writer = store.clone();
+    /// std::thread::spawn(move || writer.save(Note { text: "later".into(), ..Note::default() }));
+    /// assert_eq!(all.recv()?[0].text, "later"); // waits for the commit
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv(&mut self) -> Result<Vec<M>> {
         loop {
             if let Some(result) = self.recv_timeout(Duration::from_secs(3600)) {

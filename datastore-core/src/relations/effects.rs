@@ -78,6 +78,26 @@ pub struct DeleteEffects {
 }
 
 /// Rows of one table a delete reaches: see [`DeleteEffects`].
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Author { #[primary_key] pub id: Id, #[has_many(Book)] pub books: HasMany<Book> }
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Book { #[primary_key] pub id: Id, #[belongs_to(Author)] pub author_id: Id }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:")
+/// #     .schema(Schema::new().model::<Author>().model::<Book>())
+/// #     .open()?;
+/// let author = store.save(Author::default())?;
+/// store.save(Book { author_id: author.id, ..Book::default() })?;
+/// let effects = store.preview_delete::<Author>(&author.id)?;
+/// let tables: Vec<(&str, u64)> = effects.removed.iter().map(|r| (r.table.as_str(), r.rows)).collect();
+/// assert_eq!(tables, [("authors", 1), ("books", 1)]);
+/// assert_eq!(effects.removed[1].column, None);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AffectedRows {
@@ -91,21 +111,101 @@ pub struct AffectedRows {
 
 impl DeleteEffects {
     /// How many rows of `table` the delete removes.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Author { #[primary_key] pub id: Id, #[has_many(Book)] pub books: HasMany<Book> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Book { #[primary_key] pub id: Id, #[belongs_to(Author)] pub author_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Author>().model::<Book>())
+    /// #     .open()?;
+    /// let author = store.save(Author::default())?;
+    /// store.save(Book { author_id: author.id, ..Book::default() })?;
+    /// let effects = store.preview_delete::<Author>(&author.id)?;
+    /// assert_eq!(effects.removed_from("books"), 1);
+    /// assert_eq!(effects.removed_from("nowhere"), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn removed_from(&self, table: &str) -> u64 {
         count_in(&self.removed, table)
     }
 
     /// How many rows of `table` the delete leaves with a foreign key set to `NULL`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Author { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Book { #[primary_key] pub id: Id, #[belongs_to(Author, on_delete = set_null)] pub author_id: Option<Id> }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Author>().model::<Book>())
+    /// #     .open()?;
+    /// let author = store.save(Author::default())?;
+    /// store.save(Book { author_id: Some(author.id), ..Book::default() })?;
+    /// let effects = store.preview_delete::<Author>(&author.id)?;
+    /// assert_eq!(effects.set_null_in("books"), 1);
+    /// assert_eq!(effects.removed_from("books"), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_null_in(&self, table: &str) -> u64 {
         count_in(&self.set_null, table)
     }
 
     /// How many rows of `table` refuse the delete.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open()?;
+    /// let course = store.save(Course::default())?;
+    /// let student = store.save(Student::default())?;
+    /// course.link_students(&mut store.conn()?, &student)?;
+    /// let effects = store.preview_delete::<Course>(&course.id)?;
+    /// assert_eq!(effects.refused_by_rows_of("enrolments"), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn refused_by_rows_of(&self, table: &str) -> u64 {
         count_in(&self.refused_by, table)
     }
 
     /// Whether rows refuse the delete: a plain delete would fail and change nothing.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open()?;
+    /// let course = store.save(Course::default())?;
+    /// assert!(!store.preview_delete::<Course>(&course.id)?.is_refused());
+    /// let student = store.save(Student::default())?;
+    /// course.link_students(&mut store.conn()?, &student)?;
+    /// assert!(store.preview_delete::<Course>(&course.id)?.is_refused());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_refused(&self) -> bool {
         !self.refused_by.is_empty()
     }

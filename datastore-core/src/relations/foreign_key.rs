@@ -87,9 +87,64 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
     type Nullability;
 
     /// The parent's key.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let comment = Comment { post_id: a.id, ..Comment::default() };
+    /// assert_eq!(<Comment as BelongsTo<Post, POST>>::parent_key(&comment), Some(a.id));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn parent_key(&self) -> Option<P::Key>;
 
     /// Points the foreign key at a parent.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let mut comment = Comment::default();
+    /// <Comment as BelongsTo<Post, POST>>::set_parent_key(&mut comment, b.id);
+    /// assert_eq!(comment.post_id, b.id);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn set_parent_key(&mut self, parent: P::Key);
 }
 
@@ -155,20 +210,157 @@ pub trait ForeignKeysTo<P: Model>: Model {
 /// ```
 pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Persist<C> {
     /// `fk = key`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let on_a = Comment::load_where(conn, <Comment as ChildOf<Post, POST, AnyConnection>>::parent_is(a.id))?;
+    /// assert_eq!(on_a[0].text, "on a");
+    /// # Ok(())
+    /// # }
+    /// ```
     fn parent_is(key: P::Key) -> Predicate<Self, C>;
 
     /// `fk = key AND other`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    /// use datastore::Predicate;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let text_is = |t: &str| -> Predicate<Comment, AnyConnection> { Box::new(comments::text.eq(t.to_owned())) };
+    /// let both = <Comment as ChildOf<Post, POST, AnyConnection>>::parent_is_and(a.id, text_is("on b"));
+    /// assert!(Comment::load_where(conn, both)?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn parent_is_and(key: P::Key, other: Predicate<Self, C>) -> Predicate<Self, C>;
 
     /// `fk IN (keys)`; at most [`CHUNK`](crate::relations::CHUNK) keys.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let either = <Comment as ChildOf<Post, POST, AnyConnection>>::parent_in(&[a.id, b.id]);
+    /// assert_eq!(Comment::load_where(conn, either)?.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn parent_in(keys: &[P::Key]) -> Predicate<Self, C>;
 
     /// The children of one parent, in key order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let on_b = <Comment as ChildOf<Post, POST, AnyConnection>>::children_of_one(conn, b.id)?;
+    /// assert_eq!(on_b[0].text, "on b");
+    /// # Ok(())
+    /// # }
+    /// ```
     fn children_of_one(conn: &mut C, parent: P::Key) -> crate::Result<Vec<Self>> {
         Self::load_where(conn, Self::parent_is(parent))
     }
 
     /// The children of these parents (at most [`CHUNK`](crate::relations::CHUNK)), in key order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
+    /// use datastore::AnyConnection;
+    ///
+    /// const POST: u64 = fk_key("post_id");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// # let mut conn = store.conn()?;
+    /// # let conn: &mut AnyConnection = &mut conn;
+    /// let (a, b) = (conn.save(Post::default())?, conn.save(Post::default())?);
+    /// conn.save(Comment { post_id: a.id, text: "on a".into(), ..Comment::default() })?;
+    /// conn.save(Comment { post_id: b.id, text: "on b".into(), ..Comment::default() })?;
+    ///
+    /// let all = <Comment as ChildOf<Post, POST, AnyConnection>>::children_of(conn, &[a.id, b.id])?;
+    /// assert_eq!(all.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn children_of(conn: &mut C, parents: &[P::Key]) -> crate::Result<Vec<Self>> {
         Self::load_where(conn, Self::parent_in(parents))
     }

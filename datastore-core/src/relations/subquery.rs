@@ -16,6 +16,30 @@ use crate::model::Model;
 /// `having_*` and `where_*` filters (`Post::having_comments(..)`), on every backend.
 ///
 /// The subquery selects the column's SQL type (keys, here), which its constructors ensure.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, pub title: String, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:")
+/// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+/// #     .open()?;
+/// let liked = store.save(Post { title: "liked".into(), ..Post::default() })?;
+/// store.save(Post { title: "ignored".into(), ..Post::default() })?;
+/// store.save(Comment { post_id: liked.id, text: "great".into(), ..Comment::default() })?;
+/// // `posts.id IN (SELECT post_id FROM comments WHERE text = 'great')`
+/// let posts = store.query::<Post>(|q| q.filter(Post::having_comments(comments::text.eq("great"))))?;
+/// assert_eq!(posts.len(), 1);
+/// assert_eq!(posts[0].title, "liked");
+/// // `comments.post_id IN (SELECT id FROM posts WHERE title = 'liked')`
+/// let on_liked = store.query::<Comment>(|q| q.filter(Comment::where_post(posts::title.eq("liked"))))?;
+/// assert_eq!(on_liked.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct InSubquery<C, Q> {
     column: C,

@@ -78,6 +78,13 @@ impl HasDialect for crate::AnyBackend {
 
 impl Dialect {
     /// The folder name of this dialect's migrations under `migrations/`.
+    ///
+    /// ```
+    /// use datastore::schema::Dialect;
+    ///
+    /// assert_eq!(Dialect::Sqlite.dir_name(), "sqlite"); // migrations/sqlite
+    /// assert_eq!(Dialect::Postgres.dir_name(), "postgres");
+    /// ```
     pub fn dir_name(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
@@ -86,6 +93,14 @@ impl Dialect {
     }
 
     /// The declared SQL type of a column.
+    ///
+    /// ```
+    /// use datastore::schema::{ColumnType, Dialect};
+    ///
+    /// assert_eq!(Dialect::Sqlite.column_type(&ColumnType::Uuid), "TEXT");
+    /// assert_eq!(Dialect::Postgres.column_type(&ColumnType::Uuid), "UUID");
+    /// assert_eq!(Dialect::Postgres.column_type(&ColumnType::Json), "JSONB");
+    /// ```
     pub fn column_type(self, ty: &ColumnType) -> &'static str {
         match (self, ty) {
             (Self::Sqlite, ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt) => {
@@ -118,6 +133,13 @@ impl Dialect {
 
     /// Whether a table change the dialect cannot make with `ALTER TABLE` is made by rebuilding
     /// the table (SQLite); PostgreSQL alters columns and constraints in place.
+    ///
+    /// ```
+    /// use datastore::schema::Dialect;
+    ///
+    /// assert!(Dialect::Sqlite.rebuilds_tables());
+    /// assert!(!Dialect::Postgres.rebuilds_tables());
+    /// ```
     pub fn rebuilds_tables(self) -> bool {
         matches!(self, Self::Sqlite)
     }

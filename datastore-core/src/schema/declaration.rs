@@ -46,6 +46,15 @@ pub struct ModelRef {
 
 impl ModelRef {
     /// The reference to `M`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::ModelRef;
+    ///
+    /// assert_eq!(ModelRef::of::<Note>().declaration().name(), "Note");
+    /// ```
     pub const fn of<M: Model>() -> Self {
         Self {
             type_id: TypeId::of::<M>,
@@ -56,16 +65,46 @@ impl ModelRef {
 
     /// The model's Rust type, with its path (for messages that must tell same-named models
     /// apart).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::ModelRef;
+    ///
+    /// assert!(ModelRef::of::<Note>().type_name().ends_with("::Note"));
+    /// ```
     pub fn type_name(self) -> &'static str {
         (self.type_name)()
     }
 
     /// The model's declaration.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::ModelRef;
+    ///
+    /// assert_eq!(ModelRef::of::<Note>().declaration().table_name(), "notes");
+    /// ```
     pub fn declaration(self) -> &'static ModelDeclaration {
         (self.declaration)()
     }
 
     /// Whether this is a reference to `M`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// use datastore::schema::ModelRef;
+    ///
+    /// assert!(ModelRef::of::<Post>().is::<Post>());
+    /// assert!(!ModelRef::of::<Post>().is::<Comment>());
+    /// ```
     pub fn is<M: Model>(self) -> bool {
         (self.type_id)() == TypeId::of::<M>()
     }
@@ -86,6 +125,17 @@ impl fmt::Debug for ModelRef {
 }
 
 /// The kind of a relation field.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// use datastore::schema::RelationKind;
+///
+/// assert_eq!(Post::declaration().relations()[0].kind, RelationKind::HasMany);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RelationKind {
     /// `#[has_one(T)]`: one child row whose foreign key references this row.
@@ -97,6 +147,20 @@ pub enum RelationKind {
 }
 
 /// A `#[belongs_to(Parent)]` field: a foreign-key column to the parent's key.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// use datastore::schema::ModelRef;
+///
+/// let fk = Comment::declaration().belongs_to()[0];
+/// assert_eq!(fk.column, "post_id");
+/// assert_eq!(fk.parent, ModelRef::of::<Post>());
+/// assert_eq!((fk.on_delete, fk.optional), (None, false)); // the rules decide: cascade
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BelongsTo {
     /// The foreign-key column (the field's name).
@@ -111,6 +175,25 @@ pub struct BelongsTo {
 }
 
 /// A relation field: `#[has_many(T)]`, `#[has_one(T)]` or `#[many_to_many(T, through = J)]`.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct User {
+/// #     #[primary_key] pub id: Id,
+/// #     #[has_many(Comment, foreign_key = author_id)] pub comments: HasMany<Comment>,
+/// # }
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(User)] pub author_id: Id }
+/// use datastore::schema::RelationKind;
+///
+/// // `#[has_many(Comment, foreign_key = author_id)] comments: HasMany<Comment>` on `User`:
+/// let relation = User::declaration().relations()[0];
+/// assert_eq!(relation.field, "comments");
+/// assert_eq!(relation.kind, RelationKind::HasMany);
+/// assert!(relation.target.is::<Comment>());
+/// assert_eq!((relation.through, relation.foreign_key), (None, Some("author_id")));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Relation {
     /// The field's name.
@@ -178,6 +261,23 @@ pub struct ModelDeclaration {
 /// the struct, `#[column(renamed_from = "owner")]` on a field. The migration generator renames
 /// what it finds under an old name, keeping the data; once that migration is written, the
 /// attributes change nothing more.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// #[model(renamed_from = "todos")]
+/// pub struct Task {
+///     #[primary_key]
+///     pub id: Id,
+///     #[column(renamed_from = "text")]
+///     pub title: String,
+/// }
+///
+/// let renames = Task::declaration().renames();
+/// assert_eq!(renames.table, Some("todos"));
+/// assert_eq!(renames.columns, [("title", "text")]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Renames {
     /// The table's previous name.
@@ -187,6 +287,24 @@ pub struct Renames {
 }
 
 /// Where a model's keys come from.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::schema::KeyKind;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Note { #[primary_key] pub id: Id }
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Reaction { #[primary_key] pub id: i64 }
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Country { #[primary_key] pub code: String }
+///
+/// assert_eq!(Note::declaration().key_kind(), KeyKind::Uuid);
+/// assert_eq!(Reaction::declaration().key_kind(), KeyKind::Assigned);
+/// assert_eq!(Country::declaration().key_kind(), KeyKind::Natural);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     /// An [`Id`](crate::Id): a UUID the application makes (`Id::new()`, or `Default`).
@@ -202,6 +320,22 @@ pub enum KeyKind {
 
 /// The columns a model keeps its timestamps in: set when a row is inserted (`created_at`) and
 /// whenever it changes (`updated_at`).
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub created_at: Timestamp,
+/// }
+///
+/// let timestamps = Note::declaration().timestamps();
+/// assert_eq!(timestamps.created_at, Some("created_at"));
+/// assert_eq!(timestamps.updated_at, None);
+/// assert!(timestamps.any());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timestamps {
     /// The `created_at` column.
@@ -212,6 +346,13 @@ pub struct Timestamps {
 
 impl Timestamps {
     /// Whether the model has either.
+    ///
+    /// ```
+    /// use datastore::schema::Timestamps;
+    ///
+    /// assert!(!Timestamps::default().any());
+    /// assert!(Timestamps { updated_at: Some("updated_at"), ..Timestamps::default() }.any());
+    /// ```
     pub const fn any(self) -> bool {
         self.created_at.is_some() || self.updated_at.is_some()
     }
@@ -269,56 +410,157 @@ impl ModelDeclaration {
     }
 
     /// The model declared.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// assert!(Note::declaration().model().is::<Note>());
+    /// ```
     pub fn model(&self) -> ModelRef {
         self.model
     }
 
     /// The struct's name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// assert_eq!(Note::declaration().name(), "Note");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The table's name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// assert_eq!(Note::declaration().table_name(), "notes");
+    /// ```
     pub fn table_name(&self) -> &'static str {
         self.table_name
     }
 
     /// The primary key's columns (several for a composite key).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// #[derive(Model, Debug, Clone, Default)]
+    /// #[model(primary_key(order_id, line))]
+    /// pub struct OrderLine {
+    ///     pub order_id: i64,
+    ///     pub line: i32,
+    /// }
+    ///
+    /// assert_eq!(OrderLine::declaration().primary_key(), ["order_id", "line"]);
+    /// ```
     pub fn primary_key(&self) -> &'static [&'static str] {
         self.primary_key
     }
 
     /// Where the model's keys come from.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::KeyKind;
+    ///
+    /// assert_eq!(Note::declaration().key_kind(), KeyKind::Uuid);
+    /// ```
     pub fn key_kind(&self) -> KeyKind {
         self.key_kind
     }
 
     /// The columns, in declaration order, each unique only if declared `#[unique]`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// let names: Vec<&str> = Note::declaration().columns().iter().map(|c| c.name.as_ref()).collect();
+    /// assert_eq!(names, ["id", "text"]);
+    /// ```
     pub fn columns(&self) -> &'static [Column] {
         self.columns
     }
 
     /// The indexes declared with `#[index]`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// #[derive(Model, Debug, Clone, Default)]
+    /// pub struct Note {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     #[index]
+    ///     pub text: String,
+    /// }
+    ///
+    /// let indexes = Note::declaration().indexes();
+    /// assert_eq!(indexes.len(), 1);
+    /// assert_eq!(indexes[0].columns[0], "text");
+    /// ```
     pub fn indexes(&self) -> &'static [Index] {
         self.indexes
     }
 
     /// The timestamp columns.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// assert!(!Note::declaration().timestamps().any()); // no `created_at`, no `updated_at`
+    /// ```
     pub fn timestamps(&self) -> Timestamps {
         self.timestamps
     }
 
     /// The `belongs_to` fields, in declaration order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// assert_eq!(Comment::declaration().belongs_to()[0].column, "post_id");
+    /// assert!(Post::declaration().belongs_to().is_empty());
+    /// ```
     pub fn belongs_to(&self) -> &'static [BelongsTo] {
         self.belongs_to
     }
 
     /// The relation fields, in declaration order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// assert_eq!(Post::declaration().relations()[0].field, "comments");
+    /// assert!(Comment::declaration().relations().is_empty());
+    /// ```
     pub fn relations(&self) -> &'static [Relation] {
         self.relations
     }
 
     /// The names the table and its columns had before.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::Renames;
+    ///
+    /// assert_eq!(Note::declaration().renames(), Renames::default()); // nothing renamed
+    /// ```
     pub fn renames(&self) -> Renames {
         self.renames
     }
@@ -326,6 +568,18 @@ impl ModelDeclaration {
     /// The table this declaration resolves to, with the rules that follow from it and from
     /// the related models' declarations: see the relation rules (`schema/rules.rs`).
     /// Resolved on first use.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// use datastore::schema::OnDelete;
+    ///
+    /// let table = Comment::declaration().table(); // the same as `Comment::table()`
+    /// assert_eq!(table.foreign_key("post_id").unwrap().on_delete, OnDelete::Cascade);
+    /// ```
     pub fn table(&'static self) -> &'static Table {
         self.table.get_or_init(|| super::rules::resolve(self))
     }

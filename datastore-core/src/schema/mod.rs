@@ -24,8 +24,24 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 /// A string that is `&'static` in generated constants and owned when read from a snapshot.
+///
+/// ```
+/// use datastore::schema::Name;
+///
+/// const GENERATED: Name = Name::Borrowed("notes");
+/// let read: Name = Name::Owned(String::from("notes"));
+/// assert_eq!(GENERATED, read);
+/// ```
 pub type Name = Cow<'static, str>;
 /// A list that is `&'static` in generated constants and owned when read from a snapshot.
+///
+/// ```
+/// use datastore::schema::{List, Name};
+///
+/// const GENERATED: List<Name> = List::Borrowed(&[Name::Borrowed("id")]);
+/// let read: List<Name> = vec![Name::from("id")].into();
+/// assert_eq!(GENERATED, read);
+/// ```
 pub type List<T> = Cow<'static, [T]>;
 
 /// A table: its columns, primary key, foreign keys and indexes.
@@ -65,16 +81,46 @@ pub struct Table {
 
 impl Table {
     /// Whether `column` is part of the primary key.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: Option<String> }
+    /// assert!(Comment::table().is_key("id"));
+    /// assert!(!Comment::table().is_key("post_id"));
+    /// ```
     pub fn is_key(&self, column: &str) -> bool {
         self.primary_key.iter().any(|k| k == column)
     }
 
     /// The column with this name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: Option<String> }
+    /// assert!(Comment::table().column("text").unwrap().nullable);
+    /// assert!(Comment::table().column("missing").is_none());
+    /// ```
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
 
     /// The foreign key declared on this column.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: Option<String> }
+    /// assert_eq!(Comment::table().foreign_key("post_id").unwrap().references, "posts");
+    /// assert!(Comment::table().foreign_key("text").is_none());
+    /// ```
     pub fn foreign_key(&self, column: &str) -> Option<&ForeignKey> {
         self.foreign_keys.iter().find(|f| f.column == column)
     }
@@ -82,6 +128,17 @@ impl Table {
     /// Every index of the table: the declared ones, then one per foreign-key column that is not
     /// already unique (a unique column is indexed by its constraint), named
     /// `idx_<table>_<column>`. Deletes of a parent look up its children through these.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: Option<String> }
+    /// let indexes = Comment::table().all_indexes();
+    /// assert_eq!(indexes[0].name, "idx_comments_post_id"); // the foreign key's, never declared
+    /// assert!(Comment::table().indexes.is_empty());
+    /// ```
     pub fn all_indexes(&self) -> Vec<Index> {
         let mut indexes = self.indexes.to_vec();
         for fk in self.foreign_keys.iter() {
@@ -102,6 +159,19 @@ impl Table {
 }
 
 /// One column of a table.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: Option<String> }
+/// use datastore::schema::ColumnType;
+///
+/// let text = Comment::table().column("text").unwrap();
+/// assert_eq!((text.ty.clone(), text.nullable, text.unique), (ColumnType::Text, true, false));
+/// assert!(Comment::table().column("id").unwrap().default.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     /// The column's name in the database.
@@ -128,6 +198,13 @@ pub struct Column {
 
 impl Column {
     /// A column that is not unique.
+    ///
+    /// ```
+    /// use datastore::schema::{Column, ColumnType};
+    ///
+    /// const BIO: Column = Column::new("bio", ColumnType::Text, true);
+    /// assert!(BIO.nullable && !BIO.unique);
+    /// ```
     pub const fn new(name: &'static str, ty: ColumnType, nullable: bool) -> Self {
         Self {
             name: Cow::Borrowed(name),
@@ -140,12 +217,28 @@ impl Column {
     }
 
     /// The same column with a `UNIQUE` constraint.
+    ///
+    /// ```
+    /// use datastore::schema::{Column, ColumnType};
+    ///
+    /// const USERNAME: Column = Column::new("username", ColumnType::Text, false).unique();
+    /// assert!(USERNAME.unique);
+    /// ```
     pub const fn unique(mut self) -> Self {
         self.unique = true;
         self
     }
 
     /// The `CHECK` this column carries, if any (enum columns allow only their variants).
+    ///
+    /// ```
+    /// use datastore::schema::{Column, ColumnType, List, Name};
+    ///
+    /// let variants: List<Name> = vec![Name::from("active"), Name::from("inactive")].into();
+    /// let status = Column::new("status", ColumnType::Enum(variants), false);
+    /// assert_eq!(status.check().unwrap(), r#""status" IN ('active', 'inactive')"#);
+    /// assert_eq!(Column::new("title", ColumnType::Text, false).check(), None);
+    /// ```
     pub fn check(&self) -> Option<String> {
         match &self.ty {
             ColumnType::Enum(variants) => {
@@ -190,6 +283,14 @@ pub enum ColumnDefault {
 impl ColumnDefault {
     /// Whether a column of type `ty` can hold the default (an enum column: one of its
     /// variants). A `const fn`, so that `#[derive(Model)]` checks it at compile time.
+    ///
+    /// ```
+    /// use datastore::schema::{ColumnDefault, ColumnType};
+    ///
+    /// assert!(ColumnDefault::Integer(300).fits(&ColumnType::Integer));
+    /// assert!(!ColumnDefault::Integer(70_000).fits(&ColumnType::SmallInt)); // out of range
+    /// assert!(ColumnDefault::Real("0.5".into()).fits(&ColumnType::Double));
+    /// ```
     pub const fn fits(&self, ty: &ColumnType) -> bool {
         match (self, ty) {
             (Self::Integer(n), ColumnType::SmallInt | ColumnType::Integer | ColumnType::BigInt) => {
@@ -221,6 +322,13 @@ impl ColumnDefault {
     }
 
     /// The default as an SQL literal of `dialect`.
+    ///
+    /// ```
+    /// use datastore::schema::{ColumnDefault, Dialect};
+    ///
+    /// assert_eq!(ColumnDefault::Text("it's".into()).sql(Dialect::Sqlite), "'it''s'");
+    /// assert_eq!(ColumnDefault::Integer(-1).sql(Dialect::Postgres), "-1");
+    /// ```
     pub fn sql(&self, dialect: ddl::Dialect) -> String {
         match (self, dialect) {
             (Self::Integer(n), _) => n.to_string(),
@@ -268,6 +376,23 @@ const fn const_str_eq(a: &str, b: &str) -> bool {
 }
 
 /// What a column stores, independent of the backend.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::schema::ColumnType;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Profile {
+///     #[primary_key]
+///     pub id: Id,
+///     pub karma: i64,
+///     pub bio: Option<String>,
+///     pub settings: serde_json::Value,
+/// }
+///
+/// let types: Vec<ColumnType> = Profile::table().columns.iter().map(|c| c.ty.clone()).collect();
+/// assert_eq!(types, [ColumnType::Uuid, ColumnType::BigInt, ColumnType::Text, ColumnType::Json]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -299,6 +424,27 @@ pub enum ColumnType {
 }
 
 /// What happens to a referencing row when the row it references is deleted.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::schema::OnDelete;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct User { #[primary_key] pub id: Id }
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Comment {
+///     #[primary_key]
+///     pub id: Id,
+///     #[belongs_to(User)]
+///     pub user_id: Id,
+///     #[belongs_to(User, on_delete = set_null)]
+///     pub editor_id: Option<Id>,
+/// }
+///
+/// assert_eq!(Comment::table().foreign_key("user_id").unwrap().on_delete, OnDelete::Cascade);
+/// assert_eq!(Comment::table().foreign_key("editor_id").unwrap().on_delete, OnDelete::SetNull);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnDelete {
@@ -311,6 +457,20 @@ pub enum OnDelete {
 }
 
 /// A foreign key from one column to another table's primary key.
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: Option<String> }
+/// use datastore::schema::OnDelete;
+///
+/// let fk = Comment::table().foreign_key("post_id").unwrap();
+/// assert_eq!((fk.references.as_ref(), fk.referenced_column.as_ref()), ("posts", "id"));
+/// assert_eq!(fk.on_delete, OnDelete::Cascade);
+/// assert!(!fk.on_update_cascade); // an `Id` never changes
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForeignKey {
     /// The referencing column of this table.
@@ -360,6 +520,22 @@ mod key_columns {
 }
 
 /// A secondary index.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     #[index]
+///     pub text: String,
+/// }
+///
+/// let index = &Note::table().indexes[0];
+/// assert_eq!(index.columns.as_ref(), ["text"]);
+/// assert!(!index.unique);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
     /// The index's name.

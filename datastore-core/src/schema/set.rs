@@ -42,6 +42,22 @@ pub struct Schema {
 /// A table or a column that had another name (`#[model(renamed_from = "..")]`,
 /// `#[column(renamed_from = "..")]`): the migration generator renames it, keeping its data,
 /// rather than dropping it and creating another.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::schema::Rename;
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// #[model(renamed_from = "todos")]
+/// pub struct Task {
+///     #[primary_key]
+///     pub id: Id,
+/// }
+///
+/// let schema = Schema::new().model::<Task>();
+/// let renamed = Rename::Table { from: "todos".into(), to: "tasks".into() };
+/// assert_eq!(schema.renames(), [renamed]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rename {
     /// A table, renamed `from` → `to`.
@@ -71,12 +87,29 @@ impl PartialEq for Schema {
 
 impl Schema {
     /// An empty schema.
+    ///
+    /// ```
+    /// use datastore::Schema;
+    ///
+    /// assert!(Schema::new().tables().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a model's table (once; adding it again changes nothing). Two different models
     /// whose tables have the same name make the schema invalid ([`Schema::validate`]).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// let schema = Schema::new().model::<Comment>().model::<Post>().model::<Post>();
+    /// let names: Vec<&str> = schema.tables().iter().map(|t| t.name.as_ref()).collect();
+    /// assert_eq!(names, ["posts", "comments"]); // once each, parents first
+    /// ```
     pub fn model<M: Model>(mut self) -> Self {
         let model = ModelRef::of::<M>();
         let table = M::table();
@@ -108,6 +141,16 @@ impl Schema {
     }
 
     /// Records that table `to` was called `from` (what `#[model(renamed_from = "..")]` says).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::Rename;
+    ///
+    /// let schema = Schema::new().model::<Note>().renamed_table("memos", "notes");
+    /// assert_eq!(schema.renames(), [Rename::Table { from: "memos".into(), to: "notes".into() }]);
+    /// ```
     pub fn renamed_table(mut self, from: &str, to: &str) -> Self {
         self.renames.push(Rename::Table {
             from: from.to_owned(),
@@ -118,6 +161,17 @@ impl Schema {
 
     /// Records that column `to` of `table` was called `from` (what
     /// `#[column(renamed_from = "..")]` says).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::schema::Rename;
+    ///
+    /// let schema = Schema::new().model::<Note>().renamed_column("notes", "body", "text");
+    /// let rename = Rename::Column { table: "notes".into(), from: "body".into(), to: "text".into() };
+    /// assert_eq!(schema.renames(), [rename]);
+    /// ```
     pub fn renamed_column(mut self, table: &str, from: &str, to: &str) -> Self {
         self.renames.push(Rename::Column {
             table: table.to_owned(),
@@ -128,11 +182,29 @@ impl Schema {
     }
 
     /// The tables and columns that had other names.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// assert!(Schema::new().model::<Note>().renames().is_empty());
+    /// ```
     pub fn renames(&self) -> &[Rename] {
         &self.renames
     }
 
     /// Adds a table description.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// let mut memos = Note::table().clone();
+    /// memos.name = "memos".into();
+    /// let schema = Schema::new().model::<Note>().table(memos);
+    /// assert_eq!(schema.tables().len(), 2);
+    /// assert_eq!(schema.get("memos").unwrap().columns, Note::table().columns);
+    /// ```
     pub fn table(mut self, table: Table) -> Self {
         if !self.tables.iter().any(|t| t.name == table.name) {
             self.tables.push(table);
@@ -141,6 +213,16 @@ impl Schema {
     }
 
     /// The tables, each after the tables it references.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// let schema = Schema::new().model::<Comment>().model::<Post>();
+    /// assert_eq!(schema.tables()[0].name, "posts"); // `comments` references it
+    /// ```
     pub fn tables(&self) -> Vec<&Table> {
         let mut ordered: Vec<&Table> = Vec::with_capacity(self.tables.len());
         let mut pending: Vec<&Table> = self.tables.iter().collect();
@@ -166,12 +248,32 @@ impl Schema {
     }
 
     /// The table with this name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// let schema = Schema::new().model::<Note>();
+    /// assert_eq!(schema.get("notes").unwrap().primary_key[0], "id");
+    /// assert!(schema.get("posts").is_none());
+    /// ```
     pub fn get(&self, name: &str) -> Option<&Table> {
         self.tables.iter().find(|t| t.name == name)
     }
 
     /// Checks that no two models claim one table, that every foreign key references a table
     /// of the schema, and that every default fits its column.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// assert!(Schema::new().model::<Post>().model::<Comment>().validate().is_ok());
+    /// // `comments.post_id` references `posts`, which is missing.
+    /// assert!(Schema::new().model::<Comment>().validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if let Some(conflict) = self.conflicts.first() {
             return Err(Error::migration(
@@ -210,6 +312,15 @@ impl Schema {
     }
 
     /// The DDL creating every table and index, in dependency order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// let sql = Schema::new().model::<Note>().create_sql(Dialect::Postgres);
+    /// assert!(sql.starts_with(r#"CREATE TABLE "notes""#));
+    /// assert!(sql.contains("UUID"));
+    /// ```
     pub fn create_sql(&self, dialect: Dialect) -> String {
         let mut sql = String::new();
         for table in self.tables() {
@@ -225,6 +336,22 @@ impl Schema {
 
     /// Creates the tables (and their indexes) that do not exist yet, in one transaction, on a
     /// connection of either backend. For tests and prototypes; applications run migrations.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::diesel::{Connection, SqliteConnection};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    /// let schema = Schema::new().model::<Note>();
+    /// schema.create_all(&mut conn)?;
+    /// schema.create_all(&mut conn)?; // the tables exist: nothing to do
+    /// assert_eq!(conn.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn create_all<C: Connection + HasDialect>(&self, conn: &mut C) -> Result<()> {
         self.validate()?;
         let dialect = conn.dialect();

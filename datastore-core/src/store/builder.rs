@@ -55,12 +55,45 @@ impl Store {
     /// needed), `sqlite:` followed by a path, a SQLite `file:` URI, or `":memory:"` for a private
     /// in-memory database shared by the store's connections. `migrations` is usually
     /// `datastore::embed_migrations!()`.
+    ///
+    /// ```
+    /// use datastore::Store;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// // An application passes `datastore::embed_migrations!()`: its `migrations/` folders.
+    /// let migrations = datastore::embed_migrations!(sqlite = "../migrations/sqlite");
+    /// let store = Store::open(dir.path().join("blog.db"), migrations)?;
+    /// assert!(store.url().ends_with("blog.db"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(location: impl AsRef<OsStr>, migrations: BackendMigrations) -> Result<Self> {
         Self::builder(location).migrations(migrations).open()
     }
 
     /// A builder to set the pool size, the busy timeout and how the schema is set up; see
     /// [`Store::open`] for what `location` may be.
+    ///
+    /// ```
+    /// use datastore::prelude::*;
+    ///
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Note {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     pub text: String,
+    /// }
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .schema(Schema::new().model::<Note>()) // no migrations: tables created from the models
+    ///     .pool_size(2)
+    ///     .open()?;
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(location: impl AsRef<OsStr>) -> StoreBuilder {
         let location = location.as_ref();
         StoreBuilder {
@@ -101,6 +134,21 @@ impl std::fmt::Debug for StoreBuilder {
 
 impl StoreBuilder {
     /// The migrations to run when the store opens (usually `datastore::embed_migrations!()`).
+    ///
+    /// ```
+    /// use datastore::migrate::BackendMigrations;
+    /// use datastore::diesel_migrations::{embed_migrations, EmbeddedMigrations};
+    /// use datastore::Store;
+    ///
+    /// const SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let migrations = BackendMigrations::new().sqlite(SQLITE); // or `embed_migrations!()`
+    /// let store = Store::builder(":memory:").migrations(migrations).open()?;
+    /// assert_eq!(store.url(), ":memory:");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn migrations(mut self, migrations: BackendMigrations) -> Self {
         self.migrations = Some(migrations);
         self
@@ -108,12 +156,37 @@ impl StoreBuilder {
 
     /// Creates the tables of this schema directly, without migrations, if they do not exist.
     /// Meant for tests and prototypes; applications ship migrations.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let note = store.save(Note { text: "the table exists".into(), ..Note::default() })?;
+    /// assert_eq!(store.get::<Note>(&note.id)?, note);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn schema(mut self, schema: crate::Schema) -> Self {
         self.schema = Some(schema);
         self
     }
 
     /// The most connections the pool holds (default 8).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).pool_size(2).open()?;
+    /// let (first, second) = (store.conn()?, store.conn()?); // both connections taken
+    /// drop((first, second));
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pool_size(mut self, size: u32) -> Self {
         self.pool_size = size.max(1);
         self
@@ -121,18 +194,76 @@ impl StoreBuilder {
 
     /// How long a statement waits for a lock held by another connection before failing with
     /// [`Error::Busy`] (default 5 s).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use std::time::Duration;
+    /// # fn main() -> datastore::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path().join("app.db"))
+    ///     .schema(Schema::new().model::<Note>())
+    ///     .busy_timeout(Duration::from_millis(250))
+    ///     .open()?;
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.setup.busy_timeout = timeout;
         self
     }
 
     /// How long taking a connection from the pool may wait (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use datastore::Store;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .pool_size(1)
+    ///     .connection_timeout(Duration::from_millis(100))
+    ///     .open()?;
+    /// let held = store.conn()?;
+    /// // The pool's one connection is taken: the next wait ends after 100 ms.
+    /// assert!(matches!(store.conn(), Err(datastore::Error::Connection { .. })));
+    /// drop(held);
+    /// assert!(store.conn().is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
     }
 
     /// How many changes a subscriber's buffer holds before it misses some (default 4096).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::Observed;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:")
+    ///     .schema(Schema::new().model::<Note>())
+    ///     .observe_buffer(2)
+    ///     .open()?;
+    /// let notes = store.observe::<Note>()?;
+    /// for _ in 0..3 {
+    ///     store.save(Note::default())?;
+    /// }
+    /// assert!(matches!(notes.recv(), Some(Observed::Change(_))));
+    /// assert!(matches!(notes.recv(), Some(Observed::Change(_))));
+    /// assert!(matches!(notes.recv(), Some(Observed::Missed(1)))); // the buffer held two
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn observe_buffer(mut self, changes: usize) -> Self {
         self.observe_buffer = changes.max(1);
         self
@@ -141,12 +272,38 @@ impl StoreBuilder {
     /// Where observe learns of committed changes on PostgreSQL (default
     /// [`ChangeFeed::Auto`](crate::observe::ChangeFeed::Auto): logical decoding where the server
     /// allows it, the trigger feed otherwise). Ignored on SQLite.
+    ///
+    /// ```no_run
+    /// use datastore::observe::ChangeFeed;
+    /// use datastore::Store;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder("postgres://app@db.internal/blog")
+    ///     .change_feed(ChangeFeed::Triggers) // a server without logical decoding
+    ///     .open()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn change_feed(mut self, feed: crate::observe::ChangeFeed) -> Self {
         self.change_feed = feed;
         self
     }
 
     /// The durability of commits in WAL mode (default [`Synchronous::Full`]).
+    ///
+    /// ```
+    /// use datastore::{Store, Synchronous};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// // A commit is durable once the WAL is synced at checkpoints: faster, and still consistent.
+    /// let store = Store::builder(dir.path().join("cache.db"))
+    ///     .synchronous(Synchronous::Normal)
+    ///     .open()?;
+    /// assert!(store.url().ends_with("cache.db"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.setup.synchronous = synchronous;
         self
@@ -196,6 +353,20 @@ impl StoreBuilder {
     }
 
     /// Opens the store: runs the migrations and sets up the pool.
+    ///
+    /// ```
+    /// use datastore::{Error, Store};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:").open()?;
+    /// assert_eq!(store.dialect(), datastore::schema::Dialect::Sqlite);
+    ///
+    /// // No such folder: opening fails, saying where and why.
+    /// let refused = Store::builder("/no/such/folder/app.db").open();
+    /// assert!(matches!(refused, Err(Error::Connection { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(mut self) -> Result<Store> {
         if !self.url_is_utf8 {
             return Err(Error::connection(

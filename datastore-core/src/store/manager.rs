@@ -11,6 +11,26 @@ use crate::AnyConnection;
 /// one database, of the backend its URL names. Unlike `AnyConnection::establish`, which tries
 /// each backend in turn, it never falls back to SQLite for a PostgreSQL URL (which would
 /// create a file named after the URL).
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// use datastore::diesel::r2d2::PooledConnection;
+/// use datastore::BackendManager;
+///
+/// /// Takes a connection as the store's pool hands it out (`datastore::PooledConn`).
+/// fn note_count(conn: &mut PooledConnection<BackendManager>) -> datastore::Result<usize> {
+///     conn.count::<Note>()
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// let mut conn = store.conn()?;
+/// assert_eq!(note_count(&mut conn)?, 0);
+/// # Ok(())
+/// # }
+/// ```
 pub struct BackendManager {
     pub(crate) url: String,
     pub(crate) dialect: Dialect,

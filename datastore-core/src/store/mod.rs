@@ -109,6 +109,22 @@ impl Store {
     /// Inside a [`transaction`](Store::transaction) of this store on the same thread, the
     /// connection is read-only: a write through it would not be part of the transaction, and
     /// fails at once with [`Error::WriteOutsideTransaction`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut conn = store.conn()?;
+    /// // Diesel's own DSL on the generated table, and `Repo`'s methods.
+    /// let note = conn.save(Note { text: "hi".into(), ..Note::default() })?;
+    /// let texts: Vec<String> = notes::table.select(notes::text).load(&mut conn)?;
+    /// assert_eq!(texts, ["hi"]);
+    /// assert_eq!(conn.find::<Note>(&note.id)?, Some(note));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn conn(&self) -> Result<PooledConn> {
         let mut conn = self
             .pool
@@ -149,50 +165,179 @@ impl Store {
 
     /// The database this store was opened on, as it may be shown: with any password replaced
     /// by `***` (`postgres://app:***@db/blog`).
+    ///
+    /// ```
+    /// use datastore::Store;
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path().join("app.db")).open()?;
+    /// assert!(store.url().ends_with("app.db"));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[allow(clippy::misnamed_getters)] // the field `url` holds the password: never returned
     pub fn url(&self) -> &str {
         &self.shown_url
     }
 
     /// The SQL dialect of the store's database.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// assert_eq!(store.dialect(), Dialect::Sqlite);
+    /// assert_eq!(store.dialect().dir_name(), "sqlite");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
     /// See [`Repo::save`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut note = store.save(Note { text: "draft".into(), ..Note::default() })?; // inserted
+    /// note.text = "final".into();
+    /// let note = store.save(note)?; // the same key: updated
+    /// assert_eq!(store.all::<Note>()?, vec![note]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         self.refuse_write_in_transaction()?;
         (*self.conn()?).save(model)
     }
 
     /// See [`Repo::insert_all`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let rows = (0..500).map(|i| Note { text: format!("note {i}"), ..Note::default() });
+    /// let inserted = store.insert_all(rows.collect())?;
+    /// assert_eq!(store.count::<Note>()?, 500);
+    /// assert_eq!(store.get::<Note>(&inserted[42].id)?.text, "note 42");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn insert_all<M: Persist<AnyConnection>>(&self, rows: Vec<M>) -> Result<Vec<M>> {
         self.refuse_write_in_transaction()?;
         (*self.conn()?).insert_all(rows)
     }
 
     /// See [`Repo::save_graph`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// let post = Post {
+    ///     comments: HasMany::loaded(vec![Comment::default(), Comment::default()]),
+    ///     ..Post::default()
+    /// };
+    /// let post = store.save_graph(post)?; // the post, then its comments pointed at it
+    /// assert_eq!(post.comments(&mut store.conn()?)?.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save_graph<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         self.refuse_write_in_transaction()?;
         (*self.conn()?).save_graph(model)
     }
 
     /// See [`Repo::find`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let note = store.save(Note::default())?;
+    /// assert_eq!(store.find::<Note>(&note.id)?, Some(note));
+    /// assert_eq!(store.find::<Note>(&Id::new())?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn find<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<Option<M>> {
         (*self.conn()?).find(key)
     }
 
     /// See [`Repo::get`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
+    /// assert_eq!(store.get::<Note>(&note.id)?.text, "hi");
+    /// let missing = store.get::<Note>(&Id::new());
+    /// assert!(matches!(missing, Err(datastore::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn get<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<M> {
         (*self.conn()?).get(key)
     }
 
     /// See [`Repo::all`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let a = store.save(Note { text: "a".into(), ..Note::default() })?;
+    /// let b = store.save(Note { text: "b".into(), ..Note::default() })?;
+    /// let mut expected = vec![a, b];
+    /// expected.sort_by_key(|n| n.id); // in primary-key order
+    /// assert_eq!(store.all::<Note>()?, expected);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn all<M: Persist<AnyConnection>>(&self) -> Result<Vec<M>> {
         (*self.conn()?).all()
     }
 
     /// See [`Repo::query`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// for text in ["cherry", "apple", "banana"] {
+    ///     store.save(Note { text: text.into(), ..Note::default() })?;
+    /// }
+    /// let first_two = store.query::<Note>(|q| q.order(notes::text.asc()).limit(2))?;
+    /// let texts: Vec<&str> = first_two.iter().map(|n| n.text.as_str()).collect();
+    /// assert_eq!(texts, ["apple", "banana"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn query<M: Persist<AnyConnection>>(
         &self,
         build: impl FnOnce(M::Query) -> M::Query,
@@ -201,28 +346,113 @@ impl Store {
     }
 
     /// See [`Repo::count`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// store.save(Note::default())?;
+    /// assert_eq!(store.count::<Note>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn count<M: Persist<AnyConnection>>(&self) -> Result<usize> {
         (*self.conn()?).count::<M>()
     }
 
     /// See [`Repo::delete`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let note = store.save(Note::default())?;
+    /// store.delete(&note)?;
+    /// assert_eq!(store.find::<Note>(&note.id)?, None);
+    /// assert!(matches!(store.delete(&note), Err(datastore::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn delete<M: Persist<AnyConnection>>(&self, model: &M) -> Result<()> {
         self.refuse_write_in_transaction()?;
         (*self.conn()?).delete(model)
     }
 
     /// See [`Repo::delete_by_id`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let note = store.save(Note::default())?;
+    /// store.delete_by_id::<Note>(&note.id)?;
+    /// assert_eq!(store.count::<Note>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn delete_by_id<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<()> {
         self.refuse_write_in_transaction()?;
         (*self.conn()?).delete_by_id::<M>(key)
     }
 
     /// See [`Repo::preview_delete`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open()?;
+    /// let course = store.save(Course::default())?;
+    /// let student = store.save(Student::default())?;
+    /// course.link_students(&mut store.conn()?, &student)?;
+    /// let effects = store.preview_delete::<Course>(&course.id)?;
+    /// assert!(effects.is_refused()); // a plain delete would fail: the enrolment refuses it
+    /// assert_eq!(store.count::<Enrolment>()?, 1); // a preview changes nothing
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn preview_delete<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<DeleteEffects> {
         (*self.conn()?).preview_delete::<M>(key)
     }
 
     /// See [`Repo::unlink_and_delete`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Student { #[primary_key] pub id: Id }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
+    /// #     .open()?;
+    /// let course = store.save(Course::default())?;
+    /// let student = store.save(Student::default())?;
+    /// course.link_students(&mut store.conn()?, &student)?;
+    /// let effects = store.unlink_and_delete::<Course>(&course.id)?;
+    /// assert_eq!(effects.removed_from("courses"), 1);
+    /// assert_eq!(store.count::<Enrolment>()?, 0); // unlinked
+    /// assert_eq!(store.count::<Student>()?, 1); // the student stays
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn unlink_and_delete<M: Persist<AnyConnection>>(
         &self,
         key: &M::Key,
@@ -232,6 +462,21 @@ impl Store {
     }
 
     /// See [`Repo::delete_where`].
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// store.save(Note { text: "keep".into(), ..Note::default() })?;
+    /// store.save(Note { text: "tmp 1".into(), ..Note::default() })?;
+    /// store.save(Note { text: "tmp 2".into(), ..Note::default() })?;
+    /// assert_eq!(store.delete_where::<Note, _>(notes::text.like("tmp%"))?, 2);
+    /// assert_eq!(store.count::<Note>()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn delete_where<M: Persist<AnyConnection>, C>(
         &self,
         predicate: impl IntoPredicate<M::Table, AnyBackend, C>,

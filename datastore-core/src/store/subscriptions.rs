@@ -15,6 +15,25 @@ use crate::{AnyConnection, Error, Result};
 
 impl Store {
     /// Every committed change of `M`'s rows.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::{Observed, Op};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let notes = store.observe::<Note>()?;
+    /// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
+    /// store.delete(&note)?;
+    /// let Some(Observed::Change(inserted)) = notes.recv() else { panic!("a change") };
+    /// let Some(Observed::Change(deleted)) = notes.recv() else { panic!("a change") };
+    /// assert_eq!((inserted.op, deleted.op), (Op::Insert, Op::Delete));
+    /// assert_eq!(deleted.element, note); // the row as it was
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn observe<M: Model>(&self) -> Result<Subscription<M>> {
         self.subscribe(None)
     }
@@ -49,6 +68,21 @@ impl Store {
     /// on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
     /// the same thread, on observe's own connection, outside the pool: they are committed data
     /// either way, and reading them there never waits for a pooled connection.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut his = store.observe_query::<Note>(|q| q.filter(notes::text.eq("hi")))?;
+    /// assert_eq!(his.recv()?, vec![]); // the result now
+    /// store.save(Note { text: "bye".into(), ..Note::default() })?; // leaves it as it was
+    /// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
+    /// assert_eq!(his.recv()?, vec![note]); // the result after the change
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn observe_query<M>(
         &self,
         build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static,
@@ -104,16 +138,66 @@ impl Store {
     }
 
     /// Every committed change of every table, as raw rows.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::{Observed, Op};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let everything = store.observe_all()?;
+    /// store.save(Note::default())?;
+    /// let Some(Observed::Change(row)) = everything.recv() else { panic!("a change") };
+    /// assert_eq!((row.table.as_str(), row.op), ("notes", Op::Insert));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn observe_all(&self) -> Result<observe::AllSubscription> {
         Ok(observe::AllSubscription::new(self.queue(None)?))
     }
 
     /// How many subscriptions are live (each dropped one unsubscribes).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let notes = store.observe::<Note>()?;
+    /// let everything = store.observe_all()?;
+    /// assert_eq!(store.subscriptions(), 2);
+    /// drop((notes, everything));
+    /// assert_eq!(store.subscriptions(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscriptions(&self) -> usize {
         self.hub.subscriptions()
     }
 
     /// The committed changes of one row.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// use datastore::observe::{Observed, Op};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let mut note = store.save(Note { text: "draft".into(), ..Note::default() })?;
+    /// let this_one = store.observe_id::<Note>(&note.id)?;
+    /// store.save(Note { text: "another note".into(), ..Note::default() })?; // not delivered
+    /// note.text = "final".into();
+    /// store.save(note)?;
+    /// let Some(Observed::Change(change)) = this_one.recv() else { panic!("a change") };
+    /// assert_eq!((change.op, change.element.text.as_str()), (Op::Update, "final"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn observe_id<M: Model>(&self, key: &M::Key) -> Result<Subscription<M>> {
         let key = key.clone();
         self.observe_where(move |row: &M| row.key() == key)

@@ -20,8 +20,23 @@ pub trait DbEnum: Sized + Copy + 'static {
     const VARIANTS: &'static [&'static str];
 
     /// The stored name of this variant.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    /// # pub enum PostStatus { #[default] Active, Inactive }
+    /// assert_eq!(PostStatus::Inactive.as_str(), "Inactive");
+    /// ```
     fn as_str(&self) -> &'static str;
 
     /// The variant stored under this name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    /// # pub enum PostStatus { #[default] Active, Inactive }
+    /// assert_eq!(PostStatus::from_name("Inactive"), Some(PostStatus::Inactive));
+    /// assert_eq!(PostStatus::from_name("Archived"), None);
+    /// ```
     fn from_name(name: &str) -> Option<Self>;
 }

@@ -43,11 +43,27 @@ pub struct Id(uuid::Uuid);
 
 impl Id {
     /// A fresh, time-ordered (version 7) UUID.
+    ///
+    /// ```
+    /// use datastore::Id;
+    ///
+    /// let (first, second) = (Id::new(), Id::new());
+    /// assert!(first < second); // made later, sorts later
+    /// assert_eq!(first.as_uuid().get_version_num(), 7);
+    /// ```
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
     }
 
     /// The UUID behind this id.
+    ///
+    /// ```
+    /// use datastore::Id;
+    ///
+    /// let id: Id = "0193a4f2-7c1e-7d3a-8b2c-5e6f7a8b9c0d".parse().unwrap();
+    /// assert_eq!(id.as_uuid().as_bytes()[0], 0x01);
+    /// assert_eq!(Id::from(*id.as_uuid()), id);
+    /// ```
     pub const fn as_uuid(&self) -> &uuid::Uuid {
         &self.0
     }

@@ -21,8 +21,29 @@ pub type PgQuery<'a> = BoxedSqlQuery<'a, diesel::pg::Pg, SqlQuery>;
 
 /// A key's value, whatever its type: what the store needs of a key it does not know
 /// statically (a parent's, named by a foreign key). Implemented by every [`Key`].
+///
+/// ```
+/// use datastore::{Id, KeyValue};
+///
+/// /// A log line for any key, whatever its type.
+/// fn deleted(table: &str, key: &dyn KeyValue) -> String {
+///     format!("deleted {table} {}", key.describe())
+/// }
+///
+/// assert_eq!(deleted("orders", &(3_i64, 7_i32)), "deleted orders (3, 7)");
+/// assert_eq!(deleted("users", &42_i64), "deleted users 42");
+/// let id = Id::new();
+/// assert!(deleted("notes", &id).contains(&id.to_string()));
+/// ```
 pub trait KeyValue: Send + Sync {
     /// The key as text, for messages (`posts '0190..'`, `orders '(3, 7)'`).
+    ///
+    /// ```
+    /// use datastore::KeyValue;
+    ///
+    /// assert_eq!(7_i64.describe(), "7");
+    /// assert_eq!(("fr".to_owned(), 2_i32).describe(), "(fr, 2)");
+    /// ```
     fn describe(&self) -> String;
 
     /// Binds the key's columns to a raw query, in order.
@@ -66,6 +87,27 @@ pub trait Key: KeyValue + Clone + Eq + Ord + Hash + fmt::Debug + 'static {}
 
 /// A type one key column can have: a model's whole key, one part of a composite key, or a
 /// foreign key to a model keyed by it.
+///
+/// ```
+/// use datastore::prelude::*;
+/// use datastore::KeyColumn;
+///
+/// /// The key column of any model keyed by a single column.
+/// fn key_column<M: Model>() -> &'static str
+/// where
+///     M::Key: KeyColumn,
+/// {
+///     M::table().primary_key[0].as_ref()
+/// }
+///
+/// #[derive(Model, Debug, Clone, Default)]
+/// pub struct Country {
+///     #[primary_key]
+///     pub code: String,
+/// }
+///
+/// assert_eq!(key_column::<Country>(), "code");
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a key column",
     label = "not a key type",

@@ -62,11 +62,44 @@ pub trait FieldType: Sized {
     type Read;
 
     /// The value to bind for `self`.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Note { #[primary_key] pub id: Id, pub rank: i32 }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// use datastore::FieldType;
+    ///
+    /// # let mut conn = store.conn()?;
+    /// let note = conn.save(Note { rank: 3, ..Note::default() })?;
+    /// let rank = note.rank;
+    /// let found: Vec<Note> = notes::table.filter(notes::rank.eq(rank.bind())).load(&mut conn)?;
+    /// assert_eq!(found, vec![note]);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn bind(&self) -> Self::Bind<'_>;
     /// The field's value from what was read.
+    ///
+    /// ```
+    /// use datastore::{Checked, FieldType};
+    ///
+    /// assert_eq!(String::read("hi".to_owned()), "hi"); // read as itself
+    /// assert_eq!(i32::read(Checked(4)), 4); // read through a range check
+    /// ```
     fn read(value: Self::Read) -> Self;
     /// The field's value from a value of a committed change (observe), as SQLite stores it
     /// (PostgreSQL's values are brought to the same form).
+    ///
+    /// ```
+    /// use datastore::observe::RawValueRef;
+    /// use datastore::FieldType;
+    ///
+    /// assert_eq!(i32::from_raw(RawValueRef::Integer(7)), Ok(7));
+    /// assert_eq!(bool::from_raw(RawValueRef::Integer(1)), Ok(true));
+    /// assert!(i32::from_raw(RawValueRef::Text("seven".into())).is_err());
+    /// ```
     fn from_raw(value: RawValueRef<'_>) -> Result<Self, String>;
 }
 

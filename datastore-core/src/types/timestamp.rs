@@ -44,11 +44,26 @@ pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
     /// The current time, truncated to microseconds.
+    ///
+    /// ```
+    /// use datastore::Timestamp;
+    ///
+    /// let (earlier, now) = (Timestamp::now(), Timestamp::now());
+    /// assert!(earlier <= now);
+    /// assert_eq!(now.as_datetime().timestamp_subsec_nanos() % 1_000, 0);
+    /// ```
     pub fn now() -> Self {
         Self(Utc::now().trunc_subsecs(6))
     }
 
     /// The time as a `chrono` value.
+    ///
+    /// ```
+    /// use datastore::Timestamp;
+    ///
+    /// let t: Timestamp = "2026-12-02T10:00:00.5Z".parse().unwrap();
+    /// assert_eq!(t.as_datetime().timestamp_millis() % 1_000, 500);
+    /// ```
     pub const fn as_datetime(&self) -> &DateTime<Utc> {
         &self.0
     }

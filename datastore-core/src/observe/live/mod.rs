@@ -161,6 +161,25 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
     /// The query: a filter, an order and a limit on the model's boxed query, as in
     /// [`Repo::query`](crate::Repo::query). Without it, every row in key order.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+    /// store.save(Task { title: "b".into(), ..Task::default() })?;
+    /// store.save(Task { title: "a".into(), ..Task::default() })?;
+    /// store.save(Task { title: "c".into(), done: true, ..Task::default() })?;
+    /// let mut open = store
+    ///     .live::<Task>()
+    ///     .query(|q| q.filter(tasks::done.eq(false)).order(tasks::title.asc()))
+    ///     .subscribe()?;
+    /// let titles: Vec<String> = open.recv()?.iter().map(|t| t.title.clone()).collect();
+    /// assert_eq!(titles, ["a", "b"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn query(mut self, build: impl Fn(M::Query) -> M::Query + Send + Sync + 'static) -> Self {
         self.build = Some(Box::new(build));
         self
@@ -172,6 +191,24 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     /// `then`) loads each row's parent into the [`Snapshot`], which holds it once
     /// ([`Snapshot::parent`]); a relation loaded on two paths is held once, with what the
     /// first path loads below it.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// let post = store.save(Post::default())?;
+    /// store.save(Comment { post_id: post.id, ..Comment::default() })?;
+    /// let mut posts = store.live::<Post>().load(Post::COMMENTS).subscribe()?;
+    /// assert_eq!(posts.recv()?[0].comments.get().map(<[_]>::len), Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load<R: LoadPath<M>>(mut self, path: R) -> Self {
         let step = path.into_step::<M>(Vec::new());
         let mut step = Some(step);
@@ -191,6 +228,35 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     /// tables the generated filters on related rows read (`Post::having_comments(..)`,
     /// `Comment::where_post(..)`, `Post::having_editors(..)`) are watched without it; this is
     /// for a filter written by hand that reads another table (a raw SQL subquery).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, pub title: String }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Ban { #[primary_key] pub id: Id, pub word: String }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Ban>())
+    /// #     .open()?;
+    /// use datastore::diesel::dsl::sql;
+    /// use datastore::diesel::sql_types::Bool;
+    ///
+    /// store.save(Post { title: "spam".into(), ..Post::default() })?;
+    /// let not_banned = "NOT EXISTS (SELECT 1 FROM bans WHERE bans.word = posts.title)";
+    /// let mut allowed = store
+    ///     .live::<Post>()
+    ///     .query(move |q| q.filter(sql::<Bool>(not_banned)))
+    ///     .watch::<Ban>() // the filter reads `bans`
+    ///     .subscribe()?;
+    /// assert_eq!(allowed.recv()?.len(), 1);
+    /// store.save(Ban { word: "spam".into(), ..Ban::default() })?;
+    /// let after = allowed.recv_timeout(Duration::from_secs(5)).expect("a new result")?;
+    /// assert!(after.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn watch<T: Model>(mut self) -> Self {
         self.watched.push(T::table());
         self
@@ -198,6 +264,20 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
     /// Subscribes: the first [`recv`](LiveSubscription::recv) returns the result now, each
     /// later one the result after the commits that changed it.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+    /// let mut tasks = store.live::<Task>().subscribe()?;
+    /// assert!(tasks.recv()?.is_empty()); // the result now
+    /// let task = store.save(Task::default())?;
+    /// assert_eq!(tasks.recv()?.into_vec(), [task]); // the result after the commit
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscribe(mut self) -> Result<LiveSubscription<M>> {
         if let Some(build) = &self.build {
             // The query built once, to learn which tables its filters on related rows read.
@@ -281,7 +361,31 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     }
 }
 
-/// What a live subscription did so far: how its snapshots were made.
+/// What a live subscription did so far: how its snapshots were made; from
+/// [`LiveSubscription::stats`].
+///
+/// ```
+/// # use std::time::Duration;
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:")
+/// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+/// #     .open()?;
+/// let post = store.save(Post::default())?;
+/// let mut posts = store.live::<Post>().load(Post::COMMENTS).subscribe()?;
+/// posts.recv()?; // the first result: read whole
+/// store.save(Comment { post_id: post.id, ..Comment::default() })?;
+/// posts.recv_timeout(Duration::from_secs(5)).expect("a new result")?;
+/// let stats = posts.stats();
+/// assert_eq!(stats.full, 1);
+/// assert_eq!(stats.full + stats.partial, 2); // the comment's post alone, read again
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -308,6 +412,26 @@ pub struct Stats {
 /// If its feed of changes is lost (on PostgreSQL, the store's listener lost its connection),
 /// every call returns [`Error::FeedLost`] from then on and the iterator yields it once and
 /// ends.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use datastore::prelude::*;
+/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// # pub struct Task { #[primary_key] pub id: Id, pub done: bool }
+/// # fn main() -> datastore::Result<()> {
+/// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+/// let mut open = store.live::<Task>().query(|q| q.filter(tasks::done.eq(false))).subscribe()?;
+/// assert!(open.recv()?.is_empty());
+/// let mut task = store.save(Task::default())?;
+/// assert_eq!(open.recv()?.len(), 1);
+/// task.done = true;
+/// store.save(task)?;
+/// assert!(open.recv()?.is_empty());
+/// // No commit since: nothing new comes.
+/// assert!(open.recv_timeout(Duration::from_millis(10)).is_none());
+/// # Ok(())
+/// # }
+/// ```
 pub struct LiveSubscription<M: Persist<AnyConnection>> {
     store: Store,
     queue: Arc<hub::Queue>,
@@ -380,7 +504,20 @@ struct Work<K> {
 }
 
 impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
-    /// How its snapshots were made so far.
+    /// How its snapshots were made so far (see [`Stats`]).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+    /// let mut tasks = store.live::<Task>().subscribe()?;
+    /// tasks.recv()?;
+    /// assert_eq!(tasks.stats().full, 1); // the first result is read whole
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -388,6 +525,24 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     /// The first result at once; then the next different result (its rows, or the parents it
     /// holds), waiting at most `timeout` (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
     /// call, once the feed of changes is lost.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+    /// let mut tasks = store.live::<Task>().subscribe()?;
+    /// let first = tasks.recv_timeout(Duration::ZERO).expect("the first result at once")?;
+    /// assert!(first.is_empty());
+    /// assert!(tasks.recv_timeout(Duration::from_millis(10)).is_none()); // nothing changed
+    /// store.save(Task::default())?;
+    /// let next = tasks.recv_timeout(Duration::from_secs(5)).expect("a new result")?;
+    /// assert_eq!(next.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Snapshot<M>>> {
         if let Some(reason) = &self.lost {
             return Some(Err(Error::feed_lost(reason)));
@@ -450,6 +605,21 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     }
 
     /// The first result at once; then the next different result, waiting for it.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
+    /// let mut tasks = store.live::<Task>().subscribe()?;
+    /// assert!(tasks.recv()?.is_empty());
+    /// let writer = store.clone();
+    /// std::thread::spawn(move || writer.save(Task { title: "later".into(), ..Task::default() }));
+    /// assert_eq!(tasks.recv()?[0].title, "later"); // waits for the commit
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv(&mut self) -> Result<Snapshot<M>> {
         loop {
             if let Some(result) = self.recv_timeout(Duration::from_secs(3600)) {

@@ -62,6 +62,24 @@ impl<M> Snapshot<M> {
     }
 
     /// The rows.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, pub title: String }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// store.save(Post { title: "hello".into(), ..Post::default() })?;
+    /// let mut posts = store.live::<Post>().subscribe()?;
+    /// let rows: Vec<Post> = posts.recv()?.into_vec();
+    /// assert_eq!(rows[0].title, "hello");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_vec(self) -> Vec<M> {
         self.rows
     }
@@ -69,6 +87,26 @@ impl<M> Snapshot<M> {
     /// The parent `row` points at through `relation` (`Comment::POST`), as loaded with this
     /// snapshot: `None` if the live query does not load that relation, if the row's foreign
     /// key is `NULL`, or if the row was not one it loaded the relation for.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Post { #[primary_key] pub id: Id, pub title: String }
+    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:")
+    /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
+    /// #     .open()?;
+    /// let post = store.save(Post { title: "hello".into(), ..Post::default() })?;
+    /// store.save(Comment { post_id: post.id, ..Comment::default() })?;
+    /// let with_posts = store.live::<Comment>().load(Comment::POST).subscribe()?.recv()?;
+    /// assert_eq!(with_posts.parent(&with_posts[0], Comment::POST), Some(&post));
+    /// let without = store.live::<Comment>().subscribe()?.recv()?;
+    /// assert_eq!(without.parent(&without[0], Comment::POST), None); // not loaded
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parent<C, R: ParentOf<C>>(&self, row: &C, relation: R) -> Option<&R::Parent> {
         let _ = relation;
         self.parents.of::<R, R::Parent>()?.get(&R::parent_key(row)?)

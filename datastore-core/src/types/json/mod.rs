@@ -51,6 +51,15 @@ pub struct Json<T>(pub T);
 
 impl<T> Json<T> {
     /// The document.
+    ///
+    /// ```
+    /// use datastore::Json;
+    ///
+    /// let tags = Json(vec!["rust".to_string()]);
+    /// assert_eq!(tags.len(), 1); // derefs to the document
+    /// let tags: Vec<String> = tags.into_inner();
+    /// assert_eq!(tags, ["rust"]);
+    /// ```
     pub fn into_inner(self) -> T {
         self.0
     }
