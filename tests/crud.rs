@@ -180,6 +180,29 @@ per_backend! {
             boxed.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
             ["high", "mid"]
         );
+
+        // The same query on the backend's own connection, with a captured value, alone and in
+        // a transaction.
+        let (low, high) = (2, 9);
+        let mut conn = store.conn().unwrap();
+        let native = datastore::query!(conn, Post, |q| q
+            .filter(posts::rating.between(low, high))
+            .order(posts::title.asc()))
+        .unwrap();
+        assert_eq!(native, boxed);
+        drop(conn);
+        let in_transaction = store
+            .transaction(|tx| {
+                tx.save(post("added", 5))?;
+                datastore::query!(tx, Post, |q| q
+                    .filter(posts::rating.between(low, high))
+                    .order(posts::title.asc()))
+            })
+            .unwrap();
+        assert_eq!(
+            in_transaction.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
+            ["added", "high", "mid"]
+        );
     }
 }
 

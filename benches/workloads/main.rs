@@ -256,6 +256,7 @@ fn medium_complex_query_on(group: &mut BenchmarkGroup<'_, WallTime>, db: &Db, n:
     each_peer(group, &n.to_string(), &mut peers(db), |p| {
         p.posts_commented("%1%")
     });
+    ours::diagnostics::medium_query_on_any_connection(group, db, n);
 }
 
 fn find_by_id(c: &mut Criterion) {

@@ -37,11 +37,10 @@ impl Peer for Datastore {
 
     fn posts_commented(&mut self, pattern: &str) -> usize {
         use crate::models::comments::content;
-        let pattern = pattern.to_owned();
-        self.conn
-            .query::<Post>(move |q| q.filter(Post::having_comments(content.like(pattern))))
-            .unwrap()
-            .len()
+        datastore::query!(self.conn, Post, |q| q
+            .filter(Post::having_comments(content.like(pattern.to_owned()))))
+        .unwrap()
+        .len()
     }
 
     fn find_post(&mut self, key: &Key) -> usize {
@@ -149,6 +148,26 @@ pub mod diagnostics {
         group.bench_function(
             BenchmarkId::new("datastore rows, no hooks", parameter),
             |b| b.iter(|| Post::query().load::<Post>(&mut plain).unwrap()),
+        );
+    }
+
+    /// The caller's query through `Repo::query` on the store's connection, which runs it on
+    /// `AnyConnection` (Diesel's `MultiConnection`), where the workload uses `query!`.
+    pub fn medium_query_on_any_connection(
+        group: &mut BenchmarkGroup<'_, WallTime>,
+        db: &Db,
+        n: usize,
+    ) {
+        use crate::models::comments::content;
+        let mut conn = db.store.conn().unwrap();
+        group.bench_function(
+            BenchmarkId::new("datastore, conn.query on AnyConnection", n),
+            |b| {
+                b.iter(|| {
+                    conn.query::<Post>(|q| q.filter(Post::having_comments(content.like("%1%"))))
+                        .unwrap()
+                })
+            },
         );
     }
 

@@ -364,3 +364,9 @@ pub const fn assert_unambiguous(count: usize, message: &'static str) {
         panic!("{}", message);
     }
 }
+
+/// What `query!` matches on: a store's connection, reached by deref coercion from whatever
+/// the caller passed (a pooled connection, a transaction's connection).
+pub fn any_connection(conn: &mut crate::AnyConnection) -> &mut crate::AnyConnection {
+    conn
+}
