@@ -594,3 +594,24 @@ fn on_postgres_a_connection_lost_in_a_transaction_is_a_connection_error() {
     assert_eq!(store.count::<User>().unwrap(), 0);
     store.save(user("nadia")).unwrap();
 }
+
+/// A call on the store whose connection the server ends while it runs is a lost connection
+/// too; the next call runs on a new one.
+#[test]
+fn on_postgres_a_connection_lost_in_a_store_call_is_a_connection_error() {
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let store = db.store;
+    store.save(user("nadia")).unwrap();
+    let ends_its_session =
+        diesel::dsl::sql::<diesel::sql_types::Bool>("pg_terminate_backend(pg_backend_pid())");
+    match store.query::<User>(|q| q.filter(ends_its_session)) {
+        Err(Error::Connection {
+            source: ConnectionFailure::Lost(_),
+            ..
+        }) => {}
+        other => panic!("expected a lost connection, got {other:?}"),
+    }
+    assert_eq!(store.count::<User>().unwrap(), 1);
+}

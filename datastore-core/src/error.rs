@@ -485,8 +485,9 @@ pub enum ConnectionFailure {
     /// a PostgreSQL schema for a SQLite database.
     #[error("{0}")]
     Location(String),
-    /// The server ended a connection in use: in a [`Store::transaction`], which wrote nothing
-    /// (the server rolled it back), or observe's feed before the subscription could start.
+    /// The server ended a connection in use: in a call on the [`Store`](crate::Store) (in a
+    /// [`Store::transaction`], which then wrote nothing: the server rolled it back), or
+    /// observe's feed before the subscription could start.
     /// The server restarted, an administrator ended the session, the network failed. The pool
     /// replaces the connection: the next call, or subscribing again, opens a new one. (A
     /// statement run on a connection taken with [`Store::conn`] reports the driver's error,

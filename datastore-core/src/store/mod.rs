@@ -163,6 +163,12 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `f` on a connection of the pool; a connection the server ended meanwhile is
+    /// [`Error::Connection`] with [`ConnectionFailure::Lost`](crate::ConnectionFailure::Lost).
+    fn with_conn<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        f(&mut *self.conn()?).map_err(|error| error.or_connection_lost(&self.url))
+    }
+
     /// The database this store was opened on, as it may be shown: with any password replaced
     /// by `***` (`postgres://app:***@db/blog`).
     ///
@@ -215,7 +221,7 @@ impl Store {
     /// ```
     pub fn save<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).save(model)
+        self.with_conn(|conn| conn.save(model))
     }
 
     /// See [`Repo::insert_all`].
@@ -235,7 +241,7 @@ impl Store {
     /// ```
     pub fn insert_all<M: Persist<AnyConnection>>(&self, rows: Vec<M>) -> Result<Vec<M>> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).insert_all(rows)
+        self.with_conn(|conn| conn.insert_all(rows))
     }
 
     /// See [`Repo::save_graph`].
@@ -261,7 +267,7 @@ impl Store {
     /// ```
     pub fn save_graph<M: Persist<AnyConnection>>(&self, model: M) -> Result<M> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).save_graph(model)
+        self.with_conn(|conn| conn.save_graph(model))
     }
 
     /// See [`Repo::find`].
@@ -279,7 +285,7 @@ impl Store {
     /// # }
     /// ```
     pub fn find<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<Option<M>> {
-        (*self.conn()?).find(key)
+        self.with_conn(|conn| conn.find(key))
     }
 
     /// See [`Repo::get`].
@@ -298,7 +304,7 @@ impl Store {
     /// # }
     /// ```
     pub fn get<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<M> {
-        (*self.conn()?).get(key)
+        self.with_conn(|conn| conn.get(key))
     }
 
     /// See [`Repo::all`].
@@ -318,7 +324,7 @@ impl Store {
     /// # }
     /// ```
     pub fn all<M: Persist<AnyConnection>>(&self) -> Result<Vec<M>> {
-        (*self.conn()?).all()
+        self.with_conn(|conn| conn.all())
     }
 
     /// See [`Repo::query`].
@@ -342,7 +348,7 @@ impl Store {
         &self,
         build: impl FnOnce(M::Query) -> M::Query,
     ) -> Result<Vec<M>> {
-        (*self.conn()?).query(build)
+        self.with_conn(|conn| conn.query(build))
     }
 
     /// See [`Repo::count`].
@@ -360,7 +366,7 @@ impl Store {
     /// # }
     /// ```
     pub fn count<M: Persist<AnyConnection>>(&self) -> Result<usize> {
-        (*self.conn()?).count::<M>()
+        self.with_conn(|conn| conn.count::<M>())
     }
 
     /// See [`Repo::delete`].
@@ -380,7 +386,7 @@ impl Store {
     /// ```
     pub fn delete<M: Persist<AnyConnection>>(&self, model: &M) -> Result<()> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).delete(model)
+        self.with_conn(|conn| conn.delete(model))
     }
 
     /// See [`Repo::delete_by_id`].
@@ -399,7 +405,7 @@ impl Store {
     /// ```
     pub fn delete_by_id<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<()> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).delete_by_id::<M>(key)
+        self.with_conn(|conn| conn.delete_by_id::<M>(key))
     }
 
     /// See [`Repo::preview_delete`].
@@ -426,7 +432,7 @@ impl Store {
     /// # }
     /// ```
     pub fn preview_delete<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<DeleteEffects> {
-        (*self.conn()?).preview_delete::<M>(key)
+        self.with_conn(|conn| conn.preview_delete::<M>(key))
     }
 
     /// See [`Repo::unlink_and_delete`].
@@ -458,7 +464,7 @@ impl Store {
         key: &M::Key,
     ) -> Result<DeleteEffects> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).unlink_and_delete::<M>(key)
+        self.with_conn(|conn| conn.unlink_and_delete::<M>(key))
     }
 
     /// See [`Repo::delete_where`].
@@ -482,6 +488,6 @@ impl Store {
         predicate: impl IntoPredicate<M::Table, AnyBackend, C>,
     ) -> Result<usize> {
         self.refuse_write_in_transaction()?;
-        (*self.conn()?).delete_where::<M, C>(predicate)
+        self.with_conn(|conn| conn.delete_where::<M, C>(predicate))
     }
 }
