@@ -1,5 +1,5 @@
 //! SQLite's C API: finding a new connection's handle, and installing the hooks observe is
-//! built on (what they capture is recorded by `observe/sqlite.rs`).
+//! built on (what they capture is recorded by `observe/sqlite/`).
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};

@@ -43,7 +43,6 @@
 //! decoding of its write-ahead log, or on row triggers where that is not available (see
 //! [`ChangeFeed`]).
 
-pub(crate) mod catalog;
 pub(crate) mod hub;
 pub mod live;
 pub(crate) mod postgres;
@@ -800,7 +799,7 @@ pub struct Decoder {
     model_columns: Vec<String>,
     /// SQLite: where to read the table's columns again when rows arrive from a schema epoch
     /// not read yet, and the placements read (the latest last).
-    catalog: Option<catalog::Catalog>,
+    catalog: Option<sqlite::catalog::Catalog>,
     epochs: Mutex<Vec<EpochPlacement>>,
     /// PostgreSQL's rows name their columns: the placement in the last list seen.
     named: Mutex<Option<(Arc<Columns>, Placed)>>,
@@ -835,8 +834,8 @@ impl Decoder {
     pub(crate) fn for_sqlite(
         table: &str,
         model_columns: &[&str],
-        catalog: catalog::Catalog,
-        layout: catalog::Layout,
+        catalog: sqlite::catalog::Catalog,
+        layout: sqlite::catalog::Layout,
     ) -> Result<Self, String> {
         let decoder = Self::new(table, model_columns, Some(catalog));
         let placed = Ok(Arc::new(decoder.place(&layout.columns)?));
@@ -860,7 +859,7 @@ impl Decoder {
         Ok(decoder)
     }
 
-    fn new(table: &str, model_columns: &[&str], catalog: Option<catalog::Catalog>) -> Self {
+    fn new(table: &str, model_columns: &[&str], catalog: Option<sqlite::catalog::Catalog>) -> Self {
         Self {
             table: table.to_owned(),
             model_columns: model_columns.iter().map(|c| (*c).to_owned()).collect(),

@@ -82,7 +82,7 @@ impl ConnectionSetup {
             })?;
         }
         // Observe stamps the rows a connection captures with the schema it reads them in.
-        match crate::observe::catalog::schema_cookie(conn) {
+        match crate::observe::sqlite::catalog::schema_cookie(conn) {
             Ok(cookie) => self.hub.schema_loaded(cookie),
             Err(_) => self.hub.schema_changed(),
         }

@@ -274,7 +274,7 @@ impl Store {
         match self.dialect {
             Dialect::Sqlite => {
                 unsupported_without_preupdate()?;
-                let catalog = observe::catalog::Catalog::new(&self.hub, &self.observe_conn);
+                let catalog = observe::sqlite::catalog::Catalog::new(&self.hub, &self.observe_conn);
                 let layout = catalog.resolve(table)?;
                 Decoder::for_sqlite(table, &model_columns, catalog, layout)
             }

@@ -16,12 +16,14 @@
 //!   A commit made while a statement is reset before its end (an autocommit `RETURNING`
 //!   statement read only in part) has no later event: it is published at the commit hook.
 
+pub(crate) mod catalog;
+
 use std::cell::{RefCell, RefMut};
 use std::ffi::CStr;
 use std::sync::Arc;
 
-use super::hub::Hub;
-use super::{Batch, Mark, Op, RawChange, Rows, Shape};
+use crate::observe::hub::Hub;
+use crate::observe::{Batch, Mark, Op, RawChange, Rows, Shape};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 
-use super::hub::Hub;
+use crate::observe::hub::Hub;
 use crate::store::ObserveConn;
 use crate::{AnyConnection, Error, Result};
 
