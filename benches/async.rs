@@ -21,6 +21,9 @@ mod forum;
 #[path = "workloads/int_keyed.rs"]
 #[allow(dead_code)]
 mod int_keyed;
+#[path = "workloads/seaorm_blog.rs"]
+#[macro_use]
+mod seaorm_blog;
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
@@ -47,73 +50,12 @@ const POOL: u32 = 8;
 /// How long each concurrent row runs.
 const CONCURRENT_FOR: Duration = Duration::from_secs(2);
 
-/// SeaORM's entities for the two tables read here, per backend (text keys and timestamps on
-/// SQLite, as stored there; `uuid` and `timestamptz` on PostgreSQL).
+/// SeaORM's peer per backend: the blog's entities (`workloads/seaorm_blog.rs`) and the two
+/// operations measured here.
 macro_rules! entities {
     ($backend:ident, key: $key:ty, time: $time:ty) => {
         pub mod $backend {
-            pub mod post {
-                use sea_orm::entity::prelude::*;
-
-                #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-                #[sea_orm(table_name = "posts")]
-                pub struct Model {
-                    #[sea_orm(primary_key, auto_increment = false)]
-                    pub id: $key,
-                    pub title: String,
-                    pub rating: i32,
-                    pub status: String,
-                    pub body: Option<String>,
-                    pub created_at: $time,
-                    pub updated_at: $time,
-                }
-
-                #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-                pub enum Relation {
-                    #[sea_orm(has_many = "super::comment::Entity")]
-                    Comments,
-                }
-
-                impl Related<super::comment::Entity> for Entity {
-                    fn to() -> RelationDef {
-                        Relation::Comments.def()
-                    }
-                }
-
-                impl ActiveModelBehavior for ActiveModel {}
-            }
-
-            pub mod comment {
-                use sea_orm::entity::prelude::*;
-
-                #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-                #[sea_orm(table_name = "comments")]
-                pub struct Model {
-                    #[sea_orm(primary_key, auto_increment = false)]
-                    pub id: $key,
-                    pub content: Option<String>,
-                    pub post_id: $key,
-                    pub created_at: $time,
-                }
-
-                #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-                pub enum Relation {
-                    #[sea_orm(
-                        belongs_to = "super::post::Entity",
-                        from = "Column::PostId",
-                        to = "super::post::Column::Id"
-                    )]
-                    Post,
-                }
-
-                impl Related<super::post::Entity> for Entity {
-                    fn to() -> RelationDef {
-                        Relation::Post.def()
-                    }
-                }
-
-                impl ActiveModelBehavior for ActiveModel {}
-            }
+            seaorm_blog_entities!(key: $key, time: $time);
 
             use sea_orm::{DatabaseConnection, EntityTrait, LoaderTrait, QueryOrder};
 

@@ -4,6 +4,8 @@
 //!
 //! - **per written row**: 1,000 single-row inserts in one transaction into a table nobody
 //!   observes and into one observed by each feed, with a draining subscriber;
+//! - **per statement**: one set-based `INSERT .. SELECT`, `UPDATE` and `DELETE` of 10,000
+//!   rows each, on a table nobody observes and on one observed by each feed;
 //! - **commit to delivery**: single-row saves, each timed until its change arrives (p50, p99);
 //! - **8 concurrent writers**: eight threads saving single rows in their own transactions,
 //!   through one store with a pool of 8, unobserved and with a subscriber on each feed: the
@@ -146,6 +148,57 @@ fn per_row(c: &mut Criterion, schemas: &[Schema; 3]) {
     group.finish();
 }
 
+/// The statements of 10,000 rows each that [`per_statement`] times.
+const STATEMENT_ROWS: usize = 10_000;
+
+/// What each configuration costs a set-based statement changing [`STATEMENT_ROWS`] rows:
+/// the trigger feed's row triggers render, record and announce every row; logical decoding
+/// adds nothing to the statement (the WAL is read after the commit).
+fn per_statement(c: &mut Criterion, schemas: &[Schema; 3]) {
+    let insert = format!(
+        "INSERT INTO posts (id, title, rating, status, body, created_at, updated_at) \
+         SELECT gen_random_uuid(), 'post ' || i, i, 'Active', repeat('b', 100), now(), now() \
+         FROM generate_series(1, {STATEMENT_ROWS}) AS i"
+    );
+    let statements = [
+        ("INSERT .. SELECT", insert.as_str()),
+        ("UPDATE", "UPDATE posts SET rating = rating + 1"),
+        ("DELETE", "DELETE FROM posts"),
+    ];
+    for (name, sql) in statements {
+        let mut group = c.benchmark_group(format!(
+            "PostgreSQL observe/one {name} statement of {STATEMENT_ROWS} rows"
+        ));
+        group
+            .throughput(Throughput::Elements(STATEMENT_ROWS as u64))
+            .sample_size(10);
+        for (schema, label) in schemas.iter().zip(LABELS) {
+            let _draining = (label != LABELS[0]).then(|| Draining::start(&schema.store, 1));
+            let mut conn = schema.store.conn().unwrap();
+            group.bench_function(label, |b| {
+                b.iter_custom(|iterations| {
+                    let mut took = Duration::ZERO;
+                    for _ in 0..iterations {
+                        // Each statement on the table as it finds it in an application: the
+                        // insert on an empty one, the others on the rows it inserted.
+                        conn.batch_execute("DELETE FROM posts").unwrap();
+                        if name != "INSERT .. SELECT" {
+                            conn.batch_execute(&insert).unwrap();
+                        }
+                        let started = Instant::now();
+                        conn.batch_execute(sql).unwrap();
+                        took += started.elapsed();
+                    }
+                    took
+                })
+            });
+            drop(conn);
+            schema.clear();
+        }
+        group.finish();
+    }
+}
+
 /// One throughput run: `WRITERS` threads each saving `SAVES_PER_WRITER` rows, one transaction
 /// each. Returns saves per second and every save's duration.
 fn writers(store: &Store) -> (f64, Vec<Duration>) {
@@ -238,6 +291,7 @@ fn benches(c: &mut Criterion) {
         Schema::new(&server, ChangeFeed::LogicalDecoding),
     ];
     per_row(c, &schemas);
+    per_statement(c, &schemas);
     for (schema, label) in schemas[1..].iter().zip(&LABELS[1..]) {
         observing::latency(&schema.store, &format!("PostgreSQL observe, {label}"));
         schema.clear();

@@ -23,6 +23,8 @@ mod hand_diesel;
 mod hand_rusqlite;
 mod int_keyed;
 mod ours;
+#[macro_use]
+mod seaorm_blog;
 mod seaorm;
 
 use std::hint::black_box;
