@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::task::Waker;
 #[cfg(feature = "async")]
@@ -200,6 +200,7 @@ impl Hub {
             unread: Arc::default(),
             inner: Mutex::new(QueueInner::default()),
             ready: Condvar::new(),
+            left: AtomicBool::new(false),
         });
         match tables {
             Some(wanted) => {
@@ -253,6 +254,10 @@ pub(crate) struct Queue {
     unread: Arc<AtomicUsize>,
     inner: Mutex<QueueInner>,
     ready: Condvar,
+    /// Whether the hub no longer counts it: set when its reader (the subscription) is
+    /// dropped, or when the queue is, whichever comes first. A publisher may hold the queue a
+    /// moment longer; the count is exact as soon as the subscription is gone.
+    left: AtomicBool,
 }
 
 #[derive(Default)]
@@ -619,11 +624,29 @@ impl Drop for Hub {
     }
 }
 
-impl Drop for Queue {
-    fn drop(&mut self) {
+impl Queue {
+    /// Takes it out of the hub's counts (once).
+    fn leave(&self) {
+        if self.left.swap(true, Ordering::SeqCst) {
+            return;
+        }
         if let Some(hub) = self.hub.upgrade() {
             hub.unsubscribe(self.tables.as_deref());
         }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+impl Drop for Reader {
+    /// The subscription is gone: it stops counting now, not when the last publisher lets go
+    /// of its queue.
+    fn drop(&mut self) {
+        self.queue.leave();
     }
 }
 
@@ -659,6 +682,24 @@ mod tests {
             })
         })
         .collect()
+    }
+
+    #[test]
+    fn a_dropped_subscription_stops_counting_while_a_publisher_still_holds_its_queue() {
+        let hub = Arc::new(Hub::default());
+        let queue = hub.subscribe(Some(&["a".to_owned()]), 2);
+        let publishing = Arc::clone(&queue); // as `publish` holds it, for a moment
+        let reader = Reader::new(queue);
+        assert_eq!(hub.subscriptions(), 1);
+        assert!(hub.wants("a"));
+        drop(reader);
+        assert_eq!(hub.subscriptions(), 0);
+        assert!(!hub.wants("a"), "nobody observes the table any more");
+        drop(publishing);
+        assert_eq!(hub.subscriptions(), 0, "counted out once");
+        // A queue never read (a subscription that failed before it began) counts out too.
+        drop(hub.subscribe(None, 2));
+        assert_eq!(hub.subscriptions(), 0);
     }
 
     #[test]
