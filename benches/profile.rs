@@ -512,11 +512,19 @@ fn postgres_store() -> (Store, datastore::diesel::PgConnection, String) {
     (store, admin, schema)
 }
 
+/// Closes the store, then drops its schema.
+fn drop_postgres_store(store: Store, mut admin: datastore::diesel::PgConnection, schema: &str) {
+    drop(store);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
 /// `pg-insert10 N` (`insert_all`) and `pg-insert10-diesel N` (Diesel's multi-row insert in a
 /// transaction, as `benches/workloads` writes it): 10 new posts inserted N times on
 /// PostgreSQL, for the client's instructions side by side (the server's are not counted).
 fn postgres_insert10(peer: &str, n: u32) {
-    let (store, mut admin, schema) = postgres_store();
+    let (store, admin, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
         let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
@@ -539,31 +547,14 @@ fn postgres_insert10(peer: &str, n: u32) {
             }
         }
     }
-    drop(store);
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .unwrap();
+    drop_postgres_store(store, admin, &schema);
 }
 
 /// `delete_by_id` inside a PostgreSQL transaction, beside a plain Diesel `DELETE`.
 fn delete_in_transaction(n: u32) {
-    use datastore::diesel::PgConnection;
     use models::posts;
 
-    let url = std::env::var("DATASTORE_POSTGRES_URL").expect("DATASTORE_POSTGRES_URL");
-    let schema = format!("profile_{}", Id::new().to_string().replace('-', ""));
-    let mut admin = PgConnection::establish(&url).unwrap();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let store = Store::builder(format!("{url}{separator}options=-csearch_path%3D{schema}"))
-        .migrations(datastore::embed_migrations!(
-            sqlite = "../migrations/sqlite",
-            postgres = "../migrations/postgres"
-        ))
-        .open()
-        .unwrap();
+    let (store, admin, schema) = postgres_store();
     let (store_delete, plain_delete) = store
         .transaction(|tx| {
             let posts: Vec<Post> = (0..2 * n).map(|_| Post::default()).collect();
@@ -581,10 +572,7 @@ fn delete_in_transaction(n: u32) {
             Ok((store_delete, start.elapsed()))
         })
         .unwrap();
-    drop(store);
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .unwrap();
+    drop_postgres_store(store, admin, &schema);
     let per = |d: Duration| d / n.max(1);
     println!(
         "delete inside a PostgreSQL transaction: delete_by_id {:?}, plain Diesel DELETE {:?}",
