@@ -36,8 +36,7 @@ pub use any::AnyConnection;
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// use datastore::diesel::dsl::count_star;
@@ -91,11 +90,11 @@ macro_rules! any_backend_type {
     )*};
 }
 
+use diesel::RunQueryDsl;
 use diesel::connection::Connection;
 use diesel::sql_types::{BigInt, Bool, Text};
-use diesel::RunQueryDsl;
 
-use crate::schema::ddl::{quote_ident, quote_literal, HasDialect};
+use crate::schema::ddl::{HasDialect, quote_ident, quote_literal};
 use crate::schema::{ForeignKey, OnDelete};
 use crate::types::sql_types::{JsonDoc, TimestampUtc, Uuid};
 use crate::{Id, Json, KeyValue, Timestamp};

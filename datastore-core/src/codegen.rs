@@ -11,9 +11,9 @@ pub use std::borrow::Cow;
 // The public items generated code names, each under one name here, so that the derive's
 // expansion reaches the crate through this module alone.
 pub use crate::__field_type_by_ref as field_type_by_ref;
-pub use crate::observe::live::{BelongsToRel, HasManyRel, HasOneRel, ManyToManyRel};
 pub use crate::observe::RawValueRef;
-pub use crate::relations::{fk_key, BelongsTo, ChildOf, HasMany, HasOne, ManyToMany};
+pub use crate::observe::live::{BelongsToRel, HasManyRel, HasOneRel, ManyToManyRel};
+pub use crate::relations::{BelongsTo, ChildOf, HasMany, HasOne, ManyToMany, fk_key};
 pub use crate::types::sql_types;
 pub use crate::{
     AsyncRepo, DbEnum, Error, FieldType, KeyColumn, KeyValue, Model, NotNullCondition,
@@ -23,8 +23,8 @@ pub use crate::{
 // What only generated code uses.
 pub use crate::relations::foreign_key::ForeignKeysTo;
 pub use crate::relations::subquery::{
-    having, linked_where, parent_where, Having, LinkedWhere, ParentWhere, SelectForeignKeys,
-    SelectKeys,
+    Having, LinkedWhere, ParentWhere, SelectForeignKeys, SelectKeys, having, linked_where,
+    parent_where,
 };
 pub use crate::schema::ddl::HasDialect;
 pub use crate::schema::declaration::Statement;

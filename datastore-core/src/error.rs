@@ -12,8 +12,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// fn rename(store: &Store, id: &Id, text: &str) -> datastore::Result<Note> {
 ///     let mut note = store.get::<Note>(id)?;
 ///     note.text = text.into();
@@ -102,7 +101,9 @@ pub enum Error {
     },
 
     /// The database stayed locked by another connection for longer than the busy timeout.
-    #[error("database is busy: {message}; another connection held the lock past the busy timeout, retry later")]
+    #[error(
+        "database is busy: {message}; another connection held the lock past the busy timeout, retry later"
+    )]
     Busy {
         /// The database's own message (SQLite's `database is locked`, PostgreSQL's
         /// `canceling statement due to lock timeout`).
@@ -126,8 +127,7 @@ pub enum Error {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// store.transaction(|tx| {
@@ -419,7 +419,9 @@ pub enum Error {
     /// A query the store runs on its own behalf (reading the catalog) was answered with no row
     /// where the database always returns one, or with a value of a form it never returns: a
     /// server that does not behave as PostgreSQL or SQLite does. Nothing was changed.
-    #[error("the database answered {query} with no row or a malformed value, unlike PostgreSQL and SQLite")]
+    #[error(
+        "the database answered {query} with no row or a malformed value, unlike PostgreSQL and SQLite"
+    )]
     UnexpectedAnswer {
         /// The query (`current_schema()`, `pg_current_snapshot()`..).
         query: &'static str,
@@ -974,14 +976,14 @@ fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
             Some(ValueError::JsonTooDeep) => {
                 return Some(Error::JsonTooDeep {
                     limit: crate::MAX_JSON_DEPTH,
-                })
+                });
             }
             Some(ValueError::OutOfRange { value, field_type }) => {
                 return Some(Error::OutOfRange {
                     value: value.clone(),
                     field_type,
                     column,
-                })
+                });
             }
             None => current = error.source(),
         }

@@ -5,9 +5,9 @@ use diesel::connection::Connection;
 use diesel::expression::BoxableExpression;
 use diesel::sql_types::Bool;
 
+use crate::Timestamp;
 use crate::schema::{ModelDeclaration, Table};
 use crate::types::{Key, KeyValue};
-use crate::Timestamp;
 
 /// A struct stored as the rows of one table.
 ///
@@ -50,8 +50,7 @@ pub trait Model: Sized + Send + 'static {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// assert_eq!(Note::declaration().name(), "Note");
     /// assert_eq!(Note::declaration().table_name(), "notes");
     /// ```
@@ -62,8 +61,7 @@ pub trait Model: Sized + Send + 'static {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// let table = Note::table();
     /// assert_eq!(table.name, "notes");
     /// assert_eq!(table.primary_key.as_ref(), ["id"]);
@@ -76,8 +74,7 @@ pub trait Model: Sized + Send + 'static {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// let note = Note::default();
     /// assert_eq!(note.key(), note.id);
     /// ```
@@ -104,14 +101,14 @@ pub trait Model: Sized + Send + 'static {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::RawValueRef;
     ///
     /// let id = Id::new();
-    /// let values = [RawValueRef::Text(id.to_string().into()), RawValueRef::Text("hi".into())];
+    /// let text = RawValueRef::Text("hi".into());
+    /// let values = [RawValueRef::Text(id.to_string().into()), text, RawValueRef::Null];
     /// let note = Note::from_raw_row(values.into_iter()).unwrap();
-    /// assert_eq!(note, Note { id, text: "hi".into() });
+    /// assert_eq!(note, Note { id, text: "hi".into(), tag: None });
     /// assert!(Note::from_raw_row([RawValueRef::Integer(1)].into_iter()).is_err());
     /// ```
     fn from_raw_row<'a>(
@@ -123,8 +120,7 @@ pub trait Model: Sized + Send + 'static {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// use datastore::{AnyConnection, Persist, Predicate};
@@ -148,8 +144,7 @@ pub type Predicate<M, C> =
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// use datastore::{AnyBackend, IntoPredicate};
@@ -172,8 +167,7 @@ pub trait IntoPredicate<T, DB: diesel::backend::Backend, M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// use datastore::{AnyBackend, IntoPredicate, NullableCondition};
@@ -194,8 +188,7 @@ pub trait IntoPredicate<T, DB: diesel::backend::Backend, M> {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// use datastore::diesel::dsl::Eq;
@@ -215,8 +208,7 @@ pub enum NotNullCondition {}
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String, pub tag: Option<String> }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// use datastore::{AnyBackend, IntoPredicate, NullableCondition};

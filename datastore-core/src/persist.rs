@@ -6,11 +6,11 @@
 
 use diesel::connection::Connection;
 
-use crate::__private::{Queries, SaveGraph, Statements, Writes, INSERT_ROWS};
-use crate::backend::{dispatch, transaction, CHUNK, MAX_BIND_PARAMS};
+use crate::__private::{INSERT_ROWS, Queries, SaveGraph, Statements, Writes};
+use crate::backend::{CHUNK, MAX_BIND_PARAMS, dispatch, transaction};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
-use crate::relations::{plan_delete, restrict, DeleteEffects};
+use crate::relations::{DeleteEffects, plan_delete, restrict};
 use crate::schema::KeyKind;
 use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
 
@@ -49,8 +49,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -68,8 +67,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -88,8 +86,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -105,8 +102,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -125,8 +121,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -152,8 +147,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -173,10 +167,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Post>().model::<Comment>().create_all(&mut conn)?;
@@ -193,8 +184,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -212,8 +202,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -231,8 +220,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -250,8 +238,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -268,8 +255,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -287,8 +273,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Note>().create_all(&mut conn)?;
@@ -307,12 +292,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Course>().model::<Student>().model::<Enrolment>().create_all(&mut conn)?;
@@ -334,12 +314,7 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore::diesel::{Connection, SqliteConnection};
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let mut conn = SqliteConnection::establish(":memory:").unwrap();
     /// # Schema::new().model::<Course>().model::<Student>().model::<Enrolment>().create_all(&mut conn)?;

@@ -48,8 +48,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -69,8 +68,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -89,10 +87,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
@@ -113,8 +108,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -132,8 +126,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -154,8 +147,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -177,8 +169,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -202,8 +193,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -221,10 +211,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
@@ -246,8 +233,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -338,12 +324,7 @@ pub trait Repo: Connection + Sized {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())

@@ -17,13 +17,13 @@
 
 use std::future::Future;
 
+#[cfg(doc)]
+use crate::AnyConnection;
+use crate::Result;
 use crate::model::IntoPredicate;
 use crate::persist::Persist;
 use crate::relations::DeleteEffects;
 use crate::repo::Repo;
-#[cfg(doc)]
-use crate::AnyConnection;
-use crate::Result;
 use diesel::Connection;
 
 #[cfg(feature = "async")]
@@ -84,8 +84,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -105,8 +104,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -128,8 +126,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -151,10 +148,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:")
@@ -182,8 +176,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -205,8 +198,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -229,8 +221,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -251,8 +242,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -278,8 +268,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -300,8 +289,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -324,8 +312,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -347,8 +334,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -375,12 +361,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:")
@@ -408,12 +389,7 @@ pub trait AsyncRepo: Send + Sync {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:")

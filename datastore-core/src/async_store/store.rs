@@ -7,7 +7,7 @@ use tokio::sync::Semaphore;
 
 use super::stream::{AllChangeStream, ChangeStream, QueryStream};
 use super::transaction::{self, AsyncTransaction};
-use super::{unblock, AsyncRepo};
+use super::{AsyncRepo, unblock};
 use crate::migrate::BackendMigrations;
 use crate::model::Model;
 use crate::persist::Persist;
@@ -76,8 +76,7 @@ impl StoreBuilder {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// let store: AsyncStore = Store::builder(":memory:")
@@ -120,8 +119,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// let store = AsyncStore::builder(":memory:")
@@ -142,8 +140,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -165,8 +162,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -182,8 +178,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -209,8 +204,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -248,8 +242,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     /// use futures_util::StreamExt;
     ///
@@ -277,8 +270,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     /// use futures_util::StreamExt;
     ///
@@ -307,8 +299,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::{Observed, Op};
     /// use futures_util::StreamExt;
     ///
@@ -338,8 +329,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     /// use futures_util::StreamExt;
     ///
@@ -367,8 +357,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use futures_util::StreamExt;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -398,10 +387,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use futures_util::StreamExt;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -426,8 +412,7 @@ impl AsyncStore {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;

@@ -30,8 +30,7 @@ use crate::{AnyConnection, Error, Result, Store};
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::observe::{Observed, Op};
 /// use futures_util::StreamExt;
 ///
@@ -74,8 +73,7 @@ impl<M: Model> ChangeStream<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -107,8 +105,7 @@ impl<M: Model> Stream for ChangeStream<M> {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::observe::{Observed, RawValue};
 /// use futures_util::StreamExt;
 ///
@@ -163,8 +160,7 @@ type Build<M> = Arc<
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use futures_util::StreamExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -281,10 +277,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// # use datastore_doc_models::{Post, posts, Comment, comments};
 /// use futures_util::StreamExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -343,8 +336,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> LiveStream<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use futures_util::StreamExt;
     ///
     /// # #[tokio::main(flavor = "current_thread")]

@@ -5,7 +5,7 @@
 //! is dropped (rollback): a guard in the future tells the thread so, whatever handles remain.
 
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use diesel::connection::TransactionManager;
@@ -30,8 +30,7 @@ enum Command {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> datastore::Result<()> {
 /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
@@ -207,8 +206,7 @@ impl AsyncTransaction {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> datastore::Result<()> {
     /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;

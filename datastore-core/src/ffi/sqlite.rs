@@ -2,16 +2,16 @@
 //! built on (what they capture is recorded by `observe/sqlite/`).
 
 use std::cell::Cell;
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::Once;
 use std::time::Duration;
 
 use libsqlite3_sys as sqlite;
 
-use crate::observe::sqlite::{ConnObserver, Side};
 use crate::observe::Rows;
+use crate::observe::sqlite::{ConnObserver, Side};
 use crate::store::lost::{self, Watch};
 use crate::trace;
 

@@ -14,8 +14,8 @@ use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 
 use super::{BackendMigrations, Migrations};
 use crate::migrate::MigrationFailure;
-use crate::schema::ddl::Dialect;
 use crate::schema::Schema;
+use crate::schema::ddl::Dialect;
 use crate::{AnyConnection, Error, Result, Store};
 
 /// The command line of an application's migrations: `generate NAME`, `check`, `status`, `up`,
@@ -24,8 +24,7 @@ use crate::{AnyConnection, Error, Result, Store};
 ///
 /// ```no_run
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn schema() -> Schema { Schema::new().model::<Note>() }
 /// fn main() -> std::process::ExitCode {
 ///     datastore::migrate::Cli::new(schema()).run()
@@ -98,8 +97,7 @@ impl Cli {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Cli;
     /// use std::process::ExitCode;
     ///
@@ -124,8 +122,7 @@ impl Cli {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Cli;
     /// use std::process::ExitCode;
     ///
@@ -144,8 +141,7 @@ impl Cli {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Cli;
     /// use std::process::ExitCode;
     ///
@@ -166,8 +162,7 @@ impl Cli {
     ///
     /// ```no_run
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// # use datastore_doc_models::{Note, notes};
     /// fn main() -> std::process::ExitCode {
     ///     // `cargo run --bin migrate -- check`
     ///     datastore::migrate::Cli::new(Schema::new().model::<Note>()).run()
@@ -182,8 +177,7 @@ impl Cli {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Cli;
     /// use std::process::ExitCode;
     ///

@@ -12,8 +12,7 @@ use crate::schema::{Rename, Schema};
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::migrate::{Migrations, SchemaChange};
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -193,8 +192,7 @@ impl SchemaChange {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::SchemaChange;
     /// use datastore::schema::{Column, ColumnDefault, ColumnType};
     ///

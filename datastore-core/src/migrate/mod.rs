@@ -20,8 +20,8 @@ pub use cli::Cli;
 pub use diff::SchemaChange;
 pub use embedded::BackendMigrations;
 
-use crate::schema::ddl::Dialect;
 use crate::schema::Schema;
+use crate::schema::ddl::Dialect;
 use crate::{Error, Result};
 
 const SNAPSHOT: &str = "schema.json";
@@ -31,8 +31,7 @@ const SNAPSHOT: &str = "schema.json";
 /// ```no_run
 /// use datastore::prelude::*;
 /// use datastore::migrate::Migrations;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 ///
 /// # fn main() -> datastore::Result<()> {
 /// let schema = Schema::new().model::<Note>();
@@ -55,8 +54,7 @@ pub struct Migrations {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::migrate::Migrations;
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -94,8 +92,7 @@ pub struct Migration {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::migrate::Migrations;
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -201,8 +198,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// let folder = Migrations::new("migrations/postgres", Dialect::Postgres);
@@ -251,8 +247,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// let folder = Migrations::new("migrations/sqlite", Dialect::Sqlite);
@@ -266,8 +261,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -303,8 +297,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -327,8 +320,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -355,8 +347,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -383,8 +374,7 @@ impl Migrations {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::migrate::Migrations;
     ///
     /// # fn main() -> datastore::Result<()> {

@@ -77,8 +77,7 @@ pub const AVAILABLE: bool = crate::ffi::sqlite::PREUPDATE_HOOK;
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::observe::{Observed, Op};
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -495,8 +494,7 @@ impl<'a> RowRef<'a> {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::observe::{Change, Observed, Op};
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -582,8 +580,7 @@ pub enum Observed<T> {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::observe::{Observed, Op, RawValue};
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -656,8 +653,7 @@ impl AllSubscription {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use std::time::Duration;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -679,8 +675,7 @@ impl AllSubscription {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -754,8 +749,7 @@ pub(crate) type Filter<M> = Box<dyn Fn(&M) -> bool + Send + Sync>;
 /// ```
 /// # use std::time::Duration;
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::observe::Observed;
 ///
 /// # fn main() -> datastore::Result<()> {
@@ -982,8 +976,7 @@ impl<M: Model> Subscription<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::{Observed, Op};
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -1006,8 +999,7 @@ impl<M: Model> Subscription<M> {
     /// ```
     /// # use std::time::Duration;
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let notes = store.observe::<Note>()?;
@@ -1025,8 +1017,7 @@ impl<M: Model> Subscription<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -1049,7 +1040,7 @@ impl<M: Model> Subscription<M> {
             hub::Next::Lost(reason) => {
                 return Some(Observed::FeedLost {
                     reason: reason.to_string(),
-                })
+                });
             }
             hub::Next::Change(batch, i) => (batch, i),
         };
@@ -1060,7 +1051,7 @@ impl<M: Model> Subscription<M> {
                 return Some(Observed::Undecodable {
                     table: change.table.to_string(),
                     reason,
-                })
+                });
             }
         };
         if let Some(filter) = &self.filter {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use crate::AnyConnection;
 
 use super::hub::{self, Item};
+use crate::Store;
 use crate::persist::Persist;
 use crate::repo::Repo;
-use crate::Store;
 use crate::{Error, Result};
 
 type Build<M> = Box<
@@ -103,8 +103,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use std::time::Duration;
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -160,8 +159,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut all = store.observe_query::<Note>(|q| q)?;

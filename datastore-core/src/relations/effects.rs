@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use crate::backend::CHUNK;
-use crate::schema::ddl::{quote_ident, Dialect};
+use crate::schema::ddl::{Dialect, quote_ident};
 use crate::schema::{ForeignKey, ModelDeclaration, OnDelete};
 use crate::{KeyValue, NativeConnection};
 
@@ -162,12 +162,7 @@ impl DeleteEffects {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
@@ -188,12 +183,7 @@ impl DeleteEffects {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
@@ -402,7 +392,7 @@ impl<'a> Reading<'a> {
         &self,
         table: &'a str,
         column: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a ForeignKey)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a ForeignKey)> + use<'a> {
         self.foreign_keys
             .iter()
             .filter(move |(_, fk)| fk.references == table && fk.referenced_column == column)

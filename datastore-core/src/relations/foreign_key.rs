@@ -90,10 +90,7 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///
@@ -120,10 +117,7 @@ pub trait BelongsTo<P: Model, const FK: u64>: Model {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///
@@ -213,10 +207,7 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///
@@ -243,10 +234,7 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///
@@ -275,10 +263,7 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///
@@ -305,10 +290,7 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///
@@ -337,10 +319,7 @@ pub trait ChildOf<P: Model, const FK: u64, C: Connection>: BelongsTo<P, FK> + Pe
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::relations::{fk_key, BelongsTo, ChildOf};
     /// use datastore::AnyConnection;
     ///

@@ -5,9 +5,9 @@ use diesel::connection::Connection;
 
 use super::load::link;
 use super::{BelongsTo, ChildOf};
+use crate::Result;
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::Result;
 
 /// Saves a parent's loaded children (a `has_many`'s list, a `has_one`'s option), each pointed at the parent and saved with its own graph;
 /// returns them as stored.

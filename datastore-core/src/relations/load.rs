@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use diesel::connection::Connection;
 
-use super::{ChildOf, HasMany, HasOne, ManyToMany, CHUNK};
+use super::{CHUNK, ChildOf, HasMany, HasOne, ManyToMany};
 use crate::backend::in_transaction;
 use crate::model::Model;
 use crate::persist::Persist;

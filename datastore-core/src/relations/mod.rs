@@ -23,7 +23,7 @@ pub(crate) mod subquery;
 pub(crate) use effects::plan as plan_delete;
 pub use effects::{AffectedRows, DeleteEffects};
 pub use fields::{HasMany, HasOne, ManyToMany};
-pub use foreign_key::{fk_key, BelongsTo, ChildOf};
+pub use foreign_key::{BelongsTo, ChildOf, fk_key};
 pub use subquery::InSubquery;
 
 pub use crate::backend::CHUNK;

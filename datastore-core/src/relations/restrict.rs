@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::ConstraintKind;
-use crate::schema::ddl::{quote_ident, Dialect};
+use crate::schema::ddl::{Dialect, quote_ident};
 use crate::schema::{ForeignKey, ModelDeclaration, OnDelete};
 use crate::{Error, Key, KeyValue, NativeConnection};
 

@@ -1,13 +1,13 @@
 //! The filters by related rows (`Post::having_comments(..)`, `Comment::where_post(..)`):
 //! `column IN (SELECT ..)`, and the subqueries they are built from.
 
+use diesel::QueryResult;
 use diesel::backend::Backend;
 use diesel::dsl::{Filter, Select};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
 use diesel::sql_types::Bool;
-use diesel::QueryResult;
 
 use super::BelongsTo;
 use crate::model::Model;
@@ -19,10 +19,7 @@ use crate::model::Model;
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Post { #[primary_key] pub id: Id, pub title: String, #[has_many(Comment)] pub comments: HasMany<Comment> }
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id, pub text: String }
+/// # use datastore_doc_models::{Post, posts, Comment, comments};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:")
 /// #     .schema(Schema::new().model::<Post>().model::<Comment>())

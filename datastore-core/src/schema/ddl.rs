@@ -785,8 +785,8 @@ mod examples {
 
     #[test]
     fn create_table_example() {
-        use crate::schema::ddl::{create_table, Dialect};
         use crate::schema::ColumnType;
+        use crate::schema::ddl::{Dialect, create_table};
 
         let table = notes(vec![
             Column::new("id", ColumnType::Uuid, false),
@@ -813,7 +813,7 @@ mod examples {
 
     #[test]
     fn upsert_example() {
-        use crate::schema::ddl::{upsert, Dialect};
+        use crate::schema::ddl::{Dialect, upsert};
         use crate::schema::{ColumnType, Timestamps};
 
         let table = notes(vec![
@@ -828,8 +828,8 @@ mod examples {
 
     #[test]
     fn insert_unkeyed_example() {
-        use crate::schema::ddl::insert_unkeyed;
         use crate::schema::ColumnType;
+        use crate::schema::ddl::insert_unkeyed;
 
         let mut id = Column::new("id", ColumnType::BigInt, false);
         id.generated = true;
@@ -842,8 +842,8 @@ mod examples {
 
     #[test]
     fn insert_rows_example() {
-        use crate::schema::ddl::insert_rows;
         use crate::schema::ColumnType;
+        use crate::schema::ddl::insert_rows;
 
         let table = notes(vec![
             Column::new("id", ColumnType::Uuid, false),
@@ -858,8 +858,8 @@ mod examples {
 
     #[test]
     fn insert_rows_unkeyed_example() {
-        use crate::schema::ddl::insert_rows_unkeyed;
         use crate::schema::ColumnType;
+        use crate::schema::ddl::insert_rows_unkeyed;
 
         let mut id = Column::new("id", ColumnType::BigInt, false);
         id.generated = true;

@@ -49,8 +49,7 @@ impl ModelRef {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::ModelRef;
     ///
     /// assert_eq!(ModelRef::of::<Note>().declaration().name(), "Note");
@@ -68,8 +67,7 @@ impl ModelRef {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::ModelRef;
     ///
     /// assert!(ModelRef::of::<Note>().type_name().ends_with("::Note"));
@@ -82,8 +80,7 @@ impl ModelRef {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::ModelRef;
     ///
     /// assert_eq!(ModelRef::of::<Note>().declaration().table_name(), "notes");
@@ -96,10 +93,7 @@ impl ModelRef {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::schema::ModelRef;
     ///
     /// assert!(ModelRef::of::<Post>().is::<Post>());
@@ -128,10 +122,7 @@ impl fmt::Debug for ModelRef {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, Default)]
-/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-/// # #[derive(Model, Debug, Clone, Default)]
-/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// # use datastore_doc_models::{Post, posts, Comment, comments};
 /// use datastore::schema::RelationKind;
 ///
 /// assert_eq!(Post::declaration().relations()[0].kind, RelationKind::HasMany);
@@ -150,10 +141,7 @@ pub enum RelationKind {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, Default)]
-/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-/// # #[derive(Model, Debug, Clone, Default)]
-/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// # use datastore_doc_models::{Post, posts, Comment, comments};
 /// use datastore::schema::ModelRef;
 ///
 /// let fk = Comment::declaration().belongs_to()[0];
@@ -413,8 +401,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// assert!(Note::declaration().model().is::<Note>());
     /// ```
     pub fn model(&self) -> ModelRef {
@@ -425,8 +412,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// assert_eq!(Note::declaration().name(), "Note");
     /// ```
     pub fn name(&self) -> &'static str {
@@ -437,8 +423,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// assert_eq!(Note::declaration().table_name(), "notes");
     /// ```
     pub fn table_name(&self) -> &'static str {
@@ -466,8 +451,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::KeyKind;
     ///
     /// assert_eq!(Note::declaration().key_kind(), KeyKind::Uuid);
@@ -480,10 +464,9 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// let names: Vec<&str> = Note::declaration().columns().iter().map(|c| c.name.as_ref()).collect();
-    /// assert_eq!(names, ["id", "text"]);
+    /// assert_eq!(names, ["id", "text", "tag"]);
     /// ```
     pub fn columns(&self) -> &'static [Column] {
         self.columns
@@ -513,8 +496,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// assert!(!Note::declaration().timestamps().any()); // no `created_at`, no `updated_at`
     /// ```
     pub fn timestamps(&self) -> Timestamps {
@@ -525,10 +507,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// assert_eq!(Comment::declaration().belongs_to()[0].column, "post_id");
     /// assert!(Post::declaration().belongs_to().is_empty());
     /// ```
@@ -540,10 +519,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// assert_eq!(Post::declaration().relations()[0].field, "comments");
     /// assert!(Comment::declaration().relations().is_empty());
     /// ```
@@ -555,8 +531,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::Renames;
     ///
     /// assert_eq!(Note::declaration().renames(), Renames::default()); // nothing renamed
@@ -571,10 +546,7 @@ impl ModelDeclaration {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// use datastore::schema::OnDelete;
     ///
     /// let table = Comment::declaration().table(); // the same as `Comment::table()`

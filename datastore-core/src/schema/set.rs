@@ -102,10 +102,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// let schema = Schema::new().model::<Comment>().model::<Post>().model::<Post>();
     /// let names: Vec<&str> = schema.tables().iter().map(|t| t.name.as_ref()).collect();
     /// assert_eq!(names, ["posts", "comments"]); // once each, parents first
@@ -144,8 +141,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::Rename;
     ///
     /// let schema = Schema::new().model::<Note>().renamed_table("memos", "notes");
@@ -164,8 +160,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::schema::Rename;
     ///
     /// let schema = Schema::new().model::<Note>().renamed_column("notes", "body", "text");
@@ -185,8 +180,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// assert!(Schema::new().model::<Note>().renames().is_empty());
     /// ```
     pub fn renames(&self) -> &[Rename] {
@@ -197,8 +191,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// let mut memos = Note::table().clone();
     /// memos.name = "memos".into();
     /// let schema = Schema::new().model::<Note>().table(memos);
@@ -216,10 +209,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// let schema = Schema::new().model::<Comment>().model::<Post>();
     /// assert_eq!(schema.tables()[0].name, "posts"); // `comments` references it
     /// ```
@@ -251,8 +241,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// let schema = Schema::new().model::<Note>();
     /// assert_eq!(schema.get("notes").unwrap().primary_key[0], "id");
     /// assert!(schema.get("posts").is_none());
@@ -266,10 +255,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// assert!(Schema::new().model::<Post>().model::<Comment>().validate().is_ok());
     /// // `comments.post_id` references `posts`, which is missing.
     /// assert!(Schema::new().model::<Comment>().validate().is_err());
@@ -315,8 +301,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// let sql = Schema::new().model::<Note>().create_sql(Dialect::Postgres);
     /// assert!(sql.starts_with(r#"CREATE TABLE "notes""#));
     /// assert!(sql.contains("UUID"));
@@ -339,8 +324,7 @@ impl Schema {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::diesel::{Connection, SqliteConnection};
     ///
     /// # fn main() -> datastore::Result<()> {

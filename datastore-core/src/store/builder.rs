@@ -8,7 +8,7 @@ use std::time::Duration;
 use diesel::r2d2::Pool;
 
 use super::connection::{ConnectionSetup, Synchronous};
-use super::{migrations, url, BackendManager, ObserveConn, Store};
+use super::{BackendManager, ObserveConn, Store, migrations, url};
 use crate::migrate::BackendMigrations;
 use crate::observe::postgres::PgObserve;
 use crate::schema::Dialect;
@@ -159,8 +159,7 @@ impl StoreBuilder {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let note = store.save(Note { text: "the table exists".into(), ..Note::default() })?;
@@ -177,8 +176,7 @@ impl StoreBuilder {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).pool_size(2).open()?;
     /// let (first, second) = (store.conn()?, store.conn()?); // both connections taken
@@ -197,8 +195,7 @@ impl StoreBuilder {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # use std::time::Duration;
     /// # fn main() -> datastore::Result<()> {
     /// use std::time::Duration;
@@ -245,8 +242,7 @@ impl StoreBuilder {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::Observed;
     ///
     /// # fn main() -> datastore::Result<()> {

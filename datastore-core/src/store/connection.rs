@@ -7,10 +7,10 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::CustomizeConnection;
 use diesel::{PgConnection, SqliteConnection};
 
+use crate::AnyConnection;
 use crate::ffi::sqlite as ffi;
 use crate::observe::hub::Hub;
 use crate::observe::sqlite::ConnObserver;
-use crate::AnyConnection;
 
 /// How SQLite syncs writes to disk in WAL mode: [`StoreBuilder::synchronous`](crate::StoreBuilder::synchronous).
 ///

@@ -366,7 +366,7 @@ mod tests {
     /// Diesel's) must not make a later, unrelated error on the thread that loss's.
     #[test]
     fn a_loss_ended_is_no_later_errors_cause() {
-        use super::{refused_or_cause, Watch};
+        use super::{Watch, refused_or_cause};
         use diesel::result::DatabaseErrorKind;
         let watch = Watch::new(1);
         watch.lose();

@@ -4,8 +4,8 @@ use diesel::connection::Connection;
 use diesel::r2d2::{Error, R2D2Connection};
 use diesel::{PgConnection, SqliteConnection};
 
-use crate::schema::ddl::Dialect;
 use crate::AnyConnection;
+use crate::schema::ddl::Dialect;
 
 /// The r2d2 connection manager of a [`Store`](crate::Store)'s pool: it opens connections to
 /// one database, of the backend its URL names. Unlike `AnyConnection::establish`, which tries
@@ -14,8 +14,7 @@ use crate::AnyConnection;
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// use datastore::diesel::r2d2::PooledConnection;
 /// use datastore::BackendManager;
 ///

@@ -13,12 +13,12 @@ pub(crate) mod url;
 
 use std::sync::{Arc, Mutex};
 
-use diesel::r2d2::{Pool, PooledConnection};
 use diesel::SqliteConnection;
+use diesel::r2d2::{Pool, PooledConnection};
 
+pub use builder::StoreBuilder;
 #[cfg(feature = "cli")]
 pub(crate) use builder::dialect_of;
-pub use builder::StoreBuilder;
 pub use connection::Synchronous;
 pub use manager::BackendManager;
 pub(crate) use observe_conn::ObserveConn;
@@ -37,8 +37,7 @@ use crate::{AnyBackend, AnyConnection, Error, Result};
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// let mut conn: datastore::PooledConn = store.conn()?;
@@ -112,8 +111,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut conn = store.conn()?;
@@ -191,8 +189,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// assert_eq!(store.dialect(), Dialect::Sqlite);
@@ -208,8 +205,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut note = store.save(Note { text: "draft".into(), ..Note::default() })?; // inserted
@@ -228,8 +224,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let rows = (0..500).map(|i| Note { text: format!("note {i}"), ..Note::default() });
@@ -248,10 +243,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
@@ -274,8 +266,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let note = store.save(Note::default())?;
@@ -292,8 +283,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let note = store.save(Note { text: "hi".into(), ..Note::default() })?;
@@ -311,8 +301,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let a = store.save(Note { text: "a".into(), ..Note::default() })?;
@@ -331,8 +320,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// for text in ["cherry", "apple", "banana"] {
@@ -355,8 +343,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// assert_eq!(store.count::<Note>()?, 0);
@@ -373,8 +360,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let note = store.save(Note::default())?;
@@ -393,8 +379,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let note = store.save(Note::default())?;
@@ -412,12 +397,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
@@ -439,12 +419,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Course { #[primary_key] pub id: Id, #[many_to_many(Student, through = Enrolment)] pub students: ManyToMany<Student> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Student { #[primary_key] pub id: Id }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Enrolment { #[primary_key] pub id: Id, #[belongs_to(Course)] pub course_id: Id, #[belongs_to(Student)] pub student_id: Id }
+    /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Course>().model::<Student>().model::<Enrolment>())
@@ -471,8 +446,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// store.save(Note { text: "keep".into(), ..Note::default() })?;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{transaction, Store};
+use super::{Store, transaction};
 use crate::migrate::MigrationFailure;
 use crate::model::Model;
 use crate::observe::postgres as pg_observe;
@@ -18,8 +18,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::{Observed, Op};
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -71,8 +70,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let mut his = store.observe_query::<Note>(|q| q.filter(notes::text.eq("hi")))?;
@@ -141,8 +139,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::{Observed, Op};
     ///
     /// # fn main() -> datastore::Result<()> {
@@ -162,8 +159,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let notes = store.observe::<Note>()?;
@@ -182,8 +178,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// use datastore::observe::{Observed, Op};
     ///
     /// # fn main() -> datastore::Result<()> {

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 
-use super::{lost, PooledConn, Store};
+use super::{PooledConn, Store, lost};
 use crate::{AnyConnection, Error, Result};
 
 thread_local! {
@@ -125,8 +125,7 @@ impl Store {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+    /// # use datastore_doc_models::{Note, notes};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
     /// let failed: datastore::Result<()> = store.transaction(|tx| {

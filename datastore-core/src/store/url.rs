@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What a password is shown as.
 const HIDDEN: &str = "***";
@@ -189,7 +189,10 @@ mod tests {
         );
         // Added to the parameters there are, and to an `options` the URL already has.
         assert_eq!(
-            with_search_path("postgres://db/blog?sslmode=disable&options=-cwork_mem%3D64MB", "a"),
+            with_search_path(
+                "postgres://db/blog?sslmode=disable&options=-cwork_mem%3D64MB",
+                "a"
+            ),
             "postgres://db/blog?sslmode=disable&options=-cwork_mem%3D64MB%20%2Dcsearch%5Fpath%3D%22a%22"
         );
         // Quoted as an identifier and escaped for libpq: any name means that schema.

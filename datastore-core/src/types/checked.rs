@@ -9,8 +9,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{BigInt, Bool, Double, Float, Integer, SmallInt};
 use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 
-use crate::error::ValueError;
 use crate::AnyBackend;
+use crate::error::ValueError;
 
 /// A number (or `bool`) as the store binds and reads it: what the field types `i16`, `i32`,
 /// `i64`, `bool`, `f32` and `f64` are bound and read through.

@@ -9,7 +9,7 @@ use std::hash::Hash;
 
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 
-use super::{sql_types, FieldType, Id, Timestamp};
+use super::{FieldType, Id, Timestamp, sql_types};
 
 /// A raw query on SQLite, with bound values borrowed for `'a`.
 #[doc(hidden)]

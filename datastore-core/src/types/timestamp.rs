@@ -7,8 +7,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sqlite::{Sqlite, SqliteValue};
 use serde::{Deserialize, Serialize};
 
-use super::sql_types;
 use super::FieldType;
+use super::sql_types;
 use crate::schema::ColumnType;
 
 /// A point in time, in UTC, with microsecond precision.

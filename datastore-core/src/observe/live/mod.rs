@@ -164,8 +164,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # use datastore_doc_models::{Task, tasks};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
     /// store.save(Task { title: "b".into(), ..Task::default() })?;
@@ -194,10 +193,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
@@ -267,8 +263,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # use datastore_doc_models::{Task, tasks};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
     /// let mut tasks = store.live::<Task>().subscribe()?;
@@ -331,8 +326,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Task { #[primary_key] pub id: Id, pub done: bool }
+    /// # use datastore_doc_models::{Task, tasks};
     /// use futures_util::StreamExt;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -367,10 +361,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 /// ```
 /// # use std::time::Duration;
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Post { #[primary_key] pub id: Id, #[has_many(Comment)] pub comments: HasMany<Comment> }
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+/// # use datastore_doc_models::{Post, posts, Comment, comments};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:")
 /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
@@ -416,8 +407,7 @@ pub struct Stats {
 /// ```
 /// # use std::time::Duration;
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Task { #[primary_key] pub id: Id, pub done: bool }
+/// # use datastore_doc_models::{Task, tasks};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
 /// let mut open = store.live::<Task>().query(|q| q.filter(tasks::done.eq(false))).subscribe()?;
@@ -508,8 +498,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # use datastore_doc_models::{Task, tasks};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
     /// let mut tasks = store.live::<Task>().subscribe()?;
@@ -529,8 +518,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     /// ```
     /// # use std::time::Duration;
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # use datastore_doc_models::{Task, tasks};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
     /// let mut tasks = store.live::<Task>().subscribe()?;
@@ -608,8 +596,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Task { #[primary_key] pub id: Id, pub title: String, pub done: bool }
+    /// # use datastore_doc_models::{Task, tasks};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Task>()).open()?;
     /// let mut tasks = store.live::<Task>().subscribe()?;

@@ -65,10 +65,7 @@ impl<M> Snapshot<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, pub title: String }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Post>().model::<Comment>())
@@ -90,10 +87,7 @@ impl<M> Snapshot<M> {
     ///
     /// ```
     /// # use datastore::prelude::*;
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Post { #[primary_key] pub id: Id, pub title: String }
-    /// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-    /// # pub struct Comment { #[primary_key] pub id: Id, #[belongs_to(Post)] pub post_id: Id }
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
     /// # fn main() -> datastore::Result<()> {
     /// # let store = Store::builder(":memory:")
     /// #     .schema(Schema::new().model::<Post>().model::<Comment>())

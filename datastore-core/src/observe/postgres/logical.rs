@@ -36,7 +36,7 @@ use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::super::{Batch, Columns, Op, RawChange, Shape};
 use super::pgoutput::{self, Frame, Message, Tuple, Value};
-use super::{decode, outlet, Outlet};
+use super::{Outlet, decode, outlet};
 use crate::ffi::libpq::ReplicationConn;
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
@@ -576,11 +576,7 @@ impl LogicalListener {
 /// committed transaction is below it, within 2^31).
 fn full_xid(xid: u32, xmax: i64) -> i64 {
     let full = (xmax & !0xFFFF_FFFF) | i64::from(xid);
-    if full > xmax {
-        full - (1 << 32)
-    } else {
-        full
-    }
+    if full > xmax { full - (1 << 32) } else { full }
 }
 
 /// Pushes a row's values (`None`: no row); a value the update left unchanged is taken from
@@ -615,7 +611,7 @@ fn push_tuple(
             Value::Text(text) => decode::push_value(rows, ty, Some(text)),
             Value::Null => decode::push_value(rows, ty, None),
             Value::Unchanged => {
-                return Err("the stream left a large value out of both rows of an update".into())
+                return Err("the stream left a large value out of both rows of an update".into());
             }
         }
     }

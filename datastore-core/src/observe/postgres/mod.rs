@@ -36,7 +36,7 @@ pub(crate) use catalog::{current_schema, observable_tables, table_columns};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,11 +44,11 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Array, BigInt, Double, Integer, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
-use self::catalog::{channel, Name, CHANNEL_PREFIX};
+use self::catalog::{CHANNEL_PREFIX, Name, channel};
 use self::decode::{Note, Payload, Snapshot};
 use self::listener::Listener;
 use self::logical::LogicalListener;
-use self::outlet::{connection_failed, Outlet, SnapshotText};
+use self::outlet::{Outlet, SnapshotText, connection_failed};
 use self::triggers::changes_table;
 use super::hub::{Hub, Queue};
 use super::{Batch, ChangeFeed, Columns, Op, RawChange, Shape};
@@ -370,7 +370,7 @@ impl Pending {
                         crate::ConnectionFailure::Lost,
                         "the observe listener's connection was lost; subscribe again to start \
                          a new one",
-                    ))
+                    ));
                 }
             }
         }

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 
-use diesel::sql_types::Text;
 use diesel::QueryableByName;
+use diesel::sql_types::Text;
 
-use super::{lock, PgObserve, Waiting};
-use crate::observe::hub::Hub;
+use super::{PgObserve, Waiting, lock};
 use crate::observe::Batch;
+use crate::observe::hub::Hub;
 use crate::{Error, Result};
 
 /// Where a listener delivers, whichever feed it reads: the hub, the subscriptions waiting for

@@ -245,7 +245,7 @@ impl<'a> Message<'a> {
                 return Err(format!(
                     "a pgoutput message of unknown kind {:?}",
                     other as char
-                ))
+                ));
             }
         })
     }

@@ -9,8 +9,8 @@ use diesel::sqlite::{Sqlite, SqliteValue};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::sql_types;
 use super::FieldType;
+use super::sql_types;
 use crate::error::ValueError;
 use crate::schema::ColumnType;
 
