@@ -2,8 +2,7 @@
 
 #![allow(dead_code)]
 
-#[path = "../../examples/blog/models.rs"]
-pub mod models;
+pub use datastore_blog_models as models;
 pub mod trace;
 
 use datastore::diesel::connection::SimpleConnection;
