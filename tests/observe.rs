@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::models::{Comment, Post, User};
+use common::models::{Comment, Post, Profile, User};
 use common::{comment, file_store};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::observe::{Change, ChangeFeed, Observed, Op, Subscription};
@@ -19,7 +19,7 @@ fn post(title: &str) -> Post {
 }
 
 /// The next change, failing the test if none comes.
-fn next<M: Model + std::fmt::Debug>(sub: &Subscription<M>) -> Change<M> {
+fn next<M: Model + Clone + std::fmt::Debug>(sub: &Subscription<M>) -> Change<M> {
     match sub.recv_timeout(WAIT) {
         Some(Observed::Change(change)) => change,
         other => panic!("expected a change, got {other:?}"),
@@ -27,7 +27,7 @@ fn next<M: Model + std::fmt::Debug>(sub: &Subscription<M>) -> Change<M> {
 }
 
 /// Asserts that nothing (more) is delivered.
-fn assert_quiet<M: Model + std::fmt::Debug>(sub: &Subscription<M>) {
+fn assert_quiet<M: Model + Clone + std::fmt::Debug>(sub: &Subscription<M>) {
     if let Some(extra) = sub.recv_timeout(QUIET) {
         panic!("expected nothing, got {extra:?}");
     }
@@ -995,4 +995,94 @@ fn text_in_a_utf16_database_arrives_as_it_was_saved() {
         .unwrap();
     let change = next(&posts);
     assert_eq!((change.op, change.element), (Op::Update, edited));
+}
+
+per_backend! {
+    each_feed fn several_subscriptions_of_one_model_each_receive_every_change_whole(store) {
+        // Read on threads of their own: the first to reach a row decodes it, the others are
+        // handed clones of it, and each must still see every change as committed.
+        let readers: Vec<_> = (0..4).map(|_| store.observe::<Post>().unwrap()).collect();
+        let even = store.observe_where::<Post>(|post| post.rating % 2 == 0).unwrap();
+        let unread = store.observe::<Post>().unwrap(); // holds its changes, never reads them
+        let comments = store.observe::<Comment>().unwrap();
+        let rows: Vec<Post> = (0..300).map(|i| common::post(&format!("shared {i}"), i)).collect();
+        let inserted = store.insert_all(rows).unwrap();
+        let edited = store
+            .save(Post {
+                title: "edited".into(),
+                ..inserted[7].clone()
+            })
+            .unwrap();
+        store.delete(&edited).unwrap();
+        let expected: Vec<(Op, Post)> = inserted
+            .iter()
+            .map(|post| (Op::Insert, post.clone()))
+            .chain([(Op::Update, edited.clone()), (Op::Delete, edited)])
+            .collect();
+        let reading: Vec<_> = readers
+            .into_iter()
+            .map(|posts| {
+                let count = expected.len();
+                std::thread::spawn(move || {
+                    let read: Vec<(Op, Post)> = (0..count)
+                        .map(|_| {
+                            let change = next(&posts);
+                            (change.op, change.element)
+                        })
+                        .collect();
+                    assert_quiet(&posts);
+                    read
+                })
+            })
+            .collect();
+        for reader in reading {
+            assert_eq!(reader.join().unwrap(), expected);
+        }
+        for (op, post) in expected.iter().filter(|(_, post)| post.rating % 2 == 0) {
+            let change = next(&even);
+            assert_eq!((change.op, &change.element), (*op, post));
+        }
+        assert_quiet(&even);
+        assert_quiet(&comments);
+        drop(unread);
+    }
+}
+
+/// Text that SQLite holds as bytes that are not UTF-8 arrives made valid (U+FFFD), and a
+/// blob beside text arrives byte for byte, whether or not the commit's bytes read whole as
+/// UTF-8 (here they do: a text value ending in half a character, and a blob completing it).
+#[test]
+fn text_that_is_not_utf8_and_blobs_beside_text_arrive_as_sqlite_holds_them() {
+    let (_dir, store) = file_store();
+    let profiles = store.observe::<Profile>().unwrap();
+    let user = store.save(common::user("bytes")).unwrap();
+    let saved = store
+        .save(Profile {
+            user_id: user.id,
+            bio: Some("café ✓".into()),
+            avatar: Some(vec![0xff, 0x00, 0xfe]),
+            ..Profile::default()
+        })
+        .unwrap();
+    assert_eq!(next(&profiles).element, saved);
+    let id = saved.id.to_string();
+    let raw = |set: &str| {
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(&format!("UPDATE profiles SET {set} WHERE id = '{id}'"))
+            .unwrap();
+        next(&profiles).element
+    };
+    let invalid = raw("bio = CAST(x'ff41' AS TEXT), avatar = NULL");
+    assert_eq!(invalid.bio.as_deref(), Some("\u{FFFD}A"));
+    assert_eq!(invalid.avatar, None);
+    // The row before the change is captured too: made valid first, so that the commit's
+    // bytes below read whole as UTF-8, `E2 82 AC` being "€", split between the text and the
+    // blob after it.
+    assert_eq!(raw("bio = 'ok'").bio.as_deref(), Some("ok"));
+    let split = raw("bio = CAST(x'e2' AS TEXT), avatar = x'82ac'");
+    assert_eq!(split.bio.as_deref(), Some("\u{FFFD}"));
+    assert_eq!(split.avatar, Some(vec![0x82, 0xac]));
+    assert_eq!(split.user_id, user.id, "the values around them are whole");
 }

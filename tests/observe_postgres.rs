@@ -22,7 +22,7 @@ fn post(title: &str) -> Post {
     common::post(title, 1)
 }
 
-fn next<M: Model + std::fmt::Debug>(sub: &Subscription<M>) -> (Op, M) {
+fn next<M: Model + Clone + std::fmt::Debug>(sub: &Subscription<M>) -> (Op, M) {
     match sub.recv_timeout(WAIT) {
         Some(Observed::Change(c)) => (c.op, c.element),
         other => panic!("expected a change, got {other:?}"),

@@ -258,7 +258,7 @@ impl AsyncStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn observe<M: Model>(&self) -> Result<ChangeStream<M>> {
+    pub async fn observe<M: Model + Clone>(&self) -> Result<ChangeStream<M>> {
         let store = self.store.clone();
         unblock(move || store.observe::<M>())
             .await
@@ -285,7 +285,7 @@ impl AsyncStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn observe_where<M: Model>(
+    pub async fn observe_where<M: Model + Clone>(
         &self,
         filter: impl Fn(&M) -> bool + Send + Sync + 'static,
     ) -> Result<ChangeStream<M>> {
@@ -316,7 +316,7 @@ impl AsyncStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn observe_id<M: Model>(&self, key: &M::Key) -> Result<ChangeStream<M>> {
+    pub async fn observe_id<M: Model + Clone>(&self, key: &M::Key) -> Result<ChangeStream<M>> {
         let key = key.clone();
         let store = self.store.clone();
         unblock(move || store.observe_id::<M>(&key))

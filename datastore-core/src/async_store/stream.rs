@@ -64,7 +64,7 @@ impl<M> fmt::Debug for ChangeStream<M> {
 // Nothing in it is pinned.
 impl<M> Unpin for ChangeStream<M> {}
 
-impl<M: Model> ChangeStream<M> {
+impl<M: Model + Clone> ChangeStream<M> {
     pub(super) fn new(subscription: Subscription<M>) -> Self {
         Self { subscription }
     }
@@ -91,7 +91,7 @@ impl<M: Model> ChangeStream<M> {
     }
 }
 
-impl<M: Model> Stream for ChangeStream<M> {
+impl<M: Model + Clone> Stream for ChangeStream<M> {
     type Item = Observed<Change<M>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

@@ -1,10 +1,11 @@
 //! The store's hub: committed changes from every connection, put in commit order and fanned
 //! out to the subscribers' bounded queues. Writers never wait for a subscriber.
 
+use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::task::Waker;
 #[cfg(feature = "async")]
 use std::task::{Context, Poll};
@@ -121,7 +122,8 @@ impl Hub {
     }
 
     /// Delivers a commit's changes once every earlier commit was delivered.
-    pub fn publish(&self, seq: u64, changes: Batch) {
+    pub fn publish(&self, seq: u64, mut changes: Batch) {
+        changes.rows.seal();
         self.settle(seq, Some(Arc::new(changes)));
     }
 
@@ -173,16 +175,24 @@ impl Hub {
     }
 
     /// Hands a commit's changes to every interested queue: one lock, one entry and one
-    /// wake-up per queue and commit, however many rows the commit changed.
+    /// wake-up per queue and commit, however many rows the commit changed. The queues whose
+    /// reader decodes rows into a model are counted first, by model, so that a model's
+    /// readers decode each row once between them (see `shared`).
     fn fan_out(&self, batch: Arc<Batch>) {
         let mut subscribers = lock(&self.subscribers);
         subscribers.retain(|s| s.strong_count() > 0);
-        let queues: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
+        let receiving: Vec<(Arc<Queue>, Indices)> = subscribers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|queue| queue.wanted(&batch).map(|indices| (queue, indices)))
+            .collect();
         drop(subscribers);
-        for queue in &queues {
-            if let Some(indices) = queue.wanted(&batch) {
-                queue.push(&batch, indices);
-            }
+        if receiving.len() > 1 {
+            let models = receiving.iter().filter_map(|(queue, _)| queue.model.get());
+            batch.shared.count_readers(models.copied());
+        }
+        for (queue, indices) in receiving {
+            queue.push(&batch, indices);
         }
     }
 
@@ -201,6 +211,7 @@ impl Hub {
             inner: Mutex::new(QueueInner::default()),
             ready: Condvar::new(),
             left: AtomicBool::new(false),
+            model: OnceLock::new(),
         });
         match tables {
             Some(wanted) => {
@@ -258,6 +269,8 @@ pub(crate) struct Queue {
     /// dropped, or when the queue is, whichever comes first. A publisher may hold the queue a
     /// moment longer; the count is exact as soon as the subscription is gone.
     left: AtomicBool,
+    /// The model its reader decodes rows into, if it does (see [`Queue::decodes`]).
+    model: OnceLock<TypeId>,
 }
 
 #[derive(Default)]
@@ -374,6 +387,12 @@ pub(crate) enum Item {
 }
 
 impl Queue {
+    /// Its reader decodes rows into `model` (a [`TypeId`]): the hub counts it among the
+    /// model's readers of each commit from now on.
+    pub fn decodes(&self, model: TypeId) {
+        let _ = self.model.set(model);
+    }
+
     fn wants(&self, table: &str) -> bool {
         self.tables
             .as_ref()

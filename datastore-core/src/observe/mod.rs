@@ -47,6 +47,7 @@ pub(crate) mod hub;
 pub mod live;
 pub(crate) mod postgres;
 mod query;
+mod shared;
 pub(crate) mod sqlite;
 
 pub use live::{LiveQuery, LiveSubscription, Snapshot};
@@ -301,6 +302,8 @@ pub enum ChangeFeed {
 pub(crate) struct Batch {
     pub rows: Rows,
     pub changes: Vec<RawChange>,
+    /// Its rows as decoded by the subscriptions of a model, for the others of that model.
+    pub shared: shared::Shared,
 }
 
 impl Batch {
@@ -330,8 +333,84 @@ impl Batch {
 /// Values become [`RawValueRef`]s on the subscriber's side.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Rows {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     cells: Vec<Cell>,
+}
+
+/// The bytes of the text and blob values, one after the other.
+#[derive(Debug, Clone, PartialEq)]
+enum Bytes {
+    /// Being captured, or sealed holding bytes that are not UTF-8 (a blob, or text SQLite
+    /// holds as invalid UTF-8): each text value is checked as it is read.
+    Raw(Vec<u8>),
+    /// Sealed, and all UTF-8 (the common case: no blob): checked once, on the writer's side,
+    /// where checking each value as each subscriber reads it cost a fifth of decoding a row.
+    Text(String),
+}
+
+impl Default for Bytes {
+    fn default() -> Self {
+        Bytes::Raw(Vec::new())
+    }
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Raw(bytes) => bytes,
+            Bytes::Text(text) => text.as_bytes(),
+        }
+    }
+
+    /// The bytes to append to (a sealed buffer is opened again).
+    fn raw(&mut self) -> &mut Vec<u8> {
+        if let Bytes::Text(text) = self {
+            *self = Bytes::Raw(std::mem::take(text).into_bytes());
+        }
+        match self {
+            Bytes::Raw(bytes) => bytes,
+            Bytes::Text(_) => unreachable!("opened above"),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Bytes::Raw(bytes) => bytes.capacity(),
+            Bytes::Text(text) => text.capacity(),
+        }
+    }
+
+    /// Checks whether every byte is UTF-8, once: whole, which is far faster than value by
+    /// value.
+    fn seal(&mut self) {
+        if let Bytes::Raw(bytes) = self {
+            *self = match String::from_utf8(std::mem::take(bytes)) {
+                Ok(text) => Bytes::Text(text),
+                Err(not_utf8) => Bytes::Raw(not_utf8.into_bytes()),
+            };
+        }
+    }
+
+    /// The text value at `range`.
+    fn text(&self, range: Range<usize>) -> Cow<'_, str> {
+        if let Bytes::Text(text) = self {
+            // `None` only where a value's own bytes are not UTF-8 and its neighbours' complete
+            // them.
+            if let Some(text) = text.get(range.clone()) {
+                return Cow::Borrowed(text);
+            }
+        }
+        let bytes = &self.as_slice()[range];
+        // `from_utf8` checks much faster than `from_utf8_lossy` reads valid text.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -360,7 +439,7 @@ impl Rows {
 
     /// Forgets everything captured since `mark`.
     pub(crate) fn truncate(&mut self, mark: Mark) {
-        self.bytes.truncate(mark.bytes);
+        self.bytes.raw().truncate(mark.bytes);
         self.cells.truncate(mark.cells);
     }
 
@@ -376,7 +455,7 @@ impl Rows {
         const MOST_CELLS: usize = 1 << 16;
         const MOST_BYTES: usize = 1 << 20;
         Rows {
-            bytes: Vec::with_capacity(previous.bytes.len().min(MOST_BYTES)),
+            bytes: Bytes::Raw(Vec::with_capacity(previous.bytes.len().min(MOST_BYTES))),
             cells: Vec::with_capacity(previous.cells.len().min(MOST_CELLS)),
         }
     }
@@ -385,11 +464,16 @@ impl Rows {
     /// unused, before its rows wait in subscribers' queues.
     pub(crate) fn shrink(&mut self) {
         if self.bytes.capacity() > 2 * self.bytes.len() {
-            self.bytes.shrink_to_fit();
+            self.bytes.raw().shrink_to_fit();
         }
         if self.cells.capacity() > 2 * self.cells.len() {
             self.cells.shrink_to_fit();
         }
+    }
+
+    /// Done capturing: the rows are handed to subscribers as they are now.
+    pub(crate) fn seal(&mut self) {
+        self.bytes.seal();
     }
 
     pub(crate) fn push_null(&mut self) {
@@ -406,7 +490,7 @@ impl Rows {
 
     pub(crate) fn push_text(&mut self, utf8: &[u8]) {
         let start = self.bytes.len();
-        self.bytes.extend_from_slice(utf8);
+        self.bytes.raw().extend_from_slice(utf8);
         self.cells.push(Cell::Text {
             start,
             len: utf8.len(),
@@ -415,7 +499,7 @@ impl Rows {
 
     pub(crate) fn push_blob(&mut self, bytes: &[u8]) {
         let start = self.bytes.len();
-        self.bytes.extend_from_slice(bytes);
+        self.bytes.raw().extend_from_slice(bytes);
         self.cells.push(Cell::Blob {
             start,
             len: bytes.len(),
@@ -436,8 +520,8 @@ impl Rows {
             Cell::Null => (0, &[], 0),
             Cell::Integer(v) => (1, &[], v as u64),
             Cell::Real(v) => (2, &[], v.to_bits()),
-            Cell::Text { start, len } => (3, &self.bytes[start..start + len], 0),
-            Cell::Blob { start, len } => (4, &self.bytes[start..start + len], 0),
+            Cell::Text { start, len } => (3, &self.bytes.as_slice()[start..start + len], 0),
+            Cell::Blob { start, len } => (4, &self.bytes.as_slice()[start..start + len], 0),
         }
     }
 
@@ -446,15 +530,10 @@ impl Rows {
             Cell::Null => RawValueRef::Null,
             Cell::Integer(v) => RawValueRef::Integer(v),
             Cell::Real(v) => RawValueRef::Real(v),
-            Cell::Text { start, len } => {
-                let bytes = &self.bytes[start..start + len];
-                // `from_utf8` checks much faster than `from_utf8_lossy` reads valid text.
-                RawValueRef::Text(match std::str::from_utf8(bytes) {
-                    Ok(text) => Cow::Borrowed(text),
-                    Err(_) => String::from_utf8_lossy(bytes),
-                })
+            Cell::Text { start, len } => RawValueRef::Text(self.bytes.text(start..start + len)),
+            Cell::Blob { start, len } => {
+                RawValueRef::Blob(&self.bytes.as_slice()[start..start + len])
             }
-            Cell::Blob { start, len } => RawValueRef::Blob(&self.bytes[start..start + len]),
         }
     }
 }
@@ -961,8 +1040,9 @@ impl Decoder {
     }
 }
 
-impl<M: Model> Subscription<M> {
+impl<M: Model + Clone> Subscription<M> {
     pub(crate) fn new(queue: Arc<hub::Queue>, decoder: Decoder, filter: Option<Filter<M>>) -> Self {
+        queue.decodes(std::any::TypeId::of::<M>());
         Self {
             reader: hub::Reader::new(queue),
             decoder,
@@ -1045,7 +1125,10 @@ impl<M: Model> Subscription<M> {
             hub::Next::Change(batch, i) => (batch, i),
         };
         let change = &batch.changes[i];
-        let element: M = match self.decoder.decode(&change.shape, &batch.row(change)) {
+        let element = batch.shared.decode(batch.changes.len(), i, || {
+            self.decoder.decode::<M>(&change.shape, &batch.row(change))
+        });
+        let element = match element {
             Ok(element) => element,
             Err(reason) => {
                 return Some(Observed::Undecodable {
@@ -1073,7 +1156,7 @@ impl<M: Model> Subscription<M> {
 }
 
 #[cfg(feature = "async")]
-impl<M: Model> Subscription<M> {
+impl<M: Model + Clone> Subscription<M> {
     /// The next change without waiting: `Pending` (the task woken when one comes), or
     /// `Ready(None)` once the subscription has ended.
     pub(crate) fn poll_recv(
@@ -1084,12 +1167,50 @@ impl<M: Model> Subscription<M> {
     }
 }
 
-impl<M: Model> Iterator for Subscription<M> {
+impl<M: Model + Clone> Iterator for Subscription<M> {
     type Item = Observed<Change<M>>;
 
     /// Blocks until the next change; ends once the store is gone, or after
     /// [`Observed::FeedLost`].
     fn next(&mut self) -> Option<Observed<Change<M>>> {
         self.recv()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(rows: &Rows) -> Vec<RawValueRef<'_>> {
+        (0..rows.cells.len()).map(|cell| rows.value(cell)).collect()
+    }
+
+    #[test]
+    fn sealed_rows_read_their_text_checked_once_and_their_blobs_as_bytes() {
+        let mut rows = Rows::default();
+        rows.push_text("café".as_bytes());
+        // "€" is E2 82 AC: half in a text value, the rest in the blob after it.
+        rows.push_text(b"\xe2");
+        rows.push_blob(b"\x82\xac");
+        rows.seal();
+        assert!(
+            matches!(rows.bytes, Bytes::Text(_)),
+            "all UTF-8 taken whole"
+        );
+        assert_eq!(
+            texts(&rows),
+            [
+                RawValueRef::Text("café".into()),
+                RawValueRef::Text("\u{FFFD}".into()),
+                RawValueRef::Blob(b"\x82\xac"),
+            ]
+        );
+        // Captured into again (a later statement): the bytes are opened, and sealed again.
+        rows.push_blob(b"\xff");
+        rows.push_text(b"ok");
+        rows.seal();
+        assert!(matches!(rows.bytes, Bytes::Raw(_)), "not UTF-8 taken whole");
+        assert_eq!(texts(&rows)[4], RawValueRef::Text("ok".into()));
+        assert_eq!(texts(&rows)[1], RawValueRef::Text("\u{FFFD}".into()));
     }
 }

@@ -16,6 +16,9 @@ use crate::{AnyConnection, Error, Result};
 impl Store {
     /// Every committed change of `M`'s rows.
     ///
+    /// `M` is `Clone`, as for every other observe: when several subscriptions of one model
+    /// read a commit, each of its rows is decoded once and the others receive clones.
+    ///
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore_doc_models::{Note, notes};
@@ -33,7 +36,7 @@ impl Store {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn observe<M: Model>(&self) -> Result<Subscription<M>> {
+    pub fn observe<M: Model + Clone>(&self) -> Result<Subscription<M>> {
         self.subscribe(None)
     }
 
@@ -55,7 +58,7 @@ impl Store {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn observe_where<M: Model>(
+    pub fn observe_where<M: Model + Clone>(
         &self,
         filter: impl Fn(&M) -> bool + Send + Sync + 'static,
     ) -> Result<Subscription<M>> {
@@ -193,7 +196,7 @@ impl Store {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn observe_id<M: Model>(&self, key: &M::Key) -> Result<Subscription<M>> {
+    pub fn observe_id<M: Model + Clone>(&self, key: &M::Key) -> Result<Subscription<M>> {
         let key = key.clone();
         self.observe_where(move |row: &M| row.key() == key)
     }
@@ -290,7 +293,10 @@ impl Store {
         self.observe_conn.with(f)
     }
 
-    fn subscribe<M: Model>(&self, filter: Option<observe::Filter<M>>) -> Result<Subscription<M>> {
+    fn subscribe<M: Model + Clone>(
+        &self,
+        filter: Option<observe::Filter<M>>,
+    ) -> Result<Subscription<M>> {
         let decoder = self.decoder_of(M::TABLE_NAME, M::table())?;
         let queue = self.queue(Some(M::TABLE_NAME))?;
         Ok(Subscription::new(queue, decoder, filter))

@@ -240,7 +240,11 @@ impl ConnObserver {
             None
         } else {
             rows.shrink();
-            let batch = Batch { rows, changes };
+            let batch = Batch {
+                rows,
+                changes,
+                ..Batch::default()
+            };
             let seq = self.hub.next_seq();
             if state.resetting {
                 Some((seq, batch)) // no later event will come
