@@ -7,9 +7,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sqlite::{Sqlite, SqliteValue};
 use serde::{Deserialize, Serialize};
 
-use super::FieldType;
 use super::sql_types;
-use crate::schema::ColumnType;
 
 /// The primary key of a model: a UUID generated on the client.
 ///
@@ -106,12 +104,6 @@ impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Id({})", self.0.hyphenated())
     }
-}
-
-impl FieldType for Id {
-    type SqlType = sql_types::Uuid;
-    const COLUMN: ColumnType = ColumnType::Uuid;
-    crate::__field_type_by_ref!(|text| text.parse().map_err(|e: uuid::Error| e.to_string()));
 }
 
 impl ToSql<sql_types::Uuid, Sqlite> for Id {

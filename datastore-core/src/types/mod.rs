@@ -11,6 +11,7 @@ mod id;
 mod json;
 pub(crate) mod key;
 pub mod sql_types;
+mod text_bind;
 mod timestamp;
 
 pub use checked::Checked;
@@ -20,6 +21,7 @@ pub use json::{Json, MAX_JSON_DEPTH};
 pub use key::{Key, KeyColumn, KeyValue};
 #[doc(hidden)]
 pub use key::{PgQuery, SqliteQuery};
+pub use text_bind::AsText;
 pub use timestamp::Timestamp;
 
 use crate::observe::RawValueRef;

@@ -7,9 +7,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sqlite::{Sqlite, SqliteValue};
 use serde::{Deserialize, Serialize};
 
-use super::FieldType;
 use super::sql_types;
-use crate::schema::ColumnType;
+use super::text_bind::TEXT_CAPACITY;
 
 /// A point in time, in UTC, with microsecond precision.
 ///
@@ -70,16 +69,28 @@ impl Timestamp {
 
     /// The text a timestamp is shown and stored as: RFC 3339 in UTC with microseconds,
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as chrono writes it (`to_rfc3339_opts(Micros, true)`).
+    #[cfg(test)]
+    fn to_text(self) -> String {
+        let mut buffer = [0; TEXT_CAPACITY];
+        let len = self.write_text(&mut buffer);
+        String::from_utf8(buffer[..len].to_vec()).expect("ASCII")
+    }
+
+    /// Writes [`to_text`](Self::to_text)'s text at the start of `buffer` and returns its length.
     /// Written here field by field for the four-digit years every store holds, because it is
     /// formatted for every timestamp bound on SQLite, where chrono's general formatter cost a
-    /// tenth of a bulk insert; other years, and leap seconds, go through chrono.
-    fn to_text(self) -> String {
+    /// tenth of a bulk insert; other years, and leap seconds, go through chrono (at most 30
+    /// bytes, for its widest years).
+    pub(super) fn write_text(self, buffer: &mut [u8; TEXT_CAPACITY]) -> usize {
         let t = self.0.naive_utc();
         let (date, time) = (t.date(), t.time());
         if !(0..=9999).contains(&date.year()) || time.nanosecond() >= 1_000_000_000 {
-            return self.0.to_rfc3339_opts(SecondsFormat::Micros, true);
+            let text = self.0.to_rfc3339_opts(SecondsFormat::Micros, true);
+            buffer[..text.len()].copy_from_slice(text.as_bytes());
+            return text.len();
         }
-        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let text = &mut buffer[..27];
+        text.copy_from_slice(b"0000-00-00T00:00:00.000000Z");
         // Each field written at its place, two digits at a time.
         let mut pair = |at: usize, value: u32| {
             text[at] = b'0' + (value / 10) as u8;
@@ -97,7 +108,13 @@ impl Timestamp {
         pair(20, micros / 10_000);
         pair(22, micros / 100 % 100);
         pair(24, micros % 100);
-        String::from_utf8(text.to_vec()).expect("ASCII")
+        27
+    }
+
+    /// The text as a `&str` in `buffer`.
+    fn as_text(self, buffer: &mut [u8; TEXT_CAPACITY]) -> &str {
+        let len = self.write_text(buffer);
+        std::str::from_utf8(&buffer[..len]).expect("a timestamp's text is ASCII")
     }
 }
 
@@ -172,7 +189,7 @@ impl std::str::FromStr for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_text())
+        f.write_str(self.as_text(&mut [0; TEXT_CAPACITY]))
     }
 }
 
@@ -182,15 +199,9 @@ impl fmt::Debug for Timestamp {
     }
 }
 
-impl FieldType for Timestamp {
-    type SqlType = sql_types::TimestampUtc;
-    const COLUMN: ColumnType = ColumnType::Timestamp;
-    crate::__field_type_by_ref!(|text| text.parse().map_err(|e: chrono::ParseError| e.to_string()));
-}
-
 impl ToSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.to_text());
+        out.set_value(self.as_text(&mut [0; TEXT_CAPACITY]).to_owned());
         Ok(serialize::IsNull::No)
     }
 }
