@@ -46,8 +46,7 @@ impl TextForm for Timestamp {
 ///
 /// ```
 /// # use datastore::prelude::*;
-/// # #[derive(Model, Debug, Clone, PartialEq, Default)]
-/// # pub struct Note { #[primary_key] pub id: Id, pub text: String }
+/// # use datastore_doc_models::{Note, notes};
 /// # fn main() -> datastore::Result<()> {
 /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
 /// use datastore::FieldType;
