@@ -16,8 +16,9 @@ use crate::{AnyConnection, Error, Result};
 impl Store {
     /// Every committed change of `M`'s rows.
     ///
-    /// `M` is `Clone`, as for every other observe: when several subscriptions of one model
-    /// read a commit, each of its rows is decoded once and the others receive clones.
+    /// `M` is `Clone` (as for `observe_where`, `observe_id`, and the live queries): when
+    /// several subscriptions of one model read a commit, each of its rows is decoded once and
+    /// the others receive clones.
     ///
     /// ```
     /// # use datastore::prelude::*;

@@ -8,7 +8,7 @@ use diesel::sqlite::{Sqlite, SqliteValue};
 use serde::{Deserialize, Serialize};
 
 use super::sql_types;
-use super::text_bind::TEXT_CAPACITY;
+use super::text_bind::{TEXT_CAPACITY, Text};
 
 /// A point in time, in UTC, with microsecond precision.
 ///
@@ -71,9 +71,7 @@ impl Timestamp {
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as chrono writes it (`to_rfc3339_opts(Micros, true)`).
     #[cfg(test)]
     fn to_text(self) -> String {
-        let mut buffer = [0; TEXT_CAPACITY];
-        let len = self.write_text(&mut buffer);
-        String::from_utf8(buffer[..len].to_vec()).expect("ASCII")
+        Text::of(&self).as_str().expect("ASCII").to_owned()
     }
 
     /// Writes [`to_text`](Self::to_text)'s text at the start of `buffer` and returns its length.
@@ -109,12 +107,6 @@ impl Timestamp {
         pair(22, micros / 100 % 100);
         pair(24, micros % 100);
         27
-    }
-
-    /// The text as a `&str` in `buffer`.
-    fn as_text(self, buffer: &mut [u8; TEXT_CAPACITY]) -> &str {
-        let len = self.write_text(buffer);
-        std::str::from_utf8(&buffer[..len]).expect("a timestamp's text is ASCII")
     }
 }
 
@@ -189,7 +181,7 @@ impl std::str::FromStr for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_text(&mut [0; TEXT_CAPACITY]))
+        f.write_str(Text::of(self).as_str().map_err(|_| fmt::Error)?)
     }
 }
 
@@ -201,7 +193,7 @@ impl fmt::Debug for Timestamp {
 
 impl ToSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.as_text(&mut [0; TEXT_CAPACITY]).to_owned());
+        out.set_value(Text::of(self).as_str()?.to_owned());
         Ok(serialize::IsNull::No)
     }
 }
