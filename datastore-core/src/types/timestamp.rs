@@ -111,43 +111,86 @@ impl Timestamp {
 }
 
 impl Timestamp {
-    /// The timestamp [`to_text`](Self::to_text) writes, read digit by digit: every timestamp
-    /// a store reads back on SQLite has this form, and chrono's general parser cost a fifth of
-    /// a find by key. `None` for any other text, which chrono then parses.
+    /// The timestamp [`to_text`](Self::to_text) writes: every timestamp a store reads back
+    /// on SQLite has this form, and chrono's general parser cost a fifth of a find by key.
+    /// `None` for any other text, which chrono then parses.
+    ///
+    /// Read eight bytes at a time (see [`FORM`]): four words checked with a few instructions
+    /// each and every two-digit field taken from them at once, where a loop over the digits
+    /// cost about 190 instructions a timestamp, read twice in every row of most models.
     fn from_text(text: &str) -> Option<Self> {
-        let b = text.as_bytes();
-        if b.len() != 27
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || b[10] != b'T'
-            || b[13] != b':'
-            || b[16] != b':'
-            || b[19] != b'.'
-            || b[26] != b'Z'
-        {
+        let text: &[u8; 27] = text.as_bytes().try_into().ok()?;
+        let word = |i: usize| form_word(text, WORDS[i]) ^ form_word(FORM, WORDS[i]);
+        let words = [word(0), word(1), word(2), word(3)];
+        // Each byte now holds a digit's value where the form has a digit, and 0 where the
+        // text has the form's separator: valid when no byte exceeds its limit (9 or 0), that
+        // is, when adding the headroom to its limit sets no byte's high bit. A byte's sum
+        // carries into the next only when that byte already has its high bit set.
+        let mut high = 0;
+        for (word, headroom) in words.iter().zip(HEADROOM) {
+            high |= word | word.wrapping_add(headroom);
+        }
+        if high & 0x8080_8080_8080_8080 != 0 {
             return None;
         }
-        // Every digit at once: no byte below '0', and none above '9'.
-        let digits = |range: std::ops::Range<usize>| {
-            let mut n = 0u32;
-            let mut valid = true;
-            for &digit in &b[range] {
-                let d = digit.wrapping_sub(b'0');
-                valid &= d < 10;
-                n = n * 10 + u32::from(d);
-            }
-            valid.then_some(n)
-        };
-        let date =
-            chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
-        let time = chrono::NaiveTime::from_hms_micro_opt(
-            digits(11..13)?,
-            digits(14..16)?,
-            digits(17..19)?,
-            digits(20..26)?,
+        // At each byte, the two-digit number starting there (at most 99: no carry).
+        let pair_word = |word: u64| word * 10 + (word >> 8);
+        let pairs = [
+            pair_word(words[0]),
+            pair_word(words[1]),
+            pair_word(words[2]),
+            pair_word(words[3]),
+        ];
+        let pair = |word: usize, byte: usize| (pairs[word] >> (8 * byte)) as u32 & 0xFF;
+        let date = chrono::NaiveDate::from_ymd_opt(
+            (pair(0, 0) * 100 + pair(0, 2)) as i32,
+            pair(0, 5),
+            pair(1, 0),
         )?;
+        let micros = pair(2, 4) * 10_000 + pair(2, 6) * 100 + pair(3, 5);
+        let time =
+            chrono::NaiveTime::from_hms_micro_opt(pair(1, 3), pair(1, 6), pair(2, 1), micros)?;
         Some(Self(date.and_time(time).and_utc()))
     }
+}
+
+/// The form [`Timestamp::write_text`] writes for years 0 to 9999: `'0'` where a digit goes,
+/// and the separators. [`Timestamp::from_text`] reads a text as four little-endian words,
+/// at these offsets (the last overlaps the third), each XORed with the form's word there:
+/// `YYYY-MM-`, `DDTHH:MM`, `:SS.ffff`, `.ffffffZ`.
+const FORM: &[u8; 27] = b"0000-00-00T00:00:00.000000Z";
+const WORDS: [usize; 4] = [0, 8, 16, 19];
+
+/// For each word, what takes each byte's largest valid value (9 at a digit, 0 at a
+/// separator) to 0x7F.
+const HEADROOM: [u64; 4] = {
+    let mut headroom = [0; 4];
+    let mut word = 0;
+    while word < WORDS.len() {
+        let mut byte = 0;
+        while byte < 8 {
+            let limit = if FORM[WORDS[word] + byte] == b'0' {
+                9
+            } else {
+                0
+            };
+            headroom[word] |= (0x7F - limit) << (8 * byte);
+            byte += 1;
+        }
+        word += 1;
+    }
+    headroom
+};
+
+/// The bytes `at..at + 8` of a timestamp's text, as a little-endian word.
+const fn form_word(text: &[u8; 27], at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    let mut i = 0;
+    while i < 8 {
+        bytes[i] = text[at + i];
+        i += 1;
+    }
+    u64::from_le_bytes(bytes)
 }
 
 impl From<DateTime<Utc>> for Timestamp {
@@ -299,5 +342,29 @@ mod tests {
         }
         let leap: Timestamp = "2016-12-31T23:59:60.500000Z".parse().unwrap();
         assert_eq!(leap.to_string(), "2016-12-31T23:59:60.500000Z");
+    }
+
+    /// Every byte of a text in turn replaced by every other byte: what the fast reader takes
+    /// is exactly what chrono reads, and it takes no byte that is not the form's.
+    #[test]
+    fn a_text_changed_in_any_byte_is_read_as_chrono_reads_it_or_left_to_chrono() {
+        for original in ["2024-02-29T23:59:59.999999Z", "1999-12-31T09:08:07.060504Z"] {
+            for at in 0..original.len() {
+                for byte in 0..=u8::MAX {
+                    let mut text = original.as_bytes().to_vec();
+                    text[at] = byte;
+                    let Ok(text) = std::str::from_utf8(&text) else {
+                        continue;
+                    };
+                    let Some(fast) = Timestamp::from_text(text) else {
+                        continue;
+                    };
+                    let kept = byte == original.as_bytes()[at];
+                    assert!(kept || FORM[at] == b'0' && byte.is_ascii_digit(), "{text}");
+                    let chrono = DateTime::parse_from_rfc3339(text).unwrap();
+                    assert_eq!(fast, Timestamp::from(chrono.with_timezone(&Utc)), "{text}");
+                }
+            }
+        }
     }
 }
