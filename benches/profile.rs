@@ -31,6 +31,9 @@
 //!   `all` and `load_comments`, and as hand-written Diesel loads them (text columns,
 //!   `belonging_to` and `grouped_by`) on a plain `SqliteConnection`; `diesel-all N`: the
 //!   one-row trivial query as hand-written Diesel runs it (compare with `store`);
+//! - `medium N`, `diesel-medium N`: the medium query at 10 rows (posts with a comment
+//!   matching a `LIKE` pattern, among 20) N times, with `datastore::query!` and as
+//!   hand-written Diesel writes it;
 //! - `delete N [K]`, `diesel-delete N [K]`, `delete-setup N [K]`: N posts with K comments each
 //!   (none without K) inserted, then deleted one by one
 //!   with `delete_by_id` and as hand-written Diesel deletes them (by text key, on a plain
@@ -89,6 +92,8 @@ mod hand_written {
             author_id -> Nullable<Text>,
         }
     }
+
+    diesel::allow_tables_to_appear_in_same_query!(posts, comments);
 
     #[derive(Queryable, Selectable, Identifiable, Debug)]
     #[diesel(table_name = posts)]
@@ -163,6 +168,18 @@ mod hand_written {
                 }
             }
         }
+    }
+
+    /// The posts with a comment matching `pattern`, in key order: the medium query.
+    pub fn posts_commented(conn: &mut SqliteConnection, pattern: &str) -> Vec<Post> {
+        let commented = comments::table
+            .select(comments::post_id)
+            .filter(comments::content.like(pattern));
+        posts::table
+            .filter(posts::id.eq_any(commented))
+            .order(posts::id)
+            .load(conn)
+            .unwrap()
     }
 
     /// Deletes a post by its key.
@@ -398,6 +415,40 @@ fn main() {
                 for _ in 0..n {
                     let loaded = hand_written::posts_with_comments(&mut plain);
                     assert_eq!(black_box(loaded).len(), 100);
+                }
+            }
+        }
+        "medium" | "diesel-medium" => {
+            // 10 posts with a comment each that the pattern matches, 10 with one it does
+            // not: the medium query at 10 rows.
+            conn.transaction(|tx| {
+                let posts = tx.insert_all((0..19).map(|_| Post::default()).collect())?;
+                let comments = posts
+                    .iter()
+                    .chain([&stored])
+                    .enumerate()
+                    .map(|(i, post)| Comment {
+                        post_id: post.id,
+                        content: Some(format!("comment {}", i % 2)),
+                        ..Comment::default()
+                    })
+                    .collect();
+                tx.insert_all(comments)
+            })
+            .unwrap();
+            if mode == "medium" {
+                use models::comments::content;
+                for _ in 0..n {
+                    let posts = datastore::query!(conn, Post, |q| q
+                        .filter(Post::having_comments(content.like("%1%"))))
+                    .unwrap();
+                    assert_eq!(black_box(posts).len(), 10);
+                }
+            } else {
+                let mut plain = SqliteConnection::establish(&url).unwrap();
+                for _ in 0..n {
+                    let posts = hand_written::posts_commented(&mut plain, "%1%");
+                    assert_eq!(black_box(posts).len(), 10);
                 }
             }
         }
