@@ -328,7 +328,7 @@ unsafe extern "C" fn on_trace(
         // text, NUL-terminated; `stmt` is the running statement, whose connection is ours.
         unsafe {
             let observer = observer(ctx);
-            let db = sqlite::sqlite3_db_handle(stmt as *mut sqlite::sqlite3_stmt);
+            let db = installed(ctx).db;
             if event == sqlite::SQLITE_TRACE_STMT {
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
@@ -410,6 +410,19 @@ enum Command {
 /// # Safety
 /// `sql` points to a NUL-terminated string.
 unsafe fn command(sql: *const u8) -> Command {
+    // SAFETY: guaranteed by the caller; the second byte is read only after a first that is
+    // not the NUL.
+    let (first, second) = unsafe {
+        let start = sql.add(leading_whitespace(sql));
+        let first = *start;
+        (first, if first == 0 { 0 } else { *start.add(1) })
+    };
+    // The statements run most (`SELECT`, `INSERT`, `UPDATE`, `DELETE`, `BEGIN`, `COMMIT`)
+    // are told apart from the commands below by their first two letters.
+    match [first.to_ascii_uppercase(), second.to_ascii_uppercase()] {
+        [b'S', b'A'] | [b'R', b'E' | b'O'] | [b'C', b'R'] | [b'A', b'L'] | [b'D', b'R'] => {}
+        _ => return Command::Other,
+    }
     // SAFETY: guaranteed by the caller.
     let (word, len) = unsafe { first_word(sql) };
     match &word[..len] {
@@ -429,10 +442,7 @@ unsafe fn first_word(sql: *const u8) -> ([u8; 9], usize) {
     let mut len = 0;
     // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not a letter.
     unsafe {
-        let mut p = sql;
-        while (*p).is_ascii_whitespace() {
-            p = p.add(1);
-        }
+        let mut p = sql.add(leading_whitespace(sql));
         while (*p).is_ascii_alphabetic() {
             if len == word.len() {
                 return (word, 0);
@@ -443,6 +453,19 @@ unsafe fn first_word(sql: *const u8) -> ([u8; 9], usize) {
         }
     }
     (word, len)
+}
+
+/// How many whitespace bytes `sql` starts with.
+///
+/// # Safety
+/// `sql` points to a NUL-terminated string.
+unsafe fn leading_whitespace(sql: *const u8) -> usize {
+    let mut len = 0;
+    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not whitespace.
+    while unsafe { *sql.add(len) }.is_ascii_whitespace() {
+        len += 1;
+    }
+    len
 }
 
 #[cfg(datastore_preupdate_hook)]
@@ -572,6 +595,7 @@ mod tests {
             c"  release savepoint a",
             c"RollBack TO b",
             c"ROLLBACK",
+            c"\tsavepoint c",
         ] {
             assert!(first_word_is_savepoint_command(sql), "{sql:?}");
         }
@@ -583,6 +607,9 @@ mod tests {
             c"SAVE POINT a",
             c"REPLACE INTO t VALUES (1)",
             c"ROLL",
+            c"S",
+            c" sa",
+            c"SELECT 'SAVEPOINT'",
         ] {
             assert!(!first_word_is_savepoint_command(sql), "{sql:?}");
         }
