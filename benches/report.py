@@ -2,6 +2,8 @@
 """Turns criterion's output (target/criterion) into BENCHMARKS.md's table and chart.
 
 Usage: cargo bench -p datastore-benches && python3 benches/report.py [CRITERION_DIR ...]
+   or: python3 benches/report.py --paired RUN.md ... (tables printed by paired runs:
+       DATASTORE_BENCH_PAIRED=1 cargo bench -p datastore-benches --bench workloads > RUN.md)
 With several criterion output directories (copies of target/criterion, one per full run), each
 figure is the median of the runs' medians, and each ratio the median of the runs' ratios (so a
 run whose server was slow throughout does not skew a ratio). Without, target/criterion.
@@ -86,7 +88,35 @@ def load_runs(directories):
     return combined
 
 
+def paired(runs):
+    """Prints, for each workload of the paired runs' tables, every run's ratios and their median;
+    a median to Diesel above 1.05x in bold."""
+    tables = []
+    for path in runs:
+        rows = {}
+        with open(path) as f:
+            for line in f:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) >= 7 and cells[0] not in ("workload", "---"):
+                    rows[(cells[0], cells[1])] = cells
+        tables.append(rows)
+    print("| workload | rows | datastore / Diesel, each run | median | datastore / rusqlite, each run | median |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for key in tables[0]:
+        cells = []
+        for column in (5, 6):
+            shown = [t[key][column] for t in tables if key in t]
+            ratios = [float(r[:-1]) for r in shown if r.endswith("x")]
+            median = f"{sorted(ratios)[len(ratios) // 2]:.2f}x" if ratios else "–"
+            if column == 5 and ratios and float(median[:-1]) > 1.05:
+                median = f"**{median}**"
+            cells += [", ".join(shown), median]
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+
+
 def main():
+    if sys.argv[1:2] == ["--paired"]:
+        return paired(sys.argv[2:])
     directories = sys.argv[1:] or [CRITERION]
     results = load_runs(directories)
     if not results:

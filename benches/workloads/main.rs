@@ -11,7 +11,9 @@
 //! (`int_keyed`), without SeaORM.
 //!
 //! `cargo bench -p datastore-benches --bench workloads`; `python3 benches/report.py` turns
-//! criterion's output into BENCHMARKS.md's table and chart.
+//! criterion's output into BENCHMARKS.md's table and chart. With `DATASTORE_BENCH_PAIRED` set,
+//! the peers are timed in turn instead, round by round ([`paired`]), and a table of ratios is
+//! printed.
 
 #[path = "../../examples/blog/models.rs"]
 #[allow(dead_code)]
@@ -23,6 +25,7 @@ mod hand_diesel;
 mod hand_rusqlite;
 mod int_keyed;
 mod ours;
+mod paired;
 #[macro_use]
 mod seaorm_blog;
 mod seaorm;
@@ -31,7 +34,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkFilter, BenchmarkGroup, BenchmarkId, Criterion};
 use datastore::prelude::*;
 
 use db::{Backend, Db};
@@ -154,6 +157,18 @@ fn each_peer<P: ?Sized>(
     let expected = work(&mut *peers[0].1);
     for (name, peer) in peers.iter_mut() {
         assert_eq!(work(&mut **peer), expected, "{name} did different work");
+    }
+    if paired::enabled() {
+        return paired::measure(
+            parameter,
+            peers,
+            |_| (),
+            |peer, ()| {
+                black_box(work(peer));
+            },
+        );
+    }
+    for (name, peer) in peers.iter_mut() {
         group.bench_function(BenchmarkId::new(*name, parameter), |b| {
             b.iter(|| black_box(work(&mut **peer)))
         });
@@ -168,6 +183,9 @@ fn each_peer_with_setup<P: ?Sized, T>(
     mut setup: impl FnMut(&mut P) -> T,
     mut work: impl FnMut(&mut P, T),
 ) {
+    if paired::enabled() {
+        return paired::measure(parameter, peers, setup, work);
+    }
     for (name, peer) in peers.iter_mut() {
         group.bench_function(BenchmarkId::new(*name, parameter), |b| {
             b.iter_custom(|iterations| {
@@ -225,7 +243,9 @@ const INSERT_MANY_INT: &str = "insert rows in one transaction, integer keys read
 const EAGER_INT: &str = "eager loading posts with comments, integer keys";
 
 fn group<'c>(c: &'c mut Criterion, prefix: &str, name: &str) -> BenchmarkGroup<'c, WallTime> {
-    c.benchmark_group(format!("{prefix}{name}"))
+    let name = format!("{prefix}{name}");
+    paired::set_group(&name);
+    c.benchmark_group(name)
 }
 
 fn trivial_query(c: &mut Criterion) {
@@ -519,4 +539,29 @@ criterion_group! {
     config = config().measurement_time(Duration::from_secs(3)).sample_size(30);
     targets = postgres
 }
-criterion_main!(benches, server);
+fn main() {
+    if !paired::enabled() {
+        benches();
+        server();
+        return Criterion::default().configure_from_args().final_summary();
+    }
+    // Criterion still makes the groups (and the diagnostic rows' benchmarks, which it skips).
+    let mut c = config().with_benchmark_filter(BenchmarkFilter::RejectAll);
+    paired::header();
+    for workloads in [
+        trivial_query,
+        medium_complex_query,
+        insert,
+        find_by_id,
+        eager_loading,
+        many_to_many,
+        associations,
+        cascade_delete,
+        find_by_int_key,
+        insert_int_keyed,
+        eager_loading_int_keyed,
+        postgres,
+    ] {
+        workloads(&mut c);
+    }
+}
