@@ -201,6 +201,35 @@ mod hand_written {
     }
 }
 
+/// Posts beside `stored` up to `posts` in all, and `comments` comments on each of them, the
+/// comment `c` of post `p` saying `content(p, c)`.
+fn seed(
+    conn: &mut datastore::PooledConn,
+    stored: &Post,
+    posts: usize,
+    comments: usize,
+    content: impl Fn(usize, usize) -> String,
+) {
+    let content = &content;
+    conn.transaction(|tx| {
+        let posts = tx.insert_all((1..posts).map(|_| Post::default()).collect())?;
+        let comments = posts
+            .iter()
+            .chain([stored])
+            .enumerate()
+            .flat_map(|(p, post)| {
+                (0..comments).map(move |c| Comment {
+                    post_id: post.id,
+                    content: Some(content(p, c)),
+                    ..Comment::default()
+                })
+            })
+            .collect();
+        tx.insert_all(comments)
+    })
+    .unwrap();
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
@@ -388,22 +417,7 @@ fn main() {
         }
         "eager" | "diesel-eager" => {
             // 100 posts with 10 comments each: the eager-loading workload at 100x10.
-            conn.transaction(|tx| {
-                let posts = tx.insert_all((0..99).map(|_| Post::default()).collect())?;
-                let comments = posts
-                    .iter()
-                    .chain([&stored])
-                    .flat_map(|post| {
-                        (0..10).map(|c| Comment {
-                            post_id: post.id,
-                            content: Some(format!("comment {c}")),
-                            ..Comment::default()
-                        })
-                    })
-                    .collect();
-                tx.insert_all(comments)
-            })
-            .unwrap();
+            seed(&mut conn, &stored, 100, 10, |_, c| format!("comment {c}"));
             if mode == "eager" {
                 for _ in 0..n {
                     let mut posts: Vec<Post> = conn.all().unwrap();
@@ -421,21 +435,9 @@ fn main() {
         "medium" | "diesel-medium" => {
             // 10 posts with a comment each that the pattern matches, 10 with one it does
             // not: the medium query at 10 rows.
-            conn.transaction(|tx| {
-                let posts = tx.insert_all((0..19).map(|_| Post::default()).collect())?;
-                let comments = posts
-                    .iter()
-                    .chain([&stored])
-                    .enumerate()
-                    .map(|(i, post)| Comment {
-                        post_id: post.id,
-                        content: Some(format!("comment {}", i % 2)),
-                        ..Comment::default()
-                    })
-                    .collect();
-                tx.insert_all(comments)
-            })
-            .unwrap();
+            seed(&mut conn, &stored, 20, 1, |p, _| {
+                format!("comment {}", p % 2)
+            });
             if mode == "medium" {
                 use models::comments::content;
                 for _ in 0..n {

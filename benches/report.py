@@ -104,6 +104,7 @@ def paired(runs):
     print("| --- | --- | --- | --- | --- | --- |")
     for key in tables[0]:
         cells = []
+        # The ratio columns of paired.rs's table: to Diesel, to rusqlite.
         for column in (5, 6):
             shown = [t[key][column] for t in tables if key in t]
             ratios = [float(r[:-1]) for r in shown if r.endswith("x")]

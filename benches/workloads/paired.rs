@@ -59,6 +59,8 @@ pub fn measure<P: ?Sized, T>(
         .iter_mut()
         .filter(|(name, _)| PEERS.contains(name))
         .collect();
+    // Each round's ratios are to its first time.
+    assert_eq!(peers[0].0, PEERS[0], "datastore is the first peer");
     // One iteration's time, so that a batch runs about `BATCH`.
     let mut time = |peer: &mut P, iterations: usize| {
         let mut total = Duration::ZERO;

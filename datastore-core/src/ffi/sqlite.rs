@@ -327,8 +327,8 @@ unsafe extern "C" fn on_trace(
         // SAFETY: as in `on_commit`. For SQLITE_TRACE_STMT `detail` is the statement's SQL
         // text, NUL-terminated; `stmt` is the running statement, whose connection is ours.
         unsafe {
-            let observer = observer(ctx);
-            let db = installed(ctx).db;
+            let installed = installed(ctx);
+            let (observer, db) = (&installed.observer, installed.db);
             if event == sqlite::SQLITE_TRACE_STMT {
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
@@ -342,7 +342,6 @@ unsafe extern "C" fn on_trace(
                 } else {
                     ""
                 };
-                let installed = installed(ctx);
                 if installed.watch.is_lost()
                     && installed
                         .watch
@@ -377,7 +376,7 @@ unsafe extern "C" fn on_trace(
                 // For SQLITE_TRACE_PROFILE `detail` points to the statement's running time in
                 // nanoseconds.
                 let elapsed = Duration::from_nanos(*(detail as *const u64));
-                if let Some(threshold) = installed(ctx).slow_statements {
+                if let Some(threshold) = installed.slow_statements {
                     if elapsed >= threshold {
                         let sql = sqlite::sqlite3_sql(stmt as *mut sqlite::sqlite3_stmt);
                         if !sql.is_null() {
@@ -405,35 +404,50 @@ enum Command {
     Other,
 }
 
-/// What the statement `sql` is, read from at most its first few bytes.
+/// The first words the hooks look for, and what each makes a statement.
+const COMMANDS: [(&[u8], Command); 6] = [
+    (b"SAVEPOINT", Command::Savepoint),
+    (b"RELEASE", Command::Savepoint),
+    (b"ROLLBACK", Command::Savepoint),
+    (b"CREATE", Command::Schema),
+    (b"ALTER", Command::Schema),
+    (b"DROP", Command::Schema),
+];
+
+/// What the statement `sql` is, read from at most its first few bytes: most statements
+/// (`SELECT`, `INSERT`, `UPDATE`, `DELETE`, `BEGIN`, `COMMIT`) by their first two letters
+/// alone, which begin none of [`COMMANDS`].
 ///
 /// # Safety
 /// `sql` points to a NUL-terminated string.
 unsafe fn command(sql: *const u8) -> Command {
-    // SAFETY: guaranteed by the caller; the second byte is read only after a first that is
-    // not the NUL.
-    let (first, second) = unsafe {
-        let start = sql.add(leading_whitespace(sql));
+    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not whitespace,
+    // and the second byte is read only after a first that is not the NUL.
+    let (start, prefix) = unsafe {
+        let mut start = sql;
+        while (*start).is_ascii_whitespace() {
+            start = start.add(1);
+        }
         let first = *start;
-        (first, if first == 0 { 0 } else { *start.add(1) })
+        let second = if first == 0 { 0 } else { *start.add(1) };
+        (
+            start,
+            [first.to_ascii_uppercase(), second.to_ascii_uppercase()],
+        )
     };
-    // The statements run most (`SELECT`, `INSERT`, `UPDATE`, `DELETE`, `BEGIN`, `COMMIT`)
-    // are told apart from the commands below by their first two letters.
-    match [first.to_ascii_uppercase(), second.to_ascii_uppercase()] {
-        [b'S', b'A'] | [b'R', b'E' | b'O'] | [b'C', b'R'] | [b'A', b'L'] | [b'D', b'R'] => {}
-        _ => return Command::Other,
+    if !COMMANDS.iter().any(|(word, _)| word[..2] == prefix) {
+        return Command::Other;
     }
-    // SAFETY: guaranteed by the caller.
-    let (word, len) = unsafe { first_word(sql) };
-    match &word[..len] {
-        b"SAVEPOINT" | b"RELEASE" | b"ROLLBACK" => Command::Savepoint,
-        b"CREATE" | b"ALTER" | b"DROP" => Command::Schema,
-        _ => Command::Other,
-    }
+    // SAFETY: `start` points into the caller's NUL-terminated string.
+    let (word, len) = unsafe { first_word(start) };
+    COMMANDS
+        .iter()
+        .find(|(command, _)| *command == &word[..len])
+        .map_or(Command::Other, |&(_, command)| command)
 }
 
-/// The first word of a statement, upper-cased, if it is at most nine letters long (longer
-/// words are no command this module looks for); read from at most its first few bytes.
+/// The word `sql` starts with, upper-cased, if it is at most nine letters long (longer words
+/// are no command this module looks for); read from at most its first ten bytes.
 ///
 /// # Safety
 /// `sql` points to a NUL-terminated string.
@@ -442,7 +456,7 @@ unsafe fn first_word(sql: *const u8) -> ([u8; 9], usize) {
     let mut len = 0;
     // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not a letter.
     unsafe {
-        let mut p = sql.add(leading_whitespace(sql));
+        let mut p = sql;
         while (*p).is_ascii_alphabetic() {
             if len == word.len() {
                 return (word, 0);
@@ -453,19 +467,6 @@ unsafe fn first_word(sql: *const u8) -> ([u8; 9], usize) {
         }
     }
     (word, len)
-}
-
-/// How many whitespace bytes `sql` starts with.
-///
-/// # Safety
-/// `sql` points to a NUL-terminated string.
-unsafe fn leading_whitespace(sql: *const u8) -> usize {
-    let mut len = 0;
-    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not whitespace.
-    while unsafe { *sql.add(len) }.is_ascii_whitespace() {
-        len += 1;
-    }
-    len
 }
 
 #[cfg(datastore_preupdate_hook)]
