@@ -370,3 +370,26 @@ pub const fn assert_unambiguous(count: usize, message: &'static str) {
 pub fn any_connection(conn: &mut crate::AnyConnection) -> &mut crate::AnyConnection {
     conn
 }
+
+/// A model's rows in key order as an unboxed query (`posts.order(posts::id)`): what `query!`
+/// hands the caller's closure to refine. Implemented by the derive for every model.
+pub trait Ordered: Model {
+    /// `diesel::dsl::Order<posts::table, posts::id>`.
+    type Query;
+    /// The query.
+    fn ordered() -> Self::Query;
+}
+
+/// `query!`'s run on one backend's connection: the caller's refinement of the model's
+/// [`Ordered`] query, loaded. Its type is the refinement's own, not a boxed query, so Diesel
+/// prepares its SQL once per connection and finds it again by type, where a boxed query's SQL
+/// is built and hashed on every call.
+pub fn load_refined<'q, M, C, Q>(conn: &mut C, refine: impl FnOnce(M::Query) -> Q) -> Result<Vec<M>>
+where
+    M: Ordered,
+    C: Connection,
+    Q: diesel::query_dsl::LoadQuery<'q, C, M>,
+{
+    crate::trace::Operation::new(M::TABLE_NAME, "query")
+        .run(|| Ok(refine(M::ordered()).load(conn)?), Vec::len)
+}

@@ -385,18 +385,23 @@ impl Repo for diesel::SqliteConnection {}
 impl Repo for diesel::PgConnection {}
 impl Repo for crate::AnyConnection {}
 
-/// [`Repo::query`] on the backend's own connection inside a store's connection: the rows of a
-/// query refined from the model's query, the closure written once and compiled once for each
-/// backend.
+/// [`Repo::query`] on the backend's own connection inside a store's connection, unboxed: the
+/// rows of a query refined from the model's, the closure written once and compiled once for
+/// each backend.
 ///
 /// `conn.query::<M>(|q| ..)` on a store's connection ([`AnyConnection`](crate::AnyConnection))
-/// runs through Diesel's `MultiConnection`, which rebuilds the boxed query's SQL on each call
-/// and dispatches every bound and every read value between SQLite and PostgreSQL at run time:
-/// on SQLite about 1.2 times the time of the same query on `SqliteConnection`, from ten rows
-/// up (`BENCHMARKS.md`). `query!(conn, M, |q| ..)` takes the same closure and runs it on the
+/// refines a boxed query and runs it through Diesel's `MultiConnection`, which builds the
+/// query's SQL again on each call and dispatches every bound and every read value between
+/// SQLite and PostgreSQL at run time: on SQLite about 1.2 times the time of the same query on
+/// `SqliteConnection`, from ten rows up (`BENCHMARKS.md`). `query!(conn, M, |q| ..)` runs on the
 /// connection's own backend, as everything the model knows (`all`, `find`, relation loads)
-/// already runs. Write the closure in the macro call: each backend's copy is typed against
-/// that backend's query, so a closure stored in a variable beforehand does not fit both.
+/// already runs, and hands the closure the model's query unboxed (its rows in key order): each
+/// refinement is a type of its own, whose SQL Diesel prepares once per connection.
+///
+/// Write the closure in the macro call: each backend's copy is typed against that backend's
+/// query, so a closure stored in a variable beforehand does not fit both. A refinement chosen
+/// at run time (a filter added only in some cases) starts with `q.into_boxed()`, whose SQL is
+/// built on every call again.
 ///
 /// `conn` is anything that derefs to an [`AnyConnection`](crate::AnyConnection): a
 /// [`PooledConn`](crate::PooledConn), or the connection of a
@@ -424,6 +429,17 @@ impl Repo for crate::AnyConnection {}
 ///     Ok(datastore::query!(tx, Note, |q| q.filter(notes::stars.lt(at_least)))?.len())
 /// })?;
 /// assert_eq!(counted, 1);
+///
+/// // A refinement chosen at run time, on the boxed query.
+/// let only_liked = false;
+/// let chosen = datastore::query!(conn, Note, |q| {
+///     let mut q = q.into_boxed();
+///     if only_liked {
+///         q = q.filter(notes::stars.ge(at_least));
+///     }
+///     q
+/// })?;
+/// assert_eq!(chosen.len(), 3);
 /// # Ok(())
 /// # }
 /// ```
@@ -431,8 +447,12 @@ impl Repo for crate::AnyConnection {}
 macro_rules! query {
     ($conn:expr, $model:ty, $build:expr $(,)?) => {
         match $crate::__private::any_connection(&mut *$conn) {
-            $crate::AnyConnection::Sqlite(conn) => $crate::Repo::query::<$model>(conn, $build),
-            $crate::AnyConnection::Postgres(conn) => $crate::Repo::query::<$model>(conn, $build),
+            $crate::AnyConnection::Sqlite(conn) => {
+                $crate::__private::load_refined::<$model, _, _>(conn, $build)
+            }
+            $crate::AnyConnection::Postgres(conn) => {
+                $crate::__private::load_refined::<$model, _, _>(conn, $build)
+            }
         }
     };
 }

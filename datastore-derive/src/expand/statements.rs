@@ -262,6 +262,14 @@ pub fn statements(model: &Model) -> TokenStream {
             }
         }
 
+        impl ::datastore::__private::Ordered for #ident {
+            type Query = #ordered;
+
+            fn ordered() -> Self::Query {
+                diesel::QueryDsl::order(#table::table, #order)
+            }
+        }
+
         impl<'a, __C> ::datastore::__private::Writes<'a, __C> for #ident
         where
             __C: diesel::connection::LoadConnection,
