@@ -10,7 +10,8 @@
 //!
 //! Modes, each on an in-memory database holding one post:
 //! - `store N`: `all::<Post>()` N times on a connection from the store (its hooks installed);
-//! - `plain N`: the same typed rows N times on a plain `SqliteConnection`;
+//! - `plain N`: the same typed rows N times on a plain `SqliteConnection` (through the boxed
+//!   `Post::query()`); `plain-all N`: `store`'s own statement there, without the hooks;
 //! - `insert N`: `insert_all` of 10,000 posts N times, in the caller's transaction and then
 //!   in its own, printing the mean time of each (the posts are deleted after each run);
 //! - `find N`: `find::<Post>` of the stored post by its key, N times;
@@ -488,6 +489,14 @@ fn main() {
                 }
             }
         }
+        "plain-all" => {
+            // `store`'s statement on a connection without the store's hooks: what the hooks
+            // cost a one-row query.
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            for _ in 0..n {
+                black_box(Post::all(&mut plain).unwrap());
+            }
+        }
         "diesel-all" => {
             let mut plain = SqliteConnection::establish(&url).unwrap();
             for _ in 0..n {
@@ -532,7 +541,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "unknown mode {mode}: store, plain, insert, find, insert1, insert100, save, \
+                "unknown mode {mode}: store, plain, plain-all, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
                  observe1-read, observe10-read, plain-insert, eager, diesel-eager, diesel-all, \
                  delete, diesel-delete, delete-setup, \

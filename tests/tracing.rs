@@ -94,3 +94,26 @@ fn statements_slower_than_the_threshold_are_warned_about() {
     });
     assert!(!traced.events.iter().any(|(t, _, _)| t == "datastore::slow"));
 }
+
+per_backend! {
+    fn a_cascade_delete_is_traced_as_the_one_statement_it_is(store) {
+        use common::comment;
+        use common::models::Comment;
+        let parent = store.save(post("parent", 1)).unwrap();
+        for text in ["one", "two", "three"] {
+            store.save(comment(&parent, text)).unwrap();
+        }
+        // SQLite runs a foreign key's cascade as a subprogram for each row it deletes, and
+        // reports each one's start under the deleting statement: still one statement.
+        let ((), traced) = recorded(|| store.delete_by_id::<Post>(&parent.id).unwrap());
+        assert_eq!(store.count::<Comment>().unwrap(), 0);
+        let deletes: Vec<_> = traced
+            .events
+            .iter()
+            .filter(|(target, level, _)| target == "datastore::sql" && *level == tracing::Level::DEBUG)
+            .map(|(_, _, fields)| fields["sql"].clone())
+            .filter(|sql| sql.starts_with("DELETE"))
+            .collect();
+        assert_eq!(deletes.len(), 1, "{deletes:?}");
+    }
+}

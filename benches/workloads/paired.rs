@@ -1,6 +1,7 @@
 //! The peers measured in turn: `DATASTORE_BENCH_PAIRED=1 cargo bench -p datastore-benches
 //! --bench workloads` runs every workload this way instead of through criterion, and prints
-//! a Markdown table of ratios.
+//! a Markdown table of ratios. Any other value than `1` measures only the workloads whose
+//! group's name contains it (`DATASTORE_BENCH_PAIRED="trivial query"`).
 //!
 //! Criterion times one peer for a second or so, then the next: on a machine whose speed drifts
 //! over seconds (this one's did by half, 2026-12-03), a ratio of two such stretches measures
@@ -36,6 +37,15 @@ pub fn enabled() -> bool {
     std::env::var_os("DATASTORE_BENCH_PAIRED").is_some()
 }
 
+/// Whether the group named `group` is measured: every group, or those whose name contains
+/// `DATASTORE_BENCH_PAIRED`'s value when it is not `1`.
+fn selected(group: &str) -> bool {
+    match std::env::var("DATASTORE_BENCH_PAIRED") {
+        Ok(only) if only != "1" => group.contains(&only),
+        _ => true,
+    }
+}
+
 /// Names the group whose workloads are measured next.
 pub fn set_group(name: &str) {
     GROUP.with(|group| name.clone_into(&mut group.borrow_mut()));
@@ -55,6 +65,10 @@ pub fn measure<P: ?Sized, T>(
     mut setup: impl FnMut(&mut P) -> T,
     mut work: impl FnMut(&mut P, T),
 ) {
+    let group = GROUP.with(|group| group.borrow().clone());
+    if !selected(&group) {
+        return;
+    }
     let mut peers: Vec<_> = peers
         .iter_mut()
         .filter(|(name, _)| PEERS.contains(name))
@@ -72,7 +86,6 @@ pub fn measure<P: ?Sized, T>(
         }
         total / iterations as u32
     };
-    let group = GROUP.with(|group| group.borrow().clone());
     let batch = if group.starts_with("PostgreSQL") {
         SERVER_BATCH
     } else {

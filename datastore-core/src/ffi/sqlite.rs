@@ -330,6 +330,12 @@ unsafe extern "C" fn on_trace(
             let installed = installed(ctx);
             let (observer, db) = (&installed.observer, installed.db);
             if event == sqlite::SQLITE_TRACE_STMT {
+                // SQLite reports the start of each trigger or foreign-key action subprogram
+                // (one for each row a cascade deletes) under the running statement's handle
+                // and text: part of that statement, already recorded.
+                if observer.running_statement() == Some(stmt as usize) {
+                    return;
+                }
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
                     trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
@@ -484,6 +490,11 @@ unsafe extern "C" fn on_preupdate(
         // preupdate accessors are valid for the duration of this callback.
         unsafe {
             let observer = observer(ctx);
+            // No subscriber anywhere: nothing to capture, not even the table's name to read
+            // (a cascade calls this once for each row it deletes).
+            if !observer.anyone_observes() {
+                return;
+            }
             let table = CStr::from_ptr(table);
             let count = sqlite::sqlite3_preupdate_count(db);
             let depth = sqlite::sqlite3_preupdate_depth(db);

@@ -88,6 +88,12 @@ impl ConnObserver {
         Arc::as_ptr(&self.hub) as usize
     }
 
+    /// Whether any subscriber of the store observes any table: when none does, no change is
+    /// captured (read without a lock).
+    pub fn anyone_observes(&self) -> bool {
+        self.hub.active()
+    }
+
     /// The handle of the statement running on the connection, if one is.
     pub fn running_statement(&self) -> Option<usize> {
         self.state.try_borrow().ok()?.running
@@ -135,10 +141,10 @@ impl ConnObserver {
         });
     }
 
-    /// A statement starts running. SQLite also reports the start of each trigger or foreign-key
-    /// action subprogram of a running statement, under the same statement handle: those are
-    /// part of the running statement. `sql` is the statement's text when it may be a savepoint
-    /// command, and empty otherwise.
+    /// A statement starts running (not a trigger or foreign-key action subprogram of the
+    /// running statement, which SQLite reports under the same handle: the hook leaves those
+    /// out). `sql` is the statement's text when it may be a savepoint command, and empty
+    /// otherwise.
     /// `schema_command` if the statement changes the schema (see the schema watch below).
     pub fn statement_started(
         &self,
@@ -149,9 +155,6 @@ impl ConnObserver {
     ) {
         let mut state = self.state();
         state.schema_watch_started(schema_command);
-        if state.running == Some(statement) {
-            return;
-        }
         state.running = Some(statement);
         state.resetting = false;
         // A commit that no rollback followed has succeeded.
