@@ -50,6 +50,9 @@
 //! - `pg-insert10 N`, `pg-insert10-diesel N`: on PostgreSQL, 10 posts inserted N times with
 //!   `insert_all`, and with Diesel's multi-row insert in a transaction, on the store's
 //!   connection (the client's instructions; the server's are not counted).
+//! - `pg-find N`, `pg-find-diesel N`: on PostgreSQL, one post found by its key N times, with
+//!   `find` on a connection from the store, and as `benches/workloads` writes it in Diesel
+//!   (`find(..).first()`) on the same server connection.
 //!
 //! Subtract a run with N = 0 to leave out the set-up.
 
@@ -142,6 +145,20 @@ mod hand_written {
                 created_at -> TimestampUtc,
                 updated_at -> TimestampUtc,
             }
+        }
+
+        /// A post as hand-written Diesel reads it, with datastore's key and time types.
+        #[derive(Queryable, Selectable)]
+        #[allow(dead_code, reason = "read whole, as the workloads' peer reads it")]
+        #[diesel(table_name = posts)]
+        pub struct Post {
+            pub id: Id,
+            pub title: String,
+            pub rating: i32,
+            pub status: String,
+            pub body: Option<String>,
+            pub created_at: Timestamp,
+            pub updated_at: Timestamp,
         }
 
         #[derive(Insertable)]
@@ -242,6 +259,9 @@ fn main() {
     }
     if let Some(peer) = mode.strip_prefix("pg-insert10") {
         return postgres_insert10(peer, n);
+    }
+    if let Some(peer) = mode.strip_prefix("pg-find") {
+        return postgres_find(peer, n);
     }
     let url = format!("file:/profile-{}?vfs=memdb", Id::new());
     let store = Store::builder(&url)
@@ -607,6 +627,36 @@ fn postgres_insert10(peer: &str, n: u32) {
             } else {
                 assert_eq!(pg.insert_all(rows).unwrap().len(), 10);
             }
+        }
+    }
+    drop_postgres_store(store, admin, &schema);
+}
+
+/// `pg-find N` and `pg-find-diesel N`: a post found by its key N times on PostgreSQL,
+/// through the store's connection (its dispatch on `AnyConnection` included) or with Diesel's
+/// `find(..).first()` on the PostgreSQL connection inside it, for the client's instructions: a
+/// round trip's wall-clock time follows its connection's latency on this machine, not the code
+/// (`BENCHMARKS.md`).
+fn postgres_find(peer: &str, n: u32) {
+    let (store, admin, schema) = postgres_store();
+    {
+        let mut conn = store.conn().unwrap();
+        let stored = conn.save(Post::default()).unwrap();
+        for _ in 0..n {
+            let found = if peer == "-diesel" {
+                let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
+                    unreachable!("a PostgreSQL store")
+                };
+                hand_written::pg::posts::table
+                    .find(stored.id)
+                    .first::<hand_written::pg::Post>(pg)
+                    .optional()
+                    .unwrap()
+                    .is_some()
+            } else {
+                conn.find::<Post>(&stored.id).unwrap().is_some()
+            };
+            assert!(black_box(found));
         }
     }
     drop_postgres_store(store, admin, &schema);
