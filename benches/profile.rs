@@ -147,9 +147,9 @@ mod hand_written {
             }
         }
 
-        /// A post as hand-written Diesel reads it, with datastore's key and time types.
-        #[derive(Queryable, Selectable)]
-        #[allow(dead_code, reason = "read whole, as the workloads' peer reads it")]
+        /// A post as hand-written Diesel reads and inserts it, with datastore's key and time
+        /// types.
+        #[derive(Queryable, Selectable, Insertable)]
         #[diesel(table_name = posts)]
         pub struct Post {
             pub id: Id,
@@ -161,19 +161,7 @@ mod hand_written {
             pub updated_at: Timestamp,
         }
 
-        #[derive(Insertable)]
-        #[diesel(table_name = posts)]
-        pub struct NewPost {
-            pub id: Id,
-            pub title: String,
-            pub rating: i32,
-            pub status: String,
-            pub body: Option<String>,
-            pub created_at: Timestamp,
-            pub updated_at: Timestamp,
-        }
-
-        impl From<&crate::Post> for NewPost {
+        impl From<&crate::Post> for Post {
             fn from(post: &crate::Post) -> Self {
                 Self {
                     id: post.id,
@@ -615,7 +603,7 @@ fn postgres_insert10(peer: &str, n: u32) {
         for _ in 0..n {
             let rows: Vec<Post> = (0..10).map(|_| Post::default()).collect();
             if peer == "-diesel" {
-                let rows: Vec<_> = rows.iter().map(hand_written::pg::NewPost::from).collect();
+                let rows: Vec<_> = rows.iter().map(hand_written::pg::Post::from).collect();
                 let inserted = pg
                     .transaction(|tx| {
                         diesel::insert_into(hand_written::pg::posts::table)

@@ -371,10 +371,11 @@ pub fn any_connection(conn: &mut crate::AnyConnection) -> &mut crate::AnyConnect
     conn
 }
 
-/// A model's rows in key order as an unboxed query (`posts.order(posts::id)`): what `query!`
-/// hands the caller's closure to refine. Implemented by the derive for every model.
+/// A model's rows in key order as an unboxed query (`posts.order(posts::id.asc())`): what
+/// `all` loads, what the boxed [`Queries::query`] starts from, and what `query!` hands the
+/// caller's closure to refine. Implemented by the derive for every model.
 pub trait Ordered: Model {
-    /// `diesel::dsl::Order<posts::table, posts::id>`.
+    /// `diesel::dsl::Order<posts::table, diesel::dsl::Asc<posts::id>>`.
     type Query;
     /// The query.
     fn ordered() -> Self::Query;

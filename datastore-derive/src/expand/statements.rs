@@ -235,7 +235,7 @@ pub fn statements(model: &Model) -> TokenStream {
             fn all(conn: &mut __C) -> diesel::QueryResult<::std::vec::Vec<Self>> {
                 // The unboxed query: its SQL is built and prepared once per connection, where a
                 // boxed query's is built again on every call.
-                diesel::RunQueryDsl::load(diesel::QueryDsl::order(#table::table, #order), conn)
+                diesel::RunQueryDsl::load(<Self as ::datastore::__private::Ordered>::ordered(), conn)
             }
 
             fn find(conn: &mut __C, key: &#key_type) -> diesel::QueryResult<::core::option::Option<Self>> {
@@ -333,7 +333,7 @@ pub fn statements(model: &Model) -> TokenStream {
             type Query = #boxed;
 
             fn query() -> Self::Query {
-                diesel::QueryDsl::into_boxed(diesel::QueryDsl::order(#table::table, #order))
+                diesel::QueryDsl::into_boxed(<Self as ::datastore::__private::Ordered>::ordered())
             }
 
             fn load(conn: &mut __C, query: Self::Query) -> diesel::QueryResult<::std::vec::Vec<Self>> {
