@@ -2,12 +2,19 @@
 //! the same inserts on a plain Diesel connection without any hook; and the latency from a
 //! commit to its delivery.
 //!
-//! `cargo bench -p datastore-benches --bench observe`
+//! `cargo bench -p datastore-benches --bench observe`; with `DATASTORE_BENCH_PAIRED=1` the
+//! store's configurations and the plain connection are timed in turn instead, round by round
+//! (as the workloads are: `workloads/paired.rs`), and printed as a table of ratios.
 
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
 mod observing;
+#[path = "workloads/paired.rs"]
+#[allow(dead_code)]
+mod paired;
+
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use datastore::diesel::connection::SimpleConnection;
@@ -123,9 +130,94 @@ fn bulk_insert(c: &mut Criterion) {
     group.finish();
 }
 
+/// One way of inserting a transaction's rows, under the name it is reported by.
+type Insert<'a> = Box<dyn FnMut(Vec<Post>) + 'a>;
+
+/// The bulk insert timed in turn on the plain connection and the store with 0, 1 and 10
+/// subscribers (drained on their own threads) and with 1 read on the writer's thread: one
+/// batch of each a round, the ratios taken within the round.
+fn bulk_insert_paired() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain =
+        SqliteConnection::establish(&dir.path().join("plain.db").display().to_string()).unwrap();
+    plain
+        .batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+        )
+        .unwrap();
+    plain.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+    // Each store on a file of its own, kept open (with its subscribers) through the rounds.
+    let stores: Vec<(tempfile::TempDir, Store)> = (0..4)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open_store(&dir);
+            (dir, store)
+        })
+        .collect();
+    let _draining: Vec<_> = [0, 1, 10]
+        .iter()
+        .zip(&stores)
+        .map(|(&count, (_, store))| observing::Draining::start(store, count))
+        .collect();
+    let read_in_turn = stores[3].1.observe::<Post>().unwrap();
+    let mut conns: Vec<_> = stores.iter().map(|(_, s)| s.conn().unwrap()).collect();
+    let [none, one, ten, one_read] = &mut conns[..] else {
+        unreachable!("four stores")
+    };
+    let mut subjects: Vec<(&str, Insert<'_>)> = vec![
+        (
+            "store, 0 subscribers",
+            Box::new(|rows| insert_all(sqlite(none), rows)),
+        ),
+        (
+            "plain diesel, no hooks",
+            Box::new(|rows| insert_all(&mut plain, rows)),
+        ),
+        (
+            "store, 1 subscriber",
+            Box::new(|rows| insert_all(sqlite(one), rows)),
+        ),
+        (
+            "store, 10 subscribers",
+            Box::new(|rows| insert_all(sqlite(ten), rows)),
+        ),
+        (
+            "store, 1 subscriber read in turn",
+            Box::new(|rows| {
+                insert_all(sqlite(one_read), rows);
+                while read_in_turn.try_recv().is_some() {}
+            }),
+        ),
+    ];
+    // A batch of one transaction: each takes tens of milliseconds.
+    let rounds = paired::Rounds::measure(&mut subjects, Duration::ZERO, |(_, insert), n| {
+        let mut total = Duration::ZERO;
+        for _ in 0..n {
+            let rows = rows();
+            let start = Instant::now();
+            insert(rows);
+            total += start.elapsed();
+        }
+        total
+    });
+    println!("| workload | rows | datastore | datastore / no subscriber | datastore / plain connection |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (i, (name, _)) in subjects.iter().enumerate() {
+        println!(
+            "| observe/bulk insert {ROWS} rows in one transaction | {name} | {} | {:.2}x | {:.2}x |",
+            paired::format_time(rounds.time(i)),
+            rounds.ratio(i, 0),
+            rounds.ratio(i, 1),
+        );
+    }
+}
+
 criterion_group!(benches, bulk_insert);
 
 fn main() {
+    if paired::enabled() {
+        return bulk_insert_paired();
+    }
     benches();
     let dir = tempfile::tempdir().unwrap();
     observing::latency(&open_store(&dir), "observe");

@@ -3,7 +3,8 @@
 
 Usage: cargo bench -p datastore-benches && python3 benches/report.py [CRITERION_DIR ...]
    or: python3 benches/report.py --paired RUN.md ... (tables printed by paired runs:
-       DATASTORE_BENCH_PAIRED=1 cargo bench -p datastore-benches --bench workloads > RUN.md)
+       DATASTORE_BENCH_PAIRED=1 cargo bench -p datastore-benches --bench workloads > RUN.md),
+       which also prints every run's ratios beside their median
 With several criterion output directories (copies of target/criterion, one per full run), each
 figure is the median of the runs' medians, and each ratio the median of the runs' ratios (so a
 run whose server was slow throughout does not skew a ratio). Without, target/criterion.
@@ -88,40 +89,72 @@ def load_runs(directories):
     return combined
 
 
-def paired(runs):
-    """Prints, for each workload of the paired runs' tables, every run's ratios and their median;
+# The columns of the tables paired runs print (benches/workloads/paired.rs), by peer.
+PAIRED_TIMES = {"datastore": "datastore", "diesel": "hand-written Diesel", "rusqlite": "rusqlite",
+                "seaorm": "SeaORM"}
+PAIRED_RATIOS = {"diesel": "datastore / Diesel", "rusqlite": "datastore / rusqlite",
+                 "seaorm": "datastore / SeaORM"}
+UNITS = {"ns": 1.0, "µs": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def nanoseconds(cell):
+    number, _, unit = cell.partition(" ")
+    return float(number) * UNITS[unit] if unit in UNITS else None
+
+
+def read_paired(path):
+    """{(group, parameter): {column: cell}} of one paired run's table, by its header's names
+    (runs printed before SeaORM joined them have no SeaORM columns)."""
+    rows, header = {}, None
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("|"):
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] == "workload":
+                header = cells
+            elif header and not cells[0].startswith("---"):
+                rows[(cells[0], cells[1])] = dict(zip(header, cells))
+    return rows
+
+
+def load_paired(paths):
+    """The paired runs combined as load_runs combines criterion's: each time the median of the
+    runs' medians, each ratio the median of the runs' ratios (each the median of its rounds)."""
+    tables = [read_paired(p) for p in paths]
+    combined = {}
+    for key in dict.fromkeys(k for t in tables for k in t):
+        present = [t[key] for t in tables if key in t]
+        medians = {p: median(nanoseconds(row.get(column, "")) for row in present)
+                   for p, column in PAIRED_TIMES.items()}
+        medians = {p: v for p, v in medians.items() if v is not None}
+        ratios = [median(float(row[column][:-1]) for row in present
+                         if row.get(column, "").endswith("x"))
+                  for column in PAIRED_RATIOS.values()]
+        combined[key] = (medians, ratios)
+    return tables, combined
+
+
+def print_each_run(tables):
+    """Prints, for each workload, every run's ratios to Diesel and to rusqlite and their median;
     a median to Diesel above 1.05x in bold."""
-    tables = []
-    for path in runs:
-        rows = {}
-        with open(path) as f:
-            for line in f:
-                cells = [c.strip() for c in line.strip().strip("|").split("|")]
-                if len(cells) >= 7 and cells[0] not in ("workload", "---"):
-                    rows[(cells[0], cells[1])] = cells
-        tables.append(rows)
     print("| workload | rows | datastore / Diesel, each run | median | datastore / rusqlite, each run | median |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for key in tables[0]:
+    for key in dict.fromkeys(k for t in tables for k in t):
         cells = []
-        # The ratio columns of paired.rs's table: to Diesel, to rusqlite.
-        for column in (5, 6):
-            shown = [t[key][column] for t in tables if key in t]
-            ratios = [float(r[:-1]) for r in shown if r.endswith("x")]
-            median = f"{sorted(ratios)[len(ratios) // 2]:.2f}x" if ratios else "–"
-            if column == 5 and ratios and float(median[:-1]) > 1.05:
-                median = f"**{median}**"
-            cells += [", ".join(shown), median]
+        for peer in ("diesel", "rusqlite"):
+            shown = [t[key].get(PAIRED_RATIOS[peer], "–") for t in tables if key in t]
+            middle = median(float(r[:-1]) for r in shown if r.endswith("x"))
+            text = f"{middle:.2f}x" if middle is not None else "–"
+            if peer == "diesel" and middle is not None and middle > 1.05:
+                text = f"**{text}**"
+            cells += [", ".join(shown), text]
         print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
 
 
-def main():
-    if sys.argv[1:2] == ["--paired"]:
-        return paired(sys.argv[2:])
-    directories = sys.argv[1:] or [CRITERION]
-    results = load_runs(directories)
-    if not results:
-        sys.exit(f"no criterion results under {directories}: run `cargo bench -p datastore-benches` first")
+def write_report(results):
+    """Writes benches/results.md and benches/ratios.svg from the combined results; returns the
+    table's lines."""
     rows = ["| workload | rows | datastore | hand-written Diesel | rusqlite | SeaORM "
             "| datastore / Diesel | datastore / rusqlite | datastore / SeaORM |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -135,7 +168,19 @@ def main():
     with open(os.path.join(ROOT, "benches", "results.md"), "w") as f:
         f.write("\n".join(rows) + "\n")
     write_chart(bars, os.path.join(ROOT, "benches", "ratios.svg"))
-    print("\n".join(rows))
+    return rows
+
+
+def main():
+    if sys.argv[1:2] == ["--paired"]:
+        tables, results = load_paired(sys.argv[2:])
+        write_report(results)
+        return print_each_run(tables)
+    directories = sys.argv[1:] or [CRITERION]
+    results = load_runs(directories)
+    if not results:
+        sys.exit(f"no criterion results under {directories}: run `cargo bench -p datastore-benches` first")
+    print("\n".join(write_report(results)))
 
 
 def write_chart(bars, path):

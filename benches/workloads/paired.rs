@@ -9,8 +9,11 @@
 //! after the other (the order rotating from round to round), and takes the ratio within the
 //! round; a row's ratio is the median of its rounds' ratios, so a slow stretch moves the peers
 //! of a round together and leaves the ratio alone (on PostgreSQL the batches are longer: see
-//! [`SERVER_BATCH`]). SeaORM, 5-100 times slower than the
-//! others, is left out: its batches would make the rounds long.
+//! [`SERVER_BATCH`]). A peer slower than a batch (SeaORM's loads of thousands of rows) runs
+//! one iteration a round.
+//!
+//! `python3 benches/report.py --paired RUN.md ...` turns the tables of several runs into
+//! BENCHMARKS.md's table and chart.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -24,7 +27,7 @@ const BATCH: Duration = Duration::from_millis(3);
 /// a batch long enough to hold both.
 const SERVER_BATCH: Duration = Duration::from_millis(30);
 /// The peers measured, in the report's order; datastore first.
-const PEERS: [&str; 3] = ["datastore", "diesel", "rusqlite"];
+const PEERS: [&str; 4] = ["datastore", "diesel", "rusqlite", "seaorm"];
 
 thread_local! {
     /// The name of the workload group being measured (set where criterion's groups are made).
@@ -53,8 +56,12 @@ pub fn set_group(name: &str) {
 
 /// Prints the table's header.
 pub fn header() {
-    println!("| workload | rows | datastore | hand-written Diesel | rusqlite | datastore / Diesel | datastore / rusqlite | rounds over 1.05x Diesel |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| workload | rows | datastore | hand-written Diesel | rusqlite | SeaORM \
+         | datastore / Diesel | datastore / rusqlite | datastore / SeaORM \
+         | rounds over 1.05x Diesel |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 }
 
 /// Measures `work` (its own time, after an untimed `setup` each iteration) on the peers named
@@ -75,8 +82,13 @@ pub fn measure<P: ?Sized, T>(
         .collect();
     // Each round's ratios are to its first time.
     assert_eq!(peers[0].0, PEERS[0], "datastore is the first peer");
-    // One iteration's time, so that a batch runs about `BATCH`.
-    let mut time = |peer: &mut P, iterations: usize| {
+    let names: Vec<&str> = peers.iter().map(|(name, _)| *name).collect();
+    let batch = if group.starts_with("PostgreSQL") {
+        SERVER_BATCH
+    } else {
+        BATCH
+    };
+    let rounds = Rounds::measure(&mut peers, batch, |(_, peer), iterations| {
         let mut total = Duration::ZERO;
         for _ in 0..iterations {
             let input = setup(peer);
@@ -84,68 +96,92 @@ pub fn measure<P: ?Sized, T>(
             work(peer, input);
             total += start.elapsed();
         }
-        total / iterations as u32
-    };
-    let batch = if group.starts_with("PostgreSQL") {
-        SERVER_BATCH
-    } else {
-        BATCH
-    };
-    let batches: Vec<usize> = peers
-        .iter_mut()
-        .map(|(_, peer)| {
-            let once = time(peer, 3).max(Duration::from_nanos(50));
-            (batch.as_nanos() / once.as_nanos()).clamp(1, 100_000) as usize
-        })
-        .collect();
-    // Per round, each peer's time per iteration.
-    let mut rounds: Vec<Vec<Duration>> = Vec::with_capacity(ROUNDS);
-    for round in 0..=ROUNDS {
-        let mut times = vec![Duration::ZERO; peers.len()];
-        for turn in 0..peers.len() {
-            let i = (round + turn) % peers.len();
-            times[i] = time(&mut peers[i].1, batches[i]);
-        }
-        if round > 0 {
-            rounds.push(times);
-        }
-    }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let index = |name: &str| peers.iter().position(|(n, _)| *n == name);
-    let time_of = |i: usize| median(rounds.iter().map(|r| r[i].as_secs_f64()).collect());
-    let ratio_to = |other: Option<usize>| {
-        other.map(|j| {
-            median(
-                rounds
-                    .iter()
-                    .map(|r| r[0].as_secs_f64() / r[j].as_secs_f64())
-                    .collect(),
-            )
-        })
-    };
-    let diesel = index("diesel");
-    let over = diesel.map_or(0, |j| {
-        rounds
-            .iter()
-            .filter(|r| r[0].as_secs_f64() > 1.05 * r[j].as_secs_f64())
-            .count()
+        total
     });
-    let shown = |i: Option<usize>| i.map_or("–".to_owned(), |i| format_time(time_of(i)));
-    let ratio = |r: Option<f64>| r.map_or("–".to_owned(), |r| format!("{r:.2}x"));
+    let index = |name: &str| names.iter().position(|n| *n == name);
+    let diesel = index("diesel");
+    let over = diesel.map_or(0, |j| rounds.over(0, j, 1.05));
+    let shown = |i: Option<usize>| i.map_or("–".to_owned(), |i| format_time(rounds.time(i)));
+    let ratio =
+        |j: Option<usize>| j.map_or("–".to_owned(), |j| format!("{:.2}x", rounds.ratio(0, j)));
     println!(
-        "| {group} | {parameter} | {} | {} | {} | {} | {} | {over} of {ROUNDS} |",
+        "| {group} | {parameter} | {} | {} | {} | {} | {} | {} | {} | {over} of {ROUNDS} |",
         shown(index("datastore")),
         shown(diesel),
         shown(index("rusqlite")),
-        ratio(ratio_to(diesel)),
-        ratio(ratio_to(index("rusqlite"))),
+        shown(index("seaorm")),
+        ratio(diesel),
+        ratio(index("rusqlite")),
+        ratio(index("seaorm")),
     );
 }
 
-fn format_time(seconds: f64) -> String {
+/// Each round's time per iteration of every subject, measured in turn.
+pub struct Rounds(Vec<Vec<Duration>>);
+
+impl Rounds {
+    /// Times `ROUNDS` rounds (after one of warm-up) of every subject in turn, the order
+    /// rotating, each subject's batch about `batch` long; `time(subject, n)` runs `n`
+    /// iterations and returns the time they took.
+    pub fn measure<S>(
+        subjects: &mut [S],
+        batch: Duration,
+        mut time: impl FnMut(&mut S, usize) -> Duration,
+    ) -> Self {
+        let mut per_iteration =
+            |subject: &mut S, iterations: usize| time(subject, iterations) / iterations as u32;
+        // One iteration's time, so that a batch runs about `batch`.
+        let batches: Vec<usize> = subjects
+            .iter_mut()
+            .map(|subject| {
+                let once = per_iteration(subject, 3).max(Duration::from_nanos(50));
+                (batch.as_nanos() / once.as_nanos()).clamp(1, 100_000) as usize
+            })
+            .collect();
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for round in 0..=ROUNDS {
+            let mut times = vec![Duration::ZERO; subjects.len()];
+            for turn in 0..subjects.len() {
+                let i = (round + turn) % subjects.len();
+                times[i] = per_iteration(&mut subjects[i], batches[i]);
+            }
+            if round > 0 {
+                rounds.push(times);
+            }
+        }
+        Self(rounds)
+    }
+
+    /// The median of subject `i`'s times, in seconds.
+    pub fn time(&self, i: usize) -> f64 {
+        median(self.0.iter().map(|r| r[i].as_secs_f64()).collect())
+    }
+
+    /// The median of the rounds' ratios of subject `i`'s time to subject `j`'s.
+    pub fn ratio(&self, i: usize, j: usize) -> f64 {
+        median(
+            self.0
+                .iter()
+                .map(|r| r[i].as_secs_f64() / r[j].as_secs_f64())
+                .collect(),
+        )
+    }
+
+    /// In how many rounds subject `i` took more than `limit` times subject `j`'s time.
+    pub fn over(&self, i: usize, j: usize, limit: f64) -> usize {
+        self.0
+            .iter()
+            .filter(|r| r[i].as_secs_f64() > limit * r[j].as_secs_f64())
+            .count()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+pub fn format_time(seconds: f64) -> String {
     match seconds {
         s if s < 1e-6 => format!("{:.0} ns", s * 1e9),
         s if s < 1e-3 => format!("{:.2} µs", s * 1e6),
