@@ -60,6 +60,19 @@ fn sqlite(conn: &mut datastore::AnyConnection) -> &mut SqliteConnection {
     }
 }
 
+/// A plain Diesel connection on a WAL file in `dir`, as the store opens its own, without hooks.
+fn plain_connection(dir: &tempfile::TempDir) -> SqliteConnection {
+    let mut plain =
+        SqliteConnection::establish(&dir.path().join("plain.db").display().to_string()).unwrap();
+    plain
+        .batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+        )
+        .unwrap();
+    plain.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+    plain
+}
+
 fn insert_all(conn: &mut SqliteConnection, rows: Vec<Post>) {
     conn.transaction(|conn| {
         for row in &rows {
@@ -79,14 +92,7 @@ fn bulk_insert(c: &mut Criterion) {
         .sample_size(20);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut plain =
-        SqliteConnection::establish(&dir.path().join("plain.db").display().to_string()).unwrap();
-    plain
-        .batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
-        )
-        .unwrap();
-    plain.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+    let mut plain = plain_connection(&dir);
     group.bench_function("plain diesel, no hooks", |b| {
         b.iter_batched(
             rows,
@@ -138,14 +144,7 @@ type Insert<'a> = Box<dyn FnMut(Vec<Post>) + 'a>;
 /// batch of each a round, the ratios taken within the round.
 fn bulk_insert_paired() {
     let dir = tempfile::tempdir().unwrap();
-    let mut plain =
-        SqliteConnection::establish(&dir.path().join("plain.db").display().to_string()).unwrap();
-    plain
-        .batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
-        )
-        .unwrap();
-    plain.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+    let mut plain = plain_connection(&dir);
     // Each store on a file of its own, kept open (with its subscribers) through the rounds.
     let stores: Vec<(tempfile::TempDir, Store)> = (0..4)
         .map(|_| {
