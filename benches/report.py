@@ -136,20 +136,29 @@ def load_paired(paths):
 
 
 def print_each_run(tables):
-    """Prints, for each workload, every run's ratios to Diesel and to rusqlite and their median;
-    a median to Diesel above 1.05x in bold."""
-    print("| workload | rows | datastore / Diesel, each run | median | datastore / rusqlite, each run | median |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for key in dict.fromkeys(k for t in tables for k in t):
-        cells = []
-        for peer in ("diesel", "rusqlite"):
-            shown = [t[key].get(PAIRED_RATIOS[peer], "–") for t in tables if key in t]
-            middle = median(float(r[:-1]) for r in shown if r.endswith("x"))
-            text = f"{middle:.2f}x" if middle is not None else "–"
-            if peer == "diesel" and middle is not None and middle > 1.05:
-                text = f"**{text}**"
-            cells += [", ".join(shown), text]
-        print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    """Prints, for each row of the runs' tables, every run's ratios and their median, a table
+    for each kind of row (the workloads' ratios to the peers, observe's to the store without
+    a subscriber); a median to Diesel above 1.05x in bold."""
+    keys = dict.fromkeys(k for t in tables for k in t)
+    kinds = {}
+    for key in keys:
+        row = next(t[key] for t in tables if key in t)
+        columns = tuple(c for c in row if " / " in c)
+        kinds.setdefault(columns, []).append(key)
+    for columns, rows in kinds.items():
+        print("| workload | rows | " + " | ".join(f"{c}, each run | median" for c in columns) + " |")
+        print("| --- | --- |" + " --- | --- |" * len(columns))
+        for key in rows:
+            cells = []
+            for column in columns:
+                shown = [t[key].get(column, "–") for t in tables if key in t]
+                middle = median(float(r[:-1]) for r in shown if r.endswith("x"))
+                text = f"{middle:.2f}x" if middle is not None else "–"
+                if column == PAIRED_RATIOS["diesel"] and middle is not None and middle > 1.05:
+                    text = f"**{text}**"
+                cells += [", ".join(shown), text]
+            print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+        print()
 
 
 def write_report(results):
