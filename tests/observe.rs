@@ -317,6 +317,35 @@ per_backend! {
     }
 }
 
+/// On SQLite a connection captures rows only while someone observes: its pre-update hook is
+/// removed at the first statement after the last subscriber left, and installed again at the
+/// first after a new one came. One connection (a pool of one) goes through both.
+#[test]
+fn one_connection_captures_again_when_a_subscriber_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("again.db").display().to_string());
+    let first = store.observe::<Post>().unwrap();
+    store.save(post("observed")).unwrap();
+    assert_eq!(next(&first).element.title, "observed");
+    drop(first);
+    store.save(post("while nobody observes")).unwrap();
+    let second = store.observe::<Post>().unwrap();
+    store.save(post("observed again")).unwrap();
+    assert_eq!(next(&second).element.title, "observed again");
+    drop(second);
+    // Inside a transaction whose first statement ran unobserved.
+    let third = store
+        .transaction(|tx| {
+            tx.save(post("before"))?;
+            let third = store.observe::<Post>()?;
+            tx.save(post("after"))?;
+            Ok(third)
+        })
+        .unwrap();
+    assert_eq!(next(&third).element.title, "after");
+    assert_quiet(&third);
+}
+
 #[test]
 fn a_slow_subscriber_never_blocks_writers_and_is_told_what_it_missed() {
     let dir = tempfile::tempdir().unwrap();
