@@ -53,6 +53,9 @@
 //! - `pg-find N`, `pg-find-diesel N`: on PostgreSQL, one post found by its key N times, with
 //!   `find` on a connection from the store, and as `benches/workloads` writes it in Diesel
 //!   (`find(..).first()`) on the same server connection.
+//! - `pg-medium N`, `pg-medium-diesel N`: on PostgreSQL, the medium query at 100 rows N times,
+//!   with `datastore::query!` and as `benches/workloads` writes it in Diesel, on the same
+//!   server connection.
 //!
 //! Subtract a run with N = 0 to leave out the set-up.
 
@@ -67,6 +70,24 @@ use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, SqliteConnection};
 use datastore::prelude::*;
 use models::{Comment, Post};
+
+/// The medium query as `benches/workloads` writes it, for the `posts` and `comments` tables
+/// and the `Post` in scope where it is invoked, on a `$conn`.
+macro_rules! posts_commented {
+    ($conn:ty) => {
+        /// The posts with a comment matching `pattern`, in key order: the medium query.
+        pub fn posts_commented(conn: &mut $conn, pattern: &str) -> Vec<Post> {
+            let commented = comments::table
+                .select(comments::post_id)
+                .filter(comments::content.like(pattern));
+            posts::table
+                .filter(posts::id.eq_any(commented))
+                .order(posts::id)
+                .load::<Post>(conn)
+                .unwrap()
+        }
+    };
+}
 
 /// Hand-written Diesel as `benches/workloads/hand_diesel.rs` writes it on SQLite: keys and
 /// instants read as the text they are stored as, relations loaded with Diesel's associations.
@@ -161,6 +182,21 @@ mod hand_written {
             pub updated_at: Timestamp,
         }
 
+        diesel::table! {
+            use datastore::diesel::sql_types::*;
+            use datastore::sql_types::Uuid;
+
+            comments (id) {
+                id -> Uuid,
+                content -> Nullable<Text>,
+                post_id -> Uuid,
+            }
+        }
+
+        diesel::allow_tables_to_appear_in_same_query!(posts, comments);
+
+        posts_commented!(PgConnection);
+
         impl From<&crate::Post> for Post {
             fn from(post: &crate::Post) -> Self {
                 Self {
@@ -176,17 +212,7 @@ mod hand_written {
         }
     }
 
-    /// The posts with a comment matching `pattern`, in key order: the medium query.
-    pub fn posts_commented(conn: &mut SqliteConnection, pattern: &str) -> Vec<Post> {
-        let commented = comments::table
-            .select(comments::post_id)
-            .filter(comments::content.like(pattern));
-        posts::table
-            .filter(posts::id.eq_any(commented))
-            .order(posts::id)
-            .load(conn)
-            .unwrap()
-    }
+    posts_commented!(SqliteConnection);
 
     /// Deletes a post by its key.
     pub fn delete_post(conn: &mut SqliteConnection, key: &str) -> usize {
@@ -250,6 +276,9 @@ fn main() {
     }
     if let Some(peer) = mode.strip_prefix("pg-find") {
         return postgres_find(peer, n);
+    }
+    if let Some(peer) = mode.strip_prefix("pg-medium") {
+        return postgres_medium(peer, n);
     }
     let url = format!("file:/profile-{}?vfs=memdb", Id::new());
     let store = Store::builder(&url)
@@ -645,6 +674,36 @@ fn postgres_find(peer: &str, n: u32) {
                 conn.find::<Post>(&stored.id).unwrap().is_some()
             };
             assert!(black_box(found));
+        }
+    }
+    drop_postgres_store(store, admin, &schema);
+}
+
+/// The medium query at 100 rows (posts with a comment matching a pattern, among 200) on
+/// PostgreSQL, with `datastore::query!` on a connection from the store, and as
+/// `benches/workloads` writes it in Diesel on the same server connection.
+fn postgres_medium(peer: &str, n: u32) {
+    let (store, admin, schema) = postgres_store();
+    {
+        let mut conn = store.conn().unwrap();
+        let stored = conn.save(Post::default()).unwrap();
+        seed(&mut conn, &stored, 200, 1, |p, _| {
+            format!("comment {}", p % 2)
+        });
+        for _ in 0..n {
+            let found = if peer == "-diesel" {
+                let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
+                    unreachable!("a PostgreSQL store")
+                };
+                hand_written::pg::posts_commented(pg, "%1%").len()
+            } else {
+                use models::comments::content;
+                datastore::query!(conn, Post, |q| q
+                    .filter(Post::having_comments(content.like("%1%"))))
+                .unwrap()
+                .len()
+            };
+            assert_eq!(black_box(found), 100);
         }
     }
     drop_postgres_store(store, admin, &schema);
