@@ -317,9 +317,46 @@ per_backend! {
     }
 }
 
-/// On SQLite a connection captures rows only while someone observes: its pre-update hook is
-/// removed at the first statement after the last subscriber left, and installed again at the
-/// first after a new one came. One connection (a pool of one) goes through both.
+/// SQLite clears a table without triggers or foreign keys in one step, without a row-by-row
+/// delete (and so without the pre-update hook), for a `DELETE` without `WHERE` prepared while
+/// no pre-update hook is installed. A statement prepared while nobody observed, run again
+/// (Diesel keeps it prepared) after someone subscribed, must still report each row.
+#[test]
+fn a_delete_without_where_prepared_while_nobody_observed_is_reported_row_by_row() {
+    diesel::table! {
+        notes (id) {
+            id -> Integer,
+            body -> Text,
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("notes.db").display().to_string());
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .unwrap();
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    // Prepared (and kept) while nobody observes.
+    assert_eq!(diesel::delete(notes::table).execute(sqlite).unwrap(), 0);
+    sqlite
+        .batch_execute("INSERT INTO notes (body) VALUES ('a'), ('b')")
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    assert_eq!(diesel::delete(notes::table).execute(sqlite).unwrap(), 2);
+    for _ in 0..2 {
+        match everything.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => {
+                assert_eq!((change.table.as_str(), change.op), ("notes", Op::Delete));
+            }
+            other => panic!("expected a deleted note, got {other:?}"),
+        }
+    }
+    assert!(everything.recv_timeout(QUIET).is_none());
+}
+
+/// One connection (a pool of one) whose subscribers come and go captures what is written
+/// while someone observes, and nothing written while nobody does, in and out of a transaction.
 #[test]
 fn one_connection_captures_again_when_a_subscriber_comes_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,6 +369,7 @@ fn one_connection_captures_again_when_a_subscriber_comes_back() {
     let second = store.observe::<Post>().unwrap();
     store.save(post("observed again")).unwrap();
     assert_eq!(next(&second).element.title, "observed again");
+    assert_quiet(&second);
     drop(second);
     // Inside a transaction whose first statement ran unobserved.
     let third = store

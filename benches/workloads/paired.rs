@@ -15,7 +15,8 @@
 //! leaves work behind (sqlx's worker thread, its allocations) that slowed whichever peer ran
 //! next, and with the order rotating, the same peer always ran next (eager loading of 1,000
 //! posts read 1.26x of Diesel with SeaORM among the peers, 1.0x without). Its ratio is of
-//! the medians; at 0.01-0.9x it needs no finer measure.
+//! the medians, taken in different stretches of time: on SQLite, at 0.01-0.9x, that is close
+//! enough; on PostgreSQL it moves with the server's latency, as the others' would unpaired.
 //!
 //! `python3 benches/report.py --paired RUN.md ...` turns the tables of several runs into
 //! BENCHMARKS.md's table and chart.

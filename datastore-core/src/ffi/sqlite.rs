@@ -144,9 +144,6 @@ struct Installed {
     watch: Watch,
     /// Statements running longer are reported (`trace::slow`).
     slow_statements: Option<Duration>,
-    /// Whether the pre-update hook is installed: only while someone observes (see
-    /// [`capture_while_observed`]). Read and written by the connection's own hooks only.
-    capturing: Cell<bool>,
 }
 
 /// The key of the observer in the connection's client data (which SQL cannot reach or
@@ -164,7 +161,6 @@ pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: O
         observer,
         watch,
         slow_statements,
-        capturing: Cell::new(false),
     })) as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
     // stays valid until SQLite calls `release` as the connection closes; `release` removes
@@ -184,30 +180,7 @@ pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: O
             Some(on_trace),
             ctx,
         );
-    }
-}
-
-/// Installs the pre-update hook when someone observes and removes it when nobody does, as a
-/// statement starts (before it changes any row). Installed, SQLite prepares every changed
-/// row's values for it, even when it returns at once (0.13k instructions a row); so a
-/// statement is captured whole if a subscriber observed as it started, and not at all
-/// otherwise (a subscription that starts while a statement runs sees the statements after).
-///
-/// # Safety
-/// Called from a hook of `installed.db`, with the `ctx` SQLite passes to it.
-unsafe fn capture_while_observed(installed: &Installed, ctx: *mut c_void) {
-    let observed = installed.observer.anyone_observes();
-    if observed != installed.capturing.get() {
-        installed.capturing.set(observed);
-        // SAFETY: guaranteed by the caller: `db` is open and runs this hook; `ctx` stays valid
-        // until `release`, which removes the hook.
-        unsafe {
-            if observed {
-                install_preupdate(installed.db, ctx);
-            } else {
-                uninstall_preupdate(installed.db);
-            }
-        }
+        install_preupdate(db, ctx);
     }
 }
 
@@ -363,7 +336,6 @@ unsafe extern "C" fn on_trace(
                 if observer.running_statement() == Some(stmt as usize) {
                     return;
                 }
-                capture_while_observed(installed, ctx);
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
                     trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
@@ -518,8 +490,8 @@ unsafe extern "C" fn on_preupdate(
         // preupdate accessors are valid for the duration of this callback.
         unsafe {
             let observer = observer(ctx);
-            // Every subscriber left since the statement started (the hook goes at the next
-            // start): nothing to capture, not even the table's name to read.
+            // No subscriber anywhere: nothing to capture, not even the table's name to read
+            // (a cascade calls this once for each row it deletes).
             if !observer.anyone_observes() {
                 return;
             }
