@@ -85,7 +85,7 @@ def load_runs(directories):
         medians = {p: median(m.get(p) for m in present) for p in PEERS}
         medians = {p: v for p, v in medians.items() if v is not None}
         ratios = [median(ratio(m, p) for m in present) for p in PEERS[1:]]
-        combined[key] = (medians, ratios)
+        combined[key] = (medians, ratios, None)
     return combined
 
 
@@ -94,6 +94,8 @@ PAIRED_TIMES = {"datastore": "datastore", "diesel": "hand-written Diesel", "rusq
                 "seaorm": "SeaORM"}
 PAIRED_RATIOS = {"diesel": "datastore / Diesel", "rusqlite": "datastore / rusqlite",
                  "seaorm": "datastore / SeaORM"}
+# The ratio columns of the observe bench's paired table (benches/observe.rs).
+OBSERVE_RATIOS = ["datastore / no subscriber", "datastore / plain connection"]
 UNITS = {"ns": 1.0, "µs": 1e3, "ms": 1e6, "s": 1e9}
 
 
@@ -128,10 +130,11 @@ def load_paired(paths):
         medians = {p: median(nanoseconds(row.get(column, "")) for row in present)
                    for p, column in PAIRED_TIMES.items()}
         medians = {p: v for p, v in medians.items() if v is not None}
-        ratios = [median(float(row[column][:-1]) for row in present
-                         if row.get(column, "").endswith("x"))
-                  for column in PAIRED_RATIOS.values()]
-        combined[key] = (medians, ratios)
+        ratio = lambda column: median(float(row[column][:-1]) for row in present
+                                      if row.get(column, "").endswith("x"))
+        ratios = [ratio(column) for column in PAIRED_RATIOS.values()]
+        observe = [ratio(column) for column in OBSERVE_RATIOS]
+        combined[key] = (medians, ratios, observe)
     return tables, combined
 
 
@@ -161,19 +164,40 @@ def print_each_run(tables):
         print()
 
 
+def observe_ratios(results, group, time, observe):
+    """An observe row's ratios to the store without a subscriber and to the plain connection:
+    the paired runs' medians, or (from criterion) the ratios of the medians."""
+    if observe is not None:
+        return observe
+    times = {p: m.get("datastore") for (g, p), (m, _, _) in results.items() if g == group}
+    base = [next((t for p, t in times.items() if name in p), None)
+            for name in ("0 subscribers", "plain")]
+    return [time / b if time and b else None for b in base]
+
+
 def write_report(results):
-    """Writes benches/results.md and benches/ratios.svg from the combined results; returns the
-    table's lines."""
+    """Writes benches/results.md (the workloads' table, then observe's) and benches/ratios.svg
+    from the combined results; returns the tables' lines."""
     rows = ["| workload | rows | datastore | hand-written Diesel | rusqlite | SeaORM "
             "| datastore / Diesel | datastore / rusqlite | datastore / SeaORM |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    observe_rows = ["| observe | configuration | time | / no subscriber | / plain connection |",
+                    "| --- | --- | --- | --- | --- |"]
     bars = []
-    for (group, parameter), (medians, ratios) in sorted(results.items(), key=sort_key):
+    for (group, parameter), (medians, ratios, observe) in sorted(results.items(), key=sort_key):
+        if group.startswith("observe"):
+            ratios = observe_ratios(results, group, medians.get("datastore"), observe)
+            cells = [human(medians["datastore"]) if "datastore" in medians else "–"]
+            cells += [f"{r:.2f}x" if r else "–" for r in ratios]
+            observe_rows.append(f"| {group} | {parameter} | {' | '.join(cells)} |")
+            continue
         cells = [human(medians[p]) if p in medians else "–" for p in PEERS]
         cells += [f"{r:.2f}x" if r else "–" for r in ratios]
         rows.append(f"| {group} | {parameter} | {' | '.join(cells)} |")
         if ratios[0] or ratios[2]:
             bars.append((f"{group} {parameter}".strip(), ratios[0], ratios[2]))
+    if len(observe_rows) > 2:
+        rows += [""] + observe_rows
     with open(os.path.join(ROOT, "benches", "results.md"), "w") as f:
         f.write("\n".join(rows) + "\n")
     write_chart(bars, os.path.join(ROOT, "benches", "ratios.svg"))
