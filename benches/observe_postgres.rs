@@ -26,6 +26,8 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
+// Waiting for the subscribers (`Draining::wait_for`) is the observe bench's, not this one's.
+#[allow(dead_code)]
 mod observing;
 
 use std::time::{Duration, Instant};

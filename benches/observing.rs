@@ -1,7 +1,7 @@
 //! What the observe benchmarks share: subscribers that drain their streams, and the
 //! commit-to-delivery latency of single-row saves.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,24 +13,51 @@ use crate::models::Post;
 /// Subscribers that drain their streams on their own threads until dropped.
 pub struct Draining {
     stop: Arc<AtomicBool>,
+    /// What the subscribers received between them (changes, and changes reported missed).
+    received: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Draining {
     pub fn start(store: &Store, count: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
         let threads = (0..count)
             .map(|_| {
                 let subscription = store.observe::<Post>().unwrap();
-                let stop = stop.clone();
+                let (stop, received) = (stop.clone(), received.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let _ = subscription.recv_timeout(Duration::from_millis(5));
+                        let got = match subscription.recv_timeout(Duration::from_millis(5)) {
+                            Some(Observed::Change(_)) => 1,
+                            Some(Observed::Missed(n)) => n,
+                            _ => 0,
+                        };
+                        received.fetch_add(got, Ordering::Relaxed);
                     }
                 })
             })
             .collect();
-        Self { stop, threads }
+        Self {
+            stop,
+            received,
+            threads,
+        }
+    }
+
+    /// Waits until the subscribers have received `changes` more changes each than `before`
+    /// (a value of [`Draining::received`]), so that their work is not left running into
+    /// whatever is timed next.
+    pub fn wait_for(&self, before: u64, changes: u64) {
+        let target = before + changes * self.threads.len() as u64;
+        while self.received() < target {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// What the subscribers received so far, between them.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 }
 
