@@ -71,23 +71,9 @@ use datastore::diesel::{Connection, SqliteConnection};
 use datastore::prelude::*;
 use models::{Comment, Post};
 
-/// The medium query as `benches/workloads` writes it, for the `posts` and `comments` tables
-/// and the `Post` in scope where it is invoked, on a `$conn`.
-macro_rules! posts_commented {
-    ($conn:ty) => {
-        /// The posts with a comment matching `pattern`, in key order: the medium query.
-        pub fn posts_commented(conn: &mut $conn, pattern: &str) -> Vec<Post> {
-            let commented = comments::table
-                .select(comments::post_id)
-                .filter(comments::content.like(pattern));
-            posts::table
-                .filter(posts::id.eq_any(commented))
-                .order(posts::id)
-                .load::<Post>(conn)
-                .unwrap()
-        }
-    };
-}
+#[macro_use]
+#[path = "workloads/queries.rs"]
+mod queries;
 
 /// Hand-written Diesel as `benches/workloads/hand_diesel.rs` writes it on SQLite: keys and
 /// instants read as the text they are stored as, relations loaded with Diesel's associations.
@@ -143,10 +129,7 @@ mod hand_written {
         pub author_id: Option<String>,
     }
 
-    /// Every post, in key order.
-    pub fn all_posts(conn: &mut SqliteConnection) -> Vec<Post> {
-        posts::table.order(posts::id).load(conn).unwrap()
-    }
+    all_posts!(SqliteConnection);
 
     /// On PostgreSQL, with datastore's key and time types, as `benches/workloads` writes it.
     pub mod pg {
@@ -271,14 +254,18 @@ fn main() {
     if mode == "delete-in-transaction" {
         return delete_in_transaction(n);
     }
-    if let Some(peer) = mode.strip_prefix("pg-insert10") {
-        return postgres_insert10(peer, n);
-    }
-    if let Some(peer) = mode.strip_prefix("pg-find") {
-        return postgres_find(peer, n);
-    }
-    if let Some(peer) = mode.strip_prefix("pg-medium") {
-        return postgres_medium(peer, n);
+    // On PostgreSQL: the store's form, or hand-written Diesel's with `-diesel`.
+    let on_postgres: [(&str, PostgresMode); 3] = [
+        ("pg-insert10", postgres_insert10),
+        ("pg-find", postgres_find),
+        ("pg-medium", postgres_medium),
+    ];
+    for (prefix, run) in on_postgres {
+        match mode.strip_prefix(prefix) {
+            Some("") => return run(false, n),
+            Some("-diesel") => return run(true, n),
+            _ => {}
+        }
     }
     let url = format!("file:/profile-{}?vfs=memdb", Id::new());
     let store = Store::builder(&url)
@@ -622,16 +609,14 @@ fn drop_postgres_store(store: Store, mut admin: datastore::diesel::PgConnection,
 /// `pg-insert10 N` (`insert_all`) and `pg-insert10-diesel N` (Diesel's multi-row insert in a
 /// transaction, as `benches/workloads` writes it): 10 new posts inserted N times on
 /// PostgreSQL, for the client's instructions side by side (the server's are not counted).
-fn postgres_insert10(peer: &str, n: u32) {
+fn postgres_insert10(diesel: bool, n: u32) {
     let (store, admin, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
-        let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
-            unreachable!("a PostgreSQL store")
-        };
+        let pg = postgres(&mut conn);
         for _ in 0..n {
             let rows: Vec<Post> = (0..10).map(|_| Post::default()).collect();
-            if peer == "-diesel" {
+            if diesel {
                 let rows: Vec<_> = rows.iter().map(hand_written::pg::Post::from).collect();
                 let inserted = pg
                     .transaction(|tx| {
@@ -649,24 +634,32 @@ fn postgres_insert10(peer: &str, n: u32) {
     drop_postgres_store(store, admin, &schema);
 }
 
+/// A mode run on PostgreSQL: hand-written Diesel's form (`true`) or the store's, N times.
+type PostgresMode = fn(bool, u32);
+
+/// The PostgreSQL connection inside a connection of a PostgreSQL store.
+fn postgres(conn: &mut datastore::AnyConnection) -> &mut datastore::diesel::PgConnection {
+    match conn {
+        datastore::AnyConnection::Postgres(conn) => conn,
+        _ => unreachable!("a PostgreSQL store"),
+    }
+}
+
 /// `pg-find N` and `pg-find-diesel N`: a post found by its key N times on PostgreSQL,
 /// through the store's connection (its dispatch on `AnyConnection` included) or with Diesel's
 /// `find(..).first()` on the PostgreSQL connection inside it, for the client's instructions: a
 /// round trip's wall-clock time follows its connection's latency on this machine, not the code
 /// (`BENCHMARKS.md`).
-fn postgres_find(peer: &str, n: u32) {
+fn postgres_find(diesel: bool, n: u32) {
     let (store, admin, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
         let stored = conn.save(Post::default()).unwrap();
         for _ in 0..n {
-            let found = if peer == "-diesel" {
-                let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
-                    unreachable!("a PostgreSQL store")
-                };
+            let found = if diesel {
                 hand_written::pg::posts::table
                     .find(stored.id)
-                    .first::<hand_written::pg::Post>(pg)
+                    .first::<hand_written::pg::Post>(postgres(&mut conn))
                     .optional()
                     .unwrap()
                     .is_some()
@@ -682,7 +675,7 @@ fn postgres_find(peer: &str, n: u32) {
 /// The medium query at 100 rows (posts with a comment matching a pattern, among 200) on
 /// PostgreSQL, with `datastore::query!` on a connection from the store, and as
 /// `benches/workloads` writes it in Diesel on the same server connection.
-fn postgres_medium(peer: &str, n: u32) {
+fn postgres_medium(diesel: bool, n: u32) {
     let (store, admin, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
@@ -691,11 +684,8 @@ fn postgres_medium(peer: &str, n: u32) {
             format!("comment {}", p % 2)
         });
         for _ in 0..n {
-            let found = if peer == "-diesel" {
-                let datastore::AnyConnection::Postgres(pg) = &mut *conn else {
-                    unreachable!("a PostgreSQL store")
-                };
-                hand_written::pg::posts_commented(pg, "%1%").len()
+            let found = if diesel {
+                hand_written::pg::posts_commented(postgres(&mut conn), "%1%").len()
             } else {
                 use models::comments::content;
                 datastore::query!(conn, Post, |q| q

@@ -394,31 +394,16 @@ macro_rules! hand_written {
                 }
             }
 
-            impl Diesel {
-                /// Every post, in key order.
-                fn all_posts(&mut self) -> Vec<Post> {
-                    posts::table
-                        .order(posts::id)
-                        .load::<Post>(&mut self.conn)
-                        .unwrap()
-                }
-            }
+            all_posts!($conn);
+            posts_commented!($conn);
 
             impl Peer for Diesel {
                 fn posts(&mut self) -> usize {
-                    self.all_posts().len()
+                    all_posts(&mut self.conn).len()
                 }
 
                 fn posts_commented(&mut self, pattern: &str) -> usize {
-                    let commented = comments::table
-                        .select(comments::post_id)
-                        .filter(comments::content.like(pattern));
-                    posts::table
-                        .filter(posts::id.eq_any(commented))
-                        .order(posts::id)
-                        .load::<Post>(&mut self.conn)
-                        .unwrap()
-                        .len()
+                    posts_commented(&mut self.conn, pattern).len()
                 }
 
                 fn find_post(&mut self, k: &Key) -> usize {
@@ -449,7 +434,7 @@ macro_rules! hand_written {
                 }
 
                 fn posts_with_comments(&mut self) -> usize {
-                    let posts = self.all_posts();
+                    let posts = all_posts(&mut self.conn);
                     let comments = Comment::belonging_to(&posts)
                         .order(comments::id)
                         .load::<Comment>(&mut self.conn)
@@ -460,7 +445,7 @@ macro_rules! hand_written {
                 }
 
                 fn posts_with_editors(&mut self) -> usize {
-                    let posts = self.all_posts();
+                    let posts = all_posts(&mut self.conn);
                     let editors = PostEditor::belonging_to(&posts)
                         .inner_join(users::table)
                         .order(post_editors::id)

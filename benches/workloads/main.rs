@@ -21,6 +21,8 @@ mod models;
 
 mod db;
 mod forum;
+#[macro_use]
+mod queries;
 mod hand_diesel;
 mod hand_rusqlite;
 mod int_keyed;

@@ -14,7 +14,7 @@
 //! SeaORM is timed apart, in rounds of its own after the others': 5-100 times slower, it
 //! leaves work behind (sqlx's worker thread, its allocations) that slowed whichever peer ran
 //! next, and with the order rotating, the same peer always ran next (eager loading of 1,000
-//! posts read 1.26x of Diesel with SeaORM among the peers, 1.0x without). Its ratio is of
+//! posts read 1.26x of Diesel with SeaORM among the peers, 0.95x with SeaORM timed apart). Its ratio is of
 //! the medians, taken in different stretches of time: on SQLite, at 0.01-0.9x, that is close
 //! enough; on PostgreSQL it moves with the server's latency, as the others' would unpaired.
 //!
@@ -131,7 +131,8 @@ pub struct Rounds(Vec<Vec<Duration>>);
 
 impl Rounds {
     /// Times `ROUNDS` rounds (after one of warm-up) of every subject in turn, the order
-    /// rotating, each subject's batch about `batch` long; `time(subject, n)` runs `n`
+    /// rotating, each subject's batch about `batch` long and at least one iteration (three
+    /// iterations first, not counted, tell how many fit); `time(subject, n)` runs `n`
     /// iterations and returns the time they took.
     pub fn measure<S>(
         subjects: &mut [S],
@@ -191,6 +192,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// A time in seconds as the tables show it, in ns, µs or ms.
 pub fn format_time(seconds: f64) -> String {
     match seconds {
         s if s < 1e-6 => format!("{:.0} ns", s * 1e9),
