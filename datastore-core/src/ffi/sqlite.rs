@@ -62,7 +62,8 @@ pub(crate) fn peek_opened() -> Option<Handle> {
 /// While it lives, SQLite makes `BEGIN`, `COMMIT`, `ROLLBACK` and `PRAGMA foreign_keys` no-ops
 /// on the connection (an authorizer answers `SQLITE_IGNORE` when they are prepared): a migration
 /// written to manage its own transaction then runs inside the one the store holds as its
-/// migration lock. Savepoints are left alone.
+/// migration lock. Savepoints are left alone. Dropped, it gives the connection back the
+/// authorizer the hooks need (see [`one_row_at_a_time`]).
 pub(crate) struct SkipTransactionControl<'c> {
     db: *mut sqlite::sqlite3,
     conn: &'c mut diesel::SqliteConnection,
@@ -102,9 +103,7 @@ impl std::ops::DerefMut for SkipTransactionControl<'_> {
 impl Drop for SkipTransactionControl<'_> {
     fn drop(&mut self) {
         // SAFETY: as in `new`: the connection is still open, borrowed by this guard.
-        unsafe {
-            sqlite::sqlite3_set_authorizer(self.db, None, ptr::null_mut());
-        }
+        unsafe { delete_row_by_row(self.db) }
     }
 }
 
@@ -129,6 +128,61 @@ unsafe extern "C" fn skip_transaction_control(
     if skipped {
         sqlite::SQLITE_IGNORE
     } else {
+        one_row_at_a_time(action)
+    }
+}
+
+/// Makes SQLite delete rows one at a time on `db` (see [`one_row_at_a_time`]) for every
+/// statement prepared from now on, where the pre-update hook may be installed, and expires
+/// those prepared before (as every change of authorizer does), so that they are prepared again.
+///
+/// # Safety
+/// `db` is an open connection, not in use on another thread.
+unsafe fn delete_row_by_row(db: *mut sqlite::sqlite3) {
+    let authorizer = if PREUPDATE_HOOK {
+        Some(authorize as AuthorizerFn)
+    } else {
+        None
+    };
+    // SAFETY: guaranteed by the caller; the authorizer uses no user data.
+    unsafe {
+        sqlite::sqlite3_set_authorizer(db, authorizer, ptr::null_mut());
+    }
+}
+
+/// The signature of an authorizer.
+type AuthorizerFn = unsafe extern "C" fn(
+    *mut c_void,
+    c_int,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+) -> c_int;
+
+/// The authorizer of every connection the hooks are installed on (but while
+/// [`SkipTransactionControl`] runs a migration): see [`one_row_at_a_time`].
+unsafe extern "C" fn authorize(
+    _ctx: *mut c_void,
+    action: c_int,
+    _argument: *const c_char,
+    _value: *const c_char,
+    _database: *const c_char,
+    _trigger: *const c_char,
+) -> c_int {
+    one_row_at_a_time(action)
+}
+
+/// What the authorizers answer SQLite, preparing a statement, for an `action` they otherwise
+/// allow: `SQLITE_IGNORE` for a `DELETE`, which lets it run but turns off SQLite's truncate
+/// optimization. Without it, a `DELETE` with no `WHERE` on a table with no trigger and no
+/// foreign key, prepared while the pre-update hook is not installed (nobody observed), is
+/// compiled to clear the table in one step, calling no hook for its rows; and Diesel keeps
+/// prepared statements, so it would clear a table unseen after someone subscribed.
+fn one_row_at_a_time(action: c_int) -> c_int {
+    if action == sqlite::SQLITE_DELETE {
+        sqlite::SQLITE_IGNORE
+    } else {
         sqlite::SQLITE_OK
     }
 }
@@ -144,6 +198,9 @@ struct Installed {
     watch: Watch,
     /// Statements running longer are reported (`trace::slow`).
     slow_statements: Option<Duration>,
+    /// Whether the pre-update hook is installed: only while someone observes (see
+    /// [`capture_while_observed`]). Read and written by the connection's own hooks only.
+    capturing: Cell<bool>,
 }
 
 /// The key of the observer in the connection's client data (which SQL cannot reach or
@@ -161,6 +218,7 @@ pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: O
         observer,
         watch,
         slow_statements,
+        capturing: Cell::new(false),
     })) as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
     // stays valid until SQLite calls `release` as the connection closes; `release` removes
@@ -172,6 +230,8 @@ pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: O
         {
             return; // out of memory: SQLite already called `release`; nothing is installed
         }
+        // Before the hooks, whose pre-update hook comes and goes with subscribers.
+        delete_row_by_row(db);
         sqlite::sqlite3_commit_hook(db, Some(on_commit), ctx);
         sqlite::sqlite3_rollback_hook(db, Some(on_rollback), ctx);
         sqlite::sqlite3_trace_v2(
@@ -180,7 +240,32 @@ pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: O
             Some(on_trace),
             ctx,
         );
-        install_preupdate(db, ctx);
+    }
+}
+
+/// Installs the pre-update hook when someone observes and removes it when nobody does, as a
+/// statement starts (before it changes any row). Installed, SQLite prepares every changed
+/// row's values for it, even when it returns at once (0.13k instructions a row); so a
+/// statement is captured whole if a subscriber observed as it started, and not at all
+/// otherwise (a subscription that starts while a statement runs sees the statements after).
+/// What SQLite compiles does not depend on whether the hook was installed at the time but for
+/// a `DELETE` without `WHERE`, which [`one_row_at_a_time`] makes run row by row either way.
+///
+/// # Safety
+/// Called from a hook of `installed.db`, with the `ctx` SQLite passes to it.
+unsafe fn capture_while_observed(installed: &Installed, ctx: *mut c_void) {
+    let observed = installed.observer.anyone_observes();
+    if observed != installed.capturing.get() {
+        installed.capturing.set(observed);
+        // SAFETY: guaranteed by the caller: `db` is open and runs this hook; `ctx` stays valid
+        // until `release`, which removes the hook.
+        unsafe {
+            if observed {
+                install_preupdate(installed.db, ctx);
+            } else {
+                uninstall_preupdate(installed.db);
+            }
+        }
     }
 }
 
@@ -336,6 +421,7 @@ unsafe extern "C" fn on_trace(
                 if observer.running_statement() == Some(stmt as usize) {
                     return;
                 }
+                capture_while_observed(installed, ctx);
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
                     trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
@@ -490,8 +576,8 @@ unsafe extern "C" fn on_preupdate(
         // preupdate accessors are valid for the duration of this callback.
         unsafe {
             let observer = observer(ctx);
-            // No subscriber anywhere: nothing to capture, not even the table's name to read
-            // (a cascade calls this once for each row it deletes).
+            // Every subscriber left since the statement started (the hook goes at the next
+            // start): nothing to capture, not even the table's name to read.
             if !observer.anyone_observes() {
                 return;
             }

@@ -35,8 +35,9 @@
 //! never blocks writers, and is told how many changes it missed.
 //!
 //! A subscription sees the transactions that commit after it was made; of one already in
-//! progress when it was made, it may see only the rows written after that moment (nothing is
-//! captured while nobody observes, which keeps an unobserved store as fast as plain Diesel).
+//! progress when it was made, it sees only what was written after that moment (on SQLite, the
+//! statements that started after it: nothing is captured while nobody observes, which keeps an
+//! unobserved store as fast as plain Diesel).
 //!
 //! On SQLite, built on SQLite's pre-update hook, which needs SQLite compiled with
 //! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]). On PostgreSQL, on the server's logical
