@@ -32,6 +32,8 @@
 //!   `all` and `load_comments`, and as hand-written Diesel loads them (text columns,
 //!   `belonging_to` and `grouped_by`) on a plain `SqliteConnection`; `diesel-all N`: the
 //!   one-row trivial query as hand-written Diesel runs it (compare with `store`);
+//!   `diesel-typed-all N`: the same with datastore's key and time types (`Id`, `Timestamp`),
+//!   which read the text they are stored as into typed values, as `store` does;
 //! - `medium N`, `diesel-medium N`: the medium query at 10 rows (posts with a comment
 //!   matching a `LIKE` pattern, among 20) N times, with `datastore::query!` and as
 //!   hand-written Diesel writes it;
@@ -131,8 +133,9 @@ mod hand_written {
 
     all_posts!(SqliteConnection);
 
-    /// On PostgreSQL, with datastore's key and time types, as `benches/workloads` writes it.
-    pub mod pg {
+    /// With datastore's key and time types, as `benches/workloads` writes it on PostgreSQL
+    /// (and as a Diesel user who wants those types on SQLite does).
+    pub mod typed {
         use datastore::diesel::prelude::*;
         use datastore::{Id, Timestamp};
 
@@ -179,6 +182,7 @@ mod hand_written {
         diesel::allow_tables_to_appear_in_same_query!(posts, comments);
 
         posts_commented!(PgConnection);
+        all_posts!(diesel::SqliteConnection);
 
         impl From<&crate::Post> for Post {
             fn from(post: &crate::Post) -> Self {
@@ -527,6 +531,12 @@ fn main() {
                 black_box(hand_written::all_posts(&mut plain));
             }
         }
+        "diesel-typed-all" => {
+            let mut plain = SqliteConnection::establish(&url).unwrap();
+            for _ in 0..n {
+                black_box(hand_written::typed::all_posts(&mut plain));
+            }
+        }
         "store" => {
             for _ in 0..n {
                 black_box(conn.all::<Post>().unwrap());
@@ -568,7 +578,7 @@ fn main() {
                 "unknown mode {mode}: store, plain, plain-all, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
                  observe1-read, observe10-read, plain-insert, eager, diesel-eager, diesel-all, \
-                 delete, diesel-delete, delete-setup, \
+                 diesel-typed-all, delete, diesel-delete, delete-setup, \
                  all1000, query1000 or plain1000"
             );
             std::process::exit(2);
@@ -617,10 +627,10 @@ fn postgres_insert10(diesel: bool, n: u32) {
         for _ in 0..n {
             let rows: Vec<Post> = (0..10).map(|_| Post::default()).collect();
             if diesel {
-                let rows: Vec<_> = rows.iter().map(hand_written::pg::Post::from).collect();
+                let rows: Vec<_> = rows.iter().map(hand_written::typed::Post::from).collect();
                 let inserted = pg
                     .transaction(|tx| {
-                        diesel::insert_into(hand_written::pg::posts::table)
+                        diesel::insert_into(hand_written::typed::posts::table)
                             .values(&rows)
                             .execute(tx)
                     })
@@ -657,9 +667,9 @@ fn postgres_find(diesel: bool, n: u32) {
         let stored = conn.save(Post::default()).unwrap();
         for _ in 0..n {
             let found = if diesel {
-                hand_written::pg::posts::table
+                hand_written::typed::posts::table
                     .find(stored.id)
-                    .first::<hand_written::pg::Post>(postgres(&mut conn))
+                    .first::<hand_written::typed::Post>(postgres(&mut conn))
                     .optional()
                     .unwrap()
                     .is_some()
@@ -685,7 +695,7 @@ fn postgres_medium(diesel: bool, n: u32) {
         });
         for _ in 0..n {
             let found = if diesel {
-                hand_written::pg::posts_commented(postgres(&mut conn), "%1%").len()
+                hand_written::typed::posts_commented(postgres(&mut conn), "%1%").len()
             } else {
                 use models::comments::content;
                 datastore::query!(conn, Post, |q| q

@@ -158,7 +158,7 @@ impl ConnObserver {
         state.running = Some(statement);
         state.resetting = false;
         // A commit that no rollback followed has succeeded.
-        let committed = state.committed.take();
+        let committed = state.take_committed();
         // The previous statement is over: its counter tells whether it stuck. Its buffer is
         // kept for the next statement (a statement a row, as bulk inserts run, would otherwise
         // allocate one for each row).
@@ -177,26 +177,8 @@ impl ConnObserver {
         }
         state.started_at = total_changes;
         state.statement_rows = state.rows.mark();
-        match SavepointCommand::parse(sql.trim_start()) {
-            Some(SavepointCommand::Savepoint(name)) => {
-                let (changes, rows) = (state.transaction.len(), state.rows.mark());
-                state.savepoints.push((name, changes, rows));
-            }
-            Some(SavepointCommand::Release(name)) => {
-                if let Some(i) = state.savepoints.iter().rposition(|(n, ..)| *n == name) {
-                    state.savepoints.truncate(i);
-                }
-            }
-            Some(SavepointCommand::RollbackTo(name)) => {
-                if let Some(i) = state.savepoints.iter().rposition(|(n, ..)| *n == name) {
-                    let (_, changes, rows) = state.savepoints[i];
-                    state.transaction.truncate(changes);
-                    state.rows.truncate(rows);
-                    state.statement_rows = rows;
-                    state.savepoints.truncate(i + 1);
-                }
-            }
-            None => {}
+        if let Some(command) = SavepointCommand::parse(sql.trim_start()) {
+            state.savepoint_command(command);
         }
         drop(state);
         if let Some((seq, changes)) = committed {
@@ -214,7 +196,7 @@ impl ConnObserver {
             state.resetting = true;
         }
         let committed = if autocommit {
-            state.committed.take()
+            state.take_committed()
         } else {
             None
         };
@@ -269,10 +251,47 @@ impl ConnObserver {
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
-        let committed = state.committed.take();
+        let committed = state.take_committed();
         drop(state);
         if let Some((seq, _)) = committed {
             self.hub.void(seq); // the commit failed after its hook
+        }
+    }
+}
+
+impl State {
+    /// A commit waiting for the end of its statement, taken (the common case, none, without
+    /// moving the batch's place in memory).
+    fn take_committed(&mut self) -> Option<(u64, Batch)> {
+        if self.committed.is_some() {
+            self.committed.take()
+        } else {
+            None
+        }
+    }
+
+    /// A savepoint command starts: the changes captured since a savepoint it rolls back to
+    /// are forgotten.
+    fn savepoint_command(&mut self, command: SavepointCommand) {
+        match command {
+            SavepointCommand::Savepoint(name) => {
+                let (changes, rows) = (self.transaction.len(), self.rows.mark());
+                self.savepoints.push((name, changes, rows));
+            }
+            SavepointCommand::Release(name) => {
+                if let Some(i) = self.savepoints.iter().rposition(|(n, ..)| *n == name) {
+                    self.savepoints.truncate(i);
+                }
+            }
+            SavepointCommand::RollbackTo(name) => {
+                if let Some(i) = self.savepoints.iter().rposition(|(n, ..)| *n == name) {
+                    let (_, changes, rows) = self.savepoints[i];
+                    self.transaction.truncate(changes);
+                    self.rows.truncate(rows);
+                    self.statement_rows = rows;
+                    self.savepoints.truncate(i + 1);
+                }
+            }
         }
     }
 }
@@ -321,7 +340,7 @@ impl Drop for ConnObserver {
     fn drop(&mut self) {
         // Never left waiting, which would hold back every later commit's delivery. No rollback
         // followed the commit: it succeeded.
-        let committed = self.state().committed.take();
+        let committed = self.state().take_committed();
         if let Some((seq, changes)) = committed {
             self.hub.publish(seq, changes);
         }
