@@ -680,13 +680,13 @@ mod tests {
             .iter()
             .map(|&t| RawChange::broken(t.into(), Op::Insert, 0, "no row"))
             .collect();
-        hub.publish(
-            hub.next_seq(),
-            Batch {
-                changes,
-                ..Batch::default()
-            },
-        );
+        let batch = Batch {
+            changes,
+            rows: Default::default(),
+            shared: Default::default(),
+            spares: None,
+        };
+        hub.publish(hub.next_seq(), batch);
     }
 
     /// What a reader reads now: each change as its table and index, each gap as "missed n".

@@ -49,6 +49,7 @@ pub mod live;
 pub(crate) mod postgres;
 mod query;
 mod shared;
+mod spare;
 pub(crate) mod sqlite;
 
 pub use live::{LiveQuery, LiveSubscription, Snapshot};
@@ -305,6 +306,20 @@ pub(crate) struct Batch {
     pub changes: Vec<RawChange>,
     /// Its rows as decoded by the subscriptions of a model, for the others of that model.
     pub shared: shared::Shared,
+    /// Where its buffers go when the last subscriber lets go of it: the connection that
+    /// captured them, for its next transaction (SQLite; see [`spare`]).
+    pub spares: Option<spare::Spares>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(spares) = self.spares.take() {
+            spares.give_back(
+                std::mem::take(&mut self.rows),
+                std::mem::take(&mut self.changes),
+            );
+        }
+    }
 }
 
 impl Batch {
@@ -470,6 +485,17 @@ impl Rows {
         if self.cells.capacity() > 2 * self.cells.len() {
             self.cells.shrink_to_fit();
         }
+    }
+
+    /// Empty, keeping its room.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.raw().clear();
+        self.cells.clear();
+    }
+
+    /// The room it holds, in bytes.
+    pub(crate) fn allocated(&self) -> usize {
+        self.bytes.capacity() + self.cells.capacity() * size_of::<Cell>()
     }
 
     /// Done capturing: the rows are handed to subscribers as they are now.

@@ -23,10 +23,13 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use crate::observe::hub::Hub;
+use crate::observe::spare::Spares;
 use crate::observe::{Batch, Mark, Op, RawChange, Rows, Shape};
 
 pub(crate) struct ConnObserver {
     hub: Arc<Hub>,
+    /// The buffers its published batches give back.
+    spares: Spares,
     /// Only the hooks of the one connection touch it, never two at a time: a `RefCell`.
     state: RefCell<State>,
 }
@@ -75,6 +78,7 @@ impl ConnObserver {
     pub fn new(hub: Arc<Hub>) -> Self {
         Self {
             hub,
+            spares: Spares::default(),
             state: RefCell::new(State::default()),
         }
     }
@@ -217,18 +221,24 @@ impl ConnObserver {
         let mut changes = std::mem::take(&mut state.transaction);
         changes.extend(in_delivery_order(statement));
         state.savepoints.clear();
-        let next = Rows::sized_like(&state.rows);
-        let mut rows = std::mem::replace(&mut state.rows, next);
         state.statement_rows = Mark::default();
-        let earlier = state.committed.take();
+        let earlier = state.take_committed();
         let now = if changes.is_empty() {
+            state.rows.clear();
+            state.transaction = changes;
             None
         } else {
+            // The rows go out with the batch; the next transaction captures into the buffers
+            // an earlier batch gave back, once its subscribers were done with it.
+            let (rows, transaction) = self.spares.take(&state.rows);
+            let mut rows = std::mem::replace(&mut state.rows, rows);
+            state.transaction = transaction;
             rows.shrink();
             let batch = Batch {
                 rows,
                 changes,
-                ..Batch::default()
+                shared: Default::default(),
+                spares: Some(self.spares.clone()),
             };
             let seq = self.hub.next_seq();
             if state.resetting {
