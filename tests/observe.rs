@@ -355,6 +355,45 @@ fn a_delete_without_where_prepared_while_nobody_observed_is_reported_row_by_row(
     assert!(everything.recv_timeout(QUIET).is_none());
 }
 
+/// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
+/// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
+/// to nothing, silently, when one is refused. Each object dropped here is created again,
+/// which fails if it is still there; a table dropped with its trigger takes the trigger along.
+#[test]
+fn drop_statements_drop_what_they_name_on_the_stores_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("drops.db").display().to_string());
+    let mut conn = store.conn().unwrap();
+    let create = [
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+        "CREATE INDEX notes_body ON notes (body)",
+        "CREATE VIEW note_bodies AS SELECT body FROM notes",
+        "CREATE TRIGGER notes_kept AFTER INSERT ON notes BEGIN SELECT 1; END",
+        "CREATE TEMP TABLE scratch (x)",
+    ];
+    for sql in create {
+        conn.batch_execute(sql).unwrap();
+    }
+    let everything = store.observe_all().unwrap(); // the pre-update hook installed
+    for (drop, again) in [
+        ("DROP TRIGGER notes_kept", create[3]),
+        ("DROP VIEW note_bodies", create[2]),
+        ("DROP INDEX notes_body", create[1]),
+        ("DROP TABLE scratch", create[4]),
+        ("DROP TABLE notes", create[0]),
+    ] {
+        conn.batch_execute(drop).unwrap();
+        conn.batch_execute(again)
+            .unwrap_or_else(|e| panic!("`{drop}` left it in place: {e}"));
+    }
+    drop(everything); // and not
+    conn.batch_execute(create[3]).unwrap();
+    conn.batch_execute("DROP TABLE notes").unwrap();
+    conn.batch_execute(create[0]).unwrap();
+    conn.batch_execute(create[3])
+        .expect("the dropped table's trigger went with it");
+}
+
 /// One connection (a pool of one) whose subscribers come and go captures what is written
 /// while someone observes, and nothing written while nobody does, in and out of a transaction.
 #[test]

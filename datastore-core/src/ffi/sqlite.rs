@@ -125,10 +125,13 @@ unsafe extern "C" fn skip_transaction_control(
             .eq_ignore_ascii_case(b"foreign_keys"),
         _ => false,
     };
+    // SAFETY: SQLite passes NULL or a NUL-terminated string. Asked of every action, which it
+    // follows from one to the next.
+    let answer = unsafe { one_row_at_a_time(action, argument) };
     if skipped {
         sqlite::SQLITE_IGNORE
     } else {
-        one_row_at_a_time(action)
+        answer
     }
 }
 
@@ -165,25 +168,69 @@ type AuthorizerFn = unsafe extern "C" fn(
 unsafe extern "C" fn authorize(
     _ctx: *mut c_void,
     action: c_int,
-    _argument: *const c_char,
+    argument: *const c_char,
     _value: *const c_char,
     _database: *const c_char,
     _trigger: *const c_char,
 ) -> c_int {
-    one_row_at_a_time(action)
+    // SAFETY: SQLite passes NULL or a NUL-terminated string.
+    unsafe { one_row_at_a_time(action, argument) }
 }
 
-/// What the authorizers answer SQLite, preparing a statement, for an `action` they otherwise
-/// allow: `SQLITE_IGNORE` for a `DELETE`, which lets it run but turns off SQLite's truncate
-/// optimization. Without it, a `DELETE` with no `WHERE` on a table with no trigger and no
-/// foreign key, prepared while the pre-update hook is not installed (nobody observed), is
-/// compiled to clear the table in one step, calling no hook for its rows; and Diesel keeps
-/// prepared statements, so it would clear a table unseen after someone subscribed.
-fn one_row_at_a_time(action: c_int) -> c_int {
-    if action == sqlite::SQLITE_DELETE {
-        sqlite::SQLITE_IGNORE
+thread_local! {
+    /// The action just authorized on this thread was a `DROP TABLE` (or view): see
+    /// [`one_row_at_a_time`].
+    static DROPPING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The `DROP` actions SQLite follows, in the same preparation, with a `DELETE` of the dropped
+/// table's rows to authorize.
+const DROPS_OF_TABLES: [c_int; 5] = [
+    sqlite::SQLITE_DROP_TABLE,
+    sqlite::SQLITE_DROP_TEMP_TABLE,
+    sqlite::SQLITE_DROP_VIEW,
+    sqlite::SQLITE_DROP_TEMP_VIEW,
+    sqlite::SQLITE_DROP_VTABLE,
+];
+
+/// What the authorizers answer SQLite, preparing a statement, for an `action` on `table` (its
+/// first argument) that they otherwise allow: `SQLITE_IGNORE` for the `DELETE` of a `DELETE`
+/// statement, which lets it run but turns off SQLite's truncate optimization. Without it, a
+/// `DELETE` with no `WHERE` on a table with no trigger and no foreign key, prepared while the
+/// pre-update hook is not installed (nobody observed), is compiled to clear the table in one
+/// step, calling no hook for its rows; and Diesel keeps prepared statements, so it would clear
+/// a table unseen after someone subscribed.
+///
+/// `DROP TABLE`, `DROP VIEW`, `DROP INDEX` and `DROP TRIGGER` ask for `DELETE`s too (of the
+/// schema table's rows, and of the dropped table's), and compile to nothing, silently, when
+/// one is answered anything but `SQLITE_OK`: those are allowed. The dropped table's `DELETE`
+/// has the arguments of a `DELETE` statement's, and is told by coming right after the `DROP`.
+///
+/// # Safety
+/// `table` is NULL or a NUL-terminated string.
+unsafe fn one_row_at_a_time(action: c_int, table: *const c_char) -> c_int {
+    let after_drop = DROPPING.with(|dropping| dropping.replace(DROPS_OF_TABLES.contains(&action)));
+    if action != sqlite::SQLITE_DELETE || after_drop {
+        return sqlite::SQLITE_OK;
+    }
+    // SAFETY: guaranteed by the caller.
+    let table = if table.is_null() {
+        &[][..]
     } else {
+        unsafe { CStr::from_ptr(table) }.to_bytes()
+    };
+    let schema_table = [
+        "sqlite_master",
+        "sqlite_temp_master",
+        "sqlite_schema",
+        "sqlite_temp_schema",
+    ]
+    .iter()
+    .any(|name| table.eq_ignore_ascii_case(name.as_bytes()));
+    if schema_table {
         sqlite::SQLITE_OK
+    } else {
+        sqlite::SQLITE_IGNORE
     }
 }
 
