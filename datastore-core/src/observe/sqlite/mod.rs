@@ -224,8 +224,9 @@ impl ConnObserver {
         state.statement_rows = Mark::default();
         let earlier = state.take_committed();
         let now = if changes.is_empty() {
-            state.rows.clear();
-            state.transaction = changes;
+            // Sized by what it holds, which nothing kept: the room of a large transaction
+            // undone by a `ROLLBACK TO` is not kept (nor is that of its changes).
+            state.rows = Rows::sized_like(&state.rows);
             None
         } else {
             // The rows go out with the batch; the next transaction captures into the buffers
