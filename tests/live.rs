@@ -568,6 +568,29 @@ fn a_live_query_inside_a_transaction_reads_committed_data() {
     until(&mut view, &fresh(&store));
 }
 
+/// A live query that subscribes while a transaction is in flight, whose write came before the
+/// subscription and whose commit comes after the query's first read, is told of the rows it
+/// missed and reads its result again (it kept the first read's result for good before).
+#[test]
+fn a_write_made_before_a_live_query_subscribed_and_committed_after_its_first_read_is_seen() {
+    let (_dir, store) = common::file_store();
+    let mut first = store.save(post("first", 5)).unwrap();
+    let mut view = None;
+    store
+        .transaction(|tx| {
+            first.title = "renamed".into();
+            tx.save(first.clone())?;
+            let mut subscribed = live(&store);
+            let read = next(&mut subscribed);
+            let titles: Vec<&str> = read.iter().map(|p| p.title.as_str()).collect();
+            assert_eq!(titles, ["first"], "the first read sees committed data");
+            view = Some(subscribed);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    until(view.as_mut().unwrap(), &fresh(&store));
+}
+
 /// Each comment with the post it points at, as a live view shows it.
 fn with_posts(snapshot: &Snapshot<Comment>) -> Vec<(Comment, Option<Post>)> {
     snapshot

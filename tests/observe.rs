@@ -395,7 +395,9 @@ fn drop_statements_drop_what_they_name_on_the_stores_connections() {
 }
 
 /// One connection (a pool of one) whose subscribers come and go captures what is written
-/// while someone observes, and nothing written while nobody does, in and out of a transaction.
+/// while someone observes, and nothing written while nobody does, in and out of a transaction;
+/// a subscription that starts inside a transaction is told, after its changes, how many rows
+/// the transaction wrote before it.
 #[test]
 fn one_connection_captures_again_when_a_subscriber_comes_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -420,7 +422,43 @@ fn one_connection_captures_again_when_a_subscriber_comes_back() {
         })
         .unwrap();
     assert_eq!(next(&third).element.title, "after");
+    assert!(
+        matches!(third.recv_timeout(WAIT), Some(Observed::Missed(1))),
+        "the row written before the subscription is told as missed"
+    );
     assert_quiet(&third);
+}
+
+/// Rows written to a table nobody observed, in a transaction during which someone subscribed
+/// to it, are told to that subscription as missed; written with no subscription starting or
+/// ending in their transaction, they cost the subscribers of other tables nothing.
+#[test]
+fn rows_of_a_table_nobody_observed_are_told_missed_to_a_subscription_made_in_their_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("unobserved.db").display().to_string());
+    let comments = store.observe::<Comment>().unwrap();
+    store.save(post("nobody observes posts")).unwrap();
+    store
+        .transaction(|tx| {
+            tx.save(post("still nobody"))?;
+            tx.save(post("and again"))
+        })
+        .unwrap();
+    assert_quiet(&comments);
+    let posts = store
+        .transaction(|tx| {
+            tx.save(post("before"))?;
+            let posts = store.observe::<Post>()?;
+            tx.save(post("after"))?;
+            Ok(posts)
+        })
+        .unwrap();
+    assert_eq!(next(&posts).element.title, "after");
+    assert!(
+        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
+        "the post written before the subscription is told as missed"
+    );
+    assert_quiet(&posts);
 }
 
 #[test]

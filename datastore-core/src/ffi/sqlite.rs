@@ -297,10 +297,11 @@ pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: O
 /// otherwise (a subscription that starts while a statement runs sees the statements after).
 /// What SQLite compiles does not depend on whether the hook was installed at the time but for
 /// a `DELETE` without `WHERE`, which [`one_row_at_a_time`] makes run row by row either way.
+/// Whether the statement is captured.
 ///
 /// # Safety
 /// Called from a hook of `installed.db`, with the `ctx` SQLite passes to it.
-unsafe fn capture_while_observed(installed: &Installed, ctx: *mut c_void) {
+unsafe fn capture_while_observed(installed: &Installed, ctx: *mut c_void) -> bool {
     let observed = installed.observer.anyone_observes();
     if observed != installed.capturing.get() {
         installed.capturing.set(observed);
@@ -314,6 +315,7 @@ unsafe fn capture_while_observed(installed: &Installed, ctx: *mut c_void) {
             }
         }
     }
+    observed
 }
 
 #[cfg(datastore_preupdate_hook)]
@@ -468,7 +470,7 @@ unsafe extern "C" fn on_trace(
                 if observer.running_statement() == Some(stmt as usize) {
                     return;
                 }
-                capture_while_observed(installed, ctx);
+                let captured = capture_while_observed(installed, ctx);
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
                     trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
@@ -501,6 +503,7 @@ unsafe extern "C" fn on_trace(
                     text,
                     sqlite::sqlite3_total_changes64(db),
                     command == Command::Schema,
+                    captured,
                 );
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
@@ -511,7 +514,9 @@ unsafe extern "C" fn on_trace(
                     sqlite::SQLITE_STMTSTATUS_REPREPARE,
                     1,
                 ) > 0;
-                observer.statement_ended(stmt as usize, autocommit, reprepared);
+                observer.statement_ended(stmt as usize, autocommit, reprepared, || {
+                    sqlite::sqlite3_total_changes64(db)
+                });
                 // For SQLITE_TRACE_PROFILE `detail` points to the statement's running time in
                 // nanoseconds.
                 let elapsed = Duration::from_nanos(*(detail as *const u64));

@@ -177,22 +177,29 @@ impl Hub {
     /// Hands a commit's changes to every interested queue: one lock, one entry and one
     /// wake-up per queue and commit, however many rows the commit changed. The queues whose
     /// reader decodes rows into a model are counted first, by model, so that a model's
-    /// readers decode each row once between them (see `shared`).
+    /// readers decode each row once between them (see `shared`). A commit's gap (rows no
+    /// subscriber was given) goes to every queue, after its changes: which tables those rows
+    /// were in is not known.
     fn fan_out(&self, batch: Arc<Batch>) {
         let mut subscribers = lock(&self.subscribers);
         subscribers.retain(|s| s.strong_count() > 0);
-        let receiving: Vec<(Arc<Queue>, Indices)> = subscribers
+        let receiving: Vec<(Arc<Queue>, Option<Indices>)> = subscribers
             .iter()
             .filter_map(Weak::upgrade)
-            .filter_map(|queue| queue.wanted(&batch).map(|indices| (queue, indices)))
+            .map(|queue| {
+                let indices = queue.wanted(&batch);
+                (queue, indices)
+            })
+            .filter(|(_, indices)| indices.is_some() || batch.gap > 0)
             .collect();
         drop(subscribers);
-        if receiving.len() > 1 {
-            let models = receiving.iter().filter_map(|(queue, _)| queue.model.get());
+        let decoding = receiving.iter().filter(|(_, indices)| indices.is_some());
+        if decoding.clone().count() > 1 {
+            let models = decoding.filter_map(|(queue, _)| queue.model.get());
             batch.shared.count_readers(models.copied());
         }
         for (queue, indices) in receiving {
-            queue.push(&batch, indices);
+            queue.push(&batch, indices, batch.gap);
         }
     }
 
@@ -411,20 +418,23 @@ impl Queue {
     }
 
     /// Queues changes of a commit: as many as the capacity leaves room for, then a gap
-    /// counting the others.
-    fn push(&self, batch: &Arc<Batch>, mut indices: Indices) {
+    /// counting the others and the commit's `unseen` rows.
+    fn push(&self, batch: &Arc<Batch>, indices: Option<Indices>, unseen: u64) {
         let mut inner = lock(&self.inner);
-        let count = indices.len();
-        let held = inner.changes + self.unread.load(Ordering::Acquire);
-        let room = self.capacity.saturating_sub(held).min(count);
-        if room > 0 {
-            indices.truncate(room);
-            inner
-                .entries
-                .push_back(Entry::Changes(batch.clone(), indices));
-            inner.changes += room;
+        let mut dropped = unseen;
+        if let Some(mut indices) = indices {
+            let count = indices.len();
+            let held = inner.changes + self.unread.load(Ordering::Acquire);
+            let room = self.capacity.saturating_sub(held).min(count);
+            if room > 0 {
+                indices.truncate(room);
+                inner
+                    .entries
+                    .push_back(Entry::Changes(batch.clone(), indices));
+                inner.changes += room;
+            }
+            dropped += (count - room) as u64;
         }
-        let dropped = (count - room) as u64;
         if dropped > 0 {
             match inner.entries.back_mut() {
                 Some(Entry::Gap(missed)) => *missed += dropped,
@@ -683,6 +693,7 @@ mod tests {
         let batch = Batch {
             changes,
             rows: Default::default(),
+            gap: 0,
             shared: Default::default(),
             spares: None,
         };

@@ -37,7 +37,9 @@
 //! A subscription sees the transactions that commit after it was made; of one already in
 //! progress when it was made, it sees only what was written after that moment (on SQLite, the
 //! statements that started after it: nothing is captured while nobody observes, which keeps an
-//! unobserved store as fast as plain Diesel).
+//! unobserved store as fast as plain Diesel), and on SQLite it is then told, after that
+//! commit's changes, how many rows it missed ([`Observed::Missed`]), so that a live query reads
+//! its result again.
 //!
 //! On SQLite, built on SQLite's pre-update hook, which needs SQLite compiled with
 //! `SQLITE_ENABLE_PREUPDATE_HOOK` (see [`AVAILABLE`]). On PostgreSQL, on the server's logical
@@ -304,6 +306,10 @@ pub enum ChangeFeed {
 pub(crate) struct Batch {
     pub rows: Rows,
     pub changes: Vec<RawChange>,
+    /// Rows the transaction wrote that no subscriber was given, told to every subscriber as
+    /// missed after the changes (SQLite: a transaction a subscription started during, whose
+    /// rows written before it were not captured).
+    pub gap: u64,
     /// Its rows as decoded by the subscriptions of a model, for the others of that model.
     pub shared: shared::Shared,
     /// Where its buffers go when the last subscriber lets go of it: the connection that

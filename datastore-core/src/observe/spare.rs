@@ -74,6 +74,7 @@ mod tests {
         Batch {
             rows,
             changes: vec![RawChange::broken("t".into(), Op::Insert, 0, "test")],
+            gap: 0,
             shared: Default::default(),
             spares: Some(spares.clone()),
         }

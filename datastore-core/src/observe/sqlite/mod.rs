@@ -72,6 +72,30 @@ struct State {
     schema_changing: bool,
     /// The running statement's re-preparation was already counted as a schema change.
     reload_counted: bool,
+    /// Whether the running statement is captured (someone observed as it started), and the
+    /// hub's subscription generation then.
+    running_captured: bool,
+    running_generation: u64,
+    /// Rows the open transaction wrote that no subscriber was given (see [`Unseen`]).
+    unseen: Option<Unseen>,
+    /// The waiting commit was made by a statement not captured, whose rows are counted into
+    /// its gap when it ends.
+    commit_awaits_rows: bool,
+    /// The last statement's end left no transaction open.
+    transaction_over: bool,
+}
+
+/// Rows a transaction wrote that no subscriber was given: written by a statement that started
+/// while nobody observed, or to a table nobody observed at the time. They matter only to a
+/// subscription that started after they were written and before the transaction committed:
+/// it sees the commit, but not those rows, so it is told it missed them (a live query then
+/// reads its result again). Told only if the subscriptions changed since the first of them
+/// (the hub's generation), so that writes to tables nobody observes cost nobody a refresh.
+#[derive(Debug, Clone, Copy)]
+struct Unseen {
+    rows: u64,
+    /// The generation when the first of them was written.
+    since: u64,
 }
 
 impl ConnObserver {
@@ -113,6 +137,13 @@ impl ConnObserver {
     ) {
         let mut state = self.state();
         let Some(name) = state.observed(table, &self.hub) else {
+            let internal = [&b"sqlite_"[..], b"__diesel"]
+                .iter()
+                .any(|prefix| table.to_bytes().starts_with(prefix));
+            if !internal {
+                let generation = state.seen_generation;
+                state.unseen(1, generation);
+            }
             return;
         };
         let shape = state.shape(&self.hub);
@@ -150,19 +181,32 @@ impl ConnObserver {
     /// out). `sql` is the statement's text when it may be a savepoint command, and empty
     /// otherwise.
     /// `schema_command` if the statement changes the schema (see the schema watch below).
+    /// `captured` if someone observes as it starts (its rows are captured).
     pub fn statement_started(
         &self,
         statement: usize,
         sql: &str,
         total_changes: i64,
         schema_command: bool,
+        captured: bool,
     ) {
         let mut state = self.state();
         state.schema_watch_started(schema_command);
         state.running = Some(statement);
         state.resetting = false;
+        // The previous statement's rows, if it was not captured, go to the open transaction
+        // (or to the commit it made, which waits for them when it ended without an end event:
+        // reset or finalized), unless its end ended the transaction.
+        let rows = state.uncaptured_rows(total_changes);
+        if !std::mem::take(&mut state.transaction_over) {
+            state.count_uncaptured(rows);
+        }
         // A commit that no rollback followed has succeeded.
         let committed = state.take_committed();
+        state.running_captured = captured;
+        if !captured {
+            state.running_generation = self.hub.generation();
+        }
         // The previous statement is over: its counter tells whether it stuck. Its buffer is
         // kept for the next statement (a statement a row, as bulk inserts run, would otherwise
         // allocate one for each row).
@@ -185,29 +229,46 @@ impl ConnObserver {
             state.savepoint_command(command);
         }
         drop(state);
-        if let Some((seq, changes)) = committed {
-            self.hub.publish(seq, changes);
+        if let Some((seq, batch)) = committed {
+            self.deliver(seq, batch);
         }
     }
 
     /// A statement finished in `sqlite3_step` (after its commit, if it committed), or is being
     /// reset or finalized before it finished; `autocommit` if no transaction is open after it,
-    /// `reprepared` if SQLite prepared it again while it ran (see the schema watch below).
-    pub fn statement_ended(&self, statement: usize, autocommit: bool, reprepared: bool) {
+    /// `reprepared` if SQLite prepared it again while it ran (see the schema watch below);
+    /// `total_changes` reads the connection's change counter, asked only for a commit that
+    /// waits for the count of the statement's uncaptured rows.
+    #[inline] // called from one place, the end event, once a statement
+    pub fn statement_ended(
+        &self,
+        statement: usize,
+        autocommit: bool,
+        reprepared: bool,
+        total_changes: impl FnOnce() -> i64,
+    ) {
         let mut state = self.state();
         if state.running == Some(statement) {
             state.running = None;
             state.resetting = true;
         }
+        if state.commit_awaits_rows {
+            let rows = state.uncaptured_rows(total_changes());
+            state.count_uncaptured(rows);
+        }
         let committed = if autocommit {
+            // The transaction is over, committed or not: the rows the next statement's start
+            // finds were not counted yet are not the next transaction's.
+            state.unseen = None;
+            state.transaction_over = true;
             state.take_committed()
         } else {
             None
         };
         let schema_changed = state.schema_watch_ended(reprepared, autocommit);
         drop(state);
-        if let Some((seq, changes)) = committed {
-            self.hub.publish(seq, changes);
+        if let Some((seq, batch)) = committed {
+            self.deliver(seq, batch);
         }
         if schema_changed {
             self.hub.schema_changed();
@@ -223,7 +284,18 @@ impl ConnObserver {
         state.savepoints.clear();
         state.statement_rows = Mark::default();
         let earlier = state.take_committed();
-        let now = if changes.is_empty() {
+        // Rows no subscriber was given, told to the subscriptions that started since they were
+        // written; the committing statement's own, if it was not captured, are counted at its
+        // end (SQLite adds them to the change counter after the commit).
+        let generation = self.hub.generation();
+        let gap = state
+            .unseen
+            .take()
+            .filter(|unseen| unseen.since != generation)
+            .map_or(0, |unseen| unseen.rows);
+        state.commit_awaits_rows =
+            !state.running_captured && state.running_generation != generation;
+        let now = if changes.is_empty() && gap == 0 && !state.commit_awaits_rows {
             // Sized by what it holds, which nothing kept: the room of a large transaction
             // undone by a `ROLLBACK TO` is not kept (nor is that of its changes).
             state.rows = Rows::sized_like(&state.rows);
@@ -238,6 +310,7 @@ impl ConnObserver {
             let batch = Batch {
                 rows,
                 changes,
+                gap,
                 shared: Default::default(),
                 spares: Some(self.spares.clone()),
             };
@@ -251,6 +324,15 @@ impl ConnObserver {
         };
         drop(state);
         for (seq, batch) in earlier.into_iter().chain(now) {
+            self.deliver(seq, batch);
+        }
+    }
+
+    /// Hands a commit to the hub, or skips its number if it turned out to hold nothing.
+    fn deliver(&self, seq: u64, batch: Batch) {
+        if batch.changes.is_empty() && batch.gap == 0 {
+            self.hub.void(seq);
+        } else {
             self.hub.publish(seq, batch);
         }
     }
@@ -262,6 +344,7 @@ impl ConnObserver {
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
+        state.unseen = None;
         let committed = state.take_committed();
         drop(state);
         if let Some((seq, _)) = committed {
@@ -271,6 +354,45 @@ impl ConnObserver {
 }
 
 impl State {
+    /// `rows` written that no subscriber was given, in subscription `generation`.
+    fn unseen(&mut self, rows: u64, generation: u64) {
+        match &mut self.unseen {
+            Some(unseen) => unseen.rows += rows,
+            None => {
+                self.unseen = Some(Unseen {
+                    rows,
+                    since: generation,
+                })
+            }
+        }
+    }
+
+    /// The running statement ended, having changed the change counter to `total_changes`: if
+    /// it was not captured, its rows are unseen; a commit it made waits for that count.
+    fn uncaptured_rows(&mut self, total_changes: i64) -> u64 {
+        if self.running_captured || total_changes <= self.started_at {
+            return 0;
+        }
+        let rows = (total_changes - self.started_at) as u64;
+        self.started_at = total_changes;
+        rows
+    }
+
+    /// Counts `rows` the running statement wrote uncaptured: into the gap of the commit it
+    /// made, if that waits for them, else as unseen rows of the open transaction.
+    fn count_uncaptured(&mut self, rows: u64) {
+        if std::mem::take(&mut self.commit_awaits_rows) {
+            if let Some((_, batch)) = &mut self.committed {
+                batch.gap += rows;
+                return;
+            }
+        }
+        if rows > 0 {
+            let generation = self.running_generation;
+            self.unseen(rows, generation);
+        }
+    }
+
     /// A commit waiting for the end of its statement, taken (the common case, none, without
     /// moving the batch's place in memory).
     fn take_committed(&mut self) -> Option<(u64, Batch)> {
@@ -352,8 +474,8 @@ impl Drop for ConnObserver {
         // Never left waiting, which would hold back every later commit's delivery. No rollback
         // followed the commit: it succeeded.
         let committed = self.state().take_committed();
-        if let Some((seq, changes)) = committed {
-            self.hub.publish(seq, changes);
+        if let Some((seq, batch)) = committed {
+            self.deliver(seq, batch);
         }
     }
 }
