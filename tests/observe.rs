@@ -413,20 +413,26 @@ fn one_connection_captures_again_when_a_subscriber_comes_back() {
     assert_quiet(&second);
     drop(second);
     // Inside a transaction whose first statement ran unobserved.
-    let third = store
+    subscribed_inside_a_transaction(&store);
+}
+
+/// Subscribes to posts inside a transaction between two saves, and checks that the
+/// subscription receives the second post, then is told it missed the first.
+fn subscribed_inside_a_transaction(store: &Store) {
+    let posts = store
         .transaction(|tx| {
             tx.save(post("before"))?;
-            let third = store.observe::<Post>()?;
+            let posts = store.observe::<Post>()?;
             tx.save(post("after"))?;
-            Ok(third)
+            Ok(posts)
         })
         .unwrap();
-    assert_eq!(next(&third).element.title, "after");
+    assert_eq!(next(&posts).element.title, "after");
     assert!(
-        matches!(third.recv_timeout(WAIT), Some(Observed::Missed(1))),
-        "the row written before the subscription is told as missed"
+        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
+        "the post written before the subscription is told as missed"
     );
-    assert_quiet(&third);
+    assert_quiet(&posts);
 }
 
 /// Rows written to a table nobody observed, in a transaction during which someone subscribed
@@ -445,20 +451,7 @@ fn rows_of_a_table_nobody_observed_are_told_missed_to_a_subscription_made_in_the
         })
         .unwrap();
     assert_quiet(&comments);
-    let posts = store
-        .transaction(|tx| {
-            tx.save(post("before"))?;
-            let posts = store.observe::<Post>()?;
-            tx.save(post("after"))?;
-            Ok(posts)
-        })
-        .unwrap();
-    assert_eq!(next(&posts).element.title, "after");
-    assert!(
-        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
-        "the post written before the subscription is told as missed"
-    );
-    assert_quiet(&posts);
+    subscribed_inside_a_transaction(&store);
 }
 
 #[test]
