@@ -19,6 +19,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// SQLite's own tables and Diesel's migration bookkeeping: never observed.
+pub(crate) fn internal_table(name: &[u8]) -> bool {
+    name.starts_with(b"sqlite_") || name.starts_with(b"__diesel")
+}
+
 #[derive(Default)]
 pub(crate) struct Hub {
     /// Subscribers observing every table.
@@ -70,7 +75,7 @@ impl Hub {
             return false; // the common case, without a lock
         }
         if self.all_tables.load(Ordering::Relaxed) > 0 {
-            return !table.starts_with("sqlite_") && !table.starts_with("__diesel");
+            return !internal_table(table.as_bytes());
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         !tables.is_empty() && tables.contains_key(table)

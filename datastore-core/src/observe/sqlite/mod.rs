@@ -22,7 +22,7 @@ use std::cell::{RefCell, RefMut};
 use std::ffi::CStr;
 use std::sync::Arc;
 
-use crate::observe::hub::Hub;
+use crate::observe::hub::{self, Hub};
 use crate::observe::spare::Spares;
 use crate::observe::{Batch, Mark, Op, RawChange, Rows, Shape};
 
@@ -81,7 +81,8 @@ struct State {
     /// The waiting commit was made by a statement not captured, whose rows are counted into
     /// its gap when it ends.
     commit_awaits_rows: bool,
-    /// The last statement's end left no transaction open.
+    /// The open transaction committed or rolled back: rows counted from now until the next
+    /// statement starts are the running statement's, and belong to no open transaction.
     transaction_over: bool,
 }
 
@@ -137,10 +138,7 @@ impl ConnObserver {
     ) {
         let mut state = self.state();
         let Some(name) = state.observed(table, &self.hub) else {
-            let internal = [&b"sqlite_"[..], b"__diesel"]
-                .iter()
-                .any(|prefix| table.to_bytes().starts_with(prefix));
-            if !internal {
+            if !hub::internal_table(table.to_bytes()) {
                 let generation = state.seen_generation;
                 state.unseen(1, generation);
             }
@@ -194,13 +192,10 @@ impl ConnObserver {
         state.schema_watch_started(schema_command);
         state.running = Some(statement);
         state.resetting = false;
-        // The previous statement's rows, if it was not captured, go to the open transaction
-        // (or to the commit it made, which waits for them when it ended without an end event:
-        // reset or finalized), unless its end ended the transaction.
+        // The previous statement's rows, if it was not captured and they were not counted at
+        // its end.
         let rows = state.uncaptured_rows(total_changes);
-        if !std::mem::take(&mut state.transaction_over) {
-            state.count_uncaptured(rows);
-        }
+        state.count_uncaptured(rows);
         // A commit that no rollback followed has succeeded.
         let committed = state.take_committed();
         state.running_captured = captured;
@@ -257,10 +252,6 @@ impl ConnObserver {
             state.count_uncaptured(rows);
         }
         let committed = if autocommit {
-            // The transaction is over, committed or not: the rows the next statement's start
-            // finds were not counted yet are not the next transaction's.
-            state.unseen = None;
-            state.transaction_over = true;
             state.take_committed()
         } else {
             None
@@ -295,6 +286,7 @@ impl ConnObserver {
             .map_or(0, |unseen| unseen.rows);
         state.commit_awaits_rows =
             !state.running_captured && state.running_generation != generation;
+        state.transaction_over = true;
         let now = if changes.is_empty() && gap == 0 && !state.commit_awaits_rows {
             // Sized by what it holds, which nothing kept: the room of a large transaction
             // undone by a `ROLLBACK TO` is not kept (nor is that of its changes).
@@ -345,6 +337,7 @@ impl ConnObserver {
         state.statement_rows = Mark::default();
         state.savepoints.clear();
         state.unseen = None;
+        state.transaction_over = true;
         let committed = state.take_committed();
         drop(state);
         if let Some((seq, _)) = committed {
@@ -378,16 +371,18 @@ impl State {
         rows
     }
 
-    /// Counts `rows` the running statement wrote uncaptured: into the gap of the commit it
-    /// made, if that waits for them, else as unseen rows of the open transaction.
+    /// Counts `rows` the running (or last) statement wrote uncaptured: into the gap of the
+    /// commit it made, if that waits for them, else as unseen rows of the open transaction,
+    /// unless its transaction is over.
     fn count_uncaptured(&mut self, rows: u64) {
+        let over = std::mem::take(&mut self.transaction_over);
         if std::mem::take(&mut self.commit_awaits_rows) {
             if let Some((_, batch)) = &mut self.committed {
                 batch.gap += rows;
                 return;
             }
         }
-        if rows > 0 {
+        if rows > 0 && !over {
             let generation = self.running_generation;
             self.unseen(rows, generation);
         }
