@@ -112,3 +112,38 @@ fn a_schema_change_while_observing_never_delivers_shifted_rows_on_sqlite() {
     let store = Store::builder(&path).open().unwrap();
     schema_changes_never_shift_rows(&store, |sql| other.batch_execute(sql).unwrap());
 }
+
+/// While nobody observes, the store's connections do not watch for schema changes: a table
+/// changed by another connection then is read anew by the next subscription, whose rows are
+/// decoded by the new columns (here, two swapped names: the old positions would swap values).
+#[test]
+fn a_schema_change_made_while_nobody_observed_is_read_by_the_next_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db").display().to_string();
+    let mut other = SqliteConnection::establish(&path).unwrap();
+    other
+        .batch_execute("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL, b TEXT)")
+        .unwrap();
+    let store = Store::builder(&path).pool_size(1).open().unwrap();
+    {
+        // An epoch whose columns a subscription read, before nobody observes.
+        let notes = store.observe::<Note>().unwrap();
+        let saved = store.save(note(1)).unwrap();
+        assert!(delivered_right_or_reported(&notes, &saved, "observed"));
+    }
+    store.save(note(2)).unwrap();
+    other
+        .batch_execute(
+            "ALTER TABLE notes RENAME COLUMN a TO t; ALTER TABLE notes RENAME COLUMN b TO a; \
+             ALTER TABLE notes RENAME COLUMN t TO b",
+        )
+        .unwrap();
+    // Re-prepared for the new schema while nobody observes.
+    store.save(note(3)).unwrap();
+    let notes = store.observe::<Note>().unwrap();
+    let saved = store.save(note(4)).unwrap();
+    assert!(
+        delivered_right_or_reported(&notes, &saved, "observed again"),
+        "the first row after subscribing is decoded by the columns the table has now"
+    );
+}

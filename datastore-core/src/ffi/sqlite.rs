@@ -492,12 +492,16 @@ unsafe extern "C" fn on_trace(
                     installed.watch.recover();
                     sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());
                 }
-                // A fresh count of the statement's re-preparations (see `statement_ended`).
-                sqlite::sqlite3_stmt_status(
-                    stmt as *mut sqlite::sqlite3_stmt,
-                    sqlite::SQLITE_STMTSTATUS_REPREPARE,
-                    1,
-                );
+                // A fresh count of the statement's re-preparations (see `statement_ended`), for
+                // a captured statement only: one that captures nothing needs no schema epoch,
+                // and a subscription starts a new epoch anyway (`Hub::subscribe`).
+                if captured {
+                    sqlite::sqlite3_stmt_status(
+                        stmt as *mut sqlite::sqlite3_stmt,
+                        sqlite::SQLITE_STMTSTATUS_REPREPARE,
+                        1,
+                    );
+                }
                 observer.statement_started(
                     stmt as usize,
                     text,
@@ -508,12 +512,13 @@ unsafe extern "C" fn on_trace(
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
                 // Whether SQLite prepared the statement again while it ran, having found the
-                // schema changed by another connection.
-                let reprepared = sqlite::sqlite3_stmt_status(
-                    stmt as *mut sqlite::sqlite3_stmt,
-                    sqlite::SQLITE_STMTSTATUS_REPREPARE,
-                    1,
-                ) > 0;
+                // schema changed by another connection (asked of a captured statement only).
+                let reprepared = installed.capturing.get()
+                    && sqlite::sqlite3_stmt_status(
+                        stmt as *mut sqlite::sqlite3_stmt,
+                        sqlite::SQLITE_STMTSTATUS_REPREPARE,
+                        1,
+                    ) > 0;
                 observer.statement_ended(stmt as usize, autocommit, reprepared, || {
                     sqlite::sqlite3_total_changes64(db)
                 });

@@ -64,10 +64,11 @@ impl Hub {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Whether anyone subscribes (read without a lock).
+    /// Whether anyone subscribes (read without a lock). A connection that finds so reads the
+    /// schema epoch [`Hub::subscribe`] began before it counted the subscriber (acquire loads).
     pub fn active(&self) -> bool {
-        self.observed_tables.load(Ordering::Relaxed) > 0
-            || self.all_tables.load(Ordering::Relaxed) > 0
+        self.observed_tables.load(Ordering::Acquire) > 0
+            || self.all_tables.load(Ordering::Acquire) > 0
     }
 
     pub fn wants(&self, table: &str) -> bool {
@@ -225,6 +226,11 @@ impl Hub {
             left: AtomicBool::new(false),
             model: OnceLock::new(),
         });
+        // While nobody observed, the connections did not watch for schema changes made by
+        // others (see `ConnObserver`'s schema watch): rows captured from now on belong to a
+        // new epoch, whose columns are read anew. Begun before the subscriber is counted, so
+        // that a connection which sees it counted sees the new epoch too.
+        self.schema_changed();
         match tables {
             Some(wanted) => {
                 let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());

@@ -298,8 +298,10 @@ impl Store {
         &self,
         filter: Option<observe::Filter<M>>,
     ) -> Result<Subscription<M>> {
-        let decoder = self.decoder_of(M::TABLE_NAME, M::table())?;
+        // The queue first: on SQLite a subscription begins a schema epoch (`Hub::subscribe`),
+        // whose columns the decoder then reads, once.
         let queue = self.queue(Some(M::TABLE_NAME))?;
+        let decoder = self.decoder_of(M::TABLE_NAME, M::table())?;
         Ok(Subscription::new(queue, decoder, filter))
     }
 }

@@ -290,6 +290,15 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
             .map(|t| t.name.to_string())
             .collect();
         tables.extend(self.watched.iter().copied());
+        let mut names: Vec<String> = Vec::new();
+        for table in &tables {
+            if !names.iter().any(|name| name == table.name.as_ref()) {
+                names.push(table.name.to_string());
+            }
+        }
+        // The queue first: on SQLite a subscription begins a schema epoch (`Hub::subscribe`),
+        // whose columns the decoders then read, once.
+        let queue = self.store.queue_of(Some(&names))?;
         let mut decoders = HashMap::new();
         for table in &tables {
             let name = table.name.to_string();
@@ -298,8 +307,6 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
                 slot.insert(decoder);
             }
         }
-        let names: Vec<String> = decoders.keys().cloned().collect();
-        let queue = self.store.queue_of(Some(&names))?;
         Ok(LiveSubscription {
             store: self.store,
             queue,

@@ -429,6 +429,8 @@ impl State {
 /// finds the schema changed by another connection and re-prepares a statement. Each such
 /// change opens a new schema epoch of the hub, and rows are stamped with the epoch they were
 /// captured in, so that a subscriber reads them by the columns of that epoch or not at all.
+/// Re-preparations are watched in captured statements only: while nobody observes, no row needs
+/// an epoch, and each subscription begins a new one (`Hub::subscribe`).
 impl State {
     /// A statement starts; `schema_command` if it changes the schema.
     fn schema_watch_started(&mut self, schema_command: bool) {
