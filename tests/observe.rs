@@ -355,6 +355,68 @@ fn a_delete_without_where_prepared_while_nobody_observed_is_reported_row_by_row(
     assert!(everything.recv_timeout(QUIET).is_none());
 }
 
+/// A kept statement that another connection's schema change made out of date is prepared again
+/// as it runs, and run again without a new start reported; the foreign-key actions of its
+/// cascade then report starts under its handle, which are no new statement: the row it deleted
+/// before them is delivered with the rows they deleted.
+#[test]
+fn a_cascade_prepared_again_as_it_runs_delivers_the_parent_with_its_children() {
+    diesel::table! {
+        parents (id) {
+            id -> Integer,
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("family.db").display().to_string();
+    let store = pool_of_one(&path);
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY); \
+         CREATE TABLE children (id INTEGER PRIMARY KEY, \
+             parent INTEGER NOT NULL REFERENCES parents (id) ON DELETE CASCADE); \
+         INSERT INTO parents VALUES (1), (2); \
+         INSERT INTO children VALUES (10, 1), (20, 2), (21, 2);",
+    )
+    .unwrap();
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let everything = store.observe_all().unwrap();
+    let deleted = |n: usize| -> Vec<String> {
+        let mut tables: Vec<String> = (0..n)
+            .map(|_| match everything.recv_timeout(WAIT) {
+                Some(Observed::Change(change)) => {
+                    assert_eq!(change.op, Op::Delete);
+                    change.table
+                }
+                other => panic!("expected a deleted row, got {other:?}"),
+            })
+            .collect();
+        assert!(everything.recv_timeout(QUIET).is_none(), "nothing more");
+        tables.sort();
+        tables
+    };
+    // Prepared, and kept.
+    assert_eq!(
+        diesel::delete(parents::table.find(1))
+            .execute(sqlite)
+            .unwrap(),
+        1
+    );
+    assert_eq!(deleted(2), ["children", "parents"]);
+    <datastore::diesel::SqliteConnection as datastore::diesel::Connection>::establish(&path)
+        .unwrap()
+        .batch_execute("CREATE TABLE unrelated (x INTEGER)")
+        .unwrap();
+    assert_eq!(
+        diesel::delete(parents::table.find(2))
+            .execute(sqlite)
+            .unwrap(),
+        1
+    );
+    assert_eq!(deleted(3), ["children", "children", "parents"]);
+}
+
 /// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
 /// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
 /// to nothing, silently, when one is refused. Each object dropped here is created again,

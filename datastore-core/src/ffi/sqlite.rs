@@ -470,6 +470,22 @@ unsafe extern "C" fn on_trace(
                 if observer.running_statement() == Some(stmt as usize) {
                     return;
                 }
+                // A captured statement that SQLite found out of date as it ran (the schema
+                // changed) ends, is prepared again, and runs again without a new start; its
+                // trigger and foreign-key action subprograms then report theirs under its handle.
+                // SQLite counts a run after reporting its start, and each end of a captured
+                // statement resets the count: a start under the handle of the statement that
+                // ended last, with a run counted since, belongs to that run again.
+                if installed.capturing.get()
+                    && observer.ended_statement() == Some(stmt as usize)
+                    && sqlite::sqlite3_stmt_status(
+                        stmt as *mut sqlite::sqlite3_stmt,
+                        sqlite::SQLITE_STMTSTATUS_RUN,
+                        0,
+                    ) > 0
+                {
+                    return;
+                }
                 let captured = capture_while_observed(installed, ctx);
                 let sql = detail as *const c_char;
                 if trace::statements_enabled() {
@@ -513,12 +529,21 @@ unsafe extern "C" fn on_trace(
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
                 // Whether SQLite prepared the statement again while it ran, having found the
                 // schema changed by another connection (asked of a captured statement only).
-                let reprepared = installed.capturing.get()
+                let captured = installed.capturing.get();
+                let reprepared = captured
                     && sqlite::sqlite3_stmt_status(
                         stmt as *mut sqlite::sqlite3_stmt,
                         sqlite::SQLITE_STMTSTATUS_REPREPARE,
                         1,
                     ) > 0;
+                if captured {
+                    // Its runs counted from here (see the start's test for a run again).
+                    sqlite::sqlite3_stmt_status(
+                        stmt as *mut sqlite::sqlite3_stmt,
+                        sqlite::SQLITE_STMTSTATUS_RUN,
+                        1,
+                    );
+                }
                 observer.statement_ended(stmt as usize, autocommit, reprepared, || {
                     sqlite::sqlite3_total_changes64(db)
                 });

@@ -55,6 +55,8 @@ struct State {
     seen_generation: u64,
     /// The handle of the running statement.
     running: Option<usize>,
+    /// The handle of the statement that ended last (see [`ConnObserver::ended_statement`]).
+    ended: Option<usize>,
     /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`.
     resetting: bool,
     /// Changes of the running statement, not yet known to stick.
@@ -126,6 +128,16 @@ impl ConnObserver {
     /// The handle of the statement running on the connection, if one is.
     pub fn running_statement(&self) -> Option<usize> {
         self.state.try_borrow().ok()?.running
+    }
+
+    /// The handle of the statement that ended last, if none runs: a statement SQLite prepares
+    /// again as it runs (the schema changed) ends, and runs again without a new start.
+    pub fn ended_statement(&self) -> Option<usize> {
+        let state = self.state.try_borrow().ok()?;
+        if state.running.is_some() {
+            return None;
+        }
+        state.ended
     }
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
@@ -247,6 +259,7 @@ impl ConnObserver {
             state.running = None;
             state.resetting = true;
         }
+        state.ended = Some(statement);
         if state.commit_awaits_rows {
             let rows = state.uncaptured_rows(total_changes());
             state.count_uncaptured(rows);
