@@ -11,7 +11,7 @@ use std::time::Duration;
 use libsqlite3_sys as sqlite;
 
 use crate::observe::Rows;
-use crate::observe::sqlite::{ConnObserver, Side};
+use crate::observe::sqlite::{ConnObserver, Side, Statement};
 use crate::store::lost::{self, Watch};
 use crate::trace;
 
@@ -467,7 +467,8 @@ unsafe extern "C" fn on_trace(
                 // SQLite reports the start of each trigger or foreign-key action subprogram
                 // (one for each row a cascade deletes) under the running statement's handle
                 // and text: part of that statement, already recorded.
-                if observer.running_statement() == Some(stmt as usize) {
+                let last = observer.running_or_ended();
+                if last == Some(Statement::Running(stmt as usize)) {
                     return;
                 }
                 // A captured statement that SQLite found out of date as it ran (the schema
@@ -476,8 +477,8 @@ unsafe extern "C" fn on_trace(
                 // SQLite counts a run after reporting its start, and each end of a captured
                 // statement resets the count: a start under the handle of the statement that
                 // ended last, with a run counted since, belongs to that run again.
-                if installed.capturing.get()
-                    && observer.ended_statement() == Some(stmt as usize)
+                if last == Some(Statement::Ended(stmt as usize))
+                    && installed.capturing.get()
                     && sqlite::sqlite3_stmt_status(
                         stmt as *mut sqlite::sqlite3_stmt,
                         sqlite::SQLITE_STMTSTATUS_RUN,

@@ -34,6 +34,13 @@ pub(crate) struct ConnObserver {
     state: RefCell<State>,
 }
 
+/// A statement handle, running or ended (see [`ConnObserver::running_or_ended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Statement {
+    Running(usize),
+    Ended(usize),
+}
+
 /// Which row of a change a hook reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -130,14 +137,16 @@ impl ConnObserver {
         self.state.try_borrow().ok()?.running
     }
 
-    /// The handle of the statement that ended last, if none runs: a statement SQLite prepares
-    /// again as it runs (the schema changed) ends, and runs again without a new start.
-    pub fn ended_statement(&self) -> Option<usize> {
+    /// The handle of the running statement, or else of the statement that ended last: a
+    /// statement SQLite prepares again as it runs (the schema changed) ends, and runs again
+    /// without a new start.
+    pub fn running_or_ended(&self) -> Option<Statement> {
         let state = self.state.try_borrow().ok()?;
-        if state.running.is_some() {
-            return None;
+        match (state.running, state.ended) {
+            (Some(running), _) => Some(Statement::Running(running)),
+            (None, Some(ended)) => Some(Statement::Ended(ended)),
+            (None, None) => None,
         }
-        state.ended
     }
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
