@@ -417,6 +417,59 @@ fn a_cascade_prepared_again_as_it_runs_delivers_the_parent_with_its_children() {
     assert_eq!(deleted(3), ["children", "children", "parents"]);
 }
 
+/// Each delete is delivered after what it caused (a cascade's children before their parent),
+/// and no row's own changes change order: a trigger that updates a row and then deletes it is
+/// delivered so.
+#[test]
+fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
+    diesel::table! {
+        remarks (id) {
+            id -> Integer,
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("counted.db").display().to_string());
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(
+        "CREATE TABLE remarks (id INTEGER PRIMARY KEY); \
+         CREATE TABLE counters (k TEXT PRIMARY KEY, n INTEGER NOT NULL); \
+         CREATE TRIGGER uncount AFTER DELETE ON remarks BEGIN \
+             UPDATE counters SET n = n - 1 WHERE k = 'a'; \
+             DELETE FROM counters WHERE n = 0; \
+         END; \
+         INSERT INTO remarks VALUES (1); \
+         INSERT INTO counters VALUES ('a', 1);",
+    )
+    .unwrap();
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let everything = store.observe_all().unwrap();
+    assert_eq!(
+        diesel::delete(remarks::table.find(1))
+            .execute(sqlite)
+            .unwrap(),
+        1
+    );
+    let delivered: Vec<(String, Op)> = (0..3)
+        .map(|_| match everything.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => (change.table, change.op),
+            other => panic!("expected a change, got {other:?}"),
+        })
+        .collect();
+    assert!(everything.recv_timeout(QUIET).is_none());
+    let counter: Vec<Op> = delivered
+        .iter()
+        .filter(|(table, _)| table == "counters")
+        .map(|&(_, op)| op)
+        .collect();
+    assert_eq!(counter, [Op::Update, Op::Delete], "in {delivered:?}");
+    assert_eq!(
+        delivered.last().unwrap(),
+        &("remarks".to_owned(), Op::Delete)
+    );
+}
+
 /// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
 /// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
 /// to nothing, silently, when one is refused. Each object dropped here is created again,

@@ -524,9 +524,11 @@ impl State {
     }
 }
 
-/// A cascade reports the parent before its children: deliver the rows a cascade deleted first,
-/// deepest first, so that children come before their parent. Everything else keeps its order
-/// (a row a trigger inserted still follows the row that fired it).
+/// A cascade reports the parent before its children: each delete is delivered after the
+/// changes it caused (the rows its cascade deleted, deepest first, and what triggers did
+/// because of it), so that children come before their parent. Nothing else moves: what a
+/// trigger wrote because of an insert or an update still follows that row, and no row's own
+/// changes change order.
 pub(crate) fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
     put_in_delivery_order(&mut changes);
     changes
@@ -534,8 +536,29 @@ pub(crate) fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
 
 /// [`in_delivery_order`], in place.
 fn put_in_delivery_order(changes: &mut [RawChange]) {
-    if changes.iter().any(|c| c.depth > 0 && c.op == Op::Delete) {
-        changes.sort_by_key(|c| if c.op == Op::Delete { -c.depth } else { 0 });
+    if changes.iter().any(|c| c.depth > 0) {
+        after_what_they_caused(changes);
+    }
+}
+
+/// Moves each delete after the changes it caused: those that follow it deeper than it, up to
+/// the next change as shallow as it (a cascade's deletes, and what triggers did), themselves
+/// ordered so first. Nothing else moves, so that no row's changes change order (a trigger that
+/// updates a row and then deletes it is delivered so).
+fn after_what_they_caused(changes: &mut [RawChange]) {
+    let mut start = 0;
+    while start < changes.len() {
+        let depth = changes[start].depth;
+        let caused = changes[start + 1..]
+            .iter()
+            .position(|c| c.depth <= depth)
+            .unwrap_or(changes.len() - start - 1);
+        let end = start + 1 + caused;
+        after_what_they_caused(&mut changes[start + 1..end]);
+        if changes[start].op == Op::Delete {
+            changes[start..end].rotate_left(1);
+        }
+        start = end;
     }
 }
 
@@ -617,5 +640,46 @@ mod tests {
         );
         assert_eq!(parse("ROLLBACK"), None);
         assert_eq!(parse("INSERT INTO savepoint VALUES (1)"), None);
+    }
+
+    #[test]
+    fn each_delete_follows_what_it_caused_and_nothing_else_moves() {
+        use super::{Op, RawChange, Shape, in_delivery_order};
+        // The table names the rows; the depths are a cascade's (and triggers').
+        let change = |table: &str, op: Op, depth: i32| RawChange {
+            table: table.into(),
+            op,
+            old: None,
+            new: None,
+            depth,
+            shape: Shape::Epoch(0),
+        };
+        let captured = vec![
+            change("parent", Op::Delete, 0),
+            change("child1", Op::Delete, 1),
+            change("tally", Op::Update, 2),
+            change("grandchild", Op::Delete, 2),
+            change("child2", Op::Delete, 1),
+            change("inserted", Op::Insert, 0),
+            change("deleted", Op::Delete, 0),
+            change("audit", Op::Insert, 1),
+        ];
+        let delivered: Vec<String> = in_delivery_order(captured)
+            .iter()
+            .map(|c| c.table.to_string())
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                "tally",
+                "grandchild",
+                "child1",
+                "child2",
+                "parent",
+                "inserted",
+                "audit",
+                "deleted"
+            ]
+        );
     }
 }
