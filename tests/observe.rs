@@ -470,6 +470,58 @@ fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
     );
 }
 
+/// A trigger's rows count as changes while its statement still runs: a statement that fails
+/// after its trigger wrote is undone all the same, and delivers nothing, its trigger's rows
+/// included.
+#[test]
+fn a_statement_that_fails_after_its_trigger_wrote_delivers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("audited.db").display().to_string());
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE audit (username TEXT NOT NULL); \
+             CREATE TRIGGER audited AFTER INSERT ON users BEGIN \
+                 INSERT INTO audit VALUES (new.username); \
+             END;",
+        )
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    store
+        .transaction(|tx| {
+            tx.save(User {
+                username: "taken".into(),
+                ..User::default()
+            })?;
+            // Row 1 and its audit row are written, row 2 breaks the unique constraint: the
+            // statement is undone.
+            let failed = tx.batch_execute(
+                "INSERT INTO users (id, username) VALUES \
+                 ('00000000-0000-0000-0000-000000000001', 'fresh'), \
+                 ('00000000-0000-0000-0000-000000000002', 'taken')",
+            );
+            assert!(failed.is_err());
+            Ok(())
+        })
+        .unwrap();
+    let mut delivered: Vec<String> = (0..2)
+        .map(|_| match everything.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => {
+                assert_eq!(change.op, Op::Insert);
+                change.table
+            }
+            other => panic!("expected an insert, got {other:?}"),
+        })
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, ["audit", "users"]);
+    assert!(
+        everything.recv_timeout(QUIET).is_none(),
+        "nothing of the undone statement"
+    );
+}
+
 /// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
 /// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
 /// to nothing, silently, when one is refused. Each object dropped here is created again,

@@ -523,6 +523,7 @@ unsafe extern "C" fn on_trace(
                     stmt as usize,
                     text,
                     sqlite::sqlite3_total_changes64(db),
+                    || sqlite::sqlite3_changes64(db),
                     command == Command::Schema,
                     captured,
                 );

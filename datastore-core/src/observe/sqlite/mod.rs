@@ -4,9 +4,11 @@
 //!
 //! SQLite's hooks alone over-report: a `ROLLBACK TO SAVEPOINT` is invisible to them, and the
 //! rows of a statement that fails half-way were reported before they were undone. So:
-//! - a statement's changes are kept only if it completed, which its change counter tells: it
-//!   advances when a statement succeeds, never when one is undone. This is checked when the
-//!   next statement starts (the counter is final by then) or when the statement commits;
+//! - a statement's changes are kept only if it completed, which the change counters tell: the
+//!   total advances when a statement succeeds, never when one is undone, but for its triggers'
+//!   rows, counted as they are written; the statement's own count (`sqlite3_changes64`) is
+//!   set only once it succeeded. This is checked when the next statement starts (the counters
+//!   are final by then) or when the statement commits;
 //! - savepoints are followed from the statements themselves (`SAVEPOINT`, `RELEASE`,
 //!   `ROLLBACK TO`), whoever runs them, observed or not;
 //! - a commit takes a sequence number inside the commit hook (SQLite commits one at a time, so
@@ -68,6 +70,8 @@ struct State {
     resetting: bool,
     /// Changes of the running statement, not yet known to stick.
     statement: Vec<RawChange>,
+    /// The running statement changed a row itself (not through a trigger or a cascade).
+    statement_wrote: bool,
     /// The total change counter when the running statement started.
     started_at: i64,
     /// Changes of completed statements of the open transaction.
@@ -158,6 +162,7 @@ impl ConnObserver {
         mut read: impl FnMut(&mut Rows, Side),
     ) {
         let mut state = self.state();
+        state.statement_wrote |= depth == 0;
         let Some(name) = state.observed(table, &self.hub) else {
             if !hub::internal_table(table.to_bytes()) {
                 let generation = state.seen_generation;
@@ -206,6 +211,7 @@ impl ConnObserver {
         statement: usize,
         sql: &str,
         total_changes: i64,
+        changes: impl FnOnce() -> i64,
         schema_command: bool,
         captured: bool,
     ) {
@@ -223,10 +229,13 @@ impl ConnObserver {
         if !captured {
             state.running_generation = self.hub.generation();
         }
-        // The previous statement is over: its counter tells whether it stuck. Its buffer is
+        // The previous statement is over: its counters tell whether it stuck. Its buffer is
         // kept for the next statement (a statement a row, as bulk inserts run, would otherwise
-        // allocate one for each row).
-        if total_changes > state.started_at {
+        // allocate one for each row). Its triggers' rows advance the total as they are written,
+        // also when the statement is undone after; SQLite counts a statement's own rows
+        // (`sqlite3_changes64`) only once it succeeded.
+        let wrote = std::mem::take(&mut state.statement_wrote);
+        if total_changes > state.started_at && (!wrote || changes() > 0) {
             let State {
                 statement,
                 transaction,
