@@ -522,6 +522,34 @@ fn a_statement_that_fails_after_its_trigger_wrote_delivers_nothing() {
     );
 }
 
+/// The models are tables of `main`: a table of the same name in an attached database (or in
+/// `temp`) is another table, and its rows are not delivered as the model's.
+#[test]
+fn rows_of_a_same_named_table_in_an_attached_database_are_not_the_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("main.db").display().to_string());
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("here")).unwrap();
+    assert_eq!(next(&posts).element, saved);
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(&format!(
+        "ATTACH '{}' AS aux; \
+         CREATE TABLE aux.posts AS SELECT * FROM main.posts WHERE 0; \
+         INSERT INTO aux.posts SELECT * FROM main.posts; \
+         CREATE TEMP TABLE posts AS SELECT * FROM main.posts WHERE 0; \
+         INSERT INTO temp.posts SELECT * FROM main.posts; \
+         DELETE FROM temp.posts; \
+         DROP TABLE temp.posts; \
+         DETACH aux;",
+        dir.path().join("aux.db").display()
+    ))
+    .unwrap();
+    drop(conn);
+    assert_quiet(&posts);
+    let saved = store.save(post("here again")).unwrap();
+    assert_eq!(next(&posts).element, saved);
+}
+
 /// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
 /// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
 /// to nothing, silently, when one is refused. Each object dropped here is created again,

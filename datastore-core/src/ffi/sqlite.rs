@@ -546,7 +546,10 @@ unsafe extern "C" fn on_trace(
                         1,
                     );
                 }
-                observer.statement_ended(stmt as usize, autocommit, reprepared, || {
+                // Reset or finalized while it still ran: SQLite reports the end before it halts
+                // the statement (and commits, in autocommit); ended in `sqlite3_step`, it halted.
+                let reset = sqlite::sqlite3_stmt_busy(stmt as *mut sqlite::sqlite3_stmt) != 0;
+                observer.statement_ended(stmt as usize, autocommit, reprepared, reset, || {
                     sqlite::sqlite3_total_changes64(db)
                 });
                 // For SQLITE_TRACE_PROFILE `detail` points to the statement's running time in
@@ -650,7 +653,7 @@ unsafe extern "C" fn on_preupdate(
     ctx: *mut c_void,
     db: *mut sqlite::sqlite3,
     op: c_int,
-    _database: *const c_char,
+    database: *const c_char,
     table: *const c_char,
     _old_rowid: sqlite::sqlite3_int64,
     _new_rowid: sqlite::sqlite3_int64,
@@ -665,9 +668,15 @@ unsafe extern "C" fn on_preupdate(
             if !observer.anyone_observes() {
                 return;
             }
+            let depth = sqlite::sqlite3_preupdate_depth(db);
+            // The models are tables of `main`: a table of the same name in an attached database
+            // or in `temp` is another table, whose rows are not the model's.
+            if CStr::from_ptr(database).to_bytes() != b"main" {
+                observer.changed_elsewhere(depth);
+                return;
+            }
             let table = CStr::from_ptr(table);
             let count = sqlite::sqlite3_preupdate_count(db);
-            let depth = sqlite::sqlite3_preupdate_depth(db);
             let sides = (op != sqlite::SQLITE_INSERT, op != sqlite::SQLITE_DELETE);
             observer.changed(table, depth, sides, |rows, side| {
                 let accessor = match side {

@@ -200,6 +200,15 @@ impl ConnObserver {
         });
     }
 
+    /// A row of a table outside `main` changes (in an attached database, or in `temp`): not
+    /// captured, and counted as a row no subscriber was given.
+    pub fn changed_elsewhere(&self, depth: i32) {
+        let mut state = self.state();
+        state.statement_wrote |= depth == 0;
+        let generation = self.hub.generation();
+        state.unseen(1, generation);
+    }
+
     /// A statement starts running (not a trigger or foreign-key action subprogram of the
     /// running statement, which SQLite reports under the same handle: the hook leaves those
     /// out). `sql` is the statement's text when it may be a savepoint command, and empty
@@ -260,22 +269,25 @@ impl ConnObserver {
     }
 
     /// A statement finished in `sqlite3_step` (after its commit, if it committed), or is being
-    /// reset or finalized before it finished; `autocommit` if no transaction is open after it,
-    /// `reprepared` if SQLite prepared it again while it ran (see the schema watch below);
-    /// `total_changes` reads the connection's change counter, asked only for a commit that
-    /// waits for the count of the statement's uncaptured rows.
+    /// reset or finalized before it finished (`reset`: its commit, if it makes one, comes
+    /// after); `autocommit` if no transaction is open after it, `reprepared` if SQLite prepared
+    /// it again while it ran (see the schema watch below); `total_changes` reads the
+    /// connection's change counter, asked only for a commit that waits for the count of the
+    /// statement's uncaptured rows. A statement that ends in `sqlite3_step` because SQLite
+    /// found it out of date runs again, and ends again: its commit waits for that end.
     #[inline] // called from one place, the end event, once a statement
     pub fn statement_ended(
         &self,
         statement: usize,
         autocommit: bool,
         reprepared: bool,
+        reset: bool,
         total_changes: impl FnOnce() -> i64,
     ) {
         let mut state = self.state();
         if state.running == Some(statement) {
             state.running = None;
-            state.resetting = true;
+            state.resetting = reset;
         }
         state.ended = Some(statement);
         if state.commit_awaits_rows {
@@ -690,5 +702,29 @@ mod tests {
                 "deleted"
             ]
         );
+    }
+
+    /// A statement SQLite found out of date ends in `sqlite3_step`, is prepared again and runs
+    /// again without a new start: a commit it makes then is published at its next end, once
+    /// other connections can see it, not in the commit hook.
+    #[test]
+    fn a_commit_of_a_statement_run_again_waits_for_its_end() {
+        use super::{ConnObserver, Hub};
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        let hub = Arc::new(Hub::default());
+        let queue = hub.subscribe(None, 16);
+        let observer = ConnObserver::new(Arc::clone(&hub));
+        observer.statement_started(1, "", 0, || 0, false, true);
+        observer.statement_ended(1, true, false, false, || 0);
+        observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
+        observer.committed();
+        assert!(
+            queue.next(Some(Duration::ZERO)).is_none(),
+            "held until the statement ends"
+        );
+        observer.statement_ended(1, true, true, false, || 1);
+        assert!(queue.next(Some(Duration::ZERO)).is_some(), "published");
     }
 }
