@@ -550,6 +550,62 @@ fn rows_of_a_same_named_table_in_an_attached_database_are_not_the_models() {
     assert_eq!(next(&posts).element, saved);
 }
 
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// Called once a row by a test's `UPDATE`, to subscribe and unsubscribe while it runs.
+    fn churn() -> diesel::sql_types::Integer;
+}
+
+/// Rows a statement writes while nobody observes (every subscriber left since it started) are
+/// not captured, and are told missed to a subscription that starts before they commit.
+#[test]
+fn rows_written_after_every_subscriber_left_mid_statement_are_told_missed() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("churn.db").display().to_string());
+    for title in ["a", "b", "c"] {
+        store.save(post(title)).unwrap();
+    }
+    let first = Arc::new(Mutex::new(Some(store.observe_all().unwrap())));
+    let second = Arc::new(Mutex::new(None));
+    let mut conn = store.conn().unwrap();
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let (leaving, coming) = (Arc::clone(&first), Arc::clone(&second));
+    let subscriber = std::panic::AssertUnwindSafe(store.clone());
+    let mut calls = 0;
+    churn_utils::register_nondeterministic_impl(sqlite, move || {
+        calls += 1;
+        match calls {
+            // Before the second row: the only subscriber leaves.
+            2 => drop(leaving.lock().unwrap().take()),
+            // Before the third: another subscribes.
+            3 => *coming.lock().unwrap() = Some(subscriber.observe_all().unwrap()),
+            _ => {}
+        }
+        0
+    })
+    .unwrap();
+    sqlite
+        .batch_execute("BEGIN; UPDATE posts SET title = title || churn(); COMMIT;")
+        .unwrap();
+    let second = second
+        .lock()
+        .unwrap()
+        .take()
+        .expect("subscribed during the update");
+    let mut seen = Vec::new();
+    while let Some(item) = second.recv_timeout(QUIET) {
+        seen.push(match item {
+            Observed::Change(change) => format!("{} {:?}", change.table, change.op),
+            Observed::Missed(n) => format!("missed {n}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["posts Update", "posts Update", "missed 1"]);
+}
+
 /// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
 /// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
 /// to nothing, silently, when one is refused. Each object dropped here is created again,

@@ -662,12 +662,9 @@ unsafe extern "C" fn on_preupdate(
         // SAFETY: as in `on_commit`; SQLite passes the table's NUL-terminated name, and the
         // preupdate accessors are valid for the duration of this callback.
         unsafe {
+            // Also when every subscriber left since the statement started (the hook goes at
+            // the next start): the row is then counted as one nobody was given.
             let observer = observer(ctx);
-            // Every subscriber left since the statement started (the hook goes at the next
-            // start): nothing to capture, not even the table's name to read.
-            if !observer.anyone_observes() {
-                return;
-            }
             let depth = sqlite::sqlite3_preupdate_depth(db);
             // The models are tables of `main`: a table of the same name in an attached database
             // or in `temp` is another table, whose rows are not the model's.
