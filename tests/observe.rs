@@ -606,6 +606,54 @@ fn rows_written_after_every_subscriber_left_mid_statement_are_told_missed() {
     assert_eq!(seen, ["posts Update", "posts Update", "missed 1"]);
 }
 
+/// The `RELEASE` of the savepoint that began a transaction commits it, or fails (here, a
+/// deferred foreign key still violated) and leaves the transaction and its savepoints in place:
+/// a `ROLLBACK TO` after it still undoes what followed the savepoint.
+#[test]
+fn a_failed_release_of_the_outermost_savepoint_keeps_it_for_a_rollback_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("family.db").display().to_string());
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY); \
+         CREATE TABLE children (id INTEGER PRIMARY KEY, \
+             parent INTEGER NOT NULL REFERENCES parents (id));",
+    )
+    .unwrap();
+    let everything = store.observe_all().unwrap();
+    conn.batch_execute(
+        "SAVEPOINT outer_sp; PRAGMA defer_foreign_keys = ON; \
+         INSERT INTO children VALUES (1, 99);",
+    )
+    .unwrap();
+    assert!(
+        conn.batch_execute("RELEASE outer_sp").is_err(),
+        "a child without parent"
+    );
+    conn.batch_execute("ROLLBACK TO outer_sp").unwrap();
+    conn.batch_execute("RELEASE outer_sp").unwrap();
+    assert!(
+        everything.recv_timeout(QUIET).is_none(),
+        "the child was rolled back"
+    );
+    // Savepoint commands are told past comments too.
+    conn.batch_execute(
+        "BEGIN; SAVEPOINT a; INSERT INTO parents VALUES (7); \
+         /* undo */ ROLLBACK TO a; -- and keep nothing\n RELEASE a; COMMIT;",
+    )
+    .unwrap();
+    assert!(
+        everything.recv_timeout(QUIET).is_none(),
+        "the parent was rolled back"
+    );
+    conn.batch_execute("INSERT INTO parents VALUES (8)")
+        .unwrap();
+    match everything.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => assert_eq!(change.table, "parents"),
+        other => panic!("expected the parent, got {other:?}"),
+    }
+}
+
 /// The authorizer that keeps such a `DELETE` row by row leaves `DROP` alone: SQLite asks it
 /// for `DELETE`s of the schema table's rows and of the dropped table's, and compiles a `DROP`
 /// to nothing, silently, when one is refused. Each object dropped here is created again,

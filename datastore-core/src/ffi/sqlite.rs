@@ -11,7 +11,7 @@ use std::time::Duration;
 use libsqlite3_sys as sqlite;
 
 use crate::observe::Rows;
-use crate::observe::sqlite::{ConnObserver, Side, Statement};
+use crate::observe::sqlite::{ConnObserver, Counters, Side, Statement};
 use crate::store::lost::{self, Watch};
 use crate::trace;
 
@@ -496,14 +496,18 @@ unsafe extern "C" fn on_trace(
                 // Only savepoint commands are read whole: reading the text of every statement
                 // would cost more than the rest of the hook.
                 let text = if command == Command::Savepoint {
-                    CStr::from_ptr(sql).to_str().unwrap_or_default()
+                    CStr::from_ptr(past_blanks(sql as *const u8) as *const c_char)
+                        .to_str()
+                        .unwrap_or_default()
                 } else {
                     ""
                 };
                 if installed.watch.is_lost()
-                    && installed
-                        .watch
-                        .ended_by(CStr::from_ptr(sql).to_str().unwrap_or_default())
+                    && installed.watch.ended_by(
+                        CStr::from_ptr(past_blanks(sql as *const u8) as *const c_char)
+                            .to_str()
+                            .unwrap_or_default(),
+                    )
                 {
                     // The owner ends the lost transaction: statements run again.
                     installed.watch.recover();
@@ -522,8 +526,7 @@ unsafe extern "C" fn on_trace(
                 observer.statement_started(
                     stmt as usize,
                     text,
-                    sqlite::sqlite3_total_changes64(db),
-                    || sqlite::sqlite3_changes64(db),
+                    &Connection(db),
                     command == Command::Schema,
                     captured,
                 );
@@ -573,6 +576,26 @@ unsafe extern "C" fn on_trace(
     0
 }
 
+/// The connection whose hook runs, as the observer reads its counters.
+struct Connection(*mut sqlite::sqlite3);
+
+impl Counters for Connection {
+    fn total_changes(&self) -> i64 {
+        // SAFETY: made in a hook of this open connection, and used only during it.
+        unsafe { sqlite::sqlite3_total_changes64(self.0) }
+    }
+
+    fn changes(&self) -> i64 {
+        // SAFETY: as in `total_changes`.
+        unsafe { sqlite::sqlite3_changes64(self.0) }
+    }
+
+    fn autocommit(&self) -> bool {
+        // SAFETY: as in `total_changes`.
+        unsafe { sqlite::sqlite3_get_autocommit(self.0) != 0 }
+    }
+}
+
 /// What a statement is, as far as the hooks care: told by its first word, in any case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
@@ -600,13 +623,10 @@ const COMMANDS: [(&[u8], Command); 6] = [
 /// # Safety
 /// `sql` points to a NUL-terminated string.
 unsafe fn command(sql: *const u8) -> Command {
-    // SAFETY: guaranteed by the caller; reading stops at the NUL, which is not whitespace,
-    // and the second byte is read only after a first that is not the NUL.
+    // SAFETY: guaranteed by the caller; reading stops at the NUL, and the second byte is read
+    // only after a first that is not the NUL.
     let (start, prefix) = unsafe {
-        let mut start = sql;
-        while (*start).is_ascii_whitespace() {
-            start = start.add(1);
-        }
+        let start = past_blanks(sql);
         let first = *start;
         let second = if first == 0 { 0 } else { *start.add(1) };
         (
@@ -623,6 +643,40 @@ unsafe fn command(sql: *const u8) -> Command {
         .iter()
         .find(|(command, _)| *command == &word[..len])
         .map_or(Command::Other, |&(_, command)| command)
+}
+
+/// Where the statement `sql` begins, past whitespace and comments (`-- ...` to the end of the
+/// line, `/* ... */`), as SQLite's tokenizer skips them.
+///
+/// # Safety
+/// `sql` points to a NUL-terminated string.
+unsafe fn past_blanks(sql: *const u8) -> *const u8 {
+    // SAFETY: guaranteed by the caller; each byte is read only after the bytes before it were
+    // found not to be the NUL.
+    unsafe {
+        let mut p = sql;
+        loop {
+            match (*p, if *p == 0 { 0 } else { *p.add(1) }) {
+                (byte, _) if byte.is_ascii_whitespace() => p = p.add(1),
+                (b'-', b'-') => {
+                    p = p.add(2);
+                    while *p != 0 && *p != b'\n' {
+                        p = p.add(1);
+                    }
+                }
+                (b'/', b'*') => {
+                    p = p.add(2);
+                    while *p != 0 && !(*p == b'*' && *p.add(1) == b'/') {
+                        p = p.add(1);
+                    }
+                    if *p != 0 {
+                        p = p.add(2);
+                    }
+                }
+                _ => return p,
+            }
+        }
+    }
 }
 
 /// The word `sql` starts with, upper-cased, if it is at most nine letters long (longer words
@@ -762,6 +816,8 @@ mod tests {
             c"ALTER TABLE t DROP COLUMN x",
             c"  create index i on t(a)",
             c"Drop TABLE t",
+            c"-- why\n  DROP TABLE t",
+            c"/* a */ /* b */ALTER TABLE t ADD COLUMN c",
         ] {
             assert!(is(sql), "{sql:?}");
         }
@@ -771,6 +827,9 @@ mod tests {
             c"CREATED",
             c"ALTERATION",
             c"SELECT 1",
+            c"-- DROP TABLE t",
+            c"/* DROP TABLE t",
+            c"/* DROP */ SELECT 1",
         ] {
             assert!(!is(sql), "{sql:?}");
         }
@@ -784,6 +843,8 @@ mod tests {
             c"RollBack TO b",
             c"ROLLBACK",
             c"\tsavepoint c",
+            c"/* undo */ ROLLBACK TO a",
+            c"-- keep\nRELEASE a",
         ] {
             assert!(first_word_is_savepoint_command(sql), "{sql:?}");
         }

@@ -43,6 +43,17 @@ pub(crate) enum Statement {
     Ended(usize),
 }
 
+/// What the observer reads of its connection's state when a statement starts (all but the
+/// total only when it needs to).
+pub(crate) trait Counters {
+    /// The rows all statements changed so far (`sqlite3_total_changes64`).
+    fn total_changes(&self) -> i64;
+    /// The rows the last statement that completed changed itself (`sqlite3_changes64`).
+    fn changes(&self) -> i64;
+    /// Whether no transaction is open (`sqlite3_get_autocommit`).
+    fn autocommit(&self) -> bool;
+}
+
 /// Which row of a change a hook reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -76,8 +87,12 @@ struct State {
     started_at: i64,
     /// Changes of completed statements of the open transaction.
     transaction: Vec<RawChange>,
-    /// Open savepoints, with where the transaction's changes and rows stood when each was taken.
-    savepoints: Vec<(String, usize, Mark)>,
+    /// Open savepoints.
+    savepoints: Vec<Savepoint>,
+    /// A `RELEASE` of the savepoint that began the transaction ran: it commits, or fails (a
+    /// deferred foreign key still violated) and leaves every savepoint in place. Which, the
+    /// next statement's start tells (see [`State::savepoint_command`]).
+    releasing_transaction: bool,
     /// A commit awaiting the end of its statement.
     committed: Option<(u64, Batch)>,
     /// A statement of the open transaction (or the running one) changes the schema: the
@@ -97,6 +112,15 @@ struct State {
     /// The open transaction committed or rolled back: rows counted from now until the next
     /// statement starts are the running statement's, and belong to no open transaction.
     transaction_over: bool,
+}
+
+/// An open savepoint, with where the transaction's changes and rows stood when it was taken.
+struct Savepoint {
+    name: String,
+    changes: usize,
+    rows: Mark,
+    /// Taken outside a transaction: it began one, which its `RELEASE` commits.
+    began_transaction: bool,
 }
 
 /// Rows a transaction wrote that no subscriber was given: written by a statement that started
@@ -213,17 +237,19 @@ impl ConnObserver {
     /// running statement, which SQLite reports under the same handle: the hook leaves those
     /// out). `sql` is the statement's text when it may be a savepoint command, and empty
     /// otherwise.
-    /// `schema_command` if the statement changes the schema (see the schema watch below).
-    /// `captured` if someone observes as it starts (its rows are captured).
+    /// `connection` reads the connection's counters. `schema_command` if the statement changes
+    /// the schema (see the schema watch below). `captured` if someone observes as it starts
+    /// (its rows are captured).
     pub fn statement_started(
         &self,
         statement: usize,
         sql: &str,
-        total_changes: i64,
-        changes: impl FnOnce() -> i64,
+        connection: &impl Counters,
         schema_command: bool,
         captured: bool,
     ) {
+        let total_changes = connection.total_changes();
+        let autocommit = || connection.autocommit();
         let mut state = self.state();
         state.schema_watch_started(schema_command);
         state.running = Some(statement);
@@ -244,7 +270,7 @@ impl ConnObserver {
         // also when the statement is undone after; SQLite counts a statement's own rows
         // (`sqlite3_changes64`) only once it succeeded.
         let wrote = std::mem::take(&mut state.statement_wrote);
-        if total_changes > state.started_at && (!wrote || changes() > 0) {
+        if total_changes > state.started_at && (!wrote || connection.changes() > 0) {
             let State {
                 statement,
                 transaction,
@@ -259,8 +285,11 @@ impl ConnObserver {
         }
         state.started_at = total_changes;
         state.statement_rows = state.rows.mark();
+        if std::mem::take(&mut state.releasing_transaction) && autocommit() {
+            state.savepoints.clear();
+        }
         if let Some(command) = SavepointCommand::parse(sql.trim_start()) {
-            state.savepoint_command(command);
+            state.savepoint_command(command, autocommit);
         }
         drop(state);
         if let Some((seq, batch)) = committed {
@@ -316,6 +345,7 @@ impl ConnObserver {
         let mut changes = std::mem::take(&mut state.transaction);
         changes.extend(in_delivery_order(statement));
         state.savepoints.clear();
+        state.releasing_transaction = false;
         state.statement_rows = Mark::default();
         let earlier = state.take_committed();
         // Rows no subscriber was given, told to the subscriptions that started since they were
@@ -379,6 +409,7 @@ impl ConnObserver {
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
+        state.releasing_transaction = false;
         state.unseen = None;
         state.transaction_over = true;
         let committed = state.take_committed();
@@ -443,20 +474,37 @@ impl State {
 
     /// A savepoint command starts: the changes captured since a savepoint it rolls back to
     /// are forgotten.
-    fn savepoint_command(&mut self, command: SavepointCommand) {
+    /// `autocommit` tells whether no transaction is open (before the command runs). Only
+    /// the `RELEASE` of the savepoint that began the transaction can fail with the savepoint in
+    /// place: it is applied once the next statement starts, if the transaction is over by then
+    /// (a commit that wrote clears the savepoints at once).
+    fn savepoint_command(&mut self, command: SavepointCommand, autocommit: impl Fn() -> bool) {
+        let find = |savepoints: &[Savepoint], name: &str| {
+            savepoints
+                .iter()
+                .rposition(|savepoint| savepoint.name == name)
+        };
         match command {
             SavepointCommand::Savepoint(name) => {
-                let (changes, rows) = (self.transaction.len(), self.rows.mark());
-                self.savepoints.push((name, changes, rows));
+                self.savepoints.push(Savepoint {
+                    name,
+                    changes: self.transaction.len(),
+                    rows: self.rows.mark(),
+                    began_transaction: autocommit(),
+                });
             }
             SavepointCommand::Release(name) => {
-                if let Some(i) = self.savepoints.iter().rposition(|(n, ..)| *n == name) {
-                    self.savepoints.truncate(i);
+                if let Some(i) = find(&self.savepoints, &name) {
+                    if self.savepoints[i].began_transaction {
+                        self.releasing_transaction = true;
+                    } else {
+                        self.savepoints.truncate(i);
+                    }
                 }
             }
             SavepointCommand::RollbackTo(name) => {
-                if let Some(i) = self.savepoints.iter().rposition(|(n, ..)| *n == name) {
-                    let (_, changes, rows) = self.savepoints[i];
+                if let Some(i) = find(&self.savepoints, &name) {
+                    let Savepoint { changes, rows, .. } = self.savepoints[i];
                     self.transaction.truncate(changes);
                     self.rows.truncate(rows);
                     self.statement_rows = rows;
@@ -716,7 +764,19 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let queue = hub.subscribe(None, 16);
         let observer = ConnObserver::new(Arc::clone(&hub));
-        observer.statement_started(1, "", 0, || 0, false, true);
+        struct Fresh;
+        impl super::Counters for Fresh {
+            fn total_changes(&self) -> i64 {
+                0
+            }
+            fn changes(&self) -> i64 {
+                0
+            }
+            fn autocommit(&self) -> bool {
+                true
+            }
+        }
+        observer.statement_started(1, "", &Fresh, false, true);
         observer.statement_ended(1, true, false, false, || 0);
         observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
         observer.committed();
