@@ -722,7 +722,7 @@ unsafe extern "C" fn on_preupdate(
             let depth = sqlite::sqlite3_preupdate_depth(db);
             // The models are tables of `main`: a table of the same name in an attached database
             // or in `temp` is another table, whose rows are not the model's.
-            if CStr::from_ptr(database).to_bytes() != b"main" {
+            if !is_main(database as *const u8) {
                 observer.changed_elsewhere(depth);
                 return;
             }
@@ -745,6 +745,22 @@ unsafe extern "C" fn on_preupdate(
             });
         }
     });
+}
+
+/// Whether the database name `name` is `main` (read up to its sixth byte at most).
+///
+/// # Safety
+/// `name` points to a NUL-terminated string.
+#[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
+unsafe fn is_main(name: *const u8) -> bool {
+    // SAFETY: guaranteed by the caller; each byte is read only after the ones before it
+    // matched `main`, none of them the NUL.
+    unsafe {
+        b"main\0"
+            .iter()
+            .enumerate()
+            .all(|(i, &byte)| *name.add(i) == byte)
+    }
 }
 
 /// Copies a value SQLite owns into the row.
@@ -832,6 +848,16 @@ mod tests {
             c"/* DROP */ SELECT 1",
         ] {
             assert!(!is(sql), "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn only_main_is_main() {
+        // SAFETY: a `CStr` is NUL-terminated.
+        let is = |name: &CStr| unsafe { super::is_main(name.as_ptr() as *const u8) };
+        assert!(is(c"main"));
+        for other in [c"temp", c"aux", c"mainly", c"mai", c"", c"MAIN"] {
+            assert!(!is(other), "{other:?}");
         }
     }
 
