@@ -249,6 +249,47 @@ fn each_foreign_key_does_what_its_relation_states_when_its_parent_is_deleted() {
     }
 }
 
+/// The database accepts replies whose parents form a cycle (here an answer to its own answer):
+/// loading the tree ends, each row expanded once on its path, the row met again below itself
+/// left unloaded.
+#[test]
+fn a_tree_whose_parents_form_a_cycle_loads_and_ends() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let topic = topic(&store, "circular", &ada, None);
+        let first = chain(&store, &topic, 2);
+        let mut conn = store.conn().unwrap();
+        let answer = conn
+            .query::<Reply>(|q| q.filter(replies::text.eq("reply 1")))
+            .unwrap()
+            .remove(0);
+        let mut question = first.clone();
+        question.parent_id = Some(answer.id);
+        conn.save(question).unwrap();
+        let mut roots = vec![first.clone()];
+        let (done, loaded) = std::sync::mpsc::channel();
+        let loading = store.clone();
+        let worker = std::thread::spawn(move || {
+            let mut conn = loading.conn().unwrap();
+            Reply::load_answers_tree(&mut conn, &mut roots).unwrap();
+            done.send(roots).unwrap();
+        });
+        let roots = loaded
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the load ends");
+        worker.join().unwrap();
+        let [again] = roots[0].answers.get().unwrap() else {
+            panic!("one answer")
+        };
+        assert_eq!(again.text, "reply 1");
+        let [met_again] = again.answers.get().unwrap() else {
+            panic!("the first reply, answering its answer")
+        };
+        assert_eq!(met_again.id, first.id);
+        assert!(met_again.answers.get().is_none(), "not expanded again");
+    }
+}
+
 #[test]
 fn a_thread_of_depth_d_loads_with_d_plus_one_statements() {
     for (store, _schema) in stores() {

@@ -67,6 +67,10 @@ where
 /// Fills a self-referencing `has_many` field (a reply's replies) of every row given, then of
 /// their children, level after level, until a level has none: one statement per level (per
 /// [`CHUNK`] rows), so a tree of depth `d` takes `d + 1`.
+///
+/// Rows whose parent keys form a cycle (a reply that answers itself, or an answer to its own
+/// answer: the database accepts both) would make the tree endless: a row met again below
+/// itself is left with its field unloaded.
 pub fn eager_has_many_tree<'p, P, const FK: u64, C>(
     conn: &mut C,
     roots: impl IntoIterator<Item = &'p mut P>,
@@ -76,12 +80,28 @@ where
     P: ChildOf<P, FK, C> + Clone,
     C: Connection,
 {
-    let mut level: Vec<&'p mut P> = roots.into_iter().collect();
+    // Every row expanded so far: its key, and where its parent is in here.
+    let mut expanded: Vec<(P::Key, Option<usize>)> = Vec::new();
+    let mut level: Vec<(&'p mut P, Option<usize>)> =
+        roots.into_iter().map(|row| (row, None)).collect();
     while !level.is_empty() {
-        eager_has_many::<P, P, FK, C>(conn, level.iter_mut().map(|row| &mut **row), field)?;
+        level.retain(|(row, parent)| {
+            let key = row.key();
+            std::iter::successors(*parent, |&at| expanded[at].1).all(|at| expanded[at].0 != key)
+        });
+        let first = expanded.len();
+        expanded.extend(level.iter().map(|(row, parent)| (row.key(), *parent)));
+        eager_has_many::<P, P, FK, C>(conn, level.iter_mut().map(|(row, _)| &mut **row), field)?;
         level = level
             .into_iter()
-            .flat_map(|row| field(row).get_mut().map(|children| children.iter_mut()))
+            .enumerate()
+            .flat_map(|(i, (row, _))| {
+                field(row).get_mut().map(|children| {
+                    children
+                        .iter_mut()
+                        .map(move |child| (child, Some(first + i)))
+                })
+            })
             .flatten()
             .collect();
     }
