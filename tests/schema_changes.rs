@@ -465,6 +465,30 @@ fn lossy_changes_are_written_only_when_allowed_and_keep_what_they_can() {
         l.generate(&schema(unique), "after", true).unwrap();
         assert!(matches!(l.up(), Err(Error::Duplicates { total: 1, .. })));
         assert_eq!(l.rows("SELECT name AS v FROM items"), ["twin", "twin"]);
+
+        // The same with the column itself made unique (SQLite rebuilds the table for it, and
+        // names the rebuilt copy in its error): the rows are the table's.
+        let l = fresh(&lab);
+        l.generate(
+            &schema(items(vec![column("name", ColumnType::Text)])),
+            "before",
+            false,
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO items (id, name) VALUES (1, 'twin'), (2, 'twin');")
+            .unwrap();
+        let mut name = column("name", ColumnType::Text);
+        name.unique = true;
+        l.generate(&schema(items(vec![name])), "after", true)
+            .unwrap();
+        match l.up() {
+            Err(Error::Duplicates {
+                table, total: 1, ..
+            }) => assert_eq!(table, "items"),
+            other => panic!("expected Error::Duplicates, got {other:?}"),
+        }
+        assert_eq!(l.rows("SELECT name AS v FROM items"), ["twin", "twin"]);
     }
 }
 

@@ -418,6 +418,10 @@ pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
     )
 }
 
+/// The prefix of the name a table is rebuilt under (see [`rebuild_table`]), before it takes
+/// the table's name.
+pub(crate) const REBUILT: &str = "__datastore_new_";
+
 /// The statements that replace a table by a new definition of it, keeping the rows: create
 /// the new table beside the old one, copy the columns both have, drop the old one, rename,
 /// and recreate the indexes. SQLite cannot alter a column's type or constraints in place.
@@ -425,7 +429,7 @@ pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
 /// The caller must run them with foreign-key enforcement off (outside any transaction), or
 /// dropping the old table would cascade to the rows that reference it.
 pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
-    let temp = format!("__datastore_new_{}", new.name);
+    let temp = format!("{REBUILT}{}", new.name);
     let mut insert_columns = Vec::new();
     let mut select_columns = Vec::new();
     for column in new.columns.iter() {

@@ -22,7 +22,7 @@ use diesel_migrations::MigrationHarness;
 use super::lost::FirstFailure;
 use crate::ffi::sqlite::{Handle, SkipTransactionControl};
 use crate::migrate::{BackendMigrations, MigrationFailure};
-use crate::schema::ddl::quote_ident;
+use crate::schema::ddl::{REBUILT, quote_ident};
 use crate::{AnyConnection, Duplicate, Error, Result};
 
 /// The longest busy timeout SQLite takes (about 24 days): waiting for another process's
@@ -144,7 +144,8 @@ impl Explain for SqliteConnection {
     const JSON_ARRAY: &'static str = "json_array";
 
     /// Diesel's migration errors keep the database's message: SQLite's names the table and
-    /// columns, `UNIQUE constraint failed: t.a, t.b`.
+    /// columns, `UNIQUE constraint failed: t.a, t.b`. A table being rebuilt (a column made
+    /// unique) is named by its temporary name: the rows are the table's own.
     fn unique_columns(
         &mut self,
         e: &(dyn std::error::Error + 'static),
@@ -160,7 +161,9 @@ impl Explain for SqliteConnection {
             }
             columns.push(column.to_owned());
         }
-        Some((table?.to_owned(), columns))
+        let table = table?;
+        let table = table.strip_prefix(REBUILT).unwrap_or(table);
+        Some((table.to_owned(), columns))
     }
 }
 
