@@ -44,6 +44,10 @@ use crate::{Error, Result};
 /// The prefix of the messages this feed writes into the log.
 const PREFIX: &str = "datastore";
 
+/// Why an update or delete whose row before it the log did not carry is reported broken.
+const IDENTITY_NOT_FULL: &str = "the table's REPLICA IDENTITY is no longer FULL, so its updates \
+     and deletes do not carry the row before them; observe it again to restore it";
+
 /// How long the listener waits for data before it checks whether the store is still there.
 const WAKE: Duration = Duration::from_millis(100);
 
@@ -437,6 +441,15 @@ impl LogicalListener {
             Message::Insert { relation, new } => {
                 self.change(relation, Op::Insert, None, Some(&new));
             }
+            Message::Update {
+                relation,
+                old: None,
+                ..
+            } => {
+                // Without the row before it (a filter could not tell a row leaving it), and
+                // with its large unchanged values left out: reported, never a half row.
+                self.broken(relation, Op::Update, IDENTITY_NOT_FULL);
+            }
             Message::Update { relation, old, new } => {
                 // An update that changes nothing is reported as nothing, as on SQLite.
                 let same = old.as_ref().is_some_and(|old| {
@@ -457,12 +470,7 @@ impl LogicalListener {
             } => self.change(relation, Op::Delete, Some(&old), None),
             Message::Delete { relation, .. } => {
                 // Reported, never a row made up of its key and NULLs.
-                self.broken(
-                    relation,
-                    Op::Delete,
-                    "the table's REPLICA IDENTITY is no longer FULL, so its deletes carry the \
-                     key only; observe it again to restore it",
-                );
+                self.broken(relation, Op::Delete, IDENTITY_NOT_FULL);
             }
             Message::Logical {
                 transactional,
