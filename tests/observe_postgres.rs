@@ -295,6 +295,49 @@ fn on_postgres_updates_and_deletes_without_the_row_before_them_are_reported() {
     }
 }
 
+/// A `TRUNCATE` fires no row trigger and logs no row: it is reported, for each table it
+/// emptied (those its `CASCADE` reached too), as a change that cannot be read, and a query
+/// subscription reads its result again.
+#[test]
+fn on_postgres_a_truncate_is_reported_for_every_table_it_emptied() {
+    for (feed, db) in each_feed() {
+        let _schema = db.schema;
+        let store = db.store;
+        let posts = store.observe::<Post>().unwrap();
+        let comments = store.observe::<Comment>().unwrap();
+        let mut all = store.observe_query::<Post>(|q| q).unwrap();
+        assert!(all.recv_timeout(WAIT).unwrap().unwrap().is_empty());
+        let parent = store.save(post("emptied")).unwrap();
+        store.save(common::comment(&parent, "with it")).unwrap();
+        next(&posts);
+        next(&comments);
+        assert_eq!(all.recv_timeout(WAIT).unwrap().unwrap(), [parent]);
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("TRUNCATE posts CASCADE")
+            .unwrap();
+        fn truncated<T: std::fmt::Debug>(item: Option<Observed<T>>, table: &str, feed: ChangeFeed) {
+            match item {
+                Some(Observed::Undecodable {
+                    table: reported,
+                    reason,
+                }) => {
+                    assert_eq!(reported, table, "{feed:?}");
+                    assert!(reason.contains("TRUNCATE"), "{feed:?}: {reason}");
+                }
+                other => panic!("{feed:?}: expected {table} reported, got {other:?}"),
+            }
+        }
+        truncated(posts.recv_timeout(WAIT), "posts", feed);
+        truncated(comments.recv_timeout(WAIT), "comments", feed);
+        assert!(
+            all.recv_timeout(WAIT).unwrap().unwrap().is_empty(),
+            "{feed:?}: read again"
+        );
+    }
+}
+
 /// The schema `conn` creates tables in.
 fn current_schema(conn: &mut PgConnection) -> String {
     #[derive(QueryableByName)]

@@ -104,7 +104,7 @@ impl Payload {
         match self.op.as_str() {
             "INSERT" => Some(Op::Insert),
             "UPDATE" => Some(Op::Update),
-            "DELETE" => Some(Op::Delete),
+            "DELETE" | "TRUNCATE" => Some(Op::Delete),
             _ => None,
         }
     }

@@ -435,6 +435,9 @@ impl Listener {
                 payload.op
             ));
         };
+        if payload.op == "TRUNCATE" {
+            return broken(super::TRUNCATED.to_owned());
+        }
         let columns = match self.columns.get(&payload.columns) {
             Some(columns) => columns.clone(),
             None => match decode::parse_columns(&payload.columns) {

@@ -438,6 +438,11 @@ impl LogicalListener {
                 self.relations
                     .insert(id, (Arc::from(table), Arc::new(columns)));
             }
+            Message::Truncate { relations } => {
+                for relation in relations {
+                    self.broken(relation, Op::Delete, super::TRUNCATED);
+                }
+            }
             Message::Insert { relation, new } => {
                 self.change(relation, Op::Insert, None, Some(&new));
             }

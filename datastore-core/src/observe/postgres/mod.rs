@@ -55,6 +55,11 @@ use super::{Batch, ChangeFeed, Columns, Op, RawChange, Shape};
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
+/// Why a `TRUNCATE` is reported, as a change that cannot be read, for each table it emptied
+/// (on either feed).
+const TRUNCATED: &str =
+    "the table was emptied (TRUNCATE): its rows' deletes are not reported one by one";
+
 /// A listener held up this long may have missed changes whose rows were removed meanwhile:
 /// it ends, and its subscriptions are told the feed was lost. (Half of `RETENTION`: the other
 /// half is the margin.)

@@ -47,7 +47,11 @@ pub(super) enum Message<'a> {
         prefix: &'a str,
         content: &'a [u8],
     },
-    /// Anything else (origins, types, truncates).
+    /// `TRUNCATE` of the tables `relations` (with those its `CASCADE` reached).
+    Truncate {
+        relations: Vec<u32>,
+    },
+    /// Anything else (origins, types).
     Other,
 }
 
@@ -240,7 +244,13 @@ impl<'a> Message<'a> {
                     content: r.take(len)?,
                 }
             }
-            b'O' | b'Y' | b'T' => Message::Other,
+            b'T' => {
+                let count = r.u32()?;
+                let _options = r.u8()?; // CASCADE, RESTART IDENTITY
+                let relations = (0..count).map(|_| r.u32()).collect::<Parsed<_>>()?;
+                Message::Truncate { relations }
+            }
+            b'O' | b'Y' => Message::Other,
             other => {
                 return Err(format!(
                     "a pgoutput message of unknown kind {:?}",
@@ -307,6 +317,14 @@ mod tests {
                 relation: 0x4004,
                 old: Some(vec![Value::Text("1"), Value::Unchanged]),
                 new: vec![Value::Text("1"), Value::Null]
+            }
+        );
+        // `TRUNCATE p CASCADE` reaching one more table.
+        let truncate = b"T\0\0\0\x02\x01\0\0@\x04\0\0@\x05";
+        assert_eq!(
+            Message::parse(truncate).unwrap(),
+            Message::Truncate {
+                relations: vec![0x4004, 0x4005]
             }
         );
         let message = b"M\0\0\0\0\0\x01\xda{\x80datastore\0\0\0\0\x07m:hello";

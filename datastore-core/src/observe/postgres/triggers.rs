@@ -3,13 +3,14 @@
 //! version's and trustworthy; whether installing would wait for the caller's own transaction;
 //! and removing recorded changes once every listener has read them.
 //!
-//! Each observed table has three triggers. A statement trigger runs once per statement, before
+//! Each observed table has four triggers. A statement trigger runs once per statement, before
 //! its rows: it reads the table's columns (a catalog query, too costly per row), a horizon
 //! (every transaction below it had ended), and numbers the transaction's top-level
 //! statements, into transaction-local settings. The row triggers (`AFTER INSERT OR UPDATE`,
 //! and `BEFORE DELETE`, where `pg_trigger_depth()` tells a cascade's rows from the
 //! statement's) record each change in the change table with those, and `NOTIFY` its id and a
-//! random token.
+//! random token. A `TRUNCATE` fires no row trigger: the row function, run as a `BEFORE
+//! TRUNCATE` statement trigger, records it (without rows), for the listener to report.
 //!
 //! The names (table, functions, triggers, channel) are those of the earlier versions, and
 //! the records and notifications have their format, so that stores of the previous version
@@ -213,7 +214,9 @@ pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
          CREATE OR REPLACE TRIGGER datastore_observe AFTER INSERT OR UPDATE ON {schema}.{table} \
          FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
          CREATE OR REPLACE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON {schema}.{table} \
-         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n"
+         FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
+         CREATE OR REPLACE TRIGGER datastore_observe_truncate BEFORE TRUNCATE ON {schema}.{table} \
+         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify('statement');\n"
     )
 }
 
@@ -238,15 +241,16 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
     Ok(rows.first().is_some_and(|r| r.n == 2))
 }
 
-/// The tables of `schema` that have this version's three triggers.
+/// The tables of `schema` that have this version's four triggers.
 pub(super) fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
     let rows: Vec<Name> = diesel::sql_query(
         "SELECT c.relname::text AS name FROM pg_trigger t \
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND ( \
-             (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete') AND t.tgnargs = 1) \
+             (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete', \
+                           'datastore_observe_truncate') AND t.tgnargs = 1) \
              OR t.tgname = 'datastore_observe_statement') \
-         GROUP BY c.relname HAVING count(*) = 3",
+         GROUP BY c.relname HAVING count(*) = 4",
     )
     .bind::<Text, _>(schema)
     .load(conn)?;
