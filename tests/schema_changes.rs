@@ -492,6 +492,50 @@ fn lossy_changes_are_written_only_when_allowed_and_keep_what_they_can() {
     }
 }
 
+/// A generated table rebuild that leaves a foreign key pointing nowhere (a column gaining a
+/// reference that one of its rows breaks) fails with the typed error, not the text of the
+/// check the migration carries for runs outside the store; nothing is kept.
+#[test]
+fn a_rebuild_that_breaks_a_foreign_key_fails_with_broken_foreign_keys() {
+    // SQLite: PostgreSQL alters the table in place, and refuses the key at once.
+    let l = fresh(&Lab::all().remove(0));
+    let parents = Table {
+        name: "parents".into(),
+        ..items(vec![])
+    };
+    let before = Schema::new()
+        .table(parents.clone())
+        .table(items(vec![column("parent_id", ColumnType::BigInt)]));
+    l.generate(&before, "before", false).unwrap();
+    drop(l.up().unwrap());
+    l.execute("INSERT INTO items (id, parent_id) VALUES (1, 42);")
+        .unwrap();
+    let mut referencing = items(vec![column("parent_id", ColumnType::BigInt)]);
+    referencing.foreign_keys = vec![ForeignKey {
+        column: "parent_id".into(),
+        references: "parents".into(),
+        referenced_column: "id".into(),
+        on_delete: OnDelete::Cascade,
+        on_update_cascade: false,
+    }]
+    .into();
+    let fp = l.fingerprint();
+    l.generate(
+        &Schema::new().table(parents).table(referencing),
+        "after",
+        true,
+    )
+    .unwrap();
+    match l.up() {
+        Err(Error::Migration {
+            failure: datastore::migrate::MigrationFailure::BrokenForeignKeys { rows: 1 },
+            ..
+        }) => {}
+        other => panic!("expected BrokenForeignKeys, got {other:?}"),
+    }
+    assert_eq!(l.fingerprint(), fp, "nothing changed");
+}
+
 #[test]
 fn a_value_is_never_invented() {
     for lab in Lab::all() {

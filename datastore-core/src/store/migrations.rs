@@ -339,10 +339,28 @@ fn run_with_foreign_keys_off(
         )
     })?;
     let ran = SkipTransactionControl::new(handle, conn).run_migration(migration);
+    let broken = |rows| {
+        Error::migration(
+            Some(&migration.name()),
+            MigrationFailure::BrokenForeignKeys { rows },
+        )
+    };
     if let Err(e) = ran {
-        return Err(failure(conn, &migration.name(), e));
+        // A generated rebuild checks the foreign keys itself before it commits (for a run
+        // outside the store), and fails there: the same broken keys as the store's check.
+        return Err(match foreign_key_violations(conn) {
+            Ok(rows) if rows > 0 => broken(rows),
+            _ => failure(conn, &migration.name(), e),
+        });
     }
+    match foreign_key_violations(conn)? {
+        0 => Ok(()),
+        rows => Err(broken(rows)),
+    }
+}
 
+/// How many rows of the open transaction reference a row that is not there.
+fn foreign_key_violations(conn: &mut SqliteConnection) -> diesel::QueryResult<u64> {
     #[derive(diesel::QueryableByName)]
     struct Violations {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -351,15 +369,7 @@ fn run_with_foreign_keys_off(
     let violations: Violations =
         diesel::sql_query("SELECT count(*) AS count FROM pragma_foreign_key_check")
             .get_result(conn)?;
-    if violations.count > 0 {
-        return Err(Error::migration(
-            Some(&migration.name()),
-            MigrationFailure::BrokenForeignKeys {
-                rows: violations.count.unsigned_abs(),
-            },
-        ));
-    }
-    Ok(())
+    Ok(violations.count.unsigned_abs())
 }
 
 /// Runs `f` holding a session-level advisory lock, so that several processes opening the same
