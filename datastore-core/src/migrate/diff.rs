@@ -437,17 +437,18 @@ fn keep_index_names(table: &mut Table) {
 /// The changes that turn `old` into `new`, by the tables' and columns' names.
 fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChange> {
     let mut changes = Vec::new();
-    // Drop children before parents.
-    for table in old.tables().into_iter().rev() {
-        if new.get(&table.name).is_none() {
-            changes.push(SchemaChange::DropTable(table.clone()));
-        }
-    }
     for table in new.tables() {
         match old.get(&table.name) {
             None => changes.push(SchemaChange::CreateTable(table.clone())),
             Some(before) if before != table => changes.extend(diff_table(before, table, dialect)),
             Some(_) => {}
+        }
+    }
+    // Tables dropped last, children before parents: a table that stays drops its foreign key
+    // to one of them first (PostgreSQL refuses to drop a table another one references).
+    for table in old.tables().into_iter().rev() {
+        if new.get(&table.name).is_none() {
+            changes.push(SchemaChange::DropTable(table.clone()));
         }
     }
     changes
