@@ -338,6 +338,39 @@ fn on_postgres_a_truncate_is_reported_for_every_table_it_emptied() {
     }
 }
 
+/// Starting the logical feed waits for every transaction running on the server to end: one
+/// left open elsewhere makes the first subscription fail with `Error::Busy` after the store's
+/// busy timeout, where it waited without end; once it ends, subscribing works.
+#[test]
+fn on_postgres_a_transaction_left_open_elsewhere_makes_the_logical_feed_busy_not_stuck() {
+    if !common::logical_decoding() {
+        return;
+    }
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .migrations(datastore::embed_migrations!())
+        .change_feed(ChangeFeed::LogicalDecoding)
+        .busy_timeout(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    let mut idle = PgConnection::establish(&url).unwrap();
+    idle.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .unwrap();
+    let started = Instant::now();
+    match store.observe::<Post>() {
+        Err(Error::Busy { message }) => assert!(message.contains("slot"), "{message}"),
+        other => panic!("expected Error::Busy, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "bounded");
+    idle.batch_execute("COMMIT").unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    store.save(post("after")).unwrap();
+    assert_eq!(next(&posts).0, Op::Insert);
+}
+
 /// The schema `conn` creates tables in.
 fn current_schema(conn: &mut PgConnection) -> String {
     #[derive(QueryableByName)]

@@ -12,11 +12,20 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use pq_sys::{
-    ConnStatusType, ExecStatusType, PGconn, PGresult, PQclear, PQconnectdb, PQconsumeInput,
-    PQerrorMessage, PQexec, PQfinish, PQflush, PQfreemem, PQgetCopyData, PQgetCurrentTimeUSec,
-    PQgetisnull, PQgetvalue, PQnfields, PQntuples, PQputCopyData, PQresultErrorMessage,
-    PQresultStatus, PQsocket, PQsocketPoll, PQstatus,
+    ConnStatusType, ExecStatusType, PGconn, PGresult, PQcancelBlocking, PQcancelCreate,
+    PQcancelFinish, PQclear, PQconnectdb, PQconsumeInput, PQerrorMessage, PQexec, PQfinish,
+    PQflush, PQfreemem, PQgetCopyData, PQgetCurrentTimeUSec, PQgetResult, PQgetisnull, PQgetvalue,
+    PQisBusy, PQnfields, PQntuples, PQputCopyData, PQresultErrorMessage, PQresultStatus,
+    PQsendQuery, PQsocket, PQsocketPoll, PQstatus,
 };
+
+/// Why a command with a time limit failed: the server did not answer in time (the command
+/// was cancelled), or the connection or the command failed.
+#[derive(Debug)]
+pub(crate) enum Timed {
+    Late,
+    Failed(Failure),
+}
 
 /// Why the connection cannot go on: libpq's message.
 pub(crate) type Failure = String;
@@ -71,42 +80,73 @@ impl ReplicationConn {
         let Some(raw) = result.0 else {
             return Err(self.error());
         };
-        // SAFETY: `raw` is a live result until `result` drops at the end of this function.
-        let status = unsafe { PQresultStatus(raw.as_ptr()) };
-        if status != expect {
-            // SAFETY: as above; the message is copied before the result is cleared.
-            let message = unsafe { CStr::from_ptr(PQresultErrorMessage(raw.as_ptr())) };
-            let message = message.to_string_lossy().trim_end().to_owned();
-            return Err(if message.is_empty() {
-                format!("the server answered {status:?}")
-            } else {
-                message
-            });
-        }
-        // SAFETY: row and field numbers are within the counts libpq reports; each value is a
-        // NUL-terminated string owned by the result, copied before it is cleared.
-        let rows = unsafe {
-            let (rows, fields) = (PQntuples(raw.as_ptr()), PQnfields(raw.as_ptr()));
-            (0..rows)
-                .map(|r| {
-                    (0..fields)
-                        .map(|f| {
-                            (PQgetisnull(raw.as_ptr(), r, f) == 0).then(|| {
-                                CStr::from_ptr(PQgetvalue(raw.as_ptr(), r, f))
-                                    .to_string_lossy()
-                                    .into_owned()
-                            })
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        Ok(rows)
+        rows_of(raw, expect)
     }
 
-    /// Runs a command that returns rows, before replication starts.
-    pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Failure> {
-        self.exec_expecting(sql, ExecStatusType::PGRES_TUPLES_OK)
+    /// Runs one command that returns rows, waiting at most `timeout` for the server's answer:
+    /// past it, the command is cancelled (and the connection is to be dropped).
+    pub fn query_within(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Option<String>>>, Timed> {
+        let sql = CString::new(sql)
+            .map_err(|_| Timed::Failed("a command holds a NUL byte".to_owned()))?;
+        let conn = self.conn.as_ptr();
+        // SAFETY: the connection is live and `sql` a valid C string for the call.
+        if unsafe { PQsendQuery(conn, sql.as_ptr()) } == 0 {
+            return Err(Timed::Failed(self.error()));
+        }
+        // SAFETY: the connection is live; PQsocketPoll only waits on its descriptor.
+        let deadline = unsafe { PQgetCurrentTimeUSec() }
+            .saturating_add(i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX));
+        loop {
+            // SAFETY: the connection is live.
+            unsafe {
+                if PQconsumeInput(conn) == 0 {
+                    return Err(Timed::Failed(self.error()));
+                }
+                if PQisBusy(conn) == 0 {
+                    break;
+                }
+                match PQsocketPoll(PQsocket(conn), 1, 0, deadline) {
+                    0 => {
+                        self.cancel();
+                        return Err(Timed::Late);
+                    }
+                    ready if ready < 0 => {
+                        return Err(Timed::Failed(
+                            "waiting on the replication connection's socket failed".into(),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // SAFETY: the connection is live and not busy: its results are read whole, each
+        // owned by `OwnedResult`, until libpq returns NULL (ready for the next command).
+        let first = OwnedResult(NonNull::new(unsafe { PQgetResult(conn) }));
+        while let Some(rest) = NonNull::new(unsafe { PQgetResult(conn) }) {
+            drop(OwnedResult(Some(rest)));
+        }
+        let Some(raw) = first.0 else {
+            return Err(Timed::Failed(self.error()));
+        };
+        rows_of(raw, ExecStatusType::PGRES_TUPLES_OK).map_err(Timed::Failed)
+    }
+
+    /// Asks the server to cancel the command running on this connection (waiting for its
+    /// acknowledgment, not for the command to end).
+    fn cancel(&mut self) {
+        // SAFETY: the connection is live; the cancel connection is made from it, used, and
+        // freed here.
+        unsafe {
+            let cancel = PQcancelCreate(self.conn.as_ptr());
+            if !cancel.is_null() {
+                PQcancelBlocking(cancel);
+                PQcancelFinish(cancel);
+            }
+        }
     }
 
     /// Runs a command that returns no rows (`SET ..`).
@@ -174,6 +214,45 @@ impl ReplicationConn {
         }
         Ok(())
     }
+}
+
+/// A command's rows (each value as text, NULL as `None`); an error unless its status is
+/// `expect`.
+fn rows_of(
+    raw: NonNull<PGresult>,
+    expect: ExecStatusType,
+) -> Result<Vec<Vec<Option<String>>>, Failure> {
+    // SAFETY: `raw` is a live result, owned by the caller until after this returns.
+    let status = unsafe { PQresultStatus(raw.as_ptr()) };
+    if status != expect {
+        // SAFETY: as above; the message is copied before the result is cleared.
+        let message = unsafe { CStr::from_ptr(PQresultErrorMessage(raw.as_ptr())) };
+        let message = message.to_string_lossy().trim_end().to_owned();
+        return Err(if message.is_empty() {
+            format!("the server answered {status:?}")
+        } else {
+            message
+        });
+    }
+    // SAFETY: row and field numbers are within the counts libpq reports; each value is a
+    // NUL-terminated string owned by the result, copied before it is cleared.
+    let rows = unsafe {
+        let (rows, fields) = (PQntuples(raw.as_ptr()), PQnfields(raw.as_ptr()));
+        (0..rows)
+            .map(|r| {
+                (0..fields)
+                    .map(|f| {
+                        (PQgetisnull(raw.as_ptr(), r, f) == 0).then(|| {
+                            CStr::from_ptr(PQgetvalue(raw.as_ptr(), r, f))
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    Ok(rows)
 }
 
 impl Drop for ReplicationConn {

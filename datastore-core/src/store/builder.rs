@@ -191,7 +191,9 @@ impl StoreBuilder {
     }
 
     /// How long a statement waits for a lock held by another connection before failing with
-    /// [`Error::Busy`] (default 5 s).
+    /// [`Error::Busy`] (default 5 s). On PostgreSQL it also bounds how long the first
+    /// subscription waits for the logical feed to start, which waits for every transaction
+    /// running on the server to end.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -432,7 +434,7 @@ impl StoreBuilder {
             dialect,
             hub: self.setup.hub,
             observe_buffer: self.observe_buffer,
-            pg_observe: Arc::new(PgObserve::new(self.change_feed)),
+            pg_observe: Arc::new(PgObserve::new(self.change_feed, self.setup.busy_timeout)),
             observe_conn: Arc::new(observe_conn),
             _keepalive: keepalive,
         })

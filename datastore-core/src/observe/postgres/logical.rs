@@ -37,7 +37,7 @@ use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use super::super::{Batch, Columns, Op, RawChange, Shape};
 use super::pgoutput::{self, Frame, Message, Tuple, Value};
 use super::{Outlet, decode, outlet};
-use crate::ffi::libpq::ReplicationConn;
+use crate::ffi::libpq::{ReplicationConn, Timed};
 use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
@@ -263,7 +263,10 @@ fn replication_conninfo(url: &str, name: &str) -> String {
 impl LogicalListener {
     /// Connects, creates the temporary slot and starts streaming it, then runs on a thread
     /// of its own until the store is gone or the connection breaks.
-    pub fn start(url: &str, channel: &str, outlet: Outlet) -> Result<()> {
+    /// Creating the replication slot waits for every transaction running on the server (in
+    /// any database) to end: one left open would hold it, and every subscription of the
+    /// store, without end. It waits `slot_wait` at most, then fails with `Error::Busy`.
+    pub fn start(url: &str, channel: &str, outlet: Outlet, slot_wait: Duration) -> Result<()> {
         let control = PgConnection::establish(url)
             .map_err(|e| Error::connection(url, crate::ConnectionFailure::Driver, e))?;
         let hash = channel.trim_start_matches(super::CHANNEL_PREFIX);
@@ -283,10 +286,22 @@ impl LogicalListener {
             .map_err(failed)?;
         let slot = format!("datastore_{}", uuid::Uuid::new_v4().simple());
         stream
-            .query(&format!(
-                "CREATE_REPLICATION_SLOT {slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT"
-            ))
-            .map_err(failed)?;
+            .query_within(
+                &format!(
+                    "CREATE_REPLICATION_SLOT {slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT"
+                ),
+                slot_wait,
+            )
+            .map_err(|e| match e {
+                Timed::Late => Error::Busy {
+                    message: format!(
+                        "the logical decoding slot waited {slot_wait:?} for transactions running \
+                         on the server to end (one left open, or a prepared transaction, holds \
+                         it); end them, or observe with ChangeFeed::Triggers"
+                    ),
+                },
+                Timed::Failed(e) => failed(e),
+            })?;
         stream
             .start_replication(&format!(
                 "START_REPLICATION SLOT {slot} LOGICAL 0/0 (proto_version '1', \

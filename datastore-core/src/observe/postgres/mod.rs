@@ -99,6 +99,9 @@ const ROUND: usize = 1000;
 pub(crate) struct PgObserve {
     /// The feed the store was opened with.
     feed: ChangeFeed,
+    /// How long starting the logical feed may wait for other transactions (the store's busy
+    /// timeout).
+    slot_wait: Duration,
     state: Mutex<State>,
     /// Subscriptions waiting for the listener to reach their start.
     waiting: Arc<Mutex<Vec<Waiting>>>,
@@ -133,9 +136,10 @@ struct Waiting {
 }
 
 impl PgObserve {
-    pub fn new(feed: ChangeFeed) -> Self {
+    pub fn new(feed: ChangeFeed, slot_wait: Duration) -> Self {
         Self {
             feed,
+            slot_wait,
             ..Self::default()
         }
     }
@@ -342,7 +346,7 @@ impl PgObserve {
                     logical::refuse_open_write(conn, writer)?;
                 }
                 let (outlet, alive) = self.outlet(hub);
-                LogicalListener::start(url, &channel, outlet)?;
+                LogicalListener::start(url, &channel, outlet, self.slot_wait)?;
                 state.listening = Some(alive.clone());
                 Ok(alive)
             }
