@@ -353,7 +353,7 @@ fn on_postgres_a_transaction_left_open_elsewhere_makes_the_logical_feed_busy_not
     let store = Store::builder(schema.url())
         .migrations(datastore::embed_migrations!())
         .change_feed(ChangeFeed::LogicalDecoding)
-        .busy_timeout(Duration::from_millis(500))
+        .busy_timeout(Duration::from_secs(2))
         .open()
         .unwrap();
     let mut idle = PgConnection::establish(&url).unwrap();
