@@ -417,9 +417,8 @@ fn a_cascade_prepared_again_as_it_runs_delivers_the_parent_with_its_children() {
     assert_eq!(deleted(3), ["children", "children", "parents"]);
 }
 
-/// Each delete is delivered after what it caused (a cascade's children before their parent),
-/// and no row's own changes change order: a trigger that updates a row and then deletes it is
-/// delivered so.
+/// A cascade's deletes come before their parent's, but a delete never moves past an earlier
+/// change of its table: a trigger that updates a row and then deletes it is delivered so.
 #[test]
 fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
     diesel::table! {
@@ -464,10 +463,6 @@ fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
         .map(|&(_, op)| op)
         .collect();
     assert_eq!(counter, [Op::Update, Op::Delete], "in {delivered:?}");
-    assert_eq!(
-        delivered.last().unwrap(),
-        &("remarks".to_owned(), Op::Delete)
-    );
 }
 
 /// A trigger's rows count as changes while its statement still runs: a statement that fails

@@ -317,6 +317,10 @@ impl ConnObserver {
         if state.running == Some(statement) {
             state.running = None;
             state.resetting = reset;
+        } else if reset && state.ended == Some(statement) {
+            // Run again after SQLite found it out of date (no start reported), and now reset
+            // before its end: a commit it makes comes after this event.
+            state.resetting = true;
         }
         state.ended = Some(statement);
         if state.commit_awaits_rows {
@@ -593,11 +597,9 @@ impl State {
     }
 }
 
-/// A cascade reports the parent before its children: each delete is delivered after the
-/// changes it caused (the rows its cascade deleted, deepest first, and what triggers did
-/// because of it), so that children come before their parent. Nothing else moves: what a
-/// trigger wrote because of an insert or an update still follows that row, and no row's own
-/// changes change order.
+/// A cascade reports the parent before its children: deliver the rows a cascade deleted first,
+/// deepest first, so that children come before their parent. Nothing else moves, and no
+/// delete moves past an earlier change of its own table (which may be of the same row).
 pub(crate) fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
     put_in_delivery_order(&mut changes);
     changes
@@ -605,30 +607,34 @@ pub(crate) fn in_delivery_order(mut changes: Vec<RawChange>) -> Vec<RawChange> {
 
 /// [`in_delivery_order`], in place.
 fn put_in_delivery_order(changes: &mut [RawChange]) {
-    if changes.iter().any(|c| c.depth > 0) {
-        after_what_they_caused(changes);
+    if !changes.iter().any(|c| c.depth > 0 && c.op == Op::Delete) {
+        return;
     }
-}
-
-/// Moves each delete after the changes it caused: those that follow it deeper than it, up to
-/// the next change as shallow as it (a cascade's deletes, and what triggers did), themselves
-/// ordered so first. Nothing else moves, so that no row's changes change order (a trigger that
-/// updates a row and then deletes it is delivered so).
-fn after_what_they_caused(changes: &mut [RawChange]) {
-    let mut start = 0;
-    while start < changes.len() {
-        let depth = changes[start].depth;
-        let caused = changes[start + 1..]
-            .iter()
-            .position(|c| c.depth <= depth)
-            .unwrap_or(changes.len() - start - 1);
-        let end = start + 1 + caused;
-        after_what_they_caused(&mut changes[start + 1..end]);
-        if changes[start].op == Op::Delete {
-            changes[start..end].rotate_left(1);
-        }
-        start = end;
-    }
+    // A delete moves ahead of shallower changes (SQLite records a cascade's rows under each
+    // parent's, PostgreSQL after all of the statement's), but not past an earlier change of
+    // its own table, which may be of the same row (a trigger that updates a row and then
+    // deletes it, or deletes and inserts it again).
+    let mut seen: Vec<&str> = Vec::new();
+    let keys: Vec<i32> = changes
+        .iter()
+        .map(|c| {
+            let pinned = seen.contains(&&*c.table);
+            if c.op != Op::Delete {
+                if !pinned {
+                    seen.push(&c.table);
+                }
+                0
+            } else if pinned {
+                0
+            } else {
+                -c.depth
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..changes.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    let mut sorted: Vec<RawChange> = order.iter().map(|&i| changes[i].clone()).collect();
+    changes.swap_with_slice(&mut sorted);
 }
 
 #[derive(Debug, PartialEq)]
@@ -712,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn each_delete_follows_what_it_caused_and_nothing_else_moves() {
+    fn deletes_move_ahead_of_shallower_changes_but_not_past_their_tables_earlier_changes() {
         use super::{Op, RawChange, Shape, in_delivery_order};
         // The table names the rows; the depths are a cascade's (and triggers').
         let change = |table: &str, op: Op, depth: i32| RawChange {
@@ -723,33 +729,59 @@ mod tests {
             depth,
             shape: Shape::Epoch(0),
         };
-        let captured = vec![
-            change("parent", Op::Delete, 0),
-            change("child1", Op::Delete, 1),
-            change("tally", Op::Update, 2),
-            change("grandchild", Op::Delete, 2),
-            change("child2", Op::Delete, 1),
-            change("inserted", Op::Insert, 0),
-            change("deleted", Op::Delete, 0),
-            change("audit", Op::Insert, 1),
-        ];
-        let delivered: Vec<String> = in_delivery_order(captured)
-            .iter()
-            .map(|c| c.table.to_string())
-            .collect();
+        let order = |captured: Vec<RawChange>| -> Vec<String> {
+            in_delivery_order(captured)
+                .iter()
+                .map(|c| format!("{:?} {}", c.op, c.table))
+                .collect()
+        };
+        // SQLite: each parent's cascade under it, a trigger's update among them.
         assert_eq!(
-            delivered,
+            order(vec![
+                change("parent", Op::Delete, 0),
+                change("child", Op::Delete, 1),
+                change("tally", Op::Update, 2),
+                change("grandchild", Op::Delete, 2),
+                change("child", Op::Delete, 1),
+            ]),
             [
-                "tally",
-                "grandchild",
-                "child1",
-                "child2",
-                "parent",
-                "inserted",
-                "audit",
-                "deleted"
+                "Delete grandchild",
+                "Delete child",
+                "Delete child",
+                "Delete parent",
+                "Update tally"
             ]
         );
+        // PostgreSQL: the statement's rows, then its cascade's.
+        assert_eq!(
+            order(vec![
+                change("parent", Op::Delete, 0),
+                change("parent", Op::Delete, 0),
+                change("child", Op::Delete, 1),
+                change("child", Op::Delete, 1),
+            ]),
+            [
+                "Delete child",
+                "Delete child",
+                "Delete parent",
+                "Delete parent"
+            ]
+        );
+        // A trigger that updates a row and deletes it, or deletes a row and inserts it again.
+        let kept = vec![
+            change("remark", Op::Delete, 0),
+            change("counter", Op::Update, 1),
+            change("counter", Op::Delete, 1),
+        ];
+        assert_eq!(
+            order(kept),
+            ["Delete remark", "Update counter", "Delete counter"]
+        );
+        let kept = vec![
+            change("setting", Op::Delete, 0),
+            change("setting", Op::Insert, 1),
+        ];
+        assert_eq!(order(kept), ["Delete setting", "Insert setting"]);
     }
 
     /// A statement SQLite found out of date ends in `sqlite3_step`, is prepared again and runs
