@@ -37,6 +37,8 @@ pub(crate) struct Hub {
     /// Bumped whenever a subscription starts or ends.
     generation: AtomicU64,
     subscribers: Mutex<Vec<Weak<Queue>>>,
+    /// Held while a subscription changes the counts above (see [`Hub::subscribe`]).
+    activity: Mutex<()>,
     next_seq: AtomicU64,
     order: Mutex<Reorder>,
     /// Signalled whenever commits were delivered (see [`Hub::wait_delivered`]).
@@ -229,8 +231,13 @@ impl Hub {
         // While nobody observed, the connections did not watch for schema changes made by
         // others (see `ConnObserver`'s schema watch): rows captured from now on belong to a
         // new epoch, whose columns are read anew. Begun before the subscriber is counted, so
-        // that a connection which sees it counted sees the new epoch too.
-        self.schema_changed();
+        // that a connection which sees it counted sees the new epoch too; and only by the
+        // first subscriber (under `activity`, which orders it with the last one's leaving), so
+        // that subscriptions coming and going do not open epochs whose columns nobody read.
+        let activity = lock(&self.activity);
+        if !self.active() {
+            self.schema_changed();
+        }
         match tables {
             Some(wanted) => {
                 let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
@@ -243,6 +250,7 @@ impl Hub {
                 self.all_tables.fetch_add(1, Ordering::SeqCst);
             }
         }
+        drop(activity);
         lock(&self.subscribers).push(Arc::downgrade(&queue));
         self.queues.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -250,6 +258,7 @@ impl Hub {
     }
 
     fn unsubscribe(&self, tables: Option<&[String]>) {
+        let _activity = lock(&self.activity);
         self.queues.fetch_sub(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         match tables {
