@@ -436,7 +436,29 @@ fn keep_index_names(table: &mut Table) {
 
 /// The changes that turn `old` into `new`, by the tables' and columns' names.
 fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChange> {
-    let mut changes = Vec::new();
+    // Tables dropped, children before parents. One that a table staying references (before
+    // the change) is dropped after the tables' changes, which drop that reference first; the
+    // others before them, which may change what they reference (PostgreSQL refuses to drop a
+    // table, a column or a key another table's foreign key depends on).
+    let referenced = |name: &str| {
+        old.tables().into_iter().any(|table| {
+            new.get(&table.name).is_some()
+                && table.foreign_keys.iter().any(|fk| fk.references == *name)
+        })
+    };
+    let (last, first): (Vec<&Table>, Vec<&Table>) = old
+        .tables()
+        .into_iter()
+        .rev()
+        .filter(|table| new.get(&table.name).is_none())
+        .partition(|table| referenced(&table.name));
+    let drop = |tables: Vec<&Table>| -> Vec<SchemaChange> {
+        tables
+            .into_iter()
+            .map(|table| SchemaChange::DropTable(table.clone()))
+            .collect()
+    };
+    let mut changes = drop(first);
     for table in new.tables() {
         match old.get(&table.name) {
             None => changes.push(SchemaChange::CreateTable(table.clone())),
@@ -444,13 +466,7 @@ fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChang
             Some(_) => {}
         }
     }
-    // Tables dropped last, children before parents: a table that stays drops its foreign key
-    // to one of them first (PostgreSQL refuses to drop a table another one references).
-    for table in old.tables().into_iter().rev() {
-        if new.get(&table.name).is_none() {
-            changes.push(SchemaChange::DropTable(table.clone()));
-        }
-    }
+    changes.extend(drop(last));
     changes
 }
 
@@ -634,5 +650,69 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
         outside_transaction,
         lossy,
         missing_defaults,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SchemaChange, diff_renamed};
+    use crate::schema::ddl::Dialect;
+    use crate::schema::{Column, ColumnType, ForeignKey, OnDelete, Schema, Table};
+
+    /// A table keyed by `id`, with `columns`, referencing `parents` by `parent_id` if asked.
+    fn table(name: &'static str, columns: &[&'static str], references_parents: bool) -> Table {
+        let mut all = vec![Column::new("id", ColumnType::BigInt, false)];
+        all.extend(
+            columns
+                .iter()
+                .map(|c| Column::new(c, ColumnType::BigInt, true)),
+        );
+        let foreign_keys = if references_parents {
+            vec![ForeignKey {
+                column: "parent_id".into(),
+                references: "parents".into(),
+                referenced_column: "id".into(),
+                on_delete: OnDelete::Cascade,
+                on_update_cascade: false,
+            }]
+        } else {
+            vec![]
+        };
+        Table {
+            name: name.into(),
+            primary_key: vec!["id".into()].into(),
+            columns: all.into(),
+            foreign_keys: foreign_keys.into(),
+            indexes: vec![].into(),
+        }
+    }
+
+    fn dropped_at(changes: &[SchemaChange], name: &str) -> usize {
+        changes
+            .iter()
+            .position(|c| matches!(c, SchemaChange::DropTable(t) if t.name == name))
+            .expect("dropped")
+    }
+
+    /// A dropped table goes before the other changes (which may change what it references),
+    /// unless a table that stays referenced it (that table's change drops the reference
+    /// first).
+    #[test]
+    fn a_dropped_table_goes_first_unless_a_table_staying_references_it() {
+        let old = Schema::new()
+            .table(table("parents", &["a"], false))
+            .table(table("children", &["parent_id"], true));
+        let parent_changed = Schema::new().table(table("parents", &["a", "b"], false));
+        let changes = diff_renamed(&old, &parent_changed, Dialect::Postgres);
+        assert_eq!(dropped_at(&changes, "children"), 0, "{changes:?}");
+        assert!(changes.len() > 1);
+        let child_stays = Schema::new().table(table("children", &["parent_id"], false));
+        let changes = diff_renamed(&old, &child_stays, Dialect::Postgres);
+        assert_eq!(
+            dropped_at(&changes, "parents"),
+            changes.len() - 1,
+            "{changes:?}"
+        );
+        assert!(changes.len() > 1);
     }
 }
