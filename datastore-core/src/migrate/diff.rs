@@ -440,18 +440,37 @@ fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChang
     // the change) is dropped after the tables' changes, which drop that reference first; the
     // others before them, which may change what they reference (PostgreSQL refuses to drop a
     // table, a column or a key another table's foreign key depends on).
-    let referenced = |name: &str| {
-        old.tables().into_iter().any(|table| {
-            new.get(&table.name).is_some()
-                && table.foreign_keys.iter().any(|fk| fk.references == *name)
-        })
-    };
-    let (last, first): (Vec<&Table>, Vec<&Table>) = old
+    // Last: the dropped tables a staying table references, and (so that none is dropped
+    // while another dropped table still references it) those they reference, and so on.
+    let dropped: Vec<&Table> = old
         .tables()
         .into_iter()
         .rev()
         .filter(|table| new.get(&table.name).is_none())
-        .partition(|table| referenced(&table.name));
+        .collect();
+    let mut referrers: Vec<&Table> = old
+        .tables()
+        .into_iter()
+        .filter(|table| new.get(&table.name).is_some())
+        .collect();
+    let mut late: Vec<&str> = Vec::new();
+    while let Some(referrer) = referrers.pop() {
+        for table in &dropped {
+            let name: &str = &table.name;
+            if !late.contains(&name)
+                && referrer
+                    .foreign_keys
+                    .iter()
+                    .any(|fk| fk.references == *name)
+            {
+                late.push(name);
+                referrers.push(table);
+            }
+        }
+    }
+    let (last, first): (Vec<&Table>, Vec<&Table>) = dropped
+        .into_iter()
+        .partition(|table| late.contains(&&*table.name));
     let drop = |tables: Vec<&Table>| -> Vec<SchemaChange> {
         tables
             .into_iter()
@@ -714,5 +733,29 @@ mod tests {
             "{changes:?}"
         );
         assert!(changes.len() > 1);
+        // A dropped table that a dropped table a staying table referenced references goes
+        // last too, after it.
+        let mut middle = table("middles", &["parent_id"], true);
+        middle.name = "middles".into();
+        let mut bottom = table("bottoms", &["middle_id"], false);
+        bottom.foreign_keys = vec![ForeignKey {
+            column: "middle_id".into(),
+            references: "middles".into(),
+            referenced_column: "id".into(),
+            on_delete: OnDelete::Cascade,
+            on_update_cascade: false,
+        }]
+        .into();
+        let old = Schema::new()
+            .table(table("parents", &[], false))
+            .table(middle)
+            .table(bottom.clone());
+        bottom.foreign_keys = vec![].into();
+        let changes = diff_renamed(&old, &Schema::new().table(bottom), Dialect::Postgres);
+        let (middles, parents) = (
+            dropped_at(&changes, "middles"),
+            dropped_at(&changes, "parents"),
+        );
+        assert!(middles > 0 && parents == middles + 1, "{changes:?}");
     }
 }
