@@ -168,6 +168,30 @@ fn items(columns: Vec<Column>) -> Table {
     }
 }
 
+/// A table `parents` keyed by an integer `id`.
+fn parents() -> Table {
+    Table {
+        name: "parents".into(),
+        ..items(vec![])
+    }
+}
+
+/// `items` with a `parent_id` column, referencing `parents` if asked.
+fn items_of_parents(referencing: bool) -> Table {
+    let mut table = items(vec![column("parent_id", ColumnType::BigInt)]);
+    if referencing {
+        table.foreign_keys = vec![ForeignKey {
+            column: "parent_id".into(),
+            references: "parents".into(),
+            referenced_column: "id".into(),
+            on_delete: OnDelete::Cascade,
+            on_update_cascade: false,
+        }]
+        .into();
+    }
+    table
+}
+
 fn column(name: &'static str, ty: ColumnType) -> Column {
     Column::new(name, ty, false)
 }
@@ -498,21 +522,8 @@ fn lossy_changes_are_written_only_when_allowed_and_keep_what_they_can() {
 fn a_parent_dropped_while_its_child_stays_migrates_both_ways() {
     for lab in Lab::all() {
         let l = fresh(&lab);
-        let parents = Table {
-            name: "parents".into(),
-            ..items(vec![])
-        };
-        let mut referencing = items(vec![column("parent_id", ColumnType::BigInt)]);
-        referencing.foreign_keys = vec![ForeignKey {
-            column: "parent_id".into(),
-            references: "parents".into(),
-            referenced_column: "id".into(),
-            on_delete: OnDelete::Cascade,
-            on_update_cascade: false,
-        }]
-        .into();
         l.generate(
-            &Schema::new().table(parents).table(referencing),
+            &Schema::new().table(parents()).table(items_of_parents(true)),
             "before",
             false,
         )
@@ -523,12 +534,8 @@ fn a_parent_dropped_while_its_child_stays_migrates_both_ways() {
         )
         .unwrap();
         let before = l.fingerprint();
-        l.generate(
-            &Schema::new().table(items(vec![column("parent_id", ColumnType::BigInt)])),
-            "after",
-            true,
-        )
-        .unwrap();
+        l.generate(&Schema::new().table(items_of_parents(false)), "after", true)
+            .unwrap();
         drop(l.up().unwrap());
         assert_eq!(
             l.rows("SELECT CAST(parent_id AS TEXT) AS v FROM items"),
@@ -547,29 +554,16 @@ fn a_parent_dropped_while_its_child_stays_migrates_both_ways() {
 fn a_rebuild_that_breaks_a_foreign_key_fails_with_broken_foreign_keys() {
     // SQLite: PostgreSQL alters the table in place, and refuses the key at once.
     let l = fresh(&Lab::all().remove(0));
-    let parents = Table {
-        name: "parents".into(),
-        ..items(vec![])
-    };
     let before = Schema::new()
-        .table(parents.clone())
-        .table(items(vec![column("parent_id", ColumnType::BigInt)]));
+        .table(parents())
+        .table(items_of_parents(false));
     l.generate(&before, "before", false).unwrap();
     drop(l.up().unwrap());
     l.execute("INSERT INTO items (id, parent_id) VALUES (1, 42);")
         .unwrap();
-    let mut referencing = items(vec![column("parent_id", ColumnType::BigInt)]);
-    referencing.foreign_keys = vec![ForeignKey {
-        column: "parent_id".into(),
-        references: "parents".into(),
-        referenced_column: "id".into(),
-        on_delete: OnDelete::Cascade,
-        on_update_cascade: false,
-    }]
-    .into();
     let fp = l.fingerprint();
     l.generate(
-        &Schema::new().table(parents).table(referencing),
+        &Schema::new().table(parents()).table(items_of_parents(true)),
         "after",
         true,
     )

@@ -492,30 +492,29 @@ unsafe extern "C" fn on_trace(
                 if trace::statements_enabled() {
                     trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
                 }
-                let command = command(sql as *const u8);
+                // The statement past leading whitespace and comments, found once.
+                let start = past_blanks(sql as *const u8);
+                let whole = || {
+                    CStr::from_ptr(start as *const c_char)
+                        .to_str()
+                        .unwrap_or_default()
+                };
+                let command = command(start);
                 // Only savepoint commands are read whole: reading the text of every statement
                 // would cost more than the rest of the hook.
                 let text = if command == Command::Savepoint {
-                    CStr::from_ptr(past_blanks(sql as *const u8) as *const c_char)
-                        .to_str()
-                        .unwrap_or_default()
+                    whole()
                 } else {
                     ""
                 };
-                if installed.watch.is_lost()
-                    && installed.watch.ended_by(
-                        CStr::from_ptr(past_blanks(sql as *const u8) as *const c_char)
-                            .to_str()
-                            .unwrap_or_default(),
-                    )
-                {
+                if installed.watch.is_lost() && installed.watch.ended_by(whole()) {
                     // The owner ends the lost transaction: statements run again.
                     installed.watch.recover();
                     sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());
                 }
                 // A fresh count of the statement's re-preparations (see `statement_ended`), for
                 // a captured statement only: one that captures nothing needs no schema epoch,
-                // and a subscription starts a new epoch anyway (`Hub::subscribe`).
+                // and the first subscriber starts a new one anyway (`Hub::subscribe`).
                 if captured {
                     sqlite::sqlite3_stmt_status(
                         stmt as *mut sqlite::sqlite3_stmt,
@@ -534,21 +533,12 @@ unsafe extern "C" fn on_trace(
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
                 // Whether SQLite prepared the statement again while it ran, having found the
                 // schema changed by another connection (asked of a captured statement only).
-                let captured = installed.capturing.get();
-                let reprepared = captured
-                    && sqlite::sqlite3_stmt_status(
-                        stmt as *mut sqlite::sqlite3_stmt,
-                        sqlite::SQLITE_STMTSTATUS_REPREPARE,
-                        1,
-                    ) > 0;
-                if captured {
+                let reprepared = installed.capturing.get() && {
+                    let stmt = stmt as *mut sqlite::sqlite3_stmt;
                     // Its runs counted from here (see the start's test for a run again).
-                    sqlite::sqlite3_stmt_status(
-                        stmt as *mut sqlite::sqlite3_stmt,
-                        sqlite::SQLITE_STMTSTATUS_RUN,
-                        1,
-                    );
-                }
+                    sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_RUN, 1);
+                    sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 1) > 0
+                };
                 // Reset or finalized while it still ran: SQLite reports the end before it halts
                 // the statement (and commits, in autocommit); ended in `sqlite3_step`, it halted.
                 let reset = sqlite::sqlite3_stmt_busy(stmt as *mut sqlite::sqlite3_stmt) != 0;
@@ -621,24 +611,20 @@ const COMMANDS: [(&[u8], Command); 6] = [
 /// alone, which begin none of [`COMMANDS`].
 ///
 /// # Safety
-/// `sql` points to a NUL-terminated string.
+/// `sql` points to a NUL-terminated string, past its leading blanks ([`past_blanks`]).
 unsafe fn command(sql: *const u8) -> Command {
     // SAFETY: guaranteed by the caller; reading stops at the NUL, and the second byte is read
     // only after a first that is not the NUL.
-    let (start, prefix) = unsafe {
-        let start = past_blanks(sql);
-        let first = *start;
-        let second = if first == 0 { 0 } else { *start.add(1) };
-        (
-            start,
-            [first.to_ascii_uppercase(), second.to_ascii_uppercase()],
-        )
+    let prefix = unsafe {
+        let first = *sql;
+        let second = if first == 0 { 0 } else { *sql.add(1) };
+        [first.to_ascii_uppercase(), second.to_ascii_uppercase()]
     };
     if !COMMANDS.iter().any(|(word, _)| word[..2] == prefix) {
         return Command::Other;
     }
-    // SAFETY: `start` points into the caller's NUL-terminated string.
-    let (word, len) = unsafe { first_word(start) };
+    // SAFETY: guaranteed by the caller.
+    let (word, len) = unsafe { first_word(sql) };
     COMMANDS
         .iter()
         .find(|(command, _)| *command == &word[..len])
@@ -818,7 +804,7 @@ mod tests {
 
     fn command(sql: &CStr) -> Command {
         // SAFETY: a `CStr` is NUL-terminated.
-        unsafe { super::command(sql.as_ptr() as *const u8) }
+        unsafe { super::command(super::past_blanks(sql.as_ptr() as *const u8)) }
     }
 
     fn first_word_is_savepoint_command(sql: &CStr) -> bool {
