@@ -11,7 +11,7 @@ use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::sql_types::Text;
 use datastore::diesel::{Connection, QueryableByName, RunQueryDsl};
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
-use datastore::migrate::{BackendMigrations, Migrations};
+use datastore::migrate::{BackendMigrations, MigrationFailure, Migrations, SchemaObject};
 use datastore::prelude::*;
 use datastore::schema::{Column, ColumnDefault, ColumnType, ForeignKey, OnDelete, Table};
 use datastore::{AnyConnection, Error};
@@ -205,6 +205,17 @@ fn defaulting(mut column: Column, default: ColumnDefault) -> Column {
     column
 }
 
+/// An enum column's type, with these names.
+fn stage(variants: &[&'static str]) -> ColumnType {
+    ColumnType::Enum(
+        variants
+            .iter()
+            .map(|v| (*v).into())
+            .collect::<Vec<_>>()
+            .into(),
+    )
+}
+
 fn schema(table: Table) -> Schema {
     Schema::new().table(table)
 }
@@ -362,15 +373,6 @@ fn fresh(lab: &Lab) -> Lab {
 
 #[test]
 fn lossy_changes_are_written_only_when_allowed_and_keep_what_they_can() {
-    let stage = |variants: &[&'static str]| {
-        ColumnType::Enum(
-            variants
-                .iter()
-                .map(|v| (*v).into())
-                .collect::<Vec<_>>()
-                .into(),
-        )
-    };
     for lab in Lab::all() {
         // A dropped column: the others keep their values; down brings it back, empty.
         let l = fresh(&lab);
@@ -576,6 +578,172 @@ fn a_rebuild_that_breaks_a_foreign_key_fails_with_broken_foreign_keys() {
         other => panic!("expected BrokenForeignKeys, got {other:?}"),
     }
     assert_eq!(l.fingerprint(), fp, "nothing changed");
+}
+
+/// Seeds `before`, then migrates to `after` (lossy): the migration must fail, changing nothing.
+fn refused(lab: &Lab, before: Table, seed: &str, after: Table) -> Error {
+    lab.generate(&schema(before), "before", false).unwrap();
+    drop(lab.up().unwrap());
+    lab.execute(seed).unwrap();
+    let (fingerprint, rows) = (
+        lab.fingerprint(),
+        lab.rows("SELECT CAST(id AS TEXT) AS v FROM items"),
+    );
+    lab.generate(&schema(after.clone()), "after", true).unwrap();
+    let e = lab
+        .up()
+        .map(drop)
+        .expect_err(&format!("the migration to {after:?} stops"));
+    assert_eq!(lab.fingerprint(), fingerprint, "nothing changed");
+    assert_eq!(lab.rows("SELECT CAST(id AS TEXT) AS v FROM items"), rows);
+    e
+}
+
+#[test]
+fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
+    let cases = [
+        // Out of the narrower integer's range (SQLite stores any integer in either).
+        (ColumnType::BigInt, "3000000000", ColumnType::Integer),
+        (ColumnType::Integer, "70000", ColumnType::SmallInt),
+        (ColumnType::Integer, "2", ColumnType::Bool),
+        // Not a number (a STRICT table refuses it as it is copied).
+        (ColumnType::Text, "'seven'", ColumnType::BigInt),
+        // Text that is not what the new type reads.
+        (ColumnType::Text, "'{not json'", ColumnType::Json),
+        (ColumnType::Text, "'soon'", ColumnType::Timestamp),
+        (ColumnType::Text, "'not-a-uuid'", ColumnType::Uuid),
+        // A name the enum no longer has.
+        (stage(&["Draft", "Gone"]), "'Gone'", stage(&["Draft"])),
+    ];
+    for lab in Lab::all() {
+        for (from, value, to) in cases.clone() {
+            // PostgreSQL casts any integer but 0 to true, as it does outside migrations.
+            if lab.dialect == Dialect::Postgres && to == ColumnType::Bool {
+                continue;
+            }
+            let l = fresh(&lab);
+            let e = refused(
+                &l,
+                items(vec![column("n", from.clone())]),
+                &format!("INSERT INTO items (id, n) VALUES (1, {value});"),
+                items(vec![column("n", to.clone())]),
+            );
+            if l.dialect == Dialect::Sqlite {
+                match e {
+                    Error::Migration {
+                        failure: MigrationFailure::Unconvertible { table, column },
+                        ..
+                    } => assert_eq!((table.as_str(), column.as_str()), ("items", "n")),
+                    other => {
+                        panic!("{from:?} {value} -> {to:?}: expected Unconvertible, got {other:?}")
+                    }
+                }
+            }
+        }
+        // The same changes keep every value they can hold.
+        for (from, value, to) in [
+            (ColumnType::BigInt, "-2147483648", ColumnType::Integer),
+            (ColumnType::Integer, "1", ColumnType::Bool),
+            (ColumnType::Text, "'7'", ColumnType::BigInt),
+            (ColumnType::Text, "'{\"a\": 1}'", ColumnType::Json),
+            (
+                ColumnType::Text,
+                "'2026-12-03T10:00:00.5Z'",
+                ColumnType::Timestamp,
+            ),
+            (
+                ColumnType::Text,
+                "'67e55044-10b1-426f-9247-bb680e5fe0c8'",
+                ColumnType::Uuid,
+            ),
+        ] {
+            let l = fresh(&lab);
+            change(
+                &l,
+                schema(items(vec![column("n", from)])),
+                &format!("INSERT INTO items (id, n) VALUES (1, {value});"),
+                &schema(items(vec![column("n", to.clone())])),
+                true,
+            );
+            assert_eq!(
+                l.rows("SELECT CAST(count(*) AS TEXT) AS v FROM items WHERE n IS NOT NULL"),
+                ["1"],
+                "{to:?}"
+            );
+        }
+    }
+}
+
+/// SQLite drops a table's triggers with it: a rebuild (here, a column made unique) creates
+/// them again, and a view over the table keeps working.
+#[test]
+fn a_rebuild_keeps_the_triggers_on_the_table_and_the_views_over_it() {
+    let l = fresh(&Lab::all().remove(0));
+    let before = items(vec![column("name", ColumnType::Text)]);
+    l.generate(&schema(before), "before", false).unwrap();
+    drop(l.up().unwrap());
+    l.execute(
+        "CREATE TABLE log (name TEXT); \
+         CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.name); END; \
+         CREATE VIEW names AS SELECT name FROM items; \
+         INSERT INTO items (id, name) VALUES (1, 'a');",
+    )
+    .unwrap();
+    let mut name = column("name", ColumnType::Text);
+    name.unique = true;
+    l.generate(&schema(items(vec![name])), "after", true)
+        .unwrap();
+    drop(l.up().unwrap());
+    l.execute("INSERT INTO items (id, name) VALUES (2, 'b');")
+        .unwrap();
+    assert_eq!(
+        l.rows("SELECT name AS v FROM log ORDER BY name"),
+        ["a", "b"]
+    );
+    assert_eq!(
+        l.rows("SELECT name AS v FROM names ORDER BY name"),
+        ["a", "b"]
+    );
+    assert!(
+        l.execute("INSERT INTO items (id, name) VALUES (3, 'b');")
+            .is_err(),
+        "the rebuild happened: name is unique"
+    );
+}
+
+/// A rebuild that drops a column a trigger or view uses would leave it failing on every use:
+/// the migration stops instead, naming it, and changes nothing.
+#[test]
+fn a_rebuild_that_breaks_a_trigger_or_view_stops_naming_it() {
+    for (object, sql) in [
+        (
+            SchemaObject::Trigger,
+            "CREATE TABLE log (note TEXT); \
+             CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.note); END;",
+        ),
+        (SchemaObject::View, "CREATE VIEW logged AS SELECT note FROM items;"),
+    ] {
+        let l = fresh(&Lab::all().remove(0));
+        let mut name = column("name", ColumnType::Text);
+        let before = items(vec![name.clone(), nullable("note", ColumnType::Text)]);
+        name.unique = true;
+        let e = refused(
+            &l,
+            before,
+            &format!("{sql} INSERT INTO items (id, name, note) VALUES (1, 'a', 'x');"),
+            items(vec![name]),
+        );
+        match e {
+            Error::Migration {
+                failure: MigrationFailure::Breaks { kind, name, message },
+                ..
+            } => {
+                assert_eq!((kind, name.as_str()), (object, "logged"));
+                assert!(message.contains("note"), "{message}");
+            }
+            other => panic!("expected Breaks, got {other:?}"),
+        }
+    }
 }
 
 #[test]

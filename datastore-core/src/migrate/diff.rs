@@ -650,7 +650,8 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
         if outside_transaction {
             format!(
                 "-- Rebuilds a table: foreign keys are off so that dropping the old table does not\n\
-                 -- cascade; they are checked before commit.\n\
+                 -- cascade; they are checked before commit. SQLite drops the table's triggers\n\
+                 -- with it: the store creates them again, another tool running this does not.\n\
                  PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n{body}\n\
                  CREATE TEMP TABLE __datastore_check (foreign_key_violations INTEGER \
                  CHECK (foreign_key_violations = 0));\n\

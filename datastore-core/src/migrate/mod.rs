@@ -188,9 +188,57 @@ pub enum MigrationFailure {
         /// How many rows.
         rows: u64,
     },
+    /// A migration that changes a column's type met a value the new type cannot hold (text
+    /// that is no number, a number out of the new type's range, a name an enum lacks); nothing
+    /// of it was kept.
+    #[error("{table}.{column} holds values its new type cannot hold; nothing of it was kept")]
+    Unconvertible {
+        /// The table.
+        table: String,
+        /// The column whose type the migration changes.
+        column: String,
+    },
+    /// A migration that rebuilds a table would leave a trigger or view that uses it broken (it
+    /// names a column the table no longer has); nothing of it was kept.
+    #[error("it breaks {kind} {name}: {message}; nothing of it was kept")]
+    Breaks {
+        /// What it breaks.
+        kind: SchemaObject,
+        /// The trigger's or view's name.
+        name: String,
+        /// SQLite's error on using it.
+        message: String,
+    },
     /// Reading the migrations, or running one, failed: Diesel's or the database's error.
     #[error("{0}")]
     Run(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A database object that uses tables, which a migration can break
+/// ([`MigrationFailure::Breaks`]).
+///
+/// ```
+/// use datastore::migrate::SchemaObject;
+///
+/// assert_eq!(SchemaObject::Trigger.to_string(), "trigger");
+/// assert_eq!(SchemaObject::View.to_string(), "view");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaObject {
+    /// A trigger.
+    Trigger,
+    /// A view.
+    View,
+}
+
+impl std::fmt::Display for SchemaObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Trigger => "trigger",
+            Self::View => "view",
+        })
+    }
 }
 
 impl Migrations {

@@ -3,7 +3,7 @@
 //! Every identifier is quoted and every literal escaped, so a table named `order` or a column
 //! named `group` is as safe as any other.
 
-use super::{Column, ColumnType, Index, OnDelete, Table, Timestamps};
+use super::{Column, ColumnType, Index, Name, OnDelete, Table, Timestamps};
 
 /// The SQL dialect DDL is rendered for, and the backend a store runs on.
 ///
@@ -422,16 +422,32 @@ pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
 /// the table's name.
 pub(crate) const REBUILT: &str = "__datastore_new_";
 
+/// The prefix of the name of the check a rebuild makes of a column whose type it changes (see
+/// [`rebuild_table`]); a JSON array `[table, column]` follows it.
+pub(crate) const UNCONVERTIBLE: &str = "datastore_unconvertible ";
+
 /// The statements that replace a table by a new definition of it, keeping the rows: create
 /// the new table beside the old one, copy the columns both have, drop the old one, rename,
 /// and recreate the indexes. SQLite cannot alter a column's type or constraints in place.
 ///
+/// A column whose type changes keeps its values only if its new type holds every one of them
+/// (a value its field would refuse to read, such as `70000` in a `SmallInt`, stops the
+/// rebuild: the check named [`UNCONVERTIBLE`]`["<table>","<column>"]` fails). The rename runs
+/// with `legacy_alter_table` on, so that views selecting from the table, which see no table
+/// of its name for that instant, do not stop it.
+///
 /// The caller must run them with foreign-key enforcement off (outside any transaction), or
-/// dropping the old table would cascade to the rows that reference it.
+/// dropping the old table would cascade to the rows that reference it. Triggers on the table
+/// are dropped with it: the store recreates them after the migration (another tool running it
+/// does not).
 pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     let temp = format!("{REBUILT}{}", new.name);
     let mut insert_columns = Vec::new();
     let mut select_columns = Vec::new();
+    // Enum values are refused by the new table's own CHECK as they are copied, so they are
+    // checked in the old table, before; the others in the new one, after.
+    let mut checked_before = Vec::new();
+    let mut checked_after = Vec::new();
     for column in new.columns.iter() {
         let name = quote_ident(&column.name);
         let value = match old.column(&column.name) {
@@ -443,6 +459,15 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             None if !column.nullable => fill_value(column, dialect),
             None => continue,
         };
+        if let Some(was) = old.column(&column.name).filter(|was| was.ty != column.ty) {
+            if let Some(held) = sqlite_readable(column) {
+                let check = (&column.name, format!("NOT ({name} IS NULL OR {held})"));
+                match (&was.ty, &column.ty) {
+                    (_, ColumnType::Enum(_)) => checked_before.push(check),
+                    _ => checked_after.push(check),
+                }
+            }
+        }
         insert_columns.push(name);
         select_columns.push(value);
     }
@@ -450,26 +475,102 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
         // Left by an earlier run that crashed before its version was recorded.
         format!("DROP TABLE IF EXISTS {};", quote_ident(&temp)),
         create_table_as(new, &temp, dialect),
-        format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {};",
-            quote_ident(&temp),
-            insert_columns.join(", "),
-            select_columns.join(", "),
-            quote_ident(&old.name)
-        ),
+    ];
+    statements.extend(unconvertible_check(&new.name, &old.name, &checked_before));
+    statements.push(format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {};",
+        quote_ident(&temp),
+        insert_columns.join(", "),
+        select_columns.join(", "),
+        quote_ident(&old.name)
+    ));
+    statements.extend(unconvertible_check(&new.name, &temp, &checked_after));
+    statements.extend([
         drop_table(&old.name, dialect),
+        "PRAGMA legacy_alter_table = ON;".to_owned(),
         format!(
             "ALTER TABLE {} RENAME TO {};",
             quote_ident(&temp),
             quote_ident(&new.name)
         ),
-    ];
+        "PRAGMA legacy_alter_table = OFF;".to_owned(),
+    ]);
     statements.extend(
         new.all_indexes()
             .iter()
             .map(|i| create_index(&new.name, i, dialect)),
     );
     statements
+}
+
+/// The statements that stop a rebuild of `table` if a row of `from` matches one of the
+/// `(column, condition)` pairs: a temporary table whose one column per pair must count no
+/// rows, under a check named [`UNCONVERTIBLE`]`[table, column]` (SQLite's error names it).
+fn unconvertible_check(table: &str, from: &str, checks: &[(&Name, String)]) -> Vec<String> {
+    if checks.is_empty() {
+        return Vec::new();
+    }
+    const CHECK: &str = "__datastore_unconvertible";
+    let columns = checks.iter().enumerate().map(|(i, (column, _))| {
+        let name = format!(
+            "{UNCONVERTIBLE}{}",
+            serde_json::json!([table, column.as_ref()])
+        );
+        format!(
+            "c{i} INTEGER CONSTRAINT {} CHECK (c{i} = 0)",
+            quote_ident(&name)
+        )
+    });
+    let counts = checks
+        .iter()
+        .map(|(_, matches)| format!("count(*) FILTER (WHERE {matches})"));
+    vec![
+        format!(
+            "CREATE TEMP TABLE {CHECK} ({});",
+            columns.collect::<Vec<_>>().join(", ")
+        ),
+        format!(
+            "INSERT INTO {CHECK} SELECT {} FROM {};",
+            counts.collect::<Vec<_>>().join(", "),
+            quote_ident(from)
+        ),
+        format!("DROP TABLE {CHECK};"),
+    ]
+}
+
+/// A condition true when the value of `column`, stored in a SQLite column of its type, is one
+/// its field reads: the checks a `STRICT` column's storage class does not make. `None` where
+/// the storage class is enough.
+fn sqlite_readable(column: &Column) -> Option<String> {
+    let value = quote_ident(&column.name);
+    let hex = |n: usize| "[0-9A-Fa-f]".repeat(n);
+    Some(match &column.ty {
+        ColumnType::SmallInt => format!("{value} BETWEEN -32768 AND 32767"),
+        ColumnType::Integer => format!("{value} BETWEEN -2147483648 AND 2147483647"),
+        ColumnType::Bool => format!("{value} IN (0, 1)"),
+        // 9e999 is infinity, which an f32 holds.
+        ColumnType::Float => {
+            format!("abs({value}) <= 3.4028234663852886e38 OR abs({value}) = 9e999")
+        }
+        ColumnType::Uuid => format!(
+            "{value} GLOB '{}-{}-{}-{}-{}' OR {value} GLOB '{}'",
+            hex(8),
+            hex(4),
+            hex(4),
+            hex(4),
+            hex(12),
+            hex(32)
+        ),
+        ColumnType::Timestamp => format!(
+            "{value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]*' \
+             AND julianday({value}) IS NOT NULL"
+        ),
+        ColumnType::Json => format!("json_valid({value})"),
+        ColumnType::Enum(_) => return column.check(),
+        ColumnType::BigInt | ColumnType::Double | ColumnType::Text | ColumnType::Blob => {
+            return None;
+        }
+    })
 }
 
 /// The `ALTER TABLE` statements that change a table's columns in place (PostgreSQL): type,

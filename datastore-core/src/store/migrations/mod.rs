@@ -7,6 +7,8 @@
 //! transaction, so another process waits, then finds them applied. With nothing pending no lock
 //! is taken, so a long writer in another process never holds up an open.
 
+mod dependents;
+
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -22,8 +24,9 @@ use diesel_migrations::MigrationHarness;
 use super::lost::FirstFailure;
 use crate::ffi::sqlite::{Handle, SkipTransactionControl};
 use crate::migrate::{BackendMigrations, MigrationFailure};
-use crate::schema::ddl::{REBUILT, quote_ident};
+use crate::schema::ddl::{REBUILT, UNCONVERTIBLE, quote_ident};
 use crate::{AnyConnection, Duplicate, Error, Result};
+use dependents::{Dependents, Restore};
 
 /// The longest busy timeout SQLite takes (about 24 days): waiting for another process's
 /// migrations is not a busy database, so the wait lasts as long as they do.
@@ -86,7 +89,8 @@ fn migration_error(
 
 /// The error of a migration that failed, once it was rolled back: [`Error::Duplicates`] listing
 /// the rows that share values in columns it makes unique, when that is why it failed;
-/// [`Error::Migration`] with its message otherwise.
+/// [`MigrationFailure::Unconvertible`] naming the column whose values its new type cannot
+/// hold; [`Error::Migration`] with its message otherwise.
 fn failure<C>(
     conn: &mut C,
     migration: &dyn std::fmt::Display,
@@ -96,6 +100,12 @@ where
     C: Explain,
     for<'a> SqlQuery: LoadQuery<'a, C, DuplicateRow> + LoadQuery<'a, C, Count>,
 {
+    if let Some((table, column)) = unconvertible(&e.to_string()) {
+        return Error::migration(
+            Some(migration),
+            MigrationFailure::Unconvertible { table, column },
+        );
+    }
     let Some((table, columns)) = conn.unique_columns(&*e) else {
         return migration_error(Some(migration), e);
     };
@@ -109,6 +119,23 @@ where
         },
         _ => migration_error(Some(migration), e),
     }
+}
+
+/// The table and column of a SQLite table rebuild that failed because a column's new type
+/// cannot hold its values: the rebuild's own check refused them ([`UNCONVERTIBLE`]), or the
+/// `STRICT` table did (`cannot store TEXT value in INTEGER column t.c`).
+fn unconvertible(message: &str) -> Option<(String, String)> {
+    if let Some((_, named)) =
+        message.split_once(&format!("CHECK constraint failed: {UNCONVERTIBLE}"))
+    {
+        let mut values = serde_json::Deserializer::from_str(named).into_iter::<(String, String)>();
+        return values.next()?.ok();
+    }
+    let (_, stored) = message.split_once("cannot store ")?;
+    let (_, qualified) = stored.split_once(" column ")?;
+    let (table, column) = qualified.trim_end().split_once('.')?;
+    let table = table.strip_prefix(REBUILT).unwrap_or(table);
+    Some((table.to_owned(), column.to_owned()))
 }
 
 /// One set of rows sharing values, as [`duplicates`] reads it.
@@ -338,13 +365,10 @@ fn run_with_foreign_keys_off(
             ),
         )
     })?;
+    let dependents = Dependents::read(conn)?;
     let ran = SkipTransactionControl::new(handle, conn).run_migration(migration);
-    let broken = |rows| {
-        Error::migration(
-            Some(&migration.name()),
-            MigrationFailure::BrokenForeignKeys { rows },
-        )
-    };
+    let failed = |failure| Error::migration(Some(&migration.name()), failure);
+    let broken = |rows| failed(MigrationFailure::BrokenForeignKeys { rows });
     if let Err(e) = ran {
         // A generated rebuild checks the foreign keys itself before it commits (for a run
         // outside the store), and fails there: the same broken keys as the store's check.
@@ -352,6 +376,11 @@ fn run_with_foreign_keys_off(
             Ok(rows) if rows > 0 => broken(rows),
             _ => failure(conn, &migration.name(), e),
         });
+    }
+    match dependents.restore(conn) {
+        Ok(()) => {}
+        Err(Restore::Query(e)) => return Err(e.into()),
+        Err(Restore::Breaks(failure)) => return Err(failed(failure)),
     }
     match foreign_key_violations(conn)? {
         0 => Ok(()),
