@@ -13,7 +13,7 @@ use datastore::diesel::{Connection, QueryableByName, RunQueryDsl};
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use datastore::migrate::{BackendMigrations, MigrationFailure, Migrations, SchemaObject};
 use datastore::prelude::*;
-use datastore::schema::{Column, ColumnDefault, ColumnType, ForeignKey, OnDelete, Table};
+use datastore::schema::{Column, ColumnDefault, ColumnType, ForeignKey, Name, OnDelete, Table};
 use datastore::{AnyConnection, Error};
 
 /// A folder of migrations and the database they are applied to.
@@ -959,6 +959,138 @@ fn renames_keep_the_data_indexes_and_foreign_keys_and_a_later_change_finds_them(
             "its task now restricts the delete"
         );
         assert_eq!(store.count::<v3::Task>().unwrap(), 1);
+    }
+}
+
+/// Names longer than PostgreSQL's 63 bytes: the constraints it names itself (cut from the
+/// table's and the column's names, keeping `_fkey`, `_key`, `_check`) are found by a later
+/// change, both ways.
+#[test]
+fn constraints_of_long_names_are_found_by_a_later_change() {
+    let long = |table: Table| {
+        let name = "a_table_whose_name_alone_takes_forty_bytes";
+        let rename = |column: &Name| match column.as_ref() {
+            "parent_id" => "the_parent_this_row_belongs_to_in_the_tree_id".into(),
+            "n" => "a_stage_column_whose_name_is_not_short_either".into(),
+            other => other.to_owned().into(),
+        };
+        let mut columns = table.columns.to_vec();
+        for column in &mut columns {
+            column.name = rename(&column.name);
+        }
+        let mut foreign_keys = table.foreign_keys.to_vec();
+        for fk in &mut foreign_keys {
+            fk.column = rename(&fk.column);
+        }
+        Table {
+            name: name.into(),
+            columns: columns.into(),
+            foreign_keys: foreign_keys.into(),
+            ..table
+        }
+    };
+    let version = |on_delete, unique, variants: &[&'static str]| {
+        let mut table = items_of_parents(true);
+        let mut columns = table.columns.to_vec();
+        columns[1].unique = unique;
+        columns.push(column("n", stage(variants)));
+        table.columns = columns.into();
+        let mut foreign_keys = table.foreign_keys.to_vec();
+        foreign_keys[0].on_delete = on_delete;
+        table.foreign_keys = foreign_keys.into();
+        Schema::new().table(parents()).table(long(table))
+    };
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(
+            &version(OnDelete::Cascade, true, &["Draft", "Done"]),
+            "before",
+            false,
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        let fp = l.fingerprint();
+        let after = version(OnDelete::Restrict, false, &["Draft", "Done", "Gone"]);
+        l.generate(&after, "after", true).unwrap();
+        drop(l.up().unwrap());
+        l.execute(
+            "INSERT INTO parents (id) VALUES (1); \
+             INSERT INTO a_table_whose_name_alone_takes_forty_bytes \
+             (id, the_parent_this_row_belongs_to_in_the_tree_id, \
+              a_stage_column_whose_name_is_not_short_either) VALUES (1, 1, 'Gone'), (2, 1, 'Draft');",
+        )
+        .unwrap();
+        assert!(
+            l.execute("DELETE FROM parents;").is_err(),
+            "the foreign key restricts now"
+        );
+        l.execute("DELETE FROM a_table_whose_name_alone_takes_forty_bytes WHERE id = 1;")
+            .unwrap();
+        l.round_trip(&fp);
+    }
+}
+
+/// Two new tables referencing each other (an author's favourite book, a book's author):
+/// PostgreSQL needs the referenced table to exist, so one foreign key is added once both do.
+#[test]
+fn tables_referencing_each_other_are_created_and_dropped() {
+    let fk = |column: &'static str, references: &'static str| ForeignKey {
+        column: column.into(),
+        references: references.into(),
+        referenced_column: "id".into(),
+        on_delete: OnDelete::Restrict,
+        on_update_cascade: false,
+    };
+    let table = |name: &'static str, column: Column, key: ForeignKey| Table {
+        name: name.into(),
+        foreign_keys: vec![key].into(),
+        ..items(vec![column])
+    };
+    let cycle = Schema::new()
+        .table(table(
+            "authors",
+            nullable("favourite_id", ColumnType::BigInt),
+            fk("favourite_id", "books"),
+        ))
+        .table(table(
+            "books",
+            column("author_id", ColumnType::BigInt),
+            fk("author_id", "authors"),
+        ));
+    let linked = |l: &Lab| {
+        l.execute(
+            "INSERT INTO authors (id) VALUES (1); \
+             INSERT INTO books (id, author_id) VALUES (2, 1); \
+             UPDATE authors SET favourite_id = 2 WHERE id = 1;",
+        )
+        .unwrap();
+        assert!(
+            l.execute("UPDATE authors SET favourite_id = 3;").is_err(),
+            "authors.favourite_id references books"
+        );
+        assert!(
+            l.execute("INSERT INTO books (id, author_id) VALUES (3, 9);")
+                .is_err(),
+            "books.author_id references authors"
+        );
+    };
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(&cycle, "cycle", false).unwrap();
+        drop(l.up().unwrap());
+        linked(&l);
+        l.execute(
+            "UPDATE authors SET favourite_id = NULL; DELETE FROM books; DELETE FROM authors;",
+        )
+        .unwrap();
+        l.round_trip(&[]);
+
+        // The same tables made without migrations, twice (the second time, nothing to do).
+        let l = fresh(&lab);
+        let mut conn = l.conn();
+        cycle.create_all(&mut conn).unwrap();
+        cycle.create_all(&mut conn).unwrap();
+        linked(&l);
     }
 }
 

@@ -629,13 +629,34 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
     let mut up = Vec::new();
     let mut down = Vec::new();
     let mut lossy = Vec::new();
+    // Foreign keys of a new table to one created after it, added once both are there.
+    let mut deferred = Vec::new();
+    let created: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            SchemaChange::CreateTable(t) => Some(&*t.name),
+            _ => None,
+        })
+        .collect();
     for change in changes {
-        let (u, d) = statements(change, dialect);
+        let (u, d) = match change {
+            SchemaChange::CreateTable(table) => {
+                let at = created.iter().position(|c| *c == table.name).unwrap_or(0);
+                let (now, later) = ddl::before_tables(table, &created[at + 1..], dialect);
+                deferred.extend(later.into_iter().map(|fk| (&table.name, fk)));
+                statements(&SchemaChange::CreateTable(now.into_owned()), dialect)
+            }
+            _ => statements(change, dialect),
+        };
         let losses = change.losses();
         up.extend(losses.iter().map(|loss| format!("-- LOSSY: {loss}")));
         up.extend(u);
         down.splice(0..0, d);
         lossy.extend(losses);
+    }
+    for (table, fk) in deferred {
+        up.push(ddl::add_foreign_key(table, fk));
+        down.insert(0, ddl::drop_foreign_key(table, &fk.column));
     }
     let missing_defaults = changes
         .iter()

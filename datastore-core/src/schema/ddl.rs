@@ -3,7 +3,9 @@
 //! Every identifier is quoted and every literal escaped, so a table named `order` or a column
 //! named `group` is as safe as any other.
 
-use super::{Column, ColumnType, Index, Name, OnDelete, Table, Timestamps};
+use std::borrow::Cow;
+
+use super::{Column, ColumnType, ForeignKey, Index, Name, OnDelete, Table, Timestamps};
 
 /// The SQL dialect DDL is rendered for, and the backend a store runs on.
 ///
@@ -357,6 +359,39 @@ fn column_constraints(table: &Table, column: &Column) -> Vec<&'static str> {
     suffixes
 }
 
+/// The name PostgreSQL gives a constraint it names itself (`makeObjectName` in its source):
+/// `<table>_<column>_<label>`, or `<table>_<label>`, where a name longer than 63 bytes loses
+/// bytes from the longer of table and column (never from the label), at a character boundary.
+/// A statement that names the constraint must use this: PostgreSQL cuts a longer identifier at
+/// 63 bytes, which is another name.
+pub(crate) fn postgres_constraint(table: &str, column: Option<&str>, label: &str) -> String {
+    const LONGEST: usize = 63;
+    let overhead = label.len() + 1 + usize::from(column.is_some());
+    let available = LONGEST.saturating_sub(overhead);
+    let (mut table_len, mut column_len) = (table.len(), column.map_or(0, str::len));
+    while table_len + column_len > available {
+        if table_len > column_len {
+            table_len -= 1;
+        } else {
+            column_len -= 1;
+        }
+    }
+    let clip = |name: &str, mut len: usize| {
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        name[..len].to_owned()
+    };
+    match column {
+        Some(column) => format!(
+            "{}_{}_{label}",
+            clip(table, table_len),
+            clip(column, column_len)
+        ),
+        None => format!("{}_{label}", clip(table, table_len)),
+    }
+}
+
 /// Renames a table, keeping its rows, indexes and foreign keys. On PostgreSQL the constraints
 /// named after it are renamed too (its key's `<table>_pkey`, and each column's), so that a
 /// later migration finds them by the names it gives them.
@@ -375,12 +410,15 @@ pub fn rename_table(table: &Table, to: &str, dialect: Dialect) -> Vec<String> {
                 quote_ident(&now)
             )
         };
-        statements.push(rename(format!("{}_pkey", table.name), format!("{to}_pkey")));
+        statements.push(rename(
+            postgres_constraint(&table.name, None, "pkey"),
+            postgres_constraint(to, None, "pkey"),
+        ));
         for column in table.columns.iter() {
             for suffix in column_constraints(table, column) {
                 statements.push(rename(
-                    format!("{}_{}_{suffix}", table.name, column.name),
-                    format!("{to}_{}_{suffix}", column.name),
+                    postgres_constraint(&table.name, Some(&column.name), suffix),
+                    postgres_constraint(to, Some(&column.name), suffix),
                 ));
             }
         }
@@ -401,8 +439,8 @@ pub fn rename_column(table: &Table, from: &str, to: &str, dialect: Dialect) -> V
         for suffix in column_constraints(table, column) {
             statements.push(format!(
                 "ALTER TABLE {name} RENAME CONSTRAINT {} TO {};",
-                quote_ident(&format!("{}_{from}_{suffix}", table.name)),
-                quote_ident(&format!("{}_{to}_{suffix}", table.name))
+                quote_ident(&postgres_constraint(&table.name, Some(from), suffix)),
+                quote_ident(&postgres_constraint(&table.name, Some(to), suffix))
             ));
         }
     }
@@ -573,14 +611,67 @@ fn sqlite_readable(column: &Column) -> Option<String> {
     })
 }
 
+/// `ALTER TABLE .. ADD CONSTRAINT .. FOREIGN KEY` (PostgreSQL), under the name PostgreSQL
+/// gives the constraint when `CREATE TABLE` declares it.
+pub fn add_foreign_key(table: &str, fk: &ForeignKey) -> String {
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}{};",
+        quote_ident(table),
+        quote_ident(&postgres_constraint(table, Some(&fk.column), "fkey")),
+        quote_ident(&fk.column),
+        quote_ident(&fk.references),
+        quote_ident(&fk.referenced_column),
+        on_delete_sql(fk.on_delete),
+        if fk.on_update_cascade {
+            " ON UPDATE CASCADE"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `ALTER TABLE .. DROP CONSTRAINT` of the foreign key of `column` (PostgreSQL).
+pub fn drop_foreign_key(table: &str, column: &str) -> String {
+    format!(
+        "ALTER TABLE {} DROP CONSTRAINT {};",
+        quote_ident(table),
+        quote_ident(&postgres_constraint(table, Some(column), "fkey"))
+    )
+}
+
+/// `table` as it can be created before the tables named `later` (created after it, in the same
+/// run): on PostgreSQL, without its foreign keys to them, which it returns to be added once they
+/// exist ([`add_foreign_key`]); two tables referencing each other cannot be created otherwise.
+/// SQLite takes a reference to a table not there yet (and cannot add one later).
+pub fn before_tables<'t>(
+    table: &'t Table,
+    later: &[&str],
+    dialect: Dialect,
+) -> (Cow<'t, Table>, Vec<&'t ForeignKey>) {
+    let forward = |fk: &ForeignKey| fk.references != table.name && later.contains(&&*fk.references);
+    if dialect != Dialect::Postgres || !table.foreign_keys.iter().any(forward) {
+        return (Cow::Borrowed(table), Vec::new());
+    }
+    let (deferred, kept): (Vec<&ForeignKey>, Vec<&ForeignKey>) =
+        table.foreign_keys.iter().partition(|fk| forward(fk));
+    let now = Table {
+        foreign_keys: kept.into_iter().cloned().collect::<Vec<_>>().into(),
+        // The indexes its foreign keys imply stay.
+        indexes: table.all_indexes().into(),
+        ..table.clone()
+    };
+    (Cow::Owned(now), deferred)
+}
+
 /// The `ALTER TABLE` statements that change a table's columns in place (PostgreSQL): type,
 /// nullability, uniqueness, check and foreign key of each column both definitions have, and the
 /// columns one of them lacks. Constraints carry PostgreSQL's default names
 /// (`<table>_<column>_key`, `_check`, `_fkey`), which the `CREATE TABLE` above also gets.
 pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     let table = quote_ident(&new.name);
-    let constraint =
-        |column: &str, suffix: &str| quote_ident(&format!("{}_{column}_{suffix}", new.name));
+    let constraint = |column: &str, suffix: &str| {
+        quote_ident(&postgres_constraint(&new.name, Some(column), suffix))
+    };
     let mut statements = Vec::new();
     let (old_indexes, new_indexes) = (old.all_indexes(), new.all_indexes());
     let renamed = renamed_indexes(&old_indexes, &new_indexes);
@@ -604,10 +695,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         let name = quote_ident(&column.name);
         let (fk_was, fk_now) = (old.foreign_key(&column.name), new.foreign_key(&column.name));
         if fk_was.is_some() && fk_was != fk_now {
-            statements.push(format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {};",
-                constraint(&column.name, "fkey")
-            ));
+            statements.push(drop_foreign_key(&new.name, &column.name));
         }
         if was.check().is_some() && was.check() != column.check() {
             statements.push(format!(
@@ -662,14 +750,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             ));
         }
         if let Some(fk) = fk_now.filter(|fk| fk_was != Some(*fk)) {
-            statements.push(format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({name}) REFERENCES {} ({}) ON DELETE {}{};",
-                constraint(&column.name, "fkey"),
-                quote_ident(&fk.references),
-                quote_ident(&fk.referenced_column),
-                on_delete_sql(fk.on_delete),
-                if fk.on_update_cascade { " ON UPDATE CASCADE" } else { "" }
-            ));
+            statements.push(add_foreign_key(&new.name, fk));
         }
         // A key the database assigns: its identity, and a sequence past the keys there are.
         if column.generated && !was.generated {
@@ -692,7 +773,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         // Gone already if its column was dropped.
         statements.push(format!(
             "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};",
-            quote_ident(&format!("{}_pkey", new.name))
+            quote_ident(&postgres_constraint(&new.name, None, "pkey"))
         ));
         statements.push(format!(
             "ALTER TABLE {table} ADD PRIMARY KEY ({});",
@@ -867,6 +948,27 @@ mod examples {
             foreign_keys: Cow::Borrowed(&[]),
             indexes: Cow::Borrowed(&[]),
         }
+    }
+
+    /// The names PostgreSQL 15 gave a table of 40 `t`s with a column of 40 `c`s.
+    #[test]
+    fn constraint_names_are_postgres_own() {
+        use super::postgres_constraint;
+        let (t, c) = ("t".repeat(40), "c".repeat(40));
+        let name = |label| postgres_constraint(&t, Some(&c), label);
+        let cut =
+            |t: usize, c: usize, label| format!("{}_{}_{label}", "t".repeat(t), "c".repeat(c));
+        assert_eq!(name("fkey"), cut(29, 28, "fkey"));
+        assert_eq!(name("key"), cut(29, 29, "key"));
+        assert_eq!(name("check"), cut(28, 28, "check"));
+        assert_eq!(postgres_constraint(&t, None, "pkey"), format!("{t}_pkey"));
+        assert_eq!(
+            postgres_constraint("posts", Some("author_id"), "fkey"),
+            "posts_author_id_fkey"
+        );
+        // Cut at a character boundary: 'é' is two bytes.
+        let accented = postgres_constraint(&"é".repeat(40), Some("c"), "fkey");
+        assert_eq!(accented, format!("{}_c_fkey", "é".repeat(28)));
     }
 
     #[test]

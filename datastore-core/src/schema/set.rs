@@ -307,14 +307,43 @@ impl Schema {
     /// assert!(sql.contains("UUID"));
     /// ```
     pub fn create_sql(&self, dialect: Dialect) -> String {
+        self.creation(dialect, false)
+    }
+
+    /// The DDL creating every table and index, in dependency order (as statements that do
+    /// nothing for what exists, if asked). On PostgreSQL a foreign key referencing a table
+    /// created after its own (a cycle) is added once every table is there.
+    fn creation(&self, dialect: Dialect, if_not_exists: bool) -> String {
+        let maybe = |statement: String| match if_not_exists {
+            true => ddl::if_not_exists(&statement),
+            false => statement,
+        };
+        let tables = self.tables();
+        let names: Vec<&str> = tables.iter().map(|t| &*t.name).collect();
         let mut sql = String::new();
-        for table in self.tables() {
-            sql.push_str(&ddl::create_table(table, dialect));
+        let mut deferred = Vec::new();
+        for (i, table) in tables.iter().enumerate() {
+            let (now, later) = ddl::before_tables(table, &names[i + 1..], dialect);
+            sql.push_str(&maybe(ddl::create_table(&now, dialect)));
             sql.push('\n');
-            for index in table.all_indexes() {
-                sql.push_str(&ddl::create_index(&table.name, &index, dialect));
+            for index in now.all_indexes() {
+                sql.push_str(&maybe(ddl::create_index(&table.name, &index, dialect)));
                 sql.push('\n');
             }
+            deferred.extend(later.into_iter().map(|fk| {
+                let add = ddl::add_foreign_key(&table.name, fk);
+                match if_not_exists {
+                    // PostgreSQL has no `ADD CONSTRAINT IF NOT EXISTS`.
+                    true => format!(
+                        "DO $$ BEGIN {add} EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+                    ),
+                    false => add,
+                }
+            }));
+        }
+        for statement in deferred {
+            sql.push_str(&statement);
+            sql.push('\n');
         }
         sql
     }
@@ -338,17 +367,7 @@ impl Schema {
     /// ```
     pub fn create_all<C: Connection + HasDialect>(&self, conn: &mut C) -> Result<()> {
         self.validate()?;
-        let dialect = conn.dialect();
-        let mut sql = String::new();
-        for table in self.tables() {
-            sql.push_str(&ddl::if_not_exists(&ddl::create_table(table, dialect)));
-            sql.push('\n');
-            for index in table.all_indexes() {
-                let index = ddl::create_index(&table.name, &index, dialect);
-                sql.push_str(&ddl::if_not_exists(&index));
-                sql.push('\n');
-            }
-        }
+        let sql = self.creation(conn.dialect(), true);
         conn.transaction(|conn| conn.batch_execute(&sql))?;
         Ok(())
     }
