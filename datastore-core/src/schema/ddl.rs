@@ -586,23 +586,37 @@ fn sqlite_readable(column: &Column) -> Option<String> {
         ColumnType::SmallInt => format!("{value} BETWEEN -32768 AND 32767"),
         ColumnType::Integer => format!("{value} BETWEEN -2147483648 AND 2147483647"),
         ColumnType::Bool => format!("{value} IN (0, 1)"),
-        // 9e999 is infinity, which an f32 holds.
+        // Below f32::MAX's rounding boundary (2^128 - 2^103), or infinite (9e999): what an
+        // `f32` field reads.
         ColumnType::Float => {
-            format!("abs({value}) <= 3.4028234663852886e38 OR abs({value}) = 9e999")
+            format!("abs({value}) < 3.4028235677973366e38 OR abs({value}) = 9e999")
         }
-        ColumnType::Uuid => format!(
-            "{value} GLOB '{}-{}-{}-{}-{}' OR {value} GLOB '{}'",
-            hex(8),
-            hex(4),
-            hex(4),
-            hex(4),
-            hex(12),
-            hex(32)
-        ),
-        ColumnType::Timestamp => format!(
-            "{value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]*' \
-             AND julianday({value}) IS NOT NULL"
-        ),
+        // The forms `Uuid::parse_str` reads: hyphenated, bare, braced, URN.
+        ColumnType::Uuid => {
+            let hyphenated = [8, 4, 4, 4, 12].map(hex).join("-");
+            format!(
+                "{value} GLOB '{hyphenated}' OR {value} GLOB '{}' OR {value} GLOB '{{{hyphenated}}}' \
+                 OR {value} GLOB 'urn:uuid:{hyphenated}'",
+                hex(32)
+            )
+        }
+        // What `Timestamp` parses: RFC 3339 (`T`, `t` or a space, then fractional seconds and
+        // `Z` or an offset), or a date and time with a space and no offset; a real date and
+        // time (no February 30th, no 24:00), which SQLite's date functions give back unchanged.
+        ColumnType::Timestamp => {
+            let rest = format!("substr({value}, 20)");
+            let tail = format!(
+                "CASE WHEN {rest} GLOB '.[0-9]*' THEN ltrim(substr({rest}, 2), '0123456789') \
+                 ELSE {rest} END"
+            );
+            let day_time = format!("substr({value}, 1, 10) || ' ' || substr({value}, 12, 8)");
+            format!(
+                "{value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][Tt ][0-9][0-9]:[0-9][0-9]:[0-9][0-9]*' \
+                 AND datetime(julianday({day_time})) = {day_time} \
+                 AND ({tail} IN ('Z', 'z') OR {tail} GLOB '[+-][0-9][0-9]:[0-9][0-9]' \
+                      OR ({tail} = '' AND substr({value}, 11, 1) = ' '))"
+            )
+        }
         ColumnType::Json => format!("json_valid({value})"),
         ColumnType::Enum(_) => return column.check(),
         ColumnType::BigInt | ColumnType::Double | ColumnType::Text | ColumnType::Blob => {

@@ -1,7 +1,8 @@
-//! What a SQLite migration that rebuilds tables must leave working around them: SQLite drops a
+//! What a SQLite migration that rebuilds tables must leave working around them. SQLite drops a
 //! table's triggers with the table, so a rebuild (create the new table, copy, drop the old,
-//! rename) loses them; and a view, or a trigger, that names a column the rebuilt table no
-//! longer has is not refused when the table changes, only each time it is used.
+//! rename) loses them; and a trigger or view that names a column the rebuilt table no longer
+//! has is not refused then (the rename runs with `legacy_alter_table` on), only each time it
+//! is used.
 
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
@@ -10,29 +11,15 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
 use crate::migrate::{MigrationFailure, SchemaObject};
 use crate::schema::ddl::quote_ident;
 
-/// A trigger on a table, as the schema held it before the migration.
+/// A trigger, as the schema held it before the migration.
 #[derive(QueryableByName)]
 struct Trigger {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Text)]
-    table_name: String,
+    tbl_name: String,
     #[diesel(sql_type = Text)]
     sql: String,
-    /// Where its table's rows were stored: a rebuilt table has another.
-    #[diesel(sql_type = BigInt)]
-    rootpage: i64,
-}
-
-/// A table or trigger of the schema after the migration.
-#[derive(QueryableByName)]
-struct Object {
-    #[diesel(sql_type = Text)]
-    kind: String,
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = BigInt)]
-    rootpage: i64,
 }
 
 #[derive(QueryableByName)]
@@ -41,66 +28,98 @@ struct Named {
     name: String,
 }
 
-/// The triggers on the tables of the main database, and the views that work, before a
-/// migration; [`restore`](Self::restore) makes them so after it.
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A use of the schema that compiles triggers or views, which SQLite refuses if one names what
+/// is not there.
+#[derive(Clone, Copy, PartialEq)]
+enum Use {
+    /// Renaming a table: SQLite checks every trigger's expressions and every view.
+    Rename,
+    /// Inserting no row into the table or view: compiles its insert triggers.
+    Insert,
+    /// Updating every column of no row: compiles its update triggers.
+    Update,
+    /// Deleting no row: compiles its delete triggers.
+    Delete,
+}
+
+/// The triggers of the main database before a migration, and the uses of the schema that
+/// worked then; [`restore`](Self::restore) makes them so after it.
 pub(super) struct Dependents {
     triggers: Vec<Trigger>,
-    views: Vec<String>,
+    worked: Vec<(Use, Option<String>)>,
 }
 
 impl Dependents {
     /// Reads them, inside the migration's transaction, before it runs.
     pub(super) fn read(conn: &mut SqliteConnection) -> QueryResult<Self> {
-        let triggers = diesel::sql_query(
-            "SELECT t.name, t.tbl_name AS table_name, t.sql, m.rootpage \
-             FROM sqlite_schema t JOIN sqlite_schema m ON m.type = 'table' AND m.name = t.tbl_name \
-             WHERE t.type = 'trigger' AND t.sql IS NOT NULL",
+        let triggers: Vec<Trigger> = diesel::sql_query(
+            "SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
         )
         .load(conn)?;
-        let mut views = Vec::new();
-        for view in views_of(conn)? {
-            if works(conn, &view).is_ok() {
-                views.push(view);
+        let mut uses = vec![(Use::Rename, None)];
+        for trigger in &triggers {
+            for kind in [Use::Insert, Use::Update, Use::Delete] {
+                let object = Some(trigger.tbl_name.to_lowercase());
+                if !uses.contains(&(kind, object.clone())) {
+                    uses.push((kind, object));
+                }
             }
         }
-        Ok(Self { triggers, views })
+        let mut worked = Vec::new();
+        for (kind, object) in uses {
+            if try_use(conn, kind, object.as_deref())?.is_ok() {
+                worked.push((kind, object));
+            }
+        }
+        Ok(Self { triggers, worked })
     }
 
-    /// After the migration ran: creates again each trigger that a rebuild of its table
-    /// dropped (the table is there, stored anew, and the trigger is not), and checks that each
-    /// trigger so created, and each view that worked before, still works.
-    pub(super) fn restore(self, conn: &mut SqliteConnection) -> Result<(), Restore> {
-        let now: Vec<Object> = diesel::sql_query(
-            "SELECT type AS kind, name, coalesce(rootpage, 0) AS rootpage FROM sqlite_schema \
-             WHERE type IN ('table', 'trigger')",
-        )
-        .load(conn)?;
-        let find = |kind: &str, name: &str| now.iter().find(|o| o.kind == kind && o.name == name);
-        for trigger in &self.triggers {
-            let rebuilt = find("table", &trigger.table_name)
-                .is_some_and(|table| table.rootpage != trigger.rootpage);
-            if !rebuilt || find("trigger", &trigger.name).is_some() {
-                continue;
+    /// After the migration ran: creates again each trigger that SQLite dropped with its table
+    /// (`dropped`: trigger and table, as [`SkipTransactionControl`] saw them) when the table is
+    /// there again, as it was before the migration; then checks that each use of the schema
+    /// that worked before still does.
+    ///
+    /// [`SkipTransactionControl`]: crate::ffi::sqlite::SkipTransactionControl
+    pub(super) fn restore(
+        self,
+        conn: &mut SqliteConnection,
+        dropped: &[(String, String)],
+    ) -> Result<(), Restore> {
+        for (name, table) in dropped {
+            let Some(trigger) = self
+                .triggers
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+            else {
+                continue; // created by the migration itself
+            };
+            if exists(conn, "trigger", name)? || !exists(conn, "table", table)? {
+                continue; // created again by the migration, or the table is gone
             }
-            let broken = |e: diesel::result::Error| {
+            conn.batch_execute(&trigger.sql).map_err(|e| {
                 Restore::Breaks(MigrationFailure::Breaks {
                     kind: SchemaObject::Trigger,
                     name: trigger.name.clone(),
                     message: e.to_string(),
                 })
-            };
-            conn.batch_execute(&trigger.sql).map_err(broken)?;
-            fire_nothing(conn, &trigger.table_name).map_err(broken)?;
-        }
-        let views = views_of(conn)?;
-        for view in self.views.into_iter().filter(|v| views.contains(v)) {
-            works(conn, &view).map_err(|e| {
-                Restore::Breaks(MigrationFailure::Breaks {
-                    kind: SchemaObject::View,
-                    name: view.clone(),
-                    message: e.to_string(),
-                })
             })?;
+        }
+        for (kind, object) in &self.worked {
+            let object = object.as_deref();
+            if let Some(object) = object {
+                if !exists(conn, "table", object)? && !exists(conn, "view", object)? {
+                    continue; // dropped by the migration
+                }
+            }
+            if let Err(e) = try_use(conn, *kind, object)? {
+                return Err(Restore::Breaks(broken(conn, *kind, object, e)?));
+            }
         }
         Ok(())
     }
@@ -120,33 +139,114 @@ impl From<diesel::result::Error> for Restore {
     }
 }
 
-fn views_of(conn: &mut SqliteConnection) -> QueryResult<Vec<String>> {
-    let views: Vec<Named> =
-        diesel::sql_query("SELECT name FROM sqlite_schema WHERE type = 'view'").load(conn)?;
-    Ok(views.into_iter().map(|v| v.name).collect())
+fn exists(conn: &mut SqliteConnection, kind: &str, name: &str) -> QueryResult<bool> {
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_schema WHERE type = ? AND name = ? COLLATE NOCASE",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(name)
+    .get_result::<Count>(conn)
+    .map(|found| found.n > 0)
 }
 
-/// Whether selecting from `view` works (SQLite reads a view's definition only then).
-fn works(conn: &mut SqliteConnection, view: &str) -> QueryResult<()> {
-    conn.batch_execute(&format!("SELECT * FROM {} WHERE 0", quote_ident(view)))
+/// Makes a use of the schema inside a savepoint that leaves nothing of it: `Ok(Err(e))` if
+/// SQLite refused it.
+fn try_use(
+    conn: &mut SqliteConnection,
+    kind: Use,
+    object: Option<&str>,
+) -> QueryResult<Result<(), diesel::result::Error>> {
+    let sql = match (kind, object) {
+        (Use::Rename, _) | (_, None) => {
+            "PRAGMA legacy_alter_table = OFF; CREATE TABLE __datastore_probe (x); \
+             ALTER TABLE __datastore_probe RENAME TO __datastore_probed;"
+                .to_owned()
+        }
+        (kind, Some(object)) => {
+            // The columns a statement may name (not generated ones).
+            let columns: Vec<Named> = diesel::sql_query(
+                "SELECT name FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid",
+            )
+            .bind::<Text, _>(object)
+            .load(conn)?;
+            let columns: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+            let object = quote_ident(object);
+            match kind {
+                Use::Insert => format!(
+                    "INSERT INTO {object} ({0}) SELECT {0} FROM {object} WHERE 0;",
+                    columns.join(", ")
+                ),
+                Use::Update => format!(
+                    "UPDATE {object} SET {} WHERE 0;",
+                    columns
+                        .iter()
+                        .map(|c| format!("{c} = {c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => format!("DELETE FROM {object} WHERE 0;"),
+            }
+        }
+    };
+    conn.batch_execute("SAVEPOINT datastore_probe;")?;
+    let result = conn.batch_execute(&sql);
+    conn.batch_execute("ROLLBACK TO datastore_probe; RELEASE datastore_probe;")?;
+    Ok(result)
 }
 
-/// Inserts, updates every column of, and deletes no row of `table`: SQLite compiles the
-/// table's triggers when it prepares each statement, and fails on one that names what is not
-/// there.
-fn fire_nothing(conn: &mut SqliteConnection, table: &str) -> QueryResult<()> {
-    let columns: Vec<Named> = diesel::sql_query("SELECT name FROM pragma_table_info(?)")
-        .bind::<Text, _>(table)
-        .load(conn)?;
-    let table = quote_ident(table);
-    let set = columns
-        .iter()
-        .map(|c| format!("{0} = {0}", quote_ident(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    conn.batch_execute(&format!(
-        "INSERT INTO {table} SELECT * FROM {table} WHERE 0; \
-         UPDATE {table} SET {set} WHERE 0; \
-         DELETE FROM {table} WHERE 0;"
-    ))
+/// What a use of the schema that failed breaks: SQLite names the trigger or view a rename
+/// finds unsound; for a statement on `object`, the trigger on it without which the statement
+/// works (or its first, if none alone).
+fn broken(
+    conn: &mut SqliteConnection,
+    kind: Use,
+    object: Option<&str>,
+    e: diesel::result::Error,
+) -> Result<MigrationFailure, Restore> {
+    let message = e.to_string();
+    let named = [
+        ("error in trigger ", SchemaObject::Trigger),
+        ("error in view ", SchemaObject::View),
+    ]
+    .into_iter()
+    .find_map(|(prefix, kind)| {
+        let (name, message) = message.strip_prefix(prefix)?.split_once(": ")?;
+        Some((kind, name.to_owned(), message.to_owned()))
+    });
+    if let Some((kind, name, message)) = named {
+        return Ok(MigrationFailure::Breaks {
+            kind,
+            name,
+            message,
+        });
+    }
+    let Some(object) = object.filter(|_| kind != Use::Rename) else {
+        return Err(Restore::Query(e));
+    };
+    let triggers: Vec<Named> = diesel::sql_query(
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE",
+    )
+    .bind::<Text, _>(object)
+    .load(conn)?;
+    let mut culprit = None;
+    for trigger in &triggers {
+        conn.batch_execute(&format!(
+            "SAVEPOINT datastore_culprit; DROP TRIGGER {};",
+            quote_ident(&trigger.name)
+        ))?;
+        let without = try_use(conn, kind, Some(object))?;
+        conn.batch_execute("ROLLBACK TO datastore_culprit; RELEASE datastore_culprit;")?;
+        if without.is_ok() {
+            culprit = Some(trigger.name.clone());
+            break;
+        }
+    }
+    let Some(name) = culprit.or_else(|| triggers.first().map(|t| t.name.clone())) else {
+        return Err(Restore::Query(e));
+    };
+    Ok(MigrationFailure::Breaks {
+        kind: SchemaObject::Trigger,
+        name,
+        message,
+    })
 }
