@@ -215,10 +215,27 @@ impl Store {
     /// A subscriber's queue for the changes of `tables` (every table for `None`), committed
     /// from now on: [`queue`](Self::queue) for several tables at once, in one commit order.
     pub(crate) fn queue_of(&self, tables: Option<&[String]>) -> Result<Arc<observe::hub::Queue>> {
+        let timeout = pg_observe::MARKER_TIMEOUT;
+        self.queue_within(tables, timeout)?
+            .ok_or_else(|| Error::Busy {
+                message: format!(
+                    "observe's listener did not reach the new subscription's start within {} s",
+                    timeout.as_secs()
+                ),
+            })
+    }
+
+    /// [`queue_of`](Self::queue_of), `None` if PostgreSQL's listener did not reach the
+    /// subscription's start within `timeout`.
+    fn queue_within(
+        &self,
+        tables: Option<&[String]>,
+        timeout: Duration,
+    ) -> Result<Option<Arc<observe::hub::Queue>>> {
         if self.dialect == Dialect::Sqlite {
             // No connection taken: subscribing inside a transaction must not wait for one.
             unsupported_without_preupdate()?;
-            return Ok(self.hub.subscribe(tables, self.observe_buffer));
+            return Ok(Some(self.hub.subscribe(tables, self.observe_buffer)));
         }
         // Observe's own connection: the caller's transaction may hold the pool's.
         let pending = self.observe_conn.with(|conn| match conn {
@@ -243,7 +260,7 @@ impl Store {
             }
         })?;
         // Not holding the connection while the listener reaches the marker.
-        pending.wait(&self.url)
+        pending.wait(&self.url, timeout)
     }
 
     /// Waits until every commit visible to a read that began before this call was handed
@@ -255,8 +272,7 @@ impl Store {
             return Ok(self.hub.wait_delivered(self.hub.fence(), timeout));
         }
         // A queue opens when the listener reaches its marker, after every earlier commit.
-        drop(self.queue_of(Some(tables))?);
-        Ok(true)
+        Ok(self.queue_within(Some(tables), timeout)?.is_some())
     }
 
     /// The queues' decoder of a model's rows, as [`observe`](Self::observe) makes it.

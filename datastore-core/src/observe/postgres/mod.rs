@@ -80,7 +80,7 @@ const CLEANUP_BATCH: i64 = 5000;
 const BODY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a new subscription waits for the listener to reach its start.
-const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the listener looks for notifications while none arrive.
 const POLL: Duration = Duration::from_millis(2);
@@ -364,15 +364,19 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// The queue, once the listener reached the marker; an error if the listener ends (its
-    /// connection lost) or does not reach it in time.
-    pub fn wait(self, url: &str) -> Result<Arc<Queue>> {
-        let deadline = Instant::now() + MARKER_TIMEOUT;
+    /// The queue, once the listener reached the marker; `None` if it did not within
+    /// `timeout`; an error if the listener ended (its connection lost).
+    pub fn wait(self, url: &str, timeout: Duration) -> Result<Option<Arc<Queue>>> {
+        let deadline = Instant::now() + timeout;
         loop {
-            match self.answer.recv_timeout(POLL * 50) {
-                Ok(queue) => return Ok(queue),
-                Err(mpsc::RecvTimeoutError::Timeout)
-                    if self.alive.load(Ordering::SeqCst) && Instant::now() < deadline => {}
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.answer.recv_timeout(left.min(POLL * 50)) {
+                Ok(queue) => return Ok(Some(queue)),
+                Err(mpsc::RecvTimeoutError::Timeout) if self.alive.load(Ordering::SeqCst) => {
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                }
                 Err(_) => {
                     return Err(Error::connection(
                         url,
