@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::models::{Comment, Post};
+use common::models::{Comment, Post, User};
 use common::{comment, post, user};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::observe::{Observed, Op};
@@ -63,6 +63,27 @@ macro_rules! async_per_backend {
             }
         }
     )*};
+}
+
+/// A call whose connection the server ends while it runs is a lost connection, as on the
+/// blocking store; the next call runs on a new one.
+#[test]
+fn on_postgres_a_connection_lost_in_an_async_call_is_a_connection_error() {
+    let Some(db) = postgres() else { return };
+    runtime().block_on(async {
+        let store = db.store.clone();
+        store.save(user("nadia")).await.unwrap();
+        let ends_its_session =
+            diesel::dsl::sql::<diesel::sql_types::Bool>("pg_terminate_backend(pg_backend_pid())");
+        match store.query::<User>(|q| q.filter(ends_its_session)).await {
+            Err(Error::Connection {
+                source: datastore::ConnectionFailure::Lost(_),
+                ..
+            }) => {}
+            other => panic!("expected a lost connection, got {other:?}"),
+        }
+        assert_eq!(store.count::<User>().await.unwrap(), 1);
+    });
 }
 
 /// A runtime as `#[tokio::main]` makes, on two threads.

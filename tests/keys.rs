@@ -65,6 +65,26 @@ mod shop {
         pub quantity: i32,
     }
 
+    /// Shelves hold products; a placement is keyed by a label the application gives, which
+    /// a link leaves empty.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Shelf {
+        #[primary_key]
+        pub id: i64,
+        #[many_to_many(Product, through = Placement)]
+        pub products: ManyToMany<Product>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Placement {
+        #[primary_key]
+        pub label: String,
+        #[belongs_to(Shelf)]
+        pub shelf_id: i64,
+        #[belongs_to(Product)]
+        pub sku: String,
+    }
+
     /// Keyed by a number the application gives (ISO 3166 numeric codes).
     #[derive(Model, Debug, Clone, PartialEq, Default)]
     pub struct Country {
@@ -81,10 +101,14 @@ mod shop {
             .model::<Payment>()
             .model::<Product>()
             .model::<OrderLine>()
+            .model::<Shelf>()
+            .model::<Placement>()
     }
 }
 
-use shop::{customers, orders, Country, Customer, Order, OrderLine, Payment, Product};
+use shop::{
+    customers, orders, Country, Customer, Order, OrderLine, Payment, Placement, Product, Shelf,
+};
 
 /// A store with the shop's tables: in memory, or in a schema of its own on the server.
 fn stores() -> Vec<(Store, Option<PgSchema>)> {
@@ -332,6 +356,40 @@ fn a_join_model_keyed_by_its_pair_links_once_and_unlinks() {
             conn.delete_by_id::<OrderLine>(&key),
             Err(Error::NotFound { key, .. }) if key == format!("({}, A)", order.id)
         ));
+    }
+}
+
+/// A link inserts its join row: one whose key is not fresh (a label left empty) is refused
+/// as a duplicate key, and never takes over the row of another link.
+#[test]
+fn a_link_never_takes_over_another_links_row() {
+    for (store, _schema) in stores() {
+        let mut conn = store.conn().unwrap();
+        let shelf = conn.save(Shelf::default()).unwrap();
+        for sku in ["A", "B"] {
+            conn.save(Product {
+                sku: sku.into(),
+                ..Product::default()
+            })
+            .unwrap();
+        }
+        let product = |sku: &str| store.get::<Product>(&sku.to_owned()).unwrap();
+        shelf.link_products(&mut conn, &product("A")).unwrap();
+        match shelf.link_products(&mut conn, &product("B")) {
+            Err(Error::Constraint(violation)) => {
+                assert_eq!(violation.kind, datastore::ConstraintKind::Unique)
+            }
+            other => panic!("expected a unique violation, got {other:?}"),
+        }
+        let placements = conn.all::<Placement>().unwrap();
+        assert_eq!(
+            placements
+                .iter()
+                .map(|p| (p.shelf_id, p.sku.as_str()))
+                .collect::<Vec<_>>(),
+            [(shelf.id, "A")],
+            "the first link is kept"
+        );
     }
 }
 

@@ -356,6 +356,36 @@ per_backend! {
     }
 }
 
+// `NOT having_replies(..)`: top-level comments (no parent) are no parent's reply, and must not
+// make the negation match nothing (`x NOT IN (.., NULL)` is never true).
+per_backend! {
+    fn a_negated_filter_over_an_optional_foreign_key_matches_the_rows_without(store) {
+        let mut conn = store.conn().unwrap();
+        let post = conn.save(post("thread", 1)).unwrap();
+        let answered = conn.save(comment(&post, "question")).unwrap();
+        let reply = conn
+            .save(Comment {
+                parent_id: Some(answered.id),
+                ..comment(&post, "answer")
+            })
+            .unwrap();
+        let alone = conn.save(comment(&post, "aside")).unwrap();
+        let without_replies: Vec<Comment> = conn
+            .query::<Comment>(|q| {
+                q.filter(datastore::diesel::dsl::not(Comment::having_replies(
+                    comments::content.is_not_null(),
+                )))
+                .order(comments::content)
+            })
+            .unwrap();
+        assert_eq!(
+            without_replies.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [reply.id, alone.id],
+            "'answer' and 'aside' have no reply"
+        );
+    }
+}
+
 per_backend! {
     fn deleting_a_parent_deletes_its_children_but_never_the_parent_of_a_child(store) {
         let mut conn = store.conn().unwrap();

@@ -160,6 +160,12 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     fn insert_all(rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>>;
 
+    /// Inserts the row, never updating one: a row of its key there already is a unique
+    /// violation. Links insert their join rows with it, so that a join model whose key is not
+    /// fresh (a `String` key's empty default) cannot take over another link's row.
+    #[doc(hidden)]
+    fn insert(self, conn: &mut C) -> Result<Self>;
+
     /// Saves the row and, in the same transaction, every loaded relation under it: children
     /// (pointed at it, recursively) and many-to-many rows (saved, and linked if they were not).
     /// Relations not loaded are left alone. An error anywhere leaves nothing written.
@@ -371,6 +377,23 @@ where
             // Unchanged: nothing was written; the stored row is the answer.
             Ok(None) => <M as Statements<C>>::find(conn, &self.key())?
                 .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.key().describe())),
+            Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::ForeignKey => {
+                Err(Error::Constraint(missing_parent(conn, &self, violation)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn insert(mut self, conn: &mut C) -> Result<Self> {
+        stamp(std::slice::from_mut(&mut self));
+        // The row the database gave a key, or none for this one as it is.
+        let inserted = if self.has_unassigned_key() {
+            self.insert_unkeyed(conn).map(Some).map_err(Error::from)
+        } else {
+            insert_keyed(std::slice::from_ref(&self), conn).map(|()| None)
+        };
+        match inserted {
+            Ok(stored) => Ok(stored.unwrap_or(self)),
             Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::ForeignKey => {
                 Err(Error::Constraint(missing_parent(conn, &self, violation)))
             }
@@ -663,6 +686,10 @@ where
         dispatch!(conn, |c| <M as Persist<_>>::insert_all(rows, c))
     }
 
+    fn insert(self, conn: &mut AnyConnection) -> Result<Self> {
+        dispatch!(conn, |c| <M as Persist<_>>::insert(self, c))
+    }
+
     fn save_graph(self, conn: &mut AnyConnection) -> Result<Self> {
         dispatch!(conn, |c| <M as Persist<_>>::save_graph(self, c))
     }
@@ -755,6 +782,10 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
 
     fn insert_all(rows: Vec<Self>, conn: &mut PooledConn) -> Result<Vec<Self>> {
         <M as Persist<AnyConnection>>::insert_all(rows, conn)
+    }
+
+    fn insert(self, conn: &mut PooledConn) -> Result<Self> {
+        <M as Persist<AnyConnection>>::insert(self, conn)
     }
 
     fn save_graph(self, conn: &mut PooledConn) -> Result<Self> {

@@ -441,10 +441,7 @@ impl AsyncRepo for AsyncStore {
         // the permits bound the threads waiting for connections, not the connections.
         let _permit = self.calls.acquire().await;
         let store = self.store.clone();
-        unblock(move || {
-            let mut conn = store.conn()?;
-            f(&mut conn)
-        })
-        .await
+        // As the blocking store's calls: a connection the server ended is `Lost`.
+        unblock(move || store.with_conn(f)).await
     }
 }

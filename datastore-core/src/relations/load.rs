@@ -243,11 +243,13 @@ where
     let mut join = J::default();
     <J as super::BelongsTo<P, FK_P>>::set_parent_key(&mut join, parent.clone());
     <J as super::BelongsTo<T, FK_T>>::set_parent_key(&mut join, target.clone());
-    // Inside a transaction, in a savepoint: losing the race must leave it usable.
+    // Inserted, not saved: an upsert by the join row's key would take over another link's
+    // row if that key is not fresh. Inside a transaction, in a savepoint: losing the race
+    // must leave it usable.
     let saved = if in_transaction(conn) {
-        conn.transaction(|conn| join.save(conn))
+        conn.transaction(|conn| join.insert(conn))
     } else {
-        join.save(conn)
+        join.insert(conn)
     };
     match saved {
         Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::Unique => {

@@ -1,9 +1,10 @@
 //! The filters by related rows (`Post::having_comments(..)`, `Comment::where_post(..)`):
 //! `column IN (SELECT ..)`, and the subqueries they are built from.
 
+use diesel::ExpressionMethods;
 use diesel::QueryResult;
 use diesel::backend::Backend;
-use diesel::dsl::{Filter, Select};
+use diesel::dsl::{Filter, IsNotNull, Select};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
@@ -137,19 +138,24 @@ pub trait SelectForeignKeys<P: Model, const FK: u64, Pred>: BelongsTo<P, FK> {
     fn foreign_keys_where(predicate: Pred) -> Self::Query;
 }
 
+/// The children whose foreign key is `NULL` are left out: `x IN (.., NULL)` is `NULL`, not
+/// false, for an `x` not listed, so that `NOT Post::having_..(..)` would match no row at all.
 impl<Ch, P, const FK: u64, Pred> SelectForeignKeys<P, FK, Pred> for Ch
 where
     P: Model,
     Ch: BelongsTo<P, FK>,
     Ch::Table: SelectDsl<Ch::Column>,
     Select<Ch::Table, Ch::Column>: FilterDsl<Pred>,
+    Filter<Select<Ch::Table, Ch::Column>, Pred>: FilterDsl<IsNotNull<Ch::Column>>,
+    <Ch::Column as Expression>::SqlType: diesel::sql_types::SingleValue,
 {
-    type Query = Filter<Select<Ch::Table, Ch::Column>, Pred>;
+    type Query = Filter<Filter<Select<Ch::Table, Ch::Column>, Pred>, IsNotNull<Ch::Column>>;
 
     fn foreign_keys_where(predicate: Pred) -> Self::Query {
         Ch::Table::default()
             .select(Ch::Column::default())
             .filter(predicate)
+            .filter(Ch::Column::default().is_not_null())
     }
 }
 

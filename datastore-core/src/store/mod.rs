@@ -163,7 +163,10 @@ impl Store {
 
     /// Runs `f` on a connection of the pool; a connection the server ended meanwhile is
     /// [`Error::Connection`] with [`ConnectionFailure::Lost`](crate::ConnectionFailure::Lost).
-    fn with_conn<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
         f(&mut *self.conn()?).map_err(|error| error.or_connection_lost(&self.url))
     }
 
