@@ -770,6 +770,41 @@ fn a_trigger_a_rebuild_drops_itself_stays_dropped() {
     );
 }
 
+/// A trigger is created again as the migration left it before the rebuild dropped it: here the
+/// table it writes was renamed first (an edited migration), which SQLite carried into it.
+#[test]
+fn a_trigger_is_created_again_as_the_migration_left_it() {
+    let l = fresh(&Lab::all().remove(0));
+    l.generate(
+        &schema(items(vec![column("name", ColumnType::Text)])),
+        "before",
+        false,
+    )
+    .unwrap();
+    drop(l.up().unwrap());
+    l.execute(
+        "CREATE TABLE log (name TEXT); \
+         CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.name); END;",
+    )
+    .unwrap();
+    let mut name = column("name", ColumnType::Text);
+    name.unique = true;
+    let dir = l
+        .generate(&schema(items(vec![name])), "after", true)
+        .unwrap();
+    let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+    let edited = up.replacen(
+        "BEGIN IMMEDIATE;",
+        "BEGIN IMMEDIATE;\nALTER TABLE log RENAME TO journal;",
+        1,
+    );
+    std::fs::write(dir.join("up.sql"), edited).unwrap();
+    drop(l.up().unwrap());
+    l.execute("INSERT INTO items (id, name) VALUES (1, 'a');")
+        .unwrap();
+    assert_eq!(l.rows("SELECT name AS v FROM journal"), ["a"]);
+}
+
 /// A rebuild that drops a column a trigger or view uses would leave it failing on every use:
 /// the migration stops instead, naming it, and changes nothing.
 #[test]

@@ -1,7 +1,7 @@
 //! SQLite's C API: finding a new connection's handle, and installing the hooks observe is
 //! built on (what they capture is recorded by `observe/sqlite/`).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
@@ -64,78 +64,25 @@ pub(crate) fn peek_opened() -> Option<Handle> {
 /// written to manage its own transaction then runs inside the one the store holds as its
 /// migration lock. Savepoints are left alone. Dropped, it gives the connection back the
 /// authorizer the hooks need (see [`one_row_at_a_time`]).
-///
-/// It also notes the triggers SQLite drops with their table ([`dropped_triggers`]).
-///
-/// [`dropped_triggers`]: Self::dropped_triggers
 pub(crate) struct SkipTransactionControl<'c> {
     db: *mut sqlite::sqlite3,
     conn: &'c mut diesel::SqliteConnection,
-    /// Boxed: the authorizer holds its address until `drop` removes it.
-    drops: Box<RefCell<DropLog>>,
 }
 
 impl<'c> SkipTransactionControl<'c> {
     /// `handle` is `conn`'s, taken with [`peek_opened`] right after `conn` was opened.
     pub(crate) fn new(handle: &Handle, conn: &'c mut diesel::SqliteConnection) -> Self {
-        let drops = Box::new(RefCell::new(DropLog::default()));
         // SAFETY: `handle` is the open connection `conn`, which this guard borrows, so it stays
         // open until the authorizer is removed in `drop`. `skip_transaction_control` has the
-        // signature SQLite expects; its user data is `drops`, which lives (at the address the
-        // box keeps) until `drop` has removed the authorizer.
+        // signature SQLite expects and uses no user data.
         unsafe {
             sqlite::sqlite3_set_authorizer(
                 handle.0,
                 Some(skip_transaction_control),
-                ptr::from_ref(&*drops).cast_mut().cast(),
+                ptr::null_mut(),
             );
         }
-        Self {
-            db: handle.0,
-            conn,
-            drops,
-        }
-    }
-
-    /// The triggers (name, table) that a `DROP TABLE` run meanwhile dropped with its table;
-    /// not those a `DROP TRIGGER` dropped.
-    pub(crate) fn dropped_triggers(&self) -> Vec<(String, String)> {
-        self.drops.borrow().dropped.clone()
-    }
-}
-
-/// What [`SkipTransactionControl`]'s authorizer saw of the tables dropped: SQLite prepares a
-/// `DROP TABLE` as the drop of the table, the `DELETE` of its rows, then the drop of each of its
-/// triggers (each with reads, updates and deletes of the schema table).
-#[derive(Default)]
-struct DropLog {
-    /// The table the statement being prepared drops, while its actions follow.
-    table: Option<Vec<u8>>,
-    /// The triggers dropped with their table: (trigger, table).
-    dropped: Vec<(String, String)>,
-}
-
-impl DropLog {
-    fn saw(&mut self, action: c_int, first: Option<&CStr>, second: Option<&CStr>) {
-        let name = |s: Option<&CStr>| s.map(|s| s.to_string_lossy().into_owned());
-        match action {
-            sqlite::SQLITE_DROP_TABLE => self.table = first.map(|t| t.to_bytes().to_vec()),
-            sqlite::SQLITE_DROP_TRIGGER => {
-                let with_table = matches!(
-                    (&self.table, second),
-                    (Some(table), Some(of)) if of.to_bytes().eq_ignore_ascii_case(table)
-                );
-                if let (true, Some(trigger), Some(table)) = (with_table, name(first), name(second))
-                {
-                    // Prepared again (the schema changed meanwhile): noted once.
-                    if !self.dropped.contains(&(trigger.clone(), table.clone())) {
-                        self.dropped.push((trigger, table));
-                    }
-                }
-            }
-            sqlite::SQLITE_DELETE | sqlite::SQLITE_READ | sqlite::SQLITE_UPDATE => {}
-            _ => self.table = None,
-        }
+        Self { db: handle.0, conn }
     }
 }
 
@@ -163,20 +110,13 @@ impl Drop for SkipTransactionControl<'_> {
 /// The authorizer of [`SkipTransactionControl`]: SQLite calls it while preparing a statement,
 /// once per action, with the action's arguments (for a pragma, its name).
 unsafe extern "C" fn skip_transaction_control(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     action: c_int,
     argument: *const c_char,
-    value: *const c_char,
+    _value: *const c_char,
     _database: *const c_char,
     _trigger: *const c_char,
 ) -> c_int {
-    // SAFETY: SQLite passes NULL or NUL-terminated strings.
-    let text = |s: *const c_char| (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) });
-    // SAFETY: `ctx` is the guard's `DropLog`, alive while this authorizer is set; SQLite calls
-    // it on the thread preparing a statement, never from within itself.
-    if let Ok(mut drops) = unsafe { &*ctx.cast::<RefCell<DropLog>>() }.try_borrow_mut() {
-        drops.saw(action, text(argument), text(value));
-    }
     let skipped = match action {
         sqlite::SQLITE_TRANSACTION => true,
         // SAFETY: for SQLITE_PRAGMA the first argument is the pragma's NUL-terminated name.

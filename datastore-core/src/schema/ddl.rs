@@ -460,6 +460,10 @@ pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
 /// the table's name.
 pub(crate) const REBUILT: &str = "__datastore_new_";
 
+/// The temporary table in which a rebuild keeps the definitions of the triggers SQLite drops
+/// with the table (see [`rebuild_table`]).
+pub(crate) const DROPPED_TRIGGERS: &str = "__datastore_dropped_triggers";
+
 /// The prefix of the name of the check a rebuild makes of a column whose type it changes (see
 /// [`rebuild_table`]); a JSON array `[table, column]` follows it.
 pub(crate) const UNCONVERTIBLE: &str = "datastore_unconvertible ";
@@ -476,8 +480,9 @@ pub(crate) const UNCONVERTIBLE: &str = "datastore_unconvertible ";
 ///
 /// The caller must run them with foreign-key enforcement off (outside any transaction), or
 /// dropping the old table would cascade to the rows that reference it. Triggers on the table
-/// are dropped with it: the store recreates them after the migration (another tool running it
-/// does not).
+/// are dropped with it: their definitions are kept in the temporary table
+/// [`DROPPED_TRIGGERS`] as the drop finds them, and the store creates them again after the
+/// migration (another tool running it does not).
 pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     let temp = format!("{REBUILT}{}", new.name);
     let mut insert_columns = Vec::new();
@@ -524,6 +529,14 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
     ));
     statements.extend(unconvertible_check(&new.name, &temp, &checked_after));
     statements.extend([
+        // SQLite drops the table's triggers with it: their definitions, as they are now, for
+        // the store to create them again once the migration has run.
+        format!("CREATE TEMP TABLE IF NOT EXISTS {DROPPED_TRIGGERS} (name TEXT, sql TEXT);"),
+        format!(
+            "INSERT INTO temp.{DROPPED_TRIGGERS} SELECT name, sql FROM main.sqlite_master \
+             WHERE type = 'trigger' AND tbl_name = {} COLLATE NOCASE;",
+            quote_literal(&old.name)
+        ),
         drop_table(&old.name, dialect),
         "PRAGMA legacy_alter_table = ON;".to_owned(),
         format!(
@@ -596,7 +609,7 @@ fn sqlite_readable(column: &Column) -> Option<String> {
             let hyphenated = [8, 4, 4, 4, 12].map(hex).join("-");
             format!(
                 "{value} GLOB '{hyphenated}' OR {value} GLOB '{}' OR {value} GLOB '{{{hyphenated}}}' \
-                 OR {value} GLOB 'urn:uuid:{hyphenated}'",
+                 OR {value} GLOB '[Uu][Rr][Nn]:[Uu][Uu][Ii][Dd]:{hyphenated}'",
                 hex(32)
             )
         }
@@ -613,7 +626,8 @@ fn sqlite_readable(column: &Column) -> Option<String> {
             format!(
                 "{value} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][Tt ][0-9][0-9]:[0-9][0-9]:[0-9][0-9]*' \
                  AND datetime(julianday({day_time})) = {day_time} \
-                 AND ({tail} IN ('Z', 'z') OR {tail} GLOB '[+-][0-9][0-9]:[0-9][0-9]' \
+                 AND ({tail} IN ('Z', 'z') OR {tail} GLOB '[+-][01][0-9]:[0-5][0-9]' \
+                      OR {tail} GLOB '[+-]2[0-3]:[0-5][0-9]' \
                       OR ({tail} = '' AND substr({value}, 11, 1) = ' '))"
             )
         }

@@ -1,23 +1,22 @@
 //! What a SQLite migration that rebuilds tables must leave working around them. SQLite drops a
 //! table's triggers with the table, so a rebuild (create the new table, copy, drop the old,
-//! rename) loses them; and a trigger or view that names a column the rebuilt table no longer
-//! has is not refused then (the rename runs with `legacy_alter_table` on), only each time it
-//! is used.
+//! rename) loses them: it keeps their definitions for the store to create them again. And a
+//! trigger or view that names a column the rebuilt table no longer has is not refused then
+//! (the rename runs with `legacy_alter_table` on), only each time it is used: what worked
+//! before the migration must work after it.
 
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
 
 use crate::migrate::{MigrationFailure, SchemaObject};
-use crate::schema::ddl::quote_ident;
+use crate::schema::ddl::{DROPPED_TRIGGERS, quote_ident};
 
-/// A trigger, as the schema held it before the migration.
+/// A trigger a rebuild dropped with its table, as the drop found it.
 #[derive(QueryableByName)]
 struct Trigger {
     #[diesel(sql_type = Text)]
     name: String,
-    #[diesel(sql_type = Text)]
-    tbl_name: String,
     #[diesel(sql_type = Text)]
     sql: String,
 }
@@ -48,67 +47,60 @@ enum Use {
     Delete,
 }
 
-/// The triggers of the main database before a migration, and the uses of the schema that
-/// worked then; [`restore`](Self::restore) makes them so after it.
+/// The uses of the schema that worked before a migration; [`restore`](Self::restore) makes
+/// them work after it.
 pub(super) struct Dependents {
-    triggers: Vec<Trigger>,
     worked: Vec<(Use, Option<String>)>,
 }
 
 impl Dependents {
-    /// Reads them, inside the migration's transaction, before it runs.
+    /// Reads them, inside the migration's transaction, before it runs: SQLite's check of every
+    /// trigger and view, and a statement of each kind on each table or view with triggers.
     pub(super) fn read(conn: &mut SqliteConnection) -> QueryResult<Self> {
-        let triggers: Vec<Trigger> = diesel::sql_query(
-            "SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
+        let with_triggers: Vec<Named> = diesel::sql_query(
+            "SELECT DISTINCT tbl_name AS name FROM sqlite_master WHERE type = 'trigger'",
         )
         .load(conn)?;
-        let mut uses = vec![(Use::Rename, None)];
-        for trigger in &triggers {
+        let mut worked = Vec::new();
+        if try_use(conn, Use::Rename, None)?.is_ok() {
+            worked.push((Use::Rename, None));
+        }
+        for object in with_triggers {
             for kind in [Use::Insert, Use::Update, Use::Delete] {
-                let object = Some(trigger.tbl_name.to_lowercase());
-                if !uses.contains(&(kind, object.clone())) {
-                    uses.push((kind, object));
+                if try_use(conn, kind, Some(&object.name))?.is_ok() {
+                    worked.push((kind, Some(object.name.clone())));
                 }
             }
         }
-        let mut worked = Vec::new();
-        for (kind, object) in uses {
-            if try_use(conn, kind, object.as_deref())?.is_ok() {
-                worked.push((kind, object));
-            }
-        }
-        Ok(Self { triggers, worked })
+        Ok(Self { worked })
     }
 
-    /// After the migration ran: creates again each trigger that SQLite dropped with its table
-    /// (`dropped`: trigger and table, as [`SkipTransactionControl`] saw them) when the table is
-    /// there again, as it was before the migration; then checks that each use of the schema
-    /// that worked before still does.
-    ///
-    /// [`SkipTransactionControl`]: crate::ffi::sqlite::SkipTransactionControl
-    pub(super) fn restore(
-        self,
-        conn: &mut SqliteConnection,
-        dropped: &[(String, String)],
-    ) -> Result<(), Restore> {
-        for (name, table) in dropped {
-            let Some(trigger) = self
-                .triggers
-                .iter()
-                .find(|t| t.name.eq_ignore_ascii_case(name))
-            else {
-                continue; // created by the migration itself
-            };
-            if exists(conn, "trigger", name)? || !exists(conn, "table", table)? {
-                continue; // created again by the migration, or the table is gone
+    /// After the migration ran: creates again each trigger a rebuild dropped with its table
+    /// (kept in [`DROPPED_TRIGGERS`] as the drop found it) that the migration did not create
+    /// again itself, then checks that each use of the schema that worked before still does.
+    pub(super) fn restore(self, conn: &mut SqliteConnection) -> Result<(), Restore> {
+        let kept: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM temp.sqlite_master WHERE name = '{DROPPED_TRIGGERS}'"
+        ))
+        .get_result(conn)?;
+        if kept.n > 0 {
+            let dropped: Vec<Trigger> = diesel::sql_query(format!(
+                "SELECT name, sql FROM temp.{DROPPED_TRIGGERS} ORDER BY rowid"
+            ))
+            .load(conn)?;
+            conn.batch_execute(&format!("DROP TABLE temp.{DROPPED_TRIGGERS}"))?;
+            for trigger in dropped {
+                if exists(conn, "trigger", &trigger.name)? {
+                    continue; // created again by the migration
+                }
+                conn.batch_execute(&trigger.sql).map_err(|e| {
+                    Restore::Breaks(MigrationFailure::Breaks {
+                        kind: SchemaObject::Trigger,
+                        name: trigger.name.clone(),
+                        message: e.to_string(),
+                    })
+                })?;
             }
-            conn.batch_execute(&trigger.sql).map_err(|e| {
-                Restore::Breaks(MigrationFailure::Breaks {
-                    kind: SchemaObject::Trigger,
-                    name: trigger.name.clone(),
-                    message: e.to_string(),
-                })
-            })?;
         }
         for (kind, object) in &self.worked {
             let object = object.as_deref();
@@ -118,7 +110,10 @@ impl Dependents {
                 }
             }
             if let Err(e) = try_use(conn, *kind, object)? {
-                return Err(Restore::Breaks(broken(conn, *kind, object, e)?));
+                match broken(conn, *kind, object, e)? {
+                    Some(broken) => return Err(Restore::Breaks(broken)),
+                    None => continue,
+                }
             }
         }
         Ok(())
@@ -202,8 +197,11 @@ fn broken(
     kind: Use,
     object: Option<&str>,
     e: diesel::result::Error,
-) -> Result<MigrationFailure, Restore> {
+) -> Result<Option<MigrationFailure>, Restore> {
     let message = e.to_string();
+    if message.contains("because it is a view") {
+        return Ok(None); // the migration dropped the view's trigger for this statement
+    }
     let named = [
         ("error in trigger ", SchemaObject::Trigger),
         ("error in view ", SchemaObject::View),
@@ -214,11 +212,11 @@ fn broken(
         Some((kind, name.to_owned(), message.to_owned()))
     });
     if let Some((kind, name, message)) = named {
-        return Ok(MigrationFailure::Breaks {
+        return Ok(Some(MigrationFailure::Breaks {
             kind,
             name,
             message,
-        });
+        }));
     }
     let Some(object) = object.filter(|_| kind != Use::Rename) else {
         return Err(Restore::Query(e));
@@ -244,9 +242,9 @@ fn broken(
     let Some(name) = culprit.or_else(|| triggers.first().map(|t| t.name.clone())) else {
         return Err(Restore::Query(e));
     };
-    Ok(MigrationFailure::Breaks {
+    Ok(Some(MigrationFailure::Breaks {
         kind: SchemaObject::Trigger,
         name,
         message,
-    })
+    }))
 }

@@ -367,10 +367,7 @@ fn run_with_foreign_keys_off(
         )
     })?;
     let dependents = Dependents::read(conn)?;
-    let mut skipping = SkipTransactionControl::new(handle, conn);
-    let ran = skipping.run_migration(migration);
-    let dropped = skipping.dropped_triggers();
-    drop(skipping);
+    let ran = SkipTransactionControl::new(handle, conn).run_migration(migration);
     // Left on if the migration failed between a rebuild's two pragmas.
     conn.batch_execute("PRAGMA legacy_alter_table = OFF")?;
     let failed = |failure| Error::migration(Some(&migration.name()), failure);
@@ -384,7 +381,7 @@ fn run_with_foreign_keys_off(
             _ => failure(conn, &migration.name(), e),
         });
     }
-    match dependents.restore(conn, &dropped) {
+    match dependents.restore(conn) {
         Ok(()) => {}
         Err(Restore::Query(e)) => return Err(e.into()),
         Err(Restore::Breaks(failure)) => return Err(failed(failure)),
