@@ -1130,6 +1130,56 @@ fn constraints_of_long_names_are_found_by_a_later_change() {
     }
 }
 
+/// Two long columns of a long table whose constraints PostgreSQL names alike (it cuts both
+/// names to the same, and adds a digit to the second): a change of the second column's
+/// constraint changes that one, and not the first's.
+#[test]
+fn a_change_of_one_of_two_alike_named_constraints_changes_that_one() {
+    let ledger = |primary: &[&'static str], secondary: &[&'static str]| {
+        let table = Table {
+            name: "customer_subscription_billing_adjustments".into(),
+            ..items(vec![
+                column(
+                    "adjustment_reason_category_for_primary_ledger",
+                    stage(primary),
+                ),
+                column(
+                    "adjustment_reason_category_for_secondary_ledger",
+                    stage(secondary),
+                ),
+            ])
+        };
+        Schema::new().table(table)
+    };
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(&ledger(&["a"], &["a"]), "before", false)
+            .unwrap();
+        drop(l.up().unwrap());
+        let fp = l.fingerprint();
+        l.generate(&ledger(&["a"], &["a", "z"]), "after", false)
+            .unwrap();
+        drop(l.up().unwrap());
+        let insert = |primary: &str, secondary: &str| {
+            l.execute(&format!(
+                "INSERT INTO customer_subscription_billing_adjustments (id, \
+                 adjustment_reason_category_for_primary_ledger, \
+                 adjustment_reason_category_for_secondary_ledger) \
+                 VALUES ((SELECT count(*) FROM customer_subscription_billing_adjustments), \
+                 '{primary}', '{secondary}');"
+            ))
+        };
+        insert("a", "z").expect("the secondary column takes 'z' now");
+        assert!(
+            insert("z", "a").is_err(),
+            "the primary column still refuses it"
+        );
+        l.execute("DELETE FROM customer_subscription_billing_adjustments;")
+            .unwrap();
+        l.round_trip(&fp);
+    }
+}
+
 /// Two new tables referencing each other (an author's favourite book, a book's author):
 /// PostgreSQL needs the referenced table to exist, so one foreign key is added once both do.
 #[test]

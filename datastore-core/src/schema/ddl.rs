@@ -392,6 +392,69 @@ pub(crate) fn postgres_constraint(table: &str, column: Option<&str>, label: &str
     }
 }
 
+/// What [`postgres_constraint_of`] does to the constraint it finds.
+enum OnConstraint<'a> {
+    /// Drops it; `required`: fails if there is none.
+    Drop { required: bool },
+    /// Renames it.
+    RenameTo(&'a str),
+}
+
+/// A statement acting on the constraint of `table` labelled `label` (`pkey`, `fkey`, `key`,
+/// `check`) on exactly `column` (none for the primary key), found in PostgreSQL's catalog by
+/// what it constrains rather than by name: PostgreSQL named it, cutting long names and adding
+/// a digit where another constraint had the name; and constraints named by earlier migrations
+/// were named otherwise.
+fn postgres_constraint_of(
+    table: &str,
+    column: Option<&str>,
+    label: &str,
+    action: OnConstraint<'_>,
+) -> String {
+    let kind = match label {
+        "pkey" => 'p',
+        "fkey" => 'f',
+        "key" => 'u',
+        _ => 'c',
+    };
+    let relation = quote_literal(&quote_ident(table));
+    let on_column = column.map_or(String::new(), |column| {
+        format!(
+            " AND conkey = ARRAY[(SELECT attnum FROM pg_attribute \
+             WHERE attrelid = {relation}::regclass AND attname = {})]",
+            quote_literal(column)
+        )
+    });
+    let what = quote_literal(&format!(
+        "{table}{} has no {label} constraint",
+        column.map_or(String::new(), |c| format!(".{c}"))
+    ));
+    let absent = match action {
+        OnConstraint::Drop { required: false } => "RETURN;".to_owned(),
+        _ => format!("RAISE EXCEPTION '%', {what};"),
+    };
+    // `%I` takes the name found; a `%` of the table's name is written `%%`.
+    let statement = match action {
+        OnConstraint::Drop { .. } => format!(
+            "ALTER TABLE {} DROP CONSTRAINT %I",
+            quote_ident(table).replace('%', "%%")
+        ),
+        OnConstraint::RenameTo(to) => format!(
+            "ALTER TABLE {} RENAME CONSTRAINT %I TO {}",
+            quote_ident(table).replace('%', "%%"),
+            quote_ident(to).replace('%', "%%")
+        ),
+    };
+    format!(
+        "DO $datastore$ DECLARE found name; BEGIN \
+         SELECT conname INTO found FROM pg_constraint \
+         WHERE conrelid = {relation}::regclass AND contype = '{kind}'{on_column}; \
+         IF found IS NULL THEN {absent} END IF; \
+         EXECUTE format({}, found); END $datastore$;",
+        quote_literal(&statement)
+    )
+}
+
 /// Renames a table, keeping its rows, indexes and foreign keys. On PostgreSQL the constraints
 /// named after it are renamed too (its key's `<table>_pkey`, and each column's), so that a
 /// later migration finds them by the names it gives them.
@@ -402,24 +465,14 @@ pub fn rename_table(table: &Table, to: &str, dialect: Dialect) -> Vec<String> {
         quote_ident(to)
     )];
     if dialect == Dialect::Postgres {
-        let rename = |from: String, now: String| {
-            format!(
-                "ALTER TABLE {} RENAME CONSTRAINT {} TO {};",
-                quote_ident(to),
-                quote_ident(&from),
-                quote_ident(&now)
-            )
+        let rename = |column: Option<&str>, label: &str| {
+            let now = postgres_constraint(to, column, label);
+            postgres_constraint_of(to, column, label, OnConstraint::RenameTo(&now))
         };
-        statements.push(rename(
-            postgres_constraint(&table.name, None, "pkey"),
-            postgres_constraint(to, None, "pkey"),
-        ));
+        statements.push(rename(None, "pkey"));
         for column in table.columns.iter() {
             for suffix in column_constraints(table, column) {
-                statements.push(rename(
-                    postgres_constraint(&table.name, Some(&column.name), suffix),
-                    postgres_constraint(to, Some(&column.name), suffix),
-                ));
+                statements.push(rename(Some(&column.name), suffix));
             }
         }
     }
@@ -437,10 +490,12 @@ pub fn rename_column(table: &Table, from: &str, to: &str, dialect: Dialect) -> V
     )];
     if let (Dialect::Postgres, Some(column)) = (dialect, table.column(from)) {
         for suffix in column_constraints(table, column) {
-            statements.push(format!(
-                "ALTER TABLE {name} RENAME CONSTRAINT {} TO {};",
-                quote_ident(&postgres_constraint(&table.name, Some(from), suffix)),
-                quote_ident(&postgres_constraint(&table.name, Some(to), suffix))
+            let now = postgres_constraint(&table.name, Some(to), suffix);
+            statements.push(postgres_constraint_of(
+                &table.name,
+                Some(to),
+                suffix,
+                OnConstraint::RenameTo(&now),
             ));
         }
     }
@@ -639,13 +694,12 @@ fn sqlite_readable(column: &Column) -> Option<String> {
     })
 }
 
-/// `ALTER TABLE .. ADD CONSTRAINT .. FOREIGN KEY` (PostgreSQL), under the name PostgreSQL
-/// gives the constraint when `CREATE TABLE` declares it.
+/// `ALTER TABLE .. ADD FOREIGN KEY` (PostgreSQL), named by PostgreSQL as `CREATE TABLE`'s
+/// are.
 pub fn add_foreign_key(table: &str, fk: &ForeignKey) -> String {
     format!(
-        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}{};",
+        "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}{};",
         quote_ident(table),
-        quote_ident(&postgres_constraint(table, Some(&fk.column), "fkey")),
         quote_ident(&fk.column),
         quote_ident(&fk.references),
         quote_ident(&fk.referenced_column),
@@ -658,12 +712,26 @@ pub fn add_foreign_key(table: &str, fk: &ForeignKey) -> String {
     )
 }
 
+/// [`add_foreign_key`], unless the column has a foreign key already (PostgreSQL).
+pub fn add_foreign_key_if_absent(table: &str, fk: &ForeignKey) -> String {
+    let relation = quote_literal(&quote_ident(table));
+    format!(
+        "DO $datastore$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint \
+         WHERE conrelid = {relation}::regclass AND contype = 'f' AND conkey = ARRAY[\
+         (SELECT attnum FROM pg_attribute WHERE attrelid = {relation}::regclass AND attname = {})]) \
+         THEN {} END IF; END $datastore$;",
+        quote_literal(&fk.column),
+        add_foreign_key(table, fk)
+    )
+}
+
 /// `ALTER TABLE .. DROP CONSTRAINT` of the foreign key of `column` (PostgreSQL).
 pub fn drop_foreign_key(table: &str, column: &str) -> String {
-    format!(
-        "ALTER TABLE {} DROP CONSTRAINT {};",
-        quote_ident(table),
-        quote_ident(&postgres_constraint(table, Some(column), "fkey"))
+    postgres_constraint_of(
+        table,
+        Some(column),
+        "fkey",
+        OnConstraint::Drop { required: true },
     )
 }
 
@@ -693,13 +761,10 @@ pub fn before_tables<'t>(
 
 /// The `ALTER TABLE` statements that change a table's columns in place (PostgreSQL): type,
 /// nullability, uniqueness, check and foreign key of each column both definitions have, and the
-/// columns one of them lacks. Constraints carry PostgreSQL's default names
-/// (`<table>_<column>_key`, `_check`, `_fkey`), which the `CREATE TABLE` above also gets.
+/// columns one of them lacks. Constraints are added unnamed, so that PostgreSQL names them as
+/// it names `CREATE TABLE`'s, and dropped as found in its catalog by what they constrain.
 pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     let table = quote_ident(&new.name);
-    let constraint = |column: &str, suffix: &str| {
-        quote_ident(&postgres_constraint(&new.name, Some(column), suffix))
-    };
     let mut statements = Vec::new();
     let (old_indexes, new_indexes) = (old.all_indexes(), new.all_indexes());
     let renamed = renamed_indexes(&old_indexes, &new_indexes);
@@ -725,17 +790,19 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         if fk_was.is_some() && fk_was != fk_now {
             statements.push(drop_foreign_key(&new.name, &column.name));
         }
+        let drop = |label| {
+            postgres_constraint_of(
+                &new.name,
+                Some(&column.name),
+                label,
+                OnConstraint::Drop { required: true },
+            )
+        };
         if was.check().is_some() && was.check() != column.check() {
-            statements.push(format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {};",
-                constraint(&column.name, "check")
-            ));
+            statements.push(drop("check"));
         }
         if was.unique && !column.unique {
-            statements.push(format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {};",
-                constraint(&column.name, "key")
-            ));
+            statements.push(drop("key"));
         }
         if dialect.column_type(&was.ty) != dialect.column_type(&column.ty) {
             let ty = dialect.column_type(&column.ty);
@@ -765,17 +832,12 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
                 "ALTER TABLE {table} ALTER COLUMN {name} {change} NOT NULL;"
             ));
         }
+        // Named by PostgreSQL, as `CREATE TABLE`'s are (found by what they constrain).
         if column.unique && !was.unique {
-            statements.push(format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE ({name});",
-                constraint(&column.name, "key")
-            ));
+            statements.push(format!("ALTER TABLE {table} ADD UNIQUE ({name});"));
         }
         if let Some(check) = column.check().filter(|c| was.check().as_ref() != Some(c)) {
-            statements.push(format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({check});",
-                constraint(&column.name, "check")
-            ));
+            statements.push(format!("ALTER TABLE {table} ADD CHECK ({check});"));
         }
         if let Some(fk) = fk_now.filter(|fk| fk_was != Some(*fk)) {
             statements.push(add_foreign_key(&new.name, fk));
@@ -799,9 +861,11 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     }
     if old.primary_key != new.primary_key {
         // Gone already if its column was dropped.
-        statements.push(format!(
-            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};",
-            quote_ident(&postgres_constraint(&new.name, None, "pkey"))
+        statements.push(postgres_constraint_of(
+            &new.name,
+            None,
+            "pkey",
+            OnConstraint::Drop { required: false },
         ));
         statements.push(format!(
             "ALTER TABLE {table} ADD PRIMARY KEY ({});",

@@ -330,15 +330,9 @@ impl Schema {
                 sql.push_str(&maybe(ddl::create_index(&table.name, &index, dialect)));
                 sql.push('\n');
             }
-            deferred.extend(later.into_iter().map(|fk| {
-                let add = ddl::add_foreign_key(&table.name, fk);
-                match if_not_exists {
-                    // PostgreSQL has no `ADD CONSTRAINT IF NOT EXISTS`.
-                    true => format!(
-                        "DO $$ BEGIN {add} EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
-                    ),
-                    false => add,
-                }
+            deferred.extend(later.into_iter().map(|fk| match if_not_exists {
+                true => ddl::add_foreign_key_if_absent(&table.name, fk),
+                false => ddl::add_foreign_key(&table.name, fk),
             }));
         }
         for statement in deferred {
