@@ -4,6 +4,7 @@
 mod common;
 
 use common::PgSchema;
+use datastore::diesel::connection::SimpleConnection;
 use datastore::prelude::*;
 use datastore::{Error, KeyValue, Persist};
 
@@ -85,6 +86,13 @@ mod shop {
         pub sku: String,
     }
 
+    /// Nothing but the number the database gives it.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Ticket {
+        #[primary_key]
+        pub id: i64,
+    }
+
     /// Keyed by a number the application gives (ISO 3166 numeric codes).
     #[derive(Model, Debug, Clone, PartialEq, Default)]
     pub struct Country {
@@ -103,11 +111,13 @@ mod shop {
             .model::<OrderLine>()
             .model::<Shelf>()
             .model::<Placement>()
+            .model::<Ticket>()
     }
 }
 
 use shop::{
     customers, orders, Country, Customer, Order, OrderLine, Payment, Placement, Product, Shelf,
+    Ticket,
 };
 
 /// A store with the shop's tables: in memory, or in a schema of its own on the server.
@@ -242,6 +252,30 @@ fn insert_all_returns_rows_with_the_keys_the_database_assigned() {
         let orders = store.insert_all(orders).unwrap();
         assert!(orders.iter().all(|o| o.id != 0));
     }
+}
+
+/// Rows of nothing but a key the database assigns are inserted one statement each: a failure
+/// on the third leaves none of them written.
+#[test]
+fn insert_all_of_key_only_rows_writes_all_or_none() {
+    let store = Store::builder(":memory:")
+        .schema(shop::schema())
+        .open()
+        .unwrap();
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(
+        "CREATE TRIGGER third AFTER INSERT ON tickets WHEN new.id = 3 \
+         BEGIN SELECT RAISE(ABORT, 'no third ticket'); END;",
+    )
+    .unwrap();
+    assert!(conn.insert_all(vec![Ticket::default(); 4]).is_err());
+    assert_eq!(conn.count::<Ticket>().unwrap(), 0, "nothing written");
+    conn.batch_execute("DROP TRIGGER third").unwrap();
+    let tickets = conn.insert_all(vec![Ticket::default(); 4]).unwrap();
+    assert_eq!(
+        tickets.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 }
 
 #[test]

@@ -417,8 +417,14 @@ where
         let waiting: Vec<bool> = rows.iter().map(M::has_unassigned_key).collect();
         let (unkeyed, keyed): (Vec<Self>, Vec<Self>) =
             rows.into_iter().partition(M::has_unassigned_key);
-        let statements =
-            insert_statements::<M, C>(keyed.len()) + insert_statements::<M, C>(unkeyed.len());
+        // A row of nothing but the key the database assigns is a statement of its own
+        // (`DEFAULT VALUES`): rows spanning several statements go in one transaction.
+        let unkeyed_statements = if M::declaration().columns().len() == 1 {
+            unkeyed.len()
+        } else {
+            insert_statements::<M, C>(unkeyed.len())
+        };
+        let statements = insert_statements::<M, C>(keyed.len()) + unkeyed_statements;
         let insert = |conn: &mut C| -> Result<Vec<Self>> {
             insert_keyed(&keyed, conn)?;
             insert_unkeyed(unkeyed, conn)
