@@ -354,11 +354,15 @@ fn a_join_model_keyed_by_its_pair_links_once_and_unlinks() {
         let key = (order.id, "A".to_owned());
         let line = conn.get::<OrderLine>(&key).unwrap();
         assert_eq!(line.key(), key);
+        // In key order, each once, whatever the order and repetitions of the keys asked.
+        let found = OrderLine::find_many(
+            &mut conn,
+            &[(order.id, "B".into()), key.clone(), (order.id, "B".into())],
+        )
+        .unwrap();
         assert_eq!(
-            OrderLine::find_many(&mut conn, &[(order.id, "B".into()), key.clone()])
-                .unwrap()
-                .len(),
-            2
+            found.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(),
+            ["A", "B"]
         );
         let saved = conn
             .save(OrderLine {

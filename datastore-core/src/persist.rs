@@ -202,8 +202,8 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>>;
 
-    /// The rows with these keys, in key order: one statement per
-    /// [`CHUNK`](crate::relations::CHUNK) keys.
+    /// The rows with these keys, each once, in key order (the key type's `Ord`): one statement
+    /// per [`CHUNK`](crate::relations::CHUNK) keys.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -450,9 +450,18 @@ where
     }
 
     fn find_many(conn: &mut C, keys: &[Self::Key]) -> Result<Vec<Self>> {
+        // Each key once, whichever chunk it falls in.
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
         let mut rows = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(CHUNK) {
             rows.extend(M::find_in(conn, chunk)?);
+        }
+        // In key order across chunks and for composite keys (looked up one by one), and by
+        // the keys' own order where a database collates text otherwise.
+        if !rows.is_sorted_by_key(Model::key) {
+            rows.sort_by_cached_key(Model::key);
         }
         Ok(rows)
     }
