@@ -232,6 +232,8 @@ impl Store {
         tables: Option<&[String]>,
         timeout: Duration,
     ) -> Result<Option<Arc<observe::hub::Queue>>> {
+        // Counted from here: starting the listener and setting tables up take their share.
+        let deadline = std::time::Instant::now() + timeout;
         if self.dialect == Dialect::Sqlite {
             // No connection taken: subscribing inside a transaction must not wait for one.
             unsupported_without_preupdate()?;
@@ -260,7 +262,10 @@ impl Store {
             }
         })?;
         // Not holding the connection while the listener reaches the marker.
-        pending.wait(&self.url, timeout)
+        pending.wait(
+            &self.url,
+            deadline.saturating_duration_since(std::time::Instant::now()),
+        )
     }
 
     /// Waits until every commit visible to a read that began before this call was handed
