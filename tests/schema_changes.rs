@@ -1235,6 +1235,21 @@ fn tables_referencing_each_other_are_created_and_dropped() {
         .unwrap();
         l.round_trip(&[]);
 
+        // Both dropped in one migration, and back.
+        let both = l.fingerprint();
+        l.generate(&Schema::new(), "gone", true).unwrap();
+        drop(l.up().unwrap());
+        assert!(l.execute("SELECT 1 FROM authors;").is_err(), "dropped");
+        l.down();
+        assert_eq!(l.fingerprint(), both, "down brings both back");
+        linked(&l);
+        l.execute(
+            "UPDATE authors SET favourite_id = NULL; DELETE FROM books; DELETE FROM authors;",
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        assert!(l.execute("SELECT 1 FROM books;").is_err(), "dropped again");
+
         // The same tables made without migrations, twice (the second time, nothing to do).
         let l = fresh(&lab);
         let mut conn = l.conn();

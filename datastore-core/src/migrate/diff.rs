@@ -638,6 +638,17 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
             _ => None,
         })
         .collect();
+    // Likewise for dropped tables that reference each other: a foreign key of a dropped table
+    // to one dropped before it goes first (PostgreSQL refuses to drop a table referenced), and
+    // `down`, which creates them in the opposite order, adds it back last.
+    let dropped: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            SchemaChange::DropTable(t) => Some(&*t.name),
+            _ => None,
+        })
+        .collect();
+    let mut let_go = Vec::new();
     for change in changes {
         let (u, d) = match change {
             SchemaChange::CreateTable(table) => {
@@ -645,6 +656,14 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
                 let (now, later) = ddl::before_tables(table, &created[at + 1..], dialect);
                 deferred.extend(later.into_iter().map(|fk| (&table.name, fk)));
                 statements(&SchemaChange::CreateTable(now.into_owned()), dialect)
+            }
+            SchemaChange::DropTable(table) => {
+                let at = dropped.iter().position(|d| *d == table.name).unwrap_or(0);
+                let (then, earlier) = ddl::before_tables(table, &dropped[..at], dialect);
+                let_go.extend(earlier.into_iter().map(|fk| (&table.name, fk)));
+                let (u, _) = statements(change, dialect);
+                let (_, d) = statements(&SchemaChange::DropTable(then.into_owned()), dialect);
+                (u, d)
             }
             _ => statements(change, dialect),
         };
@@ -657,6 +676,10 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
     for (table, fk) in deferred {
         up.push(ddl::add_foreign_key(table, fk));
         down.insert(0, ddl::drop_foreign_key(table, &fk.column));
+    }
+    for (table, fk) in let_go {
+        up.insert(0, ddl::drop_foreign_key(table, &fk.column));
+        down.push(ddl::add_foreign_key(table, fk));
     }
     let missing_defaults = changes
         .iter()
