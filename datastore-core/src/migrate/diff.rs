@@ -649,13 +649,34 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
         })
         .collect();
     let mut let_go = Vec::new();
-    for change in changes {
+    for (i, change) in changes.iter().enumerate() {
+        // The tables this migration creates after this change.
+        let created_after: Vec<&str> = changes[i + 1..]
+            .iter()
+            .filter_map(|c| match c {
+                SchemaChange::CreateTable(t) => Some(&*t.name),
+                _ => None,
+            })
+            .collect();
         let (u, d) = match change {
             SchemaChange::CreateTable(table) => {
                 let at = created.iter().position(|c| *c == table.name).unwrap_or(0);
                 let (now, later) = ddl::before_tables(table, &created[at + 1..], dialect);
                 deferred.extend(later.into_iter().map(|fk| (&table.name, fk)));
                 statements(&SchemaChange::CreateTable(now.into_owned()), dialect)
+            }
+            // A table that stays gains a foreign key to a table created later (one side of a
+            // cycle that exists already): PostgreSQL alters the whole table in one change.
+            SchemaChange::RebuildTable { old, new } if !dialect.rebuilds_tables() => {
+                let (now, later) = ddl::before_tables(new, &created_after, dialect);
+                deferred.extend(later.into_iter().map(|fk| (&new.name, fk)));
+                statements(
+                    &SchemaChange::RebuildTable {
+                        old: old.clone(),
+                        new: now.into_owned(),
+                    },
+                    dialect,
+                )
             }
             SchemaChange::DropTable(table) => {
                 let at = dropped.iter().position(|d| *d == table.name).unwrap_or(0);
