@@ -293,8 +293,7 @@ pub trait Persist<C: Connection>: Model {
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
 
     /// What deleting the row with this key would do, read in one read transaction (or in the
-    /// transaction open on `conn`); [`Error::NotFound`] if there is no such row, and on SQLite
-    /// [`Error::CascadeTooDeep`] if the delete would fail so.
+    /// transaction open on `conn`); [`Error::NotFound`] if there is no such row.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -501,14 +500,6 @@ where
 
     fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
         conn.read_transaction(|conn| match plan_delete(conn, M::declaration(), key)? {
-            // The delete would stop there, deleting nothing.
-            Some(plan) if plan.too_deep => Err(Error::CascadeTooDeep {
-                limit: Error::SQLITE_CASCADE_LIMIT,
-                message: format!(
-                    "its actions reach rows more than {} levels below it",
-                    Error::SQLITE_CASCADE_LIMIT - 1
-                ),
-            }),
             Some(plan) => Ok(plan.effects),
             None => Err(Error::not_found(M::TABLE_NAME, key.describe())),
         })

@@ -239,10 +239,6 @@ impl fmt::Display for DeleteEffects {
 /// A delete's effects, and what [`Plan::unlink`] needs to remove the rows that refuse it.
 pub(crate) struct Plan {
     pub effects: DeleteEffects,
-    /// On SQLite, whether the delete's actions reach deeper than the levels SQLite follows
-    /// ([`Error::SQLITE_CASCADE_LIMIT`](crate::Error::SQLITE_CASCADE_LIMIT)): the delete
-    /// fails with [`Error::CascadeTooDeep`](crate::Error::CascadeTooDeep).
-    pub too_deep: bool,
     /// Per refusing foreign key, its table and column and the literals of the values it
     /// references among the rows the delete removes.
     refusing: Vec<(String, String, Vec<String>)>,
@@ -306,17 +302,10 @@ pub(crate) fn plan<C: NativeConnection>(
     let mut refusing = Vec::new();
     // Rows reached whose children are yet to be read: their table, a referenced column, and
     // its values as literals.
-    // The level of the rows, below the deleted one: SQLite runs each foreign-key action a
-    // level deeper, and stops at its limit.
-    let mut pending: VecDeque<(&str, &str, Vec<String>, u32)> = VecDeque::new();
-    reading.reach(root, rows, &mut removed[0].1, &mut pending, 0)?;
-    let mut too_deep = false;
+    let mut pending: VecDeque<(&str, &str, Vec<String>)> = VecDeque::new();
+    reading.reach(root, rows, &mut removed[0].1, &mut pending)?;
 
-    while let Some((parent, column, literals, level)) = pending.pop_front() {
-        // Rows an action reaches this deep stop the delete (found by experiment: a chain of
-        // 1,000 rows is deleted from its first, one of 1,001 is not).
-        let beyond =
-            reading.dialect == Dialect::Sqlite && level + 1 >= crate::Error::SQLITE_CASCADE_LIMIT;
+    while let Some((parent, column, literals)) = pending.pop_front() {
         for (child, fk) in reading.referencing(parent, column) {
             for chunk in literals.chunks(CHUNK) {
                 let condition = format!("{} IN ({})", quote_ident(&fk.column), chunk.join(", "));
@@ -324,14 +313,10 @@ pub(crate) fn plan<C: NativeConnection>(
                 if rows.is_empty() {
                     continue;
                 }
-                if beyond && fk.on_delete != OnDelete::Restrict {
-                    too_deep = true;
-                    continue;
-                }
                 match fk.on_delete {
                     OnDelete::Cascade => {
                         let reached = entry(&mut removed, child);
-                        reading.reach(child, rows, reached, &mut pending, level + 1)?;
+                        reading.reach(child, rows, reached, &mut pending)?;
                     }
                     OnDelete::SetNull => {
                         let reached = entry(&mut set_null, (child, &fk.column));
@@ -380,11 +365,7 @@ pub(crate) fn plan<C: NativeConnection>(
             })
             .collect(),
     };
-    Ok(Some(Plan {
-        effects,
-        refusing,
-        too_deep,
-    }))
+    Ok(Some(Plan { effects, refusing }))
 }
 
 /// The entry of `at` in a list kept in the order entries were first made.
@@ -461,8 +442,7 @@ impl<'a> Reading<'a> {
         table: &'a str,
         rows: Vec<(String, String)>,
         reached: &mut Reached,
-        pending: &mut VecDeque<(&'a str, &'a str, Vec<String>, u32)>,
-        level: u32,
+        pending: &mut VecDeque<(&'a str, &'a str, Vec<String>)>,
     ) -> diesel::QueryResult<()> {
         let columns = self.referenced_columns(table);
         let mut literals: Vec<Vec<String>> = vec![Vec::new(); columns.len()];
@@ -478,7 +458,7 @@ impl<'a> Reading<'a> {
         }
         for (column, literals) in columns.into_iter().zip(literals) {
             if !literals.is_empty() {
-                pending.push_back((table, column, literals, level));
+                pending.push_back((table, column, literals));
             }
         }
         Ok(())
