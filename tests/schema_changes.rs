@@ -887,6 +887,66 @@ fn a_value_is_never_invented() {
 
 /// A project board, before and after its table and columns were renamed, then after its
 /// foreign key changed.
+/// A long table with a long unique column, renamed to a name whose constraint PostgreSQL cuts
+/// to the same name as the old one's.
+mod long_v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct OrganizationMembershipInvitation {
+        #[primary_key]
+        pub id: Id,
+        #[unique]
+        pub invitation_email_address_normalized: String,
+    }
+}
+
+mod long_v2 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct OrganizationMembershipInvitation {
+        #[primary_key]
+        pub id: Id,
+        #[unique]
+        #[column(renamed_from = "invitation_email_address_normalized")]
+        pub invitation_email_address_normalised: String,
+    }
+}
+
+/// The rename keeps the column's unique constraint, under a name PostgreSQL already gave it.
+#[test]
+fn a_rename_to_a_name_whose_constraints_are_cut_alike_keeps_them() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(
+            &Schema::new().model::<long_v1::OrganizationMembershipInvitation>(),
+            "invitations",
+            false,
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        let before = l.fingerprint();
+        l.generate(
+            &Schema::new().model::<long_v2::OrganizationMembershipInvitation>(),
+            "normalised",
+            false,
+        )
+        .unwrap();
+        let store = l.up().unwrap();
+        let invitation = |email: &str| long_v2::OrganizationMembershipInvitation {
+            invitation_email_address_normalised: email.into(),
+            ..Default::default()
+        };
+        store.save(invitation("a@b")).unwrap();
+        assert!(store.save(invitation("a@b")).is_err(), "still unique");
+        drop(store);
+        l.execute("DELETE FROM organization_membership_invitations;")
+            .unwrap();
+        l.round_trip(&before);
+    }
+}
+
 mod v1 {
     use datastore::prelude::*;
 

@@ -433,6 +433,21 @@ fn postgres_constraint_of(
         OnConstraint::Drop { required: false } => "RETURN;".to_owned(),
         _ => format!("RAISE EXCEPTION '%', {what};"),
     };
+    // A rename is for the names' sake only (lookups go by what a constraint constrains): none
+    // if the constraint has the name already, or another constraint or relation has it.
+    let taken = match action {
+        OnConstraint::Drop { .. } => String::new(),
+        OnConstraint::RenameTo(to) => {
+            let to = quote_literal(to);
+            format!(
+                "IF found = {to} OR EXISTS (SELECT 1 FROM pg_constraint WHERE conname = {to} \
+                 AND connamespace = (SELECT relnamespace FROM pg_class WHERE oid = {relation}::regclass)) \
+                 OR EXISTS (SELECT 1 FROM pg_class WHERE relname = {to} \
+                 AND relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = {relation}::regclass)) \
+                 THEN RETURN; END IF; "
+            )
+        }
+    };
     // `%I` takes the name found; a `%` of the table's name is written `%%`.
     let statement = match action {
         OnConstraint::Drop { .. } => format!(
@@ -445,14 +460,23 @@ fn postgres_constraint_of(
             quote_ident(to).replace('%', "%%")
         ),
     };
-    format!(
-        "DO $datastore$ DECLARE found name; BEGIN \
+    do_block(&format!(
+        "DECLARE found name; BEGIN \
          SELECT conname INTO found FROM pg_constraint \
          WHERE conrelid = {relation}::regclass AND contype = '{kind}'{on_column}; \
-         IF found IS NULL THEN {absent} END IF; \
-         EXECUTE format({}, found); END $datastore$;",
+         IF found IS NULL THEN {absent} END IF; {taken}\
+         EXECUTE format({}, found); END",
         quote_literal(&statement)
-    )
+    ))
+}
+
+/// A PL/pgSQL `DO` block of `body`, quoted with a dollar tag the body does not hold.
+fn do_block(body: &str) -> String {
+    let mut tag = "$datastore$".to_owned();
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    format!("DO {tag} {body} {tag};")
 }
 
 /// Renames a table, keeping its rows, indexes and foreign keys. On PostgreSQL the constraints
@@ -586,9 +610,11 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
     statements.extend([
         // SQLite drops the table's triggers with it: their definitions, as they are now, for
         // the store to create them again once the migration has run.
-        format!("CREATE TEMP TABLE IF NOT EXISTS {DROPPED_TRIGGERS} (name TEXT, sql TEXT);"),
         format!(
-            "INSERT INTO temp.{DROPPED_TRIGGERS} SELECT name, sql FROM main.sqlite_master \
+            "CREATE TEMP TABLE IF NOT EXISTS {DROPPED_TRIGGERS} (name TEXT, tbl_name TEXT, sql TEXT);"
+        ),
+        format!(
+            "INSERT INTO temp.{DROPPED_TRIGGERS} SELECT name, tbl_name, sql FROM main.sqlite_master \
              WHERE type = 'trigger' AND tbl_name = {} COLLATE NOCASE;",
             quote_literal(&old.name)
         ),
@@ -715,14 +741,14 @@ pub fn add_foreign_key(table: &str, fk: &ForeignKey) -> String {
 /// [`add_foreign_key`], unless the column has a foreign key already (PostgreSQL).
 pub fn add_foreign_key_if_absent(table: &str, fk: &ForeignKey) -> String {
     let relation = quote_literal(&quote_ident(table));
-    format!(
-        "DO $datastore$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint \
+    do_block(&format!(
+        "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint \
          WHERE conrelid = {relation}::regclass AND contype = 'f' AND conkey = ARRAY[\
          (SELECT attnum FROM pg_attribute WHERE attrelid = {relation}::regclass AND attname = {})]) \
-         THEN {} END IF; END $datastore$;",
+         THEN {} END IF; END",
         quote_literal(&fk.column),
         add_foreign_key(table, fk)
-    )
+    ))
 }
 
 /// `ALTER TABLE .. DROP CONSTRAINT` of the foreign key of `column` (PostgreSQL).

@@ -216,24 +216,22 @@ impl Store {
     /// from now on: [`queue`](Self::queue) for several tables at once, in one commit order.
     pub(crate) fn queue_of(&self, tables: Option<&[String]>) -> Result<Arc<observe::hub::Queue>> {
         let timeout = pg_observe::MARKER_TIMEOUT;
-        self.queue_within(tables, timeout)?
-            .ok_or_else(|| Error::Busy {
-                message: format!(
-                    "observe's listener did not reach the new subscription's start within {} s",
-                    timeout.as_secs()
-                ),
-            })
+        self.queue_within(tables, None)?.ok_or_else(|| Error::Busy {
+            message: format!(
+                "observe's listener did not reach the new subscription's start within {} s",
+                timeout.as_secs()
+            ),
+        })
     }
 
     /// [`queue_of`](Self::queue_of), `None` if PostgreSQL's listener did not reach the
-    /// subscription's start within `timeout`.
+    /// subscription's start by `deadline` (or, without one, within
+    /// [`MARKER_TIMEOUT`](pg_observe::MARKER_TIMEOUT) of the marker's sending).
     fn queue_within(
         &self,
         tables: Option<&[String]>,
-        timeout: Duration,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Option<Arc<observe::hub::Queue>>> {
-        // Counted from here: starting the listener and setting tables up take their share.
-        let deadline = std::time::Instant::now() + timeout;
         if self.dialect == Dialect::Sqlite {
             // No connection taken: subscribing inside a transaction must not wait for one.
             unsupported_without_preupdate()?;
@@ -262,10 +260,10 @@ impl Store {
             }
         })?;
         // Not holding the connection while the listener reaches the marker.
-        pending.wait(
-            &self.url,
-            deadline.saturating_duration_since(std::time::Instant::now()),
-        )
+        let wait = deadline.map_or(pg_observe::MARKER_TIMEOUT, |deadline| {
+            deadline.saturating_duration_since(std::time::Instant::now())
+        });
+        pending.wait(&self.url, wait)
     }
 
     /// Waits until every commit visible to a read that began before this call was handed
@@ -277,7 +275,9 @@ impl Store {
             return Ok(self.hub.wait_delivered(self.hub.fence(), timeout));
         }
         // A queue opens when the listener reaches its marker, after every earlier commit.
-        Ok(self.queue_within(Some(tables), timeout)?.is_some())
+        // Counted from here: starting the listener and setting tables up take their share.
+        let deadline = std::time::Instant::now() + timeout;
+        Ok(self.queue_within(Some(tables), Some(deadline))?.is_some())
     }
 
     /// The queues' decoder of a model's rows, as [`observe`](Self::observe) makes it.

@@ -18,6 +18,8 @@ struct Trigger {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Text)]
+    tbl_name: String,
+    #[diesel(sql_type = Text)]
     sql: String,
 }
 
@@ -85,13 +87,15 @@ impl Dependents {
         .get_result(conn)?;
         if kept.n > 0 {
             let dropped: Vec<Trigger> = diesel::sql_query(format!(
-                "SELECT name, sql FROM temp.{DROPPED_TRIGGERS} ORDER BY rowid"
+                "SELECT name, tbl_name, sql FROM temp.{DROPPED_TRIGGERS} ORDER BY rowid"
             ))
             .load(conn)?;
             conn.batch_execute(&format!("DROP TABLE temp.{DROPPED_TRIGGERS}"))?;
             for trigger in dropped {
-                if exists(conn, "trigger", &trigger.name)? {
-                    continue; // created again by the migration
+                if exists(conn, "trigger", &trigger.name)?
+                    || !exists(conn, "table", &trigger.tbl_name)?
+                {
+                    continue; // created again by the migration, or its table is gone
                 }
                 conn.batch_execute(&trigger.sql).map_err(|e| {
                     Restore::Breaks(MigrationFailure::Breaks {
