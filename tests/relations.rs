@@ -383,6 +383,21 @@ per_backend! {
             [reply.id, alone.id],
             "'answer' and 'aside' have no reply"
         );
+        // The other way: the comments that answer no 'question' include those that answer
+        // nothing (no parent), whether or not a 'question' exists.
+        let not_answering: Vec<Comment> = conn
+            .query::<Comment>(|q| {
+                q.filter(datastore::diesel::dsl::not(Comment::where_parent(
+                    comments::content.eq("question"),
+                )))
+                .order(comments::content)
+            })
+            .unwrap();
+        assert_eq!(
+            not_answering.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [alone.id, answered.id],
+            "'aside' and 'question' answer no question"
+        );
     }
 }
 

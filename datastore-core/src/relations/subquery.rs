@@ -38,24 +38,28 @@ use crate::model::Model;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// With `NOT_NULL`, `(column IS NOT NULL AND column IN (subquery))`: a `NULL` column is then no
+/// match, and its negation a match, where `NULL IN (..)` is `NULL` (no row, negated or not)
+/// unless the subquery is empty.
 #[derive(Debug, Clone, Copy)]
-pub struct InSubquery<C, Q> {
+pub struct InSubquery<C, Q, const NOT_NULL: bool = false> {
     column: C,
     query: Q,
 }
 
-impl<C, Q> InSubquery<C, Q> {
+impl<C, Q, const NOT_NULL: bool> InSubquery<C, Q, NOT_NULL> {
     /// `column IN (query)`.
     pub(crate) fn new(column: C, query: Q) -> Self {
         Self { column, query }
     }
 }
 
-impl<C: Expression, Q> Expression for InSubquery<C, Q> {
+impl<C: Expression, Q, const NOT_NULL: bool> Expression for InSubquery<C, Q, NOT_NULL> {
     type SqlType = Bool;
 }
 
-impl<C, Q, DB> QueryFragment<DB> for InSubquery<C, Q>
+impl<C, Q, DB, const NOT_NULL: bool> QueryFragment<DB> for InSubquery<C, Q, NOT_NULL>
 where
     DB: Backend,
     C: QueryFragment<DB>,
@@ -63,6 +67,10 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("(");
+        if NOT_NULL {
+            self.column.walk_ast(out.reborrow())?;
+            out.push_sql(" IS NOT NULL AND ");
+        }
         self.column.walk_ast(out.reborrow())?;
         out.push_sql(" IN (");
         self.query.walk_ast(out.reborrow())?;
@@ -71,27 +79,27 @@ where
     }
 }
 
-impl<C: QueryId, Q: QueryId> QueryId for InSubquery<C, Q> {
-    type QueryId = InSubquery<C::QueryId, Q::QueryId>;
+impl<C: QueryId, Q: QueryId, const NOT_NULL: bool> QueryId for InSubquery<C, Q, NOT_NULL> {
+    type QueryId = InSubquery<C::QueryId, Q::QueryId, NOT_NULL>;
     const HAS_STATIC_QUERY_ID: bool = C::HAS_STATIC_QUERY_ID && Q::HAS_STATIC_QUERY_ID;
 }
 
 /// The subquery is a complete query of its own: only the column ties the condition to a table.
-impl<C, Q, QS> AppearsOnTable<QS> for InSubquery<C, Q>
+impl<C, Q, QS, const NOT_NULL: bool> AppearsOnTable<QS> for InSubquery<C, Q, NOT_NULL>
 where
     C: AppearsOnTable<QS>,
     Self: Expression,
 {
 }
 
-impl<C, Q, QS> SelectableExpression<QS> for InSubquery<C, Q>
+impl<C, Q, QS, const NOT_NULL: bool> SelectableExpression<QS> for InSubquery<C, Q, NOT_NULL>
 where
     C: SelectableExpression<QS>,
     Self: AppearsOnTable<QS>,
 {
 }
 
-impl<C, Q, GB> ValidGrouping<GB> for InSubquery<C, Q>
+impl<C, Q, GB, const NOT_NULL: bool> ValidGrouping<GB> for InSubquery<C, Q, NOT_NULL>
 where
     C: ValidGrouping<GB>,
 {
@@ -165,7 +173,7 @@ pub type Having<P, Ch, const FK: u64, Pred> =
 
 /// `children.fk IN (SELECT id FROM parents WHERE predicate)`: see [`parent_where`].
 pub type ParentWhere<Ch, P, const FK: u64, Pred> =
-    InSubquery<<Ch as BelongsTo<P, FK>>::Column, <P as SelectKeys<Pred>>::Query>;
+    InSubquery<<Ch as BelongsTo<P, FK>>::Column, <P as SelectKeys<Pred>>::Query, true>;
 
 /// `rows.id IN (SELECT fk_row FROM joins WHERE fk_other IN (SELECT id FROM others WHERE
 /// predicate))`: see [`linked_where`].
