@@ -696,26 +696,54 @@ fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
     }
 }
 
-/// SQLite drops a table's triggers with it: a rebuild (here, a column made unique) creates
-/// them again, and a view over the table keeps working.
-#[test]
-fn a_rebuild_keeps_the_triggers_on_the_table_and_the_views_over_it() {
+/// A SQLite lab whose `items (id, name)` has a row, and `setup` (triggers, views) run on it;
+/// then the migration making `name` unique (a rebuild) is generated, its `up.sql` running `edit`
+/// first, and applied.
+fn rebuilt_after(setup: &str, edit: &str) -> Lab {
     let l = fresh(&Lab::all().remove(0));
-    let before = items(vec![column("name", ColumnType::Text)]);
-    l.generate(&schema(before), "before", false).unwrap();
-    drop(l.up().unwrap());
-    l.execute(
-        "CREATE TABLE log (name TEXT); \
-         CREATE TRIGGER logged AFTER INSERT ON Items BEGIN INSERT INTO log VALUES (new.name); END; \
-         CREATE VIEW names AS SELECT name FROM items; \
-         INSERT INTO items (id, name) VALUES (1, 'a');",
+    l.generate(
+        &schema(items(vec![column("name", ColumnType::Text)])),
+        "before",
+        false,
     )
+    .unwrap();
+    drop(l.up().unwrap());
+    l.execute(&format!(
+        "{setup} INSERT INTO items (id, name) VALUES (1, 'a');"
+    ))
     .unwrap();
     let mut name = column("name", ColumnType::Text);
     name.unique = true;
-    l.generate(&schema(items(vec![name])), "after", true)
+    let dir = l
+        .generate(&schema(items(vec![name])), "after", true)
         .unwrap();
+    let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+    let edited = up.replacen("BEGIN IMMEDIATE;", &format!("BEGIN IMMEDIATE;\n{edit}"), 1);
+    assert!(
+        edit.is_empty() || up != edited,
+        "a rebuild opens its own transaction"
+    );
+    std::fs::write(dir.join("up.sql"), edited).unwrap();
     drop(l.up().unwrap());
+    l
+}
+
+/// `log (name)` and a trigger `logged` on `items` writing each new name into it.
+const LOGGED: &str = "CREATE TABLE log (name TEXT); \
+     CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.name); END;";
+
+/// SQLite drops a table's triggers with it: a rebuild (here, a column made unique) creates
+/// them again (declared on `Items`: SQLite's names have no case), and a view over the table
+/// keeps working.
+#[test]
+fn a_rebuild_keeps_the_triggers_on_the_table_and_the_views_over_it() {
+    let l = rebuilt_after(
+        &format!(
+            "{} CREATE VIEW names AS SELECT name FROM items;",
+            LOGGED.replace("ON items", "ON Items")
+        ),
+        "",
+    );
     l.execute("INSERT INTO items (id, name) VALUES (2, 'b');")
         .unwrap();
     assert_eq!(
@@ -736,33 +764,7 @@ fn a_rebuild_keeps_the_triggers_on_the_table_and_the_views_over_it() {
 /// A trigger the migration itself drops (an edited rebuild) is not created again.
 #[test]
 fn a_trigger_a_rebuild_drops_itself_stays_dropped() {
-    let l = fresh(&Lab::all().remove(0));
-    l.generate(
-        &schema(items(vec![column("name", ColumnType::Text)])),
-        "before",
-        false,
-    )
-    .unwrap();
-    drop(l.up().unwrap());
-    l.execute(
-        "CREATE TABLE log (name TEXT); \
-         CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.name); END;",
-    )
-    .unwrap();
-    let mut name = column("name", ColumnType::Text);
-    name.unique = true;
-    let dir = l
-        .generate(&schema(items(vec![name])), "after", true)
-        .unwrap();
-    let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
-    let edited = up.replacen(
-        "BEGIN IMMEDIATE;",
-        "BEGIN IMMEDIATE;\nDROP TRIGGER logged;",
-        1,
-    );
-    assert_ne!(up, edited);
-    std::fs::write(dir.join("up.sql"), edited).unwrap();
-    drop(l.up().unwrap());
+    let l = rebuilt_after(LOGGED, "DROP TRIGGER logged;");
     assert!(
         l.rows("SELECT name AS v FROM sqlite_master WHERE type = 'trigger'")
             .is_empty(),
@@ -774,35 +776,13 @@ fn a_trigger_a_rebuild_drops_itself_stays_dropped() {
 /// table it writes was renamed first (an edited migration), which SQLite carried into it.
 #[test]
 fn a_trigger_is_created_again_as_the_migration_left_it() {
-    let l = fresh(&Lab::all().remove(0));
-    l.generate(
-        &schema(items(vec![column("name", ColumnType::Text)])),
-        "before",
-        false,
-    )
-    .unwrap();
-    drop(l.up().unwrap());
-    l.execute(
-        "CREATE TABLE log (name TEXT); \
-         CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.name); END;",
-    )
-    .unwrap();
-    let mut name = column("name", ColumnType::Text);
-    name.unique = true;
-    let dir = l
-        .generate(&schema(items(vec![name])), "after", true)
+    let l = rebuilt_after(LOGGED, "ALTER TABLE log RENAME TO journal;");
+    l.execute("INSERT INTO items (id, name) VALUES (2, 'b');")
         .unwrap();
-    let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
-    let edited = up.replacen(
-        "BEGIN IMMEDIATE;",
-        "BEGIN IMMEDIATE;\nALTER TABLE log RENAME TO journal;",
-        1,
+    assert_eq!(
+        l.rows("SELECT name AS v FROM journal ORDER BY name"),
+        ["a", "b"]
     );
-    std::fs::write(dir.join("up.sql"), edited).unwrap();
-    drop(l.up().unwrap());
-    l.execute("INSERT INTO items (id, name) VALUES (1, 'a');")
-        .unwrap();
-    assert_eq!(l.rows("SELECT name AS v FROM journal"), ["a"]);
 }
 
 /// A rebuild that drops a column a trigger or view uses would leave it failing on every use:

@@ -622,6 +622,15 @@ fn statements(change: &SchemaChange, dialect: Dialect) -> (Vec<String>, Vec<Stri
     }
 }
 
+/// The names `pick` finds among `changes` (the tables they create, or drop).
+fn names_of(changes: &[SchemaChange], pick: impl Fn(&SchemaChange) -> Option<&Name>) -> Vec<&str> {
+    changes
+        .iter()
+        .filter_map(pick)
+        .map(|name| &**name)
+        .collect()
+}
+
 /// Renders the changes as a migration. A rebuild runs with foreign-key enforcement off, which
 /// SQLite only allows outside a transaction, so such a migration opens its own and checks the
 /// foreign keys before it commits.
@@ -629,39 +638,21 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
     let mut up = Vec::new();
     let mut down = Vec::new();
     let mut lossy = Vec::new();
-    // Foreign keys of a new table to one created after it, added once both are there.
+    // A foreign key to a table this migration creates after the change (a new table's, or one
+    // an altered table gains), added once both are there; `down` drops it first.
     let mut deferred = Vec::new();
-    let created: Vec<&str> = changes
-        .iter()
-        .filter_map(|c| match c {
-            SchemaChange::CreateTable(t) => Some(&*t.name),
-            _ => None,
-        })
-        .collect();
-    // Likewise for dropped tables that reference each other: a foreign key of a dropped table
-    // to one dropped before it goes first (PostgreSQL refuses to drop a table referenced), and
-    // `down`, which creates them in the opposite order, adds it back last.
-    let dropped: Vec<&str> = changes
-        .iter()
-        .filter_map(|c| match c {
-            SchemaChange::DropTable(t) => Some(&*t.name),
-            _ => None,
-        })
-        .collect();
+    // A foreign key of a dropped table to one dropped before it, dropped first (PostgreSQL
+    // refuses to drop a table referenced); `down`, which creates them in the opposite order,
+    // adds it back last.
     let mut let_go = Vec::new();
     for (i, change) in changes.iter().enumerate() {
-        // The tables this migration creates after this change.
-        let created_after: Vec<&str> = changes[i + 1..]
-            .iter()
-            .filter_map(|c| match c {
-                SchemaChange::CreateTable(t) => Some(&*t.name),
-                _ => None,
-            })
-            .collect();
+        let created_after = names_of(&changes[i + 1..], |c| match c {
+            SchemaChange::CreateTable(t) => Some(&t.name),
+            _ => None,
+        });
         let (u, d) = match change {
             SchemaChange::CreateTable(table) => {
-                let at = created.iter().position(|c| *c == table.name).unwrap_or(0);
-                let (now, later) = ddl::before_tables(table, &created[at + 1..], dialect);
+                let (now, later) = ddl::before_tables(table, &created_after, dialect);
                 deferred.extend(later.into_iter().map(|fk| (&table.name, fk)));
                 statements(&SchemaChange::CreateTable(now.into_owned()), dialect)
             }
@@ -679,8 +670,11 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
                 )
             }
             SchemaChange::DropTable(table) => {
-                let at = dropped.iter().position(|d| *d == table.name).unwrap_or(0);
-                let (then, earlier) = ddl::before_tables(table, &dropped[..at], dialect);
+                let dropped_before = names_of(&changes[..i], |c| match c {
+                    SchemaChange::DropTable(t) => Some(&t.name),
+                    _ => None,
+                });
+                let (then, earlier) = ddl::before_tables(table, &dropped_before, dialect);
                 let_go.extend(earlier.into_iter().map(|fk| (&table.name, fk)));
                 let (u, _) = statements(change, dialect);
                 let (_, d) = statements(&SchemaChange::DropTable(then.into_owned()), dialect);

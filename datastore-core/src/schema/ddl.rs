@@ -480,8 +480,9 @@ fn do_block(body: &str) -> String {
 }
 
 /// Renames a table, keeping its rows, indexes and foreign keys. On PostgreSQL the constraints
-/// named after it are renamed too (its key's `<table>_pkey`, and each column's), so that a
-/// later migration finds them by the names it gives them.
+/// named after it (its key's `<table>_pkey`, and each column's) are renamed too, to the names
+/// `CREATE TABLE` would give them where those are free; later migrations find them by what
+/// they constrain, whatever their names.
 pub fn rename_table(table: &Table, to: &str, dialect: Dialect) -> Vec<String> {
     let mut statements = vec![format!(
         "ALTER TABLE {} RENAME TO {};",
