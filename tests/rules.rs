@@ -10,6 +10,36 @@ use datastore::prelude::*;
 use datastore::schema::OnDelete;
 use datastore::{Error, Repo};
 
+/// `on_each_backend!(case, schema)` makes the tests `case::sqlite` (in memory) and
+/// `case::postgres` (in a schema of its own, when the server is configured): each runs
+/// `case(store)` with a fresh store of `schema()`.
+macro_rules! on_each_backend {
+    ($case:ident, $schema:path) => {
+        mod $case {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let store = Store::builder(":memory:").schema($schema()).open().unwrap();
+                super::$case(store);
+            }
+
+            #[test]
+            fn postgres() {
+                let Some(url) = common::postgres_url() else {
+                    return;
+                };
+                let schema = PgSchema::new(&url);
+                let store = Store::builder(schema.url())
+                    .schema($schema())
+                    .open()
+                    .unwrap();
+                super::$case(store);
+            }
+        }
+    };
+}
+
 /// The blog's DDL as the rules render it, exactly.
 #[test]
 fn the_blogs_ddl_is_pinned_on_both_dialects() {
@@ -416,27 +446,7 @@ fn a_cascade_into_links_is_refused_whole(store: Store) {
     assert_eq!(counts(), (0, 0, 0, 2), "the tags stay");
 }
 
-#[test]
-fn a_cascade_into_links_is_refused_whole_sqlite() {
-    let store = Store::builder(":memory:")
-        .schema(projects::schema())
-        .open()
-        .unwrap();
-    a_cascade_into_links_is_refused_whole(store);
-}
-
-#[test]
-fn a_cascade_into_links_is_refused_whole_postgres() {
-    let Some(url) = common::postgres_url() else {
-        return;
-    };
-    let schema = PgSchema::new(&url);
-    let store = Store::builder(schema.url())
-        .schema(projects::schema())
-        .open()
-        .unwrap();
-    a_cascade_into_links_is_refused_whole(store);
-}
+on_each_backend!(a_cascade_into_links_is_refused_whole, projects::schema);
 
 /// Models told apart by type, not by name: two `Link`s and two `Cover`s in different modules.
 mod library {
@@ -746,27 +756,10 @@ fn a_cascade_through_a_self_reference_is_followed(store: Store) {
     assert_eq!(store.count::<nodes::Node>().unwrap(), 3);
 }
 
-#[test]
-fn a_cascade_through_a_self_reference_is_followed_sqlite() {
-    let store = Store::builder(":memory:")
-        .schema(nodes::schema())
-        .open()
-        .unwrap();
-    a_cascade_through_a_self_reference_is_followed(store);
-}
-
-#[test]
-fn a_cascade_through_a_self_reference_is_followed_postgres() {
-    let Some(url) = common::postgres_url() else {
-        return;
-    };
-    let schema = PgSchema::new(&url);
-    let store = Store::builder(schema.url())
-        .schema(nodes::schema())
-        .open()
-        .unwrap();
-    a_cascade_through_a_self_reference_is_followed(store);
-}
+on_each_backend!(
+    a_cascade_through_a_self_reference_is_followed,
+    nodes::schema
+);
 
 /// Schemas of a test's own, named as given (quoted), dropped with it.
 struct NamedSchemas {
@@ -848,37 +841,45 @@ fn a_refusal_is_explained_in_any_schema_of_the_search_path_postgres() {
     }
 }
 
+/// A join model keyed by its pair.
+mod keyed_by_pair {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Reader {
+        #[primary_key]
+        pub id: Id,
+        #[many_to_many(Book, through = Loan)]
+        pub books: ManyToMany<Book>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Book {
+        #[primary_key]
+        pub id: Id,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(primary_key(reader_id, book_id))]
+    pub struct Loan {
+        #[belongs_to(Reader)]
+        pub reader_id: Id,
+        #[belongs_to(Book)]
+        pub book_id: Id,
+    }
+
+    pub fn schema() -> Schema {
+        Schema::new()
+            .model::<Reader>()
+            .model::<Book>()
+            .model::<Loan>()
+    }
+}
+
 /// A pair of rows is linked at most once: a join model's pair of foreign keys is unique, by a
 /// unique index, or by the key when the pair is the key (then no index is added).
 #[test]
 fn a_join_models_pair_of_foreign_keys_is_unique() {
-    mod keyed_by_pair {
-        use datastore::prelude::*;
-
-        #[derive(Model, Debug, Clone, PartialEq, Default)]
-        pub struct Reader {
-            #[primary_key]
-            pub id: Id,
-            #[many_to_many(Book, through = Loan)]
-            pub books: ManyToMany<Book>,
-        }
-
-        #[derive(Model, Debug, Clone, PartialEq, Default)]
-        pub struct Book {
-            #[primary_key]
-            pub id: Id,
-        }
-
-        #[derive(Model, Debug, Clone, PartialEq, Default)]
-        #[model(primary_key(reader_id, book_id))]
-        pub struct Loan {
-            #[belongs_to(Reader)]
-            pub reader_id: Id,
-            #[belongs_to(Book)]
-            pub book_id: Id,
-        }
-    }
-
     let unique_indexes = |schema: Schema, table: &str| -> Vec<Vec<String>> {
         let table = schema
             .tables()
@@ -902,11 +903,10 @@ fn a_join_models_pair_of_foreign_keys_is_unique() {
         unique_indexes(schema(), "post_editors"),
         [["post_id", "editor_id"]]
     );
-    let keyed = Schema::new()
-        .model::<keyed_by_pair::Reader>()
-        .model::<keyed_by_pair::Book>()
-        .model::<keyed_by_pair::Loan>();
-    assert_eq!(unique_indexes(keyed, "loans"), Vec::<Vec<String>>::new());
+    assert_eq!(
+        unique_indexes(keyed_by_pair::schema(), "loans"),
+        Vec::<Vec<String>>::new()
+    );
 }
 
 /// A join model's foreign key may state that deleting its side removes the links: the stated
@@ -962,3 +962,173 @@ fn a_join_models_key_may_state_cascade() {
         ]
     );
 }
+
+/// Rows that refuse a delete but do not link two rows, and rows below the links.
+mod ledger {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Account {
+        #[primary_key]
+        pub id: Id,
+        #[many_to_many(Label, through = AccountLabel)]
+        pub labels: ManyToMany<Label>,
+    }
+
+    /// Keeps its account: not a link, so unlinking never deletes it.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Invoice {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Account, on_delete = restrict)]
+        pub account_id: Id,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Label {
+        #[primary_key]
+        pub id: Id,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct AccountLabel {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Account)]
+        pub account_id: Id,
+        #[belongs_to(Label)]
+        pub label_id: Id,
+        #[has_many(LabelNote)]
+        pub notes: HasMany<LabelNote>,
+    }
+
+    /// Goes with its link.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct LabelNote {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(AccountLabel)]
+        pub account_label_id: Id,
+    }
+
+    /// Keeps the link it audits.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Audit {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(AccountLabel, on_delete = restrict)]
+        pub account_label_id: Id,
+    }
+
+    pub fn schema() -> Schema {
+        Schema::new()
+            .model::<Account>()
+            .model::<Invoice>()
+            .model::<Label>()
+            .model::<AccountLabel>()
+            .model::<LabelNote>()
+            .model::<Audit>()
+    }
+}
+
+/// `unlink_and_delete` deletes links, and what their delete cascades to, and nothing else: a
+/// row that refuses the delete without linking (directly, or below a link) refuses it whole.
+fn unlinking_deletes_only_links(store: Store) {
+    use ledger::{Account, AccountLabel, Audit, Invoice, Label, LabelNote};
+    let mut conn = store.conn().unwrap();
+    let account = conn.save(Account::default()).unwrap();
+    let label = conn.save(Label::default()).unwrap();
+    account.link_labels(&mut conn, &label).unwrap();
+    let link = AccountLabel::all(&mut conn).unwrap().remove(0);
+    conn.save(LabelNote {
+        account_label_id: link.id,
+        ..LabelNote::default()
+    })
+    .unwrap();
+    let invoice = conn
+        .save(Invoice {
+            account_id: account.id,
+            ..Invoice::default()
+        })
+        .unwrap();
+    let audit = conn
+        .save(Audit {
+            account_label_id: link.id,
+            ..Audit::default()
+        })
+        .unwrap();
+    let mut counts = || {
+        (
+            conn.count::<Account>().unwrap(),
+            conn.count::<Invoice>().unwrap(),
+            conn.count::<AccountLabel>().unwrap(),
+            conn.count::<LabelNote>().unwrap(),
+            conn.count::<Audit>().unwrap(),
+        )
+    };
+    let refused = |err: Error| match err {
+        Error::DeleteRestricted {
+            join_table,
+            via,
+            count,
+            ..
+        } => (join_table, via, count),
+        other => panic!("expected DeleteRestricted, got {other:?}"),
+    };
+
+    // The invoice refuses, whatever the links.
+    assert_eq!(
+        refused(store.unlink_and_delete::<Account>(&account.id).unwrap_err()),
+        ("invoices".to_owned(), None, 1)
+    );
+    assert_eq!(counts(), (1, 1, 1, 1, 1), "nothing was deleted");
+    store.delete(&invoice).unwrap();
+
+    // The audit keeps the link, and so the account.
+    assert_eq!(
+        refused(store.unlink_and_delete::<Account>(&account.id).unwrap_err()),
+        ("audits".to_owned(), Some("account_labels".to_owned()), 1)
+    );
+    assert_eq!(counts(), (1, 0, 1, 1, 1), "nothing was deleted");
+    store.delete(&audit).unwrap();
+
+    // The link goes, with its note, and the effects say so.
+    let effects = store.unlink_and_delete::<Account>(&account.id).unwrap();
+    assert_eq!(counts(), (0, 0, 0, 0, 0));
+    assert_eq!(
+        (
+            effects.removed_from("accounts"),
+            effects.refused_by_rows_of("account_labels"),
+            effects.removed_from("label_notes"),
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(store.count::<Label>().unwrap(), 1, "the label stays");
+}
+
+on_each_backend!(unlinking_deletes_only_links, ledger::schema);
+
+/// A join model keyed by its pair links by its key: unlinking deletes its rows.
+fn a_link_keyed_by_its_pair_is_unlinked(store: Store) {
+    use keyed_by_pair::{Book, Loan, Reader};
+    let reader = store.save(Reader::default()).unwrap();
+    let book = store.save(Book::default()).unwrap();
+    reader
+        .link_books(&mut store.conn().unwrap(), &book)
+        .unwrap();
+    assert!(matches!(
+        store.delete(&book),
+        Err(Error::DeleteRestricted { .. })
+    ));
+    let effects = store.unlink_and_delete::<Book>(&book.id).unwrap();
+    assert_eq!(effects.refused_by_rows_of("loans"), 1);
+    assert_eq!(
+        (
+            store.count::<Loan>().unwrap(),
+            store.count::<Book>().unwrap()
+        ),
+        (0, 0)
+    );
+}
+
+on_each_backend!(a_link_keyed_by_its_pair_is_unlinked, keyed_by_pair::schema);

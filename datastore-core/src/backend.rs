@@ -236,6 +236,11 @@ pub(crate) mod sealed {
         /// `(table, foreign key)`.
         fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>>;
 
+        /// Every pair of columns a unique index (a primary key's included) of a table in the
+        /// connection's schema makes unique together, as the catalog has them:
+        /// `(table, column, column)`.
+        fn catalog_unique_pairs(&mut self) -> diesel::QueryResult<Vec<(String, String, String)>>;
+
         /// Whether `table` has a row whose `column` is `key`.
         fn row_exists(
             &mut self,
@@ -326,6 +331,22 @@ impl CatalogForeignKey {
 }
 
 #[derive(diesel::QueryableByName)]
+struct UniquePair {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    a: String,
+    #[diesel(sql_type = Text)]
+    b: String,
+}
+
+impl UniquePair {
+    fn into_triple(self) -> (String, String, String) {
+        (self.table_name, self.a, self.b)
+    }
+}
+
+#[derive(diesel::QueryableByName)]
 struct RootCount {
     #[diesel(sql_type = BigInt)]
     root: i64,
@@ -375,6 +396,21 @@ impl sealed::Native for diesel::SqliteConnection {
         )
         .load(self)?;
         Ok(rows.into_iter().map(CatalogForeignKey::into_pair).collect())
+    }
+
+    fn catalog_unique_pairs(&mut self) -> diesel::QueryResult<Vec<(String, String, String)>> {
+        // A composite primary key has an index of its own (`origin = 'pk'`); an index on an
+        // expression names no column there.
+        let rows: Vec<UniquePair> = diesel::sql_query(
+            r#"SELECT m.name AS table_name, min(i.name) AS a, max(i.name) AS b
+               FROM sqlite_master AS m, pragma_index_list(m.name) AS l,
+                    pragma_index_info(l.name) AS i
+               WHERE m.type = 'table' AND l."unique" = 1
+               GROUP BY m.name, l.name
+               HAVING count(*) = 2 AND count(i.name) = 2"#,
+        )
+        .load(self)?;
+        Ok(rows.into_iter().map(UniquePair::into_triple).collect())
     }
 
     fn row_exists(
@@ -479,6 +515,22 @@ impl sealed::Native for diesel::PgConnection {
         )
         .load(self)?;
         Ok(rows.into_iter().map(CatalogForeignKey::into_pair).collect())
+    }
+
+    fn catalog_unique_pairs(&mut self) -> diesel::QueryResult<Vec<(String, String, String)>> {
+        let rows: Vec<UniquePair> = diesel::sql_query(
+            "SELECT t.relname::text AS table_name, a.attname::text AS a, b.attname::text AS b \
+             FROM pg_catalog.pg_index AS i \
+             JOIN pg_catalog.pg_class AS t ON t.oid = i.indrelid \
+             JOIN pg_catalog.pg_attribute AS a \
+               ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             JOIN pg_catalog.pg_attribute AS b \
+               ON b.attrelid = i.indrelid AND b.attnum = i.indkey[1] \
+             WHERE i.indisunique AND i.indnkeyatts = 2 AND i.indexprs IS NULL \
+               AND pg_catalog.pg_table_is_visible(i.indrelid)",
+        )
+        .load(self)?;
+        Ok(rows.into_iter().map(UniquePair::into_triple).collect())
     }
 
     fn row_exists(

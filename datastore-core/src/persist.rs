@@ -10,7 +10,7 @@ use crate::__private::{INSERT_ROWS, Queries, SaveGraph, Statements, Writes};
 use crate::backend::{CHUNK, MAX_BIND_PARAMS, dispatch, transaction};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
-use crate::relations::{DeleteEffects, plan_delete, restrict};
+use crate::relations::{DeleteEffects, Purpose, plan_delete, restrict};
 use crate::schema::KeyKind;
 use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
 
@@ -313,9 +313,15 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects>;
 
-    /// In one transaction, deletes the rows that refuse the delete of the row with this key
-    /// (the join rows linking it, or the rows its cascade removes), then the row; returns
-    /// what that did. [`Error::NotFound`] if there is no such row.
+    /// In one transaction, deletes the links that refuse the delete of the row with this key
+    /// (the join rows linking it, or linking the rows its cascade removes), then the row;
+    /// returns what that did, the rows the links' own delete cascades to included.
+    /// [`Error::NotFound`] if there is no such row; [`Error::DeleteRestricted`], with nothing
+    /// deleted, if a row that is no link refuses the delete (a child declared
+    /// `on_delete = restrict`, or a row that keeps a link).
+    ///
+    /// A link is a row whose refusing foreign key is one of a pair its table makes unique
+    /// together, as a join model's pair is (by its unique index, or as its key).
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -499,16 +505,27 @@ where
     }
 
     fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
-        conn.read_transaction(|conn| match plan_delete(conn, M::declaration(), key)? {
-            Some(plan) => Ok(plan.effects),
-            None => Err(Error::not_found(M::TABLE_NAME, key.describe())),
+        conn.read_transaction(|conn| {
+            match plan_delete(conn, M::declaration(), key, Purpose::Preview)? {
+                Some(plan) => Ok(plan.effects),
+                None => Err(Error::not_found(M::TABLE_NAME, key.describe())),
+            }
         })
     }
 
     fn unlink_and_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
         conn.write_transaction(|conn| {
-            let plan = plan_delete(conn, M::declaration(), key)?
+            let plan = plan_delete(conn, M::declaration(), key, Purpose::Unlink)?
                 .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))?;
+            if let Some(blocked) = plan.blocked() {
+                return Err(Error::DeleteRestricted {
+                    table: M::TABLE_NAME.to_owned(),
+                    key: key.describe(),
+                    join_table: blocked.table.clone(),
+                    via: blocked.via.clone(),
+                    count: i64::try_from(blocked.rows).unwrap_or(i64::MAX),
+                });
+            }
             plan.unlink(conn)?;
             if !<M as Persist<C>>::delete_by_id(conn, key)? {
                 return Err(Error::not_found(M::TABLE_NAME, key.describe()));

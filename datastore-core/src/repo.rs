@@ -316,11 +316,13 @@ pub trait Repo: Connection + Sized {
         Operation::new(M::TABLE_NAME, "preview_delete").run(|| M::preview_delete(self, key), |_| 0)
     }
 
-    /// Deletes the rows that refuse the delete of the row with this key (the join rows
+    /// Deletes the links that refuse the delete of the row with this key (the join rows
     /// linking it or the rows its cascade removes: what
-    /// [`preview_delete`](Repo::preview_delete) lists as `refused_by`), then the row, in one
-    /// transaction; returns what that removed. A plain [`delete`](Repo::delete) never
-    /// unlinks. [`Error::NotFound`] if there is no such row.
+    /// [`preview_delete`](Repo::preview_delete) lists as `refused_by`, and what their own
+    /// delete cascades to), then the row, in one transaction; returns what that removed. A
+    /// plain [`delete`](Repo::delete) never unlinks. [`Error::NotFound`] if there is no such
+    /// row; [`Error::DeleteRestricted`], with nothing deleted, if a row that is no link
+    /// refuses the delete (see [`Persist::unlink_and_delete`](crate::Persist::unlink_and_delete)).
     ///
     /// ```
     /// # use datastore::prelude::*;

@@ -73,7 +73,7 @@ pub struct DeleteEffects {
     /// many-to-many, or any row whose foreign key restricts deletes. While there is one, a
     /// delete fails with [`Error::DeleteRestricted`](crate::Error::DeleteRestricted) and
     /// changes nothing; [`Repo::unlink_and_delete`](crate::Repo::unlink_and_delete) deletes
-    /// them first.
+    /// them first when they are links (join rows), and refuses otherwise.
     pub refused_by: Vec<AffectedRows>,
 }
 
@@ -236,16 +236,47 @@ impl fmt::Display for DeleteEffects {
     }
 }
 
-/// A delete's effects, and what [`Plan::unlink`] needs to remove the rows that refuse it.
+/// What a [`plan`] is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A plain delete's preview: the rows that refuse it are counted, and nothing below them.
+    Preview,
+    /// An unlink and delete: the links that refuse it are deleted first, so what their delete
+    /// does is followed too; any other row that refuses it refuses it whole.
+    Unlink,
+}
+
+/// A delete's effects, and what [`Plan::unlink`] needs to remove the links that refuse it.
 pub(crate) struct Plan {
     pub effects: DeleteEffects,
-    /// Per refusing foreign key, its table and column and the literals of the values it
-    /// references among the rows the delete removes.
+    /// Per refusing link's foreign key, its table and column and the literals of the values
+    /// it references among the rows the delete removes (for [`Purpose::Unlink`] only).
     refusing: Vec<(String, String, Vec<String>)>,
+    /// The first row found that refuses the delete and is no link, for
+    /// [`Purpose::Unlink`]: nothing may delete it.
+    blocked: Option<Blocked>,
+}
+
+/// Rows that refuse an unlink and delete: see [`Plan::blocked`].
+pub(crate) struct Blocked {
+    /// Their table.
+    pub table: String,
+    /// The table of the rows they reference, when the delete cascades to those rather than
+    /// refers to the deleted row itself.
+    pub via: Option<String>,
+    /// How many of them.
+    pub rows: u64,
 }
 
 impl Plan {
-    /// Deletes the rows that refuse the delete.
+    /// Rows that refuse the delete and are no links, which [`Plan::unlink`] leaves: the
+    /// delete would fail on them.
+    pub fn blocked(&self) -> Option<&Blocked> {
+        self.blocked.as_ref()
+    }
+
+    /// Deletes the links that refuse the delete (and, by the database's own rules, what
+    /// their delete cascades to).
     pub fn unlink<C: NativeConnection>(&self, conn: &mut C) -> diesel::QueryResult<()> {
         for (table, column, literals) in &self.refusing {
             for chunk in literals.chunks(CHUNK) {
@@ -264,14 +295,19 @@ impl Plan {
 /// The rows reached so far of one table, or by one foreign key, by their identities.
 type Reached = HashSet<String>;
 
-/// What deleting the row of `deleted`'s table keyed `key` does; `None` when there is no such
-/// row.
+/// What deleting the row of `deleted`'s table keyed `key` does, planned for `purpose`; `None`
+/// when there is no such row.
 pub(crate) fn plan<C: NativeConnection>(
     conn: &mut C,
     deleted: &ModelDeclaration,
     key: &dyn KeyValue,
+    purpose: Purpose,
 ) -> diesel::QueryResult<Option<Plan>> {
     let foreign_keys = conn.catalog_foreign_keys()?;
+    let links = match purpose {
+        Purpose::Preview => Vec::new(),
+        Purpose::Unlink => link_columns(&foreign_keys, &conn.catalog_unique_pairs()?),
+    };
     let reading = Reading {
         dialect: conn.dialect(),
         foreign_keys: &foreign_keys,
@@ -300,12 +336,13 @@ pub(crate) fn plan<C: NativeConnection>(
     let mut set_null: Vec<((&str, &str), Reached)> = Vec::new();
     let mut refused: Vec<((&str, &str), Reached)> = Vec::new();
     let mut refusing = Vec::new();
-    // Rows reached whose children are yet to be read: their table, a referenced column, and
-    // its values as literals.
-    let mut pending: VecDeque<(&str, &str, Vec<String>)> = VecDeque::new();
-    reading.reach(root, rows, &mut removed[0].1, &mut pending)?;
+    let mut blocked: Option<((&str, &str), Option<&str>)> = None;
+    // Rows reached whose children are yet to be read: their table, a referenced column, its
+    // values as literals, and whether they are the deleted row itself.
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    reading.reach(root, rows, &mut removed[0].1, true, &mut pending)?;
 
-    while let Some((parent, column, literals)) = pending.pop_front() {
+    while let Some((parent, column, literals, deleted_row)) = pending.pop_front() {
         for (child, fk) in reading.referencing(parent, column) {
             for chunk in literals.chunks(CHUNK) {
                 let condition = format!("{} IN ({})", quote_ident(&fk.column), chunk.join(", "));
@@ -313,25 +350,42 @@ pub(crate) fn plan<C: NativeConnection>(
                 if rows.is_empty() {
                     continue;
                 }
+                let at = (child, &*fk.column);
                 match fk.on_delete {
                     OnDelete::Cascade => {
                         let reached = entry(&mut removed, child);
-                        reading.reach(child, rows, reached, &mut pending)?;
+                        reading.reach(child, rows, reached, false, &mut pending)?;
                     }
                     OnDelete::SetNull => {
-                        let reached = entry(&mut set_null, (child, &fk.column));
+                        let reached = entry(&mut set_null, at);
                         reached.extend(rows.into_iter().map(|(id, _)| id));
                     }
-                    OnDelete::Restrict => {
-                        let reached = entry(&mut refused, (child, &fk.column));
-                        reached.extend(rows.into_iter().map(|(id, _)| id));
+                    // A link an unlink deletes: what its delete does follows.
+                    OnDelete::Restrict if links.contains(&at) => {
+                        let reached = entry(&mut refused, at);
+                        reading.reach(child, rows, reached, false, &mut pending)?;
                         refusing.push((child.to_owned(), fk.column.to_string(), chunk.to_vec()));
+                    }
+                    OnDelete::Restrict => {
+                        let reached = entry(&mut refused, at);
+                        reached.extend(rows.into_iter().map(|(id, _)| id));
+                        if purpose == Purpose::Unlink && blocked.is_none() {
+                            blocked = Some((at, (!deleted_row).then_some(parent)));
+                        }
                     }
                 }
             }
         }
     }
 
+    let blocked = blocked.map(|(at, via)| Blocked {
+        table: at.0.to_owned(),
+        via: via.map(str::to_owned),
+        rows: refused
+            .iter()
+            .find(|(k, _)| *k == at)
+            .map_or(0, |(_, reached)| reached.len() as u64),
+    });
     let removed_rows: HashMap<&str, &HashSet<String>> =
         removed.iter().map(|(t, r)| (*t, r)).collect();
     let affected = |(table, column): (&str, &str), rows: u64| AffectedRows {
@@ -365,7 +419,38 @@ pub(crate) fn plan<C: NativeConnection>(
             })
             .collect(),
     };
-    Ok(Some(Plan { effects, refusing }))
+    Ok(Some(Plan {
+        effects,
+        refusing,
+        blocked,
+    }))
+}
+
+/// A table's rows reached whose children are yet to be read: the table, a column other
+/// tables' foreign keys reference, its values as literals, and whether the rows are the
+/// deleted row itself.
+type Pending<'a> = (&'a str, &'a str, Vec<String>, bool);
+
+/// The foreign keys, `(table, column)`, by which rows link two rows: the catalog's
+/// single-column foreign keys that a unique index pairs with another one of their table, as
+/// a join model's pair is (by its unique index, or as its primary key).
+fn link_columns<'a>(
+    foreign_keys: &'a [(String, ForeignKey)],
+    unique_pairs: &[(String, String, String)],
+) -> Vec<(&'a str, &'a str)> {
+    let foreign_key = |table: &str, column: &str| {
+        foreign_keys
+            .iter()
+            .find(|(t, fk)| t == table && fk.column == column)
+            .map(|(t, fk)| (t.as_str(), &*fk.column))
+    };
+    let mut links = Vec::new();
+    for (table, a, b) in unique_pairs {
+        if let (Some(a), Some(b)) = (foreign_key(table, a), foreign_key(table, b)) {
+            links.extend([a, b]);
+        }
+    }
+    links
 }
 
 /// The entry of `at` in a list kept in the order entries were first made.
@@ -435,14 +520,15 @@ impl<'a> Reading<'a> {
         )
     }
 
-    /// Records `rows` of `table` as reached; those not reached before have their children
-    /// read next.
+    /// Records `rows` of `table` as reached (`deleted_row`: they are the deleted row); those
+    /// not reached before have their children read next.
     fn reach(
         &self,
         table: &'a str,
         rows: Vec<(String, String)>,
         reached: &mut Reached,
-        pending: &mut VecDeque<(&'a str, &'a str, Vec<String>)>,
+        deleted_row: bool,
+        pending: &mut VecDeque<Pending<'a>>,
     ) -> diesel::QueryResult<()> {
         let columns = self.referenced_columns(table);
         let mut literals: Vec<Vec<String>> = vec![Vec::new(); columns.len()];
@@ -458,7 +544,7 @@ impl<'a> Reading<'a> {
         }
         for (column, literals) in columns.into_iter().zip(literals) {
             if !literals.is_empty() {
-                pending.push_back((table, column, literals));
+                pending.push_back((table, column, literals, deleted_row));
             }
         }
         Ok(())

@@ -20,8 +20,8 @@ pub(crate) mod load;
 pub(crate) mod restrict;
 pub(crate) mod subquery;
 
-pub(crate) use effects::plan as plan_delete;
 pub use effects::{AffectedRows, DeleteEffects};
+pub(crate) use effects::{Purpose, plan as plan_delete};
 pub use fields::{HasMany, HasOne, ManyToMany};
 pub use foreign_key::{BelongsTo, ChildOf, fk_key};
 pub use subquery::InSubquery;
