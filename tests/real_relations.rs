@@ -338,19 +338,53 @@ fn deleting_the_root_of_a_chain_deeper_than_sqlites_cascade_limit() {
         let ada = member(&store, "Ada");
         let topic = topic(&store, "long", &ada, None);
         let first = chain(&store, &topic, 2000);
+        let changes = store.observe::<Reply>().unwrap();
+        let preview = store.preview_delete::<Reply>(&first.id);
         match (store.dialect(), store.delete(&first)) {
             // PostgreSQL follows the whole cascade.
-            (Dialect::Postgres, Ok(())) => assert_eq!(store.count::<Reply>().unwrap(), 0),
-            // SQLite stops at its trigger depth: a typed error, and nothing deleted.
+            (Dialect::Postgres, Ok(())) => {
+                assert_eq!(preview.unwrap().removed_from("replies"), 2000);
+                assert_eq!(store.count::<Reply>().unwrap(), 0)
+            }
+            // SQLite stops at its trigger depth: a typed error, and nothing deleted; the
+            // preview says so, deleting nothing either.
             (Dialect::Sqlite, Err(Error::CascadeTooDeep { limit, .. })) => {
                 assert_eq!(limit, Error::SQLITE_CASCADE_LIMIT);
+                assert!(
+                    matches!(preview, Err(Error::CascadeTooDeep { .. })),
+                    "{preview:?}"
+                );
                 assert_eq!(store.count::<Reply>().unwrap(), 2000, "nothing deleted");
-                // Up to the limit, it works.
-                let second = store
-                    .query::<Reply>(|q| q.filter(replies::text.eq("reply 1001")))
+                // Up to the limit, it works, as its preview says.
+                let reply = |n: usize| {
+                    store
+                        .query::<Reply>(|q| q.filter(replies::text.eq(format!("reply {n}"))))
+                        .unwrap()
+                        .remove(0)
+                };
+                let at_the_limit = reply(1000);
+                let effects = store.preview_delete::<Reply>(&at_the_limit.id).unwrap();
+                assert_eq!(effects.removed_from("replies"), 1000);
+                assert_eq!(
+                    store.count::<Reply>().unwrap(),
+                    2000,
+                    "a preview deletes nothing"
+                );
+                assert!(
+                    changes.recv_timeout(Duration::from_millis(500)).is_none(),
+                    "nor is it observed"
+                );
+                store.delete(&at_the_limit).unwrap();
+                assert_eq!(store.count::<Reply>().unwrap(), 1000);
+                // Inside a transaction, the preview leaves it as it was.
+                store
+                    .transaction(|tx| {
+                        let effects = tx.preview_delete::<Reply>(&first.id)?;
+                        assert_eq!(effects.removed_from("replies"), 1000);
+                        assert_eq!(tx.count::<Reply>()?, 1000);
+                        Ok::<_, Error>(())
+                    })
                     .unwrap();
-                store.delete(&second[0]).unwrap();
-                assert_eq!(store.count::<Reply>().unwrap(), 1001);
             }
             (dialect, outcome) => panic!("{dialect:?}: {outcome:?}"),
         }

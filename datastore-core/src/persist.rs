@@ -11,7 +11,7 @@ use crate::backend::{CHUNK, MAX_BIND_PARAMS, dispatch, transaction};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
 use crate::relations::{DeleteEffects, Purpose, plan_delete, restrict};
-use crate::schema::KeyKind;
+use crate::schema::{Dialect, KeyKind};
 use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
 
 /// A model's typed data access on one connection `C`.
@@ -293,7 +293,9 @@ pub trait Persist<C: Connection>: Model {
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize>;
 
     /// What deleting the row with this key would do, read in one read transaction (or in the
-    /// transaction open on `conn`); [`Error::NotFound`] if there is no such row.
+    /// transaction open on `conn`); [`Error::NotFound`] if there is no such row,
+    /// [`Error::CascadeTooDeep`] if the delete would fail so: see
+    /// [`Repo::preview_delete`](crate::Repo::preview_delete).
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -505,11 +507,23 @@ where
     }
 
     fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
-        conn.read_transaction(|conn| {
-            match plan_delete(conn, M::declaration(), key, Purpose::Preview)? {
-                Some(plan) => Ok(plan.effects),
-                None => Err(Error::not_found(M::TABLE_NAME, key.describe())),
+        let plan = |conn: &mut C| {
+            plan_delete(conn, M::declaration(), key, Purpose::Preview)?
+                .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))
+        };
+        let effects = conn.read_transaction(|conn| plan(conn).map(|plan| plan.effects))?;
+        if !may_cascade_too_deep(conn, &effects) {
+            return Ok(effects);
+        }
+        // SQLite follows a cascade as nested triggers, each row's actions inside the one that
+        // reached it, in an order of its own: whether this one goes too deep is found by
+        // deleting and undoing it, with the right to write held from the start.
+        conn.write_transaction(|conn| {
+            let effects = plan(conn)?.effects;
+            if may_cascade_too_deep(conn, &effects) {
+                delete_and_undo::<M, C>(conn, key)?;
             }
+            Ok(effects)
         })
     }
 
@@ -532,6 +546,46 @@ where
             }
             Ok(plan.effects)
         })
+    }
+}
+
+/// Whether a delete with these effects may go deeper than SQLite follows a cascade
+/// ([`Error::CascadeTooDeep`]): on SQLite, when it reaches as many rows as its trigger depth,
+/// each level of a cascade being a row at least.
+fn may_cascade_too_deep<C: NativeConnection>(conn: &C, effects: &DeleteEffects) -> bool {
+    let reached: u64 = effects
+        .removed
+        .iter()
+        .chain(&effects.set_null)
+        .map(|rows| rows.rows)
+        .sum();
+    conn.dialect() == Dialect::Sqlite
+        && !effects.is_refused()
+        && reached >= u64::from(Error::SQLITE_CASCADE_LIMIT)
+}
+
+/// Deletes the row of `M` with this key and undoes it at once, in a savepoint: `Ok` if the
+/// delete succeeds, its error if it fails.
+fn delete_and_undo<M: Statements<C>, C: NativeConnection>(
+    conn: &mut C,
+    key: &M::Key,
+) -> Result<()> {
+    /// How the savepoint ends: rolled back either way.
+    enum Tried {
+        Deleted,
+        Failed(Error),
+    }
+    impl From<diesel::result::Error> for Tried {
+        fn from(e: diesel::result::Error) -> Self {
+            Tried::Failed(e.into())
+        }
+    }
+    match conn.transaction::<(), Tried, _>(|conn| {
+        M::delete_key(conn, key)?;
+        Err(Tried::Deleted)
+    }) {
+        Ok(()) | Err(Tried::Deleted) => Ok(()),
+        Err(Tried::Failed(e)) => Err(e),
     }
 }
 

@@ -260,7 +260,10 @@ pub trait Repo: Connection + Sized {
     /// would remove (per table), the rows whose foreign key it would set to `NULL`, and the
     /// rows that refuse it (a many-to-many's join rows). Read in one read transaction (or in
     /// the transaction open on this connection); a delete run right after on the same data
-    /// does exactly that. [`Error::NotFound`] if there is no such row.
+    /// does exactly that. [`Error::NotFound`] if there is no such row;
+    /// [`Error::CascadeTooDeep`] if the delete would fail so (SQLite: a cascade reaching
+    /// [`Error::SQLITE_CASCADE_LIMIT`] rows or more is tried in a savepoint and undone, so such
+    /// a preview writes, and waits for the right to).
     ///
     /// ```
     /// use datastore::prelude::*;
