@@ -631,6 +631,16 @@ fn names_of(changes: &[SchemaChange], pick: impl Fn(&SchemaChange) -> Option<&Na
         .collect()
 }
 
+/// Whether one of `tables` references another one of them.
+fn reference_each_other(tables: &[&Table]) -> bool {
+    tables.iter().any(|table| {
+        table
+            .foreign_keys
+            .iter()
+            .any(|fk| fk.references != table.name && tables.iter().any(|t| t.name == fk.references))
+    })
+}
+
 /// Renders the changes as a migration. A rebuild runs with foreign-key enforcement off, which
 /// SQLite only allows outside a transaction, so such a migration opens its own and checks the
 /// foreign keys before it commits.
@@ -704,9 +714,16 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
         && changes
             .iter()
             .any(|c| matches!(c, SchemaChange::RebuildTable { .. }));
-    let wrap = |statements: Vec<String>| {
+    let wrap = |statements: Vec<String>, drops: Vec<&Table>| {
         let body = statements.join("\n");
-        if outside_transaction {
+        if !outside_transaction && dialect.rebuilds_tables() && reference_each_other(&drops) {
+            format!(
+                "-- Drops tables referencing each other: SQLite first deletes a dropped table's \
+                 rows, which\n-- the others' rows still reference until they go too; the \
+                 foreign keys are checked\n-- at the commit.\n\
+                 PRAGMA defer_foreign_keys = ON;\n{body}\n"
+            )
+        } else if outside_transaction {
             format!(
                 "-- Rebuilds a table: foreign keys are off so that dropping the old table does not\n\
                  -- cascade; they are checked before commit. SQLite drops the table's triggers\n\
@@ -722,10 +739,24 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
             format!("{body}\n")
         }
     };
+    let dropped =
+        |pick: fn(&SchemaChange) -> Option<&Table>| changes.iter().filter_map(pick).collect();
     Migration {
         changes: changes.to_vec(),
-        up: wrap(up),
-        down: wrap(down),
+        up: wrap(
+            up,
+            dropped(|c| match c {
+                SchemaChange::DropTable(t) => Some(t),
+                _ => None,
+            }),
+        ),
+        down: wrap(
+            down,
+            dropped(|c| match c {
+                SchemaChange::CreateTable(t) => Some(t),
+                _ => None,
+            }),
+        ),
         outside_transaction,
         lossy,
         missing_defaults,
