@@ -391,6 +391,35 @@ fn deleting_the_root_of_a_chain_deeper_than_sqlites_cascade_limit() {
     }
 }
 
+/// Beside a transaction its thread holds open, a preview may not write (it would wait for that
+/// transaction): it reads, and says what it read.
+#[test]
+fn a_deep_preview_beside_a_transaction_reads_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("forum.db"))
+        .schema(forum::schema())
+        .open()
+        .unwrap();
+    let ada = member(&store, "Ada");
+    let topic = topic(&store, "long", &ada, None);
+    let first = chain(&store, &topic, 1500);
+    store
+        .transaction(|tx| {
+            tx.save(Member {
+                name: "Bob".into(),
+                ..Member::default()
+            })?;
+            let beside = store.preview_delete::<Reply>(&first.id)?;
+            assert_eq!(beside.removed_from("replies"), 1500);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    assert!(matches!(
+        store.preview_delete::<Reply>(&first.id),
+        Err(Error::CascadeTooDeep { .. })
+    ));
+}
+
 /// `(table, rows)` of every table of the forum.
 fn counts(store: &Store) -> [(&'static str, usize); 3] {
     [

@@ -984,10 +984,13 @@ mod ledger {
         pub account_id: Id,
     }
 
+    /// An account's own label goes with it.
     #[derive(Model, Debug, Clone, PartialEq, Default)]
     pub struct Label {
         #[primary_key]
         pub id: Id,
+        #[belongs_to(Account, on_delete = cascade)]
+        pub owner_id: Option<Id>,
     }
 
     #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -1000,6 +1003,25 @@ mod ledger {
         pub label_id: Id,
         #[has_many(LabelNote)]
         pub notes: HasMany<LabelNote>,
+        #[many_to_many(Flag, through = LinkFlag)]
+        pub flags: ManyToMany<Flag>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Flag {
+        #[primary_key]
+        pub id: Id,
+    }
+
+    /// A link to a link.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct LinkFlag {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(AccountLabel)]
+        pub account_label_id: Id,
+        #[belongs_to(Flag)]
+        pub flag_id: Id,
     }
 
     /// Goes with its link.
@@ -1028,18 +1050,30 @@ mod ledger {
             .model::<AccountLabel>()
             .model::<LabelNote>()
             .model::<Audit>()
+            .model::<Flag>()
+            .model::<LinkFlag>()
     }
 }
 
 /// `unlink_and_delete` deletes links, and what their delete cascades to, and nothing else: a
 /// row that refuses the delete without linking (directly, or below a link) refuses it whole.
 fn unlinking_deletes_only_links(store: Store) {
-    use ledger::{Account, AccountLabel, Audit, Invoice, Label, LabelNote};
+    use ledger::{Account, AccountLabel, Audit, Flag, Invoice, Label, LabelNote, LinkFlag};
     let mut conn = store.conn().unwrap();
     let account = conn.save(Account::default()).unwrap();
     let label = conn.save(Label::default()).unwrap();
     account.link_labels(&mut conn, &label).unwrap();
     let link = AccountLabel::all(&mut conn).unwrap().remove(0);
+    // Its own label, linked too: that link is reached by both its keys.
+    let own = conn
+        .save(Label {
+            owner_id: Some(account.id),
+            ..Label::default()
+        })
+        .unwrap();
+    account.link_labels(&mut conn, &own).unwrap();
+    let flag = conn.save(Flag::default()).unwrap();
+    link.link_flags(&mut conn, &flag).unwrap();
     conn.save(LabelNote {
         account_label_id: link.id,
         ..LabelNote::default()
@@ -1064,6 +1098,7 @@ fn unlinking_deletes_only_links(store: Store) {
             conn.count::<AccountLabel>().unwrap(),
             conn.count::<LabelNote>().unwrap(),
             conn.count::<Audit>().unwrap(),
+            conn.count::<LinkFlag>().unwrap(),
         )
     };
     let refused = |err: Error| match err {
@@ -1081,7 +1116,7 @@ fn unlinking_deletes_only_links(store: Store) {
         refused(store.unlink_and_delete::<Account>(&account.id).unwrap_err()),
         ("invoices".to_owned(), None, 1)
     );
-    assert_eq!(counts(), (1, 1, 1, 1, 1), "nothing was deleted");
+    assert_eq!(counts(), (1, 1, 2, 1, 1, 1), "nothing was deleted");
     store.delete(&invoice).unwrap();
 
     // The audit keeps the link, and so the account.
@@ -1089,21 +1124,30 @@ fn unlinking_deletes_only_links(store: Store) {
         refused(store.unlink_and_delete::<Account>(&account.id).unwrap_err()),
         ("audits".to_owned(), Some("account_labels".to_owned()), 1)
     );
-    assert_eq!(counts(), (1, 0, 1, 1, 1), "nothing was deleted");
+    assert_eq!(counts(), (1, 0, 2, 1, 1, 1), "nothing was deleted");
     store.delete(&audit).unwrap();
 
-    // The link goes, with its note, and the effects say so.
+    // The links go, the flag's link first, the note with its link, the own label with the
+    // account; each row counted once, and the effects say so.
     let effects = store.unlink_and_delete::<Account>(&account.id).unwrap();
-    assert_eq!(counts(), (0, 0, 0, 0, 0));
+    assert_eq!(counts(), (0, 0, 0, 0, 0, 0));
     assert_eq!(
         (
             effects.removed_from("accounts"),
             effects.refused_by_rows_of("account_labels"),
+            effects.refused_by_rows_of("link_flags"),
             effects.removed_from("label_notes"),
+            effects.removed_from("labels"),
         ),
-        (1, 1, 1)
+        (1, 2, 1, 1, 1),
+        "{effects}"
     );
-    assert_eq!(store.count::<Label>().unwrap(), 1, "the label stays");
+    assert_eq!(
+        store.all::<Label>().unwrap(),
+        [label],
+        "the other label stays"
+    );
+    assert_eq!(store.count::<Flag>().unwrap(), 1, "the flag stays");
 }
 
 on_each_backend!(unlinking_deletes_only_links, ledger::schema);

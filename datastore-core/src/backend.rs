@@ -400,12 +400,12 @@ impl sealed::Native for diesel::SqliteConnection {
 
     fn catalog_unique_pairs(&mut self) -> diesel::QueryResult<Vec<(String, String, String)>> {
         // A composite primary key has an index of its own (`origin = 'pk'`); an index on an
-        // expression names no column there.
+        // expression names no column there; a partial index makes only some rows unique.
         let rows: Vec<UniquePair> = diesel::sql_query(
             r#"SELECT m.name AS table_name, min(i.name) AS a, max(i.name) AS b
                FROM sqlite_master AS m, pragma_index_list(m.name) AS l,
                     pragma_index_info(l.name) AS i
-               WHERE m.type = 'table' AND l."unique" = 1
+               WHERE m.type = 'table' AND l."unique" = 1 AND l.partial = 0
                GROUP BY m.name, l.name
                HAVING count(*) = 2 AND count(i.name) = 2"#,
         )
@@ -526,7 +526,8 @@ impl sealed::Native for diesel::PgConnection {
                ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
              JOIN pg_catalog.pg_attribute AS b \
                ON b.attrelid = i.indrelid AND b.attnum = i.indkey[1] \
-             WHERE i.indisunique AND i.indnkeyatts = 2 AND i.indexprs IS NULL \
+             WHERE i.indisunique AND i.indisvalid AND i.indnkeyatts = 2 \
+               AND i.indexprs IS NULL AND i.indpred IS NULL \
                AND pg_catalog.pg_table_is_visible(i.indrelid)",
         )
         .load(self)?;

@@ -691,6 +691,19 @@ impl Error {
     /// ```
     pub const SQLITE_CASCADE_LIMIT: u32 = 1000;
 
+    /// Whether this is a write the connection refused as read-only: SQLite's `query_only` (a
+    /// connection lent inside a store transaction) or a read-only database, PostgreSQL's
+    /// read-only transaction.
+    pub(crate) fn is_read_only_refusal(&self) -> bool {
+        match self {
+            Error::WriteOutsideTransaction => true,
+            Error::Database(DieselError::DatabaseError(kind, info)) => {
+                is_read_only_refusal(*kind, info.message())
+            }
+            _ => false,
+        }
+    }
+
     /// The constraint violation behind this error, if it is one.
     ///
     /// ```

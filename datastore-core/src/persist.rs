@@ -511,20 +511,26 @@ where
             plan_delete(conn, M::declaration(), key, Purpose::Preview)?
                 .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))
         };
-        let effects = conn.read_transaction(|conn| plan(conn).map(|plan| plan.effects))?;
-        if !may_cascade_too_deep(conn, &effects) {
-            return Ok(effects);
+        let read = conn.read_transaction(plan)?;
+        if conn.dialect() != Dialect::Sqlite || !read.may_cascade_too_deep() {
+            return Ok(read.effects);
         }
         // SQLite follows a cascade as nested triggers, each row's actions inside the one that
-        // reached it, in an order of its own: whether this one goes too deep is found by
-        // deleting and undoing it, with the right to write held from the start.
-        conn.write_transaction(|conn| {
-            let effects = plan(conn)?.effects;
-            if may_cascade_too_deep(conn, &effects) {
+        // reached it, in an order of its own: whether one through a cycle of tables goes too
+        // deep is found by deleting and undoing it, with the right to write held from the start.
+        let tried: Result<DeleteEffects> = conn.write_transaction(|conn| {
+            let plan = plan(conn)?;
+            if plan.may_cascade_too_deep() {
                 delete_and_undo::<M, C>(conn, key)?;
             }
-            Ok(effects)
-        })
+            Ok(plan.effects)
+        });
+        match tried {
+            // A connection that may not write (lent beside a store transaction, or on a
+            // read-only database) previews what it can read.
+            Err(e) if e.is_read_only_refusal() => Ok(read.effects),
+            tried => tried,
+        }
     }
 
     fn unlink_and_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
@@ -549,21 +555,6 @@ where
     }
 }
 
-/// Whether a delete with these effects may go deeper than SQLite follows a cascade
-/// ([`Error::CascadeTooDeep`]): on SQLite, when it reaches as many rows as its trigger depth,
-/// each level of a cascade being a row at least.
-fn may_cascade_too_deep<C: NativeConnection>(conn: &C, effects: &DeleteEffects) -> bool {
-    let reached: u64 = effects
-        .removed
-        .iter()
-        .chain(&effects.set_null)
-        .map(|rows| rows.rows)
-        .sum();
-    conn.dialect() == Dialect::Sqlite
-        && !effects.is_refused()
-        && reached >= u64::from(Error::SQLITE_CASCADE_LIMIT)
-}
-
 /// Deletes the row of `M` with this key and undoes it at once, in a savepoint: `Ok` if the
 /// delete succeeds, its error if it fails.
 fn delete_and_undo<M: Statements<C>, C: NativeConnection>(
@@ -580,9 +571,9 @@ fn delete_and_undo<M: Statements<C>, C: NativeConnection>(
             Tried::Failed(e.into())
         }
     }
-    match conn.transaction::<(), Tried, _>(|conn| {
+    match transaction(conn, |conn| {
         M::delete_key(conn, key)?;
-        Err(Tried::Deleted)
+        Err::<(), _>(Tried::Deleted)
     }) {
         Ok(()) | Err(Tried::Deleted) => Ok(()),
         Err(Tried::Failed(e)) => Err(e),

@@ -261,9 +261,11 @@ pub trait Repo: Connection + Sized {
     /// rows that refuse it (a many-to-many's join rows). Read in one read transaction (or in
     /// the transaction open on this connection); a delete run right after on the same data
     /// does exactly that. [`Error::NotFound`] if there is no such row;
-    /// [`Error::CascadeTooDeep`] if the delete would fail so (SQLite: a cascade reaching
-    /// [`Error::SQLITE_CASCADE_LIMIT`] rows or more is tried in a savepoint and undone, so such
-    /// a preview writes, and waits for the right to).
+    /// [`Error::CascadeTooDeep`] if the delete would fail so (SQLite: a cascade through tables
+    /// that cycle, as a self-reference does, reaching [`Error::SQLITE_CASCADE_LIMIT`] rows or
+    /// more, is tried in a savepoint and undone, so such a preview writes, and waits for the
+    /// right to; on a connection that may not write, such as one lent beside a store
+    /// transaction, it says what it reads without that check).
     ///
     /// ```
     /// use datastore::prelude::*;

@@ -252,9 +252,11 @@ pub(crate) struct Plan {
     /// Per refusing link's foreign key, its table and column and the literals of the values
     /// it references among the rows the delete removes (for [`Purpose::Unlink`] only).
     refusing: Vec<(String, String, Vec<String>)>,
-    /// The first row found that refuses the delete and is no link, for
-    /// [`Purpose::Unlink`]: nothing may delete it.
+    /// The first rows found that refuse the delete and are no links, for
+    /// [`Purpose::Unlink`]: nothing may delete them.
     blocked: Option<Blocked>,
+    /// Whether the cascade goes round a cycle of tables.
+    cyclic: bool,
 }
 
 /// Rows that refuse an unlink and delete: see [`Plan::blocked`].
@@ -275,10 +277,27 @@ impl Plan {
         self.blocked.as_ref()
     }
 
+    /// Whether the delete may go deeper than SQLite follows a cascade
+    /// ([`Error::CascadeTooDeep`](crate::Error::CascadeTooDeep)): one level is a row at least,
+    /// and a cascade through tables that do not cycle is no deeper than they are many.
+    pub fn may_cascade_too_deep(&self) -> bool {
+        let reached: u64 = self
+            .effects
+            .removed
+            .iter()
+            .chain(&self.effects.set_null)
+            .map(|rows| rows.rows)
+            .sum();
+        self.cyclic
+            && !self.effects.is_refused()
+            && reached >= u64::from(crate::Error::SQLITE_CASCADE_LIMIT)
+    }
+
     /// Deletes the links that refuse the delete (and, by the database's own rules, what
-    /// their delete cascades to).
+    /// their delete cascades to): the last reached first, so that a link below another goes
+    /// before it.
     pub fn unlink<C: NativeConnection>(&self, conn: &mut C) -> diesel::QueryResult<()> {
-        for (table, column, literals) in &self.refusing {
+        for (table, column, literals) in self.refusing.iter().rev() {
             for chunk in literals.chunks(CHUNK) {
                 conn.batch_execute(&format!(
                     "DELETE FROM {} WHERE {} IN ({})",
@@ -335,8 +354,12 @@ pub(crate) fn plan<C: NativeConnection>(
     let mut removed: Vec<(&str, Reached)> = vec![(root, Reached::default())];
     let mut set_null: Vec<((&str, &str), Reached)> = Vec::new();
     let mut refused: Vec<((&str, &str), Reached)> = Vec::new();
+    // The links an unlink deletes, by the values their key references, in the order they
+    // were reached.
     let mut refusing = Vec::new();
-    let mut blocked: Option<((&str, &str), Option<&str>)> = None;
+    // The rows that refuse an unlink and delete (no links), by table, key, and the table of
+    // the rows they reference when those are not the deleted row itself.
+    let mut blocking: Vec<(Refusing, Reached)> = Vec::new();
     // Rows reached whose children are yet to be read: their table, a referenced column, its
     // values as literals, and whether they are the deleted row itself.
     let mut pending: VecDeque<Pending> = VecDeque::new();
@@ -367,64 +390,138 @@ pub(crate) fn plan<C: NativeConnection>(
                         refusing.push((child.to_owned(), fk.column.to_string(), chunk.to_vec()));
                     }
                     OnDelete::Restrict => {
-                        let reached = entry(&mut refused, at);
-                        reached.extend(rows.into_iter().map(|(id, _)| id));
-                        if purpose == Purpose::Unlink && blocked.is_none() {
-                            blocked = Some((at, (!deleted_row).then_some(parent)));
+                        let ids: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+                        if purpose == Purpose::Unlink {
+                            let via = (!deleted_row).then_some(parent);
+                            entry(&mut blocking, (child, at.1, via)).extend(ids.iter().cloned());
                         }
+                        entry(&mut refused, at).extend(ids);
                     }
                 }
             }
         }
     }
 
-    let blocked = blocked.map(|(at, via)| Blocked {
-        table: at.0.to_owned(),
-        via: via.map(str::to_owned),
-        rows: refused
-            .iter()
-            .find(|(k, _)| *k == at)
-            .map_or(0, |(_, reached)| reached.len() as u64),
-    });
     let removed_rows: HashMap<&str, &HashSet<String>> =
         removed.iter().map(|(t, r)| (*t, r)).collect();
-    let affected = |(table, column): (&str, &str), rows: u64| AffectedRows {
+    let nothing = Reached::default();
+    let removed_from = |table: &str| removed_rows.get(table).copied().unwrap_or(&nothing);
+    // Links deleted are no rows set to NULL.
+    let mut unlinked: HashMap<&str, Reached> = HashMap::new();
+    for ((table, column), reached) in &refused {
+        if links.contains(&(*table, *column)) {
+            unlinked
+                .entry(table)
+                .or_default()
+                .extend(reached.iter().cloned());
+        }
+    }
+    let affected = |(table, column): (&str, &str), rows: usize| AffectedRows {
         table: table.to_owned(),
         column: Some(column.to_owned()),
-        rows,
+        rows: rows as u64,
+    };
+    let refused_by = {
+        // Each row once, under the first key that reached it; for an unlink, none the
+        // delete removes anyway.
+        let mut counted: HashMap<&str, Reached> = HashMap::new();
+        refused
+            .iter()
+            .map(|(at, reached)| {
+                let counted = counted.entry(at.0).or_insert_with(|| match purpose {
+                    Purpose::Preview => Reached::default(),
+                    Purpose::Unlink => removed_from(at.0).clone(),
+                });
+                let new = reached
+                    .iter()
+                    .filter(|id| counted.insert((*id).clone()))
+                    .count();
+                affected(*at, new)
+            })
+            .filter(|rows| rows.rows > 0)
+            .collect()
     };
     let effects = DeleteEffects {
         set_null: set_null
             .iter()
             .map(|(at, reached)| {
                 // A row the delete removes is not set to NULL.
-                let kept = match removed_rows.get(at.0) {
-                    Some(removed) => reached.difference(removed).count(),
-                    None => reached.len(),
+                let gone = |id: &String| {
+                    removed_from(at.0).contains(id)
+                        || unlinked.get(at.0).is_some_and(|rows| rows.contains(id))
                 };
-                affected(*at, kept as u64)
+                affected(*at, reached.iter().filter(|id| !gone(id)).count())
             })
             .filter(|rows| rows.rows > 0)
             .collect(),
-        refused_by: refused
-            .iter()
-            .map(|(at, reached)| affected(*at, reached.len() as u64))
-            .collect(),
+        refused_by,
         removed: removed
-            .into_iter()
+            .iter()
             .map(|(table, reached)| AffectedRows {
-                table: table.to_owned(),
+                table: (*table).to_owned(),
                 column: None,
                 rows: reached.len() as u64,
             })
             .collect(),
     };
+    let blocked = blocking.first().map(|((table, _, via), reached)| Blocked {
+        table: (*table).to_owned(),
+        via: via.map(str::to_owned),
+        rows: reached.len() as u64,
+    });
     Ok(Some(Plan {
         effects,
         refusing,
         blocked,
+        cyclic: cascades_in_a_cycle(&foreign_keys, removed.iter().map(|(table, _)| *table)),
     }))
 }
+
+/// Whether the cascade among `tables` goes round a cycle (a table whose rows cascade, through
+/// those tables, to rows of its own, as a self-reference does): only then can it go deeper
+/// than there are tables.
+fn cascades_in_a_cycle<'a>(
+    foreign_keys: &'a [(String, ForeignKey)],
+    tables: impl Iterator<Item = &'a str>,
+) -> bool {
+    let tables: Vec<&str> = tables.collect();
+    // Each table's cascades to the others: `(parent, child)`.
+    let edges: Vec<(&str, &str)> = foreign_keys
+        .iter()
+        .filter(|(child, fk)| {
+            fk.on_delete == OnDelete::Cascade
+                && tables.contains(&child.as_str())
+                && tables.contains(&&*fk.references)
+        })
+        .map(|(child, fk)| (&*fk.references, child.as_str()))
+        .collect();
+    let children = |parent: &str| {
+        edges
+            .iter()
+            .filter(|(p, _)| *p == parent)
+            .map(|(_, child)| *child)
+            .collect::<Vec<_>>()
+    };
+    // From each table, the tables its cascades reach: a cycle reaches its start again.
+    tables.iter().any(|&start| {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut next = children(start);
+        while let Some(table) = next.pop() {
+            if table == start {
+                return true;
+            }
+            if !seen.contains(&table) {
+                seen.push(table);
+                next.extend(children(table));
+            }
+        }
+        false
+    })
+}
+
+/// Rows that refuse an unlink and delete: their table, their key, and the table of the rows
+/// they reference when those are not the deleted row itself.
+type Refusing<'a> = (&'a str, &'a str, Option<&'a str>);
 
 /// A table's rows reached whose children are yet to be read: the table, a column other
 /// tables' foreign keys reference, its values as literals, and whether the rows are the
@@ -454,11 +551,11 @@ fn link_columns<'a>(
 }
 
 /// The entry of `at` in a list kept in the order entries were first made.
-fn entry<K: PartialEq + Copy>(list: &mut Vec<(K, Reached)>, at: K) -> &mut Reached {
+fn entry<K: PartialEq + Copy, V: Default>(list: &mut Vec<(K, V)>, at: K) -> &mut V {
     let i = match list.iter().position(|(k, _)| *k == at) {
         Some(i) => i,
         None => {
-            list.push((at, Reached::default()));
+            list.push((at, V::default()));
             list.len() - 1
         }
     };
