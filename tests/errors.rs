@@ -334,6 +334,17 @@ fn a_location_that_cannot_be_opened_as_given_is_refused_before_connecting() {
         }) => assert!(message.contains("postgres_schema"), "{message}"),
         other => panic!("expected a location error, got {other:?}"),
     }
+    // A database in memory each connection would open anew: the store's connections would
+    // not share it.
+    for url in ["file:blog?mode=memory", "file:blog?vfs=memdb"] {
+        match Store::open(url, datastore::embed_migrations!()) {
+            Err(Error::Connection {
+                source: ConnectionFailure::Location(message),
+                ..
+            }) => assert!(message.contains("cache=shared"), "{message}"),
+            other => panic!("{url}: expected a location error, got {other:?}"),
+        }
+    }
     // The drivers take text: a path that is not UTF-8 is refused, not mangled.
     #[cfg(unix)]
     {
@@ -614,4 +625,29 @@ fn on_postgres_a_connection_lost_in_a_store_call_is_a_connection_error() {
         other => panic!("expected a lost connection, got {other:?}"),
     }
     assert_eq!(store.count::<User>().unwrap(), 1);
+}
+
+/// Every way of naming a database in memory that the store's connections can share opens one
+/// database, which lives as long as the store: what one connection writes, the others read.
+#[test]
+fn a_database_in_memory_is_one_database_for_the_whole_pool() {
+    for url in [
+        ":memory:",
+        "file::memory:",
+        "file::memory:?cache=shared",
+        "file:errors-shared?mode=memory&cache=shared",
+        "file:/errors-memdb?vfs=memdb",
+    ] {
+        let store = Store::builder(url)
+            .migrations(datastore::embed_migrations!())
+            .pool_size(3)
+            .open()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let saved = store.save(user("nadia")).unwrap();
+        // Three connections at once, each reading what the first wrote.
+        let conns: Vec<_> = (0..3).map(|_| store.conn().unwrap()).collect();
+        for mut conn in conns {
+            assert_eq!(conn.get::<User>(&saved.id).unwrap(), saved, "{url}");
+        }
+    }
 }

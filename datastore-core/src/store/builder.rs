@@ -374,7 +374,7 @@ impl StoreBuilder {
             ));
         }
         if let Some(schema) = &self.postgres_schema {
-            if database_url(&self.url).0 != Dialect::Postgres {
+            if !is_postgres(&self.url) {
                 return Err(Error::connection(
                     &self.url,
                     ConnectionFailure::Location,
@@ -383,7 +383,9 @@ impl StoreBuilder {
             }
             self.url = url::with_search_path(&self.url, schema);
         }
-        let (dialect, database, in_memory) = database_url(&self.url);
+        let (dialect, database, in_memory) = database_url(&self.url).map_err(|reason| {
+            Error::connection(&self.url, ConnectionFailure::Location, reason)
+        })?;
         self.setup.wal = !in_memory;
         let manager = BackendManager {
             url: database.clone(),
@@ -444,34 +446,124 @@ impl StoreBuilder {
 /// The backend a URL names.
 #[cfg(feature = "cli")]
 pub(crate) fn dialect_of(url: &str) -> Dialect {
-    database_url(url).0
+    if is_postgres(url) {
+        Dialect::Postgres
+    } else {
+        Dialect::Sqlite
+    }
 }
 
-/// The backend a URL names, the URL its driver opens, and whether it is a memory database.
-/// `:memory:` becomes a named in-memory database (SQLite's `memdb` VFS) so that every pooled
-/// connection sees the same data, with real locking between them.
-fn database_url(url: &str) -> (Dialect, String, bool) {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return (Dialect::Postgres, url.to_owned(), false);
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The backend a URL names, the URL its driver opens, and whether it is a memory database;
+/// or why the store cannot open it.
+///
+/// A store's connections must all reach one database: `:memory:` (or `file::memory:`)
+/// becomes a named in-memory database of its own (SQLite's `memdb` VFS), with real locking
+/// between the connections; a memory database every connection would open anew (a `file:`
+/// URI with `mode=memory`, or a `memdb` name without its leading `/`, and no
+/// `cache=shared`) is refused.
+fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), String> {
+    if is_postgres(url) {
+        return Ok((Dialect::Postgres, url.to_owned(), false));
     }
     let url = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
-    if url == ":memory:" {
-        (
-            Dialect::Sqlite,
-            format!(
-                "file:/datastore-{}?vfs=memdb",
-                uuid::Uuid::new_v4().simple()
-            ),
-            true,
+    let own_memory = || {
+        format!(
+            "file:/datastore-{}?vfs=memdb",
+            uuid::Uuid::new_v4().simple()
         )
-    } else {
-        (
-            Dialect::Sqlite,
-            url.to_owned(),
-            url.contains("vfs=memdb") || url.contains("mode=memory"),
-        )
+    };
+    match SqliteMemory::of(url) {
+        SqliteMemory::None => Ok((Dialect::Sqlite, url.to_owned(), false)),
+        SqliteMemory::Shared => Ok((Dialect::Sqlite, url.to_owned(), true)),
+        SqliteMemory::Anonymous => Ok((Dialect::Sqlite, own_memory(), true)),
+        SqliteMemory::PerConnection => Err(format!(
+            "{url} is a database in memory that each connection opens anew, so the store's \
+             connections would not share it: use `:memory:`, a name starting with `/` with \
+             `vfs=memdb`, or add `cache=shared`"
+        )),
+    }
+}
+
+/// Whether SQLite opens a filename or `file:` URI in memory, and for whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqliteMemory {
+    /// A file.
+    None,
+    /// `:memory:` or `file::memory:` without `cache=shared`: a database of the connection's
+    /// own, which the store makes one of its own.
+    Anonymous,
+    /// A database in memory every connection opening the URI reaches (`cache=shared`, or a
+    /// `memdb` name starting with `/`).
+    Shared,
+    /// A named database in memory each connection opens anew.
+    PerConnection,
+}
+
+impl SqliteMemory {
+    fn of(url: &str) -> Self {
+        if url == ":memory:" {
+            return Self::Anonymous;
+        }
+        let Some(uri) = url.strip_prefix("file:") else {
+            return Self::None;
+        };
+        let uri = uri.split('#').next().unwrap_or_default();
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        // `file://host/path`: the path starts at the authority's end.
+        let path = match path.strip_prefix("//") {
+            Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
+            None => path,
+        };
+        let param = |key: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v)
+                .next_back()
+        };
+        let memdb = param("vfs") == Some("memdb");
+        if path != ":memory:" && param("mode") != Some("memory") && !memdb {
+            return Self::None;
+        }
+        if param("cache") == Some("shared") || (memdb && path.starts_with('/')) {
+            Self::Shared
+        } else if path == ":memory:" {
+            Self::Anonymous
+        } else {
+            Self::PerConnection
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteMemory;
+
+    #[test]
+    fn memory_databases_are_told_by_what_sqlite_opens() {
+        for (url, memory) in [
+            ("blog.db", SqliteMemory::None),
+            ("file:blog.db?mode=rwc", SqliteMemory::None),
+            ("file:///tmp/blog.db", SqliteMemory::None),
+            (":memory:", SqliteMemory::Anonymous),
+            ("file::memory:", SqliteMemory::Anonymous),
+            ("file::memory:?cache=private", SqliteMemory::Anonymous),
+            ("file::memory:?cache=shared", SqliteMemory::Shared),
+            ("file:blog?mode=memory&cache=shared", SqliteMemory::Shared),
+            ("file:/blog?vfs=memdb", SqliteMemory::Shared),
+            ("file:blog?mode=memory", SqliteMemory::PerConnection),
+            ("file:blog?vfs=memdb", SqliteMemory::PerConnection),
+            ("file:blog.db#mode=memory", SqliteMemory::None),
+        ] {
+            assert_eq!(SqliteMemory::of(url), memory, "{url}");
+        }
     }
 }
