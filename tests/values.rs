@@ -45,8 +45,19 @@ pub struct Outline {
     pub sections: Vec<Outline>,
 }
 
+/// An instant.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Stamp {
+    #[primary_key]
+    pub id: Id,
+    pub at: Timestamp,
+}
+
 fn schema() -> Schema {
-    Schema::new().model::<Reading>().model::<Document>()
+    Schema::new()
+        .model::<Reading>()
+        .model::<Document>()
+        .model::<Stamp>()
 }
 
 /// One test body, run on SQLite in memory and on the PostgreSQL server (in a schema of its
@@ -345,5 +356,26 @@ per_backend!(
             matches!(&err, Error::OutOfRange { value, field_type: "i16", .. } if value == "70000"),
             "{err:?}"
         );
+    }
+);
+
+per_backend!(
+    fn an_instant_no_timestamp_can_hold_is_refused_when_read(store) {
+        let stamp = store.save(Stamp::default()).unwrap();
+        // PostgreSQL's infinities, and the years past chrono's range that PostgreSQL holds;
+        // SQLite's text that is no instant.
+        let stored = match store.dialect() {
+            Dialect::Postgres => &["'infinity'", "'-infinity'", "'294000-01-01 00:00:00Z'"][..],
+            _ => &["'infinity'", "'2026-13-01T00:00:00Z'"][..],
+        };
+        for value in stored {
+            store
+                .conn()
+                .unwrap()
+                .batch_execute(&format!("UPDATE stamps SET at = {value}"))
+                .unwrap();
+            assert!(store.find::<Stamp>(&stamp.id).is_err(), "{value}");
+            assert!(store.all::<Stamp>().is_err(), "{value}");
+        }
     }
 );

@@ -24,18 +24,7 @@ use super::text_bind::{TEXT_CAPACITY, Text};
 /// assert!(Timestamp::now() > t);
 /// ```
 #[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    AsExpression,
-    FromSqlRow,
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, AsExpression, FromSqlRow,
 )]
 #[serde(transparent)]
 #[diesel(sql_type = sql_types::TimestampUtc)]
@@ -199,6 +188,22 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
+/// Read as `chrono` reads a `DateTime<Utc>`, then truncated to microseconds as
+/// `Timestamp::from` does: the value saved is the value read back.
+///
+/// ```
+/// use datastore::Timestamp;
+///
+/// let read: Timestamp = serde_json::from_str("\"2026-11-25T11:47:27.123456789Z\"").unwrap();
+/// let micros: Timestamp = "2026-11-25T11:47:27.123456Z".parse().unwrap();
+/// assert_eq!(read, micros);
+/// ```
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        DateTime::<Utc>::deserialize(deserializer).map(Self::from)
+    }
+}
+
 impl From<Timestamp> for DateTime<Utc> {
     fn from(t: Timestamp) -> Self {
         t.0
@@ -269,7 +274,12 @@ impl FromSql<sql_types::TimestampUtc, diesel::pg::Pg> for Timestamp {
             .try_into()
             .map_err(|_| "a timestamptz is 8 bytes")?;
         let micros = i64::from_be_bytes(bytes);
-        Ok(Self(pg_epoch() + chrono::Duration::microseconds(micros)))
+        // PostgreSQL's `infinity` and `-infinity` are the two extreme counts; years past
+        // chrono's ±262,143 are counts too.
+        pg_epoch()
+            .checked_add_signed(chrono::Duration::microseconds(micros))
+            .map(Self)
+            .ok_or_else(|| "timestamptz out of the range a Timestamp holds (an infinity?)".into())
     }
 }
 
