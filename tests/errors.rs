@@ -232,6 +232,37 @@ fn every_pooled_connection_has_foreign_keys_busy_timeout_and_wal() {
     }
 }
 
+/// A busy timeout means the same on both backends at its extremes: none shorter than 1 ms
+/// (PostgreSQL's 0 would wait without end), none longer than SQLite counts.
+#[test]
+fn a_busy_timeout_is_bounded_alike_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_timeout = |timeout: Duration| -> i64 {
+        let store = Store::builder(dir.path().join("bounds.db"))
+            .busy_timeout(timeout)
+            .open()
+            .unwrap();
+        diesel::select(diesel::dsl::sql::<BigInt>(
+            "(SELECT timeout FROM pragma_busy_timeout)",
+        ))
+        .get_result(&mut *store.conn().unwrap())
+        .unwrap()
+    };
+    assert_eq!(sqlite_timeout(Duration::MAX), i64::from(i32::MAX));
+    assert_eq!(sqlite_timeout(Duration::ZERO), 1);
+    if let Some(url) = common::postgres_url() {
+        let store = Store::builder(&url)
+            .busy_timeout(Duration::ZERO)
+            .open()
+            .unwrap();
+        let lock_timeout: String =
+            diesel::select(diesel::dsl::sql::<Text>("current_setting('lock_timeout')"))
+                .get_result(&mut *store.conn().unwrap())
+                .unwrap();
+        assert_eq!(lock_timeout, "1ms");
+    }
+}
+
 #[test]
 fn a_memory_store_shares_one_database_across_its_pool() {
     let store = memory_store();

@@ -191,7 +191,9 @@ impl StoreBuilder {
     }
 
     /// How long a statement waits for a lock held by another connection before failing with
-    /// [`Error::Busy`] (default 5 s). On PostgreSQL it also bounds how long the first
+    /// [`Error::Busy`] (default 5 s), from 1 ms (PostgreSQL's `lock_timeout` of 0 would wait
+    /// without end) to 2^31 - 1 ms, about 24.8 days (the most SQLite counts): a value outside
+    /// is taken as the nearer bound. On PostgreSQL it also bounds how long the first
     /// subscription waits for the logical feed to start, which waits for every transaction
     /// running on the server to end.
     ///
@@ -212,7 +214,7 @@ impl StoreBuilder {
     /// # }
     /// ```
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.setup.busy_timeout = timeout;
+        self.setup.busy_timeout = timeout.clamp(MIN_BUSY_TIMEOUT, MAX_BUSY_TIMEOUT);
         self
     }
 
@@ -383,9 +385,8 @@ impl StoreBuilder {
             }
             self.url = url::with_search_path(&self.url, schema);
         }
-        let (dialect, database, in_memory) = database_url(&self.url).map_err(|reason| {
-            Error::connection(&self.url, ConnectionFailure::Location, reason)
-        })?;
+        let (dialect, database, in_memory) = database_url(&self.url)
+            .map_err(|reason| Error::connection(&self.url, ConnectionFailure::Location, reason))?;
         self.setup.wal = !in_memory;
         let manager = BackendManager {
             url: database.clone(),
@@ -442,6 +443,11 @@ impl StoreBuilder {
         })
     }
 }
+
+/// The shortest busy timeout: on PostgreSQL, a `lock_timeout` of 0 means none.
+const MIN_BUSY_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest busy timeout: SQLite reads `busy_timeout` as a 32-bit count of milliseconds.
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The backend a URL names.
 #[cfg(feature = "cli")]
