@@ -379,3 +379,50 @@ per_backend!(
         }
     }
 );
+
+/// Runs `postgres` on PostgreSQL, `sqlite` on SQLite.
+fn change(store: &Store, postgres: &str, sqlite: &str) {
+    let sql = match store.dialect() {
+        Dialect::Postgres => postgres,
+        _ => sqlite,
+    };
+    store.conn().unwrap().batch_execute(sql).unwrap();
+}
+
+per_backend!(
+    fn text_in_a_number_column_is_refused_not_read_as_a_number(store) {
+        let reading = store.save(Reading { count: 1234, ..Reading::default() }).unwrap();
+        let mut conn = store.conn().unwrap();
+        if store.dialect() != Dialect::Postgres {
+            // A STRICT table holds no text in a number column.
+            assert!(conn.batch_execute("UPDATE readings SET count = '1234 apples'").is_err());
+            return;
+        }
+        // As another program (or a newer schema, during a rolling deploy) may have made it:
+        // the text's bytes would be another number (`"1234"` is the integer 825373492).
+        conn.batch_execute("ALTER TABLE readings ALTER COLUMN count TYPE text")
+            .unwrap();
+        drop(conn);
+        let err = store.get::<Reading>(&reading.id).unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange { value, field_type: "i32", .. }
+                if value == "\"1234\""),
+            "{err:?}"
+        );
+    }
+);
+
+per_backend!(
+    fn a_number_column_of_another_type_reads_the_number_it_holds(store) {
+        let reading = store.save(Reading { exact: 2.5, narrow: 0.5, ..Reading::default() }).unwrap();
+        // An integer in a double's column, a double in a float's.
+        change(
+            &store,
+            "ALTER TABLE readings ALTER COLUMN exact TYPE bigint USING 3, \
+             ALTER COLUMN narrow TYPE double precision",
+            "UPDATE readings SET exact = 3",
+        );
+        let stored = store.get::<Reading>(&reading.id).unwrap();
+        assert_eq!((stored.exact, stored.narrow), (3.0, 0.5));
+    }
+);

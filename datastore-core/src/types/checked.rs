@@ -79,6 +79,54 @@ fn sqlite_real<T>(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<f64
     }
 }
 
+/// A PostgreSQL value of a number or boolean type, told by its type: the same bytes are
+/// another number in another type (text `"1234"` is the `integer` 825373492).
+enum PgNumber {
+    Boolean(bool),
+    Integer(i64),
+    Real(f64),
+}
+
+/// `value` as a number, if its type is one; a value of any other type is out of `T`'s range
+/// as SQLite's text in a number column is.
+fn pg_number<T>(value: &PgValue<'_>) -> deserialize::Result<PgNumber> {
+    // The OIDs of PostgreSQL's built-in types (`pg_type.dat`).
+    const BOOL: u32 = 16;
+    const INT8: u32 = 20;
+    const INT2: u32 = 21;
+    const INT4: u32 = 23;
+    const FLOAT4: u32 = 700;
+    const FLOAT8: u32 = 701;
+    let oid = value.get_oid().get();
+    Ok(match (oid, value.as_bytes()) {
+        (BOOL, &[b]) => PgNumber::Boolean(b != 0),
+        (INT2, &[a, b]) => PgNumber::Integer(i16::from_be_bytes([a, b]).into()),
+        (INT4, &[a, b, c, d]) => PgNumber::Integer(i32::from_be_bytes([a, b, c, d]).into()),
+        (INT8, &[a, b, c, d, e, f, g, h]) => {
+            PgNumber::Integer(i64::from_be_bytes([a, b, c, d, e, f, g, h]))
+        }
+        (FLOAT4, &[a, b, c, d]) => PgNumber::Real(f32::from_be_bytes([a, b, c, d]).into()),
+        (FLOAT8, &[a, b, c, d, e, f, g, h]) => {
+            PgNumber::Real(f64::from_be_bytes([a, b, c, d, e, f, g, h]))
+        }
+        (_, bytes) => {
+            return Err(out_of_range::<T>(match std::str::from_utf8(bytes) {
+                Ok(text) => format!("{text:?}"),
+                Err(_) => format!("a value of PostgreSQL type {oid}"),
+            }));
+        }
+    })
+}
+
+/// `value` as a double, if it is a number (an integer as SQLite reads one in a real column).
+fn pg_real<T>(value: &PgValue<'_>) -> deserialize::Result<f64> {
+    match pg_number::<T>(value)? {
+        PgNumber::Real(stored) => Ok(stored),
+        PgNumber::Integer(stored) => Ok(stored as f64),
+        PgNumber::Boolean(stored) => Err(out_of_range::<T>(stored)),
+    }
+}
+
 macro_rules! integers {
     ($($rust:ty => $sql:ty;)*) => {$(
         impl FromSql<$sql, Sqlite> for Checked<$rust> {
@@ -92,11 +140,10 @@ macro_rules! integers {
         /// `bigint`) reads as long as the value fits.
         impl FromSql<$sql, Pg> for Checked<$rust> {
             fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-                let stored = match *value.as_bytes() {
-                    [a, b] => i64::from(i16::from_be_bytes([a, b])),
-                    [a, b, c, d] => i64::from(i32::from_be_bytes([a, b, c, d])),
-                    [a, b, c, d, e, f, g, h] => i64::from_be_bytes([a, b, c, d, e, f, g, h]),
-                    _ => return <$rust as FromSql<$sql, Pg>>::from_sql(value).map(Checked),
+                let stored = match pg_number::<$rust>(&value)? {
+                    PgNumber::Integer(stored) => stored,
+                    PgNumber::Boolean(stored) => i64::from(stored),
+                    PgNumber::Real(stored) => return Err(out_of_range::<$rust>(format!("{stored:?}"))),
                 };
                 <$rust>::try_from(stored).map(Checked).map_err(|_| out_of_range::<$rust>(stored))
             }
@@ -126,11 +173,10 @@ impl FromSql<Bool, Sqlite> for Checked<bool> {
 /// A column another program made an integer reads as long as it holds 0 or 1.
 impl FromSql<Bool, Pg> for Checked<bool> {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        match *value.as_bytes() {
-            [a, b] => boolean(i16::from_be_bytes([a, b]).into()),
-            [a, b, c, d] => boolean(i32::from_be_bytes([a, b, c, d]).into()),
-            [a, b, c, d, e, f, g, h] => boolean(i64::from_be_bytes([a, b, c, d, e, f, g, h])),
-            _ => <bool as FromSql<Bool, Pg>>::from_sql(value).map(Checked),
+        match pg_number::<bool>(&value)? {
+            PgNumber::Boolean(stored) => Ok(Checked(stored)),
+            PgNumber::Integer(stored) => boolean(stored),
+            PgNumber::Real(stored) => Err(out_of_range::<bool>(format!("{stored:?}"))),
         }
     }
 }
@@ -158,10 +204,7 @@ impl FromSql<Float, Sqlite> for Checked<f32> {
 
 impl FromSql<Float, Pg> for Checked<f32> {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        match *value.as_bytes() {
-            [a, b, c, d, e, f, g, h] => fits_f32(f64::from_be_bytes([a, b, c, d, e, f, g, h])),
-            _ => <f32 as FromSql<Float, Pg>>::from_sql(value).map(Checked),
-        }
+        fits_f32(pg_real::<f32>(&value)?)
     }
 }
 
@@ -184,7 +227,7 @@ impl FromSql<Double, Sqlite> for Checked<f64> {
 
 impl FromSql<Double, Pg> for Checked<f64> {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        <f64 as FromSql<Double, Pg>>::from_sql(value).map(Checked)
+        pg_real::<f64>(&value).map(Checked)
     }
 }
 
