@@ -8,6 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::ExitCode;
 
+use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::RunQueryDsl;
 use datastore::migrate::Cli;
 use datastore::prelude::*;
 
@@ -20,6 +22,20 @@ mod v1 {
         pub id: Id,
         pub text: String,
         pub draft: Option<String>,
+    }
+}
+
+/// v1 with its draft required: a change SQLite makes by rebuilding the table.
+mod v1_required {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Note {
+        #[primary_key]
+        pub id: Id,
+        pub text: String,
+        #[column(default = "")]
+        pub draft: String,
     }
 }
 
@@ -193,4 +209,54 @@ fn the_diagram_shows_tables_keys_and_rules() {
     ] {
         assert!(out.lines().any(|l| l == line), "{line}\nnot in\n{out}");
     }
+}
+
+/// `down` of a migration that rebuilds a SQLite table keeps the table's triggers, as the
+/// store's own migrations do (a rebuild drops the table, and SQLite its triggers with it).
+#[test]
+fn down_keeps_the_triggers_of_a_table_it_rebuilds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = tmp.path().join("notes.db").display().to_string();
+    let db = ["--database-url", url.as_str()];
+    let v1 = || Schema::new().model::<v1::Note>();
+    let required = || Schema::new().model::<v1_required::Note>();
+    migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    migrate(required(), tmp.path(), &["generate", "draft_required", "--allow-lossy"]);
+    let (code, out) = migrate(required(), tmp.path(), &[&["up"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let rebuilds = std::fs::read_dir(tmp.path().join("sqlite"))
+        .unwrap()
+        .flatten()
+        .filter(|dir| {
+            dir.file_name()
+                .to_string_lossy()
+                .ends_with("draft_required")
+        })
+        .map(|dir| std::fs::read_to_string(dir.path().join("down.sql")).unwrap())
+        .any(|down| down.contains("PRAGMA foreign_keys = OFF"));
+    assert!(rebuilds, "the down migration rebuilds the table");
+
+    let store = Store::builder(&url).open().unwrap();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE audit (note TEXT); \
+             CREATE TRIGGER notes_audit AFTER INSERT ON notes BEGIN \
+               INSERT INTO audit VALUES (NEW.id); END;",
+        )
+        .unwrap();
+    drop(store);
+
+    let (code, out) = migrate(required(), tmp.path(), &[&["down"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(out.contains("draft_required"), "{out}");
+    let store = Store::builder(&url).open().unwrap();
+    store.save(v1::Note::default()).unwrap();
+    let audited: i64 = datastore::diesel::select(datastore::diesel::dsl::sql::<
+        datastore::diesel::sql_types::BigInt,
+    >("(SELECT count(*) FROM audit)"))
+    .get_result(&mut *store.conn().unwrap())
+    .unwrap();
+    assert_eq!(audited, 1, "the trigger is there after down");
 }

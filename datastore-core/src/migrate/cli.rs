@@ -306,15 +306,14 @@ impl Cli {
             }
             Command::Down(db) => {
                 let (store, folder) = self.connect(&db, false)?;
-                let reverted = folder.revert_last(&store)?;
+                let reverted = folder.revert_last(store, &db)?;
                 writeln!(out, "reverted {reverted}").map_err(io)?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Redo(db) => {
                 let (store, folder) = self.connect(&db, false)?;
-                let reverted = folder.revert_last(&store)?;
+                let reverted = folder.revert_last(store, &db)?;
                 writeln!(out, "reverted {reverted}").map_err(io)?;
-                drop(store);
                 // Through the store, with the folder's migrations up to the reverted one.
                 let version = reverted
                     .split('_')
@@ -439,16 +438,20 @@ impl Folder {
         Ok((applied, pending.into_iter().map(|(_, name)| name).collect()))
     }
 
-    /// Reverts the last applied migration; its name.
-    fn revert_last(&self, store: &Store) -> Result<String> {
-        let (applied, _) = self.status(store)?;
-        let mut conn = store.conn()?;
-        let version = match &mut *conn {
-            AnyConnection::Sqlite(c) => c.revert_last_migration(self.0.clone()),
-            AnyConnection::Postgres(c) => c.revert_last_migration(self.0.clone()),
-        }
-        .map_err(harness_error)?
-        .to_string();
+    /// Reverts the last applied migration, as the store runs migrations (one process at a
+    /// time; a table rebuild with foreign keys off in the store's transaction, the table's
+    /// triggers kept); its name. `store` (on `db`) is closed first.
+    fn revert_last(&self, store: Store, db: &Database) -> Result<String> {
+        let (applied, _) = self.status(&store)?;
+        drop(store);
+        let migrations = match self.1 {
+            Dialect::Sqlite => BackendMigrations::new().sqlite(self.0.clone()),
+            Dialect::Postgres => BackendMigrations::new().postgres(self.0.clone()),
+        };
+        let version = Store::builder(&db.database_url)
+            .migrations(migrations)
+            .revert_last_migration()?
+            .ok_or_else(|| harness_error("no migration is applied".into()))?;
         Ok(applied
             .into_iter()
             .find(|name| name.replace('-', "").starts_with(&version))

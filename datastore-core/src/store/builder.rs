@@ -352,6 +352,29 @@ impl StoreBuilder {
         self
     }
 
+    /// Reverts the last applied of the migrations on one connection set up as the store's
+    /// would be, as the store runs migrations (one process at a time; a table rebuild with its
+    /// triggers kept): the `migrate` command's `down`. The reverted version, or `None` when
+    /// none is applied.
+    #[cfg(feature = "cli")]
+    pub(crate) fn revert_last_migration(mut self) -> Result<Option<String>> {
+        let (dialect, database, in_memory) = database_url(&self.url)
+            .map_err(|reason| Error::connection(&self.url, ConnectionFailure::Location, reason))?;
+        self.setup.wal = !in_memory;
+        crate::ffi::sqlite::register();
+        let manager = BackendManager {
+            url: database,
+            dialect,
+        };
+        let mut conn = manager
+            .establish()
+            .map_err(|e| Error::connection(&self.url, ConnectionFailure::Driver, e))?;
+        let handle = crate::ffi::sqlite::peek_opened();
+        self.setup.apply_any(&mut conn)?;
+        let migrations = self.migrations.unwrap_or_default();
+        migrations::revert_last(&mut conn, handle, &migrations, self.setup.busy_timeout)
+    }
+
     /// Opens the store: runs the migrations and sets up the pool.
     ///
     /// ```

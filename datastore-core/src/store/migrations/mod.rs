@@ -79,6 +79,118 @@ pub(super) fn run(
     }
 }
 
+/// Reverts the last applied of the connection's backend's migrations, as [`run`] runs them:
+/// one process at a time, and a migration written to run outside a transaction (a table
+/// rebuild) with foreign keys off in the store's transaction, the table's triggers kept. Its
+/// version, or `None` when none is applied.
+#[cfg(feature = "cli")]
+pub(super) fn revert_last(
+    conn: &mut AnyConnection,
+    handle: Option<Handle>,
+    migrations: &BackendMigrations,
+    busy_timeout: Duration,
+) -> Result<Option<String>> {
+    let missing = |backend| Error::migration(None, MigrationFailure::NoneForBackend { backend });
+    match conn {
+        AnyConnection::Sqlite(conn) => {
+            let source = migrations.for_sqlite().ok_or_else(|| missing("SQLite"))?;
+            conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
+            let result = revert_sqlite(conn, handle.as_ref(), &source);
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}",
+                busy_timeout.as_millis()
+            ))?;
+            result
+        }
+        AnyConnection::Postgres(conn) => {
+            let source = migrations
+                .for_postgres()
+                .ok_or_else(|| missing("PostgreSQL"))?;
+            with_migration_lock(conn, busy_timeout, |conn| {
+                if conn
+                    .applied_migrations()
+                    .map_err(|e| migration_error(None, e))?
+                    .is_empty()
+                {
+                    return Ok(None);
+                }
+                match conn.revert_last_migration(source) {
+                    Ok(version) => Ok(Some(version.to_string())),
+                    Err(e) => Err(migration_error(None, e)),
+                }
+            })?
+        }
+    }
+}
+
+/// The last applied of `source`'s migrations, if any.
+#[cfg(feature = "cli")]
+fn last_applied(
+    conn: &mut SqliteConnection,
+    source: &dyn diesel::migration::MigrationSource<Sqlite>,
+) -> Result<Option<Box<dyn Migration<Sqlite>>>> {
+    let Some(last) = conn
+        .applied_migrations()
+        .map_err(|e| migration_error(None, e))?
+        .into_iter()
+        .max()
+    else {
+        return Ok(None);
+    };
+    let migration = source
+        .migrations()
+        .map_err(|e| migration_error(None, e))?
+        .into_iter()
+        .find(|m| m.name().version() == last)
+        .ok_or_else(|| {
+            migration_error(
+                None,
+                format!("applied migration {last} is not in the folder").into(),
+            )
+        })?;
+    Ok(Some(migration))
+}
+
+/// Reverts the last applied SQLite migration holding the write lock: in a transaction, or,
+/// for one written to run outside one, with foreign keys off in the store's.
+#[cfg(feature = "cli")]
+fn revert_sqlite(
+    conn: &mut SqliteConnection,
+    handle: Option<&Handle>,
+    source: &dyn diesel::migration::MigrationSource<Sqlite>,
+) -> Result<Option<String>> {
+    let outside = locked(conn, |conn| {
+        let last = match last_applied(conn, source) {
+            Ok(Some(last)) => last,
+            Ok(None) => return (false, Ok(None)),
+            Err(e) => return (false, Err(e)),
+        };
+        let version = last.name().version().to_string();
+        if !last.metadata().run_in_transaction() {
+            return (false, Ok(Some((version, true))));
+        }
+        match conn.revert_migration(&*last) {
+            Ok(_) => (true, Ok(Some((version, false)))),
+            Err(e) => (false, Err(failure(conn, &last.name(), e))),
+        }
+    })?;
+    let Some((version, true)) = outside else {
+        return Ok(outside.map(|(version, _)| version));
+    };
+    conn.batch_execute("PRAGMA foreign_keys = OFF")?;
+    let result = locked(conn, |conn| match last_applied(conn, source) {
+        Ok(Some(last)) if last.name().version().to_string() == version => {
+            let result = with_foreign_keys_off(conn, handle, &*last, Direction::Down);
+            (result.is_ok(), result.map(|()| Some(version.clone())))
+        }
+        // Reverted by another process meanwhile.
+        Ok(_) => (false, Ok(None)),
+        Err(e) => (false, Err(e)),
+    });
+    conn.batch_execute("PRAGMA foreign_keys = ON")?;
+    result
+}
+
 /// [`Error::Migration`] for Diesel's error running migrations (of `migration`, if known).
 fn migration_error(
     migration: Option<&dyn std::fmt::Display>,
@@ -339,7 +451,7 @@ fn run_sqlite(
             };
             match pending.first() {
                 Some(migration) if !migration.metadata().run_in_transaction() => {
-                    let result = run_with_foreign_keys_off(conn, handle, &**migration);
+                    let result = with_foreign_keys_off(conn, handle, &**migration, Direction::Up);
                     (result.is_ok(), result)
                 }
                 // Run by another process meanwhile.
@@ -351,12 +463,22 @@ fn run_sqlite(
     }
 }
 
-/// Runs a migration written to run outside a transaction inside the one the store holds, then
-/// checks the foreign keys it may have broken.
-fn run_with_foreign_keys_off(
+/// Which way a migration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    Down,
+}
+
+/// Runs a migration written to run outside a transaction (either way) inside the one the
+/// store holds, keeps the triggers of the tables it rebuilt, then checks the foreign keys it
+/// may have broken.
+fn with_foreign_keys_off(
     conn: &mut SqliteConnection,
     handle: Option<&Handle>,
     migration: &dyn Migration<Sqlite>,
+    direction: Direction,
 ) -> Result<()> {
     let handle = handle.ok_or_else(|| {
         Error::migration(
@@ -367,7 +489,13 @@ fn run_with_foreign_keys_off(
         )
     })?;
     let dependents = Dependents::read(conn)?;
-    let ran = SkipTransactionControl::new(handle, conn).run_migration(migration);
+    let ran = {
+        let mut conn = SkipTransactionControl::new(handle, conn);
+        match direction {
+            Direction::Up => conn.run_migration(migration),
+            Direction::Down => conn.revert_migration(migration),
+        }
+    };
     // Left on if the migration failed between a rebuild's two pragmas.
     conn.batch_execute("PRAGMA legacy_alter_table = OFF")?;
     let failed = |failure| Error::migration(Some(&migration.name()), failure);
