@@ -912,3 +912,108 @@ fn a_call_on_a_runtime_that_shut_down_is_a_runtime_shutdown_error() {
     // The store itself is intact: a live runtime runs the same call.
     assert_eq!(runtime().block_on(db.store.count::<Post>()).unwrap(), 0);
 }
+
+/// The comments' texts of each post of a result.
+fn texts(posts: &[Post]) -> Vec<Vec<Option<String>>> {
+    posts
+        .iter()
+        .map(|p| {
+            let comments = p.comments.get().expect("comments loaded");
+            comments.iter().map(|c| c.content.clone()).collect()
+        })
+        .collect()
+}
+
+/// A commit that lands while a live stream's partial refresh reads (after the read's snapshot,
+/// before its fence) is left by the refresh for the next one; the stream handles it before it
+/// waits for another commit, so once writes stop its last result equals a fresh query. It
+/// waited on its queue instead, which the refresh had emptied, and never woke.
+///
+/// The second commit is made, on another connection, from the `COMMIT` that ends the read
+/// (a tracing hook on the runtime's threads, where the stream reads): deterministic, with
+/// no sleep.
+fn a_commit_made_while_a_live_stream_reads_comes_in_its_next_result(db: TestStore) {
+    let store = db.store.clone();
+    type Action = Box<dyn FnOnce() + Send>;
+    let at_commit: Arc<std::sync::Mutex<Option<Action>>> = Arc::default();
+    let hook = {
+        let at_commit = at_commit.clone();
+        move |sql: &str| {
+            if sql.trim().eq_ignore_ascii_case("COMMIT") {
+                let action = at_commit.lock().unwrap().take();
+                if let Some(action) = action {
+                    action();
+                }
+            }
+        }
+    };
+    let dispatch = common::trace::statement_hook(hook);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        // Every thread of the runtime, its blocking pool's included, reports to the hook.
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&dispatch)))
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let p = store.save(post("p", 1)).await.unwrap();
+        let mut one = store.save(comment(&p, "one")).await.unwrap();
+        let mut two = store.save(comment(&p, "two")).await.unwrap();
+        let mut view = store
+            .live::<Post>()
+            .load(Post::COMMENTS)
+            .subscribe_async()
+            .await
+            .unwrap();
+        let first = next_within(&mut view).await.unwrap();
+        assert_eq!(texts(&first), [[Some("one".into()), Some("two".into())]]);
+
+        one.content = Some("one, edited".into());
+        store.save(one).await.unwrap();
+        // The next read is the one the first edit starts: as it ends, the second edit commits
+        // on a thread of its own (the reading thread holds its connection).
+        let writer = store.blocking().clone();
+        two.content = Some("two, edited".into());
+        *at_commit.lock().unwrap() = Some(Box::new(move || {
+            std::thread::spawn(move || writer.save(two).unwrap())
+                .join()
+                .unwrap();
+        }));
+        let read = next_within(&mut view).await.unwrap();
+        assert!(at_commit.lock().unwrap().is_none(), "the read ended");
+        // The refresh read before the second edit: its result is the state between the two.
+        assert_eq!(
+            texts(&read),
+            [[Some("one, edited".into()), Some("two".into())]]
+        );
+
+        // No write since: the next result is the state after the second edit.
+        let last = next_within(&mut view).await.unwrap();
+        assert_eq!(
+            texts(&last),
+            [[Some("one, edited".into()), Some("two, edited".into())]]
+        );
+        let fresh = store
+            .live::<Post>()
+            .load(Post::COMMENTS)
+            .subscribe_async()
+            .await
+            .unwrap()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last, fresh);
+    });
+}
+
+#[test]
+fn a_commit_made_while_a_live_stream_reads_comes_in_its_next_result_on_sqlite() {
+    a_commit_made_while_a_live_stream_reads_comes_in_its_next_result(sqlite_file());
+}
+
+#[test]
+fn a_commit_made_while_a_live_stream_reads_comes_in_its_next_result_on_postgres() {
+    let Some(db) = postgres() else { return };
+    a_commit_made_while_a_live_stream_reads_comes_in_its_next_result(db);
+}

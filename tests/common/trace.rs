@@ -125,3 +125,26 @@ fn second_dispatch() {
     static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
     SECOND.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
 }
+
+/// A subscriber that calls `hook` with the SQL of each statement the store starts (the events
+/// of target `datastore::sql`) on a thread it is the default of: a test's way to act at a
+/// chosen point inside the store's work, on the thread doing it.
+pub fn statement_hook(hook: impl Fn(&str) + Send + Sync + 'static) -> tracing::Dispatch {
+    second_dispatch();
+    tracing::Dispatch::new(tracing_subscriber::registry().with(Hook(Box::new(hook))))
+}
+
+struct Hook(Box<dyn Fn(&str) + Send + Sync>);
+
+impl<S: tracing::Subscriber> Layer<S> for Hook {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != "datastore::sql" {
+            return;
+        }
+        let mut fields = AllFields::default();
+        event.record(&mut fields);
+        if let Some(sql) = fields.0.get("sql") {
+            (self.0)(sql);
+        }
+    }
+}

@@ -389,7 +389,11 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for LiveStream<M> {
             let Some(mut subscription) = this.subscription.take() else {
                 return Poll::Ready(None);
             };
-            if this.started {
+            // What the subscription has to do without waiting comes first (as in its
+            // blocking `recv_timeout`): the first result, and the commits a partial refresh
+            // took from the queue after the state it read, which the queue no longer holds,
+            // so would never wake this task for.
+            if this.started && !subscription.has_work() {
                 match this.queue.poll_next(cx) {
                     Poll::Pending => {
                         this.subscription = Some(subscription);

@@ -634,6 +634,15 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         self.held.push(item);
     }
 
+    /// Whether [`recv_timeout`](Self::recv_timeout) has work before it would wait on the
+    /// queue: the commits a refresh took from the queue after the state it read (held), or a
+    /// loss to report. An async reader reads at once then, rather than wait for a commit
+    /// that may never come.
+    #[cfg(feature = "async")]
+    pub(crate) fn has_work(&self) -> bool {
+        !self.held.is_empty() || self.lost.is_some()
+    }
+
     /// Takes everything queued now.
     fn drain(&mut self) {
         while let Some(item) = self.queue.next(Some(Duration::ZERO)) {
