@@ -1017,3 +1017,73 @@ fn a_commit_made_while_a_live_stream_reads_comes_in_its_next_result_on_postgres(
     let Some(db) = postgres() else { return };
     a_commit_made_while_a_live_stream_reads_comes_in_its_next_result(db);
 }
+
+/// Query and live streams whose read fails after they took the changes off their queue (the
+/// pool's one connection is taken, and waiting for it times out) read again at once when
+/// polled next, with no new commit, as their blocking forms do: they waited for another
+/// commit instead, and the result stayed stale.
+fn a_stream_whose_read_failed_reads_again_at_once(url: &str) {
+    let store = AsyncStore::from(
+        Store::builder(url)
+            .migrations(datastore::embed_migrations!())
+            .pool_size(1)
+            .connection_timeout(Duration::from_millis(300))
+            .open()
+            .unwrap(),
+    );
+    runtime().block_on(async {
+        let mut query = store
+            .observe_query::<Post>(|q| q.order(posts::title.asc()))
+            .await
+            .unwrap();
+        let mut live = store
+            .live::<Post>()
+            .load(Post::COMMENTS)
+            .subscribe_async()
+            .await
+            .unwrap();
+        assert_eq!(next_within(&mut query).await.unwrap(), vec![]);
+        assert_eq!(next_within(&mut live).await.unwrap(), vec![]);
+
+        let blocking = store.blocking();
+        let mut held = blocking.conn().unwrap();
+        let saved = held.save(post("while held", 1)).unwrap();
+        for failed in [
+            next_within(&mut query).await.map(drop),
+            next_within(&mut live).await.map(drop),
+        ] {
+            match failed {
+                Err(Error::Connection { .. }) => {}
+                other => panic!("expected the pool's wait to time out, got {other:?}"),
+            }
+        }
+        drop(held);
+
+        // Nothing was committed since: a stream that waited for a commit would wait for good.
+        assert_eq!(next_within(&mut query).await.unwrap(), vec![saved.clone()]);
+        let titles: Vec<String> = next_within(&mut live)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.title.clone())
+            .collect();
+        assert_eq!(titles, [saved.title]);
+    });
+}
+
+#[test]
+fn a_stream_whose_read_failed_reads_again_at_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_stream_whose_read_failed_reads_again_at_once(
+        &dir.path().join("one.db").display().to_string(),
+    );
+}
+
+#[test]
+fn a_stream_whose_read_failed_reads_again_at_once_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    a_stream_whose_read_failed_reads_again_at_once(schema.url());
+}

@@ -1248,6 +1248,47 @@ fn subscribing_inside_a_transaction_with_a_pool_of_one_never_waits_for_the_pool_
     subscribing_needs_no_pooled_connection(pool_of_one(schema.url()));
 }
 
+/// An `observe_query` whose read fails after it took the changes off its queue (the pool's one
+/// connection is taken, and waiting for it times out) reads again at once on the next call,
+/// with no new commit: the changes it took are not forgotten.
+fn a_failed_query_read_is_retried_at_once(store: Store) {
+    use common::models::posts;
+    let mut query = store
+        .observe_query::<Post>(|q| q.order(posts::title.asc()))
+        .unwrap();
+    assert!(query.recv().unwrap().is_empty());
+    let mut held = store.conn().unwrap();
+    let saved = held.save(post("while held")).unwrap();
+    match query.recv_timeout(WAIT) {
+        Some(Err(Error::Connection { .. })) => {}
+        other => panic!("expected the pool's wait to time out, got {other:?}"),
+    }
+    drop(held);
+    // `Duration::ZERO`: nothing was committed since, so a call that waited for a commit
+    // would find none.
+    let again = query
+        .recv_timeout(Duration::ZERO)
+        .expect("a read at once")
+        .unwrap();
+    assert_eq!(again, vec![saved]);
+}
+
+#[test]
+fn a_failed_query_read_is_retried_at_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("one.db").display().to_string());
+    a_failed_query_read_is_retried_at_once(store);
+}
+
+#[test]
+fn a_failed_query_read_is_retried_at_once_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    a_failed_query_read_is_retried_at_once(pool_of_one(schema.url()));
+}
+
 /// A model with JSON both ways: a non-null document and a nullable one.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Doc {

@@ -154,9 +154,10 @@ type Build<M> = Arc<
 /// A live query as a stream of snapshots: what
 /// [`AsyncStore::observe_query`](super::AsyncStore::observe_query) returns. The result now,
 /// then the new result after each committed change that alters it (changes committed while a
-/// result is read come in the next one). [`Error::FeedLost`] once if the feed is lost, then
-/// the end. Each result is read on a pooled connection, on tokio's blocking pool. Dropping it
-/// unsubscribes.
+/// result is read come in the next one). After a failed read (a pool that timed out, a busy
+/// database), the next poll reads again at once and yields the result. [`Error::FeedLost`]
+/// once if the feed is lost, then the end. Each result is read on a pooled connection, on
+/// tokio's blocking pool. Dropping it unsubscribes.
 ///
 /// ```
 /// # use datastore::prelude::*;
@@ -228,7 +229,15 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
                 };
                 this.reading = None;
                 match rows {
-                    Err(error) => return Poll::Ready(Some(Err(error))),
+                    Err(error) => {
+                        // The changes taken off the queue are in no result handed out: the
+                        // next poll reads again at once (as the first does), rather than wait
+                        // for a commit that may never come; on a runtime that shut down no
+                        // read can run again, and the stream ends.
+                        this.last = None;
+                        this.ended |= matches!(error, Error::RuntimeShutdown);
+                        return Poll::Ready(Some(Err(error)));
+                    }
                     Ok(rows) if this.last.as_ref() != Some(&rows) => {
                         this.last = Some(rows.clone());
                         return Poll::Ready(Some(Ok(rows)));
@@ -270,7 +279,8 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
 /// result now, then the next different result after the committed transactions that changed
 /// it, with the same guarantees as the blocking
 /// [`LiveSubscription`](crate::observe::LiveSubscription) (each result is a committed state,
-/// in commit order; a slow reader gets the latest result, not a queue of old ones).
+/// in commit order; a slow reader gets the latest result, not a queue of old ones). After a
+/// failed read, the next poll reads the whole result again at once and yields it.
 /// [`Error::FeedLost`] once if the feed of changes is lost, then the end. Waiting for a change
 /// never blocks: the hub wakes the task; each read runs on tokio's blocking pool. Dropping it
 /// unsubscribes (once a read in flight has ended).
@@ -302,8 +312,6 @@ pub struct LiveStream<M: Persist<AnyConnection>> {
     /// The read in flight, which gives the subscription back with its result (`None`: the
     /// changes it handled left the result as it was).
     reading: Option<JoinHandle<Reading<M>>>,
-    /// The first result has been asked for.
-    started: bool,
     ended: bool,
 }
 
@@ -326,7 +334,6 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> LiveStream<M> {
             queue: subscription.queue().clone(),
             subscription: Some(subscription),
             reading: None,
-            started: false,
             ended: false,
         }
     }
@@ -390,10 +397,11 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for LiveStream<M> {
                 return Poll::Ready(None);
             };
             // What the subscription has to do without waiting comes first (as in its
-            // blocking `recv_timeout`): the first result, and the commits a partial refresh
-            // took from the queue after the state it read, which the queue no longer holds,
-            // so would never wake this task for.
-            if this.started && !subscription.has_work() {
+            // blocking `recv_timeout`): the first result, the whole result again after a
+            // failed read, and the commits a partial refresh took from the queue after the
+            // state it read, which the queue no longer holds, so would never wake this task
+            // for.
+            if !subscription.has_work() {
                 match this.queue.poll_next(cx) {
                     Poll::Pending => {
                         this.subscription = Some(subscription);
@@ -406,7 +414,6 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for LiveStream<M> {
                     Poll::Ready(Some(item)) => subscription.hold(item),
                 }
             }
-            this.started = true;
             // Handles what it holds and whatever else is queued by then, without waiting.
             this.reading = Some(tokio::task::spawn_blocking(move || {
                 let result = subscription.recv_timeout(std::time::Duration::ZERO);

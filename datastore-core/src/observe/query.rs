@@ -98,8 +98,10 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     }
 
     /// The first result at once; then the next different result, waiting at most `timeout`
-    /// (`None` if the result did not change in that time). [`Error::FeedLost`] at once, and
-    /// on every later call, once the feed of changes is lost.
+    /// (`None` if the result did not change in that time). After a failed read (a pool that
+    /// timed out, a busy database), the next call reads again at once and returns the result,
+    /// as the first call does. [`Error::FeedLost`] at once, and on every later call, once the
+    /// feed of changes is lost.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -145,7 +147,13 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
             }
             let rows = match self.run() {
                 Ok(rows) => rows,
-                Err(e) => return Some(Err(e)),
+                Err(e) => {
+                    // The changes taken off the queue are not in any result handed out: the
+                    // next call reads again at once, as the first call does, rather than wait
+                    // for a commit that may never come.
+                    self.last = None;
+                    return Some(Err(e));
+                }
             };
             if self.last.as_ref() != Some(&rows) {
                 self.last = Some(rows.clone());

@@ -635,12 +635,13 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     }
 
     /// Whether [`recv_timeout`](Self::recv_timeout) has work before it would wait on the
-    /// queue: the commits a refresh took from the queue after the state it read (held), or a
-    /// loss to report. An async reader reads at once then, rather than wait for a commit
-    /// that may never come.
+    /// queue: the first result, or the whole result again after a failed read (no rows); the
+    /// commits a refresh took from the queue after the state it read (held); a loss to
+    /// report. An async reader reads at once then, rather than wait for a commit that may
+    /// never come.
     #[cfg(feature = "async")]
     pub(crate) fn has_work(&self) -> bool {
-        !self.held.is_empty() || self.lost.is_some()
+        self.rows.is_none() || !self.held.is_empty() || self.lost.is_some()
     }
 
     /// Takes everything queued now.
