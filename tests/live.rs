@@ -568,6 +568,78 @@ fn a_live_query_inside_a_transaction_reads_committed_data() {
     until(&mut view, &fresh(&store));
 }
 
+/// On PostgreSQL a partial refresh ends with a fence (a marker sent on observe's own
+/// connection); when that fails, the result it read was never handed out, so the next call
+/// reads the whole result again at once, as after a failed read. It kept the undelivered
+/// result instead, and waited for a commit that changed it again.
+///
+/// The fence fails because observe's connection was ended by the server: the store's
+/// connections carry an application name of the test's own, the trigger feed's listener
+/// renames its own, and the pool holds one connection, which ends the others.
+#[test]
+fn on_postgres_a_live_query_whose_fence_failed_reads_its_result_again_at_once() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(format!(
+        "{}&application_name={}",
+        schema.url(),
+        schema.name()
+    ))
+    .migrations(datastore::embed_migrations!())
+    .change_feed(datastore::observe::ChangeFeed::Triggers)
+    .pool_size(1)
+    .open()
+    .unwrap();
+    let first = store.save(post("first", 5)).unwrap();
+    let mut view = store
+        .live::<Post>()
+        .load(Post::COMMENTS)
+        .subscribe()
+        .unwrap();
+    assert_eq!(next(&mut view), fresh_comments(&store));
+
+    #[derive(diesel::QueryableByName)]
+    struct Ended {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        done: bool,
+    }
+    // Waits (5 s at most) for each to end: the fence must find it gone.
+    let ended: Vec<Ended> = diesel::sql_query(
+        "SELECT pg_terminate_backend(pid, 5000) AS done FROM pg_stat_activity \
+         WHERE application_name = current_setting('application_name') \
+         AND pid <> pg_backend_pid()",
+    )
+    .load(&mut *store.conn().unwrap())
+    .unwrap();
+    assert_eq!(ended.len(), 1, "observe's own connection, and no other");
+    assert!(ended[0].done);
+
+    store.save(comment(&first, "hello")).unwrap();
+    match view.recv_timeout(Duration::from_secs(60)) {
+        Some(Err(_)) => {}
+        other => panic!("expected the fence to fail, got {other:?}"),
+    }
+    // `Duration::ZERO`: nothing was committed since, so a call that waited for a commit would
+    // find none.
+    let again = view
+        .recv_timeout(Duration::ZERO)
+        .expect("a read at once")
+        .unwrap();
+    assert_eq!(again, fresh_comments(&store));
+    assert_eq!(again[0].comments.get().map(<[Comment]>::len), Some(1));
+}
+
+/// Every post with its comments, by hand.
+fn fresh_comments(store: &Store) -> Vec<Post> {
+    let mut conn = store.conn().unwrap();
+    let conn: &mut AnyConnection = &mut conn;
+    let mut rows: Vec<Post> = conn.all().unwrap();
+    Post::load_comments(conn, &mut rows).unwrap();
+    rows
+}
+
 /// A live query that subscribes while a transaction is in flight, whose write came before the
 /// subscription and whose commit comes after the query's first read, is told of the rows it
 /// missed and reads its result again (it kept the first read's result for good before).

@@ -775,10 +775,19 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         };
         self.stats.partial += 1;
         self.stats.roots_read += roots_read;
-        self.rows = Some(fresh);
         // Every commit the read may have seen is now in the queue (unless the fence timed
         // out): none may touch what was not read again.
-        let caught_up = self.store.fence(&self.tables, FENCE_TIMEOUT)?;
+        let caught_up = match self.store.fence(&self.tables, FENCE_TIMEOUT) {
+            Ok(caught_up) => caught_up,
+            Err(e) => {
+                // Not known to be a committed state, and not handed out: the next call starts
+                // over (a full refresh), as after a failed read, rather than compare the
+                // next result with this one.
+                self.rows = None;
+                return Err(e);
+            }
+        };
+        self.rows = Some(fresh);
         self.drain();
         let later = self.work(&self.held);
         let consistent = caught_up
