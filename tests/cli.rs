@@ -221,7 +221,11 @@ fn down_keeps_the_triggers_of_a_table_it_rebuilds() {
     let v1 = || Schema::new().model::<v1::Note>();
     let required = || Schema::new().model::<v1_required::Note>();
     migrate(v1(), tmp.path(), &["generate", "create_notes"]);
-    migrate(required(), tmp.path(), &["generate", "draft_required", "--allow-lossy"]);
+    migrate(
+        required(),
+        tmp.path(),
+        &["generate", "draft_required", "--allow-lossy"],
+    );
     let (code, out) = migrate(required(), tmp.path(), &[&["up"][..], &db].concat());
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     let rebuilds = std::fs::read_dir(tmp.path().join("sqlite"))

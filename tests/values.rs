@@ -4,6 +4,7 @@
 mod common;
 
 use datastore::diesel::connection::SimpleConnection;
+use datastore::diesel::RunQueryDsl;
 use datastore::prelude::*;
 use datastore::{Error, MAX_JSON_DEPTH};
 use serde::{Deserialize, Serialize};
@@ -397,6 +398,17 @@ per_backend!(
             // A STRICT table holds no text in a number column.
             assert!(conn.batch_execute("UPDATE readings SET count = '1234 apples'").is_err());
             return;
+        }
+        // Numbers in an array (whose elements Diesel reads under the array's type) read.
+        if let datastore::AnyConnection::Postgres(pg) = &mut *conn {
+            use datastore::diesel::sql_types::{Array, Integer};
+            let read: Vec<datastore::Checked<i32>> =
+                datastore::diesel::select(datastore::diesel::dsl::sql::<Array<Integer>>(
+                    "ARRAY[1, -2]::integer[]",
+                ))
+                .get_result(pg)
+                .unwrap();
+            assert_eq!(read, [datastore::Checked(1), datastore::Checked(-2)]);
         }
         // As another program (or a newer schema, during a rolling deploy) may have made it:
         // the text's bytes would be another number (`"1234"` is the integer 825373492).

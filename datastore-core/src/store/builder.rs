@@ -562,7 +562,11 @@ impl SqliteMemory {
         if path != ":memory:" && param("mode") != Some("memory") && !memdb {
             return Self::None;
         }
-        if param("cache") == Some("shared") || (memdb && path.starts_with('/')) {
+        // `mode=memory` opens a database of the connection's own whatever the VFS, which
+        // `cache=shared` alone shares; `memdb` shares a name starting with `/` (and longer
+        // than it).
+        let shared_by_memdb = memdb && param("mode") != Some("memory") && path.len() > 1;
+        if param("cache") == Some("shared") || (shared_by_memdb && path.starts_with('/')) {
             Self::Shared
         } else if path == ":memory:" {
             Self::Anonymous
@@ -591,6 +595,11 @@ mod tests {
             ("file:blog?mode=memory", SqliteMemory::PerConnection),
             ("file:blog?vfs=memdb", SqliteMemory::PerConnection),
             ("file:blog.db#mode=memory", SqliteMemory::None),
+            (
+                "file:/blog?vfs=memdb&mode=memory",
+                SqliteMemory::PerConnection,
+            ),
+            ("file:/?vfs=memdb", SqliteMemory::PerConnection),
         ] {
             assert_eq!(SqliteMemory::of(url), memory, "{url}");
         }

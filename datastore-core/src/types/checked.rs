@@ -90,26 +90,33 @@ enum PgNumber {
 /// `value` as a number, if its type is one; a value of any other type is out of `T`'s range
 /// as SQLite's text in a number column is.
 fn pg_number<T>(value: &PgValue<'_>) -> deserialize::Result<PgNumber> {
-    // The OIDs of PostgreSQL's built-in types (`pg_type.dat`).
-    const BOOL: u32 = 16;
-    const INT8: u32 = 20;
-    const INT2: u32 = 21;
-    const INT4: u32 = 23;
-    const FLOAT4: u32 = 700;
-    const FLOAT8: u32 = 701;
+    // The OIDs of PostgreSQL's built-in types (`pg_type.dat`); Diesel gives an array's
+    // elements and a range's bounds the container's.
+    const BOOL: &[u32] = &[16, 1000];
+    const INT2: &[u32] = &[21, 1005];
+    const INT4: &[u32] = &[23, 1007, 3904];
+    const INT8: &[u32] = &[20, 1016, 3926];
+    const FLOAT4: &[u32] = &[700, 1021];
+    const FLOAT8: &[u32] = &[701, 1022];
+    // `oid` and `xid`: unsigned 32-bit counts.
+    const UNSIGNED4: &[u32] = &[26, 28];
     let oid = value.get_oid().get();
-    Ok(match (oid, value.as_bytes()) {
-        (BOOL, &[b]) => PgNumber::Boolean(b != 0),
-        (INT2, &[a, b]) => PgNumber::Integer(i16::from_be_bytes([a, b]).into()),
-        (INT4, &[a, b, c, d]) => PgNumber::Integer(i32::from_be_bytes([a, b, c, d]).into()),
-        (INT8, &[a, b, c, d, e, f, g, h]) => {
+    let is = |types: &[u32]| types.contains(&oid);
+    Ok(match value.as_bytes() {
+        &[b] if is(BOOL) => PgNumber::Boolean(b != 0),
+        &[a, b] if is(INT2) => PgNumber::Integer(i16::from_be_bytes([a, b]).into()),
+        &[a, b, c, d] if is(INT4) => PgNumber::Integer(i32::from_be_bytes([a, b, c, d]).into()),
+        &[a, b, c, d] if is(UNSIGNED4) => {
+            PgNumber::Integer(u32::from_be_bytes([a, b, c, d]).into())
+        }
+        &[a, b, c, d, e, f, g, h] if is(INT8) => {
             PgNumber::Integer(i64::from_be_bytes([a, b, c, d, e, f, g, h]))
         }
-        (FLOAT4, &[a, b, c, d]) => PgNumber::Real(f32::from_be_bytes([a, b, c, d]).into()),
-        (FLOAT8, &[a, b, c, d, e, f, g, h]) => {
+        &[a, b, c, d] if is(FLOAT4) => PgNumber::Real(f32::from_be_bytes([a, b, c, d]).into()),
+        &[a, b, c, d, e, f, g, h] if is(FLOAT8) => {
             PgNumber::Real(f64::from_be_bytes([a, b, c, d, e, f, g, h]))
         }
-        (_, bytes) => {
+        bytes => {
             return Err(out_of_range::<T>(match std::str::from_utf8(bytes) {
                 Ok(text) => format!("{text:?}"),
                 Err(_) => format!("a value of PostgreSQL type {oid}"),
