@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::joined;
 use crate::model::Model;
+use crate::observe::Retry;
 use crate::observe::hub::{Item, Queue};
 use crate::observe::{
     AllSubscription, Change, LiveSubscription, Observed, RowChange, Snapshot, Subscription,
@@ -155,7 +156,8 @@ type Build<M> = Arc<
 /// [`AsyncStore::observe_query`](super::AsyncStore::observe_query) returns. The result now,
 /// then the new result after each committed change that alters it (changes committed while a
 /// result is read come in the next one). After a failed read (a pool that timed out, a busy
-/// database), the next poll reads again at once and yields the result. [`Error::FeedLost`]
+/// database), the next poll reads again (a tenth of a second after the failure at the
+/// soonest) and yields the result. [`Error::FeedLost`]
 /// once if the feed is lost, then the end. Each result is read on a pooled connection, on
 /// tokio's blocking pool. Dropping it unsubscribes.
 ///
@@ -182,6 +184,8 @@ pub struct QueryStream<M: Persist<AnyConnection>> {
     queue: Arc<Queue>,
     build: Build<M>,
     last: Option<Vec<M>>,
+    /// When the last read failed: the next waits a little.
+    retry: Retry,
     reading: Option<JoinHandle<Result<Vec<M>>>>,
     ended: bool,
 }
@@ -204,6 +208,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QueryStream<M> {
             queue,
             build,
             last: None,
+            retry: Retry::default(),
             reading: None,
             ended: false,
         }
@@ -212,7 +217,11 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QueryStream<M> {
     fn read(&self) -> JoinHandle<Result<Vec<M>>> {
         let store = self.store.clone();
         let build = self.build.clone();
-        tokio::task::spawn_blocking(move || (*store.conn()?).query::<M>(|q| build(q)))
+        let wait = self.retry.left();
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(wait);
+            (*store.conn()?).query::<M>(|q| build(q))
+        })
     }
 }
 
@@ -235,14 +244,19 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
                         // for a commit that may never come; on a runtime that shut down no
                         // read can run again, and the stream ends.
                         this.last = None;
+                        this.retry.failed();
                         this.ended |= matches!(error, Error::RuntimeShutdown);
                         return Poll::Ready(Some(Err(error)));
                     }
                     Ok(rows) if this.last.as_ref() != Some(&rows) => {
+                        this.retry.succeeded();
                         this.last = Some(rows.clone());
                         return Poll::Ready(Some(Ok(rows)));
                     }
-                    Ok(_) => continue, // the change left the result as it was
+                    Ok(_) => {
+                        this.retry.succeeded();
+                        continue; // the change left the result as it was
+                    }
                 }
             }
             if this.ended {
@@ -280,7 +294,8 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for QueryStream<M> {
 /// it, with the same guarantees as the blocking
 /// [`LiveSubscription`](crate::observe::LiveSubscription) (each result is a committed state,
 /// in commit order; a slow reader gets the latest result, not a queue of old ones). After a
-/// failed read, the next poll reads the whole result again at once and yields it.
+/// failed read, the next poll reads the whole result again (a tenth of a second after the
+/// failure at the soonest) and yields it.
 /// [`Error::FeedLost`] once if the feed of changes is lost, then the end. Waiting for a change
 /// never blocks: the hub wakes the task; each read runs on tokio's blocking pool. Dropping it
 /// unsubscribes (once a read in flight has ended).
@@ -416,7 +431,8 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> Stream for LiveStream<M> {
             }
             // Handles what it holds and whatever else is queued by then, without waiting.
             this.reading = Some(tokio::task::spawn_blocking(move || {
-                let result = subscription.recv_timeout(std::time::Duration::ZERO);
+                // After a failed read, the next waits a little (see `Retry`).
+                let result = subscription.recv_timeout(subscription.retry_left());
                 (subscription, result)
             }));
         }

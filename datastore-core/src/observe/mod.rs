@@ -50,9 +50,12 @@ pub(crate) mod hub;
 pub mod live;
 pub(crate) mod postgres;
 mod query;
+mod retry;
 mod shared;
 mod spare;
 pub(crate) mod sqlite;
+
+pub(crate) use retry::Retry;
 
 pub use live::{LiveQuery, LiveSubscription, Snapshot};
 pub use query::QuerySubscription;

@@ -58,6 +58,8 @@ pub struct QuerySubscription<M: Persist<AnyConnection>> {
     queue: Arc<hub::Queue>,
     build: Build<M>,
     last: Option<Vec<M>>,
+    /// When the last read failed: the next waits a little.
+    retry: super::Retry,
     /// Why the feed was lost, once it was: every later call reports it.
     lost: Option<Arc<str>>,
     /// The iterator has yielded the loss.
@@ -79,6 +81,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
             queue,
             build,
             last: None,
+            retry: super::Retry::default(),
             lost: None,
             ended: false,
         }
@@ -99,8 +102,9 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
 
     /// The first result at once; then the next different result, waiting at most `timeout`
     /// (`None` if the result did not change in that time). After a failed read (a pool that
-    /// timed out, a busy database), the next call reads again at once and returns the result,
-    /// as the first call does. [`Error::FeedLost`] at once, and on every later call, once the
+    /// timed out, a busy database), the next call reads again and returns the result, as the
+    /// first call does, once a tenth of a second has passed since the failure (waiting for it
+    /// within `timeout`). [`Error::FeedLost`] at once, and on every later call, once the
     /// feed of changes is lost.
     ///
     /// ```
@@ -124,6 +128,9 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
             return Some(Err(Error::feed_lost(reason)));
         }
         if self.last.is_none() {
+            if !self.retry.wait(timeout) {
+                return None;
+            }
             return Some(self.refresh());
         }
         let deadline = Instant::now() + timeout;
@@ -149,9 +156,10 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
                 Ok(rows) => rows,
                 Err(e) => {
                     // The changes taken off the queue are not in any result handed out: the
-                    // next call reads again at once, as the first call does, rather than wait
-                    // for a commit that may never come.
+                    // next call reads again (once a little time has passed), as the first call
+                    // does, rather than wait for a commit that may never come.
                     self.last = None;
+                    self.retry.failed();
                     return Some(Err(e));
                 }
             };
@@ -187,7 +195,8 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
     }
 
     fn refresh(&mut self) -> Result<Vec<M>> {
-        let rows = self.run()?;
+        let rows = self.run().inspect_err(|_| self.retry.failed())?;
+        self.retry.succeeded();
         self.last = Some(rows.clone());
         Ok(rows)
     }

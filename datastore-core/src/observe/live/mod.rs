@@ -318,6 +318,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
             rows: None,
             parents: Parents::default(),
             held: Vec::new(),
+            retry: crate::observe::Retry::default(),
             lost: None,
             ended: false,
             stats: Stats::default(),
@@ -445,6 +446,8 @@ pub struct LiveSubscription<M: Persist<AnyConnection>> {
     parents: Parents,
     /// Items taken from the queue and not handled yet.
     held: Vec<Item>,
+    /// When the last read failed: the next waits a little.
+    retry: crate::observe::Retry,
     lost: Option<Arc<str>>,
     ended: bool,
     stats: Stats,
@@ -519,8 +522,10 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     }
 
     /// The first result at once; then the next different result (its rows, or the parents it
-    /// holds), waiting at most `timeout` (`None` if none came in that time). [`Error::FeedLost`] at once, and on every later
-    /// call, once the feed of changes is lost.
+    /// holds), waiting at most `timeout` (`None` if none came in that time). After a failed
+    /// read, the next call reads the whole result again, once a tenth of a second has passed
+    /// since the failure (waiting for it within `timeout`). [`Error::FeedLost`] at once, and
+    /// on every later call, once the feed of changes is lost.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -543,6 +548,9 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             return Some(Err(Error::feed_lost(reason)));
         }
         if self.rows.is_none() {
+            if !self.retry.wait(timeout) {
+                return None;
+            }
             return Some(self.full_refresh().map(|()| {
                 self.parents = self.collect_parents();
                 self.snapshot()
@@ -637,11 +645,19 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     /// Whether [`recv_timeout`](Self::recv_timeout) has work before it would wait on the
     /// queue: the first result, or the whole result again after a failed read (no rows); the
     /// commits a refresh took from the queue after the state it read (held); a loss to
-    /// report. An async reader reads at once then, rather than wait for a commit that may
+    /// report. An async reader reads then (after a failure, once [`Self::retry_left`] has
+    /// passed), rather than wait for a commit that may
     /// never come.
     #[cfg(feature = "async")]
     pub(crate) fn has_work(&self) -> bool {
         self.rows.is_none() || !self.held.is_empty() || self.lost.is_some()
+    }
+
+    /// How long, after a failed read, until the next may run: what an async reader waits
+    /// (on the blocking pool) before it reads again.
+    #[cfg(feature = "async")]
+    pub(crate) fn retry_left(&self) -> Duration {
+        self.retry.left()
     }
 
     /// Takes everything queued now.
@@ -706,10 +722,12 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             Err(e) => {
                 // What the steps knew is gone: the next call starts over.
                 self.rows = None;
+                self.retry.failed();
                 return Err(e);
             }
         };
         self.rows = Some(rows);
+        self.retry.succeeded();
         Ok(())
     }
 
@@ -770,6 +788,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
             Ok(done) => done,
             Err(e) => {
                 self.rows = None;
+                self.retry.failed();
                 return Err(e);
             }
         };
@@ -784,6 +803,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 // over (a full refresh), as after a failed read, rather than compare the
                 // next result with this one.
                 self.rows = None;
+                self.retry.failed();
                 return Err(e);
             }
         };
