@@ -8,7 +8,7 @@ use diesel::dsl::{Filter, IsNotNull, Select};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{FilterDsl, SelectDsl};
-use diesel::sql_types::Bool;
+use diesel::sql_types::{Bool, SqlType, is_nullable};
 
 use super::BelongsTo;
 use crate::model::Model;
@@ -39,9 +39,9 @@ use crate::model::Model;
 /// # }
 /// ```
 ///
-/// With `NOT_NULL`, `(column IS NOT NULL AND column IN (subquery))`: a `NULL` column is then no
-/// match, and its negation a match, where `NULL IN (..)` is `NULL` (no row, negated or not)
-/// unless the subquery is empty.
+/// With `NOT_NULL`, and a column that can be `NULL`, `(column IS NOT NULL AND column IN
+/// (subquery))`: a `NULL` column is then no match, and its negation a match, where
+/// `NULL IN (..)` is `NULL` (no row, negated or not) unless the subquery is empty.
 #[derive(Debug, Clone, Copy)]
 pub struct InSubquery<C, Q, const NOT_NULL: bool = false> {
     column: C,
@@ -62,12 +62,15 @@ impl<C: Expression, Q, const NOT_NULL: bool> Expression for InSubquery<C, Q, NOT
 impl<C, Q, DB, const NOT_NULL: bool> QueryFragment<DB> for InSubquery<C, Q, NOT_NULL>
 where
     DB: Backend,
-    C: QueryFragment<DB>,
+    C: QueryFragment<DB> + Expression,
+    C::SqlType: SqlType,
+    <C::SqlType as SqlType>::IsNull: Nullability,
     Q: QueryFragment<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("(");
-        if NOT_NULL {
+        // A column that cannot be `NULL` needs no test.
+        if NOT_NULL && <<C::SqlType as SqlType>::IsNull as Nullability>::NULLABLE {
             self.column.walk_ast(out.reborrow())?;
             out.push_sql(" IS NOT NULL AND ");
         }
@@ -148,22 +151,73 @@ pub trait SelectForeignKeys<P: Model, const FK: u64, Pred>: BelongsTo<P, FK> {
 
 /// The children whose foreign key is `NULL` are left out: `x IN (.., NULL)` is `NULL`, not
 /// false, for an `x` not listed, so that `NOT Post::having_..(..)` would match no row at all.
+/// (Only where the foreign key can be `NULL`: the condition is then in the statement.)
 impl<Ch, P, const FK: u64, Pred> SelectForeignKeys<P, FK, Pred> for Ch
 where
     P: Model,
     Ch: BelongsTo<P, FK>,
     Ch::Table: SelectDsl<Ch::Column>,
     Select<Ch::Table, Ch::Column>: FilterDsl<Pred>,
-    Filter<Select<Ch::Table, Ch::Column>, Pred>: FilterDsl<IsNotNull<Ch::Column>>,
-    <Ch::Column as Expression>::SqlType: diesel::sql_types::SingleValue,
+    <Ch::Column as Expression>::SqlType: SqlType,
+    <<Ch::Column as Expression>::SqlType as SqlType>::IsNull:
+        NonNull<Filter<Select<Ch::Table, Ch::Column>, Pred>, Ch::Column>,
 {
-    type Query = Filter<Filter<Select<Ch::Table, Ch::Column>, Pred>, IsNotNull<Ch::Column>>;
+    type Query = <<<Ch::Column as Expression>::SqlType as SqlType>::IsNull as NonNull<
+        Filter<Select<Ch::Table, Ch::Column>, Pred>,
+        Ch::Column,
+    >>::Query;
 
     fn foreign_keys_where(predicate: Pred) -> Self::Query {
-        Ch::Table::default()
-            .select(Ch::Column::default())
-            .filter(predicate)
-            .filter(Ch::Column::default().is_not_null())
+        <<<Ch::Column as Expression>::SqlType as SqlType>::IsNull as NonNull<_, _>>::non_null(
+            Ch::Table::default()
+                .select(Ch::Column::default())
+                .filter(predicate),
+        )
+    }
+}
+
+/// A query left as it is, or with the rows whose `C` is `NULL` left out, as `C` can be `NULL`
+/// or not: implemented for Diesel's two kinds of SQL type.
+pub trait NonNull<Q, C> {
+    /// The query.
+    type Query;
+
+    /// `query`, without the rows whose `C` is `NULL`.
+    fn non_null(query: Q) -> Self::Query;
+}
+
+/// Whether a column of a kind of SQL type can be `NULL`: implemented for Diesel's two kinds.
+pub trait Nullability {
+    /// Whether it can.
+    const NULLABLE: bool;
+}
+
+impl Nullability for is_nullable::NotNull {
+    const NULLABLE: bool = false;
+}
+
+impl Nullability for is_nullable::IsNullable {
+    const NULLABLE: bool = true;
+}
+
+impl<Q, C> NonNull<Q, C> for is_nullable::NotNull {
+    type Query = Q;
+
+    fn non_null(query: Q) -> Q {
+        query
+    }
+}
+
+impl<Q, C> NonNull<Q, C> for is_nullable::IsNullable
+where
+    Q: FilterDsl<IsNotNull<C>>,
+    C: Expression + ExpressionMethods + Default,
+    C::SqlType: diesel::sql_types::SingleValue,
+{
+    type Query = Filter<Q, IsNotNull<C>>;
+
+    fn non_null(query: Q) -> Self::Query {
+        query.filter(C::default().is_not_null())
     }
 }
 
