@@ -251,7 +251,12 @@ impl Hub {
             }
         }
         drop(activity);
-        lock(&self.subscribers).push(Arc::downgrade(&queue));
+        let mut subscribers = lock(&self.subscribers);
+        // The queues dropped since the last commit went out (which prunes them too), so that
+        // subscriptions that come and go on a store nobody writes to leave nothing behind.
+        subscribers.retain(|s| s.strong_count() > 0);
+        subscribers.push(Arc::downgrade(&queue));
+        drop(subscribers);
         self.queues.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         queue
@@ -750,6 +755,17 @@ mod tests {
         // A queue never read (a subscription that failed before it began) counts out too.
         drop(hub.subscribe(None, 2));
         assert_eq!(hub.subscriptions(), 0);
+    }
+
+    #[test]
+    fn subscriptions_that_come_and_go_without_commits_leave_nothing_behind() {
+        let hub = Arc::new(Hub::default());
+        for _ in 0..1_000 {
+            drop(Reader::new(hub.subscribe(None, 2)));
+        }
+        let kept = hub.subscribe(None, 2);
+        assert_eq!(lock(&hub.subscribers).len(), 1);
+        drop(kept);
     }
 
     #[test]

@@ -155,8 +155,18 @@ pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
     }
     let option = format!("-csearch_path={escaped}");
     let option = utf8_percent_encode(&option, NON_ALPHANUMERIC).to_string();
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, query),
+    // The parameters start at the first `?` past the credentials, which end, as libpq reads
+    // them, at the first `@` before any `/` (a password may hold a `?`).
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let past_credentials = match url[authority..].find(['@', '/']) {
+        Some(i) if url[authority + i..].starts_with('@') => authority + i + 1,
+        _ => authority,
+    };
+    let (base, query) = match url[past_credentials..].find('?') {
+        Some(i) => (
+            &url[..past_credentials + i],
+            &url[past_credentials + i + 1..],
+        ),
         None => (url, ""),
     };
     let mut found = false;
@@ -194,6 +204,15 @@ mod tests {
                 "a"
             ),
             "postgres://db/blog?sslmode=disable&options=-cwork_mem%3D64MB%20%2Dcsearch%5Fpath%3D%22a%22"
+        );
+        // A `?` in the password is no parameter.
+        assert_eq!(
+            with_search_path("postgres://app:pa?ss@db/blog?sslmode=disable", "a"),
+            "postgres://app:pa?ss@db/blog?sslmode=disable&options=%2Dcsearch%5Fpath%3D%22a%22"
+        );
+        assert_eq!(
+            with_search_path("postgres://app:pa?ss@db/blog", "a"),
+            "postgres://app:pa?ss@db/blog?options=%2Dcsearch%5Fpath%3D%22a%22"
         );
         // Quoted as an identifier and escaped for libpq: any name means that schema.
         assert_eq!(
