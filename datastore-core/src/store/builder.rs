@@ -358,39 +358,23 @@ impl StoreBuilder {
     /// none is applied.
     #[cfg(feature = "cli")]
     pub(crate) fn revert_last_migration(mut self) -> Result<Option<String>> {
-        let (dialect, database, in_memory) = database_url(&self.url)
-            .map_err(|reason| Error::connection(&self.url, ConnectionFailure::Location, reason))?;
-        self.setup.wal = !in_memory;
-        crate::ffi::sqlite::register();
-        let manager = BackendManager {
-            url: database,
-            dialect,
-        };
-        let mut conn = manager
-            .establish()
-            .map_err(|e| Error::connection(&self.url, ConnectionFailure::Driver, e))?;
-        let handle = crate::ffi::sqlite::peek_opened();
-        self.setup.apply_any(&mut conn)?;
+        let (_, mut conn, handle) = self.first_connection()?;
         let migrations = self.migrations.unwrap_or_default();
         migrations::revert_last(&mut conn, handle, &migrations, self.setup.busy_timeout)
     }
 
-    /// Opens the store: runs the migrations and sets up the pool.
-    ///
-    /// ```
-    /// use datastore::{Error, Store};
-    ///
-    /// # fn main() -> datastore::Result<()> {
-    /// let store = Store::builder(":memory:").open()?;
-    /// assert_eq!(store.dialect(), datastore::schema::Dialect::Sqlite);
-    ///
-    /// // No such folder: opening fails, saying where and why.
-    /// let refused = Store::builder("/no/such/folder/app.db").open();
-    /// assert!(matches!(refused, Err(Error::Connection { .. })));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn open(mut self) -> Result<Store> {
+    /// Checks the location and makes it what the driver opens (a PostgreSQL schema set as
+    /// the search path; `:memory:` a database of the store's own), then opens the first
+    /// connection on it, set up as the pool's will be: the manager that opens the others, the
+    /// connection, and its SQLite handle (see
+    /// [`ffi::peek_opened`](crate::ffi::sqlite::peek_opened)).
+    fn first_connection(
+        &mut self,
+    ) -> Result<(
+        BackendManager,
+        AnyConnection,
+        Option<crate::ffi::sqlite::Handle>,
+    )> {
         if !self.url_is_utf8 {
             return Err(Error::connection(
                 &self.url,
@@ -412,26 +396,48 @@ impl StoreBuilder {
             .map_err(|reason| Error::connection(&self.url, ConnectionFailure::Location, reason))?;
         self.setup.wal = !in_memory;
         let manager = BackendManager {
-            url: database.clone(),
+            url: database,
             dialect,
         };
+        // Before any connection opens, so that observe sees every SQLite connection's handle.
+        crate::ffi::sqlite::register();
+        let mut first = manager
+            .establish()
+            .map_err(|e| Error::connection(&self.url, ConnectionFailure::Driver, e))?;
+        let handle = crate::ffi::sqlite::peek_opened();
+        self.setup.apply_any(&mut first)?;
+        Ok((manager, first, handle))
+    }
+
+    /// Opens the store: runs the migrations and sets up the pool.
+    ///
+    /// ```
+    /// use datastore::{Error, Store};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// let store = Store::builder(":memory:").open()?;
+    /// assert_eq!(store.dialect(), datastore::schema::Dialect::Sqlite);
+    ///
+    /// // No such folder: opening fails, saying where and why.
+    /// let refused = Store::builder("/no/such/folder/app.db").open();
+    /// assert!(matches!(refused, Err(Error::Connection { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(mut self) -> Result<Store> {
+        // The first connection sets the database up (and, for memory, keeps it alive).
+        let (manager, mut first, handle) = self.first_connection()?;
+        let dialect = manager.dialect;
+        // Set by `first_connection`: a database in memory is the one without WAL.
+        let in_memory = !self.setup.wal;
         let observe_conn = ObserveConn::new(
             BackendManager {
-                url: database,
+                url: manager.url.clone(),
                 dialect,
             },
             self.setup.clone(),
             self.url.clone(),
         );
-        let connect_error =
-            |e: diesel::ConnectionError| Error::connection(&self.url, ConnectionFailure::Driver, e);
-
-        // Before any connection opens, so that observe sees every SQLite connection's handle.
-        crate::ffi::sqlite::register();
-        // The first connection sets the database up (and, for memory, keeps it alive).
-        let mut first = manager.establish().map_err(connect_error)?;
-        let handle = crate::ffi::sqlite::peek_opened();
-        self.setup.apply_any(&mut first)?;
         if let Some(migrations) = &self.migrations {
             migrations::run(&mut first, handle, migrations, self.setup.busy_timeout)?;
         }

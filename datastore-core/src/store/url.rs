@@ -18,6 +18,8 @@ struct Parsed<'u> {
     user_password: Option<(usize, usize)>,
     /// The values of the query's password parameters.
     parameter_passwords: Vec<(usize, usize)>,
+    /// Where the query's `?` is, past the credentials.
+    query: Option<usize>,
 }
 
 /// The passwords of `url`, if it is a PostgreSQL URL.
@@ -51,8 +53,9 @@ fn parse(url: &str) -> Option<Parsed<'_>> {
         }
     };
     let mut parameter_passwords = Vec::new();
-    if let Some(q) = rest[host_start..].find('?') {
-        let mut offset = host_start + q + 1;
+    let query = rest[host_start..].find('?').map(|q| host_start + q);
+    if let Some(q) = query {
+        let mut offset = q + 1;
         for parameter in rest[offset..].split('&') {
             if let Some((key, value)) = parameter.split_once('=') {
                 if is_password_key(&percent_decode(key)) {
@@ -68,6 +71,7 @@ fn parse(url: &str) -> Option<Parsed<'_>> {
         url,
         user_password: user_password.map(|(a, b)| (start + a, start + b)),
         parameter_passwords,
+        query: query.map(|q| start + q),
     })
 }
 
@@ -155,18 +159,9 @@ pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
     }
     let option = format!("-csearch_path={escaped}");
     let option = utf8_percent_encode(&option, NON_ALPHANUMERIC).to_string();
-    // The parameters start at the first `?` past the credentials, which end, as libpq reads
-    // them, at the first `@` before any `/` (a password may hold a `?`).
-    let authority = url.find("://").map_or(0, |i| i + 3);
-    let past_credentials = match url[authority..].find(['@', '/']) {
-        Some(i) if url[authority + i..].starts_with('@') => authority + i + 1,
-        _ => authority,
-    };
-    let (base, query) = match url[past_credentials..].find('?') {
-        Some(i) => (
-            &url[..past_credentials + i],
-            &url[past_credentials + i + 1..],
-        ),
+    // The parameters start past the credentials, as libpq reads them (a password may hold `?`).
+    let (base, query) = match parse(url).and_then(|parsed| parsed.query) {
+        Some(q) => (&url[..q], &url[q + 1..]),
         None => (url, ""),
     };
     let mut found = false;

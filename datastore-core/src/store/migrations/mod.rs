@@ -52,13 +52,9 @@ pub(super) fn run(
             if pending(conn, migrations).is_ok_and(|pending| pending.is_empty()) {
                 return Ok(());
             }
-            conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
-            let result = run_sqlite(conn, handle.as_ref(), migrations);
-            conn.batch_execute(&format!(
-                "PRAGMA busy_timeout = {}",
-                busy_timeout.as_millis()
-            ))?;
-            result
+            waiting_for_others(conn, busy_timeout, |conn| {
+                run_sqlite(conn, handle.as_ref(), migrations)
+            })
         }
         AnyConnection::Postgres(conn) => {
             let source = migrations
@@ -94,13 +90,9 @@ pub(super) fn revert_last(
     match conn {
         AnyConnection::Sqlite(conn) => {
             let source = migrations.for_sqlite().ok_or_else(|| missing("SQLite"))?;
-            conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
-            let result = revert_sqlite(conn, handle.as_ref(), &source);
-            conn.batch_execute(&format!(
-                "PRAGMA busy_timeout = {}",
-                busy_timeout.as_millis()
-            ))?;
-            result
+            waiting_for_others(conn, busy_timeout, |conn| {
+                revert_sqlite(conn, handle.as_ref(), &source)
+            })
         }
         AnyConnection::Postgres(conn) => {
             let source = migrations
@@ -188,6 +180,22 @@ fn revert_sqlite(
         Err(e) => (false, Err(e)),
     });
     conn.batch_execute("PRAGMA foreign_keys = ON")?;
+    result
+}
+
+/// Runs `f` waiting as long as it takes for the write lock another process's migrations hold
+/// (see [`WAIT_FOR_MIGRATIONS`]), then sets the connection's busy timeout back.
+fn waiting_for_others<T>(
+    conn: &mut SqliteConnection,
+    busy_timeout: Duration,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<T> {
+    conn.batch_execute(WAIT_FOR_MIGRATIONS)?;
+    let result = f(conn);
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {}",
+        busy_timeout.as_millis()
+    ))?;
     result
 }
 
