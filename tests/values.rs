@@ -381,6 +381,45 @@ per_backend!(
     }
 );
 
+per_backend!(
+    fn a_timestamp_past_four_digit_years_is_refused_on_sqlite_and_kept_on_postgres(store) {
+        let kept = store.save(Stamp::default()).unwrap();
+        for (year, month, day) in [(10_000, 1, 1), (-1, 12, 31)] {
+            let date = chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap();
+            let at = Timestamp::from(date.and_hms_opt(0, 0, 0).unwrap().and_utc());
+            let stamp = Stamp {
+                at,
+                ..Stamp::default()
+            };
+            if store.dialect() == Dialect::Sqlite {
+                // Stored as text, "+10000-..." would sort before "2026-...", and compare so.
+                for err in [
+                    store.save(stamp.clone()).unwrap_err(),
+                    store.insert_all(vec![stamp.clone()]).unwrap_err(),
+                    store
+                        .save(Stamp {
+                            at,
+                            ..kept.clone()
+                        })
+                        .unwrap_err(),
+                    store.query::<Stamp>(|q| q.filter(stamps::at.lt(at))).unwrap_err(),
+                ] {
+                    assert!(
+                        matches!(err, Error::TimestampOutOfRange { value } if value == at),
+                        "{err:?}"
+                    );
+                    assert!(err.to_string().contains("9999"), "{err}");
+                }
+                assert_eq!(store.all::<Stamp>().unwrap(), vec![kept.clone()], "nothing written");
+            } else {
+                let saved = store.save(stamp).unwrap();
+                assert_eq!(store.get::<Stamp>(&saved.id).unwrap().at, at);
+                store.delete(&saved).unwrap();
+            }
+        }
+    }
+);
+
 /// Runs `postgres` on PostgreSQL, `sqlite` on SQLite.
 fn change(store: &Store, postgres: &str, sqlite: &str) {
     let sql = match store.dialect() {

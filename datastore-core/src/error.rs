@@ -351,6 +351,39 @@ pub enum Error {
     )]
     NanUnsupported,
 
+    /// A [`Timestamp`](crate::Timestamp) outside the years 0 to 9999, bound on SQLite. SQLite
+    /// stores a timestamp as RFC 3339 text, which compares and sorts in time order only with
+    /// four-digit years: such a value would be stored, compared and ordered wrongly. Nothing was
+    /// run. PostgreSQL holds these years as given.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// #[derive(Model, Debug, Clone, PartialEq, Default)]
+    /// pub struct Event {
+    ///     #[primary_key]
+    ///     pub id: Id,
+    ///     pub at: Timestamp,
+    /// }
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Event>()).open()?;
+    /// let year_10000 = chrono::NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap();
+    /// let far = Timestamp::from(year_10000.and_hms_opt(0, 0, 0).unwrap().and_utc());
+    /// let err = store.save(Event { at: far, ..Event::default() }).unwrap_err();
+    /// assert!(matches!(err, datastore::Error::TimestampOutOfRange { value } if value == far));
+    /// assert_eq!(store.count::<Event>()?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[error(
+        "the timestamp {value} is outside the years 0000 to 9999, which SQLite stores as text \
+         that sorts in time order only with four-digit years; nothing was run: keep timestamps \
+         within those years on SQLite"
+    )]
+    TimestampOutOfRange {
+        /// The timestamp refused.
+        value: crate::Timestamp,
+    },
+
     /// A JSON value (a `serde_json::Value` or `Json<T>` field) nests arrays and objects more
     /// than [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) levels deep, deeper than every backend
     /// reads back. Nothing was written.
@@ -943,6 +976,8 @@ fn is_full_message(message: &str) -> bool {
 pub(crate) enum ValueError {
     #[error("NaN cannot be stored on SQLite")]
     NanUnsupported,
+    #[error("{0} is outside the years SQLite stores")]
+    TimestampOutOfRange(crate::Timestamp),
     #[error("a JSON value is nested too deeply")]
     JsonTooDeep,
     #[error("a JSON value holds a non-finite number")]
@@ -985,6 +1020,9 @@ fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
         }
         match error.downcast_ref::<ValueError>() {
             Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),
+            Some(&ValueError::TimestampOutOfRange(value)) => {
+                return Some(Error::TimestampOutOfRange { value });
+            }
             Some(ValueError::JsonNonFinite) => return Some(Error::JsonNonFinite),
             Some(ValueError::JsonTooDeep) => {
                 return Some(Error::JsonTooDeep {

@@ -12,6 +12,7 @@ use diesel::sqlite::Sqlite;
 
 use super::{FieldType, Id, Timestamp, sql_types, unexpected};
 use crate::AnyBackend;
+use crate::error::ValueError;
 use crate::observe::RawValueRef;
 use crate::schema::ColumnType;
 
@@ -24,6 +25,11 @@ pub(crate) const TEXT_CAPACITY: usize = 36;
 pub(crate) trait TextForm: Copy {
     /// Writes the value's text at the start of `buffer` and returns its length in bytes.
     fn write_text(&self, buffer: &mut [u8; TEXT_CAPACITY]) -> usize;
+
+    /// Refuses a value SQLite cannot hold as its text, before a statement binds it.
+    fn check_sqlite(&self) -> Result<(), ValueError> {
+        Ok(())
+    }
 }
 
 impl TextForm for Id {
@@ -35,6 +41,10 @@ impl TextForm for Id {
 impl TextForm for Timestamp {
     fn write_text(&self, buffer: &mut [u8; TEXT_CAPACITY]) -> usize {
         Timestamp::write_text(*self, buffer)
+    }
+
+    fn check_sqlite(&self) -> Result<(), ValueError> {
+        Timestamp::check_sqlite(*self)
     }
 }
 
@@ -119,6 +129,7 @@ macro_rules! as_text_to_sql {
     ($($rust:ty => $sql:ty;)*) => {$(
         impl ToSql<$sql, Sqlite> for AsText<$rust> {
             fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+                self.value.check_sqlite()?;
                 out.set_value(self.text()?);
                 Ok(serialize::IsNull::No)
             }

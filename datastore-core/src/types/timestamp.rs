@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sql_types;
 use super::text_bind::{TEXT_CAPACITY, Text};
+use crate::error::ValueError;
 
 /// A point in time, in UTC, with microsecond precision.
 ///
@@ -239,8 +240,25 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The years SQLite holds: it stores a timestamp as its text, which compares and sorts in
+    /// time order only while every year has four digits (chrono writes others with a sign).
+    const SQLITE_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
+
+    /// Whether SQLite can hold the timestamp (see [`SQLITE_YEARS`](Self::SQLITE_YEARS)), or
+    /// the error that refuses it before a statement runs.
+    pub(crate) fn check_sqlite(self) -> Result<(), ValueError> {
+        if Self::SQLITE_YEARS.contains(&self.0.year()) {
+            Ok(())
+        } else {
+            Err(ValueError::TimestampOutOfRange(self))
+        }
+    }
+}
+
 impl ToSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        self.check_sqlite()?;
         out.set_value(Text::of(self).as_str()?.to_owned());
         Ok(serialize::IsNull::No)
     }
