@@ -420,6 +420,49 @@ per_backend!(
     }
 );
 
+per_backend!(
+    fn a_key_stored_in_another_spelling_is_refused_not_read_as_unfindable(store) {
+        // As another program may write a UUID: uppercase, or without its hyphens.
+        for (written, id) in [
+            (
+                "0193A4F2-7C1E-7D3A-8B2C-5E6F7A8B9C0D",
+                "0193a4f2-7c1e-7d3a-8b2c-5e6f7a8b9c0d",
+            ),
+            (
+                "0193a4f27c1e7d3a8b2c5e6f7a8b9c0e",
+                "0193a4f2-7c1e-7d3a-8b2c-5e6f7a8b9c0e",
+            ),
+        ] {
+            store
+                .conn()
+                .unwrap()
+                .batch_execute(&format!(
+                    "INSERT INTO stamps (id, at) VALUES ('{written}', '2026-12-04T10:00:00Z')"
+                ))
+                .unwrap();
+            let id: Id = id.parse().unwrap();
+            if store.dialect() == Dialect::Sqlite {
+                // Read, the row would carry a key that finds nothing: refused, naming the text.
+                let err = store.all::<Stamp>().unwrap_err();
+                match &err {
+                    Error::OutOfRange { value, .. } => assert_eq!(value, written),
+                    other => panic!("{other:?}"),
+                }
+                assert!(err.to_string().contains("lowercase"), "{err}");
+                assert!(store.find::<Stamp>(&id).unwrap().is_none());
+            } else {
+                // PostgreSQL's uuid type keeps the value, not its spelling.
+                assert_eq!(store.get::<Stamp>(&id).unwrap().id, id);
+            }
+            store
+                .conn()
+                .unwrap()
+                .batch_execute("DELETE FROM stamps")
+                .unwrap();
+        }
+    }
+);
+
 /// Runs `postgres` on PostgreSQL, `sqlite` on SQLite.
 fn change(store: &Store, postgres: &str, sqlite: &str) {
     let sql = match store.dialect() {

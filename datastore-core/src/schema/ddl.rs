@@ -573,20 +573,27 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
     let mut checked_after = Vec::new();
     for column in new.columns.iter() {
         let name = quote_ident(&column.name);
+        let retyped = old.column(&column.name).filter(|was| was.ty != column.ty);
+        // A column that becomes a UUID: its values in the one form keys are found by.
+        let copied = match retyped {
+            Some(_) if column.ty == ColumnType::Uuid => sqlite_canonical_uuid(&name),
+            _ => name.clone(),
+        };
         let value = match old.column(&column.name) {
             // A column that becomes NOT NULL: its NULLs take the column's default.
             Some(was) if was.nullable && !column.nullable => {
-                format!("COALESCE({name}, {})", fill_value(column, dialect))
+                format!("COALESCE({copied}, {})", fill_value(column, dialect))
             }
-            Some(_) => name.clone(),
+            Some(_) => copied,
             None if !column.nullable => fill_value(column, dialect),
             None => continue,
         };
-        if let Some(was) = old.column(&column.name).filter(|was| was.ty != column.ty) {
+        if let Some(was) = retyped {
             if let Some(held) = sqlite_readable(column) {
                 let check = (&column.name, format!("NOT ({name} IS NULL OR {held})"));
                 match (&was.ty, &column.ty) {
-                    (_, ColumnType::Enum(_)) => checked_before.push(check),
+                    // Checked as written, before the copy rewrites them.
+                    (_, ColumnType::Enum(_) | ColumnType::Uuid) => checked_before.push(check),
                     _ => checked_after.push(check),
                 }
             }
@@ -669,6 +676,19 @@ fn unconvertible_check(table: &str, from: &str, checks: &[(&Name, String)]) -> V
         ),
         format!("DROP TABLE {CHECK};"),
     ]
+}
+
+/// The lowercase, hyphenated text of the UUID `value` holds in any form [`sqlite_readable`]
+/// accepts (hyphenated, bare, braced, URN; any case): the only form `Id` reads on SQLite, and
+/// the one every statement binds keys in. `NULL` stays `NULL`.
+fn sqlite_canonical_uuid(value: &str) -> String {
+    let hex = format!(
+        "lower(replace(replace(replace(substr({value}, CASE WHEN {value} GLOB '[Uu][Rr][Nn]:*' \
+         THEN 10 ELSE 1 END), '-', ''), '{{', ''), '}}', ''))"
+    );
+    [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+        .map(|(at, len)| format!("substr({hex}, {at}, {len})"))
+        .join(" || '-' || ")
 }
 
 /// A condition true when the value of `column`, stored in a SQLite column of its type, is one

@@ -8,6 +8,7 @@ use diesel::sqlite::{Sqlite, SqliteValue};
 use serde::{Deserialize, Serialize};
 
 use super::sql_types;
+use crate::error::ValueError;
 
 /// The primary key of a model: a UUID generated on the client.
 ///
@@ -118,9 +119,21 @@ impl ToSql<sql_types::Uuid, Sqlite> for Id {
     }
 }
 
+/// Read from the text SQLite stores it as: the lowercase, hyphenated form every statement of
+/// the store binds and compares keys by. Another form (uppercase, braced, without hyphens),
+/// written by another program, is refused with [`Error::OutOfRange`](crate::Error::OutOfRange)
+/// rather than read: its row would not be found by its own key, nor its relations by theirs.
 impl FromSql<sql_types::Uuid, Sqlite> for Id {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        Ok(value.read_text().parse()?)
+        let text = value.read_text();
+        let canonical = text.len() == 36 && !text.bytes().any(|b| b.is_ascii_uppercase());
+        if !canonical {
+            return Err(Box::new(ValueError::OutOfRange {
+                value: text.to_owned(),
+                field_type: "Id (stored on SQLite as a lowercase, hyphenated UUID)",
+            }));
+        }
+        Ok(text.parse()?)
     }
 }
 
