@@ -367,7 +367,11 @@ fn a_location_that_cannot_be_opened_as_given_is_refused_before_connecting() {
     }
     // A database in memory each connection would open anew: the store's connections would
     // not share it.
-    for url in ["file:blog?mode=memory", "file:blog?vfs=memdb"] {
+    for url in [
+        "file:blog?mode=memory",
+        "file:blog?vfs=memdb",
+        "file:blog?mode=%6Demory",
+    ] {
         match Store::open(url, datastore::embed_migrations!()) {
             Err(Error::Connection {
                 source: ConnectionFailure::Location(message),
@@ -668,6 +672,9 @@ fn a_database_in_memory_is_one_database_for_the_whole_pool() {
         "file::memory:?cache=shared",
         "file:errors-shared?mode=memory&cache=shared",
         "file:/errors-memdb?vfs=memdb",
+        // Percent-encoded, as SQLite reads URIs.
+        "file:%3Amemory%3A?cache=%73hared",
+        "file:%2Ferrors-encoded?vfs=memdb",
     ] {
         let store = Store::builder(url)
             .migrations(datastore::embed_migrations!())

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::r2d2::Pool;
+use percent_encoding::percent_decode_str;
 
 use super::connection::{ConnectionSetup, Synchronous};
 use super::{BackendManager, ObserveConn, Store, migrations, url};
@@ -556,12 +557,20 @@ impl SqliteMemory {
             Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
             None => path,
         };
+        // SQLite reads `%HH` as the byte it encodes in the path, and in each parameter's name
+        // and value once the query is split at its `&` and `=`.
+        let decoded = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
+        let path = decoded(path);
+        let params: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (decoded(k), decoded(v)))
+            .collect();
         let param = |key: &str| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .filter(|(k, _)| *k == key)
-                .map(|(_, v)| v)
+            params
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
                 .next_back()
         };
         let memdb = param("vfs") == Some("memdb");
@@ -606,6 +615,12 @@ mod tests {
                 SqliteMemory::PerConnection,
             ),
             ("file:/?vfs=memdb", SqliteMemory::PerConnection),
+            // Percent-encoded, as SQLite decodes them.
+            ("file:%3Amemory%3A", SqliteMemory::Anonymous),
+            ("file:blog?mode=%6Demory", SqliteMemory::PerConnection),
+            ("file:blog?mode=memory&%63ache=shared", SqliteMemory::Shared),
+            ("file:%2Fblog?vfs=memdb", SqliteMemory::Shared),
+            ("file:blog?mode=memory%26cache=shared", SqliteMemory::None),
         ] {
             assert_eq!(SqliteMemory::of(url), memory, "{url}");
         }

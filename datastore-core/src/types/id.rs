@@ -120,12 +120,15 @@ impl ToSql<sql_types::Uuid, Sqlite> for Id {
 }
 
 /// Read from the text SQLite stores it as: the lowercase, hyphenated form every statement of
-/// the store binds and compares keys by. Another form (uppercase, braced, without hyphens),
-/// written by another program, is refused with [`Error::OutOfRange`](crate::Error::OutOfRange)
-/// rather than read: its row would not be found by its own key, nor its relations by theirs.
+/// the store binds and compares keys by. Text that is no UUID is an
+/// [`Error::Conversion`](crate::Error::Conversion); a UUID in another form (uppercase, braced,
+/// without hyphens), written by another program, is refused with
+/// [`Error::OutOfRange`](crate::Error::OutOfRange) rather than read: its row would not be found
+/// by its own key, nor its relations by theirs.
 impl FromSql<sql_types::Uuid, Sqlite> for Id {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
         let text = value.read_text();
+        let id = text.parse()?;
         let canonical = text.len() == 36 && !text.bytes().any(|b| b.is_ascii_uppercase());
         if !canonical {
             return Err(Box::new(ValueError::OutOfRange {
@@ -133,7 +136,7 @@ impl FromSql<sql_types::Uuid, Sqlite> for Id {
                 field_type: "Id (stored on SQLite as a lowercase, hyphenated UUID)",
             }));
         }
-        Ok(text.parse()?)
+        Ok(id)
     }
 }
 
