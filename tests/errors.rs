@@ -689,3 +689,50 @@ fn a_database_in_memory_is_one_database_for_the_whole_pool() {
         }
     }
 }
+
+/// A database in memory shared by name waits for a writer as a file does: a read through
+/// another of the store's connections while a transaction writes waits for its commit (the
+/// busy timeout), instead of failing at once with SQLite's table lock of a shared cache.
+#[test]
+fn a_shared_database_in_memory_waits_for_a_writer() {
+    for url in [
+        "file:errors-waits?mode=memory&cache=shared",
+        "file::memory:?cache=shared",
+        "file:/errors-waits-memdb?vfs=memdb",
+    ] {
+        let store = Store::builder(url)
+            .migrations(datastore::embed_migrations!())
+            .pool_size(2)
+            .busy_timeout(Duration::from_secs(5))
+            .open()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.save(user("first")).unwrap();
+        let (started, writing) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                store
+                    .transaction(|tx| {
+                        tx.save(user("nadia"))?;
+                        started.send(()).unwrap();
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok::<_, Error>(())
+                    })
+                    .unwrap();
+            });
+            writing.recv().unwrap();
+            // The writer holds its transaction open: the read waits for it, then sees its commit
+            // or (where readers do not wait) what was there before.
+            let count = store
+                .count::<User>()
+                .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            assert!(count == 1 || count == 2, "{url}: {count}");
+        });
+        assert_eq!(store.count::<User>().unwrap(), 2, "{url}");
+        // Shared by name: another store of the process opening the URI has the same database.
+        let other = Store::builder(url)
+            .migrations(datastore::embed_migrations!())
+            .open()
+            .unwrap();
+        assert_eq!(other.count::<User>().unwrap(), 2, "{url}");
+    }
+}

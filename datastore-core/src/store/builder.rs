@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::r2d2::Pool;
-use percent_encoding::percent_decode_str;
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::connection::{ConnectionSetup, Synchronous};
 use super::{BackendManager, ObserveConn, Store, migrations, url};
@@ -498,9 +498,11 @@ fn is_postgres(url: &str) -> bool {
 ///
 /// A store's connections must all reach one database: `:memory:` (or `file::memory:`)
 /// becomes a named in-memory database of its own (SQLite's `memdb` VFS), with real locking
-/// between the connections; a memory database every connection would open anew (a `file:`
-/// URI with `mode=memory`, or a `memdb` name without its leading `/`, and no
-/// `cache=shared`) is refused.
+/// between the connections; one shared by name (`cache=shared`) becomes the `memdb` database
+/// of that name, which every store of the process opening the URI shares, with the same
+/// locking; a memory database every connection would open anew (a `file:` URI with
+/// `mode=memory`, or a `memdb` name without its leading `/`, and no `cache=shared`) is
+/// refused.
 fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), String> {
     if is_postgres(url) {
         return Ok((Dialect::Postgres, url.to_owned(), false));
@@ -517,7 +519,18 @@ fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), Strin
     };
     match SqliteMemory::of(url) {
         SqliteMemory::None => Ok((Dialect::Sqlite, url.to_owned(), false)),
-        SqliteMemory::Shared => Ok((Dialect::Sqlite, url.to_owned(), true)),
+        // SQLite's shared cache locks tables, and a connection that finds one locked fails
+        // at once, whatever the busy timeout: the store's connections share the database by
+        // its name in `memdb` instead, whose locks wait as a file's do.
+        SqliteMemory::SharedCache(name) => Ok((
+            Dialect::Sqlite,
+            format!(
+                "file:/datastore-shared-cache/{}?vfs=memdb",
+                utf8_percent_encode(&name, NON_ALPHANUMERIC)
+            ),
+            true,
+        )),
+        SqliteMemory::Memdb => Ok((Dialect::Sqlite, url.to_owned(), true)),
         SqliteMemory::Anonymous => Ok((Dialect::Sqlite, own_memory(), true)),
         SqliteMemory::PerConnection => Err(format!(
             "{url} is a database in memory that each connection opens anew, so the store's \
@@ -528,16 +541,19 @@ fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), Strin
 }
 
 /// Whether SQLite opens a filename or `file:` URI in memory, and for whom.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum SqliteMemory {
     /// A file.
     None,
     /// `:memory:` or `file::memory:` without `cache=shared`: a database of the connection's
     /// own, which the store makes one of its own.
     Anonymous,
-    /// A database in memory every connection opening the URI reaches (`cache=shared`, or a
-    /// `memdb` name starting with `/`).
-    Shared,
+    /// A database in memory every connection opening the URI reaches through SQLite's shared
+    /// cache (`cache=shared`), by this name (decoded; `:memory:` for `file::memory:`).
+    SharedCache(String),
+    /// A database in memory every connection opening the URI reaches by its `memdb` name
+    /// (starting with `/`).
+    Memdb,
     /// A named database in memory each connection opens anew.
     PerConnection,
 }
@@ -581,8 +597,10 @@ impl SqliteMemory {
         // `cache=shared` alone shares; `memdb` shares a name starting with `/` (and longer
         // than it).
         let shared_by_memdb = memdb && param("mode") != Some("memory") && path.len() > 1;
-        if param("cache") == Some("shared") || (shared_by_memdb && path.starts_with('/')) {
-            Self::Shared
+        if param("cache") == Some("shared") {
+            Self::SharedCache(path)
+        } else if shared_by_memdb && path.starts_with('/') {
+            Self::Memdb
         } else if path == ":memory:" {
             Self::Anonymous
         } else {
@@ -604,9 +622,15 @@ mod tests {
             (":memory:", SqliteMemory::Anonymous),
             ("file::memory:", SqliteMemory::Anonymous),
             ("file::memory:?cache=private", SqliteMemory::Anonymous),
-            ("file::memory:?cache=shared", SqliteMemory::Shared),
-            ("file:blog?mode=memory&cache=shared", SqliteMemory::Shared),
-            ("file:/blog?vfs=memdb", SqliteMemory::Shared),
+            (
+                "file::memory:?cache=shared",
+                SqliteMemory::SharedCache(":memory:".into()),
+            ),
+            (
+                "file:blog?mode=memory&cache=shared",
+                SqliteMemory::SharedCache("blog".into()),
+            ),
+            ("file:/blog?vfs=memdb", SqliteMemory::Memdb),
             ("file:blog?mode=memory", SqliteMemory::PerConnection),
             ("file:blog?vfs=memdb", SqliteMemory::PerConnection),
             ("file:blog.db#mode=memory", SqliteMemory::None),
@@ -618,8 +642,11 @@ mod tests {
             // Percent-encoded, as SQLite decodes them.
             ("file:%3Amemory%3A", SqliteMemory::Anonymous),
             ("file:blog?mode=%6Demory", SqliteMemory::PerConnection),
-            ("file:blog?mode=memory&%63ache=shared", SqliteMemory::Shared),
-            ("file:%2Fblog?vfs=memdb", SqliteMemory::Shared),
+            (
+                "file:my%20blog?mode=memory&%63ache=shared",
+                SqliteMemory::SharedCache("my blog".into()),
+            ),
+            ("file:%2Fblog?vfs=memdb", SqliteMemory::Memdb),
             ("file:blog?mode=memory%26cache=shared", SqliteMemory::None),
         ] {
             assert_eq!(SqliteMemory::of(url), memory, "{url}");
