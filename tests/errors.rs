@@ -736,3 +736,41 @@ fn a_shared_database_in_memory_waits_for_a_writer() {
         assert_eq!(other.count::<User>().unwrap(), 2, "{url}");
     }
 }
+
+/// Another session changing the type of a column the store reads (here widening `rating` to
+/// `bigint`, which the model's `i32` still reads) makes PostgreSQL refuse the statements each
+/// connection prepared before ("cached plan must not change result type"). Each connection
+/// fails so at most once: the pool then drops it, and the next prepares the query anew, where
+/// it would otherwise fail for as long as it lives.
+#[test]
+fn a_connection_whose_prepared_statements_a_schema_change_outdated_is_replaced() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .migrations(datastore::embed_migrations!())
+        .pool_size(2)
+        .open()
+        .unwrap();
+    let saved = store.save(common::post("widened", 4)).unwrap();
+    // Both connections prepare the query.
+    let mut conns: Vec<_> = (0..2).map(|_| store.conn().unwrap()).collect();
+    for conn in &mut conns {
+        assert_eq!(conn.get::<Post>(&saved.id).unwrap(), saved);
+    }
+    drop(conns);
+    let mut other = diesel::PgConnection::establish(schema.url()).unwrap();
+    other
+        .batch_execute("ALTER TABLE posts ALTER COLUMN rating TYPE bigint")
+        .unwrap();
+    let results: Vec<_> = (0..6).map(|_| store.get::<Post>(&saved.id)).collect();
+    let failures = results.iter().filter(|r| r.is_err()).count();
+    assert!(
+        failures <= 2,
+        "each connection fails once at most: {results:?}"
+    );
+    for result in &results[4..] {
+        assert_eq!(result.as_ref().unwrap(), &saved);
+    }
+}

@@ -254,6 +254,9 @@ pub(crate) struct FirstFailure {
     /// observe tells by it whether installing a trigger would wait for this connection's
     /// transaction.
     backend_pid: Option<i32>,
+    /// A statement failed because a prepared statement's plan no longer fits the schema: see
+    /// [`plans_outdated`](Self::plans_outdated).
+    plans_outdated: bool,
 }
 
 impl FirstFailure {
@@ -265,7 +268,20 @@ impl FirstFailure {
             default: diesel::connection::get_default_instrumentation(),
             log: crate::trace::StatementLog::new(slow_statements),
             backend_pid: None,
+            plans_outdated: false,
         }
+    }
+
+    /// Whether a statement of the connection failed because another session changed the type
+    /// of a column it reads: PostgreSQL then refuses the prepared statement for good ("cached
+    /// plan must not change result type"), and Diesel keeps it in its cache, so every later
+    /// run of that query on the connection would fail the same way. The pool discards such a
+    /// connection (`BackendManager::has_broken`); the next one prepares the query anew.
+    pub fn plans_outdated(conn: &mut diesel::PgConnection) -> bool {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .is_some_and(|recorder| recorder.plans_outdated)
     }
 
     /// Records the connection's backend process.
@@ -304,6 +320,11 @@ impl Instrumentation for FirstFailure {
                 self.rolling_back_to_savepoint = depth.get() > 1;
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
+                if let Some(diesel::result::Error::DatabaseError(_, info)) = error {
+                    self.plans_outdated |= info
+                        .message()
+                        .starts_with("cached plan must not change result type");
+                }
                 match error {
                     Some(diesel::result::Error::DatabaseError(kind, info))
                         if self.failure.is_none() =>

@@ -69,15 +69,19 @@ impl r2d2::ManageConnection for BackendManager {
         if std::thread::panicking() || conn.is_broken() {
             return true;
         }
-        if let AnyConnection::Sqlite(conn) = conn {
-            if super::lost::any_unended() {
-                // It may be a connection whose transaction SQLite rolled back by itself, and
-                // whose owner (Diesel, after a failed statement) forgot the transaction without
-                // a `ROLLBACK`: this one ends it. Elsewhere it fails (no transaction is open)
-                // and does nothing.
-                let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+        match conn {
+            // A connection whose prepared statements outlived a change of the schema.
+            AnyConnection::Postgres(conn) => super::lost::FirstFailure::plans_outdated(conn),
+            AnyConnection::Sqlite(conn) => {
+                if super::lost::any_unended() {
+                    // It may be a connection whose transaction SQLite rolled back by itself,
+                    // and whose owner (Diesel, after a failed statement) forgot the transaction
+                    // without a `ROLLBACK`: this one ends it. Elsewhere it fails (no
+                    // transaction is open) and does nothing.
+                    let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+                }
+                false
             }
         }
-        false
     }
 }
