@@ -344,6 +344,16 @@ impl Instrumentation for FirstFailure {
     }
 }
 
+/// Whether `conn` is a PostgreSQL connection whose prepared statements outlived a change of
+/// the schema (see [`FirstFailure::plans_outdated`]): the pool drops it, and a read it refused
+/// runs again on another.
+pub(crate) fn plans_outdated(conn: &mut crate::AnyConnection) -> bool {
+    match conn {
+        crate::AnyConnection::Postgres(conn) => FirstFailure::plans_outdated(conn),
+        crate::AnyConnection::Sqlite(_) => false,
+    }
+}
+
 /// Whether a statement starting on a connection whose transaction was lost shows that its owner
 /// knows the transaction is over: `ROLLBACK` ends it (Diesel's, or `Store::transaction`'s), and
 /// `BEGIN` starts another (Diesel forgets a transaction by itself when a statement fails and

@@ -69,9 +69,11 @@ impl r2d2::ManageConnection for BackendManager {
         if std::thread::panicking() || conn.is_broken() {
             return true;
         }
+        if super::lost::plans_outdated(conn) {
+            return true;
+        }
         match conn {
-            // A connection whose prepared statements outlived a change of the schema.
-            AnyConnection::Postgres(conn) => super::lost::FirstFailure::plans_outdated(conn),
+            AnyConnection::Postgres(_) => false,
             AnyConnection::Sqlite(conn) => {
                 if super::lost::any_unended() {
                     // It may be a connection whose transaction SQLite rolled back by itself,

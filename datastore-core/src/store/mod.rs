@@ -170,6 +170,22 @@ impl Store {
         f(&mut *self.conn()?).map_err(|error| error.or_connection_lost(&self.url))
     }
 
+    /// [`with_conn`](Self::with_conn) for a read: one refused because the connection's
+    /// prepared statements outlived another session's change of the schema (PostgreSQL's
+    /// "cached plan must not change result type") runs again on another connection. It
+    /// changed nothing, and the pool drops the refusing connection, so that this ends within
+    /// one try more than the pool has connections.
+    fn read_with_conn<T>(&self, mut f: impl FnMut(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut tries = self.pool.max_size();
+        loop {
+            let mut conn = self.conn()?;
+            match f(&mut conn) {
+                Err(_) if tries > 0 && lost::plans_outdated(&mut conn) => tries -= 1,
+                result => return result.map_err(|error| error.or_connection_lost(&self.url)),
+            }
+        }
+    }
+
     /// The database this store was opened on, as it may be shown: with any password replaced
     /// by `***` (`postgres://app:***@db/blog`).
     ///
@@ -279,7 +295,7 @@ impl Store {
     /// # }
     /// ```
     pub fn find<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<Option<M>> {
-        self.with_conn(|conn| conn.find(key))
+        self.read_with_conn(|conn| conn.find(key))
     }
 
     /// See [`Repo::get`].
@@ -297,7 +313,7 @@ impl Store {
     /// # }
     /// ```
     pub fn get<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<M> {
-        self.with_conn(|conn| conn.get(key))
+        self.read_with_conn(|conn| conn.get(key))
     }
 
     /// See [`Repo::all`].
@@ -316,7 +332,7 @@ impl Store {
     /// # }
     /// ```
     pub fn all<M: Persist<AnyConnection>>(&self) -> Result<Vec<M>> {
-        self.with_conn(|conn| conn.all())
+        self.read_with_conn(|conn| conn.all())
     }
 
     /// See [`Repo::query`].
@@ -356,7 +372,7 @@ impl Store {
     /// # }
     /// ```
     pub fn count<M: Persist<AnyConnection>>(&self) -> Result<usize> {
-        self.with_conn(|conn| conn.count::<M>())
+        self.read_with_conn(|conn| conn.count::<M>())
     }
 
     /// See [`Repo::delete`].
@@ -415,7 +431,7 @@ impl Store {
     /// # }
     /// ```
     pub fn preview_delete<M: Persist<AnyConnection>>(&self, key: &M::Key) -> Result<DeleteEffects> {
-        self.with_conn(|conn| conn.preview_delete::<M>(key))
+        self.read_with_conn(|conn| conn.preview_delete::<M>(key))
     }
 
     /// See [`Repo::unlink_and_delete`].
