@@ -503,6 +503,18 @@ per_backend!(
                 if value == "\"1234\""),
             "{err:?}"
         );
+        // A type whose binary form is no number of ours is named, not shown as its bytes.
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("ALTER TABLE readings ALTER COLUMN count TYPE numeric USING count::numeric")
+            .unwrap();
+        let err = store.get::<Reading>(&reading.id).unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange { value, field_type: "i32", .. }
+                if value == "a value of PostgreSQL type numeric"),
+            "{err:?}"
+        );
     }
 );
 

@@ -100,6 +100,9 @@ fn pg_number<T>(value: &PgValue<'_>) -> deserialize::Result<PgNumber> {
     const FLOAT8: &[u32] = &[701, 1022];
     // `oid` and `xid`: unsigned 32-bit counts.
     const UNSIGNED4: &[u32] = &[26, 28];
+    // `text`, `varchar`, `bpchar`, `name`, `unknown` (a literal's), and their arrays.
+    const TEXT: &[u32] = &[25, 1043, 1042, 19, 705, 1009, 1015, 1014];
+    const NUMERIC: u32 = 1700;
     let oid = value.get_oid().get();
     let is = |types: &[u32]| types.contains(&oid);
     Ok(match value.as_bytes() {
@@ -116,10 +119,18 @@ fn pg_number<T>(value: &PgValue<'_>) -> deserialize::Result<PgNumber> {
         &[a, b, c, d, e, f, g, h] if is(FLOAT8) => {
             PgNumber::Real(f64::from_be_bytes([a, b, c, d, e, f, g, h]))
         }
-        bytes => {
-            return Err(out_of_range::<T>(match std::str::from_utf8(bytes) {
-                Ok(text) => format!("{text:?}"),
-                Err(_) => format!("a value of PostgreSQL type {oid}"),
+        // Text shown as such; the binary form of another type (`numeric`'s digit groups,
+        // whose bytes may well be valid UTF-8) named by its type.
+        bytes if is(TEXT) => {
+            return Err(out_of_range::<T>(format!(
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            )));
+        }
+        _ => {
+            return Err(out_of_range::<T>(match oid {
+                NUMERIC => "a value of PostgreSQL type numeric".to_owned(),
+                oid => format!("a value of the PostgreSQL type of OID {oid}"),
             }));
         }
     })
