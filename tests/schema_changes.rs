@@ -109,9 +109,10 @@ impl Lab {
             #[diesel(sql_type = datastore::diesel::sql_types::Nullable<Text>)]
             v: Option<String>,
         }
+        // The statement and the error on one line: a failure here is read from a log's tail.
         diesel::sql_query(sql)
             .load::<Row>(&mut self.conn())
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{:?} lab, {sql}: {e}", self.dialect))
             .into_iter()
             .map(|r| r.v.unwrap_or_else(|| "NULL".into()))
             .collect()
