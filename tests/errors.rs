@@ -695,9 +695,10 @@ fn a_database_in_memory_is_one_database_for_the_whole_pool() {
 /// busy timeout), instead of failing at once with SQLite's table lock of a shared cache.
 #[test]
 fn a_shared_database_in_memory_waits_for_a_writer() {
+    // Names of this test's own: a database shared by name is the process's, and the tests of
+    // this file run at once (`file::memory:?cache=shared` is another test's).
     for url in [
         "file:errors-waits?mode=memory&cache=shared",
-        "file::memory:?cache=shared",
         "file:/errors-waits-memdb?vfs=memdb",
     ] {
         let store = Store::builder(url)

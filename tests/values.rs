@@ -503,11 +503,15 @@ per_backend!(
                 if value == "\"1234\""),
             "{err:?}"
         );
-        // A type whose binary form is no number of ours is named, not shown as its bytes.
+        // A type whose binary form is no number of ours is named, not shown as its bytes
+        // (numeric 1's are valid UTF-8: control characters).
         store
             .conn()
             .unwrap()
-            .batch_execute("ALTER TABLE readings ALTER COLUMN count TYPE numeric USING count::numeric")
+            .batch_execute(
+                "ALTER TABLE readings ALTER COLUMN count TYPE numeric USING count::numeric; \
+                 UPDATE readings SET count = 1",
+            )
             .unwrap();
         let err = store.get::<Reading>(&reading.id).unwrap_err();
         assert!(
