@@ -573,13 +573,14 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
     let mut checked_after = Vec::new();
     for column in new.columns.iter() {
         let name = quote_ident(&column.name);
-        let retyped = old.column(&column.name).filter(|was| was.ty != column.ty);
+        let was = old.column(&column.name);
+        let retyped = was.filter(|was| was.ty != column.ty);
         // A column that becomes a UUID: its values in the one form keys are found by.
         let copied = match retyped {
             Some(_) if column.ty == ColumnType::Uuid => sqlite_canonical_uuid(&name),
             _ => name.clone(),
         };
-        let value = match old.column(&column.name) {
+        let value = match was {
             // A column that becomes NOT NULL: its NULLs take the column's default.
             Some(was) if was.nullable && !column.nullable => {
                 format!("COALESCE({copied}, {})", fill_value(column, dialect))

@@ -66,24 +66,20 @@ impl r2d2::ManageConnection for BackendManager {
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        if std::thread::panicking() || conn.is_broken() {
+        // A connection whose prepared statements outlived another session's schema change is
+        // dropped too: Diesel would run them again, and PostgreSQL refuse them again.
+        if std::thread::panicking() || conn.is_broken() || super::lost::plans_outdated(conn) {
             return true;
         }
-        if super::lost::plans_outdated(conn) {
-            return true;
-        }
-        match conn {
-            AnyConnection::Postgres(_) => false,
-            AnyConnection::Sqlite(conn) => {
-                if super::lost::any_unended() {
-                    // It may be a connection whose transaction SQLite rolled back by itself,
-                    // and whose owner (Diesel, after a failed statement) forgot the transaction
-                    // without a `ROLLBACK`: this one ends it. Elsewhere it fails (no
-                    // transaction is open) and does nothing.
-                    let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
-                }
-                false
+        if let AnyConnection::Sqlite(conn) = conn {
+            if super::lost::any_unended() {
+                // It may be a connection whose transaction SQLite rolled back by itself, and
+                // whose owner (Diesel, after a failed statement) forgot the transaction without
+                // a `ROLLBACK`: this one ends it. Elsewhere it fails (no transaction is open)
+                // and does nothing.
+                let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
             }
         }
+        false
     }
 }

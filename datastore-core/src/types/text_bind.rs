@@ -26,8 +26,8 @@ pub(crate) trait TextForm: Copy {
     /// Writes the value's text at the start of `buffer` and returns its length in bytes.
     fn write_text(&self, buffer: &mut [u8; TEXT_CAPACITY]) -> usize;
 
-    /// Refuses a value SQLite cannot hold as its text, before a statement binds it.
-    fn check_sqlite(&self) -> Result<(), ValueError> {
+    /// Refuses a value SQLite cannot hold as `text`, its text, before a statement binds it.
+    fn check_sqlite(&self, _text: &str) -> Result<(), ValueError> {
         Ok(())
     }
 }
@@ -43,8 +43,8 @@ impl TextForm for Timestamp {
         Timestamp::write_text(*self, buffer)
     }
 
-    fn check_sqlite(&self) -> Result<(), ValueError> {
-        Timestamp::check_sqlite(*self)
+    fn check_sqlite(&self, text: &str) -> Result<(), ValueError> {
+        Timestamp::check_sqlite(*self, text)
     }
 }
 
@@ -129,8 +129,9 @@ macro_rules! as_text_to_sql {
     ($($rust:ty => $sql:ty;)*) => {$(
         impl ToSql<$sql, Sqlite> for AsText<$rust> {
             fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-                self.value.check_sqlite()?;
-                out.set_value(self.text()?);
+                let text = self.text()?;
+                self.value.check_sqlite(text)?;
+                out.set_value(text);
                 Ok(serialize::IsNull::No)
             }
         }
