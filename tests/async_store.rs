@@ -86,6 +86,48 @@ fn on_postgres_a_connection_lost_in_an_async_call_is_a_connection_error() {
     });
 }
 
+/// After another session changed the type of a column the pool's connections had read (each
+/// keeps its prepared statement, which PostgreSQL then refuses: "cached plan must not change
+/// result type"), the store's reads run again on another connection, as the blocking store's:
+/// none fails.
+#[test]
+fn on_postgres_reads_outlive_a_column_type_changed_by_another_session() {
+    use diesel::Connection as _;
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let blocking = datastore::Store::builder(schema.url())
+        .migrations(datastore::embed_migrations!())
+        .pool_size(2)
+        .open()
+        .unwrap();
+    let saved = blocking.save(post("widened", 4)).unwrap();
+    // Both connections prepare the reads, held at once so that each is used.
+    let mut conns: Vec<_> = (0..2).map(|_| blocking.conn().unwrap()).collect();
+    for conn in &mut conns {
+        assert_eq!(conn.get::<Post>(&saved.id).unwrap(), saved);
+        assert_eq!(conn.all::<Post>().unwrap().len(), 1);
+    }
+    drop(conns);
+    let mut other = diesel::PgConnection::establish(schema.url()).unwrap();
+    other
+        .batch_execute("ALTER TABLE posts ALTER COLUMN rating TYPE bigint")
+        .unwrap();
+    let store = AsyncStore::from(blocking);
+    runtime().block_on(async {
+        for _ in 0..3 {
+            assert_eq!(store.get::<Post>(&saved.id).await.unwrap(), saved);
+            assert_eq!(
+                store.find::<Post>(&saved.id).await.unwrap(),
+                Some(saved.clone())
+            );
+            assert_eq!(store.all::<Post>().await.unwrap(), vec![saved.clone()]);
+            assert_eq!(store.count::<Post>().await.unwrap(), 1);
+        }
+    });
+}
+
 /// A runtime as `#[tokio::main]` makes, on two threads.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

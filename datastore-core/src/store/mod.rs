@@ -175,7 +175,10 @@ impl Store {
     /// "cached plan must not change result type") runs again on another connection. It
     /// changed nothing, and the pool drops the refusing connection, so that this ends within
     /// one try more than the pool has connections.
-    fn read_with_conn<T>(&self, mut f: impl FnMut(&mut AnyConnection) -> Result<T>) -> Result<T> {
+    pub(crate) fn read_with_conn<T>(
+        &self,
+        mut f: impl FnMut(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
         let mut tries = self.pool.max_size();
         loop {
             let mut conn = self.conn()?;
