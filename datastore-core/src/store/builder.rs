@@ -530,7 +530,13 @@ fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), Strin
             ),
             true,
         )),
-        SqliteMemory::Memdb => Ok((Dialect::Sqlite, url.to_owned(), true)),
+        SqliteMemory::Memdb {
+            shared_cache: false,
+        } => Ok((Dialect::Sqlite, url.to_owned(), true)),
+        // The same `memdb` database without the shared cache's table locks.
+        SqliteMemory::Memdb { shared_cache: true } => {
+            Ok((Dialect::Sqlite, without_shared_cache(url), true))
+        }
         SqliteMemory::Anonymous => Ok((Dialect::Sqlite, own_memory(), true)),
         SqliteMemory::PerConnection => Err(format!(
             "{url} is a database in memory that each connection opens anew, so the store's \
@@ -538,6 +544,28 @@ fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), Strin
              `vfs=memdb`, or add `cache=shared`"
         )),
     }
+}
+
+/// The `file:` URI `uri` without its `cache` parameters.
+fn without_shared_cache(uri: &str) -> String {
+    let (uri, fragment) = uri.split_once('#').unwrap_or((uri, ""));
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_owned();
+    };
+    let is_cache = |pair: &&str| {
+        let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
+        percent_decode_str(key)
+            .decode_utf8_lossy()
+            .split('\0')
+            .next()
+            == Some("cache")
+    };
+    let query: Vec<&str> = query.split('&').filter(|pair| !is_cache(pair)).collect();
+    let mut uri = format!("{path}?{}", query.join("&"));
+    if !fragment.is_empty() {
+        uri = format!("{uri}#{fragment}");
+    }
+    uri
 }
 
 /// Whether SQLite opens a filename or `file:` URI in memory, and for whom.
@@ -552,8 +580,8 @@ enum SqliteMemory {
     /// cache (`cache=shared`), by this name (decoded; `:memory:` for `file::memory:`).
     SharedCache(String),
     /// A database in memory every connection opening the URI reaches by its `memdb` name
-    /// (starting with `/`).
-    Memdb,
+    /// (starting with `/`); through SQLite's shared cache too if `shared_cache`.
+    Memdb { shared_cache: bool },
     /// A named database in memory each connection opens anew.
     PerConnection,
 }
@@ -574,8 +602,11 @@ impl SqliteMemory {
             None => path,
         };
         // SQLite reads `%HH` as the byte it encodes in the path, and in each parameter's name
-        // and value once the query is split at its `&` and `=`.
-        let decoded = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
+        // and value once the query is split at its `&` and `=`; `%00` ends the one it is in.
+        let decoded = |text: &str| {
+            let text = percent_decode_str(text).decode_utf8_lossy();
+            text.split('\0').next().unwrap_or_default().to_owned()
+        };
         let path = decoded(path);
         let params: Vec<(String, String)> = query
             .split('&')
@@ -597,10 +628,13 @@ impl SqliteMemory {
         // `cache=shared` alone shares; `memdb` shares a name starting with `/` (and longer
         // than it).
         let shared_by_memdb = memdb && param("mode") != Some("memory") && path.len() > 1;
-        if param("cache") == Some("shared") {
+        let by_memdb_name = shared_by_memdb && path.starts_with('/');
+        if param("cache") == Some("shared") && !by_memdb_name {
             Self::SharedCache(path)
-        } else if shared_by_memdb && path.starts_with('/') {
-            Self::Memdb
+        } else if by_memdb_name {
+            Self::Memdb {
+                shared_cache: param("cache") == Some("shared"),
+            }
         } else if path == ":memory:" {
             Self::Anonymous
         } else {
@@ -630,7 +664,16 @@ mod tests {
                 "file:blog?mode=memory&cache=shared",
                 SqliteMemory::SharedCache("blog".into()),
             ),
-            ("file:/blog?vfs=memdb", SqliteMemory::Memdb),
+            (
+                "file:/blog?vfs=memdb",
+                SqliteMemory::Memdb {
+                    shared_cache: false,
+                },
+            ),
+            (
+                "file:/blog?cache=shared&vfs=memdb",
+                SqliteMemory::Memdb { shared_cache: true },
+            ),
             ("file:blog?mode=memory", SqliteMemory::PerConnection),
             ("file:blog?vfs=memdb", SqliteMemory::PerConnection),
             ("file:blog.db#mode=memory", SqliteMemory::None),
@@ -646,10 +689,38 @@ mod tests {
                 "file:my%20blog?mode=memory&%63ache=shared",
                 SqliteMemory::SharedCache("my blog".into()),
             ),
-            ("file:%2Fblog?vfs=memdb", SqliteMemory::Memdb),
+            (
+                "file:%2Fblog?vfs=memdb",
+                SqliteMemory::Memdb {
+                    shared_cache: false,
+                },
+            ),
+            // `%00` ends the path, name or value it is in.
+            ("file:blog.db%00?mode=memory", SqliteMemory::PerConnection),
+            ("file:blog?mode=memory%00x", SqliteMemory::PerConnection),
+            ("file:blog?mode=memorx%00&cache=shared", SqliteMemory::None),
+            (":memory%00", SqliteMemory::None),
+            ("file::memory:%00x", SqliteMemory::Anonymous),
             ("file:blog?mode=memory%26cache=shared", SqliteMemory::None),
         ] {
             assert_eq!(SqliteMemory::of(url), memory, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_memdb_name_shared_through_the_cache_is_opened_without_it() {
+        for (url, opened) in [
+            ("file:/blog?vfs=memdb&cache=shared", "file:/blog?vfs=memdb"),
+            (
+                "file:/blog?%63ache=shared&vfs=memdb",
+                "file:/blog?vfs=memdb",
+            ),
+            (
+                "file:/blog?cache=shared&vfs=memdb#x",
+                "file:/blog?vfs=memdb#x",
+            ),
+        ] {
+            assert_eq!(super::database_url(url).unwrap().1, opened, "{url}");
         }
     }
 }
