@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::RunQueryDsl;
+use datastore::observe::{Observed, Op};
 use datastore::prelude::*;
 use datastore::{Error, MAX_JSON_DEPTH};
 use serde::{Deserialize, Serialize};
@@ -422,6 +425,7 @@ per_backend!(
 
 per_backend!(
     fn a_key_stored_in_another_spelling_is_refused_not_read_as_unfindable(store) {
+        let stamps = store.observe::<Stamp>().unwrap();
         // As another program may write a UUID: uppercase, or without its hyphens.
         for (written, id) in [
             (
@@ -441,6 +445,16 @@ per_backend!(
                 ))
                 .unwrap();
             let id: Id = id.parse().unwrap();
+            // The change is reported as the read would be: undecodable on SQLite.
+            match (store.dialect(), stamps.recv_timeout(Duration::from_secs(10))) {
+                (Dialect::Sqlite, Some(Observed::Undecodable { reason, .. })) => {
+                    assert!(reason.contains(written) && reason.contains("lowercase"), "{reason}")
+                }
+                (Dialect::Postgres, Some(Observed::Change(change))) => {
+                    assert_eq!(change.element.id, id)
+                }
+                (_, other) => panic!("{other:?}"),
+            }
             if store.dialect() == Dialect::Sqlite {
                 // Read, the row would carry a key that finds nothing: refused, naming the text.
                 let err = store.all::<Stamp>().unwrap_err();
@@ -459,6 +473,12 @@ per_backend!(
                 .unwrap()
                 .batch_execute("DELETE FROM stamps")
                 .unwrap();
+            // Its delete, reported likewise.
+            match stamps.recv_timeout(Duration::from_secs(10)) {
+                Some(Observed::Undecodable { reason, .. }) => assert!(reason.contains(written)),
+                Some(Observed::Change(change)) => assert_eq!(change.op, Op::Delete),
+                other => panic!("{other:?}"),
+            }
         }
     }
 );

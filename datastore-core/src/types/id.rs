@@ -142,7 +142,15 @@ fn is_lowercase_hyphenated(text: &[u8]) -> bool {
 /// by its own key, nor its relations by theirs.
 impl FromSql<sql_types::Uuid, Sqlite> for Id {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let text = value.read_text();
+        Self::from_stored_text(value.read_text())
+    }
+}
+
+impl Id {
+    /// Reads the text form the store keeps keys in on SQLite (and the form of the changes
+    /// observe reports): no UUID is a parse error, another spelling of one is
+    /// [`ValueError::OutOfRange`].
+    pub(crate) fn from_stored_text(text: &str) -> deserialize::Result<Self> {
         let id = text.parse()?;
         if !is_lowercase_hyphenated(text.as_bytes()) {
             return Err(Box::new(ValueError::OutOfRange {

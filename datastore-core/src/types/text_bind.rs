@@ -156,7 +156,7 @@ macro_rules! as_text_to_sql {
 /// `FieldType` for the types bound through [`AsText`], read as themselves from Diesel and
 /// parsed from their text in a committed change.
 macro_rules! field_types_as_text {
-    ($($rust:ty => $sql:ty, $column:ident, $parse_error:ty;)*) => {$(
+    ($($rust:ty => $sql:ty, $column:ident, $from_text:expr;)*) => {$(
         impl FieldType for $rust {
             type SqlType = $sql;
             const COLUMN: ColumnType = ColumnType::$column;
@@ -173,7 +173,7 @@ macro_rules! field_types_as_text {
 
             fn from_raw(value: RawValueRef<'_>) -> Result<Self, String> {
                 match value {
-                    RawValueRef::Text(text) => text.parse().map_err(|e: $parse_error| e.to_string()),
+                    RawValueRef::Text(text) => $from_text(&text),
                     other => unexpected(&other),
                 }
             }
@@ -182,8 +182,10 @@ macro_rules! field_types_as_text {
 }
 
 field_types_as_text! {
-    Id => sql_types::Uuid, Uuid, uuid::Error;
-    Timestamp => sql_types::TimestampUtc, Timestamp, chrono::ParseError;
+    // As SQLite's reads: a key in another spelling than the one the store binds is refused.
+    Id => sql_types::Uuid, Uuid, |text: &str| Id::from_stored_text(text).map_err(|e| e.to_string());
+    Timestamp => sql_types::TimestampUtc, Timestamp,
+        |text: &str| text.parse().map_err(|e: chrono::ParseError| e.to_string());
 }
 
 as_text_to_sql! {
