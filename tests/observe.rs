@@ -729,6 +729,38 @@ fn subscribed_inside_a_transaction(store: &Store) {
     assert_quiet(&posts);
 }
 
+/// Rows a `ROLLBACK TO` undid, written while nobody observed, are not told missed to a
+/// subscription made later in their transaction: they were never committed.
+#[test]
+fn rows_a_savepoint_rollback_undid_are_not_told_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("undone.db").display().to_string());
+    let posts = store
+        .transaction(|tx| {
+            tx.save(post("kept, before"))?;
+            // A nested transaction is a savepoint, rolled back on error.
+            let undone = datastore::diesel::Connection::transaction(tx, |tx| {
+                tx.save(post("undone"))?;
+                tx.save(post("undone too"))?;
+                Err::<(), _>(Error::from(
+                    datastore::diesel::result::Error::RollbackTransaction,
+                ))
+            });
+            assert!(undone.is_err());
+            let posts = store.observe::<Post>()?;
+            tx.save(post("after"))?;
+            Ok(posts)
+        })
+        .unwrap();
+    assert_eq!(next(&posts).element.title, "after");
+    assert!(
+        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
+        "only the committed post written before the subscription is told as missed"
+    );
+    assert_quiet(&posts);
+    assert_eq!(store.count::<Post>().unwrap(), 2);
+}
+
 /// Rows written to a table nobody observed, in a transaction during which someone subscribed
 /// to it, are told to that subscription as missed; written with no subscription starting or
 /// ending in their transaction, they cost the subscribers of other tables nothing.

@@ -119,6 +119,9 @@ struct Savepoint {
     name: String,
     changes: usize,
     rows: Mark,
+    /// The rows no subscriber was given when it was taken: those written after it are undone
+    /// with it.
+    unseen: Option<Unseen>,
     /// Taken outside a transaction: it began one, which its `RELEASE` commits.
     began_transaction: bool,
 }
@@ -477,7 +480,7 @@ impl State {
     }
 
     /// A savepoint command starts: the changes captured since a savepoint it rolls back to
-    /// are forgotten.
+    /// are forgotten, and the rows nobody was given since are no longer counted.
     /// `autocommit` tells whether no transaction is open (before the command runs). Only
     /// the `RELEASE` of the savepoint that began the transaction can fail with the savepoint in
     /// place: it is applied once the next statement starts, if the transaction is over by then
@@ -494,6 +497,7 @@ impl State {
                     name,
                     changes: self.transaction.len(),
                     rows: self.rows.mark(),
+                    unseen: self.unseen,
                     began_transaction: autocommit(),
                 });
             }
@@ -508,8 +512,14 @@ impl State {
             }
             SavepointCommand::RollbackTo(name) => {
                 if let Some(i) = find(&self.savepoints, &name) {
-                    let Savepoint { changes, rows, .. } = self.savepoints[i];
+                    let Savepoint {
+                        changes,
+                        rows,
+                        unseen,
+                        ..
+                    } = self.savepoints[i];
                     self.transaction.truncate(changes);
+                    self.unseen = unseen;
                     self.rows.truncate(rows);
                     self.statement_rows = rows;
                     self.savepoints.truncate(i + 1);
