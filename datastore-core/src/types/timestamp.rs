@@ -214,15 +214,21 @@ impl From<Timestamp> for DateTime<Utc> {
 impl std::str::FromStr for Timestamp {
     type Err = chrono::ParseError;
 
-    /// Parses RFC 3339, and SQLite's own `YYYY-MM-DD HH:MM:SS[.fff]` (taken as UTC).
+    /// Parses RFC 3339, the signed years beyond it that [`Display`](fmt::Display) writes
+    /// (`+10000-01-01T00:00:00Z`, `-0001-...`), and SQLite's own
+    /// `YYYY-MM-DD HH:MM:SS[.fff]` (taken as UTC).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(t) = Self::from_text(s) {
             return Ok(t);
         }
         match DateTime::parse_from_rfc3339(s) {
             Ok(t) => Ok(Self::from(t.with_timezone(&Utc))),
-            Err(e) => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-                .map(|t| Self::from(t.and_utc()))
+            Err(e) => s
+                .parse::<DateTime<Utc>>()
+                .or_else(|_| {
+                    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").map(|t| t.and_utc())
+                })
+                .map(Self::from)
                 .map_err(|_| e),
         }
     }
@@ -394,5 +400,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// What `Display` writes, `FromStr` reads: also years outside 0 to 9999, which chrono
+    /// writes signed (and SQLite refuses to store).
+    #[test]
+    fn every_text_display_writes_parses_back() {
+        use chrono::NaiveDate;
+        for (year, text) in [
+            (10_000, "+10000-01-02T03:04:05.000006Z"),
+            (-1, "-0001-01-02T03:04:05.000006Z"),
+            (262_142, "+262142-01-02T03:04:05.000006Z"),
+            (2026, "2026-01-02T03:04:05.000006Z"),
+        ] {
+            let t = Timestamp::from(
+                NaiveDate::from_ymd_opt(year, 1, 2)
+                    .unwrap()
+                    .and_hms_micro_opt(3, 4, 5, 6)
+                    .unwrap()
+                    .and_utc(),
+            );
+            assert_eq!(t.to_string(), text);
+            assert_eq!(text.parse::<Timestamp>(), Ok(t), "{text}");
+        }
+        // Signed years are not RFC 3339, and its error is the one reported.
+        assert!("+10000-13-01T00:00:00Z".parse::<Timestamp>().is_err());
     }
 }
