@@ -732,6 +732,59 @@ fn text_becoming_a_uuid_is_stored_in_the_form_keys_are_found_by() {
     }
 }
 
+/// Text becoming a timestamp is kept in the one form `Timestamp` binds and compares by on
+/// SQLite (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, in UTC), whatever RFC 3339 form it was written in:
+/// the rebuild rewrites it, offsets applied, as PostgreSQL's cast reads the instant. Kept as
+/// written, a time with an offset or a space for its `T` would compare and sort wrongly
+/// against every bound instant.
+#[test]
+fn text_becoming_a_timestamp_is_stored_in_the_form_instants_compare_by() {
+    let cases = [
+        ("2026-12-03T10:00:00.5Z", "2026-12-03T10:00:00.500000Z"),
+        ("2026-12-03T10:00:00+05:00", "2026-12-03T05:00:00.000000Z"),
+        (
+            "2026-12-31T23:30:00.123456-01:00",
+            "2027-01-01T00:30:00.123456Z",
+        ),
+        ("2026-12-03 10:00:00z", "2026-12-03T10:00:00.000000Z"),
+        (
+            "2026-12-03t10:00:00.25+00:30",
+            "2026-12-03T09:30:00.250000Z",
+        ),
+        ("2026-12-03T10:00:00.000000Z", "2026-12-03T10:00:00.000000Z"),
+        // SQLite only: `Timestamp` reads a time without an offset as UTC (PostgreSQL's cast
+        // in the session's time zone), and keeps microseconds by cutting (PostgreSQL rounds).
+        ("2026-12-03 10:00:00", "2026-12-03T10:00:00.000000Z"),
+        (
+            "2026-12-03T10:00:00.1234567Z",
+            "2026-12-03T10:00:00.123456Z",
+        ),
+    ];
+    for lab in Lab::all() {
+        let read = match lab.dialect {
+            Dialect::Postgres => {
+                "SELECT COALESCE(to_char(n AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'null') AS v FROM items ORDER BY id"
+            }
+            _ => "SELECT COALESCE(n, 'null') AS v FROM items ORDER BY id",
+        };
+        for (i, (written, stored)) in cases.into_iter().enumerate() {
+            if lab.dialect == Dialect::Postgres && i >= 6 {
+                continue;
+            }
+            let l = fresh(&lab);
+            change(
+                &l,
+                schema(items(vec![nullable("n", ColumnType::Text)])),
+                &format!("INSERT INTO items (id, n) VALUES (1, '{written}'), (2, NULL);"),
+                &schema(items(vec![nullable("n", ColumnType::Timestamp)])),
+                true,
+            );
+            assert_eq!(l.rows(read), [stored, "null"], "{written}");
+        }
+    }
+}
+
 /// A SQLite lab whose `items (id, name)` has a row, and `setup` (triggers, views) run on it;
 /// then the migration making `name` unique (a rebuild) is generated, its `up.sql` running `edit`
 /// first, and applied.

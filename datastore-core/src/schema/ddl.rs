@@ -576,8 +576,10 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
         let was = old.column(&column.name);
         let retyped = was.filter(|was| was.ty != column.ty);
         // A column that becomes a UUID: its values in the one form keys are found by.
+        // A column that becomes a timestamp: in the one form instants compare and sort by.
         let copied = match retyped {
             Some(_) if column.ty == ColumnType::Uuid => sqlite_canonical_uuid(&name),
+            Some(_) if column.ty == ColumnType::Timestamp => sqlite_canonical_timestamp(&name),
             _ => name.clone(),
         };
         let value = match was {
@@ -594,7 +596,9 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
                 let check = (&column.name, format!("NOT ({name} IS NULL OR {held})"));
                 match (&was.ty, &column.ty) {
                     // Checked as written, before the copy rewrites them.
-                    (_, ColumnType::Enum(_) | ColumnType::Uuid) => checked_before.push(check),
+                    (_, ColumnType::Enum(_) | ColumnType::Uuid | ColumnType::Timestamp) => {
+                        checked_before.push(check)
+                    }
                     _ => checked_after.push(check),
                 }
             }
@@ -677,6 +681,28 @@ fn unconvertible_check(table: &str, from: &str, checks: &[(&Name, String)]) -> V
         ),
         format!("DROP TABLE {CHECK};"),
     ]
+}
+
+/// The text `Timestamp` stores on SQLite (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, in UTC) of the instant
+/// `value` holds in any form [`sqlite_readable`] accepts: a `t` or a space for the `T`, any
+/// number of fractional digits (cut to six, as `Timestamp` keeps microseconds), `z`, an offset
+/// (applied by SQLite's date functions, which keep no fraction: the fraction is carried over,
+/// which whole-minute offsets leave alone) or none. `NULL` stays `NULL`.
+fn sqlite_canonical_timestamp(value: &str) -> String {
+    let rest = format!("substr({value}, 20)");
+    let after_point = format!("substr({rest}, 2)");
+    let has_fraction = format!("{rest} GLOB '.[0-9]*'");
+    let tail =
+        format!("CASE WHEN {has_fraction} THEN ltrim({after_point}, '0123456789') ELSE {rest} END");
+    let digits = format!(
+        "CASE WHEN {has_fraction} THEN substr({after_point}, 1, length({after_point}) - length({tail})) \
+         ELSE '' END"
+    );
+    let offset = format!("CASE WHEN {tail} IN ('Z', 'z') THEN '' ELSE {tail} END");
+    format!(
+        "strftime('%Y-%m-%dT%H:%M:%S', substr({value}, 1, 10) || ' ' || substr({value}, 12, 8) || {offset}) \
+         || '.' || substr({digits} || '000000', 1, 6) || 'Z'"
+    )
 }
 
 /// The lowercase, hyphenated text of the UUID `value` holds in any form [`sqlite_readable`]
