@@ -850,6 +850,36 @@ fn a_rebuild_keeps_the_triggers_on_the_table_and_the_views_over_it() {
     );
 }
 
+/// SQLite drops a table's indexes with it: a rebuild creates again those no model declares
+/// (written by hand in a migration, here a unique one on an expression and a partial one), as
+/// they were, so that what they enforce still holds; the models' own are the rebuild's.
+#[test]
+fn a_rebuild_keeps_the_indexes_no_model_declares() {
+    const HAND_WRITTEN: &str = "CREATE UNIQUE INDEX items_upper ON items (upper(name)); \
+         CREATE INDEX Items_Named ON Items (name) WHERE name <> '';";
+    let l = rebuilt_after(HAND_WRITTEN, "");
+    assert_eq!(
+        l.rows(
+            "SELECT name || ': ' || sql AS v FROM sqlite_master \
+             WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+        ),
+        [
+            "Items_Named: CREATE INDEX Items_Named ON Items (name) WHERE name <> ''",
+            "items_upper: CREATE UNIQUE INDEX items_upper ON items (upper(name))",
+        ]
+    );
+    assert!(
+        l.execute("INSERT INTO items (id, name) VALUES (2, 'A');")
+            .is_err(),
+        "the hand-written unique index still holds ('a' is there)"
+    );
+    assert!(
+        l.execute("INSERT INTO items (id, name) VALUES (3, 'a');")
+            .is_err(),
+        "the rebuild happened: name is unique"
+    );
+}
+
 /// A trigger the migration itself drops (an edited rebuild) is not created again.
 #[test]
 fn a_trigger_a_rebuild_drops_itself_stays_dropped() {
@@ -877,7 +907,7 @@ fn a_trigger_is_created_again_as_the_migration_left_it() {
 /// A rebuild that drops a column a trigger or view uses would leave it failing on every use:
 /// the migration stops instead, naming it, and changes nothing.
 #[test]
-fn a_rebuild_that_breaks_a_trigger_or_view_stops_naming_it() {
+fn a_rebuild_that_breaks_a_trigger_view_or_index_stops_naming_it() {
     for (object, sql) in [
         (
             SchemaObject::Trigger,
@@ -885,6 +915,8 @@ fn a_rebuild_that_breaks_a_trigger_or_view_stops_naming_it() {
              CREATE TRIGGER logged AFTER INSERT ON items BEGIN INSERT INTO log VALUES (new.note); END;",
         ),
         (SchemaObject::View, "CREATE VIEW logged AS SELECT note FROM items;"),
+        // An index written by hand on the column.
+        (SchemaObject::Index, "CREATE INDEX logged ON items (note);"),
         // A trigger on another table that writes the column.
         (
             SchemaObject::Trigger,

@@ -453,7 +453,7 @@ impl AsyncRepo for AsyncStore {
 
     fn find<M>(&self, key: &M::Key) -> impl Future<Output = Result<Option<M>>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.read(move |conn| conn.find::<M>(&key))
@@ -461,7 +461,7 @@ impl AsyncRepo for AsyncStore {
 
     fn get<M>(&self, key: &M::Key) -> impl Future<Output = Result<M>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.read(move |conn| conn.get::<M>(&key))
@@ -469,21 +469,21 @@ impl AsyncRepo for AsyncStore {
 
     fn all<M>(&self) -> impl Future<Output = Result<Vec<M>>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.read(|conn| conn.all::<M>())
     }
 
     fn count<M>(&self) -> impl Future<Output = Result<usize>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         self.read(|conn| conn.count::<M>())
     }
 
     fn preview_delete<M>(&self, key: &M::Key) -> impl Future<Output = Result<DeleteEffects>> + Send
     where
-        M: Persist<AnyConnection> + Send + 'static,
+        M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
         self.read(move |conn| conn.preview_delete::<M>(&key))

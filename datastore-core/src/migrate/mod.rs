@@ -198,13 +198,13 @@ pub enum MigrationFailure {
         /// The column whose type the migration changes.
         column: String,
     },
-    /// A migration that rebuilds a table would leave a trigger or view that uses it broken (it
-    /// names a column the table no longer has); nothing of it was kept.
+    /// A migration that rebuilds a table would leave a trigger, view or index that uses it
+    /// broken (it names a column the table no longer has); nothing of it was kept.
     #[error("it breaks {kind} {name}: {message}; nothing of it was kept")]
     Breaks {
         /// What it breaks.
         kind: SchemaObject,
-        /// The trigger's or view's name.
+        /// The trigger's, view's or index's name.
         name: String,
         /// SQLite's error on using it.
         message: String,
@@ -222,6 +222,7 @@ pub enum MigrationFailure {
 ///
 /// assert_eq!(SchemaObject::Trigger.to_string(), "trigger");
 /// assert_eq!(SchemaObject::View.to_string(), "view");
+/// assert_eq!(SchemaObject::Index.to_string(), "index");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -230,6 +231,9 @@ pub enum SchemaObject {
     Trigger,
     /// A view.
     View,
+    /// An index no model declares (written by hand in a migration), which a SQLite rebuild
+    /// drops with its table and the store creates again.
+    Index,
 }
 
 impl std::fmt::Display for SchemaObject {
@@ -237,6 +241,7 @@ impl std::fmt::Display for SchemaObject {
         f.write_str(match self {
             Self::Trigger => "trigger",
             Self::View => "view",
+            Self::Index => "index",
         })
     }
 }

@@ -544,6 +544,11 @@ pub(crate) const REBUILT: &str = "__datastore_new_";
 /// with the table (see [`rebuild_table`]).
 pub(crate) const DROPPED_TRIGGERS: &str = "__datastore_dropped_triggers";
 
+/// The temporary table in which a rebuild keeps the definitions of the indexes SQLite drops
+/// with the table that the models do not declare (written by hand in a migration): see
+/// [`rebuild_table`].
+pub(crate) const DROPPED_INDEXES: &str = "__datastore_dropped_indexes";
+
 /// The prefix of the name of the check a rebuild makes of a column whose type it changes (see
 /// [`rebuild_table`]); a JSON array `[table, column]` follows it.
 pub(crate) const UNCONVERTIBLE: &str = "datastore_unconvertible ";
@@ -562,7 +567,9 @@ pub(crate) const UNCONVERTIBLE: &str = "datastore_unconvertible ";
 /// dropping the old table would cascade to the rows that reference it. Triggers on the table
 /// are dropped with it: their definitions are kept in the temporary table
 /// [`DROPPED_TRIGGERS`] as the drop finds them, and the store creates them again after the
-/// migration (another tool running it does not).
+/// migration (another tool running it does not). So are the indexes no model declares
+/// (written by hand in a migration), kept in [`DROPPED_INDEXES`]; the rebuild creates the
+/// models' own again.
 pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     let temp = format!("{REBUILT}{}", new.name);
     let mut insert_columns = Vec::new();
@@ -630,6 +637,21 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             "INSERT INTO temp.{DROPPED_TRIGGERS} SELECT name, tbl_name, sql FROM main.sqlite_master \
              WHERE type = 'trigger' AND tbl_name = {} COLLATE NOCASE;",
             quote_literal(&old.name)
+        ),
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {DROPPED_INDEXES} (name TEXT, tbl_name TEXT, sql TEXT);"
+        ),
+        format!(
+            "INSERT INTO temp.{DROPPED_INDEXES} SELECT name, tbl_name, sql FROM main.sqlite_master \
+             WHERE type = 'index' AND tbl_name = {} COLLATE NOCASE AND sql IS NOT NULL \
+             AND name COLLATE NOCASE NOT IN ({});",
+            quote_literal(&old.name),
+            old.all_indexes()
+                .iter()
+                .chain(&new.all_indexes())
+                .map(|index| quote_literal(&index.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         drop_table(&old.name, dialect),
         "PRAGMA legacy_alter_table = ON;".to_owned(),

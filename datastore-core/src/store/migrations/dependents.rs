@@ -1,6 +1,7 @@
 //! What a SQLite migration that rebuilds tables must leave working around them. SQLite drops a
-//! table's triggers with the table, so a rebuild (create the new table, copy, drop the old,
-//! rename) loses them: it keeps their definitions for the store to create them again. And a
+//! table's triggers and indexes with the table, so a rebuild (create the new table, copy, drop
+//! the old, rename) loses them: it keeps the definitions of its triggers, and of the indexes no
+//! model declares, for the store to create them again. And a
 //! trigger or view that names a column the rebuilt table no longer has is not refused then
 //! (the rename runs with `legacy_alter_table` on), only each time it is used: what worked
 //! before the migration must work after it.
@@ -10,11 +11,11 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
 
 use crate::migrate::{MigrationFailure, SchemaObject};
-use crate::schema::ddl::{DROPPED_TRIGGERS, quote_ident};
+use crate::schema::ddl::{DROPPED_INDEXES, DROPPED_TRIGGERS, quote_ident};
 
-/// A trigger a rebuild dropped with its table, as the drop found it.
+/// A trigger or index a rebuild dropped with its table, as the drop found it.
 #[derive(QueryableByName)]
-struct Trigger {
+struct Dropped {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Text)]
@@ -81,31 +82,8 @@ impl Dependents {
     /// (kept in [`DROPPED_TRIGGERS`] as the drop found it) that the migration did not create
     /// again itself, then checks that each use of the schema that worked before still does.
     pub(super) fn restore(self, conn: &mut SqliteConnection) -> Result<(), Restore> {
-        let kept: Count = diesel::sql_query(format!(
-            "SELECT count(*) AS n FROM temp.sqlite_master WHERE name = '{DROPPED_TRIGGERS}'"
-        ))
-        .get_result(conn)?;
-        if kept.n > 0 {
-            let dropped: Vec<Trigger> = diesel::sql_query(format!(
-                "SELECT name, tbl_name, sql FROM temp.{DROPPED_TRIGGERS} ORDER BY rowid"
-            ))
-            .load(conn)?;
-            conn.batch_execute(&format!("DROP TABLE temp.{DROPPED_TRIGGERS}"))?;
-            for trigger in dropped {
-                if exists(conn, "trigger", &trigger.name)?
-                    || !exists(conn, "table", &trigger.tbl_name)?
-                {
-                    continue; // created again by the migration, or its table is gone
-                }
-                conn.batch_execute(&trigger.sql).map_err(|e| {
-                    Restore::Breaks(MigrationFailure::Breaks {
-                        kind: SchemaObject::Trigger,
-                        name: trigger.name.clone(),
-                        message: e.to_string(),
-                    })
-                })?;
-            }
-        }
+        create_again(conn, DROPPED_INDEXES, SchemaObject::Index)?;
+        create_again(conn, DROPPED_TRIGGERS, SchemaObject::Trigger)?;
         for (kind, object) in &self.worked {
             let object = object.as_deref();
             if let Some(object) = object {
@@ -122,6 +100,43 @@ impl Dependents {
         }
         Ok(())
     }
+}
+
+/// Creates again each `kind` of object a rebuild dropped with its table (kept in the temporary
+/// table `kept` as the drop found it) that the migration did not create again itself; one that
+/// SQLite refuses now (it names a column the table no longer has) fails the migration.
+fn create_again(
+    conn: &mut SqliteConnection,
+    kept: &str,
+    kind: SchemaObject,
+) -> Result<(), Restore> {
+    let found: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM temp.sqlite_master WHERE name = '{kept}'"
+    ))
+    .get_result(conn)?;
+    if found.n == 0 {
+        return Ok(());
+    }
+    let dropped: Vec<Dropped> = diesel::sql_query(format!(
+        "SELECT name, tbl_name, sql FROM temp.{kept} ORDER BY rowid"
+    ))
+    .load(conn)?;
+    conn.batch_execute(&format!("DROP TABLE temp.{kept}"))?;
+    for object in dropped {
+        if exists(conn, &kind.to_string(), &object.name)?
+            || !exists(conn, "table", &object.tbl_name)?
+        {
+            continue; // created again by the migration, or its table is gone
+        }
+        conn.batch_execute(&object.sql).map_err(|e| {
+            Restore::Breaks(MigrationFailure::Breaks {
+                kind,
+                name: object.name.clone(),
+                message: e.to_string(),
+            })
+        })?;
+    }
+    Ok(())
 }
 
 /// Why [`Dependents::restore`] failed.
