@@ -89,6 +89,16 @@ impl Lab {
         .unwrap();
     }
 
+    /// Reverts the last migration as [`down`](Self::down) does, failing as it may.
+    fn try_down(&self) -> diesel::migration::Result<()> {
+        let source = FileBasedMigrations::from_path(self.migrations().dir()).unwrap();
+        let mut conn = self.conn();
+        match &mut conn {
+            AnyConnection::Sqlite(c) => c.revert_last_migration(source).map(drop),
+            AnyConnection::Postgres(c) => c.revert_last_migration(source).map(drop),
+        }
+    }
+
     fn conn(&self) -> AnyConnection {
         let mut conn = AnyConnection::establish(&self.url).unwrap();
         if self.dialect == Dialect::Sqlite {
@@ -944,6 +954,41 @@ fn a_rebuild_that_breaks_a_trigger_view_or_index_stops_naming_it() {
             }
             other => panic!("expected Breaks, got {other:?}"),
         }
+    }
+}
+
+/// Reverting a column made nullable (a lossless change) while rows hold NULLs in it stops,
+/// changing nothing: its `down.sql` gives no NULL an invented value (`''`, `0`), which
+/// `migrate redo` would otherwise leave in place of the NULLs for good.
+#[test]
+fn reverting_a_column_made_nullable_keeps_its_nulls_or_stops() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        change(
+            &l,
+            schema(items(vec![column("name", ColumnType::Text)])),
+            "INSERT INTO items (id, name) VALUES (1, 'a');",
+            &schema(items(vec![nullable("name", ColumnType::Text)])),
+            false,
+        );
+        l.execute("INSERT INTO items (id, name) VALUES (2, NULL);")
+            .unwrap();
+        let read = "SELECT COALESCE(name, 'null') AS v FROM items ORDER BY id";
+        let error = l.try_down().expect_err("a NULL stops the revert");
+        if l.dialect == Dialect::Sqlite {
+            let message = error.to_string();
+            assert!(message.contains("datastore_unconvertible"), "{message}");
+        }
+        assert_eq!(l.rows(read), ["a", "null"], "nothing changed");
+        // Without NULLs it reverts.
+        l.execute("DELETE FROM items WHERE id = 2;").unwrap();
+        l.try_down().unwrap();
+        assert_eq!(l.rows(read), ["a"]);
+        assert!(
+            l.execute("INSERT INTO items (id, name) VALUES (3, NULL);")
+                .is_err(),
+            "name is NOT NULL again"
+        );
     }
 }
 

@@ -303,8 +303,8 @@ pub fn add_column(table: &Table, column: &Column, dialect: Dialect) -> String {
     format!("ALTER TABLE {} ADD COLUMN {def};", quote_ident(&table.name))
 }
 
-/// The value the rows a table holds take in a column that becomes `NOT NULL`, or is added
-/// `NOT NULL`: its default, or (in a `down.sql` only) the zero value of its type.
+/// The value the rows a table holds take in a column added `NOT NULL`: its default, or (in a
+/// `down.sql` only, adding back a column its `up.sql` dropped) the zero value of its type.
 fn fill_value(column: &Column, dialect: Dialect) -> String {
     match &column.default {
         Some(default) => default.sql(dialect),
@@ -589,26 +589,37 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             Some(_) if column.ty == ColumnType::Timestamp => sqlite_canonical_timestamp(&name),
             _ => name.clone(),
         };
-        let value = match was {
+        let tightened = was.is_some_and(|was| was.nullable && !column.nullable);
+        let value = match (was, &column.default) {
             // A column that becomes NOT NULL: its NULLs take the column's default.
-            Some(was) if was.nullable && !column.nullable => {
-                format!("COALESCE({copied}, {})", fill_value(column, dialect))
+            (Some(_), Some(default)) if tightened => {
+                format!("COALESCE({copied}, {})", default.sql(dialect))
             }
-            Some(_) => copied,
-            None if !column.nullable => fill_value(column, dialect),
-            None => continue,
+            (Some(_), _) => copied,
+            (None, _) if !column.nullable => fill_value(column, dialect),
+            (None, _) => continue,
         };
+        // Conditions on the old rows that stop the rebuild: a NULL where the column becomes
+        // NOT NULL without a default (in a `down.sql`: no value is invented for it).
+        let mut refused_before =
+            (tightened && column.default.is_none()).then(|| format!("{name} IS NULL"));
         if let Some(was) = retyped {
             if let Some(held) = sqlite_readable(column) {
-                let check = (&column.name, format!("NOT ({name} IS NULL OR {held})"));
+                let condition = format!("NOT ({name} IS NULL OR {held})");
                 match (&was.ty, &column.ty) {
                     // Checked as written, before the copy rewrites them.
                     (_, ColumnType::Enum(_) | ColumnType::Uuid | ColumnType::Timestamp) => {
-                        checked_before.push(check)
+                        refused_before = Some(match refused_before {
+                            Some(nulls) => format!("{nulls} OR {condition}"),
+                            None => condition,
+                        });
                     }
-                    _ => checked_after.push(check),
+                    _ => checked_after.push((&column.name, condition)),
                 }
             }
+        }
+        if let Some(condition) = refused_before {
+            checked_before.push((&column.name, condition));
         }
         insert_columns.push(name);
         select_columns.push(value);
@@ -916,11 +927,12 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             });
         }
         if was.nullable != column.nullable {
-            if !column.nullable {
-                // Its NULLs take the column's default first.
+            // Its NULLs take the column's default first; without one (in a `down.sql`), a NULL
+            // stops the migration: no value is invented for it.
+            if let Some(default) = column.default.as_ref().filter(|_| !column.nullable) {
                 statements.push(format!(
                     "UPDATE {table} SET {name} = {} WHERE {name} IS NULL;",
-                    fill_value(column, dialect)
+                    default.sql(dialect)
                 ));
             }
             let change = if column.nullable { "DROP" } else { "SET" };
