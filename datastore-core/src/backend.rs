@@ -123,8 +123,40 @@ pub(crate) use dispatch;
 /// return that failure; here `f`'s error, the one that says why, is returned, and Diesel's
 /// record of the transaction is reset to match (the lost transaction's hooks already let the
 /// connection run statements again).
-pub(crate) fn transaction<C, T, E>(
+pub fn transaction<C, T, E>(conn: &mut C, f: impl FnOnce(&mut C) -> Result<T, E>) -> Result<T, E>
+where
+    C: Connection,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::TransactionManager;
+    within(conn, C::TransactionManager::begin_transaction, f)
+}
+
+/// [`transaction`] begun with `BEGIN IMMEDIATE` (outside any transaction): SQLite's write lock
+/// taken at once, as Diesel's `immediate_transaction`.
+pub(crate) fn immediate_transaction<T, E>(
+    conn: &mut diesel::SqliteConnection,
+    f: impl FnOnce(&mut diesel::SqliteConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    within(
+        conn,
+        |conn| {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+                conn,
+                "BEGIN IMMEDIATE",
+            )
+        },
+        f,
+    )
+}
+
+/// Runs `f` between `begin` and a commit, or a rollback: see [`transaction`].
+fn within<C, T, E>(
     conn: &mut C,
+    begin: impl FnOnce(&mut C) -> diesel::QueryResult<()>,
     f: impl FnOnce(&mut C) -> Result<T, E>,
 ) -> Result<T, E>
 where
@@ -132,7 +164,7 @@ where
     E: From<diesel::result::Error>,
 {
     use diesel::connection::TransactionManager;
-    C::TransactionManager::begin_transaction(conn)?;
+    begin(conn)?;
     match f(conn) {
         Ok(value) => {
             C::TransactionManager::commit_transaction(conn)?;
@@ -140,15 +172,26 @@ where
         }
         Err(error) => match C::TransactionManager::rollback_transaction(conn) {
             Ok(()) => Err(error),
-            Err(diesel::result::Error::DatabaseError(_, info))
-                if info.message() == "cannot rollback - no transaction is active" =>
-            {
+            Err(rollback) if ended_before_rollback(&rollback) => {
                 *C::TransactionManager::transaction_manager_status_mut(conn) =
                     diesel::connection::TransactionManagerStatus::default();
                 Err(error)
             }
             Err(rollback) => Err(rollback.into()),
         },
+    }
+}
+
+/// Whether a `ROLLBACK`'s failure says SQLite had already ended the transaction: with the
+/// store's hooks the `ROLLBACK` runs and finds none; without them Diesel saw the connection
+/// back in autocommit and runs none.
+fn ended_before_rollback(rollback: &diesel::result::Error) -> bool {
+    match rollback {
+        diesel::result::Error::NotInTransaction => true,
+        diesel::result::Error::DatabaseError(_, info) => {
+            info.message() == "cannot rollback - no transaction is active"
+        }
+        _ => false,
     }
 }
 
@@ -464,7 +507,7 @@ impl sealed::Native for diesel::SqliteConnection {
     ) -> Result<T, E> {
         // A deferred transaction that only reads holds one snapshot (in WAL mode) or the
         // shared lock (otherwise) to its end.
-        self.transaction(f)
+        transaction(self, f)
     }
 
     fn write_transaction<T, E: From<diesel::result::Error>>(
@@ -472,10 +515,10 @@ impl sealed::Native for diesel::SqliteConnection {
         f: impl FnOnce(&mut Self) -> Result<T, E>,
     ) -> Result<T, E> {
         if in_transaction(self) {
-            self.transaction(f)
+            transaction(self, f)
         } else {
             // Reads first, then writes: a deferred transaction could not always upgrade.
-            self.immediate_transaction(f)
+            immediate_transaction(self, f)
         }
     }
 }
@@ -634,14 +677,61 @@ impl AnyConnection {
         f: impl FnOnce(&mut Self) -> Result<T, E>,
     ) -> Result<T, E> {
         if matches!(self, Self::Sqlite(_)) || in_transaction(self) {
-            return self.transaction(f);
+            return transaction(self, f);
         }
-        self.transaction(|conn| {
+        transaction(self, |conn| {
             diesel::RunQueryDsl::execute(
                 diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
                 conn,
             )?;
             f(conn)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, SqliteConnection};
+
+    /// A connection to a file capped at the pages it holds, with a table: an insert of a value
+    /// larger than a page, one row without a statement journal, fails for want of space and
+    /// takes the whole transaction with it (SQLite rolls it back by itself).
+    fn full() -> (tempfile::TempDir, SqliteConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("full.db").display().to_string();
+        let mut conn = SqliteConnection::establish(&url).unwrap();
+        conn.batch_execute("CREATE TABLE t (x TEXT); PRAGMA max_page_count = 1;")
+            .unwrap();
+        (dir, conn)
+    }
+
+    fn too_large(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        conn.batch_execute(&format!("INSERT INTO t VALUES ('{}')", "x".repeat(10_000)))
+    }
+
+    /// Both helpers give back the error that says why, where Diesel's own transaction would
+    /// give the `ROLLBACK`'s "cannot rollback - no transaction is active", and leave Diesel's
+    /// record of the transaction clean: the next transaction runs.
+    #[test]
+    fn a_transaction_sqlite_rolled_back_by_itself_reports_why() {
+        let (_dir, mut conn) = full();
+        for immediate in [false, true] {
+            let result = if immediate {
+                super::immediate_transaction(&mut conn, too_large)
+            } else {
+                super::transaction(&mut conn, too_large)
+            };
+            let message = result.unwrap_err().to_string();
+            assert_eq!(
+                message, "database or disk is full",
+                "immediate: {immediate}"
+            );
+            assert!(!super::in_transaction(&mut conn));
+            super::transaction(&mut conn, |conn| {
+                conn.batch_execute("INSERT INTO t VALUES ('small')")
+            })
+            .unwrap();
+        }
     }
 }

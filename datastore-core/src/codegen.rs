@@ -21,6 +21,7 @@ pub use crate::{
 };
 
 // What only generated code uses.
+pub use crate::backend::transaction;
 pub use crate::relations::foreign_key::ForeignKeysTo;
 pub use crate::relations::subquery::{
     Having, LinkedWhere, ParentWhere, SelectForeignKeys, SelectKeys, having, linked_where,

@@ -247,7 +247,7 @@ where
     // row if that key is not fresh. Inside a transaction, in a savepoint: losing the race
     // must leave it usable.
     let saved = if in_transaction(conn) {
-        conn.transaction(|conn| join.insert(conn))
+        crate::backend::transaction(conn, |conn| join.insert(conn))
     } else {
         join.insert(conn)
     };

@@ -60,7 +60,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
     } else {
         quote! {
             #(#takes)*
-            diesel::Connection::transaction(conn, |conn| {
+            ::datastore::__private::transaction(conn, |conn| {
                 let mut saved = <Self as ::datastore::__private::Persist<#conn>>::save(self, conn)?;
                 #(#stores)*
                 ::core::result::Result::Ok(saved)
