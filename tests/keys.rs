@@ -221,6 +221,36 @@ fn a_row_saved_with_its_key_keeps_it_and_later_rows_get_fresh_keys() {
     }
 }
 
+/// On PostgreSQL, rows inserted with keys of their own into a table whose database assigns
+/// keys move its sequence past them in the same transaction: when the sequence cannot be
+/// moved (here, past its largest value), no row is written, one row or several.
+#[test]
+fn on_postgres_rows_with_given_keys_are_written_with_the_sequence_moved_or_not_at_all() {
+    for (store, _schema) in stores() {
+        if store.dialect() != Dialect::Postgres {
+            continue;
+        }
+        let country = france(&store);
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("ALTER TABLE customers ALTER COLUMN id SET MAXVALUE 10000")
+            .unwrap();
+        for rows in [1, 3] {
+            let given = (0..rows)
+                .map(|i| Customer {
+                    id: 20_000 + i,
+                    name: format!("imported {i}"),
+                    country_code: country.code,
+                    ..Customer::default()
+                })
+                .collect();
+            assert!(store.insert_all(given).is_err(), "{rows} rows");
+            assert_eq!(store.count::<Customer>().unwrap(), 0, "{rows} rows");
+        }
+    }
+}
+
 #[test]
 fn insert_all_returns_rows_with_the_keys_the_database_assigned() {
     for (store, _schema) in stores() {

@@ -268,6 +268,11 @@ pub(crate) mod sealed {
         /// connection (preparing is what costs it).
         const ROUND_TRIPS: bool;
 
+        /// Whether the keys the database assigns come from a sequence that rows inserted with
+        /// keys of their own must move past ([`keys_assigned_past`](Self::keys_assigned_past)),
+        /// a statement of its own: PostgreSQL's; SQLite assigns one past the largest rowid.
+        const KEYS_FROM_SEQUENCE: bool;
+
         /// Runs `statement` so that its failure leaves an enclosing transaction usable, as SQLite
         /// does by itself: on PostgreSQL, inside a transaction, in a savepoint.
         fn scoped<T>(
@@ -414,6 +419,7 @@ fn exists_sql(table: &str, column: &str, placeholder: &str) -> String {
 
 impl sealed::Native for diesel::SqliteConnection {
     const ROUND_TRIPS: bool = false;
+    const KEYS_FROM_SEQUENCE: bool = false;
 
     fn scoped<T>(
         &mut self,
@@ -525,6 +531,7 @@ impl sealed::Native for diesel::SqliteConnection {
 
 impl sealed::Native for diesel::PgConnection {
     const ROUND_TRIPS: bool = true;
+    const KEYS_FROM_SEQUENCE: bool = true;
 
     fn scoped<T>(
         &mut self,

@@ -630,14 +630,37 @@ fn rows_per_statement(columns: usize) -> usize {
 
 /// Inserts rows that have their keys: one row with a statement of fixed shape, more in the
 /// multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose
-/// database assigns keys move its sequence past them.
+/// database assigns keys move its sequence past them, in the same transaction as the rows: the
+/// rows are not written if the sequence cannot be moved (a role without `UPDATE` on it).
 fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
 where
     C: NativeConnection,
     M: for<'a> Writes<'a, C>,
 {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if C::KEYS_FROM_SEQUENCE && M::declaration().key_kind() == KeyKind::Assigned {
+        return transaction(conn, |conn| {
+            insert_rows(rows, conn)?;
+            if let Some(largest) = rows.iter().map(M::key).max() {
+                let table = M::table();
+                conn.keys_assigned_past(&table.name, &table.primary_key[0], &largest)?;
+            }
+            Ok(())
+        });
+    }
+    insert_rows(rows, conn)
+}
+
+/// [`insert_keyed`]'s statements.
+fn insert_rows<M, C>(rows: &[M], conn: &mut C) -> Result<()>
+where
+    C: NativeConnection,
+    M: for<'a> Writes<'a, C>,
+{
     match rows {
-        [] => return Ok(()),
+        [] => {}
         [row] => {
             row.insert_one(conn)?;
         }
@@ -648,12 +671,6 @@ where
                 M::insert_many(chunk, conn)?;
                 rest = more;
             }
-        }
-    }
-    if M::declaration().key_kind() == KeyKind::Assigned {
-        if let Some(largest) = rows.iter().map(M::key).max() {
-            let table = M::table();
-            conn.keys_assigned_past(&table.name, &table.primary_key[0], &largest)?;
         }
     }
     Ok(())
