@@ -992,6 +992,55 @@ fn reverting_a_column_made_nullable_keeps_its_nulls_or_stops() {
     }
 }
 
+/// A real default goes into the SQL as it is written: one that is not a finite number literal
+/// the column holds (SQL, an infinity, past `f32`'s range) is refused before anything is
+/// written, in the models' schema and in a folder's snapshot alike.
+#[test]
+fn a_real_default_is_a_finite_number_literal_or_refused() {
+    let lab = Lab::all().remove(0);
+    for (ty, default) in [
+        (ColumnType::Double, "0; DROP TABLE items; --"),
+        (ColumnType::Double, "1e400"),
+        (ColumnType::Double, "NaN"),
+        (ColumnType::Float, "1e39"),
+        (ColumnType::Double, ""),
+    ] {
+        let l = fresh(&lab);
+        let table = items(vec![defaulting(
+            column("n", ty.clone()),
+            ColumnDefault::Real(Name::from(default.to_owned())),
+        )]);
+        match l.generate(&schema(table), "refused", false) {
+            Err(Error::Migration {
+                failure: MigrationFailure::Schema(message),
+                ..
+            }) => assert!(message.contains("items.n"), "{message}"),
+            other => panic!("{ty:?} {default:?}: {other:?}"),
+        }
+        assert!(!l.migrations().dir().exists(), "nothing written");
+    }
+    // Written by hand into a folder's snapshot, it stops the next generation.
+    let l = fresh(&lab);
+    let real = |text: &str| {
+        items(vec![defaulting(
+            column("n", ColumnType::Double),
+            ColumnDefault::Real(Name::from(text.to_owned())),
+        )])
+    };
+    let dir = l.generate(&schema(real("2.5e3")), "valid", false).unwrap();
+    let snapshot = dir.parent().unwrap().join("schema.json");
+    let json = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(json.contains("2.5e3"), "{json}");
+    std::fs::write(&snapshot, json.replace("2.5e3", "0; DROP TABLE items; --")).unwrap();
+    match l.generate(&schema(real("1.5")), "after", false) {
+        Err(Error::Migration {
+            failure: MigrationFailure::Snapshot { message, .. },
+            ..
+        }) => assert!(message.contains("items.n"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_value_is_never_invented() {
     for lab in Lab::all() {

@@ -328,16 +328,25 @@ impl Migrations {
     /// ```
     pub fn snapshot(&self) -> Result<Schema> {
         let path = self.dir.join(SNAPSHOT);
+        let malformed = |message: String| {
+            Error::migration(
+                None,
+                MigrationFailure::Snapshot {
+                    path: path.clone(),
+                    message,
+                },
+            )
+        };
         match fs::read_to_string(&path) {
-            Ok(json) => serde_json::from_str(&json).map_err(|e| {
-                Error::migration(
-                    None,
-                    MigrationFailure::Snapshot {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    },
-                )
-            }),
+            Ok(json) => {
+                let schema: Schema =
+                    serde_json::from_str(&json).map_err(|e| malformed(e.to_string()))?;
+                // Its defaults go into the SQL of the migrations written from it.
+                match schema.invalid_default() {
+                    Some(invalid) => Err(malformed(invalid)),
+                    None => Ok(schema),
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Schema::new()),
             Err(source) => Err(Error::Io {
                 path: path.display().to_string(),

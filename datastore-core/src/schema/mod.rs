@@ -321,6 +321,23 @@ impl ColumnDefault {
         }
     }
 
+    /// Whether a real default is a finite number that a column of type `ty` holds, written as a
+    /// number literal (digits, a sign, a point, an exponent): it goes into the SQL as it is.
+    /// Other defaults are written as their own literals.
+    pub(crate) fn is_finite_literal_of(&self, ty: &ColumnType) -> bool {
+        let Self::Real(text) = self else {
+            return true;
+        };
+        let literal = text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
+        let largest = match ty {
+            ColumnType::Float => f64::from(f32::MAX),
+            _ => f64::MAX,
+        };
+        literal && text.parse::<f64>().is_ok_and(|v| v.abs() <= largest)
+    }
+
     /// The default as an SQL literal of `dialect`.
     ///
     /// ```

@@ -250,6 +250,30 @@ impl Schema {
         self.tables.iter().find(|t| t.name == name)
     }
 
+    /// Why a column's default cannot be written into a migration, if one cannot: it does not
+    /// fit the column's type, or it is a real number that is not a finite number literal
+    /// (which would be written into the SQL as it is).
+    pub(crate) fn invalid_default(&self) -> Option<String> {
+        self.tables.iter().find_map(|table| {
+            table.columns.iter().find_map(|column| {
+                let default = column.default.as_ref()?;
+                if !default.fits(&column.ty) {
+                    return Some(format!(
+                        "{}.{}: the default {default} does not fit a column of type {:?}",
+                        table.name, column.name, column.ty
+                    ));
+                }
+                (!default.is_finite_literal_of(&column.ty)).then(|| {
+                    format!(
+                        "{}.{}: the default {default} is not a finite number a column of type \
+                         {:?} holds, written as a number literal",
+                        table.name, column.name, column.ty
+                    )
+                })
+            })
+        })
+    }
+
     /// Checks that no two models claim one table, that every foreign key references a table
     /// of the schema, and that every default fits its column.
     ///
@@ -267,18 +291,8 @@ impl Schema {
                 MigrationFailure::Schema(conflict.clone()),
             ));
         }
-        for table in &self.tables {
-            for column in table.columns.iter() {
-                if let Some(default) = column.default.as_ref().filter(|d| !d.fits(&column.ty)) {
-                    return Err(Error::migration(
-                        None,
-                        MigrationFailure::Schema(format!(
-                            "{}.{}: the default {default} does not fit a column of type {:?}",
-                            table.name, column.name, column.ty
-                        )),
-                    ));
-                }
-            }
+        if let Some(invalid) = self.invalid_default() {
+            return Err(Error::migration(None, MigrationFailure::Schema(invalid)));
         }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {
