@@ -481,12 +481,31 @@ fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChang
     for table in new.tables() {
         match old.get(&table.name) {
             None => changes.push(SchemaChange::CreateTable(table.clone())),
-            Some(before) if before != table => changes.extend(diff_table(before, table, dialect)),
+            Some(before) if !same_table(before, table) => {
+                changes.extend(diff_table(before, table, dialect))
+            }
             Some(_) => {}
         }
     }
     changes.extend(drop(last));
     changes
+}
+
+/// Whether `a` and `b` are the same table but perhaps for the order of their columns, foreign
+/// keys and indexes (the order of a model's fields, which no database statement depends on:
+/// the store names every column it reads and writes).
+fn same_table(a: &Table, b: &Table) -> bool {
+    fn sorted<T: Clone, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+        let mut items = items.to_vec();
+        items.sort_by_key(key);
+        items
+    }
+    a.name == b.name
+        && a.primary_key == b.primary_key
+        && sorted(&a.columns, |c| c.name.clone()) == sorted(&b.columns, |c| c.name.clone())
+        && sorted(&a.foreign_keys, |fk| fk.column.clone())
+            == sorted(&b.foreign_keys, |fk| fk.column.clone())
+        && sorted(&a.indexes, |i| i.name.clone()) == sorted(&b.indexes, |i| i.name.clone())
 }
 
 fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<SchemaChange> {
