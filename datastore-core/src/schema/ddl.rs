@@ -801,6 +801,33 @@ fn sqlite_readable(column: &Column) -> Option<String> {
     })
 }
 
+/// Where PostgreSQL's cast from `from` to `to` would change a value rather than refuse it,
+/// as SQLite's rebuild does ([`sqlite_readable`]): the condition on the old value `value` under
+/// which the cast keeps it. A real number cast to an integer is rounded (`2.7` becomes `3`),
+/// an integer cast to a boolean is true for any value but 0 (`2` becomes `true`).
+fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Option<String> {
+    use ColumnType::*;
+    match (from, to) {
+        (Float | Double, SmallInt | Integer | BigInt) => Some(format!("{value} = trunc({value})")),
+        (SmallInt | Integer | BigInt, Bool) => Some(format!("{value} IN (0, 1)")),
+        _ => None,
+    }
+}
+
+/// A PostgreSQL statement that stops a migration changing the type of `table`'s `column` if a
+/// row's value fails `held` (its message names them as SQLite's rebuild check does: see
+/// [`UNCONVERTIBLE`]).
+fn postgres_unconvertible_check(table: &str, column: &str, held: &str) -> String {
+    let message = format!("{UNCONVERTIBLE}{}", serde_json::json!([table, column]));
+    let column = quote_ident(column);
+    format!(
+        "DO $datastore$ BEGIN IF EXISTS (SELECT 1 FROM {} WHERE NOT ({column} IS NULL OR {held})) \
+         THEN RAISE EXCEPTION '%', {}; END IF; END $datastore$;",
+        quote_ident(table),
+        quote_literal(&message)
+    )
+}
+
 /// `ALTER TABLE .. ADD FOREIGN KEY` (PostgreSQL), named by PostgreSQL as `CREATE TABLE`'s
 /// are.
 pub fn add_foreign_key(table: &str, fk: &ForeignKey) -> String {
@@ -913,8 +940,18 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         }
         if dialect.column_type(&was.ty) != dialect.column_type(&column.ty) {
             let ty = dialect.column_type(&column.ty);
+            if let Some(held) = postgres_cast_keeps(&name, &was.ty, &column.ty) {
+                statements.push(postgres_unconvertible_check(&new.name, &column.name, &held));
+            }
+            let using = match (&was.ty, &column.ty) {
+                // The text a `Timestamp` is on SQLite, not the session's `DateStyle`.
+                (ColumnType::Timestamp, ColumnType::Text) => format!(
+                    "to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                ),
+                _ => format!("{name}::{ty}"),
+            };
             statements.push(format!(
-                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {ty} USING {name}::{ty};"
+                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {ty} USING {using};"
             ));
         }
         if was.default != column.default {

@@ -241,13 +241,12 @@ where
     }
 }
 
-/// The table and column of a SQLite table rebuild that failed because a column's new type
-/// cannot hold its values: the rebuild's own check refused them ([`UNCONVERTIBLE`]), or the
-/// `STRICT` table did (`cannot store TEXT value in INTEGER column t.c`).
+/// The table and column of a migration that failed because a column's new type cannot hold
+/// its values: its own check refused them ([`UNCONVERTIBLE`]: a SQLite rebuild's, or the one
+/// before a PostgreSQL cast that would change them), or a SQLite rebuild's `STRICT` table did
+/// (`cannot store TEXT value in INTEGER column t.c`).
 fn unconvertible(message: &str) -> Option<(String, String)> {
-    if let Some((_, named)) =
-        message.split_once(&format!("CHECK constraint failed: {UNCONVERTIBLE}"))
-    {
+    if let Some((_, named)) = message.split_once(UNCONVERTIBLE) {
         let mut values = serde_json::Deserializer::from_str(named).into_iter::<(String, String)>();
         return values.next()?.ok();
     }
