@@ -1105,6 +1105,35 @@ fn reordered_fields_are_no_change() {
     }
 }
 
+/// A column of a composite primary key that is unique on its own (`#[unique]`, or a one-to-one
+/// child's foreign key) gets a constraint of its own, on both backends: the key alone lets two
+/// rows share it.
+#[test]
+fn a_unique_column_of_a_composite_key_is_unique() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        let mut a = column("a", ColumnType::BigInt);
+        a.unique = true;
+        let pairs = Table {
+            name: "pairs".into(),
+            primary_key: vec![Name::from("a"), Name::from("b")].into(),
+            columns: vec![a, column("b", ColumnType::BigInt)].into(),
+            foreign_keys: vec![].into(),
+            indexes: vec![].into(),
+        };
+        l.generate(&schema(pairs), "pairs", false).unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO pairs (a, b) VALUES (1, 1);")
+            .unwrap();
+        assert!(
+            l.execute("INSERT INTO pairs (a, b) VALUES (1, 2);")
+                .is_err(),
+            "{:?}",
+            lab.dialect
+        );
+    }
+}
+
 #[test]
 fn a_value_is_never_invented() {
     for lab in Lab::all() {

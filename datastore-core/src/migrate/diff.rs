@@ -291,7 +291,7 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
                 .map_or("no default".to_owned(), ToString::to_string);
             losses.push(format!("makes {t}.{c} NOT NULL: its NULLs become {fill}"));
         }
-        if now.unique && !was.unique && !new.is_key(c) {
+        if now.unique && !was.unique && !new.is_whole_key(c) {
             losses.push(unique_loss(t, std::slice::from_ref(c)));
         }
         match (old.foreign_key(c), new.foreign_key(c)) {

@@ -95,6 +95,12 @@ impl Table {
         self.primary_key.iter().any(|k| k == column)
     }
 
+    /// Whether `column` is the whole primary key, which makes it unique without a constraint of
+    /// its own (a column of a composite key is not).
+    pub(crate) fn is_whole_key(&self, column: &str) -> bool {
+        matches!(&*self.primary_key, [key] if key == column)
+    }
+
     /// The column with this name.
     ///
     /// ```

@@ -440,7 +440,7 @@ impl Schema {
                 if table.foreign_key(&column.name).is_some() {
                     keys.push("FK");
                 }
-                if column.unique && !table.is_key(&column.name) {
+                if column.unique && !table.is_whole_key(&column.name) {
                     keys.push("UK");
                 }
                 let mut notes = Vec::new();
