@@ -1134,6 +1134,57 @@ fn a_unique_column_of_a_composite_key_is_unique() {
     }
 }
 
+/// A table keyed by a value of its own that becomes keyed by an integer the database assigns
+/// (a new `id`) gives each row a key of its own, on both backends: the new key column is
+/// neither filled with one value for every row nor added beside the old key.
+#[test]
+fn a_new_key_the_database_assigns_gives_each_row_its_own() {
+    let by_code = |code: Column| Table {
+        name: "items".into(),
+        primary_key: vec![Name::from("code")].into(),
+        columns: vec![code].into(),
+        foreign_keys: vec![].into(),
+        indexes: vec![].into(),
+    };
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        let mut id = column("id", ColumnType::BigInt);
+        id.generated = true;
+        let mut code = column("code", ColumnType::Text);
+        code.unique = true;
+        let by_id = Table {
+            name: "items".into(),
+            primary_key: vec![Name::from("id")].into(),
+            columns: vec![id, code.clone()].into(),
+            foreign_keys: vec![].into(),
+            indexes: vec![].into(),
+        };
+        change(
+            &l,
+            schema(by_code(column("code", ColumnType::Text))),
+            "INSERT INTO items (code) VALUES ('a'), ('b'), ('c');",
+            &schema(by_id),
+            true,
+        );
+        assert_eq!(
+            l.rows("SELECT CAST(count(DISTINCT id) AS TEXT) AS v FROM items"),
+            ["3"],
+            "{:?}",
+            lab.dialect
+        );
+        assert_eq!(
+            l.rows("SELECT code AS v FROM items ORDER BY code"),
+            ["a", "b", "c"]
+        );
+        // A new row gets a fresh key.
+        l.execute("INSERT INTO items (code) VALUES ('d');").unwrap();
+        assert_eq!(
+            l.rows("SELECT CAST(count(DISTINCT id) AS TEXT) AS v FROM items"),
+            ["4"]
+        );
+    }
+}
+
 #[test]
 fn a_value_is_never_invented() {
     for lab in Lab::all() {

@@ -297,7 +297,8 @@ pub fn drop_table(table: &str, _dialect: Dialect) -> String {
 /// otherwise.
 pub fn add_column(table: &Table, column: &Column, dialect: Dialect) -> String {
     let mut def = column_definition(table, column, dialect);
-    if !column.nullable && column.default.is_none() {
+    // A key the database assigns gives each row its own value.
+    if !column.nullable && column.default.is_none() && !column.generated {
         def.push_str(&format!(" DEFAULT {}", dialect.filler(column)));
     }
     format!("ALTER TABLE {} ADD COLUMN {def};", quote_ident(&table.name))
@@ -596,6 +597,8 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
                 format!("COALESCE({copied}, {})", default.sql(dialect))
             }
             (Some(_), _) => copied,
+            // A key SQLite assigns (the rowid): each copied row gets its own.
+            (None, _) if column.generated => continue,
             (None, _) if !column.nullable => fill_value(column, dialect),
             (None, _) => continue,
         };
@@ -914,9 +917,24 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     for column in old.columns.iter().filter(|c| new.column(&c.name).is_none()) {
         statements.push(drop_column(&old.name, &column.name, dialect));
     }
+    let key_changes = old.primary_key != new.primary_key;
+    if key_changes {
+        // Before a column of the new key is added; gone already if its column was dropped.
+        statements.push(postgres_constraint_of(
+            &new.name,
+            None,
+            "pkey",
+            OnConstraint::Drop { required: false },
+        ));
+    }
+    // Added columns are made the key by `ADD PRIMARY KEY` below, not each by its definition.
+    let unkeyed = Table {
+        primary_key: Cow::Borrowed(&[]),
+        ..new.clone()
+    };
     for column in new.columns.iter() {
         let Some(was) = old.column(&column.name) else {
-            statements.push(add_column(new, column, dialect));
+            statements.push(add_column(&unkeyed, column, dialect));
             continue;
         };
         let name = quote_ident(&column.name);
@@ -1004,14 +1022,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             ));
         }
     }
-    if old.primary_key != new.primary_key {
-        // Gone already if its column was dropped.
-        statements.push(postgres_constraint_of(
-            &new.name,
-            None,
-            "pkey",
-            OnConstraint::Drop { required: false },
-        ));
+    if key_changes {
         statements.push(format!(
             "ALTER TABLE {table} ADD PRIMARY KEY ({});",
             key_list(new)
