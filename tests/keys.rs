@@ -221,6 +221,39 @@ fn a_row_saved_with_its_key_keeps_it_and_later_rows_get_fresh_keys() {
     }
 }
 
+/// A key the database assigns past what the model's integer holds (`i32` here: SQLite assigns
+/// one past the largest rowid, PostgreSQL's `integer` sequence ends there) is refused as the
+/// row is written, on both backends: nothing is written, rather than a row whose key reads back
+/// wrong (SQLite's `RETURNING` value cut to 32 bits).
+#[test]
+fn a_key_the_database_assigns_past_the_fields_range_is_refused_with_nothing_written() {
+    for (store, _schema) in stores() {
+        let ada = customer(&store, "Ada");
+        let order = store
+            .save(Order {
+                customer_id: ada.id,
+                ..Order::default()
+            })
+            .unwrap();
+        let last = store
+            .save(Payment {
+                id: i32::MAX,
+                order_id: order.id,
+                amount: 1,
+            })
+            .unwrap();
+        assert_eq!(last.id, i32::MAX);
+        let next = |amount| Payment {
+            id: 0,
+            order_id: order.id,
+            amount,
+        };
+        assert!(store.save(next(2)).is_err(), "{:?}", store.dialect());
+        assert!(store.insert_all(vec![next(3), next(4)]).is_err());
+        assert_eq!(store.count::<Payment>().unwrap(), 1, "nothing written");
+    }
+}
+
 /// On PostgreSQL, rows inserted with keys of their own into a table whose database assigns
 /// keys move its sequence past them in the same transaction: when the sequence cannot be
 /// moved (here, past its largest value), no row is written, one row or several.

@@ -208,6 +208,21 @@ pub fn column_definition(table: &Table, column: &Column, dialect: Dialect) -> St
     if let Some(check) = column.check() {
         def.push_str(&format!(" CHECK ({check})"));
     }
+    // SQLite assigns a key one past the largest rowid, which may be past what a narrower
+    // integer field holds: refused as the row is written, rather than read back wrong.
+    if column.generated && dialect == Dialect::Sqlite {
+        let range = match column.ty {
+            ColumnType::SmallInt => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
+            ColumnType::Integer => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+            _ => None,
+        };
+        if let Some((least, most)) = range {
+            def.push_str(&format!(
+                " CHECK ({} BETWEEN {least} AND {most})",
+                quote_ident(&column.name)
+            ));
+        }
+    }
     if let Some(fk) = table.foreign_key(&column.name) {
         def.push_str(&format!(
             " REFERENCES {} ({}) ON DELETE {}",
