@@ -193,6 +193,59 @@ fn a_transaction_sqlite_rolled_back_by_itself_stays_over_and_reports_why() {
     }
 }
 
+/// A pooled connection its user left inside a transaction begun with SQL of their own (Diesel
+/// knows nothing of it) is not handed on inside it: the next user's write is committed, not
+/// swallowed by that transaction (and, on SQLite, its write lock is not kept). On SQLite the
+/// transaction is rolled back as the connection goes back to the pool; on PostgreSQL, where a
+/// failed statement left it aborted, the connection is dropped.
+#[test]
+fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it() {
+    // SQLite: open, holding the write lock.
+    let (dir, store) = file_store_of_one_connection();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("BEGIN IMMEDIATE; DELETE FROM posts;")
+        .unwrap();
+    store.save(post("after", 1)).unwrap();
+    let other = Store::builder(dir.path().join("full.db"))
+        .migrations(datastore::embed_migrations!())
+        .open()
+        .unwrap();
+    assert_eq!(
+        other.count::<Post>().unwrap(),
+        1,
+        "committed, seen elsewhere"
+    );
+    other.save(post("elsewhere", 2)).unwrap();
+
+    // PostgreSQL: aborted by a failed statement of the batch.
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .migrations(datastore::embed_migrations!())
+        .pool_size(1)
+        .open()
+        .unwrap();
+    assert!(store
+        .conn()
+        .unwrap()
+        .batch_execute("BEGIN; SELECT 1 / 0;")
+        .is_err());
+    store.save(post("after", 1)).unwrap();
+    let other = Store::builder(schema.url())
+        .migrations(datastore::embed_migrations!())
+        .open()
+        .unwrap();
+    assert_eq!(
+        other.count::<Post>().unwrap(),
+        1,
+        "committed, seen elsewhere"
+    );
+}
+
 /// PostgreSQL aborts a transaction at its first failed statement and refuses every later one;
 /// `store.transaction` reports that first error, whatever the closure did with it.
 #[test]

@@ -531,6 +531,7 @@ unsafe extern "C" fn on_trace(
                 );
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
+                lost::note_statement_end(db as usize, autocommit);
                 // Whether SQLite prepared the statement again while it ran, having found the
                 // schema changed by another connection (asked of a captured statement only).
                 let reprepared = installed.capturing.get() && {

@@ -97,7 +97,31 @@ pub(crate) fn any_unended() -> bool {
     UNENDED.load(Ordering::Relaxed) > 0
 }
 
+/// A statement of the SQLite connection `db` ended on this thread, leaving it in autocommit
+/// mode or not (told by its hooks).
+pub(crate) fn note_statement_end(db: usize, autocommit: bool) {
+    LEFT_OPEN.with(|open| {
+        if !autocommit {
+            open.set(db);
+        } else if open.get() == db {
+            open.set(0);
+        }
+    });
+}
+
+/// Whether a SQLite connection used on this thread was left inside a transaction by its last
+/// statement: one its user opened with SQL of their own (`BEGIN` in a batch, or a batch that
+/// failed before its `COMMIT`), which Diesel knows nothing of. A connection going back to the
+/// pool gets a `ROLLBACK` then (see `BackendManager::has_broken`), rather than carrying the
+/// transaction, and its write lock, to its next user.
+pub(crate) fn left_open_here() -> bool {
+    LEFT_OPEN.with(|open| open.get() != 0)
+}
+
 thread_local! {
+    /// The SQLite connection (its handle) whose last statement on this thread ended inside a
+    /// transaction, until one of its statements ends outside any: see [`note_statement_end`].
+    static LEFT_OPEN: Cell<usize> = const { Cell::new(0) };
     /// How many transactions were lost on this thread, and the last of them.
     static LAST: RefCell<(u64, Option<Arc<Lost>>)> = const { RefCell::new((0, None)) };
     /// A lost transaction whose cause is the next database error converted on this thread.
@@ -257,6 +281,11 @@ pub(crate) struct FirstFailure {
     /// A statement failed because a prepared statement's plan no longer fits the schema: see
     /// [`plans_outdated`](Self::plans_outdated).
     plans_outdated: bool,
+    /// The depth of the transactions Diesel began, as its events tell.
+    depth: u32,
+    /// A statement failed while Diesel had no transaction open: see
+    /// [`failed_outside_transaction`](Self::failed_outside_transaction).
+    failed_outside_transaction: bool,
 }
 
 impl FirstFailure {
@@ -269,7 +298,19 @@ impl FirstFailure {
             log: crate::trace::StatementLog::new(slow_statements),
             backend_pid: None,
             plans_outdated: false,
+            depth: 0,
+            failed_outside_transaction: false,
         }
+    }
+
+    /// Whether a statement failed since the last call while Diesel had no transaction open
+    /// (reset by the call): the connection may be inside a transaction its user began with SQL
+    /// of their own, which Diesel does not follow.
+    pub fn failed_outside_transaction(conn: &mut diesel::PgConnection) -> bool {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .is_some_and(|recorder| std::mem::take(&mut recorder.failed_outside_transaction))
     }
 
     /// Whether a statement of the connection failed because another session changed the type
@@ -313,13 +354,21 @@ impl Instrumentation for FirstFailure {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         self.log.on_event(&event);
         match &event {
-            InstrumentationEvent::BeginTransaction { depth, .. } if depth.get() == 1 => {
-                self.failure = None;
+            InstrumentationEvent::BeginTransaction { depth, .. } => {
+                self.depth = depth.get();
+                if depth.get() == 1 {
+                    self.failure = None;
+                }
+            }
+            InstrumentationEvent::CommitTransaction { depth, .. } => {
+                self.depth = depth.get() - 1;
             }
             InstrumentationEvent::RollbackTransaction { depth, .. } => {
+                self.depth = depth.get() - 1;
                 self.rolling_back_to_savepoint = depth.get() > 1;
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
+                self.failed_outside_transaction |= error.is_some() && self.depth == 0;
                 if let Some(diesel::result::Error::DatabaseError(_, info)) = error {
                     self.plans_outdated |= info
                         .message()
@@ -342,6 +391,22 @@ impl Instrumentation for FirstFailure {
             default.on_connection_event(event);
         }
     }
+}
+
+/// Whether the PostgreSQL connection `conn` is outside any transaction: the transaction's
+/// start is then the statement's own (`now()` is the transaction's start); inside one begun
+/// before, it is earlier, and inside an aborted one the query fails.
+pub(crate) fn outside_any_transaction(conn: &mut diesel::PgConnection) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Outside {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        outside: bool,
+    }
+    diesel::RunQueryDsl::get_result::<Outside>(
+        diesel::sql_query("SELECT now() = statement_timestamp() AS outside"),
+        conn,
+    )
+    .is_ok_and(|row| row.outside)
 }
 
 /// Whether `conn` is a PostgreSQL connection whose prepared statements outlived a change of

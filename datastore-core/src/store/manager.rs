@@ -71,15 +71,25 @@ impl r2d2::ManageConnection for BackendManager {
         if std::thread::panicking() || conn.is_broken() || super::lost::plans_outdated(conn) {
             return true;
         }
-        if let AnyConnection::Sqlite(conn) = conn {
-            if super::lost::any_unended() {
-                // It may be a connection whose transaction SQLite rolled back by itself, and
-                // whose owner (Diesel, after a failed statement) forgot the transaction without
-                // a `ROLLBACK`: this one ends it. Elsewhere it fails (no transaction is open)
-                // and does nothing.
-                let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+        match conn {
+            AnyConnection::Sqlite(conn) => {
+                if super::lost::any_unended() || super::lost::left_open_here() {
+                    // It may be a connection whose transaction SQLite rolled back by itself,
+                    // and whose owner (Diesel, after a failed statement) forgot the transaction
+                    // without a `ROLLBACK`, or one its user left inside a transaction begun
+                    // with SQL of their own (Diesel has none open here): this one ends it.
+                    // Elsewhere it fails (no transaction is open) and does nothing.
+                    let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+                }
+                false
+            }
+            // A statement failed outside any transaction Diesel began: it may have been in one
+            // its user began with SQL of their own, now open or aborted. Such a connection is
+            // dropped rather than handed, inside it, to its next user.
+            AnyConnection::Postgres(conn) => {
+                super::lost::FirstFailure::failed_outside_transaction(conn)
+                    && !super::lost::outside_any_transaction(conn)
             }
         }
-        false
     }
 }
