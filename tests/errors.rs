@@ -263,6 +263,29 @@ fn a_busy_timeout_is_bounded_alike_on_both_backends() {
     }
 }
 
+/// A connection timeout at its extremes opens a working store: zero waits at least 1 ms (r2d2
+/// refuses none), and `Duration::MAX` waits a year (r2d2 adds the wait to the clock, which
+/// would overflow): both panicked before.
+#[test]
+fn a_connection_timeout_at_its_extremes_opens_a_working_store() {
+    for timeout in [Duration::ZERO, Duration::MAX] {
+        let store = Store::builder(":memory:")
+            .pool_size(1)
+            .connection_timeout(timeout)
+            .migrations(datastore::embed_migrations!())
+            .open()
+            .unwrap();
+        store.save(user("in time")).unwrap();
+        if timeout.is_zero() {
+            // The pool's one connection is taken: the wait ends at once, with an error.
+            let held = store.conn().unwrap();
+            assert!(matches!(store.conn(), Err(Error::Connection { .. })));
+            drop(held);
+        }
+        assert_eq!(store.count::<User>().unwrap(), 1);
+    }
+}
+
 #[test]
 fn a_memory_store_shares_one_database_across_its_pool() {
     let store = memory_store();

@@ -219,7 +219,8 @@ impl StoreBuilder {
         self
     }
 
-    /// How long taking a connection from the pool may wait (default 30 s).
+    /// How long taking a connection from the pool may wait (default 30 s; at least 1 ms, at
+    /// most a year).
     ///
     /// ```
     /// use std::time::Duration;
@@ -239,7 +240,8 @@ impl StoreBuilder {
     /// # }
     /// ```
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
+        // r2d2 refuses a zero wait, and adds the wait to the clock (which overflows past it).
+        self.connection_timeout = timeout.clamp(MIN_CONNECTION_TIMEOUT, MAX_CONNECTION_TIMEOUT);
         self
     }
 
@@ -473,6 +475,12 @@ impl StoreBuilder {
         })
     }
 }
+
+/// The shortest wait for a pooled connection: r2d2 refuses none.
+const MIN_CONNECTION_TIMEOUT: Duration = Duration::from_millis(1);
+/// The longest wait for a pooled connection (a year): longer ones would overflow the clock as
+/// r2d2 adds them to it.
+const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The shortest busy timeout: on PostgreSQL, a `lock_timeout` of 0 means none.
 const MIN_BUSY_TIMEOUT: Duration = Duration::from_millis(1);
