@@ -935,6 +935,26 @@ per_backend! {
     }
 }
 
+// A query whose filter reads related rows (`having_comments`) gives a new result when one of
+// them changes, not only when a row of its own model does.
+per_backend! {
+    each_feed fn observe_query_follows_the_related_rows_its_filter_reads(store) {
+        use common::models::comments;
+        let post = store.save(post("quiet")).unwrap();
+        let mut discussed = store
+            .observe_query::<Post>(|q| {
+                q.filter(Post::having_comments(comments::content.like("%rust%")))
+            })
+            .unwrap();
+        assert!(discussed.recv_timeout(WAIT).unwrap().unwrap().is_empty());
+        let comment = store.save(comment(&post, "about rust")).unwrap();
+        let rows = discussed.recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(rows.iter().map(|p| p.id).collect::<Vec<_>>(), [post.id]);
+        store.delete(&comment).unwrap();
+        assert!(discussed.recv_timeout(WAIT).unwrap().unwrap().is_empty());
+    }
+}
+
 per_backend! {
     each_feed fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it(store) {
         let mut conn = store.conn().unwrap();

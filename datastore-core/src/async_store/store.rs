@@ -380,7 +380,8 @@ impl AsyncStore {
         M: Persist<AnyConnection> + PartialEq + Clone,
     {
         let store = self.store.clone();
-        let queue = unblock(move || store.queue(Some(M::TABLE_NAME))).await?;
+        let tables = crate::observe::live::tables_of_query::<M>(&build);
+        let queue = unblock(move || store.queue_of(Some(&tables))).await?;
         Ok(QueryStream::new(self.store.clone(), queue, Arc::new(build)))
     }
 

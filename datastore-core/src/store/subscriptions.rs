@@ -92,7 +92,10 @@ impl Store {
     where
         M: Persist<AnyConnection> + PartialEq + Clone,
     {
-        let queue = self.queue(Some(M::TABLE_NAME))?;
+        // Also the tables its filters on related rows read: a new matching child changes
+        // the result as much as a new row of `M`.
+        let tables = crate::observe::live::tables_of_query::<M>(&build);
+        let queue = self.queue_of(Some(&tables))?;
         Ok(observe::QuerySubscription::new(
             self.clone(),
             queue,

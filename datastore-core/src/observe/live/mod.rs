@@ -853,7 +853,7 @@ pub(crate) fn filter_reads(table: &'static crate::schema::Table) {
 }
 
 /// Runs `f`, and the tables the filters it built read.
-fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate::schema::Table>) {
+pub(crate) fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate::schema::Table>) {
     /// Puts back what was recorded before, however `f` ends (a panic included).
     struct Restore(Option<Vec<&'static crate::schema::Table>>);
     impl Drop for Restore {
@@ -867,6 +867,22 @@ fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate::schema::T
     let read = FILTER_READS.with(|reads| reads.borrow_mut().take());
     drop(restore);
     (value, read.unwrap_or_default())
+}
+
+/// The tables whose changes can change the result of the query `build` makes of `M`'s: `M`'s
+/// own, and those its filters on related rows read (`having_*`, `parent_where`, ...), found by
+/// building the query once.
+pub(crate) fn tables_of_query<M: Persist<AnyConnection>>(
+    build: impl FnOnce(M::Query) -> M::Query,
+) -> Vec<String> {
+    let ((), read) = tables_read_by(|| drop(build(M::query())));
+    let mut names = vec![M::TABLE_NAME.to_owned()];
+    for table in read {
+        if !names.iter().any(|name| name == table.name.as_ref()) {
+            names.push(table.name.to_string());
+        }
+    }
+    names
 }
 
 /// The query's rows (every row in key order without a query).
