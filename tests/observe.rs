@@ -935,6 +935,26 @@ per_backend! {
     }
 }
 
+/// A column another migration added that SQLite generates (which `pragma_table_info` leaves
+/// out, and the pre-update hook counts) does not make the table's changes undecodable.
+#[test]
+fn a_generated_column_the_model_does_not_declare_leaves_its_changes_readable() {
+    let (_dir, store) = file_store();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "ALTER TABLE posts ADD COLUMN doubled INTEGER GENERATED ALWAYS AS (rating * 2) VIRTUAL",
+        )
+        .unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("generated beside")).unwrap();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => assert_eq!(change.element, saved),
+        other => panic!("{other:?}"),
+    }
+}
+
 // A query whose filter reads related rows (`having_comments`) gives a new result when one of
 // them changes, not only when a row of its own model does.
 per_backend! {

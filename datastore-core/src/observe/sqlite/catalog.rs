@@ -82,11 +82,12 @@ struct Read {
     names: String,
 }
 
-/// The schema cookie and `table`'s columns in order, in one statement (one snapshot).
+/// The schema cookie and `table`'s columns in order, in one statement (one snapshot): all of
+/// them, generated ones included (`pragma_table_xinfo`), as the pre-update hook counts them.
 fn table_columns(conn: &mut SqliteConnection, table: &str) -> Result<(i64, Vec<String>)> {
     let read: Vec<Read> = diesel::sql_query(
         "SELECT (SELECT schema_version FROM pragma_schema_version) AS cookie, \
-         (SELECT json_group_array(name ORDER BY cid) FROM pragma_table_info(?)) AS names",
+         (SELECT json_group_array(name ORDER BY cid) FROM pragma_table_xinfo(?)) AS names",
     )
     .bind::<Text, _>(table)
     .load(conn)?;
