@@ -415,8 +415,14 @@ per_backend!(
                 }
                 assert_eq!(store.all::<Stamp>().unwrap(), vec![kept.clone()], "nothing written");
             } else {
+                // Observed as read: the feed's text is the instant's.
+                let stamps = store.observe::<Stamp>().unwrap();
                 let saved = store.save(stamp).unwrap();
                 assert_eq!(store.get::<Stamp>(&saved.id).unwrap().at, at);
+                match stamps.recv_timeout(Duration::from_secs(10)) {
+                    Some(Observed::Change(change)) => assert_eq!(change.element.at, at),
+                    other => panic!("{year}: {other:?}"),
+                }
                 store.delete(&saved).unwrap();
             }
         }

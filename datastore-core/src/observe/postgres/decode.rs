@@ -269,13 +269,32 @@ pub(super) fn push_value(rows: &mut Rows, ty: u32, text: Option<&str>) {
             Some(bytes) => rows.push_blob(&bytes),
             None => rows.push_text(text.as_bytes()),
         },
-        // `2026-01-02 03:04:05.678+00` to RFC 3339, as the timestamps SQLite holds.
-        oid::TIMESTAMPTZ => match text.strip_suffix("+00").and_then(|t| t.split_once(' ')) {
-            Some((date, time)) => rows.push_text(format!("{date}T{time}+00:00").as_bytes()),
+        oid::TIMESTAMPTZ => match rfc_3339(text) {
+            Some(text) => rows.push_text(text.as_bytes()),
             None => rows.push_text(text.as_bytes()),
         },
         _ => rows.push_text(text.as_bytes()),
     }
+}
+
+/// A `timestamptz`'s text in UTC (`2026-01-02 03:04:05.678+00`) as RFC 3339, as the timestamps
+/// SQLite holds and `Timestamp` reads: years past 9999 signed (`10000-..` as `+10000-..`), and
+/// years before Christ (`0002-.. BC`) as the astronomical years chrono writes (`-0001-..`).
+fn rfc_3339(text: &str) -> Option<String> {
+    let (text, before_christ) = match text.strip_suffix(" BC") {
+        Some(text) => (text, true),
+        None => (text, false),
+    };
+    let (date, time) = text.strip_suffix("+00")?.split_once(' ')?;
+    let (year, month_day) = date.split_once('-')?;
+    let year: i64 = year.parse().ok()?;
+    let year = if before_christ { 1 - year } else { year };
+    let year = match year {
+        0..=9999 => format!("{year:04}"),
+        10_000.. => format!("+{year}"),
+        _ => format!("-{:04}", -year),
+    };
+    Some(format!("{year}-{month_day}T{time}+00:00"))
 }
 
 /// A float's text, `NaN` and the infinities included.
