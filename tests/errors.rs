@@ -303,7 +303,10 @@ fn a_memory_store_shares_one_database_across_its_pool() {
 
 /// Whether `text` shows the password of the URLs below.
 fn shows_password(text: &str) -> bool {
-    text.contains("secret") || text.contains("sec?ret") || text.contains("hunter2")
+    text.contains("secret")
+        || text.contains("sec?ret")
+        || text.contains("hunter2")
+        || text.contains("pwfrag")
 }
 
 #[test]
@@ -318,6 +321,8 @@ fn a_connection_error_never_shows_the_password() {
         "postgres://user:sec?ret@127.0.0.1:1/db",
         // libpq decodes percent-escapes in parameter names: this is `password`.
         "postgres://user@127.0.0.1:1/db?pass%77ord=hunter2",
+        // A '/' in the password (unencoded) makes libpq read its head as the port, and say so.
+        "postgres://user:pwfrag/tail@127.0.0.1:1/db",
     ] {
         let builder = Store::builder(url);
         assert!(!shows_password(&format!("{builder:?}")), "{builder:?}");

@@ -126,6 +126,11 @@ fn passwords(url: &str) -> Vec<Cow<'_, str>> {
         let written = &url[start..end];
         passwords.push(Cow::Owned(percent_decode(written).into_owned()));
         passwords.push(Cow::Borrowed(written));
+        // A password holding '/' (unencoded) is no password to libpq, which reads its head as
+        // the port (`invalid integer value "<head>" for connection option "port"`).
+        if let Some((head, _)) = written.split_once('/') {
+            passwords.push(Cow::Borrowed(head));
+        }
     }
     passwords.sort_by_key(|p| std::cmp::Reverse(p.len()));
     passwords
