@@ -1254,3 +1254,45 @@ proptest! {
         }
     }
 }
+
+/// A caller's closure that panics while a live query reads inside a `store.transaction` (on
+/// observe's own connection, in a read transaction) does not leave that connection inside the
+/// read transaction: later reads there see later commits.
+#[test]
+fn a_panic_in_a_live_querys_closure_leaves_observes_own_connection_fresh() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (_dir, store) = common::file_store();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.transaction(|_tx| {
+            let mut live = store
+                .live::<Post>()
+                .query(move |q| {
+                    // The first build learns the tables; the second reads.
+                    if counted.fetch_add(1, Ordering::SeqCst) == 1 {
+                        panic!("the caller's closure panics");
+                    }
+                    q
+                })
+                .subscribe()?;
+            live.recv()?;
+            Ok(())
+        })
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "it panicked while reading");
+    // Each read inside a transaction sees what committed before it (a connection left in the
+    // panicked read transaction would keep the snapshot of its first read after it).
+    for n in 1..=2 {
+        store.save(common::post("after the panic", n)).unwrap();
+        let seen = store
+            .transaction(|_tx| {
+                let mut live = store.live::<Post>().subscribe()?;
+                Ok(live.recv()?.len())
+            })
+            .unwrap();
+        assert_eq!(seen, n as usize, "later commits are seen");
+    }
+}

@@ -56,6 +56,14 @@ impl ObserveConn {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<AnyConnection>> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| {
+            // A call panicked holding it (a caller's closure, run in a read transaction):
+            // Diesel rolls nothing back on a panic, so its connection may be left inside that
+            // transaction, reading an old snapshot and holding its locks. Another is opened.
+            let mut slot = poisoned.into_inner();
+            *slot = None;
+            self.conn.clear_poison();
+            slot
+        })
     }
 }
