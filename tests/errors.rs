@@ -690,6 +690,53 @@ fn on_postgres_a_connection_lost_in_a_store_call_is_a_connection_error() {
     assert_eq!(store.count::<User>().unwrap(), 1);
 }
 
+/// A connection the store lent read-only inside a transaction, then ended by the server while
+/// it waited in the pool, is a lost connection when it is next taken (the store makes it
+/// writable again first), not a bare database error.
+#[test]
+fn on_postgres_a_lent_connection_the_server_ended_is_a_lost_connection() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(schema.url())
+        .migrations(datastore::embed_migrations!())
+        .pool_size(2)
+        .open()
+        .unwrap();
+    let pid = std::sync::Mutex::new(0);
+    store
+        .transaction(|_tx| {
+            let mut lent = store.conn()?;
+            let row: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "pg_backend_pid()",
+            ))
+            .get_result(&mut *lent)?;
+            *pid.lock().unwrap() = row;
+            Ok(())
+        })
+        .unwrap();
+    let pid = *pid.lock().unwrap();
+    let mut admin = diesel::PgConnection::establish(schema.url()).unwrap();
+    diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
+        .execute(&mut admin)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Both pooled connections taken: one of them is the lent one.
+    let taken: Vec<_> = (0..2).map(|_| store.conn()).collect();
+    assert!(
+        taken.iter().any(|conn| matches!(
+            conn,
+            Err(Error::Connection {
+                source: ConnectionFailure::Lost(_),
+                ..
+            })
+        )),
+        "{:?}",
+        taken.iter().map(|c| c.as_ref().err()).collect::<Vec<_>>()
+    );
+}
+
 /// Every way of naming a database in memory that the store's connections can share opens one
 /// database, which lives as long as the store: what one connection writes, the others read.
 #[test]

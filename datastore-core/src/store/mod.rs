@@ -128,10 +128,12 @@ impl Store {
             .pool
             .get()
             .map_err(|e| Error::connection(&self.url, crate::ConnectionFailure::Pool, e))?;
+        // The server may have ended the connection while it waited in the pool.
+        let lost = |e: diesel::result::Error| Error::from(e).or_connection_lost(&self.url);
         if transaction::is_open(self.id()) {
-            transaction::lend_read_only(&mut conn)?;
+            transaction::lend_read_only(&mut conn).map_err(lost)?;
         } else {
-            transaction::restore(&mut conn)?;
+            transaction::restore(&mut conn).map_err(lost)?;
         }
         Ok(conn)
     }
