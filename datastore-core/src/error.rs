@@ -521,8 +521,10 @@ pub enum ConnectionFailure {
     #[error("{0}")]
     Location(String),
     /// The server ended a connection in use: in a call on the [`Store`](crate::Store) (in a
-    /// [`Store::transaction`], which then wrote nothing: the server rolled it back), or
-    /// observe's feed before the subscription could start.
+    /// [`Store::transaction`], which then wrote nothing, the server rolling it back, unless
+    /// the connection was lost during its `COMMIT`, whose outcome the server did not get to
+    /// report: read before writing again), or observe's feed before the subscription could
+    /// start.
     /// The server restarted, an administrator ended the session, the network failed. The pool
     /// replaces the connection: the next call, or subscribing again, opens a new one. (A
     /// statement run on a connection taken with [`Store::conn`] reports the driver's error,

@@ -115,7 +115,9 @@ impl Store {
     /// failed inside `f` aborts a PostgreSQL transaction: if `f` still returns `Ok`, the
     /// transaction is rolled back and this returns the server's error, never `Ok`. If the
     /// server ends the connection meanwhile, this is [`Error::Connection`] with
-    /// [`ConnectionFailure::Lost`](crate::ConnectionFailure::Lost): nothing was committed.
+    /// [`ConnectionFailure::Lost`](crate::ConnectionFailure::Lost): nothing was committed,
+    /// unless the connection was lost during the `COMMIT` itself, whose outcome the server did
+    /// not get to report (read before running it again).
     ///
     /// Inside `f`, write through its connection: a write through the store (`store.save(..)`,
     /// `store.transaction(..)`, or a connection from `store.conn()`) would run on another
