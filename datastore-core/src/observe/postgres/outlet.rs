@@ -66,11 +66,13 @@ impl Outlet {
 
 impl Drop for Outlet {
     fn drop(&mut self) {
-        if !self.store_is_gone() {
-            // The connection was lost while the store lives: what was committed meanwhile
-            // will never be known, so the subscriptions end, saying so, rather than skip it.
-            // Before `alive` is cleared: a new listener, started once it is, opens
-            // subscriptions this must not end.
+        // The connection was lost while the store lives, or before what was committed while it
+        // lived was all delivered (the store gone, the listener flushing): what was committed
+        // meanwhile will never be known, so the subscriptions end, saying so, rather than end
+        // as if everything had been delivered. Before `alive` is cleared: a new listener,
+        // started once it is, opens subscriptions this must not end. A listener that ended
+        // well once the store was gone leaves them to end with the hub.
+        if !self.store_is_gone() || self.lost.is_some() {
             let reason = self
                 .lost
                 .take()
