@@ -935,6 +935,47 @@ per_backend! {
     }
 }
 
+/// A `COMMIT` refused as busy (readers hold a database without WAL, here one in memory) leaves
+/// the transaction open: rolled back then, it delivers nothing; committed again, it delivers its
+/// changes once. (The bundled SQLite takes the exclusive lock before it calls the commit hook,
+/// so a refused `COMMIT` never reaches the hook; an older order would deliver it early.)
+#[test]
+fn a_commit_refused_as_busy_is_delivered_only_once_it_commits() {
+    let store = Store::builder(":memory:")
+        .migrations(datastore::embed_migrations!())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let hold_readers = || {
+        let mut reader = store.conn().unwrap();
+        reader
+            .batch_execute("BEGIN; SELECT count(*) FROM posts;")
+            .unwrap();
+        reader
+    };
+    // Refused, then rolled back (by the store's transaction).
+    let mut reader = hold_readers();
+    let refused = store.transaction(|tx| tx.save(post("rolled back")).map(drop));
+    assert!(matches!(refused, Err(Error::Busy { .. })), "{refused:?}");
+    reader.batch_execute("COMMIT").unwrap();
+    drop(reader);
+    assert_quiet(&posts);
+    // Refused, then committed again once the readers are gone.
+    let mut reader = hold_readers();
+    let mut writer = store.conn().unwrap();
+    writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let saved = writer.save(post("committed at the second try")).unwrap();
+    assert!(writer.batch_execute("COMMIT").is_err(), "busy");
+    reader.batch_execute("COMMIT").unwrap();
+    drop(reader);
+    writer.batch_execute("COMMIT").unwrap();
+    drop(writer);
+    assert_eq!(next(&posts).element, saved);
+    assert_quiet(&posts);
+    assert_eq!(store.all::<Post>().unwrap(), vec![saved]);
+}
+
 /// A column another migration added that SQLite generates (which `pragma_table_info` leaves
 /// out, and the pre-update hook counts) does not make the table's changes undecodable.
 #[test]
