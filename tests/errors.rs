@@ -323,6 +323,8 @@ fn a_connection_error_never_shows_the_password() {
         "postgres://user@127.0.0.1:1/db?pass%77ord=hunter2",
         // A '/' in the password (unencoded) makes libpq read its head as the port, and say so.
         "postgres://user:pwfrag/tail@127.0.0.1:1/db",
+        // ... or, a port, its tail as the database's name.
+        "postgres://user:5432/pwfrag@127.0.0.1:1/db",
     ] {
         let builder = Store::builder(url);
         assert!(!shows_password(&format!("{builder:?}")), "{builder:?}");

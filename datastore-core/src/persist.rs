@@ -640,17 +640,24 @@ where
     if rows.is_empty() {
         return Ok(());
     }
-    if C::KEYS_FROM_SEQUENCE && M::declaration().key_kind() == KeyKind::Assigned {
-        return transaction(conn, |conn| {
-            insert_rows(rows, conn)?;
-            if let Some(largest) = rows.iter().map(M::key).max() {
-                let table = M::table();
-                conn.keys_assigned_past(&table.name, &table.primary_key[0], &largest)?;
-            }
-            Ok(())
-        });
+    if !(C::KEYS_FROM_SEQUENCE && M::declaration().key_kind() == KeyKind::Assigned) {
+        return insert_rows(rows, conn);
     }
-    insert_rows(rows, conn)
+    let insert_and_move = |conn: &mut C| -> Result<()> {
+        insert_rows(rows, conn)?;
+        if let Some(largest) = rows.iter().map(M::key).max() {
+            let table = M::table();
+            conn.keys_assigned_past(&table.name, &table.primary_key[0], &largest)?;
+        }
+        Ok(())
+    };
+    // Inside a transaction already (the caller's, or `insert_all`'s), they stand or fall
+    // with it.
+    if crate::backend::in_transaction(conn) {
+        insert_and_move(conn)
+    } else {
+        transaction(conn, insert_and_move)
+    }
 }
 
 /// [`insert_keyed`]'s statements.

@@ -622,7 +622,15 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
         let mut refused_before =
             (tightened && column.default.is_none()).then(|| format!("{name} IS NULL"));
         if let Some(was) = retyped {
-            if let Some(held) = sqlite_readable(column) {
+            if let Some(mut held) = sqlite_readable(column) {
+                if column.ty == ColumnType::Timestamp {
+                    // Its offset applied, still an instant of years 0 to 9999 (SQLite's date
+                    // functions give NULL past them, and other text before).
+                    held = format!(
+                        "{held} AND coalesce({}, '') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-*'",
+                        sqlite_canonical_timestamp(&name)
+                    );
+                }
                 let condition = format!("NOT ({name} IS NULL OR {held})");
                 match (&was.ty, &column.ty) {
                     // Checked as written, before the copy rewrites them.
@@ -822,12 +830,18 @@ fn sqlite_readable(column: &Column) -> Option<String> {
 /// Where PostgreSQL's cast from `from` to `to` would change a value rather than refuse it,
 /// as SQLite's rebuild does ([`sqlite_readable`]): the condition on the old value `value` under
 /// which the cast keeps it. A real number cast to an integer is rounded (`2.7` becomes `3`),
-/// an integer cast to a boolean is true for any value but 0 (`2` becomes `true`).
+/// an integer cast to a boolean is true for any value but 0 (`2` becomes `true`), and a
+/// timestamp written as text outside the years 1 to 9999 would lose its era or its sign.
 fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Option<String> {
     use ColumnType::*;
     match (from, to) {
         (Float | Double, SmallInt | Integer | BigInt) => Some(format!("{value} = trunc({value})")),
         (SmallInt | Integer | BigInt, Bool) => Some(format!("{value} IN (0, 1)")),
+        // The text is written as `Timestamp`'s four-digit years (no infinity, no era).
+        (Timestamp, Text) => Some(format!(
+            "{value} > '-infinity' AND {value} < 'infinity' \
+             AND extract(year FROM {value} AT TIME ZONE 'UTC') BETWEEN 1 AND 9999"
+        )),
         _ => None,
     }
 }

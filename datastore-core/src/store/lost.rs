@@ -113,9 +113,11 @@ pub(crate) fn note_statement_end(db: usize, autocommit: bool) {
 /// statement: one its user opened with SQL of their own (`BEGIN` in a batch, or a batch that
 /// failed before its `COMMIT`), which Diesel knows nothing of. A connection going back to the
 /// pool gets a `ROLLBACK` then (see `BackendManager::has_broken`), rather than carrying the
-/// transaction, and its write lock, to its next user.
-pub(crate) fn left_open_here() -> bool {
-    LEFT_OPEN.with(|open| open.get() != 0)
+/// transaction, and its write lock, to its next user. Taken: one `ROLLBACK` for each such
+/// statement at most (the connection noted may be another, closed or moved to another
+/// thread since), so that a stale note costs no more than one failed statement.
+pub(crate) fn take_left_open_here() -> bool {
+    LEFT_OPEN.with(|open| open.replace(0) != 0)
 }
 
 thread_local! {
@@ -391,22 +393,6 @@ impl Instrumentation for FirstFailure {
             default.on_connection_event(event);
         }
     }
-}
-
-/// Whether the PostgreSQL connection `conn` is outside any transaction: the transaction's
-/// start is then the statement's own (`now()` is the transaction's start); inside one begun
-/// before, it is earlier, and inside an aborted one the query fails.
-pub(crate) fn outside_any_transaction(conn: &mut diesel::PgConnection) -> bool {
-    #[derive(diesel::QueryableByName)]
-    struct Outside {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        outside: bool,
-    }
-    diesel::RunQueryDsl::get_result::<Outside>(
-        diesel::sql_query("SELECT now() = statement_timestamp() AS outside"),
-        conn,
-    )
-    .is_ok_and(|row| row.outside)
 }
 
 /// Whether `conn` is a PostgreSQL connection whose prepared statements outlived a change of

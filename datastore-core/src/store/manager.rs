@@ -73,7 +73,7 @@ impl r2d2::ManageConnection for BackendManager {
         }
         match conn {
             AnyConnection::Sqlite(conn) => {
-                if super::lost::any_unended() || super::lost::left_open_here() {
+                if super::lost::any_unended() || super::lost::take_left_open_here() {
                     // It may be a connection whose transaction SQLite rolled back by itself,
                     // and whose owner (Diesel, after a failed statement) forgot the transaction
                     // without a `ROLLBACK`, or one its user left inside a transaction begun
@@ -84,11 +84,14 @@ impl r2d2::ManageConnection for BackendManager {
                 false
             }
             // A statement failed outside any transaction Diesel began: it may have been in one
-            // its user began with SQL of their own, now open or aborted. Such a connection is
-            // dropped rather than handed, inside it, to its next user.
+            // its user began with SQL of their own, now open or aborted. A `ROLLBACK` ends it
+            // rather than hand it to the next user (outside one, PostgreSQL only warns, and
+            // Diesel keeps the warning to itself).
             AnyConnection::Postgres(conn) => {
-                super::lost::FirstFailure::failed_outside_transaction(conn)
-                    && !super::lost::outside_any_transaction(conn)
+                if super::lost::FirstFailure::failed_outside_transaction(conn) {
+                    let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+                }
+                false
             }
         }
     }

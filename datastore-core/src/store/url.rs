@@ -127,9 +127,15 @@ fn passwords(url: &str) -> Vec<Cow<'_, str>> {
         passwords.push(Cow::Owned(percent_decode(written).into_owned()));
         passwords.push(Cow::Borrowed(written));
         // A password holding '/' (unencoded) is no password to libpq, which reads its head as
-        // the port (`invalid integer value "<head>" for connection option "port"`).
-        if let Some((head, _)) = written.split_once('/') {
-            passwords.push(Cow::Borrowed(head));
+        // the port (`invalid integer value "<head>" for connection option "port"`) and its
+        // tail as the start of the database's name (`database "<tail>@.." does not exist`).
+        if let Some((head, tail)) = written.split_once('/') {
+            passwords.extend(
+                [head, tail]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .map(Cow::Borrowed),
+            );
         }
     }
     passwords.sort_by_key(|p| std::cmp::Reverse(p.len()));
