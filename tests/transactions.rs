@@ -208,15 +208,7 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         .batch_execute("BEGIN IMMEDIATE; DELETE FROM posts;")
         .unwrap();
     store.save(post("after", 1)).unwrap();
-    let other = Store::builder(dir.path().join("full.db"))
-        .migrations(datastore::embed_migrations!())
-        .open()
-        .unwrap();
-    assert_eq!(
-        other.count::<Post>().unwrap(),
-        1,
-        "committed, seen elsewhere"
-    );
+    let other = saved_once_seen_elsewhere(dir.path().join("full.db"));
     other.save(post("elsewhere", 2)).unwrap();
 
     // PostgreSQL: aborted by a failed statement of the batch.
@@ -235,7 +227,12 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         .batch_execute("BEGIN; SELECT 1 / 0;")
         .is_err());
     store.save(post("after", 1)).unwrap();
-    let other = Store::builder(schema.url())
+    saved_once_seen_elsewhere(schema.url());
+}
+
+/// Another store on `url`, which sees the one post saved: it was committed.
+fn saved_once_seen_elsewhere(url: impl AsRef<std::ffi::OsStr>) -> Store {
+    let other = Store::builder(url)
         .migrations(datastore::embed_migrations!())
         .open()
         .unwrap();
@@ -244,6 +241,7 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         1,
         "committed, seen elsewhere"
     );
+    other
 }
 
 /// PostgreSQL aborts a transaction at its first failed statement and refuses every later one;

@@ -100,6 +100,19 @@ pub trait AsyncRepo: Send + Sync {
         T: Send + 'static,
         F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static;
 
+    /// [`run`](AsyncRepo::run) for one of the reads above, which change nothing: the store
+    /// runs it again on another connection where the blocking store does (after PostgreSQL
+    /// refused a prepared statement another session's schema change outdated). Called by the
+    /// provided methods; not part of the API.
+    #[doc(hidden)]
+    fn run_read<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Self::Conn) -> Result<T> + Send + 'static,
+    {
+        self.run(f)
+    }
+
     /// See [`Repo::save`].
     ///
     /// ```
@@ -191,7 +204,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
-        self.run(move |conn| conn.find::<M>(&key))
+        self.run_read(move |conn| conn.find::<M>(&key))
     }
 
     /// See [`Repo::get`].
@@ -214,7 +227,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
-        self.run(move |conn| conn.get::<M>(&key))
+        self.run_read(move |conn| conn.get::<M>(&key))
     }
 
     /// See [`Repo::all`].
@@ -235,7 +248,7 @@ pub trait AsyncRepo: Send + Sync {
     where
         M: Persist<Self::Conn> + Send + 'static,
     {
-        self.run(|conn| conn.all::<M>())
+        self.run_read(|conn| conn.all::<M>())
     }
 
     /// See [`Repo::query`].
@@ -282,7 +295,7 @@ pub trait AsyncRepo: Send + Sync {
     where
         M: Persist<Self::Conn> + Send + 'static,
     {
-        self.run(|conn| conn.count::<M>())
+        self.run_read(|conn| conn.count::<M>())
     }
 
     /// See [`Repo::delete`].
@@ -382,7 +395,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
-        self.run(move |conn| conn.preview_delete::<M>(&key))
+        self.run_read(move |conn| conn.preview_delete::<M>(&key))
     }
 
     /// See [`Repo::unlink_and_delete`].

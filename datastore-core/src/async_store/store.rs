@@ -11,8 +11,6 @@ use super::{AsyncRepo, unblock};
 use crate::migrate::BackendMigrations;
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::relations::DeleteEffects;
-use crate::repo::Repo;
 use crate::schema::ddl::Dialect;
 use crate::store::StoreBuilder;
 use crate::{AnyConnection, Result, Store};
@@ -448,53 +446,9 @@ impl AsyncRepo for AsyncStore {
         unblock(move || store.with_conn(f)).await
     }
 
-    // The store's own reads, which change nothing, run again on another connection where the
-    // blocking store's do (`Store::read_with_conn`): after another session changed the type of
-    // a column they read, on PostgreSQL.
-
-    fn find<M>(&self, key: &M::Key) -> impl Future<Output = Result<Option<M>>> + Send
-    where
-        M: Persist<Self::Conn> + Send + 'static,
-    {
-        let key = key.clone();
-        self.read(move |conn| conn.find::<M>(&key))
-    }
-
-    fn get<M>(&self, key: &M::Key) -> impl Future<Output = Result<M>> + Send
-    where
-        M: Persist<Self::Conn> + Send + 'static,
-    {
-        let key = key.clone();
-        self.read(move |conn| conn.get::<M>(&key))
-    }
-
-    fn all<M>(&self) -> impl Future<Output = Result<Vec<M>>> + Send
-    where
-        M: Persist<Self::Conn> + Send + 'static,
-    {
-        self.read(|conn| conn.all::<M>())
-    }
-
-    fn count<M>(&self) -> impl Future<Output = Result<usize>> + Send
-    where
-        M: Persist<Self::Conn> + Send + 'static,
-    {
-        self.read(|conn| conn.count::<M>())
-    }
-
-    fn preview_delete<M>(&self, key: &M::Key) -> impl Future<Output = Result<DeleteEffects>> + Send
-    where
-        M: Persist<Self::Conn> + Send + 'static,
-    {
-        let key = key.clone();
-        self.read(move |conn| conn.preview_delete::<M>(&key))
-    }
-}
-
-impl AsyncStore {
-    /// [`run`](AsyncRepo::run) for a read the store may run again
-    /// ([`Store::read_with_conn`]).
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    /// As [`Store`]'s own reads: run again on another connection after PostgreSQL refused a
+    /// prepared statement another session's schema change outdated.
+    async fn run_read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&mut AnyConnection) -> Result<T> + Send + 'static,

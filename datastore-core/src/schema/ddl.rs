@@ -611,7 +611,7 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             (Some(_), Some(default)) if tightened => {
                 format!("COALESCE({copied}, {})", default.sql(dialect))
             }
-            (Some(_), _) => copied,
+            (Some(_), _) => copied.clone(),
             // A key SQLite assigns (the rowid): each copied row gets its own.
             (None, _) if column.generated => continue,
             (None, _) if !column.nullable => fill_value(column, dialect),
@@ -627,8 +627,7 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
                     // Its offset applied, still an instant of years 0 to 9999 (SQLite's date
                     // functions give NULL past them, and other text before).
                     held = format!(
-                        "{held} AND coalesce({}, '') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-*'",
-                        sqlite_canonical_timestamp(&name)
+                        "{held} AND coalesce({copied}, '') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-*'"
                     );
                 }
                 let condition = format!("NOT ({name} IS NULL OR {held})");
@@ -664,32 +663,31 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
         quote_ident(&old.name)
     ));
     statements.extend(unconvertible_check(&new.name, &temp, &checked_after));
+    // SQLite drops the table's triggers and indexes with it: their definitions, as they are
+    // now, for the store to create them again once the migration has run (the indexes no model
+    // declares: the models' own are created below).
+    statements.extend(keep_dropped(
+        DROPPED_TRIGGERS,
+        "trigger",
+        &old.name,
+        String::new(),
+    ));
+    let declared: Vec<String> = old
+        .all_indexes()
+        .iter()
+        .chain(&new.all_indexes())
+        .map(|index| quote_literal(&index.name))
+        .collect();
+    statements.extend(keep_dropped(
+        DROPPED_INDEXES,
+        "index",
+        &old.name,
+        format!(
+            " AND sql IS NOT NULL AND name COLLATE NOCASE NOT IN ({})",
+            declared.join(", ")
+        ),
+    ));
     statements.extend([
-        // SQLite drops the table's triggers with it: their definitions, as they are now, for
-        // the store to create them again once the migration has run.
-        format!(
-            "CREATE TEMP TABLE IF NOT EXISTS {DROPPED_TRIGGERS} (name TEXT, tbl_name TEXT, sql TEXT);"
-        ),
-        format!(
-            "INSERT INTO temp.{DROPPED_TRIGGERS} SELECT name, tbl_name, sql FROM main.sqlite_master \
-             WHERE type = 'trigger' AND tbl_name = {} COLLATE NOCASE;",
-            quote_literal(&old.name)
-        ),
-        format!(
-            "CREATE TEMP TABLE IF NOT EXISTS {DROPPED_INDEXES} (name TEXT, tbl_name TEXT, sql TEXT);"
-        ),
-        format!(
-            "INSERT INTO temp.{DROPPED_INDEXES} SELECT name, tbl_name, sql FROM main.sqlite_master \
-             WHERE type = 'index' AND tbl_name = {} COLLATE NOCASE AND sql IS NOT NULL \
-             AND name COLLATE NOCASE NOT IN ({});",
-            quote_literal(&old.name),
-            old.all_indexes()
-                .iter()
-                .chain(&new.all_indexes())
-                .map(|index| quote_literal(&index.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
         drop_table(&old.name, dialect),
         "PRAGMA legacy_alter_table = ON;".to_owned(),
         format!(
@@ -705,6 +703,19 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
             .map(|i| create_index(&new.name, i, dialect)),
     );
     statements
+}
+
+/// The statements that keep, in the temporary table `kept`, the definitions of the objects of
+/// type `kind` on `table` that match `and` too, as dropping the table will find them.
+fn keep_dropped(kept: &str, kind: &str, table: &str, and: String) -> [String; 2] {
+    [
+        format!("CREATE TEMP TABLE IF NOT EXISTS {kept} (name TEXT, tbl_name TEXT, sql TEXT);"),
+        format!(
+            "INSERT INTO temp.{kept} SELECT name, tbl_name, sql FROM main.sqlite_master \
+             WHERE type = '{kind}' AND tbl_name = {} COLLATE NOCASE{and};",
+            quote_literal(table)
+        ),
+    ]
 }
 
 /// The statements that stop a rebuild of `table` if a row of `from` matches one of the

@@ -71,28 +71,24 @@ impl r2d2::ManageConnection for BackendManager {
         if std::thread::panicking() || conn.is_broken() || super::lost::plans_outdated(conn) {
             return true;
         }
-        match conn {
-            AnyConnection::Sqlite(conn) => {
-                if super::lost::any_unended() || super::lost::take_left_open_here() {
-                    // It may be a connection whose transaction SQLite rolled back by itself,
-                    // and whose owner (Diesel, after a failed statement) forgot the transaction
-                    // without a `ROLLBACK`, or one its user left inside a transaction begun
-                    // with SQL of their own (Diesel has none open here): this one ends it.
-                    // Elsewhere it fails (no transaction is open) and does nothing.
-                    let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
-                }
-                false
+        // A transaction Diesel does not know of may be open: on SQLite, one SQLite rolled back
+        // by itself whose owner (Diesel, after a failed statement) forgot it without a
+        // `ROLLBACK`, or one its user left open with SQL of their own (the hooks noted its last
+        // statement ending inside it); on PostgreSQL, one a statement failed in outside Diesel's
+        // transactions, now open or aborted. A `ROLLBACK` ends it rather than hand it to the
+        // next user; where none is open it fails (SQLite) or warns (PostgreSQL, and Diesel
+        // keeps the warning to itself), and does nothing.
+        let stray = match conn {
+            AnyConnection::Sqlite(_) => {
+                super::lost::any_unended() || super::lost::take_left_open_here()
             }
-            // A statement failed outside any transaction Diesel began: it may have been in one
-            // its user began with SQL of their own, now open or aborted. A `ROLLBACK` ends it
-            // rather than hand it to the next user (outside one, PostgreSQL only warns, and
-            // Diesel keeps the warning to itself).
             AnyConnection::Postgres(conn) => {
-                if super::lost::FirstFailure::failed_outside_transaction(conn) {
-                    let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
-                }
-                false
+                super::lost::FirstFailure::failed_outside_transaction(conn)
             }
+        };
+        if stray {
+            let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
         }
+        false
     }
 }
