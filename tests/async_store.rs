@@ -367,6 +367,109 @@ async_per_backend! {
         assert_pool_clean(&store);
     }
 
+    fn a_handle_runs_nothing_while_a_savepoint_inside_it_is_open(store) {
+        store
+            .transaction(|tx| async move {
+                let outer = tx.clone();
+                let inner: datastore::Result<()> = tx
+                    .transaction(|inner| async move {
+                        inner.save(post("in the savepoint", 1)).await?;
+                        // The outer handle inside the savepoint's body: refused, not run
+                        // inside the savepoint (where the rollback below would undo it).
+                        assert!(matches!(
+                            outer.save(post("outer, refused", 2)).await,
+                            Err(Error::SavepointOpen)
+                        ));
+                        assert!(matches!(outer.count::<Post>().await, Err(Error::SavepointOpen)));
+                        Err(Error::NotFound { table: "posts".into(), key: "x".into() })
+                    })
+                    .await;
+                assert!(matches!(inner, Err(Error::NotFound { .. })));
+                // The savepoint has ended: the outer handle runs again, at its own level.
+                assert_eq!(tx.count::<Post>().await?, 0);
+                tx.save(post("outer, after", 3)).await?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let titles: Vec<String> =
+            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
+        assert_eq!(titles, ["outer, after"]);
+        assert_pool_clean(&store);
+    }
+
+    fn a_savepoint_outliving_the_level_above_is_rolled_back_not_committed(store) {
+        let (opened, has_opened) = tokio::sync::oneshot::channel();
+        let (orphan_tx, orphan) = tokio::sync::oneshot::channel();
+        store
+            .transaction(|tx| async move {
+                tx.save(post("outer", 1)).await?;
+                tx.transaction(|inner| async move {
+                    inner.save(post("inner", 2)).await?;
+                    // A task given the savepoint's handle opens a savepoint of its own and is
+                    // still inside it when this savepoint's body returns.
+                    let task = tokio::spawn(async move {
+                        inner
+                            .transaction(|innermost| async move {
+                                innermost.save(post("unfinished", 3)).await?;
+                                let _ = opened.send(());
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                innermost.save(post("after its parent ended", 4)).await
+                            })
+                            .await
+                    });
+                    let _ = orphan_tx.send(task);
+                    has_opened.await.unwrap();
+                    Ok(())
+                })
+                .await?;
+                // The level above the unfinished savepoint ended (released); the transaction
+                // runs on at its own level.
+                tx.save(post("outer, after", 5)).await?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let outcome = orphan.await.unwrap().await.unwrap();
+        assert!(matches!(outcome, Err(Error::TransactionEnded)), "{outcome:?}");
+        let mut titles: Vec<String> =
+            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
+        titles.sort();
+        assert_eq!(titles, ["inner", "outer", "outer, after"]);
+        assert_pool_clean(&store);
+    }
+
+    fn a_transaction_ending_with_a_savepoint_still_open_commits_without_it(store) {
+        let (opened, has_opened) = tokio::sync::oneshot::channel();
+        let (orphan_tx, orphan) = tokio::sync::oneshot::channel();
+        store
+            .transaction(|tx| async move {
+                tx.save(post("outer", 1)).await?;
+                let handle = tx.clone();
+                let task = tokio::spawn(async move {
+                    handle
+                        .transaction(|inner| async move {
+                            inner.save(post("unfinished", 2)).await?;
+                            let _ = opened.send(());
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Ok(())
+                        })
+                        .await
+                });
+                let _ = orphan_tx.send(task);
+                has_opened.await.unwrap();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let outcome = orphan.await.unwrap().await.unwrap();
+        assert!(matches!(outcome, Err(Error::TransactionEnded)), "{outcome:?}");
+        let titles: Vec<String> =
+            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
+        assert_eq!(titles, ["outer"]);
+        assert_pool_clean(&store);
+    }
+
     fn a_dropped_transaction_rolls_back_and_its_handle_ends(store) {
         let (leak, leaked) = tokio::sync::oneshot::channel();
         let dropped = tokio::time::timeout(

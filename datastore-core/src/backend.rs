@@ -170,15 +170,26 @@ where
             C::TransactionManager::commit_transaction(conn)?;
             Ok(value)
         }
-        Err(error) => match C::TransactionManager::rollback_transaction(conn) {
+        Err(error) => match rollback(conn) {
             Ok(()) => Err(error),
-            Err(rollback) if ended_before_rollback(&rollback) => {
-                *C::TransactionManager::transaction_manager_status_mut(conn) =
-                    diesel::connection::TransactionManagerStatus::default();
-                Err(error)
-            }
             Err(rollback) => Err(rollback.into()),
         },
+    }
+}
+
+/// Rolls back the innermost level of `conn`'s transactions (the transaction, or its innermost
+/// savepoint). Where SQLite had already ended the whole transaction by itself (a full disk, an
+/// I/O error), the connection is back outside any transaction and this is `Ok`: the cause is
+/// the statement's error, not this rollback's.
+pub(crate) fn rollback<C: Connection>(conn: &mut C) -> diesel::QueryResult<()> {
+    use diesel::connection::TransactionManager;
+    match C::TransactionManager::rollback_transaction(conn) {
+        Err(rollback) if ended_before_rollback(&rollback) => {
+            *C::TransactionManager::transaction_manager_status_mut(conn) =
+                diesel::connection::TransactionManagerStatus::default();
+            Ok(())
+        }
+        done => done,
     }
 }
 

@@ -432,6 +432,17 @@ pub enum Error {
     )]
     TransactionEnded,
 
+    /// A statement was sent through an
+    /// [`AsyncTransaction`](crate::async_store::AsyncTransaction) handle while a savepoint
+    /// opened inside that handle's level was still open (the outer handle used inside a
+    /// savepoint's body, or by a task running beside it): it would have run inside the savepoint
+    /// and been undone with it. Nothing was run. Inside a savepoint's body use the handle it
+    /// is given; elsewhere, await the savepoint first.
+    #[error(
+        "a savepoint inside this async transaction is open: use the savepoint's own handle in          its body, or await the savepoint before using the outer one"
+    )]
+    SavepointOpen,
+
     /// The tokio runtime shut down before an async store call could run on its blocking
     /// pool: nothing was run.
     #[error("the tokio runtime is shutting down: the store call was not run")]

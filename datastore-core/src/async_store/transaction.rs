@@ -28,6 +28,13 @@ enum Command {
 /// savepoint. Cheap to clone; statements sent through clones run one at a time, in the order
 /// sent. Once the transaction has ended, its calls fail with [`Error::TransactionEnded`].
 ///
+/// A handle runs statements at its own level only: while a savepoint opened from it is open,
+/// it and its clones run nothing and fail with [`Error::SavepointOpen`] (the statement would
+/// otherwise run inside the savepoint and be undone with it); the savepoint's body uses the
+/// handle it is given. A savepoint whose body is still running when the level above it ends
+/// (its handle sent to a task that outlived that level) is rolled back, not committed half
+/// done; its handle then fails with [`Error::TransactionEnded`].
+///
 /// ```
 /// # use datastore::prelude::*;
 /// # use datastore_doc_models::{Note, notes};
@@ -133,12 +140,22 @@ fn drive(
             let _ = began.send(Ok(()));
         }
         loop {
-            match commands.blocking_recv() {
-                Some(Command::Run(job)) => job(conn),
-                Some(Command::End { commit: true }) => return Ok(()),
-                // `TransactionEnded` here only asks `Store::transaction` to roll back.
-                Some(Command::End { commit: false }) | None => return Err(Error::TransactionEnded),
-            }
+            let commit = match commands.blocking_recv() {
+                Some(Command::Run(job)) => {
+                    job(conn);
+                    continue;
+                }
+                Some(Command::End { commit }) => commit,
+                None => false,
+            };
+            // Savepoints whose bodies have not ended are undone whichever way this ends.
+            unwind_to(conn, 1)?;
+            // `TransactionEnded` here only asks `Store::transaction` to roll back.
+            return if commit {
+                Ok(())
+            } else {
+                Err(Error::TransactionEnded)
+            };
         }
     });
     match began {
@@ -160,6 +177,17 @@ fn depth(conn: &mut AnyConnection) -> u32 {
         .map_or(0, |depth| depth.get())
 }
 
+/// Whether a statement sent through the handle of `level` may run: the handle's own level must
+/// be the innermost one open. Below it, its savepoint has ended; above it, a savepoint opened
+/// inside it is open, and the statement would run inside that savepoint and be undone with it.
+fn at_level(conn: &mut AnyConnection, level: u32) -> Result<()> {
+    match depth(conn).cmp(&level) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(Error::TransactionEnded),
+        std::cmp::Ordering::Greater => Err(Error::SavepointOpen),
+    }
+}
+
 /// Rolls the savepoint of `level` back if it is still the innermost one open.
 struct SavepointGuard {
     commands: Option<mpsc::UnboundedSender<Command>>,
@@ -177,25 +205,31 @@ impl Drop for SavepointGuard {
     }
 }
 
-/// Releases (`commit`) or rolls back the savepoint of `level`, if it is the innermost one.
+/// Rolls back every savepoint opened deeper than `level`: their bodies have not ended (a
+/// handle sent to a task that outlived the level above), so their work is unfinished and is
+/// undone rather than committed with its parent. Their own end then finds them gone.
+fn unwind_to(conn: &mut AnyConnection, level: u32) -> Result<()> {
+    while depth(conn) > level {
+        crate::backend::rollback(conn)?;
+    }
+    Ok(())
+}
+
+/// Releases (`commit`) or rolls back the savepoint of `level`, after rolling back any savepoint
+/// still open inside it; fails with [`Error::TransactionEnded`] if it has ended already.
 fn end_savepoint(conn: &mut AnyConnection, level: u32, commit: bool) -> Result<()> {
-    if depth(conn) != level {
+    if depth(conn) < level {
+        return Err(Error::TransactionEnded);
+    }
+    unwind_to(conn, level)?;
+    if depth(conn) < level {
+        // SQLite ended the whole transaction while the inner levels rolled back.
         return Err(Error::TransactionEnded);
     }
     if commit {
-        return Ok(AnyConnection::commit_transaction(conn)?);
-    }
-    match AnyConnection::rollback_transaction(conn) {
-        Ok(()) => Ok(()),
-        // SQLite ended the whole transaction by itself: the transaction's end reports why.
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.message() == "cannot rollback - no transaction is active" =>
-        {
-            *AnyConnection::transaction_manager_status_mut(conn) =
-                diesel::connection::TransactionManagerStatus::default();
-            Ok(())
-        }
-        Err(error) => Err(error.into()),
+        Ok(AnyConnection::commit_transaction(conn)?)
+    } else {
+        Ok(crate::backend::rollback(conn)?)
     }
 }
 
@@ -240,10 +274,8 @@ impl AsyncTransaction {
             level,
         };
         let begin = self
-            .run(move |conn| {
-                if depth(conn) != level - 1 {
-                    return Err(Error::TransactionEnded);
-                }
+            .send(move |conn| {
+                at_level(conn, level - 1)?;
                 Ok(AnyConnection::begin_transaction(conn)?)
             })
             .await;
@@ -259,7 +291,7 @@ impl AsyncTransaction {
         guard.commands = None;
         let commit = outcome.is_ok();
         let ended = self
-            .run(move |conn| end_savepoint(conn, level, commit))
+            .send(move |conn| end_savepoint(conn, level, commit))
             .await;
         match (outcome, ended) {
             (Ok(value), Ok(())) => Ok(value),
@@ -269,11 +301,10 @@ impl AsyncTransaction {
     }
 }
 
-impl AsyncRepo for AsyncTransaction {
-    type Conn = AnyConnection;
-
-    /// Runs `f` on the transaction's connection, after every statement sent before it.
-    async fn run<T, F>(&self, f: F) -> Result<T>
+impl AsyncTransaction {
+    /// Sends `f` to the transaction's thread, to run after everything sent before it, and
+    /// awaits its result; `f` checks the level it may run at.
+    async fn send<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
@@ -293,5 +324,25 @@ impl AsyncRepo for AsyncTransaction {
             // The transaction ended before running it.
             Err(_) => Err(Error::TransactionEnded),
         }
+    }
+}
+
+impl AsyncRepo for AsyncTransaction {
+    type Conn = AnyConnection;
+
+    /// Runs `f` on the transaction's connection, after every statement sent before it, at this
+    /// handle's level: while a savepoint opened through it is still open, it runs nothing and
+    /// fails with [`Error::SavepointOpen`].
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let level = self.level;
+        self.send(move |conn| {
+            at_level(conn, level)?;
+            f(conn)
+        })
+        .await
     }
 }
