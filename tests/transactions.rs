@@ -338,3 +338,67 @@ fn a_nested_transaction_after_a_lost_one_never_commits_on_its_own() {
     store.transaction(|tx| tx.save(post("later", 4))).unwrap();
     assert_eq!(store.count::<Post>().unwrap(), 1);
 }
+
+/// A refusal to write that does not come from a connection the store lent inside its
+/// transaction is the database's own, not `WriteOutsideTransaction`: here a transaction a
+/// PostgreSQL server runs read-only (as every one on a standby), and one on a SQLite file
+/// opened read-only (`mode=ro`), where the transaction begins and its first write is refused.
+mod a_database_that_refuses_writes_is_not_a_write_outside_the_transaction {
+    use super::*;
+
+    fn refused(error: &Error) {
+        assert!(
+            !matches!(error, Error::WriteOutsideTransaction),
+            "the database's own refusal: {error:?}"
+        );
+        match error {
+            Error::Database(datastore::diesel::result::Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                assert!(
+                    message.contains("readonly") || message.contains("read-only"),
+                    "{message}"
+                );
+            }
+            other => panic!("the database's refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlite() {
+        let (dir, store) = common::file_store();
+        store.save(post("kept", 1)).unwrap();
+        let path = dir.path().join("blog.db");
+        drop(store);
+        let read_only = Store::builder(format!("file:{}?mode=ro", path.display()))
+            .open()
+            .unwrap();
+        assert_eq!(read_only.count::<Post>().unwrap(), 1);
+        let error = read_only
+            .transaction(|tx| tx.save(post("never", 2)))
+            .unwrap_err();
+        refused(&error);
+        refused(&read_only.save(post("never", 2)).unwrap_err());
+    }
+
+    #[test]
+    fn postgres() {
+        let Some(db) = common::TestDb::postgres() else {
+            return;
+        };
+        let _schema = db.schema;
+        let store = &db.store;
+        let error = store
+            .transaction(|tx| {
+                tx.batch_execute("SET TRANSACTION READ ONLY")?;
+                tx.save(post("never", 2))
+            })
+            .unwrap_err();
+        refused(&error);
+        // A connection lent inside a transaction still says where the write went.
+        let error = store
+            .transaction(|_| store.conn()?.save(post("outside", 3)))
+            .unwrap_err();
+        assert!(matches!(error, Error::WriteOutsideTransaction), "{error:?}");
+        assert_eq!(store.count::<Post>().unwrap(), 0);
+    }
+}

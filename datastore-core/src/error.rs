@@ -952,7 +952,7 @@ fn database_error(
             message,
         };
     }
-    if is_read_only_refusal(kind, &message) && crate::store::transaction::any_open() {
+    if is_read_only_refusal(kind, &message) && crate::store::transaction::refused_as_lent() {
         // A connection the store lent inside its transaction.
         return Error::WriteOutsideTransaction;
     }

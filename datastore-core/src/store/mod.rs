@@ -131,7 +131,7 @@ impl Store {
         // The server may have ended the connection while it waited in the pool.
         let lost = |e: diesel::result::Error| Error::from(e).or_connection_lost(&self.url);
         if transaction::is_open(self.id()) {
-            transaction::lend_read_only(&mut conn).map_err(lost)?;
+            transaction::lend_read_only(self.id(), &mut conn).map_err(lost)?;
         } else {
             transaction::restore(&mut conn).map_err(lost)?;
         }

@@ -15,10 +15,19 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use super::{PooledConn, Store, lost};
 use crate::{AnyConnection, Error, Result};
 
+/// A transaction of a store open on this thread.
+struct Opened {
+    /// The store, by [`Store::id`](super::Store).
+    store: usize,
+    /// The PostgreSQL backend process of the transaction's connection.
+    backend: Option<i32>,
+    /// The store lent a connection read-only while it was open (see [`lend_read_only`]).
+    lent: bool,
+}
+
 thread_local! {
-    /// The stores (by [`Store::id`](super::Store)) with a transaction open on this thread,
-    /// innermost last, with the PostgreSQL backend process of the transaction's connection.
-    static OPEN: RefCell<Vec<(usize, Option<i32>)>> = const { RefCell::new(Vec::new()) };
+    /// The transactions of stores open on this thread, innermost last.
+    static OPEN: RefCell<Vec<Opened>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A transaction of a store open on this thread, until dropped (also when its closure panics).
@@ -27,7 +36,13 @@ pub(crate) struct Open(usize);
 impl Open {
     /// `backend` is the PostgreSQL backend process of the transaction's connection.
     pub fn new(store: usize, backend: Option<i32>) -> Self {
-        OPEN.with(|open| open.borrow_mut().push((store, backend)));
+        OPEN.with(|open| {
+            open.borrow_mut().push(Opened {
+                store,
+                backend,
+                lent: false,
+            })
+        });
         Self(store)
     }
 }
@@ -36,7 +51,7 @@ impl Drop for Open {
     fn drop(&mut self) {
         OPEN.with(|open| {
             let mut open = open.borrow_mut();
-            if let Some(i) = open.iter().rposition(|(store, _)| *store == self.0) {
+            if let Some(i) = open.iter().rposition(|opened| opened.store == self.0) {
                 open.remove(i);
             }
         });
@@ -45,7 +60,7 @@ impl Drop for Open {
 
 /// Whether this thread is inside a transaction of `store`.
 pub(crate) fn is_open(store: usize) -> bool {
-    OPEN.with(|open| open.borrow().iter().any(|(open, _)| *open == store))
+    OPEN.with(|open| open.borrow().iter().any(|opened| opened.store == store))
 }
 
 /// The PostgreSQL backend process of the innermost transaction of `store` open on this
@@ -55,8 +70,8 @@ pub(crate) fn open_backend(store: usize) -> Option<i32> {
         open.borrow()
             .iter()
             .rev()
-            .find(|(open, _)| *open == store)
-            .and_then(|(_, backend)| *backend)
+            .find(|opened| opened.store == store)
+            .and_then(|opened| opened.backend)
     })
 }
 
@@ -65,21 +80,42 @@ pub(crate) fn open_backend(store: usize) -> Option<i32> {
 pub(crate) fn is_open_in_hook(store: usize) -> bool {
     OPEN.try_with(|open| {
         open.try_borrow()
-            .is_ok_and(|open| open.iter().any(|(open, _)| *open == store))
+            .is_ok_and(|open| open.iter().any(|opened| opened.store == store))
     })
     .unwrap_or(false)
 }
 
-/// Whether this thread is inside a transaction of any store.
-pub(crate) fn any_open() -> bool {
-    OPEN.with(|open| !open.borrow().is_empty())
+/// Whether a database's refusal to write, reported on this thread, is a connection the store
+/// lent read-only inside its transaction refusing a write that would not have been part of it
+/// ([`Error::WriteOutsideTransaction`]): a transaction of a store open on this thread has
+/// lent one. Otherwise the refusal is the database's own (a file opened read-only, a
+/// PostgreSQL standby or read-only transaction) and is reported as such. (Both at once, a
+/// transaction that lent a connection writing to a database that refuses it, reads as the
+/// first.)
+pub(crate) fn refused_as_lent() -> bool {
+    OPEN.with(|open| open.borrow().iter().any(|opened| opened.lent))
+}
+
+/// Records that the innermost transaction of `store` on this thread lent a connection.
+fn note_lent(store: usize) {
+    OPEN.with(|open| {
+        if let Some(opened) = open
+            .borrow_mut()
+            .iter_mut()
+            .rev()
+            .find(|opened| opened.store == store)
+        {
+            opened.lent = true;
+        }
+    });
 }
 
 /// Marks a connection the store lent read-only inside a transaction.
 struct ReadOnly;
 
 /// Makes a connection handed out inside a transaction of its store refuse writes.
-pub(crate) fn lend_read_only(conn: &mut PooledConn) -> diesel::QueryResult<()> {
+pub(crate) fn lend_read_only(store: usize, conn: &mut PooledConn) -> diesel::QueryResult<()> {
+    note_lent(store);
     if PooledConn::extensions(conn).get::<ReadOnly>().is_some() {
         return Ok(());
     }
@@ -155,7 +191,6 @@ impl Store {
             AnyConnection::Postgres(c) => lost::FirstFailure::backend_pid(c),
             AnyConnection::Sqlite(_) => None,
         };
-        let _open = Open::new(self.id(), backend);
         let conn: &mut AnyConnection = &mut pooled;
         match conn {
             AnyConnection::Sqlite(c) => {
@@ -163,6 +198,8 @@ impl Store {
             }
             AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
         }
+        // Open once begun: a `BEGIN` that failed opened nothing.
+        let _open = Open::new(self.id(), backend);
         let losses = lost::generation();
         lost::forget_pending();
         let result = f(conn);
