@@ -399,6 +399,18 @@ impl Drop for Run {
     }
 }
 
+/// Whether a queue holding `held` of a commit's `changes` would keep too many rows it never
+/// delivers by holding the whole commit: a subscriber of one table, behind, with commits
+/// that mostly write others, would otherwise keep whole commits for a change each, its
+/// memory bounded by the commits' sizes rather than by its capacity. It keeps a copy of its
+/// own changes instead where the commit holds more than twice as many and 16 more: a queue
+/// then keeps at most 2 x its capacity + 16 x its entries of changes. Small commits, and
+/// commits it takes most of, stay shared with the other subscribers (with their rows decoded
+/// once between a model's subscribers: see `shared`).
+fn keeps_too_much(changes: usize, held: usize) -> bool {
+    changes > 2 * held + 16
+}
+
 /// Why a queue receives nothing more.
 enum End {
     /// The hub is gone (the store and all its connections): everything committed was
@@ -453,9 +465,12 @@ impl Queue {
             let room = self.capacity.saturating_sub(held).min(count);
             if room > 0 {
                 indices.truncate(room);
-                inner
-                    .entries
-                    .push_back(Entry::Changes(batch.clone(), indices));
+                let entry = if keeps_too_much(batch.changes.len(), room) {
+                    Entry::Changes(Arc::new(batch.pick(indices)), Indices::Run(0..room))
+                } else {
+                    Entry::Changes(batch.clone(), indices)
+                };
+                inner.entries.push_back(entry);
                 inner.changes += room;
             }
             dropped += (count - room) as u64;
@@ -707,7 +722,7 @@ impl Drop for Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{Op, RawChange};
+    use crate::observe::{Op, RawChange, RawValue};
 
     /// A commit changing one row of each of these tables, in order.
     fn commit(hub: &Hub, tables: &[&str]) {
@@ -805,5 +820,78 @@ mod tests {
         commit(&hub, &["j", "k", "l"]);
         let reader = Reader::new(queue);
         assert_eq!(read_all(&reader), ["j0", "k1", "l2"]);
+    }
+
+    /// A commit inserting one row of `(n, "row n")` into each of these tables, in order.
+    fn commit_rows(hub: &Hub, tables: &[&str]) {
+        let mut rows = crate::observe::Rows::default();
+        let changes = tables
+            .iter()
+            .enumerate()
+            .map(|(n, &t)| {
+                let mark = rows.mark();
+                rows.push_integer(n as i64);
+                rows.push_text(format!("row {n}").as_bytes());
+                RawChange {
+                    table: t.into(),
+                    op: Op::Insert,
+                    old: None,
+                    new: Some(rows.since(mark)),
+                    depth: 0,
+                    shape: crate::observe::Shape::Epoch(0),
+                }
+            })
+            .collect();
+        rows.seal();
+        let batch = Batch {
+            changes,
+            rows,
+            gap: 0,
+            shared: Default::default(),
+            spares: None,
+        };
+        hub.publish(hub.next_seq(), batch);
+    }
+
+    #[test]
+    fn a_queue_keeps_its_own_rows_of_a_commit_that_mostly_changed_other_tables() {
+        let hub = Arc::new(Hub::default());
+        let few = Reader::new(hub.subscribe(Some(&["a".to_owned()]), 8));
+        let all = Reader::new(hub.subscribe(None, 1_000));
+        let mut tables = vec!["b"; 100];
+        tables[7] = "a";
+        tables[90] = "a";
+        commit_rows(&hub, &tables);
+        // (changes in the batch it reads from, the row's values)
+        let read = |reader: &Reader| {
+            std::iter::from_fn(|| {
+                reader.next(Some(Duration::ZERO), |next| match next {
+                    Next::Change(batch, i) => {
+                        let row = batch.row(&batch.changes[i]);
+                        Some((batch.changes.len(), row.values()))
+                    }
+                    _ => None,
+                })
+            })
+            .collect::<Vec<_>>()
+        };
+        let expected = |n: i64| vec![RawValue::Integer(n), RawValue::Text(format!("row {n}"))];
+        // A copy of its two changes, not the commit's hundred.
+        assert_eq!(read(&few), [(2, expected(7)), (2, expected(90))]);
+        // A subscriber of every table shares the commit.
+        let everything = read(&all);
+        assert_eq!(everything.len(), 100);
+        assert!(everything.iter().all(|(changes, _)| *changes == 100));
+        assert_eq!(everything[90].1, expected(90));
+        // A small commit is shared whatever the queue takes of it.
+        commit_rows(&hub, &["b", "a", "b"]);
+        assert_eq!(read(&few), [(3, expected(1))]);
+        // A queue with room for few of a large commit keeps those alone.
+        let behind = Reader::new(hub.subscribe(None, 3));
+        commit_rows(&hub, &["c"; 100]);
+        assert_eq!(
+            read(&behind),
+            [(3, expected(0)), (3, expected(1)), (3, expected(2))]
+        );
     }
 }

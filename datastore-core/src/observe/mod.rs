@@ -351,6 +351,37 @@ impl Batch {
             cells,
         })
     }
+
+    /// A batch of only the changes at `indices` (in that order) and their rows: what a queue
+    /// keeps of a commit when it holds few of its changes, so that it keeps no more rows than
+    /// it holds (see `Queue::push`).
+    pub(crate) fn pick(&self, indices: impl Iterator<Item = usize>) -> Batch {
+        let mut rows = Rows::default();
+        let changes = indices
+            .map(|i| {
+                let change = &self.changes[i];
+                RawChange {
+                    old: change
+                        .old
+                        .clone()
+                        .map(|old| rows.copy_from(&self.rows, old)),
+                    new: change
+                        .new
+                        .clone()
+                        .map(|new| rows.copy_from(&self.rows, new)),
+                    ..change.clone()
+                }
+            })
+            .collect();
+        rows.seal();
+        Batch {
+            rows,
+            changes,
+            gap: 0,
+            shared: shared::Shared::default(),
+            spares: None,
+        }
+    }
 }
 
 /// The values of many rows, as a connection captures them during a transaction: their bytes
@@ -540,6 +571,23 @@ impl Rows {
             start,
             len: bytes.len(),
         });
+    }
+
+    /// Appends the cells at `cells` of `from` (with their bytes), and says where they are.
+    fn copy_from(&mut self, from: &Rows, cells: Range<usize>) -> Range<usize> {
+        let start = self.cells.len();
+        for &cell in &from.cells[cells] {
+            match cell {
+                Cell::Text { start, len } => {
+                    self.push_text(&from.bytes.as_slice()[start..start + len]);
+                }
+                Cell::Blob { start, len } => {
+                    self.push_blob(&from.bytes.as_slice()[start..start + len]);
+                }
+                other => self.cells.push(other),
+            }
+        }
+        start..self.cells.len()
     }
 
     /// Whether two captured rows hold the same values.
