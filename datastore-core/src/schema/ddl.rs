@@ -853,6 +853,12 @@ fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Optio
             "{value} > '-infinity' AND {value} < 'infinity' \
              AND extract(year FROM {value} AT TIME ZONE 'UTC') BETWEEN 1 AND 9999"
         )),
+        // The forms `Timestamp` parses, which SQLite's rebuild accepts (`sqlite_readable`):
+        // not PostgreSQL's wider input (`now`, `epoch`, `infinity`, zone names, other orders
+        // of day and month), which would read as instants text never meant.
+        (Text, Timestamp) => Some(format!(
+            r"{value} ~ '^\d{{4}}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$' OR {value} ~ '^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?$'"
+        )),
         _ => None,
     }
 }
@@ -1006,6 +1012,14 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
                 (ColumnType::Timestamp, ColumnType::Text) => format!(
                     "to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
                 ),
+                // An instant as `Timestamp` reads the text: without an offset in UTC, not in
+                // the session's time zone; fractions past microseconds cut, not rounded.
+                (ColumnType::Text, ColumnType::Timestamp) => {
+                    let text = format!(r"regexp_replace({name}, '(\.\d{{6}})\d+', '\1')");
+                    format!(
+                        r"CASE WHEN {name} ~ '([Zz]|[+-]\d\d:\d\d)$' THEN {text}::{ty} ELSE {text}::timestamp AT TIME ZONE 'UTC' END"
+                    )
+                }
                 _ => format!("{name}::{ty}"),
             };
             statements.push(format!(
