@@ -400,49 +400,104 @@ async_per_backend! {
 
     fn a_savepoint_outliving_the_level_above_is_rolled_back_not_committed(store) {
         let (opened, has_opened) = tokio::sync::oneshot::channel();
-        let (orphan_tx, orphan) = tokio::sync::oneshot::channel();
+        let (go, may_go) = tokio::sync::oneshot::channel::<()>();
         store
             .transaction(|tx| async move {
                 tx.save(post("outer", 1)).await?;
-                tx.transaction(|inner| async move {
-                    inner.save(post("inner", 2)).await?;
-                    // A task given the savepoint's handle opens a savepoint of its own and is
-                    // still inside it when this savepoint's body returns.
-                    let task = tokio::spawn(async move {
-                        inner
-                            .transaction(|innermost| async move {
-                                innermost.save(post("unfinished", 3)).await?;
-                                let _ = opened.send(());
-                                tokio::time::sleep(Duration::from_millis(300)).await;
-                                innermost.save(post("after its parent ended", 4)).await
-                            })
-                            .await
-                    });
-                    let _ = orphan_tx.send(task);
-                    has_opened.await.unwrap();
-                    Ok(())
+                let orphan = tx
+                    .transaction(|inner| async move {
+                        inner.save(post("inner", 2)).await?;
+                        // A task given the savepoint's handle opens a savepoint of its own and
+                        // is still inside it when this savepoint's body returns.
+                        let task = tokio::spawn(async move {
+                            inner
+                                .transaction(|innermost| async move {
+                                    innermost.save(post("unfinished", 3)).await?;
+                                    let _ = opened.send(());
+                                    may_go.await.unwrap();
+                                    innermost.save(post("after its parent ended", 4)).await
+                                })
+                                .await
+                        });
+                        has_opened.await.unwrap();
+                        Ok(task)
+                    })
+                    .await?;
+                // The level above the unfinished savepoint ended (released); new savepoints
+                // at the same depths are not the orphan's: its statements run in none of them.
+                tx.transaction(|again| async move {
+                    again
+                        .transaction(|deepest| async move {
+                            let _ = go.send(());
+                            let outcome = orphan.await.unwrap();
+                            assert!(matches!(outcome, Err(Error::TransactionEnded)), "{outcome:?}");
+                            deepest.save(post("a new savepoint", 5)).await
+                        })
+                        .await
                 })
                 .await?;
-                // The level above the unfinished savepoint ended (released); the transaction
-                // runs on at its own level.
-                tx.save(post("outer, after", 5)).await?;
+                tx.save(post("outer, after", 6)).await?;
                 Ok(())
             })
             .await
             .unwrap();
-        let outcome = orphan.await.unwrap().await.unwrap();
-        assert!(matches!(outcome, Err(Error::TransactionEnded)), "{outcome:?}");
         let mut titles: Vec<String> =
             store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
         titles.sort();
-        assert_eq!(titles, ["inner", "outer", "outer, after"]);
+        assert_eq!(titles, ["a new savepoint", "inner", "outer", "outer, after"]);
+        assert_pool_clean(&store);
+    }
+
+    fn a_savepoint_that_never_began_rolls_back_nothing_when_dropped(store) {
+        store
+            .transaction(|tx| async move {
+                let outer = tx.clone();
+                tx.transaction(|inner| async move {
+                    inner.save(post("kept", 1)).await?;
+                    // Asked through the outer handle while this savepoint is open: refused,
+                    // and its future dropped at once; the rollback its drop sends must not
+                    // undo this savepoint.
+                    let refused = outer.transaction(|_| async { Ok(()) }).await;
+                    assert!(matches!(refused, Err(Error::SavepointOpen)), "{refused:?}");
+                    // Polled once (its begin sent behind a statement that holds the
+                    // transaction's thread), then dropped before its answer.
+                    let (started, has_started) = tokio::sync::oneshot::channel();
+                    let (release, released) = std::sync::mpsc::channel::<()>();
+                    let holding = inner.clone();
+                    let blocker = tokio::spawn(async move {
+                        holding
+                            .run(move |_| {
+                                let _ = started.send(());
+                                let _ = released.recv();
+                                Ok(())
+                            })
+                            .await
+                    });
+                    has_started.await.unwrap();
+                    let dropped = futures_util::FutureExt::now_or_never(
+                        outer.transaction(|_| async { Ok(()) }),
+                    );
+                    assert!(dropped.is_none(), "answered while the thread was held");
+                    release.send(()).unwrap();
+                    blocker.await.unwrap()?;
+                    inner.save(post("kept too", 2)).await?;
+                    Ok(())
+                })
+                .await
+            })
+            .await
+            .unwrap();
+        let mut titles: Vec<String> =
+            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
+        titles.sort();
+        assert_eq!(titles, ["kept", "kept too"]);
         assert_pool_clean(&store);
     }
 
     fn a_transaction_ending_with_a_savepoint_still_open_commits_without_it(store) {
         let (opened, has_opened) = tokio::sync::oneshot::channel();
-        let (orphan_tx, orphan) = tokio::sync::oneshot::channel();
-        store
+        let (ended, has_ended) = tokio::sync::oneshot::channel::<()>();
+        let orphan = store
             .transaction(|tx| async move {
                 tx.save(post("outer", 1)).await?;
                 let handle = tx.clone();
@@ -451,18 +506,19 @@ async_per_backend! {
                         .transaction(|inner| async move {
                             inner.save(post("unfinished", 2)).await?;
                             let _ = opened.send(());
-                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            has_ended.await.unwrap();
                             Ok(())
                         })
                         .await
                 });
-                let _ = orphan_tx.send(task);
                 has_opened.await.unwrap();
-                Ok(())
+                Ok(task)
             })
             .await
             .unwrap();
-        let outcome = orphan.await.unwrap().await.unwrap();
+        // The savepoint's body ends after the transaction did.
+        ended.send(()).unwrap();
+        let outcome = orphan.await.unwrap();
         assert!(matches!(outcome, Err(Error::TransactionEnded)), "{outcome:?}");
         let titles: Vec<String> =
             store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();

@@ -179,8 +179,10 @@ where
 
 /// Rolls back the innermost level of `conn`'s transactions (the transaction, or its innermost
 /// savepoint). Where SQLite had already ended the whole transaction by itself (a full disk, an
-/// I/O error), the connection is back outside any transaction and this is `Ok`: the cause is
-/// the statement's error, not this rollback's.
+/// I/O error), the `ROLLBACK` of the transaction finds none: the connection is back outside
+/// any transaction and this is `Ok`, the cause being the statement's error, not this
+/// rollback's. (A savepoint's `ROLLBACK TO` fails then, as every statement in the lost
+/// transaction does, and its error is returned.)
 pub(crate) fn rollback<C: Connection>(conn: &mut C) -> diesel::QueryResult<()> {
     use diesel::connection::TransactionManager;
     match C::TransactionManager::rollback_transaction(conn) {

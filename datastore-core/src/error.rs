@@ -439,7 +439,8 @@ pub enum Error {
     /// and been undone with it. Nothing was run. Inside a savepoint's body use the handle it
     /// is given; elsewhere, await the savepoint first.
     #[error(
-        "a savepoint inside this async transaction is open: use the savepoint's own handle in          its body, or await the savepoint before using the outer one"
+        "a savepoint inside this async transaction is open: use the savepoint's own handle in \
+         its body, or await the savepoint before using the outer one"
     )]
     SavepointOpen,
 

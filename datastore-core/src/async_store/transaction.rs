@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use diesel::connection::TransactionManager;
 use tokio::sync::{mpsc, oneshot};
@@ -56,9 +56,22 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct AsyncTransaction {
     commands: mpsc::UnboundedSender<Command>,
-    /// Diesel's transaction depth inside this level: 1 for the transaction, 2 for a savepoint
-    /// in it, and so on.
-    level: u32,
+    /// The transaction's savepoints, shared by all its handles.
+    savepoints: Arc<Mutex<Savepoints>>,
+    /// The savepoint this handle runs statements in (`None`: the transaction's own level).
+    savepoint: Option<u64>,
+}
+
+/// The savepoints open in a transaction, innermost last, each by an id no other savepoint of
+/// the transaction had: a handle runs statements only while its own savepoint is the
+/// innermost one open, and a savepoint ended (rolled back with the level above it) is never
+/// mistaken for another opened later at the same depth. Read and changed by the transaction's
+/// thread, as it runs the statements in the order they were sent.
+#[derive(Debug, Default)]
+struct Savepoints {
+    open: Vec<u64>,
+    /// The id of the next savepoint asked for.
+    next: u64,
 }
 
 impl std::fmt::Debug for Command {
@@ -97,13 +110,15 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let (commands, received) = mpsc::unbounded_channel();
+    let savepoints = Arc::new(Mutex::new(Savepoints::default()));
     let (began, has_begun) = oneshot::channel();
     let (ended, has_ended) = oneshot::channel();
     // Armed before the thread starts: from here on, dropping this future rolls back.
     let mut guard = EndGuard {
         commands: Some(commands.clone()),
     };
-    tokio::task::spawn_blocking(move || drive(&store, received, began, ended));
+    let thread_savepoints = Arc::clone(&savepoints);
+    tokio::task::spawn_blocking(move || drive(&store, &thread_savepoints, received, began, ended));
     match has_begun.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error),
@@ -111,7 +126,12 @@ where
         Err(_) => return Err(Error::RuntimeShutdown),
     }
     // A panic here unwinds through the guard: rolled back.
-    let outcome = body(AsyncTransaction { commands, level: 1 }).await;
+    let top = AsyncTransaction {
+        commands,
+        savepoints,
+        savepoint: None,
+    };
+    let outcome = body(top).await;
     guard.end(outcome.is_ok());
     let ended = has_ended.await.unwrap_or(Err(Error::RuntimeShutdown));
     match (outcome, ended) {
@@ -130,6 +150,7 @@ where
 /// [`Store::transaction`] does the work, so that both stores' transactions are the same.
 fn drive(
     store: &Store,
+    savepoints: &Mutex<Savepoints>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     began: oneshot::Sender<Result<()>>,
     ended: oneshot::Sender<Result<()>>,
@@ -149,7 +170,7 @@ fn drive(
                 None => false,
             };
             // Savepoints whose bodies have not ended are undone whichever way this ends.
-            unwind_to(conn, 1)?;
+            unwind(conn, &mut lock(savepoints), 0)?;
             // `TransactionEnded` here only asks `Store::transaction` to roll back.
             return if commit {
                 Ok(())
@@ -177,59 +198,81 @@ fn depth(conn: &mut AnyConnection) -> u32 {
         .map_or(0, |depth| depth.get())
 }
 
-/// Whether a statement sent through the handle of `level` may run: the handle's own level must
-/// be the innermost one open. Below it, its savepoint has ended; above it, a savepoint opened
-/// inside it is open, and the statement would run inside that savepoint and be undone with it.
-fn at_level(conn: &mut AnyConnection, level: u32) -> Result<()> {
-    match depth(conn).cmp(&level) {
+fn lock(savepoints: &Mutex<Savepoints>) -> MutexGuard<'_, Savepoints> {
+    savepoints
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether a statement sent through the handle of `savepoint` (`None`: the transaction's own
+/// level) may run: its level must be the innermost one open. Ended (rolled back with the level
+/// above it), it runs nothing again; with a savepoint open inside it, the statement would run
+/// in that savepoint and be undone with it.
+fn innermost(conn: &mut AnyConnection, open: &[u64], savepoint: Option<u64>) -> Result<()> {
+    if savepoint.is_some_and(|id| !open.contains(&id)) {
+        return Err(Error::TransactionEnded);
+    }
+    if open.last().copied() != savepoint {
+        return Err(Error::SavepointOpen);
+    }
+    // One level more than the savepoints open: a closure that began a transaction of its own
+    // on the connection and left it open (a panic through Diesel's `transaction`) holds one.
+    match depth(conn).cmp(&(open.len() as u32 + 1)) {
         std::cmp::Ordering::Equal => Ok(()),
-        std::cmp::Ordering::Less => Err(Error::TransactionEnded),
         std::cmp::Ordering::Greater => Err(Error::SavepointOpen),
+        std::cmp::Ordering::Less => Err(Error::TransactionEnded),
     }
 }
 
-/// Rolls the savepoint of `level` back if it is still the innermost one open.
-struct SavepointGuard {
-    commands: Option<mpsc::UnboundedSender<Command>>,
-    level: u32,
-}
-
-impl Drop for SavepointGuard {
-    fn drop(&mut self) {
-        if let Some(commands) = self.commands.take() {
-            let level = self.level;
-            let _ = commands.send(Command::Run(Box::new(move |conn| {
-                let _ = end_savepoint(conn, level, false);
-            })));
-        }
-    }
-}
-
-/// Rolls back every savepoint opened deeper than `level`: their bodies have not ended (a
-/// handle sent to a task that outlived the level above), so their work is unfinished and is
-/// undone rather than committed with its parent. Their own end then finds them gone.
-fn unwind_to(conn: &mut AnyConnection, level: u32) -> Result<()> {
-    while depth(conn) > level {
+/// Rolls back every savepoint open past the first `keep`: bodies that have not ended (a
+/// handle sent to a task that outlived the level above), whose work is unfinished, so undone
+/// rather than committed with the level above. Their handles then find them ended.
+fn unwind(conn: &mut AnyConnection, savepoints: &mut Savepoints, keep: usize) -> Result<()> {
+    while savepoints.open.len() > keep {
+        savepoints.open.pop();
         crate::backend::rollback(conn)?;
     }
     Ok(())
 }
 
-/// Releases (`commit`) or rolls back the savepoint of `level`, after rolling back any savepoint
-/// still open inside it; fails with [`Error::TransactionEnded`] if it has ended already.
-fn end_savepoint(conn: &mut AnyConnection, level: u32, commit: bool) -> Result<()> {
-    if depth(conn) < level {
+/// Releases (`commit`) or rolls back the savepoint `id`, after rolling back any savepoint still
+/// open inside it; [`Error::TransactionEnded`] if it is not open (ended already, or never
+/// begun).
+fn end_savepoint(
+    conn: &mut AnyConnection,
+    savepoints: &Mutex<Savepoints>,
+    id: u64,
+    commit: bool,
+) -> Result<()> {
+    let mut savepoints = lock(savepoints);
+    let Some(at) = savepoints.open.iter().position(|&open| open == id) else {
         return Err(Error::TransactionEnded);
-    }
-    unwind_to(conn, level)?;
-    if depth(conn) < level {
-        // SQLite ended the whole transaction while the inner levels rolled back.
-        return Err(Error::TransactionEnded);
-    }
+    };
+    unwind(conn, &mut savepoints, at + 1)?;
+    savepoints.open.pop();
     if commit {
         Ok(AnyConnection::commit_transaction(conn)?)
     } else {
         Ok(crate::backend::rollback(conn)?)
+    }
+}
+
+/// Rolls the savepoint `id` back if it is still open when the future that opened it is
+/// dropped (nothing if it never began).
+struct SavepointGuard {
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    savepoints: Arc<Mutex<Savepoints>>,
+    id: u64,
+}
+
+impl Drop for SavepointGuard {
+    fn drop(&mut self) {
+        if let Some(commands) = self.commands.take() {
+            let (savepoints, id) = (Arc::clone(&self.savepoints), self.id);
+            let _ = commands.send(Command::Run(Box::new(move |conn| {
+                let _ = end_savepoint(conn, &savepoints, id, false);
+            })));
+        }
     }
 }
 
@@ -266,17 +309,26 @@ impl AsyncTransaction {
         F: FnOnce(AsyncTransaction) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let level = self.level + 1;
+        let id = {
+            let mut savepoints = lock(&self.savepoints);
+            savepoints.next += 1;
+            savepoints.next
+        };
         // Armed before the savepoint is asked for: the rollback it sends follows the begin,
-        // and does nothing unless the savepoint is the innermost level then.
+        // and does nothing if the begin did not open it.
         let mut guard = SavepointGuard {
             commands: Some(self.commands.clone()),
-            level,
+            savepoints: Arc::clone(&self.savepoints),
+            id,
         };
+        let (savepoints, within) = (Arc::clone(&self.savepoints), self.savepoint);
         let begin = self
             .send(move |conn| {
-                at_level(conn, level - 1)?;
-                Ok(AnyConnection::begin_transaction(conn)?)
+                let mut savepoints = lock(&savepoints);
+                innermost(conn, &savepoints.open, within)?;
+                AnyConnection::begin_transaction(conn)?;
+                savepoints.open.push(id);
+                Ok(())
             })
             .await;
         if let Err(error) = begin {
@@ -285,13 +337,15 @@ impl AsyncTransaction {
         }
         let outcome = body(AsyncTransaction {
             commands: self.commands.clone(),
-            level,
+            savepoints: Arc::clone(&self.savepoints),
+            savepoint: Some(id),
         })
         .await;
         guard.commands = None;
         let commit = outcome.is_ok();
+        let savepoints = Arc::clone(&self.savepoints);
         let ended = self
-            .send(move |conn| end_savepoint(conn, level, commit))
+            .send(move |conn| end_savepoint(conn, &savepoints, id, commit))
             .await;
         match (outcome, ended) {
             (Ok(value), Ok(())) => Ok(value),
@@ -338,9 +392,9 @@ impl AsyncRepo for AsyncTransaction {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        let level = self.level;
+        let (savepoints, savepoint) = (Arc::clone(&self.savepoints), self.savepoint);
         self.send(move |conn| {
-            at_level(conn, level)?;
+            innermost(conn, &lock(&savepoints).open, savepoint)?;
             f(conn)
         })
         .await
