@@ -374,7 +374,11 @@ mod a_database_that_refuses_writes_is_not_a_write_outside_the_transaction {
             .unwrap();
         assert_eq!(read_only.count::<Post>().unwrap(), 1);
         let error = read_only
-            .transaction(|tx| tx.save(post("never", 2)))
+            .transaction(|tx| {
+                // A read through the store lends nothing to the caller.
+                assert_eq!(read_only.count::<Post>()?, 1);
+                tx.save(post("never", 2))
+            })
             .unwrap_err();
         refused(&error);
         refused(&read_only.save(post("never", 2)).unwrap_err());
@@ -390,6 +394,8 @@ mod a_database_that_refuses_writes_is_not_a_write_outside_the_transaction {
         let error = store
             .transaction(|tx| {
                 tx.batch_execute("SET TRANSACTION READ ONLY")?;
+                // A read through the store lends nothing to the caller.
+                assert_eq!(store.count::<Post>()?, 0);
                 tx.save(post("never", 2))
             })
             .unwrap_err();

@@ -220,7 +220,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QueryStream<M> {
         let wait = self.retry.left();
         tokio::task::spawn_blocking(move || {
             std::thread::sleep(wait);
-            (*store.conn()?).query::<M>(|q| build(q))
+            (*store.pooled()?).query::<M>(|q| build(q))
         })
     }
 }

@@ -97,7 +97,7 @@ impl<M: Persist<AnyConnection> + PartialEq + Clone> QuerySubscription<M> {
                 .store
                 .with_observe_conn(|conn| conn.query::<M>(|q| (self.build)(q)));
         }
-        (*self.store.conn()?).query::<M>(|q| (self.build)(q))
+        (*self.store.pooled()?).query::<M>(|q| (self.build)(q))
     }
 
     /// The first result at once; then the next different result, waiting at most `timeout`

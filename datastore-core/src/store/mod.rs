@@ -124,6 +124,17 @@ impl Store {
     /// # }
     /// ```
     pub fn conn(&self) -> Result<PooledConn> {
+        let conn = self.pooled()?;
+        if transaction::is_open(self.id()) {
+            // Handed to the caller, who may write through it: its refusal is told apart.
+            transaction::note_lent(self.id());
+        }
+        Ok(conn)
+    }
+
+    /// A connection from the pool, read-only inside a transaction of this store on this
+    /// thread, for the store's own statements (see [`conn`](Self::conn)).
+    pub(crate) fn pooled(&self) -> Result<PooledConn> {
         let mut conn = self
             .pool
             .get()
@@ -131,7 +142,7 @@ impl Store {
         // The server may have ended the connection while it waited in the pool.
         let lost = |e: diesel::result::Error| Error::from(e).or_connection_lost(&self.url);
         if transaction::is_open(self.id()) {
-            transaction::lend_read_only(self.id(), &mut conn).map_err(lost)?;
+            transaction::lend_read_only(&mut conn).map_err(lost)?;
         } else {
             transaction::restore(&mut conn).map_err(lost)?;
         }
@@ -169,7 +180,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T>,
     ) -> Result<T> {
-        f(&mut *self.conn()?).map_err(|error| error.or_connection_lost(&self.url))
+        f(&mut *self.pooled()?).map_err(|error| error.or_connection_lost(&self.url))
     }
 
     /// [`with_conn`](Self::with_conn) for a read: one refused because the connection's
@@ -183,7 +194,7 @@ impl Store {
     ) -> Result<T> {
         let mut tries = self.pool.max_size();
         loop {
-            let mut conn = self.conn()?;
+            let mut conn = self.pooled()?;
             match f(&mut conn) {
                 Err(_) if tries > 0 && lost::plans_outdated(&mut conn) => tries -= 1,
                 result => return result.map_err(|error| error.or_connection_lost(&self.url)),

@@ -21,7 +21,8 @@ struct Opened {
     store: usize,
     /// The PostgreSQL backend process of the transaction's connection.
     backend: Option<i32>,
-    /// The store lent a connection read-only while it was open (see [`lend_read_only`]).
+    /// The store lent its caller a connection (read-only) while it was open: see
+    /// [`refused_as_lent`].
     lent: bool,
 }
 
@@ -96,8 +97,9 @@ pub(crate) fn refused_as_lent() -> bool {
     OPEN.with(|open| open.borrow().iter().any(|opened| opened.lent))
 }
 
-/// Records that the innermost transaction of `store` on this thread lent a connection.
-fn note_lent(store: usize) {
+/// Records that the innermost transaction of `store` on this thread lent a connection to its
+/// caller (`store.conn()`, not the store's own reads).
+pub(crate) fn note_lent(store: usize) {
     OPEN.with(|open| {
         if let Some(opened) = open
             .borrow_mut()
@@ -114,8 +116,7 @@ fn note_lent(store: usize) {
 struct ReadOnly;
 
 /// Makes a connection handed out inside a transaction of its store refuse writes.
-pub(crate) fn lend_read_only(store: usize, conn: &mut PooledConn) -> diesel::QueryResult<()> {
-    note_lent(store);
+pub(crate) fn lend_read_only(conn: &mut PooledConn) -> diesel::QueryResult<()> {
     if PooledConn::extensions(conn).get::<ReadOnly>().is_some() {
         return Ok(());
     }
@@ -186,7 +187,7 @@ impl Store {
         f: impl FnOnce(&mut AnyConnection) -> Result<T>,
     ) -> Result<T> {
         self.refuse_write_in_transaction()?;
-        let mut pooled = self.conn()?;
+        let mut pooled = self.pooled()?;
         let backend = match &mut *pooled {
             AnyConnection::Postgres(c) => lost::FirstFailure::backend_pid(c),
             AnyConnection::Sqlite(_) => None,
