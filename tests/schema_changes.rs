@@ -809,9 +809,54 @@ fn text_becoming_a_timestamp_is_stored_in_the_form_instants_compare_by() {
     }
 }
 
+/// On PostgreSQL the generated migration reads a time without an offset as UTC in a session
+/// whose time zone is another (as `psql` may run it; Diesel's connections set UTC).
+#[test]
+fn on_postgres_text_becoming_a_timestamp_does_not_depend_on_the_sessions_time_zone() {
+    let Some(lab) = Lab::all()
+        .into_iter()
+        .find(|lab| lab.dialect == Dialect::Postgres)
+    else {
+        return;
+    };
+    let l = fresh(&lab);
+    l.generate(
+        &schema(items(vec![nullable("n", ColumnType::Text)])),
+        "before",
+        false,
+    )
+    .unwrap();
+    drop(l.up().unwrap());
+    l.execute(
+        "INSERT INTO items (id, n) VALUES (1, '2026-12-03 10:00:00'), \
+         (2, '2026-12-03T10:00:00+05:00');",
+    )
+    .unwrap();
+    let dir = l
+        .generate(
+            &schema(items(vec![nullable("n", ColumnType::Timestamp)])),
+            "after",
+            true,
+        )
+        .unwrap();
+    let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+    l.execute(&format!(
+        "BEGIN; SET LOCAL TIME ZONE 'Asia/Kolkata'; {up} COMMIT;"
+    ))
+    .unwrap();
+    assert_eq!(
+        l.rows(
+            "SELECT to_char(n AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS v \
+             FROM items ORDER BY id"
+        ),
+        ["2026-12-03T10:00:00Z", "2026-12-03T05:00:00Z"]
+    );
+}
+
 /// Text that is no time `Timestamp` reads stops the migration on both backends, rather than
 /// becoming an instant it never meant (PostgreSQL's own input reads `now`, `epoch`, zone names
-/// and other orders of day and month).
+/// and other orders of day and month, `24:00:00`, a 60th second; a day the month lacks would
+/// stop it with a bare cast error).
 #[test]
 fn text_that_is_no_timestamp_stops_the_migration_to_a_timestamp() {
     for lab in Lab::all() {
@@ -822,6 +867,10 @@ fn text_that_is_no_timestamp_stops_the_migration_to_a_timestamp() {
             "12/03/2026 10:00:00",
             "2026-12-03 10:00:00 Europe/Paris",
             "2026-12-03",
+            "2026-12-03 24:00:00",
+            "2026-12-03T10:00:60Z",
+            "2026-02-30 10:00:00",
+            "2026-13-01T10:00:00Z",
         ] {
             let l = fresh(&lab);
             match refused(

@@ -201,7 +201,12 @@ impl Hub {
             .filter(|(_, indices)| indices.is_some() || batch.gap > 0)
             .collect();
         drop(subscribers);
-        let decoding = receiving.iter().filter(|(_, indices)| indices.is_some());
+        // A queue that keeps a copy of its few changes reads that copy, not the batch.
+        let decoding = receiving.iter().filter(|(_, indices)| {
+            indices
+                .as_ref()
+                .is_some_and(|indices| !keeps_too_much(batch.changes.len(), indices.len()))
+        });
         if decoding.clone().count() > 1 {
             let models = decoding.filter_map(|(queue, _)| queue.model.get());
             batch.shared.count_readers(models.copied());

@@ -855,10 +855,19 @@ fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Optio
         )),
         // The forms `Timestamp` parses, which SQLite's rebuild accepts (`sqlite_readable`):
         // not PostgreSQL's wider input (`now`, `epoch`, `infinity`, zone names, other orders
-        // of day and month), which would read as instants text never meant.
-        (Text, Timestamp) => Some(format!(
-            r"{value} ~ '^\d{{4}}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$' OR {value} ~ '^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?$'"
-        )),
+        // of day and month, `24:00:00`, a 60th second), which would read as instants the text
+        // never meant; a day the month has (a cast would fail with no name of the column).
+        // Year 0, which PostgreSQL's calendar lacks (SQLite reads it), stops it too.
+        (Text, Timestamp) => {
+            let date = "(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+            let time = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?";
+            let offset = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
+            Some(format!(
+                "CASE WHEN {value} ~ '^{date}[Tt ]{time}{offset}$' OR {value} ~ '^{date} {time}$' \
+                 THEN substr({value}, 9, 2)::int <= extract(day FROM make_date(substr({value}, 1, 4)::int, \
+                 substr({value}, 6, 2)::int, 1) + interval '1 month - 1 day') ELSE false END"
+            ))
+        }
         _ => None,
     }
 }
@@ -1015,9 +1024,9 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
                 // An instant as `Timestamp` reads the text: without an offset in UTC, not in
                 // the session's time zone; fractions past microseconds cut, not rounded.
                 (ColumnType::Text, ColumnType::Timestamp) => {
-                    let text = format!(r"regexp_replace({name}, '(\.\d{{6}})\d+', '\1')");
+                    let text = format!(r"regexp_replace({name}, '(\.[0-9]{{6}})[0-9]+', '\1')");
                     format!(
-                        r"CASE WHEN {name} ~ '([Zz]|[+-]\d\d:\d\d)$' THEN {text}::{ty} ELSE {text}::timestamp AT TIME ZONE 'UTC' END"
+                        r"CASE WHEN {name} ~ '([Zz]|[+-][0-9]{{2}}:[0-9]{{2}})$' THEN {text}::{ty} ELSE {text}::timestamp AT TIME ZONE 'UTC' END"
                     )
                 }
                 _ => format!("{name}::{ty}"),
