@@ -117,3 +117,41 @@ per_backend! {
         assert_eq!(deletes.len(), 1, "{deletes:?}");
     }
 }
+
+/// The application's own Diesel instrumentation (`set_default_instrumentation`) still hears
+/// the statements of the store's connections, whose instrumentation the store sets: it passes
+/// every event on.
+#[test]
+fn the_applications_default_instrumentation_hears_the_stores_statements() {
+    use datastore::diesel::connection::{Instrumentation, InstrumentationEvent};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static QUERIES: AtomicUsize = AtomicUsize::new(0);
+    struct Counting;
+    impl Instrumentation for Counting {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            if let InstrumentationEvent::FinishQuery { .. } = event {
+                QUERIES.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    fn counting() -> Option<Box<dyn Instrumentation>> {
+        Some(Box::new(Counting))
+    }
+    datastore::diesel::connection::set_default_instrumentation(counting).unwrap();
+
+    let (_dir, store) = common::file_store();
+    let mut stores = vec![store];
+    let db = common::TestDb::postgres();
+    if let Some(db) = &db {
+        stores.push(db.store.clone());
+    }
+    for store in &stores {
+        let before = QUERIES.load(Ordering::SeqCst);
+        store.save(post("heard", 1)).unwrap();
+        assert!(
+            QUERIES.load(Ordering::SeqCst) > before,
+            "no statement heard"
+        );
+    }
+}

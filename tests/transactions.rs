@@ -211,6 +211,20 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
     let other = saved_once_seen_elsewhere(dir.path().join("full.db"));
     other.save(post("elsewhere", 2)).unwrap();
 
+    // SQLite: left open while another connection of the same thread began and ended a
+    // transaction of its own before it went back.
+    let (dir, store) = common::file_store();
+    {
+        let mut left_open = store.conn().unwrap();
+        let mut other = store.conn().unwrap();
+        left_open
+            .batch_execute("BEGIN IMMEDIATE; DELETE FROM posts;")
+            .unwrap();
+        other.batch_execute("BEGIN; SELECT 1; ROLLBACK;").unwrap();
+    }
+    store.save(post("after", 1)).unwrap();
+    saved_once_seen_elsewhere(dir.path().join("blog.db"));
+
     // PostgreSQL: aborted by a failed statement of the batch.
     let Some(url) = common::postgres_url() else {
         return;

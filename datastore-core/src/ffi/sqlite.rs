@@ -45,6 +45,53 @@ pub(crate) fn register() {
 /// A connection handle, taken right after the connection was opened on this thread.
 pub(crate) struct Handle(*mut sqlite::sqlite3);
 
+impl Handle {
+    /// Keeps the handle in `conn`, the connection it is the handle of, as its instrumentation
+    /// (which passes Diesel's events on to the application's default instrumentation, if it set
+    /// one): see [`in_transaction`].
+    pub(crate) fn keep_in(&self, conn: &mut diesel::SqliteConnection) {
+        diesel::Connection::set_instrumentation(
+            conn,
+            Kept {
+                db: self.0,
+                default: diesel::connection::get_default_instrumentation(),
+            },
+        );
+    }
+}
+
+/// The instrumentation of the store's SQLite connections: the connection's handle, and the
+/// application's default instrumentation.
+struct Kept {
+    db: *mut sqlite::sqlite3,
+    default: Option<Box<dyn diesel::connection::Instrumentation>>,
+}
+
+// SAFETY: the handle is that of the connection this instrumentation is set on, which moves
+// between threads whole and is used by one thread at a time (`&mut`); it is read only through
+// that connection (`in_transaction`), never in `drop`.
+unsafe impl Send for Kept {}
+
+impl diesel::connection::Instrumentation for Kept {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let Some(default) = &mut self.default {
+            default.on_connection_event(event);
+        }
+    }
+}
+
+/// Whether `conn`, a connection of the store whose handle it keeps ([`Handle::keep_in`]), is
+/// inside a transaction (SQLite's own answer: one its user began with SQL of their own counts,
+/// which Diesel knows nothing of). `false` for any other connection.
+pub(crate) fn in_transaction(conn: &mut diesel::SqliteConnection) -> bool {
+    let instrumentation = diesel::Connection::instrumentation(conn);
+    instrumentation.downcast_mut::<Kept>().is_some_and(|kept| {
+        // SAFETY: `kept.db` is the handle of `conn`, open while `conn` is, and used here on
+        // the thread that holds `conn` mutably.
+        unsafe { sqlite::sqlite3_get_autocommit(kept.db) == 0 }
+    })
+}
+
 /// The handle of the connection just opened on this thread (call right after opening it, as
 /// r2d2's `on_acquire` does), if [`register`] ran before it opened.
 pub(crate) fn take_opened() -> Option<Handle> {
@@ -531,7 +578,6 @@ unsafe extern "C" fn on_trace(
                 );
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
-                lost::note_statement_end(db as usize, autocommit);
                 // Whether SQLite prepared the statement again while it ran, having found the
                 // schema changed by another connection (asked of a captured statement only).
                 let reprepared = installed.capturing.get() && {

@@ -64,6 +64,7 @@ impl ConnectionSetup {
     pub fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         // Right after the connection opened on this thread: its handle is the one just seen.
         if let Some(handle) = ffi::take_opened() {
+            handle.keep_in(conn);
             ffi::install(
                 handle,
                 ConnObserver::new(self.hub.clone()),

@@ -97,33 +97,7 @@ pub(crate) fn any_unended() -> bool {
     UNENDED.load(Ordering::Relaxed) > 0
 }
 
-/// A statement of the SQLite connection `db` ended on this thread, leaving it in autocommit
-/// mode or not (told by its hooks).
-pub(crate) fn note_statement_end(db: usize, autocommit: bool) {
-    LEFT_OPEN.with(|open| {
-        if !autocommit {
-            open.set(db);
-        } else if open.get() == db {
-            open.set(0);
-        }
-    });
-}
-
-/// Whether a SQLite connection used on this thread was left inside a transaction by its last
-/// statement: one its user opened with SQL of their own (`BEGIN` in a batch, or a batch that
-/// failed before its `COMMIT`), which Diesel knows nothing of. A connection going back to the
-/// pool gets a `ROLLBACK` then (see `BackendManager::has_broken`), rather than carrying the
-/// transaction, and its write lock, to its next user. Taken: one `ROLLBACK` for each such
-/// statement at most (the connection noted may be another, closed or moved to another
-/// thread since), so that a stale note costs no more than one failed statement.
-pub(crate) fn take_left_open_here() -> bool {
-    LEFT_OPEN.with(|open| open.replace(0) != 0)
-}
-
 thread_local! {
-    /// The SQLite connection (its handle) whose last statement on this thread ended inside a
-    /// transaction, until one of its statements ends outside any: see [`note_statement_end`].
-    static LEFT_OPEN: Cell<usize> = const { Cell::new(0) };
     /// How many transactions were lost on this thread, and the last of them.
     static LAST: RefCell<(u64, Option<Arc<Lost>>)> = const { RefCell::new((0, None)) };
     /// A lost transaction whose cause is the next database error converted on this thread.

@@ -73,14 +73,14 @@ impl r2d2::ManageConnection for BackendManager {
         }
         // A transaction Diesel does not know of may be open: on SQLite, one SQLite rolled back
         // by itself whose owner (Diesel, after a failed statement) forgot it without a
-        // `ROLLBACK`, or one its user left open with SQL of their own (the hooks noted its last
-        // statement ending inside it); on PostgreSQL, one a statement failed in outside Diesel's
-        // transactions, now open or aborted. A `ROLLBACK` ends it rather than hand it to the
-        // next user; where none is open it fails (SQLite) or warns (PostgreSQL, and Diesel
-        // keeps the warning to itself), and does nothing.
+        // `ROLLBACK`, or one its user left open with SQL of their own (SQLite says so); on
+        // PostgreSQL, one a statement failed in outside Diesel's transactions, now open or
+        // aborted. A `ROLLBACK` ends it rather than hand it to the next user; where none is
+        // open it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the warning to itself),
+        // and does nothing.
         let stray = match conn {
-            AnyConnection::Sqlite(_) => {
-                super::lost::any_unended() || super::lost::take_left_open_here()
+            AnyConnection::Sqlite(conn) => {
+                super::lost::any_unended() || crate::ffi::sqlite::in_transaction(conn)
             }
             AnyConnection::Postgres(conn) => {
                 super::lost::FirstFailure::failed_outside_transaction(conn)
