@@ -385,3 +385,76 @@ fn a_link_that_loses_the_race_inside_a_transaction_leaves_it_usable_on_postgres(
             .is_some());
     });
 }
+
+/// On PostgreSQL, `unlink_and_delete` reports what it removed when another session commits a
+/// row its delete reaches between its count and its delete (here a comment added to the post
+/// while the delete waits for a lock on the post's link): it counted in one snapshot, found the
+/// conflict, and ran again.
+#[test]
+fn on_postgres_unlink_and_delete_reports_what_it_removed_when_a_child_comes_meanwhile() {
+    use common::models::comments;
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::{Connection, PgConnection};
+
+    let Some(db) = common::TestDb::postgres() else {
+        return;
+    };
+    let store = db.store.clone();
+    let schema = db.schema.as_ref().unwrap();
+    let post = store.save(common::post("linked", 1)).unwrap();
+    store.save(common::comment(&post, "first")).unwrap();
+    let editor = store.save(common::user("editor")).unwrap();
+    post.link_editors(&mut store.conn().unwrap(), &editor)
+        .unwrap();
+
+    // Another session holds the link's row, so the delete waits after counting.
+    let mut holder = PgConnection::establish(schema.url()).unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM post_editors WHERE post_id = '{}' FOR UPDATE;",
+            post.id
+        ))
+        .unwrap();
+    let deleting = {
+        let (store, id) = (store.clone(), post.id);
+        std::thread::spawn(move || store.unlink_and_delete::<Post>(&id))
+    };
+    // Until it waits for the lock.
+    let mut watcher = PgConnection::establish(schema.url()).unwrap();
+    let mut waiting = || {
+        #[derive(datastore::diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        datastore::diesel::sql_query("SELECT count(*) AS n FROM pg_locks WHERE NOT granted")
+            .get_result::<Waiting>(&mut watcher)
+            .unwrap()
+            .n
+    };
+    let started = std::time::Instant::now();
+    while waiting() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the delete never waited"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    store.save(common::comment(&post, "meanwhile")).unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+
+    let outcome = deleting.join().unwrap();
+    let comments_left = store
+        .query::<Comment>(|q| q.filter(comments::post_id.eq(post.id)))
+        .unwrap()
+        .len() as u64;
+    // The delete's first try fails as the comment's commit conflicts with its snapshot; the
+    // next counts both.
+    let effects = outcome.unwrap();
+    let removed = effects
+        .removed
+        .iter()
+        .find(|rows| rows.table == "comments")
+        .map_or(0, |rows| rows.rows);
+    assert_eq!((removed, comments_left), (2, 0), "{effects:?}");
+}

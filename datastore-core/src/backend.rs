@@ -345,11 +345,13 @@ pub(crate) mod sealed {
         ) -> Result<T, E>;
 
         /// Runs `f` in a transaction that holds the right to write from its start (`BEGIN
-        /// IMMEDIATE` on SQLite), or inside the transaction already open, in a savepoint.
-        fn write_transaction<T, E: From<diesel::result::Error>>(
+        /// IMMEDIATE` on SQLite) and reads one snapshot (`REPEATABLE READ` on PostgreSQL, run
+        /// again, up to three times in all, while another transaction's commit conflicts with
+        /// it), or inside the transaction already open, in a savepoint.
+        fn write_transaction<T>(
             &mut self,
-            f: impl FnOnce(&mut Self) -> Result<T, E>,
-        ) -> Result<T, E>;
+            f: impl FnMut(&mut Self) -> crate::Result<T>,
+        ) -> crate::Result<T>;
     }
 }
 
@@ -529,10 +531,10 @@ impl sealed::Native for diesel::SqliteConnection {
         transaction(self, f)
     }
 
-    fn write_transaction<T, E: From<diesel::result::Error>>(
+    fn write_transaction<T>(
         &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, E>,
-    ) -> Result<T, E> {
+        f: impl FnMut(&mut Self) -> crate::Result<T>,
+    ) -> crate::Result<T> {
         if in_transaction(self) {
             transaction(self, f)
         } else {
@@ -668,11 +670,25 @@ impl sealed::Native for diesel::PgConnection {
         }
     }
 
-    fn write_transaction<T, E: From<diesel::result::Error>>(
+    fn write_transaction<T>(
         &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.transaction(f)
+        mut f: impl FnMut(&mut Self) -> crate::Result<T>,
+    ) -> crate::Result<T> {
+        if in_transaction(self) {
+            return self.transaction(f);
+        }
+        // One snapshot for what `f` reads and what it writes after: a row committed meanwhile
+        // that its writes would reach (a child its delete cascades to, which it counted
+        // before) fails it as a serialization failure rather than be changed unread; it then
+        // runs again, on a newer snapshot, and a third such failure is returned
+        // (`Error::Conflict`).
+        let mut tries = 1;
+        loop {
+            match self.build_transaction().repeatable_read().run(&mut f) {
+                Err(crate::Error::Conflict { .. }) if tries < 3 => tries += 1,
+                done => return done,
+            }
+        }
     }
 }
 

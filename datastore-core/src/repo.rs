@@ -329,6 +329,12 @@ pub trait Repo: Connection + Sized {
     /// row; [`Error::DeleteRestricted`], with nothing deleted, if a row that is no link
     /// refuses the delete (see [`Persist::unlink_and_delete`](crate::Persist::unlink_and_delete)).
     ///
+    /// What it returns is what it removed: on PostgreSQL its transaction reads one snapshot
+    /// (`REPEATABLE READ`), and a row another transaction commits meanwhile that the delete
+    /// would reach (a child its cascade removes) makes it run again (three times at most, then
+    /// [`Error::Conflict`]). Inside a transaction of the caller's, it runs at that
+    /// transaction's isolation level, in a savepoint.
+    ///
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore_doc_models::{Course, courses, Student, students, Enrolment, enrolments};
