@@ -386,21 +386,33 @@ fn a_link_that_loses_the_race_inside_a_transaction_leaves_it_usable_on_postgres(
     });
 }
 
-/// On PostgreSQL, `unlink_and_delete` reports what it removed when another session commits a
-/// row its delete reaches between its count and its delete (here a comment added to the post
-/// while the delete waits for a lock on the post's link): it counted in one snapshot, found the
-/// conflict, and ran again.
-#[test]
-fn on_postgres_unlink_and_delete_reports_what_it_removed_when_a_child_comes_meanwhile() {
-    use common::models::comments;
+/// On PostgreSQL, a post with a comment and an editor, and `unlink_and_delete` of it started
+/// while another session holds the editor's link, so that it waits after counting; `meanwhile`
+/// commits then, and the delete goes on. Its outcome, with the store and the post.
+fn unlink_and_delete_while(
+    meanwhile: impl FnOnce(&Store, &Post),
+) -> Option<(
+    datastore::Result<datastore::relations::DeleteEffects>,
+    common::TestDb,
+    Post,
+)> {
     use datastore::diesel::connection::SimpleConnection;
     use datastore::diesel::{Connection, PgConnection};
 
-    let Some(db) = common::TestDb::postgres() else {
-        return;
-    };
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = datastore::diesel::sql_types::Integer)]
+        pid: i32,
+    }
+
+    let db = common::TestDb::postgres()?;
     let store = db.store.clone();
-    let schema = db.schema.as_ref().unwrap();
+    let url = db.schema.as_ref().unwrap().url().to_owned();
     let post = store.save(common::post("linked", 1)).unwrap();
     store.save(common::comment(&post, "first")).unwrap();
     let editor = store.save(common::user("editor")).unwrap();
@@ -408,7 +420,11 @@ fn on_postgres_unlink_and_delete_reports_what_it_removed_when_a_child_comes_mean
         .unwrap();
 
     // Another session holds the link's row, so the delete waits after counting.
-    let mut holder = PgConnection::establish(schema.url()).unwrap();
+    let mut holder = PgConnection::establish(&url).unwrap();
+    let holder_pid = datastore::diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut holder)
+        .unwrap()
+        .pid;
     holder
         .batch_execute(&format!(
             "BEGIN; SELECT * FROM post_editors WHERE post_id = '{}' FOR UPDATE;",
@@ -419,42 +435,70 @@ fn on_postgres_unlink_and_delete_reports_what_it_removed_when_a_child_comes_mean
         let (store, id) = (store.clone(), post.id);
         std::thread::spawn(move || store.unlink_and_delete::<Post>(&id))
     };
-    // Until it waits for the lock.
-    let mut watcher = PgConnection::establish(schema.url()).unwrap();
-    let mut waiting = || {
-        #[derive(datastore::diesel::QueryableByName)]
-        struct Waiting {
-            #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        datastore::diesel::sql_query("SELECT count(*) AS n FROM pg_locks WHERE NOT granted")
-            .get_result::<Waiting>(&mut watcher)
-            .unwrap()
-            .n
-    };
+    // Until a session waits for the holder.
+    let mut watcher = PgConnection::establish(&url).unwrap();
     let started = std::time::Instant::now();
-    while waiting() == 0 {
+    while datastore::diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE {holder_pid} = ANY(pg_blocking_pids(pid))"
+    ))
+    .get_result::<Count>(&mut watcher)
+    .unwrap()
+    .n == 0
+    {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the delete never waited"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    store.save(common::comment(&post, "meanwhile")).unwrap();
+    meanwhile(&store, &post);
     holder.batch_execute("ROLLBACK").unwrap();
-
     let outcome = deleting.join().unwrap();
-    let comments_left = store
+    Some((outcome, db, post))
+}
+
+/// On PostgreSQL, `unlink_and_delete` reports what it removed when another session commits a
+/// row its delete reaches between its count and its delete (here a comment added to the post
+/// while it waits): it counted in one snapshot, found the conflict, and ran again.
+#[test]
+fn on_postgres_unlink_and_delete_reports_what_it_removed_when_a_child_comes_meanwhile() {
+    use common::models::comments;
+    let Some((outcome, db, post)) = unlink_and_delete_while(|store, post| {
+        store.save(common::comment(post, "meanwhile")).unwrap();
+    }) else {
+        return;
+    };
+    let effects = outcome.unwrap();
+    let comments_left = db
+        .store
         .query::<Comment>(|q| q.filter(comments::post_id.eq(post.id)))
         .unwrap()
         .len() as u64;
-    // The delete's first try fails as the comment's commit conflicts with its snapshot; the
-    // next counts both.
+    assert_eq!(
+        (effects.removed_from("comments"), comments_left),
+        (2, 0),
+        "{effects:?}"
+    );
+}
+
+/// On PostgreSQL, a link committed while `unlink_and_delete` waits is unlinked too: its first
+/// try, whose snapshot did not hold it, is refused by it and runs again.
+#[test]
+fn on_postgres_unlink_and_delete_unlinks_a_link_made_meanwhile() {
+    use common::models::{post_editors, PostEditor};
+    let Some((outcome, db, post)) = unlink_and_delete_while(|store, post| {
+        let other = store.save(common::user("other editor")).unwrap();
+        post.link_editors(&mut store.conn().unwrap(), &other)
+            .unwrap();
+    }) else {
+        return;
+    };
     let effects = outcome.unwrap();
-    let removed = effects
-        .removed
-        .iter()
-        .find(|rows| rows.table == "comments")
-        .map_or(0, |rows| rows.rows);
-    assert_eq!((removed, comments_left), (2, 0), "{effects:?}");
+    assert_eq!(effects.removed_from("posts"), 1, "{effects:?}");
+    let links = db
+        .store
+        .query::<PostEditor>(|q| q.filter(post_editors::post_id.eq(post.id)))
+        .unwrap();
+    assert!(links.is_empty(), "{links:?}");
+    assert!(db.store.find::<Post>(&post.id).unwrap().is_none());
 }

@@ -422,3 +422,48 @@ mod a_database_that_refuses_writes_is_not_a_write_outside_the_transaction {
         assert_eq!(store.count::<Post>().unwrap(), 0);
     }
 }
+
+/// A nested transaction whose closure panicked, the panic caught by the transaction's own
+/// closure, is rolled back when the transaction commits: not released with it, and not left
+/// open so that the commit only released it (reported committed, rolled back as the
+/// connection closed).
+mod a_savepoint_left_open_by_a_caught_panic_is_undone_and_the_rest_commits {
+    use super::*;
+
+    fn run(store: &Store) {
+        store
+            .transaction(|tx| {
+                tx.save(post("kept", 1))?;
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tx.transaction(|tx| -> datastore::Result<()> {
+                        tx.save(post("half done", 2))?;
+                        panic!("inside the nested transaction")
+                    })
+                }));
+                assert!(caught.is_err());
+                Ok(())
+            })
+            .unwrap();
+        let titles: Vec<String> = store
+            .all::<Post>()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.title)
+            .collect();
+        assert_eq!(titles, ["kept"]);
+    }
+
+    #[test]
+    fn sqlite() {
+        let (_dir, store) = common::file_store();
+        run(&store);
+    }
+
+    #[test]
+    fn postgres() {
+        let Some(db) = common::TestDb::postgres() else {
+            return;
+        };
+        run(&db.store);
+    }
+}

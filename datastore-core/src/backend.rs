@@ -195,6 +195,23 @@ pub(crate) fn rollback<C: Connection>(conn: &mut C) -> diesel::QueryResult<()> {
     }
 }
 
+/// Rolls back the levels of `conn`'s transactions deeper than `depth` (savepoints), innermost
+/// first.
+pub(crate) fn unwind_to<C: Connection>(conn: &mut C, depth: u32) -> diesel::QueryResult<()> {
+    use diesel::connection::TransactionManager;
+    let deeper = |conn: &mut C| {
+        C::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()
+            .ok()
+            .flatten()
+            .is_some_and(|open| open.get() > depth)
+    };
+    while deeper(conn) {
+        rollback(conn)?;
+    }
+    Ok(())
+}
+
 /// Whether a `ROLLBACK`'s failure says SQLite had already ended the transaction: with the
 /// store's hooks the `ROLLBACK` runs and finds none; without them Diesel saw the connection
 /// back in autocommit and runs none.
@@ -685,7 +702,11 @@ impl sealed::Native for diesel::PgConnection {
         let mut tries = 1;
         loop {
             match self.build_transaction().repeatable_read().run(&mut f) {
-                Err(crate::Error::Conflict { .. }) if tries < 3 => tries += 1,
+                Err(crate::Error::Conflict { .. }) if tries < 3 => {
+                    // A moment for the other transaction's work to settle.
+                    std::thread::sleep(std::time::Duration::from_millis(2 * tries));
+                    tries += 1;
+                }
                 done => return done,
             }
         }

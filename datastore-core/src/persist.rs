@@ -547,10 +547,21 @@ where
                 });
             }
             plan.unlink(conn)?;
-            if !<M as Persist<C>>::delete_by_id(conn, key)? {
-                return Err(Error::not_found(M::TABLE_NAME, key.describe()));
+            match <M as Persist<C>>::delete_by_id(conn, key) {
+                Ok(true) => Ok(plan.effects),
+                Ok(false) => Err(Error::not_found(M::TABLE_NAME, key.describe())),
+                // Refused by a row the plan did not see: committed by another transaction
+                // since it read (PostgreSQL). Run again, it unlinks it or names it.
+                Err(refused)
+                    if matches!(refused, Error::DeleteRestricted { .. })
+                        || restrict::refused(&refused) =>
+                {
+                    Err(Error::Conflict {
+                        message: format!("a row committed meanwhile refused the delete: {refused}"),
+                    })
+                }
+                Err(error) => Err(error),
             }
-            Ok(plan.effects)
         })
     }
 }

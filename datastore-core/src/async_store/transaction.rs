@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use diesel::connection::TransactionManager;
@@ -57,7 +58,7 @@ enum Command {
 pub struct AsyncTransaction {
     commands: mpsc::UnboundedSender<Command>,
     /// The transaction's savepoints, shared by all its handles.
-    savepoints: Arc<Mutex<Savepoints>>,
+    savepoints: Arc<Savepoints>,
     /// The savepoint this handle runs statements in (`None`: the transaction's own level).
     savepoint: Option<u64>,
 }
@@ -65,13 +66,15 @@ pub struct AsyncTransaction {
 /// The savepoints open in a transaction, innermost last, each by an id no other savepoint of
 /// the transaction had: a handle runs statements only while its own savepoint is the
 /// innermost one open, and a savepoint ended (rolled back with the level above it) is never
-/// mistaken for another opened later at the same depth. Read and changed by the transaction's
-/// thread, as it runs the statements in the order they were sent.
+/// mistaken for another opened later at the same depth. `open` is read and changed by the
+/// transaction's thread only, as it runs the statements in the order they were sent (holding
+/// the lock across them): the async side never takes the lock, so that it never waits for the
+/// database.
 #[derive(Debug, Default)]
 struct Savepoints {
-    open: Vec<u64>,
-    /// The id of the next savepoint asked for.
-    next: u64,
+    open: Mutex<Vec<u64>>,
+    /// The id of the last savepoint asked for.
+    last: AtomicU64,
 }
 
 impl std::fmt::Debug for Command {
@@ -110,7 +113,7 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let (commands, received) = mpsc::unbounded_channel();
-    let savepoints = Arc::new(Mutex::new(Savepoints::default()));
+    let savepoints = Arc::new(Savepoints::default());
     let (began, has_begun) = oneshot::channel();
     let (ended, has_ended) = oneshot::channel();
     // Armed before the thread starts: from here on, dropping this future rolls back.
@@ -150,7 +153,7 @@ where
 /// [`Store::transaction`] does the work, so that both stores' transactions are the same.
 fn drive(
     store: &Store,
-    savepoints: &Mutex<Savepoints>,
+    savepoints: &Savepoints,
     mut commands: mpsc::UnboundedReceiver<Command>,
     began: oneshot::Sender<Result<()>>,
     ended: oneshot::Sender<Result<()>>,
@@ -170,7 +173,7 @@ fn drive(
                 None => false,
             };
             // Savepoints whose bodies have not ended are undone whichever way this ends.
-            unwind(conn, &mut lock(savepoints), 0)?;
+            unwind(conn, &mut savepoints.lock(), 0)?;
             // `TransactionEnded` here only asks `Store::transaction` to roll back.
             return if commit {
                 Ok(())
@@ -198,10 +201,13 @@ fn depth(conn: &mut AnyConnection) -> u32 {
         .map_or(0, |depth| depth.get())
 }
 
-fn lock(savepoints: &Mutex<Savepoints>) -> MutexGuard<'_, Savepoints> {
-    savepoints
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Savepoints {
+    /// The ids of the savepoints open, for the transaction's thread.
+    fn lock(&self) -> MutexGuard<'_, Vec<u64>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Whether a statement sent through the handle of `savepoint` (`None`: the transaction's own
@@ -227,9 +233,9 @@ fn innermost(conn: &mut AnyConnection, open: &[u64], savepoint: Option<u64>) -> 
 /// Rolls back every savepoint open past the first `keep`: bodies that have not ended (a
 /// handle sent to a task that outlived the level above), whose work is unfinished, so undone
 /// rather than committed with the level above. Their handles then find them ended.
-fn unwind(conn: &mut AnyConnection, savepoints: &mut Savepoints, keep: usize) -> Result<()> {
-    while savepoints.open.len() > keep {
-        savepoints.open.pop();
+fn unwind(conn: &mut AnyConnection, open: &mut Vec<u64>, keep: usize) -> Result<()> {
+    while open.len() > keep {
+        open.pop();
         crate::backend::rollback(conn)?;
     }
     Ok(())
@@ -240,16 +246,16 @@ fn unwind(conn: &mut AnyConnection, savepoints: &mut Savepoints, keep: usize) ->
 /// begun).
 fn end_savepoint(
     conn: &mut AnyConnection,
-    savepoints: &Mutex<Savepoints>,
+    savepoints: &Savepoints,
     id: u64,
     commit: bool,
 ) -> Result<()> {
-    let mut savepoints = lock(savepoints);
-    let Some(at) = savepoints.open.iter().position(|&open| open == id) else {
+    let mut open = savepoints.lock();
+    let Some(at) = open.iter().position(|&open| open == id) else {
         return Err(Error::TransactionEnded);
     };
-    unwind(conn, &mut savepoints, at + 1)?;
-    savepoints.open.pop();
+    unwind(conn, &mut open, at + 1)?;
+    open.pop();
     if commit {
         Ok(AnyConnection::commit_transaction(conn)?)
     } else {
@@ -261,7 +267,7 @@ fn end_savepoint(
 /// dropped (nothing if it never began).
 struct SavepointGuard {
     commands: Option<mpsc::UnboundedSender<Command>>,
-    savepoints: Arc<Mutex<Savepoints>>,
+    savepoints: Arc<Savepoints>,
     id: u64,
 }
 
@@ -309,11 +315,7 @@ impl AsyncTransaction {
         F: FnOnce(AsyncTransaction) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let id = {
-            let mut savepoints = lock(&self.savepoints);
-            savepoints.next += 1;
-            savepoints.next
-        };
+        let id = self.savepoints.last.fetch_add(1, Ordering::Relaxed) + 1;
         // Armed before the savepoint is asked for: the rollback it sends follows the begin,
         // and does nothing if the begin did not open it.
         let mut guard = SavepointGuard {
@@ -324,10 +326,10 @@ impl AsyncTransaction {
         let (savepoints, within) = (Arc::clone(&self.savepoints), self.savepoint);
         let begin = self
             .send(move |conn| {
-                let mut savepoints = lock(&savepoints);
-                innermost(conn, &savepoints.open, within)?;
+                let mut open = savepoints.lock();
+                innermost(conn, &open, within)?;
                 AnyConnection::begin_transaction(conn)?;
-                savepoints.open.push(id);
+                open.push(id);
                 Ok(())
             })
             .await;
@@ -394,7 +396,7 @@ impl AsyncRepo for AsyncTransaction {
     {
         let (savepoints, savepoint) = (Arc::clone(&self.savepoints), self.savepoint);
         self.send(move |conn| {
-            innermost(conn, &lock(&savepoints).open, savepoint)?;
+            innermost(conn, &savepoints.lock(), savepoint)?;
             f(conn)
         })
         .await

@@ -45,11 +45,26 @@ pub(crate) fn register() {
 /// A connection handle, taken right after the connection was opened on this thread.
 pub(crate) struct Handle(*mut sqlite::sqlite3);
 
+/// Sets up `conn`, the connection just opened on this thread (as r2d2's `on_acquire` runs):
+/// keeps its handle in it ([`in_transaction`]), and installs the hooks that feed the observer
+/// `observer` makes. Nothing if its handle was not seen ([`register`] ran after it opened).
+pub(crate) fn set_up(
+    conn: &mut diesel::SqliteConnection,
+    observer: impl FnOnce() -> ConnObserver,
+    slow_statements: Option<Duration>,
+) {
+    if let Some(handle) = take_opened() {
+        // `conn` opened on this thread right before: `handle` is its own.
+        handle.keep_in(conn);
+        install(handle, observer(), slow_statements);
+    }
+}
+
 impl Handle {
     /// Keeps the handle in `conn`, the connection it is the handle of, as its instrumentation
-    /// (which passes Diesel's events on to the application's default instrumentation, if it set
-    /// one): see [`in_transaction`].
-    pub(crate) fn keep_in(&self, conn: &mut diesel::SqliteConnection) {
+    /// (which passes Diesel's events on to the application's default instrumentation, if it
+    /// set one): see [`in_transaction`].
+    fn keep_in(&self, conn: &mut diesel::SqliteConnection) {
         diesel::Connection::set_instrumentation(
             conn,
             Kept {
@@ -82,19 +97,21 @@ impl diesel::connection::Instrumentation for Kept {
 
 /// Whether `conn`, a connection of the store whose handle it keeps ([`Handle::keep_in`]), is
 /// inside a transaction (SQLite's own answer: one its user began with SQL of their own counts,
-/// which Diesel knows nothing of). `false` for any other connection.
-pub(crate) fn in_transaction(conn: &mut diesel::SqliteConnection) -> bool {
+/// which Diesel knows nothing of). `None` where the handle is not kept: a connection its user
+/// gave an instrumentation of their own.
+pub(crate) fn in_transaction(conn: &mut diesel::SqliteConnection) -> Option<bool> {
     let instrumentation = diesel::Connection::instrumentation(conn);
-    instrumentation.downcast_mut::<Kept>().is_some_and(|kept| {
-        // SAFETY: `kept.db` is the handle of `conn`, open while `conn` is, and used here on
-        // the thread that holds `conn` mutably.
+    instrumentation.downcast_mut::<Kept>().map(|kept| {
+        // SAFETY: `kept.db` is the handle of `conn` (`set_up` kept it in the connection it is
+        // the handle of), open while `conn` is, and used here on the thread that holds `conn`
+        // mutably.
         unsafe { sqlite::sqlite3_get_autocommit(kept.db) == 0 }
     })
 }
 
 /// The handle of the connection just opened on this thread (call right after opening it, as
 /// r2d2's `on_acquire` does), if [`register`] ran before it opened.
-pub(crate) fn take_opened() -> Option<Handle> {
+fn take_opened() -> Option<Handle> {
     let db = OPENED.with(|opened| opened.replace(ptr::null_mut()));
     (!db.is_null()).then_some(Handle(db))
 }
@@ -304,7 +321,7 @@ const CLIENT_DATA: &CStr = c"datastore::observe";
 /// Installs the hooks that feed `observer`, which lives until the connection closes, and
 /// report the connection's statements through `tracing` (those slower than `slow_statements`
 /// as such).
-pub(crate) fn install(handle: Handle, observer: ConnObserver, slow_statements: Option<Duration>) {
+fn install(handle: Handle, observer: ConnObserver, slow_statements: Option<Duration>) {
     let db = handle.0;
     let watch = Watch::new(observer.store_id());
     let ctx = Box::into_raw(Box::new(Installed {

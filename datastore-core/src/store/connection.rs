@@ -63,14 +63,11 @@ impl ConnectionSetup {
     /// `ON DELETE CASCADE` happens at all.
     pub fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         // Right after the connection opened on this thread: its handle is the one just seen.
-        if let Some(handle) = ffi::take_opened() {
-            handle.keep_in(conn);
-            ffi::install(
-                handle,
-                ConnObserver::new(self.hub.clone()),
-                self.slow_statements,
-            );
-        }
+        ffi::set_up(
+            conn,
+            || ConnObserver::new(self.hub.clone()),
+            self.slow_statements,
+        );
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {};\nPRAGMA foreign_keys = ON;",
             self.busy_timeout.as_millis()

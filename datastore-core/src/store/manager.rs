@@ -80,7 +80,15 @@ impl r2d2::ManageConnection for BackendManager {
         // and does nothing.
         let stray = match conn {
             AnyConnection::Sqlite(conn) => {
-                super::lost::any_unended() || crate::ffi::sqlite::in_transaction(conn)
+                // One Diesel follows and does not count as broken (a test transaction): the
+                // connection is dropped rather than rolled back behind Diesel's back.
+                if crate::backend::in_transaction(conn) {
+                    return true;
+                }
+                // Not told (an instrumentation of the user's own): a `ROLLBACK` costs at most
+                // a statement that fails at once.
+                super::lost::any_unended()
+                    || crate::ffi::sqlite::in_transaction(conn).unwrap_or(true)
             }
             AnyConnection::Postgres(conn) => {
                 super::lost::FirstFailure::failed_outside_transaction(conn)
@@ -88,6 +96,10 @@ impl r2d2::ManageConnection for BackendManager {
         };
         if stray {
             let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
+            // A `ROLLBACK` that failed leaves the transaction open: the connection goes.
+            if let AnyConnection::Sqlite(conn) = conn {
+                return crate::ffi::sqlite::in_transaction(conn) == Some(true);
+            }
         }
         false
     }

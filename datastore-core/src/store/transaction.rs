@@ -209,6 +209,15 @@ impl Store {
         if let Some(lost) = lost {
             return Err(end_lost_transaction(conn, &lost));
         }
+        // Savepoints `f` left open (a nested transaction whose closure panicked, the panic
+        // caught in `f`) are undone whichever way it ends: released with the transaction, they
+        // would commit work their closure never finished (and a `COMMIT` at their depth would
+        // only release the innermost).
+        let result = match (result, crate::backend::unwind_to(conn, 1)) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(unwinding)) => Err(unwinding.into()),
+            (Err(error), _) => Err(error),
+        };
         // As Diesel's own `Connection::transaction`, from here on.
         match result {
             Ok(value) => match commit(conn) {
