@@ -427,10 +427,8 @@ mod a_database_that_refuses_writes_is_not_a_write_outside_the_transaction {
 /// closure, is rolled back when the transaction commits: not released with it, and not left
 /// open so that the commit only released it (reported committed, rolled back as the
 /// connection closed).
-mod a_savepoint_left_open_by_a_caught_panic_is_undone_and_the_rest_commits {
-    use super::*;
-
-    fn run(store: &Store) {
+per_backend! {
+    fn a_savepoint_left_open_by_a_caught_panic_is_undone_and_the_rest_commits(store) {
         store
             .transaction(|tx| {
                 tx.save(post("kept", 1))?;
@@ -444,26 +442,7 @@ mod a_savepoint_left_open_by_a_caught_panic_is_undone_and_the_rest_commits {
                 Ok(())
             })
             .unwrap();
-        let titles: Vec<String> = store
-            .all::<Post>()
-            .unwrap()
-            .into_iter()
-            .map(|p| p.title)
-            .collect();
+        let titles: Vec<String> = store.all::<Post>().unwrap().into_iter().map(|p| p.title).collect();
         assert_eq!(titles, ["kept"]);
-    }
-
-    #[test]
-    fn sqlite() {
-        let (_dir, store) = common::file_store();
-        run(&store);
-    }
-
-    #[test]
-    fn postgres() {
-        let Some(db) = common::TestDb::postgres() else {
-            return;
-        };
-        run(&db.store);
     }
 }
