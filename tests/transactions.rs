@@ -423,10 +423,10 @@ mod a_database_that_refuses_writes_is_not_a_write_outside_the_transaction {
     }
 }
 
-/// A nested transaction whose closure panicked, the panic caught by the transaction's own
-/// closure, is rolled back when the transaction commits: not released with it, and not left
-/// open so that the commit only released it (reported committed, rolled back as the
-/// connection closed).
+// A nested transaction whose closure panicked, the panic caught by the transaction's own
+// closure, is rolled back when the transaction commits: not released with it, and not left
+// open so that the commit only released it (reported committed, rolled back as the
+// connection closed).
 per_backend! {
     fn a_savepoint_left_open_by_a_caught_panic_is_undone_and_the_rest_commits(store) {
         store
