@@ -1239,6 +1239,55 @@ fn a_unique_column_of_a_composite_key_is_unique() {
     }
 }
 
+/// A unique column that is the whole primary key (no constraint of its own) and becomes part
+/// of a composite key is still unique: the migration adds its constraint (PostgreSQL altered
+/// the key and added none). And back: it becomes the whole key again, still unique.
+#[test]
+fn a_unique_key_column_joining_a_composite_key_stays_unique() {
+    let pairs = |key: &[&'static str]| {
+        let mut a = column("a", ColumnType::BigInt);
+        a.unique = true;
+        Table {
+            name: "pairs".into(),
+            primary_key: key
+                .iter()
+                .map(|k| Name::from(*k))
+                .collect::<Vec<_>>()
+                .into(),
+            columns: vec![a, column("b", ColumnType::BigInt)].into(),
+            foreign_keys: vec![].into(),
+            indexes: vec![].into(),
+        }
+    };
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(&schema(pairs(&["a"])), "whole", false).unwrap();
+        drop(l.up().unwrap());
+        l.generate(&schema(pairs(&["a", "b"])), "composite", true)
+            .unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO pairs (a, b) VALUES (1, 1);")
+            .unwrap();
+        assert!(
+            l.execute("INSERT INTO pairs (a, b) VALUES (1, 2);")
+                .is_err(),
+            "{:?}: a is unique",
+            lab.dialect
+        );
+        l.generate(&schema(pairs(&["a"])), "whole_again", true)
+            .unwrap();
+        drop(l.up().unwrap());
+        assert!(
+            l.execute("INSERT INTO pairs (a, b) VALUES (1, 3);")
+                .is_err(),
+            "{:?}: a is the key",
+            lab.dialect
+        );
+        l.execute("INSERT INTO pairs (a, b) VALUES (2, 3);")
+            .unwrap();
+    }
+}
+
 /// A table keyed by a value of its own that becomes keyed by an integer the database assigns
 /// (a new `id`) gives each row a key of its own, on both backends: the new key column is
 /// neither filled with one value for every row nor added beside the old key.

@@ -997,19 +997,25 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         if fk_was.is_some() && fk_was != fk_now {
             statements.push(drop_foreign_key(&new.name, &column.name));
         }
-        let drop = |label| {
+        let drop = |label, required| {
             postgres_constraint_of(
                 &new.name,
                 Some(&column.name),
                 label,
-                OnConstraint::Drop { required: true },
+                OnConstraint::Drop { required },
             )
         };
         if was.check().is_some() && was.check() != column.check() {
-            statements.push(drop("check"));
+            statements.push(drop("check", true));
         }
-        if was.unique && !column.unique {
-            statements.push(drop("key"));
+        // A unique column that is the whole primary key has no constraint of its own (the
+        // key's is enough): one is dropped or added as the column becomes it or stops being it.
+        // (A column still unique, becoming the whole key: tables made before composite keys'
+        // unique columns had a constraint of their own have none to drop.)
+        let had_unique = was.unique && !old.is_whole_key(&was.name);
+        let has_unique = column.unique && !new.is_whole_key(&column.name);
+        if had_unique && !has_unique {
+            statements.push(drop("key", !column.unique));
         }
         if dialect.column_type(&was.ty) != dialect.column_type(&column.ty) {
             let ty = dialect.column_type(&column.ty);
@@ -1059,7 +1065,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             ));
         }
         // Named by PostgreSQL, as `CREATE TABLE`'s are (found by what they constrain).
-        if column.unique && !was.unique {
+        if has_unique && !had_unique {
             statements.push(format!("ALTER TABLE {table} ADD UNIQUE ({name});"));
         }
         if let Some(check) = column.check().filter(|c| was.check().as_ref() != Some(c)) {
