@@ -1285,6 +1285,16 @@ fn a_unique_key_column_joining_a_composite_key_stays_unique() {
         );
         l.execute("INSERT INTO pairs (a, b) VALUES (2, 3);")
             .unwrap();
+        // No longer marked unique, still the whole key: nothing to drop.
+        let mut plain = pairs(&["a"]);
+        let mut columns = plain.columns.to_vec();
+        columns[0].unique = false;
+        plain.columns = columns.into();
+        l.generate(&schema(plain), "not_marked", true).unwrap();
+        drop(l.up().unwrap());
+        assert!(l
+            .execute("INSERT INTO pairs (a, b) VALUES (2, 4);")
+            .is_err());
     }
 }
 

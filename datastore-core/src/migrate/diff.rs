@@ -493,16 +493,25 @@ fn diff_renamed(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChang
 
 /// Whether `a` and `b` are the same table but perhaps for the order of their columns, foreign
 /// keys and indexes (the order of a model's fields, which no database statement depends on:
-/// the store names every column it reads and writes).
+/// the store names every column it reads and writes), and for whether a column that is the
+/// whole primary key is marked unique (the key makes it so either way, and no statement
+/// differs).
 fn same_table(a: &Table, b: &Table) -> bool {
     fn sorted<T: Clone, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
         let mut items = items.to_vec();
         items.sort_by_key(key);
         items
     }
+    let columns = |table: &Table| {
+        let unique_beside_key = table.columns.iter().map(|c| crate::schema::Column {
+            unique: c.unique && !table.is_whole_key(&c.name),
+            ..c.clone()
+        });
+        sorted(&unique_beside_key.collect::<Vec<_>>(), |c| c.name.clone())
+    };
     a.name == b.name
         && a.primary_key == b.primary_key
-        && sorted(&a.columns, |c| c.name.clone()) == sorted(&b.columns, |c| c.name.clone())
+        && columns(a) == columns(b)
         && sorted(&a.foreign_keys, |fk| fk.column.clone())
             == sorted(&b.foreign_keys, |fk| fk.column.clone())
         && sorted(&a.indexes, |i| i.name.clone()) == sorted(&b.indexes, |i| i.name.clone())
