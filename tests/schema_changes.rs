@@ -1285,16 +1285,13 @@ fn a_unique_key_column_joining_a_composite_key_stays_unique() {
         );
         l.execute("INSERT INTO pairs (a, b) VALUES (2, 3);")
             .unwrap();
-        // No longer marked unique, still the whole key: nothing to drop.
+        // No longer marked unique, still the whole key: no change (it was an empty migration,
+        // which PostgreSQL refuses to run).
         let mut plain = pairs(&["a"]);
         let mut columns = plain.columns.to_vec();
         columns[0].unique = false;
         plain.columns = columns.into();
-        l.generate(&schema(plain), "not_marked", true).unwrap();
-        drop(l.up().unwrap());
-        assert!(l
-            .execute("INSERT INTO pairs (a, b) VALUES (2, 4);")
-            .is_err());
+        assert!(l.migrations().drift(&schema(plain)).unwrap().is_none());
     }
 }
 
