@@ -93,15 +93,10 @@ fn on_postgres_a_connection_lost_in_an_async_call_is_a_connection_error() {
 #[test]
 fn on_postgres_reads_outlive_a_column_type_changed_by_another_session() {
     use diesel::Connection as _;
-    let Some(url) = common::postgres_url() else {
+    let Some(db) = common::TestDb::postgres_built(|b| b.pool_size(2)) else {
         return;
     };
-    let schema = common::PgSchema::new(&url);
-    let blocking = datastore::Store::builder(schema.url())
-        .migrations(datastore::embed_migrations!())
-        .pool_size(2)
-        .open()
-        .unwrap();
+    let blocking = db.store.clone();
     let saved = blocking.save(post("widened", 4)).unwrap();
     // Both connections prepare the reads, held at once so that each is used.
     let mut conns: Vec<_> = (0..2).map(|_| blocking.conn().unwrap()).collect();
@@ -110,7 +105,7 @@ fn on_postgres_reads_outlive_a_column_type_changed_by_another_session() {
         assert_eq!(conn.all::<Post>().unwrap().len(), 1);
     }
     drop(conns);
-    let mut other = diesel::PgConnection::establish(schema.url()).unwrap();
+    let mut other = diesel::PgConnection::establish(db.url()).unwrap();
     other
         .batch_execute("ALTER TABLE posts ALTER COLUMN rating TYPE bigint")
         .unwrap();
@@ -142,6 +137,19 @@ fn assert_send_sync_static<T: Clone + Send + Sync + 'static>() {}
 #[test]
 fn the_async_store_fits_an_axum_state() {
     assert_send_sync_static::<AsyncStore>();
+}
+
+/// The titles of the posts stored, in order.
+async fn titles(store: &AsyncStore) -> Vec<String> {
+    let mut titles: Vec<String> = store
+        .all::<Post>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.title)
+        .collect();
+    titles.sort();
+    titles
 }
 
 /// Every connection of the pool at once: each works, and none is inside a transaction.
@@ -360,10 +368,7 @@ async_per_backend! {
             })
             .await
             .unwrap();
-        let mut titles: Vec<String> =
-            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
-        titles.sort();
-        assert_eq!(titles, ["after the drop", "inner, kept", "innermost", "outer"]);
+        assert_eq!(titles(&store).await, ["after the drop", "inner, kept", "innermost", "outer"]);
         assert_pool_clean(&store);
     }
 
@@ -392,9 +397,7 @@ async_per_backend! {
             })
             .await
             .unwrap();
-        let titles: Vec<String> =
-            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
-        assert_eq!(titles, ["outer, after"]);
+        assert_eq!(titles(&store).await, ["outer, after"]);
         assert_pool_clean(&store);
     }
 
@@ -441,10 +444,7 @@ async_per_backend! {
             })
             .await
             .unwrap();
-        let mut titles: Vec<String> =
-            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
-        titles.sort();
-        assert_eq!(titles, ["a new savepoint", "inner", "outer", "outer, after"]);
+        assert_eq!(titles(&store).await, ["a new savepoint", "inner", "outer", "outer, after"]);
         assert_pool_clean(&store);
     }
 
@@ -487,10 +487,7 @@ async_per_backend! {
             })
             .await
             .unwrap();
-        let mut titles: Vec<String> =
-            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
-        titles.sort();
-        assert_eq!(titles, ["kept", "kept too"]);
+        assert_eq!(titles(&store).await, ["kept", "kept too"]);
         assert_pool_clean(&store);
     }
 
@@ -520,9 +517,7 @@ async_per_backend! {
         ended.send(()).unwrap();
         let outcome = orphan.await.unwrap();
         assert!(matches!(outcome, Err(Error::TransactionEnded)), "{outcome:?}");
-        let titles: Vec<String> =
-            store.all::<Post>().await.unwrap().into_iter().map(|p| p.title).collect();
-        assert_eq!(titles, ["outer"]);
+        assert_eq!(titles(&store).await, ["outer"]);
         assert_pool_clean(&store);
     }
 

@@ -412,7 +412,7 @@ fn unlink_and_delete_while(
 
     let db = common::TestDb::postgres()?;
     let store = db.store.clone();
-    let url = db.schema.as_ref().unwrap().url().to_owned();
+    let url = db.url().to_owned();
     let post = store.save(common::post("linked", 1)).unwrap();
     store.save(common::comment(&post, "first")).unwrap();
     let editor = store.save(common::user("editor")).unwrap();

@@ -716,15 +716,10 @@ fn on_postgres_a_connection_lost_in_a_store_call_is_a_connection_error() {
 /// writable again first), not a bare database error.
 #[test]
 fn on_postgres_a_lent_connection_the_server_ended_is_a_lost_connection() {
-    let Some(url) = common::postgres_url() else {
+    let Some(db) = common::TestDb::postgres_built(|b| b.pool_size(2)) else {
         return;
     };
-    let schema = common::PgSchema::new(&url);
-    let store = Store::builder(schema.url())
-        .migrations(datastore::embed_migrations!())
-        .pool_size(2)
-        .open()
-        .unwrap();
+    let store = &db.store;
     let pid = std::sync::Mutex::new(0);
     store
         .transaction(|_tx| {
@@ -738,7 +733,7 @@ fn on_postgres_a_lent_connection_the_server_ended_is_a_lost_connection() {
         })
         .unwrap();
     let pid = *pid.lock().unwrap();
-    let mut admin = diesel::PgConnection::establish(schema.url()).unwrap();
+    let mut admin = diesel::PgConnection::establish(db.url()).unwrap();
     diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
         .execute(&mut admin)
         .unwrap();
@@ -842,18 +837,13 @@ fn a_shared_database_in_memory_waits_for_a_writer() {
 /// connection at most, the pool dropping it after.
 #[test]
 fn a_connection_whose_prepared_statements_a_schema_change_outdated_is_replaced() {
-    let Some(url) = common::postgres_url() else {
+    let Some(db) = common::TestDb::postgres_built(|b| b.pool_size(2)) else {
         return;
     };
-    let schema = common::PgSchema::new(&url);
-    let store = Store::builder(schema.url())
-        .migrations(datastore::embed_migrations!())
-        .pool_size(2)
-        .open()
-        .unwrap();
+    let store = &db.store;
     let saved = store.save(common::post("widened", 4)).unwrap();
     let retype = |to: &str| {
-        let mut other = diesel::PgConnection::establish(schema.url()).unwrap();
+        let mut other = diesel::PgConnection::establish(db.url()).unwrap();
         other
             .batch_execute(&format!("ALTER TABLE posts ALTER COLUMN rating TYPE {to}"))
             .unwrap();

@@ -610,6 +610,17 @@ fn refused(lab: &Lab, before: Table, seed: &str, after: Table) -> Error {
     e
 }
 
+/// Asserts that `e` stopped a migration as a value of `items.n` the new type cannot hold.
+fn unconvertible_n(e: Error, case: impl std::fmt::Display) {
+    match e {
+        Error::Migration {
+            failure: MigrationFailure::Unconvertible { table, column },
+            ..
+        } => assert_eq!((table.as_str(), column.as_str()), ("items", "n"), "{case}"),
+        other => panic!("{case}: expected Unconvertible, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
     let cases = [
@@ -667,15 +678,7 @@ fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
                 (ColumnType::Double, ColumnType::Integer) | (ColumnType::Integer, ColumnType::Bool)
             );
             if l.dialect == Dialect::Sqlite || checked_on_postgres {
-                match e {
-                    Error::Migration {
-                        failure: MigrationFailure::Unconvertible { table, column },
-                        ..
-                    } => assert_eq!((table.as_str(), column.as_str()), ("items", "n")),
-                    other => {
-                        panic!("{from:?} {value} -> {to:?}: expected Unconvertible, got {other:?}")
-                    }
-                }
+                unconvertible_n(e, format!("{from:?} {value} -> {to:?}"));
             }
         }
         // The same changes keep every value they can hold.
@@ -873,18 +876,13 @@ fn text_that_is_no_timestamp_stops_the_migration_to_a_timestamp() {
             "2026-13-01T10:00:00Z",
         ] {
             let l = fresh(&lab);
-            match refused(
+            let e = refused(
                 &l,
                 items(vec![nullable("n", ColumnType::Text)]),
                 &format!("INSERT INTO items (id, n) VALUES (1, '{written}');"),
                 items(vec![nullable("n", ColumnType::Timestamp)]),
-            ) {
-                Error::Migration {
-                    failure: MigrationFailure::Unconvertible { table, column },
-                    ..
-                } => assert_eq!((table.as_str(), column.as_str()), ("items", "n")),
-                other => panic!("{:?} {written}: {other:?}", lab.dialect),
-            }
+            );
+            unconvertible_n(e, format!("{:?} {written}", lab.dialect));
         }
     }
 }
@@ -915,18 +913,13 @@ fn a_timestamp_becoming_text_is_its_rfc_3339_text() {
         .find(|lab| lab.dialect == Dialect::Postgres)
     {
         let l = fresh(&lab);
-        match refused(
+        let e = refused(
             &l,
             items(vec![nullable("n", ColumnType::Timestamp)]),
             "INSERT INTO items (id, n) VALUES (1, '10000-01-01T00:00:00Z');",
             items(vec![nullable("n", ColumnType::Text)]),
-        ) {
-            Error::Migration {
-                failure: MigrationFailure::Unconvertible { table, column },
-                ..
-            } => assert_eq!((table.as_str(), column.as_str()), ("items", "n")),
-            other => panic!("{other:?}"),
-        }
+        );
+        unconvertible_n(e, "a year past 9999");
     }
 }
 

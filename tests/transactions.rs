@@ -226,22 +226,17 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
     saved_once_seen_elsewhere(dir.path().join("blog.db"));
 
     // PostgreSQL: aborted by a failed statement of the batch.
-    let Some(url) = common::postgres_url() else {
+    let Some(db) = common::TestDb::postgres_built(|b| b.pool_size(1)) else {
         return;
     };
-    let schema = common::PgSchema::new(&url);
-    let store = Store::builder(schema.url())
-        .migrations(datastore::embed_migrations!())
-        .pool_size(1)
-        .open()
-        .unwrap();
+    let store = &db.store;
     assert!(store
         .conn()
         .unwrap()
         .batch_execute("BEGIN; SELECT 1 / 0;")
         .is_err());
     store.save(post("after", 1)).unwrap();
-    saved_once_seen_elsewhere(schema.url());
+    saved_once_seen_elsewhere(db.url());
 }
 
 /// Another store on `url`, which sees the one post saved: it was committed.

@@ -195,21 +195,24 @@ pub(crate) fn rollback<C: Connection>(conn: &mut C) -> diesel::QueryResult<()> {
     }
 }
 
-/// Rolls back the levels of `conn`'s transactions deeper than `depth` (savepoints), innermost
+/// Rolls back the levels of `conn`'s transactions deeper than `keep` (savepoints), innermost
 /// first.
-pub(crate) fn unwind_to<C: Connection>(conn: &mut C, depth: u32) -> diesel::QueryResult<()> {
-    use diesel::connection::TransactionManager;
-    let deeper = |conn: &mut C| {
-        C::TransactionManager::transaction_manager_status_mut(conn)
-            .transaction_depth()
-            .ok()
-            .flatten()
-            .is_some_and(|open| open.get() > depth)
-    };
-    while deeper(conn) {
+pub(crate) fn unwind_to<C: Connection>(conn: &mut C, keep: u32) -> diesel::QueryResult<()> {
+    while depth(conn) > keep {
         rollback(conn)?;
     }
     Ok(())
+}
+
+/// The depth of `conn`'s transactions, as Diesel follows them: 0 outside one (or where Diesel
+/// lost track), 1 in a transaction, 2 in a savepoint of it..
+pub(crate) fn depth<C: Connection>(conn: &mut C) -> u32 {
+    use diesel::connection::TransactionManager;
+    C::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .ok()
+        .flatten()
+        .map_or(0, |depth| depth.get())
 }
 
 /// Whether a `ROLLBACK`'s failure says SQLite had already ended the transaction: with the
@@ -227,10 +230,7 @@ fn ended_before_rollback(rollback: &diesel::result::Error) -> bool {
 
 /// Whether `conn` is inside a transaction it began.
 pub(crate) fn in_transaction<C: Connection>(conn: &mut C) -> bool {
-    use diesel::connection::TransactionManager;
-    C::TransactionManager::transaction_manager_status_mut(conn)
-        .transaction_depth()
-        .is_ok_and(|depth| depth.is_some())
+    depth(conn) > 0
 }
 
 /// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows

@@ -82,16 +82,26 @@ impl TestDb {
 
     /// [`postgres`](Self::postgres), observing through this change feed.
     pub fn postgres_with(feed: ChangeFeed) -> Option<Self> {
+        Self::postgres_built(|builder| builder.change_feed(feed))
+    }
+
+    /// [`postgres`](Self::postgres), its store built further by `build` (a pool size..).
+    pub fn postgres_built(
+        build: impl FnOnce(datastore::StoreBuilder) -> datastore::StoreBuilder,
+    ) -> Option<Self> {
         let schema = PgSchema::new(&postgres_url()?);
-        let store = Store::builder(schema.url())
-            .migrations(datastore::embed_migrations!())
-            .change_feed(feed)
-            .open()
-            .expect("open store");
+        let builder = Store::builder(schema.url()).migrations(datastore::embed_migrations!());
+        let store = build(builder).open().expect("open store");
         Some(Self {
             store,
             schema: Some(schema),
         })
+    }
+
+    /// The URL of its PostgreSQL schema (for connections of the test's own).
+    #[allow(dead_code)]
+    pub fn url(&self) -> &str {
+        self.schema.as_ref().expect("a PostgreSQL database").url()
     }
 }
 

@@ -120,8 +120,7 @@ where
     let mut guard = EndGuard {
         commands: Some(commands.clone()),
     };
-    let thread_savepoints = Arc::clone(&savepoints);
-    tokio::task::spawn_blocking(move || drive(&store, &thread_savepoints, received, began, ended));
+    tokio::task::spawn_blocking(move || drive(&store, received, began, ended));
     match has_begun.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error),
@@ -153,7 +152,6 @@ where
 /// [`Store::transaction`] does the work, so that both stores' transactions are the same.
 fn drive(
     store: &Store,
-    savepoints: &Savepoints,
     mut commands: mpsc::UnboundedReceiver<Command>,
     began: oneshot::Sender<Result<()>>,
     ended: oneshot::Sender<Result<()>>,
@@ -172,9 +170,9 @@ fn drive(
                 Some(Command::End { commit }) => commit,
                 None => false,
             };
-            // Savepoints whose bodies have not ended are undone whichever way this ends.
-            unwind(conn, &mut savepoints.lock(), 0)?;
-            // `TransactionEnded` here only asks `Store::transaction` to roll back.
+            // Savepoints whose bodies have not ended are undone by `Store::transaction`, which
+            // rolls back every level it did not begin whichever way it ends.
+            // `TransactionEnded` here only asks it to roll back.
             return if commit {
                 Ok(())
             } else {
@@ -190,15 +188,6 @@ fn drive(
             let _ = ended.send(result);
         }
     }
-}
-
-/// The depth of the connection's transactions (0 outside one).
-fn depth(conn: &mut AnyConnection) -> u32 {
-    AnyConnection::transaction_manager_status_mut(conn)
-        .transaction_depth()
-        .ok()
-        .flatten()
-        .map_or(0, |depth| depth.get())
 }
 
 impl Savepoints {
@@ -223,27 +212,18 @@ fn innermost(conn: &mut AnyConnection, open: &[u64], savepoint: Option<u64>) -> 
     }
     // One level more than the savepoints open: a closure that began a transaction of its own
     // on the connection and left it open (a panic through Diesel's `transaction`) holds one.
-    match depth(conn).cmp(&(open.len() as u32 + 1)) {
+    match crate::backend::depth(conn).cmp(&(open.len() as u32 + 1)) {
         std::cmp::Ordering::Equal => Ok(()),
         std::cmp::Ordering::Greater => Err(Error::SavepointOpen),
         std::cmp::Ordering::Less => Err(Error::TransactionEnded),
     }
 }
 
-/// Rolls back every savepoint open past the first `keep`: bodies that have not ended (a
-/// handle sent to a task that outlived the level above), whose work is unfinished, so undone
-/// rather than committed with the level above. Their handles then find them ended.
-fn unwind(conn: &mut AnyConnection, open: &mut Vec<u64>, keep: usize) -> Result<()> {
-    while open.len() > keep {
-        open.pop();
-        crate::backend::rollback(conn)?;
-    }
-    Ok(())
-}
-
-/// Releases (`commit`) or rolls back the savepoint `id`, after rolling back any savepoint still
-/// open inside it; [`Error::TransactionEnded`] if it is not open (ended already, or never
-/// begun).
+/// Releases (`commit`) or rolls back the savepoint `id`, after rolling back every level still
+/// open inside it: bodies that have not ended (a handle sent to a task that outlived this
+/// level), whose work is unfinished, so undone rather than committed with it; their handles
+/// then find them ended. [`Error::TransactionEnded`] if it is not open (ended already, or
+/// never begun).
 fn end_savepoint(
     conn: &mut AnyConnection,
     savepoints: &Savepoints,
@@ -254,8 +234,9 @@ fn end_savepoint(
     let Some(at) = open.iter().position(|&open| open == id) else {
         return Err(Error::TransactionEnded);
     };
-    unwind(conn, &mut open, at + 1)?;
-    open.pop();
+    // The savepoint at `at` is at depth `at + 2` (the transaction is at 1).
+    open.truncate(at);
+    crate::backend::unwind_to(conn, at as u32 + 2)?;
     if commit {
         Ok(AnyConnection::commit_transaction(conn)?)
     } else {

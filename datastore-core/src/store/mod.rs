@@ -124,17 +124,19 @@ impl Store {
     /// # }
     /// ```
     pub fn conn(&self) -> Result<PooledConn> {
-        let conn = self.pooled()?;
-        if transaction::is_open(self.id()) {
-            // Handed to the caller, who may write through it: its refusal is told apart.
-            transaction::note_lent(self.id());
-        }
-        Ok(conn)
+        self.checked_out(true)
     }
 
     /// A connection from the pool, read-only inside a transaction of this store on this
     /// thread, for the store's own statements (see [`conn`](Self::conn)).
     pub(crate) fn pooled(&self) -> Result<PooledConn> {
+        self.checked_out(false)
+    }
+
+    /// A connection from the pool, read-only inside a transaction of this store on this
+    /// thread, where one lent `to_caller` marks the transaction (its refusals are then told
+    /// apart as [`Error::WriteOutsideTransaction`]).
+    fn checked_out(&self, to_caller: bool) -> Result<PooledConn> {
         let mut conn = self
             .pool
             .get()
@@ -142,6 +144,9 @@ impl Store {
         // The server may have ended the connection while it waited in the pool.
         let lost = |e: diesel::result::Error| Error::from(e).or_connection_lost(&self.url);
         if transaction::is_open(self.id()) {
+            if to_caller {
+                transaction::note_lent(self.id());
+            }
             transaction::lend_read_only(&mut conn).map_err(lost)?;
         } else {
             transaction::restore(&mut conn).map_err(lost)?;
