@@ -590,15 +590,122 @@ fn rows_written_after_every_subscriber_left_mid_statement_are_told_missed() {
         .unwrap()
         .take()
         .expect("subscribed during the update");
+    assert_eq!(drain(&second), ["posts Update", "posts Update", "missed 1"]);
+}
+
+/// What everything observes next, until it is quiet: each change as its table and
+/// operation, each gap as "missed n".
+fn drain(everything: &datastore::observe::AllSubscription) -> Vec<String> {
     let mut seen = Vec::new();
-    while let Some(item) = second.recv_timeout(QUIET) {
+    while let Some(item) = everything.recv_timeout(QUIET) {
         seen.push(match item {
             Observed::Change(change) => format!("{} {:?}", change.table, change.op),
             Observed::Missed(n) => format!("missed {n}"),
             other => format!("{other:?}"),
         });
     }
-    assert_eq!(seen, ["posts Update", "posts Update", "missed 1"]);
+    seen
+}
+
+/// A connection with a table of notes, held (a pool of one), while nobody observes: its
+/// statement hooks are off.
+fn held_connection_with_notes(dir: &std::path::Path) -> (Store, datastore::PooledConn) {
+    let store = pool_of_one(&dir.join("held.db").display().to_string());
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .unwrap();
+    (store, conn)
+}
+
+/// A transaction begun while nobody observed, with SQL of its own: the statement hooks come
+/// on inside it when someone subscribes, and the rows it wrote before are told missed.
+#[test]
+fn rows_a_transaction_wrote_before_anyone_observed_are_told_missed_at_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    conn.batch_execute("BEGIN; INSERT INTO notes VALUES (1, 'a'), (2, 'b')")
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    conn.batch_execute("INSERT INTO notes VALUES (3, 'c')")
+        .unwrap();
+    conn.batch_execute("COMMIT").unwrap();
+    assert_eq!(drain(&everything), ["notes Insert", "missed 2"]);
+}
+
+/// A savepoint taken while nobody observed is not known to the statement hooks, which came on
+/// after it: a rollback to it undoes every row captured since, which is not delivered.
+#[test]
+fn a_rollback_to_a_savepoint_taken_before_anyone_observed_delivers_nothing_it_undid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    conn.batch_execute("BEGIN; SAVEPOINT early").unwrap();
+    let everything = store.observe_all().unwrap();
+    conn.batch_execute("INSERT INTO notes VALUES (1, 'undone')")
+        .unwrap();
+    conn.batch_execute("ROLLBACK TO early; INSERT INTO notes VALUES (2, 'kept'); COMMIT")
+        .unwrap();
+    assert_eq!(drain(&everything), ["notes Insert"]);
+    conn.batch_execute("INSERT INTO notes VALUES (3, 'after')")
+        .unwrap();
+    assert_eq!(drain(&everything), ["notes Insert"]);
+}
+
+/// A subscription that starts while a statement runs with the statement hooks off is told
+/// the statement's rows as missed, once it has finished (its commit visible to readers).
+#[test]
+fn a_subscription_made_while_an_unobserved_statement_runs_is_told_its_rows_missed() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("late.db").display().to_string());
+    for title in ["a", "b", "c"] {
+        store.save(post(title)).unwrap();
+    }
+    let subscribed = Arc::new(Mutex::new(None));
+    let mut conn = store.conn().unwrap();
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let coming = Arc::clone(&subscribed);
+    let subscriber = std::panic::AssertUnwindSafe(store.clone());
+    let mut calls = 0;
+    churn_utils::register_nondeterministic_impl(sqlite, move || {
+        calls += 1;
+        if calls == 2 {
+            *coming.lock().unwrap() = Some(subscriber.observe_all().unwrap());
+        }
+        0
+    })
+    .unwrap();
+    sqlite
+        .batch_execute("UPDATE posts SET title = title || churn()")
+        .unwrap();
+    let everything = subscribed.lock().unwrap().take().expect("subscribed");
+    assert_eq!(drain(&everything), ["missed 3"]);
+    // The next statement of the connection is captured.
+    sqlite
+        .batch_execute("UPDATE posts SET title = 'x' WHERE title LIKE 'a%'")
+        .unwrap();
+    assert_eq!(drain(&everything), ["posts Update"]);
+}
+
+/// A connection whose user gave it an instrumentation of their own keeps its statement hooks
+/// on: what it writes after a subscription starts is captured, not told missed.
+#[test]
+fn a_connection_with_its_users_own_instrumentation_is_observed_as_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    datastore::diesel::Connection::set_instrumentation(
+        sqlite,
+        |_: datastore::diesel::connection::InstrumentationEvent<'_>| {},
+    );
+    let everything = store.observe_all().unwrap();
+    sqlite
+        .batch_execute("INSERT INTO notes VALUES (1, 'seen')")
+        .unwrap();
+    assert_eq!(drain(&everything), ["notes Insert"]);
 }
 
 /// The `RELEASE` of the savepoint that began a transaction commits it, or fails (here, a

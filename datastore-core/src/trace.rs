@@ -83,6 +83,13 @@ pub(crate) fn statement(sql: &str) {
     tracing::debug!(target: SQL, sql);
 }
 
+/// Whether slow statements are wanted (a subscriber listens to `datastore::slow` at `WARN`):
+/// SQLite times statements only then.
+#[inline]
+pub(crate) fn slow_enabled() -> bool {
+    tracing::enabled!(target: "datastore::slow", Level::WARN)
+}
+
 /// A statement that ran for `elapsed`, longer than `threshold`.
 pub(crate) fn slow(sql: &str, elapsed: Duration, threshold: Duration) {
     tracing::warn!(

@@ -5,7 +5,8 @@ use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use libsqlite3_sys as sqlite;
@@ -55,42 +56,94 @@ pub(crate) fn set_up(
 ) {
     if let Some(handle) = take_opened() {
         // `conn` opened on this thread right before: `handle` is its own.
-        handle.keep_in(conn);
-        install(handle, observer(), slow_statements);
+        let hooks = install(&handle, observer(), slow_statements);
+        handle.keep_in(conn, hooks);
     }
 }
 
 impl Handle {
     /// Keeps the handle in `conn`, the connection it is the handle of, as its instrumentation
     /// (which passes Diesel's events on to the application's default instrumentation, if it
-    /// set one): see [`in_transaction`].
-    fn keep_in(&self, conn: &mut diesel::SqliteConnection) {
+    /// set one): see [`in_transaction`]. Diesel's events turn the statement hooks of `hooks`
+    /// on and off (see [`Installed::query_starts`]).
+    fn keep_in(&self, conn: &mut diesel::SqliteConnection, hooks: Option<Hooks>) {
         diesel::Connection::set_instrumentation(
             conn,
             Kept {
                 db: self.0,
+                hooks,
                 default: diesel::connection::get_default_instrumentation(),
             },
         );
     }
 }
 
-/// The instrumentation of the store's SQLite connections: the connection's handle, and the
-/// application's default instrumentation.
+/// The instrumentation of the store's SQLite connections: the connection's handle, its hooks,
+/// and the application's default instrumentation.
 struct Kept {
     db: *mut sqlite::sqlite3,
+    hooks: Option<Hooks>,
     default: Option<Box<dyn diesel::connection::Instrumentation>>,
 }
 
-// SAFETY: the handle is that of the connection this instrumentation is set on, which moves
-// between threads whole and is used by one thread at a time (`&mut`); it is read only through
-// that connection (`in_transaction`), never in `drop`.
+/// The hooks installed on a connection, as its instrumentation reaches them.
+struct Hooks {
+    installed: *const Installed,
+    /// Cleared as SQLite frees `installed`, when the connection closes.
+    open: Arc<AtomicBool>,
+}
+
+impl Hooks {
+    /// The hooks, while the connection is open.
+    fn installed(&self) -> Option<&Installed> {
+        // SAFETY: `installed` lives until SQLite calls `release` as the connection closes,
+        // which clears `open` first; both run on the thread that holds the connection.
+        self.open
+            .load(Ordering::Relaxed)
+            .then(|| unsafe { &*self.installed })
+    }
+}
+
+// SAFETY: the handle and the hooks are those of the connection this instrumentation is set
+// on, which moves between threads whole and is used by one thread at a time (`&mut`); they are
+// used only through that connection's events and `drop`, on the thread that holds it.
 unsafe impl Send for Kept {}
 
 impl diesel::connection::Instrumentation for Kept {
     fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::connection::InstrumentationEvent as Event;
+        if let Some(installed) = self.hooks.as_ref().and_then(Hooks::installed) {
+            match &event {
+                Event::StartQuery { .. } => installed.query_starts(),
+                Event::FinishQuery { .. } => installed.query_finished(),
+                Event::BeginTransaction { depth, .. } if depth.get() > 1 => {
+                    installed.savepoint_event(None);
+                }
+                Event::CommitTransaction { depth, .. } if depth.get() > 1 => {
+                    installed.savepoint_event(Some(false));
+                }
+                Event::RollbackTransaction { depth, .. } if depth.get() > 1 => {
+                    installed.savepoint_event(Some(true));
+                }
+                _ => {}
+            }
+        }
         if let Some(default) = &mut self.default {
             default.on_connection_event(event);
+        }
+    }
+}
+
+impl Drop for Kept {
+    /// Replaced by an instrumentation of the connection's user (`set_instrumentation`), while
+    /// the connection stays open: nothing turns its statement hooks on when someone observes
+    /// any more, so they stay on.
+    fn drop(&mut self) {
+        if let Some(installed) = self.hooks.as_ref().and_then(Hooks::installed) {
+            installed.pinned.set(true);
+            // SAFETY: the connection is open (`installed` is), and held by this thread, which
+            // is replacing its instrumentation.
+            unsafe { installed.hooks_on() };
         }
     }
 }
@@ -166,8 +219,12 @@ impl std::ops::DerefMut for SkipTransactionControl<'_> {
 
 impl Drop for SkipTransactionControl<'_> {
     fn drop(&mut self) {
-        // SAFETY: as in `new`: the connection is still open, borrowed by this guard.
-        unsafe { delete_row_by_row(self.db) }
+        // SAFETY: as in `new`: the connection is still open, borrowed by this guard; its client
+        // data is the hooks' context if they were installed (NULL otherwise).
+        unsafe {
+            let ctx = sqlite::sqlite3_get_clientdata(self.db, CLIENT_DATA.as_ptr());
+            delete_row_by_row(self.db, ctx);
+        }
     }
 }
 
@@ -200,45 +257,55 @@ unsafe extern "C" fn skip_transaction_control(
 }
 
 /// Makes SQLite delete rows one at a time on `db` (see [`one_row_at_a_time`]) for every
-/// statement prepared from now on, where the pre-update hook may be installed, and expires
-/// those prepared before (as every change of authorizer does), so that they are prepared again.
+/// statement prepared from now on, where the pre-update hook may be installed, and tell the
+/// hooks of `ctx` (if not NULL) of statements that change the schema; expires the statements
+/// prepared before (as every change of authorizer does), so that they are prepared again.
 ///
 /// # Safety
-/// `db` is an open connection, not in use on another thread.
-unsafe fn delete_row_by_row(db: *mut sqlite::sqlite3) {
-    let authorizer = if PREUPDATE_HOOK {
-        Some(authorize as AuthorizerFn)
-    } else {
-        None
-    };
-    // SAFETY: guaranteed by the caller; the authorizer uses no user data.
+/// `db` is an open connection, not in use on another thread; `ctx` is NULL or the context of
+/// the hooks installed on it.
+unsafe fn delete_row_by_row(db: *mut sqlite::sqlite3, ctx: *mut c_void) {
+    // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which runs as the
+    // connection closes, after which SQLite calls no authorizer.
     unsafe {
-        sqlite::sqlite3_set_authorizer(db, authorizer, ptr::null_mut());
+        if PREUPDATE_HOOK {
+            sqlite::sqlite3_set_authorizer(db, Some(authorize), ctx);
+        } else {
+            sqlite::sqlite3_set_authorizer(db, None, ptr::null_mut());
+        }
     }
 }
 
-/// The signature of an authorizer.
-type AuthorizerFn = unsafe extern "C" fn(
-    *mut c_void,
-    c_int,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-) -> c_int;
-
 /// The authorizer of every connection the hooks are installed on (but while
-/// [`SkipTransactionControl`] runs a migration): see [`one_row_at_a_time`].
+/// [`SkipTransactionControl`] runs a migration): see [`one_row_at_a_time`]. Statements that
+/// change the schema are told to the observer (which needs to know of those prepared while the
+/// statement hooks are off: see `ConnObserver::hooks_on`).
 unsafe extern "C" fn authorize(
-    _ctx: *mut c_void,
+    ctx: *mut c_void,
     action: c_int,
     argument: *const c_char,
     _value: *const c_char,
     _database: *const c_char,
     _trigger: *const c_char,
 ) -> c_int {
+    if !ctx.is_null() && changes_schema(action) {
+        // SAFETY: `ctx` is the hooks' context, valid while the connection is open.
+        unsafe { observer(ctx) }.schema_statement_prepared();
+    }
     // SAFETY: SQLite passes NULL or a NUL-terminated string.
     unsafe { one_row_at_a_time(action, argument) }
+}
+
+/// Whether an authorizer's `action` creates, alters or drops a schema object.
+fn changes_schema(action: c_int) -> bool {
+    matches!(
+        action,
+        sqlite::SQLITE_CREATE_INDEX..=sqlite::SQLITE_CREATE_VIEW
+            | sqlite::SQLITE_DROP_INDEX..=sqlite::SQLITE_DROP_VIEW
+            | sqlite::SQLITE_ALTER_TABLE
+            | sqlite::SQLITE_CREATE_VTABLE
+            | sqlite::SQLITE_DROP_VTABLE
+    )
 }
 
 thread_local! {
@@ -312,6 +379,120 @@ struct Installed {
     /// Whether the pre-update hook is installed: only while someone observes (see
     /// [`capture_while_observed`]). Read and written by the connection's own hooks only.
     capturing: Cell<bool>,
+    /// Whether the statement hooks are installed (see [`Installed::query_starts`]).
+    statement_hooks: Cell<bool>,
+    /// The statement hooks stay on: the connection's instrumentation, which turns them off,
+    /// was replaced.
+    pinned: Cell<bool>,
+    /// Cleared by `release`, as SQLite frees this.
+    open: Arc<AtomicBool>,
+}
+
+/// The statement hooks (SQLite's trace events at each statement's start and end) cost every
+/// statement a few hundred instructions and two reads of the clock. They are needed while
+/// someone observes (to capture), while statements are traced or timed for a subscriber of
+/// `tracing`, and while the connection's transaction is lost (to refuse statements); otherwise
+/// they go off between queries with no transaction open, and Diesel's events (which the
+/// connection's instrumentation passes here) keep what the observer needs meanwhile: the rows a
+/// transaction writes, by the change counter (see `ConnObserver::hooks_off`). They come back
+/// on as the first query starts that needs them, inside a transaction too. A subscription that
+/// starts while a query runs with them off sees the query's rows as missed when it commits.
+impl Installed {
+    /// Whether the statement hooks are needed now.
+    fn statement_hooks_wanted(&self) -> bool {
+        self.pinned.get()
+            || self.observer.anyone_observes()
+            || self.watch.is_lost()
+            || trace::statements_enabled()
+            || (self.slow_statements.is_some() && trace::slow_enabled())
+    }
+
+    /// Diesel starts a query (before it prepares or runs any statement).
+    fn query_starts(&self) {
+        let wanted = self.statement_hooks_wanted();
+        if wanted == self.statement_hooks.get() {
+            if !wanted && self.autocommit() {
+                self.observer.dormant_query(self.total_changes());
+            }
+            return;
+        }
+        // SAFETY: a query of this open connection starts on the thread that holds it.
+        unsafe {
+            if wanted {
+                self.hooks_on();
+            } else if self.autocommit() {
+                self.hooks_off();
+            }
+        }
+    }
+
+    /// Diesel's query finished (every statement it ran ended, its commit is done).
+    fn query_finished(&self) {
+        if !self.statement_hooks.get() && self.observer.dormant_commit_waits() {
+            self.observer.dormant_query_finished(self.total_changes());
+        }
+    }
+
+    /// Diesel's transaction takes a savepoint (`None`), releases it or rolls back to it (`Some(rolled_back)`).
+    fn savepoint_event(&self, ends: Option<bool>) {
+        if self.statement_hooks.get() {
+            return; // the statement hooks follow savepoints themselves
+        }
+        let total = self.total_changes();
+        match ends {
+            None => self.observer.dormant_savepoint(total),
+            Some(rolled_back) => self.observer.dormant_savepoint_ends(total, rolled_back),
+        }
+    }
+
+    /// Installs the statement hooks.
+    ///
+    /// # Safety
+    /// Called on the thread that holds the open connection, outside its hooks.
+    unsafe fn hooks_on(&self) {
+        if self.statement_hooks.replace(true) {
+            return;
+        }
+        let ctx = self as *const Installed as *mut c_void;
+        // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which removes
+        // the hook; `on_trace` has the signature SQLite expects.
+        unsafe {
+            sqlite::sqlite3_trace_v2(
+                self.db,
+                sqlite::SQLITE_TRACE_STMT | sqlite::SQLITE_TRACE_PROFILE,
+                Some(on_trace),
+                ctx,
+            );
+        }
+        let in_transaction = !self.autocommit();
+        self.observer.hooks_on(self.total_changes(), in_transaction);
+    }
+
+    /// Removes the statement hooks (and the pre-update hook), with no transaction open.
+    ///
+    /// # Safety
+    /// As for [`Self::hooks_on`].
+    unsafe fn hooks_off(&self) {
+        self.statement_hooks.set(false);
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            sqlite::sqlite3_trace_v2(self.db, 0, None, ptr::null_mut());
+            if self.capturing.replace(false) {
+                uninstall_preupdate(self.db);
+            }
+        }
+        self.observer.hooks_off(self.total_changes());
+    }
+
+    fn autocommit(&self) -> bool {
+        // SAFETY: `db` is open while `self` lives, and used on the thread that holds it.
+        unsafe { sqlite::sqlite3_get_autocommit(self.db) != 0 }
+    }
+
+    fn total_changes(&self) -> i64 {
+        // SAFETY: as in `autocommit`.
+        unsafe { sqlite::sqlite3_total_changes64(self.db) }
+    }
 }
 
 /// The key of the observer in the connection's client data (which SQL cannot reach or
@@ -321,16 +502,27 @@ const CLIENT_DATA: &CStr = c"datastore::observe";
 /// Installs the hooks that feed `observer`, which lives until the connection closes, and
 /// report the connection's statements through `tracing` (those slower than `slow_statements`
 /// as such).
-fn install(handle: Handle, observer: ConnObserver, slow_statements: Option<Duration>) {
+/// The statement hooks are installed as the connection's queries need them (see
+/// [`Installed::query_starts`]).
+fn install(
+    handle: &Handle,
+    observer: ConnObserver,
+    slow_statements: Option<Duration>,
+) -> Option<Hooks> {
     let db = handle.0;
     let watch = Watch::new(observer.store_id());
-    let ctx = Box::into_raw(Box::new(Installed {
+    let open = Arc::new(AtomicBool::new(true));
+    let installed = Box::into_raw(Box::new(Installed {
         db,
         observer,
         watch,
         slow_statements,
         capturing: Cell::new(false),
-    })) as *mut c_void;
+        statement_hooks: Cell::new(false),
+        pinned: Cell::new(false),
+        open: Arc::clone(&open),
+    }));
+    let ctx = installed as *mut c_void;
     // SAFETY: `db` is an open connection (just opened on this thread, not yet shared). `ctx`
     // stays valid until SQLite calls `release` as the connection closes; `release` removes
     // every hook before it frees `ctx`, so no hook can run after. The callbacks match the
@@ -339,19 +531,14 @@ fn install(handle: Handle, observer: ConnObserver, slow_statements: Option<Durat
         if sqlite::sqlite3_set_clientdata(db, CLIENT_DATA.as_ptr(), ctx, Some(release))
             != sqlite::SQLITE_OK
         {
-            return; // out of memory: SQLite already called `release`; nothing is installed
+            return None; // out of memory: SQLite already called `release`; nothing is installed
         }
         // Before the hooks, whose pre-update hook comes and goes with subscribers.
-        delete_row_by_row(db);
+        delete_row_by_row(db, ctx);
         sqlite::sqlite3_commit_hook(db, Some(on_commit), ctx);
         sqlite::sqlite3_rollback_hook(db, Some(on_rollback), ctx);
-        sqlite::sqlite3_trace_v2(
-            db,
-            sqlite::SQLITE_TRACE_STMT | sqlite::SQLITE_TRACE_PROFILE,
-            Some(on_trace),
-            ctx,
-        );
     }
+    Some(Hooks { installed, open })
 }
 
 /// Installs the pre-update hook when someone observes and removes it when nobody does, as a
@@ -430,6 +617,7 @@ unsafe extern "C" fn release(ctx: *mut c_void) {
     // on the thread closing the connection, which still holds a valid `db`.
     unsafe {
         let installed = Box::from_raw(ctx as *mut Installed);
+        installed.open.store(false, Ordering::Relaxed);
         let db = installed.db;
         sqlite::sqlite3_commit_hook(db, None, ptr::null_mut());
         sqlite::sqlite3_rollback_hook(db, None, ptr::null_mut());
@@ -448,7 +636,13 @@ unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
         guarded(|| installed.watch.refuse());
         return 1;
     }
-    guarded(|| installed.observer.committed());
+    if installed.statement_hooks.get() {
+        guarded(|| installed.observer.committed());
+    } else {
+        guarded(|| {
+            installed.observer.dormant_committed();
+        });
+    }
     0
 }
 
@@ -466,26 +660,33 @@ unsafe extern "C" fn on_rollback(ctx: *mut c_void) {
 
 /// Whether SQLite is rolling back an explicit transaction by itself, after an error in a
 /// statement: the connection is still inside the transaction (SQLite leaves autocommit mode
-/// only after the rollback) and the running statement is not a `ROLLBACK` (which also rolls
-/// back before it leaves). A failed `COMMIT` has left the transaction when it rolls back.
+/// only after the rollback) and no running statement is a `ROLLBACK` (which also rolls back
+/// before it leaves). A failed `COMMIT` has left the transaction when it rolls back. The
+/// running statements are those SQLite finds busy (asked here, where the statement hooks may
+/// be off; a rollback is rare).
 ///
 /// # Safety
 /// Called from the rollback hook of `installed.db`.
 unsafe fn rolled_back_by_itself(installed: &Installed) -> bool {
-    // SAFETY: `db` is the open connection whose hook runs; the running statement is alive
-    // while it runs, and its SQL text is NUL-terminated (or NULL).
+    // SAFETY: `db` is the open connection whose hook runs, on its thread; its statements are
+    // alive while listed, and their SQL text is NUL-terminated (or NULL).
     unsafe {
         if sqlite::sqlite3_get_autocommit(installed.db) != 0 {
             return false;
         }
-        let Some(statement) = installed.observer.running_statement() else {
-            return false;
-        };
-        let sql = sqlite::sqlite3_sql(statement as *mut sqlite::sqlite3_stmt);
-        if sql.is_null() {
-            return false;
+        let mut statement = sqlite::sqlite3_next_stmt(installed.db, ptr::null_mut());
+        while !statement.is_null() {
+            if sqlite::sqlite3_stmt_busy(statement) != 0 {
+                let sql = sqlite::sqlite3_sql(statement);
+                if !sql.is_null()
+                    && lost::is_rollback(CStr::from_ptr(sql).to_str().unwrap_or_default())
+                {
+                    return false;
+                }
+            }
+            statement = sqlite::sqlite3_next_stmt(installed.db, statement);
         }
-        !lost::is_rollback(CStr::from_ptr(sql).to_str().unwrap_or_default())
+        true
     }
 }
 

@@ -20,7 +20,7 @@
 
 pub(crate) mod catalog;
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::ffi::CStr;
 use std::sync::Arc;
 
@@ -34,6 +34,9 @@ pub(crate) struct ConnObserver {
     spares: Spares,
     /// Only the hooks of the one connection touch it, never two at a time: a `RefCell`.
     state: RefCell<State>,
+    /// A statement that changes the schema was prepared while the statement hooks were off
+    /// (set by the authorizer, which runs as SQLite prepares a statement).
+    schema_prepared: Cell<bool>,
 }
 
 /// A statement handle, running or ended (see [`ConnObserver::running_or_ended`]).
@@ -112,6 +115,37 @@ struct State {
     /// The open transaction committed or rolled back: rows counted from now until the next
     /// statement starts are the running statement's, and belong to no open transaction.
     transaction_over: bool,
+    /// The statement hooks came on inside the open transaction: savepoints it took before are
+    /// not known (see [`State::savepoint_command`]).
+    savepoints_unknown: bool,
+    /// What the connection wrote while its statement hooks were off (see [`Dormant`]).
+    dormant: Dormant,
+}
+
+/// While nobody observes, the store turns a connection's statement hooks off (`ffi::sqlite`):
+/// no statement is captured then, and the hooks' only work would be counting the rows a
+/// transaction writes, for a subscription that starts before it commits. That count is kept
+/// here from the change counter instead, as the connection's queries start and Diesel's
+/// transactions take and end savepoints; when the hooks come back on inside the transaction,
+/// or it commits with someone observing, the rows are told missed.
+#[derive(Default)]
+struct Dormant {
+    /// The change counter as the open transaction (or the query, outside one) began.
+    began_at: i64,
+    /// Rows written since and undone by a rollback to a savepoint.
+    undone: i64,
+    /// The change counter as each open savepoint of Diesel's transactions was taken.
+    savepoints: Vec<i64>,
+    /// A commit made while someone observed, to deliver with its rows as missed once its
+    /// query has finished (see [`ConnObserver::dormant_query_finished`]).
+    commit_waits: bool,
+}
+
+impl Dormant {
+    /// The rows the open transaction wrote that stuck, by the change counter now at `total`.
+    fn rows(&self, total: i64) -> u64 {
+        (total - self.began_at - self.undone).max(0) as u64
+    }
 }
 
 /// An open savepoint, with where the transaction's changes and rows stood when it was taken.
@@ -145,6 +179,7 @@ impl ConnObserver {
             hub,
             spares: Spares::default(),
             state: RefCell::new(State::default()),
+            schema_prepared: Cell::new(false),
         }
     }
 
@@ -352,6 +387,7 @@ impl ConnObserver {
         let mut changes = std::mem::take(&mut state.transaction);
         changes.extend(in_delivery_order(statement));
         state.savepoints.clear();
+        state.savepoints_unknown = false;
         state.releasing_transaction = false;
         state.statement_rows = Mark::default();
         let earlier = state.take_committed();
@@ -416,14 +452,170 @@ impl ConnObserver {
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
+        state.savepoints_unknown = false;
         state.releasing_transaction = false;
         state.unseen = None;
         state.transaction_over = true;
+        state.dormant.commit_waits = false;
         let committed = state.take_committed();
         drop(state);
         if let Some((seq, _)) = committed {
             self.hub.void(seq); // the commit failed after its hook
         }
+    }
+}
+
+/// The connection's statement hooks go off while nobody observes, and come back on when
+/// someone does (see `ffi::sqlite`): what the observer keeps meanwhile ([`Dormant`]).
+impl ConnObserver {
+    /// The hooks go off, with no transaction open and no statement running; the change counter
+    /// is at `total`. The last statement they saw is over: its rows are counted, its commit
+    /// delivered.
+    pub fn hooks_off(&self, total: i64) {
+        let mut state = self.state();
+        let rows = state.uncaptured_rows(total);
+        state.count_uncaptured(rows);
+        let committed = state.take_committed();
+        let dormant = std::mem::take(&mut state.dormant);
+        *state = State {
+            rows: std::mem::take(&mut state.rows),
+            transaction: std::mem::take(&mut state.transaction),
+            seen: std::mem::take(&mut state.seen),
+            seen_generation: state.seen_generation,
+            dormant,
+            ..State::default()
+        };
+        state.transaction.clear();
+        state.rows.truncate(Mark::default());
+        drop(state);
+        self.dormant_query(total);
+        if let Some((seq, batch)) = committed {
+            self.deliver(seq, batch);
+        }
+    }
+
+    /// The hooks come back on, the change counter at `total`; `in_transaction` if a
+    /// transaction is open, whose rows written so far no subscriber was given (nobody observed
+    /// as they were written: they are told missed when it commits), whose savepoints taken so
+    /// far are not known, and which may have changed the schema.
+    pub fn hooks_on(&self, total: i64, in_transaction: bool) {
+        let committed_earlier = {
+            let mut state = self.state();
+            let dormant = std::mem::take(&mut state.dormant);
+            state.started_at = total;
+            state.running = None;
+            state.ended = None;
+            state.running_captured = false;
+            state.transaction_over = false;
+            if in_transaction {
+                let rows = dormant.rows(total);
+                if rows > 0 {
+                    // Before every generation a subscriber now has: told to all of them.
+                    let before = self.hub.generation().wrapping_sub(1);
+                    state.unseen(rows, before);
+                }
+                state.savepoints_unknown = true;
+                state.schema_changing |= self.schema_prepared.get();
+            }
+            state.take_committed()
+        };
+        self.schema_prepared.set(false);
+        if let Some((seq, batch)) = committed_earlier {
+            self.deliver(seq, batch);
+        }
+    }
+
+    /// A query starts with the hooks off and no transaction open, the change counter at
+    /// `total`: a transaction it begins begins there.
+    pub fn dormant_query(&self, total: i64) {
+        let mut state = self.state();
+        let dormant = &mut state.dormant;
+        dormant.began_at = total;
+        dormant.undone = 0;
+        dormant.savepoints.clear();
+        self.schema_prepared.set(false);
+    }
+
+    /// A statement that changes the schema is being prepared (told by the authorizer).
+    pub fn schema_statement_prepared(&self) {
+        self.schema_prepared.set(true);
+    }
+
+    /// Diesel's transaction takes a savepoint, with the hooks off and the change counter at
+    /// `total`.
+    pub fn dormant_savepoint(&self, total: i64) {
+        self.state().dormant.savepoints.push(total);
+    }
+
+    /// Diesel's transaction releases its innermost savepoint, or rolls back to it
+    /// (`rolled_back`), with the hooks off and the change counter at `total`.
+    pub fn dormant_savepoint_ends(&self, total: i64, rolled_back: bool) {
+        let mut state = self.state();
+        let dormant = &mut state.dormant;
+        if let Some(taken_at) = dormant.savepoints.pop() {
+            if rolled_back {
+                dormant.undone += total - taken_at;
+            }
+        }
+    }
+
+    /// A transaction commits with the hooks off. If someone observes by now, a subscription
+    /// started during the transaction (or its last query): its rows are told missed, once
+    /// the query that committed has finished ([`Self::dormant_query_finished`]), in the
+    /// commit's place among the store's commits. Whether such a commit waits.
+    pub fn dormant_committed(&self) -> bool {
+        if self.schema_prepared.get() {
+            // The schema it committed is not the one subscriptions began with.
+            self.hub.schema_changed();
+        }
+        if !self.hub.active() {
+            return false;
+        }
+        let seq = self.hub.next_seq();
+        let mut state = self.state();
+        let earlier = state.committed.replace((
+            seq,
+            Batch {
+                rows: Rows::default(),
+                changes: Vec::new(),
+                // Counted once the query finished; never less than one (a commit whose
+                // number is taken and that holds nothing would be skipped, not told).
+                gap: 1,
+                shared: Default::default(),
+                spares: None,
+            },
+        ));
+        state.dormant.commit_waits = true;
+        drop(state);
+        if let Some((seq, batch)) = earlier {
+            self.deliver(seq, batch);
+        }
+        true
+    }
+
+    /// A query finished with the hooks off, the change counter at `total`: a commit it made
+    /// while someone observed is delivered, with the rows it wrote as missed.
+    pub fn dormant_query_finished(&self, total: i64) {
+        let mut state = self.state();
+        if !std::mem::take(&mut state.dormant.commit_waits) {
+            return;
+        }
+        let rows = state.dormant.rows(total);
+        let committed = state.take_committed();
+        state.dormant.began_at = total;
+        state.dormant.undone = 0;
+        drop(state);
+        if let Some((seq, mut batch)) = committed {
+            batch.gap = rows.max(1);
+            self.deliver(seq, batch);
+        }
+    }
+
+    /// Whether a commit made with the hooks off waits for its query to finish.
+    pub fn dormant_commit_waits(&self) -> bool {
+        self.state
+            .try_borrow()
+            .is_ok_and(|state| state.dormant.commit_waits)
     }
 }
 
@@ -511,7 +703,15 @@ impl State {
                 }
             }
             SavepointCommand::RollbackTo(name) => {
-                if let Some(i) = find(&self.savepoints, &name) {
+                if find(&self.savepoints, &name).is_none() && self.savepoints_unknown {
+                    // A savepoint taken before the hooks came on, and so before every row
+                    // captured since: they are all undone. (The rows written before, told
+                    // missed, are counted as they were: some of them may be undone too.)
+                    self.transaction.clear();
+                    self.rows.truncate(Mark::default());
+                    self.statement_rows = Mark::default();
+                    self.savepoints.clear();
+                } else if let Some(i) = find(&self.savepoints, &name) {
                     let Savepoint {
                         changes,
                         rows,
