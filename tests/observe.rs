@@ -650,32 +650,41 @@ fn a_rollback_to_a_savepoint_taken_before_anyone_observed_delivers_nothing_it_un
     assert_eq!(drain(&everything), ["notes Insert"]);
 }
 
+/// Registers `churn()` on `sqlite` to subscribe to everything in `store` at its first call;
+/// the subscription, once made.
+fn subscribe_in_churn(
+    sqlite: &mut datastore::diesel::SqliteConnection,
+    store: &Store,
+) -> std::sync::Arc<std::sync::Mutex<Option<datastore::observe::AllSubscription>>> {
+    use std::sync::{Arc, Mutex};
+    let subscribed = Arc::new(Mutex::new(None));
+    let coming = Arc::clone(&subscribed);
+    let subscriber = std::panic::AssertUnwindSafe(store.clone());
+    churn_utils::register_nondeterministic_impl(sqlite, move || {
+        let mut coming = coming.lock().unwrap();
+        if coming.is_none() {
+            *coming = Some(subscriber.observe_all().unwrap());
+        }
+        0
+    })
+    .unwrap();
+    subscribed
+}
+
 /// A subscription that starts while a statement runs with the statement hooks off is told
 /// the statement's rows as missed, once it has finished (its commit visible to readers).
 #[test]
 fn a_subscription_made_while_an_unobserved_statement_runs_is_told_its_rows_missed() {
-    use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let store = pool_of_one(&dir.path().join("late.db").display().to_string());
     for title in ["a", "b", "c"] {
         store.save(post(title)).unwrap();
     }
-    let subscribed = Arc::new(Mutex::new(None));
     let mut conn = store.conn().unwrap();
     let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
         unreachable!("a SQLite store")
     };
-    let coming = Arc::clone(&subscribed);
-    let subscriber = std::panic::AssertUnwindSafe(store.clone());
-    let mut calls = 0;
-    churn_utils::register_nondeterministic_impl(sqlite, move || {
-        calls += 1;
-        if calls == 2 {
-            *coming.lock().unwrap() = Some(subscriber.observe_all().unwrap());
-        }
-        0
-    })
-    .unwrap();
+    let subscribed = subscribe_in_churn(sqlite, &store);
     sqlite
         .batch_execute("UPDATE posts SET title = title || churn()")
         .unwrap();
@@ -686,6 +695,157 @@ fn a_subscription_made_while_an_unobserved_statement_runs_is_told_its_rows_misse
         .batch_execute("UPDATE posts SET title = 'x' WHERE title LIKE 'a%'")
         .unwrap();
     assert_eq!(drain(&everything), ["posts Update"]);
+}
+
+/// With the statement hooks off, a commit made while a subscription started is told missed
+/// even when a later statement of the same query fails (and rolls back its own statement), and
+/// a transaction the query leaves open is told again when it commits.
+#[test]
+fn a_commit_made_as_a_subscription_started_is_told_whatever_follows_in_its_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let subscribed = subscribe_in_churn(sqlite, &store);
+    assert!(sqlite
+        .batch_execute(
+            "INSERT INTO notes VALUES (1, 'a' || churn()); \
+                 INSERT INTO notes VALUES (1, 'the same key')",
+        )
+        .is_err());
+    let everything = subscribed.lock().unwrap().take().expect("subscribed");
+    assert_eq!(
+        drain(&everything),
+        ["missed 1"],
+        "the first row was committed"
+    );
+    drop(everything);
+    let subscribed = subscribe_in_churn(sqlite, &store);
+    sqlite
+        .batch_execute(
+            "INSERT INTO notes VALUES (2, 'b' || churn()); BEGIN; \
+             INSERT INTO notes VALUES (3, 'c')",
+        )
+        .unwrap();
+    let everything = subscribed.lock().unwrap().take().expect("subscribed");
+    // Counted from the query's start: with the row of the transaction left open.
+    assert_eq!(drain(&everything), ["missed 2"]);
+    sqlite.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        drain(&everything),
+        ["missed 1"],
+        "the open transaction's row, told again once committed"
+    );
+}
+
+/// A commit that writes nothing, made with the statement hooks off while a subscription
+/// started, is told nothing.
+#[test]
+fn a_commit_that_wrote_nothing_is_not_told_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let subscribed = subscribe_in_churn(sqlite, &store);
+    sqlite
+        .batch_execute("BEGIN IMMEDIATE; SELECT churn(); COMMIT")
+        .unwrap();
+    let everything = subscribed.lock().unwrap().take().expect("subscribed");
+    assert_eq!(drain(&everything), Vec::<String>::new());
+}
+
+/// Rows a savepoint of Diesel's transaction undid, written while nobody observed, are not told
+/// missed when the statement hooks came on inside the savepoint: they know it by its name.
+#[test]
+fn rows_a_savepoint_taken_before_anyone_observed_undid_are_not_told_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pool_of_one(&dir.path().join("undone-later.db").display().to_string());
+    let posts = store
+        .transaction(|tx| {
+            tx.save(post("kept, before"))?;
+            let mut subscribed = None;
+            let undone = datastore::diesel::Connection::transaction(tx, |tx| {
+                tx.save(post("undone"))?;
+                subscribed = Some(store.observe::<Post>()?);
+                tx.save(post("undone, captured"))?;
+                Err::<(), _>(Error::from(
+                    datastore::diesel::result::Error::RollbackTransaction,
+                ))
+            });
+            assert!(undone.is_err());
+            tx.save(post("after"))?;
+            Ok(subscribed.expect("subscribed"))
+        })
+        .unwrap();
+    assert_after_then_one_missed(
+        &posts,
+        "only the committed post written before the subscription is told as missed",
+    );
+}
+
+/// Savepoints taken and released while nobody observed are followed (SQLite's authorizer is
+/// asked about each as it is prepared): a `ROLLBACK TO` one of them fails, and undoes nothing
+/// captured since.
+#[test]
+fn a_rollback_to_a_savepoint_released_before_anyone_observed_undoes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    conn.batch_execute("BEGIN; SAVEPOINT gone; RELEASE gone; SAVEPOINT kept")
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    conn.batch_execute("INSERT INTO notes VALUES (1, 'kept')")
+        .unwrap();
+    assert!(conn.batch_execute("ROLLBACK TO gone").is_err());
+    conn.batch_execute("RELEASE kept; COMMIT").unwrap();
+    assert_eq!(drain(&everything), ["notes Insert"]);
+}
+
+/// A commit made with the statement hooks off as someone subscribed is told once its query has
+/// finished, and holds back no other connection's commit meanwhile.
+#[test]
+fn a_commit_told_after_its_query_holds_back_no_other_commit() {
+    use common::models::posts;
+    use datastore::diesel::connection::DefaultLoadingMode;
+    use datastore::diesel::{ExpressionMethods, RunQueryDsl};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("cursor.db"))
+        .migrations(datastore::embed_migrations!())
+        .pool_size(2)
+        .open()
+        .unwrap();
+    let mut conn = store.conn().unwrap();
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    let saved = post("through a cursor");
+    let mut rows = datastore::diesel::insert_into(posts::table)
+        .values((
+            posts::id.eq(saved.id),
+            posts::title.eq(&saved.title),
+            posts::rating.eq(saved.rating),
+            posts::status.eq(saved.status),
+            posts::created_at.eq(saved.created_at),
+            posts::updated_at.eq(saved.updated_at),
+        ))
+        .returning(posts::title)
+        .load_iter::<String, DefaultLoadingMode>(sqlite)
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    assert_eq!(rows.next().unwrap().unwrap(), "through a cursor");
+    assert!(
+        rows.next().is_none(),
+        "the insert ran to its end and committed"
+    );
+    store.save(post("on another connection")).unwrap();
+    assert_eq!(
+        drain(&everything),
+        ["posts Insert"],
+        "delivered while the cursor is open"
+    );
+    drop(rows);
+    assert_eq!(drain(&everything), ["missed 1"]);
 }
 
 /// A connection whose user gave it an instrumentation of their own keeps its statement hooks
@@ -817,6 +977,17 @@ fn one_connection_captures_again_when_a_subscriber_comes_back() {
     subscribed_inside_a_transaction(&store);
 }
 
+/// Checks that `posts` receives the post titled "after", then is told it missed one post
+/// (`why`), then nothing.
+fn assert_after_then_one_missed(posts: &Subscription<Post>, why: &str) {
+    assert_eq!(next(posts).element.title, "after");
+    assert!(
+        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
+        "{why}"
+    );
+    assert_quiet(posts);
+}
+
 /// Subscribes to posts inside a transaction between two saves, and checks that the
 /// subscription receives the second post, then is told it missed the first.
 fn subscribed_inside_a_transaction(store: &Store) {
@@ -828,12 +999,10 @@ fn subscribed_inside_a_transaction(store: &Store) {
             Ok(posts)
         })
         .unwrap();
-    assert_eq!(next(&posts).element.title, "after");
-    assert!(
-        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
-        "the post written before the subscription is told as missed"
+    assert_after_then_one_missed(
+        &posts,
+        "the post written before the subscription is told as missed",
     );
-    assert_quiet(&posts);
 }
 
 /// Rows a `ROLLBACK TO` undid, written while nobody observed, are not told missed to a
@@ -859,12 +1028,10 @@ fn rows_a_savepoint_rollback_undid_are_not_told_missed() {
             Ok(posts)
         })
         .unwrap();
-    assert_eq!(next(&posts).element.title, "after");
-    assert!(
-        matches!(posts.recv_timeout(WAIT), Some(Observed::Missed(1))),
-        "only the committed post written before the subscription is told as missed"
+    assert_after_then_one_missed(
+        &posts,
+        "only the committed post written before the subscription is told as missed",
     );
-    assert_quiet(&posts);
     assert_eq!(store.count::<Post>().unwrap(), 2);
 }
 

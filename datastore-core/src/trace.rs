@@ -8,11 +8,11 @@
 //! | `datastore::sql` | `DEBUG` | on PostgreSQL, with `TRACE` enabled, the statement's bound values too: `binds` |
 //! | `datastore::slow` | `WARN` | a statement that ran longer than [`StoreBuilder::slow_statement_threshold`](crate::StoreBuilder::slow_statement_threshold): `sql`, `elapsed_ms`, `threshold_ms` |
 //!
-//! With no subscriber listening, each costs a check of `tracing`'s global level per operation
-//! and per statement, and no clock is read for them: an operation is timed only when its span
-//! is enabled; SQLite times every statement itself (its profile event, which observe uses
-//! anyway), and on PostgreSQL, where a statement is a round trip, a statement is timed only
-//! when a threshold is set.
+//! With no subscriber listening, each costs a check of `tracing`'s level per operation and
+//! per query, and no clock is read for them: an operation is timed only when its span is
+//! enabled, a statement only when a threshold is set and a subscriber listens to
+//! `datastore::slow` (on SQLite by SQLite's profile event, whose hooks are otherwise off while
+//! nobody observes; on PostgreSQL beside each round trip).
 
 use std::time::{Duration, Instant};
 
@@ -122,7 +122,7 @@ impl StatementLog {
     pub(crate) fn on_event(&mut self, event: &InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                if self.threshold.is_some() {
+                if self.threshold.is_some() && slow_enabled() {
                     self.started = Some(Instant::now());
                 }
                 if statements_enabled() {

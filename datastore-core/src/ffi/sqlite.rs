@@ -12,7 +12,7 @@ use std::time::Duration;
 use libsqlite3_sys as sqlite;
 
 use crate::observe::Rows;
-use crate::observe::sqlite::{ConnObserver, Counters, Side, Statement};
+use crate::observe::sqlite::{ConnObserver, Counters, DormantCommand, Side, Statement};
 use crate::store::lost::{self, Watch};
 use crate::trace;
 
@@ -116,15 +116,6 @@ impl diesel::connection::Instrumentation for Kept {
             match &event {
                 Event::StartQuery { .. } => installed.query_starts(),
                 Event::FinishQuery { .. } => installed.query_finished(),
-                Event::BeginTransaction { depth, .. } if depth.get() > 1 => {
-                    installed.savepoint_event(None);
-                }
-                Event::CommitTransaction { depth, .. } if depth.get() > 1 => {
-                    installed.savepoint_event(Some(false));
-                }
-                Event::RollbackTransaction { depth, .. } if depth.get() > 1 => {
-                    installed.savepoint_event(Some(true));
-                }
                 _ => {}
             }
         }
@@ -284,16 +275,62 @@ unsafe extern "C" fn authorize(
     ctx: *mut c_void,
     action: c_int,
     argument: *const c_char,
-    _value: *const c_char,
+    value: *const c_char,
     _database: *const c_char,
     _trigger: *const c_char,
 ) -> c_int {
-    if !ctx.is_null() && changes_schema(action) {
-        // SAFETY: `ctx` is the hooks' context, valid while the connection is open.
-        unsafe { observer(ctx) }.schema_statement_prepared();
+    if !ctx.is_null() {
+        // SAFETY: `ctx` is the hooks' context, valid while the connection is open; SQLite
+        // passes NULL or NUL-terminated strings.
+        guarded(|| unsafe { tell_observer(installed(ctx), action, argument, value) });
     }
     // SAFETY: SQLite passes NULL or a NUL-terminated string.
     unsafe { one_row_at_a_time(action, argument) }
+}
+
+/// Tells the observer of `installed` what it follows of a statement being prepared: whether it
+/// changes the schema and, while the statement hooks are off, the transaction and savepoint
+/// commands (see `ConnObserver::dormant_command`).
+///
+/// # Safety
+/// `installed.db` is the connection preparing the statement; `argument` and `value` are an
+/// authorizer's first two arguments for `action`.
+unsafe fn tell_observer(
+    installed: &Installed,
+    action: c_int,
+    argument: *const c_char,
+    value: *const c_char,
+) {
+    let observer = &installed.observer;
+    if changes_schema(action) {
+        observer.schema_statement_prepared();
+    }
+    if installed.statement_hooks.get()
+        || !matches!(
+            action,
+            sqlite::SQLITE_TRANSACTION | sqlite::SQLITE_SAVEPOINT
+        )
+    {
+        return;
+    }
+    // SAFETY: guaranteed by the caller: NULL or NUL-terminated.
+    let text = |p: *const c_char| unsafe {
+        if p.is_null() {
+            ""
+        } else {
+            CStr::from_ptr(p).to_str().unwrap_or_default()
+        }
+    };
+    // For both, the first argument is the operation; for a savepoint, the second its name.
+    let (operation, name) = (text(argument), text(value));
+    let command = match (action, operation) {
+        (sqlite::SQLITE_TRANSACTION, "BEGIN") => DormantCommand::Begin,
+        (sqlite::SQLITE_SAVEPOINT, "BEGIN") => DormantCommand::Savepoint(name),
+        (sqlite::SQLITE_SAVEPOINT, "RELEASE") => DormantCommand::Release(name),
+        (sqlite::SQLITE_SAVEPOINT, "ROLLBACK") => DormantCommand::RollbackTo(name),
+        _ => return,
+    };
+    observer.dormant_command(command, installed.total_changes(), installed.autocommit());
 }
 
 /// Whether an authorizer's `action` creates, alters or drops a schema object.
@@ -411,8 +448,9 @@ impl Installed {
     fn query_starts(&self) {
         let wanted = self.statement_hooks_wanted();
         if wanted == self.statement_hooks.get() {
-            if !wanted && self.autocommit() {
-                self.observer.dormant_query(self.total_changes());
+            if !wanted {
+                self.observer
+                    .dormant_query(self.total_changes(), self.autocommit());
             }
             return;
         }
@@ -428,20 +466,9 @@ impl Installed {
 
     /// Diesel's query finished (every statement it ran ended, its commit is done).
     fn query_finished(&self) {
-        if !self.statement_hooks.get() && self.observer.dormant_commit_waits() {
-            self.observer.dormant_query_finished(self.total_changes());
-        }
-    }
-
-    /// Diesel's transaction takes a savepoint (`None`), releases it or rolls back to it (`Some(rolled_back)`).
-    fn savepoint_event(&self, ends: Option<bool>) {
-        if self.statement_hooks.get() {
-            return; // the statement hooks follow savepoints themselves
-        }
-        let total = self.total_changes();
-        match ends {
-            None => self.observer.dormant_savepoint(total),
-            Some(rolled_back) => self.observer.dormant_savepoint_ends(total, rolled_back),
+        if !self.statement_hooks.get() && self.observer.dormant_commit_seen() {
+            self.observer
+                .dormant_query_finished(self.total_changes(), self.autocommit());
         }
     }
 
@@ -639,9 +666,7 @@ unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
     if installed.statement_hooks.get() {
         guarded(|| installed.observer.committed());
     } else {
-        guarded(|| {
-            installed.observer.dormant_committed();
-        });
+        guarded(|| installed.observer.dormant_committed());
     }
     0
 }

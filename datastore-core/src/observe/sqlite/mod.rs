@@ -115,30 +115,41 @@ struct State {
     /// The open transaction committed or rolled back: rows counted from now until the next
     /// statement starts are the running statement's, and belong to no open transaction.
     transaction_over: bool,
-    /// The statement hooks came on inside the open transaction: savepoints it took before are
-    /// not known (see [`State::savepoint_command`]).
-    savepoints_unknown: bool,
     /// What the connection wrote while its statement hooks were off (see [`Dormant`]).
     dormant: Dormant,
 }
 
 /// While nobody observes, the store turns a connection's statement hooks off (`ffi::sqlite`):
 /// no statement is captured then, and the hooks' only work would be counting the rows a
-/// transaction writes, for a subscription that starts before it commits. That count is kept
-/// here from the change counter instead, as the connection's queries start and Diesel's
-/// transactions take and end savepoints; when the hooks come back on inside the transaction,
-/// or it commits with someone observing, the rows are told missed.
+/// transaction writes and following its savepoints, for a subscription that starts before it
+/// commits. Both are kept here instead, from the change counter as the connection's queries
+/// start and from the transaction and savepoint commands SQLite's authorizer is asked about as
+/// each is prepared (right before it runs: Diesel keeps no such statement prepared); when the
+/// hooks come back on inside the transaction, or it commits with someone observing, its rows
+/// are told missed.
 #[derive(Default)]
 struct Dormant {
     /// The change counter as the open transaction (or the query, outside one) began.
     began_at: i64,
     /// Rows written since and undone by a rollback to a savepoint.
     undone: i64,
-    /// The change counter as each open savepoint of Diesel's transactions was taken.
-    savepoints: Vec<i64>,
-    /// A commit made while someone observed, to deliver with its rows as missed once its
-    /// query has finished (see [`ConnObserver::dormant_query_finished`]).
-    commit_waits: bool,
+    /// The open savepoints.
+    savepoints: Vec<DormantSavepoint>,
+    /// The change counter as the running query began.
+    query_began_at: i64,
+    /// The query committed while someone observed: its rows are told missed once it has
+    /// finished (see [`ConnObserver::dormant_query_finished`]).
+    commit_seen: bool,
+}
+
+/// A savepoint taken while the statement hooks were off.
+struct DormantSavepoint {
+    name: String,
+    /// The change counter, and [`Dormant::undone`], as it was taken.
+    taken_at: i64,
+    undone: i64,
+    /// Taken outside a transaction: it began one.
+    began_transaction: bool,
 }
 
 impl Dormant {
@@ -146,6 +157,22 @@ impl Dormant {
     fn rows(&self, total: i64) -> u64 {
         (total - self.began_at - self.undone).max(0) as u64
     }
+
+    /// A transaction begins, the change counter at `total`.
+    fn begin(&mut self, total: i64) {
+        self.began_at = total;
+        self.undone = 0;
+        self.savepoints.clear();
+    }
+}
+
+/// A transaction or savepoint command about to run while the statement hooks are off, as
+/// SQLite's authorizer is asked about it (names as SQL compares them).
+pub(crate) enum DormantCommand<'a> {
+    Begin,
+    Savepoint(&'a str),
+    Release(&'a str),
+    RollbackTo(&'a str),
 }
 
 /// An open savepoint, with where the transaction's changes and rows stood when it was taken.
@@ -387,7 +414,6 @@ impl ConnObserver {
         let mut changes = std::mem::take(&mut state.transaction);
         changes.extend(in_delivery_order(statement));
         state.savepoints.clear();
-        state.savepoints_unknown = false;
         state.releasing_transaction = false;
         state.statement_rows = Mark::default();
         let earlier = state.take_committed();
@@ -452,11 +478,9 @@ impl ConnObserver {
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
-        state.savepoints_unknown = false;
         state.releasing_transaction = false;
         state.unseen = None;
         state.transaction_over = true;
-        state.dormant.commit_waits = false;
         let committed = state.take_committed();
         drop(state);
         if let Some((seq, _)) = committed {
@@ -488,52 +512,109 @@ impl ConnObserver {
         state.transaction.clear();
         state.rows.truncate(Mark::default());
         drop(state);
-        self.dormant_query(total);
+        self.dormant_query(total, true);
         if let Some((seq, batch)) = committed {
             self.deliver(seq, batch);
         }
     }
 
-    /// The hooks come back on, the change counter at `total`; `in_transaction` if a
-    /// transaction is open, whose rows written so far no subscriber was given (nobody observed
-    /// as they were written: they are told missed when it commits), whose savepoints taken so
-    /// far are not known, and which may have changed the schema.
+    /// The hooks come back on (between two queries), the change counter at `total`;
+    /// `in_transaction` if a transaction is open, whose rows written so far no subscriber was
+    /// given (nobody observed as they were written: they are told missed when it commits), and
+    /// which may have changed the schema.
     pub fn hooks_on(&self, total: i64, in_transaction: bool) {
-        let committed_earlier = {
-            let mut state = self.state();
-            let dormant = std::mem::take(&mut state.dormant);
-            state.started_at = total;
-            state.running = None;
-            state.ended = None;
-            state.running_captured = false;
-            state.transaction_over = false;
-            if in_transaction {
-                let rows = dormant.rows(total);
-                if rows > 0 {
-                    // Before every generation a subscriber now has: told to all of them.
-                    let before = self.hub.generation().wrapping_sub(1);
-                    state.unseen(rows, before);
-                }
-                state.savepoints_unknown = true;
-                state.schema_changing |= self.schema_prepared.get();
+        self.dormant_query_finished(total, !in_transaction);
+        let mut state = self.state();
+        let dormant = std::mem::take(&mut state.dormant);
+        state.started_at = total;
+        state.running = None;
+        state.ended = None;
+        state.running_captured = false;
+        state.transaction_over = false;
+        if in_transaction {
+            // Before every generation a subscriber now has: told to all of them.
+            let before = self.hub.generation().wrapping_sub(1);
+            let unseen = |rows: i64| {
+                (rows > 0).then_some(Unseen {
+                    rows: rows as u64,
+                    since: before,
+                })
+            };
+            let rows = dormant.rows(total) as i64;
+            for savepoint in dormant.savepoints {
+                let rows_before = savepoint.taken_at - dormant.began_at - savepoint.undone;
+                state.savepoints.push(Savepoint {
+                    name: savepoint.name,
+                    changes: 0,
+                    rows: Mark::default(),
+                    unseen: unseen(rows_before),
+                    began_transaction: savepoint.began_transaction,
+                });
             }
-            state.take_committed()
-        };
+            state.unseen = unseen(rows);
+            state.schema_changing |= self.schema_prepared.get();
+        }
+        drop(state);
         self.schema_prepared.set(false);
-        if let Some((seq, batch)) = committed_earlier {
-            self.deliver(seq, batch);
+    }
+
+    /// A query starts with the hooks off, the change counter at `total`; `autocommit` if no
+    /// transaction is open (one it begins begins there).
+    pub fn dormant_query(&self, total: i64, autocommit: bool) {
+        let mut state = self.state();
+        state.dormant.query_began_at = total;
+        if autocommit {
+            state.dormant.begin(total);
+            self.schema_prepared.set(false);
         }
     }
 
-    /// A query starts with the hooks off and no transaction open, the change counter at
-    /// `total`: a transaction it begins begins there.
-    pub fn dormant_query(&self, total: i64) {
+    /// A transaction or savepoint `command` is about to run with the hooks off, the change
+    /// counter at `total`; `autocommit` if no transaction is open.
+    pub fn dormant_command(&self, command: DormantCommand<'_>, total: i64, autocommit: bool) {
         let mut state = self.state();
         let dormant = &mut state.dormant;
-        dormant.began_at = total;
-        dormant.undone = 0;
-        dormant.savepoints.clear();
-        self.schema_prepared.set(false);
+        let find = |savepoints: &[DormantSavepoint], name: &str| {
+            savepoints
+                .iter()
+                .rposition(|savepoint| savepoint.name.eq_ignore_ascii_case(name))
+        };
+        match command {
+            DormantCommand::Begin => {
+                if autocommit {
+                    dormant.begin(total);
+                }
+            }
+            DormantCommand::Savepoint(name) => {
+                if autocommit {
+                    dormant.begin(total);
+                }
+                let undone = dormant.undone;
+                dormant.savepoints.push(DormantSavepoint {
+                    name: name.to_ascii_lowercase(),
+                    taken_at: total,
+                    undone,
+                    began_transaction: autocommit,
+                });
+            }
+            DormantCommand::Release(name) => {
+                if let Some(i) = find(&dormant.savepoints, name) {
+                    // The savepoint that began the transaction stays until it commits (its
+                    // release may fail), as the hooks keep it (see `savepoint_command`).
+                    if !dormant.savepoints[i].began_transaction {
+                        dormant.savepoints.truncate(i);
+                    }
+                }
+            }
+            DormantCommand::RollbackTo(name) => {
+                if let Some(i) = find(&dormant.savepoints, name) {
+                    // Everything written since it was taken is undone.
+                    let savepoint = &dormant.savepoints[i];
+                    dormant.undone = savepoint.undone + (total - savepoint.taken_at);
+                    dormant.savepoints.truncate(i + 1);
+                }
+            }
+        }
     }
 
     /// A statement that changes the schema is being prepared (told by the authorizer).
@@ -541,81 +622,58 @@ impl ConnObserver {
         self.schema_prepared.set(true);
     }
 
-    /// Diesel's transaction takes a savepoint, with the hooks off and the change counter at
-    /// `total`.
-    pub fn dormant_savepoint(&self, total: i64) {
-        self.state().dormant.savepoints.push(total);
-    }
-
-    /// Diesel's transaction releases its innermost savepoint, or rolls back to it
-    /// (`rolled_back`), with the hooks off and the change counter at `total`.
-    pub fn dormant_savepoint_ends(&self, total: i64, rolled_back: bool) {
-        let mut state = self.state();
-        let dormant = &mut state.dormant;
-        if let Some(taken_at) = dormant.savepoints.pop() {
-            if rolled_back {
-                dormant.undone += total - taken_at;
-            }
-        }
-    }
-
     /// A transaction commits with the hooks off. If someone observes by now, a subscription
-    /// started during the transaction (or its last query): its rows are told missed, once
-    /// the query that committed has finished ([`Self::dormant_query_finished`]), in the
-    /// commit's place among the store's commits. Whether such a commit waits.
-    pub fn dormant_committed(&self) -> bool {
+    /// started during the transaction or its last query, and is told its rows as missed once
+    /// the query has finished ([`Self::dormant_query_finished`]): only then is the commit
+    /// visible to its readers. Told as a gap with a number of its own, at that time, rather
+    /// than in this commit's place among the store's commits: a number taken now would hold
+    /// back every later commit until the query finished.
+    pub fn dormant_committed(&self) {
         if self.schema_prepared.get() {
             // The schema it committed is not the one subscriptions began with.
             self.hub.schema_changed();
         }
-        if !self.hub.active() {
-            return false;
+        if self.hub.active() {
+            self.state().dormant.commit_seen = true;
         }
-        let seq = self.hub.next_seq();
-        let mut state = self.state();
-        let earlier = state.committed.replace((
-            seq,
-            Batch {
-                rows: Rows::default(),
-                changes: Vec::new(),
-                // Counted once the query finished; never less than one (a commit whose
-                // number is taken and that holds nothing would be skipped, not told).
-                gap: 1,
-                shared: Default::default(),
-                spares: None,
-            },
-        ));
-        state.dormant.commit_waits = true;
-        drop(state);
-        if let Some((seq, batch)) = earlier {
-            self.deliver(seq, batch);
-        }
-        true
     }
 
-    /// A query finished with the hooks off, the change counter at `total`: a commit it made
-    /// while someone observed is delivered, with the rows it wrote as missed.
-    pub fn dormant_query_finished(&self, total: i64) {
+    /// A query finished (or the hooks come on after it), with the hooks off and the change
+    /// counter at `total`; `autocommit` if no transaction is open. The rows of a commit it made
+    /// while someone observed are told missed: counted from the query's start, they may also
+    /// hold rows its statements wrote and then rolled back, and those of a transaction it
+    /// began and left open (told again when that transaction commits). A commit that failed
+    /// after SQLite's commit hook is told too: a subscriber reads again for nothing.
+    pub fn dormant_query_finished(&self, total: i64, autocommit: bool) {
         let mut state = self.state();
-        if !std::mem::take(&mut state.dormant.commit_waits) {
+        if !std::mem::take(&mut state.dormant.commit_seen) {
             return;
         }
-        let rows = state.dormant.rows(total);
-        let committed = state.take_committed();
-        state.dormant.began_at = total;
-        state.dormant.undone = 0;
+        let rows = (total - state.dormant.query_began_at).max(0) as u64;
+        if autocommit {
+            state.dormant.begin(total);
+        }
         drop(state);
-        if let Some((seq, mut batch)) = committed {
-            batch.gap = rows.max(1);
-            self.deliver(seq, batch);
+        if rows > 0 {
+            let seq = self.hub.next_seq();
+            self.deliver(
+                seq,
+                Batch {
+                    rows: Rows::default(),
+                    changes: Vec::new(),
+                    gap: rows,
+                    shared: Default::default(),
+                    spares: None,
+                },
+            );
         }
     }
 
-    /// Whether a commit made with the hooks off waits for its query to finish.
-    pub fn dormant_commit_waits(&self) -> bool {
+    /// Whether a commit made with the hooks off awaits the end of its query.
+    pub fn dormant_commit_seen(&self) -> bool {
         self.state
             .try_borrow()
-            .is_ok_and(|state| state.dormant.commit_waits)
+            .is_ok_and(|state| state.dormant.commit_seen)
     }
 }
 
@@ -703,15 +761,7 @@ impl State {
                 }
             }
             SavepointCommand::RollbackTo(name) => {
-                if find(&self.savepoints, &name).is_none() && self.savepoints_unknown {
-                    // A savepoint taken before the hooks came on, and so before every row
-                    // captured since: they are all undone. (The rows written before, told
-                    // missed, are counted as they were: some of them may be undone too.)
-                    self.transaction.clear();
-                    self.rows.truncate(Mark::default());
-                    self.statement_rows = Mark::default();
-                    self.savepoints.clear();
-                } else if let Some(i) = find(&self.savepoints, &name) {
+                if let Some(i) = find(&self.savepoints, &name) {
                     let Savepoint {
                         changes,
                         rows,
