@@ -802,6 +802,38 @@ fn a_rollback_to_a_savepoint_released_before_anyone_observed_undoes_nothing() {
     assert_eq!(drain(&everything), ["notes Insert"]);
 }
 
+/// A savepoint with a quoted name, taken while nobody observed, is known by that name once the
+/// statement hooks come on: a rollback to it delivers nothing it undid.
+#[test]
+fn a_savepoint_with_a_quoted_name_taken_before_anyone_observed_is_rolled_back_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    conn.batch_execute("BEGIN; SAVEPOINT \"My SP\"").unwrap();
+    let everything = store.observe_all().unwrap();
+    conn.batch_execute("INSERT INTO notes VALUES (1, 'undone')")
+        .unwrap();
+    conn.batch_execute("ROLLBACK TO \"my sp\"; COMMIT").unwrap();
+    assert_eq!(drain(&everything), Vec::<String>::new());
+}
+
+/// A transaction whose commit is a query of its own, with the statement hooks off: a
+/// subscription that starts during that query is told every row of the transaction missed.
+#[test]
+fn a_subscription_made_during_a_commit_of_its_own_is_told_the_transactions_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+        unreachable!("a SQLite store")
+    };
+    sqlite
+        .batch_execute("BEGIN; INSERT INTO notes VALUES (1, 'a'), (2, 'b')")
+        .unwrap();
+    let subscribed = subscribe_in_churn(sqlite, &store);
+    sqlite.batch_execute("SELECT churn(); COMMIT").unwrap();
+    let everything = subscribed.lock().unwrap().take().expect("subscribed");
+    assert_eq!(drain(&everything), ["missed 2"]);
+}
+
 /// A commit made with the statement hooks off as someone subscribed is told once its query has
 /// finished, and holds back no other connection's commit meanwhile.
 #[test]

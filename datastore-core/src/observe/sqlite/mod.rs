@@ -137,9 +137,10 @@ struct Dormant {
     savepoints: Vec<DormantSavepoint>,
     /// The change counter as the running query began.
     query_began_at: i64,
-    /// The query committed while someone observed: its rows are told missed once it has
-    /// finished (see [`ConnObserver::dormant_query_finished`]).
-    commit_seen: bool,
+    /// The query committed while someone observed: the rows written since this change count
+    /// (the earliest start of the query or of a transaction it committed) are told missed once
+    /// it has finished (see [`ConnObserver::dormant_query_finished`]).
+    commit_seen: Option<i64>,
 }
 
 /// A savepoint taken while the statement hooks were off.
@@ -634,22 +635,29 @@ impl ConnObserver {
             self.hub.schema_changed();
         }
         if self.hub.active() {
-            self.state().dormant.commit_seen = true;
+            let mut state = self.state();
+            let dormant = &mut state.dormant;
+            // The transaction may have begun in an earlier query (a `COMMIT` of its own).
+            let from = dormant.query_began_at.min(dormant.began_at);
+            dormant.commit_seen = Some(dormant.commit_seen.map_or(from, |seen| seen.min(from)));
         }
     }
 
     /// A query finished (or the hooks come on after it), with the hooks off and the change
     /// counter at `total`; `autocommit` if no transaction is open. The rows of a commit it made
-    /// while someone observed are told missed: counted from the query's start, they may also
-    /// hold rows its statements wrote and then rolled back, and those of a transaction it
-    /// began and left open (told again when that transaction commits). A commit that failed
-    /// after SQLite's commit hook is told too: a subscriber reads again for nothing.
+    /// while someone observed are told missed: counted from the start of the query or of the
+    /// transaction it committed, whichever came first, they may also hold rows written and
+    /// then rolled back, and those of a transaction the query began and left open (told again
+    /// when that transaction commits). A commit that failed after SQLite's commit hook is told
+    /// too: a subscriber reads again for nothing. Told with a sequence number taken now, after
+    /// the commits numbered meanwhile: a live query that waited for those (`Store::fence`)
+    /// reads again when this arrives.
     pub fn dormant_query_finished(&self, total: i64, autocommit: bool) {
         let mut state = self.state();
-        if !std::mem::take(&mut state.dormant.commit_seen) {
+        let Some(from) = state.dormant.commit_seen.take() else {
             return;
-        }
-        let rows = (total - state.dormant.query_began_at).max(0) as u64;
+        };
+        let rows = (total - from).max(0) as u64;
         if autocommit {
             state.dormant.begin(total);
         }
@@ -673,7 +681,7 @@ impl ConnObserver {
     pub fn dormant_commit_seen(&self) -> bool {
         self.state
             .try_borrow()
-            .is_ok_and(|state| state.dormant.commit_seen)
+            .is_ok_and(|state| state.dormant.commit_seen.is_some())
     }
 }
 
@@ -911,12 +919,9 @@ impl SavepointCommand {
         if !matches!(sql.as_bytes().first(), Some(b'S' | b's' | b'R' | b'r')) {
             return None;
         }
-        let words: Vec<&str> = sql
-            .split(|c: char| c.is_whitespace() || c == ';')
-            .filter(|w| !w.is_empty())
-            .collect();
+        let words = tokens(sql);
         let upper = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase());
-        let name = |i: usize| words.get(i).map(|w| unquote(w));
+        let name = |i: usize| words.get(i).map(|w| w.to_ascii_lowercase());
         match upper(0)?.as_str() {
             "SAVEPOINT" => name(1).map(Self::Savepoint),
             "RELEASE" => {
@@ -946,10 +951,52 @@ impl SavepointCommand {
     }
 }
 
-/// Savepoint names compare case-insensitively and may be quoted.
-fn unquote(word: &str) -> String {
-    word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == '[' || c == ']')
-        .to_ascii_lowercase()
+/// The words of a statement up to its first `;`, each quoted identifier dequoted as SQLite
+/// dequotes a name (`"a b"` is `a b`, `"a""b"` is `a"b`; also `'..'`, `` `..` `` and
+/// `[..]`), so that names compare as the savepoints SQLite's authorizer names (savepoint names
+/// compare case-insensitively: see [`SavepointCommand::parse`]).
+fn tokens(sql: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ';' {
+            break;
+        }
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let close = match c {
+            '"' | '\'' | '`' => Some(c),
+            '[' => Some(']'),
+            _ => None,
+        };
+        let mut word = String::new();
+        if let Some(close) = close {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == close {
+                    // A doubled quote is one quote character (not in `[..]`).
+                    if close != ']' && chars.peek() == Some(&close) {
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                word.push(c);
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c == ';' {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push(word);
+    }
+    words
 }
 
 #[cfg(test)]
@@ -975,6 +1022,17 @@ mod tests {
         );
         assert_eq!(parse("ROLLBACK"), None);
         assert_eq!(parse("INSERT INTO savepoint VALUES (1)"), None);
+        // Quoted names are read as SQLite reads them (its authorizer names them so).
+        assert_eq!(
+            parse("ROLLBACK TO \"My SP\""),
+            Some(RollbackTo("my sp".into()))
+        );
+        assert_eq!(
+            parse("SAVEPOINT \"a\"\"b\";"),
+            Some(Savepoint("a\"b".into()))
+        );
+        assert_eq!(parse("RELEASE [x y]"), Some(Release("x y".into())));
+        assert_eq!(parse("SAVEPOINT `q`"), Some(Savepoint("q".into())));
     }
 
     #[test]
