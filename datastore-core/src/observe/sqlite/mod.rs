@@ -17,6 +17,10 @@
 //!   by then, and a commit that failed has rolled back (the rollback hook voids it) instead.
 //!   A commit made while a statement is reset before its end (an autocommit `RETURNING`
 //!   statement read only in part) has no later event: it is published at the commit hook.
+//!
+//! While nobody observes, the statement hooks are off between queries (see `ffi::sqlite`), and
+//! what they would have counted for a subscription that starts mid-transaction is kept
+//! without them ([`Dormant`]).
 
 pub(crate) mod catalog;
 
