@@ -1203,6 +1203,23 @@ fn reordered_fields_are_no_change() {
     }
 }
 
+/// A table `pairs` of two integers `a` (unique on its own) and `b`, keyed by `key`.
+fn pairs_with_unique_a(key: &[&'static str]) -> Table {
+    let mut a = column("a", ColumnType::BigInt);
+    a.unique = true;
+    Table {
+        name: "pairs".into(),
+        primary_key: key
+            .iter()
+            .map(|k| Name::from(*k))
+            .collect::<Vec<_>>()
+            .into(),
+        columns: vec![a, column("b", ColumnType::BigInt)].into(),
+        foreign_keys: vec![].into(),
+        indexes: vec![].into(),
+    }
+}
+
 /// A column of a composite primary key that is unique on its own (`#[unique]`, or a one-to-one
 /// child's foreign key) gets a constraint of its own, on both backends: the key alone lets two
 /// rows share it.
@@ -1210,16 +1227,8 @@ fn reordered_fields_are_no_change() {
 fn a_unique_column_of_a_composite_key_is_unique() {
     for lab in Lab::all() {
         let l = fresh(&lab);
-        let mut a = column("a", ColumnType::BigInt);
-        a.unique = true;
-        let pairs = Table {
-            name: "pairs".into(),
-            primary_key: vec![Name::from("a"), Name::from("b")].into(),
-            columns: vec![a, column("b", ColumnType::BigInt)].into(),
-            foreign_keys: vec![].into(),
-            indexes: vec![].into(),
-        };
-        l.generate(&schema(pairs), "pairs", false).unwrap();
+        l.generate(&schema(pairs_with_unique_a(&["a", "b"])), "pairs", false)
+            .unwrap();
         drop(l.up().unwrap());
         l.execute("INSERT INTO pairs (a, b) VALUES (1, 1);")
             .unwrap();
@@ -1237,21 +1246,7 @@ fn a_unique_column_of_a_composite_key_is_unique() {
 /// the key and added none). And back: it becomes the whole key again, still unique.
 #[test]
 fn a_unique_key_column_joining_a_composite_key_stays_unique() {
-    let pairs = |key: &[&'static str]| {
-        let mut a = column("a", ColumnType::BigInt);
-        a.unique = true;
-        Table {
-            name: "pairs".into(),
-            primary_key: key
-                .iter()
-                .map(|k| Name::from(*k))
-                .collect::<Vec<_>>()
-                .into(),
-            columns: vec![a, column("b", ColumnType::BigInt)].into(),
-            foreign_keys: vec![].into(),
-            indexes: vec![].into(),
-        }
-    };
+    let pairs = pairs_with_unique_a;
     for lab in Lab::all() {
         let l = fresh(&lab);
         l.generate(&schema(pairs(&["a"])), "whole", false).unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use libsqlite3_sys as sqlite;
 
 use crate::observe::Rows;
-use crate::observe::sqlite::{ConnObserver, Counters, DormantCommand, Side, Statement};
+use crate::observe::sqlite::{ConnObserver, Counters, SavepointCommand, Side, Statement};
 use crate::store::lost::{self, Watch};
 use crate::trace;
 
@@ -323,14 +323,16 @@ unsafe fn tell_observer(
     };
     // For both, the first argument is the operation; for a savepoint, the second its name.
     let (operation, name) = (text(argument), text(value));
+    let name = || name.to_ascii_lowercase();
     let command = match (action, operation) {
-        (sqlite::SQLITE_TRANSACTION, "BEGIN") => DormantCommand::Begin,
-        (sqlite::SQLITE_SAVEPOINT, "BEGIN") => DormantCommand::Savepoint(name),
-        (sqlite::SQLITE_SAVEPOINT, "RELEASE") => DormantCommand::Release(name),
-        (sqlite::SQLITE_SAVEPOINT, "ROLLBACK") => DormantCommand::RollbackTo(name),
+        (sqlite::SQLITE_TRANSACTION, "BEGIN") => None,
+        (sqlite::SQLITE_SAVEPOINT, "BEGIN") => Some(SavepointCommand::Savepoint(name())),
+        (sqlite::SQLITE_SAVEPOINT, "RELEASE") => Some(SavepointCommand::Release(name())),
+        (sqlite::SQLITE_SAVEPOINT, "ROLLBACK") => Some(SavepointCommand::RollbackTo(name())),
         _ => return,
     };
-    observer.dormant_command(command, installed.total_changes(), installed.autocommit());
+    let counters = installed.counters();
+    observer.dormant_command(command, counters.total_changes(), counters.autocommit());
 }
 
 /// Whether an authorizer's `action` creates, alters or drops a schema object.
@@ -429,11 +431,13 @@ struct Installed {
 /// statement a few hundred instructions and two reads of the clock. They are needed while
 /// someone observes (to capture), while statements are traced or timed for a subscriber of
 /// `tracing`, and while the connection's transaction is lost (to refuse statements); otherwise
-/// they go off between queries with no transaction open, and Diesel's events (which the
-/// connection's instrumentation passes here) keep what the observer needs meanwhile: the rows a
-/// transaction writes, by the change counter (see `ConnObserver::hooks_off`). They come back
-/// on as the first query starts that needs them, inside a transaction too. A subscription that
-/// starts while a query runs with them off sees the query's rows as missed when it commits.
+/// Diesel's query events (which the connection's instrumentation passes here) turn them off
+/// between queries with no transaction open, and on again as the first query starts that
+/// needs them, inside a transaction too. Meanwhile the observer keeps what it needs without
+/// them: a transaction's rows by the change counter, read as each query starts, and its
+/// savepoints from the authorizer (see `ConnObserver::hooks_off`). A subscription that starts
+/// while a query runs with them off is told the rows its commit wrote as missed, once the query
+/// has finished.
 impl Installed {
     /// Whether the statement hooks are needed now.
     fn statement_hooks_wanted(&self) -> bool {
@@ -449,8 +453,10 @@ impl Installed {
         let wanted = self.statement_hooks_wanted();
         if wanted == self.statement_hooks.get() {
             if !wanted {
-                self.observer
-                    .dormant_query(self.total_changes(), self.autocommit());
+                self.observer.dormant_query(
+                    self.counters().total_changes(),
+                    self.counters().autocommit(),
+                );
             }
             return;
         }
@@ -458,7 +464,7 @@ impl Installed {
         unsafe {
             if wanted {
                 self.hooks_on();
-            } else if self.autocommit() {
+            } else if self.counters().autocommit() {
                 self.hooks_off();
             }
         }
@@ -466,9 +472,10 @@ impl Installed {
 
     /// Diesel's query finished (every statement it ran ended, its commit is done).
     fn query_finished(&self) {
-        if !self.statement_hooks.get() && self.observer.dormant_commit_seen() {
+        if !self.statement_hooks.get() {
+            let counters = self.counters();
             self.observer
-                .dormant_query_finished(self.total_changes(), self.autocommit());
+                .dormant_query_finished(|| (counters.total_changes(), counters.autocommit()));
         }
     }
 
@@ -491,8 +498,9 @@ impl Installed {
                 ctx,
             );
         }
-        let in_transaction = !self.autocommit();
-        self.observer.hooks_on(self.total_changes(), in_transaction);
+        let in_transaction = !self.counters().autocommit();
+        self.observer
+            .hooks_on(self.counters().total_changes(), in_transaction);
     }
 
     /// Removes the statement hooks (and the pre-update hook), with no transaction open.
@@ -508,17 +516,13 @@ impl Installed {
                 uninstall_preupdate(self.db);
             }
         }
-        self.observer.hooks_off(self.total_changes());
+        self.observer.hooks_off(self.counters().total_changes());
     }
 
-    fn autocommit(&self) -> bool {
-        // SAFETY: `db` is open while `self` lives, and used on the thread that holds it.
-        unsafe { sqlite::sqlite3_get_autocommit(self.db) != 0 }
-    }
-
-    fn total_changes(&self) -> i64 {
-        // SAFETY: as in `autocommit`.
-        unsafe { sqlite::sqlite3_total_changes64(self.db) }
+    /// The connection's counters, read on the thread that holds it (`db` is open while `self`
+    /// lives).
+    fn counters(&self) -> Connection {
+        Connection(self.db)
     }
 }
 
@@ -528,9 +532,8 @@ const CLIENT_DATA: &CStr = c"datastore::observe";
 
 /// Installs the hooks that feed `observer`, which lives until the connection closes, and
 /// report the connection's statements through `tracing` (those slower than `slow_statements`
-/// as such).
-/// The statement hooks are installed as the connection's queries need them (see
-/// [`Installed::query_starts`]).
+/// as such): the commit, rollback and authorizer hooks now, the statement hooks as the
+/// connection's queries need them (see [`Installed::query_starts`]).
 fn install(
     handle: &Handle,
     observer: ConnObserver,

@@ -171,15 +171,6 @@ impl Dormant {
     }
 }
 
-/// A transaction or savepoint command about to run while the statement hooks are off, as
-/// SQLite's authorizer is asked about it (names as SQL compares them).
-pub(crate) enum DormantCommand<'a> {
-    Begin,
-    Savepoint(&'a str),
-    Release(&'a str),
-    RollbackTo(&'a str),
-}
-
 /// An open savepoint, with where the transaction's changes and rows stood when it was taken.
 struct Savepoint {
     name: String,
@@ -528,7 +519,7 @@ impl ConnObserver {
     /// given (nobody observed as they were written: they are told missed when it commits), and
     /// which may have changed the schema.
     pub fn hooks_on(&self, total: i64, in_transaction: bool) {
-        self.dormant_query_finished(total, !in_transaction);
+        self.dormant_query_finished(|| (total, !in_transaction));
         let mut state = self.state();
         let dormant = std::mem::take(&mut state.dormant);
         state.started_at = total;
@@ -565,6 +556,7 @@ impl ConnObserver {
 
     /// A query starts with the hooks off, the change counter at `total`; `autocommit` if no
     /// transaction is open (one it begins begins there).
+    #[inline] // at the start of every query while the hooks are off
     pub fn dormant_query(&self, total: i64, autocommit: bool) {
         let mut state = self.state();
         state.dormant.query_began_at = total;
@@ -574,36 +566,37 @@ impl ConnObserver {
         }
     }
 
-    /// A transaction or savepoint `command` is about to run with the hooks off, the change
-    /// counter at `total`; `autocommit` if no transaction is open.
-    pub fn dormant_command(&self, command: DormantCommand<'_>, total: i64, autocommit: bool) {
+    /// A `BEGIN` (`None`) or savepoint `command` (names as [`SavepointCommand::parse`] gives
+    /// them) is about to run with the hooks off, the change counter at `total`; `autocommit`
+    /// if no transaction is open.
+    pub fn dormant_command(&self, command: Option<SavepointCommand>, total: i64, autocommit: bool) {
         let mut state = self.state();
         let dormant = &mut state.dormant;
         let find = |savepoints: &[DormantSavepoint], name: &str| {
             savepoints
                 .iter()
-                .rposition(|savepoint| savepoint.name.eq_ignore_ascii_case(name))
+                .rposition(|savepoint| savepoint.name == name)
         };
         match command {
-            DormantCommand::Begin => {
+            None => {
                 if autocommit {
                     dormant.begin(total);
                 }
             }
-            DormantCommand::Savepoint(name) => {
+            Some(SavepointCommand::Savepoint(name)) => {
                 if autocommit {
                     dormant.begin(total);
                 }
                 let undone = dormant.undone;
                 dormant.savepoints.push(DormantSavepoint {
-                    name: name.to_ascii_lowercase(),
+                    name,
                     taken_at: total,
                     undone,
                     began_transaction: autocommit,
                 });
             }
-            DormantCommand::Release(name) => {
-                if let Some(i) = find(&dormant.savepoints, name) {
+            Some(SavepointCommand::Release(name)) => {
+                if let Some(i) = find(&dormant.savepoints, &name) {
                     // The savepoint that began the transaction stays until it commits (its
                     // release may fail), as the hooks keep it (see `savepoint_command`).
                     if !dormant.savepoints[i].began_transaction {
@@ -611,8 +604,8 @@ impl ConnObserver {
                     }
                 }
             }
-            DormantCommand::RollbackTo(name) => {
-                if let Some(i) = find(&dormant.savepoints, name) {
+            Some(SavepointCommand::RollbackTo(name)) => {
+                if let Some(i) = find(&dormant.savepoints, &name) {
                     // Everything written since it was taken is undone.
                     let savepoint = &dormant.savepoints[i];
                     dormant.undone = savepoint.undone + (total - savepoint.taken_at);
@@ -647,8 +640,7 @@ impl ConnObserver {
         }
     }
 
-    /// A query finished (or the hooks come on after it), with the hooks off and the change
-    /// counter at `total`; `autocommit` if no transaction is open. The rows of a commit it made
+    /// A query finished (or the hooks come on after it), with the hooks off. The rows of a commit it made
     /// while someone observed are told missed: counted from the start of the query or of the
     /// transaction it committed, whichever came first, they may also hold rows written and
     /// then rolled back, and those of a transaction the query began and left open (told again
@@ -656,16 +648,25 @@ impl ConnObserver {
     /// too: a subscriber reads again for nothing. Told with a sequence number taken now, after
     /// the commits numbered meanwhile: a live query that waited for those (`Store::fence`)
     /// reads again when this arrives.
-    pub fn dormant_query_finished(&self, total: i64, autocommit: bool) {
-        let mut state = self.state();
-        let Some(from) = state.dormant.commit_seen.take() else {
-            return;
-        };
+    /// `counters` reads the change counter and whether no transaction is open, only if a
+    /// commit awaits its query's end.
+    #[inline] // at the end of every query while the hooks are off: a check, most often
+    pub fn dormant_query_finished(&self, counters: impl FnOnce() -> (i64, bool)) {
+        let from = self.state().dormant.commit_seen.take();
+        if let Some(from) = from {
+            let (total, autocommit) = counters();
+            self.tell_dormant_commit(from, total, autocommit);
+        }
+    }
+
+    /// Tells the rows written since the change count `from` missed, the counter now at `total`
+    /// (see [`Self::dormant_query_finished`]).
+    #[cold]
+    fn tell_dormant_commit(&self, from: i64, total: i64, autocommit: bool) {
         let rows = (total - from).max(0) as u64;
         if autocommit {
-            state.dormant.begin(total);
+            self.state().dormant.begin(total);
         }
-        drop(state);
         if rows > 0 {
             let seq = self.hub.next_seq();
             self.deliver(
@@ -679,13 +680,6 @@ impl ConnObserver {
                 },
             );
         }
-    }
-
-    /// Whether a commit made with the hooks off awaits the end of its query.
-    pub fn dormant_commit_seen(&self) -> bool {
-        self.state
-            .try_borrow()
-            .is_ok_and(|state| state.dormant.commit_seen.is_some())
     }
 }
 
@@ -910,7 +904,7 @@ fn put_in_delivery_order(changes: &mut [RawChange]) {
 }
 
 #[derive(Debug, PartialEq)]
-enum SavepointCommand {
+pub(crate) enum SavepointCommand {
     Savepoint(String),
     Release(String),
     RollbackTo(String),
