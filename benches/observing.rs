@@ -30,7 +30,7 @@ impl Draining {
                     while !stop.load(Ordering::Relaxed) {
                         let got = match subscription.recv_timeout(Duration::from_millis(5)) {
                             Some(Observed::Change(_)) => 1,
-                            Some(Observed::Missed(n)) => n,
+                            Some(Observed::Missed(n)) => n as u64,
                             _ => 0,
                         };
                         received.fetch_add(got, Ordering::Relaxed);

@@ -611,8 +611,8 @@ async_per_backend! {
         let rows: Vec<Post> = (0..5000).map(|i| post(&format!("p{i}"), i)).collect();
         // One commit of 5,000 changes, past the buffer of 4,096.
         store.insert_all(rows).await.unwrap();
-        let mut changes = 0u64;
-        let mut missed = 0u64;
+        let mut changes = 0usize;
+        let mut missed = 0usize;
         while changes + missed < 5000 {
             match next_within(&mut stream).await {
                 Observed::Change(_) => changes += 1,

@@ -480,7 +480,7 @@ fn a_delete_preview_follows_the_whole_cascade_and_agrees_with_the_delete() {
         let after = counts(&store);
         for ((table, before), (_, after)) in before.into_iter().zip(after) {
             assert_eq!(
-                (before - after) as u64,
+                before - after,
                 effects.removed_from(table),
                 "{table}: the delete removed what the preview said"
             );

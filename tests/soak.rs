@@ -68,7 +68,7 @@ impl Received {
         let counter = match observed {
             Observed::Change(_) => &self.changes,
             Observed::Missed(n) => {
-                self.missed.fetch_add(n, Ordering::Relaxed);
+                self.missed.fetch_add(n as u64, Ordering::Relaxed);
                 return;
             }
             Observed::Undecodable { .. } => &self.undecodable,

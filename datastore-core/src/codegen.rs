@@ -22,7 +22,7 @@ pub use crate::{
 
 // What only generated code uses.
 pub use crate::backend::transaction;
-pub use crate::relations::foreign_key::ForeignKeysTo;
+pub use crate::relations::belongs_to::ForeignKeysTo;
 pub use crate::relations::subquery::{
     Having, LinkedWhere, ParentWhere, SelectForeignKeys, SelectKeys, having, linked_where,
     parent_where,
@@ -48,8 +48,8 @@ pub mod graph {
 /// The schema's declarations the derive writes for each model ([`Model::declaration`]).
 pub mod schema {
     pub use crate::schema::{
-        BelongsTo, Column, ColumnDefault, ColumnType, Index, KeyKind, ModelDeclaration, ModelRef,
-        OnDelete, Relation, RelationKind, Renames, Timestamps,
+        BelongsToField, Column, ColumnDefault, ColumnType, Index, KeyKind, ModelDeclaration,
+        ModelRef, OnDelete, Relation, RelationKind, Renames, Timestamps,
     };
 }
 

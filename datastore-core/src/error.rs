@@ -82,7 +82,7 @@ pub enum Error {
         /// reference the row itself.
         via: Option<String>,
         /// How many rows of `join_table` refuse.
-        count: i64,
+        count: usize,
     },
 
     /// A delete was refused because its cascade goes deeper than the database follows: SQLite
@@ -256,7 +256,7 @@ pub enum Error {
         /// [`Duplicate::LISTED`] of them.
         duplicates: Vec<Duplicate>,
         /// How many sets of rows share values, listed or not.
-        total: u64,
+        total: usize,
     },
 
     /// A connection could not be opened or taken from the pool.
@@ -569,7 +569,7 @@ pub struct Duplicate {
     /// (text unquoted).
     pub values: Vec<String>,
     /// How many rows share them.
-    pub rows: u64,
+    pub rows: usize,
 }
 
 impl Duplicate {
@@ -590,7 +590,7 @@ impl Duplicate {
     /// ```
     pub const LISTED: usize = 100;
 
-    fn listing(duplicates: &[Duplicate], total: u64) -> String {
+    fn listing(duplicates: &[Duplicate], total: usize) -> String {
         let mut listing = duplicates
             .iter()
             .take(10)
@@ -1076,15 +1076,6 @@ fn is_read_only_refusal(kind: DatabaseErrorKind, message: &str) -> bool {
 /// PostgreSQL's deadlock (40P01) has no kind of its own in Diesel 2.3 either.
 fn is_conflict_message(message: &str) -> bool {
     message.starts_with("deadlock detected")
-}
-
-impl From<r2d2::Error> for Error {
-    fn from(err: r2d2::Error) -> Self {
-        Self::Connection {
-            url: String::new(),
-            source: ConnectionFailure::Pool(err.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]

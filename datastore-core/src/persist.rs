@@ -543,7 +543,7 @@ where
                     key: key.describe(),
                     join_table: blocked.table.clone(),
                     via: blocked.via.clone(),
-                    count: i64::try_from(blocked.rows).unwrap_or(i64::MAX),
+                    count: blocked.rows,
                 });
             }
             plan.unlink(conn)?;

@@ -357,7 +357,7 @@ pub trait Repo: Connection + Sized {
     fn unlink_and_delete<M: Persist<Self>>(&mut self, key: &M::Key) -> Result<DeleteEffects> {
         Operation::new(M::TABLE_NAME, "unlink_and_delete").run(
             || M::unlink_and_delete(self, key),
-            |effects| effects.removed.iter().map(|r| r.rows as usize).sum(),
+            |effects| effects.removed.iter().map(|r| r.rows).sum(),
         )
     }
 

@@ -6,7 +6,7 @@
 //! | `datastore` | `DEBUG` | a span per operation of [`Repo`](crate::Repo) (and so of [`Store`](crate::Store)): `model`, `operation`, `rows`, `duration_us` |
 //! | `datastore::sql` | `DEBUG` | an event per statement, as it starts: `sql` (without its values) |
 //! | `datastore::sql` | `DEBUG` | on PostgreSQL, with `TRACE` enabled, the statement's bound values too: `binds` |
-//! | `datastore::slow` | `WARN` | a statement that ran longer than [`StoreBuilder::slow_statement_threshold`](crate::StoreBuilder::slow_statement_threshold): `sql`, `elapsed_ms`, `threshold_ms` |
+//! | `datastore::slow` | `WARN` | a statement that ran for at least [`StoreBuilder::slow_statement_threshold`](crate::StoreBuilder::slow_statement_threshold): `sql`, `elapsed_ms`, `threshold_ms` |
 //!
 //! With no subscriber listening, each costs a check of `tracing`'s level per operation and
 //! per query, and no clock is read for them: an operation is timed only when its span is
@@ -90,7 +90,7 @@ pub(crate) fn slow_enabled() -> bool {
     tracing::enabled!(target: "datastore::slow", Level::WARN)
 }
 
-/// A statement that ran for `elapsed`, longer than `threshold`.
+/// A statement that ran for `elapsed`, at least `threshold`.
 pub(crate) fn slow(sql: &str, elapsed: Duration, threshold: Duration) {
     tracing::warn!(
         target: "datastore::slow",

@@ -108,14 +108,14 @@ impl Reference {
         }
     }
 
-    fn links_of(&self, matches: impl Fn(&(Id, Id)) -> bool) -> u64 {
-        self.links.values().filter(|link| matches(link)).count() as u64
+    fn links_of(&self, matches: impl Fn(&(Id, Id)) -> bool) -> usize {
+        self.links.values().filter(|link| matches(link)).count()
     }
 }
 
 /// `(table, column, rows)` of a delete's effects, as the reference predicts them or the
 /// store previews them: removed rows, rows set to NULL, refusing rows.
-type Effects = [Vec<(String, Option<String>, u64)>; 3];
+type Effects = [Vec<(String, Option<String>, usize)>; 3];
 
 fn effects(effects: &datastore::relations::DeleteEffects) -> Effects {
     let list = |rows: &[datastore::relations::AffectedRows]| {
@@ -132,9 +132,9 @@ fn effects(effects: &datastore::relations::DeleteEffects) -> Effects {
 
 /// The reference's effects: `(table, column, rows)` lists, empty counts left out.
 fn predicted(
-    removed: &[(&str, u64)],
-    set_null: &[(&str, &str, u64)],
-    refused: &[(&str, &str, u64)],
+    removed: &[(&str, usize)],
+    set_null: &[(&str, &str, usize)],
+    refused: &[(&str, &str, usize)],
 ) -> Effects {
     [
         removed
@@ -211,7 +211,7 @@ pub fn apply(
                 assert_eq!(
                     effects(&conn.preview_delete::<Post>(&id)?),
                     predicted(
-                        &[("posts", 1), ("comments", thread.len() as u64)],
+                        &[("posts", 1), ("comments", thread.len())],
                         &[],
                         &[("post_editors", "post_id", linked)]
                     ),
@@ -219,7 +219,7 @@ pub fn apply(
                 );
                 match conn.delete_by_id::<Post>(&id) {
                     Err(Error::DeleteRestricted { count, .. }) => {
-                        assert_eq!(count as u64, linked)
+                        assert_eq!(count, linked)
                     }
                     Ok(()) => {
                         assert_eq!(linked, 0, "a linked post was deleted");
@@ -269,7 +269,7 @@ pub fn apply(
                 let thread = model.thread([id]);
                 assert_eq!(
                     effects(&conn.preview_delete::<Comment>(&id)?),
-                    predicted(&[("comments", thread.len() as u64)], &[], &[]),
+                    predicted(&[("comments", thread.len())], &[], &[]),
                     "the preview of deleting comment {id}"
                 );
                 conn.delete_by_id::<Comment>(&id)?;
@@ -290,7 +290,7 @@ pub fn apply(
                     .comments
                     .values()
                     .filter(|c| c.author == Some(id))
-                    .count() as u64;
+                    .count();
                 assert_eq!(
                     effects(&conn.preview_delete::<User>(&id)?),
                     predicted(
@@ -302,7 +302,7 @@ pub fn apply(
                 );
                 match conn.delete_by_id::<User>(&id) {
                     Err(Error::DeleteRestricted { count, .. }) => {
-                        assert_eq!(count as u64, linked)
+                        assert_eq!(count, linked)
                     }
                     Ok(()) => {
                         assert_eq!(linked, 0, "a linked user was deleted");

@@ -186,7 +186,7 @@ pub enum MigrationFailure {
     #[error("it leaves {rows} rows whose foreign key points nowhere; nothing of it was kept")]
     BrokenForeignKeys {
         /// How many rows.
-        rows: u64,
+        rows: usize,
     },
     /// A migration that changes a column's type met a value the new type cannot hold (text
     /// that is no number, a number out of the new type's range, a name an enum lacks); nothing
@@ -209,8 +209,10 @@ pub enum MigrationFailure {
         /// SQLite's error on using it.
         message: String,
     },
-    /// Reading the migrations, or running one, failed: Diesel's or the database's error.
-    #[error("{0}")]
+    /// Reading the migrations, or running one, failed: Diesel's or the database's error, whose
+    /// message this shows and whose own cause is this failure's
+    /// [`source`](std::error::Error::source).
+    #[error(transparent)]
     Run(Box<dyn std::error::Error + Send + Sync>),
 }
 

@@ -585,7 +585,8 @@ pub(crate) struct Reader {
 pub(crate) enum Next<'a> {
     /// The change at this index of the batch.
     Change(&'a Batch, usize),
-    Missed(u64),
+    /// Changes no one was given, this many (the queue counts them in 64 bits).
+    Missed(usize),
     /// The source of changes was lost; nothing follows.
     Lost(Arc<str>),
 }
@@ -649,7 +650,9 @@ impl Reader {
                 lock(&self.taken).push_back(run);
                 None
             }
-            Item::Missed(count) => accept(Next::Missed(count)),
+            Item::Missed(count) => {
+                accept(Next::Missed(usize::try_from(count).unwrap_or(usize::MAX)))
+            }
             Item::Lost(reason) => accept(Next::Lost(reason)),
         }
     }

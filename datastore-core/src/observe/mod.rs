@@ -719,7 +719,7 @@ pub enum Observed<T> {
     /// A committed change.
     Change(T),
     /// The subscriber's buffer was full: this many changes were dropped here.
-    Missed(u64),
+    Missed(usize),
     /// A committed change whose row does not decode as the model (the table holds a value the
     /// model cannot represent, or its schema changed under the store): reported, never skipped.
     Undecodable {

@@ -92,7 +92,7 @@ pub struct DeleteEffects {
 /// let author = store.save(Author::default())?;
 /// store.save(Book { author_id: author.id, ..Book::default() })?;
 /// let effects = store.preview_delete::<Author>(&author.id)?;
-/// let tables: Vec<(&str, u64)> = effects.removed.iter().map(|r| (r.table.as_str(), r.rows)).collect();
+/// let tables: Vec<(&str, usize)> = effects.removed.iter().map(|r| (r.table.as_str(), r.rows)).collect();
 /// assert_eq!(tables, [("authors", 1), ("books", 1)]);
 /// assert_eq!(effects.removed[1].column, None);
 /// # Ok(())
@@ -106,7 +106,7 @@ pub struct AffectedRows {
     /// The foreign key by which the delete reaches them; `None` for removed rows.
     pub column: Option<String>,
     /// How many rows.
-    pub rows: u64,
+    pub rows: usize,
 }
 
 impl DeleteEffects {
@@ -130,7 +130,7 @@ impl DeleteEffects {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn removed_from(&self, table: &str) -> u64 {
+    pub fn removed_from(&self, table: &str) -> usize {
         count_in(&self.removed, table)
     }
 
@@ -154,7 +154,7 @@ impl DeleteEffects {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn set_null_in(&self, table: &str) -> u64 {
+    pub fn set_null_in(&self, table: &str) -> usize {
         count_in(&self.set_null, table)
     }
 
@@ -175,7 +175,7 @@ impl DeleteEffects {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn refused_by_rows_of(&self, table: &str) -> u64 {
+    pub fn refused_by_rows_of(&self, table: &str) -> usize {
         count_in(&self.refused_by, table)
     }
 
@@ -201,7 +201,7 @@ impl DeleteEffects {
     }
 }
 
-fn count_in(rows: &[AffectedRows], table: &str) -> u64 {
+fn count_in(rows: &[AffectedRows], table: &str) -> usize {
     rows.iter()
         .filter(|r| r.table == table)
         .map(|r| r.rows)
@@ -267,7 +267,7 @@ pub(crate) struct Blocked {
     /// refers to the deleted row itself.
     pub via: Option<String>,
     /// How many of them.
-    pub rows: u64,
+    pub rows: usize,
 }
 
 impl Plan {
@@ -281,7 +281,7 @@ impl Plan {
     /// ([`Error::CascadeTooDeep`](crate::Error::CascadeTooDeep)): one level is a row at least,
     /// and a cascade through tables that do not cycle is no deeper than they are many.
     pub fn may_cascade_too_deep(&self) -> bool {
-        let reached: u64 = self
+        let reached: usize = self
             .effects
             .removed
             .iter()
@@ -290,7 +290,7 @@ impl Plan {
             .sum();
         self.cyclic
             && !self.effects.is_refused()
-            && reached >= u64::from(crate::Error::SQLITE_CASCADE_LIMIT)
+            && reached >= crate::Error::SQLITE_CASCADE_LIMIT as usize
     }
 
     /// Deletes the links that refuse the delete (and, by the database's own rules, what
@@ -419,7 +419,7 @@ pub(crate) fn plan<C: NativeConnection>(
     let affected = |(table, column): (&str, &str), rows: usize| AffectedRows {
         table: table.to_owned(),
         column: Some(column.to_owned()),
-        rows: rows as u64,
+        rows,
     };
     let refused_by = {
         // Each row once, under the first key that reached it; for an unlink, none the
@@ -460,14 +460,14 @@ pub(crate) fn plan<C: NativeConnection>(
             .map(|(table, reached)| AffectedRows {
                 table: (*table).to_owned(),
                 column: None,
-                rows: reached.len() as u64,
+                rows: reached.len(),
             })
             .collect(),
     };
     let blocked = blocking.first().map(|((table, _, via), reached)| Blocked {
         table: (*table).to_owned(),
         via: via.map(str::to_owned),
-        rows: reached.len() as u64,
+        rows: reached.len(),
     });
     Ok(Some(Plan {
         effects,

@@ -12,18 +12,18 @@
 //! does) is decided in one place, `schema/rules.rs`; what a delete does at run time, and why
 //! links refuse one, is worked out in `relations/effects.rs` and `relations/restrict.rs`.
 
+pub(crate) mod belongs_to;
 mod effects;
 mod fields;
-pub(crate) mod foreign_key;
 pub(crate) mod graph;
 pub(crate) mod load;
 pub(crate) mod restrict;
 pub(crate) mod subquery;
 
+pub use belongs_to::{BelongsTo, ChildOf, fk_key};
 pub use effects::{AffectedRows, DeleteEffects};
 pub(crate) use effects::{Purpose, plan as plan_delete};
 pub use fields::{HasMany, HasOne, ManyToMany};
-pub use foreign_key::{BelongsTo, ChildOf, fk_key};
 pub use subquery::InSubquery;
 
 pub use crate::backend::CHUNK;

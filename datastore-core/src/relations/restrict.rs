@@ -62,7 +62,7 @@ struct Refusal {
     key: String,
     join_table: String,
     via: Option<String>,
-    links: i64,
+    links: usize,
 }
 
 /// The first root with links, the table whose rows link, and how many.
@@ -90,7 +90,7 @@ fn first_refused<C: NativeConnection, K: Key>(
                 let Some(key) = usize::try_from(root).ok().and_then(|i| chunk.get(i)) else {
                     continue;
                 };
-                if links > 0 {
+                if let Ok(links @ 1..) = usize::try_from(links) {
                     found.entry(root).or_insert_with(|| Refusal {
                         key: key.describe(),
                         join_table: path.refusing_table().to_owned(),

@@ -150,7 +150,7 @@ pub enum RelationKind {
 /// assert_eq!((fk.on_delete, fk.optional), (None, false)); // the rules decide: cascade
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BelongsTo {
+pub struct BelongsToField {
     /// The foreign-key column (the field's name).
     pub column: &'static str,
     /// The parent model.
@@ -234,7 +234,7 @@ pub struct ModelDeclaration {
     columns: &'static [Column],
     indexes: &'static [Index],
     timestamps: Timestamps,
-    belongs_to: &'static [BelongsTo],
+    belongs_to: &'static [BelongsToField],
     relations: &'static [Relation],
     renames: Renames,
     /// Resolved on first use.
@@ -373,7 +373,7 @@ impl ModelDeclaration {
         columns: &'static [Column],
         indexes: &'static [Index],
         timestamps: Timestamps,
-        belongs_to: &'static [BelongsTo],
+        belongs_to: &'static [BelongsToField],
         relations: &'static [Relation],
         renames: Renames,
     ) -> Self {
@@ -511,7 +511,7 @@ impl ModelDeclaration {
     /// assert_eq!(Comment::declaration().belongs_to()[0].column, "post_id");
     /// assert!(Post::declaration().belongs_to().is_empty());
     /// ```
-    pub fn belongs_to(&self) -> &'static [BelongsTo] {
+    pub fn belongs_to(&self) -> &'static [BelongsToField] {
         self.belongs_to
     }
 

@@ -16,7 +16,8 @@ pub use ddl::Dialect;
 pub use set::{Rename, Schema};
 
 pub use declaration::{
-    BelongsTo, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Renames, Timestamps,
+    BelongsToField, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Renames,
+    Timestamps,
 };
 
 use std::borrow::Cow;

@@ -55,7 +55,7 @@
 use std::borrow::Cow;
 
 use super::{
-    BelongsTo, ForeignKey, Index, KeyKind, ModelDeclaration, ModelRef, OnDelete, Relation,
+    BelongsToField, ForeignKey, Index, KeyKind, ModelDeclaration, ModelRef, OnDelete, Relation,
     RelationKind, Table,
 };
 
@@ -150,7 +150,7 @@ pub fn answering(
     parent: ModelRef,
     relation: &Relation,
     to_target: bool,
-) -> Option<&'static BelongsTo> {
+) -> Option<&'static BelongsToField> {
     let declared = child.declaration().belongs_to();
     let only_one_to = |model: ModelRef| {
         let mut matching = declared.iter().filter(|fk| fk.parent == model);
@@ -181,7 +181,7 @@ pub fn answering(
 }
 
 /// Whether `fk` of `child` answers a `has_one` its parent declares.
-fn answers_has_one(child: ModelRef, fk: &BelongsTo) -> bool {
+fn answers_has_one(child: ModelRef, fk: &BelongsToField) -> bool {
     fk.parent
         .declaration()
         .relations()
@@ -193,7 +193,7 @@ fn answers_has_one(child: ModelRef, fk: &BelongsTo) -> bool {
 /// What deleting the parent does to the rows `fk` of `child` points from: what the field
 /// states (`on_delete = ..`); otherwise a join model's foreign keys, those a `many_to_many` of
 /// either parent uses, restrict, and everything else (optional or not) cascades.
-pub fn on_delete(child: ModelRef, fk: &BelongsTo) -> OnDelete {
+pub fn on_delete(child: ModelRef, fk: &BelongsToField) -> OnDelete {
     if let Some(stated) = fk.on_delete {
         return stated;
     }

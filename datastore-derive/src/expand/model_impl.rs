@@ -77,7 +77,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
         };
         quote_spanned! {parent.span()=>
-            ::datastore::__private::schema::BelongsTo {
+            ::datastore::__private::schema::BelongsToField {
                 column: #column_name,
                 parent: ::datastore::__private::schema::ModelRef::of::<#parent>(),
                 on_delete: #on_delete,
@@ -196,7 +196,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         #defaults_fit
         static __COLUMNS: &[::datastore::__private::schema::Column] = &[#(#columns),*];
         static __INDEXES: &[::datastore::__private::schema::Index] = &[#(#indexes),*];
-        static __BELONGS_TO: &[::datastore::__private::schema::BelongsTo] = &[#(#belongs_to_decls),*];
+        static __BELONGS_TO: &[::datastore::__private::schema::BelongsToField] = &[#(#belongs_to_decls),*];
         static __RELATIONS: &[::datastore::__private::schema::Relation] = &[#(#relations),*];
         static __DECLARATION: ::datastore::__private::schema::ModelDeclaration = ::datastore::__private::schema::ModelDeclaration::new(
             ::datastore::__private::schema::ModelRef::of::<#ident>(),

@@ -343,7 +343,7 @@ fn duplicates<C>(
     conn: &mut C,
     table: &str,
     columns: &[String],
-) -> diesel::QueryResult<(Vec<Duplicate>, u64)>
+) -> diesel::QueryResult<(Vec<Duplicate>, usize)>
 where
     C: Explain,
     for<'a> SqlQuery: LoadQuery<'a, C, DuplicateRow> + LoadQuery<'a, C, Count>,
@@ -384,10 +384,10 @@ where
                     .collect(),
                 Err(_) => vec![row.key],
             },
-            rows: u64::try_from(row.n).unwrap_or_default(),
+            rows: usize::try_from(row.n).unwrap_or_default(),
         })
         .collect();
-    Ok((duplicates, u64::try_from(total).unwrap_or_default()))
+    Ok((duplicates, usize::try_from(total).unwrap_or_default()))
 }
 
 /// The pending SQLite migrations (Diesel creates its table of applied migrations if needed).
@@ -528,7 +528,7 @@ fn with_foreign_keys_off(
 }
 
 /// How many rows of the open transaction reference a row that is not there.
-fn foreign_key_violations(conn: &mut SqliteConnection) -> diesel::QueryResult<u64> {
+fn foreign_key_violations(conn: &mut SqliteConnection) -> diesel::QueryResult<usize> {
     #[derive(diesel::QueryableByName)]
     struct Violations {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -537,7 +537,7 @@ fn foreign_key_violations(conn: &mut SqliteConnection) -> diesel::QueryResult<u6
     let violations: Violations =
         diesel::sql_query("SELECT count(*) AS count FROM pragma_foreign_key_check")
             .get_result(conn)?;
-    Ok(violations.count.unsigned_abs())
+    Ok(usize::try_from(violations.count).unwrap_or_default())
 }
 
 /// Runs `f` holding a session-level advisory lock, so that several processes opening the same
