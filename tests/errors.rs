@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::models::{Comment, Post, User};
+use common::models::{Comment, Post, Reaction, User};
 use common::{file_store, memory_store, user};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::sql_types::{BigInt, Text};
@@ -24,21 +24,59 @@ per_backend! {
     }
 }
 
-#[test]
-fn a_foreign_key_that_points_nowhere_is_refused() {
-    let store = memory_store();
-    let orphan = Comment {
-        post_id: Id::new(),
-        content: Some("lost".into()),
-        ..Comment::default()
-    };
-    let err = store.save(orphan).unwrap_err();
-    assert_eq!(
-        err.constraint().map(|c| c.kind),
-        Some(ConstraintKind::ForeignKey),
-        "{err}"
-    );
-    assert_eq!(store.count::<Comment>().unwrap(), 0);
+per_backend! {
+    fn a_foreign_key_that_points_nowhere_names_its_table_and_column(store) {
+        let post = store.save(Post::default()).unwrap();
+        let nowhere = Id::new();
+        let names_post_id = |err: Error, table: &str| {
+            let violation = err.constraint().expect("a constraint violation").clone();
+            assert_eq!(violation.kind, ConstraintKind::ForeignKey, "{err}");
+            assert_eq!(
+                (violation.table.as_deref(), violation.column.as_deref()),
+                (Some(table), Some("post_id")),
+                "{err}"
+            );
+            assert!(violation.message.contains(&nowhere.to_string()), "{err}");
+        };
+        let orphan = |i: usize| Comment {
+            post_id: if i == 2 { nowhere } else { post.id },
+            content: Some(format!("comment {i}")),
+            ..Comment::default()
+        };
+
+        names_post_id(store.save(orphan(2)).unwrap_err(), "comments");
+        // Several rows, the third of them the orphan: one statement, and then several.
+        names_post_id(store.insert_all((0..3).map(orphan).collect()).unwrap_err(), "comments");
+        let many = (0..20_000).map(orphan).collect();
+        names_post_id(store.insert_all(many).unwrap_err(), "comments");
+        // Rows whose keys the database assigns.
+        let reaction = |post_id| Reaction { post_id, emoji: "+1".into(), ..Reaction::default() };
+        names_post_id(
+            store.insert_all(vec![reaction(post.id), reaction(nowhere)]).unwrap_err(),
+            "reactions",
+        );
+
+        assert_eq!(store.count::<Comment>().unwrap(), 0);
+        assert_eq!(store.count::<Reaction>().unwrap(), 0);
+    }
+}
+
+per_backend! {
+    fn a_value_its_column_check_refuses_names_the_column(store) {
+        let post = store.save(Post::default()).unwrap();
+        let err: Error = diesel::sql_query("UPDATE posts SET status = 'Deleted' WHERE id = $1")
+            .bind::<datastore::sql_types::Uuid, _>(post.id)
+            .execute(&mut store.conn().unwrap())
+            .unwrap_err()
+            .into();
+        let violation = err.constraint().expect("a constraint violation");
+        assert_eq!(violation.kind, ConstraintKind::Check, "{err}");
+        assert_eq!(violation.column.as_deref(), Some("status"), "{err}");
+        // SQLite's message names the column of a column's CHECK, not its table.
+        let table = (store.dialect() == datastore::schema::Dialect::Postgres).then_some("posts");
+        assert_eq!(violation.table.as_deref(), table, "{err}");
+        assert_eq!(store.get::<Post>(&post.id).unwrap().status, post.status);
+    }
 }
 
 #[test]

@@ -638,9 +638,11 @@ impl fmt::Display for ConstraintKind {
 
 /// A write that the database refused because it broke a constraint.
 ///
-/// `table` and `column` are filled where the database names them (SQLite names them for
-/// unique and not-null violations) or where the store knows them (a `belongs_to` whose parent
-/// does not exist).
+/// `table` and `column` are filled alike on both backends wherever the database names them or
+/// the store knows them: both for unique and not-null violations; both for a `belongs_to`
+/// whose parent does not exist, written by `save`, `insert` or `insert_all` (the store looks
+/// the parents up, and the message names the missing one); for a column's `CHECK` (an
+/// enum's) the column, and on PostgreSQL the table too (SQLite's message names no table).
 ///
 /// ```
 /// use datastore::prelude::*;
@@ -687,9 +689,18 @@ impl ConstraintViolation {
     }
 
     /// Builds a violation from SQLite's message, which reads
-    /// `UNIQUE constraint failed: posts.title` or `CHECK constraint failed: <expr>`.
+    /// `UNIQUE constraint failed: posts.title`, or `CHECK constraint failed: status` for a
+    /// column's own `CHECK` (every `CHECK` the store declares is one: SQLite names the column,
+    /// not the table), or the name or expression of another `CHECK`.
     fn from_message(kind: ConstraintKind, message: &str) -> Self {
         let (table, column) = match message.split_once("constraint failed: ") {
+            Some((_, name)) if kind == ConstraintKind::Check => {
+                let identifier = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || !b.is_ascii());
+                (None, identifier.then(|| name.to_owned()))
+            }
             Some((_, names))
                 if matches!(kind, ConstraintKind::Unique | ConstraintKind::NotNull) =>
             {
@@ -940,6 +951,7 @@ fn database_error(
             violation.column = info
                 .column_name()
                 .or_else(|| info.details().and_then(key_columns))
+                .or_else(|| checked_column(violation.table.as_deref()?, info.constraint_name()?))
                 .map(str::to_owned);
         }
         return Error::Constraint(violation);
@@ -973,6 +985,15 @@ fn database_error(
 /// The columns of a unique or foreign key, which PostgreSQL names only in its detail
 /// (`Key (email)=(a@example.com) already exists.`, `Key (post_id)=(..) is not present in table
 /// "posts".`): `email`, or `a, b` for several, as SQLite's messages give them.
+/// The column of a `CHECK` PostgreSQL named by default: `<table>_<column>_check`, with a
+/// number after it where the name was taken (every `CHECK` the store declares is a column's).
+fn checked_column<'a>(table: &str, constraint: &'a str) -> Option<&'a str> {
+    let rest = constraint.strip_prefix(table)?.strip_prefix('_')?;
+    let column = rest.trim_end_matches(|c: char| c.is_ascii_digit());
+    let column = column.strip_suffix("_check")?;
+    (!column.is_empty()).then_some(column)
+}
+
 fn key_columns(details: &str) -> Option<&str> {
     let rest = details.strip_prefix("Key (")?;
     Some(&rest[..rest.find(")=(")?])

@@ -385,8 +385,11 @@ where
             // Unchanged: nothing was written; the stored row is the answer.
             Ok(None) => <M as Statements<C>>::find(conn, &self.key())?
                 .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.key().describe())),
-            Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::ForeignKey => {
-                Err(Error::Constraint(missing_parent(conn, &self, violation)))
+            Err(Error::Constraint(mut violation))
+                if violation.kind == ConstraintKind::ForeignKey =>
+            {
+                missing_parent(conn, &self, &mut violation);
+                Err(Error::Constraint(violation))
             }
             Err(e) => Err(e),
         }
@@ -402,8 +405,11 @@ where
         };
         match inserted {
             Ok(stored) => Ok(stored.unwrap_or(self)),
-            Err(Error::Constraint(violation)) if violation.kind == ConstraintKind::ForeignKey => {
-                Err(Error::Constraint(missing_parent(conn, &self, violation)))
+            Err(Error::Constraint(mut violation))
+                if violation.kind == ConstraintKind::ForeignKey =>
+            {
+                missing_parent(conn, &self, &mut violation);
+                Err(Error::Constraint(violation))
             }
             Err(e) => Err(e),
         }
@@ -413,17 +419,20 @@ where
         stamp(&mut rows);
         if !rows.iter().any(M::has_unassigned_key) {
             let statements = insert_statements::<M, C>(rows.len());
-            if statements > 1 {
-                transaction(conn, |conn| insert_keyed(&rows, conn))?;
+            let inserted = if statements > 1 {
+                transaction(conn, |conn| insert_keyed(&rows, conn))
             } else {
-                insert_keyed(&rows, conn)?;
-            }
-            return Ok(rows);
+                insert_keyed(&rows, conn)
+            };
+            return match inserted {
+                Ok(()) => Ok(rows),
+                Err(e) => Err(explained(conn, &rows, e)),
+            };
         }
         // Rows waiting for the keys the database assigns: the others go first, then these,
         // whose keys come back.
         let waiting: Vec<bool> = rows.iter().map(M::has_unassigned_key).collect();
-        let (unkeyed, keyed): (Vec<Self>, Vec<Self>) =
+        let (mut unkeyed, keyed): (Vec<Self>, Vec<Self>) =
             rows.into_iter().partition(M::has_unassigned_key);
         // A row of nothing but the key the database assigns is a statement of its own
         // (`DEFAULT VALUES`): rows spanning several statements go in one transaction.
@@ -433,15 +442,18 @@ where
             insert_statements::<M, C>(unkeyed.len())
         };
         let statements = insert_statements::<M, C>(keyed.len()) + unkeyed_statements;
-        let insert = |conn: &mut C| -> Result<Vec<Self>> {
+        let mut insert = |conn: &mut C| -> Result<()> {
             insert_keyed(&keyed, conn)?;
-            insert_unkeyed(unkeyed, conn)
+            insert_unkeyed(&mut unkeyed, conn)
         };
-        let unkeyed = if statements > 1 {
-            transaction(conn, insert)?
+        let inserted = if statements > 1 {
+            transaction(conn, insert)
         } else {
-            insert(conn)?
+            insert(conn)
         };
+        if let Err(e) = inserted {
+            return Err(explained(conn, keyed.iter().chain(&unkeyed), e));
+        }
         let (mut unkeyed, mut keyed) = (unkeyed.into_iter(), keyed.into_iter());
         Ok(waiting
             .into_iter()
@@ -698,18 +710,20 @@ where
 /// statement's keys are assigned in the order of its rows, each larger than the last (one
 /// past the largest rowid on SQLite, the sequence's next on PostgreSQL): sorted, they are the
 /// rows' in order, whatever order `RETURNING` gives them in.
-fn insert_unkeyed<M, C>(mut rows: Vec<M>, conn: &mut C) -> Result<Vec<M>>
+/// Inserts rows that wait for the keys the database assigns, and gives each its key.
+fn insert_unkeyed<M, C>(rows: &mut [M], conn: &mut C) -> Result<()>
 where
     C: NativeConnection,
     M: for<'a> Writes<'a, C>,
 {
     // One row: a statement of fixed shape, which Diesel prepares only once.
-    if let [row] = rows.as_slice() {
-        return Ok(vec![row.insert_unkeyed(conn)?]);
+    if let [row] = rows {
+        *row = row.insert_unkeyed(conn)?;
+        return Ok(());
     }
     // The statements `statement_sizes` gives, as for rows that have their keys (each binds
     // one value fewer a row).
-    let mut rest = rows.as_mut_slice();
+    let mut rest = rows;
     for size in statement_sizes::<M, C>(rest.len()) {
         let (chunk, more) = rest.split_at_mut(size);
         let mut keys = M::insert_many_unkeyed(chunk, conn)?;
@@ -719,7 +733,7 @@ where
         }
         rest = more;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Sets the rows' timestamps to now (read once, and only for a model that has them).
@@ -732,33 +746,68 @@ fn stamp<M: Model>(rows: &mut [M]) {
     }
 }
 
-/// A foreign-key violation of `save`, naming the column whose parent does not exist. On
-/// PostgreSQL the failure aborted an enclosing transaction and the lookup fails too: the
+/// `error`, a failure to insert `rows`: a foreign-key violation names the first row whose
+/// parent does not exist, as [`missing_parent`] finds it.
+fn explained<'r, M: Model + 'r, C: NativeConnection>(
+    conn: &mut C,
+    rows: impl IntoIterator<Item = &'r M>,
+    error: Error,
+) -> Error {
+    match error {
+        Error::Constraint(mut violation) if violation.kind == ConstraintKind::ForeignKey => {
+            for row in rows {
+                if missing_parent(conn, row, &mut violation) != Lookup::Exists {
+                    break;
+                }
+            }
+            Error::Constraint(violation)
+        }
+        other => other,
+    }
+}
+
+/// What looking up a row's parents found.
+#[derive(Debug, PartialEq, Eq)]
+enum Lookup {
+    /// Each parent exists.
+    Exists,
+    /// One does not: the violation now names its column.
+    Missing,
+    /// The connection could not tell.
+    Unknown,
+}
+
+/// A foreign-key violation of writing `row`, naming the column whose parent does not exist.
+/// On PostgreSQL the failure aborted an enclosing transaction and the lookup fails too: the
 /// server's own message, which names the constraint, then stands.
 fn missing_parent<M: Model, C: NativeConnection>(
     conn: &mut C,
     row: &M,
-    mut violation: ConstraintViolation,
-) -> ConstraintViolation {
+    violation: &mut ConstraintViolation,
+) -> Lookup {
     for (i, belongs_to) in M::declaration().belongs_to().iter().enumerate() {
         let Some(key) = row.foreign_key(i) else {
             continue;
         };
         let parent = belongs_to.parent.declaration();
-        if let Ok(false) = conn.row_exists(parent.table_name(), parent.primary_key()[0], key) {
-            violation.table = Some(M::TABLE_NAME.into());
-            violation.column = Some(belongs_to.column.into());
-            violation.message = format!(
-                "{}.{} references {} '{}', which does not exist",
-                M::TABLE_NAME,
-                belongs_to.column,
-                parent.table_name(),
-                key.describe(),
-            );
-            break;
+        match conn.row_exists(parent.table_name(), parent.primary_key()[0], key) {
+            Ok(true) => {}
+            Ok(false) => {
+                violation.table = Some(M::TABLE_NAME.into());
+                violation.column = Some(belongs_to.column.into());
+                violation.message = format!(
+                    "{}.{} references {} '{}', which does not exist",
+                    M::TABLE_NAME,
+                    belongs_to.column,
+                    parent.table_name(),
+                    key.describe(),
+                );
+                return Lookup::Missing;
+            }
+            Err(_) => return Lookup::Unknown,
         }
     }
-    violation
+    Lookup::Exists
 }
 
 /// On the multi-backend connection: what the model knows in full runs on the backend's own
