@@ -61,6 +61,39 @@ per_backend! {
     }
 }
 
+/// A table made by hand, without the model's `email`.
+#[derive(Model, Debug, Clone, Default)]
+#[model(table = "handmade")]
+pub struct Handmade {
+    #[primary_key]
+    pub id: Id,
+    pub name: String,
+    pub email: String,
+}
+
+per_backend! {
+    fn observing_a_table_that_lacks_a_column_of_its_model_names_both(store) {
+        let id = match store.dialect() {
+            datastore::schema::Dialect::Sqlite => "TEXT",
+            _ => "UUID",
+        };
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(&format!(
+                "CREATE TABLE handmade (id {id} PRIMARY KEY, name TEXT NOT NULL)"
+            ))
+            .unwrap();
+        match store.observe::<Handmade>() {
+            Err(Error::Migration {
+                migration: None,
+                failure: MigrationFailure::MissingColumn { table, column },
+            }) => assert_eq!((table.as_str(), column.as_str()), ("handmade", "email")),
+            other => panic!("expected the missing column, got {:?}", other.err()),
+        }
+    }
+}
+
 per_backend! {
     fn a_value_its_column_check_refuses_names_the_column(store) {
         let post = store.save(Post::default()).unwrap();
@@ -517,7 +550,7 @@ fn a_path_and_a_postgres_schema_open_as_their_urls_do() {
 #[test]
 fn migration_failures_say_what_failed_as_data() {
     use datastore::migrate::{BackendMigrations, Migrations};
-    use datastore::schema::Dialect;
+    use datastore::schema::{Dialect, SchemaProblem};
 
     let dir = tempfile::tempdir().unwrap();
     let folder = Migrations::new(dir.path(), Dialect::Sqlite);
@@ -552,10 +585,40 @@ fn migration_failures_say_what_failed_as_data() {
     // A schema whose foreign key points at a model it lacks.
     match Schema::new().model::<Comment>().validate() {
         Err(Error::Migration {
-            failure: MigrationFailure::Schema(message),
-            ..
-        }) => assert!(message.contains("posts"), "{message}"),
+            migration: None,
+            failure: MigrationFailure::InvalidSchema(problem),
+        }) => assert_eq!(
+            *problem,
+            SchemaProblem::UnknownTable {
+                table: "comments".into(),
+                column: "post_id".into(),
+                references: "posts".into(),
+            }
+        ),
         other => panic!("expected a schema error, got {other:?}"),
+    }
+    // Two models stored in one table.
+    #[derive(Model, Debug, Clone, Default)]
+    #[model(table = "users")]
+    pub struct Account {
+        #[primary_key]
+        pub id: Id,
+    }
+    match Schema::new().model::<User>().model::<Account>().validate() {
+        Err(Error::Migration {
+            failure: MigrationFailure::InvalidSchema(problem),
+            ..
+        }) => match *problem {
+            SchemaProblem::SharedTable { table, models } => {
+                assert_eq!(table, "users");
+                assert!(
+                    models[0].ends_with("User") && models[1].ends_with("Account"),
+                    "{models:?}"
+                );
+            }
+            other => panic!("expected two models in one table, got {other:?}"),
+        },
+        other => panic!("expected two models in one table, got {other:?}"),
     }
     // A snapshot that is not one.
     std::fs::write(dir.path().join("schema.json"), "{ not json").unwrap();

@@ -13,7 +13,9 @@ use datastore::diesel::{Connection, QueryableByName, RunQueryDsl};
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use datastore::migrate::{BackendMigrations, MigrationFailure, Migrations, SchemaObject};
 use datastore::prelude::*;
-use datastore::schema::{Column, ColumnDefault, ColumnType, ForeignKey, Name, OnDelete, Table};
+use datastore::schema::{
+    Column, ColumnDefault, ColumnType, ForeignKey, Name, OnDelete, SchemaProblem, Table,
+};
 use datastore::{AnyConnection, Error};
 
 /// A folder of migrations and the database they are applied to.
@@ -1140,9 +1142,20 @@ fn a_real_default_is_a_finite_number_literal_or_refused() {
         )]);
         match l.generate(&schema(table), "refused", false) {
             Err(Error::Migration {
-                failure: MigrationFailure::Schema(message),
+                failure: MigrationFailure::InvalidSchema(problem),
                 ..
-            }) => assert!(message.contains("items.n"), "{message}"),
+            }) => match *problem {
+                SchemaProblem::UnfitDefault {
+                    table,
+                    column,
+                    column_type,
+                    ..
+                } => assert_eq!(
+                    (table.as_str(), column.as_str(), &column_type),
+                    ("items", "n", &ty)
+                ),
+                other => panic!("{ty:?} {default:?}: {other:?}"),
+            },
             other => panic!("{ty:?} {default:?}: {other:?}"),
         }
         assert!(!l.migrations().dir().exists(), "nothing written");

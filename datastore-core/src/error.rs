@@ -504,7 +504,9 @@ pub enum Error {
 }
 
 /// Why a connection could not be made or taken: the cause of [`Error::Connection`]. Its
-/// messages never show a password.
+/// messages never show a password: each is the driver's or the pool's message with the URL's
+/// password taken out, kept as text rather than as the driver's error, whose own message and
+/// sources may show it.
 ///
 /// ```
 /// use datastore::{ConnectionFailure, Error, Store};

@@ -165,12 +165,19 @@ pub enum MigrationFailure {
     /// underscores.
     #[error("migration name {0:?} must be non-empty ASCII letters, digits and underscores")]
     Name(String),
-    /// The models do not make a schema: two of them claim one table, a default does not fit
-    /// its column, a foreign key references a table no model of the schema has
-    /// ([`Schema::validate`]); or a table in the database lacks a model's columns (found when
-    /// observe decodes its changes).
-    #[error("{0}")]
-    Schema(String),
+    /// The models do not make a schema ([`Schema::validate`]), or a snapshot's defaults are
+    /// not values of their columns: what is wrong, as data.
+    #[error(transparent)]
+    InvalidSchema(Box<crate::schema::SchemaProblem>),
+    /// A table in the database lacks a column of its model: its migrations did not run
+    /// (found as observe starts decoding the table's changes).
+    #[error("table {table} has no column {column}: run the migrations")]
+    MissingColumn {
+        /// The table.
+        table: String,
+        /// The model's column it lacks.
+        column: String,
+    },
     /// The migrations given to the store have none for its backend.
     #[error(
         "the store's database is {backend}, and the migrations given have none for it (embed \
@@ -345,7 +352,7 @@ impl Migrations {
                     serde_json::from_str(&json).map_err(|e| malformed(e.to_string()))?;
                 // Its defaults go into the SQL of the migrations written from it.
                 match schema.invalid_default() {
-                    Some(invalid) => Err(malformed(invalid)),
+                    Some(invalid) => Err(malformed(invalid.to_string())),
                     None => Ok(schema),
                 }
             }

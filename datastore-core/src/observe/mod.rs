@@ -972,6 +972,23 @@ struct Placement {
 /// A placement, or why the model's columns cannot be placed.
 type Placed = Result<Arc<Placement>, String>;
 
+/// A column of the model the table lacks: its migrations did not run.
+#[derive(Debug)]
+pub(crate) struct MissingColumn {
+    pub table: String,
+    pub column: String,
+}
+
+impl fmt::Display for MissingColumn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "table {} has no column {}: run the migrations",
+            self.table, self.column
+        )
+    }
+}
+
 #[derive(Debug)]
 struct EpochPlacement {
     epoch: u64,
@@ -993,7 +1010,7 @@ impl Decoder {
         model_columns: &[&str],
         catalog: sqlite::catalog::Catalog,
         layout: sqlite::catalog::Layout,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, MissingColumn> {
         let decoder = Self::new(table, model_columns, Some(catalog));
         let placed = Ok(Arc::new(decoder.place(&layout.columns)?));
         lock(&decoder.epochs).push(EpochPlacement {
@@ -1010,7 +1027,7 @@ impl Decoder {
         table: &str,
         model_columns: &[&str],
         table_columns: &[String],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, MissingColumn> {
         let decoder = Self::new(table, model_columns, None);
         decoder.place(table_columns)?;
         Ok(decoder)
@@ -1027,7 +1044,7 @@ impl Decoder {
     }
 
     /// For each of the model's columns, its position among `columns`.
-    fn place(&self, columns: &[impl AsRef<str>]) -> Result<Placement, String> {
+    fn place(&self, columns: &[impl AsRef<str>]) -> Result<Placement, MissingColumn> {
         let positions = self
             .model_columns
             .iter()
@@ -1035,11 +1052,9 @@ impl Decoder {
                 columns
                     .iter()
                     .position(|c| c.as_ref() == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "table {} has no column {name}: run the migrations",
-                            self.table
-                        )
+                    .ok_or_else(|| MissingColumn {
+                        table: self.table.clone(),
+                        column: name.clone(),
                     })
             })
             .collect::<Result<_, _>>()?;
@@ -1064,7 +1079,10 @@ impl Decoder {
                 match &*named {
                     Some((known, placed)) if Arc::ptr_eq(known, columns) => placed.clone(),
                     _ => {
-                        let placed = self.place(&columns.names).map(Arc::new);
+                        let placed = self
+                            .place(&columns.names)
+                            .map(Arc::new)
+                            .map_err(|missing| missing.to_string());
                         *named = Some((columns.clone(), placed.clone()));
                         placed
                     }
@@ -1090,7 +1108,10 @@ impl Decoder {
         let layout = catalog
             .resolve(&self.table)
             .map_err(|e| format!("cannot read the columns of {}: {e}", self.table))?;
-        let placed = self.place(&layout.columns).map(Arc::new);
+        let placed = self
+            .place(&layout.columns)
+            .map(Arc::new)
+            .map_err(|missing| missing.to_string());
         let fits = layout.epoch == epoch || catalog.cookie_of(epoch) == Some(layout.cookie);
         if known.len() == EPOCHS_KEPT {
             known.remove(0);

@@ -13,7 +13,7 @@ pub(crate) mod rules;
 mod set;
 
 pub use ddl::Dialect;
-pub use set::{Rename, Schema};
+pub use set::{Rename, Schema, SchemaProblem};
 
 pub use declaration::{
     BelongsToField, KeyKind, ModelDeclaration, ModelRef, Relation, RelationKind, Renames,

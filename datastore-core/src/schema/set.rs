@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::migrate::MigrationFailure;
 use crate::model::Model;
 use crate::schema::ddl::{self, Dialect, HasDialect};
-use crate::schema::{ModelRef, Table};
+use crate::schema::{ColumnDefault, ColumnType, ModelRef, Table};
 use crate::{Error, Result};
 
 /// The set of models an application stores: what its migrations are generated from.
@@ -32,11 +32,75 @@ pub struct Schema {
     models: Vec<(String, ModelRef)>,
     /// Tables two different models claim: reported by [`Schema::validate`].
     #[serde(skip)]
-    conflicts: Vec<String>,
+    conflicts: Vec<SchemaProblem>,
     /// The tables and columns that had other names: not part of the schema (a snapshot
     /// does not keep them), only a guide for the next migration.
     #[serde(skip)]
     renames: Vec<Rename>,
+}
+
+/// What makes models no schema, or a snapshot's table not one its migrations can be written
+/// from: the data of [`MigrationFailure::InvalidSchema`] (boxed there).
+///
+/// ```
+/// # use datastore::prelude::*;
+/// # use datastore_doc_models::{Post, posts, Comment, comments};
+/// use datastore::migrate::MigrationFailure;
+/// use datastore::schema::SchemaProblem;
+/// use datastore::Error;
+///
+/// match Schema::new().model::<Comment>().validate() {
+///     Err(Error::Migration { failure: MigrationFailure::InvalidSchema(problem), .. }) => {
+///         match *problem {
+///             SchemaProblem::UnknownTable { references, .. } => assert_eq!(references, "posts"),
+///             other => panic!("{other:?}"),
+///         }
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaProblem {
+    /// Two models are stored in one table.
+    #[error(
+        "{} and {} are both stored in table {table}: give one of them `#[model(table = \"..\")]`",
+        models[0],
+        models[1]
+    )]
+    SharedTable {
+        /// The table.
+        table: String,
+        /// The two models' type names, the one added first first.
+        models: [String; 2],
+    },
+    /// A column's default is not a value of its type (or, for a number, not a finite one
+    /// written as a number literal).
+    #[error(
+        "{table}.{column}: the default {default} is not a value of a column of type {column_type:?}"
+    )]
+    UnfitDefault {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The default declared.
+        default: ColumnDefault,
+        /// The column's type.
+        column_type: ColumnType,
+    },
+    /// A foreign key references a table no model of the schema has.
+    #[error(
+        "{table}.{column} references table {references}, which is not in the schema: add its model"
+    )]
+    UnknownTable {
+        /// The table of the foreign key.
+        table: String,
+        /// The foreign-key column.
+        column: String,
+        /// The table it references.
+        references: String,
+    },
 }
 
 /// A table or a column that had another name (`#[model(renamed_from = "..")]`,
@@ -113,14 +177,10 @@ impl Schema {
         match self.models.iter().find(|(name, _)| *name == table.name) {
             Some((_, known)) if *known == model => {}
             Some((_, other)) => {
-                let conflict = format!(
-                    "{} and {} are both stored in table {}: give one of them \
-                     `#[model(table = \"..\")]`",
-                    other.type_name(),
-                    model.type_name(),
-                    table.name
-                );
-                self.conflicts.push(conflict);
+                self.conflicts.push(SchemaProblem::SharedTable {
+                    table: table.name.to_string(),
+                    models: [other.type_name().to_owned(), model.type_name().to_owned()],
+                });
             }
             None => {
                 self.models.push((table.name.to_string(), model));
@@ -253,22 +313,16 @@ impl Schema {
     /// Why a column's default cannot be written into a migration, if one cannot: it does not
     /// fit the column's type, or it is a real number that is not a finite number literal
     /// (which would be written into the SQL as it is).
-    pub(crate) fn invalid_default(&self) -> Option<String> {
+    pub(crate) fn invalid_default(&self) -> Option<SchemaProblem> {
         self.tables.iter().find_map(|table| {
             table.columns.iter().find_map(|column| {
                 let default = column.default.as_ref()?;
-                if !default.fits(&column.ty) {
-                    return Some(format!(
-                        "{}.{}: the default {default} does not fit a column of type {:?}",
-                        table.name, column.name, column.ty
-                    ));
-                }
-                (!default.is_finite_literal_of(&column.ty)).then(|| {
-                    format!(
-                        "{}.{}: the default {default} is not a finite number a column of type \
-                         {:?} holds, written as a number literal",
-                        table.name, column.name, column.ty
-                    )
+                let unfit = !default.fits(&column.ty) || !default.is_finite_literal_of(&column.ty);
+                unfit.then(|| SchemaProblem::UnfitDefault {
+                    table: table.name.to_string(),
+                    column: column.name.to_string(),
+                    default: default.clone(),
+                    column_type: column.ty.clone(),
                 })
             })
         })
@@ -285,26 +339,26 @@ impl Schema {
     /// assert!(Schema::new().model::<Comment>().validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
-        if let Some(conflict) = self.conflicts.first() {
-            return Err(Error::migration(
+        let invalid = |problem| {
+            Err(Error::migration(
                 None,
-                MigrationFailure::Schema(conflict.clone()),
-            ));
+                MigrationFailure::InvalidSchema(Box::new(problem)),
+            ))
+        };
+        if let Some(conflict) = self.conflicts.first() {
+            return invalid(conflict.clone());
         }
-        if let Some(invalid) = self.invalid_default() {
-            return Err(Error::migration(None, MigrationFailure::Schema(invalid)));
+        if let Some(unfit) = self.invalid_default() {
+            return invalid(unfit);
         }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {
                 if self.get(&fk.references).is_none() {
-                    return Err(Error::migration(
-                        None,
-                        MigrationFailure::Schema(format!(
-                            "{}.{} references table {}, which is not in the schema: add its \
-                             model",
-                            table.name, fk.column, fk.references
-                        )),
-                    ));
+                    return invalid(SchemaProblem::UnknownTable {
+                        table: table.name.to_string(),
+                        column: fk.column.to_string(),
+                        references: fk.references.to_string(),
+                    });
                 }
             }
         }

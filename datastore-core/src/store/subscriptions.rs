@@ -306,7 +306,15 @@ impl Store {
                 Decoder::for_postgres(table, &model_columns, &table_columns)
             }
         }
-        .map_err(|mismatch| Error::migration(None, MigrationFailure::Schema(mismatch)))
+        .map_err(|missing| {
+            Error::migration(
+                None,
+                MigrationFailure::MissingColumn {
+                    table: missing.table,
+                    column: missing.column,
+                },
+            )
+        })
     }
 
     /// Runs `f` on observe's own connection (outside the pool, never in a caller's
