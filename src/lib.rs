@@ -66,8 +66,91 @@
 //! itself, and on PostgreSQL a statement is timed (two clock reads beside a round trip) only
 //! while a slow-statement threshold is set.
 
+#![forbid(unsafe_code)]
+
 pub use datastore_core::*;
-pub use datastore_derive::{DbEnum, Model};
+/// Makes a struct a model: a table, its typed repository methods and its foreign keys.
+///
+/// On the struct: `#[model(table = "..")]` (the table's name; the default is the struct's
+/// name in snake case, plural), `#[model(renamed_from = "..")]` (the table's name before,
+/// which migrations rename), `#[model(primary_key(a, b))]` (a composite key). On fields:
+/// `#[primary_key]`, `#[unique]`, `#[index]`, `#[column(default = .., renamed_from = "..")]`,
+/// and the relations: `#[belongs_to(Parent)]` on a foreign-key field (`on_delete = ..` to
+/// choose what deleting the parent does), `#[has_many(Child)]`, `#[has_one(Child)]` and
+/// `#[many_to_many(Other, through = JoinModel)]` on fields of types
+/// [`HasMany`](relations::HasMany), [`HasOne`](relations::HasOne) and
+/// [`ManyToMany`](relations::ManyToMany). Misuse is a compile error pointing at the attribute
+/// at fault. The README's "A model" and "Relations" say what each generates.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Author {
+///     #[primary_key]
+///     pub id: Id,
+///     #[unique]
+///     pub name: String,
+///     #[has_many(Book)]
+///     pub books: HasMany<Book>,
+/// }
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Book {
+///     #[primary_key]
+///     pub id: Id,
+///     pub title: String,
+///     #[belongs_to(Author)]
+///     pub author_id: Id,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:")
+///     .schema(Schema::new().model::<Author>().model::<Book>())
+///     .open()?;
+/// let ada = store.save(Author { name: "Ada".into(), ..Author::default() })?;
+/// store.save(Book { title: "Notes".into(), author_id: ada.id, ..Book::default() })?;
+///
+/// let mut authors = store.all::<Author>()?;
+/// Author::load_books(&mut store.conn()?, &mut authors)?;
+/// assert_eq!(authors[0].books.get().unwrap()[0].title, "Notes");
+/// // A required child is deleted with its parent (`ON DELETE CASCADE`).
+/// store.delete(&ada)?;
+/// assert_eq!(store.count::<Book>()?, 0);
+/// # Ok(())
+/// # }
+/// ```
+pub use datastore_derive::Model;
+
+/// Makes a fieldless enum a field type: stored as its variant's name, in a text column that
+/// accepts no other (`CHECK (status IN ('Draft', 'Published'))`). `#[db_enum(rename = "..")]`
+/// on a variant stores it under another name.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// pub enum Status {
+///     #[default]
+///     Draft,
+///     Published,
+/// }
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Article {
+///     #[primary_key]
+///     pub id: Id,
+///     pub status: Status,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Article>()).open()?;
+/// let article = store.save(Article { status: Status::Published, ..Article::default() })?;
+/// assert_eq!(store.get::<Article>(&article.id)?.status, Status::Published);
+/// # Ok(())
+/// # }
+/// ```
+pub use datastore_derive::DbEnum;
 
 /// Embeds the application's migrations into the binary, one folder per backend, as a
 /// [`BackendMigrations`](migrate::BackendMigrations) for [`Store::open`].

@@ -456,7 +456,7 @@ fn blog(store: &Store, posts: usize) -> (Vec<Post>, Vec<Comment>, User) {
 
 /// What one committed change costs the live query: the statements it ran that read rows,
 /// and how many roots it read again.
-fn cost(store: &Store, view: &mut LiveSubscription<Post>, change: impl FnOnce()) -> (usize, u64) {
+fn cost(store: &Store, view: &mut LiveSubscription<Post>, change: impl FnOnce()) -> (usize, usize) {
     change();
     let roots = view.stats().roots_read;
     let (got, spent) = reads(|| next(view));
@@ -839,7 +839,7 @@ fn parent_cost(
     store: &Store,
     view: &mut LiveSubscription<Comment>,
     change: impl FnOnce(),
-) -> (usize, u64) {
+) -> (usize, usize) {
     change();
     let roots = view.stats().roots_read;
     let (got, spent) = reads(|| next(view));

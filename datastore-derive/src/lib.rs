@@ -6,6 +6,8 @@
 //!
 //! Use them through the `datastore` crate, whose documentation describes the attributes.
 
+#![forbid(unsafe_code)]
+
 mod ctxt;
 mod expand;
 mod parse;

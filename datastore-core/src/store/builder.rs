@@ -173,7 +173,8 @@ impl StoreBuilder {
         self
     }
 
-    /// The most connections the pool holds (default 8).
+    /// The most connections the pool holds (default 8; at least 1). A `u32`, as the pool
+    /// (r2d2) counts its connections: a setting, not a count of what the store holds.
     ///
     /// ```
     /// # use datastore::prelude::*;

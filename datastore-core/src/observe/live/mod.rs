@@ -389,17 +389,17 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 #[non_exhaustive]
 pub struct Stats {
     /// Refreshes that read the whole result.
-    pub full: u64,
+    pub full: usize,
     /// Refreshes that read only the touched roots' relations (and the window, if needed).
-    pub partial: u64,
+    pub partial: usize,
     /// Partial refreshes given up for a full one, because a commit they could not see
     /// touched a part they did not read.
-    pub conflicts: u64,
+    pub conflicts: usize,
     /// Batches of commits that touched nothing loaded (no statement run).
-    pub untouched: u64,
+    pub untouched: usize,
     /// Roots whose relations partial refreshes read again (each relation path counted
     /// once per root).
-    pub roots_read: u64,
+    pub roots_read: usize,
 }
 
 /// The live result of a query with its relations: the first [`recv`](Self::recv) gives the
@@ -740,7 +740,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         let build = &self.build;
         let steps = &mut self.steps;
         let store = self.store.clone();
-        let this_read = |conn: &mut AnyConnection| -> Result<(Vec<M>, u64, Vec<M::Key>)> {
+        let this_read = |conn: &mut AnyConnection| -> Result<(Vec<M>, usize, Vec<M::Key>)> {
             let known: HashSet<M::Key> = old.iter().map(Model::key).collect();
             let mut fresh: Vec<M> = if work.window {
                 let mut fresh: Vec<M> = window(conn, build)?;
@@ -774,7 +774,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                         (touched.contains(&key) || !known.contains(&key)).then_some((row, key))
                     })
                     .collect();
-                roots_read += rows.len() as u64;
+                roots_read += rows.len();
                 step.load(conn, rows)?;
             }
             let new: Vec<M::Key> = fresh
