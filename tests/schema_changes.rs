@@ -1357,21 +1357,33 @@ fn a_value_is_never_invented() {
             false,
         )
         .unwrap();
-        for after in [
+        for (after, unfilled) in [
             // A NOT NULL column added without a default.
-            items(vec![
-                nullable("name", ColumnType::Text),
-                column("stars", ColumnType::Integer),
-            ]),
+            (
+                items(vec![
+                    nullable("name", ColumnType::Text),
+                    column("stars", ColumnType::Integer),
+                ]),
+                ("stars", true),
+            ),
             // A column made NOT NULL without one.
-            items(vec![column("name", ColumnType::Text)]),
+            (
+                items(vec![column("name", ColumnType::Text)]),
+                ("name", false),
+            ),
         ] {
             match l
                 .migrations()
                 .allow_lossy(true)
                 .generate(&schema(after), "after")
             {
-                Err(Error::MissingDefault { columns }) => assert_eq!(columns.len(), 1),
+                Err(Error::MissingDefault { columns }) => {
+                    let found: Vec<_> = columns
+                        .iter()
+                        .map(|c| (c.table.as_str(), c.column.as_str(), c.added))
+                        .collect();
+                    assert_eq!(found, [("items", unfilled.0, unfilled.1)]);
+                }
                 other => panic!("expected MissingDefault, got {other:?}"),
             }
         }

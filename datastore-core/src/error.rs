@@ -214,11 +214,12 @@ pub enum Error {
         "the migration may lose data, so it was not written:\n  - {}\nwrite it anyway with \
          Migrations::allow_lossy(true) (`migrate generate --allow-lossy`), or declare renames \
          with #[model(renamed_from = \"..\")] / #[column(renamed_from = \"..\")]",
-        changes.join("\n  - ")
+        listed(changes.iter().flat_map(crate::migrate::SchemaChange::losses))
     )]
     LossyMigration {
-        /// What each lossy change may lose.
-        changes: Vec<String>,
+        /// The changes that may lose data, in the order the migration would make them; each
+        /// says what it may lose ([`SchemaChange::losses`](crate::migrate::SchemaChange::losses)).
+        changes: Vec<crate::migrate::SchemaChange>,
     },
 
     /// Generating a migration stopped: it adds a `NOT NULL` column, or makes one `NOT NULL`,
@@ -227,11 +228,11 @@ pub enum Error {
     #[error(
         "the migration would invent values, so it was not written:\n  - {}\ndeclare what the \
          rows take with #[column(default = ..)], or make the field an Option",
-        columns.join("\n  - ")
+        listed(columns)
     )]
     MissingDefault {
         /// Each column without a default.
-        columns: Vec<String>,
+        columns: Vec<crate::migrate::UnfilledColumn>,
     },
 
     /// A migration that makes columns unique (a join table's pair of foreign keys, a field
@@ -857,6 +858,17 @@ impl Error {
         }
     }
 
+    /// [`Error::LossyMigration`] for a migration of `changes`: those of them that may lose data.
+    pub(crate) fn lossy_migration(changes: &[crate::migrate::SchemaChange]) -> Self {
+        Self::LossyMigration {
+            changes: changes
+                .iter()
+                .filter(|change| !change.losses().is_empty())
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// [`Error::Migration`] of `migration` (if one is concerned) for `failure`.
     pub(crate) fn migration(
         migration: Option<&dyn fmt::Display>,
@@ -924,6 +936,15 @@ impl From<DieselError> for Error {
             other => Self::Database(other),
         }
     }
+}
+
+/// `items`, one a line (after the first's `  - `).
+fn listed(items: impl IntoIterator<Item = impl fmt::Display>) -> String {
+    items
+        .into_iter()
+        .map(|item| item.to_string())
+        .collect::<Vec<_>>()
+        .join("\n  - ")
 }
 
 /// The typed error of an error the database reported.

@@ -240,9 +240,7 @@ impl Cli {
                             });
                         }
                         if !plan.lossy.is_empty() && !allow_lossy {
-                            return Err(Error::LossyMigration {
-                                changes: plan.lossy,
-                            });
+                            return Err(Error::lossy_migration(&plan.changes));
                         }
                     }
                 }

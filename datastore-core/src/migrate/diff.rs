@@ -199,33 +199,67 @@ impl SchemaChange {
     /// # let table = Note::table().clone();
     /// let add = |column| SchemaChange::AddColumn { table: table.clone(), column };
     /// let rank = Column::new("rank", ColumnType::Integer, false);
-    /// assert_eq!(add(rank.clone()).missing_defaults().len(), 1); // what would the rows hold?
+    /// let unfilled = add(rank.clone()).missing_defaults(); // what would the rows hold?
+    /// assert_eq!((unfilled[0].column.as_str(), unfilled[0].added), ("rank", true));
     /// let ranked = Column { default: Some(ColumnDefault::Integer(0)), ..rank };
     /// assert!(add(ranked).missing_defaults().is_empty());
     /// ```
-    pub fn missing_defaults(&self) -> Vec<String> {
-        let needs = |table: &Table, column: &Column, what: &str| {
-            format!(
-                "{}.{} is {what} NOT NULL and has no default for the rows the table holds",
-                table.name, column.name
-            )
+    pub fn missing_defaults(&self) -> Vec<UnfilledColumn> {
+        let needs = |table: &Table, column: &Column, added: bool| UnfilledColumn {
+            table: table.name.to_string(),
+            column: column.name.to_string(),
+            added,
         };
         match self {
             Self::AddColumn { table, column } if !column.nullable && column.default.is_none() => {
-                vec![needs(table, column, "added")]
+                vec![needs(table, column, true)]
             }
             Self::RebuildTable { old, new } => new
                 .columns
                 .iter()
                 .filter(|c| !c.nullable && c.default.is_none() && !c.generated)
                 .filter_map(|c| match old.column(&c.name) {
-                    None => Some(needs(new, c, "added")),
-                    Some(was) if was.nullable => Some(needs(new, c, "made")),
+                    None => Some(needs(new, c, true)),
+                    Some(was) if was.nullable => Some(needs(new, c, false)),
                     Some(_) => None,
                 })
                 .collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// A column a migration would make `NOT NULL` in a table that may hold rows, with no default
+/// declared to give them: see [`SchemaChange::missing_defaults`] and
+/// [`Error::MissingDefault`](crate::Error::MissingDefault).
+///
+/// ```
+/// use datastore::migrate::UnfilledColumn;
+///
+/// let rank = UnfilledColumn { table: "notes".into(), column: "rank".into(), added: true };
+/// assert_eq!(
+///     rank.to_string(),
+///     "notes.rank is added NOT NULL and has no default for the rows the table holds"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfilledColumn {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// Whether the column is new (`false`: an existing nullable column made `NOT NULL`).
+    pub added: bool,
+}
+
+impl std::fmt::Display for UnfilledColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.added { "added" } else { "made" };
+        write!(
+            f,
+            "{}.{} is {how} NOT NULL and has no default for the rows the table holds",
+            self.table, self.column
+        )
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "cli")]
 pub use cli::Cli;
-pub use diff::SchemaChange;
+pub use diff::{SchemaChange, UnfilledColumn};
 pub use embedded::BackendMigrations;
 
 use crate::schema::Schema;
@@ -85,7 +85,7 @@ pub struct Migration {
     pub lossy: Vec<String>,
     /// The columns it would fill with invented values ([`SchemaChange::missing_defaults`]):
     /// [`Migrations::generate`] never writes it; declare a default.
-    pub missing_defaults: Vec<String>,
+    pub missing_defaults: Vec<UnfilledColumn>,
 }
 
 /// The difference between the models and their migrations: the migration that is missing.
@@ -475,9 +475,7 @@ impl Migrations {
             });
         }
         if !migration.lossy.is_empty() && !self.allow_lossy {
-            return Err(Error::LossyMigration {
-                changes: migration.lossy,
-            });
+            return Err(Error::lossy_migration(&migration.changes));
         }
         let dir = self.next_dir(name)?;
         let io = |path: &Path| {
