@@ -194,8 +194,8 @@ macro_rules! embed_migrations {
 
 /// Everything a model file needs: the derives, the field types, the store, and Diesel's DSL.
 pub mod prelude {
-    #[allow(unused_imports)] // empty without the feature `async`
-    pub use crate::__async_prelude::*;
+    #[cfg(feature = "async")]
+    pub use crate::async_store::{AsyncStore, AsyncTransaction};
     pub use crate::diesel::prelude::*;
     pub use crate::relations::{HasMany, HasOne, ManyToMany};
     pub use crate::schema::Dialect;

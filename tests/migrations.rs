@@ -171,10 +171,7 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
         Err(Error::LossyMigration { changes }) => {
             match changes.as_slice() {
                 [SchemaChange::DropColumn { table, column }] => {
-                    assert_eq!(
-                        (&*table.name, &*column.name),
-                        ("notes", "obsolete")
-                    )
+                    assert_eq!((&*table.name, &*column.name), ("notes", "obsolete"))
                 }
                 other => panic!("expected the dropped column, got {other:?}"),
             }

@@ -39,13 +39,6 @@ pub use diesel;
 /// Re-exported so that applications use the same migrations runner as the store.
 pub use diesel_migrations;
 
-/// What `datastore::prelude` gains with the feature `async`. Not public API.
-#[doc(hidden)]
-pub mod __async_prelude {
-    #[cfg(feature = "async")]
-    pub use crate::async_store::{AsyncStore, AsyncTransaction};
-}
-
 /// What generated code refers to. Not public API.
 #[doc(hidden)]
 #[path = "codegen.rs"]

@@ -949,9 +949,8 @@ impl<M> fmt::Debug for Subscription<M> {
 }
 
 /// Maps a table's columns to the model's, as they were when each row was captured.
-#[doc(hidden)]
 #[derive(Debug)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     table: String,
     model_columns: Vec<String>,
     /// SQLite: where to read the table's columns again when rows arrive from a schema epoch

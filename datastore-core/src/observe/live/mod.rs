@@ -79,9 +79,9 @@
 mod path;
 mod snapshot;
 
-pub use path::{
-    BelongsToRel, HasManyRel, HasOneRel, LoadPath, ManyToManyRel, ParentOf, Step, Then,
-};
+pub use path::{BelongsToRel, HasManyRel, HasOneRel, LoadPath, ManyToManyRel, ParentOf, Then};
+
+use path::Step;
 pub use snapshot::Snapshot;
 
 use snapshot::Parents;
@@ -463,35 +463,43 @@ impl<M: Persist<AnyConnection>> fmt::Debug for LiveSubscription<M> {
     }
 }
 
-/// A committed change as a step reads it: its table, and its rows decoded as a model.
-#[doc(hidden)]
-pub struct ChangeRef<'a> {
-    batch: &'a Batch,
-    change: &'a RawChange,
-    decoder: Option<&'a Decoder>,
-}
+/// What a step reads of a committed change. Public (the steps' trait takes it) but in a
+/// private module, so that nothing outside the crate can name it.
+mod change {
+    use super::{Batch, Decoder, Model, RawChange};
 
-impl ChangeRef<'_> {
-    /// The changed row's table.
-    pub(crate) fn table(&self) -> &str {
-        &self.change.table
+    /// A committed change as a step reads it: its table, and its rows decoded as a model.
+    pub struct ChangeRef<'a> {
+        pub(super) batch: &'a Batch,
+        pub(super) change: &'a RawChange,
+        pub(super) decoder: Option<&'a Decoder>,
     }
 
-    /// The row after the change (before it, for a delete), and before it for an update
-    /// whose old row the feed carries.
-    pub(crate) fn versions<T: Model>(&self) -> std::result::Result<Vec<T>, String> {
-        let decoder = self
-            .decoder
-            .ok_or_else(|| format!("no decoder for {}", self.change.table))?;
-        let mut rows = vec![decoder.decode::<T>(&self.change.shape, &self.batch.row(self.change))?];
-        if let Some(old) = self.batch.old_row(self.change) {
-            if self.change.new.is_some() {
-                rows.push(decoder.decode::<T>(&self.change.shape, &old)?);
-            }
+    impl ChangeRef<'_> {
+        /// The changed row's table.
+        pub(crate) fn table(&self) -> &str {
+            &self.change.table
         }
-        Ok(rows)
+
+        /// The row after the change (before it, for a delete), and before it for an update
+        /// whose old row the feed carries.
+        pub(crate) fn versions<T: Model>(&self) -> std::result::Result<Vec<T>, String> {
+            let decoder = self
+                .decoder
+                .ok_or_else(|| format!("no decoder for {}", self.change.table))?;
+            let mut rows =
+                vec![decoder.decode::<T>(&self.change.shape, &self.batch.row(self.change))?];
+            if let Some(old) = self.batch.old_row(self.change) {
+                if self.change.new.is_some() {
+                    rows.push(decoder.decode::<T>(&self.change.shape, &old)?);
+                }
+            }
+            Ok(rows)
+        }
     }
 }
+
+pub(crate) use change::ChangeRef;
 
 /// What a batch of commits asks of a refresh.
 struct Work<K> {

@@ -528,8 +528,9 @@ impl<K: std::hash::Hash + Eq + Clone, R: std::hash::Hash + Eq + Clone> Index<K, 
 }
 
 /// One loaded relation of a live query over `M`, from rows of `P`, with the relations loaded
-/// on its rows; keeps which roots reach which of its rows. Not public API.
-#[doc(hidden)]
+/// on its rows; keeps which roots reach which of its rows. Public but unreachable (this module
+/// is private and does not export it): [`LoadPath::into_step`] returns it, and nothing outside
+/// the crate can name or implement it.
 pub trait Step<M: Model, P: Model>: Send + Sync + Any {
     /// The relation field's name.
     fn name(&self) -> &'static str;

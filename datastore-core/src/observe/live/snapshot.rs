@@ -179,8 +179,8 @@ impl<M: fmt::Debug> fmt::Debug for Snapshot<M> {
 }
 
 /// The loaded parents, by relation (the type of its constant), then by key.
+/// Public (the steps' trait takes it) in a private module: nothing outside the crate names it.
 #[derive(Clone, Default, PartialEq)]
-#[doc(hidden)]
 pub struct Parents {
     by_relation: HashMap<TypeId, Box<dyn AnyParents>>,
 }
