@@ -193,6 +193,27 @@ macro_rules! embed_migrations {
 }
 
 /// Everything a model file needs: the derives, the field types, the store, and Diesel's DSL.
+///
+/// ```
+/// use datastore::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// pub struct Note {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+///     pub at: Timestamp,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+/// store.save(Note { text: "kept".into(), ..Note::default() })?;
+/// // Diesel's DSL on the generated table, through a connection of the store.
+/// let texts: Vec<String> = notes::table.select(notes::text).load(&mut store.conn()?)?;
+/// assert_eq!(texts, ["kept"]);
+/// # Ok(())
+/// # }
+/// ```
 pub mod prelude {
     #[cfg(feature = "async")]
     pub use crate::async_store::{AsyncStore, AsyncTransaction};

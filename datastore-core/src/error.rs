@@ -178,7 +178,11 @@ pub enum Error {
         cause: Option<Box<Error>>,
     },
 
-    /// Running or generating migrations failed; the failing migration left nothing behind.
+    /// Migrations could not bring the database to the models: running or generating them
+    /// failed (the failing migration left nothing behind), the models make no schema
+    /// ([`Schema::validate`](crate::Schema::validate)), or a table lacks a model's column
+    /// (found as observe starts: its migrations did not run). What failed is the data of
+    /// `failure`.
     ///
     /// ```
     /// use datastore::migrate::MigrationFailure;

@@ -14,6 +14,23 @@
 //! relation methods `#[derive(Model)]` writes in async form (`post.comments_async(&store)`,
 //! `Post::load_comments_async(&store, posts)`, `post.link_editors_async(&store, &user)`) call
 //! it, whatever the features.
+//!
+//! ```
+//! # use datastore::prelude::*;
+//! # use datastore_doc_models::{Note, notes};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> datastore::Result<()> {
+//! let store = AsyncStore::from(
+//!     Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?,
+//! );
+//! let note = store.save(Note { text: "async".into(), ..Note::default() }).await?;
+//! let stored = store
+//!     .transaction(|tx| async move { tx.find::<Note>(&note.id).await })
+//!     .await?;
+//! assert_eq!(stored.map(|n| n.text).as_deref(), Some("async"));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::future::Future;
 

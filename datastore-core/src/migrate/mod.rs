@@ -5,6 +5,23 @@
 //! CLI runs too) plus `schema.json`, the schema those migrations produce. Comparing the models
 //! with that snapshot gives the exact change to write as the next migration
 //! ([`Migrations::generate`]), or the drift a test reports ([`Migrations::check`]).
+//!
+//! ```
+//! # use datastore::prelude::*;
+//! # use datastore_doc_models::{Note, notes};
+//! use datastore::migrate::Migrations;
+//! use datastore::schema::Dialect;
+//!
+//! # fn main() -> datastore::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let folder = Migrations::new(dir.path(), Dialect::Sqlite);
+//! let schema = Schema::new().model::<Note>();
+//! assert!(folder.check(&schema).is_err()); // no migration creates `notes` yet
+//! folder.generate(&schema, "create_notes")?;
+//! folder.check(&schema)?; // the folder now brings a database to the models
+//! # Ok(())
+//! # }
+//! ```
 
 #[cfg(feature = "cli")]
 mod cli;

@@ -11,6 +11,24 @@
 //! What the declarations mean for the database (which foreign key is unique, what a delete
 //! does) is decided in one place, `schema/rules.rs`; what a delete does at run time, and why
 //! links refuse one, is worked out in `relations/effects.rs` and `relations/restrict.rs`.
+//!
+//! ```
+//! # use datastore::prelude::*;
+//! # use datastore_doc_models::{Post, posts, Comment, comments};
+//! # fn main() -> datastore::Result<()> {
+//! # let store = Store::builder(":memory:")
+//! #     .schema(Schema::new().model::<Post>().model::<Comment>())
+//! #     .open()?;
+//! let post = store.save(Post::default())?;
+//! store.save(Comment { post_id: post.id, text: "first".into(), ..Comment::default() })?;
+//! // Lazily, one post's comments; eagerly, the comments of many posts in one query.
+//! assert_eq!(post.comments(&mut store.conn()?)?.len(), 1);
+//! let mut posts = store.all::<Post>()?;
+//! Post::load_comments(&mut store.conn()?, &mut posts)?;
+//! assert_eq!(posts[0].comments.get().map(<[_]>::len), Some(1));
+//! # Ok(())
+//! # }
+//! ```
 
 pub(crate) mod belongs_to;
 mod effects;

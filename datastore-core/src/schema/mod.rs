@@ -6,6 +6,18 @@
 //! The same description renders the `CREATE TABLE` statements of migrations (in each
 //! [`Dialect`]), and is what the migration generator compares with the state the existing
 //! migrations produce.
+//!
+//! ```
+//! # use datastore::prelude::*;
+//! # use datastore_doc_models::{Post, posts, Comment, comments};
+//! use datastore::schema::{Dialect, OnDelete};
+//!
+//! let table = Comment::table();
+//! let post_id = table.foreign_key("post_id").unwrap();
+//! assert_eq!((&*post_id.references, post_id.on_delete), ("posts", OnDelete::Cascade));
+//! let schema = Schema::new().model::<Post>().model::<Comment>();
+//! assert!(schema.create_sql(Dialect::Sqlite).contains(r#"CREATE TABLE "comments""#));
+//! ```
 
 pub(crate) mod ddl;
 pub(crate) mod declaration;

@@ -2,6 +2,22 @@
 //!
 //! Each is a Diesel SQL type with the storage of every backend declared on it, so one
 //! `table!` definition serves SQLite and PostgreSQL alike.
+//!
+//! ```
+//! use datastore::diesel::prelude::*;
+//! use datastore::sql_types::{TimestampUtc, Uuid};
+//!
+//! diesel::table! {
+//!     use datastore::diesel::sql_types::*;
+//!     use datastore::sql_types::{TimestampUtc, Uuid};
+//!
+//!     events (id) {
+//!         id -> Uuid,          // TEXT on SQLite, uuid on PostgreSQL
+//!         at -> TimestampUtc,  // RFC 3339 TEXT on SQLite, timestamptz on PostgreSQL
+//!     }
+//! }
+//! # let _ = (events::id, events::at);
+//! ```
 
 use diesel::query_builder::QueryId;
 use diesel::sql_types::SqlType;

@@ -394,7 +394,7 @@ pub struct Stats {
     pub partial: usize,
     /// Partial refreshes given up for a full one, because a commit they could not see
     /// touched a part they did not read.
-    pub conflicts: usize,
+    pub given_up: usize,
     /// Batches of commits that touched nothing loaded (no statement run).
     pub untouched: usize,
     /// Roots whose relations partial refreshes read again (each relation path counted
@@ -827,7 +827,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 .zip(&work.touched)
                 .all(|(later, read)| later.iter().all(|k| read.contains(k) || new.contains(k)));
         if !consistent {
-            self.stats.conflicts += 1;
+            self.stats.given_up += 1;
             self.full_refresh()?;
         }
         Ok(())
