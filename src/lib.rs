@@ -215,8 +215,8 @@ macro_rules! embed_migrations {
 /// # }
 /// ```
 pub mod prelude {
-    #[cfg(feature = "async")]
-    pub use crate::async_store::{AsyncStore, AsyncTransaction};
+    #[allow(unused_imports)] // empty without the feature `async`
+    pub use crate::__private::async_prelude::*;
     pub use crate::diesel::prelude::*;
     pub use crate::relations::{HasMany, HasOne, ManyToMany};
     pub use crate::schema::Dialect;

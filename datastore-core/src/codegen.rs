@@ -6,6 +6,13 @@
 
 pub use diesel;
 pub use diesel_migrations;
+
+/// What the facade's `prelude` gains with this crate's feature `async` (which the facade's
+/// own feature `async` turns on; a feature of a dependency is not a `cfg` of the facade).
+pub mod async_prelude {
+    #[cfg(feature = "async")]
+    pub use crate::async_store::{AsyncStore, AsyncTransaction};
+}
 pub use std::borrow::Cow;
 
 // The public items generated code names, each under one name here, so that the derive's

@@ -36,14 +36,48 @@ use crate::types::{Key, KeyValue};
     note = "a relation's target and join model are structs with `#[derive(Model)]`"
 )]
 pub trait Model: Sized + Send + 'static {
-    /// The Diesel table type (`posts::table`).
+    /// The Diesel table type (`notes::table`), for Diesel's DSL; the table as data is
+    /// [`table`](Self::table).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Note, notes};
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// let table = <Note as Model>::Table::default(); // `notes::table`
+    /// let count: i64 = table.count().get_result(&mut store.conn()?)?;
+    /// assert_eq!(count, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     type Table: diesel::Table + Default + Copy;
     /// The struct's name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Note, notes};
+    /// assert_eq!(Note::NAME, "Note");
+    /// ```
     const NAME: &'static str;
     /// The table's name (also `table().name`, usable where a `&'static str` is needed).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Note, notes};
+    /// const NOTES: &str = Note::TABLE_NAME;
+    /// assert_eq!(NOTES, Note::table().name);
+    /// ```
     const TABLE_NAME: &'static str;
     /// The primary key's type: one column's ([`Id`](crate::Id), `i64`, `String`, ..), or a
     /// tuple of them for a composite key.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Note, notes};
+    /// let key: <Note as Model>::Key = Id::new();
+    /// let note = Note { id: key, ..Note::default() };
+    /// assert_eq!(note.key(), key);
+    /// ```
     type Key: Key;
 
     /// What the model declares: its columns, keys and relations, as data.

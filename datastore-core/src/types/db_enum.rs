@@ -16,7 +16,20 @@
 /// assert_eq!(PostStatus::from_name("active"), None);
 /// ```
 pub trait DbEnum: Sized + Copy + 'static {
-    /// The stored names, in declaration order.
+    /// The stored names, in declaration order: the values its column's `CHECK` accepts.
+    ///
+    /// ```
+    /// use datastore::prelude::*;
+    ///
+    /// #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    /// pub enum Size {
+    ///     #[default]
+    ///     Small,
+    ///     #[db_enum(rename = "L")]
+    ///     Large,
+    /// }
+    /// assert_eq!(Size::VARIANTS, ["Small", "L"]);
+    /// ```
     const VARIANTS: &'static [&'static str];
 
     /// The stored name of this variant.
