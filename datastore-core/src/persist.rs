@@ -42,6 +42,21 @@ use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result
 /// ```
 pub trait Persist<C: Connection>: Model {
     /// The model's query, boxed so that it can be refined in a closure (`posts::BoxedQuery`).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Note, notes};
+    /// use datastore::{AnyConnection, Persist};
+    ///
+    /// # fn main() -> datastore::Result<()> {
+    /// # let store = Store::builder(":memory:").schema(Schema::new().model::<Note>()).open()?;
+    /// store.save(Note { text: "kept".into(), ..Note::default() })?;
+    /// let query: <Note as Persist<AnyConnection>>::Query =
+    ///     <Note as Persist<AnyConnection>>::query().filter(notes::text.eq("kept"));
+    /// assert_eq!(Note::load(&mut store.conn()?, query)?.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     type Query;
 
     /// The query selecting every row, ready to be filtered and ordered.

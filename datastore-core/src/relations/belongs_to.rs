@@ -74,13 +74,45 @@ pub const fn fk_key(field: &str) -> u64 {
 )]
 pub trait BelongsTo<P: Model, const FK: u64>: Model {
     /// The foreign-key field's (and column's) name.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
+    /// use datastore::relations::{fk_key, BelongsTo};
+    ///
+    /// assert_eq!(<Comment as BelongsTo<Post, { fk_key("post_id") }>>::FIELD, "post_id");
+    /// ```
     const FIELD: &'static str;
 
     /// The foreign-key column (`comments::post_id`), of the parent's key's type.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
+    /// use datastore::relations::{fk_key, BelongsTo};
+    ///
+    /// let column: <Comment as BelongsTo<Post, { fk_key("post_id") }>>::Column = comments::post_id;
+    /// # let _ = column;
+    /// ```
     type Column: diesel::Column<Table = Self::Table> + Default + Copy + Send + 'static;
 
     /// Whether a condition on the column may be `NULL`: [`NotNullCondition`] for a required
     /// parent, [`NullableCondition`] for an optional one (its column is nullable).
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
+    /// use datastore::relations::{fk_key, BelongsTo};
+    /// use datastore::NotNullCondition;
+    ///
+    /// fn required<C, P, const FK: u64>()
+    /// where
+    ///     C: BelongsTo<P, FK, Nullability = NotNullCondition>,
+    ///     P: Model,
+    /// {
+    /// }
+    /// required::<Comment, Post, { fk_key("post_id") }>(); // a comment's post is required
+    /// ```
     ///
     /// [`NotNullCondition`]: crate::NotNullCondition
     /// [`NullableCondition`]: crate::NullableCondition

@@ -50,17 +50,54 @@ use crate::schema::ColumnType;
 )]
 pub trait FieldType: Sized {
     /// The Diesel SQL type of the column.
+    ///
+    /// ```
+    /// use datastore::diesel::sql_types::{Integer, Nullable, Text};
+    /// use datastore::FieldType;
+    ///
+    /// fn same<T: 'static, U: 'static>() -> bool {
+    ///     std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
+    /// }
+    /// assert!(same::<<String as FieldType>::SqlType, Text>());
+    /// assert!(same::<<Option<i32> as FieldType>::SqlType, Nullable<Integer>>());
+    /// ```
     type SqlType: diesel::sql_types::SqlType + diesel::sql_types::SingleValue;
     /// The column type used to render DDL.
+    ///
+    /// ```
+    /// use datastore::schema::ColumnType;
+    /// use datastore::{FieldType, Timestamp};
+    ///
+    /// assert_eq!(<i64 as FieldType>::COLUMN, ColumnType::BigInt);
+    /// assert_eq!(<Timestamp as FieldType>::COLUMN, ColumnType::Timestamp);
+    /// ```
     const COLUMN: ColumnType;
     /// Whether the column accepts `NULL` (only `Option<T>` does).
     const NULLABLE: bool = false;
 
     /// What a borrowed value is bound as (`&'a Self` for all but foreign types).
+    ///
+    /// ```
+    /// use datastore::FieldType;
+    ///
+    /// let title = String::from("bound as it is");
+    /// let bound: <String as FieldType>::Bind<'_> = &title;
+    /// # let _ = bound;
+    /// ```
     type Bind<'a>: diesel::expression::AsExpression<Self::SqlType>
     where
         Self: 'a;
-    /// What a column is read as before it becomes `Self` (`Self` for all but foreign types).
+    /// What a column is read as before it becomes `Self`: `Self` for text, keys and instants;
+    /// [`Checked`](crate::Checked) for numbers and `bool` (a stored value out of the field's
+    /// range is refused, not truncated); a wrapper for foreign types.
+    ///
+    /// ```
+    /// use datastore::{Checked, FieldType};
+    ///
+    /// let text: <String as FieldType>::Read = String::from("as stored");
+    /// let flag: <bool as FieldType>::Read = Checked(true);
+    /// # let _ = (text, flag);
+    /// ```
     type Read;
 
     /// The value to bind for `self`.

@@ -222,6 +222,17 @@ pub struct BelongsToRel<C, P, const FK: u64> {
 )]
 pub trait ParentOf<C>: 'static {
     /// The parent's model.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
+    /// use datastore::observe::live::ParentOf;
+    ///
+    /// fn parent_of<C, R: ParentOf<C>>(_: R) -> &'static str {
+    ///     <R::Parent as Model>::NAME
+    /// }
+    /// assert_eq!(parent_of(Comment::POST), "Post");
+    /// ```
     type Parent: Model;
 
     /// The parent's key in `row`.
@@ -451,6 +462,17 @@ impl<P, J, T, const FK_P: u64, const FK_T: u64> ManyToManyRel<P, J, T, FK_P, FK_
 )]
 pub trait LoadPath<P: Model> {
     /// The model the path ends at.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Post, posts, Comment, comments};
+    /// use datastore::observe::live::LoadPath;
+    ///
+    /// fn ends_at<P: Model, L: LoadPath<P>>(_: L) -> &'static str {
+    ///     <L::Target as Model>::NAME
+    /// }
+    /// assert_eq!(ends_at(Post::COMMENTS), "Comment");
+    /// ```
     type Target: Model;
 
     /// The path as a step of a live query over `M`, with `next` loaded on its last rows.
