@@ -620,14 +620,14 @@ fn migration_failures_say_what_failed_as_data() {
         },
         other => panic!("expected two models in one table, got {other:?}"),
     }
-    // A snapshot that is not one.
+    // A recorded schema that is not one.
     std::fs::write(dir.path().join("schema.json"), "{ not json").unwrap();
-    match folder.snapshot() {
+    match folder.recorded_schema() {
         Err(Error::Migration {
-            failure: MigrationFailure::Snapshot { path, .. },
+            failure: MigrationFailure::SchemaFile { path, .. },
             ..
         }) => assert_eq!(path, dir.path().join("schema.json")),
-        other => panic!("expected a snapshot error, got {other:?}"),
+        other => panic!("expected a recorded-schema error, got {other:?}"),
     }
     // Migrations for another backend only.
     match Store::open(":memory:", BackendMigrations::new()) {
@@ -752,10 +752,10 @@ fn migration_files_that_cannot_be_written_are_an_io_error_naming_the_path() {
         other => panic!("expected an I/O error, got {other:?}"),
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
-    // Its snapshot is a folder.
+    // Its recorded schema is a folder.
     let folder = dir.path().join("sqlite");
     std::fs::create_dir_all(folder.join("schema.json")).unwrap();
-    match Migrations::new(&folder, Dialect::Sqlite).snapshot() {
+    match Migrations::new(&folder, Dialect::Sqlite).recorded_schema() {
         Err(Error::Io { path, .. }) => {
             assert_eq!(path, folder.join("schema.json").display().to_string())
         }

@@ -1124,7 +1124,7 @@ fn reverting_a_column_made_nullable_keeps_its_nulls_or_stops() {
 
 /// A real default goes into the SQL as it is written: one that is not a finite number literal
 /// the column holds (SQL, an infinity, past `f32`'s range) is refused before anything is
-/// written, in the models' schema and in a folder's snapshot alike.
+/// written, in the models' schema and in a folder's recorded schema alike.
 #[test]
 fn a_real_default_is_a_finite_number_literal_or_refused() {
     let lab = Lab::all().remove(0);
@@ -1160,7 +1160,7 @@ fn a_real_default_is_a_finite_number_literal_or_refused() {
         }
         assert!(!l.migrations().dir().exists(), "nothing written");
     }
-    // Written by hand into a folder's snapshot, it stops the next generation.
+    // Written by hand into a folder's recorded schema, it stops the next generation.
     let l = fresh(&lab);
     let real = |text: &str| {
         items(vec![defaulting(
@@ -1175,7 +1175,7 @@ fn a_real_default_is_a_finite_number_literal_or_refused() {
     std::fs::write(&snapshot, json.replace("2.5e3", "0; DROP TABLE items; --")).unwrap();
     match l.generate(&schema(real("1.5")), "after", false) {
         Err(Error::Migration {
-            failure: MigrationFailure::Snapshot { message, .. },
+            failure: MigrationFailure::SchemaFile { message, .. },
             ..
         }) => assert!(message.contains("items.n"), "{message}"),
         other => panic!("{other:?}"),

@@ -3,7 +3,7 @@
 //! A [`Schema`] is the set of models an application stores. [`Migrations`] is a folder of
 //! ordinary Diesel migrations (`<version>_<name>/up.sql` and `down.sql`, the layout the diesel
 //! CLI runs too) plus `schema.json`, the schema those migrations produce. Comparing the models
-//! with that snapshot gives the exact change to write as the next migration
+//! with that recorded schema gives the exact change to write as the next migration
 //! ([`Migrations::generate`]), or the drift a test reports ([`Migrations::check`]).
 //!
 //! ```
@@ -41,7 +41,7 @@ use crate::schema::Schema;
 use crate::schema::ddl::Dialect;
 use crate::{Error, Result};
 
-const SNAPSHOT: &str = "schema.json";
+const RECORDED_SCHEMA: &str = "schema.json";
 
 /// A folder of generated migrations for one SQL dialect, such as `migrations/sqlite`.
 ///
@@ -170,10 +170,10 @@ pub enum MigrationFailure {
     /// The models changed and no migration was generated for it ([`Migrations::check`]).
     #[error("{0}")]
     Drift(Box<Drift>),
-    /// The folder's schema snapshot (`schema.json`) cannot be read as one.
-    #[error("{path}: not a schema snapshot: {message}")]
-    Snapshot {
-        /// The snapshot's path.
+    /// The folder's recorded schema (`schema.json`) cannot be read as one.
+    #[error("{path}: not a recorded schema: {message}")]
+    SchemaFile {
+        /// The file's path.
         path: PathBuf,
         /// What is wrong with it.
         message: String,
@@ -182,7 +182,7 @@ pub enum MigrationFailure {
     /// underscores.
     #[error("migration name {0:?} must be non-empty ASCII letters, digits and underscores")]
     Name(String),
-    /// The models do not make a schema ([`Schema::validate`]), or a snapshot's defaults are
+    /// The models do not make a schema ([`Schema::validate`]), or a recorded schema's defaults are
     /// not values of their columns: what is wrong, as data.
     #[error(transparent)]
     InvalidSchema(Box<crate::schema::SchemaProblem>),
@@ -346,18 +346,18 @@ impl Migrations {
     /// # fn main() -> datastore::Result<()> {
     /// let dir = tempfile::tempdir().unwrap();
     /// let folder = Migrations::new(dir.path(), Dialect::Sqlite);
-    /// assert!(folder.snapshot()?.tables().is_empty()); // no migrations yet
+    /// assert!(folder.recorded_schema()?.tables().is_empty()); // no migrations yet
     /// folder.generate(&Schema::new().model::<Note>(), "create_notes")?;
-    /// assert_eq!(folder.snapshot()?, Schema::new().model::<Note>());
+    /// assert_eq!(folder.recorded_schema()?, Schema::new().model::<Note>());
     /// # Ok(())
     /// # }
     /// ```
-    pub fn snapshot(&self) -> Result<Schema> {
-        let path = self.dir.join(SNAPSHOT);
+    pub fn recorded_schema(&self) -> Result<Schema> {
+        let path = self.dir.join(RECORDED_SCHEMA);
         let malformed = |message: String| {
             Error::migration(
                 None,
-                MigrationFailure::Snapshot {
+                MigrationFailure::SchemaFile {
                     path: path.clone(),
                     message,
                 },
@@ -400,7 +400,7 @@ impl Migrations {
     /// ```
     pub fn plan(&self, schema: &Schema) -> Result<Option<Migration>> {
         schema.validate()?;
-        let changes = diff::diff(&self.snapshot()?, schema, self.dialect);
+        let changes = diff::diff(&self.recorded_schema()?, schema, self.dialect);
         Ok((!changes.is_empty()).then(|| diff::render(&changes, self.dialect)))
     }
 
@@ -457,7 +457,7 @@ impl Migrations {
     }
 
     /// Writes the migration that brings the folder up to date with `schema`, as
-    /// `<version>_<name>/`, and updates the snapshot. Writes nothing and returns `None` when
+    /// `<version>_<name>/`, and updates the recorded schema. Writes nothing and returns `None` when
     /// nothing changed.
     ///
     /// ```
@@ -509,9 +509,9 @@ impl Migrations {
         if migration.outside_transaction {
             write("metadata.toml", "run_in_transaction = false\n")?;
         }
-        let snapshot = serde_json::to_string_pretty(schema).expect("a schema always serializes");
-        let path = self.dir.join(SNAPSHOT);
-        fs::write(&path, snapshot + "\n").map_err(io(&path))?;
+        let recorded = serde_json::to_string_pretty(schema).expect("a schema always serializes");
+        let path = self.dir.join(RECORDED_SCHEMA);
+        fs::write(&path, recorded + "\n").map_err(io(&path))?;
         Ok(Some(dir))
     }
 

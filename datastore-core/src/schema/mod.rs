@@ -36,7 +36,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-/// A string that is `&'static` in generated constants and owned when read from a snapshot.
+/// A string that is `&'static` in generated constants and owned when read from a recorded schema.
 ///
 /// ```
 /// use datastore::schema::Name;
@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(GENERATED, read);
 /// ```
 pub type Name = Cow<'static, str>;
-/// A list that is `&'static` in generated constants and owned when read from a snapshot.
+/// A list that is `&'static` in generated constants and owned when read from a recorded schema.
 ///
 /// ```
 /// use datastore::schema::{List, Name};
@@ -523,7 +523,7 @@ pub struct ForeignKey {
     pub on_update_cascade: bool,
 }
 
-/// A primary key's columns in a snapshot: one column's name, or a list for a composite key.
+/// A primary key's columns in a recorded schema: one column's name, or a list for a composite key.
 mod key_columns {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -33,13 +33,13 @@ pub struct Schema {
     /// Tables two different models claim: reported by [`Schema::validate`].
     #[serde(skip)]
     conflicts: Vec<SchemaProblem>,
-    /// The tables and columns that had other names: not part of the schema (a snapshot
+    /// The tables and columns that had other names: not part of the schema (a recorded schema
     /// does not keep them), only a guide for the next migration.
     #[serde(skip)]
     renames: Vec<Rename>,
 }
 
-/// What makes models no schema, or a snapshot's table not one its migrations can be written
+/// What makes models no schema, or a recorded schema's table not one its migrations can be written
 /// from: the data of [`MigrationFailure::InvalidSchema`] (boxed there).
 ///
 /// ```
