@@ -92,7 +92,33 @@ pub use transaction::AsyncTransaction;
 /// ```
 pub trait AsyncRepo: Send + Sync {
     /// The connection [`run`](AsyncRepo::run) lends: [`AnyConnection`] for the store and its
-    /// transactions.
+    /// transactions, so that code written once runs on either.
+    ///
+    /// ```
+    /// # use datastore::prelude::*;
+    /// # use datastore_doc_models::{Note, notes};
+    /// use datastore::AnyConnection;
+    ///
+    /// /// The texts of the notes, through a store or inside one of its transactions.
+    /// async fn texts<R: AsyncRepo<Conn = AnyConnection>>(repo: &R) -> datastore::Result<Vec<String>> {
+    ///     repo.run(|conn: &mut AnyConnection| Ok(notes::table.select(notes::text).load(conn)?))
+    ///         .await
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> datastore::Result<()> {
+    /// # let store = AsyncStore::builder(":memory:").schema(Schema::new().model::<Note>()).open_async().await?;
+    /// let seen_inside = store
+    ///     .transaction(|tx| async move {
+    ///         tx.save(Note { text: "draft".into(), ..Note::default() }).await?;
+    ///         texts(&tx).await
+    ///     })
+    ///     .await?;
+    /// assert_eq!(seen_inside, ["draft"]);
+    /// assert_eq!(texts(&store).await?, ["draft"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     type Conn: Repo + 'static;
 
     /// Runs `f` on a connection (the transaction's, on a transaction) on a blocking thread,

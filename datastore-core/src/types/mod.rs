@@ -73,6 +73,13 @@ pub trait FieldType: Sized {
     /// ```
     const COLUMN: ColumnType;
     /// Whether the column accepts `NULL` (only `Option<T>` does).
+    ///
+    /// ```
+    /// use datastore::{FieldType, Id, Timestamp};
+    ///
+    /// assert!(!<Id as FieldType>::NULLABLE);
+    /// assert!(<Option<Timestamp> as FieldType>::NULLABLE);
+    /// ```
     const NULLABLE: bool = false;
 
     /// What a borrowed value is bound as (`&'a Self` for all but foreign types).
