@@ -97,11 +97,11 @@ impl ReplicationConn {
         if unsafe { PQsendQuery(conn, sql.as_ptr()) } == 0 {
             return Err(Timed::Failed(self.error()));
         }
-        // SAFETY: the connection is live; PQsocketPoll only waits on its descriptor.
+        // SAFETY: PQgetCurrentTimeUSec takes no argument and only reads the clock.
         let deadline = unsafe { PQgetCurrentTimeUSec() }
             .saturating_add(i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX));
         loop {
-            // SAFETY: the connection is live.
+            // SAFETY: the connection is live; PQsocketPoll only waits on its descriptor.
             unsafe {
                 if PQconsumeInput(conn) == 0 {
                     return Err(Timed::Failed(self.error()));
@@ -126,6 +126,7 @@ impl ReplicationConn {
         // SAFETY: the connection is live and not busy: its results are read whole, each
         // owned by `OwnedResult`, until libpq returns NULL (ready for the next command).
         let first = OwnedResult(NonNull::new(unsafe { PQgetResult(conn) }));
+        // SAFETY: as above; each further result is freed at once.
         while let Some(rest) = NonNull::new(unsafe { PQgetResult(conn) }) {
             drop(OwnedResult(Some(rest)));
         }

@@ -292,11 +292,11 @@ pub enum ColumnDefault {
     /// An integer, for an integer column (or a float one).
     Integer(i64),
     /// A float, as written (kept as text, so that schemas compare exactly).
-    Real(Name),
+    Real(Cow<'static, str>),
     /// A boolean.
     Bool(bool),
     /// Text, for a text column, or a variant's name for an enum column.
-    Text(Name),
+    Text(Cow<'static, str>),
 }
 
 impl ColumnDefault {

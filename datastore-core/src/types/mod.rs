@@ -205,7 +205,7 @@ macro_rules! field_types {
 #[macro_export]
 macro_rules! __field_type_by_ref {
     (|$text:ident| $parse:expr) => {
-        $crate::__field_type_by_ref!();
+        $crate::__private::field_type_by_ref!();
         fn from_raw(
             value: $crate::observe::RawValueRef<'_>,
         ) -> ::core::result::Result<Self, ::std::string::String> {

@@ -44,7 +44,7 @@ pub fn sql_type(ty: &Type) -> TokenStream {
     match option_of(ty) {
         Some(inner) => {
             let inner = non_null_sql_type(inner);
-            quote! { diesel::sql_types::Nullable<#inner> }
+            quote! { ::datastore::__private::diesel::sql_types::Nullable<#inner> }
         }
         None => non_null_sql_type(ty),
     }
@@ -54,13 +54,13 @@ fn non_null_sql_type(ty: &Type) -> TokenStream {
     match known_sql_type(ty) {
         Some(Known::Diesel(name)) => {
             let name = syn::Ident::new(name, ty.span());
-            quote! { diesel::sql_types::#name }
+            quote! { ::datastore::__private::diesel::sql_types::#name }
         }
         Some(Known::Datastore(name)) => {
             let name = syn::Ident::new(name, ty.span());
             quote! { ::datastore::__private::sql_types::#name }
         }
-        None => quote! { diesel::sql_types::Text },
+        None => quote! { ::datastore::__private::diesel::sql_types::Text },
     }
 }
 
