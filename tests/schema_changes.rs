@@ -1899,3 +1899,67 @@ fn every_change_is_classified() {
         .unwrap();
     assert_eq!(dropped.lossy, ["drops table items and every row in it"]);
 }
+
+/// The indexes the store names itself stay as many as the model has on PostgreSQL, which keeps
+/// only the first 63 bytes of a name: two foreign keys of a long-named table, whose
+/// `idx_<table>_<column>` names share their first 63 bytes, get two indexes there and on
+/// SQLite, by the same names, and the migration goes down and up again.
+#[test]
+fn long_index_names_stay_one_index_each() {
+    let name = "subscriptions_to_the_weekly_newsletter_about_gardens";
+    let reference = |column: &'static str| ForeignKey {
+        column: column.into(),
+        references: "parents".into(),
+        referenced_column: "id".into(),
+        on_delete: OnDelete::Cascade,
+        on_update_cascade: false,
+    };
+    let subscriptions = Table {
+        name: name.into(),
+        foreign_keys: vec![reference("parent_id_first"), reference("parent_id_second")].into(),
+        ..items(vec![
+            column("parent_id_first", ColumnType::BigInt),
+            column("parent_id_second", ColumnType::BigInt),
+        ])
+    };
+    let names: Vec<String> = subscriptions
+        .all_indexes()
+        .iter()
+        .map(|index| index.name.to_string())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1]);
+    assert!(names.iter().all(|n| n.len() <= 63), "{names:?}");
+    // Both begin as the whole name does, its first 54 bytes before `_` and a checksum.
+    let beginning = &format!("idx_{name}")[..54];
+    assert!(names.iter().all(|n| n.starts_with(beginning)), "{names:?}");
+    let mut names = names;
+    names.sort();
+
+    for lab in Lab::all() {
+        let before = lab.fingerprint();
+        lab.generate(
+            &schema(parents()).table(subscriptions.clone()),
+            "subscriptions",
+            false,
+        )
+        .unwrap();
+        drop(
+            lab.up()
+                .unwrap_or_else(|e| panic!("{:?} lab: {e}", lab.dialect)),
+        );
+        let sql = match lab.dialect {
+            Dialect::Sqlite => format!(
+                "SELECT name AS v FROM sqlite_master WHERE type = 'index' AND tbl_name = '{name}' \
+                 AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
+            ),
+            _ => format!(
+                "SELECT indexname::text AS v FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND tablename = '{name}' \
+                 AND indexname NOT LIKE '%_pkey' ORDER BY indexname"
+            ),
+        };
+        assert_eq!(lab.rows(&sql), names, "{:?} lab", lab.dialect);
+        lab.round_trip(&before);
+    }
+}

@@ -175,6 +175,21 @@ impl<'a> Model<'a> {
             .filter_map(|f| Field::from_ast(&cx, f))
             .collect();
 
+        for field in fields.iter().filter(|f| f.column().is_some()) {
+            let name = field.column_name();
+            if name.len() > LONGEST_NAME {
+                cx.error_spanned_by(
+                    field.ident,
+                    format!(
+                        "the column name `{name}` is {} bytes long: PostgreSQL keeps only the first \
+                         {LONGEST_NAME} bytes of a name, so a model's column names are {LONGEST_NAME} \
+                         bytes at most (rename the field)",
+                        name.len()
+                    ),
+                );
+            }
+        }
+
         let key = resolve_key(&cx, input, &fields, composite);
         cx.check()?;
         Ok(Self {
@@ -589,8 +604,31 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
     }
 }
 
-/// The table's name: the one given, checked, or the struct's name in snake case, pluralized.
+/// The longest name PostgreSQL keeps whole (`NAMEDATALEN` - 1 bytes). It cuts a longer one to
+/// that length without an error, so that two names sharing their first 63 bytes would be one
+/// table or column, and the catalog would not know the model's name.
+const LONGEST_NAME: usize = 63;
+
+/// The table's name: the one given, checked, or the struct's name in snake case, pluralized;
+/// either [`LONGEST_NAME`] bytes at most.
 fn table_name(cx: &Ctxt, input: &DeriveInput, table: Slot<LitStr>) -> Ident {
+    let name = table_name_unchecked(cx, input, table);
+    let length = name.to_string().len();
+    if length > LONGEST_NAME {
+        cx.error_spanned_by(
+            &name,
+            format!(
+                "the table name `{name}` is {length} bytes long: PostgreSQL keeps only the first \
+                 {LONGEST_NAME} bytes of a name; give a shorter one with \
+                 `#[model(table = \"...\")]`"
+            ),
+        );
+    }
+    name
+}
+
+/// The table's name, as [`table_name`] describes, before its length is checked.
+fn table_name_unchecked(cx: &Ctxt, input: &DeriveInput, table: Slot<LitStr>) -> Ident {
     match table.get() {
         Some(lit) => {
             let name = lit.value();
