@@ -1552,6 +1552,53 @@ fn on_postgres_a_subscription_whose_listener_is_lost_ends_with_feed_lost() {
     assert!(after.is_none(), "the stream ends after saying it was lost");
 }
 
+/// A table dropped and created again while observed (by hand, or by another program's
+/// migration) ends the feed with `FeedLost` on either feed, rather than leaving it silent: what
+/// the new table commits is not reported until it is set up again, which the next
+/// subscription does.
+#[test]
+fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_feed_lost() {
+    if common::postgres_url().is_none() {
+        return;
+    }
+    let mut feeds = vec![ChangeFeed::Triggers];
+    if common::logical_decoding() {
+        feeds.push(ChangeFeed::LogicalDecoding);
+    }
+    for feed in feeds {
+        let db = common::TestDb::postgres_with(feed).expect("a server");
+        let _schema = db.schema;
+        let store = db.store;
+        let mut posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("before")).unwrap();
+        assert_eq!(next(&posts).element, saved, "{feed:?}");
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(
+                "CREATE TABLE posts_again (LIKE posts INCLUDING ALL); \
+                 DROP TABLE posts CASCADE; ALTER TABLE posts_again RENAME TO posts",
+            )
+            .unwrap();
+        let (end, after) = within(WAIT, move || (posts.next(), posts.next()));
+        match end {
+            Some(Observed::FeedLost { reason }) => {
+                assert!(reason.contains("posts"), "{feed:?}: {reason}")
+            }
+            other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
+        }
+        assert!(after.is_none(), "the stream ends after saying it was lost");
+
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("after")).unwrap();
+        assert_eq!(
+            next(&posts).element,
+            saved,
+            "{feed:?}: the new table is observed"
+        );
+    }
+}
+
 #[test]
 fn on_postgres_an_all_tables_subscription_whose_listener_is_lost_ends_with_feed_lost() {
     let Some(db) = common::TestDb::postgres() else {

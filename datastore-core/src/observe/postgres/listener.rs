@@ -79,6 +79,8 @@ pub(super) struct Listener {
     /// When the listener last asked the server's time, by this machine's two clocks, and the
     /// server's time then (seconds since the epoch).
     heartbeat: (Instant, SystemTime, f64),
+    /// When it last checked that the watched tables still report their changes.
+    tables_checked: Instant,
 }
 
 /// A row as a change recorded it (its table and its text), for telling whether two changes
@@ -144,6 +146,7 @@ impl Listener {
             last_cleanup: None,
             more_to_remove: false,
             heartbeat: (Instant::now(), SystemTime::now(), server_now),
+            tables_checked: Instant::now(),
         };
         outlet::start("datastore-pg-listener", move || listener.run())
     }
@@ -182,6 +185,11 @@ impl Listener {
                 self.send_fence().map_err(connection_failed)?;
             }
             if !received {
+                if self.fence.is_none() {
+                    // Everything received is published: now a table gone can be told.
+                    self.outlet
+                        .check_tables(&mut self.conn, &mut self.tables_checked)?;
+                }
                 thread::sleep(if self.fence.is_some() {
                     FENCE_POLL
                 } else {

@@ -229,6 +229,8 @@ pub(super) struct LogicalListener {
     held: VecDeque<Held>,
     /// When `release` last ran.
     last_release: Instant,
+    /// When it last checked that the watched tables still report their changes.
+    tables_checked: Instant,
 }
 
 /// A committed transaction or a marker, held until every transaction before it is visible.
@@ -324,6 +326,7 @@ impl LogicalListener {
             markers: Vec::new(),
             held: VecDeque::new(),
             last_release: Instant::now(),
+            tables_checked: Instant::now(),
         };
         outlet::start("datastore-pg-logical", move || listener.run())
     }
@@ -359,6 +362,11 @@ impl LogicalListener {
                 && self.release()?
             {
                 return Ok(());
+            }
+            if received.is_none() && self.held.is_empty() && self.batch.changes.is_empty() {
+                // Everything received is published: now a table gone can be told.
+                self.outlet
+                    .check_tables(&mut self.control, &mut self.tables_checked)?;
             }
             self.report_status(false)?;
         }

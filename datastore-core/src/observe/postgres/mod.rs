@@ -36,7 +36,7 @@ pub(crate) use catalog::{current_schema, observable_tables, table_columns};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, TryLockError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -79,6 +79,10 @@ const CLEANUP_BATCH: i64 = 5000;
 /// earlier version's format arrive (anyone can send such text, so it is only a hint).
 const BODY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a listener checks that the tables its store set up still report their changes
+/// (see [`PgObserve::unreported_tables`]).
+const TABLES_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a new subscription waits for the listener to reach its start.
 pub(crate) const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -119,6 +123,9 @@ struct State {
     function_current: bool,
     /// Tables whose triggers this store created or found.
     triggered: HashSet<String>,
+    /// The tables this store's subscriptions asked for since its listener started, each set up
+    /// for the feed: what the listener checks still reports its changes.
+    watched: HashSet<String>,
     /// Whether the listener runs: it clears this when it ends, and the next subscription
     /// starts a new one.
     listening: Option<Arc<AtomicBool>>,
@@ -233,6 +240,7 @@ impl PgObserve {
         if !listening {
             state.function_current = false;
             state.triggered.clear();
+            state.watched.clear();
         }
         let mut missing: Vec<&String> = tables
             .iter()
@@ -282,6 +290,7 @@ impl PgObserve {
                 alive
             }
         };
+        state.watched.extend(tables.iter().cloned());
         Ok((channel, alive, false))
     }
 
@@ -318,6 +327,7 @@ impl PgObserve {
             .is_some_and(|alive| alive.load(Ordering::SeqCst));
         if !listening {
             state.published.clear();
+            state.watched.clear();
         }
         let publication = logical::publication(&channel);
         let mut missing: Vec<&String> = tables
@@ -339,8 +349,8 @@ impl PgObserve {
             logical::publish_tables(conn, &schema, &publication, &missing)?;
             state.published.extend(missing.into_iter().cloned());
         }
-        match &state.listening {
-            Some(alive) if alive.load(Ordering::SeqCst) => Ok(alive.clone()),
+        let alive = match &state.listening {
+            Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
             _ => {
                 if let Some(writer) = writer {
                     logical::refuse_open_write(conn, writer)?;
@@ -348,9 +358,46 @@ impl PgObserve {
                 let (outlet, alive) = self.outlet(hub);
                 LogicalListener::start(url, &channel, outlet, self.slot_wait)?;
                 state.listening = Some(alive.clone());
-                Ok(alive)
+                alive
             }
+        };
+        state.watched.extend(tables.iter().cloned());
+        Ok(alive)
+    }
+
+    /// The tables this store's subscriptions asked for that no longer report their changes:
+    /// dropped (and perhaps created again, without the triggers or outside the publication),
+    /// renamed, or their triggers or publication membership removed. What they commit is
+    /// unknown from then on. None while a subscription is setting tables up (the listener
+    /// asks again next time, rather than wait behind it).
+    fn unreported_tables(&self, conn: &mut PgConnection) -> Result<Vec<String>> {
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(Vec::new()),
+        };
+        let (Some((schema, channel)), Some(logical)) = (state.schema.clone(), state.logical) else {
+            return Ok(Vec::new());
+        };
+        let watched: Vec<String> = state.watched.iter().cloned().collect();
+        drop(state);
+        if watched.is_empty() {
+            return Ok(Vec::new());
         }
+        let reporting: HashSet<String> = if logical {
+            let publication = logical::publication(&channel);
+            logical::published_tables(conn, &schema, &publication, &watched)?
+                .into_iter()
+                .collect()
+        } else {
+            triggers::triggered_tables(conn, &schema)?
+        };
+        let mut unreported: Vec<String> = watched
+            .into_iter()
+            .filter(|table| !reporting.contains(table))
+            .collect();
+        unreported.sort();
+        Ok(unreported)
     }
 }
 

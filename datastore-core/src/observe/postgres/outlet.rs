@@ -4,11 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
+use std::time::Instant;
 
-use diesel::QueryableByName;
 use diesel::sql_types::Text;
+use diesel::{PgConnection, QueryableByName};
 
-use super::{PgObserve, Waiting, lock};
+use super::{PgObserve, TABLES_CHECK_EVERY, Waiting, lock};
 use crate::observe::Batch;
 use crate::observe::hub::Hub;
 use crate::{Error, Result};
@@ -56,6 +57,36 @@ impl Outlet {
             .subscribe(waiting.tables.as_deref(), waiting.capacity);
         let _ = waiting.reply.send(queue);
         true
+    }
+
+    /// Fails when a table the store's subscriptions asked for no longer reports its changes
+    /// (see [`PgObserve::unreported_tables`]): what it commits from then on cannot be known,
+    /// so the feed ends, its subscriptions told it was lost (never a silent stop), and the
+    /// next subscription sets the tables up as they are then. Asked through `conn` every
+    /// [`TABLES_CHECK_EVERY`], at most; `checked` is when it last was. A listener asks when
+    /// everything it received is published, so that what committed before is delivered first.
+    pub(super) fn check_tables(
+        &self,
+        conn: &mut PgConnection,
+        checked: &mut Instant,
+    ) -> std::result::Result<(), String> {
+        if checked.elapsed() < TABLES_CHECK_EVERY {
+            return Ok(());
+        }
+        *checked = Instant::now();
+        let Some(store) = self.store.upgrade() else {
+            return Ok(()); // the listener delivers what is left, then ends
+        };
+        let unreported = store.unreported_tables(conn).map_err(connection_failed)?;
+        if unreported.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "observed tables no longer report their changes (dropped or replaced, or their \
+             observe triggers or publication removed): {}; subscribe again to observe them as \
+             they are now",
+            unreported.join(", ")
+        ))
     }
 
     /// Whether a marker `nonce` is awaited.
