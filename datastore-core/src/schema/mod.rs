@@ -146,8 +146,7 @@ impl Table {
 
     /// Every index of the table: the declared ones, then one per foreign-key column that is not
     /// already unique (a unique column is indexed by its constraint), named
-    /// `idx_<table>_<column>` (past 63 bytes, PostgreSQL's limit, its first 54 and a checksum
-    /// of the whole). Deletes of a parent look up its children through these.
+    /// `idx_<table>_<column>`. Deletes of a parent look up its children through these.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -168,7 +167,7 @@ impl Table {
                 .any(|i| i.columns.first() == Some(&fk.column));
             if !unique && !covered {
                 indexes.push(Index {
-                    name: index_name(format!("idx_{}_{}", self.name, fk.column).into()),
+                    name: format!("idx_{}_{}", self.name, fk.column).into(),
                     columns: vec![fk.column.clone()].into(),
                     unique: false,
                 });
@@ -179,26 +178,9 @@ impl Table {
 }
 
 /// The longest name PostgreSQL keeps whole (`NAMEDATALEN` - 1 bytes): it cuts a longer one
-/// there without an error. `#[derive(Model)]` refuses longer table and column names.
+/// there without an error. `#[derive(Model)]` refuses longer table and column names, and
+/// [`Schema::validate`] index names that would be cut into one.
 pub(crate) const LONGEST_NAME: usize = 63;
-
-/// The name of an index the store names itself (`idx_<table>_<column>`,
-/// `uq_<table>_<a>_<b>`): `name` when PostgreSQL keeps it whole; else its beginning, cut at a
-/// character boundary, then `_` and the CRC-32 of the whole name in hex, [`LONGEST_NAME`]
-/// bytes at most. PostgreSQL would cut a longer name and keep it the same way on every backend,
-/// so that two long names sharing their first 63 bytes would be one index (the second
-/// `CREATE INDEX` refused, or skipped by `IF NOT EXISTS`).
-pub(crate) fn index_name(name: Name) -> Name {
-    if name.len() <= LONGEST_NAME {
-        return name;
-    }
-    let checksum = format!("_{:08x}", crc32fast::hash(name.as_bytes()));
-    let mut kept = LONGEST_NAME - checksum.len();
-    while !name.is_char_boundary(kept) {
-        kept -= 1;
-    }
-    format!("{}{checksum}", &name[..kept]).into()
-}
 
 /// One column of a table.
 ///
@@ -604,34 +586,4 @@ pub struct Index {
     /// Whether it enforces uniqueness.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unique: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{LONGEST_NAME, index_name};
-
-    #[test]
-    fn index_names_past_postgres_length_keep_a_checksum_of_the_whole() {
-        let short = "idx_posts_author_id";
-        assert_eq!(index_name(short.into()), short);
-        let whole = format!("idx_{}", "a".repeat(LONGEST_NAME - 4));
-        assert_eq!(index_name(whole.clone().into()), whole);
-
-        let long = |end: &str| index_name(format!("idx_{}_{end}", "é".repeat(40)).into());
-        let (first, second) = (long("first"), long("second"));
-        assert_ne!(first, second);
-        for name in [&first, &second] {
-            // Cut at a character boundary, 9 bytes left for `_` and 8 hex digits.
-            assert!(name.len() <= LONGEST_NAME, "{name}");
-            let (kept, checksum) = name.rsplit_once('_').unwrap();
-            assert!(
-                format!("idx_{}", "é".repeat(40)).starts_with(kept),
-                "{name}"
-            );
-            assert_eq!(checksum.len(), 8);
-            assert!(checksum.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
-        }
-        // The same name every time (it is stored in schemas and migrations).
-        assert_eq!(long("first"), first);
-    }
 }

@@ -92,15 +92,7 @@ pub(crate) fn resolve(child: &'static ModelDeclaration) -> Table {
             }
         })
         .collect::<Vec<_>>();
-    // Declared indexes are named `idx_<table>_<column>` by the derive.
-    let mut indexes: Vec<Index> = child
-        .indexes()
-        .iter()
-        .map(|index| Index {
-            name: super::index_name(index.name.clone()),
-            ..index.clone()
-        })
-        .collect();
+    let mut indexes = child.indexes().to_vec();
     for (a, b) in linked_pairs(this) {
         // A join model keyed by its pair is unique by its key already.
         let key = child.primary_key();
@@ -108,7 +100,7 @@ pub(crate) fn resolve(child: &'static ModelDeclaration) -> Table {
             continue;
         }
         indexes.push(Index {
-            name: super::index_name(format!("uq_{}_{a}_{b}", child.table_name()).into()),
+            name: format!("uq_{}_{a}_{b}", child.table_name()).into(),
             columns: vec![Cow::Borrowed(a), Cow::Borrowed(b)].into(),
             unique: true,
         });

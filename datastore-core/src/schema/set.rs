@@ -1,3 +1,6 @@
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use diesel::connection::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +103,24 @@ pub enum SchemaProblem {
         column: String,
         /// The table it references.
         references: String,
+    },
+    /// Two indexes would have one name: the same, or the same in their first 63 bytes, which
+    /// is all of a name PostgreSQL keeps (index names are the schema's, not a table's). The
+    /// store names an index after its table and columns (`idx_<table>_<column>`,
+    /// `uq_<table>_<a>_<b>`), so long table and column names can make one name of two.
+    #[error(
+        "the indexes {} (on {}) and {} (on {}) would have one name on PostgreSQL, which keeps the \
+         first 63 bytes of a name: shorten a table or column name",
+        indexes[0],
+        tables[0],
+        indexes[1],
+        tables[1]
+    )]
+    IndexNamesCollide {
+        /// The two indexes' names, as the store makes them up.
+        indexes: [String; 2],
+        /// Their tables, in the same order.
+        tables: [String; 2],
     },
 }
 
@@ -328,8 +349,38 @@ impl Schema {
         })
     }
 
+    /// Two indexes of the schema whose names PostgreSQL would take for one.
+    fn colliding_indexes(&self) -> Option<SchemaProblem> {
+        // Each name as PostgreSQL keeps it: the index's whole name, and its table.
+        let mut seen: HashMap<String, (String, String)> = HashMap::new();
+        for table in &self.tables {
+            for index in table.all_indexes() {
+                // PostgreSQL cuts a long name at a character boundary.
+                let mut kept = index.name.len().min(super::LONGEST_NAME);
+                while !index.name.is_char_boundary(kept) {
+                    kept -= 1;
+                }
+                let this = (index.name.to_string(), table.name.to_string());
+                match seen.entry(index.name[..kept].to_owned()) {
+                    Entry::Occupied(first) => {
+                        let (name, table) = first.get().clone();
+                        return Some(SchemaProblem::IndexNamesCollide {
+                            indexes: [name, this.0],
+                            tables: [table, this.1],
+                        });
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(this);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Checks that no two models claim one table, that every foreign key references a table
-    /// of the schema, and that every default fits its column.
+    /// of the schema, that every default fits its column, and that no two index names are one
+    /// on PostgreSQL.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -350,6 +401,9 @@ impl Schema {
         }
         if let Some(unfit) = self.invalid_default() {
             return invalid(unfit);
+        }
+        if let Some(collision) = self.colliding_indexes() {
+            return invalid(collision);
         }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {
