@@ -2,9 +2,11 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::models::{Comment, Post, Profile, User};
+use common::models::{Comment, Post, Profile, Reaction, User};
 use common::{comment, file_store};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::observe::{Change, ChangeFeed, Observed, Op, Subscription};
@@ -1553,9 +1555,9 @@ fn on_postgres_a_subscription_whose_listener_is_lost_ends_with_feed_lost() {
 }
 
 /// A table dropped and created again while observed (by hand, or by another program's
-/// migration) ends the feed with `FeedLost` on either feed, rather than leaving it silent: what
-/// the new table commits is not reported until it is set up again, which the next
-/// subscription does.
+/// migration) ends the feed with `FeedLost` on either feed, rather than leaving it silent,
+/// also while another table takes writes all along (the listener never idle): what the new
+/// table commits is not reported until it is set up again, which the next subscription does.
 #[test]
 fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_feed_lost() {
     if common::postgres_url().is_none() {
@@ -1570,8 +1572,24 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
         let _schema = db.schema;
         let store = db.store;
         let mut posts = store.observe::<Post>().unwrap();
+        let users = store.observe::<User>().unwrap();
         let saved = store.save(post("before")).unwrap();
         assert_eq!(next(&posts).element, saved, "{feed:?}");
+
+        let writing = Arc::new(AtomicBool::new(true));
+        let writer = std::thread::spawn({
+            let (store, writing) = (store.clone(), writing.clone());
+            move || {
+                let mut saved = 0;
+                while writing.load(Ordering::SeqCst) {
+                    store
+                        .save(common::user(&format!("writer {saved}")))
+                        .unwrap();
+                    saved += 1;
+                }
+                saved
+            }
+        });
         store
             .conn()
             .unwrap()
@@ -1581,6 +1599,8 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
             )
             .unwrap();
         let (end, after) = within(WAIT, move || (posts.next(), posts.next()));
+        writing.store(false, Ordering::SeqCst);
+        let written = writer.join().unwrap();
         match end {
             Some(Observed::FeedLost { reason }) => {
                 assert!(reason.contains("posts"), "{feed:?}: {reason}")
@@ -1588,6 +1608,21 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
             other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
         }
         assert!(after.is_none(), "the stream ends after saying it was lost");
+        // Every user saved before the feed ended was delivered first, in order.
+        let delivered: Vec<Observed<Change<User>>> = within(WAIT, move || users.collect());
+        assert!(
+            matches!(delivered.last(), Some(Observed::FeedLost { .. })),
+            "{feed:?}"
+        );
+        assert!(written > 0 && delivered.len() <= written + 1, "{feed:?}");
+        for (i, change) in delivered[..delivered.len() - 1].iter().enumerate() {
+            match change {
+                Observed::Change(change) => {
+                    assert_eq!(change.element.username, format!("writer {i}"), "{feed:?}")
+                }
+                other => panic!("{feed:?}: expected a change, got {other:?}"),
+            }
+        }
 
         let posts = store.observe::<Post>().unwrap();
         let saved = store.save(post("after")).unwrap();
@@ -1596,6 +1631,42 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
             saved,
             "{feed:?}: the new table is observed"
         );
+    }
+}
+
+/// The listener watches only what its live subscriptions want, and a table dropped for good
+/// has nothing to report: a table whose subscription ended, dropped and created again, and an
+/// observed table dropped, leave the other subscriptions' feed alone.
+#[test]
+fn on_postgres_a_table_no_subscription_wants_or_dropped_for_good_leaves_the_feed_alone() {
+    if common::postgres_url().is_none() {
+        return;
+    }
+    let mut feeds = vec![ChangeFeed::Triggers];
+    if common::logical_decoding() {
+        feeds.push(ChangeFeed::LogicalDecoding);
+    }
+    for feed in feeds {
+        let db = common::TestDb::postgres_with(feed).expect("a server");
+        let _schema = db.schema;
+        let store = db.store;
+        drop(store.observe::<Comment>().unwrap());
+        let reactions = store.observe::<Reaction>().unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(
+                "CREATE TABLE comments_again (LIKE comments INCLUDING ALL); \
+                 DROP TABLE comments CASCADE; ALTER TABLE comments_again RENAME TO comments; \
+                 DROP TABLE reactions CASCADE",
+            )
+            .unwrap();
+        // Past two checks of the listener.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(reactions.try_recv().is_none(), "{feed:?}");
+        let saved = store.save(post("after")).unwrap();
+        assert_eq!(next(&posts).element, saved, "{feed:?}");
     }
 }
 

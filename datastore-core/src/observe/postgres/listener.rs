@@ -81,6 +81,9 @@ pub(super) struct Listener {
     heartbeat: (Instant, SystemTime, f64),
     /// When it last checked that the watched tables still report their changes.
     tables_checked: Instant,
+    /// Why the feed ends, once a table stopped reporting, and the fence whose return says
+    /// that everything committed before it was found is delivered (`None`: to be sent).
+    ending: Option<(String, Option<u64>)>,
 }
 
 /// A row as a change recorded it (its table and its text), for telling whether two changes
@@ -147,6 +150,7 @@ impl Listener {
             more_to_remove: false,
             heartbeat: (Instant::now(), SystemTime::now(), server_now),
             tables_checked: Instant::now(),
+            ending: None,
         };
         outlet::start("datastore-pg-listener", move || listener.run())
     }
@@ -184,12 +188,8 @@ impl Listener {
             if received && self.fence.is_none() {
                 self.send_fence().map_err(connection_failed)?;
             }
+            self.check_tables()?;
             if !received {
-                if self.fence.is_none() {
-                    // Everything received is published: now a table gone can be told.
-                    self.outlet
-                        .check_tables(&mut self.conn, &mut self.tables_checked)?;
-                }
                 thread::sleep(if self.fence.is_some() {
                     FENCE_POLL
                 } else {
@@ -203,6 +203,32 @@ impl Listener {
             {
                 self.cleanup().map_err(connection_failed)?;
             }
+        }
+    }
+
+    /// Fails once a table a subscription wants stopped reporting its changes (see
+    /// [`Outlet::unreported`]) and a fence sent after that was found came back: everything
+    /// committed before is delivered by then.
+    fn check_tables(&mut self) -> std::result::Result<(), String> {
+        if self.ending.is_none() {
+            let reason = self
+                .outlet
+                .unreported(&mut self.conn, &mut self.tables_checked)?;
+            self.ending = reason.map(|reason| (reason, None));
+        }
+        match &self.ending {
+            Some((_, None)) if self.fence.is_none() => {
+                self.send_fence().map_err(connection_failed)?;
+                let fences = self.fences;
+                if let Some((_, fence)) = &mut self.ending {
+                    *fence = Some(fences);
+                }
+                Ok(())
+            }
+            Some((reason, Some(fence))) if self.fence.is_none() && self.fences >= *fence => {
+                Err(reason.clone())
+            }
+            _ => Ok(()),
         }
     }
 

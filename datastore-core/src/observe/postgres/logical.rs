@@ -231,6 +231,9 @@ pub(super) struct LogicalListener {
     last_release: Instant,
     /// When it last checked that the watched tables still report their changes.
     tables_checked: Instant,
+    /// Why the feed ends, once a table stopped reporting, and the nonce of the marker sent
+    /// then: the feed ends when it is released, everything committed before delivered.
+    ending: Option<(String, String)>,
 }
 
 /// A committed transaction or a marker, held until every transaction before it is visible.
@@ -327,6 +330,7 @@ impl LogicalListener {
             held: VecDeque::new(),
             last_release: Instant::now(),
             tables_checked: Instant::now(),
+            ending: None,
         };
         outlet::start("datastore-pg-logical", move || listener.run())
     }
@@ -363,10 +367,15 @@ impl LogicalListener {
             {
                 return Ok(());
             }
-            if received.is_none() && self.held.is_empty() && self.batch.changes.is_empty() {
-                // Everything received is published: now a table gone can be told.
-                self.outlet
-                    .check_tables(&mut self.control, &mut self.tables_checked)?;
+            if self.ending.is_none()
+                && let Some(reason) = self
+                    .outlet
+                    .unreported(&mut self.control, &mut self.tables_checked)?
+            {
+                // Ends where the stream reaches this marker: after every earlier commit.
+                let nonce = uuid::Uuid::new_v4().simple().to_string();
+                send_marker(&mut self.control, &nonce).map_err(super::connection_failed)?;
+                self.ending = Some((nonce, reason));
             }
             self.report_status(false)?;
         }
@@ -402,6 +411,11 @@ impl LogicalListener {
                 Some(Held::Marker(nonce)) => {
                     if self.last_marker.as_deref() == Some(nonce.as_str()) {
                         return Ok(true);
+                    }
+                    if let Some((ending, reason)) = &self.ending
+                        && *ending == nonce
+                    {
+                        return Err(reason.clone());
                     }
                     self.outlet.open(&nonce);
                 }

@@ -365,12 +365,17 @@ impl PgObserve {
         Ok(alive)
     }
 
-    /// The tables this store's subscriptions asked for that no longer report their changes:
-    /// dropped (and perhaps created again, without the triggers or outside the publication),
-    /// renamed, or their triggers or publication membership removed. What they commit is
-    /// unknown from then on. None while a subscription is setting tables up (the listener
-    /// asks again next time, rather than wait behind it).
-    fn unreported_tables(&self, conn: &mut PgConnection) -> Result<Vec<String>> {
+    /// The tables this store set up for its subscriptions, that a live subscription still
+    /// `wants`, which exist but no longer report their changes: dropped and created again
+    /// (without the triggers, or outside the publication), or their triggers or publication
+    /// membership removed. What they commit is unknown from then on. (A table dropped, and
+    /// not there, has nothing to report.) None while a subscription is setting tables up:
+    /// the listener asks again next time, rather than wait behind it.
+    fn unreported_tables(
+        &self,
+        conn: &mut PgConnection,
+        wants: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
         let state = match self.state.try_lock() {
             Ok(state) => state,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -379,11 +384,17 @@ impl PgObserve {
         let (Some((schema, channel)), Some(logical)) = (state.schema.clone(), state.logical) else {
             return Ok(Vec::new());
         };
-        let watched: Vec<String> = state.watched.iter().cloned().collect();
+        let watched: Vec<String> = state
+            .watched
+            .iter()
+            .filter(|table| wants(table))
+            .cloned()
+            .collect();
         drop(state);
         if watched.is_empty() {
             return Ok(Vec::new());
         }
+        let watched = catalog::existing_tables(conn, &schema, &watched)?;
         let reporting: HashSet<String> = if logical {
             let publication = logical::publication(&channel);
             logical::published_tables(conn, &schema, &publication, &watched)?

@@ -59,34 +59,36 @@ impl Outlet {
         true
     }
 
-    /// Fails when a table the store's subscriptions asked for no longer reports its changes
-    /// (see [`PgObserve::unreported_tables`]): what it commits from then on cannot be known,
-    /// so the feed ends, its subscriptions told it was lost (never a silent stop), and the
-    /// next subscription sets the tables up as they are then. Asked through `conn` every
-    /// [`TABLES_CHECK_EVERY`], at most; `checked` is when it last was. A listener asks when
-    /// everything it received is published, so that what committed before is delivered first.
-    pub(super) fn check_tables(
+    /// Why the feed must end, if a table a live subscription wants no longer reports its
+    /// changes (see [`PgObserve::unreported_tables`]): what it commits from then on cannot be
+    /// known. The listener then delivers what was committed before it found so, and ends,
+    /// its subscriptions told the feed was lost (never a silent stop); the next subscription
+    /// sets the tables up as they are then. Asked through `conn` every [`TABLES_CHECK_EVERY`],
+    /// at most; `checked` is when it last was.
+    pub(super) fn unreported(
         &self,
         conn: &mut PgConnection,
         checked: &mut Instant,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<Option<String>, String> {
         if checked.elapsed() < TABLES_CHECK_EVERY {
-            return Ok(());
+            return Ok(None);
         }
         *checked = Instant::now();
         let Some(store) = self.store.upgrade() else {
-            return Ok(()); // the listener delivers what is left, then ends
+            return Ok(None); // the listener delivers what is left, then ends
         };
-        let unreported = store.unreported_tables(conn).map_err(connection_failed)?;
+        let unreported = store
+            .unreported_tables(conn, |table| self.hub.wants(table))
+            .map_err(connection_failed)?;
         if unreported.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        Err(format!(
-            "observed tables no longer report their changes (dropped or replaced, or their \
-             observe triggers or publication removed): {}; subscribe again to observe them as \
-             they are now",
+        Ok(Some(format!(
+            "observed tables no longer report their changes (dropped and created again, or \
+             their observe triggers or publication removed): {}; subscribe again to observe \
+             them as they are now",
             unreported.join(", ")
-        ))
+        )))
     }
 
     /// Whether a marker `nonce` is awaited.
