@@ -1554,21 +1554,29 @@ fn on_postgres_a_subscription_whose_listener_is_lost_ends_with_feed_lost() {
     assert!(after.is_none(), "the stream ends after saying it was lost");
 }
 
+/// A database of its own on each PostgreSQL change feed: the trigger feed's, and logical
+/// decoding's where the server has it (none without a server).
+fn postgres_feeds() -> impl Iterator<Item = (ChangeFeed, common::TestDb)> {
+    let mut feeds = Vec::new();
+    if common::postgres_url().is_some() {
+        feeds.push(ChangeFeed::Triggers);
+        if common::logical_decoding() {
+            feeds.push(ChangeFeed::LogicalDecoding);
+        }
+    }
+    feeds.into_iter().map(|feed| {
+        let db = common::TestDb::postgres_with(feed).expect("a server");
+        (feed, db)
+    })
+}
+
 /// A table dropped and created again while observed (by hand, or by another program's
 /// migration) ends the feed with `FeedLost` on either feed, rather than leaving it silent,
 /// also while another table takes writes all along (the listener never idle): what the new
 /// table commits is not reported until it is set up again, which the next subscription does.
 #[test]
 fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_feed_lost() {
-    if common::postgres_url().is_none() {
-        return;
-    }
-    let mut feeds = vec![ChangeFeed::Triggers];
-    if common::logical_decoding() {
-        feeds.push(ChangeFeed::LogicalDecoding);
-    }
-    for feed in feeds {
-        let db = common::TestDb::postgres_with(feed).expect("a server");
+    for (feed, db) in postgres_feeds() {
         let _schema = db.schema;
         let store = db.store;
         let mut posts = store.observe::<Post>().unwrap();
@@ -1639,15 +1647,7 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
 /// observed table dropped, leave the other subscriptions' feed alone.
 #[test]
 fn on_postgres_a_table_no_subscription_wants_or_dropped_for_good_leaves_the_feed_alone() {
-    if common::postgres_url().is_none() {
-        return;
-    }
-    let mut feeds = vec![ChangeFeed::Triggers];
-    if common::logical_decoding() {
-        feeds.push(ChangeFeed::LogicalDecoding);
-    }
-    for feed in feeds {
-        let db = common::TestDb::postgres_with(feed).expect("a server");
+    for (feed, db) in postgres_feeds() {
         let _schema = db.schema;
         let store = db.store;
         drop(store.observe::<Comment>().unwrap());
