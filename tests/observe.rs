@@ -1670,6 +1670,43 @@ fn on_postgres_a_table_no_subscription_wants_or_dropped_for_good_leaves_the_feed
     }
 }
 
+/// A table created after an `observe_all` began does not report its changes to it: the feed
+/// ends with `FeedLost` naming the table, rather than leaving its rows unreported, and the
+/// next `observe_all` takes it in.
+#[test]
+fn on_postgres_a_table_created_after_observe_all_began_ends_its_feed_with_feed_lost() {
+    for (feed, db) in postgres_feeds() {
+        let _schema = db.schema;
+        let store = db.store;
+        let mut everything = store.observe_all().unwrap();
+        let mut conn = store.conn().unwrap();
+        conn.batch_execute("CREATE TABLE remarks (id INTEGER PRIMARY KEY, note TEXT)")
+            .unwrap();
+        let (end, after) = within(WAIT, move || (everything.next(), everything.next()));
+        match end {
+            Some(Observed::FeedLost { reason }) => {
+                assert!(reason.contains("remarks"), "{feed:?}: {reason}")
+            }
+            other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
+        }
+        assert!(after.is_none(), "the stream ends after saying it was lost");
+
+        let everything = store.observe_all().unwrap();
+        conn.batch_execute("INSERT INTO remarks VALUES (1, 'seen')")
+            .unwrap();
+        match everything.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => {
+                assert_eq!(
+                    (&*change.table, change.op),
+                    ("remarks", Op::Insert),
+                    "{feed:?}"
+                )
+            }
+            other => panic!("{feed:?}: expected the new table's change, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn on_postgres_an_all_tables_subscription_whose_listener_is_lost_ends_with_feed_lost() {
     let Some(db) = common::TestDb::postgres() else {

@@ -38,23 +38,6 @@ pub(crate) fn current_schema(conn: &mut PgConnection) -> Result<String> {
     Error::one_row(rows, "current_schema()").map(|r| r.name)
 }
 
-/// Which of `tables` exist in `schema` (as tables, partitioned or not).
-pub(super) fn existing_tables(
-    conn: &mut PgConnection,
-    schema: &str,
-    tables: &[String],
-) -> Result<Vec<String>> {
-    let rows: Vec<Name> = diesel::sql_query(
-        "SELECT c.relname::text AS name FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind IN ('r', 'p')",
-    )
-    .bind::<Text, _>(schema)
-    .bind::<diesel::sql_types::Array<Text>, _>(tables)
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.name).collect())
-}
-
 /// A table's columns, in order, with their types.
 pub(crate) fn table_columns(
     conn: &mut PgConnection,

@@ -123,9 +123,6 @@ struct State {
     function_current: bool,
     /// Tables whose triggers this store created or found.
     triggered: HashSet<String>,
-    /// The tables this store's subscriptions asked for since its listener started, each set up
-    /// for the feed: what the listener checks still reports its changes.
-    watched: HashSet<String>,
     /// Whether the listener runs: it clears this when it ends, and the next subscription
     /// starts a new one.
     listening: Option<Arc<AtomicBool>>,
@@ -240,7 +237,6 @@ impl PgObserve {
         if !listening {
             state.function_current = false;
             state.triggered.clear();
-            state.watched.clear();
         }
         let mut missing: Vec<&String> = tables
             .iter()
@@ -290,7 +286,6 @@ impl PgObserve {
                 alive
             }
         };
-        state.watched.extend(tables.iter().cloned());
         Ok((channel, alive, false))
     }
 
@@ -327,7 +322,6 @@ impl PgObserve {
             .is_some_and(|alive| alive.load(Ordering::SeqCst));
         if !listening {
             state.published.clear();
-            state.watched.clear();
         }
         let publication = logical::publication(&channel);
         let mut missing: Vec<&String> = tables
@@ -361,16 +355,16 @@ impl PgObserve {
                 alive
             }
         };
-        state.watched.extend(tables.iter().cloned());
         Ok(alive)
     }
 
-    /// The tables this store set up for its subscriptions, that a live subscription still
-    /// `wants`, which exist but no longer report their changes: dropped and created again
-    /// (without the triggers, or outside the publication), or their triggers or publication
-    /// membership removed. What they commit is unknown from then on. (A table dropped, and
-    /// not there, has nothing to report.) None while a subscription is setting tables up:
-    /// the listener asks again next time, rather than wait behind it.
+    /// The tables of the schema that a live subscription `wants` (its model's, or every one
+    /// for an `observe_all`) but that do not report their changes: dropped and created again
+    /// (without the triggers, or outside the publication), their triggers or publication
+    /// membership removed, or created after an `observe_all` began. What they commit is
+    /// unknown. (A table dropped, and not there, has nothing to report.) None while a
+    /// subscription is setting tables up: the listener asks again next time, rather than wait
+    /// behind it.
     fn unreported_tables(
         &self,
         conn: &mut PgConnection,
@@ -384,17 +378,14 @@ impl PgObserve {
         let (Some((schema, channel)), Some(logical)) = (state.schema.clone(), state.logical) else {
             return Ok(Vec::new());
         };
-        let watched: Vec<String> = state
-            .watched
-            .iter()
-            .filter(|table| wants(table))
-            .cloned()
-            .collect();
         drop(state);
+        let watched: Vec<String> = observable_tables(conn, &schema)?
+            .into_iter()
+            .filter(|table| wants(table))
+            .collect();
         if watched.is_empty() {
             return Ok(Vec::new());
         }
-        let watched = catalog::existing_tables(conn, &schema, &watched)?;
         let reporting: HashSet<String> = if logical {
             let publication = logical::publication(&channel);
             logical::published_tables(conn, &schema, &publication, &watched)?
