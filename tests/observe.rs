@@ -1570,6 +1570,22 @@ fn postgres_feeds() -> impl Iterator<Item = (ChangeFeed, common::TestDb)> {
     })
 }
 
+/// Reads `sub` to its end within `WAIT`: `FeedLost` naming `table`, then nothing.
+fn assert_ends_with_feed_lost<T: std::fmt::Debug + Send + 'static>(
+    mut sub: impl Iterator<Item = Observed<T>> + Send + 'static,
+    table: &str,
+    feed: ChangeFeed,
+) {
+    let (end, ended) = within(WAIT, move || (sub.next(), sub.next().is_none()));
+    match end {
+        Some(Observed::FeedLost { reason }) => {
+            assert!(reason.contains(table), "{feed:?}: {reason}")
+        }
+        other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
+    }
+    assert!(ended, "{feed:?}: the stream ends after saying it was lost");
+}
+
 /// A table dropped and created again while observed (by hand, or by another program's
 /// migration) ends the feed with `FeedLost` on either feed, rather than leaving it silent,
 /// also while another table takes writes all along (the listener never idle): what the new
@@ -1579,7 +1595,7 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
     for (feed, db) in postgres_feeds() {
         let _schema = db.schema;
         let store = db.store;
-        let mut posts = store.observe::<Post>().unwrap();
+        let posts = store.observe::<Post>().unwrap();
         let users = store.observe::<User>().unwrap();
         let saved = store.save(post("before")).unwrap();
         assert_eq!(next(&posts).element, saved, "{feed:?}");
@@ -1606,16 +1622,9 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
                  DROP TABLE posts CASCADE; ALTER TABLE posts_again RENAME TO posts",
             )
             .unwrap();
-        let (end, after) = within(WAIT, move || (posts.next(), posts.next()));
+        assert_ends_with_feed_lost(posts, "posts", feed);
         writing.store(false, Ordering::SeqCst);
         let written = writer.join().unwrap();
-        match end {
-            Some(Observed::FeedLost { reason }) => {
-                assert!(reason.contains("posts"), "{feed:?}: {reason}")
-            }
-            other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
-        }
-        assert!(after.is_none(), "the stream ends after saying it was lost");
         // Every user saved before the feed ended was delivered first, in order.
         let delivered: Vec<Observed<Change<User>>> = within(WAIT, move || users.collect());
         assert!(
@@ -1670,6 +1679,28 @@ fn on_postgres_a_table_no_subscription_wants_or_dropped_for_good_leaves_the_feed
     }
 }
 
+/// An observed table whose observe triggers were disabled (`ALTER TABLE .. DISABLE TRIGGER`)
+/// does not report its changes: the feed ends with `FeedLost`, and the next subscription
+/// enables them again.
+#[test]
+fn on_postgres_an_observed_tables_triggers_disabled_end_the_feed_with_feed_lost() {
+    for (feed, db) in postgres_feeds() {
+        let _schema = db.schema;
+        let store = db.store;
+        let posts = store.observe::<Post>().unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("ALTER TABLE posts DISABLE TRIGGER USER")
+            .unwrap();
+        assert_ends_with_feed_lost(posts, "posts", feed);
+
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("after")).unwrap();
+        assert_eq!(next(&posts).element, saved, "{feed:?}: observed again");
+    }
+}
+
 /// A table created after an `observe_all` began does not report its changes to it: the feed
 /// ends with `FeedLost` naming the table, rather than leaving its rows unreported, and the
 /// next `observe_all` takes it in.
@@ -1678,18 +1709,11 @@ fn on_postgres_a_table_created_after_observe_all_began_ends_its_feed_with_feed_l
     for (feed, db) in postgres_feeds() {
         let _schema = db.schema;
         let store = db.store;
-        let mut everything = store.observe_all().unwrap();
+        let everything = store.observe_all().unwrap();
         let mut conn = store.conn().unwrap();
         conn.batch_execute("CREATE TABLE remarks (id INTEGER PRIMARY KEY, note TEXT)")
             .unwrap();
-        let (end, after) = within(WAIT, move || (everything.next(), everything.next()));
-        match end {
-            Some(Observed::FeedLost { reason }) => {
-                assert!(reason.contains("remarks"), "{feed:?}: {reason}")
-            }
-            other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
-        }
-        assert!(after.is_none(), "the stream ends after saying it was lost");
+        assert_ends_with_feed_lost(everything, "remarks", feed);
 
         let everything = store.observe_all().unwrap();
         conn.batch_execute("INSERT INTO remarks VALUES (1, 'seen')")

@@ -240,33 +240,46 @@ impl Store {
             unsupported_without_preupdate()?;
             return Ok(Some(self.hub.subscribe(tables, self.observe_buffer)));
         }
-        // Observe's own connection: the caller's transaction may hold the pool's.
-        let pending = self.observe_conn.with(|conn| match conn {
-            AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
-            AnyConnection::Postgres(conn) => {
-                let triggered = match tables {
-                    Some(tables) => tables.to_vec(),
-                    None => {
-                        let schema = pg_observe::current_schema(conn)?;
-                        pg_observe::observable_tables(conn, &schema)?
-                    }
-                };
-                self.pg_observe.subscribe(
-                    conn,
-                    &self.url,
-                    &self.hub,
-                    &triggered,
-                    tables,
-                    self.observe_buffer,
-                    transaction::open_backend(self.id()),
-                )
+        // A subscription made as a lost feed's listener winds down (its subscriptions already
+        // told `FeedLost`, and subscribing again at once) finds that listener still running,
+        // and it ends before reaching the marker: then once more, with a new listener.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // Observe's own connection: the caller's transaction may hold the pool's.
+            let pending = self.observe_conn.with(|conn| match conn {
+                AnyConnection::Sqlite(_) => unreachable!("the store's dialect is PostgreSQL"),
+                AnyConnection::Postgres(conn) => {
+                    let triggered = match tables {
+                        Some(tables) => tables.to_vec(),
+                        None => {
+                            let schema = pg_observe::current_schema(conn)?;
+                            pg_observe::observable_tables(conn, &schema)?
+                        }
+                    };
+                    self.pg_observe.subscribe(
+                        conn,
+                        &self.url,
+                        &self.hub,
+                        &triggered,
+                        tables,
+                        self.observe_buffer,
+                        transaction::open_backend(self.id()),
+                    )
+                }
+            })?;
+            // Not holding the connection while the listener reaches the marker.
+            let wait = deadline.map_or(pg_observe::MARKER_TIMEOUT, |deadline| {
+                deadline.saturating_duration_since(std::time::Instant::now())
+            });
+            match pending.wait(&self.url, wait) {
+                Err(Error::Connection {
+                    source: crate::ConnectionFailure::Lost(_),
+                    ..
+                }) if attempts == 1 => continue,
+                answer => return answer,
             }
-        })?;
-        // Not holding the connection while the listener reaches the marker.
-        let wait = deadline.map_or(pg_observe::MARKER_TIMEOUT, |deadline| {
-            deadline.saturating_duration_since(std::time::Instant::now())
-        });
-        pending.wait(&self.url, wait)
+        }
     }
 
     /// Waits until every commit visible to a read that began before this call was handed

@@ -99,7 +99,7 @@ pub(super) fn publication(channel: &str) -> String {
 }
 
 /// Which of `tables` are already set up for the feed: in the publication, with a full replica
-/// identity and the cascade trigger.
+/// identity and the cascade trigger, enabled.
 pub(super) fn published_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -113,7 +113,7 @@ pub(super) fn published_tables(
          AND EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
                      WHERE p.pubname = $2 AND r.prrelid = c.oid) \
          AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid \
-                     AND t.tgname = 'zz_datastore_observe_cascade')",
+                     AND t.tgname = 'zz_datastore_observe_cascade' AND t.tgenabled IN ('O', 'A'))",
     )
     .bind::<Text, _>(schema)
     .bind::<Text, _>(publication)

@@ -241,12 +241,13 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
     Ok(rows.first().is_some_and(|r| r.n == 2))
 }
 
-/// The tables of `schema` that have this version's four triggers.
+/// The tables of `schema` that have this version's four triggers, enabled (a disabled one,
+/// or one that fires only on replicas, is set up again: `CREATE OR REPLACE` enables it).
 pub(super) fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
     let rows: Vec<Name> = diesel::sql_query(
         "SELECT c.relname::text AS name FROM pg_trigger t \
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND ( \
+         WHERE n.nspname = $1 AND t.tgenabled IN ('O', 'A') AND ( \
              (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete', \
                            'datastore_observe_truncate') AND t.tgnargs = 1) \
              OR t.tgname = 'datastore_observe_statement') \
