@@ -674,14 +674,19 @@ impl Reader {
 impl Hub {
     /// Ends every current subscription, its source of changes being lost (`reason`): each
     /// yields what it holds, then [`Item::Lost`], then ends. Later subscriptions are not
-    /// affected.
+    /// affected, and the lost ones no longer count as wanting their tables, kept or not (a
+    /// new listener would otherwise watch tables for a subscription that has ended).
     pub fn lose_all(&self, reason: &str) {
-        self.end_all(|| End::Lost(reason.into()));
+        for queue in self.end_all(|| End::Lost(reason.into())) {
+            queue.leave();
+        }
     }
 
-    fn end_all(&self, end: impl Fn() -> End) {
+    /// Ends every current subscription with `end`; the queues it ended.
+    fn end_all(&self, end: impl Fn() -> End) -> Vec<Arc<Queue>> {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
-        for queue in subscribers.iter().filter_map(Weak::upgrade) {
+        let ended: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
+        for queue in &ended {
             let mut inner = lock(&queue.inner);
             inner.end.get_or_insert_with(&end);
             let waker = inner.waker.take();
@@ -691,6 +696,7 @@ impl Hub {
                 waker.wake();
             }
         }
+        ended
     }
 }
 

@@ -243,6 +243,7 @@ impl Store {
         // A subscription made as a lost feed's listener winds down (its subscriptions already
         // told `FeedLost`, and subscribing again at once) finds that listener still running,
         // and it ends before reaching the marker: then once more, with a new listener.
+        let mut deadline = deadline;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -269,9 +270,10 @@ impl Store {
                 }
             })?;
             // Not holding the connection while the listener reaches the marker.
-            let wait = deadline.map_or(pg_observe::MARKER_TIMEOUT, |deadline| {
-                deadline.saturating_duration_since(std::time::Instant::now())
-            });
+            // One deadline for both attempts, from the first marker's sending if none was given.
+            let until = *deadline
+                .get_or_insert_with(|| std::time::Instant::now() + pg_observe::MARKER_TIMEOUT);
+            let wait = until.saturating_duration_since(std::time::Instant::now());
             match pending.wait(&self.url, wait) {
                 Err(Error::Connection {
                     source: crate::ConnectionFailure::Lost(_),

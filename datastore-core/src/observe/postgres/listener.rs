@@ -81,9 +81,11 @@ pub(super) struct Listener {
     heartbeat: (Instant, SystemTime, f64),
     /// When it last checked that the watched tables still report their changes.
     tables_checked: Instant,
-    /// Why the feed ends, once a table stopped reporting, and the fence whose return says
-    /// that everything committed before it was found is delivered (`None`: to be sent).
-    ending: Option<(String, Option<u64>)>,
+    /// How many of its fences came back (each the last one sent then).
+    fences_back: u64,
+    /// Why the feed ends, once a table stopped reporting, and the first fence sent after
+    /// that was found: its return says that everything committed before is delivered.
+    ending: Option<(String, u64)>,
 }
 
 /// A row as a change recorded it (its table and its text), for telling whether two changes
@@ -150,6 +152,7 @@ impl Listener {
             more_to_remove: false,
             heartbeat: (Instant::now(), SystemTime::now(), server_now),
             tables_checked: Instant::now(),
+            fences_back: 0,
             ending: None,
         };
         outlet::start("datastore-pg-listener", move || listener.run())
@@ -210,26 +213,25 @@ impl Listener {
     /// [`Outlet::unreported`]) and a fence sent after that was found came back: everything
     /// committed before is delivered by then.
     fn check_tables(&mut self) -> std::result::Result<(), String> {
-        if self.ending.is_none() {
-            let reason = self
+        if self.ending.is_none()
+            && let Some(reason) = self
                 .outlet
-                .unreported(&mut self.conn, &mut self.tables_checked)?;
-            self.ending = reason.map(|reason| (reason, None));
+                .unreported(&mut self.conn, &mut self.tables_checked)?
+        {
+            // The next fence is sent after the finding (one already on its way was not),
+            // by whichever step sends it: under steady writes, the one that follows changes.
+            self.ending = Some((reason, self.fences + 1));
         }
-        match &self.ending {
-            Some((_, None)) if self.fence.is_none() => {
-                self.send_fence().map_err(connection_failed)?;
-                let fences = self.fences;
-                if let Some((_, fence)) = &mut self.ending {
-                    *fence = Some(fences);
-                }
-                Ok(())
-            }
-            Some((reason, Some(fence))) if self.fence.is_none() && self.fences >= *fence => {
-                Err(reason.clone())
-            }
-            _ => Ok(()),
+        let Some((reason, fence)) = &self.ending else {
+            return Ok(());
+        };
+        if self.fences_back >= *fence {
+            return Err(reason.clone());
         }
+        if self.fence.is_none() {
+            self.send_fence().map_err(connection_failed)?;
+        }
+        Ok(())
     }
 
     /// Fails when the listener was held up for longer than `STALL_LIMIT` (the process was
@@ -329,6 +331,7 @@ impl Listener {
                     if let Some((_, snapshot)) = self.fence.take_if(|_| ours) {
                         self.publish();
                         self.advance(snapshot);
+                        self.fences_back = self.fences;
                     }
                 }
                 Note::Change { id, token } => {

@@ -84,9 +84,9 @@ impl Outlet {
             return Ok(None);
         }
         Ok(Some(format!(
-            "observed tables no longer report their changes (dropped and created again, or \
-             their observe triggers or publication removed): {}; subscribe again to observe \
-             them as they are now",
+            "observed tables do not report their changes (created again after a drop, or \
+             after an observe_all began, or their observe triggers or publication removed or \
+             disabled): {}; subscribe again to observe them as they are now",
             unreported.join(", ")
         )))
     }
