@@ -1748,6 +1748,45 @@ fn on_postgres_a_table_created_after_observe_all_began_ends_its_feed_with_feed_l
     }
 }
 
+/// A table created after an `observe_all` began, written, and set up at once by another
+/// subscription (before the listener's check could find it unreported) ends the `observe_all`
+/// with `FeedLost`: the row written before was never reported to it. The new subscription
+/// lives on.
+#[test]
+fn on_postgres_a_table_set_up_after_observe_all_missed_its_rows_ends_that_feed() {
+    for (feed, db) in postgres_feeds() {
+        let _schema = db.schema;
+        let store = db.store;
+        let mut conn = store.conn().unwrap();
+        conn.batch_execute("DROP TABLE reactions").unwrap();
+        let everything = store.observe_all().unwrap();
+        conn.batch_execute(
+            &Schema::new()
+                .model::<Reaction>()
+                .create_sql(Dialect::Postgres),
+        )
+        .unwrap();
+        let parent = store.save(post("reacted to")).unwrap();
+        let reaction = |emoji: &str| Reaction {
+            post_id: parent.id,
+            emoji: emoji.into(),
+            ..Reaction::default()
+        };
+        store.save(reaction("unreported")).unwrap();
+        let reactions = store.observe::<Reaction>().unwrap();
+
+        let items: Vec<_> = within(WAIT, move || everything.collect());
+        match items.last() {
+            Some(Observed::FeedLost { reason }) => {
+                assert!(reason.contains("reactions"), "{feed:?}: {reason}")
+            }
+            other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
+        }
+        let saved = store.save(reaction("reported")).unwrap();
+        assert_eq!(next(&reactions).element, saved, "{feed:?}");
+    }
+}
+
 #[test]
 fn on_postgres_an_all_tables_subscription_whose_listener_is_lost_ends_with_feed_lost() {
     let Some(db) = common::TestDb::postgres() else {

@@ -682,11 +682,40 @@ impl Hub {
         }
     }
 
+    /// Ends, as [`lose_all`](Self::lose_all) does, the current subscriptions that want one of
+    /// `tables` (every table's among them): changes of those tables were not captured for them.
+    pub fn lose_wanting(&self, tables: &[String], reason: &str) {
+        let wanting = |queue: &Queue| {
+            queue
+                .tables
+                .as_ref()
+                .is_none_or(|wanted| wanted.iter().any(|t| tables.contains(t)))
+        };
+        let lost: Vec<Arc<Queue>> = {
+            let mut subscribers = lock(&self.subscribers);
+            let (lost, kept): (Vec<Weak<Queue>>, _) = std::mem::take(&mut *subscribers)
+                .into_iter()
+                .partition(|queue| queue.upgrade().is_some_and(|queue| wanting(&queue)));
+            *subscribers = kept;
+            lost.iter().filter_map(Weak::upgrade).collect()
+        };
+        Self::end(&lost, || End::Lost(reason.into()));
+        for queue in lost {
+            queue.leave();
+        }
+    }
+
     /// Ends every current subscription with `end`; the queues it ended.
     fn end_all(&self, end: impl Fn() -> End) -> Vec<Arc<Queue>> {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
         let ended: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
-        for queue in &ended {
+        Self::end(&ended, end);
+        ended
+    }
+
+    /// Ends `queues` with `end`, waking their readers.
+    fn end(queues: &[Arc<Queue>], end: impl Fn() -> End) {
+        for queue in queues {
             let mut inner = lock(&queue.inner);
             inner.end.get_or_insert_with(&end);
             let waker = inner.waker.take();
@@ -696,7 +725,6 @@ impl Hub {
                 waker.wake();
             }
         }
-        ended
     }
 }
 

@@ -272,6 +272,7 @@ impl PgObserve {
                     triggers::check_owners(conn, &schema, tables)
                 })?;
                 state.function_current = true;
+                lose_unreported(hub, &missing);
                 state.triggered.extend(missing.into_iter().cloned());
             } else {
                 triggers::check_owners(conn, &schema, tables)?;
@@ -341,6 +342,7 @@ impl PgObserve {
                 triggers::refuse_own_locks(conn, writer, &schema, &relations, true)?;
             }
             logical::publish_tables(conn, &schema, &publication, &missing)?;
+            lose_unreported(hub, &missing);
             state.published.extend(missing.into_iter().cloned());
         }
         let alive = match &state.listening {
@@ -400,6 +402,29 @@ impl PgObserve {
             .collect();
         unreported.sort();
         Ok(unreported)
+    }
+}
+
+/// Ends the subscriptions that wanted some of `set_up`, tables just set up for the feed: their
+/// changes until now were not reported to them (tables created after an `observe_all` began,
+/// or created again after a drop, that this subscription set up before the listener's check
+/// found them).
+fn lose_unreported(hub: &Hub, set_up: &[&String]) {
+    let unreported: Vec<String> = set_up
+        .iter()
+        .filter(|table| hub.wants(table))
+        .map(|table| (*table).clone())
+        .collect();
+    if !unreported.is_empty() {
+        hub.lose_wanting(
+            &unreported,
+            &format!(
+                "observed tables did not report their changes until now (created after an \
+                 observe_all began, or created again after a drop): {}; subscribe again to \
+                 observe them as they are now",
+                unreported.join(", ")
+            ),
+        );
     }
 }
 
