@@ -677,9 +677,9 @@ impl Hub {
     /// affected, and the lost ones no longer count as wanting their tables, kept or not (a
     /// new listener would otherwise watch tables for a subscription that has ended).
     pub fn lose_all(&self, reason: &str) {
-        for queue in self.end_all(|| End::Lost(reason.into())) {
-            queue.leave();
-        }
+        let subscribers = std::mem::take(&mut *lock(&self.subscribers));
+        let lost: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
+        Self::lose(&lost, reason);
     }
 
     /// Ends, as [`lose_all`](Self::lose_all) does, the current subscriptions that want one of
@@ -699,18 +699,23 @@ impl Hub {
             *subscribers = kept;
             lost.iter().filter_map(Weak::upgrade).collect()
         };
-        Self::end(&lost, || End::Lost(reason.into()));
-        for queue in lost {
-            queue.leave();
-        }
+        Self::lose(&lost, reason);
     }
 
-    /// Ends every current subscription with `end`; the queues it ended.
-    fn end_all(&self, end: impl Fn() -> End) -> Vec<Arc<Queue>> {
+    /// Ends `queues`, lost, once they are out of the hub's counts: a reader told so, and
+    /// subscribing again at once, finds no listener watching their tables for them.
+    fn lose(queues: &[Arc<Queue>], reason: &str) {
+        for queue in queues {
+            queue.leave();
+        }
+        Self::end(queues, || End::Lost(reason.into()));
+    }
+
+    /// Ends every current subscription with `end`.
+    fn end_all(&self, end: impl Fn() -> End) {
         let subscribers = std::mem::take(&mut *lock(&self.subscribers));
         let ended: Vec<Arc<Queue>> = subscribers.iter().filter_map(Weak::upgrade).collect();
         Self::end(&ended, end);
-        ended
     }
 
     /// Ends `queues` with `end`, waking their readers.
