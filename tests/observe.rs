@@ -1554,20 +1554,11 @@ fn on_postgres_a_subscription_whose_listener_is_lost_ends_with_feed_lost() {
     assert!(after.is_none(), "the stream ends after saying it was lost");
 }
 
-/// A database of its own on each PostgreSQL change feed: the trigger feed's, and logical
-/// decoding's where the server has it (none without a server).
-fn postgres_feeds() -> impl Iterator<Item = (ChangeFeed, common::TestDb)> {
-    let mut feeds = Vec::new();
-    if common::postgres_url().is_some() {
-        feeds.push(ChangeFeed::Triggers);
-        if common::logical_decoding() {
-            feeds.push(ChangeFeed::LogicalDecoding);
-        }
-    }
-    feeds.into_iter().map(|feed| {
-        let db = common::TestDb::postgres_with(feed).expect("a server");
-        (feed, db)
-    })
+/// A new subscription to `posts` (once its feed was lost) is told of a post saved now.
+fn assert_posts_observed_again(store: &Store, feed: ChangeFeed) {
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("after")).unwrap();
+    assert_eq!(next(&posts).element, saved, "{feed:?}: observed again");
 }
 
 /// Reads `sub` to its end within `WAIT`: `FeedLost` naming `table`, then nothing.
@@ -1592,7 +1583,7 @@ fn assert_ends_with_feed_lost<T: std::fmt::Debug + Send + 'static>(
 /// table commits is not reported until it is set up again, which the next subscription does.
 #[test]
 fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_feed_lost() {
-    for (feed, db) in postgres_feeds() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let posts = store.observe::<Post>().unwrap();
@@ -1641,13 +1632,7 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
             }
         }
 
-        let posts = store.observe::<Post>().unwrap();
-        let saved = store.save(post("after")).unwrap();
-        assert_eq!(
-            next(&posts).element,
-            saved,
-            "{feed:?}: the new table is observed"
-        );
+        assert_posts_observed_again(&store, feed);
     }
 }
 
@@ -1656,7 +1641,7 @@ fn on_postgres_an_observed_table_dropped_and_created_again_ends_the_feed_with_fe
 /// observed table dropped, leave the other subscriptions' feed alone.
 #[test]
 fn on_postgres_a_table_no_subscription_wants_or_dropped_for_good_leaves_the_feed_alone() {
-    for (feed, db) in postgres_feeds() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         drop(store.observe::<Comment>().unwrap());
@@ -1685,7 +1670,7 @@ fn on_postgres_a_table_no_subscription_wants_or_dropped_for_good_leaves_the_feed
 /// subscription to the table enables its triggers again.
 #[test]
 fn on_postgres_an_observed_tables_triggers_disabled_end_the_feed_with_feed_lost() {
-    for (feed, db) in postgres_feeds() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let posts = store.observe::<Post>().unwrap();
@@ -1710,13 +1695,7 @@ fn on_postgres_an_observed_tables_triggers_disabled_end_the_feed_with_feed_lost(
             other => panic!("{feed:?}: the users subscription: expected a change, got {other:?}"),
         }
 
-        let posts_again = store.observe::<Post>().unwrap();
-        let saved = store.save(post("after")).unwrap();
-        assert_eq!(
-            next(&posts_again).element,
-            saved,
-            "{feed:?}: observed again"
-        );
+        assert_posts_observed_again(&store, feed);
         drop(posts);
     }
 }
@@ -1726,7 +1705,7 @@ fn on_postgres_an_observed_tables_triggers_disabled_end_the_feed_with_feed_lost(
 /// next `observe_all` takes it in.
 #[test]
 fn on_postgres_a_table_created_after_observe_all_began_ends_its_feed_with_feed_lost() {
-    for (feed, db) in postgres_feeds() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let everything = store.observe_all().unwrap();
@@ -1757,7 +1736,7 @@ fn on_postgres_a_table_created_after_observe_all_began_ends_its_feed_with_feed_l
 /// lives on.
 #[test]
 fn on_postgres_a_table_set_up_after_observe_all_missed_its_rows_ends_that_feed() {
-    for (feed, db) in postgres_feeds() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let mut conn = store.conn().unwrap();

@@ -29,15 +29,6 @@ fn next<M: Model + Clone + std::fmt::Debug>(sub: &Subscription<M>) -> (Op, M) {
     }
 }
 
-/// A fresh database for each change feed the server offers (logical decoding only where it
-/// is available), in turn; none without a server.
-fn each_feed() -> impl Iterator<Item = (ChangeFeed, common::TestDb)> {
-    [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers]
-        .into_iter()
-        .filter(|&feed| feed != ChangeFeed::LogicalDecoding || common::logical_decoding())
-        .map_while(|feed| Some((feed, common::TestDb::postgres_with(feed)?)))
-}
-
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = datastore::diesel::sql_types::BigInt)]
@@ -184,7 +175,7 @@ fn on_postgres_an_earlier_versions_function_put_back_while_observing_ends_the_fe
 /// and it fails at once, typed, rather than after the lock timeout as a busy database.
 #[test]
 fn on_postgres_observing_a_table_the_transaction_wrote_fails_at_once() {
-    for (feed, db) in each_feed() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         store
@@ -300,7 +291,7 @@ fn on_postgres_updates_and_deletes_without_the_row_before_them_are_reported() {
 /// subscription reads its result again.
 #[test]
 fn on_postgres_a_truncate_is_reported_for_every_table_it_emptied() {
-    for (feed, db) in each_feed() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let posts = store.observe::<Post>().unwrap();
@@ -595,7 +586,7 @@ fn on_postgres_forgeries_interleaved_with_a_transactions_changes_are_ignored() {
 /// cascade's delete is moved before its own statement's rows only).
 #[test]
 fn on_postgres_statements_sent_together_keep_their_order() {
-    for (feed, db) in each_feed() {
+    for (feed, db) in common::each_feed() {
         let _schema = db.schema;
         let store = db.store;
         let comments = store.observe::<Comment>().unwrap();

@@ -105,6 +105,15 @@ impl TestDb {
     }
 }
 
+/// A fresh database for each change feed the server offers (logical decoding only where it
+/// is available), in turn; none without a server.
+pub fn each_feed() -> impl Iterator<Item = (ChangeFeed, TestDb)> {
+    [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers]
+        .into_iter()
+        .filter(|&feed| feed != ChangeFeed::LogicalDecoding || logical_decoding())
+        .map_while(|feed| Some((feed, TestDb::postgres_with(feed)?)))
+}
+
 /// A schema of a test's own on the PostgreSQL server, dropped with it.
 pub struct PgSchema {
     admin: PgConnection,

@@ -74,6 +74,9 @@ impl Outlet {
             return Ok(None);
         }
         *checked = Instant::now();
+        if !self.hub.active() {
+            return Ok(None); // nobody wants any table: no catalog query
+        }
         let Some(store) = self.store.upgrade() else {
             return Ok(None); // the listener delivers what is left, then ends
         };
