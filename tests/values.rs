@@ -562,3 +562,80 @@ per_backend!(
         assert_eq!((stored.exact, stored.narrow), (3.0, 0.5));
     }
 );
+
+/// Keys and instants are read from the bytes SQLite keeps (`datastore::ReadAs`): in a UTF-8
+/// database and in one created in UTF-16 (either byte order), every read (`find`, `all`, a
+/// query, `save`'s returned row) gives back what was saved, another form of an instant reads as
+/// the same instant, and a key in another spelling is refused, naming its text.
+#[test]
+fn keys_and_instants_read_back_from_utf8_and_utf16_databases() {
+    use datastore::diesel::{Connection, SqliteConnection};
+
+    for encoding in ["UTF-8", "UTF-16le", "UTF-16be"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("values.db").display().to_string();
+        // The encoding is fixed when the database's first table is created.
+        SqliteConnection::establish(&path)
+            .unwrap()
+            .batch_execute(&format!(
+                "PRAGMA encoding = '{encoding}'; CREATE TABLE made_first (x)"
+            ))
+            .unwrap();
+        let store = Store::builder(&path).schema(schema()).open().unwrap();
+
+        let saved = store.save(Stamp::default()).unwrap();
+        assert_eq!(
+            store.find::<Stamp>(&saved.id).unwrap().as_ref(),
+            Some(&saved),
+            "{encoding}"
+        );
+        assert_eq!(
+            store.all::<Stamp>().unwrap(),
+            vec![saved.clone()],
+            "{encoding}"
+        );
+        let at = saved.at;
+        let queried = store
+            .query::<Stamp>(|q| q.filter(stamps::at.eq(at)))
+            .unwrap();
+        assert_eq!(queried, vec![saved.clone()], "{encoding}");
+
+        // Another program's forms of one instant: SQLite's own, and RFC 3339 with an offset.
+        let noon: Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        for (key, written) in [
+            (
+                "0193a4f2-7c1e-7d3a-8b2c-5e6f7a8b9c01",
+                "2026-12-04 10:00:00",
+            ),
+            (
+                "0193a4f2-7c1e-7d3a-8b2c-5e6f7a8b9c02",
+                "2026-12-04T11:00:00+01:00",
+            ),
+        ] {
+            store
+                .conn()
+                .unwrap()
+                .batch_execute(&format!(
+                    "INSERT INTO stamps (id, at) VALUES ('{key}', '{written}')"
+                ))
+                .unwrap();
+            let id: Id = key.parse().unwrap();
+            let found = store.get::<Stamp>(&id).unwrap();
+            assert_eq!((found.id, found.at), (id, noon), "{encoding}: {written}");
+        }
+        assert_eq!(store.all::<Stamp>().unwrap().len(), 3, "{encoding}");
+
+        let upper = "0193A4F2-7C1E-7D3A-8B2C-5E6F7A8B9C0D";
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(&format!(
+                "INSERT INTO stamps (id, at) VALUES ('{upper}', '2026-12-04T10:00:00Z')"
+            ))
+            .unwrap();
+        match store.all::<Stamp>().unwrap_err() {
+            Error::OutOfRange { value, .. } => assert_eq!(value, upper, "{encoding}"),
+            other => panic!("{encoding}: {other:?}"),
+        }
+    }
+}

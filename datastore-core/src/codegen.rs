@@ -24,7 +24,7 @@ pub use crate::relations::{BelongsTo, ChildOf, HasMany, HasOne, ManyToMany, fk_k
 pub use crate::types::sql_types;
 pub use crate::{
     AsyncRepo, DbEnum, Error, FieldType, KeyColumn, KeyValue, Model, NotNullCondition,
-    NullableCondition, Persist, Predicate, Result, Timestamp,
+    NullableCondition, Persist, Predicate, Result, Selection, Timestamp,
 };
 
 // What only generated code uses.
@@ -205,8 +205,8 @@ impl RowSql for UpsertSql {
 pub enum UnkeyedSql {}
 
 impl RowSql for UnkeyedSql {
-    fn sql<M: Model>(_: Dialect) -> &'static Statement {
-        M::declaration().insert_unkeyed()
+    fn sql<M: Model>(dialect: Dialect) -> &'static Statement {
+        M::declaration().insert_unkeyed(dialect)
     }
 }
 
@@ -383,7 +383,8 @@ pub fn any_connection(conn: &mut crate::AnyConnection) -> &mut crate::AnyConnect
 /// `all` loads, what the boxed [`Queries::query`] starts from, and what `query!` hands the
 /// caller's closure to refine. Implemented by the derive for every model.
 pub trait Ordered: Model {
-    /// `diesel::dsl::Order<posts::table, diesel::dsl::Asc<posts::id>>`.
+    /// `diesel::dsl::Order<diesel::dsl::Select<posts::table, Selection<Post>>,
+    /// diesel::dsl::Asc<posts::id>>`: the model's [`Selection`], in key order.
     type Query;
     /// The query.
     fn ordered() -> Self::Query;

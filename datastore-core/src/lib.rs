@@ -31,7 +31,7 @@ pub use schema::Schema;
 pub use store::{BackendManager, PooledConn, Store, StoreBuilder, Synchronous};
 pub use types::{
     AsText, Checked, DbEnum, FieldType, Id, Json, Key, KeyColumn, KeyValue, MAX_JSON_DEPTH,
-    Timestamp, sql_types,
+    Selection, Timestamp, sql_types,
 };
 
 /// Re-exported so that applications use the same Diesel as the store.

@@ -1148,8 +1148,9 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
     };
     let insert = format!("INSERT INTO {name} ({list}) VALUES (");
     let on_conflict = format!(
-        ") ON CONFLICT ({}) {action} RETURNING {list}",
-        key_list(table)
+        ") ON CONFLICT ({}) {action} RETURNING {}",
+        key_list(table),
+        returned(table, dialect)
     );
     match generated_key(table) {
         // A key given to a row whose database assigns keys (an import) moves PostgreSQL's
@@ -1180,20 +1181,50 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
 /// The statement inserting a row whose key the database assigns, in two pieces around its
 /// bound values (every column but the key, separated by commas); it returns the row with its
 /// key.
-pub fn insert_unkeyed(table: &Table) -> [String; 2] {
+pub fn insert_unkeyed(table: &Table, dialect: Dialect) -> [String; 2] {
     let name = quote_ident(&table.name);
-    let all: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let all = returned(table, dialect);
     let given = given_columns(table);
     if given.is_empty() {
         return [
             format!("INSERT INTO {name} DEFAULT VALUES"),
-            format!(" RETURNING {}", all.join(", ")),
+            format!(" RETURNING {all}"),
         ];
     }
     [
         format!("INSERT INTO {name} ({}) VALUES (", given.join(", ")),
-        format!(") RETURNING {}", all.join(", ")),
+        format!(") RETURNING {all}"),
     ]
+}
+
+/// The columns a statement returns a row in: [`read_columns`], unqualified.
+fn returned(table: &Table, dialect: Dialect) -> String {
+    read_columns(table, dialect, None)
+}
+
+/// Every column of `table`, as the store reads a row of it ([`Selection`](crate::Selection)),
+/// each qualified by `qualifier` if one is given: on SQLite, a key or an instant as the bytes
+/// SQLite keeps (`CAST(.. AS BLOB)`, named as the column), which their reads take without
+/// Diesel's text read; a type of the caller's own stored as one of those reads a blob as its
+/// text.
+pub fn read_columns(table: &Table, dialect: Dialect, qualifier: Option<&str>) -> String {
+    let qualifier = qualifier
+        .map(|q| format!("{}.", quote_ident(q)))
+        .unwrap_or_default();
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let name = quote_ident(&c.name);
+            match (dialect, &c.ty) {
+                (Dialect::Sqlite, ColumnType::Uuid | ColumnType::Timestamp) => {
+                    format!("CAST({qualifier}{name} AS BLOB) AS {name}")
+                }
+                _ => format!("{qualifier}{name}"),
+            }
+        })
+        .collect();
+    columns.join(", ")
 }
 
 /// A multi-row `INSERT` of every column, in three pieces around its rows' bound values: what
@@ -1346,21 +1377,34 @@ mod examples {
         ]);
         assert_eq!(
             upsert(&table, Timestamps::default(), Dialect::Sqlite).join("?, ?"),
-            r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING "id", "text""#
+            r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING CAST("id" AS BLOB) AS "id", "text""#
+        );
+        // Returned as stored on PostgreSQL, whose keys are `uuid`.
+        assert!(
+            upsert(&table, Timestamps::default(), Dialect::Postgres)[1]
+                .ends_with(r#"RETURNING "id", "text""#)
         );
     }
 
     #[test]
     fn insert_unkeyed_example() {
         use crate::schema::ColumnType;
-        use crate::schema::ddl::insert_unkeyed;
+        use crate::schema::ddl::{Dialect, insert_unkeyed};
 
         let mut id = Column::new("id", ColumnType::BigInt, false);
         id.generated = true;
-        let table = notes(vec![id, Column::new("text", ColumnType::Text, false)]);
+        let table = notes(vec![
+            id,
+            Column::new("text", ColumnType::Text, false),
+            Column::new("at", ColumnType::Timestamp, false),
+        ]);
         assert_eq!(
-            insert_unkeyed(&table).join("?"),
-            r#"INSERT INTO "notes" ("text") VALUES (?) RETURNING "id", "text""#
+            insert_unkeyed(&table, Dialect::Sqlite).join("?, ?"),
+            r#"INSERT INTO "notes" ("text", "at") VALUES (?, ?) RETURNING "id", "text", CAST("at" AS BLOB) AS "at""#
+        );
+        assert_eq!(
+            insert_unkeyed(&table, Dialect::Postgres).join("?, ?"),
+            r#"INSERT INTO "notes" ("text", "at") VALUES (?, ?) RETURNING "id", "text", "at""#
         );
     }
 

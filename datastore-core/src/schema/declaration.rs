@@ -240,7 +240,8 @@ pub struct ModelDeclaration {
     /// Resolved on first use.
     table: OnceLock<Table>,
     upsert: [OnceLock<Statement>; 2],
-    insert_unkeyed: OnceLock<Statement>,
+    selection: [OnceLock<String>; 2],
+    insert_unkeyed: [OnceLock<Statement>; 2],
     insert_rows: OnceLock<[String; 3]>,
     insert_rows_unkeyed: OnceLock<[String; 3]>,
 }
@@ -391,7 +392,8 @@ impl ModelDeclaration {
             renames,
             table: OnceLock::new(),
             upsert: [OnceLock::new(), OnceLock::new()],
-            insert_unkeyed: OnceLock::new(),
+            selection: [OnceLock::new(), OnceLock::new()],
+            insert_unkeyed: [OnceLock::new(), OnceLock::new()],
             insert_rows: OnceLock::new(),
             insert_rows_unkeyed: OnceLock::new(),
         }
@@ -565,6 +567,17 @@ impl ModelDeclaration {
         cell.get_or_init(|| ddl::upsert(self.table(), self.timestamps, dialect).into())
     }
 
+    /// The columns the model's rows are read from in `dialect` ([`Selection`](crate::Selection),
+    /// [`ddl::read_columns`]), rendered on first use.
+    pub(crate) fn selection(&'static self, dialect: Dialect) -> &'static str {
+        let cell = match dialect {
+            Dialect::Sqlite => &self.selection[0],
+            Dialect::Postgres => &self.selection[1],
+        };
+        let table = self.table();
+        cell.get_or_init(|| ddl::read_columns(table, dialect, Some(&table.name)))
+    }
+
     /// The multi-row `INSERT` of every column ([`ddl::insert_rows`]), rendered on first use.
     pub(crate) fn insert_rows(&'static self) -> &'static [String; 3] {
         self.insert_rows
@@ -580,9 +593,12 @@ impl ModelDeclaration {
 
     /// The statement inserting a row whose key the database assigns
     /// ([`ddl::insert_unkeyed`]), rendered on first use.
-    pub(crate) fn insert_unkeyed(&'static self) -> &'static Statement {
-        self.insert_unkeyed
-            .get_or_init(|| ddl::insert_unkeyed(self.table()).into())
+    pub(crate) fn insert_unkeyed(&'static self, dialect: Dialect) -> &'static Statement {
+        let cell = match dialect {
+            Dialect::Sqlite => &self.insert_unkeyed[0],
+            Dialect::Postgres => &self.insert_unkeyed[1],
+        };
+        cell.get_or_init(|| ddl::insert_unkeyed(self.table(), dialect).into())
     }
 }
 

@@ -4,9 +4,10 @@ use std::str::FromStr;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::serialize::{self, Output, ToSql};
-use diesel::sqlite::{Sqlite, SqliteValue};
+use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::{Deserialize, Serialize};
 
+use super::selection::ascii_in_utf16;
 use super::sql_types;
 use crate::error::ValueError;
 
@@ -142,7 +143,19 @@ fn is_lowercase_hyphenated(text: &[u8]) -> bool {
 /// by its own key, nor its relations by theirs.
 impl FromSql<sql_types::Uuid, Sqlite> for Id {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        Self::from_stored_text(value.read_text())
+        // A blob is the stored text's bytes, selected so ([`Selection`](crate::Selection)): parsed
+        // as ASCII, without Diesel's text read (which checks UTF-8 twice).
+        match value.value_type() {
+            Some(SqliteType::Binary) => {
+                let bytes = value.read_blob();
+                Self::from_stored_bytes(bytes).or_else(|error| {
+                    // A UTF-16 database's text, or no key at all.
+                    ascii_in_utf16(bytes)
+                        .map_or(Err(error), |ascii| Self::from_stored_bytes(&ascii))
+                })
+            }
+            _ => Self::from_stored_text(value.read_text()),
+        }
     }
 }
 
@@ -151,14 +164,24 @@ impl Id {
     /// observe reports): no UUID is a parse error, another spelling of one is
     /// [`ValueError::OutOfRange`].
     pub(crate) fn from_stored_text(text: &str) -> deserialize::Result<Self> {
-        let id = text.parse()?;
-        if !is_lowercase_hyphenated(text.as_bytes()) {
+        Self::from_stored_bytes(text.as_bytes())
+    }
+
+    /// [`Self::from_stored_text`] of the text's bytes.
+    fn from_stored_bytes(text: &[u8]) -> deserialize::Result<Self> {
+        let Ok(id) = uuid::Uuid::try_parse_ascii(text) else {
+            // Said as a text's parse says it (which character, where): the bytes' parse
+            // says only that it failed.
+            let said = uuid::Uuid::parse_str(&String::from_utf8_lossy(text)).err();
+            return Err(said.map_or_else(|| "not a UUID".into(), |error| Box::new(error) as _));
+        };
+        if !is_lowercase_hyphenated(text) {
             return Err(Box::new(ValueError::OutOfRange {
-                value: text.to_owned(),
+                value: String::from_utf8_lossy(text).into_owned(),
                 field_type: "Id (stored on SQLite as a lowercase, hyphenated UUID)",
             }));
         }
-        Ok(id)
+        Ok(Self(id))
     }
 }
 

@@ -10,6 +10,7 @@ mod db_enum;
 mod id;
 mod json;
 pub(crate) mod key;
+mod selection;
 pub mod sql_types;
 mod text_bind;
 mod timestamp;
@@ -21,6 +22,7 @@ pub use json::{Json, MAX_JSON_DEPTH};
 pub use key::{Key, KeyColumn, KeyValue};
 #[doc(hidden)]
 pub use key::{PgQuery, SqliteQuery};
+pub use selection::Selection;
 pub use text_bind::AsText;
 pub use timestamp::Timestamp;
 

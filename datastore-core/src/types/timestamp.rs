@@ -4,9 +4,10 @@ use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, SubsecRound, Time
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::serialize::{self, Output, ToSql};
-use diesel::sqlite::{Sqlite, SqliteValue};
+use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::{Deserialize, Serialize};
 
+use super::selection::ascii_in_utf16;
 use super::sql_types;
 use super::text_bind::{TEXT_CAPACITY, Text};
 use crate::error::ValueError;
@@ -108,8 +109,8 @@ impl Timestamp {
     /// Read eight bytes at a time (see [`FORM`]): four words checked with a few instructions
     /// each and every two-digit field taken from them at once, where a loop over the digits
     /// cost about 190 instructions a timestamp, read twice in every row of most models.
-    fn from_text(text: &str) -> Option<Self> {
-        let text: &[u8; 27] = text.as_bytes().try_into().ok()?;
+    fn from_text(text: &[u8]) -> Option<Self> {
+        let text: &[u8; 27] = text.try_into().ok()?;
         let word = |i: usize| form_word(text, WORDS[i]) ^ form_word(FORM, WORDS[i]);
         let words = [word(0), word(1), word(2), word(3)];
         // Each byte now holds a digit's value where the form has a digit, and 0 where the
@@ -218,7 +219,7 @@ impl std::str::FromStr for Timestamp {
     /// (`+10000-01-01T00:00:00Z`, `-0001-...`), and SQLite's own
     /// `YYYY-MM-DD HH:MM:SS[.fff]` (taken as UTC).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(t) = Self::from_text(s) {
+        if let Some(t) = Self::from_text(s.as_bytes()) {
             return Ok(t);
         }
         match DateTime::parse_from_rfc3339(s) {
@@ -272,7 +273,23 @@ impl ToSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
 
 impl FromSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        Ok(value.read_text().parse()?)
+        // A blob is the stored text's bytes, selected so ([`Selection`](crate::Selection)): the
+        // form the store writes is parsed as ASCII, without Diesel's text read (which checks
+        // UTF-8 twice); any other is checked and parsed as text.
+        match value.value_type() {
+            Some(SqliteType::Binary) => {
+                let bytes = value.read_blob();
+                if let Some(t) = Self::from_text(bytes) {
+                    return Ok(t);
+                }
+                // A UTF-16 database's text, or another form of a timestamp.
+                match ascii_in_utf16(bytes) {
+                    Some(ascii) => Ok(std::str::from_utf8(&ascii)?.parse()?),
+                    None => Ok(std::str::from_utf8(bytes)?.parse()?),
+                }
+            }
+            _ => Ok(value.read_text().parse()?),
+        }
     }
 }
 
@@ -346,7 +363,11 @@ mod tests {
         let mut t: DateTime<Utc> = "0000-01-01T00:00:00.000001Z".parse().unwrap();
         for step in 0..40_000 {
             let text = Timestamp::from(t).to_text();
-            assert_eq!(Timestamp::from_text(&text), chrono_read(&text), "{text}");
+            assert_eq!(
+                Timestamp::from_text(text.as_bytes()),
+                chrono_read(&text),
+                "{text}"
+            );
             t += chrono::TimeDelta::microseconds(7_800_000_000_000 + (step % 97) * 3_600_000_001);
         }
         assert!(t.year() > 9_800, "{t}");
@@ -356,8 +377,12 @@ mod tests {
             "1970-01-01T00:00:00.000000Z",
             "0000-03-01T00:00:00.000000Z",
         ] {
-            assert_eq!(Timestamp::from_text(text), chrono_read(text), "{text}");
-            assert!(Timestamp::from_text(text).is_some(), "{text}");
+            assert_eq!(
+                Timestamp::from_text(text.as_bytes()),
+                chrono_read(text),
+                "{text}"
+            );
+            assert!(Timestamp::from_text(text.as_bytes()).is_some(), "{text}");
         }
         // Not this form, or not a valid instant: chrono's to decide.
         for text in [
@@ -372,7 +397,7 @@ mod tests {
             "2026-11-25T11:47:2x.123456Z",
             "+2026-11-25T11:47:27.12345Z",
         ] {
-            assert_eq!(Timestamp::from_text(text), None, "{text}");
+            assert_eq!(Timestamp::from_text(text.as_bytes()), None, "{text}");
         }
         let leap: Timestamp = "2016-12-31T23:59:60.500000Z".parse().unwrap();
         assert_eq!(leap.to_string(), "2016-12-31T23:59:60.500000Z");
@@ -385,16 +410,18 @@ mod tests {
         for original in ["2024-02-29T23:59:59.999999Z", "1999-12-31T09:08:07.060504Z"] {
             for at in 0..original.len() {
                 for byte in 0..=u8::MAX {
-                    let mut text = original.as_bytes().to_vec();
-                    text[at] = byte;
-                    let Ok(text) = std::str::from_utf8(&text) else {
-                        continue;
-                    };
-                    let Some(fast) = Timestamp::from_text(text) else {
+                    // Any byte, UTF-8 or not: reads take the stored bytes as they are.
+                    let mut bytes = original.as_bytes().to_vec();
+                    bytes[at] = byte;
+                    let Some(fast) = Timestamp::from_text(&bytes) else {
                         continue;
                     };
                     let kept = byte == original.as_bytes()[at];
-                    assert!(kept || FORM[at] == b'0' && byte.is_ascii_digit(), "{text}");
+                    assert!(
+                        kept || FORM[at] == b'0' && byte.is_ascii_digit(),
+                        "{bytes:?}"
+                    );
+                    let text = std::str::from_utf8(&bytes).unwrap();
                     let chrono = DateTime::parse_from_rfc3339(text).unwrap();
                     assert_eq!(fast, Timestamp::from(chrono.with_timezone(&Utc)), "{text}");
                 }

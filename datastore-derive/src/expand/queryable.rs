@@ -1,4 +1,5 @@
-//! Diesel's `Queryable` and `Selectable`: a row becomes the struct, relations not loaded.
+//! Diesel's `Queryable` and `Selectable`: a row becomes the struct, relations not loaded; its
+//! selection is the one every statement reading the model selects (`Selection`).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -8,7 +9,6 @@ use crate::parse::{FieldKind, Model};
 
 pub fn queryable(model: &Model) -> TokenStream {
     let ident = model.ident;
-    let table = &model.table;
     let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
     let st: Vec<_> = (0..columns.len())
         .map(|i| format_ident!("__ST{i}"))
@@ -20,7 +20,6 @@ pub fn queryable(model: &Model) -> TokenStream {
             quote_spanned!(ty.span()=> <#ty as ::datastore::__private::FieldType>::Read)
         })
         .collect();
-    let column_idents: Vec<_> = columns.iter().map(|f| f.ident).collect();
 
     let mut index = 0usize;
     let inits = model.fields.iter().map(|field| {
@@ -49,10 +48,10 @@ pub fn queryable(model: &Model) -> TokenStream {
         }
 
         impl<__DB: diesel::backend::Backend> diesel::Selectable<__DB> for #ident {
-            type SelectExpression = (#(#table::#column_idents,)*);
+            type SelectExpression = ::datastore::__private::Selection<Self>;
 
             fn construct_selection() -> Self::SelectExpression {
-                (#(#table::#column_idents,)*)
+                ::datastore::__private::Selection::new()
             }
         }
     }

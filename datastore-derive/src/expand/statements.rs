@@ -91,8 +91,13 @@ pub fn statements(model: &Model) -> TokenStream {
     let all_assignments = assignments_type(model, &columns);
     let assignments = super::insertable::assignments(table, &columns, &quote!(row));
 
-    let ordered = quote!(diesel::dsl::Order<#table::table, #order_type>);
+    // Rows are read through the model's `Selection`.
+    let selection = quote!(::datastore::__private::Selection<#ident>);
+    let selected = quote!(diesel::dsl::Select<#table::table, #selection>);
+    let select = quote!(diesel::QueryDsl::select(#table::table, <#selection>::new()));
+    let ordered = quote!(diesel::dsl::Order<#selected, #order_type>);
     let by_key = quote!(diesel::dsl::Filter<#table::table, #by_key_type>);
+    let read_by_key = quote!(diesel::dsl::Filter<#selected, #by_key_type>);
 
     // Rows by keys: one `IN` list for a one-column key, a lookup per key for a composite one
     // (Diesel has no row-value `IN`).
@@ -111,14 +116,14 @@ pub fn statements(model: &Model) -> TokenStream {
         let key = key_columns.clone();
         let by_keys = quote! {
             diesel::dsl::Order<
-                diesel::dsl::Filter<#table::table, diesel::dsl::EqAny<#key, ::std::vec::Vec<#key_type>>>,
+                diesel::dsl::Filter<#selected, diesel::dsl::EqAny<#key, ::std::vec::Vec<#key_type>>>,
                 #order_type,
             >
         };
         (
             quote! {
                 let query = diesel::QueryDsl::order(
-                    diesel::QueryDsl::filter(#table::table, diesel::ExpressionMethods::eq_any(#key, keys.to_vec())),
+                    diesel::QueryDsl::filter(#select, diesel::ExpressionMethods::eq_any(#key, keys.to_vec())),
                     #order,
                 );
                 diesel::RunQueryDsl::load(query, conn)
@@ -227,7 +232,7 @@ pub fn statements(model: &Model) -> TokenStream {
         where
             __C: diesel::connection::LoadConnection,
             #ordered: diesel::query_dsl::LoadQuery<'static, __C, Self>,
-            #by_key: diesel::query_dsl::LoadQuery<'static, __C, Self>,
+            #read_by_key: diesel::query_dsl::LoadQuery<'static, __C, Self>,
             #by_keys_bound
             diesel::dsl::Select<#table::table, diesel::dsl::CountStar>: diesel::query_dsl::LoadQuery<'static, __C, i64>,
             diesel::dsl::delete<#by_key>: diesel::query_dsl::methods::ExecuteDsl<__C>,
@@ -241,7 +246,7 @@ pub fn statements(model: &Model) -> TokenStream {
             fn find(conn: &mut __C, key: &#key_type) -> diesel::QueryResult<::core::option::Option<Self>> {
                 // A key matches one row at most: no `LIMIT`, which SQLite would bind anew on every call.
                 let key = ::core::clone::Clone::clone(key);
-                let query = diesel::QueryDsl::filter(#table::table, #by_key_filter);
+                let query = diesel::QueryDsl::filter(#select, #by_key_filter);
                 // The first row, read as the statement steps: no vector to collect it in.
                 let mut rows = diesel::RunQueryDsl::load_iter::<Self, diesel::connection::DefaultLoadingMode>(query, conn)?;
                 ::core::iter::Iterator::next(&mut rows).transpose()
@@ -266,7 +271,7 @@ pub fn statements(model: &Model) -> TokenStream {
             type Query = #ordered;
 
             fn ordered() -> Self::Query {
-                diesel::QueryDsl::order(#table::table, #order)
+                diesel::QueryDsl::order(#select, #order)
             }
         }
 
