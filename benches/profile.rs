@@ -10,8 +10,9 @@
 //!
 //! Modes, each on an in-memory database holding one post:
 //! - `store N`: `all::<Post>()` N times on a connection from the store (its hooks installed);
-//! - `plain N`: the same typed rows N times on a plain `SqliteConnection` (through the boxed
-//!   `Post::query()`); `plain-all N`: `store`'s own statement there, without the hooks;
+//! - `plain N`: the same typed rows N times on a plain `SqliteConnection` (through
+//!   `Post::query()`, the statement `all` runs); `plain-all N`: `store`'s own statement there,
+//!   without the hooks;
 //! - `insert N`: `insert_all` of 10,000 posts N times, in the caller's transaction and then
 //!   in its own, printing the mean time of each (the posts are deleted after each run);
 //! - `find N`: `find::<Post>` of the stored post by its key, N times;

@@ -563,7 +563,7 @@ per_backend!(
     }
 );
 
-/// Keys and instants are read from the bytes SQLite keeps (`datastore::ReadAs`): in a UTF-8
+/// Keys and instants are read from the bytes SQLite keeps (`datastore::Selection`): in a UTF-8
 /// database and in one created in UTF-16 (either byte order), every read (`find`, `all`, a
 /// query, `save`'s returned row) gives back what was saved, another form of an instant reads as
 /// the same instant, and a key in another spelling is refused, naming its text.

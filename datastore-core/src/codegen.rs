@@ -379,8 +379,8 @@ pub fn any_connection(conn: &mut crate::AnyConnection) -> &mut crate::AnyConnect
     conn
 }
 
-/// A model's rows in key order as an unboxed query (`posts.order(posts::id.asc())`): what
-/// `all` loads, what the boxed [`Queries::query`] starts from, and what `query!` hands the
+/// A model's rows in key order as an unboxed query (`posts.select(Selection::<Post>::new())
+/// .order(posts::id.asc())`, which the model's inherent `query()` returns): what `all` loads, what the boxed [`Queries::query`] starts from, and what `query!` hands the
 /// caller's closure to refine. Implemented by the derive for every model.
 pub trait Ordered: Model {
     /// `diesel::dsl::Order<diesel::dsl::Select<posts::table, Selection<Post>>,

@@ -8,6 +8,8 @@ use std::fmt;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use crate::types::selected_column;
+
 /// The result type of every fallible operation in this crate.
 ///
 /// ```
@@ -1060,7 +1062,11 @@ fn conversion(error: &(dyn std::error::Error + 'static)) -> Error {
     let mut innermost = error;
     loop {
         if let Some(field) = innermost.downcast_ref::<diesel::result::DeserializeFieldError>() {
-            column.clone_from(&field.field_name);
+            column = field
+                .field_name
+                .as_deref()
+                .map(selected_column)
+                .map(str::to_owned);
         }
         match innermost.source() {
             Some(source) => innermost = source,
@@ -1078,7 +1084,11 @@ fn refused_value(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
     let mut current = Some(error);
     while let Some(error) = current {
         if let Some(field) = error.downcast_ref::<diesel::result::DeserializeFieldError>() {
-            column.clone_from(&field.field_name);
+            column = field
+                .field_name
+                .as_deref()
+                .map(selected_column)
+                .map(str::to_owned);
         }
         match error.downcast_ref::<ValueError>() {
             Some(ValueError::NanUnsupported) => return Some(Error::NanUnsupported),

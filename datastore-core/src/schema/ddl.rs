@@ -1204,9 +1204,8 @@ fn returned(table: &Table, dialect: Dialect) -> String {
 
 /// Every column of `table`, as the store reads a row of it ([`Selection`](crate::Selection)),
 /// each qualified by `qualifier` if one is given: on SQLite, a key or an instant as the bytes
-/// SQLite keeps (`CAST(.. AS BLOB)`, named as the column), which their reads take without
-/// Diesel's text read; a type of the caller's own stored as one of those reads a blob as its
-/// text.
+/// SQLite keeps (`CAST(.. AS BLOB)`), which their reads take without Diesel's text read; a type
+/// of the caller's own stored as one of those reads a blob as its text.
 pub fn read_columns(table: &Table, dialect: Dialect, qualifier: Option<&str>) -> String {
     let qualifier = qualifier
         .map(|q| format!("{}.", quote_ident(q)))
@@ -1218,7 +1217,7 @@ pub fn read_columns(table: &Table, dialect: Dialect, qualifier: Option<&str>) ->
             let name = quote_ident(&c.name);
             match (dialect, &c.ty) {
                 (Dialect::Sqlite, ColumnType::Uuid | ColumnType::Timestamp) => {
-                    format!("CAST({qualifier}{name} AS BLOB) AS {name}")
+                    format!("CAST({qualifier}{name} AS BLOB)")
                 }
                 _ => format!("{qualifier}{name}"),
             }
@@ -1377,7 +1376,7 @@ mod examples {
         ]);
         assert_eq!(
             upsert(&table, Timestamps::default(), Dialect::Sqlite).join("?, ?"),
-            r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING CAST("id" AS BLOB) AS "id", "text""#
+            r#"INSERT INTO "notes" ("id", "text") VALUES (?, ?) ON CONFLICT ("id") DO UPDATE SET "text" = excluded."text" WHERE "notes"."text" IS NOT excluded."text" RETURNING CAST("id" AS BLOB), "text""#
         );
         // Returned as stored on PostgreSQL, whose keys are `uuid`.
         assert!(
@@ -1400,7 +1399,7 @@ mod examples {
         ]);
         assert_eq!(
             insert_unkeyed(&table, Dialect::Sqlite).join("?, ?"),
-            r#"INSERT INTO "notes" ("text", "at") VALUES (?, ?) RETURNING "id", "text", CAST("at" AS BLOB) AS "at""#
+            r#"INSERT INTO "notes" ("text", "at") VALUES (?, ?) RETURNING "id", "text", CAST("at" AS BLOB)"#
         );
         assert_eq!(
             insert_unkeyed(&table, Dialect::Postgres).join("?, ?"),

@@ -239,9 +239,10 @@ pub struct ModelDeclaration {
     renames: Renames,
     /// Resolved on first use.
     table: OnceLock<Table>,
-    upsert: [OnceLock<Statement>; 2],
-    selection: [OnceLock<String>; 2],
-    insert_unkeyed: [OnceLock<Statement>; 2],
+    upsert: PerDialect<Statement>,
+    /// Qualified by the table's name, and not.
+    selection: [PerDialect<String>; 2],
+    insert_unkeyed: PerDialect<Statement>,
     insert_rows: OnceLock<[String; 3]>,
     insert_rows_unkeyed: OnceLock<[String; 3]>,
 }
@@ -391,9 +392,9 @@ impl ModelDeclaration {
             relations,
             renames,
             table: OnceLock::new(),
-            upsert: [OnceLock::new(), OnceLock::new()],
-            selection: [OnceLock::new(), OnceLock::new()],
-            insert_unkeyed: [OnceLock::new(), OnceLock::new()],
+            upsert: PerDialect::new(),
+            selection: [PerDialect::new(), PerDialect::new()],
+            insert_unkeyed: PerDialect::new(),
             insert_rows: OnceLock::new(),
             insert_rows_unkeyed: OnceLock::new(),
         }
@@ -560,22 +561,19 @@ impl ModelDeclaration {
 
     /// `save`'s statement in `dialect` ([`ddl::upsert`]), rendered on first use.
     pub(crate) fn upsert(&'static self, dialect: Dialect) -> &'static Statement {
-        let cell = match dialect {
-            Dialect::Sqlite => &self.upsert[0],
-            Dialect::Postgres => &self.upsert[1],
-        };
-        cell.get_or_init(|| ddl::upsert(self.table(), self.timestamps, dialect).into())
+        self.upsert.get_or_init(dialect, || {
+            ddl::upsert(self.table(), self.timestamps, dialect).into()
+        })
     }
 
     /// The columns the model's rows are read from in `dialect` ([`Selection`](crate::Selection),
-    /// [`ddl::read_columns`]), rendered on first use.
-    pub(crate) fn selection(&'static self, dialect: Dialect) -> &'static str {
-        let cell = match dialect {
-            Dialect::Sqlite => &self.selection[0],
-            Dialect::Postgres => &self.selection[1],
-        };
-        let table = self.table();
-        cell.get_or_init(|| ddl::read_columns(table, dialect, Some(&table.name)))
+    /// [`ddl::read_columns`]), qualified by the table's name if `qualified`, rendered on first
+    /// use.
+    pub(crate) fn selection(&'static self, dialect: Dialect, qualified: bool) -> &'static str {
+        self.selection[usize::from(qualified)].get_or_init(dialect, || {
+            let table = self.table();
+            ddl::read_columns(table, dialect, qualified.then_some(&*table.name))
+        })
     }
 
     /// The multi-row `INSERT` of every column ([`ddl::insert_rows`]), rendered on first use.
@@ -594,11 +592,9 @@ impl ModelDeclaration {
     /// The statement inserting a row whose key the database assigns
     /// ([`ddl::insert_unkeyed`]), rendered on first use.
     pub(crate) fn insert_unkeyed(&'static self, dialect: Dialect) -> &'static Statement {
-        let cell = match dialect {
-            Dialect::Sqlite => &self.insert_unkeyed[0],
-            Dialect::Postgres => &self.insert_unkeyed[1],
-        };
-        cell.get_or_init(|| ddl::insert_unkeyed(self.table(), dialect).into())
+        self.insert_unkeyed.get_or_init(dialect, || {
+            ddl::insert_unkeyed(self.table(), dialect).into()
+        })
     }
 }
 
@@ -616,5 +612,23 @@ impl fmt::Debug for ModelDeclaration {
             .field("relations", &self.relations)
             .field("renames", &self.renames)
             .finish()
+    }
+}
+
+/// A value rendered for each dialect on first use (a statement's SQL).
+#[derive(Debug)]
+struct PerDialect<T>([OnceLock<T>; 2]);
+
+impl<T> PerDialect<T> {
+    const fn new() -> Self {
+        Self([OnceLock::new(), OnceLock::new()])
+    }
+
+    fn get_or_init(&self, dialect: Dialect, render: impl FnOnce() -> T) -> &T {
+        let cell = match dialect {
+            Dialect::Sqlite => &self.0[0],
+            Dialect::Postgres => &self.0[1],
+        };
+        cell.get_or_init(render)
     }
 }

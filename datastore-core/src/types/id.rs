@@ -7,8 +7,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::{Deserialize, Serialize};
 
-use super::selection::ascii_in_utf16;
 use super::sql_types;
+use super::text_bind::read_stored;
 use crate::error::ValueError;
 
 /// The primary key of a model: a UUID generated on the client.
@@ -120,7 +120,7 @@ impl ToSql<sql_types::Uuid, Sqlite> for Id {
     }
 }
 
-/// Whether `text`, which `Uuid::parse_str` read, is the lowercase hyphenated form: 36 bytes
+/// Whether `text`, which `Uuid::try_parse_ascii` read, is the lowercase hyphenated form: 36 bytes
 /// long (no other form is) and no letter `A` to `F`. Digits, `a` to `f` and `-` all have the
 /// bit `0x20` set, which `A` to `F` have clear: four words and one half-word tested at once,
 /// where a loop over the bytes cost every key read about 140 instructions.
@@ -146,14 +146,7 @@ impl FromSql<sql_types::Uuid, Sqlite> for Id {
         // A blob is the stored text's bytes, selected so ([`Selection`](crate::Selection)): parsed
         // as ASCII, without Diesel's text read (which checks UTF-8 twice).
         match value.value_type() {
-            Some(SqliteType::Binary) => {
-                let bytes = value.read_blob();
-                Self::from_stored_bytes(bytes).or_else(|error| {
-                    // A UTF-16 database's text, or no key at all.
-                    ascii_in_utf16(bytes)
-                        .map_or(Err(error), |ascii| Self::from_stored_bytes(&ascii))
-                })
-            }
+            Some(SqliteType::Binary) => read_stored(value.read_blob(), Self::from_stored_bytes),
             _ => Self::from_stored_text(value.read_text()),
         }
     }

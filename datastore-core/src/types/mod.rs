@@ -23,6 +23,7 @@ pub use key::{Key, KeyColumn, KeyValue};
 #[doc(hidden)]
 pub use key::{PgQuery, SqliteQuery};
 pub use selection::Selection;
+pub(crate) use selection::selected_column;
 pub use text_bind::AsText;
 pub use timestamp::Timestamp;
 

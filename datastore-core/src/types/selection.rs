@@ -4,24 +4,26 @@ use std::marker::PhantomData;
 
 use diesel::QueryResult;
 use diesel::Table;
-use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sqlite::Sqlite;
 
-use crate::Model;
-use crate::schema::ddl::HasDialect;
+use crate::schema::ddl::Dialect;
+use crate::{AnyBackend, Model};
 
 /// Every column of model `M`'s table, as the store selects them to read a row: the model's
 /// Diesel `Selectable` selection, and what `all`, `find`, `query!`, relation loads and live
 /// queries select (and `save` returns). Its SQL type is the table's columns'.
 ///
 /// On SQLite a key ([`Id`](crate::Id)) or an instant ([`Timestamp`](crate::Timestamp)) column
-/// is selected as `CAST(column AS BLOB) AS column`: SQLite hands over a text's bytes as they are
-/// stored, and Diesel reads a blob as it is, where its text read asks SQLite for the value twice
-/// and checks its UTF-8 twice (Diesel 2.3's `SqliteValue::read_text`) before the key or the
-/// instant parses the ASCII text anyway. A database created in UTF-16 keeps its text so, and
-/// hands over those bytes: the reads take the ASCII text from them. On PostgreSQL, whose keys
-/// and instants are `uuid` and `timestamptz`, every column is selected as it is.
+/// is selected as `CAST(column AS BLOB)`: SQLite hands over a text's bytes as they are stored,
+/// and Diesel reads a blob as it is, where its text read asks SQLite for the value twice and
+/// checks its UTF-8 twice (Diesel 2.3's `SqliteValue::read_text`) before the key or the instant
+/// parses the ASCII text anyway. A database created in UTF-16 keeps its text so, and hands over
+/// those bytes: the reads take the ASCII text from them. On PostgreSQL, whose keys and instants
+/// are `uuid` and `timestamptz`, every column is selected as it is. No column is renamed (an
+/// `ORDER BY` the caller writes by a column's bare name still means the column).
 ///
 /// Its SQL is written once per model and dialect, from the model's declaration, and Diesel
 /// walks it as one piece on every run (where a tuple of columns is walked column by column).
@@ -38,9 +40,17 @@ use crate::schema::ddl::HasDialect;
 /// let note = conn.save(Note { text: "kept".into(), ..Note::default() })?;
 /// // Diesel's `as_select` reads a model through the same selection.
 /// let sql = debug_query::<Sqlite, _>(&notes::table.select(Note::as_select())).to_string();
-/// assert!(sql.starts_with(r#"SELECT CAST("notes"."id" AS BLOB) AS "id", "notes"."text""#));
+/// assert!(sql.starts_with(r#"SELECT CAST("notes"."id" AS BLOB), "notes"."text""#));
 /// let read: Vec<Note> = notes::table.select(Note::as_select()).load(&mut conn)?;
-/// assert_eq!(read, vec![note]);
+/// assert_eq!(read, vec![note.clone()]);
+/// // And as a statement's `RETURNING` (on the backend's own connection, as Diesel's
+/// // `as_returning` asks).
+/// let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else { unreachable!() };
+/// let edited: Note = datastore::diesel::update(notes::table.find(note.id))
+///     .set(notes::text.eq("edited"))
+///     .returning(Note::as_returning())
+///     .get_result(sqlite)?;
+/// assert_eq!(edited, Note { text: "edited".into(), ..note });
 /// # Ok(())
 /// # }
 /// ```
@@ -114,57 +124,61 @@ impl<M: Model, QS> SelectableExpression<QS> for Selection<M> where
 {
 }
 
-impl<M: Model, DB: Backend + HasDialect> QueryFragment<DB> for Selection<M> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let dialect = out.backend().dialect();
-        out.push_sql(M::declaration().selection(dialect));
+impl<M: Model> Selection<M> {
+    /// Writes the columns in `dialect`: qualified by the table's name, but where Diesel leaves
+    /// the table out (SQLite's `RETURNING`, which names no other table).
+    fn walk<DB: diesel::backend::Backend>(mut out: AstPass<'_, '_, DB>, dialect: Dialect) {
+        out.push_sql(M::declaration().selection(dialect, !out.should_skip_from()));
+    }
+}
+
+impl<M: Model> QueryFragment<Sqlite> for Selection<M> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        Self::walk(out, Dialect::Sqlite);
         Ok(())
     }
 }
 
-/// The ASCII text held by `bytes`, a text value's bytes as a UTF-16 database keeps them (and a
-/// blob read hands them over, see [`Selection`]): each character a byte and a zero, in either byte
-/// order. `None` where the bytes are not ASCII in UTF-16: the reads then take them as they are.
-///
-/// Asked only of bytes that did not read as the ASCII form itself: in a UTF-8 database those
-/// hold no zero byte, where every ASCII character in UTF-16 has one.
-pub(crate) fn ascii_in_utf16(bytes: &[u8]) -> Option<Vec<u8>> {
-    if !bytes.len().is_multiple_of(2) {
-        return None;
+impl<M: Model> QueryFragment<Pg> for Selection<M> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        Self::walk(out, Dialect::Postgres);
+        Ok(())
     }
-    // The byte order, from the first character (a character's zero byte is its high one).
-    let low = match bytes.get(..2)? {
-        [0, 0] => return None,
-        [_, 0] => 0,
-        [0, _] => 1,
-        _ => return None,
-    };
-    let pairs = bytes.chunks_exact(2);
-    let ascii = |pair: &[u8]| pair[1 - low] == 0 && pair[low] != 0 && pair[low].is_ascii();
-    pairs
-        .clone()
-        .all(ascii)
-        .then(|| pairs.map(|pair| pair[low]).collect())
+}
+
+impl<M: Model> QueryFragment<AnyBackend> for Selection<M> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, AnyBackend>) -> QueryResult<()> {
+        AnyBackend::walk_variant_ast(self, pass)
+    }
+}
+
+/// The column a result column of a [`Selection`] reads, by the name SQLite gives it: a key or
+/// an instant selected as `CAST("table"."column" AS BLOB)` reads `column`; any other name is
+/// the column's own.
+pub(crate) fn selected_column(name: &str) -> &str {
+    match name
+        .strip_prefix("CAST(")
+        .and_then(|cast| cast.strip_suffix(" AS BLOB)"))
+    {
+        Some(column) => column
+            .rsplit_once("\".\"")
+            .map_or(column, |(_, column)| column)
+            .trim_matches('"'),
+        None => name,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ascii_in_utf16;
+    use super::selected_column;
 
     #[test]
-    fn ascii_is_taken_from_utf16_in_either_byte_order_and_nothing_else() {
-        let text = "2024-02-29T23:59:59.999999Z";
-        let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
-        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
-        assert_eq!(ascii_in_utf16(&le).as_deref(), Some(text.as_bytes()));
-        assert_eq!(ascii_in_utf16(&be).as_deref(), Some(text.as_bytes()));
-        // Not UTF-16 of ASCII: UTF-8 (no zero byte), an odd length, a character beyond ASCII,
-        // a NUL character, nothing.
-        assert_eq!(ascii_in_utf16(text.as_bytes()), None);
-        assert_eq!(ascii_in_utf16(&le[..le.len() - 1]), None);
-        let wide: Vec<u8> = "2024-é".encode_utf16().flat_map(u16::to_le_bytes).collect();
-        assert_eq!(ascii_in_utf16(&wide), None);
-        assert_eq!(ascii_in_utf16(&[b'a', 0, 0, 0]), None);
-        assert_eq!(ascii_in_utf16(&[]), None);
+    fn a_cast_column_is_named_by_the_column_it_reads() {
+        assert_eq!(selected_column(r#"CAST("posts"."id" AS BLOB)"#), "id");
+        assert_eq!(
+            selected_column(r#"CAST("created_at" AS BLOB)"#),
+            "created_at"
+        );
+        assert_eq!(selected_column("title"), "title");
     }
 }

@@ -124,6 +124,41 @@ impl Text {
     }
 }
 
+/// Parses a key's or an instant's stored text from `bytes`, a blob read of it (see
+/// [`Selection`](crate::Selection)): as they are, or, where they do not parse, as the ASCII text
+/// they hold in UTF-16 ([`ascii_in_utf16`]); the first parse's error otherwise.
+pub(crate) fn read_stored<T, E>(
+    bytes: &[u8],
+    parse: impl Fn(&[u8]) -> Result<T, E>,
+) -> Result<T, E> {
+    parse(bytes).or_else(|error| ascii_in_utf16(bytes).map_or(Err(error), |ascii| parse(&ascii)))
+}
+
+/// The ASCII text held by `bytes`, a text value's bytes as a UTF-16 database keeps them (and a
+/// blob read hands them over, see [`Selection`](crate::Selection)): each character a byte and a zero, in either byte
+/// order. `None` where the bytes are not ASCII in UTF-16: the reads then take them as they are.
+///
+/// Asked only of bytes that did not read as the ASCII form itself: in a UTF-8 database those
+/// hold no zero byte, where every ASCII character in UTF-16 has one.
+fn ascii_in_utf16(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    // The byte order, from the first character (a character's zero byte is its high one).
+    let low = match bytes.get(..2)? {
+        [0, 0] => return None,
+        [_, 0] => 0,
+        [0, _] => 1,
+        _ => return None,
+    };
+    let pairs = bytes.chunks_exact(2);
+    let ascii = |pair: &[u8]| pair[1 - low] == 0 && pair[low] != 0 && pair[low].is_ascii();
+    pairs
+        .clone()
+        .all(ascii)
+        .then(|| pairs.map(|pair| pair[low]).collect())
+}
+
 /// The bind form's `ToSql` on each backend, for the SQL type its value has.
 macro_rules! as_text_to_sql {
     ($($rust:ty => $sql:ty;)*) => {$(
@@ -198,6 +233,23 @@ mod tests {
     use chrono::{DateTime, SecondsFormat, Utc};
 
     use super::*;
+
+    #[test]
+    fn ascii_is_taken_from_utf16_in_either_byte_order_and_nothing_else() {
+        let text = "2024-02-29T23:59:59.999999Z";
+        let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(ascii_in_utf16(&le).as_deref(), Some(text.as_bytes()));
+        assert_eq!(ascii_in_utf16(&be).as_deref(), Some(text.as_bytes()));
+        // Not UTF-16 of ASCII: UTF-8 (no zero byte), an odd length, a character beyond ASCII,
+        // a NUL character, nothing.
+        assert_eq!(ascii_in_utf16(text.as_bytes()), None);
+        assert_eq!(ascii_in_utf16(&le[..le.len() - 1]), None);
+        let wide: Vec<u8> = "2024-é".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert_eq!(ascii_in_utf16(&wide), None);
+        assert_eq!(ascii_in_utf16(&[b'a', 0, 0, 0]), None);
+        assert_eq!(ascii_in_utf16(&[]), None);
+    }
 
     #[test]
     fn text_is_what_the_value_shows() {

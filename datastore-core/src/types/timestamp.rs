@@ -7,8 +7,8 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::{Deserialize, Serialize};
 
-use super::selection::ascii_in_utf16;
 use super::sql_types;
+use super::text_bind::read_stored;
 use super::text_bind::{TEXT_CAPACITY, Text};
 use crate::error::ValueError;
 
@@ -278,15 +278,10 @@ impl FromSql<sql_types::TimestampUtc, Sqlite> for Timestamp {
         // UTF-8 twice); any other is checked and parsed as text.
         match value.value_type() {
             Some(SqliteType::Binary) => {
-                let bytes = value.read_blob();
-                if let Some(t) = Self::from_text(bytes) {
-                    return Ok(t);
-                }
-                // A UTF-16 database's text, or another form of a timestamp.
-                match ascii_in_utf16(bytes) {
-                    Some(ascii) => Ok(std::str::from_utf8(&ascii)?.parse()?),
+                read_stored(value.read_blob(), |bytes| match Self::from_text(bytes) {
+                    Some(t) => Ok(t),
                     None => Ok(std::str::from_utf8(bytes)?.parse()?),
-                }
+                })
             }
             _ => Ok(value.read_text().parse()?),
         }

@@ -16,7 +16,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
     let key_names: Vec<String> = key_fields.iter().map(|f| f.column_name()).collect();
     let key_type = super::key::key_type(model);
     let key_value = super::key::key_value(model, &quote!(self));
-    let (key_order, key_order_type) = super::key::key_order(model);
+    let (_, key_order_type) = super::key::key_order(model);
     let key_kind = match model.key.kind {
         KeyKind::Uuid => quote!(Uuid),
         KeyKind::Assigned => quote!(Assigned),
@@ -256,9 +256,13 @@ pub fn model_impl(model: &Model) -> TokenStream {
 
         impl #ident {
             /// Every row, in key order, as a Diesel query to refine (`filter`, `order`,
-            /// `limit`, ..) and run on any connection.
-            pub fn query() -> diesel::dsl::Order<#table::table, #key_order_type> {
-                diesel::QueryDsl::order(#table::table, #key_order)
+            /// `limit`, ..) and run on any connection: the model's columns as the store reads
+            /// them ([`Selection`](::datastore::Selection)), as `all` and `query!` do.
+            pub fn query() -> diesel::dsl::Order<
+                diesel::dsl::Select<#table::table, ::datastore::__private::Selection<Self>>,
+                #key_order_type,
+            > {
+                <Self as ::datastore::__private::Ordered>::ordered()
             }
         }
     }
