@@ -1150,7 +1150,7 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
     let on_conflict = format!(
         ") ON CONFLICT ({}) {action} RETURNING {}",
         key_list(table),
-        returned(table, dialect)
+        read_columns(table, dialect, None)
     );
     match generated_key(table) {
         // A key given to a row whose database assigns keys (an import) moves PostgreSQL's
@@ -1183,7 +1183,7 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
 /// key.
 pub fn insert_unkeyed(table: &Table, dialect: Dialect) -> [String; 2] {
     let name = quote_ident(&table.name);
-    let all = returned(table, dialect);
+    let all = read_columns(table, dialect, None);
     let given = given_columns(table);
     if given.is_empty() {
         return [
@@ -1195,11 +1195,6 @@ pub fn insert_unkeyed(table: &Table, dialect: Dialect) -> [String; 2] {
         format!("INSERT INTO {name} ({}) VALUES (", given.join(", ")),
         format!(") RETURNING {all}"),
     ]
-}
-
-/// The columns a statement returns a row in: [`read_columns`], unqualified.
-fn returned(table: &Table, dialect: Dialect) -> String {
-    read_columns(table, dialect, None)
 }
 
 /// Every column of `table`, as the store reads a row of it ([`Selection`](crate::Selection)),
