@@ -29,6 +29,10 @@
 //!   connection of the store with no subscriber, with one that is not read, with one and with
 //!   ten read in turn on the writer's thread after each commit; and on a plain connection
 //!   without hooks;
+//! - `rusqlite-insert1000 N`, `floor-read N`, `floor-copy N`: the same writes through rusqlite,
+//!   with no hook, and with the hooks any capture needs doing only what SQLite makes every
+//!   capture do (reading each new value; and copying its bytes): a floor under `observe1`'s
+//!   cost per row (see `capture_floor.rs`);
 //! - `eager N`, `diesel-eager N`: 100 posts with 10 comments each loaded N times, with
 //!   `all` and `load_comments`, and as hand-written Diesel loads them (text columns,
 //!   `belonging_to` and `grouped_by`) on a plain `SqliteConnection`; `diesel-all N`: the
@@ -77,6 +81,9 @@ use models::{Comment, Post};
 #[macro_use]
 #[path = "workloads/queries.rs"]
 mod queries;
+
+#[path = "capture_floor.rs"]
+mod capture_floor;
 
 /// Hand-written Diesel as `benches/workloads/hand_diesel.rs` writes it on SQLite: keys and
 /// instants read as the text they are stored as, relations loaded with Diesel's associations.
@@ -355,42 +362,12 @@ fn main() {
             )
             .unwrap();
             for _ in 0..n {
-                let rows: Vec<[String; 5]> = (0..100)
-                    .map(|_| {
-                        let now = Timestamp::now().to_string();
-                        [
-                            Id::new().to_string(),
-                            String::new(),
-                            "Active".into(),
-                            now.clone(),
-                            now,
-                        ]
-                    })
-                    .collect();
-                let tx = peer.unchecked_transaction().unwrap();
-                {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "INSERT INTO posts (id, title, rating, status, body, created_at, \
-                             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        )
-                        .unwrap();
-                    for [id, title, status, created, updated] in &rows {
-                        stmt.execute(rusqlite::params![
-                            id,
-                            title,
-                            0,
-                            status,
-                            Option::<String>::None,
-                            created,
-                            updated
-                        ])
-                        .unwrap();
-                    }
-                }
-                tx.commit().unwrap();
+                capture_floor::insert_posts(&peer, 100);
             }
         }
+        "rusqlite-insert1000" => capture_floor::run(&url, capture_floor::Floor::NoHooks, n),
+        "floor-read" => capture_floor::run(&url, capture_floor::Floor::Read, n),
+        "floor-copy" => capture_floor::run(&url, capture_floor::Floor::Copy, n),
         "observe0" | "observe1" | "observe1-read" | "observe10-read" | "plain-insert" => {
             let subscribers = match mode.as_str() {
                 "observe1" | "observe1-read" => 1,
@@ -578,7 +555,8 @@ fn main() {
             eprintln!(
                 "unknown mode {mode}: store, plain, plain-all, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
-                 observe1-read, observe10-read, plain-insert, eager, diesel-eager, diesel-all, \
+                 observe1-read, observe10-read, plain-insert, rusqlite-insert1000, floor-read, \
+                 floor-copy, eager, diesel-eager, diesel-all, \
                  diesel-typed-all, delete, diesel-delete, delete-setup, \
                  all1000, query1000 or plain1000"
             );
