@@ -467,23 +467,30 @@ fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
     assert_eq!(counter, [Op::Update, Op::Delete], "in {delivered:?}");
 }
 
+/// A store of one connection on a file in `dir` whose users are audited: a trigger that fires
+/// `when` (`BEFORE` or `AFTER`) a user is inserted writes the user's name into `audit`.
+fn audited(dir: &tempfile::TempDir, when: &str) -> Store {
+    let store = pool_of_one(&dir.path().join("audited.db").display().to_string());
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE TABLE audit (username TEXT NOT NULL); \
+             CREATE TRIGGER audited {when} INSERT ON users BEGIN \
+                 INSERT INTO audit VALUES (new.username); \
+             END;"
+        ))
+        .unwrap();
+    store
+}
+
 /// A trigger's rows count as changes while its statement still runs: a statement that fails
 /// after its trigger wrote is undone all the same, and delivers nothing, its trigger's rows
 /// included.
 #[test]
 fn a_statement_that_fails_after_its_trigger_wrote_delivers_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = pool_of_one(&dir.path().join("audited.db").display().to_string());
-    store
-        .conn()
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE audit (username TEXT NOT NULL); \
-             CREATE TRIGGER audited AFTER INSERT ON users BEGIN \
-                 INSERT INTO audit VALUES (new.username); \
-             END;",
-        )
-        .unwrap();
+    let store = audited(&dir, "AFTER");
     let everything = store.observe_all().unwrap();
     store
         .transaction(|tx| {
@@ -516,6 +523,75 @@ fn a_statement_that_fails_after_its_trigger_wrote_delivers_nothing() {
     assert!(
         everything.recv_timeout(QUIET).is_none(),
         "nothing of the undone statement"
+    );
+}
+
+/// A `BEFORE` trigger writes before its statement's own row, which may then break a constraint:
+/// SQLite undoes the trigger's rows with the statement (the default, `ABORT`), and the
+/// transaction goes on to commit without them. Or keeps them: under `FAIL` it stops the
+/// statement where it failed. The hooks cannot tell the two apart, nor either from a statement
+/// that succeeded without writing a row of its own (an `INSERT OR IGNORE` of a row already
+/// there, whose trigger's rows stay); the query's error tells a failure. A failed statement's
+/// trigger rows are not delivered, and every subscriber is told it may have missed them.
+#[test]
+fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = audited(&dir, "BEFORE");
+    let everything = store.observe_all().unwrap();
+    let users = store.observe::<User>().unwrap();
+    let taken = |or: &str, id: u8| {
+        format!(
+            "INSERT {or} INTO users (id, username) \
+             VALUES ('00000000-0000-0000-0000-00000000000{id}', 'taken')"
+        )
+    };
+    store
+        .transaction(|tx| {
+            tx.save(User {
+                username: "taken".into(),
+                ..User::default()
+            })?;
+            // The audit row is written, then the user's breaks the unique constraint: the
+            // statement is undone, through Diesel's prepared statements and through a batch.
+            let failed = diesel::sql_query(taken("", 1)).execute(tx);
+            assert!(failed.is_err(), "{failed:?}");
+            let failed = tx.batch_execute(&taken("", 2));
+            assert!(failed.is_err(), "{failed:?}");
+            // Ignored, not failed: its audit row stays, and is delivered.
+            tx.batch_execute(&taken("OR IGNORE", 3))?;
+            // Failed under FAIL: its audit row stays, and is told missed.
+            let failed = tx.batch_execute(&taken("OR FAIL", 4));
+            assert!(failed.is_err(), "{failed:?}");
+            // Failed inside a savepoint rolled back after: undone whatever it was, not told.
+            let undone = diesel::Connection::transaction(tx, |inner| {
+                diesel::sql_query(taken("", 5)).execute(inner)
+            });
+            assert!(undone.is_err(), "{undone:?}");
+            Ok(())
+        })
+        .unwrap();
+    // The save's user and its audit row, the ignored insert's audit row, then the doubt.
+    assert_eq!(
+        drain(&everything),
+        ["audit Insert", "users Insert", "audit Insert", "missed 3"]
+    );
+    // A subscriber of another table is told too: which tables the rows were in is not known.
+    assert!(matches!(
+        users.recv_timeout(WAIT),
+        Some(Observed::Change(_))
+    ));
+    assert_eq!(users.recv_timeout(WAIT), Some(Observed::Missed(3)));
+    #[derive(diesel::QueryableByName)]
+    struct Audited {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let audited: Audited = diesel::sql_query("SELECT count(*) AS rows FROM audit")
+        .get_result(&mut *store.conn().unwrap())
+        .unwrap();
+    assert_eq!(
+        audited.rows, 3,
+        "the save's, the ignored insert's and the failed one's"
     );
 }
 

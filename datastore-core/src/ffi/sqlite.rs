@@ -115,7 +115,10 @@ impl diesel::connection::Instrumentation for Kept {
         if let Some(installed) = self.hooks.as_ref().and_then(Hooks::installed) {
             match &event {
                 Event::StartQuery { .. } => installed.query_starts(),
-                Event::FinishQuery { .. } => installed.query_finished(),
+                Event::FinishQuery { error, .. } => installed.query_finished(matches!(
+                    error,
+                    Some(diesel::result::Error::DatabaseError(..))
+                )),
                 _ => {}
             }
         }
@@ -451,31 +454,37 @@ impl Installed {
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
         let wanted = self.statement_hooks_wanted();
-        if wanted == self.statement_hooks.get() {
-            if !wanted {
-                self.observer.dormant_query(
-                    self.counters().total_changes(),
-                    self.counters().autocommit(),
-                );
+        if wanted != self.statement_hooks.get() {
+            // SAFETY: a query of this open connection starts on the thread that holds it.
+            unsafe {
+                if wanted {
+                    self.hooks_on();
+                } else if self.counters().autocommit() {
+                    self.hooks_off();
+                }
             }
+        } else if !wanted {
+            self.observer.dormant_query(
+                self.counters().total_changes(),
+                self.counters().autocommit(),
+            );
             return;
         }
-        // SAFETY: a query of this open connection starts on the thread that holds it.
-        unsafe {
-            if wanted {
-                self.hooks_on();
-            } else if self.counters().autocommit() {
-                self.hooks_off();
-            }
+        if self.statement_hooks.get() {
+            self.observer.query_started();
         }
     }
 
-    /// Diesel's query finished (every statement it ran ended, its commit is done).
-    fn query_finished(&self) {
+    /// Diesel's query finished (every statement it ran ended, its commit is done), having
+    /// `failed` with an error of the database.
+    fn query_finished(&self, failed: bool) {
         if !self.statement_hooks.get() {
             let counters = self.counters();
             self.observer
                 .dormant_query_finished(|| (counters.total_changes(), counters.autocommit()));
+        } else if failed && !self.counters().autocommit() {
+            // Outside a transaction, SQLite rolled the failed statement's back whole.
+            self.observer.query_failed();
         }
     }
 

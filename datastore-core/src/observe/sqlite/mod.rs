@@ -90,6 +90,10 @@ struct State {
     statement: Vec<RawChange>,
     /// The running statement changed a row itself (not through a trigger or a cascade).
     statement_wrote: bool,
+    /// A statement started during the running query (see [`ConnObserver::query_failed`]).
+    query_ran_statement: bool,
+    /// The statement that ran last failed, inside a transaction that goes on.
+    failed: bool,
     /// The total change counter when the running statement started.
     started_at: i64,
     /// Changes of completed statements of the open transaction.
@@ -238,6 +242,21 @@ impl ConnObserver {
         }
     }
 
+    /// A query of the connection starts (with the statement hooks on).
+    pub fn query_started(&self) {
+        self.state().query_ran_statement = false;
+    }
+
+    /// The query that ran last failed (Diesel's error), inside a transaction that goes on: if
+    /// a statement of it started, the last that did is the one that failed. A statement that
+    /// failed having changed no row of its own (only its triggers did) cannot be told from one
+    /// that succeeded without changing one (an `INSERT OR IGNORE` of a row already there) by
+    /// SQLite's counters; this tells them apart.
+    pub fn query_failed(&self) {
+        let mut state = self.state();
+        state.failed = state.query_ran_statement;
+    }
+
     /// A row changes: `read` copies its old and new values (as the operation has them).
     pub fn changed(
         &self,
@@ -331,7 +350,19 @@ impl ConnObserver {
         // also when the statement is undone after; SQLite counts a statement's own rows
         // (`sqlite3_changes64`) only once it succeeded.
         let wrote = std::mem::take(&mut state.statement_wrote);
-        if total_changes > state.started_at && (!wrote || connection.changes() > 0) {
+        let failed = std::mem::take(&mut state.failed);
+        state.query_ran_statement = true;
+        let wrote_rows = total_changes > state.started_at;
+        if wrote_rows && !wrote && failed {
+            // Only its triggers wrote, and it failed: SQLite undid their rows with it, unless
+            // it failed under `FAIL` conflict resolution (`INSERT OR FAIL`, a constraint's
+            // `ON CONFLICT FAIL`, `RAISE(FAIL)`), which keeps them. Nothing tells which: the
+            // rows are not delivered, and every subscriber is told it may have missed them.
+            let rows = (total_changes - state.started_at) as u64;
+            let generation = self.hub.generation();
+            state.doubtful(rows, generation);
+        }
+        if wrote_rows && (!wrote && !failed || wrote && connection.changes() > 0) {
             let State {
                 statement,
                 transaction,
@@ -694,6 +725,20 @@ impl State {
                     since: generation,
                 })
             }
+        }
+    }
+
+    /// `rows` a failed statement's triggers wrote, which SQLite undid with it or kept: told to
+    /// every subscriber as missed when the transaction commits (dated before every generation
+    /// of subscriptions), unless a rollback to a savepoint taken before them undoes them.
+    fn doubtful(&mut self, rows: u64, generation: u64) {
+        let since = generation.wrapping_sub(1);
+        match &mut self.unseen {
+            Some(unseen) => {
+                unseen.rows += rows;
+                unseen.since = since;
+            }
+            None => self.unseen = Some(Unseen { rows, since }),
         }
     }
 
