@@ -557,6 +557,16 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
             assert!(failed.is_err(), "{failed:?}");
             let failed = tx.batch_execute(&taken("", 2));
             assert!(failed.is_err(), "{failed:?}");
+            // And through the store's own save (read back with `RETURNING`, whose failure
+            // Diesel does not tell the connection's instrumentation).
+            let failed = tx.save(User {
+                username: "taken".into(),
+                ..User::default()
+            });
+            assert!(matches!(failed, Err(Error::Constraint(_))), "{failed:?}");
+            // A query that fails before it runs a statement leaves the failure as it is.
+            let unprepared = tx.batch_execute("SELEC 1");
+            assert!(unprepared.is_err(), "{unprepared:?}");
             // Ignored, not failed: its audit row stays, and is delivered.
             tx.batch_execute(&taken("OR IGNORE", 3))?;
             // Failed under FAIL: its audit row stays, and is told missed.
@@ -573,14 +583,14 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
     // The save's user and its audit row, the ignored insert's audit row, then the doubt.
     assert_eq!(
         drain(&everything),
-        ["audit Insert", "users Insert", "audit Insert", "missed 3"]
+        ["audit Insert", "users Insert", "audit Insert", "missed 4"]
     );
     // A subscriber of another table is told too: which tables the rows were in is not known.
     assert!(matches!(
         users.recv_timeout(WAIT),
         Some(Observed::Change(_))
     ));
-    assert_eq!(users.recv_timeout(WAIT), Some(Observed::Missed(3)));
+    assert_eq!(users.recv_timeout(WAIT), Some(Observed::Missed(4)));
     #[derive(diesel::QueryableByName)]
     struct Audited {
         #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -310,6 +310,14 @@ pub(crate) mod sealed {
             statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
         ) -> diesel::QueryResult<T>;
 
+        /// Runs `write`, a statement whose rows are read back (`RETURNING`, through Diesel's
+        /// `load`), telling the connection's hooks if it failed: Diesel passes such a failure to
+        /// the instrumentation as a success (see `ffi::sqlite::query_failed`).
+        fn read_back<T>(
+            &mut self,
+            write: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+        ) -> diesel::QueryResult<T>;
+
         /// Every foreign key of the tables in the connection's schema, as the catalog has them:
         /// `(table, foreign key)`.
         fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>>;
@@ -461,6 +469,17 @@ impl sealed::Native for diesel::SqliteConnection {
         statement(self)
     }
 
+    fn read_back<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T> {
+        let result = write(self);
+        if let Err(diesel::result::Error::DatabaseError(..)) = result {
+            crate::ffi::sqlite::query_failed(self);
+        }
+        result
+    }
+
     fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>> {
         // Single-column foreign keys only (the store's own are); one that names no column
         // references its table's key.
@@ -574,6 +593,14 @@ impl sealed::Native for diesel::PgConnection {
         } else {
             statement(self)
         }
+    }
+
+    fn read_back<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T> {
+        // PostgreSQL's feed reads what committed: a failed statement wrote nothing to it.
+        write(self)
     }
 
     fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>> {

@@ -391,9 +391,9 @@ where
         // A new row whose key the database assigns is inserted without one; any other row is
         // inserted or updated by its key.
         let saved = if self.has_unassigned_key() {
-            self.insert_unkeyed(conn).map(Some)
+            conn.read_back(|conn| self.insert_unkeyed(conn)).map(Some)
         } else {
-            self.upsert(conn)
+            conn.read_back(|conn| self.upsert(conn))
         };
         match saved.map_err(Error::from) {
             Ok(Some(stored)) => Ok(stored),
@@ -414,7 +414,9 @@ where
         stamp(std::slice::from_mut(&mut self));
         // The row the database gave a key, or none for this one as it is.
         let inserted = if self.has_unassigned_key() {
-            self.insert_unkeyed(conn).map(Some).map_err(Error::from)
+            conn.read_back(|conn| self.insert_unkeyed(conn))
+                .map(Some)
+                .map_err(Error::from)
         } else {
             insert_keyed(std::slice::from_ref(&self), conn).map(|()| None)
         };
@@ -733,7 +735,7 @@ where
 {
     // One row: a statement of fixed shape, which Diesel prepares only once.
     if let [row] = rows {
-        *row = row.insert_unkeyed(conn)?;
+        *row = conn.read_back(|conn| row.insert_unkeyed(conn))?;
         return Ok(());
     }
     // The statements `statement_sizes` gives, as for rows that have their keys (each binds
@@ -741,7 +743,7 @@ where
     let mut rest = rows;
     for size in statement_sizes::<M, C>(rest.len()) {
         let (chunk, more) = rest.split_at_mut(size);
-        let mut keys = M::insert_many_unkeyed(chunk, conn)?;
+        let mut keys = conn.read_back(|conn| M::insert_many_unkeyed(chunk, conn))?;
         keys.sort_unstable();
         for (row, key) in chunk.iter_mut().zip(keys) {
             row.assign_key(key);

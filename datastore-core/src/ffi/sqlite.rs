@@ -156,6 +156,22 @@ pub(crate) fn in_transaction(conn: &mut diesel::SqliteConnection) -> Option<bool
     })
 }
 
+/// Tells the hooks of `conn`, a connection of the store, that the query it ran last failed with
+/// an error of the database, where Diesel does not pass that failure to the connection's
+/// instrumentation: a query read through `load` or `get_result` (Diesel reports its failed step
+/// as the error of a row, and its end as a success). Observe then knows the statement failed
+/// (see `ConnObserver::query_failed`). Nothing where the handle is not kept.
+pub(crate) fn query_failed(conn: &mut diesel::SqliteConnection) {
+    let instrumentation = diesel::Connection::instrumentation(conn);
+    if let Some(installed) = instrumentation
+        .downcast_mut::<Kept>()
+        .and_then(|kept| kept.hooks.as_ref())
+        .and_then(Hooks::installed)
+    {
+        installed.query_failed();
+    }
+}
+
 /// The handle of the connection just opened on this thread (call right after opening it, as
 /// r2d2's `on_acquire` does), if [`register`] ran before it opened.
 fn take_opened() -> Option<Handle> {
@@ -482,8 +498,16 @@ impl Installed {
             let counters = self.counters();
             self.observer
                 .dormant_query_finished(|| (counters.total_changes(), counters.autocommit()));
-        } else if failed && !self.counters().autocommit() {
-            // Outside a transaction, SQLite rolled the failed statement's back whole.
+        } else if failed {
+            self.query_failed();
+        }
+    }
+
+    /// The query that ran last failed: its last statement's rows may have been undone.
+    fn query_failed(&self) {
+        // With no transaction open, its transaction is over, committed or rolled back, and
+        // the commit and rollback hooks have settled its rows.
+        if self.statement_hooks.get() && !self.counters().autocommit() {
             self.observer.query_failed();
         }
     }

@@ -704,7 +704,7 @@ pub struct Change<M> {
 /// while let Some(observed) = notes.recv_timeout(Duration::from_millis(100)) {
 ///     match observed {
 ///         Observed::Change(change) => println!("{:?} {:?}", change.op, change.element),
-///         Observed::Missed(n) => println!("fell behind: {n} changes dropped here"),
+///         Observed::Missed(n) => println!("{n} changes not given here: read again"),
 ///         Observed::Undecodable { table, reason } => println!("a row of {table}: {reason}"),
 ///         Observed::FeedLost { reason } => println!("read again and subscribe again: {reason}"),
 ///         _ => {}
@@ -718,7 +718,10 @@ pub struct Change<M> {
 pub enum Observed<T> {
     /// A committed change.
     Change(T),
-    /// The subscriber's buffer was full: this many changes were dropped here.
+    /// This many changes, here in the stream, were not given to the subscriber: its buffer was
+    /// full; or, on SQLite, they were written before it subscribed, in the transaction that
+    /// committed them, or a failed statement's triggers wrote them and SQLite may have kept
+    /// them (see the crate's observe guarantees). Whatever depends on them is to be read again.
     Missed(usize),
     /// A committed change whose row does not decode as the model (the table holds a value the
     /// model cannot represent, or its schema changed under the store): reported, never skipped.

@@ -94,6 +94,10 @@ struct State {
     query_ran_statement: bool,
     /// The statement that ran last failed, inside a transaction that goes on.
     failed: bool,
+    /// Rows of the open transaction that failed statements' triggers wrote, which SQLite undid
+    /// with them or kept (see [`ConnObserver::statement_started`]): told to every subscriber
+    /// as missed when it commits.
+    doubtful: u64,
     /// The total change counter when the running statement started.
     started_at: i64,
     /// Changes of completed statements of the open transaction.
@@ -183,6 +187,8 @@ struct Savepoint {
     /// The rows no subscriber was given when it was taken: those written after it are undone
     /// with it.
     unseen: Option<Unseen>,
+    /// [`State::doubtful`] when it was taken.
+    doubtful: u64,
     /// Taken outside a transaction: it began one, which its `RELEASE` commits.
     began_transaction: bool,
 }
@@ -248,13 +254,17 @@ impl ConnObserver {
     }
 
     /// The query that ran last failed (Diesel's error), inside a transaction that goes on: if
-    /// a statement of it started, the last that did is the one that failed. A statement that
-    /// failed having changed no row of its own (only its triggers did) cannot be told from one
-    /// that succeeded without changing one (an `INSERT OR IGNORE` of a row already there) by
-    /// SQLite's counters; this tells them apart.
+    /// a statement of it started, the last that did is taken as the one that failed. A
+    /// statement that failed having changed no row of its own (only its triggers did) cannot
+    /// be told from one that succeeded without changing one (an `INSERT OR IGNORE` of a row
+    /// already there) by SQLite's counters; this tells them apart. Not exactly: a batch whose
+    /// next statement failed to prepare is taken as a failure of the last that ran, whose
+    /// trigger rows are then told missed, not delivered (see [`State::doubtful`]).
     pub fn query_failed(&self) {
         let mut state = self.state();
-        state.failed = state.query_ran_statement;
+        // Cleared only as the next statement starts (a query that fails before running any
+        // statement leaves it as it is).
+        state.failed |= state.query_ran_statement;
     }
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
@@ -357,10 +367,9 @@ impl ConnObserver {
             // Only its triggers wrote, and it failed: SQLite undid their rows with it, unless
             // it failed under `FAIL` conflict resolution (`INSERT OR FAIL`, a constraint's
             // `ON CONFLICT FAIL`, `RAISE(FAIL)`), which keeps them. Nothing tells which: the
-            // rows are not delivered, and every subscriber is told it may have missed them.
-            let rows = (total_changes - state.started_at) as u64;
-            let generation = self.hub.generation();
-            state.doubtful(rows, generation);
+            // captured rows are not delivered, and every subscriber is told it may have missed
+            // them (those of tables nobody observed are counted as unseen already).
+            state.doubtful += state.statement.len() as u64;
         }
         if wrote_rows && (!wrote && !failed || wrote && connection.changes() > 0) {
             let State {
@@ -452,7 +461,8 @@ impl ConnObserver {
             .unseen
             .take()
             .filter(|unseen| unseen.since != generation)
-            .map_or(0, |unseen| unseen.rows);
+            .map_or(0, |unseen| unseen.rows)
+            + std::mem::take(&mut state.doubtful);
         state.commit_awaits_rows =
             !state.running_captured && state.running_generation != generation;
         state.transaction_over = true;
@@ -507,6 +517,7 @@ impl ConnObserver {
         state.savepoints.clear();
         state.releasing_transaction = false;
         state.unseen = None;
+        state.doubtful = 0;
         state.transaction_over = true;
         let committed = state.take_committed();
         drop(state);
@@ -575,6 +586,7 @@ impl ConnObserver {
                     changes: 0,
                     rows: Mark::default(),
                     unseen: unseen(rows_before),
+                    doubtful: 0,
                     began_transaction: savepoint.began_transaction,
                 });
             }
@@ -728,20 +740,6 @@ impl State {
         }
     }
 
-    /// `rows` a failed statement's triggers wrote, which SQLite undid with it or kept: told to
-    /// every subscriber as missed when the transaction commits (dated before every generation
-    /// of subscriptions), unless a rollback to a savepoint taken before them undoes them.
-    fn doubtful(&mut self, rows: u64, generation: u64) {
-        let since = generation.wrapping_sub(1);
-        match &mut self.unseen {
-            Some(unseen) => {
-                unseen.rows += rows;
-                unseen.since = since;
-            }
-            None => self.unseen = Some(Unseen { rows, since }),
-        }
-    }
-
     /// The running statement ended, having changed the change counter to `total_changes`: if
     /// it was not captured, its rows are unseen; a commit it made waits for that count.
     fn uncaptured_rows(&mut self, total_changes: i64) -> u64 {
@@ -799,6 +797,7 @@ impl State {
                     changes: self.transaction.len(),
                     rows: self.rows.mark(),
                     unseen: self.unseen,
+                    doubtful: self.doubtful,
                     began_transaction: autocommit(),
                 });
             }
@@ -817,10 +816,12 @@ impl State {
                         changes,
                         rows,
                         unseen,
+                        doubtful,
                         ..
                     } = self.savepoints[i];
                     self.transaction.truncate(changes);
                     self.unseen = unseen;
+                    self.doubtful = doubtful;
                     self.rows.truncate(rows);
                     self.statement_rows = rows;
                     self.savepoints.truncate(i + 1);
