@@ -1,25 +1,27 @@
-//! What SQLite's own interfaces cost any capture of the rows a transaction writes, measured
-//! without the store: the observe profile's writes (transactions of 1,000 single-row inserts of
-//! a post) through rusqlite, with no hook, and with the hooks a capture cannot do without,
-//! doing nothing a capture could leave out.
+//! What SQLite's own interfaces cost the store's way of capturing the rows a transaction
+//! writes, measured without the store: the observe profile's writes (transactions of 1,000
+//! single-row inserts of a post) through rusqlite, with no hook, and with the hooks the store's
+//! capture installs, each doing only what SQLite makes it do.
 //!
-//! - The statement hooks (`sqlite3_trace_v2`, each statement's start and end), returning at
-//!   once: a capture needs each statement's boundaries to drop the rows of a statement that
-//!   fails inside a transaction that goes on (SQLite undoes them and says nothing to the
-//!   pre-update hook).
-//! - The pre-update hook, reading each new value (`sqlite3_preupdate_new`, its type and its
-//!   bytes): the only interface that hands over every changed row's values, whoever wrote it
-//!   (raw SQL, triggers and cascades included). With [`Floor::Copy`], each text and blob value's
-//!   bytes are also copied into one buffer: a value lives only as long as the hook's call, so a
-//!   subscriber on another thread can only ever read a copy.
+//! - The statement hooks (`sqlite3_trace_v2`), returning at once: the store follows each
+//!   statement's start (to keep or drop the rows of the statement before it) and, but for
+//!   [`Floor::CopyStarts`], its end (to hand a commit over as its statement ends; SQLite times
+//!   a statement whose end is traced, two reads of the clock).
+//! - The pre-update hook, reading each new value through `sqlite3_preupdate_new` (the only
+//!   interface that hands over every changed row's values, whoever wrote it: raw SQL, triggers
+//!   and cascades included) and its type, and a text or blob value's pointer and length. With
+//!   [`Floor::Copy`], each text and blob value's bytes are also copied into one buffer: a value
+//!   lives only as long as the hook's call, so a subscriber on another thread can only ever
+//!   read a copy.
 //!
-//! Nothing else is done: no table looked up, no value's place recorded, no statement's rows
-//! kept or dropped, nothing handed over at commit. What the store does costs more; the
-//! difference between these runs per row is a floor under observe's cost that no code of the
-//! store can go below.
+//! Nothing else is done: no table looked up, no value's type or place recorded, no integer
+//! copied, no statement's rows kept or dropped, nothing handed over at commit. The difference
+//! between these runs per row is what SQLite's interfaces cost such a capture before it does
+//! any of that.
 //!
-//! This reaches SQLite's C API directly, as the store's `ffi::sqlite` does; it is a
-//! measurement, and nothing of it is in the library.
+//! This reaches SQLite's C API directly, as the store's `ffi::sqlite` does (and links only
+//! where SQLite is compiled with the pre-update hook, as this repository's
+//! `.cargo/config.toml` has it); it is a measurement, and nothing of it is in the library.
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::hint::black_box;
@@ -36,6 +38,8 @@ pub enum Floor {
     Read,
     /// As [`Floor::Read`], and each text and blob value's bytes copied into one buffer.
     Copy,
+    /// As [`Floor::Copy`], with only the statements' starts traced.
+    CopyStarts,
 }
 
 /// `n` transactions of 1,000 single-row inserts into `posts` of the database at `url`, with
@@ -46,20 +50,28 @@ pub fn run(url: &str, floor: Floor, n: u32) {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )
     .unwrap();
-    // Where the copies go, owned by the hook while it is installed (emptied by it before it
-    // would grow, as the store reuses its buffers), freed after.
+    // Where the copies go: reached only through the pre-update hook while it is installed,
+    // emptied by it before it would grow (no reallocation is timed), freed after. A panic in
+    // between leaks it rather than free it under the hook.
     let copies = match floor {
-        Floor::Copy => Box::into_raw(Box::new(Vec::<u8>::with_capacity(1 << 21))),
-        _ => std::ptr::null_mut(),
+        Floor::Copy | Floor::CopyStarts => {
+            Box::into_raw(Box::new(Vec::<u8>::with_capacity(1 << 21)))
+        }
+        Floor::NoHooks | Floor::Read => std::ptr::null_mut(),
+    };
+    let events = match floor {
+        Floor::CopyStarts => ffi::SQLITE_TRACE_STMT,
+        _ => ffi::SQLITE_TRACE_STMT | ffi::SQLITE_TRACE_PROFILE,
     };
     if floor != Floor::NoHooks {
         // SAFETY: `conn` is open and used on this thread only; the hooks are removed below,
-        // before `copies` (their context) is freed; they have the signatures SQLite expects.
+        // before `copies` (the pre-update hook's context; the statement hook has none) is
+        // freed; they have the signatures SQLite expects.
         unsafe {
             let db = conn.handle();
             ffi::sqlite3_trace_v2(
                 db,
-                (ffi::SQLITE_TRACE_STMT | ffi::SQLITE_TRACE_PROFILE) as c_uint,
+                events as c_uint,
                 Some(statement_event),
                 std::ptr::null_mut(),
             );
@@ -141,9 +153,10 @@ unsafe extern "C" fn read_new_values(
     _new_rowid: ffi::sqlite3_int64,
 ) {
     // SAFETY: SQLite calls this during a change of `db`, when the pre-update accessors are
-    // valid; `ctx` is null or the `Vec<u8>` `run` made for this hook alone, alive while it is
-    // installed; a value's bytes are valid for the length SQLite reports until the value
-    // changes, and are copied at once.
+    // valid, and never again before it returns (the accessors call no hook). `ctx` is null or
+    // the `Vec<u8>` `run` made for this hook: alive while the hook is installed, and reached by
+    // nothing else meanwhile, so the one reference made here is the only one. A value's bytes
+    // are valid for the length SQLite reports until the value changes, and are copied at once.
     unsafe {
         let mut copies = (ctx as *mut Vec<u8>).as_mut();
         for i in 0..ffi::sqlite3_preupdate_count(db) {

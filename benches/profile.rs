@@ -29,10 +29,11 @@
 //!   connection of the store with no subscriber, with one that is not read, with one and with
 //!   ten read in turn on the writer's thread after each commit; and on a plain connection
 //!   without hooks;
-//! - `rusqlite-insert1000 N`, `floor-read N`, `floor-copy N`: the same writes through rusqlite,
-//!   with no hook, and with the hooks any capture needs doing only what SQLite makes every
-//!   capture do (reading each new value; and copying its bytes): a floor under `observe1`'s
-//!   cost per row (see `capture_floor.rs`);
+//! - `rusqlite-insert1000 N`, `floor-read N`, `floor-copy N`, `floor-copy-starts N`: the same
+//!   writes through rusqlite, with no hook, and with the hooks the store's capture installs,
+//!   doing only what SQLite makes them do (reading each new value; and copying its bytes; with
+//!   only the statements' starts traced): what SQLite's interfaces cost `observe1` per row
+//!   before the store's own work (see `capture_floor.rs`);
 //! - `eager N`, `diesel-eager N`: 100 posts with 10 comments each loaded N times, with
 //!   `all` and `load_comments`, and as hand-written Diesel loads them (text columns,
 //!   `belonging_to` and `grouped_by`) on a plain `SqliteConnection`; `diesel-all N`: the
@@ -368,6 +369,7 @@ fn main() {
         "rusqlite-insert1000" => capture_floor::run(&url, capture_floor::Floor::NoHooks, n),
         "floor-read" => capture_floor::run(&url, capture_floor::Floor::Read, n),
         "floor-copy" => capture_floor::run(&url, capture_floor::Floor::Copy, n),
+        "floor-copy-starts" => capture_floor::run(&url, capture_floor::Floor::CopyStarts, n),
         "observe0" | "observe1" | "observe1-read" | "observe10-read" | "plain-insert" => {
             let subscribers = match mode.as_str() {
                 "observe1" | "observe1-read" => 1,
@@ -556,7 +558,7 @@ fn main() {
                 "unknown mode {mode}: store, plain, plain-all, insert, find, insert1, insert100, save, \
                  rusqlite-find, diesel-find, rusqlite-insert100, observe0, observe1, \
                  observe1-read, observe10-read, plain-insert, rusqlite-insert1000, floor-read, \
-                 floor-copy, eager, diesel-eager, diesel-all, \
+                 floor-copy, floor-copy-starts, eager, diesel-eager, diesel-all, \
                  diesel-typed-all, delete, diesel-delete, delete-setup, \
                  all1000, query1000 or plain1000"
             );

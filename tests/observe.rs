@@ -532,7 +532,8 @@ fn a_statement_that_fails_after_its_trigger_wrote_delivers_nothing() {
 /// statement where it failed. The hooks cannot tell the two apart, nor either from a statement
 /// that succeeded without writing a row of its own (an `INSERT OR IGNORE` of a row already
 /// there, whose trigger's rows stay); the query's error tells a failure. A failed statement's
-/// trigger rows are not delivered, and every subscriber is told it may have missed them.
+/// trigger rows are not delivered, and every subscriber is told it may have missed them (those
+/// of tables someone observed).
 #[test]
 fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
     let dir = tempfile::tempdir().unwrap();
@@ -585,7 +586,8 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
         drain(&everything),
         ["audit Insert", "users Insert", "audit Insert", "missed 4"]
     );
-    // A subscriber of another table is told too: which tables the rows were in is not known.
+    // A subscriber of another table is told too: a commit's gap is a count, told to every
+    // subscriber, as for the rows of a transaction a subscription started in.
     assert!(matches!(
         users.recv_timeout(WAIT),
         Some(Observed::Change(_))

@@ -310,12 +310,13 @@ pub(crate) mod sealed {
             statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
         ) -> diesel::QueryResult<T>;
 
-        /// Runs `write`, a statement whose rows are read back (`RETURNING`, through Diesel's
-        /// `load`), telling the connection's hooks if it failed: Diesel passes such a failure to
-        /// the instrumentation as a success (see `ffi::sqlite::query_failed`).
-        fn read_back<T>(
+        /// Runs `statement`, a write whose rows are read back (`RETURNING`, through Diesel's
+        /// `load` or `get_result`), and tells the connection's observe hooks if it failed:
+        /// Diesel passes such a failure to the instrumentation as a success (see
+        /// `ffi::sqlite::report_failed_query`). On PostgreSQL nothing needs telling.
+        fn run_returning<T>(
             &mut self,
-            write: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+            statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
         ) -> diesel::QueryResult<T>;
 
         /// Every foreign key of the tables in the connection's schema, as the catalog has them:
@@ -469,13 +470,13 @@ impl sealed::Native for diesel::SqliteConnection {
         statement(self)
     }
 
-    fn read_back<T>(
+    fn run_returning<T>(
         &mut self,
-        write: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
     ) -> diesel::QueryResult<T> {
-        let result = write(self);
+        let result = statement(self);
         if let Err(diesel::result::Error::DatabaseError(..)) = result {
-            crate::ffi::sqlite::query_failed(self);
+            crate::ffi::sqlite::report_failed_query(self);
         }
         result
     }
@@ -595,12 +596,12 @@ impl sealed::Native for diesel::PgConnection {
         }
     }
 
-    fn read_back<T>(
+    fn run_returning<T>(
         &mut self,
-        write: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
+        statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
     ) -> diesel::QueryResult<T> {
         // PostgreSQL's feed reads what committed: a failed statement wrote nothing to it.
-        write(self)
+        statement(self)
     }
 
     fn catalog_foreign_keys(&mut self) -> diesel::QueryResult<Vec<(String, ForeignKey)>> {

@@ -391,9 +391,10 @@ where
         // A new row whose key the database assigns is inserted without one; any other row is
         // inserted or updated by its key.
         let saved = if self.has_unassigned_key() {
-            conn.read_back(|conn| self.insert_unkeyed(conn)).map(Some)
+            conn.run_returning(|conn| self.insert_unkeyed(conn))
+                .map(Some)
         } else {
-            conn.read_back(|conn| self.upsert(conn))
+            conn.run_returning(|conn| self.upsert(conn))
         };
         match saved.map_err(Error::from) {
             Ok(Some(stored)) => Ok(stored),
@@ -414,7 +415,7 @@ where
         stamp(std::slice::from_mut(&mut self));
         // The row the database gave a key, or none for this one as it is.
         let inserted = if self.has_unassigned_key() {
-            conn.read_back(|conn| self.insert_unkeyed(conn))
+            conn.run_returning(|conn| self.insert_unkeyed(conn))
                 .map(Some)
                 .map_err(Error::from)
         } else {
@@ -735,7 +736,7 @@ where
 {
     // One row: a statement of fixed shape, which Diesel prepares only once.
     if let [row] = rows {
-        *row = conn.read_back(|conn| row.insert_unkeyed(conn))?;
+        *row = conn.run_returning(|conn| row.insert_unkeyed(conn))?;
         return Ok(());
     }
     // The statements `statement_sizes` gives, as for rows that have their keys (each binds
@@ -743,7 +744,7 @@ where
     let mut rest = rows;
     for size in statement_sizes::<M, C>(rest.len()) {
         let (chunk, more) = rest.split_at_mut(size);
-        let mut keys = conn.read_back(|conn| M::insert_many_unkeyed(chunk, conn))?;
+        let mut keys = conn.run_returning(|conn| M::insert_many_unkeyed(chunk, conn))?;
         keys.sort_unstable();
         for (row, key) in chunk.iter_mut().zip(keys) {
             row.assign_key(key);

@@ -159,9 +159,10 @@ pub(crate) fn in_transaction(conn: &mut diesel::SqliteConnection) -> Option<bool
 /// Tells the hooks of `conn`, a connection of the store, that the query it ran last failed with
 /// an error of the database, where Diesel does not pass that failure to the connection's
 /// instrumentation: a query read through `load` or `get_result` (Diesel reports its failed step
-/// as the error of a row, and its end as a success). Observe then knows the statement failed
-/// (see `ConnObserver::query_failed`). Nothing where the handle is not kept.
-pub(crate) fn query_failed(conn: &mut diesel::SqliteConnection) {
+/// as the error of a row, and its end as a success). Observe then takes the statement to have
+/// failed (see `ConnObserver::query_failed`). Does nothing on a connection whose
+/// instrumentation its user replaced (its handle is not kept).
+pub(crate) fn report_failed_query(conn: &mut diesel::SqliteConnection) {
     let instrumentation = diesel::Connection::instrumentation(conn);
     if let Some(installed) = instrumentation
         .downcast_mut::<Kept>()

@@ -719,9 +719,10 @@ pub enum Observed<T> {
     /// A committed change.
     Change(T),
     /// This many changes, here in the stream, were not given to the subscriber: its buffer was
-    /// full; or, on SQLite, they were written before it subscribed, in the transaction that
-    /// committed them, or a failed statement's triggers wrote them and SQLite may have kept
-    /// them (see the crate's observe guarantees). Whatever depends on them is to be read again.
+    /// full; or, on SQLite, the transaction that committed them wrote them before the
+    /// subscription started or while it was starting (by a statement that began before it), or
+    /// a failed statement's triggers wrote them and SQLite may have kept them. Whatever depends
+    /// on them is to be read again.
     Missed(usize),
     /// A committed change whose row does not decode as the model (the table holds a value the
     /// model cannot represent, or its schema changed under the store): reported, never skipped.

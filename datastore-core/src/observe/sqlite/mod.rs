@@ -8,7 +8,9 @@
 //!   total advances when a statement succeeds, never when one is undone, but for its triggers'
 //!   rows, counted as they are written; the statement's own count (`sqlite3_changes64`) is
 //!   set only once it succeeded. This is checked when the next statement starts (the counters
-//!   are final by then) or when the statement commits;
+//!   are final by then) or when the statement commits. A statement that changed no row of its
+//!   own, only its triggers did, looks the same to the counters whether it succeeded or
+//!   failed: the query's error tells (see [`ConnObserver::query_failed`]);
 //! - savepoints are followed from the statements themselves (`SAVEPOINT`, `RELEASE`,
 //!   `ROLLBACK TO`), whoever runs them, observed or not;
 //! - a commit takes a sequence number inside the commit hook (SQLite commits one at a time, so
@@ -92,11 +94,12 @@ struct State {
     statement_wrote: bool,
     /// A statement started during the running query (see [`ConnObserver::query_failed`]).
     query_ran_statement: bool,
-    /// The statement that ran last failed, inside a transaction that goes on.
-    failed: bool,
-    /// Rows of the open transaction that failed statements' triggers wrote, which SQLite undid
-    /// with them or kept (see [`ConnObserver::statement_started`]): told to every subscriber
-    /// as missed when it commits.
+    /// The statement that ran last is taken to have failed, inside a transaction that goes on.
+    last_statement_failed: bool,
+    /// Captured rows of the open transaction that failed statements' triggers wrote, which
+    /// SQLite undid with them or kept (see [`ConnObserver::statement_started`]): told to every
+    /// subscriber as missed when it commits (rows of tables nobody observed are counted as
+    /// unseen, see [`Unseen`]).
     doubtful: u64,
     /// The total change counter when the running statement started.
     started_at: i64,
@@ -254,17 +257,18 @@ impl ConnObserver {
     }
 
     /// The query that ran last failed (Diesel's error), inside a transaction that goes on: if
-    /// a statement of it started, the last that did is taken as the one that failed. A
-    /// statement that failed having changed no row of its own (only its triggers did) cannot
-    /// be told from one that succeeded without changing one (an `INSERT OR IGNORE` of a row
-    /// already there) by SQLite's counters; this tells them apart. Not exactly: a batch whose
-    /// next statement failed to prepare is taken as a failure of the last that ran, whose
-    /// trigger rows are then told missed, not delivered (see [`State::doubtful`]).
+    /// a statement of it started, the last that did is taken to have failed. SQLite's counters
+    /// cannot tell a statement that failed having changed no row of its own (only its triggers
+    /// did) from one that succeeded without changing one (an `INSERT OR IGNORE` of a row
+    /// already there); the query's error does, but for one case: a batch whose next statement
+    /// failed to prepare has the last statement that ran taken to have failed, and that
+    /// statement's trigger rows are told missed rather than delivered (see
+    /// [`State::doubtful`]).
     pub fn query_failed(&self) {
         let mut state = self.state();
         // Cleared only as the next statement starts (a query that fails before running any
         // statement leaves it as it is).
-        state.failed |= state.query_ran_statement;
+        state.last_statement_failed |= state.query_ran_statement;
     }
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
@@ -354,13 +358,14 @@ impl ConnObserver {
         if !captured {
             state.running_generation = self.hub.generation();
         }
-        // The previous statement is over: its counters tell whether it stuck. Its buffer is
+        // The previous statement is over: its counters, and whether its query failed, tell
+        // whether it stuck. Its buffer is
         // kept for the next statement (a statement a row, as bulk inserts run, would otherwise
         // allocate one for each row). Its triggers' rows advance the total as they are written,
         // also when the statement is undone after; SQLite counts a statement's own rows
         // (`sqlite3_changes64`) only once it succeeded.
         let wrote = std::mem::take(&mut state.statement_wrote);
-        let failed = std::mem::take(&mut state.failed);
+        let failed = std::mem::take(&mut state.last_statement_failed);
         state.query_ran_statement = true;
         let wrote_rows = total_changes > state.started_at;
         if wrote_rows && !wrote && failed {
