@@ -88,8 +88,9 @@ struct State {
     ended: Option<usize>,
     /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`.
     resetting: bool,
-    /// Changes of the running statement, not yet known to stick.
-    statement: Vec<RawChange>,
+    /// Where the running statement's changes, not yet known to stick, start in
+    /// `transaction` (they are captured there, and cut off if they do not stick).
+    statement_changes: usize,
     /// The running statement changed a row itself (not through a trigger or a cascade).
     statement_wrote: bool,
     /// A statement started during the running query (see [`ConnObserver::query_failed`]).
@@ -308,7 +309,7 @@ impl ConnObserver {
             }
             _ => Op::Update,
         };
-        state.statement.push(RawChange {
+        state.transaction.push(RawChange {
             table: name,
             op,
             old,
@@ -374,22 +375,17 @@ impl ConnObserver {
             // `ON CONFLICT FAIL`, `RAISE(FAIL)`), which keeps them. Nothing tells which: the
             // captured rows are not delivered, and every subscriber is told it may have missed
             // them (those of tables nobody observed are counted as unseen already).
-            state.doubtful += state.statement.len() as u64;
+            state.doubtful += state.statement().len() as u64;
         }
         if wrote_rows && (!wrote && !failed || wrote && connection.changes() > 0) {
-            let State {
-                statement,
-                transaction,
-                ..
-            } = &mut *state;
-            put_in_delivery_order(statement);
-            transaction.append(statement);
+            put_in_delivery_order(state.statement());
         } else {
-            state.statement.clear();
-            let mark = state.statement_rows;
-            state.rows.truncate(mark);
+            let (changes, rows) = (state.statement_changes, state.statement_rows);
+            state.transaction.truncate(changes);
+            state.rows.truncate(rows);
         }
         state.started_at = total_changes;
+        state.statement_changes = state.transaction.len();
         state.statement_rows = state.rows.mark();
         if std::mem::take(&mut state.releasing_transaction) && autocommit() {
             state.savepoints.clear();
@@ -451,11 +447,11 @@ impl ConnObserver {
     pub fn committed(&self) {
         let mut state = self.state();
         // The committing statement succeeded: an autocommit statement commits only then.
-        let statement = std::mem::take(&mut state.statement);
-        let mut changes = std::mem::take(&mut state.transaction);
-        changes.extend(in_delivery_order(statement));
+        put_in_delivery_order(state.statement());
+        let changes = std::mem::take(&mut state.transaction);
         state.savepoints.clear();
         state.releasing_transaction = false;
+        state.statement_changes = 0;
         state.statement_rows = Mark::default();
         let earlier = state.take_committed();
         // Rows no subscriber was given, told to the subscriptions that started since they were
@@ -515,8 +511,8 @@ impl ConnObserver {
 
     pub fn rolled_back(&self) {
         let mut state = self.state();
-        state.statement.clear();
         state.transaction.clear();
+        state.statement_changes = 0;
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
@@ -732,6 +728,12 @@ impl ConnObserver {
 }
 
 impl State {
+    /// The running statement's changes.
+    fn statement(&mut self) -> &mut [RawChange] {
+        let start = self.statement_changes.min(self.transaction.len());
+        &mut self.transaction[start..]
+    }
+
     /// `rows` written that no subscriber was given, in subscription `generation`.
     fn unseen(&mut self, rows: u64, generation: u64) {
         match &mut self.unseen {
@@ -825,6 +827,7 @@ impl State {
                         ..
                     } = self.savepoints[i];
                     self.transaction.truncate(changes);
+                    self.statement_changes = changes;
                     self.unseen = unseen;
                     self.doubtful = doubtful;
                     self.rows.truncate(rows);
