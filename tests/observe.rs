@@ -467,6 +467,14 @@ fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
     assert_eq!(counter, [Op::Update, Op::Delete], "in {delivered:?}");
 }
 
+/// A new user named `username`.
+fn user_named(username: &str) -> User {
+    User {
+        username: username.into(),
+        ..User::default()
+    }
+}
+
 /// A store of one connection on a file in `dir` whose users are audited: a trigger that fires
 /// `when` (`BEFORE` or `AFTER`) a user is inserted writes the user's name into `audit`.
 fn audited(dir: &tempfile::TempDir, when: &str) -> Store {
@@ -494,10 +502,7 @@ fn a_statement_that_fails_after_its_trigger_wrote_delivers_nothing() {
     let everything = store.observe_all().unwrap();
     store
         .transaction(|tx| {
-            tx.save(User {
-                username: "taken".into(),
-                ..User::default()
-            })?;
+            tx.save(user_named("taken"))?;
             // Row 1 and its audit row are written, row 2 breaks the unique constraint: the
             // statement is undone.
             let failed = tx.batch_execute(
@@ -548,10 +553,7 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
     };
     store
         .transaction(|tx| {
-            tx.save(User {
-                username: "taken".into(),
-                ..User::default()
-            })?;
+            tx.save(user_named("taken"))?;
             // The audit row is written, then the user's breaks the unique constraint: the
             // statement is undone, through Diesel's prepared statements and through a batch.
             let failed = diesel::sql_query(taken("", 1)).execute(tx);
@@ -560,10 +562,7 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
             assert!(failed.is_err(), "{failed:?}");
             // And through the store's own save (read back with `RETURNING`, whose failure
             // Diesel does not tell the connection's instrumentation).
-            let failed = tx.save(User {
-                username: "taken".into(),
-                ..User::default()
-            });
+            let failed = tx.save(user_named("taken"));
             assert!(matches!(failed, Err(Error::Constraint(_))), "{failed:?}");
             // A query that fails before it runs a statement leaves the failure as it is.
             let unprepared = tx.batch_execute("SELEC 1");

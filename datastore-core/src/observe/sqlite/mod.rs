@@ -1,6 +1,6 @@
 //! Where SQLite's changes are captured: one connection's view of its changes, reported by the
-//! hooks `ffi/sqlite.rs` installs, buffered per statement and per transaction, cut back by
-//! savepoint rollbacks and failed statements, and handed to the hub once committed.
+//! hooks `ffi/sqlite.rs` installs, kept per transaction (the running statement's at its end),
+//! cut back by savepoint rollbacks and failed statements, and handed to the hub once committed.
 //!
 //! SQLite's hooks alone over-report: a `ROLLBACK TO SAVEPOINT` is invisible to them, and the
 //! rows of a statement that fails half-way were reported before they were undone. So:
@@ -360,11 +360,10 @@ impl ConnObserver {
             state.running_generation = self.hub.generation();
         }
         // The previous statement is over: its counters, and whether its query failed, tell
-        // whether it stuck. Its buffer is
-        // kept for the next statement (a statement a row, as bulk inserts run, would otherwise
-        // allocate one for each row). Its triggers' rows advance the total as they are written,
-        // also when the statement is undone after; SQLite counts a statement's own rows
-        // (`sqlite3_changes64`) only once it succeeded.
+        // whether it stuck; if it did not, its changes are cut off the transaction's. Its
+        // triggers' rows advance the total as they are written, also when the statement is
+        // undone after; SQLite counts a statement's own rows (`sqlite3_changes64`) only once it
+        // succeeded.
         let wrote = std::mem::take(&mut state.statement_wrote);
         let failed = std::mem::take(&mut state.last_statement_failed);
         state.query_ran_statement = true;
