@@ -12,7 +12,9 @@ use std::time::Duration;
 use libsqlite3_sys as sqlite;
 
 use crate::observe::Rows;
-use crate::observe::sqlite::{ConnObserver, Counters, SavepointCommand, Side, Statement};
+use crate::observe::sqlite::{
+    ConnObserver, Counters, SavepointCommand, Side, Statement, TableName,
+};
 use crate::store::lost::{self, Watch};
 use crate::trace;
 
@@ -1039,10 +1041,10 @@ unsafe extern "C" fn on_preupdate(
                 observer.changed_elsewhere(depth);
                 return;
             }
-            let table = CStr::from_ptr(table);
+            let table = HookTable(table);
             let count = sqlite::sqlite3_preupdate_count(db);
             let sides = (op != sqlite::SQLITE_INSERT, op != sqlite::SQLITE_DELETE);
-            observer.changed(table, depth, sides, |rows, side| {
+            observer.changed(&table, depth, sides, |rows, side| {
                 let accessor = match side {
                     Side::Old => sqlite::sqlite3_preupdate_old,
                     Side::New => sqlite::sqlite3_preupdate_new,
@@ -1058,6 +1060,33 @@ unsafe extern "C" fn on_preupdate(
             });
         }
     });
+}
+
+/// The name of the table a pre-update hook is called for: a NUL-terminated string SQLite
+/// passes, valid while the hook runs (the only place one is made).
+#[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
+struct HookTable(*const c_char);
+
+impl TableName for HookTable {
+    /// Read up to the byte after `name`'s length at most: cheaper than measuring the name and
+    /// comparing the two (most changes are of a table seen before).
+    fn is(&self, name: &str) -> bool {
+        let ptr = self.0 as *const u8;
+        // SAFETY: the string is NUL-terminated and valid while the hook runs (see the type);
+        // each byte is read only after the ones before it matched `name`, none of which is
+        // the NUL (a `str` of a table's name holds none; if it did, the match stops there).
+        unsafe {
+            name.bytes()
+                .enumerate()
+                .all(|(i, byte)| byte != 0 && *ptr.add(i) == byte)
+                && *ptr.add(name.len()) == 0
+        }
+    }
+
+    fn to_bytes(&self) -> &[u8] {
+        // SAFETY: as in `is`.
+        unsafe { CStr::from_ptr(self.0) }.to_bytes()
+    }
 }
 
 /// Whether the database name `name` is `main` (read up to its sixth byte at most).
@@ -1081,6 +1110,7 @@ unsafe fn is_main(name: *const u8) -> bool {
 /// # Safety
 /// `value` is a valid `sqlite3_value` for the duration of the call.
 #[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
+#[inline(always)] // once per value captured, in the pre-update hook's loop
 unsafe fn push_value(row: &mut Rows, value: *mut sqlite::sqlite3_value) {
     // SAFETY: guaranteed by the caller; text and blob pointers are valid for the byte lengths
     // SQLite reports, until the value changes, and are copied at once.
@@ -1162,6 +1192,18 @@ mod tests {
         ] {
             assert!(!is(sql), "{sql:?}");
         }
+    }
+
+    #[test]
+    fn a_hook_table_is_only_its_own_name() {
+        use crate::observe::sqlite::TableName;
+        let table = super::HookTable(c"posts".as_ptr());
+        assert!(table.is("posts"));
+        for other in ["post", "postss", "", "Posts", "posts\0", "comments"] {
+            assert!(!table.is(other), "{other:?}");
+        }
+        assert!(super::HookTable(c"".as_ptr()).is(""));
+        assert_eq!(table.to_bytes(), b"posts");
     }
 
     #[test]

@@ -452,7 +452,15 @@ impl Queue {
     fn wanted(&self, batch: &Batch) -> Option<Indices> {
         let changes = &batch.changes;
         let all = 0..changes.len();
-        if self.tables.is_none() || changes.iter().all(|c| self.wants(&c.table)) {
+        // A transaction's changes of one table share its name (`Arc`): asked once per run.
+        let mut last: Option<&Arc<str>> = None;
+        if self.tables.is_none()
+            || changes.iter().all(|c| {
+                let same = last.is_some_and(|last| Arc::ptr_eq(last, &c.table));
+                last = Some(&c.table);
+                same || self.wants(&c.table)
+            })
+        {
             return (!all.is_empty()).then_some(Indices::Run(all));
         }
         let picked: Vec<usize> = all.filter(|&i| self.wants(&changes[i].table)).collect();

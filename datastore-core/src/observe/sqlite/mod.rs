@@ -63,6 +63,26 @@ pub(crate) trait Counters {
     fn autocommit(&self) -> bool;
 }
 
+/// The name of a changed row's table, as the hook is given it: compared with the names seen
+/// before as it is, without measuring it first (SQLite passes a C string, and most changes are
+/// of a table seen before).
+pub(crate) trait TableName {
+    /// Whether it is `name`.
+    fn is(&self, name: &str) -> bool;
+    /// The name's bytes.
+    fn to_bytes(&self) -> &[u8];
+}
+
+impl TableName for CStr {
+    fn is(&self, name: &str) -> bool {
+        self.to_bytes() == name.as_bytes()
+    }
+
+    fn to_bytes(&self) -> &[u8] {
+        CStr::to_bytes(self)
+    }
+}
+
 /// Which row of a change a hook reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -84,7 +104,8 @@ struct State {
     seen_generation: u64,
     /// The handle of the running statement.
     running: Option<usize>,
-    /// The handle of the statement that ended last (see [`ConnObserver::ended_statement`]).
+    /// The handle of the statement that ended last in the running query (see
+    /// [`ConnObserver::running_or_ended`]).
     ended: Option<usize>,
     /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`.
     resetting: bool,
@@ -93,6 +114,9 @@ struct State {
     statement_changes: usize,
     /// The running statement changed a row itself (not through a trigger or a cascade).
     statement_wrote: bool,
+    /// The running statement deleted a row through a cascade or a trigger: its changes are
+    /// put in delivery order once it sticks (see [`put_in_delivery_order`]).
+    statement_deleted_below: bool,
     /// A statement started during the running query (see [`ConnObserver::query_failed`]).
     query_ran_statement: bool,
     /// The statement that ran last is taken to have failed, inside a transaction that goes on.
@@ -252,9 +276,14 @@ impl ConnObserver {
         }
     }
 
-    /// A query of the connection starts (with the statement hooks on).
+    /// A query of the connection starts (with the statement hooks on). A statement that
+    /// starts from now on is not run again of one that ended before: a statement SQLite runs
+    /// again after preparing it again (see [`Self::running_or_ended`]) does so within its
+    /// query.
     pub fn query_started(&self) {
-        self.state().query_ran_statement = false;
+        let mut state = self.state();
+        state.query_ran_statement = false;
+        state.ended = None;
     }
 
     /// The query that ran last failed (Diesel's error), inside a transaction that goes on: if
@@ -273,9 +302,10 @@ impl ConnObserver {
     }
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
+    #[inline] // called from one place, the pre-update hook, once a row
     pub fn changed(
         &self,
-        table: &CStr,
+        table: &(impl TableName + ?Sized),
         depth: i32,
         (has_old, has_new): (bool, bool),
         mut read: impl FnMut(&mut Rows, Side),
@@ -309,6 +339,7 @@ impl ConnObserver {
             }
             _ => Op::Update,
         };
+        state.statement_deleted_below |= depth > 0 && op == Op::Delete;
         state.transaction.push(RawChange {
             table: name,
             op,
@@ -335,6 +366,7 @@ impl ConnObserver {
     /// `connection` reads the connection's counters. `schema_command` if the statement changes
     /// the schema (see the schema watch below). `captured` if someone observes as it starts
     /// (its rows are captured).
+    #[inline] // called from one place, the start event, once a statement
     pub fn statement_started(
         &self,
         statement: usize,
@@ -376,8 +408,11 @@ impl ConnObserver {
             // them (those of tables nobody observed are counted as unseen already).
             state.doubtful += state.statement().len() as u64;
         }
+        let reorder = std::mem::take(&mut state.statement_deleted_below);
         if wrote_rows && (!wrote && !failed || wrote && connection.changes() > 0) {
-            put_in_delivery_order(state.statement());
+            if reorder {
+                put_in_delivery_order(state.statement());
+            }
         } else {
             let (changes, rows) = (state.statement_changes, state.statement_rows);
             state.transaction.truncate(changes);
@@ -389,8 +424,11 @@ impl ConnObserver {
         if std::mem::take(&mut state.releasing_transaction) && autocommit() {
             state.savepoints.clear();
         }
-        if let Some(command) = SavepointCommand::parse(sql.trim_start()) {
-            state.savepoint_command(command, autocommit);
+        // Empty for most statements (see above).
+        if !sql.is_empty() {
+            if let Some(command) = SavepointCommand::parse(sql.trim_start()) {
+                state.savepoint_command(command, autocommit);
+            }
         }
         drop(state);
         if let Some((seq, batch)) = committed {
@@ -446,7 +484,9 @@ impl ConnObserver {
     pub fn committed(&self) {
         let mut state = self.state();
         // The committing statement succeeded: an autocommit statement commits only then.
-        put_in_delivery_order(state.statement());
+        if std::mem::take(&mut state.statement_deleted_below) {
+            put_in_delivery_order(state.statement());
+        }
         let changes = std::mem::take(&mut state.transaction);
         state.savepoints.clear();
         state.releasing_transaction = false;
@@ -512,6 +552,7 @@ impl ConnObserver {
         let mut state = self.state();
         state.transaction.clear();
         state.statement_changes = 0;
+        state.statement_deleted_below = false;
         state.rows = Rows::default();
         state.statement_rows = Mark::default();
         state.savepoints.clear();
@@ -894,21 +935,17 @@ impl Drop for ConnObserver {
 impl State {
     /// The shared name of a table if anyone observes it (asked of the hub once per table and
     /// change of subscriptions).
-    fn observed(&mut self, table: &CStr, hub: &Hub) -> Option<Arc<str>> {
+    #[inline] // called from one place, once a row
+    fn observed(&mut self, table: &(impl TableName + ?Sized), hub: &Hub) -> Option<Arc<str>> {
         let generation = hub.generation();
         if generation != self.seen_generation {
             self.seen.retain(|_| false);
             self.seen_generation = generation;
         }
-        let bytes = table.to_bytes();
-        if let Some((known, wanted)) = self
-            .seen
-            .iter()
-            .find(|(known, _)| known.as_bytes() == bytes)
-        {
+        if let Some((known, wanted)) = self.seen.iter().find(|(known, _)| table.is(known)) {
             return wanted.then(|| known.clone());
         }
-        let name = table.to_str().ok()?;
+        let name = std::str::from_utf8(table.to_bytes()).ok()?;
         let wanted = hub.wants(name);
         let known: Arc<str> = name.into();
         self.seen.push((known.clone(), wanted));
