@@ -592,18 +592,24 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
         Some(Observed::Change(_))
     ));
     assert_eq!(users.recv_timeout(WAIT), Some(Observed::Missed(4)));
+    assert_eq!(
+        rows_in(&store, "audit"),
+        3,
+        "the save's, the ignored insert's and the failed one's"
+    );
+}
+
+/// How many rows `table` holds, read through a pooled connection.
+fn rows_in(store: &Store, table: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
-    struct Audited {
+    struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         rows: i64,
     }
-    let audited: Audited = diesel::sql_query("SELECT count(*) AS rows FROM audit")
-        .get_result(&mut *store.conn().unwrap())
-        .unwrap();
-    assert_eq!(
-        audited.rows, 3,
-        "the save's, the ignored insert's and the failed one's"
-    );
+    diesel::sql_query(format!("SELECT count(*) AS rows FROM {table}"))
+        .get_result::<Count>(&mut *store.conn().unwrap())
+        .unwrap()
+        .rows
 }
 
 /// The models are tables of `main`: a table of the same name in an attached database (or in
@@ -1449,6 +1455,45 @@ fn a_store_that_saw_a_commit_is_readable_by_the_time_the_change_arrives() {
     let change = next(&posts);
     // Delivered only after the commit: another connection of the pool reads it.
     assert_eq!(store.get::<Post>(&change.element.id).unwrap(), saved);
+}
+
+/// The same for a commit SQLite makes as a statement is reset before its end: an autocommit
+/// `INSERT ... RETURNING` of which the caller reads one row (`get_result`) commits as Diesel
+/// resets it. Many rows, so that the commit takes a while after SQLite's commit hook.
+#[test]
+fn a_commit_made_as_a_statement_read_in_part_is_reset_arrives_once_readable() {
+    let (_dir, store) = file_store();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    let reader = std::thread::spawn({
+        let store = store.clone();
+        move || {
+            let first = everything.recv_timeout(WAIT);
+            assert!(matches!(first, Some(Observed::Change(_))), "{first:?}");
+            rows_in(&store, "notes")
+        }
+    });
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let first: Id = diesel::sql_query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO notes (id, body) SELECT i, printf('%.200c', 'x') FROM n RETURNING id",
+    )
+    .get_result(&mut *store.conn().unwrap())
+    .unwrap();
+    assert_eq!(first.id, 1);
+    assert_eq!(
+        reader.join().unwrap(),
+        20_000,
+        "the change arrived before another connection could read the commit"
+    );
 }
 
 // PostgreSQL's column types refuse such a value in the first place.

@@ -501,9 +501,13 @@ impl Installed {
             let counters = self.counters();
             self.observer
                 .dormant_query_finished(|| (counters.total_changes(), counters.autocommit()));
-        } else if failed {
+            return;
+        }
+        if failed {
             self.query_failed();
         }
+        self.observer
+            .query_finished(|| self.counters().autocommit());
     }
 
     /// The query that ran last failed: its last statement's rows may have been undone.

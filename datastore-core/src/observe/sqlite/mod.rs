@@ -18,7 +18,10 @@
 //!   in `sqlite3_step` (its profile event), after the commit: other connections see the data
 //!   by then, and a commit that failed has rolled back (the rollback hook voids it) instead.
 //!   A commit made while a statement is reset before its end (an autocommit `RETURNING`
-//!   statement read only in part) has no later event: it is published at the commit hook.
+//!   statement read only in part) has no later event of SQLite's: it is published as Diesel's
+//!   query ends (Diesel resets a statement before it reports the end of its query), or at the
+//!   commit hook on a connection whose query events do not reach the store (its user replaced
+//!   its instrumentation) or where the reset comes after the query's end.
 //!
 //! While nobody observes, the statement hooks are off between queries (see `ffi::sqlite`), and
 //! what they would have counted for a subscription that starts mid-transaction is kept
@@ -109,6 +112,8 @@ struct State {
     ended: Option<usize>,
     /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`.
     resetting: bool,
+    /// A query of Diesel's runs: its end will be told ([`ConnObserver::query_finished`]).
+    query_running: bool,
     /// Where the running statement's changes, not yet known to stick, start in
     /// `transaction` (they are captured there, and cut off if they do not stick).
     statement_changes: usize,
@@ -284,6 +289,28 @@ impl ConnObserver {
         let mut state = self.state();
         state.query_ran_statement = false;
         state.ended = None;
+        state.query_running = true;
+    }
+
+    /// The query that started last finished (with the statement hooks on): Diesel reports it
+    /// once its statement was reset. `autocommit` tells whether no transaction is open (asked
+    /// only if a commit waits): the commit then succeeded (one that failed after its hook was
+    /// voided by the rollback hook, which runs before the transaction closes), and other
+    /// connections can read it. Where a commit failed and left its transaction open
+    /// (`SQLITE_BUSY`), its statement's reset rolls it back after this.
+    #[inline] // at the end of every query while the hooks are on: a check, most often
+    pub fn query_finished(&self, autocommit: impl FnOnce() -> bool) {
+        let mut state = self.state();
+        state.query_running = false;
+        let committed = if state.committed.is_some() && autocommit() {
+            state.take_committed()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some((seq, batch)) = committed {
+            self.deliver(seq, batch);
+        }
     }
 
     /// The query that ran last failed (Diesel's error), inside a transaction that goes on: if
@@ -526,7 +553,7 @@ impl ConnObserver {
                 spares: Some(self.spares.clone()),
             };
             let seq = self.hub.next_seq();
-            if state.resetting {
+            if state.resetting && !state.query_running {
                 Some((seq, batch)) // no later event will come
             } else {
                 state.committed = Some((seq, batch));
