@@ -336,9 +336,7 @@ fn a_delete_without_where_prepared_while_nobody_observed_is_reported_row_by_row(
     let mut conn = store.conn().unwrap();
     conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
         .unwrap();
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     // Prepared (and kept) while nobody observes.
     assert_eq!(diesel::delete(notes::table).execute(sqlite).unwrap(), 0);
     sqlite
@@ -380,9 +378,7 @@ fn a_cascade_prepared_again_as_it_runs_delivers_the_parent_with_its_children() {
          INSERT INTO children VALUES (10, 1), (20, 2), (21, 2);",
     )
     .unwrap();
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let everything = store.observe_all().unwrap();
     let deleted = |n: usize| -> Vec<String> {
         let mut tables: Vec<String> = (0..n)
@@ -442,9 +438,7 @@ fn a_trigger_that_updates_then_deletes_a_row_is_delivered_in_that_order() {
          INSERT INTO counters VALUES ('a', 1);",
     )
     .unwrap();
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let everything = store.observe_all().unwrap();
     assert_eq!(
         diesel::delete(remarks::table.find(1))
@@ -599,6 +593,14 @@ fn a_statement_that_fails_after_its_before_trigger_wrote_is_told_missed() {
     );
 }
 
+/// The SQLite connection a store of these tests lends.
+fn as_sqlite(conn: &mut datastore::AnyConnection) -> &mut datastore::diesel::SqliteConnection {
+    match conn {
+        datastore::AnyConnection::Sqlite(sqlite) => sqlite,
+        _ => unreachable!("a SQLite store"),
+    }
+}
+
 /// How many rows `table` holds, read through a pooled connection.
 fn rows_in(store: &Store, table: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
@@ -659,9 +661,7 @@ fn rows_written_after_every_subscriber_left_mid_statement_are_told_missed() {
     let first = Arc::new(Mutex::new(Some(store.observe_all().unwrap())));
     let second = Arc::new(Mutex::new(None));
     let mut conn = store.conn().unwrap();
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let (leaving, coming) = (Arc::clone(&first), Arc::clone(&second));
     let subscriber = std::panic::AssertUnwindSafe(store.clone());
     let mut calls = 0;
@@ -776,9 +776,7 @@ fn a_subscription_made_while_an_unobserved_statement_runs_is_told_its_rows_misse
         store.save(post(title)).unwrap();
     }
     let mut conn = store.conn().unwrap();
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let subscribed = subscribe_in_churn(sqlite, &store);
     sqlite
         .batch_execute("UPDATE posts SET title = title || churn()")
@@ -799,9 +797,7 @@ fn a_subscription_made_while_an_unobserved_statement_runs_is_told_its_rows_misse
 fn a_commit_made_as_a_subscription_started_is_told_whatever_follows_in_its_query() {
     let dir = tempfile::tempdir().unwrap();
     let (store, mut conn) = held_connection_with_notes(dir.path());
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let subscribed = subscribe_in_churn(sqlite, &store);
     assert!(sqlite
         .batch_execute(
@@ -840,9 +836,7 @@ fn a_commit_made_as_a_subscription_started_is_told_whatever_follows_in_its_query
 fn a_commit_that_wrote_nothing_is_not_told_missed() {
     let dir = tempfile::tempdir().unwrap();
     let (store, mut conn) = held_connection_with_notes(dir.path());
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let subscribed = subscribe_in_churn(sqlite, &store);
     sqlite
         .batch_execute("BEGIN IMMEDIATE; SELECT churn(); COMMIT")
@@ -917,9 +911,7 @@ fn a_savepoint_with_a_quoted_name_taken_before_anyone_observed_is_rolled_back_to
 fn a_subscription_made_during_a_commit_of_its_own_is_told_the_transactions_rows() {
     let dir = tempfile::tempdir().unwrap();
     let (store, mut conn) = held_connection_with_notes(dir.path());
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     sqlite
         .batch_execute("BEGIN; INSERT INTO notes VALUES (1, 'a'), (2, 'b')")
         .unwrap();
@@ -943,9 +935,7 @@ fn a_commit_told_after_its_query_holds_back_no_other_commit() {
         .open()
         .unwrap();
     let mut conn = store.conn().unwrap();
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     let saved = post("through a cursor");
     let mut rows = datastore::diesel::insert_into(posts::table)
         .values((
@@ -981,9 +971,7 @@ fn a_commit_told_after_its_query_holds_back_no_other_commit() {
 fn a_connection_with_its_users_own_instrumentation_is_observed_as_any() {
     let dir = tempfile::tempdir().unwrap();
     let (store, mut conn) = held_connection_with_notes(dir.path());
-    let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
-        unreachable!("a SQLite store")
-    };
+    let sqlite = as_sqlite(&mut conn);
     datastore::diesel::Connection::set_instrumentation(
         sqlite,
         |_: datastore::diesel::connection::InstrumentationEvent<'_>| {},
@@ -1477,23 +1465,82 @@ fn a_commit_made_as_a_statement_read_in_part_is_reset_arrives_once_readable() {
             rows_in(&store, "notes")
         }
     });
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
-    }
-    let first: Id = diesel::sql_query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
-         INSERT INTO notes (id, body) SELECT i, printf('%.200c', 'x') FROM n RETURNING id",
-    )
-    .get_result(&mut *store.conn().unwrap())
-    .unwrap();
+    let first: NoteId = notes_returning(20_000)
+        .get_result(&mut *store.conn().unwrap())
+        .unwrap();
     assert_eq!(first.id, 1);
     assert_eq!(
         reader.join().unwrap(),
         20_000,
         "the change arrived before another connection could read the commit"
     );
+}
+
+/// Diesel tells no end of a query whose values fail to bind. On a connection whose user then
+/// replaces its instrumentation (no query's end is told after), a commit made as a statement
+/// read in part is reset arrives all the same (from SQLite's commit hook, as the store cannot
+/// wait for an end no one will tell).
+#[test]
+fn a_commit_made_at_a_reset_after_the_instrumentation_was_replaced_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    let sqlite = as_sqlite(&mut conn);
+    let everything = store.observe_all().unwrap();
+    let year_10000 = chrono::NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap();
+    let unbindable = Post {
+        created_at: Timestamp::from(year_10000.and_hms_opt(0, 0, 0).unwrap().and_utc()),
+        ..post("unbindable")
+    };
+    datastore::diesel::insert_into(common::models::posts::table)
+        .values(&unbindable)
+        .execute(sqlite)
+        .unwrap_err();
+    datastore::diesel::Connection::set_instrumentation(
+        sqlite,
+        |_: datastore::diesel::connection::InstrumentationEvent<'_>| {},
+    );
+    let first: NoteId = notes_returning(3).get_result(sqlite).unwrap();
+    assert_eq!(first.id, 1);
+    assert_eq!(drain(&everything), ["notes Insert"; 3]);
+}
+
+/// A statement that starts while nobody observes, with the statement hooks on (a subscriber
+/// of `tracing` follows the statements), and commits as it is reset, read in part: a
+/// subscription made while it runs is told its rows missed once it has finished.
+#[test]
+fn a_subscription_made_while_an_uncaptured_statement_read_in_part_runs_is_told_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut conn) = held_connection_with_notes(dir.path());
+    let sqlite = as_sqlite(&mut conn);
+    let subscribed = subscribe_in_churn(sqlite, &store);
+    let (first, statements) = common::trace::statements(|| {
+        diesel::sql_query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3) \
+             INSERT INTO notes (id, body) SELECT i, churn() FROM n RETURNING id",
+        )
+        .get_result::<NoteId>(sqlite)
+        .unwrap()
+    });
+    assert_eq!(first.id, 1);
+    assert_eq!(statements.len(), 1, "followed: {statements:?}");
+    let everything = subscribed.lock().unwrap().take().expect("subscribed");
+    assert_eq!(drain(&everything), ["missed 3"]);
+}
+
+/// A note's key, as `notes_returning` returns it.
+#[derive(diesel::QueryableByName)]
+struct NoteId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// An autocommit insert of `rows` notes (keys 1 to `rows`, bodies of 200 bytes) returning
+/// their keys, for a caller to read in part.
+fn notes_returning(rows: u32) -> diesel::query_builder::SqlQuery {
+    diesel::sql_query(format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO notes (id, body) SELECT i, printf('%.200c', 'x') FROM n RETURNING id"
+    ))
 }
 
 // PostgreSQL's column types refuse such a value in the first place.

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +141,9 @@ impl Drop for Kept {
             // SAFETY: the connection is open (`installed` is), and held by this thread, which
             // is replacing its instrumentation.
             unsafe { installed.hooks_on() };
+            // No query's end will be told from now on (Diesel tells no end of a query whose
+            // binding failed, either): what waits for one goes now, or at SQLite's events.
+            installed.query_finished(false);
         }
     }
 }
@@ -506,8 +510,10 @@ impl Installed {
         if failed {
             self.query_failed();
         }
-        self.observer
-            .query_finished(|| self.counters().autocommit());
+        self.observer.query_finished(|| {
+            let counters = self.counters();
+            (counters.total_changes(), counters.autocommit())
+        });
     }
 
     /// The query that ran last failed: its last statement's rows may have been undone.
@@ -1045,7 +1051,7 @@ unsafe extern "C" fn on_preupdate(
                 observer.changed_elsewhere(depth);
                 return;
             }
-            let table = HookTable(table);
+            let table = HookTable::new(table);
             let count = sqlite::sqlite3_preupdate_count(db);
             let sides = (op != sqlite::SQLITE_INSERT, op != sqlite::SQLITE_DELETE);
             observer.changed(&table, depth, sides, |rows, side| {
@@ -1067,18 +1073,27 @@ unsafe extern "C" fn on_preupdate(
 }
 
 /// The name of the table a pre-update hook is called for: a NUL-terminated string SQLite
-/// passes, valid while the hook runs (the only place one is made).
+/// passes, valid while the hook runs.
 #[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
-struct HookTable(*const c_char);
+struct HookTable<'a>(*const c_char, PhantomData<&'a CStr>);
 
-impl TableName for HookTable {
+#[cfg_attr(not(datastore_preupdate_hook), allow(dead_code))]
+impl HookTable<'_> {
+    /// # Safety
+    /// `name` points to a NUL-terminated string that outlives the value made.
+    unsafe fn new(name: *const c_char) -> Self {
+        Self(name, PhantomData)
+    }
+}
+
+impl TableName for HookTable<'_> {
     /// Read up to the byte after `name`'s length at most: cheaper than measuring the name and
     /// comparing the two (most changes are of a table seen before).
     fn is(&self, name: &str) -> bool {
         let ptr = self.0 as *const u8;
-        // SAFETY: the string is NUL-terminated and valid while the hook runs (see the type);
-        // each byte is read only after the ones before it matched `name`, none of which is
-        // the NUL (a `str` of a table's name holds none; if it did, the match stops there).
+        // SAFETY: the string is NUL-terminated and outlives `self` (see `new`); each byte is
+        // read only after the ones before it matched `name`, none of which is the NUL (a
+        // table's name holds none; if `name` did, the match stops there).
         unsafe {
             name.bytes()
                 .enumerate()
@@ -1201,12 +1216,14 @@ mod tests {
     #[test]
     fn a_hook_table_is_only_its_own_name() {
         use crate::observe::sqlite::TableName;
-        let table = super::HookTable(c"posts".as_ptr());
+        // SAFETY: a `CStr` literal is NUL-terminated and static.
+        let table = unsafe { super::HookTable::new(c"posts".as_ptr()) };
         assert!(table.is("posts"));
         for other in ["post", "postss", "", "Posts", "posts\0", "comments"] {
             assert!(!table.is(other), "{other:?}");
         }
-        assert!(super::HookTable(c"".as_ptr()).is(""));
+        // SAFETY: as above.
+        assert!(unsafe { super::HookTable::new(c"".as_ptr()) }.is(""));
         assert_eq!(table.to_bytes(), b"posts");
     }
 

@@ -107,8 +107,8 @@ struct State {
     seen_generation: u64,
     /// The handle of the running statement.
     running: Option<usize>,
-    /// The handle of the statement that ended last in the running query (see
-    /// [`ConnObserver::running_or_ended`]).
+    /// The handle of the statement that ended last: in the running query, on a connection whose
+    /// query events reach the observer (see [`ConnObserver::running_or_ended`]).
     ended: Option<usize>,
     /// A statement is being reset or finalized: a commit now happens outside `sqlite3_step`.
     resetting: bool,
@@ -281,10 +281,10 @@ impl ConnObserver {
         }
     }
 
-    /// A query of the connection starts (with the statement hooks on). A statement that
-    /// starts from now on is not run again of one that ended before: a statement SQLite runs
-    /// again after preparing it again (see [`Self::running_or_ended`]) does so within its
-    /// query.
+    /// A query of the connection starts (with the statement hooks on). No statement that
+    /// starts from now on is one that ended before, run again: SQLite runs a statement again
+    /// after preparing it again (see [`Self::running_or_ended`]) within the same call of
+    /// `sqlite3_step`, and so within its query.
     pub fn query_started(&self) {
         let mut state = self.state();
         state.query_ran_statement = false;
@@ -293,16 +293,28 @@ impl ConnObserver {
     }
 
     /// The query that started last finished (with the statement hooks on): Diesel reports it
-    /// once its statement was reset. `autocommit` tells whether no transaction is open (asked
-    /// only if a commit waits): the commit then succeeded (one that failed after its hook was
-    /// voided by the rollback hook, which runs before the transaction closes), and other
-    /// connections can read it. Where a commit failed and left its transaction open
-    /// (`SQLITE_BUSY`), its statement's reset rolls it back after this.
+    /// once its statement was reset (a query that succeeded; a failed `execute` is reported
+    /// before, its statement halted already), or no more query events will come (the
+    /// connection's instrumentation was replaced). `counters` reads the change counter and
+    /// whether no transaction is open, asked only if a commit waits. With none open, the
+    /// commit succeeded (one that failed after its hook was voided by the rollback hook, which
+    /// runs before the transaction closes) and other connections can read it; the rows its
+    /// statement wrote uncaptured are counted into its gap first (a commit made as a statement
+    /// is reset comes after the statement's end event). A commit that failed busy leaves its
+    /// transaction open, and waits.
     #[inline] // at the end of every query while the hooks are on: a check, most often
-    pub fn query_finished(&self, autocommit: impl FnOnce() -> bool) {
+    pub fn query_finished(&self, counters: impl FnOnce() -> (i64, bool)) {
         let mut state = self.state();
         state.query_running = false;
-        let committed = if state.committed.is_some() && autocommit() {
+        if state.committed.is_none() {
+            return;
+        }
+        let (total_changes, autocommit) = counters();
+        let committed = if autocommit {
+            if state.commit_awaits_rows {
+                let rows = state.uncaptured_rows(total_changes);
+                state.count_uncaptured(rows);
+            }
             state.take_committed()
         } else {
             None
