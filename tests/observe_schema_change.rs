@@ -147,3 +147,50 @@ fn a_schema_change_made_while_nobody_observed_is_read_by_the_next_subscription()
         "the first row after subscribing is decoded by the columns the table has now"
     );
 }
+
+/// A statement SQLite prepares again (another connection swapped two columns' names) that
+/// changes no row counts as a schema change all the same: the same prepared statement then
+/// changes a row without being prepared again, and that row is decoded by the new columns.
+#[test]
+fn a_statement_prepared_again_that_changed_no_row_still_counts_on_sqlite() {
+    use datastore::diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db").display().to_string();
+    let mut other = SqliteConnection::establish(&path).unwrap();
+    other
+        .batch_execute("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL, b TEXT)")
+        .unwrap();
+    let store = Store::builder(&path).pool_size(1).open().unwrap();
+    let notes = store.observe::<Note>().unwrap();
+    let saved = store.save(note(1)).unwrap();
+    assert!(delivered_right_or_reported(&notes, &saved, "before"));
+    {
+        let mut conn = store.conn().unwrap();
+        let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+            unreachable!("a SQLite store")
+        };
+        // One prepared statement, kept by Diesel, run three times.
+        let mut touch = |a: &str| {
+            datastore::diesel::update(notes::table.filter(notes::a.eq(a.to_owned())))
+                .set(notes::b.eq("touched"))
+                .execute(sqlite)
+                .unwrap()
+        };
+        assert_eq!(touch("none"), 0);
+        other
+            .batch_execute(
+                "ALTER TABLE notes RENAME COLUMN a TO t; ALTER TABLE notes RENAME COLUMN b TO a; \
+                 ALTER TABLE notes RENAME COLUMN t TO b",
+            )
+            .unwrap();
+        assert_eq!(touch("none"), 0, "prepared again, and changed nothing");
+        // Column `a` of the saved row now holds what was `b`.
+        assert_eq!(touch("B1"), 1, "not prepared again");
+    }
+    let now = store.get::<Note>(&saved.id).unwrap();
+    assert_eq!((now.a.as_str(), now.b.as_deref()), ("B1", Some("touched")));
+    assert!(
+        delivered_right_or_reported(&notes, &now, "after"),
+        "decoded by the new columns"
+    );
+}

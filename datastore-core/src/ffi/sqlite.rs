@@ -139,8 +139,11 @@ impl Drop for Kept {
         if let Some(installed) = self.hooks.as_ref().and_then(Hooks::installed) {
             installed.pinned.set(true);
             // SAFETY: the connection is open (`installed` is), and held by this thread, which
-            // is replacing its instrumentation.
-            unsafe { installed.hooks_on() };
+            // is replacing its instrumentation, between two statements.
+            unsafe {
+                installed.hooks_on();
+                installed.trace_statements(); // with ends, now that it is pinned
+            }
             // No query's end will be told from now on (Diesel tells no end of a query whose
             // binding failed, either): what waits for one goes now, or at SQLite's events.
             installed.query_finished(false);
@@ -328,6 +331,7 @@ unsafe fn tell_observer(
     value: *const c_char,
 ) {
     let observer = &installed.observer;
+    observer.statement_prepared();
     if changes_schema(action) {
         observer.schema_statement_prepared();
     }
@@ -446,6 +450,8 @@ struct Installed {
     capturing: Cell<bool>,
     /// Whether the statement hooks are installed (see [`Installed::query_starts`]).
     statement_hooks: Cell<bool>,
+    /// Whether they trace statements' ends (see [`Installed::ends_wanted`]).
+    ends_traced: Cell<bool>,
     /// The statement hooks stay on: the connection's instrumentation, which turns them off,
     /// was replaced.
     pinned: Cell<bool>,
@@ -453,8 +459,9 @@ struct Installed {
     open: Arc<AtomicBool>,
 }
 
-/// The statement hooks (SQLite's trace events at each statement's start and end) cost every
-/// statement a few hundred instructions and two reads of the clock. They are needed while
+/// The statement hooks (SQLite's trace events at each statement's start, and where needed its
+/// end: see [`Installed::ends_wanted`]) cost every statement a few hundred instructions. They
+/// are needed while
 /// someone observes (to capture), while statements are traced or timed for a subscriber of
 /// `tracing`, and while the connection's transaction is lost (to refuse statements); otherwise
 /// Diesel's query events (which the connection's instrumentation passes here) turn them off
@@ -474,9 +481,42 @@ impl Installed {
             || (self.slow_statements.is_some() && trace::slow_enabled())
     }
 
+    /// Whether the statement hooks trace each statement's end (SQLite's profile event, which
+    /// reads the clock twice a statement): where Diesel's query events do not reach the hooks
+    /// (the connection's instrumentation was replaced), and for the slow-statement reports,
+    /// which time statements. Otherwise a statement's end is told as the next one starts, or
+    /// as Diesel's query ends (see `ConnObserver::query_finished`).
+    fn ends_wanted(&self) -> bool {
+        self.pinned.get() || (self.slow_statements.is_some() && trace::slow_enabled())
+    }
+
+    /// Installs the statement hooks' trace, with statements' ends if wanted.
+    ///
+    /// # Safety
+    /// As for [`Self::hooks_on`], between two statements.
+    unsafe fn trace_statements(&self) {
+        let ends = self.ends_wanted();
+        self.ends_traced.set(ends);
+        let mask = if ends {
+            sqlite::SQLITE_TRACE_STMT | sqlite::SQLITE_TRACE_PROFILE
+        } else {
+            sqlite::SQLITE_TRACE_STMT
+        };
+        let ctx = self as *const Installed as *mut c_void;
+        // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which removes
+        // the hook; `on_trace` has the signature SQLite expects.
+        unsafe {
+            sqlite::sqlite3_trace_v2(self.db, mask as c_uint, Some(on_trace), ctx);
+        }
+    }
+
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
         let wanted = self.statement_hooks_wanted();
+        if wanted && self.statement_hooks.get() && self.ends_wanted() != self.ends_traced.get() {
+            // SAFETY: a query of this open connection starts on the thread that holds it.
+            unsafe { self.trace_statements() };
+        }
         if wanted != self.statement_hooks.get() {
             // SAFETY: a query of this open connection starts on the thread that holds it.
             unsafe {
@@ -510,10 +550,14 @@ impl Installed {
         if failed {
             self.query_failed();
         }
-        self.observer.query_finished(|| {
-            let counters = self.counters();
-            (counters.total_changes(), counters.autocommit())
-        });
+        let ends_traced = self.ends_traced.get();
+        self.observer.query_finished(
+            || {
+                let counters = self.counters();
+                (counters.total_changes(), counters.autocommit())
+            },
+            || !ends_traced && self.observer.prepared_since_start(),
+        );
     }
 
     /// The query that ran last failed: its last statement's rows may have been undone.
@@ -533,17 +577,8 @@ impl Installed {
         if self.statement_hooks.replace(true) {
             return;
         }
-        let ctx = self as *const Installed as *mut c_void;
-        // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which removes
-        // the hook; `on_trace` has the signature SQLite expects.
-        unsafe {
-            sqlite::sqlite3_trace_v2(
-                self.db,
-                sqlite::SQLITE_TRACE_STMT | sqlite::SQLITE_TRACE_PROFILE,
-                Some(on_trace),
-                ctx,
-            );
-        }
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.trace_statements() };
         let in_transaction = !self.counters().autocommit();
         self.observer
             .hooks_on(self.counters().total_changes(), in_transaction);
@@ -595,6 +630,7 @@ fn install(
         slow_statements,
         capturing: Cell::new(false),
         statement_hooks: Cell::new(false),
+        ends_traced: Cell::new(false),
         pinned: Cell::new(false),
         open: Arc::clone(&open),
     }));
@@ -807,7 +843,18 @@ unsafe extern "C" fn on_trace(
                 // (one for each row a cascade deletes) under the running statement's handle
                 // and text: part of that statement, already recorded.
                 let last = observer.running_or_ended();
-                if last == Some(Statement::Running(stmt as usize)) {
+                // Where ends are not traced, the statement that started last stays the running
+                // one until the next starts: a start under its handle is then a new statement
+                // that took the address of a finalized one (in a batch) if SQLite counted no
+                // run of it yet (it counts a run after reporting its start).
+                if last == Some(Statement::Running(stmt as usize))
+                    && (installed.ends_traced.get()
+                        || sqlite::sqlite3_stmt_status(
+                            stmt as *mut sqlite::sqlite3_stmt,
+                            sqlite::SQLITE_STMTSTATUS_RUN,
+                            0,
+                        ) > 0)
+                {
                     return;
                 }
                 // A captured statement that SQLite found out of date as it ran (the schema
@@ -854,7 +901,7 @@ unsafe extern "C" fn on_trace(
                 // A fresh count of the statement's re-preparations (see `statement_ended`), for
                 // a captured statement only: one that captures nothing needs no schema epoch,
                 // and the first subscriber starts a new one anyway (`Hub::subscribe`).
-                if captured {
+                if captured && installed.ends_traced.get() {
                     sqlite::sqlite3_stmt_status(
                         stmt as *mut sqlite::sqlite3_stmt,
                         sqlite::SQLITE_STMTSTATUS_REPREPARE,
@@ -1054,20 +1101,28 @@ unsafe extern "C" fn on_preupdate(
             let table = HookTable::new(table);
             let count = sqlite::sqlite3_preupdate_count(db);
             let sides = (op != sqlite::SQLITE_INSERT, op != sqlite::SQLITE_DELETE);
-            observer.changed(&table, depth, sides, |rows, side| {
-                let accessor = match side {
-                    Side::Old => sqlite::sqlite3_preupdate_old,
-                    Side::New => sqlite::sqlite3_preupdate_new,
-                };
-                for i in 0..count {
-                    let mut value = ptr::null_mut();
-                    if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
-                        push_value(rows, value);
-                    } else {
-                        rows.push_null();
+            let ends_traced = installed(ctx).ends_traced.get();
+            observer.changed(
+                &table,
+                depth,
+                sides,
+                |rows, side| {
+                    let accessor = match side {
+                        Side::Old => sqlite::sqlite3_preupdate_old,
+                        Side::New => sqlite::sqlite3_preupdate_new,
+                    };
+                    for i in 0..count {
+                        let mut value = ptr::null_mut();
+                        if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
+                            push_value(rows, value);
+                        } else {
+                            rows.push_null();
+                        }
                     }
-                }
-            });
+                },
+                // SQLite prepares a statement again before it writes a row (see `State::shape`).
+                || !ends_traced && observer.prepared_since_start(),
+            );
         }
     });
 }

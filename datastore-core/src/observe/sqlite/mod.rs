@@ -1,5 +1,5 @@
 //! Where SQLite's changes are captured: one connection's view of its changes, reported by the
-//! hooks `ffi/sqlite.rs` installs, kept per transaction (the running statement's at its end),
+//! hooks `ffi/sqlite.rs` installs, kept per transaction (the running statement's once it is over),
 //! cut back by savepoint rollbacks and failed statements, and handed to the hub once committed.
 //!
 //! SQLite's hooks alone over-report: a `ROLLBACK TO SAVEPOINT` is invisible to them, and the
@@ -14,14 +14,20 @@
 //! - savepoints are followed from the statements themselves (`SAVEPOINT`, `RELEASE`,
 //!   `ROLLBACK TO`), whoever runs them, observed or not;
 //! - a commit takes a sequence number inside the commit hook (SQLite commits one at a time, so
-//!   numbers follow commit order), and is published when the committing statement has finished
-//!   in `sqlite3_step` (its profile event), after the commit: other connections see the data
-//!   by then, and a commit that failed has rolled back (the rollback hook voids it) instead.
-//!   A commit made while a statement is reset before its end (an autocommit `RETURNING`
-//!   statement read only in part) has no later event of SQLite's: it is published as Diesel's
-//!   query ends (Diesel resets a statement before it reports the end of its query), or at the
-//!   commit hook on a connection whose query events do not reach the store (its user replaced
-//!   its instrumentation) or where the reset comes after the query's end.
+//!   numbers follow commit order), and is published once the committing statement is over:
+//!   as the next statement starts, or Diesel's query ends (Diesel resets a statement before it
+//!   reports the end of its query), after the commit: other connections see the data by then,
+//!   and a commit that failed has rolled back (the rollback hook voids it) instead;
+//! - statements' ends are told by those events: SQLite's own (its profile event) costs every
+//!   statement two reads of the clock, and is traced only where they are not enough (a
+//!   connection whose instrumentation its user replaced gets no query events; slow-statement
+//!   reports time statements). Where it is, a commit is published at that event, once the
+//!   statement finished in `sqlite3_step`; one made while a statement is reset before its end
+//!   (an autocommit `RETURNING` statement read only in part) comes after the event, and is
+//!   published at Diesel's end of the query, or at the commit hook on a connection without
+//!   query events or where the reset comes after the query's end;
+//! - a statement SQLite prepares again as it runs (another connection changed the schema)
+//!   opens a new schema epoch before its first row (see the schema watch below).
 //!
 //! While nobody observes, the statement hooks are off between queries (see `ffi::sqlite`), and
 //! what they would have counted for a subscription that starts mid-transaction is kept
@@ -46,6 +52,10 @@ pub(crate) struct ConnObserver {
     /// A statement that changes the schema was prepared while the statement hooks were off
     /// (set by the authorizer, which runs as SQLite prepares a statement).
     schema_prepared: Cell<bool>,
+    /// SQLite prepared a statement since the running one started (set by the authorizer): the
+    /// running statement again, having found the schema changed by another connection, or one
+    /// run from inside it.
+    prepared_since_start: Cell<bool>,
 }
 
 /// A statement handle, running or ended (see [`ConnObserver::running_or_ended`]).
@@ -148,6 +158,8 @@ struct State {
     schema_changing: bool,
     /// The running statement's re-preparation was already counted as a schema change.
     reload_counted: bool,
+    /// The running statement captured a row (see [`State::shape`]).
+    statement_captured_row: bool,
     /// Whether the running statement is captured (someone observed as it started), and the
     /// hub's subscription generation then.
     running_captured: bool,
@@ -246,6 +258,7 @@ impl ConnObserver {
             spares: Spares::default(),
             state: RefCell::new(State::default()),
             schema_prepared: Cell::new(false),
+            prepared_since_start: Cell::new(false),
         }
     }
 
@@ -303,13 +316,35 @@ impl ConnObserver {
     /// is reset comes after the statement's end event). A commit that failed busy leaves its
     /// transaction open, and waits.
     #[inline] // at the end of every query while the hooks are on: a check, most often
-    pub fn query_finished(&self, counters: impl FnOnce() -> (i64, bool)) {
+    pub fn query_finished(
+        &self,
+        counters: impl FnOnce() -> (i64, bool),
+        reprepared: impl FnOnce() -> bool,
+    ) {
         let mut state = self.state();
         state.query_running = false;
-        if state.committed.is_none() {
+        // Its last statement is over (where its end is traced, it was told already). One
+        // that captured no row was not asked whether SQLite prepared it again (see
+        // `State::shape`): asked now. (A statement of a batch followed by another is not: the
+        // next one's preparation cannot be told from its own again.)
+        let last = state.running.take();
+        let reloaded = last.is_some()
+            && state.running_captured
+            && !state.statement_captured_row
+            && !state.reload_counted
+            && reprepared();
+        if reloaded {
+            state.reload_counted = true;
+        }
+        if state.committed.is_none() && !state.schema_changing {
+            drop(state);
+            if reloaded {
+                self.hub.schema_changed();
+            }
             return;
         }
         let (total_changes, autocommit) = counters();
+        let schema_changed = state.schema_watch_over(autocommit) || reloaded;
         let committed = if autocommit {
             if state.commit_awaits_rows {
                 let rows = state.uncaptured_rows(total_changes);
@@ -322,6 +357,9 @@ impl ConnObserver {
         drop(state);
         if let Some((seq, batch)) = committed {
             self.deliver(seq, batch);
+        }
+        if schema_changed {
+            self.hub.schema_changed();
         }
     }
 
@@ -342,12 +380,16 @@ impl ConnObserver {
 
     /// A row changes: `read` copies its old and new values (as the operation has them).
     #[inline] // called from one place, the pre-update hook, once a row
+    /// `reprepared` tells whether SQLite prepared the running statement again since it
+    /// started, where its end is not traced (asked at its first captured row, see
+    /// [`State::shape`]).
     pub fn changed(
         &self,
         table: &(impl TableName + ?Sized),
         depth: i32,
         (has_old, has_new): (bool, bool),
         mut read: impl FnMut(&mut Rows, Side),
+        reprepared: impl FnOnce() -> bool,
     ) {
         let mut state = self.state();
         state.statement_wrote |= depth == 0;
@@ -358,7 +400,7 @@ impl ConnObserver {
             }
             return;
         };
-        let shape = state.shape(&self.hub);
+        let shape = state.shape(&self.hub, reprepared);
         let mark = state.rows.mark();
         let old = has_old.then(|| {
             read(&mut state.rows, Side::Old);
@@ -416,7 +458,10 @@ impl ConnObserver {
     ) {
         let total_changes = connection.total_changes();
         let autocommit = || connection.autocommit();
+        self.prepared_since_start.set(false);
         let mut state = self.state();
+        // The previous statement's own schema change, settled if its end was not traced.
+        let schema_changed = state.schema_changing && state.schema_watch_over(autocommit());
         state.schema_watch_started(schema_command);
         state.running = Some(statement);
         state.resetting = false;
@@ -472,6 +517,9 @@ impl ConnObserver {
         drop(state);
         if let Some((seq, batch)) = committed {
             self.deliver(seq, batch);
+        }
+        if schema_changed {
+            self.hub.schema_changed();
         }
     }
 
@@ -743,6 +791,21 @@ impl ConnObserver {
         self.schema_prepared.set(true);
     }
 
+    /// A statement is being prepared (told by the authorizer; see
+    /// [`ConnObserver::prepared_since_start`]).
+    #[inline]
+    pub fn statement_prepared(&self) {
+        self.prepared_since_start.set(true);
+    }
+
+    /// Whether SQLite prepared a statement since the running one started: where statements'
+    /// ends are not traced, taken as the running statement prepared again (see
+    /// [`State::shape`]); a statement run from inside it makes it count once too many (a new
+    /// schema epoch for nothing).
+    pub fn prepared_since_start(&self) -> bool {
+        self.prepared_since_start.get()
+    }
+
     /// A transaction commits with the hooks off. If someone observes by now, a subscription
     /// started during the transaction or its last query, and is told its rows as missed once
     /// the query has finished ([`Self::dormant_query_finished`]): only then is the commit
@@ -924,12 +987,28 @@ impl State {
 /// change opens a new schema epoch of the hub, and rows are stamped with the epoch they were
 /// captured in, so that a subscriber reads them by the columns of that epoch or not at all.
 /// Re-preparations are watched in captured statements only: while nobody observes, no row needs
-/// an epoch, and each subscription begins a new one (`Hub::subscribe`).
+/// an epoch, and each subscription begins a new one (`Hub::subscribe`). Where statements' ends
+/// are traced, SQLite's count of the statement's re-preparations is read at its end; where
+/// they are not, a preparation SQLite's authorizer is asked about after the statement started
+/// counts (at its first captured row, or, for a statement that captured none, as its query
+/// ends). Not counted there: a statement of a batch that captured no row and is followed by
+/// another (whose preparation cannot be told from its own again). A batch statement is
+/// prepared right before it runs: it is prepared again only if another connection changes the
+/// schema in between, and not once its transaction has read (its snapshot hides the change).
 impl State {
     /// A statement starts; `schema_command` if it changes the schema.
     fn schema_watch_started(&mut self, schema_command: bool) {
         self.reload_counted = false;
+        self.statement_captured_row = false;
         self.schema_changing |= schema_command;
+    }
+
+    /// The statement that ran last is over, where its end is not traced (told as the next one
+    /// starts, or the query ends), with no transaction open after it if `autocommit`: whether
+    /// a new schema epoch begins (a schema change of this connection's own, settled). Where
+    /// ends are traced, [`Self::schema_watch_ended`] settled it already.
+    fn schema_watch_over(&mut self, autocommit: bool) -> bool {
+        self.schema_changing && autocommit && std::mem::take(&mut self.schema_changing)
     }
 
     /// A statement ended; `reprepared` if SQLite prepared it again while it ran, the schema
@@ -944,8 +1023,20 @@ impl State {
 }
 
 impl State {
-    /// The columns a row captured now is in.
-    fn shape(&mut self, hub: &Hub) -> Shape {
+    /// The columns a row captured now is in. `reprepared` (see [`ConnObserver::changed`]) is
+    /// asked at the running statement's first captured row: SQLite prepares a statement again
+    /// (having found the schema changed by another connection) before it writes a row, as its
+    /// transaction starts, so a statement that captures rows was prepared again before its
+    /// first, or not at all.
+    fn shape(&mut self, hub: &Hub, reprepared: impl FnOnce() -> bool) -> Shape {
+        if !std::mem::replace(&mut self.statement_captured_row, true)
+            && !self.reload_counted
+            && self.running.is_some()
+            && reprepared()
+        {
+            self.reload_counted = true;
+            hub.schema_changed();
+        }
         if self.schema_changing {
             return Shape::Unsettled;
         }
@@ -1255,7 +1346,13 @@ mod tests {
         }
         observer.statement_started(1, "", &Fresh, false, true);
         observer.statement_ended(1, true, false, false, || 0);
-        observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
+        observer.changed(
+            c"notes",
+            0,
+            (false, true),
+            |rows, _| rows.push_integer(1),
+            || false,
+        );
         observer.committed();
         assert!(
             queue.next(Some(Duration::ZERO)).is_none(),
