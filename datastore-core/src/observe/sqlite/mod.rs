@@ -29,6 +29,17 @@
 //! - a statement SQLite prepares again as it runs (another connection changed the schema)
 //!   opens a new schema epoch before its first row (see the schema watch below).
 //!
+//! Where ends are not traced, two cases differ (not covered, documented in RELIABILITY.md): a
+//! commit made by an autocommit statement that a caller steps to its end through a cursor
+//! (Diesel's `load_iter`) and then keeps is published when the cursor is dropped (Diesel's
+//! end of the query), holding back later commits of the store until then; and a statement
+//! SQLite runs again within its query (a Diesel iterator asked for a row after its last, which
+//! makes SQLite reset and run the statement again) is taken for one statement with its first
+//! run. And a statement run from inside the running one (SQLite reports it as `-- ` and its
+//! text: a table-valued pragma's, a virtual table's, a function's own SQL) before the running
+//! one's first captured row takes the place of the running one: a re-preparation of the
+//! running one is then not seen (nor were the nested statements' preparations, told apart).
+//!
 //! While nobody observes, the statement hooks are off between queries (see `ffi::sqlite`), and
 //! what they would have counted for a subscription that starts mid-transaction is kept
 //! without them ([`Dormant`]).
@@ -115,7 +126,8 @@ struct State {
     /// the hub's subscriptions are those of `seen_generation`.
     seen: Vec<(Arc<str>, bool)>,
     seen_generation: u64,
-    /// The handle of the running statement.
+    /// The handle of the running statement (where statements' ends are not traced: of the
+    /// statement that started last, until the next starts or Diesel's query ends).
     running: Option<usize>,
     /// The handle of the statement that ended last: in the running query, on a connection whose
     /// query events reach the observer (see [`ConnObserver::running_or_ended`]).
