@@ -189,8 +189,55 @@ fn a_statement_prepared_again_that_changed_no_row_still_counts_on_sqlite() {
     }
     let now = store.get::<Note>(&saved.id).unwrap();
     assert_eq!((now.a.as_str(), now.b.as_deref()), ("B1", Some("touched")));
-    assert!(
-        delivered_right_or_reported(&notes, &now, "after"),
-        "decoded by the new columns"
-    );
+    // Decoded by the new columns, or reported (never by the old ones); then delivered again.
+    delivered_right_or_reported(&notes, &now, "after");
+    let again = store.save(note(2)).unwrap();
+    assert!(delivered_right_or_reported(&notes, &again, "recovered"));
+}
+
+/// The same when the statement runs another from inside it before its first row (a
+/// table-valued pragma, whose own statement SQLite reports as starting, in its place).
+#[test]
+fn a_statement_prepared_again_that_runs_a_pragma_first_still_counts_on_sqlite() {
+    use datastore::diesel::RunQueryDsl;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db").display().to_string();
+    let mut other = SqliteConnection::establish(&path).unwrap();
+    other
+        .batch_execute("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL, b TEXT)")
+        .unwrap();
+    let store = Store::builder(&path).pool_size(1).open().unwrap();
+    let notes = store.observe::<Note>().unwrap();
+    let saved = store.save(note(1)).unwrap();
+    assert!(delivered_right_or_reported(&notes, &saved, "before"));
+    {
+        let mut conn = store.conn().unwrap();
+        let datastore::AnyConnection::Sqlite(sqlite) = &mut *conn else {
+            unreachable!("a SQLite store")
+        };
+        // One prepared statement, kept by Diesel, run twice: its pragma runs before its row.
+        let mut touch = |a: &str| {
+            datastore::diesel::sql_query(
+                "UPDATE notes SET b = 'touched' \
+                 WHERE a = ? AND (SELECT count(*) FROM pragma_table_xinfo('notes')) > 0",
+            )
+            .bind::<datastore::diesel::sql_types::Text, _>(a.to_owned())
+            .execute(sqlite)
+            .unwrap()
+        };
+        assert_eq!(touch("none"), 0);
+        other
+            .batch_execute(
+                "ALTER TABLE notes RENAME COLUMN a TO t; ALTER TABLE notes RENAME COLUMN b TO a; \
+                 ALTER TABLE notes RENAME COLUMN t TO b",
+            )
+            .unwrap();
+        assert_eq!(touch("B1"), 1, "prepared again");
+    }
+    let now = store.get::<Note>(&saved.id).unwrap();
+    assert_eq!((now.a.as_str(), now.b.as_deref()), ("B1", Some("touched")));
+    // Decoded by the new columns, or reported (never by the old ones); then delivered again.
+    delivered_right_or_reported(&notes, &now, "after");
+    let again = store.save(note(2)).unwrap();
+    assert!(delivered_right_or_reported(&notes, &again, "recovered"));
 }

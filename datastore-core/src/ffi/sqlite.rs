@@ -875,6 +875,21 @@ unsafe extern "C" fn on_trace(
                 }
                 let captured = capture_while_observed(installed, ctx);
                 let sql = detail as *const c_char;
+                // SQLite reports a statement run from inside another as "-- " and its text.
+                // The other, still running, was prepared again (if at all) before it ran this
+                // one: asked now, as this one's start takes its place (see `State::shape`).
+                // Found among the connection's busy statements first (a statement's own text
+                // may begin with a comment, the statement that started last then finalized).
+                if !installed.ends_traced.get()
+                    && *sql == b'-' as c_char
+                    && *sql.add(1) == b'-' as c_char
+                {
+                    if let Some(Statement::Running(outer)) = last {
+                        if statement_running(db, outer) && reprepared_since_start(outer) {
+                            observer.statement_reprepared();
+                        }
+                    }
+                }
                 if trace::statements_enabled() {
                     trace::statement(CStr::from_ptr(sql).to_str().unwrap_or("(not UTF-8)"));
                 }
@@ -901,7 +916,7 @@ unsafe extern "C" fn on_trace(
                 // A fresh count of the statement's re-preparations (see `statement_ended`), for
                 // a captured statement only: one that captures nothing needs no schema epoch,
                 // and the first subscriber starts a new one anyway (`Hub::subscribe`).
-                if captured && installed.ends_traced.get() {
+                if captured {
                     sqlite::sqlite3_stmt_status(
                         stmt as *mut sqlite::sqlite3_stmt,
                         sqlite::SQLITE_STMTSTATUS_REPREPARE,
@@ -1161,6 +1176,43 @@ impl TableName for HookTable<'_> {
         // SAFETY: as in `is`.
         unsafe { CStr::from_ptr(self.0) }.to_bytes()
     }
+}
+
+/// Whether SQLite prepared the statement `stmt` again since its start, where a captured
+/// statement's count of re-preparations is reset (see `on_trace`).
+///
+/// # Safety
+/// `stmt` is a live statement, on the thread that holds its connection.
+unsafe fn reprepared_since_start(stmt: usize) -> bool {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        sqlite::sqlite3_stmt_status(
+            stmt as *mut sqlite::sqlite3_stmt,
+            sqlite::SQLITE_STMTSTATUS_REPREPARE,
+            0,
+        ) > 0
+    }
+}
+
+/// Whether `stmt` is a statement of `db` that is running: one SQLite lists (not finalized)
+/// and finds busy.
+///
+/// # Safety
+/// `db` is an open connection, on the thread that holds it. `stmt` is only compared, until
+/// found listed.
+unsafe fn statement_running(db: *mut sqlite::sqlite3, stmt: usize) -> bool {
+    // SAFETY: guaranteed by the caller; the list is walked on the connection's thread, and no
+    // statement is finalized meanwhile; a listed statement is live.
+    unsafe {
+        let mut next = sqlite::sqlite3_next_stmt(db, ptr::null_mut());
+        while !next.is_null() {
+            if next as usize == stmt {
+                return sqlite::sqlite3_stmt_busy(next) != 0;
+            }
+            next = sqlite::sqlite3_next_stmt(db, next);
+        }
+    }
+    false
 }
 
 /// Whether the database name `name` is `main` (read up to its sixth byte at most).

@@ -35,10 +35,10 @@
 //! end of the query), holding back later commits of the store until then; and a statement
 //! SQLite runs again within its query (a Diesel iterator asked for a row after its last, which
 //! makes SQLite reset and run the statement again) is taken for one statement with its first
-//! run. And a statement run from inside the running one (SQLite reports it as `-- ` and its
-//! text: a table-valued pragma's, a virtual table's, a function's own SQL) before the running
-//! one's first captured row takes the place of the running one: a re-preparation of the
-//! running one is then not seen (nor were the nested statements' preparations, told apart).
+//! run. A statement run from inside the running one (SQLite reports it as `-- ` and its text:
+//! a table-valued pragma's, a virtual table's, a function's own SQL) takes the running one's
+//! place as it starts; the running one's re-preparation is asked then (it is alive, and was
+//! prepared again before it ran anything).
 //!
 //! While nobody observes, the statement hooks are off between queries (see `ffi::sqlite`), and
 //! what they would have counted for a subscription that starts mid-transaction is kept
@@ -801,6 +801,18 @@ impl ConnObserver {
     /// A statement that changes the schema is being prepared (told by the authorizer).
     pub fn schema_statement_prepared(&self) {
         self.schema_prepared.set(true);
+    }
+
+    /// The running statement was prepared again since it started (asked as a statement run
+    /// from inside it starts, where statements' ends are not traced): a new schema epoch,
+    /// once per statement.
+    pub fn statement_reprepared(&self) {
+        let mut state = self.state();
+        let counted = std::mem::replace(&mut state.reload_counted, true);
+        drop(state);
+        if !counted {
+            self.hub.schema_changed();
+        }
     }
 
     /// A statement is being prepared (told by the authorizer; see
