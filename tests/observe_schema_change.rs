@@ -113,11 +113,9 @@ fn a_schema_change_while_observing_never_delivers_shifted_rows_on_sqlite() {
     schema_changes_never_shift_rows(&store, |sql| other.batch_execute(sql).unwrap());
 }
 
-/// While nobody observes, the store's connections do not watch for schema changes: a table
-/// changed by another connection then is read anew by the next subscription, whose rows are
-/// decoded by the new columns (here, two swapped names: the old positions would swap values).
-#[test]
-fn a_schema_change_made_while_nobody_observed_is_read_by_the_next_subscription() {
+/// A SQLite file with a table of notes (`a` and `b`, no other column), another plain
+/// connection to it, and a store on it whose pool holds one connection.
+fn notes_on_sqlite() -> (tempfile::TempDir, SqliteConnection, Store) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.db").display().to_string();
     let mut other = SqliteConnection::establish(&path).unwrap();
@@ -125,6 +123,19 @@ fn a_schema_change_made_while_nobody_observed_is_read_by_the_next_subscription()
         .batch_execute("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL, b TEXT)")
         .unwrap();
     let store = Store::builder(&path).pool_size(1).open().unwrap();
+    (dir, other, store)
+}
+
+/// Swaps the names of the notes' columns `a` and `b` (and so what the model reads as each).
+const SWAP_A_AND_B: &str = "ALTER TABLE notes RENAME COLUMN a TO t; \
+     ALTER TABLE notes RENAME COLUMN b TO a; ALTER TABLE notes RENAME COLUMN t TO b";
+
+/// While nobody observes, the store's connections do not watch for schema changes: a table
+/// changed by another connection then is read anew by the next subscription, whose rows are
+/// decoded by the new columns (here, two swapped names: the old positions would swap values).
+#[test]
+fn a_schema_change_made_while_nobody_observed_is_read_by_the_next_subscription() {
+    let (_dir, mut other, store) = notes_on_sqlite();
     {
         // An epoch whose columns a subscription read, before nobody observes.
         let notes = store.observe::<Note>().unwrap();
@@ -132,12 +143,7 @@ fn a_schema_change_made_while_nobody_observed_is_read_by_the_next_subscription()
         assert!(delivered_right_or_reported(&notes, &saved, "observed"));
     }
     store.save(note(2)).unwrap();
-    other
-        .batch_execute(
-            "ALTER TABLE notes RENAME COLUMN a TO t; ALTER TABLE notes RENAME COLUMN b TO a; \
-             ALTER TABLE notes RENAME COLUMN t TO b",
-        )
-        .unwrap();
+    other.batch_execute(SWAP_A_AND_B).unwrap();
     // Re-prepared for the new schema while nobody observes.
     store.save(note(3)).unwrap();
     let notes = store.observe::<Note>().unwrap();
@@ -187,13 +193,7 @@ fn prepared_again_then_changing_a_row(
     idle_first: bool,
     mut touch: impl FnMut(&mut SqliteConnection, &str) -> usize,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notes.db").display().to_string();
-    let mut other = SqliteConnection::establish(&path).unwrap();
-    other
-        .batch_execute("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, a TEXT NOT NULL, b TEXT)")
-        .unwrap();
-    let store = Store::builder(&path).pool_size(1).open().unwrap();
+    let (_dir, mut other, store) = notes_on_sqlite();
     let notes = store.observe::<Note>().unwrap();
     let saved = store.save(note(1)).unwrap();
     assert!(delivered_right_or_reported(&notes, &saved, "before"));
@@ -203,12 +203,7 @@ fn prepared_again_then_changing_a_row(
             unreachable!("a SQLite store")
         };
         assert_eq!(touch(sqlite, "none"), 0);
-        other
-            .batch_execute(
-                "ALTER TABLE notes RENAME COLUMN a TO t; ALTER TABLE notes RENAME COLUMN b TO a; \
-                 ALTER TABLE notes RENAME COLUMN t TO b",
-            )
-            .unwrap();
+        other.batch_execute(SWAP_A_AND_B).unwrap();
         if idle_first {
             assert_eq!(
                 touch(sqlite, "none"),

@@ -344,10 +344,8 @@ impl ConnObserver {
             && state.running_captured
             && !state.statement_captured_row
             && !state.reload_counted
-            && reprepared();
-        if reloaded {
-            state.reload_counted = true;
-        }
+            && reprepared()
+            && state.count_reload();
         if state.committed.is_none() && !state.schema_changing {
             drop(state);
             if reloaded {
@@ -356,7 +354,7 @@ impl ConnObserver {
             return;
         }
         let (total_changes, autocommit) = counters();
-        let schema_changed = state.schema_watch_over(autocommit) || reloaded;
+        let schema_changed = state.schema_watch_over(|| autocommit) || reloaded;
         let committed = if autocommit {
             if state.commit_awaits_rows {
                 let rows = state.uncaptured_rows(total_changes);
@@ -473,7 +471,7 @@ impl ConnObserver {
         self.prepared_since_start.set(false);
         let mut state = self.state();
         // The previous statement's own schema change, settled if its end was not traced.
-        let schema_changed = state.schema_changing && state.schema_watch_over(autocommit());
+        let schema_changed = state.schema_watch_over(autocommit);
         state.schema_watch_started(schema_command);
         state.running = Some(statement);
         state.resetting = false;
@@ -807,10 +805,8 @@ impl ConnObserver {
     /// from inside it starts, where statements' ends are not traced): a new schema epoch,
     /// once per statement.
     pub fn statement_reprepared(&self) {
-        let mut state = self.state();
-        let counted = std::mem::replace(&mut state.reload_counted, true);
-        drop(state);
-        if !counted {
+        let first = self.state().count_reload();
+        if first {
             self.hub.schema_changed();
         }
     }
@@ -1031,8 +1027,15 @@ impl State {
     /// starts, or the query ends), with no transaction open after it if `autocommit`: whether
     /// a new schema epoch begins (a schema change of this connection's own, settled). Where
     /// ends are traced, [`Self::schema_watch_ended`] settled it already.
-    fn schema_watch_over(&mut self, autocommit: bool) -> bool {
-        self.schema_changing && autocommit && std::mem::take(&mut self.schema_changing)
+    /// `autocommit` is asked only if a schema change awaits settling.
+    fn schema_watch_over(&mut self, autocommit: impl FnOnce() -> bool) -> bool {
+        self.schema_changing && autocommit() && std::mem::take(&mut self.schema_changing)
+    }
+
+    /// Counts the running statement's re-preparation as a schema change: whether this is the
+    /// first time (a new schema epoch begins), at most once a statement.
+    fn count_reload(&mut self) -> bool {
+        !std::mem::replace(&mut self.reload_counted, true)
     }
 
     /// A statement ended; `reprepared` if SQLite prepared it again while it ran, the schema
@@ -1057,8 +1060,8 @@ impl State {
             && !self.reload_counted
             && self.running.is_some()
             && reprepared()
+            && self.count_reload()
         {
-            self.reload_counted = true;
             hub.schema_changed();
         }
         if self.schema_changing {
@@ -1067,8 +1070,7 @@ impl State {
         // A row captured with no statement started: the running statement found the schema
         // changed by another connection, was prepared again, and runs again (SQLite reports
         // no new start). This connection reads the new columns from now on.
-        if self.running.is_none() && !self.reload_counted {
-            self.reload_counted = true;
+        if self.running.is_none() && self.count_reload() {
             hub.schema_changed();
         }
         Shape::Epoch(hub.schema_epoch())
