@@ -448,10 +448,9 @@ struct Installed {
     /// Whether the pre-update hook is installed: only while someone observes (see
     /// [`capture_while_observed`]). Read and written by the connection's own hooks only.
     capturing: Cell<bool>,
-    /// Whether the statement hooks are installed (see [`Installed::query_starts`]).
+    /// Whether the statement hooks are installed (see [`Installed::query_starts`]); whether
+    /// they trace statements' ends, the observer holds (see [`Installed::ends_wanted`]).
     statement_hooks: Cell<bool>,
-    /// Whether they trace statements' ends (see [`Installed::ends_wanted`]).
-    ends_traced: Cell<bool>,
     /// The statement hooks stay on: the connection's instrumentation, which turns them off,
     /// was replaced.
     pinned: Cell<bool>,
@@ -496,7 +495,7 @@ impl Installed {
     /// As for [`Self::hooks_on`], between two statements.
     unsafe fn trace_statements(&self) {
         let ends = self.ends_wanted();
-        self.ends_traced.set(ends);
+        self.observer.trace_ends(ends);
         let mask = if ends {
             sqlite::SQLITE_TRACE_STMT | sqlite::SQLITE_TRACE_PROFILE
         } else {
@@ -513,7 +512,8 @@ impl Installed {
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
         let wanted = self.statement_hooks_wanted();
-        if wanted && self.statement_hooks.get() && self.ends_wanted() != self.ends_traced.get() {
+        if wanted && self.statement_hooks.get() && self.ends_wanted() != self.observer.ends_traced()
+        {
             // SAFETY: a query of this open connection starts on the thread that holds it.
             unsafe { self.trace_statements() };
         }
@@ -550,14 +550,10 @@ impl Installed {
         if failed {
             self.query_failed();
         }
-        let ends_traced = self.ends_traced.get();
-        self.observer.query_finished(
-            || {
-                let counters = self.counters();
-                (counters.total_changes(), counters.autocommit())
-            },
-            || !ends_traced && self.observer.prepared_since_start(),
-        );
+        self.observer.query_finished(|| {
+            let counters = self.counters();
+            (counters.total_changes(), counters.autocommit())
+        });
     }
 
     /// The query that ran last failed: its last statement's rows may have been undone.
@@ -630,7 +626,6 @@ fn install(
         slow_statements,
         capturing: Cell::new(false),
         statement_hooks: Cell::new(false),
-        ends_traced: Cell::new(false),
         pinned: Cell::new(false),
         open: Arc::clone(&open),
     }));
@@ -848,7 +843,7 @@ unsafe extern "C" fn on_trace(
                 // that took the address of a finalized one (in a batch) if SQLite counted no
                 // run of it yet (it counts a run after reporting its start).
                 if last == Some(Statement::Running(stmt as usize))
-                    && (installed.ends_traced.get()
+                    && (observer.ends_traced()
                         || sqlite::sqlite3_stmt_status(
                             stmt as *mut sqlite::sqlite3_stmt,
                             sqlite::SQLITE_STMTSTATUS_RUN,
@@ -880,7 +875,7 @@ unsafe extern "C" fn on_trace(
                 // one: asked now, as this one's start takes its place (see `State::shape`).
                 // Found among the connection's busy statements first (a statement's own text
                 // may begin with a comment, the statement that started last then finalized).
-                if !installed.ends_traced.get()
+                if !observer.ends_traced()
                     && *sql == b'-' as c_char
                     && *sql.add(1) == b'-' as c_char
                 {
@@ -1116,28 +1111,20 @@ unsafe extern "C" fn on_preupdate(
             let table = HookTable::new(table);
             let count = sqlite::sqlite3_preupdate_count(db);
             let sides = (op != sqlite::SQLITE_INSERT, op != sqlite::SQLITE_DELETE);
-            let ends_traced = installed(ctx).ends_traced.get();
-            observer.changed(
-                &table,
-                depth,
-                sides,
-                |rows, side| {
-                    let accessor = match side {
-                        Side::Old => sqlite::sqlite3_preupdate_old,
-                        Side::New => sqlite::sqlite3_preupdate_new,
-                    };
-                    for i in 0..count {
-                        let mut value = ptr::null_mut();
-                        if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
-                            push_value(rows, value);
-                        } else {
-                            rows.push_null();
-                        }
+            observer.changed(&table, depth, sides, |rows, side| {
+                let accessor = match side {
+                    Side::Old => sqlite::sqlite3_preupdate_old,
+                    Side::New => sqlite::sqlite3_preupdate_new,
+                };
+                for i in 0..count {
+                    let mut value = ptr::null_mut();
+                    if accessor(db, i, &mut value) == sqlite::SQLITE_OK {
+                        push_value(rows, value);
+                    } else {
+                        rows.push_null();
                     }
-                },
-                // SQLite prepares a statement again before it writes a row (see `State::shape`).
-                || !ends_traced && observer.prepared_since_start(),
-            );
+                }
+            });
         }
     });
 }

@@ -67,6 +67,10 @@ pub(crate) struct ConnObserver {
     /// running statement again, having found the schema changed by another connection, or one
     /// run from inside it.
     prepared_since_start: Cell<bool>,
+    /// The statement hooks report each statement's end (SQLite's profile event), where a
+    /// statement's re-preparation is counted ([`ConnObserver::statement_ended`]); otherwise
+    /// the authorizer's `prepared_since_start` tells it (see [`State::shape`]).
+    ends_traced: Cell<bool>,
 }
 
 /// A statement handle, running or ended (see [`ConnObserver::running_or_ended`]).
@@ -271,6 +275,7 @@ impl ConnObserver {
             state: RefCell::new(State::default()),
             schema_prepared: Cell::new(false),
             prepared_since_start: Cell::new(false),
+            ends_traced: Cell::new(false),
         }
     }
 
@@ -326,13 +331,10 @@ impl ConnObserver {
     /// runs before the transaction closes) and other connections can read it; the rows its
     /// statement wrote uncaptured are counted into its gap first (a commit made as a statement
     /// is reset comes after the statement's end event). A commit that failed busy leaves its
-    /// transaction open, and waits.
+    /// transaction open, and waits. A last statement that captured no row is asked whether
+    /// SQLite prepared it again ([`ConnObserver::prepared_again`]).
     #[inline] // at the end of every query while the hooks are on: a check, most often
-    pub fn query_finished(
-        &self,
-        counters: impl FnOnce() -> (i64, bool),
-        reprepared: impl FnOnce() -> bool,
-    ) {
+    pub fn query_finished(&self, counters: impl FnOnce() -> (i64, bool)) {
         let mut state = self.state();
         state.query_running = false;
         // Its last statement is over (where its end is traced, it was told already). One
@@ -344,7 +346,7 @@ impl ConnObserver {
             && state.running_captured
             && !state.statement_captured_row
             && !state.reload_counted
-            && reprepared()
+            && self.prepared_again()
             && state.count_reload();
         if state.committed.is_none() && !state.schema_changing {
             drop(state);
@@ -388,18 +390,16 @@ impl ConnObserver {
         state.last_statement_failed |= state.query_ran_statement;
     }
 
-    /// A row changes: `read` copies its old and new values (as the operation has them).
+    /// A row changes: `read` copies its old and new values (as the operation has them). The
+    /// statement's first captured row asks whether SQLite prepared it again since it started
+    /// (see [`State::shape`]).
     #[inline] // called from one place, the pre-update hook, once a row
-    /// `reprepared` tells whether SQLite prepared the running statement again since it
-    /// started, where its end is not traced (asked at its first captured row, see
-    /// [`State::shape`]).
     pub fn changed(
         &self,
         table: &(impl TableName + ?Sized),
         depth: i32,
         (has_old, has_new): (bool, bool),
         mut read: impl FnMut(&mut Rows, Side),
-        reprepared: impl FnOnce() -> bool,
     ) {
         let mut state = self.state();
         state.statement_wrote |= depth == 0;
@@ -410,7 +410,7 @@ impl ConnObserver {
             }
             return;
         };
-        let shape = state.shape(&self.hub, reprepared);
+        let shape = state.shape(&self.hub, || self.prepared_again());
         let mark = state.rows.mark();
         let old = has_old.then(|| {
             read(&mut state.rows, Side::Old);
@@ -812,18 +812,29 @@ impl ConnObserver {
     }
 
     /// A statement is being prepared (told by the authorizer; see
-    /// [`ConnObserver::prepared_since_start`]).
+    /// [`ConnObserver::prepared_again`]).
     #[inline]
     pub fn statement_prepared(&self) {
         self.prepared_since_start.set(true);
     }
 
-    /// Whether SQLite prepared a statement since the running one started: where statements'
-    /// ends are not traced, taken as the running statement prepared again (see
+    /// Whether SQLite prepared a statement since the running one started, where statements'
+    /// ends are not traced: taken as the running statement prepared again (see
     /// [`State::shape`]); a statement run from inside it makes it count once too many (a new
-    /// schema epoch for nothing).
-    pub fn prepared_since_start(&self) -> bool {
-        self.prepared_since_start.get()
+    /// schema epoch for nothing). Where ends are traced, the end counts it.
+    fn prepared_again(&self) -> bool {
+        !self.ends_traced.get() && self.prepared_since_start.get()
+    }
+
+    /// Whether the statement hooks report statements' ends.
+    pub fn ends_traced(&self) -> bool {
+        self.ends_traced.get()
+    }
+
+    /// The statement hooks report statements' ends from now on, or not (set between two
+    /// statements).
+    pub fn trace_ends(&self, traced: bool) {
+        self.ends_traced.set(traced);
     }
 
     /// A transaction commits with the hooks off. If someone observes by now, a subscription
@@ -1050,8 +1061,9 @@ impl State {
 }
 
 impl State {
-    /// The columns a row captured now is in. `reprepared` (see [`ConnObserver::changed`]) is
-    /// asked at the running statement's first captured row: SQLite prepares a statement again
+    /// The columns a row captured now is in. `reprepared` (see
+    /// [`ConnObserver::prepared_again`]) is asked at the running statement's first captured
+    /// row: SQLite prepares a statement again
     /// (having found the schema changed by another connection) before it writes a row, as its
     /// transaction starts, so a statement that captures rows was prepared again before its
     /// first, or not at all.
@@ -1370,15 +1382,10 @@ mod tests {
                 true
             }
         }
+        observer.trace_ends(true);
         observer.statement_started(1, "", &Fresh, false, true);
         observer.statement_ended(1, true, false, false, || 0);
-        observer.changed(
-            c"notes",
-            0,
-            (false, true),
-            |rows, _| rows.push_integer(1),
-            || false,
-        );
+        observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
         observer.committed();
         assert!(
             queue.next(Some(Duration::ZERO)).is_none(),
