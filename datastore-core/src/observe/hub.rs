@@ -130,8 +130,7 @@ impl Hub {
     }
 
     /// Delivers a commit's changes once every earlier commit was delivered.
-    pub fn publish(&self, seq: u64, mut changes: Batch) {
-        changes.rows.seal();
+    pub fn publish(&self, seq: u64, changes: Batch) {
         self.settle(seq, Some(Arc::new(changes)));
     }
 
@@ -897,7 +896,6 @@ mod tests {
                 }
             })
             .collect();
-        rows.seal();
         let batch = Batch {
             changes,
             rows,

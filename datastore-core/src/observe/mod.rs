@@ -64,7 +64,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::model::Model;
@@ -373,7 +373,6 @@ impl Batch {
                 }
             })
             .collect();
-        rows.seal();
         Batch {
             rows,
             changes,
@@ -387,85 +386,22 @@ impl Batch {
 /// The values of many rows, as a connection captures them during a transaction: their bytes
 /// in one buffer and their cells in another, so that capturing a row allocates nothing.
 /// Values become [`RawValueRef`]s on the subscriber's side.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Rows {
-    bytes: Bytes,
+    /// The bytes of the text and blob values, one after the other. Only ever appended to,
+    /// but by [`Rows::truncate`] and [`Rows::clear`], which forget `utf8`.
+    bytes: Vec<u8>,
     cells: Vec<Cell>,
+    /// How many of `bytes`, from the first, are UTF-8 (all of them in the common case, no
+    /// blob): checked once and whole, by the first subscriber to read a text value (see
+    /// [`Rows::text`]), rather than value by value as each subscriber reads it (a fifth of
+    /// decoding a row), or by the writer as it commits (whose time the capture costs).
+    utf8: OnceLock<usize>,
 }
 
-/// The bytes of the text and blob values, one after the other.
-#[derive(Debug, Clone, PartialEq)]
-enum Bytes {
-    /// Being captured, or sealed holding bytes that are not UTF-8 (a blob, or text SQLite
-    /// holds as invalid UTF-8): each text value is checked as it is read.
-    Raw(Vec<u8>),
-    /// Sealed, and all UTF-8 (the common case: no blob): checked once, on the writer's side,
-    /// where checking each value as each subscriber reads it cost a fifth of decoding a row.
-    Text(String),
-}
-
-impl Default for Bytes {
-    fn default() -> Self {
-        Bytes::Raw(Vec::new())
-    }
-}
-
-impl Bytes {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Raw(bytes) => bytes,
-            Bytes::Text(text) => text.as_bytes(),
-        }
-    }
-
-    /// The bytes to append to (a sealed buffer is opened again).
-    fn raw(&mut self) -> &mut Vec<u8> {
-        if let Bytes::Text(text) = self {
-            *self = Bytes::Raw(std::mem::take(text).into_bytes());
-        }
-        match self {
-            Bytes::Raw(bytes) => bytes,
-            Bytes::Text(_) => unreachable!("opened above"),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    fn capacity(&self) -> usize {
-        match self {
-            Bytes::Raw(bytes) => bytes.capacity(),
-            Bytes::Text(text) => text.capacity(),
-        }
-    }
-
-    /// Checks whether every byte is UTF-8, once: whole, which is far faster than value by
-    /// value.
-    fn seal(&mut self) {
-        if let Bytes::Raw(bytes) = self {
-            *self = match String::from_utf8(std::mem::take(bytes)) {
-                Ok(text) => Bytes::Text(text),
-                Err(not_utf8) => Bytes::Raw(not_utf8.into_bytes()),
-            };
-        }
-    }
-
-    /// The text value at `range`.
-    fn text(&self, range: Range<usize>) -> Cow<'_, str> {
-        if let Bytes::Text(text) = self {
-            // `None` only where a value's own bytes are not UTF-8 and its neighbours' complete
-            // them.
-            if let Some(text) = text.get(range.clone()) {
-                return Cow::Borrowed(text);
-            }
-        }
-        let bytes = &self.as_slice()[range];
-        // `from_utf8` checks much faster than `from_utf8_lossy` reads valid text.
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(bytes),
-        }
+impl PartialEq for Rows {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.cells == other.cells
     }
 }
 
@@ -474,8 +410,27 @@ enum Cell {
     Null,
     Integer(i64),
     Real(f64),
-    Text { start: usize, len: usize },
-    Blob { start: usize, len: usize },
+    /// A text value's bytes in [`Rows::bytes`]: `len` fits in 32 bits, as SQLite's longest
+    /// value (2^31 - 1 bytes at most) and PostgreSQL's (1 GiB) do; a cell takes 16 bytes.
+    Text {
+        start: usize,
+        len: u32,
+    },
+    Blob {
+        start: usize,
+        len: u32,
+    },
+}
+
+// Cells are written for every value captured: kept small.
+const _: () = assert!(size_of::<Cell>() <= 16);
+
+impl Cell {
+    /// The length of a value of `len` bytes, as a cell holds it.
+    fn len(len: usize) -> u32 {
+        u32::try_from(len)
+            .expect("a value is shorter than 4 GiB (SQLite's and PostgreSQL's limits)")
+    }
 }
 
 /// A position in [`Rows`], to go back to.
@@ -495,8 +450,9 @@ impl Rows {
 
     /// Forgets everything captured since `mark`.
     pub(crate) fn truncate(&mut self, mark: Mark) {
-        self.bytes.raw().truncate(mark.bytes);
+        self.bytes.truncate(mark.bytes);
         self.cells.truncate(mark.cells);
+        self.utf8.take(); // bytes captured again after may differ
     }
 
     /// The cells captured since `mark`.
@@ -511,8 +467,9 @@ impl Rows {
         const MOST_CELLS: usize = 1 << 16;
         const MOST_BYTES: usize = 1 << 20;
         Rows {
-            bytes: Bytes::Raw(Vec::with_capacity(previous.bytes.len().min(MOST_BYTES))),
+            bytes: Vec::with_capacity(previous.bytes.len().min(MOST_BYTES)),
             cells: Vec::with_capacity(previous.cells.len().min(MOST_CELLS)),
+            utf8: OnceLock::new(),
         }
     }
 
@@ -520,7 +477,7 @@ impl Rows {
     /// unused, before its rows wait in subscribers' queues.
     pub(crate) fn shrink(&mut self) {
         if self.bytes.capacity() > 2 * self.bytes.len() {
-            self.bytes.raw().shrink_to_fit();
+            self.bytes.shrink_to_fit();
         }
         if self.cells.capacity() > 2 * self.cells.len() {
             self.cells.shrink_to_fit();
@@ -529,18 +486,14 @@ impl Rows {
 
     /// Empty, keeping its room.
     pub(crate) fn clear(&mut self) {
-        self.bytes.raw().clear();
+        self.bytes.clear();
         self.cells.clear();
+        self.utf8.take();
     }
 
     /// The room it holds, in bytes.
     pub(crate) fn allocated(&self) -> usize {
         self.bytes.capacity() + self.cells.capacity() * size_of::<Cell>()
-    }
-
-    /// Done capturing: the rows are handed to subscribers as they are now.
-    pub(crate) fn seal(&mut self) {
-        self.bytes.seal();
     }
 
     pub(crate) fn push_null(&mut self) {
@@ -557,19 +510,19 @@ impl Rows {
 
     pub(crate) fn push_text(&mut self, utf8: &[u8]) {
         let start = self.bytes.len();
-        self.bytes.raw().extend_from_slice(utf8);
+        self.bytes.extend_from_slice(utf8);
         self.cells.push(Cell::Text {
             start,
-            len: utf8.len(),
+            len: Cell::len(utf8.len()),
         });
     }
 
     pub(crate) fn push_blob(&mut self, bytes: &[u8]) {
         let start = self.bytes.len();
-        self.bytes.raw().extend_from_slice(bytes);
+        self.bytes.extend_from_slice(bytes);
         self.cells.push(Cell::Blob {
             start,
-            len: bytes.len(),
+            len: Cell::len(bytes.len()),
         });
     }
 
@@ -578,12 +531,8 @@ impl Rows {
         let start = self.cells.len();
         for &cell in &from.cells[cells] {
             match cell {
-                Cell::Text { start, len } => {
-                    self.push_text(&from.bytes.as_slice()[start..start + len]);
-                }
-                Cell::Blob { start, len } => {
-                    self.push_blob(&from.bytes.as_slice()[start..start + len]);
-                }
+                Cell::Text { start, len } => self.push_text(from.slice(start, len)),
+                Cell::Blob { start, len } => self.push_blob(from.slice(start, len)),
                 other => self.cells.push(other),
             }
         }
@@ -604,8 +553,8 @@ impl Rows {
             Cell::Null => (0, &[], 0),
             Cell::Integer(v) => (1, &[], v as u64),
             Cell::Real(v) => (2, &[], v.to_bits()),
-            Cell::Text { start, len } => (3, &self.bytes.as_slice()[start..start + len], 0),
-            Cell::Blob { start, len } => (4, &self.bytes.as_slice()[start..start + len], 0),
+            Cell::Text { start, len } => (3, self.slice(start, len), 0),
+            Cell::Blob { start, len } => (4, self.slice(start, len), 0),
         }
     }
 
@@ -614,10 +563,42 @@ impl Rows {
             Cell::Null => RawValueRef::Null,
             Cell::Integer(v) => RawValueRef::Integer(v),
             Cell::Real(v) => RawValueRef::Real(v),
-            Cell::Text { start, len } => RawValueRef::Text(self.bytes.text(start..start + len)),
-            Cell::Blob { start, len } => {
-                RawValueRef::Blob(&self.bytes.as_slice()[start..start + len])
+            Cell::Text { start, len } => RawValueRef::Text(self.text(start, len)),
+            Cell::Blob { start, len } => RawValueRef::Blob(self.slice(start, len)),
+        }
+    }
+
+    /// The bytes of the value at `start`, `len` long.
+    fn slice(&self, start: usize, len: u32) -> &[u8] {
+        &self.bytes[start..start + len as usize]
+    }
+
+    /// The text value at `start`, `len` long: borrowed where its bytes are UTF-8, with each
+    /// bad sequence replaced otherwise.
+    #[allow(unsafe_code)] // the bytes checked once stand for every value read among them
+    fn text(&self, start: usize, len: u32) -> Cow<'_, str> {
+        let range = start..start + len as usize;
+        let checked = *self
+            .utf8
+            .get_or_init(|| match std::str::from_utf8(&self.bytes) {
+                Ok(_) => self.bytes.len(),
+                Err(error) => error.valid_up_to(),
+            });
+        if range.end <= checked {
+            // SAFETY: the first `checked` bytes were found UTF-8, and have not changed since:
+            // bytes are only appended after them (`truncate` and `clear` forget the check).
+            let text = unsafe { std::str::from_utf8_unchecked(&self.bytes[..checked]) };
+            // `None` only where the range splits a character: a value's own bytes are not
+            // UTF-8, and its neighbours' complete them.
+            if let Some(text) = text.get(range.clone()) {
+                return Cow::Borrowed(text);
             }
+        }
+        let bytes = &self.bytes[range];
+        // `from_utf8` checks much faster than `from_utf8_lossy` reads valid text.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
         }
     }
 }
@@ -1294,17 +1275,13 @@ mod tests {
     }
 
     #[test]
-    fn sealed_rows_read_their_text_checked_once_and_their_blobs_as_bytes() {
+    fn rows_read_their_text_checked_once_and_their_blobs_as_bytes() {
         let mut rows = Rows::default();
         rows.push_text("café".as_bytes());
         // "€" is E2 82 AC: half in a text value, the rest in the blob after it.
         rows.push_text(b"\xe2");
         rows.push_blob(b"\x82\xac");
-        rows.seal();
-        assert!(
-            matches!(rows.bytes, Bytes::Text(_)),
-            "all UTF-8 taken whole"
-        );
+        assert_eq!(rows.utf8.get(), None, "checked only when read");
         assert_eq!(
             texts(&rows),
             [
@@ -1313,12 +1290,25 @@ mod tests {
                 RawValueRef::Blob(b"\x82\xac"),
             ]
         );
-        // Captured into again (a later statement): the bytes are opened, and sealed again.
+        assert_eq!(rows.utf8.get(), Some(&8), "all UTF-8 taken whole");
+        // Captured into after a read: the bytes after those checked are checked as read.
         rows.push_blob(b"\xff");
         rows.push_text(b"ok");
-        rows.seal();
-        assert!(matches!(rows.bytes, Bytes::Raw(_)), "not UTF-8 taken whole");
         assert_eq!(texts(&rows)[4], RawValueRef::Text("ok".into()));
         assert_eq!(texts(&rows)[1], RawValueRef::Text("\u{FFFD}".into()));
+        // Cut back and captured into again: the check is made again.
+        rows.truncate(Mark { bytes: 5, cells: 1 });
+        assert_eq!(rows.utf8.get(), None, "forgotten as the bytes were cut");
+        rows.push_text(b"\xff\xfe");
+        rows.push_text("été".as_bytes());
+        assert_eq!(
+            texts(&rows),
+            [
+                RawValueRef::Text("café".into()),
+                RawValueRef::Text("\u{FFFD}\u{FFFD}".into()),
+                RawValueRef::Text("été".into()),
+            ]
+        );
+        assert_eq!(rows.utf8.get(), Some(&5), "UTF-8 up to the first bad byte");
     }
 }
