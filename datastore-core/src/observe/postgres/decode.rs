@@ -427,7 +427,7 @@ mod tests {
             r#"(t,-5,NaN,1.5,null,"2026-01-02 03:04:05.5+00","\\x00ff",)"#,
         )
         .unwrap();
-        let values: Vec<RawValue> = rows.since(mark).map(|c| rows.value(c).into()).collect();
+        let values = rows.row(rows.since(mark)).values();
         assert_eq!(values[0], RawValue::Integer(1));
         assert_eq!(values[1], RawValue::Integer(-5));
         assert!(matches!(values[2], RawValue::Real(f) if f.is_nan()));
