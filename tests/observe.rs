@@ -1450,12 +1450,7 @@ fn a_store_that_saw_a_commit_is_readable_by_the_time_the_change_arrives() {
 /// resets it. Many rows, so that the commit takes a while after SQLite's commit hook.
 #[test]
 fn a_commit_made_as_a_statement_read_in_part_is_reset_arrives_once_readable() {
-    let (_dir, store) = file_store();
-    store
-        .conn()
-        .unwrap()
-        .batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-        .unwrap();
+    let (_dir, store, mut conn) = notes_on_file();
     let everything = store.observe_all().unwrap();
     let reader = std::thread::spawn({
         let store = store.clone();
@@ -1465,15 +1460,77 @@ fn a_commit_made_as_a_statement_read_in_part_is_reset_arrives_once_readable() {
             rows_in(&store, "notes")
         }
     });
-    let first: NoteId = notes_returning(20_000)
-        .get_result(&mut *store.conn().unwrap())
-        .unwrap();
+    let first: NoteId = notes_returning(20_000).get_result(&mut *conn).unwrap();
     assert_eq!(first.id, 1);
     assert_eq!(
         reader.join().unwrap(),
         20_000,
         "the change arrived before another connection could read the commit"
     );
+}
+
+/// A commit made by an autocommit statement read to its end through a cursor its caller
+/// keeps (Diesel's `load_iter`) arrives once it is written, not when the cursor is dropped
+/// (the end of the query Diesel tells): the store's later commits, which come after it, would
+/// wait for it until then.
+#[test]
+fn a_commit_read_to_its_end_through_a_kept_cursor_arrives_before_the_cursor_is_dropped() {
+    let (_dir, store, mut conn) = notes_on_file();
+    let everything = store.observe_all().unwrap();
+    let mut cursor = notes_returning(3)
+        .load_iter::<NoteId, diesel::connection::DefaultLoadingMode>(as_sqlite(&mut conn))
+        .unwrap();
+    assert_eq!(
+        cursor.by_ref().map(Result::unwrap).count(),
+        3,
+        "read to its end"
+    );
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("INSERT INTO notes (id, body) VALUES (4, 'later')")
+        .unwrap();
+    assert_eq!(
+        drain(&everything),
+        ["notes Insert"; 4],
+        "both commits, with the cursor kept"
+    );
+    drop(cursor);
+    assert_eq!(drain(&everything), Vec::<String>::new(), "nothing twice");
+}
+
+/// SQLite checkpoints a write-ahead log automatically (each time a commit leaves 1,000 pages
+/// in it, by default) from the hook the store takes over to publish commits as they are
+/// written: the store carries it on, and the log does not grow past about that size however
+/// much is written, observed or not.
+#[test]
+fn the_write_ahead_log_is_still_checkpointed_automatically() {
+    let (dir, store, mut conn) = notes_on_file();
+    let log = dir.path().join("blog.db-wal");
+    let write = |conn: &mut datastore::PooledConn, from: u32| {
+        // 100 rows of 4,000 bytes: about 100 pages a commit.
+        conn.batch_execute(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n \
+             WHERE i < {from} + 99) INSERT INTO notes SELECT i, printf('%.4000c', 'x') FROM n"
+        ))
+        .unwrap();
+    };
+    for round in 0..30 {
+        write(&mut conn, round * 100);
+    }
+    let everything = store.observe_all().unwrap();
+    for round in 30..60 {
+        write(&mut conn, round * 100);
+    }
+    assert_eq!(
+        drain(&everything).len(),
+        3_000,
+        "every row written while observed"
+    );
+    // 6,000 pages were written in all, 3,000 of them observed; checkpointed after 1,000, the
+    // log is reset and written from its start again.
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size < 1_500 * 4_096, "the log holds {size} bytes");
 }
 
 /// Diesel tells no end of a query whose values fail to bind. On a connection whose user then
@@ -1532,6 +1589,16 @@ fn a_subscription_made_while_an_uncaptured_statement_read_in_part_runs_is_told_i
 struct NoteId {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     id: i64,
+}
+
+/// A store on a file (`blog.db` in the directory returned) with a table of notes, and one of
+/// its connections.
+fn notes_on_file() -> (tempfile::TempDir, Store, datastore::PooledConn) {
+    let (dir, store) = file_store();
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .unwrap();
+    (dir, store, conn)
 }
 
 /// An autocommit insert of `rows` notes (keys 1 to `rows`, bodies of 200 bytes) returning

@@ -454,6 +454,10 @@ struct Installed {
     /// The statement hooks stay on: the connection's instrumentation, which turns them off,
     /// was replaced.
     pinned: Cell<bool>,
+    /// SQLite's automatic checkpoint threshold (pages in the write-ahead log), which the
+    /// store's WAL hook carries on (see [`on_wal`]); `None` until that hook is installed, as
+    /// the connection's first query starts.
+    autocheckpoint: Cell<Option<c_int>>,
     /// Cleared by `release`, as SQLite frees this.
     open: Arc<AtomicBool>,
 }
@@ -511,6 +515,10 @@ impl Installed {
 
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
+        if self.autocheckpoint.get().is_none() {
+            // SAFETY: a query of this open connection starts on the thread that holds it.
+            unsafe { self.hook_wal() };
+        }
         let wanted = self.statement_hooks_wanted();
         if wanted && self.statement_hooks.get() && self.ends_wanted() != self.observer.ends_traced()
         {
@@ -563,6 +571,24 @@ impl Installed {
         if self.statement_hooks.get() && !self.counters().autocommit() {
             self.observer.query_failed();
         }
+    }
+
+    /// Installs the WAL hook ([`on_wal`]) in place of SQLite's own, which `sqlite3_open`
+    /// installs last (after the auto-extension that installs the other hooks) to checkpoint
+    /// the log automatically, and whose argument is its threshold: carried on by `on_wal`. A
+    /// `PRAGMA wal_autocheckpoint` after puts SQLite's back (commits are then published as
+    /// their statement's end is told, as without WAL).
+    ///
+    /// # Safety
+    /// Called on the thread that holds the open connection, outside its hooks.
+    unsafe fn hook_wal(&self) {
+        let ctx = self as *const Installed as *mut c_void;
+        // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which removes
+        // the hook; `on_wal` has the signature SQLite expects.
+        let previous = unsafe { sqlite::sqlite3_wal_hook(self.db, Some(on_wal), ctx) };
+        // SQLite's own hook carries its threshold as its argument (none: no hook, threshold 0).
+        self.autocheckpoint
+            .set(Some(c_int::try_from(previous as usize).unwrap_or(0)));
     }
 
     /// Installs the statement hooks.
@@ -627,6 +653,7 @@ fn install(
         capturing: Cell::new(false),
         statement_hooks: Cell::new(false),
         pinned: Cell::new(false),
+        autocheckpoint: Cell::new(None),
         open: Arc::clone(&open),
     }));
     let ctx = installed as *mut c_void;
@@ -730,6 +757,7 @@ unsafe extern "C" fn release(ctx: *mut c_void) {
         sqlite::sqlite3_rollback_hook(db, None, ptr::null_mut());
         sqlite::sqlite3_trace_v2(db, 0, None, ptr::null_mut());
         sqlite::sqlite3_progress_handler(db, 0, None, ptr::null_mut());
+        sqlite::sqlite3_wal_hook(db, None, ptr::null_mut());
         uninstall_preupdate(db);
         guarded(move || drop(installed));
     }
@@ -749,6 +777,36 @@ unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
         guarded(|| installed.observer.dormant_committed());
     }
     0
+}
+
+/// SQLite calls it once a statement has finished in `sqlite3_step` with no transaction open,
+/// having written to the write-ahead log (WAL mode): a commit is written and other connections
+/// can read it. A commit waiting for its statement's end is published now: the statement may
+/// be read to its end through a cursor its caller keeps (Diesel's `load_iter`), whose end is
+/// told only as the cursor is dropped. Then the log is checkpointed as SQLite's own hook would
+/// (see [`Installed::hook_wal`]).
+unsafe extern "C" fn on_wal(
+    ctx: *mut c_void,
+    db: *mut sqlite::sqlite3,
+    database: *const c_char,
+    frames: c_int,
+) -> c_int {
+    // SAFETY: as in `on_commit`.
+    let installed = unsafe { installed(ctx) };
+    if installed.statement_hooks.get() {
+        guarded(|| {
+            installed
+                .observer
+                // SAFETY: `db` is the open connection whose hook runs, on its thread.
+                .commit_visible(|| unsafe { sqlite::sqlite3_total_changes64(db) });
+        });
+    }
+    let threshold = installed.autocheckpoint.get().unwrap_or(0);
+    if threshold > 0 && frames >= threshold {
+        // SAFETY: as SQLite's own hook does, from this hook, with the name SQLite passed.
+        unsafe { sqlite::sqlite3_wal_checkpoint(db, database) };
+    }
+    sqlite::SQLITE_OK
 }
 
 unsafe extern "C" fn on_rollback(ctx: *mut c_void) {

@@ -29,10 +29,17 @@
 //! - a statement SQLite prepares again as it runs (another connection changed the schema)
 //!   opens a new schema epoch before its first row (see the schema watch below).
 //!
-//! Where ends are not traced, two cases differ (not covered, documented in RELIABILITY.md): a
-//! commit made by an autocommit statement that a caller steps to its end through a cursor
-//! (Diesel's `load_iter`) and then keeps is published when the cursor is dropped (Diesel's
-//! end of the query), holding back later commits of the store until then; and a statement
+//! In WAL mode (the store's databases), a commit made as a statement finishes in
+//! `sqlite3_step` with no transaction open is published at once from SQLite's WAL hook, which
+//! SQLite calls then, once the commit is written ([`ConnObserver::commit_visible`]): also one
+//! whose statement a caller steps to its end through a cursor (Diesel's `load_iter`) and then
+//! keeps, whose end is told only as the cursor is dropped.
+//!
+//! Where ends are not traced, two cases differ (not covered, documented in RELIABILITY.md):
+//! without the WAL hook (not in WAL mode, or after a `PRAGMA wal_autocheckpoint`, which puts
+//! SQLite's own hook back), the commit of a statement stepped to its end through a kept cursor
+//! is published when the cursor is dropped (Diesel's end of the query), holding back later
+//! commits of the store until then; and a statement
 //! SQLite runs again within its query (a Diesel iterator asked for a row after its last, which
 //! makes SQLite reset and run the statement again) is taken for one statement with its first
 //! run. A statement run from inside the running one (SQLite reports it as `-- ` and its text:
@@ -372,6 +379,26 @@ impl ConnObserver {
         }
         if schema_changed {
             self.hub.schema_changed();
+        }
+    }
+
+    /// A commit is written and other connections can read it (SQLite's WAL hook, called as a
+    /// statement finishes in `sqlite3_step` with no transaction open): one waiting for its
+    /// statement's end is published now, the rows its statement wrote uncaptured counted into
+    /// its gap first (`total_changes` reads the change counter, final by then).
+    pub fn commit_visible(&self, total_changes: impl FnOnce() -> i64) {
+        let mut state = self.state();
+        if state.committed.is_none() {
+            return;
+        }
+        if state.commit_awaits_rows {
+            let rows = state.uncaptured_rows(total_changes());
+            state.count_uncaptured(rows);
+        }
+        let committed = state.take_committed();
+        drop(state);
+        if let Some((seq, batch)) = committed {
+            self.deliver(seq, batch);
         }
     }
 
