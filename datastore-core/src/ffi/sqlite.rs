@@ -455,9 +455,8 @@ struct Installed {
     /// was replaced.
     pinned: Cell<bool>,
     /// SQLite's automatic checkpoint threshold (pages in the write-ahead log), which the
-    /// store's WAL hook carries on (see [`on_wal`]); `None` until that hook is installed, as
-    /// the connection's first query starts.
-    autocheckpoint: Cell<Option<c_int>>,
+    /// store's WAL hook carries on (see [`on_wal`]), set as it is installed (0: none).
+    autocheckpoint: Cell<c_int>,
     /// Cleared by `release`, as SQLite frees this.
     open: Arc<AtomicBool>,
 }
@@ -515,10 +514,6 @@ impl Installed {
 
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
-        if self.autocheckpoint.get().is_none() {
-            // SAFETY: a query of this open connection starts on the thread that holds it.
-            unsafe { self.hook_wal() };
-        }
         let wanted = self.statement_hooks_wanted();
         if wanted && self.statement_hooks.get() && self.ends_wanted() != self.observer.ends_traced()
         {
@@ -571,24 +566,6 @@ impl Installed {
         if self.statement_hooks.get() && !self.counters().autocommit() {
             self.observer.query_failed();
         }
-    }
-
-    /// Installs the WAL hook ([`on_wal`]) in place of SQLite's own, which `sqlite3_open`
-    /// installs last (after the auto-extension that installs the other hooks) to checkpoint
-    /// the log automatically, and whose argument is its threshold: carried on by `on_wal`. A
-    /// `PRAGMA wal_autocheckpoint` after puts SQLite's back (commits are then published as
-    /// their statement's end is told, as without WAL).
-    ///
-    /// # Safety
-    /// Called on the thread that holds the open connection, outside its hooks.
-    unsafe fn hook_wal(&self) {
-        let ctx = self as *const Installed as *mut c_void;
-        // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which removes
-        // the hook; `on_wal` has the signature SQLite expects.
-        let previous = unsafe { sqlite::sqlite3_wal_hook(self.db, Some(on_wal), ctx) };
-        // SQLite's own hook carries its threshold as its argument (none: no hook, threshold 0).
-        self.autocheckpoint
-            .set(Some(c_int::try_from(previous as usize).unwrap_or(0)));
     }
 
     /// Installs the statement hooks.
@@ -653,7 +630,7 @@ fn install(
         capturing: Cell::new(false),
         statement_hooks: Cell::new(false),
         pinned: Cell::new(false),
-        autocheckpoint: Cell::new(None),
+        autocheckpoint: Cell::new(0),
         open: Arc::clone(&open),
     }));
     let ctx = installed as *mut c_void;
@@ -671,6 +648,12 @@ fn install(
         delete_row_by_row(db, ctx);
         sqlite::sqlite3_commit_hook(db, Some(on_commit), ctx);
         sqlite::sqlite3_rollback_hook(db, Some(on_rollback), ctx);
+        // In place of SQLite's own WAL hook, which `sqlite3_open` installed to checkpoint the
+        // log automatically, its argument the threshold: carried on by `on_wal`.
+        let previous = sqlite::sqlite3_wal_hook(db, Some(on_wal), ctx);
+        (*installed)
+            .autocheckpoint
+            .set(c_int::try_from(previous as usize).unwrap_or(0));
     }
     Some(Hooks { installed, open })
 }
@@ -783,8 +766,11 @@ unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
 /// having written to the write-ahead log (WAL mode): a commit is written and other connections
 /// can read it. A commit waiting for its statement's end is published now: the statement may
 /// be read to its end through a cursor its caller keeps (Diesel's `load_iter`), whose end is
-/// told only as the cursor is dropped. Then the log is checkpointed as SQLite's own hook would
-/// (see [`Installed::hook_wal`]).
+/// told only as the cursor is dropped. Then the log is checkpointed as SQLite's own hook would,
+/// the threshold its own (see `install`). A `PRAGMA wal_autocheckpoint = N` puts SQLite's hook
+/// back (N > 0: commits are then published as their statement's end is told, as without WAL)
+/// or none (N <= 0); while this one is installed, the pragma reads 0 (SQLite reads its own
+/// hook's threshold only), though the log is checkpointed.
 unsafe extern "C" fn on_wal(
     ctx: *mut c_void,
     db: *mut sqlite::sqlite3,
@@ -801,7 +787,7 @@ unsafe extern "C" fn on_wal(
                 .commit_visible(|| unsafe { sqlite::sqlite3_total_changes64(db) });
         });
     }
-    let threshold = installed.autocheckpoint.get().unwrap_or(0);
+    let threshold = installed.autocheckpoint.get();
     if threshold > 0 && frames >= threshold {
         // SAFETY: as SQLite's own hook does, from this hook, with the name SQLite passed.
         unsafe { sqlite::sqlite3_wal_checkpoint(db, database) };

@@ -29,15 +29,15 @@
 //! - a statement SQLite prepares again as it runs (another connection changed the schema)
 //!   opens a new schema epoch before its first row (see the schema watch below).
 //!
-//! In WAL mode (the store's databases), a commit made as a statement finishes in
-//! `sqlite3_step` with no transaction open is published at once from SQLite's WAL hook, which
-//! SQLite calls then, once the commit is written ([`ConnObserver::commit_visible`]): also one
-//! whose statement a caller steps to its end through a cursor (Diesel's `load_iter`) and then
-//! keeps, whose end is told only as the cursor is dropped.
+//! In WAL mode (the store's file databases), where ends are not traced, a commit made as a
+//! statement finishes in `sqlite3_step` with no transaction open is published as SQLite calls
+//! its WAL hook, right after, once the commit is written ([`ConnObserver::commit_visible`]):
+//! also one whose statement a caller steps to its end through a cursor (Diesel's `load_iter`)
+//! and then keeps, whose end is told only as the cursor is dropped.
 //!
 //! Where ends are not traced, two cases differ (not covered, documented in RELIABILITY.md):
-//! without the WAL hook (not in WAL mode, or after a `PRAGMA wal_autocheckpoint`, which puts
-//! SQLite's own hook back), the commit of a statement stepped to its end through a kept cursor
+//! without the WAL hook (not in WAL mode, or after a `PRAGMA wal_autocheckpoint = N`, which
+//! puts SQLite's own hook back, or none), the commit of a statement stepped to its end through a kept cursor
 //! is published when the cursor is dropped (Diesel's end of the query), holding back later
 //! commits of the store until then; and a statement
 //! SQLite runs again within its query (a Diesel iterator asked for a row after its last, which
