@@ -1477,14 +1477,7 @@ fn a_commit_made_as_a_statement_read_in_part_is_reset_arrives_once_readable() {
 fn a_commit_read_to_its_end_through_a_kept_cursor_arrives_before_the_cursor_is_dropped() {
     let (_dir, store, mut conn) = notes_on_file();
     let everything = store.observe_all().unwrap();
-    let mut cursor = notes_returning(3)
-        .load_iter::<NoteId, diesel::connection::DefaultLoadingMode>(as_sqlite(&mut conn))
-        .unwrap();
-    assert_eq!(
-        cursor.by_ref().map(Result::unwrap).count(),
-        3,
-        "read to its end"
-    );
+    let cursor = three_notes_read_to_their_end(&mut conn);
     store
         .conn()
         .unwrap()
@@ -1507,20 +1500,12 @@ fn a_commit_read_to_its_end_through_a_kept_cursor_arrives_before_the_cursor_is_d
 fn the_write_ahead_log_is_still_checkpointed_automatically() {
     let (dir, store, mut conn) = notes_on_file();
     let log = dir.path().join("blog.db-wal");
-    let write = |conn: &mut datastore::PooledConn, from: u32| {
-        // 100 rows of 4,000 bytes: about 100 pages a commit.
-        conn.batch_execute(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n \
-             WHERE i < {from} + 99) INSERT INTO notes SELECT i, printf('%.4000c', 'x') FROM n"
-        ))
-        .unwrap();
-    };
     for round in 0..30 {
-        write(&mut conn, round * 100);
+        write_notes(&mut conn, round * 100);
     }
     let everything = store.observe_all().unwrap();
     for round in 30..60 {
-        write(&mut conn, round * 100);
+        write_notes(&mut conn, round * 100);
     }
     assert_eq!(
         drain(&everything).len(),
@@ -1530,12 +1515,41 @@ fn the_write_ahead_log_is_still_checkpointed_automatically() {
     // About 6,000 pages were written in all, 3,000 of them observed; checkpointed after
     // 1,000, the log is reset and written from its start again (it never shrinks: a phase
     // without checkpoints would have left it larger).
-    let page = diesel::sql_query("PRAGMA page_size")
-        .get_result::<PageSize>(&mut *conn)
-        .unwrap()
-        .page_size;
     let size = std::fs::metadata(&log).unwrap().len();
-    assert!(size < 1_500 * page as u64, "the log holds {size} bytes");
+    assert!(
+        size < 1_500 * page_size(&mut conn),
+        "the log holds {size} bytes"
+    );
+}
+
+/// A `PRAGMA wal_autocheckpoint = N` puts SQLite's own WAL hook back as it runs: the store puts
+/// its own back as the query ends, with the new threshold, so that commits are still
+/// published as soon as they are written, and the log checkpointed at N pages.
+#[test]
+fn a_threshold_set_by_pragma_keeps_the_store_s_wal_hook() {
+    let (dir, store, mut conn) = notes_on_file();
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 200")
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    let cursor = three_notes_read_to_their_end(&mut conn);
+    assert_eq!(
+        drain(&everything),
+        ["notes Insert"; 3],
+        "with the cursor kept"
+    );
+    drop(cursor);
+    for round in 1..30 {
+        write_notes(&mut conn, round * 100);
+    }
+    assert_eq!(drain(&everything).len(), 2_900);
+    // About 3,000 pages written, checkpointed each time 200 or more wait.
+    let size = std::fs::metadata(dir.path().join("blog.db-wal"))
+        .unwrap()
+        .len();
+    assert!(
+        size < 400 * page_size(&mut conn),
+        "the log holds {size} bytes"
+    );
 }
 
 /// Diesel tells no end of a query whose values fail to bind. On a connection whose user then
@@ -1596,10 +1610,42 @@ struct NoteId {
     id: i64,
 }
 
-#[derive(diesel::QueryableByName)]
-struct PageSize {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    page_size: i64,
+/// An autocommit insert of three notes read to its end through a cursor, returned kept (its
+/// statement is reset, and Diesel's query ends, only as it is dropped).
+fn three_notes_read_to_their_end(
+    conn: &mut datastore::PooledConn,
+) -> impl Iterator<Item = diesel::QueryResult<NoteId>> + '_ {
+    let mut cursor = notes_returning(3)
+        .load_iter::<NoteId, diesel::connection::DefaultLoadingMode>(as_sqlite(conn))
+        .unwrap();
+    assert_eq!(
+        cursor.by_ref().map(Result::unwrap).count(),
+        3,
+        "read to its end"
+    );
+    cursor
+}
+
+/// Writes 100 notes of 4,000 bytes from key `from` in one commit: about 100 pages.
+fn write_notes(conn: &mut datastore::PooledConn, from: u32) {
+    conn.batch_execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n \
+         WHERE i < {from} + 99) INSERT INTO notes SELECT i, printf('%.4000c', 'x') FROM n"
+    ))
+    .unwrap();
+}
+
+/// The database's page size, in bytes.
+fn page_size(conn: &mut datastore::PooledConn) -> u64 {
+    #[derive(diesel::QueryableByName)]
+    struct PageSize {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        page_size: i64,
+    }
+    let page = diesel::sql_query("PRAGMA page_size")
+        .get_result::<PageSize>(&mut **conn)
+        .unwrap();
+    page.page_size as u64
 }
 
 /// A store on a file (`blog.db` in the directory returned) with a table of notes, and one of

@@ -319,7 +319,8 @@ unsafe extern "C" fn authorize(
 
 /// Tells the observer of `installed` what it follows of a statement being prepared: whether it
 /// changes the schema and, while the statement hooks are off, the transaction and savepoint
-/// commands (see `ConnObserver::dormant_command`).
+/// commands (see `ConnObserver::dormant_command`); and notes a `PRAGMA wal_autocheckpoint = N`
+/// (see [`Installed::wal_hook_replaced`]).
 ///
 /// # Safety
 /// `installed.db` is the connection preparing the statement; `argument` and `value` are an
@@ -332,6 +333,17 @@ unsafe fn tell_observer(
 ) {
     let observer = &installed.observer;
     observer.statement_prepared();
+    // SAFETY: for SQLITE_PRAGMA the first argument is the pragma's NUL-terminated name, the
+    // second its value (NULL when it is read).
+    if action == sqlite::SQLITE_PRAGMA
+        && !value.is_null()
+        && !argument.is_null()
+        && unsafe { CStr::from_ptr(argument) }
+            .to_bytes()
+            .eq_ignore_ascii_case(b"wal_autocheckpoint")
+    {
+        installed.wal_hook_replaced.set(true);
+    }
     if changes_schema(action) {
         observer.schema_statement_prepared();
     }
@@ -457,6 +469,10 @@ struct Installed {
     /// SQLite's automatic checkpoint threshold (pages in the write-ahead log), which the
     /// store's WAL hook carries on (see [`on_wal`]), set as it is installed (0: none).
     autocheckpoint: Cell<c_int>,
+    /// A `PRAGMA wal_autocheckpoint = N` was prepared, which puts SQLite's own WAL hook in
+    /// place of the store's as it runs: the store's is put back as the query ends, with the
+    /// new threshold (see [`Installed::hook_wal`]).
+    wal_hook_replaced: Cell<bool>,
     /// Cleared by `release`, as SQLite frees this.
     open: Arc<AtomicBool>,
 }
@@ -544,6 +560,10 @@ impl Installed {
     /// Diesel's query finished (every statement it ran ended, its commit is done), having
     /// `failed` with an error of the database.
     fn query_finished(&self, failed: bool) {
+        if self.wal_hook_replaced.replace(false) {
+            // SAFETY: Diesel's query ends on the thread that holds the open connection.
+            unsafe { self.hook_wal() };
+        }
         if !self.statement_hooks.get() {
             let counters = self.counters();
             self.observer
@@ -565,6 +585,25 @@ impl Installed {
         // the commit and rollback hooks have settled its rows.
         if self.statement_hooks.get() && !self.counters().autocommit() {
             self.observer.query_failed();
+        }
+    }
+
+    /// Installs the WAL hook ([`on_wal`]) in place of SQLite's own, which checkpoints the log
+    /// automatically, and whose argument is its threshold, carried on by `on_wal`: SQLite's as
+    /// `sqlite3_open` installed it, or as a `PRAGMA wal_autocheckpoint = N` did (N <= 0
+    /// installs none: no checkpoints). Kept if the hook in place is already the store's (the
+    /// pragma failed).
+    ///
+    /// # Safety
+    /// Called on the thread that holds the open connection, outside its hooks.
+    unsafe fn hook_wal(&self) {
+        let ctx = self as *const Installed as *mut c_void;
+        // SAFETY: guaranteed by the caller; `ctx` stays valid until `release`, which removes
+        // the hook; `on_wal` has the signature SQLite expects.
+        let previous = unsafe { sqlite::sqlite3_wal_hook(self.db, Some(on_wal), ctx) };
+        if previous != ctx {
+            self.autocheckpoint
+                .set(c_int::try_from(previous as usize).unwrap_or(0));
         }
     }
 
@@ -631,6 +670,7 @@ fn install(
         statement_hooks: Cell::new(false),
         pinned: Cell::new(false),
         autocheckpoint: Cell::new(0),
+        wal_hook_replaced: Cell::new(false),
         open: Arc::clone(&open),
     }));
     let ctx = installed as *mut c_void;
@@ -648,12 +688,7 @@ fn install(
         delete_row_by_row(db, ctx);
         sqlite::sqlite3_commit_hook(db, Some(on_commit), ctx);
         sqlite::sqlite3_rollback_hook(db, Some(on_rollback), ctx);
-        // In place of SQLite's own WAL hook, which `sqlite3_open` installed to checkpoint the
-        // log automatically, its argument the threshold: carried on by `on_wal`.
-        let previous = sqlite::sqlite3_wal_hook(db, Some(on_wal), ctx);
-        (*installed)
-            .autocheckpoint
-            .set(c_int::try_from(previous as usize).unwrap_or(0));
+        (*installed).hook_wal();
     }
     Some(Hooks { installed, open })
 }
@@ -767,10 +802,9 @@ unsafe extern "C" fn on_commit(ctx: *mut c_void) -> c_int {
 /// can read it. A commit waiting for its statement's end is published now: the statement may
 /// be read to its end through a cursor its caller keeps (Diesel's `load_iter`), whose end is
 /// told only as the cursor is dropped. Then the log is checkpointed as SQLite's own hook would,
-/// the threshold its own (see `install`). A `PRAGMA wal_autocheckpoint = N` puts SQLite's hook
-/// back (N > 0: commits are then published as their statement's end is told, as without WAL)
-/// or none (N <= 0); while this one is installed, the pragma reads 0 (SQLite reads its own
-/// hook's threshold only), though the log is checkpointed.
+/// at its threshold ([`Installed::hook_wal`], which also takes over the threshold a `PRAGMA
+/// wal_autocheckpoint = N` sets). While this hook is installed, that pragma reads 0 (SQLite
+/// reads its own hook's threshold only), though the log is checkpointed.
 unsafe extern "C" fn on_wal(
     ctx: *mut c_void,
     db: *mut sqlite::sqlite3,

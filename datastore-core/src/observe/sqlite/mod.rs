@@ -36,8 +36,7 @@
 //! and then keeps, whose end is told only as the cursor is dropped.
 //!
 //! Where ends are not traced, two cases differ (not covered, documented in RELIABILITY.md):
-//! without the WAL hook (not in WAL mode, or after a `PRAGMA wal_autocheckpoint = N`, which
-//! puts SQLite's own hook back, or none), the commit of a statement stepped to its end through a kept cursor
+//! without the WAL hook (not in WAL mode), the commit of a statement stepped to its end through a kept cursor
 //! is published when the cursor is dropped (Diesel's end of the query), holding back later
 //! commits of the store until then; and a statement
 //! SQLite runs again within its query (a Diesel iterator asked for a row after its last, which
