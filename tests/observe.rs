@@ -1522,13 +1522,14 @@ fn the_write_ahead_log_is_still_checkpointed_automatically() {
     );
 }
 
-/// A `PRAGMA wal_autocheckpoint = N` puts SQLite's own WAL hook back as it runs: the store puts
-/// its own back as the query ends, with the new threshold, so that commits are still
-/// published as soon as they are written, and the log checkpointed at N pages.
+/// A `PRAGMA wal_autocheckpoint = N` (in any of its forms) puts SQLite's own WAL hook back as
+/// SQLite compiles it: the store puts its own back as the query ends, with the new threshold,
+/// so that commits are still published as soon as they are written, and the log checkpointed
+/// at N pages.
 #[test]
 fn a_threshold_set_by_pragma_keeps_the_store_s_wal_hook() {
     let (dir, store, mut conn) = notes_on_file();
-    conn.batch_execute("PRAGMA wal_autocheckpoint = 200")
+    conn.batch_execute("PRAGMA main.WAL_AutoCheckpoint(200)")
         .unwrap();
     let everything = store.observe_all().unwrap();
     let cursor = three_notes_read_to_their_end(&mut conn);

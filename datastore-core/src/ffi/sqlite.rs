@@ -469,9 +469,10 @@ struct Installed {
     /// SQLite's automatic checkpoint threshold (pages in the write-ahead log), which the
     /// store's WAL hook carries on (see [`on_wal`]), set as it is installed (0: none).
     autocheckpoint: Cell<c_int>,
-    /// A `PRAGMA wal_autocheckpoint = N` was prepared, which puts SQLite's own WAL hook in
-    /// place of the store's as it runs: the store's is put back as the query ends, with the
-    /// new threshold (see [`Installed::hook_wal`]).
+    /// A `PRAGMA wal_autocheckpoint = N` was prepared, which puts SQLite's own WAL hook (or
+    /// none) in place of the store's as SQLite compiles it: the store's is put back as the
+    /// query ends (or, if Diesel told no end, as the next starts), with the new threshold (see
+    /// [`Installed::hook_wal`]).
     wal_hook_replaced: Cell<bool>,
     /// Cleared by `release`, as SQLite frees this.
     open: Arc<AtomicBool>,
@@ -530,6 +531,10 @@ impl Installed {
 
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
+        if self.wal_hook_replaced.replace(false) {
+            // SAFETY: a query of this open connection starts on the thread that holds it.
+            unsafe { self.hook_wal() };
+        }
         let wanted = self.statement_hooks_wanted();
         if wanted && self.statement_hooks.get() && self.ends_wanted() != self.observer.ends_traced()
         {
@@ -591,8 +596,8 @@ impl Installed {
     /// Installs the WAL hook ([`on_wal`]) in place of SQLite's own, which checkpoints the log
     /// automatically, and whose argument is its threshold, carried on by `on_wal`: SQLite's as
     /// `sqlite3_open` installed it, or as a `PRAGMA wal_autocheckpoint = N` did (N <= 0
-    /// installs none: no checkpoints). Kept if the hook in place is already the store's (the
-    /// pragma failed).
+    /// installs none: no checkpoints). Kept if the hook in place is already the store's (a
+    /// VFS took the pragma over).
     ///
     /// # Safety
     /// Called on the thread that holds the open connection, outside its hooks.
