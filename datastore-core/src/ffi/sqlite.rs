@@ -1177,13 +1177,15 @@ unsafe extern "C" fn on_preupdate(
     _old_rowid: sqlite::sqlite3_int64,
     _new_rowid: sqlite::sqlite3_int64,
 ) {
-    guarded(|| {
+    // SAFETY: as in `on_commit`.
+    let observer = unsafe { observer(ctx) };
+    // A panic must not unwind into SQLite: the change it failed to take is told as missed.
+    let captured = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: as in `on_commit`; SQLite passes the table's NUL-terminated name, and the
         // preupdate accessors are valid for the duration of this callback.
         unsafe {
             // Also when every subscriber left since the statement started (the hook goes at
             // the next start): the row is then counted as one nobody was given.
-            let observer = observer(ctx);
             let depth = sqlite::sqlite3_preupdate_depth(db);
             // The models are tables of `main`: a table of the same name in an attached database
             // or in `temp` is another table, whose rows are not the model's.
@@ -1209,7 +1211,10 @@ unsafe extern "C" fn on_preupdate(
                 }
             });
         }
-    });
+    }));
+    if captured.is_err() {
+        observer.change_lost();
+    }
 }
 
 /// The name of the table a pre-update hook is called for: a NUL-terminated string SQLite

@@ -76,6 +76,9 @@ pub(crate) struct ConnObserver {
     /// statement's re-preparation is counted ([`ConnObserver::statement_ended`]); otherwise
     /// the authorizer's `prepared_since_start` tells it (see [`State::shape`]).
     ends_traced: Cell<bool>,
+    /// Changes of the open transaction the capture failed to take (it panicked: see
+    /// [`ConnObserver::change_lost`]), told to every subscriber as missed at its commit.
+    lost: Cell<u64>,
 }
 
 /// A statement handle, running or ended (see [`ConnObserver::running_or_ended`]).
@@ -281,6 +284,7 @@ impl ConnObserver {
             schema_prepared: Cell::new(false),
             prepared_since_start: Cell::new(false),
             ends_traced: Cell::new(false),
+            lost: Cell::new(0),
         }
     }
 
@@ -466,6 +470,13 @@ impl ConnObserver {
         });
     }
 
+    /// The capture of a changed row failed (a panic, caught: it must not unwind into SQLite):
+    /// every subscriber is told it missed a change when the transaction commits, rather than
+    /// nothing. Counted apart from the state, which the panic may have left borrowed.
+    pub fn change_lost(&self) {
+        self.lost.set(self.lost.get() + 1);
+    }
+
     /// A row of a table outside `main` changes (in an attached database, or in `temp`): not
     /// captured, and counted as a row no subscriber was given.
     pub fn changed_elsewhere(&self, depth: i32) {
@@ -624,7 +635,8 @@ impl ConnObserver {
             .take()
             .filter(|unseen| unseen.since != generation)
             .map_or(0, |unseen| unseen.rows)
-            + std::mem::take(&mut state.doubtful);
+            + std::mem::take(&mut state.doubtful)
+            + self.lost.take();
         state.commit_awaits_rows =
             !state.running_captured && state.running_generation != generation;
         state.transaction_over = true;
@@ -671,6 +683,7 @@ impl ConnObserver {
     }
 
     pub fn rolled_back(&self) {
+        self.lost.set(0);
         let mut state = self.state();
         state.transaction.clear();
         state.statement_changes = 0;
@@ -1383,32 +1396,67 @@ mod tests {
         assert_eq!(order(kept), ["Delete setting", "Insert setting"]);
     }
 
+    /// Counters of a connection that wrote nothing, with no transaction open.
+    struct Fresh;
+
+    /// An observer whose statements' ends are traced, a subscription to every table of its
+    /// hub, and a statement started (handle 1) that captures.
+    fn observing_a_statement() -> (super::ConnObserver, std::sync::Arc<super::hub::Queue>) {
+        let hub = std::sync::Arc::new(super::Hub::default());
+        let queue = hub.subscribe(None, 16);
+        let observer = super::ConnObserver::new(hub);
+        observer.trace_ends(true);
+        observer.statement_started(1, "", &Fresh, false, true);
+        (observer, queue)
+    }
+
+    impl super::Counters for Fresh {
+        fn total_changes(&self) -> i64 {
+            0
+        }
+        fn changes(&self) -> i64 {
+            0
+        }
+        fn autocommit(&self) -> bool {
+            true
+        }
+    }
+
+    /// A change whose capture failed is told as missed at its transaction's commit (and
+    /// forgotten with a rollback), rather than not at all.
+    #[test]
+    fn a_change_the_capture_failed_to_take_is_told_missed_at_the_commit() {
+        use crate::observe::hub::Item;
+        use std::time::Duration;
+
+        let (observer, queue) = observing_a_statement();
+        observer.change_lost();
+        observer.rolled_back();
+        observer.statement_ended(1, true, false, false, || 0);
+        assert!(queue.next(Some(Duration::ZERO)).is_none(), "rolled back");
+        observer.statement_started(1, "", &Fresh, false, true);
+        observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
+        observer.change_lost();
+        observer.committed();
+        observer.statement_ended(1, true, false, false, || 2);
+        let items: Vec<_> = std::iter::from_fn(|| queue.next(Some(Duration::ZERO)))
+            .map(|item| match item {
+                Item::Changes(_) => "changes".to_owned(),
+                Item::Missed(n) => format!("missed {n}"),
+                Item::Lost(_) => "lost".to_owned(),
+            })
+            .collect();
+        assert_eq!(items, ["changes", "missed 1"]);
+    }
+
     /// A statement SQLite found out of date ends in `sqlite3_step`, is prepared again and runs
     /// again without a new start: a commit it makes then is published at its next end, once
     /// other connections can see it, not in the commit hook.
     #[test]
     fn a_commit_of_a_statement_run_again_waits_for_its_end() {
-        use super::{ConnObserver, Hub};
-        use std::sync::Arc;
         use std::time::Duration;
 
-        let hub = Arc::new(Hub::default());
-        let queue = hub.subscribe(None, 16);
-        let observer = ConnObserver::new(Arc::clone(&hub));
-        struct Fresh;
-        impl super::Counters for Fresh {
-            fn total_changes(&self) -> i64 {
-                0
-            }
-            fn changes(&self) -> i64 {
-                0
-            }
-            fn autocommit(&self) -> bool {
-                true
-            }
-        }
-        observer.trace_ends(true);
-        observer.statement_started(1, "", &Fresh, false, true);
+        let (observer, queue) = observing_a_statement();
         observer.statement_ended(1, true, false, false, || 0);
         observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
         observer.committed();
