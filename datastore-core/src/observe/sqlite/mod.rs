@@ -895,14 +895,14 @@ impl ConnObserver {
         }
     }
 
-    /// A query finished (or the hooks come on after it), with the hooks off. The rows of a commit it made
-    /// while someone observed are told missed: counted from the start of the query or of the
-    /// transaction it committed, whichever came first, they may also hold rows written and
-    /// then rolled back, and those of a transaction the query began and left open (told again
-    /// when that transaction commits). A commit that failed after SQLite's commit hook is told
-    /// too: a subscriber reads again for nothing. Told with a sequence number taken now, after
-    /// the commits numbered meanwhile: a live query that waited for those (`Store::fence`)
-    /// reads again when this arrives.
+    /// A query finished (or the hooks come on after it), with the hooks off. The rows of a
+    /// commit it made while someone observed are told missed: counted from the start of the
+    /// query or of the transaction it committed, whichever came first, they may also hold rows
+    /// written and then rolled back, and those of a transaction the query began and left open
+    /// (told again when that transaction commits). A commit that failed after SQLite's commit
+    /// hook is told too: a subscriber reads again for nothing. Told with a sequence number
+    /// taken now, after the commits numbered meanwhile: a live query that waited for those
+    /// (`Store::fence`) reads again when this arrives.
     /// `counters` reads the change counter and whether no transaction is open, only if a
     /// commit awaits its query's end.
     #[inline] // at the end of every query while the hooks are off: a check, most often
