@@ -40,8 +40,9 @@
 //! through a kept cursor is published when the cursor is dropped (Diesel's end of the query),
 //! holding back later commits of the store until then; and a statement SQLite runs again
 //! within its query (a Diesel iterator asked for a row after its last, which makes SQLite
-//! reset and run the statement again) is taken for one statement with its first run. A statement run from inside the running one (SQLite reports it as `-- ` and its text:
-//! a table-valued pragma's, a virtual table's, a function's own SQL) takes the running one's
+//! reset and run the statement again) is taken for one statement with its first run. A
+//! statement run from inside the running one (SQLite reports it as `-- ` and its text: a
+//! table-valued pragma's, a virtual table's, a function's own SQL) takes the running one's
 //! place as it starts; the running one's re-preparation is asked then (it is alive, and was
 //! prepared again before it ran anything).
 //!
