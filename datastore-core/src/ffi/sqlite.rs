@@ -142,7 +142,7 @@ impl Drop for Kept {
             // is replacing its instrumentation, between two statements.
             unsafe {
                 installed.hooks_on();
-                installed.trace_statements(); // with ends, now that it is pinned
+                installed.trace_ends_as_wanted(); // with ends, now that it is pinned
             }
             // No query's end will be told from now on (Diesel tells no end of a query whose
             // binding failed, either): what waits for one goes now, or at SQLite's events.
@@ -529,6 +529,18 @@ impl Installed {
         }
     }
 
+    /// Traces statements' ends, or stops, as [`Self::ends_wanted`] now says (the statement
+    /// hooks on): the trace is installed again only if that changed.
+    ///
+    /// # Safety
+    /// As for [`Self::trace_statements`].
+    unsafe fn trace_ends_as_wanted(&self) {
+        if self.ends_wanted() != self.observer.ends_traced() {
+            // SAFETY: guaranteed by the caller.
+            unsafe { self.trace_statements() };
+        }
+    }
+
     /// Diesel starts a query (before it prepares or runs any statement).
     fn query_starts(&self) {
         if self.wal_hook_replaced.replace(false) {
@@ -536,10 +548,9 @@ impl Installed {
             unsafe { self.hook_wal() };
         }
         let wanted = self.statement_hooks_wanted();
-        if wanted && self.statement_hooks.get() && self.ends_wanted() != self.observer.ends_traced()
-        {
+        if wanted && self.statement_hooks.get() {
             // SAFETY: a query of this open connection starts on the thread that holds it.
-            unsafe { self.trace_statements() };
+            unsafe { self.trace_ends_as_wanted() };
         }
         if wanted != self.statement_hooks.get() {
             // SAFETY: a query of this open connection starts on the thread that holds it.

@@ -368,11 +368,7 @@ impl ConnObserver {
         let (total_changes, autocommit) = counters();
         let schema_changed = state.schema_watch_over(|| autocommit) || reloaded;
         let committed = if autocommit {
-            if state.commit_awaits_rows {
-                let rows = state.uncaptured_rows(total_changes);
-                state.count_uncaptured(rows);
-            }
-            state.take_committed()
+            state.settle_commit(|| total_changes)
         } else {
             None
         };
@@ -394,11 +390,7 @@ impl ConnObserver {
         if state.committed.is_none() {
             return;
         }
-        if state.commit_awaits_rows {
-            let rows = state.uncaptured_rows(total_changes());
-            state.count_uncaptured(rows);
-        }
-        let committed = state.take_committed();
+        let committed = state.settle_commit(total_changes);
         drop(state);
         if let Some((seq, batch)) = committed {
             self.deliver(seq, batch);
@@ -985,6 +977,18 @@ impl State {
             let generation = self.running_generation;
             self.unseen(rows, generation);
         }
+    }
+
+    /// The commit waiting for the end of its statement, taken once that end is known with no
+    /// transaction open: the rows the statement wrote uncaptured are counted into its gap first
+    /// (`total_changes` reads the change counter, final by then, asked only if they are).
+    /// Shared by the two places that know it: Diesel's end of the query and SQLite's WAL hook.
+    fn settle_commit(&mut self, total_changes: impl FnOnce() -> i64) -> Option<(u64, Batch)> {
+        if self.commit_awaits_rows {
+            let rows = self.uncaptured_rows(total_changes());
+            self.count_uncaptured(rows);
+        }
+        self.take_committed()
     }
 
     /// A commit waiting for the end of its statement, taken (the common case, none, without
