@@ -195,9 +195,10 @@ fn a_transaction_sqlite_rolled_back_by_itself_stays_over_and_reports_why() {
 
 /// A pooled connection its user left inside a transaction begun with SQL of their own (Diesel
 /// knows nothing of it) is not handed on inside it: the next user's write is committed, not
-/// swallowed by that transaction (and, on SQLite, its write lock is not kept). On SQLite the
-/// transaction is rolled back as the connection goes back to the pool; on PostgreSQL, where a
-/// failed statement left it aborted, the connection is dropped.
+/// swallowed by that transaction (and, on SQLite, its write lock is not kept). The transaction
+/// is rolled back as the connection goes back to the pool: on SQLite, which says one is open;
+/// on PostgreSQL where a failed statement left it aborted, and where nothing failed (the server
+/// asked).
 #[test]
 fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it() {
     // SQLite: open, holding the write lock.
@@ -236,7 +237,26 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         .batch_execute("BEGIN; SELECT 1 / 0;")
         .is_err());
     store.save(post("after", 1)).unwrap();
-    saved_once_seen_elsewhere(db.url());
+    let other = saved_once_seen_elsewhere(db.url());
+
+    // PostgreSQL: left open with nothing failed, by a batch and by a query of its own.
+    store
+        .conn()
+        .unwrap()
+        .batch_execute("BEGIN; DELETE FROM posts;")
+        .unwrap();
+    store.save(post("after the batch", 2)).unwrap();
+    {
+        let mut conn = store.conn().unwrap();
+        datastore::diesel::RunQueryDsl::execute(datastore::diesel::sql_query("BEGIN"), &mut *conn)
+            .unwrap();
+    }
+    store.save(post("after the query", 3)).unwrap();
+    assert_eq!(
+        other.count::<Post>().unwrap(),
+        3,
+        "committed, seen elsewhere"
+    );
 }
 
 /// Another store on `url`, which sees the one post saved: it was committed.

@@ -262,6 +262,10 @@ pub(crate) struct FirstFailure {
     /// A statement failed while Diesel had no transaction open: see
     /// [`failed_outside_transaction`](Self::failed_outside_transaction).
     failed_outside_transaction: bool,
+    /// The connection is lent to the store's caller ([`lend`](Self::lend)), and whether a
+    /// query ran on it since: see [`used_by_caller`](Self::used_by_caller).
+    lent: bool,
+    used_while_lent: bool,
 }
 
 impl FirstFailure {
@@ -276,6 +280,32 @@ impl FirstFailure {
             plans_outdated: false,
             depth: 0,
             failed_outside_transaction: false,
+            lent: false,
+            used_while_lent: false,
+        }
+    }
+
+    /// The connection is lent to the store's caller (`Store::conn`), who may run SQL of their
+    /// own on it.
+    pub fn lend(conn: &mut diesel::PgConnection) {
+        use diesel::Connection;
+        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
+            recorder.lent = true;
+            recorder.used_while_lent = false;
+        }
+    }
+
+    /// Whether the connection comes back from the store's caller having run a query (reset by
+    /// the call), or with an instrumentation of the caller's own in place of this one, which
+    /// tells nothing: the caller may have begun a transaction with SQL of their own (`BEGIN`),
+    /// which Diesel does not follow, and left it open.
+    pub fn used_by_caller(conn: &mut diesel::PgConnection) -> bool {
+        use diesel::Connection;
+        match conn.instrumentation().downcast_mut::<Self>() {
+            Some(recorder) => {
+                std::mem::take(&mut recorder.lent) && std::mem::take(&mut recorder.used_while_lent)
+            }
+            None => true,
         }
     }
 
@@ -344,6 +374,7 @@ impl Instrumentation for FirstFailure {
                 self.rolling_back_to_savepoint = depth.get() > 1;
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
+                self.used_while_lent |= self.lent;
                 self.failed_outside_transaction |= error.is_some() && self.depth == 0;
                 if let Some(diesel::result::Error::DatabaseError(_, info)) = error {
                     self.plans_outdated |= info

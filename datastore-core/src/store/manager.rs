@@ -75,9 +75,11 @@ impl r2d2::ManageConnection for BackendManager {
         // by itself whose owner (Diesel, after a failed statement) forgot it without a
         // `ROLLBACK`, or one its user left open with SQL of their own (SQLite says so); on
         // PostgreSQL, one a statement failed in outside Diesel's transactions, now open or
-        // aborted. A `ROLLBACK` ends it rather than hand it to the next user; where none is
-        // open it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the warning to itself),
-        // and does nothing.
+        // aborted, or one the caller the connection was lent to began with SQL of their own and
+        // left open (ended in a round trip of its own, only on a lent connection that ran a
+        // query). A `ROLLBACK` ends it rather than hand it to the next user; where none is open
+        // it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the warning to itself), and
+        // does nothing.
         let stray = match conn {
             AnyConnection::Sqlite(conn) => {
                 // One Diesel follows and does not count as broken (a test transaction): the
@@ -91,7 +93,9 @@ impl r2d2::ManageConnection for BackendManager {
                     || crate::ffi::sqlite::in_transaction(conn).unwrap_or(true)
             }
             AnyConnection::Postgres(conn) => {
+                let used_by_caller = super::lost::FirstFailure::used_by_caller(conn);
                 super::lost::FirstFailure::failed_outside_transaction(conn)
+                    || (used_by_caller && !end_callers_transaction(conn))
             }
         };
         if stray {
@@ -103,4 +107,18 @@ impl r2d2::ManageConnection for BackendManager {
         }
         false
     }
+}
+
+/// Ends a transaction the caller a PostgreSQL connection was lent to may have begun with SQL of
+/// their own and left open, in one round trip, as Diesel does not expose what libpq knows of it:
+/// outside a transaction the batch begins one and ends it; inside one its `BEGIN` only warns
+/// (the server logs that warning: it says a transaction was left open) and its `ROLLBACK` ends
+/// it. Whether it ran (an aborted transaction refuses the `BEGIN`, and the batch stops there).
+fn end_callers_transaction(conn: &mut diesel::PgConnection) -> bool {
+    let ended =
+        diesel::connection::SimpleConnection::batch_execute(conn, "BEGIN; ROLLBACK").is_ok();
+    // A refusal counts as a failure outside Diesel's transactions: settled by the `ROLLBACK`
+    // that follows.
+    let _ = super::lost::FirstFailure::failed_outside_transaction(conn);
+    ended
 }

@@ -109,6 +109,11 @@ impl Store {
     /// connection is read-only: a write through it would not be part of the transaction, and
     /// fails at once with [`Error::WriteOutsideTransaction`].
     ///
+    /// A transaction begun on it with SQL of the caller's own (`BEGIN`, which Diesel does not
+    /// follow) and left open is rolled back as it goes back to the pool, never handed to the
+    /// next user. On PostgreSQL that costs a connection which ran a query a round trip more
+    /// as it goes back: the server is asked whether a transaction is open.
+    ///
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore_doc_models::{Note, notes};
@@ -150,6 +155,10 @@ impl Store {
             transaction::lend_read_only(&mut conn).map_err(lost)?;
         } else {
             transaction::restore(&mut conn).map_err(lost)?;
+        }
+        if let (true, AnyConnection::Postgres(conn)) = (to_caller, &mut *conn) {
+            // The caller may leave a transaction of their own open: asked as it comes back.
+            lost::FirstFailure::lend(conn);
         }
         Ok(conn)
     }
