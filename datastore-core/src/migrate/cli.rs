@@ -404,7 +404,7 @@ impl Folder {
     /// The migrations applied (by name, or by version for one no longer in the folder), and
     /// those pending.
     fn status(&self, store: &Store) -> Result<(Vec<String>, Vec<String>)> {
-        let mut conn = store.conn()?;
+        let mut conn = store.pooled()?;
         let (applied, all, pending) = match &mut *conn {
             AnyConnection::Sqlite(c) => (
                 c.applied_migrations().map_err(harness_error)?,

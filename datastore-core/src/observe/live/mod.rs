@@ -62,7 +62,8 @@
 //! # Why every snapshot is a committed state
 //!
 //! Each refresh reads in one read transaction (a snapshot: `REPEATABLE READ` on PostgreSQL,
-//! a deferred transaction in WAL mode on SQLite), so what it reads is the database as of
+//! `SERIALIZABLE` where that is the connection's default; a deferred transaction in WAL mode
+//! on SQLite), so what it reads is the database as of
 //! some commit `c`, at or after every commit it was told of. The parts of the result it does
 //! not read again were read earlier, and are still true at `c` unless a commit up to `c`
 //! touched them. After the read it waits for a fence (on SQLite, the commits numbered before
@@ -841,7 +842,7 @@ fn read<T>(store: &Store, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Re
     if store.in_transaction_here() {
         return store.with_observe_conn(|conn| conn.read_transaction(f));
     }
-    let mut conn = store.conn()?;
+    let mut conn = store.pooled()?;
     (*conn).read_transaction(f)
 }
 
