@@ -502,3 +502,65 @@ fn on_postgres_unlink_and_delete_unlinks_a_link_made_meanwhile() {
     assert!(links.is_empty(), "{links:?}");
     assert!(db.store.find::<Post>(&post.id).unwrap().is_none());
 }
+
+/// On PostgreSQL, where the connection's transactions are `SERIALIZABLE` by default (here as
+/// the connection's options set it; a role's or a database's default works the same way), the
+/// store's own transactions, which need at least one snapshot (`REPEATABLE READ`), run at that
+/// level too, rather than step out of the serializable transactions' checks: the reads of a
+/// delete's preview, and the writes of `unlink_and_delete`, whose delete a trigger sees run
+/// in a serializable transaction.
+#[test]
+fn on_postgres_the_stores_own_transactions_keep_a_serializable_default() {
+    use datastore::diesel::connection::SimpleConnection;
+    use datastore::diesel::RunQueryDsl;
+
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Seen {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        level: String,
+    }
+
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let url = format!(
+        "{}%20-cdefault_transaction_isolation%3Dserializable",
+        schema.url()
+    );
+    let store = Store::builder(&url)
+        .migrations(datastore::embed_migrations!())
+        .open()
+        .unwrap();
+    store
+        .conn()
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE isolation_seen (level TEXT NOT NULL);
+             CREATE FUNCTION note_isolation() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO isolation_seen VALUES (current_setting('transaction_isolation'));
+                 RETURN OLD;
+             END $$;
+             CREATE TRIGGER note_isolation BEFORE DELETE ON posts
+                 FOR EACH ROW EXECUTE FUNCTION note_isolation();",
+        )
+        .unwrap();
+    let post = store.save(common::post("deleted", 1)).unwrap();
+    let (effects, previewed) =
+        common::trace::statements(|| store.preview_delete::<Post>(&post.id).unwrap());
+    assert_eq!(
+        (effects.removed[0].table.as_str(), effects.removed[0].rows),
+        ("posts", 1)
+    );
+    assert!(
+        previewed.iter().any(|sql| sql.contains("SERIALIZABLE")),
+        "the preview's reads: {previewed:?}"
+    );
+    store.unlink_and_delete::<Post>(&post.id).unwrap();
+    let seen = datastore::diesel::sql_query("SELECT level FROM isolation_seen")
+        .load::<Seen>(&mut *store.conn().unwrap())
+        .unwrap();
+    let levels: Vec<&str> = seen.iter().map(|s| s.level.as_str()).collect();
+    assert_eq!(levels, ["serializable"]);
+}

@@ -233,6 +233,14 @@ pub(crate) fn in_transaction<C: Connection>(conn: &mut C) -> bool {
     depth(conn) > 0
 }
 
+/// Whether the PostgreSQL connection's transactions are `SERIALIZABLE` unless told otherwise
+/// (see `FirstFailure::serializable`): the store's own transactions, which need at least one
+/// snapshot (`REPEATABLE READ`), then run at that level, so that serializable transactions see
+/// them as their own kind.
+fn serializable(conn: &mut diesel::PgConnection) -> bool {
+    crate::store::lost::FirstFailure::serializable(conn)
+}
+
 /// The most values one statement binds on every backend: SQLite's limit (PostgreSQL allows
 /// 65,535). [`Persist::insert_all`](crate::Persist::insert_all) splits its rows into
 /// statements that stay under it.
@@ -363,17 +371,19 @@ pub(crate) mod sealed {
         ) -> diesel::QueryResult<Vec<(String, String)>>;
 
         /// Runs `f` so that every statement in it reads one snapshot of the database and none
-        /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL), or inside the
-        /// transaction already open, in a savepoint.
+        /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL, `SERIALIZABLE`
+        /// where that is the connection's default), or inside the transaction already open, in
+        /// a savepoint.
         fn read_transaction<T, E: From<diesel::result::Error>>(
             &mut self,
             f: impl FnOnce(&mut Self) -> Result<T, E>,
         ) -> Result<T, E>;
 
         /// Runs `f` in a transaction that holds the right to write from its start (`BEGIN
-        /// IMMEDIATE` on SQLite) and reads one snapshot (`REPEATABLE READ` on PostgreSQL, run
-        /// again, up to three times in all, while another transaction's commit conflicts with
-        /// it), or inside the transaction already open, in a savepoint.
+        /// IMMEDIATE` on SQLite) and reads one snapshot (`REPEATABLE READ` on PostgreSQL, or
+        /// `SERIALIZABLE` where that is the connection's default, run again, up to three times
+        /// in all, while another transaction's commit conflicts with it), or inside the
+        /// transaction already open, in a savepoint.
         fn write_transaction<T>(
             &mut self,
             f: impl FnMut(&mut Self) -> crate::Result<T>,
@@ -707,6 +717,8 @@ impl sealed::Native for diesel::PgConnection {
     ) -> Result<T, E> {
         if in_transaction(self) {
             self.transaction(f)
+        } else if serializable(self) {
+            self.build_transaction().serializable().read_only().run(f)
         } else {
             self.build_transaction()
                 .repeatable_read()
@@ -727,9 +739,16 @@ impl sealed::Native for diesel::PgConnection {
         // before) fails it as a serialization failure rather than be changed unread; it then
         // runs again, on a newer snapshot, and a third such failure is returned
         // (`Error::Conflict`).
+        let serializable = serializable(self);
         let mut tries = 1;
         loop {
-            match self.build_transaction().repeatable_read().run(&mut f) {
+            let transaction = self.build_transaction();
+            let mut transaction = if serializable {
+                transaction.serializable()
+            } else {
+                transaction.repeatable_read()
+            };
+            match transaction.run(&mut f) {
                 Err(crate::Error::Conflict { .. }) if tries < 3 => {
                     // A moment for the other transaction's work to settle.
                     std::thread::sleep(std::time::Duration::from_millis(2 * tries));
@@ -764,9 +783,20 @@ impl AnyConnection {
         if matches!(self, Self::Sqlite(_)) || in_transaction(self) {
             return transaction(self, f);
         }
+        let serializable = match self {
+            Self::Postgres(conn) => serializable(conn),
+            Self::Sqlite(_) => false,
+        };
+        let level = if serializable {
+            "SERIALIZABLE"
+        } else {
+            "REPEATABLE READ"
+        };
         transaction(self, |conn| {
             diesel::RunQueryDsl::execute(
-                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+                diesel::sql_query(format!(
+                    "SET TRANSACTION ISOLATION LEVEL {level}, READ ONLY"
+                )),
                 conn,
             )?;
             f(conn)

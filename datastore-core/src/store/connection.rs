@@ -112,13 +112,15 @@ impl ConnectionSetup {
     /// still waiting past it fails with [`Error::Busy`](crate::Error::Busy).
     ///
     /// Its instrumentation keeps the error that aborts a transaction, which `Store::transaction`
-    /// reports, and the connection's backend process (read in the same round trip), and
-    /// reports its statements (see `trace.rs`).
+    /// reports, the connection's backend process and whether its transactions are serializable
+    /// by default (read in the same round trip), and reports its statements (see `trace.rs`).
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
         #[derive(diesel::QueryableByName)]
         struct Backend {
             #[diesel(sql_type = diesel::sql_types::Integer)]
             pid: i32,
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            serializable: bool,
         }
         diesel::Connection::set_instrumentation(
             conn,
@@ -126,14 +128,15 @@ impl ConnectionSetup {
         );
         let backend: Vec<Backend> = diesel::RunQueryDsl::load(
             diesel::sql_query(format!(
-                "SELECT pg_backend_pid() AS pid \
+                "SELECT pg_backend_pid() AS pid, \
+                 current_setting('default_transaction_isolation') = 'serializable' AS serializable \
                  FROM (SELECT set_config('lock_timeout', '{}', false)) AS setup",
                 self.busy_timeout.as_millis()
             )),
             conn,
         )?;
         if let Some(backend) = backend.first() {
-            super::lost::FirstFailure::set_backend_pid(conn, backend.pid);
+            super::lost::FirstFailure::set_server_facts(conn, backend.pid, backend.serializable);
         }
         Ok(())
     }

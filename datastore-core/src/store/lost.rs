@@ -254,6 +254,9 @@ pub(crate) struct FirstFailure {
     /// observe tells by it whether installing a trigger would wait for this connection's
     /// transaction.
     backend_pid: Option<i32>,
+    /// The server's default isolation level for the connection's transactions is
+    /// `SERIALIZABLE`, read once when it was set up: see [`Self::serializable`].
+    serializable: bool,
     /// A statement failed because a prepared statement's plan no longer fits the schema: see
     /// [`plans_outdated`](Self::plans_outdated).
     plans_outdated: bool,
@@ -277,6 +280,7 @@ impl FirstFailure {
             default: diesel::connection::get_default_instrumentation(),
             log: crate::trace::StatementLog::new(slow_statements),
             backend_pid: None,
+            serializable: false,
             plans_outdated: false,
             depth: 0,
             failed_outside_transaction: false,
@@ -331,12 +335,26 @@ impl FirstFailure {
             .is_some_and(|recorder| recorder.plans_outdated)
     }
 
-    /// Records the connection's backend process.
-    pub fn set_backend_pid(conn: &mut diesel::PgConnection, pid: i32) {
+    /// Records the connection's backend process, and whether its transactions are
+    /// `SERIALIZABLE` unless told otherwise.
+    pub fn set_server_facts(conn: &mut diesel::PgConnection, pid: i32, serializable: bool) {
         use diesel::Connection;
         if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
             recorder.backend_pid = Some(pid);
+            recorder.serializable = serializable;
         }
+    }
+
+    /// Whether the connection's transactions are `SERIALIZABLE` unless told otherwise (the
+    /// server's, database's or role's `default_transaction_isolation`, as it was set up): the
+    /// store's own transactions, which read one snapshot (`REPEATABLE READ`), then run at that
+    /// level too, rather than step out of the serializable transactions' checks. `false` for
+    /// a connection the store did not set up.
+    pub fn serializable(conn: &mut diesel::PgConnection) -> bool {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .is_some_and(|recorder| recorder.serializable)
     }
 
     /// The connection's backend process, if it was recorded.
