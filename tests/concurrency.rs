@@ -507,8 +507,9 @@ fn on_postgres_unlink_and_delete_unlinks_a_link_made_meanwhile() {
 /// the connection's options set it; a role's or a database's default works the same way), the
 /// store's own transactions, which need at least one snapshot (`REPEATABLE READ`), run at that
 /// level too, rather than step out of the serializable transactions' checks: the reads of a
-/// delete's preview, and the writes of `unlink_and_delete`, whose delete a trigger sees run
-/// in a serializable transaction.
+/// delete's preview and of a live query (deferrable, so never cancelled), and the writes of
+/// `unlink_and_delete`, whose delete a trigger sees run in a serializable transaction. Under
+/// the server's own default (`READ COMMITTED`) they read at `REPEATABLE READ`.
 #[test]
 fn on_postgres_the_stores_own_transactions_keep_a_serializable_default() {
     use datastore::diesel::connection::SimpleConnection;
@@ -523,44 +524,79 @@ fn on_postgres_the_stores_own_transactions_keep_a_serializable_default() {
     let Some(url) = common::postgres_url() else {
         return;
     };
-    let schema = common::PgSchema::new(&url);
-    let url = format!(
-        "{}%20-cdefault_transaction_isolation%3Dserializable",
-        schema.url()
-    );
-    let store = Store::builder(&url)
-        .migrations(datastore::embed_migrations!())
-        .open()
-        .unwrap();
-    store
-        .conn()
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE isolation_seen (level TEXT NOT NULL);
-             CREATE FUNCTION note_isolation() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 INSERT INTO isolation_seen VALUES (current_setting('transaction_isolation'));
-                 RETURN OLD;
-             END $$;
-             CREATE TRIGGER note_isolation BEFORE DELETE ON posts
-                 FOR EACH ROW EXECUTE FUNCTION note_isolation();",
-        )
-        .unwrap();
-    let post = store.save(common::post("deleted", 1)).unwrap();
-    let (effects, previewed) =
-        common::trace::statements(|| store.preview_delete::<Post>(&post.id).unwrap());
-    assert_eq!(
-        (effects.removed[0].table.as_str(), effects.removed[0].rows),
-        ("posts", 1)
-    );
-    assert!(
-        previewed.iter().any(|sql| sql.contains("SERIALIZABLE")),
-        "the preview's reads: {previewed:?}"
-    );
-    store.unlink_and_delete::<Post>(&post.id).unwrap();
-    let seen = datastore::diesel::sql_query("SELECT level FROM isolation_seen")
-        .load::<Seen>(&mut *store.conn().unwrap())
-        .unwrap();
-    let levels: Vec<&str> = seen.iter().map(|s| s.level.as_str()).collect();
-    assert_eq!(levels, ["serializable"]);
+    for (default, reads, writes) in [
+        (
+            "serializable",
+            "SERIALIZABLE READ ONLY DEFERRABLE",
+            "serializable",
+        ),
+        (
+            "read%20committed",
+            "REPEATABLE READ READ ONLY",
+            "repeatable read",
+        ),
+    ] {
+        let schema = common::PgSchema::new(&url);
+        let url = format!(
+            "{}%20-cdefault_transaction_isolation%3D{}",
+            schema.url(),
+            default.replace("%20", "\\%20")
+        );
+        let store = Store::builder(&url)
+            .migrations(datastore::embed_migrations!())
+            .open()
+            .unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute(
+                "CREATE TABLE isolation_seen (level TEXT NOT NULL);
+                 CREATE FUNCTION note_isolation() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     INSERT INTO isolation_seen
+                         VALUES (current_setting('transaction_isolation'));
+                     RETURN OLD;
+                 END $$;
+                 CREATE TRIGGER note_isolation BEFORE DELETE ON posts
+                     FOR EACH ROW EXECUTE FUNCTION note_isolation();",
+            )
+            .unwrap();
+        let post = store.save(common::post("deleted", 1)).unwrap();
+        let read_at = |statements: &[String]| {
+            statements
+                .iter()
+                .filter_map(|sql| {
+                    sql.strip_prefix("BEGIN TRANSACTION ISOLATION LEVEL ")
+                        .or_else(|| sql.strip_prefix("SET TRANSACTION ISOLATION LEVEL "))
+                })
+                .map(|level| level.replace(',', ""))
+                .collect::<Vec<_>>()
+        };
+        let (effects, previewed) =
+            common::trace::statements(|| store.preview_delete::<Post>(&post.id).unwrap());
+        assert_eq!(
+            (effects.removed[0].table.as_str(), effects.removed[0].rows),
+            ("posts", 1)
+        );
+        assert_eq!(
+            read_at(&previewed),
+            [reads],
+            "{default}: the preview's reads"
+        );
+        let (_first, looked) = common::trace::statements(|| {
+            let mut live = store.live::<Post>().subscribe().unwrap();
+            live.recv_timeout(Duration::from_secs(10))
+        });
+        assert_eq!(
+            read_at(&looked),
+            [reads],
+            "{default}: the live query's read"
+        );
+        store.unlink_and_delete::<Post>(&post.id).unwrap();
+        let seen = datastore::diesel::sql_query("SELECT level FROM isolation_seen")
+            .load::<Seen>(&mut *store.conn().unwrap())
+            .unwrap();
+        let levels: Vec<&str> = seen.iter().map(|s| s.level.as_str()).collect();
+        assert_eq!(levels, [writes], "{default}: the delete's writes");
+    }
 }

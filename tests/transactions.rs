@@ -197,8 +197,8 @@ fn a_transaction_sqlite_rolled_back_by_itself_stays_over_and_reports_why() {
 /// knows nothing of it) is not handed on inside it: the next user's write is committed, not
 /// swallowed by that transaction (and, on SQLite, its write lock is not kept). The transaction
 /// is rolled back as the connection goes back to the pool: on SQLite, which says one is open;
-/// on PostgreSQL where a failed statement left it aborted, and where nothing failed (the server
-/// asked).
+/// on PostgreSQL where a failed statement left it aborted, and where nothing failed (ended
+/// unasked as a connection lent by `Store::conn` goes back, at no cost to the store's own).
 #[test]
 fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it() {
     // SQLite: open, holding the write lock.
@@ -257,6 +257,38 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         3,
         "committed, seen elsewhere"
     );
+
+    // PostgreSQL: what that costs. A lent connection that ran a query ends any transaction as
+    // it goes back; the store's own connections, and a lent one that ran nothing, do not.
+    let ended = |sql: &[String]| sql.iter().filter(|s| *s == "BEGIN; ROLLBACK").count();
+    let (_, lent) = common::trace::statements(|| store.conn().unwrap().count::<Post>().unwrap());
+    assert_eq!(ended(&lent), 1, "{lent:?}");
+    let (_, own) = common::trace::statements(|| {
+        store.save(post("through the store", 4)).unwrap();
+        drop(store.conn().unwrap());
+    });
+    assert_eq!(ended(&own), 0, "{own:?}");
+
+    // PostgreSQL: a lent connection whose instrumentation its caller replaced tells nothing of
+    // what it did: it is dropped, and the pool sets up another.
+    let backend = |conn: &mut datastore::AnyConnection| {
+        datastore::diesel::RunQueryDsl::get_result::<i32>(
+            datastore::diesel::select(datastore::diesel::dsl::sql::<
+                datastore::diesel::sql_types::Integer,
+            >("pg_backend_pid()")),
+            conn,
+        )
+        .unwrap()
+    };
+    let replaced = {
+        let mut conn = store.conn().unwrap();
+        datastore::diesel::Connection::set_instrumentation(
+            &mut *conn,
+            |_: datastore::diesel::connection::InstrumentationEvent<'_>| {},
+        );
+        backend(&mut conn)
+    };
+    assert_ne!(backend(&mut store.conn().unwrap()), replaced);
 }
 
 /// Another store on `url`, which sees the one post saved: it was committed.

@@ -371,9 +371,10 @@ pub(crate) mod sealed {
         ) -> diesel::QueryResult<Vec<(String, String)>>;
 
         /// Runs `f` so that every statement in it reads one snapshot of the database and none
-        /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL, `SERIALIZABLE`
-        /// where that is the connection's default), or inside the transaction already open, in
-        /// a savepoint.
+        /// writes: in a read-only transaction (`REPEATABLE READ` on PostgreSQL; `SERIALIZABLE`
+        /// and `DEFERRABLE` where that is the connection's default, which may wait as it starts
+        /// for a snapshot no serializable transaction running then can make unsafe), or inside
+        /// the transaction already open, in a savepoint.
         fn read_transaction<T, E: From<diesel::result::Error>>(
             &mut self,
             f: impl FnOnce(&mut Self) -> Result<T, E>,
@@ -718,7 +719,13 @@ impl sealed::Native for diesel::PgConnection {
         if in_transaction(self) {
             self.transaction(f)
         } else if serializable(self) {
-            self.build_transaction().serializable().read_only().run(f)
+            // Deferrable: it may wait as it starts for a snapshot no serializable transaction
+            // running then can make unsafe, and is then never cancelled for one.
+            self.build_transaction()
+                .serializable()
+                .read_only()
+                .deferrable()
+                .run(f)
         } else {
             self.build_transaction()
                 .repeatable_read()
@@ -774,8 +781,9 @@ impl AnyConnection {
     }
 
     /// [`NativeConnection::read_transaction`] on the multi-backend connection: one snapshot
-    /// for every statement in `f` (`REPEATABLE READ, READ ONLY` on PostgreSQL; a deferred
-    /// transaction on SQLite, one snapshot in WAL mode), or a savepoint inside a transaction.
+    /// for every statement in `f` (`REPEATABLE READ, READ ONLY` on PostgreSQL, or `SERIALIZABLE,
+    /// READ ONLY, DEFERRABLE` where that is the connection's default; a deferred transaction on
+    /// SQLite, one snapshot in WAL mode), or a savepoint inside a transaction.
     pub(crate) fn read_transaction<T, E: From<diesel::result::Error>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, E>,
@@ -788,15 +796,13 @@ impl AnyConnection {
             Self::Sqlite(_) => false,
         };
         let level = if serializable {
-            "SERIALIZABLE"
+            "SERIALIZABLE, READ ONLY, DEFERRABLE"
         } else {
-            "REPEATABLE READ"
+            "REPEATABLE READ, READ ONLY"
         };
         transaction(self, |conn| {
             diesel::RunQueryDsl::execute(
-                diesel::sql_query(format!(
-                    "SET TRANSACTION ISOLATION LEVEL {level}, READ ONLY"
-                )),
+                diesel::sql_query(format!("SET TRANSACTION ISOLATION LEVEL {level}")),
                 conn,
             )?;
             f(conn)

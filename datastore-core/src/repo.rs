@@ -330,8 +330,8 @@ pub trait Repo: Connection + Sized {
     /// refuses the delete (see [`Persist::unlink_and_delete`](crate::Persist::unlink_and_delete)).
     ///
     /// What it returns is what it removed: on PostgreSQL its transaction reads one snapshot
-    /// (`REPEATABLE READ`, or `SERIALIZABLE` where that is the server's, database's or role's
-    /// default, never weaker than that default), and a row another transaction
+    /// (`REPEATABLE READ`, or `SERIALIZABLE` where that was the connection's default as the
+    /// store set it up), and a row another transaction
     /// commits meanwhile that the delete would reach (a child its cascade removes, a new link,
     /// an update of a row it deletes) makes it run again (three times at most, then
     /// [`Error::Conflict`]). Inside a transaction of the caller's, it runs at that

@@ -266,7 +266,7 @@ pub(crate) struct FirstFailure {
     /// [`failed_outside_transaction`](Self::failed_outside_transaction).
     failed_outside_transaction: bool,
     /// The connection is lent to the store's caller ([`lend`](Self::lend)), and whether a
-    /// query ran on it since: see [`used_by_caller`](Self::used_by_caller).
+    /// query ran on it since: see [`take_used_by_caller`](Self::take_used_by_caller).
     lent: bool,
     used_while_lent: bool,
 }
@@ -300,17 +300,14 @@ impl FirstFailure {
     }
 
     /// Whether the connection comes back from the store's caller having run a query (reset by
-    /// the call), or with an instrumentation of the caller's own in place of this one, which
-    /// tells nothing: the caller may have begun a transaction with SQL of their own (`BEGIN`),
-    /// which Diesel does not follow, and left it open.
-    pub fn used_by_caller(conn: &mut diesel::PgConnection) -> bool {
+    /// the call): the caller may have begun a transaction with SQL of their own (`BEGIN`),
+    /// which Diesel does not follow, and left it open. `None` if the connection's
+    /// instrumentation is no longer this one (the caller replaced it), which tells nothing.
+    pub fn take_used_by_caller(conn: &mut diesel::PgConnection) -> Option<bool> {
         use diesel::Connection;
-        match conn.instrumentation().downcast_mut::<Self>() {
-            Some(recorder) => {
-                std::mem::take(&mut recorder.lent) && std::mem::take(&mut recorder.used_while_lent)
-            }
-            None => true,
-        }
+        let recorder = conn.instrumentation().downcast_mut::<Self>()?;
+        let lent = std::mem::take(&mut recorder.lent);
+        Some(std::mem::take(&mut recorder.used_while_lent) && lent)
     }
 
     /// Whether a statement failed since the last call while Diesel had no transaction open
@@ -346,10 +343,11 @@ impl FirstFailure {
     }
 
     /// Whether the connection's transactions are `SERIALIZABLE` unless told otherwise (the
-    /// server's, database's or role's `default_transaction_isolation`, as it was set up): the
-    /// store's own transactions, which read one snapshot (`REPEATABLE READ`), then run at that
-    /// level too, rather than step out of the serializable transactions' checks. `false` for
-    /// a connection the store did not set up.
+    /// server's, database's, role's or connection's `default_transaction_isolation`, as it was
+    /// when the connection was set up: a later `SET` of a caller's is not seen): the store's
+    /// own transactions, which read one snapshot (`REPEATABLE READ`), then run at that level
+    /// too, rather than step out of the serializable transactions' checks. `false` for a
+    /// connection the store did not set up.
     pub fn serializable(conn: &mut diesel::PgConnection) -> bool {
         use diesel::Connection;
         conn.instrumentation()

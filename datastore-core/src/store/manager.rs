@@ -76,8 +76,8 @@ impl r2d2::ManageConnection for BackendManager {
         // `ROLLBACK`, or one its user left open with SQL of their own (SQLite says so); on
         // PostgreSQL, one a statement failed in outside Diesel's transactions, now open or
         // aborted, or one the caller the connection was lent to began with SQL of their own and
-        // left open (ended in a round trip of its own, only on a lent connection that ran a
-        // query). A `ROLLBACK` ends it rather than hand it to the next user; where none is open
+        // left open (ended, unasked, in a round trip of its own, only on a connection lent by
+        // `Store::conn` that ran a query). A `ROLLBACK` ends it rather than hand it to the next user; where none is open
         // it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the warning to itself), and
         // does nothing.
         let stray = match conn {
@@ -93,27 +93,41 @@ impl r2d2::ManageConnection for BackendManager {
                     || crate::ffi::sqlite::in_transaction(conn).unwrap_or(true)
             }
             AnyConnection::Postgres(conn) => {
-                let used_by_caller = super::lost::FirstFailure::used_by_caller(conn);
-                super::lost::FirstFailure::failed_outside_transaction(conn)
-                    || (used_by_caller && !end_callers_transaction(conn))
+                // Without the store's instrumentation (its caller replaced it) nothing tells
+                // what the connection did, and the store's transactions lose what it keeps:
+                // the connection goes, and the pool sets up another.
+                let Some(used_by_caller) = super::lost::FirstFailure::take_used_by_caller(conn)
+                else {
+                    return true;
+                };
+                // Both flags are taken (reset) whatever either says.
+                let failed = super::lost::FirstFailure::failed_outside_transaction(conn);
+                failed || (used_by_caller && !end_callers_transaction(conn))
             }
         };
         if stray {
-            let _ = diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK");
-            // A `ROLLBACK` that failed leaves the transaction open: the connection goes.
-            if let AnyConnection::Sqlite(conn) = conn {
-                return crate::ffi::sqlite::in_transaction(conn) == Some(true);
-            }
+            let rolled_back =
+                diesel::connection::SimpleConnection::batch_execute(conn, "ROLLBACK").is_ok();
+            // A `ROLLBACK` that failed leaves the transaction open (SQLite), or the server
+            // ended the session (PostgreSQL, where one outside a transaction only warns): the
+            // connection goes.
+            return match conn {
+                AnyConnection::Sqlite(conn) => {
+                    crate::ffi::sqlite::in_transaction(conn) == Some(true)
+                }
+                AnyConnection::Postgres(_) => !rolled_back,
+            };
         }
         false
     }
 }
 
 /// Ends a transaction the caller a PostgreSQL connection was lent to may have begun with SQL of
-/// their own and left open, in one round trip, as Diesel does not expose what libpq knows of it:
-/// outside a transaction the batch begins one and ends it; inside one its `BEGIN` only warns
-/// (the server logs that warning: it says a transaction was left open) and its `ROLLBACK` ends
-/// it. Whether it ran (an aborted transaction refuses the `BEGIN`, and the batch stops there).
+/// their own and left open, in one round trip, unasked: Diesel does not expose what libpq knows
+/// of it, and a question would cost the same round trip. Outside a transaction the batch
+/// begins one and ends it; inside one its `BEGIN` only warns (the server logs that warning: it
+/// says a transaction was left open) and its `ROLLBACK` ends it. Whether it ran (an aborted
+/// transaction refuses the `BEGIN`, and the batch stops there).
 fn end_callers_transaction(conn: &mut diesel::PgConnection) -> bool {
     let ended =
         diesel::connection::SimpleConnection::batch_execute(conn, "BEGIN; ROLLBACK").is_ok();

@@ -112,7 +112,9 @@ impl Store {
     /// A transaction begun on it with SQL of the caller's own (`BEGIN`, which Diesel does not
     /// follow) and left open is rolled back as it goes back to the pool, never handed to the
     /// next user. On PostgreSQL that costs a connection which ran a query a round trip more
-    /// as it goes back: the server is asked whether a transaction is open.
+    /// as it goes back (Diesel does not expose what libpq knows of the session's transaction):
+    /// `BEGIN; ROLLBACK`, which ends one left open and, where none is, begins and ends one.
+    /// (Not so a closure given to the async store's `run`, on the store's own connection.)
     ///
     /// ```
     /// # use datastore::prelude::*;
