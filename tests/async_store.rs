@@ -123,6 +123,35 @@ fn on_postgres_reads_outlive_a_column_type_changed_by_another_session() {
     });
 }
 
+/// A transaction a closure given to `run` begins with SQL of its own and leaves open is ended
+/// as its connection goes back to the pool, as one a connection lent by `Store::conn` is: the
+/// next call's write (here on the one connection of the pool) is committed, seen by another
+/// store.
+#[test]
+fn on_postgres_a_transaction_a_run_closure_leaves_open_is_not_handed_on() {
+    let Some(db) = common::TestDb::postgres_built(|b| b.pool_size(1)) else {
+        return;
+    };
+    let store = AsyncStore::from(db.store.clone());
+    let other = Store::builder(db.url())
+        .migrations(datastore::embed_migrations!())
+        .open()
+        .unwrap();
+    runtime().block_on(async {
+        store.save(post("before", 1)).await.unwrap();
+        store
+            .run(|conn| Ok(conn.batch_execute("BEGIN; DELETE FROM posts")?))
+            .await
+            .unwrap();
+        store.save(post("after", 2)).await.unwrap();
+    });
+    assert_eq!(
+        other.count::<Post>().unwrap(),
+        2,
+        "committed, seen elsewhere"
+    );
+}
+
 /// A runtime as `#[tokio::main]` makes, on two threads.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -143,6 +143,19 @@ pub trait AsyncRepo: Send + Sync {
         T: Send + 'static,
         F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static;
 
+    /// [`run`](AsyncRepo::run) for one of the writes below, which run only the store's own
+    /// statements: a closure given to `run` may begin a transaction with SQL of its own and
+    /// leave it open, which the store ends as the connection goes back (at a round trip's
+    /// cost on PostgreSQL); these cannot. Called by the provided methods; not part of the API.
+    #[doc(hidden)]
+    fn run_own<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static,
+    {
+        self.run(f)
+    }
+
     /// [`run`](AsyncRepo::run) for one of the reads above, which change nothing: the store
     /// runs it again on another connection where the blocking store does (after PostgreSQL
     /// refused a prepared statement another session's schema change outdated). Called by the
@@ -175,7 +188,7 @@ pub trait AsyncRepo: Send + Sync {
     where
         M: Persist<Self::Conn> + Send + 'static,
     {
-        self.run(move |conn| conn.save(model))
+        self.run_own(move |conn| conn.save(model))
     }
 
     /// See [`Repo::insert_all`].
@@ -197,7 +210,7 @@ pub trait AsyncRepo: Send + Sync {
     where
         M: Persist<Self::Conn> + Send + 'static,
     {
-        self.run(move |conn| conn.insert_all(rows))
+        self.run_own(move |conn| conn.insert_all(rows))
     }
 
     /// See [`Repo::save_graph`].
@@ -225,7 +238,7 @@ pub trait AsyncRepo: Send + Sync {
     where
         M: Persist<Self::Conn> + Send + 'static,
     {
-        self.run(move |conn| conn.save_graph(model))
+        self.run_own(move |conn| conn.save_graph(model))
     }
 
     /// See [`Repo::find`].
@@ -317,7 +330,7 @@ pub trait AsyncRepo: Send + Sync {
     where
         M: Persist<Self::Conn> + Send + 'static,
     {
-        self.run(move |conn| conn.query::<M>(build))
+        self.run_own(move |conn| conn.query::<M>(build))
     }
 
     /// See [`Repo::count`].
@@ -361,7 +374,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
     {
         let key = model.key();
-        self.run(move |conn| conn.delete_by_id::<M>(&key))
+        self.run_own(move |conn| conn.delete_by_id::<M>(&key))
     }
 
     /// See [`Repo::delete_by_id`].
@@ -383,7 +396,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
-        self.run(move |conn| conn.delete_by_id::<M>(&key))
+        self.run_own(move |conn| conn.delete_by_id::<M>(&key))
     }
 
     /// See [`Repo::delete_where`].
@@ -410,7 +423,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
         C: 'static,
     {
-        self.run(move |conn| conn.delete_where::<M, C>(predicate))
+        self.run_own(move |conn| conn.delete_where::<M, C>(predicate))
     }
 
     /// See [`Repo::preview_delete`].
@@ -471,7 +484,7 @@ pub trait AsyncRepo: Send + Sync {
         M: Persist<Self::Conn> + Send + 'static,
     {
         let key = key.clone();
-        self.run(move |conn| conn.unlink_and_delete::<M>(&key))
+        self.run_own(move |conn| conn.unlink_and_delete::<M>(&key))
     }
 }
 

@@ -432,7 +432,8 @@ impl AsyncStore {
 impl AsyncRepo for AsyncStore {
     type Conn = AnyConnection;
 
-    /// Runs `f` on a connection of the pool, on tokio's blocking pool.
+    /// Runs `f` on a connection of the pool, on tokio's blocking pool: lent as
+    /// [`Store::conn`] lends one (a transaction `f` leaves open is ended as it goes back).
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -443,6 +444,17 @@ impl AsyncRepo for AsyncStore {
         let _permit = self.calls.acquire().await;
         let store = self.store.clone();
         // As the blocking store's calls: a connection the server ended is `Lost`.
+        unblock(move || store.with_lent_conn(f)).await
+    }
+
+    /// As `run`, for the store's own statements, on a connection it does not lend.
+    async fn run_own<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let _permit = self.calls.acquire().await;
+        let store = self.store.clone();
         unblock(move || store.with_conn(f)).await
     }
 

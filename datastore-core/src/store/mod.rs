@@ -114,7 +114,7 @@ impl Store {
     /// next user. On PostgreSQL that costs a connection which ran a query a round trip more
     /// as it goes back (Diesel does not expose what libpq knows of the session's transaction):
     /// `BEGIN; ROLLBACK`, which ends one left open and, where none is, begins and ends one.
-    /// (Not so a closure given to the async store's `run`, on the store's own connection.)
+    /// The async store lends its connection to a closure given to `run` the same way.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -197,6 +197,16 @@ impl Store {
         f: impl FnOnce(&mut AnyConnection) -> Result<T>,
     ) -> Result<T> {
         f(&mut *self.pooled()?).map_err(|error| error.or_connection_lost(&self.url))
+    }
+
+    /// [`with_conn`](Self::with_conn) on a connection lent as [`conn`](Self::conn) lends one,
+    /// for a caller's own code (the async store's `run`).
+    #[cfg(feature = "async")]
+    pub(crate) fn with_lent_conn<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        f(&mut *self.conn()?).map_err(|error| error.or_connection_lost(&self.url))
     }
 
     /// [`with_conn`](Self::with_conn) for a read: one refused because the connection's
