@@ -7,7 +7,9 @@
 //! `block_on` on a current-thread runtime). Then 64 concurrent tasks on a pool of 8
 //! connections for two seconds each: tasks on a two-thread tokio runtime for the async store
 //! and SeaORM, 64 threads for the blocking store; throughput and latency percentiles, printed
-//! and written to `target/criterion/async-concurrency.md`.
+//! and written to `target/criterion/async-concurrency.md`. Beside them, what the async store's
+//! hop costs alone, and what lending a connection costs a find (`Store::conn`, which on
+//! PostgreSQL ends a transaction its caller left open as it goes back, against `Store::find`).
 //!
 //! `cargo bench -p datastore-benches --bench async`; a quick run:
 //! `cargo bench -p datastore-benches --bench async -- --warm-up-time 1 --measurement-time 2`.
@@ -278,6 +280,28 @@ fn hop(c: &mut Criterion) {
     group.finish();
 }
 
+/// What lending a connection costs a call: a find by id through the store's own connection
+/// (`Store::find`) and through one lent by `Store::conn`, which, on PostgreSQL, ends any
+/// transaction its caller left open as it goes back (a round trip: `BEGIN; ROLLBACK`), on each
+/// database.
+fn lending(c: &mut Criterion) {
+    for (storage, open) in databases() {
+        let db = open();
+        let Work::Find(id) = seeded(&db, false) else {
+            unreachable!("a find")
+        };
+        let mut group = c.benchmark_group(format!("{storage}a find by id, lent or not"));
+        group.bench_function(BenchmarkId::new("datastore", "Store::find"), |b| {
+            b.iter(|| black_box(db.store.find::<Post>(&id).unwrap()))
+        });
+        group.bench_function(
+            BenchmarkId::new("datastore", "Store::conn, then find"),
+            |b| b.iter(|| black_box(db.store.conn().unwrap().find::<Post>(&id).unwrap())),
+        );
+        group.finish();
+    }
+}
+
 /// What a concurrent row measured.
 struct Measured {
     calls: usize,
@@ -403,6 +427,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = hop, one_task, concurrent
+    targets = hop, lending, one_task, concurrent
 }
 criterion_main!(benches);

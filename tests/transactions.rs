@@ -258,14 +258,30 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         "committed, seen elsewhere"
     );
 
-    // PostgreSQL: what that costs. A lent connection that ran a query ends any transaction as
-    // it goes back; the store's own connections, and a lent one that ran nothing, do not.
+    // PostgreSQL: what that costs. A lent connection that ran SQL that may begin a transaction
+    // (a word `BEGIN` or `START`, also where it began none) ends any as it goes back, in a
+    // round trip; one that ran none, or Diesel's own transactions, and the store's own
+    // connections, do not.
     let ended = |sql: &[String]| sql.iter().filter(|s| *s == "BEGIN; ROLLBACK").count();
-    let (_, lent) = common::trace::statements(|| store.conn().unwrap().count::<Post>().unwrap());
+    let (_, lent) = common::trace::statements(|| {
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("BEGIN; COMMIT")
+            .unwrap();
+    });
     assert_eq!(ended(&lent), 1, "{lent:?}");
     let (_, own) = common::trace::statements(|| {
         store.save(post("through the store", 4)).unwrap();
-        drop(store.conn().unwrap());
+        let mut conn = store.conn().unwrap();
+        conn.count::<Post>().unwrap();
+        conn.batch_execute("SELECT 'no transaction begins here'")
+            .unwrap();
+        datastore::diesel::Connection::transaction(&mut *conn, |conn| {
+            conn.count::<Post>()
+                .map_err(|_| datastore::diesel::result::Error::RollbackTransaction)
+        })
+        .unwrap();
     });
     assert_eq!(ended(&own), 0, "{own:?}");
 

@@ -266,9 +266,10 @@ pub(crate) struct FirstFailure {
     /// [`failed_outside_transaction`](Self::failed_outside_transaction).
     failed_outside_transaction: bool,
     /// The connection is lent to the store's caller ([`lend`](Self::lend)), and whether a
-    /// query ran on it since: see [`take_used_by_caller`](Self::take_used_by_caller).
+    /// query it ran since, outside Diesel's transactions, may have begun one: see
+    /// [`take_may_have_begun`](Self::take_may_have_begun).
     lent: bool,
-    used_while_lent: bool,
+    may_have_begun: bool,
 }
 
 impl FirstFailure {
@@ -285,7 +286,7 @@ impl FirstFailure {
             depth: 0,
             failed_outside_transaction: false,
             lent: false,
-            used_while_lent: false,
+            may_have_begun: false,
         }
     }
 
@@ -295,19 +296,20 @@ impl FirstFailure {
         use diesel::Connection;
         if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
             recorder.lent = true;
-            recorder.used_while_lent = false;
+            recorder.may_have_begun = false;
         }
     }
 
-    /// Whether the connection comes back from the store's caller having run a query (reset by
-    /// the call): the caller may have begun a transaction with SQL of their own (`BEGIN`),
-    /// which Diesel does not follow, and left it open. `None` if the connection's
-    /// instrumentation is no longer this one (the caller replaced it), which tells nothing.
-    pub fn take_used_by_caller(conn: &mut diesel::PgConnection) -> Option<bool> {
+    /// Whether the connection comes back from the store's caller having run, outside Diesel's
+    /// transactions, SQL that may have begun a transaction (reset by the call): a transaction
+    /// begun with SQL of the caller's own (`BEGIN`, `START TRANSACTION`), which Diesel does not
+    /// follow, may have been left open. `None` if the connection's instrumentation is no
+    /// longer this one (the caller replaced it), which tells nothing.
+    pub fn take_may_have_begun(conn: &mut diesel::PgConnection) -> Option<bool> {
         use diesel::Connection;
         let recorder = conn.instrumentation().downcast_mut::<Self>()?;
         let lent = std::mem::take(&mut recorder.lent);
-        Some(std::mem::take(&mut recorder.used_while_lent) && lent)
+        Some(std::mem::take(&mut recorder.may_have_begun) && lent)
     }
 
     /// Whether a statement failed since the last call while Diesel had no transaction open
@@ -389,8 +391,11 @@ impl Instrumentation for FirstFailure {
                 self.depth = depth.get() - 1;
                 self.rolling_back_to_savepoint = depth.get() > 1;
             }
+            InstrumentationEvent::StartQuery { query, .. } if self.lent && self.depth == 0 => {
+                // Diesel's own `BEGIN` runs at depth 1 (its event comes first).
+                self.may_have_begun |= may_begin_transaction(*query);
+            }
             InstrumentationEvent::FinishQuery { error, .. } => {
-                self.used_while_lent |= self.lent;
                 self.failed_outside_transaction |= error.is_some() && self.depth == 0;
                 if let Some(diesel::result::Error::DatabaseError(_, info)) = error {
                     self.plans_outdated |= info
@@ -414,6 +419,56 @@ impl Instrumentation for FirstFailure {
             default.on_connection_event(event);
         }
     }
+}
+
+/// Whether the SQL of `query` may begin a transaction: whether a word of it is `BEGIN` or
+/// `START` (in any case), wherever it stands, in a string, a comment or a quoted name too. It
+/// errs on one side only: a transaction block can begin with no other statement, and a word
+/// that begins none (a function's body, a column named `start`) costs a round trip at most.
+/// Read from Diesel's text of the query: a batch's whole, or a query's SQL, whose binds that
+/// follow it are left unformatted.
+fn may_begin_transaction(query: &dyn std::fmt::Display) -> bool {
+    /// Reads the text as it is written, one piece after another, up to Diesel's binds.
+    #[derive(Default)]
+    struct Words {
+        /// The word being read, upper-cased, while it is at most 5 letters long and all letters.
+        word: [u8; 5],
+        len: usize,
+        /// The word being read is longer than 5 bytes, or holds a byte other than a letter.
+        other: bool,
+        found: bool,
+    }
+    impl Words {
+        fn end_word(&mut self) {
+            let word = &self.word[..self.len];
+            self.found |= !self.other && (word == b"BEGIN" || word == b"START");
+            (self.len, self.other) = (0, false);
+        }
+    }
+    impl std::fmt::Write for Words {
+        fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+            if piece == " -- binds: " {
+                return Err(std::fmt::Error); // Diesel's binds follow: not SQL
+            }
+            for byte in piece.bytes() {
+                if byte.is_ascii_alphabetic() && self.len < self.word.len() && !self.other {
+                    self.word[self.len] = byte.to_ascii_uppercase();
+                    self.len += 1;
+                } else if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' {
+                    self.other = true;
+                } else if !byte.is_ascii() {
+                    self.other = true; // a letter of an identifier, in UTF-8
+                } else {
+                    self.end_word();
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut words = Words::default();
+    let _ = std::fmt::write(&mut words, format_args!("{query}"));
+    words.end_word();
+    words.found
 }
 
 /// Whether `conn` is a PostgreSQL connection whose prepared statements outlived a change of
@@ -463,7 +518,49 @@ pub(crate) fn is_rollback(sql: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_rollback;
+    use super::{is_rollback, may_begin_transaction};
+
+    /// A transaction block begins with `BEGIN` or `START TRANSACTION`, in any case and
+    /// anywhere in a batch: each is found, and nothing is without either word (which is
+    /// found wherever it stands, erring on the side of a round trip).
+    #[test]
+    fn sql_that_may_begin_a_transaction_is_told_by_its_words() {
+        for sql in [
+            "BEGIN",
+            "begin;",
+            "SELECT 1; Begin ISOLATION LEVEL SERIALIZABLE; DELETE FROM posts",
+            "start transaction read write",
+            "\tBEGIN\n",
+            "/* x */begin",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$",
+            "SELECT \"start\" FROM t",
+        ] {
+            assert!(may_begin_transaction(&sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "SELECT beginning, started, _begin, begin_, begin2, $begin FROM t",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT a; RELEASE SAVEPOINT a",
+            "SELECT 'béGIN'",
+        ] {
+            assert!(!may_begin_transaction(&sql), "{sql}");
+        }
+    }
+
+    /// Diesel's text of a query is its SQL, then `-- binds:` and each bind's value: values are
+    /// not read (a bind is no SQL), nor formatted.
+    #[test]
+    fn a_querys_binds_are_not_read() {
+        use diesel::pg::Pg;
+        let query = diesel::sql_query("SELECT $1").bind::<diesel::sql_types::Text, _>("BEGIN");
+        let text = diesel::debug_query::<Pg, _>(&query);
+        assert!(text.to_string().contains("BEGIN"), "{text}");
+        assert!(!may_begin_transaction(&text));
+        let query = diesel::sql_query("BEGIN").bind::<diesel::sql_types::Text, _>("x");
+        assert!(may_begin_transaction(&diesel::debug_query::<Pg, _>(&query)));
+    }
 
     /// A statement refused after a loss whose error the application never converted (it kept
     /// Diesel's) must not make a later, unrelated error on the thread that loss's.

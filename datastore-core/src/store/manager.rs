@@ -77,7 +77,8 @@ impl r2d2::ManageConnection for BackendManager {
         // PostgreSQL, one a statement failed in outside Diesel's transactions, now open or
         // aborted, or one the caller the connection was lent to began with SQL of their own and
         // left open (ended, unasked, in a round trip of its own, only on a connection lent by
-        // `Store::conn` that ran a query). A `ROLLBACK` ends it rather than hand it to the next user; where none is open
+        // `Store::conn` that ran SQL with the word `BEGIN` or `START` outside Diesel's
+        // transactions). A `ROLLBACK` ends it rather than hand it to the next user; where none is open
         // it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the warning to itself), and
         // does nothing.
         let stray = match conn {
@@ -96,13 +97,13 @@ impl r2d2::ManageConnection for BackendManager {
                 // Without the store's instrumentation (its caller replaced it) nothing tells
                 // what the connection did, and the store's transactions lose what it keeps:
                 // the connection goes, and the pool sets up another.
-                let Some(used_by_caller) = super::lost::FirstFailure::take_used_by_caller(conn)
+                let Some(may_have_begun) = super::lost::FirstFailure::take_may_have_begun(conn)
                 else {
                     return true;
                 };
                 // Both flags are taken (reset) whatever either says.
                 let failed = super::lost::FirstFailure::failed_outside_transaction(conn);
-                failed || (used_by_caller && !end_callers_transaction(conn))
+                failed || (may_have_begun && !end_callers_transaction(conn))
             }
         };
         if stray {
