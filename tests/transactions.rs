@@ -239,22 +239,40 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
     store.save(post("after", 1)).unwrap();
     let other = saved_once_seen_elsewhere(db.url());
 
-    // PostgreSQL: left open with nothing failed, by a batch and by a query of its own.
+    // PostgreSQL: left open with nothing failed, by a batch, by a query of its own (after a
+    // transaction of the store's on the same connection), and inside a Diesel transaction
+    // whose own the caller ended and began again.
     store
         .conn()
         .unwrap()
         .batch_execute("BEGIN; DELETE FROM posts;")
         .unwrap();
     store.save(post("after the batch", 2)).unwrap();
+    store
+        .transaction(|tx| tx.save(post("in a transaction", 3)))
+        .unwrap();
     {
         let mut conn = store.conn().unwrap();
-        datastore::diesel::RunQueryDsl::execute(datastore::diesel::sql_query("BEGIN"), &mut *conn)
-            .unwrap();
+        datastore::diesel::RunQueryDsl::execute(
+            datastore::diesel::sql_query("start transaction"),
+            &mut *conn,
+        )
+        .unwrap();
     }
-    store.save(post("after the query", 3)).unwrap();
+    store.save(post("after the query", 4)).unwrap();
+    {
+        let mut conn = store.conn().unwrap();
+        // Diesel reads the end of its transaction from libpq, and has none to commit then.
+        let ended = datastore::diesel::Connection::transaction(&mut *conn, |conn| {
+            conn.batch_execute("COMMIT")?;
+            conn.batch_execute("BEGIN; DELETE FROM posts")
+        });
+        assert!(ended.is_err(), "{ended:?}");
+    }
+    store.save(post("after the one begun again", 5)).unwrap();
     assert_eq!(
         other.count::<Post>().unwrap(),
-        3,
+        5,
         "committed, seen elsewhere"
     );
 
@@ -305,6 +323,15 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         backend(&mut conn)
     };
     assert_ne!(backend(&mut store.conn().unwrap()), replaced);
+
+    // PostgreSQL: a lent connection left in a test transaction, which Diesel does not count as
+    // broken, is dropped too.
+    let tested = {
+        let mut conn = store.conn().unwrap();
+        datastore::diesel::Connection::begin_test_transaction(&mut *conn).unwrap();
+        backend(&mut conn)
+    };
+    assert_ne!(backend(&mut store.conn().unwrap()), tested);
 }
 
 /// Another store on `url`, which sees the one post saved: it was committed.

@@ -260,13 +260,17 @@ pub(crate) struct FirstFailure {
     /// A statement failed because a prepared statement's plan no longer fits the schema: see
     /// [`plans_outdated`](Self::plans_outdated).
     plans_outdated: bool,
-    /// The depth of the transactions Diesel began, as its events tell.
+    /// The depth of the transactions Diesel began, as its events tell (and as Diesel's own
+    /// record says where a transaction ended without an event: see
+    /// [`transaction_ended`](Self::transaction_ended) and [`lend`](Self::lend)).
     depth: u32,
+    /// The next query is Diesel's own `BEGIN` (its event comes first).
+    diesel_begins: bool,
     /// A statement failed while Diesel had no transaction open: see
     /// [`failed_outside_transaction`](Self::failed_outside_transaction).
     failed_outside_transaction: bool,
-    /// The connection is lent to the store's caller ([`lend`](Self::lend)), and whether a
-    /// query it ran since, outside Diesel's transactions, may have begun one: see
+    /// The connection is lent to the store's caller ([`lend`](Self::lend)), and whether SQL
+    /// it ran since (but Diesel's own `BEGIN`) may have begun a transaction: see
     /// [`take_may_have_begun`](Self::take_may_have_begun).
     lent: bool,
     may_have_begun: bool,
@@ -284,6 +288,7 @@ impl FirstFailure {
             serializable: false,
             plans_outdated: false,
             depth: 0,
+            diesel_begins: false,
             failed_outside_transaction: false,
             lent: false,
             may_have_begun: false,
@@ -294,14 +299,25 @@ impl FirstFailure {
     /// own on it.
     pub fn lend(conn: &mut diesel::PgConnection) {
         use diesel::Connection;
+        let depth = crate::backend::depth(conn);
         if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
             recorder.lent = true;
             recorder.may_have_begun = false;
+            recorder.depth = depth;
         }
     }
 
-    /// Whether the connection comes back from the store's caller having run, outside Diesel's
-    /// transactions, SQL that may have begun a transaction (reset by the call): a transaction
+    /// The transaction Diesel began ended with SQL of the store's own, which Diesel follows
+    /// from libpq's state without an event (`Store::transaction`'s commit).
+    pub fn transaction_ended(conn: &mut diesel::PgConnection) {
+        use diesel::Connection;
+        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
+            recorder.depth = 0;
+        }
+    }
+
+    /// Whether the connection comes back from the store's caller having run SQL that may have
+    /// begun a transaction (reset by the call): a transaction
     /// begun with SQL of the caller's own (`BEGIN`, `START TRANSACTION`), which Diesel does not
     /// follow, may have been left open. `None` if the connection's instrumentation is no
     /// longer this one (the caller replaced it), which tells nothing.
@@ -380,6 +396,7 @@ impl Instrumentation for FirstFailure {
         match &event {
             InstrumentationEvent::BeginTransaction { depth, .. } => {
                 self.depth = depth.get();
+                self.diesel_begins = true;
                 if depth.get() == 1 {
                     self.failure = None;
                 }
@@ -391,9 +408,13 @@ impl Instrumentation for FirstFailure {
                 self.depth = depth.get() - 1;
                 self.rolling_back_to_savepoint = depth.get() > 1;
             }
-            InstrumentationEvent::StartQuery { query, .. } if self.lent && self.depth == 0 => {
-                // Diesel's own `BEGIN` runs at depth 1 (its event comes first).
-                self.may_have_begun |= may_begin_transaction(*query);
+            InstrumentationEvent::StartQuery { query, .. } => {
+                // Read inside Diesel's transactions too: SQL of the caller's own may end one
+                // and begin another, which Diesel would then not end.
+                let diesels_own = std::mem::take(&mut self.diesel_begins);
+                if self.lent && !diesels_own {
+                    self.may_have_begun |= may_begin_transaction(*query);
+                }
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
                 self.failed_outside_transaction |= error.is_some() && self.depth == 0;

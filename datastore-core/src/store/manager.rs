@@ -77,10 +77,9 @@ impl r2d2::ManageConnection for BackendManager {
         // PostgreSQL, one a statement failed in outside Diesel's transactions, now open or
         // aborted, or one the caller the connection was lent to began with SQL of their own and
         // left open (ended, unasked, in a round trip of its own, only on a connection lent by
-        // `Store::conn` that ran SQL with the word `BEGIN` or `START` outside Diesel's
-        // transactions). A `ROLLBACK` ends it rather than hand it to the next user; where none is open
-        // it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the warning to itself), and
-        // does nothing.
+        // `Store::conn` that ran SQL with the word `BEGIN` or `START`). A `ROLLBACK` ends it
+        // rather than hand it to the next user; where none is open it fails (SQLite) or warns
+        // (PostgreSQL, and Diesel keeps the warning to itself), and does nothing.
         let stray = match conn {
             AnyConnection::Sqlite(conn) => {
                 // One Diesel follows and does not count as broken (a test transaction): the
@@ -94,6 +93,10 @@ impl r2d2::ManageConnection for BackendManager {
                     || crate::ffi::sqlite::in_transaction(conn).unwrap_or(true)
             }
             AnyConnection::Postgres(conn) => {
+                // As on SQLite, one Diesel follows (a test transaction) is dropped.
+                if crate::backend::in_transaction(conn) {
+                    return true;
+                }
                 // Without the store's instrumentation (its caller replaced it) nothing tells
                 // what the connection did, and the store's transactions lose what it keeps:
                 // the connection goes, and the pool sets up another.

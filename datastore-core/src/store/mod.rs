@@ -112,7 +112,7 @@ impl Store {
     /// A transaction begun on it with SQL of the caller's own (`BEGIN`, which Diesel does not
     /// follow) and left open is rolled back as it goes back to the pool, never handed to the
     /// next user. On PostgreSQL, where Diesel does not expose what libpq knows of the
-    /// session's transaction, the text of each query run outside Diesel's transactions is
+    /// session's transaction, the text of each query run on it (but Diesel's own `BEGIN`) is
     /// read for the words `BEGIN` and `START` (about half a microsecond a query); where one
     /// was run, the connection costs a round trip more as it goes back: `BEGIN; ROLLBACK`,
     /// which ends a transaction left open and, where none is, begins and ends one. The async
@@ -161,7 +161,7 @@ impl Store {
             transaction::restore(&mut conn).map_err(lost)?;
         }
         if let (true, AnyConnection::Postgres(conn)) = (to_caller, &mut *conn) {
-            // The caller may leave a transaction of their own open: asked as it comes back.
+            // The caller may leave a transaction of their own open: its SQL is read for it.
             lost::FirstFailure::lend(conn);
         }
         Ok(conn)

@@ -274,8 +274,12 @@ fn commit(conn: &mut AnyConnection) -> Result<()> {
     match conn {
         AnyConnection::Sqlite(_) => Ok(AnyConnection::commit_transaction(conn)?),
         AnyConnection::Postgres(pg) => match pg.batch_execute("SELECT 1; COMMIT") {
-            // Diesel's transaction manager reads the transaction's end from libpq.
-            Ok(()) => Ok(()),
+            // Diesel's transaction manager reads the transaction's end from libpq; the
+            // instrumentation, which no event tells, is told here.
+            Ok(()) => {
+                lost::FirstFailure::transaction_ended(pg);
+                Ok(())
+            }
             Err(error) => {
                 if AnyConnection::transaction_manager_status_mut(conn)
                     .transaction_depth()
