@@ -106,12 +106,16 @@ any_backend_type! {
     where [T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static];
 }
 
-/// Runs `body` on the backend's own connection inside an [`AnyConnection`], bound to `$c`.
+/// Runs `body`, the store's own statements, on the backend's own connection inside an
+/// [`AnyConnection`], bound to `$c` (on PostgreSQL marked as the store's own: see
+/// `FirstFailure::own`).
 macro_rules! dispatch {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             $crate::AnyConnection::Sqlite($c) => $body,
-            $crate::AnyConnection::Postgres($c) => $body,
+            $crate::AnyConnection::Postgres($c) => {
+                $crate::store::lost::FirstFailure::own($c, |$c| $body)
+            }
         }
     };
 }

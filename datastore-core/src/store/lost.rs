@@ -274,6 +274,8 @@ pub(crate) struct FirstFailure {
     /// [`take_may_have_begun`](Self::take_may_have_begun).
     lent: bool,
     may_have_begun: bool,
+    /// The store's own statements are running ([`own`](Self::own)): their SQL is not read.
+    own: u32,
 }
 
 impl FirstFailure {
@@ -292,6 +294,7 @@ impl FirstFailure {
             failed_outside_transaction: false,
             lent: false,
             may_have_begun: false,
+            own: 0,
         }
     }
 
@@ -304,6 +307,28 @@ impl FirstFailure {
             recorder.lent = true;
             recorder.may_have_begun = false;
             recorder.depth = depth;
+            recorder.own = 0;
+        }
+    }
+
+    /// Runs `f`, statements of the store's own (a [`Repo`](crate::Repo) method), on `conn`:
+    /// on a lent connection their SQL, which begins no transaction of its own making (the
+    /// store's transactions are Diesel's), is not read for one, which for a statement of many
+    /// rows would cost more than the statement's own building.
+    pub fn own<T>(
+        conn: &mut diesel::PgConnection,
+        f: impl FnOnce(&mut diesel::PgConnection) -> T,
+    ) -> T {
+        Self::count_own(conn, 1);
+        let result = f(conn);
+        Self::count_own(conn, -1);
+        result
+    }
+
+    fn count_own(conn: &mut diesel::PgConnection, by: i32) {
+        use diesel::Connection;
+        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
+            recorder.own = recorder.own.saturating_add_signed(by);
         }
     }
 
@@ -412,7 +437,7 @@ impl Instrumentation for FirstFailure {
                 // Read inside Diesel's transactions too: SQL of the caller's own may end one
                 // and begin another, which Diesel would then not end.
                 let diesels_own = std::mem::take(&mut self.diesel_begins);
-                if self.lent && !diesels_own {
+                if self.lent && !diesels_own && self.own == 0 {
                     self.may_have_begun |= may_begin_transaction(*query);
                 }
             }
