@@ -302,6 +302,12 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         .unwrap();
     });
     assert_eq!(ended(&own), 0, "{own:?}");
+    let (_, after_own) = common::trace::statements(|| {
+        let mut conn = store.conn().unwrap();
+        conn.count::<Post>().unwrap();
+        conn.batch_execute("BEGIN").unwrap();
+    });
+    assert_eq!(ended(&after_own), 1, "{after_own:?}");
 
     // PostgreSQL: a lent connection whose instrumentation its caller replaced tells nothing of
     // what it did: it is dropped, and the pool sets up another.

@@ -108,7 +108,8 @@ any_backend_type! {
 
 /// Runs `body`, the store's own statements, on the backend's own connection inside an
 /// [`AnyConnection`], bound to `$c` (on PostgreSQL marked as the store's own: see
-/// `FirstFailure::own`).
+/// `FirstFailure::own`). `body` is one call: on PostgreSQL it runs inside a closure, where a
+/// `?` or `return` would leave the closure, not the function.
 macro_rules! dispatch {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {

@@ -143,11 +143,13 @@ pub trait AsyncRepo: Send + Sync {
         T: Send + 'static,
         F: FnOnce(&mut Self::Conn) -> Result<T> + Send + 'static;
 
-    /// [`run`](AsyncRepo::run) for one of the writes below, which run only the store's own
-    /// statements: a closure given to `run` may begin a transaction with SQL of its own and
-    /// leave it open, which the store ends as the connection goes back (on PostgreSQL it reads
-    /// the text of the closure's queries for it: see [`Store::conn`](crate::Store::conn));
-    /// these cannot. Called by the provided methods; not part of the API.
+    /// [`run`](AsyncRepo::run) for the provided methods below but the reads, which run only
+    /// the store's statements, or one prepared statement the caller built (`query`,
+    /// `delete_where`), none of which can be a `BEGIN`: a closure given to `run` may begin a
+    /// transaction with SQL of its own and leave it open, which the store ends as the
+    /// connection goes back (on PostgreSQL it reads the text of the closure's queries for it:
+    /// see [`Store::conn`](crate::Store::conn)); these cannot. Called by the provided
+    /// methods; not part of the API.
     #[doc(hidden)]
     fn run_own<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
     where
