@@ -308,6 +308,21 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
         conn.batch_execute("BEGIN").unwrap();
     });
     assert_eq!(ended(&after_own), 1, "{after_own:?}");
+    // Past sixteen queries read, the round trip is spent rather than more reading.
+    let (_, many) = common::trace::statements(|| {
+        let mut conn = store.conn().unwrap();
+        for _ in 0..17 {
+            conn.batch_execute("SELECT 1").unwrap();
+        }
+    });
+    assert_eq!(ended(&many), 1, "{many:?}");
+    let (_, sixteen) = common::trace::statements(|| {
+        let mut conn = store.conn().unwrap();
+        for _ in 0..16 {
+            conn.batch_execute("SELECT 1").unwrap();
+        }
+    });
+    assert_eq!(ended(&sixteen), 0, "{sixteen:?}");
 
     // PostgreSQL: a lent connection whose instrumentation its caller replaced tells nothing of
     // what it did: it is dropped, and the pool sets up another.

@@ -106,17 +106,12 @@ any_backend_type! {
     where [T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static];
 }
 
-/// Runs `body`, the store's own statements, on the backend's own connection inside an
-/// [`AnyConnection`], bound to `$c` (on PostgreSQL marked as the store's own: see
-/// `FirstFailure::own`). `body` is one call: on PostgreSQL it runs inside a closure, where a
-/// `?` or `return` would leave the closure, not the function.
+/// Runs `body` on the backend's own connection inside an [`AnyConnection`], bound to `$c`.
 macro_rules! dispatch {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             $crate::AnyConnection::Sqlite($c) => $body,
-            $crate::AnyConnection::Postgres($c) => {
-                $crate::store::lost::FirstFailure::own($c, |$c| $body)
-            }
+            $crate::AnyConnection::Postgres($c) => $body,
         }
     };
 }
@@ -322,6 +317,16 @@ pub(crate) mod sealed {
             &mut self,
             statement: impl FnOnce(&mut Self) -> diesel::QueryResult<T>,
         ) -> diesel::QueryResult<T>;
+
+        /// Runs `f`, statements of the store's own (a [`Persist`](crate::Persist) method), on
+        /// the connection: on a PostgreSQL connection lent to a caller, their SQL is not read for
+        /// a transaction they could begin (see `FirstFailure::own`).
+        fn own<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T
+        where
+            Self: Sized,
+        {
+            f(self)
+        }
 
         /// Runs `statement`, a write whose rows are read back (`RETURNING`, through Diesel's
         /// `load` or `get_result`), and tells the connection's observe hooks if it failed:
@@ -610,6 +615,10 @@ impl sealed::Native for diesel::PgConnection {
         } else {
             statement(self)
         }
+    }
+
+    fn own<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        crate::store::lost::FirstFailure::own(self, f)
     }
 
     fn run_returning<T>(

@@ -375,141 +375,149 @@ where
     }
 
     fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>> {
-        Ok(<M as Queries<C>>::load(conn, query)?)
+        conn.own(|conn| Ok(<M as Queries<C>>::load(conn, query)?))
     }
 
     fn all(conn: &mut C) -> Result<Vec<Self>> {
-        Ok(<M as Statements<C>>::all(conn)?)
+        conn.own(|conn| Ok(<M as Statements<C>>::all(conn)?))
     }
 
     fn load_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<Vec<Self>> {
-        Ok(<M as Queries<C>>::load_where(conn, predicate)?)
+        conn.own(|conn| Ok(<M as Queries<C>>::load_where(conn, predicate)?))
     }
 
     fn save(mut self, conn: &mut C) -> Result<Self> {
-        stamp(std::slice::from_mut(&mut self));
-        // A new row whose key the database assigns is inserted without one; any other row is
-        // inserted or updated by its key.
-        let saved = if self.has_unassigned_key() {
-            conn.run_returning(|conn| self.insert_unkeyed(conn))
-                .map(Some)
-        } else {
-            conn.run_returning(|conn| self.upsert(conn))
-        };
-        match saved.map_err(Error::from) {
-            Ok(Some(stored)) => Ok(stored),
-            // Unchanged: nothing was written; the stored row is the answer.
-            Ok(None) => <M as Statements<C>>::find(conn, &self.key())?
-                .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.key().describe())),
-            Err(Error::Constraint(mut violation))
-                if violation.kind == ConstraintKind::ForeignKey =>
-            {
-                missing_parent(conn, &self, &mut violation);
-                Err(Error::Constraint(violation))
+        conn.own(|conn| {
+            stamp(std::slice::from_mut(&mut self));
+            // A new row whose key the database assigns is inserted without one; any other row is
+            // inserted or updated by its key.
+            let saved = if self.has_unassigned_key() {
+                conn.run_returning(|conn| self.insert_unkeyed(conn))
+                    .map(Some)
+            } else {
+                conn.run_returning(|conn| self.upsert(conn))
+            };
+            match saved.map_err(Error::from) {
+                Ok(Some(stored)) => Ok(stored),
+                // Unchanged: nothing was written; the stored row is the answer.
+                Ok(None) => <M as Statements<C>>::find(conn, &self.key())?
+                    .ok_or_else(|| Error::not_found(M::TABLE_NAME, self.key().describe())),
+                Err(Error::Constraint(mut violation))
+                    if violation.kind == ConstraintKind::ForeignKey =>
+                {
+                    missing_parent(conn, &self, &mut violation);
+                    Err(Error::Constraint(violation))
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        }
+        })
     }
 
     fn insert(mut self, conn: &mut C) -> Result<Self> {
-        stamp(std::slice::from_mut(&mut self));
-        // The row the database gave a key, or none for this one as it is.
-        let inserted = if self.has_unassigned_key() {
-            conn.run_returning(|conn| self.insert_unkeyed(conn))
-                .map(Some)
-                .map_err(Error::from)
-        } else {
-            insert_keyed(std::slice::from_ref(&self), conn).map(|()| None)
-        };
-        match inserted {
-            Ok(stored) => Ok(stored.unwrap_or(self)),
-            Err(Error::Constraint(mut violation))
-                if violation.kind == ConstraintKind::ForeignKey =>
-            {
-                missing_parent(conn, &self, &mut violation);
-                Err(Error::Constraint(violation))
+        conn.own(|conn| {
+            stamp(std::slice::from_mut(&mut self));
+            // The row the database gave a key, or none for this one as it is.
+            let inserted = if self.has_unassigned_key() {
+                conn.run_returning(|conn| self.insert_unkeyed(conn))
+                    .map(Some)
+                    .map_err(Error::from)
+            } else {
+                insert_keyed(std::slice::from_ref(&self), conn).map(|()| None)
+            };
+            match inserted {
+                Ok(stored) => Ok(stored.unwrap_or(self)),
+                Err(Error::Constraint(mut violation))
+                    if violation.kind == ConstraintKind::ForeignKey =>
+                {
+                    missing_parent(conn, &self, &mut violation);
+                    Err(Error::Constraint(violation))
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        }
+        })
     }
 
     fn insert_all(mut rows: Vec<Self>, conn: &mut C) -> Result<Vec<Self>> {
-        stamp(&mut rows);
-        if !rows.iter().any(M::has_unassigned_key) {
-            let statements = insert_statements::<M, C>(rows.len());
-            let inserted = if statements > 1 {
-                transaction(conn, |conn| insert_keyed(&rows, conn))
+        conn.own(|conn| {
+            stamp(&mut rows);
+            if !rows.iter().any(M::has_unassigned_key) {
+                let statements = insert_statements::<M, C>(rows.len());
+                let inserted = if statements > 1 {
+                    transaction(conn, |conn| insert_keyed(&rows, conn))
+                } else {
+                    insert_keyed(&rows, conn)
+                };
+                return match inserted {
+                    Ok(()) => Ok(rows),
+                    Err(e) => Err(explained(conn, &rows, e)),
+                };
+            }
+            // Rows waiting for the keys the database assigns: the others go first, then these,
+            // whose keys come back.
+            let waiting: Vec<bool> = rows.iter().map(M::has_unassigned_key).collect();
+            let (mut unkeyed, keyed): (Vec<Self>, Vec<Self>) =
+                rows.into_iter().partition(M::has_unassigned_key);
+            // A row of nothing but the key the database assigns is a statement of its own
+            // (`DEFAULT VALUES`): rows spanning several statements go in one transaction.
+            let unkeyed_statements = if M::declaration().columns().len() == 1 {
+                unkeyed.len()
             } else {
-                insert_keyed(&rows, conn)
+                insert_statements::<M, C>(unkeyed.len())
             };
-            return match inserted {
-                Ok(()) => Ok(rows),
-                Err(e) => Err(explained(conn, &rows, e)),
+            let statements = insert_statements::<M, C>(keyed.len()) + unkeyed_statements;
+            let mut insert = |conn: &mut C| -> Result<()> {
+                insert_keyed(&keyed, conn)?;
+                insert_unkeyed(&mut unkeyed, conn)
             };
-        }
-        // Rows waiting for the keys the database assigns: the others go first, then these,
-        // whose keys come back.
-        let waiting: Vec<bool> = rows.iter().map(M::has_unassigned_key).collect();
-        let (mut unkeyed, keyed): (Vec<Self>, Vec<Self>) =
-            rows.into_iter().partition(M::has_unassigned_key);
-        // A row of nothing but the key the database assigns is a statement of its own
-        // (`DEFAULT VALUES`): rows spanning several statements go in one transaction.
-        let unkeyed_statements = if M::declaration().columns().len() == 1 {
-            unkeyed.len()
-        } else {
-            insert_statements::<M, C>(unkeyed.len())
-        };
-        let statements = insert_statements::<M, C>(keyed.len()) + unkeyed_statements;
-        let mut insert = |conn: &mut C| -> Result<()> {
-            insert_keyed(&keyed, conn)?;
-            insert_unkeyed(&mut unkeyed, conn)
-        };
-        let inserted = if statements > 1 {
-            transaction(conn, insert)
-        } else {
-            insert(conn)
-        };
-        if let Err(e) = inserted {
-            return Err(explained(conn, keyed.iter().chain(&unkeyed), e));
-        }
-        let (mut unkeyed, mut keyed) = (unkeyed.into_iter(), keyed.into_iter());
-        Ok(waiting
-            .into_iter()
-            .filter_map(|waited| if waited { unkeyed.next() } else { keyed.next() })
-            .collect())
+            let inserted = if statements > 1 {
+                transaction(conn, insert)
+            } else {
+                insert(conn)
+            };
+            if let Err(e) = inserted {
+                return Err(explained(conn, keyed.iter().chain(&unkeyed), e));
+            }
+            let (mut unkeyed, mut keyed) = (unkeyed.into_iter(), keyed.into_iter());
+            Ok(waiting
+                .into_iter()
+                .filter_map(|waited| if waited { unkeyed.next() } else { keyed.next() })
+                .collect())
+        })
     }
 
     fn save_graph(self, conn: &mut C) -> Result<Self> {
-        <M as SaveGraph<C>>::save_graph(self, conn)
+        conn.own(|conn| <M as SaveGraph<C>>::save_graph(self, conn))
     }
 
     fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>> {
-        Ok(<M as Statements<C>>::find(conn, key)?)
+        conn.own(|conn| Ok(<M as Statements<C>>::find(conn, key)?))
     }
 
     fn find_many(conn: &mut C, keys: &[Self::Key]) -> Result<Vec<Self>> {
-        // Each key once, whichever chunk it falls in.
-        let mut keys = keys.to_vec();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut rows = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(CHUNK) {
-            rows.extend(M::find_in(conn, chunk)?);
-        }
-        // In key order across chunks and for composite keys (looked up one by one), and by
-        // the keys' own order where a database collates text otherwise.
-        if !rows.is_sorted_by_key(Model::key) {
-            rows.sort_by_cached_key(Model::key);
-        }
-        Ok(rows)
+        conn.own(|conn| {
+            // Each key once, whichever chunk it falls in.
+            let mut keys = keys.to_vec();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut rows = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(CHUNK) {
+                rows.extend(M::find_in(conn, chunk)?);
+            }
+            // In key order across chunks and for composite keys (looked up one by one), and by
+            // the keys' own order where a database collates text otherwise.
+            if !rows.is_sorted_by_key(Model::key) {
+                rows.sort_by_cached_key(Model::key);
+            }
+            Ok(rows)
+        })
     }
 
     fn count(conn: &mut C) -> Result<usize> {
-        row_count(<M as Statements<C>>::count(conn)?)
+        conn.own(|conn| row_count(<M as Statements<C>>::count(conn)?))
     }
 
     fn delete_by_id(conn: &mut C, key: &Self::Key) -> Result<bool> {
-        match conn.scoped(|conn| M::delete_key(conn, key)) {
+        conn.own(|conn| match conn.scoped(|conn| M::delete_key(conn, key)) {
             Ok(deleted) => Ok(deleted > 0),
             Err(e) => Err(restrict::explain(
                 conn,
@@ -517,81 +525,90 @@ where
                 e.into(),
                 vec![key.clone()],
             )),
-        }
+        })
     }
 
     fn count_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize> {
-        row_count(<M as Queries<C>>::count_where(conn, predicate)?)
+        conn.own(|conn| row_count(<M as Queries<C>>::count_where(conn, predicate)?))
     }
 
     fn delete_where(conn: &mut C, predicate: Predicate<Self, C>) -> Result<usize> {
-        match conn.scoped(|conn| <M as Queries<C>>::delete_where(conn, &predicate)) {
-            Ok(deleted) => Ok(deleted),
-            Err(e) => Err(refused_where(
-                conn,
-                e.into(),
-                |conn| conn.scoped(|conn| M::keys_where(conn, &predicate)),
-                |conn, error, roots| restrict::explain(conn, M::declaration(), error, roots),
-            )),
-        }
+        conn.own(|conn| {
+            match conn.scoped(|conn| <M as Queries<C>>::delete_where(conn, &predicate)) {
+                Ok(deleted) => Ok(deleted),
+                Err(e) => Err(refused_where(
+                    conn,
+                    e.into(),
+                    |conn| conn.scoped(|conn| M::keys_where(conn, &predicate)),
+                    |conn, error, roots| restrict::explain(conn, M::declaration(), error, roots),
+                )),
+            }
+        })
     }
 
     fn preview_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
-        let plan = |conn: &mut C| {
-            plan_delete(conn, M::declaration(), key, Purpose::Preview)?
-                .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))
-        };
-        let read = conn.read_transaction(plan)?;
-        if conn.dialect() != Dialect::Sqlite || !read.may_cascade_too_deep() {
-            return Ok(read.effects);
-        }
-        // SQLite follows a cascade as nested triggers, each row's actions inside the one that
-        // reached it, in an order of its own: whether one through a cycle of tables goes too
-        // deep is found by deleting and undoing it, with the right to write held from the start.
-        let tried: Result<DeleteEffects> = conn.write_transaction(|conn| {
-            let plan = plan(conn)?;
-            if plan.may_cascade_too_deep() {
-                delete_and_undo::<M, C>(conn, key)?;
+        conn.own(|conn| {
+            let plan = |conn: &mut C| {
+                plan_delete(conn, M::declaration(), key, Purpose::Preview)?
+                    .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))
+            };
+            let read = conn.read_transaction(plan)?;
+            if conn.dialect() != Dialect::Sqlite || !read.may_cascade_too_deep() {
+                return Ok(read.effects);
             }
-            Ok(plan.effects)
-        });
-        match tried {
-            // A connection that may not write (lent beside a store transaction, or on a
-            // read-only database) previews what it can read.
-            Err(e) if e.is_read_only_refusal() => Ok(read.effects),
-            tried => tried,
-        }
+            // SQLite follows a cascade as nested triggers, each row's actions inside the one that
+            // reached it, in an order of its own: whether one through a cycle of tables goes too
+            // deep is found by deleting and undoing it, with the right to write held from the
+            // start.
+            let tried: Result<DeleteEffects> = conn.write_transaction(|conn| {
+                let plan = plan(conn)?;
+                if plan.may_cascade_too_deep() {
+                    delete_and_undo::<M, C>(conn, key)?;
+                }
+                Ok(plan.effects)
+            });
+            match tried {
+                // A connection that may not write (lent beside a store transaction, or on a
+                // read-only database) previews what it can read.
+                Err(e) if e.is_read_only_refusal() => Ok(read.effects),
+                tried => tried,
+            }
+        })
     }
 
     fn unlink_and_delete(conn: &mut C, key: &Self::Key) -> Result<DeleteEffects> {
-        conn.write_transaction(|conn| {
-            let plan = plan_delete(conn, M::declaration(), key, Purpose::Unlink)?
-                .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))?;
-            if let Some(blocked) = plan.blocked() {
-                return Err(Error::DeleteRestricted {
-                    table: M::TABLE_NAME.to_owned(),
-                    key: key.describe(),
-                    join_table: blocked.table.clone(),
-                    via: blocked.via.clone(),
-                    count: blocked.rows,
-                });
-            }
-            plan.unlink(conn)?;
-            match <M as Persist<C>>::delete_by_id(conn, key) {
-                Ok(true) => Ok(plan.effects),
-                Ok(false) => Err(Error::not_found(M::TABLE_NAME, key.describe())),
-                // Refused by a row the plan did not see: committed by another transaction
-                // since it read (PostgreSQL). Run again, it unlinks it or names it.
-                Err(refused)
-                    if matches!(refused, Error::DeleteRestricted { .. })
-                        || restrict::refused(&refused) =>
-                {
-                    Err(Error::Conflict {
-                        message: format!("a row committed meanwhile refused the delete: {refused}"),
-                    })
+        conn.own(|conn| {
+            conn.write_transaction(|conn| {
+                let plan = plan_delete(conn, M::declaration(), key, Purpose::Unlink)?
+                    .ok_or_else(|| Error::not_found(M::TABLE_NAME, key.describe()))?;
+                if let Some(blocked) = plan.blocked() {
+                    return Err(Error::DeleteRestricted {
+                        table: M::TABLE_NAME.to_owned(),
+                        key: key.describe(),
+                        join_table: blocked.table.clone(),
+                        via: blocked.via.clone(),
+                        count: blocked.rows,
+                    });
                 }
-                Err(error) => Err(error),
-            }
+                plan.unlink(conn)?;
+                match <M as Persist<C>>::delete_by_id(conn, key) {
+                    Ok(true) => Ok(plan.effects),
+                    Ok(false) => Err(Error::not_found(M::TABLE_NAME, key.describe())),
+                    // Refused by a row the plan did not see: committed by another transaction
+                    // since it read (PostgreSQL). Run again, it unlinks it or names it.
+                    Err(refused)
+                        if matches!(refused, Error::DeleteRestricted { .. })
+                            || restrict::refused(&refused) =>
+                    {
+                        Err(Error::Conflict {
+                            message: format!(
+                                "a row committed meanwhile refused the delete: {refused}"
+                            ),
+                        })
+                    }
+                    Err(error) => Err(error),
+                }
+            })
         })
     }
 }

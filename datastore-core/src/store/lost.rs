@@ -276,6 +276,9 @@ pub(crate) struct FirstFailure {
     may_have_begun: bool,
     /// The store's own statements are running ([`own`](Self::own)): their SQL is not read.
     own: bool,
+    /// How many more of a lent connection's queries are read before the round trip at its
+    /// check-in is taken as spent anyway (see [`READS`]).
+    reads_left: u32,
 }
 
 impl FirstFailure {
@@ -295,6 +298,7 @@ impl FirstFailure {
             lent: false,
             may_have_begun: false,
             own: false,
+            reads_left: 0,
         }
     }
 
@@ -308,10 +312,11 @@ impl FirstFailure {
             recorder.may_have_begun = false;
             recorder.depth = depth;
             recorder.own = false;
+            recorder.reads_left = READS;
         }
     }
 
-    /// Runs `f`, statements of the store's own (a [`Repo`](crate::Repo) method), on `conn`:
+    /// Runs `f`, statements of the store's own (a [`Persist`](crate::Persist) method), on `conn`:
     /// on a lent connection their SQL, which begins no transaction of its own making (the
     /// store's transactions are Diesel's), is not read for one: building Diesel's text of a
     /// statement of many rows is costly (8% of a 10-row insert's time on PostgreSQL,
@@ -321,18 +326,19 @@ impl FirstFailure {
         conn: &mut diesel::PgConnection,
         f: impl FnOnce(&mut diesel::PgConnection) -> T,
     ) -> T {
-        Self::mark_own(conn, true);
+        let outer = Self::mark_own(conn, true);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *conn)));
-        Self::mark_own(conn, false);
+        Self::mark_own(conn, outer);
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
-    fn mark_own(conn: &mut diesel::PgConnection, own: bool) {
+    /// Marks the store's own statements as running or not; what the mark was (a method of the
+    /// store's may run inside another's).
+    fn mark_own(conn: &mut diesel::PgConnection, own: bool) -> bool {
         use diesel::Connection;
-        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
-            debug_assert_ne!(recorder.own, own, "the store's own statements do not nest");
-            recorder.own = own;
-        }
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .is_some_and(|recorder| std::mem::replace(&mut recorder.own, own))
     }
 
     /// The transaction Diesel began ended with SQL of the store's own, which Diesel follows
@@ -440,8 +446,13 @@ impl Instrumentation for FirstFailure {
                 // Read inside Diesel's transactions too: SQL of the caller's own may end one
                 // and begin another, which Diesel would then not end.
                 let diesels_own = std::mem::take(&mut self.diesel_begins);
-                if self.lent && !diesels_own && !self.own {
-                    self.may_have_begun |= may_begin_transaction(*query);
+                if self.lent && !diesels_own && !self.own && !self.may_have_begun {
+                    if self.reads_left == 0 {
+                        self.may_have_begun = true;
+                    } else {
+                        self.reads_left -= 1;
+                        self.may_have_begun = may_begin_transaction(*query);
+                    }
                 }
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
@@ -469,6 +480,14 @@ impl Instrumentation for FirstFailure {
         }
     }
 }
+
+/// How many of a lent connection's queries are read for a transaction they may begin: reading
+/// one costs Diesel's building of its text (about 17,000 instructions, some 5 µs, for a find
+/// by key through Diesel's DSL: `profile pg-find-diesel`), the round trip that ends a
+/// transaction at check-in about 70 µs on the machine of `BENCHMARKS.md`; past this many reads
+/// the round trip is taken as spent, and no more are read, so that a connection lent for long
+/// pays at most about twice the cheaper of the two.
+const READS: u32 = 16;
 
 /// Whether the SQL of `query` may begin a transaction: whether a word of it is `BEGIN` or
 /// `START` (in any case), wherever it stands, in a string, a comment or a quoted name too. It

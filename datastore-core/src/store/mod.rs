@@ -112,12 +112,11 @@ impl Store {
     /// A transaction begun on it with SQL of the caller's own (`BEGIN`, which Diesel does not
     /// follow) and left open is rolled back as it goes back to the pool, never handed to the
     /// next user. On PostgreSQL, where Diesel does not expose what libpq knows of the
-    /// session's transaction, the text of each query of the caller's run on it (Diesel's DSL,
-    /// `sql_query`, batches, and the queries built for `query` or `delete_where`; not
-    /// Diesel's own `BEGIN`, nor the statements of `Repo`'s other methods) is read for the
-    /// words `BEGIN` and `START` (about half a microsecond for a one-row select; more for a
-    /// statement of many rows, whose text Diesel builds); where one was run, the connection
-    /// costs a round trip more as it goes back: `BEGIN; ROLLBACK`,
+    /// session's transaction, the text of the first sixteen queries of the caller's run on it
+    /// (Diesel's DSL, `sql_query`, batches; not Diesel's own `BEGIN`, nor the statements of
+    /// `Repo`'s methods) is read for the words `BEGIN` and `START` (some 5 µs for a find by key
+    /// through Diesel's DSL, Diesel building its text); where one was run, or a seventeenth
+    /// query, the connection costs a round trip more as it goes back: `BEGIN; ROLLBACK`,
     /// which ends a transaction left open and, where none is, begins and ends one. The async
     /// store lends its connection to a closure given to `run` the same way.
     ///
