@@ -429,6 +429,22 @@ impl AsyncStore {
     }
 }
 
+impl AsyncStore {
+    /// Runs `work` with the blocking store on tokio's blocking pool, under a call permit: the
+    /// shared path of `run`, `run_own` and `run_read`. As the blocking store's calls, a
+    /// connection the server ended is `Lost`.
+    async fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        // Never closed. Dropping this future while the call runs releases the permit early:
+        // the permits bound the threads waiting for connections, not the connections.
+        let _permit = self.calls.acquire().await;
+        let store = self.store.clone();
+        unblock(move || work(&store)).await
+    }
+}
+
 impl AsyncRepo for AsyncStore {
     type Conn = AnyConnection;
 
@@ -439,12 +455,7 @@ impl AsyncRepo for AsyncStore {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        // Never closed. Dropping this future while the call runs releases the permit early:
-        // the permits bound the threads waiting for connections, not the connections.
-        let _permit = self.calls.acquire().await;
-        let store = self.store.clone();
-        // As the blocking store's calls: a connection the server ended is `Lost`.
-        unblock(move || store.with_lent_conn(f)).await
+        self.call(move |store| store.with_lent_conn(f)).await
     }
 
     /// As `run`, for the store's own statements, on a connection it does not lend.
@@ -453,9 +464,7 @@ impl AsyncRepo for AsyncStore {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        let _permit = self.calls.acquire().await;
-        let store = self.store.clone();
-        unblock(move || store.with_conn(f)).await
+        self.call(move |store| store.with_conn(f)).await
     }
 
     /// As [`Store`]'s own reads: run again on another connection after PostgreSQL refused a
@@ -465,8 +474,6 @@ impl AsyncRepo for AsyncStore {
         T: Send + 'static,
         F: FnMut(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        let _permit = self.calls.acquire().await;
-        let store = self.store.clone();
-        unblock(move || store.read_with_conn(f)).await
+        self.call(move |store| store.read_with_conn(f)).await
     }
 }
