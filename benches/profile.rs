@@ -55,9 +55,12 @@
 //!   refusal leaves the transaction usable) and N with a plain Diesel `DELETE`, printing the
 //!   mean time of each.
 //!
-//! - `pg-insert10 N`, `pg-insert10-diesel N`: on PostgreSQL, 10 posts inserted N times with
-//!   `insert_all`, and with Diesel's multi-row insert in a transaction, on the store's
-//!   connection (the client's instructions; the server's are not counted).
+//! - `pg-insert10 N`, `pg-insert10-diesel N`: on PostgreSQL, 10 posts inserted N times, each
+//!   time in a transaction, as `benches/workloads` inserts them: with `insert_all`, and with
+//!   Diesel's multi-row insert, on the store's connection (the client's instructions; the
+//!   server's are not counted).
+//! - `pg-insert10-alternate N`: the same inserts timed in N alternating rounds, the store's and
+//!   Diesel's on one backend and Diesel's on another, to tell the code from the connection.
 //! - `pg-find N`, `pg-find-diesel N`: on PostgreSQL, one post found by its key N times, with
 //!   `find` on a connection from the store, and as `benches/workloads` writes it in Diesel
 //!   (`find(..).first()`) on the same server connection.
@@ -261,11 +264,14 @@ fn seed(
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(mode), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: profile store|plain|insert|find|insert1|save|delete-in-transaction N");
+        eprintln!("usage: profile MODE N (the modes: this file's documentation)");
         std::process::exit(2);
     };
     if mode == "delete-in-transaction" {
         return delete_in_transaction(n);
+    }
+    if mode == "pg-insert10-alternate" {
+        return postgres_insert10_alternate(n);
     }
     // On PostgreSQL: the store's form, or hand-written Diesel's with `-diesel`.
     let on_postgres: [(&str, PostgresMode); 3] = [
@@ -597,19 +603,24 @@ fn drop_postgres_store(store: Store, mut admin: datastore::diesel::PgConnection,
         .unwrap();
 }
 
-/// `pg-insert10 N` (`insert_all`) and `pg-insert10-diesel N` (Diesel's multi-row insert in a
-/// transaction, as `benches/workloads` writes it): 10 new posts inserted N times on
-/// PostgreSQL, for the client's instructions side by side (the server's are not counted).
+/// `pg-insert10 N` (`insert_all`) and `pg-insert10-diesel N` (Diesel's multi-row insert), each
+/// in a transaction as `benches/workloads` writes them: 10 new posts with a body inserted N
+/// times on PostgreSQL, for the client's instructions side by side (the server's are not
+/// counted).
 fn postgres_insert10(diesel: bool, n: u32) {
     let (store, admin, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
-        let pg = postgres(&mut conn);
         for _ in 0..n {
-            let rows: Vec<Post> = (0..10).map(|_| Post::default()).collect();
+            let rows: Vec<Post> = (0..10)
+                .map(|_| Post {
+                    body: Some("body".into()),
+                    ..Post::default()
+                })
+                .collect();
             if diesel {
                 let rows: Vec<_> = rows.iter().map(hand_written::typed::Post::from).collect();
-                let inserted = pg
+                let inserted = postgres(&mut conn)
                     .transaction(|tx| {
                         diesel::insert_into(hand_written::typed::posts::table)
                             .values(&rows)
@@ -618,7 +629,8 @@ fn postgres_insert10(diesel: bool, n: u32) {
                     .unwrap();
                 assert_eq!(inserted, 10);
             } else {
-                assert_eq!(pg.insert_all(rows).unwrap().len(), 10);
+                let inserted = conn.transaction(|tx| tx.insert_all(rows)).unwrap();
+                assert_eq!(inserted.len(), 10);
             }
         }
     }
@@ -719,4 +731,85 @@ fn delete_in_transaction(n: u32) {
         per(store_delete),
         per(plain_delete)
     );
+}
+
+/// `pg-insert10-alternate N`: whether the 10-row insert's time on PostgreSQL follows the code
+/// or the server's backend. N rounds; in each, 100 inserts of 10 rows by each of: the store's
+/// `insert_all` in a transaction on a connection from the store, Diesel's multi-row insert on
+/// that connection's `PgConnection` (the same backend), and Diesel's on a plain `PgConnection`
+/// of its own (another backend), the order rotating; the table emptied on another of the
+/// store's connections before each insert, as `benches/workloads` does, and only the insert
+/// timed. Prints each's median time and the medians of the rounds' ratios.
+fn postgres_insert10_alternate(n: u32) {
+    let (store, admin, schema) = postgres_store();
+    {
+        let url = std::env::var("DATASTORE_POSTGRES_URL").unwrap();
+        let mut plain = datastore::diesel::PgConnection::establish(&url).unwrap();
+        plain
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .unwrap();
+        let mut conn = store.conn().unwrap();
+        let mut times: [Vec<f64>; 3] = Default::default();
+        let staged: Vec<Post> = (0..10)
+            .map(|i| Post {
+                title: format!("post {i}"),
+                body: Some("body".into()),
+                ..Post::default()
+            })
+            .collect();
+        let typed: Vec<_> = staged.iter().map(hand_written::typed::Post::from).collect();
+        for round in 0..n {
+            for k in 0..3 {
+                let which = (k + round as usize) % 3;
+                let mut total = Duration::ZERO;
+                for _ in 0..100 {
+                    store
+                        .conn()
+                        .unwrap()
+                        .batch_execute("DELETE FROM posts")
+                        .unwrap();
+                    let rows = staged.clone();
+                    let start = Instant::now();
+                    match which {
+                        0 => {
+                            conn.transaction(|tx| tx.insert_all(rows)).unwrap();
+                        }
+                        _ => {
+                            let pg = if which == 1 {
+                                postgres(&mut conn)
+                            } else {
+                                &mut plain
+                            };
+                            pg.transaction(|tx| {
+                                diesel::insert_into(hand_written::typed::posts::table)
+                                    .values(&typed)
+                                    .execute(tx)
+                            })
+                            .unwrap();
+                        }
+                    }
+                    total += start.elapsed();
+                }
+                times[which].push(total.as_secs_f64() / 100.0 * 1e6);
+            }
+        }
+        let median = |mut t: Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        const NAMES: [&str; 3] = [
+            "the store",
+            "Diesel on the store's backend",
+            "Diesel on a backend of its own",
+        ];
+        for (name, t) in NAMES.iter().zip(&times) {
+            println!("{name}: median {:.1} us", median(t.clone()));
+        }
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            let ratios = times[i].iter().zip(&times[j]).map(|(a, b)| a / b);
+            let ratio = median(ratios.collect());
+            println!("{} / {}: {ratio:.3}", NAMES[i], NAMES[j]);
+        }
+    }
+    drop_postgres_store(store, admin, &schema);
 }

@@ -48,7 +48,16 @@ impl Peer for Datastore {
     }
 
     fn stage_posts(&mut self, posts: &[Post]) {
-        self.staged = posts.to_vec();
+        // New rows, each with a key of its own, as the other peers stage theirs: the keys of
+        // the rows the last insert wrote (and the set-up deleted) would make PostgreSQL's
+        // unique index visit their dead versions, about 10 us more on each insert of 10 rows.
+        self.staged = posts
+            .iter()
+            .map(|post| Post {
+                id: Id::new(),
+                ..post.clone()
+            })
+            .collect();
     }
 
     fn insert_staged(&mut self) -> usize {
