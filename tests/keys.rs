@@ -284,6 +284,71 @@ fn on_postgres_rows_with_given_keys_are_written_with_the_sequence_moved_or_not_a
     }
 }
 
+/// On PostgreSQL `insert_all` sends all of a call's rows in one statement. An insert of up to
+/// 64 rows is kept prepared on its connection, one statement for each number of rows, so that
+/// the server parses and plans it once: rows with their keys and rows whose keys the database
+/// assigns alike. A larger insert is not kept (a statement for each larger number would pile
+/// up on the server).
+#[test]
+fn on_postgres_inserts_of_up_to_64_rows_are_prepared_once_per_connection() {
+    for (store, _schema) in stores() {
+        if store.dialect() != Dialect::Postgres {
+            continue;
+        }
+        let country = france(&store);
+        let mut conn = store.conn().unwrap();
+        let kept = |conn: &mut datastore::PooledConn, table: &str| -> i64 {
+            datastore::diesel::select(datastore::diesel::dsl::sql::<
+                datastore::diesel::sql_types::BigInt,
+            >(&format!(
+                "(SELECT count(*) FROM pg_prepared_statements \
+                  WHERE statement LIKE 'INSERT INTO \"{table}\"%')"
+            )))
+            .get_result(&mut **conn)
+            .unwrap()
+        };
+        let customers = |n: usize| -> Vec<Customer> {
+            (0..n)
+                .map(|i| Customer {
+                    name: format!("customer {i}"),
+                    country_code: country.code,
+                    ..Customer::default()
+                })
+                .collect()
+        };
+        let countries = |codes: std::ops::Range<i32>| -> Vec<Country> {
+            codes
+                .map(|code| Country {
+                    code,
+                    name: format!("country {code}"),
+                })
+                .collect()
+        };
+        for _ in 0..3 {
+            assert_eq!(conn.insert_all(customers(10)).unwrap().len(), 10);
+        }
+        assert_eq!(kept(&mut conn, "customers"), 1, "10 rows, three times");
+        conn.insert_all(customers(11)).unwrap();
+        conn.insert_all(customers(64)).unwrap();
+        assert_eq!(kept(&mut conn, "customers"), 3, "and 11, and 64 rows");
+        let inserted = conn.insert_all(customers(65)).unwrap();
+        assert_eq!(inserted.len(), 65);
+        assert!(inserted.windows(2).all(|pair| pair[0].id < pair[1].id));
+        assert_eq!(kept(&mut conn, "customers"), 3, "65 rows are not kept");
+        // France's save is kept too (an upsert, which begins the same way).
+        let saves = kept(&mut conn, "countries");
+        conn.insert_all(countries(1..11)).unwrap();
+        conn.insert_all(countries(11..21)).unwrap();
+        assert_eq!(
+            kept(&mut conn, "countries"),
+            saves + 1,
+            "rows with their keys"
+        );
+        assert_eq!(conn.count::<Country>().unwrap(), 21);
+        assert_eq!(conn.count::<Customer>().unwrap(), 3 * 10 + 11 + 64 + 65);
+    }
+}
+
 #[test]
 fn insert_all_returns_rows_with_the_keys_the_database_assigned() {
     for (store, _schema) in stores() {

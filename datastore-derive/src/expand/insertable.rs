@@ -61,7 +61,7 @@ pub fn insertable(model: &Model) -> TokenStream {
 }
 
 /// `column.eq(bind(&row.field))` for each field: one row's values, as Diesel inserts them.
-pub fn assignments(
+fn assignments(
     table: &syn::Ident,
     fields: &[&crate::parse::Field],
     row: &TokenStream,

@@ -65,16 +65,6 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
     }
 }
 
-/// One row's values of `columns` as Diesel inserts them: the type of their tuple of assignments.
-fn assignments_type(model: &Model, columns: &[&Field]) -> TokenStream {
-    let table = &model.table;
-    let types = columns.iter().map(|f| {
-        let (column, ty) = (f.ident, f.ty);
-        quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::__private::FieldType>::Bind<'a>>)
-    });
-    quote!((#(#types,)*))
-}
-
 pub fn statements(model: &Model) -> TokenStream {
     let ident = model.ident;
     let table = &model.table;
@@ -88,8 +78,6 @@ pub fn statements(model: &Model) -> TokenStream {
     let composite = model.key.fields.len() > 1;
 
     let all_binds = binds(model, &syn::parse_quote!(__Binds), &columns);
-    let all_assignments = assignments_type(model, &columns);
-    let assignments = super::insertable::assignments(table, &columns, &quote!(row));
 
     // Rows are read through the model's `Selection`.
     let selection = quote!(::datastore::__private::Selection<#ident>);
@@ -145,8 +133,6 @@ pub fn statements(model: &Model) -> TokenStream {
                 .filter(|f| f.ident != key_field.ident)
                 .collect();
             let new_binds = binds(model, &syn::parse_quote!(__NewBinds), &rest);
-            let new_assignments = assignments_type(model, &rest);
-            let new_values = super::insertable::assignments(table, &rest, &quote!(row));
             let key = key_field.ident;
             let key_field_type = key_field.ty;
             let returning_keys = quote! {
@@ -172,18 +158,11 @@ pub fn statements(model: &Model) -> TokenStream {
                 )
             } else {
                 (
-                    quote! {
-                        #new_binds
-
-                        /// One row's values but its key, as `insert_many_unkeyed` binds them.
-                        type __NewAssignments<'a> = #new_assignments;
-                    },
+                    new_binds,
                     quote! {
                         ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
-                        diesel::dsl::Returning<
-                            diesel::dsl::Values<diesel::dsl::insert_into<#table::table>, ::std::vec::Vec<__NewAssignments<'a>>>,
-                            #table::#key,
-                        >: diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
+                        ::datastore::__private::InsertAnyRows<Self, __NewBinds<'a>, #returning_keys>:
+                            diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
                         #(::datastore::__private::InsertRows<Self, __NewBinds<'a>, #insert_sizes, #returning_keys>:
                             diesel::query_dsl::LoadQuery<'a, __C, #key_type>,)*
                     },
@@ -197,11 +176,12 @@ pub fn statements(model: &Model) -> TokenStream {
                                 ),
                                 conn,
                             ),)*
-                            _ => {
-                                let values: ::std::vec::Vec<__NewAssignments<'a>> = rows.iter().map(|row| (#(#new_values,)*)).collect();
-                                let statement = diesel::insert_into(#table::table).values(values).returning(#table::#key);
-                                diesel::RunQueryDsl::load(statement, conn)
-                            }
+                            _ => diesel::RunQueryDsl::load(
+                                ::datastore::__private::InsertAnyRows::<Self, _, #returning_keys>::new(
+                                    rows.iter().map(__NewBinds::new).collect(),
+                                ),
+                                conn,
+                            ),
                         }
                     },
                 )
@@ -220,9 +200,6 @@ pub fn statements(model: &Model) -> TokenStream {
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
 
     quote! {
-        /// One row's values, as `insert_many` binds them.
-        type __Assignments<'a> = #all_assignments;
-
         /// One row's values, as `save` binds them (`Upsert` writes the SQL around them).
         #all_binds
 
@@ -281,10 +258,7 @@ pub fn statements(model: &Model) -> TokenStream {
             ::datastore::__private::Upsert<Self, __Binds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
             diesel::query_builder::InsertStatement<#table::table, <&'a #ident as diesel::Insertable<#table::table>>::Values>:
                 diesel::query_dsl::methods::ExecuteDsl<__C>,
-            diesel::query_builder::InsertStatement<
-                #table::table,
-                <::std::vec::Vec<__Assignments<'a>> as diesel::Insertable<#table::table>>::Values,
-            >: diesel::query_dsl::methods::ExecuteDsl<__C>,
+            ::datastore::__private::InsertAnyRows<Self, __Binds<'a>>: diesel::query_dsl::methods::ExecuteDsl<__C>,
             #(::datastore::__private::InsertRows<Self, __Binds<'a>, #insert_sizes>: diesel::query_dsl::methods::ExecuteDsl<__C>,)*
             #unkeyed_bounds
         {
@@ -306,10 +280,10 @@ pub fn statements(model: &Model) -> TokenStream {
                         ::datastore::__private::InsertRows::<Self, _, #insert_sizes>::new(rows.iter().map(__Binds::new).collect()),
                         conn,
                     ),)*
-                    _ => {
-                        let values: ::std::vec::Vec<__Assignments<'a>> = rows.iter().map(|row| (#(#assignments,)*)).collect();
-                        diesel::RunQueryDsl::execute(diesel::insert_into(#table::table).values(values), conn)
-                    }
+                    _ => diesel::RunQueryDsl::execute(
+                        ::datastore::__private::InsertAnyRows::<Self, _>::new(rows.iter().map(__Binds::new).collect()),
+                        conn,
+                    ),
                 }
             }
 
