@@ -240,9 +240,10 @@ impl<M, V, S, C: Connection> RunQueryDsl<C> for RowStatement<M, V, S> {}
 
 /// An `INSERT` of `N` rows of `M` (their values `V`, each walked as [`Upsert`] walks one):
 /// `INSERT INTO "table" (..) VALUES (..), (..)`. Its SQL is fixed per model and `N`, so Diesel
-/// prepares it once per connection, where a multi-row insert of any other number of rows is
-/// parsed and planned again on every call (on SQLite, most of an insert's cost per row).
-/// `insert_all` splits its rows into statements of the sizes in [`INSERT_ROWS`].
+/// prepares it once per connection (Diesel's own multi-row insert is parsed and planned again
+/// on every call: on SQLite, most of an insert's cost per row). On SQLite `insert_all` splits
+/// its rows into statements of the sizes in [`INSERT_ROWS`]; on PostgreSQL, where each
+/// statement is a round trip, it sends them in one [`InsertAnyRows`].
 ///
 /// `S` is [`WithKeys`] for rows that have their keys, or [`ReturningKeys<K>`] for rows whose
 /// keys the database assigns (their values but the key, `RETURNING` the keys, of SQL type
