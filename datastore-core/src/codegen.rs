@@ -243,7 +243,8 @@ impl<M, V, S, C: Connection> RunQueryDsl<C> for RowStatement<M, V, S> {}
 /// prepares it once per connection (Diesel's own multi-row insert is parsed and planned again
 /// on every call: on SQLite, most of an insert's cost per row). On SQLite `insert_all` splits
 /// its rows into statements of the sizes in [`INSERT_ROWS`]; on PostgreSQL, where each
-/// statement is a round trip, it sends them in one [`InsertAnyRows`].
+/// statement is a round trip, into as few as the bind limit allows, an [`InsertAnyRows`]
+/// where their number of rows is not one of those sizes.
 ///
 /// `S` is [`WithKeys`] for rows that have their keys, or [`ReturningKeys<K>`] for rows whose
 /// keys the database assigns (their values but the key, `RETURNING` the keys, of SQL type
@@ -347,15 +348,18 @@ where
 }
 
 /// An [`InsertRows`] of any number of rows, known only at run time: on PostgreSQL,
-/// `insert_all` sends all of a call's rows in one statement (one round trip) rather than in
-/// statements of the sizes of [`INSERT_ROWS`].
+/// `insert_all` sends a call's rows in as few statements as the bind limit allows (each a
+/// round trip), each an [`InsertRows`] where its number of rows is one of [`INSERT_ROWS`] and
+/// an `InsertAnyRows` otherwise.
 ///
 /// Diesel keeps it prepared by its SQL, which is fixed per model and number of rows, so that
-/// the server parses and plans an insert of so many rows once per connection (on
-/// PostgreSQL an unnamed statement of 10 rows spent about 30 us being parsed and 25 us being
-/// bound, planned, of the 300 us of an insert in a transaction; prepared, 13 us to bind).
-/// Only up to [`CACHED_ROWS`] rows: a statement kept for each larger number would pile up on
-/// both sides of the connection.
+/// the server parses an insert of so many rows once per connection (and plans it as it plans
+/// any prepared statement): an unnamed statement of 10 rows spent about 30 us being parsed and
+/// 25 us being bound and planned, of the 300 us of an insert in a transaction; prepared, 13 us
+/// to bind. The first insert of a number of rows on a connection takes a round trip more, to
+/// prepare it. Only up to [`CACHED_ROWS`] rows: each number kept is a statement kept on both
+/// sides of the connection for as long as it lives, about 2 x [`CACHED_ROWS`] of them a model
+/// at most (with its keys, and without, returning them).
 #[derive(Debug)]
 pub struct InsertAnyRows<M, V, S = WithKeys> {
     rows: Vec<V>,
@@ -363,7 +367,7 @@ pub struct InsertAnyRows<M, V, S = WithKeys> {
 }
 
 /// The most rows an [`InsertAnyRows`] is kept prepared for.
-pub const CACHED_ROWS: usize = 64;
+pub const CACHED_ROWS: usize = 16;
 
 impl<M: Model, V, S> InsertAnyRows<M, V, S> {
     /// The statement inserting these rows' values.

@@ -176,6 +176,7 @@ pub fn statements(model: &Model) -> TokenStream {
                                 ),
                                 conn,
                             ),)*
+                            0 => ::core::result::Result::Ok(::std::vec::Vec::new()),
                             _ => diesel::RunQueryDsl::load(
                                 ::datastore::__private::InsertAnyRows::<Self, _, #returning_keys>::new(
                                     rows.iter().map(__NewBinds::new).collect(),
@@ -280,6 +281,7 @@ pub fn statements(model: &Model) -> TokenStream {
                         ::datastore::__private::InsertRows::<Self, _, #insert_sizes>::new(rows.iter().map(__Binds::new).collect()),
                         conn,
                     ),)*
+                    0 => ::core::result::Result::Ok(0),
                     _ => diesel::RunQueryDsl::execute(
                         ::datastore::__private::InsertAnyRows::<Self, _>::new(rows.iter().map(__Binds::new).collect()),
                         conn,
