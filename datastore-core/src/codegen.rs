@@ -354,10 +354,10 @@ where
 ///
 /// Diesel keeps it prepared by its SQL, which is fixed per model and number of rows, so that
 /// the server parses an insert of so many rows once per connection (and plans it as it plans
-/// any prepared statement): an unnamed statement of 10 rows spent about 30 us being parsed and
-/// 25 us being bound and planned, of the 300 us of an insert in a transaction; prepared, 13 us
-/// to bind. The first insert of a number of rows on a connection takes a round trip more, to
-/// prepare it. Only up to [`CACHED_ROWS`] rows: each number kept is a statement kept on both
+/// any prepared statement). Server times of an insert of 10 rows in a transaction (medians of
+/// 300, `log_min_duration_statement`): unnamed, parse 24 us, bind 21 us, execute 34 us;
+/// prepared, bind 10 us, execute 50 us, no parse. The first insert of a number of rows on a
+/// connection takes a round trip more, to prepare it. Only up to [`CACHED_ROWS`] rows: each number kept is a statement kept on both
 /// sides of the connection for as long as it lives, about 2 x [`CACHED_ROWS`] of them a model
 /// at most (with its keys, and without, returning them).
 #[derive(Debug)]
