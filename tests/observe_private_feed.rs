@@ -31,9 +31,15 @@ impl Spy {
         let password = uuid::Uuid::new_v4().simple().to_string();
         admin
             .batch_execute(&format!(
-                "CREATE ROLE {name} LOGIN PASSWORD '{password}';
+                // Grants on the database update its one catalog row: made at once by the tests
+                // running side by side, the server refuses all but one ("tuple concurrently
+                // updated"); a lock of the transaction's makes them take turns.
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(hashtext('datastore_spy_grants'));
+                 CREATE ROLE {name} LOGIN PASSWORD '{password}';
                  DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {name}', current_database()); END $$;
-                 GRANT USAGE ON SCHEMA {schema} TO {name};"
+                 GRANT USAGE ON SCHEMA {schema} TO {name};
+                 COMMIT;"
             ))
             .unwrap();
         // The same server and database, as this role.
@@ -53,7 +59,10 @@ impl Drop for Spy {
         let name = &self.name;
         let _ = self.admin.batch_execute(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}';
-             DROP OWNED BY {name}; DROP ROLE {name};"
+             BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('datastore_spy_grants'));
+             DROP OWNED BY {name}; DROP ROLE {name};
+             COMMIT;"
         ));
     }
 }
