@@ -128,6 +128,28 @@ struct State {
     listening: Option<Arc<AtomicBool>>,
 }
 
+impl State {
+    /// The running listener's liveness, if one runs. What the store found set up (`triggered`,
+    /// `published`, `function_current`) is known only for the listener that runs: without
+    /// one it is forgotten, and the next listener's first subscription checks the catalog
+    /// again (an earlier version of the store, or a hand, may have changed it meanwhile).
+    ///
+    /// Asked once a subscription, and the answer kept: a listener that ends after it (its
+    /// feed lost, its connection broken) is still the one the subscription waits for, which
+    /// then fails as lost and is made again, with a new listener. Asking again later could
+    /// start a new listener on what the ended one knew: a table whose triggers were disabled,
+    /// which ended that listener's feed, taken as set up, and its next subscription lost.
+    fn running_listener(&mut self) -> Option<Arc<AtomicBool>> {
+        let running = (self.listening.clone()).filter(|alive| alive.load(Ordering::SeqCst));
+        if running.is_none() {
+            self.function_current = false;
+            self.triggered.clear();
+            self.published.clear();
+        }
+        running
+    }
+}
+
 /// A subscription to open when the listener reaches its marker.
 #[derive(Debug)]
 struct Waiting {
@@ -226,17 +248,10 @@ impl PgObserve {
         };
         state.logical = Some(logical);
         state.schema = Some((schema.clone(), channel.clone()));
+        let running = state.running_listener();
         if logical {
-            let alive = self.ensure_logical(&mut state, conn, url, hub, tables, writer)?;
+            let alive = self.ensure_logical(&mut state, running, conn, url, hub, tables, writer)?;
             return Ok((channel, alive, true));
-        }
-        let listening = state
-            .listening
-            .as_ref()
-            .is_some_and(|alive| alive.load(Ordering::SeqCst));
-        if !listening {
-            state.function_current = false;
-            state.triggered.clear();
         }
         let mut missing: Vec<&String> = tables
             .iter()
@@ -278,9 +293,9 @@ impl PgObserve {
                 triggers::check_owners(conn, &schema, tables)?;
             }
         }
-        let alive = match &state.listening {
-            Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
-            _ => {
+        let alive = match running {
+            Some(alive) => alive,
+            None => {
                 let (outlet, alive) = self.outlet(hub);
                 Listener::start(url, &schema, &channel, outlet)?;
                 state.listening = Some(alive.clone());
@@ -305,9 +320,11 @@ impl PgObserve {
 
     /// [`ensure`](Self::ensure) for the logical decoding feed: `tables` set up for it, and
     /// its listener running.
+    #[allow(clippy::too_many_arguments)]
     fn ensure_logical(
         self: &Arc<Self>,
         state: &mut State,
+        running: Option<Arc<AtomicBool>>,
         conn: &mut PgConnection,
         url: &str,
         hub: &Arc<Hub>,
@@ -317,13 +334,6 @@ impl PgObserve {
         let Some((schema, channel)) = state.schema.clone() else {
             unreachable!("the schema is known before the feed is set up")
         };
-        let listening = state
-            .listening
-            .as_ref()
-            .is_some_and(|alive| alive.load(Ordering::SeqCst));
-        if !listening {
-            state.published.clear();
-        }
         let publication = logical::publication(&channel);
         let mut missing: Vec<&String> = tables
             .iter()
@@ -345,9 +355,9 @@ impl PgObserve {
             lose_unreported(hub, &missing);
             state.published.extend(missing.into_iter().cloned());
         }
-        let alive = match &state.listening {
-            Some(alive) if alive.load(Ordering::SeqCst) => alive.clone(),
-            _ => {
+        let alive = match running {
+            Some(alive) => alive,
+            None => {
                 if let Some(writer) = writer {
                     logical::refuse_open_write(conn, writer)?;
                 }
@@ -472,4 +482,33 @@ impl Drop for Pending {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a store found set up outlives neither its listener nor the subscription that
+    /// asked: the answer, once given, stands even if the listener ends right after (the
+    /// subscription then fails as lost and is made again), and only a store without a running
+    /// listener forgets what it found.
+    #[test]
+    fn what_was_found_set_up_is_forgotten_only_without_a_running_listener() {
+        let alive = Arc::new(AtomicBool::new(true));
+        let mut state = State {
+            function_current: true,
+            triggered: HashSet::from(["posts".to_owned()]),
+            published: HashSet::from(["posts".to_owned()]),
+            listening: Some(alive.clone()),
+            ..State::default()
+        };
+        assert!(state.running_listener().is_some(), "the listener runs");
+        assert!(state.function_current && state.triggered.contains("posts"));
+        assert!(state.published.contains("posts"));
+
+        alive.store(false, Ordering::SeqCst);
+        assert!(state.running_listener().is_none());
+        assert!(!state.function_current);
+        assert!(state.triggered.is_empty() && state.published.is_empty());
+    }
 }
