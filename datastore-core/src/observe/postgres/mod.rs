@@ -391,27 +391,35 @@ impl PgObserve {
             return Ok(Vec::new());
         };
         drop(state);
-        let watched: Vec<String> = observable_tables(conn, &schema)?
-            .into_iter()
-            .filter(|table| wants(table))
-            .collect();
-        if watched.is_empty() {
-            return Ok(Vec::new());
-        }
-        let reporting: HashSet<String> = if logical {
-            let publication = logical::publication(&channel);
-            logical::published_tables(conn, &schema, &publication, &watched)?
-                .into_iter()
-                .collect()
-        } else {
-            triggers::triggered_tables(conn, &schema)?
-        };
-        let mut unreported: Vec<String> = watched
-            .into_iter()
-            .filter(|table| !reporting.contains(table))
-            .collect();
-        unreported.sort();
-        Ok(unreported)
+        // Both reads in one snapshot: a table dropped between them would be taken as one that
+        // a subscription wants (read first) and that no longer reports (read after, its
+        // triggers or publication membership gone with it), ending the feed for nothing.
+        conn.build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(|conn| {
+                let watched: Vec<String> = observable_tables(conn, &schema)?
+                    .into_iter()
+                    .filter(|table| wants(table))
+                    .collect();
+                if watched.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let reporting: HashSet<String> = if logical {
+                    let publication = logical::publication(&channel);
+                    logical::published_tables(conn, &schema, &publication, &watched)?
+                        .into_iter()
+                        .collect()
+                } else {
+                    triggers::triggered_tables(conn, &schema)?
+                };
+                let mut unreported: Vec<String> = watched
+                    .into_iter()
+                    .filter(|table| !reporting.contains(table))
+                    .collect();
+                unreported.sort();
+                Ok(unreported)
+            })
     }
 }
 
