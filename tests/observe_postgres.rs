@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::models::{Comment, Post};
@@ -248,6 +250,60 @@ fn on_postgres_starting_the_feed_inside_a_transaction_that_wrote_fails_at_once()
     assert_eq!(store.count::<Post>().unwrap(), 2);
     let comments = store.observe::<Comment>().unwrap();
     drop(comments);
+}
+
+/// A schema's first subscription sets observe up in that schema (functions, triggers), one
+/// set-up of the schema at a time across processes. One held up (here waiting for a table
+/// another transaction writes, up to its lock timeout) holds up no other schema's: another
+/// store's first subscription, in another schema, is made meanwhile.
+#[test]
+fn on_postgres_a_set_up_held_up_in_one_schema_does_not_hold_up_another_schemas() {
+    let Some(held) = common::TestDb::postgres_built(|builder| {
+        builder
+            .change_feed(ChangeFeed::Triggers)
+            .busy_timeout(Duration::from_secs(30))
+    }) else {
+        return;
+    };
+    let other = common::TestDb::postgres_with(ChangeFeed::Triggers).unwrap();
+    // Writing `posts` (its lock taken, as a write takes it) until the other schema's
+    // subscription is made: a trigger on it waits for that.
+    let mut writer = PgConnection::establish(held.url()).unwrap();
+    writer
+        .batch_execute("BEGIN; LOCK TABLE posts IN ROW EXCLUSIVE MODE")
+        .unwrap();
+    let set_up_ended = Arc::new(AtomicBool::new(false));
+    let subscribing = std::thread::spawn({
+        let (store, ended) = (held.store.clone(), set_up_ended.clone());
+        move || {
+            let posts = store.observe::<Post>();
+            ended.store(true, Ordering::SeqCst);
+            posts.map(drop)
+        }
+    });
+    let mut admin = PgConnection::establish(held.url()).unwrap();
+    let started = Instant::now();
+    while count(
+        &mut admin,
+        "SELECT count(*) AS n FROM pg_locks WHERE relation = 'posts'::regclass AND NOT granted",
+    ) == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the set-up never waited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let posts = other.store.observe::<Post>().unwrap();
+    assert!(
+        !set_up_ended.load(Ordering::SeqCst),
+        "the other schema's subscription was made while the first one's set-up waited"
+    );
+    writer.batch_execute("COMMIT").unwrap();
+    subscribing.join().unwrap().unwrap();
+    let saved = other.store.save(post("observed")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
 }
 
 /// The logical feed needs each observed table's row before an update or delete, which

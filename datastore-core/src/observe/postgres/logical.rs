@@ -122,8 +122,8 @@ pub(super) fn published_tables(
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// Sets `tables` up for the feed (see the module's documentation), in one transaction,
-/// one process at a time.
+/// Sets `tables` up for the feed (see the module's documentation), in one transaction, one
+/// set-up of the schema at a time across processes.
 pub(super) fn publish_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -133,19 +133,18 @@ pub(super) fn publish_tables(
     let s = quote_ident(schema);
     let publication = quote_ident(publication);
     let function = format!("{s}.datastore_mark_cascade()");
-    let mut sql = format!(
-        "SELECT pg_advisory_xact_lock({lock});\n\
-         CREATE OR REPLACE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql \
+    let mut sql = super::setup_lock(schema);
+    sql.push_str(&format!(
+        "CREATE OR REPLACE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql \
          SET search_path = pg_catalog, pg_temp AS $body$ BEGIN \
          PERFORM pg_logical_emit_message(true, {prefix}, 'd:' || (pg_trigger_depth() - 1)); \
          RETURN OLD; END $body$;\n\
          DO $setup$ BEGIN \
          IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {publication_literal}) THEN \
          CREATE PUBLICATION {publication}; END IF; END $setup$;\n",
-        lock = i64::from_be_bytes(*b"dsobserv"),
         prefix = quote_literal(PREFIX),
         publication_literal = quote_literal(publication.trim_matches('"')),
-    );
+    ));
     for table in tables {
         let qualified = format!("{s}.{}", quote_ident(table));
         sql.push_str(&format!(

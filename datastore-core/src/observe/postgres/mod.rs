@@ -83,6 +83,25 @@ const BODY_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// (see [`PgObserve::unreported_tables`]).
 const TABLES_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// The advisory lock key of observe's set-up: earlier versions took it whole for every
+/// set-up, whatever the schema; this one takes it shared (see [`setup_lock`]).
+const SETUP_LOCK: i64 = i64::from_be_bytes(*b"dsobserv");
+
+/// The statement that makes a set-up of `schema`'s observe machinery (its functions, its
+/// tables' triggers or publication) wait for any other set-up of the same schema, in any
+/// process, until the end of the transaction it runs in: concurrent `CREATE OR REPLACE
+/// FUNCTION`s of one function fail. Set-ups of other schemas go on meanwhile (a set-up may
+/// wait for a table's lock up to the lock timeout, which would hold up every schema's).
+/// Earlier versions took [`SETUP_LOCK`] whole: taken shared here, it still keeps theirs and
+/// this version's apart.
+fn setup_lock(schema: &str) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock_shared({SETUP_LOCK}), \
+         pg_advisory_xact_lock(hashtextextended({}, {SETUP_LOCK}));\n",
+        quote_literal(schema)
+    )
+}
+
 /// How long a new subscription waits for the listener to reach its start.
 pub(crate) const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -277,13 +296,10 @@ impl PgObserve {
                 for table in &missing {
                     sql.push_str(&triggers::trigger_sql(&schema, table));
                 }
-                // One at a time across processes: concurrent CREATE OR REPLACE FUNCTION fails.
+                // One set-up of the schema at a time, across processes (see `setup_lock`).
                 // What is refused afterwards is rolled back.
                 conn.transaction::<_, Error, _>(|conn| {
-                    conn.batch_execute(&format!(
-                        "SELECT pg_advisory_xact_lock({});\n{sql}",
-                        i64::from_be_bytes(*b"dsobserv"),
-                    ))?;
+                    conn.batch_execute(&format!("{}{sql}", setup_lock(&schema)))?;
                     triggers::check_owners(conn, &schema, tables)
                 })?;
                 state.function_current = true;
