@@ -3,10 +3,13 @@
 //! onto an empty copy. Shared by `tests/model_based.rs` (clean runs) and `tests/faults.rs`
 //! (runs where SQLite fails at random points).
 
+// Each of the two uses its own part of it.
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use datastore::observe::{Observed, Op, RawValue, RawValueRef};
+use datastore::observe::{Observed, Op, RawValue, RawValueRef, RowChange};
 use datastore::prelude::*;
 use datastore::{Error, Model};
 use proptest::prelude::*;
@@ -432,31 +435,56 @@ pub fn stored(conn: &mut datastore::AnyConnection) -> Reference {
 }
 
 /// The data the observe stream describes, replayed onto an empty copy (rows by table and key).
-/// SQLite delivers at commit, so everything is queued once the last step returned; PostgreSQL's
-/// notifications arrive within milliseconds, and the stream is read until it is quiet.
+/// SQLite delivers at commit, so everything is queued once the last step returned, and the
+/// stream is read until it is quiet.
 pub fn replay(
     stream: &datastore::observe::AllSubscription,
     quiet: Duration,
 ) -> BTreeMap<(String, String), Vec<RawValue>> {
     let mut copy = BTreeMap::new();
     while let Some(Observed::Change(change)) = stream.recv_timeout(quiet) {
-        let RawValue::Text(id) = change.values[0].clone() else {
-            panic!("keys are text")
-        };
-        let key = (change.table.clone(), id);
-        match change.op {
-            Op::Insert | Op::Update => {
-                copy.insert(key, change.values);
-            }
-            Op::Delete => {
-                assert!(
-                    copy.remove(&key).is_some(),
-                    "a delete of a row the stream never inserted"
-                );
-            }
-        }
+        replay_one(&mut copy, change);
     }
     copy
+}
+
+/// As [`replay`], read until the insert of the row keyed `last` arrives (left out of the
+/// copy): a row written after everything else, so that every change before it has arrived,
+/// also where changes arrive a moment after their commit (PostgreSQL), which no quiet moment
+/// can tell.
+pub fn replay_through(
+    stream: &datastore::observe::AllSubscription,
+    last: &str,
+) -> BTreeMap<(String, String), Vec<RawValue>> {
+    let mut copy = BTreeMap::new();
+    loop {
+        match stream.recv_timeout(Duration::from_secs(30)) {
+            Some(Observed::Change(change)) if change.values[0] == RawValue::Text(last.into()) => {
+                return copy;
+            }
+            Some(Observed::Change(change)) => replay_one(&mut copy, change),
+            other => panic!("expected changes up to the last row's insert, got {other:?}"),
+        }
+    }
+}
+
+/// One change, applied to the copy.
+fn replay_one(copy: &mut BTreeMap<(String, String), Vec<RawValue>>, change: RowChange) {
+    let RawValue::Text(id) = change.values[0].clone() else {
+        panic!("keys are text")
+    };
+    let key = (change.table.clone(), id);
+    match change.op {
+        Op::Insert | Op::Update => {
+            copy.insert(key, change.values);
+        }
+        Op::Delete => {
+            assert!(
+                copy.remove(&key).is_some(),
+                "a delete of a row the stream never inserted"
+            );
+        }
+    }
 }
 
 /// The replayed copy as models (its values are in each table's column order, which for these
