@@ -836,9 +836,12 @@ fn on_postgres_a_lent_connection_the_server_ended_is_a_lost_connection() {
     let pid = *pid.lock().unwrap();
     let mut admin = diesel::PgConnection::establish(db.url()).unwrap();
     // Waits (up to 5 s) until the backend has exited, rather than a guess at how long it takes.
-    diesel::sql_query(format!("SELECT pg_terminate_backend({pid}, 5000)"))
-        .execute(&mut admin)
-        .unwrap();
+    let exited: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "pg_terminate_backend({pid}, 5000)"
+    )))
+    .get_result(&mut admin)
+    .unwrap();
+    assert!(exited, "the lent connection's backend exited");
     // Both pooled connections taken: one of them is the lent one.
     let taken: Vec<_> = (0..2).map(|_| store.conn()).collect();
     assert!(

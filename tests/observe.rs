@@ -2354,20 +2354,28 @@ per_backend! {
         // wait for the other live query, not what the store's first subscription sets up.
         drop(store.observe::<Post>().unwrap());
         store.count::<Post>().unwrap();
-        // A live query whose result takes long to read (its query is slow to build).
+        // A live query whose result takes long to read (its query is slow to build, but for
+        // the first time, when the store asks which tables it reads); once it is made, its
+        // first result is being read.
+        let (made, reading) = std::sync::mpsc::channel();
         let slow = {
             let store = store.clone();
             std::thread::spawn(move || {
+                let built = std::sync::atomic::AtomicUsize::new(0);
                 let mut slow = store
-                    .observe_query::<Post>(|q| {
-                        std::thread::sleep(Duration::from_millis(1500));
+                    .observe_query::<Post>(move |q| {
+                        if built.fetch_add(1, Ordering::SeqCst) > 0 {
+                            std::thread::sleep(Duration::from_millis(1500));
+                        }
                         q
                     })
                     .unwrap();
+                made.send(()).unwrap();
                 slow.recv().unwrap()
             })
         };
-        std::thread::sleep(Duration::from_millis(300));
+        reading.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
         let started = std::time::Instant::now();
         let mut quick = store.observe_query::<Post>(|q| q).unwrap();
         assert_eq!(quick.recv().unwrap(), vec![]);

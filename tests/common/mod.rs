@@ -151,13 +151,16 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        // The logical feed's publication is the database's, not the schema's: dropped too, or
-        // every test run would leave its own behind on the server.
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+        // The logical feed's publication is the database's, not the schema's: dropped too
+        // (whether the schema's drop went through or not), or every test run would leave its
+        // own behind on the server.
         let _ = self.admin.batch_execute(&format!(
-            "DROP SCHEMA {name} CASCADE; \
-             DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-                 'datastore_' || md5('{name}')); END $$",
-            name = self.name
+            "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
+                 'datastore_' || md5('{}')); END $$",
+            self.name
         ));
     }
 }

@@ -133,8 +133,7 @@ pub(super) fn publish_tables(
     let s = quote_ident(schema);
     let publication = quote_ident(publication);
     let function = format!("{s}.datastore_mark_cascade()");
-    let mut sql = super::setup_lock(schema);
-    sql.push_str(&format!(
+    let mut sql = format!(
         "CREATE OR REPLACE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql \
          SET search_path = pg_catalog, pg_temp AS $body$ BEGIN \
          PERFORM pg_logical_emit_message(true, {prefix}, 'd:' || (pg_trigger_depth() - 1)); \
@@ -144,7 +143,7 @@ pub(super) fn publish_tables(
          CREATE PUBLICATION {publication}; END IF; END $setup$;\n",
         prefix = quote_literal(PREFIX),
         publication_literal = quote_literal(publication.trim_matches('"')),
-    ));
+    );
     for table in tables {
         let qualified = format!("{s}.{}", quote_ident(table));
         sql.push_str(&format!(
@@ -160,7 +159,10 @@ pub(super) fn publish_tables(
             table_literal = quote_literal(&qualified),
         ));
     }
-    conn.transaction::<_, Error, _>(|conn| Ok(conn.batch_execute(&sql)?))
+    conn.transaction::<_, Error, _>(|conn| {
+        super::take_setup_lock(conn, schema)?;
+        Ok(conn.batch_execute(&sql)?)
+    })
 }
 
 /// Refuses to start a feed from inside a transaction that has written: creating the slot

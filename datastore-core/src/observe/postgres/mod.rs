@@ -84,22 +84,25 @@ const BODY_CHECK_EVERY: Duration = Duration::from_secs(1);
 const TABLES_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The advisory lock key of observe's set-up: earlier versions took it whole for every
-/// set-up, whatever the schema; this one takes it shared (see [`setup_lock`]).
+/// set-up, whatever the schema; this one takes it shared (see [`take_setup_lock`]).
 const SETUP_LOCK: i64 = i64::from_be_bytes(*b"dsobserv");
 
-/// The statement that makes a set-up of `schema`'s observe machinery (its functions, its
-/// tables' triggers or publication) wait for any other set-up of the same schema, in any
-/// process, until the end of the transaction it runs in: concurrent `CREATE OR REPLACE
-/// FUNCTION`s of one function fail. Set-ups of other schemas go on meanwhile (a set-up may
-/// wait for a table's lock up to the lock timeout, which would hold up every schema's).
-/// Earlier versions took [`SETUP_LOCK`] whole: taken shared here, it still keeps theirs and
-/// this version's apart.
-fn setup_lock(schema: &str) -> String {
-    format!(
-        "SELECT pg_advisory_xact_lock_shared({SETUP_LOCK}), \
-         pg_advisory_xact_lock(hashtextextended({}, {SETUP_LOCK}));\n",
-        quote_literal(schema)
+/// Makes a set-up of `schema`'s observe machinery (its functions, its tables' triggers or
+/// publication) wait for any other set-up of the same schema, in any process, until the end
+/// of the transaction `conn` is in: concurrent `CREATE OR REPLACE FUNCTION`s of one function
+/// fail. Set-ups of other schemas go on meanwhile (a set-up may wait for a table's lock up to
+/// the lock timeout, which would hold up every schema's). Earlier versions took
+/// [`SETUP_LOCK`] whole: taken shared here, it still keeps theirs and this version's apart
+/// (while one of theirs waits for it, PostgreSQL queues every later set-up behind it, as
+/// before).
+fn take_setup_lock(conn: &mut PgConnection, schema: &str) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock(hashtextextended($2, $1))",
     )
+    .bind::<BigInt, _>(SETUP_LOCK)
+    .bind::<Text, _>(schema)
+    .execute(conn)
+    .map(drop)
 }
 
 /// How long a new subscription waits for the listener to reach its start.
@@ -296,10 +299,11 @@ impl PgObserve {
                 for table in &missing {
                     sql.push_str(&triggers::trigger_sql(&schema, table));
                 }
-                // One set-up of the schema at a time, across processes (see `setup_lock`).
-                // What is refused afterwards is rolled back.
+                // One set-up of the schema at a time, across processes. What is refused
+                // afterwards is rolled back.
                 conn.transaction::<_, Error, _>(|conn| {
-                    conn.batch_execute(&format!("{}{sql}", setup_lock(&schema)))?;
+                    take_setup_lock(conn, &schema)?;
+                    conn.batch_execute(&sql)?;
                     triggers::check_owners(conn, &schema, tables)
                 })?;
                 state.function_current = true;
