@@ -7,7 +7,10 @@ mod common;
 #[path = "common/reference.rs"]
 mod reference;
 
+use std::time::Duration;
+
 use common::models::{Comment, Post, PostEditor, User};
+use datastore::observe::{Observed, Op, RawValue};
 use datastore::prelude::*;
 use proptest::prelude::*;
 use reference::{apply, replay_through, replayed, step, stored, Reference, Step};
@@ -31,6 +34,15 @@ fn follows_the_reference(store: &Store, steps: &[Step]) -> Result<(), TestCaseEr
         .unwrap();
     let copy = replay_through(&stream, &last.id.to_string());
     conn.delete(&last).unwrap();
+    // And nothing after it but its delete: no change arrives late, or twice.
+    match stream.recv_timeout(Duration::from_secs(30)) {
+        Some(Observed::Change(change)) => prop_assert!(
+            change.op == Op::Delete && change.values[0] == RawValue::Text(last.id.to_string()),
+            "after the last row's insert: {:?}",
+            change
+        ),
+        other => prop_assert!(false, "expected the last row's delete, got {:?}", other),
+    }
     // Keys are time-ordered, so the copy (ordered by key) lists rows as `all` does.
     prop_assert_eq!(replayed::<Post>(&copy), conn.all::<Post>().unwrap());
     prop_assert_eq!(replayed::<Comment>(&copy), conn.all::<Comment>().unwrap());
