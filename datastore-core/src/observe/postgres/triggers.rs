@@ -204,8 +204,7 @@ DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 /// rows (deleted from inside the foreign key's own trigger) from the statement's; in `AFTER`
 /// triggers both report depth 1. Its name sorts after the usual ones, because `BEFORE`
 /// triggers run in name order and one that cancels a delete stops those after it. The row
-/// triggers' argument says that the statement trigger is there. All four fire always (see
-/// [`triggered_tables`]).
+/// triggers' argument says that the statement trigger is there.
 pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
     let (schema, table) = (quote_ident(schema), quote_ident(table));
     format!(
@@ -217,12 +216,7 @@ pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
          CREATE OR REPLACE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON {schema}.{table} \
          FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
          CREATE OR REPLACE TRIGGER datastore_observe_truncate BEFORE TRUNCATE ON {schema}.{table} \
-         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
-         ALTER TABLE {schema}.{table} \
-         ENABLE ALWAYS TRIGGER datastore_observe_statement, \
-         ENABLE ALWAYS TRIGGER datastore_observe, \
-         ENABLE ALWAYS TRIGGER zz_datastore_observe_delete, \
-         ENABLE ALWAYS TRIGGER datastore_observe_truncate;\n"
+         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify('statement');\n"
     )
 }
 
@@ -247,16 +241,13 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
     Ok(rows.first().is_some_and(|r| r.n == 2))
 }
 
-/// The tables of `schema` that have this version's four triggers, enabled always: also in a
-/// session with `session_replication_role = replica` (how logical replication's apply workers
-/// and some restore tools write), whose writes a trigger enabled only where changes originate
-/// (`ENABLE TRIGGER`, or an earlier version's set-up) would not report. One disabled, or
-/// enabled otherwise, is set up again.
+/// The tables of `schema` that have this version's four triggers, enabled (a disabled one,
+/// or one that fires only on replicas, is set up again: `CREATE OR REPLACE` enables it).
 pub(super) fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
     let rows: Vec<Name> = diesel::sql_query(
         "SELECT c.relname::text AS name FROM pg_trigger t \
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND t.tgenabled = 'A' AND ( \
+         WHERE n.nspname = $1 AND t.tgenabled IN ('O', 'A') AND ( \
              (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete', \
                            'datastore_observe_truncate') AND t.tgnargs = 1) \
              OR t.tgname = 'datastore_observe_statement') \
