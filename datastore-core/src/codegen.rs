@@ -357,9 +357,10 @@ where
 /// any prepared statement). Server times of an insert of 10 rows in a transaction (medians of
 /// 300, `log_min_duration_statement`): unnamed, parse 24 us, bind 21 us, execute 34 us;
 /// prepared, bind 10 us, execute 50 us, no parse. The first insert of a number of rows on a
-/// connection takes a round trip more, to prepare it. Only up to [`CACHED_ROWS`] rows: each number kept is a statement kept on both
-/// sides of the connection for as long as it lives, about 2 x [`CACHED_ROWS`] of them a model
-/// at most (with its keys, and without, returning them).
+/// connection takes a round trip more, to prepare it. Only up to [`CACHED_ROWS`] rows: each
+/// number kept is a statement kept on both sides of the connection for as long as it lives,
+/// about 2 x [`CACHED_ROWS`] of them a model at most (with its keys, and without, returning
+/// them).
 #[derive(Debug)]
 pub struct InsertAnyRows<M, V, S = WithKeys> {
     rows: Vec<V>,

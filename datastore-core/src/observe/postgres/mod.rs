@@ -270,11 +270,11 @@ impl PgObserve {
         };
         state.logical = Some(logical);
         state.schema = Some((schema.clone(), channel.clone()));
-        let running = state.running_listener();
         if logical {
-            let alive = self.ensure_logical(&mut state, running, conn, url, hub, tables, writer)?;
+            let alive = self.ensure_logical(&mut state, conn, url, hub, tables, writer)?;
             return Ok((channel, alive, true));
         }
+        let running = state.running_listener();
         let mut missing: Vec<&String> = tables
             .iter()
             .filter(|t| !state.triggered.contains(*t))
@@ -340,11 +340,9 @@ impl PgObserve {
 
     /// [`ensure`](Self::ensure) for the logical decoding feed: `tables` set up for it, and
     /// its listener running.
-    #[allow(clippy::too_many_arguments)]
     fn ensure_logical(
         self: &Arc<Self>,
         state: &mut State,
-        running: Option<Arc<AtomicBool>>,
         conn: &mut PgConnection,
         url: &str,
         hub: &Arc<Hub>,
@@ -354,6 +352,7 @@ impl PgObserve {
         let Some((schema, channel)) = state.schema.clone() else {
             unreachable!("the schema is known before the feed is set up")
         };
+        let running = state.running_listener();
         let publication = logical::publication(&channel);
         let mut missing: Vec<&String> = tables
             .iter()
@@ -516,10 +515,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    /// What a store found set up outlives neither its listener nor the subscription that
-    /// asked: the answer, once given, stands even if the listener ends right after (the
-    /// subscription then fails as lost and is made again), and only a store without a running
-    /// listener forgets what it found.
+    /// What a store found set up is kept while its listener runs, and forgotten once it does
+    /// not. (That a subscription keeps the answer it was given, also if the listener ends
+    /// right after, is `ensure`'s; tests/observe.rs covers it only by timing.)
     #[test]
     fn what_was_found_set_up_is_forgotten_only_without_a_running_listener() {
         let alive = Arc::new(AtomicBool::new(true));
