@@ -2007,6 +2007,23 @@ fn on_postgres_an_observed_tables_triggers_disabled_end_the_feed_with_feed_lost(
     }
 }
 
+/// Writes of a session with `session_replication_role = replica` (how logical replication's
+/// apply workers, and some restore tools, write) are reported on either feed: the trigger
+/// feed's triggers fire always, not only where changes originate, as the logical feed reads
+/// them from the log like any other.
+#[test]
+fn on_postgres_a_replica_sessions_writes_are_reported() {
+    for (feed, db) in common::each_feed() {
+        let posts = db.store.observe::<Post>().unwrap();
+        let written = post("applied by a replica");
+        common::insert_as_replica(db.url(), &written);
+        match posts.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => assert_eq!(change.element, written, "{feed:?}"),
+            other => panic!("{feed:?}: expected the replica's insert, got {other:?}"),
+        }
+    }
+}
+
 /// A table created after an `observe_all` began does not report its changes to it: the feed
 /// ends with `FeedLost` naming the table, rather than leaving its rows unreported, and the
 /// next `observe_all` takes it in.

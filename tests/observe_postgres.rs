@@ -116,26 +116,171 @@ fn on_postgres_old_recorded_changes_are_removed_when_a_listener_starts() {
     assert_eq!(count(&mut admin, recorded), 2);
 }
 
-/// An earlier version of the store replaced the trigger function (as it did on its first
-/// subscription), leaving this version's comment on it: a store of this version finds the body
-/// is not its own, puts it back, and receives every change.
-#[test]
-fn on_postgres_an_earlier_versions_function_body_is_replaced_by_the_next_store() {
-    let Some(url) = common::postgres_url() else {
-        return;
-    };
-    let schema = common::PgSchema::new(&url);
+/// A schema whose `posts` a store of this version set up for the trigger feed (and is gone),
+/// then changed by `sql`, as an earlier version's store did; none without a server.
+fn set_up_then_changed_by_an_earlier_version(sql: &str) -> Option<common::PgSchema> {
+    let schema = common::PgSchema::new(&common::postgres_url()?);
     drop(
         common::trigger_feed_store(schema.url())
             .observe::<Post>()
             .unwrap(),
     );
     let mut earlier = PgConnection::establish(schema.url()).unwrap();
-    earlier.batch_execute(EARLIER_BODY).unwrap();
+    earlier.batch_execute(sql).unwrap();
+    Some(schema)
+}
+
+/// An earlier version of the store replaced the trigger function (as it did on its first
+/// subscription), leaving this version's comment on it: a store of this version finds the body
+/// is not its own, puts it back, and receives every change.
+#[test]
+fn on_postgres_an_earlier_versions_function_body_is_replaced_by_the_next_store() {
+    let Some(schema) = set_up_then_changed_by_an_earlier_version(EARLIER_BODY) else {
+        return;
+    };
     let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
     let saved = store.save(post("after the earlier version")).unwrap();
     assert_eq!(next(&posts), (Op::Insert, saved));
+}
+
+/// An earlier version's triggers fired only where changes originate (as `ENABLE TRIGGER`
+/// makes them): the next store sets them up again to fire always, so the writes of a session
+/// with `session_replication_role = replica` are reported.
+#[test]
+fn on_postgres_triggers_an_earlier_version_enabled_on_origin_only_are_set_up_again() {
+    let Some(schema) =
+        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")
+    else {
+        return;
+    };
+    let store = common::trigger_feed_store(schema.url());
+    let posts = store.observe::<Post>().unwrap();
+    let written = post("applied by a replica");
+    common::insert_as_replica(schema.url(), &written);
+    assert_eq!(next(&posts), (Op::Insert, written));
+}
+
+/// How `posts`' four observe triggers are enabled: `O` where changes originate, `A` always.
+fn posts_triggers_enabled(conn: &mut PgConnection) -> String {
+    #[derive(QueryableByName)]
+    struct Enabled {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        enabled: String,
+    }
+    datastore::diesel::sql_query(
+        "SELECT string_agg(tgenabled::text, '' ORDER BY tgname) AS enabled FROM pg_trigger \
+         WHERE tgrelid = 'posts'::regclass AND tgname LIKE '%datastore_observe%'",
+    )
+    .load::<Enabled>(conn)
+    .unwrap()
+    .remove(0)
+    .enabled
+}
+
+/// A role that does not own the observed table, granted what observing it takes (`TRIGGER` on
+/// it, `EXECUTE` on the trigger functions, `SELECT` and `DELETE` on the change table), sets its
+/// triggers up and receives its changes: they fire where changes originate, as making them fire
+/// always takes the table's owner. The owner's next store sets them up to fire always (the
+/// writes of a replica session then arrive), and the other role's subscription goes on.
+#[test]
+fn on_postgres_a_role_that_does_not_own_a_table_sets_its_triggers_up() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    // The owner migrates, and installs the change table and the functions for another table.
+    drop(
+        common::trigger_feed_store(schema.url())
+            .observe::<Comment>()
+            .unwrap(),
+    );
+    let role = Squatter::new(&url, schema.name());
+    let name = &role.name;
+    admin
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON posts TO {name}; \
+             GRANT EXECUTE ON FUNCTION datastore_notify(), datastore_notify_statement() TO {name}; \
+             GRANT SELECT, DELETE ON datastore_change_payloads TO {name};"
+        ))
+        .unwrap();
+    let store = Store::builder(format!(
+        "{}?options=-csearch_path%3D{}",
+        role.url,
+        schema.name()
+    ))
+    .change_feed(ChangeFeed::Triggers)
+    .open()
+    .unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    assert_eq!(posts_triggers_enabled(&mut admin), "OOOO");
+    let saved = store
+        .save(post("by a role that does not own posts"))
+        .unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+
+    let owner = common::trigger_feed_store(schema.url());
+    let owners = owner.observe::<Post>().unwrap();
+    assert_eq!(posts_triggers_enabled(&mut admin), "AAAA");
+    let written = post("applied by a replica");
+    common::insert_as_replica(schema.url(), &written);
+    assert_eq!(next(&owners), (Op::Insert, written.clone()));
+    assert_eq!(next(&posts), (Op::Insert, written));
+    drop((posts, store));
+    drop(role);
+}
+
+/// Whether the schema's change table is unlogged.
+fn change_table_unlogged(conn: &mut PgConnection) -> bool {
+    count(
+        conn,
+        "SELECT count(*) AS n FROM pg_class \
+         WHERE oid = 'datastore_change_payloads'::regclass AND relpersistence = 'u'",
+    ) == 1
+}
+
+/// The change table is unlogged, so a publication `FOR ALL TABLES` (which logical replication
+/// subscribers apply whole) leaves it out: published, a subscriber would apply its rows into
+/// its own change table (or fail to subscribe, lacking one). One an earlier version made,
+/// logged, is made unlogged by the next store that sets the schema up.
+#[test]
+fn on_postgres_the_change_table_is_left_out_of_publications_for_all_tables() {
+    let Some(schema) = set_up_then_changed_by_an_earlier_version(&format!(
+        "ALTER TABLE datastore_change_payloads SET LOGGED; {EARLIER_BODY}"
+    )) else {
+        return;
+    };
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    assert!(!change_table_unlogged(&mut admin));
+    let store = common::trigger_feed_store(schema.url());
+    let posts = store.observe::<Post>().unwrap();
+    assert!(change_table_unlogged(&mut admin), "made unlogged");
+    let saved = store.save(post("recorded unlogged")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+
+    let publication = format!("datastore_test_all_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE PUBLICATION {publication} FOR ALL TABLES"))
+        .unwrap();
+    let published = |admin: &mut PgConnection, table: &str| {
+        count(
+            admin,
+            &format!(
+                "SELECT count(*) AS n FROM pg_publication_tables WHERE pubname = '{publication}' \
+                 AND schemaname = '{}' AND tablename = '{table}'",
+                schema.name()
+            ),
+        )
+    };
+    let (posts_published, changes_published) = (
+        published(&mut admin, "posts"),
+        published(&mut admin, "datastore_change_payloads"),
+    );
+    admin
+        .batch_execute(&format!("DROP PUBLICATION {publication}"))
+        .unwrap();
+    assert_eq!((posts_published, changes_published), (1, 0));
 }
 
 /// An earlier version replaces the function while a store of this version observes: the

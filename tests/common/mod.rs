@@ -105,6 +105,19 @@ impl TestDb {
     }
 }
 
+/// Inserts `row` through a connection of its own to `url` with `session_replication_role =
+/// replica`, as logical replication's apply workers (and some restore tools) write.
+pub fn insert_as_replica(url: &str, row: &Post) {
+    let mut replica = PgConnection::establish(url).unwrap();
+    replica
+        .batch_execute("SET session_replication_role = replica")
+        .unwrap();
+    datastore::diesel::insert_into(models::posts::table)
+        .values(row)
+        .execute(&mut replica)
+        .unwrap();
+}
+
 /// A fresh database for each change feed the server offers (logical decoding only where it
 /// is available), in turn; none without a server.
 pub fn each_feed() -> impl Iterator<Item = (ChangeFeed, TestDb)> {

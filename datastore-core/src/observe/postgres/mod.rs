@@ -281,9 +281,16 @@ impl PgObserve {
             .collect();
         if !missing.is_empty() || !state.function_current {
             state.function_current = triggers::functions_are_current(conn, &schema)?;
+            // Tables set up otherwise than this version sets them up (see `triggered_tables`)
+            // are set up again, but have reported their changes meanwhile.
             let found = triggers::triggered_tables(conn, &schema)?;
-            missing.retain(|t| !found.contains(*t));
-            state.triggered.extend(found);
+            missing.retain(|t| found.get(*t) != Some(&true));
+            state.triggered.extend(
+                found
+                    .iter()
+                    .filter(|&(_, &set_up)| set_up)
+                    .map(|(table, _)| table.clone()),
+            );
             if !missing.is_empty() || !state.function_current {
                 if let Some(writer) = writer {
                     let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
@@ -307,7 +314,12 @@ impl PgObserve {
                     triggers::check_owners(conn, &schema, tables)
                 })?;
                 state.function_current = true;
-                lose_unreported(hub, &missing);
+                let unreported: Vec<&String> = missing
+                    .iter()
+                    .copied()
+                    .filter(|t| !found.contains_key(*t))
+                    .collect();
+                lose_unreported(hub, &unreported);
                 state.triggered.extend(missing.into_iter().cloned());
             } else {
                 triggers::check_owners(conn, &schema, tables)?;
@@ -431,6 +443,8 @@ impl PgObserve {
                         .collect()
                 } else {
                     triggers::triggered_tables(conn, &schema)?
+                        .into_keys()
+                        .collect()
                 };
                 let mut unreported: Vec<String> = watched
                     .into_iter()

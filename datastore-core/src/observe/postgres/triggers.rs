@@ -17,10 +17,10 @@
 //! keep reading them during a rolling upgrade. What is current is decided by the functions'
 //! bodies, not by a name or a comment an earlier version may leave in place.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use diesel::sql_types::{Array, BigInt, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Text};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
 use super::Name;
@@ -49,9 +49,10 @@ pub(super) fn changes_table(schema: &str) -> String {
 /// looking the table up by `TG_TABLE_SCHEMA` would cost a dynamic one per row).
 ///
 /// A trigger created with an argument (this version's) takes the columns, the horizon and the
-/// statement's number from its statement trigger; one created without (by an earlier
-/// version, which knows no statement trigger) reads the columns itself and records no
-/// horizon.
+/// statement's number from its statement trigger, or reads the first two itself where that did
+/// not run (a logical replication apply worker fires row triggers only); one created without
+/// (by an earlier version, which knows no statement trigger) reads the columns itself and
+/// records no horizon.
 fn notify_body(schema: &str) -> String {
     let table = changes_table(schema);
     format!(
@@ -68,7 +69,11 @@ BEGIN
     END IF;
     IF TG_NARGS > 0 THEN
         columns := current_setting('datastore.columns_' || TG_RELID, true);
-        horizon := nullif(current_setting('datastore.horizon', true), '')::bigint;
+        -- Where no statement trigger ran before the row (logical replication's apply worker
+        -- fires row triggers only), the row reads its own: without one, the cleanup could
+        -- never tell that its transaction had ended.
+        horizon := coalesce(nullif(current_setting('datastore.horizon', true), '')::bigint,
+                            pg_snapshot_xmin(pg_current_snapshot())::text::bigint);
     END IF;
     IF columns IS NULL OR columns = '' THEN
         columns := (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
@@ -137,8 +142,18 @@ fn dollar_quoted(body: &str) -> String {
     format!("${tag}${body}${tag}$")
 }
 
+/// The largest logged change table (an earlier version's) the set-up makes unlogged, in bytes:
+/// the change rewrites it, and every writer of an observed table waits meanwhile.
+const MOST_REWRITTEN: i64 = 4 << 20;
+
 /// Creates or brings up to date the change table and the trigger functions of `schema`, all
 /// their owner's alone.
+///
+/// The change table is unlogged: what it holds is read within seconds by listeners, which a
+/// crash (that empties it) ends anyway, and a logical replication publication `FOR ALL
+/// TABLES` leaves it out. Published, a subscriber would apply its rows into its own change
+/// table (or fail to subscribe, lacking one), where its own triggers' rows would collide with
+/// them.
 ///
 /// The row function runs as its owner (`SECURITY DEFINER`, with a fixed search path), so that
 /// roles writing observed tables need no rights on the change table; it renders rows with
@@ -154,12 +169,28 @@ pub(super) fn setup_sql(schema: &str) -> String {
     let statement = format!("{schema_ident}.datastore_notify_statement()");
     format!(
         r#"
-CREATE TABLE IF NOT EXISTS {table} (
+CREATE UNLOGGED TABLE IF NOT EXISTS {table} (
     id BIGSERIAL PRIMARY KEY,
     payload TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 DO $setup$ BEGIN
+    -- An earlier version's table is logged, and so published by a publication FOR ALL TABLES:
+    -- made unlogged while small (the change rewrites it, holding every observed table's writers
+    -- meanwhile), by its owner, and unless a writer holds it (then left for the next set-up).
+    IF (SELECT relpersistence = 'p' AND pg_relation_size(oid) <= {most_rewritten}
+               AND pg_has_role(relowner, 'USAGE')
+        FROM pg_class WHERE oid = {table_literal}::regclass) THEN
+        DECLARE
+            waited TEXT := current_setting('lock_timeout');
+        BEGIN
+            PERFORM set_config('lock_timeout', '100ms', true);
+            ALTER TABLE {table} SET UNLOGGED;
+            PERFORM set_config('lock_timeout', waited, true);
+        EXCEPTION WHEN lock_not_available OR invalid_parameter_value OR insufficient_privilege THEN
+            NULL; -- held by a writer, or named by a publication: left as it is
+        END;
+    END IF;
     -- A table made by an earlier version gains what this one stores, and its index.
     IF (SELECT count(*) FROM pg_attribute WHERE attrelid = {table_literal}::regclass
         AND attname IN ('token', 'xid', 'table_name', 'horizon') AND NOT attisdropped) < 4 THEN
@@ -191,6 +222,7 @@ COMMENT ON FUNCTION {notify} IS {comment};
 DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 "#,
         table_literal = quote_literal(&table),
+        most_rewritten = MOST_REWRITTEN,
         index_literal = quote_literal(&index),
         statement_body = dollar_quoted(STATEMENT_BODY),
         notify_body = dollar_quoted(&notify_body(schema)),
@@ -205,8 +237,27 @@ DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 /// triggers both report depth 1. Its name sorts after the usual ones, because `BEFORE`
 /// triggers run in name order and one that cancels a delete stops those after it. The row
 /// triggers' argument says that the statement trigger is there.
+///
+/// Where the store's role owns the table, all four then fire always, not only where changes
+/// originate: also in a session with `session_replication_role = replica`, as logical
+/// replication's apply workers and some restore tools write. Enabling them so takes the
+/// table's owner (creating them, only the `TRIGGER` privilege): a role that does not own the
+/// table leaves them as `CREATE TRIGGER` makes them (see [`triggered_tables`]).
 pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
     let (schema, table) = (quote_ident(schema), quote_ident(table));
+    let relation = quote_literal(&format!("{schema}.{table}"));
+    let always = format!(
+        "BEGIN \
+             IF pg_has_role((SELECT relowner FROM pg_class WHERE oid = {relation}::regclass), \
+                            'USAGE') THEN \
+                 ALTER TABLE {schema}.{table} \
+                     ENABLE ALWAYS TRIGGER datastore_observe_statement, \
+                     ENABLE ALWAYS TRIGGER datastore_observe, \
+                     ENABLE ALWAYS TRIGGER zz_datastore_observe_delete, \
+                     ENABLE ALWAYS TRIGGER datastore_observe_truncate; \
+             END IF; \
+         END"
+    );
     format!(
         "CREATE OR REPLACE TRIGGER datastore_observe_statement \
          BEFORE INSERT OR UPDATE OR DELETE ON {schema}.{table} \
@@ -216,7 +267,9 @@ pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
          CREATE OR REPLACE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON {schema}.{table} \
          FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
          CREATE OR REPLACE TRIGGER datastore_observe_truncate BEFORE TRUNCATE ON {schema}.{table} \
-         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify('statement');\n"
+         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
+         DO {always};\n",
+        always = dollar_quoted(&always),
     )
 }
 
@@ -241,21 +294,37 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
     Ok(rows.first().is_some_and(|r| r.n == 2))
 }
 
-/// The tables of `schema` that have this version's four triggers, enabled (a disabled one,
-/// or one that fires only on replicas, is set up again: `CREATE OR REPLACE` enables it).
-pub(super) fn triggered_tables(conn: &mut PgConnection, schema: &str) -> Result<HashSet<String>> {
-    let rows: Vec<Name> = diesel::sql_query(
-        "SELECT c.relname::text AS name FROM pg_trigger t \
+/// The tables of `schema` that have this version's four triggers, enabled (a disabled one is
+/// set up again: `CREATE OR REPLACE` enables it), each with whether it is set up as this
+/// version sets tables up: its triggers fire always, or the store's role could not make them
+/// (it does not own the table). One whose triggers fire only where changes originate (an
+/// earlier version's set-up, or `ENABLE TRIGGER` after a `DISABLE`) reports every change but
+/// those of a session with `session_replication_role = replica`: its owner sets it up again.
+pub(super) fn triggered_tables(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<HashMap<String, bool>> {
+    #[derive(QueryableByName)]
+    struct Triggered {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Bool)]
+        set_up: bool,
+    }
+    let rows: Vec<Triggered> = diesel::sql_query(
+        "SELECT c.relname::text AS name, \
+             bool_and(t.tgenabled = 'A') OR NOT pg_has_role(c.relowner, 'USAGE') AS set_up \
+         FROM pg_trigger t \
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND t.tgenabled IN ('O', 'A') AND ( \
              (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete', \
                            'datastore_observe_truncate') AND t.tgnargs = 1) \
              OR t.tgname = 'datastore_observe_statement') \
-         GROUP BY c.relname HAVING count(*) = 4",
+         GROUP BY c.relname, c.relowner HAVING count(*) = 4",
     )
     .bind::<Text, _>(schema)
     .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.name).collect())
+    Ok(rows.into_iter().map(|r| (r.name, r.set_up)).collect())
 }
 
 /// Refuses the change table and the trigger functions unless one role owns them all, and that
@@ -271,7 +340,7 @@ pub(super) fn check_owners(conn: &mut PgConnection, schema: &str, tables: &[Stri
         name: String,
         #[diesel(sql_type = Text)]
         owner: String,
-        #[diesel(sql_type = diesel::sql_types::Bool)]
+        #[diesel(sql_type = Bool)]
         trusted: bool,
     }
     let owners: Vec<Owner> = diesel::sql_query(
@@ -335,7 +404,7 @@ pub(super) fn refuse_own_locks(
     .bind::<Integer, _>(writer)
     .bind::<Text, _>(schema)
     .bind::<Array<Text>, _>(relations)
-    .bind::<diesel::sql_types::Bool, _>(any_lock)
+    .bind::<Bool, _>(any_lock)
     .load(conn)?;
     match held.into_iter().next() {
         Some(table) => Err(Error::ObserveAfterWrite { table: table.name }),
@@ -378,7 +447,7 @@ mod tests {
     use diesel::{Connection, PgConnection, RunQueryDsl};
 
     use super::super::catalog::Name;
-    use super::{changes_table, remove_changes, setup_sql};
+    use super::{changes_table, remove_changes, setup_sql, trigger_sql};
 
     #[test]
     fn a_body_is_quoted_with_a_tag_it_does_not_hold() {
@@ -389,18 +458,29 @@ mod tests {
         );
     }
 
-    /// On the server `DATASTORE_POSTGRES_URL` names, if any, in a schema of the test's own.
-    #[test]
-    fn cleanup_removes_old_changes_of_transactions_that_had_ended_only() {
+    /// Runs `test` on a connection to the server `DATASTORE_POSTGRES_URL` names, if any, with a
+    /// schema of the test's own set up (its name and change table given), dropped however the
+    /// test ends.
+    fn in_a_schema_of_its_own(test: impl FnOnce(&mut PgConnection, &str, &str)) {
         let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") else {
             return;
         };
         let mut conn = PgConnection::establish(&url).unwrap();
-        let schema = format!("datastore_cleanup_{}", uuid::Uuid::new_v4().simple());
+        let schema = format!("datastore_triggers_{}", uuid::Uuid::new_v4().simple());
         conn.batch_execute(&format!("CREATE SCHEMA {schema}; {}", setup_sql(&schema)))
             .unwrap();
         let changes = changes_table(&schema);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            test(&mut conn, &schema, &changes)
+        }));
+        conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        result.unwrap();
+    }
+
+    #[test]
+    fn cleanup_removes_old_changes_of_transactions_that_had_ended_only() {
+        in_a_schema_of_its_own(|conn, _, changes| {
             conn.batch_execute(&format!(
                 "INSERT INTO {changes} (payload, token, xid, table_name, horizon, created_at) VALUES \
                  ('a', gen_random_uuid(), 5, 't', NULL, now() - interval '1 hour'), \
@@ -414,21 +494,43 @@ mod tests {
             .unwrap();
             // By the horizon recorded 20 minutes ago (not the one recorded now), 5 had ended,
             // 12 and 11 had not; c is too recent; a row without a transaction goes by age.
-            assert_eq!(
-                remove_changes(&mut conn, &changes, 1).unwrap(),
-                1,
-                "a batch"
-            );
-            assert_eq!(remove_changes(&mut conn, &changes, 100).unwrap(), 1);
+            assert_eq!(remove_changes(conn, changes, 1).unwrap(), 1, "a batch");
+            assert_eq!(remove_changes(conn, changes, 100).unwrap(), 1);
             let left: Vec<Name> = diesel::sql_query(format!(
                 "SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"
             ))
-            .load(&mut conn)
+            .load(conn)
             .unwrap();
             assert_eq!(left[0].name, "b,c,h,n,recent");
-        }));
-        conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        });
+    }
+
+    /// A row written where its statement trigger did not run (a logical replication apply
+    /// worker fires row triggers only; here the statement trigger is disabled) still records
+    /// a horizon: without one, the cleanup could never tell its transaction had ended.
+    #[test]
+    fn a_row_written_without_its_statement_trigger_records_a_horizon() {
+        in_a_schema_of_its_own(|conn, schema, changes| {
+            conn.batch_execute(&format!(
+                "CREATE TABLE {schema}.t (x INT); {}",
+                trigger_sql(schema, "t")
+            ))
             .unwrap();
-        result.unwrap();
+            // Each in a transaction of its own (the statement trigger's settings last as long).
+            for sql in [
+                format!("INSERT INTO {schema}.t VALUES (1)"),
+                format!("ALTER TABLE {schema}.t DISABLE TRIGGER datastore_observe_statement"),
+                format!("INSERT INTO {schema}.t VALUES (2)"),
+            ] {
+                conn.batch_execute(&sql).unwrap();
+            }
+            let recorded: Vec<Name> = diesel::sql_query(format!(
+                "SELECT string_agg((horizon IS NOT NULL AND horizon <= xid)::text, ',' \
+                 ORDER BY id) AS name FROM {changes}"
+            ))
+            .load(conn)
+            .unwrap();
+            assert_eq!(recorded[0].name, "true,true");
+        });
     }
 }
