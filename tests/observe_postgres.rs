@@ -231,6 +231,136 @@ fn on_postgres_a_role_that_does_not_own_a_table_sets_its_triggers_up() {
     drop(role);
 }
 
+/// A logical replication subscription applying the test's schema's `posts`, from the
+/// configured database, to the same schema in a database of its own on the same server;
+/// everything it made is dropped with it, however the test ends.
+struct Replica {
+    admin: PgConnection,
+    publisher: PgConnection,
+    subscriber: Option<PgConnection>,
+    database: String,
+    publication: String,
+    slot: String,
+    subscription: String,
+    /// The subscriber's URL, with the schema as the connections' search path.
+    url: String,
+}
+
+impl Replica {
+    fn new(url: &str, publisher: &common::PgSchema) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (server, _) = url.split_once('?').unwrap_or((url, ""));
+        let server = server.rsplit_once('/').unwrap().0;
+        let database = format!("datastore_replica_{id}");
+        let mut replica = Self {
+            admin: PgConnection::establish(url).unwrap(),
+            publisher: PgConnection::establish(publisher.url()).unwrap(),
+            subscriber: None,
+            url: format!(
+                "{server}/{database}?options=-csearch_path%3D{}",
+                publisher.name()
+            ),
+            database,
+            publication: format!("datastore_pub_{id}"),
+            slot: format!("datastore_slot_{id}"),
+            subscription: format!("datastore_sub_{id}"),
+        };
+        let (database, publication, slot, subscription) = (
+            replica.database.clone(),
+            replica.publication.clone(),
+            replica.slot.clone(),
+            replica.subscription.clone(),
+        );
+        replica
+            .admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .unwrap();
+        let mut subscriber = PgConnection::establish(&format!("{server}/{database}")).unwrap();
+        subscriber
+            .batch_execute(&format!("CREATE SCHEMA {}", publisher.name()))
+            .unwrap();
+        // The subscriber's tables, migrated as the publisher's.
+        drop(common::trigger_feed_store(&replica.url));
+        // On one server the slot is made apart from the subscription, which would otherwise
+        // wait for its own transaction to end.
+        for sql in [
+            format!("CREATE PUBLICATION {publication} FOR TABLE posts"),
+            format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"),
+        ] {
+            replica.publisher.batch_execute(&sql).unwrap();
+        }
+        subscriber
+            .batch_execute(&format!(
+                "CREATE SUBSCRIPTION {subscription} CONNECTION '{}' PUBLICATION {publication} \
+                 WITH (create_slot = false, slot_name = '{slot}', copy_data = false)",
+                url.split_once('?').map_or(url, |(server, _)| server)
+            ))
+            .unwrap();
+        replica.subscriber = Some(subscriber);
+        replica
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        // Dropping the subscription drops its slot; one the test made but no subscription
+        // took is dropped by name.
+        if let Some(mut subscriber) = self.subscriber.take() {
+            let _ = subscriber.batch_execute(&format!(
+                "DROP SUBSCRIPTION IF EXISTS {}",
+                self.subscription
+            ));
+        }
+        let _ = self.publisher.batch_execute(&format!(
+            "DROP PUBLICATION IF EXISTS {}; \
+             SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = '{}' AND NOT active;",
+            self.publication, self.slot
+        ));
+        let _ = self.admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        ));
+    }
+}
+
+/// What logical replication's apply worker writes into an observed table (as
+/// `session_replication_role = replica`, firing row triggers only) is reported on the
+/// subscriber's trigger feed, recorded with a horizon, so that the cleanup can remove it.
+#[test]
+fn on_postgres_the_rows_a_logical_replication_subscriber_applies_are_reported_there() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    if !common::logical_decoding() {
+        return;
+    }
+    let publisher = common::PgSchema::new(&url);
+    let origin = common::trigger_feed_store(publisher.url());
+    let replica = Replica::new(&url, &publisher);
+    let store = common::trigger_feed_store(&replica.url);
+    let posts = store.observe::<Post>().unwrap();
+    let saved = origin.save(post("applied by the subscription")).unwrap();
+    // The apply worker starts within a few seconds of the subscription.
+    match posts.recv_timeout(Duration::from_secs(30)) {
+        Some(Observed::Change(change)) => {
+            assert_eq!((change.op, change.element), (Op::Insert, saved))
+        }
+        other => panic!("expected the applied insert, got {other:?}"),
+    }
+    let mut subscriber = PgConnection::establish(&replica.url).unwrap();
+    assert_eq!(
+        count(
+            &mut subscriber,
+            "SELECT count(*) AS n FROM datastore_change_payloads \
+             WHERE table_name = 'posts' AND horizon IS NOT NULL"
+        ),
+        1
+    );
+    drop((posts, store, subscriber));
+    drop(replica);
+}
+
 /// Whether the schema's change table is unlogged.
 fn change_table_unlogged(conn: &mut PgConnection) -> bool {
     count(
