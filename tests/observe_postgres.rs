@@ -232,13 +232,14 @@ fn on_postgres_a_role_that_does_not_own_a_table_sets_its_triggers_up() {
 }
 
 /// A logical replication subscription applying the test's schema's `posts`, from the
-/// configured database, to the same schema in a database of its own on the same server;
-/// everything it made is dropped with it, however the test ends.
+/// configured database, to the same schema in another database of the server (one it has
+/// already: making one would hold a transaction open while it copies, which other tests'
+/// replication slots would wait for); everything it made is dropped with it, however the test
+/// ends, and what a killed run left is dropped by the next.
 struct Replica {
-    admin: PgConnection,
     publisher: PgConnection,
-    subscriber: Option<PgConnection>,
-    database: String,
+    subscriber: PgConnection,
+    schema: String,
     publication: String,
     slot: String,
     subscription: String,
@@ -246,58 +247,128 @@ struct Replica {
     url: String,
 }
 
+/// What names a replica's objects, with the time they were made (seconds since the epoch).
+const REPLICA_PREFIX: &str = "datastore_replica_";
+
 impl Replica {
     fn new(url: &str, publisher: &common::PgSchema) -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let (server, _) = url.split_once('?').unwrap_or((url, ""));
-        let server = server.rsplit_once('/').unwrap().0;
-        let database = format!("datastore_replica_{id}");
-        let mut replica = Self {
-            admin: PgConnection::establish(url).unwrap(),
-            publisher: PgConnection::establish(publisher.url()).unwrap(),
-            subscriber: None,
-            url: format!(
-                "{server}/{database}?options=-csearch_path%3D{}",
-                publisher.name()
-            ),
-            database,
-            publication: format!("datastore_pub_{id}"),
-            slot: format!("datastore_slot_{id}"),
-            subscription: format!("datastore_sub_{id}"),
+        let mut publishing = PgConnection::establish(publisher.url()).unwrap();
+        #[derive(QueryableByName)]
+        struct Database {
+            #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+            name: String,
+        }
+        let other = datastore::diesel::sql_query(
+            "SELECT datname::text AS name FROM pg_database \
+             WHERE datallowconn AND NOT datistemplate AND datname <> current_database() \
+             ORDER BY datname <> 'postgres', datname LIMIT 1",
+        )
+        .load::<Database>(&mut publishing)
+        .unwrap()
+        .remove(0)
+        .name;
+        let (address, query) = url.split_once('?').unwrap_or((url, ""));
+        let server = address.rsplit_once('/').unwrap().0;
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("{query}&")
         };
-        let (database, publication, slot, subscription) = (
-            replica.database.clone(),
-            replica.publication.clone(),
-            replica.slot.clone(),
-            replica.subscription.clone(),
+        let mut subscriber = PgConnection::establish(&format!("{server}/{other}?{query}")).unwrap();
+        Self::drop_leftovers(&mut publishing, &mut subscriber);
+        let made = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let id = format!(
+            "{REPLICA_PREFIX}{made}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let schema = publisher.name().to_owned();
+        let mut replica = Self {
+            url: format!("{server}/{other}?{query}options=-csearch_path%3D{schema}"),
+            publisher: publishing,
+            subscriber,
+            schema,
+            publication: format!("{id}_pub"),
+            slot: format!("{id}_slot"),
+            subscription: format!("{id}_sub"),
+        };
         replica
-            .admin
-            .batch_execute(&format!("CREATE DATABASE {database}"))
-            .unwrap();
-        let mut subscriber = PgConnection::establish(&format!("{server}/{database}")).unwrap();
-        subscriber
-            .batch_execute(&format!("CREATE SCHEMA {}", publisher.name()))
+            .subscriber
+            .batch_execute(&format!("CREATE SCHEMA {}", replica.schema))
             .unwrap();
         // The subscriber's tables, migrated as the publisher's.
         drop(common::trigger_feed_store(&replica.url));
         // On one server the slot is made apart from the subscription, which would otherwise
-        // wait for its own transaction to end.
+        // wait for its own transaction to end; each in a transaction of its own.
         for sql in [
-            format!("CREATE PUBLICATION {publication} FOR TABLE posts"),
-            format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"),
+            format!("CREATE PUBLICATION {} FOR TABLE posts", replica.publication),
+            format!(
+                "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+                replica.slot
+            ),
         ] {
             replica.publisher.batch_execute(&sql).unwrap();
         }
-        subscriber
-            .batch_execute(&format!(
-                "CREATE SUBSCRIPTION {subscription} CONNECTION '{}' PUBLICATION {publication} \
-                 WITH (create_slot = false, slot_name = '{slot}', copy_data = false)",
-                url.split_once('?').map_or(url, |(server, _)| server)
-            ))
-            .unwrap();
-        replica.subscriber = Some(subscriber);
+        let sql = format!(
+            "CREATE SUBSCRIPTION {} CONNECTION '{}' PUBLICATION {} \
+             WITH (create_slot = false, slot_name = '{}', copy_data = false)",
+            replica.subscription,
+            url.replace('\'', "''"),
+            replica.publication,
+            replica.slot
+        );
+        replica.subscriber.batch_execute(&sql).unwrap();
         replica
+    }
+
+    /// Drops what a run killed before its replicas were dropped left: made more than ten
+    /// minutes ago (no test runs that long), by name.
+    fn drop_leftovers(publishing: &mut PgConnection, subscriber: &mut PgConnection) {
+        let old = |name: &str| {
+            name.strip_prefix(REPLICA_PREFIX)
+                .and_then(|rest| rest.split('_').next()?.parse::<u64>().ok())
+                .is_some_and(|made| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    now.saturating_sub(made) > 600
+                })
+        };
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+            name: String,
+        }
+        let names = |conn: &mut PgConnection, sql: &str| -> Vec<String> {
+            datastore::diesel::sql_query(sql)
+                .load::<Name>(conn)
+                .unwrap()
+                .into_iter()
+                .map(|n| n.name)
+                .filter(|name| old(name))
+                .collect()
+        };
+        for subscription in names(
+            subscriber,
+            "SELECT subname::text AS name FROM pg_subscription",
+        ) {
+            let _ = subscriber.batch_execute(&format!("DROP SUBSCRIPTION {subscription}"));
+        }
+        for slot in names(
+            publishing,
+            "SELECT slot_name::text AS name FROM pg_replication_slots WHERE NOT active",
+        ) {
+            let _ = publishing.batch_execute(&format!("SELECT pg_drop_replication_slot('{slot}')"));
+        }
+        for publication in names(
+            publishing,
+            "SELECT pubname::text AS name FROM pg_publication",
+        ) {
+            let _ = publishing.batch_execute(&format!("DROP PUBLICATION {publication}"));
+        }
     }
 }
 
@@ -305,28 +376,27 @@ impl Drop for Replica {
     fn drop(&mut self) {
         // Dropping the subscription drops its slot; one the test made but no subscription
         // took is dropped by name.
-        if let Some(mut subscriber) = self.subscriber.take() {
-            let _ = subscriber.batch_execute(&format!(
-                "DROP SUBSCRIPTION IF EXISTS {}",
-                self.subscription
-            ));
-        }
+        let _ = self.subscriber.batch_execute(&format!(
+            "DROP SUBSCRIPTION IF EXISTS {}",
+            self.subscription
+        ));
+        let _ = self
+            .subscriber
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
         let _ = self.publisher.batch_execute(&format!(
             "DROP PUBLICATION IF EXISTS {}; \
              SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
              WHERE slot_name = '{}' AND NOT active;",
             self.publication, self.slot
         ));
-        let _ = self.admin.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.database
-        ));
     }
 }
 
 /// What logical replication's apply worker writes into an observed table (as
 /// `session_replication_role = replica`, firing row triggers only) is reported on the
-/// subscriber's trigger feed, recorded with a horizon, so that the cleanup can remove it.
+/// subscriber's trigger feed, recorded with a horizon, so that the cleanup can remove it; a
+/// publication `FOR ALL TABLES` of the subscriber's database leaves its change table out
+/// (unlogged), so that a subscriber of its own would not receive it.
 #[test]
 fn on_postgres_the_rows_a_logical_replication_subscriber_applies_are_reported_there() {
     let Some(url) = common::postgres_url() else {
@@ -357,60 +427,119 @@ fn on_postgres_the_rows_a_logical_replication_subscriber_applies_are_reported_th
         ),
         1
     );
+    // Only this test writes the subscriber's database: a publication of all its tables there
+    // holds up no other.
+    let all = format!("{}_all", replica.publication);
+    subscriber
+        .batch_execute(&format!("CREATE PUBLICATION {all} FOR ALL TABLES"))
+        .unwrap();
+    let published = |conn: &mut PgConnection, table: &str| {
+        count(
+            conn,
+            &format!(
+                "SELECT count(*) AS n FROM pg_publication_tables WHERE pubname = '{all}' \
+                 AND schemaname = current_schema() AND tablename = '{table}'"
+            ),
+        )
+    };
+    let both = (
+        published(&mut subscriber, "posts"),
+        published(&mut subscriber, "datastore_change_payloads"),
+    );
+    subscriber
+        .batch_execute(&format!("DROP PUBLICATION {all}"))
+        .unwrap();
+    assert_eq!(both, (1, 0), "posts published, the change table not");
     drop((posts, store, subscriber));
     drop(replica);
 }
 
-/// Whether the schema's change table is unlogged.
-fn change_table_unlogged(conn: &mut PgConnection) -> bool {
-    count(
-        conn,
-        "SELECT count(*) AS n FROM pg_class \
-         WHERE oid = 'datastore_change_payloads'::regclass AND relpersistence = 'u'",
-    ) == 1
+/// How `datastore_change_payloads` is kept: `p` logged, `u` unlogged.
+fn change_table_persistence(conn: &mut PgConnection) -> String {
+    #[derive(QueryableByName)]
+    struct Persistence {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        persistence: String,
+    }
+    datastore::diesel::sql_query(
+        "SELECT relpersistence::text AS persistence FROM pg_class \
+         WHERE oid = 'datastore_change_payloads'::regclass",
+    )
+    .load::<Persistence>(conn)
+    .unwrap()
+    .remove(0)
+    .persistence
 }
 
-/// The change table is unlogged, so a publication `FOR ALL TABLES` (which logical replication
-/// subscribers apply whole) leaves it out: published, a subscriber would apply its rows into
-/// its own change table (or fail to subscribe, lacking one). One an earlier version made,
-/// logged, is made unlogged by the next store that sets the schema up.
+/// An earlier version made the change table logged (and so published by a publication `FOR ALL
+/// TABLES`): the next store's listener makes it unlogged as it starts; where a publication
+/// names it (PostgreSQL then refuses to), it is left as it is, and observing works as before.
 #[test]
-fn on_postgres_the_change_table_is_left_out_of_publications_for_all_tables() {
+fn on_postgres_an_earlier_versions_logged_change_table_is_made_unlogged_where_it_can_be() {
     let Some(schema) = set_up_then_changed_by_an_earlier_version(&format!(
         "ALTER TABLE datastore_change_payloads SET LOGGED; {EARLIER_BODY}"
     )) else {
         return;
     };
     let mut admin = PgConnection::establish(schema.url()).unwrap();
-    assert!(!change_table_unlogged(&mut admin));
+    assert_eq!(change_table_persistence(&mut admin), "p");
     let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
-    assert!(change_table_unlogged(&mut admin), "made unlogged");
     let saved = store.save(post("recorded unlogged")).unwrap();
     assert_eq!(next(&posts), (Op::Insert, saved));
+    assert_eq!(change_table_persistence(&mut admin), "u", "made unlogged");
+    drop((posts, store));
 
-    let publication = format!("datastore_test_all_{}", uuid::Uuid::new_v4().simple());
+    let publication = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
     admin
-        .batch_execute(&format!("CREATE PUBLICATION {publication} FOR ALL TABLES"))
+        .batch_execute(&format!(
+            "ALTER TABLE datastore_change_payloads SET LOGGED; \
+             CREATE PUBLICATION {publication} FOR TABLE datastore_change_payloads; {EARLIER_BODY}"
+        ))
         .unwrap();
-    let published = |admin: &mut PgConnection, table: &str| {
-        count(
-            admin,
-            &format!(
-                "SELECT count(*) AS n FROM pg_publication_tables WHERE pubname = '{publication}' \
-                 AND schemaname = '{}' AND tablename = '{table}'",
-                schema.name()
-            ),
-        )
-    };
-    let (posts_published, changes_published) = (
-        published(&mut admin, "posts"),
-        published(&mut admin, "datastore_change_payloads"),
-    );
+    let store = common::trigger_feed_store(schema.url());
+    let posts = store.observe::<Post>();
+    let received = posts
+        .as_ref()
+        .map(|posts| (store.save(post("still recorded")).unwrap(), next(posts)));
+    let persistence = change_table_persistence(&mut admin);
     admin
         .batch_execute(&format!("DROP PUBLICATION {publication}"))
         .unwrap();
-    assert_eq!((posts_published, changes_published), (1, 0));
+    let (saved, arrived) = received.unwrap();
+    assert_eq!(arrived, (Op::Insert, saved));
+    assert_eq!(persistence, "p", "left as it is");
+}
+
+/// Triggers an earlier version enabled where changes originate only, on a table the caller's
+/// transaction wrote: a subscription made inside it does not wait for that transaction (the
+/// triggers stay as they are, reporting what they did), and the next store's makes them fire
+/// always.
+#[test]
+fn on_postgres_triggers_are_made_to_fire_always_without_waiting_for_the_callers_transaction() {
+    let Some(schema) =
+        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")
+    else {
+        return;
+    };
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    assert_eq!(posts_triggers_enabled(&mut admin), "OOOO");
+    let store = common::trigger_feed_store(schema.url());
+    let (posts, written) = store
+        .transaction(|tx| {
+            let written = tx.save(post("written first"))?;
+            Ok((store.observe::<Post>()?, written))
+        })
+        .unwrap();
+    assert_eq!(posts_triggers_enabled(&mut admin), "OOOO");
+    // The transaction committed after the subscription began.
+    assert_eq!(next(&posts), (Op::Insert, written));
+    let saved = store.save(post("written after")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+
+    let next_store = common::trigger_feed_store(schema.url());
+    drop(next_store.observe::<Post>().unwrap());
+    assert_eq!(posts_triggers_enabled(&mut admin), "AAAA");
 }
 
 /// An earlier version replaces the function while a store of this version observes: the

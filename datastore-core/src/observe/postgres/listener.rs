@@ -381,6 +381,11 @@ impl Listener {
 
     /// Removes a batch of recorded changes old enough (see `triggers::remove_changes`).
     fn cleanup(&mut self) -> diesel::QueryResult<()> {
+        if self.last_cleanup.is_none() {
+            // Best effort: a table left logged is tried again by the next listener, and a
+            // connection that broke meanwhile fails the next read.
+            let _ = triggers::unlog_changes(&mut self.conn, &self.schema);
+        }
         self.last_cleanup = Some(Instant::now());
         let removed = triggers::remove_changes(&mut self.conn, &self.changes, CLEANUP_BATCH)?;
         self.more_to_remove = removed as i64 == CLEANUP_BATCH;

@@ -281,16 +281,17 @@ impl PgObserve {
             .collect();
         if !missing.is_empty() || !state.function_current {
             state.function_current = triggers::functions_are_current(conn, &schema)?;
-            // Tables set up otherwise than this version sets them up (see `triggered_tables`)
-            // are set up again, but have reported their changes meanwhile.
             let found = triggers::triggered_tables(conn, &schema)?;
-            missing.retain(|t| found.get(*t) != Some(&true));
-            state.triggered.extend(
-                found
-                    .iter()
-                    .filter(|&(_, &set_up)| set_up)
-                    .map(|(table, _)| table.clone()),
-            );
+            // Tables whose triggers fire only where changes originate (see
+            // `triggered_tables`) report every change but a replica session's: enabled always
+            // after the set-up, as far as they can be without waiting.
+            let origin_only: Vec<&String> = missing
+                .iter()
+                .copied()
+                .filter(|t| found.get(*t) == Some(&false))
+                .collect();
+            missing.retain(|t| !found.contains_key(*t));
+            state.triggered.extend(found.keys().cloned());
             if !missing.is_empty() || !state.function_current {
                 if let Some(writer) = writer {
                     let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
@@ -314,16 +315,12 @@ impl PgObserve {
                     triggers::check_owners(conn, &schema, tables)
                 })?;
                 state.function_current = true;
-                let unreported: Vec<&String> = missing
-                    .iter()
-                    .copied()
-                    .filter(|t| !found.contains_key(*t))
-                    .collect();
-                lose_unreported(hub, &unreported);
+                lose_unreported(hub, &missing);
                 state.triggered.extend(missing.into_iter().cloned());
             } else {
                 triggers::check_owners(conn, &schema, tables)?;
             }
+            enable_always(conn, &schema, &origin_only);
         }
         let alive = match running {
             Some(alive) => alive,
@@ -454,6 +451,28 @@ impl PgObserve {
                 Ok(unreported)
             })
     }
+}
+
+/// Enables the triggers of `tables`, which report every change but those of a session with
+/// `session_replication_role = replica` (an earlier version set them up), to fire always (see
+/// `triggers::trigger_sql`): best effort, in a transaction of its own that gives way after
+/// 100 ms to another set-up of the schema or to a writer holding a table (the caller's own
+/// transaction, say). A table left as it is goes on reporting as before; the next store tries
+/// again.
+fn enable_always(conn: &mut PgConnection, schema: &str, tables: &[&String]) {
+    if tables.is_empty() {
+        return;
+    }
+    let always: String = tables
+        .iter()
+        .map(|table| triggers::always_sql(schema, table, true))
+        .collect();
+    let _ = conn.transaction::<_, Error, _>(|conn| {
+        conn.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
+        take_setup_lock(conn, schema)?;
+        conn.batch_execute(&always)?;
+        Ok(())
+    });
 }
 
 /// Ends the subscriptions that wanted some of `set_up`, tables just set up for the feed: their

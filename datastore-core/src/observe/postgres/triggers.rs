@@ -20,8 +20,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Text};
-use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::Name;
 use crate::schema::ddl::{quote_ident, quote_literal};
@@ -69,16 +70,24 @@ BEGIN
     END IF;
     IF TG_NARGS > 0 THEN
         columns := current_setting('datastore.columns_' || TG_RELID, true);
-        -- Where no statement trigger ran before the row (logical replication's apply worker
-        -- fires row triggers only), the row reads its own: without one, the cleanup could
-        -- never tell that its transaction had ended.
-        horizon := coalesce(nullif(current_setting('datastore.horizon', true), '')::bigint,
-                            pg_snapshot_xmin(pg_current_snapshot())::text::bigint);
+        horizon := nullif(current_setting('datastore.horizon', true), '')::bigint;
     END IF;
     IF columns IS NULL OR columns = '' THEN
         columns := (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
                     FROM pg_attribute a
                     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)::text;
+        -- Where no statement trigger ran before the row (logical replication's apply worker
+        -- fires row triggers only), the row reads them once for its transaction (no schema
+        -- change comes within an applied one).
+        IF TG_NARGS > 0 THEN
+            PERFORM set_config('datastore.columns_' || TG_RELID, columns, true);
+        END IF;
+    END IF;
+    -- Likewise the horizon: without one, the cleanup could never tell that the row's
+    -- transaction had ended.
+    IF TG_NARGS > 0 AND horizon IS NULL THEN
+        horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+        PERFORM set_config('datastore.horizon', horizon::text, true);
     END IF;
     token := gen_random_uuid();
     INSERT INTO {table} (payload, token, xid, table_name, horizon)
@@ -142,18 +151,14 @@ fn dollar_quoted(body: &str) -> String {
     format!("${tag}${body}${tag}$")
 }
 
-/// The largest logged change table (an earlier version's) the set-up makes unlogged, in bytes:
-/// the change rewrites it, and every writer of an observed table waits meanwhile.
-const MOST_REWRITTEN: i64 = 4 << 20;
-
 /// Creates or brings up to date the change table and the trigger functions of `schema`, all
 /// their owner's alone.
 ///
-/// The change table is unlogged: what it holds is read within seconds by listeners, which a
-/// crash (that empties it) ends anyway, and a logical replication publication `FOR ALL
-/// TABLES` leaves it out. Published, a subscriber would apply its rows into its own change
-/// table (or fail to subscribe, lacking one), where its own triggers' rows would collide with
-/// them.
+/// The change table is unlogged: listeners read what it holds within seconds (a crash, which
+/// empties it, ends them anyway), and a logical replication publication `FOR ALL TABLES`
+/// leaves it out. Published, a subscriber would apply its rows into its own change table (or
+/// fail to subscribe, lacking one), where its own triggers' rows would collide with them. One
+/// an earlier version made is made unlogged apart ([`unlog_changes`]).
 ///
 /// The row function runs as its owner (`SECURITY DEFINER`, with a fixed search path), so that
 /// roles writing observed tables need no rights on the change table; it renders rows with
@@ -175,22 +180,6 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {table} (
     created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 DO $setup$ BEGIN
-    -- An earlier version's table is logged, and so published by a publication FOR ALL TABLES:
-    -- made unlogged while small (the change rewrites it, holding every observed table's writers
-    -- meanwhile), by its owner, and unless a writer holds it (then left for the next set-up).
-    IF (SELECT relpersistence = 'p' AND pg_relation_size(oid) <= {most_rewritten}
-               AND pg_has_role(relowner, 'USAGE')
-        FROM pg_class WHERE oid = {table_literal}::regclass) THEN
-        DECLARE
-            waited TEXT := current_setting('lock_timeout');
-        BEGIN
-            PERFORM set_config('lock_timeout', '100ms', true);
-            ALTER TABLE {table} SET UNLOGGED;
-            PERFORM set_config('lock_timeout', waited, true);
-        EXCEPTION WHEN lock_not_available OR invalid_parameter_value OR insufficient_privilege THEN
-            NULL; -- held by a writer, or named by a publication: left as it is
-        END;
-    END IF;
     -- A table made by an earlier version gains what this one stores, and its index.
     IF (SELECT count(*) FROM pg_attribute WHERE attrelid = {table_literal}::regclass
         AND attname IN ('token', 'xid', 'table_name', 'horizon') AND NOT attisdropped) < 4 THEN
@@ -222,12 +211,44 @@ COMMENT ON FUNCTION {notify} IS {comment};
 DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 "#,
         table_literal = quote_literal(&table),
-        most_rewritten = MOST_REWRITTEN,
         index_literal = quote_literal(&index),
         statement_body = dollar_quoted(STATEMENT_BODY),
         notify_body = dollar_quoted(&notify_body(schema)),
         comment = quote_literal(&legacy_comment(schema)),
     )
+}
+
+/// The largest logged change table (an earlier version's) [`unlog_changes`] makes unlogged,
+/// in bytes, indexes and TOAST included: the change rewrites it, and every writer of an
+/// observed table waits meanwhile.
+const MOST_REWRITTEN: i64 = 4 << 20;
+
+/// Makes `schema`'s change table unlogged (see [`setup_sql`]) if an earlier version made it
+/// logged, it is no larger than [`MOST_REWRITTEN`], the store's role owns it, and no
+/// publication names it (PostgreSQL then refuses); a writer holding it for more than 100 ms
+/// leaves it as it is. In a transaction of its own: the change holds the table, and with it
+/// every writer of an observed table, until its transaction ends. Each listener tries as it
+/// starts: one left logged is tried again by the next.
+pub(super) fn unlog_changes(conn: &mut PgConnection, schema: &str) -> diesel::QueryResult<()> {
+    let table = changes_table(schema);
+    let body = format!(
+        "BEGIN \
+             IF (SELECT c.relpersistence = 'p' AND pg_total_relation_size(c.oid) <= {MOST_REWRITTEN} \
+                     AND pg_has_role(c.relowner, 'USAGE') \
+                     AND NOT EXISTS (SELECT FROM pg_publication_rel r WHERE r.prrelid = c.oid) \
+                 FROM pg_class c WHERE c.oid = to_regclass({table_literal})) THEN \
+                 ALTER TABLE {table} SET UNLOGGED; \
+             END IF; \
+         EXCEPTION WHEN lock_not_available OR object_not_in_prerequisite_state THEN \
+             NULL; \
+         END",
+        table_literal = quote_literal(&table),
+    );
+    let sql = format!(
+        "SET LOCAL lock_timeout = '100ms'; DO {};",
+        dollar_quoted(&body)
+    );
+    conn.transaction(|conn| conn.batch_execute(&sql))
 }
 
 /// The triggers that report `table`'s changes.
@@ -244,20 +265,8 @@ DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 /// table's owner (creating them, only the `TRIGGER` privilege): a role that does not own the
 /// table leaves them as `CREATE TRIGGER` makes them (see [`triggered_tables`]).
 pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
+    let always = always_sql(schema, table, false);
     let (schema, table) = (quote_ident(schema), quote_ident(table));
-    let relation = quote_literal(&format!("{schema}.{table}"));
-    let always = format!(
-        "BEGIN \
-             IF pg_has_role((SELECT relowner FROM pg_class WHERE oid = {relation}::regclass), \
-                            'USAGE') THEN \
-                 ALTER TABLE {schema}.{table} \
-                     ENABLE ALWAYS TRIGGER datastore_observe_statement, \
-                     ENABLE ALWAYS TRIGGER datastore_observe, \
-                     ENABLE ALWAYS TRIGGER zz_datastore_observe_delete, \
-                     ENABLE ALWAYS TRIGGER datastore_observe_truncate; \
-             END IF; \
-         END"
-    );
     format!(
         "CREATE OR REPLACE TRIGGER datastore_observe_statement \
          BEFORE INSERT OR UPDATE OR DELETE ON {schema}.{table} \
@@ -268,9 +277,34 @@ pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
          FOR EACH ROW EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
          CREATE OR REPLACE TRIGGER datastore_observe_truncate BEFORE TRUNCATE ON {schema}.{table} \
          FOR EACH STATEMENT EXECUTE FUNCTION {schema}.datastore_notify('statement');\n\
-         DO {always};\n",
-        always = dollar_quoted(&always),
+         {always}"
     )
+}
+
+/// Enables the four triggers of `schema`'s `table` to fire always, where the store's role owns
+/// it (see [`trigger_sql`]). With `give_way`, a writer holding the table past the lock timeout
+/// leaves them as they are, rather than failing the transaction.
+pub(super) fn always_sql(schema: &str, table: &str, give_way: bool) -> String {
+    let (schema, table) = (quote_ident(schema), quote_ident(table));
+    let relation = quote_literal(&format!("{schema}.{table}"));
+    let give_way = if give_way {
+        "EXCEPTION WHEN lock_not_available THEN NULL; "
+    } else {
+        ""
+    };
+    let body = format!(
+        "BEGIN \
+             IF (SELECT pg_has_role(relowner, 'USAGE') FROM pg_class \
+                 WHERE oid = {relation}::regclass) THEN \
+                 ALTER TABLE {schema}.{table} \
+                     ENABLE ALWAYS TRIGGER datastore_observe_statement, \
+                     ENABLE ALWAYS TRIGGER datastore_observe, \
+                     ENABLE ALWAYS TRIGGER zz_datastore_observe_delete, \
+                     ENABLE ALWAYS TRIGGER datastore_observe_truncate; \
+             END IF; \
+         {give_way}END"
+    );
+    format!("DO {};\n", dollar_quoted(&body))
 }
 
 /// Whether `schema`'s trigger functions are this version's: their bodies, whatever their
