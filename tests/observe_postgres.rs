@@ -145,33 +145,48 @@ fn on_postgres_an_earlier_versions_function_body_is_replaced_by_the_next_store()
 }
 
 /// An earlier version's triggers fired only where changes originate (as `ENABLE TRIGGER`
-/// makes them): the next store sets them up again to fire always, so the writes of a session
-/// with `session_replication_role = replica` are reported.
+/// makes them), on two tables: the next store's subscription to each makes them fire always
+/// (the second too, though the first subscription found it), so the writes of a session with
+/// `session_replication_role = replica` are reported.
 #[test]
 fn on_postgres_triggers_an_earlier_version_enabled_on_origin_only_are_set_up_again() {
-    let Some(schema) =
-        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")
-    else {
+    let Some(url) = common::postgres_url() else {
         return;
     };
+    let schema = common::PgSchema::new(&url);
+    let earlier = common::trigger_feed_store(schema.url());
+    drop((
+        earlier.observe::<Post>().unwrap(),
+        earlier.observe::<Comment>().unwrap(),
+    ));
+    drop(earlier);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    admin
+        .batch_execute(
+            "ALTER TABLE posts ENABLE TRIGGER USER; ALTER TABLE comments ENABLE TRIGGER USER",
+        )
+        .unwrap();
     let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
+    assert_eq!(triggers_enabled(&mut admin, "comments"), "OOOO");
     let written = post("applied by a replica");
     common::insert_as_replica(schema.url(), &written);
     assert_eq!(next(&posts), (Op::Insert, written));
+    drop(store.observe::<Comment>().unwrap());
+    assert_eq!(triggers_enabled(&mut admin, "comments"), "AAAA");
 }
 
-/// How `posts`' four observe triggers are enabled: `O` where changes originate, `A` always.
-fn posts_triggers_enabled(conn: &mut PgConnection) -> String {
+/// How `table`'s four observe triggers are enabled: `O` where changes originate, `A` always.
+fn triggers_enabled(conn: &mut PgConnection, table: &str) -> String {
     #[derive(QueryableByName)]
     struct Enabled {
         #[diesel(sql_type = datastore::diesel::sql_types::Text)]
         enabled: String,
     }
-    datastore::diesel::sql_query(
+    datastore::diesel::sql_query(format!(
         "SELECT string_agg(tgenabled::text, '' ORDER BY tgname) AS enabled FROM pg_trigger \
-         WHERE tgrelid = 'posts'::regclass AND tgname LIKE '%datastore_observe%'",
-    )
+         WHERE tgrelid = '{table}'::regclass AND tgname LIKE '%datastore_observe%'"
+    ))
     .load::<Enabled>(conn)
     .unwrap()
     .remove(0)
@@ -214,7 +229,7 @@ fn on_postgres_a_role_that_does_not_own_a_table_sets_its_triggers_up() {
     .open()
     .unwrap();
     let posts = store.observe::<Post>().unwrap();
-    assert_eq!(posts_triggers_enabled(&mut admin), "OOOO");
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "OOOO");
     let saved = store
         .save(post("by a role that does not own posts"))
         .unwrap();
@@ -222,7 +237,7 @@ fn on_postgres_a_role_that_does_not_own_a_table_sets_its_triggers_up() {
 
     let owner = common::trigger_feed_store(schema.url());
     let owners = owner.observe::<Post>().unwrap();
-    assert_eq!(posts_triggers_enabled(&mut admin), "AAAA");
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "AAAA");
     let written = post("applied by a replica");
     common::insert_as_replica(schema.url(), &written);
     assert_eq!(next(&owners), (Op::Insert, written.clone()));
@@ -265,7 +280,8 @@ impl Replica {
         )
         .load::<Database>(&mut publishing)
         .unwrap()
-        .remove(0)
+        .pop()
+        .expect("the server has another database to subscribe from (`postgres`, say)")
         .name;
         let (address, query) = url.split_once('?').unwrap_or((url, ""));
         let server = address.rsplit_once('/').unwrap().0;
@@ -427,8 +443,8 @@ fn on_postgres_the_rows_a_logical_replication_subscriber_applies_are_reported_th
         ),
         1
     );
-    // Only this test writes the subscriber's database: a publication of all its tables there
-    // holds up no other.
+    // The tests write the subscriber's database only here (and only tables with a primary
+    // key, which a publication of all its tables lets update and delete).
     let all = format!("{}_all", replica.publication);
     subscriber
         .batch_execute(&format!("CREATE PUBLICATION {all} FOR ALL TABLES"))
@@ -485,9 +501,14 @@ fn on_postgres_an_earlier_versions_logged_change_table_is_made_unlogged_where_it
     assert_eq!(change_table_persistence(&mut admin), "p");
     let store = common::trigger_feed_store(schema.url());
     let posts = store.observe::<Post>().unwrap();
+    // By the listener, as it starts.
+    let started = Instant::now();
+    while change_table_persistence(&mut admin) != "u" {
+        assert!(started.elapsed() < WAIT, "made unlogged");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let saved = store.save(post("recorded unlogged")).unwrap();
     assert_eq!(next(&posts), (Op::Insert, saved));
-    assert_eq!(change_table_persistence(&mut admin), "u", "made unlogged");
     drop((posts, store));
 
     let publication = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
@@ -523,7 +544,7 @@ fn on_postgres_triggers_are_made_to_fire_always_without_waiting_for_the_callers_
         return;
     };
     let mut admin = PgConnection::establish(schema.url()).unwrap();
-    assert_eq!(posts_triggers_enabled(&mut admin), "OOOO");
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "OOOO");
     let store = common::trigger_feed_store(schema.url());
     let (posts, written) = store
         .transaction(|tx| {
@@ -531,7 +552,7 @@ fn on_postgres_triggers_are_made_to_fire_always_without_waiting_for_the_callers_
             Ok((store.observe::<Post>()?, written))
         })
         .unwrap();
-    assert_eq!(posts_triggers_enabled(&mut admin), "OOOO");
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "OOOO");
     // The transaction committed after the subscription began.
     assert_eq!(next(&posts), (Op::Insert, written));
     let saved = store.save(post("written after")).unwrap();
@@ -539,7 +560,7 @@ fn on_postgres_triggers_are_made_to_fire_always_without_waiting_for_the_callers_
 
     let next_store = common::trigger_feed_store(schema.url());
     drop(next_store.observe::<Post>().unwrap());
-    assert_eq!(posts_triggers_enabled(&mut admin), "AAAA");
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "AAAA");
 }
 
 /// An earlier version replaces the function while a store of this version observes: the

@@ -291,7 +291,14 @@ impl PgObserve {
                 .filter(|t| found.get(*t) == Some(&false))
                 .collect();
             missing.retain(|t| !found.contains_key(*t));
-            state.triggered.extend(found.keys().cloned());
+            // Another table whose triggers fire on origin only stays out, for the first
+            // subscription that wants it to enable them always.
+            state.triggered.extend(
+                found
+                    .iter()
+                    .filter(|&(table, &set_up)| set_up || origin_only.contains(&table))
+                    .map(|(table, _)| table.clone()),
+            );
             if !missing.is_empty() || !state.function_current {
                 if let Some(writer) = writer {
                     let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
@@ -320,7 +327,7 @@ impl PgObserve {
             } else {
                 triggers::check_owners(conn, &schema, tables)?;
             }
-            enable_always(conn, &schema, &origin_only);
+            enable_always(conn, &schema, &origin_only, writer);
         }
         let alive = match running {
             Some(alive) => alive,
@@ -455,24 +462,26 @@ impl PgObserve {
 
 /// Enables the triggers of `tables`, which report every change but those of a session with
 /// `session_replication_role = replica` (an earlier version set them up), to fire always (see
-/// `triggers::trigger_sql`): best effort, in a transaction of its own that gives way after
-/// 100 ms to another set-up of the schema or to a writer holding a table (the caller's own
-/// transaction, say). A table left as it is goes on reporting as before; the next store tries
-/// again.
-fn enable_always(conn: &mut PgConnection, schema: &str, tables: &[&String]) {
-    if tables.is_empty() {
-        return;
+/// `triggers::trigger_sql`): best effort, table by table, each in a transaction of its own that
+/// gives way after 100 ms to another set-up of the schema or to a writer holding the table
+/// (the writers that come meanwhile queue behind it), and not tried on a table the caller's
+/// own transaction (`writer`) holds. A table left as it is goes on reporting as before; the
+/// next store tries again.
+fn enable_always(conn: &mut PgConnection, schema: &str, tables: &[&String], writer: Option<i32>) {
+    for table in tables {
+        if let Some(writer) = writer {
+            let relation = [(*table).clone()];
+            if triggers::refuse_own_locks(conn, writer, schema, &relation, false).is_err() {
+                continue;
+            }
+        }
+        let _ = conn.transaction::<_, Error, _>(|conn| {
+            conn.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
+            take_setup_lock(conn, schema)?;
+            conn.batch_execute(&triggers::always_sql(schema, table, true))?;
+            Ok(())
+        });
     }
-    let always: String = tables
-        .iter()
-        .map(|table| triggers::always_sql(schema, table, true))
-        .collect();
-    let _ = conn.transaction::<_, Error, _>(|conn| {
-        conn.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
-        take_setup_lock(conn, schema)?;
-        conn.batch_execute(&always)?;
-        Ok(())
-    });
 }
 
 /// Ends the subscriptions that wanted some of `set_up`, tables just set up for the feed: their

@@ -76,18 +76,22 @@ BEGIN
         columns := (SELECT array_agg(a.attname::text || ' ' || a.atttypid::text ORDER BY a.attnum)
                     FROM pg_attribute a
                     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped)::text;
-        -- Where no statement trigger ran before the row (logical replication's apply worker
-        -- fires row triggers only), the row reads them once for its transaction (no schema
-        -- change comes within an applied one).
-        IF TG_NARGS > 0 THEN
+        -- Logical replication's apply worker fires no statement trigger: its rows read the
+        -- columns once a transaction (no schema change comes within an applied one; elsewhere
+        -- one may, and a child table's rows come without its own statement trigger).
+        IF TG_NARGS > 0 AND current_setting('session_replication_role') = 'replica' THEN
             PERFORM set_config('datastore.columns_' || TG_RELID, columns, true);
         END IF;
     END IF;
-    -- Likewise the horizon: without one, the cleanup could never tell that the row's
-    -- transaction had ended.
+    -- Where no statement trigger ran, the row reads the horizon itself, once a transaction
+    -- (one read earlier is older, so still true): without one, the cleanup could never tell
+    -- that the row's transaction had ended. A TRUNCATE (no statement trigger before it) takes
+    -- none from its session's own settings that is newer than its snapshot's.
     IF TG_NARGS > 0 AND horizon IS NULL THEN
         horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
         PERFORM set_config('datastore.horizon', horizon::text, true);
+    ELSIF TG_NARGS > 0 AND TG_LEVEL = 'STATEMENT' THEN
+        horizon := least(horizon, pg_snapshot_xmin(pg_current_snapshot())::text::bigint);
     END IF;
     token := gen_random_uuid();
     INSERT INTO {table} (payload, token, xid, table_name, horizon)
@@ -333,7 +337,8 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
 /// version sets tables up: its triggers fire always, or the store's role could not make them
 /// (it does not own the table). One whose triggers fire only where changes originate (an
 /// earlier version's set-up, or `ENABLE TRIGGER` after a `DISABLE`) reports every change but
-/// those of a session with `session_replication_role = replica`: its owner sets it up again.
+/// those of a session with `session_replication_role = replica`: the first subscription that
+/// wants it enables them always, as far as it can without waiting (`enable_always`).
 pub(super) fn triggered_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -541,7 +546,9 @@ mod tests {
 
     /// A row written where its statement trigger did not run (a logical replication apply
     /// worker fires row triggers only; here the statement trigger is disabled) still records
-    /// a horizon: without one, the cleanup could never tell its transaction had ended.
+    /// a horizon: without one, the cleanup could never tell its transaction had ended. A
+    /// `TRUNCATE` (no statement trigger before it) records none newer than its transaction,
+    /// whatever its session set: one too new would have the cleanup remove rows unread.
     #[test]
     fn a_row_written_without_its_statement_trigger_records_a_horizon() {
         in_a_schema_of_its_own(|conn, schema, changes| {
@@ -555,6 +562,8 @@ mod tests {
                 format!("INSERT INTO {schema}.t VALUES (1)"),
                 format!("ALTER TABLE {schema}.t DISABLE TRIGGER datastore_observe_statement"),
                 format!("INSERT INTO {schema}.t VALUES (2)"),
+                "SET datastore.horizon = '9000000000000000000'".to_owned(),
+                format!("TRUNCATE {schema}.t"),
             ] {
                 conn.batch_execute(&sql).unwrap();
             }
@@ -564,7 +573,42 @@ mod tests {
             ))
             .load(conn)
             .unwrap();
-            assert_eq!(recorded[0].name, "true,true");
+            assert_eq!(recorded[0].name, "true,true,true");
+        });
+    }
+
+    /// A child table's rows, changed through its parent, come without the child's own
+    /// statement trigger: each reads the child's columns as they are then, also after they
+    /// changed within the transaction.
+    #[test]
+    fn a_child_tables_rows_record_its_columns_as_they_are() {
+        in_a_schema_of_its_own(|conn, schema, changes| {
+            conn.batch_execute(&format!(
+                "CREATE TABLE {schema}.parent (x INT); \
+                 CREATE TABLE {schema}.child (y INT) INHERITS ({schema}.parent); {} \
+                 INSERT INTO {schema}.child VALUES (1, 2);",
+                trigger_sql(schema, "child")
+            ))
+            .unwrap();
+            conn.batch_execute(&format!(
+                "BEGIN; \
+                 UPDATE {schema}.parent SET x = x + 1; \
+                 ALTER TABLE {schema}.child ADD COLUMN z INT; \
+                 UPDATE {schema}.parent SET x = x + 1; \
+                 COMMIT;"
+            ))
+            .unwrap();
+            let columns: Vec<Name> = diesel::sql_query(format!(
+                "SELECT string_agg(payload::json->>'columns', ' | ' ORDER BY id) AS name \
+                 FROM {changes} WHERE table_name = 'child'"
+            ))
+            .load(conn)
+            .unwrap();
+            assert!(
+                columns[0].name.ends_with(r#""z 23"}"#),
+                "the second update's row has z: {}",
+                columns[0].name
+            );
         });
     }
 }
