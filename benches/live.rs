@@ -88,9 +88,13 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+        // The logical feed's publication is the database's: dropped too.
+        let _ = self.admin.batch_execute(&format!(
+            "DROP SCHEMA {name} CASCADE; \
+             DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
+                 'datastore_' || md5('{name}')); END $$;",
+            name = self.name
+        ));
     }
 }
 

@@ -92,7 +92,13 @@ impl Schema {
 impl Drop for Schema {
     fn drop(&mut self) {
         if let Ok(mut conn) = PgConnection::establish(&self.server) {
-            let _ = conn.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+            // The logical feed's publication is the database's: dropped too.
+            let _ = conn.batch_execute(&format!(
+                "DROP SCHEMA {name} CASCADE; \
+                 DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
+                     'datastore_' || md5('{name}')); END $$;",
+                name = self.name
+            ));
         }
     }
 }

@@ -284,19 +284,19 @@ impl PgObserve {
             let found = triggers::triggered_tables(conn, &schema)?;
             // Tables whose triggers fire only where changes originate (see
             // `triggered_tables`) report every change but a replica session's: enabled always
-            // after the set-up, as far as they can be without waiting.
+            // after the set-up, as far as they can be in 100 ms a table.
             let origin_only: Vec<&String> = missing
                 .iter()
                 .copied()
                 .filter(|t| found.get(*t) == Some(&false))
                 .collect();
             missing.retain(|t| !found.contains_key(*t));
-            // Another table whose triggers fire on origin only stays out, for the first
-            // subscription that wants it to enable them always.
+            // A table whose triggers fire on origin only stays out until they fire always, for
+            // the next subscription that wants it to try again.
             state.triggered.extend(
                 found
                     .iter()
-                    .filter(|&(table, &set_up)| set_up || origin_only.contains(&table))
+                    .filter(|&(_, &set_up)| set_up)
                     .map(|(table, _)| table.clone()),
             );
             if !missing.is_empty() || !state.function_current {
@@ -327,7 +327,8 @@ impl PgObserve {
             } else {
                 triggers::check_owners(conn, &schema, tables)?;
             }
-            enable_always(conn, &schema, &origin_only, writer);
+            let upgraded = enable_always(conn, &schema, &origin_only, writer);
+            state.triggered.extend(upgraded);
         }
         let alive = match running {
             Some(alive) => alive,
@@ -461,13 +462,22 @@ impl PgObserve {
 }
 
 /// Enables the triggers of `tables`, which report every change but those of a session with
-/// `session_replication_role = replica` (an earlier version set them up), to fire always (see
-/// `triggers::trigger_sql`): best effort, table by table, each in a transaction of its own that
-/// gives way after 100 ms to another set-up of the schema or to a writer holding the table
-/// (the writers that come meanwhile queue behind it), and not tried on a table the caller's
-/// own transaction (`writer`) holds. A table left as it is goes on reporting as before; the
-/// next store tries again.
-fn enable_always(conn: &mut PgConnection, schema: &str, tables: &[&String], writer: Option<i32>) {
+/// `session_replication_role = replica` (an earlier version set them up, or a role that does
+/// not own the table), to fire always (see `triggers::trigger_sql`), where the store's role
+/// owns the table: best effort, table by table, each in a transaction of its own that gives
+/// way after 100 ms to another set-up of the schema or to a writer holding the table (the
+/// writers that come meanwhile queue behind it), and not tried on a table the caller's own
+/// transaction (`writer`) holds. The tables now set up as this version sets them up; the
+/// others go on reporting as before, and the next subscription that wants them tries again.
+fn enable_always(
+    conn: &mut PgConnection,
+    schema: &str,
+    tables: &[&String],
+    writer: Option<i32>,
+) -> Vec<String> {
+    if tables.is_empty() {
+        return Vec::new();
+    }
     for table in tables {
         if let Some(writer) = writer {
             let relation = [(*table).clone()];
@@ -482,6 +492,14 @@ fn enable_always(conn: &mut PgConnection, schema: &str, tables: &[&String], writ
             Ok(())
         });
     }
+    let Ok(found) = triggers::triggered_tables(conn, schema) else {
+        return Vec::new();
+    };
+    tables
+        .iter()
+        .filter(|table| found.get(**table) == Some(&true))
+        .map(|table| (*table).clone())
+        .collect()
 }
 
 /// Ends the subscriptions that wanted some of `set_up`, tables just set up for the feed: their

@@ -10,7 +10,10 @@
 //! and `BEFORE DELETE`, where `pg_trigger_depth()` tells a cascade's rows from the
 //! statement's) record each change in the change table with those, and `NOTIFY` its id and a
 //! random token. A `TRUNCATE` fires no row trigger: the row function, run as a `BEFORE
-//! TRUNCATE` statement trigger, records it (without rows), for the listener to report.
+//! TRUNCATE` statement trigger, records it (without rows), for the listener to report. Where
+//! no statement trigger ran before a row (logical replication's apply worker fires row
+//! triggers only; the triggers fire always where the store's role owns the table), the row
+//! reads the columns and the horizon itself.
 //!
 //! The names (table, functions, triggers, channel) are those of the earlier versions, and
 //! the records and notifications have their format, so that stores of the previous version

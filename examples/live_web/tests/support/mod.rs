@@ -54,6 +54,13 @@ pub fn drop_schema(schema: &str) {
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .expect("the schema dropped");
+    // The logical feed's publication is the database's: dropped too.
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
+                 'datastore_' || md5('{schema}')); END $$"
+        ))
+        .expect("the schema's publication dropped");
 }
 
 /// Starts the server on a fresh SQLite file, on any free port.
