@@ -605,6 +605,22 @@ fn on_postgres_a_live_query_whose_fence_failed_reads_its_result_again_at_once() 
         #[diesel(sql_type = diesel::sql_types::Bool)]
         done: bool,
     }
+    // A connection the store closed a moment ago (its migrations') may still be listed as
+    // its backend exits: waited for (5 s at most), so that only observe's own is left.
+    let started = std::time::Instant::now();
+    loop {
+        let listed: Vec<Ended> = diesel::sql_query(
+            "SELECT count(*) = 1 AS done FROM pg_stat_activity \
+             WHERE application_name = current_setting('application_name') \
+             AND pid <> pg_backend_pid()",
+        )
+        .load(&mut *store.conn().unwrap())
+        .unwrap();
+        if listed[0].done || started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Waits (5 s at most) for each to end: the fence must find it gone.
     let ended: Vec<Ended> = diesel::sql_query(
         "SELECT pg_terminate_backend(pid, 5000) AS done FROM pg_stat_activity \
