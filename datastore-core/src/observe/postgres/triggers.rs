@@ -86,14 +86,11 @@ BEGIN
             PERFORM set_config('datastore.columns_' || TG_RELID, columns, true);
         END IF;
     END IF;
-    -- Where no statement trigger ran, the row reads the horizon itself, once a transaction
-    -- (one read earlier is older, so still true): without one, the cleanup could never tell
-    -- that the row's transaction had ended. A TRUNCATE (no statement trigger before it) takes
-    -- none from its session's own settings that is newer than its snapshot's.
-    IF TG_NARGS > 0 AND horizon IS NULL THEN
-        horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
-        PERFORM set_config('datastore.horizon', horizon::text, true);
-    ELSIF TG_NARGS > 0 AND TG_LEVEL = 'STATEMENT' THEN
+    -- The horizon, capped by the row's own snapshot: a writer's session can set the setting
+    -- itself, also in the middle of a statement, and one too new would have the cleanup
+    -- remove rows a listener has yet to read. Where no statement trigger ran, this is the
+    -- row's own (without one, the cleanup could never tell its transaction had ended).
+    IF TG_NARGS > 0 THEN
         horizon := least(horizon, pg_snapshot_xmin(pg_current_snapshot())::text::bigint);
     END IF;
     token := gen_random_uuid();
@@ -549,9 +546,9 @@ mod tests {
 
     /// A row written where its statement trigger did not run (a logical replication apply
     /// worker fires row triggers only; here the statement trigger is disabled) still records
-    /// a horizon: without one, the cleanup could never tell its transaction had ended. A
-    /// `TRUNCATE` (no statement trigger before it) records none newer than its transaction,
-    /// whatever its session set: one too new would have the cleanup remove rows unread.
+    /// a horizon: without one, the cleanup could never tell its transaction had ended. None
+    /// is newer than its transaction, whatever its session set (before a `TRUNCATE`, or
+    /// in the middle of a statement): one too new would have the cleanup remove rows unread.
     #[test]
     fn a_row_written_without_its_statement_trigger_records_a_horizon() {
         in_a_schema_of_its_own(|conn, schema, changes| {
@@ -567,6 +564,13 @@ mod tests {
                 format!("INSERT INTO {schema}.t VALUES (2)"),
                 "SET datastore.horizon = '9000000000000000000'".to_owned(),
                 format!("TRUNCATE {schema}.t"),
+                format!("INSERT INTO {schema}.t VALUES (3)"),
+                format!("ALTER TABLE {schema}.t ENABLE TRIGGER datastore_observe_statement"),
+                // Set after the statement trigger, before the row's.
+                format!(
+                    "UPDATE {schema}.t SET x = x + 1 + 0 * \
+                     length(set_config('datastore.horizon', '9000000000000000000', true))"
+                ),
             ] {
                 conn.batch_execute(&sql).unwrap();
             }
@@ -576,7 +580,7 @@ mod tests {
             ))
             .load(conn)
             .unwrap();
-            assert_eq!(recorded[0].name, "true,true,true");
+            assert_eq!(recorded[0].name, "true,true,true,true,true");
         });
     }
 
