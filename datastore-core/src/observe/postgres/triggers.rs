@@ -52,11 +52,12 @@ pub(super) fn changes_table(schema: &str) -> String {
 /// The body of the row trigger function. It names its schema (a planned statement, where
 /// looking the table up by `TG_TABLE_SCHEMA` would cost a dynamic one per row).
 ///
-/// A trigger created with an argument (this version's) takes the columns, the horizon and the
-/// statement's number from its statement trigger, or reads the first two itself where that did
-/// not run (a logical replication apply worker fires row triggers only); one created without
-/// (by an earlier version, which knows no statement trigger) reads the columns itself and
-/// records no horizon.
+/// A trigger created with an argument (this version's) takes the columns and the statement's
+/// number from its statement trigger, or reads the columns itself where that did not run (a
+/// logical replication apply worker fires row triggers only), and records the statement
+/// trigger's horizon capped by its own snapshot's (the setting is the writer's session's to
+/// change); one created without (by an earlier version, which knows no statement trigger)
+/// reads the columns itself and records no horizon.
 fn notify_body(schema: &str) -> String {
     let table = changes_table(schema);
     format!(
