@@ -452,11 +452,16 @@ pub(super) fn refuse_own_locks(
     }
 }
 
+/// How many of the horizons recorded [`RETENTION`] ago [`remove_changes`] reads.
+const HORIZONS_READ: u32 = 100;
+
 /// Removes from the change table `changes` at most `limit` changes older than [`RETENTION`]
 /// whose transactions had ended `RETENTION` ago: by then every listener has read them, or has
-/// ended its feed for being held up. That they had ended is known from the horizon a change
-/// recorded that long ago carries (capped by the transactions running now); rows an earlier
-/// version stored without a transaction go by age alone. How many were removed.
+/// ended its feed for being held up. That they had ended is known from the horizons changes
+/// recorded that long ago carry (capped by the transactions running now): the newest of the
+/// last [`HORIZONS_READ`] recorded then, each true as its row's snapshot bounds it (a writer
+/// can record one too old, which alone would hold the removal back, but none too new). Rows
+/// an earlier version stored without a transaction go by age alone. How many were removed.
 pub(super) fn remove_changes(
     conn: &mut PgConnection,
     changes: &str,
@@ -468,11 +473,12 @@ pub(super) fn remove_changes(
              SELECT c.id FROM {changes} c \
              WHERE c.created_at < now() - interval '{retention} seconds' \
              AND (c.xid IS NULL OR c.xid < ( \
-                 SELECT least(h.horizon, pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
-                 FROM {changes} h \
-                 WHERE h.horizon IS NOT NULL \
-                 AND h.created_at < now() - interval '{retention} seconds' \
-                 ORDER BY h.created_at DESC LIMIT 1)) \
+                 SELECT least(max(h.horizon), \
+                              pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
+                 FROM (SELECT h.horizon FROM {changes} h \
+                       WHERE h.horizon IS NOT NULL \
+                       AND h.created_at < now() - interval '{retention} seconds' \
+                       ORDER BY h.created_at DESC LIMIT {HORIZONS_READ}) h)) \
              LIMIT $1)"
     ))
     .bind::<BigInt, _>(limit)
@@ -527,13 +533,15 @@ mod tests {
                  ('b', gen_random_uuid(), 12, 't', NULL, now() - interval '1 hour'), \
                  ('c', gen_random_uuid(), 3, 't', NULL, now()), \
                  ('h', gen_random_uuid(), 11, 't', 10, now() - interval '20 minutes'), \
+                 ('z', gen_random_uuid(), 14, 't', 0, now() - interval '15 minutes'), \
                  ('n', gen_random_uuid(), 13, 't', 12, now()); \
                  INSERT INTO {changes} (payload, created_at) VALUES \
                  ('old', now() - interval '1 hour'), ('recent', now())"
             ))
             .unwrap();
-            // By the horizon recorded 20 minutes ago (not the one recorded now), 5 had ended,
-            // 12 and 11 had not; c is too recent; a row without a transaction goes by age.
+            // By the horizon recorded 20 minutes ago (not the one recorded now, nor the older
+            // one a writer recorded later), 5 had ended, 12, 11 and 14 had not; c is too
+            // recent; a row without a transaction goes by age.
             assert_eq!(remove_changes(conn, changes, 1).unwrap(), 1, "a batch");
             assert_eq!(remove_changes(conn, changes, 100).unwrap(), 1);
             let left: Vec<Name> = diesel::sql_query(format!(
@@ -541,7 +549,7 @@ mod tests {
             ))
             .load(conn)
             .unwrap();
-            assert_eq!(left[0].name, "b,c,h,n,recent");
+            assert_eq!(left[0].name, "b,c,h,n,recent,z");
         });
     }
 
