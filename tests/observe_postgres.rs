@@ -45,6 +45,26 @@ fn count(conn: &mut PgConnection, sql: &str) -> i64 {
         .n
 }
 
+/// The column `text` of every row `sql` reads.
+fn texts(conn: &mut PgConnection, sql: &str) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        text: String,
+    }
+    datastore::diesel::sql_query(sql)
+        .load::<Text>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.text)
+        .collect()
+}
+
+/// The column `text` of the one row `sql` reads.
+fn text(conn: &mut PgConnection, sql: &str) -> String {
+    texts(conn, sql).remove(0)
+}
+
 /// What an earlier version of the store installed as `datastore_notify()`: a body that sends
 /// each change whole, as a JSON notification. Replacing the function keeps its comment.
 const EARLIER_BODY: &str = "CREATE OR REPLACE FUNCTION datastore_notify() RETURNS trigger
@@ -178,19 +198,13 @@ fn on_postgres_triggers_an_earlier_version_enabled_on_origin_only_are_set_up_aga
 
 /// How `table`'s four observe triggers are enabled: `O` where changes originate, `A` always.
 fn triggers_enabled(conn: &mut PgConnection, table: &str) -> String {
-    #[derive(QueryableByName)]
-    struct Enabled {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        enabled: String,
-    }
-    datastore::diesel::sql_query(format!(
-        "SELECT string_agg(tgenabled::text, '' ORDER BY tgname) AS enabled FROM pg_trigger \
-         WHERE tgrelid = '{table}'::regclass AND tgname LIKE '%datastore_observe%'"
-    ))
-    .load::<Enabled>(conn)
-    .unwrap()
-    .remove(0)
-    .enabled
+    text(
+        conn,
+        &format!(
+            "SELECT string_agg(tgenabled::text, '' ORDER BY tgname) AS text FROM pg_trigger \
+             WHERE tgrelid = '{table}'::regclass AND tgname LIKE '%datastore_observe%'"
+        ),
+    )
 }
 
 /// A role that does not own the observed table, granted what observing it takes (`TRIGGER` on
@@ -268,21 +282,14 @@ const REPLICA_PREFIX: &str = "datastore_replica_";
 impl Replica {
     fn new(url: &str, publisher: &common::PgSchema) -> Self {
         let mut publishing = PgConnection::establish(publisher.url()).unwrap();
-        #[derive(QueryableByName)]
-        struct Database {
-            #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-            name: String,
-        }
-        let other = datastore::diesel::sql_query(
-            "SELECT datname::text AS name FROM pg_database \
+        let other = texts(
+            &mut publishing,
+            "SELECT datname::text AS text FROM pg_database \
              WHERE datallowconn AND NOT datistemplate AND datname <> current_database() \
              ORDER BY datname <> 'postgres', datname LIMIT 1",
         )
-        .load::<Database>(&mut publishing)
-        .unwrap()
         .pop()
-        .expect("the server has another database to subscribe from (`postgres`, say)")
-        .name;
+        .expect("the server has another database to subscribe from (`postgres`, say)");
         let (address, query) = url.split_once('?').unwrap_or((url, ""));
         let server = address.rsplit_once('/').unwrap().0;
         let query = if query.is_empty() {
@@ -292,10 +299,7 @@ impl Replica {
         };
         let mut subscriber = PgConnection::establish(&format!("{server}/{other}?{query}")).unwrap();
         Self::drop_leftovers(&mut publishing, &mut subscriber);
-        let made = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let made = Self::now();
         let id = format!(
             "{REPLICA_PREFIX}{made}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -339,48 +343,42 @@ impl Replica {
         replica
     }
 
+    /// Seconds since the epoch, as a replica's objects are named with.
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
     /// Drops what a run killed before its replicas were dropped left: made more than ten
     /// minutes ago (no test runs that long), by name.
     fn drop_leftovers(publishing: &mut PgConnection, subscriber: &mut PgConnection) {
         let old = |name: &str| {
             name.strip_prefix(REPLICA_PREFIX)
                 .and_then(|rest| rest.split('_').next()?.parse::<u64>().ok())
-                .is_some_and(|made| {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs();
-                    now.saturating_sub(made) > 600
-                })
+                .is_some_and(|made| Self::now().saturating_sub(made) > 600)
         };
-        #[derive(QueryableByName)]
-        struct Name {
-            #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-            name: String,
-        }
         let names = |conn: &mut PgConnection, sql: &str| -> Vec<String> {
-            datastore::diesel::sql_query(sql)
-                .load::<Name>(conn)
-                .unwrap()
+            texts(conn, sql)
                 .into_iter()
-                .map(|n| n.name)
                 .filter(|name| old(name))
                 .collect()
         };
         for subscription in names(
             subscriber,
-            "SELECT subname::text AS name FROM pg_subscription",
+            "SELECT subname::text AS text FROM pg_subscription",
         ) {
             let _ = subscriber.batch_execute(&format!("DROP SUBSCRIPTION {subscription}"));
         }
         for slot in names(
             publishing,
-            "SELECT slot_name::text AS name FROM pg_replication_slots WHERE NOT active",
+            "SELECT slot_name::text AS text FROM pg_replication_slots WHERE NOT active",
         ) {
             let _ = publishing.batch_execute(&format!("SELECT pg_drop_replication_slot('{slot}')"));
         }
         for conn in [publishing, subscriber] {
-            for publication in names(conn, "SELECT pubname::text AS name FROM pg_publication") {
+            for publication in names(conn, "SELECT pubname::text AS text FROM pg_publication") {
                 let _ = conn.batch_execute(&format!("DROP PUBLICATION {publication}"));
             }
         }
@@ -470,21 +468,45 @@ fn on_postgres_the_rows_a_logical_replication_subscriber_applies_are_reported_th
     drop(replica);
 }
 
+/// Triggers an earlier version enabled on origin only, on a table another session's open
+/// transaction holds: the subscription gives up making them fire always after 100 ms (and
+/// works, reporting as before), and the store's next subscription to the table, once the
+/// holder is gone, makes them fire always.
+#[test]
+fn on_postgres_making_triggers_fire_always_gives_way_to_another_holder_and_is_tried_again() {
+    let Some(schema) =
+        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")
+    else {
+        return;
+    };
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    let mut holder = PgConnection::establish(schema.url()).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE posts IN ROW EXCLUSIVE MODE")
+        .unwrap();
+    let store = common::trigger_feed_store(schema.url());
+    let started = Instant::now();
+    let posts = store.observe::<Post>().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "OOOO");
+    holder.batch_execute("COMMIT").unwrap();
+    let saved = store.save(post("reported as before")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+    drop(store.observe::<Post>().unwrap());
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "AAAA");
+}
+
 /// How `datastore_change_payloads` is kept: `p` logged, `u` unlogged.
 fn change_table_persistence(conn: &mut PgConnection) -> String {
-    #[derive(QueryableByName)]
-    struct Persistence {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        persistence: String,
-    }
-    datastore::diesel::sql_query(
-        "SELECT relpersistence::text AS persistence FROM pg_class \
+    text(
+        conn,
+        "SELECT relpersistence::text AS text FROM pg_class \
          WHERE oid = 'datastore_change_payloads'::regclass",
     )
-    .load::<Persistence>(conn)
-    .unwrap()
-    .remove(0)
-    .persistence
 }
 
 /// An earlier version made the change table logged (and so published by a publication `FOR ALL
@@ -850,16 +872,7 @@ fn on_postgres_a_transaction_left_open_elsewhere_makes_the_logical_feed_busy_not
 
 /// The schema `conn` creates tables in.
 fn current_schema(conn: &mut PgConnection) -> String {
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        name: String,
-    }
-    datastore::diesel::sql_query("SELECT current_schema()::text AS name")
-        .load::<Name>(conn)
-        .unwrap()
-        .remove(0)
-        .name
+    text(conn, "SELECT current_schema()::text AS text")
 }
 
 /// A role with `CREATE` on the schema (and nothing on the observed tables), dropped when the

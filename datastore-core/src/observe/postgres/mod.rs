@@ -463,11 +463,11 @@ impl PgObserve {
 
 /// Enables the triggers of `tables`, which report every change but those of a session with
 /// `session_replication_role = replica` (an earlier version set them up, or a role that does
-/// not own the table), to fire always (see `triggers::trigger_sql`), where the store's role
-/// owns the table: best effort, table by table, each in a transaction of its own that gives
-/// way after 100 ms to another set-up of the schema or to a writer holding the table (the
-/// writers that come meanwhile queue behind it), and not tried on a table the caller's own
-/// transaction (`writer`) holds. The tables now set up as this version sets them up; the
+/// not own the table) and which the store's role owns, to fire always (see
+/// `triggers::trigger_sql`): best effort, table by table, each in a transaction of its own that
+/// gives up after 100 ms waiting for another set-up of the schema or for a writer holding the
+/// table (the writers that come meanwhile queue behind it), and not tried on a table the
+/// caller's own transaction (`writer`) holds. The tables whose transaction went through; the
 /// others go on reporting as before, and the next subscription that wants them tries again.
 fn enable_always(
     conn: &mut PgConnection,
@@ -475,31 +475,24 @@ fn enable_always(
     tables: &[&String],
     writer: Option<i32>,
 ) -> Vec<String> {
-    if tables.is_empty() {
-        return Vec::new();
-    }
-    for table in tables {
-        if let Some(writer) = writer {
-            let relation = [(*table).clone()];
-            if triggers::refuse_own_locks(conn, writer, schema, &relation, false).is_err() {
-                continue;
-            }
+    let mut upgraded = Vec::new();
+    for &table in tables {
+        let relation = [table.clone()];
+        if let Some(writer) = writer
+            && triggers::refuse_own_locks(conn, writer, schema, &relation, false).is_err()
+        {
+            continue;
         }
-        let _ = conn.transaction::<_, Error, _>(|conn| {
+        let done = conn.transaction::<_, Error, _>(|conn| {
             conn.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
             take_setup_lock(conn, schema)?;
-            conn.batch_execute(&triggers::always_sql(schema, table, true))?;
-            Ok(())
+            Ok(conn.batch_execute(&triggers::always_sql(schema, table))?)
         });
+        if done.is_ok() {
+            upgraded.extend(relation);
+        }
     }
-    let Ok(found) = triggers::triggered_tables(conn, schema) else {
-        return Vec::new();
-    };
-    tables
-        .iter()
-        .filter(|table| found.get(**table) == Some(&true))
-        .map(|table| (*table).clone())
-        .collect()
+    upgraded
 }
 
 /// Ends the subscriptions that wanted some of `set_up`, tables just set up for the feed: their

@@ -270,7 +270,7 @@ pub(super) fn unlog_changes(conn: &mut PgConnection, schema: &str) -> diesel::Qu
 /// table's owner (creating them, only the `TRIGGER` privilege): a role that does not own the
 /// table leaves them as `CREATE TRIGGER` makes them (see [`triggered_tables`]).
 pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
-    let always = always_sql(schema, table, false);
+    let always = always_sql(schema, table);
     let (schema, table) = (quote_ident(schema), quote_ident(table));
     format!(
         "CREATE OR REPLACE TRIGGER datastore_observe_statement \
@@ -287,16 +287,10 @@ pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
 }
 
 /// Enables the four triggers of `schema`'s `table` to fire always, where the store's role owns
-/// it (see [`trigger_sql`]). With `give_way`, a writer holding the table past the lock timeout
-/// leaves them as they are, rather than failing the transaction.
-pub(super) fn always_sql(schema: &str, table: &str, give_way: bool) -> String {
+/// it (see [`trigger_sql`]).
+pub(super) fn always_sql(schema: &str, table: &str) -> String {
     let (schema, table) = (quote_ident(schema), quote_ident(table));
     let relation = quote_literal(&format!("{schema}.{table}"));
-    let give_way = if give_way {
-        "EXCEPTION WHEN lock_not_available THEN NULL; "
-    } else {
-        ""
-    };
     let body = format!(
         "BEGIN \
              IF (SELECT pg_has_role(relowner, 'USAGE') FROM pg_class \
@@ -307,7 +301,7 @@ pub(super) fn always_sql(schema: &str, table: &str, give_way: bool) -> String {
                      ENABLE ALWAYS TRIGGER zz_datastore_observe_delete, \
                      ENABLE ALWAYS TRIGGER datastore_observe_truncate; \
              END IF; \
-         {give_way}END"
+         END"
     );
     format!("DO {};\n", dollar_quoted(&body))
 }
@@ -339,7 +333,7 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
 /// (it does not own the table). One whose triggers fire only where changes originate (an
 /// earlier version's set-up, or `ENABLE TRIGGER` after a `DISABLE`) reports every change but
 /// those of a session with `session_replication_role = replica`: the first subscription that
-/// wants it enables them always, as far as it can without waiting (`enable_always`).
+/// wants it enables them always, if it can within 100 ms (`enable_always`).
 pub(super) fn triggered_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -504,6 +498,15 @@ mod tests {
         );
     }
 
+    /// The column `name` of the one row `sql` reads.
+    fn text(conn: &mut PgConnection, sql: &str) -> String {
+        diesel::sql_query(sql)
+            .load::<Name>(conn)
+            .unwrap()
+            .remove(0)
+            .name
+    }
+
     /// Runs `test` on a connection to the server `DATASTORE_POSTGRES_URL` names, if any, with a
     /// schema of the test's own set up (its name and change table given), dropped however the
     /// test ends.
@@ -544,12 +547,11 @@ mod tests {
             // recent; a row without a transaction goes by age.
             assert_eq!(remove_changes(conn, changes, 1).unwrap(), 1, "a batch");
             assert_eq!(remove_changes(conn, changes, 100).unwrap(), 1);
-            let left: Vec<Name> = diesel::sql_query(format!(
-                "SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"
-            ))
-            .load(conn)
-            .unwrap();
-            assert_eq!(left[0].name, "b,c,h,n,recent,z");
+            let left = text(
+                conn,
+                &format!("SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"),
+            );
+            assert_eq!(left, "b,c,h,n,recent,z");
         });
     }
 
@@ -583,13 +585,14 @@ mod tests {
             ] {
                 conn.batch_execute(&sql).unwrap();
             }
-            let recorded: Vec<Name> = diesel::sql_query(format!(
-                "SELECT string_agg((horizon IS NOT NULL AND horizon <= xid)::text, ',' \
+            let recorded = text(
+                conn,
+                &format!(
+                    "SELECT string_agg((horizon IS NOT NULL AND horizon <= xid)::text, ',' \
                  ORDER BY id) AS name FROM {changes}"
-            ))
-            .load(conn)
-            .unwrap();
-            assert_eq!(recorded[0].name, "true,true,true,true,true");
+                ),
+            );
+            assert_eq!(recorded, "true,true,true,true,true");
         });
     }
 
@@ -614,16 +617,17 @@ mod tests {
                  COMMIT;"
             ))
             .unwrap();
-            let columns: Vec<Name> = diesel::sql_query(format!(
-                "SELECT string_agg(payload::json->>'columns', ' | ' ORDER BY id) AS name \
+            let columns = text(
+                conn,
+                &format!(
+                    "SELECT string_agg(payload::json->>'columns', ' | ' ORDER BY id) AS name \
                  FROM {changes} WHERE table_name = 'child'"
-            ))
-            .load(conn)
-            .unwrap();
+                ),
+            );
             assert!(
-                columns[0].name.ends_with(r#""z 23"}"#),
+                columns.ends_with(r#""z 23"}"#),
                 "the second update's row has z: {}",
-                columns[0].name
+                columns
             );
         });
     }
