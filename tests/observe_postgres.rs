@@ -1226,3 +1226,61 @@ fn on_postgres_logical_decoding_asked_by_a_role_that_may_not_replicate_is_unsupp
     let saved = default.save(post("observed by triggers")).unwrap();
     assert_eq!(next(&posts), (Op::Insert, saved));
 }
+
+/// A partitioned table (its rows live in its partitions, whose changes both feeds would report
+/// under the partition's name) is refused with `Error::Unsupported` naming it, by
+/// `observe_all` and before anything is set up, on either feed; the schema's other tables are
+/// observed as before.
+#[test]
+fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
+    let mut feeds = vec![ChangeFeed::Triggers];
+    if common::logical_decoding() {
+        feeds.push(ChangeFeed::LogicalDecoding);
+    }
+    for feed in feeds {
+        let Some(db) = common::TestDb::postgres_with(feed) else {
+            return;
+        };
+        let schema = db.schema.expect("a schema");
+        let mut admin = PgConnection::establish(schema.url()).unwrap();
+        admin
+            .batch_execute(
+                "CREATE TABLE events (id INTEGER NOT NULL, at DATE NOT NULL, what TEXT) \
+                     PARTITION BY RANGE (at); \
+                 CREATE TABLE events_2026 PARTITION OF events \
+                     FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');",
+            )
+            .unwrap();
+        match db.store.observe_all() {
+            Err(Error::Unsupported(message)) => assert!(
+                message.contains("`events`") && message.contains("partitioned"),
+                "{feed:?}: {message}"
+            ),
+            other => panic!("{feed:?}: expected Unsupported, got {:?}", other.err()),
+        }
+        // Refused before the set-up's transaction: no table got the feed's triggers, none
+        // joined its publication.
+        assert_eq!(
+            count(
+                &mut admin,
+                "SELECT count(*) AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 WHERE c.relnamespace = current_schema()::regnamespace \
+                 AND t.tgname LIKE '%datastore%'",
+            ),
+            0,
+            "{feed:?}"
+        );
+        assert_eq!(
+            count(
+                &mut admin,
+                "SELECT count(*) AS n FROM pg_publication_rel r JOIN pg_class c \
+                 ON c.oid = r.prrelid WHERE c.relnamespace = current_schema()::regnamespace",
+            ),
+            0,
+            "{feed:?}"
+        );
+        let posts = db.store.observe::<Post>().unwrap();
+        let saved = db.store.save(post("still observed")).unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+    }
+}

@@ -490,8 +490,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The build, or the server, lacks a capability the call needs; the message says how to
-    /// turn it on (SQLite's pre-update hook, PostgreSQL's `wal_level = logical`).
+    /// The build, or the server, lacks a capability the call needs, and the message says how
+    /// to turn it on (SQLite's pre-update hook, PostgreSQL's `wal_level = logical`); or observe
+    /// cannot follow a table the call names (a partitioned PostgreSQL table, or a partition).
     #[error("unsupported: {0}")]
     Unsupported(String),
 

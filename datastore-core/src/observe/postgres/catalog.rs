@@ -1,5 +1,6 @@
 //! What observe reads of PostgreSQL's catalog: the schema new tables go to, a table's
-//! columns, the tables it reports on, and the notification channel of a schema.
+//! columns, the tables it reports on and those it refuses, and the notification channel of a
+//! schema.
 
 use diesel::sql_types::Text;
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
@@ -69,4 +70,49 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     .bind::<Text, _>(schema)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Refuses, before anything is set up, to observe a partitioned table or a partition of one:
+/// a partitioned table holds no row itself, its partitions do, and both feeds would report
+/// their changes under the partition's name (a subscriber of the partitioned table would hear
+/// nothing), while a partition's own triggers are its table's clones, which cannot be set up
+/// apart. `Error::Unsupported` names the first such table of `tables`.
+pub(super) fn refuse_partitioned(
+    conn: &mut PgConnection,
+    schema: &str,
+    tables: &[&String],
+) -> Result<()> {
+    #[derive(QueryableByName)]
+    struct Partitioned {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        parent: Option<String>,
+    }
+    let rows: Vec<Partitioned> = diesel::sql_query(
+        "SELECT c.relname::text AS name, \
+             (SELECT i.inhparent::regclass::text FROM pg_inherits i \
+              WHERE c.relispartition AND i.inhrelid = c.oid) AS parent \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = ANY($2) AND (c.relkind = 'p' OR c.relispartition) \
+         ORDER BY c.relname LIMIT 1",
+    )
+    .bind::<Text, _>(schema)
+    .bind::<diesel::sql_types::Array<Text>, _>(tables)
+    .load(conn)?;
+    match rows.into_iter().next() {
+        None => Ok(()),
+        Some(Partitioned { name, parent: None }) => Err(Error::Unsupported(format!(
+            "observe does not follow partitioned tables: `{name}` is one (its rows live in its \
+             partitions, whose changes would be reported under their own names); observe the \
+             schema's other tables by model"
+        ))),
+        Some(Partitioned {
+            name,
+            parent: Some(parent),
+        }) => Err(Error::Unsupported(format!(
+            "observe does not follow partitioned tables: `{name}` is a partition of `{parent}`; \
+             observe the schema's other tables by model"
+        ))),
+    }
 }

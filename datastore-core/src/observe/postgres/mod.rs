@@ -300,6 +300,7 @@ impl PgObserve {
                     .map(|(table, _)| table.clone()),
             );
             if !missing.is_empty() || !state.function_current {
+                catalog::refuse_partitioned(conn, &schema, &missing)?;
                 if let Some(writer) = writer {
                     let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
                     if !state.function_current {
@@ -381,6 +382,7 @@ impl PgObserve {
             state.published.extend(found);
         }
         if !missing.is_empty() {
+            catalog::refuse_partitioned(conn, &schema, &missing)?;
             // Setting a table up locks it against every other use: refused at once if the
             // caller's own transaction used it, rather than after the lock timeout.
             if let Some(writer) = writer {
