@@ -1228,9 +1228,10 @@ fn on_postgres_logical_decoding_asked_by_a_role_that_may_not_replicate_is_unsupp
 }
 
 /// A partitioned table (its rows live in its partitions, whose changes both feeds would report
-/// under the partition's name) is refused with `Error::Unsupported` naming it, by
-/// `observe_all` and before anything is set up, on either feed; the schema's other tables are
-/// observed as before.
+/// under the partition's name) or a partition is refused with `Error::Unsupported` naming it,
+/// by `observe_all`, before anything is set up, on either feed, also where an earlier version
+/// set it up (its triggers, or its publication membership, are not taken as reporting); the
+/// schema's other tables are observed as before.
 #[test]
 fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
     let mut feeds = vec![ChangeFeed::Triggers];
@@ -1241,46 +1242,89 @@ fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
         let Some(db) = common::TestDb::postgres_with(feed) else {
             return;
         };
+        // The schema outlives the store.
         let schema = db.schema.expect("a schema");
+        let store = db.store;
         let mut admin = PgConnection::establish(schema.url()).unwrap();
         admin
             .batch_execute(
-                "CREATE TABLE events (id INTEGER NOT NULL, at DATE NOT NULL, what TEXT) \
-                     PARTITION BY RANGE (at); \
-                 CREATE TABLE events_2026 PARTITION OF events \
-                     FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');",
+                "CREATE TABLE log (id INTEGER NOT NULL, at DATE NOT NULL) PARTITION BY RANGE (at); \
+                 CREATE TABLE archive_log PARTITION OF log \
+                     FOR VALUES FROM ('2000-01-01') TO ('2026-01-01');",
             )
             .unwrap();
-        match db.store.observe_all() {
-            Err(Error::Unsupported(message)) => assert!(
-                message.contains("`events`") && message.contains("partitioned"),
-                "{feed:?}: {message}"
-            ),
+        let refused = |store: &Store| match store.observe_all() {
+            Err(Error::Unsupported(message)) => message,
             other => panic!("{feed:?}: expected Unsupported, got {:?}", other.err()),
-        }
+        };
+        // The partition comes first by name.
+        let message = refused(&store);
+        assert!(
+            message.contains("`archive_log` is a partition of `log`"),
+            "{feed:?}: {message}"
+        );
         // Refused before the set-up's transaction: no table got the feed's triggers, none
-        // joined its publication.
+        // joined a publication, and no function or change table was made.
         assert_eq!(
             count(
                 &mut admin,
-                "SELECT count(*) AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-                 WHERE c.relnamespace = current_schema()::regnamespace \
-                 AND t.tgname LIKE '%datastore%'",
+                "SELECT (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                         WHERE c.relnamespace = current_schema()::regnamespace \
+                         AND t.tgname LIKE '%datastore%') \
+                      + (SELECT count(*) FROM pg_publication_rel r JOIN pg_class c \
+                         ON c.oid = r.prrelid \
+                         WHERE c.relnamespace = current_schema()::regnamespace) \
+                      + (SELECT count(*) FROM pg_proc \
+                         WHERE pronamespace = current_schema()::regnamespace) \
+                      + (SELECT count(*) FROM pg_class \
+                         WHERE relnamespace = current_schema()::regnamespace \
+                         AND relname = 'datastore_change_payloads') AS n",
             ),
             0,
             "{feed:?}"
         );
-        assert_eq!(
-            count(
-                &mut admin,
-                "SELECT count(*) AS n FROM pg_publication_rel r JOIN pg_class c \
-                 ON c.oid = r.prrelid WHERE c.relnamespace = current_schema()::regnamespace",
-            ),
-            0,
-            "{feed:?}"
-        );
-        let posts = db.store.observe::<Post>().unwrap();
-        let saved = db.store.save(post("still observed")).unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("still observed")).unwrap();
         assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+
+        // A partitioned table an earlier version set up as it sets any table up (it had no
+        // partition yet): still refused, by name.
+        admin
+            .batch_execute(
+                "DROP TABLE log; \
+                 CREATE TABLE events (id INTEGER NOT NULL, at DATE NOT NULL) \
+                     PARTITION BY RANGE (at);",
+            )
+            .unwrap();
+        let earlier_set_up = match feed {
+            ChangeFeed::Triggers => {
+                "CREATE TRIGGER datastore_observe_statement \
+                     BEFORE INSERT OR UPDATE OR DELETE ON events \
+                     FOR EACH STATEMENT EXECUTE FUNCTION datastore_notify_statement(); \
+                 CREATE TRIGGER datastore_observe AFTER INSERT OR UPDATE ON events \
+                     FOR EACH ROW EXECUTE FUNCTION datastore_notify('statement'); \
+                 CREATE TRIGGER zz_datastore_observe_delete BEFORE DELETE ON events \
+                     FOR EACH ROW EXECUTE FUNCTION datastore_notify('statement'); \
+                 CREATE TRIGGER datastore_observe_truncate BEFORE TRUNCATE ON events \
+                     FOR EACH STATEMENT EXECUTE FUNCTION datastore_notify('statement'); \
+                 ALTER TABLE events ENABLE ALWAYS TRIGGER datastore_observe_statement; \
+                 ALTER TABLE events ENABLE ALWAYS TRIGGER datastore_observe; \
+                 ALTER TABLE events ENABLE ALWAYS TRIGGER zz_datastore_observe_delete; \
+                 ALTER TABLE events ENABLE ALWAYS TRIGGER datastore_observe_truncate;"
+            }
+            _ => {
+                "ALTER TABLE events REPLICA IDENTITY FULL; \
+                 DO $$ BEGIN EXECUTE format('ALTER PUBLICATION %I ADD TABLE events', \
+                     'datastore_' || md5(current_schema())); END $$; \
+                 CREATE TRIGGER zz_datastore_observe_cascade BEFORE DELETE ON events \
+                     FOR EACH ROW WHEN (pg_trigger_depth() > 0) \
+                     EXECUTE FUNCTION datastore_mark_cascade();"
+            }
+        };
+        admin.batch_execute(earlier_set_up).unwrap();
+        let message = refused(&store);
+        assert!(message.contains("`events` is one"), "{feed:?}: {message}");
+        drop(posts);
+        drop(store);
     }
 }

@@ -492,7 +492,8 @@ pub enum Error {
 
     /// The build, or the server, lacks a capability the call needs, and the message says how
     /// to turn it on (SQLite's pre-update hook, PostgreSQL's `wal_level = logical`); or observe
-    /// cannot follow a table the call names (a partitioned PostgreSQL table, or a partition).
+    /// cannot follow a table the subscription would observe (a partitioned PostgreSQL table, or
+    /// a partition).
     #[error("unsupported: {0}")]
     Unsupported(String),
 

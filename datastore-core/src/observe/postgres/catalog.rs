@@ -76,7 +76,9 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
 /// a partitioned table holds no row itself, its partitions do, and both feeds would report
 /// their changes under the partition's name (a subscriber of the partitioned table would hear
 /// nothing), while a partition's own triggers are its table's clones, which cannot be set up
-/// apart. `Error::Unsupported` names the first such table of `tables`.
+/// apart. Such a table never counts as set up (`triggers::triggered_tables`,
+/// `logical::published_tables`), so it reaches this check whatever set it up before.
+/// `Error::Unsupported` names one of them (the first by name).
 pub(super) fn refuse_partitioned(
     conn: &mut PgConnection,
     schema: &str,
@@ -104,15 +106,15 @@ pub(super) fn refuse_partitioned(
         None => Ok(()),
         Some(Partitioned { name, parent: None }) => Err(Error::Unsupported(format!(
             "observe does not follow partitioned tables: `{name}` is one (its rows live in its \
-             partitions, whose changes would be reported under their own names); observe the \
-             schema's other tables by model"
+             partitions, whose changes would be reported under their own names); the schema's \
+             other tables can be observed by model"
         ))),
         Some(Partitioned {
             name,
             parent: Some(parent),
         }) => Err(Error::Unsupported(format!(
-            "observe does not follow partitioned tables: `{name}` is a partition of `{parent}`; \
-             observe the schema's other tables by model"
+            "observe does not follow partitioned tables or their partitions: `{name}` is a \
+             partition of `{parent}`; the schema's other tables can be observed by model"
         ))),
     }
 }

@@ -99,7 +99,8 @@ pub(super) fn publication(channel: &str) -> String {
 }
 
 /// Which of `tables` are already set up for the feed: in the publication, with a full replica
-/// identity and the cascade trigger, enabled.
+/// identity and the cascade trigger, enabled; never a partitioned table or a partition (see
+/// `triggers::triggered_tables`).
 pub(super) fn published_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -110,6 +111,7 @@ pub(super) fn published_tables(
         "SELECT c.relname::text AS name FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relname = ANY($3) AND c.relreplident = 'f' \
+         AND c.relkind <> 'p' AND NOT c.relispartition \
          AND EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
                      WHERE p.pubname = $2 AND r.prrelid = c.oid) \
          AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid \

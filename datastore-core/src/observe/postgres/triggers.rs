@@ -333,7 +333,9 @@ pub(super) fn functions_are_current(conn: &mut PgConnection, schema: &str) -> Re
 /// (it does not own the table). One whose triggers fire only where changes originate (an
 /// earlier version's set-up, or `ENABLE TRIGGER` after a `DISABLE`) reports every change but
 /// those of a session with `session_replication_role = replica`: the first subscription that
-/// wants it enables them always, if it can within 100 ms (`enable_always`).
+/// wants it enables them always, if it can within 100 ms (`enable_always`). A partitioned
+/// table or a partition is never among them, whatever triggers it has (an earlier version set
+/// such tables up): refused (`catalog::refuse_partitioned`) rather than taken as reporting.
 pub(super) fn triggered_tables(
     conn: &mut PgConnection,
     schema: &str,
@@ -350,7 +352,8 @@ pub(super) fn triggered_tables(
              bool_and(t.tgenabled = 'A') OR NOT pg_has_role(c.relowner, 'USAGE') AS set_up \
          FROM pg_trigger t \
          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND t.tgenabled IN ('O', 'A') AND ( \
+         WHERE n.nspname = $1 AND c.relkind <> 'p' AND NOT c.relispartition \
+         AND t.tgenabled IN ('O', 'A') AND ( \
              (t.tgname IN ('datastore_observe', 'zz_datastore_observe_delete', \
                            'datastore_observe_truncate') AND t.tgnargs = 1) \
              OR t.tgname = 'datastore_observe_statement') \
