@@ -411,8 +411,9 @@ impl PgObserve {
     /// The tables of the schema that a live subscription `wants` (its model's, or every one
     /// for an `observe_all`) but that do not report their changes: dropped and created again
     /// (without the triggers, or outside the publication), their triggers or publication
-    /// membership removed, or created after an `observe_all` began. What they commit is
-    /// unknown. (A table dropped, and not there, has nothing to report.) None while a
+    /// membership removed, made partitioned or a partition (never counted as reporting: see
+    /// `catalog::refuse_partitioned`), or created after an `observe_all` began. What they
+    /// commit is unknown. (A table dropped, and not there, has nothing to report.) None while a
     /// subscription is setting tables up: the listener asks again next time, rather than wait
     /// behind it.
     fn unreported_tables(

@@ -88,8 +88,9 @@ impl Outlet {
         }
         Ok(Some(format!(
             "observed tables do not report their changes (created again after a drop, or \
-             after an observe_all began, or their observe triggers or publication removed or \
-             disabled): {}; subscribe again to observe them as they are now",
+             after an observe_all began, their observe triggers or publication removed or \
+             disabled, or made partitioned or a partition, which observe does not follow): \
+             {}; subscribe again to observe them as they are now",
             unreported.join(", ")
         )))
     }
