@@ -1234,18 +1234,7 @@ fn on_postgres_logical_decoding_asked_by_a_role_that_may_not_replicate_is_unsupp
 /// schema's other tables are observed as before.
 #[test]
 fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
-    let mut feeds = vec![ChangeFeed::Triggers];
-    if common::logical_decoding() {
-        feeds.push(ChangeFeed::LogicalDecoding);
-    }
-    for feed in feeds {
-        let Some(db) = common::TestDb::postgres_with(feed) else {
-            return;
-        };
-        // The schema outlives the store.
-        let schema = db.schema.expect("a schema");
-        let store = db.store;
-        let mut admin = PgConnection::establish(schema.url()).unwrap();
+    on_each_feed(|feed, store, admin| {
         admin
             .batch_execute(
                 "CREATE TABLE log (id INTEGER NOT NULL, at DATE NOT NULL) PARTITION BY RANGE (at); \
@@ -1258,7 +1247,7 @@ fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
             other => panic!("{feed:?}: expected Unsupported, got {:?}", other.err()),
         };
         // The partition comes first by name.
-        let message = refused(&store);
+        let message = refused(store);
         assert!(
             message.contains("`archive_log` is a partition of `log`"),
             "{feed:?}: {message}"
@@ -1267,7 +1256,7 @@ fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
         // joined a publication, and no function or change table was made.
         assert_eq!(
             count(
-                &mut admin,
+                admin,
                 "SELECT (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
                          WHERE c.relnamespace = current_schema()::regnamespace \
                          AND t.tgname LIKE '%datastore%') \
@@ -1322,9 +1311,59 @@ fn on_postgres_a_partitioned_table_is_refused_by_name_and_nothing_is_set_up() {
             }
         };
         admin.batch_execute(earlier_set_up).unwrap();
-        let message = refused(&store);
+        let message = refused(store);
         assert!(message.contains("`events` is one"), "{feed:?}: {message}");
-        drop(posts);
+    });
+}
+
+/// An observed table attached as a partition of a partitioned table is no longer followed:
+/// its subscription ends with `FeedLost` naming it (its own triggers, or its publication
+/// membership, are not taken as reporting), and the next subscription to it is refused by
+/// name.
+#[test]
+fn on_postgres_an_observed_table_made_a_partition_ends_the_feed_and_is_refused_after() {
+    on_each_feed(|feed, store, admin| {
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("before")).unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+        admin
+            .batch_execute(
+                "CREATE TABLE all_posts (LIKE posts) PARTITION BY LIST (status); \
+                 ALTER TABLE all_posts ATTACH PARTITION posts DEFAULT;",
+            )
+            .unwrap();
+        match posts.recv_timeout(WAIT) {
+            Some(Observed::FeedLost { reason }) => {
+                assert!(reason.contains("posts"), "{feed:?}: {reason}")
+            }
+            other => panic!("{feed:?}: expected FeedLost, got {other:?}"),
+        }
+        match store.observe::<Post>() {
+            Err(Error::Unsupported(message)) => assert!(
+                message.contains("`posts` is a partition of `all_posts`"),
+                "{feed:?}: {message}"
+            ),
+            other => panic!("{feed:?}: expected Unsupported, got {:?}", other.err()),
+        }
+    });
+}
+
+/// Runs `test` on a store of each feed (logical decoding where the server has it), each in a
+/// schema of its own, with an admin connection to that schema; the store goes before its
+/// schema.
+fn on_each_feed(test: impl Fn(ChangeFeed, &Store, &mut PgConnection)) {
+    let mut feeds = vec![ChangeFeed::Triggers];
+    if common::logical_decoding() {
+        feeds.push(ChangeFeed::LogicalDecoding);
+    }
+    for feed in feeds {
+        let Some(db) = common::TestDb::postgres_with(feed) else {
+            return;
+        };
+        let schema = db.schema.expect("a schema");
+        let store = db.store;
+        let mut admin = PgConnection::establish(schema.url()).unwrap();
+        test(feed, &store, &mut admin);
         drop(store);
     }
 }
