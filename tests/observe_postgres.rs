@@ -196,6 +196,17 @@ fn on_postgres_triggers_an_earlier_version_enabled_on_origin_only_are_set_up_aga
     assert_eq!(triggers_enabled(&mut admin, "comments"), "AAAA");
 }
 
+/// A schema whose `posts` an earlier version set up with triggers that fire where changes
+/// originate only (as `ENABLE TRIGGER` makes them), and an admin connection to it; none
+/// without a server.
+fn posts_enabled_on_origin_only() -> Option<(common::PgSchema, PgConnection)> {
+    let schema =
+        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")?;
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    assert_eq!(triggers_enabled(&mut admin, "posts"), "OOOO");
+    Some((schema, admin))
+}
+
 /// How `table`'s four observe triggers are enabled: `O` where changes originate, `A` always.
 fn triggers_enabled(conn: &mut PgConnection, table: &str) -> String {
     text(
@@ -474,12 +485,9 @@ fn on_postgres_the_rows_a_logical_replication_subscriber_applies_are_reported_th
 /// holder is gone, makes them fire always.
 #[test]
 fn on_postgres_making_triggers_fire_always_gives_way_to_another_holder_and_is_tried_again() {
-    let Some(schema) =
-        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")
-    else {
+    let Some((schema, mut admin)) = posts_enabled_on_origin_only() else {
         return;
     };
-    let mut admin = PgConnection::establish(schema.url()).unwrap();
     let mut holder = PgConnection::establish(schema.url()).unwrap();
     holder
         .batch_execute("BEGIN; LOCK TABLE posts IN ROW EXCLUSIVE MODE")
@@ -562,13 +570,9 @@ fn on_postgres_an_earlier_versions_logged_change_table_is_made_unlogged_where_it
 /// always.
 #[test]
 fn on_postgres_triggers_are_made_to_fire_always_without_waiting_for_the_callers_transaction() {
-    let Some(schema) =
-        set_up_then_changed_by_an_earlier_version("ALTER TABLE posts ENABLE TRIGGER USER")
-    else {
+    let Some((schema, mut admin)) = posts_enabled_on_origin_only() else {
         return;
     };
-    let mut admin = PgConnection::establish(schema.url()).unwrap();
-    assert_eq!(triggers_enabled(&mut admin, "posts"), "OOOO");
     let store = common::trigger_feed_store(schema.url());
     let (posts, written) = store
         .transaction(|tx| {
@@ -1348,22 +1352,12 @@ fn on_postgres_an_observed_table_made_a_partition_ends_the_feed_and_is_refused_a
     });
 }
 
-/// Runs `test` on a store of each feed (logical decoding where the server has it), each in a
-/// schema of its own, with an admin connection to that schema; the store goes before its
-/// schema.
+/// Runs `test` on a store of each feed ([`common::each_feed`]), with an admin connection to
+/// its schema.
 fn on_each_feed(test: impl Fn(ChangeFeed, &Store, &mut PgConnection)) {
-    let mut feeds = vec![ChangeFeed::Triggers];
-    if common::logical_decoding() {
-        feeds.push(ChangeFeed::LogicalDecoding);
-    }
-    for feed in feeds {
-        let Some(db) = common::TestDb::postgres_with(feed) else {
-            return;
-        };
-        let schema = db.schema.expect("a schema");
-        let store = db.store;
-        let mut admin = PgConnection::establish(schema.url()).unwrap();
-        test(feed, &store, &mut admin);
-        drop(store);
+    for (feed, db) in common::each_feed() {
+        let url = db.schema.as_ref().expect("a schema").url();
+        let mut admin = PgConnection::establish(url).unwrap();
+        test(feed, &db.store, &mut admin);
     }
 }

@@ -299,8 +299,10 @@ impl PgObserve {
                     .filter(|&(_, &set_up)| set_up)
                     .map(|(table, _)| table.clone()),
             );
-            if !missing.is_empty() || !state.function_current {
+            if !missing.is_empty() {
                 catalog::refuse_partitioned(conn, &schema, &missing)?;
+            }
+            if !missing.is_empty() || !state.function_current {
                 if let Some(writer) = writer {
                     let mut relations: Vec<String> = missing.iter().map(|t| (*t).clone()).collect();
                     if !state.function_current {
