@@ -325,10 +325,7 @@ impl Replica {
             slot: format!("{id}_slot"),
             subscription: format!("{id}_sub"),
         };
-        replica
-            .subscriber
-            .batch_execute(&format!("CREATE SCHEMA {}", replica.schema))
-            .unwrap();
+        common::create_claimed_schema(&mut replica.subscriber, &replica.schema);
         // The subscriber's tables, migrated as the publisher's.
         drop(common::trigger_feed_store(&replica.url));
         // On one server the slot is made apart from the subscription, which would otherwise
@@ -362,9 +359,11 @@ impl Replica {
             .as_secs()
     }
 
-    /// Drops what a run killed before its replicas were dropped left: made more than ten
-    /// minutes ago (no test runs that long), by name.
+    /// Drops what a run killed before its replicas were dropped left: the subscriber's test
+    /// schemas nobody claims, and what was made more than ten minutes ago (no test runs that
+    /// long), by name.
     fn drop_leftovers(publishing: &mut PgConnection, subscriber: &mut PgConnection) {
+        common::drop_abandoned_schemas(subscriber);
         let old = |name: &str| {
             name.strip_prefix(REPLICA_PREFIX)
                 .and_then(|rest| rest.split('_').next()?.parse::<u64>().ok())

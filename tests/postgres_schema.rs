@@ -9,6 +9,8 @@ use datastore::diesel::sql_types::Text;
 use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
 
+mod common;
+
 /// The server to test against, if one is configured (`.ci/run` always configures one).
 fn postgres_url() -> Option<String> {
     let url = std::env::var("DATASTORE_POSTGRES_URL").ok();
@@ -16,34 +18,6 @@ fn postgres_url() -> Option<String> {
         eprintln!("PostgreSQL suite not run: set DATASTORE_POSTGRES_URL, e.g. postgres://root@127.0.0.1:5432/test");
     }
     url
-}
-
-/// A schema of the test's own, dropped when the test ends (passing or not).
-struct Isolated {
-    conn: PgConnection,
-    schema: String,
-}
-
-impl Isolated {
-    fn new(url: &str) -> Self {
-        let mut conn = PgConnection::establish(url).unwrap_or_else(|e| {
-            panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
-        });
-        let schema = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
-        conn.batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
-        ))
-        .unwrap();
-        Self { conn, schema }
-    }
-}
-
-impl Drop for Isolated {
-    fn drop(&mut self) {
-        let _ = self
-            .conn
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
-    }
 }
 
 #[derive(QueryableByName, Debug)]
@@ -59,10 +33,11 @@ struct Rule {
 #[test]
 fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
     let Some(url) = postgres_url() else { return };
-    let mut db = Isolated::new(&url);
+    // A schema of the test's own, dropped when the test ends (passing or not).
+    let schema = common::PgSchema::new(&url);
+    let mut conn = PgConnection::establish(schema.url()).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
-    db.conn
-        .run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
+    conn.run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
         .unwrap();
 
     let rules: Vec<Rule> = datastore::diesel::sql_query(
@@ -72,7 +47,7 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
            ON k.constraint_name = r.constraint_name AND k.constraint_schema = r.constraint_schema \
          WHERE r.constraint_schema = current_schema() ORDER BY 1, 2",
     )
-    .load(&mut db.conn)
+    .load(&mut conn)
     .unwrap();
     let rules: Vec<(&str, &str, &str)> = rules
         .iter()
@@ -98,7 +73,7 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
     );
 
     // The rules hold: a cascade, and a refused delete that changes nothing.
-    db.conn
+    conn
         .batch_execute(
             "INSERT INTO posts VALUES ('00000000-0000-0000-0000-000000000001', 't', 1, 'Active', NULL, now(), now());
              INSERT INTO comments VALUES ('00000000-0000-0000-0000-000000000002', 'c', '00000000-0000-0000-0000-000000000001', now());
@@ -106,10 +81,9 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
              INSERT INTO post_editors VALUES ('00000000-0000-0000-0000-000000000004', '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000003');",
         )
         .unwrap();
-    let refused = db.conn.batch_execute("DELETE FROM posts");
+    let refused = conn.batch_execute("DELETE FROM posts");
     assert!(refused.is_err(), "a linked post cannot be deleted");
-    db.conn
-        .batch_execute("DELETE FROM post_editors; DELETE FROM posts")
+    conn.batch_execute("DELETE FROM post_editors; DELETE FROM posts")
         .unwrap();
     #[derive(QueryableByName)]
     struct Count {
@@ -117,7 +91,7 @@ fn postgres_migrations_give_cascading_children_and_restricting_join_rows() {
         n: i64,
     }
     let left: Count = datastore::diesel::sql_query("SELECT count(*) AS n FROM comments")
-        .get_result(&mut db.conn)
+        .get_result(&mut conn)
         .unwrap();
     assert_eq!(left.n, 0, "the comments cascaded");
 }
@@ -134,7 +108,9 @@ fn ids_timestamps_and_json_round_trip_through_postgres() {
     use datastore::{Id, Json, Timestamp};
 
     let Some(url) = postgres_url() else { return };
-    let mut db = Isolated::new(&url);
+    // A schema of the test's own, dropped when the test ends (passing or not).
+    let schema = common::PgSchema::new(&url);
+    let mut conn = PgConnection::establish(schema.url()).unwrap();
     let id = Id::new();
     let at: Timestamp = "2026-11-25T11:47:27.123456Z".parse().unwrap();
     let doc = Json(serde_json::json!({ "quote": "it's", "emoji": "🦀", "n": [1, 2.5] }));
@@ -143,7 +119,7 @@ fn ids_timestamps_and_json_round_trip_through_postgres() {
         at.into_sql::<TimestampUtc>(),
         doc.clone().into_sql::<JsonDoc>(),
     ))
-    .get_result(&mut db.conn)
+    .get_result(&mut conn)
     .unwrap();
     assert_eq!(back, (id, at, doc));
 
@@ -153,7 +129,7 @@ fn ids_timestamps_and_json_round_trip_through_postgres() {
             .bind::<TimestampUtc, _>(at)
             .sql(" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
     ))
-    .get_result(&mut db.conn)
+    .get_result(&mut conn)
     .unwrap();
     assert_eq!(
         as_text,

@@ -127,6 +127,63 @@ pub fn each_feed() -> impl Iterator<Item = (ChangeFeed, TestDb)> {
         .map_while(|feed| Some((feed, TestDb::postgres_with(feed)?)))
 }
 
+/// What every test schema's name starts with (then a UUID).
+pub const TEST_SCHEMA_PREFIX: &str = "datastore_test_";
+
+/// The session advisory lock that claims the test schema `name` while its test runs: a key of
+/// 64 bits from the name's MD5, as SQL over the text `name` is.
+fn schema_claim(name: &str) -> String {
+    format!("('x' || substr(md5({name}), 1, 16))::bit(64)::bigint")
+}
+
+/// Creates the schema `name` through `admin`, first claimed by `admin`'s session (released
+/// when it closes, also when the process is killed), so that [`drop_abandoned_schemas`] never
+/// takes it for a leftover.
+pub fn create_claimed_schema(admin: &mut PgConnection, name: &str) {
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock({}); CREATE SCHEMA {name}",
+            schema_claim(&format!("'{name}'"))
+        ))
+        .expect("create the test's schema");
+}
+
+/// Drops the test schemas of this database that no session claims: those of a test run
+/// killed before it dropped them (a schema's claim ends with its session). Each is claimed
+/// while it is dropped, so that two tests starting together do not both drop it; with it the
+/// logical feed's publication for it, which is the database's.
+pub fn drop_abandoned_schemas(admin: &mut PgConnection) {
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Abandoned {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        name: String,
+    }
+    let abandoned = datastore::diesel::sql_query(format!(
+        "SELECT nspname::text AS name FROM pg_namespace \
+         WHERE CASE WHEN starts_with(nspname, '{TEST_SCHEMA_PREFIX}') \
+             THEN pg_try_advisory_lock({}) END",
+        schema_claim("nspname::text")
+    ))
+    .load::<Abandoned>(admin)
+    .expect("list the test schemas nobody claims");
+    for Abandoned { name } in abandoned {
+        let _ = admin.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; {}; SELECT pg_advisory_unlock({})",
+            drop_publication_sql(&name),
+            schema_claim(&format!("'{name}'"))
+        ));
+    }
+}
+
+/// The SQL that drops the logical feed's publication for `schema`: the database's, not the
+/// schema's, so that dropping the schema leaves it behind.
+fn drop_publication_sql(schema: &str) -> String {
+    format!(
+        "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
+             'datastore_' || md5('{schema}')); END $$"
+    )
+}
+
 /// A schema of a test's own on the PostgreSQL server, dropped with it.
 pub struct PgSchema {
     admin: PgConnection,
@@ -139,10 +196,9 @@ impl PgSchema {
         let mut admin = PgConnection::establish(url).unwrap_or_else(|e| {
             panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
         });
-        let name = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .expect("create the test's schema");
+        drop_abandoned_schemas(&mut admin);
+        let name = format!("{TEST_SCHEMA_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        create_claimed_schema(&mut admin, &name);
         let separator = if url.contains('?') { '&' } else { '?' };
         Self {
             admin,
@@ -170,11 +226,7 @@ impl Drop for PgSchema {
         // The logical feed's publication is the database's, not the schema's: dropped too
         // (whether the schema's drop went through or not), or every test run would leave its
         // own behind on the server.
-        let _ = self.admin.batch_execute(&format!(
-            "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-                 'datastore_' || md5('{}')); END $$",
-            self.name
-        ));
+        let _ = self.admin.batch_execute(&drop_publication_sql(&self.name));
     }
 }
 
