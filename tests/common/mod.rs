@@ -155,32 +155,40 @@ pub fn create_claimed_schema(admin: &mut PgConnection, name: &str) {
 pub fn drop_abandoned_schemas(admin: &mut PgConnection) {
     #[derive(datastore::diesel::QueryableByName)]
     struct Abandoned {
+        /// The name, quoted as an identifier.
         #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        name: String,
+        ident: String,
+        /// The name, quoted as a string.
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        literal: String,
     }
     let abandoned = datastore::diesel::sql_query(format!(
-        "SELECT nspname::text AS name FROM pg_namespace \
+        "SELECT quote_ident(nspname) AS ident, quote_literal(nspname) AS literal \
+         FROM pg_namespace \
          WHERE CASE WHEN starts_with(nspname, '{TEST_SCHEMA_PREFIX}') \
              THEN pg_try_advisory_lock({}) END",
         schema_claim("nspname::text")
     ))
     .load::<Abandoned>(admin)
     .expect("list the test schemas nobody claims");
-    for Abandoned { name } in abandoned {
+    for Abandoned { ident, literal } in abandoned {
+        // Each on its own, so that one failing leaves none of the others undone.
+        let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {ident} CASCADE"));
+        let _ = admin.batch_execute(&drop_publication_sql(&literal));
         let _ = admin.batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {name} CASCADE; {}; SELECT pg_advisory_unlock({})",
-            drop_publication_sql(&name),
-            schema_claim(&format!("'{name}'"))
+            "SELECT pg_advisory_unlock({})",
+            schema_claim(&literal)
         ));
     }
 }
 
-/// The SQL that drops the logical feed's publication for `schema`: the database's, not the
-/// schema's, so that dropping the schema leaves it behind.
-fn drop_publication_sql(schema: &str) -> String {
+/// The SQL that drops the logical feed's publication for the schema named by `literal` (a
+/// quoted string): the database's, not the schema's, so that dropping the schema leaves it
+/// behind.
+fn drop_publication_sql(literal: &str) -> String {
     format!(
         "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-             'datastore_' || md5('{schema}')); END $$"
+             'datastore_' || md5({literal})); END $$"
     )
 }
 
@@ -226,7 +234,9 @@ impl Drop for PgSchema {
         // The logical feed's publication is the database's, not the schema's: dropped too
         // (whether the schema's drop went through or not), or every test run would leave its
         // own behind on the server.
-        let _ = self.admin.batch_execute(&drop_publication_sql(&self.name));
+        let _ = self
+            .admin
+            .batch_execute(&drop_publication_sql(&format!("'{}'", self.name)));
     }
 }
 
