@@ -965,6 +965,68 @@ fn a_commit_told_after_its_query_holds_back_no_other_commit() {
     assert_eq!(drain(&everything), ["missed 1"]);
 }
 
+/// A write Diesel runs again, its row iterator asked past the last row (SQLite resets a
+/// statement stepped after its end and runs it again), is a statement of its own: when the
+/// second run fails (here on a unique name), the first run's row, which the transaction
+/// commits, is delivered; when it succeeds, both rows are.
+#[test]
+fn a_write_run_again_by_its_iterator_is_a_statement_of_its_own() {
+    use common::models::users;
+    use datastore::diesel::connection::DefaultLoadingMode;
+    use datastore::diesel::{ExpressionMethods, RunQueryDsl};
+    let (_dir, store) = file_store();
+    let everything = store.observe_all().unwrap();
+    let mut conn = store.conn().unwrap();
+    let sqlite = as_sqlite(&mut conn);
+    // Asked three times past the end of a one-row insert: one run, then a run again.
+    let mut insert_run_again = |name: &str, key: Id| {
+        sqlite.batch_execute("BEGIN").unwrap();
+        let mut rows = datastore::diesel::insert_into(users::table)
+            .values((users::id.eq(key), users::username.eq(name)))
+            .returning(users::username)
+            .load_iter::<String, DefaultLoadingMode>(sqlite)
+            .unwrap();
+        let first = rows.next().map(Result::unwrap);
+        assert!(rows.next().is_none());
+        let again = rows.next().map(|row| row.map_err(|e| e.to_string()));
+        drop(rows);
+        sqlite.batch_execute("COMMIT").unwrap();
+        (first, again)
+    };
+    let (first, again) = insert_run_again("alice", Id::new());
+    assert_eq!(first.as_deref(), Some("alice"));
+    assert!(
+        matches!(&again, Some(Err(e)) if e.contains("UNIQUE")),
+        "the run again fails: {again:?}"
+    );
+    assert_eq!(store.count::<User>().unwrap(), 1);
+    assert_eq!(drain(&everything), ["users Insert"], "the first run's row");
+    // Without a unique key of its own (the database assigns one), the run again succeeds.
+    sqlite
+        .batch_execute("CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    sqlite.batch_execute("BEGIN").unwrap();
+    let names: Vec<String> = {
+        #[derive(datastore::diesel::QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+            name: String,
+        }
+        let mut rows =
+            datastore::diesel::sql_query("INSERT INTO tags (name) VALUES ('rust') RETURNING name")
+                .load_iter::<Name, DefaultLoadingMode>(sqlite)
+                .unwrap();
+        let first = rows.next().unwrap().unwrap().name;
+        assert!(rows.next().is_none());
+        let again = rows.next().unwrap().unwrap().name;
+        vec![first, again]
+    };
+    sqlite.batch_execute("COMMIT").unwrap();
+    assert_eq!(names, ["rust", "rust"]);
+    assert_eq!(drain(&everything), ["tags Insert", "tags Insert"]);
+}
+
 /// A connection whose user gave it an instrumentation of their own keeps its statement hooks
 /// on: what it writes after a subscription starts is captured, not told missed.
 #[test]

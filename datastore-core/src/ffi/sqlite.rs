@@ -935,14 +935,16 @@ unsafe extern "C" fn on_trace(
                 // Where ends are not traced, the statement that started last stays the running
                 // one until the next starts: a start under its handle is then a new statement
                 // that took the address of a finalized one (in a batch) if SQLite counted no
-                // run of it yet (it counts a run after reporting its start).
+                // run of it yet (it counts a run after reporting its start), or the same
+                // statement run again (see `runs_again`).
                 if last == Some(Statement::Running(stmt as usize))
                     && (observer.ends_traced()
                         || sqlite::sqlite3_stmt_status(
                             stmt as *mut sqlite::sqlite3_stmt,
                             sqlite::SQLITE_STMTSTATUS_RUN,
                             0,
-                        ) > 0)
+                        ) > 0
+                            && !runs_again(stmt as usize))
                 {
                     return;
                 }
@@ -1009,6 +1011,15 @@ unsafe extern "C" fn on_trace(
                     sqlite::sqlite3_stmt_status(
                         stmt as *mut sqlite::sqlite3_stmt,
                         sqlite::SQLITE_STMTSTATUS_REPREPARE,
+                        1,
+                    );
+                }
+                // A fresh count of the statement's steps, for `runs_again`, where it is the
+                // signal (ends not traced).
+                if !observer.ends_traced() {
+                    sqlite::sqlite3_stmt_status(
+                        stmt as *mut sqlite::sqlite3_stmt,
+                        sqlite::SQLITE_STMTSTATUS_VM_STEP,
                         1,
                     );
                 }
@@ -1261,6 +1272,29 @@ impl TableName for HookTable<'_> {
     fn to_bytes(&self) -> &[u8] {
         // SAFETY: as in `is`.
         unsafe { CStr::from_ptr(self.0) }.to_bytes()
+    }
+}
+
+/// Whether the start SQLite reports under the handle of `stmt`, the running statement (its
+/// end not traced), is the statement's own again rather than one of its trigger or
+/// foreign-key action subprograms'. A statement stepped again after its last row (as Diesel's
+/// row iterator does when asked past its end) is reset and runs again, a new statement. A
+/// subprogram starts inside the `sqlite3_step` call that started its statement (every change
+/// of a write is made in its first step), before SQLite adds that call's operations to the
+/// statement's count of steps, reset as the statement started; a run again starts in a later
+/// call. A statement prepared again since it started (and run again in the same call, without
+/// a start: see `on_trace`) keeps its count: its subprograms' starts are not runs again. A
+/// statement that captures nothing keeps its count of re-preparations (see `on_trace`), and so
+/// a run again of it may be taken for a subprogram, whose rows nobody is given either way.
+///
+/// # Safety
+/// `stmt` is a live statement, on the thread that holds its connection.
+unsafe fn runs_again(stmt: usize) -> bool {
+    let stmt = stmt as *mut sqlite::sqlite3_stmt;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_VM_STEP, 0) > 0
+            && sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 0) == 0
     }
 }
 
