@@ -1027,6 +1027,67 @@ fn a_write_run_again_by_its_iterator_is_a_statement_of_its_own() {
     assert_eq!(drain(&everything), ["tags Insert", "tags Insert"]);
 }
 
+/// A run again that waited out the busy timeout and is stepped again resumes without a new
+/// start: its named trigger's start is the trigger's, not another run of the statement, and
+/// the statement's row is delivered with the trigger's.
+#[test]
+fn a_run_again_stepped_again_after_busy_keeps_its_rows_with_its_triggers() {
+    use datastore::diesel::connection::DefaultLoadingMode;
+    use datastore::diesel::{Connection, RunQueryDsl, SqliteConnection};
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        name: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let store = Store::builder(path.display().to_string())
+        .migrations(datastore::embed_migrations!())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let mut conn = store.conn().unwrap();
+    let sqlite = as_sqlite(&mut conn);
+    sqlite
+        .batch_execute(
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL); \
+             CREATE TABLE tag_log (id INTEGER PRIMARY KEY, name TEXT NOT NULL); \
+             CREATE TRIGGER log_tag AFTER INSERT ON tags \
+                 BEGIN INSERT INTO tag_log (name) VALUES (NEW.name); END",
+        )
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    let mut other = SqliteConnection::establish(&path.display().to_string()).unwrap();
+    let mut rows =
+        datastore::diesel::sql_query("INSERT INTO tags (name) VALUES ('rust') RETURNING name")
+            .load_iter::<Name, DefaultLoadingMode>(sqlite)
+            .unwrap();
+    assert_eq!(rows.next().unwrap().unwrap().name, "rust");
+    assert!(rows.next().is_none());
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let busy = rows
+        .next()
+        .map(|row| row.map(|r| r.name).map_err(|e| e.to_string()));
+    assert!(
+        matches!(&busy, Some(Err(e)) if e.contains("locked")),
+        "the run again waits out the busy timeout: {busy:?}"
+    );
+    other.batch_execute("COMMIT").unwrap();
+    assert_eq!(rows.next().unwrap().unwrap().name, "rust");
+    assert!(rows.next().is_none());
+    drop(rows);
+    drop(conn);
+    assert_eq!(
+        drain(&everything),
+        [
+            "tags Insert",
+            "tag_log Insert",
+            "tags Insert",
+            "tag_log Insert"
+        ]
+    );
+}
+
 /// A connection whose user gave it an instrumentation of their own keeps its statement hooks
 /// on: what it writes after a subscription starts is captured, not told missed.
 #[test]

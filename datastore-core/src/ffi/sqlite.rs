@@ -944,7 +944,7 @@ unsafe extern "C" fn on_trace(
                             sqlite::SQLITE_STMTSTATUS_RUN,
                             0,
                         ) > 0
-                            && !runs_again(stmt as usize))
+                            && !runs_again(stmt as usize, detail as *const c_char))
                 {
                     return;
                 }
@@ -1276,24 +1276,30 @@ impl TableName for HookTable<'_> {
 }
 
 /// Whether the start SQLite reports under the handle of `stmt`, the running statement (its
-/// end not traced), is the statement's own again rather than one of its trigger or
-/// foreign-key action subprograms'. A statement stepped again after its last row (as Diesel's
-/// row iterator does when asked past its end) is reset and runs again, a new statement. A
-/// subprogram starts inside the `sqlite3_step` call that started its statement (every change
-/// of a write is made in its first step), before SQLite adds that call's operations to the
-/// statement's count of steps, reset as the statement started; a run again starts in a later
-/// call. A statement prepared again since it started (and run again in the same call, without
-/// a start: see `on_trace`) keeps its count: its subprograms' starts are not runs again. A
+/// end not traced), with the text `sql`, is the statement's own again rather than one of its
+/// trigger or foreign-key action subprograms'. A statement stepped again after its last row
+/// (as Diesel's row iterator does when asked past its end) is reset and runs again, a new
+/// statement, reported with the statement's own text (a named trigger's start is reported
+/// with a text of its own, a foreign-key action's with the statement's). A subprogram starts
+/// inside the `sqlite3_step` call that started its statement (every change of a write is made
+/// in its first step), before SQLite adds that call's operations to the statement's count of
+/// steps, reset as the statement started; a run again starts in a later call. A statement
+/// prepared again since it started (and run again in the same call, without a start: see
+/// `on_trace`) keeps its count: its subprograms' starts are not runs again. Not told apart: a
 /// statement that captures nothing keeps its count of re-preparations (see `on_trace`), and so
-/// a run again of it may be taken for a subprogram, whose rows nobody is given either way.
+/// a run again of it may be taken for a subprogram (its rows nobody is given either way); and
+/// a run again whose first step returned `SQLITE_BUSY` (the write lock not had within the busy
+/// timeout) and that is stepped again resumes without a start, so that a foreign-key action
+/// of its cascade is taken for a run again.
 ///
 /// # Safety
 /// `stmt` is a live statement, on the thread that holds its connection.
-unsafe fn runs_again(stmt: usize) -> bool {
+unsafe fn runs_again(stmt: usize, sql: *const c_char) -> bool {
     let stmt = stmt as *mut sqlite::sqlite3_stmt;
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: guaranteed by the caller. The counts are unsigned in SQLite, read as `int`.
     unsafe {
-        sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_VM_STEP, 0) > 0
+        ptr::eq(sql, sqlite::sqlite3_sql(stmt))
+            && sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_VM_STEP, 0) != 0
             && sqlite::sqlite3_stmt_status(stmt, sqlite::SQLITE_STMTSTATUS_REPREPARE, 0) == 0
     }
 }
