@@ -1088,6 +1088,64 @@ fn a_run_again_stepped_again_after_busy_keeps_its_rows_with_its_triggers() {
     );
 }
 
+/// The same with a cascade: the foreign-key action's start, reported with the statement's own
+/// text, cannot be told from another run, and the parent row the statement deleted before it
+/// is then told missed, not dropped unsaid.
+#[test]
+fn a_cascade_of_a_run_again_stepped_again_after_busy_is_told_missed_not_dropped() {
+    use datastore::diesel::connection::DefaultLoadingMode;
+    use datastore::diesel::{Connection, RunQueryDsl, SqliteConnection};
+    #[derive(datastore::diesel::QueryableByName)]
+    struct Title {
+        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+        title: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let store = Store::builder(path.display().to_string())
+        .migrations(datastore::embed_migrations!())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    for title in ["a", "b"] {
+        let parent = store.save(post(title)).unwrap();
+        store.save(comment(&parent, "on it")).unwrap();
+    }
+    let everything = store.observe_all().unwrap();
+    let mut conn = store.conn().unwrap();
+    let sqlite = as_sqlite(&mut conn);
+    let mut other = SqliteConnection::establish(&path.display().to_string()).unwrap();
+    // Each run deletes the first post left, and its comment with it.
+    let mut rows = datastore::diesel::sql_query(
+        "DELETE FROM posts WHERE id = (SELECT id FROM posts ORDER BY title LIMIT 1) \
+         RETURNING title",
+    )
+    .load_iter::<Title, DefaultLoadingMode>(sqlite)
+    .unwrap();
+    assert_eq!(rows.next().unwrap().unwrap().title, "a");
+    assert!(rows.next().is_none());
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    assert!(matches!(rows.next(), Some(Err(_))), "busy");
+    other.batch_execute("COMMIT").unwrap();
+    assert_eq!(rows.next().unwrap().unwrap().title, "b");
+    assert!(rows.next().is_none());
+    drop(rows);
+    drop(conn);
+    assert_eq!(store.count::<Post>().unwrap(), 0);
+    let seen = drain(&everything);
+    assert_eq!(
+        seen.iter().filter(|s| *s == "posts Delete").count()
+            + seen.iter().filter(|s| *s == "missed 1").count(),
+        2,
+        "each post's delete delivered or told missed: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|s| *s == "comments Delete").count(),
+        2,
+        "{seen:?}"
+    );
+}
+
 /// A connection whose user gave it an instrumentation of their own keeps its statement hooks
 /// on: what it writes after a subscription starts is captured, not told missed.
 #[test]

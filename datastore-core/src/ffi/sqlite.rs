@@ -937,16 +937,21 @@ unsafe extern "C" fn on_trace(
                 // that took the address of a finalized one (in a batch) if SQLite counted no
                 // run of it yet (it counts a run after reporting its start), or the same
                 // statement run again (see `runs_again`).
-                if last == Some(Statement::Running(stmt as usize))
-                    && (observer.ends_traced()
-                        || sqlite::sqlite3_stmt_status(
-                            stmt as *mut sqlite::sqlite3_stmt,
-                            sqlite::SQLITE_STMTSTATUS_RUN,
-                            0,
-                        ) > 0
-                            && !runs_again(stmt as usize, detail as *const c_char))
-                {
-                    return;
+                if last == Some(Statement::Running(stmt as usize)) {
+                    if observer.ends_traced() {
+                        return;
+                    }
+                    if sqlite::sqlite3_stmt_status(
+                        stmt as *mut sqlite::sqlite3_stmt,
+                        sqlite::SQLITE_STMTSTATUS_RUN,
+                        0,
+                    ) > 0
+                    {
+                        if !runs_again(stmt as usize, detail as *const c_char) {
+                            return;
+                        }
+                        observer.statement_runs_again();
+                    }
                 }
                 // A captured statement that SQLite found out of date as it ran (the schema
                 // changed) ends, is prepared again, and runs again without a new start; its
@@ -1290,7 +1295,8 @@ impl TableName for HookTable<'_> {
 /// a run again of it may be taken for a subprogram (its rows nobody is given either way); and
 /// a run again whose first step returned `SQLITE_BUSY` (the write lock not had within the busy
 /// timeout) and that is stepped again resumes without a start, so that a foreign-key action
-/// of its cascade is taken for a run again.
+/// of its cascade is taken for a run again (the statement's rows before it are then told
+/// missed: see `ConnObserver::statement_runs_again`).
 ///
 /// # Safety
 /// `stmt` is a live statement, on the thread that holds its connection.

@@ -161,6 +161,9 @@ struct State {
     query_ran_statement: bool,
     /// The statement that ran last is taken to have failed, inside a transaction that goes on.
     last_statement_failed: bool,
+    /// The next statement to start is the running one run again (see
+    /// [`ConnObserver::statement_runs_again`]).
+    run_again: bool,
     /// Captured rows of the open transaction that failed statements' triggers wrote, which
     /// SQLite undid with them or kept (see [`ConnObserver::statement_started`]): told to every
     /// subscriber as missed when it commits (rows of tables nobody observed are counted as
@@ -479,6 +482,17 @@ impl ConnObserver {
         state.unseen(1, generation);
     }
 
+    /// The statement that starts next, under the running statement's handle and with its text,
+    /// is that statement run again (stepped after its last row, as Diesel's row iterator does
+    /// when asked past its end), not a subprogram of it. A run again that returned
+    /// `SQLITE_BUSY` and is stepped again resumes without a start, and a foreign-key action of
+    /// its cascade then starts with the statement's text too, which nothing tells from a run
+    /// again: the rows the statement had written before it, which SQLite has not counted yet,
+    /// are not delivered then but told missed, in case they stick.
+    pub fn statement_runs_again(&self) {
+        self.state().run_again = true;
+    }
+
     /// A statement starts running (not a trigger or foreign-key action subprogram of the
     /// running statement, which SQLite reports under the same handle: the hook leaves those
     /// out). `sql` is the statement's text when it may be a savepoint command, and empty
@@ -521,6 +535,7 @@ impl ConnObserver {
         // succeeded.
         let wrote = std::mem::take(&mut state.statement_wrote);
         let failed = std::mem::take(&mut state.last_statement_failed);
+        let run_again = std::mem::take(&mut state.run_again);
         state.query_ran_statement = true;
         let wrote_rows = total_changes > state.started_at;
         if wrote_rows && !wrote && failed {
@@ -537,6 +552,12 @@ impl ConnObserver {
                 put_in_delivery_order(state.statement());
             }
         } else {
+            if run_again {
+                // Taken for a run again, the start may be a foreign-key action's, of a run
+                // again that resumed after `SQLITE_BUSY` (see `statement_runs_again`): the rows
+                // its statement wrote before it, not counted yet, may stick.
+                state.doubtful += state.statement().len() as u64;
+            }
             let (changes, rows) = (state.statement_changes, state.statement_rows);
             state.transaction.truncate(changes);
             state.rows.truncate(rows);
