@@ -1008,11 +1008,6 @@ fn a_write_run_again_by_its_iterator_is_a_statement_of_its_own() {
     let everything = store.observe_all().unwrap();
     sqlite.batch_execute("BEGIN").unwrap();
     let names: Vec<String> = {
-        #[derive(datastore::diesel::QueryableByName)]
-        struct Name {
-            #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-            name: String,
-        }
         let mut rows =
             datastore::diesel::sql_query("INSERT INTO tags (name) VALUES ('rust') RETURNING name")
                 .load_iter::<Name, DefaultLoadingMode>(sqlite)
@@ -1027,25 +1022,36 @@ fn a_write_run_again_by_its_iterator_is_a_statement_of_its_own() {
     assert_eq!(drain(&everything), ["tags Insert", "tags Insert"]);
 }
 
+/// A store on a file in `dir` that gives up waiting for a lock after 50 ms, and a plain
+/// connection to the same file, to hold the lock it waits for.
+fn quick_to_give_up(dir: &std::path::Path) -> (Store, datastore::diesel::SqliteConnection) {
+    use datastore::diesel::Connection;
+    let path = dir.join("busy.db").display().to_string();
+    let store = Store::builder(&path)
+        .migrations(datastore::embed_migrations!())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let other = datastore::diesel::SqliteConnection::establish(&path).unwrap();
+    (store, other)
+}
+
+/// A row of one text column, `name`, as a `RETURNING` clause gives it back.
+#[derive(datastore::diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+    name: String,
+}
+
 /// A run again that waited out the busy timeout and is stepped again resumes without a new
 /// start: its named trigger's start is the trigger's, not another run of the statement, and
 /// the statement's row is delivered with the trigger's.
 #[test]
 fn a_run_again_stepped_again_after_busy_keeps_its_rows_with_its_triggers() {
     use datastore::diesel::connection::DefaultLoadingMode;
-    use datastore::diesel::{Connection, RunQueryDsl, SqliteConnection};
-    #[derive(datastore::diesel::QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        name: String,
-    }
+    use datastore::diesel::RunQueryDsl;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("busy.db");
-    let store = Store::builder(path.display().to_string())
-        .migrations(datastore::embed_migrations!())
-        .busy_timeout(Duration::from_millis(50))
-        .open()
-        .unwrap();
+    let (store, mut other) = quick_to_give_up(dir.path());
     let mut conn = store.conn().unwrap();
     let sqlite = as_sqlite(&mut conn);
     sqlite
@@ -1057,7 +1063,6 @@ fn a_run_again_stepped_again_after_busy_keeps_its_rows_with_its_triggers() {
         )
         .unwrap();
     let everything = store.observe_all().unwrap();
-    let mut other = SqliteConnection::establish(&path.display().to_string()).unwrap();
     let mut rows =
         datastore::diesel::sql_query("INSERT INTO tags (name) VALUES ('rust') RETURNING name")
             .load_iter::<Name, DefaultLoadingMode>(sqlite)
@@ -1094,19 +1099,9 @@ fn a_run_again_stepped_again_after_busy_keeps_its_rows_with_its_triggers() {
 #[test]
 fn a_cascade_of_a_run_again_stepped_again_after_busy_is_told_missed_not_dropped() {
     use datastore::diesel::connection::DefaultLoadingMode;
-    use datastore::diesel::{Connection, RunQueryDsl, SqliteConnection};
-    #[derive(datastore::diesel::QueryableByName)]
-    struct Title {
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        title: String,
-    }
+    use datastore::diesel::RunQueryDsl;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("busy.db");
-    let store = Store::builder(path.display().to_string())
-        .migrations(datastore::embed_migrations!())
-        .busy_timeout(Duration::from_millis(50))
-        .open()
-        .unwrap();
+    let (store, mut other) = quick_to_give_up(dir.path());
     for title in ["a", "b"] {
         let parent = store.save(post(title)).unwrap();
         store.save(comment(&parent, "on it")).unwrap();
@@ -1114,20 +1109,19 @@ fn a_cascade_of_a_run_again_stepped_again_after_busy_is_told_missed_not_dropped(
     let everything = store.observe_all().unwrap();
     let mut conn = store.conn().unwrap();
     let sqlite = as_sqlite(&mut conn);
-    let mut other = SqliteConnection::establish(&path.display().to_string()).unwrap();
     // Each run deletes the first post left, and its comment with it.
     let mut rows = datastore::diesel::sql_query(
         "DELETE FROM posts WHERE id = (SELECT id FROM posts ORDER BY title LIMIT 1) \
-         RETURNING title",
+         RETURNING title AS name",
     )
-    .load_iter::<Title, DefaultLoadingMode>(sqlite)
+    .load_iter::<Name, DefaultLoadingMode>(sqlite)
     .unwrap();
-    assert_eq!(rows.next().unwrap().unwrap().title, "a");
+    assert_eq!(rows.next().unwrap().unwrap().name, "a");
     assert!(rows.next().is_none());
     other.batch_execute("BEGIN IMMEDIATE").unwrap();
     assert!(matches!(rows.next(), Some(Err(_))), "busy");
     other.batch_execute("COMMIT").unwrap();
-    assert_eq!(rows.next().unwrap().unwrap().title, "b");
+    assert_eq!(rows.next().unwrap().unwrap().name, "b");
     assert!(rows.next().is_none());
     drop(rows);
     drop(conn);
