@@ -937,6 +937,7 @@ unsafe extern "C" fn on_trace(
                 // that took the address of a finalized one (in a batch) if SQLite counted no
                 // run of it yet (it counts a run after reporting its start), or the same
                 // statement run again (see `runs_again`).
+                let mut run_again = false;
                 if last == Some(Statement::Running(stmt as usize)) {
                     if observer.ends_traced() {
                         return;
@@ -950,7 +951,7 @@ unsafe extern "C" fn on_trace(
                         if !runs_again(stmt as usize, detail as *const c_char) {
                             return;
                         }
-                        observer.statement_runs_again();
+                        run_again = true;
                     }
                 }
                 // A captured statement that SQLite found out of date as it ran (the schema
@@ -1034,6 +1035,7 @@ unsafe extern "C" fn on_trace(
                     &Connection(db),
                     command == Command::Schema,
                     captured,
+                    run_again,
                 );
             } else if event == sqlite::SQLITE_TRACE_PROFILE {
                 let autocommit = sqlite::sqlite3_get_autocommit(db) != 0;
@@ -1296,7 +1298,7 @@ impl TableName for HookTable<'_> {
 /// a run again whose first step returned `SQLITE_BUSY` (the write lock not had within the busy
 /// timeout) and that is stepped again resumes without a start, so that a foreign-key action
 /// of its cascade is taken for a run again (the statement's rows before it are then told
-/// missed: see `ConnObserver::statement_runs_again`).
+/// missed: see `ConnObserver::statement_started`).
 ///
 /// # Safety
 /// `stmt` is a live statement, on the thread that holds its connection.

@@ -161,9 +161,6 @@ struct State {
     query_ran_statement: bool,
     /// The statement that ran last is taken to have failed, inside a transaction that goes on.
     last_statement_failed: bool,
-    /// The next statement to start is the running one run again (see
-    /// [`ConnObserver::statement_runs_again`]).
-    run_again: bool,
     /// Captured rows of the open transaction that failed statements' triggers wrote, which
     /// SQLite undid with them or kept (see [`ConnObserver::statement_started`]): told to every
     /// subscriber as missed when it commits (rows of tables nobody observed are counted as
@@ -482,24 +479,19 @@ impl ConnObserver {
         state.unseen(1, generation);
     }
 
-    /// The statement that starts next, under the running statement's handle and with its text,
-    /// is that statement run again (stepped after its last row, as Diesel's row iterator does
-    /// when asked past its end), not a subprogram of it. A run again that returned
-    /// `SQLITE_BUSY` and is stepped again resumes without a start, and a foreign-key action of
-    /// its cascade then starts with the statement's text too, which nothing tells from a run
-    /// again: the rows the statement had written before it, which SQLite has not counted yet,
-    /// are not delivered then but told missed, in case they stick.
-    pub fn statement_runs_again(&self) {
-        self.state().run_again = true;
-    }
-
     /// A statement starts running (not a trigger or foreign-key action subprogram of the
     /// running statement, which SQLite reports under the same handle: the hook leaves those
     /// out). `sql` is the statement's text when it may be a savepoint command, and empty
     /// otherwise.
     /// `connection` reads the connection's counters. `schema_command` if the statement changes
     /// the schema (see the schema watch below). `captured` if someone observes as it starts
-    /// (its rows are captured).
+    /// (its rows are captured). `run_again` if it started under the running statement's handle
+    /// and with its text, taken for that statement run again (stepped after its last row, as
+    /// Diesel's row iterator does when asked past its end): a run again that returned
+    /// `SQLITE_BUSY` and is stepped again resumes without a start, and a foreign-key action of
+    /// its cascade then starts with the statement's text too, which nothing tells from a run
+    /// again; the rows the statement wrote before it, which SQLite has not counted yet, are
+    /// then told missed rather than delivered, in case they stick.
     #[inline] // called from one place, the start event, once a statement
     pub fn statement_started(
         &self,
@@ -508,6 +500,7 @@ impl ConnObserver {
         connection: &impl Counters,
         schema_command: bool,
         captured: bool,
+        run_again: bool,
     ) {
         let total_changes = connection.total_changes();
         let autocommit = || connection.autocommit();
@@ -535,7 +528,6 @@ impl ConnObserver {
         // succeeded.
         let wrote = std::mem::take(&mut state.statement_wrote);
         let failed = std::mem::take(&mut state.last_statement_failed);
-        let run_again = std::mem::take(&mut state.run_again);
         state.query_ran_statement = true;
         let wrote_rows = total_changes > state.started_at;
         if wrote_rows && !wrote && failed {
@@ -553,9 +545,7 @@ impl ConnObserver {
             }
         } else {
             if run_again {
-                // Taken for a run again, the start may be a foreign-key action's, of a run
-                // again that resumed after `SQLITE_BUSY` (see `statement_runs_again`): the rows
-                // its statement wrote before it, not counted yet, may stick.
+                // Perhaps a foreign-key action's start, not a run again's (see above).
                 state.doubtful += state.statement().len() as u64;
             }
             let (changes, rows) = (state.statement_changes, state.statement_rows);
@@ -1432,7 +1422,7 @@ mod tests {
         let queue = hub.subscribe(None, 16);
         let observer = super::ConnObserver::new(hub);
         observer.trace_ends(true);
-        observer.statement_started(1, "", &Fresh, false, true);
+        observer.statement_started(1, "", &Fresh, false, true, false);
         (observer, queue)
     }
 
@@ -1460,7 +1450,7 @@ mod tests {
         observer.rolled_back();
         observer.statement_ended(1, true, false, false, || 0);
         assert!(queue.next(Some(Duration::ZERO)).is_none(), "rolled back");
-        observer.statement_started(1, "", &Fresh, false, true);
+        observer.statement_started(1, "", &Fresh, false, true, false);
         observer.changed(c"notes", 0, (false, true), |rows, _| rows.push_integer(1));
         observer.change_lost();
         observer.committed();
