@@ -23,8 +23,11 @@
 //! where SQLite is compiled with the pre-update hook, as this repository's
 //! `.cargo/config.toml` has it); it is a measurement, and nothing of it is in the library.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::hint::black_box;
+
+use datastore::diesel::{Connection, SqliteConnection};
 
 use datastore::prelude::*;
 use rusqlite::ffi;
@@ -50,48 +53,117 @@ pub fn run(url: &str, floor: Floor, n: u32) {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )
     .unwrap();
-    // Where the copies go: reached only through the pre-update hook while it is installed,
-    // emptied by it before it would grow (no reallocation is timed), freed after. A panic in
-    // between leaks it rather than free it under the hook.
-    let copies = match floor {
-        Floor::Copy | Floor::CopyStarts => {
-            Box::into_raw(Box::new(Vec::<u8>::with_capacity(1 << 21)))
-        }
-        Floor::NoHooks | Floor::Read => std::ptr::null_mut(),
-    };
-    let events = match floor {
-        Floor::CopyStarts => ffi::SQLITE_TRACE_STMT,
-        _ => ffi::SQLITE_TRACE_STMT | ffi::SQLITE_TRACE_PROFILE,
-    };
-    if floor != Floor::NoHooks {
-        // SAFETY: `conn` is open and used on this thread only; the hooks are removed below,
-        // before `copies` (the pre-update hook's context; the statement hook has none) is
-        // freed; they have the signatures SQLite expects.
-        unsafe {
-            let db = conn.handle();
-            ffi::sqlite3_trace_v2(
-                db,
-                events as c_uint,
-                Some(statement_event),
-                std::ptr::null_mut(),
-            );
-            ffi::sqlite3_preupdate_hook(db, Some(read_new_values), copies as *mut c_void);
-        }
-    }
+    // SAFETY: `conn` is open, used on this thread only, and outlives the hooks (dropped first).
+    let hooks = unsafe { Hooks::install(conn.handle(), floor) };
     for _ in 0..n {
         insert_posts(&conn, 1_000);
     }
-    if floor != Floor::NoHooks {
-        // SAFETY: as above.
+    drop(hooks);
+}
+
+/// The hooks a [`Floor`] names, installed on one connection; removed, and their buffer freed,
+/// when dropped.
+pub struct Hooks {
+    db: *mut ffi::sqlite3,
+    /// Where the copies go: reached only through the pre-update hook while it is installed,
+    /// emptied by it before it would grow (no reallocation is timed). Null where nothing is
+    /// copied.
+    copies: *mut Vec<u8>,
+}
+
+impl Hooks {
+    /// Installs on `db` the hooks `floor` names (none for [`Floor::NoHooks`]).
+    ///
+    /// # Safety
+    /// `db` is an open connection, used on this thread only, that stays open until the value
+    /// made is dropped; no other trace or pre-update hook is installed on it meanwhile.
+    pub unsafe fn install(db: *mut ffi::sqlite3, floor: Floor) -> Self {
+        let copies = match floor {
+            Floor::Copy | Floor::CopyStarts => {
+                Box::into_raw(Box::new(Vec::<u8>::with_capacity(1 << 21)))
+            }
+            Floor::NoHooks | Floor::Read => std::ptr::null_mut(),
+        };
+        let events = match floor {
+            Floor::CopyStarts => ffi::SQLITE_TRACE_STMT,
+            _ => ffi::SQLITE_TRACE_STMT | ffi::SQLITE_TRACE_PROFILE,
+        };
+        if floor != Floor::NoHooks {
+            // SAFETY: guaranteed by the caller; the hooks are removed in `drop`, before
+            // `copies` (the pre-update hook's context; the statement hook has none) is freed;
+            // they have the signatures SQLite expects.
+            unsafe {
+                ffi::sqlite3_trace_v2(
+                    db,
+                    events as c_uint,
+                    Some(statement_event),
+                    std::ptr::null_mut(),
+                );
+                ffi::sqlite3_preupdate_hook(db, Some(read_new_values), copies as *mut c_void);
+            }
+        }
+        Self { db, copies }
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        // SAFETY: `db` is still open (see `install`); removing hooks that were never installed
+        // changes nothing. `copies` was made by `Box::into_raw`, and the hook that used it is
+        // gone.
         unsafe {
-            let db = conn.handle();
-            ffi::sqlite3_trace_v2(db, 0, None, std::ptr::null_mut());
-            ffi::sqlite3_preupdate_hook(db, None, std::ptr::null_mut());
+            ffi::sqlite3_trace_v2(self.db, 0, None, std::ptr::null_mut());
+            ffi::sqlite3_preupdate_hook(self.db, None, std::ptr::null_mut());
+            if !self.copies.is_null() {
+                drop(Box::from_raw(self.copies));
+            }
         }
     }
-    if !copies.is_null() {
-        // SAFETY: made by `Box::into_raw` above; the hook that used it is gone.
-        drop(unsafe { Box::from_raw(copies) });
+}
+
+/// A plain Diesel connection with the hooks a [`Floor`] names: what SQLite's interfaces cost
+/// Diesel's own writes, to time beside the store's (`benches/observe.rs`).
+pub struct DieselWithFloor {
+    // Dropped before the connection it is installed on.
+    _hooks: Hooks,
+    pub conn: SqliteConnection,
+}
+
+thread_local! {
+    /// The handle of the connection SQLite opened last on this thread, while
+    /// [`DieselWithFloor::establish`] watches.
+    static OPENED: Cell<*mut ffi::sqlite3> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+unsafe extern "C" fn remember_opened(
+    db: *mut ffi::sqlite3,
+    _error: *mut *mut c_char,
+    _api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    OPENED.with(|opened| opened.set(db));
+    ffi::SQLITE_OK
+}
+
+impl DieselWithFloor {
+    /// Opens `url` with Diesel (its handle taken as SQLite opens it: Diesel does not lend it)
+    /// and installs the hooks `floor` names.
+    pub fn establish(url: &str, floor: Floor) -> Self {
+        // SAFETY: `remember_opened` has the signature SQLite expects of an auto-extension entry
+        // point, and is a plain function that lives as long as the process.
+        unsafe { ffi::sqlite3_auto_extension(Some(remember_opened)) };
+        OPENED.with(|opened| opened.set(std::ptr::null_mut()));
+        let conn = SqliteConnection::establish(url).unwrap();
+        // SAFETY: as above.
+        unsafe { ffi::sqlite3_cancel_auto_extension(Some(remember_opened)) };
+        let db = OPENED.with(|opened| opened.replace(std::ptr::null_mut()));
+        assert!(!db.is_null(), "SQLite reported no connection opened");
+        // SAFETY: `db` is `conn`'s handle, open and used on this thread only until `conn` is
+        // dropped, after the hooks (field order).
+        let hooks = unsafe { Hooks::install(db, floor) };
+        Self {
+            _hooks: hooks,
+            conn,
+        }
     }
 }
 

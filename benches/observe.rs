@@ -1,11 +1,16 @@
 //! What observe costs: bulk inserts in one transaction with 0, 1 and 10 subscribers, beside
-//! the same inserts on a plain Diesel connection without any hook; and the latency from a
-//! commit to its delivery.
+//! the same inserts on a plain Diesel connection without any hook, and on one with only the
+//! hooks the store's capture installs doing what SQLite makes them do (`capture_floor.rs`: the
+//! floor of any capture through SQLite's interfaces); and the latency from a commit to its
+//! delivery.
 //!
 //! `cargo bench -p datastore-benches --bench observe`; with `DATASTORE_BENCH_PAIRED=1` the
 //! store's configurations and the plain connection are timed in turn instead, round by round
 //! (as the workloads are: `workloads/paired.rs`), and printed as a table of ratios.
 
+#[path = "capture_floor.rs"]
+#[allow(dead_code)]
+mod capture_floor;
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
@@ -36,9 +41,9 @@ fn rows() -> Vec<Post> {
         .collect()
 }
 
-fn open_store(dir: &tempfile::TempDir) -> Store {
-    let path = dir.path().join("bench.db").display().to_string();
-    Store::builder(path)
+/// A store on the database at `url` (a file in WAL mode, or `:memory:`).
+fn open_store(url: &str) -> Store {
+    Store::builder(url)
         .migrations(datastore::embed_migrations!(
             sqlite = "../migrations/sqlite",
             postgres = "../migrations/postgres"
@@ -60,17 +65,22 @@ fn sqlite(conn: &mut datastore::AnyConnection) -> &mut SqliteConnection {
     }
 }
 
-/// A plain Diesel connection on a WAL file in `dir`, as the store opens its own, without hooks.
-fn plain_connection(dir: &tempfile::TempDir) -> SqliteConnection {
-    let mut plain =
-        SqliteConnection::establish(&dir.path().join("plain.db").display().to_string()).unwrap();
+/// A plain Diesel connection to `url`, without hooks, set up as the store sets up its own.
+fn plain_connection(url: &str) -> SqliteConnection {
+    let mut plain = SqliteConnection::establish(url).unwrap();
+    set_up_plain(&mut plain);
+    plain
+}
+
+/// A plain connection's database as the store sets up its own: WAL (where it is a file),
+/// `synchronous = NORMAL`, foreign keys on, the blog's tables.
+fn set_up_plain(plain: &mut SqliteConnection) {
     plain
         .batch_execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
         )
         .unwrap();
     plain.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
-    plain
 }
 
 fn insert_all(conn: &mut SqliteConnection, rows: Vec<Post>) {
@@ -92,7 +102,7 @@ fn bulk_insert(c: &mut Criterion) {
         .sample_size(20);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut plain = plain_connection(&dir);
+    let mut plain = plain_connection(&Storage::WalFile.database(&dir, "plain.db"));
     group.bench_function("plain diesel, no hooks", |b| {
         b.iter_batched(
             rows,
@@ -100,10 +110,22 @@ fn bulk_insert(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    let mut floor = capture_floor::DieselWithFloor::establish(
+        &Storage::WalFile.database(&dir, "floor.db"),
+        capture_floor::Floor::CopyStarts,
+    );
+    set_up_plain(&mut floor.conn);
+    group.bench_function("plain diesel, SQLite's capture floor", |b| {
+        b.iter_batched(
+            rows,
+            |rows| insert_all(&mut floor.conn, rows),
+            BatchSize::LargeInput,
+        )
+    });
 
     {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
+        let store = open_store(&Storage::WalFile.database(&dir, "bench.db"));
         let idle = store.observe::<Post>().unwrap();
         let mut conn = store.conn().unwrap();
         // The same, with the subscriber read on the writer's thread: capture and decoding alone,
@@ -121,7 +143,7 @@ fn bulk_insert(c: &mut Criterion) {
     }
     for subscribers in [0, 1, 10] {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
+        let store = open_store(&Storage::WalFile.database(&dir, "bench.db"));
         let _draining = observing::Draining::start(&store, subscribers);
         let mut conn = store.conn().unwrap();
         let plural = if subscribers == 1 { "" } else { "s" };
@@ -139,17 +161,53 @@ fn bulk_insert(c: &mut Criterion) {
 /// One way of inserting a transaction's rows, under the name it is reported by.
 type Insert<'a> = Box<dyn FnMut(Vec<Post>) + 'a>;
 
+/// Where the paired runs' databases are: each subject's its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// A WAL file, as the store opens a file.
+    WalFile,
+    /// An in-memory database.
+    Memory,
+}
+
+impl Storage {
+    /// The group the table names.
+    fn group(self) -> &'static str {
+        match self {
+            Storage::WalFile => "observe/bulk insert 10000 rows in one transaction",
+            Storage::Memory => "observe/in memory: bulk insert 10000 rows in one transaction",
+        }
+    }
+
+    /// A database of its own, named `name` in `dir` where it is a file.
+    fn database(self, dir: &tempfile::TempDir, name: &str) -> String {
+        match self {
+            Storage::WalFile => dir.path().join(name).display().to_string(),
+            Storage::Memory => ":memory:".to_owned(),
+        }
+    }
+}
+
 /// The bulk insert timed in turn on the plain connection and the store with 0, 1 and 10
 /// subscribers (drained on their own threads) and with 1 read on the writer's thread: one
-/// batch of each a round, the ratios taken within the round.
+/// batch of each a round, the ratios taken within the round; then a plain connection again,
+/// in turn with one that has SQLite's capture floor. On WAL files, then in memory.
 fn bulk_insert_paired() {
+    println!("| workload | rows | datastore | datastore / no subscriber | datastore / plain connection |");
+    println!("| --- | --- | --- | --- | --- |");
+    for storage in [Storage::WalFile, Storage::Memory] {
+        bulk_insert_paired_on(storage);
+    }
+}
+
+fn bulk_insert_paired_on(storage: Storage) {
     let dir = tempfile::tempdir().unwrap();
-    let mut plain = plain_connection(&dir);
-    // Each store on a file of its own, kept open (with its subscribers) through the rounds.
+    let mut plain = plain_connection(&storage.database(&dir, "plain.db"));
+    // Each store on a database of its own, kept open (with its subscribers) through the rounds.
     let stores: Vec<(tempfile::TempDir, Store)> = (0..4)
         .map(|_| {
             let dir = tempfile::tempdir().unwrap();
-            let store = open_store(&dir);
+            let store = open_store(&storage.database(&dir, "bench.db"));
             (dir, store)
         })
         .collect();
@@ -165,7 +223,7 @@ fn bulk_insert_paired() {
     };
     // Each with the subscribers it waits for after each transaction, outside the timing: left
     // running, their decoding would fall in the timing of whichever configuration comes next.
-    let mut subjects: Vec<(&str, Insert<'_>, Option<&observing::Draining>)> = vec![
+    let mut subjects: Vec<Subject<'_>> = vec![
         (
             "store, 0 subscribers",
             Box::new(|rows| insert_all(sqlite(none), rows)),
@@ -195,36 +253,81 @@ fn bulk_insert_paired() {
             None,
         ),
     ];
-    // A batch of one transaction: each takes tens of milliseconds.
-    let rounds = paired::Rounds::measure(
-        &mut subjects,
-        Duration::ZERO,
-        |(_, insert, drained_by), n| {
-            let drained_by: Option<&observing::Draining> = *drained_by;
-            let mut total = Duration::ZERO;
-            for _ in 0..n {
-                let rows = rows();
-                let before = drained_by.map(|d| d.received());
-                let start = Instant::now();
-                insert(rows);
-                total += start.elapsed();
-                if let (Some(draining), Some(before)) = (drained_by, before) {
-                    draining.wait_for(before, ROWS as u64);
-                }
-            }
-            total
-        },
-    );
-    println!("| workload | rows | datastore | datastore / no subscriber | datastore / plain connection |");
-    println!("| --- | --- | --- | --- | --- |");
+    let rounds = timed_in_turn(&mut subjects);
     for (i, (name, ..)) in subjects.iter().enumerate() {
-        println!(
-            "| observe/bulk insert {ROWS} rows in one transaction | {name} | {} | {:.2}x | {:.2}x |",
-            paired::format_time(rounds.time(i)),
-            rounds.ratio(i, 0),
-            rounds.ratio(i, 1),
-        );
+        print_row(storage, name, &rounds, i, Some(0), 1);
     }
+    drop(subjects);
+    // SQLite's part of any capture through its interfaces (`capture_floor.rs`: the hooks the
+    // store installs doing only what SQLite makes them do, statements' starts only, as the
+    // store traces them), on Diesel's own writes, timed in turn with a plain connection alone:
+    // a sixth subject in the rounds above would change every subject's time (BENCHMARKS.md,
+    // "Where a database's file lies").
+    let mut plain = plain_connection(&storage.database(&dir, "plain-again.db"));
+    let mut floor = capture_floor::DieselWithFloor::establish(
+        &storage.database(&dir, "floor.db"),
+        capture_floor::Floor::CopyStarts,
+    );
+    set_up_plain(&mut floor.conn);
+    let mut subjects: Vec<Subject<'_>> = vec![
+        (
+            "plain diesel, no hooks",
+            Box::new(|rows| insert_all(&mut plain, rows)),
+            None,
+        ),
+        (
+            "plain diesel, SQLite's capture floor",
+            Box::new(|rows| insert_all(&mut floor.conn, rows)),
+            None,
+        ),
+    ];
+    let rounds = timed_in_turn(&mut subjects);
+    print_row(storage, subjects[1].0, &rounds, 1, None, 0);
+}
+
+/// A paired subject: its name, its transaction, and the subscribers it waits for after it.
+type Subject<'a> = (&'static str, Insert<'a>, Option<&'a observing::Draining>);
+
+/// Each subject's transaction timed in turn, round by round (one transaction a batch: each
+/// takes tens of milliseconds), its subscribers waited for outside the timing.
+fn timed_in_turn(subjects: &mut [Subject<'_>]) -> paired::Rounds {
+    paired::Rounds::measure(subjects, Duration::ZERO, |(_, insert, drained_by), n| {
+        let drained_by: Option<&observing::Draining> = *drained_by;
+        let mut total = Duration::ZERO;
+        for _ in 0..n {
+            let rows = rows();
+            let before = drained_by.map(|d| d.received());
+            let start = Instant::now();
+            insert(rows);
+            total += start.elapsed();
+            if let (Some(draining), Some(before)) = (drained_by, before) {
+                draining.wait_for(before, ROWS as u64);
+            }
+        }
+        total
+    })
+}
+
+/// Subject `i`'s row of the table: its time, and its ratios to the store without a subscriber
+/// (subject `none`, where timed in the same rounds) and to the plain connection (`plain`).
+fn print_row(
+    storage: Storage,
+    name: &str,
+    rounds: &paired::Rounds,
+    i: usize,
+    none: Option<usize>,
+    plain: usize,
+) {
+    println!(
+        "| {} | {name} | {} | {} | {:.2}x |",
+        storage.group(),
+        paired::format_time(rounds.time(i)),
+        none.map_or("–".to_owned(), |none| format!(
+            "{:.2}x",
+            rounds.ratio(i, none)
+        )),
+        rounds.ratio(i, plain),
+    );
 }
 
 criterion_group!(benches, bulk_insert);
@@ -235,6 +338,9 @@ fn main() {
     }
     benches();
     let dir = tempfile::tempdir().unwrap();
-    observing::latency(&open_store(&dir), "observe");
+    observing::latency(
+        &open_store(&Storage::WalFile.database(&dir, "bench.db")),
+        "observe",
+    );
     Criterion::default().configure_from_args().final_summary();
 }
