@@ -1,0 +1,106 @@
+//! The PostgreSQL workloads on one core: the benchmark's thread and the server's backends.
+//!
+//! On this two-core virtual machine a round trip to a backend on the benchmark's own core takes
+//! about 17 µs, and about 70 µs to one on the other core (the server's reply wakes a virtual
+//! CPU that had gone idle). Which core each peer's backend lands on is the scheduler's choice,
+//! kept for the whole run: on 2026-12-06 it made find by id 3.8x of Diesel in two runs and 0.3x
+//! in the third, by which peer's backend had the other core. With every backend started during
+//! the workloads on the benchmark's core, both peers took 17 µs (see BENCHMARKS.md, "Where
+//! PostgreSQL's backend runs").
+//!
+//! A backend inherits its CPU affinity from the postmaster that forks it, so [`OneCore::pin`]
+//! sets the postmaster's and the calling thread's, and puts both back when dropped. It needs
+//! the server on this machine and the right to set another user's process's affinity (root);
+//! otherwise the workloads run unpinned, and say so.
+
+#[cfg(target_os = "linux")]
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+#[cfg(target_os = "linux")]
+use nix::unistd::Pid;
+
+use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+
+/// The affinities [`OneCore::pin`] changed, put back on drop.
+pub struct OneCore {
+    #[cfg(target_os = "linux")]
+    postmaster: (Pid, CpuSet),
+    #[cfg(target_os = "linux")]
+    thread: CpuSet,
+}
+
+#[derive(QueryableByName)]
+struct Backend {
+    #[diesel(sql_type = datastore::diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+impl OneCore {
+    /// Puts the calling thread and the backends the server at `url` starts from now on, on the
+    /// first core the thread may run on; `Err` says why not.
+    pub fn pin(url: &str) -> Result<Self, String> {
+        let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+        let backend = datastore::diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Backend>(&mut conn)
+            .map_err(|e| e.to_string())?;
+        let postmaster = postmaster_of(backend.pid)?;
+        Self::pin_with(postmaster)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn pin_with(postmaster: i32) -> Result<Self, String> {
+        let postmaster = Pid::from_raw(postmaster);
+        let this_thread = Pid::from_raw(0);
+        let thread = sched_getaffinity(this_thread).map_err(|e| e.to_string())?;
+        let core = (0..CpuSet::count())
+            .find(|&cpu| thread.is_set(cpu).unwrap_or(false))
+            .ok_or("the thread may run on no core")?;
+        let mut one = CpuSet::new();
+        one.set(core).map_err(|e| e.to_string())?;
+        let before = sched_getaffinity(postmaster).map_err(|e| e.to_string())?;
+        sched_setaffinity(postmaster, &one)
+            .map_err(|e| format!("the postmaster's affinity: {e}"))?;
+        let pinned = Self {
+            postmaster: (postmaster, before),
+            thread,
+        };
+        sched_setaffinity(this_thread, &one).map_err(|e| e.to_string())?;
+        Ok(pinned)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn pin_with(_postmaster: i32) -> Result<Self, String> {
+        Err("CPU affinity is set on Linux only".into())
+    }
+}
+
+impl Drop for OneCore {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            let (postmaster, before) = &self.postmaster;
+            if let Err(e) = sched_setaffinity(*postmaster, before) {
+                eprintln!("the postmaster's affinity was not put back: {e}");
+            }
+            let _ = sched_setaffinity(Pid::from_raw(0), &self.thread);
+        }
+    }
+}
+
+/// The postmaster of the backend `pid`, where the server runs on this machine: its parent, a
+/// process named `postgres`.
+fn postmaster_of(pid: i32) -> Result<i32, String> {
+    let not_here = || format!("backend {pid} is not a process of this machine's");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| not_here())?;
+    // `pid (comm) state ppid ...`: the name may hold spaces, the fields after it do not.
+    let parent: i32 = stat
+        .rsplit_once(')')
+        .and_then(|(_, fields)| fields.split_whitespace().nth(1))
+        .and_then(|ppid| ppid.parse().ok())
+        .ok_or_else(not_here)?;
+    let name = std::fs::read_to_string(format!("/proc/{parent}/comm")).map_err(|_| not_here())?;
+    if name.trim() == "postgres" {
+        Ok(parent)
+    } else {
+        Err(not_here())
+    }
+}
