@@ -1,12 +1,14 @@
 //! What SQLite's own interfaces cost the store's way of capturing the rows a transaction
 //! writes, measured without the store: the observe profile's writes (transactions of 1,000
 //! single-row inserts of a post) through rusqlite, with no hook, and with the hooks the store's
-//! capture installs, each doing only what SQLite makes it do.
+//! capture installs, each doing only what SQLite makes it do ([`run`], for `profile`); and
+//! the same hooks on a plain Diesel connection ([`diesel_with_floor`], timed by `observe.rs`).
 //!
 //! - The statement hooks (`sqlite3_trace_v2`), returning at once: the store follows each
-//!   statement's start (to keep or drop the rows of the statement before it) and, but for
-//!   [`Floor::CopyStarts`], its end (to hand a commit over as its statement ends; SQLite times
-//!   a statement whose end is traced, two reads of the clock).
+//!   statement's start (to keep or drop the rows of the statement before it) and, where
+//!   Diesel's query events do not tell it (not the case in these benchmarks: hence
+//!   [`Floor::CopyStarts`]), its end (SQLite times a statement whose end is traced, two reads
+//!   of the clock).
 //! - The pre-update hook, reading each new value through `sqlite3_preupdate_new` (the only
 //!   interface that hands over every changed row's values, whoever wrote it: raw SQL, triggers
 //!   and cascades included) and its type, and a text or blob value's pointer and length. With
@@ -63,7 +65,7 @@ pub fn run(url: &str, floor: Floor, n: u32) {
 
 /// The hooks a [`Floor`] names, installed on one connection; removed, and their buffer freed,
 /// when dropped.
-pub struct Hooks {
+struct Hooks {
     db: *mut ffi::sqlite3,
     /// Where the copies go: reached only through the pre-update hook while it is installed,
     /// emptied by it before it would grow (no reallocation is timed). Null where nothing is
@@ -77,7 +79,7 @@ impl Hooks {
     /// # Safety
     /// `db` is an open connection, used on this thread only, that stays open until the value
     /// made is dropped; no other trace or pre-update hook is installed on it meanwhile.
-    pub unsafe fn install(db: *mut ffi::sqlite3, floor: Floor) -> Self {
+    unsafe fn install(db: *mut ffi::sqlite3, floor: Floor) -> Self {
         let copies = match floor {
             Floor::Copy | Floor::CopyStarts => {
                 Box::into_raw(Box::new(Vec::<u8>::with_capacity(1 << 21)))
@@ -121,17 +123,9 @@ impl Drop for Hooks {
     }
 }
 
-/// A plain Diesel connection with the hooks a [`Floor`] names: what SQLite's interfaces cost
-/// Diesel's own writes, to time beside the store's (`benches/observe.rs`).
-pub struct DieselWithFloor {
-    // Dropped before the connection it is installed on.
-    _hooks: Hooks,
-    pub conn: SqliteConnection,
-}
-
 thread_local! {
     /// The handle of the connection SQLite opened last on this thread, while
-    /// [`DieselWithFloor::establish`] watches.
+    /// [`diesel_with_floor`] watches.
     static OPENED: Cell<*mut ffi::sqlite3> = const { Cell::new(std::ptr::null_mut()) };
 }
 
@@ -144,27 +138,44 @@ unsafe extern "C" fn remember_opened(
     ffi::SQLITE_OK
 }
 
-impl DieselWithFloor {
-    /// Opens `url` with Diesel (its handle taken as SQLite opens it: Diesel does not lend it)
-    /// and installs the hooks `floor` names.
-    pub fn establish(url: &str, floor: Floor) -> Self {
+/// [`remember_opened`] registered for SQLite's opens while it lives.
+struct Watching;
+
+impl Watching {
+    fn start() -> Self {
+        OPENED.with(|opened| opened.set(std::ptr::null_mut()));
         // SAFETY: `remember_opened` has the signature SQLite expects of an auto-extension entry
         // point, and is a plain function that lives as long as the process.
         unsafe { ffi::sqlite3_auto_extension(Some(remember_opened)) };
-        OPENED.with(|opened| opened.set(std::ptr::null_mut()));
-        let conn = SqliteConnection::establish(url).unwrap();
-        // SAFETY: as above.
-        unsafe { ffi::sqlite3_cancel_auto_extension(Some(remember_opened)) };
-        let db = OPENED.with(|opened| opened.replace(std::ptr::null_mut()));
-        assert!(!db.is_null(), "SQLite reported no connection opened");
-        // SAFETY: `db` is `conn`'s handle, open and used on this thread only until `conn` is
-        // dropped, after the hooks (field order).
-        let hooks = unsafe { Hooks::install(db, floor) };
-        Self {
-            _hooks: hooks,
-            conn,
-        }
+        Watching
     }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        // SAFETY: as in `start`.
+        unsafe { ffi::sqlite3_cancel_auto_extension(Some(remember_opened)) };
+    }
+}
+
+/// A plain Diesel connection to `url` with the hooks `floor` names, for its whole life: what
+/// SQLite's interfaces cost Diesel's own writes, to time beside the store's
+/// (`benches/observe.rs`). Its handle is taken as SQLite opens it (Diesel does not lend it).
+/// The hooks go with the connection, and the pre-update hook's buffer (2 MiB) is never freed,
+/// so that nothing the caller does with the connection can leave a hook with a freed one.
+pub fn diesel_with_floor(url: &str, floor: Floor) -> SqliteConnection {
+    let conn = {
+        let _watching = Watching::start();
+        SqliteConnection::establish(url).unwrap()
+    };
+    let db = OPENED.with(|opened| opened.replace(std::ptr::null_mut()));
+    assert!(!db.is_null(), "SQLite reported no connection opened");
+    // SAFETY: `db` is `conn`'s handle, open, used on one thread at a time, and no other hook of
+    // these kinds is installed on it (a plain Diesel connection installs none); the hooks
+    // are never removed (`forget`), and their buffer is never freed, so they stay valid for
+    // as long as SQLite may call them: until the connection closes.
+    std::mem::forget(unsafe { Hooks::install(db, floor) });
+    conn
 }
 
 /// `count` new posts inserted in one transaction as the rusqlite peer of the benchmarks
@@ -226,8 +237,8 @@ unsafe extern "C" fn read_new_values(
 ) {
     // SAFETY: SQLite calls this during a change of `db`, when the pre-update accessors are
     // valid, and never again before it returns (the accessors call no hook). `ctx` is null or
-    // the `Vec<u8>` `run` made for this hook: alive while the hook is installed, and reached by
-    // nothing else meanwhile, so the one reference made here is the only one. A value's bytes
+    // the `Vec<u8>` `Hooks::install` made for this hook: alive while the hook is installed,
+    // and reached by nothing else meanwhile, so the one reference made here is the only one. A value's bytes
     // are valid for the length SQLite reports until the value changes, and are copied at once.
     unsafe {
         let mut copies = (ctx as *mut Vec<u8>).as_mut();

@@ -9,29 +9,41 @@
 //! PostgreSQL's backend runs").
 //!
 //! A backend inherits its CPU affinity from the postmaster that forks it, so [`OneCore::pin`]
-//! sets the postmaster's and the calling thread's, and puts both back when dropped. It needs
-//! the server on this machine and the right to set another user's process's affinity (root);
-//! otherwise the workloads run unpinned, and say so.
+//! sets the postmaster's and the calling thread's, and puts both back when dropped; backends
+//! forked meanwhile stay on the one core until they end (the workloads' connections end with
+//! their groups). It needs the server on this machine (the postmaster found as the parent of
+//! the connection's backend, whose working directory is the server's data directory) and the
+//! right to set its affinity (its user's, or `CAP_SYS_NICE`, as root has); otherwise the
+//! workloads run unpinned, and say so. A run killed before the drop leaves the postmaster on
+//! one core: `taskset -p -c 0-$(($(nproc) - 1)) <postmaster's pid>` (the first line of its
+//! data directory's `postmaster.pid`) or a restart of the server puts it back.
 
 #[cfg(target_os = "linux")]
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 #[cfg(target_os = "linux")]
 use nix::unistd::Pid;
 
+use std::marker::PhantomData;
+use std::path::Path;
+
 use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
-/// The affinities [`OneCore::pin`] changed, put back on drop.
+/// The affinities [`OneCore::pin`] changed, put back on drop, on the thread it pinned (not
+/// `Send`: the thread's own affinity is put back by addressing the calling thread).
 pub struct OneCore {
     #[cfg(target_os = "linux")]
     postmaster: (Pid, CpuSet),
     #[cfg(target_os = "linux")]
     thread: CpuSet,
+    _not_send: PhantomData<*const ()>,
 }
 
 #[derive(QueryableByName)]
 struct Backend {
     #[diesel(sql_type = datastore::diesel::sql_types::Integer)]
     pid: i32,
+    #[diesel(sql_type = datastore::diesel::sql_types::Text)]
+    data_directory: String,
 }
 
 impl OneCore {
@@ -39,10 +51,12 @@ impl OneCore {
     /// first core the thread may run on; `Err` says why not.
     pub fn pin(url: &str) -> Result<Self, String> {
         let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
-        let backend = datastore::diesel::sql_query("SELECT pg_backend_pid() AS pid")
-            .get_result::<Backend>(&mut conn)
-            .map_err(|e| e.to_string())?;
-        let postmaster = postmaster_of(backend.pid)?;
+        let backend = datastore::diesel::sql_query(
+            "SELECT pg_backend_pid() AS pid, current_setting('data_directory') AS data_directory",
+        )
+        .get_result::<Backend>(&mut conn)
+        .map_err(|e| e.to_string())?;
+        let postmaster = postmaster_of(backend.pid, Path::new(&backend.data_directory))?;
         Self::pin_with(postmaster)
     }
 
@@ -62,6 +76,7 @@ impl OneCore {
         let pinned = Self {
             postmaster: (postmaster, before),
             thread,
+            _not_send: PhantomData,
         };
         sched_setaffinity(this_thread, &one).map_err(|e| e.to_string())?;
         Ok(pinned)
@@ -87,9 +102,10 @@ impl Drop for OneCore {
 }
 
 /// The postmaster of the backend `pid`, where the server runs on this machine: its parent, a
-/// process named `postgres`.
-fn postmaster_of(pid: i32) -> Result<i32, String> {
-    let not_here = || format!("backend {pid} is not a process of this machine's");
+/// process named `postgres` working in the server's data directory `data_directory` (a
+/// process of this machine with the same number, a server's elsewhere, fails the test).
+fn postmaster_of(pid: i32, data_directory: &Path) -> Result<i32, String> {
+    let not_here = || format!("backend {pid} is not a process of this machine's server");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| not_here())?;
     // `pid (comm) state ppid ...`: the name may hold spaces, the fields after it do not.
     let parent: i32 = stat
@@ -98,7 +114,11 @@ fn postmaster_of(pid: i32) -> Result<i32, String> {
         .and_then(|ppid| ppid.parse().ok())
         .ok_or_else(not_here)?;
     let name = std::fs::read_to_string(format!("/proc/{parent}/comm")).map_err(|_| not_here())?;
-    if name.trim() == "postgres" {
+    let directory = std::fs::read_link(format!("/proc/{parent}/cwd")).map_err(|_| not_here())?;
+    let same_directory = data_directory
+        .canonicalize()
+        .is_ok_and(|data_directory| data_directory == directory);
+    if name.trim() == "postgres" && same_directory {
         Ok(parent)
     } else {
         Err(not_here())
