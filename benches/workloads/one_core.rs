@@ -14,9 +14,11 @@
 //! their groups). It needs the server on this machine (the postmaster found as the parent of
 //! the connection's backend, whose working directory is the server's data directory) and the
 //! right to set its affinity (its user's, or `CAP_SYS_NICE`, as root has); otherwise the
-//! workloads run unpinned, and say so. A run killed before the drop leaves the postmaster on
-//! one core: `taskset -p -c 0-$(($(nproc) - 1)) <postmaster's pid>` (the first line of its
-//! data directory's `postmaster.pid`) or a restart of the server puts it back.
+//! workloads run unpinned, and say so. The postmaster's affinity before is recorded in a file of
+//! the system's temporary directory until it is put back: a run killed meanwhile leaves the
+//! postmaster on one core, and the next run puts it back first (or `taskset -p -c
+//! 0-$(($(nproc) - 1)) <pid>`, the pid being the first line of the data directory's
+//! `postmaster.pid`, or a restart of the server).
 
 #[cfg(target_os = "linux")]
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -70,7 +72,16 @@ impl OneCore {
             .ok_or("the thread may run on no core")?;
         let mut one = CpuSet::new();
         one.set(core).map_err(|e| e.to_string())?;
-        let before = sched_getaffinity(postmaster).map_err(|e| e.to_string())?;
+        // What a run killed while pinned left: its postmaster's affinity as it found it.
+        let before = match left_pinned(postmaster) {
+            Some(found) => found,
+            None => sched_getaffinity(postmaster).map_err(|e| e.to_string())?,
+        };
+        let cores: Vec<String> = (0..CpuSet::count())
+            .filter(|&cpu| before.is_set(cpu).unwrap_or(false))
+            .map(|cpu| cpu.to_string())
+            .collect();
+        std::fs::write(record_of(postmaster), cores.join(" ")).map_err(|e| e.to_string())?;
         sched_setaffinity(postmaster, &one)
             .map_err(|e| format!("the postmaster's affinity: {e}"))?;
         let pinned = Self {
@@ -93,12 +104,34 @@ impl Drop for OneCore {
         #[cfg(target_os = "linux")]
         {
             let (postmaster, before) = &self.postmaster;
-            if let Err(e) = sched_setaffinity(*postmaster, before) {
-                eprintln!("the postmaster's affinity was not put back: {e}");
+            match sched_setaffinity(*postmaster, before) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(record_of(*postmaster));
+                }
+                Err(e) => eprintln!("the postmaster's affinity was not put back: {e}"),
             }
             let _ = sched_setaffinity(Pid::from_raw(0), &self.thread);
         }
     }
+}
+
+/// Where a pinned postmaster's affinity before the pinning is recorded until it is put back,
+/// so that a run killed meanwhile is undone by the next.
+#[cfg(target_os = "linux")]
+fn record_of(postmaster: Pid) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("datastore-bench-postmaster-{postmaster}.affinity"))
+}
+
+/// The affinity recorded for `postmaster` by a run that did not put it back, if any.
+#[cfg(target_os = "linux")]
+fn left_pinned(postmaster: Pid) -> Option<CpuSet> {
+    let recorded = std::fs::read_to_string(record_of(postmaster)).ok()?;
+    let mut cores = CpuSet::new();
+    for core in recorded.split_whitespace() {
+        cores.set(core.parse().ok()?).ok()?;
+    }
+    eprintln!("the postmaster's affinity, left on one core by a run before, is put back");
+    Some(cores)
 }
 
 /// The postmaster of the backend `pid`, where the server runs on this machine: its parent, a
