@@ -77,8 +77,9 @@ impl Hooks {
     /// Installs on `db` the hooks `floor` names (none for [`Floor::NoHooks`]).
     ///
     /// # Safety
-    /// `db` is an open connection, used on this thread only, that stays open until the value
-    /// made is dropped; no other trace or pre-update hook is installed on it meanwhile.
+    /// `db` is an open connection, used on one thread at a time, that stays open until the
+    /// value made is dropped (or forever, if it is forgotten); no other trace or pre-update
+    /// hook is installed on it meanwhile.
     unsafe fn install(db: *mut ffi::sqlite3, floor: Floor) -> Self {
         let copies = match floor {
             Floor::Copy | Floor::CopyStarts => {
@@ -125,8 +126,8 @@ impl Drop for Hooks {
 
 thread_local! {
     /// The handle of the connection SQLite opened last on this thread, while
-    /// [`diesel_with_floor`] watches.
-    static OPENED: Cell<*mut ffi::sqlite3> = const { Cell::new(std::ptr::null_mut()) };
+    /// [`diesel_with_floor`] watches, and how many it opened meanwhile.
+    static OPENED: Cell<(*mut ffi::sqlite3, usize)> = const { Cell::new((std::ptr::null_mut(), 0)) };
 }
 
 unsafe extern "C" fn remember_opened(
@@ -134,7 +135,7 @@ unsafe extern "C" fn remember_opened(
     _error: *mut *mut c_char,
     _api: *const ffi::sqlite3_api_routines,
 ) -> c_int {
-    OPENED.with(|opened| opened.set(db));
+    OPENED.with(|opened| opened.set((db, opened.get().1 + 1)));
     ffi::SQLITE_OK
 }
 
@@ -143,7 +144,7 @@ struct Watching;
 
 impl Watching {
     fn start() -> Self {
-        OPENED.with(|opened| opened.set(std::ptr::null_mut()));
+        OPENED.with(|opened| opened.set((std::ptr::null_mut(), 0)));
         // SAFETY: `remember_opened` has the signature SQLite expects of an auto-extension entry
         // point, and is a plain function that lives as long as the process.
         unsafe { ffi::sqlite3_auto_extension(Some(remember_opened)) };
@@ -168,12 +169,18 @@ pub fn diesel_with_floor(url: &str, floor: Floor) -> SqliteConnection {
         let _watching = Watching::start();
         SqliteConnection::establish(url).unwrap()
     };
-    let db = OPENED.with(|opened| opened.replace(std::ptr::null_mut()));
-    assert!(!db.is_null(), "SQLite reported no connection opened");
-    // SAFETY: `db` is `conn`'s handle, open, used on one thread at a time, and no other hook of
-    // these kinds is installed on it (a plain Diesel connection installs none); the hooks
-    // are never removed (`forget`), and their buffer is never freed, so they stay valid for
-    // as long as SQLite may call them: until the connection closes.
+    let (db, opens) = OPENED.with(|opened| opened.replace((std::ptr::null_mut(), 0)));
+    // Diesel's establish opens one connection, but its instrumentation (a process-wide default
+    // may be set) could open another meanwhile: then which handle is `conn`'s is unknown.
+    assert_eq!(
+        opens, 1,
+        "SQLite opened {opens} connections as Diesel's one was established"
+    );
+    // SAFETY: `db` is `conn`'s handle (the one connection opened meanwhile on this thread),
+    // open, used on one thread at a time, and no other hook of these kinds is installed on it
+    // (a plain Diesel connection installs none); the hooks are never removed (`forget`), and
+    // their buffer is never freed, so they stay valid for as long as SQLite may call them:
+    // until the connection closes.
     std::mem::forget(unsafe { Hooks::install(db, floor) });
     conn
 }

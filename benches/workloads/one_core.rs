@@ -12,11 +12,13 @@
 //! sets the postmaster's and the calling thread's, and puts both back when dropped; backends
 //! forked meanwhile stay on the one core until they end (the workloads' connections end with
 //! their groups). It needs the server on this machine (the postmaster found as the parent of
-//! the connection's backend, whose working directory is the server's data directory) and the
-//! right to set its affinity (its user's, or `CAP_SYS_NICE`, as root has); otherwise the
-//! workloads run unpinned, and say so. The postmaster's affinity before is recorded in a file of
-//! the system's temporary directory until it is put back: a run killed meanwhile leaves the
-//! postmaster on one core, and the next run puts it back first (or `taskset -p -c
+//! the connection's backend, whose working directory is the server's data directory: reading
+//! that setting takes a superuser or `pg_read_all_settings`, reading the directory the
+//! server's user or root) and the right to set its affinity (the server's user, or
+//! `CAP_SYS_NICE`, as root has); otherwise the workloads run unpinned, and say so. The
+//! postmaster's affinity before is recorded in the build's temporary directory
+//! (`target/tmp`) until it is put back: a run killed meanwhile leaves the postmaster on one
+//! core, and the next run puts it back as its PostgreSQL workloads end (or `taskset -p -c
 //! 0-$(($(nproc) - 1)) <pid>`, the pid being the first line of the data directory's
 //! `postmaster.pid`, or a restart of the server).
 
@@ -81,9 +83,12 @@ impl OneCore {
             .filter(|&cpu| before.is_set(cpu).unwrap_or(false))
             .map(|cpu| cpu.to_string())
             .collect();
-        std::fs::write(record_of(postmaster), cores.join(" ")).map_err(|e| e.to_string())?;
-        sched_setaffinity(postmaster, &one)
-            .map_err(|e| format!("the postmaster's affinity: {e}"))?;
+        let record = record_of(postmaster)?;
+        std::fs::write(&record, cores.join(" ")).map_err(|e| e.to_string())?;
+        if let Err(e) = sched_setaffinity(postmaster, &one) {
+            let _ = std::fs::remove_file(&record);
+            return Err(format!("the postmaster's affinity: {e}"));
+        }
         let pinned = Self {
             postmaster: (postmaster, before),
             thread,
@@ -106,7 +111,9 @@ impl Drop for OneCore {
             let (postmaster, before) = &self.postmaster;
             match sched_setaffinity(*postmaster, before) {
                 Ok(()) => {
-                    let _ = std::fs::remove_file(record_of(*postmaster));
+                    if let Ok(record) = record_of(*postmaster) {
+                        let _ = std::fs::remove_file(record);
+                    }
                 }
                 Err(e) => eprintln!("the postmaster's affinity was not put back: {e}"),
             }
@@ -116,22 +123,39 @@ impl Drop for OneCore {
 }
 
 /// Where a pinned postmaster's affinity before the pinning is recorded until it is put back,
-/// so that a run killed meanwhile is undone by the next.
+/// so that a run killed meanwhile is undone by the next: in the build's own temporary
+/// directory, named by the postmaster's number and its start (a postmaster started since, with
+/// the same number, is another).
 #[cfg(target_os = "linux")]
-fn record_of(postmaster: Pid) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("datastore-bench-postmaster-{postmaster}.affinity"))
+fn record_of(postmaster: Pid) -> Result<std::path::PathBuf, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat"))
+        .map_err(|e| format!("the postmaster's start: {e}"))?;
+    // The 22nd field, the 20th after the name's closing parenthesis.
+    let start = stat
+        .rsplit_once(')')
+        .and_then(|(_, fields)| fields.split_whitespace().nth(19))
+        .ok_or("the postmaster's start: not in /proc")?;
+    Ok(Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("postmaster-{postmaster}-{start}.affinity")))
 }
 
 /// The affinity recorded for `postmaster` by a run that did not put it back, if any.
 #[cfg(target_os = "linux")]
 fn left_pinned(postmaster: Pid) -> Option<CpuSet> {
-    let recorded = std::fs::read_to_string(record_of(postmaster)).ok()?;
+    let recorded = std::fs::read_to_string(record_of(postmaster).ok()?).ok()?;
     let mut cores = CpuSet::new();
+    let mut any = false;
     for core in recorded.split_whitespace() {
         cores.set(core.parse().ok()?).ok()?;
+        any = true;
     }
-    eprintln!("the postmaster's affinity, left on one core by a run before, is put back");
-    Some(cores)
+    any.then(|| {
+        eprintln!(
+            "the postmaster's affinity, left on one core by a run killed before, is put back as \
+             this run's PostgreSQL workloads end"
+        );
+        cores
+    })
 }
 
 /// The postmaster of the backend `pid`, where the server runs on this machine: its parent, a
