@@ -269,37 +269,39 @@ fn bulk_insert_paired_on(storage: Storage) {
 
 /// The plain connection timed in turn with one that has SQLite's capture floor
 /// (`capture_floor.rs`: the hooks the store installs doing only what SQLite makes them do,
-/// statements' starts only, as the store traces them), each on a new database; the floor
-/// writing first if `floor_first`. On a file, the connection that writes first can take up to
-/// a tenth longer for no other reason (BENCHMARKS.md, "Where a database's file lies"): the
-/// floor is timed in both orders, each reported.
+/// statements' starts only, as the store traces them), each on a new database; the floor's
+/// transactions first if `floor_first` (the rounds begin with each subject's first transactions,
+/// in the subjects' order). On a file, the connection that writes first can take up to a tenth
+/// longer for no other reason (BENCHMARKS.md, "Where a database's file lies"): the floor is
+/// timed in both orders, each reported.
 fn floor_paired_on(storage: Storage, dir: &tempfile::TempDir, floor_first: bool) {
-    let order = if floor_first { "first" } else { "second" };
-    let mut plain = plain_connection(&storage.database(dir, &format!("plain-{order}.db")));
-    let mut floor = capture_floor::diesel_with_floor(
-        &storage.database(dir, &format!("floor-{order}.db")),
+    // The floor's place among the subjects, and its row's name.
+    let (floor, name) = if floor_first {
+        (0, "plain diesel, SQLite's capture floor, writing first")
+    } else {
+        (1, "plain diesel, SQLite's capture floor, writing second")
+    };
+    let mut plain = plain_connection(&storage.database(dir, &format!("plain-{floor}.db")));
+    let mut floor_conn = capture_floor::diesel_with_floor(
+        &storage.database(dir, &format!("floor-{floor}.db")),
         capture_floor::Floor::CopyStarts,
     );
-    set_up_plain(&mut floor);
-    let name = if floor_first {
-        "plain diesel, SQLite's capture floor, writing first"
-    } else {
-        "plain diesel, SQLite's capture floor, writing second"
-    };
-    let mut subjects: Vec<Subject<'_>> = vec![
+    set_up_plain(&mut floor_conn);
+    let mut subjects: Vec<Subject<'_>> = vec![(
+        "plain diesel, no hooks",
+        Box::new(|rows| insert_all(&mut plain, rows)),
+        None,
+    )];
+    subjects.insert(
+        floor,
         (
-            "plain diesel, no hooks",
-            Box::new(|rows| insert_all(&mut plain, rows)),
+            name,
+            Box::new(|rows| insert_all(&mut floor_conn, rows)),
             None,
         ),
-        (name, Box::new(|rows| insert_all(&mut floor, rows)), None),
-    ];
-    if floor_first {
-        subjects.reverse();
-    }
-    let (plain, floor) = if floor_first { (1, 0) } else { (0, 1) };
+    );
     let rounds = timed_in_turn(&mut subjects);
-    print_row(storage, name, &rounds, floor, None, plain);
+    print_row(storage, name, &rounds, floor, None, 1 - floor);
 }
 
 /// A paired subject: its name, its transaction, and the subscribers it waits for after it.

@@ -28,15 +28,16 @@ use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
 use std::marker::PhantomData;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 /// The affinities [`OneCore::pin`] changed, put back on drop, on the thread it pinned (not
 /// `Send`: the thread's own affinity is put back by addressing the calling thread).
 pub struct OneCore {
+    /// The postmaster, its affinity before, and where that is recorded meanwhile.
     #[cfg(target_os = "linux")]
-    postmaster: (Pid, CpuSet),
+    postmaster: (Pid, CpuSet, PathBuf),
     #[cfg(target_os = "linux")]
     thread: CpuSet,
     _not_send: PhantomData<*const ()>,
@@ -69,28 +70,25 @@ impl OneCore {
         let postmaster = Pid::from_raw(postmaster);
         let this_thread = Pid::from_raw(0);
         let thread = sched_getaffinity(this_thread).map_err(|e| e.to_string())?;
-        let core = (0..CpuSet::count())
-            .find(|&cpu| thread.is_set(cpu).unwrap_or(false))
+        let core = cores(&thread)
+            .next()
             .ok_or("the thread may run on no core")?;
         let mut one = CpuSet::new();
         one.set(core).map_err(|e| e.to_string())?;
+        let record = record_of(postmaster)?;
         // What a run killed while pinned left: its postmaster's affinity as it found it.
-        let before = match left_pinned(postmaster) {
+        let before = match left_pinned(&record) {
             Some(found) => found,
             None => sched_getaffinity(postmaster).map_err(|e| e.to_string())?,
         };
-        let cores: Vec<String> = (0..CpuSet::count())
-            .filter(|&cpu| before.is_set(cpu).unwrap_or(false))
-            .map(|cpu| cpu.to_string())
-            .collect();
-        let record = record_of(postmaster)?;
-        std::fs::write(&record, cores.join(" ")).map_err(|e| e.to_string())?;
+        let listed: Vec<String> = cores(&before).map(|cpu| cpu.to_string()).collect();
+        std::fs::write(&record, listed.join(" ")).map_err(|e| e.to_string())?;
         if let Err(e) = sched_setaffinity(postmaster, &one) {
             let _ = std::fs::remove_file(&record);
             return Err(format!("the postmaster's affinity: {e}"));
         }
         let pinned = Self {
-            postmaster: (postmaster, before),
+            postmaster: (postmaster, before, record),
             thread,
             _not_send: PhantomData,
         };
@@ -108,12 +106,10 @@ impl Drop for OneCore {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
         {
-            let (postmaster, before) = &self.postmaster;
+            let (postmaster, before, record) = &self.postmaster;
             match sched_setaffinity(*postmaster, before) {
                 Ok(()) => {
-                    if let Ok(record) = record_of(*postmaster) {
-                        let _ = std::fs::remove_file(record);
-                    }
+                    let _ = std::fs::remove_file(record);
                 }
                 Err(e) => eprintln!("the postmaster's affinity was not put back: {e}"),
             }
@@ -127,22 +123,18 @@ impl Drop for OneCore {
 /// directory, named by the postmaster's number and its start (a postmaster started since, with
 /// the same number, is another).
 #[cfg(target_os = "linux")]
-fn record_of(postmaster: Pid) -> Result<std::path::PathBuf, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat"))
-        .map_err(|e| format!("the postmaster's start: {e}"))?;
-    // The 22nd field, the 20th after the name's closing parenthesis.
-    let start = stat
-        .rsplit_once(')')
-        .and_then(|(_, fields)| fields.split_whitespace().nth(19))
-        .ok_or("the postmaster's start: not in /proc")?;
+fn record_of(postmaster: Pid) -> Result<PathBuf, String> {
+    // The 22nd field of `stat`, its start in clock ticks after boot.
+    let start =
+        stat_field(postmaster.as_raw(), 19).ok_or("the postmaster's start: not in /proc")?;
     Ok(Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("postmaster-{postmaster}-{start}.affinity")))
 }
 
-/// The affinity recorded for `postmaster` by a run that did not put it back, if any.
+/// The affinity recorded in `record` by a run that did not put it back, if any.
 #[cfg(target_os = "linux")]
-fn left_pinned(postmaster: Pid) -> Option<CpuSet> {
-    let recorded = std::fs::read_to_string(record_of(postmaster).ok()?).ok()?;
+fn left_pinned(record: &Path) -> Option<CpuSet> {
+    let recorded = std::fs::read_to_string(record).ok()?;
     let mut cores = CpuSet::new();
     let mut any = false;
     for core in recorded.split_whitespace() {
@@ -163,11 +155,7 @@ fn left_pinned(postmaster: Pid) -> Option<CpuSet> {
 /// process of this machine with the same number, a server's elsewhere, fails the test).
 fn postmaster_of(pid: i32, data_directory: &Path) -> Result<i32, String> {
     let not_here = || format!("backend {pid} is not a process of this machine's server");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| not_here())?;
-    // `pid (comm) state ppid ...`: the name may hold spaces, the fields after it do not.
-    let parent: i32 = stat
-        .rsplit_once(')')
-        .and_then(|(_, fields)| fields.split_whitespace().nth(1))
+    let parent: i32 = stat_field(pid, 1)
         .and_then(|ppid| ppid.parse().ok())
         .ok_or_else(not_here)?;
     let name = std::fs::read_to_string(format!("/proc/{parent}/comm")).map_err(|_| not_here())?;
@@ -180,4 +168,18 @@ fn postmaster_of(pid: i32, data_directory: &Path) -> Result<i32, String> {
     } else {
         Err(not_here())
     }
+}
+
+/// The field `n` (from 0) after the name of process `pid`'s `/proc/<pid>/stat` (`pid (name)
+/// state ppid ...`: the name may hold spaces, the fields after it do not), where it can be read.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_whitespace().nth(n).map(str::to_owned)
+}
+
+/// The cores `set` holds, in order.
+#[cfg(target_os = "linux")]
+fn cores(set: &CpuSet) -> impl Iterator<Item = usize> + '_ {
+    (0..CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false))
 }

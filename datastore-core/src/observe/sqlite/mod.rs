@@ -35,13 +35,14 @@
 //! also one whose statement a caller steps to its end through a cursor (Diesel's `load_iter`)
 //! and then keeps, whose end is told only as the cursor is dropped.
 //!
-//! Where ends are not traced, two cases differ (not covered, documented in RELIABILITY.md):
-//! without the WAL hook (not in WAL mode), the commit of a statement stepped to its end
-//! through a kept cursor is published when the cursor is dropped (Diesel's end of the query),
-//! holding back later commits of the store until then; and a statement SQLite runs again
-//! within its query (a Diesel iterator asked for a row after its last, which makes SQLite
-//! reset and run the statement again) is taken for one statement with its first run. A
-//! statement run from inside the running one (SQLite reports it as `-- ` and its text: a
+//! Where ends are not traced, a statement SQLite runs again within its query (a Diesel
+//! iterator asked for a row after its last, which makes SQLite reset and run the statement
+//! again) is told from its first run by the statement's count of steps (`runs_again` in
+//! `ffi::sqlite`), with the cases it cannot tell documented in RELIABILITY.md; and without the
+//! WAL hook (not in WAL mode), the commit of a statement stepped to its end through a kept
+//! cursor is published when the cursor is dropped (Diesel's end of the query), holding back
+//! later commits of the store until then (not covered, RELIABILITY.md). A statement run from
+//! inside the running one (SQLite reports it as `-- ` and its text: a
 //! table-valued pragma's, a virtual table's, a function's own SQL) takes the running one's
 //! place as it starts; the running one's re-preparation is asked then (it is alive, and was
 //! prepared again before it ran anything).
