@@ -14,6 +14,7 @@
 //! `cargo bench -p datastore-benches --bench async`; a quick run:
 //! `cargo bench -p datastore-benches --bench async -- --warm-up-time 1 --measurement-time 2`.
 
+// Schemas of their own on the server, as the tests make them.
 #[path = "workloads/db.rs"]
 #[allow(dead_code)]
 mod db;
@@ -23,6 +24,9 @@ mod forum;
 #[path = "workloads/int_keyed.rs"]
 #[allow(dead_code)]
 mod int_keyed;
+#[path = "../tests/common/pg_schema.rs"]
+#[allow(dead_code)]
+mod pg_schema;
 #[path = "workloads/seaorm_blog.rs"]
 #[macro_use]
 mod seaorm_blog;

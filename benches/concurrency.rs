@@ -15,6 +15,10 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
+// Schemas of their own on the server, as the tests make them.
+#[path = "../tests/common/pg_schema.rs"]
+#[allow(dead_code)]
+mod pg_schema;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,21 +248,8 @@ fn main() {
     measure("WAL file", &Database::Sqlite(path));
     match std::env::var("DATASTORE_POSTGRES_URL") {
         Ok(server) => {
-            let schema = format!(
-                "concurrency_bench_{}",
-                Id::new().to_string().replace('-', "")
-            );
-            PgConnection::establish(&server)
-                .unwrap()
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                .unwrap();
-            let separator = if server.contains('?') { '&' } else { '?' };
-            let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
-            measure("PostgreSQL", &Database::Postgres(url));
-            PgConnection::establish(&server)
-                .unwrap()
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .unwrap();
+            let schema = pg_schema::PgSchema::with_prefix(&server, pg_schema::BENCH_SCHEMA_PREFIX);
+            measure("PostgreSQL", &Database::Postgres(schema.url().to_owned()));
         }
         Err(_) => println!(
             "concurrency/PostgreSQL not run: DATASTORE_POSTGRES_URL is not set \

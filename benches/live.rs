@@ -11,15 +11,18 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
+// Schemas of their own on the server, as the tests make them.
+#[path = "../tests/common/pg_schema.rs"]
+#[allow(dead_code)]
+mod pg_schema;
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use datastore::diesel::connection::SimpleConnection;
-use datastore::diesel::{Connection, PgConnection};
 use datastore::observe::LiveSubscription;
 use datastore::prelude::*;
 use models::{Comment, Post};
+use pg_schema::PgSchema;
 
 const POSTS: usize = 100;
 const COMMENTS: usize = 10;
@@ -52,8 +55,8 @@ fn databases() -> Vec<Db> {
         _keep: Box::new(dir),
     }];
     if let Ok(url) = std::env::var("DATASTORE_POSTGRES_URL") {
-        let schema = PgSchema::new(&url);
-        let store = Store::open(schema.url.clone(), migrations()).unwrap();
+        let schema = PgSchema::with_prefix(&url, pg_schema::BENCH_SCHEMA_PREFIX);
+        let store = Store::open(schema.url(), migrations()).unwrap();
         dbs.push(Db {
             name: "postgres",
             store,
@@ -61,41 +64,6 @@ fn databases() -> Vec<Db> {
         });
     }
     dbs
-}
-
-/// A schema of the benchmark's own on the server, dropped with it.
-struct PgSchema {
-    admin: PgConnection,
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn new(url: &str) -> Self {
-        let mut admin = PgConnection::establish(url).unwrap();
-        let name = format!("datastore_bench_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        let separator = if url.contains('?') { '&' } else { '?' };
-        Self {
-            admin,
-            url: format!("{url}{separator}options=-csearch_path%3D{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // The logical feed's publication is the database's: dropped too.
-        let _ = self.admin.batch_execute(&format!(
-            "DROP SCHEMA {name} CASCADE; \
-             DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-                 'datastore_' || md5('{name}')); END $$;",
-            name = self.name
-        ));
-    }
 }
 
 /// 100 posts with 10 comments each; the comments.

@@ -26,6 +26,10 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
+// Schemas of their own on the server, as the tests make them.
+#[path = "../tests/common/pg_schema.rs"]
+#[allow(dead_code)]
+mod pg_schema;
 // Waiting for the subscribers (`Draining::wait_for`) is the observe bench's, not this one's.
 #[allow(dead_code)]
 mod observing;
@@ -34,11 +38,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use datastore::diesel::connection::SimpleConnection;
-use datastore::diesel::{Connection, PgConnection};
+use datastore::diesel::Connection;
 use datastore::observe::ChangeFeed;
 use datastore::prelude::*;
 use models::{posts, Post};
 use observing::Draining;
+use pg_schema::PgSchema;
 
 /// Rows per transaction in the per-row workload.
 const ROWS: usize = 1_000;
@@ -51,21 +56,15 @@ const RUNS: usize = 3;
 
 /// A store on a schema of its own, dropped afterwards.
 struct Schema {
-    server: String,
-    name: String,
     store: Store,
+    /// Dropped after the store.
+    _schema: PgSchema,
 }
 
 impl Schema {
     fn new(server: &str, feed: ChangeFeed) -> Self {
-        let name = format!("observe_bench_{}", Id::new().to_string().replace('-', ""));
-        PgConnection::establish(server)
-            .unwrap()
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        let separator = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{separator}options=-csearch_path%3D{name}");
-        let store = Store::builder(url)
+        let schema = PgSchema::with_prefix(server, pg_schema::BENCH_SCHEMA_PREFIX);
+        let store = Store::builder(schema.url())
             .migrations(datastore::embed_migrations!(
                 sqlite = "../migrations/sqlite",
                 postgres = "../migrations/postgres"
@@ -76,9 +75,8 @@ impl Schema {
             .open()
             .unwrap();
         Self {
-            server: server.to_owned(),
-            name,
             store,
+            _schema: schema,
         }
     }
 
@@ -86,20 +84,6 @@ impl Schema {
         let mut conn = self.store.conn().unwrap();
         conn.batch_execute("DELETE FROM posts").unwrap();
         conn.batch_execute("VACUUM ANALYZE posts").unwrap();
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.server) {
-            // The logical feed's publication is the database's: dropped too.
-            let _ = conn.batch_execute(&format!(
-                "DROP SCHEMA {name} CASCADE; \
-                 DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-                     'datastore_' || md5('{name}')); END $$;",
-                name = self.name
-            ));
-        }
     }
 }
 

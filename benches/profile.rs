@@ -73,6 +73,10 @@
 #[path = "../examples/blog/models.rs"]
 #[allow(dead_code)]
 mod models;
+// Schemas of their own on the server, as the tests make them.
+#[path = "../tests/common/pg_schema.rs"]
+#[allow(dead_code)]
+mod pg_schema;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -575,33 +579,25 @@ fn main() {
 }
 
 /// A schema of its own on the PostgreSQL server named by `DATASTORE_POSTGRES_URL`, with the
-/// blog's tables: its store, and an admin connection to drop it with.
-fn postgres_store() -> (Store, datastore::diesel::PgConnection, String) {
-    use datastore::diesel::PgConnection;
-
+/// blog's tables: its store, and the schema, to drop after the store
+/// ([`drop_postgres_store`]).
+fn postgres_store() -> (Store, pg_schema::PgSchema) {
     let url = std::env::var("DATASTORE_POSTGRES_URL").expect("DATASTORE_POSTGRES_URL");
-    let schema = format!("profile_{}", Id::new().to_string().replace('-', ""));
-    let mut admin = PgConnection::establish(&url).unwrap();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .unwrap();
-    let store = Store::builder(&url)
-        .postgres_schema(&schema)
+    let schema = pg_schema::PgSchema::with_prefix(&url, pg_schema::BENCH_SCHEMA_PREFIX);
+    let store = Store::builder(schema.url())
         .migrations(datastore::embed_migrations!(
             sqlite = "../migrations/sqlite",
             postgres = "../migrations/postgres"
         ))
         .open()
         .unwrap();
-    (store, admin, schema)
+    (store, schema)
 }
 
 /// Closes the store, then drops its schema.
-fn drop_postgres_store(store: Store, mut admin: datastore::diesel::PgConnection, schema: &str) {
+fn drop_postgres_store(store: Store, schema: pg_schema::PgSchema) {
     drop(store);
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .unwrap();
+    drop(schema);
 }
 
 /// `pg-insert10 N` (`insert_all`) and `pg-insert10-diesel N` (Diesel's multi-row insert), each
@@ -609,7 +605,7 @@ fn drop_postgres_store(store: Store, mut admin: datastore::diesel::PgConnection,
 /// times on PostgreSQL, for the client's instructions side by side (the server's are not
 /// counted).
 fn postgres_insert10(diesel: bool, n: u32) {
-    let (store, admin, schema) = postgres_store();
+    let (store, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
         for _ in 0..n {
@@ -635,7 +631,7 @@ fn postgres_insert10(diesel: bool, n: u32) {
             }
         }
     }
-    drop_postgres_store(store, admin, &schema);
+    drop_postgres_store(store, schema);
 }
 
 /// A mode run on PostgreSQL: hand-written Diesel's form (`true`) or the store's, N times.
@@ -655,7 +651,7 @@ fn postgres(conn: &mut datastore::AnyConnection) -> &mut datastore::diesel::PgCo
 /// round trip's wall-clock time follows its connection's latency on this machine, not the code
 /// (`BENCHMARKS.md`).
 fn postgres_find(diesel: bool, n: u32) {
-    let (store, admin, schema) = postgres_store();
+    let (store, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
         let stored = conn.save(Post::default()).unwrap();
@@ -673,14 +669,14 @@ fn postgres_find(diesel: bool, n: u32) {
             assert!(black_box(found));
         }
     }
-    drop_postgres_store(store, admin, &schema);
+    drop_postgres_store(store, schema);
 }
 
 /// The medium query at 100 rows (posts with a comment matching a pattern, among 200) on
 /// PostgreSQL, with `datastore::query!` on a connection from the store, and as
 /// `benches/workloads` writes it in Diesel on the same server connection.
 fn postgres_medium(diesel: bool, n: u32) {
-    let (store, admin, schema) = postgres_store();
+    let (store, schema) = postgres_store();
     {
         let mut conn = store.conn().unwrap();
         let stored = conn.save(Post::default()).unwrap();
@@ -700,14 +696,14 @@ fn postgres_medium(diesel: bool, n: u32) {
             assert_eq!(black_box(found), 100);
         }
     }
-    drop_postgres_store(store, admin, &schema);
+    drop_postgres_store(store, schema);
 }
 
 /// `delete_by_id` inside a PostgreSQL transaction, beside a plain Diesel `DELETE`.
 fn delete_in_transaction(n: u32) {
     use models::posts;
 
-    let (store, admin, schema) = postgres_store();
+    let (store, schema) = postgres_store();
     let (store_delete, plain_delete) = store
         .transaction(|tx| {
             let posts: Vec<Post> = (0..2 * n).map(|_| Post::default()).collect();
@@ -725,7 +721,7 @@ fn delete_in_transaction(n: u32) {
             Ok((store_delete, start.elapsed()))
         })
         .unwrap();
-    drop_postgres_store(store, admin, &schema);
+    drop_postgres_store(store, schema);
     let per = |d: Duration| d / n.max(1);
     println!(
         "delete inside a PostgreSQL transaction: delete_by_id {:?}, plain Diesel DELETE {:?}",
@@ -742,12 +738,12 @@ fn delete_in_transaction(n: u32) {
 /// store's connections before each insert, as `benches/workloads` does, and only the insert
 /// timed. Prints each's median time and the medians of the rounds' ratios.
 fn postgres_insert10_alternate(n: u32) {
-    let (store, admin, schema) = postgres_store();
+    let (store, schema) = postgres_store();
     {
         let url = std::env::var("DATASTORE_POSTGRES_URL").unwrap();
         let mut plain = datastore::diesel::PgConnection::establish(&url).unwrap();
         plain
-            .batch_execute(&format!("SET search_path TO {schema}"))
+            .batch_execute(&format!("SET search_path TO {}", schema.name()))
             .unwrap();
         let mut conn = store.conn().unwrap();
         let mut times: [Vec<f64>; 3] = Default::default();
@@ -812,5 +808,5 @@ fn postgres_insert10_alternate(n: u32) {
             println!("{} / {}: {ratio:.3}", NAMES[i], NAMES[j]);
         }
     }
-    drop_postgres_store(store, admin, &schema);
+    drop_postgres_store(store, schema);
 }

@@ -363,7 +363,7 @@ impl Replica {
     /// schemas nobody claims, and what was made more than ten minutes ago (no test runs that
     /// long), by name.
     fn drop_leftovers(publishing: &mut PgConnection, subscriber: &mut PgConnection) {
-        common::drop_abandoned_schemas(subscriber);
+        common::drop_abandoned_schemas(subscriber, common::TEST_SCHEMA_PREFIX);
         let old = |name: &str| {
             name.strip_prefix(REPLICA_PREFIX)
                 .and_then(|rest| rest.split('_').next()?.parse::<u64>().ok())

@@ -4,10 +4,10 @@
 //! its own on the PostgreSQL server.
 
 use datastore::diesel::connection::SimpleConnection;
-use datastore::diesel::{Connection, PgConnection};
 use datastore::prelude::*;
 
 use crate::models::{Comment, Post, PostEditor, User};
+use crate::pg_schema::{PgSchema, BENCH_SCHEMA_PREFIX};
 use crate::{forum, int_keyed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,8 @@ pub struct Db {
     pub store: Store,
     /// The WAL file's directory, removed on drop.
     _dir: Option<tempfile::TempDir>,
-    /// On PostgreSQL, the server's URL and the schema to drop afterwards.
-    schema: Option<(String, String)>,
+    /// On PostgreSQL, the database's schema, dropped after the store.
+    _schema: Option<PgSchema>,
 }
 
 pub fn postgres_url() -> Option<String> {
@@ -92,25 +92,20 @@ impl Db {
             url,
             store,
             _dir: dir,
-            schema: None,
+            _schema: None,
         }
     }
 
     fn server(server: &str, tables: Tables) -> Self {
-        let schema = format!("datastore_bench_{}", Id::new().to_string().replace('-', ""));
-        PgConnection::establish(server)
-            .unwrap()
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .unwrap();
-        let separator = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+        let schema = PgSchema::with_prefix(server, BENCH_SCHEMA_PREFIX);
+        let url = schema.url().to_owned();
         let store = open(&url, tables);
         Self {
             backend: Backend::Postgres,
             url,
             store,
             _dir: None,
-            schema: Some((server.to_owned(), schema)),
+            _schema: Some(schema),
         }
     }
 
@@ -245,17 +240,6 @@ impl Db {
 
     pub fn count_posts(&self) -> usize {
         self.store.count::<Post>().unwrap()
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some((server, schema)) = &self.schema {
-            PgConnection::establish(server)
-                .unwrap()
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .unwrap();
-        }
     }
 }
 

@@ -29,6 +29,10 @@ mod int_keyed;
 mod one_core;
 mod ours;
 mod paired;
+// Schemas of their own on the server, as the tests make them.
+#[path = "../../tests/common/pg_schema.rs"]
+#[allow(dead_code)]
+mod pg_schema;
 #[macro_use]
 mod seaorm_blog;
 mod seaorm;

@@ -3,7 +3,12 @@
 #![allow(dead_code)]
 
 pub use datastore_blog_models as models;
+mod pg_schema;
 pub mod trace;
+
+// Not every test uses each.
+#[allow(unused_imports)]
+pub use pg_schema::{create_claimed_schema, drop_abandoned_schemas, PgSchema, TEST_SCHEMA_PREFIX};
 
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection, RunQueryDsl};
@@ -125,119 +130,6 @@ pub fn each_feed() -> impl Iterator<Item = (ChangeFeed, TestDb)> {
         .into_iter()
         .filter(|&feed| feed != ChangeFeed::LogicalDecoding || logical_decoding())
         .map_while(|feed| Some((feed, TestDb::postgres_with(feed)?)))
-}
-
-/// What every test schema's name starts with (then a UUID).
-pub const TEST_SCHEMA_PREFIX: &str = "datastore_test_";
-
-/// The session advisory lock that claims the test schema `name` while its test runs: a key of
-/// 64 bits from the name's MD5, as SQL over the text `name` is.
-fn schema_claim(name: &str) -> String {
-    format!("('x' || substr(md5({name}), 1, 16))::bit(64)::bigint")
-}
-
-/// Creates the schema `name` through `admin`, first claimed by `admin`'s session (released
-/// when it closes, also when the process is killed), so that [`drop_abandoned_schemas`] never
-/// takes it for a leftover.
-pub fn create_claimed_schema(admin: &mut PgConnection, name: &str) {
-    admin
-        .batch_execute(&format!(
-            "SELECT pg_advisory_lock({}); CREATE SCHEMA {name}",
-            schema_claim(&format!("'{name}'"))
-        ))
-        .expect("create the test's schema");
-}
-
-/// Drops the test schemas of this database that no session claims: those of a test run
-/// killed before it dropped them (a schema's claim ends with its session). Each is claimed
-/// while it is dropped, so that two tests starting together do not both drop it; with it the
-/// logical feed's publication for it, which is the database's.
-pub fn drop_abandoned_schemas(admin: &mut PgConnection) {
-    #[derive(datastore::diesel::QueryableByName)]
-    struct Abandoned {
-        /// The name, quoted as an identifier.
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        ident: String,
-        /// The name, quoted as a string.
-        #[diesel(sql_type = datastore::diesel::sql_types::Text)]
-        literal: String,
-    }
-    let abandoned = datastore::diesel::sql_query(format!(
-        "SELECT quote_ident(nspname) AS ident, quote_literal(nspname) AS literal \
-         FROM pg_namespace \
-         WHERE CASE WHEN starts_with(nspname, '{TEST_SCHEMA_PREFIX}') \
-             THEN pg_try_advisory_lock({}) END",
-        schema_claim("nspname::text")
-    ))
-    .load::<Abandoned>(admin)
-    .expect("list the test schemas nobody claims");
-    for Abandoned { ident, literal } in abandoned {
-        // Each on its own, so that one failing leaves none of the others undone.
-        let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {ident} CASCADE"));
-        let _ = admin.batch_execute(&drop_publication_sql(&literal));
-        let _ = admin.batch_execute(&format!(
-            "SELECT pg_advisory_unlock({})",
-            schema_claim(&literal)
-        ));
-    }
-}
-
-/// The SQL that drops the logical feed's publication for the schema named by `literal` (a
-/// quoted string): the database's, not the schema's, so that dropping the schema leaves it
-/// behind.
-fn drop_publication_sql(literal: &str) -> String {
-    format!(
-        "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-             'datastore_' || md5({literal})); END $$"
-    )
-}
-
-/// A schema of a test's own on the PostgreSQL server, dropped with it.
-pub struct PgSchema {
-    admin: PgConnection,
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    pub fn new(url: &str) -> Self {
-        let mut admin = PgConnection::establish(url).unwrap_or_else(|e| {
-            panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
-        });
-        drop_abandoned_schemas(&mut admin);
-        let name = format!("{TEST_SCHEMA_PREFIX}{}", uuid::Uuid::new_v4().simple());
-        create_claimed_schema(&mut admin, &name);
-        let separator = if url.contains('?') { '&' } else { '?' };
-        Self {
-            admin,
-            url: format!("{url}{separator}options=-csearch_path%3D{name}"),
-            name,
-        }
-    }
-
-    /// The server's URL, with the schema as the connections' search path.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The schema's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
-        // The logical feed's publication is the database's, not the schema's: dropped too
-        // (whether the schema's drop went through or not), or every test run would leave its
-        // own behind on the server.
-        let _ = self
-            .admin
-            .batch_execute(&drop_publication_sql(&format!("'{}'", self.name)));
-    }
 }
 
 /// One test body, run on each backend: `per_backend!(fn name(store) { .. })` makes the tests
