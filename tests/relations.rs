@@ -590,6 +590,39 @@ per_backend! {
 }
 
 per_backend! {
+    fn a_stale_copy_of_a_row_deeper_in_its_graph_does_not_undo_the_callers_change(store) {
+        // Loaded both ways, a user's posts hold copies of their editors: the user among them,
+        // copied before the caller renamed it.
+        let nadia = store.save(user("Nadia")).unwrap();
+        let mut draft = post("loaded both ways", 1);
+        draft.editors = ManyToMany::loaded(vec![nadia.clone()]);
+        let mut renamed = nadia.clone();
+        renamed.username = "Nadia R.".into();
+        renamed.posts = ManyToMany::loaded(vec![draft]);
+
+        let saved = store.save_graph(renamed).unwrap();
+
+        assert_eq!(saved.username, "Nadia R.");
+        assert_eq!(
+            store.get::<User>(&nadia.id).unwrap().username,
+            "Nadia R.",
+            "the stale copy was saved over the rename"
+        );
+        let posts = saved.posts.get().unwrap();
+        let editors = posts[0].editors.get().unwrap();
+        assert_eq!(editors.len(), 1);
+        assert_eq!(
+            (editors[0].id, editors[0].username.as_str()),
+            (nadia.id, "Nadia R."),
+            "the copy is answered with the row as stored"
+        );
+        assert_eq!(store.count::<PostEditor>().unwrap(), 1, "linked once");
+        let mut conn = store.conn().unwrap();
+        assert_eq!(posts[0].editors(&mut conn).unwrap()[0].username, "Nadia R.");
+    }
+}
+
+per_backend! {
     fn a_graph_that_fails_anywhere_leaves_nothing_written(store) {
         store.save(user("taken")).unwrap();
         let mut draft = post("doomed graph", 3);

@@ -49,7 +49,7 @@ pub mod load {
 
 /// `save_graph`'s steps for each loaded relation field.
 pub mod graph {
-    pub use crate::relations::graph::{save_children, save_linked};
+    pub use crate::relations::graph::{Saved, save_children, save_linked};
 }
 
 /// The schema's declarations the derive writes for each model ([`Model::declaration`]).
@@ -150,8 +150,10 @@ pub trait Queries<C: Connection>: Model {
     note = "a relation's target and join model are structs with `#[derive(Model)]`"
 )]
 pub trait SaveGraph<C: Connection>: Model {
-    /// See [`Persist::save_graph`](crate::Persist::save_graph).
-    fn save_graph(self, conn: &mut C) -> Result<Self>;
+    /// See [`Persist::save_graph`](crate::Persist::save_graph): the row and its relations,
+    /// where `saved` holds the rows of the graph saved before it (each row is saved once a
+    /// graph: see `relations::graph`).
+    fn save_graph(self, conn: &mut C, saved: &mut graph::Saved) -> Result<Self>;
 }
 
 /// The statement `save` runs: `INSERT INTO "table" (..) VALUES (..) ON CONFLICT ..`, around the

@@ -10,6 +10,7 @@ use crate::__private::{INSERT_ROWS, Queries, SaveGraph, Statements, Writes};
 use crate::backend::{CHUNK, MAX_BIND_PARAMS, dispatch, transaction};
 use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
+use crate::relations::graph::{Saved, save_once};
 use crate::relations::{DeleteEffects, Purpose, plan_delete, restrict};
 use crate::schema::{Dialect, KeyKind};
 use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
@@ -184,6 +185,11 @@ pub trait Persist<C: Connection>: Model {
     /// Saves the row and, in the same transaction, every loaded relation under it: children
     /// (pointed at it, recursively) and many-to-many rows (saved, and linked if they were not).
     /// Relations not loaded are left alone. An error anywhere leaves nothing written.
+    ///
+    /// Each row is saved once a graph, as first reached (the row itself first, then its
+    /// relation fields in order, depth first): a later copy of a row already saved, such as
+    /// the stale copy of a user among the editors of the user's own loaded posts, is not saved
+    /// again (nor its relations), and comes back as the row is stored.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -486,7 +492,7 @@ where
     }
 
     fn save_graph(self, conn: &mut C) -> Result<Self> {
-        conn.own(|conn| <M as SaveGraph<C>>::save_graph(self, conn))
+        conn.own(|conn| save_once(self, conn, &mut Saved::default()))
     }
 
     fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>> {

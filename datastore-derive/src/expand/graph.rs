@@ -30,7 +30,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = fk_key(target, &this, relation.foreign_key.as_ref());
                 let children = quote! {
-                    ::datastore::__private::graph::save_children::<Self, #target, { #fk }, #conn>(conn, ::datastore::__private::Model::key(&saved), rows)?
+                    ::datastore::__private::graph::save_children::<Self, #target, { #fk }, #conn>(conn, graph, ::datastore::__private::Model::key(&saved), rows)?
                 };
                 if relation.kind == RelationKind::HasMany {
                     quote!(::datastore::__private::HasMany::loaded(#children))
@@ -44,7 +44,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
                 let fk_target = fk_key(through, target, None);
                 quote! {
                     ::datastore::__private::ManyToMany::loaded(
-                        ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, ::datastore::__private::Model::key(&saved), rows)?
+                        ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, graph, ::datastore::__private::Model::key(&saved), rows)?
                     )
                 }
             }
@@ -55,6 +55,12 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
             }
         });
     }
+    // Unused by a model without relations, whose graph is the row alone.
+    let graph = if takes.is_empty() {
+        quote!(_graph)
+    } else {
+        quote!(graph)
+    };
     let body = if takes.is_empty() {
         quote!(<Self as ::datastore::__private::Persist<#conn>>::save(self, conn))
     } else {
@@ -70,7 +76,11 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
     quote! {
         impl ::datastore::__private::SaveGraph<#conn> for #ident {
             #[allow(unused_mut)]
-            fn save_graph(mut self, conn: &mut #conn) -> ::datastore::__private::Result<Self> {
+            fn save_graph(
+                mut self,
+                conn: &mut #conn,
+                #graph: &mut ::datastore::__private::graph::Saved,
+            ) -> ::datastore::__private::Result<Self> {
                 #body
             }
         }
