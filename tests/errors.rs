@@ -524,6 +524,49 @@ fn a_location_that_cannot_be_opened_as_given_is_refused_before_connecting() {
 }
 
 #[test]
+fn an_empty_location_is_refused_rather_than_a_temporary_database_per_connection() {
+    // SQLite opens an empty filename as a temporary database of the connection's own, deleted
+    // as it closes: the store's connections would each write to one of their own.
+    for url in ["", "sqlite:", "sqlite://", "file:", "file:?cache=shared"] {
+        match Store::open(url, datastore::embed_migrations!()) {
+            Err(Error::Connection {
+                source: ConnectionFailure::Location(message),
+                ..
+            }) => assert!(message.contains("temporary"), "{url:?}: {message}"),
+            other => panic!("{url:?}: expected a location error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_sqlite_url_opens_the_file_diesel_opens() {
+    // `sqlite://` and `sqlite:` URLs are `file:` URIs, as Diesel (and the diesel CLI) read
+    // them: the query is SQLite's parameters, not part of the file's name.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db").display().to_string();
+    for url in [
+        format!("sqlite://{path}?mode=rwc"),
+        format!("sqlite:{path}?mode=rwc"),
+    ] {
+        let store = Store::open(&url, datastore::embed_migrations!()).unwrap();
+        store.save(common::post("in app.db", 1)).unwrap();
+        drop(store);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with("-wal") && !name.ends_with("-shm"))
+            .collect();
+        assert_eq!(names, ["app.db"], "{url}");
+    }
+    let store = Store::open(&path, datastore::embed_migrations!()).unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 2);
+    // In memory, as sqlx spells it: a database of the store's own.
+    let store = Store::open("sqlite::memory:", datastore::embed_migrations!()).unwrap();
+    store.save(common::post("in memory", 1)).unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 1);
+}
+
+#[test]
 fn a_path_and_a_postgres_schema_open_as_their_urls_do() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blog.db");

@@ -512,15 +512,23 @@ fn is_postgres(url: &str) -> bool {
 /// of that name, which every store of the process opening the URI shares, with the same
 /// locking; a memory database every connection would open anew (a `file:` URI with
 /// `mode=memory`, or a `memdb` name without its leading `/`, and no `cache=shared`) is
-/// refused.
+/// refused, as is an empty filename (a temporary database of each connection's own).
+///
+/// A `sqlite://` or `sqlite:` URL is the `file:` URI of the same text, as Diesel (and the
+/// diesel CLI) read it: its query holds SQLite's parameters (`mode=rwc`), not part of the
+/// file's name.
 fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), String> {
     if is_postgres(url) {
         return Ok((Dialect::Postgres, url.to_owned(), false));
     }
-    let url = url
+    let url = match url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+    {
+        Some(rest) => format!("file:{rest}"),
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
     let own_memory = || {
         format!(
             "file:/datastore-{}?vfs=memdb",
@@ -552,6 +560,11 @@ fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), Strin
             "{url} is a database in memory that each connection opens anew, so the store's \
              connections would not share it: use `:memory:`, a name starting with `/` with \
              `vfs=memdb`, or add `cache=shared`"
+        )),
+        SqliteMemory::Temporary => Err(format!(
+            "{url:?} names no file: SQLite opens a temporary database of each connection's \
+             own for it, so the store's connections would not share one: name a file, or use \
+             `:memory:`"
         )),
     }
 }
@@ -594,6 +607,8 @@ enum SqliteMemory {
     Memdb { shared_cache: bool },
     /// A named database in memory each connection opens anew.
     PerConnection,
+    /// An empty filename: a temporary database on disk each connection opens anew.
+    Temporary,
 }
 
 impl SqliteMemory {
@@ -602,7 +617,11 @@ impl SqliteMemory {
             return Self::Anonymous;
         }
         let Some(uri) = url.strip_prefix("file:") else {
-            return Self::None;
+            return if url.is_empty() {
+                Self::Temporary
+            } else {
+                Self::None
+            };
         };
         let uri = uri.split('#').next().unwrap_or_default();
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
@@ -632,7 +651,11 @@ impl SqliteMemory {
         };
         let memdb = param("vfs") == Some("memdb");
         if path != ":memory:" && param("mode") != Some("memory") && !memdb {
-            return Self::None;
+            return if path.is_empty() {
+                Self::Temporary
+            } else {
+                Self::None
+            };
         }
         // `mode=memory` opens a database of the connection's own whatever the VFS, which
         // `cache=shared` alone shares; `memdb` shares a name starting with `/` (and longer
@@ -712,6 +735,12 @@ mod tests {
             (":memory%00", SqliteMemory::None),
             ("file::memory:%00x", SqliteMemory::Anonymous),
             ("file:blog?mode=memory%26cache=shared", SqliteMemory::None),
+            // An empty filename.
+            ("", SqliteMemory::Temporary),
+            ("file:", SqliteMemory::Temporary),
+            ("file:?cache=shared", SqliteMemory::Temporary),
+            ("file://localhost", SqliteMemory::Temporary),
+            ("file:%00", SqliteMemory::Temporary),
         ] {
             assert_eq!(SqliteMemory::of(url), memory, "{url}");
         }
