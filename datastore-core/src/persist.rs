@@ -206,6 +206,11 @@ pub trait Persist<C: Connection>: Model {
     /// ```
     fn save_graph(self, conn: &mut C) -> Result<Self>;
 
+    /// [`save_graph`](Self::save_graph) of a row reached inside a graph whose rows `saved`
+    /// holds: not saved again if it is among them (see `relations::graph`).
+    #[doc(hidden)]
+    fn save_graph_within(self, conn: &mut C, saved: &mut Saved) -> Result<Self>;
+
     /// The row with this primary key.
     ///
     /// ```
@@ -493,6 +498,10 @@ where
 
     fn save_graph(self, conn: &mut C) -> Result<Self> {
         conn.own(|conn| save_once(self, conn, &mut Saved::default()))
+    }
+
+    fn save_graph_within(self, conn: &mut C, saved: &mut Saved) -> Result<Self> {
+        save_once(self, conn, saved)
     }
 
     fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>> {
@@ -896,6 +905,12 @@ where
         dispatch!(conn, |c| <M as Persist<_>>::save_graph(self, c))
     }
 
+    fn save_graph_within(self, conn: &mut AnyConnection, saved: &mut Saved) -> Result<Self> {
+        dispatch!(conn, |c| <M as Persist<_>>::save_graph_within(
+            self, c, saved
+        ))
+    }
+
     fn find(conn: &mut AnyConnection, key: &Self::Key) -> Result<Option<Self>> {
         dispatch!(conn, |c| <M as Persist<_>>::find(c, key))
     }
@@ -992,6 +1007,10 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
 
     fn save_graph(self, conn: &mut PooledConn) -> Result<Self> {
         <M as Persist<AnyConnection>>::save_graph(self, conn)
+    }
+
+    fn save_graph_within(self, conn: &mut PooledConn, saved: &mut Saved) -> Result<Self> {
+        <M as Persist<AnyConnection>>::save_graph_within(self, conn, saved)
     }
 
     fn find(conn: &mut PooledConn, key: &Self::Key) -> Result<Option<Self>> {

@@ -37,8 +37,9 @@ impl Saved {
 }
 
 /// Saves `row` with its graph, unless the graph saved it already: then it is answered with the
-/// row as stored (see the module's doc).
-pub fn save_once<M, C>(row: M, conn: &mut C, saved: &mut Saved) -> Result<M>
+/// row as stored (see the module's doc). What [`Persist::save_graph`] and
+/// [`Persist::save_graph_within`] run.
+pub(crate) fn save_once<M, C>(row: M, conn: &mut C, saved: &mut Saved) -> Result<M>
 where
     M: SaveGraph<C> + Persist<C>,
     C: Connection,
@@ -67,14 +68,14 @@ pub fn save_children<P, Ch, const FK: u64, C>(
 ) -> Result<Vec<Ch>>
 where
     P: Model,
-    Ch: BelongsTo<P, FK> + SaveGraph<C> + Persist<C>,
+    Ch: BelongsTo<P, FK> + Persist<C>,
     C: Connection,
 {
     children
         .into_iter()
         .map(|mut child| {
             child.set_parent_key(parent.clone());
-            save_once(child, conn, saved)
+            child.save_graph_within(conn, saved)
         })
         .collect()
 }
@@ -89,14 +90,14 @@ pub fn save_linked<P, J, T, const FK_P: u64, const FK_T: u64, C>(
 ) -> Result<Vec<T>>
 where
     P: Model,
-    T: SaveGraph<C> + Persist<C>,
+    T: Persist<C>,
     J: ChildOf<P, FK_P, C> + ChildOf<T, FK_T, C> + Default,
     C: Connection,
 {
     others
         .into_iter()
         .map(|other| {
-            let other = save_once(other, conn, saved)?;
+            let other = other.save_graph_within(conn, saved)?;
             link::<P, J, T, FK_P, FK_T, C>(conn, &parent, &other.key())?;
             Ok(other)
         })
