@@ -93,6 +93,22 @@ mod shop {
         pub id: i64,
     }
 
+    /// Keyed by a small number the database gives.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Seat {
+        #[primary_key]
+        pub id: i16,
+        pub label: String,
+    }
+
+    /// Keyed by a small number the application gives.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Floor {
+        #[primary_key(natural)]
+        pub level: i16,
+        pub name: String,
+    }
+
     /// Keyed by a number the application gives (ISO 3166 numeric codes).
     #[derive(Model, Debug, Clone, PartialEq, Default)]
     pub struct Country {
@@ -112,12 +128,14 @@ mod shop {
             .model::<Shelf>()
             .model::<Placement>()
             .model::<Ticket>()
+            .model::<Seat>()
+            .model::<Floor>()
     }
 }
 
 use shop::{
-    customers, orders, Country, Customer, Order, OrderLine, Payment, Placement, Product, Shelf,
-    Ticket,
+    customers, orders, Country, Customer, Floor, Order, OrderLine, Payment, Placement, Product,
+    Seat, Shelf, Ticket,
 };
 
 /// A store with the shop's tables: in memory, or in a schema of its own on the server.
@@ -251,6 +269,49 @@ fn a_key_the_database_assigns_past_the_fields_range_is_refused_with_nothing_writ
         assert!(store.save(next(2)).is_err(), "{:?}", store.dialect());
         assert!(store.insert_all(vec![next(3), next(4)]).is_err());
         assert_eq!(store.count::<Payment>().unwrap(), 1, "nothing written");
+    }
+}
+
+/// An `i16` key is a key the database assigns, as an `i32` or `i64` one is (unless declared
+/// `natural`): each new row gets its own, up to the field's largest value.
+#[test]
+fn a_small_integer_key_is_assigned_by_the_database_unless_natural() {
+    for (store, _schema) in stores() {
+        let seat = |label: &str| Seat {
+            label: label.into(),
+            ..Seat::default()
+        };
+        let a = store.save(seat("a")).unwrap();
+        let b = store.save(seat("b")).unwrap();
+        assert!(a.id != 0 && b.id != 0 && a.id != b.id, "{a:?} {b:?}");
+        let more = store.insert_all(vec![seat("c"), seat("d")]).unwrap();
+        assert_eq!(store.count::<Seat>().unwrap(), 4, "{:?}", store.dialect());
+        assert!(more.iter().all(|s| s.id != 0));
+        store
+            .save(Seat {
+                id: i16::MAX,
+                label: "last".into(),
+            })
+            .unwrap();
+        assert!(store.save(seat("past the range")).is_err());
+        assert_eq!(store.count::<Seat>().unwrap(), 5, "nothing written");
+
+        // Declared natural: the application's number, 0 included.
+        let ground = store
+            .save(Floor {
+                level: 0,
+                name: "ground".into(),
+            })
+            .unwrap();
+        assert_eq!(ground.level, 0);
+        store
+            .save(Floor {
+                level: 0,
+                name: "lobby".into(),
+            })
+            .unwrap();
+        assert_eq!(store.count::<Floor>().unwrap(), 1, "the same row, updated");
+        assert_eq!(store.get::<Floor>(&0).unwrap().name, "lobby");
     }
 }
 

@@ -96,8 +96,9 @@ pub enum OnDelete {
 /// `#[primary_key]` on a field.
 #[derive(Clone, Copy)]
 pub struct PrimaryKey {
-    /// `#[primary_key(natural)]`: an integer the application gives, not the database.
-    pub natural: bool,
+    /// `#[primary_key(natural)]`: an integer the application gives, not the database (the
+    /// span of the word `natural`).
+    pub natural: Option<proc_macro2::Span>,
     pub span: proc_macro2::Span,
 }
 
@@ -250,16 +251,16 @@ impl<'a> Field<'a> {
             match name.as_str() {
                 "primary_key" => {
                     let natural = match &attr.meta {
-                        syn::Meta::Path(_) => false,
+                        syn::Meta::Path(_) => None,
                         _ => match attr.parse_args::<Ident>() {
-                            Ok(arg) if arg == "natural" => true,
+                            Ok(arg) if arg == "natural" => Some(arg.span()),
                             _ => {
                                 cx.error_spanned_by(
                                     attr,
                                     "expected `#[primary_key]`, or `#[primary_key(natural)]` for an \
                                      integer key the application gives rather than the database",
                                 );
-                                false
+                                None
                             }
                         },
                     };
@@ -728,16 +729,16 @@ fn resolve_key(
         }
         [(i, key)] => {
             let ty = fields[*i].ty;
-            let integer = is_named(ty, "i32") || is_named(ty, "i64");
-            if key.natural && !integer {
+            let integer = ["i16", "i32", "i64"].iter().any(|name| is_named(ty, name));
+            if let (Some(natural), false) = (key.natural, integer) {
                 cx.push(syn::Error::new(
-                    key.span,
+                    natural,
                     "`natural` is for an integer key the application gives: other keys always are",
                 ));
             }
             let kind = if is_named(ty, "Id") {
                 KeyKind::Uuid
-            } else if integer && !key.natural {
+            } else if integer && key.natural.is_none() {
                 KeyKind::Assigned
             } else {
                 KeyKind::Natural
