@@ -149,6 +149,19 @@ impl<'a> Model<'a> {
             composite,
             renamed_from,
         } = parse_model_attributes(&cx, input);
+        for attr in &input.attrs {
+            if let Some(name) =
+                attr_name(attr).filter(|name| FIELD_ATTRIBUTES.contains(&name.as_str()))
+            {
+                cx.error_spanned_by(
+                    attr,
+                    format!(
+                        "`#[{name}]` goes on a field, not on the struct: the struct's own \
+                         attribute is `#[model(..)]`"
+                    ),
+                );
+            }
+        }
         if !input.generics.params.is_empty() {
             cx.error_spanned_by(
                 &input.generics,
@@ -334,6 +347,12 @@ impl<'a> Field<'a> {
                         }
                     }
                 }
+                "model" => cx.error_spanned_by(
+                    attr,
+                    "`#[model(..)]` goes on the struct, not on a field: a field's own attributes \
+                     are `#[primary_key]`, `#[column(..)]`, `#[unique]`, `#[index]` and the \
+                     relation attributes",
+                ),
                 _ => {}
             }
         }
@@ -552,6 +571,18 @@ struct ModelAttributes {
     /// The table's previous name.
     renamed_from: Option<LitStr>,
 }
+
+/// The derive's attributes that go on a field (the struct's own is `model`).
+const FIELD_ATTRIBUTES: [&str; 8] = [
+    "column",
+    "primary_key",
+    "unique",
+    "index",
+    "has_one",
+    "has_many",
+    "belongs_to",
+    "many_to_many",
+];
 
 /// `#[model(table = "...", primary_key(a, b), renamed_from = "...")]`.
 fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
