@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::parse::{FieldKind, Model};
+use crate::parse::{FieldKind, Model, RelationKind};
 
 pub fn checks(model: &Model) -> TokenStream {
     // A key's fields have types a key column can have.
@@ -55,5 +55,34 @@ pub fn checks(model: &Model) -> TokenStream {
             }
         })
         .collect();
-    quote::quote!(#keys #fields)
+    let join_models = join_models_that_are_children(model);
+    quote::quote!(#keys #fields #join_models)
+}
+
+/// Refuses, at its `through`, a `many_to_many` going through a model the struct also declares
+/// as a `has_many` or `has_one` child: the same rows cannot be both links (one for each pair,
+/// a linked row's delete refused until it is unlinked) and children (deleted with their
+/// parent). Emitted beside the expansion, so that the model stays a model for the code that
+/// names it.
+fn join_models_that_are_children(model: &Model) -> TokenStream {
+    let name = |path: &syn::Path| path.segments.last().map(|s| s.ident.clone());
+    let relations: Vec<_> = model.relations().map(|(_, r)| r).collect();
+    relations
+        .iter()
+        .filter_map(|r| r.through.as_ref())
+        .filter_map(|through| {
+            let child = relations
+                .iter()
+                .find(|r| r.kind != RelationKind::ManyToMany && name(&r.target) == name(through))?;
+            let model = name(through).map(|i| i.to_string()).unwrap_or_default();
+            let message = format!(
+                "`{model}` is this model's `{}` child and this many-to-many's join model: a \
+                 child's rows are deleted with their parent, a join model's rows are links (one \
+                 for each pair, a linked row's delete refused until it is unlinked); give the \
+                 many-to-many a join model of its own",
+                child.kind.attr()
+            );
+            Some(syn::Error::new_spanned(through, message).to_compile_error())
+        })
+        .collect()
 }
