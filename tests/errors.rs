@@ -539,6 +539,27 @@ fn an_empty_location_is_refused_rather_than_a_temporary_database_per_connection(
 }
 
 #[test]
+fn a_database_the_store_cannot_set_up_is_a_connection_error() {
+    // A file opened read-only that is not in WAL mode yet: switching it (what the store does
+    // to every file it opens) needs a write.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let mut plain = datastore::diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    plain
+        .batch_execute("CREATE TABLE kept (x INTEGER)")
+        .unwrap();
+    drop(plain);
+    let url = format!("file:{}?mode=ro", path.display());
+    match Store::open(&url, datastore::embed_migrations!()) {
+        Err(Error::Connection {
+            source: ConnectionFailure::Setup(message),
+            ..
+        }) => assert!(message.contains("readonly"), "{message}"),
+        other => panic!("expected a set-up error, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_sqlite_url_opens_the_file_diesel_opens() {
     // `sqlite://` and `sqlite:` URLs are `file:` URIs, as Diesel (and the diesel CLI) read
     // them: the query is SQLite's parameters, not part of the file's name.

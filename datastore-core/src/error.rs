@@ -543,6 +543,12 @@ pub enum ConnectionFailure {
     /// a PostgreSQL schema for a SQLite database.
     #[error("{0}")]
     Location(String),
+    /// The connection opened, but the store could not set it up as it sets up every
+    /// connection (foreign keys on, the busy timeout, WAL for a file, the PostgreSQL session's
+    /// settings): for example a file opened read-only (`mode=ro`, or a read-only medium) that
+    /// is not in WAL mode yet, which switching needs a write for. The database's message.
+    #[error("{0}")]
+    Setup(String),
     /// The server ended a connection in use: in a call on the [`Store`](crate::Store) (in a
     /// [`Store::transaction`], which then wrote nothing, the server rolling it back, unless
     /// the connection was lost during its `COMMIT`, whose outcome the server did not get to

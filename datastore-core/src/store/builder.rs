@@ -410,7 +410,15 @@ impl StoreBuilder {
             .establish()
             .map_err(|e| Error::connection(&self.url, ConnectionFailure::Driver, e))?;
         let handle = crate::ffi::sqlite::peek_opened();
-        self.setup.apply_any(&mut first)?;
+        // A database that stays busy past the busy timeout is busy (`Error::Busy`), not
+        // unusable.
+        self.setup
+            .apply_any(&mut first)
+            .map_err(Error::from)
+            .map_err(|e| match e {
+                Error::Busy { .. } => e,
+                e => Error::connection(&self.url, ConnectionFailure::Setup, e),
+            })?;
         Ok((manager, first, handle))
     }
 
