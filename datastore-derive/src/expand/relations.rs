@@ -30,12 +30,24 @@ fn assert_unambiguous(
 ) -> TokenStream {
     let child_name = last(child);
     let parent_name = last(parent);
-    let message = format!(
-        "ambiguous relation: `{child_name}` has several `#[belongs_to({parent_name})]` fields; name the one \
-         `{}` uses: `#[{}({child_name}, foreign_key = <field>)]`",
-        relation_field.ident,
-        kind.attr(),
-    );
+    let message = match kind {
+        RelationKind::HasMany | RelationKind::HasOne => format!(
+            "ambiguous relation: `{child_name}` has several `#[belongs_to({parent_name})]` fields; name the \
+             one `{}` uses: `#[{}({child_name}, foreign_key = <field>)]`",
+            relation_field.ident,
+            kind.attr(),
+        ),
+        // Which side each foreign key links cannot be named (yet): a join model links by one
+        // foreign key to each side.
+        RelationKind::ManyToMany => format!(
+            "ambiguous many-to-many `{}`: `{child_name}` has several `#[belongs_to({parent_name})]` \
+             fields, where a join model links by exactly one foreign key to each side (a \
+             many-to-many of a model with itself is not supported yet); reach `{child_name}`'s \
+             rows with a `#[has_many({child_name}, foreign_key = <field>)]` for each foreign key \
+             instead",
+            relation_field.ident,
+        ),
+    };
     quote_spanned! {child.span()=>
         const _: () = ::datastore::__private::assert_unambiguous(
             <#child as ::datastore::__private::ForeignKeysTo<#parent>>::COUNT,
