@@ -48,10 +48,11 @@ mod forum {
         pub id: Id,
         #[belongs_to(Topic)]
         pub topic_id: Id,
-        /// The reply this one answers; `None` for an answer to the topic itself.
-        #[belongs_to(Reply)]
+        /// The reply this one answers; `None` for an answer to the topic itself. (Spelled
+        /// `Self`, as the blog's comments spell theirs by name.)
+        #[belongs_to(Self)]
         pub parent_id: Option<Id>,
-        #[has_many(Reply, foreign_key = parent_id)]
+        #[has_many(Self, foreign_key = parent_id)]
         pub answers: HasMany<Reply>,
         pub text: String,
     }

@@ -183,11 +183,29 @@ impl<'a> Model<'a> {
             cx.check()?;
             unreachable!()
         };
-        let fields: Vec<Field> = named
+        let mut fields: Vec<Field> = named
             .named
             .iter()
             .filter_map(|f| Field::from_ast(&cx, f))
             .collect();
+        // The generated code names related models outside the struct's impls, where `Self`
+        // means nothing: it names the struct.
+        for field in &mut fields {
+            let paths: Vec<&mut syn::Path> = match &mut field.kind {
+                FieldKind::Column(column) => column
+                    .belongs_to
+                    .iter_mut()
+                    .map(|b| &mut b.parent)
+                    .collect(),
+                FieldKind::Relation(relation) => std::iter::once(&mut relation.target)
+                    .chain(relation.through.as_mut())
+                    .collect(),
+            };
+            for path in paths.into_iter().filter(|p| p.is_ident("Self")) {
+                let span = path.segments[0].ident.span();
+                *path = syn::Path::from(Ident::new(&input.ident.to_string(), span));
+            }
+        }
 
         for field in fields.iter().filter(|f| f.column().is_some()) {
             let name = field.column_name();
