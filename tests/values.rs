@@ -426,6 +426,40 @@ per_backend!(
                 store.delete(&saved).unwrap();
             }
         }
+        // Before PostgreSQL's earliest instant (4714-11-24 BC), which chrono holds: refused on
+        // both backends before anything runs, not failed by the server with an error of no
+        // kind.
+        let earliest = |year| {
+            let date = chrono::NaiveDate::from_ymd_opt(year, 11, 24).unwrap();
+            Timestamp::from(date.and_hms_opt(0, 0, 0).unwrap().and_utc())
+        };
+        let too_early = Timestamp::from(chrono::DateTime::<chrono::Utc>::from(earliest(-4713)) - chrono::Duration::microseconds(1));
+        for err in [
+            store
+                .save(Stamp {
+                    at: too_early,
+                    ..Stamp::default()
+                })
+                .unwrap_err(),
+            store.query::<Stamp>(|q| q.filter(stamps::at.lt(too_early))).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, Error::TimestampOutOfRange { value } if value == too_early),
+                "{:?}: {err:?}",
+                store.dialect()
+            );
+        }
+        if store.dialect() == Dialect::Postgres {
+            let saved = store
+                .save(Stamp {
+                    at: earliest(-4713),
+                    ..Stamp::default()
+                })
+                .unwrap();
+            assert_eq!(store.get::<Stamp>(&saved.id).unwrap().at, earliest(-4713));
+            store.delete(&saved).unwrap();
+        }
+        assert_eq!(store.all::<Stamp>().unwrap(), vec![kept], "nothing written");
     }
 );
 

@@ -358,10 +358,12 @@ pub enum Error {
     )]
     NanUnsupported,
 
-    /// A [`Timestamp`](crate::Timestamp) outside the years 0 to 9999, bound on SQLite. SQLite
+    /// A [`Timestamp`](crate::Timestamp) outside the years 0 to 9999, bound on SQLite, or
+    /// before PostgreSQL's earliest instant (4714-11-24 BC), bound on PostgreSQL. SQLite
     /// stores a timestamp as RFC 3339 text, which compares and sorts in time order only with
-    /// four-digit years: such a value would be stored, compared and ordered wrongly. Nothing was
-    /// run. PostgreSQL holds these years as given.
+    /// four-digit years: such a value would be stored, compared and ordered wrongly.
+    /// PostgreSQL holds the years past 9999 and before 0 as given, down to its earliest. Nothing
+    /// was run.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -382,9 +384,9 @@ pub enum Error {
     /// # }
     /// ```
     #[error(
-        "the timestamp {value} is outside the years 0000 to 9999, which SQLite stores as text \
-         that sorts in time order only with four-digit years; nothing was run: keep timestamps \
-         within those years on SQLite"
+        "the timestamp {value} is outside what the database stores; nothing was run: SQLite \
+         keeps the years 0000 to 9999 (as text, which sorts in time order only with four-digit \
+         years), PostgreSQL instants from 4714-11-24 BC (-4713-11-24T00:00:00Z) on"
     )]
     TimestampOutOfRange {
         /// The timestamp refused.
@@ -1048,7 +1050,7 @@ fn is_full_message(message: &str) -> bool {
 pub(crate) enum ValueError {
     #[error("NaN cannot be stored on SQLite")]
     NanUnsupported,
-    #[error("{0} is outside the years SQLite stores")]
+    #[error("{0} is outside the instants the database stores")]
     TimestampOutOfRange(crate::Timestamp),
     #[error("a JSON value is nested too deeply")]
     JsonTooDeep,

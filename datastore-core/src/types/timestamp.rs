@@ -293,11 +293,17 @@ fn pg_epoch() -> DateTime<Utc> {
     DateTime::from_timestamp(946_684_800, 0).expect("a valid instant")
 }
 
+/// PostgreSQL's earliest `timestamptz`, 4714-11-24 BC (ISO year -4713) at midnight UTC, in
+/// microseconds from its epoch (its `MIN_TIMESTAMP`). Its latest is past chrono's.
+const PG_EARLIEST: i64 = -211_813_488_000_000_000;
+
 impl ToSql<sql_types::TimestampUtc, diesel::pg::Pg> for Timestamp {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::pg::Pg>) -> serialize::Result {
+        // Refused here, as SQLite's range is, rather than by the server as an error of no kind.
         let micros = (self.0 - pg_epoch())
             .num_microseconds()
-            .ok_or("timestamp out of PostgreSQL's range")?;
+            .filter(|&micros| micros >= PG_EARLIEST)
+            .ok_or(ValueError::TimestampOutOfRange(*self))?;
         std::io::Write::write_all(out, &micros.to_be_bytes())?;
         Ok(serialize::IsNull::No)
     }
