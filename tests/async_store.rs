@@ -1325,3 +1325,70 @@ fn a_stream_whose_read_failed_reads_again_at_once_on_postgres() {
     let schema = common::PgSchema::new(&url);
     a_stream_whose_read_failed_reads_again_at_once(schema.url());
 }
+
+/// A burst of transactions beyond the pool waits as tasks, not as blocking threads queued on
+/// the pool: on a runtime of four blocking threads and a pool of one connection that a
+/// transaction holds, eight more transactions leave the runtime's blocking work free to run
+/// (as eight threads waiting for the connection would not, until they time out).
+#[test]
+fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::builder(dir.path().join("burst.db").display().to_string())
+            .migrations(datastore::embed_migrations!())
+            .pool_size(1)
+            .connection_timeout(Duration::from_secs(20))
+            .open_async()
+            .await
+            .unwrap();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (holding, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .transaction(|tx| async move {
+                        tx.save(post("held", 1)).await?;
+                        holding.send(()).unwrap();
+                        released.await.unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        held.await.unwrap();
+        let burst: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .transaction(|tx| async move { tx.save(post("burst", i)).await })
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Blocking work of the runtime's own, while the connection is still held.
+        let ran = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(|| "ran"),
+        )
+        .await;
+        assert!(
+            matches!(ran, Ok(Ok("ran"))),
+            "the runtime's blocking threads were all taken by transactions waiting for the pool"
+        );
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        for saved in burst {
+            saved.await.unwrap().unwrap();
+        }
+        assert_eq!(store.count::<Post>().await.unwrap(), 9);
+    });
+}

@@ -55,9 +55,15 @@ pub struct AsyncStore {
     store: Arc<Store>,
     /// As many permits as the pool has connections: calls beyond them wait here, as tasks,
     /// rather than as blocking threads queued on the pool (64 tasks on a pool of 8 would
-    /// otherwise take 64 threads, 56 of them waiting). Transactions take none: each holds a
-    /// connection, and a body may call the store while holding it.
+    /// otherwise take 64 threads, 56 of them waiting). Transactions take none of these: each
+    /// holds a connection, and a body may call the store while holding it (see
+    /// `transactions`).
     calls: Arc<Semaphore>,
+    /// As many permits as the pool has connections, for transactions waiting for one: each
+    /// holds its permit only until its connection is had, so that a burst of transactions
+    /// beyond the pool waits here, as tasks, rather than as blocking threads queued on the
+    /// pool, which would hold up every other call's blocking work behind them.
+    transactions: Arc<Semaphore>,
 }
 
 impl From<Store> for AsyncStore {
@@ -65,6 +71,7 @@ impl From<Store> for AsyncStore {
     fn from(store: Store) -> Self {
         Self {
             calls: Arc::new(Semaphore::new(store.pool_size() as usize)),
+            transactions: Arc::new(Semaphore::new(store.pool_size() as usize)),
             store: Arc::new(store),
         }
     }
@@ -235,7 +242,13 @@ impl AsyncStore {
         F: FnOnce(AsyncTransaction) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        transaction::run(self.store.clone(), body).await
+        let waiting = self
+            .transactions
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the store never closes its semaphores");
+        transaction::run(self.store.clone(), waiting, body).await
     }
 
     /// Every committed change of `M`'s rows, as a stream; see [`Store::observe`].

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use diesel::connection::TransactionManager;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::AsyncRepo;
 use crate::{AnyConnection, Error, Result, Store};
@@ -106,8 +106,13 @@ impl Drop for EndGuard {
     }
 }
 
-/// `AsyncStore::transaction`.
-pub(super) async fn run<T, F, Fut>(store: Arc<Store>, body: F) -> Result<T>
+/// `AsyncStore::transaction`. `waiting` is the permit to wait for a connection, given back
+/// once the transaction has one.
+pub(super) async fn run<T, F, Fut>(
+    store: Arc<Store>,
+    waiting: OwnedSemaphorePermit,
+    body: F,
+) -> Result<T>
 where
     F: FnOnce(AsyncTransaction) -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -120,7 +125,7 @@ where
     let mut guard = EndGuard {
         commands: Some(commands.clone()),
     };
-    tokio::task::spawn_blocking(move || drive(&store, received, began, ended));
+    tokio::task::spawn_blocking(move || drive(&store, waiting, received, began, ended));
     match has_begun.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error),
@@ -152,12 +157,16 @@ where
 /// [`Store::transaction`] does the work, so that both stores' transactions are the same.
 fn drive(
     store: &Store,
+    waiting: OwnedSemaphorePermit,
     mut commands: mpsc::UnboundedReceiver<Command>,
     began: oneshot::Sender<Result<()>>,
     ended: oneshot::Sender<Result<()>>,
 ) {
     let mut began = Some(began);
+    let mut waiting = Some(waiting);
     let result = store.transaction(|conn| {
+        // The connection is had: another transaction may wait for one.
+        drop(waiting.take());
         if let Some(began) = began.take() {
             let _ = began.send(Ok(()));
         }
