@@ -516,3 +516,35 @@ fn a_preview_inside_a_transaction_sees_its_writes_and_writes_nothing() {
         );
     }
 }
+
+/// A thread inserted in one call, answers before the replies they answer: SQLite checks a
+/// foreign key as each statement ends, and a few rows take several statements, so the rows
+/// are inserted parents first, whatever their order (and returned in the order given).
+#[test]
+fn rows_pointing_at_each_other_insert_in_any_order() {
+    for (store, _schema) in stores() {
+        let author = member(&store, "Ada");
+        let topic = topic(&store, "thread", &author, None);
+        for length in [2, 3, 5, 9, 300] {
+            let mut parent = None;
+            let mut thread: Vec<Reply> = (0..length)
+                .map(|i| {
+                    let reply = Reply {
+                        topic_id: topic.id,
+                        parent_id: parent,
+                        text: format!("reply {i}"),
+                        ..Reply::default()
+                    };
+                    parent = Some(reply.id);
+                    reply
+                })
+                .collect();
+            thread.reverse();
+            let inserted = store
+                .insert_all(thread.clone())
+                .unwrap_or_else(|e| panic!("{:?}, {length} rows: {e}", store.dialect()));
+            assert_eq!(inserted, thread, "in the order given");
+        }
+        assert_eq!(store.count::<Reply>().unwrap(), 2 + 3 + 5 + 9 + 300);
+    }
+}

@@ -4,6 +4,8 @@
 //! delete. Each model contributes only its typed statements ([`Statements`], [`Queries`],
 //! [`SaveGraph`]), which the derive writes.
 
+use std::collections::HashMap;
+
 use diesel::connection::Connection;
 
 use crate::__private::{INSERT_ROWS, Queries, SaveGraph, Statements, Writes};
@@ -12,7 +14,7 @@ use crate::error::{ConstraintKind, ConstraintViolation};
 use crate::model::{Model, Predicate};
 use crate::relations::graph::{Saved, save_once};
 use crate::relations::{DeleteEffects, Purpose, plan_delete, restrict};
-use crate::schema::{Dialect, KeyKind};
+use crate::schema::{Dialect, KeyKind, ModelRef};
 use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
 
 /// A model's typed data access on one connection `C`.
@@ -158,7 +160,9 @@ pub trait Persist<C: Connection>: Model {
     /// the bind limit allows. A row whose key exists fails the whole call, as does any other
     /// violated constraint; rows spanning several statements are inserted in one transaction,
     /// so an error leaves none of them written. Unlike `save`'s, a foreign-key error does not
-    /// name the row whose parent is missing.
+    /// name the row whose parent is missing. Rows of a model that refers to itself (a thread
+    /// of replies) may point at each other in any order: they are inserted parents first, and
+    /// returned in the order given.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -452,6 +456,7 @@ where
         conn.own(|conn| {
             stamp(&mut rows);
             if !rows.iter().any(M::has_unassigned_key) {
+                let (rows, order) = parents_first(rows);
                 let statements = insert_statements::<M, C>(rows.len());
                 let inserted = if statements > 1 {
                     transaction(conn, |conn| insert_keyed(&rows, conn))
@@ -459,7 +464,7 @@ where
                     insert_keyed(&rows, conn)
                 };
                 return match inserted {
-                    Ok(()) => Ok(rows),
+                    Ok(()) => Ok(in_given_order(rows, order)),
                     Err(e) => Err(explained(conn, &rows, e)),
                 };
             }
@@ -468,6 +473,7 @@ where
             let waiting: Vec<bool> = rows.iter().map(M::has_unassigned_key).collect();
             let (mut unkeyed, keyed): (Vec<Self>, Vec<Self>) =
                 rows.into_iter().partition(M::has_unassigned_key);
+            let (keyed, order) = parents_first(keyed);
             // A row of nothing but the key the database assigns is a statement of its own
             // (`DEFAULT VALUES`): rows spanning several statements go in one transaction.
             let unkeyed_statements = if M::declaration().columns().len() == 1 {
@@ -488,6 +494,7 @@ where
             if let Err(e) = inserted {
                 return Err(explained(conn, keyed.iter().chain(&unkeyed), e));
             }
+            let keyed = in_given_order(keyed, order);
             let (mut unkeyed, mut keyed) = (unkeyed.into_iter(), keyed.into_iter());
             Ok(waiting
                 .into_iter()
@@ -705,6 +712,105 @@ fn rows_per_statement(columns: usize) -> usize {
 /// multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose
 /// database assigns keys move its sequence past them, in the same transaction as the rows: the
 /// rows are not written if the sequence cannot be moved (a role without `UPDATE` on it).
+/// `rows` in an order to insert them in, parents first: a row whose foreign key to its own
+/// table points at another of them comes after it (SQLite checks a foreign key at the end of
+/// each statement, and rows beyond one statement's take several), rows otherwise in the order
+/// given; with the order given, where it changed, for [`in_given_order`]. Rows that point at
+/// each other in a cycle are placed in some order (none inserts them a statement at a time).
+/// Only rows keyed before they are inserted are ordered: no row can point at one whose key
+/// the database has yet to assign.
+fn parents_first<M: Model>(rows: Vec<M>) -> (Vec<M>, Option<Vec<usize>>) {
+    let own = ModelRef::of::<M>();
+    let self_keys: Vec<usize> = M::declaration()
+        .belongs_to()
+        .iter()
+        .enumerate()
+        .filter(|(_, fk)| fk.parent == own)
+        .map(|(i, _)| i)
+        .collect();
+    if self_keys.is_empty() || rows.len() < 2 {
+        return (rows, None);
+    }
+    let position: HashMap<String, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (row.key().describe(), i))
+        .collect();
+    let parents: Vec<Vec<usize>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            self_keys
+                .iter()
+                .filter_map(|&fk| position.get(&row.foreign_key(fk)?.describe()).copied())
+                .filter(|&parent| parent != i)
+                .collect()
+        })
+        .collect();
+    if parents
+        .iter()
+        .enumerate()
+        .all(|(i, of_i)| of_i.iter().all(|&parent| parent < i))
+    {
+        return (rows, None);
+    }
+    // Depth first, each row after its parents (without recursion: a thread can be a chain as
+    // long as the batch).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Placed,
+    }
+    let mut marks = vec![Mark::New; rows.len()];
+    let mut order = Vec::with_capacity(rows.len());
+    for root in 0..rows.len() {
+        let mut stack = vec![(root, 0)];
+        while let Some((row, next)) = stack.pop() {
+            if next == 0 {
+                if marks[row] != Mark::New {
+                    continue;
+                }
+                marks[row] = Mark::Visiting;
+            }
+            match parents[row].get(next) {
+                Some(&parent) => {
+                    stack.push((row, next + 1));
+                    // A parent being visited closes a cycle: no order satisfies it.
+                    if marks[parent] == Mark::New {
+                        stack.push((parent, 0));
+                    }
+                }
+                None => {
+                    marks[row] = Mark::Placed;
+                    order.push(row);
+                }
+            }
+        }
+    }
+    let mut slots: Vec<Option<M>> = rows.into_iter().map(Some).collect();
+    let ordered = order
+        .iter()
+        .map(|&i| slots[i].take().expect("each row placed once"))
+        .collect();
+    (ordered, Some(order))
+}
+
+/// Rows [`parents_first`] ordered, back in the order they were given.
+fn in_given_order<M>(rows: Vec<M>, order: Option<Vec<usize>>) -> Vec<M> {
+    let Some(order) = order else {
+        return rows;
+    };
+    let mut slots: Vec<Option<M>> = (0..rows.len()).map(|_| None).collect();
+    for (row, i) in rows.into_iter().zip(order) {
+        slots[i] = Some(row);
+    }
+    slots
+        .into_iter()
+        .map(|row| row.expect("each row given back once"))
+        .collect()
+}
+
 fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
 where
     C: NativeConnection,
