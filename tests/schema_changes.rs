@@ -1635,6 +1635,250 @@ fn renames_keep_the_data_indexes_and_foreign_keys_and_a_later_change_finds_them(
     }
 }
 
+mod articles_v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Article {
+        #[primary_key]
+        pub id: Id,
+        pub title: String,
+    }
+}
+
+/// An article whose title became its headline, and a new, optional title.
+mod articles_v2 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Article {
+        #[primary_key]
+        pub id: Id,
+        #[column(renamed_from = "title")]
+        pub headline: String,
+        pub title: Option<String>,
+    }
+}
+
+/// A table named `name`, shaped as `items` with a text column `title`.
+fn titled(name: &'static str) -> Table {
+    Table {
+        name: name.into(),
+        ..items(vec![column("title", ColumnType::Text)])
+    }
+}
+
+/// A rename whose previous name a new column or table takes is made first, then the new one
+/// added: the values stay with the renamed one, not with the new one. Renames in a chain (`b`
+/// renamed to `c` and `a` to `b`) are made in the order that frees each name first. The
+/// declarations may stay: nothing more to generate.
+#[test]
+fn a_rename_whose_previous_name_a_new_column_or_table_takes_is_made_first() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(
+            &Schema::new().model::<articles_v1::Article>(),
+            "articles",
+            false,
+        )
+        .unwrap();
+        let store = l.up().unwrap();
+        let article = store
+            .save(articles_v1::Article {
+                title: "launch".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        drop(store);
+        let before = l.fingerprint();
+        let v2 = Schema::new().model::<articles_v2::Article>();
+        l.generate(&v2, "headline", false).unwrap();
+        let store = l.up().unwrap();
+        let moved: articles_v2::Article = store.get(&article.id).unwrap();
+        assert_eq!(
+            (moved.headline.as_str(), moved.title),
+            ("launch", None),
+            "{:?}",
+            l.dialect
+        );
+        drop(store);
+        assert!(l.migrations().plan(&v2).unwrap().is_none());
+        l.round_trip(&before);
+
+        // A table renamed while a new table takes its name.
+        let l = fresh(&lab);
+        l.generate(&schema(titled("drafts")), "drafts", false)
+            .unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO drafts (id, title) VALUES (1, 'a');")
+            .unwrap();
+        let before = l.fingerprint();
+        let published = Schema::new()
+            .table(titled("posts"))
+            .table(titled("drafts"))
+            .renamed_table("drafts", "posts");
+        l.generate(&published, "published", false).unwrap();
+        drop(l.up().unwrap());
+        assert_eq!(
+            l.rows("SELECT title AS v FROM posts"),
+            ["a"],
+            "{:?}",
+            l.dialect
+        );
+        assert!(l.rows("SELECT title AS v FROM drafts").is_empty());
+        assert!(l.migrations().plan(&published).unwrap().is_none());
+        l.round_trip(&before);
+
+        // A chain: `title` becomes `headline` while `draft` becomes `title`.
+        let l = fresh(&lab);
+        let drafted = items(vec![
+            column("draft", ColumnType::Text),
+            column("title", ColumnType::Text),
+        ]);
+        l.generate(&schema(drafted), "drafted", false).unwrap();
+        drop(l.up().unwrap());
+        l.execute("INSERT INTO items (id, draft, title) VALUES (1, 'd', 't');")
+            .unwrap();
+        let before = l.fingerprint();
+        let chained = schema(items(vec![
+            column("title", ColumnType::Text),
+            column("headline", ColumnType::Text),
+        ]))
+        .renamed_column("items", "draft", "title")
+        .renamed_column("items", "title", "headline");
+        l.generate(&chained, "chained", false).unwrap();
+        drop(l.up().unwrap());
+        assert_eq!(
+            l.rows("SELECT title || '/' || headline AS v FROM items"),
+            ["d/t"],
+            "{:?}",
+            l.dialect
+        );
+        assert!(l.migrations().plan(&chained).unwrap().is_none());
+        l.round_trip(&before);
+    }
+}
+
+mod contacts_v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Contact {
+        #[primary_key]
+        pub id: Id,
+        pub first_name: String,
+        pub last_name: String,
+    }
+}
+
+/// A contact whose two names are declared renamed to each other.
+mod contacts_swapped {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Contact {
+        #[primary_key]
+        pub id: Id,
+        #[column(renamed_from = "last_name")]
+        pub first_name: String,
+        #[column(renamed_from = "first_name")]
+        pub last_name: String,
+    }
+}
+
+/// Renames no order of renames makes, which the tables the migrations left cannot tell from
+/// renames made already (two names swapped, two renames from one name, a rename to a name the
+/// table keeps while the model drops the previous one), are refused as the migration is
+/// planned, by `generate` (even allowed to lose data) and by `check`, naming the table and
+/// each rename; nothing is written, and the data stays where it was.
+#[test]
+fn renames_that_cannot_be_made_one_by_one_are_refused_naming_them() {
+    let swapped_tables = Schema::new()
+        .table(titled("drafts"))
+        .table(titled("posts"))
+        .renamed_table("drafts", "posts")
+        .renamed_table("posts", "drafts");
+    let both = items(vec![
+        column("title", ColumnType::Text),
+        column("headline", ColumnType::Text),
+    ]);
+    let onto_kept = schema(items(vec![column("headline", ColumnType::Text)]))
+        .renamed_column("items", "title", "headline");
+    let twice = schema(items(vec![
+        column("headline", ColumnType::Text),
+        column("heading", ColumnType::Text),
+    ]))
+    .renamed_column("items", "title", "headline")
+    .renamed_column("items", "title", "heading");
+    let cases = vec![
+        (
+            Schema::new().model::<contacts_v1::Contact>(),
+            Schema::new().model::<contacts_swapped::Contact>(),
+            Some("contacts"),
+            vec![("last_name", "first_name"), ("first_name", "last_name")],
+        ),
+        (
+            Schema::new().table(titled("drafts")).table(titled("posts")),
+            swapped_tables,
+            None,
+            vec![("drafts", "posts"), ("posts", "drafts")],
+        ),
+        (
+            schema(both),
+            onto_kept,
+            Some("items"),
+            vec![("title", "headline")],
+        ),
+        (
+            schema(titled("items")),
+            twice,
+            Some("items"),
+            vec![("title", "headline"), ("title", "heading")],
+        ),
+    ];
+    for lab in Lab::all() {
+        for (before, after, table, renames) in &cases {
+            let l = fresh(&lab);
+            l.generate(before, "before", false).unwrap();
+            drop(l.up().unwrap());
+            let written = || std::fs::read_dir(l.migrations().dir()).unwrap().count();
+            let (files, recorded) = (written(), l.migrations().recorded_schema().unwrap());
+            let refused = |result: datastore::Result<()>| match result {
+                Err(Error::Migration {
+                    failure: MigrationFailure::InvalidSchema(problem),
+                    ..
+                }) => {
+                    let message = problem.to_string();
+                    for (from, to) in renames {
+                        assert!(message.contains(&format!("{from} -> {to}")), "{message}");
+                    }
+                    if let Some(table) = table {
+                        assert!(message.contains(table), "{message}");
+                    }
+                    let owned = |(from, to): &(&str, &str)| (from.to_string(), to.to_string());
+                    assert_eq!(
+                        *problem,
+                        SchemaProblem::UnclearRenames {
+                            table: table.map(str::to_owned),
+                            renames: renames.iter().map(owned).collect(),
+                        }
+                    );
+                }
+                other => panic!("{renames:?}: expected the renames refused, got {other:?}"),
+            };
+            refused(
+                l.migrations()
+                    .allow_lossy(true)
+                    .generate(after, "after")
+                    .map(drop),
+            );
+            refused(l.migrations().check(after));
+            assert_eq!(written(), files, "nothing written");
+            assert_eq!(l.migrations().recorded_schema().unwrap(), recorded);
+        }
+    }
+}
+
 /// Names longer than PostgreSQL's 63 bytes: the constraints it names itself (cut from the
 /// table's and the column's names, keeping `_fkey`, `_key`, `_check`) are found by a later
 /// change, both ways.

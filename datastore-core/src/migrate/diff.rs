@@ -5,7 +5,7 @@ use std::fmt;
 use super::Migration;
 use crate::schema::ddl::{self, Dialect};
 use crate::schema::{Column, ColumnType, Index, Name, Table};
-use crate::schema::{Rename, Schema};
+use crate::schema::{Rename, Schema, SchemaProblem};
 
 /// One change between the schema the migrations produce and the models: what a planned
 /// [`Migration`] consists of.
@@ -360,29 +360,39 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
     losses
 }
 
-/// The changes that turn `old` into `new`: first the renames `new` declares (those whose
-/// previous name `old` still has), then the rest, against `old` so renamed.
-pub(super) fn diff(old: &Schema, new: &Schema, dialect: Dialect) -> Vec<SchemaChange> {
+/// The changes that turn `old` into `new`: first the renames `new` declares (those `old` has
+/// yet to make), then the rest, against `old` so renamed; or the renames that cannot be made.
+pub(super) fn diff(
+    old: &Schema,
+    new: &Schema,
+    dialect: Dialect,
+) -> Result<Vec<SchemaChange>, SchemaProblem> {
     let mut tables: Vec<Table> = old.tables().into_iter().cloned().collect();
-    let mut changes = renames(&mut tables, new);
+    let mut changes = renames(&mut tables, new)?;
     let renamed = tables.into_iter().fold(Schema::new(), Schema::table);
     changes.extend(diff_renamed(&renamed, new, dialect));
-    changes
+    Ok(changes)
 }
 
-/// The renames `new` declares that apply to `tables` (the old schema's), applied to them.
-fn renames(tables: &mut [Table], new: &Schema) -> Vec<SchemaChange> {
+/// The renames `new` declares that apply to `tables` (the old schema's), applied to them; or
+/// those that cannot be made ([`in_order`]).
+fn renames(tables: &mut [Table], new: &Schema) -> Result<Vec<SchemaChange>, SchemaProblem> {
     let mut changes = Vec::new();
     let position = |tables: &[Table], name: &str| tables.iter().position(|t| t.name == name);
     let table_renames = new.renames().iter().filter_map(|r| match r {
-        Rename::Table { from, to } => Some((from, to)),
+        Rename::Table { from, to } => Some((from.clone(), to.clone())),
         Rename::Column { .. } => None,
     });
+    let names = tables.iter().map(|t| t.name.to_string()).collect();
+    let table_renames = in_order(table_renames.collect(), names, |name| {
+        new.get(name).is_some()
+    })
+    .map_err(|renames| SchemaProblem::UnclearRenames {
+        table: None,
+        renames,
+    })?;
     for (from, to) in table_renames {
-        let applies = new.get(to).is_some() && new.get(from).is_none();
-        let (Some(i), None, true) = (position(tables, from), position(tables, to), applies) else {
-            continue;
-        };
+        let i = position(tables, &from).expect("a rename in order renames a table there");
         changes.push(SchemaChange::RenameTable {
             table: tables[i].clone(),
             to: to.clone(),
@@ -391,36 +401,108 @@ fn renames(tables: &mut [Table], new: &Schema) -> Vec<SchemaChange> {
         tables[i].name = to.clone().into();
         for table in tables.iter_mut() {
             let mut fks = table.foreign_keys.to_vec();
-            for fk in fks.iter_mut().filter(|fk| fk.references == **from) {
+            for fk in fks.iter_mut().filter(|fk| fk.references == *from) {
                 fk.references = to.clone().into();
             }
             table.foreign_keys = fks.into();
         }
     }
-    let column_renames = new.renames().iter().filter_map(|r| match r {
-        Rename::Column { table, from, to } => Some((table, from, to)),
-        Rename::Table { .. } => None,
-    });
-    for (table_name, from, to) in column_renames {
+    let mut renamed_in: Vec<&str> = Vec::new();
+    for rename in new.renames() {
+        if let Rename::Column { table, .. } = rename {
+            if !renamed_in.contains(&table.as_str()) {
+                renamed_in.push(table);
+            }
+        }
+    }
+    for table_name in renamed_in {
         let Some(i) = position(tables, table_name) else {
             continue;
         };
-        let now = new.get(table_name);
-        let applies = tables[i].column(from).is_some()
-            && tables[i].column(to).is_none()
-            && now.is_some_and(|t| t.column(to).is_some() && t.column(from).is_none());
-        if !applies {
-            continue;
-        }
-        changes.push(SchemaChange::RenameColumn {
-            table: tables[i].clone(),
-            from: from.clone(),
-            to: to.clone(),
+        let declared = new.renames().iter().filter_map(|r| match r {
+            Rename::Column { table, from, to } if table == table_name => {
+                Some((from.clone(), to.clone()))
+            }
+            _ => None,
         });
-        keep_index_names(&mut tables[i]);
-        rename_column_in(tables, table_name, from, to);
+        let columns = tables[i]
+            .columns
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        let now = new.get(table_name);
+        let column_renames = in_order(declared.collect(), columns, |name| {
+            now.is_some_and(|t| t.column(name).is_some())
+        })
+        .map_err(|renames| SchemaProblem::UnclearRenames {
+            table: Some(table_name.to_owned()),
+            renames,
+        })?;
+        for (from, to) in column_renames {
+            changes.push(SchemaChange::RenameColumn {
+                table: tables[i].clone(),
+                from: from.clone(),
+                to: to.clone(),
+            });
+            keep_index_names(&mut tables[i]);
+            rename_column_in(tables, table_name, &from, &to);
+        }
     }
-    changes
+    Ok(changes)
+}
+
+/// Renames, each `(previous name, name now)`.
+type RenamePairs = Vec<(String, String)>;
+
+/// The renames to make of those `declared` (previous name, name now), among the names `had`
+/// (the tables', or a table's columns, as the migrations left them), in an order that makes
+/// them one by one: a rename to a name `had` has waits for the rename that frees it.
+///
+/// A rename whose previous name `had` lacks, or whose name now the models lack (`has_now`),
+/// is not made: it was made already (the declaration stays in the model after its migration
+/// ran), or it names nothing there. Nor is one whose two names `had` has, while no other rename
+/// frees the name now and the models keep the previous one: made already, its previous name
+/// taken again by a new column or table. The renames no order makes are the error: two names
+/// swapped (or a longer cycle), two renames from one name, a rename to a name `had` keeps while
+/// the models drop the previous one, and those waiting for them.
+fn in_order(
+    declared: RenamePairs,
+    mut had: Vec<String>,
+    has_now: impl Fn(&str) -> bool,
+) -> Result<RenamePairs, RenamePairs> {
+    let mut pending = declared;
+    let mut ordered = Vec::new();
+    loop {
+        let before = pending.len();
+        let mut i = 0;
+        while i < pending.len() {
+            let (from, to) = &pending[i];
+            let there = |name: &str| had.iter().any(|n| n == name);
+            let others = || pending.iter().enumerate().filter(|(j, _)| *j != i);
+            if !there(from) || !has_now(to) {
+                pending.remove(i);
+            } else if others().any(|(_, (other, _))| other == from) {
+                i += 1; // two renames from one name: which keeps its values is not said
+            } else if !there(to) {
+                let (from, to) = pending.remove(i);
+                had.retain(|n| *n != from);
+                had.push(to.clone());
+                ordered.push((from, to));
+            } else if others().any(|(_, (other, _))| other == to) {
+                i += 1; // waits for the rename that frees its name now
+            } else if has_now(from) {
+                pending.remove(i);
+            } else {
+                i += 1; // no rename frees its name now, and the models drop the previous one
+            }
+        }
+        if pending.is_empty() {
+            return Ok(ordered);
+        }
+        if pending.len() == before {
+            return Err(pending);
+        }
+    }
 }
 
 /// Renames column `from` of table `table_name` to `to` among `tables`: in that table's

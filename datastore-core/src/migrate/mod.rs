@@ -182,8 +182,9 @@ pub enum MigrationFailure {
     /// underscores.
     #[error("migration name {0:?} must be non-empty ASCII letters, digits and underscores")]
     Name(String),
-    /// The models do not make a schema ([`Schema::validate`]), or a recorded schema's defaults are
-    /// not values of their columns: what is wrong, as data.
+    /// The models do not make a schema ([`Schema::validate`]), a recorded schema's defaults are
+    /// not values of their columns, or the renames the models declare cannot be made from the
+    /// recorded schema: what is wrong, as data.
     #[error(transparent)]
     InvalidSchema(Box<crate::schema::SchemaProblem>),
     /// A table in the database lacks a column of its model: its migrations did not run
@@ -400,7 +401,10 @@ impl Migrations {
     /// ```
     pub fn plan(&self, schema: &Schema) -> Result<Option<Migration>> {
         schema.validate()?;
-        let changes = diff::diff(&self.recorded_schema()?, schema, self.dialect);
+        let changes =
+            diff::diff(&self.recorded_schema()?, schema, self.dialect).map_err(|problem| {
+                Error::migration(None, MigrationFailure::InvalidSchema(Box::new(problem)))
+            })?;
         Ok((!changes.is_empty()).then(|| diff::render(&changes, self.dialect)))
     }
 

@@ -43,7 +43,8 @@ pub struct Schema {
 }
 
 /// What makes models no schema, or a recorded schema's table not one its migrations can be written
-/// from: the data of [`MigrationFailure::InvalidSchema`] (boxed there).
+/// from, or the renames the models declare none a migration can make from it: the data of
+/// [`MigrationFailure::InvalidSchema`] (boxed there).
 ///
 /// ```
 /// # use datastore::prelude::*;
@@ -121,6 +122,31 @@ pub enum SchemaProblem {
         indexes: [String; 2],
         /// Their tables, in the same order.
         tables: [String; 2],
+    },
+    /// Renames the models declare (`#[model(renamed_from = "..")]`,
+    /// `#[column(renamed_from = "..")]`) that no order makes one by one from the tables the
+    /// migrations left, and that those tables cannot tell from renames made already: two names
+    /// swapped (or a longer cycle), two renames from one name, or a rename to a name the table
+    /// still has while the model drops the previous one. Nothing is planned from them.
+    #[error(
+        "the renames {} of {} cannot be made one by one from what the migrations left, nor told \
+         from renames made already: make them in migrations of their own (through a name \
+         neither has, for a swap), or remove a renamed_from whose rename ran already",
+        renames
+            .iter()
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        table
+            .as_ref()
+            .map_or("tables".to_owned(), |table| format!("columns of {table}"))
+    )]
+    UnclearRenames {
+        /// The table whose columns they rename (by its name now); `None` for renames of
+        /// tables.
+        table: Option<String>,
+        /// Each rename, `(previous name, name now)`, in the order the models declare them.
+        renames: Vec<(String, String)>,
     },
 }
 
