@@ -656,6 +656,10 @@ fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
         ),
         // A name the enum no longer has.
         (stage(&["Draft", "Gone"]), "'Gone'", stage(&["Draft"])),
+        // Bytes are no text, nor text bytes (PostgreSQL's casts would write the bytes `hi` as
+        // the text `\x6869`, and read a backslash in text as an escape).
+        (ColumnType::Blob, "X'6869'", ColumnType::Text),
+        (ColumnType::Text, "'hi'", ColumnType::Blob),
     ];
     for lab in Lab::all() {
         for (from, value, to) in cases.clone() {
@@ -666,6 +670,11 @@ fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
             {
                 continue;
             }
+            // PostgreSQL's bytes literal.
+            let value = match (lab.dialect, value) {
+                (Dialect::Postgres, "X'6869'") => r"'\x6869'",
+                _ => value,
+            };
             let l = fresh(&lab);
             let e = refused(
                 &l,
@@ -677,7 +686,10 @@ fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
             // one would change the value instead, the migration's own check refuses it.
             let checked_on_postgres = matches!(
                 (&from, &to),
-                (ColumnType::Double, ColumnType::Integer) | (ColumnType::Integer, ColumnType::Bool)
+                (ColumnType::Double, ColumnType::Integer)
+                    | (ColumnType::Integer, ColumnType::Bool)
+                    | (ColumnType::Blob, ColumnType::Text)
+                    | (ColumnType::Text, ColumnType::Blob)
             );
             if l.dialect == Dialect::Sqlite || checked_on_postgres {
                 unconvertible_n(e, format!("{from:?} {value} -> {to:?}"));

@@ -841,11 +841,16 @@ fn sqlite_readable(column: &Column) -> Option<String> {
 /// Where PostgreSQL's cast from `from` to `to` would change a value rather than refuse it,
 /// as SQLite's rebuild does ([`sqlite_readable`]): the condition on the old value `value` under
 /// which the cast keeps it. A real number cast to an integer is rounded (`2.7` becomes `3`),
-/// an integer cast to a boolean is true for any value but 0 (`2` becomes `true`), and a
-/// timestamp written as text outside the years 1 to 9999 would lose its era or its sign.
+/// an integer cast to a boolean is true for any value but 0 (`2` becomes `true`), a
+/// timestamp written as text outside the years 1 to 9999 would lose its era or its sign,
+/// bytes cast to text are written as hex (`hi` becomes `\x6869`), and text cast to bytes has
+/// its backslashes read as escapes.
 fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Option<String> {
     use ColumnType::*;
     match (from, to) {
+        // SQLite's `STRICT` table refuses bytes in a column of text, and text in a column of
+        // bytes, as the rebuild copies them: only NULLs are kept.
+        (Blob, Text | Enum(_)) | (Text | Enum(_), Blob) => Some("false".to_owned()),
         (Float | Double, SmallInt | Integer | BigInt) => Some(format!("{value} = trunc({value})")),
         (SmallInt | Integer | BigInt, Bool) => Some(format!("{value} IN (0, 1)")),
         // The text is written as `Timestamp`'s four-digit years (no infinity, no era).
