@@ -1099,6 +1099,30 @@ fn a_rebuild_that_breaks_a_trigger_view_or_index_stops_naming_it() {
     }
 }
 
+/// A column with a default changes type with its default: an `i32` defaulting to `0` becomes
+/// a `bool` defaulting to `false` (PostgreSQL would cast the old default along with the
+/// column, without the migration's `USING`, and refuse), its values converted, both ways.
+#[test]
+fn a_type_change_of_a_column_with_a_default_takes_the_new_default() {
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        let flag = |ty, default| items(vec![defaulting(column("flag", ty), default)]);
+        let before = change(
+            &l,
+            schema(flag(ColumnType::Integer, ColumnDefault::Integer(0))),
+            "INSERT INTO items (id, flag) VALUES (1, 0), (2, 1);",
+            &schema(flag(ColumnType::Bool, ColumnDefault::Bool(false))),
+            true,
+        );
+        l.execute("INSERT INTO items (id) VALUES (3);").unwrap();
+        let read = "SELECT CASE WHEN flag THEN 'true' ELSE 'false' END AS v FROM items ORDER BY id";
+        assert_eq!(l.rows(read), ["false", "true", "false"], "{:?}", l.dialect);
+        l.execute("DELETE FROM items WHERE id = 3;").unwrap();
+        l.round_trip(&before);
+        assert_eq!(l.rows(read), ["false", "true"], "{:?}", l.dialect);
+    }
+}
+
 /// Reverting a column made nullable (a lossless change) while rows hold NULLs in it stops,
 /// changing nothing: its `down.sql` gives no NULL an invented value (`''`, `0`), which
 /// `migrate redo` would otherwise leave in place of the NULLs for good.

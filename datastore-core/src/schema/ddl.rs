@@ -1022,7 +1022,17 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         if had_unique && !has_unique {
             statements.push(drop("key", !column.unique));
         }
-        if dialect.column_type(&was.ty) != dialect.column_type(&column.ty) {
+        let retyped = dialect.column_type(&was.ty) != dialect.column_type(&column.ty);
+        // PostgreSQL converts a column's default along with it by a plain cast, not by the
+        // `USING` (an integer's `0` becomes no boolean): the old default is dropped first, and
+        // the new one set after.
+        let default_dropped = retyped && was.default.is_some();
+        if default_dropped {
+            statements.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT;"
+            ));
+        }
+        if retyped {
             let ty = dialect.column_type(&column.ty);
             if let Some(held) = postgres_cast_keeps(&name, &was.ty, &column.ty) {
                 statements.push(postgres_unconvertible_check(&new.name, &column.name, &held));
@@ -1046,13 +1056,14 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
                 "ALTER TABLE {table} ALTER COLUMN {name} TYPE {ty} USING {using};"
             ));
         }
-        if was.default != column.default {
-            statements.push(match &column.default {
-                Some(default) => format!(
+        if was.default != column.default || default_dropped {
+            statements.extend(match &column.default {
+                Some(default) => Some(format!(
                     "ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {};",
                     default.sql(dialect)
-                ),
-                None => format!("ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT;"),
+                )),
+                None => (!default_dropped)
+                    .then(|| format!("ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT;")),
             });
         }
         if was.nullable != column.nullable {
