@@ -223,8 +223,9 @@ pub enum MigrationFailure {
         /// The column whose type the migration changes.
         column: String,
     },
-    /// A migration that rebuilds a table would leave a trigger, view or index that uses it
-    /// broken (it names a column the table no longer has); nothing of it was kept.
+    /// A migration that rebuilds a table, or drops a column in place (SQLite), would leave a
+    /// trigger, view or index that uses it broken (it names a column the table no longer
+    /// has); nothing of it was kept.
     #[error("it breaks {kind} {name}: {message}; nothing of it was kept")]
     Breaks {
         /// What it breaks.

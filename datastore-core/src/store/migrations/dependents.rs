@@ -208,6 +208,26 @@ fn try_use(
     Ok(result)
 }
 
+/// The trigger, view or index an in-place `DROP COLUMN` would leave naming the column, which
+/// SQLite names as it refuses the drop (`error in view v after drop column: no such column:
+/// note`): [`MigrationFailure::Breaks`], with the rest of SQLite's message.
+pub(super) fn broken_by_drop(message: &str) -> Option<MigrationFailure> {
+    let (_, named) = message.split_once("error in ")?;
+    let (kind, named) = named.split_once(' ')?;
+    let kind = match kind {
+        "trigger" => SchemaObject::Trigger,
+        "view" => SchemaObject::View,
+        "index" => SchemaObject::Index,
+        _ => return None,
+    };
+    let (name, message) = named.split_once(" after drop column: ")?;
+    Some(MigrationFailure::Breaks {
+        kind,
+        name: name.to_owned(),
+        message: message.to_owned(),
+    })
+}
+
 /// What a use of the schema that failed breaks: SQLite names the trigger or view a rename
 /// finds unsound; for a statement on `object`, the trigger on it without which the statement
 /// works (or its first, if none alone).

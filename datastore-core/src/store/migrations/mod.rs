@@ -210,7 +210,8 @@ fn migration_error(
 /// The error of a migration that failed, once it was rolled back: [`Error::Duplicates`] listing
 /// the rows that share values in columns it makes unique, when that is why it failed;
 /// [`MigrationFailure::Unconvertible`] naming the column whose values its new type cannot
-/// hold; [`Error::Migration`] with its message otherwise.
+/// hold; [`MigrationFailure::Breaks`] naming the trigger, view or index that uses a column it
+/// drops in place (SQLite refuses the drop); [`Error::Migration`] with its message otherwise.
 fn failure<C>(
     conn: &mut C,
     migration: &dyn std::fmt::Display,
@@ -225,6 +226,9 @@ where
             Some(migration),
             MigrationFailure::Unconvertible { table, column },
         );
+    }
+    if let Some(breaks) = dependents::broken_by_drop(&e.to_string()) {
+        return Error::migration(Some(migration), breaks);
     }
     let Some((table, columns)) = conn.unique_columns(&*e) else {
         return migration_error(Some(migration), e);
