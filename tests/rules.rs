@@ -1176,3 +1176,71 @@ fn a_link_keyed_by_its_pair_is_unlinked(store: Store) {
 }
 
 on_each_backend!(a_link_keyed_by_its_pair_is_unlinked, keyed_by_pair::schema);
+
+/// A join model that another model declares as its children: `Article` links `Writer`s
+/// through `Remark`, and `Writer` has its remarks as children. Each model alone compiles.
+mod remarks {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Writer {
+        #[primary_key]
+        pub id: Id,
+        #[has_many(Remark, foreign_key = writer_id)]
+        pub remarks: HasMany<Remark>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Article {
+        #[primary_key]
+        pub id: Id,
+        #[many_to_many(Writer, through = Remark)]
+        pub remarked_by: ManyToMany<Writer>,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Remark {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Article)]
+        pub article_id: Id,
+        #[belongs_to(Writer)]
+        pub writer_id: Id,
+    }
+}
+
+/// Its rows cannot be both links (restricting the writer's delete, one for each pair) and
+/// children (deleted with the writer): the schema is refused, naming the foreign key, before
+/// any table is made.
+#[test]
+fn a_join_model_that_is_another_models_children_is_refused() {
+    use datastore::schema::SchemaProblem;
+    use remarks::{Article, Remark, Writer};
+    let schema = || {
+        Schema::new()
+            .model::<Writer>()
+            .model::<Article>()
+            .model::<Remark>()
+    };
+    let expected = |problem: &SchemaProblem| {
+        matches!(
+            problem,
+            SchemaProblem::LinkAndChild { table, column, parent }
+                if table == "remarks" && column == "writer_id" && parent.ends_with("Writer")
+        )
+    };
+    match schema().validate() {
+        Err(Error::Migration {
+            failure: datastore::migrate::MigrationFailure::InvalidSchema(problem),
+            ..
+        }) => assert!(expected(&problem), "{problem:?}"),
+        other => panic!("expected the schema refused, got {other:?}"),
+    }
+    match Store::builder(":memory:").schema(schema()).open() {
+        Err(Error::Migration {
+            failure: datastore::migrate::MigrationFailure::InvalidSchema(problem),
+            ..
+        }) => assert!(expected(&problem), "{problem:?}"),
+        other => panic!("expected the store refused, got {other:?}"),
+    }
+}

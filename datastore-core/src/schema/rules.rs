@@ -208,3 +208,28 @@ pub fn on_delete(child: ModelRef, fk: &BelongsToField) -> OnDelete {
     }
     OnDelete::Cascade
 }
+
+/// A foreign key of `child` that a `many_to_many` goes through (its rows links: restricting,
+/// one for each pair) and a `has_many` or `has_one` answers (its rows children: deleted with
+/// their parent), whichever models declare them: the rules cannot be both, and the schema is
+/// refused ([`SchemaProblem::LinkAndChild`](super::SchemaProblem::LinkAndChild)).
+pub(crate) fn link_and_child(child: ModelRef) -> Option<(&'static BelongsToField, ModelRef)> {
+    let declared = child.declaration().belongs_to();
+    declared.iter().find_map(|fk| {
+        let (mut link, mut children_of) = (false, None);
+        for parent in declared.iter().map(|b| b.parent) {
+            for relation in parent.declaration().relations() {
+                let answers = |to_target| answering(child, parent, relation, to_target) == Some(fk);
+                match relation.kind {
+                    RelationKind::ManyToMany => link |= answers(false) || answers(true),
+                    RelationKind::HasMany | RelationKind::HasOne => {
+                        if answers(false) {
+                            children_of = Some(parent);
+                        }
+                    }
+                }
+            }
+        }
+        children_of.filter(|_| link).map(|parent| (fk, parent))
+    })
+}

@@ -105,6 +105,24 @@ pub enum SchemaProblem {
         /// The table it references.
         references: String,
     },
+    /// A model's rows would be both a many-to-many's links and another model's children, by
+    /// one foreign key: a `many_to_many` goes through it, and a `has_many` or `has_one` of the
+    /// foreign key's parent answers it. A link's foreign keys restrict (a linked row's delete
+    /// is refused until it is unlinked) and a pair is linked once; a child's cascade. Give the
+    /// many-to-many a join model of its own.
+    #[error(
+        "{table}.{column} is a many-to-many's link to {parent} and the foreign key of {parent}'s \
+         children: a link restricts its parent's delete, a child is deleted with it; give the \
+         many-to-many a join model of its own"
+    )]
+    LinkAndChild {
+        /// The model's table.
+        table: String,
+        /// The foreign-key column.
+        column: String,
+        /// The parent model's type name.
+        parent: String,
+    },
     /// Two indexes would have one name: the same, or the same in their first 63 bytes, which
     /// is all of a name PostgreSQL keeps (index names are the schema's, not a table's). The
     /// store names an index after its table and columns (`idx_<table>_<column>`,
@@ -405,8 +423,8 @@ impl Schema {
     }
 
     /// Checks that no two models claim one table, that every foreign key references a table
-    /// of the schema, that every default fits its column, and that no two index names are one
-    /// on PostgreSQL.
+    /// of the schema, that every default fits its column, that no two index names are one
+    /// on PostgreSQL, and that no model's rows are both links and children.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -430,6 +448,15 @@ impl Schema {
         }
         if let Some(collision) = self.colliding_indexes() {
             return invalid(collision);
+        }
+        for (table, model) in &self.models {
+            if let Some((fk, parent)) = super::rules::link_and_child(*model) {
+                return invalid(SchemaProblem::LinkAndChild {
+                    table: table.clone(),
+                    column: fk.column.to_owned(),
+                    parent: parent.type_name().to_owned(),
+                });
+            }
         }
         for table in &self.tables {
             for fk in table.foreign_keys.iter() {

@@ -1,7 +1,7 @@
 //! Compile-time checks whose failures point at the field at fault.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote_spanned};
+use quote::{format_ident, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
 use crate::parse::{FieldKind, Model, RelationKind};
@@ -63,18 +63,20 @@ pub fn checks(model: &Model) -> TokenStream {
 /// as a `has_many` or `has_one` child: the same rows cannot be both links (one for each pair,
 /// a linked row's delete refused until it is unlinked) and children (deleted with their
 /// parent). Emitted beside the expansion, so that the model stays a model for the code that
-/// names it.
+/// names it. Told by the paths as written (one path names one type within the struct):
+/// `Schema::validate` refuses every case by type, a join model of one model that another
+/// declares as its children included.
 fn join_models_that_are_children(model: &Model) -> TokenStream {
-    let name = |path: &syn::Path| path.segments.last().map(|s| s.ident.clone());
+    let written = |path: &syn::Path| path.to_token_stream().to_string();
     let relations: Vec<_> = model.relations().map(|(_, r)| r).collect();
     relations
         .iter()
         .filter_map(|r| r.through.as_ref())
         .filter_map(|through| {
-            let child = relations
-                .iter()
-                .find(|r| r.kind != RelationKind::ManyToMany && name(&r.target) == name(through))?;
-            let model = name(through).map(|i| i.to_string()).unwrap_or_default();
+            let child = relations.iter().find(|r| {
+                r.kind != RelationKind::ManyToMany && written(&r.target) == written(through)
+            })?;
+            let model = written(through);
             let message = format!(
                 "`{model}` is this model's `{}` child and this many-to-many's join model: a \
                  child's rows are deleted with their parent, a join model's rows are links (one \
