@@ -53,7 +53,7 @@ mod forum {
         #[belongs_to(Self)]
         pub parent_id: Option<Id>,
         #[has_many(Self, foreign_key = parent_id)]
-        pub answers: HasMany<Reply>,
+        pub answers: HasMany<Self>,
         pub text: String,
     }
 

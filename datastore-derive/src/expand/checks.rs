@@ -1,6 +1,6 @@
 //! Compile-time checks whose failures point at the field at fault.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Group, Ident, TokenStream, TokenTree};
 use quote::{format_ident, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
@@ -42,8 +42,10 @@ pub fn checks(model: &Model) -> TokenStream {
                         fn model<T: ::datastore::__private::Model>() {}
                         model::<#target>();
                     };
+                    // Outside the struct's impls, where `Self` (`HasMany<Self>`) means nothing.
+                    let named_ty = naming_self(ty.to_token_stream(), model.ident);
                     let field_type = quote_spanned! {ty.span()=>
-                        let _: #ty = ::datastore::__private::#wrapper::<#target>::default();
+                        let _: #named_ty = ::datastore::__private::#wrapper::<#target>::default();
                     };
                     quote_spanned! {ty.span()=>
                         const _: fn() = || {
@@ -57,6 +59,24 @@ pub fn checks(model: &Model) -> TokenStream {
         .collect();
     let join_models = join_models_that_are_children(model);
     quote::quote!(#keys #fields #join_models)
+}
+
+/// `tokens` with each `Self` naming `model` instead, spanned as it was.
+fn naming_self(tokens: TokenStream, model: &Ident) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Ident(ident) if ident == "Self" => {
+                TokenTree::Ident(Ident::new(&model.to_string(), ident.span()))
+            }
+            TokenTree::Group(group) => {
+                let mut named = Group::new(group.delimiter(), naming_self(group.stream(), model));
+                named.set_span(group.span());
+                TokenTree::Group(named)
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// Refuses, at its `through`, a `many_to_many` going through a model the struct also declares
