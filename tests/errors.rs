@@ -560,9 +560,10 @@ fn a_database_the_store_cannot_set_up_is_a_connection_error() {
 }
 
 #[test]
-fn a_sqlite_url_opens_the_file_diesel_opens() {
-    // `sqlite://` and `sqlite:` URLs are `file:` URIs, as Diesel (and the diesel CLI) read
-    // them: the query is SQLite's parameters, not part of the file's name.
+fn a_sqlite_url_opens_the_file_it_names_without_its_query() {
+    // `sqlite://` and `sqlite:` URLs are `file:` URIs, as Diesel and the diesel CLI read
+    // `sqlite://` and sqlx reads both: the query is SQLite's parameters, not part of the file's
+    // name.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db").display().to_string();
     for url in [

@@ -708,10 +708,6 @@ fn rows_per_statement(columns: usize) -> usize {
     MAX_BIND_PARAMS / columns.max(1)
 }
 
-/// Inserts rows that have their keys: one row with a statement of fixed shape, more in the
-/// multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose
-/// database assigns keys move its sequence past them, in the same transaction as the rows: the
-/// rows are not written if the sequence cannot be moved (a role without `UPDATE` on it).
 /// `rows` in an order to insert them in, parents first: a row whose foreign key to its own
 /// table points at another of them comes after it (SQLite checks a foreign key at the end of
 /// each statement, and rows beyond one statement's take several), rows otherwise in the order
@@ -728,9 +724,12 @@ fn parents_first<M: Model>(rows: Vec<M>) -> (Vec<M>, Option<Vec<usize>>) {
         .filter(|(_, fk)| fk.parent == own)
         .map(|(i, _)| i)
         .collect();
-    if self_keys.is_empty() || rows.len() < 2 {
+    let points_at_own = |row: &M| self_keys.iter().any(|&fk| row.foreign_key(fk).is_some());
+    if rows.len() < 2 || !rows.iter().any(points_at_own) {
         return (rows, None);
     }
+    // Keys told by their text: a parent's key is one column (a composite key cannot be one),
+    // whose text is the key's alone.
     let position: HashMap<String, usize> = rows
         .iter()
         .enumerate()
@@ -811,6 +810,10 @@ fn in_given_order<M>(rows: Vec<M>, order: Option<Vec<usize>>) -> Vec<M> {
         .collect()
 }
 
+/// Inserts rows that have their keys: one row with a statement of fixed shape, more in the
+/// multi-row statements [`statement_sizes`] gives. On PostgreSQL, keys given to a model whose
+/// database assigns keys move its sequence past them, in the same transaction as the rows: the
+/// rows are not written if the sequence cannot be moved (a role without `UPDATE` on it).
 fn insert_keyed<M, C>(rows: &[M], conn: &mut C) -> Result<()>
 where
     C: NativeConnection,

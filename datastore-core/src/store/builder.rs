@@ -522,9 +522,9 @@ fn is_postgres(url: &str) -> bool {
 /// `mode=memory`, or a `memdb` name without its leading `/`, and no `cache=shared`) is
 /// refused, as is an empty filename (a temporary database of each connection's own).
 ///
-/// A `sqlite://` or `sqlite:` URL is the `file:` URI of the same text, as Diesel (and the
-/// diesel CLI) read it: its query holds SQLite's parameters (`mode=rwc`), not part of the
-/// file's name.
+/// A `sqlite://` or `sqlite:` URL is the `file:` URI of the same text, as Diesel and the
+/// diesel CLI read `sqlite://` and sqlx reads both: its query holds SQLite's parameters
+/// (`mode=rwc`), not part of the file's name.
 fn database_url(url: &str) -> std::result::Result<(Dialect, String, bool), String> {
     if is_postgres(url) {
         return Ok((Dialect::Postgres, url.to_owned(), false));
