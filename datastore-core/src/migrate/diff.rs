@@ -460,11 +460,11 @@ type RenamePairs = Vec<(String, String)>;
 ///
 /// A rename whose previous name `had` lacks, or whose name now the models lack (`has_now`),
 /// is not made: it was made already (the declaration stays in the model after its migration
-/// ran), or it names nothing there. Nor is one whose two names `had` has, while no other rename
-/// frees the name now and the models keep the previous one: made already, its previous name
-/// taken again by a new column or table. The renames no order makes are the error: two names
-/// swapped (or a longer cycle), two renames from one name, a rename to a name `had` keeps while
-/// the models drop the previous one, and those waiting for them.
+/// ran), or it names nothing there. Nor is one whose two names `had` has while no other rename
+/// frees the name now: made already, its previous name taken again by a newer column or table
+/// since, which the models keep or drop (a drop, of a column and its values, is a lossy change
+/// the generation stops at until allowed). The renames no order makes are the error: two names
+/// swapped (or a longer cycle), two renames from one name, and those waiting for them.
 fn in_order(
     declared: RenamePairs,
     mut had: Vec<String>,
@@ -490,10 +490,8 @@ fn in_order(
                 ordered.push((from, to));
             } else if others().any(|(_, (other, _))| other == to) {
                 i += 1; // waits for the rename that frees its name now
-            } else if has_now(from) {
-                pending.remove(i);
             } else {
-                i += 1; // no rename frees its name now, and the models drop the previous one
+                pending.remove(i);
             }
         }
         if pending.is_empty() {

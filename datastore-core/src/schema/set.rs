@@ -144,12 +144,11 @@ pub enum SchemaProblem {
     /// Renames the models declare (`#[model(renamed_from = "..")]`,
     /// `#[column(renamed_from = "..")]`) that no order makes one by one from the tables the
     /// migrations left, and that those tables cannot tell from renames made already: two names
-    /// swapped (or a longer cycle), two renames from one name, or a rename to a name the table
-    /// still has while the model drops the previous one. Nothing is planned from them.
+    /// swapped (or a longer cycle), or two renames from one name. Nothing is planned from them.
     #[error(
         "the renames {} of {} cannot be made one by one from what the migrations left, nor told \
          from renames made already: make them in migrations of their own (through a name \
-         neither has, for a swap), or remove a renamed_from whose rename ran already",
+         neither has, for a swap)",
         renames
             .iter()
             .map(|(from, to)| format!("{from} -> {to}"))
