@@ -7,15 +7,15 @@ mod support;
 use datastore::prelude::*;
 use datastore_live_web::models::Post;
 use serde_json::json;
-use support::{call, comment_texts, drop_schema, serve_postgres, Events};
+use support::{call, comment_texts, serve_postgres, Events};
 
 #[test]
 fn the_page_follows_a_postgresql_database() {
-    // A schema of this process's own: other test runs may share the database.
-    let schema = format!("datastore_live_web_{}", std::process::id());
-    let Some((running, url)) = serve_postgres(&schema) else {
+    // A schema of its own: other test runs may share the database.
+    let Some((running, schema)) = serve_postgres() else {
         return;
     };
+    let url = schema.url().to_owned();
     let base = running.url();
     let events = Events::open(&base);
     assert_eq!(events.next().data, json!([]));
@@ -96,6 +96,7 @@ fn the_page_follows_a_postgresql_database() {
     );
     assert_eq!(view[0]["title"], "From elsewhere");
 
+    // The server and its connections before the schema.
     drop((events, other, running));
-    drop_schema(&schema);
+    drop(schema);
 }

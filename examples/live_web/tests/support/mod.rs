@@ -2,12 +2,17 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+// Schemas of their own on the server, as the library's tests make them.
+#[path = "../../../../tests/common/pg_schema.rs"]
+mod pg_schema;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use datastore_live_web::Running;
+pub use pg_schema::PgSchema;
 use serde_json::Value;
 
 /// How long a test waits for something that must come before it fails (a bound against
@@ -21,46 +26,18 @@ pub struct Served {
     _dir: tempfile::TempDir,
 }
 
-/// A server on a fresh schema of the PostgreSQL database at `DATASTORE_POSTGRES_URL`, or
-/// `None` (said on stderr) when it is unset.
-pub fn serve_postgres(schema: &str) -> Option<(Running, String)> {
-    use datastore::diesel::connection::SimpleConnection;
-    use datastore::diesel::{Connection, PgConnection};
-
+/// A server on a schema of its own on the PostgreSQL server at `DATASTORE_POSTGRES_URL`, and
+/// the schema (claimed while it lives, dropped with its feed's publication when it is dropped,
+/// and by a later run if this one was killed), or `None` (said on stderr) when it is unset.
+pub fn serve_postgres() -> Option<(Running, PgSchema)> {
     let Ok(server) = std::env::var("DATASTORE_POSTGRES_URL") else {
         eprintln!("NOTE: the PostgreSQL test was NOT run: DATASTORE_POSTGRES_URL is unset");
         return None;
     };
-    let mut admin = PgConnection::establish(&server).expect("the PostgreSQL server");
-    admin
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .expect("a fresh schema");
-    let separator = if server.contains('?') { '&' } else { '?' };
-    let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
-    let running = Running::start(&url, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let schema = PgSchema::new(&server);
+    let running = Running::start(schema.url(), SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .expect("the server starts");
-    Some((running, url))
-}
-
-/// Drops a schema [`serve_postgres`] made.
-pub fn drop_schema(schema: &str) {
-    use datastore::diesel::connection::SimpleConnection;
-    use datastore::diesel::{Connection, PgConnection};
-
-    let server = std::env::var("DATASTORE_POSTGRES_URL").expect("DATASTORE_POSTGRES_URL");
-    let mut admin = PgConnection::establish(&server).expect("the PostgreSQL server");
-    admin
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .expect("the schema dropped");
-    // The logical feed's publication is the database's: dropped too.
-    admin
-        .batch_execute(&format!(
-            "DO $$ BEGIN EXECUTE format('DROP PUBLICATION IF EXISTS %I', \
-                 'datastore_' || md5('{schema}')); END $$"
-        ))
-        .expect("the schema's publication dropped");
+    Some((running, schema))
 }
 
 /// Starts the server on a fresh SQLite file, on any free port.
