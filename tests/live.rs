@@ -1312,3 +1312,37 @@ fn a_panic_in_a_live_querys_closure_leaves_observes_own_connection_fresh() {
         assert_eq!(seen, n as usize, "later commits are seen");
     }
 }
+
+/// One parent reached on two paths, each loading other relations of it: the snapshot's copy
+/// of it holds what both loaded (the first path's copy was kept alone, without the second
+/// path's editors).
+#[test]
+fn a_parent_reached_on_two_paths_holds_what_each_loaded() {
+    stores(|store| {
+        let ann = store.save(user("ann")).unwrap();
+        let p = store.save(post("p", 1)).unwrap();
+        p.link_editors(&mut store.conn().unwrap(), &ann).unwrap();
+        let root = store.save(comment(&p, "root")).unwrap();
+        let reply = store
+            .save(Comment {
+                parent_id: Some(root.id),
+                ..comment(&p, "reply")
+            })
+            .unwrap();
+        let mut view = store
+            .live::<Comment>()
+            .load(Comment::POST)
+            .load(Comment::REPLIES.then(Comment::POST.then(Post::EDITORS)))
+            .subscribe()
+            .unwrap();
+        let got = next(&mut view);
+        let root_row = got.iter().find(|c| c.id == root.id).unwrap();
+        let replies = root_row.replies.get().unwrap();
+        assert_eq!(replies[0].id, reply.id);
+        for comment in [root_row, &replies[0]] {
+            let post = got.parent(comment, Comment::POST).unwrap();
+            let editors = post.editors.get().expect("the second path's editors");
+            assert_eq!(editors, std::slice::from_ref(&ann));
+        }
+    });
+}

@@ -131,6 +131,14 @@ pub trait Model: Sized + Send + 'static {
     #[doc(hidden)]
     fn touch(&mut self, now: Timestamp);
 
+    /// Takes from `other`, a copy of the same row, each relation it has loaded that this one
+    /// has not (a live query reaching one parent on two paths, each loading other relations
+    /// of it). None without relation fields.
+    #[doc(hidden)]
+    fn fill_loaded(&mut self, other: Self) {
+        let _ = other;
+    }
+
     /// The row from values SQLite reported to a hook, in the order of `table().columns`.
     ///
     /// ```

@@ -79,6 +79,14 @@ macro_rules! relation_field {
             pub fn get_mut(&mut self) -> Option<&mut $loaded> {
                 self.0.as_mut()
             }
+
+            /// Takes `other`'s value if this relation is not loaded.
+            #[doc(hidden)]
+            pub fn fill_from(&mut self, other: Self) {
+                if self.0.is_none() {
+                    self.0 = other.0;
+                }
+            }
         }
 
         impl<T> Default for $name<T> {

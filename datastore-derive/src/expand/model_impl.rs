@@ -157,6 +157,18 @@ pub fn model_impl(model: &Model) -> TokenStream {
             quote!(self.#f = now;)
         });
 
+    // Each relation field `other` loaded that this row did not (taken, not moved out: a model
+    // may implement `Drop`).
+    let relation_fields: Vec<_> = model.relations().map(|(field, _)| field.ident).collect();
+    let fill_loaded = if relation_fields.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            fn fill_loaded(&mut self, mut other: Self) {
+                #(self.#relation_fields.fill_from(::core::mem::take(&mut other.#relation_fields));)*
+            }
+        }
+    };
     let raw_columns = model.columns().map(|(field, _)| {
         let (f, ty) = (field.ident, field.ty);
         let name = field.column_name();
@@ -245,6 +257,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
             fn touch(&mut self, now: ::datastore::__private::Timestamp) {
                 #(#stamped)*
             }
+
+            #fill_loaded
 
             fn from_raw_row<'a>(
                 mut values: impl ::core::iter::Iterator<Item = ::datastore::__private::RawValueRef<'a>>,

@@ -186,8 +186,8 @@ pub struct Parents {
 }
 
 impl Parents {
-    /// Adds a relation's parents (keeping those already there under the same key: a
-    /// relation loaded on two paths).
+    /// Adds a relation's parents. A parent there already under the same key (a relation
+    /// loaded on two paths) takes the relations this copy loaded that it did not.
     pub(super) fn add<R: 'static, P: Model + Clone + PartialEq + Sync>(
         &mut self,
         name: (&'static str, &'static str),
@@ -204,7 +204,10 @@ impl Parents {
             });
         if let Some(mine) = entry.as_any_mut().downcast_mut::<ParentsOf<P>>() {
             for (key, row) in rows {
-                mine.rows.entry(key.clone()).or_insert_with(|| row.clone());
+                mine.rows
+                    .entry(key.clone())
+                    .and_modify(|there| there.fill_loaded(row.clone()))
+                    .or_insert_with(|| row.clone());
             }
         }
     }
