@@ -1130,6 +1130,61 @@ fn dropping_note_stops_naming_what_it_breaks(rebuilt: bool) {
     }
 }
 
+/// PostgreSQL refuses to drop a column that a view or trigger uses ("cannot drop column note
+/// of table items because other objects depend on it", each listed in its DETAIL): the
+/// migration stops with `MigrationFailure::Breaks` naming it, as SQLite's does, and changes
+/// nothing.
+#[test]
+fn on_postgres_a_drop_that_breaks_a_view_or_trigger_stops_naming_it() {
+    let Some(lab) = Lab::all()
+        .into_iter()
+        .find(|l| l.dialect == Dialect::Postgres)
+    else {
+        return;
+    };
+    let uses = [
+        (
+            SchemaObject::View,
+            "CREATE VIEW logged AS SELECT note FROM items;".to_owned(),
+        ),
+        // A trigger whose condition reads the column depends on it.
+        (
+            SchemaObject::Trigger,
+            "CREATE FUNCTION logged_fn() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RETURN new; END $$; \
+             CREATE TRIGGER logged BEFORE UPDATE ON items FOR EACH ROW \
+             WHEN (new.note IS NOT NULL) EXECUTE FUNCTION logged_fn();"
+                .to_owned(),
+        ),
+    ];
+    for (object, sql) in uses {
+        let l = fresh(&lab);
+        let name = column("name", ColumnType::Text);
+        let e = refused(
+            &l,
+            items(vec![name.clone(), nullable("note", ColumnType::Text)]),
+            &format!("{sql} INSERT INTO items (id, name, note) VALUES (1, 'a', 'x');"),
+            items(vec![name]),
+        );
+        match e {
+            Error::Migration {
+                failure:
+                    MigrationFailure::Breaks {
+                        kind,
+                        name,
+                        message,
+                    },
+                ..
+            } => {
+                assert_eq!((kind, name.as_str()), (object, "logged"), "{message}");
+                assert!(message.contains("column note of table items"), "{message}");
+            }
+            other => panic!("expected Breaks, got {other:?}"),
+        }
+        assert_eq!(l.rows("SELECT note AS v FROM items"), ["x"]);
+    }
+}
+
 /// A column with a default changes type with its default: an `i32` defaulting to `0` becomes
 /// a `bool` defaulting to `false` (PostgreSQL would cast the old default along with the
 /// column, without the migration's `USING`, and refuse), its values converted, both ways.

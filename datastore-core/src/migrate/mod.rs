@@ -223,16 +223,18 @@ pub enum MigrationFailure {
         /// The column whose type the migration changes.
         column: String,
     },
-    /// A migration that rebuilds a table, or drops a column in place (SQLite), would leave a
+    /// A migration that rebuilds a table (SQLite), or drops a column in place, would leave a
     /// trigger, view or index that uses it broken (it names a column the table no longer
-    /// has); nothing of it was kept.
+    /// has; on PostgreSQL, which refuses the drop, the first of the objects that depend on the
+    /// column); nothing of it was kept.
     #[error("it breaks {kind} {name}: {message}; nothing of it was kept")]
     Breaks {
         /// What it breaks.
         kind: SchemaObject,
         /// The trigger's, view's or index's name.
         name: String,
-        /// SQLite's error on using it.
+        /// The database's error on using it (on PostgreSQL, the DETAIL of its refusal, which
+        /// lists every object that depends on the column).
         message: String,
     },
     /// Reading the migrations, or running one, failed: Diesel's or the database's error, whose

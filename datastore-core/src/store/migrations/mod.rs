@@ -23,7 +23,7 @@ use diesel_migrations::MigrationHarness;
 
 use super::lost::FirstFailure;
 use crate::ffi::sqlite::{Handle, SkipTransactionControl};
-use crate::migrate::{BackendMigrations, MigrationFailure};
+use crate::migrate::{BackendMigrations, MigrationFailure, SchemaObject};
 use crate::schema::ddl::{REBUILT, UNCONVERTIBLE, quote_ident};
 use crate::{AnyConnection, Duplicate, Error, Result};
 use dependents::{Dependents, Restore};
@@ -211,7 +211,8 @@ fn migration_error(
 /// the rows that share values in columns it makes unique, when that is why it failed;
 /// [`MigrationFailure::Unconvertible`] naming the column whose values its new type cannot
 /// hold; [`MigrationFailure::Breaks`] naming the trigger, view or index that uses a column it
-/// drops in place (SQLite refuses the drop); [`Error::Migration`] with its message otherwise.
+/// drops in place (the database refuses the drop); [`Error::Migration`] with its message
+/// otherwise.
 fn failure<C>(
     conn: &mut C,
     migration: &dyn std::fmt::Display,
@@ -227,11 +228,10 @@ where
             MigrationFailure::Unconvertible { table, column },
         );
     }
-    if let Some(breaks) = dependents::broken_by_drop(&e.to_string()) {
-        return Error::migration(Some(migration), breaks);
-    }
-    let Some((table, columns)) = conn.unique_columns(&*e) else {
-        return migration_error(Some(migration), e);
+    let (table, columns) = match conn.why(&*e) {
+        Some(Why::Breaks(breaks)) => return Error::migration(Some(migration), breaks),
+        Some(Why::Unique { table, columns }) => (table, columns),
+        None => return migration_error(Some(migration), e),
     };
     match duplicates(conn, &table, &columns) {
         Ok((duplicates, total)) if total > 0 => Error::Duplicates {
@@ -278,30 +278,37 @@ struct Count {
     n: i64,
 }
 
+/// Why a migration failed, as the database's error tells.
+enum Why {
+    /// A unique index could not be built on these columns of the table.
+    Unique { table: String, columns: Vec<String> },
+    /// It drops a column that a trigger, view or index uses.
+    Breaks(MigrationFailure),
+}
+
 /// A backend's ways to explain a migration that failed.
 trait Explain {
     /// The SQL function building a JSON array.
     const JSON_ARRAY: &'static str;
 
-    /// The table and columns a unique index could not be built on, when that is why the
-    /// migration failed with `e`.
-    fn unique_columns(
-        &mut self,
-        e: &(dyn std::error::Error + 'static),
-    ) -> Option<(String, Vec<String>)>;
+    /// Why the migration failed with `e`, when the database's error tells one of the reasons
+    /// [`Why`] lists.
+    fn why(&mut self, e: &(dyn std::error::Error + 'static)) -> Option<Why>;
 }
 
 impl Explain for SqliteConnection {
     const JSON_ARRAY: &'static str = "json_array";
 
-    /// Diesel's migration errors keep the database's message: SQLite's names the table and
-    /// columns, `UNIQUE constraint failed: t.a, t.b`. A table being rebuilt (a column made
-    /// unique) is named by its temporary name: the rows are the table's own.
-    fn unique_columns(
-        &mut self,
-        e: &(dyn std::error::Error + 'static),
-    ) -> Option<(String, Vec<String>)> {
+    /// Diesel's migration errors keep the database's message. SQLite names the trigger, view
+    /// or index an in-place drop would break (see [`dependents::broken_by_drop`]), and the
+    /// table and columns a unique index could not be built on, `UNIQUE constraint failed:
+    /// t.a, t.b`. A table being rebuilt (a column made unique) is named by its temporary name:
+    /// the rows are the table's own.
+    fn why(&mut self, e: &(dyn std::error::Error + 'static)) -> Option<Why> {
         let message = e.to_string();
+        if let Some(breaks) = dependents::broken_by_drop(&message) {
+            return Some(Why::Breaks(breaks));
+        }
         let (_, list) = message.split_once("UNIQUE constraint failed: ")?;
         let mut table = None;
         let mut columns = Vec::new();
@@ -314,7 +321,10 @@ impl Explain for SqliteConnection {
         }
         let table = table?;
         let table = table.strip_prefix(REBUILT).unwrap_or(table);
-        Some((table.to_owned(), columns))
+        Some(Why::Unique {
+            table: table.to_owned(),
+            columns,
+        })
     }
 }
 
@@ -322,12 +332,18 @@ impl Explain for PgConnection {
     const JSON_ARRAY: &'static str = "json_build_array";
 
     /// The connection's instrumentation kept the error that aborted the migration's
-    /// transaction: PostgreSQL names the table, and details `Key (a, b)=(..) is duplicated.`
-    fn unique_columns(
-        &mut self,
-        _: &(dyn std::error::Error + 'static),
-    ) -> Option<(String, Vec<String>)> {
+    /// transaction. For a unique index PostgreSQL names the table, and details `Key (a, b)=(..)
+    /// is duplicated.`; for a column or table dropped that other objects depend on ("cannot
+    /// drop column note of table items because other objects depend on it"), it details each,
+    /// one a line (`view v depends on column note of table items`).
+    fn why(&mut self, _: &(dyn std::error::Error + 'static)) -> Option<Why> {
         let cause = FirstFailure::take(self)?;
+        if cause
+            .message()
+            .ends_with("because other objects depend on it")
+        {
+            return broken_on_postgres(cause.details()?).map(Why::Breaks);
+        }
         if cause.kind != DatabaseErrorKind::UniqueViolation {
             return None;
         }
@@ -337,8 +353,45 @@ impl Explain for PgConnection {
             .split(", ")
             .map(|c| c.trim_matches('"').replace("\"\"", "\""))
             .collect();
-        Some((table, columns))
+        Some(Why::Unique { table, columns })
     }
+}
+
+/// What PostgreSQL's refusal to drop what other objects depend on breaks: the first view,
+/// trigger or index its DETAIL lists (`view v depends on column note of table items`; a view's
+/// rule, `rule _RETURN on view v`, is the view), [`MigrationFailure::Breaks`] with the whole
+/// DETAIL, which names every one of them. `None` if none is one of these (a function, a
+/// policy).
+fn broken_on_postgres(details: &str) -> Option<MigrationFailure> {
+    let named = |text: &str| {
+        let name = text.split(" on ").next().unwrap_or(text);
+        match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => name.to_owned(),
+        }
+    };
+    let (kind, name) = details.lines().find_map(|line| {
+        let (object, _) = line.split_once(" depends on ")?;
+        if let Some((_, view)) = object
+            .strip_prefix("rule ")
+            .and_then(|rule| rule.split_once(" on view "))
+        {
+            return Some((SchemaObject::View, named(view)));
+        }
+        [
+            ("materialized view ", SchemaObject::View),
+            ("view ", SchemaObject::View),
+            ("trigger ", SchemaObject::Trigger),
+            ("index ", SchemaObject::Index),
+        ]
+        .into_iter()
+        .find_map(|(prefix, kind)| Some((kind, named(object.strip_prefix(prefix)?))))
+    })?;
+    Some(MigrationFailure::Breaks {
+        kind,
+        name,
+        message: details.lines().collect::<Vec<_>>().join("; "),
+    })
 }
 
 /// The sets of rows of `table` sharing values in `columns` (rows with a NULL among them are
