@@ -4,7 +4,9 @@
 //! model declares, for the store to create them again. And a
 //! trigger or view that names a column the rebuilt table no longer has is not refused then
 //! (the rename runs with `legacy_alter_table` on), only each time it is used: what worked
-//! before the migration must work after it.
+//! before the migration must work after it. The same holds of a migration that runs in a
+//! transaction: an in-place `ALTER TABLE .. DROP COLUMN` does not check the triggers of other
+//! tables.
 
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};

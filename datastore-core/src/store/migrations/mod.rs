@@ -18,7 +18,7 @@ use diesel::query_dsl::LoadQuery;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind};
 use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
-use diesel::{PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::MigrationHarness;
 
 use super::lost::FirstFailure;
@@ -161,9 +161,9 @@ fn revert_sqlite(
         if !last.metadata().run_in_transaction() {
             return (false, Ok(Some((version, true))));
         }
-        match conn.revert_migration(&*last) {
-            Ok(_) => (true, Ok(Some((version, false)))),
-            Err(e) => (false, Err(failure(conn, &last.name(), e))),
+        match in_transaction(conn, &*last, Direction::Down) {
+            Ok(()) => (true, Ok(Some((version, false)))),
+            Err(e) => (false, Err(e)),
         }
     })?;
     let Some((version, true)) = outside else {
@@ -498,8 +498,8 @@ fn run_sqlite(
                 if !migration.metadata().run_in_transaction() {
                     return (true, Ok(true));
                 }
-                if let Err(e) = conn.run_migration(&**migration) {
-                    return (true, Err(failure(conn, &migration.name(), e)));
+                if let Err(e) = in_transaction(conn, &**migration, Direction::Up) {
+                    return (true, Err(e));
                 }
             }
             (true, Ok(false))
@@ -524,6 +524,49 @@ fn run_sqlite(
         });
         conn.batch_execute("PRAGMA foreign_keys = ON")?;
         result?;
+    }
+}
+
+/// Runs a SQLite migration written to run in a transaction (either way) in a savepoint of the
+/// store's transaction, and keeps it only if what worked before it still works after it (see
+/// [`Dependents`]): SQLite's in-place `ALTER TABLE .. DROP COLUMN` checks the triggers on the
+/// table, the views and the indexes, not a trigger on another table that writes or reads the
+/// column, which would fail on its next use.
+fn in_transaction(
+    conn: &mut SqliteConnection,
+    migration: &dyn Migration<Sqlite>,
+    direction: Direction,
+) -> Result<()> {
+    /// Why the savepoint was rolled back.
+    enum Stop {
+        Failed(Box<dyn std::error::Error + Send + Sync>),
+        Breaks(MigrationFailure),
+        Query(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for Stop {
+        fn from(e: diesel::result::Error) -> Self {
+            Self::Query(e)
+        }
+    }
+    let dependents = Dependents::read(conn)?;
+    let ran = conn.transaction(|conn| {
+        match direction {
+            Direction::Up => conn.run_migration(migration).map(drop),
+            Direction::Down => conn.revert_migration(migration).map(drop),
+        }
+        .map_err(Stop::Failed)?;
+        match dependents.restore(conn) {
+            Ok(()) => Ok(()),
+            Err(Restore::Query(e)) => Err(Stop::Query(e)),
+            Err(Restore::Breaks(failure)) => Err(Stop::Breaks(failure)),
+        }
+    });
+    match ran {
+        Ok(()) => Ok(()),
+        // Explained once rolled back, as Diesel's own savepoint leaves it.
+        Err(Stop::Failed(e)) => Err(failure(conn, &migration.name(), e)),
+        Err(Stop::Breaks(breaks)) => Err(Error::migration(Some(&migration.name()), breaks)),
+        Err(Stop::Query(e)) => Err(e.into()),
     }
 }
 
