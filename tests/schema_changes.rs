@@ -593,6 +593,71 @@ fn a_rebuild_that_breaks_a_foreign_key_fails_with_broken_foreign_keys() {
     assert_eq!(l.fingerprint(), fp, "nothing changed");
 }
 
+/// A row of another table that points nowhere, left there by another tool, blocks no rebuild:
+/// the check after a rebuild counts the rows that point nowhere it leaves beyond those there
+/// before, and a rebuild that breaks a key of its own still stops, counting only its own.
+#[test]
+fn a_row_pointing_nowhere_before_the_rebuild_does_not_stop_it() {
+    // SQLite: PostgreSQL alters tables in place, and checks each key as it is added.
+    let l = fresh(&Lab::all().remove(0));
+    let before = Schema::new()
+        .table(parents())
+        .table(items_of_parents(false));
+    l.generate(&before, "before", false).unwrap();
+    drop(l.up().unwrap());
+    let stray = "CREATE TABLE strays (parent_id INTEGER REFERENCES parents (id)); \
+                 PRAGMA foreign_keys = OFF; INSERT INTO strays VALUES (7); \
+                 PRAGMA foreign_keys = ON;";
+    l.execute(&format!(
+        "{stray} INSERT INTO parents (id) VALUES (1); \
+         INSERT INTO items (id, parent_id) VALUES (1, 1);"
+    ))
+    .unwrap();
+    // A rebuild of items (its column made unique) that breaks no key: applied.
+    let mut unique = items_of_parents(false);
+    let mut columns = unique.columns.to_vec();
+    columns[1].unique = true;
+    unique.columns = columns.into();
+    l.generate(
+        &Schema::new().table(parents()).table(unique),
+        "unique",
+        true,
+    )
+    .unwrap();
+    drop(l.up().unwrap());
+    assert_eq!(
+        l.rows("SELECT CAST(parent_id AS TEXT) AS v FROM strays"),
+        ["7"]
+    );
+    // Its `down`, a rebuild too, run by Diesel alone: the migration's own check compares too.
+    l.down();
+
+    // A rebuild that breaks a key (a column gaining a reference one of its rows breaks):
+    // stopped, counting its own row, not the stray one.
+    let l = fresh(&l);
+    l.generate(&before, "before", false).unwrap();
+    drop(l.up().unwrap());
+    l.execute(&format!(
+        "{stray} INSERT INTO items (id, parent_id) VALUES (1, 42);"
+    ))
+    .unwrap();
+    let fp = l.fingerprint();
+    l.generate(
+        &Schema::new().table(parents()).table(items_of_parents(true)),
+        "after",
+        true,
+    )
+    .unwrap();
+    match l.up() {
+        Err(Error::Migration {
+            failure: MigrationFailure::BrokenForeignKeys { rows: 1 },
+            ..
+        }) => {}
+        other => panic!("expected BrokenForeignKeys of 1 row, got {other:?}"),
+    }
+    assert_eq!(l.fingerprint(), fp, "nothing changed");
+}
+
 /// Seeds `before`, then migrates to `after` (lossy): the migration must fail, changing nothing.
 fn refused(lab: &Lab, before: Table, seed: &str, after: Table) -> Error {
     lab.generate(&schema(before), "before", false).unwrap();

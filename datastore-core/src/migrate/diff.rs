@@ -783,9 +783,14 @@ fn reference_each_other(tables: &[&Table]) -> bool {
     })
 }
 
+/// The temporary table in which a SQLite rebuild keeps how many rows of each table pointed
+/// nowhere before it (see [`render`]).
+const FK_BEFORE: &str = "__datastore_fk_before";
+
 /// Renders the changes as a migration. A rebuild runs with foreign-key enforcement off, which
 /// SQLite only allows outside a transaction, so such a migration opens its own and checks the
-/// foreign keys before it commits.
+/// foreign keys before it commits: it stops if a table has more rows pointing nowhere than it
+/// had before (a row another tool left pointing nowhere is not the migration's).
 pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
     let mut up = Vec::new();
     let mut down = Vec::new();
@@ -868,13 +873,21 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
         } else if outside_transaction {
             format!(
                 "-- Rebuilds a table: foreign keys are off so that dropping the old table does not\n\
-                 -- cascade; they are checked before commit. SQLite drops the table's triggers\n\
-                 -- with it: the store creates them again, another tool running this does not.\n\
-                 PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n{body}\n\
+                 -- cascade; they are checked before commit, each table's rows pointing nowhere\n\
+                 -- counted against those it had before (another tool may have left some).\n\
+                 -- SQLite drops the table's triggers with it: the store creates them again,\n\
+                 -- another tool running this does not.\n\
+                 PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n\
+                 CREATE TEMP TABLE {FK_BEFORE} AS \
+                 SELECT \"table\" AS t, count(*) AS n FROM pragma_foreign_key_check GROUP BY 1;\n\
+                 {body}\n\
                  CREATE TEMP TABLE __datastore_check (foreign_key_violations INTEGER \
                  CHECK (foreign_key_violations = 0));\n\
-                 INSERT INTO __datastore_check SELECT count(*) FROM pragma_foreign_key_check;\n\
-                 DROP TABLE __datastore_check;\n\
+                 INSERT INTO __datastore_check \
+                 SELECT coalesce(sum(max(0, a.n - coalesce(b.n, 0))), 0) \
+                 FROM (SELECT \"table\" AS t, count(*) AS n FROM pragma_foreign_key_check \
+                 GROUP BY 1) AS a LEFT JOIN temp.{FK_BEFORE} AS b ON b.t = a.t;\n\
+                 DROP TABLE __datastore_check;\nDROP TABLE temp.{FK_BEFORE};\n\
                  COMMIT;\nPRAGMA foreign_keys = ON;\n"
             )
         } else {

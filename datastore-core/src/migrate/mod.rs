@@ -206,11 +206,12 @@ pub enum MigrationFailure {
         /// The store's backend (`SQLite`, `PostgreSQL`).
         backend: &'static str,
     },
-    /// A migration that runs with foreign keys off left rows whose foreign key points nowhere;
-    /// nothing of it was kept.
+    /// A migration that runs with foreign keys off left rows whose foreign key points nowhere,
+    /// more in a table than it had before (rows another tool left pointing nowhere are not
+    /// counted); nothing of it was kept.
     #[error("it leaves {rows} rows whose foreign key points nowhere; nothing of it was kept")]
     BrokenForeignKeys {
-        /// How many rows.
+        /// How many rows, beyond those that pointed nowhere before.
         rows: usize,
     },
     /// A migration that changes a column's type met a value the new type cannot hold (text

@@ -480,7 +480,8 @@ fn locked<T>(
 /// migration marked `run_in_transaction = false` (a generated table rebuild, which needs
 /// foreign keys off, which SQLite allows only outside a transaction) runs in a transaction of
 /// its own with foreign keys off, begun by the store; its own `BEGIN`, `COMMIT` and
-/// `PRAGMA foreign_keys` are skipped, and the foreign keys are checked before it commits. The
+/// `PRAGMA foreign_keys` are skipped, and the foreign keys are checked before it commits (see
+/// [`PointingNowhere`]). The
 /// pending migrations are read again each time the lock is taken: another process may have run
 /// some meanwhile.
 fn run_sqlite(
@@ -596,6 +597,7 @@ fn with_foreign_keys_off(
         )
     })?;
     let dependents = Dependents::read(conn)?;
+    let pointing_nowhere = PointingNowhere::read(conn)?;
     let ran = {
         let mut conn = SkipTransactionControl::new(handle, conn);
         match direction {
@@ -611,7 +613,8 @@ fn with_foreign_keys_off(
         // A generated rebuild checks the foreign keys itself before it commits (for a run
         // outside the store), and fails there: the same broken keys as the store's check.
         let checked_keys = e.to_string().contains("foreign_key_violations");
-        return Err(match foreign_key_violations(conn) {
+        let added = PointingNowhere::read(conn).map(|now| now.beyond(&pointing_nowhere));
+        return Err(match added {
             Ok(rows) if checked_keys && rows > 0 => broken(rows),
             _ => failure(conn, &migration.name(), e),
         });
@@ -621,23 +624,44 @@ fn with_foreign_keys_off(
         Err(Restore::Query(e)) => return Err(e.into()),
         Err(Restore::Breaks(failure)) => return Err(failed(failure)),
     }
-    match foreign_key_violations(conn)? {
+    match PointingNowhere::read(conn)?.beyond(&pointing_nowhere) {
         0 => Ok(()),
         rows => Err(broken(rows)),
     }
 }
 
-/// How many rows of the open transaction reference a row that is not there.
-fn foreign_key_violations(conn: &mut SqliteConnection) -> diesel::QueryResult<usize> {
-    #[derive(diesel::QueryableByName)]
-    struct Violations {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        count: i64,
+/// How many rows of each table reference a row that is not there, in the open transaction. A
+/// migration is answerable for those it adds, not for those another tool left (with foreign
+/// keys off, or before they were declared).
+struct PointingNowhere(Vec<TableCount>);
+
+#[derive(QueryableByName)]
+struct TableCount {
+    #[diesel(sql_type = Text)]
+    t: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl PointingNowhere {
+    fn read(conn: &mut SqliteConnection) -> diesel::QueryResult<Self> {
+        diesel::sql_query(
+            "SELECT \"table\" AS t, count(*) AS n FROM pragma_foreign_key_check GROUP BY 1",
+        )
+        .load(conn)
+        .map(Self)
     }
-    let violations: Violations =
-        diesel::sql_query("SELECT count(*) AS count FROM pragma_foreign_key_check")
-            .get_result(conn)?;
-    Ok(usize::try_from(violations.count).unwrap_or_default())
+
+    /// How many more rows point nowhere now than `before`, table by table.
+    fn beyond(&self, before: &Self) -> usize {
+        self.0
+            .iter()
+            .map(|now| {
+                let was = before.0.iter().find(|b| b.t == now.t).map_or(0, |b| b.n);
+                usize::try_from(now.n - was).unwrap_or_default()
+            })
+            .sum()
+    }
 }
 
 /// Runs `f` holding a session-level advisory lock, so that several processes opening the same
