@@ -531,6 +531,81 @@ fn lossy_changes_are_written_only_when_allowed_and_keep_what_they_can() {
     }
 }
 
+/// A new unique column with a default gives every row the same value: the change is lossy
+/// (it can be made while the table holds at most one row), and applied to two rows it stops
+/// with `Error::Duplicates` listing them by the value they would share, changing nothing.
+#[test]
+fn a_new_unique_column_with_a_default_is_lossy_and_stops_on_two_rows() {
+    for lab in Lab::all() {
+        let name = column("name", ColumnType::Text);
+        let mut code = defaulting(
+            column("code", ColumnType::Text),
+            ColumnDefault::Text("x".into()),
+        );
+        code.unique = true;
+        let after = schema(items(vec![name.clone(), code]));
+        for (seed, applied) in [
+            ("INSERT INTO items (id, name) VALUES (1, 'a');", true),
+            (
+                "INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b');",
+                false,
+            ),
+        ] {
+            let l = fresh(&lab);
+            l.generate(&schema(items(vec![name.clone()])), "before", false)
+                .unwrap();
+            drop(l.up().unwrap());
+            l.execute(seed).unwrap();
+            let fp = l.fingerprint();
+            match l.generate(&after, "after", false) {
+                Err(Error::LossyMigration { changes }) => {
+                    let losses: Vec<String> = changes.iter().flat_map(|c| c.losses()).collect();
+                    assert!(
+                        losses
+                            .iter()
+                            .any(|loss| loss.contains("items.code")
+                                && loss.contains("2 or more rows")),
+                        "{losses:?}"
+                    );
+                }
+                other => panic!("{:?}: expected LossyMigration, got {other:?}", l.dialect),
+            }
+            l.generate(&after, "after", true).unwrap();
+            if applied {
+                drop(l.up().unwrap());
+                assert_eq!(l.rows("SELECT code AS v FROM items"), ["x"]);
+                continue;
+            }
+            match l.up() {
+                Err(Error::Duplicates {
+                    table,
+                    columns,
+                    duplicates,
+                    total: 1,
+                    ..
+                }) => {
+                    assert_eq!(
+                        (table.as_str(), &columns[..]),
+                        ("items", &["code".to_owned()][..])
+                    );
+                    assert_eq!(
+                        (&duplicates[0].values[..], duplicates[0].rows),
+                        (&["x".to_owned()][..], 2),
+                        "{:?}",
+                        l.dialect
+                    );
+                }
+                other => panic!("{:?}: expected Duplicates, got {other:?}", l.dialect),
+            }
+            assert_eq!(l.fingerprint(), fp, "nothing changed");
+            assert_eq!(
+                l.rows("SELECT name AS v FROM items ORDER BY id"),
+                ["a", "b"]
+            );
+        }
+    }
+}
+
 /// A parent table dropped while its child stays (its reference dropped too): the child lets go
 /// of the parent before the parent goes, which PostgreSQL requires; `down` brings both back.
 #[test]

@@ -242,7 +242,8 @@ pub enum Error {
     },
 
     /// A migration that makes columns unique (a join table's pair of foreign keys, a field
-    /// declared `#[unique]`) met rows that share values in them. It stopped and changed
+    /// declared `#[unique]`, a unique column it adds with a default, which every row takes)
+    /// met rows that share values in them. It stopped and changed
     /// nothing; the store removes no rows by itself. Decide which rows go, delete them, and
     /// open the store again.
     #[error(

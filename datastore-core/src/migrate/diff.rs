@@ -177,10 +177,12 @@ impl SchemaChange {
                 vec![unique_loss(table, &index.columns)]
             }
             Self::RebuildTable { old, new } => table_losses(old, new),
+            Self::AddColumn { table, column } => {
+                added_unique_loss(table, column).into_iter().collect()
+            }
             Self::CreateTable(_)
             | Self::RenameTable { .. }
             | Self::RenameColumn { .. }
-            | Self::AddColumn { .. }
             | Self::CreateIndex { .. }
             | Self::DropIndex { .. }
             | Self::RenameIndex { .. } => Vec::new(),
@@ -271,6 +273,19 @@ fn unique_loss(table: &str, columns: &[Name]) -> String {
     )
 }
 
+/// A column added unique with a default: every row the table holds takes the default, one
+/// value, which only one row can hold.
+fn added_unique_loss(table: &Table, column: &Column) -> Option<String> {
+    let default = column.default.as_ref()?;
+    (column.unique && !table.is_whole_key(&column.name)).then(|| {
+        format!(
+            "adds {}.{} unique, every row taking its default {default}: stops, changing \
+             nothing, while the table holds 2 or more rows",
+            table.name, column.name
+        )
+    })
+}
+
 /// Whether every value of type `from` is a value of type `to`.
 fn widens(from: &ColumnType, to: &ColumnType) -> bool {
     use ColumnType::*;
@@ -347,6 +362,9 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
             }
             _ => {}
         }
+    }
+    for now in new.columns.iter().filter(|c| old.column(&c.name).is_none()) {
+        losses.extend(added_unique_loss(new, now));
     }
     let old_indexes = old.all_indexes();
     for index in new.all_indexes().iter().filter(|i| i.unique) {

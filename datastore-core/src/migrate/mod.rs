@@ -297,8 +297,8 @@ impl Migrations {
     }
 
     /// Whether [`generate`](Self::generate) writes a migration that may lose data (drops a
-    /// table or a column, narrows a type, makes a column `NOT NULL` or unique, changes a key
-    /// or a foreign key: see [`SchemaChange::losses`]). Off by default: such a migration stops
+    /// table or a column, narrows a type, makes a column `NOT NULL` or unique, adds a unique
+    /// column with a default, changes a key or a foreign key: see [`SchemaChange::losses`]). Off by default: such a migration stops
     /// generation with [`Error::LossyMigration`] listing each change.
     ///
     /// ```

@@ -208,7 +208,8 @@ fn migration_error(
 }
 
 /// The error of a migration that failed, once it was rolled back: [`Error::Duplicates`] listing
-/// the rows that share values in columns it makes unique, when that is why it failed;
+/// the rows that share values in columns it makes unique, or that would share the default of
+/// a unique column it adds, when that is why it failed;
 /// [`MigrationFailure::Unconvertible`] naming the column whose values its new type cannot
 /// hold; [`MigrationFailure::Breaks`] naming the trigger, view or index that uses a column it
 /// drops in place (the database refuses the drop); [`Error::Migration`] with its message
@@ -228,12 +229,38 @@ where
             MigrationFailure::Unconvertible { table, column },
         );
     }
-    let (table, columns) = match conn.why(&*e) {
+    let (table, columns, added) = match conn.why(&*e) {
         Some(Why::Breaks(breaks)) => return Error::migration(Some(migration), breaks),
-        Some(Why::Unique { table, columns }) => (table, columns),
+        Some(Why::Unique {
+            table,
+            columns,
+            added,
+        }) => (table, columns, added),
         None => return migration_error(Some(migration), e),
     };
-    match duplicates(conn, &table, &columns) {
+    // The table as it was: the columns it lacks are the migration's, added unique (SQLite
+    // would read a missing column's quoted name in the lookup of duplicates as text).
+    let found = match conn.columns_of(&table) {
+        Ok(has) if columns.iter().all(|c| has.contains(c)) => duplicates(conn, &table, &columns),
+        // Added, every row taking their default: all the rows share it.
+        Ok(has) if columns.iter().all(|c| !has.contains(c)) && added.is_some() => {
+            rows_of(conn, &table).map(|rows| {
+                let set = Duplicate {
+                    values: added.unwrap_or_default(),
+                    rows,
+                };
+                if rows > 1 {
+                    (vec![set], 1)
+                } else {
+                    (Vec::new(), 0)
+                }
+            })
+        }
+        // Added beside columns the table has (an index written by hand): the database's error.
+        Ok(_) => Ok((Vec::new(), 0)),
+        Err(e) => Err(e),
+    };
+    match found {
         Ok((duplicates, total)) if total > 0 => Error::Duplicates {
             migration: migration.to_string(),
             table,
@@ -278,10 +305,22 @@ struct Count {
     n: i64,
 }
 
+#[derive(QueryableByName)]
+struct Named {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
 /// Why a migration failed, as the database's error tells.
 enum Why {
-    /// A unique index could not be built on these columns of the table.
-    Unique { table: String, columns: Vec<String> },
+    /// A unique index could not be built on these columns of the table; `added` is the values
+    /// the rows took, one per column, when the migration adds the columns (a column added
+    /// unique with a default), as the database tells them.
+    Unique {
+        table: String,
+        columns: Vec<String>,
+        added: Option<Vec<String>>,
+    },
     /// It drops a column that a trigger, view or index uses.
     Breaks(MigrationFailure),
 }
@@ -294,6 +333,10 @@ trait Explain {
     /// Why the migration failed with `e`, when the database's error tells one of the reasons
     /// [`Why`] lists.
     fn why(&mut self, e: &(dyn std::error::Error + 'static)) -> Option<Why>;
+
+    /// The columns `table` has (once the migration was rolled back, or while its failed
+    /// statement left the table as it was).
+    fn columns_of(&mut self, table: &str) -> diesel::QueryResult<Vec<String>>;
 }
 
 impl Explain for SqliteConnection {
@@ -320,12 +363,60 @@ impl Explain for SqliteConnection {
             columns.push(column.to_owned());
         }
         let table = table?;
+        // The rebuilt copy (still there: its copy failed) declares the new columns' defaults,
+        // which every row took.
+        let added = table
+            .starts_with(REBUILT)
+            .then(|| rebuilt_defaults(self, table, &columns).ok().flatten())
+            .flatten();
         let table = table.strip_prefix(REBUILT).unwrap_or(table);
         Some(Why::Unique {
             table: table.to_owned(),
             columns,
+            added,
         })
     }
+
+    fn columns_of(&mut self, table: &str) -> diesel::QueryResult<Vec<String>> {
+        let columns: Vec<Named> =
+            diesel::sql_query("SELECT name FROM pragma_table_xinfo(?) ORDER BY cid")
+                .bind::<Text, _>(table)
+                .load(self)?;
+        Ok(columns.into_iter().map(|c| c.name).collect())
+    }
+}
+
+/// The defaults the rebuilt copy `rebuilt` declares for `columns`, as JSON renders them (see
+/// [`values_of`]); `None` if one has none.
+fn rebuilt_defaults(
+    conn: &mut SqliteConnection,
+    rebuilt: &str,
+    columns: &[String],
+) -> diesel::QueryResult<Option<Vec<String>>> {
+    #[derive(QueryableByName)]
+    struct Default {
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        dflt_value: Option<String>,
+    }
+    let mut defaults = Vec::new();
+    for column in columns {
+        let found: Vec<Default> =
+            diesel::sql_query("SELECT dflt_value FROM pragma_table_info(?) WHERE name = ?")
+                .bind::<Text, _>(rebuilt)
+                .bind::<Text, _>(column)
+                .load(conn)?;
+        match found.into_iter().next().and_then(|d| d.dflt_value) {
+            Some(default) => defaults.push(default),
+            None => return Ok(None),
+        }
+    }
+    // The defaults are SQL literals SQLite read from the table's own definition.
+    let row: DuplicateRow = diesel::sql_query(format!(
+        "SELECT CAST(json_array({}) AS TEXT) AS key, 0 AS n",
+        defaults.join(", ")
+    ))
+    .get_result(conn)?;
+    Ok(Some(values_of(&row.key)))
 }
 
 impl Explain for PgConnection {
@@ -348,12 +439,35 @@ impl Explain for PgConnection {
             return None;
         }
         let table = cause.table_name()?.to_owned();
-        let list = cause.details()?.strip_prefix("Key (")?.split_once(")=")?.0;
-        let columns = list
+        let (list, values) = cause.details()?.strip_prefix("Key (")?.split_once(")=(")?;
+        let columns: Vec<String> = list
             .split(", ")
             .map(|c| c.trim_matches('"').replace("\"\"", "\""))
             .collect();
-        Some(Why::Unique { table, columns })
+        // The values as PostgreSQL writes them, `(a, b)`: told apart only when there are as
+        // many pieces as columns.
+        let values: Vec<String> = values
+            .strip_suffix(") is duplicated.")
+            .unwrap_or(values)
+            .split(", ")
+            .map(str::to_owned)
+            .collect();
+        let added = (values.len() == columns.len()).then_some(values);
+        Some(Why::Unique {
+            table,
+            columns,
+            added,
+        })
+    }
+
+    fn columns_of(&mut self, table: &str) -> diesel::QueryResult<Vec<String>> {
+        let columns: Vec<Named> = diesel::sql_query(
+            "SELECT column_name AS name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+        )
+        .bind::<Text, _>(table)
+        .load(self)?;
+        Ok(columns.into_iter().map(|c| c.name).collect())
     }
 }
 
@@ -431,20 +545,36 @@ where
     let duplicates = rows
         .into_iter()
         .map(|row| Duplicate {
-            values: match serde_json::from_str::<Vec<serde_json::Value>>(&row.key) {
-                Ok(values) => values
-                    .into_iter()
-                    .map(|value| match value {
-                        serde_json::Value::String(text) => text,
-                        other => other.to_string(),
-                    })
-                    .collect(),
-                Err(_) => vec![row.key],
-            },
+            values: values_of(&row.key),
             rows: usize::try_from(row.n).unwrap_or_default(),
         })
         .collect();
     Ok((duplicates, usize::try_from(total).unwrap_or_default()))
+}
+
+/// The values of a JSON array the database built, text unquoted.
+fn values_of(key: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<serde_json::Value>>(key) {
+        Ok(values) => values
+            .into_iter()
+            .map(|value| match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            })
+            .collect(),
+        Err(_) => vec![key.to_owned()],
+    }
+}
+
+/// How many rows `table` holds.
+fn rows_of<C>(conn: &mut C, table: &str) -> diesel::QueryResult<usize>
+where
+    for<'a> SqlQuery: LoadQuery<'a, C, Count>,
+{
+    let rows = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {}", quote_ident(table)))
+        .get_result::<Count>(conn)?
+        .n;
+    Ok(usize::try_from(rows).unwrap_or_default())
 }
 
 /// The pending SQLite migrations (Diesel creates its table of applied migrations if needed).
