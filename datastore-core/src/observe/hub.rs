@@ -73,6 +73,25 @@ impl Hub {
             || self.all_tables.load(Ordering::Acquire) > 0
     }
 
+    /// The name the subscriptions know a SQLite table by, if anyone observes it: SQLite names
+    /// a table without regard to ASCII case, and its hooks report the name as the table was
+    /// created (`Posts` for a model's `posts`). A table every subscription of `observe_all`
+    /// receives keeps the name reported.
+    pub fn observed_sqlite_table(&self, table: &str) -> Option<String> {
+        if !self.active() {
+            return None;
+        }
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, _)) = tables
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(table))
+        {
+            return Some(known.clone());
+        }
+        (self.all_tables.load(Ordering::Relaxed) > 0 && !internal_table(table.as_bytes()))
+            .then(|| table.to_owned())
+    }
+
     pub fn wants(&self, table: &str) -> bool {
         if !self.active() {
             return false; // the common case, without a lock
@@ -532,9 +551,19 @@ impl Queue {
     /// What an async subscriber reads with: no thread waits.
     #[cfg(feature = "async")]
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        self.poll_next_with(cx, |item| item)
+    }
+
+    /// [`poll_next`](Self::poll_next), the item handed to `keep` before the queue is unlocked.
+    #[cfg(feature = "async")]
+    fn poll_next_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        keep: impl FnOnce(Item) -> R,
+    ) -> Poll<Option<R>> {
         let mut inner = lock(&self.inner);
         if let Some(item) = self.pop(&mut inner) {
-            return Poll::Ready(Some(item));
+            return Poll::Ready(Some(keep(item)));
         }
         if inner.end.is_some() {
             return Poll::Ready(None);
@@ -555,11 +584,16 @@ impl Queue {
     /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
     /// is up or the queue has ended (what it held was taken, a loss told).
     pub fn next(&self, timeout: Option<Duration>) -> Option<Item> {
+        self.next_with(timeout, |item| item)
+    }
+
+    /// [`next`](Self::next), the item handed to `keep` before the queue is unlocked.
+    fn next_with<R>(&self, timeout: Option<Duration>, keep: impl FnOnce(Item) -> R) -> Option<R> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);
         loop {
             if let Some(item) = self.pop(&mut inner) {
-                return Some(item);
+                return Some(keep(item));
             }
             if inner.end.is_some() {
                 return None;
@@ -620,8 +654,8 @@ impl Reader {
             }
             // Read what is queued first: a zero timeout still takes it.
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let item = self.queue.next(left)?;
-            if let Some(accepted) = self.take(item, &mut accept) {
+            let item = self.queue.next_with(left, |item| self.keep(item))?;
+            if let Some(accepted) = item.and_then(|told| self.tell(told, &mut accept)) {
                 return Some(accepted);
             }
         }
@@ -639,9 +673,9 @@ impl Reader {
             if let Some(accepted) = self.read_taken(&mut accept) {
                 return Poll::Ready(Some(accepted));
             }
-            match self.queue.poll_next(cx) {
+            match self.queue.poll_next_with(cx, |item| self.keep(item)) {
                 Poll::Ready(Some(item)) => {
-                    if let Some(accepted) = self.take(item, &mut accept) {
+                    if let Some(accepted) = item.and_then(|told| self.tell(told, &mut accept)) {
                         return Poll::Ready(Some(accepted));
                     }
                 }
@@ -650,13 +684,24 @@ impl Reader {
         }
     }
 
-    /// Keeps the changes of an item to read them in turn; hands a gap or a loss to `accept`.
-    fn take<R>(&self, item: Item, accept: &mut impl FnMut(Next<'_>) -> Option<R>) -> Option<R> {
+    /// Keeps the changes of an item to read them in turn, called with the queue still locked:
+    /// two threads reading one subscription keep its commits in the order they were queued
+    /// (one taking a commit and keeping it after another thread kept the next would read them
+    /// out of order). A gap or a loss is given back, to tell.
+    fn keep(&self, item: Item) -> Option<Item> {
         match item {
             Item::Changes(run) => {
                 lock(&self.taken).push_back(run);
                 None
             }
+            told => Some(told),
+        }
+    }
+
+    /// Hands a gap or a loss to `accept`.
+    fn tell<R>(&self, item: Item, accept: &mut impl FnMut(Next<'_>) -> Option<R>) -> Option<R> {
+        match item {
+            Item::Changes(_) => unreachable!("changes are kept, not told"),
             Item::Missed(count) => {
                 accept(Next::Missed(usize::try_from(count).unwrap_or(usize::MAX)))
             }
@@ -806,6 +851,38 @@ mod tests {
             })
         })
         .collect()
+    }
+
+    /// A batch changing one row of `table`.
+    fn batch_of(table: &str) -> Batch {
+        Batch {
+            changes: vec![RawChange::broken(table.into(), Op::Insert, 0, "no row")],
+            rows: Default::default(),
+            gap: 0,
+            shared: Default::default(),
+            spares: None,
+        }
+    }
+
+    #[test]
+    fn commits_are_delivered_in_the_order_of_their_numbers_whatever_order_they_publish_in() {
+        let hub = Arc::new(Hub::default());
+        let reader = Reader::new(hub.subscribe(None, 8));
+        // Numbered at their commit hooks, in commit order; published as each statement ends,
+        // in any order.
+        let (first, second, third) = (hub.next_seq(), hub.next_seq(), hub.next_seq());
+        hub.publish(third, batch_of("c"));
+        hub.publish(second, batch_of("b"));
+        assert!(
+            read_all(&reader).is_empty(),
+            "held until the first is settled"
+        );
+        hub.void(first); // the first commit failed after its hook
+        assert_eq!(read_all(&reader), ["b0", "c0"]);
+        let (fourth, fifth) = (hub.next_seq(), hub.next_seq());
+        hub.publish(fifth, batch_of("e"));
+        hub.publish(fourth, batch_of("d"));
+        assert_eq!(read_all(&reader), ["d0", "e0"]);
     }
 
     #[test]

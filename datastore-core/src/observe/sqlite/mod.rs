@@ -138,7 +138,8 @@ struct State {
     statement_rows: Mark,
     /// Tables seen, by name: whether anyone observes them, and their shared name. Valid while
     /// the hub's subscriptions are those of `seen_generation`.
-    seen: Vec<(Arc<str>, bool)>,
+    /// (As the hook reports the name, as the subscriptions know it if anyone observes it.)
+    seen: Vec<(Box<str>, Option<Arc<str>>)>,
     seen_generation: u64,
     /// The handle of the running statement (where statements' ends are not traced: of the
     /// statement that started last, until the next starts or Diesel's query ends).
@@ -1165,14 +1166,13 @@ impl State {
             self.seen.retain(|_| false);
             self.seen_generation = generation;
         }
-        if let Some((known, wanted)) = self.seen.iter().find(|(known, _)| table.is(known)) {
-            return wanted.then(|| known.clone());
+        if let Some((_, observed)) = self.seen.iter().find(|(reported, _)| table.is(reported)) {
+            return observed.clone();
         }
         let name = std::str::from_utf8(table.to_bytes()).ok()?;
-        let wanted = hub.wants(name);
-        let known: Arc<str> = name.into();
-        self.seen.push((known.clone(), wanted));
-        wanted.then_some(known)
+        let observed: Option<Arc<str>> = hub.observed_sqlite_table(name).map(Into::into);
+        self.seen.push((name.into(), observed.clone()));
+        observed
     }
 }
 
