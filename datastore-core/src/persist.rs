@@ -233,7 +233,8 @@ pub trait Persist<C: Connection>: Model {
     fn find(conn: &mut C, key: &Self::Key) -> Result<Option<Self>>;
 
     /// The rows with these keys, each once, in key order (the key type's `Ord`): one statement
-    /// per [`CHUNK`](crate::relations::CHUNK) keys.
+    /// per [`CHUNK`](crate::relations::CHUNK) keys for a key of one column; a lookup per key
+    /// for a composite key (Diesel has no row-value `IN`).
     ///
     /// ```
     /// # use datastore::prelude::*;

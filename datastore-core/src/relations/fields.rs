@@ -8,7 +8,8 @@ macro_rules! relation_field {
         ///
         /// A row read from the database has its relations not loaded; loading fills them.
         /// Not loaded is never the same as empty: [`get`](Self::get) tells them apart, and
-        /// serde writes `null` for not loaded.
+        /// serde writes `null` for not loaded (and, for a `HasOne`, for loaded without a child
+        /// too: read back, that is not loaded).
         #[derive(Clone, PartialEq, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name<T>(Option<$loaded>);
