@@ -1250,21 +1250,27 @@ fn dropping_note_stops_naming_what_it_breaks(rebuilt: bool) {
             .unwrap();
         let up = std::fs::read_to_string(after.path().join("up.sql")).unwrap();
         assert_eq!(!up.contains("DROP COLUMN"), rebuilt, "{up}");
-        match e {
-            Error::Migration {
-                failure:
-                    MigrationFailure::Breaks {
-                        kind,
-                        name,
-                        message,
-                    },
-                ..
-            } => {
-                assert_eq!((kind, name.as_str()), (object, "logged"), "{message}");
-                assert!(message.contains("note"), "{message}");
-            }
-            other => panic!("expected Breaks, got {other:?}"),
+        assert_breaks(e, object, "logged", "note");
+    }
+}
+
+/// Asserts that `e` is `MigrationFailure::Breaks` naming the `kind` of object called `name`,
+/// with a message that mentions `said`.
+fn assert_breaks(e: Error, kind: SchemaObject, name: &str, said: &str) {
+    match e {
+        Error::Migration {
+            failure:
+                MigrationFailure::Breaks {
+                    kind: broken,
+                    name: called,
+                    message,
+                },
+            ..
+        } => {
+            assert_eq!((broken, called.as_str()), (kind, name), "{message}");
+            assert!(message.contains(said), "{message}");
         }
+        other => panic!("expected Breaks, got {other:?}"),
     }
 }
 
@@ -1304,21 +1310,7 @@ fn on_postgres_a_drop_that_breaks_a_view_or_trigger_stops_naming_it() {
             &format!("{sql} INSERT INTO items (id, name, note) VALUES (1, 'a', 'x');"),
             items(vec![name]),
         );
-        match e {
-            Error::Migration {
-                failure:
-                    MigrationFailure::Breaks {
-                        kind,
-                        name,
-                        message,
-                    },
-                ..
-            } => {
-                assert_eq!((kind, name.as_str()), (object, "logged"), "{message}");
-                assert!(message.contains("column note of table items"), "{message}");
-            }
-            other => panic!("expected Breaks, got {other:?}"),
-        }
+        assert_breaks(e, object, "logged", "column note of table items");
         assert_eq!(l.rows("SELECT note AS v FROM items"), ["x"]);
     }
 }

@@ -654,8 +654,8 @@ impl Reader {
             }
             // Read what is queued first: a zero timeout still takes it.
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let item = self.queue.next_with(left, |item| self.keep(item))?;
-            if let Some(accepted) = item.and_then(|told| self.tell(told, &mut accept)) {
+            let told = self.queue.next_with(left, |item| self.keep(item))?;
+            if let Some(accepted) = told.and_then(&mut accept) {
                 return Some(accepted);
             }
         }
@@ -674,8 +674,8 @@ impl Reader {
                 return Poll::Ready(Some(accepted));
             }
             match self.queue.poll_next_with(cx, |item| self.keep(item)) {
-                Poll::Ready(Some(item)) => {
-                    if let Some(accepted) = item.and_then(|told| self.tell(told, &mut accept)) {
+                Poll::Ready(Some(told)) => {
+                    if let Some(accepted) = told.and_then(&mut accept) {
                         return Poll::Ready(Some(accepted));
                     }
                 }
@@ -687,25 +687,15 @@ impl Reader {
     /// Keeps the changes of an item to read them in turn, called with the queue still locked:
     /// two threads reading one subscription keep its commits in the order they were queued
     /// (one taking a commit and keeping it after another thread kept the next would read them
-    /// out of order). A gap or a loss is given back, to tell.
-    fn keep(&self, item: Item) -> Option<Item> {
+    /// out of order). A gap or a loss is given back, as what to tell.
+    fn keep(&self, item: Item) -> Option<Next<'static>> {
         match item {
             Item::Changes(run) => {
                 lock(&self.taken).push_back(run);
                 None
             }
-            told => Some(told),
-        }
-    }
-
-    /// Hands a gap or a loss to `accept`.
-    fn tell<R>(&self, item: Item, accept: &mut impl FnMut(Next<'_>) -> Option<R>) -> Option<R> {
-        match item {
-            Item::Changes(_) => unreachable!("changes are kept, not told"),
-            Item::Missed(count) => {
-                accept(Next::Missed(usize::try_from(count).unwrap_or(usize::MAX)))
-            }
-            Item::Lost(reason) => accept(Next::Lost(reason)),
+            Item::Missed(count) => Some(Next::Missed(usize::try_from(count).unwrap_or(usize::MAX))),
+            Item::Lost(reason) => Some(Next::Lost(reason)),
         }
     }
 
