@@ -1047,3 +1047,99 @@ fn a_connection_whose_prepared_statements_a_schema_change_outdated_is_replaced()
         assert_eq!(result.as_ref().unwrap(), &saved);
     }
 }
+
+/// The locale the tests ask PostgreSQL's messages in, where the server machine has it:
+/// `.ci/run` generates it, and sets `DATASTORE_EXPECT_LOCALE=1`, which makes a server without
+/// it fail these tests rather than skip them.
+const TRANSLATED: &str = "de_DE.UTF-8";
+
+/// Whether the server at `url` can speak German; says so when a test is not run for it.
+fn server_speaks_german(url: &str, test: &str) -> bool {
+    let mut admin = diesel::PgConnection::establish(url).unwrap();
+    let speaks = admin
+        .batch_execute(&format!("SET lc_messages TO '{TRANSLATED}'"))
+        .is_ok();
+    if !speaks {
+        assert!(
+            std::env::var("DATASTORE_EXPECT_LOCALE").as_deref() != Ok("1"),
+            "DATASTORE_EXPECT_LOCALE=1, but the server has no {TRANSLATED} locale"
+        );
+        eprintln!(
+            "{test} not run: the PostgreSQL server has no {TRANSLATED} locale (.ci/run \
+             generates it)"
+        );
+    }
+    speaks
+}
+
+/// On a server whose messages are translated (`lc_messages` of the server, database, role or
+/// connection), errors the store tells by PostgreSQL's text are still told: a lock waited
+/// for past the busy timeout is `Error::Busy`. The store sets its sessions' messages to
+/// English (its role may: a superuser here); a lock timeout was an unknown database error
+/// before.
+#[test]
+fn on_postgres_a_lock_timeout_is_busy_in_whatever_language_the_server_speaks() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    if !server_speaks_german(&url, "on_postgres_a_lock_timeout_is_busy_...") {
+        return;
+    }
+    let schema = common::PgSchema::new(&url);
+    let german = schema
+        .url()
+        .replace("options=", "options=-clc_messages%3Dde_DE.UTF-8%20");
+    let store = Store::builder(&german)
+        .migrations(datastore::embed_migrations!())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let mut holder = diesel::PgConnection::establish(schema.url()).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let err = store.save(user("blocked")).unwrap_err();
+    assert!(err.is_busy(), "expected Busy, got {err:?}");
+    holder.batch_execute("ROLLBACK").unwrap();
+    store.save(user("after")).unwrap();
+    assert_eq!(
+        store.count::<User>().unwrap(),
+        1,
+        "the blocked write never happened"
+    );
+}
+
+/// A role whose messages are translated and that may not set them is refused as the store
+/// opens (`ConnectionFailure::Setup`), saying which setting to change, rather than open a store
+/// that would take a deadlock or a lock timeout for an unknown error.
+#[test]
+fn on_postgres_a_role_that_cannot_have_english_messages_is_refused() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    if !server_speaks_german(
+        &url,
+        "on_postgres_a_role_that_cannot_have_english_messages_is_refused",
+    ) {
+        return;
+    }
+    let mut admin = diesel::PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE datastore_test_german LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE datastore_test_german SET lc_messages = '{TRANSLATED}'"
+        ))
+        .unwrap();
+    // The same server and database, as that role (trust authentication: no password).
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let as_role = format!("{scheme}://datastore_test_german@{host}");
+    match Store::builder(&as_role).open() {
+        Err(Error::Connection {
+            source: ConnectionFailure::Setup(message),
+            ..
+        }) => assert!(message.contains("lc_messages"), "{message}"),
+        other => panic!("expected a refused setup, got {other:?}"),
+    }
+}

@@ -549,7 +549,10 @@ pub enum ConnectionFailure {
     /// The connection opened, but the store could not set it up as it sets up every
     /// connection (foreign keys on, the busy timeout, WAL for a file, the PostgreSQL session's
     /// settings): for example a file opened read-only (`mode=ro`, or a read-only medium) that
-    /// is not in WAL mode yet, which switching needs a write for. The database's message.
+    /// is not in WAL mode yet, which switching needs a write for; a PostgreSQL role whose
+    /// messages are in another language than English and that may not set `lc_messages`
+    /// (the store tells some errors by their English text). The database's message, or the
+    /// store's.
     #[error("{0}")]
     Setup(String),
     /// The server ended a connection in use: in a call on the [`Store`](crate::Store) (in a

@@ -114,6 +114,8 @@ impl ConnectionSetup {
     /// Its instrumentation keeps the error that aborts a transaction, which `Store::transaction`
     /// reports, the connection's backend process and whether its transactions are serializable
     /// by default (read in the same round trip), and reports its statements (see `trace.rs`).
+    ///
+    /// The server's messages are made English ([`english_messages`]).
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
         #[derive(diesel::QueryableByName)]
         struct Backend {
@@ -121,6 +123,8 @@ impl ConnectionSetup {
             pid: i32,
             #[diesel(sql_type = diesel::sql_types::Bool)]
             serializable: bool,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            messages: String,
         }
         diesel::Connection::set_instrumentation(
             conn,
@@ -129,7 +133,8 @@ impl ConnectionSetup {
         let backend: Vec<Backend> = diesel::RunQueryDsl::load(
             diesel::sql_query(format!(
                 "SELECT pg_backend_pid() AS pid, \
-                 current_setting('default_transaction_isolation') = 'serializable' AS serializable \
+                 current_setting('default_transaction_isolation') = 'serializable' AS serializable, \
+                 current_setting('lc_messages') AS messages \
                  FROM (SELECT set_config('lock_timeout', '{}', false)) AS setup",
                 self.busy_timeout.as_millis()
             )),
@@ -137,6 +142,7 @@ impl ConnectionSetup {
         )?;
         if let Some(backend) = backend.first() {
             super::lost::FirstFailure::set_server_facts(conn, backend.pid, backend.serializable);
+            english_messages(conn, &backend.messages)?;
         }
         Ok(())
     }
@@ -150,9 +156,76 @@ impl ConnectionSetup {
     }
 }
 
+/// Makes the session's messages PostgreSQL's own (English) text, where the server, the
+/// database or the role set `lc_messages` (`messages` as the connection found it) to another
+/// language.
+///
+/// The store tells some of PostgreSQL's errors apart by their text, because Diesel 2.3 reports
+/// no SQLSTATE beyond its own few kinds: a deadlock (retried by
+/// [`Store::transaction`](crate::Store::transaction)), a lock timeout
+/// ([`Error::Busy`](crate::Error::Busy)), a transaction already aborted, a full disk, a pooled
+/// statement whose plan a schema change broke (the connection is then replaced). In another
+/// language none of them would be recognized. `lc_messages` may be set by a superuser, or by a
+/// role granted it (`GRANT SET ON PARAMETER lc_messages`, PostgreSQL 15): a connection of any
+/// other role whose messages are in another language is refused, naming the setting to
+/// change, rather than let those errors pass as unknown ones. With no `lc_messages` set (the
+/// server's environment decides), the store asks for English and takes a refusal.
+fn english_messages(conn: &mut PgConnection, messages: &str) -> diesel::QueryResult<()> {
+    if is_english(messages) {
+        return Ok(());
+    }
+    let set = conn.batch_execute("SET lc_messages TO 'C'");
+    // A refusal outside a transaction leaves nothing to settle as the connection returns.
+    let _ = super::lost::FirstFailure::failed_outside_transaction(conn);
+    if set.is_ok() || messages.is_empty() {
+        return Ok(());
+    }
+    Err(diesel::result::Error::QueryBuilderError(
+        format!(
+            "the server's messages are in {messages:?} (lc_messages), which this role may not \
+             set to English: the store tells a deadlock, a lock timeout and other errors by \
+             PostgreSQL's English text (Diesel reports no SQLSTATE). As a superuser: ALTER ROLE \
+             <role> SET lc_messages = 'C' (or ALTER DATABASE .. SET, or GRANT SET ON PARAMETER \
+             lc_messages TO <role>)"
+        )
+        .into(),
+    ))
+}
+
+/// Whether the `lc_messages` value `locale` gives PostgreSQL's messages untranslated: the C
+/// and POSIX locales, or an English one (`en_US.UTF-8`, `en`, Windows' `English_United
+/// States.1252`).
+fn is_english(locale: &str) -> bool {
+    let language = locale
+        .split(['_', '.', '-', '@'])
+        .next()
+        .unwrap_or_default();
+    matches!(language, "C" | "POSIX" | "en" | "English")
+}
+
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for ConnectionSetup {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         self.apply_any(conn)
             .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn english_locales_are_told_by_their_language() {
+        for english in [
+            "C",
+            "C.UTF-8",
+            "POSIX",
+            "en_US.UTF-8",
+            "en",
+            "English_United States.1252",
+        ] {
+            assert!(super::is_english(english), "{english}");
+        }
+        for other in ["", "de_DE.UTF-8", "fr_FR", "Cs_CZ", "es", "ENGLISH"] {
+            assert!(!super::is_english(other), "{other}");
+        }
     }
 }
