@@ -2764,3 +2764,64 @@ fn a_table_created_under_another_case_of_its_name_is_observed() {
         other => panic!("expected the insert, got {other:?}"),
     }
 }
+
+/// A subscription read from two threads holds no writer up: one thread's filter may take as
+/// long as it likes over a commit while the other waits for the next. Before, the other
+/// thread, woken by the next commit, took it and waited, holding the queue's lock, for the
+/// first to finish reading; a writer publishing a commit then waited on that lock (and a
+/// filter that wrote to the store deadlocked).
+#[test]
+fn a_slow_filter_on_one_reading_thread_holds_no_writer_up() {
+    use std::sync::{mpsc, Mutex};
+    let (_dir, store) = file_store();
+    let (entered, filtering) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (entered, released) = (Mutex::new(entered), Mutex::new(released));
+    let users = store
+        .observe_where::<User>(move |user| {
+            if user.username == "slow" {
+                entered.lock().unwrap().send(()).unwrap();
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+            }
+            true
+        })
+        .unwrap();
+    let (written, mut names) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| users.recv_timeout(Duration::from_secs(30))))
+            .collect();
+        // Both wait for a commit; the one that takes it runs the slow filter.
+        std::thread::sleep(Duration::from_millis(200));
+        store.save(common::user("slow")).unwrap();
+        filtering.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The other is woken by this one.
+        store.save(common::user("next")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let (done, writer_done) = mpsc::channel();
+        let store = &store;
+        let writer = scope.spawn(move || {
+            store.save(common::user("writer")).unwrap();
+            done.send(()).unwrap();
+        });
+        let written = writer_done.recv_timeout(Duration::from_secs(5)).is_ok();
+        release.send(()).unwrap();
+        writer.join().unwrap();
+        let names: Vec<String> = readers
+            .into_iter()
+            .map(|reader| match reader.join().unwrap() {
+                Some(Observed::Change(change)) => change.element.username,
+                other => panic!("expected a change, got {other:?}"),
+            })
+            .collect();
+        (written, names)
+    });
+    assert!(
+        written,
+        "the writer's commit waited for a subscriber's filter"
+    );
+    names.sort();
+    assert_eq!(names, ["next", "slow"]);
+}

@@ -249,6 +249,7 @@ impl Hub {
             inner: Mutex::new(QueueInner::default()),
             ready: Condvar::new(),
             left: AtomicBool::new(false),
+            task_waits: AtomicBool::new(false),
             model: OnceLock::new(),
         });
         // While nobody observed, the connections did not watch for schema changes made by
@@ -324,6 +325,8 @@ pub(crate) struct Queue {
     /// dropped, or when the queue is, whichever comes first. A publisher may hold the queue a
     /// moment longer; the count is exact as soon as the subscription is gone.
     left: AtomicBool,
+    /// A task waits for an item: its waker is set (see [`Queue::register`]).
+    task_waits: AtomicBool,
     /// The model its reader decodes rows into, if it does (see [`Queue::decodes`]).
     model: OnceLock<TypeId>,
 }
@@ -339,6 +342,8 @@ struct QueueInner {
     /// The task of an async subscriber waiting for the next item (`poll_next`), woken by
     /// whatever ends its wait, as a blocked thread is by the condition variable.
     waker: Option<Waker>,
+    /// How many times a [`Reader`] passed on changes it had taken ([`Queue::pass_on`]).
+    passed_on: u64,
 }
 
 enum Entry {
@@ -512,7 +517,7 @@ impl Queue {
                 _ => inner.entries.push_back(Entry::Gap(dropped)),
             }
         }
-        let waker = inner.waker.take();
+        let waker = self.take_waker(&mut inner);
         drop(inner);
         self.ready.notify_all();
         if let Some(waker) = waker {
@@ -551,28 +556,17 @@ impl Queue {
     /// What an async subscriber reads with: no thread waits.
     #[cfg(feature = "async")]
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        self.poll_next_with(cx, |item| item)
-    }
-
-    /// [`poll_next`](Self::poll_next), the item handed to `keep` before the queue is unlocked.
-    #[cfg(feature = "async")]
-    fn poll_next_with<R>(
-        &self,
-        cx: &mut Context<'_>,
-        keep: impl FnOnce(Item) -> R,
-    ) -> Poll<Option<R>> {
-        let mut inner = lock(&self.inner);
-        if let Some(item) = self.pop(&mut inner) {
-            return Poll::Ready(Some(keep(item)));
+        loop {
+            match self.take_now() {
+                Found::Item(item) => return Poll::Ready(Some(item)),
+                Found::Ended => return Poll::Ready(None),
+                Found::Empty(passed_on) => {
+                    if self.register(cx, passed_on) {
+                        return Poll::Pending;
+                    }
+                }
+            }
         }
-        if inner.end.is_some() {
-            return Poll::Ready(None);
-        }
-        match &mut inner.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 
     /// The next item if one is queued now (or the loss, once told), without waiting.
@@ -584,26 +578,49 @@ impl Queue {
     /// The next item, waiting at most `timeout` (forever when `None`); `None` when the time
     /// is up or the queue has ended (what it held was taken, a loss told).
     pub fn next(&self, timeout: Option<Duration>) -> Option<Item> {
-        self.next_with(timeout, |item| item)
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            match self.take_now() {
+                Found::Item(item) => return Some(item),
+                Found::Ended => return None,
+                Found::Empty(passed_on) => {
+                    if !self.wait(deadline, passed_on) {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
-    /// [`next`](Self::next), the item handed to `keep` before the queue is unlocked.
-    fn next_with<R>(&self, timeout: Option<Duration>, keep: impl FnOnce(Item) -> R) -> Option<R> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+    /// The next item if one is queued now, or that the queue has ended; otherwise how many
+    /// times a [`Reader`] passed on changes it had taken so far (see [`Queue::wait`]).
+    fn take_now(&self) -> Found {
+        let mut inner = lock(&self.inner);
+        match self.pop(&mut inner) {
+            Some(item) => Found::Item(item),
+            None if inner.end.is_some() => Found::Ended,
+            None => Found::Empty(inner.passed_on),
+        }
+    }
+
+    /// Waits until an item is queued, the queue ends, or a reader passed on changes it had
+    /// taken ([`Queue::pass_on`]) since [`take_now`](Self::take_now) found `passed_on`; at most
+    /// until `deadline`. Whether it was woken (`false`: the time is up).
+    fn wait(&self, deadline: Option<Instant>, passed_on: u64) -> bool {
         let mut inner = lock(&self.inner);
         loop {
-            if let Some(item) = self.pop(&mut inner) {
-                return Some(keep(item));
-            }
-            if inner.end.is_some() {
-                return None;
+            if !inner.entries.is_empty() || inner.end.is_some() || inner.passed_on != passed_on {
+                return true;
             }
             inner = match deadline {
                 None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
-                    let left = deadline
+                    let Some(left) = deadline
                         .checked_duration_since(Instant::now())
-                        .filter(|d| !d.is_zero())?;
+                        .filter(|d| !d.is_zero())
+                    else {
+                        return false;
+                    };
                     self.ready
                         .wait_timeout(inner, left)
                         .unwrap_or_else(|p| p.into_inner())
@@ -612,14 +629,70 @@ impl Queue {
             };
         }
     }
+
+    /// [`wait`](Self::wait) for a task: `cx`'s task is woken by whatever would end the wait,
+    /// unless that happened already (`false`: look again).
+    #[cfg(feature = "async")]
+    fn register(&self, cx: &mut Context<'_>, passed_on: u64) -> bool {
+        let mut inner = lock(&self.inner);
+        if !inner.entries.is_empty() || inner.end.is_some() || inner.passed_on != passed_on {
+            return false;
+        }
+        match &mut inner.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        self.task_waits.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Whether a task waits for this queue ([`register`](Self::register)), read without the
+    /// lock.
+    fn task_waits(&self) -> bool {
+        self.task_waits.load(Ordering::SeqCst)
+    }
+
+    /// Wakes whoever waits for an item: a reader left changes it had taken for them.
+    fn pass_on(&self) {
+        let mut inner = lock(&self.inner);
+        inner.passed_on += 1;
+        let waker = self.take_waker(&mut inner);
+        drop(inner);
+        self.ready.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The waiting task's waker, to wake once the queue is unlocked.
+    fn take_waker(&self, inner: &mut QueueInner) -> Option<Waker> {
+        self.task_waits.store(false, Ordering::SeqCst);
+        inner.waker.take()
+    }
+}
+
+/// What a queue holds for its reader now.
+enum Found {
+    Item(Item),
+    /// The queue has ended, and what it held was taken.
+    Ended,
+    /// Nothing: how many times changes were passed on so far ([`Queue::take_now`]).
+    Empty(u64),
 }
 
 /// A queue read one change at a time, as subscriptions hand changes out: the commits taken
 /// from the queue and not yet read through are kept here, so that the queue's lock (which the
 /// writer publishing a commit takes too) is taken once per commit, not once per change.
+///
+/// Several threads may read one subscription: each reads under the lock of what was taken,
+/// locked before the queue's and never after, so that they hand out its items in the queue's
+/// order (gaps and losses included), while a writer, which takes the queue's lock alone,
+/// never waits for a reader (whose `accept` decodes rows and runs the subscriber's filter).
 pub(crate) struct Reader {
     queue: Arc<Queue>,
     taken: Mutex<VecDeque<Run>>,
+    /// Threads waiting for the queue: a reader that leaves changes it took wakes them.
+    waiting: AtomicUsize,
 }
 
 /// What a [`Reader`] reads.
@@ -632,11 +705,21 @@ pub(crate) enum Next<'a> {
     Lost(Arc<str>),
 }
 
+/// How a [`Reader`]'s read ended.
+enum Read<R> {
+    Accepted(R),
+    /// The queue has ended.
+    Ended,
+    /// Nothing more now (see [`Found::Empty`]).
+    Empty(u64),
+}
+
 impl Reader {
     pub fn new(queue: Arc<Queue>) -> Self {
         Self {
             queue,
             taken: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -649,14 +732,24 @@ impl Reader {
     ) -> Option<R> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if let Some(accepted) = self.read_taken(&mut accept) {
-                return Some(accepted);
-            }
-            // Read what is queued first: a zero timeout still takes it.
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let told = self.queue.next_with(left, |item| self.keep(item))?;
-            if let Some(accepted) = told.and_then(&mut accept) {
-                return Some(accepted);
+            // What is queued is read first: a zero timeout still takes it.
+            let mut taken = lock(&self.taken);
+            let passed_on = match self.read(&mut taken, &mut accept) {
+                Read::Accepted(accepted) => {
+                    self.leave(taken);
+                    return Some(accepted);
+                }
+                Read::Ended => return None,
+                Read::Empty(passed_on) => passed_on,
+            };
+            // Counted while what was taken is still locked: a reader that takes a commit after
+            // this one found none passes on what it leaves of it (see `leave`).
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            drop(taken);
+            let woken = self.queue.wait(deadline, passed_on);
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if !woken {
+                return None;
             }
         }
     }
@@ -670,46 +763,65 @@ impl Reader {
         mut accept: impl FnMut(Next<'_>) -> Option<R>,
     ) -> Poll<Option<R>> {
         loop {
-            if let Some(accepted) = self.read_taken(&mut accept) {
-                return Poll::Ready(Some(accepted));
-            }
-            match self.queue.poll_next_with(cx, |item| self.keep(item)) {
-                Poll::Ready(Some(told)) => {
-                    if let Some(accepted) = told.and_then(&mut accept) {
-                        return Poll::Ready(Some(accepted));
+            let mut taken = lock(&self.taken);
+            match self.read(&mut taken, &mut accept) {
+                Read::Accepted(accepted) => {
+                    self.leave(taken);
+                    return Poll::Ready(Some(accepted));
+                }
+                Read::Ended => return Poll::Ready(None),
+                // Registered while what was taken is still locked (see `next`).
+                Read::Empty(passed_on) => {
+                    if self.queue.register(cx, passed_on) {
+                        return Poll::Pending;
                     }
                 }
-                other => return other.map(|_| None),
             }
         }
     }
 
-    /// Keeps the changes of an item to read them in turn, called with the queue still locked:
-    /// two threads reading one subscription keep its commits in the order they were queued
-    /// (one taking a commit and keeping it after another thread kept the next would read them
-    /// out of order). A gap or a loss is given back, as what to tell.
-    fn keep(&self, item: Item) -> Option<Next<'static>> {
-        match item {
-            Item::Changes(run) => {
-                lock(&self.taken).push_back(run);
-                None
-            }
-            Item::Missed(count) => Some(Next::Missed(usize::try_from(count).unwrap_or(usize::MAX))),
-            Item::Lost(reason) => Some(Next::Lost(reason)),
-        }
-    }
-
-    fn read_taken<R>(&self, accept: &mut impl FnMut(Next<'_>) -> Option<R>) -> Option<R> {
-        let mut taken = lock(&self.taken);
-        while let Some(run) = taken.front_mut() {
-            while let Some(i) = run.next() {
-                if let Some(accepted) = accept(Next::Change(&run.batch, i)) {
-                    return Some(accepted);
+    /// Reads what was taken, then takes from the queue and reads on, until `accept` makes
+    /// something of what it read or the queue holds nothing now.
+    fn read<R>(
+        &self,
+        taken: &mut VecDeque<Run>,
+        accept: &mut impl FnMut(Next<'_>) -> Option<R>,
+    ) -> Read<R> {
+        loop {
+            while let Some(run) = taken.front_mut() {
+                while let Some(i) = run.next() {
+                    if let Some(accepted) = accept(Next::Change(&run.batch, i)) {
+                        return Read::Accepted(accepted);
+                    }
                 }
+                taken.pop_front();
             }
-            taken.pop_front();
+            let told = match self.queue.take_now() {
+                Found::Item(Item::Changes(run)) => {
+                    taken.push_back(run);
+                    continue;
+                }
+                Found::Item(Item::Missed(count)) => {
+                    Next::Missed(usize::try_from(count).unwrap_or(usize::MAX))
+                }
+                Found::Item(Item::Lost(reason)) => Next::Lost(reason),
+                Found::Ended => return Read::Ended,
+                Found::Empty(passed_on) => return Read::Empty(passed_on),
+            };
+            if let Some(accepted) = accept(told) {
+                return Read::Accepted(accepted);
+            }
         }
-        None
+    }
+
+    /// Unlocks what was taken, waking the readers waiting for the queue if changes are left
+    /// in it for them.
+    fn leave(&self, taken: MutexGuard<'_, VecDeque<Run>>) {
+        let left = !taken.is_empty();
+        drop(taken);
+        if left && (self.waiting.load(Ordering::SeqCst) > 0 || self.queue.task_waits()) {
+            self.queue.pass_on();
+        }
     }
 }
 
@@ -765,7 +877,7 @@ impl Hub {
         for queue in queues {
             let mut inner = lock(&queue.inner);
             inner.end.get_or_insert_with(&end);
-            let waker = inner.waker.take();
+            let waker = queue.take_waker(&mut inner);
             drop(inner);
             queue.ready.notify_all();
             if let Some(waker) = waker {
