@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::models::{comments, posts, Comment, Post, User};
+use common::models::{comments, posts, users, Comment, Post, User};
 use common::{comment, post, user};
 use datastore::observe::{LiveSubscription, Snapshot};
 use datastore::prelude::*;
@@ -234,6 +234,47 @@ fn a_filter_on_related_rows_is_kept_true_when_the_watched_table_changes() {
             got = next(&mut view);
         }
         assert_eq!(got.len(), 1, "the post leaves");
+    });
+}
+
+/// A filter on related rows built before the live query, outside its closure, is watched as
+/// one built inside: the tables a query reads are known from the query, not from where its
+/// parts were built. A new comment matching `having_comments` brings its post in, and a linked
+/// user renamed to match `having_editors` (a subquery in a subquery: the links and the users)
+/// brings the post they edit in.
+#[test]
+fn a_filter_on_related_rows_built_outside_the_closure_is_watched_too() {
+    stores(|store| {
+        let ann = store.save(user("ann")).unwrap();
+        let first = store.save(post("first", 5)).unwrap();
+        let second = store.save(post("second", 3)).unwrap();
+        second
+            .link_editors(&mut store.conn().unwrap(), &ann)
+            .unwrap();
+        let about_rust = Post::having_comments(comments::content.like("%rust%"));
+        let edited_by_bea = Post::having_editors(users::username.eq("bea"));
+        let mut discussed = store
+            .live::<Post>()
+            .query(move |q| q.filter(about_rust))
+            .subscribe()
+            .unwrap();
+        let mut by_bea = store
+            .live::<Post>()
+            .query(move |q| q.filter(edited_by_bea))
+            .subscribe()
+            .unwrap();
+        let ids = |rows: Snapshot<Post>| rows.iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(ids(next(&mut discussed)), []);
+        assert_eq!(ids(next(&mut by_bea)), []);
+        store.save(comment(&first, "I like rust")).unwrap();
+        assert_eq!(ids(next(&mut discussed)), [first.id], "the post enters");
+        store
+            .save(User {
+                username: "bea".into(),
+                ..ann
+            })
+            .unwrap();
+        assert_eq!(ids(next(&mut by_bea)), [second.id], "the post enters");
     });
 }
 

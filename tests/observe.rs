@@ -1580,6 +1580,23 @@ per_backend! {
     }
 }
 
+// The same filter built before `observe_query`, outside its closure: the tables a query reads
+// are known from the query, not from where its parts were built.
+per_backend! {
+    each_feed fn observe_query_follows_the_related_rows_a_filter_built_outside_its_closure_reads(store) {
+        use common::models::comments;
+        let post = store.save(post("quiet")).unwrap();
+        let about_rust = Post::having_comments(comments::content.like("%rust%"));
+        let mut discussed = store
+            .observe_query::<Post>(move |q| q.filter(about_rust))
+            .unwrap();
+        assert!(discussed.recv_timeout(WAIT).unwrap().unwrap().is_empty());
+        store.save(comment(&post, "about rust")).unwrap();
+        let rows = discussed.recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(rows.iter().map(|p| p.id).collect::<Vec<_>>(), [post.id]);
+    }
+}
+
 per_backend! {
     each_feed fn a_savepoint_taken_before_subscribing_and_rolled_back_after_delivers_nothing_of_it(store) {
         let mut conn = store.conn().unwrap();

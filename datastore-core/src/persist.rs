@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use diesel::connection::Connection;
+use diesel::query_builder::QueryFragment;
 
 use crate::__private::{INSERT_ROWS, Queries, SaveGraph, Statements, Writes};
 use crate::backend::{CHUNK, MAX_BIND_PARAMS, dispatch, transaction};
@@ -15,7 +16,9 @@ use crate::model::{Model, Predicate};
 use crate::relations::graph::{Saved, save_once};
 use crate::relations::{DeleteEffects, Purpose, plan_delete, restrict};
 use crate::schema::{Dialect, KeyKind, ModelRef};
-use crate::{AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp};
+use crate::{
+    AnyBackend, AnyConnection, Error, KeyValue, NativeConnection, PooledConn, Result, Timestamp,
+};
 
 /// A model's typed data access on one connection `C`.
 ///
@@ -98,6 +101,12 @@ pub trait Persist<C: Connection>: Model {
     /// # }
     /// ```
     fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>>;
+
+    /// Walks `query` as building its SQL for `backend` does, without building it or running
+    /// it: the filters on related rows in it tell a live query the tables they read (see
+    /// `observe::live`), wherever they were built.
+    #[doc(hidden)]
+    fn walk_query(query: &Self::Query, backend: &C::Backend) -> Result<()>;
 
     /// Every row, in key order.
     ///
@@ -383,6 +392,7 @@ impl<M, C> Persist<C> for M
 where
     C: NativeConnection,
     M: Statements<C> + Queries<C> + SaveGraph<C> + for<'a> Writes<'a, C>,
+    <M as Queries<C>>::Query: QueryFragment<C::Backend>,
 {
     type Query = <M as Queries<C>>::Query;
 
@@ -392,6 +402,10 @@ where
 
     fn load(conn: &mut C, query: Self::Query) -> Result<Vec<Self>> {
         conn.own(|conn| Ok(<M as Queries<C>>::load(conn, query)?))
+    }
+
+    fn walk_query(query: &Self::Query, backend: &C::Backend) -> Result<()> {
+        walk(query, backend)
     }
 
     fn all(conn: &mut C) -> Result<Vec<Self>> {
@@ -970,6 +984,13 @@ fn missing_parent<M: Model, C: NativeConnection>(
     Lookup::Exists
 }
 
+/// Walks `query` as building its SQL does, with Diesel's pass that only asks whether the
+/// statement may be cached: every part of the query is visited, and no SQL is written.
+fn walk<Q: QueryFragment<DB>, DB: diesel::backend::Backend>(query: &Q, backend: &DB) -> Result<()> {
+    query.is_safe_to_cache_prepared(backend)?;
+    Ok(())
+}
+
 /// On the multi-backend connection: what the model knows in full runs on the backend's own
 /// connection inside, where its statements are prepared and decoded without run-time dispatch
 /// per value; queries built by the caller run on the multi-backend connection.
@@ -977,6 +998,7 @@ fn missing_parent<M: Model, C: NativeConnection>(
 impl<M> Persist<AnyConnection> for M
 where
     M: Queries<AnyConnection> + Persist<diesel::SqliteConnection> + Persist<diesel::PgConnection>,
+    <M as Queries<AnyConnection>>::Query: QueryFragment<AnyBackend>,
 {
     type Query = <M as Queries<AnyConnection>>::Query;
 
@@ -986,6 +1008,10 @@ where
 
     fn load(conn: &mut AnyConnection, query: Self::Query) -> Result<Vec<Self>> {
         Ok(<M as Queries<AnyConnection>>::load(conn, query)?)
+    }
+
+    fn walk_query(query: &Self::Query, backend: &AnyBackend) -> Result<()> {
+        walk(query, backend)
     }
 
     fn all(conn: &mut AnyConnection) -> Result<Vec<Self>> {
@@ -1090,6 +1116,10 @@ impl<M: Persist<AnyConnection>> Persist<PooledConn> for M {
 
     fn load(conn: &mut PooledConn, query: Self::Query) -> Result<Vec<Self>> {
         <M as Persist<AnyConnection>>::load(conn, query)
+    }
+
+    fn walk_query(query: &Self::Query, backend: &AnyBackend) -> Result<()> {
+        <M as Persist<AnyConnection>>::walk_query(query, backend)
     }
 
     fn all(conn: &mut PooledConn) -> Result<Vec<Self>> {

@@ -391,7 +391,7 @@ impl AsyncStore {
         M: Persist<AnyConnection> + PartialEq + Clone,
     {
         let store = self.store.clone();
-        let tables = crate::observe::live::tables_of_query::<M>(&build);
+        let tables = crate::observe::live::tables_of_query::<M>(&build, self.dialect())?;
         let queue = unblock(move || store.queue_of(Some(&tables))).await?;
         Ok(QueryStream::new(self.store.clone(), queue, Arc::new(build)))
     }

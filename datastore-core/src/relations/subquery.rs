@@ -12,6 +12,7 @@ use diesel::sql_types::{Bool, SqlType, is_nullable};
 
 use super::BelongsTo;
 use crate::model::Model;
+use crate::schema::Table;
 
 /// `column IN (subquery)`, a condition on the column's table; built by the generated
 /// `having_*` and `where_*` filters (`Post::having_comments(..)`), on every backend.
@@ -42,16 +43,28 @@ use crate::model::Model;
 /// With `NOT_NULL`, and a column that can be `NULL`, `(column IS NOT NULL AND column IN
 /// (subquery))`: a `NULL` column is then no match, and its negation a match, where
 /// `NULL IN (..)` is `NULL` (no row, negated or not) unless the subquery is empty.
+///
+/// A live query ([`Store::live`](crate::Store::live),
+/// [`Store::observe_query`](crate::Store::observe_query)) watches the table the subquery
+/// reads: the condition tells it when the query is walked (as building its SQL does), so that
+/// it may be built anywhere, inside the query's closure or before it.
 #[derive(Debug, Clone, Copy)]
 pub struct InSubquery<C, Q, const NOT_NULL: bool = false> {
     column: C,
     query: Q,
+    /// The table the subquery reads (`Model::table`): a function, called only while a live
+    /// query learns the tables of its query.
+    reads: fn() -> &'static Table,
 }
 
 impl<C, Q, const NOT_NULL: bool> InSubquery<C, Q, NOT_NULL> {
-    /// `column IN (query)`.
-    pub(crate) fn new(column: C, query: Q) -> Self {
-        Self { column, query }
+    /// `column IN (query)`, where `query` reads the table `reads` returns.
+    pub(crate) fn new(column: C, query: Q, reads: fn() -> &'static Table) -> Self {
+        Self {
+            column,
+            query,
+            reads,
+        }
     }
 }
 
@@ -68,6 +81,9 @@ where
     Q: QueryFragment<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        // Nothing but a look at a thread-local unless a live query is learning its tables;
+        // a subquery nested in `self.query` tells its own table as it is walked below.
+        crate::observe::live::filter_reads(self.reads);
         out.push_sql("(");
         // A column that cannot be `NULL` needs no test.
         if NOT_NULL && <<C::SqlType as SqlType>::IsNull as Nullability>::NULLABLE {
@@ -241,10 +257,10 @@ where
     P: Model,
     Ch: Model + SelectForeignKeys<P, FK, Pred>,
 {
-    crate::observe::live::filter_reads(Ch::table());
     InSubquery::new(
         diesel::Table::primary_key(&P::Table::default()),
         Ch::foreign_keys_where(predicate),
+        Ch::table,
     )
 }
 
@@ -255,8 +271,7 @@ where
     P: Model + SelectKeys<Pred>,
     Ch: BelongsTo<P, FK>,
 {
-    crate::observe::live::filter_reads(P::table());
-    InSubquery::new(Ch::Column::default(), P::keys_where(predicate))
+    InSubquery::new(Ch::Column::default(), P::keys_where(predicate), P::table)
 }
 
 /// The rows linked through `J` to a row of `T` matching `predicate`: what

@@ -67,8 +67,9 @@ impl Store {
     }
 
     /// A query's result now, then again after every committed change that alters it:
-    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. The results are read
-    /// on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
+    /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. A filter on related
+    /// rows in it (`Post::having_comments(..)`), built in the closure or before it, makes it
+    /// watch the tables the filter reads too. The results are read on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
     /// the same thread, on observe's own connection, outside the pool: they are committed data
     /// either way, and reading them there never waits for a pooled connection.
     ///
@@ -92,9 +93,10 @@ impl Store {
     where
         M: Persist<AnyConnection> + PartialEq + Clone,
     {
-        // Also the tables its filters on related rows read: a new matching child changes
-        // the result as much as a new row of `M`.
-        let tables = crate::observe::live::tables_of_query::<M>(&build);
+        // Also the tables its filters on related rows read (learnt by walking the query once,
+        // wherever they were built): a new matching child changes the result as much as a new
+        // row of `M`.
+        let tables = crate::observe::live::tables_of_query::<M>(&build, self.dialect())?;
         let queue = self.queue_of(Some(&tables))?;
         Ok(observe::QuerySubscription::new(
             self.clone(),

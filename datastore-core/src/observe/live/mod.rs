@@ -96,7 +96,8 @@ use super::hub::{self, Item};
 use super::{Batch, Decoder, RawChange, Shape};
 use crate::model::Model;
 use crate::persist::Persist;
-use crate::{AnyConnection, Error, Result, Store};
+use crate::schema::Dialect;
+use crate::{AnyBackend, AnyConnection, Error, Result, Store};
 
 type Build<M> = Box<
     dyn Fn(<M as Persist<AnyConnection>>::Query) -> <M as Persist<AnyConnection>>::Query
@@ -223,8 +224,10 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
 
     /// Watches the table of `T`: a committed change to it reads the query's rows again. The
     /// tables the generated filters on related rows read (`Post::having_comments(..)`,
-    /// `Comment::where_post(..)`, `Post::having_editors(..)`) are watched without it; this is
-    /// for a filter written by hand that reads another table (a raw SQL subquery).
+    /// `Comment::where_post(..)`, `Post::having_editors(..)`) are watched without it, wherever
+    /// they were built (the query is walked once when subscribing, and they tell their tables
+    /// then); this is for a filter written by hand that reads another table (a raw SQL
+    /// subquery).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -276,8 +279,9 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
     /// ```
     pub fn subscribe(mut self) -> Result<LiveSubscription<M>> {
         if let Some(build) = &self.build {
-            // The query built once, to learn which tables its filters on related rows read.
-            let ((), read) = tables_read_by(|| drop(build(M::query())));
+            // The query built and walked once, to learn which tables its filters on related
+            // rows read.
+            let read = tables_read_by_query::<M>(build, self.store.dialect())?;
             for table in read {
                 if !self.watched.iter().any(|t| t.name == table.name) {
                     self.watched.push(table);
@@ -847,22 +851,27 @@ fn read<T>(store: &Store, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Re
 }
 
 thread_local! {
-    /// The tables the filters built on this thread read, while a live query learns them.
+    /// The tables the filters on related rows read, told as a query is walked on this thread
+    /// while a live query learns the tables of its own ([`tables_read_by`]); `None` otherwise.
     static FILTER_READS: std::cell::RefCell<Option<Vec<&'static crate::schema::Table>>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// Called by the filters on related rows as they are built: they read `table`.
-pub(crate) fn filter_reads(table: &'static crate::schema::Table) {
+/// Called by the filters on related rows as a query is walked: they read the table `table`
+/// returns (called only while a live query learns its tables).
+pub(crate) fn filter_reads(table: fn() -> &'static crate::schema::Table) {
     FILTER_READS.with(|reads| {
         if let Some(reads) = reads.borrow_mut().as_mut() {
-            reads.push(table);
+            let table = table();
+            if !reads.iter().any(|read| read.name == table.name) {
+                reads.push(table);
+            }
         }
     });
 }
 
-/// Runs `f`, and the tables the filters it built read.
-pub(crate) fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate::schema::Table>) {
+/// Runs `f`, and the tables the filters on related rows in the queries it walked read.
+fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate::schema::Table>) {
     /// Puts back what was recorded before, however `f` ends (a panic included).
     struct Restore(Option<Vec<&'static crate::schema::Table>>);
     impl Drop for Restore {
@@ -878,20 +887,38 @@ pub(crate) fn tables_read_by<T>(f: impl FnOnce() -> T) -> (T, Vec<&'static crate
     (value, read.unwrap_or_default())
 }
 
+/// The tables the filters on related rows (`having_*`, `where_*`, ...) in the query `build`
+/// makes of `M`'s read, wherever they were built (inside `build` or before it): the query is
+/// built once and walked as building its SQL for `dialect` does, and each filter tells its
+/// table as it is walked (a filter nested in another's subquery too).
+fn tables_read_by_query<M: Persist<AnyConnection>>(
+    build: impl FnOnce(M::Query) -> M::Query,
+    dialect: Dialect,
+) -> Result<Vec<&'static crate::schema::Table>> {
+    let backend = match dialect {
+        Dialect::Sqlite => AnyBackend::Sqlite(diesel::sqlite::Sqlite),
+        Dialect::Postgres => AnyBackend::Postgres(diesel::pg::Pg),
+    };
+    let query = build(M::query());
+    let (walked, read) = tables_read_by(|| M::walk_query(&query, &backend));
+    walked?;
+    Ok(read)
+}
+
 /// The tables whose changes can change the result of the query `build` makes of `M`'s: `M`'s
-/// own, and those its filters on related rows read (`having_*`, `parent_where`, ...), found by
-/// building the query once.
+/// own, and those its filters on related rows read (see [`tables_read_by_query`]).
 pub(crate) fn tables_of_query<M: Persist<AnyConnection>>(
     build: impl FnOnce(M::Query) -> M::Query,
-) -> Vec<String> {
-    let ((), read) = tables_read_by(|| drop(build(M::query())));
+    dialect: Dialect,
+) -> Result<Vec<String>> {
+    let read = tables_read_by_query::<M>(build, dialect)?;
     let mut names = vec![M::TABLE_NAME.to_owned()];
     for table in read {
         if !names.iter().any(|name| name == table.name.as_ref()) {
             names.push(table.name.to_string());
         }
     }
-    names
+    Ok(names)
 }
 
 /// The query's rows (every row in key order without a query).
