@@ -110,6 +110,38 @@ fn generate_and_check_write_and_verify_both_backends_folders() {
     assert_eq!(out.matches("up to date").count(), 2, "{out}");
 }
 
+/// `generate` writes both backends' migrations or neither: here PostgreSQL's folder cannot be
+/// made (`postgres` is a link to a folder that does not exist), and SQLite's, planned and
+/// writable, is not written either. Once the cause is gone, generating again writes exactly one
+/// migration in each.
+#[cfg(unix)]
+#[test]
+fn generate_writes_both_backends_folders_or_neither() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = || Schema::new().model::<v1::Note>();
+    let postgres = tmp.path().join("postgres");
+    std::os::unix::fs::symlink(tmp.path().join("nowhere/postgres"), &postgres).unwrap();
+
+    let (code, out) = migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(
+        !tmp.path().join("sqlite").exists(),
+        "SQLite's migration was written without PostgreSQL's"
+    );
+
+    std::fs::remove_file(&postgres).unwrap();
+    let (code, out) = migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(
+        (
+            dirs(&tmp.path().join("sqlite")),
+            dirs(&tmp.path().join("postgres"))
+        ),
+        (1, 1)
+    );
+    assert_eq!(migrate(v1(), tmp.path(), &["check"]).0, ExitCode::SUCCESS);
+}
+
 /// `status`, `up`, `down` and `redo` on a database, for the folder of its backend.
 fn apply_and_revert(url: &str) {
     let tmp = tempfile::tempdir().unwrap();

@@ -123,6 +123,50 @@ fn generating_when_nothing_changed_writes_nothing() {
     assert!(migrations.check(&schema).is_ok());
 }
 
+/// A generation that fails partway writes nothing: here the path of the migration's `down.sql`
+/// is one byte longer than Linux opens (PATH_MAX), that of its `up.sql` one byte shorter, so
+/// the write fails between the two, as a full disk or a refused permission would. Nothing new
+/// is left in the folder, and generating again once the cause is gone (the folder moved to a
+/// shorter path) writes exactly one migration.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_generation_that_fails_partway_leaves_nothing_and_a_rerun_writes_one_migration() {
+    const PATH_MAX: usize = 4096;
+    let tmp = tempfile::tempdir().unwrap();
+    let name = "create_notes";
+    // `<folder>/<version>_<name>/up.sql`, the version 17 characters: PATH_MAX - 1 long.
+    let folder_len = PATH_MAX - 1 - "/2026-01-01-000000_".len() - name.len() - "/up.sql".len();
+    let mut folder = tmp.path().to_path_buf();
+    while folder.as_os_str().len() < folder_len {
+        // `/` and a name of at most 255 bytes (NAME_MAX), the last one at least 1.
+        let left = folder_len - folder.as_os_str().len() - 1;
+        folder.push("d".repeat(if left > 255 { 200 } else { left }));
+    }
+    assert_eq!(folder.as_os_str().len(), folder_len);
+    std::fs::create_dir_all(&folder).unwrap();
+
+    let schema = Schema::new().model::<NoteV1>();
+    let migrations = Migrations::new(&folder, Dialect::Sqlite);
+    match migrations.generate(&schema, name) {
+        Err(Error::Io { .. }) => {}
+        other => panic!("expected the write to fail: {other:?}"),
+    }
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the failed generation left {left:?}");
+
+    let moved = tmp.path().join("migrations");
+    std::fs::rename(&folder, &moved).unwrap();
+    let migrations = Migrations::new(&moved, Dialect::Sqlite);
+    let written = migrations.generate(&schema, name).unwrap().unwrap();
+    assert_eq!(migration_dirs(&moved).len(), 1);
+    assert!(written.join("up.sql").is_file() && written.join("down.sql").is_file());
+    migrations.check(&schema).unwrap();
+}
+
 #[test]
 fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     let tmp = tempfile::tempdir().unwrap();

@@ -33,9 +33,14 @@ use crate::{AnyConnection, Error, Result, Store};
 ///
 /// then `cargo run --bin migrate -- generate add_notes`. The migrations are written to
 /// `migrations/sqlite` and `migrations/postgres` (what `datastore::embed_migrations!()`
-/// embeds), ordinary Diesel migrations the diesel CLI runs too. `status`, `up`, `down` and
-/// `redo` work on the database `--database-url` (or `DATABASE_URL`) names, with the folder of
-/// its backend.
+/// embeds), ordinary Diesel migrations the diesel CLI runs too. `generate` writes both
+/// backends' migrations or neither: each is written aside (as
+/// [`Migrations::generate`] does) and both are put in place only once both are written; if
+/// putting the second in place fails, the first is taken out again. What stays non-atomic: a
+/// process killed between the renames that put them in place leaves the first backend's
+/// migration without the second's (and the cases [`Migrations::generate`] names). `status`,
+/// `up`, `down` and `redo` work on the database `--database-url` (or `DATABASE_URL`) names,
+/// with the folder of its backend.
 #[derive(Debug, Clone)]
 pub struct Cli {
     schema: Schema,
@@ -59,6 +64,9 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Write the migration that brings each backend's folder up to the models.
+    ///
+    /// Each backend's migration is written aside and put in place only once all are written:
+    /// a failure leaves no backend's folder changed.
     ///
     /// A migration that may lose data (a dropped table or column, a narrowed type, a column
     /// made NOT NULL or unique, a changed key or foreign key) is written only with
@@ -229,25 +237,37 @@ impl Cli {
         };
         match command {
             Command::Generate { name, allow_lossy } => {
-                // Every backend's migration is planned before any is written: one that
-                // would lose data unasked stops them all.
-                for &dialect in &self.dialects {
-                    let folder = self.folder(dialect);
-                    if let Some(plan) = folder.plan(&self.schema)? {
-                        if !plan.missing_defaults.is_empty() {
-                            return Err(Error::MissingDefault {
-                                columns: plan.missing_defaults,
-                            });
-                        }
-                        if !plan.lossy.is_empty() && !allow_lossy {
-                            return Err(Error::lossy_migration(&plan.changes));
-                        }
-                    }
-                }
+                // Every backend's migration is planned and written aside before any is put in
+                // place: one that would lose data unasked, or that cannot be written, stops
+                // them all, and what was written aside is removed.
+                let mut staged = Vec::new();
                 for &dialect in &self.dialects {
                     let folder = self.folder(dialect).allow_lossy(allow_lossy);
-                    match folder.generate(&self.schema, &name)? {
-                        Some(dir) => writeln!(out, "wrote {}", dir.display()).map_err(io)?,
+                    staged.push((folder.stage(&self.schema, &name)?, folder));
+                }
+                for i in 0..staged.len() {
+                    let (done, rest) = staged.split_at_mut(i);
+                    let Some(migration) = &mut rest[0].0 else {
+                        continue;
+                    };
+                    if let Err(e) = migration.commit() {
+                        // Those put in place already are taken out again.
+                        for earlier in done.iter_mut().rev().filter_map(|(m, _)| m.as_mut()) {
+                            if let Err(undo) = earlier.undo() {
+                                eprintln!(
+                                    "error: {} could not be taken out again: {undo}",
+                                    earlier.dir().display()
+                                );
+                            }
+                        }
+                        return Err(e);
+                    }
+                }
+                for (migration, folder) in &staged {
+                    match migration {
+                        Some(migration) => {
+                            writeln!(out, "wrote {}", migration.dir().display()).map_err(io)?
+                        }
                         None => {
                             writeln!(out, "{}: up to date", folder.dir().display()).map_err(io)?
                         }

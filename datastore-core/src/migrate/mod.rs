@@ -27,6 +27,7 @@
 mod cli;
 mod diff;
 mod embedded;
+mod stage;
 
 use std::fmt;
 use std::fs;
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 pub use cli::Cli;
 pub use diff::{SchemaChange, UnfilledColumn};
 pub use embedded::BackendMigrations;
+pub(crate) use stage::Staged;
 
 use crate::schema::Schema;
 use crate::schema::ddl::Dialect;
@@ -468,6 +470,19 @@ impl Migrations {
     /// `<version>_<name>/`, and updates the recorded schema. Writes nothing and returns `None` when
     /// nothing changed.
     ///
+    /// The migration is written whole or not at all: its files and the recorded schema are
+    /// written into a staging folder inside the folder (`.generate-<random>`, hidden from
+    /// Diesel, which skips names starting with `.`), each flushed to the disk, and only then
+    /// moved into place, the migration first and `schema.json` last, each with a rename. A
+    /// failure (a full disk, a refused permission) leaves nothing new in the folder, the
+    /// folder itself not even when it was made for the migration, so generating again writes
+    /// exactly one migration. What stays non-atomic: the two renames are two steps, so a
+    /// process killed (or a machine stopping) between them leaves the migration in place with
+    /// the previous `schema.json` (generating again would write its change a second time:
+    /// delete that migration's folder first), and one killed while writing leaves its hidden
+    /// staging folder, which nothing reads and which may be deleted. Parent folders made for
+    /// the folder stay.
+    ///
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore_doc_models::{Note, notes};
@@ -485,6 +500,18 @@ impl Migrations {
     /// # }
     /// ```
     pub fn generate(&self, schema: &Schema, name: &str) -> Result<Option<PathBuf>> {
+        let Some(mut staged) = self.stage(schema, name)? else {
+            return Ok(None);
+        };
+        staged.commit()?;
+        Ok(Some(staged.dir()))
+    }
+
+    /// What [`generate`](Self::generate) writes, written into a staging folder, not yet in
+    /// place ([`Staged::commit`] puts it there); `None` when nothing changed. Everything that
+    /// refuses the migration (its name, a lossy change unasked, a missing default) refuses it
+    /// before anything is written.
+    pub(crate) fn stage(&self, schema: &Schema, name: &str) -> Result<Option<Staged>> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Error::migration(
                 None,
@@ -502,34 +529,28 @@ impl Migrations {
         if !migration.lossy.is_empty() && !self.allow_lossy {
             return Err(Error::lossy_migration(&migration.changes));
         }
-        let dir = self.next_dir(name)?;
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| Error::Io { path, source }
-        };
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let write = |file: &str, text: &str| {
-            let path = dir.join(file);
-            fs::write(&path, text).map_err(io(&path))
-        };
-        write("up.sql", &migration.up)?;
-        write("down.sql", &migration.down)?;
+        let mut files = vec![
+            ("up.sql", migration.up.as_str()),
+            ("down.sql", migration.down.as_str()),
+        ];
         if migration.outside_transaction {
-            write("metadata.toml", "run_in_transaction = false\n")?;
+            files.push(("metadata.toml", "run_in_transaction = false\n"));
         }
         let recorded = serde_json::to_string_pretty(schema).expect("a schema always serializes");
-        let path = self.dir.join(RECORDED_SCHEMA);
-        fs::write(&path, recorded + "\n").map_err(io(&path))?;
-        Ok(Some(dir))
+        Staged::write(&self.dir, self.next_name(name), &files, &(recorded + "\n")).map(Some)
     }
 
     /// `<version>_<name>`, with the version in the diesel CLI's form, later than every
     /// existing one.
-    fn next_dir(&self, name: &str) -> Result<PathBuf> {
+    fn next_name(&self, name: &str) -> String {
         let mut latest = String::new();
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for entry in entries.flatten().filter(|e| e.path().is_dir()) {
                 let file = entry.file_name().to_string_lossy().into_owned();
+                // A staging folder left by a generation that was killed is no migration.
+                if file.starts_with('.') {
+                    continue;
+                }
                 if let Some(version) = file.split('_').next() {
                     latest = latest.max(version.to_owned());
                 }
@@ -541,9 +562,7 @@ impl Migrations {
         if let Ok(latest) = chrono::NaiveDateTime::parse_from_str(&latest, "%Y-%m-%d-%H%M%S") {
             now = now.max(latest.and_utc() + chrono::Duration::seconds(1));
         }
-        Ok(self
-            .dir
-            .join(format!("{}_{name}", now.format("%Y-%m-%d-%H%M%S"))))
+        format!("{}_{name}", now.format("%Y-%m-%d-%H%M%S"))
     }
 }
 
