@@ -213,7 +213,42 @@ fn apply_and_revert(url: &str) {
 #[test]
 fn status_up_down_and_redo_on_sqlite() {
     let tmp = tempfile::tempdir().unwrap();
-    apply_and_revert(&tmp.path().join("notes.db").display().to_string());
+    // An empty file is an empty database, on which `status` lists every migration pending
+    // (on no file at all it fails: see the next test).
+    let file = tmp.path().join("notes.db");
+    std::fs::File::create(&file).unwrap();
+    apply_and_revert(&file.display().to_string());
+}
+
+/// `status`, `down` and `redo` read a database that exists: on a SQLite file that is not there
+/// they fail, creating no file (they would list every migration as pending in an empty one),
+/// whichever way the URL names it; `up` creates it.
+#[test]
+fn status_down_and_redo_on_a_missing_sqlite_file_fail_without_creating_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = || Schema::new().model::<v1::Note>();
+    migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    let file = tmp.path().join("missing.db");
+    let path = file.display().to_string();
+    for url in [
+        path.clone(),
+        format!("sqlite://{path}"),
+        format!("file:{path}"),
+    ] {
+        for command in ["status", "down", "redo"] {
+            let (code, out) = migrate(v1(), tmp.path(), &[command, "--database-url", &url]);
+            assert_eq!(code, ExitCode::FAILURE, "{command} {url}: {out}");
+            assert!(!file.exists(), "{command} {url} created the file");
+        }
+    }
+    let (code, out) = migrate(v1(), tmp.path(), &["up", "--database-url", &path]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let (code, out) = migrate(v1(), tmp.path(), &["status", "--database-url", &path]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(
+        out.starts_with("applied") && out.contains("create_notes"),
+        "{out}"
+    );
 }
 
 #[test]

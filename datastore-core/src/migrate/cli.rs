@@ -40,7 +40,9 @@ use crate::{AnyConnection, Error, Result, Store};
 /// process killed between the renames that put them in place leaves the first backend's
 /// migration without the second's (and the cases [`Migrations::generate`] names). `status`,
 /// `up`, `down` and `redo` work on the database `--database-url` (or `DATABASE_URL`) names,
-/// with the folder of its backend.
+/// with the folder of its backend; `status`, `down` and `redo` refuse a SQLite file that is
+/// not there ([`MigrationFailure::NoDatabase`](super::MigrationFailure::NoDatabase)) rather
+/// than create an empty database, which `up` alone does.
 #[derive(Debug, Clone)]
 pub struct Cli {
     schema: Schema,
@@ -81,12 +83,14 @@ enum Command {
     /// Exit non-zero, printing the missing migration, when the models and migrations differ.
     Check,
     /// List the migrations the database has applied, and those pending.
+    ///
+    /// A SQLite file that is not there is refused, not created (`up` creates it).
     Status(Database),
     /// Apply the pending migrations.
     Up(Database),
-    /// Revert the last applied migration.
+    /// Revert the last applied migration (of a database that exists, as for `status`).
     Down(Database),
-    /// Revert the last applied migration and apply it again.
+    /// Revert the last applied migration and apply it again (of a database that exists).
     Redo(Database),
     /// Print the models as a Mermaid ER diagram.
     Diagram,
@@ -298,7 +302,7 @@ impl Cli {
                 })
             }
             Command::Status(db) => {
-                let (store, folder) = self.connect(&db, false)?;
+                let (store, folder) = self.connect(Self::existing(&db)?, false)?;
                 let (applied, pending) = folder.status(&store)?;
                 for version in &applied {
                     writeln!(out, "applied  {version}").map_err(io)?;
@@ -323,13 +327,13 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Down(db) => {
-                let (store, folder) = self.connect(&db, false)?;
+                let (store, folder) = self.connect(Self::existing(&db)?, false)?;
                 let reverted = folder.revert_last(store, &db)?;
                 writeln!(out, "reverted {reverted}").map_err(io)?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Redo(db) => {
-                let (store, folder) = self.connect(&db, false)?;
+                let (store, folder) = self.connect(Self::existing(&db)?, false)?;
                 let reverted = folder.revert_last(store, &db)?;
                 writeln!(out, "reverted {reverted}").map_err(io)?;
                 // Through the store, with the folder's migrations up to the reverted one.
@@ -350,6 +354,21 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+
+    /// Refuses a SQLite file that is not there ([`MigrationFailure::NoDatabase`]), which
+    /// opening would create: for the commands that read a database, which `up` alone creates.
+    fn existing(db: &Database) -> Result<&Database> {
+        if let Some(path) = crate::store::sqlite_file(&db.database_url) {
+            // A file that cannot be looked at is left for opening to report.
+            if matches!(path.try_exists(), Ok(false)) {
+                return Err(Error::migration(
+                    None,
+                    MigrationFailure::NoDatabase { path },
+                ));
+            }
+        }
+        Ok(db)
     }
 
     /// A store on the database, and the folder of migrations of its backend. With `migrate`,
@@ -474,5 +493,32 @@ impl Folder {
             .into_iter()
             .find(|name| name.replace('-', "").starts_with(&version))
             .unwrap_or(version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Command, Database};
+    use crate::migrate::MigrationFailure;
+    use crate::{Error, Schema};
+
+    /// `status` on a SQLite file that is not there fails with `NoDatabase`, naming the file,
+    /// and creates none.
+    #[test]
+    fn status_on_a_missing_sqlite_file_is_no_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("missing.db");
+        let db = Database {
+            database_url: file.display().to_string(),
+        };
+        let cli = Cli::new(Schema::new()).dir(tmp.path());
+        match cli.command(Command::Status(db), &mut Vec::new()) {
+            Err(Error::Migration {
+                failure: MigrationFailure::NoDatabase { path },
+                ..
+            }) => assert_eq!(path, file),
+            other => panic!("expected NoDatabase: {other:?}"),
+        }
+        assert!(!file.exists());
     }
 }

@@ -198,6 +198,18 @@ pub enum MigrationFailure {
         /// The model's column it lacks.
         column: String,
     },
+    /// The database a command of the `migrate` command line reads (`Cli`'s `status`, `down`
+    /// and `redo`, cargo feature `cli`) does not exist: a SQLite file that is not there, which
+    /// those commands do not create (an empty database would list every migration as
+    /// pending); `up` creates it. Nothing was created.
+    #[error(
+        "{}: no such SQLite database (status, down and redo create none; up creates it)",
+        path.display()
+    )]
+    NoDatabase {
+        /// The file.
+        path: PathBuf,
+    },
     /// The migrations given to the store have none for its backend.
     #[error(
         "the store's database is {backend}, and the migrations given have none for it (embed \

@@ -599,6 +599,40 @@ fn without_shared_cache(uri: &str) -> String {
     uri
 }
 
+/// The path of a `file:` URI (the text after `file:`), decoded, and its query (not decoded).
+fn uri_parts(uri: &str) -> (String, &str) {
+    let uri = uri.split('#').next().unwrap_or_default();
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    // `file://host/path`: the path starts at the authority's end.
+    let path = match path.strip_prefix("//") {
+        Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => path,
+    };
+    (uri_decoded(path), query)
+}
+
+/// A part of a `file:` URI as SQLite reads it: `%HH` is the byte it encodes (in the path, and in
+/// each parameter's name and value once the query is split at its `&` and `=`), and `%00` ends
+/// the part it is in.
+fn uri_decoded(text: &str) -> String {
+    let text = percent_decode_str(text).decode_utf8_lossy();
+    text.split('\0').next().unwrap_or_default().to_owned()
+}
+
+/// The file a SQLite location names: the path, or the path of a `sqlite:` URL or `file:` URI
+/// as SQLite decodes it; `None` for PostgreSQL, a database in memory, or a location the store
+/// refuses (which opening then reports).
+#[cfg(feature = "cli")]
+pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let Ok((Dialect::Sqlite, database, false)) = database_url(url) else {
+        return None;
+    };
+    Some(match database.strip_prefix("file:") {
+        Some(uri) => uri_parts(uri).0.into(),
+        None => database.into(),
+    })
+}
+
 /// Whether SQLite opens a filename or `file:` URI in memory, and for whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SqliteMemory {
@@ -631,24 +665,11 @@ impl SqliteMemory {
                 Self::None
             };
         };
-        let uri = uri.split('#').next().unwrap_or_default();
-        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-        // `file://host/path`: the path starts at the authority's end.
-        let path = match path.strip_prefix("//") {
-            Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
-            None => path,
-        };
-        // SQLite reads `%HH` as the byte it encodes in the path, and in each parameter's name
-        // and value once the query is split at its `&` and `=`; `%00` ends the one it is in.
-        let decoded = |text: &str| {
-            let text = percent_decode_str(text).decode_utf8_lossy();
-            text.split('\0').next().unwrap_or_default().to_owned()
-        };
-        let path = decoded(path);
+        let (path, query) = uri_parts(uri);
         let params: Vec<(String, String)> = query
             .split('&')
             .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (decoded(k), decoded(v)))
+            .map(|(k, v)| (uri_decoded(k), uri_decoded(v)))
             .collect();
         let param = |key: &str| {
             params
@@ -768,6 +789,30 @@ mod tests {
             ),
         ] {
             assert_eq!(super::database_url(url).unwrap().1, opened, "{url}");
+        }
+    }
+
+    /// The file `migrate status` checks for is the one SQLite opens.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_file_a_sqlite_location_names() {
+        use std::path::PathBuf;
+        for (url, file) in [
+            ("blog.db", Some("blog.db")),
+            ("/tmp/my blog.db", Some("/tmp/my blog.db")),
+            ("sqlite://blog.db?mode=rwc", Some("blog.db")),
+            ("sqlite:/tmp/blog.db", Some("/tmp/blog.db")),
+            (
+                "file:///tmp/my%20blog.db?mode=rw#x",
+                Some("/tmp/my blog.db"),
+            ),
+            ("file://localhost/tmp/blog.db", Some("/tmp/blog.db")),
+            (":memory:", None),
+            ("file:/blog?vfs=memdb", None),
+            ("", None),
+            ("postgres://localhost/blog", None),
+        ] {
+            assert_eq!(super::sqlite_file(url), file.map(PathBuf::from), "{url}");
         }
     }
 }

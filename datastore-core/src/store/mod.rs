@@ -18,7 +18,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 
 pub use builder::StoreBuilder;
 #[cfg(feature = "cli")]
-pub(crate) use builder::dialect_of;
+pub(crate) use builder::{dialect_of, sqlite_file};
 pub use connection::Synchronous;
 pub use manager::BackendManager;
 pub(crate) use observe_conn::ObserveConn;
