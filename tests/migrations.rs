@@ -8,7 +8,7 @@ use common::models;
 use std::path::Path;
 
 use datastore::diesel_migrations::{FileBasedMigrations, MigrationHarness};
-use datastore::migrate::{BackendMigrations, Migrations, SchemaChange};
+use datastore::migrate::{BackendMigrations, MigrationFailure, Migrations, SchemaChange};
 use datastore::prelude::*;
 use datastore::{AnyConnection, ConstraintKind, ConstraintViolation, Error};
 use diesel::connection::SimpleConnection;
@@ -165,6 +165,37 @@ fn a_generation_that_fails_partway_leaves_nothing_and_a_rerun_writes_one_migrati
     assert_eq!(migration_dirs(&moved).len(), 1);
     assert!(written.join("up.sql").is_file() && written.join("down.sql").is_file());
     migrations.check(&schema).unwrap();
+}
+
+/// A folder with migrations but without its `schema.json` does not know the schema they
+/// produce: generating (or checking) refuses, naming the file, rather than write a migration
+/// that creates every table again; with the file restored, nothing is left to generate.
+#[test]
+fn a_folder_with_migrations_but_no_schema_json_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
+    let schema = Schema::new().model::<NoteV1>();
+    migrations.generate(&schema, "create_notes").unwrap();
+    let recorded = tmp.path().join("schema.json");
+    let kept = std::fs::read_to_string(&recorded).unwrap();
+    std::fs::remove_file(&recorded).unwrap();
+
+    let refused = |result: Result<_, Error>| match result {
+        Err(Error::Migration {
+            failure: MigrationFailure::SchemaFileMissing { path, migrations },
+            ..
+        }) => {
+            assert_eq!((path, migrations), (recorded.clone(), 1));
+        }
+        other => panic!("expected SchemaFileMissing: {other:?}"),
+    };
+    refused(migrations.generate(&schema, "again").map(|_| ()));
+    refused(migrations.check(&schema));
+    assert_eq!(migration_dirs(tmp.path()).len(), 1);
+    assert!(!recorded.exists());
+
+    std::fs::write(&recorded, kept).unwrap();
+    assert_eq!(migrations.generate(&schema, "again").unwrap(), None);
 }
 
 #[test]

@@ -180,6 +180,24 @@ pub enum MigrationFailure {
         /// What is wrong with it.
         message: String,
     },
+    /// The folder holds migrations but not its recorded schema (`schema.json`, which
+    /// [`Migrations::generate`] writes beside them and which is kept with them, in version
+    /// control): the schema they produce is unknown, and a migration planned from none would
+    /// create every table again. Nothing was written. Restore the file; if it is lost and the
+    /// migrations bring a database exactly to the current models, the `schema.json` that
+    /// `generate` writes into an empty folder is the one to put back.
+    #[error(
+        "{} is missing, and its folder holds {migrations} migration(s): the schema they produce \
+         is unknown (a migration generated from none would create every table again); restore \
+         it, from version control, and generate again",
+        path.display()
+    )]
+    SchemaFileMissing {
+        /// The file's path.
+        path: PathBuf,
+        /// How many migrations the folder holds.
+        migrations: usize,
+    },
     /// A migration's name is not one: it must be non-empty ASCII letters, digits and
     /// underscores.
     #[error("migration name {0:?} must be non-empty ASCII letters, digits and underscores")]
@@ -355,7 +373,10 @@ impl Migrations {
         &self.dir
     }
 
-    /// The schema the existing migrations produce (empty when there are none).
+    /// The schema the existing migrations produce (empty when there are none). A folder
+    /// holding migrations without its `schema.json` fails with
+    /// [`MigrationFailure::SchemaFileMissing`], and so do [`plan`](Self::plan),
+    /// [`drift`](Self::drift), [`check`](Self::check) and [`generate`](Self::generate).
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -392,7 +413,13 @@ impl Migrations {
                     None => Ok(schema),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Schema::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match self.migration_count() {
+                0 => Ok(Schema::new()),
+                migrations => Err(Error::migration(
+                    None,
+                    MigrationFailure::SchemaFileMissing { path, migrations },
+                )),
+            },
             Err(source) => Err(Error::Io {
                 path: path.display().to_string(),
                 source,
@@ -550,6 +577,21 @@ impl Migrations {
         }
         let recorded = serde_json::to_string_pretty(schema).expect("a schema always serializes");
         Staged::write(&self.dir, self.next_name(name), &files, &(recorded + "\n")).map(Some)
+    }
+
+    /// How many migrations the folder holds, as Diesel counts them: its entries that are not
+    /// files and whose names do not start with `.` (0 when there is no folder).
+    fn migration_count(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|entry| {
+                !entry.file_name().to_string_lossy().starts_with('.')
+                    && entry.metadata().is_ok_and(|m| !m.is_file())
+            })
+            .count()
     }
 
     /// `<version>_<name>`, with the version in the diesel CLI's form, later than every

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// How the name of a staging folder starts. The leading `.` hides it from Diesel (and so from
 /// `embed_migrations!` and the diesel CLI), which skip such entries, and from `generate`,
-/// which skips them too as it picks the next version.
+/// which skips them too as it picks the next version and counts the migrations.
 const STAGING_PREFIX: &str = ".generate-";
 
 /// The copy of the folder's `schema.json` kept in the staging folder, put back by `undo`.
