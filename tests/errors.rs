@@ -1053,20 +1053,24 @@ fn a_connection_whose_prepared_statements_a_schema_change_outdated_is_replaced()
 /// it fail these tests rather than skip them.
 const TRANSLATED: &str = "de_DE.UTF-8";
 
-/// Whether the server at `url` can speak German; says so when a test is not run for it.
+/// Whether the server at `url` speaks German (the locale on its machine, and its messages
+/// translated); says so when a test is not run for it.
 fn server_speaks_german(url: &str, test: &str) -> bool {
     let mut admin = diesel::PgConnection::establish(url).unwrap();
     let speaks = admin
         .batch_execute(&format!("SET lc_messages TO '{TRANSLATED}'"))
-        .is_ok();
+        .is_ok()
+        && admin
+            .batch_execute("SELECT 1 / 0")
+            .is_err_and(|e| !e.to_string().contains("division by zero"));
     if !speaks {
         assert!(
             std::env::var("DATASTORE_EXPECT_LOCALE").as_deref() != Ok("1"),
-            "DATASTORE_EXPECT_LOCALE=1, but the server has no {TRANSLATED} locale"
+            "DATASTORE_EXPECT_LOCALE=1, but the server does not speak {TRANSLATED}"
         );
         eprintln!(
-            "{test} not run: the PostgreSQL server has no {TRANSLATED} locale (.ci/run \
-             generates it)"
+            "{test} not run: the PostgreSQL server does not speak {TRANSLATED} (.ci/run \
+             generates the locale)"
         );
     }
     speaks
@@ -1123,19 +1127,24 @@ fn on_postgres_a_role_that_cannot_have_english_messages_is_refused() {
     ) {
         return;
     }
+    // The same server and database, as a role of the test's own (without a password: the
+    // test's server lets its roles in by trust).
+    let Some((scheme, rest)) = url.split_once("://") else {
+        eprintln!("not run: DATASTORE_POSTGRES_URL is not a URL");
+        return;
+    };
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let role = format!("datastore_test_{}", uuid::Uuid::new_v4().simple());
+    let as_role = format!("{scheme}://{role}@{host}");
     let mut admin = diesel::PgConnection::establish(&url).unwrap();
     admin
         .batch_execute(&format!(
-            "DO $$ BEGIN CREATE ROLE datastore_test_german LOGIN; \
-             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
-             ALTER ROLE datastore_test_german SET lc_messages = '{TRANSLATED}'"
+            "CREATE ROLE {role} LOGIN; ALTER ROLE {role} SET lc_messages = '{TRANSLATED}'"
         ))
         .unwrap();
-    // The same server and database, as that role (trust authentication: no password).
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
-    let as_role = format!("{scheme}://datastore_test_german@{host}");
-    match Store::builder(&as_role).open() {
+    let opened = Store::builder(&as_role).open();
+    let _ = admin.batch_execute(&format!("DROP ROLE {role}"));
+    match opened {
         Err(Error::Connection {
             source: ConnectionFailure::Setup(message),
             ..

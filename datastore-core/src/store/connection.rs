@@ -168,39 +168,41 @@ impl ConnectionSetup {
 /// language none of them would be recognized. `lc_messages` may be set by a superuser, or by a
 /// role granted it (`GRANT SET ON PARAMETER lc_messages`, PostgreSQL 15): a connection of any
 /// other role whose messages are in another language is refused, naming the setting to
-/// change, rather than let those errors pass as unknown ones. With no `lc_messages` set (the
-/// server's environment decides), the store asks for English and takes a refusal.
+/// change, rather than let those errors pass as unknown ones. Where no `lc_messages` is set,
+/// the server's environment decides, taken as English (a server set up in another language
+/// sets it).
 fn english_messages(conn: &mut PgConnection, messages: &str) -> diesel::QueryResult<()> {
-    if is_english(messages) {
+    if messages.is_empty() || is_english(messages) {
         return Ok(());
     }
     let set = conn.batch_execute("SET lc_messages TO 'C'");
     // A refusal outside a transaction leaves nothing to settle as the connection returns.
     let _ = super::lost::FirstFailure::failed_outside_transaction(conn);
-    if set.is_ok() || messages.is_empty() {
-        return Ok(());
-    }
-    Err(diesel::result::Error::QueryBuilderError(
-        format!(
-            "the server's messages are in {messages:?} (lc_messages), which this role may not \
-             set to English: the store tells a deadlock, a lock timeout and other errors by \
-             PostgreSQL's English text (Diesel reports no SQLSTATE). As a superuser: ALTER ROLE \
-             <role> SET lc_messages = 'C' (or ALTER DATABASE .. SET, or GRANT SET ON PARAMETER \
-             lc_messages TO <role>)"
+    set.map_err(|_| {
+        diesel::result::Error::QueryBuilderError(
+            format!(
+                "the server's messages are in {messages:?} (lc_messages), which this role may \
+                 not set to English: the store tells a deadlock, a lock timeout and other \
+                 errors by PostgreSQL's English text (Diesel reports no SQLSTATE). As a \
+                 superuser: ALTER ROLE <role> SET lc_messages = 'C' (or ALTER DATABASE .. SET, \
+                 or GRANT SET ON PARAMETER lc_messages TO <role>)"
+            )
+            .into(),
         )
-        .into(),
-    ))
+    })
 }
 
 /// Whether the `lc_messages` value `locale` gives PostgreSQL's messages untranslated: the C
 /// and POSIX locales, or an English one (`en_US.UTF-8`, `en`, Windows' `English_United
-/// States.1252`).
+/// States.1252`, in any case).
 fn is_english(locale: &str) -> bool {
     let language = locale
         .split(['_', '.', '-', '@'])
         .next()
         .unwrap_or_default();
-    matches!(language, "C" | "POSIX" | "en" | "English")
+    ["C", "POSIX", "en", "English"]
+        .iter()
+        .any(|english| language.eq_ignore_ascii_case(english))
 }
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for ConnectionSetup {
@@ -224,7 +226,7 @@ mod tests {
         ] {
             assert!(super::is_english(english), "{english}");
         }
-        for other in ["", "de_DE.UTF-8", "fr_FR", "Cs_CZ", "es", "ENGLISH"] {
+        for other in ["", "de_DE.UTF-8", "fr_FR", "Cs_CZ", "es", "Englisch"] {
             assert!(!super::is_english(other), "{other}");
         }
     }
