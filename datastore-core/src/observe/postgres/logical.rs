@@ -625,11 +625,16 @@ impl LogicalListener {
     }
 }
 
-/// A 32-bit transaction id as the 64-bit one of its epoch, given a snapshot's `xmax` (a
-/// committed transaction is below it, within 2^31).
+/// A 32-bit transaction id as the 64-bit one of its epoch, given a snapshot's `xmax`: the one
+/// nearest `xmax` (within 2^31 either way, as every transaction the server has not frozen
+/// is). Not below `xmax` only: `xmax` is one past the highest transaction *completed*, and a
+/// transaction whose commit the log already streamed can be above it while one before it
+/// still runs (its end not yet seen by new snapshots), which a snapshot must not take for a
+/// transaction of the previous epoch, long ended.
 fn full_xid(xid: u32, xmax: i64) -> i64 {
-    let full = (xmax & !0xFFFF_FFFF) | i64::from(xid);
-    if full > xmax { full - (1 << 32) } else { full }
+    // The step from `xmax`'s low 32 bits to `xid`, signed: back or forward, across a wrap.
+    let step = xid.wrapping_sub(xmax as u32) as i32;
+    xmax + i64::from(step)
 }
 
 /// Pushes a row's values (`None`: no row); a value the update left unchanged is taken from
@@ -684,6 +689,39 @@ mod tests {
             full_xid(u32::MAX, (3 << 32) + 10),
             (2 << 32) + i64::from(u32::MAX)
         );
+        // At or above `xmax`: a commit the log streamed that snapshots do not see ended yet
+        // (`xmax` is one past the highest transaction *completed*), in the same epoch.
+        assert_eq!(full_xid(10, 10), 10);
+        assert_eq!(full_xid(101, 100), 101);
+        assert_eq!(full_xid(101, (3 << 32) + 100), (3 << 32) + 101);
+        // `xmax` at the end of an epoch, the transaction past the wrap: the next epoch.
+        let end = (4 << 32) - 2;
+        assert_eq!(full_xid(5, end), (4 << 32) + 5);
+        // `xmax` past the wrap, the transaction just before it: the previous epoch.
+        assert_eq!(full_xid(u32::MAX - 1, (4 << 32) + 3), (4 << 32) - 2);
+    }
+
+    /// A commit the stream delivered whose transaction other sessions' snapshots do not see
+    /// ended yet (an earlier one still running keeps `xmax` below it) is held, never taken for
+    /// one of a past epoch, long ended; it is released once a snapshot has it ended.
+    #[test]
+    fn a_commit_above_the_snapshots_xmax_is_not_ended() {
+        let ended = |xid: u32, snapshot: &str| {
+            let snapshot = decode::Snapshot::parse(snapshot).unwrap();
+            snapshot.ended(full_xid(xid, snapshot.xmax))
+        };
+        // 100 still running, 101 committed in the log but not yet visible.
+        assert!(!ended(101, "100:100:"));
+        assert!(!ended(100, "100:100:"));
+        let epoch = 3_i64 << 32;
+        assert!(!ended(101, &format!("{}:{}:", epoch + 100, epoch + 100)));
+        // Across the wrap: `xmax` just before it, the transaction just after.
+        let end = (4_i64 << 32) - 2;
+        assert!(!ended(5, &format!("{end}:{end}:")));
+        // Seen ended: released.
+        assert!(ended(101, "100:102:100"));
+        assert!(ended(u32::MAX - 1, &format!("{0}:{0}:", (4_i64 << 32) + 3)));
+        assert!(!ended(100, "100:102:100"), "still running");
     }
 
     #[test]
