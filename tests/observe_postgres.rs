@@ -1360,3 +1360,114 @@ fn on_each_feed(test: impl Fn(ChangeFeed, &Store, &mut PgConnection)) {
         test(feed, &db.store, &mut admin);
     }
 }
+
+/// A database of the server encoded in LATIN1, made for one test and dropped with it,
+/// however the test ends (named with the time it was made: what a killed run left is dropped
+/// by the next after ten minutes).
+struct Latin1Database {
+    admin: PgConnection,
+    name: String,
+    /// Its URL: the configured one's, with this database.
+    url: String,
+}
+
+/// What names a [`Latin1Database`], with the time it was made (seconds since the epoch).
+const LATIN1_PREFIX: &str = "datastore_latin1_";
+
+impl Latin1Database {
+    fn new(url: &str) -> Self {
+        let mut admin = PgConnection::establish(url).unwrap();
+        let made = Replica::now();
+        for old in texts(
+            &mut admin,
+            &format!(
+                "SELECT datname::text AS text FROM pg_database \
+                 WHERE starts_with(datname, '{LATIN1_PREFIX}')"
+            ),
+        ) {
+            let stale = old
+                .strip_prefix(LATIN1_PREFIX)
+                .and_then(|rest| rest.split('_').next()?.parse::<u64>().ok())
+                .is_some_and(|at| made.saturating_sub(at) > 600);
+            if stale {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"));
+            }
+        }
+        let name = format!(
+            "{LATIN1_PREFIX}{made}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' \
+                 TEMPLATE template0"
+            ))
+            .unwrap();
+        let (address, query) = url.split_once('?').unwrap_or((url, ""));
+        let server = address.rsplit_once('/').unwrap().0;
+        let url = if query.is_empty() {
+            format!("{server}/{name}")
+        } else {
+            format!("{server}/{name}?{query}")
+        };
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for Latin1Database {
+    fn drop(&mut self) {
+        // The store's listener, and its temporary slot, end a moment after the store.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The logical feed of a database whose encoding is not UTF-8 (LATIN1 here): the server
+/// sends the stream's text in the encoding the replication connection asks for, which is
+/// UTF-8, as Diesel asks on the store's connections. Without asking, a row holding `é`
+/// arrived in LATIN1, was refused as not UTF-8, and ended every subscription with
+/// `FeedLost`.
+#[test]
+fn on_postgres_the_logical_feed_of_a_latin1_database_delivers_its_text() {
+    if !common::logical_decoding() {
+        return;
+    }
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let database = Latin1Database::new(&url);
+    let store = Store::builder(&database.url)
+        .migrations(datastore::embed_migrations!())
+        .change_feed(ChangeFeed::LogicalDecoding)
+        .open()
+        .unwrap();
+    let mut admin = PgConnection::establish(&database.url).unwrap();
+    assert_eq!(
+        text(
+            &mut admin,
+            "SELECT pg_encoding_to_char(encoding)::text AS text FROM pg_database \
+             WHERE datname = current_database()"
+        ),
+        "LATIN1"
+    );
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("café")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved.clone()));
+    assert_eq!(
+        text(&mut admin, "SELECT title AS text FROM posts"),
+        "café",
+        "stored as saved"
+    );
+    drop((posts, store, admin));
+    drop(database);
+}

@@ -246,7 +246,13 @@ enum Held {
 }
 
 /// The store's URL (or connection string), asking for a logical replication connection
-/// named `name`.
+/// named `name`, whose text comes in UTF-8.
+///
+/// The server sends the stream's text (values, table and column names) in the connection's
+/// client encoding, the database's unless asked: a database in LATIN1, say, would send text
+/// the stream cannot read, ending the feed. Diesel asks for UTF-8 on the store's own
+/// connections; this asks the same, after the URL's own parameters (the last one given
+/// wins, also over a `client_encoding` the URL's `options` set).
 fn replication_conninfo(url: &str, name: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -259,10 +265,13 @@ fn replication_conninfo(url: &str, name: &str) -> String {
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        format!("{url}{separator}replication=database&application_name={name}")
+        format!(
+            "{url}{separator}replication=database&application_name={name}\
+             &client_encoding=UTF8"
+        )
     } else {
         format!(
-            "{url} replication=database application_name='{}'",
+            "{url} replication=database application_name='{}' client_encoding=UTF8",
             name.replace('\\', "\\\\").replace('\'', "\\'")
         )
     }
@@ -728,15 +737,23 @@ mod tests {
     fn replication_conninfo_keeps_the_urls_options() {
         assert_eq!(
             replication_conninfo("postgres://u@h/db?options=-csearch_path%3Dx", "a b"),
-            "postgres://u@h/db?options=-csearch_path%3Dx&replication=database&application_name=a%20b"
+            "postgres://u@h/db?options=-csearch_path%3Dx&replication=database\
+             &application_name=a%20b&client_encoding=UTF8"
         );
         assert_eq!(
             replication_conninfo("postgresql://h/db", "n"),
-            "postgresql://h/db?replication=database&application_name=n"
+            "postgresql://h/db?replication=database&application_name=n&client_encoding=UTF8"
+        );
+        // UTF-8 last, over the URL's own: libpq keeps the last one given.
+        assert_eq!(
+            replication_conninfo("postgres://h/db?client_encoding=LATIN1", "n"),
+            "postgres://h/db?client_encoding=LATIN1&replication=database&application_name=n\
+             &client_encoding=UTF8"
         );
         assert_eq!(
             replication_conninfo("host=h dbname=db", "it's"),
-            "host=h dbname=db replication=database application_name='it\\'s'"
+            "host=h dbname=db replication=database application_name='it\\'s' \
+             client_encoding=UTF8"
         );
     }
 }
