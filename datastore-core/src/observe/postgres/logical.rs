@@ -191,14 +191,17 @@ pub(super) fn refuse_open_write(conn: &mut PgConnection, writer: i32) -> Result<
 /// It is a transactional message, in a transaction of its own that commits at once and
 /// waits for its log to be flushed: the server streams only flushed log, and PostgreSQL 15
 /// writes a non-transactional message without flushing it (it would wait for the WAL
-/// writer, up to `wal_writer_delay`).
+/// writer, up to `wal_writer_delay`). Flushed here only (`synchronous_commit = local`): the
+/// stream needs no standby to have it, and `on` would wait for a synchronous standby too,
+/// without end while it is down, holding the subscribing call before its wait for the
+/// marker (which has a time limit) begins, or the listener sending its last marker.
 pub(super) fn send_marker(conn: &mut PgConnection, nonce: &str) -> Result<()> {
     debug_assert!(
         nonce.bytes().all(|b| b.is_ascii_hexdigit()),
         "a nonce is hex"
     );
     conn.batch_execute(&format!(
-        "BEGIN; SET LOCAL synchronous_commit = on; \
+        "BEGIN; SET LOCAL synchronous_commit = local; \
          SELECT pg_logical_emit_message(true, {}, {}); COMMIT",
         quote_literal(PREFIX),
         quote_literal(&format!("m:{nonce}")),
