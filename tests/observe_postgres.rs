@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::models::{Comment, Post};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use datastore::observe::{ChangeFeed, Observed, Op, Subscription};
+use datastore::observe::{ChangeFeed, Observed, Op, RawValue, Subscription};
 use datastore::prelude::*;
 use datastore::Error;
 
@@ -1470,4 +1470,39 @@ fn on_postgres_the_logical_feed_of_a_latin1_database_delivers_its_text() {
     );
     drop((posts, store, admin));
     drop(database);
+}
+
+/// A table whose name holds the dollar-quote tag an earlier version wrapped each table's
+/// set-up in (`$add$`): the logical feed's set-up quotes with a tag the name does not hold,
+/// so the table is set up (before, the quote ended inside the name: a syntax error) and its
+/// rows arrive.
+#[test]
+fn on_postgres_a_table_named_with_a_dollar_quote_tag_is_observed_by_logical_decoding() {
+    if !common::logical_decoding() {
+        return;
+    }
+    let Some(db) = common::TestDb::postgres_with(ChangeFeed::LogicalDecoding) else {
+        return;
+    };
+    let mut admin = PgConnection::establish(db.url()).unwrap();
+    let _schema = db.schema;
+    let store = db.store;
+    admin
+        .batch_execute(r#"CREATE TABLE "x$add$" (id INTEGER PRIMARY KEY, note TEXT NOT NULL)"#)
+        .unwrap();
+    let everything = store.observe_all().unwrap();
+    admin
+        .batch_execute(r#"INSERT INTO "x$add$" VALUES (1, 'quoted')"#)
+        .unwrap();
+    match everything.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => assert_eq!(
+            (change.table.as_str(), change.op, change.values),
+            (
+                "x$add$",
+                Op::Insert,
+                vec![RawValue::Integer(1), RawValue::Text("quoted".into())]
+            )
+        ),
+        other => panic!("expected the insert, got {other:?}"),
+    }
 }

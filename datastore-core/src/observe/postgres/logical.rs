@@ -36,6 +36,7 @@ use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::super::{Batch, Columns, Op, RawChange, Shape};
 use super::pgoutput::{self, Frame, Message, Tuple, Value};
+use super::triggers::dollar_quoted;
 use super::{Outlet, decode, outlet};
 use crate::ffi::libpq::{ReplicationConn, Timed};
 use crate::schema::ddl::{quote_ident, quote_literal};
@@ -140,25 +141,30 @@ pub(super) fn publish_tables(
          SET search_path = pg_catalog, pg_temp AS $body$ BEGIN \
          PERFORM pg_logical_emit_message(true, {prefix}, 'd:' || (pg_trigger_depth() - 1)); \
          RETURN OLD; END $body$;\n\
-         DO $setup$ BEGIN \
-         IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {publication_literal}) THEN \
-         CREATE PUBLICATION {publication}; END IF; END $setup$;\n",
+         DO {setup};\n",
         prefix = quote_literal(PREFIX),
-        publication_literal = quote_literal(publication.trim_matches('"')),
+        setup = dollar_quoted(&format!(
+            "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {}) THEN \
+             CREATE PUBLICATION {publication}; END IF; END",
+            quote_literal(publication.trim_matches('"')),
+        )),
     );
     for table in tables {
         let qualified = format!("{s}.{}", quote_ident(table));
-        sql.push_str(&format!(
-            "ALTER TABLE {qualified} REPLICA IDENTITY FULL;\n\
-             DO $add$ BEGIN \
-             IF NOT EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p \
+        // The block holds the table's name: quoted with a tag the name does not hold.
+        let add = dollar_quoted(&format!(
+            "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p \
                  ON p.oid = r.prpubid WHERE p.pubname = {publication_literal} \
                  AND r.prrelid = {table_literal}::regclass) THEN \
-             ALTER PUBLICATION {publication} ADD TABLE {qualified}; END IF; END $add$;\n\
-             CREATE OR REPLACE TRIGGER zz_datastore_observe_cascade BEFORE DELETE ON {qualified} \
-             FOR EACH ROW WHEN (pg_trigger_depth() > 0) EXECUTE FUNCTION {function};\n",
+             ALTER PUBLICATION {publication} ADD TABLE {qualified}; END IF; END",
             publication_literal = quote_literal(publication.trim_matches('"')),
             table_literal = quote_literal(&qualified),
+        ));
+        sql.push_str(&format!(
+            "ALTER TABLE {qualified} REPLICA IDENTITY FULL;\n\
+             DO {add};\n\
+             CREATE OR REPLACE TRIGGER zz_datastore_observe_cascade BEFORE DELETE ON {qualified} \
+             FOR EACH ROW WHEN (pg_trigger_depth() > 0) EXECUTE FUNCTION {function};\n",
         ));
     }
     conn.transaction::<_, Error, _>(|conn| {

@@ -148,7 +148,7 @@ END
 "#;
 
 /// `body` between dollar quotes that it does not contain.
-fn dollar_quoted(body: &str) -> String {
+pub(super) fn dollar_quoted(body: &str) -> String {
     let mut tag = String::from("datastore");
     while body.contains(&format!("${tag}$")) {
         tag.push('_');
