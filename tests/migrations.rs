@@ -124,18 +124,22 @@ fn generating_when_nothing_changed_writes_nothing() {
 }
 
 /// A generation that fails partway writes nothing: here the path of the migration's `down.sql`
-/// is one byte longer than Linux opens (PATH_MAX), that of its `up.sql` one byte shorter, so
-/// the write fails between the two, as a full disk or a refused permission would. Nothing new
-/// is left in the folder, and generating again once the cause is gone (the folder moved to a
-/// shorter path) writes exactly one migration.
+/// (as staged, in the folder's `.generate-<32 hex digits>/`) is longer than Linux opens
+/// (PATH_MAX), that of its `up.sql` one byte shorter, so the write fails between the two, as
+/// a full disk or a refused permission would. Nothing new is left in the folder, and
+/// generating again once the cause is gone (the folder moved to a shorter path) writes exactly
+/// one migration.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_generation_that_fails_partway_leaves_nothing_and_a_rerun_writes_one_migration() {
     const PATH_MAX: usize = 4096;
     let tmp = tempfile::tempdir().unwrap();
     let name = "create_notes";
-    // `<folder>/<version>_<name>/up.sql`, the version 17 characters: PATH_MAX - 1 long.
-    let folder_len = PATH_MAX - 1 - "/2026-01-01-000000_".len() - name.len() - "/up.sql".len();
+    // `<folder>/.generate-<32 hex>/<version>_<name>/up.sql`, the version 17 characters:
+    // PATH_MAX - 1 long.
+    let staging = "/.generate-".len() + 32;
+    let folder_len =
+        PATH_MAX - 1 - staging - "/2026-01-01-000000_".len() - name.len() - "/up.sql".len();
     let mut folder = tmp.path().to_path_buf();
     while folder.as_os_str().len() < folder_len {
         // `/` and a name of at most 255 bytes (NAME_MAX), the last one at least 1.
@@ -148,8 +152,9 @@ fn a_generation_that_fails_partway_leaves_nothing_and_a_rerun_writes_one_migrati
     let schema = Schema::new().model::<NoteV1>();
     let migrations = Migrations::new(&folder, Dialect::Sqlite);
     match migrations.generate(&schema, name) {
-        Err(Error::Io { .. }) => {}
-        other => panic!("expected the write to fail: {other:?}"),
+        // Failed partway: the `up.sql` before it was written.
+        Err(Error::Io { path, .. }) if path.ends_with("/down.sql") => {}
+        other => panic!("expected the write of down.sql to fail: {other:?}"),
     }
     let left: Vec<_> = std::fs::read_dir(&folder)
         .unwrap()
