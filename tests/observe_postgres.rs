@@ -1506,3 +1506,25 @@ fn on_postgres_a_table_named_with_a_dollar_quote_tag_is_observed_by_logical_deco
         other => panic!("expected the insert, got {other:?}"),
     }
 }
+
+/// A URL ending in `&` (or `?`), which libpq takes for the store's connections, takes for the
+/// logical feed's replication connection too: the feed's own parameters follow the URL's
+/// without an empty one between (libpq refuses `&&`: the feed could not start before).
+#[test]
+fn on_postgres_a_url_ending_in_an_ampersand_starts_the_logical_feed() {
+    if !common::logical_decoding() {
+        return;
+    }
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let store = Store::builder(format!("{}&", schema.url()))
+        .migrations(datastore::embed_migrations!())
+        .change_feed(ChangeFeed::LogicalDecoding)
+        .open()
+        .unwrap();
+    let posts = store.observe::<Post>().unwrap();
+    let saved = store.save(post("after an ampersand")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
+}

@@ -193,9 +193,48 @@ pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
     format!("{base}?{}", parameters.join("&"))
 }
 
+/// The PostgreSQL URL `url` with the query parameters `extra` (`key=value`, encoded) after its
+/// own, found past the credentials as libpq reads them; empty parameters (a URL ending in `?`
+/// or `&`), which libpq accepts alone but refuses before another, are left out.
+pub(crate) fn with_parameters(url: &str, extra: &[String]) -> String {
+    let (base, query) = match parse(url).and_then(|parsed| parsed.query) {
+        Some(q) => (&url[..q], &url[q + 1..]),
+        None => (url, ""),
+    };
+    let parameters: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .chain(extra.iter().map(String::as_str))
+        .collect();
+    format!("{base}?{}", parameters.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{redact, redact_message, with_search_path};
+    use super::{redact, redact_message, with_parameters, with_search_path};
+
+    #[test]
+    fn parameters_follow_the_urls_own_past_its_credentials() {
+        let extra = ["replication=database".to_owned()];
+        for (url, with) in [
+            ("postgres://h/db", "postgres://h/db?replication=database"),
+            ("postgres://h/db?", "postgres://h/db?replication=database"),
+            (
+                "postgres://h/db?sslmode=disable&",
+                "postgres://h/db?sslmode=disable&replication=database",
+            ),
+            (
+                "postgres://u:pa?ss@h/db",
+                "postgres://u:pa?ss@h/db?replication=database",
+            ),
+            (
+                "postgresql://u:p@h/db?a=1&&b=2",
+                "postgresql://u:p@h/db?a=1&b=2&replication=database",
+            ),
+        ] {
+            assert_eq!(with_parameters(url, &extra), with, "{url}");
+        }
+    }
 
     #[test]
     fn a_schema_is_set_through_libpqs_options_parameter() {

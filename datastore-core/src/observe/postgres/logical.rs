@@ -264,7 +264,6 @@ enum Held {
 /// wins, also over a `client_encoding` the URL's `options` set).
 fn replication_conninfo(url: &str, name: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let separator = if url.contains('?') { '&' } else { '?' };
         let name: String = name
             .bytes()
             .map(|b| match b {
@@ -274,9 +273,13 @@ fn replication_conninfo(url: &str, name: &str) -> String {
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        format!(
-            "{url}{separator}replication=database&application_name={name}\
-             &client_encoding=UTF8"
+        crate::store::url::with_parameters(
+            url,
+            &[
+                "replication=database".to_owned(),
+                format!("application_name={name}"),
+                "client_encoding=UTF8".to_owned(),
+            ],
         )
     } else {
         format!(
@@ -752,6 +755,12 @@ mod tests {
         assert_eq!(
             replication_conninfo("postgresql://h/db", "n"),
             "postgresql://h/db?replication=database&application_name=n&client_encoding=UTF8"
+        );
+        // A URL ending in `?` or `&`: libpq refuses an empty parameter before another.
+        assert_eq!(
+            replication_conninfo("postgres://h/db?sslmode=disable&", "n"),
+            "postgres://h/db?sslmode=disable&replication=database&application_name=n\
+             &client_encoding=UTF8"
         );
         // UTF-8 last, over the URL's own: libpq keeps the last one given.
         assert_eq!(
