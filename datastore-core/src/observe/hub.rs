@@ -346,6 +346,15 @@ struct QueueInner {
     passed_on: u64,
 }
 
+impl QueueInner {
+    /// Whether a reader that found the queue empty when changes had been passed on
+    /// `passed_on` times has something to look at now: an item, the end, or changes another
+    /// reader passed on since.
+    fn has_news(&self, passed_on: u64) -> bool {
+        !self.entries.is_empty() || self.end.is_some() || self.passed_on != passed_on
+    }
+}
+
 enum Entry {
     /// These changes of a commit.
     Changes(Arc<Batch>, Indices),
@@ -517,12 +526,7 @@ impl Queue {
                 _ => inner.entries.push_back(Entry::Gap(dropped)),
             }
         }
-        let waker = self.take_waker(&mut inner);
-        drop(inner);
-        self.ready.notify_all();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.wake_readers(inner);
     }
 
     fn pop(&self, inner: &mut QueueInner) -> Option<Item> {
@@ -609,7 +613,7 @@ impl Queue {
     fn wait(&self, deadline: Option<Instant>, passed_on: u64) -> bool {
         let mut inner = lock(&self.inner);
         loop {
-            if !inner.entries.is_empty() || inner.end.is_some() || inner.passed_on != passed_on {
+            if inner.has_news(passed_on) {
                 return true;
             }
             inner = match deadline {
@@ -635,7 +639,7 @@ impl Queue {
     #[cfg(feature = "async")]
     fn register(&self, cx: &mut Context<'_>, passed_on: u64) -> bool {
         let mut inner = lock(&self.inner);
-        if !inner.entries.is_empty() || inner.end.is_some() || inner.passed_on != passed_on {
+        if inner.has_news(passed_on) {
             return false;
         }
         match &mut inner.waker {
@@ -656,18 +660,21 @@ impl Queue {
     fn pass_on(&self) {
         let mut inner = lock(&self.inner);
         inner.passed_on += 1;
-        let waker = self.take_waker(&mut inner);
+        self.wake_readers(inner);
+    }
+
+    /// Unlocks the queue, then wakes whoever waits for it: the threads on its condition
+    /// variable and the task whose waker is set.
+    fn wake_readers(&self, mut inner: MutexGuard<'_, QueueInner>) {
+        let waker = inner.waker.take();
+        if waker.is_some() {
+            self.task_waits.store(false, Ordering::SeqCst);
+        }
         drop(inner);
         self.ready.notify_all();
         if let Some(waker) = waker {
             waker.wake();
         }
-    }
-
-    /// The waiting task's waker, to wake once the queue is unlocked.
-    fn take_waker(&self, inner: &mut QueueInner) -> Option<Waker> {
-        self.task_waits.store(false, Ordering::SeqCst);
-        inner.waker.take()
     }
 }
 
@@ -877,12 +884,7 @@ impl Hub {
         for queue in queues {
             let mut inner = lock(&queue.inner);
             inner.end.get_or_insert_with(&end);
-            let waker = queue.take_waker(&mut inner);
-            drop(inner);
-            queue.ready.notify_all();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            queue.wake_readers(inner);
         }
     }
 }
