@@ -1528,3 +1528,89 @@ fn on_postgres_a_url_ending_in_an_ampersand_starts_the_logical_feed() {
     let saved = store.save(post("after an ampersand")).unwrap();
     assert_eq!(next(&posts), (Op::Insert, saved));
 }
+
+/// A server that goes silent (its host gone, a network partition) is found gone within about
+/// a minute, not after two hours: every connection of the store, the change feeds' listeners
+/// above all (they only wait, and their subscribers hear nothing until they fail), probes a
+/// silent server after 30 s. Seen in the kernel's own table of this machine's TCP sockets:
+/// each connection's keepalive timer, at most 30 s away (7,200 s, the system's default,
+/// before).
+#[test]
+fn on_postgres_every_connection_of_a_store_probes_a_silent_server_within_a_minute() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    for (feed, db) in common::each_feed() {
+        let _subscription = db.store.observe::<Post>().unwrap();
+        let mut admin = PgConnection::establish(db.url()).unwrap();
+        let listeners = client_ports(
+            &mut admin,
+            "SELECT client_port AS port FROM pg_stat_activity \
+             WHERE application_name = 'datastore listener ' || md5(current_schema())",
+        );
+        let pooled = match &mut *db.store.conn().unwrap() {
+            datastore::AnyConnection::Postgres(conn) => {
+                client_ports(conn, "SELECT inet_client_port() AS port")
+            }
+            _ => unreachable!("a PostgreSQL store"),
+        };
+        if pooled.is_empty() {
+            println!("NOTE: {url} is reached over a Unix socket, which has no keepalives: not run");
+            return;
+        }
+        assert!(!listeners.is_empty(), "{feed:?}: no listener found");
+        for port in pooled.into_iter().chain(listeners) {
+            let seconds = keepalive_due_in(port);
+            assert!(
+                seconds <= 30.5,
+                "{feed:?}: the connection from port {port} probes a silent server in {seconds} s"
+            );
+        }
+    }
+}
+
+/// The client ports the query `sql` reads (column `port`, none for a Unix socket).
+fn client_ports(conn: &mut PgConnection, sql: &str) -> Vec<u16> {
+    #[derive(QueryableByName)]
+    struct Port {
+        #[diesel(sql_type = datastore::diesel::sql_types::Nullable<datastore::diesel::sql_types::Integer>)]
+        port: Option<i32>,
+    }
+    datastore::diesel::sql_query(sql)
+        .load::<Port>(conn)
+        .unwrap()
+        .into_iter()
+        .filter_map(|row| Some(u16::try_from(row.port?).unwrap()))
+        .collect()
+}
+
+/// In how many seconds the kernel sends the first keepalive probe on this machine's TCP
+/// socket bound to local port `port`, as `/proc/net/tcp` shows its timer (`tr` 2, the
+/// keepalive timer, due in `tm->when` clock ticks of 1/100 s). Read again while another
+/// timer runs (a retransmission, while a query is on its way).
+fn keepalive_due_in(port: u16) -> f64 {
+    let local = format!(":{port:04X}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap()
+            + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+        let line = table
+            .lines()
+            .find(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|l| l.ends_with(&local))
+            })
+            .unwrap_or_else(|| panic!("no socket on local port {port} in /proc/net/tcp"));
+        let timer = line.split_whitespace().nth(5).unwrap();
+        let (kind, when) = timer.split_once(':').unwrap();
+        if kind == "02" {
+            return u64::from_str_radix(when, 16).unwrap() as f64 / 100.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the socket on port {port} has no keepalive timer: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

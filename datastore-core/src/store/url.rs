@@ -209,9 +209,47 @@ pub(crate) fn with_parameters(url: &str, extra: &[String]) -> String {
     format!("{base}?{}", parameters.join("&"))
 }
 
+/// The TCP settings every connection of a store to PostgreSQL gets, unless its URL sets them:
+/// a server that goes silent (its host powered off, a network partition, a failover that moved
+/// its address away) is found gone within about a minute, instead of when the system's TCP
+/// settings would find it (about 15 minutes of retransmissions where something was sent, two
+/// hours of silence before the first keepalive probe where nothing was). That matters most for
+/// the connections that only wait, the change feeds': until their connection fails, their
+/// subscribers are not told that nothing more will come. An idle connection is probed after
+/// 30 s of silence, then every 10 s, and given up after 3 probes unanswered; data sent and not
+/// acknowledged for 60 s gives the connection up too. Neither limits a query that runs long:
+/// a busy server's kernel answers both. libpq ignores them over a Unix socket.
+const LIVENESS: [(&str, &str); 4] = [
+    ("keepalives_idle", "30"),
+    ("keepalives_interval", "10"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "60000"),
+];
+
+/// The PostgreSQL URL `url` with the settings of [`LIVENESS`] it does not set itself.
+pub(crate) fn with_liveness(url: &str) -> String {
+    let query = parse(url)
+        .and_then(|parsed| parsed.query)
+        .map_or("", |q| &url[q + 1..]);
+    let set: Vec<Cow<'_, str>> = query
+        .split('&')
+        .filter_map(|parameter| parameter.split_once('='))
+        .map(|(key, _)| percent_decode(key))
+        .collect();
+    let missing: Vec<String> = LIVENESS
+        .iter()
+        .filter(|(key, _)| !set.iter().any(|given| given == key))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if missing.is_empty() {
+        return url.to_owned();
+    }
+    with_parameters(url, &missing)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{redact, redact_message, with_parameters, with_search_path};
+    use super::{redact, redact_message, with_liveness, with_parameters, with_search_path};
 
     #[test]
     fn parameters_follow_the_urls_own_past_its_credentials() {
@@ -234,6 +272,24 @@ mod tests {
         ] {
             assert_eq!(with_parameters(url, &extra), with, "{url}");
         }
+    }
+
+    #[test]
+    fn a_silent_server_is_given_up_by_the_urls_settings_or_the_stores() {
+        assert_eq!(
+            with_liveness("postgres://app@db/blog"),
+            "postgres://app@db/blog?keepalives_idle=30&keepalives_interval=10\
+             &keepalives_count=3&tcp_user_timeout=60000"
+        );
+        // The URL's own settings stand, also percent-encoded; the others are added after them.
+        assert_eq!(
+            with_liveness("postgres://u:pa?ss@db/blog?keepalives_idle=5&tcp%5Fuser%5Ftimeout=0&"),
+            "postgres://u:pa?ss@db/blog?keepalives_idle=5&tcp%5Fuser%5Ftimeout=0\
+             &keepalives_interval=10&keepalives_count=3"
+        );
+        let all = "postgres://db/blog?keepalives_idle=1&keepalives_interval=1\
+                   &keepalives_count=1&tcp_user_timeout=1";
+        assert_eq!(with_liveness(all), all);
     }
 
     #[test]
