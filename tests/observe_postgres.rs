@@ -91,23 +91,13 @@ fn on_postgres_old_recorded_changes_are_removed_when_a_listener_starts() {
         for i in 0..20 {
             store.save(post(&format!("post {i}"))).unwrap();
         }
-        // Once no transaction older than these is running (other tests' may be), the next
-        // change records a horizon that says they all ended.
-        while count(
-            &mut admin,
-            "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-             - (SELECT max(xid) FROM datastore_change_payloads)) AS n",
-        ) <= 0
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        recorded_transactions_ended(&mut admin);
         store.save(post("post 20")).unwrap();
         for _ in 0..21 {
             next(&posts);
         }
     }
-    let recorded = "SELECT count(*) AS n FROM datastore_change_payloads";
-    assert_eq!(count(&mut admin, recorded), 21);
+    assert_eq!(count(&mut admin, RECORDED), 21);
     // An hour later, as far as the recorded changes can tell; and a row an earlier version
     // stored then, without a transaction.
     admin
@@ -119,21 +109,89 @@ fn on_postgres_old_recorded_changes_are_removed_when_a_listener_starts() {
         .unwrap();
     let store = common::trigger_feed_store(schema.url());
     let _posts = store.observe::<Post>().unwrap();
-    let deadline = Instant::now() + WAIT;
-    // All but the last transaction's change: no change recorded after it ended says when it
-    // did (the next one will).
-    while count(&mut admin, recorded) > 1 {
-        assert!(
-            Instant::now() < deadline,
-            "{} recorded changes left",
-            count(&mut admin, recorded)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // All but the last transaction's change (no change recorded after it ended says when it
+    // did; the next one will) and the newest of those removed, which stays until a newer one
+    // goes (for listeners to tell a change removed before they read it from a made-up one).
+    cleaned_up_to(&mut admin, 2);
     // Recent ones stay, for every listener to read.
     store.save(post("recent")).unwrap();
     std::thread::sleep(QUIET);
-    assert_eq!(count(&mut admin, recorded), 2);
+    assert_eq!(count(&mut admin, RECORDED), 3);
+}
+
+/// How many changes the change table holds, as `count` reads it.
+const RECORDED: &str = "SELECT count(*) AS n FROM datastore_change_payloads";
+
+/// Waits until no transaction older than the recorded changes is running (other tests' may
+/// be): the next change then records a horizon that says they all ended, which their removal
+/// needs.
+fn recorded_transactions_ended(admin: &mut PgConnection) {
+    while count(
+        admin,
+        "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         - (SELECT max(xid) FROM datastore_change_payloads)) AS n",
+    ) <= 0
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (`WAIT` at most) until a listener's cleanup leaves at most `left` recorded changes.
+fn cleaned_up_to(admin: &mut PgConnection, left: i64) {
+    let deadline = Instant::now() + WAIT;
+    while count(admin, RECORDED) > left {
+        assert!(
+            Instant::now() < deadline,
+            "{} recorded changes left",
+            count(admin, RECORDED)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A listener further behind than the retention (here its connection held, as a listener
+/// busy with a bulk update of millions of rows is) finds the changes it was told of removed
+/// by another store's cleanup meanwhile: its subscriber is told it missed them, where they
+/// came, before the changes that are still there. They were dropped without a word.
+#[test]
+fn on_postgres_changes_removed_before_a_listener_behind_read_them_are_told_missed() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let mut admin = PgConnection::establish(schema.url()).unwrap();
+    let relay = common::relay::Relay::new(schema.url());
+    let behind = common::trigger_feed_store(relay.url());
+    let posts = behind.observe::<Post>().unwrap();
+
+    relay.hold();
+    let writer = common::trigger_feed_store(schema.url());
+    let mut saved: Vec<Post> = (0..3)
+        .map(|i| writer.save(post(&format!("post {i}"))).unwrap())
+        .collect();
+    recorded_transactions_ended(&mut admin);
+    saved.push(writer.save(post("post 3")).unwrap());
+    // An hour later, as far as the recorded changes can tell: a listener that starts removes
+    // the first three but the newest of them.
+    admin
+        .batch_execute(
+            "UPDATE datastore_change_payloads SET created_at = created_at - interval '1 hour'",
+        )
+        .unwrap();
+    let _cleaning = writer.observe::<Post>().unwrap();
+    cleaned_up_to(&mut admin, 2);
+
+    relay.release();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::Missed(2)) => {}
+        other => panic!("expected the two removed changes told missed, got {other:?}"),
+    }
+    for kept in &saved[2..] {
+        assert_eq!(next(&posts), (Op::Insert, kept.clone()));
+    }
+    if let Some(extra) = posts.recv_timeout(QUIET) {
+        panic!("expected nothing more, got {extra:?}");
+    }
 }
 
 /// A schema whose `posts` a store of this version set up for the trigger feed (and is gone),

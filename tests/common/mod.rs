@@ -4,6 +4,7 @@
 
 pub use datastore_blog_models as models;
 mod pg_schema;
+pub mod relay;
 pub mod trace;
 
 // Not every test uses each.

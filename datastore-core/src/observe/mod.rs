@@ -313,7 +313,9 @@ pub(crate) struct Batch {
     pub changes: Vec<RawChange>,
     /// Rows the transaction wrote that no subscriber was given, told to every subscriber as
     /// missed after the changes (SQLite: a transaction a subscription started during, whose
-    /// rows written before it were not captured).
+    /// rows written before it were not captured; PostgreSQL's trigger feed: changes removed
+    /// before its listener read them, of this transaction or of one between it and the next,
+    /// their tables unknown).
     pub gap: u64,
     /// Its rows as decoded by the subscriptions of a model, for the others of that model.
     pub shared: shared::Shared,
@@ -334,6 +336,11 @@ impl Drop for Batch {
 }
 
 impl Batch {
+    /// Whether it has nothing to tell: no change, and none missed.
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.changes.is_empty() && self.gap == 0
+    }
+
     /// The row of a change as it is after the change (before it, for a delete).
     fn row(&self, change: &RawChange) -> RowRef<'_> {
         let cells = change

@@ -283,9 +283,9 @@ impl Listener {
     }
 
     /// Takes in the notifications that arrived: changes join the transaction being received
-    /// (the previous one is published when another begins), markers open their subscription,
-    /// this listener's fence publishes what preceded it. Anything else is ignored. Whether a
-    /// change or a marker came.
+    /// (the previous one is published when another begins), as a missed one where the cleanup
+    /// removed it first, markers open their subscription, this listener's fence publishes what
+    /// preceded it. Anything else is ignored. Whether a change, a missed one or a marker came.
     fn receive(&mut self) -> std::result::Result<bool, String> {
         let mut notes = Vec::new();
         let mut earlier_format = false;
@@ -313,6 +313,7 @@ impl Listener {
             })
             .collect();
         let mut stored = self.read(&ids).map_err(connection_failed)?;
+        let mut removed = self.removed(&ids, &stored).map_err(connection_failed)?;
         let mut any = false;
         for (note, pid) in notes {
             match note {
@@ -348,6 +349,12 @@ impl Listener {
                         self.taken.insert(id, row.xid);
                         self.take(row);
                         any = true;
+                    } else if removed.remove(&id) {
+                        // Removed before this listener read it (it fell more than the
+                        // retention behind), or made up that low: told missed, once, where
+                        // it would have come (see `removed`).
+                        self.batch.gap += 1;
+                        any = true;
                     }
                 }
             }
@@ -370,6 +377,34 @@ impl Listener {
             stored.extend(rows.into_iter().map(|row| (row.id, row)));
         }
         Ok(stored)
+    }
+
+    /// Which of `ids` the read did not find (`stored`) because the cleanup removed them first
+    /// (see `triggers::removed_changes`): asked only when the read missed some.
+    ///
+    /// A listener behind by more than the retention (a bulk update of millions of rows,
+    /// writers faster than it) finds changes gone that it was told of: its subscribers are
+    /// told each as missed, where it came, since which table it was of is gone with it. The
+    /// token went with it too, so a note made up by anyone (naming an id the table never held,
+    /// or a copy of an old one) that low cannot be told from it: it costs the subscribers a
+    /// spurious `Missed` (a read again), never a change. Telling them apart would take the
+    /// cleanup keeping removed tokens, a write the listener's role may not be allowed (it
+    /// needs `SELECT` and `DELETE` only); ending the feed instead would let anyone end it.
+    fn removed(
+        &mut self,
+        ids: &[i64],
+        stored: &HashMap<i64, Stored>,
+    ) -> diesel::QueryResult<HashSet<i64>> {
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !stored.contains_key(id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let removed = triggers::removed_changes(&mut self.conn, &self.changes, &missing)?;
+        Ok(removed.into_iter().collect())
     }
 
     /// Every transaction `snapshot` saw ended is received whole: copies of its changes are

@@ -9,8 +9,11 @@
 //! one only if the change table holds a row with that id and token (a role without rights on
 //! the table can neither read nor guess one), whose transaction it has not seen end yet, and
 //! which it has not taken already: a copy of a notification, a guessed id or a made-up change
-//! is ignored. The listener's own fences and the subscriptions' markers carry fresh random
-//! nonces, and a fence counts only from the listener's own backend.
+//! is ignored, except that one naming a change the table no longer holds, below the newest it
+//! holds past the retention, cannot be told from a change the cleanup removed before the
+//! listener read it: it is told as missed (`Missed`, a read again), never as a change. The
+//! listener's own fences and the subscriptions' markers carry fresh random nonces, and a fence
+//! counts only from the listener's own backend.
 //!
 //! A change's row is stored flat: its values as PostgreSQL's composite-value text (SQL NULL
 //! and JSON's `null` stay apart, and a JSON value adds no nesting to the envelope), with the
@@ -18,7 +21,10 @@
 //! table's columns never shifts a row. Every listener removes recorded changes older than ten
 //! minutes (`RETENTION`) whose transactions had ended ten minutes ago, when it starts and every
 //! half minute: every listener has read them by then, unless it was held up for five minutes
-//! (`STALL_LIMIT`), and then it ends its feed.
+//! (`STALL_LIMIT`), and then it ends its feed, or is busy but further behind (a bulk update of
+//! millions of rows), and then finds them gone and tells its subscribers it missed them. The
+//! cleanup keeps the newest change it would remove until a newer one goes, which is how a
+//! listener tells a removed change from one never recorded.
 //!
 //! The trigger functions, the change table and the triggers live in the schema of the
 //! observed tables; they are created when a table is first observed (they are

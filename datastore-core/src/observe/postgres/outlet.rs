@@ -33,9 +33,10 @@ impl Outlet {
         self.store.strong_count() == 0
     }
 
-    /// Publishes a committed transaction's changes (nothing, for none).
+    /// Publishes a committed transaction's changes, and those missed with it (nothing, for
+    /// none).
     pub(super) fn publish(&self, batch: Batch) {
-        if batch.changes.is_empty() {
+        if batch.holds_nothing() {
             return;
         }
         let seq = self.hub.next_seq();

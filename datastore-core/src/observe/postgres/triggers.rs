@@ -452,34 +452,83 @@ pub(super) fn refuse_own_locks(
 /// How many of the horizons recorded [`RETENTION`] ago [`remove_changes`] reads.
 const HORIZONS_READ: u32 = 100;
 
+/// The SQL condition that `created_at` (a change's column of that name, qualified as the
+/// query needs) is more than [`RETENTION`] ago.
+fn past_retention(created_at: &str) -> String {
+    format!(
+        "{created_at} < now() - interval '{} seconds'",
+        RETENTION.as_secs()
+    )
+}
+
 /// Removes from the change table `changes` at most `limit` changes older than [`RETENTION`]
-/// whose transactions had ended `RETENTION` ago: by then every listener has read them, or has
-/// ended its feed for being held up. That they had ended is known from the horizons changes
-/// recorded that long ago carry (capped by the transactions running now): the newest of the
-/// last [`HORIZONS_READ`] recorded then, each true as its row's snapshot bounds it (a writer
-/// can record one too old, which alone would hold the removal back, but none too new). Rows
-/// an earlier version stored without a transaction go by age alone. How many were removed.
+/// whose transactions had ended `RETENTION` ago: by then every listener has read them, has
+/// ended its feed for being held up, or is told it missed them ([`removed_changes`]). That
+/// they had ended is known from the horizons changes recorded that long ago carry (capped by
+/// the transactions running now): the newest of the last [`HORIZONS_READ`] recorded then,
+/// each true as its row's snapshot bounds it (a writer can record one too old, which alone
+/// would hold the removal back, but none too new). Rows an earlier version stored without a
+/// transaction go by age alone.
+///
+/// Of the changes it picks (at most `limit + 1`), it keeps the newest (the largest id), for a
+/// later batch that picks a newer one to remove: so every change it removed has a smaller id
+/// than one the table still holds past the retention, which is how a listener tells a change
+/// removed before it read it from one never recorded. How many were removed.
 pub(super) fn remove_changes(
     conn: &mut PgConnection,
     changes: &str,
     limit: i64,
 ) -> diesel::QueryResult<usize> {
-    let retention = RETENTION.as_secs();
+    // Materialized: the removal and the one kept read the same pick.
     diesel::sql_query(format!(
-        "DELETE FROM {changes} WHERE id IN ( \
+        "WITH picked AS MATERIALIZED ( \
              SELECT c.id FROM {changes} c \
-             WHERE c.created_at < now() - interval '{retention} seconds' \
+             WHERE {old} \
              AND (c.xid IS NULL OR c.xid < ( \
                  SELECT least(max(h.horizon), \
                               pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
                  FROM (SELECT h.horizon FROM {changes} h \
-                       WHERE h.horizon IS NOT NULL \
-                       AND h.created_at < now() - interval '{retention} seconds' \
+                       WHERE h.horizon IS NOT NULL AND {horizon_old} \
                        ORDER BY h.created_at DESC LIMIT {HORIZONS_READ}) h)) \
-             LIMIT $1)"
+             LIMIT $1 + 1) \
+         DELETE FROM {changes} \
+         WHERE id IN (SELECT id FROM picked) AND id < (SELECT max(id) FROM picked)",
+        old = past_retention("c.created_at"),
+        horizon_old = past_retention("h.created_at"),
     ))
     .bind::<BigInt, _>(limit)
     .execute(conn)
+}
+
+/// Which of `ids`, changes a listener was told of but did not find, [`remove_changes`] removed
+/// before it could read them: those the change table does not hold, below the newest change
+/// it holds past the retention (in one snapshot). Every change it removed is below that one,
+/// so an id not below it that the table does not hold is no committed change's: made up
+/// (anyone may notify on the channel). A made-up id below it cannot be told from a removed
+/// one (the token went with the row), and passes as removed.
+pub(super) fn removed_changes(
+    conn: &mut PgConnection,
+    changes: &str,
+    ids: &[i64],
+) -> diesel::QueryResult<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Removed {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    // The changes past the retention found through the index on their time: a `max(id)` of
+    // the table filtered by it would be looked for from the newest id down, through every
+    // recent change.
+    let removed: Vec<Removed> = diesel::sql_query(format!(
+        "WITH past AS MATERIALIZED (SELECT c.id FROM {changes} c WHERE {old}) \
+         SELECT m.id FROM unnest($1::bigint[]) AS m(id) \
+         WHERE m.id < (SELECT max(id) FROM past) \
+         AND NOT EXISTS (SELECT FROM {changes} c WHERE c.id = m.id)",
+        old = past_retention("c.created_at"),
+    ))
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)?;
+    Ok(removed.into_iter().map(|r| r.id).collect())
 }
 
 #[cfg(test)]
@@ -490,7 +539,7 @@ mod tests {
     use diesel::{Connection, PgConnection, RunQueryDsl};
 
     use super::super::catalog::Name;
-    use super::{changes_table, remove_changes, setup_sql, trigger_sql};
+    use super::{changes_table, remove_changes, removed_changes, setup_sql, trigger_sql};
 
     #[test]
     fn a_body_is_quoted_with_a_tag_it_does_not_hold() {
@@ -547,14 +596,57 @@ mod tests {
             .unwrap();
             // By the horizon recorded 20 minutes ago (not the one recorded now, nor the older
             // one a writer recorded later), 5 had ended, 12, 11 and 14 had not; c is too
-            // recent; a row without a transaction goes by age.
+            // recent; a row without a transaction goes by age. Of those two, the newest stays
+            // until a newer one goes (see the next test).
             assert_eq!(remove_changes(conn, changes, 1).unwrap(), 1, "a batch");
-            assert_eq!(remove_changes(conn, changes, 100).unwrap(), 1);
-            let left = text(
-                conn,
-                &format!("SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"),
+            assert_eq!(remove_changes(conn, changes, 100).unwrap(), 0);
+            assert_eq!(payloads(conn, changes), "b,c,h,n,old,recent,z");
+        });
+    }
+
+    /// The payloads of the changes `changes` holds, sorted.
+    fn payloads(conn: &mut PgConnection, changes: &str) -> String {
+        text(
+            conn,
+            &format!("SELECT string_agg(payload, ',' ORDER BY payload) AS name FROM {changes}"),
+        )
+    }
+
+    /// The cleanup keeps the newest change it would remove until a newer one goes, so that a
+    /// listener told of a change the table does not hold knows whether it was removed (below
+    /// the newest change past the retention) or never recorded (above it: made up). A made-up
+    /// id that low passes as removed.
+    #[test]
+    fn a_removed_change_is_told_from_one_never_recorded() {
+        in_a_schema_of_its_own(|conn, _, changes| {
+            // Ids 1 to 3 of transactions long ended, an hour ago; 4 recent.
+            conn.batch_execute(&format!(
+                "INSERT INTO {changes} (payload, token, xid, table_name, horizon, created_at) VALUES \
+                 ('a', gen_random_uuid(), 1, 't', 1, now() - interval '1 hour'), \
+                 ('b', gen_random_uuid(), 2, 't', 2, now() - interval '1 hour'), \
+                 ('c', gen_random_uuid(), 3, 't', 10, now() - interval '1 hour'), \
+                 ('d', gen_random_uuid(), 11, 't', 11, now())"
+            ))
+            .unwrap();
+            assert_eq!(remove_changes(conn, changes, 100).unwrap(), 2);
+            assert_eq!(payloads(conn, changes), "c,d");
+            let mut removed = removed_changes(conn, changes, &[1, 2, 3, 4, 5, 0]).unwrap();
+            removed.sort_unstable();
+            assert_eq!(
+                removed,
+                [0, 1, 2],
+                "5 was never recorded, 0 passes as removed"
             );
-            assert_eq!(left, "b,c,h,n,recent,z");
+
+            // A newer change past the retention (5) lets 3 go.
+            conn.batch_execute(&format!(
+                "INSERT INTO {changes} (payload, token, xid, table_name, horizon, created_at) \
+                 VALUES ('e', gen_random_uuid(), 4, 't', 10, now() - interval '30 minutes')"
+            ))
+            .unwrap();
+            assert_eq!(remove_changes(conn, changes, 100).unwrap(), 1);
+            assert_eq!(payloads(conn, changes), "d,e");
+            assert_eq!(removed_changes(conn, changes, &[3, 5, 6]).unwrap(), [3]);
         });
     }
 

@@ -681,7 +681,7 @@ impl ConnObserver {
 
     /// Hands a commit to the hub, or skips its number if it turned out to hold nothing.
     fn deliver(&self, seq: u64, batch: Batch) {
-        if batch.changes.is_empty() && batch.gap == 0 {
+        if batch.holds_nothing() {
             self.hub.void(seq);
         } else {
             self.hub.publish(seq, batch);
