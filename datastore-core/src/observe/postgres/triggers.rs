@@ -32,7 +32,8 @@ use crate::schema::ddl::{quote_ident, quote_literal};
 use crate::{Error, Result};
 
 /// How long a recorded change is kept after its transaction ended, for every listener to read
-/// (a listener held up for longer than half of it ends its feed).
+/// (a listener held up for longer than half of it ends its feed; one busy and further behind
+/// is told it missed the changes removed before it read them: [`removed_changes`]).
 pub(super) const RETENTION: Duration = Duration::from_secs(600);
 
 /// The change table's name.
