@@ -610,3 +610,122 @@ fn adding_link_uniqueness_over_duplicate_links_stops_and_lists_them_postgres() {
     let schema = common::PgSchema::new(&url);
     duplicate_links_stop_the_migration("postgres", schema.url());
 }
+
+/// Stored names and defaults holding backslashes (one ending in one) and quotes, before and
+/// after a change that adds columns with such defaults and a variant to the enum's check.
+mod escapes_v1 {
+    use datastore::prelude::*;
+
+    #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Drive {
+        #[default]
+        #[db_enum(rename = r"C:\")]
+        C,
+        #[db_enum(rename = r"it's \' D:\")]
+        D,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(table = "paths")]
+    pub struct PathV1 {
+        #[primary_key]
+        pub id: Id,
+        #[column(default = r"C:\dir\")]
+        pub path: String,
+        pub drive: Drive,
+    }
+}
+
+mod escapes_v2 {
+    use datastore::prelude::*;
+
+    #[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Drive {
+        #[default]
+        #[db_enum(rename = r"C:\")]
+        C,
+        #[db_enum(rename = r"it's \' D:\")]
+        D,
+        #[db_enum(rename = r"E:\'")]
+        E,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    #[model(table = "paths")]
+    pub struct PathV2 {
+        #[primary_key]
+        pub id: Id,
+        #[column(default = r"C:\dir\")]
+        pub path: String,
+        pub drive: Drive,
+        #[column(default = r"it's \' a \n")]
+        pub note: String,
+        #[column(default = r"E:\'")]
+        pub other: Drive,
+    }
+}
+
+/// With `standard_conforming_strings` off (a setting any session, role or database may make),
+/// PostgreSQL reads a backslash in a plain string literal as an escape, and one before the
+/// closing quote runs the literal on into the statement. The migrations generated from models
+/// whose defaults and enum names hold backslashes and quotes run there all the same, and write
+/// what the models say: the defaults fill the rows, the enum's checks take its names.
+#[test]
+fn backslashes_in_defaults_and_enum_names_mean_themselves_with_standard_conforming_strings_off_postgres(
+) {
+    let Some(url) = std::env::var("DATASTORE_POSTGRES_URL").ok() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    // Another option after the schema's search path.
+    let url = format!("{}%20-cstandard_conforming_strings%3Doff", schema.url());
+    let tmp = tempfile::tempdir().unwrap();
+    let migrations = Migrations::new(tmp.path(), Dialect::Postgres);
+    let open = || {
+        let source = FileBasedMigrations::from_path(tmp.path()).unwrap();
+        Store::open(&url, BackendMigrations::new().postgres(source)).unwrap()
+    };
+
+    migrations
+        .generate(&Schema::new().model::<escapes_v1::PathV1>(), "create_paths")
+        .unwrap();
+    let store = open();
+    let saved = store
+        .save(escapes_v1::PathV1 {
+            path: "saved".into(),
+            drive: escapes_v1::Drive::D,
+            ..Default::default()
+        })
+        .unwrap();
+    // A row the default fills.
+    diesel::sql_query("INSERT INTO paths (id, drive) VALUES (gen_random_uuid(), $1)")
+        .bind::<Text, _>(r"C:\")
+        .execute(&mut *store.conn().unwrap())
+        .unwrap();
+    drop(store);
+
+    migrations
+        .generate(&Schema::new().model::<escapes_v2::PathV2>(), "more_drives")
+        .unwrap();
+    let store = open();
+    let mut rows: Vec<escapes_v2::PathV2> = store.all().unwrap();
+    rows.sort_by(|a, b| a.path.cmp(&b.path));
+    let filled = |id, path: &str, drive| escapes_v2::PathV2 {
+        id,
+        path: path.into(),
+        drive,
+        note: r"it's \' a \n".into(),
+        other: escapes_v2::Drive::E,
+    };
+    assert_eq!(
+        rows,
+        [
+            filled(rows[0].id, r"C:\dir\", escapes_v2::Drive::C),
+            filled(saved.id, "saved", escapes_v2::Drive::D),
+        ]
+    );
+    // The new variant passes the check.
+    let new = filled(Id::new(), "new", escapes_v2::Drive::E);
+    store.save(new.clone()).unwrap();
+    assert_eq!(store.get::<escapes_v2::PathV2>(&new.id).unwrap(), new);
+}

@@ -1672,3 +1672,51 @@ fn keepalive_due_in(port: u16) -> f64 {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// With `standard_conforming_strings` off (a setting any session, role or database may make),
+/// PostgreSQL reads a backslash in a plain string literal as an escape: a schema whose name
+/// holds a quote and backslashes, one at its end, is still the one each feed sets itself up in
+/// (the trigger feed's change table and triggers, the logical feed's publication), and the
+/// changes arrive intact. `observe_all` leaves out Diesel's tables (`__diesel…`) only, not one
+/// whose name has other letters in their place (`_` would be any letter without its
+/// backslash).
+#[test]
+fn on_postgres_a_schema_named_with_backslashes_is_observed_with_standard_conforming_strings_off() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let feeds = [ChangeFeed::Triggers, ChangeFeed::LogicalDecoding];
+    for feed in feeds
+        .into_iter()
+        .filter(|&feed| feed != ChangeFeed::LogicalDecoding || common::logical_decoding())
+    {
+        let schema = common::PgSchema::with_suffix(&url, r#"\'x"\"#);
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let store = Store::builder(format!(
+            "{url}{separator}options=-cstandard_conforming_strings%3Doff"
+        ))
+        .postgres_schema(schema.name())
+        .migrations(datastore::embed_migrations!())
+        .change_feed(feed)
+        .open()
+        .unwrap();
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post(r"C:\dir\ it's")).unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+
+        let mut conn = store.conn().unwrap();
+        conn.batch_execute("CREATE TABLE nodiesel (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let everything = store.observe_all().unwrap();
+        conn.batch_execute("INSERT INTO nodiesel VALUES (1)")
+            .unwrap();
+        match everything.recv_timeout(WAIT) {
+            Some(Observed::Change(change)) => assert_eq!(
+                (change.table.as_str(), change.op, change.values),
+                ("nodiesel", Op::Insert, vec![RawValue::Integer(1)]),
+                "{feed:?}"
+            ),
+            other => panic!("{feed:?}: expected the insert into nodiesel, got {other:?}"),
+        }
+    }
+}

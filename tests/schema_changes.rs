@@ -970,12 +970,43 @@ fn text_becoming_a_timestamp_is_stored_in_the_form_instants_compare_by() {
 /// whose time zone is another (as `psql` may run it; Diesel's connections set UTC).
 #[test]
 fn on_postgres_text_becoming_a_timestamp_does_not_depend_on_the_sessions_time_zone() {
-    let Some(lab) = Lab::all()
-        .into_iter()
-        .find(|lab| lab.dialect == Dialect::Postgres)
-    else {
+    let Some(migrated) = text_becoming_a_timestamp_in_a_session(
+        "SET TIME ZONE 'Asia/Kolkata'",
+        &["2026-12-03 10:00:00", "2026-12-03T10:00:00+05:00"],
+    ) else {
         return;
     };
+    assert_eq!(
+        migrated,
+        ["2026-12-03T10:00:00.000000Z", "2026-12-03T05:00:00.000000Z"]
+    );
+}
+
+/// On PostgreSQL the generated migration cuts a fraction past microseconds in a session whose
+/// `standard_conforming_strings` is off (a setting any session, role or database may make),
+/// where a backslash in a plain string literal is an escape: its patterns (`\.`, `\1`) are
+/// escape strings. Written plainly, `'\1'` was the character 1, which the cast refused.
+#[test]
+fn on_postgres_text_becoming_a_timestamp_does_not_depend_on_standard_conforming_strings() {
+    let Some(migrated) = text_becoming_a_timestamp_in_a_session(
+        "SET standard_conforming_strings = off",
+        &["2026-12-03T10:00:00.1234567Z", "2026-12-03T10:00:00.5Z"],
+    ) else {
+        return;
+    };
+    assert_eq!(
+        migrated,
+        ["2026-12-03T10:00:00.123456Z", "2026-12-03T10:00:00.500000Z"]
+    );
+}
+
+/// On PostgreSQL (`None` without a server), the instants (in UTC) that a migration making text
+/// a timestamp makes of `texts`, run in a session that ran `setting` before (on its own: a
+/// batch is read whole before it runs).
+fn text_becoming_a_timestamp_in_a_session(setting: &str, texts: &[&str]) -> Option<Vec<String>> {
+    let lab = Lab::all()
+        .into_iter()
+        .find(|lab| lab.dialect == Dialect::Postgres)?;
     let l = fresh(&lab);
     l.generate(
         &schema(items(vec![nullable("n", ColumnType::Text)])),
@@ -984,10 +1015,15 @@ fn on_postgres_text_becoming_a_timestamp_does_not_depend_on_the_sessions_time_zo
     )
     .unwrap();
     drop(l.up().unwrap());
-    l.execute(
-        "INSERT INTO items (id, n) VALUES (1, '2026-12-03 10:00:00'), \
-         (2, '2026-12-03T10:00:00+05:00');",
-    )
+    let rows: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(id, text)| format!("({id}, '{text}')"))
+        .collect();
+    l.execute(&format!(
+        "INSERT INTO items (id, n) VALUES {};",
+        rows.join(", ")
+    ))
     .unwrap();
     let dir = l
         .generate(
@@ -997,17 +1033,13 @@ fn on_postgres_text_becoming_a_timestamp_does_not_depend_on_the_sessions_time_zo
         )
         .unwrap();
     let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
-    l.execute(&format!(
-        "BEGIN; SET LOCAL TIME ZONE 'Asia/Kolkata'; {up} COMMIT;"
+    let mut conn = l.conn();
+    conn.batch_execute(setting).unwrap();
+    conn.batch_execute(&format!("BEGIN; {up} COMMIT;")).unwrap();
+    Some(l.rows(
+        "SELECT to_char(n AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS v \
+         FROM items ORDER BY id",
     ))
-    .unwrap();
-    assert_eq!(
-        l.rows(
-            "SELECT to_char(n AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS v \
-             FROM items ORDER BY id"
-        ),
-        ["2026-12-03T10:00:00Z", "2026-12-03T05:00:00Z"]
-    );
 }
 
 /// Text that is no time `Timestamp` reads stops the migration on both backends, rather than

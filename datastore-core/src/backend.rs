@@ -94,7 +94,7 @@ use diesel::RunQueryDsl;
 use diesel::connection::Connection;
 use diesel::sql_types::{BigInt, Bool, Text};
 
-use crate::schema::ddl::{HasDialect, quote_ident, quote_literal};
+use crate::schema::ddl::{Dialect, HasDialect, quote_ident, quote_literal};
 use crate::schema::{ForeignKey, OnDelete};
 use crate::types::sql_types::{JsonDoc, TimestampUtc, Uuid};
 use crate::{Id, Json, KeyValue, Timestamp};
@@ -700,8 +700,8 @@ impl sealed::Native for diesel::PgConnection {
     ) -> diesel::QueryResult<()> {
         let sequence = format!(
             "pg_get_serial_sequence({}, {})",
-            quote_literal(&quote_ident(table)),
-            quote_literal(column)
+            quote_literal(&quote_ident(table), Dialect::Postgres),
+            quote_literal(column, Dialect::Postgres)
         );
         let sql = format!(
             "SELECT setval({sequence}::regclass, given.key) FROM (SELECT $1 AS key) AS given \

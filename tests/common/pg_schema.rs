@@ -18,14 +18,26 @@ fn schema_claim(name: &str) -> String {
     format!("('x' || substr(md5({name}), 1, 16))::bit(64)::bigint")
 }
 
+/// `name` quoted as an identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `name` as a string literal that means `name` whatever `standard_conforming_strings` says
+/// (an escape string, its backslashes doubled).
+fn literal(name: &str) -> String {
+    format!("E'{}'", name.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// Creates the schema `name` through `admin`, first claimed by `admin`'s session (released
 /// when it closes, also when the process is killed), so that [`drop_abandoned_schemas`] never
 /// takes it for a leftover.
 pub fn create_claimed_schema(admin: &mut PgConnection, name: &str) {
     admin
         .batch_execute(&format!(
-            "SELECT pg_advisory_lock({}); CREATE SCHEMA {name}",
-            schema_claim(&format!("'{name}'"))
+            "SELECT pg_advisory_lock({}); CREATE SCHEMA {}",
+            schema_claim(&literal(name)),
+            ident(name)
         ))
         .expect("create a schema of its own");
 }
@@ -90,16 +102,36 @@ impl PgSchema {
     /// A schema whose name starts with `prefix` on the server at `url`, the unclaimed schemas
     /// of the same prefix dropped first.
     pub fn with_prefix(url: &str, prefix: &str) -> Self {
+        Self::named(url, prefix, "")
+    }
+
+    /// A test's schema whose name ends in `suffix` (any text: quotes, backslashes), after the
+    /// prefix and a UUID.
+    pub fn with_suffix(url: &str, suffix: &str) -> Self {
+        Self::named(url, TEST_SCHEMA_PREFIX, suffix)
+    }
+
+    fn named(url: &str, prefix: &str, suffix: &str) -> Self {
         let mut admin = PgConnection::establish(url).unwrap_or_else(|e| {
             panic!("DATASTORE_POSTGRES_URL is set, but {url} is unreachable: {e}")
         });
         drop_abandoned_schemas(&mut admin, prefix);
-        let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{prefix}{}{suffix}", uuid::Uuid::new_v4().simple());
         create_claimed_schema(&mut admin, &name);
         let separator = if url.contains('?') { '&' } else { '?' };
+        // The identifier, each space and backslash escaped for libpq's options, percent-encoded.
+        let option: String = format!("-csearch_path={}", ident(&name))
+            .replace('\\', "\\\\")
+            .replace(' ', "\\ ")
+            .bytes()
+            .map(|b| match b.is_ascii_alphanumeric() || b == b'_' {
+                true => char::from(b).to_string(),
+                false => format!("%{b:02X}"),
+            })
+            .collect();
         Self {
             admin,
-            url: format!("{url}{separator}options=-csearch_path%3D{name}"),
+            url: format!("{url}{separator}options={option}"),
             name,
         }
     }
@@ -119,12 +151,12 @@ impl Drop for PgSchema {
     fn drop(&mut self) {
         let _ = self
             .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", ident(&self.name)));
         // The logical feed's publication is the database's, not the schema's: dropped too
         // (whether the schema's drop went through or not), or every run would leave its own
         // behind on the server.
         let _ = self
             .admin
-            .batch_execute(&drop_publication_sql(&format!("'{}'", self.name)));
+            .batch_execute(&drop_publication_sql(&literal(&self.name)));
     }
 }

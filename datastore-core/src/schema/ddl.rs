@@ -165,7 +165,7 @@ impl Dialect {
             ColumnType::Timestamp => "'1970-01-01T00:00:00.000000Z'".into(),
             ColumnType::Json => "'null'".into(),
             ColumnType::Enum(variants) => {
-                quote_literal(variants.first().map(|v| v.as_ref()).unwrap_or(""))
+                quote_literal(variants.first().map(|v| v.as_ref()).unwrap_or(""), self)
             }
         }
     }
@@ -176,8 +176,29 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Quotes a string literal: `it's` becomes `'it''s'`.
-pub fn quote_literal(value: &str) -> String {
+/// Quotes a string literal of `dialect`: `it's` becomes `'it''s'`.
+///
+/// On PostgreSQL a value holding a backslash is written as an escape string, its backslashes
+/// doubled (`a\b` becomes `E'a\\b'`), as PostgreSQL's own `quote_literal()` writes it: a plain
+/// literal's backslashes are its own only while `standard_conforming_strings` is on, and any
+/// session, role or database may turn it off, where `'a\'` would run on past its closing quote.
+/// An escape string means the same under either setting: in the SQL the store runs, in the
+/// migration files it writes (run later, by whatever session), and in a function's body (which
+/// PL/pgSQL reads with the setting of the session that first calls it). SQLite's literals have
+/// no escapes.
+pub fn quote_literal(value: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Postgres if value.contains('\\') => {
+            format!("E{}", quote_standard_literal(&value.replace('\\', "\\\\")))
+        }
+        _ => quote_standard_literal(value),
+    }
+}
+
+/// Quotes a string literal as standard SQL does, only its quotes doubled: SQLite's, and the
+/// only form PostgreSQL's replication commands read (their grammar has no escape strings, and
+/// no escapes). Never for PostgreSQL's SQL: see [`quote_literal`].
+pub(crate) fn quote_standard_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
@@ -205,7 +226,7 @@ pub fn column_definition(table: &Table, column: &Column, dialect: Dialect) -> St
     if column.unique && !table.is_whole_key(&column.name) {
         def.push_str(" UNIQUE");
     }
-    if let Some(check) = column.check() {
+    if let Some(check) = column.check(dialect) {
         def.push_str(&format!(" CHECK ({check})"));
     }
     // SQLite assigns a key one past the largest rowid, which may be past what a narrower
@@ -369,7 +390,7 @@ fn column_constraints(table: &Table, column: &Column) -> Vec<&'static str> {
     if column.unique && !table.is_whole_key(&column.name) {
         suffixes.push("key");
     }
-    if column.check().is_some() {
+    if column.check(Dialect::Postgres).is_some() {
         suffixes.push("check");
     }
     suffixes
@@ -433,18 +454,22 @@ fn postgres_constraint_of(
         "key" => 'u',
         _ => 'c',
     };
-    let relation = quote_literal(&quote_ident(table));
+    let pg = Dialect::Postgres;
+    let relation = quote_literal(&quote_ident(table), pg);
     let on_column = column.map_or(String::new(), |column| {
         format!(
             " AND conkey = ARRAY[(SELECT attnum FROM pg_attribute \
              WHERE attrelid = {relation}::regclass AND attname = {})]",
-            quote_literal(column)
+            quote_literal(column, pg)
         )
     });
-    let what = quote_literal(&format!(
-        "{table}{} has no {label} constraint",
-        column.map_or(String::new(), |c| format!(".{c}"))
-    ));
+    let what = quote_literal(
+        &format!(
+            "{table}{} has no {label} constraint",
+            column.map_or(String::new(), |c| format!(".{c}"))
+        ),
+        pg,
+    );
     let absent = match action {
         OnConstraint::Drop { required: false } => "RETURN;".to_owned(),
         _ => format!("RAISE EXCEPTION '%', {what};"),
@@ -454,7 +479,7 @@ fn postgres_constraint_of(
     let taken = match action {
         OnConstraint::Drop { .. } => String::new(),
         OnConstraint::RenameTo(to) => {
-            let to = quote_literal(to);
+            let to = quote_literal(to, pg);
             format!(
                 "IF found = {to} OR EXISTS (SELECT 1 FROM pg_constraint WHERE conname = {to} \
                  AND connamespace = (SELECT relnamespace FROM pg_class WHERE oid = {relation}::regclass)) \
@@ -482,7 +507,7 @@ fn postgres_constraint_of(
          WHERE conrelid = {relation}::regclass AND contype = '{kind}'{on_column}; \
          IF found IS NULL THEN {absent} END IF; {taken}\
          EXECUTE format({}, found); END",
-        quote_literal(&statement)
+        quote_literal(&statement, pg)
     ))
 }
 
@@ -676,7 +701,7 @@ pub fn rebuild_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> 
         .all_indexes()
         .iter()
         .chain(&new.all_indexes())
-        .map(|index| quote_literal(&index.name))
+        .map(|index| quote_literal(&index.name, dialect))
         .collect();
     statements.extend(keep_dropped(
         DROPPED_INDEXES,
@@ -713,7 +738,7 @@ fn keep_dropped(kept: &str, kind: &str, table: &str, and: String) -> [String; 2]
         format!(
             "INSERT INTO temp.{kept} SELECT name, tbl_name, sql FROM main.sqlite_master \
              WHERE type = '{kind}' AND tbl_name = {} COLLATE NOCASE{and};",
-            quote_literal(table)
+            quote_literal(table, Dialect::Sqlite)
         ),
     ]
 }
@@ -831,7 +856,7 @@ fn sqlite_readable(column: &Column) -> Option<String> {
             )
         }
         ColumnType::Json => format!("json_valid({value})"),
-        ColumnType::Enum(_) => return column.check(),
+        ColumnType::Enum(_) => return column.check(Dialect::Sqlite),
         ColumnType::BigInt | ColumnType::Double | ColumnType::Text | ColumnType::Blob => {
             return None;
         }
@@ -867,10 +892,13 @@ fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Optio
             let date = "(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
             let time = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?";
             let offset = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
+            let pattern = |pattern: String| quote_literal(&pattern, Dialect::Postgres);
             Some(format!(
-                "CASE WHEN {value} ~ '^{date}[Tt ]{time}{offset}$' OR {value} ~ '^{date} {time}$' \
+                "CASE WHEN {value} ~ {} OR {value} ~ {} \
                  THEN substr({value}, 9, 2)::int <= extract(day FROM make_date(substr({value}, 1, 4)::int, \
-                 substr({value}, 6, 2)::int, 1) + interval '1 month - 1 day') ELSE false END"
+                 substr({value}, 6, 2)::int, 1) + interval '1 month - 1 day') ELSE false END",
+                pattern(format!("^{date}[Tt ]{time}{offset}$")),
+                pattern(format!("^{date} {time}$")),
             ))
         }
         _ => None,
@@ -887,7 +915,7 @@ fn postgres_unconvertible_check(table: &str, column: &str, held: &str) -> String
         "DO $datastore$ BEGIN IF EXISTS (SELECT 1 FROM {} WHERE NOT ({column} IS NULL OR {held})) \
          THEN RAISE EXCEPTION '%', {}; END IF; END $datastore$;",
         quote_ident(table),
-        quote_literal(&message)
+        quote_literal(&message, Dialect::Postgres)
     )
 }
 
@@ -911,13 +939,13 @@ pub fn add_foreign_key(table: &str, fk: &ForeignKey) -> String {
 
 /// [`add_foreign_key`], unless the column has a foreign key already (PostgreSQL).
 pub fn add_foreign_key_if_absent(table: &str, fk: &ForeignKey) -> String {
-    let relation = quote_literal(&quote_ident(table));
+    let relation = quote_literal(&quote_ident(table), Dialect::Postgres);
     do_block(&format!(
         "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint \
          WHERE conrelid = {relation}::regclass AND contype = 'f' AND conkey = ARRAY[\
          (SELECT attnum FROM pg_attribute WHERE attrelid = {relation}::regclass AND attname = {})]) \
          THEN {} END IF; END",
-        quote_literal(&fk.column),
+        quote_literal(&fk.column, Dialect::Postgres),
         add_foreign_key(table, fk)
     ))
 }
@@ -1010,7 +1038,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
                 OnConstraint::Drop { required },
             )
         };
-        if was.check().is_some() && was.check() != column.check() {
+        if was.check(dialect).is_some() && was.check(dialect) != column.check(dialect) {
             statements.push(drop("check", true));
         }
         // A unique column that is the whole primary key has no constraint of its own (the
@@ -1045,7 +1073,11 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
                 // An instant as `Timestamp` reads the text: without an offset in UTC, not in
                 // the session's time zone; fractions past microseconds cut, not rounded.
                 (ColumnType::Text, ColumnType::Timestamp) => {
-                    let text = format!(r"regexp_replace({name}, '(\.[0-9]{{6}})[0-9]+', '\1')");
+                    let text = format!(
+                        "regexp_replace({name}, {}, {})",
+                        quote_literal(r"(\.[0-9]{6})[0-9]+", dialect),
+                        quote_literal(r"\1", dialect)
+                    );
                     format!(
                         r"CASE WHEN {name} ~ '([Zz]|[+-][0-9]{{2}}:[0-9]{{2}})$' THEN {text}::{ty} ELSE {text}::timestamp AT TIME ZONE 'UTC' END"
                     )
@@ -1084,7 +1116,10 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
         if has_unique && !had_unique {
             statements.push(format!("ALTER TABLE {table} ADD UNIQUE ({name});"));
         }
-        if let Some(check) = column.check().filter(|c| was.check().as_ref() != Some(c)) {
+        if let Some(check) = column
+            .check(dialect)
+            .filter(|c| was.check(dialect).as_ref() != Some(c))
+        {
             statements.push(format!("ALTER TABLE {table} ADD CHECK ({check});"));
         }
         if let Some(fk) = fk_now.filter(|fk| fk_was != Some(*fk)) {
@@ -1098,8 +1133,8 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             statements.push(format!(
                 "SELECT setval(pg_get_serial_sequence({}, {}), max({name})) FROM {table} \
                  HAVING max({name}) IS NOT NULL;",
-                quote_literal(&table),
-                quote_literal(&column.name)
+                quote_literal(&table, dialect),
+                quote_literal(&column.name, dialect)
             ));
         } else if was.generated && !column.generated {
             statements.push(format!(
@@ -1176,8 +1211,8 @@ pub fn upsert(table: &Table, timestamps: Timestamps, dialect: Dialect) -> [Strin
             let key = quote_ident(column);
             let sequence = format!(
                 "pg_get_serial_sequence({}, {})",
-                quote_literal(&name),
-                quote_literal(column)
+                quote_literal(&name, dialect),
+                quote_literal(column, dialect)
             );
             let saved: Vec<String> = columns.iter().map(|c| format!("saved.{c}")).collect();
             [
@@ -1342,10 +1377,26 @@ mod examples {
         assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
     }
 
+    /// SQLite's literals have no escapes: only quotes are doubled. PostgreSQL's hold a
+    /// backslash in an escape string, doubled, which reads the same whatever
+    /// `standard_conforming_strings` says; without one, the plain form.
     #[test]
-    fn quote_literal_example() {
-        use crate::schema::ddl::quote_literal;
-        assert_eq!(quote_literal("it's"), "'it''s'");
+    fn literals_are_quoted_for_their_dialect() {
+        use crate::schema::ddl::{Dialect, quote_literal};
+        for (value, sqlite, postgres) in [
+            ("it's", "'it''s'", "'it''s'"),
+            ("", "''", "''"),
+            (r"C:\dir\", r"'C:\dir\'", r"E'C:\\dir\\'"),
+            (
+                r"\'; DROP TABLE t; --",
+                r"'\''; DROP TABLE t; --'",
+                r"E'\\''; DROP TABLE t; --'",
+            ),
+            (r"\\", r"'\\'", r"E'\\\\'"),
+        ] {
+            assert_eq!(quote_literal(value, Dialect::Sqlite), sqlite, "{value}");
+            assert_eq!(quote_literal(value, Dialect::Postgres), postgres, "{value}");
+        }
     }
 
     #[test]

@@ -253,20 +253,33 @@ impl Column {
         self
     }
 
-    /// The `CHECK` this column carries, if any (enum columns allow only their variants).
+    /// The `CHECK` this column carries in `dialect`, if any (enum columns allow only their
+    /// variants).
     ///
     /// ```
-    /// use datastore::schema::{Column, ColumnType, List, Name};
+    /// use datastore::schema::{Column, ColumnType, Dialect, List, Name};
     ///
-    /// let variants: List<Name> = vec![Name::from("active"), Name::from("inactive")].into();
+    /// let variants: List<Name> = vec![Name::from("active"), Name::from(r"in\active")].into();
     /// let status = Column::new("status", ColumnType::Enum(variants), false);
-    /// assert_eq!(status.check().unwrap(), r#""status" IN ('active', 'inactive')"#);
-    /// assert_eq!(Column::new("title", ColumnType::Text, false).check(), None);
+    /// assert_eq!(
+    ///     status.check(Dialect::Sqlite).unwrap(),
+    ///     r#""status" IN ('active', 'in\active')"#
+    /// );
+    /// // Escaped, to mean the same whatever `standard_conforming_strings` says.
+    /// assert_eq!(
+    ///     status.check(Dialect::Postgres).unwrap(),
+    ///     r#""status" IN ('active', E'in\\active')"#
+    /// );
+    /// let title = Column::new("title", ColumnType::Text, false);
+    /// assert_eq!(title.check(Dialect::Sqlite), None);
     /// ```
-    pub fn check(&self) -> Option<String> {
+    pub fn check(&self, dialect: ddl::Dialect) -> Option<String> {
         match &self.ty {
             ColumnType::Enum(variants) => {
-                let list: Vec<String> = variants.iter().map(|v| ddl::quote_literal(v)).collect();
+                let list: Vec<String> = variants
+                    .iter()
+                    .map(|v| ddl::quote_literal(v, dialect))
+                    .collect();
                 Some(format!(
                     "{} IN ({})",
                     ddl::quote_ident(&self.name),
@@ -362,12 +375,15 @@ impl ColumnDefault {
         literal && text.parse::<f64>().is_ok_and(|v| v.abs() <= largest)
     }
 
-    /// The default as an SQL literal of `dialect`.
+    /// The default as an SQL literal of `dialect` (on PostgreSQL, one that means the same
+    /// whatever `standard_conforming_strings` says).
     ///
     /// ```
     /// use datastore::schema::{ColumnDefault, Dialect};
     ///
     /// assert_eq!(ColumnDefault::Text("it's".into()).sql(Dialect::Sqlite), "'it''s'");
+    /// assert_eq!(ColumnDefault::Text(r"C:\".into()).sql(Dialect::Sqlite), r"'C:\'");
+    /// assert_eq!(ColumnDefault::Text(r"C:\".into()).sql(Dialect::Postgres), r"E'C:\\'");
     /// assert_eq!(ColumnDefault::Integer(-1).sql(Dialect::Postgres), "-1");
     /// ```
     pub fn sql(&self, dialect: ddl::Dialect) -> String {
@@ -376,7 +392,7 @@ impl ColumnDefault {
             (Self::Real(text), _) => text.to_string(),
             (Self::Bool(b), ddl::Dialect::Postgres) => (if *b { "TRUE" } else { "FALSE" }).into(),
             (Self::Bool(b), ddl::Dialect::Sqlite) => (if *b { "1" } else { "0" }).into(),
-            (Self::Text(text), _) => ddl::quote_literal(text),
+            (Self::Text(text), _) => ddl::quote_literal(text, dialect),
         }
     }
 }

@@ -64,7 +64,7 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     let rows: Vec<Name> = diesel::sql_query(
         "SELECT table_name::text AS name FROM information_schema.tables \
          WHERE table_schema = $1 AND table_type = 'BASE TABLE' \
-         AND table_name NOT LIKE '\\_\\_diesel%' AND table_name <> 'datastore_change_payloads' \
+         AND NOT starts_with(table_name::text, '__diesel') AND table_name <> 'datastore_change_payloads' \
          ORDER BY table_name",
     )
     .bind::<Text, _>(schema)

@@ -112,7 +112,7 @@ impl Listener {
         conn.batch_execute(&format!(
             "SET application_name = {}; LISTEN {}; \
              SELECT 1 FROM {changes} LIMIT 0; DELETE FROM {changes} WHERE false",
-            quote_literal(&name),
+            quote_literal(&name, Dialect::Postgres),
             quote_ident(channel)
         ))?;
         // The transactions that had ended once it listened: a notification of theirs reaching

@@ -39,7 +39,7 @@ use super::pgoutput::{self, Frame, Message, Tuple, Value};
 use super::triggers::dollar_quoted;
 use super::{Outlet, decode, outlet};
 use crate::ffi::libpq::{ReplicationConn, Timed};
-use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::schema::ddl::{Dialect, quote_ident, quote_literal, quote_standard_literal};
 use crate::{Error, Result};
 
 /// The prefix of the messages this feed writes into the log.
@@ -142,11 +142,11 @@ pub(super) fn publish_tables(
          PERFORM pg_logical_emit_message(true, {prefix}, 'd:' || (pg_trigger_depth() - 1)); \
          RETURN OLD; END $body$;\n\
          DO {setup};\n",
-        prefix = quote_literal(PREFIX),
+        prefix = quote_literal(PREFIX, Dialect::Postgres),
         setup = dollar_quoted(&format!(
             "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = {}) THEN \
              CREATE PUBLICATION {publication}; END IF; END",
-            quote_literal(publication.trim_matches('"')),
+            quote_literal(publication.trim_matches('"'), Dialect::Postgres),
         )),
     );
     for table in tables {
@@ -157,8 +157,8 @@ pub(super) fn publish_tables(
                  ON p.oid = r.prpubid WHERE p.pubname = {publication_literal} \
                  AND r.prrelid = {table_literal}::regclass) THEN \
              ALTER PUBLICATION {publication} ADD TABLE {qualified}; END IF; END",
-            publication_literal = quote_literal(publication.trim_matches('"')),
-            table_literal = quote_literal(&qualified),
+            publication_literal = quote_literal(publication.trim_matches('"'), Dialect::Postgres),
+            table_literal = quote_literal(&qualified, Dialect::Postgres),
         ));
         sql.push_str(&format!(
             "ALTER TABLE {qualified} REPLICA IDENTITY FULL;\n\
@@ -209,8 +209,8 @@ pub(super) fn send_marker(conn: &mut PgConnection, nonce: &str) -> Result<()> {
     conn.batch_execute(&format!(
         "BEGIN; SET LOCAL synchronous_commit = local; \
          SELECT pg_logical_emit_message(true, {}, {}); COMMIT",
-        quote_literal(PREFIX),
-        quote_literal(&format!("m:{nonce}")),
+        quote_literal(PREFIX, Dialect::Postgres),
+        quote_literal(&format!("m:{nonce}"), Dialect::Postgres),
     ))?;
     Ok(())
 }
@@ -331,11 +331,13 @@ impl LogicalListener {
                 },
                 Timed::Failed(e) => failed(e),
             })?;
+        // A replication command's grammar reads no escape strings (nor escapes): the
+        // publication's name, hex digits, needs none.
         stream
             .start_replication(&format!(
                 "START_REPLICATION SLOT {slot} LOGICAL 0/0 (proto_version '1', \
                  publication_names {}, messages 'true')",
-                quote_literal(&quote_ident(&publication(channel)))
+                quote_standard_literal(&quote_ident(&publication(channel)))
             ))
             .map_err(failed)?;
         let mut listener = LogicalListener {

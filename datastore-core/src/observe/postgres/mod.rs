@@ -58,7 +58,7 @@ use self::outlet::{Outlet, SnapshotText, connection_failed};
 use self::triggers::changes_table;
 use super::hub::{Hub, Queue};
 use super::{Batch, ChangeFeed, Columns, Op, RawChange, Shape};
-use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::schema::ddl::{Dialect, quote_ident, quote_literal};
 use crate::{Error, Result};
 
 /// Why a `TRUNCATE` is reported, as a change that cannot be read, for each table it emptied

@@ -28,7 +28,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::Name;
-use crate::schema::ddl::{quote_ident, quote_literal};
+use crate::schema::ddl::{Dialect, quote_ident, quote_literal};
 use crate::{Error, Result};
 
 /// How long a recorded change is kept after its transaction ended, for every listener to read
@@ -216,11 +216,11 @@ COMMENT ON FUNCTION {notify} IS {comment};
 -- What an earlier version numbered its notifications with.
 DROP SEQUENCE IF EXISTS {schema_ident}.datastore_change_seq;
 "#,
-        table_literal = quote_literal(&table),
-        index_literal = quote_literal(&index),
+        table_literal = quote_literal(&table, Dialect::Postgres),
+        index_literal = quote_literal(&index, Dialect::Postgres),
         statement_body = dollar_quoted(STATEMENT_BODY),
         notify_body = dollar_quoted(&notify_body(schema)),
-        comment = quote_literal(&legacy_comment(schema)),
+        comment = quote_literal(&legacy_comment(schema), Dialect::Postgres),
     )
 }
 
@@ -248,7 +248,7 @@ pub(super) fn unlog_changes(conn: &mut PgConnection, schema: &str) -> diesel::Qu
          EXCEPTION WHEN lock_not_available OR object_not_in_prerequisite_state THEN \
              NULL; \
          END",
-        table_literal = quote_literal(&table),
+        table_literal = quote_literal(&table, Dialect::Postgres),
     );
     let sql = format!(
         "SET LOCAL lock_timeout = '100ms'; DO {};",
@@ -291,7 +291,7 @@ pub(super) fn trigger_sql(schema: &str, table: &str) -> String {
 /// it (see [`trigger_sql`]).
 pub(super) fn always_sql(schema: &str, table: &str) -> String {
     let (schema, table) = (quote_ident(schema), quote_ident(table));
-    let relation = quote_literal(&format!("{schema}.{table}"));
+    let relation = quote_literal(&format!("{schema}.{table}"), Dialect::Postgres);
     let body = format!(
         "BEGIN \
              IF (SELECT pg_has_role(relowner, 'USAGE') FROM pg_class \
