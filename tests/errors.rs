@@ -1113,6 +1113,77 @@ fn on_postgres_a_lock_timeout_is_busy_in_whatever_language_the_server_speaks() {
     );
 }
 
+/// A caller's `RESET ALL` or `DISCARD ALL` on a connection the store lent it takes back the
+/// settings the store gave its session (`lock_timeout`, English messages: without them a
+/// lock waited for would not be `Error::Busy`, nor a deadlock told): the connection has them
+/// again as it goes back to the pool, also where the reset came past the queries whose text is
+/// read. `DISCARD ALL` also deallocates Diesel's prepared statements: the store's next
+/// statements run all the same (on a connection that replaced it). Where the server speaks
+/// German, the role's messages are German, which a reset would bring back.
+#[test]
+fn on_postgres_a_connection_its_caller_reset_goes_back_to_the_pool_set_up() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let german = server_speaks_german(
+        &url,
+        "on_postgres_a_connection_its_caller_reset_goes_back_to_the_pool_set_up (in German)",
+    );
+    let schema = common::PgSchema::new(&url);
+    let url = match german {
+        true => schema
+            .url()
+            .replace("options=", "options=-clc_messages%3Dde_DE.UTF-8%20"),
+        false => schema.url().to_owned(),
+    };
+    let store = Store::builder(&url)
+        .migrations(datastore::embed_migrations!())
+        .busy_timeout(Duration::from_millis(50))
+        .pool_size(1)
+        .open()
+        .unwrap();
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Settings {
+        #[diesel(sql_type = Text)]
+        lock_timeout: String,
+        #[diesel(sql_type = Text)]
+        lc_messages: String,
+    }
+    let settings = || -> Settings {
+        diesel::sql_query(
+            "SELECT current_setting('lock_timeout') AS lock_timeout, \
+             current_setting('lc_messages') AS lc_messages",
+        )
+        .get_result(&mut *store.conn().unwrap())
+        .unwrap()
+    };
+    let set_up = settings();
+    assert_eq!(set_up.lock_timeout, "50ms");
+    if german {
+        assert_eq!(set_up.lc_messages, "C");
+    }
+    // Each reset, after as many queries of the caller's (sixteen are read).
+    let resets = [
+        (0, "RESET ALL"),
+        (0, "select 1; reset all"),
+        (0, "DISCARD ALL"),
+        (16, "RESET ALL"),
+    ];
+    for (i, (queries_before, reset)) in resets.into_iter().enumerate() {
+        // A statement Diesel prepares, on the pool's one connection.
+        store.save(user(&format!("user {i}"))).unwrap();
+        let mut conn = store.conn().unwrap();
+        for _ in 0..queries_before {
+            conn.batch_execute("SELECT 1").unwrap();
+        }
+        conn.batch_execute(reset).unwrap();
+        drop(conn);
+        let after = format!("{reset} after {queries_before} queries");
+        assert_eq!(settings(), set_up, "{after}");
+        assert_eq!(store.count::<User>().unwrap(), i + 1, "{after}");
+    }
+}
+
 /// A role whose messages are translated and that may not set them is refused as the store
 /// opens (`ConnectionFailure::Setup`), saying which setting to change, rather than open a store
 /// that would take a deadlock or a lock timeout for an unknown error.

@@ -278,9 +278,13 @@ fn a_connection_left_inside_its_users_own_transaction_is_not_handed_on_inside_it
 
     // PostgreSQL: what that costs. A lent connection that ran SQL that may begin a transaction
     // (a word `BEGIN` or `START`, also where it began none) ends any as it goes back, in a
-    // round trip; one that ran none, or Diesel's own transactions, and the store's own
-    // connections, do not.
-    let ended = |sql: &[String]| sql.iter().filter(|s| *s == "BEGIN; ROLLBACK").count();
+    // round trip (which gives the session the store's settings again); one that ran none, or
+    // Diesel's own transactions, and the store's own connections, do not.
+    let ended = |sql: &[String]| {
+        sql.iter()
+            .filter(|s| s.starts_with("BEGIN; ROLLBACK; "))
+            .count()
+    };
     let (_, lent) = common::trace::statements(|| {
         store
             .conn()

@@ -116,6 +116,10 @@ impl ConnectionSetup {
     /// by default (read in the same round trip), and reports its statements (see `trace.rs`).
     ///
     /// The server's messages are made English ([`english_messages`]).
+    ///
+    /// A caller the connection is lent to may take these settings back (`RESET ALL`, `DISCARD
+    /// ALL`): the statements that give them again are kept with the connection, for it to be
+    /// settled as it goes back to the pool (`BackendManager::has_broken`).
     pub fn apply_postgres(&self, conn: &mut PgConnection) -> diesel::QueryResult<()> {
         #[derive(diesel::QueryableByName)]
         struct Backend {
@@ -130,19 +134,26 @@ impl ConnectionSetup {
             conn,
             super::lost::FirstFailure::new(self.slow_statements),
         );
+        let lock_timeout = format!(
+            "SELECT set_config('lock_timeout', '{}', false)",
+            self.busy_timeout.as_millis()
+        );
         let backend: Vec<Backend> = diesel::RunQueryDsl::load(
             diesel::sql_query(format!(
                 "SELECT pg_backend_pid() AS pid, \
                  current_setting('default_transaction_isolation') = 'serializable' AS serializable, \
                  current_setting('lc_messages') AS messages \
-                 FROM (SELECT set_config('lock_timeout', '{}', false)) AS setup",
-                self.busy_timeout.as_millis()
+                 FROM ({lock_timeout}) AS setup"
             )),
             conn,
         )?;
         if let Some(backend) = backend.first() {
             super::lost::FirstFailure::set_server_facts(conn, backend.pid, backend.serializable);
-            english_messages(conn, &backend.messages)?;
+            let settings = match english_messages(conn, &backend.messages)? {
+                true => format!("{lock_timeout}; {ENGLISH}"),
+                false => lock_timeout,
+            };
+            super::lost::FirstFailure::set_settings(conn, settings);
         }
         Ok(())
     }
@@ -155,6 +166,9 @@ impl ConnectionSetup {
         }
     }
 }
+
+/// The statement that makes a session's messages English (PostgreSQL's own text).
+const ENGLISH: &str = "SET lc_messages TO 'C'";
 
 /// Makes the session's messages PostgreSQL's own (English) text, where the server, the
 /// database or the role set `lc_messages` (`messages` as the connection found it) to another
@@ -171,14 +185,17 @@ impl ConnectionSetup {
 /// change, rather than let those errors pass as unknown ones. Where no `lc_messages` is set,
 /// the server's environment decides, taken as English (a server set up in another language
 /// sets it).
-fn english_messages(conn: &mut PgConnection, messages: &str) -> diesel::QueryResult<()> {
+///
+/// Whether it set them: where it did, a session that takes its settings back needs them set
+/// again.
+fn english_messages(conn: &mut PgConnection, messages: &str) -> diesel::QueryResult<bool> {
     if messages.is_empty() || is_english(messages) {
-        return Ok(());
+        return Ok(false);
     }
-    let set = conn.batch_execute("SET lc_messages TO 'C'");
+    let set = conn.batch_execute(ENGLISH);
     // A refusal outside a transaction leaves nothing to settle as the connection returns.
     let _ = super::lost::FirstFailure::failed_outside_transaction(conn);
-    set.map_err(|_| {
+    set.map(|()| true).map_err(|_| {
         diesel::result::Error::QueryBuilderError(
             format!(
                 "the server's messages are in {messages:?} (lc_messages), which this role may \

@@ -269,11 +269,15 @@ pub(crate) struct FirstFailure {
     /// A statement failed while Diesel had no transaction open: see
     /// [`failed_outside_transaction`](Self::failed_outside_transaction).
     failed_outside_transaction: bool,
-    /// The connection is lent to the store's caller ([`lend`](Self::lend)), and whether SQL
-    /// it ran since (but Diesel's own `BEGIN`) may have begun a transaction: see
-    /// [`take_may_have_begun`](Self::take_may_have_begun).
+    /// The connection is lent to the store's caller ([`lend`](Self::lend)), and what SQL it
+    /// ran since (but Diesel's own `BEGIN`) may have left: see
+    /// [`take_leftover`](Self::take_leftover).
     lent: bool,
-    may_have_begun: bool,
+    leftover: Leftover,
+    /// The statements that give the connection's session the store's settings again
+    /// (`lock_timeout`, and English messages where the setup had to set them), run where a
+    /// caller may have reset them: see `ConnectionSetup::apply_postgres`.
+    settings: String,
     /// The store's own statements are running ([`own`](Self::own)): their SQL is not read.
     own: bool,
     /// How many more of a lent connection's queries are read before the round trip at its
@@ -296,7 +300,8 @@ impl FirstFailure {
             diesel_begins: false,
             failed_outside_transaction: false,
             lent: false,
-            may_have_begun: false,
+            leftover: Leftover::Clean,
+            settings: String::new(),
             own: false,
             reads_left: 0,
         }
@@ -309,7 +314,7 @@ impl FirstFailure {
         let depth = crate::backend::depth(conn);
         if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
             recorder.lent = true;
-            recorder.may_have_begun = false;
+            recorder.leftover = Leftover::Clean;
             recorder.depth = depth;
             recorder.own = false;
             recorder.reads_left = READS;
@@ -350,16 +355,33 @@ impl FirstFailure {
         }
     }
 
-    /// Whether the connection comes back from the store's caller having run SQL that may have
-    /// begun a transaction (reset by the call): a transaction
-    /// begun with SQL of the caller's own (`BEGIN`, `START TRANSACTION`), which Diesel does not
-    /// follow, may have been left open. `None` if the connection's instrumentation is no
-    /// longer this one (the caller replaced it), which tells nothing.
-    pub fn take_may_have_begun(conn: &mut diesel::PgConnection) -> Option<bool> {
+    /// What the SQL the store's caller ran on the connection may have left on its session, as
+    /// it comes back (reset by the call): see [`Leftover`]. `None` if the connection's
+    /// instrumentation is no longer this one (the caller replaced it), which tells nothing.
+    pub fn take_leftover(conn: &mut diesel::PgConnection) -> Option<Leftover> {
         use diesel::Connection;
         let recorder = conn.instrumentation().downcast_mut::<Self>()?;
         let lent = std::mem::take(&mut recorder.lent);
-        Some(std::mem::take(&mut recorder.may_have_begun) && lent)
+        let leftover = std::mem::take(&mut recorder.leftover);
+        Some(if lent { leftover } else { Leftover::Clean })
+    }
+
+    /// Records the statements that give the connection's session the store's settings again.
+    pub fn set_settings(conn: &mut diesel::PgConnection, settings: String) {
+        use diesel::Connection;
+        if let Some(recorder) = conn.instrumentation().downcast_mut::<Self>() {
+            recorder.settings = settings;
+        }
+    }
+
+    /// The statements that give the connection's session the store's settings again (none
+    /// for a connection the store did not set up).
+    pub fn settings(conn: &mut diesel::PgConnection) -> String {
+        use diesel::Connection;
+        conn.instrumentation()
+            .downcast_mut::<Self>()
+            .map(|recorder| recorder.settings.clone())
+            .unwrap_or_default()
     }
 
     /// Whether a statement failed since the last call while Diesel had no transaction open
@@ -446,13 +468,15 @@ impl Instrumentation for FirstFailure {
                 // Read inside Diesel's transactions too: SQL of the caller's own may end one
                 // and begin another, which Diesel would then not end.
                 let diesels_own = std::mem::take(&mut self.diesel_begins);
-                if self.lent && !diesels_own && !self.own && !self.may_have_begun {
-                    if self.reads_left == 0 {
-                        self.may_have_begun = true;
-                    } else {
-                        self.reads_left -= 1;
-                        self.may_have_begun = may_begin_transaction(*query);
-                    }
+                if self.lent && !diesels_own && !self.own && self.leftover != Leftover::Discarded {
+                    let read = match self.reads_left.checked_sub(1) {
+                        Some(left) => {
+                            self.reads_left = left;
+                            leftover(*query)
+                        }
+                        None => Leftover::Unsettled,
+                    };
+                    self.leftover = self.leftover.max(read);
                 }
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
@@ -481,7 +505,7 @@ impl Instrumentation for FirstFailure {
     }
 }
 
-/// How many of a lent connection's queries are read for a transaction they may begin: reading
+/// How many of a lent connection's queries are read for what they may leave: reading
 /// one costs Diesel's building of its text (about 17,000 instructions, some 5 µs, for a find
 /// by key through Diesel's DSL: `profile pg-find-diesel`), the round trip that ends a
 /// transaction at check-in about 70 µs on the machine of `BENCHMARKS.md`; past this many reads
@@ -489,27 +513,52 @@ impl Instrumentation for FirstFailure {
 /// pays at most about twice the cheaper of the two.
 const READS: u32 = 16;
 
-/// Whether the SQL of `query` may begin a transaction: whether a word of it is `BEGIN` or
-/// `START` (in any case), wherever it stands, in a string, a comment or a quoted name too. It
-/// errs on one side only: a transaction block can begin with no other statement, and a word
-/// that begins none (a function's body, a column named `start`) costs a round trip at most.
-/// Read from Diesel's text of the query: a batch's whole, or a query's SQL, whose binds that
-/// follow it are left unformatted.
-fn may_begin_transaction(query: &dyn std::fmt::Display) -> bool {
+/// What SQL a caller ran on a connection the store lent may have left on its session, as the
+/// words of the SQL tell (see [`leftover`]); worse ones later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Leftover {
+    /// Nothing the store must undo.
+    #[default]
+    Clean,
+    /// A transaction begun and left open (`BEGIN`, `START TRANSACTION`), which Diesel does not
+    /// follow, or the settings the store gave the session taken back (`RESET ALL`, `RESET
+    /// lock_timeout`): the connection is settled as it goes back, in a round trip.
+    Unsettled,
+    /// The session discarded (`DISCARD ALL`): with its settings, the statements Diesel
+    /// prepared and keeps (it would run them again, and the server refuse them). The
+    /// connection is replaced.
+    Discarded,
+}
+
+/// What the SQL of `query` may leave on its session ([`Leftover`]): by whether a word of it is
+/// `BEGIN`, `START` or `RESET` ([`Leftover::Unsettled`]), or `DISCARD` (in any case),
+/// wherever it stands, in a string, a comment or a quoted name too. It errs on one side only:
+/// a transaction block can begin with no other statement, a setting is reset by no other
+/// (`SET x TO DEFAULT` sets it: the caller's own change, as any `SET`), and a word that does
+/// neither (a function's body, a column named `start`) costs a round trip, or a connection, at
+/// most. Read from Diesel's text of the query: a batch's whole, or a query's SQL, whose binds
+/// that follow it are left unformatted.
+fn leftover(query: &dyn std::fmt::Display) -> Leftover {
     /// Reads the text as it is written, one piece after another, up to Diesel's binds.
     #[derive(Default)]
     struct Words {
-        /// The word being read, upper-cased, while it is at most 5 letters long and all letters.
-        word: [u8; 5],
+        /// The word being read, upper-cased, while it is at most 7 letters long and all letters.
+        word: [u8; 7],
         len: usize,
-        /// The word being read is longer than 5 bytes, or holds a byte other than a letter.
+        /// The word being read is longer than 7 bytes, or holds a byte other than a letter.
         other: bool,
-        found: bool,
+        found: Leftover,
     }
     impl Words {
         fn end_word(&mut self) {
             let word = &self.word[..self.len];
-            self.found |= !self.other && (word == b"BEGIN" || word == b"START");
+            let found = match word {
+                _ if self.other => Leftover::Clean,
+                b"BEGIN" | b"START" | b"RESET" => Leftover::Unsettled,
+                b"DISCARD" => Leftover::Discarded,
+                _ => Leftover::Clean,
+            };
+            self.found = self.found.max(found);
             (self.len, self.other) = (0, false);
         }
     }
@@ -586,7 +635,12 @@ pub(crate) fn is_rollback(sql: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_rollback, may_begin_transaction};
+    use super::{Leftover, is_rollback, leftover};
+
+    /// Whether the SQL leaves the connection to be settled, as a transaction begun does.
+    fn may_begin_transaction(sql: &dyn std::fmt::Display) -> bool {
+        leftover(sql) != Leftover::Clean
+    }
 
     /// A transaction block begins with `BEGIN` or `START TRANSACTION`, in any case and
     /// anywhere in a batch: each is found, and nothing is without either word (which is
@@ -628,6 +682,27 @@ mod tests {
         assert!(!may_begin_transaction(&text));
         let query = diesel::sql_query("BEGIN").bind::<diesel::sql_types::Text, _>("x");
         assert!(may_begin_transaction(&diesel::debug_query::<Pg, _>(&query)));
+    }
+
+    /// A session's settings are taken back by `RESET` (`RESET ALL`, or one of them), which
+    /// leaves the connection to be settled; `DISCARD` (`DISCARD ALL`) also drops Diesel's
+    /// prepared statements, which leaves it to be replaced, whatever else the SQL holds.
+    #[test]
+    fn sql_that_may_reset_or_discard_the_session_is_told_by_its_words() {
+        for (sql, left) in [
+            ("RESET ALL", Leftover::Unsettled),
+            ("select 1; reset lock_timeout", Leftover::Unsettled),
+            ("DISCARD ALL", Leftover::Discarded),
+            ("BEGIN; SELECT 1; discard plans", Leftover::Discarded),
+            ("discard all; begin", Leftover::Discarded),
+            (
+                "SELECT resets, discards, discarded, reset_at, $discard FROM t",
+                Leftover::Clean,
+            ),
+            ("SET lock_timeout TO DEFAULT", Leftover::Clean),
+        ] {
+            assert_eq!(leftover(&sql), left, "{sql}");
+        }
     }
 
     /// A statement refused after a loss whose error the application never converted (it kept

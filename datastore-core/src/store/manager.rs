@@ -4,6 +4,7 @@ use diesel::connection::Connection;
 use diesel::r2d2::{Error, R2D2Connection};
 use diesel::{PgConnection, SqliteConnection};
 
+use super::lost::{FirstFailure, Leftover};
 use crate::AnyConnection;
 use crate::schema::ddl::Dialect;
 
@@ -77,9 +78,11 @@ impl r2d2::ManageConnection for BackendManager {
         // PostgreSQL, one a statement failed in outside Diesel's transactions, now open or
         // aborted, or one the caller the connection was lent to began with SQL of their own and
         // left open (ended, unasked, in a round trip of its own, only on a connection lent by
-        // `Store::conn` that ran SQL with the word `BEGIN` or `START`). A `ROLLBACK` ends it
-        // rather than hand it to the next user; where none is open it fails (SQLite) or warns
-        // (PostgreSQL, and Diesel keeps the warning to itself), and does nothing.
+        // `Store::conn` that ran SQL with the word `BEGIN` or `START`: see `settle`, which
+        // also gives back the settings such a caller's `RESET` took; one whose caller ran
+        // `DISCARD` is replaced). A `ROLLBACK` ends it rather than hand it to the next user;
+        // where none is open it fails (SQLite) or warns (PostgreSQL, and Diesel keeps the
+        // warning to itself), and does nothing.
         let stray = match conn {
             AnyConnection::Sqlite(conn) => {
                 // One Diesel follows and does not count as broken (a test transaction): the
@@ -100,13 +103,17 @@ impl r2d2::ManageConnection for BackendManager {
                 // Without the store's instrumentation (its caller replaced it) nothing tells
                 // what the connection did, and the store's transactions lose what it keeps:
                 // the connection goes, and the pool sets up another.
-                let Some(may_have_begun) = super::lost::FirstFailure::take_may_have_begun(conn)
-                else {
+                let Some(leftover) = FirstFailure::take_leftover(conn) else {
                     return true;
                 };
-                // Both flags are taken (reset) whatever either says.
-                let failed = super::lost::FirstFailure::failed_outside_transaction(conn);
-                failed || (may_have_begun && !end_callers_transaction(conn))
+                // Both are taken (reset) whatever either says.
+                let failed = FirstFailure::failed_outside_transaction(conn);
+                match leftover {
+                    Leftover::Clean => failed,
+                    Leftover::Unsettled => return !settle(conn, failed),
+                    // The pool sets up another.
+                    Leftover::Discarded => return true,
+                }
             }
         };
         if stray {
@@ -126,17 +133,25 @@ impl r2d2::ManageConnection for BackendManager {
     }
 }
 
-/// Ends a transaction the caller a PostgreSQL connection was lent to may have begun with SQL of
-/// their own and left open, in one round trip, unasked: Diesel does not expose what libpq knows
-/// of it, and a question would cost the same round trip. Outside a transaction the batch
-/// begins one and ends it; inside one its `BEGIN` only warns (the server logs that warning: it
-/// says a transaction was left open) and its `ROLLBACK` ends it. Whether it ran (an aborted
-/// transaction refuses the `BEGIN`, and the batch stops there).
-fn end_callers_transaction(conn: &mut diesel::PgConnection) -> bool {
-    let ended =
-        diesel::connection::SimpleConnection::batch_execute(conn, "BEGIN; ROLLBACK").is_ok();
-    // A refusal counts as a failure outside Diesel's transactions: settled by the `ROLLBACK`
-    // that follows.
-    let _ = super::lost::FirstFailure::failed_outside_transaction(conn);
-    ended
+/// Settles a PostgreSQL connection whose caller (it was lent to) may have left a transaction
+/// of their own open or taken back the session's settings ([`Leftover::Unsettled`]), in one
+/// round trip, unasked: Diesel does not expose what libpq knows of the transaction, and a
+/// question would cost the same round trip. Outside a transaction `BEGIN; ROLLBACK` begins one
+/// and ends it; inside one its `BEGIN` only warns (the server logs that warning: it says a
+/// transaction was left open) and its `ROLLBACK` ends it; where a statement `failed` outside
+/// Diesel's transactions (its transaction, if any, aborted, refuses a `BEGIN`) the `ROLLBACK`
+/// alone. Then the session is given the store's settings again (`lock_timeout`, English
+/// messages: see `ConnectionSetup::apply_postgres`). Whether it all ran: a connection it did
+/// not settle goes.
+fn settle(conn: &mut diesel::PgConnection, failed: bool) -> bool {
+    let end = if failed {
+        "ROLLBACK"
+    } else {
+        "BEGIN; ROLLBACK"
+    };
+    let sql = format!("{end}; {}", FirstFailure::settings(conn));
+    let settled = diesel::connection::SimpleConnection::batch_execute(conn, &sql).is_ok();
+    // A refusal counts as a failure outside Diesel's transactions: the connection goes anyway.
+    let _ = FirstFailure::failed_outside_transaction(conn);
+    settled
 }

@@ -120,6 +120,15 @@ impl Store {
     /// which ends a transaction left open and, where none is, begins and ends one. The async
     /// store lends its connection to a closure given to `run` the same way.
     ///
+    /// The settings the store gives its PostgreSQL sessions (a `lock_timeout` of the
+    /// [busy timeout](crate::StoreBuilder::busy_timeout), English messages) are given again
+    /// in the same round trip, which a query with the word `RESET` (`RESET ALL`) costs too;
+    /// one of the sixteen read with the word `DISCARD` (`DISCARD ALL`, which also deallocates
+    /// the statements Diesel prepared) has the connection replaced as it goes back. A setting
+    /// the caller changes with `SET` stays with the connection; so does a `RESET ALL` run in a
+    /// [`transaction`](Store::transaction)'s closure (whose SQL is not read) that commits, and
+    /// the loss of Diesel's statements to a `DISCARD ALL` past the sixteenth query.
+    ///
     /// ```
     /// # use datastore::prelude::*;
     /// # use datastore_doc_models::{Note, notes};
