@@ -50,6 +50,28 @@ fn write_synced(path: &Path, text: &str) -> Result<()> {
     file.sync_all().map_err(io(path))
 }
 
+/// Flushes the entries of the folder `dir` to the disk: a file created in it, or renamed into
+/// or out of it, is there after a crash only once its folder is synced (on Linux, a rename is
+/// otherwise lost with the machine). Where a folder cannot be opened as a file (not on unix),
+/// it does nothing.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    tests::SYNCED.with(|synced| synced.borrow_mut().push(dir.to_owned()));
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+/// The folder `path` is in (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 impl Staged {
     /// Writes `files` (each a name and its text) as the migration `<folder>/<name>`, and
     /// `schema` as the folder's next `schema.json`, into a staging folder inside `folder`
@@ -87,6 +109,7 @@ impl Staged {
         for (file, text) in files {
             write_synced(&migration.join(file), text)?;
         }
+        sync_dir(&migration)?;
         write_synced(&self.staging.join(RECORDED_SCHEMA), schema)?;
         let recorded = self.folder.join(RECORDED_SCHEMA);
         let previous = self.staging.join(PREVIOUS_SCHEMA);
@@ -104,38 +127,68 @@ impl Staged {
     }
 
     /// Moves the migration into place, then the recorded schema over the folder's (each a
-    /// rename within the folder). If the second move fails, the first is undone: the folder
-    /// is left as it was.
+    /// rename within the folder, made durable before the next step). If the second move fails,
+    /// the first is undone: the folder is left as it was.
     pub(crate) fn commit(&mut self) -> Result<()> {
         let staged = self.staging.join(&self.name);
         let dir = self.dir();
         fs::rename(&staged, &dir).map_err(io(&dir))?;
+        // The migration is on the disk before `schema.json` records it: a crash between the
+        // two never leaves a `schema.json` whose migration is lost.
         let recorded = self.folder.join(RECORDED_SCHEMA);
-        if let Err(source) = fs::rename(self.staging.join(RECORDED_SCHEMA), &recorded) {
+        let recorded_too = sync_dir(&self.folder).and_then(|()| {
+            fs::rename(self.staging.join(RECORDED_SCHEMA), &recorded).map_err(io(&recorded))
+        });
+        if let Err(e) = recorded_too {
             if fs::rename(&dir, &staged).is_err() {
                 let _ = fs::remove_dir_all(&dir);
             }
-            return Err(io(&recorded)(source));
+            return Err(e);
         }
         self.committed = true;
+        sync_dir(&self.folder)?;
+        if self.made_folder {
+            sync_dir(parent(&self.folder))?;
+        }
         Ok(())
     }
 
-    /// Takes a committed migration out of place again: the folder's previous `schema.json`
-    /// back (or none, if it had none), then the migration's folder out.
+    /// Takes a committed migration out of place again: the recorded schema out, the
+    /// migration's folder out, then the folder's previous `schema.json` back (if it had one).
+    /// If a step fails, those taken are undone: the migration stays committed, as
+    /// `schema.json` records it. Killed partway, it leaves the folder without `schema.json`,
+    /// which `generate` and `check` refuse ([`MigrationFailure::SchemaFileMissing`]), never a
+    /// `schema.json` that disagrees with the migrations (the previous one beside the
+    /// migration, from which `generate` would write its change a second time; or the new one
+    /// without it, from which `generate` would never write it).
+    ///
+    /// [`MigrationFailure::SchemaFileMissing`]: super::MigrationFailure::SchemaFileMissing
     #[cfg(feature = "cli")]
     pub(crate) fn undo(&mut self) -> Result<()> {
         if !self.committed {
             return Ok(());
         }
         let recorded = self.folder.join(RECORDED_SCHEMA);
+        let mut steps = vec![
+            (recorded.clone(), self.staging.join(RECORDED_SCHEMA)),
+            (self.dir(), self.staging.join(&self.name)),
+        ];
         if self.had_schema {
-            fs::rename(self.staging.join(PREVIOUS_SCHEMA), &recorded).map_err(io(&recorded))?;
-        } else {
-            fs::remove_file(&recorded).map_err(io(&recorded))?;
+            steps.push((self.staging.join(PREVIOUS_SCHEMA), recorded));
         }
-        let dir = self.dir();
-        fs::rename(&dir, self.staging.join(&self.name)).map_err(io(&dir))?;
+        for (taken, (from, to)) in steps.iter().enumerate() {
+            let step = fs::rename(from, to).map_err(io(from));
+            if let Err(e) = step.and_then(|()| sync_dir(&self.folder)) {
+                // Those taken back, the failed one too if its rename took place.
+                for (from, to) in steps[..=taken].iter().rev() {
+                    if !from.exists() && to.exists() {
+                        let _ = fs::rename(to, from);
+                    }
+                }
+                let _ = sync_dir(&self.folder);
+                return Err(e);
+            }
+        }
         self.committed = false;
         Ok(())
     }
@@ -151,12 +204,22 @@ impl Drop for Staged {
     }
 }
 
-#[cfg(all(test, feature = "cli"))]
+#[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
     use std::fs;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::Staged;
+
+    thread_local! {
+        /// The folders `sync_dir` flushed on this thread, in order.
+        pub(super) static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn synced() -> Vec<PathBuf> {
+        SYNCED.with(|synced| synced.take())
+    }
 
     fn listing(folder: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(folder)
@@ -179,6 +242,7 @@ mod tests {
 
     /// What the command line relies on to put two backends' migrations in place or neither: a
     /// committed migration undone, or one never committed, leaves its folder as it was.
+    #[cfg(feature = "cli")]
     #[test]
     fn an_undone_or_uncommitted_migration_leaves_the_folder_as_it_was() {
         let tmp = tempfile::tempdir().unwrap();
@@ -218,5 +282,71 @@ mod tests {
         assert!(!new.exists());
         drop(stage(&new));
         assert!(!new.exists());
+    }
+
+    /// An undo that fails partway (here taking the migration out, as a refused permission
+    /// would: something is in its way in the staging folder; or putting the previous
+    /// `schema.json` back, its copy gone) leaves the migration committed, its `schema.json`
+    /// recording it: a folder from which the next `generate` writes nothing twice and loses
+    /// nothing, never one whose `schema.json` disagrees with its migrations.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn an_undo_that_fails_partway_leaves_the_migration_committed() {
+        for blocked in ["migration", "previous schema"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let folder = tmp.path().join("sqlite");
+            fs::create_dir_all(folder.join("2026-01-01-000000_a")).unwrap();
+            fs::write(folder.join("2026-01-01-000000_a/up.sql"), "a").unwrap();
+            fs::write(folder.join("schema.json"), "old").unwrap();
+            let mut staged = stage(&folder);
+            staged.commit().unwrap();
+
+            match blocked {
+                "migration" => {
+                    fs::create_dir_all(staged.staging.join(&staged.name).join("in_the_way"))
+                        .unwrap()
+                }
+                _ => fs::remove_file(staged.staging.join(super::PREVIOUS_SCHEMA)).unwrap(),
+            }
+            assert!(staged.undo().is_err(), "{blocked}");
+            drop(staged);
+            assert_eq!(
+                listing(&folder),
+                ["2026-01-01-000000_a", "2026-01-02-000000_b", "schema.json"],
+                "{blocked}"
+            );
+            assert_eq!(
+                fs::read_to_string(folder.join("schema.json")).unwrap(),
+                "new",
+                "{blocked}"
+            );
+        }
+    }
+
+    /// Each step of putting a migration in place is on the disk before the next: the
+    /// migration's files (each synced as written) and its folder's entries before it is
+    /// renamed into place, that rename before `schema.json` is renamed over the folder's, and
+    /// that one before `commit` returns; undoing it, each rename before the next.
+    #[test]
+    fn each_rename_is_made_durable_before_the_next_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("sqlite");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("schema.json"), "old").unwrap();
+        let mut staged = stage(&folder);
+        let migration = staged.staging.join(&staged.name);
+        assert_eq!(synced(), [migration]);
+        staged.commit().unwrap();
+        assert_eq!(synced(), [folder.clone(), folder.clone()]);
+        #[cfg(feature = "cli")]
+        {
+            staged.undo().unwrap();
+            assert_eq!(synced(), [folder.clone(), folder.clone(), folder.clone()]);
+        }
+
+        // A folder made for the migration is made durable in its parent too.
+        let new = tmp.path().join("postgres");
+        stage(&new).commit().unwrap();
+        assert_eq!(synced()[1..], [new.clone(), new, tmp.path().to_owned()]);
     }
 }
