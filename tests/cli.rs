@@ -331,3 +331,70 @@ fn down_keeps_the_triggers_of_a_table_it_rebuilds() {
     .unwrap();
     assert_eq!(audited, 1, "the trigger is there after down");
 }
+
+/// A staging folder a `generate` killed while writing left in SQLite's folder (holding what
+/// looks like a migration) confuses neither `status` nor `up`, which read the folder as Diesel
+/// does; the next `generate` removes it.
+#[test]
+fn a_staging_folder_left_behind_is_not_a_migration_and_the_next_generate_removes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = || Schema::new().model::<v1::Note>();
+    let v2 = || Schema::new().model::<v2::Note>();
+    migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    let left = tmp
+        .path()
+        .join("sqlite/.generate-0123456789abcdef0123456789abcdef");
+    let staged = left.join("2099-01-01-000000_notes_v2");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(staged.join("up.sql"), "SELECT no_such_function();").unwrap();
+    std::fs::write(staged.join("down.sql"), "SELECT 1;").unwrap();
+
+    let url = tmp.path().join("notes.db").display().to_string();
+    let db = ["--database-url", url.as_str()];
+    let (code, out) = migrate(v1(), tmp.path(), &[&["up"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    let (code, out) = migrate(v1(), tmp.path(), &[&["status"][..], &db].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("applied") && out.contains("create_notes"),
+        "{out}"
+    );
+
+    let (code, out) = migrate(v2(), tmp.path(), &["generate", "notes_v2", "--allow-lossy"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(!left.exists(), "the staging folder was left");
+    assert_eq!(dirs(&tmp.path().join("sqlite")), 2);
+}
+
+/// `baseline` adopts a Diesel project's migrations: `generate` refuses a folder of migrations
+/// it did not write and without schema.json, saying so; `baseline` records the models as what
+/// they produce, in each backend's folder; from there nothing is left to generate.
+#[test]
+fn baseline_adopts_migrations_generate_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = || Schema::new().model::<v1::Note>();
+    for backend in ["sqlite", "postgres"] {
+        let dir = tmp
+            .path()
+            .join(backend)
+            .join("2024-01-01-000000_create_notes");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("up.sql"), "CREATE TABLE notes (..);").unwrap();
+        std::fs::write(dir.join("down.sql"), "DROP TABLE notes;").unwrap();
+    }
+    let (code, out) = migrate(v1(), tmp.path(), &["generate", "create_notes"]);
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert_eq!(dirs(&tmp.path().join("sqlite")), 1);
+
+    let (code, out) = migrate(v1(), tmp.path(), &["baseline"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.matches("wrote").count(), 2, "{out}");
+    assert_eq!(migrate(v1(), tmp.path(), &["check"]).0, ExitCode::SUCCESS);
+    let (code, out) = migrate(v1(), tmp.path(), &["generate", "again"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.matches("up to date").count(), 2, "{out}");
+    let (code, out) = migrate(v1(), tmp.path(), &["baseline"]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert_eq!(out.matches("left as it is").count(), 2, "{out}");
+}

@@ -203,6 +203,168 @@ fn a_folder_with_migrations_but_no_schema_json_is_refused() {
     assert_eq!(migrations.generate(&schema, "again").unwrap(), None);
 }
 
+/// Writes the migration `name` as a Diesel project has it (by hand, or with the diesel CLI).
+fn write_by_hand(folder: &Path, name: &str, up: &str, down: &str) {
+    let dir = folder.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("up.sql"), up).unwrap();
+    std::fs::write(dir.join("down.sql"), down).unwrap();
+}
+
+/// A Diesel project adopting datastore: its migrations, none written by `generate`, and no
+/// `schema.json`. Beside diesel's initial setup alone (which creates no table), `generate`
+/// writes the first migration. Beside a migration written by hand, which tables exist is
+/// unknown: generating (or checking) refuses, naming it, rather than write a migration that
+/// creates its table again; `baseline` records that it brings a database to the models, and
+/// from there `generate` writes what changes, which runs over the rows it holds.
+#[test]
+fn a_diesel_projects_migrations_are_adopted_with_a_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
+    let v1 = Schema::new().model::<NoteV1>();
+    write_by_hand(
+        tmp.path(),
+        "00000000000000_diesel_initial_setup",
+        "-- diesel's functions",
+        "-- dropped",
+    );
+    assert_eq!(
+        migrations.baseline(&v1).unwrap(),
+        None,
+        "no table to record"
+    );
+    let first = migrations.generate(&v1, "create_notes").unwrap().unwrap();
+    assert_eq!(migration_dirs(tmp.path()).len(), 2);
+    std::fs::remove_dir_all(first).unwrap();
+    std::fs::remove_file(tmp.path().join("schema.json")).unwrap();
+
+    write_by_hand(
+        tmp.path(),
+        "2024-01-01-000000_notes_by_hand",
+        "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, text TEXT NOT NULL, \
+         obsolete TEXT);",
+        "DROP TABLE notes;",
+    );
+    let recorded = tmp.path().join("schema.json");
+    let refused = |result: Result<_, Error>| match result {
+        Err(Error::Migration {
+            failure: MigrationFailure::NotGenerated { path, migrations },
+            ..
+        }) => {
+            assert_eq!(path, recorded);
+            assert_eq!(migrations, ["2024-01-01-000000_notes_by_hand"]);
+        }
+        other => panic!("expected NotGenerated: {other:?}"),
+    };
+    refused(migrations.generate(&v1, "create_notes").map(|_| ()));
+    refused(migrations.check(&v1));
+    assert_eq!(migration_dirs(tmp.path()).len(), 2);
+    assert!(!recorded.exists());
+    let message = migrations.check(&v1).unwrap_err().to_string();
+    assert!(
+        message.contains("2024-01-01-000000_notes_by_hand") && message.contains("baseline"),
+        "{message}"
+    );
+
+    let mut conn =
+        SqliteConnection::establish(&tmp.path().join("db.sqlite").display().to_string()).unwrap();
+    run_all(tmp.path(), &mut conn);
+    conn.save(NoteV1 {
+        text: "kept".into(),
+        ..NoteV1::default()
+    })
+    .unwrap();
+
+    assert_eq!(migrations.baseline(&v1).unwrap(), Some(recorded.clone()));
+    assert_eq!(migrations.baseline(&v1).unwrap(), None, "recorded already");
+    migrations.check(&v1).unwrap();
+    assert_eq!(migrations.generate(&v1, "again").unwrap(), None);
+    let v1_and_tag = Schema::new().model::<NoteV1>().model::<Tag>();
+    let plan = migrations.plan(&v1_and_tag).unwrap().unwrap();
+    assert!(matches!(plan.changes.as_slice(), [SchemaChange::CreateTable(t)] if t.name == "tags"));
+    migrations.generate(&v1_and_tag, "create_tags").unwrap();
+    run_all(tmp.path(), &mut conn);
+    let notes: Vec<NoteV1> = conn.all().unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(conn.count::<Tag>().unwrap(), 0);
+}
+
+/// A staging folder that a generation killed while writing left (`.generate-<32 hex digits>`,
+/// holding what looks like a migration) is read by nothing: not by Diesel's runner, nor by
+/// `check`. The next generation removes it, and only what is named exactly so.
+#[test]
+fn a_staging_folder_a_killed_generation_left_is_skipped_and_then_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
+    let v1 = Schema::new().model::<NoteV1>();
+    migrations.generate(&v1, "create_notes").unwrap();
+    let left = tmp
+        .path()
+        .join(".generate-0123456789abcdef0123456789abcdef");
+    write_by_hand(
+        &left,
+        "2099-01-01-000000_create_tags",
+        "CREATE TABLE tags (id TEXT);",
+        "DROP TABLE tags;",
+    );
+    std::fs::write(left.join("schema.json"), "{}").unwrap();
+    let kept = [
+        ".generate-0123456789ABCDEF0123456789ABCDEF",
+        ".generate-0123456789abcdef",
+        ".generate-notes",
+        ".git",
+    ];
+    for name in kept {
+        std::fs::create_dir(tmp.path().join(name)).unwrap();
+    }
+
+    let mut conn =
+        SqliteConnection::establish(&tmp.path().join("db.sqlite").display().to_string()).unwrap();
+    run_all(tmp.path(), &mut conn);
+    let applied = conn.applied_migrations().unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    let tags: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT count(*) FROM sqlite_master WHERE name = 'tags')",
+    ))
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(tags, 0, "the staged migration ran");
+    migrations.check(&v1).unwrap();
+
+    let v1_and_tag = Schema::new().model::<NoteV1>().model::<Tag>();
+    migrations.generate(&v1_and_tag, "create_tags").unwrap();
+    assert!(!left.exists(), "the staging folder was left");
+    for name in kept {
+        assert!(tmp.path().join(name).is_dir(), "{name} was removed");
+    }
+    run_all(tmp.path(), &mut conn);
+    assert_eq!(columns(&mut conn, "tags"), ["id", "label"]);
+}
+
+/// Generations of the same change running at once write it once: one writes it, the others,
+/// waiting for the folder, find nothing left to write.
+#[test]
+fn generations_running_at_once_write_a_change_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = std::sync::Barrier::new(4);
+    let written: Vec<_> = std::thread::scope(|scope| {
+        let generations: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let migrations = Migrations::new(tmp.path(), Dialect::Sqlite);
+                    start.wait();
+                    migrations
+                        .generate(&Schema::new().model::<NoteV1>(), "create_notes")
+                        .unwrap()
+                })
+            })
+            .collect();
+        generations.into_iter().map(|g| g.join().unwrap()).collect()
+    });
+    assert_eq!(written.iter().flatten().count(), 1, "{written:?}");
+    assert_eq!(migration_dirs(tmp.path()).len(), 1);
+}
+
 #[test]
 fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     let tmp = tempfile::tempdir().unwrap();
@@ -272,7 +434,8 @@ fn each_change_produces_exactly_that_migration_and_keeps_the_rows() {
     let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
     assert!(
         up.starts_with(
-            "-- LOSSY: drops column notes.obsolete and its values\n\
+            "-- Generated by datastore from the models.\n\
+             -- LOSSY: drops column notes.obsolete and its values\n\
              ALTER TABLE \"notes\" DROP COLUMN \"obsolete\";"
         ),
         "{up}"

@@ -18,8 +18,8 @@ use crate::schema::Schema;
 use crate::schema::ddl::Dialect;
 use crate::{AnyConnection, Error, Result, Store};
 
-/// The command line of an application's migrations: `generate NAME`, `check`, `status`, `up`,
-/// `down`, `redo` and `diagram`, with `--help` for each. An application gets it from a
+/// The command line of an application's migrations: `generate NAME`, `check`, `baseline`,
+/// `status`, `up`, `down`, `redo` and `diagram`, with `--help` for each. An application gets it from a
 /// two-line binary naming its schema, `src/bin/migrate.rs`:
 ///
 /// ```no_run
@@ -38,7 +38,8 @@ use crate::{AnyConnection, Error, Result, Store};
 /// [`Migrations::generate`] does) and both are put in place only once both are written; if
 /// putting the second in place fails, the first is taken out again. What stays non-atomic: a
 /// process killed between the renames that put them in place leaves the first backend's
-/// migration without the second's (and the cases [`Migrations::generate`] names). `status`,
+/// migration without the second's (and the cases [`Migrations::generate`] names). `baseline`
+/// adopts a Diesel project's migrations ([`Migrations::baseline`]). `status`,
 /// `up`, `down` and `redo` work on the database `--database-url` (or `DATABASE_URL`) names,
 /// with the folder of its backend; `status`, `down` and `redo` refuse a SQLite file that is
 /// not there ([`MigrationFailure::NoDatabase`](super::MigrationFailure::NoDatabase)) rather
@@ -82,6 +83,18 @@ enum Command {
     },
     /// Exit non-zero, printing the missing migration, when the models and migrations differ.
     Check,
+    /// Record the schema each backend's existing migrations produce, writing no migration.
+    ///
+    /// For migrations generate did not write (a Diesel project's, by hand or with the diesel
+    /// CLI) in a folder without schema.json: records the models, as what the migrations bring
+    /// a database to, so that generate writes what changes from there. A folder that has its
+    /// schema.json, or no migration, is left as it is.
+    Baseline {
+        /// Record that the migrations create none of the models' tables (generate then
+        /// creates every one).
+        #[arg(long)]
+        empty: bool,
+    },
     /// List the migrations the database has applied, and those pending.
     ///
     /// A SQLite file that is not there is refused, not created (`up` creates it).
@@ -300,6 +313,26 @@ impl Cli {
                 } else {
                     ExitCode::SUCCESS
                 })
+            }
+            Command::Baseline { empty } => {
+                let schema = if empty {
+                    Schema::new()
+                } else {
+                    self.schema.clone()
+                };
+                for &dialect in &self.dialects {
+                    let folder = self.folder(dialect);
+                    match folder.baseline(&schema)? {
+                        Some(path) => writeln!(out, "wrote {}", path.display()),
+                        None => writeln!(
+                            out,
+                            "{}: left as it is (it has its schema.json, or no migration)",
+                            folder.dir().display()
+                        ),
+                    }
+                    .map_err(io)?;
+                }
+                Ok(ExitCode::SUCCESS)
             }
             Command::Status(db) => {
                 let (store, folder) = self.connect(Self::existing(&db)?, false)?;

@@ -1,4 +1,5 @@
-//! A generated migration written aside, then moved into place whole ([`Staged`]).
+//! A generated migration written aside, then moved into place whole ([`Staged`]), in a folder
+//! of migrations one generation writes to at a time ([`Held`]).
 
 use std::fs;
 use std::io::Write;
@@ -15,26 +16,149 @@ const STAGING_PREFIX: &str = ".generate-";
 /// The copy of the folder's `schema.json` kept in the staging folder, put back by `undo`.
 const PREVIOUS_SCHEMA: &str = "schema.json.previous";
 
+/// A folder of migrations held by one generation (`generate`, `baseline`) at a time: another
+/// one, in this process or another, waits until it is dropped (on unix, where the folder is
+/// locked with `flock`, which a killed process releases too). Made if it was missing, it is
+/// removed again when dropped if it is empty again.
+///
+/// Holding it, no generation is writing a staging folder in it: those there were left by a
+/// generation that was killed (nothing reads them), and taking it removes them.
+#[derive(Debug)]
+pub(crate) struct Held {
+    dir: PathBuf,
+    /// Whether `dir` was made for this generation.
+    made: bool,
+    _lock: Lock,
+}
+
+#[cfg(unix)]
+type Lock = fs::File;
+#[cfg(not(unix))]
+type Lock = ();
+
+/// Waits for, and takes, the lock of the folder `dir` (none but on unix).
+fn lock(dir: &Path) -> std::io::Result<Lock> {
+    #[cfg(unix)]
+    {
+        let dir = fs::File::open(dir)?;
+        loop {
+            match rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive) {
+                Err(rustix::io::Errno::INTR) => continue,
+                locked => return Ok(locked.map(|()| dir)?),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+impl Held {
+    /// The folder `dir`, made if needed, once no other generation holds it; the staging
+    /// folders killed generations left in it are removed.
+    pub(super) fn take(dir: &Path) -> Result<Self> {
+        let made = !dir.is_dir();
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let held = Self {
+            dir: dir.to_owned(),
+            made,
+            _lock: lock(dir).map_err(io(dir))?,
+        };
+        held.remove_left_staging();
+        Ok(held)
+    }
+
+    /// Removes the staging folders in the folder: only entries named exactly as
+    /// [`Staging::make`] names them (`.generate-` and 32 lowercase hex digits). Where the folder
+    /// is not locked (not on unix), another generation may be writing one, and none is removed.
+    /// Best effort: one left is hidden, and nothing reads it.
+    fn remove_left_staging(&self) {
+        if cfg!(not(unix)) {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let staging = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX));
+            let is_staging = staging.is_some_and(|id| {
+                id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+            // The entry's own type: a link named so is not followed.
+            if is_staging && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+impl Held {
+    /// Writes `schema` as the folder's `schema.json` (which it has none of), as a migration's:
+    /// written aside and flushed, then renamed into place, durably; its path.
+    pub(super) fn record(&self, schema: &str) -> Result<PathBuf> {
+        let staging = Staging::make(self)?;
+        let staged = staging.0.join(RECORDED_SCHEMA);
+        write_synced(&staged, schema)?;
+        let recorded = self.dir.join(RECORDED_SCHEMA);
+        fs::rename(&staged, &recorded).map_err(io(&recorded))?;
+        sync_dir(&self.dir)?;
+        Ok(recorded)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.made {
+            // Fails, keeping it, unless it is empty.
+            let _ = fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// A staging folder, `<folder>/.generate-<32 hex digits>`, removed with what it holds when
+/// dropped.
+#[derive(Debug)]
+struct Staging(PathBuf);
+
+impl Staging {
+    fn make(folder: &Held) -> Result<Self> {
+        let dir = folder
+            .dir
+            .join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir(&dir).map_err(io(&dir))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // Best effort: a staging folder left behind is hidden, nothing reads it, and the next
+        // generation removes it.
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A migration written, with the recorded schema that follows it, into a staging folder
 /// inside its folder of migrations (`<folder>/.generate-<random>/`), to be moved into place by
 /// [`commit`](Self::commit). Dropped before it is committed, or after it is undone, it removes
 /// what it wrote: the staging folder, and the folder of migrations if it was made for it (and
-/// is empty again).
+/// is empty again). It holds the folder until dropped.
 #[derive(Debug)]
 pub(crate) struct Staged {
-    /// The folder of migrations.
-    folder: PathBuf,
-    /// Whether `folder` was made for this migration.
-    made_folder: bool,
     /// `<folder>/.generate-<random>`: `<version>_<name>/`, `schema.json`, and
-    /// `schema.json.previous` when the folder had one.
-    staging: PathBuf,
+    /// `schema.json.previous` when the folder had one. Dropped before `folder`.
+    staging: Staging,
     /// `<version>_<name>`.
     name: String,
     /// Whether the folder had a `schema.json` before.
     had_schema: bool,
     /// Whether the migration and its schema are in place.
     committed: bool,
+    /// The folder of migrations.
+    folder: Held,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
@@ -74,70 +198,55 @@ fn parent(path: &Path) -> &Path {
 
 impl Staged {
     /// Writes `files` (each a name and its text) as the migration `<folder>/<name>`, and
-    /// `schema` as the folder's next `schema.json`, into a staging folder inside `folder`
-    /// (made if needed). Nothing of it is in place yet.
+    /// `schema` as the folder's next `schema.json`, into a staging folder inside `folder`.
+    /// Nothing of it is in place yet.
     pub(super) fn write(
-        folder: &Path,
+        folder: Held,
         name: String,
         files: &[(&str, &str)],
         schema: &str,
     ) -> Result<Self> {
-        let made_folder = !folder.is_dir();
-        fs::create_dir_all(folder).map_err(io(folder))?;
-        let staging = folder.join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple()));
-        if let Err(e) = fs::create_dir(&staging).map_err(io(&staging)) {
-            if made_folder {
-                let _ = fs::remove_dir(folder);
-            }
-            return Err(e);
-        }
         // From here on, dropping it removes what was written.
-        let staged = Self {
-            folder: folder.to_owned(),
-            made_folder,
-            staging,
+        let mut staged = Self {
+            staging: Staging::make(&folder)?,
             name,
             had_schema: false,
             committed: false,
+            folder,
         };
-        staged.fill(files, schema)
-    }
-
-    fn fill(mut self, files: &[(&str, &str)], schema: &str) -> Result<Self> {
-        let migration = self.staging.join(&self.name);
+        let migration = staged.staging.0.join(&staged.name);
         fs::create_dir(&migration).map_err(io(&migration))?;
         for (file, text) in files {
             write_synced(&migration.join(file), text)?;
         }
         sync_dir(&migration)?;
-        write_synced(&self.staging.join(RECORDED_SCHEMA), schema)?;
-        let recorded = self.folder.join(RECORDED_SCHEMA);
-        let previous = self.staging.join(PREVIOUS_SCHEMA);
-        match fs::copy(&recorded, &previous) {
-            Ok(_) => self.had_schema = true,
+        write_synced(&staged.staging.0.join(RECORDED_SCHEMA), schema)?;
+        let recorded = staged.folder.dir.join(RECORDED_SCHEMA);
+        match fs::copy(&recorded, staged.staging.0.join(PREVIOUS_SCHEMA)) {
+            Ok(_) => staged.had_schema = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(io(&recorded)(source)),
         }
-        Ok(self)
+        Ok(staged)
     }
 
     /// Where the migration is once committed: `<folder>/<version>_<name>`.
     pub(crate) fn dir(&self) -> PathBuf {
-        self.folder.join(&self.name)
+        self.folder.dir.join(&self.name)
     }
 
     /// Moves the migration into place, then the recorded schema over the folder's (each a
     /// rename within the folder, made durable before the next step). If the second move fails,
     /// the first is undone: the folder is left as it was.
     pub(crate) fn commit(&mut self) -> Result<()> {
-        let staged = self.staging.join(&self.name);
+        let staged = self.staging.0.join(&self.name);
         let dir = self.dir();
         fs::rename(&staged, &dir).map_err(io(&dir))?;
         // The migration is on the disk before `schema.json` records it: a crash between the
         // two never leaves a `schema.json` whose migration is lost.
-        let recorded = self.folder.join(RECORDED_SCHEMA);
-        let recorded_too = sync_dir(&self.folder).and_then(|()| {
-            fs::rename(self.staging.join(RECORDED_SCHEMA), &recorded).map_err(io(&recorded))
+        let recorded = self.folder.dir.join(RECORDED_SCHEMA);
+        let recorded_too = sync_dir(&self.folder.dir).and_then(|()| {
+            fs::rename(self.staging.0.join(RECORDED_SCHEMA), &recorded).map_err(io(&recorded))
         });
         if let Err(e) = recorded_too {
             if fs::rename(&dir, &staged).is_err() {
@@ -146,9 +255,9 @@ impl Staged {
             return Err(e);
         }
         self.committed = true;
-        sync_dir(&self.folder)?;
-        if self.made_folder {
-            sync_dir(parent(&self.folder))?;
+        sync_dir(&self.folder.dir)?;
+        if self.folder.made {
+            sync_dir(parent(&self.folder.dir))?;
         }
         Ok(())
     }
@@ -168,39 +277,30 @@ impl Staged {
         if !self.committed {
             return Ok(());
         }
-        let recorded = self.folder.join(RECORDED_SCHEMA);
+        let recorded = self.folder.dir.join(RECORDED_SCHEMA);
+        let staging = &self.staging.0;
         let mut steps = vec![
-            (recorded.clone(), self.staging.join(RECORDED_SCHEMA)),
-            (self.dir(), self.staging.join(&self.name)),
+            (recorded.clone(), staging.join(RECORDED_SCHEMA)),
+            (self.dir(), staging.join(&self.name)),
         ];
         if self.had_schema {
-            steps.push((self.staging.join(PREVIOUS_SCHEMA), recorded));
+            steps.push((staging.join(PREVIOUS_SCHEMA), recorded));
         }
         for (taken, (from, to)) in steps.iter().enumerate() {
             let step = fs::rename(from, to).map_err(io(from));
-            if let Err(e) = step.and_then(|()| sync_dir(&self.folder)) {
+            if let Err(e) = step.and_then(|()| sync_dir(&self.folder.dir)) {
                 // Those taken back, the failed one too if its rename took place.
                 for (from, to) in steps[..=taken].iter().rev() {
                     if !from.exists() && to.exists() {
                         let _ = fs::rename(to, from);
                     }
                 }
-                let _ = sync_dir(&self.folder);
+                let _ = sync_dir(&self.folder.dir);
                 return Err(e);
             }
         }
         self.committed = false;
         Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        // Best effort: a staging folder left behind is hidden, and nothing reads it.
-        let _ = fs::remove_dir_all(&self.staging);
-        if self.made_folder && !self.committed {
-            let _ = fs::remove_dir(&self.folder);
-        }
     }
 }
 
@@ -210,7 +310,7 @@ mod tests {
     use std::fs;
     use std::path::{Path, PathBuf};
 
-    use super::Staged;
+    use super::{Held, Staged};
 
     thread_local! {
         /// The folders `sync_dir` flushed on this thread, in order.
@@ -221,6 +321,7 @@ mod tests {
         SYNCED.with(|synced| synced.take())
     }
 
+    #[cfg(feature = "cli")]
     fn listing(folder: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(folder)
             .unwrap()
@@ -232,7 +333,7 @@ mod tests {
 
     fn stage(folder: &Path) -> Staged {
         Staged::write(
-            folder,
+            Held::take(folder).unwrap(),
             "2026-01-02-000000_b".into(),
             &[("up.sql", "up"), ("down.sql", "down")],
             "new",
@@ -303,10 +404,10 @@ mod tests {
 
             match blocked {
                 "migration" => {
-                    fs::create_dir_all(staged.staging.join(&staged.name).join("in_the_way"))
+                    fs::create_dir_all(staged.staging.0.join(&staged.name).join("in_the_way"))
                         .unwrap()
                 }
-                _ => fs::remove_file(staged.staging.join(super::PREVIOUS_SCHEMA)).unwrap(),
+                _ => fs::remove_file(staged.staging.0.join(super::PREVIOUS_SCHEMA)).unwrap(),
             }
             assert!(staged.undo().is_err(), "{blocked}");
             drop(staged);
@@ -334,7 +435,7 @@ mod tests {
         fs::create_dir_all(&folder).unwrap();
         fs::write(folder.join("schema.json"), "old").unwrap();
         let mut staged = stage(&folder);
-        let migration = staged.staging.join(&staged.name);
+        let migration = staged.staging.0.join(&staged.name);
         assert_eq!(synced(), [migration]);
         staged.commit().unwrap();
         assert_eq!(synced(), [folder.clone(), folder.clone()]);
@@ -348,5 +449,23 @@ mod tests {
         let new = tmp.path().join("postgres");
         stage(&new).commit().unwrap();
         assert_eq!(synced()[1..], [new.clone(), new, tmp.path().to_owned()]);
+    }
+
+    /// A staged migration holds its folder: another generation waits for it (here the lock is
+    /// tried without waiting, and refused), until it is dropped.
+    #[cfg(unix)]
+    #[test]
+    fn a_staged_migration_holds_its_folder_until_dropped() {
+        use rustix::fs::{FlockOperation, flock};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = stage(tmp.path());
+        let other = fs::File::open(tmp.path()).unwrap();
+        assert_eq!(
+            flock(&other, FlockOperation::NonBlockingLockExclusive),
+            Err(rustix::io::Errno::WOULDBLOCK)
+        );
+        drop(staged);
+        flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
     }
 }
