@@ -1419,32 +1419,32 @@ fn on_each_feed(test: impl Fn(ChangeFeed, &Store, &mut PgConnection)) {
     }
 }
 
-/// A database of the server encoded in LATIN1, made for one test and dropped with it,
-/// however the test ends (named with the time it was made: what a killed run left is dropped
-/// by the next after ten minutes).
-struct Latin1Database {
+/// A database of the server in an encoding of the test's (LATIN1, SQL_ASCII), made for one
+/// test and dropped with it, however the test ends (named with the time it was made: what a
+/// killed run left is dropped by the next after ten minutes).
+struct EncodedDatabase {
     admin: PgConnection,
     name: String,
     /// Its URL: the configured one's, with this database.
     url: String,
 }
 
-/// What names a [`Latin1Database`], with the time it was made (seconds since the epoch).
-const LATIN1_PREFIX: &str = "datastore_latin1_";
+/// What names an [`EncodedDatabase`], with the time it was made (seconds since the epoch).
+const ENCODED_PREFIX: &str = "datastore_encoded_";
 
-impl Latin1Database {
-    fn new(url: &str) -> Self {
+impl EncodedDatabase {
+    fn new(url: &str, encoding: &str) -> Self {
         let mut admin = PgConnection::establish(url).unwrap();
         let made = Replica::now();
         for old in texts(
             &mut admin,
             &format!(
                 "SELECT datname::text AS text FROM pg_database \
-                 WHERE starts_with(datname, '{LATIN1_PREFIX}')"
+                 WHERE starts_with(datname, '{ENCODED_PREFIX}')"
             ),
         ) {
             let stale = old
-                .strip_prefix(LATIN1_PREFIX)
+                .strip_prefix(ENCODED_PREFIX)
                 .and_then(|rest| rest.split('_').next()?.parse::<u64>().ok())
                 .is_some_and(|at| made.saturating_sub(at) > 600);
             if stale {
@@ -1452,12 +1452,12 @@ impl Latin1Database {
             }
         }
         let name = format!(
-            "{LATIN1_PREFIX}{made}_{}",
+            "{ENCODED_PREFIX}{made}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         admin
             .batch_execute(&format!(
-                "CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' \
+                "CREATE DATABASE {name} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' \
                  TEMPLATE template0"
             ))
             .unwrap();
@@ -1470,9 +1470,25 @@ impl Latin1Database {
         };
         Self { admin, name, url }
     }
+
+    /// One for a test of the logical feed, with a store of it (migrated, on the logical
+    /// feed) and a connection of the test's own; none without a server that decodes its log.
+    fn with_logical_store(encoding: &str) -> Option<(Self, Store, PgConnection)> {
+        if !common::logical_decoding() {
+            return None;
+        }
+        let database = Self::new(&common::postgres_url()?, encoding);
+        let store = Store::builder(&database.url)
+            .migrations(datastore::embed_migrations!())
+            .change_feed(ChangeFeed::LogicalDecoding)
+            .open()
+            .unwrap();
+        let admin = PgConnection::establish(&database.url).unwrap();
+        Some((database, store, admin))
+    }
 }
 
-impl Drop for Latin1Database {
+impl Drop for EncodedDatabase {
     fn drop(&mut self) {
         // The store's listener, and its temporary slot, end a moment after the store.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1497,19 +1513,9 @@ impl Drop for Latin1Database {
 /// `FeedLost`.
 #[test]
 fn on_postgres_the_logical_feed_of_a_latin1_database_delivers_its_text() {
-    if !common::logical_decoding() {
-        return;
-    }
-    let Some(url) = common::postgres_url() else {
+    let Some((database, store, mut admin)) = EncodedDatabase::with_logical_store("LATIN1") else {
         return;
     };
-    let database = Latin1Database::new(&url);
-    let store = Store::builder(&database.url)
-        .migrations(datastore::embed_migrations!())
-        .change_feed(ChangeFeed::LogicalDecoding)
-        .open()
-        .unwrap();
-    let mut admin = PgConnection::establish(&database.url).unwrap();
     assert_eq!(
         text(
             &mut admin,
@@ -1526,6 +1532,40 @@ fn on_postgres_the_logical_feed_of_a_latin1_database_delivers_its_text() {
         "café",
         "stored as saved"
     );
+    drop((posts, store, admin));
+    drop(database);
+}
+
+/// In a SQL_ASCII database text is any bytes: a value that is not UTF-8 makes its change one
+/// that cannot be read (`Observed::Undecodable`, naming the column), and the feed goes on.
+/// Before, the stream took it for a broken stream and ended every subscription with
+/// `FeedLost`.
+#[test]
+fn on_postgres_a_value_that_is_not_utf8_is_one_undecodable_change_not_the_feeds_end() {
+    let Some((database, store, mut admin)) = EncodedDatabase::with_logical_store("SQL_ASCII")
+    else {
+        return;
+    };
+    let posts = store.observe::<Post>().unwrap();
+    // `é` in LATIN1: one byte no UTF-8 text holds alone.
+    admin
+        .batch_execute(
+            "INSERT INTO posts (id, title, rating, status, created_at, updated_at) \
+             VALUES (gen_random_uuid(), E'caf\\xe9', 1, 'Active', now(), now())",
+        )
+        .unwrap();
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::Undecodable { table, reason }) => {
+            assert_eq!(table, "posts");
+            assert!(
+                reason.contains("`title`") && reason.contains("UTF-8"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected the insert, undecodable, got {other:?}"),
+    }
+    let saved = store.save(post("after it")).unwrap();
+    assert_eq!(next(&posts), (Op::Insert, saved));
     drop((posts, store, admin));
     drop(database);
 }

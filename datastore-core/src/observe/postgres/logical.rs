@@ -62,14 +62,16 @@ const RELEASE_EVERY: Duration = Duration::from_millis(1);
 /// replication connection silent for `wal_sender_timeout`, 60 s by default).
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
+/// The answer to a question a query asks (`AS yes`).
+#[derive(QueryableByName)]
+struct Yes {
+    #[diesel(sql_type = Bool)]
+    yes: bool,
+}
+
 /// Whether this server and role can feed observe by logical decoding.
 pub(super) fn available(conn: &mut PgConnection) -> Result<bool> {
-    #[derive(QueryableByName)]
-    struct Available {
-        #[diesel(sql_type = Bool)]
-        yes: bool,
-    }
-    let rows: Vec<Available> = diesel::sql_query(
+    let rows: Vec<Yes> = diesel::sql_query(
         "SELECT current_setting('wal_level') = 'logical' AND coalesce(( \
              SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user \
          ), false) AS yes",
@@ -176,12 +178,7 @@ pub(super) fn publish_tables(
 /// Refuses to start a feed from inside a transaction that has written: creating the slot
 /// waits for every transaction writing at that moment to end, the caller's own included.
 pub(super) fn refuse_open_write(conn: &mut PgConnection, writer: i32) -> Result<()> {
-    #[derive(QueryableByName)]
-    struct Writing {
-        #[diesel(sql_type = Bool)]
-        yes: bool,
-    }
-    let rows: Vec<Writing> = diesel::sql_query(
+    let rows: Vec<Yes> = diesel::sql_query(
         "SELECT backend_xid IS NOT NULL AS yes FROM pg_stat_activity WHERE pid = $1",
     )
     .bind::<diesel::sql_types::Integer, _>(writer)
@@ -254,15 +251,31 @@ enum Held {
     Marker(String),
 }
 
+/// The client encoding the stream asks for (see [`replication_conninfo`]) in the database
+/// `conn` is connected to: UTF-8, as Diesel asks on the store's own connections, but in a
+/// `SQL_ASCII` database, which holds any bytes and whose text the server would check on its
+/// way out to a UTF-8 client, ending the stream at the first value that is not UTF-8: there
+/// the stream takes the bytes as stored, and such a value makes its own change one that
+/// cannot be read (`push_tuple`).
+fn stream_encoding(conn: &mut PgConnection) -> Result<&'static str> {
+    let rows: Vec<Yes> =
+        diesel::sql_query("SELECT current_setting('server_encoding') = 'SQL_ASCII' AS yes")
+            .load(conn)?;
+    Ok(if rows.first().is_some_and(|r| r.yes) {
+        "SQL_ASCII"
+    } else {
+        "UTF8"
+    })
+}
+
 /// The store's URL (or connection string), asking for a logical replication connection
-/// named `name`, whose text comes in UTF-8.
+/// named `name`, whose text comes in `encoding` (see [`stream_encoding`]).
 ///
 /// The server sends the stream's text (values, table and column names) in the connection's
 /// client encoding, the database's unless asked: a database in LATIN1, say, would send text
-/// the stream cannot read, ending the feed. Diesel asks for UTF-8 on the store's own
-/// connections; this asks the same, after the URL's own parameters (the last one given
-/// wins, also over a `client_encoding` the URL's `options` set).
-fn replication_conninfo(url: &str, name: &str) -> String {
+/// the stream cannot read, ending the feed. This asks for it after the URL's own parameters
+/// (the last one given wins, also over a `client_encoding` the URL's `options` set).
+fn replication_conninfo(url: &str, name: &str, encoding: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let name: String = name
             .bytes()
@@ -278,12 +291,12 @@ fn replication_conninfo(url: &str, name: &str) -> String {
             &[
                 "replication=database".to_owned(),
                 format!("application_name={name}"),
-                "client_encoding=UTF8".to_owned(),
+                format!("client_encoding={encoding}"),
             ],
         )
     } else {
         format!(
-            "{url} replication=database application_name='{}' client_encoding=UTF8",
+            "{url} replication=database application_name='{}' client_encoding={encoding}",
             name.replace('\\', "\\\\").replace('\'', "\\'")
         )
     }
@@ -296,15 +309,16 @@ impl LogicalListener {
     /// any database) to end: one left open would hold it, and every subscription of the
     /// store, without end. It waits `slot_wait` at most, then fails with `Error::Busy`.
     pub fn start(url: &str, channel: &str, outlet: Outlet, slot_wait: Duration) -> Result<()> {
-        let control = PgConnection::establish(url)
+        let mut control = PgConnection::establish(url)
             .map_err(|e| Error::connection(url, crate::ConnectionFailure::Driver, e))?;
+        let encoding = stream_encoding(&mut control)?;
         let hash = channel.trim_start_matches(super::CHANNEL_PREFIX);
         // Named as the trigger feed's listener, so that it can be told apart in
         // `pg_stat_activity` (and ended) the same way.
         let name = format!("datastore listener {hash}");
         let failed = |e: String| Error::connection(url, crate::ConnectionFailure::Driver, e);
-        let mut stream =
-            ReplicationConn::connect(&replication_conninfo(url, &name)).map_err(failed)?;
+        let mut stream = ReplicationConn::connect(&replication_conninfo(url, &name, encoding))
+            .map_err(failed)?;
         // Values are rendered in the walsender with these settings, as the trigger feed
         // renders them.
         stream
@@ -494,12 +508,15 @@ impl LogicalListener {
             Message::Other => {}
             Message::Commit => self.commit(),
             Message::Relation { id, table, columns } => {
+                // A name that is not UTF-8 (a `SQL_ASCII` database holds any bytes) is read
+                // with U+FFFD in place of what is not: no model names such a table or column,
+                // so `observe_all` alone receives it.
+                let name = |bytes: &[u8]| Arc::from(String::from_utf8_lossy(bytes).as_ref());
                 let columns = Columns {
-                    names: columns.iter().map(|(name, _)| Arc::from(*name)).collect(),
+                    names: columns.iter().map(|(column, _)| name(column)).collect(),
                     types: columns.iter().map(|(_, ty)| *ty).collect(),
                 };
-                self.relations
-                    .insert(id, (Arc::from(table), Arc::new(columns)));
+                self.relations.insert(id, (name(table), Arc::new(columns)));
             }
             Message::Truncate { relations } => {
                 for relation in relations {
@@ -544,7 +561,7 @@ impl LogicalListener {
                 transactional,
                 prefix,
                 content,
-            } if prefix == PREFIX => {
+            } if prefix == PREFIX.as_bytes() => {
                 let content = std::str::from_utf8(content).unwrap_or_default();
                 if let Some(nonce) = content.strip_prefix("m:") {
                     // In its own transaction: met at its commit, after every commit before.
@@ -689,7 +706,18 @@ fn push_tuple(
             other => *other,
         };
         match value {
-            Value::Text(text) => decode::push_value(rows, ty, Some(text)),
+            Value::Text(text) => {
+                // One value a `SQL_ASCII` database holds as bytes that are not UTF-8 makes
+                // its change one that cannot be read, not the stream.
+                let text = std::str::from_utf8(text).map_err(|_| {
+                    format!(
+                        "the value of column `{}` is not UTF-8 text (a SQL_ASCII database \
+                         keeps any bytes)",
+                        columns.names[i]
+                    )
+                })?;
+                decode::push_value(rows, ty, Some(text));
+            }
             Value::Null => decode::push_value(rows, ty, None),
             Value::Unchanged => {
                 return Err("the stream left a large value out of both rows of an update".into());
@@ -750,30 +778,30 @@ mod tests {
     #[test]
     fn replication_conninfo_keeps_the_urls_options() {
         assert_eq!(
-            replication_conninfo("postgres://u@h/db?options=-csearch_path%3Dx", "a b"),
+            replication_conninfo("postgres://u@h/db?options=-csearch_path%3Dx", "a b", "UTF8"),
             "postgres://u@h/db?options=-csearch_path%3Dx&replication=database\
              &application_name=a%20b&client_encoding=UTF8"
         );
         assert_eq!(
-            replication_conninfo("postgresql://h/db", "n"),
+            replication_conninfo("postgresql://h/db", "n", "UTF8"),
             "postgresql://h/db?replication=database&application_name=n&client_encoding=UTF8"
         );
         // A URL ending in `?` or `&`: libpq refuses an empty parameter before another.
         assert_eq!(
-            replication_conninfo("postgres://h/db?sslmode=disable&", "n"),
+            replication_conninfo("postgres://h/db?sslmode=disable&", "n", "UTF8"),
             "postgres://h/db?sslmode=disable&replication=database&application_name=n\
              &client_encoding=UTF8"
         );
         // UTF-8 last, over the URL's own: libpq keeps the last one given.
         assert_eq!(
-            replication_conninfo("postgres://h/db?client_encoding=LATIN1", "n"),
+            replication_conninfo("postgres://h/db?client_encoding=LATIN1", "n", "UTF8"),
             "postgres://h/db?client_encoding=LATIN1&replication=database&application_name=n\
              &client_encoding=UTF8"
         );
         assert_eq!(
-            replication_conninfo("host=h dbname=db", "it's"),
+            replication_conninfo("host=h dbname=db", "it's", "SQL_ASCII"),
             "host=h dbname=db replication=database application_name='it\\'s' \
-             client_encoding=UTF8"
+             client_encoding=SQL_ASCII"
         );
     }
 }

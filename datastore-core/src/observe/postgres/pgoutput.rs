@@ -2,6 +2,9 @@
 //! keepalives, and the status updates sent back) and, inside WAL data, the messages of
 //! PostgreSQL's built-in output plugin `pgoutput` (protocol version 1, values as text).
 //! Everything is checked for length: a short or unknown message is an error, never a panic.
+//! Text is left as the server's bytes: in a `SQL_ASCII` database any byte may be in a value, a
+//! name or a message's prefix, and the stream's reader decides what one that is not UTF-8
+//! makes of its change, never of the whole stream.
 
 /// A frame the server sends on a replication connection.
 #[derive(Debug, PartialEq)]
@@ -22,8 +25,8 @@ pub(super) enum Message<'a> {
     /// A table's columns, sent before its first change and after it changed.
     Relation {
         id: u32,
-        table: &'a str,
-        columns: Vec<(&'a str, u32)>,
+        table: &'a [u8],
+        columns: Vec<(&'a [u8], u32)>,
     },
     Insert {
         relation: u32,
@@ -44,7 +47,7 @@ pub(super) enum Message<'a> {
     /// `pg_logical_emit_message`: its prefix and content.
     Logical {
         transactional: bool,
-        prefix: &'a str,
+        prefix: &'a [u8],
         content: &'a [u8],
     },
     /// `TRUNCATE` of the tables `relations` (with those its `CASCADE` reached).
@@ -64,7 +67,9 @@ pub(super) enum Value<'a> {
     Null,
     /// A large value the update did not change, which the row's old version holds.
     Unchanged,
-    Text(&'a str),
+    /// Its text form, in the replication connection's client encoding (UTF-8, unless the
+    /// database is `SQL_ASCII`, whose text the server passes on as stored).
+    Text(&'a [u8]),
 }
 
 /// Reads big-endian fields off a message, failing on a short one.
@@ -106,15 +111,14 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    /// A NUL-terminated string.
-    fn string(&mut self) -> Parsed<&'a str> {
+    /// A NUL-terminated string, its bytes as sent.
+    fn string(&mut self) -> Parsed<&'a [u8]> {
         let end = self
             .bytes
             .iter()
             .position(|&b| b == 0)
             .ok_or("a replication message's string has no end")?;
-        let text = std::str::from_utf8(&self.bytes[..end])
-            .map_err(|_| "a replication message's string is not UTF-8")?;
+        let text = &self.bytes[..end];
         self.bytes = &self.bytes[end + 1..];
         Ok(text)
     }
@@ -127,9 +131,7 @@ impl<'a> Reader<'a> {
                 b'u' => Ok(Value::Unchanged),
                 b't' => {
                     let len = self.u32()? as usize;
-                    std::str::from_utf8(self.take(len)?)
-                        .map(Value::Text)
-                        .map_err(|_| "a value's text is not UTF-8".to_owned())
+                    Ok(Value::Text(self.take(len)?))
                 }
                 other => Err(format!("a value of unknown kind {:?}", other as char)),
             })
@@ -298,8 +300,8 @@ mod tests {
             Message::parse(relation).unwrap(),
             Message::Relation {
                 id: 0x4004,
-                table: "p",
-                columns: vec![("id", 20), ("t", 25)]
+                table: b"p",
+                columns: vec![(&b"id"[..], 20), (b"t", 25)]
             }
         );
         let insert = b"I\0\0@\x04N\0\x02t\0\0\0\x011t\0\0\0\x01a";
@@ -307,7 +309,7 @@ mod tests {
             Message::parse(insert).unwrap(),
             Message::Insert {
                 relation: 0x4004,
-                new: vec![Value::Text("1"), Value::Text("a")]
+                new: vec![Value::Text(b"1"), Value::Text(b"a")]
             }
         );
         let update = b"U\0\0@\x04O\0\x02t\0\0\0\x011uN\0\x02t\0\0\0\x011n";
@@ -315,8 +317,8 @@ mod tests {
             Message::parse(update).unwrap(),
             Message::Update {
                 relation: 0x4004,
-                old: Some(vec![Value::Text("1"), Value::Unchanged]),
-                new: vec![Value::Text("1"), Value::Null]
+                old: Some(vec![Value::Text(b"1"), Value::Unchanged]),
+                new: vec![Value::Text(b"1"), Value::Null]
             }
         );
         // `TRUNCATE p CASCADE` reaching one more table.
@@ -332,10 +334,42 @@ mod tests {
             Message::parse(message).unwrap(),
             Message::Logical {
                 transactional: false,
-                prefix: "datastore",
+                prefix: b"datastore",
                 content: b"m:hello"
             }
         );
+    }
+
+    /// A `SQL_ASCII` database passes on any bytes as text, in values, names and prefixes:
+    /// parsed as sent, for the reader to tell what they make of their change.
+    #[test]
+    fn text_that_is_not_utf8_parses_as_sent() {
+        let insert = b"I\0\0@\x04N\0\x01t\0\0\0\x02\xffa";
+        assert_eq!(
+            Message::parse(insert).unwrap(),
+            Message::Insert {
+                relation: 0x4004,
+                new: vec![Value::Text(b"\xffa")]
+            }
+        );
+        let relation = b"R\0\0@\x04s\xe9\0p\xe9\0f\0\x01\x01\xe9\0\0\0\0\x19\xff\xff\xff\xff";
+        assert_eq!(
+            Message::parse(relation).unwrap(),
+            Message::Relation {
+                id: 0x4004,
+                table: b"p\xe9",
+                columns: vec![(&b"\xe9"[..], 25)]
+            }
+        );
+        let message = b"M\0\0\0\0\0\x01\xda{\x80\xff\0\0\0\0\x01\xfe";
+        assert!(matches!(
+            Message::parse(message).unwrap(),
+            Message::Logical {
+                prefix: b"\xff",
+                content: b"\xfe",
+                ..
+            }
+        ));
     }
 
     #[test]
