@@ -1570,6 +1570,71 @@ fn on_postgres_a_value_that_is_not_utf8_is_one_undecodable_change_not_the_feeds_
     drop(database);
 }
 
+/// The table of the next change `everything` delivers, and its operation.
+fn next_table(everything: &datastore::observe::AllSubscription) -> (String, Op) {
+    match everything.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => (change.table, change.op),
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+/// A row for `users`, written by hand: a table no other observed table refers to.
+fn insert_user(conn: &mut PgConnection) {
+    conn.batch_execute("INSERT INTO users VALUES (gen_random_uuid(), gen_random_uuid()::text)")
+        .unwrap();
+}
+
+/// The server's URL, a schema of the test's with a store of it on the logical feed (migrated),
+/// and a connection of the test's own to it; none without a server that decodes its log.
+fn logical_schema() -> Option<(String, common::PgSchema, Store, PgConnection)> {
+    if !common::logical_decoding() {
+        return None;
+    }
+    let db = common::TestDb::postgres_with(ChangeFeed::LogicalDecoding)?;
+    let admin = PgConnection::establish(db.url()).unwrap();
+    Some((common::postgres_url()?, db.schema?, db.store, admin))
+}
+
+/// A table moved out of the store's schema (`ALTER TABLE .. SET SCHEMA`) stays in the schema's
+/// publication, and the stream names it by the schema it is in: its changes are not the store's
+/// table's, and arrive again once it is moved back (the same table, described again). Before,
+/// the feed dropped the schema the stream names, and delivered the other schema's `posts` as
+/// the store's.
+#[test]
+fn on_postgres_a_table_moved_to_another_schema_is_not_delivered_as_the_stores() {
+    let Some((url, schema, store, mut admin)) = logical_schema() else {
+        return;
+    };
+    let other = common::PgSchema::new(&url);
+    let everything = store.observe_all().unwrap();
+    store.save(post("before the move")).unwrap();
+    assert_eq!(next_table(&everything), ("posts".into(), Op::Insert));
+
+    admin
+        .batch_execute(&format!("ALTER TABLE posts SET SCHEMA {}", other.name()))
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO {}.posts (id, title, rating, status, created_at, updated_at) \
+             VALUES (gen_random_uuid(), 'moved', 1, 'Active', now(), now())",
+            other.name()
+        ))
+        .unwrap();
+    insert_user(&mut admin);
+    assert_eq!(next_table(&everything), ("users".into(), Op::Insert));
+
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {}.posts SET SCHEMA {}",
+            other.name(),
+            schema.name()
+        ))
+        .unwrap();
+    store.save(post("moved back")).unwrap();
+    assert_eq!(next_table(&everything), ("posts".into(), Op::Insert));
+    drop((everything, store));
+}
+
 /// A table whose name holds the dollar-quote tag an earlier version wrapped each table's
 /// set-up in (`$add$`): the logical feed's set-up quotes with a tag the name does not hold,
 /// so the table is set up (before, the quote ended inside the name: a syntax error) and its

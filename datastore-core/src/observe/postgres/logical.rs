@@ -13,7 +13,8 @@
 //! What it installs, once per observed table: `REPLICA IDENTITY FULL` (so that updates and
 //! deletes carry the whole old row, as the trigger feed records it), membership in the
 //! schema's publication `datastore_<md5 of the schema>` (which limits what the server decodes
-//! for this feed to the observed tables), and a `BEFORE DELETE` trigger that fires only for
+//! for this feed to the observed tables, and to any table moved out of the schema since: the
+//! listener delivers only its schema's), and a `BEFORE DELETE` trigger that fires only for
 //! a cascade's rows (`WHEN (pg_trigger_depth() > 0)`): it writes the cascade's depth into the
 //! log (`pg_logical_emit_message`) just before the row's delete, so that a cascade's rows are
 //! delivered before their parent, as on SQLite.
@@ -218,8 +219,10 @@ pub(super) struct LogicalListener {
     stream: ReplicationConn,
     control: PgConnection,
     outlet: Outlet,
+    /// The schema of the store's tables: the only one whose changes it delivers.
+    schema: String,
     /// The tables the stream described, by their relation id.
-    relations: HashMap<u32, (Arc<str>, Arc<Columns>)>,
+    relations: HashMap<u32, Relation>,
     /// The transaction being received, and its last statement's changes (see `take`).
     batch: Batch,
     segment: Vec<RawChange>,
@@ -243,6 +246,16 @@ pub(super) struct LogicalListener {
     /// Why the feed ends, once a table stopped reporting, and the nonce of the marker sent
     /// then: the feed ends when it is released, everything committed before delivered.
     ending: Option<(String, String)>,
+}
+
+/// What a table the stream described is to the store (see [`LogicalListener::describe`]).
+enum Relation {
+    /// A table of the store's schema: its changes are delivered, by its name and columns.
+    Delivered(Arc<str>, Arc<Columns>),
+    /// A table whose changes are not the store's to deliver: another schema's (a table moved
+    /// out of the store's schema by `ALTER TABLE .. SET SCHEMA` stays in its publication, and
+    /// anyone's table can be added to it by hand).
+    Skipped,
 }
 
 /// A committed transaction or a marker, held until every transaction before it is visible.
@@ -308,7 +321,13 @@ impl LogicalListener {
     /// Creating the replication slot waits for every transaction running on the server (in
     /// any database) to end: one left open would hold it, and every subscription of the
     /// store, without end. It waits `slot_wait` at most, then fails with `Error::Busy`.
-    pub fn start(url: &str, channel: &str, outlet: Outlet, slot_wait: Duration) -> Result<()> {
+    pub fn start(
+        url: &str,
+        schema: &str,
+        channel: &str,
+        outlet: Outlet,
+        slot_wait: Duration,
+    ) -> Result<()> {
         let mut control = PgConnection::establish(url)
             .map_err(|e| Error::connection(url, crate::ConnectionFailure::Driver, e))?;
         let encoding = stream_encoding(&mut control)?;
@@ -358,6 +377,7 @@ impl LogicalListener {
             stream,
             control,
             outlet,
+            schema: schema.to_owned(),
             relations: HashMap::new(),
             batch: Batch::default(),
             segment: Vec::new(),
@@ -507,16 +527,16 @@ impl LogicalListener {
             Message::Begin { xid } => self.xid = xid,
             Message::Other => {}
             Message::Commit => self.commit(),
-            Message::Relation { id, table, columns } => {
-                // A name that is not UTF-8 (a `SQL_ASCII` database holds any bytes) is read
-                // with U+FFFD in place of what is not: no model names such a table or column,
-                // so `observe_all` alone receives it.
-                let name = |bytes: &[u8]| Arc::from(String::from_utf8_lossy(bytes).as_ref());
-                let columns = Columns {
-                    names: columns.iter().map(|(column, _)| name(column)).collect(),
-                    types: columns.iter().map(|(_, ty)| *ty).collect(),
-                };
-                self.relations.insert(id, (name(table), Arc::new(columns)));
+            Message::Relation {
+                id,
+                schema,
+                table,
+                columns,
+            } => {
+                // A table described again (altered, renamed, moved) is what the latest
+                // description says.
+                let relation = self.describe(schema, table, &columns);
+                self.relations.insert(id, relation);
             }
             Message::Truncate { relations } => {
                 for relation in relations {
@@ -580,8 +600,24 @@ impl LogicalListener {
         }
     }
 
+    /// What a table the stream describes is to the store: delivered if it is in the store's
+    /// schema, else skipped (see [`Relation`]). A name that is not UTF-8 (a `SQL_ASCII`
+    /// database holds any bytes) is read with U+FFFD in place of what is not: no model names
+    /// such a table or column, so `observe_all` alone receives it.
+    fn describe(&self, schema: &[u8], table: &[u8], columns: &[(&[u8], u32)]) -> Relation {
+        if schema != self.schema.as_bytes() {
+            return Relation::Skipped;
+        }
+        let name = |bytes: &[u8]| Arc::from(String::from_utf8_lossy(bytes).as_ref());
+        let columns = Columns {
+            names: columns.iter().map(|(column, _)| name(column)).collect(),
+            types: columns.iter().map(|(_, ty)| *ty).collect(),
+        };
+        Relation::Delivered(name(table), Arc::new(columns))
+    }
+
     /// A row change: its values into the batch's rows, the change into the statement
-    /// being received.
+    /// being received; nothing, for a table whose changes are not the store's.
     ///
     /// A cascade's rows follow the statement rows that caused them in the log; they are
     /// delivered before them, deepest first, as on SQLite. The log does not mark where a
@@ -589,12 +625,16 @@ impl LogicalListener {
     /// (a delete statement's own rows, and any deletes right before it in the transaction):
     /// an insert or an update is never passed.
     fn change(&mut self, relation: u32, op: Op, old: Option<&Tuple<'_>>, new: Option<&Tuple<'_>>) {
-        let Some((table, columns)) = self.relations.get(&relation).cloned() else {
-            return self.broken(
-                relation,
-                op,
-                "the stream sent a change of a table it did not describe",
-            );
+        let (table, columns) = match self.relations.get(&relation) {
+            Some(Relation::Delivered(table, columns)) => (table.clone(), columns.clone()),
+            Some(Relation::Skipped) => return,
+            None => {
+                return self.broken(
+                    relation,
+                    op,
+                    "the stream sent a change of a table it did not describe",
+                );
+            }
         };
         let rows = &mut self.batch.rows;
         let start = rows.mark();
@@ -616,12 +656,14 @@ impl LogicalListener {
         }
     }
 
-    /// A committed change that cannot be read: reported, never dropped.
+    /// A committed change that cannot be read: reported, never dropped (unless its table's
+    /// changes are not the store's).
     fn broken(&mut self, relation: u32, op: Op, reason: &str) {
-        let table = self
-            .relations
-            .get(&relation)
-            .map_or_else(|| Arc::from("?"), |(table, _)| table.clone());
+        let table = match self.relations.get(&relation) {
+            Some(Relation::Delivered(table, _)) => table.clone(),
+            Some(Relation::Skipped) => return,
+            None => Arc::from("?"),
+        };
         self.push(RawChange::broken(table, op, 0, reason));
     }
 

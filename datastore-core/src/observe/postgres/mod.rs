@@ -408,7 +408,7 @@ impl PgObserve {
                     logical::refuse_open_write(conn, writer)?;
                 }
                 let (outlet, alive) = self.outlet(hub);
-                LogicalListener::start(url, &channel, outlet, self.slot_wait)?;
+                LogicalListener::start(url, &schema, &channel, outlet, self.slot_wait)?;
                 state.listening = Some(alive.clone());
                 alive
             }

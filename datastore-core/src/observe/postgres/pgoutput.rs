@@ -22,9 +22,11 @@ pub(super) enum Message<'a> {
         xid: u32,
     },
     Commit,
-    /// A table's columns, sent before its first change and after it changed.
+    /// A table's schema, name and columns, sent before its first change and again after
+    /// it changed (altered, renamed, moved to another schema, its grants changed).
     Relation {
         id: u32,
+        schema: &'a [u8],
         table: &'a [u8],
         columns: Vec<(&'a [u8], u32)>,
     },
@@ -180,7 +182,7 @@ impl<'a> Message<'a> {
             b'C' => Message::Commit,
             b'R' => {
                 let id = r.u32()?;
-                let _schema = r.string()?;
+                let schema = r.string()?;
                 let table = r.string()?;
                 let _identity = r.u8()?;
                 let count = r.u16()?;
@@ -193,7 +195,12 @@ impl<'a> Message<'a> {
                         Ok((name, ty))
                     })
                     .collect::<Parsed<_>>()?;
-                Message::Relation { id, table, columns }
+                Message::Relation {
+                    id,
+                    schema,
+                    table,
+                    columns,
+                }
             }
             b'I' => {
                 let relation = r.u32()?;
@@ -300,6 +307,7 @@ mod tests {
             Message::parse(relation).unwrap(),
             Message::Relation {
                 id: 0x4004,
+                schema: b"lt",
                 table: b"p",
                 columns: vec![(&b"id"[..], 20), (b"t", 25)]
             }
@@ -357,6 +365,7 @@ mod tests {
             Message::parse(relation).unwrap(),
             Message::Relation {
                 id: 0x4004,
+                schema: b"s\xe9",
                 table: b"p\xe9",
                 columns: vec![(&b"\xe9"[..], 25)]
             }
