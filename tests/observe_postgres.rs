@@ -1635,6 +1635,59 @@ fn on_postgres_a_table_moved_to_another_schema_is_not_delivered_as_the_stores() 
     drop((everything, store));
 }
 
+/// A store whose role may not read a table of its schema (`SELECT`) is not handed its rows:
+/// the schema's publication is shared by every role observing it, so another store's tables
+/// are in its stream, but `observe_all` delivers only the tables its role may read, and
+/// observing such a table by model is refused with the server's permission denied. Before,
+/// `observe_all` delivered the other tables' rows, and `observe::<User>` (the role may insert
+/// users, not read them) subscribed.
+#[test]
+fn on_postgres_a_store_is_not_handed_rows_its_role_may_not_read() {
+    let Some((url, schema, owner, mut admin)) = logical_schema() else {
+        return;
+    };
+    // The owner's store sets every table up for the feed.
+    drop(owner.observe_all().unwrap());
+    let role = Squatter::new(&url, schema.name());
+    let name = &role.name;
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {name} REPLICATION; GRANT SELECT ON posts TO {name}; \
+             GRANT INSERT ON users TO {name};"
+        ))
+        .unwrap();
+    let store = Store::builder(format!(
+        "{}?options=-csearch_path%3D{}",
+        role.url,
+        schema.name()
+    ))
+    .change_feed(ChangeFeed::LogicalDecoding)
+    .open()
+    .unwrap();
+    let everything = store.observe_all().unwrap();
+    insert_user(&mut admin);
+    owner.save(post("readable")).unwrap();
+    assert_eq!(next_table(&everything), ("posts".into(), Op::Insert));
+    match store.observe::<common::models::User>() {
+        Err(Error::Database(e)) => assert!(e.to_string().contains("permission denied"), "{e}"),
+        other => panic!("expected permission denied, got {:?}", other.map(|_| ())),
+    }
+
+    // Read no longer: its subscription ends, told, rather than hear nothing more.
+    let posts = store.observe::<Post>().unwrap();
+    admin
+        .batch_execute(&format!("REVOKE SELECT ON posts FROM {name}"))
+        .unwrap();
+    owner.save(post("no longer readable")).unwrap();
+    insert_user(&mut admin);
+    match posts.recv_timeout(WAIT) {
+        Some(Observed::FeedLost { reason }) => assert!(reason.contains("`posts`"), "{reason}"),
+        other => panic!("expected the feed lost, got {other:?}"),
+    }
+    drop((posts, everything, store, owner));
+    drop(role);
+}
+
 /// A table whose name holds the dollar-quote tag an earlier version wrapped each table's
 /// set-up in (`$add$`): the logical feed's set-up quotes with a tag the name does not hold,
 /// so the table is set up (before, the quote ended inside the name: a syntax error) and its

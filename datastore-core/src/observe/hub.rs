@@ -846,12 +846,24 @@ impl Hub {
     /// Ends, as [`lose_all`](Self::lose_all) does, the current subscriptions that want one of
     /// `tables` (every table's among them): changes of those tables were not captured for them.
     pub fn lose_wanting(&self, tables: &[String], reason: &str) {
-        let wanting = |queue: &Queue| {
-            queue
-                .tables
-                .as_ref()
-                .is_none_or(|wanted| wanted.iter().any(|t| tables.contains(t)))
-        };
+        self.lose_where(
+            |wanted| wanted.is_none_or(|wanted| wanted.iter().any(|t| tables.contains(t))),
+            reason,
+        );
+    }
+
+    /// Ends, as [`lose_all`](Self::lose_all) does, the current subscriptions that name one of
+    /// `tables` (not those of every table): those tables' changes are no longer theirs.
+    pub fn lose_naming(&self, tables: &[String], reason: &str) {
+        self.lose_where(
+            |wanted| wanted.is_some_and(|wanted| wanted.iter().any(|t| tables.contains(t))),
+            reason,
+        );
+    }
+
+    /// Ends the current subscriptions whose tables (`None`: every table) are `wanting`.
+    fn lose_where(&self, wanting: impl Fn(Option<&Vec<String>>) -> bool, reason: &str) {
+        let wanting = |queue: &Queue| wanting(queue.tables.as_ref());
         let lost: Vec<Arc<Queue>> = {
             let mut subscribers = lock(&self.subscribers);
             let (lost, kept): (Vec<Weak<Queue>>, _) = std::mem::take(&mut *subscribers)

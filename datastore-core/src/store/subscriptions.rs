@@ -355,12 +355,14 @@ impl Store {
     }
 }
 
-/// PostgreSQL: a table's columns, in order.
+/// PostgreSQL: a table's columns, in order; the server's permission denied if the store's role
+/// may not read the table, whose rows the subscription would hand out.
 fn table_columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<String>> {
     match conn {
         AnyConnection::Sqlite(_) => unreachable!("SQLite's columns are read by observe's catalog"),
         AnyConnection::Postgres(conn) => {
             let schema = pg_observe::current_schema(conn)?;
+            pg_observe::refuse_unreadable(conn, &schema, table)?;
             let columns = pg_observe::table_columns(conn, &schema, table)?;
             Ok(columns.into_iter().map(|(name, _)| name).collect())
         }

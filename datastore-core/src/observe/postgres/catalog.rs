@@ -2,9 +2,11 @@
 //! columns, the tables it reports on and those it refuses, and the notification channel of a
 //! schema.
 
+use diesel::connection::SimpleConnection;
 use diesel::sql_types::Text;
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
+use crate::schema::ddl::quote_ident;
 use crate::{Error, Result};
 
 /// What a channel's name starts with.
@@ -59,17 +61,45 @@ pub(crate) fn table_columns(
         .collect())
 }
 
-/// The tables of a schema that observe reports on (all but its own and Diesel's).
+/// The tables of a schema that observe reports on (all but its own and Diesel's) to a store
+/// whose role may read them (`SELECT`): what an `observe_all` sets up and watches. Read when
+/// it subscribes and whenever the listener checks the tables it watches.
 pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>> {
     let rows: Vec<Name> = diesel::sql_query(
         "SELECT table_name::text AS name FROM information_schema.tables \
          WHERE table_schema = $1 AND table_type = 'BASE TABLE' \
          AND NOT starts_with(table_name::text, '__diesel') AND table_name <> 'datastore_change_payloads' \
+         AND has_table_privilege(format('%I.%I', table_schema, table_name), 'SELECT') \
          ORDER BY table_name",
     )
     .bind::<Text, _>(schema)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Refuses to observe `table` of `schema` if the store's role may not read it (`SELECT`): its
+/// rows are not the store's to hand out, and the logical feed skips its changes (see
+/// `logical::Relation`). The server's own error (permission denied), as reading it would
+/// fail. Asked by the subscriptions that decode rows (a query subscription reads its tables
+/// itself, and is refused by that read); a table that is not there is left to them.
+pub(crate) fn refuse_unreadable(conn: &mut PgConnection, schema: &str, table: &str) -> Result<()> {
+    let unreadable: Vec<Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 AND NOT has_table_privilege(c.oid, 'SELECT')",
+    )
+    .bind::<Text, _>(schema)
+    .bind::<Text, _>(table)
+    .load(conn)?;
+    if !unreadable.is_empty() {
+        // Fails as reading it would, unless it was granted meanwhile.
+        conn.batch_execute(&format!(
+            "SELECT FROM {}.{} WHERE false",
+            quote_ident(schema),
+            quote_ident(table)
+        ))?;
+    }
+    Ok(())
 }
 
 /// Refuses, before anything is set up, to observe a partitioned table or a partition of one:

@@ -13,8 +13,9 @@
 //! What it installs, once per observed table: `REPLICA IDENTITY FULL` (so that updates and
 //! deletes carry the whole old row, as the trigger feed records it), membership in the
 //! schema's publication `datastore_<md5 of the schema>` (which limits what the server decodes
-//! for this feed to the observed tables, and to any table moved out of the schema since: the
-//! listener delivers only its schema's), and a `BEFORE DELETE` trigger that fires only for
+//! for this feed to the observed tables: those of every store observing the schema, whatever
+//! its role, and any table moved out of the schema since, so the listener delivers only its
+//! schema's tables that its role may read), and a `BEFORE DELETE` trigger that fires only for
 //! a cascade's rows (`WHEN (pg_trigger_depth() > 0)`): it writes the cascade's depth into the
 //! log (`pg_logical_emit_message`) just before the row's delete, so that a cascade's rows are
 //! delivered before their parent, as on SQLite.
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{Bool, Oid, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use super::super::{Batch, Columns, Op, RawChange, Shape};
@@ -250,11 +251,13 @@ pub(super) struct LogicalListener {
 
 /// What a table the stream described is to the store (see [`LogicalListener::describe`]).
 enum Relation {
-    /// A table of the store's schema: its changes are delivered, by its name and columns.
+    /// A table of the store's schema that its role may read: its changes are delivered, by
+    /// its name and columns.
     Delivered(Arc<str>, Arc<Columns>),
     /// A table whose changes are not the store's to deliver: another schema's (a table moved
     /// out of the store's schema by `ALTER TABLE .. SET SCHEMA` stays in its publication, and
-    /// anyone's table can be added to it by hand).
+    /// anyone's table can be added to it by hand), or one the store's role may not read (the
+    /// publication is the schema's, shared by every role that observes it).
     Skipped,
 }
 
@@ -262,6 +265,9 @@ enum Relation {
 enum Held {
     Commit(u32, Batch),
     Marker(String),
+    /// A table of the store's schema that its role may not read (any longer): the
+    /// subscriptions that name it end here, rather than hear nothing more of it.
+    Unreadable(Arc<str>),
 }
 
 /// The client encoding the stream asks for (see [`replication_conninfo`]) in the database
@@ -468,6 +474,13 @@ impl LogicalListener {
             }
             match self.held.pop_front() {
                 Some(Held::Commit(_, batch)) => self.outlet.publish(batch),
+                Some(Held::Unreadable(table)) => self.outlet.hub.lose_naming(
+                    &[table.to_string()],
+                    &format!(
+                        "the store's role may no longer read `{table}` (SELECT): its changes \
+                         are not delivered; subscribe again once it may"
+                    ),
+                ),
                 Some(Held::Marker(nonce)) => {
                     if self.last_marker.as_deref() == Some(nonce.as_str()) {
                         return Ok(true);
@@ -513,7 +526,7 @@ impl LogicalListener {
                 Ok(())
             }
             Frame::Data { wal_end, message } => {
-                self.take(Message::parse(message)?);
+                self.take(Message::parse(message)?)?;
                 self.received = self.received.max(wal_end);
                 Ok(())
             }
@@ -522,7 +535,7 @@ impl LogicalListener {
 
     /// A decoded message: a transaction's changes join its batch, held from its commit on
     /// (see `release`), as markers are.
-    fn take(&mut self, message: Message<'_>) {
+    fn take(&mut self, message: Message<'_>) -> std::result::Result<(), String> {
         match message {
             Message::Begin { xid } => self.xid = xid,
             Message::Other => {}
@@ -533,9 +546,9 @@ impl LogicalListener {
                 table,
                 columns,
             } => {
-                // A table described again (altered, renamed, moved) is what the latest
-                // description says.
-                let relation = self.describe(schema, table, &columns);
+                // A table described again (altered, renamed, moved, its grants changed) is
+                // what the latest description says.
+                let relation = self.describe(id, schema, table, &columns)?;
                 self.relations.insert(id, relation);
             }
             Message::Truncate { relations } => {
@@ -598,22 +611,45 @@ impl LogicalListener {
             }
             Message::Logical { .. } => {}
         }
+        Ok(())
     }
 
-    /// What a table the stream describes is to the store: delivered if it is in the store's
-    /// schema, else skipped (see [`Relation`]). A name that is not UTF-8 (a `SQL_ASCII`
-    /// database holds any bytes) is read with U+FFFD in place of what is not: no model names
-    /// such a table or column, so `observe_all` alone receives it.
-    fn describe(&self, schema: &[u8], table: &[u8], columns: &[(&[u8], u32)]) -> Relation {
+    /// What the table `id` the stream describes is to the store: delivered if it is in the
+    /// store's schema and the store's role may read it (`SELECT`), else skipped (see
+    /// [`Relation`]). The role's right is asked each time the stream describes the table,
+    /// which the server does again before its next change once its grants changed: the
+    /// subscriptions that name a table it may not read end, after the commits before (a
+    /// subscription to such a table is refused: `catalog::refuse_unreadable`). A table
+    /// dropped since its change (the stream follows the log, a moment behind) leaves nothing
+    /// to ask: its changes are delivered, as committed while it was there. A name that is not
+    /// UTF-8 (a `SQL_ASCII` database holds any bytes) is read with U+FFFD in place of what is
+    /// not: no model names such a table or column, so `observe_all` alone receives it.
+    fn describe(
+        &mut self,
+        id: u32,
+        schema: &[u8],
+        table: &[u8],
+        columns: &[(&[u8], u32)],
+    ) -> std::result::Result<Relation, String> {
         if schema != self.schema.as_bytes() {
-            return Relation::Skipped;
+            return Ok(Relation::Skipped);
         }
+        // NULL for a table dropped since.
+        let may_read: Vec<Yes> =
+            diesel::sql_query("SELECT coalesce(has_table_privilege($1, 'SELECT'), true) AS yes")
+                .bind::<Oid, _>(id)
+                .load(&mut self.control)
+                .map_err(super::connection_failed)?;
         let name = |bytes: &[u8]| Arc::from(String::from_utf8_lossy(bytes).as_ref());
+        if may_read.first().is_some_and(|r| !r.yes) {
+            self.held.push_back(Held::Unreadable(name(table)));
+            return Ok(Relation::Skipped);
+        }
         let columns = Columns {
             names: columns.iter().map(|(column, _)| name(column)).collect(),
             types: columns.iter().map(|(_, ty)| *ty).collect(),
         };
-        Relation::Delivered(name(table), Arc::new(columns))
+        Ok(Relation::Delivered(name(table), Arc::new(columns)))
     }
 
     /// A row change: its values into the batch's rows, the change into the statement
