@@ -1684,6 +1684,12 @@ fn on_postgres_a_store_is_not_handed_rows_its_role_may_not_read() {
         Some(Observed::FeedLost { reason }) => assert!(reason.contains("`posts`"), "{reason}"),
         other => panic!("expected the feed lost, got {other:?}"),
     }
+    // The subscription of every table received the table's changes: it ends too (before, it
+    // went on, hearing nothing more of `posts`).
+    match everything.recv_timeout(WAIT) {
+        Some(Observed::FeedLost { reason }) => assert!(reason.contains("`posts`"), "{reason}"),
+        other => panic!("expected the feed lost, got {other:?}"),
+    }
     drop((posts, everything, store, owner));
     drop(role);
 }
@@ -1776,7 +1782,13 @@ fn on_postgres_every_connection_of_a_store_probes_a_silent_server_within_a_minut
         }
         assert!(!listeners.is_empty(), "{feed:?}: no listener found");
         for port in pooled.into_iter().chain(listeners) {
-            let seconds = keepalive_due_in(port);
+            let Some(seconds) = keepalive_due_in(port) else {
+                println!(
+                    "NOTE: the server sees port {port}, which no socket of this machine has \
+                     (a proxy or NAT between): not run"
+                );
+                return;
+            };
             assert!(
                 seconds <= 30.5,
                 "{feed:?}: the connection from port {port} probes a silent server in {seconds} s"
@@ -1803,25 +1815,23 @@ fn client_ports(conn: &mut PgConnection, sql: &str) -> Vec<u16> {
 /// In how many seconds the kernel sends the first keepalive probe on this machine's TCP
 /// socket bound to local port `port`, as `/proc/net/tcp` shows its timer (`tr` 2, the
 /// keepalive timer, due in `tm->when` clock ticks of 1/100 s). Read again while another
-/// timer runs (a retransmission, while a query is on its way).
-fn keepalive_due_in(port: u16) -> f64 {
+/// timer runs (a retransmission, while a query is on its way). None if no socket of this
+/// machine has that port (the server is reached through a proxy or NAT, which it sees instead).
+fn keepalive_due_in(port: u16) -> Option<f64> {
     let local = format!(":{port:04X}");
     let deadline = Instant::now() + WAIT;
     loop {
         let table = std::fs::read_to_string("/proc/net/tcp").unwrap()
             + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
-        let line = table
-            .lines()
-            .find(|line| {
-                line.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|l| l.ends_with(&local))
-            })
-            .unwrap_or_else(|| panic!("no socket on local port {port} in /proc/net/tcp"));
+        let line = table.lines().find(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|l| l.ends_with(&local))
+        })?;
         let timer = line.split_whitespace().nth(5).unwrap();
         let (kind, when) = timer.split_once(':').unwrap();
         if kind == "02" {
-            return u64::from_str_radix(when, 16).unwrap() as f64 / 100.0;
+            return Some(u64::from_str_radix(when, 16).unwrap() as f64 / 100.0);
         }
         assert!(
             Instant::now() < deadline,

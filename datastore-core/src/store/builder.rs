@@ -397,9 +397,6 @@ impl StoreBuilder {
             }
             self.url = url::with_search_path(&self.url, schema);
         }
-        if is_postgres(&self.url) {
-            self.url = url::with_liveness(&self.url);
-        }
         let (dialect, database, in_memory) = database_url(&self.url)
             .map_err(|reason| Error::connection(&self.url, ConnectionFailure::Location, reason))?;
         self.setup.wal = !in_memory;

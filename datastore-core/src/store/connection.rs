@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::CustomizeConnection;
-use diesel::{PgConnection, SqliteConnection};
+use diesel::{Connection, ConnectionResult, PgConnection, SqliteConnection};
 
 use crate::AnyConnection;
 use crate::ffi::sqlite as ffi;
 use crate::observe::hub::Hub;
 use crate::observe::sqlite::ConnObserver;
+
+use super::url;
 
 /// How SQLite syncs writes to disk in WAL mode: [`StoreBuilder::synchronous`](crate::StoreBuilder::synchronous).
 ///
@@ -227,6 +229,14 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for ConnectionSetup
         self.apply_any(conn)
             .map_err(diesel::r2d2::Error::QueryError)
     }
+}
+
+/// Connects to the PostgreSQL server at `url` as every connection of a store does: with the
+/// TCP settings that find a silent server gone within about a minute, where `url` does not set
+/// its own ([`url::with_liveness`]). The pool's connections, the change feeds' listeners and
+/// their control connections; the URL shown in errors stays the one given.
+pub(crate) fn establish_postgres(url: &str) -> ConnectionResult<PgConnection> {
+    PgConnection::establish(&url::with_liveness(url))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use diesel::connection::Connection;
 use diesel::r2d2::{Error, R2D2Connection};
-use diesel::{PgConnection, SqliteConnection};
+use diesel::SqliteConnection;
 
 use super::lost::{FirstFailure, Leftover};
 use crate::AnyConnection;
@@ -49,7 +49,7 @@ impl BackendManager {
     pub(crate) fn establish(&self) -> diesel::ConnectionResult<AnyConnection> {
         match self.dialect {
             Dialect::Sqlite => SqliteConnection::establish(&self.url).map(AnyConnection::Sqlite),
-            Dialect::Postgres => PgConnection::establish(&self.url).map(AnyConnection::Postgres),
+            Dialect::Postgres => super::establish_postgres(&self.url).map(AnyConnection::Postgres),
         }
     }
 }

@@ -20,6 +20,7 @@ pub use builder::StoreBuilder;
 #[cfg(feature = "cli")]
 pub(crate) use builder::{dialect_of, sqlite_file};
 pub use connection::Synchronous;
+pub(crate) use connection::establish_postgres;
 pub use manager::BackendManager;
 pub(crate) use observe_conn::ObserveConn;
 

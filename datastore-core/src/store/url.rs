@@ -217,8 +217,11 @@ pub(crate) fn with_parameters(url: &str, extra: &[String]) -> String {
 /// the connections that only wait, the change feeds': until their connection fails, their
 /// subscribers are not told that nothing more will come. An idle connection is probed after
 /// 30 s of silence, then every 10 s, and given up after 3 probes unanswered; data sent and not
-/// acknowledged for 60 s gives the connection up too. Neither limits a query that runs long:
-/// a busy server's kernel answers both. libpq ignores them over a Unix socket.
+/// acknowledged for 60 s gives the connection up too. Neither limits a query that runs long (a
+/// busy server's kernel answers both); a server that reads none of what the client sends for
+/// 60 s (its window closed: a `COPY .. FROM STDIN` whose rows wait that long) is given up as
+/// well. A URL with `keepalives=0` opts out of all of them. libpq ignores them over a Unix
+/// socket.
 const LIVENESS: [(&str, &str); 4] = [
     ("keepalives_idle", "30"),
     ("keepalives_interval", "10"),
@@ -231,14 +234,20 @@ pub(crate) fn with_liveness(url: &str) -> String {
     let query = parse(url)
         .and_then(|parsed| parsed.query)
         .map_or("", |q| &url[q + 1..]);
-    let set: Vec<Cow<'_, str>> = query
+    let set: Vec<(Cow<'_, str>, Cow<'_, str>)> = query
         .split('&')
         .filter_map(|parameter| parameter.split_once('='))
-        .map(|(key, _)| percent_decode(key))
+        .map(|(key, value)| (percent_decode(key), percent_decode(value)))
         .collect();
+    if set
+        .iter()
+        .any(|(key, value)| key == "keepalives" && value == "0")
+    {
+        return url.to_owned();
+    }
     let missing: Vec<String> = LIVENESS
         .iter()
-        .filter(|(key, _)| !set.iter().any(|given| given == key))
+        .filter(|(key, _)| !set.iter().any(|(given, _)| given == key))
         .map(|(key, value)| format!("{key}={value}"))
         .collect();
     if missing.is_empty() {
@@ -290,6 +299,9 @@ mod tests {
         let all = "postgres://db/blog?keepalives_idle=1&keepalives_interval=1\
                    &keepalives_count=1&tcp_user_timeout=1";
         assert_eq!(with_liveness(all), all);
+        // Keepalives turned off: none of them.
+        let off = "postgres://db/blog?keepalives=0";
+        assert_eq!(with_liveness(off), off);
     }
 
     #[test]

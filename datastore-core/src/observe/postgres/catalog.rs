@@ -66,11 +66,15 @@ pub(crate) fn table_columns(
 /// it subscribes and whenever the listener checks the tables it watches.
 pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>> {
     let rows: Vec<Name> = diesel::sql_query(
-        "SELECT table_name::text AS name FROM information_schema.tables \
-         WHERE table_schema = $1 AND table_type = 'BASE TABLE' \
-         AND NOT starts_with(table_name::text, '__diesel') AND table_name <> 'datastore_change_payloads' \
-         AND has_table_privilege(format('%I.%I', table_schema, table_name), 'SELECT') \
-         ORDER BY table_name",
+        // The privilege asked by the table's oid: asked by its name, a table dropped as the
+        // query runs would fail it ("does not exist") rather than leave it out.
+        "SELECT c.relname::text AS name FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') \
+         AND NOT starts_with(c.relname::text, '__diesel') \
+         AND c.relname <> 'datastore_change_payloads' \
+         AND has_table_privilege(c.oid, 'SELECT') IS TRUE \
+         ORDER BY c.relname",
     )
     .bind::<Text, _>(schema)
     .load(conn)?;

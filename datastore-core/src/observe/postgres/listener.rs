@@ -99,7 +99,7 @@ fn row_identity(table: &str, text: &str) -> u64 {
 
 impl Listener {
     pub(super) fn start(url: &str, schema: &str, channel: &str, outlet: Outlet) -> Result<()> {
-        let mut conn = PgConnection::establish(url)
+        let mut conn = crate::store::establish_postgres(url)
             .map_err(|e| Error::connection(url, crate::ConnectionFailure::Driver, e))?;
         // Named after its channel, so that it can be told apart in `pg_stat_activity`.
         let name = format!(

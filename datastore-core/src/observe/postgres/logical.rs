@@ -28,7 +28,7 @@
 //! snapshots see it ended (the log streams a commit a moment before they do), so a subscriber
 //! that reads the database when told of a change reads the state after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,10 @@ pub(super) struct LogicalListener {
     schema: String,
     /// The tables the stream described, by their relation id.
     relations: HashMap<u32, Relation>,
+    /// The tables of the schema its role was last known to read: those it may read as it
+    /// started, and each the stream described since as one it may read. One that it may no
+    /// longer read ends every subscription that wanted it, `observe_all`'s too.
+    readable: HashSet<Arc<str>>,
     /// The transaction being received, and its last statement's changes (see `take`).
     batch: Batch,
     segment: Vec<RawChange>,
@@ -266,8 +270,12 @@ enum Held {
     Commit(u32, Batch),
     Marker(String),
     /// A table of the store's schema that its role may not read (any longer): the
-    /// subscriptions that name it end here, rather than hear nothing more of it.
-    Unreadable(Arc<str>),
+    /// subscriptions that name it end here, rather than hear nothing more of it, and those of
+    /// every table too where the role could read it before (they received its changes).
+    Unreadable {
+        table: Arc<str>,
+        read_before: bool,
+    },
 }
 
 /// The client encoding the stream asks for (see [`replication_conninfo`]) in the database
@@ -334,15 +342,21 @@ impl LogicalListener {
         outlet: Outlet,
         slot_wait: Duration,
     ) -> Result<()> {
-        let mut control = PgConnection::establish(url)
+        let mut control = crate::store::establish_postgres(url)
             .map_err(|e| Error::connection(url, crate::ConnectionFailure::Driver, e))?;
         let encoding = stream_encoding(&mut control)?;
+        let readable = super::catalog::observable_tables(&mut control, schema)?
+            .into_iter()
+            .map(Arc::from)
+            .collect();
         let hash = channel.trim_start_matches(super::CHANNEL_PREFIX);
         // Named as the trigger feed's listener, so that it can be told apart in
         // `pg_stat_activity` (and ended) the same way.
         let name = format!("datastore listener {hash}");
         let failed = |e: String| Error::connection(url, crate::ConnectionFailure::Driver, e);
-        let mut stream = ReplicationConn::connect(&replication_conninfo(url, &name, encoding))
+        // With the TCP settings of the store's other connections (see `establish_postgres`).
+        let live = crate::store::url::with_liveness(url);
+        let mut stream = ReplicationConn::connect(&replication_conninfo(&live, &name, encoding))
             .map_err(failed)?;
         // Values are rendered in the walsender with these settings, as the trigger feed
         // renders them.
@@ -385,6 +399,7 @@ impl LogicalListener {
             outlet,
             schema: schema.to_owned(),
             relations: HashMap::new(),
+            readable,
             batch: Batch::default(),
             segment: Vec::new(),
             cascade_depth: None,
@@ -474,13 +489,18 @@ impl LogicalListener {
             }
             match self.held.pop_front() {
                 Some(Held::Commit(_, batch)) => self.outlet.publish(batch),
-                Some(Held::Unreadable(table)) => self.outlet.hub.lose_naming(
-                    &[table.to_string()],
-                    &format!(
+                Some(Held::Unreadable { table, read_before }) => {
+                    let reason = format!(
                         "the store's role may no longer read `{table}` (SELECT): its changes \
                          are not delivered; subscribe again once it may"
-                    ),
-                ),
+                    );
+                    let tables = [table.to_string()];
+                    if read_before {
+                        self.outlet.hub.lose_wanting(&tables, &reason);
+                    } else {
+                        self.outlet.hub.lose_naming(&tables, &reason);
+                    }
+                }
                 Some(Held::Marker(nonce)) => {
                     if self.last_marker.as_deref() == Some(nonce.as_str()) {
                         return Ok(true);
@@ -641,15 +661,18 @@ impl LogicalListener {
                 .load(&mut self.control)
                 .map_err(super::connection_failed)?;
         let name = |bytes: &[u8]| Arc::from(String::from_utf8_lossy(bytes).as_ref());
+        let table = name(table);
         if may_read.first().is_some_and(|r| !r.yes) {
-            self.held.push_back(Held::Unreadable(name(table)));
+            let read_before = self.readable.remove(&table);
+            self.held.push_back(Held::Unreadable { table, read_before });
             return Ok(Relation::Skipped);
         }
+        self.readable.insert(table.clone());
         let columns = Columns {
             names: columns.iter().map(|(column, _)| name(column)).collect(),
             types: columns.iter().map(|(_, ty)| *ty).collect(),
         };
-        Ok(Relation::Delivered(name(table), Arc::new(columns)))
+        Ok(Relation::Delivered(table, Arc::new(columns)))
     }
 
     /// A row change: its values into the batch's rows, the change into the statement
