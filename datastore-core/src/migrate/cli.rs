@@ -178,7 +178,14 @@ impl Cli {
     /// assert!(!dir.path().join("postgres").exists());
     /// ```
     pub fn dialects(mut self, dialects: &[Dialect]) -> Self {
-        self.dialects = dialects.to_vec();
+        // Each once: a generation holds each backend's folder in turn (a second hold of one
+        // would wait for itself).
+        self.dialects = Vec::with_capacity(dialects.len());
+        for &dialect in dialects {
+            if !self.dialects.contains(&dialect) {
+                self.dialects.push(dialect);
+            }
+        }
         self
     }
 

@@ -55,19 +55,44 @@ fn lock(dir: &Path) -> std::io::Result<Lock> {
     }
 }
 
+/// Whether the folder `lock` holds is still the one at `dir`: one a generation made and then
+/// removed again (it wrote nothing) while another waited for it is gone, and may be made anew
+/// by a third, which a lock of the old one does not hold off.
+fn still_there(lock: &Lock, dir: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(held), Ok(now)) = (lock.metadata(), fs::metadata(dir)) else {
+            return false;
+        };
+        (held.dev(), held.ino()) == (now.dev(), now.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (lock, dir);
+        true
+    }
+}
+
 impl Held {
     /// The folder `dir`, made if needed, once no other generation holds it; the staging
     /// folders killed generations left in it are removed.
     pub(super) fn take(dir: &Path) -> Result<Self> {
-        let made = !dir.is_dir();
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let held = Self {
-            dir: dir.to_owned(),
-            made,
-            _lock: lock(dir).map_err(io(dir))?,
-        };
-        held.remove_left_staging();
-        Ok(held)
+        loop {
+            let made = !dir.is_dir();
+            fs::create_dir_all(dir).map_err(io(dir))?;
+            let lock = lock(dir).map_err(io(dir))?;
+            if !still_there(&lock, dir) {
+                continue;
+            }
+            let held = Self {
+                dir: dir.to_owned(),
+                made,
+                _lock: lock,
+            };
+            held.remove_left_staging();
+            return Ok(held);
+        }
     }
 
     /// Removes the staging folders in the folder: only entries named exactly as
@@ -237,7 +262,10 @@ impl Staged {
 
     /// Moves the migration into place, then the recorded schema over the folder's (each a
     /// rename within the folder, made durable before the next step). If the second move fails,
-    /// the first is undone: the folder is left as it was.
+    /// the first is undone, and if the last step, making the second durable, fails, both are
+    /// ([`undo`](Self::undo)): the folder is left as it was, so that a caller putting several
+    /// migrations in place puts all or none (an undo that fails too leaves this one in place,
+    /// committed, and says so in the error it returns).
     pub(crate) fn commit(&mut self) -> Result<()> {
         let staged = self.staging.0.join(&self.name);
         let dir = self.dir();
@@ -255,9 +283,15 @@ impl Staged {
             return Err(e);
         }
         self.committed = true;
-        sync_dir(&self.folder.dir)?;
-        if self.folder.made {
-            sync_dir(parent(&self.folder.dir))?;
+        let durable = sync_dir(&self.folder.dir).and_then(|()| match self.folder.made {
+            true => sync_dir(parent(&self.folder.dir)),
+            false => Ok(()),
+        });
+        if let Err(e) = durable {
+            return Err(match self.undo() {
+                Ok(()) => e,
+                Err(undo) => undo,
+            });
         }
         Ok(())
     }
@@ -272,7 +306,6 @@ impl Staged {
     /// without it, from which `generate` would never write it).
     ///
     /// [`MigrationFailure::SchemaFileMissing`]: super::MigrationFailure::SchemaFileMissing
-    #[cfg(feature = "cli")]
     pub(crate) fn undo(&mut self) -> Result<()> {
         if !self.committed {
             return Ok(());
@@ -467,5 +500,29 @@ mod tests {
         );
         drop(staged);
         flock(&other, FlockOperation::NonBlockingLockExclusive).unwrap();
+    }
+
+    /// A generation that made the folder and wrote nothing removes it again as it lets go: one
+    /// that waited for it meanwhile holds the folder there is then (made anew), not the one
+    /// removed (whose lock would hold off no third generation, and in which nothing can be
+    /// written).
+    #[cfg(unix)]
+    #[test]
+    fn a_generation_that_waited_for_a_folder_removed_meanwhile_holds_the_new_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("postgres");
+        let first = Held::take(&dir).unwrap();
+        assert!(first.made);
+        let waiting = std::thread::spawn({
+            let dir = dir.clone();
+            move || Held::take(&dir).unwrap()
+        });
+        // Long enough for the other to be waiting for the lock (if it is not yet, it makes
+        // the folder itself, and the test passes without telling anything).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(first);
+        let second = waiting.join().unwrap();
+        assert!(dir.is_dir(), "the folder held is gone");
+        assert!(super::still_there(&second._lock, &dir));
     }
 }

@@ -1,8 +1,8 @@
 //! The pool's connection manager: opens the backend the store's URL names, and nothing else.
 
+use diesel::SqliteConnection;
 use diesel::connection::Connection;
 use diesel::r2d2::{Error, R2D2Connection};
-use diesel::SqliteConnection;
 
 use super::lost::{FirstFailure, Leftover};
 use crate::AnyConnection;
