@@ -1,6 +1,6 @@
 //! The relations real schemas need: optional parents, a model related to itself, two relations
-//! between one pair of models, and what each delete does stated per relation; on SQLite and
-//! PostgreSQL.
+//! between one pair of models, a many-to-many of a model with itself, and what each delete
+//! does stated per relation; on SQLite and PostgreSQL.
 
 mod common;
 
@@ -10,9 +10,10 @@ use common::PgSchema;
 use datastore::observe::{Observed, Op};
 use datastore::prelude::*;
 use datastore::schema::OnDelete;
-use datastore::Error;
+use datastore::{AnyConnection, ConstraintKind, Error};
 
-/// A forum: members write topics and review them; replies answer topics or other replies.
+/// A forum: members write topics and review them; replies answer topics or other replies;
+/// members follow members.
 mod forum {
     use datastore::prelude::*;
 
@@ -25,6 +26,24 @@ mod forum {
         pub authored: HasMany<Topic>,
         #[has_many(Topic, foreign_key = reviewer_id)]
         pub reviewed: HasMany<Topic>,
+        /// The members this one follows: the follows whose `follower_id` is this member, each
+        /// pointing at the one followed by its `followee_id`.
+        #[many_to_many(Member, through = Follow, foreign_key = follower_id, other_key = followee_id)]
+        pub following: ManyToMany<Member>,
+        /// The members following this one: the same links, read the other way.
+        #[many_to_many(Self, through = Follow, foreign_key = followee_id, other_key = follower_id)]
+        pub followers: ManyToMany<Self>,
+    }
+
+    /// One member following another: a join model with two foreign keys to `Member`.
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Follow {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Member)]
+        pub follower_id: Id,
+        #[belongs_to(Member)]
+        pub followee_id: Id,
     }
 
     #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -62,10 +81,11 @@ mod forum {
             .model::<Member>()
             .model::<Topic>()
             .model::<Reply>()
+            .model::<Follow>()
     }
 }
 
-use forum::{members, replies, topics, Member, Reply, Topic};
+use forum::{members, replies, topics, Follow, Member, Reply, Topic};
 
 /// The forum's tables: in memory, and in a schema of its own on the server when one is set.
 fn stores() -> Vec<(Store, Option<PgSchema>)> {
@@ -546,5 +566,243 @@ fn rows_pointing_at_each_other_insert_in_any_order() {
             assert_eq!(inserted, thread, "in the order given");
         }
         assert_eq!(store.count::<Reply>().unwrap(), 2 + 3 + 5 + 9 + 300);
+    }
+}
+
+/// Each member's name with the names of the members it follows and of its followers (both
+/// loaded), sorted.
+type FollowGraph = Vec<(String, Vec<String>, Vec<String>)>;
+
+fn follow_graph_of(members: &[Member]) -> FollowGraph {
+    let names = |linked: &ManyToMany<Member>| -> Vec<String> {
+        let mut names: Vec<String> = linked
+            .get()
+            .unwrap()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut graph: FollowGraph = members
+        .iter()
+        .map(|m| (m.name.clone(), names(&m.following), names(&m.followers)))
+        .collect();
+    graph.sort();
+    graph
+}
+
+/// The follow graph as stored, loaded with the eager loaders.
+fn stored_follow_graph(conn: &mut AnyConnection) -> FollowGraph {
+    let mut members: Vec<Member> = conn.all().unwrap();
+    Member::load_following(conn, &mut members).unwrap();
+    Member::load_followers(conn, &mut members).unwrap();
+    follow_graph_of(&members)
+}
+
+/// A follow graph written out: each member, whom it follows, who follows it.
+fn follow_graph(members: &[(&str, &[&str], &[&str])]) -> FollowGraph {
+    let strings = |names: &[&str]| names.iter().map(|&name| name.to_owned()).collect();
+    members
+        .iter()
+        .map(|&(name, following, followers)| {
+            (name.to_owned(), strings(following), strings(followers))
+        })
+        .collect()
+}
+
+/// A many-to-many of a model with itself, through a join model whose two foreign keys both
+/// point at it: each side is the key its relation names, so following is not being followed.
+#[test]
+fn a_model_linked_to_itself_tells_the_two_sides_apart() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        let cy = member(&store, "Cy");
+        let mut conn = store.conn().unwrap();
+        let link = ada.link_following(&mut conn, &bob).unwrap();
+        assert_eq!((link.follower_id, link.followee_id), (ada.id, bob.id));
+        assert_eq!(
+            ada.link_following(&mut conn, &bob).unwrap(),
+            link,
+            "idempotent"
+        );
+        bob.link_followers(&mut conn, &cy).unwrap();
+        assert_eq!(conn.count::<Follow>().unwrap(), 2);
+
+        assert_eq!(ada.following(&mut conn).unwrap(), vec![bob.clone()]);
+        assert!(ada.followers(&mut conn).unwrap().is_empty());
+        assert!(bob.following(&mut conn).unwrap().is_empty());
+        assert_eq!(cy.following(&mut conn).unwrap(), vec![bob.clone()]);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[
+                ("Ada", &["Bob"], &[]),
+                ("Bob", &[], &["Ada", "Cy"]),
+                ("Cy", &["Bob"], &[]),
+            ])
+        );
+
+        let followers_of_bob: Vec<Member> = conn
+            .query::<Member>(|q| {
+                q.filter(Member::having_following(members::name.eq("Bob")))
+                    .order(members::name)
+            })
+            .unwrap();
+        assert_eq!(followers_of_bob, vec![ada.clone(), cy.clone()]);
+        let followed_by_ada: Vec<Member> = conn
+            .query::<Member>(|q| q.filter(Member::having_followers(members::name.eq("Ada"))))
+            .unwrap();
+        assert_eq!(followed_by_ada, vec![bob.clone()]);
+
+        // Bob follows nobody: unlinking "Bob follows Ada" leaves "Ada follows Bob".
+        assert_eq!(bob.unlink_following(&mut conn, &ada).unwrap(), 0);
+        assert_eq!(ada.unlink_followers(&mut conn, &bob).unwrap(), 0);
+        assert_eq!(bob.unlink_followers(&mut conn, &ada).unwrap(), 1);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[
+                ("Ada", &[], &[]),
+                ("Bob", &[], &["Cy"]),
+                ("Cy", &["Bob"], &[])
+            ])
+        );
+
+        // Saved as a graph: the loaded rows, linked by the side the field names.
+        let mut dee = Member {
+            name: "Dee".into(),
+            ..Member::default()
+        };
+        dee.following = ManyToMany::loaded(vec![ada.clone()]);
+        let dee = store.save_graph(dee).unwrap();
+        let followers: Vec<Id> = ada
+            .followers(&mut conn)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(followers, [dee.id]);
+    }
+}
+
+/// Both of a self-linking join model's foreign keys restrict, the pair is unique (one way: the
+/// pair the other way round is another link), in the declarations and in the DDL.
+#[test]
+fn a_self_linking_join_models_keys_restrict_and_its_pair_is_unique() {
+    let table = Follow::table();
+    for column in ["follower_id", "followee_id"] {
+        let fk = table.foreign_key(column).unwrap();
+        assert_eq!(
+            (fk.references.as_ref(), fk.on_delete),
+            ("members", OnDelete::Restrict)
+        );
+    }
+    let unique: Vec<_> = table
+        .indexes
+        .iter()
+        .filter(|index| index.unique)
+        .map(|index| index.name.as_ref())
+        .collect();
+    assert_eq!(unique, ["uq_follows_follower_id_followee_id"]);
+    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+        let sql = forum::schema().create_sql(dialect);
+        let restricting = sql
+            .lines()
+            .filter(|line| {
+                line.contains("REFERENCES \"members\"") && line.contains("ON DELETE RESTRICT")
+            })
+            .count();
+        assert_eq!(restricting, 2, "{dialect:?}:\n{sql}");
+    }
+
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        let follow = |from: &Member, to: &Member| {
+            store.save(Follow {
+                follower_id: from.id,
+                followee_id: to.id,
+                ..Follow::default()
+            })
+        };
+        follow(&ada, &bob).unwrap();
+        follow(&bob, &ada).expect("the other way round is another link");
+        match follow(&ada, &bob) {
+            Err(Error::Constraint(violation)) => assert_eq!(violation.kind, ConstraintKind::Unique),
+            other => panic!(
+                "{:?}: a second link of one pair: {other:?}",
+                store.dialect()
+            ),
+        }
+        assert_eq!(store.count::<Follow>().unwrap(), 2);
+    }
+}
+
+/// Deleting a member still linked, on either side, is refused with the typed error and changes
+/// nothing; unlinked, it deletes.
+#[test]
+fn deleting_a_member_still_following_or_followed_is_refused_until_unlinked() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        let mut conn = store.conn().unwrap();
+        ada.link_following(&mut conn, &bob).unwrap();
+        for (member, side) in [(&ada, "follower"), (&bob, "followee")] {
+            match store.delete(member) {
+                Err(Error::DeleteRestricted {
+                    table,
+                    key,
+                    join_table,
+                    via,
+                    count,
+                }) => assert_eq!(
+                    (table.as_str(), key, join_table.as_str(), via, count),
+                    ("members", member.id.to_string(), "follows", None, 1),
+                    "{:?}, the {side}",
+                    store.dialect()
+                ),
+                other => panic!("{:?}: deleting the {side}: {other:?}", store.dialect()),
+            }
+            assert_eq!(conn.count::<Member>().unwrap(), 2, "nothing deleted");
+            assert_eq!(conn.count::<Follow>().unwrap(), 1);
+        }
+        assert_eq!(ada.unlink_following(&mut conn, &bob).unwrap(), 1);
+        store.delete(&bob).unwrap();
+        store.delete(&ada).unwrap();
+        assert_eq!(conn.count::<Member>().unwrap(), 0);
+    }
+}
+
+/// A live query loading both sides of a self many-to-many is refreshed by a link and by an
+/// unlink, each side showing only its own direction.
+#[test]
+fn a_live_query_over_both_sides_of_a_self_link_follows_links_and_unlinks() {
+    for (store, _schema) in stores() {
+        let ada = member(&store, "Ada");
+        let bob = member(&store, "Bob");
+        let mut live = store
+            .live::<Member>()
+            .load(Member::FOLLOWING)
+            .load(Member::FOLLOWERS)
+            .subscribe()
+            .unwrap();
+        // Snapshots until one shows `members` (a step's commits may arrive in two batches).
+        let mut expect = |members: &[(&str, &[&str], &[&str])]| loop {
+            let snapshot = live
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a new snapshot")
+                .unwrap();
+            if follow_graph_of(&snapshot) == follow_graph(members) {
+                return;
+            }
+        };
+        expect(&[("Ada", &[], &[]), ("Bob", &[], &[])]);
+        let mut conn = store.conn().unwrap();
+        ada.link_following(&mut conn, &bob).unwrap();
+        expect(&[("Ada", &["Bob"], &[]), ("Bob", &[], &["Ada"])]);
+        bob.link_following(&mut conn, &ada).unwrap();
+        expect(&[("Ada", &["Bob"], &["Bob"]), ("Bob", &["Ada"], &["Ada"])]);
+        ada.unlink_following(&mut conn, &bob).unwrap();
+        expect(&[("Ada", &[], &["Bob"]), ("Bob", &["Ada"], &[])]);
     }
 }

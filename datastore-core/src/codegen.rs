@@ -451,6 +451,15 @@ pub const fn assert_unambiguous(count: usize, message: &'static str) {
     }
 }
 
+/// Fails compilation with `message` when a `many_to_many`'s two foreign keys (as
+/// [`fk_key`](crate::relations::fk_key)s) are one field: a link needs one for each side.
+/// Called by the derive in a constant.
+pub const fn assert_distinct_keys(this: u64, other: u64, message: &'static str) {
+    if this == other {
+        panic!("{}", message);
+    }
+}
+
 /// What `query!` matches on: a store's connection, reached by deref coercion from whatever
 /// the caller passed (a pooled connection, a transaction's connection).
 pub fn any_connection(conn: &mut crate::AnyConnection) -> &mut crate::AnyConnection {

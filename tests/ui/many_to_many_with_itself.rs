@@ -1,7 +1,8 @@
 use datastore::prelude::*;
 
-// A model linked to itself: the join model has two foreign keys to it, and which side each
-// links cannot be told.
+// A model linked to itself: the join model has two foreign keys to it, and which one points
+// at the declaring row (`foreign_key = ..`) and which at the linked one (`other_key = ..`)
+// must be named.
 #[derive(Model, Clone, Default)]
 pub struct Member {
     #[primary_key]

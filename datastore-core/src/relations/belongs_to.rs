@@ -70,7 +70,7 @@ pub const fn fk_key(field: &str) -> u64 {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no `#[belongs_to({P})]` field with the foreign key named in the relation",
     label = "no such foreign key",
-    note = "the field named by `foreign_key = ..` must be declared `#[belongs_to({P})]` in `{Self}`"
+    note = "the field named by `foreign_key = ..` (or a many-to-many's `other_key = ..`) must be declared `#[belongs_to({P})]` in `{Self}`"
 )]
 pub trait BelongsTo<P: Model, const FK: u64>: Model {
     /// The foreign-key field's (and column's) name.

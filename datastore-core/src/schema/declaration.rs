@@ -181,6 +181,7 @@ pub struct BelongsToField {
 /// assert_eq!(relation.kind, RelationKind::HasMany);
 /// assert!(relation.target.is::<Comment>());
 /// assert_eq!((relation.through, relation.foreign_key), (None, Some("author_id")));
+/// assert_eq!(relation.other_key, None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Relation {
@@ -193,8 +194,12 @@ pub struct Relation {
     pub target: ModelRef,
     /// The join model of a `many_to_many`.
     pub through: Option<ModelRef>,
-    /// The child's foreign-key column, when the relation names it (`foreign_key = author_id`).
+    /// The foreign-key column pointing at this model's row, when the relation names it
+    /// (`foreign_key = author_id`): the child's, or a `many_to_many`'s join model's.
     pub foreign_key: Option<&'static str>,
+    /// A `many_to_many`'s join model's column pointing at the linked row, when the relation
+    /// names it (`other_key = followee_id`).
+    pub other_key: Option<&'static str>,
 }
 
 /// Everything a model declares, as `#[derive(Model)]` writes it. Obtained from

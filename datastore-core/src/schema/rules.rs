@@ -6,7 +6,9 @@
 //! - **which `belongs_to` answers which relation**: the foreign key a `has_many`/`has_one`
 //!   names with `foreign_key = ..`, or else the child's only `belongs_to` to the parent (a
 //!   child with several and no name is a compile error); for a `many_to_many`, the join
-//!   model's `belongs_to` to each side ([`answering`]);
+//!   model's `belongs_to` to each side, named the same way (`foreign_key = ..` the one to the
+//!   declaring side, `other_key = ..` the one to the other), as a model linked to itself must
+//!   ([`answering`]);
 //! - **which foreign key is unique**: the one answering a `has_one` (one child per parent),
 //!   besides the columns declared `#[unique]`; and a join model's pair of foreign keys, which
 //!   links two rows at most once (a unique index, unless the pair is the join model's key);
@@ -142,9 +144,10 @@ fn linked_pairs(join: ModelRef) -> Vec<(&'static str, &'static str)> {
 
 /// The child's `belongs_to` that answers `relation` of `parent`: for a `has_many`/`has_one`
 /// of `child`, the foreign key it names or the child's only one to the parent; for a
-/// `many_to_many` through `child`, the join model's foreign key to `parent`, or to the other
-/// side when `to_target`. `None` when the relation is not about `child`, or is ambiguous (which
-/// the derive refuses at compile time).
+/// `many_to_many` through `child`, the join model's foreign key to `parent` (the one it names
+/// with `foreign_key = ..`, or the only one), or to the other side when `to_target` (named with
+/// `other_key = ..`, or the only one). `None` when the relation is not about `child`, or is
+/// ambiguous (which the derive refuses at compile time).
 pub fn answering(
     child: ModelRef,
     parent: ModelRef,
@@ -152,11 +155,17 @@ pub fn answering(
     to_target: bool,
 ) -> Option<&'static BelongsToField> {
     let declared = child.declaration().belongs_to();
-    let only_one_to = |model: ModelRef| {
-        let mut matching = declared.iter().filter(|fk| fk.parent == model);
-        match (matching.next(), matching.next()) {
-            (Some(fk), None) => Some(fk),
-            _ => None,
+    // The foreign key to `model` named `column`, or else the only one to it.
+    let to = |model: ModelRef, column: Option<&str>| match column {
+        Some(column) => declared
+            .iter()
+            .find(|fk| fk.column == column && fk.parent == model),
+        None => {
+            let mut matching = declared.iter().filter(|fk| fk.parent == model);
+            match (matching.next(), matching.next()) {
+                (Some(fk), None) => Some(fk),
+                _ => None,
+            }
         }
     };
     match relation.kind {
@@ -164,18 +173,17 @@ pub fn answering(
             if relation.target != child || to_target {
                 return None;
             }
-            match relation.foreign_key {
-                Some(column) => declared
-                    .iter()
-                    .find(|fk| fk.column == column && fk.parent == parent),
-                None => only_one_to(parent),
-            }
+            to(parent, relation.foreign_key)
         }
         RelationKind::ManyToMany => {
             if relation.through != Some(child) {
                 return None;
             }
-            only_one_to(if to_target { relation.target } else { parent })
+            if to_target {
+                to(relation.target, relation.other_key)
+            } else {
+                to(parent, relation.foreign_key)
+            }
         }
     }
 }

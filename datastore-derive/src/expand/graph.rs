@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::relations::fk_key;
+use super::relations::{fk_key, many_to_many_keys};
 use crate::parse::{Model, RelationKind};
 
 pub fn save_graph(model: &Model) -> TokenStream {
@@ -40,8 +40,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
             }
             RelationKind::ManyToMany => {
                 let through = relation.through.as_ref().expect("checked when parsed");
-                let fk_this = fk_key(through, &this, None);
-                let fk_target = fk_key(through, target, None);
+                let (fk_this, fk_target) = many_to_many_keys(&this, relation);
                 quote! {
                     ::datastore::__private::ManyToMany::loaded(
                         ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, graph, ::datastore::__private::Model::key(&saved), rows)?

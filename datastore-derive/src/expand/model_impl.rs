@@ -123,13 +123,14 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
-        let foreign_key = match &relation.foreign_key {
+        let column = |named: &Option<syn::Ident>| match named {
             Some(fk) => {
                 let fk = fk.to_string();
                 quote!(::core::option::Option::Some(#fk))
             }
             None => quote!(::core::option::Option::None),
         };
+        let (foreign_key, other_key) = (column(&relation.foreign_key), column(&relation.other_key));
         quote! {
             ::datastore::__private::schema::Relation {
                 field: #field_name,
@@ -137,6 +138,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
                 target: ::datastore::__private::schema::ModelRef::of::<#target>(),
                 through: #through,
                 foreign_key: #foreign_key,
+                other_key: #other_key,
             }
         }
     });

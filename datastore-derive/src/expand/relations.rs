@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Path};
 
-use crate::parse::{Field, Model, RelationKind};
+use crate::parse::{Field, Model, Relation, RelationKind};
 
 /// The [`fk_key`](datastore::relations::fk_key) of the child's foreign key to the parent: the
 /// one named, or the child's only one.
@@ -20,39 +20,113 @@ pub fn fk_key(child: &Path, parent: &Path, named: Option<&Ident>) -> TokenStream
     }
 }
 
-/// Fails the build, at the relation attribute, when the child has several foreign keys to the
-/// parent and the relation does not name one.
-fn assert_unambiguous(
-    child: &Path,
-    parent: &Path,
-    relation_field: &Field,
-    kind: RelationKind,
-) -> TokenStream {
-    let child_name = last(child);
-    let parent_name = last(parent);
-    let message = match kind {
-        RelationKind::HasMany | RelationKind::HasOne => format!(
-            "ambiguous relation: `{child_name}` has several `#[belongs_to({parent_name})]` fields; name the \
-             one `{}` uses: `#[{}({child_name}, foreign_key = <field>)]`",
-            relation_field.ident,
-            kind.attr(),
-        ),
-        // Which side each foreign key links cannot be named (yet): a join model links by one
-        // foreign key to each side.
-        RelationKind::ManyToMany => format!(
-            "ambiguous many-to-many `{}`: `{child_name}` has several `#[belongs_to({parent_name})]` \
-             fields, where a join model links by exactly one foreign key to each side (a \
-             many-to-many of a model with itself is not supported yet); reach `{child_name}`'s \
-             rows with a `#[has_many({child_name}, foreign_key = <field>)]` for each foreign key \
-             instead",
-            relation_field.ident,
-        ),
-    };
-    quote_spanned! {child.span()=>
-        const _: () = ::datastore::__private::assert_unambiguous(
-            <#child as ::datastore::__private::ForeignKeysTo<#parent>>::COUNT,
-            #message,
-        );
+/// The foreign keys a `many_to_many` goes through, as [`fk_key`]s: the join model's field
+/// pointing at this model's row (`foreign_key = ..`, or its only one to this model) and the
+/// one pointing at the linked row (`other_key = ..`, or its only one to the target).
+pub fn many_to_many_keys(this: &Path, relation: &Relation) -> (TokenStream, TokenStream) {
+    let through = relation.through.as_ref().expect("checked when parsed");
+    (
+        fk_key(through, this, relation.foreign_key.as_ref()),
+        fk_key(through, &relation.target, relation.other_key.as_ref()),
+    )
+}
+
+/// Fails the build, at the attribute at fault, unless the relation's foreign keys are
+/// unambiguous: each field it names is a `belongs_to` of the child (or join model) to the
+/// right model, checked at the name; each it does not name is the child's only one to that
+/// model, else the message shows the form naming it; and a `many_to_many` links by two
+/// different fields (one model linked to itself has two `belongs_to` to it, one for each side).
+fn assert_keys(model: &Ident, relation_field: &Field, relation: &Relation) -> TokenStream {
+    let this: &Path = &syn::parse_quote!(#model);
+    let field = relation_field.ident;
+    let target = &relation.target;
+    let target_name = last(target);
+    match relation.kind {
+        RelationKind::HasMany | RelationKind::HasOne => {
+            let message = format!(
+                "ambiguous relation: `{target_name}` has several `#[belongs_to({})]` fields; name \
+                 the one `{field}` uses: `#[{}({target_name}, foreign_key = <field>)]`",
+                last(this),
+                relation.kind.attr(),
+            );
+            assert_key(target, this, relation.foreign_key.as_ref(), &message)
+        }
+        RelationKind::ManyToMany => {
+            let through = relation.through.as_ref().expect("checked when parsed");
+            let join = last(through);
+            let form =
+                |keys: &str| format!("`#[many_to_many({target_name}, through = {join}, {keys})]`");
+            let both = form("foreign_key = <field>, other_key = <field>");
+            // A model linked to itself: neither key can be the join model's only one to it.
+            if relation.foreign_key.is_none()
+                && relation.other_key.is_none()
+                && is_self(target, model)
+            {
+                let message = format!(
+                    "many-to-many `{field}` links `{target_name}` with itself: name which \
+                     `#[belongs_to({target_name})]` field of `{join}` points at this row and \
+                     which at the linked one: {both}"
+                );
+                return syn::Error::new_spanned(through, message).to_compile_error();
+            }
+            let ambiguous = |side: &Path, which: &str, keys: &str| {
+                format!(
+                    "ambiguous many-to-many `{field}`: `{join}` has several `#[belongs_to({})]` \
+                     fields; name the one pointing at {which}: {}",
+                    last(side),
+                    form(keys),
+                )
+            };
+            let linked = format!("the linked `{target_name}`");
+            let (fk_this, fk_target) = many_to_many_keys(this, relation);
+            let message = format!(
+                "many-to-many `{field}` links by one field of `{join}` for both sides: a link \
+                 needs a `#[belongs_to({target_name})]` field pointing at this row and another \
+                 pointing at the linked row: {both}"
+            );
+            [
+                assert_key(
+                    through,
+                    this,
+                    relation.foreign_key.as_ref(),
+                    &ambiguous(this, "this row", "foreign_key = <field>"),
+                ),
+                assert_key(
+                    through,
+                    target,
+                    relation.other_key.as_ref(),
+                    &ambiguous(target, &linked, "other_key = <field>"),
+                ),
+                quote_spanned! {through.span()=>
+                    const _: () = ::datastore::__private::assert_distinct_keys(#fk_this, #fk_target, #message);
+                },
+            ]
+            .into_iter()
+            .collect()
+        }
+    }
+}
+
+/// The check of one foreign key of a relation, from `child` to `parent`: the field `named` is
+/// the child's `belongs_to` to the parent (checked at the name); with none named, the child
+/// has one `belongs_to` to the parent, or the build fails with `ambiguous`.
+fn assert_key(child: &Path, parent: &Path, named: Option<&Ident>, ambiguous: &str) -> TokenStream {
+    match named {
+        Some(named) => {
+            let fk = fk_key(child, parent, Some(named));
+            quote_spanned! {named.span()=>
+                const _: fn() = || {
+                    fn named_foreign_key<T: ::datastore::__private::BelongsTo<#parent, { #fk }>>() {}
+                    named_foreign_key::<#child>();
+                };
+            }
+        }
+        None => quote_spanned! {child.span()=>
+            const _: () = ::datastore::__private::assert_unambiguous(
+                <#child as ::datastore::__private::ForeignKeysTo<#parent>>::COUNT,
+                #ambiguous,
+            );
+        },
     }
 }
 
@@ -345,20 +419,10 @@ pub fn parent_side(model: &Model) -> TokenStream {
             "A condition on this model's table: the rows with `{name}` matching `predicate` (a \
              condition on their table), as a SQL subquery. Works on every backend."
         );
+        out.extend(assert_keys(ident, field, relation));
         match relation.kind {
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = fk_key(target, &this, relation.foreign_key.as_ref());
-                match &relation.foreign_key {
-                    None => out.extend(assert_unambiguous(target, &this, field, relation.kind)),
-                    // The field named is the child's `belongs_to` to this model: checked first,
-                    // at the name.
-                    Some(named) => out.extend(quote_spanned! {named.span()=>
-                        const _: fn() = || {
-                            fn named_foreign_key<T: ::datastore::__private::BelongsTo<#this, { #fk }>>() {}
-                            named_foreign_key::<#target>();
-                        };
-                    }),
-                }
                 let args = quote!(Self, #target, { #fk }, __C);
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
                     (
@@ -501,10 +565,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
             }
             RelationKind::ManyToMany => {
                 let through = relation.through.as_ref().expect("checked when parsed");
-                let fk_this = fk_key(through, &this, None);
-                let fk_target = fk_key(through, target, None);
-                out.extend(assert_unambiguous(through, &this, field, relation.kind));
-                out.extend(assert_unambiguous(through, target, field, relation.kind));
+                let (fk_this, fk_target) = many_to_many_keys(&this, relation);
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
                 let link_async = format_ident!("link_{}_async", name);

@@ -6,6 +6,6 @@ mod model;
 
 pub use db_enum::DbEnum;
 pub use model::{
-    option_of, Default, DefaultValue, Field, FieldKind, KeyKind, Model, OnDelete, RelationKind,
-    TimestampRole,
+    option_of, Default, DefaultValue, Field, FieldKind, KeyKind, Model, OnDelete, Relation,
+    RelationKind, TimestampRole,
 };

@@ -112,7 +112,12 @@ pub struct Relation {
     pub kind: RelationKind,
     pub target: syn::Path,
     pub through: Option<syn::Path>,
+    /// `foreign_key = ..`: the field of the child (of a `has_many`/`has_one`) or of the join
+    /// model (of a `many_to_many`) that points at this model's row.
     pub foreign_key: Option<Ident>,
+    /// `other_key = ..`: the field of a `many_to_many`'s join model that points at the linked
+    /// row.
+    pub other_key: Option<Ident>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -466,7 +471,11 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
         RelationKind::HasMany => {
             "`#[has_many(Child)]` or `#[has_many(Child, foreign_key = field)]`"
         }
-        RelationKind::ManyToMany => "`#[many_to_many(Other, through = JoinModel)]`",
+        RelationKind::ManyToMany => {
+            "`#[many_to_many(Other, through = JoinModel)]`, or with the join model's fields \
+             pointing at this row and at the other named: `#[many_to_many(Other, through = \
+             JoinModel, foreign_key = field, other_key = field)]`"
+        }
     };
     let args = match attr.parse_args::<RelationArgs>() {
         Ok(args) => args,
@@ -477,7 +486,12 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
     };
     let mut through = Slot::new("through");
     let mut foreign_key = Slot::new("foreign_key");
+    let mut other_key = Slot::new("other_key");
     for option in &args.options {
+        let field_name = |slot: &mut Slot<Ident>| match expr_ident(&option.value) {
+            Some(i) => slot.set(cx, option.key.span(), i),
+            None => cx.error_spanned_by(&option.value, format!("expected a field name: {form}")),
+        };
         match (kind, option.key.to_string().as_str()) {
             (RelationKind::ManyToMany, "through") => match expr_path(&option.value) {
                 Some(p) => through.set(cx, option.key.span(), p),
@@ -485,14 +499,8 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
                     cx.error_spanned_by(&option.value, format!("expected a model type: {form}"))
                 }
             },
-            (RelationKind::HasOne | RelationKind::HasMany, "foreign_key") => {
-                match expr_ident(&option.value) {
-                    Some(i) => foreign_key.set(cx, option.key.span(), i),
-                    None => {
-                        cx.error_spanned_by(&option.value, format!("expected a field name: {form}"))
-                    }
-                }
-            }
+            (_, "foreign_key") => field_name(&mut foreign_key),
+            (RelationKind::ManyToMany, "other_key") => field_name(&mut other_key),
             (_, other) => cx.error_spanned_by(
                 &option.key,
                 format!("unknown {} option `{other}`: expected {form}", kind.attr()),
@@ -510,6 +518,7 @@ fn parse_relation(cx: &Ctxt, attr: &syn::Attribute, kind: RelationKind) -> Optio
         target: args.target,
         through: through.get(),
         foreign_key: foreign_key.get(),
+        other_key: other_key.get(),
     })
 }
 

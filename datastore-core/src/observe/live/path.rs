@@ -914,7 +914,10 @@ where
         out: &mut HashSet<M::Key>,
     ) -> std::result::Result<(), String> {
         if change.table() == J::TABLE_NAME {
-            // A link made to a loaded parent, or a loaded link changed or removed.
+            // A link made to a loaded parent, or a loaded link changed or removed. The parent
+            // is the one `FK_P` points at, never `FK_T`'s, even where both point at one table
+            // (a model linked to itself): a follow touches the follower's `following` and the
+            // followee's `followers`, each its own step.
             for join in change.versions::<J>()? {
                 self.links
                     .roots(&crate::KeyValue::describe(&join.key()), out);
