@@ -79,8 +79,11 @@ pub use datastore_core::*;
 /// choose what deleting the parent does), `#[has_many(Child)]`, `#[has_one(Child)]` and
 /// `#[many_to_many(Other, through = JoinModel)]` on fields of types
 /// [`HasMany`](relations::HasMany), [`HasOne`](relations::HasOne) and
-/// [`ManyToMany`](relations::ManyToMany). Misuse is a compile error pointing at the attribute
-/// at fault. The README's "A model" and "Relations" say what each generates.
+/// [`ManyToMany`](relations::ManyToMany). Where the child or join model has several
+/// `belongs_to` to one model, the relation names the field it uses: `foreign_key = ..` the one
+/// pointing at this row, and for a `many_to_many` `other_key = ..` the one pointing at the
+/// linked row (a model linked to itself names both). Misuse is a compile error pointing at the
+/// attribute at fault. The README's "A model" and "Relations" say what each generates.
 ///
 /// ```
 /// use datastore::prelude::*;
