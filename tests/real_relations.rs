@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::PgSchema;
+use datastore::migrate::Migrations;
 use datastore::observe::{Observed, Op};
 use datastore::prelude::*;
 use datastore::schema::OnDelete;
@@ -704,15 +705,23 @@ fn a_self_linking_join_models_keys_restrict_and_its_pair_is_unique() {
         .map(|index| index.name.as_ref())
         .collect();
     assert_eq!(unique, ["uq_follows_follower_id_followee_id"]);
+    // The tables the schema creates, and the first migration generated for it.
+    let dir = tempfile::tempdir().unwrap();
     for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-        let sql = forum::schema().create_sql(dialect);
-        let restricting = sql
-            .lines()
-            .filter(|line| {
-                line.contains("REFERENCES \"members\"") && line.contains("ON DELETE RESTRICT")
-            })
-            .count();
-        assert_eq!(restricting, 2, "{dialect:?}:\n{sql}");
+        let schema = forum::schema();
+        let migration = Migrations::new(dir.path(), dialect)
+            .plan(&schema)
+            .unwrap()
+            .expect("a first migration");
+        for sql in [schema.create_sql(dialect), migration.up] {
+            let restricting = sql
+                .lines()
+                .filter(|line| {
+                    line.contains("REFERENCES \"members\"") && line.contains("ON DELETE RESTRICT")
+                })
+                .count();
+            assert_eq!(restricting, 2, "{dialect:?}:\n{sql}");
+        }
     }
 
     for (store, _schema) in stores() {
