@@ -1115,7 +1115,9 @@ fn on_postgres_a_lock_timeout_is_busy_in_whatever_language_the_server_speaks() {
 
 /// A caller's `RESET ALL` or `DISCARD ALL` on a connection the store lent it takes back the
 /// settings the store gave its session (`lock_timeout`, English messages: without them a
-/// lock waited for would not be `Error::Busy`, nor a deadlock told): the connection has them
+/// lock waited for would not be `Error::Busy`, nor a deadlock told) and those Diesel gave it
+/// (UTC, whose timestamps a column without a time zone holds as written, and UTF-8, the text
+/// Diesel reads; before, a reset left the URL's `Europe/Berlin` and `LATIN1`): the connection has them
 /// again as it goes back to the pool, also where the reset came past the queries whose text is
 /// read. `DISCARD ALL` also deallocates Diesel's prepared statements: the store's next
 /// statements run all the same (on a connection that replaced it). Where the server speaks
@@ -1130,12 +1132,14 @@ fn on_postgres_a_connection_its_caller_reset_goes_back_to_the_pool_set_up() {
         "on_postgres_a_connection_its_caller_reset_goes_back_to_the_pool_set_up (in German)",
     );
     let schema = common::PgSchema::new(&url);
-    let url = match german {
-        true => schema
-            .url()
-            .replace("options=", "options=-clc_messages%3Dde_DE.UTF-8%20"),
-        false => schema.url().to_owned(),
+    // The session's defaults, which a `RESET ALL` goes back to: a time zone and an encoding
+    // other than those Diesel sets as it connects, and German messages where the server has
+    // them.
+    let defaults = match german {
+        true => "options=-cTimeZone%3DEurope/Berlin%20-cclient_encoding%3DLATIN1%20-clc_messages%3Dde_DE.UTF-8%20",
+        false => "options=-cTimeZone%3DEurope/Berlin%20-cclient_encoding%3DLATIN1%20",
     };
+    let url = schema.url().replace("options=", defaults);
     let store = Store::builder(&url)
         .migrations(datastore::embed_migrations!())
         .busy_timeout(Duration::from_millis(50))
@@ -1148,17 +1152,27 @@ fn on_postgres_a_connection_its_caller_reset_goes_back_to_the_pool_set_up() {
         lock_timeout: String,
         #[diesel(sql_type = Text)]
         lc_messages: String,
+        #[diesel(sql_type = Text)]
+        time_zone: String,
+        #[diesel(sql_type = Text)]
+        client_encoding: String,
     }
     let settings = || -> Settings {
         diesel::sql_query(
             "SELECT current_setting('lock_timeout') AS lock_timeout, \
-             current_setting('lc_messages') AS lc_messages",
+             current_setting('lc_messages') AS lc_messages, \
+             current_setting('TimeZone') AS time_zone, \
+             current_setting('client_encoding') AS client_encoding",
         )
         .get_result(&mut *store.conn().unwrap())
         .unwrap()
     };
     let set_up = settings();
     assert_eq!(set_up.lock_timeout, "50ms");
+    assert_eq!(
+        (&*set_up.time_zone, &*set_up.client_encoding),
+        ("UTC", "UTF8")
+    );
     if german {
         assert_eq!(set_up.lc_messages, "C");
     }

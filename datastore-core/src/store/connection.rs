@@ -151,9 +151,14 @@ impl ConnectionSetup {
         )?;
         if let Some(backend) = backend.first() {
             super::lost::FirstFailure::set_server_facts(conn, backend.pid, backend.serializable);
+            // Diesel's own settings too, which it gives a connection as it opens it: a `RESET
+            // ALL` takes them back to the server's, the role's or the URL's (UTF-8 text is
+            // what Diesel reads; UTC is how the store's timestamps convert to a column without
+            // a time zone).
+            let settings = format!("{DIESELS}; {lock_timeout}");
             let settings = match english_messages(conn, &backend.messages)? {
-                true => format!("{lock_timeout}; {ENGLISH}"),
-                false => lock_timeout,
+                true => format!("{settings}; {ENGLISH}"),
+                false => settings,
             };
             super::lost::FirstFailure::set_settings(conn, settings);
         }
@@ -171,6 +176,10 @@ impl ConnectionSetup {
 
 /// The statement that makes a session's messages English (PostgreSQL's own text).
 const ENGLISH: &str = "SET lc_messages TO 'C'";
+
+/// The settings Diesel gives each PostgreSQL connection as it opens it
+/// (`PgConnection::establish`), given again where a caller took them back.
+const DIESELS: &str = "SET TIME ZONE 'UTC'; SET CLIENT_ENCODING TO 'UTF8'";
 
 /// Makes the session's messages PostgreSQL's own (English) text, where the server, the
 /// database or the role set `lc_messages` (`messages` as the connection found it) to another

@@ -122,7 +122,8 @@ impl Store {
     /// store lends its connection to a closure given to `run` the same way.
     ///
     /// The settings the store gives its PostgreSQL sessions (a `lock_timeout` of the
-    /// [busy timeout](crate::StoreBuilder::busy_timeout), English messages) are given again
+    /// [busy timeout](crate::StoreBuilder::busy_timeout), English messages, and Diesel's UTC
+    /// time zone and UTF-8 client encoding) are given again
     /// in the same round trip, which a query with the word `RESET` (`RESET ALL`) costs too;
     /// one of the sixteen read with the word `DISCARD` (`DISCARD ALL`, which also deallocates
     /// the statements Diesel prepared) has the connection replaced as it goes back. A setting
