@@ -1755,8 +1755,9 @@ fn on_postgres_a_url_ending_in_an_ampersand_starts_the_logical_feed() {
 /// a minute, not after two hours: every connection of the store, the change feeds' listeners
 /// above all (they only wait, and their subscribers hear nothing until they fail), probes a
 /// silent server after 30 s. Seen in the kernel's own table of this machine's TCP sockets:
-/// each connection's keepalive timer, at most 30 s away (7,200 s, the system's default,
-/// before).
+/// the keepalive timer of a pooled connection and of each listener connection (the logical
+/// feed's control connection, unnamed, is made by the same `establish_postgres` and not read
+/// here), at most 30 s away (7,200 s, the system's default, before).
 #[test]
 fn on_postgres_every_connection_of_a_store_probes_a_silent_server_within_a_minute() {
     let Some(url) = common::postgres_url() else {
