@@ -29,12 +29,19 @@ struct Spare {
 
 impl Spares {
     /// Buffers for the next transaction: the spare ones if a batch gave them back, else new
-    /// ones sized like those of `previous`.
-    pub(crate) fn take(&self, previous: &Rows) -> (Rows, Vec<RawChange>) {
+    /// ones sized like those of the transaction before, which captured `previous` and
+    /// `previous_changes` changes (a subscriber still reading it holds its buffers: the next
+    /// transaction then need not grow its own from nothing, copying them at each doubling).
+    pub(crate) fn take(&self, previous: &Rows, previous_changes: usize) -> (Rows, Vec<RawChange>) {
+        /// At most what [`MOST_KEPT`] holds of changes alone.
+        const MOST_CHANGES: usize = MOST_KEPT / size_of::<RawChange>();
         let spare = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
         match spare {
             Some(Spare { rows, changes }) => (rows, changes),
-            None => (Rows::sized_like(previous), Vec::new()),
+            None => (
+                Rows::sized_like(previous),
+                Vec::with_capacity(previous_changes.min(MOST_CHANGES)),
+            ),
         }
     }
 
@@ -88,27 +95,30 @@ mod tests {
         let held = Arc::new(batch(captured, &spares));
         let by_another = held.clone();
         drop(held);
-        // Still read by another subscriber: the next transaction gets new buffers.
-        let (fresh, _) = spares.take(&Rows::default());
+        // Still read by another subscriber: the next transaction gets new buffers, sized like
+        // the last transaction's.
+        let (fresh, _) = spares.take(&Rows::default(), 0);
         assert_eq!(fresh.allocated(), 0);
+        let (_, changes) = spares.take(&Rows::default(), 1_000);
+        assert!(changes.capacity() >= 1_000);
         drop(by_another);
-        let (rows, changes) = spares.take(&Rows::default());
+        let (rows, changes) = spares.take(&Rows::default(), 0);
         assert_eq!(rows.allocated(), room, "the buffers keep their room");
         assert_eq!(rows.since(Mark::default()), 0..0, "and come back empty");
         assert!(changes.is_empty() && changes.capacity() >= 1);
         // Taken: the next one gets new buffers again.
-        assert_eq!(spares.take(&Rows::default()).0.allocated(), 0);
+        assert_eq!(spares.take(&Rows::default(), 0).0.allocated(), 0);
     }
 
     #[test]
     fn one_set_is_kept_and_never_one_larger_than_the_bound() {
         let spares = Spares::default();
         drop(batch(rows(1, MOST_KEPT + 1), &spares));
-        assert_eq!(spares.take(&Rows::default()).0.allocated(), 0);
+        assert_eq!(spares.take(&Rows::default(), 0).0.allocated(), 0);
         drop(batch(rows(10, 10), &spares));
-        let first = spares.take(&Rows::default()).0.allocated();
+        let first = spares.take(&Rows::default(), 0).0.allocated();
         drop(batch(rows(10, 10), &spares));
         drop(batch(rows(1_000, 10), &spares));
-        assert_eq!(spares.take(&Rows::default()).0.allocated(), first);
+        assert_eq!(spares.take(&Rows::default(), 0).0.allocated(), first);
     }
 }

@@ -654,7 +654,7 @@ impl ConnObserver {
         } else {
             // The rows go out with the batch; the next transaction captures into the buffers
             // an earlier batch gave back, once its subscribers were done with it.
-            let (rows, transaction) = self.spares.take(&state.rows);
+            let (rows, transaction) = self.spares.take(&state.rows, changes.len());
             let mut rows = std::mem::replace(&mut state.rows, rows);
             state.transaction = transaction;
             rows.shrink();
