@@ -815,3 +815,180 @@ fn a_live_query_over_both_sides_of_a_self_link_follows_links_and_unlinks() {
         expect(&[("Ada", &[], &["Bob"]), ("Bob", &["Ada"], &[])]);
     }
 }
+
+/// The members, by name, each saved.
+fn members_named<const N: usize>(store: &Store, names: [&str; N]) -> [Member; N] {
+    names.map(|name| member(store, name))
+}
+
+/// A plain delete of a member still linked is refused with the typed error naming every follow
+/// that refuses it (as follower, as followee, and a follow of itself, which is one row), and
+/// changes nothing.
+#[test]
+fn a_refused_delete_of_a_member_counts_each_of_its_follows_once() {
+    for (store, _schema) in stores() {
+        let [ada, bob, cy, dee] = members_named(&store, ["Ada", "Bob", "Cy", "Dee"]);
+        let mut conn = store.conn().unwrap();
+        ada.link_following(&mut conn, &bob).unwrap();
+        ada.link_following(&mut conn, &cy).unwrap();
+        dee.link_following(&mut conn, &ada).unwrap();
+        ada.link_following(&mut conn, &ada).unwrap();
+        bob.link_following(&mut conn, &cy).unwrap();
+        let before = stored_follow_graph(&mut conn);
+        // Ada: 3 as follower (one of them of herself), 2 as followee (the same one again); Cy:
+        // followed twice; Dee: following once.
+        for (member, links) in [(&ada, 4), (&cy, 2), (&dee, 1)] {
+            match store.delete(member) {
+                Err(Error::DeleteRestricted {
+                    table,
+                    key,
+                    join_table,
+                    via,
+                    count,
+                }) => assert_eq!(
+                    (table.as_str(), key, join_table.as_str(), via, count),
+                    ("members", member.id.to_string(), "follows", None, links),
+                    "{:?}, {}",
+                    store.dialect(),
+                    member.name
+                ),
+                other => panic!("{:?}: deleting {}: {other:?}", store.dialect(), member.name),
+            }
+            assert_eq!(
+                store
+                    .preview_delete::<Member>(&member.id)
+                    .unwrap()
+                    .refused_by_rows_of("follows"),
+                links,
+                "{:?}, {}",
+                store.dialect(),
+                member.name
+            );
+        }
+        // Several at once: the first refused in key order, with its own follows.
+        let refused = store
+            .delete_where::<Member, _>(members::name.eq_any(["Ada", "Dee"]))
+            .unwrap_err();
+        match refused {
+            Error::DeleteRestricted { key, count, .. } if key == ada.id.to_string() => {
+                assert_eq!(count, 4, "{:?}", store.dialect())
+            }
+            Error::DeleteRestricted { key, count, .. } if key == dee.id.to_string() => {
+                assert_eq!(count, 1, "{:?}", store.dialect())
+            }
+            other => panic!("{:?}: {other:?}", store.dialect()),
+        }
+        assert_eq!(stored_follow_graph(&mut conn), before, "nothing changed");
+        assert_eq!(conn.count::<Follow>().unwrap(), 5);
+    }
+}
+
+/// The async store's forms of a self many-to-many: links from both sides, lazy and eager
+/// loads of both, a refused delete on either side, an unlink in a transaction, and
+/// `unlink_and_delete`.
+#[cfg(feature = "async")]
+#[test]
+fn the_async_store_links_loads_unlinks_and_deletes_both_sides_of_a_self_link() {
+    use datastore::AsyncStore;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (store, _schema) in stores() {
+        let store = AsyncStore::from(store);
+        runtime.block_on(async {
+            let named = |name: &str| Member {
+                name: name.into(),
+                ..Member::default()
+            };
+            let ada = store.save(named("Ada")).await.unwrap();
+            let bob = store.save(named("Bob")).await.unwrap();
+            let cy = store.save(named("Cy")).await.unwrap();
+
+            let link = ada.link_following_async(&store, &bob).await.unwrap();
+            assert_eq!((link.follower_id, link.followee_id), (ada.id, bob.id));
+            assert_eq!(
+                bob.link_followers_async(&store, &ada).await.unwrap(),
+                link,
+                "the same pair from the other side"
+            );
+            let link = ada.link_followers_async(&store, &cy).await.unwrap();
+            assert_eq!((link.follower_id, link.followee_id), (cy.id, ada.id));
+            assert_eq!(store.count::<Follow>().await.unwrap(), 2);
+
+            assert_eq!(
+                ada.following_async(&store).await.unwrap(),
+                vec![bob.clone()]
+            );
+            assert_eq!(ada.followers_async(&store).await.unwrap(), vec![cy.clone()]);
+            assert_eq!(
+                bob.followers_async(&store).await.unwrap(),
+                vec![ada.clone()]
+            );
+            assert!(bob.following_async(&store).await.unwrap().is_empty());
+            let everyone = store.all::<Member>().await.unwrap();
+            let everyone = Member::load_following_async(&store, everyone)
+                .await
+                .unwrap();
+            let everyone = Member::load_followers_async(&store, everyone)
+                .await
+                .unwrap();
+            assert_eq!(
+                follow_graph_of(&everyone),
+                follow_graph(&[
+                    ("Ada", &["Bob"], &["Cy"]),
+                    ("Bob", &[], &["Ada"]),
+                    ("Cy", &["Ada"], &[]),
+                ])
+            );
+
+            // Bob only followed, Cy only following, Ada both.
+            for (member, links) in [(&bob, 1), (&cy, 1), (&ada, 2)] {
+                match store.delete(member).await {
+                    Err(Error::DeleteRestricted {
+                        join_table, count, ..
+                    }) => assert_eq!(
+                        (join_table.as_str(), count),
+                        ("follows", links),
+                        "{:?}, {}",
+                        store.dialect(),
+                        member.name
+                    ),
+                    other => panic!("{:?}: deleting {}: {other:?}", store.dialect(), member.name),
+                }
+            }
+            assert_eq!(store.count::<Member>().await.unwrap(), 3, "nothing deleted");
+            assert_eq!(store.count::<Follow>().await.unwrap(), 2);
+
+            let (tx_ada, tx_bob) = (ada.clone(), bob.clone());
+            store
+                .transaction(|tx| async move {
+                    assert_eq!(tx_bob.unlink_following_async(&tx, &tx_ada).await?, 0);
+                    assert_eq!(tx_bob.unlink_followers_async(&tx, &tx_ada).await?, 1);
+                    assert!(tx_ada.following_async(&tx).await?.is_empty());
+                    assert!(tx_bob.followers_async(&tx).await?.is_empty());
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            assert!(ada.following_async(&store).await.unwrap().is_empty());
+            assert_eq!(ada.followers_async(&store).await.unwrap(), vec![cy.clone()]);
+
+            let effects = store.unlink_and_delete::<Member>(&ada.id).await.unwrap();
+            assert_eq!(
+                (
+                    effects.removed_from("members"),
+                    effects.refused_by_rows_of("follows")
+                ),
+                (1, 1),
+                "{effects}"
+            );
+            assert_eq!(store.count::<Follow>().await.unwrap(), 0);
+            assert!(cy.following_async(&store).await.unwrap().is_empty());
+            store.delete(&bob).await.unwrap();
+            store.delete(&cy).await.unwrap();
+            assert_eq!(store.count::<Member>().await.unwrap(), 0);
+        });
+    }
+}

@@ -112,6 +112,10 @@ fn first_refused<C: NativeConnection, K: Key>(
 #[derive(Debug, Clone)]
 struct Path<'a> {
     steps: Vec<(&'a str, &'a ForeignKey)>,
+    /// The refusing table's other foreign keys to the same rows as the last step's (a join
+    /// model linking a model with itself has two): a row refuses once, whichever of them
+    /// reach it (a member following itself is one follow).
+    also: Vec<&'a ForeignKey>,
 }
 
 impl Path<'_> {
@@ -136,21 +140,35 @@ impl Path<'_> {
     fn count_sql(&self, roots: usize, dialect: Dialect) -> String {
         let alias = |i: usize| format!("t{i}");
         let last = self.steps.len() - 1;
+        // Step `i`'s rows referencing the rows `referenced` names: by its foreign key, or, the
+        // refusing step, by any of its keys to them.
+        let refers = |i: usize, referenced: &dyn Fn(&ForeignKey) -> String| {
+            let also = if i == last { &self.also[..] } else { &[] };
+            let conditions: Vec<String> = std::iter::once(self.steps[i].1)
+                .chain(also.iter().copied())
+                .map(|fk| {
+                    let column = quote_ident(&fk.column);
+                    format!("{}.{column} = {}", alias(i), referenced(fk))
+                })
+                .collect();
+            match conditions.as_slice() {
+                [one] => one.clone(),
+                several => format!("({})", several.join(" OR ")),
+            }
+        };
         let mut from = format!("{} AS {}", quote_ident(self.steps[last].0), alias(last));
         for i in (0..last).rev() {
             let (table, _) = self.steps[i];
-            let (_, below) = self.steps[i + 1];
+            let parent =
+                |fk: &ForeignKey| format!("{}.{}", alias(i), quote_ident(&fk.referenced_column));
             from.push_str(&format!(
-                " JOIN {} AS {} ON {}.{} = {}.{}",
+                " JOIN {} AS {} ON {}",
                 quote_ident(table),
                 alias(i),
-                alias(i + 1),
-                quote_ident(&below.column),
-                alias(i),
-                quote_ident(&below.referenced_column),
+                refers(i + 1, &parent),
             ));
         }
-        let fk = format!("{}.{}", alias(0), quote_ident(&self.steps[0].1.column));
+        let to_roots = refers(0, &|_| "roots.key".to_owned());
         let roots: Vec<String> = (0..roots)
             .map(|i| match dialect {
                 Dialect::Sqlite => format!("(?, {i})"),
@@ -160,7 +178,7 @@ impl Path<'_> {
         format!(
             "WITH roots (key, position) AS (VALUES {}) \
              SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links \
-             FROM {from} JOIN roots ON {fk} = roots.key GROUP BY roots.position",
+             FROM {from} JOIN roots ON {to_roots} GROUP BY roots.position",
             roots.join(", ")
         )
     }
@@ -168,7 +186,8 @@ impl Path<'_> {
 
 /// The paths from `table` (its rows found by `key`) to a foreign key that refuses a delete,
 /// following the cascades, shortest first; at most [`MAX_PATHS`], none deeper than
-/// [`MAX_DEPTH`].
+/// [`MAX_DEPTH`]. Foreign keys of one table to the same rows, reached by the same steps, end
+/// one path.
 fn refusing_paths<'a>(
     foreign_keys: &'a [(String, ForeignKey)],
     table: &str,
@@ -176,7 +195,10 @@ fn refusing_paths<'a>(
 ) -> Vec<Path<'a>> {
     let mut paths = Vec::new();
     // Breadth first: each level's paths are one step longer than the last's.
-    let mut level = vec![Path { steps: Vec::new() }];
+    let mut level = vec![Path {
+        steps: Vec::new(),
+        also: Vec::new(),
+    }];
     while !level.is_empty() && paths.len() < MAX_PATHS {
         let mut next = Vec::new();
         for path in &level {
@@ -193,8 +215,23 @@ fn refusing_paths<'a>(
                 let mut steps = path.steps.clone();
                 steps.push((child.as_str(), fk));
                 match fk.on_delete {
-                    OnDelete::Restrict => paths.push(Path { steps }),
-                    OnDelete::Cascade if steps.len() < MAX_DEPTH => next.push(Path { steps }),
+                    OnDelete::Restrict => match paths.iter_mut().find(|other: &&mut Path| {
+                        other.steps.len() == steps.len()
+                            && other.steps[..steps.len() - 1] == path.steps[..]
+                            && other.refusing_table() == child
+                            && other.steps[steps.len() - 1].1.referenced_column
+                                == fk.referenced_column
+                    }) {
+                        Some(same_rows) => same_rows.also.push(fk),
+                        None => paths.push(Path {
+                            steps,
+                            also: Vec::new(),
+                        }),
+                    },
+                    OnDelete::Cascade if steps.len() < MAX_DEPTH => next.push(Path {
+                        steps,
+                        also: Vec::new(),
+                    }),
                     OnDelete::Cascade | OnDelete::SetNull => {}
                 }
             }
@@ -249,6 +286,43 @@ mod tests {
         );
         assert_eq!(refusing_paths(&keys, "tags", "id")[0].via(), None);
         assert!(refusing_paths(&keys, "notes", "id").is_empty());
+    }
+
+    #[test]
+    fn a_tables_keys_to_the_same_rows_end_one_path_counting_each_row_once() {
+        let keys = vec![
+            (
+                "follows".to_owned(),
+                fk("follower_id", "members", OnDelete::Restrict),
+            ),
+            (
+                "follows".to_owned(),
+                fk("followee_id", "members", OnDelete::Restrict),
+            ),
+            (
+                "topics".to_owned(),
+                fk("author_id", "members", OnDelete::Cascade),
+            ),
+            (
+                "pins".to_owned(),
+                fk("topic_id", "topics", OnDelete::Restrict),
+            ),
+            (
+                "pins".to_owned(),
+                fk("pinned_topic_id", "topics", OnDelete::Restrict),
+            ),
+        ];
+        let paths = refusing_paths(&keys, "members", "id");
+        assert_eq!(paths.len(), 2);
+        assert_eq!(
+            paths[0].count_sql(1, Dialect::Sqlite),
+            r#"WITH roots (key, position) AS (VALUES (?, 0)) SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links FROM "follows" AS t0 JOIN roots ON (t0."follower_id" = roots.key OR t0."followee_id" = roots.key) GROUP BY roots.position"#
+        );
+        assert_eq!(paths[1].via(), Some("topics"));
+        assert_eq!(
+            paths[1].count_sql(1, Dialect::Sqlite),
+            r#"WITH roots (key, position) AS (VALUES (?, 0)) SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links FROM "pins" AS t1 JOIN "topics" AS t0 ON (t1."topic_id" = t0."id" OR t1."pinned_topic_id" = t0."id") JOIN roots ON t0."author_id" = roots.key GROUP BY roots.position"#
+        );
     }
 
     #[test]
