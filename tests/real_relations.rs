@@ -883,6 +883,249 @@ fn a_refused_delete_of_a_member_counts_each_of_its_follows_once() {
     }
 }
 
+/// `unlink_and_delete` of a member deletes its follows on both sides (a follow of itself
+/// once) and the member, and nothing else: the others and their own follows stay. Deleting
+/// one only followed, then one only following, does the same on that one side.
+#[test]
+fn unlink_and_delete_of_a_member_removes_its_follows_on_both_sides_and_nothing_else() {
+    for (store, _schema) in stores() {
+        let [ada, bob, cy, dee] = members_named(&store, ["Ada", "Bob", "Cy", "Dee"]);
+        let mut conn = store.conn().unwrap();
+        ada.link_following(&mut conn, &bob).unwrap();
+        cy.link_following(&mut conn, &ada).unwrap();
+        ada.link_followers(&mut conn, &ada).unwrap();
+        bob.link_following(&mut conn, &cy).unwrap();
+        dee.link_followers(&mut conn, &bob).unwrap();
+
+        let preview = store.preview_delete::<Member>(&ada.id).unwrap();
+        let effects = store.unlink_and_delete::<Member>(&ada.id).unwrap();
+        assert_eq!(effects, preview, "{:?}: as previewed", store.dialect());
+        assert_eq!(
+            (
+                effects.removed_from("members"),
+                effects.refused_by_rows_of("follows")
+            ),
+            (1, 3),
+            "{:?}: {effects}",
+            store.dialect()
+        );
+        assert_eq!(store.find::<Member>(&ada.id).unwrap(), None);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[
+                ("Bob", &["Cy", "Dee"], &[]),
+                ("Cy", &[], &["Bob"]),
+                ("Dee", &[], &["Bob"]),
+            ])
+        );
+
+        // Dee is only followed; then Bob only follows.
+        let effects = store.unlink_and_delete::<Member>(&dee.id).unwrap();
+        assert_eq!(effects.refused_by_rows_of("follows"), 1, "{effects}");
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Bob", &["Cy"], &[]), ("Cy", &[], &["Bob"])])
+        );
+        let effects = store.unlink_and_delete::<Member>(&bob.id).unwrap();
+        assert_eq!(effects.refused_by_rows_of("follows"), 1, "{effects}");
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Cy", &[], &[])])
+        );
+        assert_eq!(conn.count::<Follow>().unwrap(), 0);
+        // Unlinked, nothing refuses: nothing to unlink.
+        let effects = store.unlink_and_delete::<Member>(&cy.id).unwrap();
+        assert!(!effects.is_refused(), "{effects}");
+        assert_eq!(conn.count::<Member>().unwrap(), 0);
+    }
+}
+
+/// A member may follow itself: the join table allows the pair, as Diesel and Amplify's join
+/// models do, and nothing in a link says the two rows differ. It is one follow, the same
+/// linked from either side (linking again from either keeps it), shown on both sides; it
+/// refuses the member's delete as one row, and unlinking from either side removes it.
+#[test]
+fn a_member_following_itself_is_one_follow_seen_on_both_sides() {
+    for (store, _schema) in stores() {
+        let [ada, bob] = members_named(&store, ["Ada", "Bob"]);
+        let mut conn = store.conn().unwrap();
+        let link = ada.link_following(&mut conn, &ada).unwrap();
+        assert_eq!((link.follower_id, link.followee_id), (ada.id, ada.id));
+        assert_eq!(
+            ada.link_followers(&mut conn, &ada).unwrap(),
+            link,
+            "the one pair, linked from the other side"
+        );
+        assert_eq!(ada.link_following(&mut conn, &ada).unwrap(), link);
+        assert_eq!(conn.count::<Follow>().unwrap(), 1);
+        assert_eq!(ada.following(&mut conn).unwrap(), vec![ada.clone()]);
+        assert_eq!(ada.followers(&mut conn).unwrap(), vec![ada.clone()]);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Ada", &["Ada"], &["Ada"]), ("Bob", &[], &[])])
+        );
+        match store.delete(&ada) {
+            Err(Error::DeleteRestricted {
+                join_table, count, ..
+            }) => assert_eq!(
+                (join_table.as_str(), count),
+                ("follows", 1),
+                "{:?}",
+                store.dialect()
+            ),
+            other => panic!("{:?}: {other:?}", store.dialect()),
+        }
+        assert_eq!(conn.count::<Member>().unwrap(), 2, "nothing deleted");
+
+        bob.link_following(&mut conn, &ada).unwrap();
+        let followed_by_ada: Vec<Member> = conn
+            .query::<Member>(|q| q.filter(Member::having_followers(members::name.eq("Ada"))))
+            .unwrap();
+        assert_eq!(followed_by_ada, vec![ada.clone()]);
+        let preview = store.preview_delete::<Member>(&ada.id).unwrap();
+        assert_eq!(preview.refused_by_rows_of("follows"), 2, "{preview}");
+
+        // Unlinked from the other side than it was linked from.
+        assert_eq!(ada.unlink_followers(&mut conn, &ada).unwrap(), 1);
+        assert_eq!(ada.unlink_following(&mut conn, &ada).unwrap(), 0);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Ada", &[], &["Bob"]), ("Bob", &["Ada"], &[])])
+        );
+
+        // Linked again, and deleted with its follows: the one of itself counted once.
+        ada.link_followers(&mut conn, &ada).unwrap();
+        let effects = store.unlink_and_delete::<Member>(&ada.id).unwrap();
+        assert_eq!(effects.refused_by_rows_of("follows"), 2, "{effects}");
+        assert_eq!(conn.count::<Follow>().unwrap(), 0);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Bob", &[], &[])])
+        );
+    }
+}
+
+/// Two members following each other, unlinked on one side: the other follow stays, and each
+/// side of each member loads what is left, lazily, eagerly and as a filter; then the other.
+#[test]
+fn unlinking_one_of_two_mutual_follows_leaves_the_other_on_both_sides() {
+    for (store, _schema) in stores() {
+        let [ada, bob] = members_named(&store, ["Ada", "Bob"]);
+        let mut conn = store.conn().unwrap();
+        ada.link_following(&mut conn, &bob).unwrap();
+        ada.link_followers(&mut conn, &bob).unwrap();
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Ada", &["Bob"], &["Bob"]), ("Bob", &["Ada"], &["Ada"])])
+        );
+
+        // "Ada follows Bob", unlinked as one of Bob's followers.
+        assert_eq!(bob.unlink_followers(&mut conn, &ada).unwrap(), 1);
+        assert!(ada.following(&mut conn).unwrap().is_empty());
+        assert_eq!(ada.followers(&mut conn).unwrap(), vec![bob.clone()]);
+        assert_eq!(bob.following(&mut conn).unwrap(), vec![ada.clone()]);
+        assert!(bob.followers(&mut conn).unwrap().is_empty());
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Ada", &[], &["Bob"]), ("Bob", &["Ada"], &[])])
+        );
+        let following_someone: Vec<Member> = conn
+            .query::<Member>(|q| q.filter(Member::having_following(members::id.is_not_null())))
+            .unwrap();
+        assert_eq!(following_someone, vec![bob.clone()]);
+        let followed: Vec<Member> = conn
+            .query::<Member>(|q| q.filter(Member::having_followers(members::id.is_not_null())))
+            .unwrap();
+        assert_eq!(followed, vec![ada.clone()]);
+
+        // "Bob follows Ada", unlinked as one of Bob's follows.
+        assert_eq!(bob.unlink_following(&mut conn, &ada).unwrap(), 1);
+        assert_eq!(
+            stored_follow_graph(&mut conn),
+            follow_graph(&[("Ada", &[], &[]), ("Bob", &[], &[])])
+        );
+        assert_eq!(conn.count::<Follow>().unwrap(), 0);
+    }
+}
+
+/// Rounds of eight threads linking one pair at the same instant, half of them from each side
+/// (`ada.link_following(bob)`, `bob.link_followers(ada)`: the same follow): each round leaves
+/// one follow, the right way round, every thread is handed it and none fails.
+#[test]
+fn eight_threads_following_one_member_at_once_from_both_sides_leave_one_follow() {
+    use forum::follows;
+    use std::sync::Barrier;
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut builders = vec![(Store::builder(dir.path().join("follows.db")), None)];
+    if let Some(url) = common::postgres_url() {
+        let schema = PgSchema::new(&url);
+        builders.push((Store::builder(schema.url()), Some(schema)));
+    }
+    for (builder, _schema) in builders {
+        let store = builder
+            .schema(forum::schema())
+            .pool_size(THREADS as u32)
+            .open()
+            .unwrap();
+        for round in 0..ROUNDS {
+            let ada = member(&store, &format!("follower {round}"));
+            let bob = member(&store, &format!("followed {round}"));
+            let start = Barrier::new(THREADS);
+            let links: Vec<Follow> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..THREADS)
+                    .map(|t| {
+                        let (store, start, ada, bob) = (&store, &start, &ada, &bob);
+                        scope.spawn(move || {
+                            let mut conn = store.conn().unwrap();
+                            start.wait();
+                            if t % 2 == 0 {
+                                ada.link_following(&mut conn, bob)
+                            } else {
+                                bob.link_followers(&mut conn, ada)
+                            }
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| {
+                        t.join().unwrap().unwrap_or_else(|e| {
+                            panic!("{:?}, round {round}: {e:?}", store.dialect())
+                        })
+                    })
+                    .collect()
+            });
+            let stored: Vec<Follow> = store
+                .query::<Follow>(|q| {
+                    q.filter(
+                        follows::follower_id
+                            .eq_any([ada.id, bob.id])
+                            .or(follows::followee_id.eq_any([ada.id, bob.id])),
+                    )
+                })
+                .unwrap();
+            assert_eq!(
+                stored.len(),
+                1,
+                "{:?}, round {round}: {stored:?}",
+                store.dialect()
+            );
+            assert_eq!(
+                (stored[0].follower_id, stored[0].followee_id),
+                (ada.id, bob.id)
+            );
+            assert!(
+                links.iter().all(|link| link == &stored[0]),
+                "{:?}, round {round}: every thread is handed the one follow: {links:?}",
+                store.dialect()
+            );
+        }
+        assert_eq!(store.count::<Follow>().unwrap(), ROUNDS);
+    }
+}
+
 /// The async store's forms of a self many-to-many: links from both sides, lazy and eager
 /// loads of both, a refused delete on either side, an unlink in a transaction, and
 /// `unlink_and_delete`.
