@@ -2746,11 +2746,10 @@ pub struct Memo {
     pub text: String,
 }
 
-/// SQLite names a table without regard to ASCII case, and reports its changes under the name
-/// it was created with: a model's table created as `Memos` (by a hand-written migration, or
-/// another tool) is observed as the model's `memos`, not passed over unsaid.
-#[test]
-fn a_table_created_under_another_case_of_its_name_is_observed() {
+/// A store on a SQLite file whose `memos` table was created as `Memos` (by a hand-written
+/// migration, or another tool): SQLite names a table without regard to ASCII case, and
+/// reports its changes under the name its schema holds.
+fn store_with_memos_created_as_capitalized() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memos.db").display().to_string();
     let created = Schema::new()
@@ -2762,24 +2761,74 @@ fn a_table_created_under_another_case_of_its_name_is_observed() {
     conn.batch_execute(&created).unwrap();
     drop(conn);
     let store = Store::builder(&path).open().unwrap();
+    (dir, store)
+}
+
+fn memo(text: &str) -> Memo {
+    Memo {
+        text: text.into(),
+        ..Memo::default()
+    }
+}
+
+/// The table of the next change `observe_all` delivers.
+fn next_table(all: &datastore::observe::AllSubscription) -> String {
+    match all.recv_timeout(WAIT) {
+        Some(Observed::Change(change)) => change.table,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+/// A model's table created under another case of its name is observed: its subscription
+/// receives its changes, and `observe_all` names the table as the schema holds it.
+#[test]
+fn a_table_created_under_another_case_of_its_name_is_observed() {
+    let (_dir, store) = store_with_memos_created_as_capitalized();
     let memos = store.observe::<Memo>().unwrap();
     let all = store.observe_all().unwrap();
-    let saved = store
-        .save(Memo {
-            text: "seen".into(),
-            ..Memo::default()
-        })
-        .unwrap();
-    match memos.recv_timeout(Duration::from_secs(10)) {
-        Some(Observed::Change(change)) => {
-            assert_eq!((change.op, change.element), (Op::Insert, saved));
-        }
-        other => panic!("expected the insert, got {other:?}"),
-    }
-    match all.recv_timeout(Duration::from_secs(10)) {
-        Some(Observed::Change(change)) => assert_eq!(change.table, "memos"),
-        other => panic!("expected the insert, got {other:?}"),
-    }
+    let saved = store.save(memo("seen")).unwrap();
+    let change = next(&memos);
+    assert_eq!((change.op, change.element), (Op::Insert, saved));
+    assert_eq!(next_table(&all), "Memos");
+}
+
+/// `observe_all` names a change's table the same way whatever else subscribes: as the
+/// database's schema holds the name, not as some model spells it. Before, the table created
+/// as `Memos` came as `Memos` while only `observe_all` subscribed, and as `memos` once a
+/// model's subscription of `memos` existed.
+#[test]
+fn observe_all_names_a_table_as_the_schema_holds_it_whatever_else_subscribes() {
+    let (_dir, store) = store_with_memos_created_as_capitalized();
+    let all = store.observe_all().unwrap();
+    store.save(memo("alone")).unwrap();
+    assert_eq!(next_table(&all), "Memos", "only observe_all subscribes");
+    let memos = store.observe::<Memo>().unwrap();
+    store.save(memo("with a model's subscription")).unwrap();
+    assert_eq!(next(&memos).element.text, "with a model's subscription");
+    assert_eq!(
+        next_table(&all),
+        "Memos",
+        "a model of `memos` subscribes too"
+    );
+    drop(memos);
+    store.save(memo("alone again")).unwrap();
+    assert_eq!(next_table(&all), "Memos", "its subscription ended");
+}
+
+/// A live view of a model whose table was created under another case of its name follows
+/// the table: its changes, named as the schema holds the name, are the model's.
+#[test]
+fn a_live_view_of_a_table_created_under_another_case_of_its_name_follows_it() {
+    let (_dir, store) = store_with_memos_created_as_capitalized();
+    let mut live = store.live::<Memo>().subscribe().unwrap();
+    assert!(live.recv().unwrap().is_empty());
+    let saved = store.save(memo("followed")).unwrap();
+    let rows = live
+        .recv_timeout(WAIT)
+        .expect("a snapshot with the new memo")
+        .unwrap()
+        .into_vec();
+    assert_eq!(rows, [saved]);
 }
 
 /// A subscription read from two threads holds no writer up: one thread's filter may take as

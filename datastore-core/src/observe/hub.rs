@@ -49,6 +49,9 @@ pub(crate) struct Hub {
     schema_epoch: AtomicU64,
     /// The schema cookie (`PRAGMA schema_version`) that recent epochs are known to have.
     epoch_cookies: Mutex<VecDeque<(u64, i64)>>,
+    /// The database names tables without regard to ASCII case (SQLite): a subscription of
+    /// `memos` receives the changes of the table its schema holds as `Memos`.
+    names_ignore_case: bool,
 }
 
 #[derive(Default)]
@@ -60,6 +63,13 @@ struct Reorder {
 }
 
 impl Hub {
+    /// The hub of a SQLite database, whose table names compare without regard to ASCII case.
+    pub fn sqlite() -> Self {
+        let mut hub = Self::default();
+        hub.names_ignore_case = true;
+        hub
+    }
+
     /// Whether changes to `table` are worth capturing (someone observes it).
     /// Changes whenever a subscription starts or ends, so that connections can cache `wants`.
     pub fn generation(&self) -> u64 {
@@ -73,23 +83,19 @@ impl Hub {
             || self.all_tables.load(Ordering::Acquire) > 0
     }
 
-    /// The name the subscriptions know a SQLite table by, if anyone observes it: SQLite names
-    /// a table without regard to ASCII case, and its hooks report the name as the table was
-    /// created (`Posts` for a model's `posts`). A table every subscription of `observe_all`
-    /// receives keeps the name reported.
-    pub fn observed_sqlite_table(&self, table: &str) -> Option<String> {
+    /// Whether anyone observes the SQLite table its hooks report as `table`, the name as the
+    /// schema holds it (`Posts` for a table created so): a subscription of every table, or one
+    /// of a name that differs at most in ASCII case (`posts`), SQLite naming tables without
+    /// regard to it. Its changes carry the name reported, whoever subscribes (each queue
+    /// picks them out the same way: [`Queue::wants`]). Asked once per table and change of
+    /// subscriptions, never per row.
+    pub fn observes_sqlite_table(&self, table: &str) -> bool {
         if !self.active() {
-            return None;
+            return false;
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((known, _)) = tables
-            .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(table))
-        {
-            return Some(known.clone());
-        }
-        (self.all_tables.load(Ordering::Relaxed) > 0 && !internal_table(table.as_bytes()))
-            .then(|| table.to_owned())
+        tables.keys().any(|known| known.eq_ignore_ascii_case(table))
+            || (self.all_tables.load(Ordering::Relaxed) > 0 && !internal_table(table.as_bytes()))
     }
 
     pub fn wants(&self, table: &str) -> bool {
@@ -244,6 +250,7 @@ impl Hub {
         let queue = Arc::new(Queue {
             hub: Arc::downgrade(self),
             tables: tables.map(<[String]>::to_vec),
+            names_ignore_case: self.names_ignore_case,
             capacity: capacity.max(1),
             unread: Arc::default(),
             inner: Mutex::new(QueueInner::default()),
@@ -315,6 +322,8 @@ pub(crate) struct Queue {
     hub: Weak<Hub>,
     /// The tables whose changes it receives (every table's for `None`).
     tables: Option<Vec<String>>,
+    /// Its tables' names match a change's without regard to ASCII case (SQLite's).
+    names_ignore_case: bool,
     capacity: usize,
     /// Changes taken from the queue and not read yet (a [`Run`] being read): they count
     /// against the capacity, as queued changes do.
@@ -474,10 +483,14 @@ impl Queue {
         let _ = self.model.set(model);
     }
 
+    /// Whether it receives the changes of `table`, named as the database's schema holds the
+    /// name: on SQLite, whatever the ASCII case of either name (`memos` receives `Memos`).
     fn wants(&self, table: &str) -> bool {
-        self.tables
-            .as_ref()
-            .is_none_or(|tables| tables.iter().any(|t| t == table))
+        self.tables.as_ref().is_none_or(|tables| {
+            tables
+                .iter()
+                .any(|t| t == table || (self.names_ignore_case && t.eq_ignore_ascii_case(table)))
+        })
     }
 
     /// The changes of `batch` the queue receives, if any.
@@ -495,7 +508,20 @@ impl Queue {
         {
             return (!all.is_empty()).then_some(Indices::Run(all));
         }
-        let picked: Vec<usize> = all.filter(|&i| self.wants(&changes[i].table)).collect();
+        let mut last: Option<(&Arc<str>, bool)> = None;
+        let picked: Vec<usize> = all
+            .filter(|&i| {
+                let table = &changes[i].table;
+                match last {
+                    Some((last, wanted)) if Arc::ptr_eq(last, table) => wanted,
+                    _ => {
+                        let wanted = self.wants(table);
+                        last = Some((table, wanted));
+                        wanted
+                    }
+                }
+            })
+            .collect();
         (!picked.is_empty()).then(|| Indices::Picked(picked.into_iter()))
     }
 
@@ -953,6 +979,32 @@ mod tests {
             spares: None,
         };
         hub.publish(hub.next_seq(), batch);
+    }
+
+    /// SQLite names tables without regard to ASCII case: every queue of a name that differs
+    /// from the schema's at most in case receives the table's changes, under the schema's
+    /// name. PostgreSQL's tables of such names are different tables.
+    #[test]
+    fn a_sqlite_table_is_every_subscription_s_whatever_the_case_of_its_name() {
+        let hub = Arc::new(Hub::sqlite());
+        assert!(!hub.observes_sqlite_table("Memos"), "nobody subscribes");
+        let lower = Reader::new(hub.subscribe(Some(&["memos".to_owned()]), 8));
+        let upper = Reader::new(hub.subscribe(Some(&["MEMOS".to_owned()]), 8));
+        assert!(hub.observes_sqlite_table("Memos"));
+        assert!(!hub.observes_sqlite_table("notes"));
+        commit(&hub, &["Memos"]);
+        commit(&hub, &["notes", "Memos", "notes"]);
+        assert_eq!(read_all(&lower), ["Memos0", "Memos1"]);
+        assert_eq!(read_all(&upper), ["Memos0", "Memos1"]);
+        let all = Reader::new(hub.subscribe(None, 8));
+        assert!(hub.observes_sqlite_table("notes"));
+        assert!(!hub.observes_sqlite_table("sqlite_sequence"));
+
+        let postgres = Arc::new(Hub::default());
+        let lower = Reader::new(postgres.subscribe(Some(&["memos".to_owned()]), 8));
+        commit(&postgres, &["Memos", "memos"]);
+        assert_eq!(read_all(&lower), ["memos1"]);
+        drop(all);
     }
 
     /// What a reader reads now: each change as its table and index, each gap as "missed n".

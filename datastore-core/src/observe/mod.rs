@@ -461,7 +461,9 @@ pub enum Observed<T> {
     /// A committed change whose row does not decode as the model (the table holds a value the
     /// model cannot represent, or its schema changed under the store): reported, never skipped.
     Undecodable {
-        /// The table of the row.
+        /// The table of the row: as the model names it, for a model's subscription; as the
+        /// database's schema holds the name, for [`Store::observe_all`](crate::Store::observe_all)'s
+        /// (see [`RowChange::table`]).
         table: String,
         /// Why it does not decode.
         reason: String,
@@ -496,7 +498,12 @@ pub enum Observed<T> {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
-    /// The table.
+    /// The table, named as the database's schema holds the name, whoever else subscribes: on
+    /// SQLite, which names tables without regard to ASCII case, a table created as `Memos`
+    /// is `Memos` here, while a model of `memos` observes it as its own (its subscription
+    /// receives the changes of any table whose name differs from its own at most in ASCII
+    /// case); on PostgreSQL, where case tells tables apart, a model's subscription receives the
+    /// changes of the table of exactly its name.
     pub table: String,
     /// What happened.
     pub op: Op,
@@ -972,9 +979,11 @@ impl<M: Model + Clone> Subscription<M> {
         });
         let element = match element {
             Ok(element) => element,
+            // Named as the model names its table, as the reason does (on SQLite the change
+            // names it as the schema holds it, which may differ in ASCII case).
             Err(reason) => {
                 return Some(Observed::Undecodable {
-                    table: change.table.to_string(),
+                    table: self.decoder.table.clone(),
                     reason,
                 });
             }

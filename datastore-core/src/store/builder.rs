@@ -11,6 +11,7 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 use super::connection::{ConnectionSetup, Synchronous};
 use super::{BackendManager, ObserveConn, Store, migrations, url};
 use crate::migrate::BackendMigrations;
+use crate::observe::hub::Hub;
 use crate::observe::postgres::PgObserve;
 use crate::schema::Dialect;
 use crate::{AnyConnection, ConnectionFailure, Error, Result};
@@ -400,6 +401,12 @@ impl StoreBuilder {
         let (dialect, database, in_memory) = database_url(&self.url)
             .map_err(|reason| Error::connection(&self.url, ConnectionFailure::Location, reason))?;
         self.setup.wal = !in_memory;
+        // Before any connection opens (each reports its changes to it). SQLite names tables
+        // without regard to ASCII case, and so do its subscriptions.
+        self.setup.hub = Arc::new(match dialect {
+            Dialect::Sqlite => Hub::sqlite(),
+            Dialect::Postgres => Hub::default(),
+        });
         let manager = BackendManager {
             url: database,
             dialect,

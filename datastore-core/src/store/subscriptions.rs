@@ -18,7 +18,9 @@ impl Store {
     ///
     /// `M` is `Clone` (as for `observe_where`, `observe_id`, and the live queries): when
     /// several subscriptions of one model read a commit, each of its rows is decoded once and
-    /// the others receive clones.
+    /// the others receive clones. On SQLite, which names tables without regard to ASCII case,
+    /// the changes are those of the table whose name differs from `M`'s at most in case (one
+    /// created as `Notes` for a model's `notes`), to every model of that table.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -144,7 +146,10 @@ impl Store {
         observe::LiveQuery::new(self.clone())
     }
 
-    /// Every committed change of every table, as raw rows.
+    /// Every committed change of every table, as raw rows, each naming its table as the
+    /// database's schema holds the name, whatever else subscribes (on SQLite, which names
+    /// tables without regard to ASCII case, that may differ in case from a model's name for
+    /// the table: see [`RowChange::table`](observe::RowChange::table)).
     ///
     /// ```
     /// # use datastore::prelude::*;

@@ -477,13 +477,15 @@ mod change {
     pub struct ChangeRef<'a> {
         pub(super) batch: &'a Batch,
         pub(super) change: &'a RawChange,
+        /// Its table, named as the live query's models name it.
+        pub(super) table: &'a str,
         pub(super) decoder: Option<&'a Decoder>,
     }
 
     impl ChangeRef<'_> {
-        /// The changed row's table.
+        /// The changed row's table, named as the live query's models name it.
         pub(crate) fn table(&self) -> &str {
-            &self.change.table
+            self.table
         }
 
         /// The row after the change (before it, for a delete), and before it for an update
@@ -680,6 +682,19 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
         }
     }
 
+    /// The name the query's models give the table a change names as the database's schema
+    /// holds it: on SQLite, which names tables without regard to ASCII case, a model's
+    /// `memos` for the `Memos` its schema holds (the queue received the change by that match).
+    fn known_table<'a>(&'a self, table: &'a str) -> &'a str {
+        if self.store.dialect() != Dialect::Sqlite || self.tables.iter().any(|t| t == table) {
+            return table;
+        }
+        self.tables
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(table))
+            .map_or(table, String::as_str)
+    }
+
     /// The roots the items touch, and whether they move the window.
     fn work(&self, items: &[Item]) -> Work<M::Key> {
         let mut work = Work {
@@ -702,13 +717,15 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
                 work.full = true;
                 continue;
             }
-            if self.window.contains(&*change.table) {
+            let table = self.known_table(&change.table);
+            if self.window.contains(table) {
                 work.window = true;
             }
             let change = ChangeRef {
                 batch,
                 change,
-                decoder: self.decoders.get(&*change.table),
+                table,
+                decoder: self.decoders.get(table),
             };
             for (step, touched) in self.steps.iter().zip(&mut work.touched) {
                 if step.touched(&change, touched).is_err() {

@@ -138,7 +138,8 @@ struct State {
     statement_rows: Mark,
     /// Tables seen, by name: whether anyone observes them, and their shared name. Valid while
     /// the hub's subscriptions are those of `seen_generation`.
-    /// (As the hook reports the name, as the subscriptions know it if anyone observes it.)
+    /// (As the hook reports the name; the same, shared by the table's changes, if anyone
+    /// observes it.)
     seen: Vec<(Box<str>, Option<Arc<str>>)>,
     seen_generation: u64,
     /// The handle of the running statement (where statements' ends are not traced: of the
@@ -1158,7 +1159,8 @@ impl Drop for ConnObserver {
 
 impl State {
     /// The shared name of a table if anyone observes it (asked of the hub once per table and
-    /// change of subscriptions).
+    /// change of subscriptions): the name as the hook reports it, which is the schema's,
+    /// whoever subscribes and however they spell it (see [`Hub::observes_sqlite_table`]).
     #[inline] // called from one place, once a row
     fn observed(&mut self, table: &(impl TableName + ?Sized), hub: &Hub) -> Option<Arc<str>> {
         let generation = hub.generation();
@@ -1170,7 +1172,7 @@ impl State {
             return observed.clone();
         }
         let name = std::str::from_utf8(table.to_bytes()).ok()?;
-        let observed: Option<Arc<str>> = hub.observed_sqlite_table(name).map(Into::into);
+        let observed: Option<Arc<str>> = hub.observes_sqlite_table(name).then(|| name.into());
         self.seen.push((name.into(), observed.clone()));
         observed
     }
@@ -1419,7 +1421,7 @@ mod tests {
     /// An observer whose statements' ends are traced, a subscription to every table of its
     /// hub, and a statement started (handle 1) that captures.
     fn observing_a_statement() -> (super::ConnObserver, std::sync::Arc<super::hub::Queue>) {
-        let hub = std::sync::Arc::new(super::Hub::default());
+        let hub = std::sync::Arc::new(super::Hub::sqlite());
         let queue = hub.subscribe(None, 16);
         let observer = super::ConnObserver::new(hub);
         observer.trace_ends(true);
@@ -1483,5 +1485,69 @@ mod tests {
         );
         observer.statement_ended(1, true, true, false, || 1);
         assert!(queue.next(Some(Duration::ZERO)).is_some(), "published");
+    }
+
+    /// Counters whose total the test advances.
+    struct Total(std::cell::Cell<i64>);
+
+    impl super::Counters for Total {
+        fn total_changes(&self) -> i64 {
+            self.0.get()
+        }
+        fn changes(&self) -> i64 {
+            1
+        }
+        fn autocommit(&self) -> bool {
+            true
+        }
+    }
+
+    /// SQLite names tables without regard to ASCII case, and its hook reports a table's name
+    /// as the schema holds it: the changes carry that name whoever subscribes (a subscription
+    /// of every table reads the same name before and after a model's subscribes), and every
+    /// subscription of a name that differs from it only in case receives them. Before, the
+    /// changes took the first subscription's spelling, so the subscription of every table
+    /// read `Memos`, then `memos`, and only one of `memos` and `MEMOS` received them.
+    #[test]
+    fn changes_carry_the_schema_s_name_to_every_subscription_whatever_its_case() {
+        use crate::observe::hub::{Item, Queue};
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        let hub = Arc::new(super::Hub::sqlite());
+        let all = hub.subscribe(None, 16);
+        let observer = super::ConnObserver::new(hub.clone());
+        observer.trace_ends(true);
+        let total = Total(std::cell::Cell::new(0));
+        let write = || {
+            observer.statement_started(1, "", &total, false, true, false);
+            observer.changed(c"Memos", 0, (false, true), |rows, _| rows.push_integer(1));
+            total.0.set(total.0.get() + 1);
+            observer.committed();
+            observer.statement_ended(1, true, false, false, || total.0.get());
+        };
+        let tables = |queue: &Queue| -> Vec<String> {
+            std::iter::from_fn(|| queue.next(Some(Duration::ZERO)))
+                .flat_map(|item| match item {
+                    Item::Changes(run) => run
+                        .indices()
+                        .map(|i| run.batch.changes[i].table.to_string())
+                        .collect(),
+                    Item::Missed(n) => vec![format!("missed {n}")],
+                    Item::Lost(_) => vec!["lost".to_owned()],
+                })
+                .collect()
+        };
+        write();
+        assert_eq!(tables(&all), ["Memos"], "only every table's subscription");
+        let lower = hub.subscribe(Some(&["memos".to_owned()]), 16);
+        write();
+        assert_eq!(tables(&all), ["Memos"], "and a subscription of `memos`");
+        assert_eq!(tables(&lower), ["Memos"]);
+        let upper = hub.subscribe(Some(&["MEMOS".to_owned()]), 16);
+        write();
+        assert_eq!(tables(&all), ["Memos"], "and one of `MEMOS`");
+        assert_eq!(tables(&lower), ["Memos"]);
+        assert_eq!(tables(&upper), ["Memos"]);
     }
 }
