@@ -11,6 +11,7 @@ use datastore::observe::{Observed, Op};
 use datastore::prelude::*;
 use datastore::{Error, MAX_JSON_DEPTH};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Reading {
@@ -49,6 +50,22 @@ pub struct Outline {
     pub sections: Vec<Outline>,
 }
 
+/// Documents kept as the JSON text they were given (serde_json's `RawValue`, written verbatim):
+/// whole, and inside a typed document.
+#[derive(Model, Debug, Clone, Default)]
+pub struct RawDocument {
+    #[primary_key]
+    pub id: Id,
+    pub body: Json<Box<RawValue>>,
+    pub envelope: Json<Envelope>,
+}
+
+/// A typed document holding JSON text, one level below its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Envelope {
+    pub payload: Box<RawValue>,
+}
+
 /// An instant.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Stamp {
@@ -61,6 +78,7 @@ fn schema() -> Schema {
     Schema::new()
         .model::<Reading>()
         .model::<Document>()
+        .model::<RawDocument>()
         .model::<Stamp>()
 }
 
@@ -303,6 +321,61 @@ per_backend!(
             })
             .unwrap();
         on_small_stack.join().expect("no stack overflow, no panic");
+    }
+);
+
+/// JSON text nesting `depth` arrays around a number, as a `RawValue` (which serde_json reads
+/// and writes without nesting into it).
+fn raw_nested(depth: usize) -> Box<RawValue> {
+    RawValue::from_string(format!("{}1{}", "[".repeat(depth), "]".repeat(depth))).unwrap()
+}
+
+per_backend!(
+    fn raw_json_text_nested_past_the_limit_is_refused_and_nothing_is_written(store) {
+        // To the limit, the envelope's own level counted; brackets in strings are text.
+        let in_strings = format!(r#"["\"\\{}", "{}"]"#, "[".repeat(200), "{".repeat(200));
+        let fits = [
+            RawDocument {
+                body: Json(raw_nested(MAX_JSON_DEPTH)),
+                envelope: Json(Envelope { payload: raw_nested(MAX_JSON_DEPTH - 1) }),
+                ..RawDocument::default()
+            },
+            RawDocument {
+                body: Json(RawValue::from_string(in_strings.clone()).unwrap()),
+                ..RawDocument::default()
+            },
+        ];
+        for document in fits {
+            let saved = store.save(document).unwrap();
+            let found = store.get::<RawDocument>(&saved.id).unwrap();
+            let text = |raw: &RawValue| serde_json::from_str::<serde_json::Value>(raw.get()).ok();
+            assert_eq!(text(&found.body), text(&saved.body));
+            assert_eq!(text(&found.envelope.payload), text(&saved.envelope.payload));
+        }
+        let too_deep = [
+            RawDocument {
+                body: Json(raw_nested(MAX_JSON_DEPTH + 1)),
+                ..RawDocument::default()
+            },
+            RawDocument {
+                envelope: Json(Envelope { payload: raw_nested(MAX_JSON_DEPTH) }),
+                ..RawDocument::default()
+            },
+            RawDocument {
+                body: Json(raw_nested(200)),
+                ..RawDocument::default()
+            },
+        ];
+        for document in too_deep {
+            let err = store.save(document.clone()).unwrap_err();
+            assert!(
+                matches!(err, Error::JsonTooDeep { limit: MAX_JSON_DEPTH }),
+                "{err:?}"
+            );
+            let err = store.insert_all(vec![document]).unwrap_err();
+            assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+        }
+        assert_eq!(store.count::<RawDocument>().unwrap(), 2, "nothing more was written");
     }
 );
 

@@ -123,7 +123,8 @@ impl FieldType for serde_json::Value {
 /// anything is written, on every backend: what is stored, `find`, `all` and observe read back
 /// (serde_json reads up to 128 levels, and deeper values could not be read; PostgreSQL's
 /// change feed delivers up to this depth). Serializing stops at the first level too deep, so a
-/// value nested any deeper cannot overflow the stack either.
+/// value nested any deeper cannot overflow the stack either. JSON text held as serde_json's
+/// `RawValue` (written as it is) counts too, from the level it is written at.
 ///
 /// ```
 /// use datastore::prelude::*;
@@ -215,6 +216,42 @@ impl serde_json::ser::Formatter for DepthLimited {
         self.0 -= 1;
         writer.write_all(b"}")
     }
+
+    /// JSON text written as it is (a `serde_json::value::RawValue`), whose arrays and objects
+    /// nest below the level it is written at: they count too.
+    fn write_raw_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if nesting(fragment) > MAX_JSON_DEPTH - self.0 {
+            return Err(std::io::Error::other(TooDeep));
+        }
+        writer.write_all(fragment.as_bytes())
+    }
+}
+
+/// How deeply arrays and objects nest in `json`, JSON text: its brackets outside strings (a
+/// byte of a multi-byte character is never one of them). It reads the text once, whatever its
+/// depth.
+fn nesting(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in json.bytes() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            _ if in_string => {}
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 impl<T: Serialize + std::fmt::Debug> ToSql<sql_types::JsonDoc, Sqlite> for Json<T> {
@@ -248,5 +285,40 @@ impl<T: DeserializeOwned> FromSql<sql_types::JsonDoc, diesel::pg::Pg> for Json<T
             [1, json @ ..] => Ok(Self(serde_json::from_slice(json)?)),
             _ => Err("unsupported jsonb version".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DepthLimited, MAX_JSON_DEPTH, TooDeep, nesting};
+    use serde_json::ser::Formatter;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings_only() {
+        assert_eq!(nesting("1"), 0);
+        assert_eq!(nesting(r#"{"a":[1,{"b":[]}],"c":[]}"#), 4);
+        assert_eq!(nesting(r#"["[[{", "\"[[", "\\", [["]"]]]"#), 3);
+        assert_eq!(nesting(r#" [ "é[" , [ ] ] "#), 2);
+    }
+
+    #[test]
+    fn raw_json_text_counts_from_the_level_it_is_written_at() {
+        let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let mut written = Vec::new();
+        let mut formatter = DepthLimited(1);
+        formatter
+            .write_raw_fragment(&mut written, &deep(MAX_JSON_DEPTH - 1))
+            .unwrap();
+        assert_eq!(written, deep(MAX_JSON_DEPTH - 1).as_bytes());
+        let err = formatter
+            .write_raw_fragment(&mut written, &deep(MAX_JSON_DEPTH))
+            .unwrap_err();
+        assert!(err.get_ref().is_some_and(|e| e.is::<TooDeep>()), "{err}");
+        assert_eq!(
+            written,
+            deep(MAX_JSON_DEPTH - 1).as_bytes(),
+            "nothing more written"
+        );
+        assert_eq!(formatter.0, 1);
     }
 }
