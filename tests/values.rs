@@ -380,6 +380,53 @@ per_backend!(
 );
 
 per_backend!(
+    fn json_nested_ten_thousand_levels_is_refused_with_statements_and_their_values_traced(store) {
+        // A thread with the default 2 MiB stack of test threads, where every statement and its
+        // values are traced (PostgreSQL's values are formatted as the statement starts, before
+        // they are written).
+        let on_small_stack = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let (err, traced) = common::trace::recorded(|| {
+                    store
+                        .save(Document {
+                            body: nested(10_000),
+                            ..Document::default()
+                        })
+                        .unwrap_err()
+                });
+                assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+                let binds: Vec<&String> =
+                    traced.events.iter().filter_map(|(_, _, fields)| fields.get("binds")).collect();
+                if store.dialect() == Dialect::Postgres {
+                    assert!(
+                        binds.iter().any(|binds| binds.contains("nested more than 100 levels deep")),
+                        "{binds:?}"
+                    );
+                }
+                assert_eq!(store.count::<Document>().unwrap(), 0);
+
+                // A value within the limit is traced as it is.
+                let document = Document {
+                    body: serde_json::json!({"tags": ["traced"]}),
+                    ..Document::default()
+                };
+                let (_, traced) = common::trace::recorded(|| store.save(document).unwrap());
+                let binds: Vec<&String> =
+                    traced.events.iter().filter_map(|(_, _, fields)| fields.get("binds")).collect();
+                if store.dialect() == Dialect::Postgres {
+                    assert!(
+                        binds.iter().any(|binds| binds.contains(r#"Json(Object {"tags": Array [String("traced")]})"#)),
+                        "{binds:?}"
+                    );
+                }
+            })
+            .unwrap();
+        on_small_stack.join().expect("no stack overflow, no panic");
+    }
+);
+
+per_backend!(
     fn a_json_value_holding_a_nan_or_an_infinity_is_refused_and_nothing_is_written(store) {
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             // serde_json would write each as null: the first would not read back, the second

@@ -29,7 +29,6 @@ use crate::schema::ColumnType;
 /// assert_eq!(seo.keywords[0], "rust"); // derefs to the inner value
 /// ```
 #[derive(
-    Debug,
     Clone,
     Copy,
     PartialEq,
@@ -62,6 +61,33 @@ impl<T> Json<T> {
     /// ```
     pub fn into_inner(self) -> T {
         self.0
+    }
+}
+
+/// As derived (`Json(..)` around the document's own `Debug`), for a document nested no deeper
+/// than [`MAX_JSON_DEPTH`]; a deeper one is shown as `Json(<nested more than 100 levels deep>)`.
+/// `Debug` recurses once per level with no bound of its own (a document thousands of levels
+/// deep would overflow the stack), and a field's value is shown before it is written and
+/// refused: in the SQL that tracing logs with its values.
+///
+/// ```
+/// use datastore::Json;
+///
+/// let nested = (0..1000).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]));
+/// assert_eq!(format!("{:?}", Json(nested)), "Json(<nested more than 100 levels deep>)");
+/// assert_eq!(format!("{:?}", Json(vec![1.5])), "Json([1.5])");
+/// ```
+impl<T: Serialize + std::fmt::Debug> std::fmt::Debug for Json<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = f.debug_tuple("Json");
+        if too_deep(&self.0) {
+            shown.field(&format_args!(
+                "<nested more than {MAX_JSON_DEPTH} levels deep>"
+            ));
+        } else {
+            shown.field(&self.0);
+        }
+        shown.finish()
     }
 }
 
@@ -174,6 +200,18 @@ fn write_json<W: std::io::Write, T: Serialize + ?Sized>(
                 Box::new(e) as Box<_>
             }
         })
+}
+
+/// Whether `value`, written as JSON, nests arrays and objects beyond [`MAX_JSON_DEPTH`] (found
+/// without writing it anywhere, and without going deeper).
+fn too_deep<T: Serialize + ?Sized>(value: &T) -> bool {
+    let mut serializer = serde_json::Serializer::with_formatter(std::io::sink(), DepthLimited(0));
+    value.serialize(&mut serializer).is_err_and(|e| {
+        e.is_io()
+            && std::io::Error::from(e)
+                .get_ref()
+                .is_some_and(|e| e.is::<TooDeep>())
+    })
 }
 
 /// serde_json's compact formatter, counting how deeply arrays and objects nest. Refusing to
