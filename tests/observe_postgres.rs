@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::models::{Comment, Post};
 use datastore::diesel::connection::SimpleConnection;
 use datastore::diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use datastore::migrate::MigrationFailure;
 use datastore::observe::{ChangeFeed, Observed, Op, RawValue, Subscription};
 use datastore::prelude::*;
 use datastore::Error;
@@ -1692,6 +1693,217 @@ fn on_postgres_a_store_is_not_handed_rows_its_role_may_not_read() {
     }
     drop((posts, everything, store, owner));
     drop(role);
+}
+
+/// A typed subscription refused because the store's role may not read its table (`SELECT`)
+/// sets nothing up, on either feed: the table gets no trigger and joins no publication, and no
+/// function, change table, publication or listener is made for it. The role owns the table (it
+/// could set it up, and a readable table beside it is set up and observed after). Before, the
+/// subscription set the table up and started the listener, and was refused only after.
+#[test]
+fn on_postgres_a_subscription_refused_for_want_of_select_sets_nothing_up() {
+    on_each_feed_as_the_tables_owner(|feed, store, admin| {
+        let refused = |result: datastore::Result<()>| match result {
+            Err(Error::Database(e)) => {
+                assert!(e.to_string().contains("permission denied"), "{feed:?}: {e}")
+            }
+            other => panic!("{feed:?}: expected permission denied, got {other:?}"),
+        };
+        let (result, statements) =
+            common::trace::statements(|| store.observe::<common::models::User>().map(drop));
+        refused(result);
+        assert_eq!(catalog_reads(&statements), 1, "{feed:?}: {statements:#?}");
+        assert_eq!(observe_set_up(admin), NOTHING_SET_UP, "{feed:?}");
+        refused(
+            store
+                .observe_id::<common::models::User>(&Id::new())
+                .map(drop),
+        );
+        refused(store.live::<common::models::User>().subscribe().map(drop));
+        assert_eq!(observe_set_up(admin), NOTHING_SET_UP, "{feed:?}");
+
+        // The readable table is set up and observed; the unreadable one still is not set up.
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("readable")).unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+        assert_eq!(tables_set_up(admin), ["posts"], "{feed:?}");
+    });
+}
+
+/// A typed subscription refused because its table lacks a column of its model
+/// (`MigrationFailure::MissingColumn`) sets nothing up, on either feed, whether it is a model's
+/// subscription or a live query whose other table is fine. Before, the subscription set the
+/// tables up and started the listener, and was refused only after.
+#[test]
+fn on_postgres_a_subscription_refused_for_a_missing_column_sets_nothing_up() {
+    on_each_feed_as_the_tables_owner(|feed, store, admin| {
+        admin
+            .batch_execute("ALTER TABLE comments DROP COLUMN author_id")
+            .unwrap();
+        let refused = |result: datastore::Result<()>| match result {
+            Err(Error::Migration {
+                failure: MigrationFailure::MissingColumn { table, column },
+                ..
+            }) => assert_eq!(
+                (table.as_str(), column.as_str()),
+                ("comments", "author_id"),
+                "{feed:?}"
+            ),
+            other => panic!("{feed:?}: expected the missing column, got {other:?}"),
+        };
+        let (result, statements) =
+            common::trace::statements(|| store.observe::<Comment>().map(drop));
+        refused(result);
+        assert_eq!(catalog_reads(&statements), 1, "{feed:?}: {statements:#?}");
+        assert_eq!(observe_set_up(admin), NOTHING_SET_UP, "{feed:?}");
+        refused(store.observe_where::<Comment>(|_| true).map(drop));
+        refused(
+            store
+                .live::<Post>()
+                .load(Post::COMMENTS)
+                .subscribe()
+                .map(drop),
+        );
+        assert_eq!(observe_set_up(admin), NOTHING_SET_UP, "{feed:?}");
+
+        let posts = store.observe::<Post>().unwrap();
+        let saved = store.save(post("fine")).unwrap();
+        assert_eq!(next(&posts), (Op::Insert, saved), "{feed:?}");
+        assert_eq!(tables_set_up(admin), ["posts"], "{feed:?}");
+    });
+}
+
+/// How many of `statements` read the catalog (the columns, the privilege, the schema).
+fn catalog_reads(statements: &[String]) -> usize {
+    statements
+        .iter()
+        .filter(|sql| {
+            ["pg_class", "information_schema", "current_schema"]
+                .iter()
+                .any(|catalog| sql.contains(catalog))
+        })
+        .count()
+}
+
+/// What [`observe_set_up`] finds in a schema where observe set nothing up.
+const NOTHING_SET_UP: [(&str, i64); 7] = [
+    ("datastore triggers", 0),
+    ("tables in a publication", 0),
+    ("publications", 0),
+    ("full replica identities", 0),
+    ("functions", 0),
+    ("change tables", 0),
+    ("listeners", 0),
+];
+
+/// How many of each thing either feed sets up there are in the schema of `admin` (its
+/// tables' triggers and publication membership, and what observing any table makes).
+fn observe_set_up(admin: &mut PgConnection) -> [(&'static str, i64); 7] {
+    NOTHING_SET_UP.map(|(what, _)| {
+        let sql = match what {
+            "datastore triggers" => {
+                "SELECT count(*) AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 WHERE c.relnamespace = current_schema()::regnamespace \
+                 AND t.tgname LIKE '%datastore%'"
+            }
+            "tables in a publication" => {
+                "SELECT count(*) AS n FROM pg_publication_tables \
+                 WHERE schemaname = current_schema()"
+            }
+            "publications" => {
+                "SELECT count(*) AS n FROM pg_publication \
+                 WHERE pubname = 'datastore_' || md5(current_schema())"
+            }
+            "full replica identities" => {
+                "SELECT count(*) AS n FROM pg_class \
+                 WHERE relnamespace = current_schema()::regnamespace AND relreplident = 'f'"
+            }
+            "functions" => {
+                "SELECT count(*) AS n FROM pg_proc \
+                 WHERE pronamespace = current_schema()::regnamespace"
+            }
+            "change tables" => {
+                "SELECT count(*) AS n FROM pg_class \
+                 WHERE relnamespace = current_schema()::regnamespace \
+                 AND relname = 'datastore_change_payloads'"
+            }
+            _ => {
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE application_name = 'datastore listener ' || md5(current_schema())"
+            }
+        };
+        (what, count(admin, sql))
+    })
+}
+
+/// The tables of the schema of `admin` that have a datastore trigger or are in a publication,
+/// by name.
+fn tables_set_up(admin: &mut PgConnection) -> Vec<String> {
+    texts(
+        admin,
+        "SELECT c.relname::text AS text FROM pg_class c \
+         WHERE c.relnamespace = current_schema()::regnamespace \
+         AND (EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid \
+                      AND t.tgname LIKE '%datastore%' AND c.relname <> 'datastore_change_payloads') \
+              OR EXISTS (SELECT 1 FROM pg_publication_tables p \
+                         WHERE p.schemaname = current_schema() AND p.tablename = c.relname)) \
+         ORDER BY 1",
+    )
+}
+
+/// Runs `test` for each feed the server offers, on a schema of its own migrated like the
+/// blog's, with a store of another role (not a superuser) on that feed, which owns `posts`,
+/// `comments` and `users` but may not read `users` (`SELECT` revoked), may create in the schema
+/// and the database (the trigger feed's functions and change table, the logical feed's
+/// publication) and may replicate; and with an admin connection to the schema.
+fn on_each_feed_as_the_tables_owner(test: impl Fn(ChangeFeed, &Store, &mut PgConnection)) {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    for feed in [ChangeFeed::LogicalDecoding, ChangeFeed::Triggers] {
+        if feed == ChangeFeed::LogicalDecoding && !common::logical_decoding() {
+            continue;
+        }
+        let schema = common::PgSchema::new(&url);
+        drop(common::trigger_feed_store(schema.url()));
+        let role = Squatter::new(&url, schema.name());
+        // Dropped in this order however the test ends: the schema first, as the role's
+        // tables have dependents (foreign keys) of the admin's, which keep its drop from
+        // dropping them.
+        let dropped = (schema, role);
+        let (schema, role) = (&dropped.0, &dropped.1);
+        let name = &role.name;
+        let mut admin = PgConnection::establish(schema.url()).unwrap();
+        // Grants on the database race with other tests' ("tuple concurrently updated").
+        let grant = format!(
+            "DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO {name}', \
+             current_database()); END $$"
+        );
+        let mut tries = 0;
+        while let Err(e) = admin.batch_execute(&grant) {
+            tries += 1;
+            assert!(tries < 20, "{e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        admin
+            .batch_execute(&format!(
+                "ALTER ROLE {name} REPLICATION; \
+                 ALTER TABLE posts OWNER TO {name}; ALTER TABLE comments OWNER TO {name}; \
+                 ALTER TABLE users OWNER TO {name}; REVOKE SELECT ON users FROM {name};"
+            ))
+            .unwrap();
+        assert_eq!(observe_set_up(&mut admin), NOTHING_SET_UP, "{feed:?}");
+        let store = Store::builder(format!(
+            "{}?options=-csearch_path%3D{}",
+            role.url,
+            schema.name()
+        ))
+        .change_feed(feed)
+        .open()
+        .unwrap();
+        test(feed, &store, &mut admin);
+        drop((store, admin, dropped));
+    }
 }
 
 /// A table whose name holds the dollar-quote tag an earlier version wrapped each table's

@@ -1,6 +1,7 @@
 //! The store's side of observe: subscriptions on its hub, and on PostgreSQL the feed that
 //! fills it (see [`observe`](crate::observe) for what a subscriber is promised).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,7 +167,7 @@ impl Store {
     /// # }
     /// ```
     pub fn observe_all(&self) -> Result<observe::AllSubscription> {
-        Ok(observe::AllSubscription::new(self.queue(None)?))
+        Ok(observe::AllSubscription::new(self.queue_of(None)?))
     }
 
     /// How many subscriptions are live (each dropped one unsubscribes).
@@ -212,18 +213,10 @@ impl Store {
         self.observe_where(move |row: &M| row.key() == key)
     }
 
-    /// A subscriber's queue for `table` (every table for `None`), receiving every change
-    /// committed from now on. On SQLite the build must have the pre-update hook; on
-    /// PostgreSQL the tables get their triggers and the store its listener.
-    pub(crate) fn queue(&self, table: Option<&str>) -> Result<Arc<observe::hub::Queue>> {
-        match table {
-            Some(table) => self.queue_of(Some(&[table.to_owned()])),
-            None => self.queue_of(None),
-        }
-    }
-
     /// A subscriber's queue for the changes of `tables` (every table for `None`), committed
-    /// from now on: [`queue`](Self::queue) for several tables at once, in one commit order.
+    /// from now on, in one commit order. On SQLite the build must have the pre-update hook; on
+    /// PostgreSQL the tables get their triggers (or join the publication) and the store its
+    /// listener.
     pub(crate) fn queue_of(&self, tables: Option<&[String]>) -> Result<Arc<observe::hub::Queue>> {
         let timeout = pg_observe::MARKER_TIMEOUT;
         self.queue_within(tables, None)?.ok_or_else(|| Error::Busy {
@@ -305,38 +298,66 @@ impl Store {
         Ok(self.queue_within(Some(tables), Some(deadline))?.is_some())
     }
 
-    /// The queues' decoder of a model's rows, as [`observe`](Self::observe) makes it.
-    pub(crate) fn decoder_of(
+    /// The queue of the changes of `tables` and a decoder of each one's rows, by name: what a
+    /// subscription that hands out models (a model's, a live query's) reads. On PostgreSQL the
+    /// decoders first, every table's columns and the store's right to read it (`SELECT`) in one
+    /// round trip: a subscription refused (a table its role may not read, or one without a
+    /// column of its model) sets nothing up, and starts no listener. (The rows of either feed
+    /// name their columns: read before the set-up or after, the columns only decide whether
+    /// the subscription is refused.) A table not there is left to the set-up, which fails on
+    /// it; one made meanwhile is read after. On SQLite the queue first: a subscription begins a
+    /// schema epoch (`Hub::subscribe`), whose columns the decoders then read, once.
+    pub(crate) fn decoded_queue(
         &self,
-        table: &str,
-        model_table: &crate::schema::Table,
-    ) -> Result<Decoder> {
-        let model_columns: Vec<&str> = model_table
-            .columns
-            .iter()
-            .map(|c| c.name.as_ref())
-            .collect();
+        tables: &[&crate::schema::Table],
+    ) -> Result<(Arc<observe::hub::Queue>, HashMap<String, Decoder>)> {
+        let mut names: Vec<String> = Vec::new();
+        for table in tables {
+            if !names.iter().any(|name| name == table.name.as_ref()) {
+                names.push(table.name.to_string());
+            }
+        }
+        let mut decoders = HashMap::new();
+        if self.dialect == Dialect::Postgres {
+            let found = self
+                .observe_conn
+                .with(|conn| readable_columns(conn, &names))?;
+            for table in tables {
+                if let Some(columns) = found.get(table.name.as_ref())
+                    && !decoders.contains_key(table.name.as_ref())
+                {
+                    let decoder = postgres_decoder(table, columns)?;
+                    decoders.insert(table.name.to_string(), decoder);
+                }
+            }
+        }
+        let queue = self.queue_of(Some(&names))?;
+        for table in tables {
+            if !decoders.contains_key(table.name.as_ref()) {
+                decoders.insert(table.name.to_string(), self.decoder_of(table)?);
+            }
+        }
+        Ok((queue, decoders))
+    }
+
+    /// The queues' decoder of a table's rows, its columns read now.
+    fn decoder_of(&self, table: &crate::schema::Table) -> Result<Decoder> {
         match self.dialect {
             Dialect::Sqlite => {
                 unsupported_without_preupdate()?;
                 let catalog = observe::sqlite::catalog::Catalog::new(&self.hub, &self.observe_conn);
-                let layout = catalog.resolve(table)?;
-                Decoder::for_sqlite(table, &model_columns, catalog, layout)
+                let layout = catalog.resolve(&table.name)?;
+                Decoder::for_sqlite(&table.name, &model_columns(table), catalog, layout)
+                    .map_err(missing_column)
             }
             Dialect::Postgres => {
-                let table_columns = self.observe_conn.with(|conn| table_columns(conn, table))?;
-                Decoder::for_postgres(table, &model_columns, &table_columns)
+                let name = [table.name.to_string()];
+                let mut found = self
+                    .observe_conn
+                    .with(|conn| readable_columns(conn, &name))?;
+                postgres_decoder(table, &found.remove(&name[0]).unwrap_or_default())
             }
         }
-        .map_err(|missing| {
-            Error::migration(
-                None,
-                MigrationFailure::MissingColumn {
-                    table: missing.table,
-                    column: missing.column,
-                },
-            )
-        })
     }
 
     /// Runs `f` on observe's own connection (outside the pool, never in a caller's
@@ -352,26 +373,45 @@ impl Store {
         &self,
         filter: Option<observe::Filter<M>>,
     ) -> Result<Subscription<M>> {
-        // The queue first: on SQLite a subscription begins a schema epoch (`Hub::subscribe`),
-        // whose columns the decoder then reads, once.
-        let queue = self.queue(Some(M::TABLE_NAME))?;
-        let decoder = self.decoder_of(M::TABLE_NAME, M::table())?;
+        let (queue, mut decoders) = self.decoded_queue(&[M::table()])?;
+        let decoder = decoders
+            .remove(M::table().name.as_ref())
+            .expect("a decoder of each table");
         Ok(Subscription::new(queue, decoder, filter))
     }
 }
 
-/// PostgreSQL: a table's columns, in order; the server's permission denied if the store's role
-/// may not read the table, whose rows the subscription would hand out.
-fn table_columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<String>> {
+/// The names of a model's columns.
+fn model_columns(table: &crate::schema::Table) -> Vec<&str> {
+    table.columns.iter().map(|c| c.name.as_ref()).collect()
+}
+
+/// PostgreSQL: the decoder of a model's rows from `columns`, the table's now.
+fn postgres_decoder(table: &crate::schema::Table, columns: &[String]) -> Result<Decoder> {
+    Decoder::for_postgres(&table.name, &model_columns(table), columns).map_err(missing_column)
+}
+
+/// The columns of those of `tables` that are there, by table (see
+/// [`readable_columns`](pg_observe::readable_columns)).
+fn readable_columns(
+    conn: &mut AnyConnection,
+    tables: &[String],
+) -> Result<HashMap<String, Vec<String>>> {
     match conn {
         AnyConnection::Sqlite(_) => unreachable!("SQLite's columns are read by observe's catalog"),
-        AnyConnection::Postgres(conn) => {
-            let schema = pg_observe::current_schema(conn)?;
-            pg_observe::refuse_unreadable(conn, &schema, table)?;
-            let columns = pg_observe::table_columns(conn, &schema, table)?;
-            Ok(columns.into_iter().map(|(name, _)| name).collect())
-        }
+        AnyConnection::Postgres(conn) => pg_observe::readable_columns(conn, tables),
     }
+}
+
+/// A table without a column of its model: its migrations did not run.
+fn missing_column(missing: observe::MissingColumn) -> Error {
+    Error::migration(
+        None,
+        MigrationFailure::MissingColumn {
+            table: missing.table,
+            column: missing.column,
+        },
+    )
 }
 
 fn unsupported_without_preupdate() -> Result<()> {

@@ -301,17 +301,7 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveQuery<M> {
                 names.push(table.name.to_string());
             }
         }
-        // The queue first: on SQLite a subscription begins a schema epoch (`Hub::subscribe`),
-        // whose columns the decoders then read, once.
-        let queue = self.store.queue_of(Some(&names))?;
-        let mut decoders = HashMap::new();
-        for table in &tables {
-            let name = table.name.to_string();
-            if let std::collections::hash_map::Entry::Vacant(slot) = decoders.entry(name) {
-                let decoder = self.store.decoder_of(slot.key(), table)?;
-                slot.insert(decoder);
-            }
-        }
+        let (queue, decoders) = self.store.decoded_queue(&tables)?;
         Ok(LiveSubscription {
             store: self.store,
             queue,

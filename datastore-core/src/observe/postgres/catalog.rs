@@ -1,9 +1,11 @@
-//! What observe reads of PostgreSQL's catalog: the schema new tables go to, a table's
-//! columns, the tables it reports on and those it refuses, and the notification channel of a
-//! schema.
+//! What observe reads of PostgreSQL's catalog: the schema new tables go to, the columns of
+//! the tables a subscription decodes, the tables it reports on and those it refuses, and the
+//! notification channel of a schema.
+
+use std::collections::HashMap;
 
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::Text;
+use diesel::sql_types::{Array, Bool, Nullable, Text};
 use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
 use crate::schema::ddl::quote_ident;
@@ -27,38 +29,10 @@ pub(super) struct Name {
     pub(super) name: String,
 }
 
-#[derive(QueryableByName)]
-struct ColumnInfo {
-    #[diesel(sql_type = Text)]
-    column_name: String,
-    #[diesel(sql_type = Text)]
-    data_type: String,
-}
-
 /// The schema new tables go to on this connection (the first of its search path).
 pub(crate) fn current_schema(conn: &mut PgConnection) -> Result<String> {
     let rows: Vec<Name> = diesel::sql_query("SELECT current_schema()::text AS name").load(conn)?;
     Error::one_row(rows, "current_schema()").map(|r| r.name)
-}
-
-/// A table's columns, in order, with their types.
-pub(crate) fn table_columns(
-    conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
-) -> Result<Vec<(String, String)>> {
-    let rows: Vec<ColumnInfo> = diesel::sql_query(
-        "SELECT column_name::text AS column_name, data_type::text AS data_type \
-         FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 \
-         ORDER BY ordinal_position",
-    )
-    .bind::<Text, _>(schema)
-    .bind::<Text, _>(table)
-    .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|c| (c.column_name, c.data_type))
-        .collect())
 }
 
 /// The tables of a schema that observe reports on (all but its own and Diesel's) to a store
@@ -81,29 +55,60 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
-/// Refuses to observe `table` of `schema` if the store's role may not read it (`SELECT`): its
-/// rows are not the store's to hand out, and the logical feed skips its changes (see
-/// `logical::Relation`). The server's own error (permission denied), as reading it would
-/// fail. Asked by the subscriptions that decode rows (a query subscription reads its tables
-/// itself, and is refused by that read); a table that is not there is left to them.
-pub(crate) fn refuse_unreadable(conn: &mut PgConnection, schema: &str, table: &str) -> Result<()> {
-    let unreadable: Vec<Name> = diesel::sql_query(
-        "SELECT c.relname::text AS name FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relname = $2 AND NOT has_table_privilege(c.oid, 'SELECT')",
+/// The columns, in order, of those of `tables` that are in the schema new tables go to (the
+/// first of the search path), by table; a table not there is left out. The server's own
+/// error (permission denied) if the store's role may not read one of them (`SELECT`), as
+/// reading it would fail: its rows are not the store's to hand out, and the logical feed skips
+/// its changes (see `logical::Relation`). One round trip, and a second to be refused. Asked by
+/// the subscriptions that decode rows, before anything is set up for them (a query
+/// subscription reads its tables itself, and is refused by that read).
+pub(crate) fn readable_columns(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> Result<HashMap<String, Vec<String>>> {
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = Text)]
+        schema_name: String,
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Bool)]
+        readable: bool,
+        /// None for a table without columns.
+        #[diesel(sql_type = Nullable<Text>)]
+        column_name: Option<String>,
+    }
+    let rows: Vec<Column> = diesel::sql_query(
+        // The privilege asked by the table's oid, as `observable_tables` asks it.
+        "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, \
+             has_table_privilege(c.oid, 'SELECT') AS readable, a.attname::text AS column_name \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE n.nspname = current_schema() AND c.relname = ANY($1) \
+         ORDER BY c.relname, a.attnum",
     )
-    .bind::<Text, _>(schema)
-    .bind::<Text, _>(table)
+    .bind::<Array<Text>, _>(tables)
     .load(conn)?;
-    if !unreadable.is_empty() {
+    let mut columns: HashMap<String, Vec<String>> = HashMap::new();
+    let mut unreadable: Vec<(String, String)> = Vec::new();
+    for row in rows {
+        if !row.readable && !unreadable.iter().any(|(_, t)| *t == row.table_name) {
+            unreadable.push((row.schema_name, row.table_name.clone()));
+        }
+        columns
+            .entry(row.table_name)
+            .or_default()
+            .extend(row.column_name);
+    }
+    for (schema, table) in unreadable {
         // Fails as reading it would, unless it was granted meanwhile.
         conn.batch_execute(&format!(
             "SELECT FROM {}.{} WHERE false",
-            quote_ident(schema),
-            quote_ident(table)
+            quote_ident(&schema),
+            quote_ident(&table)
         ))?;
     }
-    Ok(())
+    Ok(columns)
 }
 
 /// Refuses, before anything is set up, to observe a partitioned table or a partition of one:

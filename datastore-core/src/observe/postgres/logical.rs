@@ -639,7 +639,7 @@ impl LogicalListener {
     /// [`Relation`]). The role's right is asked each time the stream describes the table,
     /// which the server does again before its next change once its grants changed: the
     /// subscriptions that name a table it may not read end, after the commits before (a
-    /// subscription to such a table is refused: `catalog::refuse_unreadable`). A table
+    /// subscription to such a table is refused: `catalog::readable_columns`). A table
     /// dropped since its change (the stream follows the log, a moment behind) leaves nothing
     /// to ask: its changes are delivered, as committed while it was there. A name that is not
     /// UTF-8 (a `SQL_ASCII` database holds any bytes) is read with U+FFFD in place of what is

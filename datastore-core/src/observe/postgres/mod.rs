@@ -38,7 +38,7 @@ mod outlet;
 mod pgoutput;
 mod triggers;
 
-pub(crate) use catalog::{current_schema, observable_tables, refuse_unreadable, table_columns};
+pub(crate) use catalog::{current_schema, observable_tables, readable_columns};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
