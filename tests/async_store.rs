@@ -577,6 +577,101 @@ async_per_backend! {
         assert_pool_clean(&store);
     }
 
+    fn a_statement_that_panics_after_its_future_was_dropped_rolls_the_transaction_back(store) {
+        let inner = store.clone();
+        let outcome = tokio::spawn(async move {
+            inner
+                .transaction(|tx| async move {
+                    tx.save(post("before", 1)).await?;
+                    let (dropped, was_dropped) = std::sync::mpsc::channel::<()>();
+                    let timed_out = tokio::time::timeout(
+                        Duration::from_millis(1),
+                        tx.run(move |conn| -> datastore::Result<()> {
+                            was_dropped.recv_timeout(Duration::from_secs(10)).unwrap();
+                            conn.save(post("written, then the closure panicked", 2))?;
+                            panic!("the closure panics after its future was dropped");
+                        }),
+                    )
+                    .await;
+                    assert!(timed_out.is_err());
+                    dropped.send(()).unwrap();
+                    // Runs after the closure, which nobody is left to hear.
+                    tx.save(post("after", 3)).await?;
+                    Ok(())
+                })
+                .await
+        })
+        .await;
+        assert_eq!(
+            titles(&store).await,
+            Vec::<String>::new(),
+            "committed what a closure wrote before it panicked: {outcome:?}"
+        );
+        // The panic is not lost: it resumes from the transaction, as the blocking store's.
+        let panic = outcome.expect_err("the transaction's future panics").into_panic();
+        assert_eq!(
+            panic.downcast_ref::<&str>(),
+            Some(&"the closure panics after its future was dropped")
+        );
+        assert_pool_clean(&store);
+    }
+
+    fn a_statement_that_fails_after_its_future_was_dropped_rolls_the_transaction_back(store) {
+        let outcome: datastore::Result<()> = store
+            .transaction(|tx| async move {
+                tx.save(post("before", 1)).await?;
+                let (dropped, was_dropped) = std::sync::mpsc::channel::<()>();
+                let timed_out = tokio::time::timeout(
+                    Duration::from_millis(1),
+                    tx.run(move |conn| -> datastore::Result<()> {
+                        was_dropped.recv_timeout(Duration::from_secs(10)).unwrap();
+                        conn.save(post("written, then the closure failed", 2))?;
+                        Err(Error::NotFound { table: "posts".into(), key: "unheard".into() })
+                    }),
+                )
+                .await;
+                assert!(timed_out.is_err());
+                dropped.send(()).unwrap();
+                tx.save(post("after", 3)).await?;
+                Ok(())
+            })
+            .await;
+        assert_eq!(
+            titles(&store).await,
+            Vec::<String>::new(),
+            "committed what a closure wrote before it failed: {outcome:?}"
+        );
+        // The transaction's result is the error nobody heard.
+        match outcome {
+            Err(Error::NotFound { key, .. }) => assert_eq!(key, "unheard"),
+            other => panic!("expected the closure's error, got {other:?}"),
+        }
+        // A statement refused unheard ran nothing: the transaction commits.
+        store
+            .transaction(|tx| async move {
+                let outer = tx.clone();
+                tx.transaction(|inner| async move {
+                    inner.save(post("kept", 4)).await?;
+                    // Sent behind a statement that holds the transaction's thread, and dropped.
+                    let (release, released) = std::sync::mpsc::channel::<()>();
+                    let held = futures_util::FutureExt::now_or_never(inner.run(move |_| {
+                        let _ = released.recv_timeout(Duration::from_secs(10));
+                        Ok(())
+                    }));
+                    assert!(held.is_none());
+                    let refused = futures_util::FutureExt::now_or_never(outer.count::<Post>());
+                    assert!(refused.is_none(), "answered while the thread was held");
+                    release.send(()).unwrap();
+                    Ok(())
+                })
+                .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(titles(&store).await, ["kept"]);
+        assert_pool_clean(&store);
+    }
+
     fn streams_deliver_committed_changes_in_commit_order(store) {
         let mut all_posts = store.observe::<Post>().await.unwrap();
         let first = store.save(post("first", 1)).await.unwrap();

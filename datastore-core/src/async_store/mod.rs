@@ -123,7 +123,8 @@ pub trait AsyncRepo: Send + Sync {
 
     /// Runs `f` on a connection (the transaction's, on a transaction) on a blocking thread,
     /// and returns what it returns: Diesel's DSL, [`Repo`] and the generated relation methods
-    /// all work inside. If `f` panics, the panic resumes in the caller.
+    /// all work inside. If `f` panics, the panic resumes in the caller (in a transaction, once
+    /// the caller dropped this future: from the transaction's future, which rolls back).
     ///
     /// ```
     /// # use datastore::prelude::*;

@@ -202,7 +202,10 @@ impl AsyncStore {
     /// a `select!`, a client gone), nothing it wrote remains. Inside, write through the handle
     /// `body` is given (it has [`AsyncRepo`]'s methods); `tx.transaction(..)` nests as a
     /// savepoint. `body` may `.await` anything between statements: the transaction's
-    /// connection is held by a blocking thread of its own meanwhile.
+    /// connection is held by a blocking thread of its own meanwhile. A statement whose future
+    /// `body` dropped (a timeout around `tx.run(..)`) and that then panicked or failed rolls the
+    /// transaction back too, `body` having gone on without hearing it: the panic resumes from
+    /// this future, the error is its result.
     ///
     /// As [`Store::transaction`]: `BEGIN IMMEDIATE` on SQLite, the server's default isolation
     /// level on PostgreSQL, and a transaction the database ended by itself is reported, never

@@ -4,6 +4,7 @@
 //! when the body does (commit on `Ok`, rollback on an error or a panic), or when its future
 //! is dropped (rollback): a guard in the future tells the thread so, whatever handles remain.
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +62,57 @@ pub struct AsyncTransaction {
     savepoints: Arc<Savepoints>,
     /// The savepoint this handle runs statements in (`None`: the transaction's own level).
     savepoint: Option<u64>,
+    /// What statements whose futures were dropped failed with, shared by all its handles.
+    unheard: Arc<Unheard>,
+}
+
+/// The first panic or error of a statement whose future was dropped before it read it (a
+/// timeout, a `select!`): nobody heard it, so the body may have gone on as if the statement had
+/// succeeded, and its work is unfinished. The transaction's thread then rolls the transaction
+/// back whichever way the body ends, and its end reports it (the panic resumes; the error is
+/// its result), as when the body hears it. Refusals ([`Error::TransactionEnded`],
+/// [`Error::SavepointOpen`]) ran nothing and are not kept.
+#[derive(Default)]
+struct Unheard(Mutex<Option<Failure>>);
+
+/// How a statement nobody heard ended.
+enum Failure {
+    Panicked(Box<dyn Any + Send>),
+    Failed(Error),
+}
+
+impl Unheard {
+    /// Keeps `outcome`, the outcome of a statement nobody will read, if it is the first panic
+    /// or error that ran something.
+    fn keep<T>(&self, outcome: std::thread::Result<Result<T>>) {
+        let failure = match outcome {
+            Err(panic) => Failure::Panicked(panic),
+            Ok(Err(Error::TransactionEnded | Error::SavepointOpen) | Ok(_)) => return,
+            Ok(Err(error)) => Failure::Failed(error),
+        };
+        self.lock().get_or_insert(failure);
+    }
+
+    fn take(&self) -> Option<Failure> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Failure>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Unheard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = match &*self.lock() {
+            None => "nothing",
+            Some(Failure::Panicked(_)) => "a panic",
+            Some(Failure::Failed(_)) => "an error",
+        };
+        f.debug_tuple("Unheard").field(&kept).finish()
+    }
 }
 
 /// The savepoints open in a transaction, innermost last, each by an id no other savepoint of
@@ -119,13 +171,17 @@ where
 {
     let (commands, received) = mpsc::unbounded_channel();
     let savepoints = Arc::new(Savepoints::default());
+    let unheard = Arc::new(Unheard::default());
     let (began, has_begun) = oneshot::channel();
     let (ended, has_ended) = oneshot::channel();
     // Armed before the thread starts: from here on, dropping this future rolls back.
     let mut guard = EndGuard {
         commands: Some(commands.clone()),
     };
-    tokio::task::spawn_blocking(move || drive(&store, waiting, received, began, ended));
+    let thread_unheard = Arc::clone(&unheard);
+    tokio::task::spawn_blocking(move || {
+        drive(&store, waiting, received, &thread_unheard, began, ended)
+    });
     match has_begun.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error),
@@ -137,10 +193,16 @@ where
         commands,
         savepoints,
         savepoint: None,
+        unheard,
     };
     let outcome = body(top).await;
     guard.end(outcome.is_ok());
-    let ended = has_ended.await.unwrap_or(Err(Error::RuntimeShutdown));
+    let ended = match has_ended.await {
+        Ok(Ok(ended)) => ended,
+        // A statement nobody heard panicked: rolled back, and the panic goes on here.
+        Ok(Err(panic)) => resume_unwind(panic),
+        Err(_) => Err(Error::RuntimeShutdown),
+    };
     match (outcome, ended) {
         (Ok(value), Ok(())) => Ok(value),
         // The commit failed, or the database had ended the transaction by itself.
@@ -153,17 +215,20 @@ where
 }
 
 /// The transaction's thread: begins it (telling `began`), runs what it is sent until it is
-/// told to end (or every sender is gone), and tells `ended` how the transaction ended.
-/// [`Store::transaction`] does the work, so that both stores' transactions are the same.
+/// told to end (or every sender is gone), and tells `ended` how the transaction ended (a panic
+/// of a statement nobody heard, to resume). [`Store::transaction`] does the work, so that both
+/// stores' transactions are the same.
 fn drive(
     store: &Store,
     waiting: OwnedSemaphorePermit,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    unheard: &Unheard,
     began: oneshot::Sender<Result<()>>,
-    ended: oneshot::Sender<Result<()>>,
+    ended: oneshot::Sender<std::thread::Result<Result<()>>>,
 ) {
     let mut began = Some(began);
     let mut waiting = Some(waiting);
+    let mut panicked = None;
     let result = store.transaction(|conn| {
         // The connection is had: another transaction may wait for one.
         drop(waiting.take());
@@ -182,19 +247,28 @@ fn drive(
             // Savepoints whose bodies have not ended are undone by `Store::transaction`, which
             // rolls back every level it did not begin whichever way it ends.
             // `TransactionEnded` here only asks it to roll back.
-            return if commit {
-                Ok(())
-            } else {
-                Err(Error::TransactionEnded)
+            // A statement nobody heard failed: the body went on without knowing, so its work
+            // is unfinished, and the transaction rolls back.
+            return match (unheard.take(), commit) {
+                (Some(Failure::Panicked(panic)), _) => {
+                    panicked = Some(panic);
+                    Err(Error::TransactionEnded)
+                }
+                (Some(Failure::Failed(error)), true) => Err(error),
+                (None, true) => Ok(()),
+                (_, false) => Err(Error::TransactionEnded),
             };
         }
     });
-    match began {
-        Some(began) => {
+    match (began, panicked) {
+        (Some(began), _) => {
             let _ = began.send(result);
         }
-        None => {
-            let _ = ended.send(result);
+        (None, Some(panic)) => {
+            let _ = ended.send(Err(panic));
+        }
+        (None, None) => {
+            let _ = ended.send(Ok(result));
         }
     }
 }
@@ -331,6 +405,7 @@ impl AsyncTransaction {
             commands: self.commands.clone(),
             savepoints: Arc::clone(&self.savepoints),
             savepoint: Some(id),
+            unheard: Arc::clone(&self.unheard),
         })
         .await;
         guard.commands = None;
@@ -349,26 +424,49 @@ impl AsyncTransaction {
 
 impl AsyncTransaction {
     /// Sends `f` to the transaction's thread, to run after everything sent before it, and
-    /// awaits its result; `f` checks the level it may run at.
+    /// awaits its result; `f` checks the level it may run at. If this future is dropped before
+    /// it reads a panic or an error of `f`, the transaction keeps it as [`Unheard`].
     async fn send<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let unheard = Arc::clone(&self.unheard);
         let job = move |conn: &mut AnyConnection| {
             // Caught here, resumed in the body: the transaction's thread goes on to roll back.
             let result = catch_unwind(AssertUnwindSafe(|| f(conn)));
-            let _ = reply.send(result);
+            if let Err(result) = reply.send(result) {
+                unheard.keep(result);
+            }
         };
         self.commands
             .send(Command::Run(Box::new(job)))
             .map_err(|_| Error::TransactionEnded)?;
-        match answer.await {
+        let mut answer = Answer {
+            answer,
+            unheard: Arc::clone(&self.unheard),
+        };
+        match (&mut answer.answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => resume_unwind(panic),
             // The transaction ended before running it.
             Err(_) => Err(Error::TransactionEnded),
+        }
+    }
+}
+
+/// The answer of a statement sent: dropped unread (its future dropped after the answer came,
+/// before it was polled), it is kept as [`Unheard`] as one that came too late.
+struct Answer<T> {
+    answer: oneshot::Receiver<std::thread::Result<Result<T>>>,
+    unheard: Arc<Unheard>,
+}
+
+impl<T> Drop for Answer<T> {
+    fn drop(&mut self) {
+        if let Ok(outcome) = self.answer.try_recv() {
+            self.unheard.keep(outcome);
         }
     }
 }
