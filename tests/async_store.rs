@@ -93,6 +93,85 @@ fn on_postgres_a_connection_lost_in_an_async_call_is_a_connection_error() {
     });
 }
 
+/// The server ending the connection of an async transaction (an administrator, a restart) is
+/// `Error::Connection` with `ConnectionFailure::Lost`, naming the store's URL, as on the
+/// blocking store: nothing was committed, and the store goes on.
+#[test]
+fn on_postgres_a_connection_lost_in_an_async_transaction_is_a_connection_error() {
+    let Some(db) = postgres() else { return };
+    runtime().block_on(async {
+        let store = db.store.clone();
+        let lost: datastore::Result<()> = store
+            .transaction(|tx| async move {
+                tx.save(user("nadia")).await?;
+                tx.run(|conn| {
+                    diesel::sql_query("SELECT pg_terminate_backend(pg_backend_pid())")
+                        .execute(conn)?;
+                    Ok(())
+                })
+                .await
+            })
+            .await;
+        match lost {
+            Err(Error::Connection {
+                url,
+                source: datastore::ConnectionFailure::Lost(message),
+            }) => {
+                assert_eq!(url, store.url());
+                assert!(message.contains("terminating connection"), "{message}");
+            }
+            other => panic!("expected a lost connection, got {other:?}"),
+        }
+        assert_eq!(store.count::<User>().await.unwrap(), 0);
+        store.save(user("nadia")).await.unwrap();
+    });
+}
+
+/// PostgreSQL aborts a transaction at its first failed statement and refuses every later one;
+/// an async transaction reports that first error, as the blocking store's, whatever the body
+/// did with it.
+#[test]
+fn on_postgres_an_aborted_async_transaction_reports_why() {
+    let Some(db) = postgres() else { return };
+    runtime().block_on(async {
+        let store = db.store.clone();
+        for then in ["carries on", "returns it", "fails otherwise"] {
+            let result: datastore::Result<()> = store
+                .transaction(|tx| async move {
+                    tx.save(post("before the fault", 1)).await?;
+                    let orphan = tx
+                        .save(comment(&post("never saved", 0), "lost"))
+                        .await
+                        .unwrap_err();
+                    assert!(orphan.constraint().is_some(), "{orphan:?}");
+                    let refused = tx.count::<Post>().await.unwrap_err();
+                    assert!(
+                        matches!(refused, Error::TransactionAborted { .. }),
+                        "{then}: {refused:?}"
+                    );
+                    match then {
+                        "carries on" => Ok(()),
+                        "returns it" => Err(orphan),
+                        _ => tx.save(post("after the fault", 2)).await.map(drop),
+                    }
+                })
+                .await;
+            let err = result.unwrap_err();
+            assert_eq!(
+                err.constraint().map(|c| c.kind),
+                Some(datastore::ConstraintKind::ForeignKey),
+                "{then}: the caller gets the cause: {err:?}"
+            );
+            assert_eq!(
+                store.count::<Post>().await.unwrap(),
+                0,
+                "{then}: nothing written"
+            );
+        }
+        assert_pool_clean(&store);
+    });
+}
+
 /// After another session changed the type of a column the pool's connections had read (each
 /// keeps its prepared statement, which PostgreSQL then refuses: "cached plan must not change
 /// result type"), the store's reads run again on another connection, as the blocking store's:

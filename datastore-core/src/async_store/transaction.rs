@@ -20,8 +20,10 @@ use crate::{AnyConnection, Error, Result, Store};
 enum Command {
     /// Run this on the transaction's connection.
     Run(Box<dyn FnOnce(&mut AnyConnection) + Send>),
-    /// End the transaction: commit it, or roll it back.
-    End { commit: bool },
+    /// End the transaction: commit it (`Ok`), or roll it back and report the body's error,
+    /// made what the blocking store would report (the statement that aborted a PostgreSQL
+    /// transaction, a lost connection).
+    End(Result<()>),
 }
 
 /// The handle of an async transaction, given to the body of
@@ -133,7 +135,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Run(_) => f.write_str("Run"),
-            Command::End { commit } => f.debug_struct("End").field("commit", commit).finish(),
+            Command::End(outcome) => f.debug_tuple("End").field(outcome).finish(),
         }
     }
 }
@@ -144,17 +146,17 @@ struct EndGuard {
 }
 
 impl EndGuard {
-    fn end(&mut self, commit: bool) {
+    fn end(&mut self, outcome: Result<()>) {
         if let Some(commands) = self.commands.take() {
             // The thread is gone only if it failed to begin, which was reported already.
-            let _ = commands.send(Command::End { commit });
+            let _ = commands.send(Command::End(outcome));
         }
     }
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        self.end(false);
+        self.end(Err(Error::TransactionEnded));
     }
 }
 
@@ -195,22 +197,26 @@ where
         savepoint: None,
         unheard,
     };
-    let outcome = body(top).await;
-    guard.end(outcome.is_ok());
+    // The body's error goes to the transaction's thread, which rolls back and reports it as
+    // `Store::transaction` reports a closure's.
+    let (value, end) = match body(top).await {
+        Ok(value) => (Some(value), Ok(())),
+        Err(error) => (None, Err(error)),
+    };
+    guard.end(end);
     let ended = match has_ended.await {
         Ok(Ok(ended)) => ended,
         // A statement nobody heard panicked: rolled back, and the panic goes on here.
         Ok(Err(panic)) => resume_unwind(panic),
         Err(_) => Err(Error::RuntimeShutdown),
     };
-    match (outcome, ended) {
-        (Ok(value), Ok(())) => Ok(value),
-        // The commit failed, or the database had ended the transaction by itself.
-        (Ok(_), Err(error)) => Err(error),
-        // Rolled back as the body's error asked.
-        (Err(error), Ok(()) | Err(Error::TransactionEnded)) => Err(error),
-        // The rollback failed, or the database had ended the transaction (its cause).
-        (Err(_), Err(error)) => Err(error),
+    match (value, ended) {
+        (Some(value), Ok(())) => Ok(value),
+        // The body's error; or the commit failed, the database had ended the transaction by
+        // itself, or a statement nobody heard failed.
+        (_, Err(error)) => Err(error),
+        // Not reached: a rollback is reported as an error.
+        (None, Ok(())) => Err(Error::TransactionEnded),
     }
 }
 
@@ -236,27 +242,26 @@ fn drive(
             let _ = began.send(Ok(()));
         }
         loop {
-            let commit = match commands.blocking_recv() {
+            let end = match commands.blocking_recv() {
                 Some(Command::Run(job)) => {
                     job(conn);
                     continue;
                 }
-                Some(Command::End { commit }) => commit,
-                None => false,
+                Some(Command::End(outcome)) => outcome,
+                None => Err(Error::TransactionEnded),
             };
             // Savepoints whose bodies have not ended are undone by `Store::transaction`, which
             // rolls back every level it did not begin whichever way it ends.
-            // `TransactionEnded` here only asks it to roll back.
             // A statement nobody heard failed: the body went on without knowing, so its work
             // is unfinished, and the transaction rolls back.
-            return match (unheard.take(), commit) {
+            return match (unheard.take(), end) {
                 (Some(Failure::Panicked(panic)), _) => {
                     panicked = Some(panic);
+                    // Only asks it to roll back: the panic is reported.
                     Err(Error::TransactionEnded)
                 }
-                (Some(Failure::Failed(error)), true) => Err(error),
-                (None, true) => Ok(()),
-                (_, false) => Err(Error::TransactionEnded),
+                (Some(Failure::Failed(error)), Ok(())) => Err(error),
+                (_, end) => end,
             };
         }
     });
