@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -656,6 +656,50 @@ async_per_backend! {
         assert_pool_clean(&store);
     }
 
+    fn a_transaction_dropped_after_its_body_returned_ok_commits(store) {
+        // A savepoint dropped while it awaits its release is released; the transaction goes on.
+        store
+            .transaction(|tx| async move {
+                let (returned, mut release) = (Arc::new(AtomicBool::new(false)), Holder::new());
+                let (body_returned, hold) = (returned.clone(), release.hold());
+                let savepoint = tx.transaction(move |inner| async move {
+                    inner.save(post("released anyway", 1)).await?;
+                    hold(&inner);
+                    body_returned.store(true, Ordering::SeqCst);
+                    Ok(())
+                });
+                assert!(drop_once_returned(savepoint, &returned).await, "answered before the drop");
+                release.release();
+                tx.save(post("after the savepoint", 2)).await?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(titles(&store).await, ["after the savepoint", "released anyway"]);
+
+        // A transaction dropped while it awaits its commit is committed.
+        let (returned, mut release) = (Arc::new(AtomicBool::new(false)), Holder::new());
+        let (body_returned, hold) = (returned.clone(), release.hold());
+        let transaction = store.transaction(move |tx| async move {
+            tx.save(post("committed anyway", 3)).await?;
+            hold(&tx);
+            body_returned.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(drop_once_returned(transaction, &returned).await, "answered before the drop");
+        release.release();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while titles(&store).await.len() < 3 {
+            assert!(Instant::now() < deadline, "the commit sent before the drop never came");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            titles(&store).await,
+            ["after the savepoint", "committed anyway", "released anyway"]
+        );
+        assert_pool_clean(&store);
+    }
+
     fn a_statement_that_panics_after_its_future_was_dropped_rolls_the_transaction_back(store) {
         let inner = store.clone();
         let outcome = tokio::spawn(async move {
@@ -896,6 +940,52 @@ async_per_backend! {
     }
 }
 
+/// Holds an async transaction's thread with a statement that waits until released, so that
+/// what is sent after it is answered only then.
+struct Holder {
+    release: std::sync::mpsc::Sender<()>,
+    released: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Holder {
+    fn new() -> Self {
+        let (release, released) = std::sync::mpsc::channel();
+        Self {
+            release,
+            released: Some(released),
+        }
+    }
+
+    /// What holds the thread of the transaction whose handle it is given (its future dropped
+    /// once sent).
+    fn hold(&mut self) -> impl FnOnce(&datastore::AsyncTransaction) + Send + 'static {
+        let released = self.released.take().expect("one hold");
+        move |tx| {
+            let held = futures_util::FutureExt::now_or_never(tx.run(move |_| {
+                let _ = released.recv_timeout(Duration::from_secs(10));
+                Ok(())
+            }));
+            assert!(held.is_none(), "the holding statement returned at once");
+        }
+    }
+
+    fn release(&self) {
+        let _ = self.release.send(());
+    }
+}
+
+/// Polls `future` until `returned` says its body returned, then drops it: whether it was still
+/// pending then.
+async fn drop_once_returned<F: std::future::Future>(future: F, returned: &AtomicBool) -> bool {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(_) => std::task::Poll::Ready(false),
+        std::task::Poll::Pending if returned.load(Ordering::SeqCst) => std::task::Poll::Ready(true),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    })
+    .await
+}
+
 /// The next item of a stream, failing the test after 10 s.
 async fn next_within<S: futures_util::Stream + Unpin>(stream: &mut S) -> S::Item {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -919,7 +1009,8 @@ impl Rng {
 /// 32 tasks, each 25 times: a write (a save, an `insert_all` of three rows, or a transaction
 /// of three saves that awaits between them) under a timeout of 0 to 2 ms or 0 to 50 ms, so that futures are
 /// dropped at every await point. Then: the pool is clean, every write reported committed is
-/// there, every write is there whole or not at all, and the stream observed exactly the rows
+/// there, every write is there whole or not at all, a transaction dropped is there exactly
+/// when its body had returned `Ok` (its commit sent), and the stream observed exactly the rows
 /// that are there.
 async fn cancellation_under_load(store: AsyncStore) {
     let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15;
@@ -932,8 +1023,9 @@ async fn cancellation_under_load(store: AsyncStore) {
         let next_group = next_group.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(seed ^ (task + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
-            // Each write's group (its rows' rating), how many rows, whether reported committed.
-            let mut writes: Vec<(i32, usize, bool)> = Vec::new();
+            // Each write's group (its rows' rating), how many rows, whether reported committed,
+            // and whether it must be there (`None`: either way).
+            let mut writes: Vec<(i32, usize, bool, Option<bool>)> = Vec::new();
             for _ in 0..25 {
                 let group = next_group.fetch_add(1, Ordering::SeqCst) as i32;
                 // Half of them dropped within 2 ms (mostly before the write ends), half within
@@ -945,6 +1037,8 @@ async fn cancellation_under_load(store: AsyncStore) {
                 let kind = rng.below(3);
                 let rows = if kind == 0 { 1 } else { 3 };
                 let store = store.clone();
+                let returned = Arc::new(AtomicBool::new(false));
+                let body_returned = returned.clone();
                 let write = async move {
                     match kind {
                         0 => store.save(post("save", group)).await.map(drop),
@@ -959,18 +1053,29 @@ async fn cancellation_under_load(store: AsyncStore) {
                                         tx.save(post("transaction", group)).await?;
                                         tokio::task::yield_now().await;
                                     }
+                                    // No await from here to the commit being sent.
+                                    body_returned.store(true, Ordering::SeqCst);
                                     Ok(())
                                 })
                                 .await
                         }
                     }
                 };
-                let reported = match tokio::time::timeout(limit, write).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(Error::Busy { .. })) | Err(_) => false,
+                let (reported, timed_out) = match tokio::time::timeout(limit, write).await {
+                    Ok(Ok(())) => (true, false),
+                    Ok(Err(Error::Busy { .. })) => (false, false),
+                    Err(_) => (false, true),
                     Ok(Err(e)) => panic!("unexpected error: {e}"),
                 };
-                writes.push((group, rows, reported));
+                // A transaction is rolled back if dropped before its body returned, committed
+                // if after; a call that reached the blocking pool runs to its end, which a
+                // call dropped cannot tell.
+                let must_be_there = match (reported, kind) {
+                    (true, _) => Some(true),
+                    (false, 2) => Some(timed_out && returned.load(Ordering::SeqCst)),
+                    (false, _) => None,
+                };
+                writes.push((group, rows, reported, must_be_there));
             }
             writes
         }));
@@ -997,12 +1102,19 @@ async fn cancellation_under_load(store: AsyncStore) {
         *stored.entry(p.rating).or_default() += 1;
     }
     let (mut committed, mut dropped_but_committed, mut not_committed) = (0, 0, 0);
-    for &(group, rows, reported) in &writes {
+    for &(group, rows, reported, must_be_there) in &writes {
         let there = stored.get(&group).copied().unwrap_or(0);
         assert!(
             there == 0 || there == rows,
             "write {group} half there: {there} of {rows}"
         );
+        if let Some(must) = must_be_there {
+            assert_eq!(
+                there == rows,
+                must,
+                "write {group} (reported committed: {reported}): there is not as its drop says"
+            );
+        }
         if reported {
             assert_eq!(there, rows, "write {group} reported committed, not there");
             committed += 1;
@@ -1012,10 +1124,19 @@ async fn cancellation_under_load(store: AsyncStore) {
             not_committed += 1;
         }
     }
+    let decided = |returned: bool| {
+        writes
+            .iter()
+            .filter(|&&(_, _, reported, must)| !reported && must == Some(returned))
+            .count()
+    };
     println!(
         "{} writes: {committed} reported committed, {dropped_but_committed} dropped and \
-         committed, {not_committed} dropped and not committed",
-        writes.len()
+         committed, {not_committed} dropped and not committed; of those dropped, {} \
+         transactions after their body returned, {} before it (or failed)",
+        writes.len(),
+        decided(true),
+        decided(false)
     );
     assert!(
         not_committed + dropped_but_committed > 0,

@@ -198,8 +198,11 @@ impl AsyncStore {
     }
 
     /// Runs `body` in one transaction, which commits when `body` returns `Ok`; when `body`
-    /// returns an error or panics, or when this future is dropped before the end (a timeout,
-    /// a `select!`, a client gone), nothing it wrote remains. Inside, write through the handle
+    /// returns an error or panics, or when this future is dropped before `body` returned (a
+    /// timeout, a `select!`, a client gone), nothing it wrote remains. Once `body` returned
+    /// `Ok` the `COMMIT` is sent, and it goes ahead even if this future is dropped while
+    /// awaiting its outcome (a rollback cannot be promised past that point: the database may
+    /// have committed already). Inside, write through the handle
     /// `body` is given (it has [`AsyncRepo`]'s methods); `tx.transaction(..)` nests as a
     /// savepoint. `body` may `.await` anything between statements: the transaction's
     /// connection is held by a blocking thread of its own meanwhile. A statement whose future

@@ -2,7 +2,9 @@
 //! [`Store::transaction`] for the transaction's life, running the closures its handle sends,
 //! in the order sent. The body awaits whatever it likes in between; the transaction ends
 //! when the body does (commit on `Ok`, rollback on an error or a panic), or when its future
-//! is dropped (rollback): a guard in the future tells the thread so, whatever handles remain.
+//! is dropped before the body returned (rollback): a guard in the future tells the thread so,
+//! whatever handles remain. Once the body returned `Ok`, the commit is sent and goes ahead
+//! whether or not anyone still awaits its outcome.
 
 use std::any::Any;
 use std::future::Future;
@@ -140,7 +142,8 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// Rolls the transaction back when the future running it is dropped before its end.
+/// Rolls the transaction back when the future running it is dropped before the body returned
+/// (after, it has sent the end already).
 struct EndGuard {
     commands: Option<mpsc::UnboundedSender<Command>>,
 }
@@ -354,7 +357,8 @@ impl Drop for SavepointGuard {
 impl AsyncTransaction {
     /// Runs `body` in a savepoint of this transaction: released when `body` returns `Ok`,
     /// rolled back (and the transaction goes on) when it returns an error, panics, or this
-    /// future is dropped before the end.
+    /// future is dropped before `body` returned. Once `body` returned `Ok`, the release is sent
+    /// and goes ahead even if this future is dropped while awaiting it.
     ///
     /// ```
     /// # use datastore::prelude::*;
