@@ -1687,3 +1687,63 @@ fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
         assert_eq!(store.count::<Post>().await.unwrap(), 9);
     });
 }
+
+/// A call whose future is dropped while its blocking work waits for a connection keeps its
+/// permit until that work ends, so that calls dropped beyond the pool wait as tasks, not as
+/// blocking threads queued on the pool: on a runtime of four blocking threads and a pool of one
+/// connection that a transaction holds, eight calls dropped as they wait leave the runtime's
+/// blocking work free to run (as up to eight threads waiting for the connection would not, until
+/// they time out).
+#[test]
+fn calls_dropped_while_waiting_for_the_pool_do_not_take_its_blocking_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::builder(dir.path().join("dropped.db").display().to_string())
+            .migrations(datastore::embed_migrations!())
+            .pool_size(1)
+            .connection_timeout(Duration::from_secs(20))
+            .open_async()
+            .await
+            .unwrap();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (holding, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .transaction(|tx| async move {
+                        tx.save(post("held", 1)).await?;
+                        holding.send(()).unwrap();
+                        released.await.unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        held.await.unwrap();
+        for _ in 0..8 {
+            let dropped =
+                tokio::time::timeout(Duration::from_millis(50), store.count::<Post>()).await;
+            assert!(dropped.is_err(), "answered while the connection was held");
+        }
+        // Blocking work of the runtime's own, while the connection is still held.
+        let ran = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(|| "ran"),
+        )
+        .await;
+        assert!(
+            matches!(ran, Ok(Ok("ran"))),
+            "the runtime's blocking threads were all taken by dropped calls waiting for the pool"
+        );
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert_eq!(store.count::<Post>().await.unwrap(), 1);
+    });
+}

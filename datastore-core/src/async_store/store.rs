@@ -55,7 +55,8 @@ pub struct AsyncStore {
     store: Arc<Store>,
     /// As many permits as the pool has connections: calls beyond them wait here, as tasks,
     /// rather than as blocking threads queued on the pool (64 tasks on a pool of 8 would
-    /// otherwise take 64 threads, 56 of them waiting). Transactions take none of these: each
+    /// otherwise take 64 threads, 56 of them waiting). A call's blocking work holds its permit
+    /// to its end, also once the call's future is dropped. Transactions take none of these: each
     /// holds a connection, and a body may call the store while holding it (see
     /// `transactions`).
     calls: Arc<Semaphore>,
@@ -456,11 +457,20 @@ impl AsyncStore {
         &self,
         work: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        // Never closed. Dropping this future while the call runs releases the permit early:
-        // the permits bound the threads waiting for connections, not the connections.
-        let _permit = self.calls.acquire().await;
+        // Held by the blocking work, not this future: a call dropped while its
+        // work waits for a connection still holds a thread, and the next call waits here.
+        let permit = self
+            .calls
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the store never closes its semaphores");
         let store = self.store.clone();
-        unblock(move || work(&store)).await
+        unblock(move || {
+            let _permit = permit;
+            work(&store)
+        })
+        .await
     }
 }
 
