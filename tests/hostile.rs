@@ -135,3 +135,84 @@ fn hostile_values(store: Store) {
     assert_eq!(every_plane.chars().count(), 17);
     assert!(megabyte.len() >= 1 << 20);
 }
+
+/// A parent whose columns and relation fields are raw identifiers (`r#type`, `r#move`), and
+/// whose children point at it through keys named after keywords: `match_id` makes `r#match()`,
+/// `r#type` makes `r#type()`, and `foreign_key = r#type` names the field `type`.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Match {
+    #[primary_key]
+    pub id: Id,
+    pub r#type: String,
+    #[has_many(Move, foreign_key = match_id)]
+    pub r#move: HasMany<Move>,
+    #[has_many(Move, foreign_key = r#type)]
+    pub r#ref: HasMany<Move>,
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Move {
+    #[primary_key]
+    pub id: Id,
+    #[belongs_to(Match)]
+    pub match_id: Id,
+    #[belongs_to(Match, on_delete = set_null)]
+    pub r#type: Option<Id>,
+}
+
+#[test]
+fn keys_and_relations_named_after_keywords_work_everywhere() {
+    let schema = || Schema::new().model::<Match>().model::<Move>();
+    let test = |store: Store| {
+        let mut conn = store.conn().unwrap();
+        let game = conn
+            .save(Match {
+                r#type: "final".into(),
+                ..Match::default()
+            })
+            .unwrap();
+        let other = conn.save(Match::default()).unwrap();
+        let step = conn
+            .save(Move::default().with_match(&game).with_type(&other))
+            .unwrap();
+
+        assert_eq!(step.r#match(&mut conn).unwrap(), game);
+        assert_eq!(step.r#type(&mut conn).unwrap(), Some(other.clone()));
+        assert_eq!(game.r#move(&mut conn).unwrap(), vec![step.clone()]);
+        assert_eq!(game.r#ref(&mut conn).unwrap(), []);
+        assert_eq!(other.r#ref(&mut conn).unwrap(), vec![step.clone()]);
+
+        let mut matches = conn.all::<Match>().unwrap();
+        Match::load_move(&mut conn, &mut matches).unwrap();
+        Match::load_ref(&mut conn, &mut matches).unwrap();
+        let loaded = matches.iter().find(|m| m.id == other.id).unwrap();
+        assert_eq!(loaded.r#ref.get().unwrap(), vec![step.clone()]);
+
+        let of_final: Vec<Move> = conn
+            .query::<Move>(|q| q.filter(Move::where_match(matches::r#type.eq("final"))))
+            .unwrap();
+        assert_eq!(of_final, vec![step.clone()]);
+        let with_moves: Vec<Match> = conn
+            .query::<Match>(|q| q.filter(Match::having_move(moves::id.eq(step.id))))
+            .unwrap();
+        assert_eq!(with_moves, vec![game.clone()]);
+
+        let relations = Match::declaration().relations();
+        assert_eq!(
+            relations
+                .iter()
+                .map(|r| (r.field, r.foreign_key))
+                .collect::<Vec<_>>(),
+            [("move", Some("match_id")), ("ref", Some("type"))]
+        );
+        assert_eq!((Move::MATCH.name(), Match::MOVE.name()), ("match", "move"));
+
+        conn.delete(&other).unwrap();
+        assert_eq!(store.get::<Move>(&step.id).unwrap().r#type, None);
+    };
+    test(Store::builder(":memory:").schema(schema()).open().unwrap());
+    if let Some(url) = common::postgres_url() {
+        let pg = common::PgSchema::new(&url);
+        test(Store::builder(pg.url()).schema(schema()).open().unwrap());
+    }
+}

@@ -125,7 +125,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         };
         let column = |named: &Option<syn::Ident>| match named {
             Some(fk) => {
-                let fk = fk.to_string();
+                let fk = syn::ext::IdentExt::unraw(fk).to_string();
                 quote!(::core::option::Option::Some(#fk))
             }
             None => quote!(::core::option::Option::None),

@@ -3,17 +3,19 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path};
 
-use crate::parse::{Field, Model, Relation, RelationKind};
+use crate::parse::{method_ident, Field, Model, Relation, RelationKind};
 
 /// The [`fk_key`](datastore::relations::fk_key) of the child's foreign key to the parent: the
 /// one named, or the child's only one.
 pub fn fk_key(child: &Path, parent: &Path, named: Option<&Ident>) -> TokenStream {
     match named {
         Some(field) => {
-            let field = field.to_string();
+            // The column's name, which is the field's without `r#`.
+            let field = field.unraw().to_string();
             quote!(::datastore::__private::fk_key(#field))
         }
         None => quote!(<#child as ::datastore::__private::ForeignKeysTo<#parent>>::FIRST),
@@ -164,11 +166,8 @@ pub fn child_side(model: &Model) -> TokenStream {
         let f = field.ident;
         let field_name = field.column_name();
         let fk = quote!({ ::datastore::__private::fk_key(#field_name) });
-        let stem = field_name
-            .strip_suffix("_id")
-            .unwrap_or(&field_name)
-            .to_owned();
-        let getter = format_ident!("{}", stem);
+        let stem = field.method_stem().expect("a belongs_to field");
+        let getter = method_ident(&stem, f.span());
         let with = format_ident!("with_{}", stem);
         let where_ = format_ident!("where_{}", stem);
         let getter_doc = if optional {
@@ -362,7 +361,7 @@ pub fn child_side(model: &Model) -> TokenStream {
 /// (`ty` names the model `Self`; a nested function cannot, so it names `model`).
 fn live_const(model: &Ident, field: &Field, ty: TokenStream, field_ty: TokenStream) -> TokenStream {
     let f = field.ident;
-    let name = f.to_string();
+    let name = f.unraw().to_string();
     let constant = format_ident!("{}", name.to_uppercase());
     let doc = format!(
         "The relation `{name}` as a value, to load with a live query \
@@ -391,7 +390,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
     let mut out = TokenStream::new();
     for (field, relation) in model.relations() {
         let f = field.ident;
-        let name = f.to_string();
+        let name = f.unraw().to_string();
         let target = &relation.target;
         // What a nested function calls the target (it cannot say `Self`).
         let named_target = if target.is_ident("Self") {

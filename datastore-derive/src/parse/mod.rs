@@ -3,9 +3,11 @@
 mod attr;
 mod db_enum;
 mod model;
+mod names;
 
 pub use db_enum::DbEnum;
 pub use model::{
     option_of, Default, DefaultValue, Field, FieldKind, KeyKind, Model, OnDelete, Relation,
     RelationKind, TimestampRole,
 };
+pub use names::method_ident;

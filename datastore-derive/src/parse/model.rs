@@ -1,6 +1,7 @@
 //! `#[derive(Model)]` input: the struct, its table, its columns and its relation fields.
 
 use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
 
@@ -226,6 +227,8 @@ impl<'a> Model<'a> {
                 );
             }
         }
+
+        super::names::check(&cx, &input.ident, &fields);
 
         let key = resolve_key(&cx, input, &fields, composite);
         cx.check()?;
@@ -461,7 +464,21 @@ impl<'a> Field<'a> {
 
     /// The column's name in the database (the field's name, without `r#`).
     pub fn column_name(&self) -> String {
-        self.ident.to_string().trim_start_matches("r#").to_owned()
+        self.ident.unraw().to_string()
+    }
+
+    /// The name the field's generated methods are made from: a relation field's own name
+    /// (`comments`: `load_comments()`), a `belongs_to` field's without its `_id` (`post_id`:
+    /// `post()`), both without `r#`; `None` for a plain column, which makes none.
+    pub fn method_stem(&self) -> Option<String> {
+        let name = self.ident.unraw().to_string();
+        match &self.kind {
+            FieldKind::Relation(_) => Some(name),
+            FieldKind::Column(c) => c
+                .belongs_to
+                .as_ref()
+                .map(|_| name.strip_suffix("_id").map_or(name.clone(), str::to_owned)),
+        }
     }
 }
 
