@@ -216,3 +216,95 @@ fn keys_and_relations_named_after_keywords_work_everywhere() {
         test(Store::builder(pg.url()).schema(schema()).open().unwrap());
     }
 }
+
+/// Fields named like the generated code's own variables: `values` (not the last column) like
+/// the iterator the row reader reads, `saved`, `conn` and `graph` like `save_graph`'s.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Local {
+    #[primary_key]
+    pub id: Id,
+    pub values: String,
+    pub rows: i64,
+    #[has_many(Note)]
+    pub saved: HasMany<Note>,
+    #[has_one(Pin)]
+    pub conn: HasOne<Pin>,
+    #[many_to_many(Order, through = LocalOrder)]
+    pub graph: ManyToMany<Order>,
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Note {
+    #[primary_key]
+    pub id: Id,
+    #[belongs_to(Local)]
+    pub local_id: Id,
+    pub text: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Pin {
+    #[primary_key]
+    pub id: Id,
+    #[belongs_to(Local)]
+    pub local_id: Id,
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct LocalOrder {
+    #[primary_key]
+    pub id: Id,
+    #[belongs_to(Local)]
+    pub local_id: Id,
+    #[belongs_to(Order)]
+    pub order_id: Id,
+}
+
+#[test]
+fn fields_named_like_the_generated_codes_variables_work_everywhere() {
+    let schema = || {
+        Schema::new()
+            .model::<Order>()
+            .model::<Where>()
+            .model::<Local>()
+            .model::<Note>()
+            .model::<Pin>()
+            .model::<LocalOrder>()
+    };
+    let test = |store: Store| {
+        let order = store.save(Order::default()).unwrap();
+        let saved = store
+            .save_graph(Local {
+                values: "v".into(),
+                rows: 7,
+                saved: HasMany::loaded(vec![Note {
+                    text: "n".into(),
+                    ..Note::default()
+                }]),
+                conn: HasOne::loaded(Some(Pin::default())),
+                graph: ManyToMany::loaded(vec![order.clone()]),
+                ..Local::default()
+            })
+            .unwrap();
+        assert_eq!(saved.saved.get().unwrap()[0].local_id, saved.id);
+        assert_eq!(saved.conn.get().unwrap().unwrap().local_id, saved.id);
+
+        let mut conn = store.conn().unwrap();
+        let mut read = vec![store.get::<Local>(&saved.id).unwrap()];
+        assert_eq!((read[0].values.as_str(), read[0].rows), ("v", 7));
+        Local::load_saved(&mut conn, &mut read).unwrap();
+        Local::load_conn(&mut conn, &mut read).unwrap();
+        Local::load_graph(&mut conn, &mut read).unwrap();
+        assert_eq!(read[0].saved.get().unwrap()[0].text, "n");
+        assert_eq!(
+            read[0].conn.get().unwrap().map(|pin| pin.id),
+            saved.conn.get().unwrap().map(|pin| pin.id)
+        );
+        assert_eq!(read[0].graph.get().unwrap(), [order]);
+    };
+    test(Store::builder(":memory:").schema(schema()).open().unwrap());
+    if let Some(url) = common::postgres_url() {
+        let pg = common::PgSchema::new(&url);
+        test(Store::builder(pg.url()).schema(schema()).open().unwrap());
+    }
+}

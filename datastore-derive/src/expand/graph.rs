@@ -22,15 +22,18 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
     let this: syn::Path = syn::parse_quote!(#ident);
     let mut takes = Vec::new();
     let mut stores = Vec::new();
-    for (field, relation) in model.relations() {
+    // The generated locals and parameters start with `__`, and each relation's rows are named
+    // by its place (`__taken0`): a field's own name (`saved`, `conn`, `graph`) would shadow them.
+    for (i, (field, relation)) in model.relations().enumerate() {
         let f = field.ident;
         let target = &relation.target;
-        takes.push(quote!(let #f = ::core::mem::take(&mut self.#f).into_loaded();));
+        let taken = quote::format_ident!("__taken{}", i);
+        takes.push(quote!(let #taken = ::core::mem::take(&mut self.#f).into_loaded();));
         let store = match relation.kind {
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = fk_key(target, &this, relation.foreign_key.as_ref());
                 let children = quote! {
-                    ::datastore::__private::graph::save_children::<Self, #target, { #fk }, #conn>(conn, graph, ::datastore::__private::Model::key(&saved), rows)?
+                    ::datastore::__private::graph::save_children::<Self, #target, { #fk }, #conn>(__conn, __graph, ::datastore::__private::Model::key(&__saved), __rows)?
                 };
                 if relation.kind == RelationKind::HasMany {
                     quote!(::datastore::__private::HasMany::loaded(#children))
@@ -43,14 +46,14 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
                 let (fk_this, fk_target) = many_to_many_keys(&this, relation);
                 quote! {
                     ::datastore::__private::ManyToMany::loaded(
-                        ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(conn, graph, ::datastore::__private::Model::key(&saved), rows)?
+                        ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(__conn, __graph, ::datastore::__private::Model::key(&__saved), __rows)?
                     )
                 }
             }
         };
         stores.push(quote! {
-            if let ::core::option::Option::Some(rows) = #f {
-                saved.#f = #store;
+            if let ::core::option::Option::Some(__rows) = #taken {
+                __saved.#f = #store;
             }
         });
     }
@@ -58,17 +61,17 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
     let graph = if takes.is_empty() {
         quote!(_graph)
     } else {
-        quote!(graph)
+        quote!(__graph)
     };
     let body = if takes.is_empty() {
-        quote!(<Self as ::datastore::__private::Persist<#conn>>::save(self, conn))
+        quote!(<Self as ::datastore::__private::Persist<#conn>>::save(self, __conn))
     } else {
         quote! {
             #(#takes)*
-            ::datastore::__private::transaction(conn, |conn| {
-                let mut saved = <Self as ::datastore::__private::Persist<#conn>>::save(self, conn)?;
+            ::datastore::__private::transaction(__conn, |__conn| {
+                let mut __saved = <Self as ::datastore::__private::Persist<#conn>>::save(self, __conn)?;
                 #(#stores)*
-                ::core::result::Result::Ok(saved)
+                ::core::result::Result::Ok(__saved)
             })
         }
     };
@@ -77,7 +80,7 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
             #[allow(unused_mut)]
             fn save_graph(
                 mut self,
-                conn: &mut #conn,
+                __conn: &mut #conn,
                 #graph: &mut ::datastore::__private::graph::Saved,
             ) -> ::datastore::__private::Result<Self> {
                 #body

@@ -171,20 +171,28 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
         }
     };
-    let raw_columns = model.columns().map(|(field, _)| {
-        let (f, ty) = (field.ident, field.ty);
+    // Each column read into a local of its own, named by its place (`__column0`): a local
+    // named like the field would shadow the generated code's own (a field `values`).
+    let column_local = |i: usize| quote::format_ident!("__column{}", i);
+    let raw_columns = model.columns().enumerate().map(|(i, (field, _))| {
+        let (local, ty) = (column_local(i), field.ty);
         let name = field.column_name();
         quote! {
-            let #f = <#ty as ::datastore::__private::FieldType>::from_raw(
-                values.next().unwrap_or(::datastore::__private::RawValueRef::Null),
+            let #local = <#ty as ::datastore::__private::FieldType>::from_raw(
+                __values.next().unwrap_or(::datastore::__private::RawValueRef::Null),
             )
             .map_err(|e| ::std::format!("{}.{}: {}", #table_name, #name, e))?;
         }
     });
+    let mut column = 0;
     let raw_fields = model.fields.iter().map(|field| {
         let f = field.ident;
         match field.kind {
-            crate::parse::FieldKind::Column(_) => quote!(#f),
+            crate::parse::FieldKind::Column(_) => {
+                let local = column_local(column);
+                column += 1;
+                quote!(#f: #local)
+            }
             crate::parse::FieldKind::Relation(_) => quote!(#f: ::core::default::Default::default()),
         }
     });
@@ -263,7 +271,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
             #fill_loaded
 
             fn from_raw_row<'a>(
-                mut values: impl ::core::iter::Iterator<Item = ::datastore::__private::RawValueRef<'a>>,
+                mut __values: impl ::core::iter::Iterator<Item = ::datastore::__private::RawValueRef<'a>>,
             ) -> ::core::result::Result<Self, ::std::string::String> {
                 #(#raw_columns)*
                 ::core::result::Result::Ok(Self { #(#raw_fields),* })
