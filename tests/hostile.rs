@@ -308,3 +308,65 @@ fn fields_named_like_the_generated_codes_variables_work_everywhere() {
         test(Store::builder(pg.url()).schema(schema()).open().unwrap());
     }
 }
+
+/// Variants stored under names holding format braces.
+#[derive(DbEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Brace {
+    #[default]
+    #[db_enum(rename = "{x}")]
+    Named,
+    #[db_enum(rename = "{}")]
+    Empty,
+    #[db_enum(rename = "}{{")]
+    Unbalanced,
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Braced {
+    #[primary_key]
+    pub id: Id,
+    pub shape: Brace,
+}
+
+#[test]
+fn enum_names_holding_braces_round_trip() {
+    let schema = || Schema::new().model::<Braced>();
+    let test = |store: Store| {
+        for shape in [Brace::Named, Brace::Empty, Brace::Unbalanced] {
+            let saved = store.save(Braced {
+                shape,
+                ..Braced::default()
+            });
+            let saved = saved.unwrap();
+            assert_eq!(store.get::<Braced>(&saved.id).unwrap().shape, shape);
+            let matching = store
+                .query::<Braced>(|q| q.filter(braceds::shape.eq(shape)))
+                .unwrap();
+            assert_eq!(matching, vec![saved]);
+        }
+        assert_eq!(<Brace as DbEnum>::as_str(&Brace::Named), "{x}");
+    };
+    test(Store::builder(":memory:").schema(schema()).open().unwrap());
+    if let Some(url) = common::postgres_url() {
+        let pg = common::PgSchema::new(&url);
+        test(Store::builder(pg.url()).schema(schema()).open().unwrap());
+    }
+
+    // A stored name that is no variant's (written with the CHECK off) is an error naming it
+    // and the variants' names as they are.
+    let store = Store::builder(":memory:").schema(schema()).open().unwrap();
+    let mut conn = store.conn().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut *conn,
+        "PRAGMA ignore_check_constraints = ON; \
+         INSERT INTO braceds (id, shape) VALUES ('0190a5b2-0000-7000-8000-000000000000', '{y}')",
+    )
+    .unwrap();
+    match conn.all::<Braced>() {
+        Err(datastore::Error::Conversion { message, .. }) => assert!(
+            message.contains(r#""{y}" is not a Brace: expected one of {x}, {}, }{{"#),
+            "{message}"
+        ),
+        other => panic!("expected a conversion error, got {other:?}"),
+    }
+}

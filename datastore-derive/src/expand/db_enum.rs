@@ -9,10 +9,9 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
     let ident = input.ident;
     let idents: Vec<_> = input.variants.iter().map(|(v, _)| *v).collect();
     let names: Vec<_> = input.variants.iter().map(|(_, n)| n.as_str()).collect();
-    let unknown = format!(
-        "{{:?}} is not a {ident}: expected one of {}",
-        names.join(", ")
-    );
+    // After the name read (`"Gone" is not a ..`); an argument of `format!`, not part of its
+    // format string, since a variant's name may hold braces.
+    let unknown = format!("is not a {ident}: expected one of {}", names.join(", "));
     quote! {
         #[allow(non_local_definitions, clippy::all)]
         const _: () = {
@@ -44,7 +43,7 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                     ::datastore::__private::Cow::Borrowed(&[#(::datastore::__private::Cow::Borrowed(#names)),*]),
                 );
                 ::datastore::__private::field_type_by_ref!(|name| {
-                    <Self as ::datastore::__private::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!(#unknown, name))
+                    <Self as ::datastore::__private::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!("{:?} {}", name, #unknown))
                 });
             }
 
@@ -95,7 +94,7 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                 fn from_sql(value: <__DB as diesel::backend::Backend>::RawValue<'_>) -> diesel::deserialize::Result<Self> {
                     let name = <::std::string::String as diesel::deserialize::FromSql<Text, __DB>>::from_sql(value)?;
                     <Self as ::datastore::__private::DbEnum>::from_name(&name)
-                        .ok_or_else(|| ::std::format!(#unknown, name).into())
+                        .ok_or_else(|| ::std::format!("{:?} {}", name, #unknown).into())
                 }
             }
 
