@@ -16,6 +16,14 @@ impl<'a> DbEnum<'a> {
     pub fn from_ast(input: &'a DeriveInput) -> Result<Self, TokenStream> {
         let cx = Ctxt::new();
         let mut variants = Vec::new();
+        // Nothing is read from the enum's own: say so rather than ignore it.
+        for attr in input.attrs.iter().filter(|a| a.path().is_ident("db_enum")) {
+            cx.error_spanned_by(
+                attr,
+                "`#[db_enum(..)]` goes on a variant, not on the enum: each variant is stored as \
+                 its name as written, or as the one it gives with `#[db_enum(rename = \"name\")]`",
+            );
+        }
         match &input.data {
             Data::Enum(data) if !data.variants.is_empty() => {
                 for variant in &data.variants {
