@@ -215,6 +215,16 @@ impl<'a> Model<'a> {
 
         for field in fields.iter().filter(|f| f.column().is_some()) {
             let name = field.column_name();
+            if TABLE_MODULE_ITEMS.contains(&name.as_str()) {
+                cx.error_spanned_by(
+                    field.ident,
+                    format!(
+                        "a column cannot be named `{name}`: Diesel's `table!` module `{table}` has \
+                         an item `{table}::{name}` of its own, which the column's would clash \
+                         with; rename the field (a column is named like its field)"
+                    ),
+                );
+            }
             if name.len() > LONGEST_NAME {
                 cx.error_spanned_by(
                     field.ident,
@@ -615,6 +625,18 @@ struct ModelAttributes {
     /// The table's previous name.
     renamed_from: Option<LitStr>,
 }
+
+/// The items of the module Diesel's `table!` writes (beside the columns, which it also holds).
+const TABLE_MODULE_ITEMS: [&str; 8] = [
+    "table",
+    "star",
+    "columns",
+    "dsl",
+    "all_columns",
+    "diesel",
+    "SqlType",
+    "BoxedQuery",
+];
 
 /// The derive's attributes that go on a field (the struct's own is `model`).
 const FIELD_ATTRIBUTES: [&str; 8] = [
