@@ -2831,6 +2831,71 @@ fn a_live_view_of_a_table_created_under_another_case_of_its_name_follows_it() {
     assert_eq!(rows, [saved]);
 }
 
+/// A store on a SQLite file whose `memos` table's columns were created as `ID` and `Text`
+/// (by hand, or by an older migration): SQLite names columns without regard to ASCII case,
+/// so the store's own statements use them as the model's `id` and `text`.
+fn store_with_memo_columns_created_capitalized() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memos.db").display().to_string();
+    let created = Schema::new()
+        .model::<Memo>()
+        .create_sql(datastore::schema::Dialect::Sqlite)
+        .replace("\"id\"", "\"ID\"")
+        .replace("\"text\"", "\"Text\"");
+    assert!(
+        created.contains("\"ID\"") && created.contains("\"Text\""),
+        "{created}"
+    );
+    let mut conn = datastore::diesel::SqliteConnection::establish(&path).unwrap();
+    conn.batch_execute(&created).unwrap();
+    drop(conn);
+    let store = Store::builder(&path).open().unwrap();
+    (dir, store)
+}
+
+/// A model's subscription decodes the rows of a table whose columns were created under
+/// another case of their names: SQLite's columns, like its tables, match without regard to
+/// ASCII case. Before, the subscription was refused: "table memos has no column text: run the
+/// migrations".
+#[test]
+fn a_subscription_decodes_columns_created_under_another_case_of_their_names() {
+    let (_dir, store) = store_with_memo_columns_created_capitalized();
+    let memos = store.observe::<Memo>().unwrap();
+    let mut saved = store.save(memo("first")).unwrap();
+    let change = next(&memos);
+    assert_eq!((change.op, &change.element), (Op::Insert, &saved));
+    saved.text = "edited".into();
+    let saved = store.save(saved).unwrap();
+    let change = next(&memos);
+    assert_eq!((change.op, &change.element), (Op::Update, &saved));
+    store.delete(&saved).unwrap();
+    let change = next(&memos);
+    assert_eq!((change.op, change.element), (Op::Delete, saved));
+    assert_quiet(&memos);
+}
+
+/// A live view over a table whose columns were created under another case of their names
+/// follows its inserts, updates and deletes.
+#[test]
+fn a_live_view_follows_columns_created_under_another_case_of_their_names() {
+    let (_dir, store) = store_with_memo_columns_created_capitalized();
+    let mut live = store.live::<Memo>().subscribe().unwrap();
+    assert!(live.recv().unwrap().is_empty());
+    let snapshot = |live: &mut datastore::observe::LiveSubscription<Memo>| {
+        live.recv_timeout(WAIT)
+            .expect("a snapshot")
+            .unwrap()
+            .into_vec()
+    };
+    let mut saved = store.save(memo("first")).unwrap();
+    assert_eq!(snapshot(&mut live), [saved.clone()]);
+    saved.text = "edited".into();
+    let saved = store.save(saved).unwrap();
+    assert_eq!(snapshot(&mut live), std::slice::from_ref(&saved));
+    store.delete(&saved).unwrap();
+    assert!(snapshot(&mut live).is_empty());
+}
+
 /// A subscription read from two threads holds no writer up: one thread's filter may take as
 /// long as it likes over a commit while the other waits for the next. Before, the other
 /// thread, woken by the next commit, took it and waited, holding the queue's lock, for the

@@ -1773,6 +1773,32 @@ fn on_postgres_a_subscription_refused_for_a_missing_column_sets_nothing_up() {
     });
 }
 
+/// On PostgreSQL, where `"Title"` and `title` are two columns, a table whose column is
+/// `"Title"` lacks the model's `title`: its subscription is refused, on either feed (SQLite,
+/// which names columns without regard to ASCII case, observes it).
+#[test]
+fn on_postgres_a_column_under_another_case_of_its_name_is_missing() {
+    on_each_feed(|feed, store, admin| {
+        admin
+            .batch_execute("ALTER TABLE posts RENAME COLUMN title TO \"Title\"")
+            .unwrap();
+        match store.observe::<Post>() {
+            Err(Error::Migration {
+                failure: MigrationFailure::MissingColumn { table, column },
+                ..
+            }) => assert_eq!(
+                (table.as_str(), column.as_str()),
+                ("posts", "title"),
+                "{feed:?}"
+            ),
+            other => panic!(
+                "{feed:?}: expected the missing column, got {:?}",
+                other.err()
+            ),
+        }
+    });
+}
+
 /// How many of `statements` read the catalog (the columns, the privilege, the schema).
 fn catalog_reads(statements: &[String]) -> usize {
     statements

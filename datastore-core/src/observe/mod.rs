@@ -698,6 +698,9 @@ impl<M> fmt::Debug for Subscription<M> {
 pub(crate) struct Decoder {
     table: String,
     model_columns: Vec<String>,
+    /// SQLite names columns without regard to ASCII case (a model's `text` is a table's
+    /// `Text`); PostgreSQL's `"Text"` and `text` are two columns.
+    names_ignore_case: bool,
     /// SQLite: where to read the table's columns again when rows arrive from a schema epoch
     /// not read yet, and the placements read (the latest last).
     catalog: Option<sqlite::catalog::Catalog>,
@@ -755,7 +758,7 @@ impl Decoder {
         catalog: sqlite::catalog::Catalog,
         layout: sqlite::catalog::Layout,
     ) -> Result<Self, MissingColumn> {
-        let decoder = Self::new(table, model_columns, Some(catalog));
+        let decoder = Self::new(table, model_columns, Some(catalog), true);
         let placed = Ok(Arc::new(decoder.place(&layout.columns)?));
         lock(&decoder.epochs).push(EpochPlacement {
             epoch: layout.epoch,
@@ -772,22 +775,30 @@ impl Decoder {
         model_columns: &[&str],
         table_columns: &[String],
     ) -> Result<Self, MissingColumn> {
-        let decoder = Self::new(table, model_columns, None);
+        let decoder = Self::new(table, model_columns, None, false);
         decoder.place(table_columns)?;
         Ok(decoder)
     }
 
-    fn new(table: &str, model_columns: &[&str], catalog: Option<sqlite::catalog::Catalog>) -> Self {
+    fn new(
+        table: &str,
+        model_columns: &[&str],
+        catalog: Option<sqlite::catalog::Catalog>,
+        names_ignore_case: bool,
+    ) -> Self {
         Self {
             table: table.to_owned(),
             model_columns: model_columns.iter().map(|c| (*c).to_owned()).collect(),
+            names_ignore_case,
             catalog,
             epochs: Mutex::default(),
             named: Mutex::default(),
         }
     }
 
-    /// For each of the model's columns, its position among `columns`.
+    /// For each of the model's columns, its position among `columns`: the column of exactly
+    /// its name, else, on SQLite, the one whose name differs at most in ASCII case (SQLite
+    /// allows no two of those in a table). Runs once per schema change, not per row.
     fn place(&self, columns: &[impl AsRef<str>]) -> Result<Placement, MissingColumn> {
         let positions = self
             .model_columns
@@ -796,6 +807,14 @@ impl Decoder {
                 columns
                     .iter()
                     .position(|c| c.as_ref() == name)
+                    .or_else(|| {
+                        if !self.names_ignore_case {
+                            return None;
+                        }
+                        columns
+                            .iter()
+                            .position(|c| c.as_ref().eq_ignore_ascii_case(name))
+                    })
                     .ok_or_else(|| MissingColumn {
                         table: self.table.clone(),
                         column: name.clone(),
