@@ -155,3 +155,91 @@ fn the_applications_default_instrumentation_hears_the_stores_statements() {
         );
     }
 }
+
+/// A document whose `Debug` counts how often it is shown: how often the store formats the
+/// values it binds.
+#[derive(Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Counted(String);
+
+static SHOWN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        SHOWN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        f.debug_tuple("Counted").field(&self.0).finish()
+    }
+}
+
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Tally {
+    #[primary_key]
+    pub id: Id,
+    pub doc: datastore::Json<Counted>,
+}
+
+/// On PostgreSQL, statements traced at `DEBUG` but not `TRACE` show their SQL without
+/// formatting their bound values at all (they are shown only at `TRACE`): the values are the
+/// application's data, and formatting every one of every statement only to drop it cost time.
+/// Before, each statement formatted all its values at `DEBUG` too.
+#[test]
+fn on_postgres_bound_values_are_formatted_only_where_trace_is_wanted() {
+    use std::sync::atomic::Ordering;
+    use tracing::Level;
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::new(&url);
+    let created = Schema::new()
+        .model::<Tally>()
+        .create_sql(datastore::schema::Dialect::Postgres);
+    let mut admin = datastore::diesel::PgConnection::establish(schema.url()).unwrap();
+    datastore::diesel::connection::SimpleConnection::batch_execute(&mut admin, &created).unwrap();
+    let store = Store::builder(schema.url()).open().unwrap();
+    let tally = |text: &str| Tally {
+        doc: datastore::Json(Counted(text.into())),
+        ..Tally::default()
+    };
+    let statements = |traced: &common::trace::Recorded| -> Vec<(String, Option<String>)> {
+        traced
+            .events
+            .iter()
+            .filter(|(target, level, _)| target == "datastore::sql" && *level == Level::DEBUG)
+            .map(|(_, _, fields)| (fields["sql"].clone(), fields.get("binds").cloned()))
+            .collect()
+    };
+
+    let before = SHOWN.load(Ordering::SeqCst);
+    let (saved, debug) =
+        common::trace::recorded_up_to(Level::DEBUG, || store.save(tally("at debug")).unwrap());
+    assert_eq!(
+        SHOWN.load(Ordering::SeqCst),
+        before,
+        "no value was formatted at DEBUG"
+    );
+    let debug = statements(&debug);
+    let insert = debug
+        .iter()
+        .find(|(sql, _)| sql.starts_with("INSERT"))
+        .unwrap_or_else(|| panic!("the insert's SQL: {debug:?}"));
+    assert!(!insert.0.contains("binds"), "{insert:?}");
+    assert_eq!(insert.1, None, "{insert:?}");
+    assert_eq!(
+        store.find::<Tally>(&saved.id).unwrap().map(|t| t.doc.0 .0),
+        Some("at debug".to_owned())
+    );
+
+    let (_, trace) =
+        common::trace::recorded_up_to(Level::TRACE, || store.save(tally("at trace")).unwrap());
+    assert!(
+        SHOWN.load(Ordering::SeqCst) > before,
+        "the values are formatted at TRACE"
+    );
+    let trace = statements(&trace);
+    let insert_at_trace = trace
+        .iter()
+        .find(|(sql, _)| sql.starts_with("INSERT"))
+        .unwrap_or_else(|| panic!("the insert's SQL: {trace:?}"));
+    assert_eq!(insert_at_trace.0, insert.0, "the same SQL at either level");
+    let binds = insert_at_trace.1.as_deref().unwrap_or_default();
+    assert!(binds.contains(r#"Json(Counted("at trace"))"#), "{binds:?}");
+}

@@ -14,9 +14,10 @@
 //! `datastore::slow` (on SQLite by SQLite's profile event, whose hooks are otherwise off while
 //! nobody observes; on PostgreSQL beside each round trip).
 
+use std::fmt::{self, Write as _};
 use std::time::{Duration, Instant};
 
-use diesel::connection::InstrumentationEvent;
+use diesel::connection::{DebugQuery, InstrumentationEvent};
 use tracing::field::Empty;
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::{Level, Span};
@@ -126,19 +127,24 @@ impl StatementLog {
                     self.started = Some(Instant::now());
                 }
                 if statements_enabled() {
-                    let text = query.to_string();
-                    let (sql, binds) = split_binds(&text);
-                    // The values only where `TRACE` is wanted: they are the application's data.
-                    let binds = tracing::enabled!(target: SQL, Level::TRACE).then_some(binds);
-                    tracing::debug!(target: SQL, sql, binds);
+                    // The values only where `TRACE` is wanted: they are the application's
+                    // data. Elsewhere they are not even formatted.
+                    let text;
+                    let (sql, binds) = if tracing::enabled!(target: SQL, Level::TRACE) {
+                        text = query.to_string();
+                        let (sql, binds) = split_binds(&text);
+                        (sql.to_owned(), Some(binds))
+                    } else {
+                        (sql_of(*query), None)
+                    };
+                    tracing::debug!(target: SQL, sql = sql.as_str(), binds);
                 }
             }
             InstrumentationEvent::FinishQuery { query, .. } => {
                 if let (Some(threshold), Some(started)) = (self.threshold, self.started.take()) {
                     let elapsed = started.elapsed();
                     if elapsed >= threshold {
-                        let text = query.to_string();
-                        slow(split_binds(&text).0, elapsed, threshold);
+                        slow(&sql_of(*query), elapsed, threshold);
                     }
                 }
             }
@@ -147,18 +153,83 @@ impl StatementLog {
     }
 }
 
+/// What separates a query's SQL from its values as Diesel shows it: `SQL -- binds: [values]`.
+const BINDS: &str = " -- binds: ";
+
 /// Diesel shows a query as `SQL -- binds: [values]`: the SQL, and the values.
 fn split_binds(text: &str) -> (&str, &str) {
-    text.split_once(" -- binds: ").unwrap_or((text, ""))
+    text.split_once(BINDS).unwrap_or((text, ""))
+}
+
+/// The SQL of `query`, as [`split_binds`] finds it in the query shown whole, without
+/// formatting the values: the showing stops where they would begin.
+fn sql_of(query: &dyn DebugQuery) -> String {
+    let mut sql = UpToBinds(String::new());
+    // An error is the stop at the values (or Diesel's failure to show the query): either way,
+    // what was written is the SQL.
+    let _ = write!(sql, "{query}");
+    sql.0
+}
+
+/// Text written up to the first [`BINDS`], where it refuses the rest.
+struct UpToBinds(String);
+
+impl fmt::Write for UpToBinds {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // The separator may begin in text written before.
+        let mut from = self.0.len().saturating_sub(BINDS.len() - 1);
+        while !self.0.is_char_boundary(from) {
+            from -= 1;
+        }
+        self.0.push_str(s);
+        match self.0[from..].find(BINDS) {
+            Some(at) => {
+                self.0.truncate(from + at);
+                Err(fmt::Error)
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_binds;
+    use std::fmt::Write as _;
+
+    use super::{UpToBinds, split_binds};
 
     #[test]
     fn a_query_as_diesel_shows_it_splits_into_sql_and_values() {
         assert_eq!(split_binds("SELECT $1 -- binds: [1]"), ("SELECT $1", "[1]"));
         assert_eq!(split_binds("BEGIN"), ("BEGIN", ""));
+    }
+
+    /// Written in any pieces, the text up to the values is what [`split_binds`] finds,
+    /// and nothing after the separator is asked for.
+    #[test]
+    fn text_written_up_to_the_values_is_the_sql_split_binds_finds() {
+        let shown = "SELECT 'é' -- binds: [1] -- binds: [2]";
+        for piece in 1..=shown.len() {
+            let mut sql = UpToBinds(String::new());
+            let mut pieces = Vec::new();
+            let mut rest = shown;
+            while !rest.is_empty() {
+                let mut end = piece.min(rest.len());
+                while !rest.is_char_boundary(end) {
+                    end += 1;
+                }
+                pieces.push(&rest[..end]);
+                rest = &rest[end..];
+            }
+            let written = pieces
+                .iter()
+                .take_while(|p| sql.write_str(p).is_ok())
+                .count();
+            assert_eq!(sql.0, split_binds(shown).0, "in pieces of {piece}");
+            assert!(written < pieces.len(), "stopped, in pieces of {piece}");
+        }
+        let mut sql = UpToBinds(String::new());
+        assert!(sql.write_str("BEGIN").is_ok());
+        assert_eq!(sql.0, "BEGIN");
     }
 }

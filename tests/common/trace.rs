@@ -41,6 +41,19 @@ pub fn recorded<T>(f: impl FnOnce() -> T) -> (T, Recorded) {
     (value, recorded)
 }
 
+/// [`recorded`], with a subscriber that wants nothing more verbose than `level` (at `DEBUG`,
+/// a statement's SQL but not its values, which are `TRACE`'s).
+pub fn recorded_up_to<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, Recorded) {
+    second_dispatch();
+    let seen = Arc::new(Mutex::new(Recorded::default()));
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+        .with(Recorder(seen.clone()));
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let recorded = std::mem::take(&mut *seen.lock().unwrap());
+    (value, recorded)
+}
+
 /// Spans and events, as [`recorded`] collects them.
 #[derive(Debug, Default)]
 pub struct Recorded {
