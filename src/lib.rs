@@ -58,7 +58,8 @@
 //! | target | level | what |
 //! |---|---|---|
 //! | `datastore` | `DEBUG` | a span per operation of [`Repo`] and [`Store`] (`save`, `find`, `query`, `delete`..): `model` (its table), `operation`, `rows` read or written, `duration_us` |
-//! | `datastore::sql` | `DEBUG` | an event per statement as it starts: `sql`, without its values; on PostgreSQL with `TRACE` enabled, `binds` too |
+//! | `datastore::sql` | `DEBUG` | an event per statement as it starts: `sql`, without its values |
+//! | `datastore::sql` | `TRACE` | on PostgreSQL, an event per statement after its `DEBUG` one: `sql` and its values, `binds` |
 //! | `datastore::slow` | `WARN` | a statement that ran as long as [`StoreBuilder::slow_statement_threshold`] or longer (default one second): `sql`, `elapsed_ms`, `threshold_ms` |
 //!
 //! With no subscriber listening, this costs a check of `tracing`'s level per operation and per

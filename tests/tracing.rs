@@ -180,7 +180,8 @@ pub struct Tally {
 /// On PostgreSQL, statements traced at `DEBUG` but not `TRACE` show their SQL without
 /// formatting their bound values at all (they are shown only at `TRACE`): the values are the
 /// application's data, and formatting every one of every statement only to drop it cost time.
-/// Before, each statement formatted all its values at `DEBUG` too.
+/// Before, each statement formatted all its values at `DEBUG` too. The values come in an
+/// event of their own at `TRACE`, so that a layer filtered to `DEBUG` never receives them.
 #[test]
 fn on_postgres_bound_values_are_formatted_only_where_trace_is_wanted() {
     use std::sync::atomic::Ordering;
@@ -234,12 +235,45 @@ fn on_postgres_bound_values_are_formatted_only_where_trace_is_wanted() {
         SHOWN.load(Ordering::SeqCst) > before,
         "the values are formatted at TRACE"
     );
-    let trace = statements(&trace);
-    let insert_at_trace = trace
-        .iter()
+    let values = |traced: &common::trace::Recorded| -> Vec<(String, String)> {
+        traced
+            .events
+            .iter()
+            .filter(|(target, level, _)| target == "datastore::sql" && *level == Level::TRACE)
+            .map(|(_, _, fields)| (fields["sql"].clone(), fields["binds"].clone()))
+            .collect()
+    };
+    let insert_at_trace = statements(&trace)
+        .into_iter()
         .find(|(sql, _)| sql.starts_with("INSERT"))
         .unwrap_or_else(|| panic!("the insert's SQL: {trace:?}"));
-    assert_eq!(insert_at_trace.0, insert.0, "the same SQL at either level");
-    let binds = insert_at_trace.1.as_deref().unwrap_or_default();
+    assert_eq!(
+        insert_at_trace,
+        (insert.0.clone(), None),
+        "the same DEBUG event"
+    );
+    let values_at_trace = values(&trace);
+    let (sql, binds) = values_at_trace
+        .iter()
+        .find(|(sql, _)| sql.starts_with("INSERT"))
+        .unwrap_or_else(|| panic!("the insert's values: {trace:?}"));
+    assert_eq!(sql, &insert.0, "the same SQL at either level");
     assert!(binds.contains(r#"Json(Counted("at trace"))"#), "{binds:?}");
+
+    // A layer filtered to `DEBUG` by a filter of its own: the subscriber says `TRACE` is
+    // wanted (a layer could want it), and the layer gets the statements, never their values
+    // (before, they came as a field of the `DEBUG` event).
+    let (_, by_layer) = common::trace::recorded_by_a_layer_up_to(Level::DEBUG, || {
+        store.save(tally("by a layer")).unwrap()
+    });
+    let at_debug = statements(&by_layer);
+    assert!(
+        at_debug.iter().any(|(sql, _)| sql.starts_with("INSERT")),
+        "{at_debug:?}"
+    );
+    assert!(
+        at_debug.iter().all(|(_, binds)| binds.is_none()),
+        "{at_debug:?}"
+    );
+    assert!(values(&by_layer).is_empty(), "{by_layer:?}");
 }

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `datastore` | `DEBUG` | a span per operation of [`Repo`](crate::Repo) (and so of [`Store`](crate::Store)): `model`, `operation`, `rows`, `duration_us` |
 //! | `datastore::sql` | `DEBUG` | an event per statement, as it starts: `sql` (without its values) |
-//! | `datastore::sql` | `DEBUG` | on PostgreSQL, with `TRACE` enabled, the statement's bound values too: `binds` |
+//! | `datastore::sql` | `TRACE` | on PostgreSQL, an event per statement after its `DEBUG` one: `sql` and its bound values, `binds` |
 //! | `datastore::slow` | `WARN` | a statement that ran for at least [`StoreBuilder::slow_statement_threshold`](crate::StoreBuilder::slow_statement_threshold): `sql`, `elapsed_ms`, `threshold_ms` |
 //!
 //! With no subscriber listening, each costs a check of `tracing`'s level per operation and
@@ -128,16 +128,16 @@ impl StatementLog {
                 }
                 if statements_enabled() {
                     // The values only where `TRACE` is wanted: they are the application's
-                    // data. Elsewhere they are not even formatted.
-                    let text;
-                    let (sql, binds) = if tracing::enabled!(target: SQL, Level::TRACE) {
-                        text = query.to_string();
-                        let (sql, binds) = split_binds(&text);
-                        (sql.to_owned(), Some(binds))
-                    } else {
-                        (sql_of(*query), None)
-                    };
-                    tracing::debug!(target: SQL, sql = sql.as_str(), binds);
+                    // data. Elsewhere they are not even formatted. They go in an event of
+                    // their own, at `TRACE`: a subscriber that filters each of its layers
+                    // reports `TRACE` as wanted if any layer wants it, and hands each event
+                    // only to the layers that want its level, so that a layer kept at `DEBUG`
+                    // never receives them.
+                    tracing::debug!(target: SQL, sql = sql_of(*query).as_str());
+                    // Not asked with `tracing::enabled!` first: a layer's own filter that
+                    // refuses the level so asked would also drop the next event it is handed.
+                    // The macro shows the query only where the event is wanted.
+                    tracing::trace!(target: SQL, sql = %Part::Sql(*query), binds = %Part::Binds(*query));
                 }
             }
             InstrumentationEvent::FinishQuery { query, .. } => {
@@ -150,6 +150,25 @@ impl StatementLog {
             }
             _ => {}
         }
+    }
+}
+
+/// One part of a query as Diesel shows it (`SQL -- binds: [values]`), shown when a `TRACE`
+/// event is wanted (the whole query is shown for each).
+enum Part<'a> {
+    Sql(&'a dyn DebugQuery),
+    Binds(&'a dyn DebugQuery),
+}
+
+impl fmt::Display for Part<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (Part::Sql(query) | Part::Binds(query)) = self;
+        let text = query.to_string();
+        let (sql, binds) = split_binds(&text);
+        f.write_str(match self {
+            Part::Sql(_) => sql,
+            Part::Binds(_) => binds,
+        })
     }
 }
 

@@ -54,6 +54,20 @@ pub fn recorded_up_to<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, Re
     (value, recorded)
 }
 
+/// [`recorded_up_to`], the level kept by a filter of the recording layer alone
+/// (`tracing-subscriber`'s per-layer filters), where the subscriber's own is left open: asked
+/// whether `TRACE` is wanted, such a subscriber says yes.
+pub fn recorded_by_a_layer_up_to<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, Recorded) {
+    use tracing_subscriber::filter::LevelFilter;
+    second_dispatch();
+    let seen = Arc::new(Mutex::new(Recorded::default()));
+    let subscriber = tracing_subscriber::registry()
+        .with(Recorder(seen.clone()).with_filter(LevelFilter::from_level(level)));
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let recorded = std::mem::take(&mut *seen.lock().unwrap());
+    (value, recorded)
+}
+
 /// Spans and events, as [`recorded`] collects them.
 #[derive(Debug, Default)]
 pub struct Recorded {
@@ -67,6 +81,16 @@ pub struct Recorded {
 pub type Fields = std::collections::BTreeMap<String, String>;
 
 struct Recorder(Arc<Mutex<Recorded>>);
+
+impl Recorder {
+    /// Which recorder it is, among those of one subscriber.
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+}
+
+/// Where each recorder keeps a span: by its key, the span's index in its list.
+struct SpanIndices(Vec<(usize, usize)>);
 
 impl<S> Layer<S> for Recorder
 where
@@ -84,9 +108,15 @@ where
         recorded
             .spans
             .push((attrs.metadata().target().to_owned(), fields.0));
-        // Where later values of this span go: its index.
+        // Where later values of this span go: its index, in this recorder's list (a span
+        // other recorders record too holds theirs beside it).
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(recorded.spans.len() - 1);
+            let place = (self.key(), recorded.spans.len() - 1);
+            let mut extensions = span.extensions_mut();
+            match extensions.get_mut::<SpanIndices>() {
+                Some(indices) => indices.0.push(place),
+                None => extensions.insert(SpanIndices(vec![place])),
+            }
         }
     }
 
@@ -99,7 +129,14 @@ where
         let mut fields = AllFields::default();
         values.record(&mut fields);
         let Some(span) = ctx.span(id) else { return };
-        let Some(&index) = span.extensions().get::<usize>() else {
+        let Some(index) = span.extensions().get::<SpanIndices>().and_then(|indices| {
+            let key = self.key();
+            indices
+                .0
+                .iter()
+                .find(|(of, _)| *of == key)
+                .map(|&(_, index)| index)
+        }) else {
             return;
         };
         self.0.lock().unwrap().spans[index].1.extend(fields.0);
