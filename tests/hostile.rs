@@ -370,3 +370,96 @@ fn enum_names_holding_braces_round_trip() {
         other => panic!("expected a conversion error, got {other:?}"),
     }
 }
+
+/// Declares a parent model and its children through `macro_rules!`, as a family of similar
+/// models often is: each `$t:ty` reaches the derive wrapped in an invisible group, alone
+/// (`$key`), inside `Option<..>` and as a relation (`$children`).
+macro_rules! shelf_family {
+    (
+        key: $key:ty, children: $children:ty,
+        $parent:ident { $($field:ident: $t:ty,)* }
+        $child:ident { $($child_field:ident: $child_t:ty,)* }
+    ) => {
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct $parent {
+            #[primary_key]
+            pub id: $key,
+            $(pub $field: $t,)*
+            pub previous_id: Option<$key>,
+            #[has_many($child)]
+            pub children: $children,
+        }
+
+        #[derive(Model, Debug, Clone, PartialEq, Default)]
+        pub struct $child {
+            #[primary_key]
+            pub id: $key,
+            #[belongs_to($parent)]
+            pub shelf_id: $key,
+            $(pub $child_field: $child_t,)*
+        }
+    };
+}
+
+shelf_family! {
+    key: Id, children: HasMany<Book>,
+    Shelf {
+        label: String,
+        count: i64,
+        note: Option<String>,
+        tags: Json<Vec<String>>,
+        shape: Brace,
+        created_at: Timestamp,
+    }
+    Book { title: String, cover: Vec<u8>, }
+}
+
+#[test]
+fn models_declared_by_a_macro_rules_macro_save_and_load() {
+    let store = Store::builder(":memory:")
+        .schema(Schema::new().model::<Shelf>().model::<Book>())
+        .open()
+        .unwrap();
+    let previous = store.save(Shelf::default()).unwrap();
+    let saved = store
+        .save_graph(Shelf {
+            label: "fiction".into(),
+            count: 2,
+            note: Some("top".into()),
+            tags: Json(vec!["a".into(), "b".into()]),
+            shape: Brace::Empty,
+            previous_id: Some(previous.id),
+            children: HasMany::loaded(vec![Book {
+                title: "Dune".into(),
+                cover: vec![0, 1, 2],
+                ..Book::default()
+            }]),
+            ..Shelf::default()
+        })
+        .unwrap();
+    // `created_at` was recognised as the creation stamp: the save set it.
+    assert_ne!(saved.created_at, Timestamp::default());
+
+    let mut conn = store.conn().unwrap();
+    let mut found = store
+        .query::<Shelf>(|q| q.filter(shelfs::previous_id.eq(Some(previous.id))))
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    Shelf::load_children(&mut conn, &mut found).unwrap();
+    let shelf = &found[0];
+    assert_eq!(
+        (shelf.label.as_str(), shelf.count, shelf.note.as_deref()),
+        ("fiction", 2, Some("top"))
+    );
+    assert_eq!(
+        (&shelf.tags.0[..], shelf.shape),
+        (&["a".to_string(), "b".to_string()][..], Brace::Empty)
+    );
+    assert_eq!(shelf.created_at, saved.created_at);
+    let books = shelf.children.get().unwrap();
+    assert_eq!(
+        (books[0].title.as_str(), &books[0].cover[..]),
+        ("Dune", &[0, 1, 2][..])
+    );
+    assert_eq!(books[0].shelf_id, saved.id);
+}

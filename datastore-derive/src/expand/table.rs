@@ -79,7 +79,9 @@ enum Known {
 }
 
 fn known_sql_type(ty: &Type) -> Option<Known> {
-    let Type::Path(p) = ty else { return None };
+    let Type::Path(p) = crate::parse::ungroup(ty) else {
+        return None;
+    };
     if p.qself.is_some() {
         return None;
     }

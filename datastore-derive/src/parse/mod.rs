@@ -7,7 +7,7 @@ mod names;
 
 pub use db_enum::DbEnum;
 pub use model::{
-    option_of, Default, DefaultValue, Field, FieldKind, KeyKind, Model, OnDelete, Relation,
-    RelationKind, TimestampRole,
+    option_of, ungroup, Default, DefaultValue, Field, FieldKind, KeyKind, Model, OnDelete,
+    Relation, RelationKind, TimestampRole,
 };
 pub use names::method_ident;

@@ -413,12 +413,13 @@ impl<'a> Field<'a> {
             let relation = relation.get().expect("span implies value");
             return Some(Self {
                 ident,
-                ty: &field.ty,
+                ty: ungroup(&field.ty),
                 kind: FieldKind::Relation(relation),
             });
         }
 
-        if let Some(reason) = unsupported_type(&field.ty) {
+        let ty = ungroup(&field.ty);
+        if let Some(reason) = unsupported_type(ty) {
             cx.error_spanned_by(
                 &field.ty,
                 format!(
@@ -429,11 +430,11 @@ impl<'a> Field<'a> {
             );
         }
         let timestamp = match ident.to_string().as_str() {
-            "created_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Created),
-            "updated_at" if is_named(&field.ty, "Timestamp") => Some(TimestampRole::Updated),
+            "created_at" if is_named(ty, "Timestamp") => Some(TimestampRole::Created),
+            "updated_at" if is_named(ty, "Timestamp") => Some(TimestampRole::Updated),
             _ => None,
         };
-        let optional = option_of(&field.ty).is_some();
+        let optional = option_of(ty).is_some();
         let belongs_to = belongs_to.get().map(|(parent, on_delete)| {
             if let Some((OnDelete::SetNull, span)) = on_delete {
                 if !optional {
@@ -452,7 +453,7 @@ impl<'a> Field<'a> {
         });
         Some(Self {
             ident,
-            ty: &field.ty,
+            ty,
             kind: FieldKind::Column(Column {
                 primary_key: primary_key.get(),
                 unique: unique.is_set(),
@@ -890,6 +891,7 @@ fn plural(name: &str) -> String {
 /// Why a type can never be a column, when that is clear from its form alone. Other types are
 /// checked by the compiler against `FieldType`.
 fn unsupported_type(ty: &Type) -> Option<String> {
+    let ty = ungroup(ty);
     let shown = quote::quote!(#ty).to_string().replace(' ', "");
     match ty {
         Type::Reference(_) => Some(format!("`{shown}` is a reference; a model owns its data")),
@@ -911,7 +913,7 @@ fn unsupported_type(ty: &Type) -> Option<String> {
             if collections.contains(&name.as_str()) {
                 return Some(format!("`{shown}` is a collection"));
             }
-            if name == "Vec" && !shown.ends_with("Vec<u8>") {
+            if name == "Vec" && !is_bytes(ty) {
                 return Some(format!(
                     "`{shown}` is a collection (only `Vec<u8>` is stored, as bytes)"
                 ));
@@ -930,22 +932,46 @@ fn unsupported_type(ty: &Type) -> Option<String> {
     }
 }
 
-/// Whether the type's path ends in `name` (`Id`, `datastore::Id`).
-pub fn is_named(ty: &Type, name: &str) -> bool {
-    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name && s.arguments.is_none()))
+/// The type inside any invisible groups and parentheses around it. A `$t:ty` fragment of a
+/// `macro_rules!` macro reaches the derive as a `Type::Group`; `(T)` is `T`.
+pub fn ungroup(mut ty: &Type) -> &Type {
+    loop {
+        ty = match ty {
+            Type::Group(group) => &group.elem,
+            Type::Paren(paren) => &paren.elem,
+            _ => return ty,
+        };
+    }
 }
 
-/// `T` of `Option<T>`.
+/// Whether the type's path ends in `name` (`Id`, `datastore::Id`).
+pub fn is_named(ty: &Type, name: &str) -> bool {
+    matches!(ungroup(ty), Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name && s.arguments.is_none()))
+}
+
+/// `T` of `Option<T>`, ungrouped.
 pub fn option_of(ty: &Type) -> Option<&Type> {
-    let Type::Path(p) = ty else { return None };
+    argument_of(ty, "Option")
+}
+
+/// Whether the type is `Vec<u8>`.
+fn is_bytes(ty: &Type) -> bool {
+    argument_of(ty, "Vec").is_some_and(|t| is_named(t, "u8"))
+}
+
+/// `T` of `Name<T>` (a path ending in `name` with one type argument), ungrouped.
+fn argument_of<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(p) = ungroup(ty) else {
+        return None;
+    };
     let last = p.path.segments.last()?;
-    if last.ident != "Option" {
+    if last.ident != name {
         return None;
     }
     match &last.arguments {
         syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
             match args.args.first()? {
-                syn::GenericArgument::Type(t) => Some(t),
+                syn::GenericArgument::Type(t) => Some(ungroup(t)),
                 _ => None,
             }
         }
@@ -970,5 +996,21 @@ mod tests {
         ] {
             assert_eq!(plural(&snake_case(model)), table);
         }
+    }
+
+    #[test]
+    fn types_in_invisible_groups_and_parentheses_are_the_types_inside() {
+        // `$t:ty` of a `macro_rules!` macro: a group without delimiters.
+        let grouped =
+            |t: proc_macro2::TokenStream| proc_macro2::Group::new(proc_macro2::Delimiter::None, t);
+        let id = grouped(quote::quote!(Id));
+        let bytes = grouped(quote::quote!(u8));
+        let ty: Type = syn::parse2(quote::quote!(Option<(#id)>)).unwrap();
+        assert!(is_named(option_of(&ty).unwrap(), "Id"));
+        let vec = grouped(quote::quote!(Vec<#bytes>));
+        let ty: Type = syn::parse2(quote::quote!(#vec)).unwrap();
+        assert!(matches!(ty, Type::Group(_)));
+        assert!(is_bytes(&ty));
+        assert_eq!(unsupported_type(&ty), None);
     }
 }
