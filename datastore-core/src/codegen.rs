@@ -442,6 +442,28 @@ pub trait KeyOfParent<K> {}
 
 impl<K> KeyOfParent<K> for K {}
 
+/// The SQL type of a field type `T` (`Self`, `<T as FieldType>::SqlType`), which must be the
+/// SQL type `S` the derive gave the field's column in its `table!`. The derive asks it of each
+/// column: it reads SQL types from the names of field types as written, and takes any name it
+/// does not know for a `DbEnum`, stored as text.
+#[diagnostic::on_unimplemented(
+    message = "the field's type `{T}` is stored as `{Self}`, but the derive, reading the type as written, gave its column `{S}`",
+    label = "not the type the derive took it for",
+    note = "the derive tells a column's SQL type from the name of the field's type as written, \
+            and takes a name it does not know for a `DbEnum` (stored as text)",
+    note = "type aliases of datastore's field types are not recognised (`type UserId = Id;`, \
+            `use serde_json::Value as JsonValue;`): write the type itself"
+)]
+pub trait ColumnSqlType<S, T> {}
+
+impl<S, T> ColumnSqlType<S, T> for S {}
+
+/// A column of field type `T` whose SQL type in the `table!` is `S`: a type that exists only
+/// when both are supported and agree. The derive names it for each column.
+pub struct ColumnOf<T: FieldType, S>(PhantomData<(T, S)>)
+where
+    T::SqlType: ColumnSqlType<S, T>;
+
 /// Fails compilation, with a message naming the fields, when a relation's child has several
 /// `belongs_to` fields to the parent and the relation does not say which one it uses.
 /// Called by the derive in a constant.

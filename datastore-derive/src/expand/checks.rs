@@ -25,14 +25,16 @@ pub fn checks(model: &Model) -> TokenStream {
             let ty = field.ty;
             match &field.kind {
                 // `FieldType`'s `on_unimplemented` message lists what is supported; the SQL
-                // type must be the one the `table!` was given.
+                // type must be the one the `table!` was given (`ColumnSqlType`'s message says
+                // why it may not be: an alias).
                 FieldKind::Column(_) => {
                     let sql_type = super::table::sql_type(ty);
+                    // A const's type, checked with the item's signature: reported before the
+                    // errors of the generated code that a wrong SQL type causes.
                     quote_spanned! {ty.span()=>
-                        const _: fn() = || {
-                            fn column_type<T: ::datastore::__private::FieldType<SqlType = S>, S>() {}
-                            column_type::<#ty, #sql_type>();
-                        };
+                        const _: ::core::option::Option<
+                            ::datastore::__private::ColumnOf<#ty, #sql_type>,
+                        > = ::core::option::Option::None;
                     }
                 }
                 FieldKind::Relation(relation) => {
