@@ -154,7 +154,7 @@ impl StatementLog {
 }
 
 /// One part of a query as Diesel shows it (`SQL -- binds: [values]`), shown when a `TRACE`
-/// event is wanted (the whole query is shown for each).
+/// event is wanted.
 enum Part<'a> {
     Sql(&'a dyn DebugQuery),
     Binds(&'a dyn DebugQuery),
@@ -162,13 +162,11 @@ enum Part<'a> {
 
 impl fmt::Display for Part<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (Part::Sql(query) | Part::Binds(query)) = self;
-        let text = query.to_string();
-        let (sql, binds) = split_binds(&text);
-        f.write_str(match self {
-            Part::Sql(_) => sql,
-            Part::Binds(_) => binds,
-        })
+        match self {
+            // Without showing the values, which `Binds` shows.
+            Part::Sql(query) => f.write_str(&sql_of(*query)),
+            Part::Binds(query) => f.write_str(split_binds(&query.to_string()).1),
+        }
     }
 }
 

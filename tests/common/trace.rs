@@ -14,7 +14,8 @@ pub fn statements<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     let statements = recorded
         .events
         .into_iter()
-        .filter(|(target, _, _)| target == "datastore::sql")
+        // The statements' own events (on PostgreSQL a `TRACE` one with the values follows each).
+        .filter(|(target, level, _)| target == "datastore::sql" && *level == tracing::Level::DEBUG)
         .filter_map(|(_, _, mut fields)| fields.remove("sql"))
         .collect();
     (value, statements)
@@ -188,7 +189,9 @@ struct Hook(Box<dyn Fn(&str) + Send + Sync>);
 
 impl<S: tracing::Subscriber> Layer<S> for Hook {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != "datastore::sql" {
+        if event.metadata().target() != "datastore::sql"
+            || *event.metadata().level() != tracing::Level::DEBUG
+        {
             return;
         }
         let mut fields = AllFields::default();
