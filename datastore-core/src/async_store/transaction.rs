@@ -75,7 +75,9 @@ pub struct AsyncTransaction {
 /// succeeded, and its work is unfinished. The transaction's thread then rolls the transaction
 /// back whichever way the body ends, and its end reports it (the panic resumes; the error is
 /// its result), as when the body hears it. Refusals ([`Error::TransactionEnded`],
-/// [`Error::SavepointOpen`]) ran nothing and are not kept.
+/// [`Error::SavepointOpen`]) ran nothing and are not kept. Kept for the whole transaction,
+/// also where the statement ran in a savepoint that was rolled back since (its work undone
+/// with it): the transaction does not know whether the body's later work assumed it.
 #[derive(Default)]
 struct Unheard(Mutex<Option<Failure>>);
 
@@ -358,7 +360,9 @@ impl AsyncTransaction {
     /// Runs `body` in a savepoint of this transaction: released when `body` returns `Ok`,
     /// rolled back (and the transaction goes on) when it returns an error, panics, or this
     /// future is dropped before `body` returned. Once `body` returned `Ok`, the release is sent
-    /// and goes ahead even if this future is dropped while awaiting it.
+    /// and goes ahead even if this future is dropped while awaiting it. A statement of `body`
+    /// that failed or panicked after its own future was dropped (nobody heard it) rolls the
+    /// whole transaction back, not only this savepoint.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -474,6 +478,10 @@ struct Answer<T> {
 
 impl<T> Drop for Answer<T> {
     fn drop(&mut self) {
+        // Closed first: an answer sent from now on fails to arrive, and its job keeps it as
+        // unheard itself; one sent before is here to read. (Read first, an answer sent between
+        // the read and the drop would be dropped with the receiver, heard by nobody.)
+        self.answer.close();
         if let Ok(outcome) = self.answer.try_recv() {
             self.unheard.keep(outcome);
         }
