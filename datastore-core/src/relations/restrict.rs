@@ -112,9 +112,10 @@ fn first_refused<C: NativeConnection, K: Key>(
 #[derive(Debug, Clone)]
 struct Path<'a> {
     steps: Vec<(&'a str, &'a ForeignKey)>,
-    /// The refusing table's other foreign keys to the same rows as the last step's (a join
-    /// model linking a model with itself has two): a row refuses once, whichever of them
-    /// reach it (a member following itself is one follow).
+    /// The refusing table's other foreign keys to the same rows as the last step's, where it
+    /// is the only step (a join model linking a model with itself has two): a row refuses
+    /// once, whichever of them reach it (a member following itself is one follow). Below a
+    /// cascade each key is a path of its own, counted apart.
     also: Vec<&'a ForeignKey>,
 }
 
@@ -215,8 +216,12 @@ fn refusing_paths<'a>(
                 let mut steps = path.steps.clone();
                 steps.push((child.as_str(), fk));
                 match fk.on_delete {
+                    // Merged only where the refusing table references the deleted rows
+                    // themselves: joined by any of its keys to the rows of a cascade's table
+                    // instead, a row whose keys reach two of them would be counted twice.
                     OnDelete::Restrict => match paths.iter_mut().find(|other: &&mut Path| {
-                        other.steps.len() == steps.len()
+                        steps.len() == 1
+                            && other.steps.len() == 1
                             && other.steps[..steps.len() - 1] == path.steps[..]
                             && other.refusing_table() == child
                             && other.steps[steps.len() - 1].1.referenced_column
@@ -289,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tables_keys_to_the_same_rows_end_one_path_counting_each_row_once() {
+    fn a_tables_keys_to_the_deleted_rows_end_one_path_and_below_a_cascade_one_each() {
         let keys = vec![
             (
                 "follows".to_owned(),
@@ -313,7 +318,9 @@ mod tests {
             ),
         ];
         let paths = refusing_paths(&keys, "members", "id");
-        assert_eq!(paths.len(), 2);
+        // The pins below the cascade: a path for each key (joined by both, a pin of two
+        // topics of one author would count twice).
+        assert_eq!(paths.len(), 3);
         assert_eq!(
             paths[0].count_sql(1, Dialect::Sqlite),
             r#"WITH roots (key, position) AS (VALUES (?, 0)) SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links FROM "follows" AS t0 JOIN roots ON (t0."follower_id" = roots.key OR t0."followee_id" = roots.key) GROUP BY roots.position"#
@@ -321,7 +328,12 @@ mod tests {
         assert_eq!(paths[1].via(), Some("topics"));
         assert_eq!(
             paths[1].count_sql(1, Dialect::Sqlite),
-            r#"WITH roots (key, position) AS (VALUES (?, 0)) SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links FROM "pins" AS t1 JOIN "topics" AS t0 ON (t1."topic_id" = t0."id" OR t1."pinned_topic_id" = t0."id") JOIN roots ON t0."author_id" = roots.key GROUP BY roots.position"#
+            r#"WITH roots (key, position) AS (VALUES (?, 0)) SELECT CAST(roots.position AS BIGINT) AS root, COUNT(*) AS links FROM "pins" AS t1 JOIN "topics" AS t0 ON t1."topic_id" = t0."id" JOIN roots ON t0."author_id" = roots.key GROUP BY roots.position"#
+        );
+        assert!(
+            paths[2]
+                .count_sql(1, Dialect::Sqlite)
+                .contains(r#"t1."pinned_topic_id" = t0."id""#)
         );
     }
 
