@@ -33,8 +33,8 @@ impl Spares {
     /// `previous_changes` changes (a subscriber still reading it holds its buffers: the next
     /// transaction then need not grow its own from nothing, copying them at each doubling).
     pub(crate) fn take(&self, previous: &Rows, previous_changes: usize) -> (Rows, Vec<RawChange>) {
-        /// At most what [`MOST_KEPT`] holds of changes alone.
-        const MOST_CHANGES: usize = MOST_KEPT / size_of::<RawChange>();
+        /// At most as many as the rows' cells are sized for (`Rows::sized_like`).
+        const MOST_CHANGES: usize = 1 << 16;
         let spare = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
         match spare {
             Some(Spare { rows, changes }) => (rows, changes),

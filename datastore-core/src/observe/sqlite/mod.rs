@@ -627,7 +627,7 @@ impl ConnObserver {
         if std::mem::take(&mut state.statement_deleted_below) {
             put_in_delivery_order(state.statement());
         }
-        let changes = std::mem::take(&mut state.transaction);
+        let mut changes = std::mem::take(&mut state.transaction);
         state.savepoints.clear();
         state.releasing_transaction = false;
         state.statement_changes = 0;
@@ -659,6 +659,10 @@ impl ConnObserver {
             let mut rows = std::mem::replace(&mut state.rows, rows);
             state.transaction = transaction;
             rows.shrink();
+            // Queued until every subscriber read it: not with the room of a larger one before.
+            if changes.capacity() > 2 * changes.len() {
+                changes.shrink_to_fit();
+            }
             let batch = Batch {
                 rows,
                 changes,
