@@ -65,7 +65,8 @@ impl<T> Json<T> {
 }
 
 /// As derived (`Json(..)` around the document's own `Debug`), for a document nested no deeper
-/// than [`MAX_JSON_DEPTH`]; a deeper one is shown as `Json(<nested more than 100 levels deep>)`.
+/// than [`MAX_JSON_DEPTH`]; a deeper one is shown as `Json(<nested more than 100 levels deep>)`,
+/// and one that cannot be written as JSON at all as `Json(<not serializable as JSON>)`.
 /// `Debug` recurses once per level with no bound of its own (a document thousands of levels
 /// deep would overflow the stack), and a field's value is shown before it is written and
 /// refused: in the SQL that tracing logs with its values.
@@ -76,17 +77,21 @@ impl<T> Json<T> {
 /// let nested = (0..1000).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]));
 /// assert_eq!(format!("{:?}", Json(nested)), "Json(<nested more than 100 levels deep>)");
 /// assert_eq!(format!("{:?}", Json(vec![1.5])), "Json([1.5])");
+/// // Serializing stops at its first error, before any deeper level is counted.
+/// let keyed_by_pairs = std::collections::BTreeMap::from([((1, 2), "a")]);
+/// assert_eq!(format!("{:?}", Json(keyed_by_pairs)), "Json(<not serializable as JSON>)");
 /// ```
 impl<T: Serialize + std::fmt::Debug> std::fmt::Debug for Json<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = f.debug_tuple("Json");
-        if too_deep(&self.0) {
-            shown.field(&format_args!(
+        match unserializable(&self.0) {
+            None => shown.field(&self.0),
+            Some(Unserializable::TooDeep) => shown.field(&format_args!(
                 "<nested more than {MAX_JSON_DEPTH} levels deep>"
-            ));
-        } else {
-            shown.field(&self.0);
-        }
+            )),
+            // Serializing stopped at the first error: deeper levels were not counted.
+            Some(Unserializable::Other) => shown.field(&format_args!("<not serializable as JSON>")),
+        };
         shown.finish()
     }
 }
@@ -202,16 +207,28 @@ fn write_json<W: std::io::Write, T: Serialize + ?Sized>(
         })
 }
 
-/// Whether `value`, written as JSON, nests arrays and objects beyond [`MAX_JSON_DEPTH`] (found
-/// without writing it anywhere, and without going deeper).
-fn too_deep<T: Serialize + ?Sized>(value: &T) -> bool {
+/// Why `value` cannot be written as JSON, if it cannot: nested beyond [`MAX_JSON_DEPTH`], or
+/// another error (found without writing it anywhere, and without going deeper than the limit).
+fn unserializable<T: Serialize + ?Sized>(value: &T) -> Option<Unserializable> {
     let mut serializer = serde_json::Serializer::with_formatter(std::io::sink(), DepthLimited(0));
-    value.serialize(&mut serializer).is_err_and(|e| {
-        e.is_io()
-            && std::io::Error::from(e)
-                .get_ref()
-                .is_some_and(|e| e.is::<TooDeep>())
+    let error = value.serialize(&mut serializer).err()?;
+    let too_deep = error.is_io()
+        && std::io::Error::from(error)
+            .get_ref()
+            .is_some_and(|e| e.is::<TooDeep>());
+    Some(if too_deep {
+        Unserializable::TooDeep
+    } else {
+        Unserializable::Other
     })
+}
+
+/// Why a document cannot be written as JSON (see [`unserializable`]).
+enum Unserializable {
+    /// Nested deeper than [`MAX_JSON_DEPTH`].
+    TooDeep,
+    /// Anything else (a map whose keys are not strings..).
+    Other,
 }
 
 /// serde_json's compact formatter, counting how deeply arrays and objects nest. Refusing to
