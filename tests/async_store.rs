@@ -1621,21 +1621,25 @@ fn a_stream_whose_read_failed_reads_again_at_once_on_postgres() {
     a_stream_whose_read_failed_reads_again_at_once(schema.url());
 }
 
-/// A burst of transactions beyond the pool waits as tasks, not as blocking threads queued on
-/// the pool: on a runtime of four blocking threads and a pool of one connection that a
-/// transaction holds, eight more transactions leave the runtime's blocking work free to run
-/// (as eight threads waiting for the connection would not, until they time out).
-#[test]
-fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store on a SQLite file in `dir` whose pool's one connection a transaction holds (having
+/// saved one post) while `test` runs, on a runtime of four blocking threads: the set-up of the
+/// tests of what waits for that connection as a task and what as a blocking thread. The
+/// connection is let go when `test` returns, and the store handed back with it.
+fn while_the_pool_is_held<F>(
+    dir: &std::path::Path,
+    test: impl FnOnce(AsyncStore) -> F,
+) -> (tokio::runtime::Runtime, AsyncStore, F::Output)
+where
+    F: std::future::Future,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let store = Store::builder(dir.path().join("burst.db").display().to_string())
+    let (store, output) = runtime.block_on(async {
+        let store = Store::builder(dir.join("held.db").display().to_string())
             .migrations(datastore::embed_migrations!())
             .pool_size(1)
             .connection_timeout(Duration::from_secs(20))
@@ -1658,6 +1662,33 @@ fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
             }
         });
         held.await.unwrap();
+        let output = test(store.clone()).await;
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        (store, output)
+    });
+    (runtime, store, output)
+}
+
+/// Whether the runtime's own blocking work runs within ten seconds (no blocking thread free:
+/// not until the threads waiting for the pool time out).
+async fn blocking_work_runs() -> bool {
+    let ran = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(|| "ran"),
+    )
+    .await;
+    matches!(ran, Ok(Ok("ran")))
+}
+
+/// A burst of transactions beyond the pool waits as tasks, not as blocking threads queued on
+/// the pool: on a runtime of four blocking threads and a pool of one connection that a
+/// transaction holds, eight more transactions leave the runtime's blocking work free to run
+/// (as eight threads waiting for the connection would not, until they time out).
+#[test]
+fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, store, burst) = while_the_pool_is_held(dir.path(), |store| async move {
         let burst: Vec<_> = (0..8)
             .map(|i| {
                 let store = store.clone();
@@ -1669,18 +1700,13 @@ fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        // Blocking work of the runtime's own, while the connection is still held.
-        let ran = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::task::spawn_blocking(|| "ran"),
-        )
-        .await;
         assert!(
-            matches!(ran, Ok(Ok("ran"))),
+            blocking_work_runs().await,
             "the runtime's blocking threads were all taken by transactions waiting for the pool"
         );
-        release.send(()).unwrap();
-        holder.await.unwrap().unwrap();
+        burst
+    });
+    runtime.block_on(async {
         for saved in burst {
             saved.await.unwrap().unwrap();
         }
@@ -1697,53 +1723,18 @@ fn transactions_beyond_the_pool_wait_as_tasks_not_as_blocking_threads() {
 #[test]
 fn calls_dropped_while_waiting_for_the_pool_do_not_take_its_blocking_threads() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let store = Store::builder(dir.path().join("dropped.db").display().to_string())
-            .migrations(datastore::embed_migrations!())
-            .pool_size(1)
-            .connection_timeout(Duration::from_secs(20))
-            .open_async()
-            .await
-            .unwrap();
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let (holding, held) = tokio::sync::oneshot::channel::<()>();
-        let holder = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .transaction(|tx| async move {
-                        tx.save(post("held", 1)).await?;
-                        holding.send(()).unwrap();
-                        released.await.unwrap();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        held.await.unwrap();
+    let (runtime, store, ()) = while_the_pool_is_held(dir.path(), |store| async move {
         for _ in 0..8 {
             let dropped =
                 tokio::time::timeout(Duration::from_millis(50), store.count::<Post>()).await;
             assert!(dropped.is_err(), "answered while the connection was held");
         }
-        // Blocking work of the runtime's own, while the connection is still held.
-        let ran = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::task::spawn_blocking(|| "ran"),
-        )
-        .await;
         assert!(
-            matches!(ran, Ok(Ok("ran"))),
+            blocking_work_runs().await,
             "the runtime's blocking threads were all taken by dropped calls waiting for the pool"
         );
-        release.send(()).unwrap();
-        holder.await.unwrap().unwrap();
+    });
+    runtime.block_on(async {
         assert_eq!(store.count::<Post>().await.unwrap(), 1);
     });
 }

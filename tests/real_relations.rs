@@ -747,6 +747,32 @@ fn a_self_linking_join_models_keys_restrict_and_its_pair_is_unique() {
     }
 }
 
+/// How many follows refused the delete of `member` (`result`), which must be refused by them
+/// alone: the member's own row, by the follows table directly. `what` names the case.
+fn follows_refusing<T: std::fmt::Debug>(
+    result: datastore::Result<T>,
+    member: &Member,
+    what: &dyn std::fmt::Display,
+) -> usize {
+    match result {
+        Err(Error::DeleteRestricted {
+            table,
+            key,
+            join_table,
+            via,
+            count,
+        }) => {
+            assert_eq!(
+                (table.as_str(), key, join_table.as_str(), via),
+                ("members", member.id.to_string(), "follows", None),
+                "{what}"
+            );
+            count
+        }
+        other => panic!("{what}: deleting {}: {other:?}", member.name),
+    }
+}
+
 /// Deleting a member still linked, on either side, is refused with the typed error and changes
 /// nothing; unlinked, it deletes.
 #[test]
@@ -757,21 +783,12 @@ fn deleting_a_member_still_following_or_followed_is_refused_until_unlinked() {
         let mut conn = store.conn().unwrap();
         ada.link_following(&mut conn, &bob).unwrap();
         for (member, side) in [(&ada, "follower"), (&bob, "followee")] {
-            match store.delete(member) {
-                Err(Error::DeleteRestricted {
-                    table,
-                    key,
-                    join_table,
-                    via,
-                    count,
-                }) => assert_eq!(
-                    (table.as_str(), key, join_table.as_str(), via, count),
-                    ("members", member.id.to_string(), "follows", None, 1),
-                    "{:?}, the {side}",
-                    store.dialect()
-                ),
-                other => panic!("{:?}: deleting the {side}: {other:?}", store.dialect()),
-            }
+            let what = format!("{:?}, the {side}", store.dialect());
+            assert_eq!(
+                follows_refusing(store.delete(member), member, &what),
+                1,
+                "{what}"
+            );
             assert_eq!(conn.count::<Member>().unwrap(), 2, "nothing deleted");
             assert_eq!(conn.count::<Follow>().unwrap(), 1);
         }
@@ -838,22 +855,12 @@ fn a_refused_delete_of_a_member_counts_each_of_its_follows_once() {
         // Ada: 3 as follower (one of them of herself), 2 as followee (the same one again); Cy:
         // followed twice; Dee: following once.
         for (member, links) in [(&ada, 4), (&cy, 2), (&dee, 1)] {
-            match store.delete(member) {
-                Err(Error::DeleteRestricted {
-                    table,
-                    key,
-                    join_table,
-                    via,
-                    count,
-                }) => assert_eq!(
-                    (table.as_str(), key, join_table.as_str(), via, count),
-                    ("members", member.id.to_string(), "follows", None, links),
-                    "{:?}, {}",
-                    store.dialect(),
-                    member.name
-                ),
-                other => panic!("{:?}: deleting {}: {other:?}", store.dialect(), member.name),
-            }
+            let what = format!("{:?}, {}", store.dialect(), member.name);
+            assert_eq!(
+                follows_refusing(store.delete(member), member, &what),
+                links,
+                "{what}"
+            );
             assert_eq!(
                 store
                     .preview_delete::<Member>(&member.id)
@@ -964,17 +971,12 @@ fn a_member_following_itself_is_one_follow_seen_on_both_sides() {
             stored_follow_graph(&mut conn),
             follow_graph(&[("Ada", &["Ada"], &["Ada"]), ("Bob", &[], &[])])
         );
-        match store.delete(&ada) {
-            Err(Error::DeleteRestricted {
-                join_table, count, ..
-            }) => assert_eq!(
-                (join_table.as_str(), count),
-                ("follows", 1),
-                "{:?}",
-                store.dialect()
-            ),
-            other => panic!("{:?}: {other:?}", store.dialect()),
-        }
+        let what = format!("{:?}", store.dialect());
+        assert_eq!(
+            follows_refusing(store.delete(&ada), &ada, &what),
+            1,
+            "{what}"
+        );
         assert_eq!(conn.count::<Member>().unwrap(), 2, "nothing deleted");
 
         bob.link_following(&mut conn, &ada).unwrap();
@@ -1188,18 +1190,9 @@ fn the_async_store_links_loads_unlinks_and_deletes_both_sides_of_a_self_link() {
 
             // Bob only followed, Cy only following, Ada both.
             for (member, links) in [(&bob, 1), (&cy, 1), (&ada, 2)] {
-                match store.delete(member).await {
-                    Err(Error::DeleteRestricted {
-                        join_table, count, ..
-                    }) => assert_eq!(
-                        (join_table.as_str(), count),
-                        ("follows", links),
-                        "{:?}, {}",
-                        store.dialect(),
-                        member.name
-                    ),
-                    other => panic!("{:?}: deleting {}: {other:?}", store.dialect(), member.name),
-                }
+                let what = format!("{:?}, {}", store.dialect(), member.name);
+                let refused = follows_refusing(store.delete(member).await, member, &what);
+                assert_eq!(refused, links, "{what}");
             }
             assert_eq!(store.count::<Member>().await.unwrap(), 3, "nothing deleted");
             assert_eq!(store.count::<Follow>().await.unwrap(), 2);

@@ -271,6 +271,28 @@ per_backend!(
     }
 );
 
+/// Each of `documents`, saved and inserted, is refused with `JsonTooDeep` (the caller checks
+/// that nothing was written).
+fn refused_as_too_deep<M>(store: &Store, documents: impl IntoIterator<Item = M>)
+where
+    M: datastore::Persist<datastore::AnyConnection> + Clone + std::fmt::Debug,
+{
+    for document in documents {
+        let err = store.save(document.clone()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::JsonTooDeep {
+                    limit: MAX_JSON_DEPTH
+                }
+            ),
+            "{document:?}: {err:?}"
+        );
+        let err = store.insert_all(vec![document]).unwrap_err();
+        assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
+    }
+}
+
 per_backend!(
     fn json_nested_past_the_limit_is_refused_and_nothing_is_written(store) {
         let too_deep = [
@@ -283,15 +305,7 @@ per_backend!(
                 ..Document::default()
             },
         ];
-        for document in too_deep {
-            let err = store.save(document.clone()).unwrap_err();
-            assert!(
-                matches!(err, Error::JsonTooDeep { limit: MAX_JSON_DEPTH }),
-                "{err:?}"
-            );
-            let err = store.insert_all(vec![document]).unwrap_err();
-            assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
-        }
+        refused_as_too_deep(&store, too_deep);
         assert_eq!(store.count::<Document>().unwrap(), 0);
         assert_eq!(store.all::<Document>().unwrap(), vec![]);
     }
@@ -366,15 +380,7 @@ per_backend!(
                 ..RawDocument::default()
             },
         ];
-        for document in too_deep {
-            let err = store.save(document.clone()).unwrap_err();
-            assert!(
-                matches!(err, Error::JsonTooDeep { limit: MAX_JSON_DEPTH }),
-                "{err:?}"
-            );
-            let err = store.insert_all(vec![document]).unwrap_err();
-            assert!(matches!(err, Error::JsonTooDeep { .. }), "{err:?}");
-        }
+        refused_as_too_deep(&store, too_deep);
         assert_eq!(store.count::<RawDocument>().unwrap(), 2, "nothing more was written");
     }
 );
