@@ -11,7 +11,7 @@ use std::task::Waker;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::Batch;
+use super::{Batch, NameCase};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -49,9 +49,9 @@ pub(crate) struct Hub {
     schema_epoch: AtomicU64,
     /// The schema cookie (`PRAGMA schema_version`) that recent epochs are known to have.
     epoch_cookies: Mutex<VecDeque<(u64, i64)>>,
-    /// The database names tables without regard to ASCII case (SQLite): a subscription of
-    /// `memos` receives the changes of the table its schema holds as `Memos`.
-    names_ignore_case: bool,
+    /// How the database compares tables' names: on SQLite a subscription of `memos`
+    /// receives the changes of the table its schema holds as `Memos`.
+    name_case: NameCase,
 }
 
 #[derive(Default)]
@@ -66,7 +66,7 @@ impl Hub {
     /// The hub of a SQLite database, whose table names compare without regard to ASCII case.
     pub fn sqlite() -> Self {
         let mut hub = Self::default();
-        hub.names_ignore_case = true;
+        hub.name_case = NameCase::IgnoreAscii;
         hub
     }
 
@@ -94,7 +94,9 @@ impl Hub {
             return false;
         }
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        tables.keys().any(|known| known.eq_ignore_ascii_case(table))
+        tables
+            .keys()
+            .any(|known| NameCase::IgnoreAscii.same(known, table))
             || (self.all_tables.load(Ordering::Relaxed) > 0 && !internal_table(table.as_bytes()))
     }
 
@@ -250,7 +252,7 @@ impl Hub {
         let queue = Arc::new(Queue {
             hub: Arc::downgrade(self),
             tables: tables.map(<[String]>::to_vec),
-            names_ignore_case: self.names_ignore_case,
+            name_case: self.name_case,
             capacity: capacity.max(1),
             unread: Arc::default(),
             inner: Mutex::new(QueueInner::default()),
@@ -322,8 +324,8 @@ pub(crate) struct Queue {
     hub: Weak<Hub>,
     /// The tables whose changes it receives (every table's for `None`).
     tables: Option<Vec<String>>,
-    /// Its tables' names match a change's without regard to ASCII case (SQLite's).
-    names_ignore_case: bool,
+    /// How its tables' names match a change's (the hub's).
+    name_case: NameCase,
     capacity: usize,
     /// Changes taken from the queue and not read yet (a [`Run`] being read): they count
     /// against the capacity, as queued changes do.
@@ -486,11 +488,9 @@ impl Queue {
     /// Whether it receives the changes of `table`, named as the database's schema holds the
     /// name: on SQLite, whatever the ASCII case of either name (`memos` receives `Memos`).
     fn wants(&self, table: &str) -> bool {
-        self.tables.as_ref().is_none_or(|tables| {
-            tables
-                .iter()
-                .any(|t| t == table || (self.names_ignore_case && t.eq_ignore_ascii_case(table)))
-        })
+        self.tables
+            .as_ref()
+            .is_none_or(|tables| tables.iter().any(|t| self.name_case.same(t, table)))
     }
 
     /// The changes of `batch` the queue receives, if any.

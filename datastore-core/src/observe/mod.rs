@@ -693,14 +693,46 @@ impl<M> fmt::Debug for Subscription<M> {
     }
 }
 
+/// How a database compares the names of its tables and columns: SQLite without regard to
+/// ASCII case (a model's `memos` is the table created as `Memos`, its `text` the column
+/// `Text`), PostgreSQL exactly (its `"Memos"` and `memos` are two tables).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum NameCase {
+    #[default]
+    Exact,
+    IgnoreAscii,
+}
+
+impl NameCase {
+    pub(crate) fn of(dialect: crate::schema::Dialect) -> Self {
+        match dialect {
+            crate::schema::Dialect::Sqlite => NameCase::IgnoreAscii,
+            crate::schema::Dialect::Postgres => NameCase::Exact,
+        }
+    }
+
+    /// Whether `a` and `b` name the same table or column.
+    pub(crate) fn same(self, a: &str, b: &str) -> bool {
+        a == b || (self == NameCase::IgnoreAscii && a.eq_ignore_ascii_case(b))
+    }
+
+    /// Which of `names` is `name`: the one of exactly its name first (a name can differ from
+    /// the database's spelling of it, never from itself), else the one it compares equal to.
+    pub(crate) fn find<S: AsRef<str>>(self, names: &[S], name: &str) -> Option<usize> {
+        names
+            .iter()
+            .position(|n| n.as_ref() == name)
+            .or_else(|| names.iter().position(|n| self.same(n.as_ref(), name)))
+    }
+}
+
 /// Maps a table's columns to the model's, as they were when each row was captured.
 #[derive(Debug)]
 pub(crate) struct Decoder {
     table: String,
     model_columns: Vec<String>,
-    /// SQLite names columns without regard to ASCII case (a model's `text` is a table's
-    /// `Text`); PostgreSQL's `"Text"` and `text` are two columns.
-    names_ignore_case: bool,
+    /// How the database compares the columns' names.
+    name_case: NameCase,
     /// SQLite: where to read the table's columns again when rows arrive from a schema epoch
     /// not read yet, and the placements read (the latest last).
     catalog: Option<sqlite::catalog::Catalog>,
@@ -758,7 +790,7 @@ impl Decoder {
         catalog: sqlite::catalog::Catalog,
         layout: sqlite::catalog::Layout,
     ) -> Result<Self, MissingColumn> {
-        let decoder = Self::new(table, model_columns, Some(catalog), true);
+        let decoder = Self::new(table, model_columns, Some(catalog), NameCase::IgnoreAscii);
         let placed = Ok(Arc::new(decoder.place(&layout.columns)?));
         lock(&decoder.epochs).push(EpochPlacement {
             epoch: layout.epoch,
@@ -775,7 +807,7 @@ impl Decoder {
         model_columns: &[&str],
         table_columns: &[String],
     ) -> Result<Self, MissingColumn> {
-        let decoder = Self::new(table, model_columns, None, false);
+        let decoder = Self::new(table, model_columns, None, NameCase::Exact);
         decoder.place(table_columns)?;
         Ok(decoder)
     }
@@ -784,12 +816,12 @@ impl Decoder {
         table: &str,
         model_columns: &[&str],
         catalog: Option<sqlite::catalog::Catalog>,
-        names_ignore_case: bool,
+        name_case: NameCase,
     ) -> Self {
         Self {
             table: table.to_owned(),
             model_columns: model_columns.iter().map(|c| (*c).to_owned()).collect(),
-            names_ignore_case,
+            name_case,
             catalog,
             epochs: Mutex::default(),
             named: Mutex::default(),
@@ -804,17 +836,8 @@ impl Decoder {
             .model_columns
             .iter()
             .map(|name| {
-                columns
-                    .iter()
-                    .position(|c| c.as_ref() == name)
-                    .or_else(|| {
-                        if !self.names_ignore_case {
-                            return None;
-                        }
-                        columns
-                            .iter()
-                            .position(|c| c.as_ref().eq_ignore_ascii_case(name))
-                    })
+                self.name_case
+                    .find(columns, name)
                     .ok_or_else(|| MissingColumn {
                         table: self.table.clone(),
                         column: name.clone(),

@@ -93,7 +93,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::hub::{self, Item};
-use super::{Batch, Decoder, RawChange, Shape};
+use super::{Batch, Decoder, NameCase, RawChange, Shape};
 use crate::model::Model;
 use crate::persist::Persist;
 use crate::schema::Dialect;
@@ -676,13 +676,9 @@ impl<M: Persist<AnyConnection> + Clone + PartialEq> LiveSubscription<M> {
     /// holds it: on SQLite, which names tables without regard to ASCII case, a model's
     /// `memos` for the `Memos` its schema holds (the queue received the change by that match).
     fn known_table<'a>(&'a self, table: &'a str) -> &'a str {
-        if self.store.dialect() != Dialect::Sqlite || self.tables.iter().any(|t| t == table) {
-            return table;
-        }
-        self.tables
-            .iter()
-            .find(|t| t.eq_ignore_ascii_case(table))
-            .map_or(table, String::as_str)
+        NameCase::of(self.store.dialect())
+            .find(&self.tables, table)
+            .map_or(table, |i| self.tables[i].as_str())
     }
 
     /// The roots the items touch, and whether they move the window.
