@@ -600,3 +600,45 @@ fn on_postgres_the_stores_own_transactions_keep_a_serializable_default() {
         assert_eq!(levels, [writes], "{default}: the delete's writes");
     }
 }
+
+/// The last handle of a store closes every connection of its pool before its drop returns,
+/// even one the pool opened on a thread of its own a moment before: the file is closed (its
+/// WAL folded back and removed), so that it can be copied, moved or deleted at once, and
+/// another client finds it free.
+#[test]
+fn dropping_the_last_handle_of_a_store_closes_its_connections_before_it_returns() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // A busy machine: a pool thread that has just handed a connection over is often paused
+    // before it lets go of the pool, which then ends on that thread, later.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.db");
+    let wal = dir.path().join("app.db-wal");
+    let still_open = (0..300_i32)
+        .filter(|&round| {
+            let store = Store::open(&file, datastore::embed_migrations!()).unwrap();
+            store.save(common::post("kept", round)).unwrap();
+            drop(store);
+            wal.exists()
+        })
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    busy.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(
+        still_open, 0,
+        "of 300 stores dropped, this many left a connection open"
+    );
+    let store = Store::open(&file, datastore::embed_migrations!()).unwrap();
+    assert_eq!(store.count::<Post>().unwrap(), 300);
+}

@@ -9,6 +9,7 @@ use diesel::r2d2::Pool;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::connection::{ConnectionSetup, Synchronous};
+use super::workers::Workers;
 use super::{BackendManager, ObserveConn, Store, migrations, url};
 use crate::migrate::BackendMigrations;
 use crate::observe::hub::Hub;
@@ -469,7 +470,9 @@ impl StoreBuilder {
             _ => None,
         };
 
+        let workers = Workers::new(self.connection_timeout);
         let pool = Pool::builder()
+            .thread_pool(workers.threads())
             .max_size(self.pool_size)
             .min_idle(Some(0))
             // No `SELECT 1` each time a connection is taken: a SQLite connection is a handle
@@ -489,6 +492,7 @@ impl StoreBuilder {
             pg_observe: Arc::new(PgObserve::new(self.change_feed, self.setup.busy_timeout)),
             observe_conn: Arc::new(observe_conn),
             _keepalive: keepalive,
+            _workers: Arc::new(workers),
         })
     }
 }

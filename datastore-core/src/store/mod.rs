@@ -10,6 +10,7 @@ mod observe_conn;
 mod subscriptions;
 pub(crate) mod transaction;
 pub(crate) mod url;
+mod workers;
 
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +57,12 @@ pub type PooledConn = PooledConnection<BackendManager>;
 /// SQLite connections are set up with foreign keys on, a busy timeout and (for files) WAL;
 /// PostgreSQL connections with a lock timeout of the same length.
 ///
+/// Dropping the last clone closes every connection of the store before the drop returns:
+/// a SQLite file is then closed (its WAL folded back), ready to be copied, moved or removed.
+/// A connection the pool is still opening is waited for, at most the
+/// [connection timeout](StoreBuilder::connection_timeout). A connection taken with [`conn`](Store::conn) and still held, and a live query (which
+/// holds a clone), keep it open until they are dropped.
+///
 /// ```
 /// use datastore::prelude::*;
 ///
@@ -89,6 +96,9 @@ pub struct Store {
     observe_conn: Arc<ObserveConn>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keepalive: Option<Arc<Mutex<SqliteConnection>>>,
+    /// The threads on which the pool opens connections. Last, so that the last handle's drop
+    /// waits for them after dropping its hold on the pool: then every connection is closed.
+    _workers: Arc<workers::Workers>,
 }
 
 impl std::fmt::Debug for Store {
