@@ -1720,6 +1720,8 @@ fn on_postgres_a_subscription_refused_for_want_of_select_sets_nothing_up() {
                 .map(drop),
         );
         refused(store.live::<common::models::User>().subscribe().map(drop));
+        // A live query's tables too, its first read not yet made.
+        refused(store.observe_query::<common::models::User>(|q| q).map(drop));
         assert_eq!(observe_set_up(admin), NOTHING_SET_UP, "{feed:?}");
 
         // The readable table is set up and observed; the unreadable one still is not set up.

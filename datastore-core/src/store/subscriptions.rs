@@ -72,9 +72,12 @@ impl Store {
     /// A query's result now, then again after every committed change that alters it:
     /// `store.observe_query::<Post>(|q| q.filter(posts::rating.gt(4)))`. A filter on related
     /// rows in it (`Post::having_comments(..)`), built in the closure or before it, makes it
-    /// watch the tables the filter reads too. The results are read on a pooled connection; inside a [`transaction`](Store::transaction) of this store on
-    /// the same thread, on observe's own connection, outside the pool: they are committed data
-    /// either way, and reading them there never waits for a pooled connection.
+    /// watch the tables the filter reads too. The results are read on a pooled connection;
+    /// inside a [`transaction`](Store::transaction) of this store on the same thread, on
+    /// observe's own connection, outside the pool: they are committed data either way, and
+    /// reading them there never waits for a pooled connection. On PostgreSQL, a store whose role
+    /// may not read one of the tables (`SELECT`) is refused at once, with the server's
+    /// permission denied, before anything is set up to observe them.
     ///
     /// ```
     /// # use datastore::prelude::*;
@@ -100,6 +103,11 @@ impl Store {
         // wherever they were built): a new matching child changes the result as much as a new
         // row of `M`.
         let tables = crate::observe::live::tables_of_query::<M>(&build, self.dialect())?;
+        if self.dialect == Dialect::Postgres {
+            // Refused as its first read would be, but before anything is set up for it.
+            self.observe_conn
+                .with(|conn| readable_columns(conn, &tables))?;
+        }
         let queue = self.queue_of(Some(&tables))?;
         Ok(observe::QuerySubscription::new(
             self.clone(),
