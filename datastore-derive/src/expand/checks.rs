@@ -4,15 +4,18 @@ use proc_macro2::{Group, Ident, TokenStream, TokenTree};
 use quote::{format_ident, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
+use super::Private;
 use crate::parse::{FieldKind, Model, RelationKind};
 
 pub fn checks(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     // A key's fields have types a key column can have.
     let keys = model.key_fields().into_iter().map(|field| {
         let ty = field.ty;
+        let private = private.at(ty.span());
         quote_spanned! {ty.span()=>
             const _: fn() = || {
-                fn key_column<K: ::datastore::__private::KeyColumn>() {}
+                fn key_column<K: #private::KeyColumn>() {}
                 key_column::<#ty>();
             };
         }
@@ -28,26 +31,29 @@ pub fn checks(model: &Model) -> TokenStream {
                 // type must be the one the `table!` was given (`ColumnSqlType`'s message says
                 // why it may not be: an alias).
                 FieldKind::Column(_) => {
-                    let sql_type = super::table::sql_type(ty);
+                    let sql_type = super::table::sql_type(private, ty);
+                    let private = private.at(ty.span());
                     // A const's type, checked with the item's signature: reported before the
                     // errors of the generated code that a wrong SQL type causes.
                     quote_spanned! {ty.span()=>
                         const _: ::core::option::Option<
-                            ::datastore::__private::ColumnOf<#ty, #sql_type>,
+                            #private::ColumnOf<#ty, #sql_type>,
                         > = ::core::option::Option::None;
                     }
                 }
                 FieldKind::Relation(relation) => {
                     let target = &relation.target;
                     let wrapper = format_ident!("{}", relation.kind.wrapper());
+                    let target_private = private.at(target.span());
                     let is_model = quote_spanned! {target.span()=>
-                        fn model<T: ::datastore::__private::Model>() {}
+                        fn model<T: #target_private::Model>() {}
                         model::<#target>();
                     };
                     // Outside the struct's impls, where `Self` (`HasMany<Self>`) means nothing.
                     let named_ty = naming_self(ty.to_token_stream(), model.ident);
+                    let private = private.at(ty.span());
                     let field_type = quote_spanned! {ty.span()=>
-                        let _: #named_ty = ::datastore::__private::#wrapper::<#target>::default();
+                        let _: #named_ty = #private::#wrapper::<#target>::default();
                     };
                     quote_spanned! {ty.span()=>
                         const _: fn() = || {

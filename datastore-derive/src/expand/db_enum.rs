@@ -3,10 +3,12 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
+use super::Private;
 use crate::parse::DbEnum;
 
 pub fn db_enum(input: &DbEnum) -> TokenStream {
     let ident = input.ident;
+    let private = Private::new(input.krate.as_ref());
     let idents: Vec<_> = input.variants.iter().map(|(v, _)| *v).collect();
     let names: Vec<_> = input.variants.iter().map(|(_, n)| n.as_str()).collect();
     // After the name read (`"Gone" is not a ..`); an argument of `format!`, not part of its
@@ -15,12 +17,12 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
     quote! {
         #[allow(non_local_definitions, clippy::all)]
         const _: () = {
-            use ::datastore::__private::diesel;
+            use #private::diesel;
             use diesel::dsl::AsExprOf;
             use diesel::expression::AsExpression;
             use diesel::sql_types::{Nullable, Text};
 
-            impl ::datastore::__private::DbEnum for #ident {
+            impl #private::DbEnum for #ident {
                 const VARIANTS: &'static [&'static str] = &[#(#names),*];
 
                 fn as_str(&self) -> &'static str {
@@ -37,13 +39,13 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                 }
             }
 
-            impl ::datastore::__private::FieldType for #ident {
+            impl #private::FieldType for #ident {
                 type SqlType = Text;
-                const COLUMN: ::datastore::__private::schema::ColumnType = ::datastore::__private::schema::ColumnType::Enum(
-                    ::datastore::__private::Cow::Borrowed(&[#(::datastore::__private::Cow::Borrowed(#names)),*]),
+                const COLUMN: #private::schema::ColumnType = #private::schema::ColumnType::Enum(
+                    #private::Cow::Borrowed(&[#(#private::Cow::Borrowed(#names)),*]),
                 );
-                ::datastore::__private::field_type_by_ref!(|name| {
-                    <Self as ::datastore::__private::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!("{:?} {}", name, #unknown))
+                #private::field_type_by_ref!(|name| {
+                    <Self as #private::DbEnum>::from_name(&name).ok_or_else(|| ::std::format!("{:?} {}", name, #unknown))
                 });
             }
 
@@ -51,28 +53,28 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
             impl AsExpression<Text> for #ident {
                 type Expression = AsExprOf<&'static str, Text>;
                 fn as_expression(self) -> Self::Expression {
-                    <&'static str as AsExpression<Text>>::as_expression(::datastore::__private::DbEnum::as_str(&self))
+                    <&'static str as AsExpression<Text>>::as_expression(#private::DbEnum::as_str(&self))
                 }
             }
 
             impl<'a> AsExpression<Text> for &'a #ident {
                 type Expression = AsExprOf<&'static str, Text>;
                 fn as_expression(self) -> Self::Expression {
-                    <&'static str as AsExpression<Text>>::as_expression(::datastore::__private::DbEnum::as_str(self))
+                    <&'static str as AsExpression<Text>>::as_expression(#private::DbEnum::as_str(self))
                 }
             }
 
             impl AsExpression<Nullable<Text>> for #ident {
                 type Expression = AsExprOf<&'static str, Nullable<Text>>;
                 fn as_expression(self) -> Self::Expression {
-                    <&'static str as AsExpression<Nullable<Text>>>::as_expression(::datastore::__private::DbEnum::as_str(&self))
+                    <&'static str as AsExpression<Nullable<Text>>>::as_expression(#private::DbEnum::as_str(&self))
                 }
             }
 
             impl<'a> AsExpression<Nullable<Text>> for &'a #ident {
                 type Expression = AsExprOf<&'static str, Nullable<Text>>;
                 fn as_expression(self) -> Self::Expression {
-                    <&'static str as AsExpression<Nullable<Text>>>::as_expression(::datastore::__private::DbEnum::as_str(self))
+                    <&'static str as AsExpression<Nullable<Text>>>::as_expression(#private::DbEnum::as_str(self))
                 }
             }
 
@@ -82,7 +84,7 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
                 str: diesel::serialize::ToSql<Text, __DB>,
             {
                 fn to_sql<'b>(&'b self, out: &mut diesel::serialize::Output<'b, '_, __DB>) -> diesel::serialize::Result {
-                    <str as diesel::serialize::ToSql<Text, __DB>>::to_sql(::datastore::__private::DbEnum::as_str(self), out)
+                    <str as diesel::serialize::ToSql<Text, __DB>>::to_sql(#private::DbEnum::as_str(self), out)
                 }
             }
 
@@ -93,7 +95,7 @@ pub fn db_enum(input: &DbEnum) -> TokenStream {
             {
                 fn from_sql(value: <__DB as diesel::backend::Backend>::RawValue<'_>) -> diesel::deserialize::Result<Self> {
                     let name = <::std::string::String as diesel::deserialize::FromSql<Text, __DB>>::from_sql(value)?;
-                    <Self as ::datastore::__private::DbEnum>::from_name(&name)
+                    <Self as #private::DbEnum>::from_name(&name)
                         .ok_or_else(|| ::std::format!("{:?} {}", name, #unknown).into())
                 }
             }

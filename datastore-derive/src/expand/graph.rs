@@ -6,6 +6,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::relations::{fk_key, many_to_many_keys};
+use super::Private;
 use crate::parse::{Model, RelationKind};
 
 pub fn save_graph(model: &Model) -> TokenStream {
@@ -18,6 +19,7 @@ pub fn save_graph(model: &Model) -> TokenStream {
 }
 
 fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let this: syn::Path = syn::parse_quote!(#ident);
     let mut takes = Vec::new();
@@ -31,22 +33,22 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
         takes.push(quote!(let #taken = ::core::mem::take(&mut self.#f).into_loaded();));
         let store = match relation.kind {
             RelationKind::HasMany | RelationKind::HasOne => {
-                let fk = fk_key(target, &this, relation.foreign_key.as_ref());
+                let fk = fk_key(private, target, &this, relation.foreign_key.as_ref());
                 let children = quote! {
-                    ::datastore::__private::graph::save_children::<Self, #target, { #fk }, #conn>(__conn, __graph, ::datastore::__private::Model::key(&__saved), __rows)?
+                    #private::graph::save_children::<Self, #target, { #fk }, #conn>(__conn, __graph, #private::Model::key(&__saved), __rows)?
                 };
                 if relation.kind == RelationKind::HasMany {
-                    quote!(::datastore::__private::HasMany::loaded(#children))
+                    quote!(#private::HasMany::loaded(#children))
                 } else {
-                    quote!(::datastore::__private::HasOne::loaded(::core::iter::IntoIterator::into_iter(#children).next()))
+                    quote!(#private::HasOne::loaded(::core::iter::IntoIterator::into_iter(#children).next()))
                 }
             }
             RelationKind::ManyToMany => {
                 let through = relation.through.as_ref().expect("checked when parsed");
-                let (fk_this, fk_target) = many_to_many_keys(&this, relation);
+                let (fk_this, fk_target) = many_to_many_keys(private, &this, relation);
                 quote! {
-                    ::datastore::__private::ManyToMany::loaded(
-                        ::datastore::__private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(__conn, __graph, ::datastore::__private::Model::key(&__saved), __rows)?
+                    #private::ManyToMany::loaded(
+                        #private::graph::save_linked::<Self, #through, #target, { #fk_this }, { #fk_target }, #conn>(__conn, __graph, #private::Model::key(&__saved), __rows)?
                     )
                 }
             }
@@ -64,25 +66,25 @@ fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
         quote!(__graph)
     };
     let body = if takes.is_empty() {
-        quote!(<Self as ::datastore::__private::Persist<#conn>>::save(self, __conn))
+        quote!(<Self as #private::Persist<#conn>>::save(self, __conn))
     } else {
         quote! {
             #(#takes)*
-            ::datastore::__private::transaction(__conn, |__conn| {
-                let mut __saved = <Self as ::datastore::__private::Persist<#conn>>::save(self, __conn)?;
+            #private::transaction(__conn, |__conn| {
+                let mut __saved = <Self as #private::Persist<#conn>>::save(self, __conn)?;
                 #(#stores)*
                 ::core::result::Result::Ok(__saved)
             })
         }
     };
     quote! {
-        impl ::datastore::__private::SaveGraph<#conn> for #ident {
+        impl #private::SaveGraph<#conn> for #ident {
             #[allow(unused_mut)]
             fn save_graph(
                 mut self,
                 __conn: &mut #conn,
-                #graph: &mut ::datastore::__private::graph::Saved,
-            ) -> ::datastore::__private::Result<Self> {
+                #graph: &mut #private::graph::Saved,
+            ) -> #private::Result<Self> {
                 #body
             }
         }

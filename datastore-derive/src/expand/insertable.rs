@@ -4,9 +4,11 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
+use super::Private;
 use crate::parse::Model;
 
 pub fn insertable(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let table = &model.table;
     let assignment_types = |fields: &[&crate::parse::Field]| -> Vec<TokenStream> {
@@ -14,7 +16,8 @@ pub fn insertable(model: &Model) -> TokenStream {
             .iter()
             .map(|f| {
                 let (column, ty) = (f.ident, f.ty);
-                quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as ::datastore::__private::FieldType>::Bind<'a>>)
+                let private = private.at(ty.span());
+                quote_spanned!(ty.span()=> diesel::dsl::Eq<#table::#column, <#ty as #private::FieldType>::Bind<'a>>)
             })
             .collect()
     };
@@ -22,7 +25,7 @@ pub fn insertable(model: &Model) -> TokenStream {
     let all: Vec<_> = model.columns().map(|(f, _)| f).collect();
     let (all_types, all_values) = (
         assignment_types(&all),
-        assignments(table, &all, &quote!(self)),
+        assignments(private, table, &all, &quote!(self)),
     );
     let insertable = quote! {
         impl<'a> diesel::Insertable<#table::table> for &'a #ident {
@@ -44,7 +47,7 @@ pub fn insertable(model: &Model) -> TokenStream {
     }
     let (rest_types, rest_values) = (
         assignment_types(&rest),
-        assignments(table, &rest, &quote!(self)),
+        assignments(private, table, &rest, &quote!(self)),
     );
     quote! {
         #insertable
@@ -62,6 +65,7 @@ pub fn insertable(model: &Model) -> TokenStream {
 
 /// `column.eq(bind(&row.field))` for each field: one row's values, as Diesel inserts them.
 fn assignments(
+    private: Private,
     table: &syn::Ident,
     fields: &[&crate::parse::Field],
     row: &TokenStream,
@@ -70,7 +74,7 @@ fn assignments(
         .iter()
         .map(|f| {
             let column = f.ident;
-            quote!(diesel::ExpressionMethods::eq(#table::#column, ::datastore::__private::FieldType::bind(&#row.#column)))
+            quote!(diesel::ExpressionMethods::eq(#table::#column, #private::FieldType::bind(&#row.#column)))
         })
         .collect()
 }

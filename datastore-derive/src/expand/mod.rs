@@ -7,6 +7,7 @@ mod graph;
 mod insertable;
 mod key;
 mod model_impl;
+mod private;
 mod queryable;
 mod relations;
 mod statements;
@@ -18,11 +19,13 @@ use quote::quote;
 use crate::parse;
 
 pub use db_enum::db_enum;
+use private::Private;
 
 /// Everything `#[derive(Model)]` generates: what the model declares, and the glue between its
 /// types and the runtime's generic code. The `table!` module sits beside the struct; the rest
 /// goes in an anonymous constant that brings the re-exported Diesel into scope.
 pub fn model(model: &parse::Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let table = table::table(model);
     let checks = checks::checks(model);
     let model_impl = model_impl::model_impl(model);
@@ -36,7 +39,7 @@ pub fn model(model: &parse::Model) -> TokenStream {
         #table
         #[allow(non_local_definitions, clippy::all)]
         const _: () = {
-            use ::datastore::__private::diesel;
+            use #private::diesel;
             #checks
             #model_impl
             #queryable

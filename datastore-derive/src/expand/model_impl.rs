@@ -5,9 +5,11 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
+use super::Private;
 use crate::parse::{KeyKind, Model, OnDelete, RelationKind, TimestampRole};
 
 pub fn model_impl(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let name = ident.to_string();
     let table = &model.table;
@@ -25,7 +27,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
     // The key the database assigns: its field.
     let assigned = (model.key.kind == KeyKind::Assigned).then(|| key_fields[0].ident);
     let has_unassigned_key = match assigned {
-        Some(f) => quote!(::datastore::__private::KeyColumn::is_unassigned(&self.#f)),
+        Some(f) => quote!(#private::KeyColumn::is_unassigned(&self.#f)),
         None => quote!(false),
     };
     let assign_key = match assigned {
@@ -40,16 +42,17 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let generated = assigned == Some(field.ident);
         let default = match &column.default {
             Some(default) => {
-                let value = super::defaults::value(default);
+                let value = super::defaults::value(private, default);
                 quote!(::core::option::Option::Some(#value))
             }
             None => quote!(::core::option::Option::None),
         };
+        let private = private.at(ty.span());
         quote_spanned! {ty.span()=>
-            ::datastore::__private::schema::Column {
-                name: ::datastore::__private::Cow::Borrowed(#column_name),
-                ty: <#ty as ::datastore::__private::FieldType>::COLUMN,
-                nullable: <#ty as ::datastore::__private::FieldType>::NULLABLE,
+            #private::schema::Column {
+                name: #private::Cow::Borrowed(#column_name),
+                ty: <#ty as #private::FieldType>::COLUMN,
+                nullable: <#ty as #private::FieldType>::NULLABLE,
                 unique: #unique,
                 generated: #generated,
                 default: #default,
@@ -73,13 +76,14 @@ pub fn model_impl(model: &Model) -> TokenStream {
                     OnDelete::Restrict => quote!(Restrict),
                     OnDelete::SetNull => quote!(SetNull),
                 };
-                quote!(::core::option::Option::Some(::datastore::__private::schema::OnDelete::#action))
+                quote!(::core::option::Option::Some(#private::schema::OnDelete::#action))
             }
         };
+        let private = private.at(parent.span());
         quote_spanned! {parent.span()=>
-            ::datastore::__private::schema::BelongsToField {
+            #private::schema::BelongsToField {
                 column: #column_name,
-                parent: ::datastore::__private::schema::ModelRef::of::<#parent>(),
+                parent: #private::schema::ModelRef::of::<#parent>(),
                 on_delete: #on_delete,
                 optional: #optional,
             }
@@ -91,9 +95,9 @@ pub fn model_impl(model: &Model) -> TokenStream {
         .map(|(i, (field, belongs_to))| {
             let f = field.ident;
             if belongs_to.optional {
-                quote!(#i => self.#f.as_ref().map(|key| key as &dyn ::datastore::__private::KeyValue),)
+                quote!(#i => self.#f.as_ref().map(|key| key as &dyn #private::KeyValue),)
             } else {
-                quote!(#i => ::core::option::Option::Some(&self.#f as &dyn ::datastore::__private::KeyValue),)
+                quote!(#i => ::core::option::Option::Some(&self.#f as &dyn #private::KeyValue),)
             }
         });
 
@@ -101,9 +105,9 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let column = field.column_name();
         let index = format!("idx_{table_name}_{column}");
         quote! {
-            ::datastore::__private::schema::Index {
-                name: ::datastore::__private::Cow::Borrowed(#index),
-                columns: ::datastore::__private::Cow::Borrowed(&[::datastore::__private::Cow::Borrowed(#column)]),
+            #private::schema::Index {
+                name: #private::Cow::Borrowed(#index),
+                columns: #private::Cow::Borrowed(&[#private::Cow::Borrowed(#column)]),
                 unique: false,
             }
         }
@@ -119,7 +123,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let target = &relation.target;
         let through = match &relation.through {
             Some(t) => {
-                quote!(::core::option::Option::Some(::datastore::__private::schema::ModelRef::of::<#t>()))
+                quote!(::core::option::Option::Some(#private::schema::ModelRef::of::<#t>()))
             }
             None => quote!(::core::option::Option::None),
         };
@@ -132,10 +136,10 @@ pub fn model_impl(model: &Model) -> TokenStream {
         };
         let (foreign_key, other_key) = (column(&relation.foreign_key), column(&relation.other_key));
         quote! {
-            ::datastore::__private::schema::Relation {
+            #private::schema::Relation {
                 field: #field_name,
-                kind: ::datastore::__private::schema::RelationKind::#kind,
-                target: ::datastore::__private::schema::ModelRef::of::<#target>(),
+                kind: #private::schema::RelationKind::#kind,
+                target: #private::schema::ModelRef::of::<#target>(),
                 through: #through,
                 foreign_key: #foreign_key,
                 other_key: #other_key,
@@ -178,8 +182,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
         let (local, ty) = (column_local(i), field.ty);
         let name = field.column_name();
         quote! {
-            let #local = <#ty as ::datastore::__private::FieldType>::from_raw(
-                __values.next().unwrap_or(::datastore::__private::RawValueRef::Null),
+            let #local = <#ty as #private::FieldType>::from_raw(
+                __values.next().unwrap_or(#private::RawValueRef::Null),
             )
             .map_err(|e| ::std::format!("{}.{}: {}", #table_name, #name, e))?;
         }
@@ -208,39 +212,44 @@ pub fn model_impl(model: &Model) -> TokenStream {
         Some(quote!((#name, #previous)))
     });
     let renames = quote! {
-        ::datastore::__private::schema::Renames {
+        #private::schema::Renames {
             table: #renamed_table,
             columns: &[#(#renamed_columns),*],
         }
     };
 
+    let query_doc = format!(
+        " them ([`Selection`]({})), as `all` and `query!` do.",
+        private.doc_link("Selection")
+    );
+
     quote! {
         #defaults_fit
-        static __COLUMNS: &[::datastore::__private::schema::Column] = &[#(#columns),*];
-        static __INDEXES: &[::datastore::__private::schema::Index] = &[#(#indexes),*];
-        static __BELONGS_TO: &[::datastore::__private::schema::BelongsToField] = &[#(#belongs_to_decls),*];
-        static __RELATIONS: &[::datastore::__private::schema::Relation] = &[#(#relations),*];
-        static __DECLARATION: ::datastore::__private::schema::ModelDeclaration = ::datastore::__private::schema::ModelDeclaration::new(
-            ::datastore::__private::schema::ModelRef::of::<#ident>(),
+        static __COLUMNS: &[#private::schema::Column] = &[#(#columns),*];
+        static __INDEXES: &[#private::schema::Index] = &[#(#indexes),*];
+        static __BELONGS_TO: &[#private::schema::BelongsToField] = &[#(#belongs_to_decls),*];
+        static __RELATIONS: &[#private::schema::Relation] = &[#(#relations),*];
+        static __DECLARATION: #private::schema::ModelDeclaration = #private::schema::ModelDeclaration::new(
+            #private::schema::ModelRef::of::<#ident>(),
             #name,
             #table_name,
             &[#(#key_names),*],
-            ::datastore::__private::schema::KeyKind::#key_kind,
+            #private::schema::KeyKind::#key_kind,
             __COLUMNS,
             __INDEXES,
-            ::datastore::__private::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
+            #private::schema::Timestamps { created_at: #created_at, updated_at: #updated_at },
             __BELONGS_TO,
             __RELATIONS,
             #renames,
         );
 
-        impl ::datastore::__private::Model for #ident {
+        impl #private::Model for #ident {
             type Table = #table::table;
             const NAME: &'static str = #name;
             const TABLE_NAME: &'static str = #table_name;
             type Key = #key_type;
 
-            fn declaration() -> &'static ::datastore::__private::schema::ModelDeclaration {
+            fn declaration() -> &'static #private::schema::ModelDeclaration {
                 &__DECLARATION
             }
 
@@ -256,7 +265,7 @@ pub fn model_impl(model: &Model) -> TokenStream {
                 #assign_key
             }
 
-            fn foreign_key(&self, i: usize) -> ::core::option::Option<&dyn ::datastore::__private::KeyValue> {
+            fn foreign_key(&self, i: usize) -> ::core::option::Option<&dyn #private::KeyValue> {
                 match i {
                     #(#foreign_keys)*
                     _ => ::core::option::Option::None,
@@ -264,14 +273,14 @@ pub fn model_impl(model: &Model) -> TokenStream {
             }
 
             #[allow(unused_variables)]
-            fn touch(&mut self, now: ::datastore::__private::Timestamp) {
+            fn touch(&mut self, now: #private::Timestamp) {
                 #(#stamped)*
             }
 
             #fill_loaded
 
             fn from_raw_row<'a>(
-                mut __values: impl ::core::iter::Iterator<Item = ::datastore::__private::RawValueRef<'a>>,
+                mut __values: impl ::core::iter::Iterator<Item = #private::RawValueRef<'a>>,
             ) -> ::core::result::Result<Self, ::std::string::String> {
                 #(#raw_columns)*
                 ::core::result::Result::Ok(Self { #(#raw_fields),* })
@@ -281,12 +290,12 @@ pub fn model_impl(model: &Model) -> TokenStream {
         impl #ident {
             /// Every row, in key order, as a Diesel query to refine (`filter`, `order`,
             /// `limit`, ..) and run on any connection: the model's columns as the store reads
-            /// them ([`Selection`](::datastore::Selection)), as `all` and `query!` do.
+            #[doc = #query_doc]
             pub fn query() -> diesel::dsl::Order<
-                diesel::dsl::Select<#table::table, ::datastore::__private::Selection<Self>>,
+                diesel::dsl::Select<#table::table, #private::Selection<Self>>,
                 #key_order_type,
             > {
-                <Self as ::datastore::__private::Ordered>::ordered()
+                <Self as #private::Ordered>::ordered()
             }
         }
     }

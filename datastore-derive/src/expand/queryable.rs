@@ -5,9 +5,11 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
+use super::Private;
 use crate::parse::{FieldKind, Model};
 
 pub fn queryable(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
     let st: Vec<_> = (0..columns.len())
@@ -17,7 +19,8 @@ pub fn queryable(model: &Model) -> TokenStream {
         .iter()
         .map(|f| {
             let ty = f.ty;
-            quote_spanned!(ty.span()=> <#ty as ::datastore::__private::FieldType>::Read)
+            let private = private.at(ty.span());
+            quote_spanned!(ty.span()=> <#ty as #private::FieldType>::Read)
         })
         .collect();
 
@@ -28,7 +31,7 @@ pub fn queryable(model: &Model) -> TokenStream {
             FieldKind::Column(_) => {
                 let i = syn::Index::from(index);
                 index += 1;
-                quote!(#name: ::datastore::__private::FieldType::read(row.#i))
+                quote!(#name: #private::FieldType::read(row.#i))
             }
             FieldKind::Relation(_) => quote!(#name: ::core::default::Default::default()),
         }
@@ -48,10 +51,10 @@ pub fn queryable(model: &Model) -> TokenStream {
         }
 
         impl<__DB: diesel::backend::Backend> diesel::Selectable<__DB> for #ident {
-            type SelectExpression = ::datastore::__private::Selection<Self>;
+            type SelectExpression = #private::Selection<Self>;
 
             fn construct_selection() -> Self::SelectExpression {
-                ::datastore::__private::Selection::new()
+                #private::Selection::new()
             }
         }
     }

@@ -7,29 +7,39 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Path};
 
+use super::Private;
 use crate::parse::{method_ident, Field, Model, Relation, RelationKind};
 
 /// The [`fk_key`](datastore::relations::fk_key) of the child's foreign key to the parent: the
 /// one named, or the child's only one.
-pub fn fk_key(child: &Path, parent: &Path, named: Option<&Ident>) -> TokenStream {
+pub fn fk_key(private: Private, child: &Path, parent: &Path, named: Option<&Ident>) -> TokenStream {
     match named {
         Some(field) => {
             // The column's name, which is the field's without `r#`.
             let field = field.unraw().to_string();
-            quote!(::datastore::__private::fk_key(#field))
+            quote!(#private::fk_key(#field))
         }
-        None => quote!(<#child as ::datastore::__private::ForeignKeysTo<#parent>>::FIRST),
+        None => quote!(<#child as #private::ForeignKeysTo<#parent>>::FIRST),
     }
 }
 
 /// The foreign keys a `many_to_many` goes through, as [`fk_key`]s: the join model's field
 /// pointing at this model's row (`foreign_key = ..`, or its only one to this model) and the
 /// one pointing at the linked row (`other_key = ..`, or its only one to the target).
-pub fn many_to_many_keys(this: &Path, relation: &Relation) -> (TokenStream, TokenStream) {
+pub fn many_to_many_keys(
+    private: Private,
+    this: &Path,
+    relation: &Relation,
+) -> (TokenStream, TokenStream) {
     let through = relation.through.as_ref().expect("checked when parsed");
     (
-        fk_key(through, this, relation.foreign_key.as_ref()),
-        fk_key(through, &relation.target, relation.other_key.as_ref()),
+        fk_key(private, through, this, relation.foreign_key.as_ref()),
+        fk_key(
+            private,
+            through,
+            &relation.target,
+            relation.other_key.as_ref(),
+        ),
     )
 }
 
@@ -38,7 +48,12 @@ pub fn many_to_many_keys(this: &Path, relation: &Relation) -> (TokenStream, Toke
 /// right model, checked at the name; each it does not name is the child's only one to that
 /// model, else the message shows the form naming it; and a `many_to_many` links by two
 /// different fields (one model linked to itself has two `belongs_to` to it, one for each side).
-fn assert_keys(model: &Ident, relation_field: &Field, relation: &Relation) -> TokenStream {
+fn assert_keys(
+    private: Private,
+    model: &Ident,
+    relation_field: &Field,
+    relation: &Relation,
+) -> TokenStream {
     let this: &Path = &syn::parse_quote!(#model);
     let field = relation_field.ident;
     let target = &relation.target;
@@ -51,7 +66,13 @@ fn assert_keys(model: &Ident, relation_field: &Field, relation: &Relation) -> To
                 last(this),
                 relation.kind.attr(),
             );
-            assert_key(target, this, relation.foreign_key.as_ref(), &message)
+            assert_key(
+                private,
+                target,
+                this,
+                relation.foreign_key.as_ref(),
+                &message,
+            )
         }
         RelationKind::ManyToMany => {
             let through = relation.through.as_ref().expect("checked when parsed");
@@ -80,7 +101,7 @@ fn assert_keys(model: &Ident, relation_field: &Field, relation: &Relation) -> To
                 )
             };
             let linked = format!("the linked `{target_name}`");
-            let (fk_this, fk_target) = many_to_many_keys(this, relation);
+            let (fk_this, fk_target) = many_to_many_keys(private, this, relation);
             let message = format!(
                 "many-to-many `{field}` links by one field of `{join}` for both sides: a link \
                  needs a `#[belongs_to({target_name})]` field pointing at this row and another \
@@ -88,19 +109,24 @@ fn assert_keys(model: &Ident, relation_field: &Field, relation: &Relation) -> To
             );
             [
                 assert_key(
+                    private,
                     through,
                     this,
                     relation.foreign_key.as_ref(),
                     &ambiguous(this, "this row", "foreign_key = <field>"),
                 ),
                 assert_key(
+                    private,
                     through,
                     target,
                     relation.other_key.as_ref(),
                     &ambiguous(target, &linked, "other_key = <field>"),
                 ),
-                quote_spanned! {through.span()=>
-                    const _: () = ::datastore::__private::assert_distinct_keys(#fk_this, #fk_target, #message);
+                {
+                    let private = private.at(through.span());
+                    quote_spanned! {through.span()=>
+                        const _: () = #private::assert_distinct_keys(#fk_this, #fk_target, #message);
+                    }
                 },
             ]
             .into_iter()
@@ -112,23 +138,33 @@ fn assert_keys(model: &Ident, relation_field: &Field, relation: &Relation) -> To
 /// The check of one foreign key of a relation, from `child` to `parent`: the field `named` is
 /// the child's `belongs_to` to the parent (checked at the name); with none named, the child
 /// has one `belongs_to` to the parent, or the build fails with `ambiguous`.
-fn assert_key(child: &Path, parent: &Path, named: Option<&Ident>, ambiguous: &str) -> TokenStream {
+fn assert_key(
+    private: Private,
+    child: &Path,
+    parent: &Path,
+    named: Option<&Ident>,
+    ambiguous: &str,
+) -> TokenStream {
     match named {
         Some(named) => {
-            let fk = fk_key(child, parent, Some(named));
+            let fk = fk_key(private, child, parent, Some(named));
+            let private = private.at(named.span());
             quote_spanned! {named.span()=>
                 const _: fn() = || {
-                    fn named_foreign_key<T: ::datastore::__private::BelongsTo<#parent, { #fk }>>() {}
+                    fn named_foreign_key<T: #private::BelongsTo<#parent, { #fk }>>() {}
                     named_foreign_key::<#child>();
                 };
             }
         }
-        None => quote_spanned! {child.span()=>
-            const _: () = ::datastore::__private::assert_unambiguous(
-                <#child as ::datastore::__private::ForeignKeysTo<#parent>>::COUNT,
-                #ambiguous,
-            );
-        },
+        None => {
+            let private = private.at(child.span());
+            quote_spanned! {child.span()=>
+                const _: () = #private::assert_unambiguous(
+                    <#child as #private::ForeignKeysTo<#parent>>::COUNT,
+                    #ambiguous,
+                );
+            }
+        }
     }
 }
 
@@ -147,6 +183,7 @@ fn last(path: &Path) -> String {
 /// The child's side, once per model: `BelongsTo` and `ForeignKeysTo` for each `belongs_to`,
 /// and the typed `post()`, `with_post()` and `where_post()` of a field `post_id`.
 pub fn child_side(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let table = &model.table;
     let mut out = TokenStream::new();
@@ -165,7 +202,7 @@ pub fn child_side(model: &Model) -> TokenStream {
 
         let f = field.ident;
         let field_name = field.column_name();
-        let fk = quote!({ ::datastore::__private::fk_key(#field_name) });
+        let fk = quote!({ #private::fk_key(#field_name) });
         let stem = field.method_stem().expect("a belongs_to field");
         let getter = method_ident(&stem, f.span());
         let with = format_ident!("with_{}", stem);
@@ -183,10 +220,10 @@ pub fn child_side(model: &Model) -> TokenStream {
         };
         let find_parent = |key: TokenStream| {
             quote! {
-                <#parent as ::datastore::__private::Persist<__C>>::find(conn, #key)?.ok_or_else(|| {
-                    ::datastore::__private::Error::NotFound {
-                        table: <#parent as ::datastore::__private::Model>::TABLE_NAME.into(),
-                        key: ::datastore::__private::KeyValue::describe(#key),
+                <#parent as #private::Persist<__C>>::find(conn, #key)?.ok_or_else(|| {
+                    #private::Error::NotFound {
+                        table: <#parent as #private::Model>::TABLE_NAME.into(),
+                        key: #private::KeyValue::describe(#key),
                     }
                 })
             }
@@ -195,11 +232,11 @@ pub fn child_side(model: &Model) -> TokenStream {
             if optional {
                 let found = find_parent(quote!(key));
                 (
-                    quote!(::datastore::__private::NullableCondition),
+                    quote!(#private::NullableCondition),
                     quote!(::core::clone::Clone::clone(&self.#f)),
                     quote!(::core::option::Option::Some(parent)),
                     quote!(::core::option::Option::Some(
-                        ::datastore::__private::Model::key(parent)
+                        #private::Model::key(parent)
                     )),
                     quote!(::core::option::Option<#parent>),
                     quote! {
@@ -211,10 +248,10 @@ pub fn child_side(model: &Model) -> TokenStream {
                 )
             } else {
                 (
-                    quote!(::datastore::__private::NotNullCondition),
+                    quote!(#private::NotNullCondition),
                     quote!(::core::option::Option::Some(::core::clone::Clone::clone(&self.#f))),
                     quote!(parent),
-                    quote!(::datastore::__private::Model::key(parent)),
+                    quote!(#private::Model::key(parent)),
                     quote!(#parent),
                     find_parent(quote!(&self.#f)),
                 )
@@ -227,7 +264,7 @@ pub fn child_side(model: &Model) -> TokenStream {
         // The key through `BelongsTo::parent_key`, whose impl already checks the field's type
         // (a mismatch is reported there once, not again here).
         let parent_key_of_self = quote! {
-            <Self as ::datastore::__private::BelongsTo<#parent, #fk>>::parent_key(self)
+            <Self as #private::BelongsTo<#parent, #fk>>::parent_key(self)
         };
         let getter_async_body = if optional {
             quote! {
@@ -236,7 +273,7 @@ pub fn child_side(model: &Model) -> TokenStream {
                     match key {
                         ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
                         ::core::option::Option::Some(key) => {
-                            ::datastore::__private::AsyncRepo::get::<#parent>(store, &key).await.map(::core::option::Option::Some)
+                            #private::AsyncRepo::get::<#parent>(store, &key).await.map(::core::option::Option::Some)
                         }
                     }
                 }
@@ -246,10 +283,10 @@ pub fn child_side(model: &Model) -> TokenStream {
                 let key = #parent_key_of_self;
                 async move {
                     match key {
-                        ::core::option::Option::Some(key) => ::datastore::__private::AsyncRepo::get::<#parent>(store, &key).await,
+                        ::core::option::Option::Some(key) => #private::AsyncRepo::get::<#parent>(store, &key).await,
                         // A required parent's key is always there.
-                        ::core::option::Option::None => ::core::result::Result::Err(::datastore::__private::Error::NotFound {
-                            table: <#parent as ::datastore::__private::Model>::TABLE_NAME.into(),
+                        ::core::option::Option::None => ::core::result::Result::Err(#private::Error::NotFound {
+                            table: <#parent as #private::Model>::TABLE_NAME.into(),
                             key: "NULL".into(),
                         }),
                     }
@@ -259,10 +296,11 @@ pub fn child_side(model: &Model) -> TokenStream {
         let constant = format_ident!("{}", stem.to_uppercase());
         let const_doc = format!(
             "The `belongs_to` field `{field_name}` as a value, to load the `{}` it points at with \
-             a live query ([`LiveQuery::load`](::datastore::observe::LiveQuery::load)), alone or \
-             followed by the parent's relations with `then`; a snapshot holds the parents \
-             ([`Snapshot::parent`](::datastore::observe::Snapshot::parent)).",
-            last(parent)
+             a live query ([`LiveQuery::load`]({})), alone or followed by the parent's \
+             relations with `then`; a snapshot holds the parents ([`Snapshot::parent`]({})).",
+            last(parent),
+            private.doc_link("observe::LiveQuery::load"),
+            private.doc_link("observe::Snapshot::parent"),
         );
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
         let where_doc = format!(
@@ -277,41 +315,44 @@ pub fn child_side(model: &Model) -> TokenStream {
         } else {
             field.ty
         };
-        let same_type = quote_spanned! {ty.span()=>
-            const _: fn() = || {
-                fn referenced<K: ::datastore::__private::ReferencedKey>() {}
-                referenced::<<#parent as ::datastore::__private::Model>::Key>();
-                fn key_of_parent<T: ::datastore::__private::KeyOfParent<K>, K>() {}
-                key_of_parent::<#ty, <#parent as ::datastore::__private::Model>::Key>();
-            };
+        let same_type = {
+            let private = private.at(ty.span());
+            quote_spanned! {ty.span()=>
+                const _: fn() = || {
+                    fn referenced<K: #private::ReferencedKey>() {}
+                    referenced::<<#parent as #private::Model>::Key>();
+                    fn key_of_parent<T: #private::KeyOfParent<K>, K>() {}
+                    key_of_parent::<#ty, <#parent as #private::Model>::Key>();
+                };
+            }
         };
         out.extend(quote! {
             #same_type
 
-            impl ::datastore::__private::BelongsTo<#parent, #fk> for #ident {
+            impl #private::BelongsTo<#parent, #fk> for #ident {
                 const FIELD: &'static str = #field_name;
                 type Column = #table::#f;
                 type Nullability = #nullability;
 
-                fn parent_key(&self) -> ::core::option::Option<<#parent as ::datastore::__private::Model>::Key> {
+                fn parent_key(&self) -> ::core::option::Option<<#parent as #private::Model>::Key> {
                     #parent_key
                 }
 
-                fn set_parent_key(&mut self, parent: <#parent as ::datastore::__private::Model>::Key) {
+                fn set_parent_key(&mut self, parent: <#parent as #private::Model>::Key) {
                     self.#f = #set_parent;
                 }
             }
 
             impl #ident {
                 #[doc = #const_doc]
-                pub const #constant: ::datastore::__private::BelongsToRel<Self, #parent, #fk> =
-                    ::datastore::__private::BelongsToRel::new(#stem);
+                pub const #constant: #private::BelongsToRel<Self, #parent, #fk> =
+                    #private::BelongsToRel::new(#stem);
 
                 #[doc = #getter_doc]
-                pub fn #getter<__C>(&self, conn: &mut __C) -> ::datastore::__private::Result<#getter_type>
+                pub fn #getter<__C>(&self, conn: &mut __C) -> #private::Result<#getter_type>
                 where
                     __C: diesel::Connection,
-                    #parent: ::datastore::__private::Persist<__C>,
+                    #parent: #private::Persist<__C>,
                 {
                     #getter_body
                 }
@@ -320,11 +361,11 @@ pub fn child_side(model: &Model) -> TokenStream {
                 pub fn #getter_async<'__s, __R, __C>(
                     &self,
                     store: &'__s __R,
-                ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R, __C>
+                ) -> impl ::core::future::Future<Output = #private::Result<#getter_type>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    #parent: ::datastore::__private::Persist<__C>, {
+    #parent: #private::Persist<__C>, {
                     #getter_async_body
                 }
 
@@ -335,11 +376,11 @@ pub fn child_side(model: &Model) -> TokenStream {
                 }
 
                 #[doc = #where_doc]
-                pub fn #where_<__P>(predicate: __P) -> ::datastore::__private::ParentWhere<Self, #parent, #fk, __P>
+                pub fn #where_<__P>(predicate: __P) -> #private::ParentWhere<Self, #parent, #fk, __P>
                 where
-                    #parent: ::datastore::__private::SelectKeys<__P>,
+                    #parent: #private::SelectKeys<__P>,
                 {
-                    ::datastore::__private::parent_where::<Self, #parent, #fk, __P>(predicate)
+                    #private::parent_where::<Self, #parent, #fk, __P>(predicate)
                 }
             }
         });
@@ -348,9 +389,9 @@ pub fn child_side(model: &Model) -> TokenStream {
         let count = fields.len();
         let first = fields[0].column_name();
         out.extend(quote! {
-            impl ::datastore::__private::ForeignKeysTo<#parent> for #ident {
+            impl #private::ForeignKeysTo<#parent> for #ident {
                 const COUNT: usize = #count;
-                const FIRST: u64 = ::datastore::__private::fk_key(#first);
+                const FIRST: u64 = #private::fk_key(#first);
             }
         });
     }
@@ -359,14 +400,20 @@ pub fn child_side(model: &Model) -> TokenStream {
 
 /// The relation field as a value for live queries: `Post::COMMENTS` for a field `comments`
 /// (`ty` names the model `Self`; a nested function cannot, so it names `model`).
-fn live_const(model: &Ident, field: &Field, ty: TokenStream, field_ty: TokenStream) -> TokenStream {
+fn live_const(
+    private: Private,
+    model: &Ident,
+    field: &Field,
+    ty: TokenStream,
+    field_ty: TokenStream,
+) -> TokenStream {
     let f = field.ident;
     let name = f.unraw().to_string();
     let constant = format_ident!("{}", name.to_uppercase());
     let doc = format!(
         "The relation `{name}` as a value, to load with a live query \
-         ([`LiveQuery::load`](::datastore::observe::LiveQuery::load)), alone or followed by \
-         its target's relations with `then`."
+         ([`LiveQuery::load`]({})), alone or followed by its target's relations with `then`.",
+        private.doc_link("observe::LiveQuery::load"),
     );
     quote! {
         impl #model {
@@ -385,6 +432,7 @@ fn live_const(model: &Ident, field: &Field, ty: TokenStream, field_ty: TokenStre
 /// (`post.comments(conn)`), the eager loader (`Post::load_comments(conn, &mut posts)`), the SQL
 /// filter (`Post::having_comments(predicate)`), and for many-to-many `link_*`/`unlink_*`.
 pub fn parent_side(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let this: Path = syn::parse_quote!(#ident);
     let mut out = TokenStream::new();
@@ -418,51 +466,52 @@ pub fn parent_side(model: &Model) -> TokenStream {
             "A condition on this model's table: the rows with `{name}` matching `predicate` (a \
              condition on their table), as a SQL subquery. Works on every backend."
         );
-        out.extend(assert_keys(ident, field, relation));
+        out.extend(assert_keys(private, ident, field, relation));
         match relation.kind {
             RelationKind::HasMany | RelationKind::HasOne => {
-                let fk = fk_key(target, &this, relation.foreign_key.as_ref());
+                let fk = fk_key(private, target, &this, relation.foreign_key.as_ref());
                 let args = quote!(Self, #target, { #fk }, __C);
                 let (lazy_type, lazy_body, eager) = if relation.kind == RelationKind::HasMany {
                     (
                         quote!(::std::vec::Vec<#target>),
-                        quote!(::datastore::__private::load::children::<#args>(conn, &__key)),
-                        quote!(::datastore::__private::load::eager_has_many::<#args>),
+                        quote!(#private::load::children::<#args>(conn, &__key)),
+                        quote!(#private::load::eager_has_many::<#args>),
                     )
                 } else {
                     (
                         quote!(::core::option::Option<#target>),
                         quote!(::core::result::Result::Ok(
-                            ::datastore::__private::load::children::<#args>(conn, &__key)?
+                            #private::load::children::<#args>(conn, &__key)?
                                 .into_iter()
                                 .next()
                         )),
-                        quote!(::datastore::__private::load::eager_has_one::<#args>),
+                        quote!(#private::load::eager_has_one::<#args>),
                     )
                 };
                 out.extend(live_const(
+                    private,
                     ident,
                     field,
                     if relation.kind == RelationKind::HasMany {
-                        quote!(::datastore::__private::HasManyRel<Self, #target, { #fk }>)
+                        quote!(#private::HasManyRel<Self, #target, { #fk }>)
                     } else {
-                        quote!(::datastore::__private::HasOneRel<Self, #target, { #fk }>)
+                        quote!(#private::HasOneRel<Self, #target, { #fk }>)
                     },
                     if relation.kind == RelationKind::HasMany {
-                        quote!(::datastore::__private::HasMany<#named_target>)
+                        quote!(#private::HasMany<#named_target>)
                     } else {
-                        quote!(::datastore::__private::HasOne<#named_target>)
+                        quote!(#private::HasOne<#named_target>)
                     },
                 ));
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
-                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::__private::Result<#lazy_type>
+                        pub fn #f<__C>(&self, conn: &mut __C) -> #private::Result<#lazy_type>
                         where
                             __C: diesel::Connection,
-                            #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>,
+                            #target: #private::ChildOf<Self, { #fk }, __C>,
                         {
-                            let __key = ::datastore::__private::Model::key(self);
+                            let __key = #private::Model::key(self);
                             #lazy_body
                         }
 
@@ -470,25 +519,25 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #f_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
-                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = #private::Result<#lazy_type>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>, {
-                            let __key = ::datastore::__private::Model::key(self);
-                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| #lazy_body)
+    #target: #private::ChildOf<Self, { #fk }, __C>, {
+                            let __key = #private::Model::key(self);
+                            #private::AsyncRepo::run(store, move |conn: &mut __C| #lazy_body)
                         }
 
                         #[doc = #load_async_doc]
                         pub fn #load_async<'__s, __R, __C>(
                             store: &'__s __R,
                             rows: ::std::vec::Vec<Self>,
-                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = #private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>, {
-                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
+    #target: #private::ChildOf<Self, { #fk }, __C>, {
+                            #private::AsyncRepo::run(store, move |conn: &mut __C| {
                                 let mut rows = rows;
                                 Self::#load(conn, rows.iter_mut())?;
                                 ::core::result::Result::Ok(rows)
@@ -499,20 +548,20 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #load<'a, __C>(
                             conn: &mut __C,
                             rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                        ) -> ::datastore::__private::Result<()>
+                        ) -> #private::Result<()>
                         where
                             __C: diesel::Connection,
-                            #target: ::datastore::__private::ChildOf<Self, { #fk }, __C>,
+                            #target: #private::ChildOf<Self, { #fk }, __C>,
                         {
                             #eager(conn, rows, |row| &mut row.#f)
                         }
 
                         #[doc = #having_doc]
-                        pub fn #having<__P>(predicate: __P) -> ::datastore::__private::Having<Self, #target, { #fk }, __P>
+                        pub fn #having<__P>(predicate: __P) -> #private::Having<Self, #target, { #fk }, __P>
                         where
-                            #target: ::datastore::__private::SelectForeignKeys<Self, { #fk }, __P>,
+                            #target: #private::SelectForeignKeys<Self, { #fk }, __P>,
                         {
-                            ::datastore::__private::having::<Self, #target, { #fk }, __P>(predicate)
+                            #private::having::<Self, #target, { #fk }, __P>(predicate)
                         }
                     }
                 });
@@ -535,24 +584,24 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             pub fn #load_tree<'a, __C>(
                                 conn: &mut __C,
                                 rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                            ) -> ::datastore::__private::Result<()>
+                            ) -> #private::Result<()>
                             where
                                 __C: diesel::Connection,
-                                Self: ::datastore::__private::ChildOf<Self, { #fk }, __C>,
+                                Self: #private::ChildOf<Self, { #fk }, __C>,
                             {
-                                ::datastore::__private::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
+                                #private::load::eager_has_many_tree::<Self, { #fk }, __C>(conn, rows, |row| &mut row.#f)
                             }
 
                             #[doc = #tree_async_doc]
                             pub fn #load_tree_async<'__s, __R, __C>(
                                 store: &'__s __R,
                                 rows: ::std::vec::Vec<Self>,
-                            ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+                            ) -> impl ::core::future::Future<Output = #private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: diesel::Connection + 'static,
-    Self: ::datastore::__private::ChildOf<Self, { #fk }, __C>, {
-                                ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
+    Self: #private::ChildOf<Self, { #fk }, __C>, {
+                                #private::AsyncRepo::run(store, move |conn: &mut __C| {
                                     let mut rows = rows;
                                     Self::#load_tree(conn, rows.iter_mut())?;
                                     ::core::result::Result::Ok(rows)
@@ -564,7 +613,7 @@ pub fn parent_side(model: &Model) -> TokenStream {
             }
             RelationKind::ManyToMany => {
                 let through = relation.through.as_ref().expect("checked when parsed");
-                let (fk_this, fk_target) = many_to_many_keys(&this, relation);
+                let (fk_this, fk_target) = many_to_many_keys(private, &this, relation);
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
                 let link_async = format_ident!("link_{}_async", name);
@@ -584,40 +633,41 @@ pub fn parent_side(model: &Model) -> TokenStream {
                     "Unlinks this row and `other` in `{name}`: deletes their join rows; returns how many."
                 );
                 out.extend(live_const(
+                    private,
                     ident,
                     field,
-                    quote!(::datastore::__private::ManyToManyRel<Self, #through, #target, { #fk_this }, { #fk_target }>),
-                    quote!(::datastore::__private::ManyToMany<#named_target>),
+                    quote!(#private::ManyToManyRel<Self, #through, #target, { #fk_this }, { #fk_target }>),
+                    quote!(#private::ManyToMany<#named_target>),
                 ));
                 let args = quote!(Self, #through, #target, { #fk_this }, { #fk_target }, __C);
                 let bounds = quote! {
                     __C: diesel::Connection,
-                    #target: ::datastore::__private::Persist<__C> + ::core::clone::Clone,
-                    #through: ::datastore::__private::ChildOf<Self, { #fk_this }, __C>
-                        + ::datastore::__private::ChildOf<#target, { #fk_target }, __C>,
+                    #target: #private::Persist<__C> + ::core::clone::Clone,
+                    #through: #private::ChildOf<Self, { #fk_this }, __C>
+                        + #private::ChildOf<#target, { #fk_target }, __C>,
                 };
                 out.extend(quote! {
                     impl #ident {
                         #[doc = #lazy_doc]
-                        pub fn #f<__C>(&self, conn: &mut __C) -> ::datastore::__private::Result<::std::vec::Vec<#target>>
+                        pub fn #f<__C>(&self, conn: &mut __C) -> #private::Result<::std::vec::Vec<#target>>
                         where
                             #bounds
                         {
-                            ::datastore::__private::load::linked::<#args>(conn, &::datastore::__private::Model::key(self))
+                            #private::load::linked::<#args>(conn, &#private::Model::key(self))
                         }
 
                         #[doc = #lazy_async_doc]
                         pub fn #f_async<'__s, __R, __C>(
                             &self,
                             store: &'__s __R,
-                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = #private::Result<::std::vec::Vec<#target>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            let __key = ::datastore::__private::Model::key(self);
-                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
-                                ::datastore::__private::load::linked::<#args>(conn, &__key)
+                            let __key = #private::Model::key(self);
+                            #private::AsyncRepo::run(store, move |conn: &mut __C| {
+                                #private::load::linked::<#args>(conn, &__key)
                             })
                         }
 
@@ -625,12 +675,12 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #load_async<'__s, __R, __C>(
                             store: &'__s __R,
                             rows: ::std::vec::Vec<Self>,
-                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = #private::Result<::std::vec::Vec<Self>>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
+                            #private::AsyncRepo::run(store, move |conn: &mut __C| {
                                 let mut rows = rows;
                                 Self::#load(conn, rows.iter_mut())?;
                                 ::core::result::Result::Ok(rows)
@@ -642,15 +692,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             &self,
                             store: &'__s __R,
                             other: &#target,
-                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<#through>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = #private::Result<#through>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            let __this = ::datastore::__private::Model::key(self);
-                            let __other = ::datastore::__private::Model::key(other);
-                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
-                                ::datastore::__private::load::link::<#args>(conn, &__this, &__other)
+                            let __this = #private::Model::key(self);
+                            let __other = #private::Model::key(other);
+                            #private::AsyncRepo::run(store, move |conn: &mut __C| {
+                                #private::load::link::<#args>(conn, &__this, &__other)
                             })
                         }
 
@@ -659,15 +709,15 @@ pub fn parent_side(model: &Model) -> TokenStream {
                             &self,
                             store: &'__s __R,
                             other: &#target,
-                        ) -> impl ::core::future::Future<Output = ::datastore::__private::Result<usize>> + ::core::marker::Send + use<'__s, __R, __C>
+                        ) -> impl ::core::future::Future<Output = #private::Result<usize>> + ::core::marker::Send + use<'__s, __R, __C>
  where
-    __R: ::datastore::__private::AsyncRepo<Conn = __C>,
+    __R: #private::AsyncRepo<Conn = __C>,
     __C: 'static,
     #bounds {
-                            let __this = ::datastore::__private::Model::key(self);
-                            let __other = ::datastore::__private::Model::key(other);
-                            ::datastore::__private::AsyncRepo::run(store, move |conn: &mut __C| {
-                                ::datastore::__private::load::unlink::<#args>(conn, &__this, &__other)
+                            let __this = #private::Model::key(self);
+                            let __other = #private::Model::key(other);
+                            #private::AsyncRepo::run(store, move |conn: &mut __C| {
+                                #private::load::unlink::<#args>(conn, &__this, &__other)
                             })
                         }
 
@@ -675,40 +725,40 @@ pub fn parent_side(model: &Model) -> TokenStream {
                         pub fn #load<'a, __C>(
                             conn: &mut __C,
                             rows: impl ::core::iter::IntoIterator<Item = &'a mut Self>,
-                        ) -> ::datastore::__private::Result<()>
+                        ) -> #private::Result<()>
                         where
                             #bounds
                         {
-                            ::datastore::__private::load::eager_many_to_many::<#args>(conn, rows, |row| &mut row.#f)
+                            #private::load::eager_many_to_many::<#args>(conn, rows, |row| &mut row.#f)
                         }
 
                         #[doc = #link_doc]
-                        pub fn #link<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::__private::Result<#through>
+                        pub fn #link<__C>(&self, conn: &mut __C, other: &#target) -> #private::Result<#through>
                         where
                             #bounds
                         {
-                            ::datastore::__private::load::link::<#args>(conn, &::datastore::__private::Model::key(self), &::datastore::__private::Model::key(other))
+                            #private::load::link::<#args>(conn, &#private::Model::key(self), &#private::Model::key(other))
                         }
 
                         #[doc = #unlink_doc]
-                        pub fn #unlink<__C>(&self, conn: &mut __C, other: &#target) -> ::datastore::__private::Result<usize>
+                        pub fn #unlink<__C>(&self, conn: &mut __C, other: &#target) -> #private::Result<usize>
                         where
                             #bounds
                         {
-                            ::datastore::__private::load::unlink::<#args>(conn, &::datastore::__private::Model::key(self), &::datastore::__private::Model::key(other))
+                            #private::load::unlink::<#args>(conn, &#private::Model::key(self), &#private::Model::key(other))
                         }
 
                         #[doc = #having_doc]
-                        pub fn #having<__P>(predicate: __P) -> ::datastore::__private::LinkedWhere<Self, #through, #target, { #fk_this }, { #fk_target }, __P>
+                        pub fn #having<__P>(predicate: __P) -> #private::LinkedWhere<Self, #through, #target, { #fk_this }, { #fk_target }, __P>
                         where
-                            #target: ::datastore::__private::SelectKeys<__P>,
-                            #through: ::datastore::__private::SelectForeignKeys<
+                            #target: #private::SelectKeys<__P>,
+                            #through: #private::SelectForeignKeys<
                                 Self,
                                 { #fk_this },
-                                ::datastore::__private::ParentWhere<#through, #target, { #fk_target }, __P>,
+                                #private::ParentWhere<#through, #target, { #fk_target }, __P>,
                             >,
                         {
-                            ::datastore::__private::linked_where::<Self, #through, #target, { #fk_this }, { #fk_target }, __P>(predicate)
+                            #private::linked_where::<Self, #through, #target, { #fk_this }, { #fk_target }, __P>(predicate)
                         }
                     }
                 });

@@ -9,18 +9,21 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::key::{key_columns, key_filter, key_order, key_type};
+use super::Private;
 use crate::parse::{Field, KeyKind, Model};
 
 /// The bound values of a row's `columns`, walked one by one with commas between them: a struct
 /// `name` holding them, and its `QueryFragment` on every backend.
 fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let table = &model.table;
     let bind_types: Vec<_> = columns
         .iter()
         .map(|f| {
             let ty = f.ty;
-            quote_spanned!(ty.span()=> <#ty as ::datastore::__private::FieldType>::Bind<'a>)
+            let private = private.at(ty.span());
+            quote_spanned!(ty.span()=> <#ty as #private::FieldType>::Bind<'a>)
         })
         .collect();
     let sql_types: Vec<_> = columns
@@ -32,7 +35,7 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
         .collect();
     let values = columns.iter().map(|f| {
         let f = f.ident;
-        quote!(::datastore::__private::FieldType::bind(&row.#f))
+        quote!(#private::FieldType::bind(&row.#f))
     });
     let walk = sql_types.iter().enumerate().map(|(i, sql_type)| {
         let index = syn::Index::from(i);
@@ -66,6 +69,7 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
 }
 
 pub fn statements(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let ident = model.ident;
     let table = &model.table;
     let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
@@ -80,7 +84,7 @@ pub fn statements(model: &Model) -> TokenStream {
     let all_binds = binds(model, &syn::parse_quote!(__Binds), &columns);
 
     // Rows are read through the model's `Selection`.
-    let selection = quote!(::datastore::__private::Selection<#ident>);
+    let selection = quote!(#private::Selection<#ident>);
     let selected = quote!(diesel::dsl::Select<#table::table, #selection>);
     let select = quote!(diesel::QueryDsl::select(#table::table, <#selection>::new()));
     let ordered = quote!(diesel::dsl::Order<#selected, #order_type>);
@@ -94,7 +98,7 @@ pub fn statements(model: &Model) -> TokenStream {
             quote! {
                 let mut rows = ::std::vec::Vec::with_capacity(keys.len());
                 for key in keys {
-                    rows.extend(<Self as ::datastore::__private::Statements<__C>>::find(conn, key)?);
+                    rows.extend(<Self as #private::Statements<__C>>::find(conn, key)?);
                 }
                 ::core::result::Result::Ok(rows)
             },
@@ -136,10 +140,10 @@ pub fn statements(model: &Model) -> TokenStream {
             let key = key_field.ident;
             let key_field_type = key_field.ty;
             let returning_keys = quote! {
-                ::datastore::__private::ReturningKeys<<#key_field_type as ::datastore::__private::FieldType>::SqlType>
+                #private::ReturningKeys<<#key_field_type as #private::FieldType>::SqlType>
             };
             let insert_unkeyed = quote! {
-                let statement = ::datastore::__private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
+                let statement = #private::Unkeyed::<Self, _>::new(__NewBinds::new(self));
                 diesel::RunQueryDsl::get_result(statement, conn)
             };
             if rest.is_empty() {
@@ -147,12 +151,12 @@ pub fn statements(model: &Model) -> TokenStream {
                 (
                     new_binds,
                     quote! {
-                        ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+                        #private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
                     },
                     insert_unkeyed,
                     quote! {
                         rows.iter()
-                            .map(|row| ::datastore::__private::Writes::insert_unkeyed(row, conn).map(|row| row.#key))
+                            .map(|row| #private::Writes::insert_unkeyed(row, conn).map(|row| row.#key))
                             .collect()
                     },
                 )
@@ -160,10 +164,10 @@ pub fn statements(model: &Model) -> TokenStream {
                 (
                     new_binds,
                     quote! {
-                        ::datastore::__private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
-                        ::datastore::__private::InsertAnyRows<Self, __NewBinds<'a>, #returning_keys>:
+                        #private::Unkeyed<Self, __NewBinds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+                        #private::InsertAnyRows<Self, __NewBinds<'a>, #returning_keys>:
                             diesel::query_dsl::LoadQuery<'a, __C, #key_type>,
-                        #(::datastore::__private::InsertRows<Self, __NewBinds<'a>, #insert_sizes, #returning_keys>:
+                        #(#private::InsertRows<Self, __NewBinds<'a>, #insert_sizes, #returning_keys>:
                             diesel::query_dsl::LoadQuery<'a, __C, #key_type>,)*
                     },
                     insert_unkeyed,
@@ -171,14 +175,14 @@ pub fn statements(model: &Model) -> TokenStream {
                         // A number of rows a statement is prepared for (see `InsertRows`), or any other.
                         match rows.len() {
                             #(#insert_sizes => diesel::RunQueryDsl::load(
-                                ::datastore::__private::InsertRows::<Self, _, #insert_sizes, #returning_keys>::new(
+                                #private::InsertRows::<Self, _, #insert_sizes, #returning_keys>::new(
                                     rows.iter().map(__NewBinds::new).collect(),
                                 ),
                                 conn,
                             ),)*
                             0 => ::core::result::Result::Ok(::std::vec::Vec::new()),
                             _ => diesel::RunQueryDsl::load(
-                                ::datastore::__private::InsertAnyRows::<Self, _, #returning_keys>::new(
+                                #private::InsertAnyRows::<Self, _, #returning_keys>::new(
                                     rows.iter().map(__NewBinds::new).collect(),
                                 ),
                                 conn,
@@ -191,12 +195,12 @@ pub fn statements(model: &Model) -> TokenStream {
         KeyKind::Uuid | KeyKind::Natural => (
             quote!(),
             quote!(),
-            quote!(::datastore::__private::no_such_statement()),
-            quote!(::datastore::__private::no_such_statement()),
+            quote!(#private::no_such_statement()),
+            quote!(#private::no_such_statement()),
         ),
     };
 
-    let predicate = quote!(::datastore::__private::Predicate<Self, __C>);
+    let predicate = quote!(#private::Predicate<Self, __C>);
     let boxed = quote!(#table::BoxedQuery<'static, __C::Backend>);
     let filtered = quote!(diesel::dsl::Filter<#table::table, &'p #predicate>);
 
@@ -206,7 +210,7 @@ pub fn statements(model: &Model) -> TokenStream {
 
         #unkeyed
 
-        impl<__C> ::datastore::__private::Statements<__C> for #ident
+        impl<__C> #private::Statements<__C> for #ident
         where
             __C: diesel::connection::LoadConnection,
             #ordered: diesel::query_dsl::LoadQuery<'static, __C, Self>,
@@ -218,7 +222,7 @@ pub fn statements(model: &Model) -> TokenStream {
             fn all(conn: &mut __C) -> diesel::QueryResult<::std::vec::Vec<Self>> {
                 // The unboxed query: its SQL is built and prepared once per connection, where a
                 // boxed query's is built again on every call.
-                diesel::RunQueryDsl::load(<Self as ::datastore::__private::Ordered>::ordered(), conn)
+                diesel::RunQueryDsl::load(<Self as #private::Ordered>::ordered(), conn)
             }
 
             fn find(conn: &mut __C, key: &#key_type) -> diesel::QueryResult<::core::option::Option<Self>> {
@@ -245,7 +249,7 @@ pub fn statements(model: &Model) -> TokenStream {
             }
         }
 
-        impl ::datastore::__private::Ordered for #ident {
+        impl #private::Ordered for #ident {
             type Query = #ordered;
 
             fn ordered() -> Self::Query {
@@ -253,20 +257,20 @@ pub fn statements(model: &Model) -> TokenStream {
             }
         }
 
-        impl<'a, __C> ::datastore::__private::Writes<'a, __C> for #ident
+        impl<'a, __C> #private::Writes<'a, __C> for #ident
         where
             __C: diesel::connection::LoadConnection,
-            ::datastore::__private::Upsert<Self, __Binds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
+            #private::Upsert<Self, __Binds<'a>>: diesel::query_dsl::LoadQuery<'a, __C, Self>,
             diesel::query_builder::InsertStatement<#table::table, <&'a #ident as diesel::Insertable<#table::table>>::Values>:
                 diesel::query_dsl::methods::ExecuteDsl<__C>,
-            ::datastore::__private::InsertAnyRows<Self, __Binds<'a>>: diesel::query_dsl::methods::ExecuteDsl<__C>,
-            #(::datastore::__private::InsertRows<Self, __Binds<'a>, #insert_sizes>: diesel::query_dsl::methods::ExecuteDsl<__C>,)*
+            #private::InsertAnyRows<Self, __Binds<'a>>: diesel::query_dsl::methods::ExecuteDsl<__C>,
+            #(#private::InsertRows<Self, __Binds<'a>, #insert_sizes>: diesel::query_dsl::methods::ExecuteDsl<__C>,)*
             #unkeyed_bounds
         {
             fn upsert(&'a self, conn: &mut __C) -> diesel::QueryResult<::core::option::Option<Self>> {
                 // Read to the end (`load`, not `get_result`), so that an autocommit save commits
                 // inside `sqlite3_step` and observers hear of it once it is visible.
-                let statement = ::datastore::__private::Upsert::<Self, _>::new(__Binds::new(self));
+                let statement = #private::Upsert::<Self, _>::new(__Binds::new(self));
                 diesel::RunQueryDsl::load(statement, conn).map(|rows: ::std::vec::Vec<Self>| ::core::iter::IntoIterator::into_iter(rows).next())
             }
 
@@ -278,12 +282,12 @@ pub fn statements(model: &Model) -> TokenStream {
                 // A number of rows a statement is prepared for (see `InsertRows`), or any other.
                 match rows.len() {
                     #(#insert_sizes => diesel::RunQueryDsl::execute(
-                        ::datastore::__private::InsertRows::<Self, _, #insert_sizes>::new(rows.iter().map(__Binds::new).collect()),
+                        #private::InsertRows::<Self, _, #insert_sizes>::new(rows.iter().map(__Binds::new).collect()),
                         conn,
                     ),)*
                     0 => ::core::result::Result::Ok(0),
                     _ => diesel::RunQueryDsl::execute(
-                        ::datastore::__private::InsertAnyRows::<Self, _>::new(rows.iter().map(__Binds::new).collect()),
+                        #private::InsertAnyRows::<Self, _>::new(rows.iter().map(__Binds::new).collect()),
                         conn,
                     ),
                 }
@@ -298,7 +302,7 @@ pub fn statements(model: &Model) -> TokenStream {
             }
         }
 
-        impl<__C> ::datastore::__private::Queries<__C> for #ident
+        impl<__C> #private::Queries<__C> for #ident
         where
             __C: diesel::connection::LoadConnection,
             __C::Backend: 'static,
@@ -314,7 +318,7 @@ pub fn statements(model: &Model) -> TokenStream {
             type Query = #boxed;
 
             fn query() -> Self::Query {
-                diesel::QueryDsl::into_boxed(<Self as ::datastore::__private::Ordered>::ordered())
+                diesel::QueryDsl::into_boxed(<Self as #private::Ordered>::ordered())
             }
 
             fn load(conn: &mut __C, query: Self::Query) -> diesel::QueryResult<::std::vec::Vec<Self>> {
@@ -322,7 +326,7 @@ pub fn statements(model: &Model) -> TokenStream {
             }
 
             fn load_where(conn: &mut __C, predicate: #predicate) -> diesel::QueryResult<::std::vec::Vec<Self>> {
-                let query = diesel::QueryDsl::filter(<Self as ::datastore::__private::Queries<__C>>::query(), predicate);
+                let query = diesel::QueryDsl::filter(<Self as #private::Queries<__C>>::query(), predicate);
                 diesel::RunQueryDsl::load(query, conn)
             }
 

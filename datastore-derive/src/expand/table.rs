@@ -5,10 +5,12 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::Type;
 
+use super::Private;
 use crate::parse::option_of;
 use crate::parse::Model;
 
 pub fn table(model: &Model) -> TokenStream {
+    let private = Private::new(model.krate.as_ref());
     let table = &model.table;
     let key = model.key_fields().into_iter().map(|f| f.ident);
     let doc = format!(
@@ -18,7 +20,7 @@ pub fn table(model: &Model) -> TokenStream {
     // Each column's struct is public: documented, for a library that denies missing docs.
     let columns = model.columns().map(|(field, _)| {
         let ident = field.ident;
-        let sql_type = sql_type(field.ty);
+        let sql_type = sql_type(private, field.ty);
         let doc = format!(
             "The column `{}` of [`{}`]'s table.",
             field.column_name(),
@@ -30,7 +32,7 @@ pub fn table(model: &Model) -> TokenStream {
         }
     });
     quote! {
-        ::datastore::__private::diesel::table! {
+        #private::diesel::table! {
             // The model's module: field types such as `PostStatus` resolve there.
             #[allow(unused_imports)]
             use super::*;
@@ -49,27 +51,27 @@ pub fn table(model: &Model) -> TokenStream {
 /// `<T as FieldType>::SqlType` in its generated bounds. The standard types, `Id`,
 /// `Timestamp`, `Json<T>` and `serde_json::Value` are recognized by name; any other type is
 /// taken to be a `DbEnum`, stored as text ([`super::checks`] verifies that it is).
-pub fn sql_type(ty: &Type) -> TokenStream {
+pub fn sql_type(private: Private, ty: &Type) -> TokenStream {
     match option_of(ty) {
         Some(inner) => {
-            let inner = non_null_sql_type(inner);
-            quote! { ::datastore::__private::diesel::sql_types::Nullable<#inner> }
+            let inner = non_null_sql_type(private, inner);
+            quote! { #private::diesel::sql_types::Nullable<#inner> }
         }
-        None => non_null_sql_type(ty),
+        None => non_null_sql_type(private, ty),
     }
 }
 
-fn non_null_sql_type(ty: &Type) -> TokenStream {
+fn non_null_sql_type(private: Private, ty: &Type) -> TokenStream {
     match known_sql_type(ty) {
         Some(Known::Diesel(name)) => {
             let name = syn::Ident::new(name, ty.span());
-            quote! { ::datastore::__private::diesel::sql_types::#name }
+            quote! { #private::diesel::sql_types::#name }
         }
         Some(Known::Datastore(name)) => {
             let name = syn::Ident::new(name, ty.span());
-            quote! { ::datastore::__private::sql_types::#name }
+            quote! { #private::sql_types::#name }
         }
-        None => quote! { ::datastore::__private::diesel::sql_types::Text },
+        None => quote! { #private::diesel::sql_types::Text },
     }
 }
 

@@ -1,9 +1,10 @@
 //! Attribute arguments, and slots that know when they were given twice.
 
 use proc_macro2::Span;
+use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Ident, Token};
+use syn::{Attribute, Ident, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -102,4 +103,30 @@ pub fn expr_path(expr: &syn::Expr) -> Option<syn::Path> {
 /// Whether an attribute is one of ours on a field.
 pub fn attr_name(attr: &Attribute) -> Option<String> {
     attr.path().get_ident().map(Ident::to_string)
+}
+
+/// The value of `crate = ..` in `#[model(..)]` or `#[db_enum(..)]` (`form` shows it): the path
+/// generated code reaches datastore by, as a path (`crate = my_db::datastore`) or a string
+/// holding one (`crate = "my_db::datastore"`, as serde's `#[serde(crate = "..")]` is written).
+/// A module path: no generic arguments.
+pub fn crate_path(meta: &ParseNestedMeta, form: &str) -> syn::Result<Path> {
+    let expected = |span: Span| {
+        syn::Error::new(
+            span,
+            format!("expected the path of the datastore crate, as it is named here: {form}"),
+        )
+    };
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        let lit: LitStr = value.parse()?;
+        // The path's tokens are spanned at the literal.
+        return lit
+            .parse_with(Path::parse_mod_style)
+            .map_err(|_| expected(lit.span()));
+    }
+    let path = Path::parse_mod_style(value).map_err(|e| expected(e.span()))?;
+    if !(value.is_empty() || value.peek(Token![,])) {
+        return Err(expected(value.span()));
+    }
+    Ok(path)
 }

@@ -1,28 +1,45 @@
 //! `#[derive(DbEnum)]` input: a fieldless enum and the names its variants are stored as.
 
 use proc_macro2::TokenStream;
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr};
 
-use super::attr::Slot;
+use super::attr::{crate_path, Slot};
 use crate::ctxt::Ctxt;
 
 pub struct DbEnum<'a> {
     pub ident: &'a Ident,
     /// Each variant with its stored name.
     pub variants: Vec<(&'a Ident, String)>,
+    /// `#[db_enum(crate = ..)]` on the enum: the path generated code reaches datastore by,
+    /// where the crate deriving names it otherwise; `None` for `::datastore`.
+    pub krate: Option<syn::Path>,
 }
 
 impl<'a> DbEnum<'a> {
     pub fn from_ast(input: &'a DeriveInput) -> Result<Self, TokenStream> {
         let cx = Ctxt::new();
         let mut variants = Vec::new();
-        // Nothing is read from the enum's own: say so rather than ignore it.
+        // The enum's own takes the crate's path alone: an option of the variants', or any
+        // other, is refused rather than ignored.
+        let mut krate: Slot<syn::Path> = Slot::new("crate");
         for attr in input.attrs.iter().filter(|a| a.path().is_ident("db_enum")) {
-            cx.error_spanned_by(
-                attr,
-                "`#[db_enum(..)]` goes on a variant, not on the enum: each variant is stored as \
-                 its name as written, or as the one it gives with `#[db_enum(rename = \"name\")]`",
-            );
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("crate") {
+                    let path = crate_path(&meta, "`#[db_enum(crate = my_db::datastore)]`")?;
+                    krate.set(&cx, meta.path.span(), path);
+                    Ok(())
+                } else {
+                    Err(meta.error(
+                        "on the enum, `#[db_enum(..)]` takes only `crate = path::to::datastore`: \
+                         each variant is stored as its name as written, or as the one it gives \
+                         with `#[db_enum(rename = \"name\")]` on the variant",
+                    ))
+                }
+            });
+            if let Err(e) = result {
+                cx.push(e);
+            }
         }
         match &input.data {
             Data::Enum(data) if !data.variants.is_empty() => {
@@ -36,6 +53,8 @@ impl<'a> DbEnum<'a> {
                             if meta.path.is_ident("rename") {
                                 rename.set(&cx, meta.path.get_ident().unwrap().span(), meta.value()?.parse()?);
                                 Ok(())
+                            } else if meta.path.is_ident("crate") {
+                                Err(meta.error("`#[db_enum(crate = ..)]` goes on the enum, not on a variant"))
                             } else {
                                 Err(meta.error("unknown db_enum attribute: expected `#[db_enum(rename = \"name\")]`"))
                             }
@@ -63,6 +82,7 @@ impl<'a> DbEnum<'a> {
         Ok(Self {
             ident: &input.ident,
             variants,
+            krate: krate.get(),
         })
     }
 }

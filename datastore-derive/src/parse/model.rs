@@ -5,7 +5,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
 
-use super::attr::{attr_name, expr_ident, expr_path, RelationArgs, Slot};
+use super::attr::{attr_name, crate_path, expr_ident, expr_path, RelationArgs, Slot};
 use crate::ctxt::Ctxt;
 
 pub struct Model<'a> {
@@ -17,6 +17,9 @@ pub struct Model<'a> {
     pub key: Key,
     /// `#[model(renamed_from = "..")]`: the table's previous name.
     pub renamed_from: Option<LitStr>,
+    /// `#[model(crate = ..)]`: the path generated code reaches datastore by, where the crate
+    /// deriving names it otherwise; `None` for `::datastore`.
+    pub krate: Option<syn::Path>,
 }
 
 /// A model's primary key.
@@ -154,6 +157,7 @@ impl<'a> Model<'a> {
             table,
             composite,
             renamed_from,
+            krate,
         } = parse_model_attributes(&cx, input);
         for attr in &input.attrs {
             if let Some(name) =
@@ -248,6 +252,7 @@ impl<'a> Model<'a> {
             fields,
             key: key.expect("an error was reported otherwise"),
             renamed_from,
+            krate,
         })
     }
 
@@ -625,6 +630,8 @@ struct ModelAttributes {
     composite: Option<(Vec<Ident>, Span)>,
     /// The table's previous name.
     renamed_from: Option<LitStr>,
+    /// The path of the datastore crate, when given.
+    krate: Option<syn::Path>,
 }
 
 /// The items of the module Diesel's `table!` writes (beside the columns, which it also holds).
@@ -651,11 +658,12 @@ const FIELD_ATTRIBUTES: [&str; 8] = [
     "many_to_many",
 ];
 
-/// `#[model(table = "...", primary_key(a, b), renamed_from = "...")]`.
+/// `#[model(table = "...", primary_key(a, b), renamed_from = "...", crate = path)]`.
 fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
     let mut table: Slot<LitStr> = Slot::new("table");
     let mut composite: Slot<Vec<Ident>> = Slot::new("primary_key");
     let mut renamed_from: Slot<LitStr> = Slot::new("renamed_from");
+    let mut krate: Slot<syn::Path> = Slot::new("crate");
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("model")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
@@ -679,6 +687,10 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
                 let lit: LitStr = meta.value()?.parse()?;
                 renamed_from.set(cx, meta.path.span(), lit);
                 Ok(())
+            } else if meta.path.is_ident("crate") {
+                let path = crate_path(&meta, "`#[model(crate = my_db::datastore)]`")?;
+                krate.set(cx, meta.path.span(), path);
+                Ok(())
             } else {
                 let name = meta
                     .path
@@ -687,7 +699,8 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
                     .unwrap_or_default();
                 Err(meta.error(format!(
                     "unknown model attribute `{name}`: expected `#[model(table = \"name\")]`, \
-                     `#[model(primary_key(a, b))]` or `#[model(renamed_from = \"previous_name\")]`"
+                     `#[model(primary_key(a, b))]`, `#[model(renamed_from = \"previous_name\")]` \
+                     or `#[model(crate = path::to::datastore)]`"
                 )))
             }
         });
@@ -700,6 +713,7 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
         composite: composite.get().zip(span),
         table: table_name(cx, input, table),
         renamed_from: renamed_from.get(),
+        krate: krate.get(),
     }
 }
 
