@@ -74,7 +74,8 @@ pub use datastore_core::*;
 ///
 /// On the struct: `#[model(table = "..")]` (the table's name; the default is the struct's
 /// name in snake case, plural), `#[model(renamed_from = "..")]` (the table's name before,
-/// which migrations rename), `#[model(primary_key(a, b))]` (a composite key). On fields:
+/// which migrations rename), `#[model(primary_key(a, b))]` (a composite key),
+/// `#[model(crate = path)]` (where this crate is named otherwise: see below). On fields:
 /// `#[primary_key]`, `#[unique]`, `#[index]`, `#[column(default = .., renamed_from = "..")]`,
 /// and the relations: `#[belongs_to(Parent)]` on a foreign-key field (`on_delete = ..` to
 /// choose what deleting the parent does), `#[has_many(Child)]`, `#[has_one(Child)]` and
@@ -124,11 +125,47 @@ pub use datastore_core::*;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Where datastore is named otherwise
+///
+/// Generated code reaches this crate as `::datastore`. A crate that depends on it under
+/// another name (`db = { package = "datastore", .. }` in its `Cargo.toml`), or only through a
+/// crate of its own that re-exports it, gives the path the derives are to use instead:
+/// `#[model(crate = db)]`, `#[model(crate = my_db::datastore)]`, or the same path as a string,
+/// `#[model(crate = "my_db::datastore")]` (as serde's `#[serde(crate = "..")]` is written);
+/// [`DbEnum`] takes `#[db_enum(crate = ..)]`. Give the crate's name or a path from the crate
+/// root: the derive uses the path in the struct's module and in the `table!` module inside it.
+/// `diesel` is still needed under its own name, which Diesel's `table!` uses.
+///
+/// ```
+/// // Stands in for a crate of the application's that re-exports the ORM.
+/// mod my_db {
+///     pub(crate) use datastore as orm;
+/// }
+/// use my_db::orm::prelude::*;
+///
+/// #[derive(Model, Debug, Clone, PartialEq, Default)]
+/// #[model(crate = crate::my_db::orm)]
+/// pub struct Memo {
+///     #[primary_key]
+///     pub id: Id,
+///     pub text: String,
+/// }
+///
+/// # fn main() -> datastore::Result<()> {
+/// let store = Store::builder(":memory:").schema(Schema::new().model::<Memo>()).open()?;
+/// let memo = store.save(Memo { text: "kept".into(), ..Memo::default() })?;
+/// assert_eq!(store.get::<Memo>(&memo.id)?, memo);
+/// # Ok(())
+/// # }
+/// ```
 pub use datastore_derive::Model;
 
 /// Makes a fieldless enum a field type: stored as its variant's name, in a text column that
 /// accepts no other (`CHECK (status IN ('Draft', 'Published'))`). `#[db_enum(rename = "..")]`
-/// on a variant stores it under another name.
+/// on a variant stores it under another name. `#[db_enum(crate = path)]` on the enum is the
+/// path generated code reaches this crate by, where it is named otherwise (as
+/// [`#[model(crate = ..)]`](Model#where-datastore-is-named-otherwise) says).
 ///
 /// ```
 /// use datastore::prelude::*;
