@@ -880,6 +880,73 @@ fn a_type_change_stops_on_a_value_the_new_type_cannot_hold() {
     }
 }
 
+/// Each number type becomes a boolean and a boolean each number type, both ways (`up`, then
+/// its `down`): 0 and 1 are false and true, NULL stays NULL, and another number stops the
+/// migration as a value a boolean cannot hold. PostgreSQL casts only its `integer` to and from
+/// `boolean`; the other number types convert too.
+#[test]
+fn numbers_and_booleans_convert_into_each_other_both_ways() {
+    let numbers = [
+        ColumnType::SmallInt,
+        ColumnType::Integer,
+        ColumnType::BigInt,
+        ColumnType::Float,
+        ColumnType::Double,
+    ];
+    let truths = "SELECT CASE WHEN n THEN 'true' WHEN NOT n THEN 'false' END AS v \
+                  FROM items ORDER BY id";
+    let digits = "SELECT CASE WHEN n = 1 THEN '1' WHEN n = 0 THEN '0' END AS v \
+                  FROM items ORDER BY id";
+    let seed = "INSERT INTO items (id, n) VALUES (1, 0), (2, 1), (3, NULL);";
+    let seed_truths = "INSERT INTO items (id, n) VALUES (1, FALSE), (2, TRUE), (3, NULL);";
+    for lab in Lab::all() {
+        for number in numbers.clone() {
+            let (numeric, boolean) = (
+                items(vec![nullable("n", number.clone())]),
+                items(vec![nullable("n", ColumnType::Bool)]),
+            );
+            let l = fresh(&lab);
+            let fp = change(
+                &l,
+                schema(numeric.clone()),
+                seed,
+                &schema(boolean.clone()),
+                true,
+            );
+            assert_eq!(
+                l.rows(truths),
+                ["false", "true", "NULL"],
+                "{number:?} -> Bool"
+            );
+            l.round_trip(&fp);
+            assert_eq!(
+                l.rows(truths),
+                ["false", "true", "NULL"],
+                "{number:?} -> Bool"
+            );
+
+            let l = fresh(&lab);
+            let fp = change(&l, schema(boolean), seed_truths, &schema(numeric), true);
+            assert_eq!(l.rows(digits), ["0", "1", "NULL"], "Bool -> {number:?}");
+            l.round_trip(&fp);
+            assert_eq!(l.rows(digits), ["0", "1", "NULL"], "Bool -> {number:?}");
+
+            let other = match number {
+                ColumnType::Float | ColumnType::Double => "0.5",
+                _ => "2",
+            };
+            let l = fresh(&lab);
+            let e = refused(
+                &l,
+                items(vec![column("n", number.clone())]),
+                &format!("INSERT INTO items (id, n) VALUES (1, {other});"),
+                items(vec![column("n", ColumnType::Bool)]),
+            );
+            unconvertible_n(e, format!("{:?} {number:?} {other} -> Bool", l.dialect));
+        }
+    }
+}
+
 /// Text becoming a UUID is kept in the one form an `Id` is read and found by (lowercase,
 /// hyphenated), whatever form it was written in: on SQLite the rebuild rewrites it, as
 /// PostgreSQL's cast does.

@@ -866,7 +866,7 @@ fn sqlite_readable(column: &Column) -> Option<String> {
 /// Where PostgreSQL's cast from `from` to `to` would change a value rather than refuse it,
 /// as SQLite's rebuild does ([`sqlite_readable`]): the condition on the old value `value` under
 /// which the cast keeps it. A real number cast to an integer is rounded (`2.7` becomes `3`),
-/// an integer cast to a boolean is true for any value but 0 (`2` becomes `true`), a
+/// a number becoming a boolean is true for any value but 0 (`2` becomes `true`), a
 /// timestamp written as text outside the years 1 to 9999 would lose its era or its sign,
 /// bytes cast to text are written as hex (`hi` becomes `\x6869`), and text cast to bytes has
 /// its backslashes read as escapes.
@@ -877,7 +877,7 @@ fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Optio
         // bytes, as the rebuild copies them: only NULLs are kept.
         (Blob, Text | Enum(_)) | (Text | Enum(_), Blob) => Some("false".to_owned()),
         (Float | Double, SmallInt | Integer | BigInt) => Some(format!("{value} = trunc({value})")),
-        (SmallInt | Integer | BigInt, Bool) => Some(format!("{value} IN (0, 1)")),
+        (SmallInt | Integer | BigInt | Float | Double, Bool) => Some(format!("{value} IN (0, 1)")),
         // The text is written as `Timestamp`'s four-digit years (no infinity, no era).
         (Timestamp, Text) => Some(format!(
             "{value} > '-infinity' AND {value} < 'infinity' \
@@ -1065,7 +1065,16 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             if let Some(held) = postgres_cast_keeps(&name, &was.ty, &column.ty) {
                 statements.push(postgres_unconvertible_check(&new.name, &column.name, &held));
             }
+            let number = |ty: &ColumnType| {
+                use ColumnType::*;
+                matches!(ty, SmallInt | Integer | BigInt | Float | Double)
+            };
             let using = match (&was.ty, &column.ty) {
+                // PostgreSQL casts only `integer` to and from `boolean` (not `smallint`,
+                // `bigint` or the real types): a number is compared with 0 (after the check
+                // above, which keeps only 0 and 1), and a boolean goes through `integer`.
+                (from, ColumnType::Bool) if number(from) => format!("({name} <> 0)"),
+                (ColumnType::Bool, to) if number(to) => format!("{name}::INTEGER::{ty}"),
                 // The text a `Timestamp` is on SQLite, not the session's `DateStyle`.
                 (ColumnType::Timestamp, ColumnType::Text) => format!(
                     "to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
