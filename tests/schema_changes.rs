@@ -606,6 +606,91 @@ fn a_new_unique_column_with_a_default_is_lossy_and_stops_on_two_rows() {
     }
 }
 
+/// A new column referencing another table, with a default (nullable or not): every row the
+/// table holds takes the default, which must point somewhere. The change is lossy (it stops
+/// while the default points nowhere); with the row it points at there it migrates, both ways
+/// (SQLite, which adds no such column in place to a table holding rows, rebuilds the table);
+/// without it it stops, changing nothing (on SQLite as a rebuild breaking a foreign key).
+#[test]
+fn a_new_reference_with_a_default_is_lossy_and_stops_while_the_default_points_nowhere() {
+    let name = column("name", ColumnType::Text);
+    let before = Schema::new()
+        .table(parents())
+        .table(items(vec![name.clone()]));
+    for parent in [
+        nullable("parent_id", ColumnType::BigInt),
+        column("parent_id", ColumnType::BigInt),
+    ] {
+        let mut referencing = items(vec![
+            name.clone(),
+            defaulting(parent.clone(), ColumnDefault::Integer(1)),
+        ]);
+        referencing.foreign_keys = items_of_parents(true).foreign_keys;
+        let after = Schema::new().table(parents()).table(referencing);
+        for lab in Lab::all() {
+            for (parents_seed, applied) in
+                [("INSERT INTO parents (id) VALUES (1);", true), ("", false)]
+            {
+                let l = fresh(&lab);
+                let case = format!("{:?} {parent:?} {parents_seed:?}", l.dialect);
+                l.generate(&before, "before", false).unwrap();
+                drop(l.up().unwrap());
+                l.execute(&format!(
+                    "{parents_seed} INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b');"
+                ))
+                .unwrap();
+                let fp = l.fingerprint();
+                match l.generate(&after, "after", false) {
+                    Err(Error::LossyMigration { changes }) => {
+                        let losses: Vec<String> = changes.iter().flat_map(|c| c.losses()).collect();
+                        assert!(
+                            losses.iter().any(|loss| loss.contains("items.parent_id")
+                                && loss.contains("points nowhere")),
+                            "{case}: {losses:?}"
+                        );
+                    }
+                    other => panic!("{case}: expected LossyMigration, got {other:?}"),
+                }
+                l.generate(&after, "after", true).unwrap();
+                if applied {
+                    drop(l.up().unwrap());
+                    assert_eq!(
+                        l.rows("SELECT CAST(parent_id AS TEXT) AS v FROM items ORDER BY id"),
+                        ["1", "1"],
+                        "{case}"
+                    );
+                    assert!(
+                        l.execute("INSERT INTO items (id, name, parent_id) VALUES (3, 'c', 9);")
+                            .is_err(),
+                        "{case}: items.parent_id references parents"
+                    );
+                    l.round_trip(&fp);
+                    continue;
+                }
+                match (l.dialect, l.up()) {
+                    (
+                        Dialect::Sqlite,
+                        Err(Error::Migration {
+                            failure: MigrationFailure::BrokenForeignKeys { rows: 2 },
+                            ..
+                        }),
+                    ) => {}
+                    (Dialect::Sqlite, other) => {
+                        panic!("{case}: expected BrokenForeignKeys of 2 rows, got {other:?}")
+                    }
+                    (_, result) => assert!(result.is_err(), "{case}: the default points nowhere"),
+                }
+                assert_eq!(l.fingerprint(), fp, "{case}: nothing changed");
+                assert_eq!(
+                    l.rows("SELECT name AS v FROM items ORDER BY id"),
+                    ["a", "b"],
+                    "{case}"
+                );
+            }
+        }
+    }
+}
+
 /// A parent table dropped while its child stays (its reference dropped too): the child lets go
 /// of the parent before the parent goes, which PostgreSQL requires; `down` brings both back.
 #[test]

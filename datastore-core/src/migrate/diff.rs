@@ -177,9 +177,10 @@ impl SchemaChange {
                 vec![unique_loss(table, &index.columns)]
             }
             Self::RebuildTable { old, new } => table_losses(old, new),
-            Self::AddColumn { table, column } => {
-                added_unique_loss(table, column).into_iter().collect()
-            }
+            Self::AddColumn { table, column } => added_unique_loss(table, column)
+                .into_iter()
+                .chain(added_reference_loss(table, column))
+                .collect(),
             Self::CreateTable(_)
             | Self::RenameTable { .. }
             | Self::RenameColumn { .. }
@@ -286,6 +287,18 @@ fn added_unique_loss(table: &Table, column: &Column) -> Option<String> {
     })
 }
 
+/// A column added with a foreign key and a default: every row the table holds takes the
+/// default, which must point at a row of the referenced table.
+fn added_reference_loss(table: &Table, column: &Column) -> Option<String> {
+    let default = column.default.as_ref()?;
+    let fk = table.foreign_key(&column.name)?;
+    Some(format!(
+        "adds a foreign key {}.{} -> {}, every row taking its default {default}: stops, \
+         changing nothing, while the table holds rows and the default points nowhere",
+        table.name, column.name, fk.references
+    ))
+}
+
 /// Whether every value of type `from` is a value of type `to`.
 fn widens(from: &ColumnType, to: &ColumnType) -> bool {
     use ColumnType::*;
@@ -365,6 +378,7 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
     }
     for now in new.columns.iter().filter(|c| old.column(&c.name).is_none()) {
         losses.extend(added_unique_loss(new, now));
+        losses.extend(added_reference_loss(new, now));
     }
     let old_indexes = old.all_indexes();
     for index in new.all_indexes().iter().filter(|i| i.unique) {
@@ -660,8 +674,13 @@ fn diff_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<SchemaChange> {
     let needs_rebuild = old.primary_key != new.primary_key
         || new.columns.iter().any(|c| match old.column(&c.name) {
             Some(was) => was != c || old.foreign_key(&c.name) != new.foreign_key(&c.name),
-            // SQLite adds neither a UNIQUE column nor a NOT NULL foreign key in place.
-            None => c.unique || (new.foreign_key(&c.name).is_some() && !c.nullable),
+            // SQLite adds neither a UNIQUE column nor a foreign key the rows take a value of
+            // (NOT NULL, or with a default: "Cannot add a REFERENCES column with non-NULL
+            // default value" to a table holding rows) in place.
+            None => {
+                c.unique
+                    || (new.foreign_key(&c.name).is_some() && (!c.nullable || c.default.is_some()))
+            }
         })
         || old.columns.iter().any(|c| {
             new.column(&c.name).is_none() && (c.unique || old.foreign_key(&c.name).is_some())
