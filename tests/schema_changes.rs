@@ -2537,6 +2537,51 @@ fn tables_referencing_each_other_are_created_and_dropped() {
     }
 }
 
+/// A table whose rows reference each other with `ON DELETE RESTRICT` (a category and its
+/// parent), dropped with its rows: by a migration (its model removed), and by the `down` of
+/// the migration that created it. SQLite deletes a dropped table's rows first, and a
+/// restricting reference refuses the parent's delete at once: it waits for the commit, when
+/// the table is gone.
+#[test]
+fn a_table_referencing_itself_with_restrict_is_dropped_with_its_rows() {
+    let categories = Table {
+        name: "categories".into(),
+        foreign_keys: vec![ForeignKey {
+            column: "parent_id".into(),
+            references: "categories".into(),
+            referenced_column: "id".into(),
+            on_delete: OnDelete::Restrict,
+            on_update_cascade: false,
+        }]
+        .into(),
+        ..items(vec![nullable("parent_id", ColumnType::BigInt)])
+    };
+    let nested = "INSERT INTO categories (id) VALUES (1); \
+                  INSERT INTO categories (id, parent_id) VALUES (2, 1);";
+    let gone = |l: &Lab| l.execute("SELECT 1 FROM categories;").is_err();
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(&schema(categories.clone()), "categories", false)
+            .unwrap();
+        drop(l.up().unwrap());
+        l.execute(nested).unwrap();
+        assert!(
+            l.execute("DELETE FROM categories WHERE id = 1;").is_err(),
+            "the child restricts its parent's delete"
+        );
+        let fp = l.fingerprint();
+        l.generate(&Schema::new(), "gone", true).unwrap();
+        drop(l.up().unwrap());
+        assert!(gone(&l), "{:?}: dropped", l.dialect);
+        l.down();
+        assert_eq!(l.fingerprint(), fp, "down brings it back");
+        l.execute(nested).unwrap();
+        // The creating migration's `down`.
+        l.down();
+        assert!(gone(&l), "{:?}: dropped by down", l.dialect);
+    }
+}
+
 /// The kinds of change not covered above: each one's classification.
 #[test]
 fn every_change_is_classified() {

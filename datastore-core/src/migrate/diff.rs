@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::Migration;
 use crate::schema::ddl::{self, Dialect};
-use crate::schema::{Column, ColumnType, Index, Name, Table};
+use crate::schema::{Column, ColumnType, Index, Name, OnDelete, Table};
 use crate::schema::{Rename, Schema, SchemaProblem};
 
 /// One change between the schema the migrations produce and the models: what a planned
@@ -810,13 +810,20 @@ fn names_of(changes: &[SchemaChange], pick: impl Fn(&SchemaChange) -> Option<&Na
         .collect()
 }
 
-/// Whether one of `tables` references another one of them.
-fn reference_each_other(tables: &[&Table]) -> bool {
+/// Whether dropping `tables` in one migration needs SQLite's foreign keys deferred to the
+/// commit: SQLite deletes a dropped table's rows first, which rows not deleted yet may still
+/// reference. One of them references another one of them, or itself with `ON DELETE RESTRICT`
+/// (which refuses a referenced row's delete at once; another reference of a table to itself
+/// is checked at the end of the statement, when the rows referencing it are gone too).
+fn drops_need_deferred_keys(tables: &[&Table]) -> bool {
     tables.iter().any(|table| {
-        table
-            .foreign_keys
-            .iter()
-            .any(|fk| fk.references != table.name && tables.iter().any(|t| t.name == fk.references))
+        table.foreign_keys.iter().any(|fk| {
+            if fk.references == table.name {
+                fk.on_delete == OnDelete::Restrict
+            } else {
+                tables.iter().any(|t| t.name == fk.references)
+            }
+        })
     })
 }
 
@@ -900,10 +907,10 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
             .any(|c| matches!(c, SchemaChange::RebuildTable { .. }));
     let wrap = |statements: Vec<String>, drops: Vec<&Table>| {
         let body = statements.join("\n");
-        if !outside_transaction && dialect.rebuilds_tables() && reference_each_other(&drops) {
+        if !outside_transaction && dialect.rebuilds_tables() && drops_need_deferred_keys(&drops) {
             format!(
-                "-- Drops tables referencing each other: SQLite first deletes a dropped table's \
-                 rows, which\n-- the others' rows still reference until they go too; the \
+                "-- Drops tables whose rows reference each other: SQLite first deletes a \
+                 dropped table's\n-- rows, which rows not deleted yet still reference; the \
                  foreign keys are checked\n-- at the commit.\n\
                  PRAGMA defer_foreign_keys = ON;\n{body}\n"
             )
