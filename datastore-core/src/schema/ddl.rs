@@ -524,12 +524,24 @@ fn do_block(body: &str) -> String {
 /// named after it (its key's `<table>_pkey`, and each column's) are renamed too, to the names
 /// `CREATE TABLE` would give them where those are free; later migrations find them by what
 /// they constrain, whatever their names.
+///
+/// SQLite compares names without regard to ASCII case, and finds a name that differs from the
+/// table's only so (`Users` to `users`) taken by the table itself: the table goes through
+/// `__datastore_renamed_<name>` first.
 pub fn rename_table(table: &Table, to: &str, dialect: Dialect) -> Vec<String> {
-    let mut statements = vec![format!(
-        "ALTER TABLE {} RENAME TO {};",
-        quote_ident(&table.name),
-        quote_ident(to)
-    )];
+    let rename = |from: &str, to: &str| {
+        format!(
+            "ALTER TABLE {} RENAME TO {};",
+            quote_ident(from),
+            quote_ident(to)
+        )
+    };
+    let mut statements = if dialect == Dialect::Sqlite && table.name.eq_ignore_ascii_case(to) {
+        let temp = format!("{RENAMED}{to}");
+        vec![rename(&table.name, &temp), rename(&temp, to)]
+    } else {
+        vec![rename(&table.name, to)]
+    };
     if dialect == Dialect::Postgres {
         let rename = |column: Option<&str>, label: &str| {
             let now = postgres_constraint(to, column, label);
@@ -576,6 +588,10 @@ pub fn drop_column(table: &str, column: &str, _dialect: Dialect) -> String {
         quote_ident(column)
     )
 }
+
+/// The prefix of the name a table takes on SQLite between two names that differ only in
+/// ASCII case (see [`rename_table`]).
+const RENAMED: &str = "__datastore_renamed_";
 
 /// The prefix of the name a table is rebuilt under (see [`rebuild_table`]), before it takes
 /// the table's name.
