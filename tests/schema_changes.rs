@@ -16,7 +16,7 @@ use datastore::prelude::*;
 use datastore::schema::{
     Column, ColumnDefault, ColumnType, ForeignKey, Name, OnDelete, SchemaProblem, Table,
 };
-use datastore::{AnyConnection, Error};
+use datastore::{AnyConnection, ConstraintKind, Error};
 
 /// A folder of migrations and the database they are applied to.
 struct Lab {
@@ -2668,6 +2668,170 @@ fn a_rename_changing_only_the_case_of_a_tables_name_keeps_it() {
         );
         assert!(l.migrations().plan(&after).unwrap().is_none());
         l.round_trip(&fp);
+    }
+}
+
+/// A catalogue whose categories were keyed by their code, its products pointing at them by it.
+mod catalog_v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Category {
+        #[primary_key]
+        pub code: String,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Product {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Category)]
+        pub category_code: String,
+        pub name: String,
+    }
+}
+
+/// The catalogue rekeyed: categories by an integer the database assigns, their code kept
+/// unique; products point at them by it, not yet known (their code dropped).
+mod catalog_v2 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Category {
+        #[primary_key]
+        pub id: i64,
+        #[unique]
+        pub code: String,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Product {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Category)]
+        pub category_id: Option<i64>,
+        pub name: String,
+    }
+}
+
+/// The catalogue rekeyed, the categories' code dropped.
+mod catalog_v3 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Category {
+        #[primary_key]
+        pub id: i64,
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct Product {
+        #[primary_key]
+        pub id: Id,
+        #[belongs_to(Category)]
+        pub category_id: Option<i64>,
+        pub name: String,
+    }
+}
+
+/// A parent whose key changes (a new column, the old one kept unique or dropped) while a
+/// child's foreign key points at the old one: the child lets go of the old key before the
+/// parent changes, and its new foreign key points at the new key after; `down` goes back the
+/// same way. The parent's rows keep their values, each with a key of its own. PostgreSQL
+/// refused to drop the key (or its column) the child's foreign key still depended on.
+#[test]
+fn a_parent_rekeyed_while_a_child_points_at_its_key_migrates_both_ways() {
+    let v1 = Schema::new()
+        .model::<catalog_v1::Category>()
+        .model::<catalog_v1::Product>();
+    let code_kept = Schema::new()
+        .model::<catalog_v2::Category>()
+        .model::<catalog_v2::Product>();
+    let code_dropped = Schema::new()
+        .model::<catalog_v3::Category>()
+        .model::<catalog_v3::Product>();
+    for lab in Lab::all() {
+        for (after, code_stays) in [(&code_kept, true), (&code_dropped, false)] {
+            let l = fresh(&lab);
+            let case = format!("{:?} lab, code kept: {code_stays}", l.dialect);
+            l.generate(&v1, "catalog", false).unwrap();
+            let store = l.up().unwrap();
+            for code in ["tools", "toys"] {
+                store
+                    .save(catalog_v1::Category {
+                        code: code.into(),
+                        name: code.to_uppercase(),
+                    })
+                    .unwrap();
+            }
+            store
+                .save(catalog_v1::Product {
+                    category_code: "tools".into(),
+                    name: "hammer".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            drop(store);
+            let before = l.fingerprint();
+
+            assert!(
+                matches!(
+                    l.generate(after, "rekeyed", false),
+                    Err(Error::LossyMigration { .. })
+                ),
+                "{case}: written unasked"
+            );
+            l.generate(after, "rekeyed", true).unwrap();
+            let store = l.up().unwrap_or_else(|e| panic!("{case}: {e}"));
+
+            let categories = store.all::<catalog_v3::Category>().unwrap();
+            let mut names: Vec<_> = categories.iter().map(|c| c.name.as_str()).collect();
+            names.sort();
+            assert_eq!(names, ["TOOLS", "TOYS"], "{case}");
+            assert_ne!(categories[0].id, categories[1].id, "{case}: a key each");
+            let [product] = &store.all::<catalog_v3::Product>().unwrap()[..] else {
+                panic!("{case}: one product")
+            };
+            assert_eq!(
+                (product.name.as_str(), product.category_id),
+                ("hammer", None)
+            );
+            // The new foreign key holds: a product points at a category by its new key, and at
+            // no key that no category has.
+            store
+                .save(catalog_v3::Product {
+                    category_id: Some(categories[0].id),
+                    ..product.clone()
+                })
+                .unwrap();
+            let nowhere = store.save(catalog_v3::Product {
+                category_id: Some(categories[0].id + categories[1].id),
+                ..product.clone()
+            });
+            assert!(
+                matches!(&nowhere, Err(Error::Constraint(v)) if v.kind == ConstraintKind::ForeignKey),
+                "{case}: {nowhere:?}"
+            );
+            if code_stays {
+                let tools = store.save(catalog_v2::Category {
+                    code: "tools".into(),
+                    name: "Other tools".into(),
+                    ..Default::default()
+                });
+                assert!(
+                    matches!(&tools, Err(Error::Constraint(v)) if v.kind == ConstraintKind::Unique),
+                    "{case}: the code stays unique: {tools:?}"
+                );
+            }
+            drop(store);
+            // `down` gives back no product a category code: it runs on empty tables.
+            l.execute("DELETE FROM products; DELETE FROM categories;")
+                .unwrap();
+            l.round_trip(&before);
+        }
     }
 }
 

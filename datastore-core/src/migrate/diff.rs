@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::Migration;
 use crate::schema::ddl::{self, Dialect};
-use crate::schema::{Column, ColumnType, Index, Name, OnDelete, Table};
+use crate::schema::{Column, ColumnType, ForeignKey, Index, Name, OnDelete, Table};
 use crate::schema::{Rename, Schema, SchemaProblem};
 
 /// One change between the schema the migrations produce and the models: what a planned
@@ -775,12 +775,12 @@ fn statements(change: &SchemaChange, dialect: Dialect) -> (Vec<String>, Vec<Stri
         ),
         SchemaChange::DropTable(t) => (vec![ddl::drop_table(&t.name, dialect)], create(t)),
         SchemaChange::AddColumn { table, column } => (
-            vec![ddl::add_column(table, column, dialect)],
+            ddl::add_column(table, column, dialect),
             vec![ddl::drop_column(&table.name, &column.name, dialect)],
         ),
         SchemaChange::DropColumn { table, column } => (
             vec![ddl::drop_column(&table.name, &column.name, dialect)],
-            vec![ddl::add_column(table, column, dialect)],
+            ddl::add_column(table, column, dialect),
         ),
         SchemaChange::CreateIndex { table, index } => (
             vec![ddl::create_index(table, index, dialect)],
@@ -827,6 +827,108 @@ fn drops_need_deferred_keys(tables: &[&Table]) -> bool {
     })
 }
 
+/// A foreign key of a table, named by the table.
+type TableForeignKey<'a> = (&'a Name, &'a ForeignKey);
+
+/// The foreign keys a migration that alters tables in place (PostgreSQL) takes off while the
+/// tables change: those pointing at a column whose table's change replaces what they depend
+/// on ([`replaces_key_of`]). PostgreSQL refuses to drop or retype the column, or to drop the
+/// constraint that makes it unique, while a foreign key depends on it ("cannot drop constraint
+/// .. because other objects depend on it"), whichever order the tables change in: a child
+/// may point at the parent's new key, which is not there before the parent's change.
+#[derive(Default)]
+struct Detached<'a> {
+    /// As the migrations left them (of the tables that change, and those that stay as they
+    /// are): dropped before the changes, once the renames are made; `down` adds them back last,
+    /// before it undoes the renames.
+    before: Vec<TableForeignKey<'a>>,
+    /// As the models declare them: added after the changes; `down` drops them first.
+    after: Vec<TableForeignKey<'a>>,
+}
+
+impl<'a> Detached<'a> {
+    /// Those of the migration of `changes` to `models` (none where tables are rebuilt: SQLite
+    /// rebuilds a table with foreign keys off).
+    fn of(changes: &'a [SchemaChange], models: &'a Schema, dialect: Dialect) -> Self {
+        if dialect.rebuilds_tables() {
+            return Self::default();
+        }
+        let altered: Vec<(&Table, &Table)> = changes
+            .iter()
+            .filter_map(|change| match change {
+                SchemaChange::RebuildTable { old, new } => Some((old, new)),
+                _ => None,
+            })
+            .collect();
+        let changed = |name: &str| {
+            changes.iter().any(|change| match change {
+                SchemaChange::CreateTable(t) | SchemaChange::RebuildTable { new: t, .. } => {
+                    t.name == *name
+                }
+                _ => false,
+            })
+        };
+        // Tables that stay as they are have the same foreign keys before and after.
+        let same: Vec<&Table> = models
+            .tables()
+            .into_iter()
+            .filter(|t| !changed(&t.name))
+            .collect();
+        let depending = |tables: Vec<&'a Table>, flip: bool| -> Vec<TableForeignKey<'a>> {
+            tables
+                .into_iter()
+                .flat_map(|table| table.foreign_keys.iter().map(move |fk| (&table.name, fk)))
+                .filter(|(_, fk)| {
+                    altered.iter().any(|&(old, new)| {
+                        let (from, to) = if flip { (new, old) } else { (old, new) };
+                        from.name == fk.references
+                            && replaces_key_of(from, to, &fk.referenced_column, dialect)
+                    })
+                })
+                .collect()
+        };
+        let (old, new): (Vec<&Table>, Vec<&Table>) = altered.iter().copied().unzip();
+        Self {
+            before: depending(old.into_iter().chain(same.iter().copied()).collect(), false),
+            after: depending(new.into_iter().chain(same).collect(), true),
+        }
+    }
+}
+
+/// Whether changing table `from` into `to` in place replaces what a foreign key to its
+/// `column` depends on in PostgreSQL: the column (dropped, added, or retyped) or the
+/// constraint that makes it unique (the primary key's, or its own).
+fn replaces_key_of(from: &Table, to: &Table, column: &str, dialect: Dialect) -> bool {
+    let (Some(was), Some(now)) = (from.column(column), to.column(column)) else {
+        return true;
+    };
+    // Which constraint makes the column unique: the key's (true), its own (false), or none.
+    let unique_by = |table: &Table, c: &Column| {
+        if table.is_whole_key(column) {
+            Some(true)
+        } else {
+            c.unique.then_some(false)
+        }
+    };
+    dialect.column_type(&was.ty) != dialect.column_type(&now.ty)
+        || unique_by(from, was) != unique_by(to, now)
+}
+
+/// `table` without those of `foreign_keys` that are its own, keeping the indexes they imply.
+fn without(table: &Table, foreign_keys: &[TableForeignKey<'_>]) -> Table {
+    let kept: Vec<ForeignKey> = table
+        .foreign_keys
+        .iter()
+        .filter(|fk| !foreign_keys.contains(&(&table.name, *fk)))
+        .cloned()
+        .collect();
+    Table {
+        indexes: table.all_indexes().into(),
+        foreign_keys: kept.into(),
+        ..table.clone()
+    }
+}
+
 /// The temporary table in which a SQLite rebuild keeps how many rows of each table pointed
 /// nowhere before it (see [`render`]).
 const FK_BEFORE: &str = "__datastore_fk_before";
@@ -834,19 +936,47 @@ const FK_BEFORE: &str = "__datastore_fk_before";
 /// Renders the changes as a migration. A rebuild runs with foreign-key enforcement off, which
 /// SQLite only allows outside a transaction, so such a migration opens its own and checks the
 /// foreign keys before it commits: it stops if a table has more rows pointing nowhere than it
-/// had before (a row another tool left pointing nowhere is not the migration's).
-pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
+/// had before (a row another tool left pointing nowhere is not the migration's). `models` is
+/// the schema the changes lead to.
+pub(super) fn render(changes: &[SchemaChange], models: &Schema, dialect: Dialect) -> Migration {
     let mut up = Vec::new();
     let mut down = Vec::new();
     let mut lossy = Vec::new();
+    let detached = Detached::of(changes, models, dialect);
     // A foreign key to a table this migration creates after the change (a new table's, or one
-    // an altered table gains), added once both are there; `down` drops it first.
-    let mut deferred = Vec::new();
+    // an altered table gains), or to a key an altered table gains, added once both are there;
+    // `down` drops it first.
+    let mut deferred = detached.after.clone();
     // A foreign key of a dropped table to one dropped before it, dropped first (PostgreSQL
     // refuses to drop a table referenced); `down`, which creates them in the opposite order,
     // adds it back last.
     let mut let_go = Vec::new();
+    // The renames come first: the others name tables and columns as they are after them.
+    let renames = changes
+        .iter()
+        .take_while(|c| {
+            matches!(
+                c,
+                SchemaChange::RenameTable { .. } | SchemaChange::RenameColumn { .. }
+            )
+        })
+        .count();
     for (i, change) in changes.iter().enumerate() {
+        if i == renames {
+            up.extend(
+                detached
+                    .before
+                    .iter()
+                    .map(|(table, fk)| ddl::drop_foreign_key(table, &fk.column)),
+            );
+            down.splice(
+                0..0,
+                detached
+                    .before
+                    .iter()
+                    .map(|(table, fk)| ddl::add_foreign_key(table, fk)),
+            );
+        }
         let created_after = names_of(&changes[i + 1..], |c| match c {
             SchemaChange::CreateTable(t) => Some(&t.name),
             _ => None,
@@ -859,13 +989,14 @@ pub(super) fn render(changes: &[SchemaChange], dialect: Dialect) -> Migration {
             }
             // A table that stays gains a foreign key to a table created later (one side of a
             // cycle that exists already): PostgreSQL alters the whole table in one change.
+            // Its foreign keys that `detached` drops and adds are not its change's.
             SchemaChange::RebuildTable { old, new } if !dialect.rebuilds_tables() => {
                 let (now, later) = ddl::before_tables(new, &created_after, dialect);
                 deferred.extend(later.into_iter().map(|fk| (&new.name, fk)));
                 statements(
                     &SchemaChange::RebuildTable {
-                        old: old.clone(),
-                        new: now.into_owned(),
+                        old: without(old, &detached.before),
+                        new: without(&now, &detached.after),
                     },
                     dialect,
                 )

@@ -482,7 +482,7 @@ impl Migrations {
             diff::diff(&self.recorded_schema()?, schema, self.dialect).map_err(|problem| {
                 Error::migration(None, MigrationFailure::InvalidSchema(Box::new(problem)))
             })?;
-        Ok((!changes.is_empty()).then(|| diff::render(&changes, self.dialect)))
+        Ok((!changes.is_empty()).then(|| diff::render(&changes, schema, self.dialect)))
     }
 
     /// The [`Drift`] between the models and the migrations, if they differ.

@@ -330,14 +330,24 @@ pub fn drop_table(table: &str, _dialect: Dialect) -> String {
 /// `ALTER TABLE .. ADD COLUMN`. The rows the table holds take the column's default; a
 /// `NOT NULL` column without one (which only a `down.sql` adds back: the migration generator
 /// refuses to invent values) takes the zero value of its type, since neither database adds it
-/// otherwise.
-pub fn add_column(table: &Table, column: &Column, dialect: Dialect) -> String {
+/// otherwise. PostgreSQL then drops that default, which the column did not have (SQLite cannot
+/// drop a default in place: the column keeps it).
+pub fn add_column(table: &Table, column: &Column, dialect: Dialect) -> Vec<String> {
+    let name = quote_ident(&table.name);
     let mut def = column_definition(table, column, dialect);
     // A key the database assigns gives each row its own value.
-    if !column.nullable && column.default.is_none() && !column.generated {
+    let filled = !column.nullable && column.default.is_none() && !column.generated;
+    if filled {
         def.push_str(&format!(" DEFAULT {}", dialect.filler(column)));
     }
-    format!("ALTER TABLE {} ADD COLUMN {def};", quote_ident(&table.name))
+    let mut statements = vec![format!("ALTER TABLE {name} ADD COLUMN {def};")];
+    if filled && dialect == Dialect::Postgres {
+        statements.push(format!(
+            "ALTER TABLE {name} ALTER COLUMN {} DROP DEFAULT;",
+            quote_ident(&column.name)
+        ));
+    }
+    statements
 }
 
 /// The value the rows a table holds take in a column added `NOT NULL`: its default, or (in a
@@ -1038,7 +1048,7 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
     };
     for column in new.columns.iter() {
         let Some(was) = old.column(&column.name) else {
-            statements.push(add_column(&unkeyed, column, dialect));
+            statements.extend(add_column(&unkeyed, column, dialect));
             continue;
         };
         let name = quote_ident(&column.name);
