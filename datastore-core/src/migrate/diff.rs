@@ -317,7 +317,13 @@ fn widens(from: &ColumnType, to: &ColumnType) -> bool {
 fn table_losses(old: &Table, new: &Table) -> Vec<String> {
     let t = &new.name;
     let mut losses = Vec::new();
-    if old.primary_key != new.primary_key {
+    // A key holding a column the change adds, which the database assigns, is one no two rows
+    // share: each row gets its own value.
+    let assigned_key = new
+        .primary_key
+        .iter()
+        .any(|k| old.column(k).is_none() && new.column(k).is_some_and(|c| c.generated));
+    if old.primary_key != new.primary_key && !assigned_key {
         losses.push(format!(
             "changes the primary key of {t} from ({}) to ({}): stops while rows share the new key",
             old.primary_key.join(", "),
@@ -353,7 +359,8 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
                 .map_or("no default".to_owned(), ToString::to_string);
             losses.push(format!("makes {t}.{c} NOT NULL: its NULLs become {fill}"));
         }
-        if now.unique && !was.unique && !new.is_whole_key(c) {
+        // A column that was the whole key was unique by it.
+        if now.unique && !was.unique && !old.is_whole_key(c) && !new.is_whole_key(c) {
             losses.push(unique_loss(t, std::slice::from_ref(c)));
         }
         match (old.foreign_key(c), new.foreign_key(c)) {
