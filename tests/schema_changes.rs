@@ -1897,6 +1897,87 @@ fn a_rename_to_a_name_whose_constraints_are_cut_alike_keeps_them() {
     }
 }
 
+/// A long table with a long indexed column, renamed to a name whose index PostgreSQL cuts to
+/// the same name as the old one's.
+mod long_indexed_v1 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct OrganizationMembershipInvitation {
+        #[primary_key]
+        pub id: Id,
+        #[index]
+        pub invitation_email_address_normalized: String,
+    }
+}
+
+mod long_indexed_v2 {
+    use datastore::prelude::*;
+
+    #[derive(Model, Debug, Clone, PartialEq, Default)]
+    pub struct OrganizationMembershipInvitation {
+        #[primary_key]
+        pub id: Id,
+        #[index]
+        #[column(renamed_from = "invitation_email_address_normalized")]
+        pub invitation_email_address_normalised: String,
+    }
+}
+
+/// The rename keeps the column's index, under the name PostgreSQL already gave it (the first
+/// 63 bytes of both names): PostgreSQL refused to rename the index to the name it had.
+#[test]
+fn a_rename_to_a_name_whose_index_is_cut_alike_keeps_it() {
+    let index = "idx_organization_membership_invitations_invitation_email_address_normalised";
+    for lab in Lab::all() {
+        let l = fresh(&lab);
+        l.generate(
+            &Schema::new().model::<long_indexed_v1::OrganizationMembershipInvitation>(),
+            "invitations",
+            false,
+        )
+        .unwrap();
+        drop(l.up().unwrap());
+        let before = l.fingerprint();
+        l.generate(
+            &Schema::new().model::<long_indexed_v2::OrganizationMembershipInvitation>(),
+            "normalised",
+            false,
+        )
+        .unwrap();
+        drop(
+            l.up()
+                .unwrap_or_else(|e| panic!("{:?} lab: {e}", l.dialect)),
+        );
+        let sql = match l.dialect {
+            Dialect::Sqlite => {
+                "SELECT name || ' ' || sql AS v FROM sqlite_master WHERE type = 'index' \
+                 AND name LIKE 'idx_%'"
+            }
+            _ => {
+                "SELECT indexname::text || ' ' || indexdef AS v FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND indexname LIKE 'idx_%'"
+            }
+        };
+        let [indexed] = &l.rows(sql)[..] else {
+            panic!("{:?} lab: one index", l.dialect)
+        };
+        let kept = match l.dialect {
+            Dialect::Sqlite => index,
+            _ => &index[..63],
+        };
+        // SQLite quotes the names in the statement it keeps.
+        let unquoted = indexed.replace('"', "");
+        assert!(
+            unquoted.starts_with(&format!("{kept} "))
+                && unquoted.ends_with("(invitation_email_address_normalised)"),
+            "{:?} lab: {indexed}",
+            l.dialect
+        );
+        l.round_trip(&before);
+    }
+}
+
 mod v1 {
     use datastore::prelude::*;
 

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use super::{Column, ColumnType, ForeignKey, Index, Name, OnDelete, Table, Timestamps};
+use super::{LONGEST_NAME, cut_name, postgres_kept};
 
 /// The SQL dialect DDL is rendered for, and the backend a store runs on.
 ///
@@ -377,10 +378,13 @@ pub fn renamed_indexes(old: &[Index], new: &[Index]) -> Vec<(Index, Index)> {
     pairs
 }
 
-/// Renames an index: `ALTER INDEX .. RENAME` on PostgreSQL; on SQLite, which cannot, the
-/// index is dropped and created again under its new name.
+/// Renames an index: `ALTER INDEX .. RENAME` on PostgreSQL, unless the two names are one there
+/// (alike in their first 63 bytes: the index has the name already, and PostgreSQL refuses a
+/// rename to a name a relation has); on SQLite, which cannot rename an index, it is dropped and
+/// created again under its new name.
 pub fn rename_index(table: &str, from: &Index, to: &Index, dialect: Dialect) -> Vec<String> {
     match dialect {
+        Dialect::Postgres if postgres_kept(&from.name) == postgres_kept(&to.name) => Vec::new(),
         Dialect::Postgres => vec![format!(
             "ALTER INDEX {} RENAME TO {};",
             quote_ident(&from.name),
@@ -412,9 +416,8 @@ fn column_constraints(table: &Table, column: &Column) -> Vec<&'static str> {
 /// A statement that names the constraint must use this: PostgreSQL cuts a longer identifier at
 /// 63 bytes, which is another name.
 pub(crate) fn postgres_constraint(table: &str, column: Option<&str>, label: &str) -> String {
-    const LONGEST: usize = 63;
     let overhead = label.len() + 1 + usize::from(column.is_some());
-    let available = LONGEST.saturating_sub(overhead);
+    let available = LONGEST_NAME.saturating_sub(overhead);
     let (mut table_len, mut column_len) = (table.len(), column.map_or(0, str::len));
     while table_len + column_len > available {
         if table_len > column_len {
@@ -423,19 +426,13 @@ pub(crate) fn postgres_constraint(table: &str, column: Option<&str>, label: &str
             column_len -= 1;
         }
     }
-    let clip = |name: &str, mut len: usize| {
-        while !name.is_char_boundary(len) {
-            len -= 1;
-        }
-        name[..len].to_owned()
-    };
     match column {
         Some(column) => format!(
             "{}_{}_{label}",
-            clip(table, table_len),
-            clip(column, column_len)
+            cut_name(table, table_len),
+            cut_name(column, column_len)
         ),
-        None => format!("{}_{label}", clip(table, table_len)),
+        None => format!("{}_{label}", cut_name(table, table_len)),
     }
 }
 
@@ -1397,6 +1394,42 @@ mod examples {
         // Cut at a character boundary: 'é' is two bytes.
         let accented = postgres_constraint(&"é".repeat(40), Some("c"), "fkey");
         assert_eq!(accented, format!("{}_c_fkey", "é".repeat(28)));
+    }
+
+    /// PostgreSQL keeps an index's first 63 bytes, cut at a character boundary: a rename to a
+    /// name alike there is none (the index has that name already), one to a name that differs
+    /// there is made.
+    #[test]
+    fn an_index_rename_to_a_name_postgres_keeps_alike_is_none() {
+        use super::{Dialect, rename_index};
+        use crate::schema::Index;
+        let index = |name: String| Index {
+            name: name.into(),
+            columns: vec!["c".into()].into(),
+            unique: false,
+        };
+        let rename = |from: &str, to: &str| {
+            rename_index(
+                "t",
+                &index(format!("idx_{from}")),
+                &index(format!("idx_{to}")),
+                Dialect::Postgres,
+            )
+        };
+        // 'é' is two bytes: the 30th spans bytes 62 and 63, and is cut whole.
+        let (long, short) = ("é".repeat(30), "é".repeat(29));
+        assert!(rename(&format!("{long}a"), &format!("{long}b")).is_empty());
+        assert_eq!(
+            rename(&format!("{short}a"), &format!("{short}b")),
+            [format!(
+                r#"ALTER INDEX "idx_{short}a" RENAME TO "idx_{short}b";"#
+            )]
+        );
+        assert_eq!(
+            rename_index("t", &index("a".into()), &index("b".into()), Dialect::Sqlite).len(),
+            2,
+            "dropped and created again"
+        );
     }
 
     #[test]

@@ -182,6 +182,22 @@ impl Table {
 /// [`Schema::validate`] index names that would be cut into one.
 pub(crate) const LONGEST_NAME: usize = 63;
 
+/// `name` as PostgreSQL keeps it: its first [`LONGEST_NAME`] bytes, cut at a character
+/// boundary (a character is kept whole or not at all). Two names alike there are one name to
+/// PostgreSQL.
+pub(crate) fn postgres_kept(name: &str) -> &str {
+    cut_name(name, LONGEST_NAME)
+}
+
+/// `name` cut to at most `bytes` bytes, at a character boundary, as PostgreSQL cuts names.
+pub(crate) fn cut_name(name: &str, bytes: usize) -> &str {
+    let mut len = bytes.min(name.len());
+    while !name.is_char_boundary(len) {
+        len -= 1;
+    }
+    &name[..len]
+}
+
 /// One column of a table.
 ///
 /// ```

@@ -398,13 +398,8 @@ impl Schema {
         let mut seen: HashMap<String, (String, String)> = HashMap::new();
         for table in &self.tables {
             for index in table.all_indexes() {
-                // PostgreSQL cuts a long name at a character boundary.
-                let mut kept = index.name.len().min(super::LONGEST_NAME);
-                while !index.name.is_char_boundary(kept) {
-                    kept -= 1;
-                }
                 let this = (index.name.to_string(), table.name.to_string());
-                match seen.entry(index.name[..kept].to_owned()) {
+                match seen.entry(super::postgres_kept(&index.name).to_owned()) {
                     Entry::Occupied(first) => {
                         let (name, table) = first.get().clone();
                         return Some(SchemaProblem::IndexNamesCollide {
