@@ -1,54 +1,19 @@
 //! Models derived in a crate that depends on datastore under another name, and on no crate
 //! named `datastore` (`tests/renamed-models`: `#[model(crate = dbx)]`, or through a facade
-//! module re-exporting it), are stored, read, related and linked like any other.
+//! module re-exporting it), are stored, read, related and linked like any other. What matters
+//! is that the crate compiles (the generated code differs from the default only in its paths);
+//! this drives each kind of generated method once.
 
 use datastore::prelude::*;
 use datastore_renamed_models::{schema, Author, Book, BookTag, Shelf, Tag};
 
-/// A store on a SQLite file in `dir`, its tables made from the models.
-fn store_in(dir: &tempfile::TempDir) -> Store {
-    Store::builder(dir.path().join("library.db"))
+#[test]
+fn models_of_a_crate_naming_datastore_otherwise_save_load_relate_and_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path().join("library.db"))
         .schema(schema())
         .open()
-        .expect("open store")
-}
-
-#[test]
-fn models_of_a_crate_naming_datastore_otherwise_save_and_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(&dir);
-    let ada = store
-        .save(Author {
-            name: "Ada".into(),
-            ..Author::default()
-        })
         .unwrap();
-    let notes = store
-        .save(Book {
-            title: "Notes".into(),
-            shelf: Shelf::Reference,
-            author_id: ada.id,
-            ..Book::default()
-        })
-        .unwrap();
-    assert_eq!(store.get::<Book>(&notes.id).unwrap(), notes);
-    assert_eq!(
-        store.get::<Book>(&notes.id).unwrap().shelf,
-        Shelf::Reference
-    );
-
-    let mut conn = store.conn().unwrap();
-    assert_eq!(notes.author(&mut conn).unwrap(), ada);
-    assert_eq!(ada.books(&mut conn).unwrap(), vec![notes.clone()]);
-    let mut authors = store.all::<Author>().unwrap();
-    Author::load_books(&mut conn, &mut authors).unwrap();
-    assert_eq!(authors[0].books.get(), Some(&[notes][..]));
-}
-
-#[test]
-fn models_of_a_crate_naming_datastore_otherwise_link_and_unlink() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(&dir);
     let mut conn = store.conn().unwrap();
     let ada = conn
         .save(Author {
@@ -59,6 +24,7 @@ fn models_of_a_crate_naming_datastore_otherwise_link_and_unlink() {
     let notes = conn
         .save(Book {
             title: "Notes".into(),
+            shelf: Shelf::Reference,
             author_id: ada.id,
             ..Book::default()
         })
@@ -69,7 +35,13 @@ fn models_of_a_crate_naming_datastore_otherwise_link_and_unlink() {
             ..Tag::default()
         })
         .unwrap();
-    assert_ne!(maths.id, 0, "the database assigned the tag's key");
+    assert_eq!(conn.get::<Book>(&notes.id).unwrap(), notes);
+
+    assert_eq!(notes.author(&mut conn).unwrap(), ada);
+    assert_eq!(ada.books(&mut conn).unwrap(), vec![notes.clone()]);
+    let mut authors = conn.all::<Author>().unwrap();
+    Author::load_books(&mut conn, &mut authors).unwrap();
+    assert_eq!(authors[0].books.get(), Some(&[notes.clone()][..]));
 
     let link = notes.link_tags(&mut conn, &maths).unwrap();
     assert_eq!(
@@ -81,11 +53,6 @@ fn models_of_a_crate_naming_datastore_otherwise_link_and_unlink() {
     );
     assert_eq!(notes.tags(&mut conn).unwrap(), vec![maths.clone()]);
     assert_eq!(maths.books(&mut conn).unwrap(), vec![notes.clone()]);
-
     assert_eq!(maths.unlink_books(&mut conn, &notes).unwrap(), 1);
-    assert_eq!(notes.tags(&mut conn).unwrap(), vec![]);
     assert_eq!(conn.count::<BookTag>().unwrap(), 0);
-    // Deleting the author deletes its book (a required parent: `ON DELETE CASCADE`).
-    conn.delete(&ada).unwrap();
-    assert_eq!(conn.count::<Book>().unwrap(), 0);
 }

@@ -4,11 +4,10 @@ use proc_macro2::{Group, Ident, TokenStream, TokenTree};
 use quote::{format_ident, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
-use super::Private;
 use crate::parse::{FieldKind, Model, RelationKind};
 
 pub fn checks(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     // A key's fields have types a key column can have.
     let keys = model.key_fields().into_iter().map(|field| {
         let ty = field.ty;
@@ -44,9 +43,9 @@ pub fn checks(model: &Model) -> TokenStream {
                 FieldKind::Relation(relation) => {
                     let target = &relation.target;
                     let wrapper = format_ident!("{}", relation.kind.wrapper());
-                    let target_private = private.at(target.span());
+                    let private = private.at(target.span());
                     let is_model = quote_spanned! {target.span()=>
-                        fn model<T: #target_private::Model>() {}
+                        fn model<T: #private::Model>() {}
                         model::<#target>();
                     };
                     // Outside the struct's impls, where `Self` (`HasMany<Self>`) means nothing.

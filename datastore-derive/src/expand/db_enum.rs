@@ -3,12 +3,11 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Private;
 use crate::parse::DbEnum;
 
 pub fn db_enum(input: &DbEnum) -> TokenStream {
     let ident = input.ident;
-    let private = Private::new(input.krate.as_ref());
+    let private = input.private();
     let idents: Vec<_> = input.variants.iter().map(|(v, _)| *v).collect();
     let names: Vec<_> = input.variants.iter().map(|(_, n)| n.as_str()).collect();
     // After the name read (`"Gone" is not a ..`); an argument of `format!`, not part of its

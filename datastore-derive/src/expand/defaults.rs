@@ -28,7 +28,7 @@ pub fn value(private: Private, default: &Default) -> TokenStream {
 /// cannot hold the default (a string for an integer, an enum variant that does not exist, a
 /// number out of the column's range).
 pub fn checks(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let checks = model.columns().filter_map(|(field, column)| {
         let default = column.default.as_ref()?;
         let ty = field.ty;

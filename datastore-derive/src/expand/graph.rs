@@ -6,7 +6,6 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::relations::{fk_key, many_to_many_keys};
-use super::Private;
 use crate::parse::{Model, RelationKind};
 
 pub fn save_graph(model: &Model) -> TokenStream {
@@ -19,7 +18,7 @@ pub fn save_graph(model: &Model) -> TokenStream {
 }
 
 fn save_graph_on(model: &Model, conn: &TokenStream) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let this: syn::Path = syn::parse_quote!(#ident);
     let mut takes = Vec::new();

@@ -8,7 +8,7 @@ use super::Private;
 use crate::parse::Model;
 
 pub fn insertable(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let table = &model.table;
     let assignment_types = |fields: &[&crate::parse::Field]| -> Vec<TokenStream> {

@@ -25,7 +25,7 @@ use private::Private;
 /// types and the runtime's generic code. The `table!` module sits beside the struct; the rest
 /// goes in an anonymous constant that brings the re-exported Diesel into scope.
 pub fn model(model: &parse::Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let table = table::table(model);
     let checks = checks::checks(model);
     let model_impl = model_impl::model_impl(model);

@@ -5,11 +5,10 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::Private;
 use crate::parse::{KeyKind, Model, OnDelete, RelationKind, TimestampRole};
 
 pub fn model_impl(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let name = ident.to_string();
     let table = &model.table;
@@ -219,8 +218,8 @@ pub fn model_impl(model: &Model) -> TokenStream {
     };
 
     let query_doc = format!(
-        " them ([`Selection`]({})), as `all` and `query!` do.",
-        private.doc_link("Selection")
+        " them ({}), as `all` and `query!` do.",
+        private.doc_link("Selection", "Selection")
     );
 
     quote! {

@@ -6,6 +6,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote_spanned, ToTokens};
 use syn::Path;
 
+use crate::parse;
+
 /// `::datastore::__private` (or `<crate>::__private`), written into generated code as `#private`.
 #[derive(Clone, Copy)]
 pub struct Private<'a> {
@@ -29,23 +31,32 @@ impl<'a> Private<'a> {
         Self { span, ..self }
     }
 
-    /// The path of a public item of datastore (`observe::LiveQuery::load`) as a documentation
-    /// link of generated code gives it.
-    pub fn doc_link(self, item: &str) -> String {
+    /// A documentation link of generated code, shown as `text`, to the public item `item` of
+    /// datastore (`observe::LiveQuery::load`) under the path the code writes; plain code text
+    /// under `$crate`, which rustdoc cannot resolve in a link.
+    pub fn doc_link(self, text: &str, item: &str) -> String {
         let krate = match self.krate {
             None => "::datastore".to_owned(),
-            Some(path) => {
-                let segments: Vec<String> =
-                    path.segments.iter().map(|s| s.ident.to_string()).collect();
-                let root = if path.leading_colon.is_some() {
-                    "::"
-                } else {
-                    ""
-                };
-                format!("{root}{}", segments.join("::"))
+            Some(path) if path.segments.first().is_some_and(|s| s.ident == "$crate") => {
+                return format!("`{text}`");
             }
+            Some(path) => path.to_token_stream().to_string().replace(' ', ""),
         };
-        format!("{krate}::{item}")
+        format!("[`{text}`]({krate}::{item})")
+    }
+}
+
+impl parse::Model<'_> {
+    /// The runtime's hidden module, as this model's generated code names it.
+    pub fn private(&self) -> Private<'_> {
+        Private::new(self.krate.as_ref())
+    }
+}
+
+impl parse::DbEnum<'_> {
+    /// The runtime's hidden module, as this enum's generated code names it.
+    pub fn private(&self) -> Private<'_> {
+        Private::new(self.krate.as_ref())
     }
 }
 

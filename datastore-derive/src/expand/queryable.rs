@@ -5,11 +5,10 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::Private;
 use crate::parse::{FieldKind, Model};
 
 pub fn queryable(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();
     let st: Vec<_> = (0..columns.len())

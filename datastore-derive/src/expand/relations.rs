@@ -183,7 +183,7 @@ fn last(path: &Path) -> String {
 /// The child's side, once per model: `BelongsTo` and `ForeignKeysTo` for each `belongs_to`,
 /// and the typed `post()`, `with_post()` and `where_post()` of a field `post_id`.
 pub fn child_side(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let table = &model.table;
     let mut out = TokenStream::new();
@@ -296,11 +296,11 @@ pub fn child_side(model: &Model) -> TokenStream {
         let constant = format_ident!("{}", stem.to_uppercase());
         let const_doc = format!(
             "The `belongs_to` field `{field_name}` as a value, to load the `{}` it points at with \
-             a live query ([`LiveQuery::load`]({})), alone or followed by the parent's \
-             relations with `then`; a snapshot holds the parents ([`Snapshot::parent`]({})).",
+             a live query ({}), alone or followed by the parent's \
+             relations with `then`; a snapshot holds the parents ({}).",
             last(parent),
-            private.doc_link("observe::LiveQuery::load"),
-            private.doc_link("observe::Snapshot::parent"),
+            private.doc_link("LiveQuery::load", "observe::LiveQuery::load"),
+            private.doc_link("Snapshot::parent", "observe::Snapshot::parent"),
         );
         let with_doc = format!("This row, pointed at this `{}`.", last(parent));
         let where_doc = format!(
@@ -412,8 +412,8 @@ fn live_const(
     let constant = format_ident!("{}", name.to_uppercase());
     let doc = format!(
         "The relation `{name}` as a value, to load with a live query \
-         ([`LiveQuery::load`]({})), alone or followed by its target's relations with `then`.",
-        private.doc_link("observe::LiveQuery::load"),
+         ({}), alone or followed by its target's relations with `then`.",
+        private.doc_link("LiveQuery::load", "observe::LiveQuery::load"),
     );
     quote! {
         impl #model {
@@ -432,7 +432,7 @@ fn live_const(
 /// (`post.comments(conn)`), the eager loader (`Post::load_comments(conn, &mut posts)`), the SQL
 /// filter (`Post::having_comments(predicate)`), and for many-to-many `link_*`/`unlink_*`.
 pub fn parent_side(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let this: Path = syn::parse_quote!(#ident);
     let mut out = TokenStream::new();

@@ -9,13 +9,12 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::key::{key_columns, key_filter, key_order, key_type};
-use super::Private;
 use crate::parse::{Field, KeyKind, Model};
 
 /// The bound values of a row's `columns`, walked one by one with commas between them: a struct
 /// `name` holding them, and its `QueryFragment` on every backend.
 fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let table = &model.table;
     let bind_types: Vec<_> = columns
@@ -69,7 +68,7 @@ fn binds(model: &Model, name: &syn::Ident, columns: &[&Field]) -> TokenStream {
 }
 
 pub fn statements(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let ident = model.ident;
     let table = &model.table;
     let columns: Vec<_> = model.columns().map(|(f, _)| f).collect();

@@ -10,7 +10,7 @@ use crate::parse::option_of;
 use crate::parse::Model;
 
 pub fn table(model: &Model) -> TokenStream {
-    let private = Private::new(model.krate.as_ref());
+    let private = model.private();
     let table = &model.table;
     let key = model.key_fields().into_iter().map(|f| f.ident);
     let doc = format!(

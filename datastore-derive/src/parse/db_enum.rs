@@ -31,7 +31,7 @@ impl<'a> DbEnum<'a> {
                     Ok(())
                 } else {
                     Err(meta.error(
-                        "on the enum, `#[db_enum(..)]` takes only `crate = path::to::datastore`: \
+                        "on the enum, `#[db_enum(..)]` takes only `crate = my_db::datastore`: \
                          each variant is stored as its name as written, or as the one it gives \
                          with `#[db_enum(rename = \"name\")]` on the variant",
                     ))

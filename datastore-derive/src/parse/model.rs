@@ -700,7 +700,7 @@ fn parse_model_attributes(cx: &Ctxt, input: &DeriveInput) -> ModelAttributes {
                 Err(meta.error(format!(
                     "unknown model attribute `{name}`: expected `#[model(table = \"name\")]`, \
                      `#[model(primary_key(a, b))]`, `#[model(renamed_from = \"previous_name\")]` \
-                     or `#[model(crate = path::to::datastore)]`"
+                     or `#[model(crate = my_db::datastore)]`"
                 )))
             }
         });

@@ -38,8 +38,12 @@ pub struct Author {
 pub struct Book {
     #[primary_key]
     pub id: Id,
+    #[index]
     pub title: String,
     pub shelf: Shelf,
+    /// A default (generated code of its own).
+    #[column(default = 1)]
+    pub edition: i32,
     #[belongs_to(Author)]
     pub author_id: Id,
     #[many_to_many(Tag, through = BookTag)]
