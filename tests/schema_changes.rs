@@ -233,13 +233,16 @@ fn schema(table: Table) -> Schema {
     Schema::new().table(table)
 }
 
-/// Applies `before` to a fresh database, seeds it, generates the change to `after` (which must
-/// be lossy or not as `lossy` says: a lossy one is refused until allowed), applies it, and
-/// round-trips it; returns the lab for checks.
+/// Applies `before` to a fresh database, seeds it (`seed` may be empty), generates the change to
+/// `after` (which must be lossy or not as `lossy` says: a lossy one is refused until allowed)
+/// and applies it; returns the fingerprint from before the change, for
+/// [`Lab::round_trip`].
 fn change(lab: &Lab, before: Schema, seed: &str, after: &Schema, lossy: bool) -> Vec<String> {
     lab.generate(&before, "before", false).unwrap();
     drop(lab.up().unwrap());
-    lab.execute(seed).unwrap();
+    if !seed.is_empty() {
+        lab.execute(seed).unwrap();
+    }
     let fingerprint = lab.fingerprint();
     match lab.generate(after, "after", false) {
         Ok(_) => assert!(!lossy, "a lossy change was written unasked"),
@@ -678,7 +681,11 @@ fn a_new_reference_with_a_default_is_lossy_and_stops_while_the_default_points_no
                     (Dialect::Sqlite, other) => {
                         panic!("{case}: expected BrokenForeignKeys of 2 rows, got {other:?}")
                     }
-                    (_, result) => assert!(result.is_err(), "{case}: the default points nowhere"),
+                    (_, Err(e)) => assert!(
+                        e.to_string().contains("foreign key"),
+                        "{case}: refused for the default pointing nowhere, not {e}"
+                    ),
+                    (_, Ok(_)) => panic!("{case}: the default points nowhere"),
                 }
                 assert_eq!(l.fingerprint(), fp, "{case}: nothing changed");
                 assert_eq!(
@@ -1869,20 +1876,13 @@ mod long_v2 {
 fn a_rename_to_a_name_whose_constraints_are_cut_alike_keeps_them() {
     for lab in Lab::all() {
         let l = fresh(&lab);
-        l.generate(
-            &Schema::new().model::<long_v1::OrganizationMembershipInvitation>(),
-            "invitations",
-            false,
-        )
-        .unwrap();
-        drop(l.up().unwrap());
-        let before = l.fingerprint();
-        l.generate(
+        let before = change(
+            &l,
+            Schema::new().model::<long_v1::OrganizationMembershipInvitation>(),
+            "",
             &Schema::new().model::<long_v2::OrganizationMembershipInvitation>(),
-            "normalised",
             false,
-        )
-        .unwrap();
+        );
         let store = l.up().unwrap();
         let invitation = |email: &str| long_v2::OrganizationMembershipInvitation {
             invitation_email_address_normalised: email.into(),
@@ -1931,23 +1931,12 @@ fn a_rename_to_a_name_whose_index_is_cut_alike_keeps_it() {
     let index = "idx_organization_membership_invitations_invitation_email_address_normalised";
     for lab in Lab::all() {
         let l = fresh(&lab);
-        l.generate(
-            &Schema::new().model::<long_indexed_v1::OrganizationMembershipInvitation>(),
-            "invitations",
-            false,
-        )
-        .unwrap();
-        drop(l.up().unwrap());
-        let before = l.fingerprint();
-        l.generate(
+        let before = change(
+            &l,
+            Schema::new().model::<long_indexed_v1::OrganizationMembershipInvitation>(),
+            "",
             &Schema::new().model::<long_indexed_v2::OrganizationMembershipInvitation>(),
-            "normalised",
             false,
-        )
-        .unwrap();
-        drop(
-            l.up()
-                .unwrap_or_else(|e| panic!("{:?} lab: {e}", l.dialect)),
         );
         let sql = match l.dialect {
             Dialect::Sqlite => {

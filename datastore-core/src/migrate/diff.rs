@@ -177,10 +177,7 @@ impl SchemaChange {
                 vec![unique_loss(table, &index.columns)]
             }
             Self::RebuildTable { old, new } => table_losses(old, new),
-            Self::AddColumn { table, column } => added_unique_loss(table, column)
-                .into_iter()
-                .chain(added_reference_loss(table, column))
-                .collect(),
+            Self::AddColumn { table, column } => added_losses(table, column).collect(),
             Self::CreateTable(_)
             | Self::RenameTable { .. }
             | Self::RenameColumn { .. }
@@ -272,6 +269,13 @@ fn unique_loss(table: &str, columns: &[Name]) -> String {
         "makes ({}) of {table} unique: stops, changing nothing, while rows share values there",
         columns.join(", ")
     )
+}
+
+/// What adding `column` (with its default) to `table` may stop on: every row takes the default.
+fn added_losses(table: &Table, column: &Column) -> impl Iterator<Item = String> {
+    added_unique_loss(table, column)
+        .into_iter()
+        .chain(added_reference_loss(table, column))
 }
 
 /// A column added unique with a default: every row the table holds takes the default, one
@@ -384,8 +388,7 @@ fn table_losses(old: &Table, new: &Table) -> Vec<String> {
         }
     }
     for now in new.columns.iter().filter(|c| old.column(&c.name).is_none()) {
-        losses.extend(added_unique_loss(new, now));
-        losses.extend(added_reference_loss(new, now));
+        losses.extend(added_losses(new, now));
     }
     let old_indexes = old.all_indexes();
     for index in new.all_indexes().iter().filter(|i| i.unique) {
@@ -881,30 +884,31 @@ impl<'a> Detached<'a> {
             .into_iter()
             .filter(|t| !changed(&t.name))
             .collect();
-        let depending = |tables: Vec<&'a Table>, flip: bool| -> Vec<TableForeignKey<'a>> {
+        // A rebuild in place keeps its table's name (a rename is a change of its own).
+        let depending = |tables: &[&'a Table]| -> Vec<TableForeignKey<'a>> {
             tables
-                .into_iter()
-                .flat_map(|table| table.foreign_keys.iter().map(move |fk| (&table.name, fk)))
+                .iter()
+                .flat_map(|&table| table.foreign_keys.iter().map(move |fk| (&table.name, fk)))
                 .filter(|(_, fk)| {
                     altered.iter().any(|&(old, new)| {
-                        let (from, to) = if flip { (new, old) } else { (old, new) };
-                        from.name == fk.references
-                            && replaces_key_of(from, to, &fk.referenced_column, dialect)
+                        old.name == fk.references
+                            && replaces_key_of(old, new, &fk.referenced_column, dialect)
                     })
                 })
                 .collect()
         };
         let (old, new): (Vec<&Table>, Vec<&Table>) = altered.iter().copied().unzip();
+        let kept = depending(&same);
         Self {
-            before: depending(old.into_iter().chain(same.iter().copied()).collect(), false),
-            after: depending(new.into_iter().chain(same).collect(), true),
+            before: [depending(&old), kept.clone()].concat(),
+            after: [depending(&new), kept].concat(),
         }
     }
 }
 
 /// Whether changing table `from` into `to` in place replaces what a foreign key to its
 /// `column` depends on in PostgreSQL: the column (dropped, added, or retyped) or the
-/// constraint that makes it unique (the primary key's, or its own).
+/// constraint that makes it unique (the primary key's, or its own). The same either way round.
 fn replaces_key_of(from: &Table, to: &Table, column: &str, dialect: Dialect) -> bool {
     let (Some(was), Some(now)) = (from.column(column), to.column(column)) else {
         return true;
@@ -923,17 +927,7 @@ fn replaces_key_of(from: &Table, to: &Table, column: &str, dialect: Dialect) -> 
 
 /// `table` without those of `foreign_keys` that are its own, keeping the indexes they imply.
 fn without(table: &Table, foreign_keys: &[TableForeignKey<'_>]) -> Table {
-    let kept: Vec<ForeignKey> = table
-        .foreign_keys
-        .iter()
-        .filter(|fk| !foreign_keys.contains(&(&table.name, *fk)))
-        .cloned()
-        .collect();
-    Table {
-        indexes: table.all_indexes().into(),
-        foreign_keys: kept.into(),
-        ..table.clone()
-    }
+    table.without_foreign_keys(|fk| foreign_keys.contains(&(&table.name, fk)))
 }
 
 /// The temporary table in which a SQLite rebuild keeps how many rows of each table pointed

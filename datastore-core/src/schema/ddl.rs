@@ -900,7 +900,7 @@ fn postgres_cast_keeps(value: &str, from: &ColumnType, to: &ColumnType) -> Optio
         // bytes, as the rebuild copies them: only NULLs are kept.
         (Blob, Text | Enum(_)) | (Text | Enum(_), Blob) => Some("false".to_owned()),
         (Float | Double, SmallInt | Integer | BigInt) => Some(format!("{value} = trunc({value})")),
-        (SmallInt | Integer | BigInt | Float | Double, Bool) => Some(format!("{value} IN (0, 1)")),
+        (from, Bool) if from.is_number() => Some(format!("{value} IN (0, 1)")),
         // The text is written as `Timestamp`'s four-digit years (no infinity, no era).
         (Timestamp, Text) => Some(format!(
             "{value} > '-infinity' AND {value} < 'infinity' \
@@ -996,15 +996,8 @@ pub fn before_tables<'t>(
     if dialect != Dialect::Postgres || !table.foreign_keys.iter().any(forward) {
         return (Cow::Borrowed(table), Vec::new());
     }
-    let (deferred, kept): (Vec<&ForeignKey>, Vec<&ForeignKey>) =
-        table.foreign_keys.iter().partition(|fk| forward(fk));
-    let now = Table {
-        foreign_keys: kept.into_iter().cloned().collect::<Vec<_>>().into(),
-        // The indexes its foreign keys imply stay.
-        indexes: table.all_indexes().into(),
-        ..table.clone()
-    };
-    (Cow::Owned(now), deferred)
+    let deferred = table.foreign_keys.iter().filter(|fk| forward(fk)).collect();
+    (Cow::Owned(table.without_foreign_keys(forward)), deferred)
 }
 
 /// The `ALTER TABLE` statements that change a table's columns in place (PostgreSQL): type,
@@ -1088,16 +1081,12 @@ pub fn alter_table(old: &Table, new: &Table, dialect: Dialect) -> Vec<String> {
             if let Some(held) = postgres_cast_keeps(&name, &was.ty, &column.ty) {
                 statements.push(postgres_unconvertible_check(&new.name, &column.name, &held));
             }
-            let number = |ty: &ColumnType| {
-                use ColumnType::*;
-                matches!(ty, SmallInt | Integer | BigInt | Float | Double)
-            };
             let using = match (&was.ty, &column.ty) {
                 // PostgreSQL casts only `integer` to and from `boolean` (not `smallint`,
                 // `bigint` or the real types): a number is compared with 0 (after the check
                 // above, which keeps only 0 and 1), and a boolean goes through `integer`.
-                (from, ColumnType::Bool) if number(from) => format!("({name} <> 0)"),
-                (ColumnType::Bool, to) if number(to) => format!("{name}::INTEGER::{ty}"),
+                (from, ColumnType::Bool) if from.is_number() => format!("({name} <> 0)"),
+                (ColumnType::Bool, to) if to.is_number() => format!("{name}::INTEGER::{ty}"),
                 // The text a `Timestamp` is on SQLite, not the session's `DateStyle`.
                 (ColumnType::Timestamp, ColumnType::Text) => format!(
                     "to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"

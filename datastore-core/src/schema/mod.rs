@@ -175,6 +175,22 @@ impl Table {
         }
         indexes
     }
+
+    /// The table without the foreign keys `drop` picks, keeping the indexes they imply (see
+    /// [`all_indexes`](Self::all_indexes)): a table whose foreign keys are added later.
+    pub(crate) fn without_foreign_keys(&self, drop: impl Fn(&ForeignKey) -> bool) -> Table {
+        Table {
+            indexes: self.all_indexes().into(),
+            foreign_keys: self
+                .foreign_keys
+                .iter()
+                .filter(|fk| !drop(fk))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The longest name PostgreSQL keeps whole (`NAMEDATALEN` - 1 bytes): it cuts a longer one
@@ -494,6 +510,14 @@ pub enum ColumnType {
     Json,
     /// One of a fixed set of names (a `DbEnum`), stored as text and constrained by a `CHECK`.
     Enum(List<Name>),
+}
+
+impl ColumnType {
+    /// An integer or a floating-point number.
+    pub(crate) fn is_number(&self) -> bool {
+        use ColumnType::*;
+        matches!(self, SmallInt | Integer | BigInt | Float | Double)
+    }
 }
 
 /// What happens to a referencing row when the row it references is deleted.

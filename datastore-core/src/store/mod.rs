@@ -60,8 +60,9 @@ pub type PooledConn = PooledConnection<BackendManager>;
 /// Dropping the last clone closes every connection of the store before the drop returns:
 /// a SQLite file is then closed (its WAL folded back), ready to be copied, moved or removed.
 /// A connection the pool is still opening is waited for, at most the
-/// [connection timeout](StoreBuilder::connection_timeout). A connection taken with [`conn`](Store::conn) and still held, and a live query (which
-/// holds a clone), keep it open until they are dropped.
+/// [connection timeout](StoreBuilder::connection_timeout). A connection taken with
+/// [`conn`](Store::conn) and still held, and a live query or an `observe_query` subscription
+/// (each holds a clone), keep the database open until they are dropped.
 ///
 /// ```
 /// use datastore::prelude::*;

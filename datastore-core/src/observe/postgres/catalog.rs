@@ -60,8 +60,8 @@ pub(crate) fn observable_tables(conn: &mut PgConnection, schema: &str) -> Result
 /// error (permission denied) if the store's role may not read one of them (`SELECT`), as
 /// reading it would fail: its rows are not the store's to hand out, and the logical feed skips
 /// its changes (see `logical::Relation`). One round trip, and a second to be refused. Asked by
-/// the subscriptions that decode rows, before anything is set up for them (a query
-/// subscription reads its tables itself, and is refused by that read).
+/// every subscription to named tables before anything is set up for them: those that decode
+/// rows use the columns, a query subscription (`observe_query`) only the refusal.
 pub(crate) fn readable_columns(
     conn: &mut PgConnection,
     tables: &[String],
